@@ -1,0 +1,44 @@
+"""Shared pytest configuration: hypothesis profiles and the kcp-go vectors."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+VECTOR_DIR = Path(__file__).parent / "vectors" / "data"
+
+settings.register_profile(
+    "ci", max_examples=200, deadline=None, derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile("dev", max_examples=100, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+def load_vectors(name: str) -> Any:
+    """Load one of the kcp-go vector files (crypt, fec, kcp) from tests/vectors/data."""
+    with open(VECTOR_DIR / f"{name}.json", encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+@pytest.fixture(scope="session")
+def crypt_vectors() -> Any:
+    """crypt.json: kcp-go's ciphers, byte for byte."""
+    return load_vectors("crypt")
+
+
+@pytest.fixture(scope="session")
+def fec_vectors() -> Any:
+    """fec.json: kcp-go's FEC encoder and decoder, byte for byte."""
+    return load_vectors("fec")
+
+
+@pytest.fixture(scope="session")
+def kcp_vectors() -> Any:
+    """kcp.json: real kcp-go session exchanges."""
+    return load_vectors("kcp")
