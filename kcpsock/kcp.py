@@ -1,0 +1,910 @@
+"""The sans-io KCP core: kcp-go HEAD's ARQ state machine, wire-compatible.
+
+This is skywind3000's KCP as kcp-go v5.6.72 (HEAD) runs it (see
+``../shared/spec/KCP.md``): 24-byte segments (:mod:`kcpsock.segment`),
+PUSH/ACK/WASK/WINS, fragmentation, stream and message mode, cumulative and
+selective ACKs, kcp-go's RTT estimator, fast and early retransmission,
+congestion control, window probing and the dead-link flag.
+
+Nothing here touches a socket, a thread or a clock: time comes in as
+``now_ms`` and datagrams go out as the returned ``list[bytes]``.
+
+Invariants:
+- ``snd_buf`` holds exactly the segments ``snd_una .. snd_nxt - 1`` in sn
+  order (kcp-go HEAD never removes a segment except from the front, when
+  ``una`` passes it; a selective ACK only sets ``acked``), so the segment with
+  sequence number ``sn`` sits at index ``(sn - snd_buf[0].sn) mod 2**32``.
+- ``rcv_buf`` maps sn -> (frg, payload) for out-of-order segments with
+  ``rcv_nxt <= sn < rcv_nxt + rcv_wnd``; ``rcv_queue`` never holds more than
+  ``rcv_wnd`` segments.
+- Every sn, una, ts and cwnd/incr value is kept reduced mod 2**32 and compared
+  with the signed 32-bit difference, as kcp-go's uint32 arithmetic does.
+- :meth:`KCP.input` validates the whole datagram before it changes anything:
+  a :class:`~kcpsock.errors.PacketError` leaves the state untouched.
+- No zero-length PUSH is ever emitted (``send(b"")`` raises), and complete
+  zero-length messages received from ikcp peers are skipped.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from itertools import islice
+from typing import Optional, Union
+
+from .errors import PacketError
+from .segment import HEADER, OVERHEAD
+
+__all__ = [
+    "IKCP_DEADLINK",
+    "IKCP_INTERVAL",
+    "IKCP_MTU_DEF",
+    "IKCP_PROBE_INIT",
+    "IKCP_PROBE_LIMIT",
+    "IKCP_RTO_DEF",
+    "IKCP_RTO_MAX",
+    "IKCP_RTO_MIN",
+    "IKCP_RTO_NDL",
+    "IKCP_WND_RCV",
+    "IKCP_WND_SND",
+    "KCP",
+    "MAX_FRAGMENTS",
+    "MIN_MTU",
+]
+
+IKCP_RTO_NDL = 30
+IKCP_RTO_MIN = 100
+IKCP_RTO_DEF = 200
+IKCP_RTO_MAX = 60000
+IKCP_CMD_PUSH = 81
+IKCP_CMD_ACK = 82
+IKCP_CMD_WASK = 83
+IKCP_CMD_WINS = 84
+IKCP_ASK_SEND = 1
+IKCP_ASK_TELL = 2
+IKCP_WND_SND = 32
+IKCP_WND_RCV = 32
+IKCP_MTU_DEF = 1400
+IKCP_INTERVAL = 100
+IKCP_DEADLINK = 20
+IKCP_THRESH_INIT = 2
+IKCP_THRESH_MIN = 2
+IKCP_PROBE_INIT = 500  # kcp-go HEAD (Dec 2025); ikcp and kcp-go 2017 use 7000
+IKCP_PROBE_LIMIT = 120000
+#: kcp-go Send: more than 255 fragments fail.
+MAX_FRAGMENTS = 255
+#: kcp-go HEAD SetMtu: mtu must exceed the 24-byte header.
+MIN_MTU = OVERHEAD + 1
+#: Largest MTU accepted (the 16-bit limit of a UDP length).
+MAX_MTU = 65535
+
+_M = 0xFFFFFFFF
+#: A payload: bytes, a view into immutable bytes, or the stream-mode tail.
+_Buf = Union[bytes, bytearray, memoryview]
+_FASTACK_SENTINEL = 0xFFFFFFFF  # kcp-go HEAD: "no more fast/early retransmit until RTO"
+_pack = HEADER.pack
+_unpack_from = HEADER.unpack_from
+
+
+def _diff(later: int, earlier: int) -> int:
+    """Signed 32-bit difference (kcp-go ``_itimediff``)."""
+    return ((later - earlier + 0x80000000) & _M) - 0x80000000
+
+
+class _Segment:
+    """A segment in ``snd_buf`` (per-segment sender bookkeeping of kcp-go)."""
+
+    __slots__ = ("acked", "data", "fastack", "frg", "resendts", "rto", "sn", "ts", "xmit")
+
+    def __init__(self, sn: int, frg: int, data: _Buf) -> None:
+        self.sn = sn
+        self.frg = frg
+        self.data = data
+        self.ts = 0
+        self.rto = 0
+        self.xmit = 0
+        self.resendts = 0
+        self.fastack = 0
+        self.acked = False
+
+
+class _NoDelay(int):
+    """The nodelay mode as an int that can also be called like kcp-go ``NoDelay``.
+
+    kcp-go names both the field and (in ikcp) the setter ``nodelay``; this
+    keeps ``kcp.nodelay == 1`` and ``kcp.nodelay(1, 10, 2, 1)`` both working.
+    """
+
+    _kcp: KCP
+
+    def __new__(cls, value: int, kcp: KCP) -> _NoDelay:
+        obj = super().__new__(cls, value)
+        obj._kcp = kcp
+        return obj
+
+    def __call__(self, nodelay: int, interval: int, resend: int, nc: int) -> None:
+        """Set the profile; see :meth:`KCP.set_nodelay`."""
+        self._kcp.set_nodelay(nodelay, interval, resend, nc)
+
+
+class KCP:
+    """One KCP control block (kcp-go ``KCP``), driven with explicit time.
+
+    Field names follow kcp-go so ``kcp.go`` can be read beside this class.
+    ``rx_minrto``, ``fastresend``, ``nocwnd``, ``stream`` and ``dead_link`` may
+    be assigned directly.
+
+    Attributes (cumulative counters, never reset): ``in_segs``, ``out_segs``,
+    ``lost_segs``, ``fast_retrans_segs``, ``early_retrans_segs``,
+    ``repeat_segs``; :attr:`retrans_segs` is the sum of the three
+    retransmission kinds.
+    """
+
+    def __init__(self, conv: int) -> None:
+        """Create a control block.
+
+        Args:
+            conv: the conversation id, 0..2**32-1; both peers must use the same.
+
+        Raises:
+            TypeError: conv is not an int.
+            ValueError: conv is out of range.
+        """
+        if not isinstance(conv, int) or isinstance(conv, bool):
+            raise TypeError(f"conv must be an int, not {type(conv).__name__}")
+        if not 0 <= conv <= _M:
+            raise ValueError(f"conv must be in 0..2**32-1, got {conv}")
+        self.conv = conv
+        self.mtu = IKCP_MTU_DEF
+        self.mss = self.mtu - OVERHEAD
+        self.state = 0
+        self.snd_una = 0
+        self.snd_nxt = 0
+        self.rcv_nxt = 0
+        self.ssthresh = IKCP_THRESH_INIT
+        self.rx_rttvar = 0
+        self.rx_srtt = 0
+        self.rx_rto = IKCP_RTO_DEF
+        self.rx_minrto = IKCP_RTO_MIN
+        self.snd_wnd = IKCP_WND_SND
+        self.rcv_wnd = IKCP_WND_RCV
+        self.rmt_wnd = IKCP_WND_RCV
+        self.cwnd = 0  # kcp-go: the first flush sends no data; it then sets cwnd = 1
+        self.probe = 0
+        self.interval = IKCP_INTERVAL
+        self.ts_flush = IKCP_INTERVAL
+        self.nodelay_ = 0
+        self.updated = 0
+        self.ts_probe = 0
+        self.probe_wait = 0
+        self.dead_link = IKCP_DEADLINK
+        self.incr = 0
+        self.fastresend = 0
+        self.nocwnd = 0
+        self.stream = False
+
+        # snd_queue: (frg, payload) pairs not yet numbered.  In stream mode the
+        # last entry may be a bytearray that later sends extend (kcp-go Send).
+        self.snd_queue: deque[tuple[int, _Buf]] = deque()
+        self.snd_buf: deque[_Segment] = deque()
+        self.rcv_queue: deque[tuple[int, _Buf]] = deque()
+        self.rcv_buf: dict[int, tuple[int, _Buf]] = {}
+        self.acklist: list[tuple[int, int]] = []
+        self._rcv_queue_bytes = 0
+        self._stream_tail: Optional[bytearray] = None
+
+        self.in_segs = 0
+        self.out_segs = 0
+        self.lost_segs = 0
+        self.fast_retrans_segs = 0
+        self.early_retrans_segs = 0
+        self.repeat_segs = 0
+        #: the delay the last full flush suggested until the next one (kcp-go HEAD)
+        self.next_update_ms = IKCP_INTERVAL
+
+    # ------------------------------------------------------------------ info
+
+    @property
+    def srtt(self) -> int:
+        """Smoothed RTT estimate in ms (kcp-go ``rx_srtt``)."""
+        return self.rx_srtt
+
+    @property
+    def rto(self) -> int:
+        """Current retransmission timeout in ms (kcp-go ``rx_rto``)."""
+        return self.rx_rto
+
+    @property
+    def is_dead(self) -> bool:
+        """True once a segment was sent ``dead_link`` times (state 0xFFFFFFFF)."""
+        return self.state == 0xFFFFFFFF
+
+    @property
+    def retrans_segs(self) -> int:
+        """Total retransmissions: lost + fast + early (kcp-go ``RetransSegs``)."""
+        return self.lost_segs + self.fast_retrans_segs + self.early_retrans_segs
+
+    def waitsnd(self) -> int:
+        """Segments queued or in flight (kcp-go ``WaitSnd``).
+
+        Selectively acked segments count until ``una`` passes them (kcp-go HEAD).
+
+        Returns:
+            ``len(snd_buf) + len(snd_queue)``.
+        """
+        return len(self.snd_buf) + len(self.snd_queue)
+
+    def wnd_unused(self) -> int:
+        """Free receive window advertised to the peer, in segments (16-bit).
+
+        Returns:
+            ``rcv_wnd - len(rcv_queue)``, 0 if negative, truncated to 16 bits.
+        """
+        n = len(self.rcv_queue)
+        if n < self.rcv_wnd:
+            return (self.rcv_wnd - n) & 0xFFFF
+        return 0
+
+    # -------------------------------------------------------------- settings
+
+    @property
+    def nodelay(self) -> _NoDelay:
+        """The nodelay mode (kcp-go field ``nodelay``), callable as kcp-go ``NoDelay``.
+
+        ``kcp.nodelay`` compares and computes as the int mode;
+        ``kcp.nodelay(nodelay, interval, resend, nc)`` sets the profile (see
+        :meth:`set_nodelay`).  Assigning an int sets the mode only.
+        """
+        return _NoDelay(self.nodelay_, self)
+
+    @nodelay.setter
+    def nodelay(self, value: int) -> None:
+        if not isinstance(value, int):
+            raise TypeError(f"nodelay must be an int, not {type(value).__name__}")
+        self.nodelay_ = int(value)
+
+    def set_nodelay(self, nodelay: int, interval: int, resend: int, nc: int) -> None:
+        """Set the nodelay profile (kcp-go ``NoDelay``); a negative value keeps a setting.
+
+        Args:
+            nodelay: 0 = off (min RTO 100 ms, RTO growth += rx_rto), non-zero = on
+                (min RTO 30 ms, growth += rx_rto/2).
+            interval: flush interval in ms, clamped to 10..5000.
+            resend: fast-retransmit threshold (skipping ACKs); 0 disables.
+            nc: 1 disables congestion control, 0 enables it.
+
+        Raises:
+            TypeError: an argument is not an int.
+        """
+        for name, value in (("nodelay", nodelay), ("interval", interval), ("resend", resend),
+                            ("nc", nc)):
+            if not isinstance(value, int):
+                raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+        if nodelay >= 0:
+            self.nodelay_ = nodelay
+            self.rx_minrto = IKCP_RTO_NDL if nodelay else IKCP_RTO_MIN
+        if interval >= 0:
+            self.interval = min(max(interval, 10), 5000)
+        if resend >= 0:
+            self.fastresend = resend
+        if nc >= 0:
+            self.nocwnd = nc
+
+    def wndsize(self, snd: int, rcv: int) -> None:
+        """Set the send and receive windows in segments (kcp-go ``WndSize``).
+
+        Args:
+            snd: send window; values <= 0 leave it unchanged.
+            rcv: receive window; values <= 0 leave it unchanged.
+
+        Raises:
+            TypeError: an argument is not an int.
+            ValueError: a window above 65535 (the 16-bit wire field).
+        """
+        for name, value in (("snd", snd), ("rcv", rcv)):
+            if not isinstance(value, int):
+                raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+            if value > 0xFFFF:
+                raise ValueError(f"{name} window {value} exceeds 65535 (16-bit wire field)")
+        if snd > 0:
+            self.snd_wnd = snd
+        if rcv > 0:
+            self.rcv_wnd = rcv
+
+    def setmtu(self, mtu: int) -> None:
+        """Set the MTU: the largest datagram the core emits (kcp-go ``SetMtu``).
+
+        Args:
+            mtu: bytes, 25..65535; ``mss = mtu - 24``.
+
+        Raises:
+            TypeError: mtu is not an int.
+            ValueError: mtu is out of range.
+        """
+        if not isinstance(mtu, int) or isinstance(mtu, bool):
+            raise TypeError(f"mtu must be an int, not {type(mtu).__name__}")
+        if not MIN_MTU <= mtu <= MAX_MTU:
+            raise ValueError(f"mtu must be in {MIN_MTU}..{MAX_MTU}, got {mtu}")
+        self.mtu = mtu
+        self.mss = mtu - OVERHEAD
+        self._stream_tail = None  # a new mss: stop extending the old tail
+
+    # ------------------------------------------------------------------ send
+
+    def send(self, data: _Buf) -> None:
+        """Queue one message (stream mode: bytes) for sending (kcp-go ``Send``).
+
+        Message mode cuts ``data`` into ``mss``-byte fragments numbered with a
+        countdown ``frg``.  Stream mode first tops up the last queued segment,
+        then cuts the rest; every fragment has ``frg = 0`` and there is no
+        fragment limit (frg is not used).
+
+        Args:
+            data: a non-empty bytes-like object (copied if mutable).
+
+        Raises:
+            TypeError: data is not bytes-like.
+            ValueError: data is empty, or (message mode) needs more than 255
+                fragments.
+        """
+        if type(data) is not bytes:
+            data = bytes(data)
+        n = len(data)
+        if n == 0:
+            # ikcp would emit a zero-length PUSH, which blocks kcp-go readers
+            raise ValueError("cannot send an empty message (KCP.md hazard 1)")
+        mss = self.mss
+        queue = self.snd_queue
+        if self.stream:
+            pos = 0
+            tail = self._stream_tail
+            if tail is not None and queue and queue[-1][1] is tail and len(tail) < mss:
+                take = min(mss - len(tail), n)
+                tail += data[:take]
+                pos = take
+            while pos < n:
+                chunk = data[pos:pos + mss]
+                pos += len(chunk)
+                if len(chunk) < mss:
+                    tail = bytearray(chunk)
+                    self._stream_tail = tail
+                    queue.append((0, tail))
+                else:
+                    queue.append((0, chunk))
+            return
+        count = (n + mss - 1) // mss
+        if count > MAX_FRAGMENTS:
+            raise ValueError(f"message of {n} bytes needs {count} fragments of {mss} bytes; "
+                             f"at most {MAX_FRAGMENTS} are allowed")
+        if count == 1:
+            queue.append((0, data))
+            return
+        view = memoryview(data)
+        for i in range(count):
+            queue.append((count - 1 - i, view[i * mss:(i + 1) * mss]))
+
+    # ------------------------------------------------------------------ recv
+
+    def _refill(self) -> None:
+        """Move in-order segments from rcv_buf to rcv_queue (kcp-go parse_data/Recv)."""
+        rcv_buf = self.rcv_buf
+        if not rcv_buf:
+            return
+        queue = self.rcv_queue
+        rcv_wnd = self.rcv_wnd
+        nxt = self.rcv_nxt
+        added = 0
+        while nxt in rcv_buf and len(queue) < rcv_wnd:
+            item = rcv_buf.pop(nxt)
+            queue.append(item)
+            added += len(item[1])
+            nxt = (nxt + 1) & _M
+        self.rcv_nxt = nxt
+        self._rcv_queue_bytes += added
+
+    def _message_size(self) -> int:
+        """Size of the complete message at the head of rcv_queue, or -1."""
+        queue = self.rcv_queue
+        if not queue:
+            return -1
+        frg, data = queue[0]
+        if frg == 0:
+            return len(data)
+        if len(queue) < frg + 1:
+            return -1
+        size = 0
+        for frg, data in queue:
+            size += len(data)
+            if frg == 0:
+                break
+        return size
+
+    def _pop_message(self) -> bytes:
+        """Pop the head message (known complete) and refill; kcp-go ``Recv``."""
+        queue = self.rcv_queue
+        recover = len(queue) >= self.rcv_wnd
+        if self.stream:
+            parts = [data for _, data in queue]
+            queue.clear()
+            self._rcv_queue_bytes = 0
+        else:
+            parts = []
+            while queue:
+                frg, data = queue.popleft()
+                parts.append(data)
+                self._rcv_queue_bytes -= len(data)
+                if frg == 0:
+                    break
+        self._refill()
+        if recover and len(queue) < self.rcv_wnd:
+            # kcp-go Recv "fast recover": tell the peer our window reopened
+            self.probe |= IKCP_ASK_TELL
+        if len(parts) == 1:
+            return bytes(parts[0])
+        return b"".join(parts)
+
+    def _skip_empty(self) -> int:
+        """Drop complete zero-length messages at the head; return the next size."""
+        while True:
+            if self.stream:
+                size = self._rcv_queue_bytes if self.rcv_queue else -1
+            else:
+                size = self._message_size()
+            if size != 0:
+                return size
+            # a zero-length message (ikcp can send one): consume and skip it
+            self._pop_message()
+
+    def peek_size(self) -> int:
+        """Size of the next message (stream mode: bytes ready), -1 if none.
+
+        Zero-length messages at the head are consumed and skipped.
+
+        Returns:
+            A byte count > 0, or -1.
+        """
+        return self._skip_empty()
+
+    def recv(self) -> Optional[bytes]:
+        """Return the next whole message (stream mode: all bytes ready), or None.
+
+        Returns:
+            The payload (never empty), or None when nothing is ready.
+        """
+        if self._skip_empty() < 0:
+            return None
+        return self._pop_message()
+
+    # ----------------------------------------------------------------- input
+
+    def input(self, datagram: _Buf, now_ms: int, *, regular: bool = True,
+              ack_nodelay: bool = False) -> list[bytes]:
+        """Feed one received datagram (kcp-go HEAD ``Input``).
+
+        Args:
+            datagram: the KCP datagram (after decryption and FEC).
+            now_ms: the current time in ms (any monotonic int; used mod 2**32).
+            regular: False for datagrams recovered by FEC: no RTT sample, no
+                ``rmt_wnd`` update, no repeat counting (kcp-go packetType FEC).
+            ack_nodelay: send pending ACKs right away (kcp-go ``SetACKNoDelay``).
+
+        Returns:
+            Datagrams to transmit now: kcp-go HEAD's immediate flushes (full
+            flush when ``una`` advanced or a fast-ack threshold was reached;
+            ACK-only flush when ``mtu // 24`` ACKs are pending or on
+            ``ack_nodelay``).  Often empty.
+
+        Raises:
+            PacketError: (counter ``KCPInErrors``) the datagram is shorter than
+                24 bytes, is for another conv, has a truncated payload or an
+                unknown command.  The state is unchanged.
+        """
+        if type(datagram) is not bytes:
+            datagram = bytes(datagram)
+        n = len(datagram)
+        if n < OVERHEAD:
+            raise PacketError(f"KCP datagram of {n} bytes is shorter than the 24-byte header",
+                              "KCPInErrors")
+        # Pass 1: validate everything before touching any state.
+        conv_ok = self.conv
+        segs = []
+        off = 0
+        while n - off >= OVERHEAD:
+            h = _unpack_from(datagram, off)
+            if h[0] != conv_ok:
+                raise PacketError(f"KCP conv {h[0]:#x} is not ours ({conv_ok:#x})",
+                                  "KCPInErrors")
+            off += OVERHEAD
+            if n - off < h[7]:
+                raise PacketError(f"KCP segment claims {h[7]} payload bytes, {n - off} present",
+                                  "KCPInErrors")
+            if not 81 <= h[1] <= 84:
+                raise PacketError(f"unknown KCP command {h[1]}", "KCPInErrors")
+            segs.append((h, off))
+            off += h[7]
+
+        # Pass 2: apply (kcp-go HEAD Input).
+        current = now_ms & _M
+        old_una = self.snd_una
+        snd_buf = self.snd_buf
+        latest = 0
+        update_rtt = False
+        flush_segments = False
+        for h, off in segs:
+            _, cmd, frg, wnd, ts, sn, una, length = h
+            if regular:
+                self.rmt_wnd = wnd
+            # parse_una + shrink_buf
+            if snd_buf and _diff(una, snd_buf[0].sn) > 0:
+                popleft = snd_buf.popleft
+                while snd_buf and _diff(una, snd_buf[0].sn) > 0:
+                    popleft()
+                flush_segments = True
+                self.snd_una = snd_buf[0].sn if snd_buf else self.snd_nxt
+            if cmd == IKCP_CMD_ACK:
+                self._parse_ack(sn)
+                if self._parse_fastack(sn, ts):
+                    flush_segments = True
+                update_rtt = True
+                latest = ts
+            elif cmd == IKCP_CMD_PUSH:
+                repeat = True
+                rcv_nxt = self.rcv_nxt
+                if _diff(sn, rcv_nxt + self.rcv_wnd) < 0:
+                    self.acklist.append((sn, ts))
+                    if _diff(sn, rcv_nxt) >= 0:
+                        repeat = self._parse_data(sn, frg, datagram, off, length)
+                if regular and repeat:
+                    self.repeat_segs += 1
+            elif cmd == IKCP_CMD_WASK:
+                self.probe |= IKCP_ASK_TELL
+            # WINS: nothing beyond the wnd/una processing above
+        self.in_segs += len(segs)
+
+        if update_rtt and regular:
+            rtt = _diff(current, latest)
+            if rtt >= 0:
+                self._update_ack(rtt)
+
+        if not self.nocwnd and _diff(self.snd_una, old_una) > 0 and self.cwnd < self.rmt_wnd:
+            self._grow_cwnd()
+
+        if flush_segments:
+            return self._flush(current, True)
+        if len(self.acklist) >= self.mtu // OVERHEAD or (ack_nodelay and self.acklist):
+            return self._flush(current, False)
+        return []
+
+    def _parse_ack(self, sn: int) -> None:
+        """Mark the segment ``sn`` selectively acked (kcp-go HEAD parse_ack)."""
+        snd_buf = self.snd_buf
+        if not snd_buf or _diff(sn, self.snd_una) < 0 or _diff(sn, self.snd_nxt) >= 0:
+            return
+        seg = snd_buf[(sn - snd_buf[0].sn) & _M]
+        seg.acked = True
+        seg.data = b""  # kcp-go recycles the payload at once
+
+    def _parse_fastack(self, sn: int, ts: int) -> bool:
+        """Count a skipping ACK on earlier segments (kcp-go HEAD parse_fastack).
+
+        Returns:
+            True if some segment reached the fast-resend threshold.
+        """
+        snd_buf = self.snd_buf
+        if not snd_buf or _diff(sn, self.snd_una) < 0 or _diff(sn, self.snd_nxt) >= 0:
+            return False
+        idx = (sn - snd_buf[0].sn) & _M
+        threshold = self.fastresend & _M
+        reached = False
+        for seg in islice(snd_buf, idx):
+            # the segment was sent no later than the acked one
+            if _diff(seg.ts, ts) <= 0 and seg.fastack != _FASTACK_SENTINEL:
+                seg.fastack += 1
+                if seg.fastack >= threshold:
+                    reached = True
+        return reached
+
+    def _parse_data(self, sn: int, frg: int, datagram: bytes, off: int, length: int) -> bool:
+        """Store a PUSH inside the window (kcp-go parse_data); True if repeated."""
+        if _diff(sn, (self.rcv_nxt + self.rcv_wnd) & _M) >= 0 or _diff(sn, self.rcv_nxt) < 0:
+            return True
+        if sn in self.rcv_buf:
+            return True
+        data = datagram[off:off + length] if length else b""
+        if sn == self.rcv_nxt and len(self.rcv_queue) < self.rcv_wnd:
+            self.rcv_queue.append((frg, data))
+            self._rcv_queue_bytes += length
+            self.rcv_nxt = (sn + 1) & _M
+            self._refill()
+        else:
+            self.rcv_buf[sn] = (frg, data)
+        return False
+
+    def _update_ack(self, rtt: int) -> None:
+        """Feed one RTT sample to the estimator (kcp-go update_ack)."""
+        if self.rx_srtt == 0:
+            self.rx_srtt = rtt
+            self.rx_rttvar = rtt >> 1
+        else:
+            delta = rtt - self.rx_srtt
+            self.rx_srtt += delta >> 3
+            if delta < 0:
+                delta = -delta
+            if rtt < self.rx_srtt - self.rx_rttvar:
+                # kcp-go: a sample below the expected range gets 1/8 the weight
+                self.rx_rttvar += (delta - self.rx_rttvar) >> 5
+            else:
+                self.rx_rttvar += (delta - self.rx_rttvar) >> 2
+        rto = ((self.rx_srtt & _M) + max(self.interval, ((self.rx_rttvar & _M) << 2) & _M)) & _M
+        self.rx_rto = min(max(self.rx_minrto, rto), IKCP_RTO_MAX)
+
+    def _grow_cwnd(self) -> None:
+        """Congestion window growth when una advanced (kcp-go Input)."""
+        mss = self.mss
+        if self.cwnd < self.ssthresh:
+            self.cwnd += 1
+            self.incr = (self.incr + mss) & _M
+        else:
+            if self.incr < mss:
+                self.incr = mss
+            self.incr = (self.incr + ((mss * mss) & _M) // self.incr + mss // 16) & _M
+            if ((self.cwnd + 1) * mss) & _M <= self.incr:
+                self.cwnd = ((self.incr + mss - 1) // mss) & _M
+        if self.cwnd > self.rmt_wnd:
+            self.cwnd = self.rmt_wnd
+            self.incr = (self.rmt_wnd * mss) & _M
+
+    # ----------------------------------------------------------------- flush
+
+    def flush(self, now_ms: int) -> list[bytes]:
+        """kcp-go HEAD's FULL flush: ACKs, probes, new data, retransmissions.
+
+        Also records in :attr:`next_update_ms` the delay kcp-go's session would
+        wait before the next flush, and schedules :meth:`check` accordingly.
+
+        Args:
+            now_ms: the current time in ms.
+
+        Returns:
+            The datagrams to transmit, each at most ``mtu`` bytes.
+        """
+        current = now_ms & _M
+        out = self._flush(current, True)
+        self.updated = 1
+        self.ts_flush = (current + self.next_update_ms) & _M
+        return out
+
+    def flush_acks(self, now_ms: int) -> list[bytes]:
+        """kcp-go HEAD's ACK-ONLY flush (ACKs, probes; no data transmitted).
+
+        Args:
+            now_ms: the current time in ms.
+
+        Returns:
+            The datagrams to transmit.
+        """
+        return self._flush(now_ms & _M, False)
+
+    def _flush(self, current: int, full: bool) -> list[bytes]:
+        """The body of kcp-go HEAD ``flush``; ``full`` False is IKCP_FLUSH_ACKONLY."""
+        out: list[bytes] = []
+        parts: list[_Buf] = []
+        size = 0
+        mtu = self.mtu
+        conv = self.conv
+        wnd = self.wnd_unused()
+        una = self.rcv_nxt
+        nsegs = 0
+
+        # Phase 1: ACKs.  kcp-go filters ACKs below rcv_nxt (una covers them)
+        # except the last one of the batch.
+        acklist = self.acklist
+        sn = ts = 0
+        if acklist:
+            last = len(acklist) - 1
+            for i, (asn, ats) in enumerate(acklist):
+                if i == last or _diff(asn, una) >= 0:
+                    if size + OVERHEAD > mtu:
+                        out.append(b"".join(parts))
+                        parts = []
+                        size = 0
+                    sn, ts = asn, ats
+                    parts.append(_pack(conv, IKCP_CMD_ACK, 0, wnd, ts, sn, una, 0))
+                    size += OVERHEAD
+                    nsegs += 1
+            self.acklist = []
+
+        # Phase 2: window probe scheduling.
+        if self.rmt_wnd == 0:
+            if self.probe_wait == 0:
+                self.probe_wait = IKCP_PROBE_INIT
+                self.ts_probe = (current + self.probe_wait) & _M
+            elif _diff(current, self.ts_probe) >= 0:
+                if self.probe_wait < IKCP_PROBE_INIT:
+                    self.probe_wait = IKCP_PROBE_INIT
+                self.probe_wait += self.probe_wait // 2
+                if self.probe_wait > IKCP_PROBE_LIMIT:
+                    self.probe_wait = IKCP_PROBE_LIMIT
+                self.ts_probe = (current + self.probe_wait) & _M
+                self.probe |= IKCP_ASK_SEND
+        else:
+            self.ts_probe = 0
+            self.probe_wait = 0
+
+        # Phase 3: WASK / WINS (sn/ts are the template's leftovers, as kcp-go).
+        for bit, cmd in ((IKCP_ASK_SEND, IKCP_CMD_WASK), (IKCP_ASK_TELL, IKCP_CMD_WINS)):
+            if self.probe & bit:
+                if size + OVERHEAD > mtu:
+                    out.append(b"".join(parts))
+                    parts = []
+                    size = 0
+                parts.append(_pack(conv, cmd, 0, wnd, ts, sn, una, 0))
+                size += OVERHEAD
+                nsegs += 1
+        self.probe = 0
+
+        # Phase 4: move segments into the send window (also in ACK-only flush).
+        cwnd = min(self.snd_wnd, self.rmt_wnd)
+        if not self.nocwnd:
+            cwnd = min(self.cwnd, cwnd)
+        new_segs = 0
+        snd_queue = self.snd_queue
+        if snd_queue:
+            snd_buf = self.snd_buf
+            limit = (self.snd_una + cwnd) & _M
+            nxt = self.snd_nxt
+            while snd_queue and _diff(nxt, limit) < 0:
+                frg, data = snd_queue.popleft()
+                if data.__class__ is bytearray:
+                    # the stream-mode tail: freeze it so later sends can't change it
+                    if data is self._stream_tail:
+                        self._stream_tail = None
+                    data = bytes(data)
+                snd_buf.append(_Segment(nxt, frg, data))
+                nxt = (nxt + 1) & _M
+                new_segs += 1
+            self.snd_nxt = nxt
+
+        # Phase 5: transmit / retransmit (FULL only).
+        resent = self.fastresend if self.fastresend > 0 else 0xFFFFFFFF
+        change = lost = fast = early = 0
+        next_update = self.interval
+        if full:
+            rx_rto = self.rx_rto
+            nodelay = self.nodelay_
+            dead_link = self.dead_link
+            for seg in self.snd_buf:
+                if seg.acked:
+                    continue
+                fastack = seg.fastack
+                if seg.xmit == 0:
+                    seg.rto = rx_rto
+                    seg.resendts = (current + rx_rto) & _M
+                elif fastack >= resent and fastack != _FASTACK_SENTINEL:
+                    seg.fastack = _FASTACK_SENTINEL  # no more until an RTO resets it
+                    seg.rto = rx_rto
+                    seg.resendts = (current + rx_rto) & _M
+                    change += 1
+                    fast += 1
+                elif fastack > 0 and fastack != _FASTACK_SENTINEL and new_segs == 0:
+                    seg.fastack = _FASTACK_SENTINEL
+                    seg.rto = rx_rto
+                    seg.resendts = (current + rx_rto) & _M
+                    change += 1
+                    early += 1
+                elif _diff(current, seg.resendts) >= 0:
+                    seg.rto += rx_rto if nodelay == 0 else rx_rto // 2
+                    seg.fastack = 0
+                    seg.resendts = (current + seg.rto) & _M
+                    lost += 1
+                else:
+                    d = _diff(seg.resendts, current)
+                    if 0 < d < next_update:
+                        next_update = d
+                    continue
+                seg.xmit += 1
+                seg.ts = current
+                data = seg.data
+                need = OVERHEAD + len(data)
+                if size + need > mtu and size:
+                    out.append(b"".join(parts))
+                    parts = []
+                    size = 0
+                parts.append(_pack(conv, IKCP_CMD_PUSH, seg.frg, wnd, current, seg.sn, una,
+                                   len(data)))
+                parts.append(data)
+                size += need
+                nsegs += 1
+                if seg.xmit >= dead_link:
+                    self.state = 0xFFFFFFFF
+                d = _diff(seg.resendts, current)
+                if 0 < d < next_update:
+                    next_update = d
+            self.next_update_ms = next_update
+        if size:
+            out.append(b"".join(parts))
+        self.out_segs += nsegs
+
+        self.lost_segs += lost
+        self.fast_retrans_segs += fast
+        self.early_retrans_segs += early
+
+        # Phase 6: congestion window reaction.
+        if not self.nocwnd:
+            if change:
+                inflight = (self.snd_nxt - self.snd_una) & _M
+                self.ssthresh = max(inflight // 2, IKCP_THRESH_MIN)
+                self.cwnd = (self.ssthresh + resent) & _M  # kcp-go: wraps when resent = 2**32-1
+                self.incr = (self.cwnd * self.mss) & _M
+            if lost:
+                self.ssthresh = max(cwnd // 2, IKCP_THRESH_MIN)
+                self.cwnd = 1
+                self.incr = self.mss
+            if self.cwnd < 1:
+                self.cwnd = 1
+                self.incr = self.mss
+        return out
+
+    # ---------------------------------------------------------- update/check
+
+    def update(self, now_ms: int) -> list[bytes]:
+        """Advance timers; flush when the interval elapsed (ikcp_update / kcp-go Update).
+
+        Args:
+            now_ms: the current time in ms.
+
+        Returns:
+            The datagrams due (empty when no flush was due).
+        """
+        current = now_ms & _M
+        if not self.updated:
+            self.updated = 1
+            self.ts_flush = current
+        slap = _diff(current, self.ts_flush)
+        if slap >= 10000 or slap < -10000:
+            self.ts_flush = current
+            slap = 0
+        if slap >= 0:
+            self.ts_flush = (self.ts_flush + self.interval) & _M
+            if _diff(current, self.ts_flush) >= 0:
+                self.ts_flush = (current + self.interval) & _M
+            return self._flush(current, True)
+        return []
+
+    def check(self, now_ms: int) -> int:
+        """When the next :meth:`update`/:meth:`flush` is needed (ikcp_check).
+
+        The scheduled flush time (``interval`` after the last one, or the
+        shorter delay kcp-go HEAD's flush suggested), brought forward to the
+        earliest retransmission timeout of an unacked segment in flight; a
+        segment never transmitted yet makes it ``now_ms``.
+
+        Args:
+            now_ms: the current time in ms.
+
+        Returns:
+            An absolute time in the same units and epoch as ``now_ms``
+            (``now_ms`` itself when a flush is due at once).
+        """
+        current = now_ms & _M
+        if not self.updated:
+            return now_ms
+        ts_flush = self.ts_flush
+        d = _diff(current, ts_flush)
+        if d >= 10000 or d < -10000:
+            ts_flush = current
+        if _diff(current, ts_flush) >= 0:
+            return now_ms
+        minimal = _diff(ts_flush, current)
+        for seg in self.snd_buf:
+            if seg.acked:
+                continue
+            if seg.xmit == 0:
+                return now_ms
+            d = _diff(seg.resendts, current)
+            if d <= 0:
+                return now_ms
+            if d < minimal:
+                minimal = d
+        if minimal > self.interval:
+            minimal = self.interval
+        return now_ms + minimal

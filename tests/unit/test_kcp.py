@@ -1,0 +1,336 @@
+"""Unit tests of the sans-io KCP core: API contract, parsing, estimator, flush rules."""
+
+from __future__ import annotations
+
+import copy
+import struct
+
+import pytest
+
+from kcpsock.errors import PacketError
+from kcpsock.kcp import KCP
+from kcpsock.segment import HEADER, Command, decode_segments, encode_segment, timediff
+
+CONV = 0x4B435031
+
+
+def segs(datagrams: list[bytes]) -> list[tuple[int, int, int, int]]:
+    """(cmd, frg, sn, len) of every segment in the datagrams."""
+    return [(h.cmd, h.frg, h.sn, h.length) for d in datagrams for h, _ in decode_segments(d)]
+
+
+def nc_pair() -> tuple[KCP, KCP]:
+    a, b = KCP(CONV), KCP(CONV)
+    for k in (a, b):
+        k.nodelay(1, 10, 2, 1)
+    return a, b
+
+
+def transfer(a: KCP, b: KCP, now: int) -> None:
+    """Flush both sides and deliver everything, until quiet (no loss)."""
+    for _ in range(100):
+        pending = [(b, d) for d in a.flush(now)] + [(a, d) for d in b.flush(now)]
+        if not pending:
+            return
+        while pending:
+            dst, d = pending.pop(0)
+            other = a if dst is b else b
+            pending.extend((other, r) for r in dst.input(d, now))
+    raise AssertionError("ping-pong did not settle")
+
+
+def state_of(k: KCP) -> dict[str, object]:
+    snap = {}
+    for name, value in vars(k).items():
+        if name in ("snd_buf",):
+            snap[name] = [(s.sn, s.ts, s.xmit, s.fastack, s.acked, bytes(s.data)) for s in value]
+        elif name in ("snd_queue", "rcv_queue"):
+            snap[name] = [(f, bytes(d)) for f, d in value]
+        elif name == "rcv_buf":
+            snap[name] = {sn: (f, bytes(d)) for sn, (f, d) in value.items()}
+        else:
+            snap[name] = copy.copy(value)
+    return snap
+
+
+# --------------------------------------------------------------------- header
+
+def test_header_layout_matches_spec_example() -> None:
+    raw = encode_segment(0x01020304, Command.PUSH, 0, 32, 1000, 5, 3, b"abc")
+    assert raw.hex() == ("04030201" "51" "00" "2000" "e8030000" "05000000" "03000000"
+                         "03000000" "616263")
+    assert HEADER.size == 24
+
+
+def test_timediff_wraps() -> None:
+    assert timediff(5, 0xFFFFFFFE) == 7
+    assert timediff(0xFFFFFFFE, 5) == -7
+    assert timediff(0x80000000, 0) == -0x80000000
+
+
+# ---------------------------------------------------------------- arguments
+
+def test_defaults_follow_kcp_go() -> None:
+    k = KCP(7)
+    assert (k.mtu, k.mss, k.snd_wnd, k.rcv_wnd, k.rmt_wnd) == (1400, 1376, 32, 32, 32)
+    assert (k.rx_rto, k.rx_minrto, k.interval, k.cwnd, k.ssthresh) == (200, 100, 100, 0, 2)
+    assert (k.dead_link, k.fastresend, k.state, k.is_dead) == (20, 0, 0, False)
+    assert k.srtt == 0 and k.rto == 200 and k.nodelay == 0
+
+
+def test_send_rejects_empty_and_too_many_fragments() -> None:
+    k = KCP(1)
+    with pytest.raises(ValueError, match="empty"):
+        k.send(b"")
+    k.send(b"x" * (255 * k.mss))  # exactly 255 fragments is fine
+    assert k.waitsnd() == 255
+    with pytest.raises(ValueError, match="255"):
+        k.send(b"x" * (255 * k.mss + 1))
+    assert k.waitsnd() == 255  # nothing queued by the failed call
+    k.stream = True
+    k.send(b"y" * (300 * k.mss))  # stream mode: no fragment counter, no limit
+    assert k.waitsnd() == 555
+
+
+def test_setmtu_range() -> None:
+    k = KCP(1)
+    for bad in (0, 24, -1, 65536):
+        with pytest.raises(ValueError, match="mtu"):
+            k.setmtu(bad)
+    k.setmtu(25)
+    assert k.mss == 1
+    with pytest.raises(TypeError):
+        k.setmtu("1400")  # type: ignore[arg-type]
+
+
+def test_constructor_and_setters_validate() -> None:
+    with pytest.raises(ValueError):
+        KCP(-1)
+    with pytest.raises(ValueError):
+        KCP(2**32)
+    with pytest.raises(TypeError):
+        KCP("1")  # type: ignore[arg-type]
+    k = KCP(1)
+    with pytest.raises(ValueError):
+        k.wndsize(70000, 1)
+    k.wndsize(0, 256)
+    assert (k.snd_wnd, k.rcv_wnd) == (32, 256)
+
+
+def test_nodelay_settings() -> None:
+    k = KCP(1)
+    k.nodelay(1, 5, 2, 1)
+    assert (k.nodelay, k.rx_minrto, k.interval, k.fastresend, k.nocwnd) == (1, 30, 10, 2, 1)
+    k.nodelay(-1, 9000, -1, -1)
+    assert (k.nodelay, k.interval, k.fastresend) == (1, 5000, 2)
+    k.nodelay(0, -1, -1, 0)
+    assert (k.nodelay, k.rx_minrto, k.nocwnd) == (0, 100, 0)
+    k.rx_minrto = 10
+    k.fastresend = 1
+    assert (k.rx_minrto, k.fastresend) == (10, 1)
+
+
+# ------------------------------------------------------------ data transfer
+
+def test_hello_roundtrip_and_una() -> None:
+    a, b = nc_pair()
+    a.send(b"hello")
+    assert b.recv() is None and b.peek_size() == -1
+    transfer(a, b, 0)
+    assert b.peek_size() == 5
+    assert b.recv() == b"hello"
+    assert b.recv() is None
+    assert a.snd_una == a.snd_nxt == 1 and a.waitsnd() == 0
+    assert a.in_segs >= 1 and a.out_segs >= 1 and b.in_segs >= 1
+
+
+def test_first_flush_with_congestion_control_sends_no_data() -> None:
+    k = KCP(1)
+    k.send(b"abc")
+    assert segs(k.flush(0)) == []  # cwnd starts at 0 (KCP.md hazard 4)
+    assert k.cwnd == 1
+    assert segs(k.flush(1)) == [(81, 0, 0, 3)]
+
+
+def test_message_mode_fragments_and_reassembly() -> None:
+    a, b = nc_pair()
+    a.wndsize(512, 512)
+    b.wndsize(512, 512)
+    msgs = [bytes(range(256)) * 20, b"z", b"q" * 1376, b"r" * 1377]
+    for m in msgs:
+        a.send(m)
+    out = a.flush(0)
+    frgs = [f for c, f, _, _ in segs(out) if c == 81]
+    assert frgs == [3, 2, 1, 0, 0, 0, 1, 0]
+    for d in out:
+        b.input(d, 1)
+    got = []
+    while (m := b.recv()) is not None:
+        got.append(m)
+    assert got == msgs
+
+
+def test_stream_mode_coalesces_and_recv_returns_all() -> None:
+    a, b = nc_pair()
+    a.stream = b.stream = True
+    for i in range(10):
+        a.send(bytes([65 + i]) * 100)
+    out = a.flush(0)
+    assert segs(out) == [(81, 0, 0, 1000)]  # appended to the last queued segment
+    a.send(b"x" * 3000)
+    out += a.flush(1)
+    assert [ln for _, _, _, ln in segs(out)] == [1000, 1376, 1376, 248]
+    for d in out:
+        b.input(d, 2)
+    assert b.peek_size() == 4000
+    data = b.recv()
+    assert data is not None and len(data) == 4000
+    assert data[:100] == b"A" * 100 and data[-3000:] == b"x" * 3000
+
+
+def test_datagrams_respect_mtu_and_whole_segments() -> None:
+    a, _ = nc_pair()
+    a.setmtu(200)
+    a.wndsize(64, 64)
+    for n in (1, 50, 176, 10, 400):
+        a.send(b"d" * n)
+    out = a.flush(0)
+    assert all(len(d) <= 200 for d in out)
+    assert sum(ln for _, _, _, ln in segs(out)) == 1 + 50 + 176 + 10 + 400
+
+
+def test_zero_length_message_from_ikcp_is_skipped() -> None:
+    b = KCP(CONV)
+    empty = encode_segment(CONV, 81, 0, 128, 1, 0, 0, b"")
+    real = encode_segment(CONV, 81, 0, 128, 1, 1, 0, b"data")
+    b.input(empty + real, 5)
+    assert b.peek_size() == 4
+    assert b.recv() == b"data"
+    assert b.recv() is None
+    # an empty message alone is consumed without being returned
+    b.input(encode_segment(CONV, 81, 0, 128, 1, 2, 0, b""), 6)
+    assert b.peek_size() == -1 and b.recv() is None and not b.rcv_queue
+
+
+# ---------------------------------------------------------------- bad input
+
+BAD = [
+    (b"", "shorter"),
+    (b"\x00" * 23, "shorter"),
+    (encode_segment(CONV + 1, 81, 0, 32, 0, 0, 0, b"x"), "conv"),
+    (encode_segment(CONV, 81, 0, 32, 0, 0, 0, b"xyz")[:-1], "payload"),
+    (encode_segment(CONV, 80, 0, 32, 0, 0, 0, b""), "command"),
+    (encode_segment(CONV, 81, 0, 32, 0, 0, 0, b"ok")
+     + encode_segment(CONV, 85, 0, 32, 0, 1, 0, b""), "command"),
+    (encode_segment(CONV, 81, 0, 32, 0, 0, 0, b"ok")
+     + encode_segment(CONV ^ 1, 81, 0, 32, 0, 1, 0, b"x"), "conv"),
+]
+
+
+@pytest.mark.parametrize(("datagram", "why"), BAD)
+def test_bad_datagrams_raise_and_change_nothing(datagram: bytes, why: str) -> None:
+    k = KCP(CONV)
+    k.send(b"pending")
+    k.flush(0)
+    k.flush(1)
+    before = state_of(k)
+    with pytest.raises(PacketError, match=why) as info:
+        k.input(datagram, 2)
+    assert info.value.counter == "KCPInErrors"
+    assert state_of(k) == before
+
+
+def test_trailing_bytes_shorter_than_a_header_are_ignored() -> None:
+    k = KCP(CONV)
+    k.input(encode_segment(CONV, 81, 0, 32, 0, 0, 0, b"hi") + b"\x00" * 23, 0)
+    assert k.recv() == b"hi"
+
+
+# ---------------------------------------------------------------- estimator
+
+def test_rtt_estimator_worked_example() -> None:
+    """KCP.md section 9: samples 100, 120, 80, 30, 200 (interval 100, minrto 100)."""
+    k = KCP(1)
+    want = [(100, 50, 300), (102, 42, 270), (99, 37, 247), (90, 38, 242), (103, 56, 327)]
+    for rtt, exp in zip([100, 120, 80, 30, 200], want):
+        k._update_ack(rtt)
+        assert (k.rx_srtt, k.rx_rttvar, k.rx_rto) == exp
+
+
+def test_one_rtt_sample_per_datagram_from_the_last_ack_regular_only() -> None:
+    a, b = nc_pair()
+    for i in range(3):
+        a.send(bytes([i]))
+    for d in a.flush(1000):  # ts 1000
+        b.input(d, 1000)
+    ack = b''.join(encode_segment(CONV, 82, 0, 32, 1000 - 40 * (2 - i), i, 0) for i in range(3))
+    a2 = copy.deepcopy(a)
+    a.input(ack, 1100, regular=False)
+    assert a.rx_srtt == 0 and a.rmt_wnd == 32  # FEC-recovered: no sample, no rmt_wnd
+    a2.input(ack, 1100)
+    assert a2.rx_srtt == 100  # last ACK's ts (1000) only
+
+
+def test_ack_nodelay_and_ack_clocking() -> None:
+    a, b = nc_pair()
+    a.send(b"x")
+    (d,) = a.flush(0)
+    assert b.input(d, 1) == []
+    assert segs(b.flush_acks(1)) == [(82, 0, 0, 0)]
+    a.send(b"y")
+    (d,) = a.flush(2)
+    assert segs(b.input(d, 3, ack_nodelay=True)) == [(82, 0, 1, 0)]
+    # len(acklist) >= mtu // 24 forces an ACK-only flush
+    r = KCP(CONV)
+    r.setmtu(49)  # mtu // 24 == 2
+    c = KCP(CONV)
+    c.nodelay(1, 10, 0, 1)
+    c.setmtu(49)
+    c.send(b"1")
+    c.send(b"2")
+    raw = c.flush(10)
+    assert len(raw) == 2
+    assert r.input(raw[0], 11) == []
+    # two ACKs pending: flushed at once; both sns are below rcv_nxt now, so
+    # kcp-go's filter keeps only the last one
+    assert segs(r.input(raw[1], 11)) == [(82, 0, 1, 0)]
+    assert r.acklist == []
+
+
+def test_selective_ack_marks_and_una_removes() -> None:
+    a, _ = nc_pair()
+    for i in range(4):
+        a.send(bytes([i]) * 5)
+    assert len(a.flush(0)) == 1
+    # ACK sn 2 only (una 0): marked, kept until una passes it
+    a.input(encode_segment(CONV, 82, 0, 32, 0, 2, 0), 10)
+    assert a.waitsnd() == 4
+    assert [s.acked for s in a.snd_buf] == [False, False, True, False]
+    # a full flush triggered by the skipping ACK early-retransmits sn 0 and 1
+    out = a.flush(11)
+    assert [sn for c, _, sn, _ in segs(out) if c == 81] == [0, 1]
+    assert a.early_retrans_segs == 2 and a.retrans_segs == 2
+    a.input(encode_segment(CONV, 82, 0, 32, 0, 3, 4), 12)
+    assert a.waitsnd() == 0 and a.snd_una == 4
+
+
+def test_fast_retransmit_once_per_rto_cycle() -> None:
+    a = KCP(CONV)
+    a.nodelay(1, 10, 2, 1)
+    for i in range(6):
+        a.send(bytes([i]))
+    a.flush(0)
+    for sn in (1, 2):  # two skipping ACKs for sn 0 (sent at ts 0)
+        a.input(encode_segment(CONV, 82, 0, 32, 0, sn, 0), 5)
+    assert a.fast_retrans_segs == 1  # input's immediate flush resent sn 0
+    for sn in (3, 4, 5):
+        a.input(encode_segment(CONV, 82, 0, 32, 0, sn, 0), 6)
+    # sentinel: no further fast/early retransmit of sn 0 until its RTO fires
+    assert a.fast_retrans_segs == 1 and a.early_retrans_segs == 0
+    a.flush(10 + a.rx_rto + 100)
+    assert a.lost_segs == 1
+
+
+def test_struct_is_little_endian_u32() -> None:
+    raw = encode_segment(0xDEADBEEF, 82, 0, 1, 2, 3, 4)
+    assert struct.unpack("<I", raw[:4])[0] == 0xDEADBEEF
