@@ -1,0 +1,245 @@
+"""Twofish (the AES-finalist block cipher) in CFB mode, in pure Python.
+
+kcp-go's ``NewTwofishBlockCrypt`` uses golang.org/x/crypto/twofish, the
+standard Twofish of Schneier et al. (1998), with 128/192/256-bit keys.
+pycryptodome lacks it, so kcpsock carries its own, built from the paper's
+definitions:
+
+* the fixed permutations q0 and q1 are generated from their 4-bit tables
+  (paper section 4.3.5) instead of being spelled out as 512 bytes;
+* the key-dependent S-boxes are folded with the MDS matrix into four tables
+  of 256 32-bit words, so the g function is four lookups and three XORs;
+* the rotation of the second g input is folded into the table order.
+
+Invariants: words are little-endian (the paper's convention); every stored
+word is reduced modulo 2**32; only the encryption direction exists (kcp-go's
+CFB never calls the inverse); the CFB state restarts at the fixed IV for each
+packet (CRYPTO.md section 4).  Pure module: no I/O, no clock, no randomness.
+"""
+
+from __future__ import annotations
+
+import struct
+
+__all__ = ["Twofish"]
+
+_M32 = 0xFFFFFFFF
+
+# 4-bit permutation tables t0..t3 of q0 and q1 (Twofish paper, section 4.3.5).
+_Q_TABLES = (
+    (
+        (0x8, 0x1, 0x7, 0xD, 0x6, 0xF, 0x3, 0x2, 0x0, 0xB, 0x5, 0x9, 0xE, 0xC, 0xA, 0x4),
+        (0xE, 0xC, 0xB, 0x8, 0x1, 0x2, 0x3, 0x5, 0xF, 0x4, 0xA, 0x6, 0x7, 0x0, 0x9, 0xD),
+        (0xB, 0xA, 0x5, 0xE, 0x6, 0xD, 0x9, 0x0, 0xC, 0x8, 0xF, 0x3, 0x2, 0x4, 0x7, 0x1),
+        (0xD, 0x7, 0xF, 0x4, 0x1, 0x2, 0x6, 0xE, 0x9, 0xB, 0x3, 0x0, 0x8, 0x5, 0xC, 0xA),
+    ),
+    (
+        (0x2, 0x8, 0xB, 0xD, 0xF, 0x7, 0x6, 0xE, 0x3, 0x1, 0x9, 0x4, 0x0, 0xA, 0xC, 0x5),
+        (0x1, 0xE, 0x2, 0xB, 0x4, 0xC, 0x3, 0x7, 0x6, 0xD, 0xA, 0x5, 0xF, 0x9, 0x0, 0x8),
+        (0x4, 0xC, 0x7, 0x5, 0x1, 0x6, 0x9, 0xA, 0x0, 0xE, 0xD, 0x8, 0x2, 0xB, 0x3, 0xF),
+        (0xB, 0x9, 0x5, 0x1, 0xC, 0x3, 0xD, 0xE, 0x6, 0x4, 0x7, 0xF, 0x2, 0x0, 0x8, 0xA),
+    ),
+)
+
+
+def _ror4(x: int) -> int:
+    return ((x >> 1) | (x << 3)) & 0xF
+
+
+def _make_q(t: tuple[tuple[int, ...], ...]) -> bytes:
+    out = bytearray(256)
+    for x in range(256):
+        a0, b0 = x >> 4, x & 0xF
+        a1 = a0 ^ b0
+        b1 = a0 ^ _ror4(b0) ^ ((a0 << 3) & 0xF)
+        a2, b2 = t[0][a1], t[1][b1]
+        a3 = a2 ^ b2
+        b3 = a2 ^ _ror4(b2) ^ ((a2 << 3) & 0xF)
+        out[x] = (t[3][b3] << 4) | t[2][a3]
+    return bytes(out)
+
+
+Q0 = _make_q(_Q_TABLES[0])
+Q1 = _make_q(_Q_TABLES[1])
+
+
+def _gf_mul(a: int, b: int, poly: int) -> int:
+    r = 0
+    while b:
+        if b & 1:
+            r ^= a
+        a <<= 1
+        if a & 0x100:
+            a ^= poly
+        b >>= 1
+    return r
+
+
+_MDS_POLY = 0x169  # x^8 + x^6 + x^5 + x^3 + 1 (paper section 4.2)
+_RS_POLY = 0x14D  # x^8 + x^6 + x^3 + x^2 + 1 (paper section 4.3)
+_MDS = (
+    (0x01, 0xEF, 0x5B, 0x5B),
+    (0x5B, 0xEF, 0xEF, 0x01),
+    (0xEF, 0x5B, 0x01, 0xEF),
+    (0xEF, 0x01, 0xEF, 0x5B),
+)
+_RS = (
+    (0x01, 0xA4, 0x55, 0x87, 0x5A, 0x58, 0xDB, 0x9E),
+    (0xA4, 0x56, 0x82, 0xF3, 0x1E, 0xC6, 0x68, 0xE5),
+    (0x02, 0xA1, 0xFC, 0xC1, 0x47, 0xAE, 0x3D, 0x19),
+    (0xA4, 0x55, 0x87, 0x5A, 0x58, 0xDB, 0x9E, 0x03),
+)
+
+
+def _mds_column(col: int, y: int) -> int:
+    """MDS matrix column ``col`` times the byte ``y``, as a little-endian word."""
+    w = 0
+    for row in range(4):
+        w |= _gf_mul(_MDS[row][col], y, _MDS_POLY) << (8 * row)
+    return w
+
+
+def _h_bytes(x: int, lst: list[bytes]) -> tuple[int, int, int, int]:
+    """The byte-substitution part of h (paper section 4.3.2) for the word list ``lst``.
+
+    ``x`` is replicated into all four input bytes when called for subkeys; the
+    S-box tables call it per byte position instead (see ``Twofish.__init__``).
+    """
+    y0 = y1 = y2 = y3 = x
+    k = len(lst)
+    if k == 4:
+        y0, y1, y2, y3 = Q1[y0] ^ lst[3][0], Q0[y1] ^ lst[3][1], Q0[y2] ^ lst[3][2], Q1[y3] ^ lst[3][3]
+    if k >= 3:
+        y0, y1, y2, y3 = Q1[y0] ^ lst[2][0], Q1[y1] ^ lst[2][1], Q0[y2] ^ lst[2][2], Q0[y3] ^ lst[2][3]
+    y0 = Q1[Q0[Q0[y0] ^ lst[1][0]] ^ lst[0][0]]
+    y1 = Q0[Q0[Q1[y1] ^ lst[1][1]] ^ lst[0][1]]
+    y2 = Q1[Q1[Q0[y2] ^ lst[1][2]] ^ lst[0][2]]
+    y3 = Q0[Q1[Q1[y3] ^ lst[1][3]] ^ lst[0][3]]
+    return y0, y1, y2, y3
+
+
+def _h(x: int, lst: list[bytes]) -> int:
+    y = _h_bytes(x, lst)
+    return _mds_column(0, y[0]) ^ _mds_column(1, y[1]) ^ _mds_column(2, y[2]) ^ _mds_column(3, y[3])
+
+
+def _rol(x: int, n: int) -> int:
+    return ((x << n) | (x >> (32 - n))) & _M32
+
+
+class Twofish:
+    """Twofish with a 16, 24 or 32-byte key, and kcp-go's CFB mode.
+
+    Args:
+        key: 16, 24 or 32 bytes.
+
+    Raises:
+        ValueError: for any other key length.
+    """
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) not in (16, 24, 32):
+            raise ValueError("Twofish key must be 16, 24 or 32 bytes")
+        k = len(key) // 8
+        words = [key[4 * i:4 * i + 4] for i in range(2 * k)]
+        me = words[0::2]
+        mo = words[1::2]
+        # S vector: RS code of each 8 key bytes; h uses them in reverse order.
+        s_words = []
+        for i in range(k):
+            chunk = key[8 * i:8 * i + 8]
+            s_word = bytearray(4)
+            for row in range(4):
+                for j in range(8):
+                    s_word[row] ^= _gf_mul(chunk[j], _RS[row][j], _RS_POLY)
+            s_words.append(bytes(s_word))
+        s_list = s_words[::-1]
+        subkeys = []
+        for i in range(20):
+            a = _h(2 * i, me)
+            b = _rol(_h(2 * i + 1, mo), 8)
+            subkeys.append((a + b) & _M32)
+            subkeys.append(_rol((a + 2 * b) & _M32, 9))
+        self._k = tuple(subkeys)
+        # Key-dependent S-boxes folded with the MDS columns:
+        # g(X) = T0[x0] ^ T1[x1] ^ T2[x2] ^ T3[x3].
+        tables: list[list[int]] = [[0] * 256 for _ in range(4)]
+        for x in range(256):
+            y = _h_bytes(x, s_list)
+            for col in range(4):
+                tables[col][x] = _mds_column(col, y[col])
+        self._t = tuple(tuple(t) for t in tables)
+        self._iv = self._block(*struct.unpack("<4I", _IV))
+
+    def _block(self, a: int, b: int, c: int, d: int) -> tuple[int, int, int, int]:
+        t0, t1, t2, t3 = self._t
+        k = self._k
+        a ^= k[0]
+        b ^= k[1]
+        c ^= k[2]
+        d ^= k[3]
+        for r in range(8, 40, 4):
+            x = t0[a & 255] ^ t1[(a >> 8) & 255] ^ t2[(a >> 16) & 255] ^ t3[a >> 24]
+            # g(rol(b, 8)) without the rotation: shift the table order
+            y = t0[b >> 24] ^ t1[b & 255] ^ t2[(b >> 8) & 255] ^ t3[(b >> 16) & 255]
+            c ^= (x + y + k[r]) & _M32
+            c = ((c >> 1) | (c << 31)) & _M32
+            d = (((d << 1) | (d >> 31)) & _M32) ^ ((x + 2 * y + k[r + 1]) & _M32)
+            x = t0[c & 255] ^ t1[(c >> 8) & 255] ^ t2[(c >> 16) & 255] ^ t3[c >> 24]
+            y = t0[d >> 24] ^ t1[d & 255] ^ t2[(d >> 8) & 255] ^ t3[(d >> 16) & 255]
+            a ^= (x + y + k[r + 2]) & _M32
+            a = ((a >> 1) | (a << 31)) & _M32
+            b = (((b << 1) | (b >> 31)) & _M32) ^ ((x + 2 * y + k[r + 3]) & _M32)
+        return c ^ k[4], d ^ k[5], a ^ k[6], b ^ k[7]
+
+    def encrypt_block(self, block: bytes) -> bytes:
+        """Encrypt one 16-byte block (ECB, for tests).
+
+        Args:
+            block: exactly 16 bytes.
+
+        Returns:
+            The 16-byte ciphertext block.
+
+        Raises:
+            ValueError: if ``block`` is not 16 bytes long.
+        """
+        if len(block) != 16:
+            raise ValueError("block must be 16 bytes")
+        return struct.pack("<4I", *self._block(*struct.unpack("<4I", block)))
+
+    def cfb(self, data: bytes, decrypt: bool) -> bytes:
+        """Apply kcp-go's CFB (fixed IV, truncated tail) to one whole packet.
+
+        Args:
+            data: the packet.
+            decrypt: False to encrypt, True to decrypt.
+
+        Returns:
+            The transformed packet, same length.
+        """
+        n = len(data)
+        nw = (n >> 4) << 2
+        words = struct.unpack_from(f"<{nw}I", data)
+        out = [0] * nw
+        block = self._block
+        k0, k1, k2, k3 = self._iv
+        for i in range(0, nw, 4):
+            w0, w1, w2, w3 = words[i:i + 4]
+            x0, x1, x2, x3 = w0 ^ k0, w1 ^ k1, w2 ^ k2, w3 ^ k3
+            out[i:i + 4] = x0, x1, x2, x3
+            # kcp-go encrypt16/decrypt16: the ciphertext is fed back
+            if decrypt:
+                k0, k1, k2, k3 = block(w0, w1, w2, w3)
+            else:
+                k0, k1, k2, k3 = block(x0, x1, x2, x3)
+        head = struct.pack(f"<{nw}I", *out)
+        r = n & 15
+        if not r:
+            return head
+        ks = struct.pack("<4I", k0, k1, k2, k3)
+        tail = int.from_bytes(data[n - r:], "little") ^ int.from_bytes(ks[:r], "little")
+        return head + tail.to_bytes(r, "little")
+
+
+_IV = bytes((167, 115, 79, 156, 18, 172, 27, 1, 164, 21, 242, 193, 252, 120, 230, 107))

@@ -1,0 +1,440 @@
+"""kcp-go's packet ciphers, byte-identical, under kcptun's names.
+
+A :class:`BlockCrypt` transforms one whole UDP payload at a time.  For every
+cipher except AES-GCM the payload the session hands over is already laid out
+as kcp-go lays it out (kcp-go ``sess.go`` ``output``)::
+
+    0               16      20
+    +---------------+-------+---------------------------------+
+    | nonce (16)    | crc32 | body (FEC header + KCP datagram) |
+    +---------------+-------+---------------------------------+
+    |<------------- encrypted as a whole (CFB, fixed IV) ----->|
+
+and ``encrypt`` transforms all of it.  The codec (kcpsock.codec) fills in the
+nonce and the CRC; this module only knows the ciphers.
+
+Invariants:
+    * Block ciphers use kcp-go's CFB (kcp-go ``encrypt``/``decrypt`` in
+      crypt.go): the fixed IV ``a7734f9c...e66b`` (its first 8 bytes for
+      64-bit blocks) restarts for **every** packet, the ciphertext is fed
+      back, and a trailing partial block uses a truncated keystream block.
+      Only the block cipher's encryption direction is ever used.
+    * Salsa20 leaves bytes 0..7 in clear and uses them as its nonce.
+    * ``xor`` XORs with a fixed 1500-byte PBKDF2 pad (obfuscation only).
+    * ``none`` is the identity but keeps the 20-byte header (kcp-go
+      ``NewNoneBlockCrypt``); "no BlockCrypt at all" is ``None`` in the codec.
+    * ``aes-gcm`` (kcp-go HEAD's AEAD mode, opt-in) has its own layout: a
+      12-byte clear nonce, the GCM ciphertext, a 16-byte tag, and no CRC.
+      kcp-go releases before late 2025 (Debian's 5.6.1 included) do not
+      understand it.
+    * Every object is safe to share between threads without a lock: the
+      per-packet cipher state lives in objects taken from a pool with the
+      atomic ``list.pop``/``list.append`` and never touched by two threads
+      at once (kcp-go HEAD serialises with a mutex instead).
+    * Keys follow kcptun's convention: each name takes a fixed-size prefix
+      of the key (``pass[0:16]`` for ``aes-128`` ...), so one 32-byte
+      :func:`derive_key` result serves every cipher.
+
+Pure module: no I/O, no clock; nonces are the codec's business.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Callable, NamedTuple, Protocol, runtime_checkable
+
+from Crypto.Cipher import AES, CAST, DES, DES3, Blowfish, Salsa20
+
+from ._sm4 import SM4
+from ._tea import TEA, XTEA
+from ._twofish import Twofish
+from .errors import PacketError
+
+__all__ = [
+    "CIPHERS",
+    "CRC_SIZE",
+    "CRYPT_HEADER_SIZE",
+    "GCM_NONCE_SIZE",
+    "GCM_TAG_SIZE",
+    "IV",
+    "NONCE_SIZE",
+    "BlockCrypt",
+    "CipherInfo",
+    "cipher_info",
+    "derive_key",
+    "new_block_crypt",
+]
+
+#: kcp-go ``initialVector``: the fixed CFB IV (8-byte-block ciphers use [:8]).
+IV = bytes((167, 115, 79, 156, 18, 172, 27, 1, 164, 21, 242, 193, 252, 120, 230, 107))
+#: kcp-go ``nonceSize``, ``crcSize``, ``cryptHeaderSize``.
+NONCE_SIZE = 16
+CRC_SIZE = 4
+CRYPT_HEADER_SIZE = NONCE_SIZE + CRC_SIZE
+#: kcp-go HEAD AES-GCM: nonce in clear in front, tag behind.
+GCM_NONCE_SIZE = 12
+GCM_TAG_SIZE = 16
+#: kcp-go ``mtuLimit``: the XOR pad length.
+_MTU_LIMIT = 1500
+#: kcp-go ``saltxor``, kcptun ``SALT``.
+_XOR_SALT = b"sH3CIVoF#rWLtJo6"
+_KDF_SALT = b"kcp-go"
+
+
+@runtime_checkable
+class BlockCrypt(Protocol):
+    """What the codec needs from a cipher: whole-packet encrypt and decrypt.
+
+    Implementations may also define ``nonce_size`` and ``tag_size``
+    (AEAD layout, see :class:`AESGCMCrypt`); without them the codec assumes
+    kcp-go's nonce+CRC layout.
+    """
+
+    def encrypt(self, packet: bytes) -> bytes:
+        """Return the encrypted packet (same length, except for AEAD)."""
+        ...  # pragma: no cover
+
+    def decrypt(self, packet: bytes) -> bytes:
+        """Return the decrypted packet (may raise PacketError for AEAD)."""
+        ...  # pragma: no cover
+
+
+def derive_key(password: str | bytes) -> bytes:
+    """kcptun's key derivation: PBKDF2-HMAC-SHA1(password, "kcp-go", 4096, 32).
+
+    Args:
+        password: a str (encoded as UTF-8) or bytes.
+
+    Returns:
+        The 32-byte key (give it whole to :func:`new_block_crypt`).
+
+    Raises:
+        TypeError: if ``password`` is neither str nor bytes-like.
+    """
+    if isinstance(password, str):
+        pw = password.encode("utf-8")
+    elif isinstance(password, (bytes, bytearray, memoryview)):
+        pw = bytes(password)
+    else:
+        raise TypeError(f"password must be str or bytes, not {type(password).__name__}")
+    return hashlib.pbkdf2_hmac("sha1", pw, _KDF_SALT, 4096, 32)
+
+
+def _xor_bytes(a: bytes, b: bytes) -> bytes:
+    """XOR two byte strings of equal length (whole-int arithmetic, C speed)."""
+    n = len(a)
+    return (int.from_bytes(a, "little") ^ int.from_bytes(b, "little")).to_bytes(n, "little")
+
+
+class _PycryptodomeCFB:
+    """kcp-go CFB over a pycryptodome block cipher, without per-packet setup.
+
+    Creating a pycryptodome cipher object costs more than encrypting a
+    1400-byte packet, so long-lived CFB objects are re-synchronised instead:
+
+    * decrypt: CFB's state after *decrypting* a block is E(that ciphertext
+      block), whatever came before, so ``dec.decrypt(IV + packet + pad)``
+      restarts the chain at the fixed IV; the first block's output and the
+      pad are dropped.  The zero pad completes the trailing partial block so
+      the object always ends on a block boundary.
+    * encrypt: the state after encrypting is E(last ciphertext block), which
+      we know (we produced it), so the keystream block K the object will use
+      next is one ECB call away.  Feeding ``P0 ^ E(IV) ^ K`` as the first
+      block makes its ciphertext ``P0 ^ E(IV)`` = kcp-go's first block, and
+      the chain continues from there exactly as kcp-go's.
+    """
+
+    def __init__(self, factory: Callable[..., Any], key: bytes, block_size: int,
+                 mode_cfb: int, mode_ecb: int) -> None:
+        self._b = block_size
+        self._iv = IV[:block_size]
+        self._seg = block_size * 8
+
+        def new_cfb() -> Any:
+            return factory(key, mode_cfb, iv=self._iv, segment_size=self._seg)
+
+        self._new_cfb = new_cfb
+        self._ecb = factory(key, mode_ecb)
+        self._k0 = self._ecb.encrypt(self._iv)
+        self._k0_int = int.from_bytes(self._k0, "big")
+        # pools of per-thread-at-a-time state (see the module invariants)
+        self._enc_pool: list[list[Any]] = []
+        self._dec_pool: list[Any] = []
+
+    def encrypt(self, packet: bytes) -> bytes:
+        """Encrypt one packet (kcp-go ``encrypt``); see the class docstring."""
+        n = len(packet)
+        b = self._b
+        if n <= b:
+            return _xor_bytes(packet, self._k0[:n])
+        try:
+            state = self._enc_pool.pop()
+        except IndexError:
+            # fresh object: its next keystream block is E(IV)
+            state = [self._new_cfb(), self._k0_int]
+        cfb, k_next = state
+        first = (int.from_bytes(packet[:b], "big") ^ self._k0_int ^ k_next).to_bytes(b, "big")
+        pad = b"\0" * (-n % b)
+        out: bytes = cfb.encrypt(first + packet[b:] + pad)
+        state[1] = int.from_bytes(self._ecb.encrypt(out[-b:]), "big")
+        self._enc_pool.append(state)
+        return out[:n] if pad else out
+
+    def decrypt(self, packet: bytes) -> bytes:
+        """Decrypt one packet (kcp-go ``decrypt``); see the class docstring."""
+        n = len(packet)
+        b = self._b
+        if n <= b:
+            return _xor_bytes(packet, self._k0[:n])
+        try:
+            cfb = self._dec_pool.pop()
+        except IndexError:
+            cfb = self._new_cfb()
+        out: bytes = cfb.decrypt(self._iv + packet + b"\0" * (-n % b))
+        self._dec_pool.append(cfb)
+        return out[b:b + n]
+
+
+class _PureCFB:
+    """kcp-go CFB over one of kcpsock's pure-Python block ciphers."""
+
+    def __init__(self, impl: TEA | XTEA | Twofish | SM4) -> None:
+        self._impl = impl
+
+    def encrypt(self, packet: bytes) -> bytes:
+        """Encrypt one packet (kcp-go ``encrypt``)."""
+        return self._impl.cfb(packet, False)
+
+    def decrypt(self, packet: bytes) -> bytes:
+        """Decrypt one packet (kcp-go ``decrypt``)."""
+        return self._impl.cfb(packet, True)
+
+
+class Salsa20Crypt:
+    """kcp-go ``NewSalsa20BlockCrypt``: Salsa20/20, nonce = packet bytes 0..7.
+
+    Args:
+        key: copied into 32 bytes (truncated or zero-padded, as kcp-go does).
+    """
+
+    def __init__(self, key: bytes) -> None:
+        self._key = (bytes(key) + bytes(32))[:32]
+
+    def encrypt(self, packet: bytes) -> bytes:
+        """XOR bytes 8.. with the keystream for nonce = bytes 0..7."""
+        if len(packet) < 8:
+            return bytes(packet)  # kcp-go HEAD leaves such packets alone
+        head = bytes(packet[:8])
+        return head + Salsa20.new(key=self._key, nonce=head).encrypt(packet[8:])
+
+    decrypt = encrypt
+
+
+class SimpleXORCrypt:
+    """kcp-go ``NewSimpleXORBlockCrypt``: XOR with a fixed 1500-byte pad.
+
+    Args:
+        key: the PBKDF2 password (any length).
+    """
+
+    def __init__(self, key: bytes) -> None:
+        self._pad = hashlib.pbkdf2_hmac("sha1", bytes(key), _XOR_SALT, 32, _MTU_LIMIT)
+
+    def encrypt(self, packet: bytes) -> bytes:
+        """XOR the first min(len, 1500) bytes with the pad."""
+        n = len(packet)
+        if n <= _MTU_LIMIT:
+            return _xor_bytes(packet, self._pad[:n])
+        return _xor_bytes(packet[:_MTU_LIMIT], self._pad) + bytes(packet[_MTU_LIMIT:])
+
+    decrypt = encrypt
+
+
+class NoneCrypt:
+    """kcp-go ``NewNoneBlockCrypt``: identity (the 20-byte header stays)."""
+
+    def encrypt(self, packet: bytes) -> bytes:
+        """Return the packet unchanged."""
+        return bytes(packet)
+
+    decrypt = encrypt
+
+
+class AESGCMCrypt:
+    """kcp-go HEAD ``NewAESGCMCrypt``: AES-GCM, opt-in, its own layout.
+
+    ``encrypt`` takes ``nonce(12) + body`` and returns
+    ``nonce + ciphertext + tag(16)``; ``decrypt`` reverses it.  There is no
+    CRC.  Not understood by kcp-go releases older than late 2025.
+
+    Args:
+        key: 16, 24 or 32 bytes (AES-128/192/256-GCM).
+
+    Raises:
+        ValueError: for any other key length.
+    """
+
+    nonce_size = GCM_NONCE_SIZE
+    tag_size = GCM_TAG_SIZE
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) not in (16, 24, 32):
+            raise ValueError("aes-gcm key must be 16, 24 or 32 bytes")
+        self._key = bytes(key)
+
+    def encrypt(self, packet: bytes) -> bytes:
+        """Seal ``nonce + body`` into ``nonce + ciphertext + tag``.
+
+        Raises:
+            ValueError: if the packet is shorter than the nonce.
+        """
+        if len(packet) < GCM_NONCE_SIZE:
+            raise ValueError("packet shorter than the AES-GCM nonce")
+        nonce = bytes(packet[:GCM_NONCE_SIZE])
+        ct, tag = AES.new(self._key, AES.MODE_GCM, nonce=nonce,
+                          mac_len=GCM_TAG_SIZE).encrypt_and_digest(packet[GCM_NONCE_SIZE:])
+        return nonce + ct + tag
+
+    def decrypt(self, packet: bytes) -> bytes:
+        """Open ``nonce + ciphertext + tag`` into ``nonce + body``.
+
+        Raises:
+            PacketError: too short (``InErrs``) or bad tag (``InCsumErrors``).
+        """
+        if len(packet) < GCM_NONCE_SIZE + GCM_TAG_SIZE:
+            raise PacketError("packet shorter than AES-GCM nonce + tag", "InErrs")
+        nonce = bytes(packet[:GCM_NONCE_SIZE])
+        cipher = AES.new(self._key, AES.MODE_GCM, nonce=nonce, mac_len=GCM_TAG_SIZE)
+        try:
+            body = cipher.decrypt_and_verify(packet[GCM_NONCE_SIZE:-GCM_TAG_SIZE],
+                                             packet[-GCM_TAG_SIZE:])
+        except ValueError:
+            raise PacketError("bad AES-GCM tag", "InCsumErrors") from None
+        return nonce + body
+
+
+def _aes(key: bytes) -> BlockCrypt:
+    return _PycryptodomeCFB(AES.new, key, 16, AES.MODE_CFB, AES.MODE_ECB)
+
+
+def _blowfish(key: bytes) -> BlockCrypt:
+    return _PycryptodomeCFB(Blowfish.new, key, 8, Blowfish.MODE_CFB, Blowfish.MODE_ECB)
+
+
+def _cast5(key: bytes) -> BlockCrypt:
+    return _PycryptodomeCFB(CAST.new, key, 8, CAST.MODE_CFB, CAST.MODE_ECB)
+
+
+def _3des(key: bytes) -> BlockCrypt:
+    # pycryptodome refuses EDE3 keys that degenerate to single DES (K1 = K2 or
+    # K2 = K3 up to parity bits); Go accepts them.  E_K3(D_K2(E_K1(x))) with
+    # K1 = K2 is E_K3(x), and with K2 = K3 it is E_K1(x): use single DES then.
+    k1, k2, k3 = (bytes(b & 0xFE for b in key[i:i + 8]) for i in (0, 8, 16))
+    if k1 == k2:
+        return _PycryptodomeCFB(DES.new, key[16:24], 8, DES.MODE_CFB, DES.MODE_ECB)
+    if k2 == k3:
+        return _PycryptodomeCFB(DES.new, key[0:8], 8, DES.MODE_CFB, DES.MODE_ECB)
+    return _PycryptodomeCFB(DES3.new, key, 8, DES3.MODE_CFB, DES3.MODE_ECB)
+
+
+class CipherInfo(NamedTuple):
+    """One row of the cipher table.
+
+    Attributes:
+        name: kcptun's ``--crypt`` name.
+        key_size: bytes of the key the cipher takes (``key[:key_size]``).
+        constructor: the kcp-go constructor it is byte-identical to.
+        implementation: "pycryptodome", "pure Python" or "hashlib".
+    """
+
+    name: str
+    key_size: int
+    constructor: str
+    implementation: str
+
+
+_TABLE: dict[str, tuple[CipherInfo, Callable[[bytes], BlockCrypt]]] = {
+    "aes": (CipherInfo("aes", 32, "NewAESBlockCrypt", "pycryptodome"), _aes),
+    "aes-128": (CipherInfo("aes-128", 16, "NewAESBlockCrypt", "pycryptodome"), _aes),
+    "aes-192": (CipherInfo("aes-192", 24, "NewAESBlockCrypt", "pycryptodome"), _aes),
+    "salsa20": (CipherInfo("salsa20", 32, "NewSalsa20BlockCrypt", "pycryptodome"),
+                Salsa20Crypt),
+    "blowfish": (CipherInfo("blowfish", 32, "NewBlowfishBlockCrypt", "pycryptodome"),
+                 _blowfish),
+    "twofish": (CipherInfo("twofish", 32, "NewTwofishBlockCrypt", "pure Python"),
+                lambda k: _PureCFB(Twofish(k))),
+    "cast5": (CipherInfo("cast5", 16, "NewCast5BlockCrypt", "pycryptodome"), _cast5),
+    "3des": (CipherInfo("3des", 24, "NewTripleDESBlockCrypt", "pycryptodome"), _3des),
+    "tea": (CipherInfo("tea", 16, "NewTEABlockCrypt", "pure Python"),
+            lambda k: _PureCFB(TEA(k))),
+    "xtea": (CipherInfo("xtea", 16, "NewXTEABlockCrypt", "pure Python"),
+             lambda k: _PureCFB(XTEA(k))),
+    "xor": (CipherInfo("xor", 32, "NewSimpleXORBlockCrypt", "hashlib"), SimpleXORCrypt),
+    "sm4": (CipherInfo("sm4", 16, "NewSM4BlockCrypt", "pure Python"),
+            lambda k: _PureCFB(SM4(k))),
+    "none": (CipherInfo("none", 0, "NewNoneBlockCrypt", "none"), lambda k: NoneCrypt()),
+    "aes-gcm": (CipherInfo("aes-gcm", 16, "NewAESGCMCrypt (HEAD)", "pycryptodome"),
+                AESGCMCrypt),
+    "aes-128-gcm": (CipherInfo("aes-128-gcm", 16, "NewAESGCMCrypt (HEAD)", "pycryptodome"),
+                    AESGCMCrypt),
+}
+
+#: Every valid cipher name, kcptun's spelling; the AEAD ones last (opt-in).
+CIPHERS: tuple[str, ...] = tuple(_TABLE)
+
+
+def cipher_info(name: str) -> CipherInfo:
+    """Describe a cipher (key size, kcp-go constructor, implementation).
+
+    Args:
+        name: one of :data:`CIPHERS`.
+
+    Returns:
+        Its :class:`CipherInfo`.
+
+    Raises:
+        ValueError: for an unknown name, listing the valid ones.
+    """
+    try:
+        return _TABLE[name][0]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown cipher name {name!r}; valid choices: "
+                         f"{', '.join(CIPHERS)}") from None
+
+
+def new_block_crypt(name: str, key: bytes) -> BlockCrypt:
+    """Create the kcp-go cipher kcptun calls ``name``, keyed as kcptun keys it.
+
+    Each cipher takes the first ``key_size`` bytes of ``key`` (32 for aes,
+    salsa20, blowfish, twofish, xor; 24 for aes-192 and 3des; 16 for aes-128,
+    cast5, tea, xtea, sm4, aes-128-gcm; nothing for none), so the 32-byte
+    :func:`derive_key` output works for all of them.  ``aes-gcm`` uses the
+    whole key, which must be 16, 24 or 32 bytes (AES-128/192/256-GCM).
+
+    Args:
+        name: one of :data:`CIPHERS`.
+        key: the key bytes.
+
+    Returns:
+        A thread-safe :class:`BlockCrypt`.
+
+    Raises:
+        TypeError: if ``name`` is not a str or ``key`` not bytes-like.
+        ValueError: for an unknown name (listing the valid choices) or a key
+            too short for the cipher.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, not {type(name).__name__}")
+    if not isinstance(key, (bytes, bytearray, memoryview)):
+        raise TypeError(f"key must be bytes, not {type(key).__name__}")
+    info = cipher_info(name)
+    key = bytes(key)
+    if len(key) < info.key_size:
+        raise ValueError(f"key too short for cipher {name!r}: {len(key)} bytes, "
+                         f"needs at least {info.key_size}")
+    if name == "aes-gcm":
+        if len(key) not in (16, 24, 32):
+            raise ValueError(f"key for cipher 'aes-gcm' must be 16, 24 or 32 bytes, "
+                             f"not {len(key)}")
+        return AESGCMCrypt(key)
+    return _TABLE[name][1](key[:info.key_size])
