@@ -1,0 +1,563 @@
+"""kcp-go's forward error correction layer: framing, encoder and decoder.
+
+FEC sits between KCP and encryption (kcp-go sess.go)::
+
+    send:    KCP datagram --FECEncoder.encode--> data packet (+ p parity packets
+             when a group of d completes) --> crypto --> UDP
+    receive: UDP --> crypto --> FECDecoder.decode_parts --> the data packet's
+             KCP datagram (regular) + KCP datagrams recovered from parity
+
+Packet layouts (all integers little-endian)::
+
+    data:    | seqid u32 | 0xF1 0x00 | size u16 = 2 + len(kcp) | kcp datagram |
+    parity:  | seqid u32 | 0xF2 0x00 | parity shard (L bytes)                 |
+             |<------ 6-byte header -->|<-------- shard ---------------------->|
+
+A *shard* is everything after the 6-byte header.  The d data shards of a
+group are zero-padded to the longest, L, and the p parity shards are the
+Reed-Solomon parity (kcpsock.gf256, klauspost/reedsolomon ``New(d, p)``) of
+those padded shards, so a parity packet is as long as the group's longest
+data packet.  Seqids: group g holds ``g*n .. g*n+n-1`` (n = d + p), data
+first; the counter wraps to 0 at ``paws = (0xFFFFFFFF // n) * n`` (kcp-go
+HEAD: every increment, data and parity, is modulo paws).
+
+Invariants:
+
+* Pure: no I/O, no clock (times come in as ``now_ms`` arguments), no
+  randomness.
+* (0, 0) shard counts mean FEC off: both ends pass packets through unchanged.
+* ``FECDecoder.decode_parts`` either returns or raises
+  :class:`~kcpsock.errors.PacketError`; when it raises, the decoder's state
+  is exactly as before the call.  Recovered shards that fail the size-prefix
+  check are dropped and counted in ``errors``, never raised, never returned.
+* The decoder holds at most the shard sets of the newest group and the three
+  groups before it (kcp-go HEAD ``maxShardSets``); memory is bounded by
+  4 * n packets.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import deque
+from typing import Optional
+
+from .errors import PacketError
+from .gf256 import MUL_TABLES as _MUL_TABLES
+from .gf256 import BytesLike, ReedSolomon
+
+__all__ = [
+    "FEC_HEADER_SIZE",
+    "FEC_HEADER_SIZE_PLUS2",
+    "MAX_FEC_ENCODE_LATENCY_MS",
+    "MAX_SHARD_SETS",
+    "TYPE_DATA",
+    "TYPE_OOB",
+    "TYPE_PARITY",
+    "FECDecoder",
+    "FECEncoder",
+    "paws_for",
+]
+
+#: seqid (4) + type (2).
+FEC_HEADER_SIZE = 6
+#: The header plus the 2-byte size field of a data packet.
+FEC_HEADER_SIZE_PLUS2 = 8
+#: Type of a data packet (bytes f1 00 at offset 4).
+TYPE_DATA = 0xF1
+#: Type of a parity packet (bytes f2 00 at offset 4).
+TYPE_PARITY = 0xF2
+#: Type of kcp-go HEAD's out-of-band packets; never handled by this module.
+TYPE_OOB = 0xF3
+#: kcp-go HEAD ``maxFECEncodeLatency``: no parity for a group whose last two
+#: data packets are this far apart or more.
+MAX_FEC_ENCODE_LATENCY_MS = 500
+#: kcp-go HEAD ``maxShardSets``: shard sets more than this many groups
+#: behind the newest are discarded.
+MAX_SHARD_SETS = 3
+#: kcp-go ``maxAutoTuneSamples``.
+AUTOTUNE_SAMPLES = 258
+
+_MAX_DATAGRAM = 0xFFFF - 2  # the size field (2 + length) is a u16
+
+_HEAD6 = struct.Struct("<IH")
+_HEAD8 = struct.Struct("<IHH")
+_unpack_head = _HEAD6.unpack_from
+_pack_head = _HEAD6.pack
+_pack_head8 = _HEAD8.pack
+
+def paws_for(total_shards: int) -> int:
+    """The seqid wrap point of kcp-go HEAD for n = d + p shards.
+
+    Args:
+        total_shards: n, >= 1.
+
+    Returns:
+        ``(0xFFFFFFFF // n) * n``, a multiple of n, so groups stay aligned
+        across the wrap.
+    """
+    return (0xFFFFFFFF // total_shards) * total_shards
+
+
+def _as_count(name: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return value
+
+
+def _check_shards(data_shards: object, parity_shards: object) -> tuple[int, int]:
+    d = _as_count("data_shards", data_shards)
+    p = _as_count("parity_shards", parity_shards)
+    if (d == 0) != (p == 0):
+        raise ValueError(
+            f"data_shards and parity_shards must be both 0 (FEC off) or both > 0, got {d}, {p}"
+        )
+    if d + p > 255:
+        raise ValueError(f"data_shards + parity_shards must be <= 255, got {d + p}")
+    return d, p
+
+
+def _as_bytes(name: str, value: object) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"{name} must be bytes-like, got {type(value).__name__}")
+
+
+def _diff32(later: int, earlier: int) -> int:
+    """kcp-go ``_itimediff``: the signed 32-bit difference later - earlier."""
+    return ((later - earlier + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+
+
+class FECEncoder:
+    """kcp-go's ``fecEncoder``: frames KCP datagrams and emits parity.
+
+    Attributes:
+        data_shards: d (0 when FEC is off).
+        parity_shards: p (0 when FEC is off).
+        paws: the seqid wrap point (0 when FEC is off).
+        parity_skipped: groups whose parity was skipped (kcp-go HEAD, gap of
+            500 ms or more; only when ``now_ms`` is given).
+    """
+
+    def __init__(self, data_shards: int, parity_shards: int, *, start_seqid: int = 0) -> None:
+        """Create an encoder.
+
+        Args:
+            data_shards: d; 0 together with ``parity_shards`` 0 turns FEC off.
+            parity_shards: p.
+            start_seqid: the seqid of the first data packet (default 0, as
+                kcp-go).  Must be a multiple of d + p below ``paws``, so that
+                groups stay aligned; used to reproduce the wrap-around.
+
+        Raises:
+            TypeError: if an argument is not an int.
+            ValueError: if a count is negative, only one of them is 0, their
+                sum exceeds 255, or ``start_seqid`` is not a group start below
+                ``paws``.
+        """
+        d, p = _check_shards(data_shards, parity_shards)
+        if not isinstance(start_seqid, int) or isinstance(start_seqid, bool):
+            raise TypeError(f"start_seqid must be an int, got {type(start_seqid).__name__}")
+        self.data_shards = d
+        self.parity_shards = p
+        self.parity_skipped = 0
+        self._enabled = d > 0
+        n = d + p
+        self.paws = paws_for(n) if self._enabled else 0
+        if self._enabled:
+            if not 0 <= start_seqid < self.paws or start_seqid % n:
+                raise ValueError(
+                    f"start_seqid must be a multiple of {n} in [0, {self.paws}), got {start_seqid}"
+                )
+            self._rs: Optional[ReedSolomon] = ReedSolomon(d, p)
+            self._tables = self._rs.column_tables
+        else:
+            if start_seqid:
+                raise ValueError("start_seqid must be 0 when FEC is off")
+            self._rs = None
+            self._tables = ()
+        self._next = start_seqid
+        self._count = 0  # data shards collected in the current group
+        self._max = 0  # longest shard of the group (kcp-go maxSize - 6)
+        self._acc: list[int] = [0] * p
+        self._last_ms: Optional[int] = None
+
+    def __repr__(self) -> str:
+        return f"FECEncoder({self.data_shards}, {self.parity_shards}, next={self._next})"
+
+    @property
+    def enabled(self) -> bool:
+        """True when FEC is on (shard counts > 0)."""
+        return self._enabled
+
+    @property
+    def next_seqid(self) -> int:
+        """The seqid the next packet (data or parity) will carry."""
+        return self._next
+
+    @property
+    def overhead(self) -> int:
+        """Bytes added in front of each KCP datagram: 8 with FEC, else 0."""
+        return FEC_HEADER_SIZE_PLUS2 if self._enabled else 0
+
+    def encode(self, datagram: BytesLike, now_ms: Optional[int] = None) -> list[bytes]:
+        """Frame one KCP datagram (kcp-go ``fecEncoder.encode``).
+
+        Args:
+            datagram: one KCP datagram as output by KCP (at most 65533
+                bytes).
+            now_ms: the current time in ms, optional.  When given, kcp-go
+                HEAD's parity skipping applies: a group whose last data packet
+                comes 500 ms or more after the previous data packet gets no
+                parity (the seqid still advances by p).  When ``None`` (or no
+                earlier time is known), parity is always produced, as
+                kcp-go 2017 did.
+
+        Returns:
+            ``[data packet]``, or ``[data packet, parity 0, ..., parity p-1]``
+            when this datagram completes a group.  With FEC off:
+            ``[datagram]`` unchanged.
+
+        Raises:
+            TypeError: if ``datagram`` is not bytes-like.
+            ValueError: if ``datagram`` is too long for the size field.
+        """
+        if not self._enabled:
+            return [_as_bytes("datagram", datagram)]
+        if not isinstance(datagram, bytes):
+            datagram = _as_bytes("datagram", datagram)
+        size = len(datagram) + 2
+        if size > 0xFFFF:
+            raise ValueError(f"datagram too long for FEC: {size - 2} > {_MAX_DATAGRAM} bytes")
+        seq = self._next
+        nxt = seq + 1
+        # kcp-go HEAD sealData: next = (next + 1) % paws, for data too.
+        self._next = nxt if nxt < self.paws else 0
+        packet = _pack_head8(seq, TYPE_DATA, size) + datagram
+        index = self._count
+        # Parity work is spread over the group's packets: add this shard's
+        # contribution to the p accumulators now (kcp-go does it all at once).
+        buf = bytearray(memoryview(packet)[FEC_HEADER_SIZE:])
+        acc = self._acc
+        frombytes = int.from_bytes
+        for j, table in enumerate(self._tables[index]):
+            acc[j] ^= frombytes(buf.translate(table), "little")
+        if size > self._max:
+            self._max = size
+        index += 1
+        out = [packet]
+        if index < self.data_shards:
+            self._count = index
+        else:
+            last = self._last_ms
+            if now_ms is not None and last is not None and now_ms - last >= MAX_FEC_ENCODE_LATENCY_MS:
+                # kcp-go HEAD skipParity: no parity for a discontinuous group,
+                # but keep seqids aligned to groups.
+                self._next = (self._next + self.parity_shards) % self.paws
+                self.parity_skipped += 1
+            else:
+                length = self._max
+                nxt = self._next
+                paws = self.paws
+                for a in acc:
+                    out.append(_pack_head(nxt, TYPE_PARITY) + a.to_bytes(length, "little"))
+                    nxt += 1
+                    if nxt >= paws:
+                        nxt = 0
+                self._next = nxt
+            self._count = 0
+            self._max = 0
+            self._acc = [0] * self.parity_shards
+        self._last_ms = now_ms
+        return out
+
+
+class _Autotune:
+    """kcp-go ``autoTune``: guesses the sender's (d, p) from the packet kinds.
+
+    Keeps the last 258 (seqid, is_data) samples.  The period of a kind is the
+    length of one unbroken run of it between two edges in consecutive seqids.
+    """
+
+    __slots__ = ("samples",)
+
+    def __init__(self) -> None:
+        self.samples: deque[tuple[int, bool]] = deque(maxlen=AUTOTUNE_SAMPLES)
+
+    def find_period(self, bit: bool) -> int:
+        """Length of one run of ``bit`` (True = data), or -1 if not found."""
+        samples = self.samples
+        if len(samples) < 3:
+            return -1
+        ref = samples[-1][0]
+        ordered = sorted(samples, key=lambda s: _diff32(s[0], ref))
+        left = -1
+        for i in range(1, len(ordered)):
+            prev, cur = ordered[i - 1], ordered[i]
+            if prev[1] != bit and cur[1] == bit and (prev[0] + 1) & 0xFFFFFFFF == cur[0]:
+                left = i
+                break
+        if left < 0:
+            return -1
+        for i in range(left + 1, len(ordered)):
+            prev, cur = ordered[i - 1], ordered[i]
+            if (prev[0] + 1) & 0xFFFFFFFF != cur[0]:
+                return -1
+            if cur[1] != bit:
+                return i - left
+        return -1
+
+
+class FECDecoder:
+    """kcp-go HEAD's ``fecDecoder``: groups shards, recovers lost data packets.
+
+    Per received packet: data packets hand their KCP datagram straight back
+    (kcp-go feeds it to KCP at once, FEC never delays data); both kinds are
+    stored in the shard set of their group (``seqid // n``); as soon as a set
+    holds d shards they are all taken out, and if data shards are missing
+    they are rebuilt from parity.  Shard sets more than three groups behind
+    the newest are discarded.
+
+    Counters (cumulative ints, never reset):
+        parity_shards: parity packets stored (kcp-go FECParityShards).
+        full_shard_sets: groups that arrived with all d data shards
+            (FECFullShardSet).
+        recovered: recovered datagrams returned (FECRecovered).
+        errors: recovered shards failing the size-prefix check, plus failed
+            reconstructions (FECErrs).
+        ignored: packets not stored: duplicates, seqid >= paws, or kind not
+            matching the seqid's position while (d, p) is being re-detected.
+        retuned: times autotune switched to another (d, p).
+    """
+
+    def __init__(self, data_shards: int, parity_shards: int, *, autotune: bool = True) -> None:
+        """Create a decoder.
+
+        Args:
+            data_shards: d; 0 together with ``parity_shards`` 0 turns FEC off
+                (packets pass through unchanged).
+            parity_shards: p.
+            autotune: follow the sender's (d, p) when it differs from ours
+                (kcp-go HEAD autotune); recovery pauses while detecting.
+
+        Raises:
+            TypeError: if a count is not an int.
+            ValueError: if a count is negative, only one of them is 0, or
+                their sum exceeds 255.
+        """
+        d, p = _check_shards(data_shards, parity_shards)
+        self.parity_shards = 0
+        self.full_shard_sets = 0
+        self.recovered = 0
+        self.errors = 0
+        self.ignored = 0
+        self.retuned = 0
+        self._enabled = d > 0
+        self._autotune = _Autotune() if (autotune and self._enabled) else None
+        self._should_tune = False
+        self._sets: dict[int, dict[int, bytes]] = {}
+        self._newest: Optional[int] = None
+        self._configure(d, p)
+
+    def _configure(self, d: int, p: int) -> None:
+        self._d = d
+        self._p = p
+        self._n = d + p
+        self._paws = paws_for(d + p) if d else 0
+        self._rs = ReedSolomon(d, p) if d else None
+        self._sets = {}
+        self._newest = None
+
+    def __repr__(self) -> str:
+        return f"FECDecoder({self._d}, {self._p}, sets={len(self._sets)})"
+
+    @property
+    def enabled(self) -> bool:
+        """True when FEC is on (shard counts > 0)."""
+        return self._enabled
+
+    @property
+    def shard_counts(self) -> tuple[int, int]:
+        """The (d, p) in use (autotune may change it)."""
+        return (self._d, self._p)
+
+    @property
+    def paws(self) -> int:
+        """The seqid wrap point for the (d, p) in use; packets at or above it are ignored."""
+        return self._paws
+
+    @property
+    def shard_sets(self) -> int:
+        """Shard sets currently held (kcp-go FECShardSet gauge)."""
+        return len(self._sets)
+
+    def decode(self, packet: BytesLike) -> list[bytes]:
+        """Take one FEC packet; return the KCP datagrams it yields.
+
+        Args:
+            packet: an FEC data or parity packet (after decryption).
+
+        Returns:
+            The data packet's own KCP datagram first (if it is a data packet),
+            then any datagrams recovered from its group, in index order.  With
+            FEC off: ``[packet]``.
+
+        Raises:
+            PacketError: (counter ``InErrs``) packet shorter than 8 bytes or
+                of a type other than data/parity; the state is unchanged.
+            TypeError: if ``packet`` is not bytes-like.
+        """
+        regular, recovered = self.decode_parts(packet)
+        if regular is None:
+            return recovered
+        if recovered:
+            return [regular, *recovered]
+        return [regular]
+
+    def decode_parts(self, packet: BytesLike) -> tuple[Optional[bytes], list[bytes]]:
+        """Like :meth:`decode`, keeping the regular datagram apart.
+
+        Args:
+            packet: an FEC data or parity packet (after decryption).
+
+        Returns:
+            ``(regular, recovered)``: the data packet's KCP datagram (bytes 8
+            to the end, as kcp-go feeds it to KCP) or ``None`` for a parity
+            packet; and the recovered KCP datagrams (to be fed to KCP as
+            non-regular, kcp-go's FEC packet type).  With FEC off:
+            ``(packet, [])``.
+
+        Raises:
+            PacketError: (counter ``InErrs``) packet shorter than 8 bytes or
+                of a type other than data/parity; the state is unchanged.
+            TypeError: if ``packet`` is not bytes-like.
+        """
+        if not isinstance(packet, bytes):
+            packet = _as_bytes("packet", packet)
+        if not self._enabled:
+            return packet, []
+        if len(packet) < FEC_HEADER_SIZE_PLUS2:
+            # kcp-go HEAD kcpInput: FEC packets shorter than 8 bytes -> InErrs.
+            raise PacketError(f"FEC packet too short ({len(packet)} bytes)", "InErrs")
+        seqid, flag = _unpack_head(packet)
+        if flag == TYPE_DATA:
+            is_data = True
+            regular: Optional[bytes] = packet[FEC_HEADER_SIZE_PLUS2:]
+        elif flag == TYPE_PARITY:
+            is_data = False
+            regular = None
+        else:
+            raise PacketError(f"bad FEC packet type 0x{flag:04x}", "InErrs")
+        # --- no exception below this line: state changes start here ---
+        tuner = self._autotune
+        if tuner is not None:
+            tuner.samples.append((seqid, is_data))
+        if seqid >= self._paws:
+            # kcp-go HEAD: beyond the wrap point, never a valid seqid.
+            self.ignored += 1
+            return regular, []
+        n = self._n
+        pos = seqid % n
+        if (pos < self._d) != is_data:
+            # Kind does not match the position: the peer's (d, p) differs
+            # (kcp-go HEAD shouldTune; sticky until autotune succeeds).
+            if tuner is None:
+                self.ignored += 1
+                return regular, []
+            self._should_tune = True
+        if self._should_tune:
+            self._retune()
+            self.ignored += 1
+            return regular, []
+        gid = seqid // n
+        sets = self._sets
+        shard_set = sets.get(gid)
+        if shard_set is None:
+            shard_set = sets[gid] = {}
+        elif pos in shard_set:
+            self.ignored += 1  # duplicate
+            return regular, []
+        if not is_data:
+            self.parity_shards += 1
+        shard_set[pos] = packet
+        recovered: list[bytes] = []
+        if len(shard_set) >= self._d:
+            # kcp-go HEAD: take every shard out; the set stays, empty, so
+            # later shards of this group are collected again (normally they
+            # never reach d and age out).
+            sets[gid] = {}
+            recovered = self._recover(shard_set)
+        # Track the newest group and drop the ones more than 3 groups behind
+        # (kcp-go HEAD newestShardId / maxShardSets).
+        newest = self._newest
+        if newest is None:
+            self._newest = gid
+        elif gid != newest:
+            horizon = MAX_SHARD_SETS * n
+            if _diff32(gid * n, newest * n) > 0:
+                self._newest = newest = gid
+                stale = [g for g in sets if _diff32(newest * n, g * n) > horizon]
+                for g in stale:
+                    del sets[g]
+            elif _diff32(newest * n, gid * n) > horizon:
+                del sets[gid]
+        return regular, recovered
+
+    def _recover(self, shard_set: dict[int, bytes]) -> list[bytes]:
+        d = self._d
+        missing = [i for i in range(d) if i not in shard_set]
+        if not missing:
+            self.full_shard_sets += 1
+            return []
+        rs = self._rs
+        if rs is None:  # pragma: no cover - enabled decoders always have one
+            return []
+        chosen = tuple(sorted(shard_set)[:d])
+        maxlen = max(len(p) for p in shard_set.values()) - FEC_HEADER_SIZE
+        try:
+            rows = rs.decode_rows(chosen)
+        except ValueError:  # pragma: no cover - any d rows are invertible
+            self.errors += 1
+            return []
+        bufs = [bytearray(memoryview(shard_set[i])[FEC_HEADER_SIZE:]) for i in chosen]
+        frombytes = int.from_bytes
+        tables = _MUL_TABLES
+        plain: dict[int, int] = {}
+        out: list[bytes] = []
+        for i in missing:
+            acc = 0
+            for k, coef in enumerate(rows[i]):
+                if coef == 0:
+                    continue
+                if coef == 1:
+                    v = plain.get(k)
+                    if v is None:
+                        v = plain[k] = frombytes(bufs[k], "little")
+                    acc ^= v
+                else:
+                    acc ^= frombytes(bufs[k].translate(tables[coef]), "little")
+            # Size-prefix check before anything reaches KCP (kcp-go kcpInput):
+            # 2 <= size <= shard length; the datagram is shard[2:size].
+            size = acc & 0xFFFF
+            if maxlen < 2 or size < 2 or size > maxlen:
+                self.errors += 1
+                continue
+            out.append(acc.to_bytes(maxlen, "little")[2:size])
+        self.recovered += len(out)
+        return out
+
+    def _retune(self) -> None:
+        tuner = self._autotune
+        if tuner is None:
+            return
+        ds = tuner.find_period(True)
+        ps = tuner.find_period(False)
+        if ds > 0 and ps > 0 and ds + ps <= 255:
+            if (ds, ps) != (self._d, self._p):
+                self._configure(ds, ps)
+                self.retuned += 1
+            self._should_tune = False
+
