@@ -214,6 +214,8 @@ class GoServer:
         flags: other flags (see :func:`peer_flags`).
         listen: the address to listen on.
         timeout: seconds the server may live at most.
+        argv: a whole command line instead (any program speaking the same
+            READY/SINK protocol on stdout and exiting when stdin closes).
     """
 
     def __init__(
@@ -223,9 +225,14 @@ class GoServer:
         flags: Optional[list[str]] = None,
         listen: str = "127.0.0.1:0",
         timeout: float = 120.0,
+        *,
+        argv: Optional[list[str]] = None,
     ) -> None:
-        self.args = [str(binary), f"-mode={mode}", f"-listen={listen}",
-                     f"-timeout={int(timeout)}s", *(flags or [])]
+        # argv replaces the whole command line: tools/bench.py runs its own
+        # Python servers, which speak the same READY/SINK protocol.
+        self.args = argv if argv is not None else [
+            str(binary), f"-mode={mode}", f"-listen={listen}",
+            f"-timeout={int(timeout)}s", *(flags or [])]
         self.proc: Optional[subprocess.Popen[str]] = None
         self.address: tuple[str, int] = ("", 0)
         self.lines: queue.Queue[str] = queue.Queue()
@@ -325,10 +332,21 @@ def run_client(
     """
     host, port = connect[0], connect[1]
     target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return run_argv(
+        [str(binary), f"-mode={mode}", f"-connect={target}", f"-timeout={int(timeout)}s", *flags],
+        timeout, mode,
+    )
+
+
+def run_argv(argv: list[str], timeout: float = 60.0, what: str = "client") -> dict[str, str]:
+    """Run a client command line that prints an "OK k=v ..." line; parse that line.
+
+    Raises:
+        AssertionError: the client failed; the message holds its output.
+    """
+    mode = what
     proc = subprocess.run(
-        [str(binary), f"-mode={mode}", f"-connect={target}",
-         f"-timeout={int(timeout)}s", *flags],
-        capture_output=True, text=True, timeout=timeout + 10, stdin=subprocess.DEVNULL,
+        argv, capture_output=True, text=True, timeout=timeout + 10, stdin=subprocess.DEVNULL,
     )
     lines = proc.stdout.strip().splitlines()
     last = lines[-1] if lines else ""
