@@ -1,0 +1,112 @@
+"""``kcpsock``: the command line (``python -m kcpsock`` and the console script).
+
+Commands: demo, serve, connect, bench, tunnel, relay, stats; ``kcpsock
+COMMAND --help`` describes each.  Every command is built only on kcpsock's
+public API (``kcpsock.dial``, ``kcpsock.listen``, ``kcpsock.snmp``,
+``kcpsock.relay.Relay``).
+
+Invariants:
+    * Exit status 0 on success, 1 on a runtime failure (one line on stderr),
+      2 on a user error (one line on stderr, no traceback), 130 after Ctrl-C
+      (sessions closed first).
+    * Only the commands' own addresses are contacted: nothing is sent
+      anywhere the user did not name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import NoReturn, Optional
+
+from kcpsock.cli.options import UsageError
+
+__all__ = ["main"]
+
+PROG = "kcpsock"
+
+EPILOG = """\
+quick start (two terminals):
+  kcpsock serve 127.0.0.1:29900               # an echo server over KCP
+  echo hello | kcpsock connect 127.0.0.1:29900
+  kcpsock demo                                # everything in one process, live figures
+
+exit status: 0 ok, 1 runtime failure, 2 usage error, 130 interrupted
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line on stderr, status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print one line and exit with status 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser of every command."""
+    from kcpsock.cli import bench, connect, demo, relay, serve, stats, tunnel
+
+    parser = _Parser(prog=PROG, description="KCP over UDP, wire-compatible with kcp-go and "
+                     "kcptun's options: a demo, netcat, iperf-style bench, TCP tunnel, lossy "
+                     "relay.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from kcpsock import __version__
+
+    parser.add_argument("--version", action="version", version=f"kcpsock {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in (demo, serve, connect, bench, tunnel, relay, stats):
+        module.register(sub)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the command line.
+
+    Args:
+        argv: the arguments (default: ``sys.argv[1:]``).
+
+    Returns:
+        The exit status: 0 ok, 1 failure, 2 usage error, 130 interrupted.
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, argparse errors
+        return int(exc.code) if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args))
+    except UsageError as exc:
+        _error(f"{PROG} {args.command}: error: {exc}")
+        return 2
+    except KeyboardInterrupt:
+        _error(f"{PROG} {args.command}: interrupted")
+        return 130
+    except BrokenPipeError:
+        # The reader of our output went away (``| head``): not worth a message.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 1
+    except OSError as exc:
+        _error(f"{PROG} {args.command}: error: {exc.strerror or exc}")
+        return 1
+    except Exception as exc:  # a bug or a protocol error: one line, not a traceback
+        if os.environ.get("KCPSOCK_DEBUG"):
+            raise
+        _error(f"{PROG} {args.command}: error: {type(exc).__name__}: {exc}")
+        return 1
+
+
+def _error(text: str) -> None:
+    try:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass

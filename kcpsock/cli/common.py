@@ -1,0 +1,115 @@
+"""Plumbing shared by the commands: common options, readiness lines, closing.
+
+Invariants: every thread started here is a daemon (Ctrl-C must never hang
+on one); every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from typing import Any, Callable, Optional
+
+from kcpsock.cli.display import Display, StatsPrinter
+from kcpsock.cli.options import UsageError, format_address
+
+__all__ = ["add_output_options", "announce", "graceful_close", "parse_fraction",
+           "positive_float", "spawn", "start_stats"]
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a float >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0: {text!r}")
+    return value
+
+
+def parse_fraction(text: str) -> float:
+    """argparse type: a probability, ``0.05`` or ``5%``."""
+    raw = text.strip()
+    try:
+        value = float(raw[:-1]) / 100.0 if raw.endswith("%") else float(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a fraction: {text!r} (e.g. 0.05 or 5%)") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (or 0%..100%): {text!r}")
+    return value
+
+
+def add_output_options(parser: argparse.ArgumentParser, *, stats: bool = True) -> None:
+    """Add ``--json`` and (for session commands) ``--stats N``."""
+    parser.add_argument("--json", action="store_true", help="print figures as JSON")
+    if stats:
+        parser.add_argument("--stats", type=positive_float, default=0.0, metavar="N",
+                            help="print the SNMP counters every N seconds (to stderr)")
+
+
+def start_stats(args: argparse.Namespace) -> Optional[StatsPrinter]:
+    """Start the ``--stats N`` printer (on stderr) if asked; returns it."""
+    period = float(getattr(args, "stats", 0.0) or 0.0)
+    if period <= 0:
+        return None
+    return StatsPrinter(period, Display(sys.stderr, json_mode=bool(args.json),
+                                        live=False)).start()
+
+
+def announce(display: Display, what: str, address: Any, extra: str = "",
+             **fields: Any) -> None:
+    """Print the readiness line ``listening on HOST:PORT`` (or its JSON form)."""
+    addr = format_address(address)
+    display.line(f"{what} listening on {addr}{(' ' + extra) if extra else ''}",
+                 {"event": "listening", "what": what, "address": addr, **fields})
+
+
+def spawn(target: Callable[..., Any], *args: Any, name: str = "kcpsock-cli") -> threading.Thread:
+    """Start a daemon thread running ``target(*args)``."""
+    thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def _pending(sock: Any) -> Optional[int]:
+    """Segments not yet acknowledged by the peer, if the socket tells."""
+    for name in ("waitsnd", "pending", "unacked"):
+        value = getattr(sock, name, None)
+        try:
+            if callable(value):
+                value = value()
+        except OSError:
+            return None
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def graceful_close(sock: Any, timeout_s: float = 3.0) -> None:
+    """Close a session after what it sent is acknowledged (bounded wait).
+
+    KCP has no FIN, and a close may drop segments still waiting for an ACK,
+    so the last frame of a conversation (our FIN) could be lost on a lossy
+    link; waiting for the send queue to drain first avoids that.
+    """
+    deadline = time.monotonic() + timeout_s
+    delay = 0.001
+    while time.monotonic() < deadline:
+        pending = _pending(sock)
+        if not pending:
+            break
+        time.sleep(delay)  # polling the public figure; no event exists for "all acked"
+        delay = min(delay * 2, 0.05)
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+def check_positive(value: float, name: str) -> None:
+    """Raise UsageError unless value > 0."""
+    if value <= 0:
+        raise UsageError(f"{name} must be > 0")

@@ -1,0 +1,124 @@
+"""``kcpsock connect ADDR``: netcat over KCP.
+
+Standard input goes to the session, the session goes to standard output.  At
+the end of input a FIN frame tells the peer (``kcpsock serve``) that nothing
+more comes; the command ends when the peer's FIN arrives, so ``echo hi |
+kcpsock connect ADDR`` prints the echo and exits.  With ``--raw`` (a peer that
+is not a kcpsock tool) bytes travel unframed and the command ends once input
+is done and nothing has arrived for ``--linger`` seconds.
+
+Invariants: standard output receives exactly the peer's bytes; Ctrl-C closes
+the session and exits with status 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+from kcpsock.cli import frames
+from kcpsock.cli.common import (
+    add_output_options,
+    graceful_close,
+    positive_float,
+    spawn,
+    start_stats,
+)
+from kcpsock.cli.options import add_kcp_options, dial, parse_address, settings_from_args
+
+__all__ = ["register", "run"]
+
+
+def register(sub: Any) -> None:
+    """Add the ``connect`` command to the subparsers."""
+    p = sub.add_parser("connect", help="netcat over KCP: stdin to the session, the session to stdout",
+                       description="Dial ADDR over KCP; copy stdin to the session and the "
+                       "session to stdout until both ends are done.")
+    p.add_argument("address", metavar="ADDR", help="the KCP server, HOST:PORT")
+    p.add_argument("--raw", action="store_true",
+                   help="plain bytes, no kcpsock framing (for kcp-go peers)")
+    p.add_argument("--linger", type=positive_float, default=1.0, metavar="S",
+                   help="--raw: after end of input, exit once nothing arrived for S seconds "
+                        "(default 1)")
+    add_output_options(p)
+    add_kcp_options(p, listening=False)
+    p.set_defaults(func=run)
+
+
+def _read_stdin(sock: Any, raw: bool, done: threading.Event, errors: list[BaseException]) -> None:
+    writer = None if raw else frames.FrameWriter(sock)
+    fd = sys.stdin.fileno()
+    try:
+        while True:
+            data = os.read(fd, frames.CHUNK)
+            if not data:
+                break
+            if writer is None:
+                sock.sendall(data)
+            else:
+                writer.send(frames.DATA, data)
+        if writer is not None:
+            writer.fin()
+    except OSError as exc:
+        errors.append(exc)
+    finally:
+        done.set()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``kcpsock connect``; returns the exit status."""
+    settings = settings_from_args(args)
+    address = parse_address(args.address, "server address")
+    sock = dial(address, settings)
+    stats = start_stats(args)
+    out = sys.stdout.buffer
+    stdin_done = threading.Event()
+    errors: list[BaseException] = []
+    clean = False
+    try:
+        spawn(_read_stdin, sock, args.raw, stdin_done, errors, name="kcpsock-stdin")
+        if args.raw:
+            sock.settimeout(args.linger if args.linger > 0 else 0.05)
+            last = time.monotonic()
+            while True:
+                try:
+                    data = sock.recv(frames.CHUNK)
+                except TimeoutError:
+                    if stdin_done.is_set() and time.monotonic() - last >= args.linger:
+                        break
+                    continue
+                if not data:
+                    break
+                last = time.monotonic()
+                out.write(data)
+                out.flush()
+        else:
+            reader = frames.FrameReader(sock)
+            while True:
+                frame = reader.read()
+                if frame is None:
+                    break
+                kind, payload = frame
+                if kind == frames.DATA:
+                    out.write(payload)
+                    out.flush()
+                elif kind == frames.FIN:
+                    break
+            # The peer is done; our input may still be flowing (half-close).
+            while not stdin_done.wait(0.5):
+                pass
+        if errors:
+            raise errors[0]
+        clean = True
+    finally:
+        if clean:
+            graceful_close(sock)
+        else:
+            sock.close()
+        if stats:
+            stats.stop()
+    return 0

@@ -1,0 +1,215 @@
+"""``kcpsock tunnel -l LOCAL_TCP -r REMOTE_KCP``: a TCP port forwarded over KCP.
+
+Each accepted TCP connection gets its own KCP session to REMOTE_KCP, where
+``kcpsock serve --forward HOST:PORT`` opens a TCP connection for it.  Bytes
+flow both ways as framed DATA; a TCP half-close (EOF from one side) travels as
+a FIN frame and becomes ``shutdown(SHUT_WR)`` on the other side, so
+request/response protocols that close their sending half keep working.  A
+session with no traffic either way for ``--idle`` seconds is closed.
+
+Invariants: one KCP session per TCP connection; both sockets are closed when
+both directions have finished, on idleness, or on any error of either side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import threading
+import time
+from typing import Any
+
+from kcpsock.cli import frames
+from kcpsock.cli.common import add_output_options, announce, graceful_close, spawn, start_stats
+from kcpsock.cli.display import Display
+from kcpsock.cli.options import (
+    KCPSettings,
+    UsageError,
+    add_kcp_options,
+    bind_error,
+    dial,
+    format_address,
+    parse_address,
+    settings_from_args,
+)
+
+__all__ = ["pump", "register", "run"]
+
+DEFAULT_IDLE_S = 600.0
+
+
+class _Link:
+    """Shared state of one TCP<->KCP pair."""
+
+    def __init__(self, kcp: Any, tcp: socket.socket, idle_s: float) -> None:
+        self.kcp = kcp
+        self.tcp = tcp
+        self.idle_s = idle_s
+        self.last = time.monotonic()
+        self.lock = threading.Lock()
+        self.sent_fin = False
+        self.got_fin = False
+        self.failed = False
+        self.bytes_up = 0     # TCP -> KCP
+        self.bytes_down = 0   # KCP -> TCP
+
+    def touch(self) -> None:
+        self.last = time.monotonic()
+
+    def idle(self) -> bool:
+        return self.idle_s > 0 and time.monotonic() - self.last >= self.idle_s
+
+    def abort(self) -> None:
+        with self.lock:
+            self.failed = True
+        try:
+            self.tcp.shutdown(socket.SHUT_RDWR)  # wakes a recv blocked in the other thread
+        except OSError:
+            pass
+        try:
+            self.kcp.close()
+        except OSError:
+            pass
+
+
+def _tcp_to_kcp(link: _Link, writer: frames.FrameWriter) -> None:
+    try:
+        while True:
+            try:
+                data = link.tcp.recv(frames.CHUNK)
+            except socket.timeout:
+                if link.idle():
+                    link.abort()
+                    return
+                continue
+            if not data:
+                writer.fin()
+                with link.lock:
+                    link.sent_fin = True
+                return
+            link.touch()
+            link.bytes_up += len(data)
+            writer.send(frames.DATA, data)
+    except OSError:
+        link.abort()
+
+
+def pump(kcp: Any, tcp: socket.socket, idle_s: float = DEFAULT_IDLE_S) -> tuple[int, int]:
+    """Carry a TCP connection over a framed KCP session until both ends finish.
+
+    Args:
+        kcp: the KCP session (a ``KCPSocket``).
+        tcp: the TCP connection.
+        idle_s: close both after this many seconds without traffic (0: never).
+
+    Returns:
+        (bytes TCP -> KCP, bytes KCP -> TCP).
+    """
+    link = _Link(kcp, tcp, idle_s)
+    poll = min(idle_s, 1.0) if idle_s > 0 else None
+    tcp.settimeout(poll)
+    kcp.settimeout(poll)
+    writer = frames.FrameWriter(kcp)
+    reader = frames.FrameReader(kcp)
+    up = spawn(_tcp_to_kcp, link, writer, name="kcpsock-tunnel-up")
+    try:
+        while True:
+            try:
+                frame = reader.read()
+            except TimeoutError:
+                if link.idle():
+                    break
+                continue
+            if frame is None:
+                break
+            kind, payload = frame
+            if kind == frames.DATA:
+                link.touch()
+                link.bytes_down += len(payload)
+                tcp.sendall(payload)
+            elif kind == frames.FIN:
+                link.got_fin = True
+                try:
+                    tcp.shutdown(socket.SHUT_WR)
+                except OSError:
+                    pass
+                break
+        # Our reading half is done; wait for the TCP side to finish sending.
+        while up.is_alive():
+            up.join(timeout=poll if poll else 1.0)
+            if up.is_alive() and link.idle():
+                break
+    except (OSError, frames.ProtocolError):
+        pass
+    finally:
+        if link.got_fin and link.sent_fin and not link.failed:
+            graceful_close(kcp)
+        else:
+            link.abort()
+        try:
+            tcp.close()
+        except OSError:
+            pass
+        up.join(timeout=2.0)
+    return link.bytes_up, link.bytes_down
+
+
+def register(sub: Any) -> None:
+    """Add the ``tunnel`` command to the subparsers."""
+    p = sub.add_parser("tunnel", help="forward a local TCP port over KCP (kcptun client style)",
+                       description="Accept TCP connections on LOCAL_TCP and carry each over its "
+                       "own KCP session to REMOTE_KCP, where `kcpsock serve --forward` runs.")
+    p.add_argument("-l", "--local", required=True, metavar="LOCAL_TCP",
+                   help="local TCP address to listen on, HOST:PORT")
+    p.add_argument("-r", "--remote", required=True, metavar="REMOTE_KCP",
+                   help="the KCP server (kcpsock serve --forward), HOST:PORT")
+    p.add_argument("--idle", type=float, default=DEFAULT_IDLE_S, metavar="S",
+                   help=f"close a connection idle for S seconds (default {DEFAULT_IDLE_S:g}; 0: never)")
+    add_output_options(p)
+    add_kcp_options(p, listening=False)
+    p.set_defaults(func=run)
+
+
+def _serve_one(conn: socket.socket, peer: Any, remote: Any, settings: KCPSettings,
+               idle_s: float, display: Display) -> None:
+    try:
+        kcp = dial(remote, settings)
+    except UsageError as exc:
+        display.line(f"cannot open a KCP session for {format_address(peer)}: {exc}")
+        conn.close()
+        return
+    up, down = pump(kcp, conn, idle_s)
+    display.line(f"closed {format_address(peer)}: {up} bytes up, {down} bytes down",
+                 {"event": "closed", "peer": format_address(peer), "up": up, "down": down})
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``kcpsock tunnel``; returns the exit status."""
+    settings = settings_from_args(args)
+    local = parse_address(args.local, "local TCP address", listening=True)
+    remote = parse_address(args.remote, "remote KCP address")
+    if args.idle < 0:
+        raise UsageError("--idle must be >= 0")
+    display = Display(json_mode=args.json, live=False)
+    family = socket.AF_INET6 if ":" in local[0] else socket.AF_INET
+    server = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(local)
+        server.listen(128)
+    except OSError as exc:
+        server.close()
+        raise bind_error(exc, "listen on", local) from None
+    stats = start_stats(args)
+    announce(display, "tunnel", server.getsockname(),
+             f"(tcp) -> {format_address(remote)} (kcp; {settings.describe()})",
+             remote=format_address(remote))
+    try:
+        while True:
+            conn, peer = server.accept()
+            spawn(_serve_one, conn, peer, remote, settings, args.idle, display,
+                  name="kcpsock-tunnel")
+    finally:
+        server.close()
+        if stats:
+            stats.stop()
