@@ -1,0 +1,385 @@
+"""The whole datagram pipeline between KCP and the UDP socket, in one place.
+
+kcp-go writes this pipeline twice (``UDPSession.packetInput``/``kcpInput``
+and ``Listener.packetInput`` in sess.go, plus ``output`` for sending); here
+it is one pure object, :class:`PacketCodec`.
+
+Wire layout of one UDP payload (integers little-endian)::
+
+    block cipher / salsa20 / xor / none (kcp-go cryptHeaderSize = 20):
+
+    0              16       20       24     26     28
+    +--------------+--------+--------+------+------+----------------------+
+    | nonce (16)   | crc32  | seqid  | flag | size | KCP datagram         |
+    +--------------+--------+--------+------+------+----------------------+
+    |<----------------- encrypted as a whole (CFB, fixed IV) ------------>|
+                            |<-- crc32 covers bytes 20..end (plaintext) ->|
+                            |<-- FEC header, only with FEC: 6 + 2 ------->|
+                                                    (size = 2 + KCP length)
+
+    parity packet: same crypto header, then seqid | 0xF2 | parity shard.
+
+    aes-gcm (kcp-go HEAD AEAD, opt-in):
+
+    +-----------+----------------------------------------+----------+
+    | nonce(12) | GCM ciphertext of (FEC header +) KCP   | tag (16) |
+    +-----------+----------------------------------------+----------+
+
+    no cipher: the crypto header is absent; the payload starts at the FEC
+    header (FEC on) or is the KCP datagram itself.
+
+Sending: KCP datagram -> FEC framing (kcpsock.fec; parity packets follow
+when a group completes) -> per packet: fresh random nonce + CRC-32 ->
+encryption.  Receiving: decrypt -> CRC (or tag) check -> strip the crypto
+header (:meth:`PacketCodec.open`, stateless) -> classify by the u16 at
+offset 4 and FEC-decode (:meth:`PacketCodec.decode_payload`, stateful).
+
+Invariants:
+    * Pure: no sockets, threads or clock; the nonces come from the
+      ``random_bytes`` callable given to the constructor.
+    * Every malformed input raises :class:`~kcpsock.errors.PacketError` whose
+      ``counter`` is the kcp-go SNMP counter the drop belongs under, and the
+      codec is left exactly as before the call:
+      shorter than the crypto header or longer than 1500 bytes (kcp-go
+      ``mtuLimit``) -> ``InErrs``; bad CRC or AEAD tag -> ``InCsumErrors``;
+      payload shorter than a KCP header (24) or a bad FEC packet ->
+      ``InErrs``.
+    * Classification follows kcp-go ``kcpInput``: a payload whose bytes 4..5
+      are f1 00 or f2 00 is an FEC packet whether or not FEC was configured
+      (a KCP header has cmd 81..84 there, so the two never collide); an
+      unconfigured codec then creates a (1, 1) decoder on first use, which
+      the decoder's autotune adapts to the peer.  Anything else goes to KCP
+      whole, even with FEC configured.
+    * :meth:`PacketCodec.open` is stateless and thread-safe (a listener can
+      open packets for every session); ``encode`` and ``decode_payload`` are
+      stateful and must be serialised by the caller (the session lock).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from typing import Callable, Optional, Union
+
+from .crypt import CRYPT_HEADER_SIZE, NONCE_SIZE, BlockCrypt
+from .errors import PacketError
+from .fec import FEC_HEADER_SIZE_PLUS2, TYPE_DATA, TYPE_PARITY, FECDecoder, FECEncoder
+
+__all__ = ["IKCP_OVERHEAD", "MTU_LIMIT", "PacketCodec"]
+
+#: kcp-go ``mtuLimit``: the largest UDP payload sent or accepted.
+MTU_LIMIT = 1500
+#: KCP segment header size (kcp-go ``IKCP_OVERHEAD``).
+IKCP_OVERHEAD = 24
+#: Smallest KCP MTU kcp-go accepts (``SetMtu``: mtu < 50 is refused).
+_MIN_KCP_MTU = 50
+
+#: What the decoding methods accept.
+BytesLike = Union[bytes, bytearray, memoryview]
+
+_crc32 = zlib.crc32
+_u16_at = struct.Struct("<H").unpack_from
+_u32_at = struct.Struct("<I").unpack_from
+
+
+def _as_bytes(name: str, value: object) -> bytes:
+    """bytes(value) for bytes-like values; TypeError naming ``name`` otherwise."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"{name} must be bytes, not {type(value).__name__}")
+
+
+class PacketCodec:
+    """KCP datagrams <-> UDP payloads: FEC, nonce + CRC, encryption.
+
+    Args:
+        block: a :class:`~kcpsock.crypt.BlockCrypt` (see
+            :func:`kcpsock.new_block_crypt`), or None for no crypto header.
+            A block with a positive ``tag_size`` attribute (``aes-gcm``) uses
+            kcp-go HEAD's AEAD layout.
+        data_shards: FEC data shards (0 together with ``parity_shards`` 0:
+            FEC off).
+        parity_shards: FEC parity shards.
+        random_bytes: ``n -> n random bytes``, the nonce source (default
+            :func:`os.urandom`).
+
+    Raises:
+        TypeError: ``block`` lacks encrypt/decrypt, ``random_bytes`` is not
+            callable, or a shard count is not an int.
+        ValueError: invalid shard counts (negative, a zero/non-zero mix, or
+            a sum above 255).
+
+    Attributes:
+        block: the cipher (or None).
+        data_shards, parity_shards: the configured FEC shard counts.
+        crypto_header: bytes in front for crypto (20, 12 for AEAD, or 0).
+        tag_size: bytes behind for the AEAD tag (16) or 0.
+        overhead: crypto header + FEC header (8 when on) + tag.
+        encoder: the :class:`~kcpsock.fec.FECEncoder`.
+        decoder: the :class:`~kcpsock.fec.FECDecoder` (None until an FEC
+            packet arrives if FEC is not configured).
+    """
+
+    def __init__(self, block: Optional[BlockCrypt] = None, data_shards: int = 0,
+                 parity_shards: int = 0, *,
+                 random_bytes: Callable[[int], bytes] = os.urandom) -> None:
+        if block is not None and not (callable(getattr(block, "encrypt", None))
+                                      and callable(getattr(block, "decrypt", None))):
+            raise TypeError("block must be a BlockCrypt (with encrypt and decrypt) or None")
+        if not callable(random_bytes):
+            raise TypeError("random_bytes must be callable")
+        # FECEncoder/FECDecoder validate the shard counts (TypeError/ValueError).
+        self.encoder = FECEncoder(data_shards, parity_shards)
+        self.decoder: Optional[FECDecoder] = (
+            FECDecoder(data_shards, parity_shards) if data_shards else None)
+        self.block = block
+        self.data_shards = data_shards
+        self.parity_shards = parity_shards
+        self._random_bytes = random_bytes
+        self._fec = data_shards > 0
+        tag = int(getattr(block, "tag_size", 0) or 0) if block is not None else 0
+        self._aead = tag > 0
+        self.tag_size = tag
+        if block is None:
+            self.crypto_header = 0
+        elif self._aead:
+            self.crypto_header = int(getattr(block, "nonce_size", 12))
+        else:
+            self.crypto_header = CRYPT_HEADER_SIZE
+        self.overhead = (self.crypto_header + (FEC_HEADER_SIZE_PLUS2 if self._fec else 0)
+                         + self.tag_size)
+        self._min_wire = self.crypto_header + self.tag_size
+
+    def __repr__(self) -> str:
+        name = type(self.block).__name__ if self.block is not None else None
+        return (f"PacketCodec(block={name}, data_shards={self.data_shards}, "
+                f"parity_shards={self.parity_shards}, overhead={self.overhead})")
+
+    # --- MTU bookkeeping -------------------------------------------------------
+
+    def kcp_mtu(self, mtu: int = 1400) -> int:
+        """The KCP MTU that keeps UDP payloads within ``mtu`` bytes.
+
+        kcp-go sets KCP's MTU to ``1400 - headerSize`` (minus the AEAD tag)
+        at session creation, and ``SetMtu(mtu)`` to ``mtu - headerSize``.
+
+        Args:
+            mtu: the largest UDP payload wanted, at most 1500 (kcp-go
+                ``mtuLimit``).
+
+        Returns:
+            ``mtu - overhead``.
+
+        Raises:
+            TypeError: if ``mtu`` is not an int.
+            ValueError: if ``mtu`` exceeds 1500 or leaves a KCP MTU below 50.
+        """
+        if isinstance(mtu, bool) or not isinstance(mtu, int):
+            raise TypeError(f"mtu must be an int, not {type(mtu).__name__}")
+        if mtu > MTU_LIMIT:
+            raise ValueError(f"mtu must be at most {MTU_LIMIT}, got {mtu}")
+        kcp_mtu = mtu - self.overhead
+        if kcp_mtu < _MIN_KCP_MTU:
+            raise ValueError(f"mtu {mtu} too small: the KCP MTU would be {kcp_mtu} "
+                             f"(< {_MIN_KCP_MTU}) after {self.overhead} bytes of overhead")
+        return kcp_mtu
+
+    # --- sending ---------------------------------------------------------------
+
+    def encode(self, datagram: BytesLike, now_ms: Optional[int] = None) -> list[bytes]:
+        """Turn one KCP datagram into wire packets (kcp-go ``output``).
+
+        Args:
+            datagram: one datagram from KCP.
+            now_ms: the current time in ms, optional; passed to the FEC
+                encoder (kcp-go HEAD skips the parity of a group spread over
+                500 ms or more).
+
+        Returns:
+            The data packet, then the group's parity packets if this
+            datagram completed an FEC group.
+
+        Raises:
+            TypeError: if ``datagram`` is not bytes-like.
+            ValueError: if ``random_bytes`` returns the wrong length or the
+                datagram is too long for FEC framing.
+        """
+        if self._fec:
+            packets = self.encoder.encode(datagram, now_ms)
+        else:
+            packets = [datagram if isinstance(datagram, bytes)
+                       else _as_bytes("datagram", datagram)]
+        block = self.block
+        if block is None:
+            return packets
+        rand = self._random_bytes
+        if self._aead:
+            size = self.crypto_header
+            out = []
+            for p in packets:
+                nonce = rand(size)
+                if len(nonce) != size:
+                    raise ValueError(f"random_bytes({size}) returned {len(nonce)} bytes")
+                out.append(block.encrypt(nonce + p))
+            return out
+        crc32 = _crc32
+        out = []
+        for p in packets:
+            nonce = rand(NONCE_SIZE)
+            if len(nonce) != NONCE_SIZE:
+                raise ValueError(f"random_bytes({NONCE_SIZE}) returned {len(nonce)} bytes")
+            # kcp-go output: nonce, then CRC-32 (IEEE) of the body, little-endian
+            out.append(block.encrypt(nonce + crc32(p).to_bytes(4, "little") + p))
+        return out
+
+    # --- receiving -------------------------------------------------------------
+
+    def open(self, packet: BytesLike) -> bytes:
+        """Decrypt, check and strip the crypto header (kcp-go ``packetInput``).
+
+        Stateless and thread-safe.
+
+        Args:
+            packet: one UDP payload as received.
+
+        Returns:
+            The payload after the crypto header: the FEC packet or the KCP
+            datagram.  Without a cipher, the packet itself.
+
+        Raises:
+            PacketError: longer than 1500 bytes or shorter than the crypto
+                header (``InErrs``); bad CRC or AEAD tag (``InCsumErrors``).
+            TypeError: if ``packet`` is not bytes-like.
+        """
+        if not isinstance(packet, bytes):
+            packet = _as_bytes("packet", packet)
+        n = len(packet)
+        if n > MTU_LIMIT:
+            # kcp-go reads into 1500-byte buffers: anything longer is
+            # truncated and then fails the CRC; we say why instead.
+            raise PacketError(f"packet too long ({n} > {MTU_LIMIT} bytes)", "InErrs")
+        block = self.block
+        if block is None:
+            return packet
+        if n < self._min_wire:
+            raise PacketError(f"packet too short for the crypto header ({n} bytes)", "InErrs")
+        if self._aead:
+            # the AEAD raises PacketError("bad ... tag", "InCsumErrors") itself
+            return block.decrypt(packet)[self.crypto_header:]
+        plain = block.decrypt(packet)
+        if _crc32(memoryview(plain)[CRYPT_HEADER_SIZE:]) != _u32_at(plain, NONCE_SIZE)[0]:
+            raise PacketError("bad CRC32 (wrong key or cipher, or corrupted)", "InCsumErrors")
+        return plain[CRYPT_HEADER_SIZE:]
+
+    def peek_conv(self, payload: BytesLike) -> Optional[int]:
+        """The KCP conversation id of an opened payload (kcp-go Listener).
+
+        Args:
+            payload: the result of :meth:`open`.
+
+        Returns:
+            The conv (u32 at offset 0, or at offset 8 for an FEC data
+            packet); None for a parity packet, or an FEC data packet too
+            short to hold a KCP header (kcp-go recovers no conv from either:
+            they go to an existing session, never create one).
+
+        Raises:
+            PacketError: (``InErrs``) payload shorter than a KCP header.
+        """
+        if len(payload) < IKCP_OVERHEAD:
+            raise PacketError(f"payload too short ({len(payload)} bytes)", "InErrs")
+        flag = _u16_at(payload, 4)[0]
+        if flag == TYPE_DATA:
+            if len(payload) < FEC_HEADER_SIZE_PLUS2 + IKCP_OVERHEAD:
+                return None
+            return int(_u32_at(payload, FEC_HEADER_SIZE_PLUS2)[0])
+        if flag == TYPE_PARITY:
+            return None
+        return int(_u32_at(payload, 0)[0])
+
+    def decode_payload(self, payload: BytesLike) -> tuple[Optional[bytes], list[bytes]]:
+        """The FEC stage (kcp-go ``kcpInput``): classify, decode, recover.
+
+        Args:
+            payload: the result of :meth:`open`.
+
+        Returns:
+            ``(regular, recovered)``: the KCP datagram to feed as a regular
+            packet (None for a parity packet) and the datagrams recovered
+            from parity (to feed with ``regular=False``).
+
+        Raises:
+            PacketError: (``InErrs``) payload shorter than a KCP header, or a
+                malformed FEC packet; the codec's state is unchanged.
+            TypeError: if ``payload`` is not bytes-like.
+        """
+        if not isinstance(payload, bytes):
+            payload = _as_bytes("payload", payload)
+        if len(payload) < IKCP_OVERHEAD:
+            # kcp-go packetInput: len(data) >= IKCP_OVERHEAD before kcpInput
+            raise PacketError(f"payload too short ({len(payload)} bytes)", "InErrs")
+        flag = _u16_at(payload, 4)[0]
+        if flag != TYPE_DATA and flag != TYPE_PARITY:
+            return payload, []
+        decoder = self.decoder
+        if decoder is None:
+            # kcp-go kcpInput: "if fecDecoder is not initialized, create one
+            # with default parameter" (1, 1); kept only if the packet decodes.
+            decoder = FECDecoder(1, 1)
+            result = decoder.decode_parts(payload)
+            self.decoder = decoder
+            return result
+        return decoder.decode_parts(payload)
+
+    def decode(self, packet: BytesLike) -> tuple[Optional[bytes], list[bytes]]:
+        """``decode_payload(open(packet))``: one UDP payload to KCP datagrams.
+
+        Args:
+            packet: one UDP payload as received.
+
+        Returns:
+            ``(regular, recovered)`` as :meth:`decode_payload`.
+
+        Raises:
+            PacketError: as :meth:`open` and :meth:`decode_payload`.
+        """
+        return self.decode_payload(self.open(packet))
+
+    # --- counters ----------------------------------------------------------------
+
+    def fec_counters(self) -> dict[str, int]:
+        """The FEC decoder's cumulative counters under kcp-go's SNMP names.
+
+        Returns:
+            ``FECParityShards``, ``FECFullShardSet``, ``FECRecovered``,
+            ``FECErrs`` (all 0 before any FEC packet) and the gauge
+            ``FECShardSet`` (shard sets held now).
+        """
+        d = self.decoder
+        if d is None:
+            return {"FECParityShards": 0, "FECFullShardSet": 0, "FECRecovered": 0,
+                    "FECErrs": 0, "FECShardSet": 0}
+        return {"FECParityShards": d.parity_shards, "FECFullShardSet": d.full_shard_sets,
+                "FECRecovered": d.recovered, "FECErrs": d.errors,
+                "FECShardSet": d.shard_sets}
+
+    @property
+    def fec_parity_shards(self) -> int:
+        """Parity packets received (kcp-go ``FECParityShards``)."""
+        return self.decoder.parity_shards if self.decoder is not None else 0
+
+    @property
+    def fec_full_shard_sets(self) -> int:
+        """Groups complete without recovery (kcp-go ``FECFullShardSet``)."""
+        return self.decoder.full_shard_sets if self.decoder is not None else 0
+
+    @property
+    def fec_recovered(self) -> int:
+        """Datagrams recovered from parity (kcp-go ``FECRecovered``)."""
+        return self.decoder.recovered if self.decoder is not None else 0
+
+    @property
+    def fec_errors(self) -> int:
+        """Recovered shards failing the size check (kcp-go ``FECErrs``)."""
+        return self.decoder.errors if self.decoder is not None else 0
