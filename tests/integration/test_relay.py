@@ -278,3 +278,30 @@ def test_bad_arguments_name_the_argument(
 def test_target_is_required() -> None:
     with pytest.raises(TypeError, match="target"):
         Relay()
+
+
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback")
+def test_ipv6_loopback() -> None:
+    target = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    client = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        target.bind(("::1", 0))
+        client.bind(("::1", 0))
+        with Relay(listen=("::1", 0), target=addr(target), loss=0.2, seed=1) as relay:
+            assert relay.address[0] == "::1"
+            send_numbered(client, relay.address, 200)
+            got = collect(target, relay, 200)
+            assert len(got) == relay.up.forwarded == 200 - relay.up.dropped
+            assert relay.up.dropped > 0
+    finally:
+        target.close()
+        client.close()
