@@ -1,0 +1,195 @@
+"""Session options: one frozen :class:`KCPConfig` instead of kcp-go's setters.
+
+kcp-go configures a session after creation with ``SetNoDelay``,
+``SetWindowSize``, ``SetMtu``, ``SetStreamMode``, ``SetACKNoDelay``,
+``SetWriteDelay`` and ``SetDUP``; kcptun bundles the NoDelay quadruple into
+"modes".  :class:`KCPConfig` holds all of them in one immutable value that the
+session layer applies when it creates a session (the setters still exist on
+:class:`kcpsock.KCPSocket` for changes afterwards).
+
+Invariants:
+
+* every field is validated in ``__post_init__``; a bad value raises
+  ``ValueError`` (or ``TypeError`` for a wrong type) naming the field;
+* defaults are kcp-go's defaults for a fresh session (KCP.md §5, SESSION.md
+  §3), except the listener limits and the blacklist TTL, which are kcpsock's
+  (SESSION.md §6.3, §7);
+* pure module: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar, Optional
+
+__all__ = ["MTU_LIMIT", "PRESETS", "KCPConfig"]
+
+#: kcp-go ``mtuLimit``: the largest UDP payload kcp-go sends or can receive.
+MTU_LIMIT = 1500
+
+#: kcptun's modes: (nodelay, interval_ms, resend, nc) (KCP.md §17).
+PRESETS: dict[str, tuple[int, int, int, bool]] = {
+    "normal": (0, 40, 2, True),
+    "fast": (0, 30, 2, True),
+    "fast2": (1, 20, 2, True),
+    "fast3": (1, 10, 2, True),
+}
+
+
+def _check_int(name: str, value: Any, low: int, high: Optional[int] = None) -> None:
+    # bool is an int subclass; accept it only where the field is a flag.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if value < low or (high is not None and value > high):
+        bound = f"{low}..{high}" if high is not None else f">= {low}"
+        raise ValueError(f"{name} must be {bound}, got {value}")
+
+
+def _check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
+
+
+@dataclass(frozen=True)
+class KCPConfig:
+    """Options of one KCP session (and of the sessions a listener creates).
+
+    Every field can be given as a keyword; :meth:`preset` starts from one of
+    kcptun's modes.  Instances are immutable; use :meth:`replace` to derive a
+    changed copy.
+
+    Raises:
+        ValueError: a field is out of range (the message names the field).
+        TypeError: a field has the wrong type.
+    """
+
+    nodelay: int = 0
+    """KCP nodelay mode: 0 off (min RTO 100 ms), >= 1 on (min RTO 30 ms)."""
+    interval: int = 100
+    """Internal flush interval in ms, 10..5000 (kcp-go clamps to this range)."""
+    resend: int = 0
+    """Fast-retransmit after this many skipping ACKs; 0 disables."""
+    nc: bool = False
+    """True disables congestion control (kcp-go ``nocwnd``)."""
+    sndwnd: int = 32
+    """Send window in segments, 1..65535 (16 bits on the wire)."""
+    rcvwnd: int = 32
+    """Receive window in segments, 1..65535 (16 bits on the wire)."""
+    mtu: int = 1400
+    """Largest UDP payload in bytes (KCP MTU = mtu minus codec overhead), 50..1500."""
+    stream: bool = False
+    """Stream mode: writes are merged into full segments, no message boundaries."""
+    ack_nodelay: bool = False
+    """Send ACKs right after each input instead of at the next flush."""
+    write_delay: bool = False
+    """True: ``send`` does not flush; data leaves at the next scheduled flush."""
+    dup: int = 0
+    """Send every data datagram this many extra times (parity is never duplicated)."""
+    dead_link: int = 20
+    """Transmissions of one segment after which the link is declared dead."""
+    dscp: Optional[int] = None
+    """DSCP (0..63) set on sockets kcpsock creates; None leaves the OS default."""
+    read_buffer: Optional[int] = None
+    """SO_RCVBUF in bytes for sockets kcpsock creates; None leaves the OS default."""
+    write_buffer: Optional[int] = None
+    """SO_SNDBUF in bytes for sockets kcpsock creates; None leaves the OS default."""
+    backlog: int = 128
+    """Listener: sessions waiting for ``accept``; new conversations beyond it are dropped."""
+    max_sessions: int = 4096
+    """Listener: live sessions at most; new conversations beyond it are dropped."""
+    blacklist_ttl: float = 600.0
+    """Listener: seconds during which a closed (address, conv) cannot be reopened; 0 disables."""
+
+    PRESETS: ClassVar[dict[str, tuple[int, int, int, bool]]] = PRESETS
+
+    def __post_init__(self) -> None:
+        _check_int("nodelay", self.nodelay, 0, 0x7FFFFFFF)
+        _check_int("interval", self.interval, 10, 5000)
+        _check_int("resend", self.resend, 0, 0x7FFFFFFF)
+        _check_bool("nc", self.nc)
+        _check_int("sndwnd", self.sndwnd, 1, 65535)
+        _check_int("rcvwnd", self.rcvwnd, 1, 65535)
+        _check_int("mtu", self.mtu, 50, MTU_LIMIT)
+        _check_bool("stream", self.stream)
+        _check_bool("ack_nodelay", self.ack_nodelay)
+        _check_bool("write_delay", self.write_delay)
+        _check_int("dup", self.dup, 0, 16)
+        _check_int("dead_link", self.dead_link, 1, 0xFFFFFFFF)
+        if self.dscp is not None:
+            _check_int("dscp", self.dscp, 0, 63)
+        if self.read_buffer is not None:
+            _check_int("read_buffer", self.read_buffer, 1)
+        if self.write_buffer is not None:
+            _check_int("write_buffer", self.write_buffer, 1)
+        _check_int("backlog", self.backlog, 1)
+        _check_int("max_sessions", self.max_sessions, 1)
+        ttl = self.blacklist_ttl
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
+            raise TypeError(f"blacklist_ttl must be a number, not {type(ttl).__name__}")
+        if not ttl >= 0 or ttl == float("inf"):
+            raise ValueError(f"blacklist_ttl must be a finite number >= 0, got {ttl}")
+
+    @classmethod
+    def preset(cls, mode: str, **overrides: Any) -> KCPConfig:
+        """Build a config from one of kcptun's modes.
+
+        Args:
+            mode: "normal", "fast", "fast2" or "fast3" (KCP.md §17).
+            **overrides: any other field, e.g. ``sndwnd=1024``.
+
+        Returns:
+            The new config.
+
+        Raises:
+            ValueError: unknown mode or a bad override.
+            TypeError: an unknown field name or a wrongly typed value.
+        """
+        try:
+            nodelay, interval, resend, nc = PRESETS[mode]
+        except (KeyError, TypeError):
+            raise ValueError(
+                f"mode must be one of {', '.join(PRESETS)}, got {mode!r}") from None
+        fields: dict[str, Any] = {
+            "nodelay": nodelay, "interval": interval, "resend": resend, "nc": nc}
+        fields.update(overrides)
+        return cls(**fields)
+
+    @classmethod
+    def normal(cls, **overrides: Any) -> KCPConfig:
+        """kcptun "normal": nodelay 0, interval 40, resend 2, nc 1 (see :meth:`preset`)."""
+        return cls.preset("normal", **overrides)
+
+    @classmethod
+    def fast(cls, **overrides: Any) -> KCPConfig:
+        """kcptun "fast": nodelay 0, interval 30, resend 2, nc 1 (see :meth:`preset`)."""
+        return cls.preset("fast", **overrides)
+
+    @classmethod
+    def fast2(cls, **overrides: Any) -> KCPConfig:
+        """kcptun "fast2": nodelay 1, interval 20, resend 2, nc 1 (see :meth:`preset`)."""
+        return cls.preset("fast2", **overrides)
+
+    @classmethod
+    def fast3(cls, **overrides: Any) -> KCPConfig:
+        """kcptun "fast3": nodelay 1, interval 10, resend 2, nc 1 (see :meth:`preset`)."""
+        return cls.preset("fast3", **overrides)
+
+    def replace(self, **changes: Any) -> KCPConfig:
+        """Return a copy with some fields changed (validated again).
+
+        Args:
+            **changes: field names and their new values.
+
+        Returns:
+            The new config.
+
+        Raises:
+            ValueError, TypeError: as the constructor.
+        """
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def nodelay_args(self) -> tuple[int, int, int, int]:
+        """The (nodelay, interval, resend, nc) quadruple for ``KCP.nodelay``."""
+        return (self.nodelay, self.interval, self.resend, int(self.nc))

@@ -1,0 +1,1033 @@
+"""The public socket API: :class:`KCPSocket`, :class:`Listener`, dial and listen.
+
+:class:`KCPSocket` behaves like a connected ``socket.socket`` of type
+``SOCK_STREAM`` (recv/send/sendall/makefile/timeouts/select readiness), so
+code written for TCP sockets, ``socketserver`` handlers included, runs over
+KCP unchanged.  :class:`Listener` is the listening side (``accept``).
+
+Invariants:
+
+* timeouts follow CPython's socket module: ``None`` blocks, ``0`` is
+  non-blocking (``BlockingIOError``), ``x > 0`` raises ``TimeoutError``
+  after x seconds; new sockets start at ``socket.getdefaulttimeout()``;
+  ``sendall``'s timeout covers the whole call;
+* every call after :meth:`KCPSocket.close` raises ``OSError(EBADF)`` and
+  ``fileno()`` returns -1; ``close`` is idempotent and waits for the files
+  of ``makefile`` to be closed, as ``socket.socket.close`` does;
+* a UDP socket passed in by the caller (``sock=``) is never closed;
+* at interpreter exit every session and listener still open is closed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import errno
+import io
+import os
+import socket
+import time
+from typing import Any, Optional, Union
+
+from .config import MTU_LIMIT, KCPConfig
+from .errors import KCPClosedError
+from .session import (
+    ListenerCore,
+    Session,
+    SessionState,
+    _Transport,
+    live_listeners,
+    live_sessions,
+    make_codec,
+)
+
+__all__ = ["KCPSocket", "Listener", "create_connection", "create_server", "dial", "listen"]
+
+_GLOBAL_DEFAULT = socket._GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-defined]
+
+Address = Any
+
+
+def _check_timeout(value: Optional[float]) -> Optional[float]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"timeout must be a number or None, not {type(value).__name__}")
+    value = float(value)
+    if value != value or value < 0:  # NaN or negative
+        raise ValueError("timeout must be a non-negative number or None")
+    return value
+
+
+def _deadline(timeout: Optional[float]) -> Optional[float]:
+    if timeout is None:
+        return None
+    if timeout == 0:
+        return 0
+    return time.monotonic() + timeout
+
+
+def _config_from(config: Optional[KCPConfig], options: dict[str, Any]) -> KCPConfig:
+    if config is None:
+        config = KCPConfig()
+    elif not isinstance(config, KCPConfig):
+        raise TypeError(f"config must be a KCPConfig, not {type(config).__name__}")
+    if options:
+        try:
+            config = config.replace(**options)
+        except TypeError as exc:
+            raise TypeError(f"unknown option: {exc}") from None
+    return config
+
+
+def _check_address(address: Any, name: str = "address") -> tuple[Any, int]:
+    if not isinstance(address, tuple) or len(address) < 2:
+        raise TypeError(f"{name} must be a (host, port) tuple, got {address!r}")
+    host, port = address[0], address[1]
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise TypeError(f"{name} port must be an int, got {port!r}")
+    if not 0 <= port <= 65535:
+        raise ValueError(f"{name} port must be 0..65535, got {port}")
+    if host is not None and not isinstance(host, (str, bytes)):
+        raise TypeError(f"{name} host must be a str, got {host!r}")
+    return host, port
+
+
+def _apply_socket_options(sock: socket.socket, config: KCPConfig) -> None:
+    if config.read_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, config.read_buffer)
+    if config.write_buffer is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, config.write_buffer)
+    if config.dscp is not None:
+        _set_dscp(sock, config.dscp)
+
+
+def _set_dscp(sock: socket.socket, dscp: int) -> None:
+    """kcp-go SetDSCP: IPv4 TOS = dscp << 2, IPv6 traffic class = dscp."""
+    if isinstance(dscp, bool) or not isinstance(dscp, int):
+        raise TypeError(f"dscp must be an int, not {type(dscp).__name__}")
+    if not 0 <= dscp <= 63:
+        raise ValueError(f"dscp must be 0..63, got {dscp}")
+    ok = False
+    try:
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, dscp << 2)
+        ok = True
+    except OSError:
+        pass
+    tclass = getattr(socket, "IPV6_TCLASS", None)
+    if sock.family == socket.AF_INET6 and tclass is not None:
+        try:
+            sock.setsockopt(socket.IPPROTO_IPV6, tclass, dscp)
+            ok = True
+        except OSError:
+            pass
+    if not ok:
+        raise OSError(errno.EINVAL, "cannot set DSCP on this socket")
+
+
+class KCPSocket:
+    """A KCP session with the interface of a connected stream ``socket.socket``.
+
+    Obtain one from :func:`dial`, :func:`create_connection` or
+    :meth:`Listener.accept`.  ``family`` is the UDP socket's, ``type`` is
+    ``SOCK_STREAM`` (reliable, ordered; the wire is UDP), ``proto`` is
+    ``IPPROTO_UDP``.
+
+    Per-session figures: :attr:`srtt`, :attr:`rttvar`, :attr:`rto`,
+    :attr:`bytes_sent`, :attr:`bytes_received`, :attr:`segments_sent`,
+    :attr:`segments_received`, :attr:`retransmissions` and :meth:`figures`.
+    """
+
+    def __init__(self, session: Session) -> None:
+        """Wrap a session (internal; use :func:`dial` or :meth:`Listener.accept`)."""
+        self._session = session
+        self._timeout: Optional[float] = socket.getdefaulttimeout()
+        self._closed = False
+        self._io_refs = 0
+        usock = session._transport.sock
+        self.family = usock.family
+        self.type = socket.SOCK_STREAM
+        self.proto = socket.IPPROTO_UDP
+
+    # -------------------------------------------------------------- helpers
+
+    def _live(self) -> Session:
+        if self._closed:
+            raise KCPClosedError()
+        return self._session
+
+    def _flags_deadline(self, flags: int) -> Optional[float]:
+        if isinstance(flags, bool) or not isinstance(flags, int):
+            raise TypeError(f"flags must be an int, not {type(flags).__name__}")
+        if flags & ~socket.MSG_DONTWAIT:
+            raise ValueError(f"flags: only MSG_DONTWAIT is supported, got {flags:#x}")
+        if flags & socket.MSG_DONTWAIT:
+            return 0
+        return _deadline(self._timeout)
+
+    # ------------------------------------------------------------- data I/O
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        """Receive up to ``bufsize`` bytes (``socket.recv``).
+
+        Args:
+            bufsize: the most bytes to return (>= 0).
+            flags: 0 or ``socket.MSG_DONTWAIT``.
+
+        Returns:
+            The data (one message, or part of it if ``bufsize`` is smaller;
+            several segments in stream mode); b"" after ``shutdown(SHUT_RD)``
+            or a close from another thread.  Never b"" because of silence.
+
+        Raises:
+            OSError: EBADF after close.
+            TimeoutError: the timeout expired (:class:`KCPTimeoutError`).
+            BlockingIOError: non-blocking and nothing to read.
+            ConnectionResetError: the link is dead.
+            ValueError, TypeError: bad arguments.
+        """
+        if isinstance(bufsize, bool) or not isinstance(bufsize, int):
+            raise TypeError(f"bufsize must be an int, not {type(bufsize).__name__}")
+        if bufsize < 0:
+            raise ValueError("bufsize must be >= 0 (negative buffersize in recv)")
+        session = self._live()
+        deadline = self._flags_deadline(flags)
+        if bufsize == 0:
+            return b""
+        return session.recv(bufsize, deadline)
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        """Receive into a writable buffer (``socket.recv_into``).
+
+        Args:
+            buffer: a writable bytes-like object.
+            nbytes: the most bytes to read; 0 means ``len(buffer)``.
+            flags: 0 or ``socket.MSG_DONTWAIT``.
+
+        Returns:
+            The number of bytes stored (0 only at EOF, see :meth:`recv`).
+
+        Raises:
+            As :meth:`recv`; ValueError if ``nbytes`` exceeds the buffer.
+        """
+        view = memoryview(buffer)
+        if view.readonly:
+            raise TypeError("buffer must be writable")
+        if view.ndim != 1 or view.itemsize != 1:
+            view = view.cast("B")
+        if isinstance(nbytes, bool) or not isinstance(nbytes, int):
+            raise TypeError(f"nbytes must be an int, not {type(nbytes).__name__}")
+        if nbytes < 0:
+            raise ValueError("nbytes must be >= 0 (negative buffersize in recv_into)")
+        if nbytes > len(view):
+            raise ValueError("nbytes is greater than the length of the buffer")
+        if nbytes == 0:
+            nbytes = len(view)
+        session = self._live()
+        deadline = self._flags_deadline(flags)
+        if nbytes == 0:
+            return 0
+        data = session.recv(nbytes, deadline)
+        n = len(data)
+        view[:n] = data
+        return n
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        """Send data, blocking while the send window is full (``socket.send``).
+
+        Data is cut into ``mss``-sized KCP messages (as kcp-go's Write); at
+        most the free send window is taken, so the return value may be
+        smaller than ``len(data)``.  An empty buffer sends nothing.
+
+        Args:
+            data: a bytes-like object.
+            flags: 0 or ``socket.MSG_DONTWAIT``.
+
+        Returns:
+            The number of bytes queued.
+
+        Raises:
+            OSError: EBADF after close.
+            BrokenPipeError: after ``shutdown(SHUT_WR)``.
+            TimeoutError, BlockingIOError, ConnectionResetError: as :meth:`recv`.
+        """
+        session = self._live()
+        return session.send(data, self._flags_deadline(flags))
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        """Send all of ``data`` (``socket.sendall``); the timeout covers the whole call.
+
+        Args:
+            data: a bytes-like object.
+            flags: 0 or ``socket.MSG_DONTWAIT``.
+
+        Raises:
+            As :meth:`send`.
+        """
+        session = self._live()
+        deadline = self._flags_deadline(flags)
+        view = memoryview(data)
+        if view.ndim != 1 or view.itemsize != 1:
+            view = view.cast("B")
+        total = len(view)
+        pos = 0
+        while pos < total:
+            pos += session.send(view[pos:], deadline)
+
+    def sendfile(self, file: Any, offset: int = 0, count: Optional[int] = None) -> int:
+        """Send a binary file's contents (``socket.sendfile``, by reads and sendall).
+
+        Returns:
+            The number of bytes sent.
+        """
+        if offset:
+            file.seek(offset)
+        total = 0
+        blocksize = 65536
+        while count is None or total < count:
+            want = blocksize if count is None else min(blocksize, count - total)
+            chunk = file.read(want)
+            if not chunk:
+                break
+            self.sendall(chunk)
+            total += len(chunk)
+        return total
+
+    # ------------------------------------------------------------- timeouts
+
+    def settimeout(self, value: Optional[float]) -> None:
+        """Set the timeout in seconds of blocking calls (None: block; 0: non-blocking)."""
+        self._timeout = _check_timeout(value)
+
+    def gettimeout(self) -> Optional[float]:
+        """Return the timeout in seconds (None when blocking without limit)."""
+        return self._timeout
+
+    def setblocking(self, flag: bool) -> None:
+        """``setblocking(True)`` = ``settimeout(None)``, ``False`` = ``settimeout(0)``."""
+        self._timeout = None if flag else 0.0
+
+    def getblocking(self) -> bool:
+        """Return False in non-blocking mode (timeout 0), True otherwise."""
+        return self._timeout != 0
+
+    @property
+    def timeout(self) -> Optional[float]:
+        """The timeout in seconds (as ``socket.socket.timeout``)."""
+        return self._timeout
+
+    # ---------------------------------------------------------------- files
+
+    def makefile(self, mode: str = "r", buffering: Optional[int] = None, *,
+                 encoding: Optional[str] = None, errors: Optional[str] = None,
+                 newline: Optional[str] = None) -> Any:
+        """Return a file object over the socket (``socket.makefile``).
+
+        Args:
+            mode: "r", "w", "rw", optionally with "b".
+            buffering: as for ``open``; 0 only in binary mode.
+            encoding, errors, newline: text mode options.
+
+        Returns:
+            A ``socket.SocketIO`` (unbuffered), a buffered reader/writer/pair,
+            or a ``TextIOWrapper``.
+
+        Raises:
+            ValueError: bad mode, or unbuffered text.
+            OSError: EBADF after close.
+        """
+        if not set(mode) <= {"r", "w", "b"}:
+            raise ValueError(f"invalid mode {mode!r} (only r, w, b allowed)")
+        self._live()
+        writing = "w" in mode
+        reading = "r" in mode or not writing
+        binary = "b" in mode
+        rawmode = ("r" if reading else "") + ("w" if writing else "")
+        raw = socket.SocketIO(self, rawmode)  # type: ignore[arg-type]
+        self._io_refs += 1
+        if buffering is None:
+            buffering = -1
+        if buffering < 0:
+            buffering = io.DEFAULT_BUFFER_SIZE
+        if buffering == 0:
+            if not binary:
+                raise ValueError("unbuffered streams must be binary")
+            return raw
+        buffer: Union[io.BufferedRWPair, io.BufferedReader, io.BufferedWriter]
+        if reading and writing:
+            buffer = io.BufferedRWPair(raw, raw, buffering)
+        elif reading:
+            buffer = io.BufferedReader(raw, buffering)
+        else:
+            buffer = io.BufferedWriter(raw, buffering)
+        if binary:
+            return buffer
+        text = io.TextIOWrapper(buffer, encoding, errors, newline)  # type: ignore[type-var]
+        text.mode = mode  # type: ignore[misc]
+        return text
+
+    def _decref_socketios(self) -> None:
+        # called by socket.SocketIO.close
+        if self._io_refs > 0:
+            self._io_refs -= 1
+        if self._closed:
+            self.close()
+
+    # ------------------------------------------------------------ readiness
+
+    def fileno(self) -> int:
+        """Return a descriptor for select/selectors/poll, or -1 after close.
+
+        The descriptor (a private socketpair, created on first call) is
+        readable exactly when :meth:`recv` would not block.  It is not the
+        UDP socket: do not read from it.
+        """
+        if self._closed:
+            return -1
+        try:
+            return self._session.signal_fileno()
+        except KCPClosedError:
+            return -1
+
+    # ------------------------------------------------------------ lifecycle
+
+    def shutdown(self, how: int) -> None:
+        """Shut down reading and/or writing on this side (``socket.shutdown``).
+
+        KCP has no FIN, so the peer sees nothing; after ``SHUT_RD`` recv
+        returns b"", after ``SHUT_WR`` send raises BrokenPipeError.
+
+        Args:
+            how: ``socket.SHUT_RD``, ``SHUT_WR`` or ``SHUT_RDWR``.
+
+        Raises:
+            OSError: EBADF after close.
+            ValueError: bad ``how``.
+        """
+        self._live().shutdown(how)
+
+    def close(self) -> None:
+        """Close the session: one last flush, then release threads and sockets.
+
+        Idempotent.  While files from :meth:`makefile` are open the session
+        stays usable through them; it closes when the last one closes.
+        """
+        self._closed = True
+        if self._io_refs <= 0:
+            self._session.close()
+
+    def detach(self) -> int:
+        """Not supported: a KCP session has no descriptor of its own.
+
+        Raises:
+            OSError: always (EOPNOTSUPP).
+        """
+        raise OSError(errno.EOPNOTSUPP, "a KCPSocket cannot be detached")
+
+    def __enter__(self) -> KCPSocket:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            if not self._closed:
+                self._closed = True
+                self._session.close()
+        except Exception:
+            pass
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+        return self._closed
+
+    # ------------------------------------------------------------ addresses
+
+    def getpeername(self) -> Address:
+        """Return the peer's address (as ``socket.getpeername``)."""
+        return self._live().remote
+
+    def getsockname(self) -> Address:
+        """Return the local address of the UDP socket."""
+        return self._live()._transport.sock.getsockname()
+
+    def setsockopt(self, level: int, optname: int, value: Any, optlen: Optional[int] = None
+                   ) -> None:
+        """Set an option on the underlying UDP socket (``socket.setsockopt``)."""
+        sock = self._live()._transport.sock
+        if optlen is None:
+            sock.setsockopt(level, optname, value)
+        else:
+            sock.setsockopt(level, optname, value, optlen)
+
+    def getsockopt(self, level: int, optname: int, buflen: Optional[int] = None) -> Any:
+        """Read an option of the underlying UDP socket (``socket.getsockopt``)."""
+        sock = self._live()._transport.sock
+        if buflen is None:
+            return sock.getsockopt(level, optname)
+        return sock.getsockopt(level, optname, buflen)
+
+    # ---------------------------------------------------------- kcp-go knobs
+
+    @property
+    def conv(self) -> int:
+        """The conversation id (kcp-go ``GetConv``)."""
+        return self._session.conv
+
+    @property
+    def session(self) -> Session:
+        """The underlying :class:`kcpsock.session.Session` (advanced use)."""
+        return self._session
+
+    def set_nodelay(self, nodelay: int, interval: int, resend: int, nc: int) -> None:
+        """kcp-go ``SetNoDelay``: a negative argument leaves that setting unchanged.
+
+        Args:
+            nodelay: 0 off, >= 1 on (min RTO 30 ms).
+            interval: flush interval in ms (clamped to 10..5000).
+            resend: fast-retransmit threshold (0 off).
+            nc: 1 disables congestion control.
+        """
+        for name, v in (("nodelay", nodelay), ("interval", interval), ("resend", resend),
+                        ("nc", nc)):
+            if not isinstance(v, int):
+                raise TypeError(f"{name} must be an int, not {type(v).__name__}")
+        self._live().locked(lambda k: k.nodelay(nodelay, interval, resend, int(nc)))
+
+    def set_window_size(self, sndwnd: int, rcvwnd: int) -> None:
+        """kcp-go ``SetWindowSize``: values <= 0 leave that window unchanged.
+
+        Raises:
+            ValueError: a window above 65535 (16 bits on the wire).
+        """
+        for name, v in (("sndwnd", sndwnd), ("rcvwnd", rcvwnd)):
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise TypeError(f"{name} must be an int, not {type(v).__name__}")
+            if v > 65535:
+                raise ValueError(f"{name} must be <= 65535, got {v}")
+        session = self._live()
+
+        def apply(k: Any) -> None:
+            k.wndsize(sndwnd, rcvwnd)
+            session._notify()  # a larger window may unblock writers
+
+        session.locked(apply)
+
+    def set_mtu(self, mtu: int) -> bool:
+        """kcp-go ``SetMtu``: the UDP payload size (KCP MTU = mtu - codec overhead).
+
+        Returns:
+            False if ``mtu`` exceeds 1500 or leaves KCP no room; True otherwise.
+        """
+        if isinstance(mtu, bool) or not isinstance(mtu, int):
+            raise TypeError(f"mtu must be an int, not {type(mtu).__name__}")
+        if mtu > MTU_LIMIT:
+            return False
+        session = self._live()
+        codec = session._codec
+        kcp_mtu = codec.kcp_mtu(mtu) if codec is not None else mtu
+
+        def apply(k: Any) -> bool:
+            try:
+                k.setmtu(kcp_mtu)
+            except ValueError:
+                return False
+            return True
+
+        try:
+            return bool(session.locked(apply))
+        except ValueError:
+            return False
+
+    def set_stream_mode(self, enable: bool) -> None:
+        """kcp-go ``SetStreamMode``: True merges writes into full segments."""
+        self._live().locked(lambda k: setattr(k, "stream", bool(enable)))
+
+    def set_ack_nodelay(self, enable: bool) -> None:
+        """kcp-go ``SetACKNoDelay``: True sends ACKs right after each input."""
+        self._live().ack_nodelay = bool(enable)
+
+    def set_write_delay(self, enable: bool) -> None:
+        """kcp-go ``SetWriteDelay``: True leaves flushing to the next tick."""
+        self._live().write_delay = bool(enable)
+
+    def set_dup(self, dup: int) -> None:
+        """kcp-go ``SetDUP``: send each data datagram ``dup`` extra times."""
+        if isinstance(dup, bool) or not isinstance(dup, int):
+            raise TypeError(f"dup must be an int, not {type(dup).__name__}")
+        if dup < 0:
+            raise ValueError(f"dup must be >= 0, got {dup}")
+        self._live().dup = dup
+
+    def _own_socket(self, what: str) -> socket.socket:
+        session = self._live()
+        if session.passive:
+            # kcp-go: errInvalidOperation for sessions accepted from a Listener
+            raise OSError(errno.EINVAL,
+                          f"{what}: invalid operation on a session accepted by a Listener")
+        return session._transport.sock
+
+    def set_dscp(self, dscp: int) -> None:
+        """kcp-go ``SetDSCP`` (dialed sessions only): IPv4 TOS = dscp << 2.
+
+        Raises:
+            OSError: EINVAL on an accepted session or if the OS refuses.
+            ValueError: dscp outside 0..63.
+        """
+        _set_dscp(self._own_socket("set_dscp"), dscp)
+
+    def set_read_buffer(self, nbytes: int) -> None:
+        """kcp-go ``SetReadBuffer`` (dialed sessions only): SO_RCVBUF."""
+        self._own_socket("set_read_buffer").setsockopt(
+            socket.SOL_SOCKET, socket.SO_RCVBUF, nbytes)
+
+    def set_write_buffer(self, nbytes: int) -> None:
+        """kcp-go ``SetWriteBuffer`` (dialed sessions only): SO_SNDBUF."""
+        self._own_socket("set_write_buffer").setsockopt(
+            socket.SOL_SOCKET, socket.SO_SNDBUF, nbytes)
+
+    # --------------------------------------------------------------- figures
+
+    def figures(self) -> dict[str, int]:
+        """Return this session's counters and RTT figures (see ``Session.figures``)."""
+        return self._session.figures()
+
+    @property
+    def srtt(self) -> int:
+        """Smoothed RTT in ms (kcp-go ``GetSRTT``)."""
+        return int(self._session.kcp.rx_srtt)
+
+    @property
+    def rttvar(self) -> int:
+        """RTT variation in ms (kcp-go ``GetSRTTVar``)."""
+        return int(self._session.kcp.rx_rttvar)
+
+    @property
+    def rto(self) -> int:
+        """Retransmission timeout in ms (kcp-go ``GetRTO``)."""
+        return int(self._session.kcp.rx_rto)
+
+    @property
+    def bytes_sent(self) -> int:
+        """Application bytes accepted by send."""
+        return self._session.bytes_sent
+
+    @property
+    def bytes_received(self) -> int:
+        """Application bytes returned by recv."""
+        return self._session.bytes_received
+
+    @property
+    def segments_sent(self) -> int:
+        """KCP segments written (retransmissions and ACKs included)."""
+        return int(self._session.kcp.out_segs)
+
+    @property
+    def segments_received(self) -> int:
+        """KCP segments received."""
+        return int(self._session.kcp.in_segs)
+
+    @property
+    def retransmissions(self) -> int:
+        """Segments retransmitted (lost + fast + early)."""
+        k = self._session.kcp
+        return int(k.lost_segs + k.fast_retrans_segs + k.early_retrans_segs)
+
+    @property
+    def state(self) -> str:
+        """"open", "dead" or "closed"."""
+        if self._closed:
+            return SessionState.CLOSED.value
+        return self._session.state.value
+
+    def __repr__(self) -> str:
+        s = self._session
+        state = self.state
+        parts = [f"<kcpsock.KCPSocket [{state}]" if state != "open" else "<kcpsock.KCPSocket",
+                 f"conv={s.conv:#010x}"]
+        if not self._closed and s.state is not SessionState.CLOSED:
+            try:
+                parts.append(f"laddr={s._transport.sock.getsockname()!r}")
+            except OSError:
+                pass
+        parts.append(f"raddr={s.remote!r}")
+        parts.append(f"srtt={s.kcp.rx_srtt}ms")
+        return " ".join(parts) + ">"
+
+
+class Listener:
+    """The listening side: ``accept()`` returns a :class:`KCPSocket` per conversation.
+
+    Obtain one from :func:`listen` or :func:`create_server`.  New
+    conversations beyond ``backlog`` waiting sessions or ``max_sessions``
+    live ones are dropped (counted in :attr:`refused`).  Closing the listener
+    stops accepting; sessions already accepted keep working until closed.
+    """
+
+    def __init__(self, core: ListenerCore) -> None:
+        """Wrap a listener engine (internal; use :func:`listen`)."""
+        self._core = core
+        self._timeout: Optional[float] = socket.getdefaulttimeout()
+        self.family = core.sock.family
+        self.type = socket.SOCK_STREAM
+        self.proto = socket.IPPROTO_UDP
+
+    def accept(self) -> tuple[KCPSocket, Address]:
+        """Wait for the next new conversation (``socket.accept``).
+
+        Returns:
+            ``(KCPSocket, remote address)``.
+
+        Raises:
+            OSError: EBADF after close.
+            TimeoutError: the timeout expired.
+            BlockingIOError: non-blocking and nothing pending.
+        """
+        session = self._core.accept(_deadline(self._timeout))
+        return KCPSocket(session), session.remote
+
+    def settimeout(self, value: Optional[float]) -> None:
+        """Set the timeout of :meth:`accept` in seconds (None: block; 0: non-blocking)."""
+        self._timeout = _check_timeout(value)
+
+    def gettimeout(self) -> Optional[float]:
+        """Return the timeout of :meth:`accept`."""
+        return self._timeout
+
+    def setblocking(self, flag: bool) -> None:
+        """``setblocking(True)`` = ``settimeout(None)``, ``False`` = ``settimeout(0)``."""
+        self._timeout = None if flag else 0.0
+
+    def getblocking(self) -> bool:
+        """Return False in non-blocking mode."""
+        return self._timeout != 0
+
+    def getsockname(self) -> Address:
+        """Return the local address of the UDP socket."""
+        if self._core.closed:
+            raise KCPClosedError()
+        return self._core.sock.getsockname()
+
+    @property
+    def addr(self) -> Address:
+        """The local address (kcp-go ``Addr``)."""
+        return self.getsockname()
+
+    def fileno(self) -> int:
+        """Return a descriptor readable when :meth:`accept` will not block; -1 after close."""
+        if self._core.closed:
+            return -1
+        try:
+            return self._core.signal_fileno()
+        except KCPClosedError:
+            return -1
+
+    def close(self) -> None:
+        """Stop accepting (idempotent).  Sessions not accepted yet are closed;
+        accepted ones keep working; the socket is released with the last one."""
+        self._core.close()
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+        return self._core.closed
+
+    @property
+    def refused(self) -> dict[str, int]:
+        """New conversations dropped, by reason: backlog, max_sessions, blacklist."""
+        return dict(self._core.refused)
+
+    @property
+    def session_count(self) -> int:
+        """Live sessions (accepted or waiting)."""
+        return self._core.session_count()
+
+    @property
+    def core(self) -> ListenerCore:
+        """The listener engine (advanced use)."""
+        return self._core
+
+    def _udp(self, what: str) -> socket.socket:
+        if self._core.closed:
+            raise KCPClosedError()
+        return self._core.sock
+
+    def set_dscp(self, dscp: int) -> None:
+        """kcp-go ``Listener.SetDSCP``: IPv4 TOS = dscp << 2 on the listener socket."""
+        _set_dscp(self._udp("set_dscp"), dscp)
+
+    def set_read_buffer(self, nbytes: int) -> None:
+        """kcp-go ``Listener.SetReadBuffer``: SO_RCVBUF of the listener socket."""
+        self._udp("set_read_buffer").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, nbytes)
+
+    def set_write_buffer(self, nbytes: int) -> None:
+        """kcp-go ``Listener.SetWriteBuffer``: SO_SNDBUF of the listener socket."""
+        self._udp("set_write_buffer").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, nbytes)
+
+    def setsockopt(self, level: int, optname: int, value: Any) -> None:
+        """Set an option on the listener's UDP socket."""
+        self._udp("setsockopt").setsockopt(level, optname, value)
+
+    def getsockopt(self, level: int, optname: int, buflen: Optional[int] = None) -> Any:
+        """Read an option of the listener's UDP socket."""
+        sock = self._udp("getsockopt")
+        if buflen is None:
+            return sock.getsockopt(level, optname)
+        return sock.getsockopt(level, optname, buflen)
+
+    def __enter__(self) -> Listener:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        core = self._core
+        if core.closed:
+            return f"<kcpsock.Listener [closed] sessions={core.session_count()}>"
+        try:
+            laddr = core.sock.getsockname()
+        except OSError:
+            laddr = None
+        return f"<kcpsock.Listener laddr={laddr!r} sessions={core.session_count()}>"
+
+
+# ------------------------------------------------------------------ factories
+
+
+def _random_conv() -> int:
+    return int.from_bytes(os.urandom(4), "little")
+
+
+def dial(address: tuple[Any, int], *, block: Any = None, data_shards: int = 0,
+         parity_shards: int = 0, config: Optional[KCPConfig] = None,
+         conv: Optional[int] = None, sock: Optional[socket.socket] = None,
+         source_address: Optional[tuple[Any, int]] = None,
+         timeout: Any = _GLOBAL_DEFAULT, **options: Any) -> KCPSocket:
+    """Open a KCP session to ``address`` (kcp-go ``DialWithOptions``/``NewConn``).
+
+    There is no handshake: the session exists at once and the peer learns of
+    it from the first packet.
+
+    Args:
+        address: ``(host, port)``; host names and IPv6 are resolved with
+            ``getaddrinfo``, as ``socket.create_connection`` does.
+        block: a cipher from :func:`kcpsock.new_block_crypt`, or None.
+        data_shards, parity_shards: FEC (0, 0 = off).
+        config: a :class:`KCPConfig` (default ``KCPConfig()``).
+        conv: the conversation id (default: 4 random bytes, as kcp-go).
+        sock: a UDP socket of yours to send through (kcp-go ``NewConn``); it
+            is never closed by kcpsock and must not be read by anyone else.
+        source_address: ``(host, port)`` to bind our own socket to.
+        timeout: the socket timeout (default ``socket.getdefaulttimeout()``).
+        **options: KCPConfig fields overriding ``config`` (e.g. ``nodelay=1``).
+
+    Returns:
+        A connected :class:`KCPSocket`.
+
+    Raises:
+        TypeError, ValueError: bad arguments (naming the argument).
+        OSError: resolution or socket errors (``socket.gaierror``).
+    """
+    host, port = _check_address(address)
+    cfg = _config_from(config, options)
+    if conv is None:
+        conv = _random_conv()
+    elif isinstance(conv, bool) or not isinstance(conv, int):
+        raise TypeError(f"conv must be an int, not {type(conv).__name__}")
+    elif not 0 <= conv <= 0xFFFFFFFF:
+        raise ValueError(f"conv must be 0..2**32-1, got {conv}")
+    codec = make_codec(block, data_shards, parity_shards)
+    if sock is not None:
+        if not isinstance(sock, socket.socket) or sock.type != socket.SOCK_DGRAM:
+            raise TypeError("sock must be a UDP socket.socket (SOCK_DGRAM)")
+        infos = socket.getaddrinfo(host, port, sock.family, socket.SOCK_DGRAM)
+        if not infos:
+            raise OSError(f"getaddrinfo returns an empty list for {host!r}")
+        remote = infos[0][4]
+        transport = _Transport(sock, owned=False, connected=False)
+    else:
+        err: Optional[OSError] = None
+        usock: Optional[socket.socket] = None
+        for af, socktype, proto, _, sa in socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM):
+            try:
+                usock = socket.socket(af, socktype, proto)
+                usock.settimeout(None)
+                if source_address is not None:
+                    usock.bind(source_address)
+                _apply_socket_options(usock, cfg)
+                usock.connect(sa)  # a connected socket: the kernel filters other sources
+                remote = usock.getpeername()
+                err = None
+                break
+            except OSError as exc:
+                err = exc
+                if usock is not None:
+                    usock.close()
+                    usock = None
+        if usock is None:
+            if err is not None:
+                raise err
+            raise OSError("getaddrinfo returns an empty list")
+        transport = _Transport(usock, owned=True, connected=True)
+    session = Session(conv, remote, transport, cfg, codec)
+    session.start_receiver()
+    ks = KCPSocket(session)
+    if timeout is not _GLOBAL_DEFAULT:
+        ks.settimeout(timeout)
+    return ks
+
+
+def create_connection(address: tuple[Any, int], timeout: Any = _GLOBAL_DEFAULT,
+                      source_address: Optional[tuple[Any, int]] = None, *,
+                      block: Any = None, data_shards: int = 0, parity_shards: int = 0,
+                      **kwargs: Any) -> KCPSocket:
+    """``socket.create_connection`` over KCP: :func:`dial` and set the timeout.
+
+    Args:
+        address: ``(host, port)``.
+        timeout: the socket timeout; default ``socket.getdefaulttimeout()``.
+        source_address: ``(host, port)`` to bind to first.
+        block, data_shards, parity_shards, **kwargs: as :func:`dial`.
+
+    Returns:
+        A connected :class:`KCPSocket`.
+    """
+    return dial(address, block=block, data_shards=data_shards, parity_shards=parity_shards,
+                source_address=source_address, timeout=timeout, **kwargs)
+
+
+def listen(address: Optional[tuple[Any, int]], *, block: Any = None, data_shards: int = 0,
+           parity_shards: int = 0, backlog: Optional[int] = None,
+           config: Optional[KCPConfig] = None, sock: Optional[socket.socket] = None,
+           max_sessions: Optional[int] = None, blacklist_ttl: Optional[float] = None,
+           reuse_port: bool = False, **options: Any) -> Listener:
+    """Listen for KCP conversations (kcp-go ``ListenWithOptions``/``ServeConn``).
+
+    Args:
+        address: ``(host, port)`` to bind (host "" = all IPv4 interfaces);
+            may be None when ``sock`` is given.
+        block: a cipher from :func:`kcpsock.new_block_crypt`, or None.
+        data_shards, parity_shards: FEC (0, 0 = off).
+        backlog: sessions waiting for accept at most (default 128).
+        config: a :class:`KCPConfig` for the sessions.
+        sock: a bound UDP socket of yours (kcp-go ``ServeConn``); never
+            closed by kcpsock.
+        max_sessions: live sessions at most (default 4096).
+        blacklist_ttl: seconds a closed (address, conv) stays refused
+            (default 600; 0 disables).
+        reuse_port: set SO_REUSEPORT before binding.
+        **options: KCPConfig fields.
+
+    Returns:
+        A :class:`Listener`.
+
+    Raises:
+        TypeError, ValueError: bad arguments.
+        OSError: bind or resolution errors.
+    """
+    extra = dict(options)
+    if backlog is not None:
+        extra["backlog"] = backlog
+    if max_sessions is not None:
+        extra["max_sessions"] = max_sessions
+    if blacklist_ttl is not None:
+        extra["blacklist_ttl"] = blacklist_ttl
+    cfg = _config_from(config, extra)
+    make_codec(block, data_shards, parity_shards)  # validate early
+    if sock is not None:
+        if not isinstance(sock, socket.socket) or sock.type != socket.SOCK_DGRAM:
+            raise TypeError("sock must be a UDP socket.socket (SOCK_DGRAM)")
+        if address is not None:
+            _check_address(address)
+            if sock.getsockname()[1] == 0:
+                sock.bind(address)
+        core = ListenerCore(sock, owned=False, config=cfg, block=block,
+                            data_shards=data_shards, parity_shards=parity_shards)
+        return Listener(core)
+    host, port = _check_address(address)
+    if host == "":
+        host = None
+    err: Optional[OSError] = None
+    for af, socktype, proto, _, sa in socket.getaddrinfo(
+            host, port, 0, socket.SOCK_DGRAM, 0, socket.AI_PASSIVE):
+        usock = socket.socket(af, socktype, proto)
+        try:
+            if reuse_port:
+                usock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            _apply_socket_options(usock, cfg)
+            usock.bind(sa)
+        except OSError as exc:
+            usock.close()
+            err = exc
+            continue
+        return _listen_owned(usock, cfg, block, data_shards, parity_shards)
+    if err is not None:
+        raise err
+    raise OSError("getaddrinfo returns an empty list")
+
+
+def _listen_owned(usock: socket.socket, cfg: KCPConfig, block: Any, data_shards: int,
+                  parity_shards: int) -> Listener:
+    try:
+        core = ListenerCore(usock, owned=True, config=cfg, block=block,
+                            data_shards=data_shards, parity_shards=parity_shards)
+    except BaseException:
+        usock.close()
+        raise
+    return Listener(core)
+
+
+def create_server(address: tuple[Any, int], *, family: int = socket.AF_INET,
+                  backlog: Optional[int] = None, reuse_port: bool = False,
+                  dualstack_ipv6: bool = False, block: Any = None, data_shards: int = 0,
+                  parity_shards: int = 0, **kwargs: Any) -> Listener:
+    """``socket.create_server`` over KCP: bind a UDP socket and listen.
+
+    Args:
+        address: ``(host, port)``.
+        family: ``AF_INET`` or ``AF_INET6``.
+        backlog: as :func:`listen`.
+        reuse_port: set SO_REUSEPORT.
+        dualstack_ipv6: with ``AF_INET6``, accept IPv4 too.
+        block, data_shards, parity_shards, **kwargs: as :func:`listen`.
+
+    Returns:
+        A :class:`Listener`.
+    """
+    _check_address(address)
+    if dualstack_ipv6 and family != socket.AF_INET6:
+        raise ValueError("dualstack_ipv6 requires family=AF_INET6")
+    extra = dict(kwargs)
+    if backlog is not None:
+        extra["backlog"] = backlog
+    cfg = _config_from(extra.pop("config", None), extra)
+    make_codec(block, data_shards, parity_shards)
+    usock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        if reuse_port:
+            usock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
+            usock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if dualstack_ipv6 else 1)
+        _apply_socket_options(usock, cfg)
+        usock.bind(address)
+    except BaseException:
+        usock.close()
+        raise
+    return _listen_owned(usock, cfg, block, data_shards, parity_shards)
+
+
+@atexit.register
+def _close_everything() -> None:
+    """Close what is still open at interpreter exit (one last flush each)."""
+    for s in live_sessions():
+        try:
+            s.close()
+        except Exception:
+            pass
+    for core in live_listeners():
+        try:
+            core.close_all()
+        except Exception:
+            pass

@@ -1,0 +1,212 @@
+"""The global timer thread that drives every session's periodic flush.
+
+kcp-go HEAD (``timedsched.go``) re-queues ``sess.update`` at the delay each
+flush returns; the 2017 seed ran one global heap (``updater.go``).  kcpsock
+keeps one daemon thread over a heap of ``(deadline_ms, seq, weakref(target))``
+and goes further: a target whose ``on_timer`` returns None is not re-armed at
+all, so an idle session (nothing in flight, no pending ACK, no probe) costs
+nothing until ``send`` or ``input`` schedules it again.
+
+Invariants:
+
+* a target is in the heap at most once *validly*: ``target.updater_seq``
+  names its live entry, older entries are skipped when popped (lazy
+  deletion), and ``target.updater_deadline`` is that entry's deadline or
+  None when the target is not scheduled;
+* :meth:`Updater.schedule` only ever moves a deadline earlier; ``on_timer``
+  decides the next one.  Before ``on_timer`` runs, ``updater_deadline`` is
+  reset to None under the heap lock, so a caller that changed the target's
+  state and then saw a non-None deadline can rely on that ``on_timer``
+  seeing its change;
+* the thread waits on a Condition with the time to the earliest deadline (or
+  forever when the heap is empty) and is notified only when a new deadline
+  is earlier than the one it sleeps until, never once per packet;
+* ``on_timer`` runs on the updater thread without the heap lock; exceptions
+  it raises are logged and the target is dropped from the schedule;
+* the heap holds weak references, so a forgotten session is collected.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+import weakref
+from typing import Optional, Protocol
+
+__all__ = ["Schedulable", "Updater", "now_ms", "updater"]
+
+_log = logging.getLogger("kcpsock.updater")
+
+_T0 = time.monotonic()
+
+
+def now_ms() -> int:
+    """Return the session clock: whole milliseconds since kcpsock was imported.
+
+    Returns:
+        A non-negative int, monotonic (never goes back with the wall clock).
+    """
+    return int((time.monotonic() - _T0) * 1000.0) + 1
+
+
+class Schedulable(Protocol):
+    """What :class:`Updater` needs from a target (a session)."""
+
+    updater_deadline: Optional[int]
+    updater_seq: int
+
+    def on_timer(self, now: int) -> Optional[int]:
+        """Do the periodic work; return the next deadline (ms) or None to stop."""
+
+
+_Entry = tuple[int, int, "weakref.ReferenceType[Schedulable]"]
+
+
+class Updater:
+    """A heap of timers run by one daemon thread, started on first use.
+
+    Use the global :data:`updater`; separate instances exist for tests.
+    """
+
+    def __init__(self, name: str = "kcpsock-updater") -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._heap: list[_Entry] = []
+        self._seq = itertools.count(1)
+        self._thread: Optional[threading.Thread] = None
+        self._name = name
+        self._stopping = False
+        # The deadline the thread sleeps until; None while it is running
+        # timers (then it re-reads the heap before sleeping, so no notify is
+        # needed); -1 while it sleeps with no deadline at all.
+        self._sleep_until: Optional[int] = None
+        #: Number of timer callbacks run (for tests and benchmarks).
+        self.fired = 0
+        #: Number of times the thread was woken early by :meth:`schedule`.
+        self.wakeups = 0
+
+    def schedule(self, target: Schedulable, deadline: int) -> None:
+        """Make sure ``target.on_timer`` runs at ``deadline`` (ms) or earlier.
+
+        Cheap when the target is already scheduled no later than
+        ``deadline``: one attribute read, no lock.
+
+        Args:
+            target: the object to run (weakly referenced).
+            deadline: absolute time on the :func:`now_ms` clock.
+        """
+        current = target.updater_deadline
+        if current is not None and current <= deadline:
+            return
+        with self._cond:
+            current = target.updater_deadline
+            if current is not None and current <= deadline:
+                return
+            seq = next(self._seq)
+            target.updater_deadline = deadline
+            target.updater_seq = seq
+            heapq.heappush(self._heap, (deadline, seq, weakref.ref(target)))
+            if self._thread is None or not self._thread.is_alive():
+                self._start()
+            sleep_until = self._sleep_until
+            if sleep_until is not None and (sleep_until < 0 or deadline < sleep_until):
+                self.wakeups += 1
+                self._cond.notify()
+
+    def cancel(self, target: Schedulable) -> None:
+        """Remove ``target`` from the schedule (its heap entry becomes stale).
+
+        Args:
+            target: a scheduled or unscheduled target.
+        """
+        with self._cond:
+            target.updater_deadline = None
+            target.updater_seq = 0
+
+    def pending(self) -> int:
+        """Return how many heap entries exist (stale ones included)."""
+        with self._cond:
+            return len(self._heap)
+
+    def scheduled(self) -> int:
+        """Return how many live targets are scheduled."""
+        with self._cond:
+            count = 0
+            for _, seq, ref in self._heap:
+                target = ref()
+                if target is not None and target.updater_seq == seq:
+                    count += 1
+            return count
+
+    def stop(self, timeout: float = 1.0) -> None:
+        """Stop the thread (tests only; the global updater runs until exit).
+
+        Args:
+            timeout: seconds to wait for the thread to end.
+        """
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def is_alive(self) -> bool:
+        """Return True while the thread runs."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def _start(self) -> None:
+        # Called with the lock held.
+        self._stopping = False
+        self._sleep_until = None
+        thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        self._thread = thread
+        thread.start()
+
+    def _run(self) -> None:
+        cond = self._cond
+        heap = self._heap
+        while True:
+            due: list[Schedulable] = []
+            with cond:
+                while True:
+                    if self._stopping:
+                        self._sleep_until = None
+                        return
+                    now_f = (time.monotonic() - _T0) * 1000.0 + 1
+                    now = int(now_f)
+                    if heap and heap[0][0] <= now:
+                        break
+                    if heap:
+                        deadline = heap[0][0]
+                        self._sleep_until = deadline
+                        # Wake just after the deadline's millisecond begins.
+                        cond.wait((deadline - now_f) / 1000.0 + 0.0002)
+                    else:
+                        self._sleep_until = -1
+                        cond.wait()
+                    self._sleep_until = None
+                while heap and heap[0][0] <= now:
+                    _, seq, ref = heapq.heappop(heap)
+                    target = ref()
+                    if target is None or target.updater_seq != seq:
+                        continue
+                    target.updater_deadline = None
+                    due.append(target)
+            for target in due:
+                self.fired += 1
+                try:
+                    nxt = target.on_timer(now_ms())
+                except Exception:  # never let one session kill the thread
+                    _log.exception("timer callback of %r failed", target)
+                    continue
+                if nxt is not None:
+                    self.schedule(target, nxt)
+            del due
+
+
+#: The process-wide updater (started when the first session is scheduled).
+updater = Updater()
