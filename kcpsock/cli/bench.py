@@ -42,7 +42,6 @@ from kcpsock.cli.options import (
     KCPSettings,
     UsageError,
     add_kcp_options,
-    apply_to_socket,
     dial,
     format_address,
     listen,
@@ -115,7 +114,6 @@ def _serve_one(sock: Any, peer: Any, settings: KCPSettings, display: Display,
     sender: Optional[threading.Thread] = None
     stop = threading.Event()
     try:
-        apply_to_socket(sock, settings, client=False)
         sock.settimeout(60.0)
         reader = frames.FrameReader(sock)
         writer = frames.FrameWriter(sock)

@@ -75,17 +75,11 @@ def spawn(target: Callable[..., Any], *args: Any, name: str = "kcpsock-cli") -> 
 
 
 def _pending(sock: Any) -> Optional[int]:
-    """Segments not yet acknowledged by the peer, if the socket tells."""
-    for name in ("waitsnd", "pending", "unacked"):
-        value = getattr(sock, name, None)
-        try:
-            if callable(value):
-                value = value()
-        except OSError:
-            return None
-        if isinstance(value, int):
-            return value
-    return None
+    """Segments not yet acknowledged by the peer (None once closed)."""
+    try:
+        return int(sock.figures()["waitsnd"])
+    except (OSError, AttributeError, KeyError):
+        return None
 
 
 def graceful_close(sock: Any, timeout_s: float = 3.0) -> None:

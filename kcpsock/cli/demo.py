@@ -47,7 +47,6 @@ from kcpsock.cli.options import (
     KCPSettings,
     UsageError,
     add_kcp_options,
-    apply_to_socket,
     dial,
     format_address,
     listen,
@@ -82,7 +81,7 @@ def register(sub: Any) -> None:
     p.add_argument("--stall", type=positive_float, default=30.0, metavar="S",
                    help="fail after S seconds without progress (default 30)")
     add_output_options(p)
-    add_kcp_options(p, listening=True, mode="fast3")
+    add_kcp_options(p, listening=False)
     p.set_defaults(func=run)
 
 
@@ -160,7 +159,6 @@ class _Server:
             self.listener.settimeout(self.stall_s)
             sock, _ = self.listener.accept()
             self.sock = sock
-            apply_to_socket(sock, self.settings, client=False)
             sock.settimeout(self.stall_s)
             while v.received < v.total:
                 data = sock.recv(262144)
@@ -259,12 +257,20 @@ def run(args: argparse.Namespace) -> int:
         start = time.monotonic()
         spawn(send_all, name="kcpsock-demo-send")
         period = 0.2 if display.live else 1.0
+        tick = 0.1  # srtt is sampled more often than the line is shown
+        next_show = start + period
         history: collections.deque[tuple[float, int]] = collections.deque(maxlen=64)
         history.append((start, 0))
         srtts: list[float] = []
         last_progress = (start, 0)
-        while not verifier.done.wait(period):
+        while not verifier.done.wait(tick):
             now = time.monotonic()
+            srtt = session_figures(client).get("srtt_ms")
+            if srtt is not None and verifier.received:
+                srtts.append(srtt)
+            if now < next_show:
+                continue
+            next_show += period
             got = verifier.received
             history.append((now, got))
             if got != last_progress[1]:
@@ -274,10 +280,6 @@ def run(args: argparse.Namespace) -> int:
                 break
             t_old, b_old = next(((t, b) for t, b in history if now - t <= 1.01), history[0])
             rate = (got - b_old) / (now - t_old) if now > t_old else 0.0
-            fig = session_figures(client)
-            srtt = fig.get("srtt_ms")
-            if srtt is not None:
-                srtts.append(srtt)
             snmp = snmp_dict()
             dropped, seen = _loss_seen(relay)
             frac = got / total

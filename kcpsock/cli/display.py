@@ -72,44 +72,30 @@ def snmp_dict() -> dict[str, int]:
     return {str(k): int(v) for k, v in zip(snmp.header(), snmp.to_list())}
 
 
+#: Our figure names -> the keys of ``KCPSocket.figures()``.
 _FIGURES = {
-    # our name: candidate attribute names on KCPSocket, first found wins
-    "srtt_ms": ("srtt", "rx_srtt"),
-    "rto_ms": ("rto", "rx_rto"),
-    "rttvar_ms": ("rttvar", "rx_rttvar"),
-    "retrans": ("retrans_segs", "retransmissions", "retransmits"),
-    "bytes_out": ("bytes_sent", "bytes_out"),
-    "bytes_in": ("bytes_received", "bytes_in"),
-    "segs_out": ("out_segs", "segments_out", "segs_out"),
-    "segs_in": ("in_segs", "segments_in", "segs_in"),
+    "srtt_ms": "srtt",
+    "rto_ms": "rto",
+    "rttvar_ms": "rttvar",
+    "retrans": "retrans_segs",
+    "bytes_out": "bytes_sent",
+    "bytes_in": "bytes_received",
+    "segs_out": "segments_out",
+    "segs_in": "segments_in",
+    "waitsnd": "waitsnd",
 }
 
 
 def session_figures(sock: Any) -> dict[str, float]:
-    """Return the per-session figures a KCPSocket exposes (srtt in ms, ...).
+    """Return a session's figures (srtt_ms, retrans, ...) from ``KCPSocket.figures()``.
 
-    Missing figures are left out, so callers use ``.get``.
+    Returns an empty dict once the session is closed, so callers use ``.get``.
     """
-    found: dict[str, float] = {}
-    stats = getattr(sock, "stats", None)
-    sources = [sock]
-    if stats is not None and not callable(stats):
-        sources.insert(0, stats)
-    for ours, names in _FIGURES.items():
-        for src in sources:
-            for name in names:
-                try:
-                    value = getattr(src, name)
-                except Exception:  # a closed socket may refuse; a figure is optional
-                    continue
-                if callable(value):
-                    continue
-                if isinstance(value, (int, float)):
-                    found[ours] = float(value)
-                    break
-            if ours in found:
-                break
-    return found
+    try:
+        raw = sock.figures()
+    except (OSError, AttributeError):
+        return {}
+    return {ours: float(raw[theirs]) for ours, theirs in _FIGURES.items() if theirs in raw}
 
 
 class Display:

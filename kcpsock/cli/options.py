@@ -29,13 +29,12 @@ __all__ = [
     "KCPSettings",
     "UsageError",
     "add_kcp_options",
-    "apply_to_listener",
-    "apply_to_socket",
     "dial",
     "listen",
     "make_block",
     "parse_address",
     "settings_from_args",
+    "to_config",
 ]
 
 Address = tuple[str, int]
@@ -218,8 +217,8 @@ def settings_from_args(args: argparse.Namespace) -> KCPSettings:
     nodelay, interval, resend, nc = values
     if nodelay not in (0, 1, 2):
         raise UsageError(f"--nodelay must be 0, 1 or 2, not {nodelay}")
-    if not 1 <= interval <= 5000:
-        raise UsageError(f"--interval must be 1..5000 ms, not {interval}")
+    if not 10 <= interval <= 5000:
+        raise UsageError(f"--interval must be 10..5000 ms, not {interval}")
     if resend < 0:
         raise UsageError(f"--resend must be >= 0, not {resend}")
     if nc not in (0, 1):
@@ -237,6 +236,8 @@ def settings_from_args(args: argparse.Namespace) -> KCPSettings:
                          f"{args.parityshard} (both 0 disables FEC)")
     if args.datashard + args.parityshard > 255:
         raise UsageError("--datashard + --parityshard must be at most 255")
+    if args.sockbuf and args.sockbuf < 1:
+        raise UsageError("--sockbuf must be >= 0")
     if not 0 <= args.dscp <= 63:
         raise UsageError(f"--dscp must be 0..63, not {args.dscp}")
     if args.sockbuf < 0:
@@ -248,6 +249,7 @@ def settings_from_args(args: argparse.Namespace) -> KCPSettings:
         datashard=args.datashard, parityshard=args.parityshard, dscp=args.dscp,
         acknodelay=args.acknodelay, sockbuf=args.sockbuf, stream=args.stream)
     make_block(settings)  # a key the cipher cannot take is a usage error, found now
+    to_config(settings)
     return settings
 
 
@@ -341,39 +343,24 @@ def bind_error(exc: OSError, what: str, address: Address) -> UsageError:
     return UsageError(f"cannot {what} {format_address(address)}: {reason}")
 
 
-def apply_to_socket(sock: Any, settings: KCPSettings, *, client: bool) -> None:
-    """Apply the settings to a session (kcptun's sequence of Set* calls).
+def to_config(settings: KCPSettings) -> Any:
+    """Return the :class:`kcpsock.config.KCPConfig` of the settings.
 
-    Args:
-        sock: a ``KCPSocket``.
-        settings: resolved settings.
-        client: True for a dialed session (which owns its UDP socket, so DSCP
-            and buffers are set on it); accepted sessions share the listener's.
+    The config is applied by ``dial``/``listen`` before the first packet (the
+    listener's sessions inherit it), which is what kcptun's sequence of Set*
+    calls after Dial/Accept amounts to.
     """
-    sock.set_stream_mode(settings.stream)
-    sock.set_nodelay(settings.nodelay, settings.interval, settings.resend, settings.nc)
-    sock.set_window_size(settings.sndwnd, settings.rcvwnd)
-    sock.set_mtu(settings.mtu)
-    sock.set_ack_nodelay(settings.acknodelay)
-    if client:
-        _socket_knobs(sock, settings)
+    from kcpsock.config import KCPConfig
 
-
-def _socket_knobs(obj: Any, settings: KCPSettings) -> None:
-    # kcptun only logs failures of these (SetDSCP/SetReadBuffer/SetWriteBuffer).
     try:
-        if settings.dscp:
-            obj.set_dscp(settings.dscp)
-        if settings.sockbuf:
-            obj.set_read_buffer(settings.sockbuf)
-            obj.set_write_buffer(settings.sockbuf)
-    except OSError:
-        pass
-
-
-def apply_to_listener(listener: Any, settings: KCPSettings) -> None:
-    """Apply the socket-level settings (DSCP, buffers) to a listener."""
-    _socket_knobs(listener, settings)
+        return KCPConfig(
+            nodelay=settings.nodelay, interval=settings.interval, resend=settings.resend,
+            nc=bool(settings.nc), sndwnd=settings.sndwnd, rcvwnd=settings.rcvwnd,
+            mtu=settings.mtu, stream=settings.stream, ack_nodelay=settings.acknodelay,
+            dscp=settings.dscp or None, read_buffer=settings.sockbuf or None,
+            write_buffer=settings.sockbuf or None)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
 
 
 def listen(address: Address, settings: KCPSettings) -> Any:
@@ -392,13 +379,11 @@ def listen(address: Address, settings: KCPSettings) -> Any:
     import kcpsock
 
     try:
-        listener = kcpsock.listen(address, block=make_block(settings),
-                                  data_shards=settings.datashard,
-                                  parity_shards=settings.parityshard)
+        return kcpsock.listen(address, block=make_block(settings),
+                              data_shards=settings.datashard,
+                              parity_shards=settings.parityshard, config=to_config(settings))
     except OSError as exc:
         raise bind_error(exc, "listen on", address) from None
-    apply_to_listener(listener, settings)
-    return listener
 
 
 def dial(address: Address, settings: KCPSettings) -> Any:
@@ -417,11 +402,9 @@ def dial(address: Address, settings: KCPSettings) -> Any:
     import kcpsock
 
     try:
-        sock = kcpsock.dial(address, block=make_block(settings),
+        return kcpsock.dial(address, block=make_block(settings),
                             data_shards=settings.datashard,
-                            parity_shards=settings.parityshard)
+                            parity_shards=settings.parityshard, config=to_config(settings))
     except OSError as exc:
         raise UsageError(f"cannot dial {format_address(address)}: "
                          f"{exc.strerror or exc}") from None
-    apply_to_socket(sock, settings, client=True)
-    return sock

@@ -27,7 +27,6 @@ from kcpsock.cli.options import (
     KCPSettings,
     UsageError,
     add_kcp_options,
-    apply_to_socket,
     format_address,
     listen,
     parse_address,
@@ -99,7 +98,6 @@ def _handle(sock: Any, peer: Any, args: argparse.Namespace, settings: KCPSetting
     total = 0
     name = format_address(peer)
     try:
-        apply_to_socket(sock, settings, client=False)
         if args.idle > 0 and forward is None:
             sock.settimeout(args.idle)
         if forward is not None:

@@ -48,8 +48,9 @@ class Proc:
         self.p = subprocess.Popen(kcpsock_cmd(*args), stdin=stdin, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, cwd=ROOT, env=env)
         self.lines: queue.Queue[Optional[str]] = queue.Queue()
+        self.err_lines: queue.Queue[Optional[str]] = queue.Queue()
         self.seen: list[str] = []
-        self.stderr = b""
+        self._err_chunks: list[bytes] = []
         self._out = threading.Thread(target=self._pump, daemon=True)
         self._out.start()
         self._err = threading.Thread(target=self._pump_err, daemon=True)
@@ -63,7 +64,34 @@ class Proc:
 
     def _pump_err(self) -> None:
         assert self.p.stderr is not None
-        self.stderr = self.p.stderr.read()
+        for raw in self.p.stderr:
+            self._err_chunks.append(raw)
+            self.err_lines.put(raw.decode("utf-8", "replace").rstrip("\n"))
+        self.err_lines.put(None)
+
+    @property
+    def stderr(self) -> bytes:
+        """Everything read from stderr so far."""
+        return b"".join(self._err_chunks)
+
+    def wait_err_line(self, pattern: re.Pattern[str], timeout: float = 20.0) -> re.Match[str]:
+        """Return the match of the first new stderr line matching ``pattern``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no stderr line matching {pattern.pattern!r}: "
+                                     f"{self.stderr!r}")
+            try:
+                line = self.err_lines.get(timeout=left)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise AssertionError(f"stderr closed before {pattern.pattern!r}: "
+                                     f"{self.stderr!r}")
+            match = pattern.search(line)
+            if match:
+                return match
 
     def wait_line(self, pattern: re.Pattern[str], timeout: float = 20.0) -> re.Match[str]:
         """Return the match of the first new stdout line matching ``pattern``."""

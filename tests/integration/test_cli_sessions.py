@@ -1,0 +1,228 @@
+"""The ``kcpsock`` commands that move data over KCP, as subprocesses on 127.0.0.1.
+
+demo (summary consistent with the bytes moved), serve/connect (stdin round
+trip), bench (JSON byte counts), tunnel + serve --forward (an HTTP exchange, a
+10 MB file, a TCP half-close) and Ctrl-C (status 130, no traceback).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import json
+import os
+import re
+import socket
+import threading
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.test_cli import procs, run_cli  # noqa: F401 - fixture
+
+pytest.importorskip("kcpsock.sock", reason="the session layer (kcpsock/sock.py) is not there yet")
+
+FAST = ["--mode", "fast3", "--sndwnd", "1024", "--rcvwnd", "1024"]
+
+
+def test_demo_succeeds_and_its_summary_adds_up() -> None:
+    total = 2_000_000
+    result = run_cli("demo", "--bytes", str(total), "--pings", "30", "--json", timeout=90)
+    assert result.returncode == 0, result.stderr.decode()
+    assert "Traceback" not in result.stderr.decode()
+    summary = json.loads(result.stdout.decode().strip().splitlines()[-1])
+    assert summary["intact"] is True and summary["error"] is None
+    assert summary["bytes"] == summary["bytes_received"] == total
+    assert summary["seconds"] > 0
+    assert summary["MBps"] == pytest.approx(total / summary["seconds"] / 1e6, rel=0.01)
+    # 5% loss each way, seeded: the relay saw roughly that.
+    assert 0.02 < summary["loss_seen"] < 0.09, summary
+    assert summary["relay_dropped"] == pytest.approx(
+        summary["loss_seen"] * summary["relay_datagrams"], abs=1)
+    # Lost data datagrams are repaired by FEC or by retransmission.
+    assert summary["fec_recovered"] + summary["retrans_segs"] > 0
+    assert summary["retrans_segs"] == (summary["lost_segs"] + summary["fast_retrans_segs"]
+                                       + summary["early_retrans_segs"])
+    # At 1350-byte datagrams, 2 MB needs at least ~1500 data datagrams.
+    assert summary["relay_datagrams"] > total / 1350
+    assert summary["pings"] == 30
+    assert 0 < summary["rtt_p50_ms"] <= summary["rtt_p99_ms"]
+    assert summary["cpu_seconds"] > 0
+    assert summary["sha256"] == hashlib.sha256(_pattern(1, total)).hexdigest()
+
+
+def _pattern(seed: int, total: int) -> bytes:
+    from kcpsock.cli.demo import PatternStream
+
+    stream = PatternStream(seed, total)
+    return b"".join(iter(stream.next_block, b""))
+
+
+def test_demo_text_summary_without_terminal() -> None:
+    result = run_cli("demo", "--bytes", "300000", "--loss", "0", "--pings", "5",
+                     "--crypt", "salsa20", "--datashard", "0", "--parityshard", "0", timeout=60)
+    assert result.returncode == 0, result.stderr.decode()
+    out = result.stdout.decode()
+    assert "\r" not in out and "\x1b[" not in out  # no live line when stdout is a pipe
+    for label in ("result", "throughput", "RTT p50 / p99", "loss seen", "retransmitted",
+                  "FEC recovered", "CPU"):
+        assert re.search(rf"^{re.escape(label)}\s+: ", out, re.M), label
+    assert "OK: all 300,000 bytes arrived intact" in out
+    assert re.search(r"^loss seen\s+: 0\.00%", out, re.M)
+
+
+def test_serve_connect_round_trip_stdin(procs: Any) -> None:  # noqa: F811
+    server = procs("serve", "127.0.0.1:0", *FAST)
+    host, port = server.address()
+    data = os.urandom(300_000) + b"\nlast line without newline"
+    result = run_cli("connect", f"{host}:{port}", *FAST, input=data, timeout=60)
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout == data
+    # A second client, other cipher settings must match the server's: same key works.
+    result = run_cli("connect", f"{host}:{port}", *FAST, input=b"hello\n", timeout=60)
+    assert result.stdout == b"hello\n"
+    assert server.interrupt() == 130
+    assert "Traceback" not in server.stderr.decode()
+
+
+def test_connect_with_another_key_gets_nothing_back(procs: Any) -> None:  # noqa: F811
+    server = procs("serve", "127.0.0.1:0", "--key", "right", "--stats", "0.2")
+    host, port = server.address()
+    proc = procs("connect", f"{host}:{port}", "--key", "wrong", stdin=-1)
+    assert proc.p.stdin is not None
+    proc.p.stdin.write(b"hello\n")
+    proc.p.stdin.flush()
+    # The server counts the packets it cannot authenticate (InCsumErrors).
+    server.wait_err_line(re.compile(r"InCsumErrors=[1-9]"))
+    assert proc.p.poll() is None  # nothing came back, so it is still waiting
+    assert proc.interrupt() == 130
+    assert server.interrupt() == 130
+
+
+@pytest.mark.parametrize("mode", [[], ["--reverse"], ["--bidir"]])
+def test_bench_json_byte_counts_match(procs: Any, mode: list[str]) -> None:  # noqa: F811
+    server = procs("bench", "-s", "127.0.0.1:0", "--once", "--datashard", "0",
+                   "--parityshard", "0", "--crypt", "none")
+    host, port = server.address()
+    total = 1_500_000
+    result = run_cli("bench", "-c", f"{host}:{port}", "--bytes", str(total), "--json",
+                     "--datashard", "0", "--parityshard", "0", "--crypt", "none", *mode,
+                     timeout=60)
+    assert result.returncode == 0, result.stderr.decode()
+    report = json.loads(result.stdout)
+    end = report["end"]
+    directions = {"": ["client_to_server"], "--reverse": ["server_to_client"],
+                  "--bidir": ["client_to_server", "server_to_client"]}[mode[0] if mode else ""]
+    assert sorted(k for k in end if k.endswith("client") or k.endswith("server")) == \
+        sorted(directions)
+    for key in directions:
+        assert end[key]["sent"] == end[key]["received"] == total
+    assert report["intervals"] and all(i["end"] > i["start"] for i in report["intervals"])
+    assert sum(i["sent"] for i in report["intervals"]) == \
+        (total if "client_to_server" in directions else 0)
+    assert server.p.wait(timeout=20) == 0
+
+
+def test_bench_rtt(procs: Any) -> None:  # noqa: F811
+    server = procs("bench", "-s", "127.0.0.1:0", "--once", *FAST)
+    host, port = server.address()
+    result = run_cli("bench", "-c", f"{host}:{port}", "--rtt", "--bytes", str(64 * 100),
+                     "--json", *FAST, timeout=60)
+    assert result.returncode == 0, result.stderr.decode()
+    rtt = json.loads(result.stdout)["end"]["rtt"]
+    assert rtt["pings"] == rtt["echoed"] == 100
+    assert 0 < rtt["min_ms"] <= rtt["p50_ms"] <= rtt["p99_ms"] <= rtt["max_ms"]
+
+
+@pytest.fixture
+def http_root(tmp_path: Path) -> Any:
+    """An http.server on 127.0.0.1 serving a directory with a 10 MB file."""
+    big = os.urandom(10_000_000)
+    (tmp_path / "big.bin").write_bytes(big)
+    (tmp_path / "hello.txt").write_bytes(b"hello over kcp\n")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+
+    class Quiet(http.server.ThreadingHTTPServer):
+        daemon_threads = True
+
+    httpd = Quiet(("127.0.0.1", 0), handler)
+    httpd.RequestHandlerClass.log_message = lambda *a: None  # type: ignore[method-assign]
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield httpd.server_address[1], hashlib.sha256(big).hexdigest()
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(timeout=10)
+
+
+def _tunnel(procs: Any, tcp_port: int) -> tuple[Any, Any, str]:  # noqa: F811
+    server = procs("serve", "127.0.0.1:0", "--forward", f"127.0.0.1:{tcp_port}", *FAST)
+    shost, sport = server.address()
+    tunnel = procs("tunnel", "-l", "127.0.0.1:0", "-r", f"{shost}:{sport}", *FAST)
+    thost, tport = tunnel.address()
+    return server, tunnel, f"{thost}:{tport}"
+
+
+def test_tunnel_carries_http_and_a_10mb_file(procs: Any, http_root: Any) -> None:  # noqa: F811
+    port, big_sha = http_root
+    server, tunnel, local = _tunnel(procs, port)
+    with urllib.request.urlopen(f"http://{local}/hello.txt", timeout=30) as resp:
+        assert resp.status == 200
+        assert resp.read() == b"hello over kcp\n"
+    with urllib.request.urlopen(f"http://{local}/big.bin", timeout=60) as resp:
+        body = resp.read()
+    assert len(body) == 10_000_000
+    assert hashlib.sha256(body).hexdigest() == big_sha
+    assert tunnel.interrupt() == 130
+    assert server.interrupt() == 130
+    for proc in (tunnel, server):
+        assert "Traceback" not in proc.stderr.decode()
+
+
+def test_tunnel_half_close(procs: Any) -> None:  # noqa: F811
+    """The client's EOF reaches the TCP service, whose answer still comes back."""
+    payload = os.urandom(1_000_000)
+    with socket.socket() as service:
+        service.bind(("127.0.0.1", 0))
+        service.listen(1)
+        service.settimeout(30)
+
+        def count_until_eof() -> None:
+            conn, _ = service.accept()
+            with conn:
+                conn.settimeout(30)
+                digest = hashlib.sha256()
+                while True:
+                    data = conn.recv(65536)
+                    if not data:
+                        break
+                    digest.update(data)
+                conn.sendall(digest.hexdigest().encode())  # answer after the EOF
+
+        thread = threading.Thread(target=count_until_eof, daemon=True)
+        thread.start()
+        _, _, local = _tunnel(procs, service.getsockname()[1])
+        host, _, port = local.rpartition(":")
+        with socket.create_connection((host, int(port)), timeout=30) as client:
+            client.sendall(payload)
+            client.shutdown(socket.SHUT_WR)
+            answer = b""
+            while True:
+                data = client.recv(4096)
+                if not data:
+                    break
+                answer += data
+        thread.join(timeout=30)
+    assert answer.decode() == hashlib.sha256(payload).hexdigest()
+
+
+def test_ctrl_c_closes_cleanly(procs: Any) -> None:  # noqa: F811
+    server = procs("bench", "-s", "127.0.0.1:0")
+    server.address()
+    assert server.interrupt() == 130
+    err = server.stderr.decode()
+    assert "Traceback" not in err
+    assert err.strip().splitlines() == ["kcpsock bench: interrupted"]
