@@ -90,9 +90,11 @@ class KCPConfig:
     """Transmissions of one segment after which the link is declared dead."""
     dscp: Optional[int] = None
     """DSCP (0..63) set on sockets kcpsock creates; None leaves the OS default."""
-    read_buffer: Optional[int] = None
-    """SO_RCVBUF in bytes for sockets kcpsock creates; None leaves the OS default."""
-    write_buffer: Optional[int] = None
+    read_buffer: Optional[int] = 4 * 1024 * 1024
+    """SO_RCVBUF in bytes for sockets kcpsock creates (kcptun's ``sockbuf`` default,
+    capped by the OS at net.core.rmem_max); None leaves the OS default.  A small
+    buffer overflows under a full window and turns into retransmissions."""
+    write_buffer: Optional[int] = 4 * 1024 * 1024
     """SO_SNDBUF in bytes for sockets kcpsock creates; None leaves the OS default."""
     backlog: int = 128
     """Listener: sessions waiting for ``accept``; new conversations beyond it are dropped."""

@@ -324,8 +324,16 @@ class Session:
                         ("FECRecovered", fec[2] - fold[2]), ("FECErrs", fec[3] - fold[3])]
         return out
 
-    def _notify(self) -> None:
-        """Wake readers/writers and update the readiness fd (lock held)."""
+    def _notify(self, hysteresis: bool = False) -> None:
+        """Wake readers/writers and update the readiness fd (lock held).
+
+        With ``hysteresis`` (input path) blocked writers are woken only once
+        a quarter of the send window is free: every ``send`` ends in a full
+        flush, which walks the whole window, so refilling it one ACK at a
+        time would cost O(window) per segment.  The updater's tick still
+        wakes them whenever any room exists, so a writer never waits more
+        than one interval for less room.
+        """
         kcp = self.kcp
         dead = kcp.is_dead
         if dead and self.state is SessionState.OPEN:
@@ -335,7 +343,9 @@ class Session:
             self._readable.notify_all()
             if self._signal is not None:
                 self._signal.set()
-        if dead or kcp.waitsnd() < kcp.snd_wnd:
+        snd_wnd = kcp.snd_wnd
+        room = snd_wnd - kcp.waitsnd()
+        if dead or (room > (snd_wnd >> 2) if hysteresis else room > 0):
             self._writable.notify_all()
 
     def _transmit(self, datagrams: list[bytes]) -> None:
@@ -439,7 +449,7 @@ class Session:
                 accepted += 1
                 if res:
                     out += res
-            self._notify()
+            self._notify(hysteresis=True)
             deltas = self._counter_deltas()
             need_timer = self.updater_deadline is None and self._opened
             deadline = _deadline_from(now, kcp.check(now)) if need_timer else 0
@@ -625,7 +635,9 @@ class Session:
                     break
                 if deadline == 0:
                     raise KCPBlockingIOError()
-                if not _wait(self._writable, deadline):
+                if not _wait(self._writable, deadline) and kcp.waitsnd() >= kcp.snd_wnd:
+                    # (room that the input path's hysteresis did not announce
+                    # is used rather than reported as a timeout)
                     raise KCPTimeoutError()
         self._transmit(out)
         if need_timer:

@@ -43,6 +43,8 @@ from .session import (
 __all__ = ["KCPSocket", "Listener", "create_connection", "create_server", "dial", "listen"]
 
 _GLOBAL_DEFAULT = socket._GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-defined]
+# a plain int: arithmetic on the IntFlag member costs microseconds per call
+_MSG_DONTWAIT = int(getattr(socket, "MSG_DONTWAIT", 0x40))
 
 Address = Any
 
@@ -156,13 +158,16 @@ class KCPSocket:
         return self._session
 
     def _flags_deadline(self, flags: int) -> Optional[float]:
+        if flags == 0:
+            timeout = self._timeout
+            if timeout is None:
+                return None
+            return 0 if timeout == 0 else time.monotonic() + timeout
         if isinstance(flags, bool) or not isinstance(flags, int):
             raise TypeError(f"flags must be an int, not {type(flags).__name__}")
-        if flags & ~socket.MSG_DONTWAIT:
-            raise ValueError(f"flags: only MSG_DONTWAIT is supported, got {flags:#x}")
-        if flags & socket.MSG_DONTWAIT:
-            return 0
-        return _deadline(self._timeout)
+        if int(flags) & ~_MSG_DONTWAIT:
+            raise ValueError(f"flags: only MSG_DONTWAIT is supported, got {int(flags):#x}")
+        return 0
 
     # ------------------------------------------------------------- data I/O
 

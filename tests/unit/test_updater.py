@@ -1,0 +1,172 @@
+"""kcpsock.updater: the timer heap thread (kcp-go timedsched.go, one thread).
+
+These tests use private Updater instances with fake targets; they wait on
+events with bounded timeouts, never on sleeps.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from typing import Optional
+
+import pytest
+
+from kcpsock.updater import Updater, now_ms
+
+
+class Target:
+    """A fake session: records when on_timer ran and returns scripted deadlines."""
+
+    def __init__(self, plan: Optional[list[Optional[int]]] = None) -> None:
+        self.updater_deadline: Optional[int] = None
+        self.updater_seq = 0
+        self.calls: list[int] = []
+        self.plan = list(plan or [])
+        self.event = threading.Event()
+
+    def on_timer(self, now: int) -> Optional[int]:
+        self.calls.append(now)
+        self.event.set()
+        if self.plan:
+            delay = self.plan.pop(0)
+            return None if delay is None else now + delay
+        return None
+
+
+@pytest.fixture
+def upd() -> Iterator[Updater]:
+    u = Updater(name="test-updater")
+    yield u
+    u.stop()
+    assert not u.is_alive()
+
+
+def test_now_ms_is_monotonic_int() -> None:
+    a = now_ms()
+    b = now_ms()
+    assert isinstance(a, int) and b >= a >= 1
+
+
+def test_fires_at_deadline_not_before(upd: Updater) -> None:
+    t = Target()
+    start = now_ms()
+    upd.schedule(t, start + 50)
+    assert t.event.wait(5)
+    assert t.calls[0] >= start + 50
+    assert t.updater_deadline is None
+
+
+def test_thread_starts_lazily(upd: Updater) -> None:
+    assert not upd.is_alive()
+    t = Target()
+    upd.schedule(t, now_ms())
+    assert t.event.wait(5)
+    assert upd.is_alive()
+
+
+def test_rearms_with_returned_deadline_then_stops(upd: Updater) -> None:
+    done = threading.Event()
+    t = Target(plan=[5, 5, None])
+    orig = t.on_timer
+
+    def on_timer(now: int) -> Optional[int]:
+        r = orig(now)
+        if len(t.calls) == 3:
+            done.set()
+        return r
+
+    t.on_timer = on_timer  # type: ignore[method-assign]
+    upd.schedule(t, now_ms())
+    assert done.wait(5)
+    # returned None: not scheduled any more, the heap drains
+    assert t.updater_deadline is None
+    assert upd.scheduled() == 0
+    fired = upd.fired
+    t2 = Target()
+    upd.schedule(t2, now_ms() + 30)
+    assert t2.event.wait(5)
+    assert len(t.calls) == 3  # the stopped target was never called again
+    assert upd.fired == fired + 1
+
+
+def test_earlier_deadline_wakes_sleeping_thread(upd: Updater) -> None:
+    far = Target()
+    upd.schedule(far, now_ms() + 60_000)
+    # let the thread go to sleep on the far deadline
+    deadline = time.monotonic() + 5
+    while upd._sleep_until is None and time.monotonic() < deadline:
+        threading.Event().wait(0.001)
+    near = Target()
+    t0 = now_ms()
+    upd.schedule(near, t0 + 20)
+    assert near.event.wait(5)
+    assert near.calls[0] - t0 < 2000
+    assert upd.wakeups >= 1
+    assert not far.calls
+
+
+def test_schedule_only_moves_deadlines_earlier(upd: Updater) -> None:
+    t = Target()
+    now = now_ms()
+    upd.schedule(t, now + 10_000)
+    upd.schedule(t, now + 20_000)  # later: ignored
+    assert t.updater_deadline == now + 10_000
+    upd.schedule(t, now + 30)  # earlier: replaces
+    assert t.updater_deadline == now + 30
+    assert t.event.wait(5)
+    assert len(t.calls) == 1  # the stale 10 s entry never fires for it
+
+
+def test_cancel(upd: Updater) -> None:
+    t = Target()
+    upd.schedule(t, now_ms() + 50)
+    upd.cancel(t)
+    marker = Target()
+    upd.schedule(marker, now_ms() + 150)
+    assert marker.event.wait(5)
+    assert not t.calls
+
+
+def test_many_idle_targets_cost_no_callbacks(upd: Updater) -> None:
+    targets = [Target() for _ in range(1000)]
+    for t in targets:
+        upd.schedule(t, now_ms())
+    last = Target()
+    upd.schedule(last, now_ms() + 100)
+    assert last.event.wait(10)
+    assert all(len(t.calls) == 1 for t in targets)
+    fired = upd.fired
+    marker = Target()
+    upd.schedule(marker, now_ms() + 200)
+    assert marker.event.wait(5)
+    # idle targets returned None: nothing ran for them in the meantime
+    assert upd.fired == fired + 1
+
+
+def test_exception_in_callback_does_not_kill_thread(upd: Updater) -> None:
+    class Bad(Target):
+        def on_timer(self, now: int) -> Optional[int]:
+            self.event.set()
+            raise RuntimeError("boom")
+
+    bad = Bad()
+    upd.schedule(bad, now_ms())
+    assert bad.event.wait(5)
+    good = Target()
+    upd.schedule(good, now_ms() + 10)
+    assert good.event.wait(5)
+    assert upd.is_alive()
+
+
+def test_targets_are_weakly_referenced(upd: Updater) -> None:
+    t = Target()
+    ref = weakref.ref(t)
+    upd.schedule(t, now_ms() + 60_000)
+    del t
+    gc.collect()
+    assert ref() is None
+    assert upd.scheduled() == 0
