@@ -13,7 +13,9 @@ Invariants:
 - ``snd_buf`` holds exactly the segments ``snd_una .. snd_nxt - 1`` in sn
   order (kcp-go HEAD never removes a segment except from the front, when
   ``una`` passes it; a selective ACK only sets ``acked``), so the segment with
-  sequence number ``sn`` sits at index ``(sn - snd_buf[0].sn) mod 2**32``.
+  sequence number ``sn`` sits at index ``(sn - snd_buf[0][0]) mod 2**32``:
+  an ACK finds its segment without a scan.  Segments are plain lists
+  ``[sn, frg, data, ts, rto, xmit, resendts, fastack, acked]`` (speed).
 - ``rcv_buf`` maps sn -> (frg, payload) for out-of-order segments with
   ``rcv_nxt <= sn < rcv_nxt + rcv_wnd``; ``rcv_queue`` never holds more than
   ``rcv_wnd`` segments.
@@ -29,7 +31,7 @@ from __future__ import annotations
 
 from collections import deque
 from itertools import islice
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 from .errors import PacketError
 from .segment import HEADER, OVERHEAD
@@ -90,21 +92,9 @@ def _diff(later: int, earlier: int) -> int:
     return ((later - earlier + 0x80000000) & _M) - 0x80000000
 
 
-class _Segment:
-    """A segment in ``snd_buf`` (per-segment sender bookkeeping of kcp-go)."""
-
-    __slots__ = ("acked", "data", "fastack", "frg", "resendts", "rto", "sn", "ts", "xmit")
-
-    def __init__(self, sn: int, frg: int, data: _Buf) -> None:
-        self.sn = sn
-        self.frg = frg
-        self.data = data
-        self.ts = 0
-        self.rto = 0
-        self.xmit = 0
-        self.resendts = 0
-        self.fastack = 0
-        self.acked = False
+#: A segment in flight: a list, for speed (kcp-go ``segment`` fields):
+#: [sn, frg, data, ts, rto, xmit, resendts, fastack, acked].
+_Seg = list[Any]
 
 
 class _NoDelay(int):
@@ -185,11 +175,14 @@ class KCP:
         # snd_queue: (frg, payload) pairs not yet numbered.  In stream mode the
         # last entry may be a bytearray that later sends extend (kcp-go Send).
         self.snd_queue: deque[tuple[int, _Buf]] = deque()
-        self.snd_buf: deque[_Segment] = deque()
+        self.snd_buf: deque[_Seg] = deque()
         self.rcv_queue: deque[tuple[int, _Buf]] = deque()
         self.rcv_buf: dict[int, tuple[int, _Buf]] = {}
         self.acklist: list[tuple[int, int]] = []
-        self._rcv_queue_bytes = 0
+        # kcp-go scans snd_buf at every flush; these let _flush skip the scan
+        self._unsent = 0  # the last _unsent segments of snd_buf were never sent
+        self._fastcand: dict[int, _Seg] = {}  # sn -> segment with 0 < fastack != sentinel
+        self._min_resend = 0  # lower bound of the resend times of sent, unacked segments
         self._stream_tail: Optional[bytearray] = None
 
         self.in_segs = 0
@@ -346,6 +339,9 @@ class KCP:
             ValueError: data is empty, or (message mode) needs more than 255
                 fragments.
         """
+        if data.__class__ is bytes and not self.stream and 0 < len(data) <= self.mss:
+            self.snd_queue.append((0, data))  # the common case: one fragment
+            return
         if type(data) is not bytes:
             data = bytes(data)
         n = len(data)
@@ -392,20 +388,18 @@ class KCP:
         queue = self.rcv_queue
         rcv_wnd = self.rcv_wnd
         nxt = self.rcv_nxt
-        added = 0
         while nxt in rcv_buf and len(queue) < rcv_wnd:
-            item = rcv_buf.pop(nxt)
-            queue.append(item)
-            added += len(item[1])
+            queue.append(rcv_buf.pop(nxt))
             nxt = (nxt + 1) & _M
         self.rcv_nxt = nxt
-        self._rcv_queue_bytes += added
 
     def _message_size(self) -> int:
-        """Size of the complete message at the head of rcv_queue, or -1."""
+        """Size of the complete message at the head of rcv_queue, or -1 (kcp-go PeekSize)."""
         queue = self.rcv_queue
         if not queue:
             return -1
+        if self.stream:
+            return sum(len(d) for _, d in queue)
         frg, data = queue[0]
         if frg == 0:
             return len(data)
@@ -425,16 +419,15 @@ class KCP:
         if self.stream:
             parts = [data for _, data in queue]
             queue.clear()
-            self._rcv_queue_bytes = 0
         else:
             parts = []
             while queue:
                 frg, data = queue.popleft()
                 parts.append(data)
-                self._rcv_queue_bytes -= len(data)
                 if frg == 0:
                     break
-        self._refill()
+        if self.rcv_buf:
+            self._refill()
         if recover and len(queue) < self.rcv_wnd:
             # kcp-go Recv "fast recover": tell the peer our window reopened
             self.probe |= IKCP_ASK_TELL
@@ -445,10 +438,7 @@ class KCP:
     def _skip_empty(self) -> int:
         """Drop complete zero-length messages at the head; return the next size."""
         while True:
-            if self.stream:
-                size = self._rcv_queue_bytes if self.rcv_queue else -1
-            else:
-                size = self._message_size()
+            size = self._message_size()
             if size != 0:
                 return size
             # a zero-length message (ikcp can send one): consume and skip it
@@ -470,6 +460,16 @@ class KCP:
         Returns:
             The payload (never empty), or None when nothing is ready.
         """
+        queue = self.rcv_queue
+        if not queue:
+            return None
+        # fast path: a one-segment message, the receive queue not full
+        frg, data = queue[0]
+        if frg == 0 and data and not self.stream and len(queue) < self.rcv_wnd:
+            queue.popleft()
+            if self.rcv_buf:
+                self._refill()
+            return data if data.__class__ is bytes else bytes(data)
         if self._skip_empty() < 0:
             return None
         return self._pop_message()
@@ -498,126 +498,146 @@ class KCP:
                 24 bytes, is for another conv, has a truncated payload or an
                 unknown command.  The state is unchanged.
         """
-        if type(datagram) is not bytes:
+        if datagram.__class__ is not bytes:
             datagram = bytes(datagram)
         n = len(datagram)
-        if n < OVERHEAD:
+        if n < 24:
             raise PacketError(f"KCP datagram of {n} bytes is shorter than the 24-byte header",
                               "KCPInErrors")
-        # Pass 1: validate everything before touching any state.
-        conv_ok = self.conv
-        segs = []
+        # Pass 1: validate the whole datagram before touching any state (kcp-go
+        # would apply the segments before a bad one; we refuse it as a whole).
+        h = _unpack_from(datagram, 0)
+        hdrs: Any
+        if n == 24 + h[7] and h[0] == self.conv and 81 <= h[1] <= 84:
+            hdrs = ((h, 24),)  # the common case: one valid segment
+        else:
+            hdrs = self._validate(datagram, n)
+
+        # Pass 2: apply, as kcp-go HEAD Input.
+        current = now_ms & _M
+        old_una = self.snd_una
+        snd_buf = self.snd_buf
+        rcv_queue = self.rcv_queue
+        rcv_buf = self.rcv_buf
+        acklist = self.acklist
+        latest = -1
+        flush_segments = False
+        for h, off in hdrs:
+            _, cmd, frg, wnd, ts, sn, una, length = h
+            if regular:
+                self.rmt_wnd = wnd
+            # parse_una + shrink_buf: drop every segment with sn < una
+            if snd_buf and 0 < ((una - snd_buf[0][0]) & _M) < 0x80000000:
+                popleft = snd_buf.popleft
+                popleft()
+                while snd_buf and 0 < ((una - snd_buf[0][0]) & _M) < 0x80000000:
+                    popleft()
+                flush_segments = True
+                self.snd_una = snd_buf[0][0] if snd_buf else self.snd_nxt
+                if self._unsent > len(snd_buf):
+                    self._unsent = len(snd_buf)
+            if cmd == 81:  # PUSH
+                repeat = True
+                rcv_nxt = self.rcv_nxt
+                rcv_wnd = self.rcv_wnd
+                if ((sn - rcv_nxt - rcv_wnd) & _M) >= 0x80000000:  # sn < rcv_nxt + rcv_wnd
+                    acklist.append((sn, ts))
+                    if sn == rcv_nxt and not rcv_buf and len(rcv_queue) < rcv_wnd:
+                        # in-order segment, nothing buffered: straight to the queue
+                        rcv_queue.append((frg, datagram[off:off + length]))
+                        self.rcv_nxt = (sn + 1) & _M
+                        repeat = False
+                    elif ((sn - rcv_nxt) & _M) < 0x80000000 and sn not in rcv_buf:
+                        rcv_buf[sn] = (frg, datagram[off:off + length])
+                        if sn == rcv_nxt:
+                            self._refill()
+                        repeat = False
+                if regular and repeat:
+                    self.repeat_segs += 1
+            elif cmd == 82:  # ACK
+                if snd_buf:
+                    idx = (sn - snd_buf[0][0]) & _M
+                    if idx < len(snd_buf):  # snd_una <= sn < snd_nxt
+                        seg = snd_buf[idx]
+                        # kcp-go HEAD parse_ack: mark, free the payload, keep it until una
+                        seg[8] = True
+                        seg[2] = b""
+                        if idx and self._parse_fastack(idx, ts):
+                            flush_segments = True
+                latest = ts
+            elif cmd == 83:  # WASK
+                self.probe |= IKCP_ASK_TELL
+            # WINS: nothing beyond the wnd/una processing above
+        self.in_segs += len(hdrs)
+
+        if latest >= 0 and regular:
+            # one RTT sample per datagram, from its last ACK (kcp-go HEAD)
+            rtt = ((current - latest + 0x80000000) & _M) - 0x80000000
+            if rtt >= 0:
+                self._update_ack(rtt)
+
+        if not self.nocwnd and 0 < ((self.snd_una - old_una) & _M) < 0x80000000 \
+                and self.cwnd < self.rmt_wnd:
+            self._grow_cwnd()
+
+        if flush_segments:
+            return self._flush(current, True)
+        if acklist and (len(acklist) >= self.mtu // 24 or ack_nodelay):
+            return self._flush(current, False)
+        return []
+
+    def _validate(self, datagram: bytes, n: int) -> list[tuple[tuple[int, ...], int]]:
+        """Parse every header of a datagram as kcp-go Input does, changing nothing.
+
+        Returns:
+            (header tuple, payload offset) per segment; a trailing remainder
+            shorter than 24 bytes is ignored (kcp-go).
+
+        Raises:
+            PacketError: wrong conv, truncated payload or unknown command.
+        """
+        conv = self.conv
+        unpack_from = _unpack_from
+        hdrs = []
         off = 0
-        while n - off >= OVERHEAD:
-            h = _unpack_from(datagram, off)
-            if h[0] != conv_ok:
-                raise PacketError(f"KCP conv {h[0]:#x} is not ours ({conv_ok:#x})",
-                                  "KCPInErrors")
-            off += OVERHEAD
+        while n - off >= 24:
+            h = unpack_from(datagram, off)
+            off += 24
+            if h[0] != conv:
+                raise PacketError(f"KCP conv {h[0]:#x} is not ours ({conv:#x})", "KCPInErrors")
             if n - off < h[7]:
                 raise PacketError(f"KCP segment claims {h[7]} payload bytes, {n - off} present",
                                   "KCPInErrors")
             if not 81 <= h[1] <= 84:
                 raise PacketError(f"unknown KCP command {h[1]}", "KCPInErrors")
-            segs.append((h, off))
+            hdrs.append((h, off))
             off += h[7]
+        return hdrs
 
-        # Pass 2: apply (kcp-go HEAD Input).
-        current = now_ms & _M
-        old_una = self.snd_una
-        snd_buf = self.snd_buf
-        latest = 0
-        update_rtt = False
-        flush_segments = False
-        for h, off in segs:
-            _, cmd, frg, wnd, ts, sn, una, length = h
-            if regular:
-                self.rmt_wnd = wnd
-            # parse_una + shrink_buf
-            if snd_buf and _diff(una, snd_buf[0].sn) > 0:
-                popleft = snd_buf.popleft
-                while snd_buf and _diff(una, snd_buf[0].sn) > 0:
-                    popleft()
-                flush_segments = True
-                self.snd_una = snd_buf[0].sn if snd_buf else self.snd_nxt
-            if cmd == IKCP_CMD_ACK:
-                self._parse_ack(sn)
-                if self._parse_fastack(sn, ts):
-                    flush_segments = True
-                update_rtt = True
-                latest = ts
-            elif cmd == IKCP_CMD_PUSH:
-                repeat = True
-                rcv_nxt = self.rcv_nxt
-                if _diff(sn, rcv_nxt + self.rcv_wnd) < 0:
-                    self.acklist.append((sn, ts))
-                    if _diff(sn, rcv_nxt) >= 0:
-                        repeat = self._parse_data(sn, frg, datagram, off, length)
-                if regular and repeat:
-                    self.repeat_segs += 1
-            elif cmd == IKCP_CMD_WASK:
-                self.probe |= IKCP_ASK_TELL
-            # WINS: nothing beyond the wnd/una processing above
-        self.in_segs += len(segs)
+    def _parse_fastack(self, idx: int, ts: int) -> bool:
+        """Count a skipping ACK on the segments before it (kcp-go HEAD parse_fastack).
 
-        if update_rtt and regular:
-            rtt = _diff(current, latest)
-            if rtt >= 0:
-                self._update_ack(rtt)
-
-        if not self.nocwnd and _diff(self.snd_una, old_una) > 0 and self.cwnd < self.rmt_wnd:
-            self._grow_cwnd()
-
-        if flush_segments:
-            return self._flush(current, True)
-        if len(self.acklist) >= self.mtu // OVERHEAD or (ack_nodelay and self.acklist):
-            return self._flush(current, False)
-        return []
-
-    def _parse_ack(self, sn: int) -> None:
-        """Mark the segment ``sn`` selectively acked (kcp-go HEAD parse_ack)."""
-        snd_buf = self.snd_buf
-        if not snd_buf or _diff(sn, self.snd_una) < 0 or _diff(sn, self.snd_nxt) >= 0:
-            return
-        seg = snd_buf[(sn - snd_buf[0].sn) & _M]
-        seg.acked = True
-        seg.data = b""  # kcp-go recycles the payload at once
-
-    def _parse_fastack(self, sn: int, ts: int) -> bool:
-        """Count a skipping ACK on earlier segments (kcp-go HEAD parse_fastack).
+        Args:
+            idx: index in snd_buf of the acknowledged segment.
+            ts: the ACK's echoed timestamp.
 
         Returns:
-            True if some segment reached the fast-resend threshold.
+            True if some segment reached the fast-resend threshold (as
+            unsigned: always true when fast resend is off).
         """
-        snd_buf = self.snd_buf
-        if not snd_buf or _diff(sn, self.snd_una) < 0 or _diff(sn, self.snd_nxt) >= 0:
-            return False
-        idx = (sn - snd_buf[0].sn) & _M
         threshold = self.fastresend & _M
+        cand = self._fastcand
         reached = False
-        for seg in islice(snd_buf, idx):
-            # the segment was sent no later than the acked one
-            if _diff(seg.ts, ts) <= 0 and seg.fastack != _FASTACK_SENTINEL:
-                seg.fastack += 1
-                if seg.fastack >= threshold:
+        for seg in islice(self.snd_buf, idx):
+            # sent no later than the acked one, and not waiting for its RTO
+            d = (seg[3] - ts) & _M
+            if (d == 0 or d >= 0x80000000) and seg[7] != _FASTACK_SENTINEL:
+                seg[7] += 1
+                if seg[7] >= threshold:
                     reached = True
+                if not seg[8]:
+                    cand[seg[0]] = seg
         return reached
-
-    def _parse_data(self, sn: int, frg: int, datagram: bytes, off: int, length: int) -> bool:
-        """Store a PUSH inside the window (kcp-go parse_data); True if repeated."""
-        if _diff(sn, (self.rcv_nxt + self.rcv_wnd) & _M) >= 0 or _diff(sn, self.rcv_nxt) < 0:
-            return True
-        if sn in self.rcv_buf:
-            return True
-        data = datagram[off:off + length] if length else b""
-        if sn == self.rcv_nxt and len(self.rcv_queue) < self.rcv_wnd:
-            self.rcv_queue.append((frg, data))
-            self._rcv_queue_bytes += length
-            self.rcv_nxt = (sn + 1) & _M
-            self._refill()
-        else:
-            self.rcv_buf[sn] = (frg, data)
-        return False
 
     def _update_ack(self, rtt: int) -> None:
         """Feed one RTT sample to the estimator (kcp-go update_ack)."""
@@ -685,32 +705,51 @@ class KCP:
         return self._flush(now_ms & _M, False)
 
     def _flush(self, current: int, full: bool) -> list[bytes]:
-        """The body of kcp-go HEAD ``flush``; ``full`` False is IKCP_FLUSH_ACKONLY."""
+        """The body of kcp-go HEAD ``flush``; ``full`` False is IKCP_FLUSH_ACKONLY.
+
+        kcp-go scans the whole of snd_buf at every full flush.  This finds the
+        same segments without the scan while no retransmission timer can have
+        expired: the segments never sent are a suffix of snd_buf
+        (``_unsent``), the fast/early retransmission candidates are exactly
+        the segments parse_fastack touched (``_fastcand``), and
+        ``_min_resend`` is a lower bound of every pending resend time.  When a
+        timer may have expired, the kcp-go scan runs and recomputes them.
+        """
         out: list[bytes] = []
         parts: list[_Buf] = []
         size = 0
         mtu = self.mtu
         conv = self.conv
-        wnd = self.wnd_unused()
+        nq = len(self.rcv_queue)
+        wnd = (self.rcv_wnd - nq) & 0xFFFF if nq < self.rcv_wnd else 0
         una = self.rcv_nxt
         nsegs = 0
+        pack = _pack
 
         # Phase 1: ACKs.  kcp-go filters ACKs below rcv_nxt (una covers them)
         # except the last one of the batch.
         acklist = self.acklist
         sn = ts = 0
         if acklist:
-            last = len(acklist) - 1
-            for i, (asn, ats) in enumerate(acklist):
-                if i == last or _diff(asn, una) >= 0:
-                    if size + OVERHEAD > mtu:
+            for i in range(len(acklist) - 1):
+                asn, ats = acklist[i]
+                if ((asn - una) & _M) < 0x80000000:
+                    if size + 24 > mtu:
                         out.append(b"".join(parts))
                         parts = []
                         size = 0
                     sn, ts = asn, ats
-                    parts.append(_pack(conv, IKCP_CMD_ACK, 0, wnd, ts, sn, una, 0))
-                    size += OVERHEAD
+                    parts.append(pack(conv, 82, 0, wnd, ts, sn, una, 0))
+                    size += 24
                     nsegs += 1
+            if size + 24 > mtu:
+                out.append(b"".join(parts))
+                parts = []
+                size = 0
+            sn, ts = acklist[-1]  # the last ACK is always written
+            parts.append(pack(conv, 82, 0, wnd, ts, sn, una, 0))
+            size += 24
+            nsegs += 1
             self.acklist = []
 
         # Phase 2: window probe scheduling.
@@ -718,7 +757,7 @@ class KCP:
             if self.probe_wait == 0:
                 self.probe_wait = IKCP_PROBE_INIT
                 self.ts_probe = (current + self.probe_wait) & _M
-            elif _diff(current, self.ts_probe) >= 0:
+            elif ((current - self.ts_probe) & _M) < 0x80000000:
                 if self.probe_wait < IKCP_PROBE_INIT:
                     self.probe_wait = IKCP_PROBE_INIT
                 self.probe_wait += self.probe_wait // 2
@@ -731,92 +770,197 @@ class KCP:
             self.probe_wait = 0
 
         # Phase 3: WASK / WINS (sn/ts are the template's leftovers, as kcp-go).
-        for bit, cmd in ((IKCP_ASK_SEND, IKCP_CMD_WASK), (IKCP_ASK_TELL, IKCP_CMD_WINS)):
-            if self.probe & bit:
-                if size + OVERHEAD > mtu:
-                    out.append(b"".join(parts))
-                    parts = []
-                    size = 0
-                parts.append(_pack(conv, cmd, 0, wnd, ts, sn, una, 0))
-                size += OVERHEAD
-                nsegs += 1
-        self.probe = 0
+        if self.probe:
+            for bit, cmd in ((IKCP_ASK_SEND, IKCP_CMD_WASK), (IKCP_ASK_TELL, IKCP_CMD_WINS)):
+                if self.probe & bit:
+                    if size + 24 > mtu:
+                        out.append(b"".join(parts))
+                        parts = []
+                        size = 0
+                    parts.append(pack(conv, cmd, 0, wnd, ts, sn, una, 0))
+                    size += 24
+                    nsegs += 1
+            self.probe = 0
 
         # Phase 4: move segments into the send window (also in ACK-only flush).
-        cwnd = min(self.snd_wnd, self.rmt_wnd)
-        if not self.nocwnd:
-            cwnd = min(self.cwnd, cwnd)
+        cwnd = self.snd_wnd if self.snd_wnd < self.rmt_wnd else self.rmt_wnd
+        if not self.nocwnd and self.cwnd < cwnd:
+            cwnd = self.cwnd
         new_segs = 0
         snd_queue = self.snd_queue
+        snd_buf = self.snd_buf
         if snd_queue:
-            snd_buf = self.snd_buf
-            limit = (self.snd_una + cwnd) & _M
-            nxt = self.snd_nxt
-            while snd_queue and _diff(nxt, limit) < 0:
-                frg, data = snd_queue.popleft()
-                if data.__class__ is bytearray:
-                    # the stream-mode tail: freeze it so later sends can't change it
-                    if data is self._stream_tail:
-                        self._stream_tail = None
-                    data = bytes(data)
-                snd_buf.append(_Segment(nxt, frg, data))
-                nxt = (nxt + 1) & _M
-                new_segs += 1
-            self.snd_nxt = nxt
+            room = cwnd - ((self.snd_nxt - self.snd_una) & _M)
+            if room > 0:
+                nxt = self.snd_nxt
+                popleft = snd_queue.popleft
+                append = snd_buf.append
+                if room > len(snd_queue):
+                    room = len(snd_queue)
+                for _ in range(room):
+                    frg, data = popleft()
+                    if data.__class__ is bytearray:
+                        # the stream-mode tail: freeze it so later sends can't change it
+                        if data is self._stream_tail:
+                            self._stream_tail = None
+                        data = bytes(data)
+                    # sn, frg, data, ts, rto, xmit, resendts, fastack, acked
+                    append([nxt, frg, data, 0, 0, 0, 0, 0, False])
+                    nxt = (nxt + 1) & _M
+                new_segs = room
+                self.snd_nxt = nxt
+                self._unsent += room
 
         # Phase 5: transmit / retransmit (FULL only).
         resent = self.fastresend if self.fastresend > 0 else 0xFFFFFFFF
         change = lost = fast = early = 0
-        next_update = self.interval
         if full:
+            next_update = self.interval
             rx_rto = self.rx_rto
-            nodelay = self.nodelay_
             dead_link = self.dead_link
-            for seg in self.snd_buf:
-                if seg.acked:
-                    continue
-                fastack = seg.fastack
-                if seg.xmit == 0:
-                    seg.rto = rx_rto
-                    seg.resendts = (current + rx_rto) & _M
-                elif fastack >= resent and fastack != _FASTACK_SENTINEL:
-                    seg.fastack = _FASTACK_SENTINEL  # no more until an RTO resets it
-                    seg.rto = rx_rto
-                    seg.resendts = (current + rx_rto) & _M
-                    change += 1
-                    fast += 1
-                elif fastack > 0 and fastack != _FASTACK_SENTINEL and new_segs == 0:
-                    seg.fastack = _FASTACK_SENTINEL
-                    seg.rto = rx_rto
-                    seg.resendts = (current + rx_rto) & _M
-                    change += 1
-                    early += 1
-                elif _diff(current, seg.resendts) >= 0:
-                    seg.rto += rx_rto if nodelay == 0 else rx_rto // 2
-                    seg.fastack = 0
-                    seg.resendts = (current + seg.rto) & _M
-                    lost += 1
+            resendts_new = (current + rx_rto) & _M
+            if snd_buf and (self._unsent < len(snd_buf)
+                            and ((current - self._min_resend) & _M) < 0x80000000):
+                # a retransmission timer may have expired: kcp-go's full scan
+                nodelay = self.nodelay_
+                cand: dict[int, _Seg] = {}
+                min_resend = -1
+                min_d = 0x80000000
+                for seg in snd_buf:
+                    if seg[8]:  # acked
+                        continue
+                    fastack = seg[7]
+                    if seg[5] == 0:  # initial transmit
+                        seg[4] = rx_rto
+                        seg[6] = resendts_new
+                    elif fastack >= resent and fastack != _FASTACK_SENTINEL:
+                        seg[7] = _FASTACK_SENTINEL  # no more until an RTO resets it
+                        seg[4] = rx_rto
+                        seg[6] = resendts_new
+                        change += 1
+                        fast += 1
+                    elif 0 < fastack != _FASTACK_SENTINEL and new_segs == 0:
+                        seg[7] = _FASTACK_SENTINEL
+                        seg[4] = rx_rto
+                        seg[6] = resendts_new
+                        change += 1
+                        early += 1
+                    elif ((current - seg[6]) & _M) < 0x80000000:  # RTO
+                        seg[4] += rx_rto if nodelay == 0 else rx_rto // 2
+                        seg[7] = 0
+                        seg[6] = (current + seg[4]) & _M
+                        lost += 1
+                    else:
+                        d = (seg[6] - current) & _M
+                        if d < min_d:
+                            min_d = d
+                            min_resend = seg[6]
+                        if 0 < fastack != _FASTACK_SENTINEL:
+                            cand[seg[0]] = seg
+                        continue
+                    seg[5] += 1
+                    seg[3] = current
+                    data = seg[2]
+                    need = 24 + len(data)
+                    if size + need > mtu and size:
+                        out.append(b"".join(parts))
+                        parts = []
+                        size = 0
+                    parts.append(pack(conv, 81, seg[1], wnd, current, seg[0], una, len(data)))
+                    parts.append(data)
+                    size += need
+                    nsegs += 1
+                    if seg[5] >= dead_link:
+                        self.state = 0xFFFFFFFF
+                    d = (seg[6] - current) & _M
+                    if d < min_d:
+                        min_d = d
+                        min_resend = seg[6]
+                    if 0 < seg[7] != _FASTACK_SENTINEL:  # an initial send keeps its count
+                        cand[seg[0]] = seg
+                self._fastcand = cand
+                self._unsent = 0
+                if min_resend >= 0:
+                    self._min_resend = min_resend
+                    if 0 < min_d < next_update:
+                        next_update = min_d
                 else:
-                    d = _diff(seg.resendts, current)
-                    if 0 < d < next_update:
-                        next_update = d
-                    continue
-                seg.xmit += 1
-                seg.ts = current
-                data = seg.data
-                need = OVERHEAD + len(data)
-                if size + need > mtu and size:
-                    out.append(b"".join(parts))
-                    parts = []
-                    size = 0
-                parts.append(_pack(conv, IKCP_CMD_PUSH, seg.frg, wnd, current, seg.sn, una,
-                                   len(data)))
-                parts.append(data)
-                size += need
-                nsegs += 1
-                if seg.xmit >= dead_link:
-                    self.state = 0xFFFFFFFF
-                d = _diff(seg.resendts, current)
+                    self._min_resend = (current + 0x7FFFFFFF) & _M
+            elif snd_buf:
+                # No retransmission timer can have expired: only the fast/early
+                # candidates and the never-sent tail need looking at.
+                unsent = self._unsent
+                nbuf = len(snd_buf)
+                # lower bound of pending resend times; None while nothing was sent
+                bound: Optional[int] = self._min_resend if unsent < nbuf else None
+                cand = self._fastcand
+                if cand:
+                    base = snd_buf[0][0]
+                    sent_end = nbuf - unsent
+                    keep: dict[int, _Seg] = {}
+                    for csn in sorted(cand, key=lambda s: (s - base) & _M):
+                        seg = cand[csn]
+                        idx = (csn - base) & _M
+                        fastack = seg[7]
+                        if idx >= nbuf or seg[8] or fastack == 0 or fastack == _FASTACK_SENTINEL:
+                            continue  # passed by una, acked, or no longer a candidate
+                        if idx >= sent_end:
+                            keep[csn] = seg  # never sent: initial transmit below comes first
+                            continue
+                        if fastack >= resent:
+                            fast += 1
+                        elif new_segs == 0:
+                            early += 1
+                        else:
+                            keep[csn] = seg
+                            continue
+                        seg[7] = _FASTACK_SENTINEL  # no more until an RTO resets it
+                        seg[4] = rx_rto
+                        seg[6] = resendts_new
+                        change += 1
+                        seg[5] += 1
+                        seg[3] = current
+                        data = seg[2]
+                        need = 24 + len(data)
+                        if size + need > mtu and size:
+                            out.append(b"".join(parts))
+                            parts = []
+                            size = 0
+                        parts.append(pack(conv, 81, seg[1], wnd, current, csn, una, len(data)))
+                        parts.append(data)
+                        size += need
+                        nsegs += 1
+                        if seg[5] >= dead_link:
+                            self.state = 0xFFFFFFFF
+                        if bound is None or ((resendts_new - bound) & _M) >= 0x80000000:
+                            bound = resendts_new
+                    self._fastcand = keep
+                if unsent:
+                    for seg in islice(snd_buf, nbuf - unsent, nbuf):
+                        seg[4] = rx_rto
+                        seg[6] = resendts_new
+                        seg[5] = 1
+                        seg[3] = current
+                        data = seg[2]
+                        need = 24 + len(data)
+                        if size + need > mtu and size:
+                            out.append(b"".join(parts))
+                            parts = []
+                            size = 0
+                        parts.append(pack(conv, 81, seg[1], wnd, current, seg[0], una,
+                                          len(data)))
+                        parts.append(data)
+                        size += need
+                    nsegs += unsent
+                    if dead_link <= 1:
+                        self.state = 0xFFFFFFFF
+                    self._unsent = 0
+                    if bound is None or ((resendts_new - bound) & _M) >= 0x80000000:
+                        bound = resendts_new
+                if bound is None:  # nothing pending: only acked segments remain
+                    bound = (current + 0x7FFFFFFF) & _M
+                self._min_resend = bound
+                d = (bound - current) & _M
                 if 0 < d < next_update:
                     next_update = d
             self.next_update_ms = next_update
@@ -824,11 +968,11 @@ class KCP:
             out.append(b"".join(parts))
         self.out_segs += nsegs
 
-        self.lost_segs += lost
-        self.fast_retrans_segs += fast
-        self.early_retrans_segs += early
-
         # Phase 6: congestion window reaction.
+        if change or lost:
+            self.lost_segs += lost
+            self.fast_retrans_segs += fast
+            self.early_retrans_segs += early
         if not self.nocwnd:
             if change:
                 inflight = (self.snd_nxt - self.snd_una) & _M
@@ -843,7 +987,6 @@ class KCP:
                 self.cwnd = 1
                 self.incr = self.mss
         return out
-
     # ---------------------------------------------------------- update/check
 
     def update(self, now_ms: int) -> list[bytes]:
@@ -896,11 +1039,11 @@ class KCP:
             return now_ms
         minimal = _diff(ts_flush, current)
         for seg in self.snd_buf:
-            if seg.acked:
+            if seg[8]:  # acked
                 continue
-            if seg.xmit == 0:
+            if seg[5] == 0:  # never sent
                 return now_ms
-            d = _diff(seg.resendts, current)
+            d = _diff(seg[6], current)
             if d <= 0:
                 return now_ms
             if d < minimal:

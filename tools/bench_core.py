@@ -10,6 +10,10 @@ round, so the run is deterministic.  Reported: MB/s of application payload
 and microseconds per data segment for both sides together (send + flush +
 input + ACK processing + recv).
 
+Times are the process's CPU time (``time.process_time``): the machine is
+shared, and CPU time is what "one core" means here.  The best of
+``--repeat`` runs is reported.
+
 Usage: ``python tools/bench_core.py [--mb 100] [--mtu 1400] [--wnd 1024]
 [--stream] [--profile]``
 """
@@ -48,9 +52,11 @@ def run(total: int, mtu: int, wnd: int, stream: bool) -> tuple[float, int, int]:
     a_input, b_input = a.input, b.input
     b_recv = b.recv
     limit = 2 * wnd
-    start = time.perf_counter()
+    start = time.process_time()  # CPU time: the machine is shared, wall time is noisy
     while received < total:
-        while sent < total and a.waitsnd() < limit:
+        for _ in range(limit - a.waitsnd()):  # the writer keeps two windows queued
+            if sent >= total:
+                break
             c = chunks[ci]
             ci = ci + 1 if ci + 1 < nchunks else 0
             if sent + len(c) > total:
@@ -72,7 +78,7 @@ def run(total: int, mtu: int, wnd: int, stream: bool) -> tuple[float, int, int]:
             for d in to_a:
                 to_b.extend(a_input(d, now))
         now += 1
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     if received != total:
         raise AssertionError(f"delivered {received} of {total} bytes")
     return elapsed, received, a.out_segs
@@ -84,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mtu", type=int, default=1400)
     parser.add_argument("--wnd", type=int, default=1024)
     parser.add_argument("--stream", action="store_true", help="stream mode")
+    parser.add_argument("--repeat", type=int, default=3, help="runs; the best is reported")
     parser.add_argument("--profile", action="store_true", help="run under cProfile")
     args = parser.parse_args(argv)
     total = int(args.mb * 1_000_000)
@@ -92,14 +99,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         prof = cProfile.Profile()
         prof.enable()
-    elapsed, moved, _ = run(total, args.mtu, args.wnd, args.stream)
+    print(f"bench_core: {total / 1e6:.0f} MB, mtu {args.mtu}, windows {args.wnd}, "
+          f"{'stream' if args.stream else 'message'} mode, {segs} data segments, "
+          f"python {sys.version.split()[0]}")
+    times = []
+    for _ in range(max(1, args.repeat)):
+        elapsed, moved, _ = run(total, args.mtu, args.wnd, args.stream)
+        times.append(elapsed)
+        print(f"  {elapsed:.2f} s  {moved / 1e6 / elapsed:.1f} MB/s  "
+              f"{elapsed * 1e6 / segs:.2f} us per segment (both sides)")
     if args.profile:
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(15)
-    print(f"bench_core: {moved / 1e6:.0f} MB, mtu {args.mtu}, windows {args.wnd}, "
-          f"{'stream' if args.stream else 'message'} mode, {segs} data segments")
-    print(f"  {elapsed:.2f} s  {moved / 1e6 / elapsed:.1f} MB/s  "
-          f"{elapsed * 1e6 / segs:.2f} us per segment (both sides)")
+    best = min(times)
+    print(f"best: {total / 1e6 / best:.1f} MB/s, {best * 1e6 / segs:.2f} us per segment")
     return 0
 
 

@@ -28,21 +28,23 @@ def snapshot(k: KCP) -> dict[str, Any]:
     snap: dict[str, Any] = {}
     for name, value in vars(k).items():
         if name == "snd_buf":
-            snap[name] = [(s.sn, s.frg, s.ts, s.rto, s.xmit, s.resendts, s.fastack, s.acked,
-                           bytes(s.data)) for s in value]
+            # [sn, frg, data, ts, rto, xmit, resendts, fastack, acked]
+            snap[name] = [[*s[:2], bytes(s[2]), *s[3:]] for s in value]
         elif name in ("snd_queue", "rcv_queue"):
             snap[name] = [(f, bytes(d)) for f, d in value]
         elif name == "rcv_buf":
             snap[name] = {sn: (f, bytes(d)) for sn, (f, d) in value.items()}
         elif name == "_stream_tail":
             snap[name] = None if value is None else bytes(value)
+        elif name == "_fastcand":
+            snap[name] = sorted(value)
         else:
             snap[name] = copy.copy(value)
     return snap
 
 
 def check_invariants(k: KCP) -> None:
-    sns = [s.sn for s in k.snd_buf]
+    sns = [s[0] for s in k.snd_buf]
     if sns:
         assert sns[0] == k.snd_una
         assert all(((b - a) & 0xFFFFFFFF) == 1 for a, b in zip(sns, sns[1:]))
@@ -52,7 +54,6 @@ def check_invariants(k: KCP) -> None:
     assert len(k.rcv_queue) <= k.rcv_wnd
     for sn in k.rcv_buf:
         assert 0 < timediff(sn, k.rcv_nxt) < k.rcv_wnd
-    assert k._rcv_queue_bytes == sum(len(d) for _, d in k.rcv_queue)
     for v in (k.snd_una, k.snd_nxt, k.rcv_nxt, k.cwnd, k.incr, k.ssthresh):
         assert 0 <= v <= 0xFFFFFFFF
 

@@ -236,7 +236,7 @@ def test_dead_link_after_repeated_loss() -> None:
     a.send(b"into the void")
     assert not pair.run_until(lambda: a.is_dead, 1000, tick=10)
     assert pair.run_until(lambda: a.is_dead, 120_000, tick=10)
-    assert a.state == 0xFFFFFFFF and a.snd_buf[0].xmit == a.dead_link == 20
+    assert a.state == 0xFFFFFFFF and a.snd_buf[0][5] == a.dead_link == 20  # [5]: xmit
     assert a.lost_segs == 19 and a.retrans_segs == 19
 
 
