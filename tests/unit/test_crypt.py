@@ -243,3 +243,72 @@ def test_cipher_table() -> None:
                             "cast5", "3des", "tea", "xtea", "xor", "sm4", "none")
     assert cipher_info("tea").implementation == "pure Python"
     assert isinstance(new_block_crypt("tea", KEY), crypt.BlockCrypt)
+
+
+# --- the public-API fallbacks (used when pycryptodome's C functions cannot be
+# reached directly, e.g. with its cffi backend) -------------------------------
+
+_FALLBACK_NAMES = ["aes", "aes-128", "aes-192", "blowfish", "cast5", "3des", "salsa20", "xor"]
+
+
+@pytest.mark.parametrize("name", _FALLBACK_NAMES)
+def test_public_api_fallback_matches_vectors(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.conftest import load_vectors
+
+    (vec,) = [c for c in load_vectors("crypt")["ciphers"] if c["name"] == name]
+    fast = new_block_crypt(name, KEY)
+    for kind in ("cfb", "salsa20", "strxor"):
+        monkeypatch.setitem(crypt._RAW, kind, None)
+    slow = new_block_crypt(name, KEY)
+    assert type(slow).__name__ != "_RawCFB"
+    for r in vec["raw"] + [{"plaintext_hex": p["packet_hex"], "ciphertext_hex": p["encrypted_hex"]}
+                           for p in vec["packets"]]:
+        plain, enc = bytes.fromhex(r["plaintext_hex"]), bytes.fromhex(r["ciphertext_hex"])
+        for _ in range(2):
+            assert slow.encrypt(plain) == enc == fast.encrypt(plain)
+            assert slow.decrypt(enc) == plain == fast.decrypt(enc)
+
+
+def test_fast_paths_in_use_with_ctypes_backend() -> None:
+    from Crypto.Util import _raw_api
+
+    if _raw_api.backend != "ctypes":  # pragma: no cover - cffi: public API only
+        pytest.skip("pycryptodome uses cffi here")
+    assert type(new_block_crypt("aes", KEY)).__name__ == "_RawCFB"
+
+
+def test_broken_fast_path_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Broken:
+        def __call__(self, *args: object) -> int:
+            return 0  # claims success, writes nothing
+
+    monkeypatch.setitem(crypt._RAW, "cfb", (Broken(), Broken()))
+    block = new_block_crypt("aes", KEY)
+    assert type(block).__name__ == "_PycryptodomeCFB"
+    data = os.urandom(100)
+    assert block.decrypt(block.encrypt(data)) == data
+
+
+def test_shared_object_across_threads_is_consistent() -> None:
+    # The pools hand each thread its own CFB state: concurrent use of one
+    # object gives the same bytes as sequential use.
+    import threading
+
+    block = new_block_crypt("aes", KEY)
+    data = [os.urandom(random.Random(i).randrange(1, 1500)) for i in range(40)]
+    expected = [block.encrypt(d) for d in data]
+    errors: list[int] = []
+
+    def worker() -> None:
+        for _ in range(20):
+            for d, e in zip(data, expected):
+                if block.encrypt(d) != e or block.decrypt(e) != d:
+                    errors.append(1)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
