@@ -1,0 +1,192 @@
+"""socketserver over KCP: ``KCPServer`` and ``ThreadingKCPServer``.
+
+The standard library's request handlers (``socketserver.BaseRequestHandler``,
+``StreamRequestHandler``, ``DatagramRequestHandler`` excepted) run unchanged
+over KCP::
+
+    import socketserver
+    from kcpsock.socketserver import ThreadingKCPServer
+
+    class Echo(socketserver.StreamRequestHandler):
+        def handle(self):
+            for line in self.rfile:
+                self.wfile.write(line)
+
+    with ThreadingKCPServer(("127.0.0.1", 9000), Echo, config=cfg) as server:
+        server.serve_forever()
+
+:class:`KCPServer` plays the part of ``socketserver.TCPServer``: its
+``socket`` is a :class:`kcpsock.Listener` (from :func:`kcpsock.listen`),
+``get_request`` is ``Listener.accept`` and each request is a
+:class:`kcpsock.KCPSocket`.  ``serve_forever``, ``handle_request``,
+``shutdown`` and ``timeout`` are ``socketserver.BaseServer``'s own: they wait
+in a selector on :meth:`KCPServer.fileno`, which is the listener's
+selectable descriptor (readable when ``accept`` will not block).
+
+Invariants:
+- every keyword the constructor does not know itself (``block``,
+  ``data_shards``, ``parity_shards``, ``config``, ...) goes to
+  :func:`kcpsock.listen` unchanged; ``request_queue_size`` becomes its
+  ``backlog``;
+- KCP has no FIN: when a handler returns, the server waits (at most
+  ``close_linger`` seconds) until the peer has acknowledged everything the
+  handler sent, then closes the session, so a response written just before
+  ``handle`` returns is not lost to a dropped datagram;
+- ``server_close`` closes the listener; sessions already handed to handlers
+  are closed by their own request cycle (as with TCPServer).
+"""
+
+from __future__ import annotations
+
+import socket
+import socketserver
+import time
+from typing import Any, Callable, Optional
+
+from .sock import KCPSocket, Listener, listen
+
+__all__ = ["KCPServer", "ThreadingKCPServer"]
+
+_Address = Any  # (host, port) or (host, port, flowinfo, scope_id)
+
+
+class KCPServer(socketserver.BaseServer):
+    """A ``socketserver`` server whose requests are KCP sessions.
+
+    Args:
+        server_address: (host, port) to listen on; port 0 picks one, and
+            :attr:`server_address` then holds the bound address.
+        RequestHandlerClass: a ``socketserver.BaseRequestHandler`` subclass,
+            instantiated with (request, client_address, server) per session.
+        bind_and_activate: create the listener now (default); if False, call
+            :meth:`server_bind` and :meth:`server_activate` yourself.
+        **listen_options: passed to :func:`kcpsock.listen` (``block``,
+            ``data_shards``, ``parity_shards``, ``config``, ``sock``, ...).
+
+    Attributes:
+        socket: the :class:`kcpsock.Listener` (None before
+            :meth:`server_bind`).
+        request_queue_size: the listener's accept backlog (128).
+        close_linger: seconds a finished request may wait for the peer to
+            acknowledge what the handler sent before the session is closed.
+        timeout: as ``BaseServer.timeout``: ``handle_request`` gives up (and
+            calls ``handle_timeout``) after this many seconds.
+
+    Raises:
+        OSError: the address cannot be bound.
+        ValueError, TypeError: a bad listen option (from :func:`kcpsock.listen`).
+    """
+
+    request_queue_size = 128
+    close_linger = 5.0
+
+    def __init__(
+        self,
+        server_address: _Address,
+        RequestHandlerClass: Callable[..., socketserver.BaseRequestHandler],
+        bind_and_activate: bool = True,
+        **listen_options: Any,
+    ) -> None:
+        super().__init__(server_address, RequestHandlerClass)
+        self.listen_options = dict(listen_options)
+        self.socket: Optional[Listener] = None
+        if bind_and_activate:
+            try:
+                self.server_bind()
+                self.server_activate()
+            except BaseException:
+                self.server_close()
+                raise
+
+    def server_bind(self) -> None:
+        """Create the KCP listener on :attr:`server_address` (called by the constructor).
+
+        Raises:
+            OSError: the address cannot be bound.
+        """
+        options = dict(self.listen_options)
+        options.setdefault("backlog", self.request_queue_size)
+        address: Any = self.server_address
+        self.socket = listen(tuple(address), **options)
+        self.server_address = self.socket.getsockname()
+
+    def server_activate(self) -> None:
+        """Nothing to do: a KCP listener accepts sessions from creation."""
+
+    def server_close(self) -> None:
+        """Close the listener (idempotent)."""
+        if self.socket is not None:
+            self.socket.close()
+
+    def fileno(self) -> int:
+        """The listener's selectable descriptor (for ``serve_forever``'s selector).
+
+        Returns:
+            A file descriptor, readable when ``accept`` will not block.
+        """
+        if self.socket is None:
+            return -1
+        return self.socket.fileno()
+
+    def get_request(self) -> tuple[KCPSocket, _Address]:
+        """Accept one session.
+
+        Returns:
+            (session, client address).
+
+        Raises:
+            OSError: the listener is closed or has nothing to accept.
+        """
+        if self.socket is None:
+            raise OSError(9, "server is not bound")
+        return self.socket.accept()
+
+    def shutdown_request(self, request: Any) -> None:
+        """Linger until the handler's output is acknowledged, then close the session.
+
+        Args:
+            request: the session handed to the handler.
+        """
+        self._linger(request)
+        try:
+            request.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # already closed by the handler, or the link is dead
+        self.close_request(request)
+
+    def close_request(self, request: Any) -> None:
+        """Close one session.
+
+        Args:
+            request: the session handed to the handler.
+        """
+        request.close()
+
+    def _linger(self, request: Any) -> None:
+        # KCP has no FIN and closing drops unacknowledged segments (kcp-go
+        # UDPSession.Close flushes once, best effort): wait, bounded, until
+        # nothing the handler sent is still unacknowledged.  The session
+        # signals only "window has room", not "all acknowledged", so this
+        # polls its figures at about half the fastest KCP interval.
+        if self.close_linger <= 0 or not isinstance(request, KCPSocket):
+            return
+        deadline = time.monotonic() + self.close_linger
+        try:
+            while request.figures()["waitsnd"] > 0:
+                if request.state == "dead" or time.monotonic() >= deadline:
+                    return
+                time.sleep(0.005)
+        except OSError:
+            pass  # closed by the handler already
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.server_address!r} {self.socket!r}>"
+
+
+class ThreadingKCPServer(socketserver.ThreadingMixIn, KCPServer):
+    """:class:`KCPServer` that runs each request in its own thread.
+
+    As ``socketserver.ThreadingTCPServer``: ``daemon_threads`` and
+    ``block_on_close`` keep their meaning (``server_close`` joins the
+    handler threads unless ``block_on_close`` is False).
+    """
