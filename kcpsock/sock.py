@@ -143,7 +143,8 @@ class KCPSocket:
         """Wrap a session (internal; use :func:`dial` or :meth:`Listener.accept`)."""
         self._session = session
         self._timeout: Optional[float] = socket.getdefaulttimeout()
-        self._closed = False
+        self._closed = False  # close() was called
+        self._real_closed = False  # ... and the session is closed
         self._io_refs = 0
         usock = session._transport.sock
         self.family = usock.family
@@ -153,7 +154,9 @@ class KCPSocket:
     # -------------------------------------------------------------- helpers
 
     def _live(self) -> Session:
-        if self._closed:
+        # as socket.socket: close() with makefile() files still open defers
+        # the real close, and the socket keeps working until then
+        if self._real_closed:
             raise KCPClosedError()
         return self._session
 
@@ -386,7 +389,7 @@ class KCPSocket:
         readable exactly when :meth:`recv` would not block.  It is not the
         UDP socket: do not read from it.
         """
-        if self._closed:
+        if self._real_closed:
             return -1
         try:
             return self._session.signal_fileno()
@@ -418,6 +421,7 @@ class KCPSocket:
         """
         self._closed = True
         if self._io_refs <= 0:
+            self._real_closed = True
             self._session.close()
 
     def detach(self) -> int:
@@ -436,16 +440,16 @@ class KCPSocket:
 
     def __del__(self) -> None:
         try:
-            if not self._closed:
-                self._closed = True
+            if not self._real_closed:
+                self._closed = self._real_closed = True
                 self._session.close()
         except Exception:
             pass
 
     @property
     def closed(self) -> bool:
-        """True after :meth:`close`."""
-        return self._closed
+        """True once the session is closed (after :meth:`close` and its files)."""
+        return self._real_closed
 
     # ------------------------------------------------------------ addresses
 
@@ -642,7 +646,7 @@ class KCPSocket:
     @property
     def state(self) -> str:
         """"open", "dead" or "closed"."""
-        if self._closed:
+        if self._real_closed:
             return SessionState.CLOSED.value
         return self._session.state.value
 
@@ -651,7 +655,7 @@ class KCPSocket:
         state = self.state
         parts = [f"<kcpsock.KCPSocket [{state}]" if state != "open" else "<kcpsock.KCPSocket",
                  f"conv={s.conv:#010x}"]
-        if not self._closed and s.state is not SessionState.CLOSED:
+        if not self._real_closed and s.state is not SessionState.CLOSED:
             try:
                 parts.append(f"laddr={s._transport.sock.getsockname()!r}")
             except OSError:

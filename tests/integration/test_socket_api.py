@@ -1,0 +1,583 @@
+"""KCPSocket as a drop-in socket: data, timeouts, blocking modes, close, files.
+
+Real UDP on 127.0.0.1 only.  Every wait is bounded; nothing sleeps to
+synchronise (threads are joined, conditions are awaited with timeouts).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import select
+import selectors
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+import kcpsock
+from kcpsock import KCPConfig
+
+FAST = dict(nodelay=1, interval=10, resend=2, nc=True)
+
+
+@pytest.fixture
+def listener() -> Iterator[kcpsock.Listener]:
+    ln = kcpsock.listen(("127.0.0.1", 0), **FAST)
+    ln.settimeout(5)
+    yield ln
+    ln.close()
+
+
+def connect(ln: kcpsock.Listener, **opts: object) -> tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]:
+    """Dial the listener, say hello, accept: a (client, server) pair, timeouts 5 s."""
+    opts = {**FAST, **opts}
+    c = kcpsock.dial(ln.getsockname(), timeout=5, **opts)  # type: ignore[arg-type]
+    c.sendall(b"hi")
+    s, addr = ln.accept()
+    s.settimeout(5)
+    assert addr == c.getsockname()
+    assert s.recv(10) == b"hi"
+    return c, s
+
+
+@pytest.fixture
+def pair(listener: kcpsock.Listener) -> Iterator[tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]]:
+    c, s = connect(listener)
+    yield c, s
+    c.close()
+    s.close()
+
+
+def recv_exact(sock: kcpsock.KCPSocket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        assert chunk, "unexpected EOF"
+        buf += chunk
+    return bytes(buf)
+
+
+# ---------------------------------------------------------------- data
+
+
+def test_echo_both_ways(pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
+    c, s = pair
+    c.sendall(b"ping")
+    assert s.recv(100) == b"ping"
+    s.sendall(b"pong")
+    assert c.recv(100) == b"pong"
+
+
+def test_message_boundaries_kept_in_message_mode(
+        pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
+    c, s = pair
+    for msg in (b"a", b"bb", b"ccc"):
+        c.sendall(msg)
+    assert [s.recv(100) for _ in range(3)] == [b"a", b"bb", b"ccc"]
+
+
+def test_short_recv_delivers_the_rest_later(
+        pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
+    c, s = pair
+    c.sendall(b"0123456789")
+    assert s.recv(3) == b"012"
+    assert s.recv(3) == b"345"
+    assert s.recv(100) == b"6789"
+
+
+def test_bulk_transfer_integrity_recv_into(listener: kcpsock.Listener) -> None:
+    c, s = connect(listener, sndwnd=256, rcvwnd=256)
+    try:
+        data = os.urandom(2 * 1024 * 1024 + 17)
+        t = threading.Thread(target=c.sendall, args=(data,))
+        t.start()
+        h = hashlib.sha256()
+        buf = bytearray(40000)
+        got = 0
+        while got < len(data):
+            n = s.recv_into(buf)
+            assert n > 0
+            h.update(memoryview(buf)[:n])
+            got += n
+        t.join(10)
+        assert got == len(data)
+        assert h.digest() == hashlib.sha256(data).digest()
+        assert c.bytes_sent == len(data) + 2
+        assert s.bytes_received == len(data) + 2
+    finally:
+        c.close()
+        s.close()
+
+
+def test_stream_mode_merges_and_delivers_everything(listener: kcpsock.Listener) -> None:
+    c, s = connect(listener, stream=True)
+    s.set_stream_mode(True)
+    try:
+        parts = [os.urandom(n) for n in (1, 500, 3000, 7, 20000)]
+        for p in parts:
+            c.sendall(p)
+        want = b"".join(parts)
+        assert recv_exact(s, len(want)) == want
+    finally:
+        c.close()
+        s.close()
+
+
+def test_recv_into_nbytes_and_errors(pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
+    c, s = pair
+    c.sendall(b"abcdef")
+    buf = bytearray(10)
+    assert s.recv_into(buf, 4) == 4
+    assert bytes(buf[:4]) == b"abcd"
+    with pytest.raises(ValueError):
+        s.recv_into(buf, 11)
+    with pytest.raises(TypeError):
+        s.recv_into(b"readonly")
+    with pytest.raises(ValueError):
+        s.recv(-1)
+    assert s.recv(0) == b""
+
+
+def test_send_empty_sends_nothing(pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
+    c, s = pair
+    assert c.send(b"") == 0
+    c.sendall(b"")
+    c.sendall(b"x")
+    assert s.recv(10) == b"x"  # no zero-length message came first
+
+
+def test_send_takes_at_most_the_free_window(listener: kcpsock.Listener) -> None:
+    c, s = connect(listener, sndwnd=8, rcvwnd=8)
+    try:
+        big = b"z" * (100 * 1400)
+        n = c.send(big)
+        mss = c.figures()["mss"]
+        assert 0 < n <= 8 * mss
+        assert c.figures()["waitsnd"] <= 8
+    finally:
+        c.close()
+        s.close()
+
+
+# ------------------------------------------------------------ blocking
+
+
+def test_recv_timeout(pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
+    _, s = pair
+    s.settimeout(0.2)
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError) as info:
+        s.recv(10)
+    assert 0.15 < time.monotonic() - t0 < 3
+    assert isinstance(info.value, kcpsock.KCPTimeoutError)
+    assert isinstance(info.value, OSError)
+
+
+def test_non_blocking_recv_and_send(pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
+    c, s = pair
+    s.setblocking(False)
+    assert s.gettimeout() == 0.0 and not s.getblocking()
+    with pytest.raises(BlockingIOError) as info:
+        s.recv(10)
+    assert info.value.errno == errno.EAGAIN
+    with pytest.raises(BlockingIOError):
+        c.recv(10, socket.MSG_DONTWAIT)
+    s.setblocking(True)
+    assert s.gettimeout() is None and s.getblocking()
+
+
+def test_default_timeout_is_socket_default(listener: kcpsock.Listener) -> None:
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(3.5)
+    try:
+        c = kcpsock.dial(listener.getsockname())
+        assert c.gettimeout() == 3.5
+        c.close()
+    finally:
+        socket.setdefaulttimeout(old)
+    with pytest.raises(ValueError):
+        c.settimeout(-1)
+    with pytest.raises(TypeError):
+        c.settimeout("1")  # type: ignore[arg-type]
+
+
+def test_send_blocks_while_window_full_then_times_out(listener: kcpsock.Listener) -> None:
+    # the server never reads: its receive window fills, ours stays full
+    c, s = connect(listener, sndwnd=4, rcvwnd=4)
+    s.set_window_size(4, 4)
+    try:
+        c.settimeout(0.5)
+        payload = b"q" * 1000
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError):
+            for _ in range(1000):
+                c.sendall(payload)
+        assert time.monotonic() - t0 < 10
+        assert c.figures()["waitsnd"] <= 4  # bounded buffering
+        c.settimeout(0)
+        with pytest.raises(BlockingIOError):
+            c.send(payload)
+    finally:
+        c.close()
+        s.close()
+
+
+def test_sendall_timeout_covers_the_whole_call(listener: kcpsock.Listener) -> None:
+    c, s = connect(listener, sndwnd=4, rcvwnd=4)
+    s.set_window_size(4, 4)
+    try:
+        c.settimeout(0.4)
+        t0 = time.monotonic()
+        with pytest.raises(TimeoutError):
+            c.sendall(b"w" * 1_000_000)
+        assert time.monotonic() - t0 < 3
+    finally:
+        c.close()
+        s.close()
+
+
+def test_blocked_send_resumes_when_peer_reads(listener: kcpsock.Listener) -> None:
+    c, s = connect(listener, sndwnd=4, rcvwnd=4)
+    s.set_window_size(4, 4)
+    try:
+        data = os.urandom(200_000)
+        t = threading.Thread(target=c.sendall, args=(data,))
+        t.start()
+        assert recv_exact(s, len(data)) == data
+        t.join(10)
+        assert not t.is_alive()
+    finally:
+        c.close()
+        s.close()
+
+
+# ------------------------------------------------------------ close
+
+
+def test_calls_after_close_raise_ebadf(pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
+    c, _ = pair
+    c.close()
+    c.close()  # idempotent
+    assert c.fileno() == -1
+    for call in (lambda: c.recv(1), lambda: c.send(b"x"), lambda: c.sendall(b"x"),
+                 c.getpeername, c.getsockname, lambda: c.shutdown(socket.SHUT_RD),
+                 lambda: c.recv_into(bytearray(4)),
+                 lambda: c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)):
+        with pytest.raises(OSError) as info:
+            call()
+        assert info.value.errno == errno.EBADF
+    assert "closed" in repr(c)
+
+
+def test_close_flushes_queued_data(listener: kcpsock.Listener) -> None:
+    c, s = connect(listener)
+    c.set_write_delay(True)
+    c.sendall(b"last words")
+    c.close()
+    assert s.recv(100) == b"last words"
+    s.close()
+
+
+def test_close_from_other_thread_wakes_blocked_recv(
+        pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
+    _, s = pair
+    s.settimeout(10)
+    result: list[object] = []
+    started = threading.Event()
+
+    def reader() -> None:
+        started.set()
+        try:
+            result.append(s.recv(10))
+        except Exception as exc:  # pragma: no cover - reported below
+            result.append(exc)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    assert started.wait(5)
+    deadline = time.monotonic() + 5
+    while not s.session._readable._waiters and time.monotonic() < deadline:  # type: ignore[attr-defined]
+        threading.Event().wait(0.001)
+    s.close()
+    t.join(5)
+    assert result == [b""]
+
+
+def test_shutdown_rd_gives_eof_not_silence(
+        pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
+    c, s = pair
+    s.settimeout(0.3)
+    with pytest.raises(TimeoutError):  # silence is not EOF
+        s.recv(10)
+    s.shutdown(socket.SHUT_RD)
+    assert s.recv(10) == b""
+    c.shutdown(socket.SHUT_WR)
+    with pytest.raises(BrokenPipeError):
+        c.send(b"x")
+    with pytest.raises(ValueError):
+        c.shutdown(7)
+
+
+def test_context_manager_closes(listener: kcpsock.Listener) -> None:
+    with kcpsock.dial(listener.getsockname()) as c:
+        assert c.fileno() >= 0
+    assert c.closed and c.fileno() == -1
+    with kcpsock.listen(("127.0.0.1", 0)) as ln:
+        assert ln.fileno() >= 0
+    assert ln.closed and ln.fileno() == -1
+
+
+def test_dead_link_raises_connection_reset() -> None:
+    # nobody listens there: every segment is retransmitted until dead_link
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    addr = probe.getsockname()
+    probe.close()
+    c = kcpsock.dial(addr, config=KCPConfig(nodelay=1, interval=10, dead_link=3), timeout=10)
+    try:
+        c.sendall(b"anyone?")
+        with pytest.raises(ConnectionResetError):
+            c.recv(10)
+        assert c.state == "dead"
+        with pytest.raises(ConnectionResetError):
+            c.send(b"x")
+        assert "dead" in repr(c)
+    finally:
+        c.close()
+
+
+# ------------------------------------------------------------ select / files
+
+
+def test_fileno_select_readiness(pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
+    c, s = pair
+    fd = s.fileno()
+    assert fd >= 0
+    assert select.select([s], [], [], 0)[0] == []
+    c.sendall(b"ready?")
+    r, _, _ = select.select([s], [], [], 5)
+    assert r == [s]
+    assert s.recv(100) == b"ready?"
+    assert select.select([s], [], [], 0)[0] == []
+    # selectors and poll accept it as well
+    c.sendall(b"again")
+    with selectors.DefaultSelector() as sel:
+        sel.register(s, selectors.EVENT_READ)
+        events = sel.select(5)
+        assert len(events) == 1
+    p = select.poll()
+    p.register(s.fileno(), select.POLLIN)
+    assert p.poll(5000)
+    assert s.recv(100) == b"again"
+
+
+def test_listener_fileno_readable_when_accept_wont_block(listener: kcpsock.Listener) -> None:
+    assert select.select([listener], [], [], 0)[0] == []
+    c = kcpsock.dial(listener.getsockname())
+    c.sendall(b"knock")
+    assert select.select([listener], [], [], 5)[0] == [listener]
+    s, _ = listener.accept()
+    assert select.select([listener], [], [], 0)[0] == []
+    listener.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        listener.accept()
+    c.close()
+    s.close()
+
+
+def test_makefile_binary_lines(pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
+    c, s = pair
+    rfile = s.makefile("rb", -1)
+    wfile = c.makefile("wb", 0)
+    wfile.write(b"line one\nline two\n")
+    assert rfile.readline() == b"line one\n"
+    assert rfile.readline() == b"line two\n"
+    rfile.close()
+    wfile.close()
+
+
+def test_makefile_text_mode_and_close_refcount(
+        pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
+    c, s = pair
+    w = c.makefile("w", encoding="utf-8", newline="\n")
+    r = s.makefile("r", encoding="utf-8")
+    c.close()  # deferred: a file is still open (socket.socket semantics)
+    w.write("héllo\n")
+    w.flush()
+    assert r.readline() == "héllo\n"
+    w.close()
+    assert c.fileno() == -1
+    with pytest.raises(ValueError):
+        s.makefile("r", buffering=0)
+    with pytest.raises(ValueError):
+        s.makefile("x")
+    r.close()
+
+
+def test_makefile_timeout(pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
+    _, s = pair
+    s.settimeout(0.2)
+    f = s.makefile("rb")
+    with pytest.raises(TimeoutError):
+        f.readline()
+    f.close()
+
+
+# ---------------------------------------------------------- addresses, knobs
+
+
+def test_addresses_family_type(pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
+    c, s = pair
+    assert c.getpeername() == s.getsockname()
+    assert s.getpeername() == c.getsockname()
+    assert c.family == socket.AF_INET
+    assert c.type == socket.SOCK_STREAM
+    assert c.proto == socket.IPPROTO_UDP
+    assert c.conv == s.conv
+
+
+def test_sockopts_reach_the_udp_socket(
+        pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
+    c, _ = pair
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    assert c.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= 65536
+    assert c.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE) == socket.SOCK_DGRAM
+    c.set_read_buffer(1 << 17)
+    c.set_write_buffer(1 << 17)
+    assert c.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) >= 1 << 17
+    c.set_dscp(46)
+    assert c.getsockopt(socket.IPPROTO_IP, socket.IP_TOS) == 46 << 2
+
+
+def test_accepted_session_refuses_socket_knobs(
+        pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
+    _, s = pair
+    for call in (lambda: s.set_dscp(1), lambda: s.set_read_buffer(1 << 16),
+                 lambda: s.set_write_buffer(1 << 16)):
+        with pytest.raises(OSError) as info:
+            call()
+        assert info.value.errno == errno.EINVAL
+
+
+def test_kcp_knobs(pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
+    c, s = pair
+    c.set_nodelay(1, 20, 2, 1)
+    k = c.session.kcp
+    assert (k.interval, k.fastresend, k.nocwnd, k.rx_minrto) == (20, 2, 1, 30)
+    c.set_window_size(100, 200)
+    assert (k.snd_wnd, k.rcv_wnd) == (100, 200)
+    with pytest.raises(ValueError):
+        c.set_window_size(70000, 1)
+    assert c.set_mtu(1501) is False
+    assert c.set_mtu(1200) is True and k.mtu == 1200
+    assert c.set_mtu(10) is False
+    c.set_stream_mode(True)
+    assert k.stream
+    c.set_stream_mode(False)
+    c.set_ack_nodelay(True)
+    c.set_write_delay(False)
+    with pytest.raises(ValueError):
+        c.set_dup(-1)
+    c.sendall(b"after knobs")
+    assert s.recv(100) == b"after knobs"
+
+
+def test_dup_sends_duplicates(pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
+    c, s = pair
+    before = s.figures()["repeat_segs"]
+    c.set_dup(2)
+    for i in range(5):
+        c.sendall(b"dup %d" % i)
+        assert s.recv(100) == b"dup %d" % i
+    deadline = time.monotonic() + 5
+    while s.figures()["repeat_segs"] < before + 10 and time.monotonic() < deadline:
+        threading.Event().wait(0.01)
+    assert s.figures()["repeat_segs"] >= before + 10
+
+
+def test_figures_and_repr(pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
+    c, s = pair
+    for _ in range(3):
+        c.sendall(b"x" * 100)
+        s.recv(1000)
+        s.sendall(b"y")
+        c.recv(10)
+    f = c.figures()
+    assert f["segments_out"] > 0 and f["segments_in"] > 0
+    assert c.segments_sent == c.session.kcp.out_segs
+    assert c.rto > 0 and c.srtt >= 0 and c.rttvar >= 0
+    assert c.retransmissions >= 0
+    r = repr(c)
+    assert f"conv={c.conv:#010x}" in r and "raddr=" in r and "laddr=" in r and "srtt=" in r
+    assert "Listener" in repr(kcpsock.listen(("127.0.0.1", 0)))
+
+
+def test_bad_arguments_name_the_argument(listener: kcpsock.Listener) -> None:
+    with pytest.raises(TypeError, match="address"):
+        kcpsock.dial("127.0.0.1:1")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="port"):
+        kcpsock.dial(("127.0.0.1", 70000))
+    with pytest.raises(TypeError, match="conv"):
+        kcpsock.dial(listener.getsockname(), conv="1")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="conv"):
+        kcpsock.dial(listener.getsockname(), conv=-1)
+    with pytest.raises(ValueError, match="shards"):
+        kcpsock.dial(listener.getsockname(), data_shards=1, parity_shards=0)
+    with pytest.raises(TypeError):
+        kcpsock.dial(listener.getsockname(), no_such_option=1)
+    with pytest.raises(ValueError, match="sndwnd"):
+        kcpsock.dial(listener.getsockname(), sndwnd=0)
+    with pytest.raises(TypeError, match="sock"):
+        kcpsock.listen(None, sock=object())  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------ factories
+
+
+def test_create_connection_and_create_server() -> None:
+    with kcpsock.create_server(("127.0.0.1", 0), backlog=4, **FAST) as ln:
+        ln.settimeout(5)
+        c = kcpsock.create_connection(ln.getsockname(), 2.5, ("127.0.0.1", 0))
+        assert c.gettimeout() == 2.5
+        c.sendall(b"cc")
+        s, _ = ln.accept()
+        s.settimeout(5)
+        assert s.recv(10) == b"cc"
+        c.close()
+        s.close()
+
+
+def test_hostname_resolution() -> None:
+    with kcpsock.listen(("localhost", 0)) as ln:
+        ln.settimeout(5)
+        port = ln.getsockname()[1]
+        with kcpsock.dial(("localhost", port), timeout=5) as c:
+            c.sendall(b"by name")
+            s, _ = ln.accept()
+            s.settimeout(5)
+            assert s.recv(20) == b"by name"
+            s.close()
+
+
+@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6 support")
+def test_ipv6_loopback() -> None:
+    try:
+        ln = kcpsock.listen(("::1", 0), **FAST)
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback: {exc}")
+    with ln:
+        ln.settimeout(5)
+        with kcpsock.dial(ln.getsockname()[:2], timeout=5, **FAST) as c:
+            assert c.family == socket.AF_INET6
+            c.sendall(b"six")
+            s, addr = ln.accept()
+            s.settimeout(5)
+            assert addr[0] == "::1"
+            assert s.recv(10) == b"six"
+            s.sendall(b"back")
+            assert c.recv(10) == b"back"
+            s.close()
