@@ -183,6 +183,10 @@ class FECEncoder:
         self._count = 0  # data shards collected in the current group
         self._max = 0  # longest shard of the group (kcp-go maxSize - 6)
         self._acc: list[int] = [0] * p
+        # Shards of the current group as ints, when the code is bit-sliced.
+        self._values: Optional[list[int]] = (
+            [] if self._rs is not None and self._rs.bitsliced else None
+        )
         self._last_ms: Optional[int] = None
 
     def __repr__(self) -> str:
@@ -237,42 +241,66 @@ class FECEncoder:
         # kcp-go HEAD sealData: next = (next + 1) % paws, for data too.
         self._next = nxt if nxt < self.paws else 0
         packet = _pack_head8(seq, TYPE_DATA, size) + datagram
-        index = self._count
-        # Parity work is spread over the group's packets: add this shard's
-        # contribution to the p accumulators now (kcp-go does it all at once).
-        buf = bytearray(memoryview(packet)[FEC_HEADER_SIZE:])
-        acc = self._acc
-        frombytes = int.from_bytes
-        for j, table in enumerate(self._tables[index]):
-            acc[j] ^= frombytes(buf.translate(table), "little")
         if size > self._max:
             self._max = size
-        index += 1
         out = [packet]
-        if index < self.data_shards:
-            self._count = index
+        values = self._values
+        if values is not None:
+            # Bit-sliced path: keep the whole packet as an int (its 6 header
+            # bytes only make junk in the low 6 bytes of the parity, shifted
+            # out below); the parity is computed when the group completes.
+            values.append(int.from_bytes(packet, "little"))
+            index = len(values)
         else:
-            last = self._last_ms
-            if now_ms is not None and last is not None and now_ms - last >= MAX_FEC_ENCODE_LATENCY_MS:
-                # kcp-go HEAD skipParity: no parity for a discontinuous group,
-                # but keep seqids aligned to groups.
-                self._next = (self._next + self.parity_shards) % self.paws
-                self.parity_skipped += 1
-            else:
-                length = self._max
-                nxt = self._next
-                paws = self.paws
-                for a in acc:
-                    out.append(_pack_head(nxt, TYPE_PARITY) + a.to_bytes(length, "little"))
-                    nxt += 1
-                    if nxt >= paws:
-                        nxt = 0
-                self._next = nxt
-            self._count = 0
-            self._max = 0
-            self._acc = [0] * self.parity_shards
+            # Translate path: add this shard's share to the p accumulators
+            # now, spreading the work over the group.
+            buf = bytearray(memoryview(packet)[FEC_HEADER_SIZE:])
+            acc = self._acc
+            frombytes = int.from_bytes
+            for j, table in enumerate(self._tables[self._count]):
+                acc[j] ^= frombytes(buf.translate(table), "little")
+            index = self._count = self._count + 1
+        if index == self.data_shards:
+            self._complete_group(out, now_ms)
         self._last_ms = now_ms
         return out
+
+    def _complete_group(self, out: list[bytes], now_ms: Optional[int]) -> None:
+        """Append the group's parity packets to ``out`` (or skip them); reset."""
+        last = self._last_ms
+        length = self._max
+        if now_ms is not None and last is not None and now_ms - last >= MAX_FEC_ENCODE_LATENCY_MS:
+            # kcp-go HEAD skipParity: no parity for a discontinuous group,
+            # but seqids stay aligned to groups.
+            self._next = (self._next + self.parity_shards) % self.paws
+            self.parity_skipped += 1
+        else:
+            rs = self._rs
+            assert rs is not None  # an enabled encoder always has its code
+            values = self._values
+            if values is not None:
+                # kcp-go pads every shard with zeros to the longest; ints do
+                # that implicitly.  >> 48 drops the header junk.
+                parity = [
+                    v >> 48 for v in rs.parity_ints(values, length + FEC_HEADER_SIZE)
+                ]
+            else:
+                parity = self._acc
+            nxt = self._next
+            paws = self.paws
+            for value in parity:
+                # kcp-go HEAD sealParity: next = (next + 1) % paws.
+                out.append(_pack_head(nxt, TYPE_PARITY) + value.to_bytes(length, "little"))
+                nxt += 1
+                if nxt >= paws:
+                    nxt = 0
+            self._next = nxt
+        self._count = 0
+        self._max = 0
+        if self._values is not None:
+            self._values = []
+        else:
+            self._acc = [0] * self.parity_shards
 
 
 class _Autotune:
@@ -460,7 +488,7 @@ class FECDecoder:
             self.ignored += 1
             return regular, []
         n = self._n
-        pos = seqid % n
+        gid, pos = divmod(seqid, n)
         if (pos < self._d) != is_data:
             # Kind does not match the position: the peer's (d, p) differs
             # (kcp-go HEAD shouldTune; sticky until autotune succeeds).
@@ -472,7 +500,6 @@ class FECDecoder:
             self._retune()
             self.ignored += 1
             return regular, []
-        gid = seqid // n
         sets = self._sets
         shard_set = sets.get(gid)
         if shard_set is None:

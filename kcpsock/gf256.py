@@ -25,13 +25,24 @@ Invariants:
   adding shards is XOR of whole shards as little-endian integers
   (``int.from_bytes``), both at C speed.  Little-endian keeps zero padding at
   the end of a shard as high-order zero bytes, so padding costs nothing.
+* For small codes (d <= 24 and p <= 8, kcptun's 10/3 included) parity is computed
+  bit-sliced instead: each data shard is converted to an int once, and the
+  parity is a fixed sequence of whole-shard XORs plus seven "multiply every
+  byte by 2" steps per parity shard (Horner's rule over the 8 bit planes of
+  the coefficients).  The sequence is generated once per (d, p), with common
+  subexpressions shared (greedy pairing, Paar 1997), and compiled into a
+  Python function, so no per-op interpretation is left.  This converts d
+  shards instead of d * p translated images per group (``int.from_bytes`` is
+  the dominant cost), about 25-40 % faster; the result is identical (tests
+  compare both paths).
 * Decode matrices are cached per erasure pattern (bounded cache).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
-from typing import Optional, Union
+from typing import Callable, Optional, Union, cast
 
 __all__ = [
     "EXP",
@@ -47,6 +58,7 @@ __all__ = [
     "gf_inv",
     "gf_mul",
     "invert_matrix",
+    "mask80",
     "matrix_multiply",
     "vandermonde",
 ]
@@ -290,6 +302,117 @@ def _check_counts(data_shards_arg: object, parity_shards_arg: object) -> tuple[i
     return data_shards, parity_shards
 
 
+#: Codes with d and p at most these use the generated bit-sliced parity
+#: program (generating it costs milliseconds, growing with d^2 * p).
+BITSLICE_MAX_DATA = 24
+BITSLICE_MAX_PARITY = 8
+
+_ParityProgram = Callable[[Sequence[int], int], "list[int]"]
+
+
+def _share_pairs(targets: list[set[int]], first_new: int) -> list[tuple[int, int]]:
+    """Greedy common-subexpression elimination over XOR sums (Paar 1997).
+
+    Each target is a set of signal ids whose XOR is wanted.  Repeatedly takes
+    the pair of signals appearing together in the most targets (ties: the
+    smallest ids, so the result is deterministic), makes it a new signal and
+    substitutes it, until no pair is shared.  ``targets`` is updated in place.
+
+    Returns:
+        The new signals in creation order, as (a, b) pairs; signal
+        ``first_new + i`` is ``a ^ b`` of the i-th pair.
+    """
+    pairs: list[tuple[int, int]] = []
+    while True:
+        counts: dict[tuple[int, int], int] = {}
+        for t in targets:
+            ids = sorted(t)
+            for x in range(len(ids)):
+                a = ids[x]
+                for b in ids[x + 1:]:
+                    counts[(a, b)] = counts.get((a, b), 0) + 1
+        if not counts:
+            return pairs
+        best, hits = min(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        if hits < 2:
+            return pairs
+        new = first_new + len(pairs)
+        pairs.append(best)
+        for t in targets:
+            if best[0] in t and best[1] in t:
+                t.discard(best[0])
+                t.discard(best[1])
+                t.add(new)
+
+
+@functools.lru_cache(maxsize=32)
+def _parity_program(parity_rows: tuple[tuple[int, ...], ...]) -> _ParityProgram:
+    """Compile the bit-sliced parity computation for one encoding matrix.
+
+    The generated function takes the d data shards as little-endian ints and
+    a mask with 0x80 in every byte (at least as long as the shards) and
+    returns the p parity shards as ints.  Parity j is
+    ``XOR_k 2^k * B[j][k]`` with ``B[j][k]`` = XOR of the shards whose
+    coefficient in row j has bit k set, evaluated by Horner's rule from the
+    top plane down.  "Multiply every byte by 2" on a packed int is a shift of
+    the low 7 bits of each byte plus 0x1D where the top bit was set: no
+    carry crosses a byte, so bytes never mix (and junk bytes below the shard,
+    e.g. a packet header, stay where they are).
+    """
+    d = len(parity_rows[0])
+    targets = [
+        {i for i in range(d) if row[i] >> k & 1} for row in parity_rows for k in range(8)
+    ]
+    pairs = _share_pairs(targets, d)
+    lines = ["def parity(shards, m80):"]
+    names = [f"v{i}" for i in range(d + len(pairs))]
+    lines.append(f"    {', '.join(names[:d])}, = shards")
+    for i, (a, b) in enumerate(pairs):
+        lines.append(f"    {names[d + i]} = {names[a]} ^ {names[b]}")
+    results = []
+    for j in range(len(parity_rows)):
+        acc = None  # Horner accumulator; None while the top planes are empty
+        for k in range(7, -1, -1):
+            plane = " ^ ".join(names[x] for x in sorted(targets[j * 8 + k]))
+            if acc is None:
+                if plane:
+                    acc = f"p{j}"
+                    lines.append(f"    {acc} = {plane}")
+                continue
+            lines.append(f"    h = {acc} & m80")
+            double = f"(({acc} ^ h) << 1) ^ ((h >> 7) * 29)"
+            lines.append(f"    {acc} = {double}" + (f" ^ {plane}" if plane else ""))
+        results.append(acc or "0")
+    lines.append(f"    return [{', '.join(results)}]")
+    namespace: dict[str, object] = {}
+    # The source is built from integers only (no outside text); compiling it
+    # removes the interpreter loop around some 200 big-int operations per
+    # group, which is most of the remaining cost.
+    exec(compile("\n".join(lines), f"<gf256 parity {d}/{len(parity_rows)}>", "exec"), namespace)
+    return cast(_ParityProgram, namespace["parity"])
+
+
+_MASK80: dict[int, int] = {}
+
+
+def mask80(length: int) -> int:
+    """An int with byte 0x80 in each of its ``length`` low bytes (cached).
+
+    Args:
+        length: number of bytes, >= 0.
+
+    Returns:
+        ``int.from_bytes(b"\\x80" * length, "little")``.
+    """
+    m = _MASK80.get(length)
+    if m is None:
+        if len(_MASK80) >= 64:
+            _MASK80.clear()
+        m = _MASK80[length] = int.from_bytes(b"\x80" * length, "little")
+    return m
+
+
+
 class ReedSolomon:
     """klauspost/reedsolomon ``New(d, p)``: encoder and data reconstructor.
 
@@ -299,6 +422,8 @@ class ReedSolomon:
         total_shards: n = d + p.
         matrix: the n x d encoding matrix (tuple of tuples; top d rows = I).
         parity_rows: rows d..n-1 of ``matrix``.
+        bitsliced: True if :meth:`parity_ints` (the generated bit-sliced
+            program) is available: d <= 24 and p <= 8.
     """
 
     #: Number of erasure patterns whose decode matrix is kept.
@@ -330,6 +455,9 @@ class ReedSolomon:
             tuple(MUL_TABLES[row[i]] for row in self.parity_rows) for i in range(d)
         )
         self._decode_cache: dict[tuple[int, ...], tuple[tuple[int, ...], ...]] = {}
+        # Built on first use (and shared between instances of the same code):
+        # decoders never need it.
+        self.bitsliced = d <= BITSLICE_MAX_DATA and p <= BITSLICE_MAX_PARITY
 
     def __repr__(self) -> str:
         return f"ReedSolomon({self.data_shards}, {self.parity_shards})"
@@ -370,6 +498,29 @@ class ReedSolomon:
         """
         return [a.to_bytes(length, "little") for a in acc]
 
+    def parity_ints(self, shards: Sequence[int], length: int) -> list[int]:
+        """Parity of d shards given as little-endian ints (bit-sliced).
+
+        Args:
+            shards: the d data shards, each ``int.from_bytes(shard, "little")``
+                (zero padding is implicit).  Extra bytes below the shard, e.g.
+                a packet header, may be included: every operation is bytewise,
+                so they only produce junk in the same low bytes of the result.
+            length: a byte length at least that of every value.
+
+        Returns:
+            The p parity shards as little-endian ints.
+
+        Raises:
+            ValueError: if the code is too large for the bit-sliced program
+                (see :attr:`bitsliced`) or ``shards`` does not hold d values.
+        """
+        if not self.bitsliced:
+            raise ValueError(f"no bit-sliced program for {self.data_shards}/{self.parity_shards}")
+        if len(shards) != self.data_shards:
+            raise ValueError(f"shards must hold {self.data_shards} values, got {len(shards)}")
+        return _parity_program(self.parity_rows)(shards, mask80(length))
+
     def encode(self, data: Sequence[BytesLike]) -> list[bytes]:
         """Compute the parity shards of d data shards (klauspost ``Encode``).
 
@@ -379,6 +530,26 @@ class ReedSolomon:
 
         Returns:
             The p parity shards, each as long as the longest data shard.
+
+        Raises:
+            ValueError: if ``data`` does not hold exactly d shards.
+        """
+        if len(data) != self.data_shards:
+            raise ValueError(f"data must hold {self.data_shards} shards, got {len(data)}")
+        if self.bitsliced:
+            length = max(len(shard) for shard in data)
+            values = [int.from_bytes(shard, "little") for shard in data]
+            return self.finish(self.parity_ints(values, length), length)
+        return self.encode_translate(data)
+
+    def encode_translate(self, data: Sequence[BytesLike]) -> list[bytes]:
+        """:meth:`encode` by translate tables only (the path for large codes).
+
+        Args:
+            data: the d data shards; shorter ones are zero-padded.
+
+        Returns:
+            The p parity shards.
 
         Raises:
             ValueError: if ``data`` does not hold exactly d shards.

@@ -226,6 +226,72 @@ def test_bad_counts(d: object, p: object, exc: type[Exception]) -> None:
 
 
 def test_largest_code_builds() -> None:
-    rs = ReedSolomon(200, 55)
-    assert rs.total_shards == 255
+    rs = ReedSolomon(20, 235)  # n = 255, the most every kcp-go version accepts
+    assert rs.total_shards == 255 and len(rs.matrix) == 255
+    data = [bytes([i]) * 3 for i in range(20)]
+    parity = rs.encode(data)
+    shards: list[bytes | None] = [*data, *parity]
+    for i in range(20):
+        shards[i] = None
+    assert rs.reconstruct_data(shards) == {i: data[i] for i in range(20)}
     assert gf256.POLYNOMIAL == 0x11D
+
+
+@pytest.mark.parametrize(("d", "p"), [(1, 1), (3, 2), (10, 3), (20, 5), (24, 8), (5, 1)])
+def test_bitsliced_program_equals_translate_path(d: int, p: int) -> None:
+    rng = random.Random(d * 7 + p)
+    rs = ReedSolomon(d, p)
+    assert rs.bitsliced
+    data = [rng.randbytes(rng.randrange(1, 80)) for _ in range(d)]
+    assert rs.encode(data) == rs.encode_translate(data)
+    if d <= 10:
+        assert rs.encode(data) == reference_parity(rs, data)
+
+
+def test_parity_ints_tolerates_junk_below_the_shards() -> None:
+    """Header bytes below the shard only affect the same low bytes."""
+    rng = random.Random(15)
+    rs = ReedSolomon(10, 3)
+    data = [rng.randbytes(rng.randrange(10, 60)) for _ in range(10)]
+    length = max(map(len, data))
+    with_junk = [int.from_bytes(rng.randbytes(6) + s, "little") for s in data]
+    got = [(v >> 48).to_bytes(length, "little") for v in rs.parity_ints(with_junk, length + 6)]
+    assert got == rs.encode_translate(data)
+
+
+def test_large_codes_use_translate_path() -> None:
+    rs = ReedSolomon(30, 4)
+    assert not rs.bitsliced
+    with pytest.raises(ValueError, match="bit-sliced"):
+        rs.parity_ints([0] * 30, 10)
+    rng = random.Random(16)
+    data = [rng.randbytes(rng.randrange(1, 20)) for _ in range(30)]
+    assert rs.encode(data) == rs.encode_translate(data)
+    with pytest.raises(ValueError, match="values"):
+        ReedSolomon(3, 2).parity_ints([1, 2], 4)
+    with pytest.raises(ValueError, match="shards"):
+        rs.encode_translate(data[:3])
+
+
+def test_shared_pairs_preserve_every_sum() -> None:
+    rng = random.Random(17)
+    targets = [set(rng.sample(range(12), rng.randrange(0, 12))) for _ in range(30)]
+    original = [set(t) for t in targets]
+    pairs = gf256._share_pairs(targets, 12)
+    # Expand every signal back to its set of inputs (XOR = symmetric difference).
+    expand: dict[int, frozenset[int]] = {i: frozenset([i]) for i in range(12)}
+    for k, (a, b) in enumerate(pairs):
+        expand[12 + k] = expand[a] ^ expand[b]
+    for t, want in zip(targets, original):
+        acc: frozenset[int] = frozenset()
+        for x in t:
+            acc = acc ^ expand[x]
+        assert acc == want
+    naive = sum(max(len(t) - 1, 0) for t in original)
+    shared = len(pairs) + sum(max(len(t) - 1, 0) for t in targets)
+    assert shared < naive
+
+
+def test_mask80() -> None:
+    assert gf256.mask80(3) == 0x808080
+    assert gf256.mask80(0) == 0
