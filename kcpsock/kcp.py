@@ -129,6 +129,10 @@ class KCP:
     retransmission kinds.
     """
 
+    #: Run kcp-go's full snd_buf scan at every flush instead of the shortcut
+    #: (the tests compare the two; the results must be identical).
+    _scan_always = False
+
     def __init__(self, conv: int) -> None:
         """Create a control block.
 
@@ -867,8 +871,9 @@ class KCP:
             rx_rto = self.rx_rto
             dead_link = self.dead_link
             resendts_new = (current + rx_rto) & _M
-            if snd_buf and (self._unsent < len(snd_buf)
-                            and ((current - self._min_resend) & _M) < 0x80000000):
+            if snd_buf and (self._scan_always or (
+                    self._unsent < len(snd_buf)
+                    and ((current - self._min_resend) & _M) < 0x80000000)):
                 # a retransmission timer may have expired: kcp-go's full scan
                 nodelay = self.nodelay_
                 cand: dict[int, _Seg] = {}

@@ -274,3 +274,34 @@ def test_flush_and_check_schedule_like_a_session() -> None:
                                                    if t is not None]
         clock.advance(max(1, min(candidates) - now))
     assert got == msgs
+
+
+@pytest.mark.parametrize("profile", ["default", "normal", "fast", "kcptun-normal", "cc-fast"])
+def test_flush_shortcut_matches_kcp_go_full_scan(profile: str) -> None:
+    """The flush shortcut (no snd_buf scan while no timer can have expired) sends
+    exactly what kcp-go's scan of the whole snd_buf sends, datagram for datagram."""
+
+    def trace(scan_always: bool) -> list[bytes]:
+        pair = make_pair(PROFILES[profile], loss=0.15, seed=11, wnd=64)
+        for k in (pair.a, pair.b):
+            k._scan_always = scan_always
+        sent: list[bytes] = []
+        for link in (pair.ab, pair.ba):
+            link.filter = lambda d: sent.append(d) is None
+        rng = random.Random(12)
+        msgs = random_messages(rng, 150, 3000)
+        for m in msgs[:100]:
+            pair.a.send(m)
+        for m in msgs[100:]:
+            pair.b.send(m)
+        got: list[bytes] = []
+        pair.run_until(lambda: (drain(pair.b, got), drain(pair.a, got), len(got) >= 150)[2],
+                       300_000, tick=3)
+        assert sorted(got) == sorted(msgs)
+        counters = [(k.lost_segs, k.fast_retrans_segs, k.early_retrans_segs)
+                    for k in (pair.a, pair.b)]
+        return sent + [repr(counters).encode()]
+
+    fast, full = trace(False), trace(True)
+    assert len(fast) > 200
+    assert fast == full
