@@ -300,7 +300,7 @@ def test_flush_shortcut_matches_kcp_go_full_scan(profile: str) -> None:
         assert sorted(got) == sorted(msgs)
         counters = [(k.lost_segs, k.fast_retrans_segs, k.early_retrans_segs)
                     for k in (pair.a, pair.b)]
-        return sent + [repr(counters).encode()]
+        return [*sent, repr(counters).encode()]
 
     fast, full = trace(False), trace(True)
     assert len(fast) > 200
