@@ -395,6 +395,7 @@ class FECDecoder:
         self._p = p
         self._n = d + p
         self._paws = paws_for(d + p) if d else 0
+        self._shape = (self._n, d, self._paws)
         self._rs = ReedSolomon(d, p) if d else None
         self._sets = {}
         self._newest = None
@@ -483,22 +484,19 @@ class FECDecoder:
         tuner = self._autotune
         if tuner is not None:
             tuner.samples.append((seqid, is_data))
-        if seqid >= self._paws:
+        n, d, paws = self._shape
+        if seqid >= paws:
             # kcp-go HEAD: beyond the wrap point, never a valid seqid.
             self.ignored += 1
             return regular, []
-        n = self._n
         gid, pos = divmod(seqid, n)
-        if (pos < self._d) != is_data:
+        if (pos < d) != is_data or self._should_tune:
             # Kind does not match the position: the peer's (d, p) differs
             # (kcp-go HEAD shouldTune; sticky until autotune succeeds).
-            if tuner is None:
-                self.ignored += 1
-                return regular, []
-            self._should_tune = True
-        if self._should_tune:
-            self._retune()
             self.ignored += 1
+            if tuner is not None:
+                self._should_tune = True
+                self._retune()
             return regular, []
         sets = self._sets
         shard_set = sets.get(gid)
@@ -511,7 +509,7 @@ class FECDecoder:
             self.parity_shards += 1
         shard_set[pos] = packet
         recovered: list[bytes] = []
-        if len(shard_set) >= self._d:
+        if len(shard_set) >= d:
             # kcp-go HEAD: take every shard out; the set stays, empty, so
             # later shards of this group are collected again (normally they
             # never reach d and age out).
