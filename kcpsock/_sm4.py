@@ -109,19 +109,20 @@ class SM4:
             k.append(k[i] ^ b ^ _rol(b, 13) ^ _rol(b, 23))
             rk.append(k[i + 4])
         self._rk = tuple(rk)
+        # four round keys per loop iteration
+        self._rounds = tuple(tuple(rk[i:i + 4]) for i in range(0, 32, 4))
         self._iv = self._block(*struct.unpack(">4I", _IV))
 
     def _block(self, x0: int, x1: int, x2: int, x3: int) -> tuple[int, int, int, int]:
         t0, t1, t2, t3 = _T0, _T1, _T2, _T3
-        rk = self._rk
-        for i in range(0, 32, 4):
-            x = x1 ^ x2 ^ x3 ^ rk[i]
+        for r0, r1, r2, r3 in self._rounds:
+            x = x1 ^ x2 ^ x3 ^ r0
             x0 ^= t0[x >> 24] ^ t1[(x >> 16) & 255] ^ t2[(x >> 8) & 255] ^ t3[x & 255]
-            x = x2 ^ x3 ^ x0 ^ rk[i + 1]
+            x = x2 ^ x3 ^ x0 ^ r1
             x1 ^= t0[x >> 24] ^ t1[(x >> 16) & 255] ^ t2[(x >> 8) & 255] ^ t3[x & 255]
-            x = x3 ^ x0 ^ x1 ^ rk[i + 2]
+            x = x3 ^ x0 ^ x1 ^ r2
             x2 ^= t0[x >> 24] ^ t1[(x >> 16) & 255] ^ t2[(x >> 8) & 255] ^ t3[x & 255]
-            x = x0 ^ x1 ^ x2 ^ rk[i + 3]
+            x = x0 ^ x1 ^ x2 ^ r3
             x3 ^= t0[x >> 24] ^ t1[(x >> 16) & 255] ^ t2[(x >> 8) & 255] ^ t3[x & 255]
         return x3, x2, x1, x0
 

@@ -161,6 +161,8 @@ class Twofish:
             subkeys.append((a + b) & _M32)
             subkeys.append(_rol((a + 2 * b) & _M32, 9))
         self._k = tuple(subkeys)
+        # round subkeys K[8..39], four per double round
+        self._rounds = tuple(tuple(subkeys[r:r + 4]) for r in range(8, 40, 4))
         # Key-dependent S-boxes folded with the MDS columns:
         # g(X) = T0[x0] ^ T1[x1] ^ T2[x2] ^ T3[x3].
         tables: list[list[int]] = [[0] * 256 for _ in range(4)]
@@ -178,18 +180,20 @@ class Twofish:
         b ^= k[1]
         c ^= k[2]
         d ^= k[3]
-        for r in range(8, 40, 4):
+        m = _M32
+        for k0, k1, k2, k3 in self._rounds:
             x = t0[a & 255] ^ t1[(a >> 8) & 255] ^ t2[(a >> 16) & 255] ^ t3[a >> 24]
             # g(rol(b, 8)) without the rotation: shift the table order
             y = t0[b >> 24] ^ t1[b & 255] ^ t2[(b >> 8) & 255] ^ t3[(b >> 16) & 255]
-            c ^= (x + y + k[r]) & _M32
-            c = ((c >> 1) | (c << 31)) & _M32
-            d = (((d << 1) | (d >> 31)) & _M32) ^ ((x + 2 * y + k[r + 1]) & _M32)
+            c ^= (x + y + k0) & m
+            c = ((c >> 1) | (c << 31)) & m
+            # rol(d, 1) ^ F1, masked once (masking commutes with XOR)
+            d = ((d << 1) ^ (d >> 31) ^ (x + 2 * y + k1)) & m
             x = t0[c & 255] ^ t1[(c >> 8) & 255] ^ t2[(c >> 16) & 255] ^ t3[c >> 24]
             y = t0[d >> 24] ^ t1[d & 255] ^ t2[(d >> 8) & 255] ^ t3[(d >> 16) & 255]
-            a ^= (x + y + k[r + 2]) & _M32
-            a = ((a >> 1) | (a << 31)) & _M32
-            b = (((b << 1) | (b >> 31)) & _M32) ^ ((x + 2 * y + k[r + 3]) & _M32)
+            a ^= (x + y + k2) & m
+            a = ((a >> 1) | (a << 31)) & m
+            b = ((b << 1) ^ (b >> 31) ^ (x + 2 * y + k3)) & m
         return c ^ k[4], d ^ k[5], a ^ k[6], b ^ k[7]
 
     def encrypt_block(self, block: bytes) -> bytes:

@@ -81,6 +81,7 @@ BytesLike = Union[bytes, bytearray, memoryview]
 _crc32 = zlib.crc32
 _u16_at = struct.Struct("<H").unpack_from
 _u32_at = struct.Struct("<I").unpack_from
+_pack_u32 = struct.Struct("<I").pack
 
 
 def _as_bytes(name: str, value: object) -> bytes:
@@ -228,13 +229,16 @@ class PacketCodec:
                 out.append(block.encrypt(nonce + p))
             return out
         crc32 = _crc32
+        pack_crc = _pack_u32
+        join = b"".join
+        encrypt = block.encrypt
         out = []
         for p in packets:
             nonce = rand(NONCE_SIZE)
             if len(nonce) != NONCE_SIZE:
                 raise ValueError(f"random_bytes({NONCE_SIZE}) returned {len(nonce)} bytes")
             # kcp-go output: nonce, then CRC-32 (IEEE) of the body, little-endian
-            out.append(block.encrypt(nonce + crc32(p).to_bytes(4, "little") + p))
+            out.append(encrypt(join((nonce, pack_crc(crc32(p)), p))))
         return out
 
     def _urandom_batched(self, n: int) -> bytes:

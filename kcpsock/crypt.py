@@ -230,6 +230,14 @@ def _raw_functions(kind: str) -> Any:
                 f.argtypes = [vp, cp, cp, sz]
                 f.restype = ci
             funcs = (enc, dec)
+        elif kind == "ecb":
+            from Crypto.Cipher import _mode_ecb
+
+            lib = ctypes.CDLL(_mode_ecb.raw_ecb_lib._name)
+            f = lib.ECB_encrypt
+            f.argtypes = [vp, cp, cp, sz]
+            f.restype = ci
+            funcs = f
         elif kind == "strxor":
             from Crypto.Util import strxor as _strxor
 
@@ -275,24 +283,36 @@ def _agrees(fast: BlockCrypt, reference: BlockCrypt, block_size: int) -> bool:
 class _RawCFB:
     """:class:`_PycryptodomeCFB`'s algorithm with direct C calls.
 
-    Per packet: encrypt is two calls (``CFB_decrypt`` of the IV, which
-    re-synchronises the state to E(IV) whatever it was, then ``CFB_encrypt``
-    of packet + zero pad); decrypt is one call (``CFB_decrypt`` of
-    IV + packet + zero pad).  Pool entries (CFB object, its C state, an
-    output buffer) are used by one thread at a time.
+    encrypt (CFB is sequential, so it needs the CFB object): two calls,
+    ``CFB_decrypt`` of the IV, which re-synchronises the state to E(IV)
+    whatever it was, then ``CFB_encrypt`` of packet + zero pad.
+
+    decrypt (CFB decryption is parallel): keystream block i is E(C[i-1]),
+    with C[-1] = IV, so one ``ECB_encrypt`` of IV + C[:-1 block] gives the
+    whole keystream (AES-NI pipelines it), and one ``strxor`` applies it.
+
+    Pool entries (CFB object, its C state, an output buffer) are used by
+    one thread at a time; the ECB state is never written after key setup.
     """
 
-    def __init__(self, funcs: Any, factory: Callable[..., Any], key: bytes, block_size: int,
-                 mode_cfb: int, mode_ecb: int) -> None:
+    def __init__(self, funcs: Any, ecb_f: Any, strxor: Any, factory: Callable[..., Any],
+                 key: bytes, block_size: int, mode_cfb: int, mode_ecb: int) -> None:
         self._enc_f, self._dec_f = funcs
+        self._ecb_f = ecb_f
+        self._strxor = strxor
         self._b = block_size
         self._iv = IV[:block_size]
         self._seg = block_size * 8
         self._key = key
         self._factory = factory
         self._mode = mode_cfb
-        self._k0 = factory(key, mode_ecb).encrypt(self._iv)
+        self._ecb = factory(key, mode_ecb)
+        self._ecb_state = self._ecb._state.get()
+        if not isinstance(self._ecb_state, ctypes.c_void_p) or not self._ecb_state.value:
+            raise TypeError("unexpected pycryptodome ECB state")
+        self._k0 = self._ecb.encrypt(self._iv)
         self._pool: list[tuple[Any, Any, Any]] = []
+        self._buf_pool: list[Any] = []
 
     def _new_entry(self) -> tuple[Any, Any, Any]:
         obj = self._factory(self._key, self._mode, iv=self._iv, segment_size=self._seg)
@@ -331,20 +351,20 @@ class _RawCFB:
         b = self._b
         if n <= b:
             return _xor_bytes(packet, self._k0[:n])
-        r = n % b
-        data = self._iv + packet + _ZEROS[:b - r] if r else self._iv + packet
-        m = len(data)
+        packet = bytes(packet)
+        m = -(-n // b) * b  # keystream length: whole blocks covering n
         try:
-            entry = self._pool.pop()
+            buf = self._buf_pool.pop()
         except IndexError:
-            entry = self._new_entry()
-        state, buf = entry[1], entry[2]
+            buf = ctypes.create_string_buffer(_BUF_SIZE)
         if m > _BUF_SIZE:
             buf = ctypes.create_string_buffer(m)
-        if self._dec_f(state, data, buf, m):
-            raise ValueError("pycryptodome CFB failed")  # pragma: no cover
-        out: bytes = buf.raw[b:b + n]
-        self._pool.append(entry)
+        if self._ecb_f(self._ecb_state, self._iv + packet[:m - b], buf, m):
+            raise ValueError("pycryptodome ECB failed")  # pragma: no cover
+        self._strxor(buf, packet, buf, n)
+        out: bytes = buf.raw[:n]
+        if len(buf) == _BUF_SIZE:
+            self._buf_pool.append(buf)
         return out
 
 
@@ -356,9 +376,11 @@ def _cfb(factory: Callable[..., Any], key: bytes, block_size: int, mode_cfb: int
     """The fastest exact kcp-go CFB available for a pycryptodome cipher."""
     reference = _PycryptodomeCFB(factory, key, block_size, mode_cfb, mode_ecb)
     funcs = _raw_functions("cfb")
-    if funcs is not None:
+    ecb_f = _raw_functions("ecb")
+    strxor = _raw_functions("strxor")
+    if funcs is not None and ecb_f is not None and strxor is not None:
         try:
-            fast = _RawCFB(funcs, factory, key, block_size, mode_cfb, mode_ecb)
+            fast = _RawCFB(funcs, ecb_f, strxor, factory, key, block_size, mode_cfb, mode_ecb)
         except Exception:
             return reference
         if _agrees(fast, _PycryptodomeCFB(factory, key, block_size, mode_cfb, mode_ecb),
