@@ -1034,7 +1034,7 @@ class ListenerCore:
                 else:
                     s = sessions.get(key)
                 if s is None or s.state is SessionState.CLOSED:
-                    s = self._new_session(key, payload)
+                    s = self._new_session(key, payload, len(new))
                     if s is None:
                         continue
                     new.append(s)
@@ -1069,8 +1069,13 @@ class ListenerCore:
         if errors:
             snmp.add_many(errors)
 
-    def _new_session(self, key: tuple[Address, int], payload: bytes) -> Optional[Session]:
-        """Create a session for an unknown key, or None if refused."""
+    def _new_session(self, key: tuple[Address, int], payload: bytes,
+                     batch_new: int) -> Optional[Session]:
+        """Create a session for an unknown key, or None if refused.
+
+        ``batch_new`` sessions of the current batch are not queued yet but
+        count against the backlog.
+        """
         if self._closed:
             return None
         if ((len(payload) < _KCP_OVERHEAD or not 81 <= payload[4] <= 84)
@@ -1082,7 +1087,7 @@ class ListenerCore:
             if self.blacklist_ttl > 0 and self._blacklisted(key, time.monotonic()):
                 self.refused["blacklist"] += 1
                 return None
-            if len(self._queue) >= self.backlog:
+            if len(self._queue) + batch_new >= self.backlog:
                 self.refused["backlog"] += 1
                 return None
             if len(self._sessions) >= self.max_sessions:
