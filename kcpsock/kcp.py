@@ -756,6 +756,27 @@ class KCP:
         """
         return self._flush(now_ms & _M, False)
 
+    def _freeze_tail(self, data: bytearray) -> bytes:
+        """Freeze the stream-mode tail segment as it leaves snd_queue."""
+        if data is self._stream_tail:
+            self._stream_tail = None  # later sends must not change it
+        return bytes(data)
+
+    def _move(self, count: int) -> None:
+        """Move ``count`` segments from snd_queue to snd_buf, unsent (kcp-go flush phase 4)."""
+        nxt = self.snd_nxt
+        popleft = self.snd_queue.popleft
+        append = self.snd_buf.append
+        for _ in range(count):
+            frg, data = popleft()
+            if data.__class__ is bytearray:
+                data = self._freeze_tail(data)
+            # sn, frg, data, ts, rto, xmit, resendts, fastack, acked
+            append([nxt, frg, data, 0, 0, 0, 0, 0, False])
+            nxt = (nxt + 1) & _M
+        self.snd_nxt = nxt
+        self._unsent += count
+
     def _flush(self, current: int, full: bool) -> list[bytes]:
         """The body of kcp-go HEAD ``flush``; ``full`` False is IKCP_FLUSH_ACKONLY.
 
@@ -844,24 +865,13 @@ class KCP:
         if snd_queue:
             room = cwnd - ((self.snd_nxt - self.snd_una) & _M)
             if room > 0:
-                nxt = self.snd_nxt
-                popleft = snd_queue.popleft
-                append = snd_buf.append
-                if room > len(snd_queue):
-                    room = len(snd_queue)
-                for _ in range(room):
-                    frg, data = popleft()
-                    if data.__class__ is bytearray:
-                        # the stream-mode tail: freeze it so later sends can't change it
-                        if data is self._stream_tail:
-                            self._stream_tail = None
-                        data = bytes(data)
-                    # sn, frg, data, ts, rto, xmit, resendts, fastack, acked
-                    append([nxt, frg, data, 0, 0, 0, 0, 0, False])
-                    nxt = (nxt + 1) & _M
-                new_segs = room
-                self.snd_nxt = nxt
-                self._unsent += room
+                new_segs = room if room < len(snd_queue) else len(snd_queue)
+        # kcp-go's full scan is needed only when a retransmission timer may
+        # have expired; otherwise new segments are moved and sent in one pass.
+        scan = full and bool(snd_buf) and (self._scan_always or (
+            self._unsent < len(snd_buf) and ((current - self._min_resend) & _M) < 0x80000000))
+        if new_segs and (scan or not full):
+            self._move(new_segs)
 
         # Phase 5: transmit / retransmit (FULL only).
         resent = self.fastresend if self.fastresend > 0 else 0xFFFFFFFF
@@ -871,9 +881,7 @@ class KCP:
             rx_rto = self.rx_rto
             dead_link = self.dead_link
             resendts_new = (current + rx_rto) & _M
-            if snd_buf and (self._scan_always or (
-                    self._unsent < len(snd_buf)
-                    and ((current - self._min_resend) & _M) < 0x80000000)):
+            if scan:
                 # a retransmission timer may have expired: kcp-go's full scan
                 nodelay = self.nodelay_
                 cand: dict[int, _Seg] = {}
@@ -939,15 +947,18 @@ class KCP:
                         next_update = min_d
                 else:
                     self._min_resend = (current + 0x7FFFFFFF) & _M
-            elif snd_buf:
+            elif snd_buf or new_segs:
                 # No retransmission timer can have expired: only the fast/early
-                # candidates and the never-sent tail need looking at.
+                # candidates, the never-sent tail and the new segments need
+                # looking at.
                 unsent = self._unsent
                 nbuf = len(snd_buf)
                 # lower bound of pending resend times; None while nothing was sent
                 bound: Optional[int] = self._min_resend if unsent < nbuf else None
                 cand = self._fastcand
-                if cand:
+                if cand and not snd_buf:
+                    self._fastcand = {}  # all passed by una
+                elif cand:
                     base = snd_buf[0][0]
                     sent_end = nbuf - unsent
                     keep: dict[int, _Seg] = {}
@@ -1008,6 +1019,33 @@ class KCP:
                     if dead_link <= 1:
                         self.state = 0xFFFFFFFF
                     self._unsent = 0
+                    if bound is None or ((resendts_new - bound) & _M) >= 0x80000000:
+                        bound = resendts_new
+                if new_segs:
+                    # move from snd_queue and send at once (kcp-go: phase 4, then
+                    # the "initial transmit" rule of the scan)
+                    nxt = self.snd_nxt
+                    popleft = snd_queue.popleft
+                    append = snd_buf.append
+                    for _ in range(new_segs):
+                        frg, data = popleft()
+                        if data.__class__ is bytearray:
+                            data = self._freeze_tail(data)
+                        # sn, frg, data, ts, rto, xmit, resendts, fastack, acked
+                        append([nxt, frg, data, current, rx_rto, 1, resendts_new, 0, False])
+                        ln = len(data)
+                        if size + 24 + ln > mtu and size:
+                            out.append(b"".join(parts))
+                            parts = []
+                            size = 0
+                        parts.append(pack(conv, 81, frg, wnd, current, nxt, una, ln))
+                        parts.append(data)
+                        size += 24 + ln
+                        nxt = (nxt + 1) & _M
+                    self.snd_nxt = nxt
+                    nsegs += new_segs
+                    if dead_link <= 1:
+                        self.state = 0xFFFFFFFF
                     if bound is None or ((resendts_new - bound) & _M) >= 0x80000000:
                         bound = resendts_new
                 if bound is None:  # nothing pending: only acked segments remain
