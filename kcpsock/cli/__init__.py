@@ -21,7 +21,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn, Optional
 
-from kcpsock.cli.options import UsageError
+from kcpsock.cli.options import CommandError, UsageError
 
 __all__ = ["main"]
 
@@ -83,8 +83,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UsageError as exc:
         _error(f"{PROG} {args.command}: error: {exc}")
         return 2
+    except CommandError as exc:
+        _error(f"{PROG} {args.command}: error: {exc}")
+        return 1
     except KeyboardInterrupt:
-        _error(f"{PROG} {args.command}: interrupted")
+        # On a terminal, wipe the "^C" the tty echoed (and any live line).
+        prefix = "\r\x1b[K" if _isatty(sys.stderr) else ""
+        _error(f"{prefix}{PROG} {args.command}: interrupted")
         return 130
     except BrokenPipeError:
         # The reader of our output went away (``| head``): not worth a message.
@@ -102,6 +107,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             raise
         _error(f"{PROG} {args.command}: error: {type(exc).__name__}: {exc}")
         return 1
+
+
+def _isatty(stream: object) -> bool:
+    try:
+        return bool(stream.isatty())  # type: ignore[attr-defined]
+    except (AttributeError, ValueError):
+        return False
 
 
 def _error(text: str) -> None:

@@ -22,6 +22,8 @@ from typing import Any, Optional
 
 from kcpsock.cli import frames
 from kcpsock.cli.common import (
+    NO_ANSWER_S,
+    AnswerWatch,
     add_output_options,
     announce,
     graceful_close,
@@ -39,6 +41,7 @@ from kcpsock.cli.display import (
     snmp_dict,
 )
 from kcpsock.cli.options import (
+    CommandError,
     KCPSettings,
     UsageError,
     add_kcp_options,
@@ -223,13 +226,17 @@ class _Reporter:
         while not self._stop.wait(self.period_s):
             self.report()
 
-    def report(self) -> None:
+
+    def report(self, final: bool = False) -> None:
         now = time.monotonic()
         t0, s0, r0, x0, n0 = self._last
         sent, received, retrans = self.sent.value, self.received.value, self._retrans()
         pings = len(self.rtts)
         if now - t0 < 1e-3:
             return
+        if (final and now - t0 < 0.05 * self.period_s and sent == s0 and received == r0
+                and pings == n0):
+            return  # a sliver of an interval in which nothing moved
         self._last = (now, sent, received, retrans, pings)
         dt = now - t0
         fig = session_figures(self.sock)
@@ -305,6 +312,7 @@ def _run_client(args: argparse.Namespace, settings: KCPSettings) -> int:
     sent, received = _Counter(), _Counter()
     reporter = _Reporter(display, sock, sent, received, args.report_interval, mode)
     stop = threading.Event()
+    watch = AnswerWatch(sock)
     result: dict[str, Any] = {}
     clean = False
     try:
@@ -318,6 +326,7 @@ def _run_client(args: argparse.Namespace, settings: KCPSettings) -> int:
                      "time": limit_s, "version": 1})
         reporter.begin()
         start = reporter.start
+        watch.sent()
         sender = None
         if mode in ("send", "bidir"):
             def send_then_fin() -> None:
@@ -350,10 +359,17 @@ def _run_client(args: argparse.Namespace, settings: KCPSettings) -> int:
         if sender is not None:
             sender.join()
         reporter.stop()
-        reporter.report()
+        reporter.report(final=True)
         clean = True
+    except (OSError, frames.ProtocolError):
+        if watch.silent.is_set():
+            raise CommandError(f"no answer from {format_address(address)} within "
+                               f"{NO_ANSWER_S:g} s (is `kcpsock bench -s` running there, "
+                               "with the same --crypt, --key and FEC?)") from None
+        raise
     finally:
         stop.set()
+        watch.stop()
         reporter.stop()
         if clean:
             graceful_close(sock)

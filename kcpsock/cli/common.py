@@ -50,13 +50,21 @@ def add_output_options(parser: argparse.ArgumentParser, *, stats: bool = True) -
                             help="print the SNMP counters every N seconds (to stderr)")
 
 
-def start_stats(args: argparse.Namespace) -> Optional[StatsPrinter]:
-    """Start the ``--stats N`` printer (on stderr) if asked; returns it."""
+def start_stats(args: argparse.Namespace, display: Optional[Display] = None
+                ) -> Optional[StatsPrinter]:
+    """Start the ``--stats N`` printer if asked; returns it.
+
+    Args:
+        args: parsed arguments (``--stats``, ``--json``).
+        display: where to print; default stderr (a command whose live line is
+            on the terminal passes its own display, so the two do not collide).
+    """
     period = float(getattr(args, "stats", 0.0) or 0.0)
     if period <= 0:
         return None
-    return StatsPrinter(period, Display(sys.stderr, json_mode=bool(args.json),
-                                        live=False)).start()
+    if display is None:
+        display = Display(sys.stderr, json_mode=bool(args.json), live=False)
+    return StatsPrinter(period, display).start()
 
 
 def announce(display: Display, what: str, address: Any, extra: str = "",
@@ -101,6 +109,53 @@ def graceful_close(sock: Any, timeout_s: float = 3.0) -> None:
         sock.close()
     except OSError:
         pass
+
+
+#: How long a dialing command waits for the first segment from its peer.
+NO_ANSWER_S = 5.0
+
+
+class AnswerWatch:
+    """Closes a dialed session whose peer never answers (KCP has no handshake).
+
+    Call :meth:`sent` once something was sent; if not a single segment came
+    back ``wait_s`` seconds later, the session is closed (waking its users)
+    and :attr:`silent` is set so the command can say why.
+    """
+
+    def __init__(self, sock: Any, wait_s: float = NO_ANSWER_S) -> None:
+        """Watch ``sock`` (a KCPSocket)."""
+        self.sock = sock
+        self.wait_s = wait_s
+        self.silent = threading.Event()
+        self._started = threading.Event()
+        self._stop = threading.Event()
+        spawn(self._run, name="kcpsock-answer-watch")
+
+    def sent(self) -> None:
+        """Start the clock (idempotent)."""
+        self._started.set()
+
+    def stop(self) -> None:
+        """Stop watching."""
+        self._stop.set()
+        self._started.set()
+
+    def _heard(self) -> bool:
+        try:
+            return int(self.sock.figures().get("segments_in", 0)) > 0
+        except (OSError, AttributeError):
+            return True  # closed by its owner: not our business
+
+    def _run(self) -> None:
+        self._started.wait()
+        if self._stop.wait(self.wait_s) or self._heard():
+            return
+        self.silent.set()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
 
 
 def check_positive(value: float, name: str) -> None:

@@ -22,13 +22,22 @@ from typing import Any
 
 from kcpsock.cli import frames
 from kcpsock.cli.common import (
+    NO_ANSWER_S,
+    AnswerWatch,
     add_output_options,
     graceful_close,
     positive_float,
     spawn,
     start_stats,
 )
-from kcpsock.cli.options import add_kcp_options, dial, parse_address, settings_from_args
+from kcpsock.cli.options import (
+    CommandError,
+    add_kcp_options,
+    dial,
+    format_address,
+    parse_address,
+    settings_from_args,
+)
 
 __all__ = ["register", "run"]
 
@@ -49,7 +58,8 @@ def register(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _read_stdin(sock: Any, raw: bool, done: threading.Event, errors: list[BaseException]) -> None:
+def _read_stdin(sock: Any, raw: bool, done: threading.Event, errors: list[BaseException],
+                watch: AnswerWatch) -> None:
     writer = None if raw else frames.FrameWriter(sock)
     fd = sys.stdin.fileno()
     try:
@@ -57,12 +67,14 @@ def _read_stdin(sock: Any, raw: bool, done: threading.Event, errors: list[BaseEx
             data = os.read(fd, frames.CHUNK)
             if not data:
                 break
+            watch.sent()
             if writer is None:
                 sock.sendall(data)
             else:
                 writer.send(frames.DATA, data)
         if writer is not None:
             writer.fin()
+            watch.sent()
     except OSError as exc:
         errors.append(exc)
     finally:
@@ -79,8 +91,9 @@ def run(args: argparse.Namespace) -> int:
     stdin_done = threading.Event()
     errors: list[BaseException] = []
     clean = False
+    watch = AnswerWatch(sock)
     try:
-        spawn(_read_stdin, sock, args.raw, stdin_done, errors, name="kcpsock-stdin")
+        spawn(_read_stdin, sock, args.raw, stdin_done, errors, watch, name="kcpsock-stdin")
         if args.raw:
             sock.settimeout(args.linger if args.linger > 0 else 0.05)
             last = time.monotonic()
@@ -109,12 +122,21 @@ def run(args: argparse.Namespace) -> int:
                 elif kind == frames.FIN:
                     break
             # The peer is done; our input may still be flowing (half-close).
-            while not stdin_done.wait(0.5):
+            while not watch.silent.is_set() and not stdin_done.wait(0.5):
                 pass
+        if watch.silent.is_set():
+            raise OSError("no answer")
         if errors:
             raise errors[0]
         clean = True
+    except OSError:
+        if watch.silent.is_set():
+            raise CommandError(f"no answer from {format_address(address)} within "
+                               f"{NO_ANSWER_S:g} s (is a kcpsock server running there, "
+                               "with the same --crypt, --key and FEC?)") from None
+        raise
     finally:
+        watch.stop()
         if clean:
             graceful_close(sock)
         else:

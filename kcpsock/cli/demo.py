@@ -227,7 +227,7 @@ def run(args: argparse.Namespace) -> int:
                       delay_ms=args.delay, jitter_ms=args.jitter, seed=args.seed).start()
         server = _Server(listener, settings, verifier, args.stall)
         client = dial(relay.address, settings)
-        stats = start_stats(args)
+        stats = start_stats(args, display if display.live else None)
         fec = (f"FEC {settings.datashard}/{settings.parityshard}" if settings.datashard
                else "no FEC")
         display.text(f"kcpsock demo: {fmt_bytes(total)} over KCP ({settings.crypt}, {fec}, "
@@ -263,21 +263,23 @@ def run(args: argparse.Namespace) -> int:
         history.append((start, 0))
         srtts: list[float] = []
         last_progress = (start, 0)
+        longest_stall = 0.0
         while not verifier.done.wait(tick):
             now = time.monotonic()
             srtt = session_figures(client).get("srtt_ms")
             if srtt is not None and verifier.received:
                 srtts.append(srtt)
+            got = verifier.received
+            if got != last_progress[1]:
+                last_progress = (now, got)
+            longest_stall = max(longest_stall, now - last_progress[0])
+            if now - last_progress[0] > args.stall:
+                verifier.error = verifier.error or f"no progress for {args.stall:g} s"
+                break
             if now < next_show:
                 continue
             next_show += period
-            got = verifier.received
             history.append((now, got))
-            if got != last_progress[1]:
-                last_progress = (now, got)
-            elif now - last_progress[0] > args.stall:
-                verifier.error = verifier.error or f"no progress for {args.stall:g} s"
-                break
             t_old, b_old = next(((t, b) for t, b in history if now - t <= 1.01), history[0])
             rate = (got - b_old) / (now - t_old) if now > t_old else 0.0
             snmp = snmp_dict()
@@ -326,7 +328,8 @@ def run(args: argparse.Namespace) -> int:
             "bytes_received": verifier.received, "seconds": round(elapsed, 4),
             "MBps": round(verifier.received / elapsed / 1e6, 3) if elapsed > 0 else 0.0,
             "rtt_p50_ms": percentile(rtts, 50), "rtt_p99_ms": percentile(rtts, 99),
-            "pings": len(rtts), "srtt_p50_ms": percentile(srtts, 50),
+            "pings": len(rtts), "longest_stall_s": round(longest_stall, 3),
+            "srtt_p50_ms": percentile(srtts, 50),
             "srtt_p99_ms": percentile(srtts, 99),
             "relay_datagrams": seen, "relay_dropped": dropped,
             "loss_seen": round(dropped / seen, 5) if seen else 0.0,
@@ -343,6 +346,7 @@ def run(args: argparse.Namespace) -> int:
         _print_summary(display, result)
         return 0 if intact else 1
     finally:
+        display.clear()
         for closable in (client, listener, relay):
             if closable is not None:
                 try:

@@ -26,6 +26,7 @@ from typing import Any, Optional
 __all__ = [
     "MODES",
     "Address",
+    "CommandError",
     "KCPSettings",
     "UsageError",
     "add_kcp_options",
@@ -60,6 +61,10 @@ DEFAULT_SOCKBUF = 4194304
 
 class UsageError(Exception):
     """A mistake of the user: printed as one line, exit status 2."""
+
+
+class CommandError(Exception):
+    """A runtime failure worth one line (no peer, data corrupted): exit status 1."""
 
 
 @dataclass(frozen=True)

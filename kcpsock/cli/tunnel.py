@@ -17,10 +17,18 @@ import argparse
 import socket
 import threading
 import time
-from typing import Any
+from typing import Any, Callable, Optional
 
 from kcpsock.cli import frames
-from kcpsock.cli.common import add_output_options, announce, graceful_close, spawn, start_stats
+from kcpsock.cli.common import (
+    NO_ANSWER_S,
+    AnswerWatch,
+    add_output_options,
+    announce,
+    graceful_close,
+    spawn,
+    start_stats,
+)
 from kcpsock.cli.display import Display
 from kcpsock.cli.options import (
     KCPSettings,
@@ -72,7 +80,8 @@ class _Link:
             pass
 
 
-def _tcp_to_kcp(link: _Link, writer: frames.FrameWriter) -> None:
+def _tcp_to_kcp(link: _Link, writer: frames.FrameWriter,
+                on_send: Optional[Callable[[], None]]) -> None:
     try:
         while True:
             try:
@@ -82,6 +91,8 @@ def _tcp_to_kcp(link: _Link, writer: frames.FrameWriter) -> None:
                     link.abort()
                     return
                 continue
+            if on_send is not None:
+                on_send()
             if not data:
                 writer.fin()
                 with link.lock:
@@ -94,13 +105,15 @@ def _tcp_to_kcp(link: _Link, writer: frames.FrameWriter) -> None:
         link.abort()
 
 
-def pump(kcp: Any, tcp: socket.socket, idle_s: float = DEFAULT_IDLE_S) -> tuple[int, int]:
+def pump(kcp: Any, tcp: socket.socket, idle_s: float = DEFAULT_IDLE_S,
+         on_send: Optional[Callable[[], None]] = None) -> tuple[int, int]:
     """Carry a TCP connection over a framed KCP session until both ends finish.
 
     Args:
         kcp: the KCP session (a ``KCPSocket``).
         tcp: the TCP connection.
         idle_s: close both after this many seconds without traffic (0: never).
+        on_send: called before each frame goes to the KCP session.
 
     Returns:
         (bytes TCP -> KCP, bytes KCP -> TCP).
@@ -111,7 +124,7 @@ def pump(kcp: Any, tcp: socket.socket, idle_s: float = DEFAULT_IDLE_S) -> tuple[
     kcp.settimeout(poll)
     writer = frames.FrameWriter(kcp)
     reader = frames.FrameReader(kcp)
-    up = spawn(_tcp_to_kcp, link, writer, name="kcpsock-tunnel-up")
+    up = spawn(_tcp_to_kcp, link, writer, on_send, name="kcpsock-tunnel-up")
     try:
         while True:
             try:
@@ -134,6 +147,8 @@ def pump(kcp: Any, tcp: socket.socket, idle_s: float = DEFAULT_IDLE_S) -> tuple[
                 except OSError:
                     pass
                 break
+        if not link.got_fin:
+            link.abort()  # closed under us (watchdog, Ctrl-C) or idle: no half-close
         # Our reading half is done; wait for the TCP side to finish sending.
         while up.is_alive():
             up.join(timeout=poll if poll else 1.0)
@@ -178,7 +193,16 @@ def _serve_one(conn: socket.socket, peer: Any, remote: Any, settings: KCPSetting
         display.line(f"cannot open a KCP session for {format_address(peer)}: {exc}")
         conn.close()
         return
-    up, down = pump(kcp, conn, idle_s)
+    watch = AnswerWatch(kcp)
+    try:
+        up, down = pump(kcp, conn, idle_s, watch.sent)
+    finally:
+        watch.stop()
+    if watch.silent.is_set():
+        display.line(f"closed {format_address(peer)}: no answer from {format_address(remote)} "
+                     f"within {NO_ANSWER_S:g} s",
+                     {"event": "error", "peer": format_address(peer), "error": "no answer"})
+        return
     display.line(f"closed {format_address(peer)}: {up} bytes up, {down} bytes down",
                  {"event": "closed", "peer": format_address(peer), "up": up, "down": down})
 

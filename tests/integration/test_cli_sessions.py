@@ -88,18 +88,31 @@ def test_serve_connect_round_trip_stdin(procs: Any) -> None:  # noqa: F811
     assert "Traceback" not in server.stderr.decode()
 
 
-def test_connect_with_another_key_gets_nothing_back(procs: Any) -> None:  # noqa: F811
+def test_connect_with_another_key_gets_no_answer(procs: Any) -> None:  # noqa: F811
     server = procs("serve", "127.0.0.1:0", "--key", "right", "--stats", "0.2")
     host, port = server.address()
-    proc = procs("connect", f"{host}:{port}", "--key", "wrong", stdin=-1)
-    assert proc.p.stdin is not None
-    proc.p.stdin.write(b"hello\n")
-    proc.p.stdin.flush()
-    # The server counts the packets it cannot authenticate (InCsumErrors).
+    result = run_cli("connect", f"{host}:{port}", "--key", "wrong", input=b"hello\n",
+                     timeout=30)
+    err = result.stderr.decode()
+    assert result.returncode == 1, err
+    assert result.stdout == b""
+    assert len(err.splitlines()) == 1 and "no answer from" in err
+    # The server counted the packets it could not authenticate (InCsumErrors).
     server.wait_err_line(re.compile(r"InCsumErrors=[1-9]"))
-    assert proc.p.poll() is None  # nothing came back, so it is still waiting
-    assert proc.interrupt() == 130
     assert server.interrupt() == 130
+
+
+def test_tunnel_to_nowhere_closes_the_tcp_connection(procs: Any) -> None:  # noqa: F811
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as hole:
+        hole.bind(("127.0.0.1", 0))  # a UDP port nobody answers on
+        tunnel = procs("tunnel", "-l", "127.0.0.1:0", "-r",
+                       f"127.0.0.1:{hole.getsockname()[1]}")
+        host, port = tunnel.address()
+        with socket.create_connection((host, port), timeout=30) as client:
+            client.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            assert client.recv(100) == b""  # closed by the tunnel, not hanging
+        tunnel.wait_line(re.compile(r"no answer from"))
+    assert tunnel.interrupt() == 130
 
 
 @pytest.mark.parametrize("mode", [[], ["--reverse"], ["--bidir"]])
