@@ -33,6 +33,19 @@ Invariants:
 * The decoder holds at most the shard sets of the newest group and the three
   groups before it (kcp-go HEAD ``maxShardSets``); memory is bounded by
   4 * n packets.
+
+Deliberate differences from kcp-go HEAD (none changes the wire format or the
+vectors):
+
+* The newest group starts at the first packet's group, not at group 0, so a
+  decoder meeting a stream whose seqids are in the upper half of the range
+  does not discard every group as "stale".
+* Autotune clears its "should tune" flag when it detects the parameters
+  already in use (HEAD would keep ignoring packets for recovery).
+* Parity is skipped after a 500 ms gap only when the previous packet's time
+  is known (HEAD compares with time 0 for the first group).
+* Recovered shards failing the size-prefix check are counted in ``errors``
+  (kcp-go 2017 counted FECErrs; HEAD drops them silently).
 """
 
 from __future__ import annotations
@@ -316,25 +329,31 @@ class _Autotune:
         self.samples: deque[tuple[int, bool]] = deque(maxlen=AUTOTUNE_SAMPLES)
 
     def find_period(self, bit: bool) -> int:
-        """Length of one run of ``bit`` (True = data), or -1 if not found."""
+        """Length of one run of ``bit`` (True = data), or -1 if not found.
+
+        kcp-go HEAD ``FindPeriod``: walk the samples in seqid order from the
+        oldest; the left edge is the first change *to* ``bit``, the right
+        edge the next change away from it.  Every step up to the right edge
+        must advance the seqid by exactly 1, else -1 (any loss or reordering
+        in that stretch defeats detection until it leaves the window).
+        """
         samples = self.samples
         if len(samples) < 3:
             return -1
+        # One sample per seqid, the latest winning (as kcp-go's ring indexed
+        # by seqid): a stray duplicate must not block detection.
+        latest = dict(samples)
         ref = samples[-1][0]
-        ordered = sorted(samples, key=lambda s: _diff32(s[0], ref))
+        ordered = sorted(latest.items(), key=lambda s: _diff32(s[0], ref))
         left = -1
         for i in range(1, len(ordered)):
             prev, cur = ordered[i - 1], ordered[i]
-            if prev[1] != bit and cur[1] == bit and (prev[0] + 1) & 0xFFFFFFFF == cur[0]:
-                left = i
-                break
-        if left < 0:
-            return -1
-        for i in range(left + 1, len(ordered)):
-            prev, cur = ordered[i - 1], ordered[i]
             if (prev[0] + 1) & 0xFFFFFFFF != cur[0]:
                 return -1
-            if cur[1] != bit:
+            if left < 0:
+                if prev[1] != bit and cur[1] == bit:
+                    left = i
+            elif cur[1] != bit:
                 return i - left
         return -1
 

@@ -409,3 +409,44 @@ def test_translate_path_parity_skipping_resets_state() -> None:
     dgs = [bytes([i]) * 40 for i in range(30)]
     out = encode_all(enc, dgs)
     assert out[-1][6:] == ReedSolomon(30, 1).encode([pkt[6:] for pkt in out[:30]])[0]
+
+
+def test_find_period_needs_an_unbroken_stretch() -> None:
+    from kcpsock.fec import _Autotune
+
+    tuner = _Autotune()
+    assert tuner.find_period(True) == -1
+    kinds = ([True] * 4 + [False] * 2) * 4  # d = 4, p = 2, seqids 0..23
+    for seq, kind in enumerate(kinds):
+        tuner.samples.append((seq, kind))
+    assert (tuner.find_period(True), tuner.find_period(False)) == (4, 2)
+    # a loss before the right edge defeats detection
+    broken = _Autotune()
+    for seq, kind in enumerate(kinds):
+        if seq != 3:
+            broken.samples.append((seq, kind))
+    assert broken.find_period(True) == -1
+    # seqids wrapping around 2**32 are still consecutive
+    wrapped = _Autotune()
+    for i, kind in enumerate(kinds):
+        wrapped.samples.append(((0xFFFFFFF0 + i) & 0xFFFFFFFF, kind))
+    assert wrapped.find_period(False) == 2
+
+
+def test_mismatch_with_same_parameters_resumes_recovery() -> None:
+    rng = random.Random(18)
+    d, p = 4, 2
+    enc, dec = FECEncoder(d, p), FECDecoder(d, p)
+    dgs = datagrams(rng, 4 * 12)
+    pkts = encode_all(enc, dgs)
+    # A stray packet whose kind does not match its position pauses recovery.
+    stray = struct.pack("<IHH", 4, TYPE_DATA, 4) + b"zz"
+    assert dec.decode(stray) == [b"zz"]
+    assert dec.ignored == 1
+    for pkt in pkts[:60]:
+        dec.decode(pkt)
+    assert dec.shard_counts == (d, p) and dec.retuned == 0
+    # detection found (4, 2) again: recovery is back
+    tail = pkts[60:72]
+    got = [dg for i, pkt in enumerate(tail) if i != 1 for dg in dec.decode(pkt)]
+    assert tail[1][8:] in got
