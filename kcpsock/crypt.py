@@ -212,6 +212,16 @@ class _PycryptodomeCFB:
 
 _RAW: dict[str, Any] = {}
 _BUF_SIZE = _MTU_LIMIT + 32
+# The handles are called without ``argtypes`` (the per-call conversion costs
+# a third of the call): every argument is passed as the exact C type, bytes
+# as ``const uint8_t *``, ctypes buffers and ``c_void_p`` as pointers, and
+# sizes as ready-made ``c_size_t`` objects (read-only, so shared freely).
+_SZ = [ctypes.c_size_t(i) for i in range(_BUF_SIZE + 1)]
+
+
+def _size(n: int) -> Any:
+    """A ``c_size_t`` holding ``n``."""
+    return _SZ[n] if n <= _BUF_SIZE else ctypes.c_size_t(n)
 
 
 def _raw_functions(kind: str) -> Any:
@@ -220,22 +230,19 @@ def _raw_functions(kind: str) -> Any:
         return _RAW[kind]
     funcs: Any = None
     try:
-        vp, cp, sz, ci = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int
+        ci = ctypes.c_int
         if kind == "cfb":
             from Crypto.Cipher import _mode_cfb
 
             lib = ctypes.CDLL(_mode_cfb.raw_cfb_lib._name)
             enc, dec = lib.CFB_encrypt, lib.CFB_decrypt
-            for f in (enc, dec):
-                f.argtypes = [vp, cp, cp, sz]
-                f.restype = ci
+            enc.restype = dec.restype = ci
             funcs = (enc, dec)
         elif kind == "ecb":
             from Crypto.Cipher import _mode_ecb
 
             lib = ctypes.CDLL(_mode_ecb.raw_ecb_lib._name)
             f = lib.ECB_encrypt
-            f.argtypes = [vp, cp, cp, sz]
             f.restype = ci
             funcs = f
         elif kind == "strxor":
@@ -243,7 +250,6 @@ def _raw_functions(kind: str) -> Any:
 
             lib = ctypes.CDLL(_strxor._raw_strxor._name)
             f = lib.strxor
-            f.argtypes = [cp, cp, cp, sz]
             f.restype = None
             funcs = f
         elif kind == "salsa20":
@@ -252,9 +258,6 @@ def _raw_functions(kind: str) -> Any:
             lib = ctypes.CDLL(_salsa20._raw_salsa20_lib._name)
             init, enc, destroy = (lib.Salsa20_stream_init, lib.Salsa20_stream_encrypt,
                                   lib.Salsa20_stream_destroy)
-            init.argtypes = [cp, sz, cp, sz, ctypes.POINTER(vp)]
-            enc.argtypes = [vp, cp, cp, sz]
-            destroy.argtypes = [vp]
             init.restype = enc.restype = destroy.restype = ci
             funcs = (init, enc, destroy)
     except Exception:  # any failure: fall back to the public API
@@ -339,7 +342,7 @@ class _RawCFB:
         state, buf = entry[1], entry[2]
         if m > _BUF_SIZE:
             buf = ctypes.create_string_buffer(m)
-        if self._dec_f(state, self._iv, buf, b) or self._enc_f(state, packet, buf, m):
+        if self._dec_f(state, self._iv, buf, _SZ[b]) or self._enc_f(state, packet, buf, _size(m)):
             raise ValueError("pycryptodome CFB failed")  # pragma: no cover
         out: bytes = buf.raw[:n]
         self._pool.append(entry)
@@ -359,9 +362,9 @@ class _RawCFB:
             buf = ctypes.create_string_buffer(_BUF_SIZE)
         if m > _BUF_SIZE:
             buf = ctypes.create_string_buffer(m)
-        if self._ecb_f(self._ecb_state, self._iv + packet[:m - b], buf, m):
+        if self._ecb_f(self._ecb_state, self._iv + packet[:m - b], buf, _size(m)):
             raise ValueError("pycryptodome ECB failed")  # pragma: no cover
-        self._strxor(buf, packet, buf, n)
+        self._strxor(buf, packet, buf, _size(n))
         out: bytes = buf.raw[:n]
         if len(buf) == _BUF_SIZE:
             self._buf_pool.append(buf)
@@ -449,10 +452,10 @@ class Salsa20Crypt:
         state, pstate, buf = entry
         if n > _BUF_SIZE:
             buf = ctypes.create_string_buffer(n)
-        if init(self._key, 32, head, 8, pstate):
+        if init(self._key, _SZ[32], head, _SZ[8], pstate):
             raise ValueError("pycryptodome Salsa20 failed")  # pragma: no cover
         try:
-            rc = enc(state, packet[8:], buf, n - 8)
+            rc = enc(state, packet[8:], buf, _size(n - 8))
         finally:
             destroy(state)
         if rc:
@@ -497,7 +500,7 @@ class SimpleXORCrypt:
             buf = self._pool.pop()
         except IndexError:
             buf = ctypes.create_string_buffer(_BUF_SIZE)
-        strxor(packet, self._pad, buf, n)
+        strxor(packet, self._pad, buf, _size(n))
         out: bytes = buf.raw[:n]
         self._pool.append(buf)
         return out
