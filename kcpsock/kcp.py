@@ -187,6 +187,9 @@ class KCP:
         self._unsent = 0  # the last _unsent segments of snd_buf were never sent
         self._fastcand: dict[int, _Seg] = {}  # sn -> segment with 0 < fastack != sentinel
         self._min_resend = 0  # lower bound of the resend times of sent, unacked segments
+        # the sent segments of snd_buf not known to be acked, in sn order
+        # (acked ones are dropped lazily); parse_fastack walks only these
+        self._inflight: deque[_Seg] = deque()
         self._stream_tail: Optional[bytearray] = None
 
         self.in_segs = 0
@@ -562,7 +565,7 @@ class KCP:
                         # kcp-go HEAD parse_ack: mark, free the payload, keep it until una
                         seg[8] = True
                         seg[2] = b""
-                        if idx and self._parse_fastack(idx, ts):
+                        if idx and self._parse_fastack(sn, ts):
                             flush_segments = True
                 latest = ts
             elif cmd == 83:  # WASK
@@ -637,6 +640,9 @@ class KCP:
         self.snd_una = snd_buf[0][0] if snd_buf else self.snd_nxt
         if self._unsent > len(snd_buf):
             self._unsent = len(snd_buf)
+        inflight = self._inflight
+        while inflight and 0 < ((una - inflight[0][0]) & _M) < 0x80000000:
+            inflight.popleft()
 
     def _validate(self, datagram: bytes, n: int) -> list[tuple[tuple[int, ...], int]]:
         """Parse every header of a datagram as kcp-go Input does, changing nothing.
@@ -666,11 +672,20 @@ class KCP:
             off += h[7]
         return hdrs
 
-    def _parse_fastack(self, idx: int, ts: int) -> bool:
-        """Count a skipping ACK on the segments before it (kcp-go HEAD parse_fastack).
+    def _parse_fastack(self, sn: int, ts: int) -> bool:
+        """Count a skipping ACK on the unacked segments before it (kcp-go HEAD parse_fastack).
+
+        kcp-go walks snd_buf from the front up to ``sn`` and counts the ACK on
+        every segment sent no later than the acknowledged one.  Here only the
+        segments not yet acknowledged are walked (``_inflight``; acked ones
+        are dropped from it on the way), so an ACK costs O(holes) instead of
+        O(window) — with a window of 1024 the kcp-go walk made loss recovery
+        quadratic.  Deviation: kcp-go also keeps counting on selectively
+        acked segments, whose count is never used except to trigger the
+        immediate flush; such a flush is triggered here by unacked segments only.
 
         Args:
-            idx: index in snd_buf of the acknowledged segment.
+            sn: the acknowledged sequence number (snd_una < sn < snd_nxt).
             ts: the ACK's echoed timestamp.
 
         Returns:
@@ -679,16 +694,34 @@ class KCP:
         """
         threshold = self.fastresend & _M
         cand = self._fastcand
+        inflight = self._inflight
+        una = self.snd_una
         reached = False
-        for seg in islice(self.snd_buf, idx):
+        keep = []
+        i = 0
+        for seg in inflight:
+            ssn = seg[0]
+            if ((ssn - una) & _M) >= 0x80000000:  # passed by una: drop
+                i += 1
+                continue
+            if ((ssn - sn) & _M) < 0x80000000:  # at or after the acked one: stop
+                break
+            i += 1
+            if seg[8]:  # selectively acked: drop
+                continue
+            keep.append(seg)
             # sent no later than the acked one, and not waiting for its RTO
             d = (seg[3] - ts) & _M
             if (d == 0 or d >= 0x80000000) and seg[7] != _FASTACK_SENTINEL:
                 seg[7] += 1
                 if seg[7] >= threshold:
                     reached = True
-                if not seg[8]:
-                    cand[seg[0]] = seg
+                cand[ssn] = seg
+        if i > len(keep):
+            # compact the walked prefix
+            for _ in range(i):
+                inflight.popleft()
+            inflight.extendleft(reversed(keep))
         return reached
 
     def _update_ack(self, rtt: int) -> None:
@@ -881,6 +914,7 @@ class KCP:
             rx_rto = self.rx_rto
             dead_link = self.dead_link
             resendts_new = (current + rx_rto) & _M
+            inflight_append = self._inflight.append
             if scan:
                 # a retransmission timer may have expired: kcp-go's full scan
                 nodelay = self.nodelay_
@@ -894,6 +928,7 @@ class KCP:
                     if seg[5] == 0:  # initial transmit
                         seg[4] = rx_rto
                         seg[6] = resendts_new
+                        inflight_append(seg)
                     elif fastack >= resent and fastack != _FASTACK_SENTINEL:
                         seg[7] = _FASTACK_SENTINEL  # no more until an RTO resets it
                         seg[4] = rx_rto
@@ -1005,6 +1040,7 @@ class KCP:
                         seg[6] = resendts_new
                         seg[5] = 1
                         seg[3] = current
+                        inflight_append(seg)
                         data = seg[2]
                         need = 24 + len(data)
                         if size + need > mtu and size:
@@ -1032,7 +1068,9 @@ class KCP:
                         if data.__class__ is bytearray:
                             data = self._freeze_tail(data)
                         # sn, frg, data, ts, rto, xmit, resendts, fastack, acked
-                        append([nxt, frg, data, current, rx_rto, 1, resendts_new, 0, False])
+                        seg = [nxt, frg, data, current, rx_rto, 1, resendts_new, 0, False]
+                        append(seg)
+                        inflight_append(seg)
                         ln = len(data)
                         if size + 24 + ln > mtu and size:
                             out.append(b"".join(parts))

@@ -24,6 +24,7 @@ import argparse
 import cProfile
 import os
 import pstats
+import random
 import sys
 import time
 from pathlib import Path
@@ -33,8 +34,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from kcpsock.kcp import KCP
 
 
-def run(total: int, mtu: int, wnd: int, stream: bool) -> tuple[float, int, int]:
-    """Move ``total`` bytes; return (seconds, payload bytes delivered, data segments sent)."""
+def run(total: int, mtu: int, wnd: int, stream: bool, loss: float = 0.0,
+        seed: int = 1) -> tuple[float, int, int]:
+    """Move ``total`` bytes; return (seconds, payload bytes delivered, data segments sent).
+
+    ``loss`` drops that fraction of the datagrams each way (seeded); the clock
+    then advances 1 ms per round so retransmission timers fire.
+    """
+    rng = random.Random(seed)
+    keep = (lambda: rng.random() >= loss) if loss else (lambda: True)
     a, b = KCP(0x42454E43), KCP(0x42454E43)
     for k in (a, b):
         k.setmtu(mtu)
@@ -67,7 +75,8 @@ def run(total: int, mtu: int, wnd: int, stream: bool) -> tuple[float, int, int]:
         while to_b:
             to_a = []
             for d in to_b:
-                to_a.extend(b_input(d, now))
+                if keep():
+                    to_a.extend(b_input(d, now))
             while True:  # the reader keeps up, as a session's reader would
                 m = b_recv()
                 if m is None:
@@ -76,7 +85,12 @@ def run(total: int, mtu: int, wnd: int, stream: bool) -> tuple[float, int, int]:
             to_a.extend(b.flush(now))
             to_b = []
             for d in to_a:
-                to_b.extend(a_input(d, now))
+                if keep():
+                    to_b.extend(a_input(d, now))
+        to_a = b.update(now) if loss else []  # timers: lost ACKs, window updates
+        for d in to_a:
+            if keep():
+                a_input(d, now)
         now += 1
     elapsed = time.process_time() - start
     if received != total:
@@ -90,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mtu", type=int, default=1400)
     parser.add_argument("--wnd", type=int, default=1024)
     parser.add_argument("--stream", action="store_true", help="stream mode")
+    parser.add_argument("--loss", type=float, default=0.0, help="datagram loss each way")
     parser.add_argument("--repeat", type=int, default=3, help="runs; the best is reported")
     parser.add_argument("--profile", action="store_true", help="run under cProfile")
     args = parser.parse_args(argv)
@@ -101,10 +116,11 @@ def main(argv: list[str] | None = None) -> int:
         prof.enable()
     print(f"bench_core: {total / 1e6:.0f} MB, mtu {args.mtu}, windows {args.wnd}, "
           f"{'stream' if args.stream else 'message'} mode, {segs} data segments, "
+          f"loss {args.loss:g}, "
           f"python {sys.version.split()[0]}")
     times = []
     for _ in range(max(1, args.repeat)):
-        elapsed, moved, _ = run(total, args.mtu, args.wnd, args.stream)
+        elapsed, moved, _ = run(total, args.mtu, args.wnd, args.stream, args.loss)
         times.append(elapsed)
         print(f"  {elapsed:.2f} s  {moved / 1e6 / elapsed:.1f} MB/s  "
               f"{elapsed * 1e6 / segs:.2f} us per segment (both sides)")
