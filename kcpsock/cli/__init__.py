@@ -8,7 +8,7 @@ public API (``kcpsock.dial``, ``kcpsock.listen``, ``kcpsock.snmp``,
 Invariants:
     * Exit status 0 on success, 1 on a runtime failure (one line on stderr),
       2 on a user error (one line on stderr, no traceback), 130 after Ctrl-C
-      (sessions closed first).
+      (sessions closed first), 143 after SIGTERM (sessions closed too).
     * Only the commands' own addresses are contacted: nothing is sent
       anywhere the user did not name.
 """
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import NoReturn, Optional
@@ -35,6 +36,14 @@ quick start (two terminals):
 
 exit status: 0 ok, 1 runtime failure, 2 usage error, 130 interrupted
 """
+
+
+class _Terminated(BaseException):
+    """Raised in the main thread on SIGTERM, so sessions close as on Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated()
 
 
 class _Parser(argparse.ArgumentParser):
@@ -79,7 +88,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help()
         return 2
     try:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):  # not the main thread (main() called from a thread)
+        pass
+    try:
         return int(args.func(args))
+    except _Terminated:
+        return 128 + signal.SIGTERM
     except UsageError as exc:
         _error(f"{PROG} {args.command}: error: {exc}")
         return 2

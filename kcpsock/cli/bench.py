@@ -55,6 +55,8 @@ from kcpsock.cli.options import (
 __all__ = ["register", "run"]
 
 PING_SIZE = 64
+#: The client gives up when nothing comes back from the server for this long.
+STALL_S = 30.0
 _PING = struct.Struct(">Qd")
 
 
@@ -312,11 +314,11 @@ def _run_client(args: argparse.Namespace, settings: KCPSettings) -> int:
     sent, received = _Counter(), _Counter()
     reporter = _Reporter(display, sock, sent, received, args.report_interval, mode)
     stop = threading.Event()
-    watch = AnswerWatch(sock)
+    watch = AnswerWatch(sock, stall_s=STALL_S)
     result: dict[str, Any] = {}
     clean = False
     try:
-        sock.settimeout(max(30.0, (limit_s or 0.0) + 30.0))
+        sock.settimeout(None)  # the watch closes the session if the server goes quiet
         writer = frames.FrameWriter(sock)
         reader = frames.FrameReader(sock)
         limit = fmt_bytes(args.bytes) if args.bytes else f"{limit_s or 0:g} s"
@@ -366,6 +368,9 @@ def _run_client(args: argparse.Namespace, settings: KCPSettings) -> int:
             raise CommandError(f"no answer from {format_address(address)} within "
                                f"{NO_ANSWER_S:g} s (is `kcpsock bench -s` running there, "
                                "with the same --crypt, --key and FEC?)") from None
+        if watch.stalled.is_set():
+            raise CommandError(f"{format_address(address)} stopped answering for "
+                               f"{STALL_S:g} s") from None
         raise
     finally:
         stop.set()

@@ -120,14 +120,20 @@ class AnswerWatch:
 
     Call :meth:`sent` once something was sent; if not a single segment came
     back ``wait_s`` seconds later, the session is closed (waking its users)
-    and :attr:`silent` is set so the command can say why.
+    and :attr:`silent` is set so the command can say why.  With ``stall_s``,
+    the session is also closed (and :attr:`stalled` set) when, after the
+    first answer, no segment arrives for ``stall_s`` seconds, until
+    :meth:`stop`.
     """
 
-    def __init__(self, sock: Any, wait_s: float = NO_ANSWER_S) -> None:
+    def __init__(self, sock: Any, wait_s: float = NO_ANSWER_S,
+                 stall_s: Optional[float] = None) -> None:
         """Watch ``sock`` (a KCPSocket)."""
         self.sock = sock
         self.wait_s = wait_s
+        self.stall_s = stall_s
         self.silent = threading.Event()
+        self.stalled = threading.Event()
         self._started = threading.Event()
         self._stop = threading.Event()
         spawn(self._run, name="kcpsock-answer-watch")
@@ -141,21 +147,41 @@ class AnswerWatch:
         self._stop.set()
         self._started.set()
 
-    def _heard(self) -> bool:
+    def _segments_in(self) -> Optional[int]:
         try:
-            return int(self.sock.figures().get("segments_in", 0)) > 0
+            return int(self.sock.figures().get("segments_in", 0))
         except (OSError, AttributeError):
-            return True  # closed by its owner: not our business
+            return None  # closed by its owner: not our business
 
-    def _run(self) -> None:
-        self._started.wait()
-        if self._stop.wait(self.wait_s) or self._heard():
-            return
-        self.silent.set()
+    def _close(self, flag: threading.Event) -> None:
+        flag.set()
         try:
             self.sock.close()
         except OSError:
             pass
+
+    def _run(self) -> None:
+        self._started.wait()
+        if self._stop.wait(self.wait_s):
+            return
+        seen = self._segments_in()
+        if seen is None:
+            return
+        if seen == 0:
+            self._close(self.silent)
+            return
+        if self.stall_s is None:
+            return
+        last_change = time.monotonic()
+        while not self._stop.wait(1.0):
+            now_seen = self._segments_in()
+            if now_seen is None:
+                return
+            if now_seen != seen:
+                seen, last_change = now_seen, time.monotonic()
+            elif time.monotonic() - last_change >= self.stall_s:
+                self._close(self.stalled)
+                return
 
 
 def check_positive(value: float, name: str) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import sys
 import threading
 import time
@@ -95,15 +96,19 @@ def run(args: argparse.Namespace) -> int:
     try:
         spawn(_read_stdin, sock, args.raw, stdin_done, errors, watch, name="kcpsock-stdin")
         if args.raw:
-            sock.settimeout(args.linger if args.linger > 0 else 0.05)
+            # Wait with select, not a socket timeout: a timeout would also cut
+            # the stdin thread's sendall when the peer's window is full.
+            wait_s = args.linger if args.linger > 0 else 0.05
             last = time.monotonic()
             while True:
-                try:
-                    data = sock.recv(frames.CHUNK)
-                except TimeoutError:
+                readable, _, _ = select.select([sock], [], [], wait_s)
+                if not readable:
+                    if watch.silent.is_set():
+                        break
                     if stdin_done.is_set() and time.monotonic() - last >= args.linger:
                         break
                     continue
+                data = sock.recv(frames.CHUNK)
                 if not data:
                     break
                 last = time.monotonic()

@@ -84,13 +84,7 @@ def _tcp_to_kcp(link: _Link, writer: frames.FrameWriter,
                 on_send: Optional[Callable[[], None]]) -> None:
     try:
         while True:
-            try:
-                data = link.tcp.recv(frames.CHUNK)
-            except socket.timeout:
-                if link.idle():
-                    link.abort()
-                    return
-                continue
+            data = link.tcp.recv(frames.CHUNK)
             if on_send is not None:
                 on_send()
             if not data:
@@ -103,6 +97,16 @@ def _tcp_to_kcp(link: _Link, writer: frames.FrameWriter,
             writer.send(frames.DATA, data)
     except OSError:
         link.abort()
+
+
+def _idle_watch(link: _Link, done: threading.Event) -> None:
+    # Sockets stay blocking (a timeout would also cut a send blocked by the
+    # peer's window); idleness is checked here instead.
+    poll = min(link.idle_s, 1.0)
+    while not done.wait(poll):
+        if link.idle():
+            link.abort()
+            return
 
 
 def pump(kcp: Any, tcp: socket.socket, idle_s: float = DEFAULT_IDLE_S,
@@ -119,20 +123,17 @@ def pump(kcp: Any, tcp: socket.socket, idle_s: float = DEFAULT_IDLE_S,
         (bytes TCP -> KCP, bytes KCP -> TCP).
     """
     link = _Link(kcp, tcp, idle_s)
-    poll = min(idle_s, 1.0) if idle_s > 0 else None
-    tcp.settimeout(poll)
-    kcp.settimeout(poll)
+    tcp.settimeout(None)
+    kcp.settimeout(None)
     writer = frames.FrameWriter(kcp)
     reader = frames.FrameReader(kcp)
+    done = threading.Event()
+    if idle_s > 0:
+        spawn(_idle_watch, link, done, name="kcpsock-tunnel-idle")
     up = spawn(_tcp_to_kcp, link, writer, on_send, name="kcpsock-tunnel-up")
     try:
         while True:
-            try:
-                frame = reader.read()
-            except TimeoutError:
-                if link.idle():
-                    break
-                continue
+            frame = reader.read()
             if frame is None:
                 break
             kind, payload = frame
@@ -148,15 +149,14 @@ def pump(kcp: Any, tcp: socket.socket, idle_s: float = DEFAULT_IDLE_S,
                     pass
                 break
         if not link.got_fin:
-            link.abort()  # closed under us (watchdog, Ctrl-C) or idle: no half-close
-        # Our reading half is done; wait for the TCP side to finish sending.
-        while up.is_alive():
-            up.join(timeout=poll if poll else 1.0)
-            if up.is_alive() and link.idle():
-                break
+            link.abort()  # closed under us (watchdog, idle, Ctrl-C): no half-close
+        # Our reading half is done; the TCP side may still be sending (half-close);
+        # the idle watch bounds this wait.
+        up.join()
     except (OSError, frames.ProtocolError):
         pass
     finally:
+        done.set()
         if link.got_fin and link.sent_fin and not link.failed:
             graceful_close(kcp)
         else:

@@ -232,10 +232,28 @@ def test_tunnel_half_close(procs: Any) -> None:  # noqa: F811
     assert answer.decode() == hashlib.sha256(payload).hexdigest()
 
 
-def test_ctrl_c_closes_cleanly(procs: Any) -> None:  # noqa: F811
+def test_ctrl_c_and_sigterm_close_cleanly(procs: Any) -> None:  # noqa: F811
     server = procs("bench", "-s", "127.0.0.1:0")
     server.address()
     assert server.interrupt() == 130
     err = server.stderr.decode()
     assert "Traceback" not in err
     assert err.strip().splitlines() == ["kcpsock bench: interrupted"]
+    tunnel = procs("tunnel", "-l", "127.0.0.1:0", "-r", "127.0.0.1:9")
+    tunnel.address()
+    tunnel.p.terminate()
+    assert tunnel.p.wait(timeout=15) == 143
+    tunnel.interrupt()  # joins the output readers
+    assert tunnel.stderr == b""
+
+
+def test_raw_serve_connect(procs: Any) -> None:  # noqa: F811
+    """--raw: plain bytes (as a kcp-go peer sends), ended by --linger."""
+    server = procs("serve", "127.0.0.1:0", "--raw", "--crypt", "xor", "--key", "k")
+    host, port = server.address()
+    data = os.urandom(200_000)
+    result = run_cli("connect", f"{host}:{port}", "--raw", "--linger", "0.3", "--crypt", "xor",
+                     "--key", "k", input=data, timeout=60)
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout == data
+    assert server.interrupt() == 130
