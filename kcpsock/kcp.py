@@ -80,7 +80,7 @@ MIN_MTU = OVERHEAD + 1
 MAX_MTU = 65535
 
 _M = 0xFFFFFFFF
-#: A payload: bytes, a view into immutable bytes, or the stream-mode tail.
+#: A payload: bytes, or a view into immutable bytes (message fragments).
 _Buf = Union[bytes, bytearray, memoryview]
 _FASTACK_SENTINEL = 0xFFFFFFFF  # kcp-go HEAD: "no more fast/early retransmit until RTO"
 _pack = HEADER.pack
@@ -176,8 +176,8 @@ class KCP:
         self.nocwnd = 0
         self.stream = False
 
-        # snd_queue: (frg, payload) pairs not yet numbered.  In stream mode the
-        # last entry may be a bytearray that later sends extend (kcp-go Send).
+        # snd_queue: (frg, payload) pairs not yet numbered; in stream mode
+        # send() tops up the last one (kcp-go Send)
         self.snd_queue: deque[tuple[int, _Buf]] = deque()
         self.snd_buf: deque[_Seg] = deque()
         self.rcv_queue: deque[tuple[int, _Buf]] = deque()
@@ -190,7 +190,6 @@ class KCP:
         # the sent segments of snd_buf not known to be acked, in sn order
         # (acked ones are dropped lazily); parse_fastack walks only these
         self._inflight: deque[_Seg] = deque()
-        self._stream_tail: Optional[bytearray] = None
 
         self.in_segs = 0
         self.out_segs = 0
@@ -326,7 +325,6 @@ class KCP:
             raise ValueError(f"mtu must be in {MIN_MTU}..{MAX_MTU}, got {mtu}")
         self.mtu = mtu
         self.mss = mtu - OVERHEAD
-        self._stream_tail = None  # a new mss: stop extending the old tail
 
     # ------------------------------------------------------------------ send
 
@@ -359,20 +357,19 @@ class KCP:
         queue = self.snd_queue
         if self.stream:
             pos = 0
-            tail = self._stream_tail
-            if tail is not None and queue and queue[-1][1] is tail and len(tail) < mss:
-                take = min(mss - len(tail), n)
-                tail += data[:take]
-                pos = take
+            if queue:
+                # kcp-go Send: top up the last queued (not yet numbered) segment
+                frg, last = queue[-1]
+                room = mss - len(last)
+                if room > 0:
+                    pos = room if room < n else n
+                    queue[-1] = (frg, bytes(last) + data[:pos])
+            if pos == 0 and n <= mss:
+                queue.append((0, data))
+                return
             while pos < n:
-                chunk = data[pos:pos + mss]
-                pos += len(chunk)
-                if len(chunk) < mss:
-                    tail = bytearray(chunk)
-                    self._stream_tail = tail
-                    queue.append((0, tail))
-                else:
-                    queue.append((0, chunk))
+                queue.append((0, data[pos:pos + mss]))
+                pos += mss
             return
         count = (n + mss - 1) // mss
         if count > MAX_FRAGMENTS:
@@ -464,22 +461,40 @@ class KCP:
     def recv(self) -> Optional[bytes]:
         """Return the next whole message (stream mode: all bytes ready), or None.
 
+        Zero-length messages (ikcp can send them) are consumed and skipped.
+
         Returns:
             The payload (never empty), or None when nothing is ready.
         """
         queue = self.rcv_queue
-        if not queue:
-            return None
-        # fast path: a one-segment message, the receive queue not full
-        frg, data = queue[0]
-        if frg == 0 and data and not self.stream and len(queue) < self.rcv_wnd:
-            queue.popleft()
+        while queue:
+            recover = len(queue) >= self.rcv_wnd
+            if self.stream:
+                if len(queue) == 1:
+                    data = queue.popleft()[1]
+                else:
+                    data = b"".join([d for _, d in queue])
+                    queue.clear()
+            elif queue[0][0] == 0:
+                data = queue.popleft()[1]
+            else:
+                if self._message_size() < 0:
+                    return None
+                parts = []
+                while queue:
+                    frg, d = queue.popleft()
+                    parts.append(d)
+                    if frg == 0:
+                        break
+                data = b"".join(parts)
             if self.rcv_buf:
                 self._refill()
-            return data if data.__class__ is bytes else bytes(data)
-        if self._skip_empty() < 0:
-            return None
-        return self._pop_message()
+            if recover and len(queue) < self.rcv_wnd:
+                # kcp-go Recv "fast recover": tell the peer our window reopened
+                self.probe |= IKCP_ASK_TELL
+            if data:
+                return data if data.__class__ is bytes else bytes(data)
+        return None
 
     # ----------------------------------------------------------------- input
 
@@ -789,12 +804,6 @@ class KCP:
         """
         return self._flush(now_ms & _M, False)
 
-    def _freeze_tail(self, data: bytearray) -> bytes:
-        """Freeze the stream-mode tail segment as it leaves snd_queue."""
-        if data is self._stream_tail:
-            self._stream_tail = None  # later sends must not change it
-        return bytes(data)
-
     def _move(self, count: int) -> None:
         """Move ``count`` segments from snd_queue to snd_buf, unsent (kcp-go flush phase 4)."""
         nxt = self.snd_nxt
@@ -802,8 +811,6 @@ class KCP:
         append = self.snd_buf.append
         for _ in range(count):
             frg, data = popleft()
-            if data.__class__ is bytearray:
-                data = self._freeze_tail(data)
             # sn, frg, data, ts, rto, xmit, resendts, fastack, acked
             append([nxt, frg, data, 0, 0, 0, 0, 0, False])
             nxt = (nxt + 1) & _M
@@ -1065,8 +1072,6 @@ class KCP:
                     append = snd_buf.append
                     for _ in range(new_segs):
                         frg, data = popleft()
-                        if data.__class__ is bytearray:
-                            data = self._freeze_tail(data)
                         # sn, frg, data, ts, rto, xmit, resendts, fastack, acked
                         seg = [nxt, frg, data, current, rx_rto, 1, resendts_new, 0, False]
                         append(seg)

@@ -34,8 +34,6 @@ def snapshot(k: KCP) -> dict[str, Any]:
             snap[name] = [(f, bytes(d)) for f, d in value]
         elif name == "rcv_buf":
             snap[name] = {sn: (f, bytes(d)) for sn, (f, d) in value.items()}
-        elif name == "_stream_tail":
-            snap[name] = None if value is None else bytes(value)
         elif name == "_fastcand":
             snap[name] = sorted(value)
         else:
