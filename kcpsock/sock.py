@@ -535,7 +535,10 @@ class KCPSocket:
             return False
         session = self._live()
         codec = session._codec
-        kcp_mtu = codec.kcp_mtu(mtu) if codec is not None else mtu
+        try:
+            kcp_mtu = codec.kcp_mtu(mtu) if codec is not None else mtu
+        except ValueError:
+            return False
 
         def apply(k: Any) -> bool:
             try:
@@ -787,6 +790,13 @@ class Listener:
 
     def __enter__(self) -> Listener:
         return self
+
+    def __del__(self) -> None:
+        # as a listening socket.socket: forgotten means closed
+        try:
+            self._core.close()
+        except Exception:
+            pass
 
     def __exit__(self, *exc: object) -> None:
         self.close()
