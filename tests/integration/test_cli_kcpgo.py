@@ -35,7 +35,7 @@ def gopeer() -> Path:
 
 
 def test_connect_with_kcptun_defaults_to_kcp_go_echo(gopeer: Path) -> None:
-    with GoServer(gopeer, "echo-server", peer_flags(crypt="aes", **KCPTUN_FAST)).start() as go:
+    with GoServer(gopeer, "echo-server", peer_flags(crypt="aes", **KCPTUN_FAST)) as go:
         data = os.urandom(150_000)
         result = run_cli("connect", f"127.0.0.1:{go.address[1]}", "--raw", "--linger", "0.5",
                          input=data, timeout=60)
@@ -46,7 +46,7 @@ def test_connect_with_kcptun_defaults_to_kcp_go_echo(gopeer: Path) -> None:
 @pytest.mark.parametrize("crypt", ["aes-128", "salsa20", "tea", "sm4", "3des", "xor", "none"])
 def test_connect_with_same_key_and_cipher(gopeer: Path, crypt: str) -> None:
     flags = peer_flags(crypt=crypt, key="correct horse", **KCPTUN_FAST)
-    with GoServer(gopeer, "echo-server", flags).start() as go:
+    with GoServer(gopeer, "echo-server", flags) as go:
         result = run_cli("connect", f"127.0.0.1:{go.address[1]}", "--raw", "--linger", "0.3",
                          "--crypt", crypt, "--key", "correct horse", input=b"hello kcp-go\n",
                          timeout=60)
