@@ -27,9 +27,9 @@ Invariants:
   the end of a shard as high-order zero bytes, so padding costs nothing.
 * For small codes (d <= 24 and p <= 8, kcptun's 10/3 included) parity is computed
   bit-sliced instead: each data shard is converted to an int once, and the
-  parity is a fixed sequence of whole-shard XORs plus seven "multiply every
+  parity is a fixed sequence of whole-shard XORs plus seven "divide every
   byte by 2" steps per parity shard (Horner's rule over the 8 bit planes of
-  the coefficients).  The sequence is generated once per (d, p), with common
+  the coefficients times x^7).  The sequence is generated once per (d, p), with common
   subexpressions shared (greedy pairing, Paar 1997), and compiled into a
   Python function, so no per-op interpretation is left.  This converts d
   shards instead of d * p translated images per group (``int.from_bytes`` is
@@ -58,7 +58,7 @@ __all__ = [
     "gf_inv",
     "gf_mul",
     "invert_matrix",
-    "mask80",
+    "mask01",
     "matrix_multiply",
     "vandermonde",
 ]
@@ -350,65 +350,73 @@ def _parity_program(parity_rows: tuple[tuple[int, ...], ...]) -> _ParityProgram:
     """Compile the bit-sliced parity computation for one encoding matrix.
 
     The generated function takes the d data shards as little-endian ints and
-    a mask with 0x80 in every byte (at least as long as the shards) and
-    returns the p parity shards as ints.  Parity j is
-    ``XOR_k 2^k * B[j][k]`` with ``B[j][k]`` = XOR of the shards whose
-    coefficient in row j has bit k set, evaluated by Horner's rule from the
-    top plane down.  "Multiply every byte by 2" on a packed int is a shift of
-    the low 7 bits of each byte plus 0x1D where the top bit was set: no
-    carry crosses a byte, so bytes never mix (and junk bytes below the shard,
-    e.g. a packet header, stay where they are).
+    a mask with 0x01 in every byte (at least as long as the shards) and
+    returns the p parity shards as ints.
+
+    Parity j is ``XOR_i c[j][i] * S_i``.  With ``c' = c * x^7`` and
+    ``B[j][k]`` = XOR of the shards whose c' in row j has bit k set, that is
+    ``x^-7 * XOR_k x^k * B[j][k]``, evaluated by Horner's rule from plane 0
+    up with "divide every byte by x" steps.  Halving is cheaper than
+    doubling on a packed int (klauspost doubles, the result is the same
+    field element): clear bit 0 of each byte, shift right by one, and add
+    0x8E (= x^-1) where bit 0 was set -- five big-int operations, no carry
+    crosses a byte, so bytes never mix (and junk bytes below the shard, e.g.
+    a packet header, stay where they are).
     """
     d = len(parity_rows[0])
+    x7 = EXP[7]
     targets = [
-        {i for i in range(d) if row[i] >> k & 1} for row in parity_rows for k in range(8)
+        {i for i in range(d) if gf_mul(row[i], x7) >> k & 1}
+        for row in parity_rows
+        for k in range(8)
     ]
     pairs = _share_pairs(targets, d)
-    lines = ["def parity(shards, m80):"]
+    lines = ["def parity(shards, m01):"]
     names = [f"v{i}" for i in range(d + len(pairs))]
     lines.append(f"    {', '.join(names[:d])}, = shards")
     for i, (a, b) in enumerate(pairs):
         lines.append(f"    {names[d + i]} = {names[a]} ^ {names[b]}")
+    half = EXP[254]  # x^-1 = 0x8E
     results = []
     for j in range(len(parity_rows)):
-        acc = None  # Horner accumulator; None while the top planes are empty
-        for k in range(7, -1, -1):
+        acc = None  # Horner accumulator; None while the low planes are empty
+        for k in range(8):
             plane = " ^ ".join(names[x] for x in sorted(targets[j * 8 + k]))
             if acc is None:
                 if plane:
                     acc = f"p{j}"
                     lines.append(f"    {acc} = {plane}")
                 continue
-            lines.append(f"    h = {acc} & m80")
-            double = f"(({acc} ^ h) << 1) ^ ((h >> 7) * 29)"
-            lines.append(f"    {acc} = {double}" + (f" ^ {plane}" if plane else ""))
+            lines.append(f"    low = {acc} & m01")
+            step = f"(({acc} ^ low) >> 1) ^ (low * {half})"
+            lines.append(f"    {acc} = {step}" + (f" ^ {plane}" if plane else ""))
         results.append(acc or "0")
     lines.append(f"    return [{', '.join(results)}]")
     namespace: dict[str, object] = {}
     # The source is built from integers only (no outside text); compiling it
-    # removes the interpreter loop around some 200 big-int operations per
+    # removes the interpreter loop around some 150 big-int operations per
     # group, which is most of the remaining cost.
     exec(compile("\n".join(lines), f"<gf256 parity {d}/{len(parity_rows)}>", "exec"), namespace)
     return cast(_ParityProgram, namespace["parity"])
 
 
-_MASK80: dict[int, int] = {}
+_MASK01: dict[int, int] = {}
 
 
-def mask80(length: int) -> int:
-    """An int with byte 0x80 in each of its ``length`` low bytes (cached).
+def mask01(length: int) -> int:
+    """An int with byte 0x01 in each of its ``length`` low bytes (cached).
 
     Args:
         length: number of bytes, >= 0.
 
     Returns:
-        ``int.from_bytes(b"\\x80" * length, "little")``.
+        ``int.from_bytes(b"\\x01" * length, "little")``.
     """
-    m = _MASK80.get(length)
+    m = _MASK01.get(length)
     if m is None:
-        if len(_MASK80) >= 64:
-            _MASK80.clear()
-        m = _MASK80[length] = int.from_bytes(b"\x80" * length, "little")
+        if len(_MASK01) >= 64:
+            _MASK01.clear()
+        m = _MASK01[length] = int.from_bytes(b"\x01" * length, "little")
     return m
 
 
@@ -519,7 +527,7 @@ class ReedSolomon:
             raise ValueError(f"no bit-sliced program for {self.data_shards}/{self.parity_shards}")
         if len(shards) != self.data_shards:
             raise ValueError(f"shards must hold {self.data_shards} values, got {len(shards)}")
-        return _parity_program(self.parity_rows)(shards, mask80(length))
+        return _parity_program(self.parity_rows)(shards, mask01(length))
 
     def encode(self, data: Sequence[BytesLike]) -> list[bytes]:
         """Compute the parity shards of d data shards (klauspost ``Encode``).

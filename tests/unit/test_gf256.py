@@ -292,6 +292,6 @@ def test_shared_pairs_preserve_every_sum() -> None:
     assert shared < naive
 
 
-def test_mask80() -> None:
-    assert gf256.mask80(3) == 0x808080
-    assert gf256.mask80(0) == 0
+def test_mask01() -> None:
+    assert gf256.mask01(3) == 0x010101
+    assert gf256.mask01(0) == 0
