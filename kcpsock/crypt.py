@@ -42,6 +42,9 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import hmac
+import struct
+import weakref
 from typing import Any, Callable, NamedTuple, Protocol, runtime_checkable
 
 from Crypto.Cipher import AES, CAST, DES, DES3, Blowfish, Salsa20
@@ -217,6 +220,10 @@ _BUF_SIZE = _MTU_LIMIT + 32
 # as ``const uint8_t *``, ctypes buffers and ``c_void_p`` as pointers, and
 # sizes as ready-made ``c_size_t`` objects (read-only, so shared freely).
 _SZ = [ctypes.c_size_t(i) for i in range(_BUF_SIZE + 1)]
+
+
+_U0 = ctypes.c_uint(0)
+_U4 = ctypes.c_uint(4)
 
 
 def _size(n: int) -> Any:
@@ -525,6 +532,15 @@ class AESGCMCrypt:
     ``nonce + ciphertext + tag(16)``; ``decrypt`` reverses it.  There is no
     CRC.  Not understood by kcp-go releases older than late 2025.
 
+    A pycryptodome GCM object costs some 80 us to build (per packet, since
+    the nonce changes), so when pycryptodome's C functions can be reached
+    GCM is assembled from them (NIST SP 800-38D, 96-bit nonce, no AAD):
+    one CTR pass from J0 = nonce || 1 over 16 zero bytes + the body gives
+    E(J0) (the tag mask) and the ciphertext, and one GHASH call over
+    ciphertext || pad || lengths gives S; tag = S ^ E(J0).  That path is
+    checked against pycryptodome's own GCM at construction and used only
+    if it agrees.
+
     Args:
         key: 16, 24 or 32 bytes (AES-128/192/256-GCM).
 
@@ -539,6 +555,113 @@ class AESGCMCrypt:
         if len(key) not in (16, 24, 32):
             raise ValueError("aes-gcm key must be 16, 24 or 32 bytes")
         self._key = bytes(key)
+        self._fast: Any = None
+        self._bufs: list[tuple[Any, Any]] = []
+        try:
+            self._fast = self._setup_fast()
+        except Exception:
+            self._fast = None
+        if self._fast is not None:
+            probe = [bytes(range(12)) + bytes((i * 5) & 255 for i in range(n))
+                     for n in (0, 1, 15, 16, 17, 100, 1372, 1500)]
+            try:
+                ok = all(self._encrypt_fast(p) == self._encrypt_public(p)
+                         and self._decrypt_fast(self._encrypt_public(p)) == p for p in probe)
+            except Exception:
+                ok = False
+            if not ok:
+                self._fast = None
+
+    def _setup_fast(self) -> Any:
+        from Crypto.Cipher import _mode_ctr, _mode_gcm
+
+        ghash_c = _mode_gcm._ghash_clmul or _mode_gcm._ghash_portable
+        ctr = _mode_ctr.raw_ctr_lib
+        if AES._raw_aes_hw:
+            aes_start, aes_stop = AES._raw_aes_hw
+        else:
+            aes_start = AES._raw_aes_lib.AES_start_operation
+            aes_stop = AES._raw_aes_lib.AES_stop_operation
+        h = AES.new(self._key, AES.MODE_ECB).encrypt(bytes(16))
+        exp_key = ctypes.c_void_p()
+        if ghash_c.ghash_expand(h, ctypes.byref(exp_key)) or not exp_key.value:
+            return None
+        weakref.finalize(self, ghash_c.ghash_destroy, exp_key)
+        return (exp_key, ghash_c.ghash, aes_start, aes_stop, ctr.CTR_start_operation,
+                ctr.CTR_encrypt, ctr.CTR_stop_operation)
+
+    def _ctr_ghash(self, nonce: bytes, data: bytes, ct_of: int) -> tuple[bytes, bytes]:
+        """CTR from J0 over 16 zero bytes + ``data``; GHASH over the ciphertext.
+
+        ``ct_of`` = 0: ``data`` is the plaintext (the ciphertext is the CTR
+        output); 1: ``data`` is the ciphertext.  Returns (CTR output after the
+        mask block, tag).
+
+        Ownership, as in pycryptodome's own CTR mode: ``CTR_start_operation``
+        takes the AES key schedule over and ``CTR_stop_operation`` frees both,
+        so each packet builds its own key schedule (one C call).
+        """
+        exp_key, ghash, aes_start, aes_stop, start, encrypt, stop = self._fast
+        n = len(data)
+        try:
+            entry = self._bufs.pop()
+        except IndexError:
+            entry = (ctypes.create_string_buffer(_BUF_SIZE), ctypes.create_string_buffer(16))
+        buf, y = entry
+        if n + 16 > _BUF_SIZE:
+            buf = ctypes.create_string_buffer(n + 16)
+        key = self._key
+        cipher = ctypes.c_void_p()
+        if aes_start(key, _SZ[len(key)], ctypes.byref(cipher)):
+            raise ValueError("pycryptodome AES failed")  # pragma: no cover
+        state = ctypes.c_void_p()
+        if start(cipher, nonce + b"\x00\x00\x00\x01", _SZ[16], _SZ[12], _U4, _U0,
+                 ctypes.byref(state)):
+            aes_stop(cipher)  # pragma: no cover - not taken over on failure
+            raise ValueError("pycryptodome CTR failed")  # pragma: no cover
+        try:
+            rc = encrypt(state, _ZEROS + data, buf, _size(n + 16))
+        finally:
+            stop(state)  # frees the key schedule too
+        if rc:
+            raise ValueError("pycryptodome CTR failed")  # pragma: no cover
+        raw = buf.raw
+        mask, out = raw[:16], raw[16:16 + n]
+        ct = data if ct_of else out
+        blocks = b"".join((ct, _ZEROS[:-n % 16], struct.pack(">QQ", 0, 8 * n)))
+        if ghash(y, blocks, _size(len(blocks)), _ZEROS, exp_key):
+            raise ValueError("pycryptodome GHASH failed")  # pragma: no cover
+        tag = (int.from_bytes(y.raw, "big") ^ int.from_bytes(mask, "big")).to_bytes(16, "big")
+        self._bufs.append(entry)
+        return out, tag
+
+    def _encrypt_fast(self, packet: bytes) -> bytes:
+        nonce = packet[:GCM_NONCE_SIZE]
+        ct, tag = self._ctr_ghash(nonce, packet[GCM_NONCE_SIZE:], 0)
+        return b"".join((nonce, ct, tag))
+
+    def _decrypt_fast(self, packet: bytes) -> bytes:
+        nonce = packet[:GCM_NONCE_SIZE]
+        body, tag = self._ctr_ghash(nonce, packet[GCM_NONCE_SIZE:-GCM_TAG_SIZE], 1)
+        if not hmac.compare_digest(tag, packet[-GCM_TAG_SIZE:]):
+            raise PacketError("bad AES-GCM tag", "InCsumErrors")
+        return nonce + body
+
+    def _encrypt_public(self, packet: bytes) -> bytes:
+        nonce = packet[:GCM_NONCE_SIZE]
+        ct, tag = AES.new(self._key, AES.MODE_GCM, nonce=nonce,
+                          mac_len=GCM_TAG_SIZE).encrypt_and_digest(packet[GCM_NONCE_SIZE:])
+        return b"".join((nonce, ct, tag))
+
+    def _decrypt_public(self, packet: bytes) -> bytes:
+        nonce = packet[:GCM_NONCE_SIZE]
+        cipher = AES.new(self._key, AES.MODE_GCM, nonce=nonce, mac_len=GCM_TAG_SIZE)
+        try:
+            body = cipher.decrypt_and_verify(packet[GCM_NONCE_SIZE:-GCM_TAG_SIZE],
+                                             packet[-GCM_TAG_SIZE:])
+        except ValueError:
+            raise PacketError("bad AES-GCM tag", "InCsumErrors") from None
+        return nonce + body
 
     def encrypt(self, packet: bytes) -> bytes:
         """Seal ``nonce + body`` into ``nonce + ciphertext + tag``.
@@ -548,10 +671,10 @@ class AESGCMCrypt:
         """
         if len(packet) < GCM_NONCE_SIZE:
             raise ValueError("packet shorter than the AES-GCM nonce")
-        nonce = bytes(packet[:GCM_NONCE_SIZE])
-        ct, tag = AES.new(self._key, AES.MODE_GCM, nonce=nonce,
-                          mac_len=GCM_TAG_SIZE).encrypt_and_digest(packet[GCM_NONCE_SIZE:])
-        return nonce + ct + tag
+        packet = bytes(packet)
+        if self._fast is not None:
+            return self._encrypt_fast(packet)
+        return self._encrypt_public(packet)
 
     def decrypt(self, packet: bytes) -> bytes:
         """Open ``nonce + ciphertext + tag`` into ``nonce + body``.
@@ -561,14 +684,10 @@ class AESGCMCrypt:
         """
         if len(packet) < GCM_NONCE_SIZE + GCM_TAG_SIZE:
             raise PacketError("packet shorter than AES-GCM nonce + tag", "InErrs")
-        nonce = bytes(packet[:GCM_NONCE_SIZE])
-        cipher = AES.new(self._key, AES.MODE_GCM, nonce=nonce, mac_len=GCM_TAG_SIZE)
-        try:
-            body = cipher.decrypt_and_verify(packet[GCM_NONCE_SIZE:-GCM_TAG_SIZE],
-                                             packet[-GCM_TAG_SIZE:])
-        except ValueError:
-            raise PacketError("bad AES-GCM tag", "InCsumErrors") from None
-        return nonce + body
+        packet = bytes(packet)
+        if self._fast is not None:
+            return self._decrypt_fast(packet)
+        return self._decrypt_public(packet)
 
 
 def _aes(key: bytes) -> BlockCrypt:

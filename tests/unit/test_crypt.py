@@ -312,3 +312,25 @@ def test_shared_object_across_threads_is_consistent() -> None:
         t.join(timeout=60)
     assert not any(t.is_alive() for t in threads)
     assert errors == []
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_gcm_fast_and_public_paths_agree(fast: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not fast:
+        def no_fast(self: object) -> None:
+            raise RuntimeError("no C access")
+
+        monkeypatch.setattr(crypt.AESGCMCrypt, "_setup_fast", no_fast)
+    block = crypt.AESGCMCrypt(KEY[:16])
+    if not fast:
+        assert block._fast is None
+    for n in (0, 1, 16, 31, 1372, 1600):
+        body = os.urandom(n)
+        ref = AES.new(KEY[:16], AES.MODE_GCM, nonce=bytes(12), mac_len=16)
+        ct, tag = ref.encrypt_and_digest(body)
+        sealed = block.encrypt(bytes(12) + body)
+        assert sealed == bytes(12) + ct + tag
+        assert block.decrypt(sealed) == bytes(12) + body
+        with pytest.raises(PacketError):
+            block.decrypt(sealed[:12] + bytes([sealed[12] ^ 1]) + sealed[13:] if n else
+                          sealed[:-1] + bytes([sealed[-1] ^ 1]))
