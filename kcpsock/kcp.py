@@ -25,6 +25,24 @@ Invariants:
   a :class:`~kcpsock.errors.PacketError` leaves the state untouched.
 - No zero-length PUSH is ever emitted (``send(b"")`` raises), and complete
   zero-length messages received from ikcp peers are skipped.
+
+Speed (kcp-go scans snd_buf at every flush, ACK and check; a window of 1024
+makes that the cost of everything): ``_flush`` keeps the never-sent tail
+(``_unsent``), the fast/early retransmission candidates (``_fastcand``) and a
+lower bound of the resend times (``_min_resend``), and runs kcp-go's full
+scan only when a timer may have expired -- a test checks that both send the
+same datagrams.  ``_inflight`` lists the sent segments not known to be acked,
+so an ACK's fast-ack counting walks only those.
+
+Deliberate differences from kcp-go HEAD (none visible on the wire):
+- a malformed datagram is refused as a whole (kcp-go applies the segments
+  before the bad one);
+- selectively acked segments no longer count skipping ACKs (kcp-go counts
+  them too, which only ever triggers an immediate flush);
+- stream mode has no 255-fragment limit (every segment has frg 0);
+- ``wndsize`` refuses windows above 65535 (kcp-go truncates them on the wire);
+- an ACK filtered out by the "below rcv_nxt" rule does not reserve room in
+  the datagram (kcp-go checks the space before filtering).
 """
 
 from __future__ import annotations
@@ -1152,8 +1170,9 @@ class KCP:
 
         The scheduled flush time (``interval`` after the last one, or the
         shorter delay kcp-go HEAD's flush suggested), brought forward to the
-        earliest retransmission timeout of an unacked segment in flight; a
-        segment never transmitted yet makes it ``now_ms``.
+        earliest retransmission timeout of an unacked segment in flight (a
+        lower bound of it, kept without a scan: O(1)); a segment never
+        transmitted yet makes it ``now_ms``.
 
         Args:
             now_ms: the current time in ms.
@@ -1172,12 +1191,12 @@ class KCP:
         if _diff(current, ts_flush) >= 0:
             return now_ms
         minimal = _diff(ts_flush, current)
-        for seg in self.snd_buf:
-            if seg[8]:  # acked
-                continue
-            if seg[5] == 0:  # never sent
-                return now_ms
-            d = _diff(seg[6], current)
+        if self._unsent:  # segments never sent: flush now
+            return now_ms
+        if len(self.snd_buf):
+            # ikcp_check scans snd_buf for the earliest resend time; the bound
+            # kept by _flush is never later than it (at worst one early flush)
+            d = _diff(self._min_resend, current)
             if d <= 0:
                 return now_ms
             if d < minimal:

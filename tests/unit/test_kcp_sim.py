@@ -305,3 +305,34 @@ def test_flush_shortcut_matches_kcp_go_full_scan(profile: str) -> None:
     fast, full = trace(False), trace(True)
     assert len(fast) > 200
     assert fast == full
+
+
+def test_check_is_never_later_than_the_exact_ikcp_check() -> None:
+    """check() uses a kept lower bound of the resend times instead of a scan."""
+    pair = make_pair(PROFILES["kcptun-fast2"], loss=0.2, seed=13, wnd=64)
+    a = pair.a
+    for m in random_messages(random.Random(14), 120, 3000):
+        a.send(m)
+
+    def exact(now: int) -> int:
+        ts_flush = a.ts_flush
+        if not a.updated or ((now - ts_flush) & 0xFFFFFFFF) < 0x80000000:
+            return now
+        minimal = (ts_flush - now) & 0xFFFFFFFF
+        for seg in a.snd_buf:  # [sn, frg, data, ts, rto, xmit, resendts, fastack, acked]
+            if seg[8]:
+                continue
+            d = ((seg[6] - now + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+            if seg[5] == 0 or d <= 0:
+                return now
+            minimal = min(minimal, d)
+        return now + min(minimal, a.interval)
+
+    checked = 0
+    for _ in range(3000):
+        pair.step(2)
+        now = pair.clock.now_ms
+        got, want = a.check(now), exact(now)
+        assert now <= got <= want
+        checked += got == want
+    assert checked > 2000  # and almost always exactly ikcp's answer
