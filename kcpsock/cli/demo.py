@@ -279,9 +279,11 @@ def run(args: argparse.Namespace) -> int:
             if now < next_show:
                 continue
             next_show += period
-            history.append((now, got))
-            t_old, b_old = next(((t, b) for t, b in history if now - t <= 1.01), history[0])
+            # Rate over the last second or so (at least one display period).
+            window = max(1.0, period) * 1.5
+            t_old, b_old = next(((t, b) for t, b in history if now - t <= window), history[-1])
             rate = (got - b_old) / (now - t_old) if now > t_old else 0.0
+            history.append((now, got))
             snmp = snmp_dict()
             dropped, seen = _loss_seen(relay)
             frac = got / total
