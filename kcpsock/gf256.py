@@ -288,6 +288,15 @@ def _as_int(name: str, value: object) -> int:
     return value
 
 
+@functools.lru_cache(maxsize=64)
+def _encoding_matrix(data_shards: int, parity_shards: int) -> tuple[tuple[int, ...], ...]:
+    # Immutable and deterministic, so shared by every code of the same shape:
+    # building it costs about a millisecond (Python Gauss-Jordan), more than
+    # a session should pay each time.
+    matrix = build_matrix(data_shards, data_shards + parity_shards)
+    return tuple(tuple(row) for row in matrix)
+
+
 def _check_counts(data_shards_arg: object, parity_shards_arg: object) -> tuple[int, int]:
     data_shards = _as_int("data_shards", data_shards_arg)
     parity_shards = _as_int("parity_shards", parity_shards_arg)
@@ -454,8 +463,7 @@ class ReedSolomon:
         self.data_shards = d
         self.parity_shards = p
         self.total_shards = d + p
-        matrix = build_matrix(d, d + p)
-        self.matrix: tuple[tuple[int, ...], ...] = tuple(tuple(r) for r in matrix)
+        self.matrix: tuple[tuple[int, ...], ...] = _encoding_matrix(d, p)
         self.parity_rows: tuple[tuple[int, ...], ...] = self.matrix[d:]
         # column_tables[i][j]: the "multiply by E[d + j][i]" table, i.e. what
         # data shard i contributes to parity shard j.
