@@ -98,6 +98,7 @@ _unpack_head = _HEAD6.unpack_from
 _pack_head = _HEAD6.pack
 _pack_head8 = _HEAD8.pack
 
+
 def paws_for(total_shards: int) -> int:
     """The seqid wrap point of kcp-go HEAD for n = d + p shards.
 
