@@ -105,7 +105,8 @@ def test_replies_go_back_to_the_learned_client(
         data, src = client.recvfrom(100)
         assert data == b"world"
         assert src[:2] == relay.address
-        assert relay.down.forwarded == 1
+        # (forwarded is counted just after the send, so it may lag here)
+        assert relay.down.received == 1
 
 
 @pytest.mark.parametrize("loss", [0.1, 0.3])
@@ -220,7 +221,7 @@ def test_foreign_senders_are_counted_and_dropped(
             client.sendto(struct.pack(">I", 2), relay.address)
             # Loopback keeps order per socket, not across sockets: wait for
             # the relay to have seen both before checking the target.
-            got = collect(target, relay, 2)
+            got = collect(target, relay, 2, have=1)
             assert got == [2]
             assert relay.up.foreign == 1
     finally:
