@@ -231,11 +231,29 @@ def _size(n: int) -> Any:
     return _SZ[n] if n <= _BUF_SIZE else ctypes.c_size_t(n)
 
 
+def _c_calls_allowed() -> bool:
+    """True for the pycryptodome builds whose C signatures kcpsock was checked on.
+
+    A wrong signature could crash rather than merely disagree, so the direct
+    calls are limited to the ctypes backend of pycryptodome 3.9 to 4.x (the
+    signatures used here have not changed over that range).
+    """
+    try:
+        from Crypto import version_info
+        from Crypto.Util._raw_api import backend
+    except ImportError:  # pragma: no cover
+        return False
+    return backend == "ctypes" and (3, 9) <= tuple(version_info[:2]) < (5, 0)
+
+
 def _raw_functions(kind: str) -> Any:
     """ctypes handles on pycryptodome's C functions ``kind``, or None."""
     if kind in _RAW:
         return _RAW[kind]
     funcs: Any = None
+    if not _c_calls_allowed():
+        _RAW[kind] = None
+        return None
     try:
         ci = ctypes.c_int
         if kind == "cfb":
@@ -573,6 +591,8 @@ class AESGCMCrypt:
                 self._fast = None
 
     def _setup_fast(self) -> Any:
+        if not _c_calls_allowed():
+            return None
         from Crypto.Cipher import _mode_ctr, _mode_gcm
 
         ghash_c = _mode_gcm._ghash_clmul or _mode_gcm._ghash_portable
