@@ -34,6 +34,12 @@ Invariants:
     * Keys follow kcptun's convention: each name takes a fixed-size prefix
       of the key (``pass[0:16]`` for ``aes-128`` ...), so one 32-byte
       :func:`derive_key` result serves every cipher.
+    * Speed paths (pycryptodome's C functions called through ctypes, see
+      ``_raw_functions``) are used only after they reproduced the public
+      API's output at construction; otherwise the public API is used.  Both
+      give the same bytes.
+    * TEA, XTEA, Twofish and SM4 are pure Python (kcpsock._tea, _twofish,
+      _sm4): exact, but 0.7 to 2.3 ms per 1400-byte packet.
 
 Pure module: no I/O, no clock; nonces are the codec's business.
 """
