@@ -195,6 +195,36 @@ def _bar(fraction: float, width: int, fancy: bool) -> str:
     return "▕" + body.ljust(width) + "▏"
 
 
+def _status_line(width: int, fancy: bool, frac: float, got: int, total: int, rate: float,
+                 srtt: Optional[float], retrans: int, recovered: int, loss: float,
+                 elapsed: float) -> str:
+    """The live line, fitted to ``width`` columns.
+
+    Tries the roomy layout first, then a compact one with a shorter bar, then
+    no bar, and only then drops fields from the least important end.
+    """
+    roomy = [
+        f"{frac:4.0%}", f"{got / 1e6:6.1f}/{total / 1e6:.1f} MB", f"{fmt_rate(rate):>11}",
+        f"srtt {fmt_ms(srtt):>8}", f"retrans {retrans}", f"FEC rec {recovered}",
+        f"loss {loss:.1%}", f"{elapsed:5.1f} s",
+    ]
+    compact = [
+        f"{frac:.0%}", f"{got / 1e6:.1f}/{total / 1e6:.0f}MB", f"{rate / 1e6:.1f}MB/s",
+        f"srtt {fmt_ms(srtt).replace(' ', '')}", f"rtx {retrans}", f"fec {recovered}",
+        f"loss {loss:.1%}", f"{elapsed:.0f}s",
+    ]
+    layouts = [(roomy, 20, "  "), (compact, 20, " "), (compact, 10, " "), (compact, 0, " ")]
+    for fields, bar_width, sep in layouts:
+        line = (_bar(frac, bar_width, fancy) + " " if bar_width else "") + sep.join(fields)
+        if len(line) <= width:
+            return line
+    for keep in range(len(compact) - 1, 0, -1):
+        line = " ".join(compact[:keep])
+        if len(line) <= width:
+            return line
+    return compact[0]
+
+
 def _loss_seen(relay: Any) -> tuple[int, int]:
     stats = relay.stats()
     received = sum(d.get("received", 0) for d in stats.values())
@@ -231,9 +261,9 @@ def run(args: argparse.Namespace) -> int:
         fec = (f"FEC {settings.datashard}/{settings.parityshard}" if settings.datashard
                else "no FEC")
         display.text(f"kcpsock demo: {fmt_bytes(total)} over KCP ({settings.crypt}, {fec}, "
-                     f"mode {settings.mode}) through a relay with {args.loss:.1%} loss"
-                     f"{f', {args.delay:g} ms delay' if args.delay else ''} each way, "
-                     f"seed {args.seed}")
+                     f"mode {settings.mode}), every byte checked")
+        delay = f", {args.delay:g} ms delay" if args.delay else ""
+        display.text(f"  lossy relay: {args.loss:.1%} loss{delay} each way, seed {args.seed}")
         display.text(f"  client {format_address(client.getsockname())} -> relay "
                      f"{format_address(relay.address)} -> listener "
                      f"{format_address(listener.getsockname())}")
@@ -287,11 +317,11 @@ def run(args: argparse.Namespace) -> int:
             snmp = snmp_dict()
             dropped, seen = _loss_seen(relay)
             frac = got / total
-            status = (f"{_bar(frac, 20, fancy)} {frac:4.0%}  {got / 1e6:6.1f}/{total / 1e6:.1f} MB"
-                      f"  {fmt_rate(rate):>11}  srtt {fmt_ms(srtt):>8}"
-                      f"  retrans {snmp.get('RetransSegs', 0) - base_snmp.get('RetransSegs', 0)}"
-                      f"  FEC rec {snmp.get('FECRecovered', 0) - base_snmp.get('FECRecovered', 0)}"
-                      f"  loss {dropped / seen if seen else 0:.1%}  {now - start:5.1f} s")
+            retrans = snmp.get("RetransSegs", 0) - base_snmp.get("RetransSegs", 0)
+            recovered = snmp.get("FECRecovered", 0) - base_snmp.get("FECRecovered", 0)
+            status = _status_line(display.width() if display.live else 200, fancy, frac, got,
+                                  total, rate, srtt, retrans, recovered,
+                                  dropped / seen if seen else 0.0, now - start)
             if display.live:
                 display.status(status)
             else:
@@ -364,7 +394,7 @@ def _print_summary(display: Display, r: dict[str, Any]) -> None:
         display.line(obj=r)
         return
     if r["intact"]:
-        verdict = f"OK: all {r['bytes']:,} bytes arrived intact (sha256 {r['sha256'][:16]}…)"
+        verdict = f"OK: all {r['bytes']:,} bytes arrived intact (sha256 {r['sha256'][:12]}…)"
     else:
         verdict = f"FAILED: {r['error']} ({r['bytes_received']:,} of {r['bytes']:,} bytes checked)"
     rtt = (f"{fmt_ms(r['rtt_p50_ms'])} / {fmt_ms(r['rtt_p99_ms'])}  "

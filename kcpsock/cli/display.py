@@ -123,7 +123,8 @@ class Display:
         self._lock = threading.Lock()
         self._live_shown = False
 
-    def _width(self) -> int:
+    def width(self) -> int:
+        """Columns available for the live line (the terminal's width minus one)."""
         return max(20, shutil.get_terminal_size((100, 24)).columns - 1)
 
     def status(self, text: str) -> None:
@@ -131,7 +132,7 @@ class Display:
         if not self.live:
             return
         with self._lock:
-            self.stream.write("\r" + text[: self._width()] + "\x1b[K")
+            self.stream.write("\r" + text[: self.width()] + "\x1b[K")
             self.stream.flush()
             self._live_shown = True
 

@@ -341,3 +341,23 @@ def test_relay_drops_the_requested_fraction_reproducibly(procs: Any) -> None:
     lossless, up0 = _relay_run(procs, 0.0, 7, 300)
     assert lossless == set(range(300))
     assert up0["dropped"] == 0
+
+
+# ---------------------------------------------------------------- display
+
+
+def test_live_line_fits_the_terminal() -> None:
+    from kcpsock.cli.demo import _status_line
+
+    for width in (40, 60, 80, 100, 200):
+        for fancy in (True, False):
+            line = _status_line(width, fancy, 0.5, 25_000_000, 50_000_000, 7.5e6, 12.0,
+                                1234, 567, 0.05, 3.2)
+            assert len(line) <= width
+            assert line.lstrip("▕█▏[#-] ").startswith("50%")
+    wide = _status_line(200, True, 0.5, 25_000_000, 50_000_000, 7.5e6, 12.0, 1234, 567,
+                        0.05, 3.2)
+    for text in ("7.50 MB/s", "srtt +12.0 ms", "retrans 1234", "FEC rec 567", "loss 5.0%"):
+        assert re.search(text, wide), text
+    assert "rtx 1234" in _status_line(70, True, 0.5, 25_000_000, 50_000_000, 7.5e6, 12.0,
+                                      1234, 567, 0.05, 3.2)

@@ -257,3 +257,48 @@ def test_raw_serve_connect(procs: Any) -> None:  # noqa: F811
     assert result.returncode == 0, result.stderr.decode()
     assert result.stdout == data
     assert server.interrupt() == 130
+
+
+def test_demo_live_line_on_a_terminal() -> None:
+    """On a terminal the progress is one line rewritten with \\r, then the summary."""
+    import pty
+    import select
+    import subprocess
+    import sys
+    import time
+
+    from tests.integration.test_cli import ROOT
+
+    master, slave = pty.openpty()
+    env = dict(os.environ, TERM="xterm", COLUMNS="100", LINES="30")
+    proc = subprocess.Popen([sys.executable, "-m", "kcpsock", "demo", "--bytes", "6000000",
+                             "--pings", "10"], stdout=slave, stderr=slave,
+                            stdin=subprocess.DEVNULL, cwd=ROOT, env=env)
+    os.close(slave)
+    out = b""
+    deadline = time.monotonic() + 90
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 1.0)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the child closed the terminal
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            elif proc.poll() is not None:
+                break
+        assert proc.wait(timeout=30) == 0, out.decode(errors="replace")
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+    text = out.decode("utf-8", "replace")
+    assert "\r" in text and "\x1b[K" in text  # rewritten in place
+    assert "MB/s" in text and "srtt" in text
+    assert "OK: all 6,000,000 bytes arrived intact" in text
+    # Nothing is wider than the terminal (a wrapped live line cannot be rewritten).
+    for piece in re.split(r"[\r\n]", text):
+        assert len(piece.replace("\x1b[K", "")) <= 100, piece
