@@ -294,6 +294,35 @@ def test_dialed_session_drops_datagrams_from_strangers() -> None:
 # ------------------------------------------------------------ FEC
 
 
+def test_fec_junk_is_counted_and_dropped() -> None:
+    with kcpsock.listen(("127.0.0.1", 0), data_shards=4, parity_shards=2, **FAST) as ln:
+        ln.settimeout(5)
+        raw = udp()
+        try:
+            before = snmp.copy()
+            target = ln.getsockname()
+            raw.sendto(b"\x00\x00\x00\x00\xf1\x00\x05\x00", target)  # FEC data, too short
+            raw.sendto(b"\x01\x00\x00\x00\xf2\x00" + os.urandom(40), target)  # stray parity
+            bogus = b"\x02\x00\x00\x00\xf1\x00" + b"\xff\xff" + os.urandom(40)
+            raw.sendto(bogus, target)  # FEC data whose KCP part is garbage
+            for _ in range(20):
+                raw.sendto(os.urandom(100), target)
+            assert wait_until(lambda: sum(getattr(snmp, k) - getattr(before, k) for k in (
+                "InErrs", "KCPInErrors", "FECErrs")) >= 21)
+            assert ln.session_count == 0
+            c = kcpsock.dial(target, data_shards=4, parity_shards=2, timeout=5, **FAST)
+            c.sendall(b"fec works")
+            s, _ = ln.accept()
+            s.settimeout(5)
+            assert s.recv(100) == b"fec works"
+            c.close()
+            s.close()
+        finally:
+            raw.close()
+
+
+
+
 def test_fec_parity_reaches_server_sessions_and_recovers() -> None:
     from kcpsock.relay import Relay
 
