@@ -219,6 +219,7 @@ class _Reporter:
         return snmp_dict().get("RetransSegs", 0)
 
     def begin(self) -> None:
+        """Start the clock and the report thread."""
         self.start = time.monotonic()
         self._last = (self.start, 0, 0, self._retrans(), 0)
         if self.period_s > 0:
@@ -230,6 +231,7 @@ class _Reporter:
 
 
     def report(self, final: bool = False) -> None:
+        """Print the line of the interval that ends now (``final``: the last one)."""
         now = time.monotonic()
         t0, s0, r0, x0, n0 = self._last
         sent, received, retrans = self.sent.value, self.received.value, self._retrans()
@@ -265,6 +267,7 @@ class _Reporter:
         self.display.text(text)
 
     def stop(self) -> None:
+        """Stop the report thread (bounded wait)."""
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=2.0)
@@ -332,6 +335,7 @@ def _run_client(args: argparse.Namespace, settings: KCPSettings) -> int:
         sender = None
         if mode in ("send", "bidir"):
             def send_then_fin() -> None:
+                """Send the data, then FIN (runs on its own thread)."""
                 try:
                     _send_data(writer, sent, args.bytes, limit_s, stop)
                     writer.fin()

@@ -271,6 +271,7 @@ def run(args: argparse.Namespace) -> int:
         send_error: list[str] = []
 
         def send_all() -> None:
+            """Send the whole pattern (runs on its own thread)."""
             pattern = PatternStream(args.seed, total)
             try:
                 while True:

@@ -62,12 +62,15 @@ class _Link:
         self.bytes_down = 0   # KCP -> TCP
 
     def touch(self) -> None:
+        """Record traffic now."""
         self.last = time.monotonic()
 
     def idle(self) -> bool:
+        """True when nothing moved for ``idle_s`` seconds (never if idle_s is 0)."""
         return self.idle_s > 0 and time.monotonic() - self.last >= self.idle_s
 
     def abort(self) -> None:
+        """Tear both sockets down (wakes the thread blocked on either)."""
         with self.lock:
             self.failed = True
         try:

@@ -74,6 +74,35 @@ def test_demo_text_summary_without_terminal() -> None:
     assert re.search(r"^loss seen\s+: 0\.00%", out, re.M)
 
 
+def test_udp_port_in_use_is_a_usage_error() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        port = busy.getsockname()[1]
+        for command in (["serve", f"127.0.0.1:{port}"], ["bench", "-s", f"127.0.0.1:{port}"]):
+            result = run_cli(*command)
+            err = result.stderr.decode()
+            assert result.returncode == 2, err
+            assert err.splitlines() == [f"kcpsock {command[0]}: error: cannot listen on "
+                                        f"127.0.0.1:{port}: address already in use"]
+
+
+def test_ipv6_loopback(procs: Any) -> None:  # noqa: F811
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback")
+    server = procs("serve", "[::1]:0")
+    host, port = server.address()
+    assert host == "::1"
+    result = run_cli("connect", f"[::1]:{port}", input=b"over IPv6\n", timeout=60)
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout == b"over IPv6\n"
+    assert server.interrupt() == 130
+
+
 def test_serve_connect_round_trip_stdin(procs: Any) -> None:  # noqa: F811
     server = procs("serve", "127.0.0.1:0", *FAST)
     host, port = server.address()
