@@ -25,16 +25,77 @@ __all__ = ["TEA", "XTEA"]
 
 _M32 = 0xFFFFFFFF
 _DELTA = 0x9E3779B9
+# kcp-go's fixed IV, first 8 bytes, as two big-endian words
+_IV0, _IV1 = 0xA7734F9C, 0x12AC1B01
+
+
+# Lane sizes (blocks) for the parallel decryption; 190 blocks cover 1520 bytes.
+_LANE_CLASSES = (8, 24, 64, 190)
+# Below this many blocks the block-by-block loop is faster than the lanes.
+_LANE_MIN_BLOCKS = 2
+
+
+def _replicator(lanes: int) -> int:
+    """The integer with a 1 at bit 64*i for every lane i < ``lanes``."""
+    return ((1 << (64 * lanes)) - 1) // ((1 << 64) - 1)
 
 
 class _Cfb64:
-    """kcp-go's CFB over a 64-bit block cipher given as a word function."""
+    """kcp-go's CFB over a 64-bit block cipher given as a word function.
 
-    _iv0: int
+    Decryption runs on all blocks at once ("SIMD within a register"): CFB
+    keystream block i is E(C[i-1]) (C[-1] = IV), which needs no earlier
+    output, so the cipher's 32-bit half-words of every block are packed
+    into one Python integer, one block per 64-bit lane, and each ARX step
+    (add, xor, shift) is one big-integer operation for all lanes.  Lanes
+    never interfere: every value stays below 2**38 inside its 64-bit slot
+    (no carry crosses a lane), right shifts are masked back to 32 bits per
+    lane, and every stored word is masked to 32 bits.  Encryption is
+    sequential (each block needs the previous ciphertext) and stays
+    block by block.
+    """
+
+    _iv0: int  # E(IV), the first keystream block
     _iv1: int
 
     def _block(self, v0: int, v1: int) -> tuple[int, int]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def _round_constants(self) -> tuple[int, ...]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _lanes(self, v0: int, v1: int, mask: int,
+               consts: tuple[int, ...]) -> tuple[int, int]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _lane_constants(self, lanes: int) -> tuple[int, tuple[int, ...]]:
+        """(32-bit mask per lane, round constants replicated in every lane)."""
+        cache: dict[int, tuple[int, tuple[int, ...]]] = self.__dict__.setdefault("_lane_cache", {})
+        found = cache.get(lanes)
+        if found is None:
+            rep = _replicator(lanes)
+            found = (0xFFFFFFFF * rep, tuple(c * rep for c in self._round_constants()))
+            cache[lanes] = found
+        return found
+
+    def _decrypt_lanes(self, data: bytes, nb: int) -> bytes:
+        n = len(data)
+        lanes = next(c for c in _LANE_CLASSES if c >= nb)
+        mask, consts = self._lane_constants(lanes)
+        words = struct.unpack(f">{2 * nb}I", data + bytes(8 * nb - n))
+        # cipher input: IV, C[0] .. C[nb-2]; XOR input: C[0] .. C[nb-1]
+        pack = struct.Struct(f"<{nb}Q").pack
+        x0 = int.from_bytes(pack(_IV0, *words[0:2 * nb - 2:2]), "little")
+        x1 = int.from_bytes(pack(_IV1, *words[1:2 * nb - 2:2]), "little")
+        k0, k1 = self._lanes(x0, x1, mask, consts)
+        keep = (1 << (64 * nb)) - 1  # lanes beyond nb worked on zeros: drop them
+        y0 = int.from_bytes(pack(*words[0::2]), "little") ^ (k0 & keep)
+        y1 = int.from_bytes(pack(*words[1::2]), "little") ^ (k1 & keep)
+        unpack = struct.Struct(f"<{nb}Q").unpack
+        out: list[int] = [0] * (2 * nb)
+        out[0::2] = unpack(y0.to_bytes(8 * nb, "little"))
+        out[1::2] = unpack(y1.to_bytes(8 * nb, "little"))
+        return struct.pack(f">{2 * nb}I", *out)[:n]
 
     def encrypt_block(self, block: bytes) -> bytes:
         """Encrypt one 8-byte block (ECB, for tests).
@@ -64,6 +125,10 @@ class _Cfb64:
             The transformed packet, same length.
         """
         n = len(data)
+        if decrypt:
+            nb = (n + 7) >> 3
+            if _LANE_MIN_BLOCKS <= nb <= _LANE_CLASSES[-1]:
+                return self._decrypt_lanes(bytes(data), nb)
         nw = (n >> 3) << 1
         words = struct.unpack_from(f">{nw}I", data)
         out = [0] * nw
@@ -107,7 +172,18 @@ class TEA(_Cfb64):
         self._k = struct.unpack(">4I", key)
         # sum after each of the 8 cycles
         self._sums = tuple((_DELTA * (i + 1)) & _M32 for i in range(8))
-        self._iv0, self._iv1 = self._block(0xA7734F9C, 0x12AC1B01)
+        self._iv0, self._iv1 = self._block(_IV0, _IV1)
+
+    def _round_constants(self) -> tuple[int, ...]:
+        return (*self._k, *self._sums)
+
+    def _lanes(self, v0: int, v1: int, mask: int,
+               consts: tuple[int, ...]) -> tuple[int, int]:
+        k0, k1, k2, k3 = consts[:4]
+        for s in consts[4:]:
+            v0 = (v0 + (((v1 << 4) + k0) ^ (v1 + s) ^ (((v1 >> 5) & mask) + k1))) & mask
+            v1 = (v1 + (((v0 << 4) + k2) ^ (v0 + s) ^ (((v0 >> 5) & mask) + k3))) & mask
+        return v0, v1
 
     def _block(self, v0: int, v1: int) -> tuple[int, int]:
         k0, k1, k2, k3 = self._k
@@ -141,7 +217,19 @@ class XTEA(_Cfb64):
             b = (s + k[(s >> 11) & 3]) & _M32
             pairs.append((a, b))
         self._pairs = tuple(pairs)
-        self._iv0, self._iv1 = self._block(0xA7734F9C, 0x12AC1B01)
+        self._iv0, self._iv1 = self._block(_IV0, _IV1)
+
+    def _round_constants(self) -> tuple[int, ...]:
+        return tuple(c for pair in self._pairs for c in pair)
+
+    def _lanes(self, v0: int, v1: int, mask: int,
+               consts: tuple[int, ...]) -> tuple[int, int]:
+        it = iter(consts)
+        for a in it:
+            b = next(it)
+            v0 = (v0 + ((((v1 << 4) ^ ((v1 >> 5) & mask)) + v1) ^ a)) & mask
+            v1 = (v1 + ((((v0 << 4) ^ ((v0 >> 5) & mask)) + v0) ^ b)) & mask
+        return v0, v1
 
     def _block(self, v0: int, v1: int) -> tuple[int, int]:
         for a, b in self._pairs:

@@ -334,3 +334,20 @@ def test_gcm_fast_and_public_paths_agree(fast: bool, monkeypatch: pytest.MonkeyP
         with pytest.raises(PacketError):
             block.decrypt(sealed[:12] + bytes([sealed[12] ^ 1]) + sealed[13:] if n else
                           sealed[:-1] + bytes([sealed[-1] ^ 1]))
+
+
+@pytest.mark.parametrize("cls", [TEA, XTEA])
+def test_parallel_lane_decryption_matches_block_by_block(cls: type,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import kcpsock._tea as tea_module
+
+    cipher = cls(bytes(range(16)))
+    rng = random.Random(5)
+    cases = [bytes(rng.getrandbits(8) for _ in range(n))
+             for n in [*range(0, 70), 199, 200, 201, 511, 1400, 1519, 1520, 1521, 1600]]
+    lanes = [cipher.cfb(c, True) for c in cases]
+    # decryption (lanes) inverts the (always block-by-block) encryption
+    assert [cipher.cfb(cipher.cfb(c, False), True) for c in cases] == cases
+    monkeypatch.setattr(tea_module, "_LANE_MIN_BLOCKS", 10**9)
+    scalar = [cipher.cfb(c, True) for c in cases]
+    assert lanes == scalar
