@@ -351,3 +351,17 @@ def test_parallel_lane_decryption_matches_block_by_block(cls: type,
     monkeypatch.setattr(tea_module, "_LANE_MIN_BLOCKS", 10**9)
     scalar = [cipher.cfb(c, True) for c in cases]
     assert lanes == scalar
+
+
+def test_sm4_parallel_lane_decryption_matches_block_by_block(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import kcpsock._sm4 as sm4_module
+
+    cipher = SM4(bytes(range(16)))
+    rng = random.Random(6)
+    cases = [bytes(rng.getrandbits(8) for _ in range(n))
+             for n in [*range(0, 100), 399, 400, 401, 1400, 1519, 1520, 1521, 1600]]
+    lanes = [cipher.cfb(c, True) for c in cases]
+    assert [cipher.cfb(cipher.cfb(c, False), True) for c in cases] == cases
+    monkeypatch.setattr(sm4_module, "_LANE_MIN_BLOCKS", 10**9)
+    assert [cipher.cfb(c, True) for c in cases] == lanes
