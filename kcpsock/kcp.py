@@ -49,6 +49,7 @@ from __future__ import annotations
 
 from collections import deque
 from itertools import islice
+from operator import itemgetter
 from typing import Any, Optional, Union
 
 from .errors import PacketError
@@ -102,6 +103,7 @@ _M = 0xFFFFFFFF
 _Buf = Union[bytes, bytearray, memoryview]
 _FASTACK_SENTINEL = 0xFFFFFFFF  # kcp-go HEAD: "no more fast/early retransmit until RTO"
 _pack = HEADER.pack
+_second = itemgetter(1)
 _unpack_from = HEADER.unpack_from
 
 
@@ -421,7 +423,7 @@ class KCP:
         if not queue:
             return -1
         if self.stream:
-            return sum(len(d) for _, d in queue)
+            return sum(map(len, map(_second, queue)))
         frg, data = queue[0]
         if frg == 0:
             return len(data)
