@@ -26,6 +26,11 @@ __all__ = ["Twofish"]
 _M32 = 0xFFFFFFFF
 
 # 4-bit permutation tables t0..t3 of q0 and q1 (Twofish paper, section 4.3.5).
+# Lane sizes (blocks) for the parallel decryption; 95 blocks cover 1520 bytes.
+_LANE_CLASSES = (32, 95)
+# Below this many blocks the block-by-block loop is faster than the lanes.
+_LANE_MIN_BLOCKS = 16
+
 _Q_TABLES = (
     (
         (0x8, 0x1, 0x7, 0xD, 0x6, 0xF, 0x3, 0x2, 0x0, 0xB, 0x5, 0x9, 0xE, 0xC, 0xA, 0x4),
@@ -130,6 +135,14 @@ def _rol(x: int, n: int) -> int:
 class Twofish:
     """Twofish with a 16, 24 or 32-byte key, and kcp-go's CFB mode.
 
+    CFB decryption runs on all blocks at once: keystream block i is
+    E(C[i-1]) (C[-1] = IV), so word j of every block is packed into one
+    Python integer, one block per 64-bit lane; additions, XORs and
+    rotations are single big-integer operations (masked to 32 bits per
+    lane), and g is sixteen ``bytes.translate`` calls over byte planes (the
+    key-dependent S-box and MDS column folded into byte tables).
+    Encryption is sequential and stays block by block.
+
     Args:
         key: 16, 24 or 32 bytes.
 
@@ -171,6 +184,13 @@ class Twofish:
             for col in range(4):
                 tables[col][x] = _mds_column(col, y[col])
         self._t = tuple(tuple(t) for t in tables)
+        # The same tables as byte maps for the parallel decryption:
+        # byte_tables[i][r][x] = byte r of T_i[x]; the rotated variant feeds
+        # byte i of b to T_(i+1)%4, which is g(rol(b, 8)).
+        split = tuple(tuple(bytes((t[x] >> (8 * r)) & 255 for x in range(256))
+                            for r in range(4)) for t in tables)
+        self._byte_tables = (split, tuple(split[(i + 1) % 4] for i in range(4)))
+        self._lane_cache: dict[int, tuple[int, tuple[int, ...]]] = {}
         self._iv = self._block(*struct.unpack("<4I", _IV))
 
     def _block(self, a: int, b: int, c: int, d: int) -> tuple[int, int, int, int]:
@@ -195,6 +215,69 @@ class Twofish:
             a = ((a >> 1) | (a << 31)) & m
             b = ((b << 1) ^ (b >> 31) ^ (x + 2 * y + k3)) & m
         return c ^ k[4], d ^ k[5], a ^ k[6], b ^ k[7]
+
+    def _lane_constants(self, lanes: int) -> tuple[int, tuple[int, ...]]:
+        """(32-bit mask per lane, subkeys replicated in every lane)."""
+        found = self._lane_cache.get(lanes)
+        if found is None:
+            rep = ((1 << (64 * lanes)) - 1) // ((1 << 64) - 1)
+            found = (_M32 * rep, tuple(k * rep for k in self._k))
+            self._lane_cache[lanes] = found
+        return found
+
+    def _g_lanes(self, x: int, width: int, tables: tuple[tuple[bytes, ...], ...]) -> int:
+        """g on every lane: byte i of each lane through its four byte tables."""
+        raw = x.to_bytes(width, "little")
+        acc = 0
+        frombytes = int.from_bytes
+        for i in range(4):
+            plane = raw[i::8]
+            t = tables[i]
+            buf = bytearray(width)
+            buf[0::8] = plane.translate(t[0])
+            buf[1::8] = plane.translate(t[1])
+            buf[2::8] = plane.translate(t[2])
+            buf[3::8] = plane.translate(t[3])
+            acc ^= frombytes(buf, "little")
+        return acc
+
+    def _decrypt_lanes(self, data: bytes, nb: int) -> bytes:
+        """CFB decryption of all ``nb`` blocks at once (see the class docstring)."""
+        n = len(data)
+        lanes = next(c for c in _LANE_CLASSES if c >= nb)
+        mask, k = self._lane_constants(lanes)
+        width = 8 * lanes
+        words = struct.unpack(f"<{4 * nb}I", data + bytes(16 * nb - n))
+        pack = struct.Struct(f"<{nb}Q").pack
+        frombytes = int.from_bytes
+        ivw = struct.unpack("<4I", _IV)
+        # cipher input: IV, C[0] .. C[nb-2], word j of every block in one lane int
+        a, b, c, d = (frombytes(pack(ivw[j], *words[j:4 * nb - 4:4]), "little")
+                      for j in range(4))
+        a ^= k[0]
+        b ^= k[1]
+        c ^= k[2]
+        d ^= k[3]
+        g = self._g_lanes
+        t_plain, t_rot = self._byte_tables
+        for r in range(8, 40, 4):
+            x = g(a, width, t_plain)
+            y = g(b, width, t_rot)  # g(rol(b, 8)): the table order shifted
+            c = (c ^ ((x + y + k[r]) & mask))
+            c = ((c >> 1) | (c << 31)) & mask
+            d = ((d << 1) ^ (d >> 31) ^ (x + (y << 1) + k[r + 1])) & mask
+            x = g(c, width, t_plain)
+            y = g(d, width, t_rot)
+            a = (a ^ ((x + y + k[r + 2]) & mask))
+            a = ((a >> 1) | (a << 31)) & mask
+            b = ((b << 1) ^ (b >> 31) ^ (x + (y << 1) + k[r + 3])) & mask
+        keep = (1 << (64 * nb)) - 1  # lanes beyond nb worked on zeros
+        unpack = struct.Struct(f"<{nb}Q").unpack
+        out: list[int] = [0] * (4 * nb)
+        for j, ks in enumerate((c ^ k[4], d ^ k[5], a ^ k[6], b ^ k[7])):
+            y = frombytes(pack(*words[j::4]), "little") ^ (ks & keep)
+            out[j::4] = unpack(y.to_bytes(8 * nb, "little"))
+        return struct.pack(f"<{4 * nb}I", *out)[:n]
 
     def encrypt_block(self, block: bytes) -> bytes:
         """Encrypt one 16-byte block (ECB, for tests).
@@ -223,6 +306,10 @@ class Twofish:
             The transformed packet, same length.
         """
         n = len(data)
+        if decrypt:
+            nb = (n + 15) >> 4
+            if _LANE_MIN_BLOCKS <= nb <= _LANE_CLASSES[-1]:
+                return self._decrypt_lanes(bytes(data), nb)
         nw = (n >> 4) << 2
         words = struct.unpack_from(f"<{nw}I", data)
         out = [0] * nw

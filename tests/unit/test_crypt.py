@@ -365,3 +365,19 @@ def test_sm4_parallel_lane_decryption_matches_block_by_block(
     assert [cipher.cfb(cipher.cfb(c, False), True) for c in cases] == cases
     monkeypatch.setattr(sm4_module, "_LANE_MIN_BLOCKS", 10**9)
     assert [cipher.cfb(c, True) for c in cases] == lanes
+
+
+@pytest.mark.parametrize("key_size", [16, 24, 32])
+def test_twofish_parallel_lane_decryption_matches_block_by_block(
+        key_size: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    import kcpsock._twofish as twofish_module
+
+    cipher = Twofish(bytes(range(key_size)))
+    rng = random.Random(key_size)
+    cases = [bytes(rng.getrandbits(8) for _ in range(n))
+             for n in [0, 1, 15, 16, 17, 255, 256, 257, 511, 512, 513, 1400, 1519, 1520,
+                       1521, 1600]]
+    lanes = [cipher.cfb(c, True) for c in cases]
+    assert [cipher.cfb(cipher.cfb(c, False), True) for c in cases] == cases
+    monkeypatch.setattr(twofish_module, "_LANE_MIN_BLOCKS", 10**9)
+    assert [cipher.cfb(c, True) for c in cases] == lanes
