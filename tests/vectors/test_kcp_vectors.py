@@ -82,7 +82,11 @@ def check_emitted(kcp: KCP, datagrams: list[bytes]) -> None:
 
 
 def replay(exchange: dict[str, Any], side: str) -> tuple[list[bytes], list[bytes]]:
-    """Replay ``side``; return (what our core delivered, what kcp-go's app read)."""
+    """Replay ``side``; return (what our core delivered, what kcp-go's app read).
+
+    Also checks our ACKs by meaning: each echoes the (sn, ts) of a PUSH we
+    received, and every PUSH received is acknowledged explicitly or by una.
+    """
     settings = exchange["settings"]
     incoming = "s2c" if side == "client" else "c2s"
     kcp = KCP(exchange["conv"])
@@ -120,6 +124,19 @@ def replay(exchange: dict[str, Any], side: str) -> tuple[list[bytes], list[bytes
 
     base = 1000
     delivered: list[bytes] = []
+    pushes: set[tuple[int, int]] = set()
+    acked: set[tuple[int, int]] = set()
+    una = 0
+
+    def emit(datagrams: list[bytes]) -> None:
+        nonlocal una
+        check_emitted(kcp, datagrams)
+        for d in datagrams:
+            for h, _ in decode_segments(d):
+                una = max(una, h.una)
+                if h.cmd == 82:
+                    acked.add((h.sn, h.ts))
+
     for t_ms, _, kind, payload in events:
         now = base + int(t_ms)
         if kind == "write":
@@ -128,10 +145,11 @@ def replay(exchange: dict[str, Any], side: str) -> tuple[list[bytes], list[bytes
             else:  # kcp-go's UDPSession.Write cuts messages at mss
                 for i in range(0, len(payload), kcp.mss):
                     kcp.send(payload[i:i + kcp.mss])
-            check_emitted(kcp, kcp.flush(now))
+            emit(kcp.flush(now))
         else:
-            check_emitted(kcp, kcp.input(payload, now, regular=(kind == "input")))
-            check_emitted(kcp, kcp.flush(now))
+            pushes.update((h.sn, h.ts) for h, _ in decode_segments(payload) if h.cmd == 81)
+            emit(kcp.input(payload, now, regular=(kind == "input")))
+            emit(kcp.flush(now))
         while True:
             msg = kcp.recv()
             if msg is None:
@@ -139,6 +157,9 @@ def replay(exchange: dict[str, Any], side: str) -> tuple[list[bytes], list[bytes
             delivered.append(msg)
     reads = [bytes.fromhex(a["hex"]) for a in exchange["app"]
              if a["side"] == side and a["op"] == "read"]
+    assert pushes, "the replayed side received data"
+    assert acked <= pushes  # every ACK echoes a received PUSH's sn and ts
+    assert {sn for sn, _ in pushes} == set(range(una))  # and una covers them all
     return delivered, reads
 
 
