@@ -1063,6 +1063,8 @@ class KCP:
                     self._fastcand = keep
                 if unsent:
                     for seg in islice(snd_buf, nbuf - unsent, nbuf):
+                        if seg[8]:  # acked before it was ever sent (a forged ACK)
+                            continue
                         seg[4] = rx_rto
                         seg[6] = resendts_new
                         seg[5] = 1
@@ -1078,7 +1080,7 @@ class KCP:
                                           len(data)))
                         parts.append(data)
                         size += need
-                    nsegs += unsent
+                        nsegs += 1
                     if dead_link <= 1:
                         self.state = 0xFFFFFFFF
                     self._unsent = 0

@@ -336,3 +336,44 @@ def test_check_is_never_later_than_the_exact_ikcp_check() -> None:
         assert now <= got <= want
         checked += got == want
     assert checked > 2000  # and almost always exactly ikcp's answer
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_flush_shortcut_matches_full_scan_with_odd_acks(seed: int) -> None:
+    """Same comparison, the sender also fed random ACKs (stale, duplicate, future,
+    for segments not sent yet) between ACK-only and full flushes."""
+    from kcpsock.segment import encode_segment
+
+    def trace(scan_always: bool) -> list[bytes]:
+        rng = random.Random(seed)
+        a = KCP(CONV)
+        a.nodelay(rng.choice([0, 1]), 10, rng.choice([0, 1, 2]), rng.choice([0, 1]))
+        a.wndsize(32, 32)
+        a._scan_always = scan_always
+        out: list[bytes] = []
+        now = 1000
+        for step in range(400):
+            if rng.random() < 0.3:
+                a.send(rng.randbytes(rng.randint(1, 3000)))
+            r = rng.random()
+            if r < 0.4:
+                sn = (a.snd_una + rng.randint(-3, a.snd_nxt - a.snd_una + 3)) & 0xFFFFFFFF
+                una = (a.snd_una + rng.choice([0, 0, 0, 1, 2])) & 0xFFFFFFFF
+                ts = (now - rng.randint(0, 300)) & 0xFFFFFFFF
+                out += a.input(encode_segment(CONV, 82, 0, rng.choice([0, 32]), ts, sn, una), now)
+            elif r < 0.5:
+                out += a.flush_acks(now)
+            elif r < 0.8:
+                out += a.flush(now)
+            else:
+                out += a.update(now)
+            out.append(repr((step, a.snd_una, a.snd_nxt, a.cwnd, a.ssthresh, a.state,
+                             a.lost_segs, a.fast_retrans_segs, a.early_retrans_segs,
+                             a.waitsnd())).encode())
+            now += rng.randint(0, 60)
+        return out
+
+    fast = trace(False)
+    assert fast == trace(True)
+    last = fast[-1].decode()  # the final state line: retransmissions did happen
+    assert sum(int(x) for x in last.strip("()").split(", ")[6:9]) > 0, last
