@@ -488,12 +488,19 @@ class Session:
             else:
                 nxt = None
             deltas = self._counter_deltas()
-            gauges = (len(kcp.snd_queue), len(kcp.rcv_queue), len(kcp.snd_buf))
+            gauges = {"RingBufferSndQueue": len(kcp.snd_queue),
+                      "RingBufferRcvQueue": len(kcp.rcv_queue),
+                      "RingBufferSndBuffer": len(kcp.snd_buf)}
+        codec = self._codec
+        if codec is not None:
+            fec = getattr(codec, "fec_counters", None)
+            if fec is not None:
+                gauges["FECShardSet"] = int(fec().get("FECShardSet", 0))
         self._transmit(out)
         if deltas:
             snmp.add_many(deltas)
-        snmp.set_gauges(RingBufferSndQueue=gauges[0], RingBufferRcvQueue=gauges[1],
-                        RingBufferSndBuffer=gauges[2])
+        # kcp-go HEAD: gauges of the last flush of any session
+        snmp.set_gauges(**gauges)
         return nxt
 
     # ------------------------------------------------------------ user calls
