@@ -463,16 +463,33 @@ class KCPSocket:
 
     def setsockopt(self, level: int, optname: int, value: Any, optlen: Optional[int] = None
                    ) -> None:
-        """Set an option on the underlying UDP socket (``socket.setsockopt``)."""
-        sock = self._live()._transport.sock
+        """Set an option on the underlying UDP socket (``socket.setsockopt``).
+
+        ``IPPROTO_TCP``/``TCP_NODELAY`` (set by code written for TCP, e.g.
+        ``StreamRequestHandler.disable_nagle_algorithm``) maps to
+        ``set_write_delay(not value)``; other TCP-level options raise
+        ``OSError(ENOPROTOOPT)`` as on a UDP socket.
+        """
+        session = self._live()
+        if level == socket.IPPROTO_TCP and optname == socket.TCP_NODELAY:
+            session.write_delay = not value
+            return
+        sock = session._transport.sock
         if optlen is None:
             sock.setsockopt(level, optname, value)
         else:
             sock.setsockopt(level, optname, value, optlen)
 
     def getsockopt(self, level: int, optname: int, buflen: Optional[int] = None) -> Any:
-        """Read an option of the underlying UDP socket (``socket.getsockopt``)."""
-        sock = self._live()._transport.sock
+        """Read an option of the underlying UDP socket (``socket.getsockopt``).
+
+        ``IPPROTO_TCP``/``TCP_NODELAY`` reads ``not write_delay`` (see
+        :meth:`setsockopt`).
+        """
+        session = self._live()
+        if level == socket.IPPROTO_TCP and optname == socket.TCP_NODELAY and buflen is None:
+            return int(not session.write_delay)
+        sock = session._transport.sock
         if buflen is None:
             return sock.getsockopt(level, optname)
         return sock.getsockopt(level, optname, buflen)
@@ -656,8 +673,8 @@ class KCPSocket:
     def __repr__(self) -> str:
         s = self._session
         state = self.state
-        parts = [f"<kcpsock.KCPSocket [{state}]" if state != "open" else "<kcpsock.KCPSocket",
-                 f"conv={s.conv:#010x}"]
+        parts = [f"<kcpsock.KCPSocket [{state}]" if state == "closed" else "<kcpsock.KCPSocket",
+                 f"state={state}", f"conv={s.conv:#010x}"]
         if not self._real_closed and s.state is not SessionState.CLOSED:
             try:
                 parts.append(f"laddr={s._transport.sock.getsockname()!r}")

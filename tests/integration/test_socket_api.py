@@ -451,6 +451,15 @@ def test_sockopts_reach_the_udp_socket(
     assert c.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) >= 1 << 17
     c.set_dscp(46)
     assert c.getsockopt(socket.IPPROTO_IP, socket.IP_TOS) == 46 << 2
+    # code written for TCP disables Nagle: that is kcp-go's write delay
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    assert c.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1
+    assert not c.session.write_delay
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 0)
+    assert c.session.write_delay and c.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    with pytest.raises(OSError):
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 1000)
 
 
 def test_accepted_session_refuses_socket_knobs(
@@ -513,6 +522,7 @@ def test_figures_and_repr(pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> 
     assert c.retransmissions >= 0
     r = repr(c)
     assert f"conv={c.conv:#010x}" in r and "raddr=" in r and "laddr=" in r and "srtt=" in r
+    assert "state=open" in r
     assert "Listener" in repr(kcpsock.listen(("127.0.0.1", 0)))
 
 
