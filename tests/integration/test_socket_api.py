@@ -591,3 +591,35 @@ def test_ipv6_loopback() -> None:
             s.sendall(b"back")
             assert c.recv(10) == b"back"
             s.close()
+
+
+def test_stdlib_stream_request_handler_runs_unchanged(
+        pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
+    import socketserver
+
+    c, s = pair
+    seen: list[bytes] = []
+
+    class Upper(socketserver.StreamRequestHandler):
+        timeout = 5
+        disable_nagle_algorithm = True  # setsockopt(IPPROTO_TCP, TCP_NODELAY)
+
+        def handle(self) -> None:
+            for _ in range(3):
+                line = self.rfile.readline()
+                seen.append(line)
+                self.wfile.write(line.upper())
+
+    class FakeServer:
+        pass
+
+    t = threading.Thread(target=Upper, args=(s, c.getsockname(), FakeServer()))
+    t.start()
+    rfile = c.makefile("rb")
+    for word in (b"alpha\n", b"beta\n", b"gamma\n"):
+        c.sendall(word)
+        assert rfile.readline() == word.upper()
+    t.join(5)
+    assert not t.is_alive()
+    assert seen == [b"alpha\n", b"beta\n", b"gamma\n"]
+    rfile.close()
