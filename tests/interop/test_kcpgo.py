@@ -209,3 +209,47 @@ def test_fec_interop_through_lossy_relay(kcppeer: Path, direction: str) -> None:
     # kcpsock's side recovered some of its losses from kcp-go's parity (as
     # a client, or as a listener routing parity, which carries no conv).
     assert kcpsock.snmp.copy().FECRecovered > recovered_before
+
+
+KNOBS = [
+    pytest.param({"mtu": 576, "wnd": 32, "nodelay": (1, 10, 2, 1), "ack_nodelay": True},
+                 id="mtu576-wnd32-acknodelay"),
+    pytest.param({"mtu": 1500, "wnd": 512, "nodelay": (0, 40, 2, 1), "ack_nodelay": False},
+                 id="mtu1500-normal-mode"),
+    pytest.param({"mtu": 1200, "wnd": 128, "nodelay": (0, 100, 0, 0), "ack_nodelay": False},
+                 id="kcpgo-defaults-congestion-control"),
+]
+
+
+@pytest.mark.parametrize("knobs", KNOBS)
+@pytest.mark.parametrize("direction", ["kcpsock-client", "kcpgo-client"])
+def test_other_profiles(kcppeer: Path, knobs: dict[str, Any], direction: str) -> None:
+    """MTU, windows, nodelay profiles and ack-nodelay set alike on both sides."""
+    crypt, fec, stream = "salsa20", (10, 3), False
+    nd, interval, resend, nc = knobs["nodelay"]
+    cfg = KCPConfig(nodelay=nd, interval=interval, resend=resend, nc=bool(nc),
+                    sndwnd=knobs["wnd"], rcvwnd=knobs["wnd"], mtu=knobs["mtu"],
+                    ack_nodelay=knobs["ack_nodelay"], stream=stream)
+    opts = {**options(crypt, fec, stream), "config": cfg}
+    flags = peer_flags(crypt=crypt, ds=fec[0], ps=fec[1], stream=stream,
+                       nodelay=knobs["nodelay"], wnd=(knobs["wnd"], knobs["wnd"]),
+                       mtu=knobs["mtu"], ack_nodelay=knobs["ack_nodelay"])
+    n = 200_000
+    if direction == "kcpsock-client":
+        data = pattern(41, n)
+        with GoServer(kcppeer, "echo-server", flags) as server:
+            sock = kcpsock.dial(server.address, **opts)
+            try:
+                sock.settimeout(IO_TIMEOUT)
+                assert echo_through(sock, data) == data
+            finally:
+                sock.close()
+    else:
+        server = KCPSockEchoServer(**opts)
+        try:
+            result = run_client(kcppeer, "echo-client", server.address,
+                                [*flags, f"-bytes={n}", "-seed=43"], timeout=IO_TIMEOUT)
+        finally:
+            server.close()
+        assert result["bytes"] == str(n)
+        assert bytes(server.received) == pattern(43, n)
