@@ -73,6 +73,8 @@ snmp.set_lock(threading.Lock())
 
 #: Datagrams taken from the kernel per receiver wake-up.
 BATCH = 64
+#: Most (address, conv) pairs a listener's blacklist remembers.
+BLACKLIST_MAX = 65536
 #: Receive buffer: kcp-go's mtuLimit (larger datagrams are truncated, then rejected).
 RECV_SIZE = MTU_LIMIT
 _KCP_OVERHEAD = 24
@@ -996,15 +998,27 @@ class ListenerCore:
         return False
 
     def _blacklist_add(self, key: tuple[Address, int]) -> None:
-        """Add or refresh a key (listener lock held); purge expired ones lazily."""
+        """Add or refresh a key (listener lock held); purge expired ones lazily.
+
+        Entries are kept in expiry order (a refreshed key moves to the end),
+        so purging looks only at the front; at most :data:`BLACKLIST_MAX`
+        entries are kept (the oldest go first).
+        """
         if self.blacklist_ttl <= 0:
             return
         now = time.monotonic()
-        self._blacklist[key] = now + self.blacklist_ttl
-        if now - self._last_purge > 1.0 and len(self._blacklist) > 64:
+        bl = self._blacklist
+        bl.pop(key, None)
+        bl[key] = now + self.blacklist_ttl
+        if len(bl) > BLACKLIST_MAX or now - self._last_purge > 1.0:
             self._last_purge = now
-            for k in [k for k, t in self._blacklist.items() if t <= now]:
-                del self._blacklist[k]
+            stale: list[tuple[Address, int]] = []
+            for k, expiry in bl.items():
+                if expiry > now and len(bl) - len(stale) <= BLACKLIST_MAX:
+                    break
+                stale.append(k)
+            for k in stale:
+                del bl[k]
 
     def _on_batch(self, batch: list[tuple[bytes, Address]]) -> None:
         codec = self._codec
