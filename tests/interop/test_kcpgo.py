@@ -253,3 +253,62 @@ def test_other_profiles(kcppeer: Path, knobs: dict[str, Any], direction: str) ->
             server.close()
         assert result["bytes"] == str(n)
         assert bytes(server.received) == pattern(43, n)
+
+
+def test_stdlib_stream_handler_serves_a_kcpgo_client(kcppeer: Path) -> None:
+    """kcpsock.socketserver + socketserver.StreamRequestHandler, unchanged,
+    serving the real kcp-go client (aes + FEC 10/3, stream mode)."""
+    import socketserver
+
+    from kcpsock.socketserver import ThreadingKCPServer
+
+    n = 200_000
+    received = bytearray()
+
+    class Echo(socketserver.StreamRequestHandler):
+        timeout = IO_TIMEOUT
+
+        def handle(self) -> None:
+            while len(received) < n:
+                data = self.rfile.read1(65536)
+                if not data:
+                    return
+                received.extend(data)
+                self.wfile.write(data)
+
+    crypt, fec, stream = "aes", (10, 3), True
+    server = ThreadingKCPServer(("127.0.0.1", 0), Echo, **options(crypt, fec, stream))
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.5},
+                              daemon=True)
+    thread.start()
+    try:
+        result = run_client(kcppeer, "echo-client", server.server_address[:2],
+                            [*go_flags(crypt, fec, stream), f"-bytes={n}", "-seed=47"],
+                            timeout=IO_TIMEOUT)
+    finally:
+        server.shutdown()
+        thread.join(IO_TIMEOUT)
+        server.server_close()
+    assert result["bytes"] == str(n)
+    assert bytes(received) == pattern(47, n)
+
+
+def test_kcpgo_client_with_wrong_key_opens_no_session(kcppeer: Path) -> None:
+    """Packets under another key fail the CRC: counted, dropped, no session."""
+    import subprocess
+
+    server = KCPSockEchoServer(**options("aes", (0, 0), False))
+    before = kcpsock.snmp.copy().InCsumErrors
+    try:
+        host, port = server.address
+        proc = subprocess.run(
+            [str(kcppeer), "-mode=echo-client", f"-connect={host}:{port}", "-timeout=1s",
+             "-bytes=10000", *peer_flags(crypt="aes", key="another password")],
+            capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+        )
+        assert proc.returncode != 0 and "timeout" in proc.stdout
+        assert server.listener.session_count == 0
+        assert server.session is None
+    finally:
+        server.close()
+    assert kcpsock.snmp.copy().InCsumErrors > before
