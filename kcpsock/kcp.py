@@ -207,8 +207,9 @@ class KCP:
         self._unsent = 0  # the last _unsent segments of snd_buf were never sent
         self._fastcand: dict[int, _Seg] = {}  # sn -> segment with 0 < fastack != sentinel
         self._min_resend = 0  # lower bound of the resend times of sent, unacked segments
-        # the sent segments of snd_buf not known to be acked, in sn order
-        # (acked ones are dropped lazily); parse_fastack walks only these
+        # the sent segments of snd_buf that may still count skipping ACKs (not
+        # acked, no fastack sentinel), in sn order; dropped lazily, rebuilt by
+        # the full scan; parse_fastack walks only these
         self._inflight: deque[_Seg] = deque()
 
         self.in_segs = 0
@@ -742,12 +743,14 @@ class KCP:
             if ((ssn - sn) & _M) < 0x80000000:  # at or after the acked one: stop
                 break
             i += 1
-            if seg[8]:  # selectively acked: drop
+            if seg[8] or seg[7] == _FASTACK_SENTINEL:
+                # selectively acked, or waiting for its RTO (the full scan that
+                # resets it rebuilds _inflight): drop
                 continue
             keep.append(seg)
-            # sent no later than the acked one, and not waiting for its RTO
+            # sent no later than the acked one
             d = (seg[3] - ts) & _M
-            if (d == 0 or d >= 0x80000000) and seg[7] != _FASTACK_SENTINEL:
+            if d == 0 or d >= 0x80000000:
                 seg[7] += 1
                 if seg[7] >= threshold:
                     reached = True
@@ -946,6 +949,8 @@ class KCP:
                 # a retransmission timer may have expired: kcp-go's full scan
                 nodelay = self.nodelay_
                 cand: dict[int, _Seg] = {}
+                inflight: deque[_Seg] = deque()  # rebuilt: RTOs make segments count again
+                keep_inflight = inflight.append
                 min_resend = -1
                 min_d = 0x80000000
                 for seg in snd_buf:
@@ -955,7 +960,6 @@ class KCP:
                     if seg[5] == 0:  # initial transmit
                         seg[4] = rx_rto
                         seg[6] = resendts_new
-                        inflight_append(seg)
                     elif fastack >= resent and fastack != _FASTACK_SENTINEL:
                         seg[7] = _FASTACK_SENTINEL  # no more until an RTO resets it
                         seg[4] = rx_rto
@@ -978,8 +982,10 @@ class KCP:
                         if d < min_d:
                             min_d = d
                             min_resend = seg[6]
-                        if 0 < fastack != _FASTACK_SENTINEL:
-                            cand[seg[0]] = seg
+                        if fastack != _FASTACK_SENTINEL:
+                            keep_inflight(seg)
+                            if fastack:
+                                cand[seg[0]] = seg
                         continue
                     seg[5] += 1
                     seg[3] = current
@@ -999,9 +1005,12 @@ class KCP:
                     if d < min_d:
                         min_d = d
                         min_resend = seg[6]
-                    if 0 < seg[7] != _FASTACK_SENTINEL:  # an initial send keeps its count
-                        cand[seg[0]] = seg
+                    if seg[7] != _FASTACK_SENTINEL:
+                        keep_inflight(seg)
+                        if seg[7]:  # an initial send keeps its count
+                            cand[seg[0]] = seg
                 self._fastcand = cand
+                self._inflight = inflight
                 self._unsent = 0
                 if min_resend >= 0:
                     self._min_resend = min_resend
@@ -1131,8 +1140,8 @@ class KCP:
             self.early_retrans_segs += early
         if not self.nocwnd:
             if change:
-                inflight = (self.snd_nxt - self.snd_una) & _M
-                self.ssthresh = max(inflight // 2, IKCP_THRESH_MIN)
+                in_flight = (self.snd_nxt - self.snd_una) & _M
+                self.ssthresh = max(in_flight // 2, IKCP_THRESH_MIN)
                 self.cwnd = (self.ssthresh + resent) & _M  # kcp-go: wraps when resent = 2**32-1
                 self.incr = (self.cwnd * self.mss) & _M
             if lost:
