@@ -233,11 +233,21 @@ class PacketCodec:
         join = b"".join
         encrypt = block.encrypt
         out = []
+        if rand == self._urandom_batched and self._nonce_off + NONCE_SIZE * len(packets) <= len(
+                self._nonce_buf):
+            # the common case, inlined: nonces sliced from the urandom batch
+            buf, off = self._nonce_buf, self._nonce_off
+            for p in packets:
+                end = off + NONCE_SIZE
+                # kcp-go output: nonce, then CRC-32 (IEEE) of the body, little-endian
+                out.append(encrypt(join((buf[off:end], pack_crc(crc32(p)), p))))
+                off = end
+            self._nonce_off = off
+            return out
         for p in packets:
             nonce = rand(NONCE_SIZE)
             if len(nonce) != NONCE_SIZE:
                 raise ValueError(f"random_bytes({NONCE_SIZE}) returned {len(nonce)} bytes")
-            # kcp-go output: nonce, then CRC-32 (IEEE) of the body, little-endian
             out.append(encrypt(join((nonce, pack_crc(crc32(p)), p))))
         return out
 

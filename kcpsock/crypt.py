@@ -371,9 +371,12 @@ class _RawCFB:
         except IndexError:
             entry = self._new_entry()
         state, buf = entry[1], entry[2]
-        if m > _BUF_SIZE:
+        if m <= _BUF_SIZE:
+            size = _SZ[m]
+        else:
             buf = ctypes.create_string_buffer(m)
-        if self._dec_f(state, self._iv, buf, _SZ[b]) or self._enc_f(state, packet, buf, _size(m)):
+            size = ctypes.c_size_t(m)
+        if self._dec_f(state, self._iv, buf, _SZ[b]) or self._enc_f(state, packet, buf, size):
             raise ValueError("pycryptodome CFB failed")  # pragma: no cover
         out: bytes = buf.raw[:n]
         self._pool.append(entry)

@@ -319,3 +319,14 @@ def test_bytes_like_inputs() -> None:
     (wire,) = codec.encode(bytearray(dg))
     assert codec.decode(memoryview(wire))[0] == dg
     assert "PacketCodec(block=" in repr(codec)
+
+
+def test_default_nonces_are_distinct_across_urandom_batches() -> None:
+    codec = PacketCodec(new_block_crypt("none", b""), 10, 3)  # default os.urandom
+    nonces = []
+    for i in range(600):  # 780 packets: crosses several 4 KiB urandom batches
+        for wire in codec.encode(_kcp_datagram(sn=i)):
+            assert wire[16:20] == zlib.crc32(wire[20:]).to_bytes(4, "little")
+            nonces.append(wire[:16])
+    assert len(nonces) == 780
+    assert len(set(nonces)) == 780
