@@ -335,3 +335,30 @@ def test_fast_retransmit_once_per_rto_cycle() -> None:
 def test_struct_is_little_endian_u32() -> None:
     raw = encode_segment(0xDEADBEEF, 82, 0, 1, 2, 3, 4)
     assert struct.unpack("<I", raw[:4])[0] == 0xDEADBEEF
+
+
+def test_update_flushes_every_interval_and_check_tells_when() -> None:
+    k = KCP(CONV)
+    k.nodelay(0, 100, 0, 1)
+    k.rx_rto = 130
+    assert k.check(7) == 7  # never updated: at once
+    k.send(b"a")
+    assert segs(k.update(1000)) == [(81, 0, 0, 1)]  # first update flushes; resend at 1130
+    assert k.update(1050) == []  # not due before 1100
+    assert k.check(1050) == 1100
+    k.send(b"b")
+    assert k.check(1060) == 1100  # queued data waits for the next flush, as ikcp_check
+    assert segs(k.update(1100)) == [(81, 0, 1, 1)]
+    assert k.check(1100) == 1130  # the first segment's timeout is before the next interval
+    out = k.update(1130)
+    assert out == []  # ikcp_update only flushes on its interval ...
+    out = k.update(1200)
+    assert (81, 0, 0, 1) in segs(out) and k.lost_segs == 1  # ... then resends
+    # flush() reschedules like kcp-go HEAD's session: min(interval, next resend)
+    k2 = KCP(CONV)
+    k2.nodelay(1, 100, 0, 1)
+    k2.rx_rto = 40
+    k2.send(b"c")
+    k2.flush(0)
+    assert k2.next_update_ms == 40 and k2.check(0) == 40
+    assert k2.check(41) == 41
