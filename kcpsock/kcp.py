@@ -553,7 +553,42 @@ class KCP:
         hdrs: Any
         if n == 24 + h[7] and h[0] == self.conv and 81 <= h[1] <= 84:
             if h[1] == 81:
-                return self._input_push(datagram, h, now_ms, regular, ack_nodelay)
+                # The hot path: exactly one PUSH.  Does what the loop below
+                # does for one PUSH, with fewer steps; keep the two in step.
+                _, _, frg, wnd, ts, sn, una, _ = h
+                if regular:
+                    self.rmt_wnd = wnd
+                snd_buf = self.snd_buf
+                advanced = False
+                if snd_buf and 0 < ((una - snd_buf[0][0]) & _M) < 0x80000000:
+                    self._parse_una(una)
+                    advanced = True
+                rcv_nxt = self.rcv_nxt
+                rcv_wnd = self.rcv_wnd
+                acklist = self.acklist
+                if ((sn - rcv_nxt - rcv_wnd) & _M) >= 0x80000000:  # sn < rcv_nxt + rcv_wnd
+                    acklist.append((sn, ts))
+                    rcv_queue = self.rcv_queue
+                    rcv_buf = self.rcv_buf
+                    if sn == rcv_nxt and not rcv_buf and len(rcv_queue) < rcv_wnd:
+                        rcv_queue.append((frg, datagram[24:]))
+                        self.rcv_nxt = (sn + 1) & _M
+                    elif ((sn - rcv_nxt) & _M) < 0x80000000 and sn not in rcv_buf:
+                        rcv_buf[sn] = (frg, datagram[24:])
+                        if sn == rcv_nxt:
+                            self._refill()
+                    elif regular:
+                        self.repeat_segs += 1
+                elif regular:
+                    self.repeat_segs += 1
+                self.in_segs += 1
+                if advanced:
+                    if not self.nocwnd and self.cwnd < self.rmt_wnd:
+                        self._grow_cwnd()
+                    return self._flush(now_ms & _M, True)
+                if len(acklist) >= self.mtu // 24 or (ack_nodelay and acklist):
+                    return self._flush(now_ms & _M, False)
+                return []
             hdrs = ((h, 24),)  # one valid segment
         else:
             hdrs = self._validate(datagram, n)
@@ -623,48 +658,6 @@ class KCP:
             return self._flush(current, True)
         if acklist and (len(acklist) >= self.mtu // 24 or ack_nodelay):
             return self._flush(current, False)
-        return []
-
-    def _input_push(self, datagram: bytes, h: tuple[int, ...], now_ms: int, regular: bool,
-                    ack_nodelay: bool) -> list[bytes]:
-        """input() for a datagram of exactly one valid PUSH segment (the hot path).
-
-        Does what the general loop of :meth:`input` does for one PUSH, with
-        fewer steps; keep the two in step.
-        """
-        _, _, frg, wnd, ts, sn, una, _ = h
-        if regular:
-            self.rmt_wnd = wnd
-        snd_buf = self.snd_buf
-        advanced = False
-        if snd_buf and 0 < ((una - snd_buf[0][0]) & _M) < 0x80000000:
-            self._parse_una(una)
-            advanced = True
-        rcv_nxt = self.rcv_nxt
-        rcv_wnd = self.rcv_wnd
-        acklist = self.acklist
-        if ((sn - rcv_nxt - rcv_wnd) & _M) >= 0x80000000:  # sn < rcv_nxt + rcv_wnd
-            acklist.append((sn, ts))
-            rcv_queue = self.rcv_queue
-            rcv_buf = self.rcv_buf
-            if sn == rcv_nxt and not rcv_buf and len(rcv_queue) < rcv_wnd:
-                rcv_queue.append((frg, datagram[24:]))
-                self.rcv_nxt = (sn + 1) & _M
-            elif ((sn - rcv_nxt) & _M) < 0x80000000 and sn not in rcv_buf:
-                rcv_buf[sn] = (frg, datagram[24:])
-                if sn == rcv_nxt:
-                    self._refill()
-            elif regular:
-                self.repeat_segs += 1
-        elif regular:
-            self.repeat_segs += 1
-        self.in_segs += 1
-        if advanced:
-            if not self.nocwnd and self.cwnd < self.rmt_wnd:
-                self._grow_cwnd()
-            return self._flush(now_ms & _M, True)
-        if acklist and (len(acklist) >= self.mtu // 24 or ack_nodelay):
-            return self._flush(now_ms & _M, False)
         return []
 
     def _parse_una(self, una: int) -> None:
