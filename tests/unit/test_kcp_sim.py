@@ -9,6 +9,7 @@ resumes; sequence-number and timestamp wrap-around; the dead-link flag.
 from __future__ import annotations
 
 import random
+import zlib
 from typing import Optional
 
 import pytest
@@ -67,7 +68,7 @@ def random_messages(rng: random.Random, count: int, max_len: int) -> list[bytes]
 @pytest.mark.parametrize("loss", [0.0, 0.1, 0.2, 0.3])
 @pytest.mark.parametrize("profile", list(PROFILES), ids=list(PROFILES))
 def test_exactly_once_in_order_message_mode(profile: str, loss: float) -> None:
-    rng = random.Random(hash((profile, loss)) & 0xFFFF)
+    rng = random.Random(zlib.crc32(repr((profile, loss)).encode()))  # stable across runs
     pair = make_pair(PROFILES[profile], loss=loss, seed=rng.randint(0, 10**6))
     msgs = random_messages(rng, 80, 4000)
     back = random_messages(rng, 20, 300)
@@ -87,10 +88,11 @@ def test_exactly_once_in_order_message_mode(profile: str, loss: float) -> None:
     assert got_b == msgs  # every message once, in order, intact
     assert got_a == back
     assert pair.ab.dropped > 0 or loss == 0
-    # nothing more arrives later (no duplicate delivery)
+    # everything gets acknowledged, and nothing more arrives (no duplicate delivery)
+    assert pair.run_until(lambda: pair.a.waitsnd() == 0 and pair.b.waitsnd() == 0, 120_000,
+                          tick=5)
     pair.run_until(lambda: False, 2000, tick=5)
     assert pair.b.recv() is None and pair.a.recv() is None
-    assert pair.a.waitsnd() == 0 and pair.b.waitsnd() == 0
     assert not pair.a.is_dead and not pair.b.is_dead
 
 
