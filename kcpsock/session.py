@@ -350,9 +350,18 @@ class Session:
         if dead or (room > (snd_wnd >> 2) if hysteresis else room > 0):
             self._writable.notify_all()
 
-    def _transmit(self, datagrams: list[bytes]) -> None:
-        """Encode and send datagrams produced by KCP (never under ``_lock``)."""
+    def _transmit(self, datagrams: list[bytes],
+                  counts: Optional[list[tuple[str, int]]] = None) -> None:
+        """Encode and send datagrams produced by KCP (never under ``_lock``).
+
+        Args:
+            datagrams: KCP datagrams.
+            counts: other SNMP increments of the caller, added to the global
+                counters together with OutPkts/OutBytes (one lock round).
+        """
         if not datagrams:
+            if counts:
+                snmp.add_many(counts)
             return
         codec = self._codec
         dup = self.dup
@@ -402,7 +411,12 @@ class Session:
         if sent:
             self.packets_out += sent
             self.wire_bytes_out += nbytes
-            snmp.add_many((("OutPkts", sent), ("OutBytes", nbytes)))
+            if counts is None:
+                counts = []
+            counts.append(("OutPkts", sent))
+            counts.append(("OutBytes", nbytes))
+        if counts:
+            snmp.add_many(counts)
 
     # ----------------------------------------------------------------- input
 
@@ -455,15 +469,14 @@ class Session:
             deltas = self._counter_deltas()
             need_timer = self.updater_deadline is None and self._opened
             deadline = _deadline_from(now, kcp.check(now)) if need_timer else 0
-        self._transmit(out)
-        if need_timer:
-            updater.schedule(self, deadline)
         self.packets_in += len(payloads)
         self.wire_bytes_in += nbytes
         deltas.append(("InPkts", len(payloads)))
         deltas.append(("InBytes", nbytes))
         deltas.extend(errors.items())
-        snmp.add_many(deltas)
+        self._transmit(out, deltas)
+        if need_timer:
+            updater.schedule(self, deadline)
         return accepted
 
     def on_timer(self, now: int) -> Optional[int]:
@@ -648,12 +661,11 @@ class Session:
                     # (room that the input path's hysteresis did not announce
                     # is used rather than reported as a timeout)
                     raise KCPTimeoutError()
-        self._transmit(out)
-        if need_timer:
-            updater.schedule(self, timer_at)
         self.bytes_sent += n
         deltas.append(("BytesSent", n))
-        snmp.add_many(deltas)
+        self._transmit(out, deltas)
+        if need_timer:
+            updater.schedule(self, timer_at)
         return n
 
     def readable(self) -> bool:
