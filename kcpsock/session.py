@@ -18,6 +18,9 @@ Threads::
 
 Invariants:
 
+* Locks are re-entrant: a ``KCPSocket`` collected by the cyclic GC closes
+  its session from whatever thread the collection runs on, possibly one
+  already holding a kcpsock lock; that must not deadlock.
 * ``Session._lock`` guards the KCP object and the session state.  Nothing
   blocking runs under it: datagrams produced under the lock are encoded and
   sent after it is released; no user callback is ever called.  The only
@@ -69,7 +72,7 @@ __all__ = ["ListenerCore", "Session", "SessionState", "make_codec"]
 _log = logging.getLogger("kcpsock.session")
 
 # The global counters get a real lock as soon as an I/O layer exists.
-snmp.set_lock(threading.Lock())
+snmp.set_lock(threading.RLock())
 
 #: Datagrams taken from the kernel per receiver wake-up.
 BATCH = 64
@@ -251,8 +254,8 @@ class Session:
         self._codec: Optional[_Codec] = codec
         self._listener = listener
         self.passive = listener is not None
-        self._lock = threading.Lock()
-        self._tx_lock = threading.Lock()
+        self._lock = threading.RLock()
+        self._tx_lock = threading.RLock()
         self._readable = threading.Condition(self._lock)
         self._writable = threading.Condition(self._lock)
         self.state = SessionState.OPEN
@@ -977,7 +980,7 @@ class ListenerCore:
             sock.settimeout(None)
         self._transport = _Transport(sock, owned=owned, connected=False)
         self.sock = sock
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._accept_cond = threading.Condition(self._lock)
         self._sessions: dict[tuple[Address, int], Session] = {}
         self._by_addr: dict[Address, Session] = {}

@@ -72,7 +72,7 @@ class Updater:
     """
 
     def __init__(self, name: str = "kcpsock-updater") -> None:
-        self._cond = threading.Condition(threading.Lock())
+        self._cond = threading.Condition(threading.RLock())
         self._heap: list[_Entry] = []
         self._seq = itertools.count(1)
         self._thread: Optional[threading.Thread] = None
