@@ -455,6 +455,8 @@ class Session:
         out: list[bytes] = []
         with self._lock:
             if self.state is SessionState.CLOSED:
+                if errors:
+                    snmp.add_many(errors)
                 return 0
             kcp = self.kcp
             now = now_ms()
@@ -514,9 +516,7 @@ class Session:
             fec = getattr(codec, "fec_counters", None)
             if fec is not None:
                 gauges["FECShardSet"] = int(fec().get("FECShardSet", 0))
-        self._transmit(out)
-        if deltas:
-            snmp.add_many(deltas)
+        self._transmit(out, deltas)
         # kcp-go HEAD: gauges of the last flush of any session
         snmp.set_gauges(**gauges)
         return nxt
