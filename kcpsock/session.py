@@ -646,11 +646,14 @@ class Session:
                 if waitsnd < snd_wnd:
                     mss = kcp.mss
                     n = min(total, (snd_wnd - waitsnd) * mss)
-                    pos = 0
-                    while pos < n:
-                        end = min(pos + mss, n)
-                        kcp.send(view[pos:end].tobytes())
-                        pos = end
+                    if n <= mss and type(data) is bytes:
+                        kcp.send(data if n == total else data[:n])  # no copy
+                    else:
+                        pos = 0
+                        while pos < n:
+                            end = min(pos + mss, n)
+                            kcp.send(view[pos:end].tobytes())
+                            pos = end
                     now = now_ms()
                     if not self.write_delay or kcp.waitsnd() >= snd_wnd:
                         out = kcp.flush(now)
