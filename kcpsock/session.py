@@ -49,6 +49,7 @@ import errno
 import logging
 import select
 import socket
+import sys
 import threading
 import time
 import weakref
@@ -68,6 +69,12 @@ from .stats import snmp
 from .updater import now_ms, updater
 
 __all__ = ["ListenerCore", "Session", "SessionState", "make_codec"]
+
+if sys.version_info < (3, 10):
+    class _Timeout(KCPTimeoutError, socket.timeout):
+        """Python 3.9: socket.timeout is not TimeoutError yet; be both."""
+else:
+    _Timeout = KCPTimeoutError
 
 _log = logging.getLogger("kcpsock.session")
 
@@ -591,7 +598,7 @@ class Session:
                 if deadline == 0:
                     raise KCPBlockingIOError()
                 if not _wait(self._readable, deadline):
-                    raise KCPTimeoutError()
+                    raise _Timeout()
             if self._signal is not None and not self._pending and kcp.peek_size() <= 0:
                 self._signal.clear()
         n = len(data)
@@ -666,7 +673,7 @@ class Session:
                 if not _wait(self._writable, deadline) and kcp.waitsnd() >= kcp.snd_wnd:
                     # (room that the input path's hysteresis did not announce
                     # is used rather than reported as a timeout)
-                    raise KCPTimeoutError()
+                    raise _Timeout()
         self.bytes_sent += n
         deltas.append(("BytesSent", n))
         self._transmit(out, deltas)
@@ -1201,7 +1208,7 @@ class ListenerCore:
                 if deadline == 0:
                     raise KCPBlockingIOError()
                 if not _wait(self._accept_cond, deadline):
-                    raise KCPTimeoutError()
+                    raise _Timeout()
 
     def signal_fileno(self) -> int:
         """Return a file descriptor readable while :meth:`accept` would not block."""
