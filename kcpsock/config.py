@@ -102,6 +102,9 @@ class KCPConfig:
     """Listener: live sessions at most; new conversations beyond it are dropped."""
     blacklist_ttl: float = 600.0
     """Listener: seconds during which a closed (address, conv) cannot be reopened; 0 disables."""
+    linger: float = 0.0
+    """Seconds ``close()`` waits for queued and unacknowledged data to be acknowledged
+    (like SO_LINGER); 0 is kcp-go's behaviour: one last flush, best effort."""
 
     PRESETS: ClassVar[dict[str, tuple[int, int, int, bool]]] = PRESETS
 
@@ -126,6 +129,12 @@ class KCPConfig:
             _check_int("write_buffer", self.write_buffer, 1)
         _check_int("backlog", self.backlog, 1)
         _check_int("max_sessions", self.max_sessions, 1)
+        for name in ("linger",):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise TypeError(f"{name} must be a number, not {type(value).__name__}")
+            if not 0 <= value < float("inf"):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
         ttl = self.blacklist_ttl
         if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
             raise TypeError(f"blacklist_ttl must be a number, not {type(ttl).__name__}")

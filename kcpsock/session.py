@@ -279,6 +279,8 @@ class Session:
         self.ack_nodelay = config.ack_nodelay
         self.write_delay = config.write_delay
         self.dup = config.dup
+        #: seconds close() waits for unacknowledged data (0: kcp-go's one flush)
+        self.linger = float(config.linger)
         # per-session figures
         self.bytes_sent = 0
         self.bytes_received = 0
@@ -732,9 +734,14 @@ class Session:
     def close(self) -> None:
         """Close: one last flush (best effort), wake every waiter, free resources.
 
-        Idempotent.  A dialed session stops its receiver and closes the socket
-        if it created it; a listener session leaves its listener.
+        Idempotent.  With :attr:`linger` > 0 it first waits (at most that many
+        seconds) until everything sent was acknowledged, the link died or
+        the peer stopped acknowledging.  A dialed session stops its receiver
+        and closes the socket if it created it; a listener session leaves its
+        listener.
         """
+        if self.linger > 0:
+            self._linger(time.monotonic() + self.linger)
         with self._lock:
             if self.state is SessionState.CLOSED:
                 return
@@ -761,6 +768,16 @@ class Session:
             listener._forget(self)
         else:
             self._stop_receiver()
+
+    def _linger(self, deadline: float) -> None:
+        """Wait until nothing is queued or in flight (SO_LINGER), or ``deadline``."""
+        with self._lock:
+            kcp = self.kcp
+            while (self.state is SessionState.OPEN and not kcp.is_dead
+                   and kcp.waitsnd() > 0):
+                self._arm_locked()
+                if not _wait(self._writable, deadline):
+                    return
 
     # ----------------------------------------------------- dialed sessions
 

@@ -25,6 +25,7 @@ import errno
 import io
 import os
 import socket
+import struct
 import time
 from typing import Any, Optional, Union
 
@@ -467,12 +468,19 @@ class KCPSocket:
 
         ``IPPROTO_TCP``/``TCP_NODELAY`` (set by code written for TCP, e.g.
         ``StreamRequestHandler.disable_nagle_algorithm``) maps to
-        ``set_write_delay(not value)``; other TCP-level options raise
+        ``set_write_delay(not value)``; ``SOL_SOCKET``/``SO_LINGER`` (a packed
+        ``struct linger``) sets how long :meth:`close` waits for
+        acknowledgements (``KCPConfig.linger``); other TCP-level options raise
         ``OSError(ENOPROTOOPT)`` as on a UDP socket.
         """
         session = self._live()
         if level == socket.IPPROTO_TCP and optname == socket.TCP_NODELAY:
             session.write_delay = not value
+            return
+        if level == socket.SOL_SOCKET and optname == socket.SO_LINGER:
+            # struct linger {int l_onoff; int l_linger;}: close() waits for ACKs
+            onoff, secs = struct.unpack("ii", bytes(value)[:8])
+            session.linger = float(secs) if onoff else 0.0
             return
         sock = session._transport.sock
         if optlen is None:
@@ -489,6 +497,11 @@ class KCPSocket:
         session = self._live()
         if level == socket.IPPROTO_TCP and optname == socket.TCP_NODELAY and buflen is None:
             return int(not session.write_delay)
+        if level == socket.SOL_SOCKET and optname == socket.SO_LINGER:
+            linger = session.linger
+            packed = struct.pack("ii", 1 if linger > 0 else 0, int(linger))
+            # as the OS: an int (l_onoff) without buflen, the struct with it
+            return packed[:buflen] if buflen is not None else int(linger > 0)
         sock = session._transport.sock
         if buflen is None:
             return sock.getsockopt(level, optname)

@@ -623,3 +623,39 @@ def test_stdlib_stream_request_handler_runs_unchanged(
     assert not t.is_alive()
     assert seen == [b"alpha\n", b"beta\n", b"gamma\n"]
     rfile.close()
+
+
+def test_linger_close_waits_for_acknowledgement(listener: kcpsock.Listener) -> None:
+    # sendall only queues; with linger, close() returns once the peer has it all
+    c, s = connect(listener, sndwnd=64, rcvwnd=64, linger=10.0)
+    s.set_window_size(64, 64)
+    data = os.urandom(600_000)
+    got = bytearray()
+
+    def reader() -> None:
+        while len(got) < len(data):
+            chunk = s.recv(65536)
+            if not chunk:
+                return
+            got.extend(chunk)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    c.sendall(data)
+    c.close()  # waits for the ACKs
+    assert c.session.kcp.waitsnd() == 0
+    t.join(10)
+    assert bytes(got) == data
+    s.close()
+
+
+def test_so_linger_option(pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
+    import struct
+
+    c, _ = pair
+    assert c.getsockopt(socket.SOL_SOCKET, socket.SO_LINGER) == 0
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 3))
+    assert c.session.linger == 3.0
+    assert struct.unpack("ii", c.getsockopt(socket.SOL_SOCKET, socket.SO_LINGER, 8)) == (1, 3)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 0, 0))
+    assert c.session.linger == 0.0

@@ -53,7 +53,7 @@ def test_unknown_preset() -> None:
     ("mtu", 49), ("mtu", 1501), ("nodelay", -1), ("resend", -1), ("dup", -1),
     ("dead_link", 0), ("dscp", 64), ("read_buffer", 0), ("write_buffer", -5),
     ("backlog", 0), ("max_sessions", 0), ("blacklist_ttl", -1.0),
-    ("blacklist_ttl", float("nan")),
+    ("blacklist_ttl", float("nan")), ("linger", -1), ("linger", float("inf")),
 ])
 def test_out_of_range_names_the_field(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=field):
@@ -62,7 +62,7 @@ def test_out_of_range_names_the_field(field: str, value: object) -> None:
 
 @pytest.mark.parametrize(("field", "value"), [
     ("interval", 10.5), ("sndwnd", "32"), ("nc", 1), ("stream", "yes"),
-    ("ack_nodelay", None), ("mtu", True), ("blacklist_ttl", "600"),
+    ("ack_nodelay", None), ("mtu", True), ("blacklist_ttl", "600"), ("linger", "1"),
 ])
 def test_wrong_type_names_the_field(field: str, value: object) -> None:
     with pytest.raises(TypeError, match=field):
