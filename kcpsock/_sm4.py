@@ -20,6 +20,9 @@ packet (CRYPTO.md section 4).  Pure module: no I/O, no clock, no randomness.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
+
+from ._cfb import WordCFB
 
 __all__ = ["SM4"]
 
@@ -88,13 +91,8 @@ def _round_tables() -> tuple[tuple[int, ...], ...]:
 
 _T0, _T1, _T2, _T3 = _round_tables()
 
-# Lane sizes (blocks) for the parallel decryption; 95 blocks cover 1520 bytes.
-_LANE_CLASSES = (12, 32, 95)
-# Below this many blocks the block-by-block loop is faster than the lanes.
-_LANE_MIN_BLOCKS = 5
 
-
-class SM4:
+class SM4(WordCFB):
     """SM4 with a 16-byte key, and kcp-go's CFB mode.
 
     CFB decryption runs on all blocks at once: keystream block i is
@@ -112,6 +110,13 @@ class SM4:
         ValueError: if the key is not 16 bytes long.
     """
 
+    _words = 4
+    _order = ">"
+    # Lane sizes (blocks) for the parallel decryption; 95 blocks cover 1520 bytes.
+    _lane_classes = (12, 32, 95)
+    # Below this many blocks the block-by-block loop is faster than the lanes.
+    _lane_min_blocks = 5
+
     def __init__(self, key: bytes) -> None:
         if len(key) != 16:
             raise ValueError("SM4 key must be 16 bytes")
@@ -124,8 +129,7 @@ class SM4:
         self._rk = tuple(rk)
         # four round keys per loop iteration
         self._rounds = tuple(tuple(rk[i:i + 4]) for i in range(0, 32, 4))
-        self._iv = self._block(*struct.unpack(">4I", _IV))
-        self._lane_cache: dict[int, tuple[int, tuple[int, ...]]] = {}
+        self._init_cfb()
 
     def _block(self, x0: int, x1: int, x2: int, x3: int) -> tuple[int, int, int, int]:
         t0, t1, t2, t3 = _T0, _T1, _T2, _T3
@@ -140,30 +144,15 @@ class SM4:
             x3 ^= t0[x >> 24] ^ t1[(x >> 16) & 255] ^ t2[(x >> 8) & 255] ^ t3[x & 255]
         return x3, x2, x1, x0
 
-    def _lane_constants(self, lanes: int) -> tuple[int, tuple[int, ...]]:
-        """(32-bit mask per lane, round keys replicated in every lane)."""
-        found = self._lane_cache.get(lanes)
-        if found is None:
-            rep = ((1 << (64 * lanes)) - 1) // ((1 << 64) - 1)
-            found = (_M32 * rep, tuple(k * rep for k in self._rk))
-            self._lane_cache[lanes] = found
-        return found
+    def _round_constants(self) -> tuple[int, ...]:
+        return self._rk
 
-    def _decrypt_lanes(self, data: bytes, nb: int) -> bytes:
-        """CFB decryption of all ``nb`` blocks at once (see the class docstring)."""
-        n = len(data)
-        lanes = next(c for c in _LANE_CLASSES if c >= nb)
-        mask, rks = self._lane_constants(lanes)
-        width = 8 * lanes
-        words = struct.unpack(f">{4 * nb}I", data + bytes(16 * nb - n))
-        pack = struct.Struct(f"<{nb}Q").pack
+    def _lanes(self, xs: list[int], mask: int, consts: tuple[int, ...],
+               width: int) -> Sequence[int]:
+        x0, x1, x2, x3 = xs
         frombytes = int.from_bytes
-        # cipher input: IV, C[0] .. C[nb-2], word j of every block in one lane int
-        ivw = struct.unpack(">4I", _IV)
-        x0, x1, x2, x3 = (frombytes(pack(ivw[j], *words[j:4 * nb - 4:4]), "little")
-                          for j in range(4))
         sbox = SBOX
-        for rk in rks:
+        for rk in consts:
             x = x1 ^ x2 ^ x3 ^ rk
             # tau: the S-box on every byte of every lane at once; the zero
             # bytes between lanes come out as SBOX[0] and are masked off
@@ -172,67 +161,5 @@ class SM4:
             t = (b ^ (b << 2) ^ (b << 10) ^ (b << 18) ^ (b << 24)
                  ^ (b >> 30) ^ (b >> 22) ^ (b >> 14) ^ (b >> 8)) & mask
             x0, x1, x2, x3 = x1, x2, x3, x0 ^ t
-        keep = (1 << (64 * nb)) - 1  # lanes beyond nb worked on zeros
-        unpack = struct.Struct(f"<{nb}Q").unpack
-        out: list[int] = [0] * (4 * nb)
-        # keystream block = (X35, X34, X33, X32) = (x3, x2, x1, x0)
-        for j, k in enumerate((x3, x2, x1, x0)):
-            y = frombytes(pack(*words[j::4]), "little") ^ (k & keep)
-            out[j::4] = unpack(y.to_bytes(8 * nb, "little"))
-        return struct.pack(f">{4 * nb}I", *out)[:n]
-
-    def encrypt_block(self, block: bytes) -> bytes:
-        """Encrypt one 16-byte block (ECB, for tests).
-
-        Args:
-            block: exactly 16 bytes.
-
-        Returns:
-            The 16-byte ciphertext block.
-
-        Raises:
-            ValueError: if ``block`` is not 16 bytes long.
-        """
-        if len(block) != 16:
-            raise ValueError("block must be 16 bytes")
-        return struct.pack(">4I", *self._block(*struct.unpack(">4I", block)))
-
-    def cfb(self, data: bytes, decrypt: bool) -> bytes:
-        """Apply kcp-go's CFB (fixed IV, truncated tail) to one whole packet.
-
-        Args:
-            data: the packet.
-            decrypt: False to encrypt, True to decrypt.
-
-        Returns:
-            The transformed packet, same length.
-        """
-        n = len(data)
-        if decrypt:
-            nb = (n + 15) >> 4
-            if _LANE_MIN_BLOCKS <= nb <= _LANE_CLASSES[-1]:
-                return self._decrypt_lanes(bytes(data), nb)
-        nw = (n >> 4) << 2
-        words = struct.unpack_from(f">{nw}I", data)
-        out = [0] * nw
-        block = self._block
-        k0, k1, k2, k3 = self._iv
-        for i in range(0, nw, 4):
-            w0, w1, w2, w3 = words[i:i + 4]
-            x0, x1, x2, x3 = w0 ^ k0, w1 ^ k1, w2 ^ k2, w3 ^ k3
-            out[i:i + 4] = x0, x1, x2, x3
-            # kcp-go encrypt16/decrypt16: the ciphertext is fed back
-            if decrypt:
-                k0, k1, k2, k3 = block(w0, w1, w2, w3)
-            else:
-                k0, k1, k2, k3 = block(x0, x1, x2, x3)
-        head = struct.pack(f">{nw}I", *out)
-        r = n & 15
-        if not r:
-            return head
-        ks = struct.pack(">4I", k0, k1, k2, k3)
-        tail = int.from_bytes(data[n - r:], "big") ^ int.from_bytes(ks[:r], "big")
-        return head + tail.to_bytes(r, "big")
-
-
-_IV = bytes((167, 115, 79, 156, 18, 172, 27, 1, 164, 21, 242, 193, 252, 120, 230, 107))
+        # the output block is (X35, X34, X33, X32)
+        return x3, x2, x1, x0

@@ -19,18 +19,15 @@ packet (CRYPTO.md section 4).  Pure module: no I/O, no clock, no randomness.
 
 from __future__ import annotations
 
-import struct
+from collections.abc import Sequence
+
+from ._cfb import WordCFB
 
 __all__ = ["Twofish"]
 
 _M32 = 0xFFFFFFFF
 
 # 4-bit permutation tables t0..t3 of q0 and q1 (Twofish paper, section 4.3.5).
-# Lane sizes (blocks) for the parallel decryption; 95 blocks cover 1520 bytes.
-_LANE_CLASSES = (32, 95)
-# Below this many blocks the block-by-block loop is faster than the lanes.
-_LANE_MIN_BLOCKS = 16
-
 _Q_TABLES = (
     (
         (0x8, 0x1, 0x7, 0xD, 0x6, 0xF, 0x3, 0x2, 0x0, 0xB, 0x5, 0x9, 0xE, 0xC, 0xA, 0x4),
@@ -132,7 +129,7 @@ def _rol(x: int, n: int) -> int:
     return ((x << n) | (x >> (32 - n))) & _M32
 
 
-class Twofish:
+class Twofish(WordCFB):
     """Twofish with a 16, 24 or 32-byte key, and kcp-go's CFB mode.
 
     CFB decryption runs on all blocks at once: keystream block i is
@@ -149,6 +146,13 @@ class Twofish:
     Raises:
         ValueError: for any other key length.
     """
+
+    _words = 4
+    _order = "<"
+    # Lane sizes (blocks) for the parallel decryption; 95 blocks cover 1520 bytes.
+    _lane_classes = (32, 95)
+    # Below this many blocks the block-by-block loop is faster than the lanes.
+    _lane_min_blocks = 16
 
     def __init__(self, key: bytes) -> None:
         if len(key) not in (16, 24, 32):
@@ -190,8 +194,7 @@ class Twofish:
         split = tuple(tuple(bytes((t[x] >> (8 * r)) & 255 for x in range(256))
                             for r in range(4)) for t in tables)
         self._byte_tables = (split, tuple(split[(i + 1) % 4] for i in range(4)))
-        self._lane_cache: dict[int, tuple[int, tuple[int, ...]]] = {}
-        self._iv = self._block(*struct.unpack("<4I", _IV))
+        self._init_cfb()
 
     def _block(self, a: int, b: int, c: int, d: int) -> tuple[int, int, int, int]:
         t0, t1, t2, t3 = self._t
@@ -216,14 +219,8 @@ class Twofish:
             b = ((b << 1) ^ (b >> 31) ^ (x + 2 * y + k3)) & m
         return c ^ k[4], d ^ k[5], a ^ k[6], b ^ k[7]
 
-    def _lane_constants(self, lanes: int) -> tuple[int, tuple[int, ...]]:
-        """(32-bit mask per lane, subkeys replicated in every lane)."""
-        found = self._lane_cache.get(lanes)
-        if found is None:
-            rep = ((1 << (64 * lanes)) - 1) // ((1 << 64) - 1)
-            found = (_M32 * rep, tuple(k * rep for k in self._k))
-            self._lane_cache[lanes] = found
-        return found
+    def _round_constants(self) -> tuple[int, ...]:
+        return self._k
 
     def _g_lanes(self, x: int, width: int, tables: tuple[tuple[bytes, ...], ...]) -> int:
         """g on every lane: byte i of each lane through its four byte tables."""
@@ -241,19 +238,10 @@ class Twofish:
             acc ^= frombytes(buf, "little")
         return acc
 
-    def _decrypt_lanes(self, data: bytes, nb: int) -> bytes:
-        """CFB decryption of all ``nb`` blocks at once (see the class docstring)."""
-        n = len(data)
-        lanes = next(c for c in _LANE_CLASSES if c >= nb)
-        mask, k = self._lane_constants(lanes)
-        width = 8 * lanes
-        words = struct.unpack(f"<{4 * nb}I", data + bytes(16 * nb - n))
-        pack = struct.Struct(f"<{nb}Q").pack
-        frombytes = int.from_bytes
-        ivw = struct.unpack("<4I", _IV)
-        # cipher input: IV, C[0] .. C[nb-2], word j of every block in one lane int
-        a, b, c, d = (frombytes(pack(ivw[j], *words[j:4 * nb - 4:4]), "little")
-                      for j in range(4))
+    def _lanes(self, xs: list[int], mask: int, consts: tuple[int, ...],
+               width: int) -> Sequence[int]:
+        k = consts
+        a, b, c, d = xs
         a ^= k[0]
         b ^= k[1]
         c ^= k[2]
@@ -271,66 +259,4 @@ class Twofish:
             a = (a ^ ((x + y + k[r + 2]) & mask))
             a = ((a >> 1) | (a << 31)) & mask
             b = ((b << 1) ^ (b >> 31) ^ (x + (y << 1) + k[r + 3])) & mask
-        keep = (1 << (64 * nb)) - 1  # lanes beyond nb worked on zeros
-        unpack = struct.Struct(f"<{nb}Q").unpack
-        out: list[int] = [0] * (4 * nb)
-        for j, ks in enumerate((c ^ k[4], d ^ k[5], a ^ k[6], b ^ k[7])):
-            y = frombytes(pack(*words[j::4]), "little") ^ (ks & keep)
-            out[j::4] = unpack(y.to_bytes(8 * nb, "little"))
-        return struct.pack(f"<{4 * nb}I", *out)[:n]
-
-    def encrypt_block(self, block: bytes) -> bytes:
-        """Encrypt one 16-byte block (ECB, for tests).
-
-        Args:
-            block: exactly 16 bytes.
-
-        Returns:
-            The 16-byte ciphertext block.
-
-        Raises:
-            ValueError: if ``block`` is not 16 bytes long.
-        """
-        if len(block) != 16:
-            raise ValueError("block must be 16 bytes")
-        return struct.pack("<4I", *self._block(*struct.unpack("<4I", block)))
-
-    def cfb(self, data: bytes, decrypt: bool) -> bytes:
-        """Apply kcp-go's CFB (fixed IV, truncated tail) to one whole packet.
-
-        Args:
-            data: the packet.
-            decrypt: False to encrypt, True to decrypt.
-
-        Returns:
-            The transformed packet, same length.
-        """
-        n = len(data)
-        if decrypt:
-            nb = (n + 15) >> 4
-            if _LANE_MIN_BLOCKS <= nb <= _LANE_CLASSES[-1]:
-                return self._decrypt_lanes(bytes(data), nb)
-        nw = (n >> 4) << 2
-        words = struct.unpack_from(f"<{nw}I", data)
-        out = [0] * nw
-        block = self._block
-        k0, k1, k2, k3 = self._iv
-        for i in range(0, nw, 4):
-            w0, w1, w2, w3 = words[i:i + 4]
-            x0, x1, x2, x3 = w0 ^ k0, w1 ^ k1, w2 ^ k2, w3 ^ k3
-            out[i:i + 4] = x0, x1, x2, x3
-            # kcp-go encrypt16/decrypt16: the ciphertext is fed back
-            if decrypt:
-                k0, k1, k2, k3 = block(w0, w1, w2, w3)
-            else:
-                k0, k1, k2, k3 = block(x0, x1, x2, x3)
-        head = struct.pack(f"<{nw}I", *out)
-        r = n & 15
-        if not r:
-            return head
-        ks = struct.pack("<4I", k0, k1, k2, k3)
-        tail = int.from_bytes(data[n - r:], "little") ^ int.from_bytes(ks[:r], "little")
-        return head + tail.to_bytes(r, "little")
-
-
-_IV = bytes((167, 115, 79, 156, 18, 172, 27, 1, 164, 21, 242, 193, 252, 120, 230, 107))
+        return c ^ k[4], d ^ k[5], a ^ k[6], b ^ k[7]

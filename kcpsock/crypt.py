@@ -55,6 +55,8 @@ from typing import Any, Callable, NamedTuple, Protocol, runtime_checkable
 
 from Crypto.Cipher import AES, CAST, DES, DES3, Blowfish, Salsa20
 
+from ._cfb import IV as _CFB_IV
+from ._cfb import WordCFB
 from ._sm4 import SM4
 from ._tea import TEA, XTEA
 from ._twofish import Twofish
@@ -75,8 +77,9 @@ __all__ = [
     "new_block_crypt",
 ]
 
-#: kcp-go ``initialVector``: the fixed CFB IV (8-byte-block ciphers use [:8]).
-IV = bytes((167, 115, 79, 156, 18, 172, 27, 1, 164, 21, 242, 193, 252, 120, 230, 107))
+#: kcp-go ``initialVector``: the fixed CFB IV (8-byte-block ciphers use [:8]);
+#: defined in kcpsock._cfb, which the pure-Python ciphers share.
+IV = _CFB_IV
 #: kcp-go ``nonceSize``, ``crcSize``, ``cryptHeaderSize``.
 NONCE_SIZE = 16
 CRC_SIZE = 4
@@ -429,7 +432,7 @@ def _cfb(factory: Callable[..., Any], key: bytes, block_size: int, mode_cfb: int
 class _PureCFB:
     """kcp-go CFB over one of kcpsock's pure-Python block ciphers."""
 
-    def __init__(self, impl: TEA | XTEA | Twofish | SM4) -> None:
+    def __init__(self, impl: WordCFB) -> None:
         self._impl = impl
 
     def encrypt(self, packet: bytes) -> bytes:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 PURE = {"errors", "config", "segment", "kcp", "gf256", "fec", "crypt", "codec", "stats",
-        "_twofish", "_sm4", "_tea", "ciphers"}
+        "_twofish", "_sm4", "_tea", "_cfb", "ciphers"}
 FORBIDDEN_STDLIB = {"socket", "threading", "time", "select", "selectors", "asyncio",
                     "subprocess", "_thread", "signal"}
 IO_MODULES = {"updater", "session", "sock", "socketserver", "listener", "cli", "relay",

@@ -339,8 +339,6 @@ def test_gcm_fast_and_public_paths_agree(fast: bool, monkeypatch: pytest.MonkeyP
 @pytest.mark.parametrize("cls", [TEA, XTEA])
 def test_parallel_lane_decryption_matches_block_by_block(cls: type,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    import kcpsock._tea as tea_module
-
     cipher = cls(bytes(range(16)))
     rng = random.Random(5)
     cases = [bytes(rng.getrandbits(8) for _ in range(n))
@@ -348,30 +346,26 @@ def test_parallel_lane_decryption_matches_block_by_block(cls: type,
     lanes = [cipher.cfb(c, True) for c in cases]
     # decryption (lanes) inverts the (always block-by-block) encryption
     assert [cipher.cfb(cipher.cfb(c, False), True) for c in cases] == cases
-    monkeypatch.setattr(tea_module, "_LANE_MIN_BLOCKS", 10**9)
+    monkeypatch.setattr(cls, "_lane_min_blocks", 10**9)
     scalar = [cipher.cfb(c, True) for c in cases]
     assert lanes == scalar
 
 
 def test_sm4_parallel_lane_decryption_matches_block_by_block(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    import kcpsock._sm4 as sm4_module
-
     cipher = SM4(bytes(range(16)))
     rng = random.Random(6)
     cases = [bytes(rng.getrandbits(8) for _ in range(n))
              for n in [*range(0, 100), 399, 400, 401, 1400, 1519, 1520, 1521, 1600]]
     lanes = [cipher.cfb(c, True) for c in cases]
     assert [cipher.cfb(cipher.cfb(c, False), True) for c in cases] == cases
-    monkeypatch.setattr(sm4_module, "_LANE_MIN_BLOCKS", 10**9)
+    monkeypatch.setattr(SM4, "_lane_min_blocks", 10**9)
     assert [cipher.cfb(c, True) for c in cases] == lanes
 
 
 @pytest.mark.parametrize("key_size", [16, 24, 32])
 def test_twofish_parallel_lane_decryption_matches_block_by_block(
         key_size: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    import kcpsock._twofish as twofish_module
-
     cipher = Twofish(bytes(range(key_size)))
     rng = random.Random(key_size)
     cases = [bytes(rng.getrandbits(8) for _ in range(n))
@@ -379,5 +373,5 @@ def test_twofish_parallel_lane_decryption_matches_block_by_block(
                        1521, 1600]]
     lanes = [cipher.cfb(c, True) for c in cases]
     assert [cipher.cfb(cipher.cfb(c, False), True) for c in cases] == cases
-    monkeypatch.setattr(twofish_module, "_LANE_MIN_BLOCKS", 10**9)
+    monkeypatch.setattr(Twofish, "_lane_min_blocks", 10**9)
     assert [cipher.cfb(c, True) for c in cases] == lanes
