@@ -11,8 +11,9 @@ Invariants:
     * Every word is reduced modulo 2**32 when it is stored; the intermediate
       values may carry bits above 32, which neither XOR nor addition lets
       leak into the low 32 bits.
-    * The CFB loop restarts from the fixed IV for every packet and truncates
-      the keystream of a trailing partial block (CRYPTO.md section 4).
+    * kcp-go's CFB mode (the IV restarts for every packet, a trailing partial
+      block gets a truncated keystream block) is kcpsock._cfb's, shared with
+      SM4 and Twofish.
 
 Pure module: no I/O, no clock, no randomness.
 """
@@ -45,6 +46,13 @@ class _Tea64(WordCFB):
     # Below this many blocks the block-by-block loop is faster than the lanes.
     _lane_min_blocks = 2
 
+    @staticmethod
+    def _key_words(key: bytes, name: str) -> tuple[int, ...]:
+        """The 16-byte key as four big-endian words; ValueError naming ``name`` otherwise."""
+        if len(key) != 16:
+            raise ValueError(f"{name} key must be 16 bytes")
+        return struct.unpack(">4I", key)
+
 
 class TEA(_Tea64):
     """TEA with 16 rounds (8 cycles), as kcp-go's ``NewTEABlockCrypt``.
@@ -57,9 +65,7 @@ class TEA(_Tea64):
     """
 
     def __init__(self, key: bytes) -> None:
-        if len(key) != 16:
-            raise ValueError("TEA key must be 16 bytes")
-        self._k = struct.unpack(">4I", key)
+        self._k = self._key_words(key, "TEA")
         # sum after each of the 8 cycles
         self._sums = tuple((_DELTA * (i + 1)) & _M32 for i in range(8))
         self._init_cfb()
@@ -95,9 +101,7 @@ class XTEA(_Tea64):
     """
 
     def __init__(self, key: bytes) -> None:
-        if len(key) != 16:
-            raise ValueError("XTEA key must be 16 bytes")
-        k = struct.unpack(">4I", key)
+        k = self._key_words(key, "XTEA")
         # The key-dependent round constants (sum + k[...]) do not depend on
         # the data, so they are computed once, in pairs (one per cycle).
         pairs = []

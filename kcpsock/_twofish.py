@@ -12,9 +12,10 @@ definitions:
 * the rotation of the second g input is folded into the table order.
 
 Invariants: words are little-endian (the paper's convention); every stored
-word is reduced modulo 2**32; only the encryption direction exists (kcp-go's
-CFB never calls the inverse); the CFB state restarts at the fixed IV for each
-packet (CRYPTO.md section 4).  Pure module: no I/O, no clock, no randomness.
+word is reduced modulo 2**32; only the encryption direction exists.  kcp-go's
+CFB mode (fixed IV per packet, truncated tail, lane-parallel decryption) is
+kcpsock._cfb's, shared with the other pure-Python ciphers.  Pure module: no
+I/O, no clock, no randomness.
 """
 
 from __future__ import annotations
