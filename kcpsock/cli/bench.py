@@ -114,7 +114,7 @@ def _send_data(writer: frames.FrameWriter, counter: _Counter, limit_bytes: Optio
 
 
 def _serve_one(sock: Any, peer: Any, settings: KCPSettings, display: Display,
-               done: threading.Event) -> None:
+               done: threading.Event, failed: threading.Event) -> None:
     name = format_address(peer)
     sender: Optional[threading.Thread] = None
     stop = threading.Event()
@@ -148,8 +148,11 @@ def _serve_one(sock: Any, peer: Any, settings: KCPSettings, display: Display,
         if sender is not None:
             sender.join()
         send_s = time.monotonic() - start
+        figures = session_figures(sock)
         result = {"mode": mode, "received": received.value, "recv_seconds": recv_s,
-                  "sent": sent.value, "send_seconds": send_s, "pings": pings}
+                  "sent": sent.value, "send_seconds": send_s, "pings": pings,
+                  "retrans": int(figures.get("retrans", 0)),
+                  "srtt_ms": figures.get("srtt_ms")}
         writer.json(result)
         writer.fin()
         graceful_close(sock)
@@ -157,7 +160,8 @@ def _serve_one(sock: Any, peer: Any, settings: KCPSettings, display: Display,
                      f"({fmt_rate(received.value / recv_s if recv_s else 0)}), "
                      f"sent {fmt_bytes(sent.value)}" + (f", {pings} pings" if pings else ""),
                      {"event": "result", "peer": name, **result})
-    except (OSError, frames.ProtocolError, AttributeError) as exc:
+    except (OSError, frames.ProtocolError, AttributeError, TypeError, ValueError) as exc:
+        failed.set()
         stop.set()
         display.line(f"{name}: aborted: {type(exc).__name__}: {exc}",
                      {"event": "error", "peer": name, "error": str(exc)})
@@ -178,12 +182,13 @@ def _run_server(args: argparse.Namespace, settings: KCPSettings) -> int:
         announce(display, "bench server", listener.getsockname(), f"({settings.describe()})")
         while True:
             sock, peer = listener.accept()
-            done = threading.Event()
-            spawn(_serve_one, sock, peer, settings, display, done, name="kcpsock-bench")
+            done, failed = threading.Event(), threading.Event()
+            spawn(_serve_one, sock, peer, settings, display, done, failed,
+                  name="kcpsock-bench")
             if args.once:
                 while not done.wait(0.5):
                     pass
-                return 0
+                return 1 if failed.is_set() else 0
     finally:
         listener.close()
         if stats:
@@ -205,6 +210,7 @@ class _Reporter:
         self.period_s = period_s
         self.mode = mode
         self.intervals: list[dict[str, Any]] = []
+        self.final_figures: dict[str, float] = {}
         self.rtts: list[float] = []
         self.start = time.monotonic()
         self._stop = threading.Event()
@@ -238,7 +244,7 @@ class _Reporter:
         pings = len(self.rtts)
         if now - t0 < 1e-3:
             return
-        if (final and now - t0 < 0.05 * self.period_s and sent == s0 and received == r0
+        if (final and now - t0 < 0.25 * self.period_s and sent == s0 and received == r0
                 and pings == n0):
             return  # a sliver of an interval in which nothing moved
         self._last = (now, sent, received, retrans, pings)
@@ -364,6 +370,7 @@ def _run_client(args: argparse.Namespace, settings: KCPSettings) -> int:
         elapsed = time.monotonic() - start
         if sender is not None:
             sender.join()
+        reporter.final_figures = session_figures(sock)
         reporter.stop()
         reporter.report(final=True)
         clean = True
@@ -430,8 +437,10 @@ def _summary(display: Display, mode: str, settings: KCPSettings, address: Any, s
                      f"p50 {fmt_ms(r['p50_ms'])}  p99 {fmt_ms(r['p99_ms'])}  "
                      f"max {fmt_ms(r['max_ms'])}")
     snmp = snmp_dict()
-    lines.append(f"retransmitted {snmp.get('RetransSegs', 0)} segments, "
-                 f"FEC recovered {snmp.get('FECRecovered', 0)} (this side)")
+    client_retrans = int(reporter.final_figures.get("retrans", 0))
+    end["retrans"] = {"client": client_retrans, "server": result.get("retrans")}
+    lines.append(f"retransmitted: client {client_retrans}, server {result.get('retrans', '?')} "
+                 f"segments; FEC recovered here: {snmp.get('FECRecovered', 0)}")
     display.text("\n".join(lines))
     if display.json_mode:
         display.line(obj={"mode": mode, "server": format_address(address),

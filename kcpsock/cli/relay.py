@@ -24,8 +24,10 @@ __all__ = ["register", "relay_counters", "run"]
 def register(sub: Any) -> None:
     """Add the ``relay`` command to the subparsers."""
     p = sub.add_parser("relay", help="a seeded lossy UDP relay (loss, delay, jitter, dup, reorder)",
-                       description="Relay UDP datagrams between clients of -l and the target -t, "
-                       "with seeded loss, delay, jitter, duplication and reordering.")
+                       description="Relay UDP datagrams between a client of -l (the first "
+                       "address that sends to it) and the target -t, with seeded loss, delay, "
+                       "jitter, duplication and reordering; the counters are printed when it "
+                       "stops.")
     p.add_argument("-l", "--listen", required=True, metavar="ADDR",
                    help="UDP address clients send to, HOST:PORT")
     p.add_argument("-t", "--target", required=True, metavar="ADDR",
@@ -106,10 +108,8 @@ def run(args: argparse.Namespace) -> int:
             if next_report is not None and now >= next_report:
                 _report(display, relay, final=False)
                 next_report += args.report
-    except KeyboardInterrupt:
+    finally:
+        # Ctrl-C, SIGTERM or --duration: the counters are printed in every case.
         relay.close()
         _report(display, relay, final=True)
-        raise
-    relay.close()
-    _report(display, relay, final=True)
     return 0

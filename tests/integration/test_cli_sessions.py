@@ -163,6 +163,7 @@ def test_bench_json_byte_counts_match(procs: Any, mode: list[str]) -> None:  # n
     for key in directions:
         assert end[key]["sent"] == end[key]["received"] == total
     assert report["intervals"] and all(i["end"] > i["start"] for i in report["intervals"])
+    assert report["end"]["retrans"]["client"] >= 0 and report["end"]["retrans"]["server"] >= 0
     assert sum(i["sent"] for i in report["intervals"]) == \
         (total if "client_to_server" in directions else 0)
     assert server.p.wait(timeout=20) == 0
