@@ -22,9 +22,9 @@ from typing import Any, Optional
 
 from kcpsock.cli import frames
 from kcpsock.cli.common import (
-    NO_ANSWER_S,
     AnswerWatch,
     add_output_options,
+    add_wait_option,
     announce,
     graceful_close,
     positive_float,
@@ -80,6 +80,7 @@ def register(sub: Any) -> None:
     p.add_argument("--bidir", action="store_true", help="both send at once")
     p.add_argument("--rtt", action="store_true", help="measure 64-byte echo round trips")
     p.add_argument("-1", "--once", action="store_true", help="server: exit after one client")
+    add_wait_option(p)
     add_output_options(p)
     add_kcp_options(p, listening=True, sndwnd=1024, rcvwnd=1024, interval_flag="--kcp-interval")
     p.set_defaults(func=run)
@@ -323,7 +324,7 @@ def _run_client(args: argparse.Namespace, settings: KCPSettings) -> int:
     sent, received = _Counter(), _Counter()
     reporter = _Reporter(display, sock, sent, received, args.report_interval, mode)
     stop = threading.Event()
-    watch = AnswerWatch(sock, stall_s=STALL_S)
+    watch = AnswerWatch(sock, stall_s=STALL_S, wait_s=args.wait)
     result: dict[str, Any] = {}
     clean = False
     try:
@@ -377,7 +378,7 @@ def _run_client(args: argparse.Namespace, settings: KCPSettings) -> int:
     except (OSError, frames.ProtocolError):
         if watch.silent.is_set():
             raise CommandError(f"no answer from {format_address(address)} within "
-                               f"{NO_ANSWER_S:g} s (is `kcpsock bench -s` running there, "
+                               f"{args.wait:g} s (is `kcpsock bench -s` running there, "
                                "with the same --crypt, --key and FEC?)") from None
         if watch.stalled.is_set():
             raise CommandError(f"{format_address(address)} stopped answering for "

@@ -19,6 +19,10 @@ __all__ = ["add_output_options", "announce", "graceful_close", "parse_fraction",
            "positive_float", "spawn", "start_stats"]
 
 
+#: How long a dialing command waits for the first segment from its peer.
+NO_ANSWER_S = 5.0
+
+
 def positive_float(text: str) -> float:
     """argparse type: a float >= 0."""
     try:
@@ -40,6 +44,13 @@ def parse_fraction(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1 (or 0%..100%): {text!r}")
     return value
+
+
+def add_wait_option(parser: argparse.ArgumentParser) -> None:
+    """Add ``--wait S``: how long a dialing command waits for the peer's first answer."""
+    parser.add_argument("--wait", type=positive_float, default=NO_ANSWER_S, metavar="S",
+                        help="give up when the server has not answered S seconds after the "
+                             f"first send (KCP has no handshake; default {NO_ANSWER_S:g}; 0: forever)")
 
 
 def add_output_options(parser: argparse.ArgumentParser, *, stats: bool = True) -> None:
@@ -111,10 +122,6 @@ def graceful_close(sock: Any, timeout_s: float = 3.0) -> None:
         pass
 
 
-#: How long a dialing command waits for the first segment from its peer.
-NO_ANSWER_S = 5.0
-
-
 class AnswerWatch:
     """Closes a dialed session whose peer never answers (KCP has no handshake).
 
@@ -161,6 +168,8 @@ class AnswerWatch:
             pass
 
     def _run(self) -> None:
+        if self.wait_s <= 0:
+            return  # --wait 0: wait forever
         self._started.wait()
         if self._stop.wait(self.wait_s):
             return

@@ -23,9 +23,9 @@ from typing import Any
 
 from kcpsock.cli import frames
 from kcpsock.cli.common import (
-    NO_ANSWER_S,
     AnswerWatch,
     add_output_options,
+    add_wait_option,
     graceful_close,
     positive_float,
     spawn,
@@ -54,6 +54,7 @@ def register(sub: Any) -> None:
     p.add_argument("--linger", type=positive_float, default=1.0, metavar="S",
                    help="--raw: after end of input, exit once nothing arrived for S seconds "
                         "(default 1)")
+    add_wait_option(p)
     add_output_options(p)
     add_kcp_options(p, listening=False)
     p.set_defaults(func=run)
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     stdin_done = threading.Event()
     errors: list[BaseException] = []
     clean = False
-    watch = AnswerWatch(sock)
+    watch = AnswerWatch(sock, wait_s=args.wait)
     try:
         spawn(_read_stdin, sock, args.raw, stdin_done, errors, watch, name="kcpsock-stdin")
         if args.raw:
@@ -137,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError:
         if watch.silent.is_set():
             raise CommandError(f"no answer from {format_address(address)} within "
-                               f"{NO_ANSWER_S:g} s (is a kcpsock server running there, "
+                               f"{args.wait:g} s (is a kcpsock server running there, "
                                "with the same --crypt, --key and FEC?)") from None
         raise
     finally:

@@ -21,9 +21,9 @@ from typing import Any, Callable, Optional
 
 from kcpsock.cli import frames
 from kcpsock.cli.common import (
-    NO_ANSWER_S,
     AnswerWatch,
     add_output_options,
+    add_wait_option,
     announce,
     graceful_close,
     spawn,
@@ -183,27 +183,28 @@ def register(sub: Any) -> None:
                    help="the KCP server (kcpsock serve --forward), HOST:PORT")
     p.add_argument("--idle", type=float, default=DEFAULT_IDLE_S, metavar="S",
                    help=f"close a connection idle for S seconds (default {DEFAULT_IDLE_S:g}; 0: never)")
+    add_wait_option(p)
     add_output_options(p)
     add_kcp_options(p, listening=False)
     p.set_defaults(func=run)
 
 
 def _serve_one(conn: socket.socket, peer: Any, remote: Any, settings: KCPSettings,
-               idle_s: float, display: Display) -> None:
+               idle_s: float, wait_s: float, display: Display) -> None:
     try:
         kcp = dial(remote, settings)
     except UsageError as exc:
         display.line(f"cannot open a KCP session for {format_address(peer)}: {exc}")
         conn.close()
         return
-    watch = AnswerWatch(kcp)
+    watch = AnswerWatch(kcp, wait_s=wait_s)
     try:
         up, down = pump(kcp, conn, idle_s, watch.sent)
     finally:
         watch.stop()
     if watch.silent.is_set():
         display.line(f"closed {format_address(peer)}: no answer from {format_address(remote)} "
-                     f"within {NO_ANSWER_S:g} s",
+                     f"within {wait_s:g} s",
                      {"event": "error", "peer": format_address(peer), "error": "no answer"})
         return
     display.line(f"closed {format_address(peer)}: {up} bytes up, {down} bytes down",
@@ -234,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         while True:
             conn, peer = server.accept()
-            spawn(_serve_one, conn, peer, remote, settings, args.idle, display,
+            spawn(_serve_one, conn, peer, remote, settings, args.idle, args.wait, display,
                   name="kcpsock-tunnel")
     finally:
         server.close()
