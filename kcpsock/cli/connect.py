@@ -61,7 +61,7 @@ def register(sub: Any) -> None:
 
 
 def _read_stdin(sock: Any, raw: bool, done: threading.Event, errors: list[BaseException],
-                watch: AnswerWatch) -> None:
+                watch: AnswerWatch, done_at: list[float]) -> None:
     writer = None if raw else frames.FrameWriter(sock)
     fd = sys.stdin.fileno()
     try:
@@ -80,6 +80,7 @@ def _read_stdin(sock: Any, raw: bool, done: threading.Event, errors: list[BaseEx
     except OSError as exc:
         errors.append(exc)
     finally:
+        done_at[0] = time.monotonic()
         done.set()
 
 
@@ -92,10 +93,12 @@ def run(args: argparse.Namespace) -> int:
     out = sys.stdout.buffer
     stdin_done = threading.Event()
     errors: list[BaseException] = []
+    done_at = [0.0]  # when the end of input was reached (raw mode's linger starts there)
     clean = False
     watch = AnswerWatch(sock, wait_s=args.wait)
     try:
-        spawn(_read_stdin, sock, args.raw, stdin_done, errors, watch, name="kcpsock-stdin")
+        spawn(_read_stdin, sock, args.raw, stdin_done, errors, watch, done_at,
+              name="kcpsock-stdin")
         if args.raw:
             # Wait with select, not a socket timeout: a timeout would also cut
             # the stdin thread's sendall when the peer's window is full.
@@ -106,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
                 if not readable:
                     if watch.silent.is_set():
                         break
-                    if stdin_done.is_set() and time.monotonic() - last >= args.linger:
+                    if stdin_done.is_set() and \
+                            time.monotonic() - max(last, done_at[0]) >= args.linger:
                         break
                     continue
                 data = sock.recv(frames.CHUNK)

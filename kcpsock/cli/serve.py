@@ -107,7 +107,9 @@ def _handle(sock: Any, peer: Any, args: argparse.Namespace, settings: KCPSetting
                 display.line(f"{name}: cannot connect to {format_address(forward)}: "
                              f"{exc.strerror or exc}",
                              {"event": "error", "peer": name, "error": str(exc)})
-                sock.close()
+                # Tell the tunnel at once (FIN) so its TCP client sees the end.
+                frames.FrameWriter(sock).fin()
+                graceful_close(sock)
                 return
             up, down = pump(sock, tcp, args.idle)
             total = up + down

@@ -227,6 +227,17 @@ def test_tunnel_carries_http_and_a_10mb_file(procs: Any, http_root: Any) -> None
         assert "Traceback" not in proc.stderr.decode()
 
 
+def test_forward_to_a_closed_port_ends_the_tcp_connection(procs: Any) -> None:  # noqa: F811
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
+        server, _tunnel_proc, local = _tunnel(procs, closed.getsockname()[1])
+        host, _, port = local.rpartition(":")
+        with socket.create_connection((host, int(port)), timeout=30) as client:
+            client.sendall(b"hello?")
+            assert client.recv(100) == b""
+        server.wait_line(re.compile(r"cannot connect to"))
+
+
 def test_tunnel_half_close(procs: Any) -> None:  # noqa: F811
     """The client's EOF reaches the TCP service, whose answer still comes back."""
     payload = os.urandom(1_000_000)
