@@ -55,7 +55,6 @@ from collections import deque
 from typing import Optional
 
 from .errors import PacketError
-from .gf256 import MUL_TABLES as _MUL_TABLES
 from .gf256 import BytesLike, ReedSolomon
 
 __all__ = [
@@ -563,27 +562,14 @@ class FECDecoder:
         chosen = tuple(sorted(shard_set)[:d])
         maxlen = max(len(p) for p in shard_set.values()) - FEC_HEADER_SIZE
         try:
-            rows = rs.decode_rows(chosen)
+            values = rs.rebuild_ints(
+                chosen, [memoryview(shard_set[i])[FEC_HEADER_SIZE:] for i in chosen], missing
+            )
         except ValueError:  # pragma: no cover - any d rows are invertible
             self.errors += 1
             return []
-        bufs = [bytearray(memoryview(shard_set[i])[FEC_HEADER_SIZE:]) for i in chosen]
-        frombytes = int.from_bytes
-        tables = _MUL_TABLES
-        plain: dict[int, int] = {}
         out: list[bytes] = []
-        for i in missing:
-            acc = 0
-            for k, coef in enumerate(rows[i]):
-                if coef == 0:
-                    continue
-                if coef == 1:
-                    v = plain.get(k)
-                    if v is None:
-                        v = plain[k] = frombytes(bufs[k], "little")
-                    acc ^= v
-                else:
-                    acc ^= frombytes(bufs[k].translate(tables[coef]), "little")
+        for acc in values:
             # Size-prefix check before anything reaches KCP (kcp-go kcpInput):
             # 2 <= size <= shard length; the datagram is shard[2:size].
             size = acc & 0xFFFF

@@ -35,7 +35,10 @@ Invariants:
   shards instead of d * p translated images per group (``int.from_bytes`` is
   the dominant cost), about 25-40 % faster; the result is identical (tests
   compare both paths).
-* Decode matrices are cached per erasure pattern (bounded cache).
+* What depends only on (d, p) -- the encoding matrix, the compiled parity
+  program, the decode matrices per erasure pattern (at most 512 patterns per
+  shape, 64 shapes) -- is built once per process and shared by every code of
+  that shape, so creating a second code of the same shape is cheap.
 """
 
 from __future__ import annotations
@@ -288,15 +291,6 @@ def _as_int(name: str, value: object) -> int:
     return value
 
 
-@functools.lru_cache(maxsize=64)
-def _encoding_matrix(data_shards: int, parity_shards: int) -> tuple[tuple[int, ...], ...]:
-    # Immutable and deterministic, so shared by every code of the same shape:
-    # building it costs about a millisecond (Python Gauss-Jordan), more than
-    # a session should pay each time.
-    matrix = build_matrix(data_shards, data_shards + parity_shards)
-    return tuple(tuple(row) for row in matrix)
-
-
 def _check_counts(data_shards_arg: object, parity_shards_arg: object) -> tuple[int, int]:
     data_shards = _as_int("data_shards", data_shards_arg)
     parity_shards = _as_int("parity_shards", parity_shards_arg)
@@ -430,6 +424,40 @@ def mask01(length: int) -> int:
 
 
 
+class _Shape:
+    """Everything that depends only on (d, p), shared by every code of that shape.
+
+    Built once per process and shape (see :func:`_shape`): the encoding
+    matrix costs about 0.3 ms (Python Gauss-Jordan) and the parity program
+    milliseconds, more than a session should pay each time it is created.
+    All of it is immutable except ``decode_cache``, a dict whose entries are
+    immutable and whose updates are single dict operations (safe without a
+    lock under the GIL; see :meth:`ReedSolomon.decode_rows` for eviction).
+    """
+
+    __slots__ = ("column_tables", "decode_cache", "matrix", "parity_rows", "program")
+
+    def __init__(self, data_shards: int, parity_shards: int) -> None:
+        matrix = build_matrix(data_shards, data_shards + parity_shards)
+        self.matrix: tuple[tuple[int, ...], ...] = tuple(tuple(row) for row in matrix)
+        self.parity_rows: tuple[tuple[int, ...], ...] = self.matrix[data_shards:]
+        # column_tables[i][j]: the "multiply by E[d + j][i]" table, i.e. what
+        # data shard i contributes to parity shard j.
+        self.column_tables: tuple[tuple[bytes, ...], ...] = tuple(
+            tuple(MUL_TABLES[row[i]] for row in self.parity_rows) for i in range(data_shards)
+        )
+        # present shard indexes -> inverse of those rows (ReedSolomon.decode_rows)
+        self.decode_cache: dict[tuple[int, ...], tuple[tuple[int, ...], ...]] = {}
+        # the bit-sliced parity program, compiled on first use (encoders only)
+        self.program: Optional[_ParityProgram] = None
+
+
+@functools.lru_cache(maxsize=64)
+def _shape(data_shards: int, parity_shards: int) -> _Shape:
+    """The shared :class:`_Shape` of (d, p); at most 64 shapes are kept."""
+    return _Shape(data_shards, parity_shards)
+
+
 class ReedSolomon:
     """klauspost/reedsolomon ``New(d, p)``: encoder and data reconstructor.
 
@@ -463,16 +491,13 @@ class ReedSolomon:
         self.data_shards = d
         self.parity_shards = p
         self.total_shards = d + p
-        self.matrix: tuple[tuple[int, ...], ...] = _encoding_matrix(d, p)
-        self.parity_rows: tuple[tuple[int, ...], ...] = self.matrix[d:]
-        # column_tables[i][j]: the "multiply by E[d + j][i]" table, i.e. what
-        # data shard i contributes to parity shard j.
-        self.column_tables: tuple[tuple[bytes, ...], ...] = tuple(
-            tuple(MUL_TABLES[row[i]] for row in self.parity_rows) for i in range(d)
-        )
-        self._decode_cache: dict[tuple[int, ...], tuple[tuple[int, ...], ...]] = {}
-        # Built on first use (and shared between instances of the same code):
-        # decoders never need it.
+        shape = _shape(d, p)
+        self._shape = shape
+        self.matrix: tuple[tuple[int, ...], ...] = shape.matrix
+        self.parity_rows: tuple[tuple[int, ...], ...] = shape.parity_rows
+        self.column_tables: tuple[tuple[bytes, ...], ...] = shape.column_tables
+        # Shared by every code of this shape (see _Shape).
+        self._decode_cache = shape.decode_cache
         self.bitsliced = d <= BITSLICE_MAX_DATA and p <= BITSLICE_MAX_PARITY
 
     def __repr__(self) -> str:
@@ -535,7 +560,11 @@ class ReedSolomon:
             raise ValueError(f"no bit-sliced program for {self.data_shards}/{self.parity_shards}")
         if len(shards) != self.data_shards:
             raise ValueError(f"shards must hold {self.data_shards} values, got {len(shards)}")
-        return _parity_program(self.parity_rows)(shards, mask01(length))
+        program = self._shape.program
+        if program is None:
+            # compiled once per shape, on first use: decoders never need it
+            program = self._shape.program = _parity_program(self.parity_rows)
+        return program(shards, mask01(length))
 
     def encode(self, data: Sequence[BytesLike]) -> list[bytes]:
         """Compute the parity shards of d data shards (klauspost ``Encode``).
@@ -605,8 +634,13 @@ class ReedSolomon:
         rows = tuple(tuple(r) for r in inv)
         cache = self._decode_cache
         if len(cache) >= self.DECODE_CACHE_SIZE:
-            # Drop the oldest pattern (dicts keep insertion order).
-            del cache[next(iter(cache))]
+            # Drop the oldest pattern (dicts keep insertion order).  The cache
+            # is shared between threads' codes: another thread may evict at
+            # the same time, which only means one entry more or less goes.
+            try:
+                del cache[next(iter(cache))]
+            except (KeyError, RuntimeError, StopIteration):
+                pass
         cache[present] = rows
         return rows
 
@@ -647,11 +681,36 @@ class ReedSolomon:
         elif length < longest:
             raise ValueError(f"length {length} is shorter than the longest shard {longest}")
         chosen = tuple(present_idx[:d])
-        rows = self.decode_rows(chosen)
-        bufs = [bytearray(shards[i] or b"") for i in chosen]
+        values = self.rebuild_ints(chosen, [shards[i] or b"" for i in chosen], missing)
+        return {i: v.to_bytes(length, "little") for i, v in zip(missing, values)}
+
+    def rebuild_ints(self, present: tuple[int, ...], shards: Sequence[BytesLike],
+                     missing: Sequence[int]) -> list[int]:
+        """Rebuild data shards from d present shards, as little-endian ints.
+
+        The core of :meth:`reconstruct_data`, for callers that handle the
+        lengths themselves (kcpsock.fec checks a size prefix first).
+
+        Args:
+            present: d distinct shard indexes in increasing order.
+            shards: the shards ``present`` names, in that order (shorter ones
+                act as zero-padded).
+            missing: the data shard indexes to rebuild.
+
+        Returns:
+            One int per entry of ``missing``, ``int.from_bytes(shard,
+            "little")`` of the rebuilt shard.
+
+        Raises:
+            ValueError: if ``present`` is not d valid indexes.
+        """
+        rows = self.decode_rows(present)
+        # bytearray.translate skips bytes.translate's "unchanged" scan
+        bufs = [s if isinstance(s, bytearray) else bytearray(s) for s in shards]
         frombytes = int.from_bytes
-        plain: dict[int, int] = {}  # int value of chosen shard k, for coefficient 1
-        out: dict[int, bytes] = {}
+        tables = MUL_TABLES
+        plain: dict[int, int] = {}  # int value of present shard k, for coefficient 1
+        out: list[int] = []
         for i in missing:
             acc = 0
             for k, coef in enumerate(rows[i]):
@@ -663,6 +722,6 @@ class ReedSolomon:
                         v = plain[k] = frombytes(bufs[k], "little")
                     acc ^= v
                 else:
-                    acc ^= frombytes(bufs[k].translate(MUL_TABLES[coef]), "little")
-            out[i] = acc.to_bytes(length, "little")
+                    acc ^= frombytes(bufs[k].translate(tables[coef]), "little")
+            out.append(acc)
         return out

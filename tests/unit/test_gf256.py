@@ -204,6 +204,7 @@ def test_reconstruct_pads_and_respects_length() -> None:
 def test_decode_rows_cache_is_bounded_and_checked() -> None:
     rs = ReedSolomon(2, 6)
     rs.DECODE_CACHE_SIZE = 4
+    rs._decode_cache.clear()  # shared with other (2, 6) codes built earlier
     for pattern in itertools.combinations(range(8), 2):
         rows = rs.decode_rows(pattern)
         sub = [list(rs.matrix[i]) for i in pattern]
@@ -213,6 +214,21 @@ def test_decode_rows_cache_is_bounded_and_checked() -> None:
         rs.decode_rows((1, 1))
     with pytest.raises(ValueError):
         rs.decode_rows((0, 9))
+
+
+def test_codes_of_one_shape_share_what_depends_only_on_the_shape() -> None:
+    first, second = ReedSolomon(7, 4), ReedSolomon(7, 4)
+    other = ReedSolomon(7, 5)
+    assert first.matrix is second.matrix
+    assert first.column_tables is second.column_tables
+    assert other.matrix is not first.matrix
+    rows = first.decode_rows((0, 1, 2, 3, 4, 7, 9))
+    # the second code finds the first one's inverse instead of computing its own
+    assert second.decode_rows((0, 1, 2, 3, 4, 7, 9)) is rows
+    assert (0, 1, 2, 3, 4, 7, 9) not in other._decode_cache
+    # and the parity program compiled for one serves the other, same bytes
+    data = [bytes([i + 1]) * 9 for i in range(7)]
+    assert first.encode(data) == second.encode(data) == second.encode_translate(data)
 
 
 @pytest.mark.parametrize(
