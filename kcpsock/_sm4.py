@@ -11,11 +11,10 @@ so kcpsock carries its own:
 * the round function T = L(tau(x)) is folded into four tables of 256 words,
   so each round is four lookups and XORs.
 
-Invariants: words are big-endian (the standard's convention); every stored
-word is reduced modulo 2**32; only the encryption direction exists.  kcp-go's
-CFB mode (fixed IV per packet, truncated tail, lane-parallel decryption) is
-kcpsock._cfb's, shared with the other pure-Python ciphers.  Pure module: no
-I/O, no clock, no randomness.
+Invariants: big-endian words (as the standard writes them), every stored word
+below 2**32; the key schedule and rounds run forward only, since kcp-go's CFB
+(kcpsock._cfb.WordCFB, the base class) never inverts the cipher.  Pure module:
+no I/O, no clock, no randomness.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ import struct
 from collections.abc import Sequence
 
 from ._cfb import WordCFB
+from .gf256 import poly_mul as _poly_mul
 
 __all__ = ["SM4"]
 
@@ -33,18 +33,6 @@ _FK = (0xA3B1BAC6, 0x56AA3350, 0x677D9197, 0xB27022DC)
 _CK = tuple(
     int.from_bytes(bytes(((4 * i + j) * 7) & 0xFF for j in range(4)), "big") for i in range(32)
 )
-
-
-def _gf_mul(a: int, b: int) -> int:
-    r = 0
-    while b:
-        if b & 1:
-            r ^= a
-        a <<= 1
-        if a & 0x100:
-            a ^= 0x1F5
-        b >>= 1
-    return r
 
 
 def _affine(x: int) -> int:
@@ -61,7 +49,7 @@ def _make_sbox() -> bytes:
         if inverse[a]:
             continue
         for b in range(1, 256):
-            if _gf_mul(a, b) == 1:
+            if _poly_mul(a, b, 0x1F5) == 1:
                 inverse[a] = b
                 inverse[b] = a
                 break

@@ -11,11 +11,9 @@ definitions:
   of 256 32-bit words, so the g function is four lookups and three XORs;
 * the rotation of the second g input is folded into the table order.
 
-Invariants: words are little-endian (the paper's convention); every stored
-word is reduced modulo 2**32; only the encryption direction exists.  kcp-go's
-CFB mode (fixed IV per packet, truncated tail, lane-parallel decryption) is
-kcpsock._cfb's, shared with the other pure-Python ciphers.  Pure module: no
-I/O, no clock, no randomness.
+Invariants: the paper's little-endian words, each reduced modulo 2**32 when
+stored; no decryption direction (CFB needs none).  The CFB mode itself lives
+in kcpsock._cfb.  Pure module: no I/O, no clock, no randomness.
 """
 
 from __future__ import annotations
@@ -23,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ._cfb import WordCFB
+from .gf256 import poly_mul as _poly_mul
 
 __all__ = ["Twofish"]
 
@@ -66,18 +65,6 @@ Q0 = _make_q(_Q_TABLES[0])
 Q1 = _make_q(_Q_TABLES[1])
 
 
-def _gf_mul(a: int, b: int, poly: int) -> int:
-    r = 0
-    while b:
-        if b & 1:
-            r ^= a
-        a <<= 1
-        if a & 0x100:
-            a ^= poly
-        b >>= 1
-    return r
-
-
 _MDS_POLY = 0x169  # x^8 + x^6 + x^5 + x^3 + 1 (paper section 4.2)
 _RS_POLY = 0x14D  # x^8 + x^6 + x^3 + x^2 + 1 (paper section 4.3)
 _MDS = (
@@ -98,7 +85,7 @@ def _mds_column(col: int, y: int) -> int:
     """MDS matrix column ``col`` times the byte ``y``, as a little-endian word."""
     w = 0
     for row in range(4):
-        w |= _gf_mul(_MDS[row][col], y, _MDS_POLY) << (8 * row)
+        w |= _poly_mul(_MDS[row][col], y, _MDS_POLY) << (8 * row)
     return w
 
 
@@ -169,7 +156,7 @@ class Twofish(WordCFB):
             s_word = bytearray(4)
             for row in range(4):
                 for j in range(8):
-                    s_word[row] ^= _gf_mul(chunk[j], _RS[row][j], _RS_POLY)
+                    s_word[row] ^= _poly_mul(chunk[j], _RS[row][j], _RS_POLY)
             s_words.append(bytes(s_word))
         s_list = s_words[::-1]
         subkeys = []

@@ -63,6 +63,7 @@ __all__ = [
     "invert_matrix",
     "mask01",
     "matrix_multiply",
+    "poly_mul",
     "vandermonde",
 ]
 
@@ -165,6 +166,32 @@ def gf_exp(a: int, n: int) -> int:
     if a == 0:
         return 0
     return EXP[(LOG[a] * n) % 255]
+
+
+def poly_mul(a: int, b: int, poly: int) -> int:
+    """Multiply two bytes in GF(2^8) modulo any degree-8 polynomial (shift and add).
+
+    For the other fields kcp-go's ciphers use (SM4's S-box, 0x1F5; Twofish's
+    MDS and RS codes, 0x169 and 0x14D); this module's own field has the
+    faster :func:`gf_mul`.  Not for hot paths.
+
+    Args:
+        a: an element, 0..255.
+        b: an element, 0..255.
+        poly: the reduction polynomial with its x^8 bit, 0x100..0x1FF.
+
+    Returns:
+        a * b modulo ``poly``.
+    """
+    r = 0
+    while b:
+        if b & 1:
+            r ^= a
+        a <<= 1
+        if a & 0x100:
+            a ^= poly
+        b >>= 1
+    return r
 
 
 #: MUL_TABLES[c] is the 256-byte translation table of "multiply by c":

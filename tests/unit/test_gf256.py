@@ -311,3 +311,14 @@ def test_shared_pairs_preserve_every_sum() -> None:
 def test_mask01() -> None:
     assert gf256.mask01(3) == 0x010101
     assert gf256.mask01(0) == 0
+
+
+def test_poly_mul_agrees_with_the_table_field_and_other_polynomials() -> None:
+    for a in range(256):
+        for b in range(0, 256, 7):
+            assert gf256.poly_mul(a, b, 0x11D) == gf_mul(a, b)
+    # Twofish's MDS field (0x169): 0x80 * 2 = x^8 = x^6 + x^5 + x^3 + 1
+    assert gf256.poly_mul(0x80, 0x02, 0x169) == 0x69
+    # SM4's field (0x1F5): multiplication is commutative and 1 is neutral
+    assert gf256.poly_mul(0x53, 0xCA, 0x1F5) == gf256.poly_mul(0xCA, 0x53, 0x1F5)
+    assert gf256.poly_mul(0xD3, 1, 0x1F5) == 0xD3
