@@ -295,6 +295,24 @@ def run(args: argparse.Namespace) -> int:
         srtts: list[float] = []
         last_progress = (start, 0)
         longest_stall = 0.0
+
+        def show(now: float, got: int, rate: float, srtt: Optional[float],
+                 final: bool = False) -> None:
+            """Show the live line (a plain line, or JSON, off a terminal)."""
+            snmp = snmp_dict()
+            dropped, seen = _loss_seen(relay)
+            retrans = snmp.get("RetransSegs", 0) - base_snmp.get("RetransSegs", 0)
+            recovered = snmp.get("FECRecovered", 0) - base_snmp.get("FECRecovered", 0)
+            status = _status_line(display.width() if display.live else 200, fancy,
+                                  got / total, got, total, rate, srtt, retrans, recovered,
+                                  dropped / seen if seen else 0.0, now - start)
+            if display.live and not final:
+                display.status(status)
+            else:
+                display.line(status, {"event": "progress", "seconds": round(now - start, 3),
+                                      "received": got, "total": total,
+                                      "MBps": round(rate / 1e6, 3), "srtt_ms": srtt})
+
         while not verifier.done.wait(tick):
             now = time.monotonic()
             srtt = session_figures(client).get("srtt_ms")
@@ -315,20 +333,12 @@ def run(args: argparse.Namespace) -> int:
             t_old, b_old = next(((t, b) for t, b in history if now - t <= window), history[-1])
             rate = (got - b_old) / (now - t_old) if now > t_old else 0.0
             history.append((now, got))
-            snmp = snmp_dict()
-            dropped, seen = _loss_seen(relay)
-            frac = got / total
-            retrans = snmp.get("RetransSegs", 0) - base_snmp.get("RetransSegs", 0)
-            recovered = snmp.get("FECRecovered", 0) - base_snmp.get("FECRecovered", 0)
-            status = _status_line(display.width() if display.live else 200, fancy, frac, got,
-                                  total, rate, srtt, retrans, recovered,
-                                  dropped / seen if seen else 0.0, now - start)
-            if display.live:
-                display.status(status)
-            else:
-                display.line(status, {"event": "progress", "seconds": round(now - start, 3),
-                                      "received": got, "total": total,
-                                      "MBps": round(rate / 1e6, 3), "srtt_ms": srtt})
+            show(now, got, rate, srtt)
+        elapsed = (server.done_at or time.monotonic()) - start
+        if verifier.error is None and not send_error:
+            # The last line stays: 100%, with the average rate of the whole transfer.
+            show(start + elapsed, verifier.received, verifier.received / max(elapsed, 1e-9),
+                 srtts[-1] if srtts else None, final=True)
         display.clear()
         elapsed = (server.done_at or time.monotonic()) - start
         error = verifier.error or (send_error[0] if send_error else None)
@@ -347,9 +357,14 @@ def run(args: argparse.Namespace) -> int:
                         raise ConnectionAbortedError("session closed during the echoes")
                     echoed += chunk
                 rtts.append((time.perf_counter() - t0) * 1000.0)
+                if display.live and (i % 10 == 9 or i + 1 == args.pings):
+                    display.status(f"RTT: {i + 1}/{args.pings} echoes of {PING_SIZE} bytes, "
+                                   f"p50 {fmt_ms(percentile(rtts, 50))}, "
+                                   f"max {fmt_ms(max(rtts))}")
                 if echoed != msg:
                     error = f"echo {i} came back altered"
                     break
+        display.clear()
         cpu = time.process_time() - cpu0
         snmp = snmp_dict()
         delta = {k: v - base_snmp.get(k, 0) for k, v in snmp.items()}
