@@ -289,6 +289,42 @@ def test_broken_fast_path_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     assert block.decrypt(block.encrypt(data)) == data
 
 
+def test_full_fast_path_check_once_per_cipher_brief_check_per_key(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from Crypto.Util import _raw_api
+
+    if _raw_api.backend != "ctypes":  # pragma: no cover - cffi: public API only
+        pytest.skip("pycryptodome uses cffi here")
+    calls: list[int] = []
+    real_agrees = crypt._agrees
+
+    def counting(*args: object) -> bool:
+        calls.append(1)
+        return real_agrees(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(crypt, "_CFB_VERDICTS", {})
+    monkeypatch.setattr(crypt, "_agrees", counting)
+    blocks = [new_block_crypt("aes", bytes([i]) * 32) for i in range(3)]
+    assert len(calls) == 1
+    assert all(type(b).__name__ == "_RawCFB" for b in blocks)
+    new_block_crypt("blowfish", KEY)
+    assert len(calls) == 2  # another cipher: its own full check
+
+
+def test_brief_check_rejects_a_broken_fast_path_the_full_check_missed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    class Broken:
+        def __call__(self, *args: object) -> int:
+            return 0  # claims success, writes nothing
+
+    monkeypatch.setitem(crypt._RAW, "cfb", (Broken(), Broken()))
+    monkeypatch.setattr(crypt, "_agrees", lambda *args: True)
+    block = new_block_crypt("aes", KEY)
+    assert type(block).__name__ == "_PycryptodomeCFB"
+    data = os.urandom(100)
+    assert block.decrypt(block.encrypt(data)) == data
+
+
 def test_shared_object_across_threads_is_consistent() -> None:
     # The pools hand each thread its own CFB state: concurrent use of one
     # object gives the same bytes as sequential use.
