@@ -410,7 +410,7 @@ def _print_summary(display: Display, r: dict[str, Any]) -> None:
         display.line(obj=r)
         return
     if r["intact"]:
-        verdict = f"OK: all {r['bytes']:,} bytes arrived intact (sha256 {r['sha256'][:12]}…)"
+        verdict = f"OK: all {r['bytes']:,} bytes arrived intact (sha256 {r['sha256'][:12]}...)"
     else:
         verdict = f"FAILED: {r['error']} ({r['bytes_received']:,} of {r['bytes']:,} bytes checked)"
     rtt = (f"{fmt_ms(r['rtt_p50_ms'])} / {fmt_ms(r['rtt_p99_ms'])}  "

@@ -292,7 +292,7 @@ def make_block(settings: KCPSettings) -> Any:
 
     try:
         return crypt.new_block_crypt(settings.crypt, settings.key)
-    except (ValueError, TypeError) as exc:
+    except ValueError as exc:  # (a TypeError would be a bug, not the user's key)
         raise UsageError(f"cipher {settings.crypt} cannot take a {len(settings.key)}-byte key: "
                          f"{exc}") from None
 

@@ -290,6 +290,24 @@ def test_ctrl_c_and_sigterm_close_cleanly(procs: Any) -> None:  # noqa: F811
     assert tunnel.stderr == b""
 
 
+def test_ctrl_c_during_transfers(procs: Any) -> None:  # noqa: F811
+    """Ctrl-C in the middle of a demo and of an open connect: 130, no traceback."""
+    demo = procs("demo", "--bytes", "500000000")
+    demo.wait_line(re.compile(r"MB/s"), timeout=30)
+    assert demo.interrupt() == 130
+    assert demo.stderr.decode().strip().splitlines() == ["kcpsock demo: interrupted"]
+    server = procs("serve", "127.0.0.1:0")
+    host, port = server.address()
+    client = procs("connect", f"{host}:{port}", stdin=-1)
+    assert client.p.stdin is not None
+    client.p.stdin.write(b"ping\n")
+    client.p.stdin.flush()
+    assert client.wait_line(re.compile(r"^ping$")).string == "ping"  # echoed, still open
+    assert client.interrupt() == 130
+    assert client.stderr.decode().strip().splitlines() == ["kcpsock connect: interrupted"]
+    assert server.interrupt() == 130
+
+
 def test_raw_serve_connect(procs: Any) -> None:  # noqa: F811
     """--raw: plain bytes (as a kcp-go peer sends), ended by --linger."""
     server = procs("serve", "127.0.0.1:0", "--raw", "--crypt", "xor", "--key", "k")
