@@ -157,10 +157,13 @@ def _serve_one(sock: Any, peer: Any, settings: KCPSettings, display: Display,
         writer.json(result)
         writer.fin()
         graceful_close(sock)
-        display.line(f"{name}: {mode}: received {fmt_bytes(received.value)} in {recv_s:.2f} s "
-                     f"({fmt_rate(received.value / recv_s if recv_s else 0)}), "
-                     f"sent {fmt_bytes(sent.value)}" + (f", {pings} pings" if pings else ""),
-                     {"event": "result", "peer": name, **result})
+        if mode == "rtt":
+            text = f"{name}: rtt: {pings} pings echoed in {recv_s:.2f} s"
+        else:
+            text = (f"{name}: {mode}: received {fmt_bytes(received.value)} in {recv_s:.2f} s "
+                    f"({fmt_rate(received.value / recv_s if recv_s else 0)}), "
+                    f"sent {fmt_bytes(sent.value)} in {send_s:.2f} s")
+        display.line(text, {"event": "result", "peer": name, **result})
     except (OSError, frames.ProtocolError, AttributeError, TypeError, ValueError) as exc:
         failed.set()
         stop.set()
