@@ -23,8 +23,6 @@ import pytest
 
 from tests.integration.test_cli import procs, run_cli  # noqa: F401 - fixture
 
-pytest.importorskip("kcpsock.sock", reason="the session layer (kcpsock/sock.py) is not there yet")
-
 FAST = ["--mode", "fast3", "--sndwnd", "1024", "--rcvwnd", "1024"]
 
 
