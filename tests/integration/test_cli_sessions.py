@@ -225,6 +225,25 @@ def test_tunnel_carries_http_and_a_10mb_file(procs: Any, http_root: Any) -> None
         assert "Traceback" not in proc.stderr.decode()
 
 
+def test_tunnel_through_a_lossy_relay(procs: Any, http_root: Any) -> None:  # noqa: F811
+    """The 10 MB file through tunnel -> relay (5% loss, 2 ms) -> serve --forward."""
+    port, big_sha = http_root
+    server = procs("serve", "127.0.0.1:0", "--forward", f"127.0.0.1:{port}")
+    shost, sport = server.address()
+    relay = procs("relay", "-l", "127.0.0.1:0", "-t", f"{shost}:{sport}", "--loss", "5%",
+                  "--delay", "2", "--seed", "3")
+    rhost, rport = relay.address()
+    tunnel = procs("tunnel", "-l", "127.0.0.1:0", "-r", f"{rhost}:{rport}")
+    thost, tport = tunnel.address()
+    with urllib.request.urlopen(f"http://{thost}:{tport}/big.bin", timeout=90) as resp:
+        body = resp.read()
+    assert hashlib.sha256(body).hexdigest() == big_sha
+    assert relay.interrupt() == 130
+    final = [line for line in relay.rest() if line.startswith("final:")]
+    dropped = [int(n) for n in re.findall(r"dropped (\d+)", final[0])]
+    assert sum(dropped) > 0  # the transfer really met losses
+
+
 def test_forward_to_a_closed_port_ends_the_tcp_connection(procs: Any) -> None:  # noqa: F811
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))  # bound, not listening: connections are refused
