@@ -13,10 +13,10 @@ import time
 from typing import Any, Callable, Optional
 
 from kcpsock.cli.display import Display, StatsPrinter
-from kcpsock.cli.options import UsageError, format_address
+from kcpsock.cli.options import format_address
 
-__all__ = ["add_output_options", "announce", "graceful_close", "parse_fraction",
-           "positive_float", "spawn", "start_stats"]
+__all__ = ["NO_ANSWER_S", "AnswerWatch", "add_output_options", "add_wait_option", "announce",
+           "graceful_close", "parse_fraction", "positive_float", "spawn", "start_stats"]
 
 
 #: How long a dialing command waits for the first segment from its peer.
@@ -191,9 +191,3 @@ class AnswerWatch:
             elif time.monotonic() - last_change >= self.stall_s:
                 self._close(self.stalled)
                 return
-
-
-def check_positive(value: float, name: str) -> None:
-    """Raise UsageError unless value > 0."""
-    if value <= 0:
-        raise UsageError(f"{name} must be > 0")

@@ -30,7 +30,10 @@ __all__ = [
     "KCPSettings",
     "UsageError",
     "add_kcp_options",
+    "bind_error",
+    "derive_kcptun_key",
     "dial",
+    "format_address",
     "listen",
     "make_block",
     "parse_address",
@@ -174,21 +177,21 @@ def add_kcp_options(parser: argparse.ArgumentParser, *, listening: bool,
                    help="message mode: each send is delivered as one message")
 
 
-def derive_kcptun_key(secret: str, crypt_name: str) -> bytes:
+def derive_kcptun_key(secret: str) -> bytes:
     """Derive the cipher key from a kcptun ``--key`` secret.
+
+    kcptun: PBKDF2-HMAC-SHA1(secret, "kcp-go", 4096 rounds, 32 bytes); each
+    cipher then takes its prefix of the 32 bytes (std/crypt.go), which
+    ``new_block_crypt`` does itself, so the whole key is returned.
 
     Args:
         secret: the user's secret string.
-        crypt_name: the cipher name, which decides the slice of the key.
 
     Returns:
-        The key bytes kcptun would hand to kcp-go's constructor.
+        The 32 derived bytes.
     """
     from kcpsock import crypt
 
-    # kcptun hands each cipher a prefix of the 32 derived bytes (std/crypt.go);
-    # new_block_crypt takes the same prefix itself, so the whole key goes in.
-    del crypt_name
     return crypt.derive_key(secret)
 
 
@@ -271,7 +274,7 @@ def _resolve_key(args: argparse.Namespace) -> bytes:
     secret = args.key
     if secret is None:
         secret = os.environ.get("KCPTUN_KEY", DEFAULT_KEY)
-    return derive_kcptun_key(secret, args.crypt)
+    return derive_kcptun_key(secret)
 
 
 def make_block(settings: KCPSettings) -> Any:
