@@ -173,7 +173,9 @@ class KCPServer(socketserver.BaseServer):
         deadline = time.monotonic() + self.close_linger
         try:
             while request.figures()["waitsnd"] > 0:
-                if request.state == "dead" or time.monotonic() >= deadline:
+                # closed by the handler (nothing more can be acknowledged)
+                # or dead (never will be): stop waiting
+                if request.state != "open" or time.monotonic() >= deadline:
                     return
                 time.sleep(0.005)
         except OSError:

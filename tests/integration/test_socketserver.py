@@ -292,3 +292,65 @@ def test_bind_and_activate_false_and_context_manager() -> None:
 def test_bad_listen_option_is_reported_and_nothing_leaks() -> None:
     with pytest.raises((TypeError, ValueError)):
         KCPServer(("127.0.0.1", 0), Echo, data_shards=-1, parity_shards=3)
+
+
+def test_handler_closing_its_request_does_not_linger() -> None:
+    done = threading.Event()
+
+    class CloseEarly(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            self.request.settimeout(TIMEOUT)
+            self.request.recv(100)
+            # 12 segments against the client's 8-segment receive window: the
+            # last 4 stay queued (unacknowledged) since the client never reads
+            self.request.sendall(b"x" * (12 * 1376))
+            self.request.close()
+
+    class Server(ThreadingKCPServer):
+        def shutdown_request(self, request: Any) -> None:
+            super().shutdown_request(request)
+            done.set()
+
+    # The client never reads: the reply stays unacknowledged.
+    small = FAST.replace(sndwnd=8, rcvwnd=8)
+    with serving(Server(("127.0.0.1", 0), CloseEarly, config=small)) as server:
+        sock = dial(server, config=small)
+        try:
+            t0 = time.monotonic()
+            sock.sendall(b"go")
+            assert done.wait(TIMEOUT)
+            assert time.monotonic() - t0 < server.close_linger
+        finally:
+            sock.close()
+
+
+def test_linger_is_bounded_when_the_peer_is_gone() -> None:
+    done = threading.Event()
+    got_request = threading.Event()
+    gone = threading.Event()
+    lingered: list[float] = []
+
+    class Reply(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            self.request.recv(100)
+            got_request.set()
+            assert gone.wait(TIMEOUT)
+            self.request.sendall(b"y" * 10_000)  # nobody will acknowledge it
+
+    class Server(ThreadingKCPServer):
+        close_linger = 0.5
+
+        def shutdown_request(self, request: Any) -> None:
+            t0 = time.monotonic()
+            super().shutdown_request(request)
+            lingered.append(time.monotonic() - t0)
+            done.set()
+
+    with serving(Server(("127.0.0.1", 0), Reply, config=FAST)) as server:
+        sock = dial(server)
+        sock.sendall(b"go")
+        assert got_request.wait(TIMEOUT)
+        sock.close()
+        gone.set()
+        assert done.wait(TIMEOUT)
+    assert 0.45 <= lingered[0] < 3.0
