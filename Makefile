@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST := $(PY) -m pytest -q
 
-.PHONY: all test lint typecheck layers unit vectors property integration interop demo bench clean venv
+.PHONY: all test lint typecheck layers unit vectors property integration interop compat demo bench clean venv
 
 all: test
 
@@ -20,6 +20,18 @@ $(STAMP): setup.cfg pyproject.toml
 # Everything CI runs.
 test: lint typecheck layers
 	$(PYTEST) tests
+	$(MAKE) --no-print-directory compat
+
+# The oldest supported Python (3.9), when the machine has one (pyenv's here):
+# pure layers and the socket API on a second venv.
+PYTHON39 ?= $(shell command -v python3.9 2>/dev/null || ls -d /root/.pyenv/versions/3.9*/bin/python3 2>/dev/null | tail -n 1)
+compat:
+ifeq ($(strip $(PYTHON39)),)
+	@echo "compat: no Python 3.9 on this machine, skipped"
+else
+	$(MAKE) --no-print-directory venv PYTHON=$(PYTHON39) VENV=.venv39
+	.venv39/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/vectors tests/property tests/integration/test_socket_api.py tests/integration/test_readme.py
+endif
 
 lint: $(STAMP)
 	$(PY) -m ruff check kcpsock tests tools
