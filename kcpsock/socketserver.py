@@ -33,13 +33,17 @@ Invariants:
   handler sent, then closes the session, so a response written just before
   ``handle`` returns is not lost to a dropped datagram;
 - ``server_close`` closes the listener; sessions already handed to handlers
-  are closed by their own request cycle (as with TCPServer).
+  are closed by their own request cycle (as with TCPServer), except that
+  :class:`ThreadingKCPServer` closes those still open after
+  ``close_grace`` seconds, since without a FIN their handlers might never
+  see the end of input.
 """
 
 from __future__ import annotations
 
 import socket
 import socketserver
+import threading
 import time
 from typing import Any, Callable, Optional
 
@@ -69,6 +73,8 @@ class KCPServer(socketserver.BaseServer):
         request_queue_size: the listener's accept backlog (128).
         close_linger: seconds a finished request may wait for the peer to
             acknowledge what the handler sent before the session is closed.
+        close_grace: (:class:`ThreadingKCPServer`) seconds ``server_close``
+            lets running handlers finish before closing their sessions.
         timeout: as ``BaseServer.timeout``: ``handle_request`` gives up (and
             calls ``handle_timeout``) after this many seconds.
 
@@ -79,6 +85,7 @@ class KCPServer(socketserver.BaseServer):
 
     request_queue_size = 128
     close_linger = 5.0
+    close_grace = 2.0
 
     def __init__(
         self,
@@ -90,6 +97,8 @@ class KCPServer(socketserver.BaseServer):
         super().__init__(server_address, RequestHandlerClass)
         self.listen_options = dict(listen_options)
         self.socket: Optional[Listener] = None
+        self._active: set[KCPSocket] = set()  # requests between accept and close
+        self._active_lock = threading.Lock()
         if bind_and_activate:
             try:
                 self.server_bind()
@@ -139,7 +148,10 @@ class KCPServer(socketserver.BaseServer):
         """
         if self.socket is None:
             raise OSError(9, "server is not bound")
-        return self.socket.accept()
+        request, address = self.socket.accept()
+        with self._active_lock:
+            self._active.add(request)
+        return request, address
 
     def shutdown_request(self, request: Any) -> None:
         """Linger until the handler's output is acknowledged, then close the session.
@@ -160,7 +172,36 @@ class KCPServer(socketserver.BaseServer):
         Args:
             request: the session handed to the handler.
         """
-        request.close()
+        try:
+            request.close()
+        finally:
+            with self._active_lock:
+                self._active.discard(request)
+
+    def close_active_requests(self) -> int:
+        """Close every session still held by a handler.
+
+        KCP has no FIN, so a handler blocked in ``recv`` on a client that
+        went away would wait forever; shutting its session down makes that
+        ``recv`` return b"" (and a blocked ``send`` raise OSError).
+
+        Returns:
+            How many sessions were closed.
+        """
+        with self._active_lock:
+            active = list(self._active)
+        for request in active:
+            # shutdown first: close() alone is deferred while the handler
+            # holds makefile() objects (socket semantics), shutdown is not
+            try:
+                request.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            try:
+                request.close()
+            except OSError:
+                pass
+        return len(active)
 
     def _linger(self, request: Any) -> None:
         # KCP has no FIN and closing drops unacknowledged segments (kcp-go
@@ -189,6 +230,28 @@ class ThreadingKCPServer(socketserver.ThreadingMixIn, KCPServer):
     """:class:`KCPServer` that runs each request in its own thread.
 
     As ``socketserver.ThreadingTCPServer``: ``daemon_threads`` and
-    ``block_on_close`` keep their meaning (``server_close`` joins the
-    handler threads unless ``block_on_close`` is False).
+    ``block_on_close`` keep their meaning: ``server_close`` joins the
+    handler threads unless ``block_on_close`` is False.  One difference,
+    because KCP has no FIN: a TCP handler whose client left sees EOF and
+    returns, a KCP handler would wait for data forever.  So, when it is to
+    join them (``block_on_close``), ``server_close`` gives the handlers
+    ``close_grace`` seconds to finish, then shuts down the sessions they
+    still hold (their ``recv`` returns b"") and joins them.  Without
+    ``block_on_close`` the handlers are left running, as with TCP
+    (:meth:`close_active_requests` ends them).
     """
+
+    def server_close(self) -> None:
+        """Close the listener, wait (bounded) for handlers, close what is left, join."""
+        KCPServer.server_close(self)
+        # socketserver keeps a _Threads list only when block_on_close is set
+        live = getattr(self, "_threads", None)
+        threads = list(live) if isinstance(live, list) else []
+        if self.block_on_close:
+            deadline = time.monotonic() + self.close_grace
+            for t in threads:
+                t.join(max(0.0, deadline - time.monotonic()))
+            self.close_active_requests()
+        # ThreadingMixIn.server_close: KCPServer.server_close again (the
+        # listener's close is idempotent), then joins the handler threads.
+        super().server_close()

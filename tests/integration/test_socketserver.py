@@ -354,3 +354,44 @@ def test_linger_is_bounded_when_the_peer_is_gone() -> None:
         gone.set()
         assert done.wait(TIMEOUT)
     assert 0.45 <= lingered[0] < 3.0
+
+
+@pytest.mark.parametrize("block_on_close", [True, False])
+def test_server_close_ends_handlers_of_silent_clients(block_on_close: bool) -> None:
+    """No FIN in KCP: a client that just closes leaves its handler blocked in
+    recv; server_close must still return, and the handler sees EOF."""
+    eof = threading.Event()
+    started = threading.Event()
+
+    class WaitForEOF(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            started.set()
+            for _ in self.rfile:
+                pass
+            eof.set()
+
+    class Server(ThreadingKCPServer):
+        close_grace = 0.3
+
+    Server.block_on_close = block_on_close
+    server = Server(("127.0.0.1", 0), WaitForEOF, config=FAST)
+    t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.5},
+                         daemon=True)
+    t.start()
+    sock = dial(server)
+    try:
+        sock.sendall(b"one line\n")
+        assert started.wait(TIMEOUT)
+    finally:
+        sock.close()  # the server is not told
+    server.shutdown()
+    t.join(TIMEOUT)
+    t0 = time.monotonic()
+    server.server_close()
+    assert time.monotonic() - t0 < 0.3 + 5.0
+    if block_on_close:
+        assert eof.is_set()  # the handler was ended and joined
+    else:
+        assert not eof.is_set()  # left running, as TCP would
+        assert server.close_active_requests() == 1
+        assert eof.wait(TIMEOUT)
