@@ -312,3 +312,67 @@ def test_kcpgo_client_with_wrong_key_opens_no_session(kcppeer: Path) -> None:
     finally:
         server.close()
     assert kcpsock.snmp.copy().InCsumErrors > before
+
+
+def test_many_kcpgo_clients_at_once(kcppeer: Path) -> None:
+    """Ten kcp-go clients (aes + FEC 10/3) in parallel against one kcpsock
+    listener: demultiplexing by (address, conv), parity routed per address."""
+    import subprocess
+
+    crypt, fec, stream = "aes", (10, 3), False
+    listener = kcpsock.listen(("127.0.0.1", 0), **options(crypt, fec, stream))
+    host, port = listener.getsockname()[:2]
+    sessions: list[Any] = []
+    errors: list[BaseException] = []
+
+    def echo(sock: Any) -> None:
+        try:
+            sock.settimeout(IO_TIMEOUT)
+            while True:
+                data = sock.recv(65536)
+                if not data:
+                    return
+                sock.sendall(data)
+        except kcpsock.KCPClosedError:
+            return
+        except BaseException as exc:
+            errors.append(exc)
+
+    def accept_loop() -> None:
+        while True:
+            try:
+                sock, _ = listener.accept()
+            except OSError:
+                return
+            sessions.append(sock)
+            threading.Thread(target=echo, args=(sock,), daemon=True).start()
+
+    acceptor = threading.Thread(target=accept_loop, daemon=True)
+    acceptor.start()
+    n = 100_000
+    procs = [
+        subprocess.Popen(
+            [str(kcppeer), "-mode=echo-client", f"-connect={host}:{port}",
+             f"-timeout={int(IO_TIMEOUT)}s", f"-bytes={n}", f"-seed={100 + i}",
+             *go_flags(crypt, fec, stream)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            stdin=subprocess.DEVNULL,
+        )
+        for i in range(10)
+    ]
+    try:
+        outputs = [p.communicate(timeout=IO_TIMEOUT + 10)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait(5)
+        listener.close()
+        for s in sessions:
+            s.close()
+        acceptor.join(IO_TIMEOUT)
+    assert [p.returncode for p in procs] == [0] * 10, outputs
+    assert all(o.startswith(f"OK bytes={n} ") for o in outputs), outputs
+    assert len(sessions) == 10
+    assert len({s.conv for s in sessions}) == 10
+    assert not errors, errors
