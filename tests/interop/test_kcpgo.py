@@ -82,8 +82,8 @@ def echo_through(sock: Any, data: bytes) -> bytes:
 class KCPSockEchoServer:
     """A kcpsock listener echoing one session and recording what it got."""
 
-    def __init__(self, **opts: Any) -> None:
-        self.listener = kcpsock.listen(("127.0.0.1", 0), **opts)
+    def __init__(self, address: tuple[str, int] = ("127.0.0.1", 0), **opts: Any) -> None:
+        self.listener = kcpsock.listen(address, **opts)
         self.address = self.listener.getsockname()[:2]
         self.listener.settimeout(IO_TIMEOUT)
         self.received = bytearray()
@@ -376,3 +376,96 @@ def test_many_kcpgo_clients_at_once(kcppeer: Path) -> None:
     assert len(sessions) == 10
     assert len({s.conv for s in sessions}) == 10
     assert not errors, errors
+
+
+def test_caller_sockets_with_kcpgo(kcppeer: Path) -> None:
+    """dial(sock=, conv=) (kcp-go NewConn3) and listen(sock=) (ServeConn)
+    against kcp-go; the caller's sockets stay open after close."""
+    import socket
+
+    crypt, fec, stream = "aes", (10, 3), False
+    opts = options(crypt, fec, stream)
+    flags = go_flags(crypt, fec, stream)
+    with GoServer(kcppeer, "echo-server", flags) as server:
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind(("127.0.0.1", 0))
+        try:
+            sock = kcpsock.dial(server.address, sock=udp, conv=0x12345678, **opts)
+            try:
+                sock.settimeout(IO_TIMEOUT)
+                assert sock.conv == 0x12345678
+                data = pattern(51, 100_000)
+                assert echo_through(sock, data) == data
+            finally:
+                sock.close()
+            assert udp.fileno() != -1
+        finally:
+            udp.close()
+
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    try:
+        listener = kcpsock.listen(None, sock=udp, **opts)
+        received = bytearray()
+
+        def serve() -> None:
+            s, _ = listener.accept()
+            s.settimeout(IO_TIMEOUT)
+            try:
+                while len(received) < 100_000:
+                    data = s.recv(65536)
+                    received.extend(data)
+                    s.sendall(data)
+            finally:
+                s.close()
+
+        listener.settimeout(IO_TIMEOUT)
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        try:
+            result = run_client(kcppeer, "echo-client", udp.getsockname()[:2],
+                                [*flags, "-bytes=100000", "-seed=53"], timeout=IO_TIMEOUT)
+        finally:
+            t.join(IO_TIMEOUT)
+            listener.close()
+        assert result["bytes"] == "100000"
+        assert bytes(received) == pattern(53, 100_000)
+        assert udp.fileno() != -1
+    finally:
+        udp.close()
+
+
+def _has_ipv6_loopback() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback")
+def test_ipv6_both_ways(kcppeer: Path) -> None:
+    crypt, fec, stream = "salsa20", (10, 3), True
+    opts = options(crypt, fec, stream)
+    flags = go_flags(crypt, fec, stream)
+    with GoServer(kcppeer, "echo-server", flags, listen="[::1]:0") as server:
+        assert server.address[0] == "::1"
+        sock = kcpsock.dial(server.address, **opts)
+        try:
+            sock.settimeout(IO_TIMEOUT)
+            data = pattern(61, 100_000)
+            assert echo_through(sock, data) == data
+        finally:
+            sock.close()
+    echo = KCPSockEchoServer(("::1", 0), **opts)
+    assert echo.address[0] == "::1"
+    try:
+        result = run_client(kcppeer, "echo-client", echo.address,
+                            [*flags, "-bytes=100000", "-seed=67"], timeout=IO_TIMEOUT)
+    finally:
+        echo.close()
+    assert result["bytes"] == "100000"
+    assert bytes(echo.received) == pattern(67, 100_000)
