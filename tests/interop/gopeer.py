@@ -334,17 +334,24 @@ def run_client(
     target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     return run_argv(
         [str(binary), f"-mode={mode}", f"-connect={target}", f"-timeout={int(timeout)}s", *flags],
-        timeout, mode,
+        timeout, f"Go peer {mode}",
     )
 
 
 def run_argv(argv: list[str], timeout: float = 60.0, what: str = "client") -> dict[str, str]:
     """Run a client command line that prints an "OK k=v ..." line; parse that line.
 
+    Args:
+        argv: the command line.
+        timeout: seconds it may take (plus 10 s of slack before it is killed).
+        what: a name for the error message.
+
+    Returns:
+        The parsed last line (see :func:`parse_result`).
+
     Raises:
         AssertionError: the client failed; the message holds its output.
     """
-    mode = what
     proc = subprocess.run(
         argv, capture_output=True, text=True, timeout=timeout + 10, stdin=subprocess.DEVNULL,
     )
@@ -352,6 +359,6 @@ def run_argv(argv: list[str], timeout: float = 60.0, what: str = "client") -> di
     last = lines[-1] if lines else ""
     if proc.returncode != 0 or not last.startswith("OK"):
         raise AssertionError(
-            f"Go peer {mode} failed (rc {proc.returncode}): {proc.stdout}{proc.stderr}"
+            f"{what} failed (rc {proc.returncode}): {proc.stdout}{proc.stderr}"
         )
     return parse_result(last)
