@@ -1,50 +1,68 @@
 """kcpsock: KCP for Python, wire-compatible with kcp-go, with a socket API.
 
-(The public API is imported lazily while the package is being assembled; the
-final version imports it eagerly.)
+KCP is a reliable, ordered ARQ protocol over UDP that trades some bandwidth
+for far lower latency than TCP on lossy links.  kcpsock speaks kcp-go's wire
+format (KCP, Reed-Solomon FEC, every kcp-go cipher), so it talks to kcp-go
+and kcptun peers.
+
+Quick start::
+
+    import kcpsock
+    block = kcpsock.new_block_crypt("aes", kcpsock.derive_key("secret"))
+    server = kcpsock.listen(("127.0.0.1", 0), block=block, data_shards=10, parity_shards=3)
+    client = kcpsock.dial(server.getsockname(), block=block, data_shards=10, parity_shards=3)
+    client.sendall(b"hi")
+    conn, addr = server.accept()
+    conn.recv(1024)                     # b'hi'
+
+The objects :func:`dial` and :func:`listen` return behave like
+:class:`socket.socket`.  Layers, from the bottom: :class:`KCP` (the sans-io
+state machine), :mod:`kcpsock.fec` and :mod:`kcpsock.crypt` (kcp-go's packet
+layer), :class:`PacketCodec` (the datagram pipeline), :mod:`kcpsock.session`
+(threads), :mod:`kcpsock.sock` (the socket API), :mod:`kcpsock.socketserver`.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from . import socketserver
+from .codec import PacketCodec
+from .config import KCPConfig
+from .crypt import CIPHERS, BlockCrypt, derive_key, new_block_crypt
+from .errors import (
+    KCPBlockingIOError,
+    KCPClosedError,
+    KCPConnectionResetError,
+    KCPError,
+    KCPTimeoutError,
+    PacketError,
+)
+from .kcp import KCP
+from .sock import KCPSocket, Listener, create_connection, create_server, dial, listen
+from .stats import Snmp, snmp
 
 __version__ = "0.1.0"
 
-_EXPORTS = {
-    # pure layers
-    "KCP": "kcp",
-    "BlockCrypt": "crypt",
-    "new_block_crypt": "crypt",
-    "derive_key": "crypt",
-    "CIPHERS": "crypt",
-    "PacketCodec": "codec",
-    "KCPConfig": "config",
-    "Snmp": "stats",
-    "snmp": "stats",
-    # errors
-    "KCPError": "errors",
-    "PacketError": "errors",
-    "KCPTimeoutError": "errors",
-    "KCPBlockingIOError": "errors",
-    "KCPConnectionResetError": "errors",
-    "KCPClosedError": "errors",
-    # I/O layers
-    "KCPSocket": "sock",
-    "Listener": "sock",
-    "dial": "sock",
-    "listen": "sock",
-    "create_connection": "sock",
-    "create_server": "sock",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'kcpsock' has no attribute {name!r}")
-    value = getattr(importlib.import_module("." + module, __name__), name)
-    globals()[name] = value
-    return value
+__all__ = [
+    "CIPHERS",
+    "KCP",
+    "BlockCrypt",
+    "KCPBlockingIOError",
+    "KCPClosedError",
+    "KCPConfig",
+    "KCPConnectionResetError",
+    "KCPError",
+    "KCPSocket",
+    "KCPTimeoutError",
+    "Listener",
+    "PacketCodec",
+    "PacketError",
+    "Snmp",
+    "create_connection",
+    "create_server",
+    "derive_key",
+    "dial",
+    "listen",
+    "new_block_crypt",
+    "snmp",
+    "socketserver",
+]

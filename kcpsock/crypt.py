@@ -59,9 +59,6 @@ from Crypto.Cipher import AES, CAST, DES, DES3, Blowfish, Salsa20
 
 from ._cfb import IV as _CFB_IV
 from ._cfb import WordCFB
-from ._sm4 import SM4
-from ._tea import TEA, XTEA
-from ._twofish import Twofish
 from .errors import PacketError
 
 __all__ = [
@@ -803,6 +800,28 @@ class CipherInfo(NamedTuple):
     implementation: str
 
 
+# The pure-Python ciphers build their tables at import (tens of ms), so they
+# are imported on first use rather than with kcpsock.
+def _twofish(key: bytes) -> BlockCrypt:
+    from ._twofish import Twofish
+    return _PureCFB(Twofish(key))
+
+
+def _tea(key: bytes) -> BlockCrypt:
+    from ._tea import TEA
+    return _PureCFB(TEA(key))
+
+
+def _xtea(key: bytes) -> BlockCrypt:
+    from ._tea import XTEA
+    return _PureCFB(XTEA(key))
+
+
+def _sm4(key: bytes) -> BlockCrypt:
+    from ._sm4 import SM4
+    return _PureCFB(SM4(key))
+
+
 _TABLE: dict[str, tuple[CipherInfo, Callable[[bytes], BlockCrypt]]] = {
     "aes": (CipherInfo("aes", 32, "NewAESBlockCrypt", "pycryptodome"), _aes),
     "aes-128": (CipherInfo("aes-128", 16, "NewAESBlockCrypt", "pycryptodome"), _aes),
@@ -812,16 +831,16 @@ _TABLE: dict[str, tuple[CipherInfo, Callable[[bytes], BlockCrypt]]] = {
     "blowfish": (CipherInfo("blowfish", 32, "NewBlowfishBlockCrypt", "pycryptodome"),
                  _blowfish),
     "twofish": (CipherInfo("twofish", 32, "NewTwofishBlockCrypt", "pure Python"),
-                lambda k: _PureCFB(Twofish(k))),
+                _twofish),
     "cast5": (CipherInfo("cast5", 16, "NewCast5BlockCrypt", "pycryptodome"), _cast5),
     "3des": (CipherInfo("3des", 24, "NewTripleDESBlockCrypt", "pycryptodome"), _3des),
     "tea": (CipherInfo("tea", 16, "NewTEABlockCrypt", "pure Python"),
-            lambda k: _PureCFB(TEA(k))),
+            _tea),
     "xtea": (CipherInfo("xtea", 16, "NewXTEABlockCrypt", "pure Python"),
-             lambda k: _PureCFB(XTEA(k))),
+             _xtea),
     "xor": (CipherInfo("xor", 32, "NewSimpleXORBlockCrypt", "hashlib"), SimpleXORCrypt),
     "sm4": (CipherInfo("sm4", 16, "NewSM4BlockCrypt", "pure Python"),
-            lambda k: _PureCFB(SM4(k))),
+            _sm4),
     "none": (CipherInfo("none", 0, "NewNoneBlockCrypt", "none"), lambda k: NoneCrypt()),
     "aes-gcm": (CipherInfo("aes-gcm", 16, "NewAESGCMCrypt (HEAD)", "pycryptodome"),
                 AESGCMCrypt),
