@@ -141,11 +141,16 @@ def make_codec(block: Any = None, data_shards: int = 0, parity_shards: int = 0) 
     if (data_shards == 0) != (parity_shards == 0):
         raise ValueError("data_shards and parity_shards must both be 0 or both be > 0")
     if data_shards + parity_shards > 255:
-        raise ValueError("data_shards + parity_shards must be <= 255")
+        raise ValueError(f"data_shards + parity_shards must be <= 255 (one byte on the wire),"
+                         f" got data_shards={data_shards}, parity_shards={parity_shards}")
+    if block is not None and not (hasattr(block, "encrypt") and hasattr(block, "decrypt")):
+        if isinstance(block, (str, bytes)):
+            raise TypeError(f"block must be a BlockCrypt, not the name {block!r}: use"
+                            f" block=kcpsock.new_block_crypt({block!r}, key)")
+        raise TypeError(f"block must be a BlockCrypt (see kcpsock.new_block_crypt) or None,"
+                        f" not {type(block).__name__}")
     if block is None and data_shards == 0:
         return None
-    if block is not None and not (hasattr(block, "encrypt") and hasattr(block, "decrypt")):
-        raise TypeError("block must be a BlockCrypt (see kcpsock.new_block_crypt) or None")
     from .codec import PacketCodec  # imported late: plain mode needs no codec
 
     return PacketCodec(block, data_shards, parity_shards)
@@ -632,7 +637,12 @@ class Session:
             BrokenPipeError: after ``shutdown(SHUT_WR)``.
             KCPTimeoutError, KCPBlockingIOError, KCPConnectionResetError.
         """
-        view = memoryview(data)
+        try:
+            view = memoryview(data)
+        except TypeError:
+            raise TypeError(f"data must be a bytes-like object, not {type(data).__name__}"
+                            + (" (encode it first, e.g. data.encode())"
+                               if isinstance(data, str) else "")) from None
         if view.ndim != 1 or view.itemsize != 1:
             view = view.cast("B")
         total = len(view)
@@ -731,8 +741,12 @@ class Session:
                 self._signal.set()
         self._transmit(out)
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
         """Close: one last flush (best effort), wake every waiter, free resources.
+
+        Args:
+            wait: join the threads this close ends (False from a finalizer,
+                which may run on a thread holding a kcpsock lock).
 
         Idempotent.  With :attr:`linger` > 0 it first waits (at most that many
         seconds) until everything sent was acknowledged, the link died or
@@ -767,7 +781,8 @@ class Session:
         if listener is not None:
             listener._forget(self)
         else:
-            self._stop_receiver()
+            self._stop_receiver(wait)
+        _release_updater(wait)
 
     def _linger(self, deadline: float) -> None:
         """Wait until nothing is queued or in flight (SO_LINGER), or ``deadline``."""
@@ -789,10 +804,10 @@ class Session:
         self._receiver = reader
         reader.start()
 
-    def _stop_receiver(self) -> None:
+    def _stop_receiver(self, wait: bool = True) -> None:
         reader: Optional[_Receiver] = getattr(self, "_receiver", None)
         if reader is not None:
-            reader.stop()
+            reader.stop(wait)
         elif self._transport.owned:
             self._transport.sock.close()
 
@@ -903,8 +918,8 @@ class _Receiver:
     def stopping(self) -> bool:
         return self._stopping
 
-    def stop(self) -> None:
-        """Stop the thread, wait for it (bounded), release our sockets."""
+    def stop(self, wait: bool = True) -> None:
+        """Stop the thread, wait for it (bounded, if ``wait``), release our sockets."""
         self._stopping = True
         transport = self._transport
         if self._wake is not None:
@@ -917,7 +932,8 @@ class _Receiver:
                 transport.sock.shutdown(socket.SHUT_RD)
             except OSError:
                 pass  # ENOTCONN on an unconnected socket: the readers are woken anyway
-        if threading.current_thread() is not self._thread and self._thread.is_alive():
+        if (wait and threading.current_thread() is not self._thread
+                and self._thread.is_alive()):
             self._thread.join(2.0)
         if self._wake is not None:
             self._wake[0].close()
@@ -1288,6 +1304,7 @@ class ListenerCore:
             self._stopped = True
         self._receiver.stop()
         _live_listeners.discard(self)
+        _release_updater(True)
 
     @property
     def stopped(self) -> bool:
@@ -1301,3 +1318,13 @@ _live_listeners: weakref.WeakSet[ListenerCore] = weakref.WeakSet()
 def live_listeners() -> list[ListenerCore]:
     """Return the listener engines whose receiver still runs (for atexit)."""
     return list(_live_listeners)
+
+
+def _release_updater(wait: bool) -> None:
+    """End the updater thread once no session or listener is left.
+
+    So that no kcpsock thread outlives ``close()`` (a REPL user checking
+    ``threading.enumerate()``); the next session starts it again.
+    """
+    if not _live_sessions and not _live_listeners:
+        updater.release(wait)

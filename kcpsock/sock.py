@@ -75,16 +75,43 @@ def _config_from(config: Optional[KCPConfig], options: dict[str, Any]) -> KCPCon
     elif not isinstance(config, KCPConfig):
         raise TypeError(f"config must be a KCPConfig, not {type(config).__name__}")
     if options:
-        try:
-            config = config.replace(**options)
-        except TypeError as exc:
-            raise TypeError(f"unknown option: {exc}") from None
+        fields = getattr(KCPConfig, "__dataclass_fields__", None)
+        if fields is not None:
+            unknown = sorted(set(options) - set(fields))
+            if unknown:
+                raise TypeError(f"unknown option(s) {', '.join(unknown)}: not a KCPConfig"
+                                f" field (see help(kcpsock.KCPConfig))")
+        config = config.replace(**options)
     return config
 
 
+def _split_host_port(text: str, name: str) -> tuple[str, int]:
+    """Parse kcp-go's address strings: "host:port", "[v6 address]:port"."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep:
+        raise ValueError(f"{name} must be (host, port) or 'host:port', got {text!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"{name}: an IPv6 host needs brackets, e.g. '[::1]:{port_text}',"
+                         f" got {text!r}")
+    if not port_text.isdigit():
+        raise ValueError(f"{name} port must be a number, got {port_text!r} in {text!r}")
+    return host, int(port_text)
+
+
 def _check_address(address: Any, name: str = "address") -> tuple[Any, int]:
+    """Validate ``(host, port[, flowinfo, scope_id])`` or a "host:port" string.
+
+    Returns:
+        ``(host, port)``; resolution is left to ``getaddrinfo`` (so unknown
+        names raise ``socket.gaierror`` as socket does).
+    """
+    if isinstance(address, str):
+        return _split_host_port(address, name)
     if not isinstance(address, tuple) or len(address) < 2:
-        raise TypeError(f"{name} must be a (host, port) tuple, got {address!r}")
+        raise TypeError(f"{name} must be a (host, port) tuple or a 'host:port' string,"
+                        f" got {address!r}")
     host, port = address[0], address[1]
     if isinstance(port, bool) or not isinstance(port, int):
         raise TypeError(f"{name} port must be an int, got {port!r}")
@@ -274,7 +301,11 @@ class KCPSocket:
         """
         session = self._live()
         deadline = self._flags_deadline(flags)
-        view = memoryview(data)
+        try:
+            view = memoryview(data)
+        except TypeError:
+            session.send(data, 0)  # raises the TypeError naming ``data``
+            raise
         if view.ndim != 1 or view.itemsize != 1:
             view = view.cast("B")
         total = len(view)
@@ -285,8 +316,16 @@ class KCPSocket:
     def sendfile(self, file: Any, offset: int = 0, count: Optional[int] = None) -> int:
         """Send a binary file's contents (``socket.sendfile``, by reads and sendall).
 
+        Args:
+            file: a file opened in binary mode.
+            offset: where to start reading (the file is seeked there).
+            count: the most bytes to send; None until end of file.
+
         Returns:
             The number of bytes sent.
+
+        Raises:
+            As :meth:`sendall`, and whatever ``file.read`` raises.
         """
         if offset:
             file.seek(offset)
@@ -304,15 +343,36 @@ class KCPSocket:
     # ------------------------------------------------------------- timeouts
 
     def settimeout(self, value: Optional[float]) -> None:
-        """Set the timeout in seconds of blocking calls (None: block; 0: non-blocking)."""
-        self._timeout = _check_timeout(value)
+        """Set the timeout of blocking calls (``socket.settimeout``).
+
+        Args:
+            value: seconds (> 0: raise ``TimeoutError`` after that long), 0
+                (non-blocking: ``BlockingIOError``, same as
+                ``setblocking(False)``) or None (block without limit).
+
+        Raises:
+            ValueError: a negative or NaN timeout.
+            TypeError: not a number or None.
+            OSError: EBADF after close.
+        """
+        value = _check_timeout(value)
+        self._live()
+        self._timeout = value
 
     def gettimeout(self) -> Optional[float]:
         """Return the timeout in seconds (None when blocking without limit)."""
         return self._timeout
 
     def setblocking(self, flag: bool) -> None:
-        """``setblocking(True)`` = ``settimeout(None)``, ``False`` = ``settimeout(0)``."""
+        """``setblocking(True)`` = ``settimeout(None)``, ``False`` = ``settimeout(0)``.
+
+        Args:
+            flag: True for blocking mode, False for non-blocking.
+
+        Raises:
+            OSError: EBADF after close.
+        """
+        self._live()
         self._timeout = None if flag else 0.0
 
     def getblocking(self) -> bool:
@@ -443,7 +503,7 @@ class KCPSocket:
         try:
             if not self._real_closed:
                 self._closed = self._real_closed = True
-                self._session.close()
+                self._session.close(wait=False)  # never join threads from a finalizer
         except Exception:
             pass
 
@@ -472,6 +532,14 @@ class KCPSocket:
         ``struct linger``) sets how long :meth:`close` waits for
         acknowledgements (``KCPConfig.linger``); other TCP-level options raise
         ``OSError(ENOPROTOOPT)`` as on a UDP socket.
+
+        Args:
+            level, optname: as ``socket.setsockopt``.
+            value: an int or a bytes-like object.
+            optlen: with ``value`` None, the option length.
+
+        Raises:
+            OSError: EBADF after close; what the UDP socket raises.
         """
         session = self._live()
         if level == socket.IPPROTO_TCP and optname == socket.TCP_NODELAY:
@@ -493,6 +561,16 @@ class KCPSocket:
 
         ``IPPROTO_TCP``/``TCP_NODELAY`` reads ``not write_delay`` (see
         :meth:`setsockopt`).
+
+        Args:
+            level, optname: as ``socket.getsockopt``.
+            buflen: None for an int result, else the bytes to return.
+
+        Returns:
+            An int, or bytes when ``buflen`` is given.
+
+        Raises:
+            OSError: EBADF after close; what the UDP socket raises.
         """
         session = self._live()
         if level == socket.IPPROTO_TCP and optname == socket.TCP_NODELAY and buflen is None:
@@ -527,6 +605,10 @@ class KCPSocket:
             interval: flush interval in ms (clamped to 10..5000).
             resend: fast-retransmit threshold (0 off).
             nc: 1 disables congestion control.
+
+        Raises:
+            TypeError: an argument is not an int.
+            OSError: EBADF after close.
         """
         for name, v in (("nodelay", nodelay), ("interval", interval), ("resend", resend),
                         ("nc", nc)):
@@ -537,8 +619,14 @@ class KCPSocket:
     def set_window_size(self, sndwnd: int, rcvwnd: int) -> None:
         """kcp-go ``SetWindowSize``: values <= 0 leave that window unchanged.
 
+        Args:
+            sndwnd: the send window in segments (how much ``send`` queues).
+            rcvwnd: the receive window in segments (advertised to the peer).
+
         Raises:
             ValueError: a window above 65535 (16 bits on the wire).
+            TypeError: not an int.
+            OSError: EBADF after close.
         """
         for name, v in (("sndwnd", sndwnd), ("rcvwnd", rcvwnd)):
             if isinstance(v, bool) or not isinstance(v, int):
@@ -556,8 +644,15 @@ class KCPSocket:
     def set_mtu(self, mtu: int) -> bool:
         """kcp-go ``SetMtu``: the UDP payload size (KCP MTU = mtu - codec overhead).
 
+        Args:
+            mtu: the largest UDP payload to send, in bytes.
+
         Returns:
             False if ``mtu`` exceeds 1500 or leaves KCP no room; True otherwise.
+
+        Raises:
+            TypeError: not an int.
+            OSError: EBADF after close.
         """
         if isinstance(mtu, bool) or not isinstance(mtu, int):
             raise TypeError(f"mtu must be an int, not {type(mtu).__name__}")
@@ -583,19 +678,49 @@ class KCPSocket:
             return False
 
     def set_stream_mode(self, enable: bool) -> None:
-        """kcp-go ``SetStreamMode``: True merges writes into full segments."""
+        """kcp-go ``SetStreamMode``: True merges writes into full segments.
+
+        Args:
+            enable: True for stream mode (no message boundaries).
+
+        Raises:
+            OSError: EBADF after close.
+        """
         self._live().locked(lambda k: setattr(k, "stream", bool(enable)))
 
     def set_ack_nodelay(self, enable: bool) -> None:
-        """kcp-go ``SetACKNoDelay``: True sends ACKs right after each input."""
+        """kcp-go ``SetACKNoDelay``: True sends ACKs right after each input.
+
+        Args:
+            enable: True to send ACKs at once rather than with the next flush.
+
+        Raises:
+            OSError: EBADF after close.
+        """
         self._live().ack_nodelay = bool(enable)
 
     def set_write_delay(self, enable: bool) -> None:
-        """kcp-go ``SetWriteDelay``: True leaves flushing to the next tick."""
+        """kcp-go ``SetWriteDelay``: True leaves flushing to the next tick.
+
+        Args:
+            enable: True to batch writes until the next update interval.
+
+        Raises:
+            OSError: EBADF after close.
+        """
         self._live().write_delay = bool(enable)
 
     def set_dup(self, dup: int) -> None:
-        """kcp-go ``SetDUP``: send each data datagram ``dup`` extra times."""
+        """kcp-go ``SetDUP``: send each data datagram ``dup`` extra times.
+
+        Args:
+            dup: extra copies per datagram (0: none).
+
+        Raises:
+            TypeError: not an int.
+            ValueError: negative.
+            OSError: EBADF after close.
+        """
         if isinstance(dup, bool) or not isinstance(dup, int):
             raise TypeError(f"dup must be an int, not {type(dup).__name__}")
         if dup < 0:
@@ -613,6 +738,9 @@ class KCPSocket:
     def set_dscp(self, dscp: int) -> None:
         """kcp-go ``SetDSCP`` (dialed sessions only): IPv4 TOS = dscp << 2.
 
+        Args:
+            dscp: the DiffServ code point, 0..63.
+
         Raises:
             OSError: EINVAL on an accepted session or if the OS refuses.
             ValueError: dscp outside 0..63.
@@ -620,12 +748,26 @@ class KCPSocket:
         _set_dscp(self._own_socket("set_dscp"), dscp)
 
     def set_read_buffer(self, nbytes: int) -> None:
-        """kcp-go ``SetReadBuffer`` (dialed sessions only): SO_RCVBUF."""
+        """kcp-go ``SetReadBuffer`` (dialed sessions only): SO_RCVBUF.
+
+        Args:
+            nbytes: the kernel receive buffer size.
+
+        Raises:
+            OSError: EBADF after close; EINVAL on an accepted session.
+        """
         self._own_socket("set_read_buffer").setsockopt(
             socket.SOL_SOCKET, socket.SO_RCVBUF, nbytes)
 
     def set_write_buffer(self, nbytes: int) -> None:
-        """kcp-go ``SetWriteBuffer`` (dialed sessions only): SO_SNDBUF."""
+        """kcp-go ``SetWriteBuffer`` (dialed sessions only): SO_SNDBUF.
+
+        Args:
+            nbytes: the kernel send buffer size.
+
+        Raises:
+            OSError: EBADF after close; EINVAL on an accepted session.
+        """
         self._own_socket("set_write_buffer").setsockopt(
             socket.SOL_SOCKET, socket.SO_SNDBUF, nbytes)
 
@@ -730,25 +872,51 @@ class Listener:
         return KCPSocket(session), session.remote
 
     def settimeout(self, value: Optional[float]) -> None:
-        """Set the timeout of :meth:`accept` in seconds (None: block; 0: non-blocking)."""
-        self._timeout = _check_timeout(value)
+        """Set the timeout of :meth:`accept` (``socket.settimeout``).
+
+        Args:
+            value: seconds, 0 (non-blocking) or None (block without limit).
+
+        Raises:
+            ValueError: a negative or NaN timeout.
+            TypeError: not a number or None.
+            OSError: EBADF after close.
+        """
+        value = _check_timeout(value)
+        self._check_open()
+        self._timeout = value
 
     def gettimeout(self) -> Optional[float]:
         """Return the timeout of :meth:`accept`."""
         return self._timeout
 
     def setblocking(self, flag: bool) -> None:
-        """``setblocking(True)`` = ``settimeout(None)``, ``False`` = ``settimeout(0)``."""
+        """``setblocking(True)`` = ``settimeout(None)``, ``False`` = ``settimeout(0)``.
+
+        Args:
+            flag: True for blocking mode, False for non-blocking.
+
+        Raises:
+            OSError: EBADF after close.
+        """
+        self._check_open()
         self._timeout = None if flag else 0.0
 
     def getblocking(self) -> bool:
         """Return False in non-blocking mode."""
         return self._timeout != 0
 
-    def getsockname(self) -> Address:
-        """Return the local address of the UDP socket."""
+    def _check_open(self) -> None:
         if self._core.closed:
             raise KCPClosedError()
+
+    def getsockname(self) -> Address:
+        """Return the local address of the UDP socket (a 4-tuple for IPv6).
+
+        Raises:
+            OSError: EBADF after close.
+        """
+        self._check_open()
         return self._core.sock.getsockname()
 
     @property
@@ -790,30 +958,69 @@ class Listener:
         """The listener engine (advanced use)."""
         return self._core
 
-    def _udp(self, what: str) -> socket.socket:
-        if self._core.closed:
-            raise KCPClosedError()
+    def _udp(self) -> socket.socket:
+        self._check_open()
         return self._core.sock
 
     def set_dscp(self, dscp: int) -> None:
-        """kcp-go ``Listener.SetDSCP``: IPv4 TOS = dscp << 2 on the listener socket."""
-        _set_dscp(self._udp("set_dscp"), dscp)
+        """kcp-go ``Listener.SetDSCP``: IPv4 TOS = dscp << 2 on the listener socket.
+
+        Args:
+            dscp: the DiffServ code point, 0..63.
+
+        Raises:
+            ValueError: outside 0..63.
+            OSError: EBADF after close; EINVAL if the OS refuses.
+        """
+        _set_dscp(self._udp(), dscp)
 
     def set_read_buffer(self, nbytes: int) -> None:
-        """kcp-go ``Listener.SetReadBuffer``: SO_RCVBUF of the listener socket."""
-        self._udp("set_read_buffer").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, nbytes)
+        """kcp-go ``Listener.SetReadBuffer``: SO_RCVBUF of the listener socket.
+
+        Args:
+            nbytes: the kernel receive buffer size.
+
+        Raises:
+            OSError: EBADF after close.
+        """
+        self._udp().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, nbytes)
 
     def set_write_buffer(self, nbytes: int) -> None:
-        """kcp-go ``Listener.SetWriteBuffer``: SO_SNDBUF of the listener socket."""
-        self._udp("set_write_buffer").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, nbytes)
+        """kcp-go ``Listener.SetWriteBuffer``: SO_SNDBUF of the listener socket.
+
+        Args:
+            nbytes: the kernel send buffer size.
+
+        Raises:
+            OSError: EBADF after close.
+        """
+        self._udp().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, nbytes)
 
     def setsockopt(self, level: int, optname: int, value: Any) -> None:
-        """Set an option on the listener's UDP socket."""
-        self._udp("setsockopt").setsockopt(level, optname, value)
+        """Set an option on the listener's UDP socket (``socket.setsockopt``).
+
+        Args:
+            level, optname, value: as ``socket.setsockopt``.
+
+        Raises:
+            OSError: EBADF after close; what the UDP socket raises.
+        """
+        self._udp().setsockopt(level, optname, value)
 
     def getsockopt(self, level: int, optname: int, buflen: Optional[int] = None) -> Any:
-        """Read an option of the listener's UDP socket."""
-        sock = self._udp("getsockopt")
+        """Read an option of the listener's UDP socket (``socket.getsockopt``).
+
+        Args:
+            level, optname: as ``socket.getsockopt``.
+            buflen: None for an int result, else the bytes to return.
+
+        Returns:
+            An int, or bytes when ``buflen`` is given.
+
+        Raises:
+            OSError: EBADF after close; what the UDP socket raises.
+        """
+        sock = self._udp()
         if buflen is None:
             return sock.getsockopt(level, optname)
         return sock.getsockopt(level, optname, buflen)
@@ -860,7 +1067,8 @@ def dial(address: tuple[Any, int], *, block: Any = None, data_shards: int = 0,
     it from the first packet.
 
     Args:
-        address: ``(host, port)``; host names and IPv6 are resolved with
+        address: ``(host, port)`` or kcp-go's ``"host:port"`` /
+            ``"[::1]:port"``; host names and IPv6 are resolved with
             ``getaddrinfo``, as ``socket.create_connection`` does.
         block: a cipher from :func:`kcpsock.new_block_crypt`, or None.
         data_shards, parity_shards: FEC (0, 0 = off).
@@ -942,6 +1150,9 @@ def create_connection(address: tuple[Any, int], timeout: Any = _GLOBAL_DEFAULT,
 
     Returns:
         A connected :class:`KCPSocket`.
+
+    Raises:
+        As :func:`dial`.
     """
     return dial(address, block=block, data_shards=data_shards, parity_shards=parity_shards,
                 source_address=source_address, timeout=timeout, **kwargs)
@@ -955,8 +1166,8 @@ def listen(address: Optional[tuple[Any, int]], *, block: Any = None, data_shards
     """Listen for KCP conversations (kcp-go ``ListenWithOptions``/``ServeConn``).
 
     Args:
-        address: ``(host, port)`` to bind (host "" = all IPv4 interfaces);
-            may be None when ``sock`` is given.
+        address: ``(host, port)`` or ``"host:port"`` to bind (host "" =
+            all IPv4 interfaces); may be None when ``sock`` is given.
         block: a cipher from :func:`kcpsock.new_block_crypt`, or None.
         data_shards, parity_shards: FEC (0, 0 = off).
         backlog: sessions waiting for accept at most (default 128).
@@ -989,9 +1200,9 @@ def listen(address: Optional[tuple[Any, int]], *, block: Any = None, data_shards
         if not isinstance(sock, socket.socket) or sock.type != socket.SOCK_DGRAM:
             raise TypeError("sock must be a UDP socket.socket (SOCK_DGRAM)")
         if address is not None:
-            _check_address(address)
+            host, port = _check_address(address)
             if sock.getsockname()[1] == 0:
-                sock.bind(address)
+                sock.bind((host, port) if isinstance(address, str) else address)
         core = ListenerCore(sock, owned=False, config=cfg, block=block,
                             data_shards=data_shards, parity_shards=parity_shards)
         return Listener(core)
@@ -1044,8 +1255,11 @@ def create_server(address: tuple[Any, int], *, family: int = socket.AF_INET,
 
     Returns:
         A :class:`Listener`.
+
+    Raises:
+        As :func:`listen`; ValueError for ``dualstack_ipv6`` without AF_INET6.
     """
-    _check_address(address)
+    host, port = _check_address(address)
     if dualstack_ipv6 and family != socket.AF_INET6:
         raise ValueError("dualstack_ipv6 requires family=AF_INET6")
     extra = dict(kwargs)
@@ -1060,7 +1274,7 @@ def create_server(address: tuple[Any, int], *, family: int = socket.AF_INET,
         if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
             usock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if dualstack_ipv6 else 1)
         _apply_socket_options(usock, cfg)
-        usock.bind(address)
+        usock.bind((host, port) if isinstance(address, str) else address)
     except BaseException:
         usock.close()
         raise

@@ -23,7 +23,12 @@ Invariants:
   is earlier than the one it sleeps until, never once per packet;
 * ``on_timer`` runs on the updater thread without the heap lock; exceptions
   it raises are logged and the target is dropped from the schedule;
-* the heap holds weak references, so a forgotten session is collected.
+* the heap holds weak references, so a forgotten session is collected;
+* :meth:`Updater.release` ends the thread when nothing valid is scheduled
+  (the session layer calls it when its last session or listener closes, so
+  no kcpsock thread outlives ``close()``); the next :meth:`schedule`
+  starts a new one.  A thread exits as soon as its generation is not the
+  current one, so a retiring thread never runs timers next to a new one.
 """
 
 from __future__ import annotations
@@ -82,6 +87,8 @@ class Updater:
         # timers (then it re-reads the heap before sleeping, so no notify is
         # needed); -1 while it sleeps with no deadline at all.
         self._sleep_until: Optional[int] = None
+        # the generation of the current thread; release() moves it on
+        self._gen = 0
         #: Number of timer callbacks run (for tests and benchmarks).
         self.fired = 0
         #: Number of times the thread was woken early by :meth:`schedule`.
@@ -113,7 +120,8 @@ class Updater:
             sleep_until = self._sleep_until
             if sleep_until is not None and (sleep_until < 0 or deadline < sleep_until):
                 self.wakeups += 1
-                self._cond.notify()
+                # all: a retiring thread (see release) may be waiting too
+                self._cond.notify_all()
 
     def cancel(self, target: Schedulable) -> None:
         """Remove ``target`` from the schedule (its heap entry becomes stale).
@@ -124,6 +132,33 @@ class Updater:
         with self._cond:
             target.updater_deadline = None
             target.updater_seq = 0
+
+    def release(self, wait: bool = True, timeout: float = 1.0) -> bool:
+        """End the thread if no live target is scheduled (it restarts on demand).
+
+        Args:
+            wait: join the thread (at most ``timeout`` seconds) unless called
+                from the thread itself.
+            timeout: seconds to wait for the thread to end.
+
+        Returns:
+            True if the thread was told to end (or none was running), False
+            if live targets are still scheduled.
+        """
+        with self._cond:
+            for _, seq, ref in self._heap:
+                target = ref()
+                if target is not None and target.updater_seq == seq:
+                    return False
+            self._heap.clear()
+            thread = self._thread
+            self._thread = None
+            self._gen += 1
+            self._cond.notify_all()
+        if (wait and thread is not None and thread is not threading.current_thread()
+                and thread.is_alive()):
+            thread.join(timeout)
+        return True
 
     def pending(self) -> int:
         """Return how many heap entries exist (stale ones included)."""
@@ -162,19 +197,21 @@ class Updater:
         # Called with the lock held.
         self._stopping = False
         self._sleep_until = None
-        thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        thread = threading.Thread(target=self._run, args=(self._gen,), name=self._name,
+                                  daemon=True)
         self._thread = thread
         thread.start()
 
-    def _run(self) -> None:
+    def _run(self, gen: int) -> None:
         cond = self._cond
         heap = self._heap
         while True:
             due: list[Schedulable] = []
             with cond:
                 while True:
-                    if self._stopping:
-                        self._sleep_until = None
+                    if self._stopping or gen != self._gen:
+                        if gen == self._gen:
+                            self._sleep_until = None
                         return
                     now_f = (time.monotonic() - _T0) * 1000.0 + 1
                     now = int(now_f)
@@ -188,7 +225,8 @@ class Updater:
                     else:
                         self._sleep_until = -1
                         cond.wait()
-                    self._sleep_until = None
+                    if gen == self._gen:
+                        self._sleep_until = None
                 while heap and heap[0][0] <= now:
                     _, seq, ref = heapq.heappop(heap)
                     target = ref()

@@ -528,7 +528,13 @@ def test_figures_and_repr(pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> 
 
 def test_bad_arguments_name_the_argument(listener: kcpsock.Listener) -> None:
     with pytest.raises(TypeError, match="address"):
-        kcpsock.dial("127.0.0.1:1")  # type: ignore[arg-type]
+        kcpsock.dial(["127.0.0.1", 1])  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="address"):
+        kcpsock.dial("127.0.0.1")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="brackets"):
+        kcpsock.dial("::1:80")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="address port"):
+        kcpsock.dial(("127.0.0.1", "x"))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="port"):
         kcpsock.dial(("127.0.0.1", 70000))
     with pytest.raises(TypeError, match="conv"):
@@ -659,3 +665,122 @@ def test_so_linger_option(pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> 
     assert struct.unpack("ii", c.getsockopt(socket.SOL_SOCKET, socket.SO_LINGER, 8)) == (1, 3)
     c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 0, 0))
     assert c.session.linger == 0.0
+
+
+def test_bad_arguments_say_what_to_do(pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
+    c, _ = pair
+    addr = c.getpeername()
+    # a cipher name instead of a cipher: point at new_block_crypt
+    for factory in (kcpsock.dial, kcpsock.listen):
+        with pytest.raises(TypeError, match=r"new_block_crypt\('aes', key\)"):
+            factory(addr, block="aes")
+    with pytest.raises(ValueError, match="data_shards must be >= 0"):
+        kcpsock.dial(addr, data_shards=-1, parity_shards=3)
+    with pytest.raises(ValueError, match="parity_shards=300"):
+        kcpsock.dial(addr, data_shards=10, parity_shards=300)
+    # an unknown option is called unknown; a bad value of a known one is not
+    with pytest.raises(TypeError, match=r"unknown option.*no_such_thing"):
+        kcpsock.dial(addr, no_such_thing=1)
+    with pytest.raises(TypeError) as info:
+        kcpsock.dial(addr, nodelay="x")
+    assert "nodelay" in str(info.value) and "unknown" not in str(info.value)
+    with pytest.raises(ValueError, match="timeout"):
+        c.settimeout(-1)
+    with pytest.raises(ValueError, match="bufsize"):
+        c.recv(-1)
+    for call in (c.send, c.sendall):
+        with pytest.raises(TypeError, match=r"data must be a bytes-like object, not str.*encode"):
+            call("text")  # type: ignore[arg-type]
+    assert c.gettimeout() == 5  # nothing above changed the socket
+
+
+def test_host_port_strings_as_kcp_go(listener: kcpsock.Listener) -> None:
+    port = listener.getsockname()[1]
+    with kcpsock.dial(f"127.0.0.1:{port}", timeout=5) as c:
+        assert c.getpeername() == ("127.0.0.1", port)
+        c.sendall(b"str")
+        s, _ = listener.accept()
+        with s:
+            s.settimeout(5)
+            assert s.recv(10) == b"str"
+    with kcpsock.listen("127.0.0.1:0") as ln:
+        assert ln.getsockname()[0] == "127.0.0.1"
+    # unknown names fail in getaddrinfo, as with socket
+    with pytest.raises(socket.gaierror):
+        kcpsock.dial("nohost.invalid:1")
+    with pytest.raises(socket.gaierror):
+        kcpsock.dial(("nohost.invalid", 1))
+
+
+def test_setters_after_close_raise_ebadf(listener: kcpsock.Listener) -> None:
+    c = kcpsock.dial(listener.getsockname())
+    c.close()
+    listener.close()
+    for call in (lambda: c.settimeout(1), lambda: c.setblocking(False),
+                 lambda: listener.settimeout(1), lambda: listener.setblocking(True),
+                 lambda: listener.set_read_buffer(65536), lambda: listener.getsockname()):
+        with pytest.raises(OSError) as info:
+            call()
+        assert info.value.errno == errno.EBADF
+    # as socket.socket: reading the timeout of a closed socket still works
+    assert c.gettimeout() is None or c.gettimeout() == socket.getdefaulttimeout()
+
+
+def test_settimeout_zero_is_setblocking_false(
+        pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
+    c, _ = pair
+    c.settimeout(0)
+    assert c.getblocking() is False and c.gettimeout() == 0.0
+    with pytest.raises(BlockingIOError):
+        c.recv(10)
+    c.setblocking(True)
+    assert c.getblocking() is True and c.gettimeout() is None
+    c.setblocking(False)
+    assert c.gettimeout() == 0.0
+
+
+@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6 support")
+def test_ipv6_names_are_4_tuples_and_bracket_strings() -> None:
+    try:
+        ln = kcpsock.listen("[::1]:0", **FAST)
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback: {exc}")
+    with ln:
+        ln.settimeout(5)
+        local = ln.getsockname()
+        assert len(local) == 4 and local[0] == "::1"
+        with kcpsock.dial(f"[::1]:{local[1]}", timeout=5, **FAST) as c:
+            assert c.getpeername() == ("::1", local[1], 0, 0)
+            assert len(c.getsockname()) == 4
+            c.sendall(b"v6")
+            s, addr = ln.accept()
+            with s:
+                assert addr == c.getsockname() == s.getpeername()
+                assert s.getsockname() == local
+
+
+def test_makefile_modes_and_selectors(listener: kcpsock.Listener) -> None:
+    c, s = connect(listener)
+    with c, s, selectors.DefaultSelector() as sel:
+        sel.register(s, selectors.EVENT_READ, "session")
+        sel.register(listener, selectors.EVENT_READ, "listener")
+        assert sel.select(0) == []
+        w = c.makefile("wb", 0)
+        assert w.write(b"one\n") == 4
+        w.flush()
+        events = sel.select(5)
+        assert [key.data for key, _ in events] == ["session"]
+        rb = s.makefile("rb")
+        assert rb.readline() == b"one\n"
+        c.sendall(b"zwei\r\ndrei\n")
+        text = s.makefile("r", encoding="utf-8", newline="")
+        # rb holds no data (it read one message); the text file gets the rest
+        assert text.readline() == "zwei\r\n"
+        assert next(iter(text)) == "drei\n"
+        c2 = kcpsock.dial(listener.getsockname(), timeout=5)
+        with c2:
+            c2.send(b"x")
+            assert [key.data for key, _ in sel.select(5)] == ["listener"]
+            listener.accept()[0].close()
+        for f in (w, rb, text):
+            f.close()

@@ -1,0 +1,212 @@
+"""kcpsock as a REPL user meets it: Ctrl-C, interpreter exit, leftovers, repr, help.
+
+Each scenario runs in a fresh interpreter (``python -c``), so the global
+updater and the counters of this test process play no part, and the thread
+and descriptor counts the child prints are its own.  Real UDP on 127.0.0.1
+only.  Every wait is bounded (``communicate(timeout=...)``); a child that
+hangs is killed and the test fails.
+"""
+
+from __future__ import annotations
+
+import io
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import kcpsock
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="uses /proc/self/fd")
+
+# The child's common prologue: a listener, a dialed session, the accepted one.
+# Both sides have 4-segment windows, so a writer blocks soon when the peer
+# does not read.
+_PROLOGUE = """
+import os, sys, threading, time, kcpsock
+def kthreads():
+    return sorted(t.name for t in threading.enumerate() if t.name.startswith("kcpsock"))
+def nfds():
+    return len(os.listdir("/proc/self/fd"))
+FDS0 = nfds()
+L = kcpsock.listen(("127.0.0.1", 0), sndwnd=4, rcvwnd=4)
+c = kcpsock.dial(L.getsockname(), sndwnd=4, rcvwnd=4)
+c.sendall(b"hello")
+s, _ = L.accept()
+assert s.recv(5) == b"hello"
+"""
+
+_BLOCKERS = {
+    "recv": "print('ready', flush=True); c.recv(10)",
+    "accept": "print('ready', flush=True); L.accept()",
+    # fill the window until nothing moves (the peer does not read and its
+    # receive window is 4 segments), then block in send
+    "send": ("c.settimeout(0.5)\n"
+             "try:\n"
+             "    while True: c.send(b'x' * 1000)\n"
+             "except TimeoutError:\n"
+             "    pass\n"
+             "c.settimeout(None)\n"
+             "print('ready', flush=True); c.send(b'y' * 1000)"),
+    "sendall": "print('ready', flush=True); c.sendall(b'z' * 10_000_000)",
+    "makefile-readline": "f = c.makefile('rb'); print('ready', flush=True); f.readline()",
+}
+
+
+def _run_child(code: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _finish(proc: subprocess.Popen[str], timeout: float = 15.0) -> tuple[str, str]:
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"child hung; stdout={out!r} stderr={err!r}")
+
+
+@pytest.mark.parametrize("where", sorted(_BLOCKERS))
+def test_ctrl_c_interrupts_blocking_call_and_leaves_objects_closable(where: str) -> None:
+    code = _PROLOGUE + textwrap.dedent("""
+        try:
+        {body}
+            print("returned", flush=True)
+        except KeyboardInterrupt:
+            t0 = time.monotonic()
+            print("interrupted", flush=True)
+        if "f" in globals():
+            f.close()  # as with socket.socket, an open makefile() keeps it open
+        for obj in (c, s, L):
+            obj.close()
+        print("threads", kthreads(), flush=True)
+        print("fds", nfds() - FDS0, flush=True)
+        """).replace("{body}", textwrap.indent(_BLOCKERS[where], "    "))
+    proc = _run_child(code)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line == "ready\n", (line, proc.stderr.read() if proc.stderr else "")
+    time.sleep(0.2)  # not synchronisation: let the child enter the blocking call
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = _finish(proc)
+    elapsed = time.monotonic() - t0
+    lines = out.splitlines()
+    assert lines[0] == "interrupted", (out, err)
+    assert "threads []" in lines, (out, err)
+    assert "fds 0" in lines, (out, err)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err, err
+    # promptness: generous bound (only detects a call that ignores Ctrl-C
+    # until some long internal timeout)
+    assert elapsed < 5.0, elapsed
+
+
+def test_interpreter_exit_with_sessions_open_does_not_hang() -> None:
+    code = _PROLOGUE + textwrap.dedent("""
+        s.sendall(b"unread data")                      # queued at the peer
+        dead = kcpsock.dial(("127.0.0.1", 9))        # nobody there: unacked forever
+        dead.send(b"lost")
+        c2 = kcpsock.dial(L.getsockname())           # waits in the backlog
+        c2.send(b"never accepted")
+        L2 = kcpsock.listen(("127.0.0.1", 0))
+        threading.Thread(target=lambda: s.recv(10), daemon=True).start()
+        print("exiting", kthreads(), flush=True)
+        """)
+    t0 = time.monotonic()
+    proc = _run_child(code)
+    out, err = _finish(proc)
+    assert out.startswith("exiting ['kcpsock-"), (out, err)
+    assert proc.returncode == 0, err
+    assert err == "", err
+    assert time.monotonic() - t0 < 10.0
+
+
+def test_close_leaves_no_thread_and_no_descriptor() -> None:
+    code = _PROLOGUE + textwrap.dedent("""
+        c.fileno(); s.fileno(); L.fileno()           # readiness socketpairs too
+        f = s.makefile("rb")
+        assert kthreads(), "threads run while sessions are open"
+        c.close(); L.close()
+        assert kthreads(), "the accepted session still needs the listener's thread"
+        s.close()                                    # deferred: the file is open
+        assert not s.closed
+        f.close()
+        assert s.closed
+        print("threads", kthreads(), flush=True)
+        print("fds", nfds() - FDS0, flush=True)
+        # and it all starts again on demand
+        L = kcpsock.listen(("127.0.0.1", 0))
+        with kcpsock.dial(L.getsockname()) as c:
+            c.sendall(b"again")
+            s, _ = L.accept()
+            print("again", s.recv(10), flush=True)
+            s.close()
+        L.close()
+        print("threads", kthreads(), flush=True)
+        print("fds", nfds() - FDS0, flush=True)
+        """)
+    out, err = _finish(_run_child(code))
+    assert out.splitlines() == ["threads []", "fds 0", "again b'again'", "threads []",
+                                "fds 0"], (out, err)
+
+
+def test_repr_shows_state_addresses_conv_and_srtt() -> None:
+    with kcpsock.listen(("127.0.0.1", 0)) as lst:
+        laddr = lst.getsockname()
+        assert repr(lst) == f"<kcpsock.Listener laddr={laddr!r} sessions=0>"
+        c = kcpsock.dial(laddr, conv=0x1234)
+        try:
+            fresh = repr(c)
+            assert fresh.startswith("<kcpsock.KCPSocket state=open conv=0x00001234 ")
+            assert f"laddr={c.getsockname()!r}" in fresh
+            assert f"raddr={laddr!r}" in fresh
+            assert "srtt=0ms" in fresh
+            c.sendall(b"ping")
+            s, _ = lst.accept()
+            with s:
+                s.settimeout(10)
+                assert s.recv(4) == b"ping"
+                assert f"raddr={c.getsockname()!r}" in repr(s)
+                assert f"laddr={laddr!r}" in repr(s)
+                assert "sessions=1" in repr(lst)
+        finally:
+            c.close()
+        closed = repr(c)
+        assert closed.startswith("<kcpsock.KCPSocket [closed]")
+        assert "conv=0x00001234" in closed and "laddr=" not in closed
+    assert repr(lst).startswith("<kcpsock.Listener [closed]")
+
+
+def _help_text(obj: object) -> str:
+    import pydoc
+
+    out = io.StringIO()
+    pydoc.Helper(output=out).help(obj)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("obj", [
+    kcpsock.dial, kcpsock.listen, kcpsock.create_connection, kcpsock.create_server,
+    kcpsock.KCPSocket.recv, kcpsock.KCPSocket.recv_into, kcpsock.KCPSocket.send,
+    kcpsock.KCPSocket.sendall, kcpsock.KCPSocket.settimeout, kcpsock.KCPSocket.makefile,
+    kcpsock.KCPSocket.setsockopt, kcpsock.KCPSocket.getsockopt, kcpsock.KCPSocket.set_nodelay,
+    kcpsock.KCPSocket.set_window_size, kcpsock.KCPSocket.set_mtu, kcpsock.KCPSocket.shutdown,
+    kcpsock.KCPSocket.sendfile, kcpsock.KCPSocket.setblocking, kcpsock.KCPSocket.set_dup,
+    kcpsock.Listener.accept, kcpsock.Listener.settimeout, kcpsock.Listener.set_read_buffer,
+    kcpsock.Listener.setsockopt,
+], ids=lambda o: o.__qualname__)
+def test_help_has_args_returns_raises(obj: object) -> None:
+    text = _help_text(obj)
+    assert "Raises:" in text, text
+    if "Args:" not in text:
+        # only when the function takes nothing but self
+        import inspect
+
+        params = [p for p in inspect.signature(obj).parameters  # type: ignore[arg-type]
+                  if p != "self"]
+        assert not params, text
