@@ -170,3 +170,36 @@ def test_targets_are_weakly_referenced(upd: Updater) -> None:
     gc.collect()
     assert ref() is None
     assert upd.scheduled() == 0
+
+
+def test_release_ends_the_thread_only_when_nothing_live_is_scheduled(upd: Updater) -> None:
+    t = Target()
+    upd.schedule(t, now_ms() + 60_000)
+    assert upd.is_alive()
+    assert upd.release() is False  # a live target: the thread stays
+    assert upd.is_alive()
+    upd.cancel(t)
+    assert upd.release() is True
+    assert not upd.is_alive()  # joined before release returned
+    assert upd.pending() == 0  # stale entries dropped with the thread
+    # and it comes back on demand
+    t2 = Target()
+    upd.schedule(t2, now_ms() + 5)
+    assert upd.is_alive()
+    assert t2.event.wait(5)
+
+
+def test_released_thread_never_runs_next_to_its_successor(upd: Updater) -> None:
+    # release without waiting, then schedule at once: the retiring thread may
+    # still be alive, but only the new one fires, and exactly once per entry
+    for _ in range(20):
+        t = Target()
+        upd.release(wait=False)
+        upd.schedule(t, now_ms())
+        assert t.event.wait(5)
+        assert len(t.calls) == 1
+    alive = [th for th in threading.enumerate() if th.name == "test-updater"]
+    upd.release()
+    for th in alive:
+        th.join(5)
+        assert not th.is_alive()
