@@ -276,7 +276,6 @@ class Session:
         self._pending = b""  # a message a short recv did not finish ...
         self._poff = 0  # ... and how much of it was returned already
         self._signal: Optional[_Signal] = None
-        self._thread: Optional[threading.Thread] = None
         self._opened = False  # counted in snmp (Active/PassiveOpens)
         self.updater_deadline: Optional[int] = None
         self.updater_seq = 0
@@ -692,18 +691,6 @@ class Session:
         if need_timer:
             updater.schedule(self, timer_at)
         return n
-
-    def readable(self) -> bool:
-        """Return True when :meth:`recv` would not block."""
-        with self._lock:
-            return (bool(self._pending) or self.kcp.peek_size() > 0 or self._rd_shut
-                    or self.state is not SessionState.OPEN or self.kcp.is_dead)
-
-    def writable(self) -> bool:
-        """Return True when :meth:`send` would not block."""
-        with self._lock:
-            return (self.state is not SessionState.OPEN or self._wr_shut
-                    or self.kcp.waitsnd() < self.kcp.snd_wnd)
 
     def signal_fileno(self) -> int:
         """Return a file descriptor readable while :meth:`recv` would not block."""
@@ -1179,17 +1166,25 @@ class ListenerCore:
             self._blacklist_add(key)
         return s
 
+    def _unmap(self, s: Session) -> tuple[Address, int]:
+        """Remove ``s`` from the routing maps (listener lock held); return its key."""
+        key = (s.remote, s.conv)
+        if self._sessions.get(key) is s:
+            del self._sessions[key]
+        if self._by_addr.get(s.remote) is s:
+            del self._by_addr[s.remote]
+            # parity of the address now goes to another live session, if any
+            for (addr, _), other in self._sessions.items():
+                if addr == s.remote:
+                    self._by_addr[addr] = other
+        if self._last_session is s:
+            self._last_key = self._last_session = None
+        return key
+
     def _drop_new(self, s: Session) -> None:
         """Forget a session that never became visible (no counters, no blacklist)."""
         with self._lock:
-            key = (s.remote, s.conv)
-            if self._sessions.get(key) is s:
-                del self._sessions[key]
-            if self._by_addr.get(s.remote) is s:
-                del self._by_addr[s.remote]
-            self._blacklist.pop(key, None)
-            if self._last_session is s:
-                self._last_key = self._last_session = None
+            self._blacklist.pop(self._unmap(s), None)
         with s._lock:
             s.state = SessionState.CLOSED
         updater.cancel(s)
@@ -1198,17 +1193,7 @@ class ListenerCore:
         """Called by :meth:`Session.close`: leave the map, refresh the blacklist."""
         stop = False
         with self._lock:
-            key = (s.remote, s.conv)
-            if self._sessions.get(key) is s:
-                del self._sessions[key]
-            if self._by_addr.get(s.remote) is s:
-                del self._by_addr[s.remote]
-                # parity of the address now goes to another live session, if any
-                for (addr, _), other in self._sessions.items():
-                    if addr == s.remote:
-                        self._by_addr[addr] = other
-            if self._last_session is s:
-                self._last_key = self._last_session = None
+            key = self._unmap(s)
             self._blacklist_add(key)  # SESSION.md §7: protection starts at close
             if self._closed and not self._sessions:
                 stop = True

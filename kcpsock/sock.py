@@ -154,7 +154,59 @@ def _set_dscp(sock: socket.socket, dscp: int) -> None:
         raise OSError(errno.EINVAL, "cannot set DSCP on this socket")
 
 
-class KCPSocket:
+class _Timeouts:
+    """``settimeout``/``gettimeout``/``setblocking``/``getblocking``/``timeout``
+    as on ``socket.socket``, shared by :class:`KCPSocket` and :class:`Listener`."""
+
+    _timeout: Optional[float]
+
+    def _check_open(self) -> None:
+        raise NotImplementedError
+
+    def settimeout(self, value: Optional[float]) -> None:
+        """Set the timeout of blocking calls (``socket.settimeout``).
+
+        Args:
+            value: seconds (> 0: raise ``TimeoutError`` after that long), 0
+                (non-blocking: ``BlockingIOError``, same as
+                ``setblocking(False)``) or None (block without limit).
+
+        Raises:
+            ValueError: a negative or NaN timeout.
+            TypeError: not a number or None.
+            OSError: EBADF after close.
+        """
+        value = _check_timeout(value)
+        self._check_open()
+        self._timeout = value
+
+    def gettimeout(self) -> Optional[float]:
+        """Return the timeout in seconds (None when blocking without limit; 0.0 non-blocking)."""
+        return self._timeout
+
+    def setblocking(self, flag: bool) -> None:
+        """``setblocking(True)`` = ``settimeout(None)``, ``False`` = ``settimeout(0)``.
+
+        Args:
+            flag: True for blocking mode, False for non-blocking.
+
+        Raises:
+            OSError: EBADF after close.
+        """
+        self._check_open()
+        self._timeout = None if flag else 0.0
+
+    def getblocking(self) -> bool:
+        """Return False in non-blocking mode (timeout 0), True otherwise."""
+        return self._timeout != 0
+
+    @property
+    def timeout(self) -> Optional[float]:
+        """The timeout in seconds (as ``socket.socket.timeout``)."""
+        return self._timeout
+
+
+class KCPSocket(_Timeouts):
     """A KCP session with the interface of a connected stream ``socket.socket``.
 
     Obtain one from :func:`dial`, :func:`create_connection` or
@@ -187,6 +239,9 @@ class KCPSocket:
         if self._real_closed:
             raise KCPClosedError()
         return self._session
+
+    def _check_open(self) -> None:
+        self._live()
 
     def _flags_deadline(self, flags: int) -> Optional[float]:
         if flags == 0:
@@ -339,50 +394,6 @@ class KCPSocket:
             self.sendall(chunk)
             total += len(chunk)
         return total
-
-    # ------------------------------------------------------------- timeouts
-
-    def settimeout(self, value: Optional[float]) -> None:
-        """Set the timeout of blocking calls (``socket.settimeout``).
-
-        Args:
-            value: seconds (> 0: raise ``TimeoutError`` after that long), 0
-                (non-blocking: ``BlockingIOError``, same as
-                ``setblocking(False)``) or None (block without limit).
-
-        Raises:
-            ValueError: a negative or NaN timeout.
-            TypeError: not a number or None.
-            OSError: EBADF after close.
-        """
-        value = _check_timeout(value)
-        self._live()
-        self._timeout = value
-
-    def gettimeout(self) -> Optional[float]:
-        """Return the timeout in seconds (None when blocking without limit)."""
-        return self._timeout
-
-    def setblocking(self, flag: bool) -> None:
-        """``setblocking(True)`` = ``settimeout(None)``, ``False`` = ``settimeout(0)``.
-
-        Args:
-            flag: True for blocking mode, False for non-blocking.
-
-        Raises:
-            OSError: EBADF after close.
-        """
-        self._live()
-        self._timeout = None if flag else 0.0
-
-    def getblocking(self) -> bool:
-        """Return False in non-blocking mode (timeout 0), True otherwise."""
-        return self._timeout != 0
-
-    @property
-    def timeout(self) -> Optional[float]:
-        """The timeout in seconds (as ``socket.socket.timeout``)."""
-        return self._timeout
 
     # ---------------------------------------------------------------- files
 
@@ -840,7 +851,7 @@ class KCPSocket:
         return " ".join(parts) + ">"
 
 
-class Listener:
+class Listener(_Timeouts):
     """The listening side: ``accept()`` returns a :class:`KCPSocket` per conversation.
 
     Obtain one from :func:`listen` or :func:`create_server`.  New
@@ -870,41 +881,6 @@ class Listener:
         """
         session = self._core.accept(_deadline(self._timeout))
         return KCPSocket(session), session.remote
-
-    def settimeout(self, value: Optional[float]) -> None:
-        """Set the timeout of :meth:`accept` (``socket.settimeout``).
-
-        Args:
-            value: seconds, 0 (non-blocking) or None (block without limit).
-
-        Raises:
-            ValueError: a negative or NaN timeout.
-            TypeError: not a number or None.
-            OSError: EBADF after close.
-        """
-        value = _check_timeout(value)
-        self._check_open()
-        self._timeout = value
-
-    def gettimeout(self) -> Optional[float]:
-        """Return the timeout of :meth:`accept`."""
-        return self._timeout
-
-    def setblocking(self, flag: bool) -> None:
-        """``setblocking(True)`` = ``settimeout(None)``, ``False`` = ``settimeout(0)``.
-
-        Args:
-            flag: True for blocking mode, False for non-blocking.
-
-        Raises:
-            OSError: EBADF after close.
-        """
-        self._check_open()
-        self._timeout = None if flag else 0.0
-
-    def getblocking(self) -> bool:
-        """Return False in non-blocking mode."""
-        return self._timeout != 0
 
     def _check_open(self) -> None:
         if self._core.closed:
