@@ -46,9 +46,17 @@ def _check_int(name: str, value: Any, low: int, high: Optional[int] = None) -> N
         raise ValueError(f"{name} must be {bound}, got {value}")
 
 
-def _check_bool(name: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
+def _check_flag(obj: object, name: str) -> None:
+    """A flag field: a bool, or the ints 0/1 kcp-go's setters take (stored as bool)."""
+    value = getattr(obj, name)
+    if isinstance(value, bool):
+        return
+    if not isinstance(value, int):
+        raise TypeError(f"{name} must be a bool (or 0/1), not {type(value).__name__}")
+    if value not in (0, 1):
+        raise ValueError(f"{name} must be True/False or 0/1, got {value}")
+    # frozen dataclass: normalise in place so that the field reads as a bool
+    object.__setattr__(obj, name, bool(value))
 
 
 @dataclass(frozen=True)
@@ -71,7 +79,8 @@ class KCPConfig:
     resend: int = 0
     """Fast-retransmit after this many skipping ACKs; 0 disables."""
     nc: bool = False
-    """True disables congestion control (kcp-go ``nocwnd``)."""
+    """True disables congestion control (kcp-go ``nocwnd``).  Flag fields also
+    take kcp-go's 0/1 (``nc=1``) and store a bool."""
     sndwnd: int = 32
     """Send window in segments, 1..65535 (16 bits on the wire)."""
     rcvwnd: int = 32
@@ -112,13 +121,13 @@ class KCPConfig:
         _check_int("nodelay", self.nodelay, 0, 0x7FFFFFFF)
         _check_int("interval", self.interval, 10, 5000)
         _check_int("resend", self.resend, 0, 0x7FFFFFFF)
-        _check_bool("nc", self.nc)
+        _check_flag(self, "nc")
         _check_int("sndwnd", self.sndwnd, 1, 65535)
         _check_int("rcvwnd", self.rcvwnd, 1, 65535)
         _check_int("mtu", self.mtu, 50, MTU_LIMIT)
-        _check_bool("stream", self.stream)
-        _check_bool("ack_nodelay", self.ack_nodelay)
-        _check_bool("write_delay", self.write_delay)
+        _check_flag(self, "stream")
+        _check_flag(self, "ack_nodelay")
+        _check_flag(self, "write_delay")
         _check_int("dup", self.dup, 0, 16)
         _check_int("dead_link", self.dead_link, 1, 0xFFFFFFFF)
         if self.dscp is not None:

@@ -473,8 +473,17 @@ class KCPSocket(_Timeouts):
     def shutdown(self, how: int) -> None:
         """Shut down reading and/or writing on this side (``socket.shutdown``).
 
-        KCP has no FIN, so the peer sees nothing; after ``SHUT_RD`` recv
-        returns b"", after ``SHUT_WR`` send raises BrokenPipeError.
+        Only this side changes: after ``SHUT_RD`` :meth:`recv` never blocks
+        (it returns data already received, else b""); after ``SHUT_WR``
+        :meth:`send` raises
+        ``BrokenPipeError`` and what was queued is still flushed and
+        retransmitted until acknowledged.
+
+        Unlike TCP, the peer sees nothing: KCP (and kcp-go) has no FIN, so a
+        peer reading "until EOF" after our ``shutdown(SHUT_WR)`` waits
+        forever (or until its timeout).  Protocols that half-close must
+        mark the end of a request themselves (a length prefix, a final line,
+        ...), or close the session and let the peer time out.
 
         Args:
             how: ``socket.SHUT_RD``, ``SHUT_WR`` or ``SHUT_RDWR``.

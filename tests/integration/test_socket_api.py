@@ -784,3 +784,19 @@ def test_makefile_modes_and_selectors(listener: kcpsock.Listener) -> None:
             listener.accept()[0].close()
         for f in (w, rb, text):
             f.close()
+
+
+def test_shut_wr_flushes_queued_data_but_sends_no_eof(
+        pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
+    c, s = pair
+    c.sendall(b"last words")
+    c.shutdown(socket.SHUT_WR)
+    assert s.recv(100) == b"last words"  # what was queued still arrives
+    s.settimeout(0.3)
+    with pytest.raises(TimeoutError):  # ... but no FIN: the peer sees no EOF
+        s.recv(100)
+    s.sendall(b"reply")  # the other direction still works
+    assert c.recv(100) == b"reply"
+    c.shutdown(socket.SHUT_RD)
+    assert c.recv(100) == b""  # nothing buffered: EOF, no blocking
+    assert "FIN" in (kcpsock.KCPSocket.shutdown.__doc__ or "")

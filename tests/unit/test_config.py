@@ -61,7 +61,7 @@ def test_out_of_range_names_the_field(field: str, value: object) -> None:
 
 
 @pytest.mark.parametrize(("field", "value"), [
-    ("interval", 10.5), ("sndwnd", "32"), ("nc", 1), ("stream", "yes"),
+    ("interval", 10.5), ("sndwnd", "32"), ("nc", 1.0), ("stream", "yes"),
     ("ack_nodelay", None), ("mtu", True), ("blacklist_ttl", "600"), ("linger", "1"),
 ])
 def test_wrong_type_names_the_field(field: str, value: object) -> None:
@@ -77,3 +77,14 @@ def test_unknown_field_is_a_type_error() -> None:
 def test_blacklist_zero_disables_and_is_valid() -> None:
     assert KCPConfig(blacklist_ttl=0).blacklist_ttl == 0
     assert KCPConfig(dscp=None, read_buffer=None).read_buffer is None
+
+
+def test_flags_take_kcp_go_0_and_1_and_store_bools() -> None:
+    # kcp-go's SetNoDelay(nodelay, interval, resend, nc int): nc=1 as written there
+    c = KCPConfig(nodelay=1, interval=10, resend=2, nc=1, stream=0, ack_nodelay=1)
+    assert c.nc is True and c.stream is False and c.ack_nodelay is True
+    assert c == KCPConfig(nodelay=1, interval=10, resend=2, nc=True, ack_nodelay=True)
+    assert c.nodelay_args == (1, 10, 2, 1)
+    assert KCPConfig().replace(write_delay=1).write_delay is True
+    with pytest.raises(ValueError, match="nc"):
+        KCPConfig(nc=2)
