@@ -122,6 +122,20 @@ def _check_address(address: Any, name: str = "address") -> tuple[Any, int]:
     return host, port
 
 
+def _resolve(host: Any, port: int, family: int = 0, flags: int = 0) -> list[Any]:
+    """``getaddrinfo`` for UDP, IPv4 addresses first (as Go's ``ResolveUDPAddr``).
+
+    A TCP client can try each address until one connects; a UDP "connect"
+    always succeeds, so the first address is the only one ever used.  With
+    the usual ``::1 localhost`` line first, ``dial(("localhost", p))`` would
+    talk to ``[::1]:p`` while the listener sits on 127.0.0.1 and nothing
+    would ever arrive; kcp-go resolves IPv4 first, and so do we.
+    """
+    infos = socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM, 0, flags)
+    infos.sort(key=lambda info: info[0] != socket.AF_INET)  # stable
+    return infos
+
+
 def _apply_socket_options(sock: socket.socket, config: KCPConfig) -> None:
     if config.read_buffer is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, config.read_buffer)
@@ -1053,8 +1067,9 @@ def dial(address: tuple[Any, int], *, block: Any = None, data_shards: int = 0,
 
     Args:
         address: ``(host, port)`` or kcp-go's ``"host:port"`` /
-            ``"[::1]:port"``; host names and IPv6 are resolved with
-            ``getaddrinfo``, as ``socket.create_connection`` does.
+            ``"[::1]:port"``; host names are resolved with ``getaddrinfo``,
+            IPv4 addresses first (as kcp-go; UDP cannot fall back on a
+            refused connect as ``socket.create_connection`` does).
         block: a cipher from :func:`kcpsock.new_block_crypt`, or None.
         data_shards, parity_shards: FEC (0, 0 = off).
         config: a :class:`KCPConfig` (default ``KCPConfig()``).
@@ -1084,7 +1099,7 @@ def dial(address: tuple[Any, int], *, block: Any = None, data_shards: int = 0,
     if sock is not None:
         if not isinstance(sock, socket.socket) or sock.type != socket.SOCK_DGRAM:
             raise TypeError("sock must be a UDP socket.socket (SOCK_DGRAM)")
-        infos = socket.getaddrinfo(host, port, sock.family, socket.SOCK_DGRAM)
+        infos = _resolve(host, port, sock.family)
         if not infos:
             raise OSError(f"getaddrinfo returns an empty list for {host!r}")
         remote = infos[0][4]
@@ -1092,7 +1107,7 @@ def dial(address: tuple[Any, int], *, block: Any = None, data_shards: int = 0,
     else:
         err: Optional[OSError] = None
         usock: Optional[socket.socket] = None
-        for af, socktype, proto, _, sa in socket.getaddrinfo(host, port, 0, socket.SOCK_DGRAM):
+        for af, socktype, proto, _, sa in _resolve(host, port):
             try:
                 usock = socket.socket(af, socktype, proto)
                 usock.settimeout(None)
@@ -1195,8 +1210,7 @@ def listen(address: Optional[tuple[Any, int]], *, block: Any = None, data_shards
     if host == "":
         host = None
     err: Optional[OSError] = None
-    for af, socktype, proto, _, sa in socket.getaddrinfo(
-            host, port, 0, socket.SOCK_DGRAM, 0, socket.AI_PASSIVE):
+    for af, socktype, proto, _, sa in _resolve(host, port, 0, socket.AI_PASSIVE):
         usock = socket.socket(af, socktype, proto)
         try:
             if reuse_port:

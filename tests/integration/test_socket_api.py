@@ -800,3 +800,29 @@ def test_shut_wr_flushes_queued_data_but_sends_no_eof(
     c.shutdown(socket.SHUT_RD)
     assert c.recv(100) == b""  # nothing buffered: EOF, no blocking
     assert "FIN" in (kcpsock.KCPSocket.shutdown.__doc__ or "")
+
+
+def test_names_resolve_ipv4_first_as_kcp_go(listener: kcpsock.Listener,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # a name that resolves to ::1 first (Debian's /etc/hosts does this for
+    # "localhost"): UDP cannot fall back after a refused connect, so dial must
+    # pick the IPv4 address, where the listener is
+    port = listener.getsockname()[1]
+    real = socket.getaddrinfo
+
+    def fake(host: object, *args: object, **kwargs: object) -> list:  # type: ignore[type-arg]
+        if host == "dual.test":
+            v6 = (socket.AF_INET6, socket.SOCK_DGRAM, 17, "", ("::1", port, 0, 0))
+            v4 = (socket.AF_INET, socket.SOCK_DGRAM, 17, "", ("127.0.0.1", port))
+            return [v6, v4]
+        return real(host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+    with kcpsock.dial(("dual.test", port), timeout=5) as c:
+        assert c.family == socket.AF_INET
+        assert c.getpeername() == ("127.0.0.1", port)
+        c.sendall(b"v4")
+        s, _ = listener.accept()
+        with s:
+            s.settimeout(5)
+            assert s.recv(10) == b"v4"
