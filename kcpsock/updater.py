@@ -193,6 +193,11 @@ class Updater:
         thread = self._thread
         return thread is not None and thread.is_alive()
 
+    def __repr__(self) -> str:
+        state = "running" if self.is_alive() else "idle (no thread)"
+        return (f"<kcpsock Updater {self._name!r} {state} scheduled={self.scheduled()}"
+                f" fired={self.fired} wakeups={self.wakeups}>")
+
     def _start(self) -> None:
         # Called with the lock held.
         self._stopping = False
