@@ -1138,14 +1138,21 @@ def dial(address: tuple[Any, int], *, block: Any = None, data_shards: int = 0,
 
 def create_connection(address: tuple[Any, int], timeout: Any = _GLOBAL_DEFAULT,
                       source_address: Optional[tuple[Any, int]] = None, *,
-                      block: Any = None, data_shards: int = 0, parity_shards: int = 0,
-                      **kwargs: Any) -> KCPSocket:
+                      all_errors: bool = False, block: Any = None, data_shards: int = 0,
+                      parity_shards: int = 0, **kwargs: Any) -> KCPSocket:
     """``socket.create_connection`` over KCP: :func:`dial` and set the timeout.
 
+    The signature is ``socket.create_connection``'s, so it can be passed
+    where that function is expected.  There is no handshake: the call
+    returns at once, and ``timeout`` only becomes the socket's timeout.
+
     Args:
-        address: ``(host, port)``.
+        address: ``(host, port)`` or ``"host:port"``.
         timeout: the socket timeout; default ``socket.getdefaulttimeout()``.
         source_address: ``(host, port)`` to bind to first.
+        all_errors: accepted for compatibility and ignored: with no
+            handshake only local errors (socket, bind) can occur, and the
+            last one is raised.
         block, data_shards, parity_shards, **kwargs: as :func:`dial`.
 
     Returns:

@@ -155,6 +155,25 @@ def test_close_leaves_no_thread_and_no_descriptor() -> None:
                                 "fds 0"], (out, err)
 
 
+def test_forgotten_objects_release_threads_and_descriptors() -> None:
+    # a REPL user rebinding names: the finalizers close without joining
+    # (they may run on any thread), the threads still end on their own
+    code = _PROLOGUE + textwrap.dedent("""
+        import gc
+        c.fileno(); L.fileno()
+        del c, s, L
+        gc.collect()
+        end = time.monotonic() + 5
+        while kthreads() and time.monotonic() < end:
+            threading.Event().wait(0.01)
+        print("threads", kthreads(), flush=True)
+        print("fds", nfds() - FDS0, flush=True)
+        """)
+    out, err = _finish(_run_child(code))
+    assert out.splitlines() == ["threads []", "fds 0"], (out, err)
+    assert err == "", err
+
+
 def test_repr_shows_state_addresses_conv_and_srtt() -> None:
     with kcpsock.listen(("127.0.0.1", 0)) as lst:
         laddr = lst.getsockname()

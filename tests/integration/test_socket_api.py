@@ -826,3 +826,16 @@ def test_names_resolve_ipv4_first_as_kcp_go(listener: kcpsock.Listener,
         with s:
             s.settimeout(5)
             assert s.recv(10) == b"v4"
+
+
+def test_create_connection_signature_matches_socket() -> None:
+    import inspect
+
+    ours = inspect.signature(kcpsock.create_connection).parameters
+    theirs = inspect.signature(socket.create_connection).parameters
+    for name, param in theirs.items():
+        assert name in ours, name
+        assert ours[name].kind == param.kind, name
+        if name != "timeout":  # both a private sentinel, not the same object
+            assert ours[name].default == param.default, name
+    assert list(ours)[:3] == ["address", "timeout", "source_address"]
