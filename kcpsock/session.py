@@ -68,7 +68,7 @@ from .kcp import KCP
 from .stats import snmp
 from .updater import now_ms, updater
 
-__all__ = ["ListenerCore", "Session", "SessionState", "make_codec"]
+__all__ = ["ListenerCore", "Session", "SessionState", "byte_view", "make_codec"]
 
 if sys.version_info < (3, 10):
     class _Timeout(KCPTimeoutError, socket.timeout):
@@ -154,6 +154,29 @@ def make_codec(block: Any = None, data_shards: int = 0, parity_shards: int = 0) 
     from .codec import PacketCodec  # imported late: plain mode needs no codec
 
     return PacketCodec(block, data_shards, parity_shards)
+
+
+def byte_view(data: Any) -> memoryview:
+    """Return a flat byte view of ``data`` for ``send``/``sendall``.
+
+    Args:
+        data: a bytes-like object.
+
+    Returns:
+        A one-dimensional memoryview of unsigned bytes.
+
+    Raises:
+        TypeError: not a bytes-like object (named ``data``; a str gets a hint).
+    """
+    try:
+        view = memoryview(data)
+    except TypeError:
+        raise TypeError(f"data must be a bytes-like object, not {type(data).__name__}"
+                        + (" (encode it first, e.g. data.encode())"
+                           if isinstance(data, str) else "")) from None
+    if view.ndim != 1 or view.itemsize != 1:
+        view = view.cast("B")
+    return view
 
 
 class SessionState(enum.Enum):
@@ -540,13 +563,15 @@ class Session:
         if self.state is SessionState.CLOSED:
             raise KCPClosedError()
 
-    def recv(self, bufsize: int, deadline: Optional[float]) -> bytes:
+    def recv(self, bufsize: int, deadline: Optional[float], peek: bool = False) -> bytes:
         """Return up to ``bufsize`` bytes, blocking until data, EOF or deadline.
 
         Args:
             bufsize: the most bytes to return (> 0).
             deadline: ``time.monotonic()`` limit; None blocks forever; 0
                 never blocks.
+            peek: leave the data to be returned again (MSG_PEEK); at most
+                the first waiting message is looked at.
 
         Returns:
             The data; b"" after ``shutdown(SHUT_RD)`` or a concurrent close.
@@ -566,6 +591,8 @@ class Session:
                     off = self._poff
                     end = off + bufsize
                     data = pending[off:end]
+                    if peek:
+                        return data
                     if end >= len(pending):
                         self._pending = b""
                         self._poff = 0
@@ -573,6 +600,13 @@ class Session:
                         self._poff = end
                     break
                 msg = kcp.recv()
+                if msg is not None and peek:
+                    # keep it where the next recv looks first
+                    self._pending = msg
+                    self._poff = 0
+                    if kcp.probe:
+                        self._arm_locked()  # the window reopened (see below)
+                    continue
                 if msg is not None:
                     if kcp.stream and len(msg) < bufsize:
                         # stream mode has no boundaries: hand out what is ready
@@ -636,14 +670,7 @@ class Session:
             BrokenPipeError: after ``shutdown(SHUT_WR)``.
             KCPTimeoutError, KCPBlockingIOError, KCPConnectionResetError.
         """
-        try:
-            view = memoryview(data)
-        except TypeError:
-            raise TypeError(f"data must be a bytes-like object, not {type(data).__name__}"
-                            + (" (encode it first, e.g. data.encode())"
-                               if isinstance(data, str) else "")) from None
-        if view.ndim != 1 or view.itemsize != 1:
-            view = view.cast("B")
+        view = byte_view(data)
         total = len(view)
         if total == 0:
             with self._lock:

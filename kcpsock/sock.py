@@ -36,6 +36,7 @@ from .session import (
     Session,
     SessionState,
     _Transport,
+    byte_view,
     live_listeners,
     live_sessions,
     make_codec,
@@ -46,6 +47,8 @@ __all__ = ["KCPSocket", "Listener", "create_connection", "create_server", "dial"
 _GLOBAL_DEFAULT = socket._GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-defined]
 # a plain int: arithmetic on the IntFlag member costs microseconds per call
 _MSG_DONTWAIT = int(getattr(socket, "MSG_DONTWAIT", 0x40))
+_MSG_PEEK = int(socket.MSG_PEEK)
+_RECV_FLAGS = _MSG_DONTWAIT | _MSG_PEEK
 
 Address = Any
 
@@ -257,17 +260,21 @@ class KCPSocket(_Timeouts):
     def _check_open(self) -> None:
         self._live()
 
-    def _flags_deadline(self, flags: int) -> Optional[float]:
-        if flags == 0:
-            timeout = self._timeout
-            if timeout is None:
-                return None
-            return 0 if timeout == 0 else time.monotonic() + timeout
-        if isinstance(flags, bool) or not isinstance(flags, int):
-            raise TypeError(f"flags must be an int, not {type(flags).__name__}")
-        if int(flags) & ~_MSG_DONTWAIT:
-            raise ValueError(f"flags: only MSG_DONTWAIT is supported, got {int(flags):#x}")
-        return 0
+    def _flags_deadline(self, flags: int, allowed: int = _MSG_DONTWAIT) -> Optional[float]:
+        """The deadline of a call: 0 with MSG_DONTWAIT, else from the timeout."""
+        if flags:
+            if isinstance(flags, bool) or not isinstance(flags, int):
+                raise TypeError(f"flags must be an int, not {type(flags).__name__}")
+            if int(flags) & ~allowed:
+                names = ("MSG_DONTWAIT and MSG_PEEK are" if allowed & _MSG_PEEK
+                         else "MSG_DONTWAIT is")
+                raise ValueError(f"flags: only {names} supported here, got {int(flags):#x}")
+            if int(flags) & _MSG_DONTWAIT:
+                return 0
+        timeout = self._timeout
+        if timeout is None:
+            return None
+        return 0 if timeout == 0 else time.monotonic() + timeout
 
     # ------------------------------------------------------------- data I/O
 
@@ -276,7 +283,9 @@ class KCPSocket(_Timeouts):
 
         Args:
             bufsize: the most bytes to return (>= 0).
-            flags: 0 or ``socket.MSG_DONTWAIT``.
+            flags: 0, ``socket.MSG_DONTWAIT`` (do not block) and/or
+                ``socket.MSG_PEEK`` (return data without consuming it; at
+                most the first waiting message).
 
         Returns:
             The data (one message, or part of it if ``bufsize`` is smaller;
@@ -295,10 +304,10 @@ class KCPSocket(_Timeouts):
         if bufsize < 0:
             raise ValueError("bufsize must be >= 0 (negative buffersize in recv)")
         session = self._live()
-        deadline = self._flags_deadline(flags)
+        deadline = self._flags_deadline(flags, _RECV_FLAGS)
         if bufsize == 0:
             return b""
-        return session.recv(bufsize, deadline)
+        return session.recv(bufsize, deadline, peek=bool(flags and int(flags) & _MSG_PEEK))
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         """Receive into a writable buffer (``socket.recv_into``).
@@ -306,7 +315,7 @@ class KCPSocket(_Timeouts):
         Args:
             buffer: a writable bytes-like object.
             nbytes: the most bytes to read; 0 means ``len(buffer)``.
-            flags: 0 or ``socket.MSG_DONTWAIT``.
+            flags: as :meth:`recv`.
 
         Returns:
             The number of bytes stored (0 only at EOF, see :meth:`recv`).
@@ -328,10 +337,10 @@ class KCPSocket(_Timeouts):
         if nbytes == 0:
             nbytes = len(view)
         session = self._live()
-        deadline = self._flags_deadline(flags)
+        deadline = self._flags_deadline(flags, _RECV_FLAGS)
         if nbytes == 0:
             return 0
-        data = session.recv(nbytes, deadline)
+        data = session.recv(nbytes, deadline, peek=bool(flags and int(flags) & _MSG_PEEK))
         n = len(data)
         view[:n] = data
         return n
@@ -370,13 +379,7 @@ class KCPSocket(_Timeouts):
         """
         session = self._live()
         deadline = self._flags_deadline(flags)
-        try:
-            view = memoryview(data)
-        except TypeError:
-            session.send(data, 0)  # raises the TypeError naming ``data``
-            raise
-        if view.ndim != 1 or view.itemsize != 1:
-            view = view.cast("B")
+        view = byte_view(data)
         total = len(view)
         pos = 0
         while pos < total:

@@ -839,3 +839,26 @@ def test_create_connection_signature_matches_socket() -> None:
         if name != "timeout":  # both a private sentinel, not the same object
             assert ours[name].default == param.default, name
     assert list(ours)[:3] == ["address", "timeout", "source_address"]
+
+
+def test_msg_peek_leaves_the_data(pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
+    c, s = pair
+    c.sendall(b"first message")
+    c.sendall(b"second")
+    assert s.recv(5, socket.MSG_PEEK) == b"first"
+    assert s.recv(100, socket.MSG_PEEK) == b"first message"  # one message at most
+    buf = bytearray(5)
+    assert s.recv_into(buf, 0, socket.MSG_PEEK) == 5 and buf == b"first"
+    r, _, _ = select.select([s], [], [], 0)
+    assert r == [s]  # peeked data keeps the socket readable
+    assert s.recv(6) == b"first "
+    assert s.recv(100, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"message"
+    assert s.recv(100) == b"message"
+    assert s.recv(100) == b"second"
+    with pytest.raises(BlockingIOError):
+        s.recv(10, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    assert s.bytes_received == 2 + len(b"first messagesecond")  # peeks not counted
+    with pytest.raises(ValueError, match="MSG_DONTWAIT is supported"):
+        c.send(b"x", socket.MSG_PEEK)
+    with pytest.raises(ValueError, match="MSG_PEEK"):
+        s.recv(10, socket.MSG_OOB)
