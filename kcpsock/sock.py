@@ -1081,7 +1081,12 @@ def dial(address: tuple[Any, int], *, block: Any = None, data_shards: int = 0,
             is never closed by kcpsock and must not be read by anyone else.
         source_address: ``(host, port)`` to bind our own socket to.
         timeout: the socket timeout (default ``socket.getdefaulttimeout()``).
-        **options: KCPConfig fields overriding ``config`` (e.g. ``nodelay=1``).
+        **options: :class:`KCPConfig` fields overriding ``config``:
+            ``nodelay``, ``interval``, ``resend``, ``nc`` (kcp-go
+            ``SetNoDelay``), ``sndwnd``, ``rcvwnd``, ``mtu``, ``stream``,
+            ``ack_nodelay``, ``write_delay``, ``dup``, ``dead_link``,
+            ``dscp``, ``read_buffer``, ``write_buffer``, ``linger``; e.g.
+            ``dial(addr, nodelay=1, interval=10, resend=2, nc=1)``.
 
     Returns:
         A connected :class:`KCPSocket`.
@@ -1188,7 +1193,8 @@ def listen(address: Optional[tuple[Any, int]], *, block: Any = None, data_shards
         blacklist_ttl: seconds a closed (address, conv) stays refused
             (default 600; 0 disables).
         reuse_port: set SO_REUSEPORT before binding.
-        **options: KCPConfig fields.
+        **options: :class:`KCPConfig` fields for the sessions (as
+            :func:`dial`'s).
 
     Returns:
         A :class:`Listener`.

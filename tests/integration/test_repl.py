@@ -229,3 +229,13 @@ def test_help_has_args_returns_raises(obj: object) -> None:
         params = [p for p in inspect.signature(obj).parameters  # type: ignore[arg-type]
                   if p != "self"]
         assert not params, text
+
+
+def test_dial_help_lists_every_session_option() -> None:
+    import dataclasses
+
+    text = _help_text(kcpsock.dial)
+    listener_only = {"backlog", "max_sessions", "blacklist_ttl"}
+    for field in dataclasses.fields(kcpsock.KCPConfig):
+        if field.name not in listener_only:
+            assert f"``{field.name}``" in text, field.name
