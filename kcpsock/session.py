@@ -946,14 +946,16 @@ class _Receiver:
                 transport.sock.shutdown(socket.SHUT_RD)
             except OSError:
                 pass  # ENOTCONN on an unconnected socket: the readers are woken anyway
-        if (wait and threading.current_thread() is not self._thread
-                and self._thread.is_alive()):
-            self._thread.join(2.0)
-        if self._wake is not None:
-            self._wake[0].close()
-            self._wake[1].close()
-        if transport.owned:
-            transport.sock.close()
+        try:
+            if (wait and threading.current_thread() is not self._thread
+                    and self._thread.is_alive()):
+                self._thread.join(2.0)
+        finally:  # also when Ctrl-C interrupts the join: no descriptor leaks
+            if self._wake is not None:
+                self._wake[0].close()
+                self._wake[1].close()
+            if transport.owned:
+                transport.sock.close()
 
     def _run(self) -> None:
         sock = self._transport.sock

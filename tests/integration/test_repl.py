@@ -239,3 +239,23 @@ def test_dial_help_lists_every_session_option() -> None:
     for field in dataclasses.fields(kcpsock.KCPConfig):
         if field.name not in listener_only:
             assert f"``{field.name}``" in text, field.name
+
+
+def test_ctrl_c_during_close_leaks_no_descriptor() -> None:
+    # close() joins the receiver thread; a Ctrl-C landing in that join must
+    # not leave the UDP socket open (a second close() is a no-op)
+    c = kcpsock.dial(("127.0.0.1", 9))
+    udp = c.session._transport.sock
+    thread = c.session._receiver._thread  # type: ignore[attr-defined]
+
+    def interrupted_join(timeout: object = None) -> None:
+        raise KeyboardInterrupt
+
+    thread.join = interrupted_join  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        c.close()
+    assert udp.fileno() == -1
+    c.close()
+    del thread.join  # the real join again
+    thread.join(5)
+    assert not thread.is_alive()
