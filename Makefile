@@ -24,7 +24,10 @@ test: lint typecheck layers
 
 # The oldest supported Python (3.9), when the machine has one (pyenv's here):
 # pure layers and the socket API on a second venv.
-PYTHON39 ?= $(shell command -v python3.9 2>/dev/null || ls -d /root/.pyenv/versions/3.9*/bin/python3 2>/dev/null | tail -n 1)
+# (pyenv's shims exist even for versions that are not selected: try each
+# candidate and keep the first that really runs as 3.9.)
+PYTHON39 ?= $(shell for p in $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.9*/bin/python3 2>/dev/null) $$(command -v python3.9 2>/dev/null); do \
+	"$$p" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 9))' >/dev/null 2>&1 && echo "$$p" && break; done)
 compat:
 ifeq ($(strip $(PYTHON39)),)
 	@echo "compat: no Python 3.9 on this machine, skipped"
