@@ -62,14 +62,13 @@ import struct
 import zlib
 from typing import Callable, Optional, Union
 
+from .config import MTU_LIMIT
 from .crypt import CRYPT_HEADER_SIZE, NONCE_SIZE, BlockCrypt
 from .errors import PacketError
 from .fec import FEC_HEADER_SIZE_PLUS2, TYPE_DATA, TYPE_PARITY, FECDecoder, FECEncoder
 
 __all__ = ["IKCP_OVERHEAD", "MTU_LIMIT", "PacketCodec"]
 
-#: kcp-go ``mtuLimit``: the largest UDP payload sent or accepted.
-MTU_LIMIT = 1500
 #: KCP segment header size (kcp-go ``IKCP_OVERHEAD``).
 IKCP_OVERHEAD = 24
 #: Smallest KCP MTU kcp-go accepts (``SetMtu``: mtu < 50 is refused).

@@ -59,6 +59,7 @@ from Crypto.Cipher import AES, CAST, DES, DES3, Blowfish, Salsa20
 
 from ._cfb import IV as _CFB_IV
 from ._cfb import WordCFB
+from .config import MTU_LIMIT
 from .errors import PacketError
 
 __all__ = [
@@ -86,8 +87,6 @@ CRYPT_HEADER_SIZE = NONCE_SIZE + CRC_SIZE
 #: kcp-go HEAD AES-GCM: nonce in clear in front, tag behind.
 GCM_NONCE_SIZE = 12
 GCM_TAG_SIZE = 16
-#: kcp-go ``mtuLimit``: the XOR pad length.
-_MTU_LIMIT = 1500
 #: kcp-go ``saltxor``, kcptun ``SALT``.
 _XOR_SALT = b"sH3CIVoF#rWLtJo6"
 _KDF_SALT = b"kcp-go"
@@ -222,7 +221,7 @@ class _PycryptodomeCFB:
 # made and the public-API classes are used instead.
 
 _RAW: dict[str, Any] = {}
-_BUF_SIZE = _MTU_LIMIT + 32
+_BUF_SIZE = MTU_LIMIT + 32
 # The handles are called without ``argtypes`` (the per-call conversion costs
 # a third of the call): every argument is passed as the exact C type, bytes
 # as ``const uint8_t *``, ctypes buffers and ``c_void_p`` as pointers, and
@@ -550,7 +549,7 @@ class SimpleXORCrypt:
     """
 
     def __init__(self, key: bytes) -> None:
-        self._pad = hashlib.pbkdf2_hmac("sha1", bytes(key), _XOR_SALT, 32, _MTU_LIMIT)
+        self._pad = hashlib.pbkdf2_hmac("sha1", bytes(key), _XOR_SALT, 32, MTU_LIMIT)
         self._strxor = _raw_functions("strxor")
         self._pool: list[Any] = []
         if self._strxor is not None:
@@ -565,8 +564,8 @@ class SimpleXORCrypt:
     def encrypt(self, packet: bytes) -> bytes:
         """XOR the first min(len, 1500) bytes with the pad."""
         n = len(packet)
-        if n > _MTU_LIMIT:
-            return self.encrypt(packet[:_MTU_LIMIT]) + bytes(packet[_MTU_LIMIT:])
+        if n > MTU_LIMIT:
+            return self.encrypt(packet[:MTU_LIMIT]) + bytes(packet[MTU_LIMIT:])
         strxor = self._strxor
         if strxor is None or n < 64:  # short: the int arithmetic is cheaper
             return _xor_bytes(packet, self._pad[:n])

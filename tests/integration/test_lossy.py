@@ -20,6 +20,7 @@ import pytest
 import kcpsock
 from kcpsock.config import KCPConfig
 from kcpsock.relay import Relay
+from tests.helpers import echo_roundtrip
 
 FAST = KCPConfig(nodelay=1, interval=10, resend=2, nc=True, sndwnd=128, rcvwnd=128)
 IO_TIMEOUT = 30.0
@@ -79,29 +80,6 @@ class EchoServer:
         self._accepter.join(5)
         for t in self.threads:
             t.join(5)
-
-
-def echo_roundtrip(sock: Any, data: bytes, chunk: int = 4096) -> bytes:
-    """Send `data` from a writer thread while reading the echo; return it."""
-    errors: list[BaseException] = []
-
-    def writer() -> None:
-        try:
-            for i in range(0, len(data), chunk):
-                sock.sendall(data[i:i + chunk])
-        except BaseException as exc:  # reported below
-            errors.append(exc)
-
-    w = threading.Thread(target=writer, daemon=True)
-    w.start()
-    got = bytearray()
-    while len(got) < len(data):
-        piece = sock.recv(65536)
-        assert piece, "unexpected EOF"
-        got += piece
-    w.join(IO_TIMEOUT)
-    assert not errors, errors
-    return bytes(got)
 
 
 @pytest.fixture

@@ -15,22 +15,13 @@ import multiprocessing as mp
 import threading
 import time
 import tracemalloc
-from typing import Any, Callable
+from typing import Any
 
 import kcpsock
 from kcpsock.updater import updater
+from tests.helpers import wait_until
 
 FAST = dict(nodelay=1, interval=10, resend=2, nc=True)
-
-
-def _wait_until(pred: Callable[[], bool], timeout: float = 10.0) -> bool:
-    end = time.monotonic() + timeout
-    ev = threading.Event()
-    while time.monotonic() < end:
-        if pred():
-            return True
-        ev.wait(0.005)
-    return pred()
 
 
 def test_idle_sessions_fire_no_timers() -> None:
@@ -49,7 +40,7 @@ def test_idle_sessions_fire_no_timers() -> None:
         for c in clients:
             assert c.recv(10) == b"ok"
         sessions = [x.session for x in clients + servers]
-        assert _wait_until(lambda: all(s.updater_deadline is None for s in sessions))
+        assert wait_until(lambda: all(s.updater_deadline is None for s in sessions), 10.0)
         # idle now: a marker timer 300 ms away is the only thing the updater runs
         fired = updater.fired
         marker_done = threading.Event()

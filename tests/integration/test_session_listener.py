@@ -18,25 +18,14 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import Callable
 
 import pytest
 
 import kcpsock
 from kcpsock.stats import snmp
+from tests.helpers import wait_until
 
 FAST = dict(nodelay=1, interval=10, resend=2, nc=True)
-
-
-def wait_until(pred: Callable[[], bool], timeout: float = 5.0) -> bool:
-    """Poll ``pred`` until true or ``timeout`` seconds passed (bounded)."""
-    end = time.monotonic() + timeout
-    ev = threading.Event()
-    while time.monotonic() < end:
-        if pred():
-            return True
-        ev.wait(0.005)
-    return pred()
 
 
 def kcp_threads() -> list[threading.Thread]:

@@ -25,6 +25,7 @@ import pytest
 import kcpsock
 from kcpsock.config import KCPConfig
 from kcpsock.relay import Relay
+from tests.helpers import echo_roundtrip
 from tests.interop.gopeer import CIPHERS, DEFAULT_KEY, GoServer, pattern, peer_flags, run_client
 
 pytestmark = pytest.mark.interop
@@ -54,29 +55,6 @@ def options(crypt: str, fec: tuple[int, int], stream: bool) -> dict[str, Any]:
 def go_flags(crypt: str, fec: tuple[int, int], stream: bool) -> list[str]:
     return peer_flags(crypt=crypt, ds=fec[0], ps=fec[1], stream=stream,
                       nodelay=(1, 10, 2, 1), wnd=(256, 256), mtu=1400)
-
-
-def echo_through(sock: Any, data: bytes) -> bytes:
-    """Write `data` from a thread while reading the echo back."""
-    errors: list[BaseException] = []
-
-    def writer() -> None:
-        try:
-            for i in range(0, len(data), CHUNK):
-                sock.sendall(data[i:i + CHUNK])
-        except BaseException as exc:
-            errors.append(exc)
-
-    w = threading.Thread(target=writer, daemon=True)
-    w.start()
-    got = bytearray()
-    while len(got) < len(data):
-        piece = sock.recv(65536)
-        assert piece, "EOF"
-        got += piece
-    w.join(IO_TIMEOUT)
-    assert not errors, errors
-    return bytes(got)
 
 
 class KCPSockEchoServer:
@@ -131,7 +109,7 @@ def test_kcpsock_client_to_kcpgo_server(
         sock = kcpsock.dial(server.address, **options(crypt, fec, stream))
         try:
             sock.settimeout(IO_TIMEOUT)
-            got = echo_through(sock, data)
+            got = echo_roundtrip(sock, data, CHUNK)
         finally:
             sock.close()
     assert got == data
@@ -189,7 +167,7 @@ def test_fec_interop_through_lossy_relay(kcppeer: Path, direction: str) -> None:
             sock = kcpsock.dial(relay.address, **options(crypt, fec, stream))
             try:
                 sock.settimeout(IO_TIMEOUT)
-                got = echo_through(sock, data)
+                got = echo_roundtrip(sock, data, CHUNK)
             finally:
                 sock.close()
             assert relay.up.dropped > 0 and relay.down.dropped > 0
@@ -241,7 +219,7 @@ def test_other_profiles(kcppeer: Path, knobs: dict[str, Any], direction: str) ->
             sock = kcpsock.dial(server.address, **opts)
             try:
                 sock.settimeout(IO_TIMEOUT)
-                assert echo_through(sock, data) == data
+                assert echo_roundtrip(sock, data, CHUNK) == data
             finally:
                 sock.close()
     else:
@@ -395,7 +373,7 @@ def test_caller_sockets_with_kcpgo(kcppeer: Path) -> None:
                 sock.settimeout(IO_TIMEOUT)
                 assert sock.conv == 0x12345678
                 data = pattern(51, 100_000)
-                assert echo_through(sock, data) == data
+                assert echo_roundtrip(sock, data, CHUNK) == data
             finally:
                 sock.close()
             assert udp.fileno() != -1
@@ -457,7 +435,7 @@ def test_ipv6_both_ways(kcppeer: Path) -> None:
         try:
             sock.settimeout(IO_TIMEOUT)
             data = pattern(61, 100_000)
-            assert echo_through(sock, data) == data
+            assert echo_roundtrip(sock, data, CHUNK) == data
         finally:
             sock.close()
     echo = KCPSockEchoServer(("::1", 0), **opts)

@@ -1,0 +1,45 @@
+"""Helpers shared by the integration and interop tests (bounded in time)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable
+
+
+def wait_until(pred: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Poll ``pred`` until it is true or ``timeout`` seconds passed; return its last value."""
+    end = time.monotonic() + timeout
+    ev = threading.Event()
+    while time.monotonic() < end:
+        if pred():
+            return True
+        ev.wait(0.005)
+    return pred()
+
+
+def echo_roundtrip(sock: Any, data: bytes, chunk: int = 4096, timeout: float = 30.0) -> bytes:
+    """Send ``data`` from a writer thread while reading the echo; return what came back.
+
+    The caller's socket timeout bounds each ``recv``; the writer is joined for at
+    most ``timeout`` seconds and any exception it raised fails the test.
+    """
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            for i in range(0, len(data), chunk):
+                sock.sendall(data[i:i + chunk])
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    w = threading.Thread(target=writer, daemon=True)
+    w.start()
+    got = bytearray()
+    while len(got) < len(data):
+        piece = sock.recv(65536)
+        assert piece, "unexpected EOF"
+        got += piece
+    w.join(timeout)
+    assert not errors, errors
+    return bytes(got)
