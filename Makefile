@@ -38,6 +38,7 @@ endif
 
 lint: $(STAMP)
 	$(PY) -m ruff check kcpsock tests tools
+	$(PY) -m ruff format --check kcpsock tests tools
 
 typecheck: $(STAMP)
 	$(PY) -m mypy --strict kcpsock

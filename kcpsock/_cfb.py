@@ -75,8 +75,9 @@ class WordCFB:
         """The key-dependent constants ``_lanes`` needs, one 32-bit int each."""
         raise NotImplementedError
 
-    def _lanes(self, xs: list[int], mask: int, consts: tuple[int, ...],
-               width: int) -> Sequence[int]:  # pragma: no cover - abstract
+    def _lanes(
+        self, xs: list[int], mask: int, consts: tuple[int, ...], width: int
+    ) -> Sequence[int]:  # pragma: no cover - abstract
         """The block function on every lane.
 
         Args:
@@ -95,7 +96,7 @@ class WordCFB:
     def _init_cfb(self) -> None:
         """Precompute E(IV); call once the key schedule is ready."""
         w = self._words
-        self._iv_words = struct.unpack(f"{self._order}{w}I", IV[:4 * w])
+        self._iv_words = struct.unpack(f"{self._order}{w}I", IV[: 4 * w])
         self._ks0 = tuple(self._block(*self._iv_words))
         self._lane_cache = {}
 
@@ -168,9 +169,9 @@ class WordCFB:
         else:
             k0, k1, k2, k3 = self._ks0
             for i in range(0, nw, 4):
-                w0, w1, w2, w3 = words[i:i + 4]
+                w0, w1, w2, w3 = words[i : i + 4]
                 x0, x1, x2, x3 = w0 ^ k0, w1 ^ k1, w2 ^ k2, w3 ^ k3
-                out[i:i + 4] = x0, x1, x2, x3
+                out[i : i + 4] = x0, x1, x2, x3
                 if decrypt:
                     k0, k1, k2, k3 = block(w0, w1, w2, w3)
                 else:
@@ -182,7 +183,7 @@ class WordCFB:
             return head
         # kcp-go: the last partial block is XORed with a truncated keystream
         pad = struct.pack(f"{order}{w}I", *ks)
-        tail = int.from_bytes(data[n - r:], "big") ^ int.from_bytes(pad[:r], "big")
+        tail = int.from_bytes(data[n - r :], "big") ^ int.from_bytes(pad[:r], "big")
         return head + tail.to_bytes(r, "big")
 
     def _decrypt_lanes(self, data: bytes, nb: int) -> bytes:

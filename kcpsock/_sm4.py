@@ -64,7 +64,12 @@ def _rol(x: int, n: int) -> int:
 
 
 def _tau(x: int) -> int:
-    return (SBOX[x >> 24] << 24) | (SBOX[(x >> 16) & 255] << 16) | (SBOX[(x >> 8) & 255] << 8) | SBOX[x & 255]
+    return (
+        (SBOX[x >> 24] << 24)
+        | (SBOX[(x >> 16) & 255] << 16)
+        | (SBOX[(x >> 8) & 255] << 8)
+        | SBOX[x & 255]
+    )
 
 
 def _round_tables() -> tuple[tuple[int, ...], ...]:
@@ -117,7 +122,7 @@ class SM4(WordCFB):
             rk.append(k[i + 4])
         self._rk = tuple(rk)
         # four round keys per loop iteration
-        self._rounds = tuple(tuple(rk[i:i + 4]) for i in range(0, 32, 4))
+        self._rounds = tuple(tuple(rk[i : i + 4]) for i in range(0, 32, 4))
         self._init_cfb()
 
     def _block(self, x0: int, x1: int, x2: int, x3: int) -> tuple[int, int, int, int]:
@@ -136,8 +141,9 @@ class SM4(WordCFB):
     def _round_constants(self) -> tuple[int, ...]:
         return self._rk
 
-    def _lanes(self, xs: list[int], mask: int, consts: tuple[int, ...],
-               width: int) -> Sequence[int]:
+    def _lanes(
+        self, xs: list[int], mask: int, consts: tuple[int, ...], width: int
+    ) -> Sequence[int]:
         x0, x1, x2, x3 = xs
         frombytes = int.from_bytes
         sbox = SBOX
@@ -147,8 +153,17 @@ class SM4(WordCFB):
             # bytes between lanes come out as SBOX[0] and are masked off
             b = frombytes(x.to_bytes(width, "little").translate(sbox), "little") & mask
             # L: b ^ rol(b, 2) ^ rol(b, 10) ^ rol(b, 18) ^ rol(b, 24), per lane
-            t = (b ^ (b << 2) ^ (b << 10) ^ (b << 18) ^ (b << 24)
-                 ^ (b >> 30) ^ (b >> 22) ^ (b >> 14) ^ (b >> 8)) & mask
+            t = (
+                b
+                ^ (b << 2)
+                ^ (b << 10)
+                ^ (b << 18)
+                ^ (b << 24)
+                ^ (b >> 30)
+                ^ (b >> 22)
+                ^ (b >> 14)
+                ^ (b >> 8)
+            ) & mask
             x0, x1, x2, x3 = x1, x2, x3, x0 ^ t
         # the output block is (X35, X34, X33, X32)
         return x3, x2, x1, x0

@@ -73,8 +73,9 @@ class TEA(_Tea64):
     def _round_constants(self) -> tuple[int, ...]:
         return (*self._k, *self._sums)
 
-    def _lanes(self, xs: list[int], mask: int, consts: tuple[int, ...],
-               width: int) -> Sequence[int]:
+    def _lanes(
+        self, xs: list[int], mask: int, consts: tuple[int, ...], width: int
+    ) -> Sequence[int]:
         v0, v1 = xs
         k0, k1, k2, k3 = consts[:4]
         for s in consts[4:]:
@@ -117,8 +118,9 @@ class XTEA(_Tea64):
     def _round_constants(self) -> tuple[int, ...]:
         return tuple(c for pair in self._pairs for c in pair)
 
-    def _lanes(self, xs: list[int], mask: int, consts: tuple[int, ...],
-               width: int) -> Sequence[int]:
+    def _lanes(
+        self, xs: list[int], mask: int, consts: tuple[int, ...], width: int
+    ) -> Sequence[int]:
         v0, v1 = xs
         it = iter(consts)
         for a in it:

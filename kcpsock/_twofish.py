@@ -98,9 +98,19 @@ def _h_bytes(x: int, lst: list[bytes]) -> tuple[int, int, int, int]:
     y0 = y1 = y2 = y3 = x
     k = len(lst)
     if k == 4:
-        y0, y1, y2, y3 = Q1[y0] ^ lst[3][0], Q0[y1] ^ lst[3][1], Q0[y2] ^ lst[3][2], Q1[y3] ^ lst[3][3]
+        y0, y1, y2, y3 = (
+            Q1[y0] ^ lst[3][0],
+            Q0[y1] ^ lst[3][1],
+            Q0[y2] ^ lst[3][2],
+            Q1[y3] ^ lst[3][3],
+        )
     if k >= 3:
-        y0, y1, y2, y3 = Q1[y0] ^ lst[2][0], Q1[y1] ^ lst[2][1], Q0[y2] ^ lst[2][2], Q0[y3] ^ lst[2][3]
+        y0, y1, y2, y3 = (
+            Q1[y0] ^ lst[2][0],
+            Q1[y1] ^ lst[2][1],
+            Q0[y2] ^ lst[2][2],
+            Q0[y3] ^ lst[2][3],
+        )
     y0 = Q1[Q0[Q0[y0] ^ lst[1][0]] ^ lst[0][0]]
     y1 = Q0[Q0[Q1[y1] ^ lst[1][1]] ^ lst[0][1]]
     y2 = Q1[Q1[Q0[y2] ^ lst[1][2]] ^ lst[0][2]]
@@ -146,13 +156,13 @@ class Twofish(WordCFB):
         if len(key) not in (16, 24, 32):
             raise ValueError("Twofish key must be 16, 24 or 32 bytes")
         k = len(key) // 8
-        words = [key[4 * i:4 * i + 4] for i in range(2 * k)]
+        words = [key[4 * i : 4 * i + 4] for i in range(2 * k)]
         me = words[0::2]
         mo = words[1::2]
         # S vector: RS code of each 8 key bytes; h uses them in reverse order.
         s_words = []
         for i in range(k):
-            chunk = key[8 * i:8 * i + 8]
+            chunk = key[8 * i : 8 * i + 8]
             s_word = bytearray(4)
             for row in range(4):
                 for j in range(8):
@@ -167,7 +177,7 @@ class Twofish(WordCFB):
             subkeys.append(_rol((a + 2 * b) & _M32, 9))
         self._k = tuple(subkeys)
         # round subkeys K[8..39], four per double round
-        self._rounds = tuple(tuple(subkeys[r:r + 4]) for r in range(8, 40, 4))
+        self._rounds = tuple(tuple(subkeys[r : r + 4]) for r in range(8, 40, 4))
         # Key-dependent S-boxes folded with the MDS columns:
         # g(X) = T0[x0] ^ T1[x1] ^ T2[x2] ^ T3[x3].
         tables: list[list[int]] = [[0] * 256 for _ in range(4)]
@@ -179,8 +189,10 @@ class Twofish(WordCFB):
         # The same tables as byte maps for the parallel decryption:
         # byte_tables[i][r][x] = byte r of T_i[x]; the rotated variant feeds
         # byte i of b to T_(i+1)%4, which is g(rol(b, 8)).
-        split = tuple(tuple(bytes((t[x] >> (8 * r)) & 255 for x in range(256))
-                            for r in range(4)) for t in tables)
+        split = tuple(
+            tuple(bytes((t[x] >> (8 * r)) & 255 for x in range(256)) for r in range(4))
+            for t in tables
+        )
         self._byte_tables = (split, tuple(split[(i + 1) % 4] for i in range(4)))
         self._init_cfb()
 
@@ -226,8 +238,9 @@ class Twofish(WordCFB):
             acc ^= frombytes(buf, "little")
         return acc
 
-    def _lanes(self, xs: list[int], mask: int, consts: tuple[int, ...],
-               width: int) -> Sequence[int]:
+    def _lanes(
+        self, xs: list[int], mask: int, consts: tuple[int, ...], width: int
+    ) -> Sequence[int]:
         k = consts
         a, b, c, d = xs
         a ^= k[0]
@@ -239,12 +252,12 @@ class Twofish(WordCFB):
         for r in range(8, 40, 4):
             x = g(a, width, t_plain)
             y = g(b, width, t_rot)  # g(rol(b, 8)): the table order shifted
-            c = (c ^ ((x + y + k[r]) & mask))
+            c = c ^ ((x + y + k[r]) & mask)
             c = ((c >> 1) | (c << 31)) & mask
             d = ((d << 1) ^ (d >> 31) ^ (x + (y << 1) + k[r + 1])) & mask
             x = g(c, width, t_plain)
             y = g(d, width, t_rot)
-            a = (a ^ ((x + y + k[r + 2]) & mask))
+            a = a ^ ((x + y + k[r + 2]) & mask)
             a = ((a >> 1) | (a << 31)) & mask
             b = ((b << 1) ^ (b >> 31) ^ (x + (y << 1) + k[r + 3])) & mask
         return c ^ k[4], d ^ k[5], a ^ k[6], b ^ k[7]

@@ -121,18 +121,25 @@ class PacketCodec:
             packet arrives if FEC is not configured).
     """
 
-    def __init__(self, block: Optional[BlockCrypt] = None, data_shards: int = 0,
-                 parity_shards: int = 0, *,
-                 random_bytes: Callable[[int], bytes] = os.urandom) -> None:
-        if block is not None and not (callable(getattr(block, "encrypt", None))
-                                      and callable(getattr(block, "decrypt", None))):
+    def __init__(
+        self,
+        block: Optional[BlockCrypt] = None,
+        data_shards: int = 0,
+        parity_shards: int = 0,
+        *,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        if block is not None and not (
+            callable(getattr(block, "encrypt", None)) and callable(getattr(block, "decrypt", None))
+        ):
             raise TypeError("block must be a BlockCrypt (with encrypt and decrypt) or None")
         if not callable(random_bytes):
             raise TypeError("random_bytes must be callable")
         # FECEncoder/FECDecoder validate the shard counts (TypeError/ValueError).
         self.encoder = FECEncoder(data_shards, parity_shards)
         self.decoder: Optional[FECDecoder] = (
-            FECDecoder(data_shards, parity_shards) if data_shards else None)
+            FECDecoder(data_shards, parity_shards) if data_shards else None
+        )
         self.block = block
         self.data_shards = data_shards
         self.parity_shards = parity_shards
@@ -147,16 +154,19 @@ class PacketCodec:
             self.crypto_header = int(getattr(block, "nonce_size", 12))
         else:
             self.crypto_header = CRYPT_HEADER_SIZE
-        self.overhead = (self.crypto_header + (FEC_HEADER_SIZE_PLUS2 if self._fec else 0)
-                         + self.tag_size)
+        self.overhead = (
+            self.crypto_header + (FEC_HEADER_SIZE_PLUS2 if self._fec else 0) + self.tag_size
+        )
         self._min_wire = self.crypto_header + self.tag_size
         self._nonce_buf = b""
         self._nonce_off = 0
 
     def __repr__(self) -> str:
         name = type(self.block).__name__ if self.block is not None else None
-        return (f"PacketCodec(block={name}, data_shards={self.data_shards}, "
-                f"parity_shards={self.parity_shards}, overhead={self.overhead})")
+        return (
+            f"PacketCodec(block={name}, data_shards={self.data_shards}, "
+            f"parity_shards={self.parity_shards}, overhead={self.overhead})"
+        )
 
     # --- MTU bookkeeping -------------------------------------------------------
 
@@ -183,8 +193,10 @@ class PacketCodec:
             raise ValueError(f"mtu must be at most {MTU_LIMIT}, got {mtu}")
         kcp_mtu = mtu - self.overhead
         if kcp_mtu < _MIN_KCP_MTU:
-            raise ValueError(f"mtu {mtu} too small: the KCP MTU would be {kcp_mtu} "
-                             f"(< {_MIN_KCP_MTU}) after {self.overhead} bytes of overhead")
+            raise ValueError(
+                f"mtu {mtu} too small: the KCP MTU would be {kcp_mtu} "
+                f"(< {_MIN_KCP_MTU}) after {self.overhead} bytes of overhead"
+            )
         return kcp_mtu
 
     # --- sending ---------------------------------------------------------------
@@ -210,8 +222,7 @@ class PacketCodec:
         if self._fec:
             packets = self.encoder.encode(datagram, now_ms)
         else:
-            packets = [datagram if isinstance(datagram, bytes)
-                       else _as_bytes("datagram", datagram)]
+            packets = [datagram if isinstance(datagram, bytes) else _as_bytes("datagram", datagram)]
         block = self.block
         if block is None:
             return packets
@@ -233,7 +244,8 @@ class PacketCodec:
         encrypt = block.encrypt
         out = []
         if rand == self._urandom_batched and self._nonce_off + NONCE_SIZE * len(packets) <= len(
-                self._nonce_buf):
+            self._nonce_buf
+        ):
             # the common case, inlined: nonces sliced from the urandom batch
             buf, off = self._nonce_buf, self._nonce_off
             for p in packets:
@@ -262,7 +274,7 @@ class PacketCodec:
             self._nonce_buf = os.urandom(max(4096, n))
             off = 0
         self._nonce_off = off + n
-        return self._nonce_buf[off:off + n]
+        return self._nonce_buf[off : off + n]
 
     # --- receiving -------------------------------------------------------------
 
@@ -297,7 +309,7 @@ class PacketCodec:
             raise PacketError(f"packet too short for the crypto header ({n} bytes)", "InErrs")
         if self._aead:
             # the AEAD raises PacketError("bad ... tag", "InCsumErrors") itself
-            return block.decrypt(packet)[self.crypto_header:]
+            return block.decrypt(packet)[self.crypto_header :]
         plain = block.decrypt(packet)
         if _crc32(memoryview(plain)[CRYPT_HEADER_SIZE:]) != _u32_at(plain, NONCE_SIZE)[0]:
             raise PacketError("bad CRC32 (wrong key or cipher, or corrupted)", "InCsumErrors")
@@ -389,11 +401,20 @@ class PacketCodec:
         """
         d = self.decoder
         if d is None:
-            return {"FECParityShards": 0, "FECFullShardSet": 0, "FECRecovered": 0,
-                    "FECErrs": 0, "FECShardSet": 0}
-        return {"FECParityShards": d.parity_shards, "FECFullShardSet": d.full_shard_sets,
-                "FECRecovered": d.recovered, "FECErrs": d.errors,
-                "FECShardSet": d.shard_sets}
+            return {
+                "FECParityShards": 0,
+                "FECFullShardSet": 0,
+                "FECRecovered": 0,
+                "FECErrs": 0,
+                "FECShardSet": 0,
+            }
+        return {
+            "FECParityShards": d.parity_shards,
+            "FECFullShardSet": d.full_shard_sets,
+            "FECRecovered": d.recovered,
+            "FECErrs": d.errors,
+            "FECShardSet": d.shard_sets,
+        }
 
     @property
     def fec_parity_shards(self) -> int:

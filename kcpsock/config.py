@@ -168,10 +168,13 @@ class KCPConfig:
         try:
             nodelay, interval, resend, nc = PRESETS[mode]
         except (KeyError, TypeError):
-            raise ValueError(
-                f"mode must be one of {', '.join(PRESETS)}, got {mode!r}") from None
+            raise ValueError(f"mode must be one of {', '.join(PRESETS)}, got {mode!r}") from None
         fields: dict[str, Any] = {
-            "nodelay": nodelay, "interval": interval, "resend": resend, "nc": nc}
+            "nodelay": nodelay,
+            "interval": interval,
+            "resend": resend,
+            "nc": nc,
+        }
         fields.update(overrides)
         return cls(**fields)
 

@@ -158,8 +158,9 @@ class _PycryptodomeCFB:
     faster variant used when pycryptodome's C functions can be reached.
     """
 
-    def __init__(self, factory: Callable[..., Any], key: bytes, block_size: int,
-                 mode_cfb: int, mode_ecb: int) -> None:
+    def __init__(
+        self, factory: Callable[..., Any], key: bytes, block_size: int, mode_cfb: int, mode_ecb: int
+    ) -> None:
         self._b = block_size
         self._iv = IV[:block_size]
         self._seg = block_size * 8
@@ -206,7 +207,7 @@ class _PycryptodomeCFB:
             cfb = self._new_cfb()
         out: bytes = cfb.decrypt(self._iv + packet + b"\0" * (-n % b))
         self._dec_pool.append(cfb)
-        return out[b:b + n]
+        return out[b : b + n]
 
 
 # --- pycryptodome's own C functions, called directly --------------------------
@@ -288,8 +289,11 @@ def _raw_functions(kind: str) -> Any:
             from Crypto.Cipher import Salsa20 as _salsa20
 
             lib = ctypes.CDLL(_salsa20._raw_salsa20_lib._name)
-            init, enc, destroy = (lib.Salsa20_stream_init, lib.Salsa20_stream_encrypt,
-                                  lib.Salsa20_stream_destroy)
+            init, enc, destroy = (
+                lib.Salsa20_stream_init,
+                lib.Salsa20_stream_encrypt,
+                lib.Salsa20_stream_destroy,
+            )
             init.restype = enc.restype = destroy.restype = ci
             funcs = (init, enc, destroy)
     except Exception:  # any failure: fall back to the public API
@@ -300,9 +304,21 @@ def _raw_functions(kind: str) -> Any:
 
 def _agrees(fast: BlockCrypt, reference: BlockCrypt, block_size: int) -> bool:
     """True if ``fast`` matches ``reference`` on assorted lengths, both ways."""
-    samples = [bytes((i * 7 + n) & 255 for i in range(n))
-               for n in (0, 1, block_size - 1, block_size, block_size + 1,
-                         3 * block_size + 5, 44, 1400, 1500, 2000)]
+    samples = [
+        bytes((i * 7 + n) & 255 for i in range(n))
+        for n in (
+            0,
+            1,
+            block_size - 1,
+            block_size,
+            block_size + 1,
+            3 * block_size + 5,
+            44,
+            1400,
+            1500,
+            2000,
+        )
+    ]
     try:
         for _ in range(2):  # twice: state must not leak between packets
             for data in samples:
@@ -330,8 +346,17 @@ class _RawCFB:
     one thread at a time; the ECB state is never written after key setup.
     """
 
-    def __init__(self, funcs: Any, ecb_f: Any, strxor: Any, factory: Callable[..., Any],
-                 key: bytes, block_size: int, mode_cfb: int, mode_ecb: int) -> None:
+    def __init__(
+        self,
+        funcs: Any,
+        ecb_f: Any,
+        strxor: Any,
+        factory: Callable[..., Any],
+        key: bytes,
+        block_size: int,
+        mode_cfb: int,
+        mode_ecb: int,
+    ) -> None:
         self._enc_f, self._dec_f = funcs
         self._ecb_f = ecb_f
         self._strxor = strxor
@@ -365,7 +390,7 @@ class _RawCFB:
         packet = bytes(packet)  # no copy for bytes; c_char_p needs bytes
         r = n % b
         if r:
-            packet += _ZEROS[:b - r]
+            packet += _ZEROS[: b - r]
         m = len(packet)
         try:
             entry = self._pool.pop()
@@ -397,7 +422,7 @@ class _RawCFB:
             buf = ctypes.create_string_buffer(_BUF_SIZE)
         if m > _BUF_SIZE:
             buf = ctypes.create_string_buffer(m)
-        if self._ecb_f(self._ecb_state, self._iv + packet[:m - b], buf, _size(m)):
+        if self._ecb_f(self._ecb_state, self._iv + packet[: m - b], buf, _size(m)):
             raise ValueError("pycryptodome ECB failed")  # pragma: no cover
         self._strxor(buf, packet, buf, _size(n))
         out: bytes = buf.raw[:n]
@@ -428,8 +453,8 @@ def _agrees_briefly(fast: _RawCFB, ecb: Any, block_size: int) -> bool:
     expected = b""
     feedback = IV[:b]
     for i in range(0, len(plain), b):
-        chunk = plain[i:i + b]
-        block = _xor_bytes(chunk, ecb.encrypt(feedback)[:len(chunk)])
+        chunk = plain[i : i + b]
+        block = _xor_bytes(chunk, ecb.encrypt(feedback)[: len(chunk)])
         expected += block
         feedback = block
     try:
@@ -438,8 +463,9 @@ def _agrees_briefly(fast: _RawCFB, ecb: Any, block_size: int) -> bool:
         return False
 
 
-def _cfb(factory: Callable[..., Any], key: bytes, block_size: int, mode_cfb: int,
-         mode_ecb: int) -> BlockCrypt:
+def _cfb(
+    factory: Callable[..., Any], key: bytes, block_size: int, mode_cfb: int, mode_ecb: int
+) -> BlockCrypt:
     """The fastest exact kcp-go CFB available for a pycryptodome cipher."""
     funcs = _raw_functions("cfb")
     ecb_f = _raw_functions("ecb")
@@ -449,18 +475,28 @@ def _cfb(factory: Callable[..., Any], key: bytes, block_size: int, mode_cfb: int
     known = _CFB_VERDICTS.get(kind)
     if known is not None and any(a is not b for a, b in zip(known[0], handles)):
         known = None  # other C handles (tests swap them): check again
-    if funcs is not None and ecb_f is not None and strxor is not None and (
-            known is None or known[1]):
+    if (
+        funcs is not None
+        and ecb_f is not None
+        and strxor is not None
+        and (known is None or known[1])
+    ):
         try:
-            fast: _RawCFB | None = _RawCFB(funcs, ecb_f, strxor, factory, key, block_size,
-                                            mode_cfb, mode_ecb)
+            fast: _RawCFB | None = _RawCFB(
+                funcs, ecb_f, strxor, factory, key, block_size, mode_cfb, mode_ecb
+            )
         except Exception:
             fast = None
         if fast is not None:
             if known is None:
-                known = _CFB_VERDICTS[kind] = (handles, _agrees(
-                    fast, _PycryptodomeCFB(factory, key, block_size, mode_cfb, mode_ecb),
-                    block_size))
+                known = _CFB_VERDICTS[kind] = (
+                    handles,
+                    _agrees(
+                        fast,
+                        _PycryptodomeCFB(factory, key, block_size, mode_cfb, mode_ecb),
+                        block_size,
+                    ),
+                )
             if known[1] and _agrees_briefly(fast, fast._ecb, block_size):
                 return fast
     return _PycryptodomeCFB(factory, key, block_size, mode_cfb, mode_ecb)
@@ -500,8 +536,9 @@ class Salsa20Crypt:
             reference = [self.encrypt(bytes(range(n % 256)) * 3) for n in (7, 8, 9, 70, 600)]
             self._funcs = fast
             try:
-                ok = reference == [self.encrypt(bytes(range(n % 256)) * 3)
-                                   for n in (7, 8, 9, 70, 600)]
+                ok = reference == [
+                    self.encrypt(bytes(range(n % 256)) * 3) for n in (7, 8, 9, 70, 600)
+                ]
             except Exception:
                 ok = False
             if not ok:
@@ -534,7 +571,7 @@ class Salsa20Crypt:
             destroy(state)
         if rc:
             raise ValueError("pycryptodome Salsa20 failed")  # pragma: no cover
-        out: bytes = head + buf.raw[:n - 8]
+        out: bytes = head + buf.raw[: n - 8]
         self._pool.append(entry)
         return out
 
@@ -555,7 +592,7 @@ class SimpleXORCrypt:
         if self._strxor is not None:
             probe = bytes(range(256)) * 6
             try:
-                ok = self.encrypt(probe) == _xor_bytes(probe, self._pad[:len(probe)])
+                ok = self.encrypt(probe) == _xor_bytes(probe, self._pad[: len(probe)])
             except Exception:
                 ok = False
             if not ok:
@@ -629,11 +666,16 @@ class AESGCMCrypt:
         except Exception:
             self._fast = None
         if self._fast is not None:
-            probe = [bytes(range(12)) + bytes((i * 5) & 255 for i in range(n))
-                     for n in (0, 1, 15, 16, 17, 100, 1372, 1500)]
+            probe = [
+                bytes(range(12)) + bytes((i * 5) & 255 for i in range(n))
+                for n in (0, 1, 15, 16, 17, 100, 1372, 1500)
+            ]
             try:
-                ok = all(self._encrypt_fast(p) == self._encrypt_public(p)
-                         and self._decrypt_fast(self._encrypt_public(p)) == p for p in probe)
+                ok = all(
+                    self._encrypt_fast(p) == self._encrypt_public(p)
+                    and self._decrypt_fast(self._encrypt_public(p)) == p
+                    for p in probe
+                )
             except Exception:
                 ok = False
             if not ok:
@@ -656,8 +698,15 @@ class AESGCMCrypt:
         if ghash_c.ghash_expand(h, ctypes.byref(exp_key)) or not exp_key.value:
             return None
         weakref.finalize(self, ghash_c.ghash_destroy, exp_key)
-        return (exp_key, ghash_c.ghash, aes_start, aes_stop, ctr.CTR_start_operation,
-                ctr.CTR_encrypt, ctr.CTR_stop_operation)
+        return (
+            exp_key,
+            ghash_c.ghash,
+            aes_start,
+            aes_stop,
+            ctr.CTR_start_operation,
+            ctr.CTR_encrypt,
+            ctr.CTR_stop_operation,
+        )
 
     def _ctr_ghash(self, nonce: bytes, data: bytes, ct_of: int) -> tuple[bytes, bytes]:
         """CTR from J0 over 16 zero bytes + ``data``; GHASH over the ciphertext.
@@ -684,8 +733,9 @@ class AESGCMCrypt:
         if aes_start(key, _SZ[len(key)], ctypes.byref(cipher)):
             raise ValueError("pycryptodome AES failed")  # pragma: no cover
         state = ctypes.c_void_p()
-        if start(cipher, nonce + b"\x00\x00\x00\x01", _SZ[16], _SZ[12], _U4, _U0,
-                 ctypes.byref(state)):
+        if start(
+            cipher, nonce + b"\x00\x00\x00\x01", _SZ[16], _SZ[12], _U4, _U0, ctypes.byref(state)
+        ):
             aes_stop(cipher)  # pragma: no cover - not taken over on failure
             raise ValueError("pycryptodome CTR failed")  # pragma: no cover
         try:
@@ -695,9 +745,9 @@ class AESGCMCrypt:
         if rc:
             raise ValueError("pycryptodome CTR failed")  # pragma: no cover
         raw = buf.raw
-        mask, out = raw[:16], raw[16:16 + n]
+        mask, out = raw[:16], raw[16 : 16 + n]
         ct = data if ct_of else out
-        blocks = b"".join((ct, _ZEROS[:-n % 16], struct.pack(">QQ", 0, 8 * n)))
+        blocks = b"".join((ct, _ZEROS[: -n % 16], struct.pack(">QQ", 0, 8 * n)))
         if ghash(y, blocks, _size(len(blocks)), _ZEROS, exp_key):
             raise ValueError("pycryptodome GHASH failed")  # pragma: no cover
         tag = (int.from_bytes(y.raw, "big") ^ int.from_bytes(mask, "big")).to_bytes(16, "big")
@@ -718,16 +768,18 @@ class AESGCMCrypt:
 
     def _encrypt_public(self, packet: bytes) -> bytes:
         nonce = packet[:GCM_NONCE_SIZE]
-        ct, tag = AES.new(self._key, AES.MODE_GCM, nonce=nonce,
-                          mac_len=GCM_TAG_SIZE).encrypt_and_digest(packet[GCM_NONCE_SIZE:])
+        ct, tag = AES.new(
+            self._key, AES.MODE_GCM, nonce=nonce, mac_len=GCM_TAG_SIZE
+        ).encrypt_and_digest(packet[GCM_NONCE_SIZE:])
         return b"".join((nonce, ct, tag))
 
     def _decrypt_public(self, packet: bytes) -> bytes:
         nonce = packet[:GCM_NONCE_SIZE]
         cipher = AES.new(self._key, AES.MODE_GCM, nonce=nonce, mac_len=GCM_TAG_SIZE)
         try:
-            body = cipher.decrypt_and_verify(packet[GCM_NONCE_SIZE:-GCM_TAG_SIZE],
-                                             packet[-GCM_TAG_SIZE:])
+            body = cipher.decrypt_and_verify(
+                packet[GCM_NONCE_SIZE:-GCM_TAG_SIZE], packet[-GCM_TAG_SIZE:]
+            )
         except ValueError:
             raise PacketError("bad AES-GCM tag", "InCsumErrors") from None
         return nonce + body
@@ -775,7 +827,7 @@ def _3des(key: bytes) -> BlockCrypt:
     # pycryptodome refuses EDE3 keys that degenerate to single DES (K1 = K2 or
     # K2 = K3 up to parity bits); Go accepts them.  E_K3(D_K2(E_K1(x))) with
     # K1 = K2 is E_K3(x), and with K2 = K3 it is E_K1(x): use single DES then.
-    k1, k2, k3 = (bytes(b & 0xFE for b in key[i:i + 8]) for i in (0, 8, 16))
+    k1, k2, k3 = (bytes(b & 0xFE for b in key[i : i + 8]) for i in (0, 8, 16))
     if k1 == k2:
         return _cfb(DES.new, key[16:24], 8, DES.MODE_CFB, DES.MODE_ECB)
     if k2 == k3:
@@ -803,21 +855,25 @@ class CipherInfo(NamedTuple):
 # are imported on first use rather than with kcpsock.
 def _twofish(key: bytes) -> BlockCrypt:
     from ._twofish import Twofish
+
     return _PureCFB(Twofish(key))
 
 
 def _tea(key: bytes) -> BlockCrypt:
     from ._tea import TEA
+
     return _PureCFB(TEA(key))
 
 
 def _xtea(key: bytes) -> BlockCrypt:
     from ._tea import XTEA
+
     return _PureCFB(XTEA(key))
 
 
 def _sm4(key: bytes) -> BlockCrypt:
     from ._sm4 import SM4
+
     return _PureCFB(SM4(key))
 
 
@@ -825,26 +881,21 @@ _TABLE: dict[str, tuple[CipherInfo, Callable[[bytes], BlockCrypt]]] = {
     "aes": (CipherInfo("aes", 32, "NewAESBlockCrypt", "pycryptodome"), _aes),
     "aes-128": (CipherInfo("aes-128", 16, "NewAESBlockCrypt", "pycryptodome"), _aes),
     "aes-192": (CipherInfo("aes-192", 24, "NewAESBlockCrypt", "pycryptodome"), _aes),
-    "salsa20": (CipherInfo("salsa20", 32, "NewSalsa20BlockCrypt", "pycryptodome"),
-                Salsa20Crypt),
-    "blowfish": (CipherInfo("blowfish", 32, "NewBlowfishBlockCrypt", "pycryptodome"),
-                 _blowfish),
-    "twofish": (CipherInfo("twofish", 32, "NewTwofishBlockCrypt", "pure Python"),
-                _twofish),
+    "salsa20": (CipherInfo("salsa20", 32, "NewSalsa20BlockCrypt", "pycryptodome"), Salsa20Crypt),
+    "blowfish": (CipherInfo("blowfish", 32, "NewBlowfishBlockCrypt", "pycryptodome"), _blowfish),
+    "twofish": (CipherInfo("twofish", 32, "NewTwofishBlockCrypt", "pure Python"), _twofish),
     "cast5": (CipherInfo("cast5", 16, "NewCast5BlockCrypt", "pycryptodome"), _cast5),
     "3des": (CipherInfo("3des", 24, "NewTripleDESBlockCrypt", "pycryptodome"), _3des),
-    "tea": (CipherInfo("tea", 16, "NewTEABlockCrypt", "pure Python"),
-            _tea),
-    "xtea": (CipherInfo("xtea", 16, "NewXTEABlockCrypt", "pure Python"),
-             _xtea),
+    "tea": (CipherInfo("tea", 16, "NewTEABlockCrypt", "pure Python"), _tea),
+    "xtea": (CipherInfo("xtea", 16, "NewXTEABlockCrypt", "pure Python"), _xtea),
     "xor": (CipherInfo("xor", 32, "NewSimpleXORBlockCrypt", "hashlib"), SimpleXORCrypt),
-    "sm4": (CipherInfo("sm4", 16, "NewSM4BlockCrypt", "pure Python"),
-            _sm4),
+    "sm4": (CipherInfo("sm4", 16, "NewSM4BlockCrypt", "pure Python"), _sm4),
     "none": (CipherInfo("none", 0, "NewNoneBlockCrypt", "none"), lambda k: NoneCrypt()),
-    "aes-gcm": (CipherInfo("aes-gcm", 16, "NewAESGCMCrypt (HEAD)", "pycryptodome"),
-                AESGCMCrypt),
-    "aes-128-gcm": (CipherInfo("aes-128-gcm", 16, "NewAESGCMCrypt (HEAD)", "pycryptodome"),
-                    AESGCMCrypt),
+    "aes-gcm": (CipherInfo("aes-gcm", 16, "NewAESGCMCrypt (HEAD)", "pycryptodome"), AESGCMCrypt),
+    "aes-128-gcm": (
+        CipherInfo("aes-128-gcm", 16, "NewAESGCMCrypt (HEAD)", "pycryptodome"),
+        AESGCMCrypt,
+    ),
 }
 
 #: Every valid cipher name, kcptun's spelling; the AEAD ones last (opt-in).
@@ -866,8 +917,9 @@ def cipher_info(name: str) -> CipherInfo:
     try:
         return _TABLE[name][0]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown cipher name {name!r}; valid choices: "
-                         f"{', '.join(CIPHERS)}") from None
+        raise ValueError(
+            f"unknown cipher name {name!r}; valid choices: {', '.join(CIPHERS)}"
+        ) from None
 
 
 def new_block_crypt(name: str, key: bytes) -> BlockCrypt:
@@ -898,11 +950,11 @@ def new_block_crypt(name: str, key: bytes) -> BlockCrypt:
     info = cipher_info(name)
     key = bytes(key)
     if len(key) < info.key_size:
-        raise ValueError(f"key too short for cipher {name!r}: {len(key)} bytes, "
-                         f"needs at least {info.key_size}")
+        raise ValueError(
+            f"key too short for cipher {name!r}: {len(key)} bytes, needs at least {info.key_size}"
+        )
     if name == "aes-gcm":
         if len(key) not in (16, 24, 32):
-            raise ValueError(f"key for cipher 'aes-gcm' must be 16, 24 or 32 bytes, "
-                             f"not {len(key)}")
+            raise ValueError(f"key for cipher 'aes-gcm' must be 16, 24 or 32 bytes, not {len(key)}")
         return AESGCMCrypt(key)
-    return _TABLE[name][1](key[:info.key_size])
+    return _TABLE[name][1](key[: info.key_size])

@@ -294,9 +294,7 @@ class FECEncoder:
             if values is not None:
                 # kcp-go pads every shard with zeros to the longest; ints do
                 # that implicitly.  >> 48 drops the header junk.
-                parity = [
-                    v >> 48 for v in rs.parity_ints(values, length + FEC_HEADER_SIZE)
-                ]
+                parity = [v >> 48 for v in rs.parity_ints(values, length + FEC_HEADER_SIZE)]
             else:
                 parity = self._acc
             nxt = self._next
@@ -591,4 +589,3 @@ class FECDecoder:
                 self._configure(ds, ps)
                 self.retuned += 1
             self._should_tune = False
-

@@ -196,9 +196,7 @@ def poly_mul(a: int, b: int, poly: int) -> int:
 
 #: MUL_TABLES[c] is the 256-byte translation table of "multiply by c":
 #: ``shard.translate(MUL_TABLES[c])`` multiplies every byte of shard by c.
-MUL_TABLES: tuple[bytes, ...] = tuple(
-    bytes(gf_mul(c, v) for v in range(256)) for c in range(256)
-)
+MUL_TABLES: tuple[bytes, ...] = tuple(bytes(gf_mul(c, v) for v in range(256)) for c in range(256))
 
 
 def matrix_multiply(a: Matrix, b: Matrix) -> Matrix:
@@ -359,7 +357,7 @@ def _share_pairs(targets: list[set[int]], first_new: int) -> list[tuple[int, int
             ids = sorted(t)
             for x in range(len(ids)):
                 a = ids[x]
-                for b in ids[x + 1:]:
+                for b in ids[x + 1 :]:
                     counts[(a, b)] = counts.get((a, b), 0) + 1
         if not counts:
             return pairs
@@ -448,7 +446,6 @@ def mask01(length: int) -> int:
             _MASK01.clear()
         m = _MASK01[length] = int.from_bytes(b"\x01" * length, "little")
     return m
-
 
 
 class _Shape:
@@ -711,8 +708,9 @@ class ReedSolomon:
         values = self.rebuild_ints(chosen, [shards[i] or b"" for i in chosen], missing)
         return {i: v.to_bytes(length, "little") for i, v in zip(missing, values)}
 
-    def rebuild_ints(self, present: tuple[int, ...], shards: Sequence[BytesLike],
-                     missing: Sequence[int]) -> list[int]:
+    def rebuild_ints(
+        self, present: tuple[int, ...], shards: Sequence[BytesLike], missing: Sequence[int]
+    ) -> list[int]:
         """Rebuild data shards from d present shards, as little-endian ints.
 
         The core of :meth:`reconstruct_data`, for callers that handle the

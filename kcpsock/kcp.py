@@ -295,8 +295,12 @@ class KCP:
         Raises:
             TypeError: an argument is not an int.
         """
-        for name, value in (("nodelay", nodelay), ("interval", interval), ("resend", resend),
-                            ("nc", nc)):
+        for name, value in (
+            ("nodelay", nodelay),
+            ("interval", interval),
+            ("resend", resend),
+            ("nc", nc),
+        ):
             if not isinstance(value, int):
                 raise TypeError(f"{name} must be an int, not {type(value).__name__}")
         if nodelay >= 0:
@@ -389,19 +393,21 @@ class KCP:
                 queue.append((0, data))
                 return
             while pos < n:
-                queue.append((0, data[pos:pos + mss]))
+                queue.append((0, data[pos : pos + mss]))
                 pos += mss
             return
         count = (n + mss - 1) // mss
         if count > MAX_FRAGMENTS:
-            raise ValueError(f"message of {n} bytes needs {count} fragments of {mss} bytes; "
-                             f"at most {MAX_FRAGMENTS} are allowed")
+            raise ValueError(
+                f"message of {n} bytes needs {count} fragments of {mss} bytes; "
+                f"at most {MAX_FRAGMENTS} are allowed"
+            )
         if count == 1:
             queue.append((0, data))
             return
         view = memoryview(data)
         for i in range(count):
-            queue.append((count - 1 - i, view[i * mss:(i + 1) * mss]))
+            queue.append((count - 1 - i, view[i * mss : (i + 1) * mss]))
 
     # ------------------------------------------------------------------ recv
 
@@ -519,8 +525,9 @@ class KCP:
 
     # ----------------------------------------------------------------- input
 
-    def input(self, datagram: _Buf, now_ms: int, *, regular: bool = True,
-              ack_nodelay: bool = False) -> list[bytes]:
+    def input(
+        self, datagram: _Buf, now_ms: int, *, regular: bool = True, ack_nodelay: bool = False
+    ) -> list[bytes]:
         """Feed one received datagram (kcp-go HEAD ``Input``).
 
         Args:
@@ -545,8 +552,9 @@ class KCP:
             datagram = bytes(datagram)
         n = len(datagram)
         if n < 24:
-            raise PacketError(f"KCP datagram of {n} bytes is shorter than the 24-byte header",
-                              "KCPInErrors")
+            raise PacketError(
+                f"KCP datagram of {n} bytes is shorter than the 24-byte header", "KCPInErrors"
+            )
         # Pass 1: validate the whole datagram before touching any state (kcp-go
         # would apply the segments before a bad one; we refuse it as a whole).
         h = _unpack_from(datagram, 0)
@@ -618,11 +626,11 @@ class KCP:
                     acklist.append((sn, ts))
                     if sn == rcv_nxt and not rcv_buf and len(rcv_queue) < rcv_wnd:
                         # in-order segment, nothing buffered: straight to the queue
-                        rcv_queue.append((frg, datagram[off:off + length]))
+                        rcv_queue.append((frg, datagram[off : off + length]))
                         self.rcv_nxt = (sn + 1) & _M
                         repeat = False
                     elif ((sn - rcv_nxt) & _M) < 0x80000000 and sn not in rcv_buf:
-                        rcv_buf[sn] = (frg, datagram[off:off + length])
+                        rcv_buf[sn] = (frg, datagram[off : off + length])
                         if sn == rcv_nxt:
                             self._refill()
                         repeat = False
@@ -650,8 +658,11 @@ class KCP:
             if rtt >= 0:
                 self._update_ack(rtt)
 
-        if not self.nocwnd and 0 < ((self.snd_una - old_una) & _M) < 0x80000000 \
-                and self.cwnd < self.rmt_wnd:
+        if (
+            not self.nocwnd
+            and 0 < ((self.snd_una - old_una) & _M) < 0x80000000
+            and self.cwnd < self.rmt_wnd
+        ):
             self._grow_cwnd()
 
         if flush_segments:
@@ -693,8 +704,9 @@ class KCP:
             if h[0] != conv:
                 raise PacketError(f"KCP conv {h[0]:#x} is not ours ({conv:#x})", "KCPInErrors")
             if n - off < h[7]:
-                raise PacketError(f"KCP segment claims {h[7]} payload bytes, {n - off} present",
-                                  "KCPInErrors")
+                raise PacketError(
+                    f"KCP segment claims {h[7]} payload bytes, {n - off} present", "KCPInErrors"
+                )
             if not 81 <= h[1] <= 84:
                 raise PacketError(f"unknown KCP command {h[1]}", "KCPInErrors")
             hdrs.append((h, off))
@@ -924,8 +936,16 @@ class KCP:
                 new_segs = room if room < len(snd_queue) else len(snd_queue)
         # kcp-go's full scan is needed only when a retransmission timer may
         # have expired; otherwise new segments are moved and sent in one pass.
-        scan = full and bool(snd_buf) and (self._scan_always or (
-            self._unsent < len(snd_buf) and ((current - self._min_resend) & _M) < 0x80000000))
+        scan = (
+            full
+            and bool(snd_buf)
+            and (
+                self._scan_always
+                or (
+                    self._unsent < len(snd_buf) and ((current - self._min_resend) & _M) < 0x80000000
+                )
+            )
+        )
         if new_segs and (scan or not full):
             self._move(new_segs)
 
@@ -1078,8 +1098,7 @@ class KCP:
                             out.append(b"".join(parts))
                             parts = []
                             size = 0
-                        parts.append(pack(conv, 81, seg[1], wnd, current, seg[0], una,
-                                          len(data)))
+                        parts.append(pack(conv, 81, seg[1], wnd, current, seg[0], una, len(data)))
                         parts.append(data)
                         size += need
                         nsegs += 1
@@ -1145,6 +1164,7 @@ class KCP:
                 self.cwnd = 1
                 self.incr = self.mss
         return out
+
     # ---------------------------------------------------------- update/check
 
     def update(self, now_ms: int) -> list[bytes]:

@@ -92,8 +92,9 @@ def timediff(later: int, earlier: int) -> int:
     return ((later - earlier + 0x80000000) & U32) - 0x80000000
 
 
-def encode_segment(conv: int, cmd: int, frg: int, wnd: int, ts: int, sn: int, una: int,
-                   data: bytes = b"") -> bytes:
+def encode_segment(
+    conv: int, cmd: int, frg: int, wnd: int, ts: int, sn: int, una: int, data: bytes = b""
+) -> bytes:
     """Encode one segment (header + payload).
 
     Args:
@@ -131,18 +132,20 @@ def decode_segments(datagram: bytes) -> list[tuple[Header, bytes]]:
     """
     n = len(datagram)
     if n < OVERHEAD:
-        raise PacketError(f"KCP datagram of {n} bytes is shorter than the 24-byte header",
-                          "KCPInErrors")
+        raise PacketError(
+            f"KCP datagram of {n} bytes is shorter than the 24-byte header", "KCPInErrors"
+        )
     out: list[tuple[Header, bytes]] = []
     off = 0
     while n - off >= OVERHEAD:
         hdr = Header(*HEADER.unpack_from(datagram, off))
         off += OVERHEAD
         if n - off < hdr.length:
-            raise PacketError(f"KCP segment claims {hdr.length} payload bytes, "
-                              f"{n - off} present", "KCPInErrors")
+            raise PacketError(
+                f"KCP segment claims {hdr.length} payload bytes, {n - off} present", "KCPInErrors"
+            )
         if not 81 <= hdr.cmd <= 84:
             raise PacketError(f"unknown KCP command {hdr.cmd}", "KCPInErrors")
-        out.append((hdr, bytes(datagram[off:off + hdr.length])))
+        out.append((hdr, bytes(datagram[off : off + hdr.length])))
         off += hdr.length
     return out

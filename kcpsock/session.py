@@ -71,6 +71,7 @@ from .updater import now_ms, updater
 __all__ = ["ListenerCore", "Session", "SessionState", "byte_view", "make_codec"]
 
 if sys.version_info < (3, 10):
+
     class _Timeout(KCPTimeoutError, socket.timeout):
         """Python 3.9: socket.timeout is not TimeoutError yet; be both."""
 else:
@@ -141,14 +142,20 @@ def make_codec(block: Any = None, data_shards: int = 0, parity_shards: int = 0) 
     if (data_shards == 0) != (parity_shards == 0):
         raise ValueError("data_shards and parity_shards must both be 0 or both be > 0")
     if data_shards + parity_shards > 255:
-        raise ValueError(f"data_shards + parity_shards must be <= 255 (one byte on the wire),"
-                         f" got data_shards={data_shards}, parity_shards={parity_shards}")
+        raise ValueError(
+            f"data_shards + parity_shards must be <= 255 (one byte on the wire),"
+            f" got data_shards={data_shards}, parity_shards={parity_shards}"
+        )
     if block is not None and not (hasattr(block, "encrypt") and hasattr(block, "decrypt")):
         if isinstance(block, (str, bytes)):
-            raise TypeError(f"block must be a BlockCrypt, not the name {block!r}: use"
-                            f" block=kcpsock.new_block_crypt({block!r}, key)")
-        raise TypeError(f"block must be a BlockCrypt (see kcpsock.new_block_crypt) or None,"
-                        f" not {type(block).__name__}")
+            raise TypeError(
+                f"block must be a BlockCrypt, not the name {block!r}: use"
+                f" block=kcpsock.new_block_crypt({block!r}, key)"
+            )
+        raise TypeError(
+            f"block must be a BlockCrypt (see kcpsock.new_block_crypt) or None,"
+            f" not {type(block).__name__}"
+        )
     if block is None and data_shards == 0:
         return None
     from .codec import PacketCodec  # imported late: plain mode needs no codec
@@ -171,9 +178,10 @@ def byte_view(data: Any) -> memoryview:
     try:
         view = memoryview(data)
     except TypeError:
-        raise TypeError(f"data must be a bytes-like object, not {type(data).__name__}"
-                        + (" (encode it first, e.g. data.encode())"
-                           if isinstance(data, str) else "")) from None
+        raise TypeError(
+            f"data must be a bytes-like object, not {type(data).__name__}"
+            + (" (encode it first, e.g. data.encode())" if isinstance(data, str) else "")
+        ) from None
     if view.ndim != 1 or view.itemsize != 1:
         view = view.cast("B")
     return view
@@ -280,8 +288,15 @@ class Session:
         listener: the owning listener for a passive session.
     """
 
-    def __init__(self, conv: int, remote: Address, transport: _Transport, config: KCPConfig,
-                 codec: Any = None, listener: Optional[ListenerCore] = None) -> None:
+    def __init__(
+        self,
+        conv: int,
+        remote: Address,
+        transport: _Transport,
+        config: KCPConfig,
+        codec: Any = None,
+        listener: Optional[ListenerCore] = None,
+    ) -> None:
         self.conv = conv
         self.remote = remote
         self.config = config
@@ -338,8 +353,14 @@ class Session:
     def _counter_deltas(self) -> list[tuple[str, int]]:
         """KCP (and FEC) counter increments since the last call (lock held)."""
         k = self.kcp
-        cur = (k.in_segs, k.out_segs, k.lost_segs, k.fast_retrans_segs,
-               k.early_retrans_segs, k.repeat_segs)
+        cur = (
+            k.in_segs,
+            k.out_segs,
+            k.lost_segs,
+            k.fast_retrans_segs,
+            k.early_retrans_segs,
+            k.repeat_segs,
+        )
         old = self._seen
         if cur == old:
             out: list[tuple[str, int]] = []
@@ -348,21 +369,32 @@ class Session:
             lost = cur[2] - old[2]
             fast = cur[3] - old[3]
             early = cur[4] - old[4]
-            out = [("InSegs", cur[0] - old[0]), ("OutSegs", cur[1] - old[1]),
-                   ("LostSegs", lost), ("FastRetransSegs", fast),
-                   ("EarlyRetransSegs", early), ("RetransSegs", lost + fast + early),
-                   ("RepeatSegs", cur[5] - old[5])]
+            out = [
+                ("InSegs", cur[0] - old[0]),
+                ("OutSegs", cur[1] - old[1]),
+                ("LostSegs", lost),
+                ("FastRetransSegs", fast),
+                ("EarlyRetransSegs", early),
+                ("RetransSegs", lost + fast + early),
+                ("RepeatSegs", cur[5] - old[5]),
+            ]
         codec = self._codec
         if codec is not None:
-            fec = (getattr(codec, "fec_parity_shards", 0),
-                   getattr(codec, "fec_full_shard_sets", 0),
-                   getattr(codec, "fec_recovered", 0), getattr(codec, "fec_errors", 0))
+            fec = (
+                getattr(codec, "fec_parity_shards", 0),
+                getattr(codec, "fec_full_shard_sets", 0),
+                getattr(codec, "fec_recovered", 0),
+                getattr(codec, "fec_errors", 0),
+            )
             if fec != self._fec_seen:
                 fold = self._fec_seen
                 self._fec_seen = fec
-                out += [("FECParityShards", fec[0] - fold[0]),
-                        ("FECFullShardSet", fec[1] - fold[1]),
-                        ("FECRecovered", fec[2] - fold[2]), ("FECErrs", fec[3] - fold[3])]
+                out += [
+                    ("FECParityShards", fec[0] - fold[0]),
+                    ("FECFullShardSet", fec[1] - fold[1]),
+                    ("FECRecovered", fec[2] - fold[2]),
+                    ("FECErrs", fec[3] - fold[3]),
+                ]
         return out
 
     def _notify(self, hysteresis: bool = False) -> None:
@@ -389,8 +421,9 @@ class Session:
         if dead or (room > (snd_wnd >> 2) if hysteresis else room > 0):
             self._writable.notify_all()
 
-    def _transmit(self, datagrams: list[bytes],
-                  counts: Optional[list[tuple[str, int]]] = None) -> None:
+    def _transmit(
+        self, datagrams: list[bytes], counts: Optional[list[tuple[str, int]]] = None
+    ) -> None:
         """Encode and send datagrams produced by KCP (never under ``_lock``).
 
         Args:
@@ -544,9 +577,11 @@ class Session:
             else:
                 nxt = None
             deltas = self._counter_deltas()
-            gauges = {"RingBufferSndQueue": len(kcp.snd_queue),
-                      "RingBufferRcvQueue": len(kcp.rcv_queue),
-                      "RingBufferSndBuffer": len(kcp.snd_buf)}
+            gauges = {
+                "RingBufferSndQueue": len(kcp.snd_queue),
+                "RingBufferRcvQueue": len(kcp.rcv_queue),
+                "RingBufferSndBuffer": len(kcp.snd_buf),
+            }
         codec = self._codec
         if codec is not None:
             fec = getattr(codec, "fec_counters", None)
@@ -802,8 +837,7 @@ class Session:
         """Wait until nothing is queued or in flight (SO_LINGER), or ``deadline``."""
         with self._lock:
             kcp = self.kcp
-            while (self.state is SessionState.OPEN and not kcp.is_dead
-                   and kcp.waitsnd() > 0):
+            while self.state is SessionState.OPEN and not kcp.is_dead and kcp.waitsnd() > 0:
                 self._arm_locked()
                 if not _wait(self._writable, deadline):
                     return
@@ -869,16 +903,29 @@ class Session:
         with self._lock:
             k = self.kcp
             return {
-                "srtt": k.rx_srtt, "rttvar": k.rx_rttvar, "rto": k.rx_rto,
-                "bytes_sent": self.bytes_sent, "bytes_received": self.bytes_received,
-                "packets_in": self.packets_in, "packets_out": self.packets_out,
-                "wire_bytes_in": self.wire_bytes_in, "wire_bytes_out": self.wire_bytes_out,
-                "segments_in": k.in_segs, "segments_out": k.out_segs,
+                "srtt": k.rx_srtt,
+                "rttvar": k.rx_rttvar,
+                "rto": k.rx_rto,
+                "bytes_sent": self.bytes_sent,
+                "bytes_received": self.bytes_received,
+                "packets_in": self.packets_in,
+                "packets_out": self.packets_out,
+                "wire_bytes_in": self.wire_bytes_in,
+                "wire_bytes_out": self.wire_bytes_out,
+                "segments_in": k.in_segs,
+                "segments_out": k.out_segs,
                 "retrans_segs": k.lost_segs + k.fast_retrans_segs + k.early_retrans_segs,
-                "lost_segs": k.lost_segs, "fast_retrans_segs": k.fast_retrans_segs,
-                "early_retrans_segs": k.early_retrans_segs, "repeat_segs": k.repeat_segs,
-                "waitsnd": k.waitsnd(), "snd_wnd": k.snd_wnd, "rcv_wnd": k.rcv_wnd,
-                "rmt_wnd": k.rmt_wnd, "cwnd": k.cwnd, "mtu": k.mtu, "mss": k.mss,
+                "lost_segs": k.lost_segs,
+                "fast_retrans_segs": k.fast_retrans_segs,
+                "early_retrans_segs": k.early_retrans_segs,
+                "repeat_segs": k.repeat_segs,
+                "waitsnd": k.waitsnd(),
+                "snd_wnd": k.snd_wnd,
+                "rcv_wnd": k.rcv_wnd,
+                "rmt_wnd": k.rmt_wnd,
+                "cwnd": k.cwnd,
+                "mtu": k.mtu,
+                "mss": k.mss,
             }
 
     def locked(self, fn: Callable[[KCP], Any]) -> Any:
@@ -895,8 +942,10 @@ class Session:
             return fn(self.kcp)
 
     def __repr__(self) -> str:
-        return (f"<Session conv={self.conv:#010x} {self.state.value} remote={self.remote!r}"
-                f" srtt={self.kcp.rx_srtt}ms>")
+        return (
+            f"<Session conv={self.conv:#010x} {self.state.value} remote={self.remote!r}"
+            f" srtt={self.kcp.rx_srtt}ms>"
+        )
 
 
 class _Receiver:
@@ -910,8 +959,12 @@ class _Receiver:
     ``MSG_DONTWAIT``.
     """
 
-    def __init__(self, transport: _Transport,
-                 handler: Callable[[list[tuple[bytes, Address]]], None], name: str) -> None:
+    def __init__(
+        self,
+        transport: _Transport,
+        handler: Callable[[list[tuple[bytes, Address]]], None],
+        name: str,
+    ) -> None:
         self._transport = transport
         self._handler = handler
         self._stopping = False
@@ -947,8 +1000,7 @@ class _Receiver:
             except OSError:
                 pass  # ENOTCONN on an unconnected socket: the readers are woken anyway
         try:
-            if (wait and threading.current_thread() is not self._thread
-                    and self._thread.is_alive()):
+            if wait and threading.current_thread() is not self._thread and self._thread.is_alive():
                 self._thread.join(2.0)
         finally:  # also when Ctrl-C interrupts the join: no descriptor leaks
             if self._wake is not None:
@@ -1029,8 +1081,16 @@ class ListenerCore:
         block, data_shards, parity_shards: the codec of its sessions.
     """
 
-    def __init__(self, sock: socket.socket, *, owned: bool, config: KCPConfig,
-                 block: Any = None, data_shards: int = 0, parity_shards: int = 0) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        *,
+        owned: bool,
+        config: KCPConfig,
+        block: Any = None,
+        data_shards: int = 0,
+        parity_shards: int = 0,
+    ) -> None:
         self.config = config
         self._block = block
         self._shards = (data_shards, parity_shards)
@@ -1048,8 +1108,8 @@ class ListenerCore:
         self._last_purge = time.monotonic()
         self._last_key: Optional[tuple[Address, int]] = None
         self._last_session: Optional[Session] = None
-        self._closed = False       # no more accept
-        self._stopped = False      # receiver stopped, socket released
+        self._closed = False  # no more accept
+        self._stopped = False  # receiver stopped, socket released
         self._signal: Optional[_Signal] = None
         #: New conversations refused, by reason ("backlog", "max_sessions", "blacklist").
         self.refused = {"backlog": 0, "max_sessions": 0, "blacklist": 0}
@@ -1164,8 +1224,9 @@ class ListenerCore:
         if errors:
             snmp.add_many(errors)
 
-    def _new_session(self, key: tuple[Address, int], payload: bytes,
-                     batch_new: int) -> Optional[Session]:
+    def _new_session(
+        self, key: tuple[Address, int], payload: bytes, batch_new: int
+    ) -> Optional[Session]:
         """Create a session for an unknown key, or None if refused.
 
         ``batch_new`` sessions of the current batch are not queued yet but
@@ -1173,8 +1234,9 @@ class ListenerCore:
         """
         if self._closed:
             return None
-        if ((len(payload) < _KCP_OVERHEAD or not 81 <= payload[4] <= 84)
-                and (self._codec is None or self._shards[0] == 0)):
+        if (len(payload) < _KCP_OVERHEAD or not 81 <= payload[4] <= 84) and (
+            self._codec is None or self._shards[0] == 0
+        ):
             # not a KCP segment (FEC data packets are checked by feed)
             snmp.add("KCPInErrors")
             return None

@@ -82,8 +82,10 @@ def _config_from(config: Optional[KCPConfig], options: dict[str, Any]) -> KCPCon
         if fields is not None:
             unknown = sorted(set(options) - set(fields))
             if unknown:
-                raise TypeError(f"unknown option(s) {', '.join(unknown)}: not a KCPConfig"
-                                f" field (see help(kcpsock.KCPConfig))")
+                raise TypeError(
+                    f"unknown option(s) {', '.join(unknown)}: not a KCPConfig"
+                    f" field (see help(kcpsock.KCPConfig))"
+                )
         config = config.replace(**options)
     return config
 
@@ -96,8 +98,9 @@ def _split_host_port(text: str, name: str) -> tuple[str, int]:
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     elif ":" in host:
-        raise ValueError(f"{name}: an IPv6 host needs brackets, e.g. '[::1]:{port_text}',"
-                         f" got {text!r}")
+        raise ValueError(
+            f"{name}: an IPv6 host needs brackets, e.g. '[::1]:{port_text}', got {text!r}"
+        )
     if not port_text.isdigit():
         raise ValueError(f"{name} port must be a number, got {port_text!r} in {text!r}")
     return host, int(port_text)
@@ -113,8 +116,9 @@ def _check_address(address: Any, name: str = "address") -> tuple[Any, int]:
     if isinstance(address, str):
         return _split_host_port(address, name)
     if not isinstance(address, tuple) or len(address) < 2:
-        raise TypeError(f"{name} must be a (host, port) tuple or a 'host:port' string,"
-                        f" got {address!r}")
+        raise TypeError(
+            f"{name} must be a (host, port) tuple or a 'host:port' string, got {address!r}"
+        )
     host, port = address[0], address[1]
     if isinstance(port, bool) or not isinstance(port, int):
         raise TypeError(f"{name} port must be an int, got {port!r}")
@@ -266,8 +270,9 @@ class KCPSocket(_Timeouts):
             if isinstance(flags, bool) or not isinstance(flags, int):
                 raise TypeError(f"flags must be an int, not {type(flags).__name__}")
             if int(flags) & ~allowed:
-                names = ("MSG_DONTWAIT and MSG_PEEK are" if allowed & _MSG_PEEK
-                         else "MSG_DONTWAIT is")
+                names = (
+                    "MSG_DONTWAIT and MSG_PEEK are" if allowed & _MSG_PEEK else "MSG_DONTWAIT is"
+                )
                 raise ValueError(f"flags: only {names} supported here, got {int(flags):#x}")
             if int(flags) & _MSG_DONTWAIT:
                 return 0
@@ -414,9 +419,15 @@ class KCPSocket(_Timeouts):
 
     # ---------------------------------------------------------------- files
 
-    def makefile(self, mode: str = "r", buffering: Optional[int] = None, *,
-                 encoding: Optional[str] = None, errors: Optional[str] = None,
-                 newline: Optional[str] = None) -> Any:
+    def makefile(
+        self,
+        mode: str = "r",
+        buffering: Optional[int] = None,
+        *,
+        encoding: Optional[str] = None,
+        errors: Optional[str] = None,
+        newline: Optional[str] = None,
+    ) -> Any:
         """Return a file object over the socket (``socket.makefile``).
 
         Args:
@@ -559,8 +570,9 @@ class KCPSocket(_Timeouts):
         """Return the local address of the UDP socket."""
         return self._live()._transport.sock.getsockname()
 
-    def setsockopt(self, level: int, optname: int, value: Any, optlen: Optional[int] = None
-                   ) -> None:
+    def setsockopt(
+        self, level: int, optname: int, value: Any, optlen: Optional[int] = None
+    ) -> None:
         """Set an option on the underlying UDP socket (``socket.setsockopt``).
 
         ``IPPROTO_TCP``/``TCP_NODELAY`` (set by code written for TCP, e.g.
@@ -647,8 +659,12 @@ class KCPSocket(_Timeouts):
             TypeError: an argument is not an int.
             OSError: EBADF after close.
         """
-        for name, v in (("nodelay", nodelay), ("interval", interval), ("resend", resend),
-                        ("nc", nc)):
+        for name, v in (
+            ("nodelay", nodelay),
+            ("interval", interval),
+            ("resend", resend),
+            ("nc", nc),
+        ):
             if not isinstance(v, int):
                 raise TypeError(f"{name} must be an int, not {type(v).__name__}")
         self._live().locked(lambda k: k.nodelay(nodelay, interval, resend, int(nc)))
@@ -768,8 +784,9 @@ class KCPSocket(_Timeouts):
         session = self._live()
         if session.passive:
             # kcp-go: errInvalidOperation for sessions accepted from a Listener
-            raise OSError(errno.EINVAL,
-                          f"{what}: invalid operation on a session accepted by a Listener")
+            raise OSError(
+                errno.EINVAL, f"{what}: invalid operation on a session accepted by a Listener"
+            )
         return session._transport.sock
 
     def set_dscp(self, dscp: int) -> None:
@@ -793,8 +810,7 @@ class KCPSocket(_Timeouts):
         Raises:
             OSError: EBADF after close; EINVAL on an accepted session.
         """
-        self._own_socket("set_read_buffer").setsockopt(
-            socket.SOL_SOCKET, socket.SO_RCVBUF, nbytes)
+        self._own_socket("set_read_buffer").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, nbytes)
 
     def set_write_buffer(self, nbytes: int) -> None:
         """kcp-go ``SetWriteBuffer`` (dialed sessions only): SO_SNDBUF.
@@ -805,8 +821,7 @@ class KCPSocket(_Timeouts):
         Raises:
             OSError: EBADF after close; EINVAL on an accepted session.
         """
-        self._own_socket("set_write_buffer").setsockopt(
-            socket.SOL_SOCKET, socket.SO_SNDBUF, nbytes)
+        self._own_socket("set_write_buffer").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, nbytes)
 
     # --------------------------------------------------------------- figures
 
@@ -857,7 +872,7 @@ class KCPSocket(_Timeouts):
 
     @property
     def state(self) -> str:
-        """"open", "dead" or "closed"."""
+        """ "open", "dead" or "closed"."""
         if self._real_closed:
             return SessionState.CLOSED.value
         return self._session.state.value
@@ -865,8 +880,11 @@ class KCPSocket(_Timeouts):
     def __repr__(self) -> str:
         s = self._session
         state = self.state
-        parts = [f"<kcpsock.KCPSocket [{state}]" if state == "closed" else "<kcpsock.KCPSocket",
-                 f"state={state}", f"conv={s.conv:#010x}"]
+        parts = [
+            f"<kcpsock.KCPSocket [{state}]" if state == "closed" else "<kcpsock.KCPSocket",
+            f"state={state}",
+            f"conv={s.conv:#010x}",
+        ]
         if not self._real_closed and s.state is not SessionState.CLOSED:
             try:
                 parts.append(f"laddr={s._transport.sock.getsockname()!r}")
@@ -1058,11 +1076,19 @@ def _random_conv() -> int:
     return int.from_bytes(os.urandom(4), "little")
 
 
-def dial(address: tuple[Any, int], *, block: Any = None, data_shards: int = 0,
-         parity_shards: int = 0, config: Optional[KCPConfig] = None,
-         conv: Optional[int] = None, sock: Optional[socket.socket] = None,
-         source_address: Optional[tuple[Any, int]] = None,
-         timeout: Any = _GLOBAL_DEFAULT, **options: Any) -> KCPSocket:
+def dial(
+    address: tuple[Any, int],
+    *,
+    block: Any = None,
+    data_shards: int = 0,
+    parity_shards: int = 0,
+    config: Optional[KCPConfig] = None,
+    conv: Optional[int] = None,
+    sock: Optional[socket.socket] = None,
+    source_address: Optional[tuple[Any, int]] = None,
+    timeout: Any = _GLOBAL_DEFAULT,
+    **options: Any,
+) -> KCPSocket:
     """Open a KCP session to ``address`` (kcp-go ``DialWithOptions``/``NewConn``).
 
     There is no handshake: the session exists at once and the peer learns of
@@ -1144,10 +1170,17 @@ def dial(address: tuple[Any, int], *, block: Any = None, data_shards: int = 0,
     return ks
 
 
-def create_connection(address: tuple[Any, int], timeout: Any = _GLOBAL_DEFAULT,
-                      source_address: Optional[tuple[Any, int]] = None, *,
-                      all_errors: bool = False, block: Any = None, data_shards: int = 0,
-                      parity_shards: int = 0, **kwargs: Any) -> KCPSocket:
+def create_connection(
+    address: tuple[Any, int],
+    timeout: Any = _GLOBAL_DEFAULT,
+    source_address: Optional[tuple[Any, int]] = None,
+    *,
+    all_errors: bool = False,
+    block: Any = None,
+    data_shards: int = 0,
+    parity_shards: int = 0,
+    **kwargs: Any,
+) -> KCPSocket:
     """``socket.create_connection`` over KCP: :func:`dial` and set the timeout.
 
     The signature is ``socket.create_connection``'s, so it can be passed
@@ -1169,15 +1202,31 @@ def create_connection(address: tuple[Any, int], timeout: Any = _GLOBAL_DEFAULT,
     Raises:
         As :func:`dial`.
     """
-    return dial(address, block=block, data_shards=data_shards, parity_shards=parity_shards,
-                source_address=source_address, timeout=timeout, **kwargs)
+    return dial(
+        address,
+        block=block,
+        data_shards=data_shards,
+        parity_shards=parity_shards,
+        source_address=source_address,
+        timeout=timeout,
+        **kwargs,
+    )
 
 
-def listen(address: Optional[tuple[Any, int]], *, block: Any = None, data_shards: int = 0,
-           parity_shards: int = 0, backlog: Optional[int] = None,
-           config: Optional[KCPConfig] = None, sock: Optional[socket.socket] = None,
-           max_sessions: Optional[int] = None, blacklist_ttl: Optional[float] = None,
-           reuse_port: bool = False, **options: Any) -> Listener:
+def listen(
+    address: Optional[tuple[Any, int]],
+    *,
+    block: Any = None,
+    data_shards: int = 0,
+    parity_shards: int = 0,
+    backlog: Optional[int] = None,
+    config: Optional[KCPConfig] = None,
+    sock: Optional[socket.socket] = None,
+    max_sessions: Optional[int] = None,
+    blacklist_ttl: Optional[float] = None,
+    reuse_port: bool = False,
+    **options: Any,
+) -> Listener:
     """Listen for KCP conversations (kcp-go ``ListenWithOptions``/``ServeConn``).
 
     Args:
@@ -1219,8 +1268,14 @@ def listen(address: Optional[tuple[Any, int]], *, block: Any = None, data_shards
             host, port = _check_address(address)
             if sock.getsockname()[1] == 0:
                 sock.bind((host, port) if isinstance(address, str) else address)
-        core = ListenerCore(sock, owned=False, config=cfg, block=block,
-                            data_shards=data_shards, parity_shards=parity_shards)
+        core = ListenerCore(
+            sock,
+            owned=False,
+            config=cfg,
+            block=block,
+            data_shards=data_shards,
+            parity_shards=parity_shards,
+        )
         return Listener(core)
     host, port = _check_address(address)
     if host == "":
@@ -1243,21 +1298,36 @@ def listen(address: Optional[tuple[Any, int]], *, block: Any = None, data_shards
     raise OSError("getaddrinfo returns an empty list")
 
 
-def _listen_owned(usock: socket.socket, cfg: KCPConfig, block: Any, data_shards: int,
-                  parity_shards: int) -> Listener:
+def _listen_owned(
+    usock: socket.socket, cfg: KCPConfig, block: Any, data_shards: int, parity_shards: int
+) -> Listener:
     try:
-        core = ListenerCore(usock, owned=True, config=cfg, block=block,
-                            data_shards=data_shards, parity_shards=parity_shards)
+        core = ListenerCore(
+            usock,
+            owned=True,
+            config=cfg,
+            block=block,
+            data_shards=data_shards,
+            parity_shards=parity_shards,
+        )
     except BaseException:
         usock.close()
         raise
     return Listener(core)
 
 
-def create_server(address: tuple[Any, int], *, family: int = socket.AF_INET,
-                  backlog: Optional[int] = None, reuse_port: bool = False,
-                  dualstack_ipv6: bool = False, block: Any = None, data_shards: int = 0,
-                  parity_shards: int = 0, **kwargs: Any) -> Listener:
+def create_server(
+    address: tuple[Any, int],
+    *,
+    family: int = socket.AF_INET,
+    backlog: Optional[int] = None,
+    reuse_port: bool = False,
+    dualstack_ipv6: bool = False,
+    block: Any = None,
+    data_shards: int = 0,
+    parity_shards: int = 0,
+    **kwargs: Any,
+) -> Listener:
     """``socket.create_server`` over KCP: bind a UDP socket and listen.
 
     Args:

@@ -30,41 +30,42 @@ __all__ = ["FIELDS", "HEADER", "Snmp", "snmp"]
 
 #: Attribute names in kcp-go HEAD's ``Snmp`` struct order.
 FIELDS: tuple[str, ...] = (
-    "BytesSent",          # bytes accepted by send (kcp-go Write)
-    "BytesReceived",      # bytes returned by recv (kcp-go Read)
-    "MaxConn",            # highest CurrEstab ever seen
-    "ActiveOpens",        # client sessions created
-    "PassiveOpens",       # listener sessions created
-    "CurrEstab",          # sessions open now
-    "InErrs",             # datagrams dropped: too short, wrong source, FEC too short
-    "InCsumErrors",       # CRC mismatch / AEAD tag failure after decryption
-    "KCPInErrors",        # KCP input rejected the datagram
-    "InPkts",             # datagrams passed to KCP input (after decryption)
-    "OutPkts",            # UDP datagrams written
-    "InSegs",             # KCP segments parsed by input
-    "OutSegs",            # KCP segments written by flush
-    "InBytes",            # bytes of datagrams passed to KCP input (after decryption)
-    "OutBytes",           # UDP payload bytes written
-    "RetransSegs",        # LostSegs + FastRetransSegs + EarlyRetransSegs
-    "FastRetransSegs",    # fast retransmissions
-    "EarlyRetransSegs",   # early retransmissions
-    "LostSegs",           # RTO retransmissions
-    "RepeatSegs",         # duplicate PUSH segments received
-    "FECFullShardSet",    # shard sets complete without recovery (header "FECFullShards")
-    "FECParityShards",    # parity packets received
-    "FECErrs",            # FEC packets rejected (bad size prefix, bad header, ...)
-    "FECRecovered",       # data shards reconstructed
-    "FECShardSet",        # gauge: shard sets held by decoders
-    "FECShardMin",        # gauge: newest shard-set id (kcp-go's misnomer)
+    "BytesSent",  # bytes accepted by send (kcp-go Write)
+    "BytesReceived",  # bytes returned by recv (kcp-go Read)
+    "MaxConn",  # highest CurrEstab ever seen
+    "ActiveOpens",  # client sessions created
+    "PassiveOpens",  # listener sessions created
+    "CurrEstab",  # sessions open now
+    "InErrs",  # datagrams dropped: too short, wrong source, FEC too short
+    "InCsumErrors",  # CRC mismatch / AEAD tag failure after decryption
+    "KCPInErrors",  # KCP input rejected the datagram
+    "InPkts",  # datagrams passed to KCP input (after decryption)
+    "OutPkts",  # UDP datagrams written
+    "InSegs",  # KCP segments parsed by input
+    "OutSegs",  # KCP segments written by flush
+    "InBytes",  # bytes of datagrams passed to KCP input (after decryption)
+    "OutBytes",  # UDP payload bytes written
+    "RetransSegs",  # LostSegs + FastRetransSegs + EarlyRetransSegs
+    "FastRetransSegs",  # fast retransmissions
+    "EarlyRetransSegs",  # early retransmissions
+    "LostSegs",  # RTO retransmissions
+    "RepeatSegs",  # duplicate PUSH segments received
+    "FECFullShardSet",  # shard sets complete without recovery (header "FECFullShards")
+    "FECParityShards",  # parity packets received
+    "FECErrs",  # FEC packets rejected (bad size prefix, bad header, ...)
+    "FECRecovered",  # data shards reconstructed
+    "FECShardSet",  # gauge: shard sets held by decoders
+    "FECShardMin",  # gauge: newest shard-set id (kcp-go's misnomer)
     "RingBufferSndQueue",  # gauge: len(snd_queue) at the last flush
     "RingBufferRcvQueue",  # gauge: len(rcv_queue) at the last flush
     "RingBufferSndBuffer",  # gauge: len(snd_buf) at the last flush
-    "OOBPackets",         # OOB datagrams received (kcpsock sends none)
+    "OOBPackets",  # OOB datagrams received (kcpsock sends none)
 )
 
 #: Column names of :meth:`Snmp.header` (kcp-go HEAD ``Header()``).
 HEADER: tuple[str, ...] = tuple(
-    "FECFullShards" if name == "FECFullShardSet" else name for name in FIELDS)
+    "FECFullShards" if name == "FECFullShardSet" else name for name in FIELDS
+)
 
 # The seed's counter that HEAD removed; kept as an attribute (not in the header).
 _EXTRA = ("FECShortShards",)
@@ -116,7 +117,9 @@ class Snmp:
     FECShortShards: int
 
     def __init__(self, lock: Optional[AbstractContextManager[Any]] = None) -> None:
-        self._lock: AbstractContextManager[Any] = lock if lock is not None else contextlib.nullcontext()
+        self._lock: AbstractContextManager[Any] = (
+            lock if lock is not None else contextlib.nullcontext()
+        )
         for name in _ALL:
             object.__setattr__(self, name, 0)
 

@@ -155,8 +155,12 @@ class Updater:
             self._thread = None
             self._gen += 1
             self._cond.notify_all()
-        if (wait and thread is not None and thread is not threading.current_thread()
-                and thread.is_alive()):
+        if (
+            wait
+            and thread is not None
+            and thread is not threading.current_thread()
+            and thread.is_alive()
+        ):
             thread.join(timeout)
         return True
 
@@ -195,15 +199,16 @@ class Updater:
 
     def __repr__(self) -> str:
         state = "running" if self.is_alive() else "idle (no thread)"
-        return (f"<kcpsock Updater {self._name!r} {state} scheduled={self.scheduled()}"
-                f" fired={self.fired} wakeups={self.wakeups}>")
+        return (
+            f"<kcpsock Updater {self._name!r} {state} scheduled={self.scheduled()}"
+            f" fired={self.fired} wakeups={self.wakeups}>"
+        )
 
     def _start(self) -> None:
         # Called with the lock held.
         self._stopping = False
         self._sleep_until = None
-        thread = threading.Thread(target=self._run, args=(self._gen,), name=self._name,
-                                  daemon=True)
+        thread = threading.Thread(target=self._run, args=(self._gen,), name=self._name, daemon=True)
         self._thread = thread
         thread.start()
 

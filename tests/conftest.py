@@ -13,7 +13,10 @@ from hypothesis import HealthCheck, settings
 VECTOR_DIR = Path(__file__).parent / "vectors" / "data"
 
 settings.register_profile(
-    "ci", max_examples=200, deadline=None, derandomize=True,
+    "ci",
+    max_examples=200,
+    deadline=None,
+    derandomize=True,
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.register_profile("dev", max_examples=100, deadline=None)

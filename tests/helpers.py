@@ -29,7 +29,7 @@ def echo_roundtrip(sock: Any, data: bytes, chunk: int = 4096, timeout: float = 3
     def writer() -> None:
         try:
             for i in range(0, len(data), chunk):
-                sock.sendall(data[i:i + chunk])
+                sock.sendall(data[i : i + chunk])
         except BaseException as exc:  # reported below
             errors.append(exc)
 

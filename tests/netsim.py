@@ -43,10 +43,20 @@ class FakeClock:
 class LossyLink:
     """One direction of a seeded, lossy, delaying, reordering link."""
 
-    def __init__(self, clock: FakeClock, *, seed: int = 0, loss: float = 0.0, dup: float = 0.0,
-                 reorder: float = 0.0, delay_ms: int = 0, jitter_ms: int = 0,
-                 bandwidth: Optional[int] = None, fifo: bool = False,
-                 max_queue: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        clock: FakeClock,
+        *,
+        seed: int = 0,
+        loss: float = 0.0,
+        dup: float = 0.0,
+        reorder: float = 0.0,
+        delay_ms: int = 0,
+        jitter_ms: int = 0,
+        bandwidth: Optional[int] = None,
+        fifo: bool = False,
+        max_queue: Optional[int] = None,
+    ) -> None:
         """Create the link.
 
         Args:

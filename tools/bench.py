@@ -67,10 +67,17 @@ def _kcp_options(args: argparse.Namespace) -> dict[str, Any]:
 
     nd, interval, resend, nc = PROFILE["nodelay"]
     config = KCPConfig(
-        nodelay=nd, interval=interval, resend=resend, nc=bool(nc),
-        sndwnd=PROFILE["wnd"][0], rcvwnd=PROFILE["wnd"][1], mtu=PROFILE["mtu"],
-        stream=args.stream, ack_nodelay=args.ack_nodelay,
-        read_buffer=SOCKBUF, write_buffer=SOCKBUF,
+        nodelay=nd,
+        interval=interval,
+        resend=resend,
+        nc=bool(nc),
+        sndwnd=PROFILE["wnd"][0],
+        rcvwnd=PROFILE["wnd"][1],
+        mtu=PROFILE["mtu"],
+        stream=args.stream,
+        ack_nodelay=args.ack_nodelay,
+        read_buffer=SOCKBUF,
+        write_buffer=SOCKBUF,
     )
     crypt, ds, ps = CONFIGS[args.config]
     block = None
@@ -128,8 +135,10 @@ def role_server(args: argparse.Namespace) -> None:
                     return
                 got += n
             sock.sendall(b"DONE")
-            print(f"SINK bytes={want} seconds={time.perf_counter() - t0:.6f} "
-                  f"cpu={_cpu() - c0:.6f}", flush=True)
+            print(
+                f"SINK bytes={want} seconds={time.perf_counter() - t0:.6f} cpu={_cpu() - c0:.6f}",
+                flush=True,
+            )
 
     handler = echo if args.role == "echo-server" else sink
     while True:
@@ -219,8 +228,7 @@ def proc_cpu(pid: int) -> float:
 
 
 def _self_argv(role: str, config: str, opts: argparse.Namespace) -> list[str]:
-    argv = [sys.executable, str(Path(__file__).resolve()), "--role", role,
-            "--config", config]
+    argv = [sys.executable, str(Path(__file__).resolve()), "--role", role, "--config", config]
     if opts.stream:
         argv.append("--stream")
     if opts.ack_nodelay:
@@ -230,27 +238,47 @@ def _self_argv(role: str, config: str, opts: argparse.Namespace) -> list[str]:
 
 def _go_flags(config: str, opts: argparse.Namespace) -> list[str]:
     crypt, ds, ps = CONFIGS[config]
-    return peer_flags(crypt=crypt, key=KEY, ds=ds, ps=ps, stream=opts.stream,
-                      nodelay=PROFILE["nodelay"], wnd=PROFILE["wnd"], mtu=PROFILE["mtu"],
-                      ack_nodelay=opts.ack_nodelay, sockbuf=SOCKBUF)
+    return peer_flags(
+        crypt=crypt,
+        key=KEY,
+        ds=ds,
+        ps=ps,
+        stream=opts.stream,
+        nodelay=PROFILE["nodelay"],
+        wnd=PROFILE["wnd"],
+        mtu=PROFILE["mtu"],
+        ack_nodelay=opts.ack_nodelay,
+        sockbuf=SOCKBUF,
+    )
 
 
-def start_server(side: str, kind: str, config: str, opts: argparse.Namespace,
-                 peer: Optional[Path]) -> GoServer:
+def start_server(
+    side: str, kind: str, config: str, opts: argparse.Namespace, peer: Optional[Path]
+) -> GoServer:
     if side == "kcp-go":
         assert peer is not None
         return GoServer(peer, kind, _go_flags(config, opts), timeout=opts.timeout * 4).start()
     return GoServer(Path(sys.executable), argv=_self_argv(kind, config, opts)).start(30)
 
 
-def run_one(side: str, kind: str, server: GoServer, config: str, opts: argparse.Namespace,
-            peer: Optional[Path], **extra: Any) -> dict[str, str]:
+def run_one(
+    side: str,
+    kind: str,
+    server: GoServer,
+    config: str,
+    opts: argparse.Namespace,
+    peer: Optional[Path],
+    **extra: Any,
+) -> dict[str, str]:
     if side == "kcp-go":
         assert peer is not None
         flags = _go_flags(config, opts) + [f"-{k}={v}" for k, v in extra.items()]
         return run_client(peer, kind, server.address, flags, timeout=opts.timeout)
-    argv = [*_self_argv(kind, config, opts),
-            "--connect", f"{server.address[0]}:{server.address[1]}"]
+    argv = [
+        *_self_argv(kind, config, opts),
+        "--connect",
+        f"{server.address[0]}:{server.address[1]}",
+    ]
     for k, v in extra.items():
         argv += [f"--{k}", str(v)]
     return run_argv(argv, opts.timeout, kind)
@@ -272,7 +300,8 @@ def bench(opts: argparse.Namespace) -> list[dict[str, Any]]:
             client_side, server_side = pair.split("->")
             row: dict[str, Any] = {"pair": pair, "config": config}
             for test, server_kind, client_kind in (
-                ("one-way", "sink-server", "send"), ("echo", "echo-server", "echo-client"),
+                ("one-way", "sink-server", "send"),
+                ("echo", "echo-server", "echo-client"),
             ):
                 runs = []
                 for _ in range(opts.repeat):
@@ -280,8 +309,15 @@ def bench(opts: argparse.Namespace) -> list[dict[str, Any]]:
                     try:
                         cpu0 = proc_cpu(server.pid)
                         try:
-                            res = run_one(client_side, client_kind, server, config, opts, peer,
-                                          bytes=opts.bytes)
+                            res = run_one(
+                                client_side,
+                                client_kind,
+                                server,
+                                config,
+                                opts,
+                                peer,
+                                bytes=opts.bytes,
+                            )
                         except (AssertionError, OSError, TimeoutError) as exc:
                             print(f"# {pair} {config} {test}: {exc}", file=sys.stderr)
                             continue
@@ -289,11 +325,13 @@ def bench(opts: argparse.Namespace) -> list[dict[str, Any]]:
                     finally:
                         server.close()
                     seconds = float(res["seconds"])
-                    runs.append({
-                        "mbps": mb / seconds,
-                        "client_cpu": float(res["cpu"]) / mb,
-                        "server_cpu": (cpu1 - cpu0) / mb,
-                    })
+                    runs.append(
+                        {
+                            "mbps": mb / seconds,
+                            "client_cpu": float(res["cpu"]) / mb,
+                            "server_cpu": (cpu1 - cpu0) / mb,
+                        }
+                    )
                     print(f"# {pair} {config} {test}: {mb / seconds:.1f} MB/s", file=sys.stderr)
                 # the median run by throughput (a failed run leaves a gap)
                 runs.sort(key=lambda r: r["mbps"])
@@ -302,8 +340,9 @@ def bench(opts: argparse.Namespace) -> list[dict[str, Any]]:
             for _ in range(opts.repeat):
                 server = start_server(server_side, "echo-server", config, opts, peer)
                 try:
-                    res = run_one(client_side, "ping", server, config, opts, peer,
-                                  rounds=opts.rounds, size=64)
+                    res = run_one(
+                        client_side, "ping", server, config, opts, peer, rounds=opts.rounds, size=64
+                    )
                     pings.append((float(res["p50_us"]) / 1000, float(res["p99_us"]) / 1000))
                 except (AssertionError, OSError, TimeoutError) as exc:
                     print(f"# {pair} {config} ping: {exc}", file=sys.stderr)
@@ -342,10 +381,12 @@ def ratios(rows: list[dict[str, Any]]) -> str:
     """kcpsock -> kcpsock one-way throughput as a fraction of kcp-go -> kcp-go's."""
     out = []
     for config in CONFIGS:
-        mine = next((r for r in rows if r["pair"] == "kcpsock->kcpsock"
-                     and r["config"] == config), None)
-        go = next((r for r in rows if r["pair"] == "kcp-go->kcp-go"
-                   and r["config"] == config), None)
+        mine = next(
+            (r for r in rows if r["pair"] == "kcpsock->kcpsock" and r["config"] == config), None
+        )
+        go = next(
+            (r for r in rows if r["pair"] == "kcp-go->kcp-go" and r["config"] == config), None
+        )
         if mine and go and mine.get("one-way") and go.get("one-way"):
             ratio = mine["one-way"]["mbps"] / go["one-way"]["mbps"]
             out.append(f"{config}: kcpsock→kcpsock one-way = {ratio:.2f} x kcp-go→kcp-go")
@@ -361,8 +402,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--stream", action="store_true", help="stream mode on both sides")
     p.add_argument("--ack-nodelay", action="store_true", help="ACK right after input")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per run")
-    p.add_argument("--repeat", type=int, default=1,
-                   help="runs per figure; the table shows the median run")
+    p.add_argument(
+        "--repeat", type=int, default=1, help="runs per figure; the table shows the median run"
+    )
     # internal: this script as a kcpsock peer process
     p.add_argument("--role", choices=["sink-server", "echo-server", "send", "echo-client", "ping"])
     p.add_argument("--config", choices=list(CONFIGS), default="plain")
@@ -377,9 +419,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 0
     t0 = time.monotonic()
     rows = bench(opts)
-    command = shlex.join(["python", "tools/bench.py", *(argv if argv is not None else sys.argv[1:])])
-    print(f"\n`{command}` ({opts.bytes / 1e6:g} MB per transfer, "
-          f"{time.monotonic() - t0:.0f} s)\n")
+    command = shlex.join(
+        ["python", "tools/bench.py", *(argv if argv is not None else sys.argv[1:])]
+    )
+    print(f"\n`{command}` ({opts.bytes / 1e6:g} MB per transfer, {time.monotonic() - t0:.0f} s)\n")
     print(table(rows))
     r = ratios(rows)
     if r:

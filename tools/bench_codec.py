@@ -95,15 +95,27 @@ def bench_aes_strategies(repeat: int, quick: bool) -> list[tuple[str, float, flo
             AES.new(key, AES.MODE_CFB, iv=IV, segment_size=128).decrypt(p)
 
     block = new_block_crypt("aes", key)
-    rows = [("fresh AES.new(MODE_CFB) per packet", best_us(fresh_enc, n, repeat),
-             best_us(fresh_dec, n, repeat)),
-            ("kcpsock " + type(block).__name__,
-             best_us(lambda: [block.encrypt(p) for p in plain], n, repeat),
-             best_us(lambda: [block.decrypt(p) for p in plain], n, repeat))]
+    rows = [
+        (
+            "fresh AES.new(MODE_CFB) per packet",
+            best_us(fresh_enc, n, repeat),
+            best_us(fresh_dec, n, repeat),
+        ),
+        (
+            "kcpsock " + type(block).__name__,
+            best_us(lambda: [block.encrypt(p) for p in plain], n, repeat),
+            best_us(lambda: [block.decrypt(p) for p in plain], n, repeat),
+        ),
+    ]
     ecb = AES.new(key, AES.MODE_ECB)
     one = plain[0][:16]
-    rows.append(("(one call of pycryptodome's ECB encrypt, 16 bytes; decrypt: n/a)",
-                 best_us(lambda: [ecb.encrypt(one) for _ in range(n)], n, repeat), 0.0))
+    rows.append(
+        (
+            "(one call of pycryptodome's ECB encrypt, 16 bytes; decrypt: n/a)",
+            best_us(lambda: [ecb.encrypt(one) for _ in range(n)], n, repeat),
+            0.0,
+        )
+    )
     return rows
 
 
@@ -132,10 +144,13 @@ def bench_fec(repeat: int, quick: bool) -> list[tuple[str, float]]:
         for pkt in lossy:
             dec.decode(pkt)
 
-    return [("FEC 10/3 encode, per data packet (parity amortised)",
-             best_us(run_encode, count, repeat)),
-            ("FEC 10/3 decode with recovery (3 of 10 lost), per data packet",
-             best_us(run_recover, count, repeat))]
+    return [
+        ("FEC 10/3 encode, per data packet (parity amortised)", best_us(run_encode, count, repeat)),
+        (
+            "FEC 10/3 decode with recovery (3 of 10 lost), per data packet",
+            best_us(run_recover, count, repeat),
+        ),
+    ]
 
 
 def bench_pipeline(repeat: int, quick: bool, cipher: str = "aes") -> list[tuple[str, float]]:
@@ -170,22 +185,35 @@ def bench_pipeline(repeat: int, quick: bool, cipher: str = "aes") -> list[tuple[
                 reg, rec = c.decode(w)
                 got += (reg is not None) + len(rec)
             assert got == count, got
+
         return run
 
-    return [(f"pipeline {cipher} + FEC 10/3 encode, per KCP datagram",
-             best_us(run_encode, count, repeat)),
-            (f"pipeline {cipher} + FEC 10/3 decode, no loss, per KCP datagram",
-             best_us(run_decode(wires), count, repeat)),
-            (f"pipeline {cipher} + FEC 10/3 decode, 3 of 10 lost, per KCP datagram",
-             best_us(run_decode(lossy), count, repeat))]
+    return [
+        (
+            f"pipeline {cipher} + FEC 10/3 encode, per KCP datagram",
+            best_us(run_encode, count, repeat),
+        ),
+        (
+            f"pipeline {cipher} + FEC 10/3 decode, no loss, per KCP datagram",
+            best_us(run_decode(wires), count, repeat),
+        ),
+        (
+            f"pipeline {cipher} + FEC 10/3 decode, 3 of 10 lost, per KCP datagram",
+            best_us(run_decode(lossy), count, repeat),
+        ),
+    ]
 
 
 def bench_pieces(repeat: int) -> list[tuple[str, float]]:
     n = 1000
     body = os.urandom(SIZE - 20)
-    return [("zlib.crc32 of 1380 bytes", best_us(lambda: [zlib.crc32(body) for _ in range(n)],
-                                                  n, repeat)),
-            ("os.urandom(16)", best_us(lambda: [os.urandom(16) for _ in range(n)], n, repeat))]
+    return [
+        (
+            "zlib.crc32 of 1380 bytes",
+            best_us(lambda: [zlib.crc32(body) for _ in range(n)], n, repeat),
+        ),
+        ("os.urandom(16)", best_us(lambda: [os.urandom(16) for _ in range(n)], n, repeat)),
+    ]
 
 
 def bench_construction(repeat: int) -> list[tuple[str, float]]:
@@ -194,14 +222,22 @@ def bench_construction(repeat: int) -> list[tuple[str, float]]:
     PacketCodec(block, 10, 3)  # per-process work (matrix, first checks) untimed
     n = 20
     return [
-        ('construct PacketCodec(new_block_crypt("aes", key), 10, 3), per object',
-         best_us(lambda: [PacketCodec(new_block_crypt("aes", key), 10, 3) for _ in range(n)],
-                 n, repeat)),
-        ("construct PacketCodec(block, 10, 3) around a shared cipher, per object",
-         best_us(lambda: [PacketCodec(block, 10, 3) for _ in range(n)], n, repeat)),
-        ("construct FECEncoder(10, 3) + FECDecoder(10, 3), per pair",
-         best_us(lambda: [(FECEncoder(10, 3), FECDecoder(10, 3)) for _ in range(n)],
-                 n, repeat)),
+        (
+            'construct PacketCodec(new_block_crypt("aes", key), 10, 3), per object',
+            best_us(
+                lambda: [PacketCodec(new_block_crypt("aes", key), 10, 3) for _ in range(n)],
+                n,
+                repeat,
+            ),
+        ),
+        (
+            "construct PacketCodec(block, 10, 3) around a shared cipher, per object",
+            best_us(lambda: [PacketCodec(block, 10, 3) for _ in range(n)], n, repeat),
+        ),
+        (
+            "construct FECEncoder(10, 3) + FECDecoder(10, 3), per pair",
+            best_us(lambda: [(FECEncoder(10, 3), FECDecoder(10, 3)) for _ in range(n)], n, repeat),
+        ),
     ]
 
 
@@ -214,10 +250,18 @@ def _merge(best: dict[str, tuple[float, ...]], rows: list[tuple[Any, ...]]) -> N
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--repeat", type=int, default=20,
-                    help="runs per figure in each pass; the best is kept (default 20)")
-    ap.add_argument("--passes", type=int, default=3,
-                    help="passes over the whole suite; the best per figure is kept (default 3)")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=20,
+        help="runs per figure in each pass; the best is kept (default 20)",
+    )
+    ap.add_argument(
+        "--passes",
+        type=int,
+        default=3,
+        help="passes over the whole suite; the best per figure is kept (default 3)",
+    )
     ap.add_argument("--quick", action="store_true", help="fewer packets (smoke test)")
     args = ap.parse_args()
     r = args.repeat
@@ -231,12 +275,19 @@ def main() -> None:
     for _ in range(max(1, args.passes)):
         _merge(ciphers, bench_ciphers(r, args.quick))
         _merge(strategies, bench_aes_strategies(r, args.quick))
-        _merge(stages, bench_pieces(r) + bench_fec(r, args.quick)
-               + bench_pipeline(r, args.quick) + bench_construction(r))
+        _merge(
+            stages,
+            bench_pieces(r)
+            + bench_fec(r, args.quick)
+            + bench_pipeline(r, args.quick)
+            + bench_construction(r),
+        )
 
-    print(f"Python {sys.version.split()[0]}, pycryptodome {pycryptodome_version} ({backend} "
-          f"backend), {SIZE}-byte packets, best of {args.passes} passes x {r} runs, "
-          "CPU us per packet")
+    print(
+        f"Python {sys.version.split()[0]}, pycryptodome {pycryptodome_version} ({backend} "
+        f"backend), {SIZE}-byte packets, best of {args.passes} passes x {r} runs, "
+        "CPU us per packet"
+    )
     print()
     print("| cipher | implementation | encrypt us | decrypt us |")
     print("| --- | --- | ---: | ---: |")

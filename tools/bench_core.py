@@ -34,8 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from kcpsock.kcp import KCP
 
 
-def run(total: int, mtu: int, wnd: int, stream: bool, loss: float = 0.0,
-        seed: int = 1) -> tuple[float, int, int]:
+def run(
+    total: int, mtu: int, wnd: int, stream: bool, loss: float = 0.0, seed: int = 1
+) -> tuple[float, int, int]:
     """Move ``total`` bytes; return (seconds, payload bytes delivered, data segments sent).
 
     ``loss`` drops that fraction of the datagrams each way (seeded); the clock
@@ -51,7 +52,7 @@ def run(total: int, mtu: int, wnd: int, stream: bool, loss: float = 0.0,
         k.stream = stream
     mss = a.mss
     block = os.urandom(mss * 64)
-    chunks = [block[i:i + mss] for i in range(0, len(block), mss)]
+    chunks = [block[i : i + mss] for i in range(0, len(block), mss)]
     nchunks = len(chunks)
     sent = received = 0
     ci = 0
@@ -68,7 +69,7 @@ def run(total: int, mtu: int, wnd: int, stream: bool, loss: float = 0.0,
             c = chunks[ci]
             ci = ci + 1 if ci + 1 < nchunks else 0
             if sent + len(c) > total:
-                c = c[:total - sent]
+                c = c[: total - sent]
             a_send(c)
             sent += len(c)
         to_b = a.flush(now)
@@ -114,16 +115,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         prof = cProfile.Profile()
         prof.enable()
-    print(f"bench_core: {total / 1e6:.0f} MB, mtu {args.mtu}, windows {args.wnd}, "
-          f"{'stream' if args.stream else 'message'} mode, {segs} data segments, "
-          f"loss {args.loss:g}, "
-          f"python {sys.version.split()[0]}")
+    print(
+        f"bench_core: {total / 1e6:.0f} MB, mtu {args.mtu}, windows {args.wnd}, "
+        f"{'stream' if args.stream else 'message'} mode, {segs} data segments, "
+        f"loss {args.loss:g}, "
+        f"python {sys.version.split()[0]}"
+    )
     times = []
     for _ in range(max(1, args.repeat)):
         elapsed, moved, _ = run(total, args.mtu, args.wnd, args.stream, args.loss)
         times.append(elapsed)
-        print(f"  {elapsed:.2f} s  {moved / 1e6 / elapsed:.1f} MB/s  "
-              f"{elapsed * 1e6 / segs:.2f} us per segment (both sides)")
+        print(
+            f"  {elapsed:.2f} s  {moved / 1e6 / elapsed:.1f} MB/s  "
+            f"{elapsed * 1e6 / segs:.2f} us per segment (both sides)"
+        )
     if args.profile:
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(15)

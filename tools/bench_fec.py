@@ -66,6 +66,7 @@ def main() -> None:
             dec = FECDecoder(d, p)
             for pkt in pkts:
                 dec.decode_parts(pkt)
+
         return run
 
     check = FECDecoder(d, p)
@@ -77,7 +78,7 @@ def main() -> None:
     def run_completing() -> None:
         nonlocal completing
         enc = FECEncoder(d, p)
-        for i, dg in enumerate(dgs[:d * 5]):
+        for i, dg in enumerate(dgs[: d * 5]):
             t0 = time.perf_counter_ns()
             enc.encode(dg)
             if i % d == d - 1:
@@ -96,8 +97,10 @@ def main() -> None:
             t0 = time.perf_counter_ns()
             fn()
             best[name] = min(best[name], (time.perf_counter_ns() - t0) / count / 1000)
-    print(f"FEC {d}/{p}, {args.size}-byte KCP datagrams, {args.groups} groups, "
-          f"best of {args.rounds} rounds, Python {sys.version.split()[0]}")
+    print(
+        f"FEC {d}/{p}, {args.size}-byte KCP datagrams, {args.groups} groups, "
+        f"best of {args.rounds} rounds, Python {sys.version.split()[0]}"
+    )
     for name, us in best.items():
         extra = f"   ({us * d / n:.2f} us per received packet)" if name.endswith("no loss") else ""
         print(f"  {name:28s} {us:6.2f} us per data packet{extra}")

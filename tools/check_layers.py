@@ -13,12 +13,46 @@ import ast
 import sys
 from pathlib import Path
 
-PURE = {"errors", "config", "segment", "kcp", "gf256", "fec", "crypt", "codec", "stats",
-        "_twofish", "_sm4", "_tea", "_cfb", "ciphers"}
-FORBIDDEN_STDLIB = {"socket", "threading", "time", "select", "selectors", "asyncio",
-                    "subprocess", "_thread", "signal"}
-IO_MODULES = {"updater", "session", "sock", "socketserver", "listener", "cli", "relay",
-              "__main__", "tunnel", "demo", "bench"}
+PURE = {
+    "errors",
+    "config",
+    "segment",
+    "kcp",
+    "gf256",
+    "fec",
+    "crypt",
+    "codec",
+    "stats",
+    "_twofish",
+    "_sm4",
+    "_tea",
+    "_cfb",
+    "ciphers",
+}
+FORBIDDEN_STDLIB = {
+    "socket",
+    "threading",
+    "time",
+    "select",
+    "selectors",
+    "asyncio",
+    "subprocess",
+    "_thread",
+    "signal",
+}
+IO_MODULES = {
+    "updater",
+    "session",
+    "sock",
+    "socketserver",
+    "listener",
+    "cli",
+    "relay",
+    "__main__",
+    "tunnel",
+    "demo",
+    "bench",
+}
 
 
 def imported_modules(tree: ast.AST) -> list[tuple[int, str]]:

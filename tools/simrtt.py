@@ -69,8 +69,14 @@ class Bag:
 class DelayTunnel:
     """One direction of test.h's LatencySimulator: loss, 30..61 ms delay, FIFO."""
 
-    def __init__(self, rng: random.Random, lost_percent: int = 5, delay_min: int = 30,
-                 delay_max: int = 62, nmax: int = 1000) -> None:
+    def __init__(
+        self,
+        rng: random.Random,
+        lost_percent: int = 5,
+        delay_min: int = 30,
+        delay_max: int = 62,
+        nmax: int = 1000,
+    ) -> None:
         self.rng = rng
         self.bag = Bag(100, rng)
         self.lost_percent = lost_percent
@@ -160,16 +166,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=list(MODES))
     args = parser.parse_args(argv)
     print(f"simrtt: test.cpp experiment, {args.messages} echoes, seeds {args.seeds}")
-    print(f"{'mode':8} {'avg ms':>7} {'max ms':>7}   per seed (avg/max)"
-          f"          ikcp README   ikcp 1.x")
+    print(
+        f"{'mode':8} {'avg ms':>7} {'max ms':>7}   per seed (avg/max)"
+        f"          ikcp README   ikcp 1.x"
+    )
     for mode in args.modes:
         results = [run(mode, s, args.messages) for s in args.seeds]
         avg = sum(r[0] for r in results) // len(results)
         mx = sum(r[1] for r in results) // len(results)
         per = " ".join(f"{a}/{m}" for a, m, _ in results)
         pub, one = PUBLISHED[mode], IKCP_1X[mode]
-        print(f"{mode:8} {avg:7d} {mx:7d}   {per:26} {pub[0]:5d}/{pub[1]:<5d}  "
-              f"{one[0]:5d}/{one[1]}")
+        print(
+            f"{mode:8} {avg:7d} {mx:7d}   {per:26} {pub[0]:5d}/{pub[1]:<5d}  {one[0]:5d}/{one[1]}"
+        )
     return 0
 
 

@@ -58,9 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     """Return the parser of every command."""
     from kcpsock.cli import bench, connect, demo, relay, serve, stats, tunnel
 
-    parser = _Parser(prog=PROG, description="KCP over UDP, wire-compatible with kcp-go and "
-                     "kcptun's options: a demo, netcat, iperf-style bench, TCP tunnel, lossy "
-                     "relay.", epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(
+        prog=PROG,
+        description="KCP over UDP, wire-compatible with kcp-go and "
+        "kcptun's options: a demo, netcat, iperf-style bench, TCP tunnel, lossy "
+        "relay.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     from kcpsock import __version__
 
     parser.add_argument("--version", action="version", version=f"kcpsock {__version__}")

@@ -62,20 +62,41 @@ _PING = struct.Struct(">Qd")
 
 def register(sub: Any) -> None:
     """Add the ``bench`` command to the subparsers."""
-    p = sub.add_parser("bench", help="iperf3-style throughput and RTT measurement",
-                       description="Measure throughput (or echo round trips with --rtt) between "
-                       "`kcpsock bench -s ADDR` and `kcpsock bench -c ADDR`.")
+    p = sub.add_parser(
+        "bench",
+        help="iperf3-style throughput and RTT measurement",
+        description="Measure throughput (or echo round trips with --rtt) between "
+        "`kcpsock bench -s ADDR` and `kcpsock bench -c ADDR`.",
+    )
     role = p.add_mutually_exclusive_group(required=True)
     role.add_argument("-s", "--server", metavar="ADDR", help="run the server on ADDR")
     role.add_argument("-c", "--client", metavar="ADDR", help="run the client against ADDR")
-    p.add_argument("-i", "--interval", dest="report_interval",
-                   type=positive_float, default=1.0, metavar="S",
-                   help="seconds between report lines (default 1, as iperf3; 0: none). "
-                        "KCP's update interval is --kcp-interval here")
-    p.add_argument("-t", "--time", type=positive_float, default=None, metavar="S",
-                   help="seconds to send (default 10)")
-    p.add_argument("-n", "--bytes", type=int, default=None, metavar="N",
-                   help="bytes to send instead of a duration (--rtt: N/64 pings)")
+    p.add_argument(
+        "-i",
+        "--interval",
+        dest="report_interval",
+        type=positive_float,
+        default=1.0,
+        metavar="S",
+        help="seconds between report lines (default 1, as iperf3; 0: none). "
+        "KCP's update interval is --kcp-interval here",
+    )
+    p.add_argument(
+        "-t",
+        "--time",
+        type=positive_float,
+        default=None,
+        metavar="S",
+        help="seconds to send (default 10)",
+    )
+    p.add_argument(
+        "-n",
+        "--bytes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="bytes to send instead of a duration (--rtt: N/64 pings)",
+    )
     p.add_argument("-R", "--reverse", action="store_true", help="the server sends")
     p.add_argument("--bidir", action="store_true", help="both send at once")
     p.add_argument("--rtt", action="store_true", help="measure 64-byte echo round trips")
@@ -93,8 +114,13 @@ class _Counter:
         self.value = 0
 
 
-def _send_data(writer: frames.FrameWriter, counter: _Counter, limit_bytes: Optional[int],
-               limit_s: Optional[float], stop: threading.Event) -> None:
+def _send_data(
+    writer: frames.FrameWriter,
+    counter: _Counter,
+    limit_bytes: Optional[int],
+    limit_s: Optional[float],
+    stop: threading.Event,
+) -> None:
     chunk = bytes(frames.CHUNK)
     start = time.monotonic()
     while not stop.is_set():
@@ -114,8 +140,14 @@ def _send_data(writer: frames.FrameWriter, counter: _Counter, limit_bytes: Optio
 # ----------------------------------------------------------------- server
 
 
-def _serve_one(sock: Any, peer: Any, settings: KCPSettings, display: Display,
-               done: threading.Event, failed: threading.Event) -> None:
+def _serve_one(
+    sock: Any,
+    peer: Any,
+    settings: KCPSettings,
+    display: Display,
+    done: threading.Event,
+    failed: threading.Event,
+) -> None:
     name = format_address(peer)
     sender: Optional[threading.Thread] = None
     stop = threading.Event()
@@ -130,8 +162,9 @@ def _serve_one(sock: Any, peer: Any, settings: KCPSettings, display: Display,
         sent, received = _Counter(), _Counter()
         start = time.monotonic()
         if mode in ("reverse", "bidir"):
-            sender = spawn(_send_data, writer, sent, limit_bytes, limit_s, stop,
-                           name="kcpsock-bench-send")
+            sender = spawn(
+                _send_data, writer, sent, limit_bytes, limit_s, stop, name="kcpsock-bench-send"
+            )
         pings = 0
         while True:
             frame = reader.read()
@@ -150,25 +183,35 @@ def _serve_one(sock: Any, peer: Any, settings: KCPSettings, display: Display,
             sender.join()
         send_s = time.monotonic() - start
         figures = session_figures(sock)
-        result = {"mode": mode, "received": received.value, "recv_seconds": recv_s,
-                  "sent": sent.value, "send_seconds": send_s, "pings": pings,
-                  "retrans": int(figures.get("retrans", 0)),
-                  "srtt_ms": figures.get("srtt_ms")}
+        result = {
+            "mode": mode,
+            "received": received.value,
+            "recv_seconds": recv_s,
+            "sent": sent.value,
+            "send_seconds": send_s,
+            "pings": pings,
+            "retrans": int(figures.get("retrans", 0)),
+            "srtt_ms": figures.get("srtt_ms"),
+        }
         writer.json(result)
         writer.fin()
         graceful_close(sock)
         if mode == "rtt":
             text = f"{name}: rtt: {pings} pings echoed in {recv_s:.2f} s"
         else:
-            text = (f"{name}: {mode}: received {fmt_bytes(received.value)} in {recv_s:.2f} s "
-                    f"({fmt_rate(received.value / recv_s if recv_s else 0)}), "
-                    f"sent {fmt_bytes(sent.value)} in {send_s:.2f} s")
+            text = (
+                f"{name}: {mode}: received {fmt_bytes(received.value)} in {recv_s:.2f} s "
+                f"({fmt_rate(received.value / recv_s if recv_s else 0)}), "
+                f"sent {fmt_bytes(sent.value)} in {send_s:.2f} s"
+            )
         display.line(text, {"event": "result", "peer": name, **result})
     except (OSError, frames.ProtocolError, AttributeError, TypeError, ValueError) as exc:
         failed.set()
         stop.set()
-        display.line(f"{name}: aborted: {type(exc).__name__}: {exc}",
-                     {"event": "error", "peer": name, "error": str(exc)})
+        display.line(
+            f"{name}: aborted: {type(exc).__name__}: {exc}",
+            {"event": "error", "peer": name, "error": str(exc)},
+        )
         try:
             sock.close()
         except OSError:
@@ -187,8 +230,7 @@ def _run_server(args: argparse.Namespace, settings: KCPSettings) -> int:
         while True:
             sock, peer = listener.accept()
             done, failed = threading.Event(), threading.Event()
-            spawn(_serve_one, sock, peer, settings, display, done, failed,
-                  name="kcpsock-bench")
+            spawn(_serve_one, sock, peer, settings, display, done, failed, name="kcpsock-bench")
             if args.once:
                 while not done.wait(0.5):
                     pass
@@ -205,8 +247,15 @@ def _run_server(args: argparse.Namespace, settings: KCPSettings) -> int:
 class _Reporter:
     """Prints one line per interval from the byte counters."""
 
-    def __init__(self, display: Display, sock: Any, sent: _Counter, received: _Counter,
-                 period_s: float, mode: str) -> None:
+    def __init__(
+        self,
+        display: Display,
+        sock: Any,
+        sent: _Counter,
+        received: _Counter,
+        period_s: float,
+        mode: str,
+    ) -> None:
         self.display = display
         self.sock = sock
         self.sent = sent
@@ -219,8 +268,7 @@ class _Reporter:
         self.start = time.monotonic()
         self._stop = threading.Event()
         self._last = (self.start, 0, 0, self._retrans(), 0)
-        self._thread = threading.Thread(target=self._run, name="kcpsock-bench-report",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name="kcpsock-bench-report", daemon=True)
 
     def _retrans(self) -> int:
         fig = session_figures(self.sock)
@@ -239,7 +287,6 @@ class _Reporter:
         while not self._stop.wait(self.period_s):
             self.report()
 
-
     def report(self, final: bool = False) -> None:
         """Print the line of the interval that ends now (``final``: the last one)."""
         now = time.monotonic()
@@ -248,30 +295,46 @@ class _Reporter:
         pings = len(self.rtts)
         if now - t0 < 1e-3:
             return
-        if (final and now - t0 < 0.25 * self.period_s and sent == s0 and received == r0
-                and pings == n0):
+        if (
+            final
+            and now - t0 < 0.25 * self.period_s
+            and sent == s0
+            and received == r0
+            and pings == n0
+        ):
             return  # a sliver of an interval in which nothing moved
         self._last = (now, sent, received, retrans, pings)
         dt = now - t0
         fig = session_figures(self.sock)
         srtt = fig.get("srtt_ms")
-        item: dict[str, Any] = {"start": round(t0 - self.start, 3), "end": round(now - self.start, 3),
-                                "sent": sent - s0, "received": received - r0,
-                                "retrans": retrans - x0, "srtt_ms": srtt}
+        item: dict[str, Any] = {
+            "start": round(t0 - self.start, 3),
+            "end": round(now - self.start, 3),
+            "sent": sent - s0,
+            "received": received - r0,
+            "retrans": retrans - x0,
+            "srtt_ms": srtt,
+        }
         span = f"[{t0 - self.start:6.2f}-{now - self.start:6.2f} s]"
         if self.mode == "rtt":
             window = self.rtts[n0:pings]
-            item.update(pings=len(window), p50_ms=percentile(window, 50),
-                        max_ms=max(window) if window else None)
-            text = (f"{span} {len(window):6d} pings  p50 {fmt_ms(item['p50_ms'])}  "
-                    f"max {fmt_ms(item['max_ms'])}  retrans {retrans - x0}")
+            item.update(
+                pings=len(window),
+                p50_ms=percentile(window, 50),
+                max_ms=max(window) if window else None,
+            )
+            text = (
+                f"{span} {len(window):6d} pings  p50 {fmt_ms(item['p50_ms'])}  "
+                f"max {fmt_ms(item['max_ms'])}  retrans {retrans - x0}"
+            )
         else:
             parts = []
             if self.mode in ("send", "bidir"):
                 parts.append(f"tx {fmt_bytes(sent - s0):>10} {fmt_rate((sent - s0) / dt):>12}")
             if self.mode in ("reverse", "bidir"):
-                parts.append(f"rx {fmt_bytes(received - r0):>10} "
-                             f"{fmt_rate((received - r0) / dt):>12}")
+                parts.append(
+                    f"rx {fmt_bytes(received - r0):>10} {fmt_rate((received - r0) / dt):>12}"
+                )
             text = f"{span} {'  '.join(parts)}  srtt {fmt_ms(srtt):>8}  retrans {retrans - x0}"
         self.intervals.append(item)
         self.display.text(text)
@@ -283,8 +346,14 @@ class _Reporter:
             self._thread.join(timeout=2.0)
 
 
-def _ping_loop(sock: Any, writer: frames.FrameWriter, reader: frames.FrameReader,
-               reporter: _Reporter, count: Optional[int], limit_s: float) -> None:
+def _ping_loop(
+    sock: Any,
+    writer: frames.FrameWriter,
+    reader: frames.FrameReader,
+    reporter: _Reporter,
+    count: Optional[int],
+    limit_s: float,
+) -> None:
     pad = bytes(PING_SIZE - _PING.size)
     start = time.monotonic()
     seq = 0
@@ -313,8 +382,9 @@ def _run_client(args: argparse.Namespace, settings: KCPSettings) -> int:
         raise UsageError("--bytes conflicts with --time (give one limit)")
     if args.bytes is not None and args.bytes <= 0:
         raise UsageError("--bytes must be > 0")
-    modes = [m for m, on in (("reverse", args.reverse), ("bidir", args.bidir),
-                             ("rtt", args.rtt)) if on]
+    modes = [
+        m for m, on in (("reverse", args.reverse), ("bidir", args.bidir), ("rtt", args.rtt)) if on
+    ]
     if len(modes) > 1:
         raise UsageError(f"--{modes[0]} conflicts with --{modes[1]}")
     if args.once:
@@ -335,15 +405,23 @@ def _run_client(args: argparse.Namespace, settings: KCPSettings) -> int:
         writer = frames.FrameWriter(sock)
         reader = frames.FrameReader(sock)
         limit = fmt_bytes(args.bytes) if args.bytes else f"{limit_s or 0:g} s"
-        display.text(f"kcpsock bench: {mode} to {format_address(address)} "
-                     f"({limit}; {settings.describe()})")
-        writer.json({"mode": mode, "bytes": None if mode == "rtt" else args.bytes,
-                     "time": limit_s, "version": 1})
+        display.text(
+            f"kcpsock bench: {mode} to {format_address(address)} ({limit}; {settings.describe()})"
+        )
+        writer.json(
+            {
+                "mode": mode,
+                "bytes": None if mode == "rtt" else args.bytes,
+                "time": limit_s,
+                "version": 1,
+            }
+        )
         reporter.begin()
         start = reporter.start
         watch.sent()
         sender = None
         if mode in ("send", "bidir"):
+
             def send_then_fin() -> None:
                 """Send the data, then FIN (runs on its own thread)."""
                 try:
@@ -351,6 +429,7 @@ def _run_client(args: argparse.Namespace, settings: KCPSettings) -> int:
                     writer.fin()
                 except OSError:
                     stop.set()
+
             sender = spawn(send_then_fin, name="kcpsock-bench-send")
         elif mode == "rtt":
             count = args.bytes // PING_SIZE if args.bytes else None
@@ -380,12 +459,15 @@ def _run_client(args: argparse.Namespace, settings: KCPSettings) -> int:
         clean = True
     except (OSError, frames.ProtocolError):
         if watch.silent.is_set():
-            raise CommandError(f"no answer from {format_address(address)} within "
-                               f"{args.wait:g} s (is `kcpsock bench -s` running there, "
-                               "with the same --crypt, --key and FEC?)") from None
+            raise CommandError(
+                f"no answer from {format_address(address)} within "
+                f"{args.wait:g} s (is `kcpsock bench -s` running there, "
+                "with the same --crypt, --key and FEC?)"
+            ) from None
         if watch.stalled.is_set():
-            raise CommandError(f"{format_address(address)} stopped answering for "
-                               f"{STALL_S:g} s") from None
+            raise CommandError(
+                f"{format_address(address)} stopped answering for {STALL_S:g} s"
+            ) from None
         raise
     finally:
         stop.set()
@@ -397,69 +479,110 @@ def _run_client(args: argparse.Namespace, settings: KCPSettings) -> int:
             sock.close()
         if stats:
             stats.stop()
-    _summary(display, mode, settings, address, sent.value, received.value, elapsed, result,
-             reporter)
+    _summary(
+        display, mode, settings, address, sent.value, received.value, elapsed, result, reporter
+    )
     return 0
 
 
 def _direction(sent: int, sent_s: float, received: int, recv_s: float) -> dict[str, Any]:
-    return {"sent": sent, "sent_seconds": round(sent_s, 4), "received": received,
-            "received_seconds": round(recv_s, 4),
-            "sender_MBps": round(sent / sent_s / 1e6, 3) if sent_s else 0.0,
-            "receiver_MBps": round(received / recv_s / 1e6, 3) if recv_s else 0.0}
+    return {
+        "sent": sent,
+        "sent_seconds": round(sent_s, 4),
+        "received": received,
+        "received_seconds": round(recv_s, 4),
+        "sender_MBps": round(sent / sent_s / 1e6, 3) if sent_s else 0.0,
+        "receiver_MBps": round(received / recv_s / 1e6, 3) if recv_s else 0.0,
+    }
 
 
-def _summary(display: Display, mode: str, settings: KCPSettings, address: Any, sent: int,
-             received: int, elapsed: float, result: dict[str, Any], reporter: _Reporter) -> None:
+def _summary(
+    display: Display,
+    mode: str,
+    settings: KCPSettings,
+    address: Any,
+    sent: int,
+    received: int,
+    elapsed: float,
+    result: dict[str, Any],
+    reporter: _Reporter,
+) -> None:
     end: dict[str, Any] = {"seconds": round(elapsed, 4)}
     lines = ["- - - - - - - - - - - - - - - - - - - - - - - - -"]
     if mode in ("send", "bidir"):
-        d = _direction(sent, elapsed, int(result.get("received", 0)),
-                       float(result.get("recv_seconds", 0.0)))
+        d = _direction(
+            sent, elapsed, int(result.get("received", 0)), float(result.get("recv_seconds", 0.0))
+        )
         end["client_to_server"] = d
-        lines.append(f"client->server  sender   {fmt_bytes(d['sent']):>10}  "
-                     f"{d['sender_MBps']:8.2f} MB/s")
-        lines.append(f"client->server  receiver {fmt_bytes(d['received']):>10}  "
-                     f"{d['receiver_MBps']:8.2f} MB/s  ({d['received_seconds']:.2f} s)")
+        lines.append(
+            f"client->server  sender   {fmt_bytes(d['sent']):>10}  {d['sender_MBps']:8.2f} MB/s"
+        )
+        lines.append(
+            f"client->server  receiver {fmt_bytes(d['received']):>10}  "
+            f"{d['receiver_MBps']:8.2f} MB/s  ({d['received_seconds']:.2f} s)"
+        )
     if mode in ("reverse", "bidir"):
-        d = _direction(int(result.get("sent", 0)), float(result.get("send_seconds", 0.0)),
-                       received, elapsed)
+        d = _direction(
+            int(result.get("sent", 0)), float(result.get("send_seconds", 0.0)), received, elapsed
+        )
         end["server_to_client"] = d
-        lines.append(f"server->client  sender   {fmt_bytes(d['sent']):>10}  "
-                     f"{d['sender_MBps']:8.2f} MB/s")
-        lines.append(f"server->client  receiver {fmt_bytes(d['received']):>10}  "
-                     f"{d['receiver_MBps']:8.2f} MB/s  ({d['received_seconds']:.2f} s)")
+        lines.append(
+            f"server->client  sender   {fmt_bytes(d['sent']):>10}  {d['sender_MBps']:8.2f} MB/s"
+        )
+        lines.append(
+            f"server->client  receiver {fmt_bytes(d['received']):>10}  "
+            f"{d['receiver_MBps']:8.2f} MB/s  ({d['received_seconds']:.2f} s)"
+        )
     if mode == "rtt":
         rtts = reporter.rtts
-        end["rtt"] = {"pings": len(rtts), "echoed": int(result.get("pings", 0)),
-                      "min_ms": min(rtts) if rtts else None,
-                      "p50_ms": percentile(rtts, 50), "p99_ms": percentile(rtts, 99),
-                      "max_ms": max(rtts) if rtts else None,
-                      "mean_ms": sum(rtts) / len(rtts) if rtts else None}
+        end["rtt"] = {
+            "pings": len(rtts),
+            "echoed": int(result.get("pings", 0)),
+            "min_ms": min(rtts) if rtts else None,
+            "p50_ms": percentile(rtts, 50),
+            "p99_ms": percentile(rtts, 99),
+            "max_ms": max(rtts) if rtts else None,
+            "mean_ms": sum(rtts) / len(rtts) if rtts else None,
+        }
         r = end["rtt"]
-        lines.append(f"rtt  {r['pings']} pings of {PING_SIZE} bytes: min {fmt_ms(r['min_ms'])}  "
-                     f"p50 {fmt_ms(r['p50_ms'])}  p99 {fmt_ms(r['p99_ms'])}  "
-                     f"max {fmt_ms(r['max_ms'])}")
+        lines.append(
+            f"rtt  {r['pings']} pings of {PING_SIZE} bytes: min {fmt_ms(r['min_ms'])}  "
+            f"p50 {fmt_ms(r['p50_ms'])}  p99 {fmt_ms(r['p99_ms'])}  "
+            f"max {fmt_ms(r['max_ms'])}"
+        )
     snmp = snmp_dict()
     client_retrans = int(reporter.final_figures.get("retrans", 0))
     end["retrans"] = {"client": client_retrans, "server": result.get("retrans")}
-    lines.append(f"retransmitted: client {client_retrans}, server {result.get('retrans', '?')} "
-                 f"segments; FEC recovered here: {snmp.get('FECRecovered', 0)}")
+    lines.append(
+        f"retransmitted: client {client_retrans}, server {result.get('retrans', '?')} "
+        f"segments; FEC recovered here: {snmp.get('FECRecovered', 0)}"
+    )
     display.text("\n".join(lines))
     if display.json_mode:
-        display.line(obj={"mode": mode, "server": format_address(address),
-                          "settings": {k: v for k, v in vars(settings).items() if k != "key"},
-                          "intervals": reporter.intervals, "end": end, "server_result": result,
-                          "snmp": snmp})
+        display.line(
+            obj={
+                "mode": mode,
+                "server": format_address(address),
+                "settings": {k: v for k, v in vars(settings).items() if k != "key"},
+                "intervals": reporter.intervals,
+                "end": end,
+                "server_result": result,
+                "snmp": snmp,
+            }
+        )
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``kcpsock bench``; returns the exit status."""
     settings = settings_from_args(args)
     if args.server:
-        for flag, on in (("--reverse", args.reverse), ("--bidir", args.bidir),
-                         ("--rtt", args.rtt), ("--time", args.time is not None),
-                         ("--bytes", args.bytes is not None)):
+        for flag, on in (
+            ("--reverse", args.reverse),
+            ("--bidir", args.bidir),
+            ("--rtt", args.rtt),
+            ("--time", args.time is not None),
+            ("--bytes", args.bytes is not None),
+        ):
             if on:
                 raise UsageError(f"{flag} is a client option (the client tells the server)")
         return _run_server(args, settings)

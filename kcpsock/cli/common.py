@@ -15,8 +15,18 @@ from typing import Any, Callable, Optional
 from kcpsock.cli.display import Display, StatsPrinter
 from kcpsock.cli.options import format_address
 
-__all__ = ["NO_ANSWER_S", "AnswerWatch", "add_output_options", "add_wait_option", "announce",
-           "graceful_close", "parse_fraction", "positive_float", "spawn", "start_stats"]
+__all__ = [
+    "NO_ANSWER_S",
+    "AnswerWatch",
+    "add_output_options",
+    "add_wait_option",
+    "announce",
+    "graceful_close",
+    "parse_fraction",
+    "positive_float",
+    "spawn",
+    "start_stats",
+]
 
 
 #: How long a dialing command waits for the first segment from its peer.
@@ -48,21 +58,32 @@ def parse_fraction(text: str) -> float:
 
 def add_wait_option(parser: argparse.ArgumentParser) -> None:
     """Add ``--wait S``: how long a dialing command waits for the peer's first answer."""
-    parser.add_argument("--wait", type=positive_float, default=NO_ANSWER_S, metavar="S",
-                        help="give up when the server has not answered S seconds after the "
-                             f"first send (KCP has no handshake; default {NO_ANSWER_S:g}; 0: forever)")
+    parser.add_argument(
+        "--wait",
+        type=positive_float,
+        default=NO_ANSWER_S,
+        metavar="S",
+        help="give up when the server has not answered S seconds after the "
+        f"first send (KCP has no handshake; default {NO_ANSWER_S:g}; 0: forever)",
+    )
 
 
 def add_output_options(parser: argparse.ArgumentParser, *, stats: bool = True) -> None:
     """Add ``--json`` and (for session commands) ``--stats N``."""
     parser.add_argument("--json", action="store_true", help="print figures as JSON")
     if stats:
-        parser.add_argument("--stats", type=positive_float, default=0.0, metavar="N",
-                            help="print the SNMP counters every N seconds (to stderr)")
+        parser.add_argument(
+            "--stats",
+            type=positive_float,
+            default=0.0,
+            metavar="N",
+            help="print the SNMP counters every N seconds (to stderr)",
+        )
 
 
-def start_stats(args: argparse.Namespace, display: Optional[Display] = None
-                ) -> Optional[StatsPrinter]:
+def start_stats(
+    args: argparse.Namespace, display: Optional[Display] = None
+) -> Optional[StatsPrinter]:
     """Start the ``--stats N`` printer if asked; returns it.
 
     Args:
@@ -78,12 +99,13 @@ def start_stats(args: argparse.Namespace, display: Optional[Display] = None
     return StatsPrinter(period, display).start()
 
 
-def announce(display: Display, what: str, address: Any, extra: str = "",
-             **fields: Any) -> None:
+def announce(display: Display, what: str, address: Any, extra: str = "", **fields: Any) -> None:
     """Print the readiness line ``listening on HOST:PORT`` (or its JSON form)."""
     addr = format_address(address)
-    display.line(f"{what} listening on {addr}{(' ' + extra) if extra else ''}",
-                 {"event": "listening", "what": what, "address": addr, **fields})
+    display.line(
+        f"{what} listening on {addr}{(' ' + extra) if extra else ''}",
+        {"event": "listening", "what": what, "address": addr, **fields},
+    )
 
 
 def spawn(target: Callable[..., Any], *args: Any, name: str = "kcpsock-cli") -> threading.Thread:
@@ -133,8 +155,9 @@ class AnswerWatch:
     :meth:`stop`.
     """
 
-    def __init__(self, sock: Any, wait_s: float = NO_ANSWER_S,
-                 stall_s: Optional[float] = None) -> None:
+    def __init__(
+        self, sock: Any, wait_s: float = NO_ANSWER_S, stall_s: Optional[float] = None
+    ) -> None:
         """Watch ``sock`` (a KCPSocket)."""
         self.sock = sock
         self.wait_s = wait_s

@@ -45,23 +45,37 @@ __all__ = ["register", "run"]
 
 def register(sub: Any) -> None:
     """Add the ``connect`` command to the subparsers."""
-    p = sub.add_parser("connect", help="netcat over KCP: stdin to the session, the session to stdout",
-                       description="Dial ADDR over KCP; copy stdin to the session and the "
-                       "session to stdout until both ends are done.")
+    p = sub.add_parser(
+        "connect",
+        help="netcat over KCP: stdin to the session, the session to stdout",
+        description="Dial ADDR over KCP; copy stdin to the session and the "
+        "session to stdout until both ends are done.",
+    )
     p.add_argument("address", metavar="ADDR", help="the KCP server, HOST:PORT")
-    p.add_argument("--raw", action="store_true",
-                   help="plain bytes, no kcpsock framing (for kcp-go peers)")
-    p.add_argument("--linger", type=positive_float, default=1.0, metavar="S",
-                   help="--raw: after end of input, exit once nothing arrived for S seconds "
-                        "(default 1)")
+    p.add_argument(
+        "--raw", action="store_true", help="plain bytes, no kcpsock framing (for kcp-go peers)"
+    )
+    p.add_argument(
+        "--linger",
+        type=positive_float,
+        default=1.0,
+        metavar="S",
+        help="--raw: after end of input, exit once nothing arrived for S seconds (default 1)",
+    )
     add_wait_option(p)
     add_output_options(p)
     add_kcp_options(p, listening=False)
     p.set_defaults(func=run)
 
 
-def _read_stdin(sock: Any, raw: bool, done: threading.Event, errors: list[BaseException],
-                watch: AnswerWatch, done_at: list[float]) -> None:
+def _read_stdin(
+    sock: Any,
+    raw: bool,
+    done: threading.Event,
+    errors: list[BaseException],
+    watch: AnswerWatch,
+    done_at: list[float],
+) -> None:
     writer = None if raw else frames.FrameWriter(sock)
     fd = sys.stdin.fileno()
     try:
@@ -97,8 +111,7 @@ def run(args: argparse.Namespace) -> int:
     clean = False
     watch = AnswerWatch(sock, wait_s=args.wait)
     try:
-        spawn(_read_stdin, sock, args.raw, stdin_done, errors, watch, done_at,
-              name="kcpsock-stdin")
+        spawn(_read_stdin, sock, args.raw, stdin_done, errors, watch, done_at, name="kcpsock-stdin")
         if args.raw:
             # Wait with select, not a socket timeout: a timeout would also cut
             # the stdin thread's sendall when the peer's window is full.
@@ -109,8 +122,10 @@ def run(args: argparse.Namespace) -> int:
                 if not readable:
                     if watch.silent.is_set():
                         break
-                    if stdin_done.is_set() and \
-                            time.monotonic() - max(last, done_at[0]) >= args.linger:
+                    if (
+                        stdin_done.is_set()
+                        and time.monotonic() - max(last, done_at[0]) >= args.linger
+                    ):
                         break
                     continue
                 data = sock.recv(frames.CHUNK)
@@ -141,9 +156,11 @@ def run(args: argparse.Namespace) -> int:
         clean = True
     except OSError:
         if watch.silent.is_set():
-            raise CommandError(f"no answer from {format_address(address)} within "
-                               f"{args.wait:g} s (is a kcpsock server running there, "
-                               "with the same --crypt, --key and FEC?)") from None
+            raise CommandError(
+                f"no answer from {format_address(address)} within "
+                f"{args.wait:g} s (is a kcpsock server running there, "
+                "with the same --crypt, --key and FEC?)"
+            ) from None
         raise
     finally:
         watch.stop()

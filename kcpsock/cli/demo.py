@@ -61,25 +61,63 @@ PING_SIZE = 64
 
 def register(sub: Any) -> None:
     """Add the ``demo`` command to the subparsers."""
-    p = sub.add_parser("demo", help="a verified transfer over a lossy loopback link, live figures",
-                       description="In one process on loopback: a KCP listener and client "
-                       "(aes + FEC 10/3) with a seeded lossy relay between them; sends --bytes "
-                       "of a seeded stream, verifies every byte, shows live figures and a "
-                       "summary.  Exit status 0 only if every byte arrived intact.")
-    p.add_argument("--bytes", type=int, default=50_000_000, metavar="N",
-                   help="bytes to send (default 50000000)")
-    p.add_argument("--loss", type=parse_fraction, default=0.05, metavar="P",
-                   help="relay loss per datagram, each way (default 0.05 = 5%%)")
-    p.add_argument("--delay", type=positive_float, default=0.0, metavar="MS",
-                   help="relay one-way delay in ms (default 0)")
-    p.add_argument("--jitter", type=positive_float, default=0.0, metavar="MS",
-                   help="relay delay jitter in ms (default 0)")
-    p.add_argument("--seed", type=int, default=1, metavar="N",
-                   help="seed of the relay and of the data (default 1)")
-    p.add_argument("--pings", type=int, default=200, metavar="N",
-                   help="64-byte echoes after the transfer, for RTT p50/p99 (default 200)")
-    p.add_argument("--stall", type=positive_float, default=30.0, metavar="S",
-                   help="fail after S seconds without progress (default 30)")
+    p = sub.add_parser(
+        "demo",
+        help="a verified transfer over a lossy loopback link, live figures",
+        description="In one process on loopback: a KCP listener and client "
+        "(aes + FEC 10/3) with a seeded lossy relay between them; sends --bytes "
+        "of a seeded stream, verifies every byte, shows live figures and a "
+        "summary.  Exit status 0 only if every byte arrived intact.",
+    )
+    p.add_argument(
+        "--bytes",
+        type=int,
+        default=50_000_000,
+        metavar="N",
+        help="bytes to send (default 50000000)",
+    )
+    p.add_argument(
+        "--loss",
+        type=parse_fraction,
+        default=0.05,
+        metavar="P",
+        help="relay loss per datagram, each way (default 0.05 = 5%%)",
+    )
+    p.add_argument(
+        "--delay",
+        type=positive_float,
+        default=0.0,
+        metavar="MS",
+        help="relay one-way delay in ms (default 0)",
+    )
+    p.add_argument(
+        "--jitter",
+        type=positive_float,
+        default=0.0,
+        metavar="MS",
+        help="relay delay jitter in ms (default 0)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=1,
+        metavar="N",
+        help="seed of the relay and of the data (default 1)",
+    )
+    p.add_argument(
+        "--pings",
+        type=int,
+        default=200,
+        metavar="N",
+        help="64-byte echoes after the transfer, for RTT p50/p99 (default 200)",
+    )
+    p.add_argument(
+        "--stall",
+        type=positive_float,
+        default=30.0,
+        metavar="S",
+        help="fail after S seconds without progress (default 30)",
+    )
     add_output_options(p)
     add_kcp_options(p, listening=False)
     p.set_defaults(func=run)
@@ -128,7 +166,7 @@ class Verifier:
                     self.error = f"{len(view)} bytes more than the {self.total} sent"
                     return False
             n = min(len(view), len(self._block) - self._pos)
-            expected = self._block[self._pos:self._pos + n]
+            expected = self._block[self._pos : self._pos + n]
             if view[:n] != expected:
                 got = bytes(view[:n])
                 first = next(i for i in range(n) if got[i] != expected[i])
@@ -143,8 +181,9 @@ class Verifier:
 class _Server:
     """The accepting side: verify the stream, then echo pings."""
 
-    def __init__(self, listener: Any, settings: KCPSettings, verifier: Verifier,
-                 stall_s: float) -> None:
+    def __init__(
+        self, listener: Any, settings: KCPSettings, verifier: Verifier, stall_s: float
+    ) -> None:
         self.listener = listener
         self.settings = settings
         self.verifier = verifier
@@ -195,23 +234,43 @@ def _bar(fraction: float, width: int, fancy: bool) -> str:
     return "▕" + body.ljust(width) + "▏"
 
 
-def _status_line(width: int, fancy: bool, frac: float, got: int, total: int, rate: float,
-                 srtt: Optional[float], retrans: int, recovered: int, loss: float,
-                 elapsed: float) -> str:
+def _status_line(
+    width: int,
+    fancy: bool,
+    frac: float,
+    got: int,
+    total: int,
+    rate: float,
+    srtt: Optional[float],
+    retrans: int,
+    recovered: int,
+    loss: float,
+    elapsed: float,
+) -> str:
     """The live line, fitted to ``width`` columns.
 
     Tries the roomy layout first, then a compact one with a shorter bar, then
     no bar, and only then drops fields from the least important end.
     """
     roomy = [
-        f"{frac:4.0%}", f"{got / 1e6:6.1f}/{total / 1e6:.1f} MB", f"{fmt_rate(rate):>11}",
-        f"srtt {fmt_ms(srtt):>8}", f"retrans {retrans}", f"FEC rec {recovered}",
-        f"loss {loss:.1%}", f"{elapsed:5.1f} s",
+        f"{frac:4.0%}",
+        f"{got / 1e6:6.1f}/{total / 1e6:.1f} MB",
+        f"{fmt_rate(rate):>11}",
+        f"srtt {fmt_ms(srtt):>8}",
+        f"retrans {retrans}",
+        f"FEC rec {recovered}",
+        f"loss {loss:.1%}",
+        f"{elapsed:5.1f} s",
     ]
     compact = [
-        f"{frac:.0%}", f"{got / 1e6:.1f}/{total / 1e6:.0f}MB", f"{rate / 1e6:.1f}MB/s",
-        f"srtt {fmt_ms(srtt).replace(' ', '')}", f"rtx {retrans}", f"fec {recovered}",
-        f"loss {loss:.1%}", f"{elapsed:.0f}s",
+        f"{frac:.0%}",
+        f"{got / 1e6:.1f}/{total / 1e6:.0f}MB",
+        f"{rate / 1e6:.1f}MB/s",
+        f"srtt {fmt_ms(srtt).replace(' ', '')}",
+        f"rtx {retrans}",
+        f"fec {recovered}",
+        f"loss {loss:.1%}",
+        f"{elapsed:.0f}s",
     ]
     layouts = [(roomy, 20, "  "), (compact, 20, " "), (compact, 10, " "), (compact, 0, " ")]
     for fields, bar_width, sep in layouts:
@@ -253,20 +312,29 @@ def run(args: argparse.Namespace) -> int:
     client: Optional[Any] = None
     stats = None
     try:
-        relay = Relay(("127.0.0.1", 0), listener.getsockname(), loss=args.loss,
-                      delay_ms=args.delay, jitter_ms=args.jitter, seed=args.seed).start()
+        relay = Relay(
+            ("127.0.0.1", 0),
+            listener.getsockname(),
+            loss=args.loss,
+            delay_ms=args.delay,
+            jitter_ms=args.jitter,
+            seed=args.seed,
+        ).start()
         server = _Server(listener, settings, verifier, args.stall)
         client = dial(relay.address, settings)
         stats = start_stats(args, display if display.live else None)
-        fec = (f"FEC {settings.datashard}/{settings.parityshard}" if settings.datashard
-               else "no FEC")
-        display.text(f"kcpsock demo: {fmt_bytes(total)} over KCP ({settings.crypt}, {fec}, "
-                     f"mode {settings.mode}), every byte checked")
+        fec = f"FEC {settings.datashard}/{settings.parityshard}" if settings.datashard else "no FEC"
+        display.text(
+            f"kcpsock demo: {fmt_bytes(total)} over KCP ({settings.crypt}, {fec}, "
+            f"mode {settings.mode}), every byte checked"
+        )
         delay = f", {args.delay:g} ms delay" if args.delay else ""
         display.text(f"  lossy relay: {args.loss:.1%} loss{delay} each way, seed {args.seed}")
-        display.text(f"  client {format_address(client.getsockname())} -> relay "
-                     f"{format_address(relay.address)} -> listener "
-                     f"{format_address(listener.getsockname())}")
+        display.text(
+            f"  client {format_address(client.getsockname())} -> relay "
+            f"{format_address(relay.address)} -> listener "
+            f"{format_address(listener.getsockname())}"
+        )
         sent_sha = hashlib.sha256()
         send_error: list[str] = []
 
@@ -296,22 +364,41 @@ def run(args: argparse.Namespace) -> int:
         last_progress = (start, 0)
         longest_stall = 0.0
 
-        def show(now: float, got: int, rate: float, srtt: Optional[float],
-                 final: bool = False) -> None:
+        def show(
+            now: float, got: int, rate: float, srtt: Optional[float], final: bool = False
+        ) -> None:
             """Show the live line (a plain line, or JSON, off a terminal)."""
             snmp = snmp_dict()
             dropped, seen = _loss_seen(relay)
             retrans = snmp.get("RetransSegs", 0) - base_snmp.get("RetransSegs", 0)
             recovered = snmp.get("FECRecovered", 0) - base_snmp.get("FECRecovered", 0)
-            status = _status_line(display.width() if display.live else 200, fancy,
-                                  got / total, got, total, rate, srtt, retrans, recovered,
-                                  dropped / seen if seen else 0.0, now - start)
+            status = _status_line(
+                display.width() if display.live else 200,
+                fancy,
+                got / total,
+                got,
+                total,
+                rate,
+                srtt,
+                retrans,
+                recovered,
+                dropped / seen if seen else 0.0,
+                now - start,
+            )
             if display.live and not final:
                 display.status(status)
             else:
-                display.line(status, {"event": "progress", "seconds": round(now - start, 3),
-                                      "received": got, "total": total,
-                                      "MBps": round(rate / 1e6, 3), "srtt_ms": srtt})
+                display.line(
+                    status,
+                    {
+                        "event": "progress",
+                        "seconds": round(now - start, 3),
+                        "received": got,
+                        "total": total,
+                        "MBps": round(rate / 1e6, 3),
+                        "srtt_ms": srtt,
+                    },
+                )
 
         while not verifier.done.wait(tick):
             now = time.monotonic()
@@ -337,8 +424,13 @@ def run(args: argparse.Namespace) -> int:
         elapsed = (server.done_at or time.monotonic()) - start
         if verifier.error is None and not send_error:
             # The last line stays: 100%, with the average rate of the whole transfer.
-            show(start + elapsed, verifier.received, verifier.received / max(elapsed, 1e-9),
-                 srtts[-1] if srtts else None, final=True)
+            show(
+                start + elapsed,
+                verifier.received,
+                verifier.received / max(elapsed, 1e-9),
+                srtts[-1] if srtts else None,
+                final=True,
+            )
         display.clear()
         elapsed = (server.done_at or time.monotonic()) - start
         error = verifier.error or (send_error[0] if send_error else None)
@@ -358,9 +450,11 @@ def run(args: argparse.Namespace) -> int:
                     echoed += chunk
                 rtts.append((time.perf_counter() - t0) * 1000.0)
                 if display.live and (i % 10 == 9 or i + 1 == args.pings):
-                    display.status(f"RTT: {i + 1}/{args.pings} echoes of {PING_SIZE} bytes, "
-                                   f"p50 {fmt_ms(percentile(rtts, 50))}, "
-                                   f"max {fmt_ms(max(rtts))}")
+                    display.status(
+                        f"RTT: {i + 1}/{args.pings} echoes of {PING_SIZE} bytes, "
+                        f"p50 {fmt_ms(percentile(rtts, 50))}, "
+                        f"max {fmt_ms(max(rtts))}"
+                    )
                 if echoed != msg:
                     error = f"echo {i} came back altered"
                     break
@@ -369,27 +463,42 @@ def run(args: argparse.Namespace) -> int:
         snmp = snmp_dict()
         delta = {k: v - base_snmp.get(k, 0) for k, v in snmp.items()}
         dropped, seen = _loss_seen(relay)
-        intact = (error is None and verifier.received == total
-                  and verifier.sha.digest() == sent_sha.digest())
+        intact = (
+            error is None
+            and verifier.received == total
+            and verifier.sha.digest() == sent_sha.digest()
+        )
         result = {
-            "intact": intact, "error": error, "bytes": total,
-            "bytes_received": verifier.received, "seconds": round(elapsed, 4),
+            "intact": intact,
+            "error": error,
+            "bytes": total,
+            "bytes_received": verifier.received,
+            "seconds": round(elapsed, 4),
             "MBps": round(verifier.received / elapsed / 1e6, 3) if elapsed > 0 else 0.0,
-            "rtt_p50_ms": percentile(rtts, 50), "rtt_p99_ms": percentile(rtts, 99),
-            "pings": len(rtts), "longest_stall_s": round(longest_stall, 3),
+            "rtt_p50_ms": percentile(rtts, 50),
+            "rtt_p99_ms": percentile(rtts, 99),
+            "pings": len(rtts),
+            "longest_stall_s": round(longest_stall, 3),
             "srtt_p50_ms": percentile(srtts, 50),
             "srtt_p99_ms": percentile(srtts, 99),
-            "relay_datagrams": seen, "relay_dropped": dropped,
+            "relay_datagrams": seen,
+            "relay_dropped": dropped,
             "loss_seen": round(dropped / seen, 5) if seen else 0.0,
-            "retrans_segs": delta.get("RetransSegs", 0), "lost_segs": delta.get("LostSegs", 0),
+            "retrans_segs": delta.get("RetransSegs", 0),
+            "lost_segs": delta.get("LostSegs", 0),
             "fast_retrans_segs": delta.get("FastRetransSegs", 0),
             "early_retrans_segs": delta.get("EarlyRetransSegs", 0),
             "fec_recovered": delta.get("FECRecovered", 0),
-            "out_segs": delta.get("OutSegs", 0), "cpu_seconds": round(cpu, 3),
+            "out_segs": delta.get("OutSegs", 0),
+            "cpu_seconds": round(cpu, 3),
             "sha256": verifier.sha.hexdigest(),
             "settings": {k: v for k, v in vars(settings).items() if k != "key"},
-            "relay": {"loss": args.loss, "delay_ms": args.delay, "jitter_ms": args.jitter,
-                      "seed": args.seed},
+            "relay": {
+                "loss": args.loss,
+                "delay_ms": args.delay,
+                "jitter_ms": args.jitter,
+                "seed": args.seed,
+            },
         }
         _print_summary(display, result)
         return 0 if intact else 1
@@ -413,22 +522,40 @@ def _print_summary(display: Display, r: dict[str, Any]) -> None:
         verdict = f"OK: all {r['bytes']:,} bytes arrived intact (sha256 {r['sha256'][:12]}...)"
     else:
         verdict = f"FAILED: {r['error']} ({r['bytes_received']:,} of {r['bytes']:,} bytes checked)"
-    rtt = (f"{fmt_ms(r['rtt_p50_ms'])} / {fmt_ms(r['rtt_p99_ms'])}  "
-           f"({r['pings']} echoes of {PING_SIZE} bytes)") if r["pings"] else "-"
+    rtt = (
+        (
+            f"{fmt_ms(r['rtt_p50_ms'])} / {fmt_ms(r['rtt_p99_ms'])}  "
+            f"({r['pings']} echoes of {PING_SIZE} bytes)"
+        )
+        if r["pings"]
+        else "-"
+    )
     rows = [
         ("result", verdict),
         ("transferred", f"{fmt_bytes(r['bytes_received'])} in {r['seconds']:.2f} s"),
         ("throughput", fmt_rate(r["MBps"] * 1e6)),
         ("RTT p50 / p99", rtt),
-        ("srtt p50 / p99", f"{fmt_ms(r['srtt_p50_ms'])} / {fmt_ms(r['srtt_p99_ms'])}  "
-                           "(sampled during the transfer)"),
-        ("loss seen", f"{r['loss_seen']:.2%}  ({r['relay_dropped']:,} of "
-                      f"{r['relay_datagrams']:,} datagrams dropped by the relay)"),
-        ("retransmitted", f"{r['retrans_segs']:,} segments  (timeout {r['lost_segs']:,}, "
-                          f"fast {r['fast_retrans_segs']:,}, early {r['early_retrans_segs']:,})"),
+        (
+            "srtt p50 / p99",
+            f"{fmt_ms(r['srtt_p50_ms'])} / {fmt_ms(r['srtt_p99_ms'])}  "
+            "(sampled during the transfer)",
+        ),
+        (
+            "loss seen",
+            f"{r['loss_seen']:.2%}  ({r['relay_dropped']:,} of "
+            f"{r['relay_datagrams']:,} datagrams dropped by the relay)",
+        ),
+        (
+            "retransmitted",
+            f"{r['retrans_segs']:,} segments  (timeout {r['lost_segs']:,}, "
+            f"fast {r['fast_retrans_segs']:,}, early {r['early_retrans_segs']:,})",
+        ),
         ("FEC recovered", f"{r['fec_recovered']:,} segments (repaired without a round trip)"),
-        ("CPU", f"{r['cpu_seconds']:.2f} s for both ends and the relay "
-                f"({r['cpu_seconds'] / r['seconds'] if r['seconds'] else 0:.2f} cores)"),
+        (
+            "CPU",
+            f"{r['cpu_seconds']:.2f} s for both ends and the relay "
+            f"({r['cpu_seconds'] / r['seconds'] if r['seconds'] else 0:.2f} cores)",
+        ),
     ]
     display.line("")
     display.line(table(rows, "kcpsock demo summary"))

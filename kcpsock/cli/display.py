@@ -20,8 +20,17 @@ import threading
 from collections.abc import Sequence
 from typing import IO, Any, Callable, Optional
 
-__all__ = ["Display", "StatsPrinter", "fmt_bytes", "fmt_ms", "fmt_rate", "percentile",
-           "session_figures", "snmp_dict", "table"]
+__all__ = [
+    "Display",
+    "StatsPrinter",
+    "fmt_bytes",
+    "fmt_ms",
+    "fmt_rate",
+    "percentile",
+    "session_figures",
+    "snmp_dict",
+    "table",
+]
 
 
 def fmt_bytes(n: float) -> str:
@@ -101,8 +110,13 @@ def session_figures(sock: Any) -> dict[str, float]:
 class Display:
     """Reports figures: a live line on a terminal, plain lines otherwise, or JSON."""
 
-    def __init__(self, stream: Optional[IO[str]] = None, *, json_mode: bool = False,
-                 live: Optional[bool] = None) -> None:
+    def __init__(
+        self,
+        stream: Optional[IO[str]] = None,
+        *,
+        json_mode: bool = False,
+        live: Optional[bool] = None,
+    ) -> None:
         """Create a display.
 
         Args:
@@ -115,8 +129,9 @@ class Display:
         self.json_mode = json_mode
         if live is None:
             try:
-                live = self.stream.isatty() and not json_mode and \
-                    os.environ.get("TERM", "") != "dumb"
+                live = (
+                    self.stream.isatty() and not json_mode and os.environ.get("TERM", "") != "dumb"
+                )
             except (AttributeError, ValueError):
                 live = False
         self.live = bool(live)
@@ -172,8 +187,9 @@ class Display:
 class StatsPrinter:
     """Prints the SNMP counters every N seconds (``--stats N``) on a thread."""
 
-    def __init__(self, period_s: float, display: Display,
-                 snapshot: Callable[[], dict[str, int]] = snmp_dict) -> None:
+    def __init__(
+        self, period_s: float, display: Display, snapshot: Callable[[], dict[str, int]] = snmp_dict
+    ) -> None:
         """Create the printer; :meth:`start` runs it.
 
         Args:

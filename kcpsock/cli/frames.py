@@ -75,7 +75,7 @@ class FrameWriter:
         """Send bytes of the stream as DATA frames (nothing for empty bytes)."""
         view = memoryview(payload)
         for start in range(0, len(view), MAX_PAYLOAD):
-            self.send(DATA, bytes(view[start:start + MAX_PAYLOAD]))
+            self.send(DATA, bytes(view[start : start + MAX_PAYLOAD]))
 
     def fin(self) -> None:
         """Send FIN: no more DATA from this side."""
@@ -101,7 +101,7 @@ class FrameReader:
         if not chunk:
             return False
         if self._pos:
-            del self._buf[:self._pos]
+            del self._buf[: self._pos]
             self._pos = 0
         self._buf += chunk
         return True
@@ -125,10 +125,10 @@ class FrameReader:
             if not self._fill():
                 return None
             end = self._pos + HEADER.size + length
-        payload = bytes(self._buf[self._pos + HEADER.size:end])
+        payload = bytes(self._buf[self._pos + HEADER.size : end])
         self._pos = end
         if self._pos > 1 << 20:
-            del self._buf[:self._pos]
+            del self._buf[: self._pos]
             self._pos = 0
         return kind, payload
 

@@ -108,10 +108,12 @@ class KCPSettings:
     def describe(self) -> str:
         """Return a one-line human summary of the settings."""
         fec = f"FEC {self.datashard}/{self.parityshard}" if self.datashard else "no FEC"
-        return (f"crypt {self.crypt}, {fec}, mode {self.mode} "
-                f"({self.nodelay},{self.interval},{self.resend},{self.nc}), "
-                f"wnd {self.sndwnd}/{self.rcvwnd}, mtu {self.mtu}, "
-                f"{'stream' if self.stream else 'message'} mode")
+        return (
+            f"crypt {self.crypt}, {fec}, mode {self.mode} "
+            f"({self.nodelay},{self.interval},{self.resend},{self.nc}), "
+            f"wnd {self.sndwnd}/{self.rcvwnd}, mtu {self.mtu}, "
+            f"{'stream' if self.stream else 'message'} mode"
+        )
 
 
 def _cipher_names() -> tuple[str, ...]:
@@ -121,9 +123,15 @@ def _cipher_names() -> tuple[str, ...]:
     return names if "null" in names else (*names, "null")
 
 
-def add_kcp_options(parser: argparse.ArgumentParser, *, listening: bool,
-                    mode: str = "fast", sndwnd: Optional[int] = None,
-                    rcvwnd: Optional[int] = None, interval_flag: str = "--interval") -> None:
+def add_kcp_options(
+    parser: argparse.ArgumentParser,
+    *,
+    listening: bool,
+    mode: str = "fast",
+    sndwnd: Optional[int] = None,
+    rcvwnd: Optional[int] = None,
+    interval_flag: str = "--interval",
+) -> None:
     """Add kcptun's KCP options to ``parser``.
 
     Args:
@@ -140,41 +148,95 @@ def add_kcp_options(parser: argparse.ArgumentParser, *, listening: bool,
     snd_default = sndwnd if sndwnd is not None else (1024 if listening else 128)
     rcv_default = rcvwnd if rcvwnd is not None else (1024 if listening else 512)
     g = parser.add_argument_group("KCP options (kcptun's names and defaults)")
-    g.add_argument("--crypt", default="aes", metavar="NAME",
-                   help="cipher: aes (default), aes-128, aes-192, salsa20, blowfish, twofish, "
-                        "cast5, 3des, tea, xtea, xor, sm4, none, null, ...")
-    g.add_argument("--key", default=None, metavar="SECRET",
-                   help="pre-shared secret, derived as kcptun does "
-                        "(default: kcptun's, or $KCPTUN_KEY)")
-    g.add_argument("--rawkey", default=None, metavar="HEX",
-                   help="the cipher key itself, in hex, instead of a derived --key")
-    g.add_argument("--mode", default=mode, choices=("fast3", "fast2", "fast", "normal", "manual"),
-                   help=f"kcptun profile (default {mode}); manual uses "
-                        "--nodelay/--interval/--resend/--nc")
+    g.add_argument(
+        "--crypt",
+        default="aes",
+        metavar="NAME",
+        help="cipher: aes (default), aes-128, aes-192, salsa20, blowfish, twofish, "
+        "cast5, 3des, tea, xtea, xor, sm4, none, null, ...",
+    )
+    g.add_argument(
+        "--key",
+        default=None,
+        metavar="SECRET",
+        help="pre-shared secret, derived as kcptun does (default: kcptun's, or $KCPTUN_KEY)",
+    )
+    g.add_argument(
+        "--rawkey",
+        default=None,
+        metavar="HEX",
+        help="the cipher key itself, in hex, instead of a derived --key",
+    )
+    g.add_argument(
+        "--mode",
+        default=mode,
+        choices=("fast3", "fast2", "fast", "normal", "manual"),
+        help=f"kcptun profile (default {mode}); manual uses --nodelay/--interval/--resend/--nc",
+    )
     g.add_argument("--nodelay", type=int, default=None, help="manual mode: nodelay (default 0)")
-    g.add_argument(interval_flag, dest="interval", type=int, default=None,
-                   help="manual mode: update interval in ms (default 50)")
-    g.add_argument("--resend", type=int, default=None,
-                   help="manual mode: fast resend after N duplicate ACKs (default 0)")
-    g.add_argument("--nc", type=int, default=None,
-                   help="manual mode: 1 disables congestion control (default 0)")
-    g.add_argument("--sndwnd", type=int, default=snd_default,
-                   help=f"send window in segments (default {snd_default})")
-    g.add_argument("--rcvwnd", type=int, default=rcv_default,
-                   help=f"receive window in segments (default {rcv_default})")
+    g.add_argument(
+        interval_flag,
+        dest="interval",
+        type=int,
+        default=None,
+        help="manual mode: update interval in ms (default 50)",
+    )
+    g.add_argument(
+        "--resend",
+        type=int,
+        default=None,
+        help="manual mode: fast resend after N duplicate ACKs (default 0)",
+    )
+    g.add_argument(
+        "--nc",
+        type=int,
+        default=None,
+        help="manual mode: 1 disables congestion control (default 0)",
+    )
+    g.add_argument(
+        "--sndwnd",
+        type=int,
+        default=snd_default,
+        help=f"send window in segments (default {snd_default})",
+    )
+    g.add_argument(
+        "--rcvwnd",
+        type=int,
+        default=rcv_default,
+        help=f"receive window in segments (default {rcv_default})",
+    )
     g.add_argument("--mtu", type=int, default=1350, help="UDP payload size limit (default 1350)")
-    g.add_argument("--datashard", "--ds", type=int, default=10,
-                   help="FEC data shards (default 10; 0 with --parityshard 0 disables FEC)")
-    g.add_argument("--parityshard", "--ps", type=int, default=3,
-                   help="FEC parity shards (default 3)")
+    g.add_argument(
+        "--datashard",
+        "--ds",
+        type=int,
+        default=10,
+        help="FEC data shards (default 10; 0 with --parityshard 0 disables FEC)",
+    )
+    g.add_argument(
+        "--parityshard", "--ps", type=int, default=3, help="FEC parity shards (default 3)"
+    )
     g.add_argument("--dscp", type=int, default=0, help="DSCP (6 bits) of outgoing packets")
     g.add_argument("--acknodelay", action="store_true", help="send ACKs immediately")
-    g.add_argument("--sockbuf", type=int, default=DEFAULT_SOCKBUF,
-                   help=f"UDP socket buffer in bytes (default {DEFAULT_SOCKBUF})")
-    g.add_argument("--stream", dest="stream", action="store_true", default=True,
-                   help="stream mode (default, as kcptun)")
-    g.add_argument("--no-stream", dest="stream", action="store_false",
-                   help="message mode: each send is delivered as one message")
+    g.add_argument(
+        "--sockbuf",
+        type=int,
+        default=DEFAULT_SOCKBUF,
+        help=f"UDP socket buffer in bytes (default {DEFAULT_SOCKBUF})",
+    )
+    g.add_argument(
+        "--stream",
+        dest="stream",
+        action="store_true",
+        default=True,
+        help="stream mode (default, as kcptun)",
+    )
+    g.add_argument(
+        "--no-stream",
+        dest="stream",
+        action="store_false",
+        help="message mode: each send is delivered as one message",
+    )
 
 
 def derive_kcptun_key(secret: str) -> bytes:
@@ -215,12 +277,16 @@ def settings_from_args(args: argparse.Namespace) -> KCPSettings:
     if args.mode == "manual":
         values = tuple(d if v is None else v for v, d in zip(manual, MANUAL_DEFAULTS))
     else:
-        given = [n for n, v in zip(("--nodelay", "--interval/--kcp-interval", "--resend", "--nc"),
-                                   manual)
-                 if v is not None]
+        given = [
+            n
+            for n, v in zip(("--nodelay", "--interval/--kcp-interval", "--resend", "--nc"), manual)
+            if v is not None
+        ]
         if given:
-            raise UsageError(f"{'/'.join(given)} conflicts with --mode {args.mode} "
-                             "(use --mode manual to set them)")
+            raise UsageError(
+                f"{'/'.join(given)} conflicts with --mode {args.mode} "
+                "(use --mode manual to set them)"
+            )
         values = MODES[args.mode]
     nodelay, interval, resend, nc = values
     if nodelay not in (0, 1, 2):
@@ -240,8 +306,10 @@ def settings_from_args(args: argparse.Namespace) -> KCPSettings:
     if args.datashard < 0 or args.parityshard < 0:
         raise UsageError("--datashard and --parityshard must be >= 0")
     if (args.datashard == 0) != (args.parityshard == 0):
-        raise UsageError(f"--datashard {args.datashard} conflicts with --parityshard "
-                         f"{args.parityshard} (both 0 disables FEC)")
+        raise UsageError(
+            f"--datashard {args.datashard} conflicts with --parityshard "
+            f"{args.parityshard} (both 0 disables FEC)"
+        )
     if args.datashard + args.parityshard > 255:
         raise UsageError("--datashard + --parityshard must be at most 255")
     if args.sockbuf and args.sockbuf < 1:
@@ -252,10 +320,23 @@ def settings_from_args(args: argparse.Namespace) -> KCPSettings:
         raise UsageError(f"--sockbuf must be >= 0, not {args.sockbuf}")
     key = _resolve_key(args)
     settings = KCPSettings(
-        crypt=args.crypt, key=key, mode=args.mode, nodelay=nodelay, interval=interval,
-        resend=resend, nc=nc, sndwnd=args.sndwnd, rcvwnd=args.rcvwnd, mtu=args.mtu,
-        datashard=args.datashard, parityshard=args.parityshard, dscp=args.dscp,
-        acknodelay=args.acknodelay, sockbuf=args.sockbuf, stream=args.stream)
+        crypt=args.crypt,
+        key=key,
+        mode=args.mode,
+        nodelay=nodelay,
+        interval=interval,
+        resend=resend,
+        nc=nc,
+        sndwnd=args.sndwnd,
+        rcvwnd=args.rcvwnd,
+        mtu=args.mtu,
+        datashard=args.datashard,
+        parityshard=args.parityshard,
+        dscp=args.dscp,
+        acknodelay=args.acknodelay,
+        sockbuf=args.sockbuf,
+        stream=args.stream,
+    )
     make_block(settings)  # a key the cipher cannot take is a usage error, found now
     to_config(settings)
     return settings
@@ -296,8 +377,9 @@ def make_block(settings: KCPSettings) -> Any:
     try:
         return crypt.new_block_crypt(settings.crypt, settings.key)
     except ValueError as exc:  # (a TypeError would be a bug, not the user's key)
-        raise UsageError(f"cipher {settings.crypt} cannot take a {len(settings.key)}-byte key: "
-                         f"{exc}") from None
+        raise UsageError(
+            f"cipher {settings.crypt} cannot take a {len(settings.key)}-byte key: {exc}"
+        ) from None
 
 
 def parse_address(text: str, what: str = "address", *, listening: bool = False) -> Address:
@@ -332,8 +414,11 @@ def parse_address(text: str, what: str = "address", *, listening: bool = False) 
     except (socket.gaierror, UnicodeError) as exc:
         raise UsageError(f"bad {what} {text!r}: {getattr(exc, 'strerror', None) or exc}") from None
     family, _, _, _, sockaddr = infos[0]
-    return (str(sockaddr[0]), int(sockaddr[1])) if family in (socket.AF_INET,
-                                                             socket.AF_INET6) else (host, port)
+    return (
+        (str(sockaddr[0]), int(sockaddr[1]))
+        if family in (socket.AF_INET, socket.AF_INET6)
+        else (host, port)
+    )
 
 
 def format_address(address: Any) -> str:
@@ -344,10 +429,11 @@ def format_address(address: Any) -> str:
 
 def bind_error(exc: OSError, what: str, address: Address) -> UsageError:
     """Turn a bind/listen failure into a one-line usage error."""
-    reason = {errno.EADDRINUSE: "address already in use",
-              errno.EADDRNOTAVAIL: "address not available on this machine",
-              errno.EACCES: "permission denied"}.get(exc.errno or 0,
-                                                     exc.strerror or str(exc))
+    reason = {
+        errno.EADDRINUSE: "address already in use",
+        errno.EADDRNOTAVAIL: "address not available on this machine",
+        errno.EACCES: "permission denied",
+    }.get(exc.errno or 0, exc.strerror or str(exc))
     return UsageError(f"cannot {what} {format_address(address)}: {reason}")
 
 
@@ -362,11 +448,19 @@ def to_config(settings: KCPSettings) -> Any:
 
     try:
         return KCPConfig(
-            nodelay=settings.nodelay, interval=settings.interval, resend=settings.resend,
-            nc=bool(settings.nc), sndwnd=settings.sndwnd, rcvwnd=settings.rcvwnd,
-            mtu=settings.mtu, stream=settings.stream, ack_nodelay=settings.acknodelay,
-            dscp=settings.dscp or None, read_buffer=settings.sockbuf or None,
-            write_buffer=settings.sockbuf or None)
+            nodelay=settings.nodelay,
+            interval=settings.interval,
+            resend=settings.resend,
+            nc=bool(settings.nc),
+            sndwnd=settings.sndwnd,
+            rcvwnd=settings.rcvwnd,
+            mtu=settings.mtu,
+            stream=settings.stream,
+            ack_nodelay=settings.acknodelay,
+            dscp=settings.dscp or None,
+            read_buffer=settings.sockbuf or None,
+            write_buffer=settings.sockbuf or None,
+        )
     except (TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from None
 
@@ -387,9 +481,13 @@ def listen(address: Address, settings: KCPSettings) -> Any:
     import kcpsock
 
     try:
-        return kcpsock.listen(address, block=make_block(settings),
-                              data_shards=settings.datashard,
-                              parity_shards=settings.parityshard, config=to_config(settings))
+        return kcpsock.listen(
+            address,
+            block=make_block(settings),
+            data_shards=settings.datashard,
+            parity_shards=settings.parityshard,
+            config=to_config(settings),
+        )
     except OSError as exc:
         raise bind_error(exc, "listen on", address) from None
 
@@ -410,9 +508,12 @@ def dial(address: Address, settings: KCPSettings) -> Any:
     import kcpsock
 
     try:
-        return kcpsock.dial(address, block=make_block(settings),
-                            data_shards=settings.datashard,
-                            parity_shards=settings.parityshard, config=to_config(settings))
+        return kcpsock.dial(
+            address,
+            block=make_block(settings),
+            data_shards=settings.datashard,
+            parity_shards=settings.parityshard,
+            config=to_config(settings),
+        )
     except OSError as exc:
-        raise UsageError(f"cannot dial {format_address(address)}: "
-                         f"{exc.strerror or exc}") from None
+        raise UsageError(f"cannot dial {format_address(address)}: {exc.strerror or exc}") from None

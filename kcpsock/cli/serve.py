@@ -41,21 +41,46 @@ DEFAULT_IDLE_S = 600.0
 
 def register(sub: Any) -> None:
     """Add the ``serve`` command to the subparsers."""
-    p = sub.add_parser("serve", help="a KCP server: echo (default), discard or forward to TCP",
-                       description="Accept KCP sessions on ADDR and echo, discard or forward "
-                       "them to a TCP service (kcptun server style).")
+    p = sub.add_parser(
+        "serve",
+        help="a KCP server: echo (default), discard or forward to TCP",
+        description="Accept KCP sessions on ADDR and echo, discard or forward "
+        "them to a TCP service (kcptun server style).",
+    )
     p.add_argument("address", metavar="ADDR", help="UDP address to listen on, HOST:PORT")
     what = p.add_mutually_exclusive_group()
-    what.add_argument("--echo", dest="action", action="store_const", const="echo",
-                      help="send every byte back (default)")
-    what.add_argument("--discard", dest="action", action="store_const", const="discard",
-                      help="read and drop every byte")
-    what.add_argument("--forward", metavar="HOST:PORT", default=None,
-                      help="pipe each session to a new TCP connection to HOST:PORT")
-    p.add_argument("--raw", action="store_true",
-                   help="plain bytes, no kcpsock framing (for kcp-go peers; echo/discard only)")
-    p.add_argument("--idle", type=float, default=DEFAULT_IDLE_S, metavar="S",
-                   help=f"close sessions idle for S seconds (default {DEFAULT_IDLE_S:g}; 0: never)")
+    what.add_argument(
+        "--echo",
+        dest="action",
+        action="store_const",
+        const="echo",
+        help="send every byte back (default)",
+    )
+    what.add_argument(
+        "--discard",
+        dest="action",
+        action="store_const",
+        const="discard",
+        help="read and drop every byte",
+    )
+    what.add_argument(
+        "--forward",
+        metavar="HOST:PORT",
+        default=None,
+        help="pipe each session to a new TCP connection to HOST:PORT",
+    )
+    p.add_argument(
+        "--raw",
+        action="store_true",
+        help="plain bytes, no kcpsock framing (for kcp-go peers; echo/discard only)",
+    )
+    p.add_argument(
+        "--idle",
+        type=float,
+        default=DEFAULT_IDLE_S,
+        metavar="S",
+        help=f"close sessions idle for S seconds (default {DEFAULT_IDLE_S:g}; 0: never)",
+    )
     add_output_options(p)
     add_kcp_options(p, listening=True)
     p.set_defaults(func=run, action=None)
@@ -93,8 +118,14 @@ def _echo_raw(sock: Any, discard: bool) -> int:
             sock.sendall(data)
 
 
-def _handle(sock: Any, peer: Any, args: argparse.Namespace, settings: KCPSettings,
-            forward: Optional[Address], display: Display) -> None:
+def _handle(
+    sock: Any,
+    peer: Any,
+    args: argparse.Namespace,
+    settings: KCPSettings,
+    forward: Optional[Address],
+    display: Display,
+) -> None:
     total = 0
     name = format_address(peer)
     try:
@@ -104,9 +135,10 @@ def _handle(sock: Any, peer: Any, args: argparse.Namespace, settings: KCPSetting
             try:
                 tcp = socket.create_connection(forward, timeout=10.0)
             except OSError as exc:
-                display.line(f"{name}: cannot connect to {format_address(forward)}: "
-                             f"{exc.strerror or exc}",
-                             {"event": "error", "peer": name, "error": str(exc)})
+                display.line(
+                    f"{name}: cannot connect to {format_address(forward)}: {exc.strerror or exc}",
+                    {"event": "error", "peer": name, "error": str(exc)},
+                )
                 # Tell the tunnel at once (FIN) so its TCP client sees the end.
                 frames.FrameWriter(sock).fin()
                 graceful_close(sock)
@@ -127,8 +159,10 @@ def _handle(sock: Any, peer: Any, args: argparse.Namespace, settings: KCPSetting
             sock.close()
         except OSError:
             pass
-    display.line(f"session from {name} closed ({reason}), {total} bytes",
-                 {"event": "closed", "peer": name, "bytes": total, "reason": reason})
+    display.line(
+        f"session from {name} closed ({reason}), {total} bytes",
+        {"event": "closed", "peer": name, "bytes": total, "reason": reason},
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -149,15 +183,22 @@ def run(args: argparse.Namespace) -> int:
     lock = threading.Lock()
     try:
         target = f" -> {format_address(forward)} (tcp)" if forward else ""
-        announce(display, "serve", listener.getsockname(),
-                 f"({action}{target}; {settings.describe()})", action=action)
+        announce(
+            display,
+            "serve",
+            listener.getsockname(),
+            f"({action}{target}; {settings.describe()})",
+            action=action,
+        )
         while True:
             sock, peer = listener.accept()
             with lock:
                 sessions[:] = [s for s in sessions if getattr(s, "fileno", lambda: -1)() != -1]
                 sessions.append(sock)
-            display.line(f"session from {format_address(peer)}",
-                         {"event": "accepted", "peer": format_address(peer)})
+            display.line(
+                f"session from {format_address(peer)}",
+                {"event": "accepted", "peer": format_address(peer)},
+            )
             spawn(_handle, sock, peer, args, settings, forward, display, name="kcpsock-serve")
     finally:
         listener.close()

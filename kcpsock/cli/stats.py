@@ -64,9 +64,12 @@ Reading the counters:
 
 def register(sub: Any) -> None:
     """Add the ``stats`` command to the subparsers."""
-    p = sub.add_parser("stats", help="explain the SNMP counters (--stats N prints them live)",
-                       description="List kcpsock's SNMP counters (kcp-go's names) with what "
-                       "each one means; session commands print them with --stats N.")
+    p = sub.add_parser(
+        "stats",
+        help="explain the SNMP counters (--stats N prints them live)",
+        description="List kcpsock's SNMP counters (kcp-go's names) with what "
+        "each one means; session commands print them with --stats N.",
+    )
     add_output_options(p, stats=False)
     p.set_defaults(func=run)
 
@@ -79,14 +82,20 @@ def run(args: argparse.Namespace) -> int:
     values = [int(v) for v in kcpsock.snmp.to_list()]
     display = Display(json_mode=args.json, live=False)
     if args.json:
-        display.line(obj={"counters": [
-            {"name": n, "value": v, "meaning": DESCRIPTIONS.get(n, "")}
-            for n, v in zip(names, values)]})
+        display.line(
+            obj={
+                "counters": [
+                    {"name": n, "value": v, "meaning": DESCRIPTIONS.get(n, "")}
+                    for n, v in zip(names, values)
+                ]
+            }
+        )
         return 0
     width = max(len(n) for n in names)
     display.line("kcpsock SNMP counters (process-wide, cumulative; kcp-go's names and order)")
-    display.line("print them during a run with --stats N, e.g. "
-                 "`kcpsock bench -c HOST:PORT --stats 1`")
+    display.line(
+        "print them during a run with --stats N, e.g. `kcpsock bench -c HOST:PORT --stats 1`"
+    )
     display.line("")
     for name in names:
         display.line(f"  {name:<{width}}  {DESCRIPTIONS.get(name, '(see kcp-go snmp.go)')}")

@@ -58,8 +58,8 @@ class _Link:
         self.sent_fin = False
         self.got_fin = False
         self.failed = False
-        self.bytes_up = 0     # TCP -> KCP
-        self.bytes_down = 0   # KCP -> TCP
+        self.bytes_up = 0  # TCP -> KCP
+        self.bytes_down = 0  # KCP -> TCP
 
     def touch(self) -> None:
         """Record traffic now."""
@@ -83,8 +83,9 @@ class _Link:
             pass
 
 
-def _tcp_to_kcp(link: _Link, writer: frames.FrameWriter,
-                on_send: Optional[Callable[[], None]]) -> None:
+def _tcp_to_kcp(
+    link: _Link, writer: frames.FrameWriter, on_send: Optional[Callable[[], None]]
+) -> None:
     try:
         while True:
             data = link.tcp.recv(frames.CHUNK)
@@ -112,8 +113,12 @@ def _idle_watch(link: _Link, done: threading.Event) -> None:
             return
 
 
-def pump(kcp: Any, tcp: socket.socket, idle_s: float = DEFAULT_IDLE_S,
-         on_send: Optional[Callable[[], None]] = None) -> tuple[int, int]:
+def pump(
+    kcp: Any,
+    tcp: socket.socket,
+    idle_s: float = DEFAULT_IDLE_S,
+    on_send: Optional[Callable[[], None]] = None,
+) -> tuple[int, int]:
     """Carry a TCP connection over a framed KCP session until both ends finish.
 
     Args:
@@ -174,23 +179,48 @@ def pump(kcp: Any, tcp: socket.socket, idle_s: float = DEFAULT_IDLE_S,
 
 def register(sub: Any) -> None:
     """Add the ``tunnel`` command to the subparsers."""
-    p = sub.add_parser("tunnel", help="forward a local TCP port over KCP (kcptun client style)",
-                       description="Accept TCP connections on LOCAL_TCP and carry each over its "
-                       "own KCP session to REMOTE_KCP, where `kcpsock serve --forward` runs.")
-    p.add_argument("-l", "--local", required=True, metavar="LOCAL_TCP",
-                   help="local TCP address to listen on, HOST:PORT")
-    p.add_argument("-r", "--remote", required=True, metavar="REMOTE_KCP",
-                   help="the KCP server (kcpsock serve --forward), HOST:PORT")
-    p.add_argument("--idle", type=float, default=DEFAULT_IDLE_S, metavar="S",
-                   help=f"close a connection idle for S seconds (default {DEFAULT_IDLE_S:g}; 0: never)")
+    p = sub.add_parser(
+        "tunnel",
+        help="forward a local TCP port over KCP (kcptun client style)",
+        description="Accept TCP connections on LOCAL_TCP and carry each over its "
+        "own KCP session to REMOTE_KCP, where `kcpsock serve --forward` runs.",
+    )
+    p.add_argument(
+        "-l",
+        "--local",
+        required=True,
+        metavar="LOCAL_TCP",
+        help="local TCP address to listen on, HOST:PORT",
+    )
+    p.add_argument(
+        "-r",
+        "--remote",
+        required=True,
+        metavar="REMOTE_KCP",
+        help="the KCP server (kcpsock serve --forward), HOST:PORT",
+    )
+    p.add_argument(
+        "--idle",
+        type=float,
+        default=DEFAULT_IDLE_S,
+        metavar="S",
+        help=f"close a connection idle for S seconds (default {DEFAULT_IDLE_S:g}; 0: never)",
+    )
     add_wait_option(p)
     add_output_options(p)
     add_kcp_options(p, listening=False)
     p.set_defaults(func=run)
 
 
-def _serve_one(conn: socket.socket, peer: Any, remote: Any, settings: KCPSettings,
-               idle_s: float, wait_s: float, display: Display) -> None:
+def _serve_one(
+    conn: socket.socket,
+    peer: Any,
+    remote: Any,
+    settings: KCPSettings,
+    idle_s: float,
+    wait_s: float,
+    display: Display,
+) -> None:
     try:
         kcp = dial(remote, settings)
     except UsageError as exc:
@@ -203,12 +233,16 @@ def _serve_one(conn: socket.socket, peer: Any, remote: Any, settings: KCPSetting
     finally:
         watch.stop()
     if watch.silent.is_set():
-        display.line(f"closed {format_address(peer)}: no answer from {format_address(remote)} "
-                     f"within {wait_s:g} s",
-                     {"event": "error", "peer": format_address(peer), "error": "no answer"})
+        display.line(
+            f"closed {format_address(peer)}: no answer from {format_address(remote)} "
+            f"within {wait_s:g} s",
+            {"event": "error", "peer": format_address(peer), "error": "no answer"},
+        )
         return
-    display.line(f"closed {format_address(peer)}: {up} bytes up, {down} bytes down",
-                 {"event": "closed", "peer": format_address(peer), "up": up, "down": down})
+    display.line(
+        f"closed {format_address(peer)}: {up} bytes up, {down} bytes down",
+        {"event": "closed", "peer": format_address(peer), "up": up, "down": down},
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -229,14 +263,27 @@ def run(args: argparse.Namespace) -> int:
         server.close()
         raise bind_error(exc, "listen on", local) from None
     stats = start_stats(args)
-    announce(display, "tunnel", server.getsockname(),
-             f"(tcp) -> {format_address(remote)} (kcp; {settings.describe()})",
-             remote=format_address(remote))
+    announce(
+        display,
+        "tunnel",
+        server.getsockname(),
+        f"(tcp) -> {format_address(remote)} (kcp; {settings.describe()})",
+        remote=format_address(remote),
+    )
     try:
         while True:
             conn, peer = server.accept()
-            spawn(_serve_one, conn, peer, remote, settings, args.idle, args.wait, display,
-                  name="kcpsock-tunnel")
+            spawn(
+                _serve_one,
+                conn,
+                peer,
+                remote,
+                settings,
+                args.idle,
+                args.wait,
+                display,
+                name="kcpsock-tunnel",
+            )
     finally:
         server.close()
         if stats:

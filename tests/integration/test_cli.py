@@ -32,12 +32,14 @@ def kcpsock_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "kcpsock", *args]
 
 
-def run_cli(*args: str, input: Optional[bytes] = None, timeout: float = 60.0
-            ) -> subprocess.CompletedProcess[bytes]:
+def run_cli(
+    *args: str, input: Optional[bytes] = None, timeout: float = 60.0
+) -> subprocess.CompletedProcess[bytes]:
     """Run a command to completion and return its result (bytes)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.run(kcpsock_cmd(*args), input=input, capture_output=True,
-                          timeout=timeout, cwd=ROOT, env=env)
+    return subprocess.run(
+        kcpsock_cmd(*args), input=input, capture_output=True, timeout=timeout, cwd=ROOT, env=env
+    )
 
 
 class Proc:
@@ -45,8 +47,14 @@ class Proc:
 
     def __init__(self, *args: str, stdin: Any = subprocess.DEVNULL) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.p = subprocess.Popen(kcpsock_cmd(*args), stdin=stdin, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, cwd=ROOT, env=env)
+        self.p = subprocess.Popen(
+            kcpsock_cmd(*args),
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=ROOT,
+            env=env,
+        )
         self.lines: queue.Queue[Optional[str]] = queue.Queue()
         self.err_lines: queue.Queue[Optional[str]] = queue.Queue()
         self.seen: list[str] = []
@@ -80,15 +88,15 @@ class Proc:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise AssertionError(f"no stderr line matching {pattern.pattern!r}: "
-                                     f"{self.stderr!r}")
+                raise AssertionError(
+                    f"no stderr line matching {pattern.pattern!r}: {self.stderr!r}"
+                )
             try:
                 line = self.err_lines.get(timeout=left)
             except queue.Empty:
                 continue
             if line is None:
-                raise AssertionError(f"stderr closed before {pattern.pattern!r}: "
-                                     f"{self.stderr!r}")
+                raise AssertionError(f"stderr closed before {pattern.pattern!r}: {self.stderr!r}")
             match = pattern.search(line)
             if match:
                 return match
@@ -99,8 +107,10 @@ class Proc:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise AssertionError(f"no line matching {pattern.pattern!r} in {timeout} s; "
-                                     f"seen {self.seen!r}, stderr {self.stderr!r}")
+                raise AssertionError(
+                    f"no line matching {pattern.pattern!r} in {timeout} s; "
+                    f"seen {self.seen!r}, stderr {self.stderr!r}"
+                )
             try:
                 line = self.lines.get(timeout=left)
             except queue.Empty:
@@ -108,9 +118,11 @@ class Proc:
             if line is None:
                 self.p.wait(timeout=10)
                 self._err.join(timeout=10)
-                raise AssertionError(f"process exited ({self.p.returncode}) before "
-                                     f"{pattern.pattern!r}; seen {self.seen!r}, "
-                                     f"stderr {self.stderr!r}")
+                raise AssertionError(
+                    f"process exited ({self.p.returncode}) before "
+                    f"{pattern.pattern!r}; seen {self.seen!r}, "
+                    f"stderr {self.stderr!r}"
+                )
             self.seen.append(line)
             match = pattern.search(line)
             if match:
@@ -179,16 +191,25 @@ def assert_usage_error(result: subprocess.CompletedProcess[bytes], *needles: str
 # ---------------------------------------------------------------- help
 
 
-@pytest.mark.parametrize("command", ["demo", "serve", "connect", "bench", "tunnel", "relay",
-                                     "stats"])
+@pytest.mark.parametrize(
+    "command", ["demo", "serve", "connect", "bench", "tunnel", "relay", "stats"]
+)
 def test_help_of_every_command(command: str) -> None:
     result = run_cli(command, "--help")
     assert result.returncode == 0
     out = result.stdout.decode()
     assert out.startswith(f"usage: kcpsock {command}")
     if command in ("demo", "serve", "connect", "bench", "tunnel"):
-        for option in ("--crypt", "--key", "--mode", "--sndwnd", "--datashard", "--stats",
-                       "--no-stream", "--json"):
+        for option in (
+            "--crypt",
+            "--key",
+            "--mode",
+            "--sndwnd",
+            "--datashard",
+            "--stats",
+            "--no-stream",
+            "--json",
+        ):
             assert option in out, option
 
 
@@ -207,34 +228,39 @@ def test_no_command_is_a_usage_error() -> None:
 # ---------------------------------------------------------------- user errors
 
 
-@pytest.mark.parametrize(("args", "needle"), [
-    (["serve", "nowhere"], "bad listen address"),
-    (["serve", "127.0.0.1:70000"], "port must be"),
-    (["connect", "127.0.0.1:0"], "port must be"),
-    (["connect", ":4000"], "a host is needed"),
-    (["connect", "no-such-host.invalid:4000"], "bad server address"),
-    (["serve", "127.0.0.1:0", "--crypt", "rot13"], "unknown cipher 'rot13'"),
-    (["serve", "127.0.0.1:0", "--crypt", "aes-128", "--rawkey", "00112233"],
-     "cannot take a 4-byte key"),
-    (["serve", "127.0.0.1:0", "--rawkey", "xyz"], "not hexadecimal"),
-    (["serve", "127.0.0.1:0", "--key", "a", "--rawkey", "00" * 32], "conflicts"),
-    (["serve", "127.0.0.1:0", "--mode", "fast3", "--nodelay", "0"], "--mode manual"),
-    (["serve", "127.0.0.1:0", "--datashard", "10", "--parityshard", "0"], "conflicts"),
-    (["serve", "127.0.0.1:0", "--mtu", "20"], "--mtu"),
-    (["serve", "127.0.0.1:0", "--dscp", "64"], "--dscp"),
-    (["serve", "127.0.0.1:0", "--echo", "--discard"], "not allowed with"),
-    (["serve", "127.0.0.1:0", "--raw", "--forward", "127.0.0.1:80"], "conflicts"),
-    (["serve", "127.0.0.1:0", "--sndwnd", "many"], "invalid int value"),
-    (["bench", "-c", "127.0.0.1:1", "--reverse", "--bidir"], "conflicts"),
-    (["bench", "-c", "127.0.0.1:1", "--time", "1", "--bytes", "10"], "conflicts"),
-    (["bench", "-s", "127.0.0.1:0", "--reverse"], "client option"),
-    (["bench", "-s", "127.0.0.1:0", "-c", "127.0.0.1:1"], "not allowed with"),
-    (["tunnel", "-l", "127.0.0.1:0"], "required"),
-    (["relay", "-l", "127.0.0.1:0", "-t", "127.0.0.1:9", "--loss", "1.5"], "between 0 and 1"),
-    (["relay", "-l", "127.0.0.1:0", "-t", "127.0.0.1:9", "--delay", "-3"], ">= 0"),
-    (["demo", "--bytes", "0"], "--bytes must be > 0"),
-    (["demo", "--loss", "lots"], "not a fraction"),
-])
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["serve", "nowhere"], "bad listen address"),
+        (["serve", "127.0.0.1:70000"], "port must be"),
+        (["connect", "127.0.0.1:0"], "port must be"),
+        (["connect", ":4000"], "a host is needed"),
+        (["connect", "no-such-host.invalid:4000"], "bad server address"),
+        (["serve", "127.0.0.1:0", "--crypt", "rot13"], "unknown cipher 'rot13'"),
+        (
+            ["serve", "127.0.0.1:0", "--crypt", "aes-128", "--rawkey", "00112233"],
+            "cannot take a 4-byte key",
+        ),
+        (["serve", "127.0.0.1:0", "--rawkey", "xyz"], "not hexadecimal"),
+        (["serve", "127.0.0.1:0", "--key", "a", "--rawkey", "00" * 32], "conflicts"),
+        (["serve", "127.0.0.1:0", "--mode", "fast3", "--nodelay", "0"], "--mode manual"),
+        (["serve", "127.0.0.1:0", "--datashard", "10", "--parityshard", "0"], "conflicts"),
+        (["serve", "127.0.0.1:0", "--mtu", "20"], "--mtu"),
+        (["serve", "127.0.0.1:0", "--dscp", "64"], "--dscp"),
+        (["serve", "127.0.0.1:0", "--echo", "--discard"], "not allowed with"),
+        (["serve", "127.0.0.1:0", "--raw", "--forward", "127.0.0.1:80"], "conflicts"),
+        (["serve", "127.0.0.1:0", "--sndwnd", "many"], "invalid int value"),
+        (["bench", "-c", "127.0.0.1:1", "--reverse", "--bidir"], "conflicts"),
+        (["bench", "-c", "127.0.0.1:1", "--time", "1", "--bytes", "10"], "conflicts"),
+        (["bench", "-s", "127.0.0.1:0", "--reverse"], "client option"),
+        (["bench", "-s", "127.0.0.1:0", "-c", "127.0.0.1:1"], "not allowed with"),
+        (["tunnel", "-l", "127.0.0.1:0"], "required"),
+        (["relay", "-l", "127.0.0.1:0", "-t", "127.0.0.1:9", "--loss", "1.5"], "between 0 and 1"),
+        (["relay", "-l", "127.0.0.1:0", "-t", "127.0.0.1:9", "--delay", "-3"], ">= 0"),
+        (["demo", "--bytes", "0"], "--bytes must be > 0"),
+        (["demo", "--loss", "lots"], "not a fraction"),
+    ],
+)
 def test_user_errors_exit_2_with_one_line(args: list[str], needle: str) -> None:
     assert_usage_error(run_cli(*args), needle)
 
@@ -278,12 +304,24 @@ def test_stats_explains_every_counter() -> None:
 
 def _relay_run(procs: Any, loss: float, seed: int, count: int) -> tuple[set[int], dict[str, Any]]:
     """Send ``count`` numbered datagrams through ``kcpsock relay``; return what arrived."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink, \
-            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as src:
+    with (
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink,
+        socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as src,
+    ):
         sink.bind(("127.0.0.1", 0))
         sink.settimeout(0.2)
-        relay = procs("relay", "-l", "127.0.0.1:0", "-t", f"127.0.0.1:{sink.getsockname()[1]}",
-                      "--loss", str(loss), "--seed", str(seed), "--json")
+        relay = procs(
+            "relay",
+            "-l",
+            "127.0.0.1:0",
+            "-t",
+            f"127.0.0.1:{sink.getsockname()[1]}",
+            "--loss",
+            str(loss),
+            "--seed",
+            str(seed),
+            "--json",
+        )
         ev = json.loads(relay.wait_line(re.compile(r'"event": "listening"')).string)
         host, _, port = ev["address"].rpartition(":")
         target = (host, int(port))
@@ -351,13 +389,14 @@ def test_live_line_fits_the_terminal() -> None:
 
     for width in (40, 60, 80, 100, 200):
         for fancy in (True, False):
-            line = _status_line(width, fancy, 0.5, 25_000_000, 50_000_000, 7.5e6, 12.0,
-                                1234, 567, 0.05, 3.2)
+            line = _status_line(
+                width, fancy, 0.5, 25_000_000, 50_000_000, 7.5e6, 12.0, 1234, 567, 0.05, 3.2
+            )
             assert len(line) <= width
             assert line.lstrip("▕█▏[#-] ").startswith("50%")
-    wide = _status_line(200, True, 0.5, 25_000_000, 50_000_000, 7.5e6, 12.0, 1234, 567,
-                        0.05, 3.2)
+    wide = _status_line(200, True, 0.5, 25_000_000, 50_000_000, 7.5e6, 12.0, 1234, 567, 0.05, 3.2)
     for text in ("7.50 MB/s", "srtt +12.0 ms", "retrans 1234", "FEC rec 567", "loss 5.0%"):
         assert re.search(text, wide), text
-    assert "rtx 1234" in _status_line(70, True, 0.5, 25_000_000, 50_000_000, 7.5e6, 12.0,
-                                      1234, 567, 0.05, 3.2)
+    assert "rtx 1234" in _status_line(
+        70, True, 0.5, 25_000_000, 50_000_000, 7.5e6, 12.0, 1234, 567, 0.05, 3.2
+    )

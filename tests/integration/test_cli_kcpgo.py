@@ -37,8 +37,15 @@ def gopeer() -> Path:
 def test_connect_with_kcptun_defaults_to_kcp_go_echo(gopeer: Path) -> None:
     with GoServer(gopeer, "echo-server", peer_flags(crypt="aes", **KCPTUN_FAST)) as go:
         data = os.urandom(150_000)
-        result = run_cli("connect", f"127.0.0.1:{go.address[1]}", "--raw", "--linger", "0.5",
-                         input=data, timeout=60)
+        result = run_cli(
+            "connect",
+            f"127.0.0.1:{go.address[1]}",
+            "--raw",
+            "--linger",
+            "0.5",
+            input=data,
+            timeout=60,
+        )
     assert result.returncode == 0, result.stderr.decode()
     assert result.stdout == data
 
@@ -47,9 +54,19 @@ def test_connect_with_kcptun_defaults_to_kcp_go_echo(gopeer: Path) -> None:
 def test_connect_with_same_key_and_cipher(gopeer: Path, crypt: str) -> None:
     flags = peer_flags(crypt=crypt, key="correct horse", **KCPTUN_FAST)
     with GoServer(gopeer, "echo-server", flags) as go:
-        result = run_cli("connect", f"127.0.0.1:{go.address[1]}", "--raw", "--linger", "0.3",
-                         "--crypt", crypt, "--key", "correct horse", input=b"hello kcp-go\n",
-                         timeout=60)
+        result = run_cli(
+            "connect",
+            f"127.0.0.1:{go.address[1]}",
+            "--raw",
+            "--linger",
+            "0.3",
+            "--crypt",
+            crypt,
+            "--key",
+            "correct horse",
+            input=b"hello kcp-go\n",
+            timeout=60,
+        )
     assert result.returncode == 0, result.stderr.decode()
     assert result.stdout == b"hello kcp-go\n"
 

@@ -39,11 +39,13 @@ def test_demo_succeeds_and_its_summary_adds_up() -> None:
     # 5% loss each way, seeded: the relay saw roughly that.
     assert 0.02 < summary["loss_seen"] < 0.09, summary
     assert summary["relay_dropped"] == pytest.approx(
-        summary["loss_seen"] * summary["relay_datagrams"], abs=1)
+        summary["loss_seen"] * summary["relay_datagrams"], abs=1
+    )
     # Lost data datagrams are repaired by FEC or by retransmission.
     assert summary["fec_recovered"] + summary["retrans_segs"] > 0
-    assert summary["retrans_segs"] == (summary["lost_segs"] + summary["fast_retrans_segs"]
-                                       + summary["early_retrans_segs"])
+    assert summary["retrans_segs"] == (
+        summary["lost_segs"] + summary["fast_retrans_segs"] + summary["early_retrans_segs"]
+    )
     # At 1350-byte datagrams, 2 MB needs at least ~1500 data datagrams.
     assert summary["relay_datagrams"] > total / 1350
     assert summary["pings"] == 30
@@ -60,13 +62,34 @@ def _pattern(seed: int, total: int) -> bytes:
 
 
 def test_demo_text_summary_without_terminal() -> None:
-    result = run_cli("demo", "--bytes", "300000", "--loss", "0", "--pings", "5",
-                     "--crypt", "salsa20", "--datashard", "0", "--parityshard", "0", timeout=60)
+    result = run_cli(
+        "demo",
+        "--bytes",
+        "300000",
+        "--loss",
+        "0",
+        "--pings",
+        "5",
+        "--crypt",
+        "salsa20",
+        "--datashard",
+        "0",
+        "--parityshard",
+        "0",
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr.decode()
     out = result.stdout.decode()
     assert "\r" not in out and "\x1b[" not in out  # no live line when stdout is a pipe
-    for label in ("result", "throughput", "RTT p50 / p99", "loss seen", "retransmitted",
-                  "FEC recovered", "CPU"):
+    for label in (
+        "result",
+        "throughput",
+        "RTT p50 / p99",
+        "loss seen",
+        "retransmitted",
+        "FEC recovered",
+        "CPU",
+    ):
         assert re.search(rf"^{re.escape(label)}\s+: ", out, re.M), label
     assert "OK: all 300,000 bytes arrived intact" in out
     assert re.search(r"^loss seen\s+: 0\.00%", out, re.M)
@@ -80,8 +103,10 @@ def test_udp_port_in_use_is_a_usage_error() -> None:
             result = run_cli(*command)
             err = result.stderr.decode()
             assert result.returncode == 2, err
-            assert err.splitlines() == [f"kcpsock {command[0]}: error: cannot listen on "
-                                        f"127.0.0.1:{port}: address already in use"]
+            assert err.splitlines() == [
+                f"kcpsock {command[0]}: error: cannot listen on "
+                f"127.0.0.1:{port}: address already in use"
+            ]
 
 
 def test_ipv6_loopback(procs: Any) -> None:  # noqa: F811
@@ -118,14 +143,17 @@ def test_serve_connect_round_trip_stdin(procs: Any) -> None:  # noqa: F811
 def test_connect_with_another_key_gets_no_answer(procs: Any) -> None:  # noqa: F811
     server = procs("serve", "127.0.0.1:0", "--key", "right", "--stats", "0.2")
     host, port = server.address()
-    result = run_cli("connect", f"{host}:{port}", "--key", "wrong", "--wait", "1.5",
-                     input=b"hello\n", timeout=30)
+    result = run_cli(
+        "connect", f"{host}:{port}", "--key", "wrong", "--wait", "1.5", input=b"hello\n", timeout=30
+    )
     err = result.stderr.decode()
     assert result.returncode == 1, err
     assert result.stdout == b""
-    assert err.splitlines() == [f"kcpsock connect: error: no answer from {host}:{port} within "
-                                "1.5 s (is a kcpsock server running there, with the same "
-                                "--crypt, --key and FEC?)"]
+    assert err.splitlines() == [
+        f"kcpsock connect: error: no answer from {host}:{port} within "
+        "1.5 s (is a kcpsock server running there, with the same "
+        "--crypt, --key and FEC?)"
+    ]
     # The server counted the packets it could not authenticate (InCsumErrors).
     server.wait_err_line(re.compile(r"InCsumErrors=[1-9]"))
     assert server.interrupt() == 130
@@ -134,8 +162,15 @@ def test_connect_with_another_key_gets_no_answer(procs: Any) -> None:  # noqa: F
 def test_tunnel_to_nowhere_closes_the_tcp_connection(procs: Any) -> None:  # noqa: F811
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as hole:
         hole.bind(("127.0.0.1", 0))  # a UDP port nobody answers on
-        tunnel = procs("tunnel", "-l", "127.0.0.1:0", "-r",
-                       f"127.0.0.1:{hole.getsockname()[1]}", "--wait", "1.5")
+        tunnel = procs(
+            "tunnel",
+            "-l",
+            "127.0.0.1:0",
+            "-r",
+            f"127.0.0.1:{hole.getsockname()[1]}",
+            "--wait",
+            "1.5",
+        )
         host, port = tunnel.address()
         with socket.create_connection((host, port), timeout=30) as client:
             client.sendall(b"GET / HTTP/1.0\r\n\r\n")
@@ -146,34 +181,71 @@ def test_tunnel_to_nowhere_closes_the_tcp_connection(procs: Any) -> None:  # noq
 
 @pytest.mark.parametrize("mode", [[], ["--reverse"], ["--bidir"]])
 def test_bench_json_byte_counts_match(procs: Any, mode: list[str]) -> None:  # noqa: F811
-    server = procs("bench", "-s", "127.0.0.1:0", "--once", "--datashard", "0",
-                   "--parityshard", "0", "--crypt", "none")
+    server = procs(
+        "bench",
+        "-s",
+        "127.0.0.1:0",
+        "--once",
+        "--datashard",
+        "0",
+        "--parityshard",
+        "0",
+        "--crypt",
+        "none",
+    )
     host, port = server.address()
     total = 1_500_000
-    result = run_cli("bench", "-c", f"{host}:{port}", "--bytes", str(total), "--json",
-                     "--datashard", "0", "--parityshard", "0", "--crypt", "none", *mode,
-                     timeout=60)
+    result = run_cli(
+        "bench",
+        "-c",
+        f"{host}:{port}",
+        "--bytes",
+        str(total),
+        "--json",
+        "--datashard",
+        "0",
+        "--parityshard",
+        "0",
+        "--crypt",
+        "none",
+        *mode,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr.decode()
     report = json.loads(result.stdout)
     end = report["end"]
-    directions = {"": ["client_to_server"], "--reverse": ["server_to_client"],
-                  "--bidir": ["client_to_server", "server_to_client"]}[mode[0] if mode else ""]
-    assert sorted(k for k in end if k.endswith("client") or k.endswith("server")) == \
-        sorted(directions)
+    directions = {
+        "": ["client_to_server"],
+        "--reverse": ["server_to_client"],
+        "--bidir": ["client_to_server", "server_to_client"],
+    }[mode[0] if mode else ""]
+    assert sorted(k for k in end if k.endswith("client") or k.endswith("server")) == sorted(
+        directions
+    )
     for key in directions:
         assert end[key]["sent"] == end[key]["received"] == total
     assert report["intervals"] and all(i["end"] > i["start"] for i in report["intervals"])
     assert report["end"]["retrans"]["client"] >= 0 and report["end"]["retrans"]["server"] >= 0
-    assert sum(i["sent"] for i in report["intervals"]) == \
-        (total if "client_to_server" in directions else 0)
+    assert sum(i["sent"] for i in report["intervals"]) == (
+        total if "client_to_server" in directions else 0
+    )
     assert server.p.wait(timeout=20) == 0
 
 
 def test_bench_rtt(procs: Any) -> None:  # noqa: F811
     server = procs("bench", "-s", "127.0.0.1:0", "--once", *FAST)
     host, port = server.address()
-    result = run_cli("bench", "-c", f"{host}:{port}", "--rtt", "--bytes", str(64 * 100),
-                     "--json", *FAST, timeout=60)
+    result = run_cli(
+        "bench",
+        "-c",
+        f"{host}:{port}",
+        "--rtt",
+        "--bytes",
+        str(64 * 100),
+        "--json",
+        *FAST,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr.decode()
     rtt = json.loads(result.stdout)["end"]["rtt"]
     assert rtt["pings"] == rtt["echoed"] == 100
@@ -230,8 +302,19 @@ def test_tunnel_through_a_lossy_relay(procs: Any, http_root: Any) -> None:  # no
     port, big_sha = http_root
     server = procs("serve", "127.0.0.1:0", "--forward", f"127.0.0.1:{port}")
     shost, sport = server.address()
-    relay = procs("relay", "-l", "127.0.0.1:0", "-t", f"{shost}:{sport}", "--loss", "5%",
-                  "--delay", "2", "--seed", "3")
+    relay = procs(
+        "relay",
+        "-l",
+        "127.0.0.1:0",
+        "-t",
+        f"{shost}:{sport}",
+        "--loss",
+        "5%",
+        "--delay",
+        "2",
+        "--seed",
+        "3",
+    )
     rhost, rport = relay.address()
     tunnel = procs("tunnel", "-l", "127.0.0.1:0", "-r", f"{rhost}:{rport}")
     thost, tport = tunnel.address()
@@ -330,8 +413,19 @@ def test_raw_serve_connect(procs: Any) -> None:  # noqa: F811
     server = procs("serve", "127.0.0.1:0", "--raw", "--crypt", "xor", "--key", "k")
     host, port = server.address()
     data = os.urandom(200_000)
-    result = run_cli("connect", f"{host}:{port}", "--raw", "--linger", "0.3", "--crypt", "xor",
-                     "--key", "k", input=data, timeout=60)
+    result = run_cli(
+        "connect",
+        f"{host}:{port}",
+        "--raw",
+        "--linger",
+        "0.3",
+        "--crypt",
+        "xor",
+        "--key",
+        "k",
+        input=data,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr.decode()
     assert result.stdout == data
     assert server.interrupt() == 130
@@ -349,9 +443,14 @@ def test_demo_live_line_on_a_terminal() -> None:
 
     master, slave = pty.openpty()
     env = dict(os.environ, TERM="xterm", COLUMNS="100", LINES="30")
-    proc = subprocess.Popen([sys.executable, "-m", "kcpsock", "demo", "--bytes", "6000000",
-                             "--pings", "10"], stdout=slave, stderr=slave,
-                            stdin=subprocess.DEVNULL, cwd=ROOT, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kcpsock", "demo", "--bytes", "6000000", "--pings", "10"],
+        stdout=slave,
+        stderr=slave,
+        stdin=subprocess.DEVNULL,
+        cwd=ROOT,
+        env=env,
+    )
     os.close(slave)
     out = b""
     deadline = time.monotonic() + 90

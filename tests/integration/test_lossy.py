@@ -128,12 +128,18 @@ def test_fec_recovers_on_each_side(server_factory: Any, direction: str) -> None:
     must route parity packets, which carry no conv, to the session)."""
     data = stream_bytes(120_000, seed=5)
     key = kcpsock.derive_key("lossy")
-    server = server_factory(config=FAST, block=kcpsock.new_block_crypt("aes", key),
-                            data_shards=10, parity_shards=3)
+    server = server_factory(
+        config=FAST, block=kcpsock.new_block_crypt("aes", key), data_shards=10, parity_shards=3
+    )
     before = _counter(kcpsock.snmp.copy(), "FECRecovered")
     with Relay(target=server.address, loss=0.1, seed=4, directions=direction) as relay:
-        sock = kcpsock.dial(relay.address, config=FAST, block=kcpsock.new_block_crypt("aes", key),
-                            data_shards=10, parity_shards=3)
+        sock = kcpsock.dial(
+            relay.address,
+            config=FAST,
+            block=kcpsock.new_block_crypt("aes", key),
+            data_shards=10,
+            parity_shards=3,
+        )
         try:
             sock.settimeout(IO_TIMEOUT)
             assert echo_roundtrip(sock, data) == data
@@ -149,8 +155,9 @@ def test_fec_recovers_on_each_side(server_factory: Any, direction: str) -> None:
 def test_delay_jitter_duplication_reordering(server_factory: Any) -> None:
     data = stream_bytes(64_000, seed=9)
     server = server_factory(config=FAST)
-    with Relay(target=server.address, loss=0.05, delay_ms=15, jitter_ms=5, dup=0.1,
-               reorder=0.1, seed=8) as relay:
+    with Relay(
+        target=server.address, loss=0.05, delay_ms=15, jitter_ms=5, dup=0.1, reorder=0.1, seed=8
+    ) as relay:
         sock = kcpsock.dial(relay.address, config=FAST)
         try:
             sock.settimeout(IO_TIMEOUT)

@@ -86,7 +86,11 @@ def test_clean_relay_forwards_everything_in_order(
         assert got == list(range(300))
         up = relay.up
         assert (up.received, up.forwarded, up.dropped, up.duplicated, up.reordered) == (
-            300, 300, 0, 0, 0,
+            300,
+            300,
+            0,
+            0,
+            0,
         )
         assert up.bytes_forwarded == 300 * 64
         assert relay.client == addr(client)
@@ -150,9 +154,7 @@ def test_delay_holds_datagrams(client: socket.socket, target: socket.socket) -> 
             assert elapsed < 2.0, elapsed
 
 
-def test_jitter_spreads_delays_within_bounds(
-    client: socket.socket, target: socket.socket
-) -> None:
+def test_jitter_spreads_delays_within_bounds(client: socket.socket, target: socket.socket) -> None:
     with Relay(target=addr(target), delay_ms=30, jitter_ms=20, seed=2) as relay:
         target.settimeout(DEADLINE_S)
         delays = []

@@ -44,21 +44,24 @@ _BLOCKERS = {
     "accept": "print('ready', flush=True); L.accept()",
     # fill the window until nothing moves (the peer does not read and its
     # receive window is 4 segments), then block in send
-    "send": ("c.settimeout(0.5)\n"
-             "try:\n"
-             "    while True: c.send(b'x' * 1000)\n"
-             "except TimeoutError:\n"
-             "    pass\n"
-             "c.settimeout(None)\n"
-             "print('ready', flush=True); c.send(b'y' * 1000)"),
+    "send": (
+        "c.settimeout(0.5)\n"
+        "try:\n"
+        "    while True: c.send(b'x' * 1000)\n"
+        "except TimeoutError:\n"
+        "    pass\n"
+        "c.settimeout(None)\n"
+        "print('ready', flush=True); c.send(b'y' * 1000)"
+    ),
     "sendall": "print('ready', flush=True); c.sendall(b'z' * 10_000_000)",
     "makefile-readline": "f = c.makefile('rb'); print('ready', flush=True); f.readline()",
 }
 
 
 def _run_child(code: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def _finish(proc: subprocess.Popen[str], timeout: float = 15.0) -> tuple[str, str]:
@@ -151,8 +154,10 @@ def test_close_leaves_no_thread_and_no_descriptor() -> None:
         print("fds", nfds() - FDS0, flush=True)
         """)
     out, err = _finish(_run_child(code))
-    assert out.splitlines() == ["threads []", "fds 0", "again b'again'", "threads []",
-                                "fds 0"], (out, err)
+    assert out.splitlines() == ["threads []", "fds 0", "again b'again'", "threads []", "fds 0"], (
+        out,
+        err,
+    )
 
 
 def test_forgotten_objects_release_threads_and_descriptors() -> None:
@@ -209,16 +214,35 @@ def _help_text(obj: object) -> str:
     return out.getvalue()
 
 
-@pytest.mark.parametrize("obj", [
-    kcpsock.dial, kcpsock.listen, kcpsock.create_connection, kcpsock.create_server,
-    kcpsock.KCPSocket.recv, kcpsock.KCPSocket.recv_into, kcpsock.KCPSocket.send,
-    kcpsock.KCPSocket.sendall, kcpsock.KCPSocket.settimeout, kcpsock.KCPSocket.makefile,
-    kcpsock.KCPSocket.setsockopt, kcpsock.KCPSocket.getsockopt, kcpsock.KCPSocket.set_nodelay,
-    kcpsock.KCPSocket.set_window_size, kcpsock.KCPSocket.set_mtu, kcpsock.KCPSocket.shutdown,
-    kcpsock.KCPSocket.sendfile, kcpsock.KCPSocket.setblocking, kcpsock.KCPSocket.set_dup,
-    kcpsock.Listener.accept, kcpsock.Listener.settimeout, kcpsock.Listener.set_read_buffer,
-    kcpsock.Listener.setsockopt,
-], ids=lambda o: o.__qualname__)
+@pytest.mark.parametrize(
+    "obj",
+    [
+        kcpsock.dial,
+        kcpsock.listen,
+        kcpsock.create_connection,
+        kcpsock.create_server,
+        kcpsock.KCPSocket.recv,
+        kcpsock.KCPSocket.recv_into,
+        kcpsock.KCPSocket.send,
+        kcpsock.KCPSocket.sendall,
+        kcpsock.KCPSocket.settimeout,
+        kcpsock.KCPSocket.makefile,
+        kcpsock.KCPSocket.setsockopt,
+        kcpsock.KCPSocket.getsockopt,
+        kcpsock.KCPSocket.set_nodelay,
+        kcpsock.KCPSocket.set_window_size,
+        kcpsock.KCPSocket.set_mtu,
+        kcpsock.KCPSocket.shutdown,
+        kcpsock.KCPSocket.sendfile,
+        kcpsock.KCPSocket.setblocking,
+        kcpsock.KCPSocket.set_dup,
+        kcpsock.Listener.accept,
+        kcpsock.Listener.settimeout,
+        kcpsock.Listener.set_read_buffer,
+        kcpsock.Listener.setsockopt,
+    ],
+    ids=lambda o: o.__qualname__,
+)
 def test_help_has_args_returns_raises(obj: object) -> None:
     text = _help_text(obj)
     assert "Raises:" in text, text
@@ -226,8 +250,11 @@ def test_help_has_args_returns_raises(obj: object) -> None:
         # only when the function takes nothing but self
         import inspect
 
-        params = [p for p in inspect.signature(obj).parameters  # type: ignore[arg-type]
-                  if p != "self"]
+        params = [
+            p
+            for p in inspect.signature(obj).parameters  # type: ignore[arg-type]
+            if p != "self"
+        ]
         assert not params, text
 
 

@@ -28,8 +28,10 @@ def test_idle_sessions_fire_no_timers() -> None:
     n = 100
     with kcpsock.listen(("127.0.0.1", 0), **FAST) as ln:  # type: ignore[arg-type]
         ln.settimeout(5)
-        clients = [kcpsock.dial(ln.getsockname(), timeout=5, **FAST)  # type: ignore[arg-type]
-                   for _ in range(n)]
+        clients = [
+            kcpsock.dial(ln.getsockname(), timeout=5, **FAST)  # type: ignore[arg-type]
+            for _ in range(n)
+        ]
         for c in clients:
             c.sendall(b"hi")
         servers = [ln.accept()[0] for _ in range(n)]
@@ -131,10 +133,15 @@ def main() -> None:
     pc.start()
     for _ in range(2):
         who, cpu, mem = q.get()
-        what = ("of Python heap (tracemalloc) per accepted session" if who == "server"
-                else "of RSS per dialed session (its socket and receiver thread included)")
-        print(f"{who}: {N} idle sessions use {cpu:.2f}% of one core over {IDLE:.0f} s, "
-              f"{mem / 1024:.1f} KiB {what}")
+        what = (
+            "of Python heap (tracemalloc) per accepted session"
+            if who == "server"
+            else "of RSS per dialed session (its socket and receiver thread included)"
+        )
+        print(
+            f"{who}: {N} idle sessions use {cpu:.2f}% of one core over {IDLE:.0f} s, "
+            f"{mem / 1024:.1f} KiB {what}"
+        )
     done.set()
     pc.join()
     ps.join()

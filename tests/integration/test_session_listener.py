@@ -29,8 +29,9 @@ FAST = dict(nodelay=1, interval=10, resend=2, nc=True)
 
 
 def kcp_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate()
-            if t.name.startswith(("kcpsock-recv", "kcpsock-listener"))]
+    return [
+        t for t in threading.enumerate() if t.name.startswith(("kcpsock-recv", "kcpsock-listener"))
+    ]
 
 
 @pytest.fixture
@@ -196,8 +197,9 @@ def test_garbage_is_counted_and_dropped(listener: kcpsock.Listener) -> None:
         raw.sendto(bad_len, target)  # truncated payload
         for _ in range(50):
             raw.sendto(os.urandom(200), target)
-        assert wait_until(lambda: (snmp.InErrs - before.InErrs)
-                          + (snmp.KCPInErrors - before.KCPInErrors) >= 55)
+        assert wait_until(
+            lambda: (snmp.InErrs - before.InErrs) + (snmp.KCPInErrors - before.KCPInErrors) >= 55
+        )
         assert listener.session_count == 0
         # the listener still works
         c = kcpsock.dial(target, timeout=5, **FAST)
@@ -296,8 +298,15 @@ def test_fec_junk_is_counted_and_dropped() -> None:
             raw.sendto(bogus, target)  # FEC data whose KCP part is garbage
             for _ in range(20):
                 raw.sendto(os.urandom(100), target)
-            assert wait_until(lambda: sum(getattr(snmp, k) - getattr(before, k) for k in (
-                "InErrs", "KCPInErrors", "FECErrs")) >= 21)
+            assert wait_until(
+                lambda: (
+                    sum(
+                        getattr(snmp, k) - getattr(before, k)
+                        for k in ("InErrs", "KCPInErrors", "FECErrs")
+                    )
+                    >= 21
+                )
+            )
             assert ln.session_count == 0
             c = kcpsock.dial(target, data_shards=4, parity_shards=2, timeout=5, **FAST)
             c.sendall(b"fec works")
@@ -308,8 +317,6 @@ def test_fec_junk_is_counted_and_dropped() -> None:
             s.close()
         finally:
             raw.close()
-
-
 
 
 def test_fec_parity_reaches_server_sessions_and_recovers() -> None:
@@ -353,8 +360,9 @@ def test_listen_and_dial_over_caller_sockets() -> None:
     try:
         ln = kcpsock.listen(None, sock=server_sock, **FAST)
         ln.settimeout(5)
-        c = kcpsock.dial(server_sock.getsockname(), sock=client_sock, conv=0x1234,
-                         timeout=5, **FAST)
+        c = kcpsock.dial(
+            server_sock.getsockname(), sock=client_sock, conv=0x1234, timeout=5, **FAST
+        )
         assert c.conv == 0x1234
         c.sendall(b"over your socket")
         s, addr = ln.accept()
@@ -435,8 +443,9 @@ def test_idle_sessions_leave_the_updater(listener: kcpsock.Listener) -> None:
     s.settimeout(5)
     assert s.recv(10) == b"x"
     # nothing in flight, nothing to ACK: both sides stop being scheduled
-    assert wait_until(lambda: c.session.updater_deadline is None
-                      and s.session.updater_deadline is None)
+    assert wait_until(
+        lambda: c.session.updater_deadline is None and s.session.updater_deadline is None
+    )
     c.sendall(b"y")  # ... and come back on demand
     assert s.recv(10) == b"y"
     c.close()
@@ -484,8 +493,10 @@ class Interrupted(Exception):
     pass
 
 
-@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
-                    reason="signals go to the main thread")
+@pytest.mark.skipif(
+    threading.current_thread() is not threading.main_thread(),
+    reason="signals go to the main thread",
+)
 @pytest.mark.parametrize("what", ["recv", "accept", "send"])
 def test_ctrl_c_interrupts_blocking_calls(listener: kcpsock.Listener, what: str) -> None:
     c = kcpsock.dial(listener.getsockname(), sndwnd=2, rcvwnd=2, **FAST)
@@ -540,9 +551,13 @@ def test_everything_closed_at_interpreter_exit() -> None:
         "assert s.recv(10) == b'bye'\n"
         "print('EXITING', flush=True)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=60, cwd=os.path.dirname(os.path.dirname(
-                              os.path.dirname(os.path.abspath(__file__)))))
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    )
     assert proc.returncode == 0, proc.stderr
     assert "EXITING" in proc.stdout
     assert "LEFT []" in proc.stdout

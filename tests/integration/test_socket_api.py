@@ -73,7 +73,8 @@ def test_echo_both_ways(pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> No
 
 
 def test_message_boundaries_kept_in_message_mode(
-        pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
+    pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket],
+) -> None:
     c, s = pair
     for msg in (b"a", b"bb", b"ccc"):
         c.sendall(msg)
@@ -81,7 +82,8 @@ def test_message_boundaries_kept_in_message_mode(
 
 
 def test_short_recv_delivers_the_rest_later(
-        pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
+    pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket],
+) -> None:
     c, s = pair
     c.sendall(b"0123456789")
     assert s.recv(3) == b"012"
@@ -263,10 +265,16 @@ def test_calls_after_close_raise_ebadf(pair: tuple[kcpsock.KCPSocket, kcpsock.KC
     c.close()
     c.close()  # idempotent
     assert c.fileno() == -1
-    for call in (lambda: c.recv(1), lambda: c.send(b"x"), lambda: c.sendall(b"x"),
-                 c.getpeername, c.getsockname, lambda: c.shutdown(socket.SHUT_RD),
-                 lambda: c.recv_into(bytearray(4)),
-                 lambda: c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)):
+    for call in (
+        lambda: c.recv(1),
+        lambda: c.send(b"x"),
+        lambda: c.sendall(b"x"),
+        c.getpeername,
+        c.getsockname,
+        lambda: c.shutdown(socket.SHUT_RD),
+        lambda: c.recv_into(bytearray(4)),
+        lambda: c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16),
+    ):
         with pytest.raises(OSError) as info:
             call()
         assert info.value.errno == errno.EBADF
@@ -283,7 +291,8 @@ def test_close_flushes_queued_data(listener: kcpsock.Listener) -> None:
 
 
 def test_close_from_other_thread_wakes_blocked_recv(
-        pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
+    pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket],
+) -> None:
     _, s = pair
     s.settimeout(10)
     result: list[object] = []
@@ -308,7 +317,8 @@ def test_close_from_other_thread_wakes_blocked_recv(
 
 
 def test_shutdown_rd_gives_eof_not_silence(
-        pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
+    pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket],
+) -> None:
     c, s = pair
     s.settimeout(0.3)
     with pytest.raises(TimeoutError):  # silence is not EOF
@@ -401,7 +411,8 @@ def test_makefile_binary_lines(pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]
 
 
 def test_makefile_text_mode_and_close_refcount(
-        pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
+    pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket],
+) -> None:
     c, s = pair
     w = c.makefile("w", encoding="utf-8", newline="\n")
     r = s.makefile("r", encoding="utf-8")
@@ -440,8 +451,7 @@ def test_addresses_family_type(pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]
     assert c.conv == s.conv
 
 
-def test_sockopts_reach_the_udp_socket(
-        pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
+def test_sockopts_reach_the_udp_socket(pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
     c, _ = pair
     c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
     assert c.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= 65536
@@ -463,10 +473,14 @@ def test_sockopts_reach_the_udp_socket(
 
 
 def test_accepted_session_refuses_socket_knobs(
-        pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
+    pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket],
+) -> None:
     _, s = pair
-    for call in (lambda: s.set_dscp(1), lambda: s.set_read_buffer(1 << 16),
-                 lambda: s.set_write_buffer(1 << 16)):
+    for call in (
+        lambda: s.set_dscp(1),
+        lambda: s.set_read_buffer(1 << 16),
+        lambda: s.set_write_buffer(1 << 16),
+    ):
         with pytest.raises(OSError) as info:
             call()
         assert info.value.errno == errno.EINVAL
@@ -600,7 +614,8 @@ def test_ipv6_loopback() -> None:
 
 
 def test_stdlib_stream_request_handler_runs_unchanged(
-        pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
+    pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket],
+) -> None:
     import socketserver
 
     c, s = pair
@@ -716,9 +731,14 @@ def test_setters_after_close_raise_ebadf(listener: kcpsock.Listener) -> None:
     c = kcpsock.dial(listener.getsockname())
     c.close()
     listener.close()
-    for call in (lambda: c.settimeout(1), lambda: c.setblocking(False),
-                 lambda: listener.settimeout(1), lambda: listener.setblocking(True),
-                 lambda: listener.set_read_buffer(65536), lambda: listener.getsockname()):
+    for call in (
+        lambda: c.settimeout(1),
+        lambda: c.setblocking(False),
+        lambda: listener.settimeout(1),
+        lambda: listener.setblocking(True),
+        lambda: listener.set_read_buffer(65536),
+        lambda: listener.getsockname(),
+    ):
         with pytest.raises(OSError) as info:
             call()
         assert info.value.errno == errno.EBADF
@@ -727,7 +747,8 @@ def test_setters_after_close_raise_ebadf(listener: kcpsock.Listener) -> None:
 
 
 def test_settimeout_zero_is_setblocking_false(
-        pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
+    pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket],
+) -> None:
     c, _ = pair
     c.settimeout(0)
     assert c.getblocking() is False and c.gettimeout() == 0.0
@@ -787,7 +808,8 @@ def test_makefile_modes_and_selectors(listener: kcpsock.Listener) -> None:
 
 
 def test_shut_wr_flushes_queued_data_but_sends_no_eof(
-        pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
+    pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket],
+) -> None:
     c, s = pair
     c.sendall(b"last words")
     c.shutdown(socket.SHUT_WR)
@@ -802,8 +824,9 @@ def test_shut_wr_flushes_queued_data_but_sends_no_eof(
     assert "FIN" in (kcpsock.KCPSocket.shutdown.__doc__ or "")
 
 
-def test_names_resolve_ipv4_first_as_kcp_go(listener: kcpsock.Listener,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_names_resolve_ipv4_first_as_kcp_go(
+    listener: kcpsock.Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # a name that resolves to ::1 first (Debian's /etc/hosts does this for
     # "localhost"): UDP cannot fall back after a refused connect, so dial must
     # pick the IPv4 address, where the listener is

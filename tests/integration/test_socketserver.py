@@ -58,8 +58,7 @@ class BigReply(socketserver.BaseRequestHandler):
 
 @contextmanager
 def serving(server: KCPServer) -> Iterator[KCPServer]:
-    t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.5},
-                         daemon=True)
+    t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.5}, daemon=True)
     t.start()
     try:
         yield server
@@ -228,12 +227,19 @@ def test_fileno_is_selectable_and_readable_when_a_session_waits() -> None:
 
 def test_options_pass_through_crypto_and_fec() -> None:
     key = kcpsock.derive_key("socketserver")
-    with serving(ThreadingKCPServer(
-        ("127.0.0.1", 0), UpperLines, config=FAST,
-        block=kcpsock.new_block_crypt("aes", key), data_shards=10, parity_shards=3,
-    )) as server:
-        sock = dial(server, block=kcpsock.new_block_crypt("aes", key),
-                    data_shards=10, parity_shards=3)
+    with serving(
+        ThreadingKCPServer(
+            ("127.0.0.1", 0),
+            UpperLines,
+            config=FAST,
+            block=kcpsock.new_block_crypt("aes", key),
+            data_shards=10,
+            parity_shards=3,
+        )
+    ) as server:
+        sock = dial(
+            server, block=kcpsock.new_block_crypt("aes", key), data_shards=10, parity_shards=3
+        )
         try:
             sock.sendall(b"secret\n")
             assert _readline(sock) == b"SECRET\n"
@@ -242,8 +248,12 @@ def test_options_pass_through_crypto_and_fec() -> None:
         finally:
             sock.close()
         # A client with the wrong key gets nothing back.
-        other = dial(server, block=kcpsock.new_block_crypt("aes", kcpsock.derive_key("x")),
-                     data_shards=10, parity_shards=3)
+        other = dial(
+            server,
+            block=kcpsock.new_block_crypt("aes", kcpsock.derive_key("x")),
+            data_shards=10,
+            parity_shards=3,
+        )
         try:
             other.settimeout(0.5)
             other.sendall(b"secret\n")
@@ -256,8 +266,10 @@ def test_options_pass_through_crypto_and_fec() -> None:
 def test_reply_written_before_handle_returns_survives_loss() -> None:
     """KCP has no FIN: the server lingers until the reply is acknowledged."""
     n = 60_000
-    with serving(ThreadingKCPServer(("127.0.0.1", 0), BigReply, config=FAST)) as server, \
-            Relay(target=server.server_address[:2], loss=0.2, seed=17) as relay:
+    with (
+        serving(ThreadingKCPServer(("127.0.0.1", 0), BigReply, config=FAST)) as server,
+        Relay(target=server.server_address[:2], loss=0.2, seed=17) as relay,
+    ):
         sock = kcpsock.dial(relay.address, config=FAST)
         sock.settimeout(TIMEOUT)
         try:
@@ -375,8 +387,7 @@ def test_server_close_ends_handlers_of_silent_clients(block_on_close: bool) -> N
 
     Server.block_on_close = block_on_close
     server = Server(("127.0.0.1", 0), WaitForEOF, config=FAST)
-    t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.5},
-                         daemon=True)
+    t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.5}, daemon=True)
     t.start()
     sock = dial(server)
     try:

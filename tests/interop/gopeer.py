@@ -34,8 +34,19 @@ KCP_GO = GOCODE / "src" / "github.com" / "xtaci" / "kcp-go"
 
 #: kcptun's cipher names, as the peer's -crypt flag takes them.
 CIPHERS = (
-    "aes", "aes-128", "aes-192", "salsa20", "blowfish", "twofish", "cast5",
-    "3des", "tea", "xtea", "xor", "sm4", "none",
+    "aes",
+    "aes-128",
+    "aes-192",
+    "salsa20",
+    "blowfish",
+    "twofish",
+    "cast5",
+    "3des",
+    "tea",
+    "xtea",
+    "xor",
+    "sm4",
+    "none",
 )
 #: Length of the repeating period of the test pattern (as in main.go).
 PATTERN_PERIOD = 1000003
@@ -76,8 +87,7 @@ def toolchain() -> str:
             raise PeerUnavailable("Go is not installed (apt-get install golang-go)")
     if not (KCP_GO / "sess.go").is_file():
         raise PeerUnavailable(
-            f"kcp-go sources not found at {KCP_GO} "
-            "(apt-get install golang-github-xtaci-kcp-dev)"
+            f"kcp-go sources not found at {KCP_GO} (apt-get install golang-github-xtaci-kcp-dev)"
         )
     return go
 
@@ -117,7 +127,11 @@ def build_peer(timeout: float = 240.0) -> Path:
     tmp = BUILD_DIR / f"kcppeer.{os.getpid()}.tmp"
     proc = subprocess.run(
         [go, "build", "-o", str(tmp), "."],
-        cwd=pkg, env=_go_env(), capture_output=True, text=True, timeout=timeout,
+        cwd=pkg,
+        env=_go_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"building the Go peer failed:\n{proc.stdout}{proc.stderr}")
@@ -182,11 +196,18 @@ def peer_flags(
         The list of "-flag=value" arguments.
     """
     flags = [
-        f"-crypt={crypt}", f"-key={key}", f"-ds={ds}", f"-ps={ps}",
+        f"-crypt={crypt}",
+        f"-key={key}",
+        f"-ds={ds}",
+        f"-ps={ps}",
         f"-stream={'true' if stream else 'false'}",
-        f"-nodelay={nodelay[0]}", f"-interval={nodelay[1]}",
-        f"-resend={nodelay[2]}", f"-nc={nodelay[3]}",
-        f"-sndwnd={wnd[0]}", f"-rcvwnd={wnd[1]}", f"-mtu={mtu}",
+        f"-nodelay={nodelay[0]}",
+        f"-interval={nodelay[1]}",
+        f"-resend={nodelay[2]}",
+        f"-nc={nodelay[3]}",
+        f"-sndwnd={wnd[0]}",
+        f"-rcvwnd={wnd[1]}",
+        f"-mtu={mtu}",
         f"-acknodelay={'true' if ack_nodelay else 'false'}",
     ]
     flags += [f"-{k}={v}" for k, v in extra.items()]
@@ -230,9 +251,17 @@ class GoServer:
     ) -> None:
         # argv replaces the whole command line: tools/bench.py runs its own
         # Python servers, which speak the same READY/SINK protocol.
-        self.args = argv if argv is not None else [
-            str(binary), f"-mode={mode}", f"-listen={listen}",
-            f"-timeout={int(timeout)}s", *(flags or [])]
+        self.args = (
+            argv
+            if argv is not None
+            else [
+                str(binary),
+                f"-mode={mode}",
+                f"-listen={listen}",
+                f"-timeout={int(timeout)}s",
+                *(flags or []),
+            ]
+        )
         self.proc: Optional[subprocess.Popen[str]] = None
         self.address: tuple[str, int] = ("", 0)
         self.lines: queue.Queue[str] = queue.Queue()
@@ -248,8 +277,12 @@ class GoServer:
             RuntimeError: the server did not become ready.
         """
         self.proc = subprocess.Popen(
-            self.args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, bufsize=1,
+            self.args,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
         )
         stdout = self.proc.stdout
         assert stdout is not None
@@ -334,7 +367,8 @@ def run_client(
     target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     return run_argv(
         [str(binary), f"-mode={mode}", f"-connect={target}", f"-timeout={int(timeout)}s", *flags],
-        timeout, f"Go peer {mode}",
+        timeout,
+        f"Go peer {mode}",
     )
 
 
@@ -353,12 +387,14 @@ def run_argv(argv: list[str], timeout: float = 60.0, what: str = "client") -> di
         AssertionError: the client failed; the message holds its output.
     """
     proc = subprocess.run(
-        argv, capture_output=True, text=True, timeout=timeout + 10, stdin=subprocess.DEVNULL,
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=timeout + 10,
+        stdin=subprocess.DEVNULL,
     )
     lines = proc.stdout.strip().splitlines()
     last = lines[-1] if lines else ""
     if proc.returncode != 0 or not last.startswith("OK"):
-        raise AssertionError(
-            f"{what} failed (rc {proc.returncode}): {proc.stdout}{proc.stderr}"
-        )
+        raise AssertionError(f"{what} failed (rc {proc.returncode}): {proc.stdout}{proc.stderr}")
     return parse_result(last)

@@ -35,9 +35,10 @@ def test_go_echo_direct(kcppeer: Path, crypt: str, fec: tuple[int, int]) -> None
 
 def test_go_echo_through_lossy_relay(kcppeer: Path) -> None:
     flags = peer_flags(crypt="salsa20", ds=10, ps=3, stream=True)
-    with GoServer(kcppeer, "echo-server", flags) as server, Relay(
-        target=server.address, loss=0.1, reorder=0.05, dup=0.05, seed=11
-    ) as relay:
+    with (
+        GoServer(kcppeer, "echo-server", flags) as server,
+        Relay(target=server.address, loss=0.1, reorder=0.05, dup=0.05, seed=11) as relay,
+    ):
         result = run_client(kcppeer, "echo-client", relay.address, [*flags, "-bytes=200000"])
         up, down = relay.up, relay.down
     assert result["bytes"] == "200000"

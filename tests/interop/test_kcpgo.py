@@ -40,21 +40,33 @@ def size_for(crypt: str) -> int:
 
 
 def config(stream: bool) -> KCPConfig:
-    return KCPConfig(nodelay=1, interval=10, resend=2, nc=True, sndwnd=256, rcvwnd=256,
-                     mtu=1400, stream=stream)
+    return KCPConfig(
+        nodelay=1, interval=10, resend=2, nc=True, sndwnd=256, rcvwnd=256, mtu=1400, stream=stream
+    )
 
 
 def options(crypt: str, fec: tuple[int, int], stream: bool) -> dict[str, Any]:
     block = None
     if crypt != "null":
         block = kcpsock.new_block_crypt(crypt, kcpsock.derive_key(DEFAULT_KEY))
-    return {"block": block, "data_shards": fec[0], "parity_shards": fec[1],
-            "config": config(stream)}
+    return {
+        "block": block,
+        "data_shards": fec[0],
+        "parity_shards": fec[1],
+        "config": config(stream),
+    }
 
 
 def go_flags(crypt: str, fec: tuple[int, int], stream: bool) -> list[str]:
-    return peer_flags(crypt=crypt, ds=fec[0], ps=fec[1], stream=stream,
-                      nodelay=(1, 10, 2, 1), wnd=(256, 256), mtu=1400)
+    return peer_flags(
+        crypt=crypt,
+        ds=fec[0],
+        ps=fec[1],
+        stream=stream,
+        nodelay=(1, 10, 2, 1),
+        wnd=(256, 256),
+        mtu=1400,
+    )
 
 
 class KCPSockEchoServer:
@@ -124,9 +136,13 @@ def test_kcpgo_client_to_kcpsock_server(
     n = size_for(crypt)
     server = KCPSockEchoServer(**options(crypt, fec, stream))
     try:
-        result = run_client(kcppeer, "echo-client", server.address,
-                            [*go_flags(crypt, fec, stream), f"-bytes={n}", "-seed=23",
-                             "-chunk=8192"], timeout=IO_TIMEOUT)
+        result = run_client(
+            kcppeer,
+            "echo-client",
+            server.address,
+            [*go_flags(crypt, fec, stream), f"-bytes={n}", "-seed=23", "-chunk=8192"],
+            timeout=IO_TIMEOUT,
+        )
     finally:
         server.close()
     assert result["bytes"] == str(n)
@@ -162,8 +178,10 @@ def test_fec_interop_through_lossy_relay(kcppeer: Path, direction: str) -> None:
     recovered_before = kcpsock.snmp.copy().FECRecovered
     if direction == "kcpsock-client":
         data = pattern(31, n)
-        with GoServer(kcppeer, "echo-server", go_flags(crypt, fec, stream)) as server, \
-                Relay(target=server.address, loss=0.1, seed=5) as relay:
+        with (
+            GoServer(kcppeer, "echo-server", go_flags(crypt, fec, stream)) as server,
+            Relay(target=server.address, loss=0.1, seed=5) as relay,
+        ):
             sock = kcpsock.dial(relay.address, **options(crypt, fec, stream))
             try:
                 sock.settimeout(IO_TIMEOUT)
@@ -176,9 +194,13 @@ def test_fec_interop_through_lossy_relay(kcppeer: Path, direction: str) -> None:
         server = KCPSockEchoServer(**options(crypt, fec, stream))
         try:
             with Relay(target=server.address, loss=0.1, seed=6) as relay:
-                result = run_client(kcppeer, "echo-client", relay.address,
-                                    [*go_flags(crypt, fec, stream), f"-bytes={n}", "-seed=37"],
-                                    timeout=IO_TIMEOUT)
+                result = run_client(
+                    kcppeer,
+                    "echo-client",
+                    relay.address,
+                    [*go_flags(crypt, fec, stream), f"-bytes={n}", "-seed=37"],
+                    timeout=IO_TIMEOUT,
+                )
                 assert relay.up.dropped > 0 and relay.down.dropped > 0
         finally:
             server.close()
@@ -190,12 +212,18 @@ def test_fec_interop_through_lossy_relay(kcppeer: Path, direction: str) -> None:
 
 
 KNOBS = [
-    pytest.param({"mtu": 576, "wnd": 32, "nodelay": (1, 10, 2, 1), "ack_nodelay": True},
-                 id="mtu576-wnd32-acknodelay"),
-    pytest.param({"mtu": 1500, "wnd": 512, "nodelay": (0, 40, 2, 1), "ack_nodelay": False},
-                 id="mtu1500-normal-mode"),
-    pytest.param({"mtu": 1200, "wnd": 128, "nodelay": (0, 100, 0, 0), "ack_nodelay": False},
-                 id="kcpgo-defaults-congestion-control"),
+    pytest.param(
+        {"mtu": 576, "wnd": 32, "nodelay": (1, 10, 2, 1), "ack_nodelay": True},
+        id="mtu576-wnd32-acknodelay",
+    ),
+    pytest.param(
+        {"mtu": 1500, "wnd": 512, "nodelay": (0, 40, 2, 1), "ack_nodelay": False},
+        id="mtu1500-normal-mode",
+    ),
+    pytest.param(
+        {"mtu": 1200, "wnd": 128, "nodelay": (0, 100, 0, 0), "ack_nodelay": False},
+        id="kcpgo-defaults-congestion-control",
+    ),
 ]
 
 
@@ -205,13 +233,28 @@ def test_other_profiles(kcppeer: Path, knobs: dict[str, Any], direction: str) ->
     """MTU, windows, nodelay profiles and ack-nodelay set alike on both sides."""
     crypt, fec, stream = "salsa20", (10, 3), False
     nd, interval, resend, nc = knobs["nodelay"]
-    cfg = KCPConfig(nodelay=nd, interval=interval, resend=resend, nc=bool(nc),
-                    sndwnd=knobs["wnd"], rcvwnd=knobs["wnd"], mtu=knobs["mtu"],
-                    ack_nodelay=knobs["ack_nodelay"], stream=stream)
+    cfg = KCPConfig(
+        nodelay=nd,
+        interval=interval,
+        resend=resend,
+        nc=bool(nc),
+        sndwnd=knobs["wnd"],
+        rcvwnd=knobs["wnd"],
+        mtu=knobs["mtu"],
+        ack_nodelay=knobs["ack_nodelay"],
+        stream=stream,
+    )
     opts = {**options(crypt, fec, stream), "config": cfg}
-    flags = peer_flags(crypt=crypt, ds=fec[0], ps=fec[1], stream=stream,
-                       nodelay=knobs["nodelay"], wnd=(knobs["wnd"], knobs["wnd"]),
-                       mtu=knobs["mtu"], ack_nodelay=knobs["ack_nodelay"])
+    flags = peer_flags(
+        crypt=crypt,
+        ds=fec[0],
+        ps=fec[1],
+        stream=stream,
+        nodelay=knobs["nodelay"],
+        wnd=(knobs["wnd"], knobs["wnd"]),
+        mtu=knobs["mtu"],
+        ack_nodelay=knobs["ack_nodelay"],
+    )
     n = 200_000
     if direction == "kcpsock-client":
         data = pattern(41, n)
@@ -225,8 +268,13 @@ def test_other_profiles(kcppeer: Path, knobs: dict[str, Any], direction: str) ->
     else:
         server = KCPSockEchoServer(**opts)
         try:
-            result = run_client(kcppeer, "echo-client", server.address,
-                                [*flags, f"-bytes={n}", "-seed=43"], timeout=IO_TIMEOUT)
+            result = run_client(
+                kcppeer,
+                "echo-client",
+                server.address,
+                [*flags, f"-bytes={n}", "-seed=43"],
+                timeout=IO_TIMEOUT,
+            )
         finally:
             server.close()
         assert result["bytes"] == str(n)
@@ -256,13 +304,18 @@ def test_stdlib_stream_handler_serves_a_kcpgo_client(kcppeer: Path) -> None:
 
     crypt, fec, stream = "aes", (10, 3), True
     server = ThreadingKCPServer(("127.0.0.1", 0), Echo, **options(crypt, fec, stream))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.5},
-                              daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.5}, daemon=True
+    )
     thread.start()
     try:
-        result = run_client(kcppeer, "echo-client", server.server_address[:2],
-                            [*go_flags(crypt, fec, stream), f"-bytes={n}", "-seed=47"],
-                            timeout=IO_TIMEOUT)
+        result = run_client(
+            kcppeer,
+            "echo-client",
+            server.server_address[:2],
+            [*go_flags(crypt, fec, stream), f"-bytes={n}", "-seed=47"],
+            timeout=IO_TIMEOUT,
+        )
     finally:
         server.shutdown()
         thread.join(IO_TIMEOUT)
@@ -280,9 +333,18 @@ def test_kcpgo_client_with_wrong_key_opens_no_session(kcppeer: Path) -> None:
     try:
         host, port = server.address
         proc = subprocess.run(
-            [str(kcppeer), "-mode=echo-client", f"-connect={host}:{port}", "-timeout=1s",
-             "-bytes=10000", *peer_flags(crypt="aes", key="another password")],
-            capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL,
+            [
+                str(kcppeer),
+                "-mode=echo-client",
+                f"-connect={host}:{port}",
+                "-timeout=1s",
+                "-bytes=10000",
+                *peer_flags(crypt="aes", key="another password"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            stdin=subprocess.DEVNULL,
         )
         assert proc.returncode != 0 and "timeout" in proc.stdout
         assert server.listener.session_count == 0
@@ -330,10 +392,18 @@ def test_many_kcpgo_clients_at_once(kcppeer: Path) -> None:
     n = 100_000
     procs = [
         subprocess.Popen(
-            [str(kcppeer), "-mode=echo-client", f"-connect={host}:{port}",
-             f"-timeout={int(IO_TIMEOUT)}s", f"-bytes={n}", f"-seed={100 + i}",
-             *go_flags(crypt, fec, stream)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                str(kcppeer),
+                "-mode=echo-client",
+                f"-connect={host}:{port}",
+                f"-timeout={int(IO_TIMEOUT)}s",
+                f"-bytes={n}",
+                f"-seed={100 + i}",
+                *go_flags(crypt, fec, stream),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
             stdin=subprocess.DEVNULL,
         )
         for i in range(10)
@@ -401,8 +471,13 @@ def test_caller_sockets_with_kcpgo(kcppeer: Path) -> None:
         t = threading.Thread(target=serve, daemon=True)
         t.start()
         try:
-            result = run_client(kcppeer, "echo-client", udp.getsockname()[:2],
-                                [*flags, "-bytes=100000", "-seed=53"], timeout=IO_TIMEOUT)
+            result = run_client(
+                kcppeer,
+                "echo-client",
+                udp.getsockname()[:2],
+                [*flags, "-bytes=100000", "-seed=53"],
+                timeout=IO_TIMEOUT,
+            )
         finally:
             t.join(IO_TIMEOUT)
             listener.close()
@@ -441,8 +516,13 @@ def test_ipv6_both_ways(kcppeer: Path) -> None:
     echo = KCPSockEchoServer(("::1", 0), **opts)
     assert echo.address[0] == "::1"
     try:
-        result = run_client(kcppeer, "echo-client", echo.address,
-                            [*flags, "-bytes=100000", "-seed=67"], timeout=IO_TIMEOUT)
+        result = run_client(
+            kcppeer,
+            "echo-client",
+            echo.address,
+            [*flags, "-bytes=100000", "-seed=67"],
+            timeout=IO_TIMEOUT,
+        )
     finally:
         echo.close()
     assert result["bytes"] == "100000"

@@ -46,13 +46,14 @@ def _datagram(conv: int, sn: int, payload: bytes) -> bytes:
 
 
 datagram_lists = st.lists(
-    st.tuples(st.integers(0, 0xFFFFFFFF), st.binary(max_size=1372 - 24)),
-    min_size=1, max_size=25)
+    st.tuples(st.integers(0, 0xFFFFFFFF), st.binary(max_size=1372 - 24)), min_size=1, max_size=25
+)
 
 
 @given(cipher=cipher_names, fec=fec_configs, items=datagram_lists, seed=st.integers(0, 2**32))
-def test_round_trip(cipher: Optional[str], fec: tuple[int, int],
-                    items: list[tuple[int, bytes]], seed: int) -> None:
+def test_round_trip(
+    cipher: Optional[str], fec: tuple[int, int], items: list[tuple[int, bytes]], seed: int
+) -> None:
     d, p = fec
     tx, rx = _codec(cipher, d, p, seed), _codec(cipher, d, p, seed + 1)
     sent = [_datagram(conv, sn, payload) for sn, (conv, payload) in enumerate(items)]
@@ -72,13 +73,16 @@ def test_round_trip(cipher: Optional[str], fec: tuple[int, int],
 
 
 @settings(max_examples=100)
-@given(cipher=st.sampled_from([None, "aes", "salsa20", "xor", "none", "aes-gcm"]),
-       fec=st.sampled_from([(1, 1), (2, 1), (3, 2), (10, 3), (4, 4)]),
-       groups=st.integers(1, 4), sizes=st.lists(st.integers(0, 1300), min_size=1, max_size=40),
-       data=st.data())
-def test_loss_up_to_parity_recovers_everything(cipher: Optional[str], fec: tuple[int, int],
-                                               groups: int, sizes: list[int],
-                                               data: st.DataObject) -> None:
+@given(
+    cipher=st.sampled_from([None, "aes", "salsa20", "xor", "none", "aes-gcm"]),
+    fec=st.sampled_from([(1, 1), (2, 1), (3, 2), (10, 3), (4, 4)]),
+    groups=st.integers(1, 4),
+    sizes=st.lists(st.integers(0, 1300), min_size=1, max_size=40),
+    data=st.data(),
+)
+def test_loss_up_to_parity_recovers_everything(
+    cipher: Optional[str], fec: tuple[int, int], groups: int, sizes: list[int], data: st.DataObject
+) -> None:
     d, p = fec
     n = d + p
     tx, rx = _codec(cipher, d, p, 1), _codec(cipher, d, p, 2)
@@ -87,8 +91,12 @@ def test_loss_up_to_parity_recovers_everything(cipher: Optional[str], fec: tuple
     assert len(wires) == groups * n
     lost: set[int] = set()
     for g in range(groups):
-        lost |= {g * n + i for i in data.draw(
-            st.sets(st.integers(0, n - 1), max_size=p), label=f"lost in group {g}")}
+        lost |= {
+            g * n + i
+            for i in data.draw(
+                st.sets(st.integers(0, n - 1), max_size=p), label=f"lost in group {g}"
+            )
+        }
     order = [i for i in range(len(wires)) if i not in lost]
     shuffled = data.draw(st.booleans(), label="shuffle within groups")
     if shuffled:
@@ -113,9 +121,9 @@ def test_loss_up_to_parity_recovers_everything(cipher: Optional[str], fec: tuple
 
 
 @given(cipher=cipher_names, fec=fec_configs, junk=st.binary(max_size=1600))
-def test_arbitrary_bytes_decode_or_raise_packet_error(cipher: Optional[str],
-                                                      fec: tuple[int, int],
-                                                      junk: bytes) -> None:
+def test_arbitrary_bytes_decode_or_raise_packet_error(
+    cipher: Optional[str], fec: tuple[int, int], junk: bytes
+) -> None:
     d, p = fec
     rx = _codec(cipher, d, p, 0)
     # warm the decoder with one genuine group so there is state to protect
@@ -149,10 +157,15 @@ def test_arbitrary_bytes_into_open_and_peek_conv(cipher: Optional[str], junk: by
         assert conv is None or 0 <= conv <= 0xFFFFFFFF
 
 
-@given(cipher=st.sampled_from(sorted(_OTHER)), fec=fec_configs,
-       payload=st.binary(max_size=1300), seed=st.integers(0, 2**32))
-def test_other_key_is_rejected(cipher: str, fec: tuple[int, int], payload: bytes,
-                               seed: int) -> None:
+@given(
+    cipher=st.sampled_from(sorted(_OTHER)),
+    fec=fec_configs,
+    payload=st.binary(max_size=1300),
+    seed=st.integers(0, 2**32),
+)
+def test_other_key_is_rejected(
+    cipher: str, fec: tuple[int, int], payload: bytes, seed: int
+) -> None:
     d, p = fec
     tx = _codec(cipher, d, p, seed)
     rx = PacketCodec(_OTHER[cipher], d, p)
@@ -165,8 +178,9 @@ def test_other_key_is_rejected(cipher: str, fec: tuple[int, int], payload: bytes
             raise AssertionError(f"{cipher}: packet under another key passed the check")
 
 
-@given(cipher=st.sampled_from([c for c in CIPHERS if "gcm" not in c]),
-       packet=st.binary(max_size=1500))
+@given(
+    cipher=st.sampled_from([c for c in CIPHERS if "gcm" not in c]), packet=st.binary(max_size=1500)
+)
 def test_cipher_round_trip_and_length(cipher: str, packet: bytes) -> None:
     block = _BLOCKS[cipher]
     enc = block.encrypt(packet)

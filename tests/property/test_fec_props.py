@@ -38,7 +38,7 @@ def test_any_loss_up_to_p_per_group_recovers_everything(
     got: Counter[bytes] = Counter()
     lost = 0
     for g in range(0, len(packets), n):
-        group = packets[g:g + n]
+        group = packets[g : g + n]
         drop = data.draw(st.sets(st.integers(0, n - 1), max_size=p), label="drop")
         order = data.draw(st.permutations([i for i in range(n) if i not in drop]), label="order")
         lost += sum(1 for i in drop if i < d)
@@ -70,7 +70,7 @@ def test_no_loss_round_trip_in_order(stream: tuple[int, int, list[bytes]]) -> No
     again = p // d
     want = []
     for g in range(0, len(dgs), d):
-        want.extend(dgs[g:g + d] * (1 + again))
+        want.extend(dgs[g : g + d] * (1 + again))
     assert out == want
     assert dec.full_shard_sets == len(dgs) // d
 
@@ -109,7 +109,9 @@ def test_arbitrary_bytes_decode_or_packet_error(
 
 
 @given(
-    st.integers(1, 10), st.integers(1, 5), st.data(),
+    st.integers(1, 10),
+    st.integers(1, 5),
+    st.data(),
 )
 def test_reconstruct_data_any_erasures(d: int, p: int, data: st.DataObject) -> None:
     rs = ReedSolomon(d, p)

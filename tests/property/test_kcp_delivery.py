@@ -35,10 +35,21 @@ CONV = 0x600D
     sizes=st.lists(st.integers(1, 3000), min_size=1, max_size=12),
     seed=st.integers(0, 2**16),
 )
-def test_exactly_once_in_order(nodelay: int, interval: int, resend: int, nc: int, wnd: int,
-                               mtu: int, stream: bool, loss: float, dup: float,
-                               reorder: float, bandwidth: Optional[int], sizes: list[int],
-                               seed: int) -> None:
+def test_exactly_once_in_order(
+    nodelay: int,
+    interval: int,
+    resend: int,
+    nc: int,
+    wnd: int,
+    mtu: int,
+    stream: bool,
+    loss: float,
+    dup: float,
+    reorder: float,
+    bandwidth: Optional[int],
+    sizes: list[int],
+    seed: int,
+) -> None:
     rng = random.Random(seed)
     clock = FakeClock(rng.randrange(2**32))  # any epoch, wrap included
     a, b = KCP(CONV), KCP(CONV)
@@ -48,10 +59,10 @@ def test_exactly_once_in_order(nodelay: int, interval: int, resend: int, nc: int
         k.stream = stream
         # a message needs rcv_wnd >= its fragment count (KCP.md hazard 2)
         k.wndsize(wnd, max(wnd, 3000 // (mtu - 24) + 1))
-    link = dict(loss=loss, dup=dup, reorder=reorder, delay_ms=10, jitter_ms=5,
-                bandwidth=bandwidth)
-    pair = KCPPair(a, b, clock, LossyLink(clock, seed=seed, **link),
-                   LossyLink(clock, seed=seed + 1, **link))
+    link = dict(loss=loss, dup=dup, reorder=reorder, delay_ms=10, jitter_ms=5, bandwidth=bandwidth)
+    pair = KCPPair(
+        a, b, clock, LossyLink(clock, seed=seed, **link), LossyLink(clock, seed=seed + 1, **link)
+    )
     msgs = [rng.randbytes(n) for n in sizes]
     back = [m[::-1] for m in msgs[:3]]
     for m in msgs:
@@ -68,8 +79,9 @@ def test_exactly_once_in_order(nodelay: int, interval: int, resend: int, nc: int
                 if m is None:
                     break
                 into.append(m)
-        return (sum(map(len, got_b)) >= sum(map(len, msgs))
-                and sum(map(len, got_a)) >= sum(map(len, back)))
+        return sum(map(len, got_b)) >= sum(map(len, msgs)) and sum(map(len, got_a)) >= sum(
+            map(len, back)
+        )
 
     assert pair.run_until(drained, 600_000, tick=5)
     if stream:

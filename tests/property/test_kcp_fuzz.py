@@ -72,12 +72,15 @@ def busy_core() -> tuple[KCP, KCP]:
 
 
 segment_st = st.builds(
-    lambda conv, cmd, frg, wnd, ts, sn, una, data: encode_segment(conv, cmd, frg, wnd, ts, sn,
-                                                                  una, data),
+    lambda conv, cmd, frg, wnd, ts, sn, una, data: encode_segment(
+        conv, cmd, frg, wnd, ts, sn, una, data
+    ),
     st.sampled_from([CONV, CONV, CONV, CONV ^ 1]),
     st.sampled_from([81, 82, 83, 84, 0, 85, 255]),
-    st.integers(0, 255), st.integers(0, 0xFFFF),
-    st.integers(0, 0xFFFFFFFF), st.one_of(st.integers(0, 20), st.integers(0, 0xFFFFFFFF)),
+    st.integers(0, 255),
+    st.integers(0, 0xFFFF),
+    st.integers(0, 0xFFFFFFFF),
+    st.one_of(st.integers(0, 20), st.integers(0, 0xFFFFFFFF)),
     st.one_of(st.integers(0, 20), st.integers(0, 0xFFFFFFFF)),
     st.binary(max_size=64),
 )
@@ -89,20 +92,24 @@ def mangle(datagram: bytes, cut: int, lie: int) -> bytes:
         hdr = bytearray(datagram)
         HEADER.pack_into(hdr, 0, *HEADER.unpack_from(datagram)[:7], lie)
         return bytes(hdr)
-    return datagram[:max(0, len(datagram) - cut)]
+    return datagram[: max(0, len(datagram) - cut)]
 
 
 datagram_st = st.one_of(
     st.binary(max_size=200),
-    st.builds(lambda segs, cut, lie: mangle(b"".join(segs), cut, lie),
-              st.lists(segment_st, min_size=1, max_size=4), st.integers(0, 30),
-              st.one_of(st.just(0), st.integers(0, 0xFFFFFFFF))),
+    st.builds(
+        lambda segs, cut, lie: mangle(b"".join(segs), cut, lie),
+        st.lists(segment_st, min_size=1, max_size=4),
+        st.integers(0, 30),
+        st.one_of(st.just(0), st.integers(0, 0xFFFFFFFF)),
+    ),
 )
 
 
 @given(st.lists(datagram_st, min_size=1, max_size=8), st.booleans(), st.booleans())
-def test_arbitrary_input_works_or_raises_packet_error(datagrams: list[bytes], regular: bool,
-                                                      ack_nodelay: bool) -> None:
+def test_arbitrary_input_works_or_raises_packet_error(
+    datagrams: list[bytes], regular: bool, ack_nodelay: bool
+) -> None:
     _, b = busy_core()
     now = 10
     for d in datagrams:

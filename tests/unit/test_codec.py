@@ -40,18 +40,23 @@ def _codec(cipher: Optional[str], d: int = 0, p: int = 0, seed: int = 0) -> Pack
 
 # --- header sizes and MTU (SESSION.md section 2) -------------------------------
 
-@pytest.mark.parametrize("cipher,d,p,overhead,mtu", [
-    (None, 0, 0, 0, 1400),
-    ("aes", 0, 0, 20, 1380),
-    ("none", 0, 0, 20, 1380),
-    ("salsa20", 0, 0, 20, 1380),
-    (None, 10, 3, 8, 1392),
-    ("aes", 10, 3, 28, 1372),
-    ("aes-gcm", 0, 0, 28, 1372),
-    ("aes-gcm", 10, 3, 36, 1364),
-])
-def test_overhead_and_kcp_mtu(cipher: Optional[str], d: int, p: int, overhead: int,
-                              mtu: int) -> None:
+
+@pytest.mark.parametrize(
+    "cipher,d,p,overhead,mtu",
+    [
+        (None, 0, 0, 0, 1400),
+        ("aes", 0, 0, 20, 1380),
+        ("none", 0, 0, 20, 1380),
+        ("salsa20", 0, 0, 20, 1380),
+        (None, 10, 3, 8, 1392),
+        ("aes", 10, 3, 28, 1372),
+        ("aes-gcm", 0, 0, 28, 1372),
+        ("aes-gcm", 10, 3, 36, 1364),
+    ],
+)
+def test_overhead_and_kcp_mtu(
+    cipher: Optional[str], d: int, p: int, overhead: int, mtu: int
+) -> None:
     codec = _codec(cipher, d, p)
     assert codec.overhead == overhead
     assert codec.kcp_mtu() == mtu
@@ -81,6 +86,7 @@ def test_wire_size_stays_within_mtu() -> None:
 
 
 # --- layout -----------------------------------------------------------------------
+
 
 def test_layout_with_none_cipher_is_visible() -> None:
     rb = _rng_bytes(7)
@@ -136,6 +142,7 @@ def test_plain_codec_passes_through() -> None:
 
 # --- round trips and recovery ----------------------------------------------------
 
+
 @pytest.mark.parametrize("cipher", [None, "aes", "salsa20", "xor", "none", "tea", "aes-gcm"])
 @pytest.mark.parametrize("d,p", [(0, 0), (1, 1), (3, 2), (10, 3)])
 def test_round_trip(cipher: Optional[str], d: int, p: int) -> None:
@@ -177,6 +184,7 @@ def test_recovery_of_lost_data_packets(cipher: Optional[str]) -> None:
 
 
 # --- malformed input -------------------------------------------------------------
+
 
 def _raises(counter: str, fn, *args) -> PacketError:  # type: ignore[no-untyped-def]
     with pytest.raises(PacketError) as info:
@@ -248,6 +256,7 @@ def test_errors_leave_state_unchanged() -> None:
 
 # --- classification (kcp-go kcpInput) -----------------------------------------------
 
+
 def test_peek_conv() -> None:
     tx = _codec(None, 2, 1)
     dg = _kcp_datagram(conv=0xDEADBEEF)
@@ -290,6 +299,7 @@ def test_plain_payloads_create_no_decoder() -> None:
 
 
 # --- arguments ----------------------------------------------------------------------
+
 
 def test_constructor_arguments() -> None:
     with pytest.raises(TypeError, match="block"):

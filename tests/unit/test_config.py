@@ -18,10 +18,15 @@ def test_defaults_are_kcp_go_defaults() -> None:
     assert (c.backlog, c.max_sessions, c.blacklist_ttl) == (128, 4096, 600.0)
 
 
-@pytest.mark.parametrize(("mode", "quad"), [
-    ("normal", (0, 40, 2, 1)), ("fast", (0, 30, 2, 1)),
-    ("fast2", (1, 20, 2, 1)), ("fast3", (1, 10, 2, 1)),
-])
+@pytest.mark.parametrize(
+    ("mode", "quad"),
+    [
+        ("normal", (0, 40, 2, 1)),
+        ("fast", (0, 30, 2, 1)),
+        ("fast2", (1, 20, 2, 1)),
+        ("fast3", (1, 10, 2, 1)),
+    ],
+)
 def test_kcptun_presets(mode: str, quad: tuple[int, int, int, int]) -> None:
     c = KCPConfig.preset(mode)
     assert c.nodelay_args == quad
@@ -48,22 +53,48 @@ def test_unknown_preset() -> None:
         KCPConfig.preset("turbo")
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("interval", 9), ("interval", 5001), ("sndwnd", 0), ("rcvwnd", 65536),
-    ("mtu", 49), ("mtu", 1501), ("nodelay", -1), ("resend", -1), ("dup", -1),
-    ("dead_link", 0), ("dscp", 64), ("read_buffer", 0), ("write_buffer", -5),
-    ("backlog", 0), ("max_sessions", 0), ("blacklist_ttl", -1.0),
-    ("blacklist_ttl", float("nan")), ("linger", -1), ("linger", float("inf")),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("interval", 9),
+        ("interval", 5001),
+        ("sndwnd", 0),
+        ("rcvwnd", 65536),
+        ("mtu", 49),
+        ("mtu", 1501),
+        ("nodelay", -1),
+        ("resend", -1),
+        ("dup", -1),
+        ("dead_link", 0),
+        ("dscp", 64),
+        ("read_buffer", 0),
+        ("write_buffer", -5),
+        ("backlog", 0),
+        ("max_sessions", 0),
+        ("blacklist_ttl", -1.0),
+        ("blacklist_ttl", float("nan")),
+        ("linger", -1),
+        ("linger", float("inf")),
+    ],
+)
 def test_out_of_range_names_the_field(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=field):
         KCPConfig(**{field: value})  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("interval", 10.5), ("sndwnd", "32"), ("nc", 1.0), ("stream", "yes"),
-    ("ack_nodelay", None), ("mtu", True), ("blacklist_ttl", "600"), ("linger", "1"),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("interval", 10.5),
+        ("sndwnd", "32"),
+        ("nc", 1.0),
+        ("stream", "yes"),
+        ("ack_nodelay", None),
+        ("mtu", True),
+        ("blacklist_ttl", "600"),
+        ("linger", "1"),
+    ],
+)
 def test_wrong_type_names_the_field(field: str, value: object) -> None:
     with pytest.raises(TypeError, match=field):
         KCPConfig(**{field: value})  # type: ignore[arg-type]

@@ -20,6 +20,7 @@ KEY = derive_key("it's a secrect")
 
 # --- block cipher check values (CRYPTO.md section 8) ------------------------
 
+
 def test_tea16_check_value() -> None:
     block = TEA(bytes(range(16))).encrypt_block(bytes.fromhex("0123456789abcdef"))
     assert block.hex() == "4bba3193aceaa306"  # not the 64-round 14f0c75d2bebd98d
@@ -31,11 +32,13 @@ def test_xtea_check_value() -> None:
 
 
 def test_twofish_check_values() -> None:
-    assert Twofish(bytes(16)).encrypt_block(bytes(16)).hex() == \
-        "9f589f5cf6122c32b6bfec2f2ae8c35a"
-    assert Twofish(bytes(range(32))).encrypt_block(
-        bytes.fromhex("0123456789abcdef0123456789abcdef")).hex() == \
-        "8309f2aadfb45131a0589c2d11fc5302"
+    assert Twofish(bytes(16)).encrypt_block(bytes(16)).hex() == "9f589f5cf6122c32b6bfec2f2ae8c35a"
+    assert (
+        Twofish(bytes(range(32)))
+        .encrypt_block(bytes.fromhex("0123456789abcdef0123456789abcdef"))
+        .hex()
+        == "8309f2aadfb45131a0589c2d11fc5302"
+    )
 
 
 def test_twofish_192_known_answer() -> None:
@@ -52,9 +55,10 @@ def test_twofish_q_permutations() -> None:
 def test_sm4_check_values() -> None:
     k = bytes.fromhex("0123456789abcdeffedcba9876543210")
     assert SM4(k).encrypt_block(k).hex() == "681edf34d206965e86b3e94f536e4246"
-    assert SM4(bytes(range(16))).encrypt_block(
-        bytes.fromhex("0123456789abcdef0123456789abcdef")).hex() == \
-        "53b6281a464bd90a7a78c3de14c0a90b"
+    assert (
+        SM4(bytes(range(16))).encrypt_block(bytes.fromhex("0123456789abcdef0123456789abcdef")).hex()
+        == "53b6281a464bd90a7a78c3de14c0a90b"
+    )
 
 
 def test_sm4_sbox_is_the_standard_table() -> None:
@@ -76,13 +80,14 @@ def test_encrypt_block_length_checked(cls: type, bad: int) -> None:
 
 # --- CFB construction -------------------------------------------------------
 
+
 def _reference_cfb(name: str, key: bytes, data: bytes, decrypt: bool) -> bytes:
     """CFB per CRYPTO.md section 4, block by block, with pycryptodome's AES ECB."""
     ecb = AES.new(key, AES.MODE_ECB)
     out = bytearray()
     k = ecb.encrypt(IV)
     for i in range(0, len(data), 16):
-        chunk = data[i:i + 16]
+        chunk = data[i : i + 16]
         res = bytes(a ^ b for a, b in zip(chunk, k))
         out += res
         k = ecb.encrypt(chunk if decrypt else res) if len(chunk) == 16 else k
@@ -160,6 +165,7 @@ def test_none_is_identity() -> None:
 
 # --- 3DES keys pycryptodome refuses -----------------------------------------
 
+
 def test_3des_degenerate_keys_act_as_single_des() -> None:
     k1, k3 = b"ABCDEFGH", b"12345678"
     data = os.urandom(40)
@@ -167,11 +173,14 @@ def test_3des_degenerate_keys_act_as_single_des() -> None:
     assert new_block_crypt("3des", k1 + k1 + k3).encrypt(data) == ref
     ref1 = DES.new(k1, DES.MODE_CFB, iv=IV[:8], segment_size=64).encrypt(data)
     assert new_block_crypt("3des", k1 + k3 + k3).encrypt(data) == ref1
-    assert new_block_crypt("3des", k1 * 3).decrypt(
-        new_block_crypt("3des", k1 * 3).encrypt(data)) == data
+    assert (
+        new_block_crypt("3des", k1 * 3).decrypt(new_block_crypt("3des", k1 * 3).encrypt(data))
+        == data
+    )
 
 
 # --- AES-GCM ------------------------------------------------------------------
+
 
 def test_gcm_layout_and_tag_check() -> None:
     block = new_block_crypt("aes-gcm", KEY)
@@ -197,6 +206,7 @@ def test_gcm_attributes() -> None:
 
 
 # --- arguments ----------------------------------------------------------------
+
 
 def test_unknown_name_lists_choices() -> None:
     with pytest.raises(ValueError, match="valid choices: aes, aes-128"):
@@ -239,8 +249,21 @@ def test_derive_key_str_and_bytes_agree() -> None:
 
 
 def test_cipher_table() -> None:
-    assert CIPHERS[:13] == ("aes", "aes-128", "aes-192", "salsa20", "blowfish", "twofish",
-                            "cast5", "3des", "tea", "xtea", "xor", "sm4", "none")
+    assert CIPHERS[:13] == (
+        "aes",
+        "aes-128",
+        "aes-192",
+        "salsa20",
+        "blowfish",
+        "twofish",
+        "cast5",
+        "3des",
+        "tea",
+        "xtea",
+        "xor",
+        "sm4",
+        "none",
+    )
     assert cipher_info("tea").implementation == "pure Python"
     assert isinstance(new_block_crypt("tea", KEY), crypt.BlockCrypt)
 
@@ -261,8 +284,10 @@ def test_public_api_fallback_matches_vectors(name: str, monkeypatch: pytest.Monk
         monkeypatch.setitem(crypt._RAW, kind, None)
     slow = new_block_crypt(name, KEY)
     assert type(slow).__name__ != "_RawCFB"
-    for r in vec["raw"] + [{"plaintext_hex": p["packet_hex"], "ciphertext_hex": p["encrypted_hex"]}
-                           for p in vec["packets"]]:
+    for r in vec["raw"] + [
+        {"plaintext_hex": p["packet_hex"], "ciphertext_hex": p["encrypted_hex"]}
+        for p in vec["packets"]
+    ]:
         plain, enc = bytes.fromhex(r["plaintext_hex"]), bytes.fromhex(r["ciphertext_hex"])
         for _ in range(2):
             assert slow.encrypt(plain) == enc == fast.encrypt(plain)
@@ -290,7 +315,8 @@ def test_broken_fast_path_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_full_fast_path_check_once_per_cipher_brief_check_per_key(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from Crypto.Util import _raw_api
 
     if _raw_api.backend != "ctypes":  # pragma: no cover - cffi: public API only
@@ -312,7 +338,8 @@ def test_full_fast_path_check_once_per_cipher_brief_check_per_key(
 
 
 def test_brief_check_rejects_a_broken_fast_path_the_full_check_missed(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     class Broken:
         def __call__(self, *args: object) -> int:
             return 0  # claims success, writes nothing
@@ -353,6 +380,7 @@ def test_shared_object_across_threads_is_consistent() -> None:
 @pytest.mark.parametrize("fast", [True, False])
 def test_gcm_fast_and_public_paths_agree(fast: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     if not fast:
+
         def no_fast(self: object) -> None:
             raise RuntimeError("no C access")
 
@@ -368,17 +396,23 @@ def test_gcm_fast_and_public_paths_agree(fast: bool, monkeypatch: pytest.MonkeyP
         assert sealed == bytes(12) + ct + tag
         assert block.decrypt(sealed) == bytes(12) + body
         with pytest.raises(PacketError):
-            block.decrypt(sealed[:12] + bytes([sealed[12] ^ 1]) + sealed[13:] if n else
-                          sealed[:-1] + bytes([sealed[-1] ^ 1]))
+            block.decrypt(
+                sealed[:12] + bytes([sealed[12] ^ 1]) + sealed[13:]
+                if n
+                else sealed[:-1] + bytes([sealed[-1] ^ 1])
+            )
 
 
 @pytest.mark.parametrize("cls", [TEA, XTEA])
-def test_parallel_lane_decryption_matches_block_by_block(cls: type,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parallel_lane_decryption_matches_block_by_block(
+    cls: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cipher = cls(bytes(range(16)))
     rng = random.Random(5)
-    cases = [bytes(rng.getrandbits(8) for _ in range(n))
-             for n in [*range(0, 70), 199, 200, 201, 511, 1400, 1519, 1520, 1521, 1600]]
+    cases = [
+        bytes(rng.getrandbits(8) for _ in range(n))
+        for n in [*range(0, 70), 199, 200, 201, 511, 1400, 1519, 1520, 1521, 1600]
+    ]
     lanes = [cipher.cfb(c, True) for c in cases]
     # decryption (lanes) inverts the (always block-by-block) encryption
     assert [cipher.cfb(cipher.cfb(c, False), True) for c in cases] == cases
@@ -388,11 +422,14 @@ def test_parallel_lane_decryption_matches_block_by_block(cls: type,
 
 
 def test_sm4_parallel_lane_decryption_matches_block_by_block(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     cipher = SM4(bytes(range(16)))
     rng = random.Random(6)
-    cases = [bytes(rng.getrandbits(8) for _ in range(n))
-             for n in [*range(0, 100), 399, 400, 401, 1400, 1519, 1520, 1521, 1600]]
+    cases = [
+        bytes(rng.getrandbits(8) for _ in range(n))
+        for n in [*range(0, 100), 399, 400, 401, 1400, 1519, 1520, 1521, 1600]
+    ]
     lanes = [cipher.cfb(c, True) for c in cases]
     assert [cipher.cfb(cipher.cfb(c, False), True) for c in cases] == cases
     monkeypatch.setattr(SM4, "_lane_min_blocks", 10**9)
@@ -401,12 +438,14 @@ def test_sm4_parallel_lane_decryption_matches_block_by_block(
 
 @pytest.mark.parametrize("key_size", [16, 24, 32])
 def test_twofish_parallel_lane_decryption_matches_block_by_block(
-        key_size: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    key_size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cipher = Twofish(bytes(range(key_size)))
     rng = random.Random(key_size)
-    cases = [bytes(rng.getrandbits(8) for _ in range(n))
-             for n in [0, 1, 15, 16, 17, 255, 256, 257, 511, 512, 513, 1400, 1519, 1520,
-                       1521, 1600]]
+    cases = [
+        bytes(rng.getrandbits(8) for _ in range(n))
+        for n in [0, 1, 15, 16, 17, 255, 256, 257, 511, 512, 513, 1400, 1519, 1520, 1521, 1600]
+    ]
     lanes = [cipher.cfb(c, True) for c in cases]
     assert [cipher.cfb(cipher.cfb(c, False), True) for c in cases] == cases
     monkeypatch.setattr(Twofish, "_lane_min_blocks", 10**9)

@@ -53,8 +53,13 @@ def test_constants() -> None:
 @pytest.mark.parametrize("cls", [FECEncoder, FECDecoder])
 @pytest.mark.parametrize(
     ("d", "p", "match"),
-    [(-1, 1, "data_shards"), (1, -1, "parity_shards"), (0, 1, "both"), (3, 0, "both"),
-     (200, 56, "255")],
+    [
+        (-1, 1, "data_shards"),
+        (1, -1, "parity_shards"),
+        (0, 1, "both"),
+        (3, 0, "both"),
+        (200, 56, "255"),
+    ],
 )
 def test_bad_shard_counts(cls: type, d: int, p: int, match: str) -> None:
     with pytest.raises(ValueError, match=match):
@@ -306,7 +311,9 @@ def test_size_prefix_failure_counts_error_and_drops() -> None:
     assert dec.errors == 1 and dec.recovered == 0
     # a rebuilt size below 2 fails as well
     forged2 = bytearray(pkts[2])
-    forged2[6:8] = (int.from_bytes(forged2[6:8], "little") ^ (len(dgs[0]) + 2) ^ 1).to_bytes(2, "little")
+    forged2[6:8] = (int.from_bytes(forged2[6:8], "little") ^ (len(dgs[0]) + 2) ^ 1).to_bytes(
+        2, "little"
+    )
     dec2 = FECDecoder(d, p)
     dec2.decode(pkts[1])
     assert dec2.decode(bytes(forged2)) == []
@@ -374,7 +381,7 @@ def test_lossy_link_recovers_everything_recoverable() -> None:
     delivered: set[bytes] = set()
     lost_data = 0
     for g in range(0, len(pkts) - len(pkts) % n, n):
-        group = pkts[g:g + n]
+        group = pkts[g : g + n]
         drop = set(rng.sample(range(n), rng.randrange(p + 1)))
         lost_data += sum(1 for i in drop if i < d)
         for i, pkt in enumerate(group):

@@ -233,8 +233,13 @@ def test_codes_of_one_shape_share_what_depends_only_on_the_shape() -> None:
 
 @pytest.mark.parametrize(
     ("d", "p", "exc"),
-    [(0, 1, ValueError), (1, 0, ValueError), (200, 56, ValueError), (1.0, 1, TypeError),
-     (True, 1, TypeError)],
+    [
+        (0, 1, ValueError),
+        (1, 0, ValueError),
+        (200, 56, ValueError),
+        (1.0, 1, TypeError),
+        (True, 1, TypeError),
+    ],
 )
 def test_bad_counts(d: object, p: object, exc: type[Exception]) -> None:
     with pytest.raises(exc, match="shards"):

@@ -12,7 +12,10 @@ from kcpsock.kcp import KCP
 from kcpsock.segment import HEADER, Command, decode_segments, encode_segment, timediff
 
 CONV = 0x4B435031
-XMIT, ACKED = 5, 8  # indices in a snd_buf segment: [sn, frg, data, ts, rto, xmit, resendts, fastack, acked]
+XMIT, ACKED = (
+    5,
+    8,
+)  # indices in a snd_buf segment: [sn, frg, data, ts, rto, xmit, resendts, fastack, acked]
 
 
 def segs(datagrams: list[bytes]) -> list[tuple[int, int, int, int]]:
@@ -56,10 +59,10 @@ def state_of(k: KCP) -> dict[str, object]:
 
 # --------------------------------------------------------------------- header
 
+
 def test_header_layout_matches_spec_example() -> None:
     raw = encode_segment(0x01020304, Command.PUSH, 0, 32, 1000, 5, 3, b"abc")
-    assert raw.hex() == ("04030201" "51" "00" "2000" "e8030000" "05000000" "03000000"
-                         "03000000" "616263")
+    assert raw.hex() == ("0403020151002000e8030000050000000300000003000000616263")
     assert HEADER.size == 24
 
 
@@ -70,6 +73,7 @@ def test_timediff_wraps() -> None:
 
 
 # ---------------------------------------------------------------- arguments
+
 
 def test_defaults_follow_kcp_go() -> None:
     k = KCP(7)
@@ -132,6 +136,7 @@ def test_nodelay_settings() -> None:
 
 
 # ------------------------------------------------------------ data transfer
+
 
 def test_hello_roundtrip_and_una() -> None:
     a, b = nc_pair()
@@ -221,10 +226,16 @@ BAD = [
     (encode_segment(CONV + 1, 81, 0, 32, 0, 0, 0, b"x"), "conv"),
     (encode_segment(CONV, 81, 0, 32, 0, 0, 0, b"xyz")[:-1], "payload"),
     (encode_segment(CONV, 80, 0, 32, 0, 0, 0, b""), "command"),
-    (encode_segment(CONV, 81, 0, 32, 0, 0, 0, b"ok")
-     + encode_segment(CONV, 85, 0, 32, 0, 1, 0, b""), "command"),
-    (encode_segment(CONV, 81, 0, 32, 0, 0, 0, b"ok")
-     + encode_segment(CONV ^ 1, 81, 0, 32, 0, 1, 0, b"x"), "conv"),
+    (
+        encode_segment(CONV, 81, 0, 32, 0, 0, 0, b"ok")
+        + encode_segment(CONV, 85, 0, 32, 0, 1, 0, b""),
+        "command",
+    ),
+    (
+        encode_segment(CONV, 81, 0, 32, 0, 0, 0, b"ok")
+        + encode_segment(CONV ^ 1, 81, 0, 32, 0, 1, 0, b"x"),
+        "conv",
+    ),
 ]
 
 
@@ -249,6 +260,7 @@ def test_trailing_bytes_shorter_than_a_header_are_ignored() -> None:
 
 # ---------------------------------------------------------------- estimator
 
+
 def test_rtt_estimator_worked_example() -> None:
     """KCP.md section 9: samples 100, 120, 80, 30, 200 (interval 100, minrto 100)."""
     k = KCP(1)
@@ -264,7 +276,7 @@ def test_one_rtt_sample_per_datagram_from_the_last_ack_regular_only() -> None:
         a.send(bytes([i]))
     for d in a.flush(1000):  # ts 1000
         b.input(d, 1000)
-    ack = b''.join(encode_segment(CONV, 82, 0, 32, 1000 - 40 * (2 - i), i, 0) for i in range(3))
+    ack = b"".join(encode_segment(CONV, 82, 0, 32, 1000 - 40 * (2 - i), i, 0) for i in range(3))
     a2 = copy.deepcopy(a)
     a.input(ack, 1100, regular=False)
     assert a.rx_srtt == 0 and a.rmt_wnd == 32  # FEC-recovered: no sample, no rmt_wnd

@@ -33,19 +33,44 @@ PROFILES = {
 }
 
 
-def make_pair(profile: tuple[int, int, int, int], *, loss: float, seed: int, wnd: int = 128,
-              stream: bool = False, start_ms: int = 0, dup: float = 0.05,
-              reorder: float = 0.05, bandwidth: Optional[int] = 2_000_000) -> KCPPair:
+def make_pair(
+    profile: tuple[int, int, int, int],
+    *,
+    loss: float,
+    seed: int,
+    wnd: int = 128,
+    stream: bool = False,
+    start_ms: int = 0,
+    dup: float = 0.05,
+    reorder: float = 0.05,
+    bandwidth: Optional[int] = 2_000_000,
+) -> KCPPair:
     clock = FakeClock(start_ms)
     a, b = KCP(CONV), KCP(CONV)
     for k in (a, b):
         k.nodelay(*profile)
         k.wndsize(wnd, wnd)
         k.stream = stream
-    ab = LossyLink(clock, seed=seed, loss=loss, dup=dup, reorder=reorder, delay_ms=15,
-                   jitter_ms=10, bandwidth=bandwidth)
-    ba = LossyLink(clock, seed=seed + 1000, loss=loss, dup=dup, reorder=reorder, delay_ms=15,
-                   jitter_ms=10, bandwidth=bandwidth)
+    ab = LossyLink(
+        clock,
+        seed=seed,
+        loss=loss,
+        dup=dup,
+        reorder=reorder,
+        delay_ms=15,
+        jitter_ms=10,
+        bandwidth=bandwidth,
+    )
+    ba = LossyLink(
+        clock,
+        seed=seed + 1000,
+        loss=loss,
+        dup=dup,
+        reorder=reorder,
+        delay_ms=15,
+        jitter_ms=10,
+        bandwidth=bandwidth,
+    )
     return KCPPair(a, b, clock, ab, ba)
 
 
@@ -89,8 +114,7 @@ def test_exactly_once_in_order_message_mode(profile: str, loss: float) -> None:
     assert got_a == back
     assert pair.ab.dropped > 0 or loss == 0
     # everything gets acknowledged, and nothing more arrives (no duplicate delivery)
-    assert pair.run_until(lambda: pair.a.waitsnd() == 0 and pair.b.waitsnd() == 0, 120_000,
-                          tick=5)
+    assert pair.run_until(lambda: pair.a.waitsnd() == 0 and pair.b.waitsnd() == 0, 120_000, tick=5)
     pair.run_until(lambda: False, 2000, tick=5)
     assert pair.b.recv() is None and pair.a.recv() is None
     assert not pair.a.is_dead and not pair.b.is_dead
@@ -110,7 +134,7 @@ def test_exactly_once_in_order_stream_mode(profile: str, loss: float) -> None:
         # the writer keeps at most 2 windows queued, writing odd-sized pieces
         while pos < len(blob) and pair.a.waitsnd() < 2 * pair.a.snd_wnd:
             n = rng.randint(1, 5000)
-            pair.a.send(blob[pos:pos + n])
+            pair.a.send(blob[pos : pos + n])
             pos += n
         while True:
             chunk = pair.b.recv()
@@ -221,8 +245,7 @@ def test_sequence_and_timestamp_wrap_around(loss: float) -> None:
     for m in msgs:
         pair.a.send(m)
     got: list[bytes] = []
-    assert pair.run_until(lambda: (drain(pair.b, got), len(got) >= len(msgs))[1], 300_000,
-                          tick=5)
+    assert pair.run_until(lambda: (drain(pair.b, got), len(got) >= len(msgs))[1], 300_000, tick=5)
     assert got == msgs
     assert pair.clock.now_ms > 2**32
     assert 0 < pair.a.snd_nxt < 1000 and pair.b.rcv_nxt == pair.a.snd_nxt
@@ -272,8 +295,9 @@ def test_flush_and_check_schedule_like_a_session() -> None:
         if len(got) == len(msgs):
             break
         # jump to the next event, as a timer thread would
-        candidates = [due[id(a)], due[id(b)]] + [t for t in (ab.next_due(), ba.next_due())
-                                                   if t is not None]
+        candidates = [due[id(a)], due[id(b)]] + [
+            t for t in (ab.next_due(), ba.next_due()) if t is not None
+        ]
         clock.advance(max(1, min(candidates) - now))
     assert got == msgs
 
@@ -297,11 +321,13 @@ def test_flush_shortcut_matches_kcp_go_full_scan(profile: str) -> None:
         for m in msgs[100:]:
             pair.b.send(m)
         got: list[bytes] = []
-        pair.run_until(lambda: (drain(pair.b, got), drain(pair.a, got), len(got) >= 150)[2],
-                       300_000, tick=3)
+        pair.run_until(
+            lambda: (drain(pair.b, got), drain(pair.a, got), len(got) >= 150)[2], 300_000, tick=3
+        )
         assert sorted(got) == sorted(msgs)
-        counters = [(k.lost_segs, k.fast_retrans_segs, k.early_retrans_segs)
-                    for k in (pair.a, pair.b)]
+        counters = [
+            (k.lost_segs, k.fast_retrans_segs, k.early_retrans_segs) for k in (pair.a, pair.b)
+        ]
         return [*sent, repr(counters).encode()]
 
     fast, full = trace(False), trace(True)
@@ -369,9 +395,22 @@ def test_flush_shortcut_matches_full_scan_with_odd_acks(seed: int) -> None:
                 out += a.flush(now)
             else:
                 out += a.update(now)
-            out.append(repr((step, a.snd_una, a.snd_nxt, a.cwnd, a.ssthresh, a.state,
-                             a.lost_segs, a.fast_retrans_segs, a.early_retrans_segs,
-                             a.waitsnd())).encode())
+            out.append(
+                repr(
+                    (
+                        step,
+                        a.snd_una,
+                        a.snd_nxt,
+                        a.cwnd,
+                        a.ssthresh,
+                        a.state,
+                        a.lost_segs,
+                        a.fast_retrans_segs,
+                        a.early_retrans_segs,
+                        a.waitsnd(),
+                    )
+                ).encode()
+            )
             now += rng.randint(0, 60)
         return out
 

@@ -206,7 +206,10 @@ def test_released_thread_never_runs_next_to_its_successor(upd: Updater) -> None:
 
 
 def test_repr_shows_thread_state_and_counts(upd: Updater) -> None:
-    assert repr(upd) == "<kcpsock Updater 'test-updater' idle (no thread) scheduled=0 fired=0 wakeups=0>"
+    assert (
+        repr(upd)
+        == "<kcpsock Updater 'test-updater' idle (no thread) scheduled=0 fired=0 wakeups=0>"
+    )
     t = Target()
     upd.schedule(t, now_ms() + 60_000)
     assert "running scheduled=1 fired=0" in repr(upd)

@@ -15,16 +15,18 @@ from kcpsock.crypt import CIPHERS, IV, derive_key, new_block_crypt
 from tests.conftest import load_vectors
 
 _CRYPT = load_vectors("crypt")
-_CASES = [
-    pytest.param(cipher, id=cipher["name"]) for cipher in _CRYPT["ciphers"]
-]
+_CASES = [pytest.param(cipher, id=cipher["name"]) for cipher in _CRYPT["ciphers"]]
 
 
 def _pairs(cipher: dict[str, Any]) -> list[tuple[bytes, bytes]]:
-    pairs = [(bytes.fromhex(r["plaintext_hex"]), bytes.fromhex(r["ciphertext_hex"]))
-             for r in cipher["raw"]]
-    pairs += [(bytes.fromhex(p["packet_hex"]), bytes.fromhex(p["encrypted_hex"]))
-              for p in cipher["packets"]]
+    pairs = [
+        (bytes.fromhex(r["plaintext_hex"]), bytes.fromhex(r["ciphertext_hex"]))
+        for r in cipher["raw"]
+    ]
+    pairs += [
+        (bytes.fromhex(p["packet_hex"]), bytes.fromhex(p["encrypted_hex"]))
+        for p in cipher["packets"]
+    ]
     return pairs
 
 
@@ -46,7 +48,7 @@ def test_fixed_iv() -> None:
 @pytest.mark.parametrize("cipher", _CASES)
 def test_key_is_kcptun_slice_of_derived_key(cipher: dict[str, Any]) -> None:
     derived = derive_key(_CRYPT["password"])
-    assert bytes.fromhex(cipher["key_hex"]) == derived[:cipher["key_len"]]
+    assert bytes.fromhex(cipher["key_hex"]) == derived[: cipher["key_len"]]
 
 
 @pytest.mark.parametrize("cipher", _CASES)
@@ -88,7 +90,8 @@ def test_packet_vectors_header(cipher: dict[str, Any]) -> None:
 # CRYPTO.md section 10: the one AEAD vector (kcp-go HEAD layout, AES-128-GCM).
 _GCM_PACKET = bytes.fromhex(
     "000102030405060708090a0b3be869ab654065aab460daff3d56a74129da74aa7804942b"
-    "a99416e82fd81f40b033434333c326b41dae1637082a776461a337")
+    "a99416e82fd81f40b033434333c326b41dae1637082a776461a337"
+)
 _BODY = b"hello, kcp! 0123456789abcdefghijklm"
 
 
@@ -107,7 +110,8 @@ def test_aes_128_gcm_slices_the_derived_key() -> None:
 
 _SPEC_PLAIN = bytes.fromhex(
     "000102030405060708090a0b0c0d0e0f6ff5250f68656c6c6f2c206b637021203031323334"
-    "35363738396162636465666768696a6b6c6d")
+    "35363738396162636465666768696a6b6c6d"
+)
 _SPEC_TABLE = {  # CRYPTO.md section 10, a second source besides crypt.json
     "aes-128": "ddd7e0a7981ba3e2a7f6d51f2a2663183ad5df58827da4bfa168cb2b37f1649c4aad1e4adbb0dbd80076da78a8ba68a6007509a36450cb",
     "twofish": "79a0668add94e7387471af7514bb10657d9e7339a9cd18a05c937fb8c89920d753ed776b466c30b629189f083d285c3060fdb8605cc63f",
@@ -127,6 +131,7 @@ def test_spec_table(name: str) -> None:
 
 
 # --- the whole pipeline (kcpsock.codec) against kcp-go's bytes --------------
+
 
 def _fixed_nonces(nonces: list[bytes]) -> Any:
     it = iter(nonces)
@@ -153,8 +158,9 @@ def test_codec_packets_match_kcp_go(cipher: dict[str, Any]) -> None:
 
 
 def _fullstack() -> dict[str, Any]:
-    (exchange,) = [e for e in load_vectors("kcp")["exchanges"]
-                   if e["name"] == "fullstack_aes_fec_3_2"]
+    (exchange,) = [
+        e for e in load_vectors("kcp")["exchanges"] if e["name"] == "fullstack_aes_fec_3_2"
+    ]
     return exchange  # type: ignore[no-any-return]
 
 
@@ -172,8 +178,10 @@ def test_fullstack_aes_fec_decodes_and_recovers() -> None:
     key = bytes.fromhex(settings["key_hex"])
     assert derive_key(settings["password"]) == key
     d, p = settings["fec_data_shards"], settings["fec_parity_shards"]
-    codecs = {"c2s": PacketCodec(new_block_crypt("aes", key), d, p),
-              "s2c": PacketCodec(new_block_crypt("aes", key), d, p)}
+    codecs = {
+        "c2s": PacketCodec(new_block_crypt("aes", key), d, p),
+        "s2c": PacketCodec(new_block_crypt("aes", key), d, p),
+    }
     regular: dict[str, list[bytes]] = {"c2s": [], "s2c": []}
     recovered: dict[str, list[bytes]] = {"c2s": [], "s2c": []}
     for dg in ex["datagrams"]:
@@ -191,14 +199,15 @@ def test_fullstack_aes_fec_decodes_and_recovers() -> None:
         recovered[dg["dir"]].extend(rec)
     # the dropped datagram is exactly the one recovered
     (dropped,) = [dg for dg in ex["datagrams"] if dg.get("dropped")]
-    lost_kcp = bytes.fromhex(dropped["decrypted_hex"])[20 + 8:]
+    lost_kcp = bytes.fromhex(dropped["decrypted_hex"])[20 + 8 :]
     assert recovered["c2s"] == [lost_kcp]
     assert recovered["s2c"] == []
     assert codecs["c2s"].fec_recovered == ex["snmp_delta"]["FECRecovered"] == 1
     assert codecs["c2s"].fec_parity_shards == ex["snmp_delta"]["FECParityShards"] == 2
     # the recovered datagram carries the client's second 300-byte write
-    writes = [bytes.fromhex(a["hex"]) for a in ex["app"]
-              if a["side"] == "client" and a["op"] == "write"]
+    writes = [
+        bytes.fromhex(a["hex"]) for a in ex["app"] if a["side"] == "client" and a["op"] == "write"
+    ]
     assert lost_kcp[24:] == writes[1]
     # and the regular ones carry the first and third
     pushes = [r[24:] for r in regular["c2s"] if r[4] == 81]
@@ -215,8 +224,12 @@ def test_fullstack_aes_fec_encode_reproduces_client_bytes() -> None:
     key = bytes.fromhex(settings["key_hex"])
     sent = [dg for dg in ex["datagrams"] if dg["dir"] == "c2s"]
     nonces = [bytes.fromhex(dg["decrypted_hex"])[:16] for dg in sent]
-    codec = PacketCodec(new_block_crypt("aes", key), settings["fec_data_shards"],
-                        settings["fec_parity_shards"], random_bytes=_fixed_nonces(nonces))
+    codec = PacketCodec(
+        new_block_crypt("aes", key),
+        settings["fec_data_shards"],
+        settings["fec_parity_shards"],
+        random_bytes=_fixed_nonces(nonces),
+    )
     out: list[bytes] = []
     for dg in sent:
         if dg["fec"] == "data":

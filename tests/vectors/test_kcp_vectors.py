@@ -41,13 +41,24 @@ def kcp_bytes(exchange: dict[str, Any], dg: dict[str, Any]) -> Optional[bytes]:
             return None
         assert raw[4:6] == b"\xf1\x00"
         size = int.from_bytes(raw[6:8], "little")
-        return raw[FEC_HEADER + 2:FEC_HEADER + size]
+        return raw[FEC_HEADER + 2 : FEC_HEADER + size]
     return raw
 
 
 def as_dicts(hdrs: list[tuple[Header, bytes]]) -> list[dict[str, int]]:
-    return [{"conv": h.conv, "cmd": h.cmd, "frg": h.frg, "wnd": h.wnd, "ts": h.ts,
-             "sn": h.sn, "una": h.una, "len": h.length} for h, _ in hdrs]
+    return [
+        {
+            "conv": h.conv,
+            "cmd": h.cmd,
+            "frg": h.frg,
+            "wnd": h.wnd,
+            "ts": h.ts,
+            "sn": h.sn,
+            "una": h.una,
+            "len": h.length,
+        }
+        for h, _ in hdrs
+    ]
 
 
 @pytest.mark.parametrize("exchange", EXCHANGES, ids=IDS)
@@ -59,8 +70,10 @@ def test_every_datagram_decodes_like_the_capture(exchange: dict[str, Any]) -> No
             assert dg["segments"] == []
             continue
         segs = decode_segments(data)
-        want = [{k: s[k] for k in ("conv", "cmd", "frg", "wnd", "ts", "sn", "una", "len")}
-                for s in dg["segments"]]
+        want = [
+            {k: s[k] for k in ("conv", "cmd", "frg", "wnd", "ts", "sn", "una", "len")}
+            for s in dg["segments"]
+        ]
         assert as_dicts(segs) == want
         assert sum(24 + h.length for h, _ in segs) == len(data)
         checked += 1
@@ -144,7 +157,7 @@ def replay(exchange: dict[str, Any], side: str) -> tuple[list[bytes], list[bytes
                 kcp.send(payload)
             else:  # kcp-go's UDPSession.Write cuts messages at mss
                 for i in range(0, len(payload), kcp.mss):
-                    kcp.send(payload[i:i + kcp.mss])
+                    kcp.send(payload[i : i + kcp.mss])
             emit(kcp.flush(now))
         else:
             pushes.update((h.sn, h.ts) for h, _ in decode_segments(payload) if h.cmd == 81)
@@ -155,8 +168,9 @@ def replay(exchange: dict[str, Any], side: str) -> tuple[list[bytes], list[bytes
             if msg is None:
                 break
             delivered.append(msg)
-    reads = [bytes.fromhex(a["hex"]) for a in exchange["app"]
-             if a["side"] == side and a["op"] == "read"]
+    reads = [
+        bytes.fromhex(a["hex"]) for a in exchange["app"] if a["side"] == side and a["op"] == "read"
+    ]
     assert pushes, "the replayed side received data"
     assert acked <= pushes  # every ACK echoes a received PUSH's sn and ts
     assert {sn for sn, _ in pushes} == set(range(una))  # and una covers them all
