@@ -23,6 +23,7 @@ PURE = {
     "crypt",
     "codec",
     "stats",
+    "replay",
     "_twofish",
     "_sm4",
     "_tea",
