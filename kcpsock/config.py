@@ -23,10 +23,13 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar, Optional
 
-__all__ = ["MTU_LIMIT", "PRESETS", "KCPConfig"]
+__all__ = ["MAX_DUP", "MTU_LIMIT", "PRESETS", "KCPConfig"]
 
 #: kcp-go ``mtuLimit``: the largest UDP payload kcp-go sends or can receive.
 MTU_LIMIT = 1500
+
+#: Most extra copies of a datagram (``dup``): each copy costs a full datagram.
+MAX_DUP = 16
 
 #: kcptun's modes: (nodelay, interval_ms, resend, nc) (KCP.md §17).
 PRESETS: dict[str, tuple[int, int, int, bool]] = {
@@ -128,7 +131,7 @@ class KCPConfig:
         _check_flag(self, "stream")
         _check_flag(self, "ack_nodelay")
         _check_flag(self, "write_delay")
-        _check_int("dup", self.dup, 0, 16)
+        _check_int("dup", self.dup, 0, MAX_DUP)
         _check_int("dead_link", self.dead_link, 1, 0xFFFFFFFF)
         if self.dscp is not None:
             _check_int("dscp", self.dscp, 0, 63)
