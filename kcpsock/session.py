@@ -373,6 +373,10 @@ class Session:
         """Return the local address of the UDP socket."""
         return self.transport.sock.getsockname()
 
+    def queued_batches(self) -> int:
+        """Return how many received batches wait in the inbound queue (lock-free read)."""
+        return len(self._inbox)
+
     @property
     def receiver_thread(self) -> Optional[threading.Thread]:
         """The receiver thread of a dialed session (None for a listener's)."""
@@ -583,35 +587,6 @@ class Session:
         self._notify(hysteresis=True)
         if self.updater_deadline is None and self._opened:
             updater.schedule(self, _deadline_from(now, kcp.check(now)))
-
-    def feed(self, payloads: list[bytes]) -> None:
-        """Run opened payloads through this session's FEC stage and KCP (tests, tools).
-
-        Args:
-            payloads: datagrams after :meth:`PacketCodec.open` (plain mode:
-                the raw datagrams).
-        """
-        d = Delivery(self.route)
-        codec = self._codec
-        errors: list[tuple[str, int]] = []
-        for p in payloads:
-            d.packets += 1
-            d.nbytes += len(p)
-            if codec is None:
-                d.datagrams.append(p)
-                continue
-            try:
-                reg, recovered = codec.decode_payload(p)
-            except PacketError as exc:
-                errors.append((exc.counter, 1))
-                continue
-            if reg is not None:
-                d.datagrams.append(reg)
-            d.recovered.extend(recovered)
-        with self._lock:
-            self._counts += errors
-            self._inbox.append(d)
-            self._drain_locked()
 
     def on_timer(self, now: int) -> Optional[int]:
         """The updater's callback: full flush, then the next deadline or None.
