@@ -22,6 +22,7 @@ PURE = {
     "fec",
     "crypt",
     "codec",
+    "inbound",
     "stats",
     "replay",
     "_twofish",
@@ -43,6 +44,7 @@ FORBIDDEN_STDLIB = {
 }
 IO_MODULES = {
     "updater",
+    "transport",
     "session",
     "sock",
     "socketserver",
