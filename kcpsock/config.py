@@ -114,6 +114,34 @@ class KCPConfig:
     """Listener: live sessions at most; new conversations beyond it are dropped."""
     blacklist_ttl: float = 600.0
     """Listener: seconds during which a closed (address, conv) cannot be reopened; 0 disables."""
+    max_sessions_per_address: int = 128
+    """Listener: live sessions (accepted or waiting) per source IP address at most, so
+    that one host cannot fill the session table; new conversations beyond it are
+    dropped (``Listener.refused["per_address"]``)."""
+    backlog_per_address: int = 16
+    """Listener: sessions waiting for ``accept`` per source IP address at most, so that
+    a flood from one host cannot fill the backlog for everyone else."""
+    accept_timeout: float = 30.0
+    """Listener: seconds a new session may wait for ``accept``; older ones are closed
+    and dropped (``refused["expired"]``); 0 keeps them until accepted."""
+    pending_rcvwnd: int = 32
+    """Listener: receive window (segments) of a session until it is accepted, so an
+    unaccepted session buffers at most about ``2 * pending_rcvwnd * mtu`` bytes; the
+    full ``rcvwnd`` is advertised at ``accept``."""
+    conv_guard: bool = False
+    """Listener: refuse a new (address, conv) whose conv is live, or closed less than
+    ``blacklist_ttl`` ago, from another address: stops replays of a captured
+    conversation from fresh source ports after the replay window too.  Off by default:
+    kcp-go keys sessions by (address, conv), and clients sharing a fixed conv (as in
+    ikcp's examples) would be refused; with random convs (kcp-go's ``Dial``) n
+    conversations collide with probability about n**2 / 2**33."""
+    replay_cache: int = 65536
+    """Nonces each socket (listener or dialed) remembers to drop replayed and reflected
+    datagrams (kcpsock.replay; about 115 bytes each at most); 0 disables.  No effect
+    without a cipher (plain mode has no nonce)."""
+    replay_window: float = 600.0
+    """Seconds a remembered nonce is kept at least (unless ``replay_cache // 2`` newer
+    nonces arrive sooner)."""
     linger: float = 0.0
     """Seconds ``close()`` waits for queued and unacknowledged data to be acknowledged
     (like SO_LINGER); 0 is kcp-go's behaviour: one last flush, best effort."""
@@ -131,6 +159,7 @@ class KCPConfig:
         _check_flag(self, "stream")
         _check_flag(self, "ack_nodelay")
         _check_flag(self, "write_delay")
+        _check_flag(self, "conv_guard")
         _check_int("dup", self.dup, 0, MAX_DUP)
         _check_int("dead_link", self.dead_link, 1, 0xFFFFFFFF)
         if self.dscp is not None:
@@ -141,12 +170,23 @@ class KCPConfig:
             _check_int("write_buffer", self.write_buffer, 1)
         _check_int("backlog", self.backlog, 1)
         _check_int("max_sessions", self.max_sessions, 1)
-        for name in ("linger",):
+        _check_int("max_sessions_per_address", self.max_sessions_per_address, 1)
+        _check_int("backlog_per_address", self.backlog_per_address, 1)
+        _check_int("pending_rcvwnd", self.pending_rcvwnd, 1, 65535)
+        _check_int("replay_cache", self.replay_cache, 0)
+        if self.replay_cache == 1:
+            raise ValueError("replay_cache must be 0 (off) or >= 2, got 1")
+        for name in ("linger", "accept_timeout"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise TypeError(f"{name} must be a number, not {type(value).__name__}")
             if not 0 <= value < float("inf"):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        value = self.replay_window
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError(f"replay_window must be a number, not {type(value).__name__}")
+        if not 0 < value < float("inf"):
+            raise ValueError(f"replay_window must be a finite number > 0, got {value}")
         ttl = self.blacklist_ttl
         if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
             raise TypeError(f"blacklist_ttl must be a number, not {type(ttl).__name__}")
