@@ -47,10 +47,10 @@ from .errors import KCPBlockingIOError, KCPClosedError
 from .inbound import Admission, Blacklist, Inbound, RouteTable, make_codec
 from .session import (
     Session,
-    new_replay_filter,
     Timeout,
     listener_started,
     listener_stopped,
+    new_replay_filter,
     release_updater,
     wait_deadline,
 )
