@@ -1046,7 +1046,10 @@ class Listener(_Timeouts):
 
     @property
     def refused(self) -> dict[str, int]:
-        """New conversations dropped, by reason: backlog, max_sessions, blacklist."""
+        """New conversations dropped, by reason (``kcpsock.listener.REFUSAL_REASONS``):
+        unsolicited (not a client's first datagram), blacklist, conv_in_use,
+        backlog, backlog_per_address, per_address, max_sessions, and expired
+        (waited longer than ``accept_timeout`` for accept)."""
         return dict(self._core.refused)
 
     @property
