@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 
@@ -137,3 +138,64 @@ def test_wire_prefix_identifies_the_nonce(name: str) -> None:
 
 def test_plain_codec_has_no_nonce() -> None:
     assert PacketCodec(None, 10, 3).nonce_size == 0
+
+
+# ------------------------------------------------ the filter in the pipeline
+
+
+def _pipeline(name: str = "aes") -> tuple[Any, Any, Any]:
+    from kcpsock.inbound import Inbound, Route
+    from kcpsock.replay import ReplayFilter
+
+    block = new_block_crypt(name, KEY if "gcm" not in name else KEY[:16])
+    codec = PacketCodec(block)
+    clock = [0]
+    filt = ReplayFilter(codec.nonce_size, lambda: clock[0], capacity=1000, window_ms=10_000)
+    inbound = Inbound.for_session(Route(None, codec), codec)
+    inbound.pre_filters.append(filt.pre)
+    inbound.post_filters.append(filt.post)
+    return codec, filt, inbound
+
+
+def _dg(sn: int) -> bytes:
+    import struct
+
+    return struct.pack("<IBBHIIII", 1, 81, 0, 32, 0, sn, 0, 5) + b"hello"
+
+
+@pytest.mark.parametrize("name", ["aes", "salsa20", "aes-128-gcm"])
+def test_filter_drops_replays_within_a_batch_and_across_batches(name: str) -> None:
+    codec, filt, inbound = _pipeline(name)
+    a, b = codec.encode(_dg(0))[0], codec.encode(_dg(1))[0]
+    r1 = inbound.process([(a, "x"), (a, "y"), (b, "x")])
+    assert r1.errors == {"InReplays": 1}
+    assert r1.deliveries[0].datagrams == [_dg(0), _dg(1)]
+    r2 = inbound.process([(b, "z"), (a, "z")])
+    assert r2.errors == {"InReplays": 2} and r2.deliveries == []
+    assert filt.cache.replays == 3
+
+
+def test_filter_drops_reflections_of_what_was_sent() -> None:
+    codec, filt, inbound = _pipeline()
+    out = codec.encode(_dg(0))
+    filt.sent(out)
+    r = inbound.process([(p, "peer") for p in out])
+    assert r.errors == {"InReplays": len(out)} and r.deliveries == []
+
+
+def test_garbage_does_not_fill_the_cache() -> None:
+    _codec, filt, inbound = _pipeline()
+    junk = [os.urandom(100) for _ in range(50)]
+    r = inbound.process([(j, "x") for j in junk])
+    assert r.errors == {"InCsumErrors": 50}
+    assert len(filt.cache) == 0  # only authenticated datagrams are remembered
+    # and the same junk again is a CRC failure, not a "replay"
+    r = inbound.process([(junk[0], "x")])
+    assert r.errors == {"InCsumErrors": 1}
+
+
+def test_filter_needs_a_nonce() -> None:
+    from kcpsock.replay import ReplayFilter
+
+    with pytest.raises(ValueError, match="nonce_size"):
+        ReplayFilter(0, lambda: 0)
