@@ -1197,7 +1197,9 @@ def dial(
             ``nodelay``, ``interval``, ``resend``, ``nc`` (kcp-go
             ``SetNoDelay``), ``sndwnd``, ``rcvwnd``, ``mtu``, ``stream``,
             ``ack_nodelay``, ``write_delay``, ``dup``, ``dead_link``,
-            ``dscp``, ``read_buffer``, ``write_buffer``, ``linger``; e.g.
+            ``dscp``, ``read_buffer``, ``write_buffer``, ``linger``,
+            ``replay_cache``, ``replay_window`` (the replay/reflection
+            filter, README "Security"); e.g.
             ``dial(addr, nodelay=1, interval=10, resend=2, nc=1)``.
 
     Returns:
@@ -1350,7 +1352,10 @@ def listen(
             (default 600; 0 disables).
         reuse_port: set SO_REUSEPORT before binding.
         **options: :class:`KCPConfig` fields for the sessions (as
-            :func:`dial`'s).
+            :func:`dial`'s), and the listener's limits against floods:
+            ``max_sessions_per_address``, ``backlog_per_address``,
+            ``accept_timeout``, ``pending_rcvwnd``, ``conv_guard`` (README
+            "Security").
 
     Returns:
         A :class:`Listener`.
