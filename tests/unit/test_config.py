@@ -119,3 +119,12 @@ def test_flags_take_kcp_go_0_and_1_and_store_bools() -> None:
     assert KCPConfig().replace(write_delay=1).write_delay is True
     with pytest.raises(ValueError, match="nc"):
         KCPConfig(nc=2)
+
+
+def test_config_fields_typed_dict_lists_every_field() -> None:
+    """ConfigFields (the type of **changes) names exactly the dataclass fields."""
+    import dataclasses
+
+    from kcpsock.config import ConfigFields, KCPConfig
+
+    assert set(ConfigFields.__annotations__) == {f.name for f in dataclasses.fields(KCPConfig)}

@@ -9,13 +9,10 @@ import pytest
 
 from kcpsock.errors import PacketError
 from kcpsock.kcp import KCP
-from kcpsock.segment import HEADER, Command, decode_segments, encode_segment, timediff
+from kcpsock.segment import HEADER, Command, timediff
+from tests.kcpwire import decode_segments, encode_segment, seg_fields
 
 CONV = 0x4B435031
-XMIT, ACKED = (
-    5,
-    8,
-)  # indices in a snd_buf segment: [sn, frg, data, ts, rto, xmit, resendts, fastack, acked]
 
 
 def segs(datagrams: list[bytes]) -> list[tuple[int, int, int, int]]:
@@ -46,8 +43,10 @@ def transfer(a: KCP, b: KCP, now: int) -> None:
 def state_of(k: KCP) -> dict[str, object]:
     snap = {}
     for name, value in vars(k).items():
-        if name in ("snd_buf",):
-            snap[name] = [[*s[:2], bytes(s[2]), *s[3:]] for s in value]
+        if name in ("snd_buf", "_inflight"):
+            snap[name] = [seg_fields(s) for s in value]
+        elif name == "_fastcand":
+            snap[name] = {sn: seg_fields(s) for sn, s in value.items()}
         elif name in ("snd_queue", "rcv_queue"):
             snap[name] = [(f, bytes(d)) for f, d in value]
         elif name == "rcv_buf":
@@ -215,7 +214,8 @@ def test_zero_length_message_from_ikcp_is_skipped() -> None:
     assert b.recv() is None
     # an empty message alone is consumed without being returned
     b.input(encode_segment(CONV, 81, 0, 128, 1, 2, 0, b""), 6)
-    assert b.peek_size() == -1 and b.recv() is None and not b.rcv_queue
+    assert b.peek_size() == -1 and len(b.rcv_queue) == 1  # peek_size changes nothing
+    assert b.recv() is None and not b.rcv_queue
 
 
 # ---------------------------------------------------------------- bad input
@@ -318,7 +318,7 @@ def test_selective_ack_marks_and_una_removes() -> None:
     # ACK sn 2 only (una 0): marked, kept until una passes it
     a.input(encode_segment(CONV, 82, 0, 32, 0, 2, 0), 10)
     assert a.waitsnd() == 4
-    assert [s[ACKED] for s in a.snd_buf] == [False, False, True, False]
+    assert [s.acked for s in a.snd_buf] == [False, False, True, False]
     # a full flush triggered by the skipping ACK early-retransmits sn 0 and 1
     out = a.flush(11)
     assert [sn for c, _, sn, _ in segs(out) if c == 81] == [0, 1]

@@ -15,7 +15,7 @@ from typing import Optional
 import pytest
 
 from kcpsock.kcp import IKCP_PROBE_INIT, KCP
-from kcpsock.segment import decode_segments
+from tests.kcpwire import decode_segments
 from tests.netsim import FakeClock, KCPPair, LossyLink
 
 CONV = 0x11223344
@@ -261,7 +261,7 @@ def test_dead_link_after_repeated_loss() -> None:
     a.send(b"into the void")
     assert not pair.run_until(lambda: a.is_dead, 1000, tick=10)
     assert pair.run_until(lambda: a.is_dead, 120_000, tick=10)
-    assert a.state == 0xFFFFFFFF and a.snd_buf[0][5] == a.dead_link == 20  # [5]: xmit
+    assert a.state == 0xFFFFFFFF and a.snd_buf[0].xmit == a.dead_link == 20
     assert a.lost_segs == 19 and a.retrans_segs == 19
 
 
@@ -310,7 +310,7 @@ def test_flush_shortcut_matches_kcp_go_full_scan(profile: str) -> None:
     def trace(scan_always: bool) -> list[bytes]:
         pair = make_pair(PROFILES[profile], loss=0.15, seed=11, wnd=64)
         for k in (pair.a, pair.b):
-            k._scan_always = scan_always
+            k.scan_always = scan_always
         sent: list[bytes] = []
         for link in (pair.ab, pair.ba):
             link.filter = lambda d: sent.append(d) is None
@@ -347,11 +347,11 @@ def test_check_is_never_later_than_the_exact_ikcp_check() -> None:
         if not a.updated or ((now - ts_flush) & 0xFFFFFFFF) < 0x80000000:
             return now
         minimal = (ts_flush - now) & 0xFFFFFFFF
-        for seg in a.snd_buf:  # [sn, frg, data, ts, rto, xmit, resendts, fastack, acked]
-            if seg[8]:
+        for seg in a.snd_buf:
+            if seg.acked:
                 continue
-            d = ((seg[6] - now + 0x80000000) & 0xFFFFFFFF) - 0x80000000
-            if seg[5] == 0 or d <= 0:
+            d = ((seg.resendts - now + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+            if seg.xmit == 0 or d <= 0:
                 return now
             minimal = min(minimal, d)
         return now + min(minimal, a.interval)
@@ -370,14 +370,14 @@ def test_check_is_never_later_than_the_exact_ikcp_check() -> None:
 def test_flush_shortcut_matches_full_scan_with_odd_acks(seed: int) -> None:
     """Same comparison, the sender also fed random ACKs (stale, duplicate, future,
     for segments not sent yet) between ACK-only and full flushes."""
-    from kcpsock.segment import encode_segment
+    from tests.kcpwire import encode_segment
 
     def trace(scan_always: bool) -> list[bytes]:
         rng = random.Random(seed)
         a = KCP(CONV)
         a.nodelay(rng.choice([0, 1]), 10, rng.choice([0, 1, 2]), rng.choice([0, 1]))
         a.wndsize(32, 32)
-        a._scan_always = scan_always
+        a.scan_always = scan_always
         out: list[bytes] = []
         now = 1000
         for step in range(400):

@@ -21,7 +21,7 @@ from typing import Any, Optional
 import pytest
 
 from kcpsock.kcp import KCP
-from kcpsock.segment import Header, decode_segments
+from tests.kcpwire import Header, decode_segments
 from tests.conftest import load_vectors
 
 EXCHANGES = load_vectors("kcp")["exchanges"]
