@@ -452,7 +452,7 @@ def test_twofish_parallel_lane_decryption_matches_block_by_block(
     assert [cipher.cfb(c, True) for c in cases] == lanes
 
 
-@pytest.mark.parametrize("name", _FALLBACK_NAMES + ["aes-gcm"])
+@pytest.mark.parametrize("name", [*_FALLBACK_NAMES, "aes-gcm"])
 def test_env_switch_turns_fast_paths_off(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """KCPSOCK_NO_FASTCRYPT=1: every cipher uses pycryptodome's public API, same bytes."""
     fast = new_block_crypt(name, KEY)
