@@ -100,6 +100,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=float, default=100.0, help="megabytes (10**6) to move")
     parser.add_argument("--mtu", type=int, default=1400)

@@ -92,6 +92,7 @@ def check(package: Path) -> list[str]:
 
 
 def main() -> int:
+    """Check kcpsock/ and print the violations; returns the exit status."""
     package = Path(__file__).resolve().parent.parent / "kcpsock"
     problems = check(package)
     for p in problems:

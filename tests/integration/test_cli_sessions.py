@@ -432,7 +432,7 @@ def test_raw_serve_connect(procs: Any) -> None:  # noqa: F811
 
 
 def test_demo_live_line_on_a_terminal() -> None:
-    """On a terminal the progress is one line rewritten with \\r, then the summary."""
+    r"""On a terminal the progress is one line rewritten with \r, then the summary."""
     import pty
     import select
     import subprocess

@@ -371,7 +371,8 @@ def test_linger_is_bounded_when_the_peer_is_gone() -> None:
 @pytest.mark.parametrize("block_on_close", [True, False])
 def test_server_close_ends_handlers_of_silent_clients(block_on_close: bool) -> None:
     """No FIN in KCP: a client that just closes leaves its handler blocked in
-    recv; server_close must still return, and the handler sees EOF."""
+    recv; server_close must still return, and the handler sees EOF.
+    """
     eof = threading.Event()
     started = threading.Event()
 

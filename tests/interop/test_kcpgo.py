@@ -152,7 +152,8 @@ def test_kcpgo_client_to_kcpsock_server(
 
 def test_message_boundaries_with_kcpgo(kcppeer: Path) -> None:
     """Message mode: every send of <= mss bytes is echoed by kcp-go as one
-    message and comes back as exactly one recv."""
+    message and comes back as exactly one recv.
+    """
     opts = options("aes", (10, 3), False)
     sizes = [1 + (i * 211) % 1340 for i in range(200)]
     with GoServer(kcppeer, "echo-server", go_flags("aes", (10, 3), False)) as server:
@@ -172,7 +173,8 @@ def test_message_boundaries_with_kcpgo(kcppeer: Path) -> None:
 @pytest.mark.parametrize("direction", ["kcpsock-client", "kcpgo-client"])
 def test_fec_interop_through_lossy_relay(kcppeer: Path, direction: str) -> None:
     """10% loss both ways, aes + FEC 10/3: parity from either implementation
-    repairs the other's losses, and everything arrives intact."""
+    repairs the other's losses, and everything arrives intact.
+    """
     crypt, fec, stream = "aes", (10, 3), True
     n = 150_000
     recovered_before = kcpsock.snmp.copy().FECRecovered
@@ -283,7 +285,8 @@ def test_other_profiles(kcppeer: Path, knobs: dict[str, Any], direction: str) ->
 
 def test_stdlib_stream_handler_serves_a_kcpgo_client(kcppeer: Path) -> None:
     """kcpsock.socketserver + socketserver.StreamRequestHandler, unchanged,
-    serving the real kcp-go client (aes + FEC 10/3, stream mode)."""
+    serving the real kcp-go client (aes + FEC 10/3, stream mode).
+    """
     import socketserver
 
     from kcpsock.socketserver import ThreadingKCPServer
@@ -356,7 +359,8 @@ def test_kcpgo_client_with_wrong_key_opens_no_session(kcppeer: Path) -> None:
 
 def test_many_kcpgo_clients_at_once(kcppeer: Path) -> None:
     """Ten kcp-go clients (aes + FEC 10/3) in parallel against one kcpsock
-    listener: demultiplexing by (address, conv), parity routed per address."""
+    listener: demultiplexing by (address, conv), parity routed per address.
+    """
     import subprocess
 
     crypt, fec, stream = "aes", (10, 3), False
@@ -428,7 +432,8 @@ def test_many_kcpgo_clients_at_once(kcppeer: Path) -> None:
 
 def test_caller_sockets_with_kcpgo(kcppeer: Path) -> None:
     """dial(sock=, conv=) (kcp-go NewConn3) and listen(sock=) (ServeConn)
-    against kcp-go; the caller's sockets stay open after close."""
+    against kcp-go; the caller's sockets stay open after close.
+    """
     import socket
 
     crypt, fec, stream = "aes", (10, 3), False

@@ -42,7 +42,7 @@ def _codec(cipher: Optional[str], d: int = 0, p: int = 0, seed: int = 0) -> Pack
 
 
 @pytest.mark.parametrize(
-    "cipher,d,p,overhead,mtu",
+    ("cipher", "d", "p", "overhead", "mtu"),
     [
         (None, 0, 0, 0, 1400),
         ("aes", 0, 0, 20, 1380),
@@ -144,7 +144,7 @@ def test_plain_codec_passes_through() -> None:
 
 
 @pytest.mark.parametrize("cipher", [None, "aes", "salsa20", "xor", "none", "tea", "aes-gcm"])
-@pytest.mark.parametrize("d,p", [(0, 0), (1, 1), (3, 2), (10, 3)])
+@pytest.mark.parametrize(("d", "p"), [(0, 0), (1, 1), (3, 2), (10, 3)])
 def test_round_trip(cipher: Optional[str], d: int, p: int) -> None:
     tx, rx = _codec(cipher, d, p, 1), _codec(cipher, d, p, 2)
     sent = [_kcp_datagram(sn=i, payload=bytes([i]) * (i * 37 % 300)) for i in range(25)]
@@ -307,7 +307,7 @@ def test_constructor_arguments() -> None:
     with pytest.raises(TypeError, match="random_bytes"):
         PacketCodec(None, random_bytes=b"x")  # type: ignore[arg-type]
     for d, p in ((-1, 1), (1, 0), (0, 1), (200, 56)):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="data_shards"):
             PacketCodec(None, d, p)
     with pytest.raises(TypeError):
         PacketCodec(None, 1.5, 1)  # type: ignore[arg-type]

@@ -108,14 +108,14 @@ def test_setmtu_range() -> None:
 
 
 def test_constructor_and_setters_validate() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"conv must be 0\.\.4294967295"):
         KCP(-1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"conv must be 0\.\.4294967295"):
         KCP(2**32)
     with pytest.raises(TypeError):
         KCP("1")  # type: ignore[arg-type]
     k = KCP(1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="snd must be <= 65535"):
         k.wndsize(70000, 1)
     k.wndsize(0, 256)
     assert (k.snd_wnd, k.rcv_wnd) == (32, 256)

@@ -154,7 +154,7 @@ def test_fragment_limit_end_to_end() -> None:
     big = random.Random(1).randbytes(255 * pair.a.mss)
     pair.a.send(big)
     pair.a.send(b"after")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at most 255 are allowed"):
         pair.a.send(big + b"!")
     got: list[bytes] = []
     assert pair.run_until(lambda: (drain(pair.b, got), len(got) >= 2)[1], 120_000, tick=5)
@@ -305,7 +305,8 @@ def test_flush_and_check_schedule_like_a_session() -> None:
 @pytest.mark.parametrize("profile", ["default", "normal", "fast", "kcptun-normal", "cc-fast"])
 def test_flush_shortcut_matches_kcp_go_full_scan(profile: str) -> None:
     """The flush shortcut (no snd_buf scan while no timer can have expired) sends
-    exactly what kcp-go's scan of the whole snd_buf sends, datagram for datagram."""
+    exactly what kcp-go's scan of the whole snd_buf sends, datagram for datagram.
+    """
 
     def trace(scan_always: bool) -> list[bytes]:
         pair = make_pair(PROFILES[profile], loss=0.15, seed=11, wnd=64)
@@ -369,7 +370,8 @@ def test_check_is_never_later_than_the_exact_ikcp_check() -> None:
 @pytest.mark.parametrize("seed", range(6))
 def test_flush_shortcut_matches_full_scan_with_odd_acks(seed: int) -> None:
     """Same comparison, the sender also fed random ACKs (stale, duplicate, future,
-    for segments not sent yet) between ACK-only and full flushes."""
+    for segments not sent yet) between ACK-only and full flushes.
+    """
     from tests.kcpwire import encode_segment
 
     def trace(scan_always: bool) -> list[bytes]:

@@ -216,7 +216,8 @@ def test_fullstack_aes_fec_decodes_and_recovers() -> None:
 
 def test_fullstack_aes_fec_encode_reproduces_client_bytes() -> None:
     """With kcp-go's nonces, our encoder produces the client's wire bytes exactly,
-    including both Reed-Solomon parity packets."""
+    including both Reed-Solomon parity packets.
+    """
     from kcpsock.codec import PacketCodec
 
     ex = _fullstack()
