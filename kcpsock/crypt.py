@@ -614,7 +614,7 @@ def cipher_info(name: str) -> CipherInfo:
         ) from None
 
 
-def new_block_crypt(name: str, key: bytes) -> BlockCrypt:
+def new_block_crypt(name: str, key: bytes | bytearray | memoryview) -> BlockCrypt:
     """Create the kcp-go cipher kcptun calls ``name``, keyed as kcptun keys it.
 
     Each cipher takes the first ``key_size`` bytes of ``key`` (32 for aes,
@@ -640,7 +640,7 @@ def new_block_crypt(name: str, key: bytes) -> BlockCrypt:
     if not isinstance(key, (bytes, bytearray, memoryview)):
         raise TypeError(f"key must be bytes, not {type(key).__name__}")
     info = cipher_info(name)
-    key = bytes(key)
+    key = bytes(key)  # copied: a caller's bytearray may change later
     if len(key) < info.key_size:
         raise ValueError(
             f"key too short for cipher {name!r}: {len(key)} bytes, needs at least {info.key_size}"

@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, TypedDict
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -50,7 +50,14 @@ from tests.interop.gopeer import (  # noqa: E402
     run_client,
 )
 
-PROFILE = {"nodelay": (1, 10, 2, 1), "wnd": (1024, 1024), "mtu": 1400}
+
+class _Profile(TypedDict):
+    nodelay: tuple[int, int, int, int]
+    wnd: tuple[int, int]
+    mtu: int
+
+
+PROFILE: _Profile = {"nodelay": (1, 10, 2, 1), "wnd": (1024, 1024), "mtu": 1400}
 CONFIGS = {"plain": ("null", 0, 0), "aes+fec": ("aes", 10, 3)}
 PAIRS = ("kcpsock->kcpsock", "kcpsock->kcp-go", "kcp-go->kcpsock", "kcp-go->kcp-go")
 KEY = "it's a secrect"

@@ -193,9 +193,9 @@ def test_fec_interop_through_lossy_relay(kcppeer: Path, direction: str) -> None:
             assert relay.up.dropped > 0 and relay.down.dropped > 0
         assert got == data
     else:
-        server = KCPSockEchoServer(**options(crypt, fec, stream))
+        echo = KCPSockEchoServer(**options(crypt, fec, stream))
         try:
-            with Relay(target=server.address, loss=0.1, seed=6) as relay:
+            with Relay(target=echo.address, loss=0.1, seed=6) as relay:
                 result = run_client(
                     kcppeer,
                     "echo-client",
@@ -205,9 +205,9 @@ def test_fec_interop_through_lossy_relay(kcppeer: Path, direction: str) -> None:
                 )
                 assert relay.up.dropped > 0 and relay.down.dropped > 0
         finally:
-            server.close()
+            echo.close()
         assert result["bytes"] == str(n)
-        assert bytes(server.received) == pattern(37, n)
+        assert bytes(echo.received) == pattern(37, n)
     # kcpsock's side recovered some of its losses from kcp-go's parity (as
     # a client, or as a listener routing parity, which carries no conv).
     assert kcpsock.snmp.copy().FECRecovered > recovered_before
@@ -268,19 +268,19 @@ def test_other_profiles(kcppeer: Path, knobs: dict[str, Any], direction: str) ->
             finally:
                 sock.close()
     else:
-        server = KCPSockEchoServer(**opts)
+        echo = KCPSockEchoServer(**opts)
         try:
             result = run_client(
                 kcppeer,
                 "echo-client",
-                server.address,
+                echo.address,
                 [*flags, f"-bytes={n}", "-seed=43"],
                 timeout=IO_TIMEOUT,
             )
         finally:
-            server.close()
+            echo.close()
         assert result["bytes"] == str(n)
-        assert bytes(server.received) == pattern(43, n)
+        assert bytes(echo.received) == pattern(43, n)
 
 
 def test_stdlib_stream_handler_serves_a_kcpgo_client(kcppeer: Path) -> None:
@@ -311,11 +311,13 @@ def test_stdlib_stream_handler_serves_a_kcpgo_client(kcppeer: Path) -> None:
         target=server.serve_forever, kwargs={"poll_interval": 0.5}, daemon=True
     )
     thread.start()
+    server_addr = server.server_address
+    assert isinstance(server_addr, tuple)
     try:
         result = run_client(
             kcppeer,
             "echo-client",
-            server.server_address[:2],
+            server_addr[:2],
             [*go_flags(crypt, fec, stream), f"-bytes={n}", "-seed=47"],
             timeout=IO_TIMEOUT,
         )

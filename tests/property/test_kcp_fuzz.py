@@ -174,10 +174,10 @@ def test_rejected_datagrams_never_corrupt_delivery(seed: int, forged: list[bytes
         for d in b.update(now):
             a.input(d, now)
         while True:
-            m = b.recv()
-            if m is None:
+            msg = b.recv()
+            if msg is None:
                 break
-            got.append(m)
+            got.append(msg)
         if len(got) == len(msgs):
             break
         now += 10

@@ -41,7 +41,7 @@ def transfer(a: KCP, b: KCP, now: int) -> None:
 
 
 def state_of(k: KCP) -> dict[str, object]:
-    snap = {}
+    snap: dict[str, object] = {}
     for name, value in vars(k).items():
         if name in ("snd_buf", "_inflight"):
             snap[name] = [seg_fields(s) for s in value]
@@ -170,8 +170,8 @@ def test_message_mode_fragments_and_reassembly() -> None:
     for d in out:
         b.input(d, 1)
     got = []
-    while (m := b.recv()) is not None:
-        got.append(m)
+    while (msg := b.recv()) is not None:
+        got.append(msg)
     assert got == msgs
 
 
