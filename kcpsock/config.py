@@ -11,9 +11,9 @@ Invariants:
 
 * every field is validated in ``__post_init__``; a bad value raises
   ``ValueError`` (or ``TypeError`` for a wrong type) naming the field;
-* defaults are kcp-go's defaults for a fresh session (KCP.md §5, SESSION.md
-  §3), except the listener limits and the blacklist TTL, which are kcpsock's
-  (SESSION.md §6.3, §7);
+* defaults are kcp-go's defaults for a fresh session (docs/KCP.md §3,
+  docs/SESSION.md §2), except the listener limits and the blacklist TTL,
+  which are kcpsock's (docs/SESSION.md §4, §5);
 * pure module: no I/O, no clock.
 """
 
@@ -52,7 +52,7 @@ MAX_WINDOW = 0xFFFF
 #: data + parity shards at most (the FEC group fits one byte).
 MAX_SHARDS = 255
 
-#: kcptun's modes: (nodelay, interval_ms, resend, nc) (KCP.md §17).
+#: kcptun's modes: (nodelay, interval_ms, resend, nc) (docs/KCP.md §13).
 PRESETS: dict[str, tuple[int, int, int, bool]] = {
     "normal": (0, 40, 2, True),
     "fast": (0, 30, 2, True),
@@ -320,7 +320,7 @@ class KCPConfig:
         """Build a config from one of kcptun's modes.
 
         Args:
-            mode: "normal", "fast", "fast2" or "fast3" (KCP.md §17).
+            mode: "normal", "fast", "fast2" or "fast3" (docs/KCP.md §13).
             **overrides: any other field, e.g. ``sndwnd=1024``.
 
         Returns:

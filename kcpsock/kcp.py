@@ -390,7 +390,7 @@ class KCP:
         n = len(data)
         if n == 0:
             # ikcp would emit a zero-length PUSH, which blocks kcp-go readers
-            raise ValueError("cannot send an empty message (KCP.md hazard 1)")
+            raise ValueError("cannot send an empty message (docs/KCP.md §14, hazard 1)")
         mss = self.mss
         queue = self.snd_queue
         if self.stream:

@@ -57,7 +57,7 @@ def test_exactly_once_in_order(
         k.nodelay(nodelay, interval, resend, nc)
         k.setmtu(mtu)
         k.stream = stream
-        # a message needs rcv_wnd >= its fragment count (KCP.md hazard 2)
+        # a message needs rcv_wnd >= its fragment count (docs/KCP.md §14, hazard 2)
         k.wndsize(wnd, max(wnd, 3000 // (mtu - 24) + 1))
 
     def link(link_seed: int) -> LossyLink:

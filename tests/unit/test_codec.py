@@ -39,7 +39,7 @@ def _codec(cipher: Optional[str], d: int = 0, p: int = 0, seed: int = 0) -> Pack
     return PacketCodec(block, d, p, random_bytes=_rng_bytes(seed))
 
 
-# --- header sizes and MTU (SESSION.md section 2) -------------------------------
+# --- header sizes and MTU (docs/SESSION.md §1) -------------------------------
 
 
 @pytest.mark.parametrize(

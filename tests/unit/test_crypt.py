@@ -18,7 +18,7 @@ from kcpsock.errors import PacketError
 KEY = derive_key("it's a secrect")
 
 
-# --- block cipher check values (CRYPTO.md section 8) ------------------------
+# --- block cipher check values (docs/CRYPTO.md §6) ------------------------
 
 
 def test_tea16_check_value() -> None:
@@ -82,7 +82,7 @@ def test_encrypt_block_length_checked(cls: type, bad: int) -> None:
 
 
 def _reference_cfb(name: str, key: bytes, data: bytes, decrypt: bool) -> bytes:
-    """CFB per CRYPTO.md section 4, block by block, with pycryptodome's AES ECB."""
+    """CFB per docs/CRYPTO.md §2, block by block, with pycryptodome's AES ECB."""
     ecb = AES.new(key, AES.MODE_ECB)
     out = bytearray()
     k = ecb.encrypt(IV)

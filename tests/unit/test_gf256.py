@@ -134,7 +134,7 @@ def test_invert_matrix_roundtrip_and_singular() -> None:
 
 
 def reference_parity(rs: ReedSolomon, data: list[bytes]) -> list[bytes]:
-    """Byte-by-byte definition (FEC.md 6.2 step 4), zero padding made explicit."""
+    """Byte-by-byte definition (docs/FEC.md §5, step 4), zero padding made explicit."""
     length = max(len(s) for s in data)
     padded = [s + bytes(length - len(s)) for s in data]
     out = []

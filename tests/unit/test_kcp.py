@@ -152,7 +152,7 @@ def test_hello_roundtrip_and_una() -> None:
 def test_first_flush_with_congestion_control_sends_no_data() -> None:
     k = KCP(1)
     k.send(b"abc")
-    assert segs(k.flush(0)) == []  # cwnd starts at 0 (KCP.md hazard 4)
+    assert segs(k.flush(0)) == []  # cwnd starts at 0 (docs/KCP.md §14, hazard 4)
     assert k.cwnd == 1
     assert segs(k.flush(1)) == [(81, 0, 0, 3)]
 
@@ -262,7 +262,7 @@ def test_trailing_bytes_shorter_than_a_header_are_ignored() -> None:
 
 
 def test_rtt_estimator_worked_example() -> None:
-    """KCP.md section 9: samples 100, 120, 80, 30, 200 (interval 100, minrto 100)."""
+    """docs/KCP.md §6: samples 100, 120, 80, 30, 200 (interval 100, minrto 100)."""
     k = KCP(1)
     want = [(100, 50, 300), (102, 42, 270), (99, 37, 247), (90, 38, 242), (103, 56, 327)]
     for rtt, exp in zip([100, 120, 80, 30, 200], want):

@@ -164,7 +164,7 @@ def test_fragment_limit_end_to_end() -> None:
 
 
 def test_message_needing_more_fragments_than_rcv_wnd_waits_for_room() -> None:
-    """KCP.md hazard 2: a message of N fragments needs rcv_wnd >= N to be delivered."""
+    """docs/KCP.md §14, hazard 2: a message of N fragments needs rcv_wnd >= N to be delivered."""
     pair = make_pair(PROFILES["fast"], loss=0.0, seed=4, wnd=32)
     msg = bytes(40 * pair.a.mss)
     pair.a.send(msg)
