@@ -830,6 +830,57 @@ class KCP:
         self.snd_nxt = nxt
         self._unsent += count
 
+    def _datagrams(
+        self,
+        control: list[tuple[int, int, int]],
+        pushes: list[Segment],
+        wnd: int,
+        una: int,
+        current: int,
+    ) -> list[bytes]:
+        """Pack one flush's segments into datagrams (docs/KCP.md §7, packing rule).
+
+        Segments go into a datagram in order; one that would make it exceed
+        ``mtu`` bytes starts the next, so every datagram holds whole segments.
+
+        Args:
+            control: (cmd, ts, sn) of the ACK, WASK and WINS segments, first.
+            pushes: the PUSH segments to transmit, after them (ts ``current``).
+            wnd: the free receive window to advertise.
+            una: the cumulative ACK to advertise (``rcv_nxt``).
+            current: the time stamp of the PUSH segments.
+
+        Returns:
+            The datagrams, each at most ``mtu`` bytes.
+        """
+        mtu = self.mtu
+        conv = self.conv
+        pack = _pack
+        out: list[bytes] = []
+        parts: list[_Buf] = [pack(conv, cmd, 0, wnd, ts, sn, una, 0) for cmd, ts, sn in control]
+        size = OVERHEAD * len(parts)
+        if size > mtu:
+            # header-only segments: mtu // 24 of them fill a datagram; the
+            # last group stays open for what follows
+            per = mtu // OVERHEAD
+            last = (len(parts) - 1) // per * per
+            out = [b"".join(parts[i : i + per]) for i in range(0, last, per)]
+            parts = parts[last:]
+            size = OVERHEAD * len(parts)
+        for seg in pushes:
+            data = seg.data
+            n = len(data)
+            if size + OVERHEAD + n > mtu and size:
+                out.append(b"".join(parts))
+                parts = []
+                size = 0
+            parts.append(pack(conv, CMD_PUSH, seg.frg, wnd, current, seg.sn, una, n))
+            parts.append(data)
+            size += OVERHEAD + n
+        if size:
+            out.append(b"".join(parts))
+        return out
+
     def _flush(self, current: int, full: bool) -> list[bytes]:
         """The body of kcp-go HEAD ``flush``; ``full`` False is IKCP_FLUSH_ACKONLY.
 
@@ -841,44 +892,29 @@ class KCP:
         ``_min_resend`` is a lower bound of every pending resend time.  When a
         timer may have expired, the kcp-go scan runs and recomputes them.
         """
-        out: list[bytes] = []
-        parts: list[_Buf] = []
-        size = 0
-        nsegs = 0
-        mtu = self.mtu
-        conv = self.conv
         nq = len(self.rcv_queue)
         wnd = (self.rcv_wnd - nq) & 0xFFFF if nq < self.rcv_wnd else 0
         una = self.rcv_nxt
-        pack = _pack
-
-        def put(cmd: int, frg: int, ts: int, sn: int, data: _Buf) -> None:
-            """Add one segment, starting a new datagram when it would exceed the MTU."""
-            nonlocal parts, size, nsegs
-            n = len(data)
-            if size + OVERHEAD + n > mtu and size:
-                out.append(b"".join(parts))
-                parts = []
-                size = 0
-            parts.append(pack(conv, cmd, frg, wnd, ts, sn, una, n))
-            if n:
-                parts.append(data)
-            size += OVERHEAD + n
-            nsegs += 1
+        # What this flush sends, in wire order; _datagrams packs it at the end.
+        control: list[tuple[int, int, int]]  # (cmd, ts, sn) of ACK, WASK, WINS
+        pushes: list[Segment] = []  # PUSH segments to (re)transmit, ts = current
+        put = pushes.append
 
         # Phase 1: ACKs.  kcp-go filters ACKs below rcv_nxt (una covers them)
         # except the last one of the batch.
         acklist = self.acklist
         sn = ts = 0
         if acklist:
-            for i in range(len(acklist) - 1):
-                asn, ats = acklist[i]
-                if ((asn - una) & _M) < 0x80000000:
-                    sn, ts = asn, ats
-                    put(CMD_ACK, 0, ts, sn, b"")
+            control = [
+                (CMD_ACK, ats, asn)
+                for asn, ats in islice(acklist, len(acklist) - 1)
+                if ((asn - una) & _M) < 0x80000000
+            ]
             sn, ts = acklist[-1]  # the last ACK is always written
-            put(CMD_ACK, 0, ts, sn, b"")
+            control.append((CMD_ACK, ts, sn))
             self.acklist = []
+        else:
+            control = []
 
         # Phase 2: window probe scheduling.
         if self.rmt_wnd == 0:
@@ -901,7 +937,7 @@ class KCP:
         if self.probe:
             for bit, cmd in ((IKCP_ASK_SEND, CMD_WASK), (IKCP_ASK_TELL, CMD_WINS)):
                 if self.probe & bit:
-                    put(cmd, 0, ts, sn, b"")
+                    control.append((cmd, ts, sn))
             self.probe = 0
 
         # Phase 4: move segments into the send window (also in ACK-only flush).
@@ -983,7 +1019,7 @@ class KCP:
                         continue
                     seg.xmit += 1
                     seg.ts = current
-                    put(CMD_PUSH, seg.frg, current, seg.sn, seg.data)
+                    put(seg)
                     if seg.xmit >= dead_link:
                         self.state = 0xFFFFFFFF
                     d = (seg.resendts - current) & _M
@@ -1040,7 +1076,7 @@ class KCP:
                         change += 1
                         seg.xmit += 1
                         seg.ts = current
-                        put(CMD_PUSH, seg.frg, current, csn, seg.data)
+                        put(seg)
                         if seg.xmit >= dead_link:
                             self.state = 0xFFFFFFFF
                         if bound is None or ((resendts_new - bound) & _M) >= 0x80000000:
@@ -1055,7 +1091,7 @@ class KCP:
                         seg.xmit = 1
                         seg.ts = current
                         inflight_append(seg)
-                        put(CMD_PUSH, seg.frg, current, seg.sn, seg.data)
+                        put(seg)
                     if dead_link <= 1:
                         self.state = 0xFFFFFFFF
                     self._unsent = 0
@@ -1066,15 +1102,14 @@ class KCP:
                     # the "initial transmit" rule of the scan)
                     nxt = self.snd_nxt
                     popleft = snd_queue.popleft
-                    append = snd_buf.append
-                    for _ in range(new_segs):
-                        frg, data = popleft()
-                        seg = Segment(nxt, frg, data, current, rx_rto, 1, resendts_new)
-                        append(seg)
-                        inflight_append(seg)
-                        put(CMD_PUSH, frg, current, nxt, data)
-                        nxt = (nxt + 1) & _M
-                    self.snd_nxt = nxt
+                    fresh = [
+                        Segment((nxt + i) & _M, frg, data, current, rx_rto, 1, resendts_new)
+                        for i, (frg, data) in enumerate([popleft() for _ in range(new_segs)])
+                    ]
+                    snd_buf.extend(fresh)
+                    self._inflight.extend(fresh)
+                    pushes.extend(fresh)
+                    self.snd_nxt = (nxt + new_segs) & _M
                     if dead_link <= 1:
                         self.state = 0xFFFFFFFF
                     if bound is None or ((resendts_new - bound) & _M) >= 0x80000000:
@@ -1086,9 +1121,8 @@ class KCP:
                 if 0 < d < next_update:
                     next_update = d
             self.next_update_ms = next_update
-        if size:
-            out.append(b"".join(parts))
-        self.out_segs += nsegs
+        out = self._datagrams(control, pushes, wnd, una, current)
+        self.out_segs += len(control) + len(pushes)
 
         # Phase 6: congestion window reaction.
         if change or lost:
