@@ -6,10 +6,8 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-NOTE = re.compile(r"\b((?:docs/)?[A-Z][A-Z-]*\.md)(?:,? §(\d+))?")
+NOTE = re.compile(r"\b((?:docs/)?[A-Z][A-Z-]*\.md)(?:,? (?:§ ?|section )?(\d+)(?:\.\d+)?\b)?")
 KNOWN_ELSEWHERE = {"README.md", "BENCHMARKS.md", "VECTORS.md"}
-# rewritten by the session-layer split (issue 9); its reference is fixed after it lands
-PENDING = {"kcpsock/session.py"}
 
 
 def references() -> list[tuple[str, str, str]]:
@@ -30,8 +28,6 @@ def test_references_resolve() -> None:
     assert any(note == "docs/KCP.md" for _, note, _ in refs)  # the pattern finds them
     bad = []
     for where, note, section in refs:
-        if where.split(":")[0] in PENDING:
-            continue
         name = note.split("/")[-1]
         if name in KNOWN_ELSEWHERE:
             assert (ROOT / name).exists() or name == "VECTORS.md", where
