@@ -4,8 +4,8 @@ kcp-go's packet layer has no handshake, no sequence number in clear and no
 timestamp: a datagram captured on the wire and sent again (a *replay*, from
 any source port) or sent back to its sender (a *reflection*, both directions
 share key and conv) decrypts and passes the CRC or AEAD tag check like the
-original.  What it does carry is a fresh random nonce per datagram (CRYPTO.md
-§1 and §6): 16 bytes in classic mode, 12 in AEAD mode.  A receiver that
+original.  What it does carry is a fresh random nonce per datagram
+(docs/CRYPTO.md §1 and §4): 16 bytes in classic mode, 12 in AEAD mode.  A receiver that
 remembers the nonces it received *and* sent recently can drop both attacks
 without changing the wire format.
 

@@ -227,8 +227,7 @@ class KCPServer(socketserver.BaseServer):
 
 
 class ThreadingKCPServer(socketserver.ThreadingMixIn, KCPServer):
-    """:class:`KCPServer` that runs each request in its own thread, at most
-    :attr:`max_threads` at a time.
+    """:class:`KCPServer` running each request in its own thread, up to :attr:`max_threads`.
 
     As ``socketserver.ThreadingTCPServer``: ``daemon_threads`` and
     ``block_on_close`` keep their meaning: ``server_close`` joins the

@@ -58,6 +58,7 @@ def one_run(nbytes: int, replay_cache: int) -> tuple[float, float]:
 
 
 def main() -> None:
+    """Run the alternating transfers and print the table."""
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--bytes", type=int, default=8_000_000)
     ap.add_argument("--repeat", type=int, default=5)

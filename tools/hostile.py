@@ -164,6 +164,7 @@ class Echo(socketserver.BaseRequestHandler):
     """Echo until EOF; forged sessions that never speak time out."""
 
     def handle(self) -> None:
+        """Echo what arrives; give up after 30 s of silence."""
         self.request.settimeout(30)
         try:
             while True:
@@ -310,6 +311,7 @@ def snapshot() -> dict[str, Any]:
 
 
 def main() -> int:
+    """Run the soak; 0 if every byte of the transfer was verified."""
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--count", type=int, default=1_000_000, help="hostile datagrams to send")
     ap.add_argument(

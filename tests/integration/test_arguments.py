@@ -95,7 +95,7 @@ def test_failed_dial_closes_the_socket_it_created(monkeypatch: pytest.MonkeyPatc
 
 
 @pytest.mark.parametrize(
-    "kwargs, exc",
+    ("kwargs", "exc"),
     [
         ({"timeout": math.inf}, OverflowError),
         ({"timeout": -1}, ValueError),
@@ -196,7 +196,7 @@ def test_set_dup_caps_like_kcpconfig(client: kcpsock.KCPSocket) -> None:
     assert client.session.dup == 16
 
 
-@pytest.mark.parametrize("bad, exc", [(0, ValueError), (-1, ValueError), ("1", TypeError)])
+@pytest.mark.parametrize(("bad", "exc"), [(0, ValueError), (-1, ValueError), ("1", TypeError)])
 def test_buffer_sizes(
     bad: Any, exc: type[Exception], client: kcpsock.KCPSocket, listener: kcpsock.Listener
 ) -> None:
@@ -246,7 +246,8 @@ def test_sendfile_checks_like_socket(client: kcpsock.KCPSocket, tmp_path: Any) -
 
 def test_message_with_more_fragments_than_the_receivers_window() -> None:
     """kcp-go never delivers it (the receiver reassembles only within its
-    window): refuse it at send, naming the window, instead of stalling."""
+    window): refuse it at send, naming the window, instead of stalling.
+    """
     a, b = KCP(1), KCP(1)
     b.wndsize(0, 8)
     b.setmtu(200)

@@ -72,7 +72,7 @@ def _rss_kb() -> int:
 # ------------------------------------------------------------------- replay
 
 
-@pytest.mark.parametrize("name, key", CIPHERS, ids=[c[0] for c in CIPHERS])
+@pytest.mark.parametrize(("name", "key"), CIPHERS, ids=[c[0] for c in CIPHERS])
 def test_replays_from_fresh_ports_open_nothing(name: str, key: bytes) -> None:
     block = kcpsock.new_block_crypt(name, key)
     with kcpsock.listen(("127.0.0.1", 0), block=block, **FAST) as ln:
@@ -109,7 +109,7 @@ def test_replays_from_fresh_ports_open_nothing(name: str, key: bytes) -> None:
                 a.close()
 
 
-@pytest.mark.parametrize("name, key", CIPHERS, ids=[c[0] for c in CIPHERS])
+@pytest.mark.parametrize(("name", "key"), CIPHERS, ids=[c[0] for c in CIPHERS])
 def test_reflected_datagrams_are_dropped(name: str, key: bytes) -> None:
     """The client's own datagrams sent back from the server's address deliver nothing."""
     block = kcpsock.new_block_crypt(name, key)
@@ -224,7 +224,8 @@ def test_unaccepted_sessions_expire() -> None:
 @needs_127_0_0_2
 def test_flood_from_one_address_leaves_another_address_served() -> None:
     """2,000 forged conversations from one socket (the issue's ThreadingKCPServer
-    case): sessions and threads stay bounded, a client elsewhere is served."""
+    case): sessions and threads stay bounded, a client elsewhere is served.
+    """
 
     class Lines(socketserver.StreamRequestHandler):
         def handle(self) -> None:

@@ -16,7 +16,8 @@ _ops = st.lists(
 @given(capacity=st.integers(2, 40), window=st.integers(1, 100), ops=_ops)
 def test_recent_nonces_are_never_forgotten(capacity: int, window: int, ops: list) -> None:
     """Model: a nonce added at t, followed by fewer than capacity//2 adds and
-    less than window ms, is still known; and ``len`` never exceeds capacity."""
+    less than window ms, is still known; and ``len`` never exceeds capacity.
+    """
     c = ReplayCache(capacity, window)
     now = 0
     history: list[tuple[int, int]] = []  # (time, key) of every add, in order

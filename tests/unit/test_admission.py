@@ -1,5 +1,6 @@
 """kcpsock.inbound admission under attack (issue 11): first datagrams only,
-per-address caps, the conv guard and the blacklist's conv index (pure)."""
+per-address caps, the conv guard and the blacklist's conv index (pure).
+"""
 
 from __future__ import annotations
 

@@ -87,7 +87,7 @@ def test_clock_going_backwards_rotates_rather_than_sticks() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs, exc",
+    ("kwargs", "exc"),
     [
         ({"capacity": 1}, ValueError),
         ({"capacity": 1.5}, TypeError),
