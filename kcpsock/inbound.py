@@ -7,8 +7,9 @@ received datagram, dialed or listened, plain or encrypted, through
 
     (packet, address)
         |  1. filter   pre-open filters: (packet, addr) -> None or a counter name
-        |              (source address of an unconnected dialed socket; issue 11
-        |              adds a replay/reflection nonce cache here)
+        |              (source address of an unconnected dialed socket; the
+        |              replay/reflection filter, kcpsock.replay: a nonce seen
+        |              before is dropped as InReplays, one remembered after open)
         |  2. open     decrypt + CRC / AEAD tag (PacketCodec.open);
         |              plain mode: a no-op stage (the packet is the payload)
         |              post-open filters: (packet, payload, addr) -> None or counter

@@ -27,8 +27,17 @@ Invariants:
   blacklist at creation and again at close, for ``KCPConfig.blacklist_ttl``
   seconds.
 * New conversations are refused (and counted in :attr:`ListenerCore.refused`)
-  when blacklisted, when ``backlog`` sessions already wait for accept, or
-  when ``max_sessions`` exist (:class:`kcpsock.inbound.Admission`).
+  by :class:`kcpsock.inbound.Admission`: unless the datagram is a client's
+  first (PUSH sn 0 or WASK), when blacklisted, when ``backlog`` sessions
+  (or ``backlog_per_address`` from the source IP) already wait for accept,
+  or when ``max_sessions`` (or ``max_sessions_per_address`` from the source
+  IP) exist; with ``conv_guard`` also when the conv is in use elsewhere.
+* A session waiting for accept advertises ``pending_rcvwnd`` (its full
+  ``rcvwnd`` from accept on) and is closed after ``accept_timeout`` seconds
+  (checked at each batch and each accept: ``refused["expired"]``).
+* One replay/reflection filter (:attr:`ListenerCore.replay`) serves the
+  socket: the pipeline checks and remembers received nonces, every session
+  remembers what it sends.
 * Closing the listener stops accepting and closes the sessions not accepted
   yet; accepted ones keep working, and the socket and receiver are released
   when the last one closes.

@@ -347,7 +347,8 @@ def main() -> int:
         target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
     )
     serving.start()
-    tap = Tap(server.server_address)
+    address: Any = server.server_address
+    tap = Tap(address)
     client = kcpsock.dial(tap.address, timeout=30, **opts)
     stop = threading.Event()
     result: dict[str, Any] = {"rounds": 0, "verified": 0, "corrupt": 0, "error": None}
@@ -356,7 +357,7 @@ def main() -> int:
     sent: collections.Counter[str] = collections.Counter()
     during = snapshot()
     t0 = time.monotonic()
-    attack(args.count, args.rate, server.server_address, tap, block, args.seed, sent, kinds)
+    attack(args.count, args.rate, address, tap, block, args.seed, sent, kinds)
     attack_s = time.monotonic() - t0
     peak = snapshot()
     stop.set()

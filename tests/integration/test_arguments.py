@@ -214,7 +214,7 @@ def test_buffer_sizes(
 
 def test_recv_into_names_the_buffer(client: kcpsock.KCPSocket) -> None:
     with pytest.raises(TypeError, match="buffer must be a writable bytes-like"):
-        client.recv_into("abc")  # type: ignore[arg-type]
+        client.recv_into("abc")
     with pytest.raises(TypeError, match="writable"):
         client.recv_into(b"abc")
 

@@ -26,7 +26,7 @@ from tests.helpers import wait_until
 
 KEY = kcpsock.derive_key("hostile tests")
 CIPHERS = [("aes", KEY), ("aes-128-gcm", KEY[:16])]
-FAST = dict(nodelay=1, interval=10, resend=2, nc=True)
+FAST: dict[str, Any] = dict(nodelay=1, interval=10, resend=2, nc=True)
 REQUEST = b"POST /transfer?to=alice&amount=100\n"
 
 
@@ -119,7 +119,7 @@ def test_reflected_datagrams_are_dropped(name: str, key: bytes) -> None:
         try:
             before = snmp.InReplays
             c.sendall(b"my own secret bytes")
-            captured = []
+            captured: list[bytes] = []
             while len(captured) < 3:  # the PUSH and its retransmissions
                 data, addr = server.recvfrom(2048)
                 captured.append(data)
@@ -248,14 +248,19 @@ def test_flood_from_one_address_leaves_another_address_served() -> None:
     t.start()
     attacker = _udp("127.0.0.2")
     try:
-        target = server.server_address
+        target: Any = server.server_address
+        listener = server.socket
+        assert listener is not None
         opens = snmp.PassiveOpens
-        seen = lambda: sum(server.socket.refused.values()) + snmp.PassiveOpens - opens  # noqa: E731
+
+        def seen() -> int:
+            return sum(listener.refused.values()) + snmp.PassiveOpens - opens
+
         for burst in range(10):  # in bursts, so that the kernel buffer drops none
             for i in range(200):
                 attacker.sendto(_push(0x10000 + burst * 200 + i), target)
-            assert wait_until(lambda b=burst: seen() >= (b + 1) * 200 - 5, timeout=20)
-        listener = server.socket
+            want = (burst + 1) * 200 - 5
+            assert wait_until(lambda: seen() >= want, timeout=20)  # noqa: B023
         assert listener.session_count <= 64
         assert server.active_threads <= 16
         assert threading.active_count() - threads_before <= 16 + 4
@@ -300,7 +305,8 @@ def test_threading_server_max_threads_queues_in_the_backlog() -> None:
     clients = []
     try:
         for _ in range(4):
-            c = kcpsock.dial(server.server_address, timeout=10, **FAST)
+            address: Any = server.server_address
+            c = kcpsock.dial(address, timeout=10, **FAST)
             c.sendall(b"go")
             clients.append(c)
         assert started.acquire(timeout=5) and started.acquire(timeout=5)

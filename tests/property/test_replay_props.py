@@ -14,7 +14,9 @@ _ops = st.lists(
 
 @settings(max_examples=200, deadline=None)
 @given(capacity=st.integers(2, 40), window=st.integers(1, 100), ops=_ops)
-def test_recent_nonces_are_never_forgotten(capacity: int, window: int, ops: list) -> None:
+def test_recent_nonces_are_never_forgotten(
+    capacity: int, window: int, ops: list[tuple[int, int, bool]]
+) -> None:
     """Model: a nonce added at t, followed by fewer than capacity//2 adds and
     less than window ms, is still known; and ``len`` never exceeds capacity.
     """
