@@ -28,6 +28,8 @@ PURE = {
     "_tea",
     "_cfb",
     "ciphers",
+    "smuxcore",
+    "snappy",
 }
 FORBIDDEN_STDLIB = {
     "socket",
@@ -52,6 +54,7 @@ IO_MODULES = {
     "tunnel",
     "demo",
     "bench",
+    "smux",
 }
 
 
