@@ -297,7 +297,7 @@ def test_keepalive_disabled() -> None:
 
 
 def test_v2_sender_stops_at_the_initial_window_and_upd_releases() -> None:
-    c, s = pair(version=2, max_send_buffer=1 << 20, max_receive_buffer=1 << 22)
+    c, _ = pair(version=2, max_send_buffer=1 << 20, max_receive_buffer=1 << 22)
     sid = c.open_stream()
     sent = 0
     while True:
