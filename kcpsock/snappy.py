@@ -20,7 +20,8 @@ codec does the work at hundreds of MB/s.  Without it this module still
 interoperates: :class:`FrameEncoder` writes uncompressed chunks (valid for
 every reader) and :class:`FrameDecoder` decodes compressed ones with a small
 pure-Python block decoder; both then run at the speed of the pure-Python
-CRC-32C (about 10 MB/s here).
+CRC-32C (about 5-10 MB/s here).  ``KCPSOCK_NO_CRAMJAM=1`` in the environment
+forces the fallback (the tests use it to prove it interoperates).
 
 Invariants: no I/O; a decoder that raised :class:`SnappyError` stays failed
 (every later call raises the same error), as golang/snappy's Reader; the
@@ -31,6 +32,7 @@ nothing to the layer above).
 from __future__ import annotations
 
 import importlib
+import os
 import struct
 from typing import Any, Optional
 
@@ -49,11 +51,12 @@ __all__ = [
     "masked_crc32c",
 ]
 
-_cramjam_snappy: Any
-try:  # the optional extra: kcpsock[kcptun]
-    _cramjam_snappy = importlib.import_module("cramjam").snappy
-except ImportError:  # pragma: no cover - depends on the environment
-    _cramjam_snappy = None
+_cramjam_snappy: Any = None
+if os.environ.get("KCPSOCK_NO_CRAMJAM", "") in ("", "0"):
+    try:  # the optional extra: kcpsock[kcptun]
+        _cramjam_snappy = importlib.import_module("cramjam").snappy
+    except ImportError:  # pragma: no cover - depends on the environment
+        pass
 
 #: True when cramjam is importable (the fast path).
 HAVE_CRAMJAM = _cramjam_snappy is not None

@@ -132,6 +132,10 @@ class EchoServer:
                 return
 
     def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept (close does not)
+        except OSError:
+            pass
         self.sock.close()
         self._thread.join(timeout=10)
 

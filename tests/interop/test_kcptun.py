@@ -140,3 +140,36 @@ def test_compression_mismatch_passes_nothing_and_says_why(
         server.wait_line(re.compile(r"ended \(smux protocol error"), timeout=20)
     assert echo.connections == 0
     assert "Traceback" not in server.stderr.decode()
+
+
+@pytest.mark.parametrize("direction", ["kcptun-client", "kcptun-server"])
+def test_stdlib_snappy_fallback_interoperates(
+    kcptun: Any,
+    procs: Any,  # noqa: F811
+    echo: EchoServer,
+    monkeypatch: pytest.MonkeyPatch,
+    direction: str,
+) -> None:
+    """Without cramjam kcpsock writes uncompressed chunks and decodes kcptun's
+    compressed ones in pure Python; the CLI says once how to make it faster."""
+    monkeypatch.setenv("KCPSOCK_NO_CRAMJAM", "1")
+    if direction == "kcptun-client":
+        ours = procs(
+            "serve", "127.0.0.1:0", "--forward", f"127.0.0.1:{echo.port}", "--kcptun", "--key", KEY
+        )
+        host, port = ours.address()
+        local = free_port(socket.SOCK_STREAM)
+        kcptun("client", "-l", f"127.0.0.1:{local}", "-r", f"{host}:{port}")
+        address = ("127.0.0.1", local)
+    else:
+        port = free_port(socket.SOCK_DGRAM)
+        kcptun("server", "-l", f"127.0.0.1:{port}", "-t", f"127.0.0.1:{echo.port}")
+        ours = procs(
+            "tunnel", "-l", "127.0.0.1:0", "-r", f"127.0.0.1:{port}", "--kcptun", "--key", KEY
+        )
+        address = ours.address()
+    ours.wait_line(re.compile(r"pip install 'kcpsock\[kcptun\]'"))
+    assert echo_through(address, [300_000, 100_000]) == [True, True]
+    ours.interrupt()
+    text = "\n".join(ours.seen + ours.rest())
+    assert text.count("pip install") == 1
