@@ -318,3 +318,18 @@ def test_bad_arguments() -> None:
         sock.close()
     finally:
         lst.close()
+
+
+def test_readme_smux_example_runs() -> None:
+    import contextlib
+    import io
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "smux" in b]
+    assert blocks, "README.md lost its smux example"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(blocks[0], "README.md", "exec"), {"__name__": "readme_smux"})
+    assert out.getvalue().split() == ["b'ping'", "b''"]
