@@ -480,6 +480,7 @@ class SmuxSession:
         self._reader_cond = threading.Condition(self._lock)
         self._writer_cond = threading.Condition(self._lock)
         self._proto = SmuxProtocol(config, client=client, now_ms=_now_ms())
+        self._accept_readiness: Optional[_Readiness] = None
         self._streams: weakref.WeakValueDictionary[int, SmuxStream] = weakref.WeakValueDictionary()
         self._closing = False
         self._closed = False
@@ -564,6 +565,7 @@ class SmuxSession:
                     stream = SmuxStream(self, sid)
                     self._streams[sid] = stream
                     self._reader_cond.notify()  # the backlog may have stopped the reader
+                    self._refresh_accept()
                     return stream
                 if deadline == 0:
                     raise KCPBlockingIOError()
@@ -586,6 +588,10 @@ class SmuxSession:
         if not already and threading.current_thread() is not self._writer:
             self._writer.join(_CLOSE_FLUSH_S)
         self._end("smux session closed on this side")
+        with self._lock:
+            sig, self._accept_readiness = self._accept_readiness, None
+        if sig is not None:
+            sig.close()
         if threading.current_thread() not in (self._reader, self._writer):
             self._reader.join(_CLOSE_FLUSH_S)
             self._writer.join(_CLOSE_FLUSH_S)
@@ -622,12 +628,32 @@ class SmuxSession:
                     self._refresh(found)
         if changes.accepted:
             self._accept_cond.notify_all()
+            self._refresh_accept()
         if changes.terminated:
             self._accept_cond.notify_all()
+            self._refresh_accept()
             self._reader_cond.notify_all()
             self._writer_cond.notify_all()
         if self._proto.has_data_to_send():
             self._writer_cond.notify()
+
+    def _refresh_accept(self) -> None:
+        sig = self._accept_readiness
+        if sig is not None:
+            proto = self._proto
+            sig.update(not proto.alive or proto.accept_pending > 0, True)
+
+    def fileno(self) -> int:
+        """Return a descriptor that ``select`` reports readable while
+        :meth:`accept_stream` would not block (a stream waits, or the session
+        ended); -1 after :meth:`close`."""
+        with self._lock:
+            if self._closing:
+                return -1
+            if self._accept_readiness is None:
+                self._accept_readiness = _Readiness()
+                self._refresh_accept()
+            return self._accept_readiness.fileno()
 
     def _refresh(self, stream: SmuxStream) -> None:
         sig = stream._readiness

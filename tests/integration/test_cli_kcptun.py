@@ -6,6 +6,7 @@ tests against the real kcptun are in tests/interop/test_kcptun.py.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -98,5 +99,49 @@ def test_kcpsock_on_both_ends(procs: Any, options: list[str]) -> None:  # noqa: 
         assert len([line for line in lines if "smux session" in line]) == 2  # --conn 2
         assert server.interrupt() == 130
         assert "Traceback" not in tunnel.stderr.decode() + server.stderr.decode()
+    finally:
+        echo.close()
+
+
+def test_forward_to_a_closed_port_closes_the_tcp_connection(procs: Any) -> None:  # noqa: F811
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]  # closed when the block ends: nothing listens there
+    server = procs("serve", "127.0.0.1:0", "--forward", f"127.0.0.1:{dead}", "--kcptun")
+    host, port = server.address()
+    tunnel = procs("tunnel", "-l", "127.0.0.1:0", "-r", f"{host}:{port}", "--kcptun")
+    with socket.create_connection(tunnel.address(), timeout=20) as conn:
+        conn.sendall(b"anyone?")
+        assert conn.recv(10) == b""  # the stream's FIN closed it
+    server.wait_line(re.compile(r"cannot connect to"))
+
+
+def test_autoexpire_moves_new_connections_to_a_new_session(procs: Any) -> None:  # noqa: F811
+    import threading
+
+    echo = EchoServer()
+    try:
+        server = procs("serve", "127.0.0.1:0", "--forward", f"127.0.0.1:{echo.port}", "--kcptun")
+        host, port = server.address()
+        tunnel = procs(
+            "tunnel",
+            "-l",
+            "127.0.0.1:0",
+            "-r",
+            f"{host}:{port}",
+            "--kcptun",
+            "--autoexpire",
+            "1",
+            "--scavengettl",
+            "1",
+        )
+        address = tunnel.address()
+        assert echo_through(address, [1000]) == [True]
+        tunnel.wait_line(re.compile(r"smux session"))
+        threading.Event().wait(1.2)  # the feature is a clock: let the session expire
+        assert echo_through(address, [1000]) == [True]
+        tunnel.wait_line(re.compile(r"smux session"))  # a second session was dialed
     finally:
         echo.close()

@@ -333,3 +333,24 @@ def test_readme_smux_example_runs() -> None:
     with contextlib.redirect_stdout(out):
         exec(compile(blocks[0], "README.md", "exec"), {"__name__": "readme_smux"})
     assert out.getvalue().split() == ["b'ping'", "b''"]
+
+
+def test_session_fileno_is_readable_when_a_stream_waits(make_pair: Any) -> None:
+    import select
+
+    p = make_pair()
+    st = p.client.open_stream()
+    st.sendall(b"x")
+    server = p.start_server()
+    r, _, _ = select.select([server], [], [], IO_TIMEOUT)
+    assert r == [server]
+    server.accept_stream(timeout=0)
+    assert select.select([server], [], [], 0)[0] == []
+    p.ksock.close()  # the session ends: readable, accept_stream raises
+    r, _, _ = select.select([server, p.client], [], [], IO_TIMEOUT)
+    assert p.client in r or server in r
+    assert wait_until(lambda: select.select([p.client], [], [], 0)[0] == [p.client], IO_TIMEOUT)
+    with pytest.raises(ConnectionResetError):
+        p.client.accept_stream(timeout=0)
+    p.client.close()
+    assert p.client.fileno() == -1
