@@ -58,6 +58,8 @@ _MSG_DONTWAIT = int(getattr(socket, "MSG_DONTWAIT", 0x40))
 _MSG_PEEK = int(socket.MSG_PEEK)
 #: Bytes asked of the KCP socket per read.
 _READ_SIZE = 65536
+#: Longest block in one KCP socket call of the session's threads (s).
+_POLL_S = 1.0
 #: How long close() lets the writer flush queued frames (FINs) before closing KCP.
 _CLOSE_FLUSH_S = 2.0
 
@@ -487,7 +489,13 @@ class SmuxSession:
         self._encoder = FrameEncoder() if compress else None
         self._decoder = FrameDecoder() if compress else None
         self.compress = compress
-        sock.settimeout(None)  # our threads block; the session's clock is keepalive
+        # our threads block at most this long in the KCP socket, then look at
+        # the session (the keepalive clock runs even while the KCP window is full)
+        poll = _POLL_S
+        if not config.keepalive_disabled:
+            poll = min(poll, config.keepalive_interval_ms / 2000.0)
+        sock.settimeout(poll)
+        self._timer_wait: Optional[float] = None
         self._reader = threading.Thread(
             target=self._read_loop, name="kcpsock-smux-reader", daemon=True
         )
@@ -770,8 +778,12 @@ class SmuxSession:
                     while proto.alive and proto.reading_paused:
                         self._reader_cond.wait()
                     if not proto.alive:
-                        return
-                data = sock.recv(_READ_SIZE)
+                        reason = proto.error or reason
+                        break
+                try:
+                    data = sock.recv(_READ_SIZE)
+                except TimeoutError:
+                    continue  # the poll period: look at the session state again
                 if not data:
                     break
                 if decoder is not None:
@@ -795,6 +807,20 @@ class SmuxSession:
             reason = f"internal error: {type(exc).__name__}: {exc}"
         self._end(reason)
 
+    def _run_timers(self) -> bool:
+        """Run the keepalive clock if due (lock held); False once the session is dead.
+
+        Returns the seconds until the next timer through ``self._timer_wait``.
+        """
+        proto = self._proto
+        now = _now_ms()
+        due = proto.next_timer_ms()
+        if due is not None and now >= due:
+            self._apply(proto.handle_timer(now))
+            due = proto.next_timer_ms()
+        self._timer_wait = None if due is None else max(due - now, 0) / 1000.0
+        return proto.alive
+
     def _write_loop(self) -> None:
         sock = self._sock
         proto = self._proto
@@ -804,23 +830,31 @@ class SmuxSession:
             while True:
                 with self._lock:
                     while True:
-                        if not proto.alive:
-                            return
-                        now = _now_ms()
-                        due = proto.next_timer_ms()
-                        if due is not None and now >= due:
-                            self._apply(proto.handle_timer(now))
-                            continue
+                        if not self._run_timers():
+                            raise _SessionDead()
                         if proto.has_data_to_send():
                             break
                         if self._closing:
                             return  # flushed: close() takes over
-                        self._writer_cond.wait(None if due is None else (due - now) / 1000.0)
+                        self._writer_cond.wait(self._timer_wait)
                     data = proto.data_to_send()
                     self._apply(Changes(writable=True))
                 if encoder is not None:
                     data = encoder.encode(data)
-                sock.sendall(data)
+                # send() with the socket's poll timeout, not sendall(): a KCP
+                # window that stays full (a silent peer) must not stop the
+                # keepalive clock, which ends such a session after 30 s.
+                view = memoryview(data)
+                pos = 0
+                while pos < len(view):
+                    try:
+                        pos += sock.send(view[pos:])
+                    except TimeoutError:
+                        with self._lock:
+                            if not self._run_timers():
+                                raise _SessionDead() from None
+        except _SessionDead:
+            reason = proto.error or reason
         except KCPClosedError:
             pass
         except OSError as exc:
@@ -829,6 +863,10 @@ class SmuxSession:
             _log.exception("smux writer failed")
             reason = f"internal error: {type(exc).__name__}: {exc}"
         self._end(reason)
+
+
+class _SessionDead(Exception):
+    """The protocol machine died (keepalive timeout): leave the writer loop."""
 
 
 def _make_config(config: Optional[SmuxConfig], options: dict[str, Any]) -> SmuxConfig:

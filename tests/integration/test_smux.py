@@ -256,6 +256,30 @@ def test_keepalive_timeout_ends_every_stream(make_pair: Any) -> None:
     with pytest.raises(ConnectionResetError, match="keepalive timeout"):
         p.client.open_stream()
     assert "ended" in repr(p.client)
+    assert wait_until(lambda: p.ksock.closed, IO_TIMEOUT)  # the KCP session is closed too
+    assert wait_until(
+        lambda: not p.client._reader.is_alive() and not p.client._writer.is_alive(), IO_TIMEOUT
+    )
+
+
+def test_keepalive_timeout_while_the_kcp_window_is_full(make_pair: Any) -> None:
+    """A KCP peer that acknowledges but never reads fills our KCP send window;
+    the writer is then stuck, but the keepalive clock still ends the session."""
+    p = make_pair(keepalive=0.5, keepalive_timeout=1.5)
+    st = p.client.open_stream()
+    st.sendall(b"x")
+    p.accept_raw()  # never reads: its receive window fills, then ours
+    st.settimeout(0.3)
+    with pytest.raises(TimeoutError):
+        while True:
+            st.sendall(bytes(65536))
+    # our smux send buffer is full and the writer waits on the full KCP window
+    assert p.client.alive
+    assert p.client._proto.send_buffered > 0
+    st.settimeout(IO_TIMEOUT)
+    with pytest.raises(ConnectionResetError, match="keepalive timeout"):
+        st.recv(1)
+    assert wait_until(lambda: p.ksock.closed, IO_TIMEOUT)
 
 
 def test_corrupt_snappy_ends_the_session_with_a_clear_error(make_pair: Any) -> None:
