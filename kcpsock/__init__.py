@@ -19,12 +19,13 @@ The objects :func:`dial` and :func:`listen` return behave like
 :class:`socket.socket`.  Layers, from the bottom: :class:`KCP` (the sans-io
 state machine), :mod:`kcpsock.fec` and :mod:`kcpsock.crypt` (kcp-go's packet
 layer), :class:`PacketCodec` (the datagram pipeline), :mod:`kcpsock.session`
-(threads), :mod:`kcpsock.sock` (the socket API), :mod:`kcpsock.socketserver`.
+(threads), :mod:`kcpsock.sock` (the socket API), :mod:`kcpsock.socketserver`;
+:mod:`kcpsock.smux` adds kcptun's stream multiplexer over a session.
 """
 
 from __future__ import annotations
 
-from . import socketserver
+from . import smux, socketserver
 from .codec import PacketCodec
 from .config import KCPConfig
 from .crypt import CIPHERS, BlockCrypt, derive_key, new_block_crypt
@@ -63,6 +64,7 @@ __all__ = [
     "dial",
     "listen",
     "new_block_crypt",
+    "smux",
     "snmp",
     "socketserver",
 ]

@@ -378,3 +378,19 @@ def test_session_fileno_is_readable_when_a_stream_waits(make_pair: Any) -> None:
         p.client.accept_stream(timeout=0)
     p.client.close()
     assert p.client.fileno() == -1
+
+
+def test_dead_kcp_link_ends_every_stream() -> None:
+    """Nothing answers: KCP declares the link dead, and each stream says so."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+        silent.bind(("127.0.0.1", 0))  # receives, never answers
+        sock = kcpsock.dial(silent.getsockname(), dead_link=2, **FAST)
+        session = smux.client(sock)
+        streams = [session.open_stream() for _ in range(3)]
+        streams[0].sendall(b"hello?")
+        for st in streams:
+            st.settimeout(IO_TIMEOUT)
+            with pytest.raises(ConnectionResetError, match="KCP session failed"):
+                st.recv(10)
+        assert not session.alive and "dead" in (session.error or "")
+        session.close()
