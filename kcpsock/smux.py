@@ -471,7 +471,7 @@ class SmuxSession:
         """Start the session's threads on ``sock`` (see :func:`client`)."""
         if not isinstance(config, SmuxConfig):
             raise TypeError(f"config must be an SmuxConfig, not {type(config).__name__}")
-        for name in ("recv", "sendall", "close", "settimeout"):
+        for name in ("recv", "send", "close", "settimeout"):
             if not callable(getattr(sock, name, None)):
                 raise TypeError(f"sock must be a KCPSocket (no {name}())")
         self._sock = sock
