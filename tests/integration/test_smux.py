@@ -237,10 +237,11 @@ def test_v2_peer_that_never_reads_bounds_our_buffering(make_pair: Any) -> None:
     st.settimeout(0.5)
     with pytest.raises(TimeoutError):
         st.sendall(b"q" * 2_000_000)
-    p.start_server().accept_stream(timeout=IO_TIMEOUT)  # accepted, never read
+    peer = p.start_server().accept_stream(timeout=IO_TIMEOUT)  # accepted, never read
     assert p.client._proto.send_buffered <= 262144
     stream = p.client._proto._streams[st.id]
     assert stream.num_written == 262144
+    assert not peer.closed
 
 
 def test_keepalive_timeout_ends_every_stream(make_pair: Any) -> None:
@@ -394,3 +395,47 @@ def test_dead_kcp_link_ends_every_stream() -> None:
                 st.recv(10)
         assert not session.alive and "dead" in (session.error or "")
         session.close()
+
+
+def test_v1_receiver_that_never_reads_bounds_our_buffering(make_pair: Any) -> None:
+    """smux v1 has no per-stream window: the session bucket makes us stop
+    reading the KCP session, so what we buffer stays bounded (back-pressure
+    then reaches the sender through KCP's window)."""
+    p = make_pair(max_receive_buffer=200_000, max_stream_buffer=100_000)
+    st = p.client.open_stream()
+    st.settimeout(1.0)
+    st.sendall(b"x")
+    server = p.start_server()
+    peer = server.accept_stream(timeout=IO_TIMEOUT)  # accepted, never read
+    with pytest.raises(TimeoutError):
+        st.sendall(bytes(20_000_000))
+    assert not peer.closed
+    proto = server._proto
+    assert proto.reading_paused
+    assert proto.buffered(st.id) <= 200_000 + 65536 + 65536  # bucket + one read + a frame
+
+
+def test_shutdown_write_sends_fin_and_keeps_reading(make_pair: Any) -> None:
+    """Between kcpsock peers SHUT_WR is a half-close: the peer reads EOF and
+    can still answer (a Go smux peer would forget the stream instead)."""
+    p = make_pair()
+    st = p.client.open_stream()
+    st.sendall(b"request")
+    st.shutdown(socket.SHUT_WR)
+    with pytest.raises(BrokenPipeError):
+        st.send(b"more")
+    server = p.start_server()
+    peer = server.accept_stream(timeout=IO_TIMEOUT)
+    peer.settimeout(IO_TIMEOUT)
+    got = b""
+    while True:
+        piece = peer.recv(100)
+        if not piece:
+            break
+        got += piece
+    assert got == b"request"
+    peer.sendall(b"reply")
+    peer.close()
+    st.settimeout(IO_TIMEOUT)
+    assert st.recv(100) == b"reply"
+    assert st.recv(100) == b""
