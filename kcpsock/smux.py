@@ -21,10 +21,10 @@ peer's FIN, context manager::
 ``compress=True`` adds kcptun's snappy framing of the whole byte stream (its
 default; ``--nocomp`` turns it off), fast with ``pip install kcpsock[kcptun]``.
 
-Threads: one reader (KCP -> snappy -> :class:`~kcpsock.smuxcore.SmuxProtocol`)
+Threads: one reader (KCP -> snappy -> :class:`~kcpsock.smux_frames.SmuxProtocol`)
 and one writer (queued frames -> snappy -> KCP, and the keepalive clock) per
 session; user threads block on per-stream conditions.  All protocol state is
-in the pure :class:`~kcpsock.smuxcore.SmuxProtocol`, under one lock.
+in the pure :class:`~kcpsock.smux_frames.SmuxProtocol`, under one lock.
 
 Invariants:
 
@@ -47,7 +47,7 @@ import weakref
 from typing import Any, Optional, Union
 
 from .errors import KCPBlockingIOError, KCPClosedError, KCPTimeoutError
-from .smuxcore import Changes, SmuxConfig, SmuxProtocol
+from .smux_frames import Changes, SmuxConfig, SmuxProtocol
 from .snappy import FrameDecoder, FrameEncoder, SnappyError
 
 __all__ = ["SmuxSession", "SmuxStream", "client", "server"]
@@ -337,7 +337,13 @@ class SmuxStream:
         Args:
             mode: "r", "w", "rw", optionally with "b".
             buffering: as for ``open``; 0 only in binary mode.
-            encoding, errors, newline: text mode options.
+            encoding: text mode encoding.
+            errors: text mode error handling.
+            newline: text mode newline handling.
+
+        Returns:
+            A ``socket.SocketIO`` (unbuffered), a buffered reader/writer/pair,
+            or a ``TextIOWrapper``.
 
         Raises:
             ValueError: bad mode, or unbuffered text.  OSError: EBADF after close.
@@ -652,9 +658,11 @@ class SmuxSession:
             sig.update(not proto.alive or proto.accept_pending > 0, True)
 
     def fileno(self) -> int:
-        """Return a descriptor that ``select`` reports readable while
-        :meth:`accept_stream` would not block (a stream waits, or the session
-        ended); -1 after :meth:`close`."""
+        """Return a descriptor readable while :meth:`accept_stream` would not block.
+
+        That is while a stream waits or once the session ended; -1 after
+        :meth:`close`.
+        """
         with self._lock:
             if self._closing:
                 return -1
@@ -909,8 +917,8 @@ def client(
         version: smux protocol version, 1 (default) or 2; must match the peer.
         compress: wrap the byte stream in snappy framing (kcptun's default;
             kcptun's ``--nocomp`` means False); must match the peer.
-        config: an :class:`~kcpsock.smuxcore.SmuxConfig` (smux's defaults).
-        **options: :class:`~kcpsock.smuxcore.SmuxConfig` fields overriding
+        config: an :class:`~kcpsock.smux_frames.SmuxConfig` (smux's defaults).
+        **options: :class:`~kcpsock.smux_frames.SmuxConfig` fields overriding
             ``config``, plus ``keepalive`` and ``keepalive_timeout`` in seconds.
 
     Returns:
@@ -936,7 +944,10 @@ def server(
 
     Args:
         sock: a :class:`~kcpsock.KCPSocket` from ``Listener.accept``.
-        version, compress, config, **options: as :func:`client`.
+        version: as :func:`client`.
+        compress: as :func:`client`.
+        config: as :func:`client`.
+        **options: as :func:`client`.
 
     Returns:
         The :class:`SmuxSession`; :meth:`SmuxSession.accept_stream` returns

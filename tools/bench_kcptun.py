@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""kcptun tunnel throughput: kcpsock on one end and kcptun on the other, against
-kcptun on both ends, in the same run, with and without compression.
+"""kcptun tunnel throughput: kcpsock on one end, kcptun on the other, vs kcptun on both.
+
+In the same run, with and without compression.
 
 Setups (TCP client -> tunnel client -> KCP -> tunnel server -> TCP sink):
 
@@ -101,10 +102,12 @@ class Sink:
                 return
 
     def close(self) -> None:
+        """Stop accepting."""
         self.sock.close()
 
 
 def payload(size: int) -> bytes:
+    """Half random, half text: ``size`` bytes (seeded)."""
     rng = random.Random(1)
     half = size // 2
     text = b"".join(
@@ -148,6 +151,7 @@ class KcpsockProc:
             pass
 
     def stop(self) -> None:
+        """Terminate the process (kill after 10 s)."""
         if self.p.poll() is None:
             self.p.terminate()
             try:
@@ -261,6 +265,7 @@ def codec_speeds(size: int = 4_000_000) -> None:
 
 
 def main() -> int:
+    """Run the benchmark; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bytes", type=int, default=20_000_000, help="bytes per transfer")
     parser.add_argument("--repeat", type=int, default=3, help="runs per cell (median)")

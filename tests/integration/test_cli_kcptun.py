@@ -16,7 +16,7 @@ from tests.interop.kcptun import EchoServer, echo_through
 
 
 @pytest.mark.parametrize(
-    "args, needle",
+    ("args", "needle"),
     [
         (
             ["tunnel", "-l", "127.0.0.1:0", "-r", "127.0.0.1:9", "--nocomp"],

@@ -155,7 +155,8 @@ def payload(seed: int, size: int) -> bytes:
 
 def echo_through(address: tuple[str, int], sizes: list[int]) -> list[bool]:
     """Open one TCP connection per size at once; each sends its payload and
-    checks the echo byte for byte.  Returns one verdict per connection."""
+    checks the echo byte for byte.  Returns one verdict per connection.
+    """
     results: list[Any] = [None] * len(sizes)
 
     def one(index: int, size: int) -> None:

@@ -121,7 +121,8 @@ def test_compression_mismatch_passes_nothing_and_says_why(
     echo: EchoServer,
 ) -> None:
     """kcptun-client compresses, kcpsock expects --nocomp: the session ends with a
-    smux protocol error line and the TCP client sees its connection closed."""
+    smux protocol error line and the TCP client sees its connection closed.
+    """
     server = procs(
         "serve",
         "127.0.0.1:0",
@@ -151,7 +152,8 @@ def test_stdlib_snappy_fallback_interoperates(
     direction: str,
 ) -> None:
     """Without cramjam kcpsock writes uncompressed chunks and decodes kcptun's
-    compressed ones in pure Python; the CLI says once how to make it faster."""
+    compressed ones in pure Python; the CLI says once how to make it faster.
+    """
     monkeypatch.setenv("KCPSOCK_NO_CRAMJAM", "1")
     if direction == "kcptun-client":
         ours = procs(

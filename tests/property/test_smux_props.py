@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kcpsock import snappy
-from kcpsock.smuxcore import (
+from kcpsock.smux_frames import (
     Cmd,
     Frame,
     FrameParser,

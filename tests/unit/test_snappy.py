@@ -118,7 +118,7 @@ def _chunk(kind: int, body: bytes) -> bytes:
 
 @pytest.mark.parametrize("fast", PATHS)
 @pytest.mark.parametrize(
-    "stream, match",
+    ("stream", "match"),
     [
         (_chunk(1, b"\0\0\0\0abc"), "before the stream identifier"),
         (snappy.STREAM_IDENTIFIER + _chunk(1, b"\0\0\0\0abc"), "checksum|crc|corrupt"),
