@@ -1,6 +1,7 @@
 """smux streams over a KCP session: many socket-like streams on one ``KCPSocket``.
 
-This is kcptun's multiplexer (xtaci/smux 1.5.16, protocol v1 or v2), so a
+This is kcptun's multiplexer (xtaci/smux 1.5.16, protocol v1 or v2; see
+docs/KCPTUN.md), so a
 session here talks to kcptun and to any Go program using smux.  Each stream
 behaves like a connected TCP ``socket.socket``: ``recv``/``recv_into``/
 ``send``/``sendall``, timeouts, ``makefile``, ``fileno`` for ``select``/

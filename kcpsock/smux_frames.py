@@ -1,5 +1,7 @@
 """smux (xtaci/smux 1.5.16, v1 and v2) as a pure state machine: bytes in, bytes out.
 
+The protocol facts are summarised in docs/KCPTUN.md §2-§5.
+
 kcptun multiplexes TCP connections over one KCP session with smux.  Every
 frame starts with an 8-byte little-endian header::
 
@@ -254,7 +256,7 @@ class FrameParser:
             if cmd == Cmd.PSH:
                 size = length
             elif cmd == Cmd.UPD:
-                size = 8  # smux reads 8 bytes whatever the length says
+                size = 8  # docs/KCPTUN.md §2: 8 bytes whatever the length says
             elif cmd <= Cmd.UPD:
                 size = 0  # SYN, FIN, NOP: the length field is ignored
             else:
@@ -494,7 +496,7 @@ class SmuxProtocol:
             if self._data_ready:
                 self._data_ready = False
             elif self.bucket > 0:
-                # while the bucket is exhausted we stopped reading: not the peer's fault
+                # docs/KCPTUN.md §4: while the bucket is empty we stopped reading
                 return self.terminate(
                     f"keepalive timeout (no frame from the peer for {cfg.keepalive_timeout_ms / 1000:g} s)"
                 )

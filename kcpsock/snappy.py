@@ -1,5 +1,7 @@
 """Snappy's framing format, as kcptun compresses the KCP byte stream (pure).
 
+The format is summarised in docs/KCPTUN.md §6.
+
 kcptun (``--nocomp`` absent) wraps each direction of the KCP byte stream in
 golang/snappy's framing format (google/snappy ``framing_format.txt``)::
 

@@ -8,7 +8,7 @@ kcptun-server.
 
 kcptun has no half-close: when either direction of a connection ends, both
 the stream and the TCP connection are closed (kcptun's ``handleClient``),
-and this mode does the same.
+and this mode does the same (docs/KCPTUN.md §3, §7).
 
 Invariants: each TCP connection has two daemon copy threads that close both
 ends as soon as one direction ends; a failing session or stream never stops

@@ -1,6 +1,7 @@
 """kcpsock.smux_frames: frames and the smux session machine on a fake clock.
 
-Vectors captured from kcptun 20210922 (copied from shared/spec/KCPTUN.md):
+Vectors captured from kcptun 20210922 (the team's wire capture, copied here;
+the rules they exercise: docs/KCPTUN.md §2, §5 and §6):
 kcptun-client without compression opens stream 3 with ``01 00 00 00 03 00
 00 00`` and sends 13 bytes as ``01 02 0d 00 03 00 00 00 ...``;
 kcptun-server v2 answers a 5-byte PSH with ``02 04 08 00 03 00 00 00 05 00

@@ -1,6 +1,7 @@
 """kcpsock.snappy: golang/snappy's framing format, cramjam path and pure fallback.
 
-Vectors captured from kcptun 20210922 (copied from shared/spec/KCPTUN.md):
+Vectors captured from kcptun 20210922 (the team's wire capture, copied here;
+the rules they exercise: docs/KCPTUN.md §2, §5 and §6):
 
 * kcptun-client's first bytes with compression (smux v1): the stream
   identifier, then an uncompressed chunk (masked CRC32C 0x2fac3944) carrying
