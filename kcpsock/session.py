@@ -307,6 +307,7 @@ class Session:
         self.state = SessionState.OPEN
         self._rd_shut = False
         self._wr_shut = False
+        self._waiting_readers = 0  # threads blocked in recv
         self._pending = b""  # a message a short recv did not finish ...
         self._poff = 0  # ... and how much of it was returned already
         self._signal: Optional[Signal] = None
@@ -698,8 +699,12 @@ class Session:
                     raise KCPConnectionResetError()
                 if deadline == 0:
                     raise KCPBlockingIOError()
-                if not wait_deadline(self._readable, deadline):
-                    raise Timeout()
+                self._waiting_readers += 1
+                try:
+                    if not wait_deadline(self._readable, deadline):
+                        raise Timeout()
+                finally:
+                    self._waiting_readers -= 1
             if self._signal is not None and not self._pending and kcp.peek_size() <= 0:
                 self._signal.clear()
         n = len(data)
@@ -905,11 +910,18 @@ class Session:
         _live_sessions.discard(self)
         if self._on_close is not None:
             self._on_close(self)
-        if self._receiver is not None:
-            self._receiver.stop(wait)
-        elif not self.passive and self.transport.owned:
-            self.transport.sock.close()
-        release_updater(wait)
+        try:
+            if self._receiver is not None:
+                self._receiver.stop(wait)  # a Ctrl-C may land in its join
+            elif not self.passive and self.transport.owned:
+                self.transport.sock.close()
+        finally:
+            release_updater(wait)  # a second close() returns early: release now
+
+    @property
+    def waiting_readers(self) -> int:
+        """Threads blocked in :meth:`recv` right now (for tests and diagnostics)."""
+        return self._waiting_readers
 
     def drain(self, deadline: Optional[float]) -> bool:
         """Wait until the peer has acknowledged everything sent so far.

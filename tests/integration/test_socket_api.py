@@ -21,6 +21,7 @@ import pytest
 
 import kcpsock
 from kcpsock import KCPConfig
+from tests.helpers import wait_until
 
 FAST: dict[str, Any] = {"nodelay": 1, "interval": 10, "resend": 2, "nc": True}
 
@@ -313,9 +314,7 @@ def test_close_from_other_thread_wakes_blocked_recv(
     t = threading.Thread(target=reader)
     t.start()
     assert started.wait(5)
-    deadline = time.monotonic() + 5
-    while not s.session._readable._waiters and time.monotonic() < deadline:  # type: ignore[attr-defined]
-        threading.Event().wait(0.001)
+    assert wait_until(lambda: s.session.waiting_readers == 1)
     s.close()
     t.join(5)
     assert result == [b""]
