@@ -34,6 +34,7 @@ from .crypt import BlockCrypt
 from .errors import KCPClosedError
 from .inbound import Address, make_codec
 from .listener import ListenerCore
+from .segment import U32
 from .session import (
     Session,
     SessionState,
@@ -1130,12 +1131,7 @@ def dial(
     """
     host, port = _check_address(address)
     cfg = _config_from(config, options)
-    if conv is None:
-        conv = _random_conv()
-    elif isinstance(conv, bool) or not isinstance(conv, int):
-        raise TypeError(f"conv must be an int, not {type(conv).__name__}")
-    elif not 0 <= conv <= 0xFFFFFFFF:
-        raise ValueError(f"conv must be 0..2**32-1, got {conv}")
+    conv = _random_conv() if conv is None else check_int("conv", conv, 0, U32)
     codec = make_codec(block, data_shards, parity_shards)
     if sock is not None:
         if not isinstance(sock, socket.socket) or sock.type != socket.SOCK_DGRAM:
