@@ -545,44 +545,44 @@ class KCP:
         # would apply the segments before a bad one; we refuse it as a whole).
         h = _unpack_from(datagram, 0)
         hdrs: Sequence[tuple[_Hdr, int]]
-        if n == OVERHEAD + h[7] and h[0] == self.conv and CMD_PUSH <= h[1] <= CMD_WINS:
-            if h[1] == CMD_PUSH:
-                # The hot path: exactly one PUSH.  Does what the loop below
-                # does for one PUSH, with fewer steps; keep the two in step.
-                _, _, frg, wnd, ts, sn, una, _ = h
-                if regular:
-                    self.rmt_wnd = wnd
-                snd_buf = self.snd_buf
-                advanced = False
-                if snd_buf and 0 < ((una - snd_buf[0].sn) & _M) < 0x80000000:
-                    self._parse_una(una)
-                    advanced = True
-                rcv_nxt = self.rcv_nxt
-                rcv_wnd = self.rcv_wnd
-                acklist = self.acklist
-                if ((sn - rcv_nxt - rcv_wnd) & _M) >= 0x80000000:  # sn < rcv_nxt + rcv_wnd
-                    acklist.append((sn, ts))
-                    rcv_queue = self.rcv_queue
-                    rcv_buf = self.rcv_buf
-                    if sn == rcv_nxt and not rcv_buf and len(rcv_queue) < rcv_wnd:
-                        rcv_queue.append((frg, datagram[OVERHEAD:]))
-                        self.rcv_nxt = (sn + 1) & _M
-                    elif ((sn - rcv_nxt) & _M) < 0x80000000 and sn not in rcv_buf:
-                        rcv_buf[sn] = (frg, datagram[OVERHEAD:])
-                        if sn == rcv_nxt:
-                            self._refill()
-                    elif regular:
-                        self.repeat_segs += 1
+        if h[1] == CMD_PUSH and n == OVERHEAD + h[7] and h[0] == self.conv:
+            # The hot path: exactly one PUSH.  Does what the loop below
+            # does for one PUSH, with fewer steps; keep the two in step.
+            _, _, frg, wnd, ts, sn, una, _ = h
+            if regular:
+                self.rmt_wnd = wnd
+            snd_buf = self.snd_buf
+            advanced = False
+            if snd_buf and 0 < ((una - snd_buf[0].sn) & _M) < 0x80000000:
+                self._parse_una(una)
+                advanced = True
+            rcv_nxt = self.rcv_nxt
+            rcv_wnd = self.rcv_wnd
+            acklist = self.acklist
+            if ((sn - rcv_nxt - rcv_wnd) & _M) >= 0x80000000:  # sn < rcv_nxt + rcv_wnd
+                acklist.append((sn, ts))
+                rcv_queue = self.rcv_queue
+                rcv_buf = self.rcv_buf
+                if sn == rcv_nxt and not rcv_buf and len(rcv_queue) < rcv_wnd:
+                    rcv_queue.append((frg, datagram[OVERHEAD:]))
+                    self.rcv_nxt = (sn + 1) & _M
+                elif ((sn - rcv_nxt) & _M) < 0x80000000 and sn not in rcv_buf:
+                    rcv_buf[sn] = (frg, datagram[OVERHEAD:])
+                    if sn == rcv_nxt:
+                        self._refill()
                 elif regular:
                     self.repeat_segs += 1
-                self.in_segs += 1
-                if advanced:
-                    if not self.nocwnd and self.cwnd < self.rmt_wnd:
-                        self._grow_cwnd()
-                    return self._flush(now_ms & _M, True)
-                if len(acklist) >= self.mtu // OVERHEAD or (ack_nodelay and acklist):
-                    return self._flush(now_ms & _M, False)
-                return []
+            elif regular:
+                self.repeat_segs += 1
+            self.in_segs += 1
+            if advanced:
+                if not self.nocwnd and self.cwnd < self.rmt_wnd:
+                    self._grow_cwnd()
+                return self._flush(now_ms & _M, True)
+            if len(acklist) >= self.mtu // OVERHEAD or (ack_nodelay and acklist):
+                return self._flush(now_ms & _M, False)
+            return []
+        if n == OVERHEAD + h[7] and h[0] == self.conv and CMD_PUSH <= h[1] <= CMD_WINS:
             hdrs = ((h, OVERHEAD),)  # one valid segment
         else:
             hdrs = self._validate(datagram, n)
@@ -596,14 +596,23 @@ class KCP:
         acklist = self.acklist
         latest = -1
         flush_segments = False
+        # snd_buf changes only in _parse_una: its front sn and length are kept
+        # here, and a una already applied (the segments of a datagram usually
+        # share it) is not looked at again
+        nbuf = len(snd_buf)
+        base = snd_buf[0].sn if nbuf else 0
+        last_una = -1
+        wnd = 0
         for h, off in hdrs:
             _, cmd, frg, wnd, ts, sn, una, length = h
-            if regular:
-                self.rmt_wnd = wnd
             # parse_una + shrink_buf: drop every segment with sn < una
-            if snd_buf and 0 < ((una - snd_buf[0].sn) & _M) < 0x80000000:
-                self._parse_una(una)
-                flush_segments = True
+            if una != last_una:
+                last_una = una
+                if nbuf and 0 < ((una - base) & _M) < 0x80000000:
+                    self._parse_una(una)
+                    flush_segments = True
+                    nbuf = len(snd_buf)
+                    base = snd_buf[0].sn if nbuf else 0
             if cmd == CMD_PUSH:
                 repeat = True
                 rcv_nxt = self.rcv_nxt
@@ -623,9 +632,9 @@ class KCP:
                 if regular and repeat:
                     self.repeat_segs += 1
             elif cmd == CMD_ACK:
-                if snd_buf:
-                    idx = (sn - snd_buf[0].sn) & _M
-                    if idx < len(snd_buf):  # snd_una <= sn < snd_nxt
+                if nbuf:
+                    idx = (sn - base) & _M
+                    if idx < nbuf:  # snd_una <= sn < snd_nxt
                         seg = snd_buf[idx]
                         # kcp-go HEAD parse_ack: mark, free the payload, keep it until una
                         seg.acked = True
@@ -636,6 +645,8 @@ class KCP:
             elif cmd == CMD_WASK:
                 self.probe |= IKCP_ASK_TELL
             # WINS: nothing beyond the wnd/una processing above
+        if regular:
+            self.rmt_wnd = wnd  # the last segment's (nothing above reads it)
         self.in_segs += len(hdrs)
 
         if latest >= 0 and regular:
@@ -830,57 +841,6 @@ class KCP:
         self.snd_nxt = nxt
         self._unsent += count
 
-    def _datagrams(
-        self,
-        control: list[tuple[int, int, int]],
-        pushes: list[Segment],
-        wnd: int,
-        una: int,
-        current: int,
-    ) -> list[bytes]:
-        """Pack one flush's segments into datagrams (docs/KCP.md §7, packing rule).
-
-        Segments go into a datagram in order; one that would make it exceed
-        ``mtu`` bytes starts the next, so every datagram holds whole segments.
-
-        Args:
-            control: (cmd, ts, sn) of the ACK, WASK and WINS segments, first.
-            pushes: the PUSH segments to transmit, after them (ts ``current``).
-            wnd: the free receive window to advertise.
-            una: the cumulative ACK to advertise (``rcv_nxt``).
-            current: the time stamp of the PUSH segments.
-
-        Returns:
-            The datagrams, each at most ``mtu`` bytes.
-        """
-        mtu = self.mtu
-        conv = self.conv
-        pack = _pack
-        out: list[bytes] = []
-        parts: list[_Buf] = [pack(conv, cmd, 0, wnd, ts, sn, una, 0) for cmd, ts, sn in control]
-        size = OVERHEAD * len(parts)
-        if size > mtu:
-            # header-only segments: mtu // 24 of them fill a datagram; the
-            # last group stays open for what follows
-            per = mtu // OVERHEAD
-            last = (len(parts) - 1) // per * per
-            out = [b"".join(parts[i : i + per]) for i in range(0, last, per)]
-            parts = parts[last:]
-            size = OVERHEAD * len(parts)
-        for seg in pushes:
-            data = seg.data
-            n = len(data)
-            if size + OVERHEAD + n > mtu and size:
-                out.append(b"".join(parts))
-                parts = []
-                size = 0
-            parts.append(pack(conv, CMD_PUSH, seg.frg, wnd, current, seg.sn, una, n))
-            parts.append(data)
-            size += OVERHEAD + n
-        if size:
-            out.append(b"".join(parts))
-        return out
-
     def _flush(self, current: int, full: bool) -> list[bytes]:
         """The body of kcp-go HEAD ``flush``; ``full`` False is IKCP_FLUSH_ACKONLY.
 
@@ -895,10 +855,8 @@ class KCP:
         nq = len(self.rcv_queue)
         wnd = (self.rcv_wnd - nq) & 0xFFFF if nq < self.rcv_wnd else 0
         una = self.rcv_nxt
-        # What this flush sends, in wire order; _datagrams packs it at the end.
-        control: list[tuple[int, int, int]]  # (cmd, ts, sn) of ACK, WASK, WINS
-        pushes: list[Segment] = []  # PUSH segments to (re)transmit, ts = current
-        put = pushes.append
+        # The control segments (ACK, WASK, WINS) of this flush: (cmd, ts, sn).
+        control: list[tuple[int, int, int]]
 
         # Phase 1: ACKs.  kcp-go filters ACKs below rcv_nxt (una covers them)
         # except the last one of the batch.
@@ -939,6 +897,39 @@ class KCP:
                 if self.probe & bit:
                     control.append((cmd, ts, sn))
             self.probe = 0
+
+        # The packer (kcp-go flush's makeSpace, docs/KCP.md §7): segments go
+        # into the current datagram in order; one that would make it exceed
+        # mtu starts the next.  The control segments come first, all 24
+        # bytes: mtu // 24 of them fill a datagram and the last group stays
+        # open for the PUSH segments, which put() adds one by one.
+        mtu = self.mtu
+        conv = self.conv
+        pack = _pack
+        out: list[bytes] = []
+        parts: list[_Buf] = [pack(conv, cmd, 0, wnd, ts, sn, una, 0) for cmd, ts, sn in control]
+        size = OVERHEAD * len(parts)
+        if size > mtu:
+            per = mtu // OVERHEAD
+            last = (len(parts) - 1) // per * per
+            out = [b"".join(parts[i : i + per]) for i in range(0, last, per)]
+            parts = parts[last:]
+            size = OVERHEAD * len(parts)
+        nsegs = len(control)
+
+        def put(seg: Segment) -> None:
+            """Add one PUSH segment (sent now, ts = current) to the datagrams."""
+            nonlocal parts, size, nsegs
+            data = seg.data
+            n = len(data)
+            if size + OVERHEAD + n > mtu and size:
+                out.append(b"".join(parts))
+                parts = []
+                size = 0
+            parts.append(pack(conv, CMD_PUSH, seg.frg, wnd, current, seg.sn, una, n))
+            parts.append(data)
+            size += OVERHEAD + n
+            nsegs += 1
 
         # Phase 4: move segments into the send window (also in ACK-only flush).
         cwnd = self.snd_wnd if self.snd_wnd < self.rmt_wnd else self.rmt_wnd
@@ -1102,14 +1093,15 @@ class KCP:
                     # the "initial transmit" rule of the scan)
                     nxt = self.snd_nxt
                     popleft = snd_queue.popleft
-                    fresh = [
-                        Segment((nxt + i) & _M, frg, data, current, rx_rto, 1, resendts_new)
-                        for i, (frg, data) in enumerate([popleft() for _ in range(new_segs)])
-                    ]
-                    snd_buf.extend(fresh)
-                    self._inflight.extend(fresh)
-                    pushes.extend(fresh)
-                    self.snd_nxt = (nxt + new_segs) & _M
+                    append = snd_buf.append
+                    for _ in range(new_segs):
+                        frg, data = popleft()
+                        seg = Segment(nxt, frg, data, current, rx_rto, 1, resendts_new)
+                        append(seg)
+                        inflight_append(seg)
+                        put(seg)
+                        nxt = (nxt + 1) & _M
+                    self.snd_nxt = nxt
                     if dead_link <= 1:
                         self.state = 0xFFFFFFFF
                     if bound is None or ((resendts_new - bound) & _M) >= 0x80000000:
@@ -1121,8 +1113,9 @@ class KCP:
                 if 0 < d < next_update:
                     next_update = d
             self.next_update_ms = next_update
-        out = self._datagrams(control, pushes, wnd, una, current)
-        self.out_segs += len(control) + len(pushes)
+        if size:
+            out.append(b"".join(parts))
+        self.out_segs += nsegs
 
         # Phase 6: congestion window reaction.
         if change or lost:
