@@ -29,7 +29,7 @@ import struct
 import time
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from .config import MTU_LIMIT, KCPConfig, check_int, check_window
+from .config import MAX_DUP, MTU_LIMIT, KCPConfig, check_int, check_window
 from .crypt import BlockCrypt
 from .errors import KCPClosedError
 from .inbound import Address, make_codec
@@ -771,14 +771,14 @@ class KCPSocket(_Timeouts):
         """kcp-go ``SetDUP``: send each data datagram ``dup`` extra times.
 
         Args:
-            dup: extra copies per datagram (0: none).
+            dup: extra copies per datagram, 0..16 (0: none).
 
         Raises:
             TypeError: not an int.
-            ValueError: negative.
+            ValueError: out of range.
             OSError: EBADF after close.
         """
-        self._live().dup = check_int("dup", dup, 0)
+        self._live().dup = check_int("dup", dup, 0, MAX_DUP)
 
     def _own_socket(self, what: str) -> socket.socket:
         session = self._live()

@@ -513,7 +513,7 @@ def test_kcp_knobs(pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
     c.set_stream_mode(False)
     c.set_ack_nodelay(True)
     c.set_write_delay(False)
-    with pytest.raises(ValueError, match="dup must be >= 0"):
+    with pytest.raises(ValueError, match=r"dup must be 0\.\.16"):
         c.set_dup(-1)
     c.sendall(b"after knobs")
     assert s.recv(100) == b"after knobs"
