@@ -13,9 +13,10 @@ Invariants:
 - ``snd_buf`` holds exactly the segments ``snd_una .. snd_nxt - 1`` in sn
   order (kcp-go HEAD never removes a segment except from the front, when
   ``una`` passes it; a selective ACK only sets ``acked``), so the segment with
-  sequence number ``sn`` sits at index ``(sn - snd_buf[0].sn) mod 2**32``:
-  an ACK finds its segment without a scan.  Segments are slotted
-  :class:`Segment` objects (typed, and as cheap to read as a list).
+  sequence number ``sn`` sits at index ``(sn - snd_buf[0][SN]) mod 2**32``:
+  an ACK finds its segment without a scan.  A segment is a plain list
+  indexed by the names ``SN`` .. ``ACKED`` (speed); the type checker sees
+  the typed :class:`Segment` record.
 - ``rcv_buf`` maps sn -> (frg, payload) for out-of-order segments with
   ``rcv_nxt <= sn < rcv_nxt + rcv_wnd``; ``rcv_queue`` never holds more than
   ``rcv_wnd`` segments.
@@ -51,13 +52,17 @@ from collections import deque
 from collections.abc import Sequence
 from itertools import islice
 from operator import itemgetter
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Final, Literal, Optional, Protocol, Union, cast, overload
 
 from .config import check_int, check_window
 from .errors import PacketError
 from .segment import CMD_ACK, CMD_PUSH, CMD_WASK, CMD_WINS, HEADER, OVERHEAD, U32, timediff
 
 __all__ = [
+    "ACKED",
+    "DATA",
+    "FASTACK",
+    "FRG",
     "IKCP_DEADLINK",
     "IKCP_INTERVAL",
     "IKCP_MTU_DEF",
@@ -72,6 +77,11 @@ __all__ = [
     "KCP",
     "MAX_FRAGMENTS",
     "MIN_MTU",
+    "RESENDTS",
+    "RTO",
+    "SN",
+    "TS",
+    "XMIT",
     "Segment",
 ]
 
@@ -108,46 +118,48 @@ _unpack_from = HEADER.unpack_from
 _Hdr = tuple[int, int, int, int, int, int, int, int]
 
 
-class Segment:
-    """One segment of ``snd_buf`` (kcp-go ``segment``, the sender's fields).
+# A segment of snd_buf (kcp-go ``segment``, the sender's fields) is a plain
+# list, for speed (a list costs a quarter of a slotted object to create),
+# indexed by these names; the type checker sees a typed record (below).
+#: sequence number (uint32)
+SN: Final = 0
+#: fragment countdown (message mode), 0 in stream mode
+FRG: Final = 1
+#: the payload; ``b""`` once selectively acknowledged
+DATA: Final = 2
+#: time of the last transmission (ms, uint32)
+TS: Final = 3
+#: the retransmission timeout in force for this segment (ms)
+RTO: Final = 4
+#: transmissions so far (0: never sent)
+XMIT: Final = 5
+#: when it is retransmitted if still unacknowledged (ms, uint32)
+RESENDTS: Final = 6
+#: skipping ACKs counted, or the sentinel 0xFFFFFFFF (kcp-go HEAD)
+FASTACK: Final = 7
+#: selectively acknowledged; kept until ``una`` passes it
+ACKED: Final = 8
 
-    A slotted object: attribute access is as cheap as a list index and the
-    fields are typed.  The header fields kcp-go stores too (conv, cmd, wnd,
-    una) are written at flush time and not kept here.
+if TYPE_CHECKING:
 
-    Attributes:
-        sn: sequence number (uint32).
-        frg: fragment countdown (message mode), 0 in stream mode.
-        data: the payload; set to ``b""`` once selectively acknowledged.
-        ts: time of the last transmission (ms, uint32).
-        rto: the retransmission timeout in force for this segment (ms).
-        xmit: transmissions so far (0: never sent).
-        resendts: when it is retransmitted if still unacknowledged (ms, uint32).
-        fastack: skipping ACKs counted, or the sentinel 0xFFFFFFFF (kcp-go HEAD).
-        acked: selectively acknowledged; kept until ``una`` passes it.
-    """
+    class Segment(Protocol):
+        """A segment of ``snd_buf``: a list at run time, typed field by field here."""
 
-    __slots__ = ("acked", "data", "fastack", "frg", "resendts", "rto", "sn", "ts", "xmit")
+        @overload
+        def __getitem__(self, i: Literal[0, 1, 3, 4, 5, 6, 7]) -> int: ...
+        @overload
+        def __getitem__(self, i: Literal[2]) -> _Buf: ...
+        @overload
+        def __getitem__(self, i: Literal[8]) -> bool: ...
+        @overload
+        def __setitem__(self, i: Literal[0, 1, 3, 4, 5, 6, 7], value: int) -> None: ...
+        @overload
+        def __setitem__(self, i: Literal[2], value: _Buf) -> None: ...
+        @overload
+        def __setitem__(self, i: Literal[8], value: bool) -> None: ...
 
-    def __init__(
-        self, sn: int, frg: int, data: _Buf, ts: int, rto: int, xmit: int, resendts: int
-    ) -> None:
-        """Create a segment not yet acknowledged, with no skipping ACK counted."""
-        self.sn = sn
-        self.frg = frg
-        self.data = data
-        self.ts = ts
-        self.rto = rto
-        self.xmit = xmit
-        self.resendts = resendts
-        self.fastack = 0
-        self.acked = False
-
-    def __repr__(self) -> str:
-        return (
-            f"Segment(sn={self.sn}, frg={self.frg}, len={len(self.data)}, xmit={self.xmit}, "
-            f"fastack={self.fastack}, acked={self.acked})"
-        )
+else:
+    Segment = list
 
 
 class _NoDelay(int):
@@ -553,7 +565,7 @@ class KCP:
                 self.rmt_wnd = wnd
             snd_buf = self.snd_buf
             advanced = False
-            if snd_buf and 0 < ((una - snd_buf[0].sn) & _M) < 0x80000000:
+            if snd_buf and 0 < ((una - snd_buf[0][SN]) & _M) < 0x80000000:
                 self._parse_una(una)
                 advanced = True
             rcv_nxt = self.rcv_nxt
@@ -600,7 +612,7 @@ class KCP:
         # here, and a una already applied (the segments of a datagram usually
         # share it) is not looked at again
         nbuf = len(snd_buf)
-        base = snd_buf[0].sn if nbuf else 0
+        base = snd_buf[0][SN] if nbuf else 0
         last_una = -1
         wnd = 0
         for h, off in hdrs:
@@ -612,7 +624,7 @@ class KCP:
                     self._parse_una(una)
                     flush_segments = True
                     nbuf = len(snd_buf)
-                    base = snd_buf[0].sn if nbuf else 0
+                    base = snd_buf[0][SN] if nbuf else 0
             if cmd == CMD_PUSH:
                 repeat = True
                 rcv_nxt = self.rcv_nxt
@@ -637,8 +649,8 @@ class KCP:
                     if idx < nbuf:  # snd_una <= sn < snd_nxt
                         seg = snd_buf[idx]
                         # kcp-go HEAD parse_ack: mark, free the payload, keep it until una
-                        seg.acked = True
-                        seg.data = b""
+                        seg[ACKED] = True
+                        seg[DATA] = b""
                         if idx and self._parse_fastack(sn, ts):
                             flush_segments = True
                 latest = ts
@@ -672,13 +684,13 @@ class KCP:
         """Drop every segment with sn < una from snd_buf (kcp-go parse_una + shrink_buf)."""
         snd_buf = self.snd_buf
         popleft = snd_buf.popleft
-        while snd_buf and 0 < ((una - snd_buf[0].sn) & _M) < 0x80000000:
+        while snd_buf and 0 < ((una - snd_buf[0][SN]) & _M) < 0x80000000:
             popleft()
-        self.snd_una = snd_buf[0].sn if snd_buf else self.snd_nxt
+        self.snd_una = snd_buf[0][SN] if snd_buf else self.snd_nxt
         if self._unsent > len(snd_buf):
             self._unsent = len(snd_buf)
         inflight = self._inflight
-        while inflight and 0 < ((una - inflight[0].sn) & _M) < 0x80000000:
+        while inflight and 0 < ((una - inflight[0][SN]) & _M) < 0x80000000:
             inflight.popleft()
 
     def _validate(self, datagram: bytes, n: int) -> list[tuple[_Hdr, int]]:
@@ -738,23 +750,23 @@ class KCP:
         keep = []
         i = 0
         for seg in inflight:
-            ssn = seg.sn
+            ssn = seg[SN]
             if ((ssn - una) & _M) >= 0x80000000:  # passed by una: drop
                 i += 1
                 continue
             if ((ssn - sn) & _M) < 0x80000000:  # at or after the acked one: stop
                 break
             i += 1
-            if seg.acked or seg.fastack == _FASTACK_SENTINEL:
+            if seg[ACKED] or seg[FASTACK] == _FASTACK_SENTINEL:
                 # selectively acked, or waiting for its RTO (the full scan that
                 # resets it rebuilds _inflight): drop
                 continue
             keep.append(seg)
             # sent no later than the acked one
-            d = (seg.ts - ts) & _M
+            d = (seg[TS] - ts) & _M
             if d == 0 or d >= 0x80000000:
-                seg.fastack += 1
-                if seg.fastack >= threshold:
+                seg[FASTACK] += 1
+                if seg[FASTACK] >= threshold:
                     reached = True
                 cand[ssn] = seg
         if i > len(keep):
@@ -836,7 +848,7 @@ class KCP:
         append = self.snd_buf.append
         for _ in range(count):
             frg, data = popleft()
-            append(Segment(nxt, frg, data, 0, 0, 0, 0))
+            append(cast("Segment", [nxt, frg, data, 0, 0, 0, 0, 0, False]))
             nxt = (nxt + 1) & _M
         self.snd_nxt = nxt
         self._unsent += count
@@ -920,13 +932,13 @@ class KCP:
         def put(seg: Segment) -> None:
             """Add one PUSH segment (sent now, ts = current) to the datagrams."""
             nonlocal parts, size, nsegs
-            data = seg.data
+            data = seg[DATA]
             n = len(data)
             if size + OVERHEAD + n > mtu and size:
                 out.append(b"".join(parts))
                 parts = []
                 size = 0
-            parts.append(pack(conv, CMD_PUSH, seg.frg, wnd, current, seg.sn, una, n))
+            parts.append(pack(conv, CMD_PUSH, seg[FRG], wnd, current, seg[SN], una, n))
             parts.append(data)
             size += OVERHEAD + n
             nsegs += 1
@@ -975,52 +987,52 @@ class KCP:
                 min_resend = -1
                 min_d = 0x80000000
                 for seg in snd_buf:
-                    if seg.acked:  # acked
+                    if seg[ACKED]:  # acked
                         continue
-                    fastack = seg.fastack
-                    if seg.xmit == 0:  # initial transmit
-                        seg.rto = rx_rto
-                        seg.resendts = resendts_new
+                    fastack = seg[FASTACK]
+                    if seg[XMIT] == 0:  # initial transmit
+                        seg[RTO] = rx_rto
+                        seg[RESENDTS] = resendts_new
                     elif fastack >= resent and fastack != _FASTACK_SENTINEL:
-                        seg.fastack = _FASTACK_SENTINEL  # no more until an RTO resets it
-                        seg.rto = rx_rto
-                        seg.resendts = resendts_new
+                        seg[FASTACK] = _FASTACK_SENTINEL  # no more until an RTO resets it
+                        seg[RTO] = rx_rto
+                        seg[RESENDTS] = resendts_new
                         change += 1
                         fast += 1
                     elif 0 < fastack != _FASTACK_SENTINEL and new_segs == 0:
-                        seg.fastack = _FASTACK_SENTINEL
-                        seg.rto = rx_rto
-                        seg.resendts = resendts_new
+                        seg[FASTACK] = _FASTACK_SENTINEL
+                        seg[RTO] = rx_rto
+                        seg[RESENDTS] = resendts_new
                         change += 1
                         early += 1
-                    elif ((current - seg.resendts) & _M) < 0x80000000:  # RTO
-                        seg.rto += rx_rto if nodelay == 0 else rx_rto // 2
-                        seg.fastack = 0
-                        seg.resendts = (current + seg.rto) & _M
+                    elif ((current - seg[RESENDTS]) & _M) < 0x80000000:  # RTO
+                        seg[RTO] += rx_rto if nodelay == 0 else rx_rto // 2
+                        seg[FASTACK] = 0
+                        seg[RESENDTS] = (current + seg[RTO]) & _M
                         lost += 1
                     else:
-                        d = (seg.resendts - current) & _M
+                        d = (seg[RESENDTS] - current) & _M
                         if d < min_d:
                             min_d = d
-                            min_resend = seg.resendts
+                            min_resend = seg[RESENDTS]
                         if fastack != _FASTACK_SENTINEL:
                             keep_inflight(seg)
                             if fastack:
-                                cand[seg.sn] = seg
+                                cand[seg[SN]] = seg
                         continue
-                    seg.xmit += 1
-                    seg.ts = current
+                    seg[XMIT] += 1
+                    seg[TS] = current
                     put(seg)
-                    if seg.xmit >= dead_link:
+                    if seg[XMIT] >= dead_link:
                         self.state = 0xFFFFFFFF
-                    d = (seg.resendts - current) & _M
+                    d = (seg[RESENDTS] - current) & _M
                     if d < min_d:
                         min_d = d
-                        min_resend = seg.resendts
-                    if seg.fastack != _FASTACK_SENTINEL:
+                        min_resend = seg[RESENDTS]
+                    if seg[FASTACK] != _FASTACK_SENTINEL:
                         keep_inflight(seg)
-                        if seg.fastack:  # an initial send keeps its count
-                            cand[seg.sn] = seg
+                        if seg[FASTACK]:  # an initial send keeps its count
+                            cand[seg[SN]] = seg
                 self._fastcand = cand
                 self._inflight = inflight
                 self._unsent = 0
@@ -1042,14 +1054,19 @@ class KCP:
                 if cand and not snd_buf:
                     self._fastcand = {}  # all passed by una
                 elif cand:
-                    base = snd_buf[0].sn
+                    base = snd_buf[0][SN]
                     sent_end = nbuf - unsent
                     keep: dict[int, Segment] = {}
                     for csn in sorted(cand, key=lambda s: (s - base) & _M):
                         seg = cand[csn]
                         idx = (csn - base) & _M
-                        fastack = seg.fastack
-                        if idx >= nbuf or seg.acked or fastack == 0 or fastack == _FASTACK_SENTINEL:
+                        fastack = seg[FASTACK]
+                        if (
+                            idx >= nbuf
+                            or seg[ACKED]
+                            or fastack == 0
+                            or fastack == _FASTACK_SENTINEL
+                        ):
                             continue  # passed by una, acked, or no longer a candidate
                         if idx >= sent_end:
                             keep[csn] = seg  # never sent: initial transmit below comes first
@@ -1061,26 +1078,26 @@ class KCP:
                         else:
                             keep[csn] = seg
                             continue
-                        seg.fastack = _FASTACK_SENTINEL  # no more until an RTO resets it
-                        seg.rto = rx_rto
-                        seg.resendts = resendts_new
+                        seg[FASTACK] = _FASTACK_SENTINEL  # no more until an RTO resets it
+                        seg[RTO] = rx_rto
+                        seg[RESENDTS] = resendts_new
                         change += 1
-                        seg.xmit += 1
-                        seg.ts = current
+                        seg[XMIT] += 1
+                        seg[TS] = current
                         put(seg)
-                        if seg.xmit >= dead_link:
+                        if seg[XMIT] >= dead_link:
                             self.state = 0xFFFFFFFF
                         if bound is None or ((resendts_new - bound) & _M) >= 0x80000000:
                             bound = resendts_new
                     self._fastcand = keep
                 if unsent:
                     for seg in islice(snd_buf, nbuf - unsent, nbuf):
-                        if seg.acked:  # acked before it was ever sent (a forged ACK)
+                        if seg[ACKED]:  # acked before it was ever sent (a forged ACK)
                             continue
-                        seg.rto = rx_rto
-                        seg.resendts = resendts_new
-                        seg.xmit = 1
-                        seg.ts = current
+                        seg[RTO] = rx_rto
+                        seg[RESENDTS] = resendts_new
+                        seg[XMIT] = 1
+                        seg[TS] = current
                         inflight_append(seg)
                         put(seg)
                     if dead_link <= 1:
@@ -1096,7 +1113,9 @@ class KCP:
                     append = snd_buf.append
                     for _ in range(new_segs):
                         frg, data = popleft()
-                        seg = Segment(nxt, frg, data, current, rx_rto, 1, resendts_new)
+                        seg = cast(
+                            "Segment", [nxt, frg, data, current, rx_rto, 1, resendts_new, 0, False]
+                        )
                         append(seg)
                         inflight_append(seg)
                         put(seg)
