@@ -62,8 +62,9 @@ import threading
 import time
 import weakref
 from collections import deque
-from typing import Any, Callable, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
+from .codec import Codec
 from .config import KCPConfig
 from .errors import (
     KCPBlockingIOError,
@@ -77,6 +78,13 @@ from .kcp import KCP
 from .stats import snmp
 from .transport import Batch, Receiver, Signal, Transport
 from .updater import now_ms, updater
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
+
+    from .listener import ListenerCore  # it imports this module
+
+_T = TypeVar("_T")
 
 __all__ = [
     "INBOX_LIMIT",
@@ -104,25 +112,7 @@ INBOX_LIMIT = 128
 _M32 = 0xFFFFFFFF
 
 
-class _Codec(Protocol):
-    """The part of :class:`kcpsock.codec.PacketCodec` the sessions use (typing only)."""
-
-    overhead: int
-
-    def kcp_mtu(self, mtu: int = 1400) -> int:
-        """KCP MTU for a UDP payload size."""
-
-    def encode(self, datagram: bytes, now_ms: Optional[int] = None) -> list[bytes]:
-        """KCP datagram -> wire packets."""
-
-    def open(self, packet: bytes) -> bytes:
-        """Decrypt and strip the crypto header."""
-
-    def decode_payload(self, payload: bytes) -> tuple[Optional[bytes], list[bytes]]:
-        """FEC stage."""
-
-
-def byte_view(data: Any) -> memoryview:
+def byte_view(data: ReadableBuffer) -> memoryview:
     """Return a flat byte view of ``data`` for ``send``/``sendall``.
 
     Args:
@@ -284,7 +274,7 @@ class Session:
         remote: Address,
         transport: Transport,
         config: KCPConfig,
-        codec: Any = None,
+        codec: Optional[Codec] = None,
         *,
         route: Optional[Route] = None,
         on_close: Optional[Callable[[Session], None]] = None,
@@ -294,7 +284,7 @@ class Session:
         self.config = config
         #: the UDP socket this session sends through (shared with a listener's sessions)
         self.transport = transport
-        self._codec: Optional[_Codec] = codec
+        self._codec: Optional[Codec] = codec
         self.passive = route is not None
         if route is None:
             route = Route(None, codec)
@@ -317,6 +307,7 @@ class Session:
         self.state = SessionState.OPEN
         self._rd_shut = False
         self._wr_shut = False
+        self._waiting_readers = 0  # threads blocked in recv
         self._pending = b""  # a message a short recv did not finish ...
         self._poff = 0  # ... and how much of it was returned already
         self._signal: Optional[Signal] = None
@@ -365,13 +356,14 @@ class Session:
             updater.schedule(self, now_ms())
 
     @property
-    def codec(self) -> Optional[_Codec]:
+    def codec(self) -> Optional[Codec]:
         """The session's PacketCodec, or None in plain mode."""
         return self._codec
 
     def local_address(self) -> Address:
         """Return the local address of the UDP socket."""
-        return self.transport.sock.getsockname()
+        addr: Address = self.transport.sock.getsockname()
+        return addr
 
     def queued_batches(self) -> int:
         """Return how many received batches wait in the inbound queue (lock-free read)."""
@@ -413,10 +405,10 @@ class Session:
         codec = self._codec
         if codec is not None:
             fec = (
-                getattr(codec, "fec_parity_shards", 0),
-                getattr(codec, "fec_full_shard_sets", 0),
-                getattr(codec, "fec_recovered", 0),
-                getattr(codec, "fec_errors", 0),
+                codec.fec_parity_shards,
+                codec.fec_full_shard_sets,
+                codec.fec_recovered,
+                codec.fec_errors,
             )
             if fec != self._fec_seen:
                 fold = self._fec_seen
@@ -620,9 +612,7 @@ class Session:
             }
         codec = self._codec
         if codec is not None:
-            fec = getattr(codec, "fec_counters", None)
-            if fec is not None:
-                gauges["FECShardSet"] = int(fec().get("FECShardSet", 0))
+            gauges["FECShardSet"] = codec.fec_counters()["FECShardSet"]
         # kcp-go HEAD: gauges of the last flush of any session
         snmp.set_gauges(**gauges)
         return nxt
@@ -709,8 +699,12 @@ class Session:
                     raise KCPConnectionResetError()
                 if deadline == 0:
                     raise KCPBlockingIOError()
-                if not wait_deadline(self._readable, deadline):
-                    raise Timeout()
+                self._waiting_readers += 1
+                try:
+                    if not wait_deadline(self._readable, deadline):
+                        raise Timeout()
+                finally:
+                    self._waiting_readers -= 1
             if self._signal is not None and not self._pending and kcp.peek_size() <= 0:
                 self._signal.clear()
         n = len(data)
@@ -723,7 +717,7 @@ class Session:
         if self.updater_deadline is None and self._opened:
             updater.schedule(self, now_ms())
 
-    def send(self, data: Any, deadline: Optional[float]) -> int:
+    def send(self, data: ReadableBuffer, deadline: Optional[float]) -> int:
         """Queue data for sending, blocking while the send window is full.
 
         At most the free window (``snd_wnd - waitsnd`` segments of ``mss``
@@ -893,7 +887,7 @@ class Session:
         listener.
         """
         if self.linger > 0:
-            self._linger(time.monotonic() + self.linger)
+            self.drain(time.monotonic() + self.linger)
         with self._lock:
             if self.state is SessionState.CLOSED:
                 return
@@ -916,20 +910,43 @@ class Session:
         _live_sessions.discard(self)
         if self._on_close is not None:
             self._on_close(self)
-        if self._receiver is not None:
-            self._receiver.stop(wait)
-        elif not self.passive and self.transport.owned:
-            self.transport.sock.close()
-        release_updater(wait)
+        try:
+            if self._receiver is not None:
+                self._receiver.stop(wait)  # a Ctrl-C may land in its join
+            elif not self.passive and self.transport.owned:
+                self.transport.sock.close()
+        finally:
+            release_updater(wait)  # a second close() returns early: release now
 
-    def _linger(self, deadline: float) -> None:
-        """Wait until nothing is queued or in flight (SO_LINGER), or ``deadline``."""
+    @property
+    def waiting_readers(self) -> int:
+        """Threads blocked in :meth:`recv` right now (for tests and diagnostics)."""
+        return self._waiting_readers
+
+    def drain(self, deadline: Optional[float]) -> bool:
+        """Wait until the peer has acknowledged everything sent so far.
+
+        The one "all delivered" wait of kcpsock: ``close()`` with a linger,
+        socketserver's end of a request and the command line use it.  KCP has
+        no FIN, so this is how a sender knows its last bytes arrived.
+
+        Args:
+            deadline: ``time.monotonic()`` limit; None waits as long as it
+                takes; a deadline in the past only checks.
+
+        Returns:
+            True when nothing is queued or unacknowledged; False when the
+            deadline passed, the link died or the session closed first.
+        """
         with self._lock:
             kcp = self.kcp
-            while self.state is SessionState.OPEN and not kcp.is_dead and kcp.waitsnd() > 0:
-                self._arm_locked()
+            while kcp.waitsnd() > 0:
+                if self.state is not SessionState.OPEN or kcp.is_dead:
+                    return False
+                self._arm_locked()  # a flush soon: what is queued goes out
                 if not wait_deadline(self._writable, deadline):
-                    return
+                    return kcp.waitsnd() == 0
+            return True
 
     # ----------------------------------------------------- dialed sessions
 
@@ -996,7 +1013,7 @@ class Session:
                 "mss": k.mss,
             }
 
-    def locked(self, fn: Callable[[KCP], Any]) -> Any:
+    def locked(self, fn: Callable[[KCP], _T]) -> _T:
         """Run ``fn(kcp)`` under the session lock (for the socket's setters).
 
         Args:
@@ -1017,7 +1034,7 @@ class Session:
 
 
 _live_sessions: weakref.WeakSet[Session] = weakref.WeakSet()
-_live_listeners: weakref.WeakSet[Any] = weakref.WeakSet()
+_live_listeners: weakref.WeakSet[ListenerCore] = weakref.WeakSet()
 
 
 def live_sessions() -> list[Session]:
@@ -1025,17 +1042,17 @@ def live_sessions() -> list[Session]:
     return list(_live_sessions)
 
 
-def live_listeners() -> list[Any]:
+def live_listeners() -> list[ListenerCore]:
     """Return the listener engines whose receiver still runs (for atexit)."""
     return list(_live_listeners)
 
 
-def listener_started(listener: Any) -> None:
+def listener_started(listener: ListenerCore) -> None:
     """Register a running listener engine (keeps the updater alive, closed at exit)."""
     _live_listeners.add(listener)
 
 
-def listener_stopped(listener: Any) -> None:
+def listener_stopped(listener: ListenerCore) -> None:
     """Unregister a listener engine whose receiver stopped."""
     _live_listeners.discard(listener)
 
