@@ -742,8 +742,12 @@ class Session:
             BrokenPipeError: after ``shutdown(SHUT_WR)``.
             KCPTimeoutError, KCPBlockingIOError, KCPConnectionResetError.
         """
-        view = byte_view(data)
-        total = len(view)
+        if type(data) is bytes:
+            view: Any = data  # sliced below only when cut into segments
+            total = len(data)
+        else:
+            view = byte_view(data)
+            total = len(view)
         if total == 0:
             with self._lock:
                 self._check_usable()
@@ -767,6 +771,8 @@ class Session:
                     if n <= mss and type(data) is bytes:
                         kcp.send(data if n == total else data[:n])  # no copy
                     else:
+                        if type(view) is bytes:
+                            view = memoryview(view)
                         pos = 0
                         while pos < n:
                             end = min(pos + mss, n)
