@@ -307,6 +307,8 @@ class Session:
         self._txq: deque[list[bytes]] = deque()
         self._readable = threading.Condition(self._lock)  # type: ignore[arg-type]
         self._writable = threading.Condition(self._lock)  # type: ignore[arg-type]
+        self._rwait = 0  # threads waiting on _readable / _writable (lock held):
+        self._wwait = 0  # notifications are skipped when nobody waits
         self._inbox: deque[Delivery] = deque()
         #: batches the inbound queue holds at most
         self.inbox_limit = INBOX_LIMIT
@@ -445,13 +447,15 @@ class Session:
             self.state = SessionState.DEAD
         readable = bool(self._pending) or kcp.peek_size() > 0 or dead or self._rd_shut
         if readable:
-            self._readable.notify_all()
+            if self._rwait:
+                self._readable.notify_all()
             if self._signal is not None:
                 self._signal.set()
-        snd_wnd = kcp.snd_wnd
-        room = snd_wnd - kcp.waitsnd()
-        if dead or (room > (snd_wnd >> 2) if hysteresis else room > 0):
-            self._writable.notify_all()
+        if self._wwait:
+            snd_wnd = kcp.snd_wnd
+            room = snd_wnd - kcp.waitsnd()
+            if dead or (room > (snd_wnd >> 2) if hysteresis else room > 0):
+                self._writable.notify_all()
 
     def _take_output(self) -> tuple[list[bytes], list[tuple[str, int]]]:
         """Detach what the lock holder produced (lock held), with KCP's counter deltas."""
@@ -709,13 +713,19 @@ class Session:
                     raise KCPConnectionResetError()
                 if deadline == 0:
                     raise KCPBlockingIOError()
-                if not wait_deadline(self._readable, deadline):
+                self._rwait += 1
+                try:
+                    woken = wait_deadline(self._readable, deadline)
+                finally:
+                    self._rwait -= 1
+                if not woken:
                     raise Timeout()
             if self._signal is not None and not self._pending and kcp.peek_size() <= 0:
                 self._signal.clear()
-        n = len(data)
-        self.bytes_received += n
-        snmp.add("BytesReceived", n)
+            n = len(data)
+            self.bytes_received += n
+            # added to snmp with the release's other counts (one lock round)
+            self._counts.append(("BytesReceived", n))
         return data
 
     def _arm_locked(self) -> None:
@@ -788,7 +798,12 @@ class Session:
                     break
                 if deadline == 0:
                     raise KCPBlockingIOError()
-                if not wait_deadline(self._writable, deadline) and kcp.waitsnd() >= kcp.snd_wnd:
+                self._wwait += 1
+                try:
+                    woken = wait_deadline(self._writable, deadline)
+                finally:
+                    self._wwait -= 1
+                if not woken and kcp.waitsnd() >= kcp.snd_wnd:
                     # (room that the input path's hysteresis did not announce
                     # is used rather than reported as a timeout)
                     raise Timeout()
@@ -934,7 +949,12 @@ class Session:
             kcp = self.kcp
             while self.state is SessionState.OPEN and not kcp.is_dead and kcp.waitsnd() > 0:
                 self._arm_locked()
-                if not wait_deadline(self._writable, deadline):
+                self._wwait += 1
+                try:
+                    woken = wait_deadline(self._writable, deadline)
+                finally:
+                    self._wwait -= 1
+                if not woken:
                     return
 
     # ----------------------------------------------------- dialed sessions
