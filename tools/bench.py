@@ -553,7 +553,7 @@ def many(opts: argparse.Namespace, peer: Optional[Path]) -> list[dict[str, Any]]
                     print(f"# many {server_side} {n}: {exc}", file=sys.stderr)
                 finally:
                     server.close()
-            row[n] = statistics.median(figures) if figures else None
+            row[str(n)] = statistics.median(figures) if figures else None
         rows.append(row)
     return rows
 
@@ -793,7 +793,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"| server | 1 session | {opts.sessions} sessions | ratio |")
         print("|---|---:|---:|---:|")
         for row in many_rows:
-            one, n = row.get(1), row.get(opts.sessions)
+            one, n = row.get("1"), row.get(str(opts.sessions))
             ratio = f"{n / one:.2f}" if one and n else "-"
             cells = [f"{v:.1f}" if v else "failed" for v in (one, n)]
             print(f"| {row['server']} | {cells[0]} | {cells[1]} | {ratio} |")
