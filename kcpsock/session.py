@@ -220,11 +220,11 @@ class _SessionLock:
                 return
             if s._inbox:
                 s._drain_locked()
-            out, counts = s._take_output()
+            pending, counts = s._take_output()
             self._depth = 0
             inner.release()
-            if out or counts:
-                s._transmit(out, counts)
+            if pending or counts:
+                s._transmit(pending, counts)
             # check after release: a batch queued meanwhile by a receiver
             # that found the lock taken is ours to drain
             if not s._inbox or not inner.acquire(False):
@@ -237,12 +237,12 @@ class _SessionLock:
         s = self._s
         if s._inbox:
             s._drain_locked()  # may notify the Condition this thread waits on
-        out, counts = s._take_output()
+        pending, counts = s._take_output()
         depth = self._depth
         self._depth = 0
         state = self._inner._release_save()  # type: ignore[attr-defined]
-        if out or counts:
-            s._transmit(out, counts)
+        if pending or counts:
+            s._transmit(pending, counts)
         if s._inbox and self.acquire(False):
             self.release()
         return state, depth
@@ -457,48 +457,58 @@ class Session:
             if dead or (room > (snd_wnd >> 2) if hysteresis else room > 0):
                 self._writable.notify_all()
 
-    def _take_output(self) -> tuple[list[bytes], list[tuple[str, int]]]:
-        """Detach what the lock holder produced (lock held), with KCP's counter deltas."""
+    def _take_output(self) -> tuple[bool, list[tuple[str, int]]]:
+        """Queue what the lock holder produced for sending (lock held).
+
+        The output goes onto the transmit queue here, under the session
+        lock, so the queue holds datagrams in the order KCP produced them:
+        sending them after the release in whatever order threads happen to
+        run would reorder segments on the wire (spurious fast retransmits
+        at the peer on a lossless link).
+
+        Returns:
+            (whether anything waits to be sent, the counter increments with
+            KCP's counter deltas).
+        """
         out = self._out
         counts = self._counts
         if out or counts:
-            self._out = []
+            if out:
+                self._out = []
+                self._txq.append(out)
             self._counts = []
             counts += self._counter_deltas()
-        return out, counts
+        return bool(self._txq), counts
 
-    def _transmit(self, datagrams: list[bytes], counts: list[tuple[str, int]]) -> None:
-        """Encode and send datagrams produced by KCP (never under the session lock).
+    def _transmit(self, pending: bool, counts: list[tuple[str, int]]) -> None:
+        """Send the transmit queue, in order (never under the session lock).
 
-        Plain mode sends at once.  With a codec the stateful FEC encoder and
-        the nonces need one thread at a time: the batch goes onto a queue
-        that whoever holds ``_tx_lock`` empties; a thread finding the lock
-        taken leaves its batch to the holder (checked again after release),
-        so no thread ever waits here.
+        One thread at a time sends (``_tx_lock``, taken without waiting): the
+        stateful FEC encoder and the nonces need it, and so does the order.
+        A thread finding the lock taken leaves the queue to the holder, who
+        checks the queue again after its release, so no thread ever waits here.
 
         Args:
-            datagrams: KCP datagrams.
+            pending: True if the queue may hold datagrams.
             counts: SNMP increments of the caller, added together with
                 OutPkts/OutBytes (one lock round).
         """
         sent = nbytes = 0
-        if datagrams:
-            codec = self._codec
-            dup = self.dup
-            if codec is None and not dup:
-                sent, nbytes = self.transport.send(datagrams, self.remote)
-            else:
-                txq = self._txq
-                txq.append(datagrams)
-                tx_lock = self._tx_lock
-                while txq and tx_lock.acquire(False):
-                    try:
-                        while txq:
-                            a, b = self.transport.send(self._encode(txq.popleft()), self.remote)
-                            sent += a
-                            nbytes += b
-                    finally:
-                        tx_lock.release()
+        if pending:
+            plain = self._codec is None and not self.dup
+            txq = self._txq
+            tx_lock = self._tx_lock
+            send = self.transport.send
+            remote = self.remote
+            while txq and tx_lock.acquire(False):
+                try:
+                    while txq:
+                        batch = txq.popleft()
+                        a, b = send(batch if plain else self._encode(batch), remote)
+                        sent += a
+                        nbytes += b
+                finally:
+                    tx_lock.release()
         if sent:
             self.packets_out += sent
             self.wire_bytes_out += nbytes
