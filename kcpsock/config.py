@@ -52,8 +52,7 @@ MIN_MTU = 50
 MAX_WINDOW = 0xFFFF
 #: data + parity shards at most (the FEC group fits one byte).
 MAX_SHARDS = 255
-
-#: Most extra copies of a datagram (``dup``): each copy costs a full datagram.
+#: Extra copies of each data datagram at most (``dup``).
 MAX_DUP = 16
 
 #: kcptun's modes: (nodelay, interval_ms, resend, nc) (docs/KCP.md §13).

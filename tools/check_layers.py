@@ -50,6 +50,7 @@ LAYERS: dict[str, int] = {
     "inbound": 0,
     "replay": 0,
     "smux_frames": 0,
+    "snappy": 0,
     # 1: threads and sockets, bottom
     "updater": 1,
     "transport": 1,
