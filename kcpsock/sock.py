@@ -78,7 +78,7 @@ def _check_timeout(value: Optional[float]) -> Optional[float]:
     if value != value:
         raise ValueError("timeout must be a number, not NaN (None blocks without limit)")
     if value < 0 and value >= -TIMEOUT_MAX:
-        raise ValueError(f"timeout must be >= 0 or None, got {value}")
+        raise ValueError(f"timeout must be a non-negative number or None, got {value}")
     if not -TIMEOUT_MAX <= value <= TIMEOUT_MAX:
         raise OverflowError(
             f"timeout {value} is too large (at most {TIMEOUT_MAX:.0f} s);"
