@@ -210,11 +210,11 @@ class _SessionLock:
                 return
             if s._inbox:
                 s._drain_locked()
-            out, counts = s._take_output()
+            pending, counts = s._take_output()
             self._depth = 0
             inner.release()
-            if out or counts:
-                s._transmit(out, counts)
+            if pending or counts:
+                s._transmit(pending, counts)
             # check after release: a batch queued meanwhile by a receiver
             # that found the lock taken is ours to drain
             if not s._inbox or not inner.acquire(False):
@@ -227,12 +227,12 @@ class _SessionLock:
         s = self._s
         if s._inbox:
             s._drain_locked()  # may notify the Condition this thread waits on
-        out, counts = s._take_output()
+        pending, counts = s._take_output()
         depth = self._depth
         self._depth = 0
         state = self._inner._release_save()  # type: ignore[attr-defined]
-        if out or counts:
-            s._transmit(out, counts)
+        if pending or counts:
+            s._transmit(pending, counts)
         if s._inbox and self.acquire(False):
             self.release()
         return state, depth
@@ -297,6 +297,8 @@ class Session:
         self._txq: deque[list[bytes]] = deque()
         self._readable = threading.Condition(self._lock)  # type: ignore[arg-type]
         self._writable = threading.Condition(self._lock)  # type: ignore[arg-type]
+        self._rwait = 0  # threads waiting on _readable / _writable (lock held):
+        self._wwait = 0  # notifications are skipped when nobody waits
         self._inbox: deque[Delivery] = deque()
         #: batches the inbound queue holds at most
         self.inbox_limit = INBOX_LIMIT
@@ -307,7 +309,6 @@ class Session:
         self.state = SessionState.OPEN
         self._rd_shut = False
         self._wr_shut = False
-        self._waiting_readers = 0  # threads blocked in recv
         self._pending = b""  # a message a short recv did not finish ...
         self._poff = 0  # ... and how much of it was returned already
         self._signal: Optional[Signal] = None
@@ -437,56 +438,68 @@ class Session:
             self.state = SessionState.DEAD
         readable = bool(self._pending) or kcp.peek_size() > 0 or dead or self._rd_shut
         if readable:
-            self._readable.notify_all()
+            if self._rwait:
+                self._readable.notify_all()
             if self._signal is not None:
                 self._signal.set()
-        snd_wnd = kcp.snd_wnd
-        room = snd_wnd - kcp.waitsnd()
-        if dead or (room > (snd_wnd >> 2) if hysteresis else room > 0):
-            self._writable.notify_all()
+        if self._wwait:
+            snd_wnd = kcp.snd_wnd
+            room = snd_wnd - kcp.waitsnd()
+            if dead or (room > (snd_wnd >> 2) if hysteresis else room > 0):
+                self._writable.notify_all()
 
-    def _take_output(self) -> tuple[list[bytes], list[tuple[str, int]]]:
-        """Detach what the lock holder produced (lock held), with KCP's counter deltas."""
+    def _take_output(self) -> tuple[bool, list[tuple[str, int]]]:
+        """Queue what the lock holder produced for sending (lock held).
+
+        The output goes onto the transmit queue here, under the session
+        lock, so the queue holds datagrams in the order KCP produced them:
+        sending them after the release in whatever order threads happen to
+        run would reorder segments on the wire (spurious fast retransmits
+        at the peer on a lossless link).
+
+        Returns:
+            (whether anything waits to be sent, the counter increments with
+            KCP's counter deltas).
+        """
         out = self._out
         counts = self._counts
         if out or counts:
-            self._out = []
+            if out:
+                self._out = []
+                self._txq.append(out)
             self._counts = []
             counts += self._counter_deltas()
-        return out, counts
+        return bool(self._txq), counts
 
-    def _transmit(self, datagrams: list[bytes], counts: list[tuple[str, int]]) -> None:
-        """Encode and send datagrams produced by KCP (never under the session lock).
+    def _transmit(self, pending: bool, counts: list[tuple[str, int]]) -> None:
+        """Send the transmit queue, in order (never under the session lock).
 
-        Plain mode sends at once.  With a codec the stateful FEC encoder and
-        the nonces need one thread at a time: the batch goes onto a queue
-        that whoever holds ``_tx_lock`` empties; a thread finding the lock
-        taken leaves its batch to the holder (checked again after release),
-        so no thread ever waits here.
+        One thread at a time sends (``_tx_lock``, taken without waiting): the
+        stateful FEC encoder and the nonces need it, and so does the order.
+        A thread finding the lock taken leaves the queue to the holder, who
+        checks the queue again after its release, so no thread ever waits here.
 
         Args:
-            datagrams: KCP datagrams.
+            pending: True if the queue may hold datagrams.
             counts: SNMP increments of the caller, added together with
                 OutPkts/OutBytes (one lock round).
         """
         sent = nbytes = 0
-        if datagrams:
-            codec = self._codec
-            dup = self.dup
-            if codec is None and not dup:
-                sent, nbytes = self.transport.send(datagrams, self.remote)
-            else:
-                txq = self._txq
-                txq.append(datagrams)
-                tx_lock = self._tx_lock
-                while txq and tx_lock.acquire(False):
-                    try:
-                        while txq:
-                            a, b = self.transport.send(self._encode(txq.popleft()), self.remote)
-                            sent += a
-                            nbytes += b
-                    finally:
-                        tx_lock.release()
+        if pending:
+            plain = self._codec is None and not self.dup
+            txq = self._txq
+            tx_lock = self._tx_lock
+            send = self.transport.send
+            remote = self.remote
+            while txq and tx_lock.acquire(False):
+                try:
+                    while txq:
+                        batch = txq.popleft()
+                        a, b = send(batch if plain else self._encode(batch), remote)
+                        sent += a
+                        nbytes += b
+                finally:
+                    tx_lock.release()
         if sent:
             self.packets_out += sent
             self.wire_bytes_out += nbytes
@@ -699,17 +712,19 @@ class Session:
                     raise KCPConnectionResetError()
                 if deadline == 0:
                     raise KCPBlockingIOError()
-                self._waiting_readers += 1
+                self._rwait += 1
                 try:
-                    if not wait_deadline(self._readable, deadline):
-                        raise Timeout()
+                    woken = wait_deadline(self._readable, deadline)
                 finally:
-                    self._waiting_readers -= 1
+                    self._rwait -= 1
+                if not woken:
+                    raise Timeout()
             if self._signal is not None and not self._pending and kcp.peek_size() <= 0:
                 self._signal.clear()
-        n = len(data)
-        self.bytes_received += n
-        snmp.add("BytesReceived", n)
+            n = len(data)
+            self.bytes_received += n
+            # added to snmp with the release's other counts (one lock round)
+            self._counts.append(("BytesReceived", n))
         return data
 
     def _arm_locked(self) -> None:
@@ -736,8 +751,12 @@ class Session:
             BrokenPipeError: after ``shutdown(SHUT_WR)``.
             KCPTimeoutError, KCPBlockingIOError, KCPConnectionResetError.
         """
-        view = byte_view(data)
-        total = len(view)
+        if type(data) is bytes:
+            view: Any = data  # sliced below only when cut into segments
+            total = len(data)
+        else:
+            view = byte_view(data)
+            total = len(view)
         if total == 0:
             with self._lock:
                 self._check_usable()
@@ -761,6 +780,8 @@ class Session:
                     if n <= mss and type(data) is bytes:
                         kcp.send(data if n == total else data[:n])  # no copy
                     else:
+                        if type(view) is bytes:
+                            view = memoryview(view)
                         pos = 0
                         while pos < n:
                             end = min(pos + mss, n)
@@ -776,7 +797,12 @@ class Session:
                     break
                 if deadline == 0:
                     raise KCPBlockingIOError()
-                if not wait_deadline(self._writable, deadline) and kcp.waitsnd() >= kcp.snd_wnd:
+                self._wwait += 1
+                try:
+                    woken = wait_deadline(self._writable, deadline)
+                finally:
+                    self._wwait -= 1
+                if not woken and kcp.waitsnd() >= kcp.snd_wnd:
                     # (room that the input path's hysteresis did not announce
                     # is used rather than reported as a timeout)
                     raise Timeout()
@@ -921,7 +947,7 @@ class Session:
     @property
     def waiting_readers(self) -> int:
         """Threads blocked in :meth:`recv` right now (for tests and diagnostics)."""
-        return self._waiting_readers
+        return self._rwait
 
     def drain(self, deadline: Optional[float]) -> bool:
         """Wait until the peer has acknowledged everything sent so far.
@@ -944,7 +970,12 @@ class Session:
                 if self.state is not SessionState.OPEN or kcp.is_dead:
                     return False
                 self._arm_locked()  # a flush soon: what is queued goes out
-                if not wait_deadline(self._writable, deadline):
+                self._wwait += 1
+                try:
+                    woken = wait_deadline(self._writable, deadline)
+                finally:
+                    self._wwait -= 1
+                if not woken:
                     return kcp.waitsnd() == 0
             return True
 

@@ -389,9 +389,17 @@ class KCPSocket(_Timeouts):
         """
         session = self._live()
         deadline = self._flags_deadline(flags)
-        view = byte_view(data)
-        total = len(view)
-        pos = 0
+        if type(data) is bytes:
+            # the common case: no memoryview, and usually one send takes it all
+            pos = session.send(data, deadline)
+            total = len(data)
+            if pos >= total:
+                return
+            view = memoryview(data)
+        else:
+            view = byte_view(data)
+            total = len(view)
+            pos = 0
         while pos < total:
             pos += session.send(view[pos:], deadline)
 
