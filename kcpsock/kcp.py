@@ -570,11 +570,11 @@ class KCP:
         # Pass 1: validate the whole datagram before touching any state (kcp-go
         # would apply the segments before a bad one; we refuse it as a whole).
         h = _unpack_from(datagram, 0)
+        conv, cmd, frg, wnd, ts, sn, una, length = h
         hdrs: Sequence[tuple[_Hdr, int]]
-        if h[1] == CMD_PUSH and n == OVERHEAD + h[7] and h[0] == self.conv:
+        if cmd == CMD_PUSH and n == OVERHEAD + length and conv == self.conv:
             # The hot path: exactly one PUSH.  Does what the loop below
             # does for one PUSH, with fewer steps; keep the two in step.
-            _, _, frg, wnd, ts, sn, una, _ = h
             if regular:
                 self.rmt_wnd = wnd
                 if wnd > self.rmt_wnd_max:
@@ -610,7 +610,7 @@ class KCP:
             if len(acklist) >= self.mtu // OVERHEAD or (ack_nodelay and acklist):
                 return self._flush(now_ms & _M, False)
             return []
-        if n == OVERHEAD + h[7] and h[0] == self.conv and CMD_PUSH <= h[1] <= CMD_WINS:
+        if n == OVERHEAD + length and conv == self.conv and CMD_PUSH <= cmd <= CMD_WINS:
             hdrs = ((h, OVERHEAD),)  # one valid segment
         else:
             hdrs = self._validate(datagram, n)
