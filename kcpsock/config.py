@@ -11,8 +11,11 @@ Invariants:
 
 * every field is validated in ``__post_init__``; a bad value raises
   ``ValueError`` (or ``TypeError`` for a wrong type) naming the field;
-* defaults are kcp-go's defaults for a fresh session (KCP.md §5, SESSION.md
-  §3), except the listener limits and the blacklist TTL, which are kcpsock's
+* the defaults are kcpsock's profile for code written for TCP (stream mode,
+  nodelay 1 / interval 10 / resend 2 / no congestion window, windows of 1024
+  segments, README "Defaults, and kcp-go's own"); :meth:`KCPConfig.kcp_go`
+  gives kcp-go's own defaults for a fresh session (KCP.md §5, SESSION.md §3)
+  field for field.  The listener limits and the blacklist TTL are kcpsock's
   (SESSION.md §6.3, §7);
 * pure module: no I/O, no clock.
 """
@@ -72,23 +75,26 @@ class KCPConfig:
         TypeError: a field has the wrong type.
     """
 
-    nodelay: int = 0
-    """KCP nodelay mode: 0 off (min RTO 100 ms), >= 1 on (min RTO 30 ms)."""
-    interval: int = 100
-    """Internal flush interval in ms, 10..5000 (kcp-go clamps to this range)."""
-    resend: int = 0
-    """Fast-retransmit after this many skipping ACKs; 0 disables."""
-    nc: bool = False
+    nodelay: int = 1
+    """KCP nodelay mode: 0 off (min RTO 100 ms), >= 1 on (min RTO 30 ms).
+    kcp-go's default: 0."""
+    interval: int = 10
+    """Internal flush interval in ms, 10..5000 (kcp-go clamps to this range).
+    kcp-go's default: 100."""
+    resend: int = 2
+    """Fast-retransmit after this many skipping ACKs; 0 disables.  kcp-go's default: 0."""
+    nc: bool = True
     """True disables congestion control (kcp-go ``nocwnd``).  Flag fields also
-    take kcp-go's 0/1 (``nc=1``) and store a bool."""
-    sndwnd: int = 32
-    """Send window in segments, 1..65535 (16 bits on the wire)."""
-    rcvwnd: int = 32
-    """Receive window in segments, 1..65535 (16 bits on the wire)."""
+    take kcp-go's 0/1 (``nc=1``) and store a bool.  kcp-go's default: False."""
+    sndwnd: int = 1024
+    """Send window in segments, 1..65535 (16 bits on the wire).  kcp-go's default: 32."""
+    rcvwnd: int = 1024
+    """Receive window in segments, 1..65535 (16 bits on the wire).  kcp-go's default: 32."""
     mtu: int = 1400
     """Largest UDP payload in bytes (KCP MTU = mtu minus codec overhead), 50..1500."""
-    stream: bool = False
-    """Stream mode: writes are merged into full segments, no message boundaries."""
+    stream: bool = True
+    """Stream mode: writes are merged into full segments, no message boundaries
+    (a byte stream, as TCP).  kcp-go's default: False (message mode)."""
     ack_nodelay: bool = False
     """Send ACKs right after each input instead of at the next flush."""
     write_delay: bool = False
@@ -114,6 +120,22 @@ class KCPConfig:
     linger: float = 0.0
     """Seconds ``close()`` waits for queued and unacknowledged data to be acknowledged
     (like SO_LINGER); 0 is kcp-go's behaviour: one last flush, best effort."""
+
+    #: The fields :meth:`kcp_go` resets to kcp-go's values for a fresh session.
+    KCP_GO_DEFAULTS: ClassVar[dict[str, Any]] = {
+        "nodelay": 0,
+        "interval": 100,
+        "resend": 0,
+        "nc": False,
+        "sndwnd": 32,
+        "rcvwnd": 32,
+        "mtu": 1400,
+        "stream": False,
+        "ack_nodelay": False,
+        "write_delay": False,
+        "dup": 0,
+        "dead_link": 20,
+    }
 
     PRESETS: ClassVar[dict[str, tuple[int, int, int, bool]]] = PRESETS
 
@@ -154,6 +176,12 @@ class KCPConfig:
     def preset(cls, mode: str, **overrides: Any) -> KCPConfig:
         """Build a config from one of kcptun's modes.
 
+        Only the (nodelay, interval, resend, nc) quadruple comes from the mode;
+        the other fields keep kcpsock's defaults (windows 1024, stream mode),
+        so ``KCPConfig.fast()`` is not slowed down by kcp-go's 32-segment
+        windows.  For kcp-go's other defaults use
+        ``KCPConfig.kcp_go(nodelay=..., interval=..., resend=..., nc=...)``.
+
         Args:
             mode: "normal", "fast", "fast2" or "fast3" (KCP.md §17).
             **overrides: any other field, e.g. ``sndwnd=1024``.
@@ -175,6 +203,29 @@ class KCPConfig:
             "resend": resend,
             "nc": nc,
         }
+        fields.update(overrides)
+        return cls(**fields)
+
+    @classmethod
+    def kcp_go(cls, **overrides: Any) -> KCPConfig:
+        """kcp-go's own defaults for a fresh session, bit for bit on the wire.
+
+        nodelay 0, interval 100 ms, resend 0, congestion control on, windows
+        32/32, MTU 1400, message mode, no ACK-nodelay, no write delay, no
+        DUP, dead link after 20 transmissions (KCP.md §5, SESSION.md §3).
+        The kcpsock-only fields (socket buffers, listener limits, blacklist)
+        keep kcpsock's values; they change nothing on the wire.
+
+        Args:
+            **overrides: any field, e.g. ``stream=True``.
+
+        Returns:
+            The new config.
+
+        Raises:
+            ValueError, TypeError: as the constructor.
+        """
+        fields = dict(cls.KCP_GO_DEFAULTS)
         fields.update(overrides)
         return cls(**fields)
 

@@ -48,7 +48,8 @@ _GLOBAL_DEFAULT = socket._GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-defined]
 # a plain int: arithmetic on the IntFlag member costs microseconds per call
 _MSG_DONTWAIT = int(getattr(socket, "MSG_DONTWAIT", 0x40))
 _MSG_PEEK = int(socket.MSG_PEEK)
-_RECV_FLAGS = _MSG_DONTWAIT | _MSG_PEEK
+_MSG_WAITALL = int(getattr(socket, "MSG_WAITALL", 0x100))
+_RECV_FLAGS = _MSG_DONTWAIT | _MSG_PEEK | _MSG_WAITALL
 
 Address = Any
 
@@ -175,6 +176,23 @@ def _set_dscp(sock: socket.socket, dscp: int) -> None:
         raise OSError(errno.EINVAL, "cannot set DSCP on this socket")
 
 
+def _identity_option(sock: Any, level: int, optname: int, buflen: Optional[int]) -> Optional[int]:
+    """SO_TYPE/SO_PROTOCOL/SO_DOMAIN as the object's ``type``/``proto``/``family``.
+
+    The UDP socket underneath would say SOCK_DGRAM; code that checks the
+    option (asyncio does) must see what ``.type`` says.
+    """
+    if level != socket.SOL_SOCKET or buflen is not None:
+        return None
+    if optname == socket.SO_TYPE:
+        return int(sock.type)
+    if optname == getattr(socket, "SO_PROTOCOL", -1):
+        return int(sock.proto)
+    if optname == getattr(socket, "SO_DOMAIN", -1):
+        return int(sock.family)
+    return None
+
+
 class _Timeouts:
     """``settimeout``/``gettimeout``/``setblocking``/``getblocking``/``timeout``
     as on ``socket.socket``, shared by :class:`KCPSocket` and :class:`Listener`."""
@@ -240,9 +258,12 @@ class KCPSocket(_Timeouts):
     :attr:`segments_received`, :attr:`retransmissions` and :meth:`figures`.
     """
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, _refs: Optional[list[int]] = None) -> None:
         """Wrap a session (internal; use :func:`dial` or :meth:`Listener.accept`)."""
         self._session = session
+        # wrappers sharing the session (dup()): the last close closes it
+        self._refs = _refs if _refs is not None else [0]
+        self._refs[0] += 1
         self._timeout: Optional[float] = socket.getdefaulttimeout()
         self._closed = False  # close() was called
         self._real_closed = False  # ... and the session is closed
@@ -271,7 +292,9 @@ class KCPSocket(_Timeouts):
                 raise TypeError(f"flags must be an int, not {type(flags).__name__}")
             if int(flags) & ~allowed:
                 names = (
-                    "MSG_DONTWAIT and MSG_PEEK are" if allowed & _MSG_PEEK else "MSG_DONTWAIT is"
+                    "MSG_DONTWAIT, MSG_PEEK and MSG_WAITALL are"
+                    if allowed & _MSG_PEEK
+                    else "MSG_DONTWAIT is"
                 )
                 raise ValueError(f"flags: only {names} supported here, got {int(flags):#x}")
             if int(flags) & _MSG_DONTWAIT:
@@ -312,7 +335,31 @@ class KCPSocket(_Timeouts):
         deadline = self._flags_deadline(flags, _RECV_FLAGS)
         if bufsize == 0:
             return b""
+        if flags and int(flags) & _MSG_WAITALL and not int(flags) & _MSG_PEEK:
+            return self._recv_waitall(session, bufsize, deadline)
         return session.recv(bufsize, deadline, peek=bool(flags and int(flags) & _MSG_PEEK))
+
+    def _recv_waitall(self, session: Session, bufsize: int, deadline: Optional[float]) -> bytes:
+        """MSG_WAITALL: collect ``bufsize`` bytes; less only at EOF, timeout or error.
+
+        As the OS does, data already collected is returned (not lost) when
+        the timeout expires or the session fails part way; the error is
+        raised only when nothing was collected.
+        """
+        parts: list[bytes] = []
+        got = 0
+        while got < bufsize:
+            try:
+                data = session.recv(bufsize - got, deadline)
+            except OSError:
+                if got:
+                    break
+                raise
+            if not data:
+                break
+            parts.append(data)
+            got += len(data)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         """Receive into a writable buffer (``socket.recv_into``).
@@ -345,7 +392,10 @@ class KCPSocket(_Timeouts):
         deadline = self._flags_deadline(flags, _RECV_FLAGS)
         if nbytes == 0:
             return 0
-        data = session.recv(nbytes, deadline, peek=bool(flags and int(flags) & _MSG_PEEK))
+        if flags and int(flags) & _MSG_WAITALL and not int(flags) & _MSG_PEEK:
+            data = self._recv_waitall(session, nbytes, deadline)
+        else:
+            data = session.recv(nbytes, deadline, peek=bool(flags and int(flags) & _MSG_PEEK))
         n = len(data)
         view[:n] = data
         return n
@@ -389,6 +439,77 @@ class KCPSocket(_Timeouts):
         pos = 0
         while pos < total:
             pos += session.send(view[pos:], deadline)
+
+    def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, None]:
+        """``recv`` returning ``(data, None)``, as on a connected TCP socket.
+
+        Args:
+            bufsize, flags: as :meth:`recv`.
+
+        Returns:
+            ``(data, None)``: a stream socket reports no sender address.
+
+        Raises:
+            As :meth:`recv`.
+        """
+        return self.recv(bufsize, flags), None
+
+    def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> tuple[int, None]:
+        """``recv_into`` returning ``(nbytes, None)``, as on a connected TCP socket.
+
+        Args:
+            buffer, nbytes, flags: as :meth:`recv_into`.
+
+        Returns:
+            ``(count, None)``.
+
+        Raises:
+            As :meth:`recv_into`.
+        """
+        return self.recv_into(buffer, nbytes, flags), None
+
+    def sendto(self, data: Any, flags_or_address: Any, address: Any = None) -> int:
+        """``send`` with an address that is ignored, as on a connected TCP socket.
+
+        Called as ``sendto(data, address)`` or ``sendto(data, flags, address)``;
+        Linux ignores the address of a connected stream socket, and so do we.
+
+        Args:
+            data: a bytes-like object.
+            flags_or_address: the address, or the flags when ``address`` follows.
+            address: the (ignored) address in the three-argument form.
+
+        Returns:
+            The number of bytes queued (see :meth:`send`).
+
+        Raises:
+            As :meth:`send`.
+        """
+        flags = flags_or_address if address is not None else 0
+        return self.send(data, flags)
+
+    def sendmsg(self, buffers: Any, ancdata: Any = (), flags: int = 0, address: Any = None) -> int:
+        """Send several buffers as one ``send`` (``socket.sendmsg``; asyncio uses it).
+
+        Args:
+            buffers: an iterable of bytes-like objects.
+            ancdata: must be empty (KCP carries no ancillary data).
+            flags: as :meth:`send`.
+            address: ignored (connected stream socket).
+
+        Returns:
+            The number of bytes queued, from the start of the concatenation.
+
+        Raises:
+            OSError: EINVAL if ``ancdata`` is not empty; as :meth:`send`.
+        """
+        if ancdata:
+            raise OSError(errno.EINVAL, "sendmsg: ancillary data is not supported over KCP")
+        data = b"".join(bytes(byte_view(b)) for b in buffers)
+        if not data:
+            self._live()
+            return 0
+        return self.send(data, flags)
 
     def sendfile(self, file: Any, offset: int = 0, count: Optional[int] = None) -> int:
         """Send a binary file's contents (``socket.sendfile``, by reads and sendall).
@@ -531,7 +652,36 @@ class KCPSocket(_Timeouts):
         self._closed = True
         if self._io_refs <= 0:
             self._real_closed = True
-            self._session.close()
+            self._release()
+
+    def _release(self, wait: bool = True) -> None:
+        """Drop this wrapper's hold on the session; the last one closes it."""
+        refs = self._refs
+        refs[0] -= 1
+        if refs[0] <= 0:
+            self._session.close(wait=wait)
+
+    def dup(self) -> KCPSocket:
+        """Return a second socket object for the same session (``socket.dup``).
+
+        Both work independently (timeouts, makefile); the session is closed
+        when the last of them is closed, as a descriptor and its duplicate.
+
+        Returns:
+            A new :class:`KCPSocket`.
+
+        Raises:
+            OSError: EBADF after close.
+        """
+        session = self._live()
+        other = KCPSocket(session, self._refs)
+        other._timeout = self._timeout
+        return other
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # as socket.socket: copy.copy/deepcopy/pickle raise instead of
+        # producing a second owner whose collection would close the session
+        raise TypeError(f"cannot pickle {type(self).__name__!r} object")
 
     def detach(self) -> int:
         """Not supported: a KCP session has no descriptor of its own.
@@ -551,7 +701,7 @@ class KCPSocket(_Timeouts):
         try:
             if not self._real_closed:
                 self._closed = self._real_closed = True
-                self._session.close(wait=False)  # never join threads from a finalizer
+                self._release(wait=False)  # never join threads from a finalizer
         except Exception:
             pass
 
@@ -624,6 +774,9 @@ class KCPSocket(_Timeouts):
         session = self._live()
         if level == socket.IPPROTO_TCP and optname == socket.TCP_NODELAY and buflen is None:
             return int(not session.write_delay)
+        ident = _identity_option(self, level, optname, buflen)
+        if ident is not None:
+            return ident
         if level == socket.SOL_SOCKET and optname == socket.SO_LINGER:
             linger = session.linger
             packed = struct.pack("ii", 1 if linger > 0 else 0, int(linger))
@@ -1041,9 +1194,37 @@ class Listener(_Timeouts):
             OSError: EBADF after close; what the UDP socket raises.
         """
         sock = self._udp()
+        ident = _identity_option(self, level, optname, buflen)
+        if ident is not None:
+            return ident
         if buflen is None:
             return sock.getsockopt(level, optname)
         return sock.getsockopt(level, optname, buflen)
+
+    def listen(self, backlog: Optional[int] = None) -> None:
+        """Set the accept backlog (``socket.listen``); a KCP listener always listens.
+
+        Lets code that calls ``listen`` on a bound socket, e.g.
+        ``asyncio.start_server(sock=listener)``, take a :class:`Listener`.
+
+        Args:
+            backlog: sessions waiting for :meth:`accept` at most (values
+                below 1 count as 1); None keeps the current backlog.
+
+        Raises:
+            OSError: EBADF after close.
+            TypeError: not an int.
+        """
+        self._check_open()
+        if backlog is None:
+            return
+        if isinstance(backlog, bool) or not isinstance(backlog, int):
+            raise TypeError(f"backlog must be an int, not {type(backlog).__name__}")
+        self._core.backlog = max(1, backlog)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # as socket.socket: no copies (a copy's collection would close the listener)
+        raise TypeError(f"cannot pickle {type(self).__name__!r} object")
 
     def __enter__(self) -> Listener:
         return self

@@ -9,13 +9,23 @@ import pytest
 from kcpsock.config import PRESETS, KCPConfig
 
 
-def test_defaults_are_kcp_go_defaults() -> None:
+def test_defaults_are_the_tcp_like_profile() -> None:
     c = KCPConfig()
+    assert (c.nodelay, c.interval, c.resend, c.nc) == (1, 10, 2, True)
+    assert (c.sndwnd, c.rcvwnd, c.mtu) == (1024, 1024, 1400)
+    assert c.stream and not c.ack_nodelay and not c.write_delay
+    assert c.dup == 0 and c.dead_link == 20
+    assert (c.backlog, c.max_sessions, c.blacklist_ttl) == (128, 4096, 600.0)
+
+
+def test_kcp_go_defaults_are_kcp_go_defaults() -> None:
+    c = KCPConfig.kcp_go()
     assert (c.nodelay, c.interval, c.resend, c.nc) == (0, 100, 0, False)
     assert (c.sndwnd, c.rcvwnd, c.mtu) == (32, 32, 1400)
     assert not c.stream and not c.ack_nodelay and not c.write_delay
     assert c.dup == 0 and c.dead_link == 20
-    assert (c.backlog, c.max_sessions, c.blacklist_ttl) == (128, 4096, 600.0)
+    assert KCPConfig.kcp_go(stream=True).stream
+    assert KCPConfig.kcp_go(sndwnd=64).rcvwnd == 32
 
 
 @pytest.mark.parametrize(
@@ -37,8 +47,8 @@ def test_kcptun_presets(mode: str, quad: tuple[int, int, int, int]) -> None:
 def test_preset_overrides_and_replace() -> None:
     c = KCPConfig.fast3(sndwnd=1024, rcvwnd=1024)
     assert (c.sndwnd, c.rcvwnd, c.interval) == (1024, 1024, 10)
-    d = c.replace(stream=True)
-    assert d.stream and not c.stream
+    d = c.replace(stream=False)
+    assert c.stream and not d.stream
     assert d.interval == 10
 
 
