@@ -52,6 +52,18 @@ def pair(listener: kcpsock.Listener) -> Iterator[tuple[kcpsock.KCPSocket, kcpsoc
     s.close()
 
 
+@pytest.fixture
+def message_pair() -> Iterator[tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]]:
+    """A (client, server) pair in message mode (kcp-go's default; ours is stream mode)."""
+    ln = kcpsock.listen(("127.0.0.1", 0), stream=False, **FAST)
+    ln.settimeout(5)
+    c, s = connect(ln, stream=False)
+    yield c, s
+    c.close()
+    s.close()
+    ln.close()
+
+
 def recv_exact(sock: kcpsock.KCPSocket, n: int) -> bytes:
     buf = bytearray()
     while len(buf) < n:
@@ -73,9 +85,9 @@ def test_echo_both_ways(pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> No
 
 
 def test_message_boundaries_kept_in_message_mode(
-    pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket],
+    message_pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket],
 ) -> None:
-    c, s = pair
+    c, s = message_pair
     for msg in (b"a", b"bb", b"ccc"):
         c.sendall(msg)
     assert [s.recv(100) for _ in range(3)] == [b"a", b"bb", b"ccc"]
@@ -864,8 +876,10 @@ def test_create_connection_signature_matches_socket() -> None:
     assert list(ours)[:3] == ["address", "timeout", "source_address"]
 
 
-def test_msg_peek_leaves_the_data(pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
-    c, s = pair
+def test_msg_peek_leaves_the_data(
+    message_pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket],
+) -> None:
+    c, s = message_pair
     c.sendall(b"first message")
     c.sendall(b"second")
     assert s.recv(5, socket.MSG_PEEK) == b"first"

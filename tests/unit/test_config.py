@@ -124,7 +124,7 @@ def test_flags_take_kcp_go_0_and_1_and_store_bools() -> None:
     # kcp-go's SetNoDelay(nodelay, interval, resend, nc int): nc=1 as written there
     c = KCPConfig(nodelay=1, interval=10, resend=2, nc=1, stream=0, ack_nodelay=1)
     assert c.nc is True and c.stream is False and c.ack_nodelay is True
-    assert c == KCPConfig(nodelay=1, interval=10, resend=2, nc=True, ack_nodelay=True)
+    assert c == KCPConfig(nodelay=1, interval=10, resend=2, nc=True, stream=False, ack_nodelay=True)
     assert c.nodelay_args == (1, 10, 2, 1)
     assert KCPConfig().replace(write_delay=1).write_delay is True
     with pytest.raises(ValueError, match="nc"):
