@@ -18,8 +18,11 @@ Quick start::
 The objects :func:`dial` and :func:`listen` return behave like
 :class:`socket.socket`.  Layers, from the bottom: :class:`KCP` (the sans-io
 state machine), :mod:`kcpsock.fec` and :mod:`kcpsock.crypt` (kcp-go's packet
-layer), :class:`PacketCodec` (the datagram pipeline), :mod:`kcpsock.session`
-(threads), :mod:`kcpsock.sock` (the socket API), :mod:`kcpsock.socketserver`.
+layer), :class:`PacketCodec` (the datagram pipeline), :mod:`kcpsock.inbound`
+(the pure receive pipeline and routing), :mod:`kcpsock.transport` (UDP socket
+and receiver threads), :mod:`kcpsock.session` and :mod:`kcpsock.listener`
+(sessions and the listener engine), :mod:`kcpsock.sock` (the socket API),
+:mod:`kcpsock.socketserver`.
 """
 
 from __future__ import annotations

@@ -31,16 +31,16 @@ from typing import Any, Optional, Union
 
 from .config import MTU_LIMIT, KCPConfig
 from .errors import KCPClosedError
+from .inbound import make_codec
+from .listener import ListenerCore
 from .session import (
-    ListenerCore,
     Session,
     SessionState,
-    _Transport,
     byte_view,
     live_listeners,
     live_sessions,
-    make_codec,
 )
+from .transport import Transport
 
 __all__ = ["KCPSocket", "Listener", "create_connection", "create_server", "dial", "listen"]
 
@@ -268,8 +268,7 @@ class KCPSocket(_Timeouts):
         self._closed = False  # close() was called
         self._real_closed = False  # ... and the session is closed
         self._io_refs = 0
-        usock = session._transport.sock
-        self.family = usock.family
+        self.family = session.transport.family
         self.type = socket.SOCK_STREAM
         self.proto = socket.IPPROTO_UDP
 
@@ -718,7 +717,7 @@ class KCPSocket(_Timeouts):
 
     def getsockname(self) -> Address:
         """Return the local address of the UDP socket."""
-        return self._live()._transport.sock.getsockname()
+        return self._live().local_address()
 
     def setsockopt(
         self, level: int, optname: int, value: Any, optlen: Optional[int] = None
@@ -749,7 +748,7 @@ class KCPSocket(_Timeouts):
             onoff, secs = struct.unpack("ii", bytes(value)[:8])
             session.linger = float(secs) if onoff else 0.0
             return
-        sock = session._transport.sock
+        sock = session.transport.sock
         if optlen is None:
             sock.setsockopt(level, optname, value)
         else:
@@ -782,7 +781,7 @@ class KCPSocket(_Timeouts):
             packed = struct.pack("ii", 1 if linger > 0 else 0, int(linger))
             # as the OS: an int (l_onoff) without buflen, the struct with it
             return packed[:buflen] if buflen is not None else int(linger > 0)
-        sock = session._transport.sock
+        sock = session.transport.sock
         if buflen is None:
             return sock.getsockopt(level, optname)
         return sock.getsockopt(level, optname, buflen)
@@ -820,7 +819,7 @@ class KCPSocket(_Timeouts):
         ):
             if not isinstance(v, int):
                 raise TypeError(f"{name} must be an int, not {type(v).__name__}")
-        self._live().locked(lambda k: k.nodelay(nodelay, interval, resend, int(nc)))
+        self._live().set_nodelay(nodelay, interval, resend, int(nc))
 
     def set_window_size(self, sndwnd: int, rcvwnd: int) -> None:
         """kcp-go ``SetWindowSize``: values <= 0 leave that window unchanged.
@@ -839,13 +838,7 @@ class KCPSocket(_Timeouts):
                 raise TypeError(f"{name} must be an int, not {type(v).__name__}")
             if v > 65535:
                 raise ValueError(f"{name} must be <= 65535, got {v}")
-        session = self._live()
-
-        def apply(k: Any) -> None:
-            k.wndsize(sndwnd, rcvwnd)
-            session._notify()  # a larger window may unblock writers
-
-        session.locked(apply)
+        self._live().set_window_size(sndwnd, rcvwnd)
 
     def set_mtu(self, mtu: int) -> bool:
         """kcp-go ``SetMtu``: the UDP payload size (KCP MTU = mtu - codec overhead).
@@ -864,24 +857,7 @@ class KCPSocket(_Timeouts):
             raise TypeError(f"mtu must be an int, not {type(mtu).__name__}")
         if mtu > MTU_LIMIT:
             return False
-        session = self._live()
-        codec = session._codec
-        try:
-            kcp_mtu = codec.kcp_mtu(mtu) if codec is not None else mtu
-        except ValueError:
-            return False
-
-        def apply(k: Any) -> bool:
-            try:
-                k.setmtu(kcp_mtu)
-            except ValueError:
-                return False
-            return True
-
-        try:
-            return bool(session.locked(apply))
-        except ValueError:
-            return False
+        return self._live().set_mtu(mtu)
 
     def set_stream_mode(self, enable: bool) -> None:
         """kcp-go ``SetStreamMode``: True merges writes into full segments.
@@ -892,7 +868,7 @@ class KCPSocket(_Timeouts):
         Raises:
             OSError: EBADF after close.
         """
-        self._live().locked(lambda k: setattr(k, "stream", bool(enable)))
+        self._live().set_stream(bool(enable))
 
     def set_ack_nodelay(self, enable: bool) -> None:
         """kcp-go ``SetACKNoDelay``: True sends ACKs right after each input.
@@ -940,7 +916,7 @@ class KCPSocket(_Timeouts):
             raise OSError(
                 errno.EINVAL, f"{what}: invalid operation on a session accepted by a Listener"
             )
-        return session._transport.sock
+        return session.transport.sock
 
     def set_dscp(self, dscp: int) -> None:
         """kcp-go ``SetDSCP`` (dialed sessions only): IPv4 TOS = dscp << 2.
@@ -1040,7 +1016,7 @@ class KCPSocket(_Timeouts):
         ]
         if not self._real_closed and s.state is not SessionState.CLOSED:
             try:
-                parts.append(f"laddr={s._transport.sock.getsockname()!r}")
+                parts.append(f"laddr={s.local_address()!r}")
             except OSError:
                 pass
         parts.append(f"raddr={s.remote!r}")
@@ -1318,7 +1294,7 @@ def dial(
         if not infos:
             raise OSError(f"getaddrinfo returns an empty list for {host!r}")
         remote = infos[0][4]
-        transport = _Transport(sock, owned=False, connected=False)
+        transport = Transport(sock, owned=False, connected=False)
     else:
         err: Optional[OSError] = None
         usock: Optional[socket.socket] = None
@@ -1342,7 +1318,7 @@ def dial(
             if err is not None:
                 raise err
             raise OSError("getaddrinfo returns an empty list")
-        transport = _Transport(usock, owned=True, connected=True)
+        transport = Transport(usock, owned=True, connected=True)
     session = Session(conv, remote, transport, cfg, codec)
     session.start_receiver()
     ks = KCPSocket(session)

@@ -22,6 +22,7 @@ PURE = {
     "fec",
     "crypt",
     "codec",
+    "inbound",
     "stats",
     "_twofish",
     "_sm4",
@@ -42,6 +43,7 @@ FORBIDDEN_STDLIB = {
 }
 IO_MODULES = {
     "updater",
+    "transport",
     "session",
     "sock",
     "socketserver",

@@ -272,8 +272,9 @@ def test_ctrl_c_during_close_leaks_no_descriptor() -> None:
     # close() joins the receiver thread; a Ctrl-C landing in that join must
     # not leave the UDP socket open (a second close() is a no-op)
     c = kcpsock.dial(("127.0.0.1", 9))
-    udp = c.session._transport.sock
-    thread = c.session._receiver._thread  # type: ignore[attr-defined]
+    udp = c.session.transport.sock
+    thread = c.session.receiver_thread
+    assert thread is not None
 
     def interrupted_join(timeout: object = None) -> None:
         raise KeyboardInterrupt

@@ -342,7 +342,7 @@ def test_fec_parity_reaches_server_sessions_and_recovers() -> None:
                     got += chunk
                 t.join(20)
                 assert bytes(got) == data
-                codec = s.session._codec
+                codec = s.session.codec
                 assert codec is not None
                 assert codec.fec_parity_shards > 0  # parity was routed to the session
                 assert codec.fec_recovered > 0  # and used

@@ -1,0 +1,685 @@
+"""The one inbound pipeline: UDP datagrams in, KCP datagrams per session out.
+
+kcp-go writes this path twice (``UDPSession.packetInput`` for a dialed
+session, ``Listener.packetInput`` for a listener).  kcpsock runs every
+received datagram, dialed or listened, plain or encrypted, through
+:meth:`Inbound.process`, in four stages::
+
+    (packet, address)
+        |  1. filter   pre-open filters: (packet, addr) -> None or a counter name
+        |              (source address of an unconnected dialed socket; issue 11
+        |              adds a replay/reflection nonce cache here)
+        |  2. open     decrypt + CRC / AEAD tag (PacketCodec.open);
+        |              plain mode: a no-op stage (the packet is the payload)
+        |              post-open filters: (packet, payload, addr) -> None or counter
+        |  3. route    dialed: the one route; listener: (address, conv) through
+        |              RouteTable (last-key cache, FEC parity -> the address's
+        |              latest route, Admission for unknown keys)
+        |  4. decode   FEC (the route's codec.decode_payload, stateful);
+        |              plain mode: a no-op stage
+        v
+    Delivery per route: regular KCP datagrams, FEC-recovered ones, counts
+
+Invariants:
+
+* Pure: no sockets, threads or clock.  Time comes in as ``now`` (seconds on
+  any monotonic clock, used only for blacklist expiry); the routing table
+  serialises its mutations with a lock-like context manager given by the
+  caller (as :class:`kcpsock.stats.Snmp` does).
+* Every dropped datagram is counted exactly once, in
+  :attr:`InboundResult.errors` under the kcp-go SNMP counter named by the
+  :class:`~kcpsock.errors.PacketError` (``InErrs``, ``InCsumErrors``,
+  ``KCPInErrors``) or by the filter, or in :attr:`InboundResult.refused`
+  (a new conversation refused: ``blacklist``, ``backlog``,
+  ``max_sessions``), or in :attr:`InboundResult.unrouted` (FEC parity of an
+  address with no session).  Nothing raises out of :meth:`Inbound.process`
+  for bad input.
+* The FEC stage of a route runs only inside :meth:`Inbound.process`; a
+  socket has one receiver thread, so each decoder is used by one thread.
+* Lookups are lock-free (single dict reads); :meth:`RouteTable.add` and
+  :meth:`RouteTable.remove` run under the table's lock.  A removed route is
+  marked ``closed``, so a stale last-key cache entry is never used.
+* The pipeline never creates I/O objects: a new conversation becomes a
+  :class:`Route` in :attr:`InboundResult.created`; the listener attaches a
+  session to it (``route.target``) before delivering.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import struct
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
+from typing import Any, Callable, Optional, Protocol
+
+from .config import MTU_LIMIT
+from .errors import PacketError
+from .fec import FEC_HEADER_SIZE_PLUS2, TYPE_DATA, TYPE_PARITY
+from .segment import HEADER, OVERHEAD
+
+__all__ = [
+    "Address",
+    "Admission",
+    "Blacklist",
+    "Delivery",
+    "Inbound",
+    "InboundResult",
+    "Key",
+    "PostFilter",
+    "PreFilter",
+    "Route",
+    "RouteTable",
+    "is_kcp_datagram",
+    "make_codec",
+    "source_filter",
+]
+
+Address = Any  # a socket address tuple as returned by recvfrom
+Key = tuple[Any, int]  # (address, conv)
+
+#: Most (address, conv) pairs a blacklist remembers.
+BLACKLIST_MAX = 65536
+
+_u16_at = struct.Struct("<H").unpack_from
+_u32_at = struct.Struct("<I").unpack_from
+_header_at = HEADER.unpack_from
+_NONE: list[bytes] = []  # no recovered datagrams (never mutated)
+
+#: stage 1: (packet, address) -> None to pass, or the counter to drop it under.
+PreFilter = Callable[[bytes, Address], Optional[str]]
+#: after stage 2: (packet, opened payload, address) -> None or a counter name.
+PostFilter = Callable[[bytes, bytes, Address], Optional[str]]
+
+
+class Codec(Protocol):
+    """What the pipeline needs of :class:`kcpsock.codec.PacketCodec` (typing only)."""
+
+    def open(self, packet: bytes) -> bytes:
+        """Decrypt and strip the crypto header (stateless)."""
+
+    def decode_payload(self, payload: bytes) -> tuple[Optional[bytes], list[bytes]]:
+        """The FEC stage (stateful)."""
+
+
+def make_codec(block: Any = None, data_shards: int = 0, parity_shards: int = 0) -> Any:
+    """Return a :class:`~kcpsock.codec.PacketCodec`, or None for plain mode.
+
+    Plain mode (no cipher, no FEC) hands datagrams to KCP as they are, which
+    is what kcp-go does and saves a copy per packet: the open and FEC stages
+    of the pipeline are then no-ops.
+
+    Args:
+        block: a BlockCrypt or None.
+        data_shards: FEC data shards (0 with parity_shards 0: FEC off).
+        parity_shards: FEC parity shards.
+
+    Returns:
+        A codec object or None.
+
+    Raises:
+        ValueError: invalid shard counts.
+        TypeError: a shard count is not an int, or ``block`` is not a BlockCrypt.
+    """
+    for name, value in (("data_shards", data_shards), ("parity_shards", parity_shards)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+        if value < 0:
+            raise ValueError(f"{name} must be >= 0, got {value}")
+    if (data_shards == 0) != (parity_shards == 0):
+        raise ValueError("data_shards and parity_shards must both be 0 or both be > 0")
+    if data_shards + parity_shards > 255:
+        raise ValueError(
+            f"data_shards + parity_shards must be <= 255 (one byte on the wire),"
+            f" got data_shards={data_shards}, parity_shards={parity_shards}"
+        )
+    if block is not None and not (hasattr(block, "encrypt") and hasattr(block, "decrypt")):
+        if isinstance(block, (str, bytes)):
+            raise TypeError(
+                f"block must be a BlockCrypt, not the name {block!r}: use"
+                f" block=kcpsock.new_block_crypt({block!r}, key)"
+            )
+        raise TypeError(
+            f"block must be a BlockCrypt (see kcpsock.new_block_crypt) or None,"
+            f" not {type(block).__name__}"
+        )
+    if block is None and data_shards == 0:
+        return None
+    from .codec import PacketCodec  # imported late: plain mode needs no codec
+
+    return PacketCodec(block, data_shards, parity_shards)
+
+
+def is_kcp_datagram(datagram: bytes, conv: int) -> bool:
+    """True if every segment header of ``datagram`` is one KCP input accepts.
+
+    The same walk as ``KCP.input``'s validation (kcp-go ``Input``): headers of
+    conv ``conv`` with a command 81..84 and a payload that fits; a trailing
+    remainder shorter than 24 bytes is ignored.
+
+    Args:
+        datagram: a KCP datagram (after the crypto and FEC headers).
+        conv: the expected conversation id.
+
+    Returns:
+        False for anything KCP would reject as a whole.
+    """
+    n = len(datagram)
+    if n < OVERHEAD:
+        return False
+    off = 0
+    while n - off >= OVERHEAD:
+        h = _header_at(datagram, off)
+        off += OVERHEAD
+        if h[0] != conv or not 81 <= h[1] <= 84 or n - off < h[7]:
+            return False
+        off += h[7]
+    return True
+
+
+def kcp_view(payload: bytes) -> Optional[bytes]:
+    """The KCP datagram inside an opened payload, without FEC decoding.
+
+    Returns:
+        The bytes after the FEC header of an FEC data packet, the payload
+        itself when it is not an FEC packet, None for a parity packet.
+    """
+    if len(payload) >= 6:
+        flag = _u16_at(payload, 4)[0]
+        if flag == TYPE_DATA:
+            return payload[FEC_HEADER_SIZE_PLUS2:]
+        if flag == TYPE_PARITY:
+            return None
+    return payload
+
+
+def source_filter(remote: Address) -> PreFilter:
+    """A pre-open filter that drops datagrams not from ``remote`` (``InErrs``).
+
+    kcp-go HEAD's dialed sessions read from an unconnected socket and drop
+    datagrams from any other address.
+
+    Args:
+        remote: the peer's address, as ``recvfrom`` reports it.
+
+    Returns:
+        The filter.
+    """
+
+    def check(packet: bytes, addr: Address) -> Optional[str]:
+        return None if addr == remote else "InErrs"
+
+    return check
+
+
+class Blacklist:
+    """Recently closed (address, conv) pairs a listener refuses to recreate.
+
+    SESSION.md section 7: a TIME_WAIT analogue.  Keys are added at creation
+    and refreshed at close; an entry expires ``ttl`` seconds after it was
+    last added.  At most :data:`BLACKLIST_MAX` entries are kept (the oldest
+    go first); expired ones are purged lazily, at most once a second.
+
+    Args:
+        ttl: seconds; 0 or less disables the blacklist.
+        max_entries: the size bound.
+    """
+
+    __slots__ = ("_entries", "_last_purge", "max_entries", "ttl")
+
+    def __init__(self, ttl: float, max_entries: int = BLACKLIST_MAX) -> None:
+        self.ttl = float(ttl)
+        self.max_entries = max_entries
+        # insertion order == expiry order (a refreshed key moves to the end)
+        self._entries: dict[Key, float] = {}
+        self._last_purge = float("-inf")
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def has(self, key: Key, now: float) -> bool:
+        """True if ``key`` was added less than ``ttl`` seconds before ``now``."""
+        expiry = self._entries.get(key)
+        if expiry is None:
+            return False
+        if expiry > now:
+            return True
+        del self._entries[key]
+        return False
+
+    def add(self, key: Key, now: float) -> None:
+        """Add or refresh ``key`` (expires at ``now + ttl``); purge old entries."""
+        if self.ttl <= 0:
+            return
+        entries = self._entries
+        entries.pop(key, None)
+        entries[key] = now + self.ttl
+        if len(entries) > self.max_entries or now - self._last_purge > 1.0:
+            self._last_purge = now
+            stale: list[Key] = []
+            for k, expiry in entries.items():
+                if expiry > now and len(entries) - len(stale) <= self.max_entries:
+                    break
+                stale.append(k)
+            for k in stale:
+                del entries[k]
+
+    def discard(self, key: Key) -> None:
+        """Forget ``key`` (a session that never became visible)."""
+        self._entries.pop(key, None)
+
+
+class Admission:
+    """Whether a datagram of an unknown (address, conv) may open a session.
+
+    The seam for admission rules: :meth:`check` sees the key, the KCP
+    datagram inside the first packet and the table's state.  Today's rules
+    (kcp-go 2017 ``monitor`` plus the blacklist fork): the datagram must be
+    one KCP accepts; the key must not be blacklisted; fewer than ``backlog``
+    sessions may wait for accept; fewer than ``max_sessions`` may exist.
+
+    Args:
+        backlog: sessions waiting for accept at most.
+        max_sessions: live sessions at most.
+        blacklist: the listener's :class:`Blacklist`.
+    """
+
+    def __init__(self, *, backlog: int, max_sessions: int, blacklist: Blacklist) -> None:
+        self.backlog = backlog
+        self.max_sessions = max_sessions
+        self.blacklist = blacklist
+
+    def check(
+        self,
+        key: Key,
+        datagram: Optional[bytes],
+        *,
+        sessions: int,
+        queued: int,
+        now: float,
+    ) -> Optional[str]:
+        """Return None to admit, else the reason to refuse.
+
+        Args:
+            key: (address, conv).
+            datagram: the KCP datagram of the first packet (FEC header
+                removed), or None if none could be found.
+            sessions: live routes in the table.
+            queued: sessions waiting for accept (this batch's new ones included).
+            now: the caller's clock, seconds.
+
+        Returns:
+            None, or ``"invalid"`` (not a KCP datagram of that conv: counted
+            as ``KCPInErrors``), ``"blacklist"``, ``"backlog"``,
+            ``"max_sessions"``.
+        """
+        if datagram is None or not is_kcp_datagram(datagram, key[1]):
+            return "invalid"
+        if self.blacklist.ttl > 0 and self.blacklist.has(key, now):
+            return "blacklist"
+        if queued >= self.backlog:
+            return "backlog"
+        if sessions >= self.max_sessions:
+            return "max_sessions"
+        return None
+
+
+class Route:
+    """One session's place in the pipeline: its key, FEC decoder and target.
+
+    Args:
+        key: (address, conv) for a listener route, None for a dialed one.
+        codec: the session's codec (its FEC decoder is used here), or None
+            in plain mode.
+        target: the session (set by the I/O layer; opaque here).
+
+    Attributes:
+        closed: set by :meth:`RouteTable.remove`; a closed route gets nothing.
+    """
+
+    __slots__ = ("closed", "codec", "key", "target")
+
+    def __init__(self, key: Optional[Key], codec: Optional[Codec], target: Any = None) -> None:
+        self.key = key
+        self.codec = codec
+        self.target = target
+        self.closed = False
+
+    def __repr__(self) -> str:
+        state = " closed" if self.closed else ""
+        return f"<Route key={self.key!r}{state} target={self.target!r}>"
+
+
+class Delivery:
+    """What one batch brought one route: KCP datagrams and counts.
+
+    Attributes:
+        route: the route.
+        datagrams: regular KCP datagrams, in arrival order.
+        recovered: datagrams recovered by FEC (no RTT sample, kcp-go
+            ``packetType`` FEC).
+        packets: wire datagrams routed here (kcp-go ``InPkts``).
+        nbytes: their opened sizes (kcp-go ``InBytes``).
+    """
+
+    __slots__ = ("datagrams", "nbytes", "packets", "recovered", "route")
+
+    def __init__(self, route: Route) -> None:
+        self.route = route
+        self.datagrams: list[bytes] = []
+        self.recovered: list[bytes] = []
+        self.packets = 0
+        self.nbytes = 0
+
+
+class InboundResult:
+    """The outcome of :meth:`Inbound.process` for one batch.
+
+    Attributes:
+        deliveries: one :class:`Delivery` per route that got something, in
+            order of first arrival.
+        created: routes created by this batch (listener only).
+        errors: dropped datagrams by SNMP counter name.
+        refused: new conversations refused, by reason.
+        unrouted: datagrams with no route (FEC parity of an unknown address).
+    """
+
+    __slots__ = ("created", "deliveries", "errors", "refused", "unrouted")
+
+    def __init__(self) -> None:
+        self.deliveries: list[Delivery] = []
+        self.created: list[Route] = []
+        self.errors: dict[str, int] = {}
+        self.refused: dict[str, int] = {}
+        self.unrouted = 0
+
+    def count(self, counter: str) -> None:
+        """Count one dropped datagram under ``counter``."""
+        self.errors[counter] = self.errors.get(counter, 0) + 1
+
+
+class RouteTable:
+    """A listener's routes by (address, conv), with kcp-go's last-key cache.
+
+    FEC parity packets carry no conv: they go to the most recent live route
+    of their address (SESSION.md 6.3; the 2017 seed dropped them, so
+    server-side recovery never worked).
+
+    Args:
+        admission: the rules for unknown keys.
+        codec_factory: returns a new codec (or None) for each new route.
+        lock: a context manager serialising :meth:`add` and :meth:`remove`
+            (the listener's lock); lookups take no lock.
+    """
+
+    def __init__(
+        self,
+        admission: Admission,
+        codec_factory: Callable[[], Optional[Codec]],
+        lock: Optional[AbstractContextManager[Any]] = None,
+    ) -> None:
+        self.admission = admission
+        self._codec_factory = codec_factory
+        self._lock: AbstractContextManager[Any] = (
+            lock if lock is not None else contextlib.nullcontext()
+        )
+        self._routes: dict[Key, Route] = {}
+        self._by_addr: dict[Address, Route] = {}
+        self._last_key: Optional[Key] = None
+        self._last_route: Optional[Route] = None
+        #: lookups answered by the last-key cache (for tests and figures)
+        self.cache_hits = 0
+
+    def __len__(self) -> int:
+        return len(self._routes)
+
+    def routes(self) -> list[Route]:
+        """Return the live routes (a snapshot)."""
+        with self._lock:
+            return list(self._routes.values())
+
+    def lookup(self, key: Key) -> Optional[Route]:
+        """Return the live route of ``key`` (the last key is answered from a cache)."""
+        route = self._last_route
+        if route is not None and key == self._last_key and not route.closed:
+            self.cache_hits += 1
+            return route
+        route = self._routes.get(key)
+        if route is not None:
+            self._last_key, self._last_route = key, route
+        return route
+
+    def parity_route(self, addr: Address) -> Optional[Route]:
+        """Return the most recent live route of ``addr`` (for FEC parity)."""
+        route = self._by_addr.get(addr)
+        return route if route is not None and not route.closed else None
+
+    def add(self, key: Key, now: float) -> Route:
+        """Create and map a route for ``key`` (with a fresh codec); blacklist the key.
+
+        The key enters the blacklist at creation (the 2017 fork) and again at
+        close (:meth:`remove`'s caller), so late packets spawn nothing.
+        """
+        route = Route(key, self._codec_factory())
+        with self._lock:
+            self._routes[key] = route
+            self._by_addr[key[0]] = route
+            self.admission.blacklist.add(key, now)
+        self._last_key, self._last_route = key, route
+        return route
+
+    def remove(self, route: Route, now: Optional[float] = None) -> None:
+        """Unmap ``route`` and mark it closed (idempotent).
+
+        Args:
+            route: the route.
+            now: the caller's clock: refresh the key's blacklist entry (the
+                protection starts at close, SESSION.md 7); None: forget the
+                key instead (a session that never became visible).
+        """
+        key = route.key
+        route.closed = True
+        if key is None:
+            return
+        with self._lock:
+            if now is None:
+                self.admission.blacklist.discard(key)
+            else:
+                self.admission.blacklist.add(key, now)
+            if self._routes.get(key) is route:
+                del self._routes[key]
+            addr = key[0]
+            if self._by_addr.get(addr) is route:
+                del self._by_addr[addr]
+                # parity of the address now goes to another live route, if any
+                for (a, _), other in self._routes.items():
+                    if a == addr:
+                        self._by_addr[addr] = other
+            if self._last_route is route:
+                self._last_key = self._last_route = None
+
+
+class Inbound:
+    """The pipeline of one UDP socket: a dialed session's or a listener's.
+
+    Use :meth:`for_session` or :meth:`for_listener`.
+
+    Args:
+        opener: the codec whose stateless ``open`` runs stage 2 (None: plain
+            mode, the stage is a no-op).
+        route: the one route of a dialed session (exclusive with ``table``).
+        table: the route table of a listener.
+
+    Attributes:
+        pre_filters: stage 1, run in order on every datagram.
+        post_filters: run on every datagram after stage 2.
+    """
+
+    def __init__(
+        self,
+        opener: Optional[Codec],
+        *,
+        route: Optional[Route] = None,
+        table: Optional[RouteTable] = None,
+        pre_filters: Iterable[PreFilter] = (),
+        post_filters: Iterable[PostFilter] = (),
+    ) -> None:
+        if (route is None) == (table is None):
+            raise ValueError("Inbound needs exactly one of route= and table=")
+        self.opener = opener
+        self.route = route
+        self.table = table
+        self.pre_filters: list[PreFilter] = list(pre_filters)
+        self.post_filters: list[PostFilter] = list(post_filters)
+
+    @classmethod
+    def for_session(
+        cls, route: Route, opener: Optional[Codec], remote: Optional[Address] = None
+    ) -> Inbound:
+        """The pipeline of a dialed session.
+
+        Args:
+            route: the session's route.
+            opener: its codec (None in plain mode).
+            remote: the peer's address when the socket is not connected (the
+                kernel does not filter): other sources count as ``InErrs``.
+        """
+        filters = [source_filter(remote)] if remote is not None else []
+        return cls(opener, route=route, pre_filters=filters)
+
+    @classmethod
+    def for_listener(cls, table: RouteTable, opener: Optional[Codec]) -> Inbound:
+        """The pipeline of a listener (routes by (address, conv))."""
+        return cls(opener, table=table)
+
+    def process(
+        self, batch: Iterable[tuple[bytes, Address]], now: float = 0.0, queued: int = 0
+    ) -> InboundResult:
+        """Run a batch of received datagrams through every stage.
+
+        Args:
+            batch: ``(packet, source address)`` pairs as ``recvfrom`` returns.
+            now: seconds on the caller's monotonic clock (blacklist expiry).
+            queued: sessions waiting for accept before this batch (listener).
+
+        Returns:
+            The deliveries, new routes and counts; see :class:`InboundResult`.
+        """
+        result = InboundResult()
+        by_route: dict[int, Delivery] = {}
+        deliveries = result.deliveries
+        opener = self.opener
+        pre = self.pre_filters
+        post = self.post_filters
+        single = self.route
+        table = self.table
+        for packet, addr in batch:
+            # 1. filter
+            if pre:
+                reason = None
+                for f in pre:
+                    reason = f(packet, addr)
+                    if reason is not None:
+                        break
+                if reason is not None:
+                    result.count(reason)
+                    continue
+            # 2. open (plain mode: no-op)
+            if opener is not None:
+                try:
+                    payload = opener.open(packet)
+                except PacketError as exc:
+                    result.count(exc.counter)
+                    continue
+            else:
+                payload = packet
+                if len(payload) > MTU_LIMIT:
+                    result.count("InErrs")
+                    continue
+            if post:
+                reason = None
+                for g in post:
+                    reason = g(packet, payload, addr)
+                    if reason is not None:
+                        break
+                if reason is not None:
+                    result.count(reason)
+                    continue
+            # 3. route
+            if single is not None:
+                if single.closed:
+                    continue
+                route = single
+            else:
+                assert table is not None
+                found = self._route(table, payload, addr, result, now, queued)
+                if found is None:
+                    continue
+                route = found
+            # 4. FEC decode (plain mode: no-op)
+            codec = route.codec
+            if codec is not None:
+                try:
+                    regular, recovered = codec.decode_payload(payload)
+                except PacketError as exc:
+                    result.count(exc.counter)
+                    continue
+            else:
+                if len(payload) < OVERHEAD:
+                    result.count("InErrs")
+                    continue
+                regular, recovered = payload, _NONE
+            d = by_route.get(id(route))
+            if d is None:
+                d = by_route[id(route)] = Delivery(route)
+                deliveries.append(d)
+            d.packets += 1
+            d.nbytes += len(payload)
+            if regular is not None:
+                d.datagrams.append(regular)
+            if recovered:
+                d.recovered.extend(recovered)
+        return result
+
+    def _route(
+        self,
+        table: RouteTable,
+        payload: bytes,
+        addr: Address,
+        result: InboundResult,
+        now: float,
+        queued: int,
+    ) -> Optional[Route]:
+        """Stage 3 of a listener: find or admit the route of one payload."""
+        if len(payload) < OVERHEAD:
+            result.count("InErrs")
+            return None
+        flag = _u16_at(payload, 4)[0]
+        if flag == TYPE_PARITY or (
+            flag == TYPE_DATA and len(payload) < FEC_HEADER_SIZE_PLUS2 + OVERHEAD
+        ):
+            # no conv: the address's latest route, never a new one
+            route = table.parity_route(addr)
+            if route is None:
+                result.unrouted += 1
+            return route
+        conv = _u32_at(payload, FEC_HEADER_SIZE_PLUS2 if flag == TYPE_DATA else 0)[0]
+        key = (addr, conv)
+        route = table.lookup(key)
+        if route is not None:
+            return route
+        reason = table.admission.check(
+            key,
+            kcp_view(payload),
+            sessions=len(table),
+            queued=queued + len(result.created),
+            now=now,
+        )
+        if reason is not None:
+            if reason == "invalid":
+                result.count("KCPInErrors")
+            else:
+                result.refused[reason] = result.refused.get(reason, 0) + 1
+            return None
+        route = table.add(key, now)
+        result.created.append(route)
+        return route

@@ -1,0 +1,283 @@
+"""The listener engine: one UDP socket, one receiver thread, many sessions.
+
+:class:`ListenerCore` is kcp-go's ``Listener`` without the socket API (that
+is :class:`kcpsock.Listener`): it runs the inbound pipeline
+(:mod:`kcpsock.inbound`) on every batch its receiver reads, turns the routes
+the pipeline admits into sessions, delivers each session its datagrams, and
+queues new sessions for :meth:`ListenerCore.accept`.
+
+Who runs what::
+
+    receiver thread   recvfrom batch -> Inbound.process (RouteTable lookups
+                      take no lock; admission and new routes take the
+                      listener lock briefly) -> new Sessions created under
+                      the listener lock -> Session.deliver for each session
+                      (never blocks on a session lock) -> accept queue
+    user threads      accept (waits on the listener's Condition), close
+    session close     Session.on_close -> ListenerCore.forget (listener lock)
+
+Lock order (outer first): listener lock -> session lock -> updater -> snmp.
+The receiver holds the listener lock only to map a route and create a
+session object, never while a session's lock is wanted.
+
+Invariants:
+
+* A listener session is keyed by (address, conv); FEC parity packets (no
+  conv) go to the most recent session of their address.  Keys enter the
+  blacklist at creation and again at close, for ``KCPConfig.blacklist_ttl``
+  seconds.
+* New conversations are refused (and counted in :attr:`ListenerCore.refused`)
+  when blacklisted, when ``backlog`` sessions already wait for accept, or
+  when ``max_sessions`` exist (:class:`kcpsock.inbound.Admission`).
+* Closing the listener stops accepting and closes the sessions not accepted
+  yet; accepted ones keep working, and the socket and receiver are released
+  when the last one closes.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections import deque
+from typing import Any, Optional
+
+from .config import KCPConfig
+from .errors import KCPBlockingIOError, KCPClosedError
+from .inbound import Admission, Blacklist, Inbound, RouteTable, make_codec
+from .session import (
+    Session,
+    Timeout,
+    listener_started,
+    listener_stopped,
+    release_updater,
+    wait_deadline,
+)
+from .stats import snmp
+from .transport import Batch, Receiver, Signal, Transport
+
+__all__ = ["ListenerCore"]
+
+
+class ListenerCore:
+    """The listener engine: one socket, one receiver thread, many sessions.
+
+    Args:
+        sock: a bound UDP socket.
+        owned: True if kcpsock created the socket (then it closes it).
+        config: options for the sessions it creates and its limits.
+        block, data_shards, parity_shards: the codec of its sessions.
+    """
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        *,
+        owned: bool,
+        config: KCPConfig,
+        block: Any = None,
+        data_shards: int = 0,
+        parity_shards: int = 0,
+    ) -> None:
+        self.config = config
+        self._block = block
+        self._shards = (data_shards, parity_shards)
+        if owned:
+            sock.settimeout(None)
+        self.transport = Transport(sock, owned=owned, connected=False)
+        self.sock = sock
+        self._lock = threading.RLock()
+        self._accept_cond = threading.Condition(self._lock)
+        self._queue: deque[Session] = deque()
+        self._closed = False  # no more accept
+        self._stopped = False  # receiver stopped, socket released
+        self._signal: Optional[Signal] = None
+        #: New conversations refused, by reason ("backlog", "max_sessions", "blacklist").
+        self.refused = {"backlog": 0, "max_sessions": 0, "blacklist": 0}
+        self.blacklist = Blacklist(float(config.blacklist_ttl))
+        self.admission = Admission(
+            backlog=config.backlog, max_sessions=config.max_sessions, blacklist=self.blacklist
+        )
+        self.table = RouteTable(
+            self.admission,
+            lambda: make_codec(block, data_shards, parity_shards),
+            lock=self._lock,
+        )
+        # the listener-wide codec only opens packets (stateless)
+        self.inbound = Inbound.for_listener(
+            self.table, make_codec(block, data_shards, parity_shards)
+        )
+        self._receiver = Receiver(self.transport, self._on_batch, "kcpsock-listener")
+        listener_started(self)
+        self._receiver.start()
+
+    @property
+    def backlog(self) -> int:
+        """Sessions waiting for accept at most."""
+        return self.admission.backlog
+
+    @property
+    def max_sessions(self) -> int:
+        """Live sessions at most."""
+        return self.admission.max_sessions
+
+    @property
+    def blacklist_ttl(self) -> float:
+        """Seconds a closed (address, conv) stays refused."""
+        return self.blacklist.ttl
+
+    # ------------------------------------------------------------- routing
+
+    def _on_batch(self, batch: Batch) -> None:
+        """Receiver callback: the pipeline, new sessions, deliveries."""
+        result = self.inbound.process(batch, time.monotonic(), len(self._queue))
+        new: list[Session] = []
+        if result.created:
+            with self._lock:
+                for route in result.created:
+                    key = route.key
+                    assert key is not None
+                    if self._closed:
+                        self.table.remove(route, None)
+                        continue
+                    s = Session(
+                        key[1],
+                        key[0],
+                        self.transport,
+                        self.config,
+                        route.codec,
+                        route=route,
+                        on_close=self.forget,
+                    )
+                    s.start()
+                    new.append(s)
+        for d in result.deliveries:
+            target = d.route.target
+            if target is not None:
+                target.deliver(d)
+        if new:
+            with self._lock:
+                for s in new:
+                    if self._closed:
+                        break
+                    self._queue.append(s)
+                self._accept_cond.notify_all()
+                if self._signal is not None and self._queue:
+                    self._signal.set()
+            if self._closed:
+                for s in new:
+                    if s not in self._queue:
+                        s.close(wait=False)
+        if result.refused:
+            with self._lock:
+                for reason, n in result.refused.items():
+                    self.refused[reason] = self.refused.get(reason, 0) + n
+        if result.errors:
+            snmp.add_many(result.errors)
+
+    def forget(self, s: Session) -> None:
+        """Called when a session of this listener closes: unmap it, refresh the blacklist."""
+        self.table.remove(s.route, time.monotonic())  # SESSION.md 7: protection from the close
+        with self._lock:
+            stop = self._closed and len(self.table) == 0
+        if stop:
+            self._stop()
+
+    # -------------------------------------------------------------- accept
+
+    def accept(self, deadline: Optional[float]) -> Session:
+        """Return the next new session, blocking until one arrives.
+
+        Args:
+            deadline: ``time.monotonic()`` limit; None forever; 0 non-blocking.
+
+        Returns:
+            A session, already counted open.
+
+        Raises:
+            KCPClosedError, KCPTimeoutError, KCPBlockingIOError.
+        """
+        with self._lock:
+            while True:
+                if self._closed:
+                    raise KCPClosedError()
+                if self._queue:
+                    s = self._queue.popleft()
+                    if not self._queue and self._signal is not None:
+                        self._signal.clear()
+                    return s
+                if deadline == 0:
+                    raise KCPBlockingIOError()
+                if not wait_deadline(self._accept_cond, deadline):
+                    raise Timeout()
+
+    def signal_fileno(self) -> int:
+        """Return a file descriptor readable while :meth:`accept` would not block."""
+        with self._lock:
+            if self._closed:
+                raise KCPClosedError()
+            if self._signal is None:
+                self._signal = Signal()
+                if self._queue:
+                    self._signal.set()
+            return self._signal.fileno()
+
+    @property
+    def closed(self) -> bool:
+        """True after :meth:`close`."""
+        return self._closed
+
+    def session_count(self) -> int:
+        """Return the number of live sessions (accepted or waiting)."""
+        return len(self.table)
+
+    def sessions(self) -> list[Session]:
+        """Return the live sessions (accepted or waiting), a snapshot."""
+        return [r.target for r in self.table.routes() if r.target is not None]
+
+    def close(self) -> None:
+        """Stop accepting; close sessions not accepted yet.
+
+        Accepted sessions keep working (like TCP connections after the
+        listening socket closes); the socket and the receiver thread are
+        released when the last of them closes.  Idempotent.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            pending = list(self._queue)
+            self._queue.clear()
+            self._accept_cond.notify_all()
+            signal, self._signal = self._signal, None
+        if signal is not None:
+            signal.close()
+        for s in pending:
+            s.close()
+        if len(self.table) == 0:
+            self._stop()
+
+    def close_all(self) -> None:
+        """Close the listener and every session it created (interpreter exit)."""
+        self.close()
+        for s in self.sessions():
+            s.close()
+        self._stop()
+
+    def _stop(self) -> None:
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+        self._receiver.stop()
+        listener_stopped(self)
+        release_updater(True)
+
+    @property
+    def stopped(self) -> bool:
+        """True once the receiver thread and the socket were released."""
+        return self._stopped
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<ListenerCore {state} sessions={len(self.table)}>"

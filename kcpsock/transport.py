@@ -1,0 +1,281 @@
+"""The UDP side of a session: the socket, the send path, the receiver thread.
+
+Threads and locks:
+
+* :class:`Receiver` is one thread per UDP socket (a dialed session's, or a
+  listener's).  It only does I/O and hands each batch of up to
+  :data:`BATCH` datagrams to its handler (the inbound pipeline and the
+  sessions' inbound queues).  It takes no session lock that it could block
+  on: handlers use non-blocking acquires only.
+* :meth:`Transport.send` may be called by any thread, concurrently, with no
+  lock held; ``sendto`` on a UDP socket is thread-safe.
+* :class:`Signal` never blocks: it may be set and cleared under a session
+  or listener lock.
+
+Invariants:
+
+* a socket passed in by the caller (``owned=False``) is never closed, shut
+  down or switched between blocking modes;
+* a receiver never dies of an exception in its handler or of a socket error
+  while its socket is open: the error is logged (and counted as ``InErrs``
+  for recvfrom failures) and the loop goes on;
+* send errors are ignored, as kcp-go does: KCP retransmits.
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import threading
+import time
+from typing import Any, Callable, Optional
+
+from .config import MTU_LIMIT
+from .stats import snmp
+
+__all__ = ["BATCH", "RECV_SIZE", "Receiver", "Signal", "Transport"]
+
+_log = logging.getLogger("kcpsock.transport")
+
+# The global counters get a real lock as soon as an I/O layer exists.
+snmp.set_lock(threading.RLock())
+
+#: Datagrams taken from the kernel per receiver wake-up.
+BATCH = 64
+#: Receive buffer: kcp-go's mtuLimit (larger datagrams are truncated, then rejected).
+RECV_SIZE = MTU_LIMIT
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+
+Address = Any
+Batch = list[tuple[bytes, Address]]
+
+
+class Transport:
+    """A UDP socket as sessions send through it (shared or owned).
+
+    Args:
+        sock: the UDP socket.
+        owned: True if kcpsock created it (and closes it).
+        connected: True if it is connected to the one peer (the kernel
+            filters other sources; ``send`` instead of ``sendto``).
+
+    Attributes:
+        sock: the UDP socket (public for socket options and addresses).
+    """
+
+    __slots__ = ("connected", "owned", "sock")
+
+    def __init__(self, sock: socket.socket, *, owned: bool, connected: bool) -> None:
+        self.sock = sock
+        self.owned = owned
+        self.connected = connected
+
+    @property
+    def family(self) -> int:
+        """The socket's address family."""
+        return int(self.sock.family)
+
+    def local_address(self) -> Address:
+        """Return ``getsockname()`` of the UDP socket."""
+        return self.sock.getsockname()
+
+    def send(self, packets: list[bytes], remote: Address) -> tuple[int, int]:
+        """Send wire packets to ``remote`` (ignored on a connected socket).
+
+        Args:
+            packets: UDP payloads.
+            remote: the destination.
+
+        Returns:
+            ``(datagrams sent, bytes sent)``; failures are skipped silently.
+        """
+        sent = nbytes = 0
+        sock = self.sock
+        try:
+            if self.connected:
+                send = sock.send
+                for p in packets:
+                    try:
+                        send(p)
+                    except (BlockingIOError, ConnectionRefusedError, InterruptedError):
+                        continue  # kcp-go ignores write errors: KCP retransmits
+                    sent += 1
+                    nbytes += len(p)
+            else:
+                sendto = sock.sendto
+                for p in packets:
+                    try:
+                        sendto(p, remote)
+                    except (BlockingIOError, ConnectionRefusedError, InterruptedError):
+                        continue
+                    sent += 1
+                    nbytes += len(p)
+        except OSError:
+            pass  # socket closed under us, or unreachable: nothing to report (kcp-go)
+        return sent, nbytes
+
+
+class Signal:
+    """A socketpair whose read end is readable while a condition holds.
+
+    Gives a session or listener a ``fileno()`` that ``select``/``selectors``
+    /``poll`` accept.  Both ends are non-blocking; :meth:`set` and
+    :meth:`clear` never block, so they may run under a session lock.
+    """
+
+    __slots__ = ("_is_set", "_r", "_w")
+
+    def __init__(self) -> None:
+        self._r, self._w = socket.socketpair()
+        self._r.setblocking(False)
+        self._w.setblocking(False)
+        self._is_set = False
+
+    def fileno(self) -> int:
+        """Return the descriptor to select on."""
+        return self._r.fileno()
+
+    def set(self) -> None:
+        """Make the descriptor readable."""
+        if not self._is_set:
+            self._is_set = True
+            try:
+                self._w.send(b"\x01")
+            except OSError:
+                pass
+
+    def clear(self) -> None:
+        """Make the descriptor not readable."""
+        if self._is_set:
+            self._is_set = False
+            try:
+                while self._r.recv(64):
+                    pass
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        """Close both ends."""
+        self._r.close()
+        self._w.close()
+
+
+class Receiver:
+    """The receiver thread of one UDP socket.
+
+    Owned sockets (blocking mode) are read with a blocking ``recvfrom`` and
+    woken for the stop by ``shutdown(SHUT_RD)`` (Linux wakes blocked readers
+    even on an unconnected UDP socket).  A caller's socket is never shut
+    down, closed or switched between blocking modes: the thread waits in
+    ``select`` on it and on a private wake-up socketpair, then drains it with
+    ``MSG_DONTWAIT``.
+
+    Args:
+        transport: the socket to read.
+        handler: called with each batch of ``(packet, address)``; must not
+            block on a session lock.
+        name: the thread's name.
+    """
+
+    def __init__(self, transport: Transport, handler: Callable[[Batch], None], name: str) -> None:
+        self._transport = transport
+        self._handler = handler
+        self._stopping = False
+        self._wake: Optional[tuple[socket.socket, socket.socket]] = None
+        if not transport.owned:
+            r, w = socket.socketpair()
+            r.setblocking(False)
+            w.setblocking(False)
+            self._wake = (r, w)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    @property
+    def thread(self) -> threading.Thread:
+        """The receiver's thread."""
+        return self._thread
+
+    def start(self) -> None:
+        """Start the thread."""
+        self._thread.start()
+
+    def is_alive(self) -> bool:
+        """True while the thread runs."""
+        return self._thread.is_alive()
+
+    def stopping(self) -> bool:
+        """True once :meth:`stop` was called."""
+        return self._stopping
+
+    def stop(self, wait: bool = True) -> None:
+        """Stop the thread, wait for it (bounded, if ``wait``), release our sockets."""
+        self._stopping = True
+        transport = self._transport
+        if self._wake is not None:
+            try:
+                self._wake[1].send(b"\x00")
+            except OSError:
+                pass
+        else:
+            try:
+                transport.sock.shutdown(socket.SHUT_RD)
+            except OSError:
+                pass  # ENOTCONN on an unconnected socket: the readers are woken anyway
+        try:
+            # no is_alive() test: the thread may end between it and the join
+            thread = self._thread
+            if wait and thread is not threading.current_thread() and thread.ident is not None:
+                thread.join(2.0)
+        finally:  # also when Ctrl-C interrupts the join: no descriptor leaks
+            if self._wake is not None:
+                self._wake[0].close()
+                self._wake[1].close()
+            if transport.owned:
+                transport.sock.close()
+
+    def _run(self) -> None:
+        sock = self._transport.sock
+        recvfrom = sock.recvfrom
+        handler = self._handler
+        wake = self._wake
+        size = RECV_SIZE
+        flags = _DONTWAIT
+        while not self._stopping:
+            batch: Batch = []
+            try:
+                if wake is not None:
+                    ready, _, _ = select.select([sock, wake[0]], [], [])
+                    if self.stopping():
+                        return
+                    if sock not in ready:
+                        continue
+                    timeout = sock.gettimeout()
+                    if timeout:
+                        # CPython polls with the socket's timeout before a
+                        # recv: ask select first so the drain never waits
+                        while len(batch) < BATCH and select.select([sock], [], [], 0)[0]:
+                            batch.append(recvfrom(size, flags))
+                        raise BlockingIOError
+                else:
+                    item = recvfrom(size)
+                    if self.stopping():
+                        return
+                    batch.append(item)
+                while len(batch) < BATCH:
+                    batch.append(recvfrom(size, flags))
+            except (BlockingIOError, InterruptedError):
+                pass
+            except ConnectionRefusedError:
+                pass  # ICMP port unreachable on a connected socket: the peer is not up yet
+            except (OSError, ValueError):
+                if self.stopping() or sock.fileno() < 0:
+                    return
+                snmp.add("InErrs")
+                _log.debug("recvfrom failed", exc_info=True)
+                time.sleep(0.01)  # a persistent error must not spin the CPU
+            if not batch:
+                continue
+            try:
+                handler(batch)
+            except Exception:  # never let one bad batch kill the receiver
+                _log.exception("receiver batch failed")

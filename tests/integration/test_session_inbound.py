@@ -1,0 +1,153 @@
+"""Receivers never wait for a session lock; queued input is never left behind.
+
+Real UDP on 127.0.0.1.  One session's lock is held by a "writer" (a thread
+inside ``Session.locked``, standing for a user thread in a long ``send``);
+the listener's receiver must go on serving the other sessions, and what
+arrived for the held session meanwhile must be drained when the lock is
+released.  Waits are bounded; nothing sleeps to synchronise.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import kcpsock
+from tests.helpers import wait_until
+
+FAST = dict(nodelay=1, interval=10, resend=2, nc=True)
+
+
+@pytest.fixture
+def listener() -> Iterator[kcpsock.Listener]:
+    ln = kcpsock.listen(("127.0.0.1", 0), **FAST)
+    ln.settimeout(5)
+    yield ln
+    ln.core.close_all()
+
+
+def hold_lock(sock: kcpsock.KCPSocket) -> tuple[threading.Event, threading.Thread]:
+    """Hold ``sock``'s session lock from another thread until the event is set."""
+    held = threading.Event()
+    release = threading.Event()
+
+    def holder(kcp: Any) -> None:
+        held.set()
+        release.wait(20)
+
+    t = threading.Thread(target=lambda: sock.session.locked(holder), daemon=True)
+    t.start()
+    assert held.wait(5)
+    return release, t
+
+
+def test_listener_receiver_serves_others_while_a_session_lock_is_held(
+    listener: kcpsock.Listener,
+) -> None:
+    addr = listener.getsockname()
+    blocked_client = kcpsock.dial(addr, **FAST)
+    other_client = kcpsock.dial(addr, **FAST)
+    try:
+        for c in (blocked_client, other_client):
+            c.settimeout(5)
+        blocked_client.sendall(b"hello")
+        blocked, _ = listener.accept()
+        blocked.settimeout(5)
+        assert blocked.recv(5) == b"hello"
+        other_client.sendall(b"first")
+        other, _ = listener.accept()
+        other.settimeout(5)
+        assert other.recv(5) == b"first"
+
+        release, holder = hold_lock(blocked)
+        try:
+            # input for the held session queues up behind its lock ...
+            blocked_client.sendall(b"queued while held")
+            assert wait_until(lambda: blocked.session.queued_batches() > 0)
+            # ... while the receiver keeps serving the other session: round trips
+            for i in range(50):
+                msg = b"ping %d" % i
+                other_client.sendall(msg)
+                assert other.recv(64) == msg
+                other.sendall(msg)
+                assert other_client.recv(64) == msg
+            assert holder.is_alive()  # the lock was held all along
+            assert blocked.session.queued_batches() > 0  # and nothing drained it
+        finally:
+            release.set()
+            holder.join(5)
+        # what was queued meanwhile is drained by the thread that released
+        # the lock (check after release), not lost
+        assert blocked.recv(64) == b"queued while held"
+        blocked.sendall(b"and back")
+        assert blocked_client.recv(64) == b"and back"
+        assert blocked.session.inbox_drops == 0
+        blocked.close()
+        other.close()
+    finally:
+        blocked_client.close()
+        other_client.close()
+
+
+def test_queued_input_wakes_a_reader_blocked_before_the_lock_was_freed(
+    listener: kcpsock.Listener,
+) -> None:
+    # a reader waits in recv; a writer holds the lock while data arrives; the
+    # data must reach the reader once the writer lets go (no lost wake-up)
+    client = kcpsock.dial(listener.getsockname(), **FAST)
+    try:
+        client.settimeout(5)
+        client.sendall(b"x")
+        conn, _ = listener.accept()
+        conn.settimeout(5)
+        assert conn.recv(1) == b"x"
+        got: list[bytes] = []
+        reading = threading.Event()
+
+        def reader() -> None:
+            reading.set()
+            got.append(conn.recv(64))
+
+        r = threading.Thread(target=reader, daemon=True)
+        r.start()
+        assert reading.wait(5)
+        release, holder = hold_lock(conn)
+        try:
+            client.sendall(b"late data")
+            assert wait_until(lambda: conn.session.queued_batches() > 0)
+        finally:
+            release.set()
+            holder.join(5)
+        r.join(5)
+        assert got == [b"late data"]
+        conn.close()
+    finally:
+        client.close()
+
+
+def test_dialed_session_receiver_does_not_wait_for_a_held_lock() -> None:
+    with kcpsock.listen(("127.0.0.1", 0), **FAST) as ln:
+        ln.settimeout(5)
+        client = kcpsock.dial(ln.getsockname(), **FAST)
+        try:
+            client.settimeout(5)
+            client.sendall(b"a")
+            conn, _ = ln.accept()
+            conn.settimeout(5)
+            assert conn.recv(1) == b"a"
+            release, holder = hold_lock(client)
+            try:
+                conn.sendall(b"while held")
+                # the client's receiver took the datagram off the socket and
+                # queued it instead of waiting for the lock
+                assert wait_until(lambda: client.session.queued_batches() > 0)
+            finally:
+                release.set()
+                holder.join(5)
+            assert client.recv(64) == b"while held"
+            conn.close()
+        finally:
+            client.close()

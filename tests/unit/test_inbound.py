@@ -1,0 +1,276 @@
+"""Unit tests of kcpsock.inbound: the one inbound pipeline (pure: no sockets, no clock)."""
+
+from __future__ import annotations
+
+import random
+import struct
+from typing import Any, Optional
+
+import pytest
+
+from kcpsock.codec import PacketCodec
+from kcpsock.crypt import derive_key, new_block_crypt
+from kcpsock.inbound import (
+    Admission,
+    Blacklist,
+    Inbound,
+    InboundResult,
+    Route,
+    RouteTable,
+    is_kcp_datagram,
+    make_codec,
+)
+
+KEY = derive_key("inbound tests")
+A = ("127.0.0.1", 1000)
+B = ("127.0.0.1", 2000)
+
+
+def push(conv: int, sn: int = 0, payload: bytes = b"hello") -> bytes:
+    """A KCP PUSH datagram: conv, cmd 81, frg, wnd, ts, sn, una, len, data."""
+    return struct.pack("<IBBHIIII", conv, 81, 0, 128, 1000, sn, 0, len(payload)) + payload
+
+
+def ack(conv: int, sn: int = 0) -> bytes:
+    return struct.pack("<IBBHIIII", conv, 82, 0, 128, 1000, sn, 0, 0)
+
+
+def seeded(block: Any = None, d: int = 0, p: int = 0, seed: int = 0) -> PacketCodec:
+    rng = random.Random(seed)
+    return PacketCodec(block, d, p, random_bytes=lambda n: rng.randbytes(n))
+
+
+def listener(
+    block: Any = None,
+    d: int = 0,
+    p: int = 0,
+    *,
+    backlog: int = 128,
+    max_sessions: int = 4096,
+    ttl: float = 600.0,
+) -> Inbound:
+    admission = Admission(backlog=backlog, max_sessions=max_sessions, blacklist=Blacklist(ttl))
+    table = RouteTable(admission, lambda: make_codec(block, d, p))
+    return Inbound.for_listener(table, make_codec(block, d, p))
+
+
+def one(result: InboundResult) -> list[bytes]:
+    assert len(result.deliveries) == 1
+    return result.deliveries[0].datagrams
+
+
+# ---------------------------------------------------------------- dialed
+
+
+def test_plain_mode_is_the_same_pipeline_with_no_op_stages() -> None:
+    route = Route(None, None)
+    inbound = Inbound.for_session(route, None)
+    dgs = [push(7, sn) for sn in range(3)]
+    result = inbound.process([(dg, A) for dg in dgs])
+    assert one(result) == dgs
+    d = result.deliveries[0]
+    assert d.route is route and d.packets == 3 and d.nbytes == sum(map(len, dgs))
+    assert d.recovered == [] and result.errors == {}
+
+
+def test_plain_mode_counts_short_and_oversized_datagrams() -> None:
+    inbound = Inbound.for_session(Route(None, None), None)
+    result = inbound.process([(b"x" * 23, A), (b"x" * 1501, A), (push(1), A)])
+    assert result.errors == {"InErrs": 2}
+    assert one(result) == [push(1)]
+
+
+def test_source_filter_of_an_unconnected_dialed_socket() -> None:
+    inbound = Inbound.for_session(Route(None, None), None, remote=A)
+    result = inbound.process([(push(1), B), (push(1, 1), A)])
+    assert result.errors == {"InErrs": 1}
+    assert one(result) == [push(1, 1)]
+
+
+def test_crypto_errors_are_counted_under_their_snmp_counter() -> None:
+    block = new_block_crypt("aes", KEY)
+    tx = seeded(block)
+    rx = make_codec(new_block_crypt("aes", KEY))
+    good = tx.encode(push(9))[0]
+    bad_crc = bytearray(good)
+    bad_crc[-1] ^= 0xFF
+    wrong_key = seeded(new_block_crypt("aes", derive_key("other"))).encode(push(9))[0]
+    inbound = Inbound.for_session(Route(None, rx), rx)
+    result = inbound.process([(good, A), (bytes(bad_crc), A), (wrong_key, A), (b"short", A)])
+    assert result.errors == {"InCsumErrors": 2, "InErrs": 1}
+    assert one(result) == [push(9)]
+
+
+def test_bad_fec_packet_is_counted() -> None:
+    rx = make_codec(None, 2, 1)
+    inbound = Inbound.for_session(Route(None, rx), rx)
+    # an FEC data packet (flag 0xF1) too short to hold a KCP header
+    bad = struct.pack("<IHH", 1, 0xF1, 6) + b"\0" * 4
+    result = inbound.process([(bad, A)])
+    assert result.errors == {"InErrs": 1}
+    assert result.deliveries == []
+
+
+def test_post_open_filter_seam_drops_and_counts() -> None:
+    seen: list[bytes] = []
+
+    def replay(packet: bytes, payload: bytes, addr: Any) -> Optional[str]:
+        if packet in seen:
+            return "InErrs"
+        seen.append(packet)
+        return None
+
+    inbound = Inbound.for_session(Route(None, None), None)
+    inbound.post_filters.append(replay)
+    result = inbound.process([(push(1), A), (push(1), A), (push(1, 1), A)])
+    assert result.errors == {"InErrs": 1}
+    assert one(result) == [push(1), push(1, 1)]
+
+
+def test_closed_route_gets_nothing() -> None:
+    route = Route(None, None)
+    route.closed = True
+    result = Inbound.for_session(route, None).process([(push(1), A)])
+    assert result.deliveries == [] and result.errors == {}
+
+
+# -------------------------------------------------------------- listener
+
+
+def test_listener_routes_by_address_and_conv() -> None:
+    inbound = listener()
+    batch = [(push(1), A), (push(2), A), (push(1), B), (push(1, 1), A)]
+    result = inbound.process(batch)
+    keys = [r.key for r in result.created]
+    assert keys == [(A, 1), (A, 2), (B, 1)]
+    got = {d.route.key: d.datagrams for d in result.deliveries}
+    assert got == {(A, 1): [push(1), push(1, 1)], (A, 2): [push(2)], (B, 1): [push(1)]}
+    # the next batch finds the same routes, creates nothing
+    again = inbound.process([(push(2, 1), A)])
+    assert again.created == []
+    assert again.deliveries[0].route is result.created[1]
+
+
+def test_last_key_cache_answers_repeated_keys_and_never_a_closed_route() -> None:
+    inbound = listener()
+    table = inbound.table
+    assert table is not None
+    first = inbound.process([(push(1, sn), A) for sn in range(5)])
+    route = first.created[0]
+    assert table.cache_hits == 4
+    table.remove(route, now=0.0)
+    assert route.closed and table.lookup((A, 1)) is None
+    # a datagram of the closed key is refused by the blacklist, not delivered
+    later = inbound.process([(push(1, 5), A)], now=1.0)
+    assert later.deliveries == [] and later.refused == {"blacklist": 1}
+
+
+def test_unknown_key_needs_a_valid_kcp_datagram() -> None:
+    inbound = listener()
+    garbage = struct.pack("<I", 5) + b"\x07" * 30  # conv 5, command 7
+    truncated = push(5)[:-1]
+    other_conv_inside = push(5) + push(6)
+    result = inbound.process([(garbage, A), (truncated, A), (b"\0" * 10, A)])
+    assert result.errors == {"KCPInErrors": 2, "InErrs": 1}
+    assert result.created == []
+    assert not is_kcp_datagram(other_conv_inside, 5)
+    assert is_kcp_datagram(push(5) + ack(5), 5)
+    assert not is_kcp_datagram(push(5) + ack(6), 5)
+
+
+def test_admission_backlog_and_max_sessions() -> None:
+    inbound = listener(backlog=2)
+    result = inbound.process([(push(c), A) for c in range(4)], queued=0)
+    assert len(result.created) == 2 and result.refused == {"backlog": 2}
+    result = inbound.process([(push(9), B)], queued=2)
+    assert result.created == [] and result.refused == {"backlog": 1}
+
+    capped = listener(max_sessions=3)
+    result = capped.process([(push(c), A) for c in range(5)])
+    assert len(result.created) == 3 and result.refused == {"max_sessions": 2}
+
+
+def test_blacklist_expiry_and_discard() -> None:
+    inbound = listener(ttl=10.0)
+    table = inbound.table
+    assert table is not None
+    route = inbound.process([(push(1), A)], now=0.0).created[0]
+    table.remove(route, now=5.0)  # closed at t=5: refused until t=15
+    assert inbound.process([(push(1), A)], now=14.9).refused == {"blacklist": 1}
+    reborn = inbound.process([(push(1), A)], now=15.1)
+    assert [r.key for r in reborn.created] == [(A, 1)]
+    # a route that never became visible is forgotten, not blacklisted
+    table.remove(reborn.created[0], now=None)
+    assert len(inbound.process([(push(1), A)], now=15.2).created) == 1
+
+
+def test_blacklist_disabled_and_bounded() -> None:
+    off = Blacklist(0)
+    off.add((A, 1), 0.0)
+    assert not off.has((A, 1), 0.0) and len(off) == 0
+    small = Blacklist(100.0, max_entries=3)
+    for conv in range(10):
+        small.add((A, conv), float(conv))
+    assert len(small) == 3
+    assert small.has((A, 9), 10.0) and not small.has((A, 0), 10.0)
+    assert not small.has((A, 9), 109.1)  # expired
+
+
+def test_fec_parity_is_routed_to_its_session_and_recovers() -> None:
+    tx = seeded(None, 2, 1)
+    p1 = tx.encode(push(3, 0))
+    p2 = tx.encode(push(3, 1))
+    assert len(p1) == 1 and len(p2) == 2  # data, then data + parity
+    data0, data1, parity = p1[0], p2[0], p2[1]
+    inbound = listener(None, 2, 1)
+    first = inbound.process([(data0, A)])
+    route = first.created[0]
+    # data1 lost: the parity (no conv on the wire) still reaches the route
+    result = inbound.process([(parity, A)])
+    assert result.created == [] and result.unrouted == 0
+    d = result.deliveries[0]
+    assert d.route is route and d.datagrams == [] and d.recovered == [push(3, 1)]
+    assert data1  # (never delivered)
+
+
+def test_parity_of_an_unknown_address_is_unrouted_and_never_creates() -> None:
+    tx = seeded(None, 1, 1)
+    data, parity = tx.encode(push(4))
+    inbound = listener(None, 1, 1)
+    result = inbound.process([(parity, B)])
+    assert result.unrouted == 1 and result.created == [] and result.deliveries == []
+    # parity goes to the most recent live route of the address
+    table = inbound.table
+    assert table is not None
+    r1 = inbound.process([(data, A)]).created[0]
+    tx2 = seeded(None, 1, 1, seed=1)
+    d2, _ = tx2.encode(push(5))
+    r2 = inbound.process([(d2, A)]).created[0]
+    assert table.parity_route(A) is r2
+    table.remove(r2, now=0.0)
+    assert table.parity_route(A) is r1
+
+
+def test_listener_with_crypto_and_fec_counts_every_error_path() -> None:
+    block = new_block_crypt("aes", KEY)
+    tx = seeded(block, 2, 1)
+    good = tx.encode(push(8))[0]
+    bad = bytearray(good)
+    bad[30] ^= 1
+    inbound = listener(block, 2, 1)
+    result = inbound.process([(good, A), (bytes(bad), A), (b"\0" * 5, A), (b"\0" * 1600, A)])
+    assert result.errors == {"InCsumErrors": 1, "InErrs": 2}
+    assert one(result) == [push(8)]
+
+
+@pytest.mark.parametrize("bad", [b"", b"\0" * 23, b"\xff" * 24, b"\x01" * 40])
+def test_arbitrary_bytes_never_raise(bad: bytes) -> None:
+    for inbound in (listener(), listener(None, 2, 1), listener(new_block_crypt("aes", KEY))):
+        result = inbound.process([(bad, A)])
+        dropped = sum(result.errors.values()) + sum(result.refused.values()) + result.unrouted
+        assert dropped == 1
+
+
+def test_inbound_needs_exactly_one_router() -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        Inbound(None)
