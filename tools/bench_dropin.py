@@ -66,7 +66,9 @@ HTTP_KEPT = 300
 class Transport:
     """The two worlds: server classes and ``create_connection``."""
 
-    def __init__(self, kind: str, tuned: bool = False) -> None:
+    def __init__(
+        self, kind: str, tuned: bool = False, options: Optional[dict[str, Any]] = None
+    ) -> None:
         self.kind = kind
         import socketserver
 
@@ -83,8 +85,8 @@ class Transport:
 
             self.server_cls = ThreadingKCPServer
             self.connect = kcpsock.create_connection
-            self.server_kw = {}
-            self.client_kw = {}
+            self.server_kw = dict(options or {})
+            self.client_kw = dict(options or {})
             if tuned:
                 cfg = kcpsock.KCPConfig(
                     nodelay=1,
@@ -298,11 +300,11 @@ def row_http(t: Transport, keepalive: bool) -> dict[str, Any]:
     }
 
 
-def run_row(row: str, kind: str) -> dict[str, Any]:
+def run_row(row: str, kind: str, options: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Run one row on one transport in this process."""
     if row == "bulk-tuned":
         return row_bulk(Transport(kind, tuned=True))
-    t = Transport(kind)
+    t = Transport(kind, options=options)
     if row.startswith("echo-"):
         return row_echo(t, int(row[5:]))
     if row == "lines-rt":
@@ -321,12 +323,16 @@ def run_row(row: str, kind: str) -> dict[str, Any]:
 # ------------------------------------------------------------------- driver
 
 
-def child(row: str, kind: str, limit: float, kcpsock_path: Optional[str]) -> dict[str, Any]:
+def child(
+    row: str, kind: str, limit: float, kcpsock_path: Optional[str], options: list[str]
+) -> dict[str, Any]:
     """Run a row in a child process, killed after ``limit`` seconds."""
     env = dict(os.environ)
     if kcpsock_path:
         env["PYTHONPATH"] = kcpsock_path + os.pathsep + env.get("PYTHONPATH", "")
     argv = [sys.executable, str(Path(__file__).resolve()), "--child", row, kind]
+    if options:
+        argv += ["--options", *options]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     try:
         out, err = proc.communicate(timeout=limit)
@@ -392,17 +398,27 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="runs per cell (median kept)")
     parser.add_argument("--limit", type=float, default=60.0, help="seconds per cell")
     parser.add_argument("--kcpsock", default=None, help="import kcpsock from this checkout")
+    parser.add_argument(
+        "--options",
+        nargs="+",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="KCPConfig fields for the kcpsock side (to compare profiles), e.g. nodelay=0",
+    )
     parser.add_argument("--child", nargs=2, metavar=("ROW", "KIND"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         row, kind = args.child
-        print(json.dumps(run_row(row, kind)), flush=True)
+        opts = {k: json.loads(v) for k, _, v in (o.partition("=") for o in args.options)}
+        print(json.dumps(run_row(row, kind, opts)), flush=True)
         os._exit(0)  # leave stuck sessions and handler threads behind at once
     import platform
 
     where = args.kcpsock or str(ROOT)
     print(f"# bench_dropin: kcpsock from {where}; Python {platform.python_version()};")
     print(f"# {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; median of {args.repeat}")
+    if args.options:
+        print(f"# kcpsock options: {' '.join(args.options)}")
     print()
     print("| row | TCP | kcpsock (no configuration) | kcpsock / TCP |")
     print("|-----|-----|-----|-----|")
@@ -413,7 +429,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         results: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
         for _ in range(args.repeat):
             for kind in kinds:  # alternate, so both see the same load
-                results[kind].append(child(row, kind, args.limit, args.kcpsock))
+                results[kind].append(child(row, kind, args.limit, args.kcpsock, args.options))
         med = {k: median_result(row, v) for k, v in results.items()}
         kcp = med["kcp"]
         if row == "bulk-tuned":
