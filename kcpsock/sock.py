@@ -1196,7 +1196,7 @@ class Listener(_Timeouts):
             return
         if isinstance(backlog, bool) or not isinstance(backlog, int):
             raise TypeError(f"backlog must be an int, not {type(backlog).__name__}")
-        self._core.backlog = max(1, backlog)
+        self._core.admission.backlog = max(1, backlog)
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         # as socket.socket: no copies (a copy's collection would close the listener)
