@@ -117,9 +117,27 @@ class KCPConfig:
     """Listener: live sessions at most; new conversations beyond it are dropped."""
     blacklist_ttl: float = 600.0
     """Listener: seconds during which a closed (address, conv) cannot be reopened; 0 disables."""
-    linger: float = 0.0
-    """Seconds ``close()`` waits for queued and unacknowledged data to be acknowledged
-    (like SO_LINGER); 0 is kcp-go's behaviour: one last flush, best effort."""
+    send_buffer: int = 1 << 20
+    """Bytes ``send`` may queue behind the send window before it blocks (like
+    SO_SNDBUF; kcp-go instead blocks while ``sndwnd`` segments wait).  In stream
+    mode tiny writes queued there merge into full segments; in message mode
+    each queued message counts as a full segment."""
+    linger: Optional[float] = None
+    """What ``close()`` does with data not acknowledged yet (SO_LINGER).  None (the
+    default, as TCP): return at once and keep delivering in the background until
+    everything is acknowledged, the link is dead or ``close_timeout`` passed.
+    0: kcp-go's close, one last flush and the rest is dropped.  A number > 0:
+    block up to that many seconds for the acknowledgements, then go on in the
+    background."""
+    close_timeout: float = 60.0
+    """Seconds a closed session may keep delivering in the background at most."""
+    keepalive_interval: float = 10.0
+    """Seconds without any datagram from the peer after which an idle session
+    probes it (a KCP window probe, WASK, which kcp-go and kcpsock answer with WINS)."""
+    keepalive_timeout: float = 30.0
+    """Seconds without any datagram from the peer (probes unanswered) after which
+    the peer counts as dead: ``recv`` returns b"" once buffered data is read,
+    ``send`` raises ConnectionResetError.  0 turns detection and probes off."""
 
     #: The fields :meth:`kcp_go` resets to kcp-go's values for a fresh session.
     KCP_GO_DEFAULTS: ClassVar[dict[str, Any]] = {
@@ -135,6 +153,8 @@ class KCPConfig:
         "write_delay": False,
         "dup": 0,
         "dead_link": 20,
+        "linger": 0.0,
+        "keepalive_timeout": 0.0,
     }
 
     PRESETS: ClassVar[dict[str, tuple[int, int, int, bool]]] = PRESETS
@@ -160,12 +180,20 @@ class KCPConfig:
             _check_int("write_buffer", self.write_buffer, 1)
         _check_int("backlog", self.backlog, 1)
         _check_int("max_sessions", self.max_sessions, 1)
-        for name in ("linger",):
+        _check_int("send_buffer", self.send_buffer, 1)
+        for name in ("linger", "close_timeout", "keepalive_interval", "keepalive_timeout"):
             value = getattr(self, name)
+            if value is None and name == "linger":
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise TypeError(f"{name} must be a number, not {type(value).__name__}")
             if not 0 <= value < float("inf"):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+        if self.keepalive_timeout and not self.keepalive_interval:
+            raise ValueError(
+                "keepalive_interval must be > 0 while keepalive_timeout is on"
+                " (set keepalive_timeout=0 to turn dead-peer detection off)"
+            )
         ttl = self.blacklist_ttl
         if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
             raise TypeError(f"blacklist_ttl must be a number, not {type(ttl).__name__}")
@@ -212,9 +240,11 @@ class KCPConfig:
 
         nodelay 0, interval 100 ms, resend 0, congestion control on, windows
         32/32, MTU 1400, message mode, no ACK-nodelay, no write delay, no
-        DUP, dead link after 20 transmissions (KCP.md §5, SESSION.md §3).
-        The kcpsock-only fields (socket buffers, listener limits, blacklist)
-        keep kcpsock's values; they change nothing on the wire.
+        DUP, dead link after 20 transmissions (KCP.md §5, SESSION.md §3);
+        ``close()`` flushes once (``linger=0``) and no keep-alive probes are
+        sent (``keepalive_timeout=0``), as kcp-go.  The other kcpsock-only
+        fields (socket buffers, send buffer, listener limits, blacklist) keep
+        kcpsock's values; they change nothing on the wire.
 
         Args:
             **overrides: any field, e.g. ``stream=True``.

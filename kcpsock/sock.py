@@ -36,7 +36,9 @@ from .listener import ListenerCore
 from .session import (
     Session,
     SessionState,
+    Timeout,
     byte_view,
+    drain_closing,
     live_listeners,
     live_sessions,
 )
@@ -316,14 +318,16 @@ class KCPSocket(_Timeouts):
 
         Returns:
             The data (one message, or part of it if ``bufsize`` is smaller;
-            several segments in stream mode); b"" after ``shutdown(SHUT_RD)``
-            or a close from another thread.  Never b"" because of silence.
+            several segments in stream mode); b"" after ``shutdown(SHUT_RD)``,
+            a close from another thread, or once the peer is gone (the link
+            died, or nothing came back for ``keepalive_timeout``) and all it
+            sent was read: a vanished peer reads as the end of the stream.
 
         Raises:
             OSError: EBADF after close.
             TimeoutError: the timeout expired (:class:`KCPTimeoutError`).
             BlockingIOError: non-blocking and nothing to read.
-            ConnectionResetError: the link is dead.
+            ConnectionRefusedError: nothing listens at the peer's address.
             ValueError, TypeError: bad arguments.
         """
         if isinstance(bufsize, bool) or not isinstance(bufsize, int):
@@ -727,8 +731,9 @@ class KCPSocket(_Timeouts):
         ``IPPROTO_TCP``/``TCP_NODELAY`` (set by code written for TCP, e.g.
         ``StreamRequestHandler.disable_nagle_algorithm``) maps to
         ``set_write_delay(not value)``; ``SOL_SOCKET``/``SO_LINGER`` (a packed
-        ``struct linger``) sets how long :meth:`close` waits for
-        acknowledgements (``KCPConfig.linger``); other TCP-level options raise
+        ``struct linger``) sets what :meth:`close` does with unacknowledged
+        data (``KCPConfig.linger``: off = deliver in the background, on with
+        0 s = drop it, on with N s = block up to N s); other TCP-level options raise
         ``OSError(ENOPROTOOPT)`` as on a UDP socket.
 
         Args:
@@ -745,8 +750,10 @@ class KCPSocket(_Timeouts):
             return
         if level == socket.SOL_SOCKET and optname == socket.SO_LINGER:
             # struct linger {int l_onoff; int l_linger;}: close() waits for ACKs
+            # (l_onoff 0: the default, background delivery; 1 with 0 s: drop
+            # what is unacknowledged, kcp-go's close; 1 with N s: block)
             onoff, secs = struct.unpack("ii", bytes(value)[:8])
-            session.linger = float(secs) if onoff else 0.0
+            session.linger = float(max(secs, 0)) if onoff else None
             return
         sock = session.transport.sock
         if optlen is None:
@@ -778,9 +785,10 @@ class KCPSocket(_Timeouts):
             return ident
         if level == socket.SOL_SOCKET and optname == socket.SO_LINGER:
             linger = session.linger
-            packed = struct.pack("ii", 1 if linger > 0 else 0, int(linger))
+            onoff = 0 if linger is None else 1
+            packed = struct.pack("ii", onoff, int(linger or 0))
             # as the OS: an int (l_onoff) without buflen, the struct with it
-            return packed[:buflen] if buflen is not None else int(linger > 0)
+            return packed[:buflen] if buflen is not None else onoff
         sock = session.transport.sock
         if buflen is None:
             return sock.getsockopt(level, optname)
@@ -891,6 +899,28 @@ class KCPSocket(_Timeouts):
             OSError: EBADF after close.
         """
         self._live().write_delay = bool(enable)
+
+    def set_send_buffer(self, nbytes: int) -> None:
+        """Set how many bytes ``send`` may queue behind the window (like SO_SNDBUF).
+
+        Args:
+            nbytes: bytes, >= 1 (``KCPConfig.send_buffer``, 1 MiB by default).
+
+        Raises:
+            TypeError: not an int.
+            ValueError: below 1.
+            OSError: EBADF after close.
+        """
+        if isinstance(nbytes, bool) or not isinstance(nbytes, int):
+            raise TypeError(f"nbytes must be an int, not {type(nbytes).__name__}")
+        if nbytes < 1:
+            raise ValueError(f"nbytes must be >= 1, got {nbytes}")
+        self._live().set_send_buffer(nbytes)
+
+    @property
+    def send_buffer(self) -> int:
+        """Bytes ``send`` may queue behind the window (see :meth:`set_send_buffer`)."""
+        return int(self._session.send_buffer)
 
     def set_dup(self, dup: int) -> None:
         """kcp-go ``SetDUP``: send each data datagram ``dup`` extra times.
@@ -1268,7 +1298,9 @@ def dial(
             ``nodelay``, ``interval``, ``resend``, ``nc`` (kcp-go
             ``SetNoDelay``), ``sndwnd``, ``rcvwnd``, ``mtu``, ``stream``,
             ``ack_nodelay``, ``write_delay``, ``dup``, ``dead_link``,
-            ``dscp``, ``read_buffer``, ``write_buffer``, ``linger``; e.g.
+            ``dscp``, ``read_buffer``, ``write_buffer``, ``send_buffer``,
+            ``linger``, ``close_timeout``, ``keepalive_interval``,
+            ``keepalive_timeout``; e.g.
             ``dial(addr, nodelay=1, interval=10, resend=2, nc=1)``.
 
     Returns:
@@ -1338,28 +1370,37 @@ def create_connection(
     parity_shards: int = 0,
     **kwargs: Any,
 ) -> KCPSocket:
-    """``socket.create_connection`` over KCP: :func:`dial` and set the timeout.
+    """``socket.create_connection`` over KCP: returns once the peer has answered.
 
     The signature is ``socket.create_connection``'s, so it can be passed
-    where that function is expected.  There is no handshake: the call
-    returns at once, and ``timeout`` only becomes the socket's timeout.
+    where that function is expected (``http.client``, ``smtplib``, ...).
+    Like a TCP connect it waits for the peer: it calls :func:`dial`, then sends
+    KCP window probes (WASK, which every KCP peer, kcp-go and kcptun
+    included, answers with WINS; a listener takes the probe as the start of
+    a conversation) until anything comes back.  Use :func:`dial` for
+    kcp-go's behaviour (no waiting at all).
 
     Args:
         address: ``(host, port)`` or ``"host:port"``.
-        timeout: the socket timeout; default ``socket.getdefaulttimeout()``.
+        timeout: bounds the wait for the answer, then becomes the socket's
+            timeout; default ``socket.getdefaulttimeout()`` (None: wait up to
+            ``keepalive_timeout``, 30 s by default).
         source_address: ``(host, port)`` to bind to first.
-        all_errors: accepted for compatibility and ignored: with no
-            handshake only local errors (socket, bind) can occur, and the
-            last one is raised.
+        all_errors: accepted for compatibility: UDP gives one address only
+            (IPv4 first), so there is one error to raise.
         block, data_shards, parity_shards, **kwargs: as :func:`dial`.
 
     Returns:
-        A connected :class:`KCPSocket`.
+        A connected :class:`KCPSocket` whose peer answered.
 
     Raises:
-        As :func:`dial`.
+        ConnectionRefusedError: nothing listens on that UDP port (ICMP).
+        TimeoutError: no answer within ``timeout``: no KCP server there, or
+            one with another key, cipher or FEC setting (its answers cannot
+            be read, so they look like silence).
+        As :func:`dial` otherwise.
     """
-    return dial(
+    sock = dial(
         address,
         block=block,
         data_shards=data_shards,
@@ -1368,6 +1409,27 @@ def create_connection(
         timeout=timeout,
         **kwargs,
     )
+    wait = sock.gettimeout()
+    try:
+        sock.session.handshake(None if not wait else time.monotonic() + wait)
+    except TimeoutError:
+        sock.close()
+        where = _format_address(sock.session.remote)
+        raise Timeout(
+            f"timed out: no KCP answer from {where} within"
+            f" {wait if wait else sock.session.keepalive_timeout_ms / 1000:g} s (is a KCP"
+            " server listening there, with the same key, cipher (block) and FEC"
+            " (data_shards/parity_shards) settings?)"
+        ) from None
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _format_address(address: Any) -> str:
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
 def listen(
@@ -1523,14 +1585,27 @@ def create_server(
     return _listen_owned(usock, cfg, block, data_shards, parity_shards)
 
 
+#: Seconds interpreter exit waits for background closes to deliver.
+EXIT_DRAIN_S = 5.0
+
+
 @atexit.register
 def _close_everything() -> None:
-    """Close what is still open at interpreter exit (one last flush each)."""
+    """Close what is still open at interpreter exit.
+
+    Sessions closed with data still unacknowledged get up to
+    :data:`EXIT_DRAIN_S` seconds to deliver it (a TCP socket's kernel would
+    go on after the process ended; ours cannot).
+    """
     for s in live_sessions():
         try:
             s.close()
         except Exception:
             pass
+    try:
+        drain_closing(EXIT_DRAIN_S)
+    except Exception:
+        pass
     for core in live_listeners():
         try:
             core.close_all()
