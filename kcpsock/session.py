@@ -829,8 +829,12 @@ class Session:
                         # sets IKCP_ASK_TELL; the next flush carries it)
                         self._arm_locked()
                     break
-                if self._rd_shut or self.state is SessionState.CLOSED:
-                    return b""
+                if (
+                    self._rd_shut
+                    or self.state is SessionState.CLOSED
+                    or self.state is SessionState.CLOSING
+                ):
+                    return b""  # closed by another thread meanwhile
                 if kcp.is_dead or self.failure is not None:
                     self._notify()
                     if self.failure == "refused":
@@ -1274,10 +1278,15 @@ def _fmt(address: Address) -> str:
     return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
+#: drain_closing stops waiting for sessions whose peer was silent this long
+_DRAIN_SILENCE_MS = 1000
+
+
 def drain_closing(timeout: float) -> bool:
     """Wait (at most ``timeout`` seconds) until no session delivers in the background.
 
-    Used at interpreter exit, so that data "sent then closed" still goes out.
+    Used at interpreter exit, so that data "sent then closed" still goes out;
+    sessions whose peer has been silent for a second are not waited for.
 
     Returns:
         True if none is left.
@@ -1285,6 +1294,11 @@ def drain_closing(timeout: float) -> bool:
     end = time.monotonic() + timeout
     ev = threading.Event()
     while _closing and time.monotonic() < end:
+        # give up early on peers that have not answered for a while (a wrong
+        # key, a dead server): waiting for them would only delay the exit
+        now = now_ms()
+        if all(now - s._last_rx > _DRAIN_SILENCE_MS for s in list(_closing)):
+            break
         ev.wait(0.01)
     # the threads those sessions ended (from a timer, without a join)
     while _retiring:
