@@ -507,7 +507,7 @@ class Session:
     def _arm_at(self, deadline: int) -> None:
         """Make sure :meth:`on_timer` runs at ``deadline`` or earlier (lock held)."""
         current = self.updater_deadline
-        if self._opened and (current is None or current > deadline):
+        if self._opened and not self._finished and (current is None or current > deadline):
             updater.schedule(self, deadline)
 
     def _take_output(self) -> tuple[list[bytes], list[tuple[str, int]]]:
@@ -672,6 +672,15 @@ class Session:
         with self._lock:
             state = self.state
             if state is SessionState.CLOSED:
+                stale = True
+            else:
+                stale = False
+        if stale:
+            release_updater(False)  # a late timer of a finished session: maybe the last
+            return None
+        with self._lock:
+            state = self.state
+            if state is SessionState.CLOSED:
                 return None
             if self._inbox:
                 self._drain_locked()
@@ -734,7 +743,7 @@ class Session:
         peer as gone otherwise.
         """
         self._icmp = True
-        if self._opened:
+        if self._opened and not self._finished:
             updater.schedule(self, now_ms())
 
     # ------------------------------------------------------------ user calls

@@ -18,7 +18,10 @@ with NO configuration (kcpsock's defaults).  Rows:
 * ``http-keepalive``: the same on one HTTP/1.1 kept-alive connection;
 * ``bulk-tuned`` (kcpsock only): the bulk row with kcpsock's best tuned
   configuration (nodelay 1, interval 10, resend 2, nc 1, windows 1024,
-  stream mode), the reference for "defaults reach at least half of it".
+  stream mode), the reference for "defaults reach at least half of it";
+* ``bulk-setters`` (kcpsock only): the same values set the kcp-go way, with
+  the setters right after ``create_connection``/``accept`` on sessions
+  created with ``KCPConfig.kcp_go()`` (must match ``bulk-tuned``).
 
 Each (row, transport) runs in its own child process with a time limit, so a
 row that stalls is reported as such ("stalled > Ns") instead of hanging the
@@ -52,6 +55,7 @@ ROWS = (
     "http-fresh",
     "http-keepalive",
     "bulk-tuned",
+    "bulk-setters",
 )
 BULK = 20 * 1000 * 1000
 REQ = 64
@@ -67,9 +71,14 @@ class Transport:
     """The two worlds: server classes and ``create_connection``."""
 
     def __init__(
-        self, kind: str, tuned: bool = False, options: Optional[dict[str, Any]] = None
+        self,
+        kind: str,
+        tuned: bool = False,
+        options: Optional[dict[str, Any]] = None,
+        setters: bool = False,
     ) -> None:
         self.kind = kind
+        self.setters = setters
         import socketserver
 
         if kind == "tcp":
@@ -99,6 +108,9 @@ class Transport:
                 )
                 self.server_kw = {"config": cfg}
                 self.client_kw = {"config": cfg}
+            if setters:
+                self.server_kw = {"config": kcpsock.KCPConfig.kcp_go()}
+                self.client_kw = {"config": kcpsock.KCPConfig.kcp_go()}
 
     def server(self, handler: Any, mixin: Optional[type] = None) -> Any:
         base = self.server_cls
@@ -109,7 +121,17 @@ class Transport:
         return srv
 
     def dial(self, srv: Any) -> Any:
-        return self.connect(srv.server_address[:2], **self.client_kw)
+        sock = self.connect(srv.server_address[:2], **self.client_kw)
+        self.tune(sock)
+        return sock
+
+    def tune(self, sock: Any) -> None:
+        """The kcp-go way: setters right after the session exists."""
+        if self.setters:
+            sock.set_nodelay(1, 10, 2, 1)
+            sock.set_window_size(1024, 1024)
+            sock.set_mtu(1400)
+            sock.set_stream_mode(True)
 
 
 # ---------------------------------------------------------------------- rows
@@ -210,6 +232,7 @@ def row_bulk(t: Transport) -> dict[str, Any]:
 
     class Sink(socketserver.BaseRequestHandler):
         def handle(self) -> None:
+            t.tune(self.request)
             left = BULK
             while left:
                 b = self.request.recv(min(left, 65536))
@@ -304,6 +327,8 @@ def run_row(row: str, kind: str, options: Optional[dict[str, Any]] = None) -> di
     """Run one row on one transport in this process."""
     if row == "bulk-tuned":
         return row_bulk(Transport(kind, tuned=True))
+    if row == "bulk-setters":
+        return row_bulk(Transport(kind, setters=True))
     t = Transport(kind, options=options)
     if row.startswith("echo-"):
         return row_echo(t, int(row[5:]))
@@ -425,15 +450,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     tuned_bulk: Optional[float] = None
     default_bulk: Optional[float] = None
     for row in args.rows:
-        kinds = ("kcp",) if row == "bulk-tuned" else ("tcp", "kcp")
+        kinds = ("kcp",) if row in ("bulk-tuned", "bulk-setters") else ("tcp", "kcp")
         results: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
         for _ in range(args.repeat):
             for kind in kinds:  # alternate, so both see the same load
                 results[kind].append(child(row, kind, args.limit, args.kcpsock, args.options))
         med = {k: median_result(row, v) for k, v in results.items()}
         kcp = med["kcp"]
-        if row == "bulk-tuned":
-            if "mb_s" in kcp:
+        if row in ("bulk-tuned", "bulk-setters"):
+            if "mb_s" in kcp and row == "bulk-tuned":
                 tuned_bulk = float(kcp["mb_s"])
             print(f"| {row} | | {fmt(row, kcp)} | |", flush=True)
             continue
