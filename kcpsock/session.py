@@ -670,11 +670,7 @@ class Session:
         """
         finish = False
         with self._lock:
-            state = self.state
-            if state is SessionState.CLOSED:
-                stale = True
-            else:
-                stale = False
+            stale = self.state is SessionState.CLOSED
         if stale:
             release_updater(False)  # a late timer of a finished session: maybe the last
             return None
