@@ -449,3 +449,81 @@ def test_tls_over_kcp_with_memory_bios(listener: kcpsock.Listener) -> None:
         TLSSocket(c, client_ctx, server_hostname="not-localhost")
     c.close()
     t.join(15)
+
+
+# ----------------------------------------------------- buffering and setters
+
+
+def _kcp_state(sock: kcpsock.KCPSocket) -> tuple[Any, ...]:
+    k = sock.session.kcp
+    return (
+        int(k.nodelay),
+        k.interval,
+        k.fastresend,
+        k.nocwnd,
+        k.rx_minrto,
+        k.snd_wnd,
+        k.rcv_wnd,
+        k.mtu,
+        k.mss,
+        k.stream,
+    )
+
+
+def test_setters_after_creation_equal_the_same_values_at_creation(
+    listener: kcpsock.Listener,
+) -> None:
+    at_creation = kcpsock.dial(listener.getsockname(), config=kcpsock.KCPConfig.kcp_go(), **_TUNED)  # type: ignore[arg-type]
+    later = kcpsock.dial(listener.getsockname(), config=kcpsock.KCPConfig.kcp_go())
+    later.set_nodelay(1, 10, 2, 1)
+    later.set_window_size(1024, 1024)
+    assert later.set_mtu(1400)
+    later.set_stream_mode(True)
+    assert _kcp_state(later) == _kcp_state(at_creation)
+    # the send buffer (bytes) does not depend on how the window was set
+    assert later.send_buffer == at_creation.send_buffer
+    at_creation.close()
+    later.close()
+
+
+_TUNED = dict(nodelay=1, interval=10, resend=2, nc=True, sndwnd=1024, rcvwnd=1024, stream=True)
+
+
+def test_tiny_writes_behind_a_full_window_merge_into_full_segments(
+    listener: kcpsock.Listener,
+) -> None:
+    c = kcpsock.dial(listener.getsockname(), sndwnd=4, rcvwnd=4, send_buffer=200_000)
+    c.sendall(b"0")
+    s, _ = listener.accept()
+    s.set_window_size(4, 4)  # and never reads: our window fills
+    c.settimeout(5)
+    for _ in range(15_000):
+        c.sendall(b"0123456789")
+    k = c.session.kcp
+    queued = [len(data) for _, data in k.snd_queue]
+    assert len(queued) >= 2
+    assert all(n == k.mss for n in queued[:-1])  # 10-byte writes merged
+    assert sum(queued) + sum(len(seg[2]) for seg in k.snd_buf) <= 200_001
+    c.close()
+    s.close()
+
+
+def test_send_buffer_is_settable_and_bounds_send(listener: kcpsock.Listener) -> None:
+    c = kcpsock.dial(listener.getsockname(), sndwnd=4, rcvwnd=4)
+    c.sendall(b"0")
+    s, _ = listener.accept()
+    s.set_window_size(4, 4)
+    c.set_send_buffer(5000)
+    assert c.send_buffer == 5000 and c.figures()["send_buffer"] == 5000
+    c.setblocking(False)
+    total = 0
+    with pytest.raises(BlockingIOError):
+        for _ in range(1000):
+            total += c.send(b"b" * 1000)
+    assert c.figures()["queued_bytes"] <= 5000 + c.figures()["mss"]
+    c.set_send_buffer(50_000)  # more room: send goes on at once
+    assert c.send(b"c" * 1000) == 1000
+    with pytest.raises(ValueError, match="nbytes"):
+        c.set_send_buffer(0)
+    c.close()
+    s.close()
