@@ -647,10 +647,17 @@ class KCPSocket(_Timeouts):
         self._live().shutdown(how)
 
     def close(self) -> None:
-        """Close the session: one last flush, then release threads and sockets.
+        """Close the socket; what was sent still reaches the peer, as with TCP.
 
-        Idempotent.  While files from :meth:`makefile` are open the session
-        stays usable through them; it closes when the last one closes.
+        Returns at once.  Data not acknowledged yet is delivered in the
+        background (the session's state is "closing") until the peer
+        acknowledged it, the peer is gone, or ``close_timeout`` (60 s)
+        passed; then threads and sockets are released.  ``SO_LINGER`` /
+        ``KCPConfig.linger``: N > 0 seconds blocks up to N s for the
+        acknowledgements first, 0 drops what is unacknowledged (kcp-go's
+        close).  Idempotent.  While files from :meth:`makefile` (or a
+        :meth:`dup`) are open the session stays usable through them; it
+        closes when the last one closes.
         """
         self._closed = True
         if self._io_refs <= 0:
