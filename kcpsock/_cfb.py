@@ -15,7 +15,7 @@ Invariants:
     * Only the cipher's encryption direction is used: CFB never needs the
       inverse.
     * Output has the input's length; the state restarts at the IV for every
-      call (CRYPTO.md section 4).
+      call (docs/CRYPTO.md §2).
 
 Pure module: no I/O, no clock, no randomness.
 """

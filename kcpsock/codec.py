@@ -60,17 +60,16 @@ from __future__ import annotations
 import os
 import struct
 import zlib
-from typing import Callable, Optional, Union
+from typing import Callable, Optional, Protocol, Union
 
-from .config import MTU_LIMIT
+from .config import MTU_LIMIT, check_block, check_int
 from .crypt import CRYPT_HEADER_SIZE, NONCE_SIZE, BlockCrypt
 from .errors import PacketError
 from .fec import FEC_HEADER_SIZE_PLUS2, TYPE_DATA, TYPE_PARITY, FECDecoder, FECEncoder
+from .segment import OVERHEAD
 
-__all__ = ["IKCP_OVERHEAD", "MTU_LIMIT", "PacketCodec"]
+__all__ = ["MTU_LIMIT", "Codec", "PacketCodec"]
 
-#: KCP segment header size (kcp-go ``IKCP_OVERHEAD``).
-IKCP_OVERHEAD = 24
 #: Smallest KCP MTU kcp-go accepts (``SetMtu``: mtu < 50 is refused).
 _MIN_KCP_MTU = 50
 
@@ -88,6 +87,60 @@ def _as_bytes(name: str, value: object) -> bytes:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
     raise TypeError(f"{name} must be bytes, not {type(value).__name__}")
+
+
+class Codec(Protocol):
+    """What the session layer uses of a codec (:class:`PacketCodec` implements it).
+
+    Attributes:
+        overhead: bytes the codec adds to every KCP datagram.
+    """
+
+    overhead: int
+
+    def kcp_mtu(self, mtu: int = 1400) -> int:
+        """The KCP MTU that keeps UDP payloads within ``mtu`` bytes."""
+        ...  # pragma: no cover
+
+    def encode(self, datagram: BytesLike, now_ms: Optional[int] = None) -> list[bytes]:
+        """One KCP datagram to wire packets (data, then any parity)."""
+        ...  # pragma: no cover
+
+    def open(self, packet: BytesLike) -> bytes:
+        """Decrypt, check and strip the crypto header (stateless, thread-safe)."""
+        ...  # pragma: no cover
+
+    def peek_conv(self, payload: BytesLike) -> Optional[int]:
+        """The conv of an opened payload; None for parity."""
+        ...  # pragma: no cover
+
+    def decode_payload(self, payload: BytesLike) -> tuple[Optional[bytes], list[bytes]]:
+        """The FEC stage: (regular datagram or None, recovered datagrams)."""
+        ...  # pragma: no cover
+
+    def fec_counters(self) -> dict[str, int]:
+        """The FEC decoder's counters under kcp-go's SNMP names."""
+        ...  # pragma: no cover
+
+    @property
+    def fec_parity_shards(self) -> int:
+        """Parity packets received (kcp-go ``FECParityShards``)."""
+        ...  # pragma: no cover
+
+    @property
+    def fec_full_shard_sets(self) -> int:
+        """Groups complete without recovery (kcp-go ``FECFullShardSet``)."""
+        ...  # pragma: no cover
+
+    @property
+    def fec_recovered(self) -> int:
+        """Datagrams recovered from parity (kcp-go ``FECRecovered``)."""
+        ...  # pragma: no cover
+
+    @property
+    def fec_errors(self) -> int:
+        """Recovered shards failing the size check (kcp-go ``FECErrs``)."""
+        ...  # pragma: no cover
 
 
 class PacketCodec:
@@ -129,10 +182,7 @@ class PacketCodec:
         *,
         random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
-        if block is not None and not (
-            callable(getattr(block, "encrypt", None)) and callable(getattr(block, "decrypt", None))
-        ):
-            raise TypeError("block must be a BlockCrypt (with encrypt and decrypt) or None")
+        block = check_block(block)
         if not callable(random_bytes):
             raise TypeError("random_bytes must be callable")
         # FECEncoder/FECDecoder validate the shard counts (TypeError/ValueError).
@@ -187,10 +237,7 @@ class PacketCodec:
             TypeError: if ``mtu`` is not an int.
             ValueError: if ``mtu`` exceeds 1500 or leaves a KCP MTU below 50.
         """
-        if isinstance(mtu, bool) or not isinstance(mtu, int):
-            raise TypeError(f"mtu must be an int, not {type(mtu).__name__}")
-        if mtu > MTU_LIMIT:
-            raise ValueError(f"mtu must be at most {MTU_LIMIT}, got {mtu}")
+        check_int("mtu", mtu, None, MTU_LIMIT)
         kcp_mtu = mtu - self.overhead
         if kcp_mtu < _MIN_KCP_MTU:
             raise ValueError(
@@ -330,11 +377,11 @@ class PacketCodec:
         Raises:
             PacketError: (``InErrs``) payload shorter than a KCP header.
         """
-        if len(payload) < IKCP_OVERHEAD:
+        if len(payload) < OVERHEAD:
             raise PacketError(f"payload too short ({len(payload)} bytes)", "InErrs")
         flag = _u16_at(payload, 4)[0]
         if flag == TYPE_DATA:
-            if len(payload) < FEC_HEADER_SIZE_PLUS2 + IKCP_OVERHEAD:
+            if len(payload) < FEC_HEADER_SIZE_PLUS2 + OVERHEAD:
                 return None
             return int(_u32_at(payload, FEC_HEADER_SIZE_PLUS2)[0])
         if flag == TYPE_PARITY:
@@ -359,8 +406,8 @@ class PacketCodec:
         """
         if not isinstance(payload, bytes):
             payload = _as_bytes("payload", payload)
-        if len(payload) < IKCP_OVERHEAD:
-            # kcp-go packetInput: len(data) >= IKCP_OVERHEAD before kcpInput
+        if len(payload) < OVERHEAD:
+            # kcp-go packetInput: len(data) >= OVERHEAD before kcpInput
             raise PacketError(f"payload too short ({len(payload)} bytes)", "InErrs")
         flag = _u16_at(payload, 4)[0]
         if flag != TYPE_DATA and flag != TYPE_PARITY:

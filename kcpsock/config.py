@@ -14,9 +14,9 @@ Invariants:
 * the defaults are kcpsock's profile for code written for TCP (stream mode,
   nodelay 1 / interval 10 / resend 2 / no congestion window, windows of 1024
   segments, README "Defaults, and kcp-go's own"); :meth:`KCPConfig.kcp_go`
-  gives kcp-go's own defaults for a fresh session (KCP.md §5, SESSION.md §3)
-  field for field.  The listener limits and the blacklist TTL are kcpsock's
-  (SESSION.md §6.3, §7);
+  gives kcp-go's own defaults for a fresh session (docs/KCP.md §3,
+  docs/SESSION.md §2) field for field.  The listener limits and the
+  blacklist TTL are kcpsock's (docs/SESSION.md §4, §5);
 * pure module: no I/O, no clock.
 """
 
@@ -24,14 +24,38 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, ClassVar, Optional
+from typing import TYPE_CHECKING, ClassVar, Optional, TypedDict, cast
 
-__all__ = ["MTU_LIMIT", "PRESETS", "KCPConfig"]
+if TYPE_CHECKING:  # crypt imports this module; the protocol is for typing only
+    from typing_extensions import Unpack
+
+    from .crypt import BlockCrypt
+
+__all__ = [
+    "MAX_SHARDS",
+    "MAX_WINDOW",
+    "MIN_MTU",
+    "MTU_LIMIT",
+    "PRESETS",
+    "ConfigFields",
+    "KCPConfig",
+    "check_block",
+    "check_int",
+    "check_mtu",
+    "check_shards",
+    "check_window",
+]
 
 #: kcp-go ``mtuLimit``: the largest UDP payload kcp-go sends or can receive.
 MTU_LIMIT = 1500
+#: The smallest UDP payload size accepted (kcp-go ``SetMtu`` refuses a KCP MTU below 50).
+MIN_MTU = 50
+#: The largest window: ``wnd`` is 16 bits on the wire.
+MAX_WINDOW = 0xFFFF
+#: data + parity shards at most (the FEC group fits one byte).
+MAX_SHARDS = 255
 
-#: kcptun's modes: (nodelay, interval_ms, resend, nc) (KCP.md §17).
+#: kcptun's modes: (nodelay, interval_ms, resend, nc) (docs/KCP.md §13).
 PRESETS: dict[str, tuple[int, int, int, bool]] = {
     "normal": (0, 40, 2, True),
     "fast": (0, 30, 2, True),
@@ -40,13 +64,130 @@ PRESETS: dict[str, tuple[int, int, int, bool]] = {
 }
 
 
-def _check_int(name: str, value: Any, low: int, high: Optional[int] = None) -> None:
+def check_int(
+    name: str, value: object, low: Optional[int] = None, high: Optional[int] = None
+) -> int:
+    """Check that ``value`` is an int (not a bool) within ``low..high``.
+
+    Every integer option of kcpsock is checked here, so the messages agree.
+
+    Args:
+        name: the argument or field name the messages use.
+        value: the value to check.
+        low: the smallest value allowed (None: no lower bound).
+        high: the largest value allowed (None: no upper bound).
+
+    Returns:
+        ``value``, typed as an int.
+
+    Raises:
+        TypeError: ``value`` is not an int (bools are refused).
+        ValueError: ``value`` is out of range; the message gives the range.
+    """
     # bool is an int subclass; accept it only where the field is a flag.
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if value < low or (high is not None and value > high):
-        bound = f"{low}..{high}" if high is not None else f">= {low}"
+    if (low is not None and value < low) or (high is not None and value > high):
+        if low is not None and high is not None:
+            bound = f"{low}..{high}"
+        elif low is not None:
+            bound = f">= {low}"
+        else:
+            bound = f"<= {high}"
         raise ValueError(f"{name} must be {bound}, got {value}")
+    return value
+
+
+def check_window(name: str, value: object, *, keep: bool = False) -> int:
+    """Check a window size in segments: 1..65535, the 16-bit ``wnd`` field.
+
+    Args:
+        name: the argument name (``sndwnd``, ``rcvwnd``, ...).
+        value: the window.
+        keep: also accept values <= 0, which kcp-go's ``WndSize`` reads as
+            "leave unchanged".
+
+    Returns:
+        ``value``.
+
+    Raises:
+        TypeError: not an int.
+        ValueError: above 65535 (or below 1 unless ``keep``).
+    """
+    return check_int(name, value, None if keep else 1, MAX_WINDOW)
+
+
+def check_mtu(value: object, name: str = "mtu") -> int:
+    """Check a UDP payload size: ``MIN_MTU..MTU_LIMIT`` (50..1500) bytes.
+
+    Args:
+        value: the MTU.
+        name: the argument name the messages use.
+
+    Returns:
+        ``value``.
+
+    Raises:
+        TypeError: not an int.
+        ValueError: out of range.
+    """
+    return check_int(name, value, MIN_MTU, MTU_LIMIT)
+
+
+def check_shards(data_shards: object, parity_shards: object) -> tuple[int, int]:
+    """Check an FEC shape: both 0 (FEC off) or both > 0, at most 255 together.
+
+    Args:
+        data_shards: FEC data shards.
+        parity_shards: FEC parity shards.
+
+    Returns:
+        ``(data_shards, parity_shards)``.
+
+    Raises:
+        TypeError: a count is not an int.
+        ValueError: a negative count, one zero and one not, or a sum above 255.
+    """
+    d = check_int("data_shards", data_shards, 0)
+    p = check_int("parity_shards", parity_shards, 0)
+    if (d == 0) != (p == 0):
+        raise ValueError(
+            f"data_shards and parity_shards must be both 0 (FEC off) or both > 0, got {d}, {p}"
+        )
+    if d + p > MAX_SHARDS:
+        raise ValueError(
+            f"data_shards + parity_shards must be <= {MAX_SHARDS} (one byte on the wire), "
+            f"got data_shards={d}, parity_shards={p}"
+        )
+    return d, p
+
+
+def check_block(block: object) -> Optional[BlockCrypt]:
+    """Check a cipher object: a :class:`~kcpsock.crypt.BlockCrypt` or None.
+
+    Args:
+        block: what the caller passed as ``block``.
+
+    Returns:
+        ``block``, typed.
+
+    Raises:
+        TypeError: ``block`` lacks callable ``encrypt``/``decrypt``; a cipher
+            name gets a hint at :func:`kcpsock.new_block_crypt`.
+    """
+    if block is None:
+        return None
+    if callable(getattr(block, "encrypt", None)) and callable(getattr(block, "decrypt", None)):
+        return cast("BlockCrypt", block)
+    if isinstance(block, (str, bytes)):
+        raise TypeError(
+            f"block must be a BlockCrypt, not the name {block!r}: use"
+            f" block=kcpsock.new_block_crypt({block!r}, key)"
+        )
+    raise TypeError(
+        f"block must be a BlockCrypt (see kcpsock.new_block_crypt) or None,"
+        f" not {type(block).__name__}"
+    )
 
 
 def _check_flag(obj: object, name: str) -> None:
@@ -60,6 +201,34 @@ def _check_flag(obj: object, name: str) -> None:
         raise ValueError(f"{name} must be True/False or 0/1, got {value}")
     # frozen dataclass: normalise in place so that the field reads as a bool
     object.__setattr__(obj, name, bool(value))
+
+
+class ConfigFields(TypedDict, total=False):
+    """The fields of :class:`KCPConfig` as keyword arguments (for typing ``**changes``)."""
+
+    nodelay: int
+    interval: int
+    resend: int
+    nc: bool
+    sndwnd: int
+    rcvwnd: int
+    mtu: int
+    stream: bool
+    ack_nodelay: bool
+    write_delay: bool
+    dup: int
+    dead_link: int
+    dscp: Optional[int]
+    read_buffer: Optional[int]
+    write_buffer: Optional[int]
+    backlog: int
+    max_sessions: int
+    blacklist_ttl: float
+    send_buffer: int
+    linger: Optional[float]
+    close_timeout: float
+    keepalive_interval: float
+    keepalive_timeout: float
 
 
 @dataclass(frozen=True)
@@ -140,7 +309,7 @@ class KCPConfig:
     ``send`` raises ConnectionResetError.  0 turns detection and probes off."""
 
     #: The fields :meth:`kcp_go` resets to kcp-go's values for a fresh session.
-    KCP_GO_DEFAULTS: ClassVar[dict[str, Any]] = {
+    KCP_GO_DEFAULTS: ClassVar[ConfigFields] = {
         "nodelay": 0,
         "interval": 100,
         "resend": 0,
@@ -160,27 +329,27 @@ class KCPConfig:
     PRESETS: ClassVar[dict[str, tuple[int, int, int, bool]]] = PRESETS
 
     def __post_init__(self) -> None:
-        _check_int("nodelay", self.nodelay, 0, 0x7FFFFFFF)
-        _check_int("interval", self.interval, 10, 5000)
-        _check_int("resend", self.resend, 0, 0x7FFFFFFF)
+        check_int("nodelay", self.nodelay, 0, 0x7FFFFFFF)
+        check_int("interval", self.interval, 10, 5000)
+        check_int("resend", self.resend, 0, 0x7FFFFFFF)
         _check_flag(self, "nc")
-        _check_int("sndwnd", self.sndwnd, 1, 65535)
-        _check_int("rcvwnd", self.rcvwnd, 1, 65535)
-        _check_int("mtu", self.mtu, 50, MTU_LIMIT)
+        check_window("sndwnd", self.sndwnd)
+        check_window("rcvwnd", self.rcvwnd)
+        check_mtu(self.mtu)
         _check_flag(self, "stream")
         _check_flag(self, "ack_nodelay")
         _check_flag(self, "write_delay")
-        _check_int("dup", self.dup, 0, 16)
-        _check_int("dead_link", self.dead_link, 1, 0xFFFFFFFF)
+        check_int("dup", self.dup, 0, 16)
+        check_int("dead_link", self.dead_link, 1, 0xFFFFFFFF)
         if self.dscp is not None:
-            _check_int("dscp", self.dscp, 0, 63)
+            check_int("dscp", self.dscp, 0, 63)
         if self.read_buffer is not None:
-            _check_int("read_buffer", self.read_buffer, 1)
+            check_int("read_buffer", self.read_buffer, 1)
         if self.write_buffer is not None:
-            _check_int("write_buffer", self.write_buffer, 1)
-        _check_int("backlog", self.backlog, 1)
-        _check_int("max_sessions", self.max_sessions, 1)
-        _check_int("send_buffer", self.send_buffer, 1)
+            check_int("write_buffer", self.write_buffer, 1)
+        check_int("backlog", self.backlog, 1)
+        check_int("max_sessions", self.max_sessions, 1)
+        check_int("send_buffer", self.send_buffer, 1)
         for name in ("linger", "close_timeout", "keepalive_interval", "keepalive_timeout"):
             value = getattr(self, name)
             if value is None and name == "linger":
@@ -201,7 +370,7 @@ class KCPConfig:
             raise ValueError(f"blacklist_ttl must be a finite number >= 0, got {ttl}")
 
     @classmethod
-    def preset(cls, mode: str, **overrides: Any) -> KCPConfig:
+    def preset(cls, mode: str, **overrides: Unpack[ConfigFields]) -> KCPConfig:
         """Build a config from one of kcptun's modes.
 
         Only the (nodelay, interval, resend, nc) quadruple comes from the mode;
@@ -211,7 +380,7 @@ class KCPConfig:
         ``KCPConfig.kcp_go(nodelay=..., interval=..., resend=..., nc=...)``.
 
         Args:
-            mode: "normal", "fast", "fast2" or "fast3" (KCP.md §17).
+            mode: "normal", "fast", "fast2" or "fast3" (docs/KCP.md §13).
             **overrides: any other field, e.g. ``sndwnd=1024``.
 
         Returns:
@@ -225,22 +394,16 @@ class KCPConfig:
             nodelay, interval, resend, nc = PRESETS[mode]
         except (KeyError, TypeError):
             raise ValueError(f"mode must be one of {', '.join(PRESETS)}, got {mode!r}") from None
-        fields: dict[str, Any] = {
-            "nodelay": nodelay,
-            "interval": interval,
-            "resend": resend,
-            "nc": nc,
-        }
-        fields.update(overrides)
-        return cls(**fields)
+        base = cls(nodelay=nodelay, interval=interval, resend=resend, nc=nc)
+        return dataclasses.replace(base, **overrides) if overrides else base
 
     @classmethod
-    def kcp_go(cls, **overrides: Any) -> KCPConfig:
+    def kcp_go(cls, **overrides: Unpack[ConfigFields]) -> KCPConfig:
         """kcp-go's own defaults for a fresh session, bit for bit on the wire.
 
         nodelay 0, interval 100 ms, resend 0, congestion control on, windows
         32/32, MTU 1400, message mode, no ACK-nodelay, no write delay, no
-        DUP, dead link after 20 transmissions (KCP.md §5, SESSION.md §3);
+        DUP, dead link after 20 transmissions (docs/KCP.md §3, docs/SESSION.md §2);
         ``close()`` flushes once (``linger=0``) and no keep-alive probes are
         sent (``keepalive_timeout=0``), as kcp-go.  The other kcpsock-only
         fields (socket buffers, send buffer, listener limits, blacklist) keep
@@ -255,31 +418,30 @@ class KCPConfig:
         Raises:
             ValueError, TypeError: as the constructor.
         """
-        fields = dict(cls.KCP_GO_DEFAULTS)
-        fields.update(overrides)
-        return cls(**fields)
+        base = cls(**cls.KCP_GO_DEFAULTS)
+        return dataclasses.replace(base, **overrides) if overrides else base
 
     @classmethod
-    def normal(cls, **overrides: Any) -> KCPConfig:
+    def normal(cls, **overrides: Unpack[ConfigFields]) -> KCPConfig:
         """kcptun "normal": nodelay 0, interval 40, resend 2, nc 1 (see :meth:`preset`)."""
         return cls.preset("normal", **overrides)
 
     @classmethod
-    def fast(cls, **overrides: Any) -> KCPConfig:
+    def fast(cls, **overrides: Unpack[ConfigFields]) -> KCPConfig:
         """kcptun "fast": nodelay 0, interval 30, resend 2, nc 1 (see :meth:`preset`)."""
         return cls.preset("fast", **overrides)
 
     @classmethod
-    def fast2(cls, **overrides: Any) -> KCPConfig:
+    def fast2(cls, **overrides: Unpack[ConfigFields]) -> KCPConfig:
         """kcptun "fast2": nodelay 1, interval 20, resend 2, nc 1 (see :meth:`preset`)."""
         return cls.preset("fast2", **overrides)
 
     @classmethod
-    def fast3(cls, **overrides: Any) -> KCPConfig:
+    def fast3(cls, **overrides: Unpack[ConfigFields]) -> KCPConfig:
         """kcptun "fast3": nodelay 1, interval 10, resend 2, nc 1 (see :meth:`preset`)."""
         return cls.preset("fast3", **overrides)
 
-    def replace(self, **changes: Any) -> KCPConfig:
+    def replace(self, **changes: Unpack[ConfigFields]) -> KCPConfig:
         """Return a copy with some fields changed (validated again).
 
         Args:

@@ -34,8 +34,9 @@ Invariants:
     * Keys follow kcptun's convention: each name takes a fixed-size prefix
       of the key (``pass[0:16]`` for ``aes-128`` ...), so one 32-byte
       :func:`derive_key` result serves every cipher.
-    * Speed paths (pycryptodome's C functions called through ctypes, see
-      ``_raw_functions``) are used only after they reproduced the public
+    * Speed paths (pycryptodome's C functions called through ctypes, all in
+      kcpsock._fastcrypt; ``KCPSOCK_NO_FASTCRYPT=1`` turns them off) are
+      used only after they reproduced the public
       API's output at construction; otherwise the public API is used.  Both
       give the same bytes.  For the CFB ciphers the full comparison (~0.8
       ms) runs once per cipher and process, and each later key gets a brief
@@ -48,17 +49,15 @@ Pure module: no I/O, no clock; nonces are the codec's business.
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
-import hmac
-import struct
-import weakref
-from typing import Any, Callable, NamedTuple, Protocol, runtime_checkable
+from typing import Callable, NamedTuple, Protocol, runtime_checkable
 
 from Crypto.Cipher import AES, CAST, DES, DES3, Blowfish, Salsa20
 
+from . import _fastcrypt
 from ._cfb import IV as _CFB_IV
 from ._cfb import WordCFB
+from ._fastcrypt import CipherFactory
 from .config import MTU_LIMIT
 from .errors import PacketError
 
@@ -159,13 +158,13 @@ class _PycryptodomeCFB:
     """
 
     def __init__(
-        self, factory: Callable[..., Any], key: bytes, block_size: int, mode_cfb: int, mode_ecb: int
+        self, factory: CipherFactory, key: bytes, block_size: int, mode_cfb: int, mode_ecb: int
     ) -> None:
         self._b = block_size
         self._iv = IV[:block_size]
         self._seg = block_size * 8
 
-        def new_cfb() -> Any:
+        def new_cfb() -> _fastcrypt.Cipher:
             return factory(key, mode_cfb, iv=self._iv, segment_size=self._seg)
 
         self._new_cfb = new_cfb
@@ -173,8 +172,8 @@ class _PycryptodomeCFB:
         self._k0 = self._ecb.encrypt(self._iv)
         self._k0_int = int.from_bytes(self._k0, "big")
         # pools of per-thread-at-a-time state (see the module invariants)
-        self._enc_pool: list[list[Any]] = []
-        self._dec_pool: list[Any] = []
+        self._enc_pool: list[tuple[_fastcrypt.Cipher, int]] = []
+        self._dec_pool: list[_fastcrypt.Cipher] = []
 
     def encrypt(self, packet: bytes) -> bytes:
         """Encrypt one packet (kcp-go ``encrypt``); see the class docstring."""
@@ -183,16 +182,14 @@ class _PycryptodomeCFB:
         if n <= b:
             return _xor_bytes(packet, self._k0[:n])
         try:
-            state = self._enc_pool.pop()
+            cfb, k_next = self._enc_pool.pop()
         except IndexError:
             # fresh object: its next keystream block is E(IV)
-            state = [self._new_cfb(), self._k0_int]
-        cfb, k_next = state
+            cfb, k_next = self._new_cfb(), self._k0_int
         first = (int.from_bytes(packet[:b], "big") ^ self._k0_int ^ k_next).to_bytes(b, "big")
         pad = b"\0" * (-n % b)
-        out: bytes = cfb.encrypt(first + packet[b:] + pad)
-        state[1] = int.from_bytes(self._ecb.encrypt(out[-b:]), "big")
-        self._enc_pool.append(state)
+        out = cfb.encrypt(first + packet[b:] + pad)
+        self._enc_pool.append((cfb, int.from_bytes(self._ecb.encrypt(out[-b:]), "big")))
         return out[:n] if pad else out
 
     def decrypt(self, packet: bytes) -> bytes:
@@ -205,101 +202,9 @@ class _PycryptodomeCFB:
             cfb = self._dec_pool.pop()
         except IndexError:
             cfb = self._new_cfb()
-        out: bytes = cfb.decrypt(self._iv + packet + b"\0" * (-n % b))
+        out = cfb.decrypt(self._iv + packet + b"\0" * (-n % b))
         self._dec_pool.append(cfb)
         return out[b : b + n]
-
-
-# --- pycryptodome's own C functions, called directly --------------------------
-#
-# pycryptodome's Python wrappers cost about 2.5 us per call with its ctypes
-# backend (argument checks, buffer allocation), more than the C work on a
-# 1400-byte packet.  The classes below call the same C functions through
-# ctypes handles of their own (pycryptodome's handles are left untouched).
-# Each object checks itself against the public-API class at construction
-# and is used only if it matches byte for byte; with pycryptodome's cffi
-# backend, or a pycryptodome whose internals differ, the handles cannot be
-# made and the public-API classes are used instead.
-
-_RAW: dict[str, Any] = {}
-_BUF_SIZE = MTU_LIMIT + 32
-# The handles are called without ``argtypes`` (the per-call conversion costs
-# a third of the call): every argument is passed as the exact C type, bytes
-# as ``const uint8_t *``, ctypes buffers and ``c_void_p`` as pointers, and
-# sizes as ready-made ``c_size_t`` objects (read-only, so shared freely).
-_SZ = [ctypes.c_size_t(i) for i in range(_BUF_SIZE + 1)]
-
-
-_U0 = ctypes.c_uint(0)
-_U4 = ctypes.c_uint(4)
-
-
-def _size(n: int) -> Any:
-    """A ``c_size_t`` holding ``n``."""
-    return _SZ[n] if n <= _BUF_SIZE else ctypes.c_size_t(n)
-
-
-def _c_calls_allowed() -> bool:
-    """True for the pycryptodome builds whose C signatures kcpsock was checked on.
-
-    A wrong signature could crash rather than merely disagree, so the direct
-    calls are limited to the ctypes backend of pycryptodome 3.9 to 4.x (the
-    signatures used here have not changed over that range).
-    """
-    try:
-        from Crypto import version_info
-        from Crypto.Util._raw_api import backend
-    except ImportError:  # pragma: no cover
-        return False
-    return backend == "ctypes" and (3, 9) <= tuple(version_info[:2]) < (5, 0)
-
-
-def _raw_functions(kind: str) -> Any:
-    """ctypes handles on pycryptodome's C functions ``kind``, or None."""
-    if kind in _RAW:
-        return _RAW[kind]
-    funcs: Any = None
-    if not _c_calls_allowed():
-        _RAW[kind] = None
-        return None
-    try:
-        ci = ctypes.c_int
-        if kind == "cfb":
-            from Crypto.Cipher import _mode_cfb
-
-            lib = ctypes.CDLL(_mode_cfb.raw_cfb_lib._name)
-            enc, dec = lib.CFB_encrypt, lib.CFB_decrypt
-            enc.restype = dec.restype = ci
-            funcs = (enc, dec)
-        elif kind == "ecb":
-            from Crypto.Cipher import _mode_ecb
-
-            lib = ctypes.CDLL(_mode_ecb.raw_ecb_lib._name)
-            f = lib.ECB_encrypt
-            f.restype = ci
-            funcs = f
-        elif kind == "strxor":
-            from Crypto.Util import strxor as _strxor
-
-            lib = ctypes.CDLL(_strxor._raw_strxor._name)
-            f = lib.strxor
-            f.restype = None
-            funcs = f
-        elif kind == "salsa20":
-            from Crypto.Cipher import Salsa20 as _salsa20
-
-            lib = ctypes.CDLL(_salsa20._raw_salsa20_lib._name)
-            init, enc, destroy = (
-                lib.Salsa20_stream_init,
-                lib.Salsa20_stream_encrypt,
-                lib.Salsa20_stream_destroy,
-            )
-            init.restype = enc.restype = destroy.restype = ci
-            funcs = (init, enc, destroy)
-    except Exception:  # any failure: fall back to the public API
-        funcs = None
-    _RAW[kind] = funcs
-    return funcs
 
 
 def _agrees(fast: BlockCrypt, reference: BlockCrypt, block_size: int) -> bool:
@@ -331,118 +236,17 @@ def _agrees(fast: BlockCrypt, reference: BlockCrypt, block_size: int) -> bool:
     return True
 
 
-class _RawCFB:
-    """:class:`_PycryptodomeCFB`'s algorithm with direct C calls.
-
-    encrypt (CFB is sequential, so it needs the CFB object): two calls,
-    ``CFB_decrypt`` of the IV, which re-synchronises the state to E(IV)
-    whatever it was, then ``CFB_encrypt`` of packet + zero pad.
-
-    decrypt (CFB decryption is parallel): keystream block i is E(C[i-1]),
-    with C[-1] = IV, so one ``ECB_encrypt`` of IV + C[:-1 block] gives the
-    whole keystream (AES-NI pipelines it), and one ``strxor`` applies it.
-
-    Pool entries (CFB object, its C state, an output buffer) are used by
-    one thread at a time; the ECB state is never written after key setup.
-    """
-
-    def __init__(
-        self,
-        funcs: Any,
-        ecb_f: Any,
-        strxor: Any,
-        factory: Callable[..., Any],
-        key: bytes,
-        block_size: int,
-        mode_cfb: int,
-        mode_ecb: int,
-    ) -> None:
-        self._enc_f, self._dec_f = funcs
-        self._ecb_f = ecb_f
-        self._strxor = strxor
-        self._b = block_size
-        self._iv = IV[:block_size]
-        self._seg = block_size * 8
-        self._key = key
-        self._factory = factory
-        self._mode = mode_cfb
-        self._ecb = factory(key, mode_ecb)
-        self._ecb_state = self._ecb._state.get()
-        if not isinstance(self._ecb_state, ctypes.c_void_p) or not self._ecb_state.value:
-            raise TypeError("unexpected pycryptodome ECB state")
-        self._k0 = self._ecb.encrypt(self._iv)
-        self._pool: list[tuple[Any, Any, Any]] = []
-        self._buf_pool: list[Any] = []
-
-    def _new_entry(self) -> tuple[Any, Any, Any]:
-        obj = self._factory(self._key, self._mode, iv=self._iv, segment_size=self._seg)
-        state = obj._state.get()
-        if not isinstance(state, ctypes.c_void_p) or not state.value:
-            raise TypeError("unexpected pycryptodome CFB state")
-        return (obj, state, ctypes.create_string_buffer(_BUF_SIZE))
-
-    def encrypt(self, packet: bytes) -> bytes:
-        """Encrypt one packet (kcp-go ``encrypt``)."""
-        n = len(packet)
-        b = self._b
-        if n <= b:
-            return _xor_bytes(packet, self._k0[:n])
-        packet = bytes(packet)  # no copy for bytes; c_char_p needs bytes
-        r = n % b
-        if r:
-            packet += _ZEROS[: b - r]
-        m = len(packet)
-        try:
-            entry = self._pool.pop()
-        except IndexError:
-            entry = self._new_entry()
-        state, buf = entry[1], entry[2]
-        if m <= _BUF_SIZE:
-            size = _SZ[m]
-        else:
-            buf = ctypes.create_string_buffer(m)
-            size = ctypes.c_size_t(m)
-        if self._dec_f(state, self._iv, buf, _SZ[b]) or self._enc_f(state, packet, buf, size):
-            raise ValueError("pycryptodome CFB failed")  # pragma: no cover
-        out: bytes = buf.raw[:n]
-        self._pool.append(entry)
-        return out
-
-    def decrypt(self, packet: bytes) -> bytes:
-        """Decrypt one packet (kcp-go ``decrypt``)."""
-        n = len(packet)
-        b = self._b
-        if n <= b:
-            return _xor_bytes(packet, self._k0[:n])
-        packet = bytes(packet)
-        m = -(-n // b) * b  # keystream length: whole blocks covering n
-        try:
-            buf = self._buf_pool.pop()
-        except IndexError:
-            buf = ctypes.create_string_buffer(_BUF_SIZE)
-        if m > _BUF_SIZE:
-            buf = ctypes.create_string_buffer(m)
-        if self._ecb_f(self._ecb_state, self._iv + packet[: m - b], buf, _size(m)):
-            raise ValueError("pycryptodome ECB failed")  # pragma: no cover
-        self._strxor(buf, packet, buf, _size(n))
-        out: bytes = buf.raw[:n]
-        if len(buf) == _BUF_SIZE:
-            self._buf_pool.append(buf)
-        return out
-
-
-_ZEROS = bytes(16)
-
-
 # (factory, block size, CFB mode, ECB mode) -> (the C handles checked, did
 # _RawCFB agree with the public API in the full check?).  The direct C calls do not depend on the key,
 # so the full check (~0.8 ms) runs once per cipher and process; every later
 # key still gets the cheap check of _agrees_briefly.  Racing threads may both
 # run the full check, which is harmless.
-_CFB_VERDICTS: dict[tuple[Any, int, int, int], tuple[Any, bool]] = {}
+_CFB_VERDICTS: dict[
+    tuple[CipherFactory, int, int, int], tuple[tuple[_fastcrypt.CFunc, ...], bool]
+] = {}
 
 
-def _agrees_briefly(fast: _RawCFB, ecb: Any, block_size: int) -> bool:
+def _agrees_briefly(fast: _fastcrypt.RawCFB, ecb: _fastcrypt.Cipher, block_size: int) -> bool:
     """True if ``fast`` matches kcp-go's CFB built from the public ECB ``ecb``.
 
     One packet of 2.5 blocks, both ways: C0 = P0 ^ E(IV), C1 = P1 ^ E(C0),
@@ -464,26 +268,20 @@ def _agrees_briefly(fast: _RawCFB, ecb: Any, block_size: int) -> bool:
 
 
 def _cfb(
-    factory: Callable[..., Any], key: bytes, block_size: int, mode_cfb: int, mode_ecb: int
+    factory: CipherFactory, key: bytes, block_size: int, mode_cfb: int, mode_ecb: int
 ) -> BlockCrypt:
     """The fastest exact kcp-go CFB available for a pycryptodome cipher."""
-    funcs = _raw_functions("cfb")
-    ecb_f = _raw_functions("ecb")
-    strxor = _raw_functions("strxor")
+    handles = _fastcrypt.cfb_handles()
     kind = (factory, block_size, mode_cfb, mode_ecb)
-    handles = (funcs, ecb_f, strxor)
     known = _CFB_VERDICTS.get(kind)
-    if known is not None and any(a is not b for a, b in zip(known[0], handles)):
-        known = None  # other C handles (tests swap them): check again
-    if (
-        funcs is not None
-        and ecb_f is not None
-        and strxor is not None
-        and (known is None or known[1])
+    if known is not None and (
+        handles is None or any(a is not b for a, b in zip(known[0], handles))
     ):
+        known = None  # other C handles (tests swap them): check again
+    if handles is not None and (known is None or known[1]):
         try:
-            fast: _RawCFB | None = _RawCFB(
-                funcs, ecb_f, strxor, factory, key, block_size, mode_cfb, mode_ecb
+            fast: _fastcrypt.RawCFB | None = _fastcrypt.RawCFB(
+                handles, factory, key, IV[:block_size], mode_cfb, mode_ecb
             )
         except Exception:
             fast = None
@@ -497,7 +295,7 @@ def _cfb(
                         block_size,
                     ),
                 )
-            if known[1] and _agrees_briefly(fast, fast._ecb, block_size):
+            if known[1] and _agrees_briefly(fast, fast.ecb, block_size):
                 return fast
     return _PycryptodomeCFB(factory, key, block_size, mode_cfb, mode_ecb)
 
@@ -520,8 +318,8 @@ class _PureCFB:
 class Salsa20Crypt:
     """kcp-go ``NewSalsa20BlockCrypt``: Salsa20/20, nonce = packet bytes 0..7.
 
-    Uses pycryptodome's C functions directly when they can be reached (see
-    ``_raw_functions``; checked against the public API at construction).
+    Uses pycryptodome's C functions directly (kcpsock._fastcrypt) when they
+    can be reached and agree with the public API at construction.
 
     Args:
         key: copied into 32 bytes (truncated or zero-padded, as kcp-go does).
@@ -529,51 +327,28 @@ class Salsa20Crypt:
 
     def __init__(self, key: bytes) -> None:
         self._key = (bytes(key) + bytes(32))[:32]
-        self._funcs = _raw_functions("salsa20")
-        self._pool: list[tuple[Any, Any, Any]] = []
-        if self._funcs is not None:
-            fast, self._funcs = self._funcs, None
-            reference = [self.encrypt(bytes(range(n % 256)) * 3) for n in (7, 8, 9, 70, 600)]
-            self._funcs = fast
-            try:
-                ok = reference == [
-                    self.encrypt(bytes(range(n % 256)) * 3) for n in (7, 8, 9, 70, 600)
-                ]
-            except Exception:
-                ok = False
-            if not ok:
-                self._funcs = None
+        self._fast: _fastcrypt.RawSalsa20 | None = None
+        try:
+            fast = _fastcrypt.RawSalsa20(self._key)
+            probes = [bytes(range(n % 256)) * 3 for n in (7, 8, 9, 70, 600)]
+            if all(fast.encrypt(p) == self._encrypt_public(p) for p in probes if len(p) >= 8):
+                self._fast = fast
+        except Exception:
+            self._fast = None
+
+    def _encrypt_public(self, packet: bytes) -> bytes:
+        head = packet[:8]
+        return head + Salsa20.new(key=self._key, nonce=head).encrypt(packet[8:])
 
     def encrypt(self, packet: bytes) -> bytes:
         """XOR bytes 8.. with the keystream for nonce = bytes 0..7."""
-        n = len(packet)
-        if n < 8:
+        if len(packet) < 8:
             return bytes(packet)  # kcp-go HEAD leaves such packets alone
         packet = bytes(packet)  # no copy for bytes; c_char_p needs bytes
-        head = packet[:8]
-        funcs = self._funcs
-        if funcs is None:
-            return head + Salsa20.new(key=self._key, nonce=head).encrypt(packet[8:])
-        init, enc, destroy = funcs
-        try:
-            entry = self._pool.pop()
-        except IndexError:
-            state = ctypes.c_void_p()
-            entry = (state, ctypes.byref(state), ctypes.create_string_buffer(_BUF_SIZE))
-        state, pstate, buf = entry
-        if n > _BUF_SIZE:
-            buf = ctypes.create_string_buffer(n)
-        if init(self._key, _SZ[32], head, _SZ[8], pstate):
-            raise ValueError("pycryptodome Salsa20 failed")  # pragma: no cover
-        try:
-            rc = enc(state, packet[8:], buf, _size(n - 8))
-        finally:
-            destroy(state)
-        if rc:
-            raise ValueError("pycryptodome Salsa20 failed")  # pragma: no cover
-        out: bytes = head + buf.raw[: n - 8]
-        self._pool.append(entry)
-        return out
+        fast = self._fast
+        if fast is None:
+            return self._encrypt_public(packet)
+        return fast.encrypt(packet)
 
     decrypt = encrypt
 
@@ -587,34 +362,24 @@ class SimpleXORCrypt:
 
     def __init__(self, key: bytes) -> None:
         self._pad = hashlib.pbkdf2_hmac("sha1", bytes(key), _XOR_SALT, 32, MTU_LIMIT)
-        self._strxor = _raw_functions("strxor")
-        self._pool: list[Any] = []
-        if self._strxor is not None:
+        self._fast: _fastcrypt.RawXor | None = None
+        try:
+            fast = _fastcrypt.RawXor(self._pad)
             probe = bytes(range(256)) * 6
-            try:
-                ok = self.encrypt(probe) == _xor_bytes(probe, self._pad[: len(probe)])
-            except Exception:
-                ok = False
-            if not ok:
-                self._strxor = None
+            if fast.xor(probe) == _xor_bytes(probe, self._pad[: len(probe)]):
+                self._fast = fast
+        except Exception:
+            self._fast = None
 
     def encrypt(self, packet: bytes) -> bytes:
         """XOR the first min(len, 1500) bytes with the pad."""
         n = len(packet)
         if n > MTU_LIMIT:
             return self.encrypt(packet[:MTU_LIMIT]) + bytes(packet[MTU_LIMIT:])
-        strxor = self._strxor
-        if strxor is None or n < 64:  # short: the int arithmetic is cheaper
+        fast = self._fast
+        if fast is None or n < 64:  # short: the int arithmetic is cheaper
             return _xor_bytes(packet, self._pad[:n])
-        packet = bytes(packet)  # no copy for bytes; c_char_p needs bytes
-        try:
-            buf = self._pool.pop()
-        except IndexError:
-            buf = ctypes.create_string_buffer(_BUF_SIZE)
-        strxor(packet, self._pad, buf, _size(n))
-        out: bytes = buf.raw[:n]
-        self._pool.append(buf)
-        return out
+        return fast.xor(bytes(packet))  # no copy for bytes; c_char_p needs bytes
 
     decrypt = encrypt
 
@@ -659,8 +424,7 @@ class AESGCMCrypt:
         if len(key) not in (16, 24, 32):
             raise ValueError("aes-gcm key must be 16, 24 or 32 bytes")
         self._key = bytes(key)
-        self._fast: Any = None
-        self._bufs: list[tuple[Any, Any]] = []
+        self._fast: _fastcrypt.RawGCM | None = None
         try:
             self._fast = self._setup_fast()
         except Exception:
@@ -681,90 +445,16 @@ class AESGCMCrypt:
             if not ok:
                 self._fast = None
 
-    def _setup_fast(self) -> Any:
-        if not _c_calls_allowed():
-            return None
-        from Crypto.Cipher import _mode_ctr, _mode_gcm
-
-        ghash_c = _mode_gcm._ghash_clmul or _mode_gcm._ghash_portable
-        ctr = _mode_ctr.raw_ctr_lib
-        if AES._raw_aes_hw:
-            aes_start, aes_stop = AES._raw_aes_hw
-        else:
-            aes_start = AES._raw_aes_lib.AES_start_operation
-            aes_stop = AES._raw_aes_lib.AES_stop_operation
-        h = AES.new(self._key, AES.MODE_ECB).encrypt(bytes(16))
-        exp_key = ctypes.c_void_p()
-        if ghash_c.ghash_expand(h, ctypes.byref(exp_key)) or not exp_key.value:
-            return None
-        weakref.finalize(self, ghash_c.ghash_destroy, exp_key)
-        return (
-            exp_key,
-            ghash_c.ghash,
-            aes_start,
-            aes_stop,
-            ctr.CTR_start_operation,
-            ctr.CTR_encrypt,
-            ctr.CTR_stop_operation,
-        )
-
-    def _ctr_ghash(self, nonce: bytes, data: bytes, ct_of: int) -> tuple[bytes, bytes]:
-        """CTR from J0 over 16 zero bytes + ``data``; GHASH over the ciphertext.
-
-        ``ct_of`` = 0: ``data`` is the plaintext (the ciphertext is the CTR
-        output); 1: ``data`` is the ciphertext.  Returns (CTR output after the
-        mask block, tag).
-
-        Ownership, as in pycryptodome's own CTR mode: ``CTR_start_operation``
-        takes the AES key schedule over and ``CTR_stop_operation`` frees both,
-        so each packet builds its own key schedule (one C call).
-        """
-        exp_key, ghash, aes_start, aes_stop, start, encrypt, stop = self._fast
-        n = len(data)
-        try:
-            entry = self._bufs.pop()
-        except IndexError:
-            entry = (ctypes.create_string_buffer(_BUF_SIZE), ctypes.create_string_buffer(16))
-        buf, y = entry
-        if n + 16 > _BUF_SIZE:
-            buf = ctypes.create_string_buffer(n + 16)
-        key = self._key
-        cipher = ctypes.c_void_p()
-        if aes_start(key, _SZ[len(key)], ctypes.byref(cipher)):
-            raise ValueError("pycryptodome AES failed")  # pragma: no cover
-        state = ctypes.c_void_p()
-        if start(
-            cipher, nonce + b"\x00\x00\x00\x01", _SZ[16], _SZ[12], _U4, _U0, ctypes.byref(state)
-        ):
-            aes_stop(cipher)  # pragma: no cover - not taken over on failure
-            raise ValueError("pycryptodome CTR failed")  # pragma: no cover
-        try:
-            rc = encrypt(state, _ZEROS + data, buf, _size(n + 16))
-        finally:
-            stop(state)  # frees the key schedule too
-        if rc:
-            raise ValueError("pycryptodome CTR failed")  # pragma: no cover
-        raw = buf.raw
-        mask, out = raw[:16], raw[16 : 16 + n]
-        ct = data if ct_of else out
-        blocks = b"".join((ct, _ZEROS[: -n % 16], struct.pack(">QQ", 0, 8 * n)))
-        if ghash(y, blocks, _size(len(blocks)), _ZEROS, exp_key):
-            raise ValueError("pycryptodome GHASH failed")  # pragma: no cover
-        tag = (int.from_bytes(y.raw, "big") ^ int.from_bytes(mask, "big")).to_bytes(16, "big")
-        self._bufs.append(entry)
-        return out, tag
+    def _setup_fast(self) -> _fastcrypt.RawGCM:
+        return _fastcrypt.RawGCM(self._key)
 
     def _encrypt_fast(self, packet: bytes) -> bytes:
-        nonce = packet[:GCM_NONCE_SIZE]
-        ct, tag = self._ctr_ghash(nonce, packet[GCM_NONCE_SIZE:], 0)
-        return b"".join((nonce, ct, tag))
+        assert self._fast is not None
+        return self._fast.seal(packet, GCM_NONCE_SIZE)
 
     def _decrypt_fast(self, packet: bytes) -> bytes:
-        nonce = packet[:GCM_NONCE_SIZE]
-        body, tag = self._ctr_ghash(nonce, packet[GCM_NONCE_SIZE:-GCM_TAG_SIZE], 1)
-        if not hmac.compare_digest(tag, packet[-GCM_TAG_SIZE:]):
-            raise PacketError("bad AES-GCM tag", "InCsumErrors")
-        return nonce + body
+        assert self._fast is not None
+        return self._fast.open(packet, GCM_NONCE_SIZE, GCM_TAG_SIZE)
 
     def _encrypt_public(self, packet: bytes) -> bytes:
         nonce = packet[:GCM_NONCE_SIZE]
@@ -793,8 +483,9 @@ class AESGCMCrypt:
         if len(packet) < GCM_NONCE_SIZE:
             raise ValueError("packet shorter than the AES-GCM nonce")
         packet = bytes(packet)
-        if self._fast is not None:
-            return self._encrypt_fast(packet)
+        fast = self._fast
+        if fast is not None:
+            return fast.seal(packet, GCM_NONCE_SIZE)
         return self._encrypt_public(packet)
 
     def decrypt(self, packet: bytes) -> bytes:
@@ -806,8 +497,9 @@ class AESGCMCrypt:
         if len(packet) < GCM_NONCE_SIZE + GCM_TAG_SIZE:
             raise PacketError("packet shorter than AES-GCM nonce + tag", "InErrs")
         packet = bytes(packet)
-        if self._fast is not None:
-            return self._decrypt_fast(packet)
+        fast = self._fast
+        if fast is not None:
+            return fast.open(packet, GCM_NONCE_SIZE, GCM_TAG_SIZE)
         return self._decrypt_public(packet)
 
 
@@ -922,7 +614,7 @@ def cipher_info(name: str) -> CipherInfo:
         ) from None
 
 
-def new_block_crypt(name: str, key: bytes) -> BlockCrypt:
+def new_block_crypt(name: str, key: bytes | bytearray | memoryview) -> BlockCrypt:
     """Create the kcp-go cipher kcptun calls ``name``, keyed as kcptun keys it.
 
     Each cipher takes the first ``key_size`` bytes of ``key`` (32 for aes,
@@ -948,7 +640,7 @@ def new_block_crypt(name: str, key: bytes) -> BlockCrypt:
     if not isinstance(key, (bytes, bytearray, memoryview)):
         raise TypeError(f"key must be bytes, not {type(key).__name__}")
     info = cipher_info(name)
-    key = bytes(key)
+    key = bytes(key)  # copied: a caller's bytearray may change later
     if len(key) < info.key_size:
         raise ValueError(
             f"key too short for cipher {name!r}: {len(key)} bytes, needs at least {info.key_size}"

@@ -54,8 +54,10 @@ import struct
 from collections import deque
 from typing import Optional
 
+from .config import check_shards
 from .errors import PacketError
 from .gf256 import BytesLike, ReedSolomon
+from .segment import timediff
 
 __all__ = [
     "FEC_HEADER_SIZE",
@@ -111,37 +113,12 @@ def paws_for(total_shards: int) -> int:
     return (0xFFFFFFFF // total_shards) * total_shards
 
 
-def _as_count(name: str, value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
-    return value
-
-
-def _check_shards(data_shards: object, parity_shards: object) -> tuple[int, int]:
-    d = _as_count("data_shards", data_shards)
-    p = _as_count("parity_shards", parity_shards)
-    if (d == 0) != (p == 0):
-        raise ValueError(
-            f"data_shards and parity_shards must be both 0 (FEC off) or both > 0, got {d}, {p}"
-        )
-    if d + p > 255:
-        raise ValueError(f"data_shards + parity_shards must be <= 255, got {d + p}")
-    return d, p
-
-
 def _as_bytes(name: str, value: object) -> bytes:
     if isinstance(value, bytes):
         return value
     if isinstance(value, (bytearray, memoryview)):
         return bytes(value)
     raise TypeError(f"{name} must be bytes-like, got {type(value).__name__}")
-
-
-def _diff32(later: int, earlier: int) -> int:
-    """kcp-go ``_itimediff``: the signed 32-bit difference later - earlier."""
-    return ((later - earlier + 0x80000000) & 0xFFFFFFFF) - 0x80000000
 
 
 class FECEncoder:
@@ -171,7 +148,7 @@ class FECEncoder:
                 sum exceeds 255, or ``start_seqid`` is not a group start below
                 ``paws``.
         """
-        d, p = _check_shards(data_shards, parity_shards)
+        d, p = check_shards(data_shards, parity_shards)
         if not isinstance(start_seqid, int) or isinstance(start_seqid, bool):
             raise TypeError(f"start_seqid must be an int, got {type(start_seqid).__name__}")
         self.data_shards = d
@@ -342,7 +319,7 @@ class _Autotune:
         # by seqid): a stray duplicate must not block detection.
         latest = dict(samples)
         ref = samples[-1][0]
-        ordered = sorted(latest.items(), key=lambda s: _diff32(s[0], ref))
+        ordered = sorted(latest.items(), key=lambda s: timediff(s[0], ref))
         left = -1
         for i in range(1, len(ordered)):
             prev, cur = ordered[i - 1], ordered[i]
@@ -393,7 +370,7 @@ class FECDecoder:
             ValueError: if a count is negative, only one of them is 0, or
                 their sum exceeds 255.
         """
-        d, p = _check_shards(data_shards, parity_shards)
+        d, p = check_shards(data_shards, parity_shards)
         self.parity_shards = 0
         self.full_shard_sets = 0
         self.recovered = 0
@@ -539,12 +516,12 @@ class FECDecoder:
             self._newest = gid
         elif gid != newest:
             horizon = MAX_SHARD_SETS * n
-            if _diff32(gid * n, newest * n) > 0:
+            if timediff(gid * n, newest * n) > 0:
                 self._newest = newest = gid
-                stale = [g for g in sets if _diff32(newest * n, g * n) > horizon]
+                stale = [g for g in sets if timediff(newest * n, g * n) > horizon]
                 for g in stale:
                     del sets[g]
-            elif _diff32(newest * n, gid * n) > horizon:
+            elif timediff(newest * n, gid * n) > horizon:
                 del sets[gid]
         return regular, recovered
 

@@ -432,13 +432,13 @@ _MASK01: dict[int, int] = {}
 
 
 def mask01(length: int) -> int:
-    """An int with byte 0x01 in each of its ``length`` low bytes (cached).
+    r"""An int with byte 0x01 in each of its ``length`` low bytes (cached).
 
     Args:
         length: number of bytes, >= 0.
 
     Returns:
-        ``int.from_bytes(b"\\x01" * length, "little")``.
+        ``int.from_bytes(b"\x01" * length, "little")``.
     """
     m = _MASK01.get(length)
     if m is None:

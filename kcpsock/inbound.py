@@ -214,7 +214,7 @@ def source_filter(remote: Address) -> PreFilter:
 class Blacklist:
     """Recently closed (address, conv) pairs a listener refuses to recreate.
 
-    SESSION.md section 7: a TIME_WAIT analogue.  Keys are added at creation
+    docs/SESSION.md §5: a TIME_WAIT analogue.  Keys are added at creation
     and refreshed at close; an entry expires ``ttl`` seconds after it was
     last added.  At most :data:`BLACKLIST_MAX` entries are kept (the oldest
     go first); expired ones are purged lazily, at most once a second.
@@ -401,7 +401,7 @@ class RouteTable:
     """A listener's routes by (address, conv), with kcp-go's last-key cache.
 
     FEC parity packets carry no conv: they go to the most recent live route
-    of their address (SESSION.md 6.3; the 2017 seed dropped them, so
+    of their address (docs/SESSION.md §4; the 2017 seed dropped them, so
     server-side recovery never worked).
 
     Args:
@@ -473,7 +473,7 @@ class RouteTable:
         Args:
             route: the route.
             now: the caller's clock: refresh the key's blacklist entry (the
-                protection starts at close, SESSION.md 7); None: forget the
+                protection starts at close, docs/SESSION.md §5); None: forget the
                 key instead (a session that never became visible).
         """
         key = route.key

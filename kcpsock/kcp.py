@@ -1,7 +1,7 @@
 """The sans-io KCP core: kcp-go HEAD's ARQ state machine, wire-compatible.
 
 This is skywind3000's KCP as kcp-go v5.6.72 (HEAD) runs it (see
-``../shared/spec/KCP.md``): 24-byte segments (:mod:`kcpsock.segment`),
+docs/KCP.md): 24-byte segments (:mod:`kcpsock.segment`),
 PUSH/ACK/WASK/WINS, fragmentation, stream and message mode, cumulative and
 selective ACKs, kcp-go's RTT estimator, fast and early retransmission,
 congestion control, window probing and the dead-link flag.
@@ -13,9 +13,9 @@ Invariants:
 - ``snd_buf`` holds exactly the segments ``snd_una .. snd_nxt - 1`` in sn
   order (kcp-go HEAD never removes a segment except from the front, when
   ``una`` passes it; a selective ACK only sets ``acked``), so the segment with
-  sequence number ``sn`` sits at index ``(sn - snd_buf[0][0]) mod 2**32``:
-  an ACK finds its segment without a scan.  Segments are plain lists
-  ``[sn, frg, data, ts, rto, xmit, resendts, fastack, acked]`` (speed).
+  sequence number ``sn`` sits at index ``(sn - snd_buf[0].sn) mod 2**32``:
+  an ACK finds its segment without a scan.  Segments are slotted
+  :class:`Segment` objects (typed, and as cheap to read as a list).
 - ``rcv_buf`` maps sn -> (frg, payload) for out-of-order segments with
   ``rcv_nxt <= sn < rcv_nxt + rcv_wnd``; ``rcv_queue`` never holds more than
   ``rcv_wnd`` segments.
@@ -48,12 +48,14 @@ Deliberate differences from kcp-go HEAD (none visible on the wire):
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from itertools import islice
 from operator import itemgetter
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
+from .config import check_int, check_window
 from .errors import PacketError
-from .segment import HEADER, OVERHEAD
+from .segment import CMD_ACK, CMD_PUSH, CMD_WASK, CMD_WINS, HEADER, OVERHEAD, U32, timediff
 
 __all__ = [
     "IKCP_DEADLINK",
@@ -70,16 +72,13 @@ __all__ = [
     "KCP",
     "MAX_FRAGMENTS",
     "MIN_MTU",
+    "Segment",
 ]
 
 IKCP_RTO_NDL = 30
 IKCP_RTO_MIN = 100
 IKCP_RTO_DEF = 200
 IKCP_RTO_MAX = 60000
-IKCP_CMD_PUSH = 81
-IKCP_CMD_ACK = 82
-IKCP_CMD_WASK = 83
-IKCP_CMD_WINS = 84
 IKCP_ASK_SEND = 1
 IKCP_ASK_TELL = 2
 IKCP_WND_SND = 32
@@ -98,23 +97,57 @@ MIN_MTU = OVERHEAD + 1
 #: Largest MTU accepted (the 16-bit limit of a UDP length).
 MAX_MTU = 65535
 
-_M = 0xFFFFFFFF
+_M = U32
 #: A payload: bytes, or a view into immutable bytes (message fragments).
 _Buf = Union[bytes, bytearray, memoryview]
 _FASTACK_SENTINEL = 0xFFFFFFFF  # kcp-go HEAD: "no more fast/early retransmit until RTO"
 _pack = HEADER.pack
 _second = itemgetter(1)
 _unpack_from = HEADER.unpack_from
+#: A decoded header: conv, cmd, frg, wnd, ts, sn, una, len.
+_Hdr = tuple[int, int, int, int, int, int, int, int]
 
 
-def _diff(later: int, earlier: int) -> int:
-    """Signed 32-bit difference (kcp-go ``_itimediff``)."""
-    return ((later - earlier + 0x80000000) & _M) - 0x80000000
+class Segment:
+    """One segment of ``snd_buf`` (kcp-go ``segment``, the sender's fields).
 
+    A slotted object: attribute access is as cheap as a list index and the
+    fields are typed.  The header fields kcp-go stores too (conv, cmd, wnd,
+    una) are written at flush time and not kept here.
 
-#: A segment in flight: a list, for speed (kcp-go ``segment`` fields):
-#: [sn, frg, data, ts, rto, xmit, resendts, fastack, acked].
-_Seg = list[Any]
+    Attributes:
+        sn: sequence number (uint32).
+        frg: fragment countdown (message mode), 0 in stream mode.
+        data: the payload; set to ``b""`` once selectively acknowledged.
+        ts: time of the last transmission (ms, uint32).
+        rto: the retransmission timeout in force for this segment (ms).
+        xmit: transmissions so far (0: never sent).
+        resendts: when it is retransmitted if still unacknowledged (ms, uint32).
+        fastack: skipping ACKs counted, or the sentinel 0xFFFFFFFF (kcp-go HEAD).
+        acked: selectively acknowledged; kept until ``una`` passes it.
+    """
+
+    __slots__ = ("acked", "data", "fastack", "frg", "resendts", "rto", "sn", "ts", "xmit")
+
+    def __init__(
+        self, sn: int, frg: int, data: _Buf, ts: int, rto: int, xmit: int, resendts: int
+    ) -> None:
+        """Create a segment not yet acknowledged, with no skipping ACK counted."""
+        self.sn = sn
+        self.frg = frg
+        self.data = data
+        self.ts = ts
+        self.rto = rto
+        self.xmit = xmit
+        self.resendts = resendts
+        self.fastack = 0
+        self.acked = False
+
+    def __repr__(self) -> str:
+        return (
+            f"Segment(sn={self.sn}, frg={self.frg}, len={len(self.data)}, xmit={self.xmit}, "
+            f"fastack={self.fastack}, acked={self.acked})"
+        )
 
 
 class _NoDelay(int):
@@ -150,8 +183,8 @@ class KCP:
     """
 
     #: Run kcp-go's full snd_buf scan at every flush instead of the shortcut
-    #: (the tests compare the two; the results must be identical).
-    _scan_always = False
+    #: (slower; the tests compare the two, which must send identical datagrams).
+    scan_always = False
 
     def __init__(self, conv: int) -> None:
         """Create a control block.
@@ -163,10 +196,7 @@ class KCP:
             TypeError: conv is not an int.
             ValueError: conv is out of range.
         """
-        if not isinstance(conv, int) or isinstance(conv, bool):
-            raise TypeError(f"conv must be an int, not {type(conv).__name__}")
-        if not 0 <= conv <= _M:
-            raise ValueError(f"conv must be in 0..2**32-1, got {conv}")
+        check_int("conv", conv, 0, U32)
         self.conv = conv
         self.mtu = IKCP_MTU_DEF
         self.mss = self.mtu - OVERHEAD
@@ -199,18 +229,18 @@ class KCP:
         # snd_queue: (frg, payload) pairs not yet numbered; in stream mode
         # send() tops up the last one (kcp-go Send)
         self.snd_queue: deque[tuple[int, _Buf]] = deque()
-        self.snd_buf: deque[_Seg] = deque()
+        self.snd_buf: deque[Segment] = deque()
         self.rcv_queue: deque[tuple[int, _Buf]] = deque()
         self.rcv_buf: dict[int, tuple[int, _Buf]] = {}
         self.acklist: list[tuple[int, int]] = []
         # kcp-go scans snd_buf at every flush; these let _flush skip the scan
         self._unsent = 0  # the last _unsent segments of snd_buf were never sent
-        self._fastcand: dict[int, _Seg] = {}  # sn -> segment with 0 < fastack != sentinel
+        self._fastcand: dict[int, Segment] = {}  # sn -> segment with 0 < fastack != sentinel
         self._min_resend = 0  # lower bound of the resend times of sent, unacked segments
         # the sent segments of snd_buf that may still count skipping ACKs (not
         # acked, no fastack sentinel), in sn order; dropped lazily, rebuilt by
         # the full scan; parse_fastack walks only these
-        self._inflight: deque[_Seg] = deque()
+        self._inflight: deque[Segment] = deque()
 
         self.in_segs = 0
         self.out_segs = 0
@@ -252,17 +282,6 @@ class KCP:
             ``len(snd_buf) + len(snd_queue)``.
         """
         return len(self.snd_buf) + len(self.snd_queue)
-
-    def wnd_unused(self) -> int:
-        """Free receive window advertised to the peer, in segments (16-bit).
-
-        Returns:
-            ``rcv_wnd - len(rcv_queue)``, 0 if negative, truncated to 16 bits.
-        """
-        n = len(self.rcv_queue)
-        if n < self.rcv_wnd:
-            return (self.rcv_wnd - n) & 0xFFFF
-        return 0
 
     # -------------------------------------------------------------- settings
 
@@ -324,11 +343,8 @@ class KCP:
             TypeError: an argument is not an int.
             ValueError: a window above 65535 (the 16-bit wire field).
         """
-        for name, value in (("snd", snd), ("rcv", rcv)):
-            if not isinstance(value, int):
-                raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-            if value > 0xFFFF:
-                raise ValueError(f"{name} window {value} exceeds 65535 (16-bit wire field)")
+        check_window("snd", snd, keep=True)
+        check_window("rcv", rcv, keep=True)
         if snd > 0:
             self.snd_wnd = snd
         if rcv > 0:
@@ -344,10 +360,7 @@ class KCP:
             TypeError: mtu is not an int.
             ValueError: mtu is out of range.
         """
-        if not isinstance(mtu, int) or isinstance(mtu, bool):
-            raise TypeError(f"mtu must be an int, not {type(mtu).__name__}")
-        if not MIN_MTU <= mtu <= MAX_MTU:
-            raise ValueError(f"mtu must be in {MIN_MTU}..{MAX_MTU}, got {mtu}")
+        check_int("mtu", mtu, MIN_MTU, MAX_MTU)
         self.mtu = mtu
         self.mss = mtu - OVERHEAD
 
@@ -377,7 +390,7 @@ class KCP:
         n = len(data)
         if n == 0:
             # ikcp would emit a zero-length PUSH, which blocks kcp-go readers
-            raise ValueError("cannot send an empty message (KCP.md hazard 1)")
+            raise ValueError("cannot send an empty message (docs/KCP.md §14, hazard 1)")
         mss = self.mss
         queue = self.snd_queue
         if self.stream:
@@ -424,66 +437,39 @@ class KCP:
             nxt = (nxt + 1) & _M
         self.rcv_nxt = nxt
 
-    def _message_size(self) -> int:
-        """Size of the complete message at the head of rcv_queue, or -1 (kcp-go PeekSize)."""
-        queue = self.rcv_queue
-        if not queue:
-            return -1
-        if self.stream:
-            return sum(map(len, map(_second, queue)))
-        frg, data = queue[0]
-        if frg == 0:
-            return len(data)
-        if len(queue) < frg + 1:
-            return -1
-        size = 0
-        for frg, data in queue:
-            size += len(data)
-            if frg == 0:
-                break
-        return size
-
-    def _pop_message(self) -> bytes:
-        """Pop the head message (known complete) and refill; kcp-go ``Recv``."""
-        queue = self.rcv_queue
-        recover = len(queue) >= self.rcv_wnd
-        if self.stream:
-            parts = [data for _, data in queue]
-            queue.clear()
-        else:
-            parts = []
-            while queue:
-                frg, data = queue.popleft()
-                parts.append(data)
-                if frg == 0:
-                    break
-        if self.rcv_buf:
-            self._refill()
-        if recover and len(queue) < self.rcv_wnd:
-            # kcp-go Recv "fast recover": tell the peer our window reopened
-            self.probe |= IKCP_ASK_TELL
-        if len(parts) == 1:
-            return bytes(parts[0])
-        return b"".join(parts)
-
-    def _skip_empty(self) -> int:
-        """Drop complete zero-length messages at the head; return the next size."""
-        while True:
-            size = self._message_size()
-            if size != 0:
-                return size
-            # a zero-length message (ikcp can send one): consume and skip it
-            self._pop_message()
-
     def peek_size(self) -> int:
         """Size of the next message (stream mode: bytes ready), -1 if none.
 
-        Zero-length messages at the head are consumed and skipped.
+        Changes nothing (readiness checks call it): complete zero-length
+        messages at the head, which ikcp peers can send, are looked past
+        here and dropped by :meth:`recv`.
 
         Returns:
             A byte count > 0, or -1.
         """
-        return self._skip_empty()
+        queue = self.rcv_queue
+        if not queue:
+            return -1
+        if self.stream:
+            return sum(map(len, map(_second, queue))) or -1
+        frg, data = queue[0]
+        if frg == 0 and data:
+            return len(data)  # the common case: a one-fragment message
+        size = 0
+        left = len(queue)
+        first = True
+        for frg, data in queue:
+            if first:
+                if left <= frg:
+                    return -1  # the message is not complete yet
+                first = False
+            left -= 1
+            size += len(data)
+            if frg == 0:
+                if size:
+                    return size
+                first = True  # a zero-length message: look at the next one
+        return -1
 
     def recv(self) -> Optional[bytes]:
         """Return the next whole message (stream mode: all bytes ready), or None.
@@ -505,8 +491,8 @@ class KCP:
             elif queue[0][0] == 0:
                 data = queue.popleft()[1]
             else:
-                if self._message_size() < 0:
-                    return None
+                if len(queue) <= queue[0][0]:
+                    return None  # the head message is not complete yet
                 parts = []
                 while queue:
                     frg, d = queue.popleft()
@@ -551,16 +537,16 @@ class KCP:
         if datagram.__class__ is not bytes:
             datagram = bytes(datagram)
         n = len(datagram)
-        if n < 24:
+        if n < OVERHEAD:
             raise PacketError(
                 f"KCP datagram of {n} bytes is shorter than the 24-byte header", "KCPInErrors"
             )
         # Pass 1: validate the whole datagram before touching any state (kcp-go
         # would apply the segments before a bad one; we refuse it as a whole).
         h = _unpack_from(datagram, 0)
-        hdrs: Any
-        if n == 24 + h[7] and h[0] == self.conv and 81 <= h[1] <= 84:
-            if h[1] == 81:
+        hdrs: Sequence[tuple[_Hdr, int]]
+        if n == OVERHEAD + h[7] and h[0] == self.conv and CMD_PUSH <= h[1] <= CMD_WINS:
+            if h[1] == CMD_PUSH:
                 # The hot path: exactly one PUSH.  Does what the loop below
                 # does for one PUSH, with fewer steps; keep the two in step.
                 _, _, frg, wnd, ts, sn, una, _ = h
@@ -568,7 +554,7 @@ class KCP:
                     self.rmt_wnd = wnd
                 snd_buf = self.snd_buf
                 advanced = False
-                if snd_buf and 0 < ((una - snd_buf[0][0]) & _M) < 0x80000000:
+                if snd_buf and 0 < ((una - snd_buf[0].sn) & _M) < 0x80000000:
                     self._parse_una(una)
                     advanced = True
                 rcv_nxt = self.rcv_nxt
@@ -579,10 +565,10 @@ class KCP:
                     rcv_queue = self.rcv_queue
                     rcv_buf = self.rcv_buf
                     if sn == rcv_nxt and not rcv_buf and len(rcv_queue) < rcv_wnd:
-                        rcv_queue.append((frg, datagram[24:]))
+                        rcv_queue.append((frg, datagram[OVERHEAD:]))
                         self.rcv_nxt = (sn + 1) & _M
                     elif ((sn - rcv_nxt) & _M) < 0x80000000 and sn not in rcv_buf:
-                        rcv_buf[sn] = (frg, datagram[24:])
+                        rcv_buf[sn] = (frg, datagram[OVERHEAD:])
                         if sn == rcv_nxt:
                             self._refill()
                     elif regular:
@@ -594,10 +580,10 @@ class KCP:
                     if not self.nocwnd and self.cwnd < self.rmt_wnd:
                         self._grow_cwnd()
                     return self._flush(now_ms & _M, True)
-                if len(acklist) >= self.mtu // 24 or (ack_nodelay and acklist):
+                if len(acklist) >= self.mtu // OVERHEAD or (ack_nodelay and acklist):
                     return self._flush(now_ms & _M, False)
                 return []
-            hdrs = ((h, 24),)  # one valid segment
+            hdrs = ((h, OVERHEAD),)  # one valid segment
         else:
             hdrs = self._validate(datagram, n)
 
@@ -615,10 +601,10 @@ class KCP:
             if regular:
                 self.rmt_wnd = wnd
             # parse_una + shrink_buf: drop every segment with sn < una
-            if snd_buf and 0 < ((una - snd_buf[0][0]) & _M) < 0x80000000:
+            if snd_buf and 0 < ((una - snd_buf[0].sn) & _M) < 0x80000000:
                 self._parse_una(una)
                 flush_segments = True
-            if cmd == 81:  # PUSH
+            if cmd == CMD_PUSH:
                 repeat = True
                 rcv_nxt = self.rcv_nxt
                 rcv_wnd = self.rcv_wnd
@@ -636,18 +622,18 @@ class KCP:
                         repeat = False
                 if regular and repeat:
                     self.repeat_segs += 1
-            elif cmd == 82:  # ACK
+            elif cmd == CMD_ACK:
                 if snd_buf:
-                    idx = (sn - snd_buf[0][0]) & _M
+                    idx = (sn - snd_buf[0].sn) & _M
                     if idx < len(snd_buf):  # snd_una <= sn < snd_nxt
                         seg = snd_buf[idx]
                         # kcp-go HEAD parse_ack: mark, free the payload, keep it until una
-                        seg[8] = True
-                        seg[2] = b""
+                        seg.acked = True
+                        seg.data = b""
                         if idx and self._parse_fastack(sn, ts):
                             flush_segments = True
                 latest = ts
-            elif cmd == 83:  # WASK
+            elif cmd == CMD_WASK:
                 self.probe |= IKCP_ASK_TELL
             # WINS: nothing beyond the wnd/una processing above
         self.in_segs += len(hdrs)
@@ -667,7 +653,7 @@ class KCP:
 
         if flush_segments:
             return self._flush(current, True)
-        if acklist and (len(acklist) >= self.mtu // 24 or ack_nodelay):
+        if acklist and (len(acklist) >= self.mtu // OVERHEAD or ack_nodelay):
             return self._flush(current, False)
         return []
 
@@ -675,16 +661,16 @@ class KCP:
         """Drop every segment with sn < una from snd_buf (kcp-go parse_una + shrink_buf)."""
         snd_buf = self.snd_buf
         popleft = snd_buf.popleft
-        while snd_buf and 0 < ((una - snd_buf[0][0]) & _M) < 0x80000000:
+        while snd_buf and 0 < ((una - snd_buf[0].sn) & _M) < 0x80000000:
             popleft()
-        self.snd_una = snd_buf[0][0] if snd_buf else self.snd_nxt
+        self.snd_una = snd_buf[0].sn if snd_buf else self.snd_nxt
         if self._unsent > len(snd_buf):
             self._unsent = len(snd_buf)
         inflight = self._inflight
-        while inflight and 0 < ((una - inflight[0][0]) & _M) < 0x80000000:
+        while inflight and 0 < ((una - inflight[0].sn) & _M) < 0x80000000:
             inflight.popleft()
 
-    def _validate(self, datagram: bytes, n: int) -> list[tuple[tuple[int, ...], int]]:
+    def _validate(self, datagram: bytes, n: int) -> list[tuple[_Hdr, int]]:
         """Parse every header of a datagram as kcp-go Input does, changing nothing.
 
         Returns:
@@ -698,16 +684,16 @@ class KCP:
         unpack_from = _unpack_from
         hdrs = []
         off = 0
-        while n - off >= 24:
+        while n - off >= OVERHEAD:
             h = unpack_from(datagram, off)
-            off += 24
+            off += OVERHEAD
             if h[0] != conv:
                 raise PacketError(f"KCP conv {h[0]:#x} is not ours ({conv:#x})", "KCPInErrors")
             if n - off < h[7]:
                 raise PacketError(
                     f"KCP segment claims {h[7]} payload bytes, {n - off} present", "KCPInErrors"
                 )
-            if not 81 <= h[1] <= 84:
+            if not CMD_PUSH <= h[1] <= CMD_WINS:
                 raise PacketError(f"unknown KCP command {h[1]}", "KCPInErrors")
             hdrs.append((h, off))
             off += h[7]
@@ -741,23 +727,23 @@ class KCP:
         keep = []
         i = 0
         for seg in inflight:
-            ssn = seg[0]
+            ssn = seg.sn
             if ((ssn - una) & _M) >= 0x80000000:  # passed by una: drop
                 i += 1
                 continue
             if ((ssn - sn) & _M) < 0x80000000:  # at or after the acked one: stop
                 break
             i += 1
-            if seg[8] or seg[7] == _FASTACK_SENTINEL:
+            if seg.acked or seg.fastack == _FASTACK_SENTINEL:
                 # selectively acked, or waiting for its RTO (the full scan that
                 # resets it rebuilds _inflight): drop
                 continue
             keep.append(seg)
             # sent no later than the acked one
-            d = (seg[3] - ts) & _M
+            d = (seg.ts - ts) & _M
             if d == 0 or d >= 0x80000000:
-                seg[7] += 1
-                if seg[7] >= threshold:
+                seg.fastack += 1
+                if seg.fastack >= threshold:
                     reached = True
                 cand[ssn] = seg
         if i > len(keep):
@@ -839,11 +825,61 @@ class KCP:
         append = self.snd_buf.append
         for _ in range(count):
             frg, data = popleft()
-            # sn, frg, data, ts, rto, xmit, resendts, fastack, acked
-            append([nxt, frg, data, 0, 0, 0, 0, 0, False])
+            append(Segment(nxt, frg, data, 0, 0, 0, 0))
             nxt = (nxt + 1) & _M
         self.snd_nxt = nxt
         self._unsent += count
+
+    def _datagrams(
+        self,
+        control: list[tuple[int, int, int]],
+        pushes: list[Segment],
+        wnd: int,
+        una: int,
+        current: int,
+    ) -> list[bytes]:
+        """Pack one flush's segments into datagrams (docs/KCP.md §7, packing rule).
+
+        Segments go into a datagram in order; one that would make it exceed
+        ``mtu`` bytes starts the next, so every datagram holds whole segments.
+
+        Args:
+            control: (cmd, ts, sn) of the ACK, WASK and WINS segments, first.
+            pushes: the PUSH segments to transmit, after them (ts ``current``).
+            wnd: the free receive window to advertise.
+            una: the cumulative ACK to advertise (``rcv_nxt``).
+            current: the time stamp of the PUSH segments.
+
+        Returns:
+            The datagrams, each at most ``mtu`` bytes.
+        """
+        mtu = self.mtu
+        conv = self.conv
+        pack = _pack
+        out: list[bytes] = []
+        parts: list[_Buf] = [pack(conv, cmd, 0, wnd, ts, sn, una, 0) for cmd, ts, sn in control]
+        size = OVERHEAD * len(parts)
+        if size > mtu:
+            # header-only segments: mtu // 24 of them fill a datagram; the
+            # last group stays open for what follows
+            per = mtu // OVERHEAD
+            last = (len(parts) - 1) // per * per
+            out = [b"".join(parts[i : i + per]) for i in range(0, last, per)]
+            parts = parts[last:]
+            size = OVERHEAD * len(parts)
+        for seg in pushes:
+            data = seg.data
+            n = len(data)
+            if size + OVERHEAD + n > mtu and size:
+                out.append(b"".join(parts))
+                parts = []
+                size = 0
+            parts.append(pack(conv, CMD_PUSH, seg.frg, wnd, current, seg.sn, una, n))
+            parts.append(data)
+            size += OVERHEAD + n
+        if size:
+            out.append(b"".join(parts))
+        return out
 
     def _flush(self, current: int, full: bool) -> list[bytes]:
         """The body of kcp-go HEAD ``flush``; ``full`` False is IKCP_FLUSH_ACKONLY.
@@ -856,42 +892,29 @@ class KCP:
         ``_min_resend`` is a lower bound of every pending resend time.  When a
         timer may have expired, the kcp-go scan runs and recomputes them.
         """
-        out: list[bytes] = []
-        parts: list[_Buf] = []
-        size = 0
-        mtu = self.mtu
-        conv = self.conv
         nq = len(self.rcv_queue)
         wnd = (self.rcv_wnd - nq) & 0xFFFF if nq < self.rcv_wnd else 0
         una = self.rcv_nxt
-        nsegs = 0
-        pack = _pack
+        # What this flush sends, in wire order; _datagrams packs it at the end.
+        control: list[tuple[int, int, int]]  # (cmd, ts, sn) of ACK, WASK, WINS
+        pushes: list[Segment] = []  # PUSH segments to (re)transmit, ts = current
+        put = pushes.append
 
         # Phase 1: ACKs.  kcp-go filters ACKs below rcv_nxt (una covers them)
         # except the last one of the batch.
         acklist = self.acklist
         sn = ts = 0
         if acklist:
-            for i in range(len(acklist) - 1):
-                asn, ats = acklist[i]
-                if ((asn - una) & _M) < 0x80000000:
-                    if size + 24 > mtu:
-                        out.append(b"".join(parts))
-                        parts = []
-                        size = 0
-                    sn, ts = asn, ats
-                    parts.append(pack(conv, 82, 0, wnd, ts, sn, una, 0))
-                    size += 24
-                    nsegs += 1
-            if size + 24 > mtu:
-                out.append(b"".join(parts))
-                parts = []
-                size = 0
+            control = [
+                (CMD_ACK, ats, asn)
+                for asn, ats in islice(acklist, len(acklist) - 1)
+                if ((asn - una) & _M) < 0x80000000
+            ]
             sn, ts = acklist[-1]  # the last ACK is always written
-            parts.append(pack(conv, 82, 0, wnd, ts, sn, una, 0))
-            size += 24
-            nsegs += 1
+            control.append((CMD_ACK, ts, sn))
             self.acklist = []
+        else:
+            control = []
 
         # Phase 2: window probe scheduling.
         if self.rmt_wnd == 0:
@@ -912,15 +935,9 @@ class KCP:
 
         # Phase 3: WASK / WINS (sn/ts are the template's leftovers, as kcp-go).
         if self.probe:
-            for bit, cmd in ((IKCP_ASK_SEND, IKCP_CMD_WASK), (IKCP_ASK_TELL, IKCP_CMD_WINS)):
+            for bit, cmd in ((IKCP_ASK_SEND, CMD_WASK), (IKCP_ASK_TELL, CMD_WINS)):
                 if self.probe & bit:
-                    if size + 24 > mtu:
-                        out.append(b"".join(parts))
-                        parts = []
-                        size = 0
-                    parts.append(pack(conv, cmd, 0, wnd, ts, sn, una, 0))
-                    size += 24
-                    nsegs += 1
+                    control.append((cmd, ts, sn))
             self.probe = 0
 
         # Phase 4: move segments into the send window (also in ACK-only flush).
@@ -940,7 +957,7 @@ class KCP:
             full
             and bool(snd_buf)
             and (
-                self._scan_always
+                self.scan_always
                 or (
                     self._unsent < len(snd_buf) and ((current - self._min_resend) & _M) < 0x80000000
                 )
@@ -961,67 +978,58 @@ class KCP:
             if scan:
                 # a retransmission timer may have expired: kcp-go's full scan
                 nodelay = self.nodelay_
-                cand: dict[int, _Seg] = {}
-                inflight: deque[_Seg] = deque()  # rebuilt: RTOs make segments count again
+                cand: dict[int, Segment] = {}
+                inflight: deque[Segment] = deque()  # rebuilt: RTOs make segments count again
                 keep_inflight = inflight.append
                 min_resend = -1
                 min_d = 0x80000000
                 for seg in snd_buf:
-                    if seg[8]:  # acked
+                    if seg.acked:  # acked
                         continue
-                    fastack = seg[7]
-                    if seg[5] == 0:  # initial transmit
-                        seg[4] = rx_rto
-                        seg[6] = resendts_new
+                    fastack = seg.fastack
+                    if seg.xmit == 0:  # initial transmit
+                        seg.rto = rx_rto
+                        seg.resendts = resendts_new
                     elif fastack >= resent and fastack != _FASTACK_SENTINEL:
-                        seg[7] = _FASTACK_SENTINEL  # no more until an RTO resets it
-                        seg[4] = rx_rto
-                        seg[6] = resendts_new
+                        seg.fastack = _FASTACK_SENTINEL  # no more until an RTO resets it
+                        seg.rto = rx_rto
+                        seg.resendts = resendts_new
                         change += 1
                         fast += 1
                     elif 0 < fastack != _FASTACK_SENTINEL and new_segs == 0:
-                        seg[7] = _FASTACK_SENTINEL
-                        seg[4] = rx_rto
-                        seg[6] = resendts_new
+                        seg.fastack = _FASTACK_SENTINEL
+                        seg.rto = rx_rto
+                        seg.resendts = resendts_new
                         change += 1
                         early += 1
-                    elif ((current - seg[6]) & _M) < 0x80000000:  # RTO
-                        seg[4] += rx_rto if nodelay == 0 else rx_rto // 2
-                        seg[7] = 0
-                        seg[6] = (current + seg[4]) & _M
+                    elif ((current - seg.resendts) & _M) < 0x80000000:  # RTO
+                        seg.rto += rx_rto if nodelay == 0 else rx_rto // 2
+                        seg.fastack = 0
+                        seg.resendts = (current + seg.rto) & _M
                         lost += 1
                     else:
-                        d = (seg[6] - current) & _M
+                        d = (seg.resendts - current) & _M
                         if d < min_d:
                             min_d = d
-                            min_resend = seg[6]
+                            min_resend = seg.resendts
                         if fastack != _FASTACK_SENTINEL:
                             keep_inflight(seg)
                             if fastack:
-                                cand[seg[0]] = seg
+                                cand[seg.sn] = seg
                         continue
-                    seg[5] += 1
-                    seg[3] = current
-                    data = seg[2]
-                    need = 24 + len(data)
-                    if size + need > mtu and size:
-                        out.append(b"".join(parts))
-                        parts = []
-                        size = 0
-                    parts.append(pack(conv, 81, seg[1], wnd, current, seg[0], una, len(data)))
-                    parts.append(data)
-                    size += need
-                    nsegs += 1
-                    if seg[5] >= dead_link:
+                    seg.xmit += 1
+                    seg.ts = current
+                    put(seg)
+                    if seg.xmit >= dead_link:
                         self.state = 0xFFFFFFFF
-                    d = (seg[6] - current) & _M
+                    d = (seg.resendts - current) & _M
                     if d < min_d:
                         min_d = d
-                        min_resend = seg[6]
-                    if seg[7] != _FASTACK_SENTINEL:
+                        min_resend = seg.resendts
+                    if seg.fastack != _FASTACK_SENTINEL:
                         keep_inflight(seg)
-                        if seg[7]:  # an initial send keeps its count
-                            cand[seg[0]] = seg
+                        if seg.fastack:  # an initial send keeps its count
+                            cand[seg.sn] = seg
                 self._fastcand = cand
                 self._inflight = inflight
                 self._unsent = 0
@@ -1043,14 +1051,14 @@ class KCP:
                 if cand and not snd_buf:
                     self._fastcand = {}  # all passed by una
                 elif cand:
-                    base = snd_buf[0][0]
+                    base = snd_buf[0].sn
                     sent_end = nbuf - unsent
-                    keep: dict[int, _Seg] = {}
+                    keep: dict[int, Segment] = {}
                     for csn in sorted(cand, key=lambda s: (s - base) & _M):
                         seg = cand[csn]
                         idx = (csn - base) & _M
-                        fastack = seg[7]
-                        if idx >= nbuf or seg[8] or fastack == 0 or fastack == _FASTACK_SENTINEL:
+                        fastack = seg.fastack
+                        if idx >= nbuf or seg.acked or fastack == 0 or fastack == _FASTACK_SENTINEL:
                             continue  # passed by una, acked, or no longer a candidate
                         if idx >= sent_end:
                             keep[csn] = seg  # never sent: initial transmit below comes first
@@ -1062,46 +1070,28 @@ class KCP:
                         else:
                             keep[csn] = seg
                             continue
-                        seg[7] = _FASTACK_SENTINEL  # no more until an RTO resets it
-                        seg[4] = rx_rto
-                        seg[6] = resendts_new
+                        seg.fastack = _FASTACK_SENTINEL  # no more until an RTO resets it
+                        seg.rto = rx_rto
+                        seg.resendts = resendts_new
                         change += 1
-                        seg[5] += 1
-                        seg[3] = current
-                        data = seg[2]
-                        need = 24 + len(data)
-                        if size + need > mtu and size:
-                            out.append(b"".join(parts))
-                            parts = []
-                            size = 0
-                        parts.append(pack(conv, 81, seg[1], wnd, current, csn, una, len(data)))
-                        parts.append(data)
-                        size += need
-                        nsegs += 1
-                        if seg[5] >= dead_link:
+                        seg.xmit += 1
+                        seg.ts = current
+                        put(seg)
+                        if seg.xmit >= dead_link:
                             self.state = 0xFFFFFFFF
                         if bound is None or ((resendts_new - bound) & _M) >= 0x80000000:
                             bound = resendts_new
                     self._fastcand = keep
                 if unsent:
                     for seg in islice(snd_buf, nbuf - unsent, nbuf):
-                        if seg[8]:  # acked before it was ever sent (a forged ACK)
+                        if seg.acked:  # acked before it was ever sent (a forged ACK)
                             continue
-                        seg[4] = rx_rto
-                        seg[6] = resendts_new
-                        seg[5] = 1
-                        seg[3] = current
+                        seg.rto = rx_rto
+                        seg.resendts = resendts_new
+                        seg.xmit = 1
+                        seg.ts = current
                         inflight_append(seg)
-                        data = seg[2]
-                        need = 24 + len(data)
-                        if size + need > mtu and size:
-                            out.append(b"".join(parts))
-                            parts = []
-                            size = 0
-                        parts.append(pack(conv, 81, seg[1], wnd, current, seg[0], una, len(data)))
-                        parts.append(data)
-                        size += need
-                        nsegs += 1
+                        put(seg)
                     if dead_link <= 1:
                         self.state = 0xFFFFFFFF
                     self._unsent = 0
@@ -1112,24 +1102,14 @@ class KCP:
                     # the "initial transmit" rule of the scan)
                     nxt = self.snd_nxt
                     popleft = snd_queue.popleft
-                    append = snd_buf.append
-                    for _ in range(new_segs):
-                        frg, data = popleft()
-                        # sn, frg, data, ts, rto, xmit, resendts, fastack, acked
-                        seg = [nxt, frg, data, current, rx_rto, 1, resendts_new, 0, False]
-                        append(seg)
-                        inflight_append(seg)
-                        ln = len(data)
-                        if size + 24 + ln > mtu and size:
-                            out.append(b"".join(parts))
-                            parts = []
-                            size = 0
-                        parts.append(pack(conv, 81, frg, wnd, current, nxt, una, ln))
-                        parts.append(data)
-                        size += 24 + ln
-                        nxt = (nxt + 1) & _M
-                    self.snd_nxt = nxt
-                    nsegs += new_segs
+                    fresh = [
+                        Segment((nxt + i) & _M, frg, data, current, rx_rto, 1, resendts_new)
+                        for i, (frg, data) in enumerate([popleft() for _ in range(new_segs)])
+                    ]
+                    snd_buf.extend(fresh)
+                    self._inflight.extend(fresh)
+                    pushes.extend(fresh)
+                    self.snd_nxt = (nxt + new_segs) & _M
                     if dead_link <= 1:
                         self.state = 0xFFFFFFFF
                     if bound is None or ((resendts_new - bound) & _M) >= 0x80000000:
@@ -1141,9 +1121,8 @@ class KCP:
                 if 0 < d < next_update:
                     next_update = d
             self.next_update_ms = next_update
-        if size:
-            out.append(b"".join(parts))
-        self.out_segs += nsegs
+        out = self._datagrams(control, pushes, wnd, una, current)
+        self.out_segs += len(control) + len(pushes)
 
         # Phase 6: congestion window reaction.
         if change or lost:
@@ -1180,13 +1159,13 @@ class KCP:
         if not self.updated:
             self.updated = 1
             self.ts_flush = current
-        slap = _diff(current, self.ts_flush)
+        slap = timediff(current, self.ts_flush)
         if slap >= 10000 or slap < -10000:
             self.ts_flush = current
             slap = 0
         if slap >= 0:
             self.ts_flush = (self.ts_flush + self.interval) & _M
-            if _diff(current, self.ts_flush) >= 0:
+            if timediff(current, self.ts_flush) >= 0:
                 self.ts_flush = (current + self.interval) & _M
             return self._flush(current, True)
         return []
@@ -1211,18 +1190,18 @@ class KCP:
         if not self.updated:
             return now_ms
         ts_flush = self.ts_flush
-        d = _diff(current, ts_flush)
+        d = timediff(current, ts_flush)
         if d >= 10000 or d < -10000:
             ts_flush = current
-        if _diff(current, ts_flush) >= 0:
+        if timediff(current, ts_flush) >= 0:
             return now_ms
-        minimal = _diff(ts_flush, current)
+        minimal = timediff(ts_flush, current)
         if self._unsent:  # segments never sent: flush now
             return now_ms
         if len(self.snd_buf):
             # ikcp_check scans snd_buf for the earliest resend time; the bound
             # kept by _flush is never later than it (at worst one early flush)
-            d = _diff(self._min_resend, current)
+            d = timediff(self._min_resend, current)
             if d <= 0:
                 return now_ms
             if d < minimal:

@@ -177,7 +177,8 @@ class ListenerCore:
 
     def forget(self, s: Session) -> None:
         """Called when a session of this listener closes: unmap it, refresh the blacklist."""
-        self.table.remove(s.route, time.monotonic())  # SESSION.md 7: protection from the close
+        # docs/SESSION.md §5: protection from the close
+        self.table.remove(s.route, time.monotonic())
         with self._lock:
             stop = self._closed and len(self.table) == 0
         if stop:

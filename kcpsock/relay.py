@@ -1,6 +1,6 @@
 """A seeded lossy UDP relay: loss, delay, jitter, duplication and reordering.
 
-The machines this project runs on have no netem (see NETWORK-TESTING.md), so
+The machines this project runs on have no netem and tests run without root, so
 tests, ``kcpsock relay`` and ``kcpsock demo`` put this relay between the two
 ends of a KCP conversation::
 

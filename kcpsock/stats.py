@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
-from typing import Any, Optional
+from typing import Optional, cast
 
 __all__ = ["FIELDS", "HEADER", "Snmp", "snmp"]
 
@@ -116,14 +116,14 @@ class Snmp:
     OOBPackets: int
     FECShortShards: int
 
-    def __init__(self, lock: Optional[AbstractContextManager[Any]] = None) -> None:
-        self._lock: AbstractContextManager[Any] = (
+    def __init__(self, lock: Optional[AbstractContextManager[object]] = None) -> None:
+        self._lock: AbstractContextManager[object] = (
             lock if lock is not None else contextlib.nullcontext()
         )
         for name in _ALL:
             object.__setattr__(self, name, 0)
 
-    def set_lock(self, lock: AbstractContextManager[Any]) -> None:
+    def set_lock(self, lock: AbstractContextManager[object]) -> None:
         """Use ``lock`` from now on to serialise updates.
 
         Args:
@@ -208,7 +208,7 @@ class Snmp:
         kind = type(counts)
         items: Iterable[tuple[str, int]]
         if kind is list or kind is tuple:
-            items = counts  # type: ignore[assignment]
+            items = cast("Iterable[tuple[str, int]]", counts)
         elif isinstance(counts, Mapping):
             items = counts.items()
         else:
@@ -258,7 +258,7 @@ class Snmp:
             return NotImplemented
         return self.as_dict() == other.as_dict()
 
-    __hash__ = None  # type: ignore[assignment]
+    # defining __eq__ sets __hash__ to None: counters are mutable, not hashable
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={v}" for k, v in self.as_dict().items() if v)

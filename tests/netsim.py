@@ -150,7 +150,7 @@ class LossyLink:
 
 
 class KCPPair:
-    """Two KCP endpoints joined by two :class:`LossyLink`\\ s on one fake clock."""
+    r"""Two KCP endpoints joined by two :class:`LossyLink`\ s on one fake clock."""
 
     def __init__(self, a: Any, b: Any, clock: FakeClock, ab: LossyLink, ba: LossyLink) -> None:
         self.a, self.b, self.clock, self.ab, self.ba = a, b, clock, ab, ba

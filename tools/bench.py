@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, TypedDict
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -50,7 +50,14 @@ from tests.interop.gopeer import (  # noqa: E402
     run_client,
 )
 
-PROFILE = {"nodelay": (1, 10, 2, 1), "wnd": (1024, 1024), "mtu": 1400}
+
+class _Profile(TypedDict):
+    nodelay: tuple[int, int, int, int]
+    wnd: tuple[int, int]
+    mtu: int
+
+
+PROFILE: _Profile = {"nodelay": (1, 10, 2, 1), "wnd": (1024, 1024), "mtu": 1400}
 CONFIGS = {"plain": ("null", 0, 0), "aes+fec": ("aes", 10, 3)}
 PAIRS = ("kcpsock->kcpsock", "kcpsock->kcp-go", "kcp-go->kcpsock", "kcp-go->kcp-go")
 KEY = "it's a secrect"
@@ -255,6 +262,7 @@ def _go_flags(config: str, opts: argparse.Namespace) -> list[str]:
 def start_server(
     side: str, kind: str, config: str, opts: argparse.Namespace, peer: Optional[Path]
 ) -> GoServer:
+    """Start the echo/sink server of one side (kcp-go peer or kcpsock CLI)."""
     if side == "kcp-go":
         assert peer is not None
         return GoServer(peer, kind, _go_flags(config, opts), timeout=opts.timeout * 4).start()
@@ -270,6 +278,7 @@ def run_one(
     peer: Optional[Path],
     **extra: Any,
 ) -> dict[str, str]:
+    """Run one client of one side against ``server``; return its figures."""
     if side == "kcp-go":
         assert peer is not None
         flags = _go_flags(config, opts) + [f"-{k}={v}" for k, v in extra.items()]
@@ -285,6 +294,7 @@ def run_one(
 
 
 def bench(opts: argparse.Namespace) -> list[dict[str, Any]]:
+    """Run every pairing and configuration asked for; return one row per run."""
     peer: Optional[Path] = None
     need_go = any("kcp-go" in p for p in opts.pairs)
     if need_go:
@@ -355,6 +365,8 @@ def bench(opts: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
+    """Format the rows as the plain-text table BENCHMARKS.md shows."""
+
     def cell(r: Optional[dict[str, float]], key: str, fmt: str) -> str:
         return "failed" if r is None else format(r[key], fmt)
 
@@ -394,6 +406,7 @@ def ratios(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    """Command-line entry point; returns the exit status."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--bytes", type=int, default=100_000_000, help="bytes per transfer")
     p.add_argument("--rounds", type=int, default=1000, help="64-byte round trips")

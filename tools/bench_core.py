@@ -28,6 +28,7 @@ import random
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -43,7 +44,7 @@ def run(
     then advances 1 ms per round so retransmission timers fire.
     """
     rng = random.Random(seed)
-    keep = (lambda: rng.random() >= loss) if loss else (lambda: True)
+    keep: Callable[[], bool] = (lambda: rng.random() >= loss) if loss else (lambda: True)
     a, b = KCP(0x42454E43), KCP(0x42454E43)
     for k in (a, b):
         k.setmtu(mtu)
@@ -100,6 +101,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=float, default=100.0, help="megabytes (10**6) to move")
     parser.add_argument("--mtu", type=int, default=1400)

@@ -35,6 +35,7 @@ from kcpsock.fec import FECDecoder, FECEncoder
 
 
 def main() -> None:
+    """Command-line entry point: run the benchmark and print the figures."""
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--size", type=int, default=1372)
     ap.add_argument("--groups", type=int, default=50)

@@ -57,6 +57,7 @@ class Bag:
         self.left: list[int] = []
 
     def draw(self) -> int:
+        """The next number of the shuffled bag (refilled when empty)."""
         if not self.left:
             self.left = list(range(self.size))
         i = self.rng.randrange(len(self.left))
@@ -87,6 +88,7 @@ class DelayTunnel:
         self.tx = 0
 
     def send(self, datagram: bytes, now: int) -> None:
+        """Queue a datagram for delivery after a random delay, unless it is lost."""
         self.tx += 1
         if self.bag.draw() < self.lost_percent:
             return
@@ -96,6 +98,7 @@ class DelayTunnel:
         self.queue.append((now + delay, datagram))
 
     def recv(self, now: int) -> list[bytes]:
+        """The datagrams due by ``now``, in order."""
         out = []
         q = self.queue
         while q and q[0][0] <= now:  # FIFO: a late head blocks the ones behind it
@@ -160,6 +163,7 @@ def run(mode: str, seed: int, messages: int = 1000) -> tuple[int, int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--messages", type=int, default=1000)

@@ -1,7 +1,7 @@
-"""Output of figures: a live line, plain lines, JSON, tables and counters.
+r"""Output of figures: a live line, plain lines, JSON, tables and counters.
 
 Invariants:
-    * The live line (rewritten in place with ``\\r``) is used only when the
+    * The live line (rewritten in place with ``\r``) is used only when the
       stream is a terminal; otherwise each report is a plain line, and with
       ``--json`` one JSON object per line.
     * The live line never exceeds the terminal's width, so it never wraps

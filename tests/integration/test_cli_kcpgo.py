@@ -20,7 +20,13 @@ from tests.interop.gopeer import GoServer, PeerUnavailable, build_peer, peer_fla
 pytestmark = pytest.mark.interop
 
 # kcptun's defaults (client/main.go, server/main.go): mode fast, MTU 1350, FEC 10/3, stream.
-KCPTUN_FAST = {"nodelay": (0, 30, 2, 1), "mtu": 1350, "ds": 10, "ps": 3, "stream": True}
+KCPTUN_FAST: dict[str, Any] = {
+    "nodelay": (0, 30, 2, 1),
+    "mtu": 1350,
+    "ds": 10,
+    "ps": 3,
+    "stream": True,
+}
 
 
 @pytest.fixture(scope="module")

@@ -258,13 +258,17 @@ def http_root(tmp_path: Path) -> Any:
     big = os.urandom(10_000_000)
     (tmp_path / "big.bin").write_bytes(big)
     (tmp_path / "hello.txt").write_bytes(b"hello over kcp\n")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+
+    class QuietHandler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    handler = functools.partial(QuietHandler, directory=str(tmp_path))
 
     class Quiet(http.server.ThreadingHTTPServer):
         daemon_threads = True
 
     httpd = Quiet(("127.0.0.1", 0), handler)
-    httpd.RequestHandlerClass.log_message = lambda *a: None  # type: ignore[method-assign]
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield httpd.server_address[1], hashlib.sha256(big).hexdigest()
@@ -432,7 +436,7 @@ def test_raw_serve_connect(procs: Any) -> None:  # noqa: F811
 
 
 def test_demo_live_line_on_a_terminal() -> None:
-    """On a terminal the progress is one line rewritten with \\r, then the summary."""
+    r"""On a terminal the progress is one line rewritten with \r, then the summary."""
     import pty
     import select
     import subprocess

@@ -125,7 +125,8 @@ def test_echo_intact_through_loss(server_factory: Any, loss: float, fec: tuple[i
 def test_fec_recovers_on_each_side(server_factory: Any, direction: str) -> None:
     """FEC 10/3 (with aes) and loss in one direction only: the receiving side
     recovers lost segments from parity (for "up" that is the listener, so it
-    must route parity packets, which carry no conv, to the session)."""
+    must route parity packets, which carry no conv, to the session).
+    """
     data = stream_bytes(120_000, seed=5)
     key = kcpsock.derive_key("lossy")
     server = server_factory(

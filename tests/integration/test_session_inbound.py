@@ -18,7 +18,7 @@ import pytest
 import kcpsock
 from tests.helpers import wait_until
 
-FAST = dict(nodelay=1, interval=10, resend=2, nc=True)
+FAST: dict[str, Any] = {"nodelay": 1, "interval": 10, "resend": 2, "nc": True}
 
 
 @pytest.fixture

@@ -69,16 +69,23 @@ def serving(server: KCPServer) -> Iterator[KCPServer]:
         assert not t.is_alive()
 
 
+def address(server: KCPServer) -> tuple[str, int]:
+    """The (host, port) the server listens on."""
+    addr = server.server_address
+    assert isinstance(addr, tuple)
+    return str(addr[0]), int(addr[1])
+
+
 def dial(server: KCPServer, **options: Any) -> Any:
     options.setdefault("config", FAST)
-    sock = kcpsock.dial(server.server_address[:2], **options)
+    sock = kcpsock.dial(address(server), **options)
     sock.settimeout(TIMEOUT)
     return sock
 
 
 def test_stream_handler_reads_lines_through_makefile() -> None:
     with serving(ThreadingKCPServer(("127.0.0.1", 0), UpperLines, config=FAST)) as server:
-        assert server.server_address[1] != 0
+        assert address(server)[1] != 0
         sock = dial(server)
         try:
             rfile = sock.makefile("rb")
@@ -268,7 +275,7 @@ def test_reply_written_before_handle_returns_survives_loss() -> None:
     n = 60_000
     with (
         serving(ThreadingKCPServer(("127.0.0.1", 0), BigReply, config=FAST)) as server,
-        Relay(target=server.server_address[:2], loss=0.2, seed=17) as relay,
+        Relay(target=address(server), loss=0.2, seed=17) as relay,
     ):
         sock = kcpsock.dial(relay.address, config=FAST)
         sock.settimeout(TIMEOUT)
@@ -297,7 +304,7 @@ def test_bind_and_activate_false_and_context_manager() -> None:
         server.server_bind()
         server.server_activate()
         assert server.fileno() >= 0
-        assert server.server_address[1] != 0
+        assert address(server)[1] != 0
     assert server.fileno() == -1  # server_close closed the listener
 
 
@@ -371,7 +378,8 @@ def test_linger_is_bounded_when_the_peer_is_gone() -> None:
 @pytest.mark.parametrize("block_on_close", [True, False])
 def test_server_close_ends_handlers_of_silent_clients(block_on_close: bool) -> None:
     """No FIN in KCP: a client that just closes leaves its handler blocked in
-    recv; server_close must still return, and the handler sees EOF."""
+    recv; server_close must still return, and the handler sees EOF.
+    """
     eof = threading.Event()
     started = threading.Event()
 

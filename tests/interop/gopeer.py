@@ -184,7 +184,8 @@ def peer_flags(
     Args:
         crypt: kcptun cipher name or "null" (no crypto layer).
         key: the password (the peer derives the key as kcptun does).
-        ds, ps: FEC data and parity shards.
+        ds: FEC data shards.
+        ps: FEC parity shards.
         stream: stream mode.
         nodelay: (nodelay, interval, resend, nc).
         wnd: (send, receive) windows.

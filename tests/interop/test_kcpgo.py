@@ -152,7 +152,8 @@ def test_kcpgo_client_to_kcpsock_server(
 
 def test_message_boundaries_with_kcpgo(kcppeer: Path) -> None:
     """Message mode: every send of <= mss bytes is echoed by kcp-go as one
-    message and comes back as exactly one recv."""
+    message and comes back as exactly one recv.
+    """
     opts = options("aes", (10, 3), False)
     sizes = [1 + (i * 211) % 1340 for i in range(200)]
     with GoServer(kcppeer, "echo-server", go_flags("aes", (10, 3), False)) as server:
@@ -172,7 +173,8 @@ def test_message_boundaries_with_kcpgo(kcppeer: Path) -> None:
 @pytest.mark.parametrize("direction", ["kcpsock-client", "kcpgo-client"])
 def test_fec_interop_through_lossy_relay(kcppeer: Path, direction: str) -> None:
     """10% loss both ways, aes + FEC 10/3: parity from either implementation
-    repairs the other's losses, and everything arrives intact."""
+    repairs the other's losses, and everything arrives intact.
+    """
     crypt, fec, stream = "aes", (10, 3), True
     n = 150_000
     recovered_before = kcpsock.snmp.copy().FECRecovered
@@ -191,9 +193,9 @@ def test_fec_interop_through_lossy_relay(kcppeer: Path, direction: str) -> None:
             assert relay.up.dropped > 0 and relay.down.dropped > 0
         assert got == data
     else:
-        server = KCPSockEchoServer(**options(crypt, fec, stream))
+        echo = KCPSockEchoServer(**options(crypt, fec, stream))
         try:
-            with Relay(target=server.address, loss=0.1, seed=6) as relay:
+            with Relay(target=echo.address, loss=0.1, seed=6) as relay:
                 result = run_client(
                     kcppeer,
                     "echo-client",
@@ -203,9 +205,9 @@ def test_fec_interop_through_lossy_relay(kcppeer: Path, direction: str) -> None:
                 )
                 assert relay.up.dropped > 0 and relay.down.dropped > 0
         finally:
-            server.close()
+            echo.close()
         assert result["bytes"] == str(n)
-        assert bytes(server.received) == pattern(37, n)
+        assert bytes(echo.received) == pattern(37, n)
     # kcpsock's side recovered some of its losses from kcp-go's parity (as
     # a client, or as a listener routing parity, which carries no conv).
     assert kcpsock.snmp.copy().FECRecovered > recovered_before
@@ -266,24 +268,25 @@ def test_other_profiles(kcppeer: Path, knobs: dict[str, Any], direction: str) ->
             finally:
                 sock.close()
     else:
-        server = KCPSockEchoServer(**opts)
+        echo = KCPSockEchoServer(**opts)
         try:
             result = run_client(
                 kcppeer,
                 "echo-client",
-                server.address,
+                echo.address,
                 [*flags, f"-bytes={n}", "-seed=43"],
                 timeout=IO_TIMEOUT,
             )
         finally:
-            server.close()
+            echo.close()
         assert result["bytes"] == str(n)
-        assert bytes(server.received) == pattern(43, n)
+        assert bytes(echo.received) == pattern(43, n)
 
 
 def test_stdlib_stream_handler_serves_a_kcpgo_client(kcppeer: Path) -> None:
     """kcpsock.socketserver + socketserver.StreamRequestHandler, unchanged,
-    serving the real kcp-go client (aes + FEC 10/3, stream mode)."""
+    serving the real kcp-go client (aes + FEC 10/3, stream mode).
+    """
     import socketserver
 
     from kcpsock.socketserver import ThreadingKCPServer
@@ -308,11 +311,13 @@ def test_stdlib_stream_handler_serves_a_kcpgo_client(kcppeer: Path) -> None:
         target=server.serve_forever, kwargs={"poll_interval": 0.5}, daemon=True
     )
     thread.start()
+    server_addr = server.server_address
+    assert isinstance(server_addr, tuple)
     try:
         result = run_client(
             kcppeer,
             "echo-client",
-            server.server_address[:2],
+            server_addr[:2],
             [*go_flags(crypt, fec, stream), f"-bytes={n}", "-seed=47"],
             timeout=IO_TIMEOUT,
         )
@@ -356,7 +361,8 @@ def test_kcpgo_client_with_wrong_key_opens_no_session(kcppeer: Path) -> None:
 
 def test_many_kcpgo_clients_at_once(kcppeer: Path) -> None:
     """Ten kcp-go clients (aes + FEC 10/3) in parallel against one kcpsock
-    listener: demultiplexing by (address, conv), parity routed per address."""
+    listener: demultiplexing by (address, conv), parity routed per address.
+    """
     import subprocess
 
     crypt, fec, stream = "aes", (10, 3), False
@@ -428,7 +434,8 @@ def test_many_kcpgo_clients_at_once(kcppeer: Path) -> None:
 
 def test_caller_sockets_with_kcpgo(kcppeer: Path) -> None:
     """dial(sock=, conv=) (kcp-go NewConn3) and listen(sock=) (ServeConn)
-    against kcp-go; the caller's sockets stay open after close."""
+    against kcp-go; the caller's sockets stay open after close.
+    """
     import socket
 
     crypt, fec, stream = "aes", (10, 3), False

@@ -57,12 +57,22 @@ def test_exactly_once_in_order(
         k.nodelay(nodelay, interval, resend, nc)
         k.setmtu(mtu)
         k.stream = stream
-        # a message needs rcv_wnd >= its fragment count (KCP.md hazard 2)
+        # a message needs rcv_wnd >= its fragment count (docs/KCP.md §14, hazard 2)
         k.wndsize(wnd, max(wnd, 3000 // (mtu - 24) + 1))
-    link = dict(loss=loss, dup=dup, reorder=reorder, delay_ms=10, jitter_ms=5, bandwidth=bandwidth)
-    pair = KCPPair(
-        a, b, clock, LossyLink(clock, seed=seed, **link), LossyLink(clock, seed=seed + 1, **link)
-    )
+
+    def link(link_seed: int) -> LossyLink:
+        return LossyLink(
+            clock,
+            seed=link_seed,
+            loss=loss,
+            dup=dup,
+            reorder=reorder,
+            delay_ms=10,
+            jitter_ms=5,
+            bandwidth=bandwidth,
+        )
+
+    pair = KCPPair(a, b, clock, link(seed), link(seed + 1))
     msgs = [rng.randbytes(n) for n in sizes]
     back = [m[::-1] for m in msgs[:3]]
     for m in msgs:

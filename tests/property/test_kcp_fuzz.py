@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 from kcpsock.errors import PacketError
 from kcpsock.kcp import KCP
-from kcpsock.segment import HEADER, decode_segments, encode_segment, timediff
+from kcpsock.segment import HEADER, timediff
+from tests.kcpwire import decode_segments, encode_segment, seg_fields
 
 CONV = 0x4B435031
 
@@ -27,9 +28,8 @@ CONV = 0x4B435031
 def snapshot(k: KCP) -> dict[str, Any]:
     snap: dict[str, Any] = {}
     for name, value in vars(k).items():
-        if name == "snd_buf":
-            # [sn, frg, data, ts, rto, xmit, resendts, fastack, acked]
-            snap[name] = [[*s[:2], bytes(s[2]), *s[3:]] for s in value]
+        if name in ("snd_buf", "_inflight"):
+            snap[name] = [seg_fields(s) for s in value]
         elif name in ("snd_queue", "rcv_queue"):
             snap[name] = [(f, bytes(d)) for f, d in value]
         elif name == "rcv_buf":
@@ -42,7 +42,7 @@ def snapshot(k: KCP) -> dict[str, Any]:
 
 
 def check_invariants(k: KCP) -> None:
-    sns = [s[0] for s in k.snd_buf]
+    sns = [s.sn for s in k.snd_buf]
     if sns:
         assert sns[0] == k.snd_una
         assert all(((b - a) & 0xFFFFFFFF) == 1 for a, b in zip(sns, sns[1:]))
@@ -174,10 +174,10 @@ def test_rejected_datagrams_never_corrupt_delivery(seed: int, forged: list[bytes
         for d in b.update(now):
             a.input(d, now)
         while True:
-            m = b.recv()
-            if m is None:
+            msg = b.recv()
+            if msg is None:
                 break
-            got.append(m)
+            got.append(msg)
         if len(got) == len(msgs):
             break
         now += 10

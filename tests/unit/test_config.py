@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 
@@ -122,10 +123,18 @@ def test_blacklist_zero_disables_and_is_valid() -> None:
 
 def test_flags_take_kcp_go_0_and_1_and_store_bools() -> None:
     # kcp-go's SetNoDelay(nodelay, interval, resend, nc int): nc=1 as written there
-    c = KCPConfig(nodelay=1, interval=10, resend=2, nc=1, stream=0, ack_nodelay=1)
+    flags: dict[str, Any] = {"nc": 1, "stream": 0, "ack_nodelay": 1}  # ints, as kcp-go's
+    c = KCPConfig(nodelay=1, interval=10, resend=2, **flags)
     assert c.nc is True and c.stream is False and c.ack_nodelay is True
     assert c == KCPConfig(nodelay=1, interval=10, resend=2, nc=True, stream=False, ack_nodelay=True)
     assert c.nodelay_args == (1, 10, 2, 1)
-    assert KCPConfig().replace(write_delay=1).write_delay is True
+    assert KCPConfig().replace(**{"write_delay": 1, **flags}).write_delay is True
     with pytest.raises(ValueError, match="nc"):
-        KCPConfig(nc=2)
+        KCPConfig(**{**flags, "nc": 2})
+
+
+def test_config_fields_typed_dict_lists_every_field() -> None:
+    """ConfigFields (the type of **changes) names exactly the dataclass fields."""
+    from kcpsock.config import ConfigFields
+
+    assert set(ConfigFields.__annotations__) == {f.name for f in dataclasses.fields(KCPConfig)}

@@ -8,7 +8,7 @@ import random
 import pytest
 from Crypto.Cipher import AES, DES
 
-from kcpsock import crypt
+from kcpsock import _fastcrypt, crypt
 from kcpsock._sm4 import SBOX, SM4
 from kcpsock._tea import TEA, XTEA
 from kcpsock._twofish import Q0, Q1, Twofish
@@ -18,7 +18,7 @@ from kcpsock.errors import PacketError
 KEY = derive_key("it's a secrect")
 
 
-# --- block cipher check values (CRYPTO.md section 8) ------------------------
+# --- block cipher check values (docs/CRYPTO.md §6) ------------------------
 
 
 def test_tea16_check_value() -> None:
@@ -66,13 +66,13 @@ def test_sm4_sbox_is_the_standard_table() -> None:
     assert sorted(SBOX) == list(range(256))
 
 
-@pytest.mark.parametrize("cls,size", [(TEA, 17), (XTEA, 15), (Twofish, 20), (SM4, 32)])
+@pytest.mark.parametrize(("cls", "size"), [(TEA, 17), (XTEA, 15), (Twofish, 20), (SM4, 32)])
 def test_pure_cipher_key_length_checked(cls: type, size: int) -> None:
     with pytest.raises(ValueError, match="key"):
         cls(bytes(size))
 
 
-@pytest.mark.parametrize("cls,bad", [(TEA, 7), (Twofish, 15), (SM4, 17)])
+@pytest.mark.parametrize(("cls", "bad"), [(TEA, 7), (Twofish, 15), (SM4, 17)])
 def test_encrypt_block_length_checked(cls: type, bad: int) -> None:
     with pytest.raises(ValueError, match="block"):
         cls(bytes(16)).encrypt_block(bytes(bad))
@@ -82,7 +82,7 @@ def test_encrypt_block_length_checked(cls: type, bad: int) -> None:
 
 
 def _reference_cfb(name: str, key: bytes, data: bytes, decrypt: bool) -> bytes:
-    """CFB per CRYPTO.md section 4, block by block, with pycryptodome's AES ECB."""
+    """CFB per docs/CRYPTO.md §2, block by block, with pycryptodome's AES ECB."""
     ecb = AES.new(key, AES.MODE_ECB)
     out = bytearray()
     k = ecb.encrypt(IV)
@@ -195,7 +195,7 @@ def test_gcm_layout_and_tag_check() -> None:
     with pytest.raises(PacketError) as info:
         block.decrypt(sealed[:27])
     assert info.value.counter == "InErrs"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="shorter than the AES-GCM nonce"):
         block.encrypt(b"short")
 
 
@@ -281,9 +281,9 @@ def test_public_api_fallback_matches_vectors(name: str, monkeypatch: pytest.Monk
     (vec,) = [c for c in load_vectors("crypt")["ciphers"] if c["name"] == name]
     fast = new_block_crypt(name, KEY)
     for kind in ("cfb", "salsa20", "strxor"):
-        monkeypatch.setitem(crypt._RAW, kind, None)
+        monkeypatch.setitem(_fastcrypt._RAW, kind, None)
     slow = new_block_crypt(name, KEY)
-    assert type(slow).__name__ != "_RawCFB"
+    assert type(slow).__name__ != "RawCFB"
     for r in vec["raw"] + [
         {"plaintext_hex": p["packet_hex"], "ciphertext_hex": p["encrypted_hex"]}
         for p in vec["packets"]
@@ -299,7 +299,7 @@ def test_fast_paths_in_use_with_ctypes_backend() -> None:
 
     if _raw_api.backend != "ctypes":  # pragma: no cover - cffi: public API only
         pytest.skip("pycryptodome uses cffi here")
-    assert type(new_block_crypt("aes", KEY)).__name__ == "_RawCFB"
+    assert type(new_block_crypt("aes", KEY)).__name__ == "RawCFB"
 
 
 def test_broken_fast_path_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -307,7 +307,7 @@ def test_broken_fast_path_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
         def __call__(self, *args: object) -> int:
             return 0  # claims success, writes nothing
 
-    monkeypatch.setitem(crypt._RAW, "cfb", (Broken(), Broken()))
+    monkeypatch.setitem(_fastcrypt._RAW, "cfb", (Broken(), Broken()))
     block = new_block_crypt("aes", KEY)
     assert type(block).__name__ == "_PycryptodomeCFB"
     data = os.urandom(100)
@@ -332,7 +332,7 @@ def test_full_fast_path_check_once_per_cipher_brief_check_per_key(
     monkeypatch.setattr(crypt, "_agrees", counting)
     blocks = [new_block_crypt("aes", bytes([i]) * 32) for i in range(3)]
     assert len(calls) == 1
-    assert all(type(b).__name__ == "_RawCFB" for b in blocks)
+    assert all(type(b).__name__ == "RawCFB" for b in blocks)
     new_block_crypt("blowfish", KEY)
     assert len(calls) == 2  # another cipher: its own full check
 
@@ -344,7 +344,7 @@ def test_brief_check_rejects_a_broken_fast_path_the_full_check_missed(
         def __call__(self, *args: object) -> int:
             return 0  # claims success, writes nothing
 
-    monkeypatch.setitem(crypt._RAW, "cfb", (Broken(), Broken()))
+    monkeypatch.setitem(_fastcrypt._RAW, "cfb", (Broken(), Broken()))
     monkeypatch.setattr(crypt, "_agrees", lambda *args: True)
     block = new_block_crypt("aes", KEY)
     assert type(block).__name__ == "_PycryptodomeCFB"
@@ -450,3 +450,23 @@ def test_twofish_parallel_lane_decryption_matches_block_by_block(
     assert [cipher.cfb(cipher.cfb(c, False), True) for c in cases] == cases
     monkeypatch.setattr(Twofish, "_lane_min_blocks", 10**9)
     assert [cipher.cfb(c, True) for c in cases] == lanes
+
+
+@pytest.mark.parametrize("name", [*_FALLBACK_NAMES, "aes-gcm"])
+def test_env_switch_turns_fast_paths_off(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """KCPSOCK_NO_FASTCRYPT=1: every cipher uses pycryptodome's public API, same bytes."""
+    fast = new_block_crypt(name, KEY)
+    monkeypatch.setenv(_fastcrypt.ENV_SWITCH, "1")
+    assert not _fastcrypt.enabled()
+    slow = new_block_crypt(name, KEY)
+    assert type(slow).__name__ != "RawCFB"
+    assert getattr(slow, "_fast", None) is None
+    for n in (13, 16, 100, 1400):
+        data = bytes(range(256))[:12] + os.urandom(n)
+        if name.startswith("aes-gcm"):
+            assert slow.decrypt(fast.encrypt(data)) == data == fast.decrypt(slow.encrypt(data))
+        else:
+            assert slow.encrypt(data) == fast.encrypt(data)
+            assert slow.decrypt(data) == fast.decrypt(data)
+    monkeypatch.setenv(_fastcrypt.ENV_SWITCH, "0")
+    assert _fastcrypt.enabled() == (type(new_block_crypt("aes", KEY)).__name__ == "RawCFB")

@@ -129,12 +129,12 @@ def test_invert_matrix_roundtrip_and_singular() -> None:
         invert_matrix([[1, 2], [1, 2]])
     with pytest.raises(ValueError, match="square"):
         invert_matrix([[1, 2, 3], [4, 5, 6]])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="inner dimensions differ"):
         matrix_multiply([[1, 2]], [[1, 2]])
 
 
 def reference_parity(rs: ReedSolomon, data: list[bytes]) -> list[bytes]:
-    """Byte-by-byte definition (FEC.md 6.2 step 4), zero padding made explicit."""
+    """Byte-by-byte definition (docs/FEC.md §5, step 4), zero padding made explicit."""
     length = max(len(s) for s in data)
     padded = [s + bytes(length - len(s)) for s in data]
     out = []
@@ -210,9 +210,9 @@ def test_decode_rows_cache_is_bounded_and_checked() -> None:
         sub = [list(rs.matrix[i]) for i in pattern]
         assert matrix_multiply([list(r) for r in rows], sub) == [[1, 0], [0, 1]]
     assert len(rs._decode_cache) <= 4
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="distinct"):
         rs.decode_rows((1, 1))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="out of range"):
         rs.decode_rows((0, 9))
 
 

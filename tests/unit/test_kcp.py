@@ -9,13 +9,10 @@ import pytest
 
 from kcpsock.errors import PacketError
 from kcpsock.kcp import KCP
-from kcpsock.segment import HEADER, Command, decode_segments, encode_segment, timediff
+from kcpsock.segment import HEADER, Command, timediff
+from tests.kcpwire import decode_segments, encode_segment, seg_fields
 
 CONV = 0x4B435031
-XMIT, ACKED = (
-    5,
-    8,
-)  # indices in a snd_buf segment: [sn, frg, data, ts, rto, xmit, resendts, fastack, acked]
 
 
 def segs(datagrams: list[bytes]) -> list[tuple[int, int, int, int]]:
@@ -44,10 +41,12 @@ def transfer(a: KCP, b: KCP, now: int) -> None:
 
 
 def state_of(k: KCP) -> dict[str, object]:
-    snap = {}
+    snap: dict[str, object] = {}
     for name, value in vars(k).items():
-        if name in ("snd_buf",):
-            snap[name] = [[*s[:2], bytes(s[2]), *s[3:]] for s in value]
+        if name in ("snd_buf", "_inflight"):
+            snap[name] = [seg_fields(s) for s in value]
+        elif name == "_fastcand":
+            snap[name] = {sn: seg_fields(s) for sn, s in value.items()}
         elif name in ("snd_queue", "rcv_queue"):
             snap[name] = [(f, bytes(d)) for f, d in value]
         elif name == "rcv_buf":
@@ -109,14 +108,14 @@ def test_setmtu_range() -> None:
 
 
 def test_constructor_and_setters_validate() -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"conv must be 0\.\.4294967295"):
         KCP(-1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"conv must be 0\.\.4294967295"):
         KCP(2**32)
     with pytest.raises(TypeError):
         KCP("1")  # type: ignore[arg-type]
     k = KCP(1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="snd must be <= 65535"):
         k.wndsize(70000, 1)
     k.wndsize(0, 256)
     assert (k.snd_wnd, k.rcv_wnd) == (32, 256)
@@ -153,7 +152,7 @@ def test_hello_roundtrip_and_una() -> None:
 def test_first_flush_with_congestion_control_sends_no_data() -> None:
     k = KCP(1)
     k.send(b"abc")
-    assert segs(k.flush(0)) == []  # cwnd starts at 0 (KCP.md hazard 4)
+    assert segs(k.flush(0)) == []  # cwnd starts at 0 (docs/KCP.md §14, hazard 4)
     assert k.cwnd == 1
     assert segs(k.flush(1)) == [(81, 0, 0, 3)]
 
@@ -171,8 +170,8 @@ def test_message_mode_fragments_and_reassembly() -> None:
     for d in out:
         b.input(d, 1)
     got = []
-    while (m := b.recv()) is not None:
-        got.append(m)
+    while (msg := b.recv()) is not None:
+        got.append(msg)
     assert got == msgs
 
 
@@ -215,7 +214,8 @@ def test_zero_length_message_from_ikcp_is_skipped() -> None:
     assert b.recv() is None
     # an empty message alone is consumed without being returned
     b.input(encode_segment(CONV, 81, 0, 128, 1, 2, 0, b""), 6)
-    assert b.peek_size() == -1 and b.recv() is None and not b.rcv_queue
+    assert b.peek_size() == -1 and len(b.rcv_queue) == 1  # peek_size changes nothing
+    assert b.recv() is None and not b.rcv_queue
 
 
 # ---------------------------------------------------------------- bad input
@@ -262,7 +262,7 @@ def test_trailing_bytes_shorter_than_a_header_are_ignored() -> None:
 
 
 def test_rtt_estimator_worked_example() -> None:
-    """KCP.md section 9: samples 100, 120, 80, 30, 200 (interval 100, minrto 100)."""
+    """docs/KCP.md §6: samples 100, 120, 80, 30, 200 (interval 100, minrto 100)."""
     k = KCP(1)
     want = [(100, 50, 300), (102, 42, 270), (99, 37, 247), (90, 38, 242), (103, 56, 327)]
     for rtt, exp in zip([100, 120, 80, 30, 200], want):
@@ -318,7 +318,7 @@ def test_selective_ack_marks_and_una_removes() -> None:
     # ACK sn 2 only (una 0): marked, kept until una passes it
     a.input(encode_segment(CONV, 82, 0, 32, 0, 2, 0), 10)
     assert a.waitsnd() == 4
-    assert [s[ACKED] for s in a.snd_buf] == [False, False, True, False]
+    assert [s.acked for s in a.snd_buf] == [False, False, True, False]
     # a full flush triggered by the skipping ACK early-retransmits sn 0 and 1
     out = a.flush(11)
     assert [sn for c, _, sn, _ in segs(out) if c == 81] == [0, 1]

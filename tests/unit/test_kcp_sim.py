@@ -15,7 +15,7 @@ from typing import Optional
 import pytest
 
 from kcpsock.kcp import IKCP_PROBE_INIT, KCP
-from kcpsock.segment import decode_segments
+from tests.kcpwire import decode_segments
 from tests.netsim import FakeClock, KCPPair, LossyLink
 
 CONV = 0x11223344
@@ -74,11 +74,13 @@ def make_pair(
     return KCPPair(a, b, clock, ab, ba)
 
 
-def drain(k: KCP, into: list[bytes]) -> None:
+def drain(k: KCP, into: list[bytes]) -> int:
+    """Receive every complete message of ``k`` into ``into``; return how many."""
+    start = len(into)
     while True:
         m = k.recv()
         if m is None:
-            return
+            return len(into) - start
         into.append(m)
 
 
@@ -154,7 +156,7 @@ def test_fragment_limit_end_to_end() -> None:
     big = random.Random(1).randbytes(255 * pair.a.mss)
     pair.a.send(big)
     pair.a.send(b"after")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at most 255 are allowed"):
         pair.a.send(big + b"!")
     got: list[bytes] = []
     assert pair.run_until(lambda: (drain(pair.b, got), len(got) >= 2)[1], 120_000, tick=5)
@@ -162,7 +164,7 @@ def test_fragment_limit_end_to_end() -> None:
 
 
 def test_message_needing_more_fragments_than_rcv_wnd_waits_for_room() -> None:
-    """KCP.md hazard 2: a message of N fragments needs rcv_wnd >= N to be delivered."""
+    """docs/KCP.md §14, hazard 2: a message of N fragments needs rcv_wnd >= N to be delivered."""
     pair = make_pair(PROFILES["fast"], loss=0.0, seed=4, wnd=32)
     msg = bytes(40 * pair.a.mss)
     pair.a.send(msg)
@@ -261,7 +263,7 @@ def test_dead_link_after_repeated_loss() -> None:
     a.send(b"into the void")
     assert not pair.run_until(lambda: a.is_dead, 1000, tick=10)
     assert pair.run_until(lambda: a.is_dead, 120_000, tick=10)
-    assert a.state == 0xFFFFFFFF and a.snd_buf[0][5] == a.dead_link == 20  # [5]: xmit
+    assert a.state == 0xFFFFFFFF and a.snd_buf[0].xmit == a.dead_link == 20
     assert a.lost_segs == 19 and a.retrans_segs == 19
 
 
@@ -305,15 +307,21 @@ def test_flush_and_check_schedule_like_a_session() -> None:
 @pytest.mark.parametrize("profile", ["default", "normal", "fast", "kcptun-normal", "cc-fast"])
 def test_flush_shortcut_matches_kcp_go_full_scan(profile: str) -> None:
     """The flush shortcut (no snd_buf scan while no timer can have expired) sends
-    exactly what kcp-go's scan of the whole snd_buf sends, datagram for datagram."""
+    exactly what kcp-go's scan of the whole snd_buf sends, datagram for datagram.
+    """
 
     def trace(scan_always: bool) -> list[bytes]:
         pair = make_pair(PROFILES[profile], loss=0.15, seed=11, wnd=64)
         for k in (pair.a, pair.b):
-            k._scan_always = scan_always
+            k.scan_always = scan_always
         sent: list[bytes] = []
+
+        def record(d: bytes) -> bool:
+            sent.append(d)
+            return True
+
         for link in (pair.ab, pair.ba):
-            link.filter = lambda d: sent.append(d) is None
+            link.filter = record
         rng = random.Random(12)
         msgs = random_messages(rng, 150, 3000)
         for m in msgs[:100]:
@@ -347,14 +355,14 @@ def test_check_is_never_later_than_the_exact_ikcp_check() -> None:
         if not a.updated or ((now - ts_flush) & 0xFFFFFFFF) < 0x80000000:
             return now
         minimal = (ts_flush - now) & 0xFFFFFFFF
-        for seg in a.snd_buf:  # [sn, frg, data, ts, rto, xmit, resendts, fastack, acked]
-            if seg[8]:
+        for seg in a.snd_buf:
+            if seg.acked:
                 continue
-            d = ((seg[6] - now + 0x80000000) & 0xFFFFFFFF) - 0x80000000
-            if seg[5] == 0 or d <= 0:
+            d = ((seg.resendts - now + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+            if seg.xmit == 0 or d <= 0:
                 return now
             minimal = min(minimal, d)
-        return now + min(minimal, a.interval)
+        return int(now + min(minimal, a.interval))
 
     checked = 0
     for _ in range(3000):
@@ -369,15 +377,16 @@ def test_check_is_never_later_than_the_exact_ikcp_check() -> None:
 @pytest.mark.parametrize("seed", range(6))
 def test_flush_shortcut_matches_full_scan_with_odd_acks(seed: int) -> None:
     """Same comparison, the sender also fed random ACKs (stale, duplicate, future,
-    for segments not sent yet) between ACK-only and full flushes."""
-    from kcpsock.segment import encode_segment
+    for segments not sent yet) between ACK-only and full flushes.
+    """
+    from tests.kcpwire import encode_segment
 
     def trace(scan_always: bool) -> list[bytes]:
         rng = random.Random(seed)
         a = KCP(CONV)
         a.nodelay(rng.choice([0, 1]), 10, rng.choice([0, 1, 2]), rng.choice([0, 1]))
         a.wndsize(32, 32)
-        a._scan_always = scan_always
+        a.scan_always = scan_always
         out: list[bytes] = []
         now = 1000
         for step in range(400):

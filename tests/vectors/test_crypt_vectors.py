@@ -87,7 +87,7 @@ def test_packet_vectors_header(cipher: dict[str, Any]) -> None:
         assert packet[16:20] == p["crc32"].to_bytes(4, "little")
 
 
-# CRYPTO.md section 10: the one AEAD vector (kcp-go HEAD layout, AES-128-GCM).
+# docs/CRYPTO.md §6: the one AEAD vector (kcp-go HEAD layout, AES-128-GCM).
 _GCM_PACKET = bytes.fromhex(
     "000102030405060708090a0b3be869ab654065aab460daff3d56a74129da74aa7804942b"
     "a99416e82fd81f40b033434333c326b41dae1637082a776461a337"
@@ -112,7 +112,7 @@ _SPEC_PLAIN = bytes.fromhex(
     "000102030405060708090a0b0c0d0e0f6ff5250f68656c6c6f2c206b637021203031323334"
     "35363738396162636465666768696a6b6c6d"
 )
-_SPEC_TABLE = {  # CRYPTO.md section 10, a second source besides crypt.json
+_SPEC_TABLE = {  # docs/CRYPTO.md §6, a second source besides crypt.json
     "aes-128": "ddd7e0a7981ba3e2a7f6d51f2a2663183ad5df58827da4bfa168cb2b37f1649c4aad1e4adbb0dbd80076da78a8ba68a6007509a36450cb",
     "twofish": "79a0668add94e7387471af7514bb10657d9e7339a9cd18a05c937fb8c89920d753ed776b466c30b629189f083d285c3060fdb8605cc63f",
     "tea": "fc9c4eb4a8e9502bde3d3c8b0679084de9dff1a3b610e16044f953a5c159f3c4f1b651154eea3638a06ff4c3d3a4015e491e50e5c92559",
@@ -216,7 +216,8 @@ def test_fullstack_aes_fec_decodes_and_recovers() -> None:
 
 def test_fullstack_aes_fec_encode_reproduces_client_bytes() -> None:
     """With kcp-go's nonces, our encoder produces the client's wire bytes exactly,
-    including both Reed-Solomon parity packets."""
+    including both Reed-Solomon parity packets.
+    """
     from kcpsock.codec import PacketCodec
 
     ex = _fullstack()

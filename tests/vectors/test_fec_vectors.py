@@ -97,7 +97,7 @@ def test_reconstruct_data_gives_the_vector_shards() -> None:
             shards[i] = None
         want = [r for step in case["steps"] for r in step["recovered"]]
         if len(case["dropped"]) > p:
-            with pytest.raises(ValueError):
+            with pytest.raises(ValueError, match="too few shards"):
                 ReedSolomon(d, p).reconstruct_data(shards)
             continue
         got = ReedSolomon(d, p).reconstruct_data(shards)

@@ -21,8 +21,8 @@ from typing import Any, Optional
 import pytest
 
 from kcpsock.kcp import KCP
-from kcpsock.segment import Header, decode_segments
 from tests.conftest import load_vectors
+from tests.kcpwire import Header, decode_segments
 
 EXCHANGES = load_vectors("kcp")["exchanges"]
 IDS = [e["name"] for e in EXCHANGES]

@@ -1,0 +1,470 @@
+"""pycryptodome's own C functions, called directly: the fast paths of kcpsock.crypt.
+
+pycryptodome's Python wrappers cost about 2.5 us per call with its ctypes
+backend (argument checks, buffer allocation), more than the C work on a
+1400-byte packet.  The classes here call the same C functions through ctypes
+handles of their own (pycryptodome's handles are left untouched).
+
+Invariants:
+    * Nothing here is used unchecked: :mod:`kcpsock.crypt` compares every
+      fast object with pycryptodome's public API at construction and falls
+      back to the public API when they disagree or a handle cannot be made.
+      Both give the same bytes.
+    * The direct calls are made only with the ctypes backend of pycryptodome
+      3.9 to 4.x, whose C signatures were checked (:func:`enabled`); a wrong
+      signature could crash rather than merely disagree.
+    * Setting the environment variable ``KCPSOCK_NO_FASTCRYPT`` to anything
+      but ``""`` or ``"0"`` turns every fast path off (read when a cipher is
+      created): the public API is then used throughout.
+    * Per-packet state (C cipher states, output buffers) lives in pools taken
+      with the atomic ``list.pop``/``list.append``: one object may be shared
+      by threads without a lock.
+    * The handles are called without ``argtypes`` (the per-call conversion
+      costs a third of the call): every argument is passed as the exact C
+      type, bytes as ``const uint8_t *``, ctypes buffers and ``c_void_p`` as
+      pointers, and sizes as ready-made ``c_size_t`` objects.
+
+Pure module: no I/O, no clock (it loads shared libraries pycryptodome has
+already loaded).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hmac
+import os
+import struct
+import weakref
+from typing import Callable, Optional, Protocol
+
+from .config import MTU_LIMIT
+from .errors import PacketError
+
+__all__ = [
+    "ENV_SWITCH",
+    "CFunc",
+    "Cipher",
+    "CipherFactory",
+    "RawCFB",
+    "RawGCM",
+    "RawSalsa20",
+    "RawXor",
+    "cfb_handles",
+    "enabled",
+]
+
+#: The environment variable that turns the fast paths off.
+ENV_SWITCH = "KCPSOCK_NO_FASTCRYPT"
+
+#: A C function reached through ctypes (restype already set).
+CFunc = Callable[..., int]
+
+
+class Cipher(Protocol):
+    """A pycryptodome cipher object (ECB or CFB mode), as used here."""
+
+    def encrypt(self, plaintext: bytes) -> bytes:
+        """Encrypt (ECB: whole blocks)."""
+        ...  # pragma: no cover
+
+    def decrypt(self, ciphertext: bytes) -> bytes:
+        """Decrypt."""
+        ...  # pragma: no cover
+
+
+#: ``AES.new`` and friends: ``factory(key, mode, **kwargs)``.
+CipherFactory = Callable[..., Cipher]
+
+#: kind -> the C handles, or None when they cannot be had (tests replace entries).
+_RAW: dict[str, Optional[tuple[CFunc, ...]]] = {}
+_BUF_SIZE = MTU_LIMIT + 32
+_SZ = [ctypes.c_size_t(i) for i in range(_BUF_SIZE + 1)]
+_U0 = ctypes.c_uint(0)
+_U4 = ctypes.c_uint(4)
+_ZEROS = bytes(16)
+
+
+def _size(n: int) -> ctypes.c_size_t:
+    """A ``c_size_t`` holding ``n`` (shared, read-only, for small sizes)."""
+    return _SZ[n] if n <= _BUF_SIZE else ctypes.c_size_t(n)
+
+
+def enabled() -> bool:
+    """True when the fast paths may be tried.
+
+    False when ``KCPSOCK_NO_FASTCRYPT`` is set (not ``""``/``"0"``), or
+    pycryptodome is not a ctypes-backend build of 3.9 to 4.x.
+
+    Returns:
+        Whether to try the direct C calls.
+    """
+    if os.environ.get(ENV_SWITCH, "") not in ("", "0"):
+        return False
+    try:
+        from Crypto import version_info
+        from Crypto.Util._raw_api import backend
+    except ImportError:  # pragma: no cover
+        return False
+    return bool(backend == "ctypes" and (3, 9) <= tuple(version_info[:2]) < (5, 0))
+
+
+def _load(kind: str) -> Optional[tuple[CFunc, ...]]:
+    """The C handles of ``kind`` (cfb, ecb, strxor, salsa20), or None."""
+    ci = ctypes.c_int
+    if kind == "cfb":
+        from Crypto.Cipher import _mode_cfb
+
+        lib = ctypes.CDLL(_mode_cfb.raw_cfb_lib._name)
+        enc, dec = lib.CFB_encrypt, lib.CFB_decrypt
+        enc.restype = dec.restype = ci
+        return (enc, dec)
+    if kind == "ecb":
+        from Crypto.Cipher import _mode_ecb
+
+        lib = ctypes.CDLL(_mode_ecb.raw_ecb_lib._name)
+        f = lib.ECB_encrypt
+        f.restype = ci
+        return (f,)
+    if kind == "strxor":
+        from Crypto.Util import strxor as _strxor
+
+        lib = ctypes.CDLL(_strxor._raw_strxor._name)
+        f = lib.strxor
+        f.restype = None
+        return (f,)
+    if kind == "salsa20":
+        from Crypto.Cipher import Salsa20 as _salsa20
+
+        lib = ctypes.CDLL(_salsa20._raw_salsa20_lib._name)
+        init, enc, destroy = (
+            lib.Salsa20_stream_init,
+            lib.Salsa20_stream_encrypt,
+            lib.Salsa20_stream_destroy,
+        )
+        init.restype = enc.restype = destroy.restype = ci
+        return (init, enc, destroy)
+    raise ValueError(f"unknown kind {kind!r}")  # pragma: no cover
+
+
+def _functions(kind: str) -> Optional[tuple[CFunc, ...]]:
+    """The cached C handles of ``kind``, or None (disabled or unavailable)."""
+    if not enabled():
+        return None
+    if kind not in _RAW:
+        try:
+            _RAW[kind] = _load(kind)
+        except Exception:  # any failure: the public API is used
+            _RAW[kind] = None
+    return _RAW[kind]
+
+
+def cfb_handles() -> Optional[tuple[CFunc, ...]]:
+    """The handles :class:`RawCFB` needs: CFB encrypt, CFB decrypt, ECB, strxor.
+
+    Returns:
+        The four handles, or None when any is unavailable.
+    """
+    cfb, ecb, strxor = _functions("cfb"), _functions("ecb"), _functions("strxor")
+    if cfb is None or ecb is None or strxor is None:
+        return None
+    return (cfb[0], cfb[1], ecb[0], strxor[0])
+
+
+def _c_state(obj: object, what: str) -> ctypes.c_void_p:
+    """The C state pointer of a pycryptodome cipher object (a private field)."""
+    state = getattr(obj, "_state").get()  # noqa: B009 - private, not typed
+    if not isinstance(state, ctypes.c_void_p) or not state.value:
+        raise TypeError(f"unexpected pycryptodome {what} state")
+    return state
+
+
+class RawCFB:
+    """kcp-go CFB with direct C calls (see ``_PycryptodomeCFB`` in kcpsock.crypt).
+
+    encrypt (CFB is sequential, so it needs the CFB object): two calls,
+    ``CFB_decrypt`` of the IV, which re-synchronises the state to E(IV)
+    whatever it was, then ``CFB_encrypt`` of packet + zero pad.
+
+    decrypt (CFB decryption is parallel): keystream block i is E(C[i-1]),
+    with C[-1] = IV, so one ``ECB_encrypt`` of IV + C[:-1 block] gives the
+    whole keystream (AES-NI pipelines it), and one ``strxor`` applies it.
+
+    Pool entries (CFB object, its C state, an output buffer) are used by
+    one thread at a time; the ECB state is never written after key setup.
+
+    Args:
+        handles: the result of :func:`cfb_handles`.
+        factory: the pycryptodome ``new`` function.
+        key: the cipher key.
+        iv: kcp-go's fixed IV, cut to the block size.
+        mode_cfb: the factory's CFB mode constant.
+        mode_ecb: the factory's ECB mode constant.
+
+    Raises:
+        TypeError: pycryptodome's objects are not what this was written for.
+    """
+
+    def __init__(
+        self,
+        handles: tuple[CFunc, ...],
+        factory: CipherFactory,
+        key: bytes,
+        iv: bytes,
+        mode_cfb: int,
+        mode_ecb: int,
+    ) -> None:
+        self._enc_f, self._dec_f, self._ecb_f, self._strxor = handles
+        self._b = len(iv)
+        self._iv = iv
+        self._seg = self._b * 8
+        self._key = key
+        self._factory = factory
+        self._mode = mode_cfb
+        #: the public ECB object (the brief check in kcpsock.crypt uses it)
+        self.ecb = factory(key, mode_ecb)
+        self._ecb_state = _c_state(self.ecb, "ECB")
+        self._k0 = self.ecb.encrypt(iv)
+        self._pool: list[tuple[Cipher, ctypes.c_void_p, ctypes.Array[ctypes.c_char]]] = []
+        self._buf_pool: list[ctypes.Array[ctypes.c_char]] = []
+
+    def _new_entry(self) -> tuple[Cipher, ctypes.c_void_p, ctypes.Array[ctypes.c_char]]:
+        obj = self._factory(self._key, self._mode, iv=self._iv, segment_size=self._seg)
+        return (obj, _c_state(obj, "CFB"), ctypes.create_string_buffer(_BUF_SIZE))
+
+    def _short(self, packet: bytes) -> bytes:
+        """A packet of at most one block: XOR with E(IV)."""
+        n = len(packet)
+        k = self._k0[:n]
+        return (int.from_bytes(packet, "little") ^ int.from_bytes(k, "little")).to_bytes(
+            n, "little"
+        )
+
+    def encrypt(self, packet: bytes) -> bytes:
+        """Encrypt one packet (kcp-go ``encrypt``)."""
+        n = len(packet)
+        b = self._b
+        if n <= b:
+            return self._short(packet)
+        packet = bytes(packet)  # no copy for bytes; c_char_p needs bytes
+        r = n % b
+        if r:
+            packet += _ZEROS[: b - r]
+        m = len(packet)
+        try:
+            entry = self._pool.pop()
+        except IndexError:
+            entry = self._new_entry()
+        state, buf = entry[1], entry[2]
+        if m <= _BUF_SIZE:
+            size = _SZ[m]
+        else:
+            buf = ctypes.create_string_buffer(m)
+            size = ctypes.c_size_t(m)
+        if self._dec_f(state, self._iv, buf, _SZ[b]) or self._enc_f(state, packet, buf, size):
+            raise ValueError("pycryptodome CFB failed")  # pragma: no cover
+        out = buf.raw[:n]
+        self._pool.append(entry)
+        return out
+
+    def decrypt(self, packet: bytes) -> bytes:
+        """Decrypt one packet (kcp-go ``decrypt``)."""
+        n = len(packet)
+        b = self._b
+        if n <= b:
+            return self._short(packet)
+        packet = bytes(packet)
+        m = -(-n // b) * b  # keystream length: whole blocks covering n
+        try:
+            buf = self._buf_pool.pop()
+        except IndexError:
+            buf = ctypes.create_string_buffer(_BUF_SIZE)
+        if m > _BUF_SIZE:
+            buf = ctypes.create_string_buffer(m)
+        if self._ecb_f(self._ecb_state, self._iv + packet[: m - b], buf, _size(m)):
+            raise ValueError("pycryptodome ECB failed")  # pragma: no cover
+        self._strxor(buf, packet, buf, _size(n))
+        out = buf.raw[:n]
+        if len(buf) == _BUF_SIZE:
+            self._buf_pool.append(buf)
+        return out
+
+
+class RawSalsa20:
+    """Salsa20/20 keystream XOR with direct C calls (kcp-go ``salsa20``).
+
+    Args:
+        key: the 32-byte key.
+
+    Raises:
+        RuntimeError: the C functions are unavailable or disabled.
+    """
+
+    def __init__(self, key: bytes) -> None:
+        funcs = _functions("salsa20")
+        if funcs is None:
+            raise RuntimeError("pycryptodome's Salsa20 C functions are unavailable")
+        self._init, self._enc, self._destroy = funcs
+        self._key = key
+        self._pool: list[tuple[ctypes.c_void_p, object, ctypes.Array[ctypes.c_char]]] = []
+
+    def encrypt(self, packet: bytes) -> bytes:
+        """XOR bytes 8.. with the keystream for nonce = bytes 0..7 (len >= 8)."""
+        n = len(packet)
+        head = packet[:8]
+        try:
+            entry = self._pool.pop()
+        except IndexError:
+            state = ctypes.c_void_p()
+            entry = (state, ctypes.byref(state), ctypes.create_string_buffer(_BUF_SIZE))
+        state, pstate, buf = entry
+        if n > _BUF_SIZE:
+            buf = ctypes.create_string_buffer(n)
+        if self._init(self._key, _SZ[32], head, _SZ[8], pstate):
+            raise ValueError("pycryptodome Salsa20 failed")  # pragma: no cover
+        try:
+            rc = self._enc(state, packet[8:], buf, _size(n - 8))
+        finally:
+            self._destroy(state)
+        if rc:
+            raise ValueError("pycryptodome Salsa20 failed")  # pragma: no cover
+        out = head + buf.raw[: n - 8]
+        self._pool.append(entry)
+        return out
+
+
+class RawXor:
+    """XOR with a fixed pad through pycryptodome's C ``strxor``.
+
+    Args:
+        pad: the pad (at least as long as any packet given to :meth:`xor`).
+
+    Raises:
+        RuntimeError: the C function is unavailable or disabled.
+    """
+
+    def __init__(self, pad: bytes) -> None:
+        funcs = _functions("strxor")
+        if funcs is None:
+            raise RuntimeError("pycryptodome's strxor C function is unavailable")
+        (self._strxor,) = funcs
+        self._pad = pad
+        self._pool: list[ctypes.Array[ctypes.c_char]] = []
+
+    def xor(self, packet: bytes) -> bytes:
+        """``packet`` XOR the first ``len(packet)`` bytes of the pad."""
+        n = len(packet)
+        try:
+            buf = self._pool.pop()
+        except IndexError:
+            buf = ctypes.create_string_buffer(_BUF_SIZE)
+        self._strxor(packet, self._pad, buf, _size(n))
+        out = buf.raw[:n]
+        self._pool.append(buf)
+        return out
+
+
+class RawGCM:
+    """AES-GCM (96-bit nonce, 16-byte tag, no AAD) from pycryptodome's C parts.
+
+    A pycryptodome GCM object costs some 80 us to build (per packet, since
+    the nonce changes).  NIST SP 800-38D: one CTR pass from J0 = nonce || 1
+    over 16 zero bytes + the body gives E(J0) (the tag mask) and the
+    ciphertext, and one GHASH call over ciphertext || pad || lengths gives
+    S; tag = S ^ E(J0).
+
+    Args:
+        key: 16, 24 or 32 bytes.
+
+    Raises:
+        RuntimeError: the C functions are unavailable or disabled.
+    """
+
+    def __init__(self, key: bytes) -> None:
+        if not enabled():
+            raise RuntimeError("the pycryptodome fast paths are disabled or unavailable")
+        from Crypto.Cipher import AES, _mode_ctr, _mode_gcm
+
+        ghash_c = _mode_gcm._ghash_clmul or _mode_gcm._ghash_portable
+        ctr = _mode_ctr.raw_ctr_lib
+        if AES._raw_aes_hw:
+            aes_start, aes_stop = AES._raw_aes_hw
+        else:
+            aes_start = AES._raw_aes_lib.AES_start_operation
+            aes_stop = AES._raw_aes_lib.AES_stop_operation
+        h = AES.new(key, AES.MODE_ECB).encrypt(bytes(16))
+        exp_key = ctypes.c_void_p()
+        if ghash_c.ghash_expand(h, ctypes.byref(exp_key)) or not exp_key.value:
+            raise RuntimeError("pycryptodome GHASH setup failed")
+        weakref.finalize(self, ghash_c.ghash_destroy, exp_key)
+        self._key = key
+        self._exp_key = exp_key
+        self._ghash: CFunc = ghash_c.ghash
+        self._aes_start: CFunc = aes_start
+        self._aes_stop: CFunc = aes_stop
+        self._start: CFunc = ctr.CTR_start_operation
+        self._encrypt: CFunc = ctr.CTR_encrypt
+        self._stop: CFunc = ctr.CTR_stop_operation
+        self._bufs: list[tuple[ctypes.Array[ctypes.c_char], ctypes.Array[ctypes.c_char]]] = []
+
+    def _ctr_ghash(self, nonce: bytes, data: bytes, ct_of: int) -> tuple[bytes, bytes]:
+        """CTR from J0 over 16 zero bytes + ``data``; GHASH over the ciphertext.
+
+        ``ct_of`` = 0: ``data`` is the plaintext (the ciphertext is the CTR
+        output); 1: ``data`` is the ciphertext.  Returns (CTR output after the
+        mask block, tag).
+
+        Ownership, as in pycryptodome's own CTR mode: ``CTR_start_operation``
+        takes the AES key schedule over and ``CTR_stop_operation`` frees both,
+        so each packet builds its own key schedule (one C call).
+        """
+        n = len(data)
+        try:
+            entry = self._bufs.pop()
+        except IndexError:
+            entry = (ctypes.create_string_buffer(_BUF_SIZE), ctypes.create_string_buffer(16))
+        buf, y = entry
+        if n + 16 > _BUF_SIZE:
+            buf = ctypes.create_string_buffer(n + 16)
+        key = self._key
+        cipher = ctypes.c_void_p()
+        if self._aes_start(key, _SZ[len(key)], ctypes.byref(cipher)):
+            raise ValueError("pycryptodome AES failed")  # pragma: no cover
+        state = ctypes.c_void_p()
+        if self._start(
+            cipher, nonce + b"\x00\x00\x00\x01", _SZ[16], _SZ[12], _U4, _U0, ctypes.byref(state)
+        ):
+            self._aes_stop(cipher)  # pragma: no cover - not taken over on failure
+            raise ValueError("pycryptodome CTR failed")  # pragma: no cover
+        try:
+            rc = self._encrypt(state, _ZEROS + data, buf, _size(n + 16))
+        finally:
+            self._stop(state)  # frees the key schedule too
+        if rc:
+            raise ValueError("pycryptodome CTR failed")  # pragma: no cover
+        raw = buf.raw
+        mask, out = raw[:16], raw[16 : 16 + n]
+        ct = data if ct_of else out
+        blocks = b"".join((ct, _ZEROS[: -n % 16], struct.pack(">QQ", 0, 8 * n)))
+        if self._ghash(y, blocks, _size(len(blocks)), _ZEROS, self._exp_key):
+            raise ValueError("pycryptodome GHASH failed")  # pragma: no cover
+        tag = (int.from_bytes(y.raw, "big") ^ int.from_bytes(mask, "big")).to_bytes(16, "big")
+        self._bufs.append(entry)
+        return out, tag
+
+    def seal(self, packet: bytes, nonce_size: int) -> bytes:
+        """``nonce + body`` -> ``nonce + ciphertext + tag``."""
+        nonce = packet[:nonce_size]
+        ct, tag = self._ctr_ghash(nonce, packet[nonce_size:], 0)
+        return b"".join((nonce, ct, tag))
+
+    def open(self, packet: bytes, nonce_size: int, tag_size: int) -> bytes:
+        """``nonce + ciphertext + tag`` -> ``nonce + body``.
+
+        Raises:
+            PacketError: (``InCsumErrors``) the tag does not match.
+        """
+        nonce = packet[:nonce_size]
+        body, tag = self._ctr_ghash(nonce, packet[nonce_size:-tag_size], 1)
+        if not hmac.compare_digest(tag, packet[-tag_size:]):
+            raise PacketError("bad AES-GCM tag", "InCsumErrors")
+        return nonce + body
