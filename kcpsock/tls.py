@@ -1,4 +1,4 @@
-"""TLS over a KCP session: ``ssl.SSLObject`` with memory BIOs.
+r"""TLS over a KCP session: ``ssl.SSLObject`` with memory BIOs.
 
 ``ssl.SSLContext.wrap_socket`` needs a real kernel socket (it hands the
 descriptor to OpenSSL), so it cannot wrap a :class:`kcpsock.KCPSocket`.  The
@@ -13,7 +13,7 @@ pumps them through the KCP session::
     ctx.load_verify_locations("server-cert.pem")
     with TLSSocket(kcpsock.create_connection(("example", 4433)), ctx,
                    server_hostname="example") as tls:
-        tls.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+        tls.sendall(b"GET / HTTP/1.0\r\n\r\n")
         print(tls.recv(65536))
 
     # server side: TLSSocket(conn, server_ctx, server_side=True) on an accepted socket

@@ -113,6 +113,7 @@ class Transport:
                 self.client_kw = {"config": kcpsock.KCPConfig.kcp_go()}
 
     def server(self, handler: Any, mixin: Optional[type] = None) -> Any:
+        """Start a threading server with ``handler`` on 127.0.0.1 (any port)."""
         base = self.server_cls
         attrs = {"daemon_threads": True, "block_on_close": False, "allow_reuse_address": True}
         cls = type("Server", (mixin, base) if mixin else (base,), attrs)
@@ -121,6 +122,7 @@ class Transport:
         return srv
 
     def dial(self, srv: Any) -> Any:
+        """Connect to ``srv`` with this world's ``create_connection``."""
         sock = self.connect(srv.server_address[:2], **self.client_kw)
         self.tune(sock)
         return sock
@@ -149,6 +151,7 @@ def _echo_handler() -> Any:
 
 
 def row_echo(t: Transport, n: int) -> dict[str, Any]:
+    """Write ``n`` lines through makefile('rwb'), then read the echo."""
     srv = t.server(_echo_handler())
     sock = t.dial(srv)
     f = sock.makefile("rwb")
@@ -168,6 +171,7 @@ def row_echo(t: Transport, n: int) -> dict[str, Any]:
 
 
 def row_lines_rt(t: Transport) -> dict[str, Any]:
+    """Line-at-a-time round trips through makefile('rwb')."""
     srv = t.server(_echo_handler())
     sock = t.dial(srv)
     f = sock.makefile("rwb")
@@ -196,6 +200,7 @@ def _recv_exact(sock: Any, n: int) -> bytes:
 
 
 def row_reqresp(t: Transport) -> dict[str, Any]:
+    """Small request/responses with sendall/recv: p50 and p99."""
     import socketserver
 
     class Answer(socketserver.BaseRequestHandler):
@@ -228,6 +233,7 @@ def row_reqresp(t: Transport) -> dict[str, Any]:
 
 
 def row_bulk(t: Transport) -> dict[str, Any]:
+    """20 MB one way with sendall; the server answers "ok"."""
     import socketserver
 
     class Sink(socketserver.BaseRequestHandler):
@@ -296,6 +302,7 @@ def _http_conn(t: Transport, srv: Any) -> Any:
 
 
 def row_http(t: Transport, keepalive: bool) -> dict[str, Any]:
+    """http.client GETs against http.server, fresh or kept-alive connections."""
     srv, size = _http_server(t, keepalive)
     times = []
     count = HTTP_KEPT if keepalive else HTTP_FRESH
@@ -377,6 +384,7 @@ def child(
 
 
 def fmt(row: str, r: dict[str, Any]) -> str:
+    """One table cell."""
     if "stalled" in r:
         extra = f", {r['progress']:.2f} MB/s so far" if "progress" in r else ""
         return f"stalled > {r['stalled']:.0f} s{extra}"
@@ -405,6 +413,7 @@ def key_figure(row: str, r: dict[str, Any]) -> Optional[float]:
 
 
 def median_result(row: str, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The median run, or a failure if most runs failed."""
     good = [r for r in results if key_figure(row, r) is not None]
     if len(good) < len(results):
         bad = [r for r in results if key_figure(row, r) is None]
@@ -418,6 +427,7 @@ def _median(row: str, good: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    """Run the rows and print the markdown table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", nargs="+", default=list(ROWS), choices=ROWS)
     parser.add_argument("--repeat", type=int, default=1, help="runs per cell (median kept)")
