@@ -411,7 +411,8 @@ def test_listener_close_keeps_accepted_sessions() -> None:
     assert c.recv(10) == b"reply"
     assert not ln.core.stopped
     s.close()
-    assert ln.core.stopped  # the last session released socket and thread
+    # the last session released socket and thread (once its reply was acknowledged)
+    assert wait_until(lambda: ln.core.stopped, 5)
     c.close()
     pending.close()
 
