@@ -109,8 +109,10 @@ class Transport:
                 self.server_kw = {"config": cfg}
                 self.client_kw = {"config": cfg}
             if setters:
-                self.server_kw = {"config": kcpsock.KCPConfig.kcp_go()}
-                self.client_kw = {"config": kcpsock.KCPConfig.kcp_go()}
+                # (before KCPConfig.kcp_go() existed, KCPConfig() was kcp-go's defaults)
+                kcp_go = getattr(kcpsock.KCPConfig, "kcp_go", kcpsock.KCPConfig)
+                self.server_kw = {"config": kcp_go()}
+                self.client_kw = {"config": kcp_go()}
 
     def server(self, handler: Any, mixin: Optional[type] = None) -> Any:
         """Start a threading server with ``handler`` on 127.0.0.1 (any port)."""
