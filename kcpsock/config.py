@@ -32,6 +32,7 @@ if TYPE_CHECKING:  # crypt imports this module; the protocol is for typing only
     from .crypt import BlockCrypt
 
 __all__ = [
+    "MAX_DUP",
     "MAX_SHARDS",
     "MAX_WINDOW",
     "MIN_MTU",
@@ -54,6 +55,8 @@ MIN_MTU = 50
 MAX_WINDOW = 0xFFFF
 #: data + parity shards at most (the FEC group fits one byte).
 MAX_SHARDS = 255
+#: Extra copies of each data datagram at most (``dup``).
+MAX_DUP = 16
 
 #: kcptun's modes: (nodelay, interval_ms, resend, nc) (docs/KCP.md §13).
 PRESETS: dict[str, tuple[int, int, int, bool]] = {
@@ -339,7 +342,7 @@ class KCPConfig:
         _check_flag(self, "stream")
         _check_flag(self, "ack_nodelay")
         _check_flag(self, "write_delay")
-        check_int("dup", self.dup, 0, 16)
+        check_int("dup", self.dup, 0, MAX_DUP)
         check_int("dead_link", self.dead_link, 1, 0xFFFFFFFF)
         if self.dscp is not None:
             check_int("dscp", self.dscp, 0, 63)

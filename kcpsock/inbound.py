@@ -50,9 +50,10 @@ import contextlib
 import struct
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
-from typing import Any, Callable, Optional, Protocol
+from typing import Callable, Optional, Protocol, Union
 
-from .config import MTU_LIMIT
+from .codec import Codec, PacketCodec
+from .config import MTU_LIMIT, check_block, check_shards
 from .errors import PacketError
 from .fec import FEC_HEADER_SIZE_PLUS2, TYPE_DATA, TYPE_PARITY
 from .segment import HEADER, OVERHEAD
@@ -69,13 +70,17 @@ __all__ = [
     "PreFilter",
     "Route",
     "RouteTable",
+    "Target",
     "is_kcp_datagram",
     "make_codec",
     "source_filter",
 ]
 
-Address = Any  # a socket address tuple as returned by recvfrom
-Key = tuple[Any, int]  # (address, conv)
+#: A UDP socket address as ``recvfrom`` returns it: (host, port) for IPv4,
+#: (host, port, flowinfo, scope_id) for IPv6.
+Address = Union[tuple[str, int], tuple[str, int, int, int]]
+#: A listener's key for one conversation: (remote address, conv).
+Key = tuple[Address, int]
 
 #: Most (address, conv) pairs a blacklist remembers.
 BLACKLIST_MAX = 65536
@@ -91,17 +96,16 @@ PreFilter = Callable[[bytes, Address], Optional[str]]
 PostFilter = Callable[[bytes, bytes, Address], Optional[str]]
 
 
-class Codec(Protocol):
-    """What the pipeline needs of :class:`kcpsock.codec.PacketCodec` (typing only)."""
+class Target(Protocol):
+    """Where a route's deliveries go: the session (set by the I/O layer)."""
 
-    def open(self, packet: bytes) -> bytes:
-        """Decrypt and strip the crypto header (stateless)."""
-
-    def decode_payload(self, payload: bytes) -> tuple[Optional[bytes], list[bytes]]:
-        """The FEC stage (stateful)."""
+    def deliver(self, delivery: Delivery) -> None:
+        """Take one batch's datagrams for this route."""
 
 
-def make_codec(block: Any = None, data_shards: int = 0, parity_shards: int = 0) -> Any:
+def make_codec(
+    block: object = None, data_shards: int = 0, parity_shards: int = 0
+) -> Optional[PacketCodec]:
     """Return a :class:`~kcpsock.codec.PacketCodec`, or None for plain mode.
 
     Plain mode (no cipher, no FEC) hands datagrams to KCP as they are, which
@@ -120,32 +124,10 @@ def make_codec(block: Any = None, data_shards: int = 0, parity_shards: int = 0) 
         ValueError: invalid shard counts.
         TypeError: a shard count is not an int, or ``block`` is not a BlockCrypt.
     """
-    for name, value in (("data_shards", data_shards), ("parity_shards", parity_shards)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-        if value < 0:
-            raise ValueError(f"{name} must be >= 0, got {value}")
-    if (data_shards == 0) != (parity_shards == 0):
-        raise ValueError("data_shards and parity_shards must both be 0 or both be > 0")
-    if data_shards + parity_shards > 255:
-        raise ValueError(
-            f"data_shards + parity_shards must be <= 255 (one byte on the wire),"
-            f" got data_shards={data_shards}, parity_shards={parity_shards}"
-        )
-    if block is not None and not (hasattr(block, "encrypt") and hasattr(block, "decrypt")):
-        if isinstance(block, (str, bytes)):
-            raise TypeError(
-                f"block must be a BlockCrypt, not the name {block!r}: use"
-                f" block=kcpsock.new_block_crypt({block!r}, key)"
-            )
-        raise TypeError(
-            f"block must be a BlockCrypt (see kcpsock.new_block_crypt) or None,"
-            f" not {type(block).__name__}"
-        )
+    block = check_block(block)
+    data_shards, parity_shards = check_shards(data_shards, parity_shards)
     if block is None and data_shards == 0:
         return None
-    from .codec import PacketCodec  # imported late: plain mode needs no codec
-
     return PacketCodec(block, data_shards, parity_shards)
 
 
@@ -338,7 +320,9 @@ class Route:
 
     __slots__ = ("closed", "codec", "key", "target")
 
-    def __init__(self, key: Optional[Key], codec: Optional[Codec], target: Any = None) -> None:
+    def __init__(
+        self, key: Optional[Key], codec: Optional[Codec], target: Optional[Target] = None
+    ) -> None:
         self.key = key
         self.codec = codec
         self.target = target
@@ -415,11 +399,11 @@ class RouteTable:
         self,
         admission: Admission,
         codec_factory: Callable[[], Optional[Codec]],
-        lock: Optional[AbstractContextManager[Any]] = None,
+        lock: Optional[AbstractContextManager[object]] = None,
     ) -> None:
         self.admission = admission
         self._codec_factory = codec_factory
-        self._lock: AbstractContextManager[Any] = (
+        self._lock: AbstractContextManager[object] = (
             lock if lock is not None else contextlib.nullcontext()
         )
         self._routes: dict[Key, Route] = {}

@@ -40,9 +40,10 @@ import socket
 import threading
 import time
 from collections import deque
-from typing import Any, Optional
+from typing import Optional
 
 from .config import KCPConfig
+from .crypt import BlockCrypt
 from .errors import KCPBlockingIOError, KCPClosedError
 from .inbound import Admission, Blacklist, Inbound, RouteTable, make_codec
 from .session import (
@@ -75,7 +76,7 @@ class ListenerCore:
         *,
         owned: bool,
         config: KCPConfig,
-        block: Any = None,
+        block: Optional[BlockCrypt] = None,
         data_shards: int = 0,
         parity_shards: int = 0,
     ) -> None:
@@ -234,7 +235,7 @@ class ListenerCore:
 
     def sessions(self) -> list[Session]:
         """Return the live sessions (accepted or waiting), a snapshot."""
-        return [r.target for r in self.table.routes() if r.target is not None]
+        return [t for r in self.table.routes() if isinstance(t := r.target, Session)]
 
     def close(self) -> None:
         """Stop accepting; close sessions not accepted yet.

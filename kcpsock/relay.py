@@ -42,6 +42,8 @@ from dataclasses import dataclass, fields
 from types import TracebackType
 from typing import Callable, Optional
 
+from .inbound import Address
+
 __all__ = ["Relay", "RelayCounters"]
 
 # Direction indices (also the keys of Relay.stats()).
@@ -106,7 +108,7 @@ def _non_negative(name: str, value: float) -> float:
     return float(value)
 
 
-def _resolve(name: str, address: tuple[str, int]) -> tuple[int, tuple[str, int]]:
+def _resolve(name: str, address: Address) -> tuple[int, tuple[str, int]]:
     """Resolve a (host, port) pair to (family, sockaddr) for a UDP socket."""
     if not isinstance(address, tuple) or len(address) < 2:
         raise TypeError(f"{name} must be a (host, port) tuple, got {address!r}")
@@ -164,7 +166,7 @@ class Relay:
     def __init__(
         self,
         listen: tuple[str, int] = ("127.0.0.1", 0),
-        target: Optional[tuple[str, int]] = None,
+        target: Optional[Address] = None,
         *,
         loss: float = 0.0,
         delay_ms: float = 0,

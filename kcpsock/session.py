@@ -63,8 +63,9 @@ import threading
 import time
 import weakref
 from collections import deque
-from typing import Any, Callable, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
+from .codec import Codec
 from .config import KCPConfig
 from .errors import (
     KCPBlockingIOError,
@@ -79,6 +80,13 @@ from .kcp import IKCP_ASK_SEND, IKCP_ASK_TELL, KCP
 from .stats import snmp
 from .transport import Batch, Receiver, Signal, Transport
 from .updater import now_ms, updater
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
+
+    from .listener import ListenerCore  # it imports this module
+
+_T = TypeVar("_T")
 
 __all__ = [
     "INBOX_LIMIT",
@@ -109,25 +117,7 @@ INBOX_LIMIT = 128
 _M32 = 0xFFFFFFFF
 
 
-class _Codec(Protocol):
-    """The part of :class:`kcpsock.codec.PacketCodec` the sessions use (typing only)."""
-
-    overhead: int
-
-    def kcp_mtu(self, mtu: int = 1400) -> int:
-        """KCP MTU for a UDP payload size."""
-
-    def encode(self, datagram: bytes, now_ms: Optional[int] = None) -> list[bytes]:
-        """KCP datagram -> wire packets."""
-
-    def open(self, packet: bytes) -> bytes:
-        """Decrypt and strip the crypto header."""
-
-    def decode_payload(self, payload: bytes) -> tuple[Optional[bytes], list[bytes]]:
-        """FEC stage."""
-
-
-def byte_view(data: Any) -> memoryview:
+def byte_view(data: ReadableBuffer) -> memoryview:
     """Return a flat byte view of ``data`` for ``send``/``sendall``.
 
     Args:
@@ -229,11 +219,11 @@ class _SessionLock:
                 return
             if s._inbox:
                 s._drain_locked()
-            out, counts = s._take_output()
+            pending, counts = s._take_output()
             self._depth = 0
             inner.release()
-            if out or counts:
-                s._transmit(out, counts)
+            if pending or counts:
+                s._transmit(pending, counts)
             # check after release: a batch queued meanwhile by a receiver
             # that found the lock taken is ours to drain
             if not s._inbox or not inner.acquire(False):
@@ -246,12 +236,12 @@ class _SessionLock:
         s = self._s
         if s._inbox:
             s._drain_locked()  # may notify the Condition this thread waits on
-        out, counts = s._take_output()
+        pending, counts = s._take_output()
         depth = self._depth
         self._depth = 0
         state = self._inner._release_save()  # type: ignore[attr-defined]
-        if out or counts:
-            s._transmit(out, counts)
+        if pending or counts:
+            s._transmit(pending, counts)
         if s._inbox and self.acquire(False):
             self.release()
         return state, depth
@@ -293,7 +283,7 @@ class Session:
         remote: Address,
         transport: Transport,
         config: KCPConfig,
-        codec: Any = None,
+        codec: Optional[Codec] = None,
         *,
         route: Optional[Route] = None,
         on_close: Optional[Callable[[Session], None]] = None,
@@ -303,7 +293,7 @@ class Session:
         self.config = config
         #: the UDP socket this session sends through (shared with a listener's sessions)
         self.transport = transport
-        self._codec: Optional[_Codec] = codec
+        self._codec: Optional[Codec] = codec
         self.passive = route is not None
         if route is None:
             route = Route(None, codec)
@@ -317,6 +307,8 @@ class Session:
         self._readable = threading.Condition(self._lock)  # type: ignore[arg-type]
         self._writable = threading.Condition(self._lock)  # type: ignore[arg-type]
         self._answered = threading.Condition(self._lock)  # type: ignore[arg-type]
+        self._rwait = 0  # threads waiting on _readable / _writable (lock held):
+        self._wwait = 0  # notifications are skipped when nobody waits
         self._inbox: deque[Delivery] = deque()
         #: batches the inbound queue holds at most
         self.inbox_limit = INBOX_LIMIT
@@ -390,13 +382,14 @@ class Session:
             updater.schedule(self, now_ms())
 
     @property
-    def codec(self) -> Optional[_Codec]:
+    def codec(self) -> Optional[Codec]:
         """The session's PacketCodec, or None in plain mode."""
         return self._codec
 
     def local_address(self) -> Address:
         """Return the local address of the UDP socket."""
-        return self.transport.sock.getsockname()
+        addr: Address = self.transport.sock.getsockname()
+        return addr
 
     def queued_batches(self) -> int:
         """Return how many received batches wait in the inbound queue (lock-free read)."""
@@ -438,10 +431,10 @@ class Session:
         codec = self._codec
         if codec is not None:
             fec = (
-                getattr(codec, "fec_parity_shards", 0),
-                getattr(codec, "fec_full_shard_sets", 0),
-                getattr(codec, "fec_recovered", 0),
-                getattr(codec, "fec_errors", 0),
+                codec.fec_parity_shards,
+                codec.fec_full_shard_sets,
+                codec.fec_recovered,
+                codec.fec_errors,
             )
             if fec != self._fec_seen:
                 fold = self._fec_seen
@@ -472,15 +465,16 @@ class Session:
             self.state = SessionState.DEAD
         readable = bool(self._pending) or kcp.peek_size() > 0 or dead or self._rd_shut
         if readable:
-            self._readable.notify_all()
+            if self._rwait:
+                self._readable.notify_all()
             if self._signal is not None:
                 self._signal.set()
         limit = self.send_buffer
         room = limit - self._queued_bytes()
-        if (
+        if self._wwait and (
             dead
             or (room > (limit >> 2) if hysteresis else room > 0)
-            or (self.linger and not kcp.waitsnd())  # a lingering close() waits for this
+            or not kcp.waitsnd()  # drain() (a lingering close) waits for this
         ):
             self._writable.notify_all()
         if self._signal is not None:
@@ -510,48 +504,58 @@ class Session:
         if self._opened and not self._finished and (current is None or current > deadline):
             updater.schedule(self, deadline)
 
-    def _take_output(self) -> tuple[list[bytes], list[tuple[str, int]]]:
-        """Detach what the lock holder produced (lock held), with KCP's counter deltas."""
+    def _take_output(self) -> tuple[bool, list[tuple[str, int]]]:
+        """Queue what the lock holder produced for sending (lock held).
+
+        The output goes onto the transmit queue here, under the session
+        lock, so the queue holds datagrams in the order KCP produced them:
+        sending them after the release in whatever order threads happen to
+        run would reorder segments on the wire (spurious fast retransmits
+        at the peer on a lossless link).
+
+        Returns:
+            (whether anything waits to be sent, the counter increments with
+            KCP's counter deltas).
+        """
         out = self._out
         counts = self._counts
         if out or counts:
-            self._out = []
+            if out:
+                self._out = []
+                self._txq.append(out)
             self._counts = []
             counts += self._counter_deltas()
-        return out, counts
+        return bool(self._txq), counts
 
-    def _transmit(self, datagrams: list[bytes], counts: list[tuple[str, int]]) -> None:
-        """Encode and send datagrams produced by KCP (never under the session lock).
+    def _transmit(self, pending: bool, counts: list[tuple[str, int]]) -> None:
+        """Send the transmit queue, in order (never under the session lock).
 
-        Plain mode sends at once.  With a codec the stateful FEC encoder and
-        the nonces need one thread at a time: the batch goes onto a queue
-        that whoever holds ``_tx_lock`` empties; a thread finding the lock
-        taken leaves its batch to the holder (checked again after release),
-        so no thread ever waits here.
+        One thread at a time sends (``_tx_lock``, taken without waiting): the
+        stateful FEC encoder and the nonces need it, and so does the order.
+        A thread finding the lock taken leaves the queue to the holder, who
+        checks the queue again after its release, so no thread ever waits here.
 
         Args:
-            datagrams: KCP datagrams.
+            pending: True if the queue may hold datagrams.
             counts: SNMP increments of the caller, added together with
                 OutPkts/OutBytes (one lock round).
         """
         sent = nbytes = 0
-        if datagrams:
-            codec = self._codec
-            dup = self.dup
-            if codec is None and not dup:
-                sent, nbytes = self.transport.send(datagrams, self.remote)
-            else:
-                txq = self._txq
-                txq.append(datagrams)
-                tx_lock = self._tx_lock
-                while txq and tx_lock.acquire(False):
-                    try:
-                        while txq:
-                            a, b = self.transport.send(self._encode(txq.popleft()), self.remote)
-                            sent += a
-                            nbytes += b
-                    finally:
-                        tx_lock.release()
+        if pending:
+            plain = self._codec is None and not self.dup
+            txq = self._txq
+            tx_lock = self._tx_lock
+            send = self.transport.send
+            remote = self.remote
+            while txq and tx_lock.acquire(False):
+                try:
+                    while txq:
+                        batch = txq.popleft()
+                        a, b = send(batch if plain else self._encode(batch), remote)
+                        sent += a
+                        nbytes += b
+                finally:
+                    tx_lock.release()
         if sent:
             self.packets_out += sent
             self.wire_bytes_out += nbytes
@@ -721,9 +725,7 @@ class Session:
             }
         codec = self._codec
         if codec is not None:
-            fec = getattr(codec, "fec_counters", None)
-            if fec is not None:
-                gauges["FECShardSet"] = int(fec().get("FECShardSet", 0))
+            gauges["FECShardSet"] = codec.fec_counters()["FECShardSet"]
         # kcp-go HEAD: gauges of the last flush of any session
         snmp.set_gauges(**gauges)
         if finish:
@@ -847,20 +849,26 @@ class Session:
                     return b""  # the peer is gone: end of stream (README)
                 if deadline == 0:
                     raise KCPBlockingIOError()
-                if not wait_deadline(self._readable, deadline):
+                self._rwait += 1
+                try:
+                    woken = wait_deadline(self._readable, deadline)
+                finally:
+                    self._rwait -= 1
+                if not woken:
                     raise Timeout()
             if self._signal is not None and not self._pending and kcp.peek_size() <= 0:
                 self._signal.clear()
-        n = len(data)
-        self.bytes_received += n
-        snmp.add("BytesReceived", n)
+            n = len(data)
+            self.bytes_received += n
+            # added to snmp with the release's other counts (one lock round)
+            self._counts.append(("BytesReceived", n))
         return data
 
     def _arm_locked(self) -> None:
         """Schedule a flush soon (lock held; the updater lock nests inside)."""
         self._arm_at(now_ms())
 
-    def send(self, data: Any, deadline: Optional[float]) -> int:
+    def send(self, data: ReadableBuffer, deadline: Optional[float]) -> int:
         """Queue data for sending, blocking while the send buffer is full.
 
         At most the free send buffer (``send_buffer`` bytes minus what waits
@@ -881,8 +889,12 @@ class Session:
             KCPConnectionResetError: the peer is gone (dead link, keep-alive timeout).
             KCPConnectionRefusedError: nothing listens at the peer's address.
         """
-        view = byte_view(data)
-        total = len(view)
+        if type(data) is bytes:
+            view: Any = data  # sliced below only when cut into segments
+            total = len(data)
+        else:
+            view = byte_view(data)
+            total = len(view)
         if total == 0:
             with self._lock:
                 self._check_usable()
@@ -907,6 +919,8 @@ class Session:
                     if n <= mss and type(data) is bytes:
                         kcp.send(data if n == total else data[:n])  # no copy
                     else:
+                        if type(view) is bytes:
+                            view = memoryview(view)
                         pos = 0
                         while pos < n:
                             end = min(pos + mss, n)
@@ -923,10 +937,12 @@ class Session:
                     break
                 if deadline == 0:
                     raise KCPBlockingIOError()
-                if (
-                    not wait_deadline(self._writable, deadline)
-                    and self._queued_bytes() >= self.send_buffer
-                ):
+                self._wwait += 1
+                try:
+                    woken = wait_deadline(self._writable, deadline)
+                finally:
+                    self._wwait -= 1
+                if not woken and self._queued_bytes() >= self.send_buffer:
                     # (room that the input path's hysteresis did not announce
                     # is used rather than reported as a timeout)
                     raise Timeout()
@@ -1042,7 +1058,7 @@ class Session:
         """
         linger = self.linger
         if linger is not None and linger > 0:
-            self._linger(time.monotonic() + linger)
+            self.drain(time.monotonic() + linger)
         with self._lock:
             state = self.state
             if state is SessionState.CLOSED or state is SessionState.CLOSING:
@@ -1098,28 +1114,56 @@ class Session:
         _closing.discard(self)
         if self._on_close is not None:
             self._on_close(self)
-        if self._receiver is not None:
-            self._receiver.stop(wait)
-            if not wait:
-                _retiring[:] = [t for t in _retiring if t.is_alive()]
-                _retiring.append(self._receiver.thread)
-        elif not self.passive and self.transport.owned:
-            self.transport.sock.close()
-        release_updater(wait)
+        try:
+            if self._receiver is not None:
+                self._receiver.stop(wait)  # a Ctrl-C may land in its join
+                if not wait:
+                    _retiring[:] = [t for t in _retiring if t.is_alive()]
+                    _retiring.append(self._receiver.thread)
+            elif not self.passive and self.transport.owned:
+                self.transport.sock.close()
+        finally:
+            release_updater(wait)  # a second close() returns early: release now
 
     @property
     def finished(self) -> bool:
         """True once the session released everything (after a background close too)."""
         return self._finished
 
-    def _linger(self, deadline: float) -> None:
-        """Wait until nothing is queued or in flight (SO_LINGER), or ``deadline``."""
+    @property
+    def waiting_readers(self) -> int:
+        """Threads blocked in :meth:`recv` right now (for tests and diagnostics)."""
+        return self._rwait
+
+    def drain(self, deadline: Optional[float]) -> bool:
+        """Wait until the peer has acknowledged everything sent so far.
+
+        The one "all delivered" wait of kcpsock: ``close()`` with a linger,
+        socketserver's end of a request and the command line use it.  KCP has
+        no FIN, so this is how a sender knows its last bytes arrived.
+
+        Args:
+            deadline: ``time.monotonic()`` limit; None waits as long as it
+                takes; a deadline in the past only checks.
+
+        Returns:
+            True when nothing is queued or unacknowledged; False when the
+            deadline passed, the link died or the session closed first.
+        """
         with self._lock:
             kcp = self.kcp
-            while self.state is SessionState.OPEN and not kcp.is_dead and kcp.waitsnd() > 0:
-                self._arm_locked()
-                if not wait_deadline(self._writable, deadline):
-                    return
+            while kcp.waitsnd() > 0:
+                if self.state is not SessionState.OPEN or kcp.is_dead:
+                    return False
+                self._arm_locked()  # a flush soon: what is queued goes out
+                self._wwait += 1
+                try:
+                    woken = wait_deadline(self._writable, deadline)
+                finally:
+                    self._wwait -= 1
+                if not woken:
+                    return kcp.waitsnd() == 0
+            return True
 
     def handshake(self, deadline: Optional[float]) -> None:
         """Probe the peer until it answers (``create_connection``).
@@ -1245,7 +1289,7 @@ class Session:
                 "send_buffer": self.send_buffer,
             }
 
-    def locked(self, fn: Callable[[KCP], Any]) -> Any:
+    def locked(self, fn: Callable[[KCP], _T]) -> _T:
         """Run ``fn(kcp)`` under the session lock (for the socket's setters).
 
         Args:
@@ -1266,7 +1310,7 @@ class Session:
 
 
 _live_sessions: weakref.WeakSet[Session] = weakref.WeakSet()
-_live_listeners: weakref.WeakSet[Any] = weakref.WeakSet()
+_live_listeners: weakref.WeakSet[ListenerCore] = weakref.WeakSet()
 #: sessions closed by the user and still delivering (strong references: a
 #: forgotten socket's data still goes out)
 _closing: set[Session] = set()
@@ -1319,17 +1363,17 @@ def live_sessions() -> list[Session]:
     return list(_live_sessions)
 
 
-def live_listeners() -> list[Any]:
+def live_listeners() -> list[ListenerCore]:
     """Return the listener engines whose receiver still runs (for atexit)."""
     return list(_live_listeners)
 
 
-def listener_started(listener: Any) -> None:
+def listener_started(listener: ListenerCore) -> None:
     """Register a running listener engine (keeps the updater alive, closed at exit)."""
     _live_listeners.add(listener)
 
 
-def listener_stopped(listener: Any) -> None:
+def listener_stopped(listener: ListenerCore) -> None:
     """Unregister a listener engine whose receiver stopped."""
     _live_listeners.discard(listener)
 

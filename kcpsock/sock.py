@@ -27,12 +27,14 @@ import os
 import socket
 import struct
 import time
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
-from .config import MTU_LIMIT, KCPConfig
+from .config import MAX_DUP, MTU_LIMIT, KCPConfig, check_int, check_window
+from .crypt import BlockCrypt
 from .errors import KCPClosedError
-from .inbound import make_codec
+from .inbound import Address, make_codec
 from .listener import ListenerCore
+from .segment import U32
 from .session import (
     Session,
     SessionState,
@@ -44,6 +46,9 @@ from .session import (
 )
 from .transport import Transport
 
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
+
 __all__ = ["KCPSocket", "Listener", "create_connection", "create_server", "dial", "listen"]
 
 _GLOBAL_DEFAULT = socket._GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-defined]
@@ -52,8 +57,6 @@ _MSG_DONTWAIT = int(getattr(socket, "MSG_DONTWAIT", 0x40))
 _MSG_PEEK = int(socket.MSG_PEEK)
 _MSG_WAITALL = int(getattr(socket, "MSG_WAITALL", 0x100))
 _RECV_FLAGS = _MSG_DONTWAIT | _MSG_PEEK | _MSG_WAITALL
-
-Address = Any
 
 
 def _check_timeout(value: Optional[float]) -> Optional[float]:
@@ -109,7 +112,11 @@ def _split_host_port(text: str, name: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def _check_address(address: Any, name: str = "address") -> tuple[Any, int]:
+#: What dial/listen accept: an address tuple as socket takes it, or "host:port".
+AddressLike = Union[tuple[str, int], tuple[str, int, int, int], str]
+
+
+def _check_address(address: object, name: str = "address") -> tuple[Any, int]:
     """Validate ``(host, port[, flowinfo, scope_id])`` or a "host:port" string.
 
     Returns:
@@ -157,10 +164,7 @@ def _apply_socket_options(sock: socket.socket, config: KCPConfig) -> None:
 
 def _set_dscp(sock: socket.socket, dscp: int) -> None:
     """kcp-go SetDSCP: IPv4 TOS = dscp << 2, IPv6 traffic class = dscp."""
-    if isinstance(dscp, bool) or not isinstance(dscp, int):
-        raise TypeError(f"dscp must be an int, not {type(dscp).__name__}")
-    if not 0 <= dscp <= 63:
-        raise ValueError(f"dscp must be 0..63, got {dscp}")
+    check_int("dscp", dscp, 0, 63)
     ok = False
     try:
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, dscp << 2)
@@ -196,8 +200,10 @@ def _identity_option(sock: Any, level: int, optname: int, buflen: Optional[int])
 
 
 class _Timeouts:
-    """``settimeout``/``gettimeout``/``setblocking``/``getblocking``/``timeout``
-    as on ``socket.socket``, shared by :class:`KCPSocket` and :class:`Listener`."""
+    """Timeouts as on ``socket.socket``, shared by :class:`KCPSocket` and :class:`Listener`.
+
+    ``settimeout``, ``gettimeout``, ``setblocking``, ``getblocking`` and ``timeout``.
+    """
 
     _timeout: Optional[float]
 
@@ -403,7 +409,7 @@ class KCPSocket(_Timeouts):
         view[:n] = data
         return n
 
-    def send(self, data: Any, flags: int = 0) -> int:
+    def send(self, data: ReadableBuffer, flags: int = 0) -> int:
         """Send data, blocking while the send window is full (``socket.send``).
 
         Data is cut into ``mss``-sized KCP messages (as kcp-go's Write); at
@@ -425,7 +431,7 @@ class KCPSocket(_Timeouts):
         session = self._live()
         return session.send(data, self._flags_deadline(flags))
 
-    def sendall(self, data: Any, flags: int = 0) -> None:
+    def sendall(self, data: ReadableBuffer, flags: int = 0) -> None:
         """Send all of ``data`` (``socket.sendall``); the timeout covers the whole call.
 
         Args:
@@ -437,9 +443,17 @@ class KCPSocket(_Timeouts):
         """
         session = self._live()
         deadline = self._flags_deadline(flags)
-        view = byte_view(data)
-        total = len(view)
-        pos = 0
+        if type(data) is bytes:
+            # the common case: no memoryview, and usually one send takes it all
+            pos = session.send(data, deadline)
+            total = len(data)
+            if pos >= total:
+                return
+            view = memoryview(data)
+        else:
+            view = byte_view(data)
+            total = len(view)
+            pos = 0
         while pos < total:
             pos += session.send(view[pos:], deadline)
 
@@ -447,7 +461,8 @@ class KCPSocket(_Timeouts):
         """``recv`` returning ``(data, None)``, as on a connected TCP socket.
 
         Args:
-            bufsize, flags: as :meth:`recv`.
+            bufsize: as :meth:`recv`.
+            flags: as :meth:`recv`.
 
         Returns:
             ``(data, None)``: a stream socket reports no sender address.
@@ -461,7 +476,9 @@ class KCPSocket(_Timeouts):
         """``recv_into`` returning ``(nbytes, None)``, as on a connected TCP socket.
 
         Args:
-            buffer, nbytes, flags: as :meth:`recv_into`.
+            buffer: as :meth:`recv_into`.
+            nbytes: as :meth:`recv_into`.
+            flags: as :meth:`recv_into`.
 
         Returns:
             ``(count, None)``.
@@ -557,7 +574,9 @@ class KCPSocket(_Timeouts):
         Args:
             mode: "r", "w", "rw", optionally with "b".
             buffering: as for ``open``; 0 only in binary mode.
-            encoding, errors, newline: text mode options.
+            encoding: text mode: the encoding.
+            errors: text mode: the error handler.
+            newline: text mode: newline translation.
 
         Returns:
             A ``socket.SocketIO`` (unbuffered), a buffered reader/writer/pair,
@@ -693,6 +712,28 @@ class KCPSocket(_Timeouts):
         # producing a second owner whose collection would close the session
         raise TypeError(f"cannot pickle {type(self).__name__!r} object")
 
+    def drain(self, timeout: Optional[float] = None) -> bool:
+        """Wait until the peer has acknowledged everything sent so far.
+
+        KCP has no FIN: this is how a sender learns that its last bytes
+        arrived before it closes (``close()`` with ``SO_LINGER`` does the
+        same wait).  Data sent after the call started is waited for too.
+
+        Args:
+            timeout: seconds to wait at most; None waits until done (or the
+                link is declared dead); 0 only checks.
+
+        Returns:
+            True when nothing is queued or unacknowledged; False when the
+            timeout passed, the link died or the socket was closed first.
+
+        Raises:
+            OSError: EBADF after close.
+            TypeError: ``timeout`` is not a number or None.
+            ValueError: ``timeout`` is negative or NaN.
+        """
+        return self._live().drain(_deadline(_check_timeout(timeout)))
+
     def detach(self) -> int:
         """Not supported: a KCP session has no descriptor of its own.
 
@@ -744,7 +785,8 @@ class KCPSocket(_Timeouts):
         ``OSError(ENOPROTOOPT)`` as on a UDP socket.
 
         Args:
-            level, optname: as ``socket.setsockopt``.
+            level: the protocol level, as ``socket.setsockopt``.
+            optname: the option, as ``socket.setsockopt``.
             value: an int or a bytes-like object.
             optlen: with ``value`` None, the option length.
 
@@ -775,7 +817,8 @@ class KCPSocket(_Timeouts):
         :meth:`setsockopt`).
 
         Args:
-            level, optname: as ``socket.getsockopt``.
+            level: the protocol level, as ``socket.getsockopt``.
+            optname: the option, as ``socket.getsockopt``.
             buflen: None for an int result, else the bytes to return.
 
         Returns:
@@ -848,11 +891,8 @@ class KCPSocket(_Timeouts):
             TypeError: not an int.
             OSError: EBADF after close.
         """
-        for name, v in (("sndwnd", sndwnd), ("rcvwnd", rcvwnd)):
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise TypeError(f"{name} must be an int, not {type(v).__name__}")
-            if v > 65535:
-                raise ValueError(f"{name} must be <= 65535, got {v}")
+        check_window("sndwnd", sndwnd, keep=True)
+        check_window("rcvwnd", rcvwnd, keep=True)
         self._live().set_window_size(sndwnd, rcvwnd)
 
     def set_mtu(self, mtu: int) -> bool:
@@ -868,8 +908,7 @@ class KCPSocket(_Timeouts):
             TypeError: not an int.
             OSError: EBADF after close.
         """
-        if isinstance(mtu, bool) or not isinstance(mtu, int):
-            raise TypeError(f"mtu must be an int, not {type(mtu).__name__}")
+        check_int("mtu", mtu)
         if mtu > MTU_LIMIT:
             return False
         return self._live().set_mtu(mtu)
@@ -933,18 +972,14 @@ class KCPSocket(_Timeouts):
         """kcp-go ``SetDUP``: send each data datagram ``dup`` extra times.
 
         Args:
-            dup: extra copies per datagram (0: none).
+            dup: extra copies per datagram, 0..16 (0: none).
 
         Raises:
             TypeError: not an int.
-            ValueError: negative.
+            ValueError: out of range.
             OSError: EBADF after close.
         """
-        if isinstance(dup, bool) or not isinstance(dup, int):
-            raise TypeError(f"dup must be an int, not {type(dup).__name__}")
-        if dup < 0:
-            raise ValueError(f"dup must be >= 0, got {dup}")
-        self._live().dup = dup
+        self._live().dup = check_int("dup", dup, 0, MAX_DUP)
 
     def _own_socket(self, what: str) -> socket.socket:
         session = self._live()
@@ -1038,7 +1073,7 @@ class KCPSocket(_Timeouts):
 
     @property
     def state(self) -> str:
-        """ "open", "dead" or "closed"."""
+        """The session state: "open", "dead" or "closed"."""
         if self._real_closed:
             return SessionState.CLOSED.value
         return self._session.state.value
@@ -1103,7 +1138,8 @@ class Listener(_Timeouts):
             OSError: EBADF after close.
         """
         self._check_open()
-        return self._core.sock.getsockname()
+        addr: Address = self._core.sock.getsockname()
+        return addr
 
     @property
     def addr(self) -> Address:
@@ -1120,8 +1156,11 @@ class Listener(_Timeouts):
             return -1
 
     def close(self) -> None:
-        """Stop accepting (idempotent).  Sessions not accepted yet are closed;
-        accepted ones keep working; the socket is released with the last one."""
+        """Stop accepting (idempotent).
+
+        Sessions not accepted yet are closed; accepted ones keep working; the
+        socket is released with the last one.
+        """
         self._core.close()
 
     @property
@@ -1186,7 +1225,9 @@ class Listener(_Timeouts):
         """Set an option on the listener's UDP socket (``socket.setsockopt``).
 
         Args:
-            level, optname, value: as ``socket.setsockopt``.
+            level: the protocol level, as ``socket.setsockopt``.
+            optname: the option.
+            value: its value (an int or bytes).
 
         Raises:
             OSError: EBADF after close; what the UDP socket raises.
@@ -1197,7 +1238,8 @@ class Listener(_Timeouts):
         """Read an option of the listener's UDP socket (``socket.getsockopt``).
 
         Args:
-            level, optname: as ``socket.getsockopt``.
+            level: the protocol level, as ``socket.getsockopt``.
+            optname: the option, as ``socket.getsockopt``.
             buflen: None for an int result, else the bytes to return.
 
         Returns:
@@ -1271,15 +1313,15 @@ def _random_conv() -> int:
 
 
 def dial(
-    address: tuple[Any, int],
+    address: AddressLike,
     *,
-    block: Any = None,
+    block: Optional[BlockCrypt] = None,
     data_shards: int = 0,
     parity_shards: int = 0,
     config: Optional[KCPConfig] = None,
     conv: Optional[int] = None,
     sock: Optional[socket.socket] = None,
-    source_address: Optional[tuple[Any, int]] = None,
+    source_address: Optional[AddressLike] = None,
     timeout: Any = _GLOBAL_DEFAULT,
     **options: Any,
 ) -> KCPSocket:
@@ -1294,7 +1336,8 @@ def dial(
             IPv4 addresses first (as kcp-go; UDP cannot fall back on a
             refused connect as ``socket.create_connection`` does).
         block: a cipher from :func:`kcpsock.new_block_crypt`, or None.
-        data_shards, parity_shards: FEC (0, 0 = off).
+        data_shards: FEC data shards (0 with parity_shards 0: FEC off).
+        parity_shards: FEC parity shards.
         config: a :class:`KCPConfig` (default ``KCPConfig()``).
         conv: the conversation id (default: 4 random bytes, as kcp-go).
         sock: a UDP socket of yours to send through (kcp-go ``NewConn``); it
@@ -1319,12 +1362,7 @@ def dial(
     """
     host, port = _check_address(address)
     cfg = _config_from(config, options)
-    if conv is None:
-        conv = _random_conv()
-    elif isinstance(conv, bool) or not isinstance(conv, int):
-        raise TypeError(f"conv must be an int, not {type(conv).__name__}")
-    elif not 0 <= conv <= 0xFFFFFFFF:
-        raise ValueError(f"conv must be 0..2**32-1, got {conv}")
+    conv = _random_conv() if conv is None else check_int("conv", conv, 0, U32)
     codec = make_codec(block, data_shards, parity_shards)
     if sock is not None:
         if not isinstance(sock, socket.socket) or sock.type != socket.SOCK_DGRAM:
@@ -1367,12 +1405,12 @@ def dial(
 
 
 def create_connection(
-    address: tuple[Any, int],
+    address: AddressLike,
     timeout: Any = _GLOBAL_DEFAULT,
-    source_address: Optional[tuple[Any, int]] = None,
+    source_address: Optional[AddressLike] = None,
     *,
     all_errors: bool = False,
-    block: Any = None,
+    block: Optional[BlockCrypt] = None,
     data_shards: int = 0,
     parity_shards: int = 0,
     **kwargs: Any,
@@ -1395,7 +1433,10 @@ def create_connection(
         source_address: ``(host, port)`` to bind to first.
         all_errors: accepted for compatibility: UDP gives one address only
             (IPv4 first), so there is one error to raise.
-        block, data_shards, parity_shards, **kwargs: as :func:`dial`.
+        block: as :func:`dial`.
+        data_shards: as :func:`dial`.
+        parity_shards: as :func:`dial`.
+        **kwargs: as :func:`dial`.
 
     Returns:
         A connected :class:`KCPSocket` whose peer answered.
@@ -1440,9 +1481,9 @@ def _format_address(address: Any) -> str:
 
 
 def listen(
-    address: Optional[tuple[Any, int]],
+    address: Optional[AddressLike],
     *,
-    block: Any = None,
+    block: Optional[BlockCrypt] = None,
     data_shards: int = 0,
     parity_shards: int = 0,
     backlog: Optional[int] = None,
@@ -1459,7 +1500,8 @@ def listen(
         address: ``(host, port)`` or ``"host:port"`` to bind (host "" =
             all IPv4 interfaces); may be None when ``sock`` is given.
         block: a cipher from :func:`kcpsock.new_block_crypt`, or None.
-        data_shards, parity_shards: FEC (0, 0 = off).
+        data_shards: FEC data shards (0 with parity_shards 0: FEC off).
+        parity_shards: FEC parity shards.
         backlog: sessions waiting for accept at most (default 128).
         config: a :class:`KCPConfig` for the sessions.
         sock: a bound UDP socket of yours (kcp-go ``ServeConn``); never
@@ -1525,7 +1567,11 @@ def listen(
 
 
 def _listen_owned(
-    usock: socket.socket, cfg: KCPConfig, block: Any, data_shards: int, parity_shards: int
+    usock: socket.socket,
+    cfg: KCPConfig,
+    block: Optional[BlockCrypt],
+    data_shards: int,
+    parity_shards: int,
 ) -> Listener:
     try:
         core = ListenerCore(
@@ -1543,13 +1589,13 @@ def _listen_owned(
 
 
 def create_server(
-    address: tuple[Any, int],
+    address: AddressLike,
     *,
     family: int = socket.AF_INET,
     backlog: Optional[int] = None,
     reuse_port: bool = False,
     dualstack_ipv6: bool = False,
-    block: Any = None,
+    block: Optional[BlockCrypt] = None,
     data_shards: int = 0,
     parity_shards: int = 0,
     **kwargs: Any,
@@ -1562,7 +1608,10 @@ def create_server(
         backlog: as :func:`listen`.
         reuse_port: set SO_REUSEPORT.
         dualstack_ipv6: with ``AF_INET6``, accept IPv4 too.
-        block, data_shards, parity_shards, **kwargs: as :func:`listen`.
+        block: as :func:`listen`.
+        data_shards: as :func:`listen`.
+        parity_shards: as :func:`listen`.
+        **kwargs: as :func:`listen`.
 
     Returns:
         A :class:`Listener`.

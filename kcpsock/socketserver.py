@@ -211,19 +211,11 @@ class KCPServer(socketserver.BaseServer):
     def _linger(self, request: Any) -> None:
         # KCP has no FIN and closing drops unacknowledged segments (kcp-go
         # UDPSession.Close flushes once, best effort): wait, bounded, until
-        # nothing the handler sent is still unacknowledged.  The session
-        # signals only "window has room", not "all acknowledged", so this
-        # polls its figures at about half the fastest KCP interval.
+        # nothing the handler sent is still unacknowledged.
         if self.close_linger <= 0 or not isinstance(request, KCPSocket):
             return
-        deadline = time.monotonic() + self.close_linger
         try:
-            while request.figures()["waitsnd"] > 0:
-                # closed by the handler (nothing more can be acknowledged)
-                # or dead (never will be): stop waiting
-                if request.state != "open" or time.monotonic() >= deadline:
-                    return
-                time.sleep(0.005)
+            request.drain(self.close_linger)
         except OSError:
             pass  # closed by the handler already
 

@@ -29,9 +29,10 @@ import select
 import socket
 import threading
 import time
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 from .config import MTU_LIMIT
+from .inbound import Address
 from .stats import snmp
 
 __all__ = ["BATCH", "RECV_SIZE", "Receiver", "Signal", "Transport"]
@@ -47,7 +48,6 @@ BATCH = 64
 RECV_SIZE = MTU_LIMIT
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 
-Address = Any
 Batch = list[tuple[bytes, Address]]
 
 
@@ -78,7 +78,8 @@ class Transport:
 
     def local_address(self) -> Address:
         """Return ``getsockname()`` of the UDP socket."""
-        return self.sock.getsockname()
+        addr: Address = self.sock.getsockname()
+        return addr
 
     def send(self, packets: list[bytes], remote: Address) -> tuple[int, int]:
         """Send wire packets to ``remote`` (ignored on a connected socket).

@@ -30,6 +30,8 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import socket
+import statistics
 import struct
 import sys
 import threading
@@ -40,11 +42,17 @@ from typing import Any, Optional, TypedDict
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+# --root DIR: the kcpsock tree the kcpsock peer processes import (before/after
+# comparisons in one run); passed to the role processes through the environment
+_KCPSOCK_ROOT = os.environ.get("KCPSOCK_BENCH_ROOT")
+if _KCPSOCK_ROOT:
+    sys.path.insert(0, _KCPSOCK_ROOT)
 
 from tests.interop.gopeer import (  # noqa: E402
     GoServer,
     PeerUnavailable,
     build_peer,
+    parse_result,
     peer_flags,
     run_argv,
     run_client,
@@ -223,6 +231,109 @@ def role_client(args: argparse.Namespace) -> None:
     sock.close()
 
 
+def role_udp_echo(args: argparse.Namespace) -> None:
+    """The raw-UDP floor: echo every datagram (no KCP), READY protocol."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("127.0.0.1", 0))
+
+    def stdin_watch() -> None:
+        sys.stdin.read()
+        os._exit(0)
+
+    threading.Thread(target=stdin_watch, daemon=True).start()
+    host, port = s.getsockname()
+    print(f"READY {host}:{port}", flush=True)
+    while True:
+        data, addr = s.recvfrom(2048)
+        s.sendto(data, addr)
+
+
+def role_udp_ping(args: argparse.Namespace) -> None:
+    """Raw-UDP ping-pong between two processes: the floor for Python here."""
+    host, _, port = args.connect.rpartition(":")
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.connect((host, int(port)))
+    s.settimeout(5)
+    msg = b"x" * args.size
+    rtts = []
+    for i in range(args.rounds + 20):
+        t0 = time.perf_counter()
+        s.send(msg)
+        s.recv(2048)
+        if i >= 20:
+            rtts.append((time.perf_counter() - t0) * 1e6)
+    rtts.sort()
+    p50, p99 = rtts[len(rtts) // 2], rtts[int(0.99 * (len(rtts) - 1))]
+    print(f"OK rounds={len(rtts)} p50_us={p50:.1f} p99_us={p99:.1f}")
+
+
+def role_multi_send(args: argparse.Namespace) -> None:
+    """N sessions from one process, each sending bytes/N to a sink server at once."""
+    import kcpsock
+
+    host, _, port = args.connect.rpartition(":")
+    options = _kcp_options(args)
+    socks = [kcpsock.dial((host, int(port)), **options) for _ in range(args.sessions)]
+    each = args.bytes // args.sessions
+    payload = os.urandom(CHUNK)
+    errors: list[BaseException] = []
+    start = threading.Barrier(args.sessions + 1)
+
+    def one(sock: Any) -> None:
+        try:
+            start.wait(30)
+            sock.sendall(struct.pack(">Q", each))
+            left = each
+            while left > 0:
+                n = min(left, CHUNK)
+                sock.sendall(payload if n == CHUNK else payload[:n])
+                left -= n
+            if _recv_exact(sock, 4) != b"DONE":
+                raise ConnectionError("no DONE")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one, args=(s,), daemon=True) for s in socks]
+    for t in threads:
+        t.start()
+    start.wait(30)
+    t0, c0 = time.perf_counter(), _cpu()
+    for t in threads:
+        t.join(args.timeout)
+    seconds = time.perf_counter() - t0
+    if errors or any(t.is_alive() for t in threads):
+        raise SystemExit(f"FAIL {errors[:3]}")
+    for sock in socks:
+        sock.close()
+    print(f"OK bytes={each * args.sessions} seconds={seconds:.6f} cpu={_cpu() - c0:.6f}")
+
+
+def role_idle_client(args: argparse.Namespace) -> None:
+    """N sessions that exchange one byte each with an echo server, then idle."""
+    import kcpsock
+
+    host, _, port = args.connect.rpartition(":")
+    options = _kcp_options(args)
+    socks = []
+    for _ in range(args.sessions):
+        sock = kcpsock.dial((host, int(port)), **options)
+        sock.settimeout(30)
+        sock.sendall(b"x")
+        socks.append(sock)
+    for sock in socks:
+        if _recv_exact(sock, 1) != b"x":
+            raise SystemExit("FAIL no echo")
+    # let the last ACKs settle, then measure a quiet period
+    threading.Event().wait(1.0)
+    print("IDLE", flush=True)
+    t0, c0 = time.perf_counter(), _cpu()
+    threading.Event().wait(args.idle_seconds)
+    seconds = time.perf_counter() - t0
+    print(f"OK sessions={len(socks)} seconds={seconds:.6f} cpu={_cpu() - c0:.6f}", flush=True)
+    for sock in socks:
+        sock.close()
+
+
 # -- the orchestrator ----------------------------------------------------------
 
 
@@ -305,10 +416,20 @@ def bench(opts: argparse.Namespace) -> list[dict[str, Any]]:
             opts.pairs = [p for p in opts.pairs if "kcp-go" not in p]
     rows: list[dict[str, Any]] = []
     mb = opts.bytes / 1e6
+    for mode in opts.modes:
+        opts.stream = mode == "stream"
+        rows += _bench_mode(opts, peer, mb, mode)
+    return rows
+
+
+def _bench_mode(
+    opts: argparse.Namespace, peer: Optional[Path], mb: float, mode: str
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
     for config in opts.configs:
         for pair in opts.pairs:
             client_side, server_side = pair.split("->")
-            row: dict[str, Any] = {"pair": pair, "config": config}
+            row: dict[str, Any] = {"pair": pair, "config": config, "mode": mode}
             for test, server_kind, client_kind in (
                 ("one-way", "sink-server", "send"),
                 ("echo", "echo-server", "echo-client"),
@@ -344,6 +465,8 @@ def bench(opts: argparse.Namespace) -> list[dict[str, Any]]:
                     )
                     print(f"# {pair} {config} {test}: {mb / seconds:.1f} MB/s", file=sys.stderr)
                 # the median run by throughput (a failed run leaves a gap)
+                row[test + "-runs"] = [r["mbps"] for r in runs]
+                row[test + "-failed"] = opts.repeat - len(runs)
                 runs.sort(key=lambda r: r["mbps"])
                 row[test] = runs[(len(runs) - 1) // 2] if runs else None
             pings = []
@@ -364,6 +487,127 @@ def bench(opts: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def floor(opts: argparse.Namespace) -> Optional[tuple[float, float]]:
+    """The raw-UDP ping-pong between two Python processes: (p50, p99) in ms."""
+    server = GoServer(Path(sys.executable), argv=_self_argv("udp-echo", "plain", opts)).start(30)
+    try:
+        argv = [
+            *_self_argv("udp-ping", "plain", opts),
+            "--connect",
+            f"{server.address[0]}:{server.address[1]}",
+            "--rounds",
+            str(opts.rounds),
+        ]
+        res = run_argv(argv, opts.timeout, "udp-ping")
+        return float(res["p50_us"]) / 1000, float(res["p99_us"]) / 1000
+    except (AssertionError, OSError, TimeoutError) as exc:
+        print(f"# floor: {exc}", file=sys.stderr)
+        return None
+    finally:
+        server.close()
+
+
+def many(opts: argparse.Namespace, peer: Optional[Path]) -> list[dict[str, Any]]:
+    """One listener (kcpsock's, kcp-go's): 1 session vs N sending at once (plain, stream).
+
+    The load is kcp-go's client (``-mode=send -sessions=N``, one process, all
+    sessions dialed first) so that the listener is what is measured; without
+    Go, a kcpsock client process.
+    """
+    opts.stream = True
+    rows = []
+    servers = ["kcpsock"] + (["kcp-go"] if peer is not None else [])
+    for server_side in servers:
+        row: dict[str, Any] = {"server": server_side}
+        for n in (1, opts.sessions):
+            figures = []
+            for _ in range(opts.repeat):
+                server = start_server(server_side, "sink-server", "plain", opts, peer)
+                try:
+                    if peer is not None:
+                        # kcp-go's client is the load: it is not the bottleneck
+                        res = run_one(
+                            "kcp-go",
+                            "send",
+                            server,
+                            "plain",
+                            opts,
+                            peer,
+                            bytes=opts.bytes,
+                            sessions=n,
+                        )
+                    else:
+                        argv = [
+                            *_self_argv("multi-send", "plain", opts),
+                            "--connect",
+                            f"{server.address[0]}:{server.address[1]}",
+                            "--sessions",
+                            str(n),
+                            "--bytes",
+                            str(opts.bytes),
+                        ]
+                        res = run_argv(argv, opts.timeout, "multi-send")
+                    figures.append(float(res["bytes"]) / 1e6 / float(res["seconds"]))
+                    print(f"# many {server_side} {n}: {figures[-1]:.1f} MB/s", file=sys.stderr)
+                except (AssertionError, OSError, TimeoutError) as exc:
+                    print(f"# many {server_side} {n}: {exc}", file=sys.stderr)
+                finally:
+                    server.close()
+            row[str(n)] = statistics.median(figures) if figures else None
+        rows.append(row)
+    return rows
+
+
+def idle(opts: argparse.Namespace, peer: Optional[Path]) -> list[dict[str, Any]]:
+    """N idle sessions (one byte echoed each, then silence): CPU of each side."""
+    import subprocess
+
+    opts.stream = True
+    rows = []
+    servers = ["kcpsock"] + (["kcp-go"] if peer is not None else [])
+    for server_side in servers:
+        server = start_server(server_side, "echo-server", "plain", opts, peer)
+        try:
+            argv = [
+                *_self_argv("idle-client", "plain", opts),
+                "--connect",
+                f"{server.address[0]}:{server.address[1]}",
+                "--sessions",
+                str(opts.idle_sessions),
+                "--idle",
+                str(opts.idle_seconds),
+            ]
+            proc = subprocess.Popen(
+                argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
+            )
+            try:
+                assert proc.stdout is not None
+                line = proc.stdout.readline()
+                if line.strip() != "IDLE":
+                    raise AssertionError(f"idle client: {line!r}")
+                cpu0, t0 = proc_cpu(server.pid), time.perf_counter()
+                line = proc.stdout.readline()
+                cpu1, t1 = proc_cpu(server.pid), time.perf_counter()
+                res = parse_result(line)
+                proc.wait(opts.timeout)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            rows.append(
+                {
+                    "server": server_side,
+                    "server_pct": 100 * (cpu1 - cpu0) / (t1 - t0),
+                    "client_pct": 100 * float(res["cpu"]) / float(res["seconds"]),
+                }
+            )
+        except (AssertionError, OSError, TimeoutError, KeyError, ValueError) as exc:
+            print(f"# idle {server_side}: {exc}", file=sys.stderr)
+        finally:
+            server.close()
+    return rows
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     """Format the rows as the plain-text table BENCHMARKS.md shows."""
 
@@ -371,14 +615,14 @@ def table(rows: list[dict[str, Any]]) -> str:
         return "failed" if r is None else format(r[key], fmt)
 
     lines = [
-        "| client → server | config | one-way MB/s | CPU s/MB client / server "
+        "| client → server | mode | config | one-way MB/s | CPU s/MB client / server "
         "| echo MB/s | CPU s/MB client / server | RTT p50 ms | RTT p99 ms |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         ow, ec, rtt = row.get("one-way"), row.get("echo"), row.get("rtt")
         lines.append(
-            f"| {row['pair'].replace('->', ' → ')} | {row['config']} "
+            f"| {row['pair'].replace('->', ' → ')} | {row['mode']} | {row['config']} "
             f"| {cell(ow, 'mbps', '.1f')} "
             f"| {cell(ow, 'client_cpu', '.4f')} / {cell(ow, 'server_cpu', '.4f')} "
             f"| {cell(ec, 'mbps', '.1f')} "
@@ -390,19 +634,57 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def ratios(rows: list[dict[str, Any]]) -> str:
-    """kcpsock -> kcpsock one-way throughput as a fraction of kcp-go -> kcp-go's."""
+    """The issue-9 goals as ratios against kcp-go in the same run."""
     out = []
-    for config in CONFIGS:
-        mine = next(
-            (r for r in rows if r["pair"] == "kcpsock->kcpsock" and r["config"] == config), None
+
+    def find(pair: str, config: str, mode: str) -> Optional[dict[str, Any]]:
+        return next(
+            (r for r in rows if r["pair"] == pair and r["config"] == config and r["mode"] == mode),
+            None,
         )
-        go = next(
-            (r for r in rows if r["pair"] == "kcp-go->kcp-go" and r["config"] == config), None
-        )
-        if mine and go and mine.get("one-way") and go.get("one-way"):
-            ratio = mine["one-way"]["mbps"] / go["one-way"]["mbps"]
-            out.append(f"{config}: kcpsock→kcpsock one-way = {ratio:.2f} x kcp-go→kcp-go")
+
+    for mode in sorted({r["mode"] for r in rows}):
+        for config in CONFIGS:
+            mine = find("kcpsock->kcpsock", config, mode)
+            go = find("kcp-go->kcp-go", config, mode)
+            theirs = find("kcp-go->kcpsock", config, mode)
+            if not (mine and go):
+                continue
+            for test in ("one-way", "echo"):
+                if mine.get(test) and go.get(test):
+                    ratio = mine[test]["mbps"] / go[test]["mbps"]
+                    out.append(f"{mode} {config} {test}: kcpsock→kcpsock = {ratio:.2f} x kcp-go")
+            if theirs and theirs.get("echo") and go.get("echo"):
+                ratio = theirs["echo"]["mbps"] / go["echo"]["mbps"]
+                out.append(
+                    f"{mode} {config} echo: kcp-go client → kcpsock server = {ratio:.2f} x kcp-go"
+                )
+            if mine.get("rtt") and go.get("rtt"):
+                out.append(
+                    f"{mode} {config} RTT p50: kcpsock = {mine['rtt'][0] / go['rtt'][0]:.1f} x kcp-go"
+                )
     return "\n".join(out)
+
+
+def stability(rows: list[dict[str, Any]]) -> str:
+    """Every run of each transfer: slowest / fastest (goal: at least 2/3)."""
+    lines = [
+        "| client → server | mode | config | test | runs MB/s | slowest / fastest |",
+        "|---|---|---|---|---|---:|",
+    ]
+    for row in rows:
+        for test in ("one-way", "echo"):
+            runs = row.get(test + "-runs") or []
+            failed = row.get(test + "-failed", 0)
+            if not runs:
+                continue
+            shown = ", ".join(f"{r:.0f}" for r in runs) + (f", {failed} failed" if failed else "")
+            ratio = min(runs) / max(runs) if not failed else 0.0
+            lines.append(
+                f"| {row['pair'].replace('->', ' → ')} | {row['mode']} | {row['config']} "
+                f"| {test} | {shown} | {ratio:.2f} |"
+            )
+    return "\n".join(lines)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -410,36 +692,120 @@ def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--bytes", type=int, default=100_000_000, help="bytes per transfer")
     p.add_argument("--rounds", type=int, default=1000, help="64-byte round trips")
-    p.add_argument("--pairs", nargs="+", default=list(PAIRS), choices=PAIRS)
+    p.add_argument("--pairs", nargs="*", default=list(PAIRS), choices=PAIRS)
     p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     p.add_argument("--stream", action="store_true", help="stream mode on both sides")
+    p.add_argument(
+        "--modes",
+        nargs="+",
+        choices=["stream", "message"],
+        help="run the table in these KCP modes (default: stream if --stream, else message)",
+    )
+    p.add_argument(
+        "--extras",
+        nargs="*",
+        default=[],
+        choices=["floor", "many", "idle"],
+        help="also run: the raw-UDP ping-pong floor; 1 vs --sessions sessions through one"
+        " listener; --idle-sessions idle sessions' CPU",
+    )
+    p.add_argument("--sessions", type=int, default=100, help="sessions for the 'many' test")
+    p.add_argument("--idle-sessions", type=int, default=1000, help="sessions for 'idle'")
+    p.add_argument("--idle", dest="idle_seconds", type=float, default=10.0, help="idle seconds")
+    p.add_argument(
+        "--root",
+        default="",
+        help="the kcpsock source tree the kcpsock peers import (default: this one)",
+    )
     p.add_argument("--ack-nodelay", action="store_true", help="ACK right after input")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per run")
     p.add_argument(
         "--repeat", type=int, default=1, help="runs per figure; the table shows the median run"
     )
     # internal: this script as a kcpsock peer process
-    p.add_argument("--role", choices=["sink-server", "echo-server", "send", "echo-client", "ping"])
+    p.add_argument(
+        "--role",
+        choices=[
+            "sink-server",
+            "echo-server",
+            "send",
+            "echo-client",
+            "ping",
+            "udp-echo",
+            "udp-ping",
+            "multi-send",
+            "idle-client",
+        ],
+    )
     p.add_argument("--config", choices=list(CONFIGS), default="plain")
     p.add_argument("--connect", default="")
     p.add_argument("--size", type=int, default=64)
     opts = p.parse_args(argv)
-    if opts.role in ("sink-server", "echo-server"):
-        role_server(opts)
-        return 0
+    roles = {
+        "sink-server": role_server,
+        "echo-server": role_server,
+        "udp-echo": role_udp_echo,
+        "udp-ping": role_udp_ping,
+        "multi-send": role_multi_send,
+        "idle-client": role_idle_client,
+    }
     if opts.role:
-        role_client(opts)
+        roles.get(opts.role, role_client)(opts)
         return 0
+    if opts.root:
+        os.environ["KCPSOCK_BENCH_ROOT"] = str(Path(opts.root).resolve())
+    if not opts.modes:
+        opts.modes = ["stream" if opts.stream else "message"]
     t0 = time.monotonic()
-    rows = bench(opts)
+    rows = bench(opts) if opts.pairs else []
+    peer: Optional[Path] = None
+    if "many" in opts.extras or "idle" in opts.extras:
+        try:
+            peer = build_peer()
+        except PeerUnavailable as exc:
+            print(f"# kcp-go skipped: {exc}", file=sys.stderr)
+    floor_ms = floor(opts) if "floor" in opts.extras else None
+    many_rows = many(opts, peer) if "many" in opts.extras else []
+    idle_rows = idle(opts, peer) if "idle" in opts.extras else []
     command = shlex.join(
         ["python", "tools/bench.py", *(argv if argv is not None else sys.argv[1:])]
     )
     print(f"\n`{command}` ({opts.bytes / 1e6:g} MB per transfer, {time.monotonic() - t0:.0f} s)\n")
-    print(table(rows))
-    r = ratios(rows)
-    if r:
-        print("\n" + r)
+    if opts.root:
+        print(f"kcpsock peers import {opts.root}\n")
+    if rows:
+        print(table(rows))
+        r = ratios(rows)
+        if r:
+            print("\n" + r)
+        if opts.repeat > 1:
+            print("\nStability (every run):\n")
+            print(stability(rows))
+    if floor_ms is not None:
+        print(f"\nRaw-UDP ping-pong floor (two Python processes): p50 {floor_ms[0]:.3f} ms,")
+        print(f"p99 {floor_ms[1]:.3f} ms")
+    if many_rows:
+        load = "kcp-go client" if peer is not None else "kcpsock client"
+        print(
+            f"\nOne listener, plain, stream, {load}: 1 session vs {opts.sessions} at once"
+            " (MB/s in total)\n"
+        )
+        print(f"| server | 1 session | {opts.sessions} sessions | ratio |")
+        print("|---|---:|---:|---:|")
+        for row in many_rows:
+            one, n = row.get("1"), row.get(str(opts.sessions))
+            ratio = f"{n / one:.2f}" if one and n else "-"
+            cells = [f"{v:.1f}" if v else "failed" for v in (one, n)]
+            print(f"| {row['server']} | {cells[0]} | {cells[1]} | {ratio} |")
+    if idle_rows:
+        print(
+            f"\n{opts.idle_sessions} idle sessions for {opts.idle_seconds:g} s"
+            " (CPU, % of one core)\n"
+        )
+        print("| server | server CPU % | kcpsock client process CPU % |")
+        print("|---|---:|---:|")
+        for row in idle_rows:
+            print(f"| {row['server']} | {row['server_pct']:.2f} | {row['client_pct']:.2f} |")
     return 0
 
 

@@ -49,6 +49,7 @@ LAYERS: dict[str, int] = {
     "stats": 0,
     "inbound": 0,
     "smux_frames": 0,
+    "snappy": 0,
     # 1: threads and sockets, bottom
     "updater": 1,
     "transport": 1,

@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 import kcpsock
+from kcpsock.kcp import DATA
 from kcpsock.relay import Relay
 from kcpsock.socketserver import ThreadingKCPServer
 from tests.helpers import wait_until
@@ -518,7 +519,7 @@ def test_tiny_writes_behind_a_full_window_merge_into_full_segments(
     queued = [len(data) for _, data in k.snd_queue]
     assert len(queued) >= 2
     assert all(n == k.mss for n in queued[:-1])  # 10-byte writes merged
-    assert sum(queued) + sum(len(seg.data) for seg in k.snd_buf) <= 200_001
+    assert sum(queued) + sum(len(seg[DATA]) for seg in k.snd_buf) <= 200_001
     c.close()
     s.close()
 

@@ -65,6 +65,7 @@ var (
 	rounds     = flag.Int("rounds", 1000, "ping: round trips")
 	size       = flag.Int("size", 64, "ping: message size")
 	sockbuf    = flag.Int("sockbuf", 4*1024*1024, "socket buffer sizes (bytes)")
+	sessions   = flag.Int("sessions", 1, "send: sessions sending at once (bytes split evenly)")
 	timeout    = flag.Duration("timeout", 60*time.Second, "give up after this long")
 )
 
@@ -298,17 +299,53 @@ func echoClient(block kcp.BlockCrypt) {
 func sendClient(block kcp.BlockCrypt) {
 	period := pattern(*seed, patternPeriod)
 	period = append(period, period[:*chunk]...) // so any chunk is one slice
+	if *sessions > 1 {
+		multiSend(block, period)
+		return
+	}
 	s := dial(block)
 	start, cpu0 := time.Now(), cpuSeconds()
+	sendOne(s, period, *nbytes)
+	el := time.Since(start).Seconds()
+	fmt.Printf("OK bytes=%d seconds=%.6f cpu=%.6f\n", *nbytes, el, cpuSeconds()-cpu0)
+	s.Close()
+}
+
+// multiSend: -sessions sessions, dialed first, then all sending nbytes/sessions at once.
+func multiSend(block kcp.BlockCrypt, period []byte) {
+	each := *nbytes / int64(*sessions)
+	conns := make([]*kcp.UDPSession, *sessions)
+	for i := range conns {
+		conns[i] = dial(block)
+	}
+	start, cpu0 := time.Now(), cpuSeconds()
+	var wg sync.WaitGroup
+	for _, s := range conns {
+		wg.Add(1)
+		go func(s *kcp.UDPSession) {
+			defer wg.Done()
+			sendOne(s, period, each)
+		}(s)
+	}
+	wg.Wait()
+	el := time.Since(start).Seconds()
+	fmt.Printf("OK bytes=%d seconds=%.6f cpu=%.6f\n", each*int64(*sessions), el, cpuSeconds()-cpu0)
+	for _, s := range conns {
+		s.Close()
+	}
+}
+
+// sendOne: an 8-byte big-endian length, the pattern, then wait for "DONE".
+func sendOne(s *kcp.UDPSession, period []byte, total int64) {
 	var hdr [8]byte
-	binary.BigEndian.PutUint64(hdr[:], uint64(*nbytes))
+	binary.BigEndian.PutUint64(hdr[:], uint64(total))
 	if _, err := s.Write(hdr[:]); err != nil {
 		fail("write: %v", err)
 	}
-	for off := int64(0); off < *nbytes; {
+	for off := int64(0); off < total; {
 		n := int64(*chunk)
-		if *nbytes-off < n {
-			n = *nbytes - off
+		if total-off < n {
+			n = total - off
 		}
 		i := off % patternPeriod
 		if _, err := s.Write(period[i : i+n]); err != nil {
@@ -320,9 +357,6 @@ func sendClient(block kcp.BlockCrypt) {
 	if _, err := io.ReadFull(s, done[:]); err != nil || string(done[:]) != "DONE" {
 		fail("no DONE: %v %q", err, done)
 	}
-	el := time.Since(start).Seconds()
-	fmt.Printf("OK bytes=%d seconds=%.6f cpu=%.6f\n", *nbytes, el, cpuSeconds()-cpu0)
-	s.Close()
 }
 
 func pingClient(block kcp.BlockCrypt) {
