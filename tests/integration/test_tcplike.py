@@ -263,9 +263,18 @@ def test_fileno_is_writable_only_when_send_would_not_block(listener: kcpsock.Lis
     s.set_window_size(8, 8)
     assert select.select([], [c], [], 0)[1] == [c]
     c.setblocking(False)
-    sent = _fill_until_blocked(c, b"f" * 4000)
-    # the peer does not read: not writable, for select and selectors alike
-    assert select.select([], [c], [], 0.2)[1] == []
+    # fill until the peer's window has closed too (until then its ACKs
+    # legitimately make room again, and select says so)
+    sent = 0
+    for _ in range(50):
+        sent += _fill_until_blocked(c, b"f" * 4000)
+        if not select.select([], [c], [], 0.2)[1]:
+            break
+    else:
+        raise AssertionError("the send buffer never stayed full")
+    # the peer does not read: not writable, and send would indeed block
+    with pytest.raises(BlockingIOError):
+        c.send(b"x")
     with selectors.DefaultSelector() as sel:
         sel.register(c, selectors.EVENT_WRITE)
         assert sel.select(0.1) == []
