@@ -28,10 +28,14 @@ Invariants:
   ``data_shards``, ``parity_shards``, ``config``, ...) goes to
   :func:`kcpsock.listen` unchanged; ``request_queue_size`` becomes its
   ``backlog``;
-- KCP has no FIN: when a handler returns, the server waits (at most
-  ``close_linger`` seconds) until the peer has acknowledged everything the
-  handler sent, then closes the session, so a response written just before
-  ``handle`` returns is not lost to a dropped datagram;
+- KCP has no FIN: when a handler returns, its session is closed at once
+  and delivers what the handler sent in the background (``close()``, as
+  TCP), so a response written just before ``handle`` returns is not lost
+  and the handler thread is free at once; ``close_linger`` > 0 makes the
+  server wait that long for the acknowledgements first;
+- a handler whose client closed or vanished sees the end of its input
+  (``recv`` returns b"") within the sessions' ``keepalive_timeout``
+  (30 s by default), so its thread and session end by themselves;
 - ``server_close`` closes the listener; sessions already handed to handlers
   are closed by their own request cycle (as with TCPServer), except that
   :class:`ThreadingKCPServer` closes those still open after
@@ -71,8 +75,9 @@ class KCPServer(socketserver.BaseServer):
         socket: the :class:`kcpsock.Listener` (None before
             :meth:`server_bind`).
         request_queue_size: the listener's accept backlog (128).
-        close_linger: seconds a finished request may wait for the peer to
-            acknowledge what the handler sent before the session is closed.
+        close_linger: seconds a finished request waits for the peer to
+            acknowledge what the handler sent before its session is closed
+            (default 0: the closed session delivers it in the background).
         close_grace: (:class:`ThreadingKCPServer`) seconds ``server_close``
             lets running handlers finish before closing their sessions.
         timeout: as ``BaseServer.timeout``: ``handle_request`` gives up (and
@@ -84,7 +89,7 @@ class KCPServer(socketserver.BaseServer):
     """
 
     request_queue_size = 128
-    close_linger = 5.0
+    close_linger = 0.0
     close_grace = 2.0
 
     def __init__(

@@ -61,6 +61,7 @@ LAYERS: dict[str, int] = {
     "sock": 4,
     "socketserver": 5,
     "smux": 5,
+    "tls": 5,
     # 6: the public API; 7: the command line
     "__init__": 6,
     "cli": 7,
