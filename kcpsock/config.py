@@ -324,9 +324,10 @@ class KCPConfig:
     """Listener: seconds a new session may wait for ``accept``; older ones are closed
     and dropped (``refused["expired"]``); 0 keeps them until accepted."""
     pending_rcvwnd: int = 32
-    """Listener: receive window (segments) of a session until it is accepted, so an
-    unaccepted session buffers at most about ``2 * pending_rcvwnd * mtu`` bytes; the
-    full ``rcvwnd`` is advertised at ``accept``."""
+    """Listener: receive window (segments) of a new session until the application
+    first reads it, so a session waiting for ``accept`` (or for a handler thread)
+    buffers at most about ``2 * pending_rcvwnd * mtu`` bytes; the full ``rcvwnd`` is
+    advertised from the first ``recv`` on."""
     conv_guard: bool = False
     """Listener: refuse a new (address, conv) whose conv is live, or closed less than
     ``blacklist_ttl`` ago, from another address: stops replays of a captured

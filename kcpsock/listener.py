@@ -32,8 +32,10 @@ Invariants:
   (or ``backlog_per_address`` from the source IP) already wait for accept,
   or when ``max_sessions`` (or ``max_sessions_per_address`` from the source
   IP) exist; with ``conv_guard`` also when the conv is in use elsewhere.
-* A session waiting for accept advertises ``pending_rcvwnd`` (its full
-  ``rcvwnd`` from accept on) and is closed after ``accept_timeout`` seconds
+* A new session advertises ``pending_rcvwnd`` until the application first
+  reads it (its full ``rcvwnd`` from then on: a session waiting for accept
+  or for a handler thread buffers little); one waiting for accept is closed
+  after ``accept_timeout`` seconds
   (checked at each batch and each accept: ``refused["expired"]``).
 * One replay/reflection filter (:attr:`ListenerCore.replay`) serves the
   socket: the pipeline checks and remembers received nonces, every session
@@ -187,8 +189,11 @@ class ListenerCore:
                         on_close=self.forget,
                         replay=self.replay,
                     )
-                    # little buffering until accepted (opened in accept())
-                    s.kcp.wndsize(0, min(self.config.pending_rcvwnd, self.config.rcvwnd))
+                    # little buffering until the application reads it (the
+                    # full window opens at the first recv)
+                    if self.config.pending_rcvwnd < self.config.rcvwnd:
+                        s.kcp.wndsize(0, self.config.pending_rcvwnd)
+                        s.deferred_rcvwnd = self.config.rcvwnd
                     s.start()
                     new.append(s)
         for d in result.deliveries:
@@ -268,7 +273,6 @@ class ListenerCore:
                     if not self._queue and self._signal is not None:
                         self._signal.clear()
                     self.table.accepted(s.route)
-                    s.open_receive_window(self.config.rcvwnd)
                     return s
                 if deadline == 0:
                     raise KCPBlockingIOError()

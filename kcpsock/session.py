@@ -355,6 +355,9 @@ class Session:
         self._poff = 0  # ... and how much of it was returned already
         self._signal: Optional[Signal] = None
         self._opened = False  # counted in snmp (Active/PassiveOpens)
+        #: receive window to open at the first recv (a listener session starts
+        #: with ``KCPConfig.pending_rcvwnd``); 0 when open already
+        self.deferred_rcvwnd = 0
         self._receiver: Optional[Receiver] = None
         self._inbound: Optional[Inbound] = None
         self.updater_deadline: Optional[int] = None
@@ -823,6 +826,8 @@ class Session:
         """
         with self._lock:
             self._check_usable()
+            if self.deferred_rcvwnd:
+                self._open_window_locked()
             kcp = self.kcp
             while True:
                 if self._inbox:
@@ -1005,21 +1010,29 @@ class Session:
             self._notify()  # a larger window may unblock writers
 
     def open_receive_window(self, rcvwnd: int) -> None:
-        """Grow the receive window to ``rcvwnd`` and tell the peer soon (at accept).
+        """Grow the receive window to ``rcvwnd`` now and tell the peer soon.
 
-        A listener session waits for ``accept`` with a small window
-        (``KCPConfig.pending_rcvwnd``) so that an unaccepted session buffers
-        little; accepting it opens the configured window, announced with the
-        next flush (a WINS, as kcp-go's ``Recv`` does when a full queue drains).
+        A listener session starts with a small window
+        (``KCPConfig.pending_rcvwnd``) so that a session nobody reads yet
+        (waiting for ``accept``, or for a handler thread) buffers little; its
+        :attr:`deferred_rcvwnd` opens at the first :meth:`recv`, announced
+        with the next flush (a WINS, as kcp-go's ``Recv`` does when a full
+        queue drains).  This opens it at once.
         """
         with self._lock:
             if self.state is SessionState.CLOSED:
                 return
-            kcp = self.kcp
-            if kcp.rcv_wnd < rcvwnd:
-                kcp.wndsize(0, rcvwnd)
-                kcp.probe |= IKCP_ASK_TELL
-                self._arm_locked()
+            self.deferred_rcvwnd = rcvwnd
+            self._open_window_locked()
+
+    def _open_window_locked(self) -> None:
+        """Open the deferred receive window (lock held); see :meth:`open_receive_window`."""
+        rcvwnd, self.deferred_rcvwnd = self.deferred_rcvwnd, 0
+        kcp = self.kcp
+        if kcp.rcv_wnd < rcvwnd:
+            kcp.wndsize(0, rcvwnd)
+            kcp.probe |= IKCP_ASK_TELL
+            self._arm_locked()
 
     def set_mtu(self, mtu: int) -> bool:
         """kcp-go ``SetMtu``: UDP payload size; KCP MTU = mtu - codec overhead.

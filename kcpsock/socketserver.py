@@ -49,6 +49,7 @@ import socket
 import socketserver
 import threading
 import time
+from collections import deque
 from typing import Any, Callable, Optional
 
 from .sock import KCPSocket, Listener, listen
@@ -238,22 +239,24 @@ class ThreadingKCPServer(socketserver.ThreadingMixIn, KCPServer):
     (:meth:`close_active_requests` ends them).
 
     Attributes:
-        max_threads: handler threads at most (default 128; None: one per
-            request without limit, as ``ThreadingMixIn``).  At the limit the
-            server stops accepting until a handler returns: new sessions wait
-            in the listener's backlog, where they cost no thread, buffer at
-            most ``KCPConfig.pending_rcvwnd`` segments, count against
-            ``backlog`` and ``backlog_per_address``, and are dropped after
-            ``accept_timeout`` seconds.  ``shutdown`` and ``server_close``
-            end the wait.
-        max_threads_per_address: handler threads for one client IP address
-            at most (default 32; None: no limit).  A request beyond it is
-            closed at once, without a handler (counted in
-            :attr:`refused_requests`): sessions from one host that never
+        max_threads: handler threads at most (default 128; None: no limit,
+            as ``ThreadingMixIn``).  Requests beyond it wait in a queue of
+            at most ``request_queue_size`` (128) and are handled in arrival
+            order by the threads that finish; a waiting session buffers at
+            most ``KCPConfig.pending_rcvwnd`` segments (its full window
+            opens when its handler first reads).  ``server_close`` closes
+            the requests still waiting.
+        max_threads_per_address: handler threads one client IP address may
+            hold once half of :attr:`max_threads` are busy (default 32; None:
+            no limit).  Its further requests wait while other addresses'
+            requests are started, so sessions from one host that never
             finish (a flood of forged conversations, whose handlers wait for
-            input forever) cannot take every thread.
-        refused_requests: requests closed because of
-            ``max_threads_per_address``.
+            input) never take every thread; while the pool is less than half
+            busy one address may use more (many clients behind one address,
+            handlers that finish late).
+        refused_requests: requests closed unhandled because the queue was
+            full: the newest waiting request of the address with the most
+            waiting requests goes first.
     """
 
     max_threads: Optional[int] = 128
@@ -272,11 +275,12 @@ class ThreadingKCPServer(socketserver.ThreadingMixIn, KCPServer):
                 isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
             ):
                 raise ValueError(f"{name} must be an int >= 1 or None, got {limit!r}")
-        self._slots = threading.Condition(threading.Lock())
+        self._slots = threading.Lock()
         self._workers = 0
         self._by_host: dict[Any, int] = {}
+        self._waiting: deque[tuple[Any, Any, Any]] = deque()  # (request, address, host)
         self.refused_requests = 0
-        self._stopping = False
+        self._closing = False
         super().__init__(server_address, RequestHandlerClass, bind_and_activate, **listen_options)
 
     @property
@@ -284,58 +288,95 @@ class ThreadingKCPServer(socketserver.ThreadingMixIn, KCPServer):
         """Handler threads running now."""
         return self._workers
 
-    def serve_forever(self, poll_interval: float = 0.5) -> None:
-        """``BaseServer.serve_forever`` (again after a ``shutdown``)."""
-        self._stopping = False
-        super().serve_forever(poll_interval)
+    @property
+    def waiting_requests(self) -> int:
+        """Accepted requests waiting for a handler thread."""
+        return len(self._waiting)
 
-    def shutdown(self) -> None:
-        """``BaseServer.shutdown``, also ending a wait for a free handler thread."""
+    def threads_by_address(self) -> dict[Any, int]:
+        """Return the handler threads running now per client IP address (a copy)."""
         with self._slots:
-            self._stopping = True
-            self._slots.notify_all()
-        super().shutdown()
+            return dict(self._by_host)
+
+    @staticmethod
+    def _host_of(client_address: Any) -> Any:
+        return client_address[0] if isinstance(client_address, tuple) else client_address
+
+    def _may_start(self, host: Any) -> bool:
+        """A thread for ``host`` may start now (``_slots`` held)."""
+        limit = self.max_threads
+        if limit is not None and self._workers >= limit:
+            return False
+        per_host = self.max_threads_per_address
+        if per_host is None or self._by_host.get(host, 0) < per_host:
+            return True
+        return limit is not None and self._workers < limit // 2
+
+    def _take_slot(self, host: Any) -> None:
+        self._workers += 1
+        self._by_host[host] = self._by_host.get(host, 0) + 1
+
+    def _evict(self) -> Any:
+        """Remove and return the newest waiting request of the busiest address."""
+        counts: dict[Any, int] = {}
+        for _, _, h in self._waiting:
+            counts[h] = counts.get(h, 0) + 1
+        busiest = max(counts, key=lambda h: counts[h])
+        for i in range(len(self._waiting) - 1, -1, -1):
+            if self._waiting[i][2] == busiest:
+                request = self._waiting[i][0]
+                del self._waiting[i]
+                return request
+        raise AssertionError("unreachable: the busiest address has a waiting request")
 
     def process_request(self, request: Any, client_address: Any) -> None:
-        """Start a handler thread, first waiting while :attr:`max_threads` run.
+        """Start a handler thread, or queue the request (see :attr:`max_threads`).
+
+        Never blocks, so ``serve_forever`` keeps accepting.
 
         Args:
             request: the accepted session.
             client_address: its address.
         """
-        limit = self.max_threads
-        per_host = self.max_threads_per_address
-        host = client_address[0] if isinstance(client_address, tuple) else client_address
+        host = self._host_of(client_address)
+        victim = None
         with self._slots:
-            if per_host is not None and self._by_host.get(host, 0) >= per_host:
-                self.refused_requests += 1
-                stop = True
+            if self._closing:
+                victim = request
+            elif self._may_start(host):
+                self._take_slot(host)
+                start = True
             else:
-                while limit is not None and self._workers >= limit and not self._stopping:
-                    self._slots.wait()
-                stop = self._stopping and limit is not None and self._workers >= limit
-                if not stop:
-                    self._workers += 1
-                    self._by_host[host] = self._by_host.get(host, 0) + 1
-        if stop:
-            self.close_request(request)  # never handled
+                start = False
+                self._waiting.append((request, client_address, host))
+                if len(self._waiting) > max(1, self.request_queue_size):
+                    victim = self._evict()
+                    self.refused_requests += 1
+        if victim is not None:
+            self.close_request(victim)  # never handled
+            if victim is request:
+                return
+        if not start:
             return
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self._release_slot(host)
+            self._finish(host)
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
-        """Run the handler (``ThreadingMixIn``), then free the thread's slot."""
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._release_slot(
-                client_address[0] if isinstance(client_address, tuple) else client_address
-            )
+        """Run the handler (``ThreadingMixIn``), then the next startable waiting request."""
+        while True:
+            try:
+                super().process_request_thread(request, client_address)
+            finally:
+                nxt = self._finish(self._host_of(client_address))
+            if nxt is None:
+                return
+            request, client_address = nxt
 
-    def _release_slot(self, host: Any) -> None:
+    def _finish(self, host: Any) -> Optional[tuple[Any, Any]]:
+        """Free ``host``'s slot; take the oldest waiting request that may start now."""
         with self._slots:
             self._workers -= 1
             n = self._by_host.get(host, 0) - 1
@@ -343,13 +384,23 @@ class ThreadingKCPServer(socketserver.ThreadingMixIn, KCPServer):
                 self._by_host[host] = n
             else:
                 self._by_host.pop(host, None)
-            self._slots.notify()
+            if self._closing:
+                return None
+            for i, (request, address, h) in enumerate(self._waiting):
+                if self._may_start(h):
+                    del self._waiting[i]
+                    self._take_slot(h)
+                    return request, address
+        return None
 
     def server_close(self) -> None:
-        """Close the listener, wait (bounded) for handlers, close what is left, join."""
+        """Close the listener and the waiting requests, wait (bounded) for handlers, join."""
         with self._slots:
-            self._stopping = True
-            self._slots.notify_all()
+            self._closing = True
+            waiting = [r for r, _, _ in self._waiting]
+            self._waiting.clear()
+        for request in waiting:
+            self.close_request(request)
         KCPServer.server_close(self)
         # socketserver keeps a _Threads list only when block_on_close is set
         live = getattr(self, "_threads", None)

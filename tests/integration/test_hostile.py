@@ -180,7 +180,7 @@ def test_ack_only_and_out_of_sequence_datagrams_open_nothing() -> None:
             raw.close()
 
 
-def test_unaccepted_session_buffers_little_and_opens_its_window_at_accept() -> None:
+def test_unread_session_buffers_little_and_opens_its_window_at_the_first_read() -> None:
     cfg = KCPConfig(rcvwnd=1024, pending_rcvwnd=16)
     with kcpsock.listen(("127.0.0.1", 0), config=cfg) as ln:
         raw = _udp()
@@ -195,7 +195,9 @@ def test_unaccepted_session_buffers_little_and_opens_its_window_at_accept() -> N
             assert len(k.rcv_queue) <= 16 and len(k.rcv_buf) <= 16
             ln.settimeout(5)
             s, _ = ln.accept()
-            assert s.session is session and session.kcp.rcv_wnd == 1024
+            assert s.session is session and session.kcp.rcv_wnd == 16  # nobody read yet
+            assert s.recv(10)
+            assert session.kcp.rcv_wnd == 1024  # opened by the first read
             s.close()
         finally:
             raw.close()
@@ -265,7 +267,8 @@ def test_flood_from_one_address_leaves_another_address_served() -> None:
         assert server.active_threads <= 16
         assert threading.active_count() - threads_before <= 16 + 4
         assert listener.refused["per_address"] + listener.refused["backlog_per_address"] > 0
-        assert wait_until(lambda: server.refused_requests > 0)
+        # the flooding address holds at most half the pool (8 of 16)
+        assert server.threads_by_address().get("127.0.0.2", 0) <= 8
         # the legitimate client, from 127.0.0.1
         with kcpsock.dial(target, timeout=10, **FAST) as c:
             c.sendall(b"hello\n")
@@ -284,7 +287,7 @@ def test_flood_from_one_address_leaves_another_address_served() -> None:
     assert not t.is_alive()
 
 
-def test_threading_server_max_threads_queues_in_the_backlog() -> None:
+def test_threading_server_max_threads_queues_beyond_it() -> None:
     release = threading.Event()
     started = threading.Semaphore(0)
 
@@ -310,10 +313,54 @@ def test_threading_server_max_threads_queues_in_the_backlog() -> None:
             c.sendall(b"go")
             clients.append(c)
         assert started.acquire(timeout=5) and started.acquire(timeout=5)
-        assert not started.acquire(timeout=0.3)  # the other two wait in the backlog
+        assert not started.acquire(timeout=0.3)  # the other two wait in the queue
         assert server.active_threads == 2
+        assert wait_until(lambda: server.waiting_requests == 2)
         release.set()
         for c in clients:
+            assert c.recv(10) == b"done"
+    finally:
+        release.set()
+        for c in clients:
+            c.close()
+        server.shutdown()
+        server.server_close()
+        t.join(10)
+
+
+def test_full_queue_refuses_the_busiest_addresss_newest_request() -> None:
+    release = threading.Event()
+
+    class Hold(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            self.request.recv(10)
+            release.wait(10)
+            self.request.sendall(b"done")
+
+    class Server(ThreadingKCPServer):
+        max_threads = 1
+        request_queue_size = 2
+        close_grace = 0.5
+
+    server = Server(("127.0.0.1", 0), Hold, **FAST)
+    t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    t.start()
+    clients = []
+    try:
+        address: Any = server.server_address
+        for i in range(4):
+            c = kcpsock.dial(address, timeout=10, **FAST)
+            c.sendall(b"go")
+            clients.append(c)
+            # in order: one running, then two waiting, then one refused
+
+            def settled(n: int = i) -> bool:
+                return server.waiting_requests + server.refused_requests == n
+
+            assert wait_until(settled)
+        assert server.refused_requests == 1 and server.waiting_requests == 2
+        release.set()
+        for c in clients[:3]:
             assert c.recv(10) == b"done"
     finally:
         release.set()
