@@ -323,11 +323,12 @@ class KCPConfig:
     accept_timeout: float = 30.0
     """Listener: seconds a new session may wait for ``accept``; older ones are closed
     and dropped (``refused["expired"]``); 0 keeps them until accepted."""
-    pending_rcvwnd: int = 32
+    pending_rcvwnd: int = 128
     """Listener: receive window (segments) of a new session until the application
     first reads it, so a session waiting for ``accept`` (or for a handler thread)
-    buffers at most about ``2 * pending_rcvwnd * mtu`` bytes; the full ``rcvwnd`` is
-    advertised from the first ``recv`` on."""
+    buffers at most about ``2 * pending_rcvwnd * mtu`` bytes (360 KB: a full backlog of
+    128 about 46 MB; as a TCP listener's kernel buffers an unaccepted connection's
+    first data); the full ``rcvwnd`` is advertised from the first ``recv`` on."""
     conv_guard: bool = False
     """Listener: refuse a new (address, conv) whose conv is live, or closed less than
     ``blacklist_ttl`` ago, from another address: stops replays of a captured

@@ -58,7 +58,7 @@ def test_an_mtu_the_codec_cannot_use_fails_at_the_call(factory: Any) -> None:
     with pytest.raises(ValueError, match="mtu 70 too small"):
         # 20 crypto + 8 FEC bytes leave 42 < 50 for KCP
         factory(addr, block=block, data_shards=10, parity_shards=3, mtu=70)
-    assert _fds() == before
+    assert _fds() <= before  # (a previous test's session may finish closing meanwhile)
     # the same MTU without FEC and cipher is fine
     obj = factory(addr, mtu=70)
     obj.close()
@@ -90,7 +90,7 @@ def test_failed_dial_closes_the_socket_it_created(monkeypatch: pytest.MonkeyPatc
         with pytest.raises(RuntimeError, match="new thread"):
             kcpsock.dial(("127.0.0.1", 9))
         gc.collect()
-    assert _fds() == before
+    assert _fds() <= before  # (a previous test's session may finish closing meanwhile)
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
 
 
@@ -112,7 +112,7 @@ def test_bad_dial_arguments_open_nothing(kwargs: dict[str, Any], exc: type[Excep
         with pytest.raises(exc):
             kcpsock.dial(("127.0.0.1", 9), **kwargs)
         gc.collect()
-    assert _fds() == before
+    assert _fds() <= before  # (a previous test's session may finish closing meanwhile)
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
 
 

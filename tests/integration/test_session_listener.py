@@ -76,7 +76,8 @@ def test_many_concurrent_sessions(listener: kcpsock.Listener) -> None:
         c.close()
     for s in servers.values():
         s.close()
-    assert listener.session_count == 0
+    # close() delivers in the background: a session leaves when done
+    assert wait_until(lambda: listener.session_count == 0)
 
 
 def test_two_convs_from_one_address_are_two_sessions(listener: kcpsock.Listener) -> None:
@@ -137,8 +138,12 @@ def test_max_sessions_limit() -> None:
             # existing sessions are unaffected: more data still arrives
             raw.sendto(push_segment(got[0].conv, sn=1, payload=b"more"), ln.getsockname())
             got[0].settimeout(5)
-            assert got[0].recv(10) == b"x"
-            assert got[0].recv(10) == b"more"
+            data = b""
+            while len(data) < 5:  # stream mode may hand out both at once
+                piece = got[0].recv(10)
+                assert piece
+                data += piece
+            assert data == b"xmore"
             for s in got:
                 s.close()
         finally:
