@@ -368,11 +368,22 @@ def main() -> int:
     replay = listener.core.replay
     client_replay = client.session.replay
     sessions_left = listener.session_count
+    by_address = server.threads_by_address()
+    waiting = server.waiting_requests
     client.close()
     server.shutdown()
     server.server_close()
     tap.close()
     serving.join(10)
+    # close() delivers in the background and handler threads end as their
+    # sessions close: give them (at most) 10 s to finish
+    settle = threading.Event()
+    t_close = time.monotonic()
+    while time.monotonic() - t_close < 10 and (
+        threading.active_count() > before["threads"] or fd_count() > before["fds"]
+    ):
+        settle.wait(0.05)
+    settled_s = time.monotonic() - t_close
     after = snapshot()
 
     def delta(name: str) -> int:
@@ -395,7 +406,10 @@ def main() -> int:
     )
     print("listener refused: " + ", ".join(f"{k} {v:,}" for k, v in refused.items() if v))
     print(f"listener sessions at the end of the attack: {sessions_left}")
-    print(f"server handler threads refused (per address): {server.refused_requests:,}")
+    print(
+        f"server at the end of the attack: handler threads by address {by_address},"
+        f" {waiting} requests waiting, {server.refused_requests:,} refused (queue full)"
+    )
     if replay is not None:
         print(f"listener replay cache: {replay.cache!r}")
     if client_replay is not None:
@@ -410,7 +424,7 @@ def main() -> int:
         ("before", before),
         ("transfer running", during),
         ("end of attack", peak),
-        ("after close", after),
+        (f"after close (+{settled_s:.1f} s)", after),
     ):
         print(f"| {label} | {snap['threads']} | {snap['fds']} | {snap['rss_kb'] / 1024:.1f} |")
     ok = result["error"] is None and result["corrupt"] == 0 and result["verified"] > 0
