@@ -111,6 +111,11 @@ else:
 
 _log = logging.getLogger("kcpsock.session")
 
+#: Stream mode: with this many segments unacknowledged, ``send`` does not
+#: flush; the data leaves with the flush the next ACK triggers (kcp-go HEAD
+#: flushes on una advance) or at the next tick, merged into full segments.
+CORK_INFLIGHT = 16
+
 #: Batches a session's inbound queue holds at most (each at most
 #: :data:`kcpsock.transport.BATCH` datagrams).
 INBOX_LIMIT = 128
@@ -927,7 +932,12 @@ class Session:
                             kcp.send(view[pos:end].tobytes())
                             pos = end
                     now = now_ms()
-                    if not self.write_delay or kcp.waitsnd() >= snd_wnd:
+                    if (not self.write_delay or kcp.waitsnd() >= snd_wnd) and not (
+                        kcp.stream and len(kcp.snd_buf) >= CORK_INFLIGHT
+                    ):
+                        # (autocork: with many segments unacknowledged, small
+                        # writes merge in the queue and leave with the flush
+                        # the returning ACKs trigger, or the next tick)
                         self._out += kcp.flush(now)
                     self._arm_at(_deadline_from(now, kcp.check(now)))
                     if self._signal is not None:
