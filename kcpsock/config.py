@@ -43,6 +43,7 @@ __all__ = [
     "check_block",
     "check_int",
     "check_mtu",
+    "check_seconds",
     "check_shards",
     "check_window",
 ]
@@ -99,6 +100,22 @@ def check_int(
             bound = f"<= {high}"
         raise ValueError(f"{name} must be {bound}, got {value}")
     return value
+
+
+def check_seconds(name: str, value: object, *, positive: bool = False) -> float:
+    """Check a duration in seconds: a finite int or float, >= 0 (> 0 if ``positive``).
+
+    Raises:
+        TypeError: not a number (bools refused).
+        ValueError: negative (or 0 when ``positive``), infinite or NaN.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    ok = 0 < value < float("inf") if positive else 0 <= value < float("inf")
+    if not ok:
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value}")
+    return float(value)
 
 
 def check_window(name: str, value: object, *, keep: bool = False) -> int:
@@ -227,6 +244,13 @@ class ConfigFields(TypedDict, total=False):
     backlog: int
     max_sessions: int
     blacklist_ttl: float
+    max_sessions_per_address: int
+    backlog_per_address: int
+    accept_timeout: float
+    pending_rcvwnd: int
+    conv_guard: bool
+    replay_cache: int
+    replay_window: float
     send_buffer: int
     linger: Optional[float]
     close_timeout: float
@@ -289,6 +313,34 @@ class KCPConfig:
     """Listener: live sessions at most; new conversations beyond it are dropped."""
     blacklist_ttl: float = 600.0
     """Listener: seconds during which a closed (address, conv) cannot be reopened; 0 disables."""
+    max_sessions_per_address: int = 128
+    """Listener: live sessions (accepted or waiting) per source IP address at most, so
+    that one host cannot fill the session table; new conversations beyond it are
+    dropped (``Listener.refused["per_address"]``)."""
+    backlog_per_address: int = 16
+    """Listener: sessions waiting for ``accept`` per source IP address at most, so that
+    a flood from one host cannot fill the backlog for everyone else."""
+    accept_timeout: float = 30.0
+    """Listener: seconds a new session may wait for ``accept``; older ones are closed
+    and dropped (``refused["expired"]``); 0 keeps them until accepted."""
+    pending_rcvwnd: int = 32
+    """Listener: receive window (segments) of a session until it is accepted, so an
+    unaccepted session buffers at most about ``2 * pending_rcvwnd * mtu`` bytes; the
+    full ``rcvwnd`` is advertised at ``accept``."""
+    conv_guard: bool = False
+    """Listener: refuse a new (address, conv) whose conv is live, or closed less than
+    ``blacklist_ttl`` ago, from another address: stops replays of a captured
+    conversation from fresh source ports after the replay window too.  Off by default:
+    kcp-go keys sessions by (address, conv), and clients sharing a fixed conv (as in
+    ikcp's examples) would be refused; with random convs (kcp-go's ``Dial``) n
+    conversations collide with probability about n**2 / 2**33."""
+    replay_cache: int = 65536
+    """Nonces each socket (listener or dialed) remembers to drop replayed and reflected
+    datagrams (kcpsock.replay; about 115 bytes each at most); 0 disables.  No effect
+    without a cipher (plain mode has no nonce)."""
+    replay_window: float = 600.0
+    """Seconds a remembered nonce is kept at least (unless ``replay_cache // 2`` newer
+    nonces arrive sooner)."""
     send_buffer: int = 1 << 20
     """Bytes ``send`` may queue behind the send window before it blocks (like
     SO_SNDBUF; kcp-go instead blocks while ``sndwnd`` segments wait).  In stream
@@ -342,6 +394,7 @@ class KCPConfig:
         _check_flag(self, "stream")
         _check_flag(self, "ack_nodelay")
         _check_flag(self, "write_delay")
+        _check_flag(self, "conv_guard")
         check_int("dup", self.dup, 0, MAX_DUP)
         check_int("dead_link", self.dead_link, 1, 0xFFFFFFFF)
         if self.dscp is not None:
@@ -352,25 +405,30 @@ class KCPConfig:
             check_int("write_buffer", self.write_buffer, 1)
         check_int("backlog", self.backlog, 1)
         check_int("max_sessions", self.max_sessions, 1)
+        check_int("max_sessions_per_address", self.max_sessions_per_address, 1)
+        check_int("backlog_per_address", self.backlog_per_address, 1)
+        check_int("pending_rcvwnd", self.pending_rcvwnd, 1, 65535)
+        check_int("replay_cache", self.replay_cache, 0)
+        if self.replay_cache == 1:
+            raise ValueError("replay_cache must be 0 (off) or >= 2, got 1")
         check_int("send_buffer", self.send_buffer, 1)
-        for name in ("linger", "close_timeout", "keepalive_interval", "keepalive_timeout"):
+        for name in (
+            "linger",
+            "accept_timeout",
+            "close_timeout",
+            "keepalive_interval",
+            "keepalive_timeout",
+        ):
             value = getattr(self, name)
-            if value is None and name == "linger":
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"{name} must be a number, not {type(value).__name__}")
-            if not 0 <= value < float("inf"):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+            if not (value is None and name == "linger"):
+                check_seconds(name, value)
+        check_seconds("replay_window", self.replay_window, positive=True)
         if self.keepalive_timeout and not self.keepalive_interval:
             raise ValueError(
                 "keepalive_interval must be > 0 while keepalive_timeout is on"
                 " (set keepalive_timeout=0 to turn dead-peer detection off)"
             )
-        ttl = self.blacklist_ttl
-        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
-            raise TypeError(f"blacklist_ttl must be a number, not {type(ttl).__name__}")
-        if not ttl >= 0 or ttl == float("inf"):
-            raise ValueError(f"blacklist_ttl must be a finite number >= 0, got {ttl}")
+        check_seconds("blacklist_ttl", self.blacklist_ttl)
 
     @classmethod
     def preset(cls, mode: str, **overrides: Unpack[ConfigFields]) -> KCPConfig:

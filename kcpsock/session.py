@@ -77,6 +77,7 @@ from .errors import (
 )
 from .inbound import Address, Delivery, Inbound, InboundResult, Route
 from .kcp import IKCP_ASK_SEND, IKCP_ASK_TELL, KCP
+from .replay import ReplayFilter
 from .stats import snmp
 from .transport import Batch, Receiver, Signal, Transport
 from .updater import now_ms, updater
@@ -97,6 +98,7 @@ __all__ = [
     "drain_closing",
     "live_listeners",
     "live_sessions",
+    "new_replay_filter",
     "release_updater",
     "wait_deadline",
 ]
@@ -120,6 +122,29 @@ CORK_INFLIGHT = 16
 #: :data:`kcpsock.transport.BATCH` datagrams).
 INBOX_LIMIT = 128
 _M32 = 0xFFFFFFFF
+
+
+def new_replay_filter(codec: Any, config: KCPConfig) -> Optional[ReplayFilter]:
+    """The replay/reflection filter of one socket, or None (plain mode, or disabled).
+
+    Args:
+        codec: the socket's PacketCodec (None: plain mode, no nonce).
+        config: ``replay_cache`` (0 disables) and ``replay_window``.
+
+    Returns:
+        A :class:`~kcpsock.replay.ReplayFilter` on the updater's clock, with
+        a lock (a listener's sessions send concurrently).
+    """
+    size = int(getattr(codec, "nonce_size", 0) or 0) if codec is not None else 0
+    if size <= 0 or config.replay_cache <= 0:
+        return None
+    return ReplayFilter(
+        size,
+        now_ms,
+        capacity=config.replay_cache,
+        window_ms=max(1, int(config.replay_window * 1000)),
+        lock=threading.Lock(),
+    )
 
 
 def byte_view(data: ReadableBuffer) -> memoryview:
@@ -280,6 +305,8 @@ class Session:
             sessions); a dialed session makes its own.
         on_close: called once with the session when it closes (the listener
             forgets it).
+        replay: the replay/reflection filter of the socket (a listener's,
+            shared); a dialed session makes its own (``config.replay_cache``).
     """
 
     def __init__(
@@ -292,6 +319,7 @@ class Session:
         *,
         route: Optional[Route] = None,
         on_close: Optional[Callable[[Session], None]] = None,
+        replay: Optional[ReplayFilter] = None,
     ) -> None:
         self.conv = conv
         self.remote = remote
@@ -306,6 +334,10 @@ class Session:
         #: the session's entry in the inbound pipeline
         self.route = route
         self._on_close = on_close
+        if replay is None and route.key is None:
+            replay = new_replay_filter(codec, config)
+        #: the socket's replay/reflection filter (None: plain mode or disabled)
+        self.replay = replay
         self._lock = _SessionLock(self)
         self._tx_lock = threading.Lock()
         self._txq: deque[list[bytes]] = deque()
@@ -587,6 +619,9 @@ class Session:
                 packets.append(first)
             if len(enc) > 1:
                 packets.extend(enc[1:])
+        replay = self.replay
+        if replay is not None:
+            replay.sent(packets)  # a reflected copy will be dropped (kcpsock.replay)
         return packets
 
     # ----------------------------------------------------------------- input
@@ -979,6 +1014,23 @@ class Session:
             self.kcp.wndsize(sndwnd, rcvwnd)
             self._notify()  # a larger window may unblock writers
 
+    def open_receive_window(self, rcvwnd: int) -> None:
+        """Grow the receive window to ``rcvwnd`` and tell the peer soon (at accept).
+
+        A listener session waits for ``accept`` with a small window
+        (``KCPConfig.pending_rcvwnd``) so that an unaccepted session buffers
+        little; accepting it opens the configured window, announced with the
+        next flush (a WINS, as kcp-go's ``Recv`` does when a full queue drains).
+        """
+        with self._lock:
+            if self.state is SessionState.CLOSED:
+                return
+            kcp = self.kcp
+            if kcp.rcv_wnd < rcvwnd:
+                kcp.wndsize(0, rcvwnd)
+                kcp.probe |= IKCP_ASK_TELL
+                self._arm_locked()
+
     def set_mtu(self, mtu: int) -> bool:
         """kcp-go ``SetMtu``: UDP payload size; KCP MTU = mtu - codec overhead.
 
@@ -1234,6 +1286,10 @@ class Session:
         self._inbound = Inbound.for_session(
             self.route, self._codec, None if transport.connected else self.remote
         )
+        replay = self.replay
+        if replay is not None:
+            self._inbound.pre_filters.append(replay.pre)
+            self._inbound.post_filters.append(replay.post)
         self.start()
         reader = Receiver(
             transport,

@@ -26,6 +26,7 @@ import io
 import os
 import socket
 import struct
+import threading
 import time
 from typing import TYPE_CHECKING, Any, Optional, Union
 
@@ -59,15 +60,34 @@ _MSG_WAITALL = int(getattr(socket, "MSG_WAITALL", 0x100))
 _RECV_FLAGS = _MSG_DONTWAIT | _MSG_PEEK | _MSG_WAITALL
 
 
+#: The longest timeout a blocking call can wait (CPython's socket.settimeout
+#: raises OverflowError beyond the same limit: 2**63 ns).
+TIMEOUT_MAX = threading.TIMEOUT_MAX
+
+
 def _check_timeout(value: Optional[float]) -> Optional[float]:
+    """Validate a timeout as ``socket.settimeout`` does, at the call.
+
+    Raises:
+        TypeError: not a number or None.
+        ValueError: negative or NaN.
+        OverflowError: infinite or above :data:`TIMEOUT_MAX` (as
+            ``socket.settimeout(float('inf'))``); use None to block forever.
+    """
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"timeout must be a number or None, not {type(value).__name__}")
-    value = float(value)
-    if value != value or value < 0:  # NaN or negative
-        raise ValueError("timeout must be a non-negative number or None")
-    return value
+    if value != value:
+        raise ValueError("timeout must be a number, not NaN (None blocks without limit)")
+    if value < 0 and value >= -TIMEOUT_MAX:
+        raise ValueError(f"timeout must be a non-negative number or None, got {value}")
+    if not -TIMEOUT_MAX <= value <= TIMEOUT_MAX:
+        raise OverflowError(
+            f"timeout {value} is too large (at most {TIMEOUT_MAX:.0f} s);"
+            " use None to block without limit"
+        )
+    return float(value)
 
 
 def _deadline(timeout: Optional[float]) -> Optional[float]:
@@ -153,6 +173,26 @@ def _resolve(host: Any, port: int, family: int = 0, flags: int = 0) -> list[Any]
     return infos
 
 
+def _check_bufsize(nbytes: Any, name: str = "nbytes") -> int:
+    """A socket buffer size: an int >= 1 (as ``KCPConfig.read_buffer``)."""
+    if isinstance(nbytes, bool) or not isinstance(nbytes, int):
+        raise TypeError(f"{name} must be an int, not {type(nbytes).__name__}")
+    if nbytes < 1:
+        raise ValueError(f"{name} must be >= 1 bytes, got {nbytes}")
+    return nbytes
+
+
+def _check_mtu(codec: Any, cfg: KCPConfig) -> None:
+    """Refuse an MTU the codec cannot use, at the call (before any socket exists).
+
+    Raises:
+        ValueError: ``cfg.mtu`` leaves KCP less than 50 bytes after the
+            codec's overhead (crypto header, FEC header, AEAD tag).
+    """
+    if codec is not None:
+        codec.kcp_mtu(cfg.mtu)
+
+
 def _apply_socket_options(sock: socket.socket, config: KCPConfig) -> None:
     if config.read_buffer is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, config.read_buffer)
@@ -180,6 +220,42 @@ def _set_dscp(sock: socket.socket, dscp: int) -> None:
             pass
     if not ok:
         raise OSError(errno.EINVAL, "cannot set DSCP on this socket")
+
+
+def _linger_from(value: Any) -> Optional[float]:
+    """The seconds of a packed ``struct linger`` (SO_LINGER), checked as the OS does.
+
+    Raises:
+        OSError: EINVAL: an int, a buffer shorter than the struct, or a
+            negative l_linger (Linux also refuses a short option).
+        TypeError: not a bytes-like object (as ``socket.setsockopt``).
+    """
+    if isinstance(value, int):
+        raise OSError(
+            errno.EINVAL,
+            "SO_LINGER takes a packed struct linger, e.g. struct.pack('ii', 1, seconds),"
+            f" not the int {value!r}",
+        )
+    try:
+        raw = bytes(memoryview(value))
+    except TypeError:
+        raise TypeError(
+            f"a bytes-like object is required for SO_LINGER, not {type(value).__name__}"
+        ) from None
+    if len(raw) < 8:
+        raise OSError(
+            errno.EINVAL,
+            f"SO_LINGER needs an 8-byte struct linger (struct.pack('ii', 1, seconds)),"
+            f" got {len(raw)} bytes",
+        )
+    onoff, secs = struct.unpack("ii", raw[:8])
+    if not onoff:
+        # l_onoff 0: the default, background delivery (None); 1 with 0 s: drop
+        # what is unacknowledged, kcp-go's close; 1 with N s: block up to N s
+        return None
+    if secs < 0:
+        raise OSError(errno.EINVAL, f"SO_LINGER: l_linger must be >= 0 seconds, got {secs}")
+    return float(secs)
 
 
 def _identity_option(sock: Any, level: int, optname: int, buflen: Optional[int]) -> Optional[int]:
@@ -221,6 +297,8 @@ class _Timeouts:
         Raises:
             ValueError: a negative or NaN timeout.
             TypeError: not a number or None.
+            OverflowError: infinite or longer than :data:`TIMEOUT_MAX` (as
+                ``socket.settimeout``; None blocks without limit).
             OSError: EBADF after close.
         """
         value = _check_timeout(value)
@@ -384,7 +462,13 @@ class KCPSocket(_Timeouts):
         Raises:
             As :meth:`recv`; ValueError if ``nbytes`` exceeds the buffer.
         """
-        view = memoryview(buffer)
+        try:
+            view = memoryview(buffer)
+        except TypeError:
+            raise TypeError(
+                f"buffer must be a writable bytes-like object (e.g. a bytearray),"
+                f" not {type(buffer).__name__}"
+            ) from None
         if view.readonly:
             raise TypeError("buffer must be writable")
         if view.ndim != 1 or view.itemsize != 1:
@@ -543,8 +627,22 @@ class KCPSocket(_Timeouts):
             The number of bytes sent.
 
         Raises:
+            ValueError: a file not opened in binary mode, a negative
+                ``offset`` or a ``count`` <= 0 (as ``socket.sendfile``).
+            TypeError: ``offset`` or ``count`` not an int.
             As :meth:`sendall`, and whatever ``file.read`` raises.
         """
+        if "b" not in getattr(file, "mode", "b"):
+            raise ValueError("file should be opened in binary mode")
+        if isinstance(offset, bool) or not isinstance(offset, int):
+            raise TypeError(f"offset must be an int, not {type(offset).__name__}")
+        if offset < 0:
+            raise ValueError(f"offset must be >= 0, got {offset}")
+        if count is not None:
+            if isinstance(count, bool) or not isinstance(count, int):
+                raise TypeError(f"count must be a positive integer (got {count!r})")
+            if count <= 0:
+                raise ValueError(f"count must be a positive integer (got {count!r})")
         if offset:
             file.seek(offset)
         total = 0
@@ -662,7 +760,10 @@ class KCPSocket(_Timeouts):
         Raises:
             OSError: EBADF after close.
             ValueError: bad ``how``.
+            TypeError: ``how`` is not an int.
         """
+        if isinstance(how, bool) or not isinstance(how, int):
+            raise TypeError(f"how must be an int (socket.SHUT_RD, ...), not {type(how).__name__}")
         self._live().shutdown(how)
 
     def close(self) -> None:
@@ -791,7 +892,10 @@ class KCPSocket(_Timeouts):
             optlen: with ``value`` None, the option length.
 
         Raises:
-            OSError: EBADF after close; what the UDP socket raises.
+            OSError: EBADF after close; EINVAL for an ``SO_LINGER`` value that
+                is not a packed ``struct linger`` (``struct.pack("ii", 1,
+                seconds)``) or has a negative time; what the UDP socket raises.
+            TypeError: ``SO_LINGER`` with a value that is not bytes-like.
         """
         session = self._live()
         if level == socket.IPPROTO_TCP and optname == socket.TCP_NODELAY:
@@ -799,10 +903,7 @@ class KCPSocket(_Timeouts):
             return
         if level == socket.SOL_SOCKET and optname == socket.SO_LINGER:
             # struct linger {int l_onoff; int l_linger;}: close() waits for ACKs
-            # (l_onoff 0: the default, background delivery; 1 with 0 s: drop
-            # what is unacknowledged, kcp-go's close; 1 with N s: block)
-            onoff, secs = struct.unpack("ii", bytes(value)[:8])
-            session.linger = float(max(secs, 0)) if onoff else None
+            session.linger = _linger_from(value)
             return
         sock = session.transport.sock
         if optlen is None:
@@ -1006,22 +1107,26 @@ class KCPSocket(_Timeouts):
         """kcp-go ``SetReadBuffer`` (dialed sessions only): SO_RCVBUF.
 
         Args:
-            nbytes: the kernel receive buffer size.
+            nbytes: the kernel receive buffer size (>= 1).
 
         Raises:
+            TypeError, ValueError: ``nbytes`` not an int >= 1.
             OSError: EBADF after close; EINVAL on an accepted session.
         """
+        _check_bufsize(nbytes)
         self._own_socket("set_read_buffer").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, nbytes)
 
     def set_write_buffer(self, nbytes: int) -> None:
         """kcp-go ``SetWriteBuffer`` (dialed sessions only): SO_SNDBUF.
 
         Args:
-            nbytes: the kernel send buffer size.
+            nbytes: the kernel send buffer size (>= 1).
 
         Raises:
+            TypeError, ValueError: ``nbytes`` not an int >= 1.
             OSError: EBADF after close; EINVAL on an accepted session.
         """
+        _check_bufsize(nbytes)
         self._own_socket("set_write_buffer").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, nbytes)
 
     # --------------------------------------------------------------- figures
@@ -1170,7 +1275,12 @@ class Listener(_Timeouts):
 
     @property
     def refused(self) -> dict[str, int]:
-        """New conversations dropped, by reason: backlog, max_sessions, blacklist."""
+        """New conversations dropped, by reason (``kcpsock.listener.REFUSAL_REASONS``).
+
+        unsolicited (not a client's first datagram), blacklist, conv_in_use,
+        backlog, backlog_per_address, per_address, max_sessions, and expired
+        (waited longer than ``accept_timeout`` for accept).
+        """
         return dict(self._core.refused)
 
     @property
@@ -1203,23 +1313,25 @@ class Listener(_Timeouts):
         """kcp-go ``Listener.SetReadBuffer``: SO_RCVBUF of the listener socket.
 
         Args:
-            nbytes: the kernel receive buffer size.
+            nbytes: the kernel receive buffer size (>= 1).
 
         Raises:
+            TypeError, ValueError: ``nbytes`` not an int >= 1.
             OSError: EBADF after close.
         """
-        self._udp().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, nbytes)
+        self._udp().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _check_bufsize(nbytes))
 
     def set_write_buffer(self, nbytes: int) -> None:
         """kcp-go ``Listener.SetWriteBuffer``: SO_SNDBUF of the listener socket.
 
         Args:
-            nbytes: the kernel send buffer size.
+            nbytes: the kernel send buffer size (>= 1).
 
         Raises:
+            TypeError, ValueError: ``nbytes`` not an int >= 1.
             OSError: EBADF after close.
         """
-        self._udp().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, nbytes)
+        self._udp().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _check_bufsize(nbytes))
 
     def setsockopt(self, level: int, optname: int, value: Any) -> None:
         """Set an option on the listener's UDP socket (``socket.setsockopt``).
@@ -1350,20 +1462,31 @@ def dial(
             ``ack_nodelay``, ``write_delay``, ``dup``, ``dead_link``,
             ``dscp``, ``read_buffer``, ``write_buffer``, ``send_buffer``,
             ``linger``, ``close_timeout``, ``keepalive_interval``,
-            ``keepalive_timeout``; e.g.
+            ``keepalive_timeout``, ``replay_cache``, ``replay_window``
+            (the replay/reflection filter, README "Security"); e.g.
             ``dial(addr, nodelay=1, interval=10, resend=2, nc=1)``.
 
     Returns:
         A connected :class:`KCPSocket`.
 
     Raises:
-        TypeError, ValueError: bad arguments (naming the argument).
-        OSError: resolution or socket errors (``socket.gaierror``).
+        TypeError, ValueError: bad arguments (naming the argument), checked
+            before any socket is created; among them an ``mtu`` the codec
+            cannot use (less than 50 bytes left for KCP).
+        OverflowError: an infinite or too large ``timeout`` (as
+            ``socket.settimeout``).
+        OSError: resolution or socket errors (``socket.gaierror``); a
+            socket created for the call is closed again.
     """
     host, port = _check_address(address)
     cfg = _config_from(config, options)
     conv = _random_conv() if conv is None else check_int("conv", conv, 0, U32)
     codec = make_codec(block, data_shards, parity_shards)
+    _check_mtu(codec, cfg)
+    if timeout is not _GLOBAL_DEFAULT:
+        _check_timeout(timeout)
+    if source_address is not None:
+        _check_address(source_address, "source_address")
     if sock is not None:
         if not isinstance(sock, socket.socket) or sock.type != socket.SOCK_DGRAM:
             raise TypeError("sock must be a UDP socket.socket (SOCK_DGRAM)")
@@ -1386,21 +1509,32 @@ def dial(
                 remote = usock.getpeername()
                 err = None
                 break
-            except OSError as exc:
-                err = exc
+            except BaseException as exc:
                 if usock is not None:
                     usock.close()
                     usock = None
+                if not isinstance(exc, OSError):
+                    raise  # a bad argument (TypeError from bind, ...): no other address helps
+                err = exc
         if usock is None:
             if err is not None:
                 raise err
             raise OSError("getaddrinfo returns an empty list")
         transport = Transport(usock, owned=True, connected=True)
-    session = Session(conv, remote, transport, cfg, codec)
-    session.start_receiver()
-    ks = KCPSocket(session)
-    if timeout is not _GLOBAL_DEFAULT:
-        ks.settimeout(timeout)
+    try:
+        session = Session(conv, remote, transport, cfg, codec)
+    except BaseException:
+        if transport.owned:
+            transport.sock.close()
+        raise
+    try:
+        session.start_receiver()
+        ks = KCPSocket(session)
+        if timeout is not _GLOBAL_DEFAULT:
+            ks.settimeout(timeout)
+    except BaseException:
+        session.close(wait=False)  # stops the receiver, closes a socket we created
+        raise
     return ks
 
 
@@ -1511,7 +1645,10 @@ def listen(
             (default 600; 0 disables).
         reuse_port: set SO_REUSEPORT before binding.
         **options: :class:`KCPConfig` fields for the sessions (as
-            :func:`dial`'s).
+            :func:`dial`'s), and the listener's limits against floods:
+            ``max_sessions_per_address``, ``backlog_per_address``,
+            ``accept_timeout``, ``pending_rcvwnd``, ``conv_guard`` (README
+            "Security").
 
     Returns:
         A :class:`Listener`.
@@ -1528,7 +1665,7 @@ def listen(
     if blacklist_ttl is not None:
         extra["blacklist_ttl"] = blacklist_ttl
     cfg = _config_from(config, extra)
-    make_codec(block, data_shards, parity_shards)  # validate early
+    _check_mtu(make_codec(block, data_shards, parity_shards), cfg)  # as dial: at the call
     if sock is not None:
         if not isinstance(sock, socket.socket) or sock.type != socket.SOCK_DGRAM:
             raise TypeError("sock must be a UDP socket.socket (SOCK_DGRAM)")
@@ -1556,8 +1693,10 @@ def listen(
                 usock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             _apply_socket_options(usock, cfg)
             usock.bind(sa)
-        except OSError as exc:
+        except BaseException as exc:
             usock.close()
+            if not isinstance(exc, OSError):
+                raise
             err = exc
             continue
         return _listen_owned(usock, cfg, block, data_shards, parity_shards)
@@ -1626,7 +1765,7 @@ def create_server(
     if backlog is not None:
         extra["backlog"] = backlog
     cfg = _config_from(extra.pop("config", None), extra)
-    make_codec(block, data_shards, parity_shards)
+    _check_mtu(make_codec(block, data_shards, parity_shards), cfg)
     usock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         if reuse_port:

@@ -224,7 +224,7 @@ class KCPServer(socketserver.BaseServer):
 
 
 class ThreadingKCPServer(socketserver.ThreadingMixIn, KCPServer):
-    """:class:`KCPServer` that runs each request in its own thread.
+    """:class:`KCPServer` running each request in its own thread, up to :attr:`max_threads`.
 
     As ``socketserver.ThreadingTCPServer``: ``daemon_threads`` and
     ``block_on_close`` keep their meaning: ``server_close`` joins the
@@ -236,10 +236,120 @@ class ThreadingKCPServer(socketserver.ThreadingMixIn, KCPServer):
     still hold (their ``recv`` returns b"") and joins them.  Without
     ``block_on_close`` the handlers are left running, as with TCP
     (:meth:`close_active_requests` ends them).
+
+    Attributes:
+        max_threads: handler threads at most (default 128; None: one per
+            request without limit, as ``ThreadingMixIn``).  At the limit the
+            server stops accepting until a handler returns: new sessions wait
+            in the listener's backlog, where they cost no thread, buffer at
+            most ``KCPConfig.pending_rcvwnd`` segments, count against
+            ``backlog`` and ``backlog_per_address``, and are dropped after
+            ``accept_timeout`` seconds.  ``shutdown`` and ``server_close``
+            end the wait.
+        max_threads_per_address: handler threads for one client IP address
+            at most (default 32; None: no limit).  A request beyond it is
+            closed at once, without a handler (counted in
+            :attr:`refused_requests`): sessions from one host that never
+            finish (a flood of forged conversations, whose handlers wait for
+            input forever) cannot take every thread.
+        refused_requests: requests closed because of
+            ``max_threads_per_address``.
     """
+
+    max_threads: Optional[int] = 128
+    max_threads_per_address: Optional[int] = 32
+
+    def __init__(
+        self,
+        server_address: _Address,
+        RequestHandlerClass: Callable[..., socketserver.BaseRequestHandler],
+        bind_and_activate: bool = True,
+        **listen_options: Any,
+    ) -> None:
+        for name in ("max_threads", "max_threads_per_address"):
+            limit = getattr(self, name)
+            if limit is not None and (
+                isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+            ):
+                raise ValueError(f"{name} must be an int >= 1 or None, got {limit!r}")
+        self._slots = threading.Condition(threading.Lock())
+        self._workers = 0
+        self._by_host: dict[Any, int] = {}
+        self.refused_requests = 0
+        self._stopping = False
+        super().__init__(server_address, RequestHandlerClass, bind_and_activate, **listen_options)
+
+    @property
+    def active_threads(self) -> int:
+        """Handler threads running now."""
+        return self._workers
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """``BaseServer.serve_forever`` (again after a ``shutdown``)."""
+        self._stopping = False
+        super().serve_forever(poll_interval)
+
+    def shutdown(self) -> None:
+        """``BaseServer.shutdown``, also ending a wait for a free handler thread."""
+        with self._slots:
+            self._stopping = True
+            self._slots.notify_all()
+        super().shutdown()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Start a handler thread, first waiting while :attr:`max_threads` run.
+
+        Args:
+            request: the accepted session.
+            client_address: its address.
+        """
+        limit = self.max_threads
+        per_host = self.max_threads_per_address
+        host = client_address[0] if isinstance(client_address, tuple) else client_address
+        with self._slots:
+            if per_host is not None and self._by_host.get(host, 0) >= per_host:
+                self.refused_requests += 1
+                stop = True
+            else:
+                while limit is not None and self._workers >= limit and not self._stopping:
+                    self._slots.wait()
+                stop = self._stopping and limit is not None and self._workers >= limit
+                if not stop:
+                    self._workers += 1
+                    self._by_host[host] = self._by_host.get(host, 0) + 1
+        if stop:
+            self.close_request(request)  # never handled
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._release_slot(host)
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        """Run the handler (``ThreadingMixIn``), then free the thread's slot."""
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._release_slot(
+                client_address[0] if isinstance(client_address, tuple) else client_address
+            )
+
+    def _release_slot(self, host: Any) -> None:
+        with self._slots:
+            self._workers -= 1
+            n = self._by_host.get(host, 0) - 1
+            if n > 0:
+                self._by_host[host] = n
+            else:
+                self._by_host.pop(host, None)
+            self._slots.notify()
 
     def server_close(self) -> None:
         """Close the listener, wait (bounded) for handlers, close what is left, join."""
+        with self._slots:
+            self._stopping = True
+            self._slots.notify_all()
         KCPServer.server_close(self)
         # socketserver keeps a _Threads list only when block_on_close is set
         live = getattr(self, "_threads", None)

@@ -48,6 +48,7 @@ LAYERS: dict[str, int] = {
     "codec": 0,
     "stats": 0,
     "inbound": 0,
+    "replay": 0,
     "smux_frames": 0,
     "snappy": 0,
     # 1: threads and sockets, bottom
