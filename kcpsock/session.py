@@ -1397,14 +1397,19 @@ def _fmt(address: Address) -> str:
 _DRAIN_SILENCE_MS = 1000
 
 
-def drain_closing(timeout: float) -> bool:
+def drain_closing(timeout: float, *, abort: bool = False) -> bool:
     """Wait (at most ``timeout`` seconds) until no session delivers in the background.
 
     Used at interpreter exit, so that data "sent then closed" still goes out;
     sessions whose peer has been silent for a second are not waited for.
 
+    Args:
+        timeout: seconds to wait at most.
+        abort: then end the sessions still delivering (what they hold is
+            dropped, as kcp-go's close does) and release their resources.
+
     Returns:
-        True if none is left.
+        True if none is left (before aborting).
     """
     end = time.monotonic() + timeout
     ev = threading.Event()
@@ -1415,13 +1420,17 @@ def drain_closing(timeout: float) -> bool:
         if all(now - s._last_rx > _DRAIN_SILENCE_MS for s in list(_closing)):
             break
         ev.wait(0.01)
+    left = not _closing
+    if abort:
+        for s in list(_closing):
+            s._finish_close(True)
     # the threads those sessions ended (from a timer, without a join)
     while _retiring:
         thread = _retiring.pop()
         if thread is not threading.current_thread() and thread.ident is not None:
             thread.join(max(0.0, end - time.monotonic()))
     release_updater(True)
-    return not _closing
+    return left
 
 
 def live_sessions() -> list[Session]:
