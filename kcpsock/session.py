@@ -1025,9 +1025,8 @@ class Session:
         A listener session starts with a small window
         (``KCPConfig.pending_rcvwnd``) so that a session nobody reads yet
         (waiting for ``accept``, or for a handler thread) buffers little; its
-        :attr:`deferred_rcvwnd` opens at the first :meth:`recv`, announced
-        with the next flush (a WINS, as kcp-go's ``Recv`` does when a full
-        queue drains).  This opens it at once.
+        :attr:`deferred_rcvwnd` opens at the first :meth:`recv`; every
+        segment sent afterwards advertises it.  This opens it at once.
         """
         with self._lock:
             if self.state is SessionState.CLOSED:
@@ -1040,9 +1039,15 @@ class Session:
         rcvwnd, self.deferred_rcvwnd = self.deferred_rcvwnd, 0
         kcp = self.kcp
         if kcp.rcv_wnd < rcvwnd:
+            # every segment we send carries the window (the ACKs of what
+            # arrives next announce it); only a peer stalled on our full
+            # queue (it saw a zero window) needs telling now, with a WINS, as
+            # kcp-go's Recv does when a full receive queue drains
+            stalled = len(kcp.rcv_queue) >= kcp.rcv_wnd
             kcp.wndsize(0, rcvwnd)
-            kcp.probe |= IKCP_ASK_TELL
-            self._arm_locked()
+            if stalled:
+                kcp.probe |= IKCP_ASK_TELL
+                self._arm_locked()
 
     def set_mtu(self, mtu: int) -> bool:
         """kcp-go ``SetMtu``: UDP payload size; KCP MTU = mtu - codec overhead.
