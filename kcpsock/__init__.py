@@ -22,18 +22,20 @@ layer), :class:`PacketCodec` (the datagram pipeline), :mod:`kcpsock.inbound`
 (the pure receive pipeline and routing), :mod:`kcpsock.transport` (UDP socket
 and receiver threads), :mod:`kcpsock.session` and :mod:`kcpsock.listener`
 (sessions and the listener engine), :mod:`kcpsock.sock` (the socket API),
-:mod:`kcpsock.socketserver`.
+:mod:`kcpsock.socketserver`; :mod:`kcpsock.smux` adds kcptun's stream
+multiplexer over a session.
 """
 
 from __future__ import annotations
 
-from . import socketserver
+from . import smux, socketserver
 from .codec import PacketCodec
 from .config import KCPConfig
 from .crypt import CIPHERS, BlockCrypt, derive_key, new_block_crypt
 from .errors import (
     KCPBlockingIOError,
     KCPClosedError,
+    KCPConnectionRefusedError,
     KCPConnectionResetError,
     KCPError,
     KCPTimeoutError,
@@ -52,6 +54,7 @@ __all__ = [
     "KCPBlockingIOError",
     "KCPClosedError",
     "KCPConfig",
+    "KCPConnectionRefusedError",
     "KCPConnectionResetError",
     "KCPError",
     "KCPSocket",
@@ -66,6 +69,7 @@ __all__ = [
     "dial",
     "listen",
     "new_block_crypt",
+    "smux",
     "snmp",
     "socketserver",
 ]

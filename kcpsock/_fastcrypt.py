@@ -98,7 +98,7 @@ def enabled() -> bool:
     Returns:
         Whether to try the direct C calls.
     """
-    if os.environ.get(ENV_SWITCH, "") not in ("", "0"):
+    if _switched_off():
         return False
     try:
         from Crypto import version_info
@@ -146,16 +146,32 @@ def _load(kind: str) -> Optional[tuple[CFunc, ...]]:
     raise ValueError(f"unknown kind {kind!r}")  # pragma: no cover
 
 
+def _switched_off() -> bool:
+    """True when ``KCPSOCK_NO_FASTCRYPT`` asks for the public API only."""
+    return os.environ.get(ENV_SWITCH, "") not in ("", "0")
+
+
 def _functions(kind: str) -> Optional[tuple[CFunc, ...]]:
     """The cached C handles of ``kind``, or None (disabled or unavailable)."""
-    if not enabled():
+    if _switched_off():
         return None
-    if kind not in _RAW:
+    return _cached(kind)
+
+
+def _cached(kind: str) -> Optional[tuple[CFunc, ...]]:
+    """The C handles of ``kind`` from the cache, loaded on first use (no switch check)."""
+    try:
+        return _RAW[kind]
+    except KeyError:
+        pass
+    funcs: Optional[tuple[CFunc, ...]] = None
+    if enabled():
         try:
-            _RAW[kind] = _load(kind)
+            funcs = _load(kind)
         except Exception:  # any failure: the public API is used
-            _RAW[kind] = None
-    return _RAW[kind]
+            funcs = None
+    _RAW[kind] = funcs
+    return funcs
 
 
 def cfb_handles() -> Optional[tuple[CFunc, ...]]:
@@ -164,7 +180,9 @@ def cfb_handles() -> Optional[tuple[CFunc, ...]]:
     Returns:
         The four handles, or None when any is unavailable.
     """
-    cfb, ecb, strxor = _functions("cfb"), _functions("ecb"), _functions("strxor")
+    if _switched_off():
+        return None
+    cfb, ecb, strxor = _cached("cfb"), _cached("ecb"), _cached("strxor")
     if cfb is None or ecb is None or strxor is None:
         return None
     return (cfb[0], cfb[1], ecb[0], strxor[0])
@@ -353,13 +371,18 @@ class RawXor:
     def xor(self, packet: bytes) -> bytes:
         """``packet`` XOR the first ``len(packet)`` bytes of the pad."""
         n = len(packet)
+        if n > len(self._pad):
+            raise ValueError(f"packet of {n} bytes is longer than the {len(self._pad)}-byte pad")
         try:
             buf = self._pool.pop()
         except IndexError:
             buf = ctypes.create_string_buffer(_BUF_SIZE)
+        if n > _BUF_SIZE:  # never written past its end
+            buf = ctypes.create_string_buffer(n)
         self._strxor(packet, self._pad, buf, _size(n))
         out = buf.raw[:n]
-        self._pool.append(buf)
+        if len(buf) == _BUF_SIZE:
+            self._pool.append(buf)
         return out
 
 

@@ -365,7 +365,7 @@ class SimpleXORCrypt:
         self._fast: _fastcrypt.RawXor | None = None
         try:
             fast = _fastcrypt.RawXor(self._pad)
-            probe = bytes(range(256)) * 6
+            probe = bytes(range(256)) * 5  # within the pad (and the C buffer)
             if fast.xor(probe) == _xor_bytes(probe, self._pad[: len(probe)]):
                 self._fast = fast
         except Exception:

@@ -13,9 +13,10 @@ Invariants:
 - ``snd_buf`` holds exactly the segments ``snd_una .. snd_nxt - 1`` in sn
   order (kcp-go HEAD never removes a segment except from the front, when
   ``una`` passes it; a selective ACK only sets ``acked``), so the segment with
-  sequence number ``sn`` sits at index ``(sn - snd_buf[0].sn) mod 2**32``:
-  an ACK finds its segment without a scan.  Segments are slotted
-  :class:`Segment` objects (typed, and as cheap to read as a list).
+  sequence number ``sn`` sits at index ``(sn - snd_buf[0][SN]) mod 2**32``:
+  an ACK finds its segment without a scan.  A segment is a plain list
+  indexed by the names ``SN`` .. ``ACKED`` (speed); the type checker sees
+  the typed :class:`Segment` record.
 - ``rcv_buf`` maps sn -> (frg, payload) for out-of-order segments with
   ``rcv_nxt <= sn < rcv_nxt + rcv_wnd``; ``rcv_queue`` never holds more than
   ``rcv_wnd`` segments.
@@ -51,13 +52,17 @@ from collections import deque
 from collections.abc import Sequence
 from itertools import islice
 from operator import itemgetter
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Final, Literal, Optional, Protocol, Union, cast, overload
 
 from .config import check_int, check_window
 from .errors import PacketError
 from .segment import CMD_ACK, CMD_PUSH, CMD_WASK, CMD_WINS, HEADER, OVERHEAD, U32, timediff
 
 __all__ = [
+    "ACKED",
+    "DATA",
+    "FASTACK",
+    "FRG",
     "IKCP_DEADLINK",
     "IKCP_INTERVAL",
     "IKCP_MTU_DEF",
@@ -72,6 +77,11 @@ __all__ = [
     "KCP",
     "MAX_FRAGMENTS",
     "MIN_MTU",
+    "RESENDTS",
+    "RTO",
+    "SN",
+    "TS",
+    "XMIT",
     "Segment",
 ]
 
@@ -108,46 +118,48 @@ _unpack_from = HEADER.unpack_from
 _Hdr = tuple[int, int, int, int, int, int, int, int]
 
 
-class Segment:
-    """One segment of ``snd_buf`` (kcp-go ``segment``, the sender's fields).
+# A segment of snd_buf (kcp-go ``segment``, the sender's fields) is a plain
+# list, for speed (a list costs a quarter of a slotted object to create),
+# indexed by these names; the type checker sees a typed record (below).
+#: sequence number (uint32)
+SN: Final = 0
+#: fragment countdown (message mode), 0 in stream mode
+FRG: Final = 1
+#: the payload; ``b""`` once selectively acknowledged
+DATA: Final = 2
+#: time of the last transmission (ms, uint32)
+TS: Final = 3
+#: the retransmission timeout in force for this segment (ms)
+RTO: Final = 4
+#: transmissions so far (0: never sent)
+XMIT: Final = 5
+#: when it is retransmitted if still unacknowledged (ms, uint32)
+RESENDTS: Final = 6
+#: skipping ACKs counted, or the sentinel 0xFFFFFFFF (kcp-go HEAD)
+FASTACK: Final = 7
+#: selectively acknowledged; kept until ``una`` passes it
+ACKED: Final = 8
 
-    A slotted object: attribute access is as cheap as a list index and the
-    fields are typed.  The header fields kcp-go stores too (conv, cmd, wnd,
-    una) are written at flush time and not kept here.
+if TYPE_CHECKING:
 
-    Attributes:
-        sn: sequence number (uint32).
-        frg: fragment countdown (message mode), 0 in stream mode.
-        data: the payload; set to ``b""`` once selectively acknowledged.
-        ts: time of the last transmission (ms, uint32).
-        rto: the retransmission timeout in force for this segment (ms).
-        xmit: transmissions so far (0: never sent).
-        resendts: when it is retransmitted if still unacknowledged (ms, uint32).
-        fastack: skipping ACKs counted, or the sentinel 0xFFFFFFFF (kcp-go HEAD).
-        acked: selectively acknowledged; kept until ``una`` passes it.
-    """
+    class Segment(Protocol):
+        """A segment of ``snd_buf``: a list at run time, typed field by field here."""
 
-    __slots__ = ("acked", "data", "fastack", "frg", "resendts", "rto", "sn", "ts", "xmit")
+        @overload
+        def __getitem__(self, i: Literal[0, 1, 3, 4, 5, 6, 7]) -> int: ...
+        @overload
+        def __getitem__(self, i: Literal[2]) -> _Buf: ...
+        @overload
+        def __getitem__(self, i: Literal[8]) -> bool: ...
+        @overload
+        def __setitem__(self, i: Literal[0, 1, 3, 4, 5, 6, 7], value: int) -> None: ...
+        @overload
+        def __setitem__(self, i: Literal[2], value: _Buf) -> None: ...
+        @overload
+        def __setitem__(self, i: Literal[8], value: bool) -> None: ...
 
-    def __init__(
-        self, sn: int, frg: int, data: _Buf, ts: int, rto: int, xmit: int, resendts: int
-    ) -> None:
-        """Create a segment not yet acknowledged, with no skipping ACK counted."""
-        self.sn = sn
-        self.frg = frg
-        self.data = data
-        self.ts = ts
-        self.rto = rto
-        self.xmit = xmit
-        self.resendts = resendts
-        self.fastack = 0
-        self.acked = False
-
-    def __repr__(self) -> str:
-        return (
-            f"Segment(sn={self.sn}, frg={self.frg}, len={len(self.data)}, xmit={self.xmit}, "
-            f"fastack={self.fastack}, acked={self.acked})"
-        )
+else:
+    Segment = list
 
 
 class _NoDelay(int):
@@ -212,6 +224,9 @@ class KCP:
         self.snd_wnd = IKCP_WND_SND
         self.rcv_wnd = IKCP_WND_RCV
         self.rmt_wnd = IKCP_WND_RCV
+        #: the largest window the peer advertised (0: not heard yet); a message
+        #: of more fragments can never be reassembled there (see send)
+        self.rmt_wnd_max = 0
         self.cwnd = 0  # kcp-go: the first flush sends no data; it then sets cwnd = 1
         self.probe = 0
         self.interval = IKCP_INTERVAL
@@ -380,7 +395,11 @@ class KCP:
         Raises:
             TypeError: data is not bytes-like.
             ValueError: data is empty, or (message mode) needs more than 255
-                fragments.
+                fragments, or more fragments than the receiver's window
+                (the largest window the peer advertised, once heard from):
+                the receiver reassembles a message only when all of its
+                fragments fit in its receive queue, so such a message would
+                never be delivered and would stall everything behind it.
         """
         if data.__class__ is bytes and not self.stream and 0 < len(data) <= self.mss:
             self.snd_queue.append((0, data))  # the common case: one fragment
@@ -414,6 +433,13 @@ class KCP:
             raise ValueError(
                 f"message of {n} bytes needs {count} fragments of {mss} bytes; "
                 f"at most {MAX_FRAGMENTS} are allowed"
+            )
+        if count > self.rmt_wnd_max > 0:
+            raise ValueError(
+                f"message of {n} bytes needs {count} fragments of {mss} bytes, more than"
+                f" the receiver's window of {self.rmt_wnd_max} segments (its rcvwnd):"
+                f" it could never be delivered; send smaller messages or raise the"
+                f" receiver's rcvwnd"
             )
         if count == 1:
             queue.append((0, data))
@@ -544,45 +570,47 @@ class KCP:
         # Pass 1: validate the whole datagram before touching any state (kcp-go
         # would apply the segments before a bad one; we refuse it as a whole).
         h = _unpack_from(datagram, 0)
+        conv, cmd, frg, wnd, ts, sn, una, length = h
         hdrs: Sequence[tuple[_Hdr, int]]
-        if n == OVERHEAD + h[7] and h[0] == self.conv and CMD_PUSH <= h[1] <= CMD_WINS:
-            if h[1] == CMD_PUSH:
-                # The hot path: exactly one PUSH.  Does what the loop below
-                # does for one PUSH, with fewer steps; keep the two in step.
-                _, _, frg, wnd, ts, sn, una, _ = h
-                if regular:
-                    self.rmt_wnd = wnd
-                snd_buf = self.snd_buf
-                advanced = False
-                if snd_buf and 0 < ((una - snd_buf[0].sn) & _M) < 0x80000000:
-                    self._parse_una(una)
-                    advanced = True
-                rcv_nxt = self.rcv_nxt
-                rcv_wnd = self.rcv_wnd
-                acklist = self.acklist
-                if ((sn - rcv_nxt - rcv_wnd) & _M) >= 0x80000000:  # sn < rcv_nxt + rcv_wnd
-                    acklist.append((sn, ts))
-                    rcv_queue = self.rcv_queue
-                    rcv_buf = self.rcv_buf
-                    if sn == rcv_nxt and not rcv_buf and len(rcv_queue) < rcv_wnd:
-                        rcv_queue.append((frg, datagram[OVERHEAD:]))
-                        self.rcv_nxt = (sn + 1) & _M
-                    elif ((sn - rcv_nxt) & _M) < 0x80000000 and sn not in rcv_buf:
-                        rcv_buf[sn] = (frg, datagram[OVERHEAD:])
-                        if sn == rcv_nxt:
-                            self._refill()
-                    elif regular:
-                        self.repeat_segs += 1
+        if cmd == CMD_PUSH and n == OVERHEAD + length and conv == self.conv:
+            # The hot path: exactly one PUSH.  Does what the loop below
+            # does for one PUSH, with fewer steps; keep the two in step.
+            if regular:
+                self.rmt_wnd = wnd
+                if wnd > self.rmt_wnd_max:
+                    self.rmt_wnd_max = wnd
+            snd_buf = self.snd_buf
+            advanced = False
+            if snd_buf and 0 < ((una - snd_buf[0][SN]) & _M) < 0x80000000:
+                self._parse_una(una)
+                advanced = True
+            rcv_nxt = self.rcv_nxt
+            rcv_wnd = self.rcv_wnd
+            acklist = self.acklist
+            if ((sn - rcv_nxt - rcv_wnd) & _M) >= 0x80000000:  # sn < rcv_nxt + rcv_wnd
+                acklist.append((sn, ts))
+                rcv_queue = self.rcv_queue
+                rcv_buf = self.rcv_buf
+                if sn == rcv_nxt and not rcv_buf and len(rcv_queue) < rcv_wnd:
+                    rcv_queue.append((frg, datagram[OVERHEAD:]))
+                    self.rcv_nxt = (sn + 1) & _M
+                elif ((sn - rcv_nxt) & _M) < 0x80000000 and sn not in rcv_buf:
+                    rcv_buf[sn] = (frg, datagram[OVERHEAD:])
+                    if sn == rcv_nxt:
+                        self._refill()
                 elif regular:
                     self.repeat_segs += 1
-                self.in_segs += 1
-                if advanced:
-                    if not self.nocwnd and self.cwnd < self.rmt_wnd:
-                        self._grow_cwnd()
-                    return self._flush(now_ms & _M, True)
-                if len(acklist) >= self.mtu // OVERHEAD or (ack_nodelay and acklist):
-                    return self._flush(now_ms & _M, False)
-                return []
+            elif regular:
+                self.repeat_segs += 1
+            self.in_segs += 1
+            if advanced:
+                if not self.nocwnd and self.cwnd < self.rmt_wnd:
+                    self._grow_cwnd()
+                return self._flush(now_ms & _M, True)
+            if len(acklist) >= self.mtu // OVERHEAD or (ack_nodelay and acklist):
+                return self._flush(now_ms & _M, False)
+            return []
+        if n == OVERHEAD + length and conv == self.conv and CMD_PUSH <= cmd <= CMD_WINS:
             hdrs = ((h, OVERHEAD),)  # one valid segment
         else:
             hdrs = self._validate(datagram, n)
@@ -596,14 +624,23 @@ class KCP:
         acklist = self.acklist
         latest = -1
         flush_segments = False
+        # snd_buf changes only in _parse_una: its front sn and length are kept
+        # here, and a una already applied (the segments of a datagram usually
+        # share it) is not looked at again
+        nbuf = len(snd_buf)
+        base = snd_buf[0][SN] if nbuf else 0
+        last_una = -1
+        wnd = 0
         for h, off in hdrs:
             _, cmd, frg, wnd, ts, sn, una, length = h
-            if regular:
-                self.rmt_wnd = wnd
             # parse_una + shrink_buf: drop every segment with sn < una
-            if snd_buf and 0 < ((una - snd_buf[0].sn) & _M) < 0x80000000:
-                self._parse_una(una)
-                flush_segments = True
+            if una != last_una:
+                last_una = una
+                if nbuf and 0 < ((una - base) & _M) < 0x80000000:
+                    self._parse_una(una)
+                    flush_segments = True
+                    nbuf = len(snd_buf)
+                    base = snd_buf[0][SN] if nbuf else 0
             if cmd == CMD_PUSH:
                 repeat = True
                 rcv_nxt = self.rcv_nxt
@@ -623,19 +660,23 @@ class KCP:
                 if regular and repeat:
                     self.repeat_segs += 1
             elif cmd == CMD_ACK:
-                if snd_buf:
-                    idx = (sn - snd_buf[0].sn) & _M
-                    if idx < len(snd_buf):  # snd_una <= sn < snd_nxt
+                if nbuf:
+                    idx = (sn - base) & _M
+                    if idx < nbuf:  # snd_una <= sn < snd_nxt
                         seg = snd_buf[idx]
                         # kcp-go HEAD parse_ack: mark, free the payload, keep it until una
-                        seg.acked = True
-                        seg.data = b""
+                        seg[ACKED] = True
+                        seg[DATA] = b""
                         if idx and self._parse_fastack(sn, ts):
                             flush_segments = True
                 latest = ts
             elif cmd == CMD_WASK:
                 self.probe |= IKCP_ASK_TELL
             # WINS: nothing beyond the wnd/una processing above
+        if regular:
+            self.rmt_wnd = wnd  # the last segment's (nothing above reads it)
+            if wnd > self.rmt_wnd_max:
+                self.rmt_wnd_max = wnd
         self.in_segs += len(hdrs)
 
         if latest >= 0 and regular:
@@ -661,13 +702,13 @@ class KCP:
         """Drop every segment with sn < una from snd_buf (kcp-go parse_una + shrink_buf)."""
         snd_buf = self.snd_buf
         popleft = snd_buf.popleft
-        while snd_buf and 0 < ((una - snd_buf[0].sn) & _M) < 0x80000000:
+        while snd_buf and 0 < ((una - snd_buf[0][SN]) & _M) < 0x80000000:
             popleft()
-        self.snd_una = snd_buf[0].sn if snd_buf else self.snd_nxt
+        self.snd_una = snd_buf[0][SN] if snd_buf else self.snd_nxt
         if self._unsent > len(snd_buf):
             self._unsent = len(snd_buf)
         inflight = self._inflight
-        while inflight and 0 < ((una - inflight[0].sn) & _M) < 0x80000000:
+        while inflight and 0 < ((una - inflight[0][SN]) & _M) < 0x80000000:
             inflight.popleft()
 
     def _validate(self, datagram: bytes, n: int) -> list[tuple[_Hdr, int]]:
@@ -727,23 +768,23 @@ class KCP:
         keep = []
         i = 0
         for seg in inflight:
-            ssn = seg.sn
+            ssn = seg[SN]
             if ((ssn - una) & _M) >= 0x80000000:  # passed by una: drop
                 i += 1
                 continue
             if ((ssn - sn) & _M) < 0x80000000:  # at or after the acked one: stop
                 break
             i += 1
-            if seg.acked or seg.fastack == _FASTACK_SENTINEL:
+            if seg[ACKED] or seg[FASTACK] == _FASTACK_SENTINEL:
                 # selectively acked, or waiting for its RTO (the full scan that
                 # resets it rebuilds _inflight): drop
                 continue
             keep.append(seg)
             # sent no later than the acked one
-            d = (seg.ts - ts) & _M
+            d = (seg[TS] - ts) & _M
             if d == 0 or d >= 0x80000000:
-                seg.fastack += 1
-                if seg.fastack >= threshold:
+                seg[FASTACK] += 1
+                if seg[FASTACK] >= threshold:
                     reached = True
                 cand[ssn] = seg
         if i > len(keep):
@@ -825,61 +866,10 @@ class KCP:
         append = self.snd_buf.append
         for _ in range(count):
             frg, data = popleft()
-            append(Segment(nxt, frg, data, 0, 0, 0, 0))
+            append(cast("Segment", [nxt, frg, data, 0, 0, 0, 0, 0, False]))
             nxt = (nxt + 1) & _M
         self.snd_nxt = nxt
         self._unsent += count
-
-    def _datagrams(
-        self,
-        control: list[tuple[int, int, int]],
-        pushes: list[Segment],
-        wnd: int,
-        una: int,
-        current: int,
-    ) -> list[bytes]:
-        """Pack one flush's segments into datagrams (docs/KCP.md §7, packing rule).
-
-        Segments go into a datagram in order; one that would make it exceed
-        ``mtu`` bytes starts the next, so every datagram holds whole segments.
-
-        Args:
-            control: (cmd, ts, sn) of the ACK, WASK and WINS segments, first.
-            pushes: the PUSH segments to transmit, after them (ts ``current``).
-            wnd: the free receive window to advertise.
-            una: the cumulative ACK to advertise (``rcv_nxt``).
-            current: the time stamp of the PUSH segments.
-
-        Returns:
-            The datagrams, each at most ``mtu`` bytes.
-        """
-        mtu = self.mtu
-        conv = self.conv
-        pack = _pack
-        out: list[bytes] = []
-        parts: list[_Buf] = [pack(conv, cmd, 0, wnd, ts, sn, una, 0) for cmd, ts, sn in control]
-        size = OVERHEAD * len(parts)
-        if size > mtu:
-            # header-only segments: mtu // 24 of them fill a datagram; the
-            # last group stays open for what follows
-            per = mtu // OVERHEAD
-            last = (len(parts) - 1) // per * per
-            out = [b"".join(parts[i : i + per]) for i in range(0, last, per)]
-            parts = parts[last:]
-            size = OVERHEAD * len(parts)
-        for seg in pushes:
-            data = seg.data
-            n = len(data)
-            if size + OVERHEAD + n > mtu and size:
-                out.append(b"".join(parts))
-                parts = []
-                size = 0
-            parts.append(pack(conv, CMD_PUSH, seg.frg, wnd, current, seg.sn, una, n))
-            parts.append(data)
-            size += OVERHEAD + n
-        if size:
-            out.append(b"".join(parts))
-        return out
 
     def _flush(self, current: int, full: bool) -> list[bytes]:
         """The body of kcp-go HEAD ``flush``; ``full`` False is IKCP_FLUSH_ACKONLY.
@@ -895,10 +885,8 @@ class KCP:
         nq = len(self.rcv_queue)
         wnd = (self.rcv_wnd - nq) & 0xFFFF if nq < self.rcv_wnd else 0
         una = self.rcv_nxt
-        # What this flush sends, in wire order; _datagrams packs it at the end.
-        control: list[tuple[int, int, int]]  # (cmd, ts, sn) of ACK, WASK, WINS
-        pushes: list[Segment] = []  # PUSH segments to (re)transmit, ts = current
-        put = pushes.append
+        # The control segments (ACK, WASK, WINS) of this flush: (cmd, ts, sn).
+        control: list[tuple[int, int, int]]
 
         # Phase 1: ACKs.  kcp-go filters ACKs below rcv_nxt (una covers them)
         # except the last one of the batch.
@@ -939,6 +927,39 @@ class KCP:
                 if self.probe & bit:
                     control.append((cmd, ts, sn))
             self.probe = 0
+
+        # The packer (kcp-go flush's makeSpace, docs/KCP.md §7): segments go
+        # into the current datagram in order; one that would make it exceed
+        # mtu starts the next.  The control segments come first, all 24
+        # bytes: mtu // 24 of them fill a datagram and the last group stays
+        # open for the PUSH segments, which put() adds one by one.
+        mtu = self.mtu
+        conv = self.conv
+        pack = _pack
+        out: list[bytes] = []
+        parts: list[_Buf] = [pack(conv, cmd, 0, wnd, ts, sn, una, 0) for cmd, ts, sn in control]
+        size = OVERHEAD * len(parts)
+        if size > mtu:
+            per = mtu // OVERHEAD
+            last = (len(parts) - 1) // per * per
+            out = [b"".join(parts[i : i + per]) for i in range(0, last, per)]
+            parts = parts[last:]
+            size = OVERHEAD * len(parts)
+        nsegs = len(control)
+
+        def put(seg: Segment) -> None:
+            """Add one PUSH segment (sent now, ts = current) to the datagrams."""
+            nonlocal parts, size, nsegs
+            data = seg[DATA]
+            n = len(data)
+            if size + OVERHEAD + n > mtu and size:
+                out.append(b"".join(parts))
+                parts = []
+                size = 0
+            parts.append(pack(conv, CMD_PUSH, seg[FRG], wnd, current, seg[SN], una, n))
+            parts.append(data)
+            size += OVERHEAD + n
+            nsegs += 1
 
         # Phase 4: move segments into the send window (also in ACK-only flush).
         cwnd = self.snd_wnd if self.snd_wnd < self.rmt_wnd else self.rmt_wnd
@@ -984,52 +1005,52 @@ class KCP:
                 min_resend = -1
                 min_d = 0x80000000
                 for seg in snd_buf:
-                    if seg.acked:  # acked
+                    if seg[ACKED]:  # acked
                         continue
-                    fastack = seg.fastack
-                    if seg.xmit == 0:  # initial transmit
-                        seg.rto = rx_rto
-                        seg.resendts = resendts_new
+                    fastack = seg[FASTACK]
+                    if seg[XMIT] == 0:  # initial transmit
+                        seg[RTO] = rx_rto
+                        seg[RESENDTS] = resendts_new
                     elif fastack >= resent and fastack != _FASTACK_SENTINEL:
-                        seg.fastack = _FASTACK_SENTINEL  # no more until an RTO resets it
-                        seg.rto = rx_rto
-                        seg.resendts = resendts_new
+                        seg[FASTACK] = _FASTACK_SENTINEL  # no more until an RTO resets it
+                        seg[RTO] = rx_rto
+                        seg[RESENDTS] = resendts_new
                         change += 1
                         fast += 1
                     elif 0 < fastack != _FASTACK_SENTINEL and new_segs == 0:
-                        seg.fastack = _FASTACK_SENTINEL
-                        seg.rto = rx_rto
-                        seg.resendts = resendts_new
+                        seg[FASTACK] = _FASTACK_SENTINEL
+                        seg[RTO] = rx_rto
+                        seg[RESENDTS] = resendts_new
                         change += 1
                         early += 1
-                    elif ((current - seg.resendts) & _M) < 0x80000000:  # RTO
-                        seg.rto += rx_rto if nodelay == 0 else rx_rto // 2
-                        seg.fastack = 0
-                        seg.resendts = (current + seg.rto) & _M
+                    elif ((current - seg[RESENDTS]) & _M) < 0x80000000:  # RTO
+                        seg[RTO] += rx_rto if nodelay == 0 else rx_rto // 2
+                        seg[FASTACK] = 0
+                        seg[RESENDTS] = (current + seg[RTO]) & _M
                         lost += 1
                     else:
-                        d = (seg.resendts - current) & _M
+                        d = (seg[RESENDTS] - current) & _M
                         if d < min_d:
                             min_d = d
-                            min_resend = seg.resendts
+                            min_resend = seg[RESENDTS]
                         if fastack != _FASTACK_SENTINEL:
                             keep_inflight(seg)
                             if fastack:
-                                cand[seg.sn] = seg
+                                cand[seg[SN]] = seg
                         continue
-                    seg.xmit += 1
-                    seg.ts = current
+                    seg[XMIT] += 1
+                    seg[TS] = current
                     put(seg)
-                    if seg.xmit >= dead_link:
+                    if seg[XMIT] >= dead_link:
                         self.state = 0xFFFFFFFF
-                    d = (seg.resendts - current) & _M
+                    d = (seg[RESENDTS] - current) & _M
                     if d < min_d:
                         min_d = d
-                        min_resend = seg.resendts
-                    if seg.fastack != _FASTACK_SENTINEL:
+                        min_resend = seg[RESENDTS]
+                    if seg[FASTACK] != _FASTACK_SENTINEL:
                         keep_inflight(seg)
-                        if seg.fastack:  # an initial send keeps its count
-                            cand[seg.sn] = seg
+                        if seg[FASTACK]:  # an initial send keeps its count
+                            cand[seg[SN]] = seg
                 self._fastcand = cand
                 self._inflight = inflight
                 self._unsent = 0
@@ -1051,14 +1072,19 @@ class KCP:
                 if cand and not snd_buf:
                     self._fastcand = {}  # all passed by una
                 elif cand:
-                    base = snd_buf[0].sn
+                    base = snd_buf[0][SN]
                     sent_end = nbuf - unsent
                     keep: dict[int, Segment] = {}
                     for csn in sorted(cand, key=lambda s: (s - base) & _M):
                         seg = cand[csn]
                         idx = (csn - base) & _M
-                        fastack = seg.fastack
-                        if idx >= nbuf or seg.acked or fastack == 0 or fastack == _FASTACK_SENTINEL:
+                        fastack = seg[FASTACK]
+                        if (
+                            idx >= nbuf
+                            or seg[ACKED]
+                            or fastack == 0
+                            or fastack == _FASTACK_SENTINEL
+                        ):
                             continue  # passed by una, acked, or no longer a candidate
                         if idx >= sent_end:
                             keep[csn] = seg  # never sent: initial transmit below comes first
@@ -1070,26 +1096,26 @@ class KCP:
                         else:
                             keep[csn] = seg
                             continue
-                        seg.fastack = _FASTACK_SENTINEL  # no more until an RTO resets it
-                        seg.rto = rx_rto
-                        seg.resendts = resendts_new
+                        seg[FASTACK] = _FASTACK_SENTINEL  # no more until an RTO resets it
+                        seg[RTO] = rx_rto
+                        seg[RESENDTS] = resendts_new
                         change += 1
-                        seg.xmit += 1
-                        seg.ts = current
+                        seg[XMIT] += 1
+                        seg[TS] = current
                         put(seg)
-                        if seg.xmit >= dead_link:
+                        if seg[XMIT] >= dead_link:
                             self.state = 0xFFFFFFFF
                         if bound is None or ((resendts_new - bound) & _M) >= 0x80000000:
                             bound = resendts_new
                     self._fastcand = keep
                 if unsent:
                     for seg in islice(snd_buf, nbuf - unsent, nbuf):
-                        if seg.acked:  # acked before it was ever sent (a forged ACK)
+                        if seg[ACKED]:  # acked before it was ever sent (a forged ACK)
                             continue
-                        seg.rto = rx_rto
-                        seg.resendts = resendts_new
-                        seg.xmit = 1
-                        seg.ts = current
+                        seg[RTO] = rx_rto
+                        seg[RESENDTS] = resendts_new
+                        seg[XMIT] = 1
+                        seg[TS] = current
                         inflight_append(seg)
                         put(seg)
                     if dead_link <= 1:
@@ -1102,14 +1128,17 @@ class KCP:
                     # the "initial transmit" rule of the scan)
                     nxt = self.snd_nxt
                     popleft = snd_queue.popleft
-                    fresh = [
-                        Segment((nxt + i) & _M, frg, data, current, rx_rto, 1, resendts_new)
-                        for i, (frg, data) in enumerate([popleft() for _ in range(new_segs)])
-                    ]
-                    snd_buf.extend(fresh)
-                    self._inflight.extend(fresh)
-                    pushes.extend(fresh)
-                    self.snd_nxt = (nxt + new_segs) & _M
+                    append = snd_buf.append
+                    for _ in range(new_segs):
+                        frg, data = popleft()
+                        seg = cast(
+                            "Segment", [nxt, frg, data, current, rx_rto, 1, resendts_new, 0, False]
+                        )
+                        append(seg)
+                        inflight_append(seg)
+                        put(seg)
+                        nxt = (nxt + 1) & _M
+                    self.snd_nxt = nxt
                     if dead_link <= 1:
                         self.state = 0xFFFFFFFF
                     if bound is None or ((resendts_new - bound) & _M) >= 0x80000000:
@@ -1121,8 +1150,9 @@ class KCP:
                 if 0 < d < next_update:
                     next_update = d
             self.next_update_ms = next_update
-        out = self._datagrams(control, pushes, wnd, una, current)
-        self.out_segs += len(control) + len(pushes)
+        if size:
+            out.append(b"".join(parts))
+        self.out_segs += nsegs
 
         # Phase 6: congestion window reaction.
         if change or lost:

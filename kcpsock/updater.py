@@ -197,6 +197,17 @@ class Updater:
         thread = self._thread
         return thread is not None and thread.is_alive()
 
+    @property
+    def sleeping_until(self) -> Optional[int]:
+        """What the thread waits for now (for tests and diagnostics).
+
+        Returns:
+            The deadline (ms, :func:`now_ms` clock) the thread sleeps until;
+            -1 while it sleeps with nothing scheduled; None while it is
+            running timers, or no thread runs.
+        """
+        return self._sleep_until
+
     def __repr__(self) -> str:
         state = "running" if self.is_alive() else "idle (no thread)"
         return (

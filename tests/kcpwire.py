@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from kcpsock.errors import PacketError
-from kcpsock.kcp import Segment
+from kcpsock.kcp import ACKED, DATA, FASTACK, FRG, RESENDTS, RTO, SN, TS, XMIT, Segment
 from kcpsock.segment import HEADER, OVERHEAD, Command
 
 _COMMANDS = frozenset(int(c) for c in Command)
@@ -71,13 +71,13 @@ def decode_segments(datagram: bytes) -> list[tuple[Header, bytes]]:
 def seg_fields(seg: Segment) -> tuple[object, ...]:
     """Every field of a send-buffer segment, payload as bytes (for comparisons)."""
     return (
-        seg.sn,
-        seg.frg,
-        bytes(seg.data),
-        seg.ts,
-        seg.rto,
-        seg.xmit,
-        seg.resendts,
-        seg.fastack,
-        seg.acked,
+        seg[SN],
+        seg[FRG],
+        bytes(seg[DATA]),
+        seg[TS],
+        seg[RTO],
+        seg[XMIT],
+        seg[RESENDTS],
+        seg[FASTACK],
+        seg[ACKED],
     )

@@ -130,9 +130,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _isatty(stream: object) -> bool:
+    """True if ``stream`` is a terminal (False for anything without a working isatty)."""
+    isatty = getattr(stream, "isatty", None)
     try:
-        return bool(stream.isatty())  # type: ignore[attr-defined]
-    except (AttributeError, ValueError):
+        return callable(isatty) and bool(isatty())
+    except ValueError:  # closed
         return False
 
 

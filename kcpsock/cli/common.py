@@ -12,6 +12,7 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
+from kcpsock import KCPSocket
 from kcpsock.cli.display import Display, StatsPrinter
 from kcpsock.cli.options import format_address
 
@@ -115,29 +116,17 @@ def spawn(target: Callable[..., Any], *args: Any, name: str = "kcpsock-cli") -> 
     return thread
 
 
-def _pending(sock: Any) -> Optional[int]:
-    """Segments not yet acknowledged by the peer (None once closed)."""
-    try:
-        return int(sock.figures()["waitsnd"])
-    except (OSError, AttributeError, KeyError):
-        return None
-
-
-def graceful_close(sock: Any, timeout_s: float = 3.0) -> None:
+def graceful_close(sock: KCPSocket, timeout_s: float = 3.0) -> None:
     """Close a session after what it sent is acknowledged (bounded wait).
 
     KCP has no FIN, and a close may drop segments still waiting for an ACK,
     so the last frame of a conversation (our FIN) could be lost on a lossy
     link; waiting for the send queue to drain first avoids that.
     """
-    deadline = time.monotonic() + timeout_s
-    delay = 0.001
-    while time.monotonic() < deadline:
-        pending = _pending(sock)
-        if not pending:
-            break
-        time.sleep(delay)  # polling the public figure; no event exists for "all acked"
-        delay = min(delay * 2, 0.05)
+    try:
+        sock.drain(timeout_s)
+    except OSError:
+        pass  # closed already
     try:
         sock.close()
     except OSError:

@@ -153,7 +153,8 @@ def add_kcp_options(
         default="aes",
         metavar="NAME",
         help="cipher: aes (default), aes-128, aes-192, salsa20, blowfish, twofish, "
-        "cast5, 3des, tea, xtea, xor, sm4, none, null, ...",
+        "cast5, 3des, tea, xtea, xor, sm4, none, null, ... (null: no crypto header, as "
+        "later kcptun; kcptun 20210922 treats null as aes)",
     )
     g.add_argument(
         "--key",

@@ -19,7 +19,7 @@ import socket
 import threading
 from typing import Any, Optional
 
-from kcpsock.cli import frames
+from kcpsock.cli import frames, kcptun
 from kcpsock.cli.common import add_output_options, announce, graceful_close, spawn, start_stats
 from kcpsock.cli.display import Display
 from kcpsock.cli.options import (
@@ -45,7 +45,9 @@ def register(sub: Any) -> None:
         "serve",
         help="a KCP server: echo (default), discard or forward to TCP",
         description="Accept KCP sessions on ADDR and echo, discard or forward "
-        "them to a TCP service (kcptun server style).",
+        "them to a TCP service (kcptun server style). With --forward and --kcptun: "
+        "kcptun's server (each smux stream becomes a TCP connection), so the "
+        "client may be the real kcptun-client; no half-close in that mode.",
     )
     p.add_argument("address", metavar="ADDR", help="UDP address to listen on, HOST:PORT")
     what = p.add_mutually_exclusive_group()
@@ -65,6 +67,7 @@ def register(sub: Any) -> None:
     )
     what.add_argument(
         "--forward",
+        "--target",
         metavar="HOST:PORT",
         default=None,
         help="pipe each session to a new TCP connection to HOST:PORT",
@@ -83,6 +86,7 @@ def register(sub: Any) -> None:
     )
     add_output_options(p)
     add_kcp_options(p, listening=True)
+    kcptun.add_kcptun_options(p, client=False)
     p.set_defaults(func=run, action=None)
 
 
@@ -139,7 +143,14 @@ def _handle(
                     f"{name}: cannot connect to {format_address(forward)}: {exc.strerror or exc}",
                     {"event": "error", "peer": name, "error": str(exc)},
                 )
-                # Tell the tunnel at once (FIN) so its TCP client sees the end.
+                # Tell the client why (connect exits non-zero with this line),
+                # then FIN at once so a tunnel's TCP client sees the end.
+                sock.sendall(
+                    frames.error_frame(
+                        f"the server cannot connect to {format_address(forward)}:"
+                        f" {exc.strerror or exc}"
+                    )
+                )
                 frames.FrameWriter(sock).fin()
                 graceful_close(sock)
                 return
@@ -152,7 +163,18 @@ def _handle(
         reason = "done"
     except TimeoutError:
         reason = "idle"
-    except (OSError, frames.ProtocolError) as exc:
+    except frames.ProtocolError as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        try:  # most likely a client with --raw: tell it (it recognises this frame)
+            sock.sendall(
+                frames.error_frame(
+                    "the server expects kcpsock framing (drop --raw, or serve --raw)"
+                )
+            )
+            graceful_close(sock)
+        except OSError:
+            pass
+    except OSError as exc:
         reason = f"{type(exc).__name__}: {exc}"
     finally:
         try:
@@ -174,6 +196,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--raw conflicts with --forward (forwarding needs the framing)")
     if args.idle < 0:
         raise UsageError("--idle must be >= 0")
+    kcptun.check_kcptun_args(args)
+    if args.kcptun and forward is None:
+        raise UsageError("--kcptun needs --forward HOST:PORT (kcptun's server forwards)")
     action = "forward" if forward else (args.action or "echo")
     args.action = action
     display = Display(json_mode=args.json, live=False)
@@ -183,13 +208,16 @@ def run(args: argparse.Namespace) -> int:
     lock = threading.Lock()
     try:
         target = f" -> {format_address(forward)} (tcp)" if forward else ""
+        mode = f"; {kcptun.describe(args)}" if args.kcptun else ""
         announce(
             display,
             "serve",
             listener.getsockname(),
-            f"({action}{target}; {settings.describe()})",
+            f"({action}{target}; {settings.describe()}{mode})",
             action=action,
         )
+        if args.kcptun:
+            kcptun.speed_note(args, display)
         while True:
             sock, peer = listener.accept()
             with lock:
@@ -199,6 +227,11 @@ def run(args: argparse.Namespace) -> int:
                 f"session from {format_address(peer)}",
                 {"event": "accepted", "peer": format_address(peer)},
             )
+            if args.kcptun and forward is not None:
+                spawn(
+                    kcptun.serve_session, sock, peer, forward, args, display, name="kcpsock-serve"
+                )
+                continue
             spawn(_handle, sock, peer, args, settings, forward, display, name="kcpsock-serve")
     finally:
         listener.close()

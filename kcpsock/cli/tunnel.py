@@ -19,7 +19,7 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
-from kcpsock.cli import frames
+from kcpsock.cli import frames, kcptun
 from kcpsock.cli.common import (
     AnswerWatch,
     add_output_options,
@@ -183,11 +183,15 @@ def register(sub: Any) -> None:
         "tunnel",
         help="forward a local TCP port over KCP (kcptun client style)",
         description="Accept TCP connections on LOCAL_TCP and carry each over its "
-        "own KCP session to REMOTE_KCP, where `kcpsock serve --forward` runs.",
+        "own KCP session to REMOTE_KCP, where `kcpsock serve --forward` runs. "
+        "With --kcptun: kcptun's client (smux streams over --conn KCP sessions, "
+        "snappy unless --nocomp), so REMOTE_KCP may be the real kcptun-server; "
+        "there is no half-close in that mode (--idle and --wait do not apply).",
     )
     p.add_argument(
         "-l",
         "--local",
+        "--localaddr",
         required=True,
         metavar="LOCAL_TCP",
         help="local TCP address to listen on, HOST:PORT",
@@ -195,6 +199,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "-r",
         "--remote",
+        "--remoteaddr",
         required=True,
         metavar="REMOTE_KCP",
         help="the KCP server (kcpsock serve --forward), HOST:PORT",
@@ -209,6 +214,7 @@ def register(sub: Any) -> None:
     add_wait_option(p)
     add_output_options(p)
     add_kcp_options(p, listening=False)
+    kcptun.add_kcptun_options(p, client=True)
     p.set_defaults(func=run)
 
 
@@ -252,6 +258,7 @@ def run(args: argparse.Namespace) -> int:
     remote = parse_address(args.remote, "remote KCP address")
     if args.idle < 0:
         raise UsageError("--idle must be >= 0")
+    kcptun.check_kcptun_args(args)
     display = Display(json_mode=args.json, live=False)
     family = socket.AF_INET6 if ":" in local[0] else socket.AF_INET
     server = socket.socket(family, socket.SOCK_STREAM)
@@ -263,13 +270,26 @@ def run(args: argparse.Namespace) -> int:
         server.close()
         raise bind_error(exc, "listen on", local) from None
     stats = start_stats(args)
+    mode = f"; {kcptun.describe(args)}" if args.kcptun else ""
     announce(
         display,
         "tunnel",
         server.getsockname(),
-        f"(tcp) -> {format_address(remote)} (kcp; {settings.describe()})",
+        f"(tcp) -> {format_address(remote)} (kcp; {settings.describe()}{mode})",
         remote=format_address(remote),
     )
+    if args.kcptun:
+        kcptun.speed_note(args, display)
+        mux = kcptun.ClientMux(remote, settings, args, display)
+        try:
+            while True:
+                conn, peer = server.accept()
+                spawn(kcptun.client_connection, mux, conn, peer, display, name="kcpsock-tunnel")
+        finally:
+            server.close()
+            mux.close()
+            if stats:
+                stats.stop()
     try:
         while True:
             conn, peer = server.accept()

@@ -247,7 +247,7 @@ def test_close_joins_thread_closes_sockets_and_is_idempotent(target: socket.sock
     assert {t.ident for t in threading.enumerate()} <= before
     assert relay._listen_sock.fileno() == -1
     assert relay._target_sock.fileno() == -1
-    with pytest.raises(OSError):  # noqa: PT011 - closed: any OSError (EBADF) will do
+    with pytest.raises(OSError):  # closed: any OSError (EBADF) will do
         relay.start()
 
 

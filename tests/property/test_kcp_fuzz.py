@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kcpsock.errors import PacketError
-from kcpsock.kcp import KCP
+from kcpsock.kcp import KCP, SN
 from kcpsock.segment import HEADER, timediff
 from tests.kcpwire import decode_segments, encode_segment, seg_fields
 
@@ -42,7 +42,7 @@ def snapshot(k: KCP) -> dict[str, Any]:
 
 
 def check_invariants(k: KCP) -> None:
-    sns = [s.sn for s in k.snd_buf]
+    sns = [s[SN] for s in k.snd_buf]
     if sns:
         assert sns[0] == k.snd_una
         assert all(((b - a) & 0xFFFFFFFF) == 1 for a, b in zip(sns, sns[1:]))

@@ -300,6 +300,8 @@ def test_fast_paths_in_use_with_ctypes_backend() -> None:
     if _raw_api.backend != "ctypes":  # pragma: no cover - cffi: public API only
         pytest.skip("pycryptodome uses cffi here")
     assert type(new_block_crypt("aes", KEY)).__name__ == "RawCFB"
+    for name in ("salsa20", "xor", "aes-gcm"):  # each passed its check at construction
+        assert getattr(new_block_crypt(name, KEY), "_fast", None) is not None, name
 
 
 def test_broken_fast_path_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,7 +8,7 @@ import struct
 import pytest
 
 from kcpsock.errors import PacketError
-from kcpsock.kcp import KCP
+from kcpsock.kcp import ACKED, KCP
 from kcpsock.segment import HEADER, Command, timediff
 from tests.kcpwire import decode_segments, encode_segment, seg_fields
 
@@ -318,7 +318,7 @@ def test_selective_ack_marks_and_una_removes() -> None:
     # ACK sn 2 only (una 0): marked, kept until una passes it
     a.input(encode_segment(CONV, 82, 0, 32, 0, 2, 0), 10)
     assert a.waitsnd() == 4
-    assert [s.acked for s in a.snd_buf] == [False, False, True, False]
+    assert [s[ACKED] for s in a.snd_buf] == [False, False, True, False]
     # a full flush triggered by the skipping ACK early-retransmits sn 0 and 1
     out = a.flush(11)
     assert [sn for c, _, sn, _ in segs(out) if c == 81] == [0, 1]

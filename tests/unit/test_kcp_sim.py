@@ -14,7 +14,7 @@ from typing import Optional
 
 import pytest
 
-from kcpsock.kcp import IKCP_PROBE_INIT, KCP
+from kcpsock.kcp import ACKED, IKCP_PROBE_INIT, KCP, RESENDTS, XMIT
 from tests.kcpwire import decode_segments
 from tests.netsim import FakeClock, KCPPair, LossyLink
 
@@ -263,7 +263,7 @@ def test_dead_link_after_repeated_loss() -> None:
     a.send(b"into the void")
     assert not pair.run_until(lambda: a.is_dead, 1000, tick=10)
     assert pair.run_until(lambda: a.is_dead, 120_000, tick=10)
-    assert a.state == 0xFFFFFFFF and a.snd_buf[0].xmit == a.dead_link == 20
+    assert a.state == 0xFFFFFFFF and a.snd_buf[0][XMIT] == a.dead_link == 20
     assert a.lost_segs == 19 and a.retrans_segs == 19
 
 
@@ -356,10 +356,10 @@ def test_check_is_never_later_than_the_exact_ikcp_check() -> None:
             return now
         minimal = (ts_flush - now) & 0xFFFFFFFF
         for seg in a.snd_buf:
-            if seg.acked:
+            if seg[ACKED]:
                 continue
-            d = ((seg.resendts - now + 0x80000000) & 0xFFFFFFFF) - 0x80000000
-            if seg.xmit == 0 or d <= 0:
+            d = ((seg[RESENDTS] - now + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+            if seg[XMIT] == 0 or d <= 0:
                 return now
             minimal = min(minimal, d)
         return int(now + min(minimal, a.interval))

@@ -98,7 +98,7 @@ def test_earlier_deadline_wakes_sleeping_thread(upd: Updater) -> None:
     upd.schedule(far, now_ms() + 60_000)
     # let the thread go to sleep on the far deadline
     deadline = time.monotonic() + 5
-    while upd._sleep_until is None and time.monotonic() < deadline:
+    while upd.sleeping_until is None and time.monotonic() < deadline:
         threading.Event().wait(0.001)
     near = Target()
     t0 = now_ms()

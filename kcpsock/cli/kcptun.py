@@ -1,0 +1,433 @@
+"""kcptun mode of ``kcpsock tunnel`` and ``kcpsock serve --forward``: smux + snappy.
+
+With ``--kcptun`` the two commands speak kcptun's protocol instead of
+kcpsock's own framing: TCP connections become smux streams over a few KCP
+sessions (``--conn``), the whole KCP byte stream wrapped in snappy framing
+unless ``--nocomp``.  Either end may then be the real kcptun-client or
+kcptun-server.
+
+kcptun has no half-close: when either direction of a connection ends, both
+the stream and the TCP connection are closed (kcptun's ``handleClient``),
+and this mode does the same (docs/KCPTUN.md §3, §7).
+
+Invariants: each TCP connection has two daemon copy threads that close both
+ends as soon as one direction ends; a failing session or stream never stops
+the command; every session is closed on exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import threading
+import time
+from typing import Any, Optional
+
+from kcpsock.cli.common import spawn
+from kcpsock.cli.display import Display
+from kcpsock.cli.options import (
+    Address,
+    KCPSettings,
+    UsageError,
+    dial,
+    format_address,
+)
+
+__all__ = [
+    "KCPTUN_HELP",
+    "ClientMux",
+    "add_kcptun_options",
+    "check_kcptun_args",
+    "pipe",
+    "serve_session",
+    "smux_kwargs",
+    "speed_note",
+]
+
+#: What ``--kcptun`` means, for the help texts.
+KCPTUN_HELP = (
+    "speak kcptun's protocol (smux streams over KCP, snappy unless --nocomp) so "
+    "the other end may be the real kcptun; no half-close in this mode: when either "
+    "direction of a connection ends, both are closed, as kcptun does"
+)
+
+DEFAULTS: dict[str, Any] = {
+    "nocomp": False,
+    "smuxver": 1,
+    "smuxbuf": 4194304,
+    "streambuf": 2097152,
+    "keepalive": 10,
+    "conn": 1,
+    "autoexpire": 0,
+    "scavengettl": 600,
+}
+#: smux's keepalive timeout, which kcptun 20210922 never changes (s).
+KEEPALIVE_TIMEOUT_S = 30
+#: Bytes per read in the copy loops (kcptun reads 4096; bigger costs less here).
+COPY_CHUNK = 32768
+
+
+def add_kcptun_options(parser: argparse.ArgumentParser, *, client: bool) -> None:
+    """Add ``--kcptun`` and kcptun's smux options (names and defaults as kcptun's).
+
+    Args:
+        parser: the command's parser.
+        client: add the client-only options (``--conn``, ``--autoexpire``,
+            ``--scavengettl``).
+    """
+    g = parser.add_argument_group(
+        "kcptun mode (--kcptun; kcptun's names and defaults; no half-close)"
+    )
+    g.add_argument("--kcptun", action="store_true", help=KCPTUN_HELP)
+    g.add_argument(
+        "--nocomp",
+        action="store_true",
+        default=None,
+        help="no snappy compression (must match the peer; default: compress)",
+    )
+    g.add_argument(
+        "--smuxver",
+        type=int,
+        default=None,
+        choices=(1, 2),
+        help="smux protocol version, must match the peer (default 1)",
+    )
+    g.add_argument(
+        "--smuxbuf",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help=f"smux receive buffer of a session (default {DEFAULTS['smuxbuf']})",
+    )
+    g.add_argument(
+        "--streambuf",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help=f"smux v2 per-stream window (default {DEFAULTS['streambuf']}; <= --smuxbuf)",
+    )
+    g.add_argument(
+        "--keepalive",
+        type=int,
+        default=None,
+        metavar="S",
+        help=f"smux keepalive interval in seconds (default {DEFAULTS['keepalive']}; "
+        f"a session silent for {KEEPALIVE_TIMEOUT_S} s is closed)",
+    )
+    if client:
+        g.add_argument(
+            "--conn",
+            type=int,
+            default=None,
+            metavar="N",
+            help="KCP sessions to the server; TCP connections are spread round-robin (default 1)",
+        )
+        g.add_argument(
+            "--autoexpire",
+            type=int,
+            default=None,
+            metavar="S",
+            help="a session older than S seconds takes no new connections (default 0: never)",
+        )
+        g.add_argument(
+            "--scavengettl",
+            type=int,
+            default=None,
+            metavar="S",
+            help="close an expired session S seconds after it expired (default 600)",
+        )
+
+
+def check_kcptun_args(args: argparse.Namespace) -> None:
+    """Check the kcptun options and fill in their defaults.
+
+    Raises:
+        UsageError: a kcptun option without ``--kcptun``, or a bad value.
+    """
+    given = [name for name in DEFAULTS if getattr(args, name, None) not in (None, False)]
+    if not args.kcptun:
+        if given:
+            raise UsageError(f"--{given[0]} needs --kcptun")
+        return
+    for name, value in DEFAULTS.items():
+        if hasattr(args, name) and getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.smuxbuf <= 0:
+        raise UsageError(f"--smuxbuf must be positive, not {args.smuxbuf}")
+    if args.streambuf <= 0:
+        raise UsageError(f"--streambuf must be positive, not {args.streambuf}")
+    if args.streambuf > args.smuxbuf:
+        raise UsageError(
+            f"--streambuf {args.streambuf} must not be larger than --smuxbuf {args.smuxbuf}"
+        )
+    if args.smuxbuf > 0x7FFFFFFF:
+        raise UsageError("--smuxbuf must be below 2**31")
+    if not 1 <= args.keepalive <= KEEPALIVE_TIMEOUT_S:
+        raise UsageError(
+            f"--keepalive must be 1..{KEEPALIVE_TIMEOUT_S} s (smux's keep-alive timeout "
+            f"is {KEEPALIVE_TIMEOUT_S} s and must be larger than the interval)"
+        )
+    if hasattr(args, "conn"):
+        if not 1 <= args.conn <= 65535:
+            raise UsageError(f"--conn must be 1..65535, not {args.conn}")
+        if args.autoexpire < 0:
+            raise UsageError(f"--autoexpire must be >= 0, not {args.autoexpire}")
+        if args.scavengettl < 0:
+            raise UsageError(f"--scavengettl must be >= 0, not {args.scavengettl}")
+
+
+def smux_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of ``kcpsock.smux.client``/``server`` for the options."""
+    return {
+        "version": args.smuxver,
+        "compress": not args.nocomp,
+        "max_receive_buffer": args.smuxbuf,
+        "max_stream_buffer": args.streambuf,
+        "keepalive": args.keepalive,
+        "keepalive_timeout": KEEPALIVE_TIMEOUT_S,
+    }
+
+
+def describe(args: argparse.Namespace) -> str:
+    """One line about the kcptun mode, for the readiness line."""
+    comp = "no compression" if args.nocomp else "snappy"
+    return f"kcptun mode: smux v{args.smuxver}, {comp}"
+
+
+def speed_note(args: argparse.Namespace, display: Display) -> None:
+    """Say once that cramjam makes snappy faster, when compressing without it."""
+    from kcpsock import snappy
+
+    if not args.nocomp and not snappy.HAVE_CRAMJAM:
+        display.line(
+            "note: snappy runs in pure Python (about 5 MB/s); "
+            "pip install 'kcpsock[kcptun]' makes it much faster",
+            {"event": "note", "note": "pip install 'kcpsock[kcptun]' for fast snappy"},
+        )
+
+
+def pipe(stream: Any, tcp: socket.socket) -> tuple[int, int]:
+    """Copy both ways between an smux stream and a TCP connection, kcptun style.
+
+    When either direction ends (EOF or error) both are closed: kcptun has
+    no half-close.
+
+    Returns:
+        (bytes TCP -> stream, bytes stream -> TCP).
+    """
+    counts = [0, 0]
+    done = threading.Event()
+    lock = threading.Lock()
+
+    def finish() -> None:
+        with lock:
+            if done.is_set():
+                return
+            done.set()
+        try:
+            tcp.shutdown(socket.SHUT_RDWR)  # wakes the other copier
+        except OSError:
+            pass
+        try:
+            stream.close()
+        except OSError:
+            pass
+
+    def up() -> None:
+        try:
+            while True:
+                data = tcp.recv(COPY_CHUNK)
+                if not data:
+                    break
+                counts[0] += len(data)
+                stream.sendall(data)
+        except OSError:
+            pass
+        finish()
+
+    tcp.settimeout(None)
+    stream.settimeout(None)
+    thread = spawn(up, name="kcpsock-kcptun-up")
+    try:
+        while True:
+            data = stream.recv(COPY_CHUNK)
+            if not data:
+                break
+            counts[1] += len(data)
+            tcp.sendall(data)
+    except OSError:
+        pass
+    finish()
+    thread.join(5.0)
+    try:
+        tcp.close()
+    except OSError:
+        pass
+    return counts[0], counts[1]
+
+
+# ------------------------------------------------------------------ client
+
+
+class _Slot:
+    """One of the ``--conn`` session slots."""
+
+    def __init__(self) -> None:
+        self.session: Any = None
+        self.expires = 0.0
+
+
+class ClientMux:
+    """kcptun's client side: ``--conn`` KCP+smux sessions used round-robin.
+
+    A slot's session is created on first use and replaced when it died or
+    (with ``--autoexpire``) expired; an expired session is closed
+    ``--scavengettl`` seconds after expiry.
+    """
+
+    def __init__(
+        self, remote: Address, settings: KCPSettings, args: argparse.Namespace, display: Display
+    ) -> None:
+        """Prepare the slots (no session is dialed before the first connection)."""
+        self.remote = remote
+        self.settings = settings
+        self.display = display
+        self.kwargs = smux_kwargs(args)
+        self.autoexpire = float(args.autoexpire)
+        self.scavengettl = float(args.scavengettl)
+        self.slots = [_Slot() for _ in range(args.conn)]
+        self.rr = 0
+        self.lock = threading.Lock()
+        self.expired: list[tuple[float, Any]] = []
+        self.closed = threading.Event()
+        if self.autoexpire > 0:
+            spawn(self._scavenge, name="kcpsock-kcptun-scavenger")
+
+    def _new_session(self) -> Any:
+        from kcpsock import smux
+
+        sock = dial(self.remote, self.settings)
+        session = smux.client(sock, **self.kwargs)
+        self.display.line(
+            f"smux session {sock.getsockname()[1]} -> {format_address(self.remote)} "
+            f"(conv {sock.conv:#010x})",
+            {"event": "session", "remote": format_address(self.remote), "conv": sock.conv},
+        )
+        return session
+
+    def session_for_next(self) -> Any:
+        """Return the session the next connection goes to (kcptun's round-robin)."""
+        with self.lock:
+            slot = self.slots[self.rr % len(self.slots)]
+            self.rr += 1
+            now = time.monotonic()
+            if (
+                slot.session is None
+                or not slot.session.alive
+                or (self.autoexpire > 0 and now >= slot.expires)
+            ):
+                if slot.session is not None and slot.session.alive:
+                    self.expired.append((slot.expires + self.scavengettl, slot.session))
+                slot.session = self._new_session()
+                slot.expires = now + self.autoexpire
+            return slot.session
+
+    def open_stream(self) -> Any:
+        """Open a stream on the next session (a new session if it refuses)."""
+        session = self.session_for_next()
+        try:
+            return session.open_stream()
+        except OSError:
+            session.close()
+            return self.session_for_next().open_stream()
+
+    def _scavenge(self) -> None:
+        while not self.closed.wait(1.0):
+            now = time.monotonic()
+            with self.lock:
+                due = [s for t, s in self.expired if t <= now]
+                self.expired = [(t, s) for t, s in self.expired if t > now]
+            for session in due:
+                session.close()
+
+    def close(self) -> None:
+        """Close every session."""
+        self.closed.set()
+        with self.lock:
+            sessions = [s.session for s in self.slots if s.session is not None]
+            sessions += [s for _, s in self.expired]
+        for session in sessions:
+            try:
+                session.close()
+            except OSError:
+                pass
+
+
+def client_connection(mux: ClientMux, conn: socket.socket, peer: Any, display: Display) -> None:
+    """Carry one accepted TCP connection over a new stream (kcptun ``handleClient``)."""
+    try:
+        stream = mux.open_stream()
+    except (OSError, UsageError) as exc:
+        display.line(
+            f"cannot open a stream for {format_address(peer)}: {exc}",
+            {"event": "error", "peer": format_address(peer), "error": str(exc)},
+        )
+        conn.close()
+        return
+    up, down = pipe(stream, conn)
+    display.line(
+        f"closed {format_address(peer)} (stream {stream.id}): {up} bytes up, {down} bytes down",
+        {"event": "closed", "peer": format_address(peer), "up": up, "down": down},
+    )
+
+
+# ------------------------------------------------------------------ server
+
+
+def serve_session(
+    sock: Any,
+    peer: Any,
+    forward: Address,
+    args: argparse.Namespace,
+    display: Display,
+) -> None:
+    """Serve one accepted KCP session as kcptun's server: each stream -> a TCP connection."""
+    from kcpsock import smux
+
+    name = format_address(peer)
+    session = smux.server(sock, **smux_kwargs(args))
+    streams = 0
+    try:
+        while True:
+            try:
+                stream = session.accept_stream()
+            except OSError:
+                break
+            streams += 1
+            spawn(_forward_stream, stream, forward, display, name="kcpsock-kcptun-stream")
+    finally:
+        reason = session.error or "closed"
+        session.close()
+    display.line(
+        f"session from {name} ended ({reason}), {streams} streams",
+        {"event": "closed", "peer": name, "streams": streams, "reason": reason},
+    )
+
+
+def _forward_stream(stream: Any, forward: Address, display: Display) -> None:
+    try:
+        tcp = socket.create_connection(forward, timeout=10.0)
+    except OSError as exc:
+        display.line(
+            f"stream {stream.id}: cannot connect to {format_address(forward)}: "
+            f"{exc.strerror or exc}",
+            {"event": "error", "stream": stream.id, "error": str(exc)},
+        )
+        stream.close()
+        return
+    pipe(stream, tcp)
+
+
+def forward_address_note(forward: Optional[Address]) -> str:
+    """The readiness line's target part."""
+    return f" -> {format_address(forward)} (tcp)" if forward else ""

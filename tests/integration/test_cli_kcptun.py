@@ -1,0 +1,147 @@
+"""``kcpsock tunnel --kcptun`` and ``kcpsock serve --forward --kcptun`` (kcpsock on
+both ends, as subprocesses on 127.0.0.1): usage errors, the help, and data
+through several connections over ``--conn 2`` sessions, v1 and v2.  The
+tests against the real kcptun are in tests/interop/test_kcptun.py.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from tests.integration.test_cli import assert_usage_error, procs, run_cli  # noqa: F401
+from tests.interop.kcptun import EchoServer, echo_through
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (
+            ["tunnel", "-l", "127.0.0.1:0", "-r", "127.0.0.1:9", "--nocomp"],
+            "--nocomp needs --kcptun",
+        ),
+        (
+            ["tunnel", "-l", "127.0.0.1:0", "-r", "127.0.0.1:9", "--kcptun", "--keepalive", "40"],
+            "--keepalive must be 1..30",
+        ),
+        (
+            [
+                "tunnel",
+                "-l",
+                "127.0.0.1:0",
+                "-r",
+                "127.0.0.1:9",
+                "--kcptun",
+                "--streambuf",
+                "9000000",
+            ],
+            "must not be larger than --smuxbuf",
+        ),
+        (
+            ["tunnel", "-l", "127.0.0.1:0", "-r", "127.0.0.1:9", "--kcptun", "--conn", "0"],
+            "--conn must be 1..65535",
+        ),
+        (["serve", "127.0.0.1:0", "--kcptun"], "--kcptun needs --forward"),
+        (["serve", "127.0.0.1:0", "--forward", "127.0.0.1:9", "--smuxver", "2"], "needs --kcptun"),
+    ],
+)
+def test_usage_errors(args: list[str], needle: str) -> None:
+    assert_usage_error(run_cli(*args), needle)
+
+
+def test_smuxver_3_is_refused_by_argparse() -> None:
+    result = run_cli(
+        "tunnel", "-l", "127.0.0.1:0", "-r", "127.0.0.1:9", "--kcptun", "--smuxver", "3"
+    )
+    assert result.returncode == 2
+    assert b"invalid choice" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["tunnel", "serve"])
+def test_help_says_no_half_close(command: str) -> None:
+    out = run_cli(command, "--help").stdout.decode()
+    assert "--kcptun" in out and "half-close" in out
+    for flag in ("--nocomp", "--smuxver", "--smuxbuf", "--streambuf", "--keepalive"):
+        assert flag in out
+    if command == "tunnel":
+        for flag in ("--conn", "--autoexpire", "--scavengettl"):
+            assert flag in out
+
+
+@pytest.mark.parametrize(
+    "options", [[], ["--nocomp", "--smuxver", "2", "--crypt", "null", "--ds", "0", "--ps", "0"]]
+)
+def test_kcpsock_on_both_ends(procs: Any, options: list[str]) -> None:  # noqa: F811
+    echo = EchoServer()
+    try:
+        server = procs(
+            "serve", "127.0.0.1:0", "--forward", f"127.0.0.1:{echo.port}", "--kcptun", *options
+        )
+        host, port = server.address()
+        tunnel = procs(
+            "tunnel",
+            "-l",
+            "127.0.0.1:0",
+            "-r",
+            f"{host}:{port}",
+            "--kcptun",
+            "--conn",
+            "2",
+            *options,
+        )
+        address = tunnel.address()
+        assert echo_through(address, [400_000, 300_000, 200_000, 100_000]) == [True] * 4
+        assert echo.connections == 4
+        assert tunnel.interrupt() == 130
+        lines = tunnel.seen + tunnel.rest()
+        assert len([line for line in lines if "smux session" in line]) == 2  # --conn 2
+        assert server.interrupt() == 130
+        assert "Traceback" not in tunnel.stderr.decode() + server.stderr.decode()
+    finally:
+        echo.close()
+
+
+def test_forward_to_a_closed_port_closes_the_tcp_connection(procs: Any) -> None:  # noqa: F811
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]  # closed when the block ends: nothing listens there
+    server = procs("serve", "127.0.0.1:0", "--forward", f"127.0.0.1:{dead}", "--kcptun")
+    host, port = server.address()
+    tunnel = procs("tunnel", "-l", "127.0.0.1:0", "-r", f"{host}:{port}", "--kcptun")
+    with socket.create_connection(tunnel.address(), timeout=20) as conn:
+        conn.sendall(b"anyone?")
+        assert conn.recv(10) == b""  # the stream's FIN closed it
+    server.wait_line(re.compile(r"cannot connect to"))
+
+
+def test_autoexpire_moves_new_connections_to_a_new_session(procs: Any) -> None:  # noqa: F811
+    import threading
+
+    echo = EchoServer()
+    try:
+        server = procs("serve", "127.0.0.1:0", "--forward", f"127.0.0.1:{echo.port}", "--kcptun")
+        host, port = server.address()
+        tunnel = procs(
+            "tunnel",
+            "-l",
+            "127.0.0.1:0",
+            "-r",
+            f"{host}:{port}",
+            "--kcptun",
+            "--autoexpire",
+            "1",
+            "--scavengettl",
+            "1",
+        )
+        address = tunnel.address()
+        assert echo_through(address, [1000]) == [True]
+        tunnel.wait_line(re.compile(r"smux session"))
+        threading.Event().wait(1.2)  # the feature is a clock: let the session expire
+        assert echo_through(address, [1000]) == [True]
+        tunnel.wait_line(re.compile(r"smux session"))  # a second session was dialed
+    finally:
+        echo.close()

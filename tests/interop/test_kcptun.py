@@ -1,0 +1,177 @@
+"""kcpsock's kcptun mode against Debian's kcptun 20210922, both directions.
+
+* kcptun-client -> ``kcpsock serve --forward --kcptun`` -> TCP echo;
+* ``kcpsock tunnel --kcptun`` -> kcptun-server -> TCP echo;
+
+each with kcptun's defaults (snappy, aes, FEC 10/3, smux v1, mode fast) and
+with ``--nocomp --smuxver 2 --crypt salsa20``: four TCP connections at once
+(3.25 MB in all, half random, half compressible), every echoed byte checked.
+Mismatched options must pass nothing and end the session with a clear line.
+
+Skipped when kcptun is absent, unless KCPSOCK_REQUIRE_INTEROP=1.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from typing import Any
+
+import pytest
+
+from tests.integration.test_cli import procs  # noqa: F401 - fixture
+from tests.interop.kcptun import KEY, EchoServer, Kcptun, echo_through, free_port, require_kcptun
+
+pytestmark = pytest.mark.interop
+
+SIZES = [1_500_000, 1_000_000, 500_000, 250_000]
+CONFIGS = [
+    pytest.param([], id="defaults-snappy-aes-fec10-3-smux1"),
+    pytest.param(["--nocomp", "--smuxver", "2", "--crypt", "salsa20"], id="nocomp-smux2-salsa20"),
+]
+
+
+@pytest.fixture
+def echo() -> Any:
+    server = EchoServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def kcptun() -> Any:
+    client_bin, server_bin = require_kcptun()
+    started: list[Kcptun] = []
+
+    def start(side: str, *args: str) -> Kcptun:
+        binary = client_bin if side == "client" else server_bin
+        proc = Kcptun([binary, *args, "--key", KEY, "--quiet"])
+        started.append(proc)
+        proc.wait_ready()
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+@pytest.mark.parametrize("options", CONFIGS)
+def test_kcptun_client_to_kcpsock_server(
+    kcptun: Any,
+    procs: Any,  # noqa: F811
+    echo: EchoServer,
+    options: list[str],
+) -> None:
+    server = procs(
+        "serve",
+        "127.0.0.1:0",
+        "--forward",
+        f"127.0.0.1:{echo.port}",
+        "--kcptun",
+        "--key",
+        KEY,
+        *options,
+    )
+    host, port = server.address()
+    local = free_port(socket.SOCK_STREAM)
+    kcptun("client", "-l", f"127.0.0.1:{local}", "-r", f"{host}:{port}", *options)
+    assert echo_through(("127.0.0.1", local), SIZES) == [True] * len(SIZES)
+    assert echo.connections == len(SIZES)
+    assert server.interrupt() == 130
+    assert "Traceback" not in server.stderr.decode()
+
+
+@pytest.mark.parametrize("options", CONFIGS)
+def test_kcpsock_tunnel_to_kcptun_server(
+    kcptun: Any,
+    procs: Any,  # noqa: F811
+    echo: EchoServer,
+    options: list[str],
+) -> None:
+    port = free_port(socket.SOCK_DGRAM)
+    kcptun("server", "-l", f"127.0.0.1:{port}", "-t", f"127.0.0.1:{echo.port}", *options)
+    tunnel = procs(
+        "tunnel", "-l", "127.0.0.1:0", "-r", f"127.0.0.1:{port}", "--kcptun", "--key", KEY, *options
+    )
+    host, local = tunnel.address()
+    assert echo_through((host, local), SIZES) == [True] * len(SIZES)
+    assert echo.connections == len(SIZES)
+    assert tunnel.interrupt() == 130
+    assert "Traceback" not in tunnel.stderr.decode()
+
+
+def test_kcptun_client_conn_3_round_robin(kcptun: Any, procs: Any, echo: EchoServer) -> None:  # noqa: F811
+    """kcptun's --conn 3 dials three KCP sessions; kcpsock serves each."""
+    server = procs(
+        "serve", "127.0.0.1:0", "--forward", f"127.0.0.1:{echo.port}", "--kcptun", "--key", KEY
+    )
+    host, port = server.address()
+    local = free_port(socket.SOCK_STREAM)
+    kcptun("client", "-l", f"127.0.0.1:{local}", "-r", f"{host}:{port}", "--conn", "3")
+    assert echo_through(("127.0.0.1", local), [200_000] * 6) == [True] * 6
+    sessions = {line for line in server.seen if "session from" in line}
+    server.interrupt()
+    sessions |= {line for line in server.rest() if "session from" in line}
+    assert len([s for s in sessions if "closed" not in s and "ended" not in s]) == 3, sessions
+
+
+def test_compression_mismatch_passes_nothing_and_says_why(
+    kcptun: Any,
+    procs: Any,  # noqa: F811
+    echo: EchoServer,
+) -> None:
+    """kcptun-client compresses, kcpsock expects --nocomp: the session ends with a
+    smux protocol error line and the TCP client sees its connection closed.
+    """
+    server = procs(
+        "serve",
+        "127.0.0.1:0",
+        "--forward",
+        f"127.0.0.1:{echo.port}",
+        "--kcptun",
+        "--nocomp",
+        "--key",
+        KEY,
+    )
+    host, port = server.address()
+    local = free_port(socket.SOCK_STREAM)
+    kcptun("client", "-l", f"127.0.0.1:{local}", "-r", f"{host}:{port}")
+    with socket.create_connection(("127.0.0.1", local), timeout=20) as conn:
+        conn.sendall(b"hello")
+        server.wait_line(re.compile(r"ended \(smux protocol error"), timeout=20)
+    assert echo.connections == 0
+    assert "Traceback" not in server.stderr.decode()
+
+
+@pytest.mark.parametrize("direction", ["kcptun-client", "kcptun-server"])
+def test_stdlib_snappy_fallback_interoperates(
+    kcptun: Any,
+    procs: Any,  # noqa: F811
+    echo: EchoServer,
+    monkeypatch: pytest.MonkeyPatch,
+    direction: str,
+) -> None:
+    """Without cramjam kcpsock writes uncompressed chunks and decodes kcptun's
+    compressed ones in pure Python; the CLI says once how to make it faster.
+    """
+    monkeypatch.setenv("KCPSOCK_NO_CRAMJAM", "1")
+    if direction == "kcptun-client":
+        ours = procs(
+            "serve", "127.0.0.1:0", "--forward", f"127.0.0.1:{echo.port}", "--kcptun", "--key", KEY
+        )
+        host, port = ours.address()
+        local = free_port(socket.SOCK_STREAM)
+        kcptun("client", "-l", f"127.0.0.1:{local}", "-r", f"{host}:{port}")
+        address = ("127.0.0.1", local)
+    else:
+        port = free_port(socket.SOCK_DGRAM)
+        kcptun("server", "-l", f"127.0.0.1:{port}", "-t", f"127.0.0.1:{echo.port}")
+        ours = procs(
+            "tunnel", "-l", "127.0.0.1:0", "-r", f"127.0.0.1:{port}", "--kcptun", "--key", KEY
+        )
+        address = ours.address()
+    ours.wait_line(re.compile(r"pip install 'kcpsock\[kcptun\]'"))
+    assert echo_through(address, [300_000, 100_000]) == [True, True]
+    ours.interrupt()
+    text = "\n".join(ours.seen + ours.rest())
+    assert text.count("pip install") == 1
