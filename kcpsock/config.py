@@ -323,7 +323,7 @@ class KCPConfig:
     accept_timeout: float = 30.0
     """Listener: seconds a new session may wait for ``accept``; older ones are closed
     and dropped (``refused["expired"]``); 0 keeps them until accepted."""
-    pending_rcvwnd: int = 32
+    pending_rcvwnd: int = 128
     """Listener: receive window (segments) of a session until it is accepted, so an
     unaccepted session buffers at most about ``2 * pending_rcvwnd * mtu`` bytes; the
     full ``rcvwnd`` is advertised at ``accept``."""

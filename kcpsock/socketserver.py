@@ -247,17 +247,21 @@ class ThreadingKCPServer(socketserver.ThreadingMixIn, KCPServer):
             ``accept_timeout`` seconds.  ``shutdown`` and ``server_close``
             end the wait.
         max_threads_per_address: handler threads for one client IP address
-            at most (default 32; None: no limit).  A request beyond it is
-            closed at once, without a handler (counted in
-            :attr:`refused_requests`): sessions from one host that never
-            finish (a flood of forged conversations, whose handlers wait for
-            input forever) cannot take every thread.
+            at most (default None: no limit).  A request beyond it is closed
+            at once, without a handler (counted in
+            :attr:`refused_requests`), so sessions from one host (a flood of
+            conversations that answer keep-alive probes) cannot take every
+            thread.  Off by default because KCP has no FIN: the handler of
+            a client that closed lives until ``keepalive_timeout`` detects
+            the silence, so a cap would refuse a legitimate host (or NAT)
+            that opens many short connections in a row.  Set it (e.g. to
+            ``max_threads // 4``) on servers exposed to hostile networks.
         refused_requests: requests closed because of
             ``max_threads_per_address``.
     """
 
     max_threads: Optional[int] = 128
-    max_threads_per_address: Optional[int] = 32
+    max_threads_per_address: Optional[int] = None
 
     def __init__(
         self,
