@@ -920,6 +920,7 @@ class KCP:
         # The PUSH segments this flush sends, in order; packed after the
         # control segments by the one packer at the end.
         push: list[Segment] = []
+        new: list[Segment] = []  # the segments moved from snd_queue and sent at once
 
         # Phase 4: move segments into the send window (also in ACK-only flush).
         cwnd = self.snd_wnd if self.snd_wnd < self.rmt_wnd else self.rmt_wnd
@@ -1085,7 +1086,8 @@ class KCP:
                         bound = resendts_new
                 if new_segs:
                     # move from snd_queue and send at once (kcp-go: phase 4, then
-                    # the "initial transmit" rule of the scan)
+                    # the "initial transmit" rule of the scan); they join snd_buf
+                    # and _inflight after the packer (below)
                     nxt = self.snd_nxt
                     popleft = snd_queue.popleft
                     fresh: list[list[object]] = []
@@ -1093,10 +1095,8 @@ class KCP:
                         frg, data = popleft()
                         fresh.append([nxt, frg, data, current, rx_rto, 1, resendts_new, 0, False])
                         nxt = (nxt + 1) & _M
-                    segs = cast("list[Segment]", fresh)  # once per flush, not per segment
-                    snd_buf.extend(segs)
-                    self._inflight.extend(segs)
-                    push.extend(segs)
+                    new = cast("list[Segment]", fresh)  # once per flush, not per segment
+                    push.extend(new)
                     self.snd_nxt = nxt
                     if dead_link <= 1:
                         self.state = 0xFFFFFFFF
@@ -1148,6 +1148,14 @@ class KCP:
         if size:
             out.append(b"".join(parts))
         self.out_segs += len(control) + len(push)
+        if new:
+            # Only now, after the datagrams were allocated: the deque blocks
+            # these allocate then sit above them in the C heap, so freeing the
+            # datagrams does not leave a free top that glibc trims and the
+            # next flush faults in again (bench_core: 30x the page faults
+            # and 13-30% more CPU time when the blocks came first).
+            snd_buf.extend(new)
+            self._inflight.extend(new)
 
         # Phase 6: congestion window reaction.
         if change or lost:
