@@ -35,6 +35,7 @@ from .crypt import CIPHERS, BlockCrypt, derive_key, new_block_crypt
 from .errors import (
     KCPBlockingIOError,
     KCPClosedError,
+    KCPConnectionRefusedError,
     KCPConnectionResetError,
     KCPError,
     KCPTimeoutError,
@@ -53,6 +54,7 @@ __all__ = [
     "KCPBlockingIOError",
     "KCPClosedError",
     "KCPConfig",
+    "KCPConnectionRefusedError",
     "KCPConnectionResetError",
     "KCPError",
     "KCPSocket",

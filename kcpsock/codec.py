@@ -168,6 +168,10 @@ class PacketCodec:
         data_shards, parity_shards: the configured FEC shard counts.
         crypto_header: bytes in front for crypto (20, 12 for AEAD, or 0).
         tag_size: bytes behind for the AEAD tag (16) or 0.
+        nonce_size: bytes of the per-packet random nonce at the front of
+            every wire packet (16 classic, 12 AEAD, 0 without a cipher); for
+            a fixed key the wire prefix of this length identifies the nonce
+            (:mod:`kcpsock.replay`).
         overhead: crypto header + FEC header (8 when on) + tag.
         encoder: the :class:`~kcpsock.fec.FECEncoder`.
         decoder: the :class:`~kcpsock.fec.FECDecoder` (None until an FEC
@@ -204,6 +208,7 @@ class PacketCodec:
             self.crypto_header = int(getattr(block, "nonce_size", 12))
         else:
             self.crypto_header = CRYPT_HEADER_SIZE
+        self.nonce_size = 0 if block is None else (self.crypto_header if self._aead else NONCE_SIZE)
         self.overhead = (
             self.crypto_header + (FEC_HEADER_SIZE_PLUS2 if self._fec else 0) + self.tag_size
         )

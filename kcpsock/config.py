@@ -11,9 +11,12 @@ Invariants:
 
 * every field is validated in ``__post_init__``; a bad value raises
   ``ValueError`` (or ``TypeError`` for a wrong type) naming the field;
-* defaults are kcp-go's defaults for a fresh session (docs/KCP.md §3,
-  docs/SESSION.md §2), except the listener limits and the blacklist TTL,
-  which are kcpsock's (docs/SESSION.md §4, §5);
+* the defaults are kcpsock's profile for code written for TCP (stream mode,
+  nodelay 1 / interval 10 / resend 2 / no congestion window, windows of 1024
+  segments, README "Defaults, and kcp-go's own"); :meth:`KCPConfig.kcp_go`
+  gives kcp-go's own defaults for a fresh session (docs/KCP.md §3,
+  docs/SESSION.md §2) field for field.  The listener limits and the
+  blacklist TTL are kcpsock's (docs/SESSION.md §4, §5);
 * pure module: no I/O, no clock.
 """
 
@@ -40,6 +43,7 @@ __all__ = [
     "check_block",
     "check_int",
     "check_mtu",
+    "check_seconds",
     "check_shards",
     "check_window",
 ]
@@ -96,6 +100,22 @@ def check_int(
             bound = f"<= {high}"
         raise ValueError(f"{name} must be {bound}, got {value}")
     return value
+
+
+def check_seconds(name: str, value: object, *, positive: bool = False) -> float:
+    """Check a duration in seconds: a finite int or float, >= 0 (> 0 if ``positive``).
+
+    Raises:
+        TypeError: not a number (bools refused).
+        ValueError: negative (or 0 when ``positive``), infinite or NaN.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
+    ok = 0 < value < float("inf") if positive else 0 <= value < float("inf")
+    if not ok:
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value}")
+    return float(value)
 
 
 def check_window(name: str, value: object, *, keep: bool = False) -> int:
@@ -224,7 +244,18 @@ class ConfigFields(TypedDict, total=False):
     backlog: int
     max_sessions: int
     blacklist_ttl: float
-    linger: float
+    max_sessions_per_address: int
+    backlog_per_address: int
+    accept_timeout: float
+    pending_rcvwnd: int
+    conv_guard: bool
+    replay_cache: int
+    replay_window: float
+    send_buffer: int
+    linger: Optional[float]
+    close_timeout: float
+    keepalive_interval: float
+    keepalive_timeout: float
 
 
 @dataclass(frozen=True)
@@ -240,23 +271,26 @@ class KCPConfig:
         TypeError: a field has the wrong type.
     """
 
-    nodelay: int = 0
-    """KCP nodelay mode: 0 off (min RTO 100 ms), >= 1 on (min RTO 30 ms)."""
-    interval: int = 100
-    """Internal flush interval in ms, 10..5000 (kcp-go clamps to this range)."""
-    resend: int = 0
-    """Fast-retransmit after this many skipping ACKs; 0 disables."""
-    nc: bool = False
+    nodelay: int = 1
+    """KCP nodelay mode: 0 off (min RTO 100 ms), >= 1 on (min RTO 30 ms).
+    kcp-go's default: 0."""
+    interval: int = 10
+    """Internal flush interval in ms, 10..5000 (kcp-go clamps to this range).
+    kcp-go's default: 100."""
+    resend: int = 2
+    """Fast-retransmit after this many skipping ACKs; 0 disables.  kcp-go's default: 0."""
+    nc: bool = True
     """True disables congestion control (kcp-go ``nocwnd``).  Flag fields also
-    take kcp-go's 0/1 (``nc=1``) and store a bool."""
-    sndwnd: int = 32
-    """Send window in segments, 1..65535 (16 bits on the wire)."""
-    rcvwnd: int = 32
-    """Receive window in segments, 1..65535 (16 bits on the wire)."""
+    take kcp-go's 0/1 (``nc=1``) and store a bool.  kcp-go's default: False."""
+    sndwnd: int = 1024
+    """Send window in segments, 1..65535 (16 bits on the wire).  kcp-go's default: 32."""
+    rcvwnd: int = 1024
+    """Receive window in segments, 1..65535 (16 bits on the wire).  kcp-go's default: 32."""
     mtu: int = 1400
     """Largest UDP payload in bytes (KCP MTU = mtu minus codec overhead), 50..1500."""
-    stream: bool = False
-    """Stream mode: writes are merged into full segments, no message boundaries."""
+    stream: bool = True
+    """Stream mode: writes are merged into full segments, no message boundaries
+    (a byte stream, as TCP).  kcp-go's default: False (message mode)."""
     ack_nodelay: bool = False
     """Send ACKs right after each input instead of at the next flush."""
     write_delay: bool = False
@@ -279,9 +313,73 @@ class KCPConfig:
     """Listener: live sessions at most; new conversations beyond it are dropped."""
     blacklist_ttl: float = 600.0
     """Listener: seconds during which a closed (address, conv) cannot be reopened; 0 disables."""
-    linger: float = 0.0
-    """Seconds ``close()`` waits for queued and unacknowledged data to be acknowledged
-    (like SO_LINGER); 0 is kcp-go's behaviour: one last flush, best effort."""
+    max_sessions_per_address: int = 128
+    """Listener: live sessions (accepted or waiting) per source IP address at most, so
+    that one host cannot fill the session table; new conversations beyond it are
+    dropped (``Listener.refused["per_address"]``)."""
+    backlog_per_address: int = 16
+    """Listener: sessions waiting for ``accept`` per source IP address at most, so that
+    a flood from one host cannot fill the backlog for everyone else."""
+    accept_timeout: float = 30.0
+    """Listener: seconds a new session may wait for ``accept``; older ones are closed
+    and dropped (``refused["expired"]``); 0 keeps them until accepted."""
+    pending_rcvwnd: int = 128
+    """Listener: receive window (segments) of a session until it is accepted, so an
+    unaccepted session buffers at most about ``2 * pending_rcvwnd * mtu`` bytes; the
+    full ``rcvwnd`` is advertised at ``accept``."""
+    conv_guard: bool = False
+    """Listener: refuse a new (address, conv) whose conv is live, or closed less than
+    ``blacklist_ttl`` ago, from another address: stops replays of a captured
+    conversation from fresh source ports after the replay window too.  Off by default:
+    kcp-go keys sessions by (address, conv), and clients sharing a fixed conv (as in
+    ikcp's examples) would be refused; with random convs (kcp-go's ``Dial``) n
+    conversations collide with probability about n**2 / 2**33."""
+    replay_cache: int = 65536
+    """Nonces each socket (listener or dialed) remembers to drop replayed and reflected
+    datagrams (kcpsock.replay; about 115 bytes each at most); 0 disables.  No effect
+    without a cipher (plain mode has no nonce)."""
+    replay_window: float = 600.0
+    """Seconds a remembered nonce is kept at least (unless ``replay_cache // 2`` newer
+    nonces arrive sooner)."""
+    send_buffer: int = 1 << 20
+    """Bytes ``send`` may queue behind the send window before it blocks (like
+    SO_SNDBUF; kcp-go instead blocks while ``sndwnd`` segments wait).  In stream
+    mode tiny writes queued there merge into full segments; in message mode
+    each queued message counts as a full segment."""
+    linger: Optional[float] = None
+    """What ``close()`` does with data not acknowledged yet (SO_LINGER).  None (the
+    default, as TCP): return at once and keep delivering in the background until
+    everything is acknowledged, the link is dead or ``close_timeout`` passed.
+    0: kcp-go's close, one last flush and the rest is dropped.  A number > 0:
+    block up to that many seconds for the acknowledgements, then go on in the
+    background."""
+    close_timeout: float = 60.0
+    """Seconds a closed session may keep delivering in the background at most."""
+    keepalive_interval: float = 10.0
+    """Seconds without any datagram from the peer after which an idle session
+    probes it (a KCP window probe, WASK, which kcp-go and kcpsock answer with WINS)."""
+    keepalive_timeout: float = 30.0
+    """Seconds without any datagram from the peer (probes unanswered) after which
+    the peer counts as dead: ``recv`` returns b"" once buffered data is read,
+    ``send`` raises ConnectionResetError.  0 turns detection and probes off."""
+
+    #: The fields :meth:`kcp_go` resets to kcp-go's values for a fresh session.
+    KCP_GO_DEFAULTS: ClassVar[ConfigFields] = {
+        "nodelay": 0,
+        "interval": 100,
+        "resend": 0,
+        "nc": False,
+        "sndwnd": 32,
+        "rcvwnd": 32,
+        "mtu": 1400,
+        "stream": False,
+        "ack_nodelay": False,
+        "write_delay": False,
+        "dup": 0,
+        "dead_link": 20,
+        "linger": 0.0,
+        "keepalive_timeout": 0.0,
+    }
 
     PRESETS: ClassVar[dict[str, tuple[int, int, int, bool]]] = PRESETS
 
@@ -296,6 +394,7 @@ class KCPConfig:
         _check_flag(self, "stream")
         _check_flag(self, "ack_nodelay")
         _check_flag(self, "write_delay")
+        _check_flag(self, "conv_guard")
         check_int("dup", self.dup, 0, MAX_DUP)
         check_int("dead_link", self.dead_link, 1, 0xFFFFFFFF)
         if self.dscp is not None:
@@ -306,21 +405,40 @@ class KCPConfig:
             check_int("write_buffer", self.write_buffer, 1)
         check_int("backlog", self.backlog, 1)
         check_int("max_sessions", self.max_sessions, 1)
-        for name in ("linger",):
+        check_int("max_sessions_per_address", self.max_sessions_per_address, 1)
+        check_int("backlog_per_address", self.backlog_per_address, 1)
+        check_int("pending_rcvwnd", self.pending_rcvwnd, 1, 65535)
+        check_int("replay_cache", self.replay_cache, 0)
+        if self.replay_cache == 1:
+            raise ValueError("replay_cache must be 0 (off) or >= 2, got 1")
+        check_int("send_buffer", self.send_buffer, 1)
+        for name in (
+            "linger",
+            "accept_timeout",
+            "close_timeout",
+            "keepalive_interval",
+            "keepalive_timeout",
+        ):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"{name} must be a number, not {type(value).__name__}")
-            if not 0 <= value < float("inf"):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
-        ttl = self.blacklist_ttl
-        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
-            raise TypeError(f"blacklist_ttl must be a number, not {type(ttl).__name__}")
-        if not ttl >= 0 or ttl == float("inf"):
-            raise ValueError(f"blacklist_ttl must be a finite number >= 0, got {ttl}")
+            if not (value is None and name == "linger"):
+                check_seconds(name, value)
+        check_seconds("replay_window", self.replay_window, positive=True)
+        if self.keepalive_timeout and not self.keepalive_interval:
+            raise ValueError(
+                "keepalive_interval must be > 0 while keepalive_timeout is on"
+                " (set keepalive_timeout=0 to turn dead-peer detection off)"
+            )
+        check_seconds("blacklist_ttl", self.blacklist_ttl)
 
     @classmethod
     def preset(cls, mode: str, **overrides: Unpack[ConfigFields]) -> KCPConfig:
         """Build a config from one of kcptun's modes.
+
+        Only the (nodelay, interval, resend, nc) quadruple comes from the mode;
+        the other fields keep kcpsock's defaults (windows 1024, stream mode),
+        so ``KCPConfig.fast()`` is not slowed down by kcp-go's 32-segment
+        windows.  For kcp-go's other defaults use
+        ``KCPConfig.kcp_go(nodelay=..., interval=..., resend=..., nc=...)``.
 
         Args:
             mode: "normal", "fast", "fast2" or "fast3" (docs/KCP.md §13).
@@ -338,6 +456,30 @@ class KCPConfig:
         except (KeyError, TypeError):
             raise ValueError(f"mode must be one of {', '.join(PRESETS)}, got {mode!r}") from None
         base = cls(nodelay=nodelay, interval=interval, resend=resend, nc=nc)
+        return dataclasses.replace(base, **overrides) if overrides else base
+
+    @classmethod
+    def kcp_go(cls, **overrides: Unpack[ConfigFields]) -> KCPConfig:
+        """kcp-go's own defaults for a fresh session, bit for bit on the wire.
+
+        nodelay 0, interval 100 ms, resend 0, congestion control on, windows
+        32/32, MTU 1400, message mode, no ACK-nodelay, no write delay, no
+        DUP, dead link after 20 transmissions (docs/KCP.md §3, docs/SESSION.md §2);
+        ``close()`` flushes once (``linger=0``) and no keep-alive probes are
+        sent (``keepalive_timeout=0``), as kcp-go.  The other kcpsock-only
+        fields (socket buffers, send buffer, listener limits, blacklist) keep
+        kcpsock's values; they change nothing on the wire.
+
+        Args:
+            **overrides: any field, e.g. ``stream=True``.
+
+        Returns:
+            The new config.
+
+        Raises:
+            ValueError, TypeError: as the constructor.
+        """
+        base = cls(**cls.KCP_GO_DEFAULTS)
         return dataclasses.replace(base, **overrides) if overrides else base
 
     @classmethod

@@ -16,6 +16,7 @@ import errno as _errno
 __all__ = [
     "KCPBlockingIOError",
     "KCPClosedError",
+    "KCPConnectionRefusedError",
     "KCPConnectionResetError",
     "KCPError",
     "KCPTimeoutError",
@@ -72,6 +73,13 @@ class KCPConnectionResetError(KCPError, ConnectionResetError):
 
     def __init__(self, message: str = "KCP link is dead (peer unreachable)") -> None:
         super().__init__(_errno.ECONNRESET, message)
+
+
+class KCPConnectionRefusedError(KCPError, ConnectionRefusedError):
+    """Nothing answers at the peer's address (ICMP port unreachable)."""
+
+    def __init__(self, message: str = "Connection refused (ICMP port unreachable)") -> None:
+        super().__init__(_errno.ECONNREFUSED, message)
 
 
 class KCPClosedError(KCPError):

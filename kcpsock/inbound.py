@@ -7,8 +7,9 @@ received datagram, dialed or listened, plain or encrypted, through
 
     (packet, address)
         |  1. filter   pre-open filters: (packet, addr) -> None or a counter name
-        |              (source address of an unconnected dialed socket; issue 11
-        |              adds a replay/reflection nonce cache here)
+        |              (source address of an unconnected dialed socket; the
+        |              replay/reflection filter, kcpsock.replay: a nonce seen
+        |              before is dropped as InReplays, one remembered after open)
         |  2. open     decrypt + CRC / AEAD tag (PacketCodec.open);
         |              plain mode: a no-op stage (the packet is the payload)
         |              post-open filters: (packet, payload, addr) -> None or counter
@@ -50,7 +51,7 @@ import contextlib
 import struct
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
-from typing import Callable, Optional, Protocol, Union
+from typing import Callable, Optional, Protocol, TypeVar, Union
 
 from .codec import Codec, PacketCodec
 from .config import MTU_LIMIT, check_block, check_shards
@@ -72,6 +73,7 @@ __all__ = [
     "RouteTable",
     "Target",
     "is_kcp_datagram",
+    "is_opening_datagram",
     "make_codec",
     "source_filter",
 ]
@@ -81,6 +83,7 @@ __all__ = [
 Address = Union[tuple[str, int], tuple[str, int, int, int]]
 #: A listener's key for one conversation: (remote address, conv).
 Key = tuple[Address, int]
+_K = TypeVar("_K")
 
 #: Most (address, conv) pairs a blacklist remembers.
 BLACKLIST_MAX = 65536
@@ -89,6 +92,8 @@ _u16_at = struct.Struct("<H").unpack_from
 _u32_at = struct.Struct("<I").unpack_from
 _header_at = HEADER.unpack_from
 _NONE: list[bytes] = []  # no recovered datagrams (never mutated)
+_CMD_PUSH = 81
+_CMD_WASK = 83
 
 #: stage 1: (packet, address) -> None to pass, or the counter to drop it under.
 PreFilter = Callable[[bytes, Address], Optional[str]]
@@ -158,6 +163,32 @@ def is_kcp_datagram(datagram: bytes, conv: int) -> bool:
     return True
 
 
+def is_opening_datagram(datagram: bytes) -> bool:
+    """True if ``datagram`` is one a real client sends first (issue 11).
+
+    A kcp-go client's first datagram carries its first PUSH (sn 0), possibly
+    with later segments behind it when retransmitted; ``create_connection``'s
+    handshake is a window probe (WASK).  An ACK-only datagram, or PUSHes
+    that all start later in the sequence, belong to a conversation the
+    listener should already know: they never open one.
+
+    Args:
+        datagram: a KCP datagram already accepted by :func:`is_kcp_datagram`.
+
+    Returns:
+        True if some segment is a PUSH with sn 0 or a WASK.
+    """
+    n = len(datagram)
+    off = 0
+    while n - off >= OVERHEAD:
+        h = _header_at(datagram, off)
+        cmd = h[1]
+        if cmd == _CMD_WASK or (cmd == _CMD_PUSH and h[5] == 0):
+            return True
+        off += OVERHEAD + h[7]
+    return False
+
+
 def kcp_view(payload: bytes) -> Optional[bytes]:
     """The KCP datagram inside an opened payload, without FEC decoding.
 
@@ -206,13 +237,15 @@ class Blacklist:
         max_entries: the size bound.
     """
 
-    __slots__ = ("_entries", "_last_purge", "max_entries", "ttl")
+    __slots__ = ("_convs", "_entries", "_last_purge", "max_entries", "ttl")
 
     def __init__(self, ttl: float, max_entries: int = BLACKLIST_MAX) -> None:
         self.ttl = float(ttl)
         self.max_entries = max_entries
         # insertion order == expiry order (a refreshed key moves to the end)
         self._entries: dict[Key, float] = {}
+        # conv -> the key that last blacklisted it (replays from other ports)
+        self._convs: dict[int, Key] = {}
         self._last_purge = float("-inf")
 
     def __len__(self) -> int:
@@ -228,6 +261,16 @@ class Blacklist:
         del self._entries[key]
         return False
 
+    def has_conv(self, conv: int, now: float) -> bool:
+        """True if some (address, ``conv``) is blacklisted (any address)."""
+        key = self._convs.get(conv)
+        if key is None:
+            return False
+        if self.has(key, now):
+            return True
+        self._convs.pop(conv, None)
+        return False
+
     def add(self, key: Key, now: float) -> None:
         """Add or refresh ``key`` (expires at ``now + ttl``); purge old entries."""
         if self.ttl <= 0:
@@ -235,6 +278,7 @@ class Blacklist:
         entries = self._entries
         entries.pop(key, None)
         entries[key] = now + self.ttl
+        self._convs[key[1]] = key
         if len(entries) > self.max_entries or now - self._last_purge > 1.0:
             self._last_purge = now
             stale: list[Key] = []
@@ -242,33 +286,73 @@ class Blacklist:
                 if expiry > now and len(entries) - len(stale) <= self.max_entries:
                     break
                 stale.append(k)
+            convs = self._convs
             for k in stale:
                 del entries[k]
+                if convs.get(k[1]) == k:
+                    del convs[k[1]]
 
     def discard(self, key: Key) -> None:
         """Forget ``key`` (a session that never became visible)."""
         self._entries.pop(key, None)
+        if self._convs.get(key[1]) == key:
+            del self._convs[key[1]]
 
 
 class Admission:
     """Whether a datagram of an unknown (address, conv) may open a session.
 
-    The seam for admission rules: :meth:`check` sees the key, the KCP
-    datagram inside the first packet and the table's state.  Today's rules
-    (kcp-go 2017 ``monitor`` plus the blacklist fork): the datagram must be
-    one KCP accepts; the key must not be blacklisted; fewer than ``backlog``
-    sessions may wait for accept; fewer than ``max_sessions`` may exist.
+    The rules, in the order they are checked (issue 11: the session table
+    under attack), each with the reason :meth:`check` returns:
+
+    1. ``"invalid"``: not a KCP datagram of that conv (counted as
+       ``KCPInErrors``), as kcp-go 2017's ``monitor``.
+    2. ``"blacklist"``: the key was closed less than the TTL ago.
+    3. ``"unsolicited"``: not a datagram a real client sends first (a PUSH
+       with sn 0, or ``create_connection``'s window probe, see
+       :func:`is_opening_datagram`): ACK-only and out-of-sequence datagrams
+       of an unknown conversation open nothing.
+    4. ``"conv_in_use"``: the conv is live, or recently closed, from another
+       address (a captured conversation replayed from a fresh port, older
+       than the replay filter's window; only with ``conv_guard``, off by
+       default: kcp-go keys sessions by (address, conv), and clients that
+       share a fixed conv, as ikcp's examples do, must keep working).  Two clients picking the same random 32-bit conv
+       within the blacklist TTL collide with probability about
+       n**2 / 2**33 for n conversations.
+    5. ``"backlog"`` / ``"backlog_per_address"``: too many sessions wait
+       for accept, in all or from this source IP.
+    6. ``"per_address"`` / ``"max_sessions"``: too many live sessions from
+       this source IP, or in all.
 
     Args:
         backlog: sessions waiting for accept at most.
         max_sessions: live sessions at most.
         blacklist: the listener's :class:`Blacklist`.
+        backlog_per_address: waiting sessions per source IP at most (0: no
+            limit).
+        max_per_address: live sessions per source IP at most (0: no limit).
+        opening_only: apply rule 2.
+        conv_guard: apply rule 4 (off by default).
     """
 
-    def __init__(self, *, backlog: int, max_sessions: int, blacklist: Blacklist) -> None:
+    def __init__(
+        self,
+        *,
+        backlog: int,
+        max_sessions: int,
+        blacklist: Blacklist,
+        backlog_per_address: int = 0,
+        max_per_address: int = 0,
+        opening_only: bool = True,
+        conv_guard: bool = False,
+    ) -> None:
         self.backlog = backlog
         self.max_sessions = max_sessions
         self.blacklist = blacklist
+        self.backlog_per_address = backlog_per_address
+        self.max_per_address = max_per_address
+        self.opening_only = opening_only
+        self.conv_guard = conv_guard
 
     def check(
         self,
@@ -278,8 +362,11 @@ class Admission:
         sessions: int,
         queued: int,
         now: float,
+        live_here: int = 0,
+        queued_here: int = 0,
+        conv_live: bool = False,
     ) -> Optional[str]:
-        """Return None to admit, else the reason to refuse.
+        """Return None to admit, else the reason to refuse (see the class doc).
 
         Args:
             key: (address, conv).
@@ -288,18 +375,28 @@ class Admission:
             sessions: live routes in the table.
             queued: sessions waiting for accept (this batch's new ones included).
             now: the caller's clock, seconds.
+            live_here: live routes from the key's source IP.
+            queued_here: routes from that IP not accepted yet.
+            conv_live: the conv has a live route from another address.
 
         Returns:
-            None, or ``"invalid"`` (not a KCP datagram of that conv: counted
-            as ``KCPInErrors``), ``"blacklist"``, ``"backlog"``,
-            ``"max_sessions"``.
+            None, or one of the reasons of the class doc.
         """
         if datagram is None or not is_kcp_datagram(datagram, key[1]):
             return "invalid"
-        if self.blacklist.ttl > 0 and self.blacklist.has(key, now):
+        bl = self.blacklist
+        if bl.ttl > 0 and bl.has(key, now):
             return "blacklist"
+        if self.opening_only and not is_opening_datagram(datagram):
+            return "unsolicited"
+        if self.conv_guard and (conv_live or (bl.ttl > 0 and bl.has_conv(key[1], now))):
+            return "conv_in_use"
         if queued >= self.backlog:
             return "backlog"
+        if self.backlog_per_address and queued_here >= self.backlog_per_address:
+            return "backlog_per_address"
+        if self.max_per_address and live_here >= self.max_per_address:
+            return "per_address"
         if sessions >= self.max_sessions:
             return "max_sessions"
         return None
@@ -316,9 +413,10 @@ class Route:
 
     Attributes:
         closed: set by :meth:`RouteTable.remove`; a closed route gets nothing.
+        pending: a listener route whose session was not accepted yet.
     """
 
-    __slots__ = ("closed", "codec", "key", "target")
+    __slots__ = ("closed", "codec", "key", "pending", "target")
 
     def __init__(
         self, key: Optional[Key], codec: Optional[Codec], target: Optional[Target] = None
@@ -327,6 +425,8 @@ class Route:
         self.codec = codec
         self.target = target
         self.closed = False
+        #: a listener route not accepted yet (see :meth:`RouteTable.accepted`)
+        self.pending = False
 
     def __repr__(self) -> str:
         state = " closed" if self.closed else ""
@@ -381,6 +481,19 @@ class InboundResult:
         self.errors[counter] = self.errors.get(counter, 0) + 1
 
 
+def _host(addr: Address) -> str:
+    """The IP address part of a socket address (what per-address limits count)."""
+    return addr[0]
+
+
+def _dec(counts: dict[_K, int], k: _K) -> None:
+    n = counts.get(k, 0) - 1
+    if n > 0:
+        counts[k] = n
+    else:
+        counts.pop(k, None)
+
+
 class RouteTable:
     """A listener's routes by (address, conv), with kcp-go's last-key cache.
 
@@ -408,6 +521,10 @@ class RouteTable:
         )
         self._routes: dict[Key, Route] = {}
         self._by_addr: dict[Address, Route] = {}
+        # per source IP: live routes and routes not accepted yet; live convs
+        self._live_by_host: dict[str, int] = {}
+        self._pending_by_host: dict[str, int] = {}
+        self._convs: dict[int, int] = {}
         self._last_key: Optional[Key] = None
         self._last_route: Optional[Route] = None
         #: lookups answered by the last-key cache (for tests and figures)
@@ -432,6 +549,24 @@ class RouteTable:
             self._last_key, self._last_route = key, route
         return route
 
+    def host_counts(self, addr: Address) -> tuple[int, int]:
+        """Return (live routes, routes not accepted yet) from ``addr``'s IP address."""
+        host = _host(addr)
+        return self._live_by_host.get(host, 0), self._pending_by_host.get(host, 0)
+
+    def conv_live(self, conv: int) -> bool:
+        """True if some live route has conversation id ``conv``."""
+        return conv in self._convs
+
+    def accepted(self, route: Route) -> None:
+        """Mark ``route`` accepted: it no longer counts against the per-address backlog."""
+        with self._lock:
+            if route.pending:
+                route.pending = False
+                key = route.key
+                if key is not None:
+                    _dec(self._pending_by_host, _host(key[0]))
+
     def parity_route(self, addr: Address) -> Optional[Route]:
         """Return the most recent live route of ``addr`` (for FEC parity)."""
         route = self._by_addr.get(addr)
@@ -444,9 +579,14 @@ class RouteTable:
         close (:meth:`remove`'s caller), so late packets spawn nothing.
         """
         route = Route(key, self._codec_factory())
+        route.pending = True
+        host = _host(key[0])
         with self._lock:
             self._routes[key] = route
             self._by_addr[key[0]] = route
+            self._live_by_host[host] = self._live_by_host.get(host, 0) + 1
+            self._pending_by_host[host] = self._pending_by_host.get(host, 0) + 1
+            self._convs[key[1]] = self._convs.get(key[1], 0) + 1
             self.admission.blacklist.add(key, now)
         self._last_key, self._last_route = key, route
         return route
@@ -471,6 +611,12 @@ class RouteTable:
                 self.admission.blacklist.add(key, now)
             if self._routes.get(key) is route:
                 del self._routes[key]
+                host = _host(key[0])
+                _dec(self._live_by_host, host)
+                if route.pending:
+                    route.pending = False
+                    _dec(self._pending_by_host, host)
+                _dec(self._convs, key[1])
             addr = key[0]
             if self._by_addr.get(addr) is route:
                 del self._by_addr[addr]
@@ -651,12 +797,16 @@ class Inbound:
         route = table.lookup(key)
         if route is not None:
             return route
+        live_here, queued_here = table.host_counts(addr)
         reason = table.admission.check(
             key,
             kcp_view(payload),
             sessions=len(table),
             queued=queued + len(result.created),
             now=now,
+            live_here=live_here,
+            queued_here=queued_here,
+            conv_live=table.conv_live(conv),
         )
         if reason is not None:
             if reason == "invalid":

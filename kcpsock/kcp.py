@@ -224,6 +224,9 @@ class KCP:
         self.snd_wnd = IKCP_WND_SND
         self.rcv_wnd = IKCP_WND_RCV
         self.rmt_wnd = IKCP_WND_RCV
+        #: the largest window the peer advertised (0: not heard yet); a message
+        #: of more fragments can never be reassembled there (see send)
+        self.rmt_wnd_max = 0
         self.cwnd = 0  # kcp-go: the first flush sends no data; it then sets cwnd = 1
         self.probe = 0
         self.interval = IKCP_INTERVAL
@@ -392,7 +395,11 @@ class KCP:
         Raises:
             TypeError: data is not bytes-like.
             ValueError: data is empty, or (message mode) needs more than 255
-                fragments.
+                fragments, or more fragments than the receiver's window
+                (the largest window the peer advertised, once heard from):
+                the receiver reassembles a message only when all of its
+                fragments fit in its receive queue, so such a message would
+                never be delivered and would stall everything behind it.
         """
         if data.__class__ is bytes and not self.stream and 0 < len(data) <= self.mss:
             self.snd_queue.append((0, data))  # the common case: one fragment
@@ -426,6 +433,13 @@ class KCP:
             raise ValueError(
                 f"message of {n} bytes needs {count} fragments of {mss} bytes; "
                 f"at most {MAX_FRAGMENTS} are allowed"
+            )
+        if count > self.rmt_wnd_max > 0:
+            raise ValueError(
+                f"message of {n} bytes needs {count} fragments of {mss} bytes, more than"
+                f" the receiver's window of {self.rmt_wnd_max} segments (its rcvwnd):"
+                f" it could never be delivered; send smaller messages or raise the"
+                f" receiver's rcvwnd"
             )
         if count == 1:
             queue.append((0, data))
@@ -563,6 +577,8 @@ class KCP:
             # does for one PUSH, with fewer steps; keep the two in step.
             if regular:
                 self.rmt_wnd = wnd
+                if wnd > self.rmt_wnd_max:
+                    self.rmt_wnd_max = wnd
             snd_buf = self.snd_buf
             advanced = False
             if snd_buf and 0 < ((una - snd_buf[0][SN]) & _M) < 0x80000000:
@@ -659,6 +675,8 @@ class KCP:
             # WINS: nothing beyond the wnd/una processing above
         if regular:
             self.rmt_wnd = wnd  # the last segment's (nothing above reads it)
+            if wnd > self.rmt_wnd_max:
+                self.rmt_wnd_max = wnd
         self.in_segs += len(hdrs)
 
         if latest >= 0 and regular:

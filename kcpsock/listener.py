@@ -27,8 +27,17 @@ Invariants:
   blacklist at creation and again at close, for ``KCPConfig.blacklist_ttl``
   seconds.
 * New conversations are refused (and counted in :attr:`ListenerCore.refused`)
-  when blacklisted, when ``backlog`` sessions already wait for accept, or
-  when ``max_sessions`` exist (:class:`kcpsock.inbound.Admission`).
+  by :class:`kcpsock.inbound.Admission`: unless the datagram is a client's
+  first (PUSH sn 0 or WASK), when blacklisted, when ``backlog`` sessions
+  (or ``backlog_per_address`` from the source IP) already wait for accept,
+  or when ``max_sessions`` (or ``max_sessions_per_address`` from the source
+  IP) exist; with ``conv_guard`` also when the conv is in use elsewhere.
+* A session waiting for accept advertises ``pending_rcvwnd`` (its full
+  ``rcvwnd`` from accept on) and is closed after ``accept_timeout`` seconds
+  (checked at each batch and each accept: ``refused["expired"]``).
+* One replay/reflection filter (:attr:`ListenerCore.replay`) serves the
+  socket: the pipeline checks and remembers received nonces, every session
+  remembers what it sends.
 * Closing the listener stops accepting and closes the sessions not accepted
   yet; accepted ones keep working, and the socket and receiver are released
   when the last one closes.
@@ -51,13 +60,26 @@ from .session import (
     Timeout,
     listener_started,
     listener_stopped,
+    new_replay_filter,
     release_updater,
     wait_deadline,
 )
 from .stats import snmp
 from .transport import Batch, Receiver, Signal, Transport
 
-__all__ = ["ListenerCore"]
+__all__ = ["REFUSAL_REASONS", "ListenerCore"]
+
+#: Keys of :attr:`ListenerCore.refused`: why new conversations were dropped.
+REFUSAL_REASONS = (
+    "unsolicited",
+    "blacklist",
+    "conv_in_use",
+    "backlog",
+    "backlog_per_address",
+    "per_address",
+    "max_sessions",
+    "expired",
+)
 
 
 class ListenerCore:
@@ -93,21 +115,32 @@ class ListenerCore:
         self._closed = False  # no more accept
         self._stopped = False  # receiver stopped, socket released
         self._signal: Optional[Signal] = None
-        #: New conversations refused, by reason ("backlog", "max_sessions", "blacklist").
-        self.refused = {"backlog": 0, "max_sessions": 0, "blacklist": 0}
+        #: New conversations refused, by reason (see :class:`kcpsock.inbound.Admission`;
+        #: "expired": closed after waiting ``accept_timeout`` for accept).
+        self.refused = dict.fromkeys(REFUSAL_REASONS, 0)
         self.blacklist = Blacklist(float(config.blacklist_ttl))
         self.admission = Admission(
-            backlog=config.backlog, max_sessions=config.max_sessions, blacklist=self.blacklist
+            backlog=config.backlog,
+            max_sessions=config.max_sessions,
+            blacklist=self.blacklist,
+            backlog_per_address=config.backlog_per_address,
+            max_per_address=config.max_sessions_per_address,
+            conv_guard=config.conv_guard,
         )
+        self._enqueued: dict[Session, float] = {}  # accept queue entry times
         self.table = RouteTable(
             self.admission,
             lambda: make_codec(block, data_shards, parity_shards),
             lock=self._lock,
         )
         # the listener-wide codec only opens packets (stateless)
-        self.inbound = Inbound.for_listener(
-            self.table, make_codec(block, data_shards, parity_shards)
-        )
+        opener = make_codec(block, data_shards, parity_shards)
+        self.inbound = Inbound.for_listener(self.table, opener)
+        #: the replay/reflection filter shared by the listener's sessions (or None)
+        self.replay = new_replay_filter(opener, config)
+        if self.replay is not None:
+            self.inbound.pre_filters.append(self.replay.pre)
+            self.inbound.post_filters.append(self.replay.post)
         self._receiver = Receiver(self.transport, self._on_batch, "kcpsock-listener")
         listener_started(self)
         self._receiver.start()
@@ -131,7 +164,10 @@ class ListenerCore:
 
     def _on_batch(self, batch: Batch) -> None:
         """Receiver callback: the pipeline, new sessions, deliveries."""
-        result = self.inbound.process(batch, time.monotonic(), len(self._queue))
+        now = time.monotonic()
+        if self._queue and self.config.accept_timeout > 0:
+            self._expire(now)
+        result = self.inbound.process(batch, now, len(self._queue))
         new: list[Session] = []
         if result.created:
             with self._lock:
@@ -149,7 +185,10 @@ class ListenerCore:
                         route.codec,
                         route=route,
                         on_close=self.forget,
+                        replay=self.replay,
                     )
+                    # little buffering until accepted (opened in accept())
+                    s.kcp.wndsize(0, min(self.config.pending_rcvwnd, self.config.rcvwnd))
                     s.start()
                     new.append(s)
         for d in result.deliveries:
@@ -162,6 +201,7 @@ class ListenerCore:
                     if self._closed:
                         break
                     self._queue.append(s)
+                    self._enqueued[s] = now
                 self._accept_cond.notify_all()
                 if self._signal is not None and self._queue:
                     self._signal.set()
@@ -175,6 +215,23 @@ class ListenerCore:
                     self.refused[reason] = self.refused.get(reason, 0) + n
         if result.errors:
             snmp.add_many(result.errors)
+
+    def _expire(self, now: float) -> None:
+        """Close sessions that waited longer than ``accept_timeout`` (queue is FIFO)."""
+        limit = now - self.config.accept_timeout
+        expired: list[Session] = []
+        with self._lock:
+            queue = self._queue
+            while queue and self._enqueued.get(queue[0], now) <= limit:
+                s = queue.popleft()
+                self._enqueued.pop(s, None)
+                expired.append(s)
+            if expired:
+                self.refused["expired"] += len(expired)
+                if not queue and self._signal is not None:
+                    self._signal.clear()
+        for s in expired:
+            s.close(wait=False)
 
     def forget(self, s: Session) -> None:
         """Called when a session of this listener closes: unmap it, refresh the blacklist."""
@@ -203,10 +260,15 @@ class ListenerCore:
             while True:
                 if self._closed:
                     raise KCPClosedError()
+                if self._queue and self.config.accept_timeout > 0:
+                    self._expire(time.monotonic())
                 if self._queue:
                     s = self._queue.popleft()
+                    self._enqueued.pop(s, None)
                     if not self._queue and self._signal is not None:
                         self._signal.clear()
+                    self.table.accepted(s.route)
+                    s.open_receive_window(self.config.rcvwnd)
                     return s
                 if deadline == 0:
                     raise KCPBlockingIOError()
@@ -250,6 +312,7 @@ class ListenerCore:
             self._closed = True
             pending = list(self._queue)
             self._queue.clear()
+            self._enqueued.clear()
             self._accept_cond.notify_all()
             signal, self._signal = self._signal, None
         if signal is not None:

@@ -40,7 +40,7 @@ import threading
 import time
 from dataclasses import dataclass, fields
 from types import TracebackType
-from typing import Optional
+from typing import Callable, Optional
 
 from .inbound import Address
 
@@ -151,6 +151,10 @@ class Relay:
         directions: ``"both"`` (default), ``"up"`` or ``"down"``: the
             direction(s) the impairments apply to; the other one is relayed
             untouched.
+        on_foreign: called (on the relay thread) the first time each other
+            address sends to the relay once it has its client, with
+            ``(that address, the client)``: the relay serves one client and
+            ignores the others.
 
     Raises:
         ValueError: a probability outside [0, 1], a negative delay or queue
@@ -173,6 +177,7 @@ class Relay:
         max_queue: int = 10000,
         hold_ms: float = 20,
         directions: str = "both",
+        on_foreign: Optional[Callable[[tuple[str, int], tuple[str, int]], None]] = None,
     ) -> None:
         if target is None:
             raise TypeError("target is required: the (host, port) to relay to")
@@ -200,6 +205,9 @@ class Relay:
         self._counters = (RelayCounters(), RelayCounters())
         self._lock = threading.Lock()  # guards the counters for readers
         self.client: Optional[tuple[str, int]] = None
+        #: called once per new foreign source with (foreign address, client)
+        self.on_foreign = on_foreign
+        self._foreign_seen: set[tuple[str, int]] = set()
 
         self._listen_sock = socket.socket(listen_family, socket.SOCK_DGRAM)
         self._target_sock = socket.socket(target_family, socket.SOCK_DGRAM)
@@ -386,6 +394,13 @@ class Relay:
             elif addr != self.client:
                 with self._lock:
                     counters.foreign += 1
+                if addr not in self._foreign_seen and len(self._foreign_seen) < 1024:
+                    self._foreign_seen.add(addr)
+                    if self.on_foreign is not None:
+                        try:
+                            self.on_foreign(addr, self.client)
+                        except Exception:  # a report must never stop the relay
+                            pass
                 return
         with self._lock:
             counters.received += 1

@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import enum
 import errno
+import logging
 import socket
 import sys
 import threading
@@ -69,12 +70,14 @@ from .config import KCPConfig
 from .errors import (
     KCPBlockingIOError,
     KCPClosedError,
+    KCPConnectionRefusedError,
     KCPConnectionResetError,
     KCPTimeoutError,
     PacketError,
 )
 from .inbound import Address, Delivery, Inbound, InboundResult, Route
-from .kcp import KCP
+from .kcp import IKCP_ASK_SEND, IKCP_ASK_TELL, KCP
+from .replay import ReplayFilter
 from .stats import snmp
 from .transport import Batch, Receiver, Signal, Transport
 from .updater import now_ms, updater
@@ -92,8 +95,10 @@ __all__ = [
     "SessionState",
     "Timeout",
     "byte_view",
+    "drain_closing",
     "live_listeners",
     "live_sessions",
+    "new_replay_filter",
     "release_updater",
     "wait_deadline",
 ]
@@ -106,10 +111,35 @@ else:
     #: The timeout error blocking calls raise (also ``socket.timeout`` on 3.9).
     Timeout = KCPTimeoutError
 
+_log = logging.getLogger("kcpsock.session")
+
 #: Batches a session's inbound queue holds at most (each at most
 #: :data:`kcpsock.transport.BATCH` datagrams).
 INBOX_LIMIT = 128
 _M32 = 0xFFFFFFFF
+
+
+def new_replay_filter(codec: Any, config: KCPConfig) -> Optional[ReplayFilter]:
+    """The replay/reflection filter of one socket, or None (plain mode, or disabled).
+
+    Args:
+        codec: the socket's PacketCodec (None: plain mode, no nonce).
+        config: ``replay_cache`` (0 disables) and ``replay_window``.
+
+    Returns:
+        A :class:`~kcpsock.replay.ReplayFilter` on the updater's clock, with
+        a lock (a listener's sessions send concurrently).
+    """
+    size = int(getattr(codec, "nonce_size", 0) or 0) if codec is not None else 0
+    if size <= 0 or config.replay_cache <= 0:
+        return None
+    return ReplayFilter(
+        size,
+        now_ms,
+        capacity=config.replay_cache,
+        window_ms=max(1, int(config.replay_window * 1000)),
+        lock=threading.Lock(),
+    )
 
 
 def byte_view(data: ReadableBuffer) -> memoryview:
@@ -142,9 +172,13 @@ class SessionState(enum.Enum):
     OPEN = "open"
     """Exchanging data."""
     DEAD = "dead"
-    """KCP declared the link dead (a segment was sent ``dead_link`` times)."""
+    """The peer is gone: KCP declared the link dead (a segment was sent
+    ``dead_link`` times), nothing came back for ``keepalive_timeout``, or ICMP
+    said nothing listens there (:attr:`Session.failure` tells which)."""
+    CLOSING = "closing"
+    """Closed by the user; still delivering what was sent, in the background."""
     CLOSED = "closed"
-    """Closed on this side."""
+    """Closed on this side; every resource released."""
 
 
 def _deadline_from(now: int, target: int) -> int:
@@ -266,6 +300,8 @@ class Session:
             sessions); a dialed session makes its own.
         on_close: called once with the session when it closes (the listener
             forgets it).
+        replay: the replay/reflection filter of the socket (a listener's,
+            shared); a dialed session makes its own (``config.replay_cache``).
     """
 
     def __init__(
@@ -278,6 +314,7 @@ class Session:
         *,
         route: Optional[Route] = None,
         on_close: Optional[Callable[[Session], None]] = None,
+        replay: Optional[ReplayFilter] = None,
     ) -> None:
         self.conv = conv
         self.remote = remote
@@ -292,11 +329,16 @@ class Session:
         #: the session's entry in the inbound pipeline
         self.route = route
         self._on_close = on_close
+        if replay is None and route.key is None:
+            replay = new_replay_filter(codec, config)
+        #: the socket's replay/reflection filter (None: plain mode or disabled)
+        self.replay = replay
         self._lock = _SessionLock(self)
         self._tx_lock = threading.Lock()
         self._txq: deque[list[bytes]] = deque()
         self._readable = threading.Condition(self._lock)  # type: ignore[arg-type]
         self._writable = threading.Condition(self._lock)  # type: ignore[arg-type]
+        self._answered = threading.Condition(self._lock)  # type: ignore[arg-type]
         self._rwait = 0  # threads waiting on _readable / _writable (lock held):
         self._wwait = 0  # notifications are skipped when nobody waits
         self._inbox: deque[Delivery] = deque()
@@ -321,8 +363,22 @@ class Session:
         self.ack_nodelay = config.ack_nodelay
         self.write_delay = config.write_delay
         self.dup = config.dup
-        #: seconds close() waits for unacknowledged data (0: kcp-go's one flush)
-        self.linger = float(config.linger)
+        #: close(): None delivers in the background, 0 is kcp-go's one flush,
+        #: > 0 blocks that many seconds for the acknowledgements first
+        self.linger: Optional[float] = None if config.linger is None else float(config.linger)
+        #: bytes send() may queue behind the window (see KCPConfig.send_buffer)
+        self.send_buffer = config.send_buffer
+        self.close_timeout = float(config.close_timeout)
+        self.keepalive_interval_ms = int(config.keepalive_interval * 1000)
+        self.keepalive_timeout_ms = int(config.keepalive_timeout * 1000)
+        #: why the session is DEAD: "dead_link", "timeout", "refused", "reset"
+        self.failure: Optional[str] = None
+        self._last_rx = now_ms()  # the last datagram KCP accepted from the peer
+        self._next_probe = 0
+        self._close_deadline = 0
+        self._finished = False
+        self._icmp = False  # the receiver saw ICMP port unreachable
+        self._handshake = False
         # per-session figures
         self.bytes_sent = 0
         self.bytes_received = 0
@@ -352,6 +408,7 @@ class Session:
         """
         if not self._opened:
             self._opened = True
+            self._last_rx = now_ms()
             _live_sessions.add(self)
             snmp.session_opened(self.passive)
             updater.schedule(self, now_ms())
@@ -433,7 +490,9 @@ class Session:
         than one interval for less room.
         """
         kcp = self.kcp
-        dead = kcp.is_dead
+        if kcp.is_dead and self.failure is None:
+            self.failure = "dead_link"
+        dead = self.failure is not None
         if dead and self.state is SessionState.OPEN:
             self.state = SessionState.DEAD
         readable = bool(self._pending) or kcp.peek_size() > 0 or dead or self._rd_shut
@@ -442,11 +501,40 @@ class Session:
                 self._readable.notify_all()
             if self._signal is not None:
                 self._signal.set()
-        if self._wwait:
-            snd_wnd = kcp.snd_wnd
-            room = snd_wnd - kcp.waitsnd()
-            if dead or (room > (snd_wnd >> 2) if hysteresis else room > 0):
-                self._writable.notify_all()
+        limit = self.send_buffer
+        room = limit - self._queued_bytes()
+        if self._wwait and (
+            dead
+            or (room > (limit >> 2) if hysteresis else room > 0)
+            or not kcp.waitsnd()  # drain() (a lingering close) waits for this
+        ):
+            self._writable.notify_all()
+        if self._signal is not None:
+            self._signal.set_writable(dead or self._wr_shut or room > 0)
+        if self._handshake and (kcp.in_segs or dead):
+            self._answered.notify_all()
+
+    def _queued_bytes(self) -> int:
+        """Bytes waiting behind the send window (lock held), as ``send_buffer`` counts them.
+
+        Stream mode: every queued segment but the last is full (KCP tops up
+        the last one), so this is exact.  Message mode: each queued message
+        (fragment) counts as a full segment.
+        """
+        kcp = self.kcp
+        queue = kcp.snd_queue
+        n = len(queue)
+        if not n:
+            return 0
+        if kcp.stream:
+            return (n - 1) * kcp.mss + len(queue[-1][1])
+        return n * kcp.mss
+
+    def _arm_at(self, deadline: int) -> None:
+        """Make sure :meth:`on_timer` runs at ``deadline`` or earlier (lock held)."""
+        current = self.updater_deadline
+        if self._opened and not self._finished and (current is None or current > deadline):
+            updater.schedule(self, deadline)
 
     def _take_output(self) -> tuple[bool, list[tuple[str, int]]]:
         """Queue what the lock holder produced for sending (lock held).
@@ -526,6 +614,9 @@ class Session:
                 packets.append(first)
             if len(enc) > 1:
                 packets.extend(enc[1:])
+        replay = self.replay
+        if replay is not None:
+            replay.sent(packets)  # a reflected copy will be dropped (kcpsock.replay)
         return packets
 
     # ----------------------------------------------------------------- input
@@ -562,6 +653,7 @@ class Session:
         out = self._out
         errors = packets = nbytes = 0
         inp = kcp.input
+        in_before = kcp.in_segs
         while inbox:
             d = inbox.popleft()
             packets += d.packets
@@ -589,35 +681,78 @@ class Session:
         counts.append(("InBytes", nbytes))
         if errors:
             counts.append(("KCPInErrors", errors))
+        if kcp.in_segs != in_before:
+            self._last_rx = now  # the peer is alive (keep-alive)
+        if kcp.probe & IKCP_ASK_TELL:
+            # a window probe (a keep-alive or create_connection's handshake):
+            # answer at once (kcp-go answers at its next flush)
+            out += kcp.flush_acks(now)
+        if self.state is SessionState.CLOSING:
+            # closed by the user: acknowledge and drop what still arrives
+            while kcp.recv() is not None:
+                pass
+            if not kcp.waitsnd():
+                self._arm_at(now)  # everything acknowledged: on_timer finishes the close
         self._notify(hysteresis=True)
-        if self.updater_deadline is None and self._opened:
-            updater.schedule(self, _deadline_from(now, kcp.check(now)))
+        self._arm_at(_deadline_from(now, kcp.check(now)))
 
     def on_timer(self, now: int) -> Optional[int]:
-        """The updater's callback: full flush, then the next deadline or None.
+        """The updater's callback: keep-alive, full flush, then the next deadline or None.
 
         Args:
             now: the current time (:func:`kcpsock.updater.now_ms`).
 
         Returns:
             The next deadline in ms, or None when nothing is in flight, no
-            ACK is pending and no probe is due (the session sleeps until
-            ``send`` or input schedules it again).
+            ACK is pending, no probe is due and keep-alive is off (the
+            session sleeps until ``send`` or input schedules it again).
         """
+        finish = False
         with self._lock:
-            if self.state is SessionState.CLOSED:
+            stale = self.state is SessionState.CLOSED
+        if stale:
+            release_updater(False)  # a late timer of a finished session: maybe the last
+            return None
+        with self._lock:
+            state = self.state
+            if state is SessionState.CLOSED:
                 return None
             if self._inbox:
                 self._drain_locked()
             kcp = self.kcp
+            if self._icmp and self.failure is None:
+                # ICMP port unreachable: refused if the peer never answered, else gone
+                self.failure = "refused" if not kcp.in_segs else "reset"
+            ka = self.keepalive_timeout_ms
+            if ka and self.failure is None:
+                idle = now - self._last_rx
+                if idle >= ka:
+                    self.failure = "timeout"
+                    _log.debug("conv %08x: no answer for %d ms, peer dead", self.conv, idle)
+                elif idle >= self.keepalive_interval_ms and now >= self._next_probe:
+                    kcp.probe |= IKCP_ASK_SEND  # a window probe: the peer answers WINS
+                    self._next_probe = now + max(self.keepalive_interval_ms // 3, 10)
             self._out += kcp.flush(now)
             self._notify()
-            if kcp.is_dead:
+            state = self.state
+            if state is SessionState.CLOSING and (
+                not kcp.waitsnd() or self.failure is not None or now >= self._close_deadline
+            ):
+                finish = True
                 nxt: Optional[int] = None
-            elif kcp.waitsnd() or kcp.acklist or kcp.probe:
-                nxt = _deadline_from(now, kcp.check(now))
-            else:
+            elif self.failure is not None:
                 nxt = None
+            else:
+                if kcp.waitsnd() or kcp.acklist or kcp.probe:
+                    nxt = _deadline_from(now, kcp.check(now))
+                else:
+                    nxt = None
+                if ka:
+                    idle_at = self._last_rx + self.keepalive_interval_ms
+                    due = min(self._last_rx + ka, max(self._next_probe, idle_at))
+                    nxt = due if nxt is None else min(nxt, due)
+                if state is SessionState.CLOSING:
+                    nxt = self._close_deadline if nxt is None else min(nxt, self._close_deadline)
             gauges = {
                 "RingBufferSndQueue": len(kcp.snd_queue),
                 "RingBufferRcvQueue": len(kcp.rcv_queue),
@@ -628,13 +763,42 @@ class Session:
             gauges["FECShardSet"] = codec.fec_counters()["FECShardSet"]
         # kcp-go HEAD: gauges of the last flush of any session
         snmp.set_gauges(**gauges)
+        if finish:
+            self._finish_close(wait=False)
         return nxt
+
+    def on_refused(self) -> None:
+        """Receiver callback: ICMP port unreachable on the connected socket.
+
+        Never blocks (receiver thread): the flag is read by :meth:`on_timer`,
+        which runs at once.  The session then fails with
+        ``ConnectionRefusedError`` if the peer never answered, or counts the
+        peer as gone otherwise.
+        """
+        self._icmp = True
+        if self._opened and not self._finished:
+            updater.schedule(self, now_ms())
 
     # ------------------------------------------------------------ user calls
 
     def _check_usable(self) -> None:
-        if self.state is SessionState.CLOSED:
+        state = self.state
+        if state is SessionState.CLOSED or state is SessionState.CLOSING:
             raise KCPClosedError()
+
+    def _failure_error(self) -> OSError:
+        """The error a send on a failed session raises (lock held)."""
+        if self.failure == "refused":
+            return KCPConnectionRefusedError(
+                f"Connection refused: nothing listens on UDP {_fmt(self.remote)}"
+                " (ICMP port unreachable)"
+            )
+        if self.failure == "timeout":
+            return KCPConnectionResetError(
+                f"the peer {_fmt(self.remote)} stopped answering"
+                f" (nothing for {self.keepalive_timeout_ms / 1000:g} s)"
+            )
+        return KCPConnectionResetError()
 
     def recv(self, bufsize: int, deadline: Optional[float], peek: bool = False) -> bytes:
         """Return up to ``bufsize`` bytes, blocking until data, EOF or deadline.
@@ -647,13 +811,15 @@ class Session:
                 the first waiting message is looked at.
 
         Returns:
-            The data; b"" after ``shutdown(SHUT_RD)`` or a concurrent close.
+            The data; b"" after ``shutdown(SHUT_RD)``, a concurrent close, or
+            once the peer is gone (dead link, keep-alive timeout) and
+            everything it sent was read.
 
         Raises:
             KCPClosedError: the session was closed before the call.
             KCPTimeoutError: the deadline passed.
             KCPBlockingIOError: non-blocking and nothing to read.
-            KCPConnectionResetError: the link is dead and nothing is buffered.
+            KCPConnectionRefusedError: nothing listens at the peer's address.
         """
         with self._lock:
             self._check_usable()
@@ -705,11 +871,17 @@ class Session:
                         # sets IKCP_ASK_TELL; the next flush carries it)
                         self._arm_locked()
                     break
-                if self._rd_shut or self.state is SessionState.CLOSED:
-                    return b""
-                if kcp.is_dead:
-                    self.state = SessionState.DEAD
-                    raise KCPConnectionResetError()
+                if (
+                    self._rd_shut
+                    or self.state is SessionState.CLOSED
+                    or self.state is SessionState.CLOSING
+                ):
+                    return b""  # closed by another thread meanwhile
+                if kcp.is_dead or self.failure is not None:
+                    self._notify()
+                    if self.failure == "refused":
+                        raise self._failure_error()
+                    return b""  # the peer is gone: end of stream (README)
                 if deadline == 0:
                     raise KCPBlockingIOError()
                 self._rwait += 1
@@ -729,15 +901,14 @@ class Session:
 
     def _arm_locked(self) -> None:
         """Schedule a flush soon (lock held; the updater lock nests inside)."""
-        if self.updater_deadline is None and self._opened:
-            updater.schedule(self, now_ms())
+        self._arm_at(now_ms())
 
     def send(self, data: ReadableBuffer, deadline: Optional[float]) -> int:
-        """Queue data for sending, blocking while the send window is full.
+        """Queue data for sending, blocking while the send buffer is full.
 
-        At most the free window (``snd_wnd - waitsnd`` segments of ``mss``
-        bytes, at least one segment) is taken, so a large buffer may be
-        accepted in part, as with a stream socket.
+        At most the free send buffer (``send_buffer`` bytes minus what waits
+        behind the window; at least one segment's worth) is taken, so a
+        large buffer may be accepted in part, as with a stream socket.
 
         Args:
             data: a bytes-like object.
@@ -749,7 +920,9 @@ class Session:
         Raises:
             KCPClosedError: closed before the call (or while blocked).
             BrokenPipeError: after ``shutdown(SHUT_WR)``.
-            KCPTimeoutError, KCPBlockingIOError, KCPConnectionResetError.
+            KCPTimeoutError, KCPBlockingIOError.
+            KCPConnectionResetError: the peer is gone (dead link, keep-alive timeout).
+            KCPConnectionRefusedError: nothing listens at the peer's address.
         """
         if type(data) is bytes:
             view: Any = data  # sliced below only when cut into segments
@@ -769,14 +942,15 @@ class Session:
                 self._check_usable()
                 if self._wr_shut:
                     raise BrokenPipeError(errno.EPIPE, "Broken pipe (shut down for writing)")
-                if kcp.is_dead:
-                    self.state = SessionState.DEAD
-                    raise KCPConnectionResetError()
-                waitsnd = kcp.waitsnd()
+                if kcp.is_dead or self.failure is not None:
+                    self._notify()
+                    raise self._failure_error()
                 snd_wnd = kcp.snd_wnd
-                if waitsnd < snd_wnd:
+                room = self.send_buffer - self._queued_bytes()
+                if room > 0:
                     mss = kcp.mss
-                    n = min(total, (snd_wnd - waitsnd) * mss)
+                    # at least a segment's worth, so a message is never cut short
+                    n = min(total, room if room > mss else mss)
                     if n <= mss and type(data) is bytes:
                         kcp.send(data if n == total else data[:n])  # no copy
                     else:
@@ -790,8 +964,9 @@ class Session:
                     now = now_ms()
                     if not self.write_delay or kcp.waitsnd() >= snd_wnd:
                         self._out += kcp.flush(now)
-                    if self.updater_deadline is None and self._opened:
-                        updater.schedule(self, _deadline_from(now, kcp.check(now)))
+                    self._arm_at(_deadline_from(now, kcp.check(now)))
+                    if self._signal is not None:
+                        self._signal.set_writable(self._queued_bytes() < self.send_buffer)
                     self.bytes_sent += n
                     self._counts.append(("BytesSent", n))
                     break
@@ -802,7 +977,7 @@ class Session:
                     woken = wait_deadline(self._writable, deadline)
                 finally:
                     self._wwait -= 1
-                if not woken and kcp.waitsnd() >= kcp.snd_wnd:
+                if not woken and self._queued_bytes() >= self.send_buffer:
                     # (room that the input path's hysteresis did not announce
                     # is used rather than reported as a timeout)
                     raise Timeout()
@@ -828,6 +1003,23 @@ class Session:
             self._check_usable()
             self.kcp.wndsize(sndwnd, rcvwnd)
             self._notify()  # a larger window may unblock writers
+
+    def open_receive_window(self, rcvwnd: int) -> None:
+        """Grow the receive window to ``rcvwnd`` and tell the peer soon (at accept).
+
+        A listener session waits for ``accept`` with a small window
+        (``KCPConfig.pending_rcvwnd``) so that an unaccepted session buffers
+        little; accepting it opens the configured window, announced with the
+        next flush (a WINS, as kcp-go's ``Recv`` does when a full queue drains).
+        """
+        with self._lock:
+            if self.state is SessionState.CLOSED:
+                return
+            kcp = self.kcp
+            if kcp.rcv_wnd < rcvwnd:
+                kcp.wndsize(0, rcvwnd)
+                kcp.probe |= IKCP_ASK_TELL
+                self._arm_locked()
 
     def set_mtu(self, mtu: int) -> bool:
         """kcp-go ``SetMtu``: UDP payload size; KCP MTU = mtu - codec overhead.
@@ -900,33 +1092,70 @@ class Session:
                 self._signal.set()
 
     def close(self, wait: bool = True) -> None:
-        """Close: one last flush (best effort), wake every waiter, free resources.
+        """Close; what was sent is still delivered, as with TCP (see ``linger``).
 
         Args:
             wait: join the threads this close ends (False from a finalizer,
                 which may run on a thread holding a kcpsock lock).
 
-        Idempotent.  With :attr:`linger` > 0 it first waits (at most that many
-        seconds) until everything sent was acknowledged, the link died or
-        the peer stopped acknowledging.  A dialed session stops its receiver
-        and closes the socket if it created it; a listener session leaves its
-        listener.
+        Idempotent.  With :attr:`linger` None (the default) it returns at
+        once; if data is still unacknowledged the session turns CLOSING and
+        keeps delivering in the background (retransmitting, answering the
+        peer's ACKs) until everything is acknowledged, the peer is gone or
+        ``close_timeout`` passed, then releases everything.  With
+        :attr:`linger` > 0 it first blocks (at most that many seconds) for
+        the acknowledgements.  With 0 it is kcp-go's close: one last flush,
+        the rest dropped.  A dialed session stops its receiver and closes the
+        socket if it created it; a listener session leaves its listener.
         """
-        if self.linger > 0:
-            self.drain(time.monotonic() + self.linger)
+        linger = self.linger
+        if linger is not None and linger > 0:
+            self.drain(time.monotonic() + linger)
         with self._lock:
-            if self.state is SessionState.CLOSED:
+            state = self.state
+            if state is SessionState.CLOSED or state is SessionState.CLOSING:
                 return
+            if self._inbox:
+                self._drain_locked()
+            kcp = self.kcp
+            now = now_ms()
+            try:
+                self._out += kcp.flush(now)
+            except Exception:  # pragma: no cover - best effort
+                pass
+            background = (
+                linger != 0
+                and self.state is SessionState.OPEN
+                and self._opened
+                and kcp.waitsnd() > 0
+                and self.close_timeout > 0
+            )
+            if background:
+                self.state = SessionState.CLOSING
+                self._close_deadline = now + int(self.close_timeout * 1000)
+                self._readable.notify_all()
+                self._writable.notify_all()
+                signal, self._signal = self._signal, None
+                _closing.add(self)
+                self._arm_at(now)
+        if not background:
+            self._finish_close(wait)
+        elif signal is not None:
+            signal.close()
+
+    def _finish_close(self, wait: bool) -> None:
+        """Release everything (once): timers, readiness fd, listener entry, receiver."""
+        with self._lock:
+            if self._finished:
+                return
+            self._finished = True
             if self._inbox:
                 self._drain_locked()
             self.state = SessionState.CLOSED
             self.route.closed = True
-            try:
-                self._out += self.kcp.flush(now_ms())
-            except Exception:  # pragma: no cover - best effort
-                pass
             self._readable.notify_all()
             self._writable.notify_all()
+            self._answered.notify_all()
             signal, self._signal = self._signal, None
         updater.cancel(self)
         if signal is not None:
@@ -934,15 +1163,24 @@ class Session:
         if self._opened:
             snmp.session_closed()
         _live_sessions.discard(self)
+        _closing.discard(self)
         if self._on_close is not None:
             self._on_close(self)
         try:
             if self._receiver is not None:
                 self._receiver.stop(wait)  # a Ctrl-C may land in its join
+                if not wait:
+                    _retiring[:] = [t for t in _retiring if t.is_alive()]
+                    _retiring.append(self._receiver.thread)
             elif not self.passive and self.transport.owned:
                 self.transport.sock.close()
         finally:
             release_updater(wait)  # a second close() returns early: release now
+
+    @property
+    def finished(self) -> bool:
+        """True once the session released everything (after a background close too)."""
+        return self._finished
 
     @property
     def waiting_readers(self) -> int:
@@ -979,6 +1217,57 @@ class Session:
                     return kcp.waitsnd() == 0
             return True
 
+    def handshake(self, deadline: Optional[float]) -> None:
+        """Probe the peer until it answers (``create_connection``).
+
+        Sends KCP window probes (WASK, a segment every KCP answers with
+        WINS: kcp-go, ikcp and kcpsock alike) at growing intervals from 20 ms
+        to 1 s until any segment arrives from the peer.
+
+        Args:
+            deadline: ``time.monotonic()`` limit; None waits for
+                ``keepalive_timeout`` (30 s by default) at most.
+
+        Raises:
+            KCPConnectionRefusedError: ICMP says nothing listens there.
+            KCPTimeoutError: no answer before the deadline.
+            KCPClosedError: closed meanwhile.
+        """
+        if deadline is None:
+            deadline = time.monotonic() + (self.keepalive_timeout_ms / 1000 or 30.0)
+        gap = 0.02
+        with self._lock:
+            kcp = self.kcp
+            self._handshake = True
+            try:
+                while not kcp.in_segs:
+                    self._check_usable()
+                    if self._icmp or self.failure == "refused":
+                        self.failure = "refused"
+                        self.state = SessionState.DEAD
+                        raise self._failure_error()
+                    now = time.monotonic()
+                    if now >= deadline:
+                        raise Timeout("no answer")
+                    kcp.probe |= IKCP_ASK_SEND
+                    self._out += kcp.flush_acks(now_ms())
+                    self._answered.wait(min(gap, deadline - now))
+                    gap = min(gap * 2, 1.0)
+            finally:
+                self._handshake = False
+            self._last_rx = now_ms()
+
+    def set_send_buffer(self, nbytes: int) -> None:
+        """Set the send buffer in bytes (``KCPConfig.send_buffer``); wakes writers.
+
+        Raises:
+            KCPClosedError: the session is closed.
+        """
+        with self._lock:
+            self._check_usable()
+            self.send_buffer = nbytes
+            self._notify()
+
     # ----------------------------------------------------- dialed sessions
 
     def start_receiver(self) -> None:
@@ -987,8 +1276,17 @@ class Session:
         self._inbound = Inbound.for_session(
             self.route, self._codec, None if transport.connected else self.remote
         )
+        replay = self.replay
+        if replay is not None:
+            self._inbound.pre_filters.append(replay.pre)
+            self._inbound.post_filters.append(replay.post)
         self.start()
-        reader = Receiver(transport, self._on_batch, f"kcpsock-recv-{self.conv:08x}")
+        reader = Receiver(
+            transport,
+            self._on_batch,
+            f"kcpsock-recv-{self.conv:08x}",
+            on_refused=self.on_refused if transport.connected else None,
+        )
         self._receiver = reader
         reader.start()
 
@@ -1014,7 +1312,8 @@ class Session:
             ``segments_in``, ``segments_out``, ``retrans_segs``,
             ``lost_segs``, ``fast_retrans_segs``, ``early_retrans_segs``,
             ``repeat_segs``, ``waitsnd``, ``snd_wnd``, ``rcv_wnd``, ``rmt_wnd``,
-            ``cwnd``, ``mtu``, ``mss``.
+            ``cwnd``, ``mtu``, ``mss``, ``queued_bytes`` (bytes waiting
+            behind the window), ``send_buffer``.
         """
         with self._lock:
             k = self.kcp
@@ -1042,6 +1341,8 @@ class Session:
                 "cwnd": k.cwnd,
                 "mtu": k.mtu,
                 "mss": k.mss,
+                "queued_bytes": self._queued_bytes(),
+                "send_buffer": self.send_buffer,
             }
 
     def locked(self, fn: Callable[[KCP], _T]) -> _T:
@@ -1066,6 +1367,51 @@ class Session:
 
 _live_sessions: weakref.WeakSet[Session] = weakref.WeakSet()
 _live_listeners: weakref.WeakSet[ListenerCore] = weakref.WeakSet()
+#: sessions closed by the user and still delivering (strong references: a
+#: forgotten socket's data still goes out)
+_closing: set[Session] = set()
+#: receiver threads told to stop without a join (finished from a timer)
+_retiring: list[threading.Thread] = []
+
+
+def _fmt(address: Address) -> str:
+    """``host:port`` (``[v6]:port``) for messages."""
+    try:
+        host, port = address[0], address[1]
+    except (TypeError, IndexError):
+        return str(address)
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
+#: drain_closing stops waiting for sessions whose peer was silent this long
+_DRAIN_SILENCE_MS = 1000
+
+
+def drain_closing(timeout: float) -> bool:
+    """Wait (at most ``timeout`` seconds) until no session delivers in the background.
+
+    Used at interpreter exit, so that data "sent then closed" still goes out;
+    sessions whose peer has been silent for a second are not waited for.
+
+    Returns:
+        True if none is left.
+    """
+    end = time.monotonic() + timeout
+    ev = threading.Event()
+    while _closing and time.monotonic() < end:
+        # give up early on peers that have not answered for a while (a wrong
+        # key, a dead server): waiting for them would only delay the exit
+        now = now_ms()
+        if all(now - s._last_rx > _DRAIN_SILENCE_MS for s in list(_closing)):
+            break
+        ev.wait(0.01)
+    # the threads those sessions ended (from a timer, without a join)
+    while _retiring:
+        thread = _retiring.pop()
+        if thread is not threading.current_thread() and thread.ident is not None:
+            thread.join(max(0.0, end - time.monotonic()))
+    release_updater(True)
+    return not _closing
 
 
 def live_sessions() -> list[Session]:

@@ -794,6 +794,10 @@ class SmuxSession:
                 except TimeoutError:
                     continue  # the poll period: look at the session state again
                 if not data:
+                    # a gone peer reads as the end of the KCP stream: say why
+                    failure = getattr(getattr(sock, "session", None), "failure", None)
+                    if failure:
+                        reason = f"KCP session failed: the link is dead ({failure})"
                     break
                 if decoder is not None:
                     data = decoder.feed(data)

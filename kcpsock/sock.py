@@ -26,6 +26,7 @@ import io
 import os
 import socket
 import struct
+import threading
 import time
 from typing import TYPE_CHECKING, Any, Optional, Union
 
@@ -38,7 +39,9 @@ from .segment import U32
 from .session import (
     Session,
     SessionState,
+    Timeout,
     byte_view,
+    drain_closing,
     live_listeners,
     live_sessions,
 )
@@ -53,18 +56,38 @@ _GLOBAL_DEFAULT = socket._GLOBAL_DEFAULT_TIMEOUT  # type: ignore[attr-defined]
 # a plain int: arithmetic on the IntFlag member costs microseconds per call
 _MSG_DONTWAIT = int(getattr(socket, "MSG_DONTWAIT", 0x40))
 _MSG_PEEK = int(socket.MSG_PEEK)
-_RECV_FLAGS = _MSG_DONTWAIT | _MSG_PEEK
+_MSG_WAITALL = int(getattr(socket, "MSG_WAITALL", 0x100))
+_RECV_FLAGS = _MSG_DONTWAIT | _MSG_PEEK | _MSG_WAITALL
+
+
+#: The longest timeout a blocking call can wait (CPython's socket.settimeout
+#: raises OverflowError beyond the same limit: 2**63 ns).
+TIMEOUT_MAX = threading.TIMEOUT_MAX
 
 
 def _check_timeout(value: Optional[float]) -> Optional[float]:
+    """Validate a timeout as ``socket.settimeout`` does, at the call.
+
+    Raises:
+        TypeError: not a number or None.
+        ValueError: negative or NaN.
+        OverflowError: infinite or above :data:`TIMEOUT_MAX` (as
+            ``socket.settimeout(float('inf'))``); use None to block forever.
+    """
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"timeout must be a number or None, not {type(value).__name__}")
-    value = float(value)
-    if value != value or value < 0:  # NaN or negative
-        raise ValueError("timeout must be a non-negative number or None")
-    return value
+    if value != value:
+        raise ValueError("timeout must be a number, not NaN (None blocks without limit)")
+    if value < 0 and value >= -TIMEOUT_MAX:
+        raise ValueError(f"timeout must be a non-negative number or None, got {value}")
+    if not -TIMEOUT_MAX <= value <= TIMEOUT_MAX:
+        raise OverflowError(
+            f"timeout {value} is too large (at most {TIMEOUT_MAX:.0f} s);"
+            " use None to block without limit"
+        )
+    return float(value)
 
 
 def _deadline(timeout: Optional[float]) -> Optional[float]:
@@ -150,6 +173,26 @@ def _resolve(host: Any, port: int, family: int = 0, flags: int = 0) -> list[Any]
     return infos
 
 
+def _check_bufsize(nbytes: Any, name: str = "nbytes") -> int:
+    """A socket buffer size: an int >= 1 (as ``KCPConfig.read_buffer``)."""
+    if isinstance(nbytes, bool) or not isinstance(nbytes, int):
+        raise TypeError(f"{name} must be an int, not {type(nbytes).__name__}")
+    if nbytes < 1:
+        raise ValueError(f"{name} must be >= 1 bytes, got {nbytes}")
+    return nbytes
+
+
+def _check_mtu(codec: Any, cfg: KCPConfig) -> None:
+    """Refuse an MTU the codec cannot use, at the call (before any socket exists).
+
+    Raises:
+        ValueError: ``cfg.mtu`` leaves KCP less than 50 bytes after the
+            codec's overhead (crypto header, FEC header, AEAD tag).
+    """
+    if codec is not None:
+        codec.kcp_mtu(cfg.mtu)
+
+
 def _apply_socket_options(sock: socket.socket, config: KCPConfig) -> None:
     if config.read_buffer is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, config.read_buffer)
@@ -179,6 +222,59 @@ def _set_dscp(sock: socket.socket, dscp: int) -> None:
         raise OSError(errno.EINVAL, "cannot set DSCP on this socket")
 
 
+def _linger_from(value: Any) -> Optional[float]:
+    """The seconds of a packed ``struct linger`` (SO_LINGER), checked as the OS does.
+
+    Raises:
+        OSError: EINVAL: an int, a buffer shorter than the struct, or a
+            negative l_linger (Linux also refuses a short option).
+        TypeError: not a bytes-like object (as ``socket.setsockopt``).
+    """
+    if isinstance(value, int):
+        raise OSError(
+            errno.EINVAL,
+            "SO_LINGER takes a packed struct linger, e.g. struct.pack('ii', 1, seconds),"
+            f" not the int {value!r}",
+        )
+    try:
+        raw = bytes(memoryview(value))
+    except TypeError:
+        raise TypeError(
+            f"a bytes-like object is required for SO_LINGER, not {type(value).__name__}"
+        ) from None
+    if len(raw) < 8:
+        raise OSError(
+            errno.EINVAL,
+            f"SO_LINGER needs an 8-byte struct linger (struct.pack('ii', 1, seconds)),"
+            f" got {len(raw)} bytes",
+        )
+    onoff, secs = struct.unpack("ii", raw[:8])
+    if not onoff:
+        # l_onoff 0: the default, background delivery (None); 1 with 0 s: drop
+        # what is unacknowledged, kcp-go's close; 1 with N s: block up to N s
+        return None
+    if secs < 0:
+        raise OSError(errno.EINVAL, f"SO_LINGER: l_linger must be >= 0 seconds, got {secs}")
+    return float(secs)
+
+
+def _identity_option(sock: Any, level: int, optname: int, buflen: Optional[int]) -> Optional[int]:
+    """SO_TYPE/SO_PROTOCOL/SO_DOMAIN as the object's ``type``/``proto``/``family``.
+
+    The UDP socket underneath would say SOCK_DGRAM; code that checks the
+    option (asyncio does) must see what ``.type`` says.
+    """
+    if level != socket.SOL_SOCKET or buflen is not None:
+        return None
+    if optname == socket.SO_TYPE:
+        return int(sock.type)
+    if optname == getattr(socket, "SO_PROTOCOL", -1):
+        return int(sock.proto)
+    if optname == getattr(socket, "SO_DOMAIN", -1):
+        return int(sock.family)
+    return None
+
+
 class _Timeouts:
     """Timeouts as on ``socket.socket``, shared by :class:`KCPSocket` and :class:`Listener`.
 
@@ -201,6 +297,8 @@ class _Timeouts:
         Raises:
             ValueError: a negative or NaN timeout.
             TypeError: not a number or None.
+            OverflowError: infinite or longer than :data:`TIMEOUT_MAX` (as
+                ``socket.settimeout``; None blocks without limit).
             OSError: EBADF after close.
         """
         value = _check_timeout(value)
@@ -246,9 +344,12 @@ class KCPSocket(_Timeouts):
     :attr:`segments_received`, :attr:`retransmissions` and :meth:`figures`.
     """
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, _refs: Optional[list[int]] = None) -> None:
         """Wrap a session (internal; use :func:`dial` or :meth:`Listener.accept`)."""
         self._session = session
+        # wrappers sharing the session (dup()): the last close closes it
+        self._refs = _refs if _refs is not None else [0]
+        self._refs[0] += 1
         self._timeout: Optional[float] = socket.getdefaulttimeout()
         self._closed = False  # close() was called
         self._real_closed = False  # ... and the session is closed
@@ -276,7 +377,9 @@ class KCPSocket(_Timeouts):
                 raise TypeError(f"flags must be an int, not {type(flags).__name__}")
             if int(flags) & ~allowed:
                 names = (
-                    "MSG_DONTWAIT and MSG_PEEK are" if allowed & _MSG_PEEK else "MSG_DONTWAIT is"
+                    "MSG_DONTWAIT, MSG_PEEK and MSG_WAITALL are"
+                    if allowed & _MSG_PEEK
+                    else "MSG_DONTWAIT is"
                 )
                 raise ValueError(f"flags: only {names} supported here, got {int(flags):#x}")
             if int(flags) & _MSG_DONTWAIT:
@@ -299,14 +402,16 @@ class KCPSocket(_Timeouts):
 
         Returns:
             The data (one message, or part of it if ``bufsize`` is smaller;
-            several segments in stream mode); b"" after ``shutdown(SHUT_RD)``
-            or a close from another thread.  Never b"" because of silence.
+            several segments in stream mode); b"" after ``shutdown(SHUT_RD)``,
+            a close from another thread, or once the peer is gone (the link
+            died, or nothing came back for ``keepalive_timeout``) and all it
+            sent was read: a vanished peer reads as the end of the stream.
 
         Raises:
             OSError: EBADF after close.
             TimeoutError: the timeout expired (:class:`KCPTimeoutError`).
             BlockingIOError: non-blocking and nothing to read.
-            ConnectionResetError: the link is dead.
+            ConnectionRefusedError: nothing listens at the peer's address.
             ValueError, TypeError: bad arguments.
         """
         if isinstance(bufsize, bool) or not isinstance(bufsize, int):
@@ -317,7 +422,31 @@ class KCPSocket(_Timeouts):
         deadline = self._flags_deadline(flags, _RECV_FLAGS)
         if bufsize == 0:
             return b""
+        if flags and int(flags) & _MSG_WAITALL and not int(flags) & _MSG_PEEK:
+            return self._recv_waitall(session, bufsize, deadline)
         return session.recv(bufsize, deadline, peek=bool(flags and int(flags) & _MSG_PEEK))
+
+    def _recv_waitall(self, session: Session, bufsize: int, deadline: Optional[float]) -> bytes:
+        """MSG_WAITALL: collect ``bufsize`` bytes; less only at EOF, timeout or error.
+
+        As the OS does, data already collected is returned (not lost) when
+        the timeout expires or the session fails part way; the error is
+        raised only when nothing was collected.
+        """
+        parts: list[bytes] = []
+        got = 0
+        while got < bufsize:
+            try:
+                data = session.recv(bufsize - got, deadline)
+            except OSError:
+                if got:
+                    break
+                raise
+            if not data:
+                break
+            parts.append(data)
+            got += len(data)
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         """Receive into a writable buffer (``socket.recv_into``).
@@ -333,7 +462,13 @@ class KCPSocket(_Timeouts):
         Raises:
             As :meth:`recv`; ValueError if ``nbytes`` exceeds the buffer.
         """
-        view = memoryview(buffer)
+        try:
+            view = memoryview(buffer)
+        except TypeError:
+            raise TypeError(
+                f"buffer must be a writable bytes-like object (e.g. a bytearray),"
+                f" not {type(buffer).__name__}"
+            ) from None
         if view.readonly:
             raise TypeError("buffer must be writable")
         if view.ndim != 1 or view.itemsize != 1:
@@ -350,7 +485,10 @@ class KCPSocket(_Timeouts):
         deadline = self._flags_deadline(flags, _RECV_FLAGS)
         if nbytes == 0:
             return 0
-        data = session.recv(nbytes, deadline, peek=bool(flags and int(flags) & _MSG_PEEK))
+        if flags and int(flags) & _MSG_WAITALL and not int(flags) & _MSG_PEEK:
+            data = self._recv_waitall(session, nbytes, deadline)
+        else:
+            data = session.recv(nbytes, deadline, peek=bool(flags and int(flags) & _MSG_PEEK))
         n = len(data)
         view[:n] = data
         return n
@@ -403,6 +541,80 @@ class KCPSocket(_Timeouts):
         while pos < total:
             pos += session.send(view[pos:], deadline)
 
+    def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, None]:
+        """``recv`` returning ``(data, None)``, as on a connected TCP socket.
+
+        Args:
+            bufsize: as :meth:`recv`.
+            flags: as :meth:`recv`.
+
+        Returns:
+            ``(data, None)``: a stream socket reports no sender address.
+
+        Raises:
+            As :meth:`recv`.
+        """
+        return self.recv(bufsize, flags), None
+
+    def recvfrom_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> tuple[int, None]:
+        """``recv_into`` returning ``(nbytes, None)``, as on a connected TCP socket.
+
+        Args:
+            buffer: as :meth:`recv_into`.
+            nbytes: as :meth:`recv_into`.
+            flags: as :meth:`recv_into`.
+
+        Returns:
+            ``(count, None)``.
+
+        Raises:
+            As :meth:`recv_into`.
+        """
+        return self.recv_into(buffer, nbytes, flags), None
+
+    def sendto(self, data: Any, flags_or_address: Any, address: Any = None) -> int:
+        """``send`` with an address that is ignored, as on a connected TCP socket.
+
+        Called as ``sendto(data, address)`` or ``sendto(data, flags, address)``;
+        Linux ignores the address of a connected stream socket, and so do we.
+
+        Args:
+            data: a bytes-like object.
+            flags_or_address: the address, or the flags when ``address`` follows.
+            address: the (ignored) address in the three-argument form.
+
+        Returns:
+            The number of bytes queued (see :meth:`send`).
+
+        Raises:
+            As :meth:`send`.
+        """
+        flags = flags_or_address if address is not None else 0
+        return self.send(data, flags)
+
+    def sendmsg(self, buffers: Any, ancdata: Any = (), flags: int = 0, address: Any = None) -> int:
+        """Send several buffers as one ``send`` (``socket.sendmsg``; asyncio uses it).
+
+        Args:
+            buffers: an iterable of bytes-like objects.
+            ancdata: must be empty (KCP carries no ancillary data).
+            flags: as :meth:`send`.
+            address: ignored (connected stream socket).
+
+        Returns:
+            The number of bytes queued, from the start of the concatenation.
+
+        Raises:
+            OSError: EINVAL if ``ancdata`` is not empty; as :meth:`send`.
+        """
+        if ancdata:
+            raise OSError(errno.EINVAL, "sendmsg: ancillary data is not supported over KCP")
+        data = b"".join(bytes(byte_view(b)) for b in buffers)
+        if not data:
+            self._live()
+            return 0
+        return self.send(data, flags)
+
     def sendfile(self, file: Any, offset: int = 0, count: Optional[int] = None) -> int:
         """Send a binary file's contents (``socket.sendfile``, by reads and sendall).
 
@@ -415,8 +627,22 @@ class KCPSocket(_Timeouts):
             The number of bytes sent.
 
         Raises:
+            ValueError: a file not opened in binary mode, a negative
+                ``offset`` or a ``count`` <= 0 (as ``socket.sendfile``).
+            TypeError: ``offset`` or ``count`` not an int.
             As :meth:`sendall`, and whatever ``file.read`` raises.
         """
+        if "b" not in getattr(file, "mode", "b"):
+            raise ValueError("file should be opened in binary mode")
+        if isinstance(offset, bool) or not isinstance(offset, int):
+            raise TypeError(f"offset must be an int, not {type(offset).__name__}")
+        if offset < 0:
+            raise ValueError(f"offset must be >= 0, got {offset}")
+        if count is not None:
+            if isinstance(count, bool) or not isinstance(count, int):
+                raise TypeError(f"count must be a positive integer (got {count!r})")
+            if count <= 0:
+                raise ValueError(f"count must be a positive integer (got {count!r})")
         if offset:
             file.seek(offset)
         total = 0
@@ -534,19 +760,58 @@ class KCPSocket(_Timeouts):
         Raises:
             OSError: EBADF after close.
             ValueError: bad ``how``.
+            TypeError: ``how`` is not an int.
         """
+        if isinstance(how, bool) or not isinstance(how, int):
+            raise TypeError(f"how must be an int (socket.SHUT_RD, ...), not {type(how).__name__}")
         self._live().shutdown(how)
 
     def close(self) -> None:
-        """Close the session: one last flush, then release threads and sockets.
+        """Close the socket; what was sent still reaches the peer, as with TCP.
 
-        Idempotent.  While files from :meth:`makefile` are open the session
-        stays usable through them; it closes when the last one closes.
+        Returns at once.  Data not acknowledged yet is delivered in the
+        background (the session's state is "closing") until the peer
+        acknowledged it, the peer is gone, or ``close_timeout`` (60 s)
+        passed; then threads and sockets are released.  ``SO_LINGER`` /
+        ``KCPConfig.linger``: N > 0 seconds blocks up to N s for the
+        acknowledgements first, 0 drops what is unacknowledged (kcp-go's
+        close).  Idempotent.  While files from :meth:`makefile` (or a
+        :meth:`dup`) are open the session stays usable through them; it
+        closes when the last one closes.
         """
         self._closed = True
         if self._io_refs <= 0:
             self._real_closed = True
-            self._session.close()
+            self._release()
+
+    def _release(self, wait: bool = True) -> None:
+        """Drop this wrapper's hold on the session; the last one closes it."""
+        refs = self._refs
+        refs[0] -= 1
+        if refs[0] <= 0:
+            self._session.close(wait=wait)
+
+    def dup(self) -> KCPSocket:
+        """Return a second socket object for the same session (``socket.dup``).
+
+        Both work independently (timeouts, makefile); the session is closed
+        when the last of them is closed, as a descriptor and its duplicate.
+
+        Returns:
+            A new :class:`KCPSocket`.
+
+        Raises:
+            OSError: EBADF after close.
+        """
+        session = self._live()
+        other = KCPSocket(session, self._refs)
+        other._timeout = self._timeout
+        return other
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # as socket.socket: copy.copy/deepcopy/pickle raise instead of
+        # producing a second owner whose collection would close the session
+        raise TypeError(f"cannot pickle {type(self).__name__!r} object")
 
     def drain(self, timeout: Optional[float] = None) -> bool:
         """Wait until the peer has acknowledged everything sent so far.
@@ -588,7 +853,7 @@ class KCPSocket(_Timeouts):
         try:
             if not self._real_closed:
                 self._closed = self._real_closed = True
-                self._session.close(wait=False)  # never join threads from a finalizer
+                self._release(wait=False)  # never join threads from a finalizer
         except Exception:
             pass
 
@@ -615,8 +880,9 @@ class KCPSocket(_Timeouts):
         ``IPPROTO_TCP``/``TCP_NODELAY`` (set by code written for TCP, e.g.
         ``StreamRequestHandler.disable_nagle_algorithm``) maps to
         ``set_write_delay(not value)``; ``SOL_SOCKET``/``SO_LINGER`` (a packed
-        ``struct linger``) sets how long :meth:`close` waits for
-        acknowledgements (``KCPConfig.linger``); other TCP-level options raise
+        ``struct linger``) sets what :meth:`close` does with unacknowledged
+        data (``KCPConfig.linger``: off = deliver in the background, on with
+        0 s = drop it, on with N s = block up to N s); other TCP-level options raise
         ``OSError(ENOPROTOOPT)`` as on a UDP socket.
 
         Args:
@@ -626,7 +892,10 @@ class KCPSocket(_Timeouts):
             optlen: with ``value`` None, the option length.
 
         Raises:
-            OSError: EBADF after close; what the UDP socket raises.
+            OSError: EBADF after close; EINVAL for an ``SO_LINGER`` value that
+                is not a packed ``struct linger`` (``struct.pack("ii", 1,
+                seconds)``) or has a negative time; what the UDP socket raises.
+            TypeError: ``SO_LINGER`` with a value that is not bytes-like.
         """
         session = self._live()
         if level == socket.IPPROTO_TCP and optname == socket.TCP_NODELAY:
@@ -634,8 +903,7 @@ class KCPSocket(_Timeouts):
             return
         if level == socket.SOL_SOCKET and optname == socket.SO_LINGER:
             # struct linger {int l_onoff; int l_linger;}: close() waits for ACKs
-            onoff, secs = struct.unpack("ii", bytes(value)[:8])
-            session.linger = float(secs) if onoff else 0.0
+            session.linger = _linger_from(value)
             return
         sock = session.transport.sock
         if optlen is None:
@@ -663,11 +931,15 @@ class KCPSocket(_Timeouts):
         session = self._live()
         if level == socket.IPPROTO_TCP and optname == socket.TCP_NODELAY and buflen is None:
             return int(not session.write_delay)
+        ident = _identity_option(self, level, optname, buflen)
+        if ident is not None:
+            return ident
         if level == socket.SOL_SOCKET and optname == socket.SO_LINGER:
             linger = session.linger
-            packed = struct.pack("ii", 1 if linger > 0 else 0, int(linger))
+            onoff = 0 if linger is None else 1
+            packed = struct.pack("ii", onoff, int(linger or 0))
             # as the OS: an int (l_onoff) without buflen, the struct with it
-            return packed[:buflen] if buflen is not None else int(linger > 0)
+            return packed[:buflen] if buflen is not None else onoff
         sock = session.transport.sock
         if buflen is None:
             return sock.getsockopt(level, optname)
@@ -775,6 +1047,28 @@ class KCPSocket(_Timeouts):
         """
         self._live().write_delay = bool(enable)
 
+    def set_send_buffer(self, nbytes: int) -> None:
+        """Set how many bytes ``send`` may queue behind the window (like SO_SNDBUF).
+
+        Args:
+            nbytes: bytes, >= 1 (``KCPConfig.send_buffer``, 1 MiB by default).
+
+        Raises:
+            TypeError: not an int.
+            ValueError: below 1.
+            OSError: EBADF after close.
+        """
+        if isinstance(nbytes, bool) or not isinstance(nbytes, int):
+            raise TypeError(f"nbytes must be an int, not {type(nbytes).__name__}")
+        if nbytes < 1:
+            raise ValueError(f"nbytes must be >= 1, got {nbytes}")
+        self._live().set_send_buffer(nbytes)
+
+    @property
+    def send_buffer(self) -> int:
+        """Bytes ``send`` may queue behind the window (see :meth:`set_send_buffer`)."""
+        return int(self._session.send_buffer)
+
     def set_dup(self, dup: int) -> None:
         """kcp-go ``SetDUP``: send each data datagram ``dup`` extra times.
 
@@ -813,22 +1107,26 @@ class KCPSocket(_Timeouts):
         """kcp-go ``SetReadBuffer`` (dialed sessions only): SO_RCVBUF.
 
         Args:
-            nbytes: the kernel receive buffer size.
+            nbytes: the kernel receive buffer size (>= 1).
 
         Raises:
+            TypeError, ValueError: ``nbytes`` not an int >= 1.
             OSError: EBADF after close; EINVAL on an accepted session.
         """
+        _check_bufsize(nbytes)
         self._own_socket("set_read_buffer").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, nbytes)
 
     def set_write_buffer(self, nbytes: int) -> None:
         """kcp-go ``SetWriteBuffer`` (dialed sessions only): SO_SNDBUF.
 
         Args:
-            nbytes: the kernel send buffer size.
+            nbytes: the kernel send buffer size (>= 1).
 
         Raises:
+            TypeError, ValueError: ``nbytes`` not an int >= 1.
             OSError: EBADF after close; EINVAL on an accepted session.
         """
+        _check_bufsize(nbytes)
         self._own_socket("set_write_buffer").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, nbytes)
 
     # --------------------------------------------------------------- figures
@@ -977,7 +1275,12 @@ class Listener(_Timeouts):
 
     @property
     def refused(self) -> dict[str, int]:
-        """New conversations dropped, by reason: backlog, max_sessions, blacklist."""
+        """New conversations dropped, by reason (``kcpsock.listener.REFUSAL_REASONS``).
+
+        unsolicited (not a client's first datagram), blacklist, conv_in_use,
+        backlog, backlog_per_address, per_address, max_sessions, and expired
+        (waited longer than ``accept_timeout`` for accept).
+        """
         return dict(self._core.refused)
 
     @property
@@ -1010,23 +1313,25 @@ class Listener(_Timeouts):
         """kcp-go ``Listener.SetReadBuffer``: SO_RCVBUF of the listener socket.
 
         Args:
-            nbytes: the kernel receive buffer size.
+            nbytes: the kernel receive buffer size (>= 1).
 
         Raises:
+            TypeError, ValueError: ``nbytes`` not an int >= 1.
             OSError: EBADF after close.
         """
-        self._udp().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, nbytes)
+        self._udp().setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _check_bufsize(nbytes))
 
     def set_write_buffer(self, nbytes: int) -> None:
         """kcp-go ``Listener.SetWriteBuffer``: SO_SNDBUF of the listener socket.
 
         Args:
-            nbytes: the kernel send buffer size.
+            nbytes: the kernel send buffer size (>= 1).
 
         Raises:
+            TypeError, ValueError: ``nbytes`` not an int >= 1.
             OSError: EBADF after close.
         """
-        self._udp().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, nbytes)
+        self._udp().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _check_bufsize(nbytes))
 
     def setsockopt(self, level: int, optname: int, value: Any) -> None:
         """Set an option on the listener's UDP socket (``socket.setsockopt``).
@@ -1056,9 +1361,37 @@ class Listener(_Timeouts):
             OSError: EBADF after close; what the UDP socket raises.
         """
         sock = self._udp()
+        ident = _identity_option(self, level, optname, buflen)
+        if ident is not None:
+            return ident
         if buflen is None:
             return sock.getsockopt(level, optname)
         return sock.getsockopt(level, optname, buflen)
+
+    def listen(self, backlog: Optional[int] = None) -> None:
+        """Set the accept backlog (``socket.listen``); a KCP listener always listens.
+
+        Lets code that calls ``listen`` on a bound socket, e.g.
+        ``asyncio.start_server(sock=listener)``, take a :class:`Listener`.
+
+        Args:
+            backlog: sessions waiting for :meth:`accept` at most (values
+                below 1 count as 1); None keeps the current backlog.
+
+        Raises:
+            OSError: EBADF after close.
+            TypeError: not an int.
+        """
+        self._check_open()
+        if backlog is None:
+            return
+        if isinstance(backlog, bool) or not isinstance(backlog, int):
+            raise TypeError(f"backlog must be an int, not {type(backlog).__name__}")
+        self._core.admission.backlog = max(1, backlog)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # as socket.socket: no copies (a copy's collection would close the listener)
+        raise TypeError(f"cannot pickle {type(self).__name__!r} object")
 
     def __enter__(self) -> Listener:
         return self
@@ -1127,20 +1460,33 @@ def dial(
             ``nodelay``, ``interval``, ``resend``, ``nc`` (kcp-go
             ``SetNoDelay``), ``sndwnd``, ``rcvwnd``, ``mtu``, ``stream``,
             ``ack_nodelay``, ``write_delay``, ``dup``, ``dead_link``,
-            ``dscp``, ``read_buffer``, ``write_buffer``, ``linger``; e.g.
+            ``dscp``, ``read_buffer``, ``write_buffer``, ``send_buffer``,
+            ``linger``, ``close_timeout``, ``keepalive_interval``,
+            ``keepalive_timeout``, ``replay_cache``, ``replay_window``
+            (the replay/reflection filter, README "Security"); e.g.
             ``dial(addr, nodelay=1, interval=10, resend=2, nc=1)``.
 
     Returns:
         A connected :class:`KCPSocket`.
 
     Raises:
-        TypeError, ValueError: bad arguments (naming the argument).
-        OSError: resolution or socket errors (``socket.gaierror``).
+        TypeError, ValueError: bad arguments (naming the argument), checked
+            before any socket is created; among them an ``mtu`` the codec
+            cannot use (less than 50 bytes left for KCP).
+        OverflowError: an infinite or too large ``timeout`` (as
+            ``socket.settimeout``).
+        OSError: resolution or socket errors (``socket.gaierror``); a
+            socket created for the call is closed again.
     """
     host, port = _check_address(address)
     cfg = _config_from(config, options)
     conv = _random_conv() if conv is None else check_int("conv", conv, 0, U32)
     codec = make_codec(block, data_shards, parity_shards)
+    _check_mtu(codec, cfg)
+    if timeout is not _GLOBAL_DEFAULT:
+        _check_timeout(timeout)
+    if source_address is not None:
+        _check_address(source_address, "source_address")
     if sock is not None:
         if not isinstance(sock, socket.socket) or sock.type != socket.SOCK_DGRAM:
             raise TypeError("sock must be a UDP socket.socket (SOCK_DGRAM)")
@@ -1163,21 +1509,32 @@ def dial(
                 remote = usock.getpeername()
                 err = None
                 break
-            except OSError as exc:
-                err = exc
+            except BaseException as exc:
                 if usock is not None:
                     usock.close()
                     usock = None
+                if not isinstance(exc, OSError):
+                    raise  # a bad argument (TypeError from bind, ...): no other address helps
+                err = exc
         if usock is None:
             if err is not None:
                 raise err
             raise OSError("getaddrinfo returns an empty list")
         transport = Transport(usock, owned=True, connected=True)
-    session = Session(conv, remote, transport, cfg, codec)
-    session.start_receiver()
-    ks = KCPSocket(session)
-    if timeout is not _GLOBAL_DEFAULT:
-        ks.settimeout(timeout)
+    try:
+        session = Session(conv, remote, transport, cfg, codec)
+    except BaseException:
+        if transport.owned:
+            transport.sock.close()
+        raise
+    try:
+        session.start_receiver()
+        ks = KCPSocket(session)
+        if timeout is not _GLOBAL_DEFAULT:
+            ks.settimeout(timeout)
+    except BaseException:
+        session.close(wait=False)  # stops the receiver, closes a socket we created
+        raise
     return ks
 
 
@@ -1192,31 +1549,40 @@ def create_connection(
     parity_shards: int = 0,
     **kwargs: Any,
 ) -> KCPSocket:
-    """``socket.create_connection`` over KCP: :func:`dial` and set the timeout.
+    """``socket.create_connection`` over KCP: returns once the peer has answered.
 
     The signature is ``socket.create_connection``'s, so it can be passed
-    where that function is expected.  There is no handshake: the call
-    returns at once, and ``timeout`` only becomes the socket's timeout.
+    where that function is expected (``http.client``, ``smtplib``, ...).
+    Like a TCP connect it waits for the peer: it calls :func:`dial`, then sends
+    KCP window probes (WASK, which every KCP peer, kcp-go and kcptun
+    included, answers with WINS; a listener takes the probe as the start of
+    a conversation) until anything comes back.  Use :func:`dial` for
+    kcp-go's behaviour (no waiting at all).
 
     Args:
         address: ``(host, port)`` or ``"host:port"``.
-        timeout: the socket timeout; default ``socket.getdefaulttimeout()``.
+        timeout: bounds the wait for the answer, then becomes the socket's
+            timeout; default ``socket.getdefaulttimeout()`` (None: wait up to
+            ``keepalive_timeout``, 30 s by default).
         source_address: ``(host, port)`` to bind to first.
-        all_errors: accepted for compatibility and ignored: with no
-            handshake only local errors (socket, bind) can occur, and the
-            last one is raised.
+        all_errors: accepted for compatibility: UDP gives one address only
+            (IPv4 first), so there is one error to raise.
         block: as :func:`dial`.
         data_shards: as :func:`dial`.
         parity_shards: as :func:`dial`.
         **kwargs: as :func:`dial`.
 
     Returns:
-        A connected :class:`KCPSocket`.
+        A connected :class:`KCPSocket` whose peer answered.
 
     Raises:
-        As :func:`dial`.
+        ConnectionRefusedError: nothing listens on that UDP port (ICMP).
+        TimeoutError: no answer within ``timeout``: no KCP server there, or
+            one with another key, cipher or FEC setting (its answers cannot
+            be read, so they look like silence).
+        As :func:`dial` otherwise.
     """
-    return dial(
+    sock = dial(
         address,
         block=block,
         data_shards=data_shards,
@@ -1225,6 +1591,27 @@ def create_connection(
         timeout=timeout,
         **kwargs,
     )
+    wait = sock.gettimeout()
+    try:
+        sock.session.handshake(None if not wait else time.monotonic() + wait)
+    except TimeoutError:
+        sock.close()
+        where = _format_address(sock.session.remote)
+        raise Timeout(
+            f"timed out: no KCP answer from {where} within"
+            f" {wait if wait else sock.session.keepalive_timeout_ms / 1000:g} s (is a KCP"
+            " server listening there, with the same key, cipher (block) and FEC"
+            " (data_shards/parity_shards) settings?)"
+        ) from None
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _format_address(address: Any) -> str:
+    host, port = address[0], address[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
 
 
 def listen(
@@ -1258,7 +1645,10 @@ def listen(
             (default 600; 0 disables).
         reuse_port: set SO_REUSEPORT before binding.
         **options: :class:`KCPConfig` fields for the sessions (as
-            :func:`dial`'s).
+            :func:`dial`'s), and the listener's limits against floods:
+            ``max_sessions_per_address``, ``backlog_per_address``,
+            ``accept_timeout``, ``pending_rcvwnd``, ``conv_guard`` (README
+            "Security").
 
     Returns:
         A :class:`Listener`.
@@ -1275,7 +1665,7 @@ def listen(
     if blacklist_ttl is not None:
         extra["blacklist_ttl"] = blacklist_ttl
     cfg = _config_from(config, extra)
-    make_codec(block, data_shards, parity_shards)  # validate early
+    _check_mtu(make_codec(block, data_shards, parity_shards), cfg)  # as dial: at the call
     if sock is not None:
         if not isinstance(sock, socket.socket) or sock.type != socket.SOCK_DGRAM:
             raise TypeError("sock must be a UDP socket.socket (SOCK_DGRAM)")
@@ -1303,8 +1693,10 @@ def listen(
                 usock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             _apply_socket_options(usock, cfg)
             usock.bind(sa)
-        except OSError as exc:
+        except BaseException as exc:
             usock.close()
+            if not isinstance(exc, OSError):
+                raise
             err = exc
             continue
         return _listen_owned(usock, cfg, block, data_shards, parity_shards)
@@ -1373,7 +1765,7 @@ def create_server(
     if backlog is not None:
         extra["backlog"] = backlog
     cfg = _config_from(extra.pop("config", None), extra)
-    make_codec(block, data_shards, parity_shards)
+    _check_mtu(make_codec(block, data_shards, parity_shards), cfg)
     usock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         if reuse_port:
@@ -1388,14 +1780,27 @@ def create_server(
     return _listen_owned(usock, cfg, block, data_shards, parity_shards)
 
 
+#: Seconds interpreter exit waits for background closes to deliver.
+EXIT_DRAIN_S = 5.0
+
+
 @atexit.register
 def _close_everything() -> None:
-    """Close what is still open at interpreter exit (one last flush each)."""
+    """Close what is still open at interpreter exit.
+
+    Sessions closed with data still unacknowledged get up to
+    :data:`EXIT_DRAIN_S` seconds to deliver it (a TCP socket's kernel would
+    go on after the process ended; ours cannot).
+    """
     for s in live_sessions():
         try:
             s.close()
         except Exception:
             pass
+    try:
+        drain_closing(EXIT_DRAIN_S)
+    except Exception:
+        pass
     for core in live_listeners():
         try:
             core.close_all()

@@ -28,10 +28,14 @@ Invariants:
   ``data_shards``, ``parity_shards``, ``config``, ...) goes to
   :func:`kcpsock.listen` unchanged; ``request_queue_size`` becomes its
   ``backlog``;
-- KCP has no FIN: when a handler returns, the server waits (at most
-  ``close_linger`` seconds) until the peer has acknowledged everything the
-  handler sent, then closes the session, so a response written just before
-  ``handle`` returns is not lost to a dropped datagram;
+- KCP has no FIN: when a handler returns, its session is closed at once
+  and delivers what the handler sent in the background (``close()``, as
+  TCP), so a response written just before ``handle`` returns is not lost
+  and the handler thread is free at once; ``close_linger`` > 0 makes the
+  server wait that long for the acknowledgements first;
+- a handler whose client closed or vanished sees the end of its input
+  (``recv`` returns b"") within the sessions' ``keepalive_timeout``
+  (30 s by default), so its thread and session end by themselves;
 - ``server_close`` closes the listener; sessions already handed to handlers
   are closed by their own request cycle (as with TCPServer), except that
   :class:`ThreadingKCPServer` closes those still open after
@@ -71,8 +75,9 @@ class KCPServer(socketserver.BaseServer):
         socket: the :class:`kcpsock.Listener` (None before
             :meth:`server_bind`).
         request_queue_size: the listener's accept backlog (128).
-        close_linger: seconds a finished request may wait for the peer to
-            acknowledge what the handler sent before the session is closed.
+        close_linger: seconds a finished request waits for the peer to
+            acknowledge what the handler sent before its session is closed
+            (default 0: the closed session delivers it in the background).
         close_grace: (:class:`ThreadingKCPServer`) seconds ``server_close``
             lets running handlers finish before closing their sessions.
         timeout: as ``BaseServer.timeout``: ``handle_request`` gives up (and
@@ -84,7 +89,7 @@ class KCPServer(socketserver.BaseServer):
     """
 
     request_queue_size = 128
-    close_linger = 5.0
+    close_linger = 0.0
     close_grace = 2.0
 
     def __init__(
@@ -219,7 +224,7 @@ class KCPServer(socketserver.BaseServer):
 
 
 class ThreadingKCPServer(socketserver.ThreadingMixIn, KCPServer):
-    """:class:`KCPServer` that runs each request in its own thread.
+    """:class:`KCPServer` running each request in its own thread, up to :attr:`max_threads`.
 
     As ``socketserver.ThreadingTCPServer``: ``daemon_threads`` and
     ``block_on_close`` keep their meaning: ``server_close`` joins the
@@ -231,10 +236,124 @@ class ThreadingKCPServer(socketserver.ThreadingMixIn, KCPServer):
     still hold (their ``recv`` returns b"") and joins them.  Without
     ``block_on_close`` the handlers are left running, as with TCP
     (:meth:`close_active_requests` ends them).
+
+    Attributes:
+        max_threads: handler threads at most (default 128; None: one per
+            request without limit, as ``ThreadingMixIn``).  At the limit the
+            server stops accepting until a handler returns: new sessions wait
+            in the listener's backlog, where they cost no thread, buffer at
+            most ``KCPConfig.pending_rcvwnd`` segments, count against
+            ``backlog`` and ``backlog_per_address``, and are dropped after
+            ``accept_timeout`` seconds.  ``shutdown`` and ``server_close``
+            end the wait.
+        max_threads_per_address: handler threads for one client IP address
+            at most (default None: no limit).  A request beyond it is closed
+            at once, without a handler (counted in
+            :attr:`refused_requests`), so sessions from one host (a flood of
+            conversations that answer keep-alive probes) cannot take every
+            thread.  Off by default because KCP has no FIN: the handler of
+            a client that closed lives until ``keepalive_timeout`` detects
+            the silence, so a cap would refuse a legitimate host (or NAT)
+            that opens many short connections in a row.  Set it (e.g. to
+            ``max_threads // 4``) on servers exposed to hostile networks.
+        refused_requests: requests closed because of
+            ``max_threads_per_address``.
     """
+
+    max_threads: Optional[int] = 128
+    max_threads_per_address: Optional[int] = None
+
+    def __init__(
+        self,
+        server_address: _Address,
+        RequestHandlerClass: Callable[..., socketserver.BaseRequestHandler],
+        bind_and_activate: bool = True,
+        **listen_options: Any,
+    ) -> None:
+        for name in ("max_threads", "max_threads_per_address"):
+            limit = getattr(self, name)
+            if limit is not None and (
+                isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+            ):
+                raise ValueError(f"{name} must be an int >= 1 or None, got {limit!r}")
+        self._slots = threading.Condition(threading.Lock())
+        self._workers = 0
+        self._by_host: dict[Any, int] = {}
+        self.refused_requests = 0
+        self._stopping = False
+        super().__init__(server_address, RequestHandlerClass, bind_and_activate, **listen_options)
+
+    @property
+    def active_threads(self) -> int:
+        """Handler threads running now."""
+        return self._workers
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """``BaseServer.serve_forever`` (again after a ``shutdown``)."""
+        self._stopping = False
+        super().serve_forever(poll_interval)
+
+    def shutdown(self) -> None:
+        """``BaseServer.shutdown``, also ending a wait for a free handler thread."""
+        with self._slots:
+            self._stopping = True
+            self._slots.notify_all()
+        super().shutdown()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Start a handler thread, first waiting while :attr:`max_threads` run.
+
+        Args:
+            request: the accepted session.
+            client_address: its address.
+        """
+        limit = self.max_threads
+        per_host = self.max_threads_per_address
+        host = client_address[0] if isinstance(client_address, tuple) else client_address
+        with self._slots:
+            if per_host is not None and self._by_host.get(host, 0) >= per_host:
+                self.refused_requests += 1
+                stop = True
+            else:
+                while limit is not None and self._workers >= limit and not self._stopping:
+                    self._slots.wait()
+                stop = self._stopping and limit is not None and self._workers >= limit
+                if not stop:
+                    self._workers += 1
+                    self._by_host[host] = self._by_host.get(host, 0) + 1
+        if stop:
+            self.close_request(request)  # never handled
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._release_slot(host)
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        """Run the handler (``ThreadingMixIn``), then free the thread's slot."""
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._release_slot(
+                client_address[0] if isinstance(client_address, tuple) else client_address
+            )
+
+    def _release_slot(self, host: Any) -> None:
+        with self._slots:
+            self._workers -= 1
+            n = self._by_host.get(host, 0) - 1
+            if n > 0:
+                self._by_host[host] = n
+            else:
+                self._by_host.pop(host, None)
+            self._slots.notify()
 
     def server_close(self) -> None:
         """Close the listener, wait (bounded) for handlers, close what is left, join."""
+        with self._slots:
+            self._stopping = True
+            self._slots.notify_all()
         KCPServer.server_close(self)
         # socketserver keeps a _Threads list only when block_on_close is set
         live = getattr(self, "_threads", None)

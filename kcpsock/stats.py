@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from typing import Optional, cast
 
-__all__ = ["FIELDS", "HEADER", "Snmp", "snmp"]
+__all__ = ["FIELDS", "HEADER", "KCPSOCK_FIELDS", "Snmp", "snmp"]
 
 #: Attribute names in kcp-go HEAD's ``Snmp`` struct order.
 FIELDS: tuple[str, ...] = (
@@ -67,8 +67,13 @@ HEADER: tuple[str, ...] = tuple(
     "FECFullShards" if name == "FECFullShardSet" else name for name in FIELDS
 )
 
-# The seed's counter that HEAD removed; kept as an attribute (not in the header).
-_EXTRA = ("FECShortShards",)
+#: Counters kcp-go does not have, kept as attributes outside :data:`HEADER` (so
+#: a CSV log stays kcp-go's): the seed's ``FECShortShards`` (removed in HEAD),
+#: and kcpsock's own (see :data:`KCPSOCK_FIELDS`).
+KCPSOCK_FIELDS: tuple[str, ...] = (
+    "InReplays",  # datagrams dropped: nonce seen before (replay or reflection), kcpsock.replay
+)
+_EXTRA = ("FECShortShards", *KCPSOCK_FIELDS)
 _ALL = FIELDS + _EXTRA
 
 
@@ -79,7 +84,8 @@ class Snmp:
         lock: a context manager (e.g. ``threading.Lock()``) held during
             updates, copies and resets; None for no locking.
 
-    Every name of :data:`FIELDS` (and ``FECShortShards``) is an int attribute.
+    Every name of :data:`FIELDS` (and ``FECShortShards`` and
+    :data:`KCPSOCK_FIELDS`) is an int attribute.
     """
 
     __slots__ = (*_ALL, "_lock")
@@ -115,6 +121,7 @@ class Snmp:
     RingBufferSndBuffer: int
     OOBPackets: int
     FECShortShards: int
+    InReplays: int
 
     def __init__(self, lock: Optional[AbstractContextManager[object]] = None) -> None:
         self._lock: AbstractContextManager[object] = (
@@ -184,7 +191,8 @@ class Snmp:
         """Add ``n`` to one counter.
 
         Args:
-            name: an attribute name of :data:`FIELDS` (or ``FECShortShards``).
+            name: an attribute name of :data:`FIELDS` (or ``FECShortShards``,
+                or one of :data:`KCPSOCK_FIELDS`).
             n: the increment.
 
         Raises:

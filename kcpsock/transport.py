@@ -118,20 +118,37 @@ class Transport:
 
 
 class Signal:
-    """A socketpair whose read end is readable while a condition holds.
+    """A socketpair end that is readable and writable exactly when told to be.
 
     Gives a session or listener a ``fileno()`` that ``select``/``selectors``
-    /``poll`` accept.  Both ends are non-blocking; :meth:`set` and
-    :meth:`clear` never block, so they may run under a session lock.
+    /``poll``/asyncio accept, honest in both directions:
+
+    * readable while :meth:`set` holds (a byte waits from the other end);
+    * writable while :meth:`set_writable` holds: to make it not writable,
+      bytes are pushed into the (tiny) send buffer of our end until it is
+      full, and the other end does not read them; draining them at the other
+      end makes it writable again (an AF_UNIX stream socket polls writable
+      while less than a quarter of its send buffer is in use).
+
+    Both ends are non-blocking; no method ever blocks, so they may run under
+    a session lock.  Each state change costs a few microseconds; unchanged
+    states cost a flag test.
     """
 
-    __slots__ = ("_is_set", "_r", "_w")
+    __slots__ = ("_is_set", "_r", "_w", "_writable")
+
+    _FILL = bytes(1024)
 
     def __init__(self) -> None:
         self._r, self._w = socket.socketpair()
         self._r.setblocking(False)
         self._w.setblocking(False)
+        try:  # the smallest send buffer: a few sends fill it
+            self._r.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)
+        except OSError:  # pragma: no cover - then filling takes more sends
+            pass
         self._is_set = False
+        self._writable = True
 
     def fileno(self) -> int:
         """Return the descriptor to select on."""
@@ -156,6 +173,23 @@ class Signal:
             except OSError:
                 pass
 
+    def set_writable(self, writable: bool) -> None:
+        """Make the descriptor writable (True) or not (False)."""
+        if writable == self._writable:
+            return
+        self._writable = writable
+        try:
+            if writable:
+                while self._w.recv(65536):
+                    pass
+            else:
+                fill = self._FILL
+                send = self._r.send
+                for _ in range(1024):  # bounded: a few sends fill it
+                    send(fill)
+        except OSError:  # BlockingIOError: drained, or full
+            pass
+
     def close(self) -> None:
         """Close both ends."""
         self._r.close()
@@ -177,11 +211,20 @@ class Receiver:
         handler: called with each batch of ``(packet, address)``; must not
             block on a session lock.
         name: the thread's name.
+        on_refused: called (on the thread) when a connected socket reports
+            ICMP port unreachable (``ConnectionRefusedError``); must not block.
     """
 
-    def __init__(self, transport: Transport, handler: Callable[[Batch], None], name: str) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        handler: Callable[[Batch], None],
+        name: str,
+        on_refused: Optional[Callable[[], None]] = None,
+    ) -> None:
         self._transport = transport
         self._handler = handler
+        self._on_refused = on_refused
         self._stopping = False
         self._wake: Optional[tuple[socket.socket, socket.socket]] = None
         if not transport.owned:
@@ -267,7 +310,12 @@ class Receiver:
             except (BlockingIOError, InterruptedError):
                 pass
             except ConnectionRefusedError:
-                pass  # ICMP port unreachable on a connected socket: the peer is not up yet
+                # ICMP port unreachable on a connected socket: nothing listens there
+                if self._on_refused is not None:
+                    try:
+                        self._on_refused()
+                    except Exception:  # never let the report kill the receiver
+                        _log.exception("refusal handler failed")
             except (OSError, ValueError):
                 if self.stopping() or sock.fileno() < 0:
                     return

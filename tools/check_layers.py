@@ -48,6 +48,7 @@ LAYERS: dict[str, int] = {
     "codec": 0,
     "stats": 0,
     "inbound": 0,
+    "replay": 0,
     "smux_frames": 0,
     "snappy": 0,
     # 1: threads and sockets, bottom
@@ -60,6 +61,7 @@ LAYERS: dict[str, int] = {
     "sock": 4,
     "socketserver": 5,
     "smux": 5,
+    "tls": 5,
     # 6: the public API; 7: the command line
     "__init__": 6,
     "cli": 7,

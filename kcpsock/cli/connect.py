@@ -110,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
     done_at = [0.0]  # when the end of input was reached (raw mode's linger starts there)
     clean = False
     watch = AnswerWatch(sock, wait_s=args.wait)
+    remote_error: list[str] = []
     try:
         spawn(_read_stdin, sock, args.raw, stdin_done, errors, watch, done_at, name="kcpsock-stdin")
         if args.raw:
@@ -117,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
             # the stdin thread's sendall when the peer's window is full.
             wait_s = args.linger if args.linger > 0 else 0.05
             last = time.monotonic()
+            received = False
             while True:
                 readable, _, _ = select.select([sock], [], [], wait_s)
                 if not readable:
@@ -132,6 +134,13 @@ def run(args: argparse.Namespace) -> int:
                 if not data:
                     break
                 last = time.monotonic()
+                if not received:
+                    # a kcpsock server that expected framing says so first
+                    message = frames.parse_error_frame(data)
+                    if message is not None:
+                        remote_error.append(message)
+                        break
+                received = True
                 out.write(data)
                 out.flush()
         else:
@@ -146,11 +155,19 @@ def run(args: argparse.Namespace) -> int:
                     out.flush()
                 elif kind == frames.FIN:
                     break
+                elif kind == frames.JSON:
+                    message = frames.parse_error_frame(frames.error_prefix(payload))
+                    if message is not None:
+                        remote_error.append(message)
+            if remote_error:
+                raise CommandError(remote_error[0])
             # The peer is done; our input may still be flowing (half-close).
             while not watch.silent.is_set() and not stdin_done.wait(0.5):
                 pass
         if watch.silent.is_set():
             raise OSError("no answer")
+        if remote_error:
+            raise CommandError(remote_error[0])
         if errors:
             raise errors[0]
         clean = True

@@ -38,6 +38,43 @@ CHUNK = 65536
 Frame = tuple[int, bytes]
 
 
+#: Key of the JSON frame a kcpsock server sends when it fails a session.
+ERROR_KEY = "kcpsock_error"
+
+
+def error_frame(message: str) -> bytes:
+    """Return the bytes of the JSON frame that reports a server-side failure.
+
+    ``connect`` recognises it in framed and in ``--raw`` mode (a raw client
+    sees it as the first bytes of the stream), so it can exit non-zero with
+    the server's one-line reason.
+    """
+    payload = json.dumps({ERROR_KEY: message}).encode()
+    return HEADER.pack((JSON << 24) | len(payload)) + payload
+
+
+def error_prefix(payload: bytes) -> bytes:
+    """Rebuild a JSON frame's bytes from its payload (for :func:`parse_error_frame`)."""
+    return HEADER.pack((JSON << 24) | len(payload)) + payload
+
+
+def parse_error_frame(data: bytes) -> Optional[str]:
+    """Return the message if ``data`` starts with a complete :func:`error_frame`."""
+    if len(data) < HEADER.size or data[0] != JSON:
+        return None
+    (word,) = HEADER.unpack_from(data)
+    end = HEADER.size + (word & MAX_PAYLOAD)
+    if len(data) < end:
+        return None
+    try:
+        obj = json.loads(data[HEADER.size : end])
+    except ValueError:
+        return None
+    if isinstance(obj, dict) and isinstance(obj.get(ERROR_KEY), str):
+        return str(obj[ERROR_KEY])
+    return None
+
+
 class ProtocolError(Exception):
     """The peer sent something that is not a frame stream."""
 
@@ -116,6 +153,10 @@ class FrameReader:
         while len(self._buf) - self._pos < HEADER.size:
             if not self._fill():
                 return None
+            # the type byte alone tells a stranger (e.g. connect --raw) apart
+            kind = self._buf[self._pos]
+            if kind not in (DATA, FIN, JSON, PING, PONG):
+                raise ProtocolError(f"unknown frame type {kind} (is the peer a kcpsock tool?)")
         (word,) = HEADER.unpack_from(self._buf, self._pos)
         kind, length = word >> 24, word & MAX_PAYLOAD
         if kind not in (DATA, FIN, JSON, PING, PONG):

@@ -119,6 +119,15 @@ def run(args: argparse.Namespace) -> int:
     listen_addr = parse_address(args.listen, "listen address", listening=True)
     target = parse_address(args.target, "target address")
     display = Display(json_mode=args.json, live=False)
+
+    def foreign(addr: tuple[str, int], client: tuple[str, int]) -> None:
+        display.line(
+            f"relay: ignoring {format_address(addr)}: this relay serves one client,"
+            f" {format_address(client)} (its first sender); start another relay for"
+            " a second client",
+            {"event": "ignored", "address": format_address(addr), "client": format_address(client)},
+        )
+
     try:
         relay = Relay(
             listen=listen_addr,
@@ -129,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
             dup=args.dup,
             reorder=args.reorder,
             seed=args.seed,
+            on_foreign=foreign,
         )
     except OSError as exc:
         raise bind_error(exc, "listen on", listen_addr) from None

@@ -143,7 +143,14 @@ def _handle(
                     f"{name}: cannot connect to {format_address(forward)}: {exc.strerror or exc}",
                     {"event": "error", "peer": name, "error": str(exc)},
                 )
-                # Tell the tunnel at once (FIN) so its TCP client sees the end.
+                # Tell the client why (connect exits non-zero with this line),
+                # then FIN at once so a tunnel's TCP client sees the end.
+                sock.sendall(
+                    frames.error_frame(
+                        f"the server cannot connect to {format_address(forward)}:"
+                        f" {exc.strerror or exc}"
+                    )
+                )
                 frames.FrameWriter(sock).fin()
                 graceful_close(sock)
                 return
@@ -156,7 +163,18 @@ def _handle(
         reason = "done"
     except TimeoutError:
         reason = "idle"
-    except (OSError, frames.ProtocolError) as exc:
+    except frames.ProtocolError as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        try:  # most likely a client with --raw: tell it (it recognises this frame)
+            sock.sendall(
+                frames.error_frame(
+                    "the server expects kcpsock framing (drop --raw, or serve --raw)"
+                )
+            )
+            graceful_close(sock)
+        except OSError:
+            pass
+    except OSError as exc:
         reason = f"{type(exc).__name__}: {exc}"
     finally:
         try:

@@ -172,10 +172,11 @@ def test_delay_jitter_duplication_reordering(server_factory: Any) -> None:
 
 def test_message_boundaries_survive_loss(server_factory: Any) -> None:
     """Message mode: each send of <= mss bytes comes back as one recv."""
-    server = server_factory(config=FAST, data_shards=10, parity_shards=3)
+    message = FAST.replace(stream=False)
+    server = server_factory(config=message, data_shards=10, parity_shards=3)
     sizes = [1 + (i * 97) % 1300 for i in range(150)]
     with Relay(target=server.address, loss=0.2, seed=21) as relay:
-        sock = kcpsock.dial(relay.address, config=FAST, data_shards=10, parity_shards=3)
+        sock = kcpsock.dial(relay.address, config=message, data_shards=10, parity_shards=3)
         try:
             sock.settimeout(IO_TIMEOUT)
             msgs = [stream_bytes(n, seed=i) for i, n in enumerate(sizes)]

@@ -54,6 +54,18 @@ def pair(listener: kcpsock.Listener) -> Iterator[tuple[kcpsock.KCPSocket, kcpsoc
     s.close()
 
 
+@pytest.fixture
+def message_pair() -> Iterator[tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]]:
+    """A (client, server) pair in message mode (kcp-go's default; ours is stream mode)."""
+    ln = kcpsock.listen(("127.0.0.1", 0), stream=False, **FAST)
+    ln.settimeout(5)
+    c, s = connect(ln, stream=False)
+    yield c, s
+    c.close()
+    s.close()
+    ln.close()
+
+
 def recv_exact(sock: kcpsock.KCPSocket, n: int) -> bytes:
     buf = bytearray()
     while len(buf) < n:
@@ -75,9 +87,9 @@ def test_echo_both_ways(pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> No
 
 
 def test_message_boundaries_kept_in_message_mode(
-    pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket],
+    message_pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket],
 ) -> None:
-    c, s = pair
+    c, s = message_pair
     for msg in (b"a", b"bb", b"ccc"):
         c.sendall(msg)
     assert [s.recv(100) for _ in range(3)] == [b"a", b"bb", b"ccc"]
@@ -154,14 +166,14 @@ def test_send_empty_sends_nothing(pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSock
     assert s.recv(10) == b"x"  # no zero-length message came first
 
 
-def test_send_takes_at_most_the_free_window(listener: kcpsock.Listener) -> None:
-    c, s = connect(listener, sndwnd=8, rcvwnd=8)
+def test_send_takes_at_most_the_free_send_buffer(listener: kcpsock.Listener) -> None:
+    c, s = connect(listener, sndwnd=8, rcvwnd=8, send_buffer=8 * 1376)
     try:
         big = b"z" * (100 * 1400)
         n = c.send(big)
-        mss = c.figures()["mss"]
-        assert 0 < n <= 8 * mss
-        assert c.figures()["waitsnd"] <= 8
+        assert 0 < n <= 8 * 1376
+        f = c.figures()
+        assert f["queued_bytes"] <= f["send_buffer"] == 8 * 1376
     finally:
         c.close()
         s.close()
@@ -211,7 +223,7 @@ def test_default_timeout_is_socket_default(listener: kcpsock.Listener) -> None:
 
 def test_send_blocks_while_window_full_then_times_out(listener: kcpsock.Listener) -> None:
     # the server never reads: its receive window fills, ours stays full
-    c, s = connect(listener, sndwnd=4, rcvwnd=4)
+    c, s = connect(listener, sndwnd=4, rcvwnd=4, send_buffer=20_000)
     s.set_window_size(4, 4)
     try:
         c.settimeout(0.5)
@@ -225,7 +237,10 @@ def test_send_blocks_while_window_full_then_times_out(listener: kcpsock.Listener
         with pytest.raises(TimeoutError):
             fill()
         assert time.monotonic() - t0 < 10
-        assert c.figures()["waitsnd"] <= 4  # bounded buffering
+        f = c.figures()
+        # (send takes at least a segment's worth when there is any room)
+        assert f["queued_bytes"] <= 20_000 + f["mss"]
+        assert f["waitsnd"] <= 4 + 20_000 // f["mss"] + 2
         c.settimeout(0)
         with pytest.raises(BlockingIOError):
             c.send(payload)
@@ -235,7 +250,7 @@ def test_send_blocks_while_window_full_then_times_out(listener: kcpsock.Listener
 
 
 def test_sendall_timeout_covers_the_whole_call(listener: kcpsock.Listener) -> None:
-    c, s = connect(listener, sndwnd=4, rcvwnd=4)
+    c, s = connect(listener, sndwnd=4, rcvwnd=4, send_buffer=20_000)
     s.set_window_size(4, 4)
     try:
         c.settimeout(0.4)
@@ -345,21 +360,38 @@ def test_context_manager_closes(listener: kcpsock.Listener) -> None:
     assert ln.closed and ln.fileno() == -1
 
 
-def test_dead_link_raises_connection_reset() -> None:
-    # nobody listens there: every segment is retransmitted until dead_link
+def test_dead_link_reads_as_end_of_stream_and_send_raises() -> None:
+    # a socket that swallows everything: every segment is retransmitted until dead_link
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as hole:
+        hole.bind(("127.0.0.1", 0))
+        c = kcpsock.dial(
+            hole.getsockname(), config=KCPConfig(nodelay=1, interval=10, dead_link=3), timeout=10
+        )
+        try:
+            c.sendall(b"anyone?")
+            assert c.recv(10) == b""  # the peer is gone: end of stream (README)
+            assert c.state == "dead" and c.session.failure == "dead_link"
+            with pytest.raises(ConnectionResetError):
+                c.send(b"x")
+            assert "dead" in repr(c)
+        finally:
+            c.close()
+
+
+def test_icmp_port_unreachable_is_connection_refused() -> None:
+    # nobody listens there: the kernel reports ICMP port unreachable
     probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     probe.bind(("127.0.0.1", 0))
     addr = probe.getsockname()
     probe.close()
-    c = kcpsock.dial(addr, config=KCPConfig(nodelay=1, interval=10, dead_link=3), timeout=10)
+    c = kcpsock.dial(addr, timeout=10)
     try:
         c.sendall(b"anyone?")
-        with pytest.raises(ConnectionResetError):
+        with pytest.raises(ConnectionRefusedError, match="nothing listens"):
             c.recv(10)
-        assert c.state == "dead"
-        with pytest.raises(ConnectionResetError):
+        with pytest.raises(ConnectionRefusedError):
             c.send(b"x")
-        assert "dead" in repr(c)
+        assert c.state == "dead" and c.session.failure == "refused"
     finally:
         c.close()
 
@@ -459,7 +491,8 @@ def test_sockopts_reach_the_udp_socket(pair: tuple[kcpsock.KCPSocket, kcpsock.KC
     c, _ = pair
     c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
     assert c.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) >= 65536
-    assert c.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE) == socket.SOCK_DGRAM
+    # the socket says what it behaves as (asyncio checks SO_TYPE), not UDP
+    assert c.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE) == socket.SOCK_STREAM
     c.set_read_buffer(1 << 17)
     c.set_write_buffer(1 << 17)
     assert c.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) >= 1 << 17
@@ -688,8 +721,10 @@ def test_so_linger_option(pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> 
     c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 3))
     assert c.session.linger == 3.0
     assert struct.unpack("ii", c.getsockopt(socket.SOL_SOCKET, socket.SO_LINGER, 8)) == (1, 3)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    assert c.session.linger == 0.0  # kcp-go's close: drop what is unacknowledged
     c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 0, 0))
-    assert c.session.linger == 0.0
+    assert c.session.linger is None  # the default: deliver in the background
 
 
 def test_bad_arguments_say_what_to_do(pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
@@ -874,8 +909,10 @@ def test_create_connection_signature_matches_socket() -> None:
     assert list(ours)[:3] == ["address", "timeout", "source_address"]
 
 
-def test_msg_peek_leaves_the_data(pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None:
-    c, s = pair
+def test_msg_peek_leaves_the_data(
+    message_pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket],
+) -> None:
+    c, s = message_pair
     c.sendall(b"first message")
     c.sendall(b"second")
     assert s.recv(5, socket.MSG_PEEK) == b"first"

@@ -338,7 +338,7 @@ def test_handler_closing_its_request_does_not_linger() -> None:
             t0 = time.monotonic()
             sock.sendall(b"go")
             assert done.wait(TIMEOUT)
-            assert time.monotonic() - t0 < server.close_linger
+            assert time.monotonic() - t0 < 5.0  # no lingering for a reply nobody reads
         finally:
             sock.close()
 

@@ -10,13 +10,23 @@ import pytest
 from kcpsock.config import PRESETS, KCPConfig
 
 
-def test_defaults_are_kcp_go_defaults() -> None:
+def test_defaults_are_the_tcp_like_profile() -> None:
     c = KCPConfig()
+    assert (c.nodelay, c.interval, c.resend, c.nc) == (1, 10, 2, True)
+    assert (c.sndwnd, c.rcvwnd, c.mtu) == (1024, 1024, 1400)
+    assert c.stream and not c.ack_nodelay and not c.write_delay
+    assert c.dup == 0 and c.dead_link == 20
+    assert (c.backlog, c.max_sessions, c.blacklist_ttl) == (128, 4096, 600.0)
+
+
+def test_kcp_go_defaults_are_kcp_go_defaults() -> None:
+    c = KCPConfig.kcp_go()
     assert (c.nodelay, c.interval, c.resend, c.nc) == (0, 100, 0, False)
     assert (c.sndwnd, c.rcvwnd, c.mtu) == (32, 32, 1400)
     assert not c.stream and not c.ack_nodelay and not c.write_delay
     assert c.dup == 0 and c.dead_link == 20
-    assert (c.backlog, c.max_sessions, c.blacklist_ttl) == (128, 4096, 600.0)
+    assert KCPConfig.kcp_go(stream=True).stream
+    assert KCPConfig.kcp_go(sndwnd=64).rcvwnd == 32
 
 
 @pytest.mark.parametrize(
@@ -38,8 +48,8 @@ def test_kcptun_presets(mode: str, quad: tuple[int, int, int, int]) -> None:
 def test_preset_overrides_and_replace() -> None:
     c = KCPConfig.fast3(sndwnd=1024, rcvwnd=1024)
     assert (c.sndwnd, c.rcvwnd, c.interval) == (1024, 1024, 10)
-    d = c.replace(stream=True)
-    assert d.stream and not c.stream
+    d = c.replace(stream=False)
+    assert c.stream and not d.stream
     assert d.interval == 10
 
 
@@ -116,7 +126,7 @@ def test_flags_take_kcp_go_0_and_1_and_store_bools() -> None:
     flags: dict[str, Any] = {"nc": 1, "stream": 0, "ack_nodelay": 1}  # ints, as kcp-go's
     c = KCPConfig(nodelay=1, interval=10, resend=2, **flags)
     assert c.nc is True and c.stream is False and c.ack_nodelay is True
-    assert c == KCPConfig(nodelay=1, interval=10, resend=2, nc=True, ack_nodelay=True)
+    assert c == KCPConfig(nodelay=1, interval=10, resend=2, nc=True, stream=False, ack_nodelay=True)
     assert c.nodelay_args == (1, 10, 2, 1)
     assert KCPConfig().replace(**{"write_delay": 1, **flags}).write_delay is True
     with pytest.raises(ValueError, match="nc"):

@@ -1,0 +1,201 @@
+"""kcpsock.replay: the nonce cache's window, bounds and the wire-prefix key."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from kcpsock.codec import PacketCodec
+from kcpsock.crypt import CIPHERS, derive_key, new_block_crypt
+from kcpsock.replay import (
+    AEAD_NONCE_SIZE,
+    CLASSIC_NONCE_SIZE,
+    DEFAULT_CAPACITY,
+    DEFAULT_WINDOW_MS,
+    ReplayCache,
+    nonce_key,
+)
+
+KEY = derive_key("it's a secrect")
+
+
+def test_seen_twice_is_a_replay() -> None:
+    c = ReplayCache(8, 1000)
+    assert not c.seen(b"a" * 16, 0)
+    assert c.seen(b"a" * 16, 1)
+    assert c.replays == 1
+    assert c.contains(b"a" * 16)
+    assert not c.contains(b"b" * 16)
+
+
+def test_sent_nonce_blocks_reflection() -> None:
+    c = ReplayCache()
+    c.add_many([b"x" * 12, b"y" * 12], 0)
+    assert c.seen(b"y" * 12, 5)
+    assert not c.seen(b"z" * 12, 5)
+
+
+def test_remembered_for_the_window_when_traffic_is_light() -> None:
+    c = ReplayCache(capacity=1000, window_ms=100)
+    c.add(b"first", 0)
+    for t in range(1, 100):
+        c.add(t.to_bytes(4, "little"), t)
+    assert c.contains(b"first")  # 99 ms later, 99 nonces later
+    c.add(b"x", 150)  # rotation 1: "first" is in the old generation
+    assert c.contains(b"first")
+    c.add(b"y", 260)  # rotation 2: forgotten after > window_ms
+    assert not c.contains(b"first")
+
+
+def test_remembered_for_half_the_capacity_when_traffic_is_heavy() -> None:
+    c = ReplayCache(capacity=100, window_ms=10**9)
+    c.add(b"first", 0)
+    for i in range(50):
+        c.add(i.to_bytes(4, "little"), 0)
+        assert c.contains(b"first"), i
+    assert len(c) <= 100
+    for i in range(50, 200):
+        c.add(i.to_bytes(4, "little"), 0)
+        assert len(c) <= 100
+    assert not c.contains(b"first")
+
+
+def test_memory_is_bounded_under_a_flood() -> None:
+    c = ReplayCache(capacity=64, window_ms=1000)
+    for i in range(10_000):
+        c.seen(os.urandom(16), i)
+        assert len(c) <= 64
+    assert c.rotations > 100
+
+
+def test_idle_cache_forgets_nothing_and_old_generations_expire_together() -> None:
+    c = ReplayCache(capacity=100, window_ms=10)
+    c.add(b"a", 0)
+    assert c.contains(b"a")  # no add since: nothing rotates
+    c.add(b"b", 1000)  # two windows later: "a" is older than the window, gone
+    assert not c.contains(b"a")
+    assert c.contains(b"b")
+
+
+def test_clock_going_backwards_rotates_rather_than_sticks() -> None:
+    c = ReplayCache(capacity=100, window_ms=10)
+    c.add(b"a", 1000)
+    c.add(b"b", 0)
+    assert c.contains(b"a") and c.contains(b"b")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc"),
+    [
+        ({"capacity": 1}, ValueError),
+        ({"capacity": 1.5}, TypeError),
+        ({"capacity": True}, TypeError),
+        ({"window_ms": 0}, ValueError),
+        ({"window_ms": "1"}, TypeError),
+    ],
+)
+def test_bad_arguments(kwargs: dict[str, object], exc: type[Exception]) -> None:
+    with pytest.raises(exc, match=next(iter(kwargs))):
+        ReplayCache(**kwargs)  # type: ignore[arg-type]
+
+
+def test_defaults_and_repr() -> None:
+    c = ReplayCache()
+    assert (c.capacity, c.window_ms) == (DEFAULT_CAPACITY, DEFAULT_WINDOW_MS)
+    c.seen(b"n", 0)
+    c.seen(b"n", 0)
+    assert "replays=1" in repr(c)
+    c.clear()
+    assert not c.contains(b"n") and c.replays == 1
+
+
+def test_nonce_key() -> None:
+    assert nonce_key(b"abcdefghijklmnopq", 16) == b"abcdefghijklmnop"
+    assert nonce_key(memoryview(b"abcdefghijklmnop"), 12) == b"abcdefghijkl"
+    assert nonce_key(b"short", 16) is None
+    assert nonce_key(b"anything at all here", 0) is None
+
+
+@pytest.mark.parametrize("name", CIPHERS)
+def test_wire_prefix_identifies_the_nonce(name: str) -> None:
+    """Same nonce -> same wire prefix, whatever the body; another nonce -> another prefix.
+
+    This is what lets the filter work on encrypted bytes (module doc).
+    """
+    block = new_block_crypt(name, KEY)
+    nonces = iter([b"N" * 16, b"N" * 16, b"M" * 16, b"N" * 16])
+    codec = PacketCodec(block, random_bytes=lambda n: next(nonces)[:n])
+    size = codec.nonce_size
+    assert size == (AEAD_NONCE_SIZE if "gcm" in name else CLASSIC_NONCE_SIZE)
+    a = codec.encode(os.urandom(100))[0]
+    b = codec.encode(os.urandom(300))[0]
+    c = codec.encode(a[:50])[0]
+    assert nonce_key(a, size) == nonce_key(b, size)
+    assert nonce_key(a, size) != nonce_key(c, size)
+
+
+def test_plain_codec_has_no_nonce() -> None:
+    assert PacketCodec(None, 10, 3).nonce_size == 0
+
+
+# ------------------------------------------------ the filter in the pipeline
+
+
+def _pipeline(name: str = "aes") -> tuple[Any, Any, Any]:
+    from kcpsock.inbound import Inbound, Route
+    from kcpsock.replay import ReplayFilter
+
+    block = new_block_crypt(name, KEY if "gcm" not in name else KEY[:16])
+    codec = PacketCodec(block)
+    clock = [0]
+    filt = ReplayFilter(codec.nonce_size, lambda: clock[0], capacity=1000, window_ms=10_000)
+    inbound = Inbound.for_session(Route(None, codec), codec)
+    inbound.pre_filters.append(filt.pre)
+    inbound.post_filters.append(filt.post)
+    return codec, filt, inbound
+
+
+def _dg(sn: int) -> bytes:
+    import struct
+
+    return struct.pack("<IBBHIIII", 1, 81, 0, 32, 0, sn, 0, 5) + b"hello"
+
+
+@pytest.mark.parametrize("name", ["aes", "salsa20", "aes-128-gcm"])
+def test_filter_drops_replays_within_a_batch_and_across_batches(name: str) -> None:
+    codec, filt, inbound = _pipeline(name)
+    a, b = codec.encode(_dg(0))[0], codec.encode(_dg(1))[0]
+    r1 = inbound.process([(a, "x"), (a, "y"), (b, "x")])
+    assert r1.errors == {"InReplays": 1}
+    assert r1.deliveries[0].datagrams == [_dg(0), _dg(1)]
+    r2 = inbound.process([(b, "z"), (a, "z")])
+    assert r2.errors == {"InReplays": 2} and r2.deliveries == []
+    assert filt.cache.replays == 3
+
+
+def test_filter_drops_reflections_of_what_was_sent() -> None:
+    codec, filt, inbound = _pipeline()
+    out = codec.encode(_dg(0))
+    filt.sent(out)
+    r = inbound.process([(p, "peer") for p in out])
+    assert r.errors == {"InReplays": len(out)} and r.deliveries == []
+
+
+def test_garbage_does_not_fill_the_cache() -> None:
+    _codec, filt, inbound = _pipeline()
+    junk = [os.urandom(100) for _ in range(50)]
+    r = inbound.process([(j, "x") for j in junk])
+    assert r.errors == {"InCsumErrors": 50}
+    assert len(filt.cache) == 0  # only authenticated datagrams are remembered
+    # and the same junk again is a CRC failure, not a "replay"
+    r = inbound.process([(junk[0], "x")])
+    assert r.errors == {"InCsumErrors": 1}
+
+
+def test_filter_needs_a_nonce() -> None:
+    from kcpsock.replay import ReplayFilter
+
+    with pytest.raises(ValueError, match="nonce_size"):
+        ReplayFilter(0, lambda: 0)
