@@ -113,6 +113,11 @@ else:
 
 _log = logging.getLogger("kcpsock.session")
 
+#: Stream mode: with this many segments unacknowledged, ``send`` does not
+#: flush; the data leaves with the flush the next ACK triggers (kcp-go HEAD
+#: flushes on una advance) or at the next tick, merged into full segments.
+CORK_INFLIGHT = 16
+
 #: Batches a session's inbound queue holds at most (each at most
 #: :data:`kcpsock.transport.BATCH` datagrams).
 INBOX_LIMIT = 128
@@ -962,7 +967,12 @@ class Session:
                             kcp.send(view[pos:end].tobytes())
                             pos = end
                     now = now_ms()
-                    if not self.write_delay or kcp.waitsnd() >= snd_wnd:
+                    if (not self.write_delay or kcp.waitsnd() >= snd_wnd) and not (
+                        kcp.stream and len(kcp.snd_buf) >= CORK_INFLIGHT
+                    ):
+                        # (autocork: with many segments unacknowledged, small
+                        # writes merge in the queue and leave with the flush
+                        # the returning ACKs trigger, or the next tick)
                         self._out += kcp.flush(now)
                     self._arm_at(_deadline_from(now, kcp.check(now)))
                     if self._signal is not None:
@@ -1387,14 +1397,19 @@ def _fmt(address: Address) -> str:
 _DRAIN_SILENCE_MS = 1000
 
 
-def drain_closing(timeout: float) -> bool:
+def drain_closing(timeout: float, *, abort: bool = False) -> bool:
     """Wait (at most ``timeout`` seconds) until no session delivers in the background.
 
     Used at interpreter exit, so that data "sent then closed" still goes out;
     sessions whose peer has been silent for a second are not waited for.
 
+    Args:
+        timeout: seconds to wait at most.
+        abort: then end the sessions still delivering (what they hold is
+            dropped, as kcp-go's close does) and release their resources.
+
     Returns:
-        True if none is left.
+        True if none is left (before aborting).
     """
     end = time.monotonic() + timeout
     ev = threading.Event()
@@ -1405,13 +1420,17 @@ def drain_closing(timeout: float) -> bool:
         if all(now - s._last_rx > _DRAIN_SILENCE_MS for s in list(_closing)):
             break
         ev.wait(0.01)
+    left = not _closing
+    if abort:
+        for s in list(_closing):
+            s._finish_close(True)
     # the threads those sessions ended (from a timer, without a join)
     while _retiring:
         thread = _retiring.pop()
         if thread is not threading.current_thread() and thread.ident is not None:
             thread.join(max(0.0, end - time.monotonic()))
     release_updater(True)
-    return not _closing
+    return left
 
 
 def live_sessions() -> list[Session]:

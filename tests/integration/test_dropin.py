@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import gc
 import pickle
 import socket
 import socketserver
@@ -19,8 +20,17 @@ from typing import Any
 import pytest
 
 import kcpsock
+from kcpsock.session import drain_closing
 from kcpsock.socketserver import ThreadingKCPServer
 from tests.helpers import wait_until
+
+
+@pytest.fixture(autouse=True)
+def _no_background_close_left() -> Iterator[None]:
+    """What a test closed finishes delivering within it (bounded), not in the next test."""
+    yield
+    drain_closing(5.0, abort=True)
+    gc.collect()  # sockets of forgotten objects: closed here, not in a later test
 
 
 @pytest.fixture
