@@ -1134,8 +1134,9 @@ class KCP:
         # bytes: mtu // 24 of them fill a datagram, and the last group stays
         # open for the PUSH segments (header, then payload).
         mtu = self.mtu
+        self.out_segs += len(control) + len(push)
         out: list[bytes] = []
-        parts = control
+        parts = control  # the packer appends to it: counted above
         size = OVERHEAD * len(parts)
         if size > mtu:
             per = mtu // OVERHEAD
@@ -1165,7 +1166,6 @@ class KCP:
                 size += hdr + n
         if size:
             out.append(b"".join(parts))
-        self.out_segs += len(control) + len(push)
         if new:
             # Only now, after the datagrams were allocated: the deque blocks
             # these allocate then sit above them in the C heap, so freeing the
