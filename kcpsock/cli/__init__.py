@@ -34,7 +34,7 @@ quick start (two terminals):
   echo hello | kcpsock connect 127.0.0.1:29900
   kcpsock demo                                # everything in one process, live figures
 
-exit status: 0 ok, 1 runtime failure, 2 usage error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)
+exit status: 0 ok, 1 runtime failure, 2 usage error, 130 interrupted, 143 terminated
 """
 
 
