@@ -313,3 +313,33 @@ def test_ctrl_c_during_close_leaks_no_descriptor() -> None:
         out,
         err,
     )
+
+
+def test_close_while_the_updater_runs_the_sessions_timer_leaves_no_thread() -> None:
+    # The race behind a flaky "threads ['kcpsock-updater']": the updater
+    # thread runs the session's on_timer (which computes the next, keep-alive
+    # deadline) while the user closes the session; the deadline must not
+    # re-arm the closed session after close() released the updater.  The
+    # timer is held until close() has released the thread (bounded wait).
+    code = _PROLOGUE + textwrap.dedent("""
+        from kcpsock.updater import updater
+        s.close(); L.close()
+        sess = c.session
+        entered = threading.Event()
+        orig = sess.on_timer
+        def on_timer(now):
+            orig(now)
+            entered.set()
+            end = time.monotonic() + 5
+            while updater.is_alive() and time.monotonic() < end:
+                threading.Event().wait(0.001)
+            return now + 60_000
+        sess.on_timer = on_timer
+        c.send(b"x")
+        print("timer running", entered.wait(5), flush=True)
+        c.close()
+        print("threads", kthreads(), flush=True)
+        print("scheduled", updater.scheduled(), flush=True)
+        """)
+    out, err = _finish(_run_child(code))
+    assert out.splitlines() == ["timer running True", "threads []", "scheduled 0"], (out, err)
