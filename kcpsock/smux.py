@@ -39,17 +39,18 @@ Invariants:
 
 from __future__ import annotations
 
-import io
 import logging
 import socket
 import threading
 import time
 import weakref
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 from .errors import KCPBlockingIOError, KCPClosedError, KCPTimeoutError
+from .session import wait_deadline
 from .smux_frames import Changes, SmuxConfig, SmuxProtocol
 from .snappy import FrameDecoder, FrameEncoder, SnappyError
+from .sock import check_file_mode, check_timeout, make_file, timeout_deadline
 
 __all__ = ["SmuxSession", "SmuxStream", "client", "server"]
 
@@ -67,34 +68,6 @@ _CLOSE_FLUSH_S = 2.0
 
 def _now_ms() -> int:
     return int(time.monotonic() * 1000)
-
-
-def _check_timeout(value: Optional[float]) -> Optional[float]:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"timeout must be a number or None, not {type(value).__name__}")
-    if value != value or value < 0:
-        raise ValueError("timeout must be a non-negative number (Timeout value out of range)")
-    return float(value)
-
-
-def _deadline(timeout: Optional[float]) -> Optional[float]:
-    if timeout is None:
-        return None
-    return 0.0 if timeout == 0 else time.monotonic() + timeout
-
-
-def _wait(cond: threading.Condition, deadline: Optional[float]) -> bool:
-    """Wait (lock held) until notified or the deadline; False when it passed."""
-    if deadline is None:
-        cond.wait()
-        return True
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        return False
-    cond.wait(remaining)
-    return True
 
 
 class _Readiness:
@@ -197,7 +170,7 @@ class SmuxStream:
         Raises:
             ValueError, TypeError: a bad value.  OSError: EBADF after close.
         """
-        value = _check_timeout(value)
+        value = check_timeout(value)
         self._check_open()
         self._timeout = value
 
@@ -227,7 +200,7 @@ class SmuxStream:
                 raise ValueError(f"flags: unsupported flag bits {flags & ~allowed:#x}")
             if flags & _MSG_DONTWAIT:
                 return 0.0
-        return _deadline(self._timeout)
+        return timeout_deadline(self._timeout)
 
     # ---------------------------------------------------------------- data
 
@@ -349,32 +322,9 @@ class SmuxStream:
         Raises:
             ValueError: bad mode, or unbuffered text.  OSError: EBADF after close.
         """
-        if not set(mode) <= {"r", "w", "b"}:
-            raise ValueError(f"invalid mode {mode!r} (only r, w, b allowed)")
+        check_file_mode(mode)
         self._check_open()
-        writing = "w" in mode
-        reading = "r" in mode or not writing
-        binary = "b" in mode
-        raw = socket.SocketIO(self, ("r" if reading else "") + ("w" if writing else ""))  # type: ignore[arg-type]
-        self._io_refs += 1
-        if buffering is None or buffering < 0:
-            buffering = io.DEFAULT_BUFFER_SIZE
-        if buffering == 0:
-            if not binary:
-                raise ValueError("unbuffered streams must be binary")
-            return raw
-        buffer: Union[io.BufferedRWPair, io.BufferedReader, io.BufferedWriter]
-        if reading and writing:
-            buffer = io.BufferedRWPair(raw, raw, buffering)
-        elif reading:
-            buffer = io.BufferedReader(raw, buffering)
-        else:
-            buffer = io.BufferedWriter(raw, buffering)
-        if binary:
-            return buffer
-        text = io.TextIOWrapper(buffer, encoding, errors, newline)  # type: ignore[type-var]
-        text.mode = mode  # type: ignore[misc]
-        return text
+        return make_file(self, mode, buffering, encoding, errors, newline)
 
     def _decref_socketios(self) -> None:
         if self._io_refs > 0:
@@ -572,7 +522,7 @@ class SmuxSession:
             TimeoutError, BlockingIOError: none arrived in time.
             ConnectionResetError: the session ended (the message says why).
         """
-        deadline = _deadline(_check_timeout(timeout))
+        deadline = timeout_deadline(check_timeout(timeout))
         with self._lock:
             while True:
                 sid = self._proto.accept_stream()
@@ -584,7 +534,7 @@ class SmuxSession:
                     return stream
                 if deadline == 0:
                     raise KCPBlockingIOError()
-                if not _wait(self._accept_cond, deadline):
+                if not wait_deadline(self._accept_cond, deadline):
                     raise KCPTimeoutError()
 
     def close(self) -> None:
@@ -725,7 +675,7 @@ class SmuxSession:
                     return data
                 if deadline == 0:
                     raise KCPBlockingIOError()
-                if not _wait(stream._cond, deadline):
+                if not wait_deadline(stream._cond, deadline):
                     raise KCPTimeoutError()
 
     def _write(self, stream: SmuxStream, data: Any, deadline: Optional[float]) -> int:
@@ -743,7 +693,7 @@ class SmuxSession:
                     self._refresh(stream)
                 if deadline == 0:
                     raise KCPBlockingIOError()
-                if not _wait(stream._cond, deadline):
+                if not wait_deadline(stream._cond, deadline):
                     raise KCPTimeoutError()
 
     def _shutdown(self, stream: SmuxStream, how: int) -> None:

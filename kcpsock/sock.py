@@ -65,8 +65,11 @@ _RECV_FLAGS = _MSG_DONTWAIT | _MSG_PEEK | _MSG_WAITALL
 TIMEOUT_MAX = threading.TIMEOUT_MAX
 
 
-def _check_timeout(value: Optional[float]) -> Optional[float]:
+def check_timeout(value: Optional[float]) -> Optional[float]:
     """Validate a timeout as ``socket.settimeout`` does, at the call.
+
+    Shared by every socket-like object of kcpsock (sockets, listeners, smux
+    streams).
 
     Raises:
         TypeError: not a number or None.
@@ -90,12 +93,79 @@ def _check_timeout(value: Optional[float]) -> Optional[float]:
     return float(value)
 
 
-def _deadline(timeout: Optional[float]) -> Optional[float]:
+def timeout_deadline(timeout: Optional[float]) -> Optional[float]:
+    """Turn a checked timeout into a ``time.monotonic()`` deadline.
+
+    Returns:
+        None (block without limit), 0 (non-blocking) or the deadline.
+    """
     if timeout is None:
         return None
     if timeout == 0:
         return 0
     return time.monotonic() + timeout
+
+
+def check_file_mode(mode: str) -> None:
+    """Check a ``makefile`` mode: only "r", "w" and "b" (``socket.makefile``'s rule).
+
+    Raises:
+        ValueError: any other character.
+    """
+    if not set(mode) <= {"r", "w", "b"}:
+        raise ValueError(f"invalid mode {mode!r} (only r, w, b allowed)")
+
+
+def make_file(
+    owner: Any,
+    mode: str,
+    buffering: Optional[int],
+    encoding: Optional[str],
+    errors: Optional[str],
+    newline: Optional[str],
+) -> Any:
+    """``socket.makefile`` for kcpsock's socket-like objects.
+
+    Args:
+        owner: the socket-like object; as for ``socket.socket`` it counts its
+            open files in ``_io_refs`` and has ``_decref_socketios`` (called
+            by ``socket.SocketIO.close``).
+        mode: a mode checked by :func:`check_file_mode`.
+        buffering: as for ``open``; 0 only in binary mode.
+        encoding: text mode: the encoding.
+        errors: text mode: the error handler.
+        newline: text mode: newline translation.
+
+    Returns:
+        A ``socket.SocketIO`` (unbuffered), a buffered reader/writer/pair, or
+        a ``TextIOWrapper``.
+
+    Raises:
+        ValueError: unbuffered text.
+    """
+    writing = "w" in mode
+    reading = "r" in mode or not writing
+    binary = "b" in mode
+    if buffering is None or buffering < 0:
+        buffering = io.DEFAULT_BUFFER_SIZE
+    if buffering == 0 and not binary:
+        raise ValueError("unbuffered streams must be binary")
+    raw = socket.SocketIO(owner, ("r" if reading else "") + ("w" if writing else ""))  # type: ignore[arg-type]
+    owner._io_refs += 1
+    if buffering == 0:
+        return raw
+    buffer: Union[io.BufferedRWPair, io.BufferedReader, io.BufferedWriter]
+    if reading and writing:
+        buffer = io.BufferedRWPair(raw, raw, buffering)
+    elif reading:
+        buffer = io.BufferedReader(raw, buffering)
+    else:
+        buffer = io.BufferedWriter(raw, buffering)
+    if binary:
+        return buffer
+    text = io.TextIOWrapper(buffer, encoding, errors, newline)  # type: ignore[type-var]
+    text.mode = mode  # type: ignore[misc]
+    return text
 
 
 def _config_from(config: Optional[KCPConfig], options: dict[str, Any]) -> KCPConfig:
@@ -301,7 +371,7 @@ class _Timeouts:
                 ``socket.settimeout``; None blocks without limit).
             OSError: EBADF after close.
         """
-        value = _check_timeout(value)
+        value = check_timeout(value)
         self._check_open()
         self._timeout = value
 
@@ -684,35 +754,9 @@ class KCPSocket(_Timeouts):
             ValueError: bad mode, or unbuffered text.
             OSError: EBADF after close.
         """
-        if not set(mode) <= {"r", "w", "b"}:
-            raise ValueError(f"invalid mode {mode!r} (only r, w, b allowed)")
+        check_file_mode(mode)
         self._live()
-        writing = "w" in mode
-        reading = "r" in mode or not writing
-        binary = "b" in mode
-        rawmode = ("r" if reading else "") + ("w" if writing else "")
-        raw = socket.SocketIO(self, rawmode)  # type: ignore[arg-type]
-        self._io_refs += 1
-        if buffering is None:
-            buffering = -1
-        if buffering < 0:
-            buffering = io.DEFAULT_BUFFER_SIZE
-        if buffering == 0:
-            if not binary:
-                raise ValueError("unbuffered streams must be binary")
-            return raw
-        buffer: Union[io.BufferedRWPair, io.BufferedReader, io.BufferedWriter]
-        if reading and writing:
-            buffer = io.BufferedRWPair(raw, raw, buffering)
-        elif reading:
-            buffer = io.BufferedReader(raw, buffering)
-        else:
-            buffer = io.BufferedWriter(raw, buffering)
-        if binary:
-            return buffer
-        text = io.TextIOWrapper(buffer, encoding, errors, newline)  # type: ignore[type-var]
-        text.mode = mode  # type: ignore[misc]
-        return text
+        return make_file(self, mode, buffering, encoding, errors, newline)
 
     def _decref_socketios(self) -> None:
         # called by socket.SocketIO.close
@@ -833,7 +877,7 @@ class KCPSocket(_Timeouts):
             TypeError: ``timeout`` is not a number or None.
             ValueError: ``timeout`` is negative or NaN.
         """
-        return self._live().drain(_deadline(_check_timeout(timeout)))
+        return self._live().drain(timeout_deadline(check_timeout(timeout)))
 
     def detach(self) -> int:
         """Not supported: a KCP session has no descriptor of its own.
@@ -1229,7 +1273,7 @@ class Listener(_Timeouts):
             TimeoutError: the timeout expired.
             BlockingIOError: non-blocking and nothing pending.
         """
-        session = self._core.accept(_deadline(self._timeout))
+        session = self._core.accept(timeout_deadline(self._timeout))
         return KCPSocket(session), session.remote
 
     def _check_open(self) -> None:
@@ -1484,7 +1528,7 @@ def dial(
     codec = make_codec(block, data_shards, parity_shards)
     _check_mtu(codec, cfg)
     if timeout is not _GLOBAL_DEFAULT:
-        _check_timeout(timeout)
+        check_timeout(timeout)
     if source_address is not None:
         _check_address(source_address, "source_address")
     if sock is not None:

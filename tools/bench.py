@@ -422,68 +422,107 @@ def bench(opts: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def _use_root(root: str) -> None:
+    """Make the kcpsock peer processes started from now on import ``root``."""
+    if root:
+        os.environ["KCPSOCK_BENCH_ROOT"] = root
+    else:
+        os.environ.pop("KCPSOCK_BENCH_ROOT", None)
+
+
+def _one_transfer(
+    opts: argparse.Namespace,
+    peer: Optional[Path],
+    mb: float,
+    pair: str,
+    config: str,
+    test: str,
+) -> Optional[dict[str, float]]:
+    client_side, server_side = pair.split("->")
+    server_kind, client_kind = {
+        "one-way": ("sink-server", "send"),
+        "echo": ("echo-server", "echo-client"),
+    }[test]
+    server = start_server(server_side, server_kind, config, opts, peer)
+    try:
+        cpu0 = proc_cpu(server.pid)
+        try:
+            res = run_one(client_side, client_kind, server, config, opts, peer, bytes=opts.bytes)
+        except (AssertionError, OSError, TimeoutError) as exc:
+            print(f"# {pair} {config} {test}: {exc}", file=sys.stderr)
+            return None
+        cpu1 = proc_cpu(server.pid)
+    finally:
+        server.close()
+    seconds = float(res["seconds"])
+    print(f"# {pair} {config} {test}: {mb / seconds:.1f} MB/s", file=sys.stderr)
+    return {
+        "mbps": mb / seconds,
+        "client_cpu": float(res["cpu"]) / mb,
+        "server_cpu": (cpu1 - cpu0) / mb,
+    }
+
+
+def _one_ping(
+    opts: argparse.Namespace, peer: Optional[Path], pair: str, config: str
+) -> Optional[tuple[float, float]]:
+    client_side, server_side = pair.split("->")
+    server = start_server(server_side, "echo-server", config, opts, peer)
+    try:
+        res = run_one(client_side, "ping", server, config, opts, peer, rounds=opts.rounds, size=64)
+        return float(res["p50_us"]) / 1000, float(res["p99_us"]) / 1000
+    except (AssertionError, OSError, TimeoutError) as exc:
+        print(f"# {pair} {config} ping: {exc}", file=sys.stderr)
+        return None
+    finally:
+        server.close()
+
+
 def _bench_mode(
     opts: argparse.Namespace, peer: Optional[Path], mb: float, mode: str
 ) -> list[dict[str, Any]]:
+    """Run every pair and config in one KCP mode.
+
+    With several --root trees the runs of the trees alternate (tree 1,
+    tree 2, tree 1, ...), so load changes on the shared machine hit them alike.
+    """
     rows: list[dict[str, Any]] = []
     for config in opts.configs:
         for pair in opts.pairs:
-            client_side, server_side = pair.split("->")
-            row: dict[str, Any] = {"pair": pair, "config": config, "mode": mode}
-            for test, server_kind, client_kind in (
-                ("one-way", "sink-server", "send"),
-                ("echo", "echo-server", "echo-client"),
-            ):
-                runs = []
+            roots = opts.roots if "kcpsock" in pair else opts.roots[:1]
+            label = {r: (opts.root_labels[r] if "kcpsock" in pair else "") for r in roots}
+            results: dict[str, dict[str, list[Any]]] = {
+                r: {"one-way": [], "echo": [], "rtt": []} for r in roots
+            }
+            for test in ("one-way", "echo"):
                 for _ in range(opts.repeat):
-                    server = start_server(server_side, server_kind, config, opts, peer)
-                    try:
-                        cpu0 = proc_cpu(server.pid)
-                        try:
-                            res = run_one(
-                                client_side,
-                                client_kind,
-                                server,
-                                config,
-                                opts,
-                                peer,
-                                bytes=opts.bytes,
-                            )
-                        except (AssertionError, OSError, TimeoutError) as exc:
-                            print(f"# {pair} {config} {test}: {exc}", file=sys.stderr)
-                            continue
-                        cpu1 = proc_cpu(server.pid)
-                    finally:
-                        server.close()
-                    seconds = float(res["seconds"])
-                    runs.append(
-                        {
-                            "mbps": mb / seconds,
-                            "client_cpu": float(res["cpu"]) / mb,
-                            "server_cpu": (cpu1 - cpu0) / mb,
-                        }
-                    )
-                    print(f"# {pair} {config} {test}: {mb / seconds:.1f} MB/s", file=sys.stderr)
-                # the median run by throughput (a failed run leaves a gap)
-                row[test + "-runs"] = [r["mbps"] for r in runs]
-                row[test + "-failed"] = opts.repeat - len(runs)
-                runs.sort(key=lambda r: r["mbps"])
-                row[test] = runs[(len(runs) - 1) // 2] if runs else None
-            pings = []
+                    for root in roots:
+                        _use_root(root)
+                        results[root][test].append(
+                            _one_transfer(opts, peer, mb, pair, config, test)
+                        )
             for _ in range(opts.repeat):
-                server = start_server(server_side, "echo-server", config, opts, peer)
-                try:
-                    res = run_one(
-                        client_side, "ping", server, config, opts, peer, rounds=opts.rounds, size=64
-                    )
-                    pings.append((float(res["p50_us"]) / 1000, float(res["p99_us"]) / 1000))
-                except (AssertionError, OSError, TimeoutError) as exc:
-                    print(f"# {pair} {config} ping: {exc}", file=sys.stderr)
-                finally:
-                    server.close()
-            pings.sort()
-            row["rtt"] = pings[(len(pings) - 1) // 2] if pings else None
-            rows.append(row)
+                for root in roots:
+                    _use_root(root)
+                    results[root]["rtt"].append(_one_ping(opts, peer, pair, config))
+            for root in roots:
+                row: dict[str, Any] = {
+                    "pair": pair,
+                    "config": config,
+                    "mode": mode,
+                    "tree": label[root],
+                }
+                for test in ("one-way", "echo"):
+                    runs = [r for r in results[root][test] if r is not None]
+                    row[test + "-runs"] = [r["mbps"] for r in runs]
+                    row[test + "-failed"] = opts.repeat - len(runs)
+                    # the median run by throughput (a failed run leaves a gap)
+                    runs.sort(key=lambda r: r["mbps"])
+                    row[test] = runs[(len(runs) - 1) // 2] if runs else None
+                pings = sorted(p for p in results[root]["rtt"] if p is not None)
+                row["rtt"] = pings[(len(pings) - 1) // 2] if pings else None
+                rows.append(row)
+    _use_root(opts.roots[0])
     return rows
 
 
@@ -615,14 +654,15 @@ def table(rows: list[dict[str, Any]]) -> str:
         return "failed" if r is None else format(r[key], fmt)
 
     lines = [
-        "| client → server | mode | config | one-way MB/s | CPU s/MB client / server "
+        "| client → server | tree | mode | config | one-way MB/s | CPU s/MB client / server "
         "| echo MB/s | CPU s/MB client / server | RTT p50 ms | RTT p99 ms |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in rows:
         ow, ec, rtt = row.get("one-way"), row.get("echo"), row.get("rtt")
         lines.append(
-            f"| {row['pair'].replace('->', ' → ')} | {row['mode']} | {row['config']} "
+            f"| {row['pair'].replace('->', ' → ')} | {row['tree']} | {row['mode']} "
+            f"| {row['config']} "
             f"| {cell(ow, 'mbps', '.1f')} "
             f"| {cell(ow, 'client_cpu', '.4f')} / {cell(ow, 'server_cpu', '.4f')} "
             f"| {cell(ec, 'mbps', '.1f')} "
@@ -637,40 +677,50 @@ def ratios(rows: list[dict[str, Any]]) -> str:
     """The issue-9 goals as ratios against kcp-go in the same run."""
     out = []
 
-    def find(pair: str, config: str, mode: str) -> Optional[dict[str, Any]]:
+    def find(pair: str, config: str, mode: str, tree: str = "") -> Optional[dict[str, Any]]:
         return next(
-            (r for r in rows if r["pair"] == pair and r["config"] == config and r["mode"] == mode),
+            (
+                r
+                for r in rows
+                if r["pair"] == pair
+                and r["config"] == config
+                and r["mode"] == mode
+                and r["tree"] == tree
+            ),
             None,
         )
 
-    for mode in sorted({r["mode"] for r in rows}):
-        for config in CONFIGS:
-            mine = find("kcpsock->kcpsock", config, mode)
-            go = find("kcp-go->kcp-go", config, mode)
-            theirs = find("kcp-go->kcpsock", config, mode)
-            if not (mine and go):
-                continue
-            for test in ("one-way", "echo"):
-                if mine.get(test) and go.get(test):
-                    ratio = mine[test]["mbps"] / go[test]["mbps"]
-                    out.append(f"{mode} {config} {test}: kcpsock→kcpsock = {ratio:.2f} x kcp-go")
-            if theirs and theirs.get("echo") and go.get("echo"):
-                ratio = theirs["echo"]["mbps"] / go["echo"]["mbps"]
-                out.append(
-                    f"{mode} {config} echo: kcp-go client → kcpsock server = {ratio:.2f} x kcp-go"
-                )
-            if mine.get("rtt") and go.get("rtt"):
-                out.append(
-                    f"{mode} {config} RTT p50: kcpsock = {mine['rtt'][0] / go['rtt'][0]:.1f} x kcp-go"
-                )
+    trees = sorted({r["tree"] for r in rows if "kcpsock" in r["pair"]})
+    for tree in trees:
+        name = f"[{tree}] " if len(trees) > 1 else ""
+        for mode in sorted({r["mode"] for r in rows}):
+            for config in CONFIGS:
+                mine = find("kcpsock->kcpsock", config, mode, tree)
+                go = find("kcp-go->kcp-go", config, mode)
+                theirs = find("kcp-go->kcpsock", config, mode, tree)
+                if not (mine and go):
+                    continue
+                what = f"{name}{mode} {config}"
+                for test in ("one-way", "echo"):
+                    if mine.get(test) and go.get(test):
+                        ratio = mine[test]["mbps"] / go[test]["mbps"]
+                        out.append(f"{what} {test}: kcpsock→kcpsock = {ratio:.2f} x kcp-go")
+                if theirs and theirs.get("echo") and go.get("echo"):
+                    ratio = theirs["echo"]["mbps"] / go["echo"]["mbps"]
+                    out.append(
+                        f"{what} echo: kcp-go client → kcpsock server = {ratio:.2f} x kcp-go"
+                    )
+                if mine.get("rtt") and go.get("rtt"):
+                    ratio = mine["rtt"][0] / go["rtt"][0]
+                    out.append(f"{what} RTT p50: kcpsock = {ratio:.1f} x kcp-go")
     return "\n".join(out)
 
 
 def stability(rows: list[dict[str, Any]]) -> str:
     """Every run of each transfer: slowest / fastest (goal: at least 2/3)."""
     lines = [
-        "| client → server | mode | config | test | runs MB/s | slowest / fastest |",
-        "|---|---|---|---|---|---:|",
+        "| client → server | tree | mode | config | test | runs MB/s | slowest / fastest |",
+        "|---|---|---|---|---|---|---:|",
     ]
     for row in rows:
         for test in ("one-way", "echo"):
@@ -681,8 +731,8 @@ def stability(rows: list[dict[str, Any]]) -> str:
             shown = ", ".join(f"{r:.0f}" for r in runs) + (f", {failed} failed" if failed else "")
             ratio = min(runs) / max(runs) if not failed else 0.0
             lines.append(
-                f"| {row['pair'].replace('->', ' → ')} | {row['mode']} | {row['config']} "
-                f"| {test} | {shown} | {ratio:.2f} |"
+                f"| {row['pair'].replace('->', ' → ')} | {row['tree']} | {row['mode']} "
+                f"| {row['config']} | {test} | {shown} | {ratio:.2f} |"
             )
     return "\n".join(lines)
 
@@ -714,8 +764,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--idle", dest="idle_seconds", type=float, default=10.0, help="idle seconds")
     p.add_argument(
         "--root",
-        default="",
-        help="the kcpsock source tree the kcpsock peers import (default: this one)",
+        nargs="+",
+        default=[],
+        metavar="[LABEL=]DIR",
+        help="the kcpsock source tree(s) the kcpsock peers import (default: this one);"
+        " with several, their runs alternate cell by cell (before/after in one run)",
     )
     p.add_argument("--ack-nodelay", action="store_true", help="ACK right after input")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per run")
@@ -752,8 +805,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     if opts.role:
         roles.get(opts.role, role_client)(opts)
         return 0
-    if opts.root:
-        os.environ["KCPSOCK_BENCH_ROOT"] = str(Path(opts.root).resolve())
+    opts.roots, opts.root_labels = [], {}
+    for spec in opts.root or ["this tree="]:
+        label, _, path = spec.rpartition("=")
+        root = str(Path(path).resolve()) if path else ""
+        opts.roots.append(root)
+        opts.root_labels[root] = label or path
+    _use_root(opts.roots[0])
     if not opts.modes:
         opts.modes = ["stream" if opts.stream else "message"]
     t0 = time.monotonic()
@@ -772,7 +830,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     )
     print(f"\n`{command}` ({opts.bytes / 1e6:g} MB per transfer, {time.monotonic() - t0:.0f} s)\n")
     if opts.root:
-        print(f"kcpsock peers import {opts.root}\n")
+        shown = ", ".join(f"{opts.root_labels[r]} = {r or 'this tree'}" for r in opts.roots)
+        print(f"kcpsock trees: {shown}; the extras below ran with the first\n")
     if rows:
         print(table(rows))
         r = ratios(rows)

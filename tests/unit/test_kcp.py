@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import random
 import struct
 
 import pytest
@@ -374,3 +375,39 @@ def test_update_flushes_every_interval_and_check_tells_when() -> None:
     k2.flush(0)
     assert k2.next_update_ms == 40 and k2.check(0) == 40
     assert k2.check(41) == 41
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("loss", [0.0, 0.2])
+def test_out_segs_counts_every_segment_emitted(stream: bool, loss: float) -> None:
+    """out_segs equals the segments found in everything a side emitted (flush and input)."""
+    rng = random.Random(7)
+    a, b = nc_pair()
+    a.stream = b.stream = stream
+    emitted = {id(a): 0, id(b): 0}
+    for i in range(60):
+        a.send(bytes([i % 251]) * (1 + 97 * i % 3000))
+    now = 0
+    wire: list[tuple[KCP, bytes]] = []
+
+    def out(src: KCP, dgrams: list[bytes]) -> None:
+        dst = b if src is a else a
+        for d in dgrams:
+            emitted[id(src)] += len(decode_segments(d))
+            if rng.random() >= loss:
+                wire.append((dst, d))
+
+    for _ in range(3000):
+        now += 10
+        out(a, a.update(now))
+        out(b, b.update(now))
+        while wire:
+            dst, d = wire.pop(0)
+            out(dst, dst.input(d, now))
+        while b.recv() is not None:
+            pass
+        if not a.waitsnd() and not wire:
+            break
+    assert a.waitsnd() == 0
+    assert a.out_segs == emitted[id(a)]
+    assert b.out_segs == emitted[id(b)]
