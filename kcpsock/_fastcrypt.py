@@ -50,6 +50,7 @@ __all__ = [
     "RawSalsa20",
     "RawXor",
     "cfb_handles",
+    "cipher_repr",
     "enabled",
 ]
 
@@ -58,6 +59,17 @@ ENV_SWITCH = "KCPSOCK_NO_FASTCRYPT"
 
 #: A C function reached through ctypes (restype already set).
 CFunc = Callable[..., int]
+
+
+def cipher_repr(obj: object) -> str:
+    """The repr of a cipher object: the name :func:`kcpsock.new_block_crypt` gave it.
+
+    ``new_block_crypt`` stores ``"<kcpsock cipher 'aes' (kcp-go NewAESBlockCrypt)>"``
+    as ``_kcpsock_label`` on the object it returns; a cipher built otherwise shows
+    its class.  The key is never shown.
+    """
+    label = getattr(obj, "_kcpsock_label", None)
+    return label if isinstance(label, str) else f"<kcpsock cipher {type(obj).__name__}>"
 
 
 class Cipher(Protocol):
@@ -221,6 +233,8 @@ class RawCFB:
     Raises:
         TypeError: pycryptodome's objects are not what this was written for.
     """
+
+    __repr__ = cipher_repr
 
     def __init__(
         self,

@@ -57,7 +57,7 @@ from Crypto.Cipher import AES, CAST, DES, DES3, Blowfish, Salsa20
 from . import _fastcrypt
 from ._cfb import IV as _CFB_IV
 from ._cfb import WordCFB
-from ._fastcrypt import CipherFactory
+from ._fastcrypt import CipherFactory, cipher_repr
 from .config import MTU_LIMIT
 from .errors import PacketError
 
@@ -156,6 +156,8 @@ class _PycryptodomeCFB:
     This class uses pycryptodome's public API only; :class:`_RawCFB` is the
     faster variant used when pycryptodome's C functions can be reached.
     """
+
+    __repr__ = cipher_repr
 
     def __init__(
         self, factory: CipherFactory, key: bytes, block_size: int, mode_cfb: int, mode_ecb: int
@@ -303,6 +305,8 @@ def _cfb(
 class _PureCFB:
     """kcp-go CFB over one of kcpsock's pure-Python block ciphers."""
 
+    __repr__ = cipher_repr
+
     def __init__(self, impl: WordCFB) -> None:
         self._impl = impl
 
@@ -324,6 +328,8 @@ class Salsa20Crypt:
     Args:
         key: copied into 32 bytes (truncated or zero-padded, as kcp-go does).
     """
+
+    __repr__ = cipher_repr
 
     def __init__(self, key: bytes) -> None:
         self._key = (bytes(key) + bytes(32))[:32]
@@ -360,6 +366,8 @@ class SimpleXORCrypt:
         key: the PBKDF2 password (any length).
     """
 
+    __repr__ = cipher_repr
+
     def __init__(self, key: bytes) -> None:
         self._pad = hashlib.pbkdf2_hmac("sha1", bytes(key), _XOR_SALT, 32, MTU_LIMIT)
         self._fast: _fastcrypt.RawXor | None = None
@@ -386,6 +394,8 @@ class SimpleXORCrypt:
 
 class NoneCrypt:
     """kcp-go ``NewNoneBlockCrypt``: identity (the 20-byte header stays)."""
+
+    __repr__ = cipher_repr
 
     def encrypt(self, packet: bytes) -> bytes:
         """Return the packet unchanged."""
@@ -419,6 +429,8 @@ class AESGCMCrypt:
 
     nonce_size = GCM_NONCE_SIZE
     tag_size = GCM_TAG_SIZE
+
+    __repr__ = cipher_repr
 
     def __init__(self, key: bytes) -> None:
         if len(key) not in (16, 24, 32):
@@ -648,5 +660,9 @@ def new_block_crypt(name: str, key: bytes | bytearray | memoryview) -> BlockCryp
     if name == "aes-gcm":
         if len(key) not in (16, 24, 32):
             raise ValueError(f"key for cipher 'aes-gcm' must be 16, 24 or 32 bytes, not {len(key)}")
-        return AESGCMCrypt(key)
-    return _TABLE[name][1](key[: info.key_size])
+        block: BlockCrypt = AESGCMCrypt(key)
+    else:
+        block = _TABLE[name][1](key[: info.key_size])
+    # the repr a REPL shows (cipher_repr); the key is never part of it
+    block._kcpsock_label = f"<kcpsock cipher {name!r} (kcp-go {info.constructor})>"  # type: ignore[attr-defined]
+    return block

@@ -278,6 +278,17 @@ class KCP:
         """Current retransmission timeout in ms (kcp-go ``rx_rto``)."""
         return self.rx_rto
 
+    def __repr__(self) -> str:
+        """Conv, sequence numbers, windows and queue lengths, for a REPL or a log."""
+        dead = " dead" if self.is_dead else ""
+        return (
+            f"<kcpsock.KCP conv={self.conv:#010x}{dead} snd_una={self.snd_una}"
+            f" snd_nxt={self.snd_nxt} rcv_nxt={self.rcv_nxt}"
+            f" wnd={self.snd_wnd}/{self.rcv_wnd} rmt_wnd={self.rmt_wnd} cwnd={self.cwnd}"
+            f" snd_queue={len(self.snd_queue)} snd_buf={len(self.snd_buf)}"
+            f" rcv_queue={len(self.rcv_queue)} rcv_buf={len(self.rcv_buf)} rto={self.rx_rto}ms>"
+        )
+
     @property
     def is_dead(self) -> bool:
         """True once a segment was sent ``dead_link`` times (state 0xFFFFFFFF)."""

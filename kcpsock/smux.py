@@ -51,6 +51,7 @@ from .session import wait_deadline
 from .smux_frames import Changes, SmuxConfig, SmuxProtocol
 from .snappy import FrameDecoder, FrameEncoder, SnappyError
 from .sock import check_file_mode, check_timeout, make_file, timeout_deadline
+from .transport import Signal
 
 __all__ = ["SmuxSession", "SmuxStream", "client", "server"]
 
@@ -68,56 +69,6 @@ _CLOSE_FLUSH_S = 2.0
 
 def _now_ms() -> int:
     return int(time.monotonic() * 1000)
-
-
-class _Readiness:
-    """A socketpair whose read end tells ``select`` the truth about a stream.
-
-    Readable while the stream's ``recv`` would not block (a byte waits in
-    it); writable while ``send`` would not block (otherwise the pair's own
-    send buffer is filled, which makes it unwritable).  Never blocks.
-    """
-
-    def __init__(self) -> None:
-        self._r, self._w = socket.socketpair()
-        for s in (self._r, self._w):
-            s.setblocking(False)
-        try:
-            self._r.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)  # cheap to fill
-        except OSError:
-            pass
-        self._readable = False
-        self._writable = True
-
-    def fileno(self) -> int:
-        return self._r.fileno()
-
-    def update(self, readable: bool, writable: bool) -> None:
-        if readable != self._readable:
-            self._readable = readable
-            try:
-                if readable:
-                    self._w.send(b"\x01")
-                else:
-                    while self._r.recv(4096):
-                        pass
-            except OSError:
-                pass
-        if writable != self._writable:
-            self._writable = writable
-            try:
-                if writable:
-                    while self._w.recv(65536):
-                        pass
-                else:
-                    while self._r.send(b"\0" * 4096):
-                        pass
-            except OSError:
-                pass
-
-    def close(self) -> None:
-        self._r.close()
-        self._w.close()
 
 
 class SmuxStream:
@@ -139,7 +90,7 @@ class SmuxStream:
         self._real_closed = False
         self._rd_shut = False
         self._io_refs = 0
-        self._readiness: Optional[_Readiness] = None
+        self._readiness: Optional[Signal] = None
         self.family = session._sock.family
         self.type = socket.SOCK_STREAM
         self.proto = 0
@@ -439,7 +390,7 @@ class SmuxSession:
         self._reader_cond = threading.Condition(self._lock)
         self._writer_cond = threading.Condition(self._lock)
         self._proto = SmuxProtocol(config, client=client, now_ms=_now_ms())
-        self._accept_readiness: Optional[_Readiness] = None
+        self._accept_readiness: Optional[Signal] = None
         self._streams: weakref.WeakValueDictionary[int, SmuxStream] = weakref.WeakValueDictionary()
         self._closing = False
         self._closed = False
@@ -618,7 +569,7 @@ class SmuxSession:
             if self._closing:
                 return -1
             if self._accept_readiness is None:
-                self._accept_readiness = _Readiness()
+                self._accept_readiness = Signal()
                 self._refresh_accept()
             return self._accept_readiness.fileno()
 
@@ -632,7 +583,7 @@ class SmuxSession:
     def _fileno(self, stream: SmuxStream) -> int:
         with self._lock:
             if stream._readiness is None:
-                stream._readiness = _Readiness()
+                stream._readiness = Signal()
                 self._refresh(stream)
             return stream._readiness.fileno()
 

@@ -424,7 +424,7 @@ class KCPSocket(_Timeouts):
         self._closed = False  # close() was called
         self._real_closed = False  # ... and the session is closed
         self._io_refs = 0
-        self.family = session.transport.family
+        self.family = socket.AddressFamily(session.transport.family)
         self.type = socket.SOCK_STREAM
         self.proto = socket.IPPROTO_UDP
 

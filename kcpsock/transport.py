@@ -190,6 +190,14 @@ class Signal:
         except OSError:  # BlockingIOError: drained, or full
             pass
 
+    def update(self, readable: bool, writable: bool) -> None:
+        """Set both directions at once (:meth:`set`/:meth:`clear`, :meth:`set_writable`)."""
+        if readable:
+            self.set()
+        else:
+            self.clear()
+        self.set_writable(writable)
+
     def close(self) -> None:
         """Close both ends."""
         self._r.close()

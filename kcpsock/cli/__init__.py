@@ -34,7 +34,7 @@ quick start (two terminals):
   echo hello | kcpsock connect 127.0.0.1:29900
   kcpsock demo                                # everything in one process, live figures
 
-exit status: 0 ok, 1 runtime failure, 2 usage error, 130 interrupted
+exit status: 0 ok, 1 runtime failure, 2 usage error, 130 interrupted, 143 terminated
 """
 
 
@@ -82,7 +82,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         argv: the arguments (default: ``sys.argv[1:]``).
 
     Returns:
-        The exit status: 0 ok, 1 failure, 2 usage error, 130 interrupted.
+        The exit status: 0 ok, 1 failure, 2 usage error, 130 interrupted, 143 terminated.
     """
     parser = build_parser()
     try:

@@ -24,6 +24,24 @@ import struct
 import threading
 from typing import Any, Optional
 
+__all__ = [
+    "CHUNK",
+    "DATA",
+    "ERROR_KEY",
+    "FIN",
+    "HEADER",
+    "JSON",
+    "MAX_PAYLOAD",
+    "PING",
+    "PONG",
+    "FrameReader",
+    "FrameWriter",
+    "ProtocolError",
+    "error_frame",
+    "error_prefix",
+    "parse_error_frame",
+]
+
 DATA = 1
 FIN = 2
 JSON = 3

@@ -25,3 +25,12 @@ def test_readme_python_example_runs_and_prints_what_it_says() -> None:
     with contextlib.redirect_stdout(out):
         exec(compile(code, str(README), "exec"), {"__name__": "readme_example"})
     assert out.getvalue().strip() == "b'hello over KCP'"
+
+
+def test_readme_smux_example_runs_and_prints_what_it_says() -> None:
+    blocks = [b for b in python_blocks() if "kcpsock.smux" in b]
+    assert blocks, "README.md lost its smux example"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(blocks[0], str(README), "exec"), {"__name__": "readme_smux_example"})
+    assert out.getvalue().split() == ["b'ping'", "b''"]

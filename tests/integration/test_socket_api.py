@@ -484,6 +484,9 @@ def test_addresses_family_type(pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]
     assert c.family == socket.AF_INET
     assert c.type == socket.SOCK_STREAM
     assert c.proto == socket.IPPROTO_UDP
+    # the enums socket.socket shows in a REPL, not bare ints
+    assert isinstance(c.family, socket.AddressFamily) and isinstance(s.family, socket.AddressFamily)
+    assert isinstance(c.type, socket.SocketKind)
     assert c.conv == s.conv
 
 

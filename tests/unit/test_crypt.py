@@ -472,3 +472,11 @@ def test_env_switch_turns_fast_paths_off(name: str, monkeypatch: pytest.MonkeyPa
             assert slow.decrypt(data) == fast.decrypt(data)
     monkeypatch.setenv(_fastcrypt.ENV_SWITCH, "0")
     assert _fastcrypt.enabled() == (type(new_block_crypt("aes", KEY)).__name__ == "RawCFB")
+
+
+def test_repr_names_the_cipher_and_hides_the_key() -> None:
+    key = bytes(range(32))
+    for name in CIPHERS:
+        text = repr(new_block_crypt(name, key))
+        assert f"'{name}'" in text and "kcp-go New" in text, text
+        assert key[:16].hex() not in text and str(key[:4]) not in text

@@ -411,3 +411,10 @@ def test_out_segs_counts_every_segment_emitted(stream: bool, loss: float) -> Non
     assert a.waitsnd() == 0
     assert a.out_segs == emitted[id(a)]
     assert b.out_segs == emitted[id(b)]
+
+
+def test_repr_shows_conv_and_queues() -> None:
+    k = KCP(0x1234)
+    k.send(b"abc")
+    text = repr(k)
+    assert "conv=0x00001234" in text and "snd_queue=1" in text and "rcv_queue=0" in text
