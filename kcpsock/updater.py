@@ -24,6 +24,8 @@ Invariants:
 * ``on_timer`` runs on the updater thread without the heap lock; exceptions
   it raises are logged and the target is dropped from the schedule;
 * the heap holds weak references, so a forgotten session is collected;
+* a :meth:`Updater.cancel` wins over the deadline that an ``on_timer``
+  running at the same time returns (see ``_rearm``);
 * :meth:`Updater.release` ends the thread when nothing valid is scheduled
   (the session layer calls it when its last session or listener closes, so
   no kcpsock thread outlives ``close()``); the next :meth:`schedule`
@@ -125,6 +127,9 @@ class Updater:
 
     def cancel(self, target: Schedulable) -> None:
         """Remove ``target`` from the schedule (its heap entry becomes stale).
+
+        If its ``on_timer`` is running right now, the deadline it returns is
+        ignored; a later :meth:`schedule` arms it again.
 
         Args:
             target: a scheduled or unscheduled target.
@@ -263,8 +268,25 @@ class Updater:
                     _log.exception("timer callback of %r failed", target)
                     continue
                 if nxt is not None:
-                    self.schedule(target, nxt)
+                    self._rearm(target, nxt)
             del due
+
+    def _rearm(self, target: Schedulable, deadline: int) -> None:
+        """Schedule ``target`` at the deadline its ``on_timer`` returned, unless cancelled.
+
+        A :meth:`cancel` that ran while ``on_timer`` did wins: a session
+        closed on another thread meanwhile must not be re-armed with the
+        deadline computed before its close (that entry would keep the thread
+        alive after the last close, or start a new one after :meth:`release`).
+        """
+        current = target.updater_deadline
+        if current is not None and current <= deadline:
+            return
+        with self._cond:
+            # cancel() zeroes the seq; popping an entry leaves it as it was
+            if target.updater_seq == 0:
+                return
+            self.schedule(target, deadline)
 
 
 #: The process-wide updater (started when the first session is scheduled).

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,15 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=100, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# A shell without job control starts `cmd &` with SIGINT ignored, and an
+# ignored signal stays ignored across exec: every child these tests start
+# (python -c, python -m kcpsock serve/tunnel/relay) would then ignore the
+# Ctrl-C the tests send it and hang until killed.  A handler (unlike "ignore")
+# is reset to the default at exec, so the children get Python's usual
+# KeyboardInterrupt however the suite itself was started.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def load_vectors(name: str) -> Any:

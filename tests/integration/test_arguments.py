@@ -21,13 +21,25 @@ import pytest
 
 import kcpsock
 from kcpsock import KCP, KCPConfig
-from kcpsock.session import Session
+from kcpsock.session import Session, drain_closing
 
 KEY = kcpsock.derive_key("it's a secrect")
 
 
 def _fds() -> int:
     return len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 0
+
+
+def _settled_fds() -> int:
+    """Count descriptors once earlier tests' leftovers closed theirs.
+
+    Garbage of earlier tests (sockets closed by a finalizer) and their
+    background closes (a session finishing from a timer closes its socket)
+    would otherwise close descriptors between a test's two counts.
+    """
+    drain_closing(5.0, abort=True)
+    gc.collect()
+    return _fds()
 
 
 @pytest.fixture
@@ -54,7 +66,7 @@ def client(listener: kcpsock.Listener) -> Iterator[kcpsock.KCPSocket]:
 def test_an_mtu_the_codec_cannot_use_fails_at_the_call(factory: Any) -> None:
     block = kcpsock.new_block_crypt("aes", KEY)
     addr = ("127.0.0.1", 9 if factory is kcpsock.dial else 0)
-    before = _fds()
+    before = _settled_fds()
     with pytest.raises(ValueError, match="mtu 70 too small"):
         # 20 crypto + 8 FEC bytes leave 42 < 50 for KCP
         factory(addr, block=block, data_shards=10, parity_shards=3, mtu=70)
@@ -84,7 +96,7 @@ def test_failed_dial_closes_the_socket_it_created(monkeypatch: pytest.MonkeyPatc
         raise RuntimeError("can't start new thread")
 
     monkeypatch.setattr(Session, "start_receiver", no_thread)
-    before = _fds()
+    before = _settled_fds()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with pytest.raises(RuntimeError, match="new thread"):
@@ -106,7 +118,7 @@ def test_failed_dial_closes_the_socket_it_created(monkeypatch: pytest.MonkeyPatc
     ],
 )
 def test_bad_dial_arguments_open_nothing(kwargs: dict[str, Any], exc: type[Exception]) -> None:
-    before = _fds()
+    before = _settled_fds()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with pytest.raises(exc):

@@ -302,6 +302,10 @@ def test_stats_explains_every_counter() -> None:
 # ---------------------------------------------------------------- relay
 
 
+#: probes per barrier of _relay_run
+_PROBES = 20
+
+
 def _relay_run(procs: Any, loss: float, seed: int, count: int) -> tuple[set[int], dict[str, Any]]:
     """Send ``count`` numbered datagrams through ``kcpsock relay``; return what arrived."""
     with (
@@ -331,30 +335,54 @@ def _relay_run(procs: Any, loss: float, seed: int, count: int) -> tuple[set[int]
 
         def barrier() -> None:
             # The relay is FIFO without delay: once a probe arrives, everything
-            # sent before it has been forwarded or dropped.
+            # sent before it has been forwarded or dropped.  The fates are
+            # drawn in arrival order, so the datagrams before the last data
+            # datagram must not depend on timing: a burst of _PROBES probes,
+            # whatever arrives first (all lost: 0.2**20), not "retry when the
+            # probe seems late" (a late probe on a loaded machine added one
+            # more datagram and shifted every later fate).
+            nonlocal probes, probe_id
+            first = probe_id + 1
+            for _ in range(_PROBES):
+                probe_id += 1
+                probes += 1
+                src.sendto(probe_id.to_bytes(4, "big"), target)
+            if wait_for_probe(first):
+                return
+            raise AssertionError("no probe came through the relay")
+
+        def wait_for_probe(first: int, timeout: float = 10.0) -> bool:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                try:
+                    data = sink.recv(2048)
+                except socket.timeout:
+                    continue
+                n = int.from_bytes(data[:4], "big")
+                if first <= n <= probe_id:
+                    return True
+                if n < 1 << 30:
+                    arrived.add(n)
+            return False
+
+        def last_barrier() -> None:
+            # after the last data datagram, probe by probe: the relay must have
+            # received every probe counted before it is interrupted; their
+            # number changes no data datagram's fate
             nonlocal probes, probe_id
             for _ in range(100):
                 probe_id += 1
                 probes += 1
                 src.sendto(probe_id.to_bytes(4, "big"), target)
-                deadline = time.monotonic() + 0.5
-                while time.monotonic() < deadline:
-                    try:
-                        data = sink.recv(2048)
-                    except socket.timeout:
-                        break
-                    n = int.from_bytes(data[:4], "big")
-                    if n == probe_id:
-                        return
-                    if n < 1 << 30:
-                        arrived.add(n)
+                if wait_for_probe(probe_id, 0.5):
+                    return
             raise AssertionError("no probe came through the relay")
 
         for i in range(count):
             src.sendto(i.to_bytes(4, "big") + bytes(60), target)
             if i % 100 == 99:
                 barrier()
-        barrier()
+        last_barrier()
         code = relay.interrupt()
         assert code == 130
         final = [json.loads(line) for line in relay.rest() if '"final"' in line]

@@ -152,7 +152,7 @@ def test_delay_holds_datagrams(client: socket.socket, target: socket.socket) -> 
             assert target.recv(100) == b"ping"
             elapsed = time.monotonic() - t0
             assert elapsed >= 0.079, elapsed
-            assert elapsed < 2.0, elapsed
+            assert elapsed < DEADLINE_S, elapsed  # generous: held, not lost or stuck
 
 
 def test_jitter_spreads_delays_within_bounds(client: socket.socket, target: socket.socket) -> None:

@@ -287,7 +287,11 @@ def test_ctrl_c_during_close_leaks_no_descriptor() -> None:
     # close() is a no-op).  The Ctrl-C is delivered by the join itself, so the
     # outcome does not depend on whether the receiver thread already ended:
     # the join is always attempted (no is_alive() test before it).
+    # c's "hello" must be acknowledged first: a close() with data in flight
+    # delivers it in the background and joins nothing (on a loaded machine
+    # the ACK may still be on its way when s.recv returns).
     code = _PROLOGUE + textwrap.dedent("""
+        print("acknowledged", c.session.drain(time.monotonic() + 5), flush=True)
         s.close(); L.close()
         thread = c.session.receiver_thread
         udp = c.session.transport.sock
@@ -309,7 +313,50 @@ def test_ctrl_c_during_close_leaks_no_descriptor() -> None:
         print("fds", nfds() - FDS0, flush=True)
         """)
     out, err = _finish(_run_child(code))
-    assert out.splitlines() == ["interrupted", "udp closed True", "threads []", "fds 0"], (
+    assert out.splitlines() == [
+        "acknowledged True",
+        "interrupted",
+        "udp closed True",
+        "threads []",
+        "fds 0",
+    ], (
         out,
         err,
     )
+
+
+def test_close_while_the_updater_runs_the_sessions_timer_leaves_no_thread() -> None:
+    # The race behind a flaky "threads ['kcpsock-updater']": the updater
+    # thread runs the session's on_timer (which computes the next, keep-alive
+    # deadline) while the user closes the session; the deadline must not
+    # re-arm the closed session after close() released the updater.  The
+    # timer is held until close() has released the thread (bounded wait).
+    code = _PROLOGUE + textwrap.dedent("""
+        from kcpsock.updater import now_ms, updater
+        # nothing in flight, so close() finishes at once (no background close)
+        print("acknowledged", c.session.drain(time.monotonic() + 5), flush=True)
+        s.close(); L.close()
+        sess = c.session
+        entered = threading.Event()
+        orig = sess.on_timer
+        def on_timer(now):
+            orig(now)
+            entered.set()
+            end = time.monotonic() + 5
+            while updater.is_alive() and time.monotonic() < end:
+                threading.Event().wait(0.001)
+            return now + 60_000
+        sess.on_timer = on_timer
+        updater.schedule(sess, now_ms())
+        print("timer running", entered.wait(5), flush=True)
+        c.close()
+        print("threads", kthreads(), flush=True)
+        print("scheduled", updater.scheduled(), flush=True)
+        """)
+    out, err = _finish(_run_child(code))
+    assert out.splitlines() == [
+        "acknowledged True",
+        "timer running True",
+        "threads []",
+        "scheduled 0",
+    ], (out, err)

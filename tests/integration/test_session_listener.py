@@ -73,6 +73,11 @@ def test_many_concurrent_sessions(listener: kcpsock.Listener) -> None:
     for i, c in enumerate(clients):
         assert c.recv(100) == b"HELLO %d" % i
     assert listener.session_count == n
+    # each reply acknowledged (c.recv returning does not mean its ACK reached
+    # the server yet): a session closed with data in flight would deliver it
+    # in the background and stay in the listener's table meanwhile
+    for s in servers.values():
+        assert s.drain(5)
     for c in clients:
         c.close()
     for s in servers.values():

@@ -188,7 +188,7 @@ def test_recv_timeout(pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> None
     t0 = time.monotonic()
     with pytest.raises(TimeoutError) as info:
         s.recv(10)
-    assert 0.15 < time.monotonic() - t0 < 3
+    assert 0.15 < time.monotonic() - t0 < 10  # generous: only a timeout ignored fails
     assert isinstance(info.value, kcpsock.KCPTimeoutError)
     assert isinstance(info.value, OSError)
 
@@ -257,7 +257,7 @@ def test_sendall_timeout_covers_the_whole_call(listener: kcpsock.Listener) -> No
         t0 = time.monotonic()
         with pytest.raises(TimeoutError):
             c.sendall(b"w" * 1_000_000)
-        assert time.monotonic() - t0 < 3
+        assert time.monotonic() - t0 < 10  # generous: one 0.4 s timeout, not one per chunk
     finally:
         c.close()
         s.close()

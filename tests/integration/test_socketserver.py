@@ -369,10 +369,16 @@ def test_linger_is_bounded_when_the_peer_is_gone() -> None:
         sock = dial(server)
         sock.sendall(b"go")
         assert got_request.wait(TIMEOUT)
+        # "go" acknowledged first: a client closed with data in flight keeps
+        # delivering (and acknowledging the server's reply) in the background,
+        # which would end the server's linger early on a loaded machine
+        assert sock.drain(TIMEOUT)
         sock.close()
         gone.set()
         assert done.wait(TIMEOUT)
-    assert 0.45 <= lingered[0] < 3.0
+    # lingered for close_linger, not until the link is declared dead; the
+    # upper bound is generous (we never assert speed)
+    assert 0.45 <= lingered[0] < 10.0
 
 
 @pytest.mark.parametrize("block_on_close", [True, False])

@@ -232,8 +232,8 @@ def test_create_connection_refused() -> None:
         addr = probe.getsockname()
     t0 = time.monotonic()
     with pytest.raises(ConnectionRefusedError, match="nothing listens"):
-        kcpsock.create_connection(addr, timeout=5)
-    assert time.monotonic() - t0 < 3
+        kcpsock.create_connection(addr, timeout=30)
+    assert time.monotonic() - t0 < 15  # refused promptly, not at the (30 s) timeout
 
 
 def test_create_connection_times_out_on_a_mismatched_cipher() -> None:
@@ -242,7 +242,7 @@ def test_create_connection_times_out_on_a_mismatched_cipher() -> None:
         t0 = time.monotonic()
         with pytest.raises(TimeoutError, match="key, cipher"):
             kcpsock.create_connection(ln.getsockname(), timeout=0.5)
-        assert time.monotonic() - t0 < 3
+        assert time.monotonic() - t0 < 10  # generous: only a timeout ignored fails
         # the same settings connect
         c = kcpsock.create_connection(
             ln.getsockname(), timeout=5, block=kcpsock.new_block_crypt("aes", key)

@@ -189,6 +189,59 @@ def test_release_ends_the_thread_only_when_nothing_live_is_scheduled(upd: Update
     assert t2.event.wait(5)
 
 
+def test_cancel_during_on_timer_wins_over_its_returned_deadline(upd: Updater) -> None:
+    # A session closed (cancel, then release) on another thread while its
+    # on_timer runs: the deadline that on_timer computed before the close
+    # must not re-arm it, or the thread outlives the last close (or a new
+    # one starts after release).
+    entered = threading.Event()
+    proceed = threading.Event()
+
+    class Closing(Target):
+        def on_timer(self, now: int) -> Optional[int]:
+            entered.set()
+            assert proceed.wait(5)
+            return now + 60_000  # a keep-alive deadline
+
+    t = Closing()
+    upd.schedule(t, now_ms())
+    assert entered.wait(5)
+    thread = next(th for th in threading.enumerate() if th.name == "test-updater")
+    upd.cancel(t)
+    assert upd.release(wait=False) is True
+    proceed.set()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert not upd.is_alive()  # no successor started for the cancelled target
+    assert upd.scheduled() == 0
+    assert t.updater_deadline is None
+
+
+def test_schedule_during_on_timer_survives_an_earlier_cancel(upd: Updater) -> None:
+    # cancel, then schedule again while on_timer runs: the target stays armed
+    entered = threading.Event()
+    proceed = threading.Event()
+
+    class Busy(Target):
+        def on_timer(self, now: int) -> Optional[int]:
+            self.calls.append(now)
+            if len(self.calls) == 1:
+                entered.set()
+                assert proceed.wait(5)
+                return now + 60_000
+            self.event.set()
+            return None
+
+    t = Busy()
+    upd.schedule(t, now_ms())
+    assert entered.wait(5)
+    upd.cancel(t)
+    upd.schedule(t, now_ms() + 20)
+    proceed.set()
+    assert t.event.wait(5)
+    assert len(t.calls) == 2
+
+
 def test_released_thread_never_runs_next_to_its_successor(upd: Updater) -> None:
     # release without waiting, then schedule at once: the retiring thread may
     # still be alive, but only the new one fires, and exactly once per entry
