@@ -50,7 +50,7 @@ from .errors import KCPBlockingIOError, KCPClosedError, KCPTimeoutError
 from .session import wait_deadline
 from .smux_frames import Changes, SmuxConfig, SmuxProtocol
 from .snappy import FrameDecoder, FrameEncoder, SnappyError
-from .sock import check_file_mode, check_timeout, make_file, timeout_deadline
+from .sock import SocketTimeouts, check_file_mode, check_timeout, make_file, timeout_deadline
 from .transport import Signal
 
 __all__ = ["SmuxSession", "SmuxStream", "client", "server"]
@@ -71,7 +71,7 @@ def _now_ms() -> int:
     return int(time.monotonic() * 1000)
 
 
-class SmuxStream:
+class SmuxStream(SocketTimeouts):
     """One smux stream with the interface of a connected TCP ``socket.socket``.
 
     Obtain streams from :meth:`SmuxSession.open_stream` and
@@ -111,48 +111,6 @@ class SmuxStream:
         if self._real_closed:
             raise KCPClosedError()
 
-    def settimeout(self, value: Optional[float]) -> None:
-        """Set the timeout of blocking calls (``socket.settimeout``).
-
-        Args:
-            value: seconds (TimeoutError after that long), 0 (non-blocking:
-                BlockingIOError) or None (block without limit).
-
-        Raises:
-            ValueError, TypeError: a bad value.  OSError: EBADF after close.
-        """
-        value = check_timeout(value)
-        self._check_open()
-        self._timeout = value
-
-    def gettimeout(self) -> Optional[float]:
-        """Return the timeout in seconds (None: blocking without limit)."""
-        return self._timeout
-
-    def setblocking(self, flag: bool) -> None:
-        """``setblocking(True)`` = ``settimeout(None)``, ``False`` = ``settimeout(0)``."""
-        self._check_open()
-        self._timeout = None if flag else 0.0
-
-    def getblocking(self) -> bool:
-        """Return False in non-blocking mode (timeout 0), True otherwise."""
-        return self._timeout != 0
-
-    @property
-    def timeout(self) -> Optional[float]:
-        """The timeout in seconds (as ``socket.socket.timeout``)."""
-        return self._timeout
-
-    def _deadline(self, flags: int, allowed: int) -> Optional[float]:
-        if flags:
-            if isinstance(flags, bool) or not isinstance(flags, int):
-                raise TypeError(f"flags must be an int, not {type(flags).__name__}")
-            if flags & ~allowed:
-                raise ValueError(f"flags: unsupported flag bits {flags & ~allowed:#x}")
-            if flags & _MSG_DONTWAIT:
-                return 0.0
-        return timeout_deadline(self._timeout)
-
     # ---------------------------------------------------------------- data
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
@@ -178,7 +136,7 @@ class SmuxStream:
         if bufsize < 0:
             raise ValueError("bufsize must be >= 0 (negative buffersize in recv)")
         self._check_open()
-        deadline = self._deadline(flags, _MSG_DONTWAIT | _MSG_PEEK)
+        deadline = self._flags_deadline(flags, _MSG_DONTWAIT | _MSG_PEEK)
         if bufsize == 0:
             return b""
         peek = bool(flags & _MSG_PEEK)
@@ -230,7 +188,7 @@ class SmuxStream:
                 :meth:`recv`.
         """
         self._check_open()
-        deadline = self._deadline(flags, _MSG_DONTWAIT)
+        deadline = self._flags_deadline(flags)
         return self._session._write(self, data, deadline)
 
     def sendall(self, data: Any, flags: int = 0) -> None:
@@ -240,7 +198,7 @@ class SmuxStream:
             As :meth:`send`.
         """
         self._check_open()
-        deadline = self._deadline(flags, _MSG_DONTWAIT)
+        deadline = self._flags_deadline(flags)
         view = memoryview(data).cast("B")
         pos = 0
         while pos < len(view):

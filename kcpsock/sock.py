@@ -345,8 +345,10 @@ def _identity_option(sock: Any, level: int, optname: int, buflen: Optional[int])
     return None
 
 
-class _Timeouts:
-    """Timeouts as on ``socket.socket``, shared by :class:`KCPSocket` and :class:`Listener`.
+class SocketTimeouts:
+    """Timeouts as on ``socket.socket``, shared by every socket-like object of kcpsock.
+
+    :class:`KCPSocket`, :class:`Listener` and :class:`kcpsock.smux.SmuxStream`.
 
     ``settimeout``, ``gettimeout``, ``setblocking``, ``getblocking`` and ``timeout``.
     """
@@ -400,8 +402,33 @@ class _Timeouts:
         """The timeout in seconds (as ``socket.socket.timeout``)."""
         return self._timeout
 
+    def _flags_deadline(self, flags: int, allowed: int = _MSG_DONTWAIT) -> Optional[float]:
+        """The deadline of a call: 0 with MSG_DONTWAIT, else from the timeout."""
+        if flags:
+            if isinstance(flags, bool) or not isinstance(flags, int):
+                raise TypeError(f"flags must be an int, not {type(flags).__name__}")
+            if int(flags) & ~allowed:
+                names = [
+                    name
+                    for bit, name in (
+                        (_MSG_DONTWAIT, "MSG_DONTWAIT"),
+                        (_MSG_PEEK, "MSG_PEEK"),
+                        (_MSG_WAITALL, "MSG_WAITALL"),
+                    )
+                    if allowed & bit
+                ]
+                listed = (
+                    f"{names[0]} is"
+                    if len(names) == 1
+                    else f"{', '.join(names[:-1])} and {names[-1]} are"
+                )
+                raise ValueError(f"flags: only {listed} supported here, got {int(flags):#x}")
+            if int(flags) & _MSG_DONTWAIT:
+                return 0
+        return timeout_deadline(self._timeout)
 
-class KCPSocket(_Timeouts):
+
+class KCPSocket(SocketTimeouts):
     """A KCP session with the interface of a connected stream ``socket.socket``.
 
     Obtain one from :func:`dial`, :func:`create_connection` or
@@ -439,25 +466,6 @@ class KCPSocket(_Timeouts):
 
     def _check_open(self) -> None:
         self._live()
-
-    def _flags_deadline(self, flags: int, allowed: int = _MSG_DONTWAIT) -> Optional[float]:
-        """The deadline of a call: 0 with MSG_DONTWAIT, else from the timeout."""
-        if flags:
-            if isinstance(flags, bool) or not isinstance(flags, int):
-                raise TypeError(f"flags must be an int, not {type(flags).__name__}")
-            if int(flags) & ~allowed:
-                names = (
-                    "MSG_DONTWAIT, MSG_PEEK and MSG_WAITALL are"
-                    if allowed & _MSG_PEEK
-                    else "MSG_DONTWAIT is"
-                )
-                raise ValueError(f"flags: only {names} supported here, got {int(flags):#x}")
-            if int(flags) & _MSG_DONTWAIT:
-                return 0
-        timeout = self._timeout
-        if timeout is None:
-            return None
-        return 0 if timeout == 0 else time.monotonic() + timeout
 
     # ------------------------------------------------------------- data I/O
 
@@ -1245,7 +1253,7 @@ class KCPSocket(_Timeouts):
         return " ".join(parts) + ">"
 
 
-class Listener(_Timeouts):
+class Listener(SocketTimeouts):
     """The listening side: ``accept()`` returns a :class:`KCPSocket` per conversation.
 
     Obtain one from :func:`listen` or :func:`create_server`.  New
