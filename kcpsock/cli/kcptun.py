@@ -233,31 +233,22 @@ def pipe(stream: Any, tcp: socket.socket) -> tuple[int, int]:
         except OSError:
             pass
 
-    def up() -> None:
+    def copy(src: Any, dst: Any, index: int) -> None:
         try:
             while True:
-                data = tcp.recv(COPY_CHUNK)
+                data = src.recv(COPY_CHUNK)
                 if not data:
                     break
-                counts[0] += len(data)
-                stream.sendall(data)
+                counts[index] += len(data)
+                dst.sendall(data)
         except OSError:
             pass
         finish()
 
     tcp.settimeout(None)
     stream.settimeout(None)
-    thread = spawn(up, name="kcpsock-kcptun-up")
-    try:
-        while True:
-            data = stream.recv(COPY_CHUNK)
-            if not data:
-                break
-            counts[1] += len(data)
-            tcp.sendall(data)
-    except OSError:
-        pass
-    finish()
+    thread = spawn(copy, tcp, stream, 0, name="kcpsock-kcptun-up")
+    copy(stream, tcp, 1)
     thread.join(5.0)
     try:
         tcp.close()
