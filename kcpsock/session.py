@@ -408,6 +408,11 @@ class Session:
         self._w_due = 0
         self._w_mark = (-1, -1)
         self._answer_ms = 0
+        #: kcp.stale_wins when we last probed (-1: never): a WINS acknowledging
+        #: less than the peer did before, in answer to our probe, comes from a
+        #: peer that forgot the conversation (kcp-go's listener opens a new
+        #: session for a datagram that arrives after it closed one)
+        self._stale_mark = -1
         self._close_deadline = 0
         self._finished = False
         self._icmp = False  # the receiver saw ICMP port unreachable
@@ -756,6 +761,9 @@ class Session:
             if self._icmp and self.failure is None:
                 # ICMP port unreachable: refused if the peer never answered, else gone
                 self.failure = "refused" if not kcp.in_segs else "reset"
+            if 0 <= self._stale_mark < kcp.stale_wins and self.failure is None:
+                self.failure = "gone"
+                _log.debug("conv %08x: the peer answers as a new session: it closed", self.conv)
             ka = self.keepalive_timeout_ms
             if ka and self.failure is None:
                 idle = now - self._last_rx
@@ -764,6 +772,7 @@ class Session:
                     _log.debug("conv %08x: no answer for %d ms, peer dead", self.conv, idle)
                 elif idle >= self.keepalive_interval_ms and now >= self._next_probe:
                     kcp.probe |= IKCP_ASK_SEND  # a window probe: the peer answers WINS
+                    self._stale_mark = kcp.stale_wins
                     self._next_probe = now + max(self.keepalive_interval_ms // 3, 10)
             watch_due: Optional[int] = None
             if (
@@ -874,6 +883,7 @@ class Session:
                 self._w_due = at
                 return at
             kcp.probe |= IKCP_ASK_SEND  # the peer answers WINS
+            self._stale_mark = kcp.stale_wins
             self._w_first = self._w_last = now
             self._w_count = 1
             self._w_due = now + u
@@ -896,6 +906,7 @@ class Session:
             return None
         if now - self._w_last >= spacing:
             kcp.probe |= IKCP_ASK_SEND
+            self._stale_mark = kcp.stale_wins
             self._w_last = now
             self._w_count += 1
         self._w_due = self._w_last + spacing
