@@ -855,7 +855,9 @@ class Session:
         GONE_ANSWER_TIMES * u)`` went unanswered, the peer is gone
         (``failure = "gone"``): the reader gets b"", as after a keep-alive
         timeout.  A timer that ran late (this process stalled: answers may
-        sit unread) restarts the run instead of deciding.
+        sit unread) restarts the run instead of deciding.  (An answer that
+        acknowledges less than the peer did before, ``KCP.stale_wins``, ends
+        the conversation in :meth:`on_timer`: the peer forgot it.)
 
         Returns:
             When to look again (ms), or None once the peer is gone.
