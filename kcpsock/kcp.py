@@ -263,9 +263,10 @@ class KCP:
         self.fast_retrans_segs = 0
         self.early_retrans_segs = 0
         self.repeat_segs = 0
-        #: WINS segments whose una was behind ``snd_una``: the answer of a peer
-        #: that forgot the conversation (kcp-go's listener opens a new session
-        #: for a probe that arrives after it closed one)
+        #: WINS segments (not recovered by FEC) with una 0 after the peer had
+        #: acknowledged data: the answer of a fresh session, a peer that forgot
+        #: the conversation (kcp-go's listener opens a new session for a probe
+        #: that arrives after it closed one)
         self.stale_wins = 0
         #: the delay the last full flush suggested until the next one (kcp-go HEAD)
         self.next_update_ms = IKCP_INTERVAL
@@ -687,9 +688,10 @@ class KCP:
                 latest = ts
             elif cmd == CMD_WASK:
                 self.probe |= IKCP_ASK_TELL
-            elif ((una - self.snd_una) & _M) >= 0x80000000:
-                # a WINS (nothing else in kcp-go) acknowledging less than the peer
-                # already did: it no longer knows the conversation (kcpsock.session)
+            elif una == 0 and regular and self.snd_una:
+                # a WINS (nothing else in kcp-go) from a peer that has received
+                # nothing, although it acknowledged our data before: a fresh
+                # session, it no longer knows the conversation (kcpsock.session)
                 self.stale_wins += 1
         if regular:
             self.rmt_wnd = wnd  # the last segment's (nothing above reads it)

@@ -408,9 +408,9 @@ class Session:
         self._w_due = 0
         self._w_mark = (-1, -1)
         self._answer_ms = 0
-        #: kcp.stale_wins when we last probed (-1: never): a WINS acknowledging
-        #: less than the peer did before, in answer to our probe, comes from a
-        #: peer that forgot the conversation (kcp-go's listener opens a new
+        #: kcp.stale_wins when we last probed (-1: never): a WINS with una 0
+        #: (after the peer acknowledged data) in answer to our probe comes from
+        #: a peer that forgot the conversation (kcp-go's listener opens a new
         #: session for a datagram that arrives after it closed one)
         self._stale_mark = -1
         self._close_deadline = 0
@@ -856,8 +856,9 @@ class Session:
         (``failure = "gone"``): the reader gets b"", as after a keep-alive
         timeout.  A timer that ran late (this process stalled: answers may
         sit unread) restarts the run instead of deciding.  (An answer that
-        acknowledges less than the peer did before, ``KCP.stale_wins``, ends
-        the conversation in :meth:`on_timer`: the peer forgot it.)
+        acknowledges nothing after the peer acknowledged data before,
+        ``KCP.stale_wins``, ends the conversation in :meth:`on_timer`: the
+        peer forgot it.)
 
         Returns:
             When to look again (ms), or None once the peer is gone.
