@@ -871,10 +871,13 @@ class Session:
         first = self._w_first
         last_rx = self._last_rx
         if first and last_rx >= first:
-            # answered (any datagram counts); a lone probe's answer time is learnt
-            if self._w_count == 1:
-                answer = last_rx - first
-                self._answer_ms = max(answer, self._answer_ms - (self._answer_ms >> 3))
+            # answered (any datagram counts); the answer time is learnt, a
+            # decaying maximum: a peer that flushes every 100 ms (kcp-go's
+            # default) answers up to 100 ms late, and a run that lost its
+            # first probes or answers raises it too, which only makes the
+            # verdict slower and safer on a lossy path
+            answer = last_rx - first
+            self._answer_ms = max(answer, self._answer_ms - (self._answer_ms >> 3))
             self._w_gap = min(max(2 * self._w_gap, 2 * u), GONE_GAP_MAX_MS)
             first = self._w_first = self._w_count = 0
         due = self._w_due
