@@ -56,7 +56,7 @@ from typing import Optional
 from .config import KCPConfig
 from .crypt import BlockCrypt
 from .errors import KCPBlockingIOError, KCPClosedError
-from .inbound import Admission, Blacklist, Inbound, RouteTable, make_codec
+from .inbound import Admission, Blacklist, Inbound, RouteTable, WindowShare, make_codec
 from .session import (
     Session,
     Timeout,
@@ -67,9 +67,35 @@ from .session import (
     wait_deadline,
 )
 from .stats import snmp
-from .transport import Batch, Receiver, Signal, Transport
+from .transport import Batch, Receiver, Signal, Transport, buffer_datagrams
 
-__all__ = ["REFUSAL_REASONS", "ListenerCore"]
+__all__ = [
+    "LISTENER_BATCH",
+    "LISTENER_READAHEAD",
+    "LOADED_BATCH",
+    "REFUSAL_REASONS",
+    "WINDOW_BUDGET",
+    "ListenerCore",
+]
+
+#: The part of the socket's receive buffer the advertised windows of busy
+#: stream-mode sessions may fill together (see :class:`kcpsock.inbound.WindowShare`).
+WINDOW_BUDGET = 0.75
+#: Datagrams the listener's receiver takes from the kernel per wake-up at
+#: most.  Many busy sessions split a batch into many small deliveries (each
+#: one takes a session lock and may wake a reader); a larger batch under
+#: load gives each session more datagrams per delivery.  A batch only ever
+#: holds what was queued already, so a lightly loaded listener is unaffected.
+LISTENER_BATCH = 512
+#: A batch this long means datagrams queue up in front of the receiver: the
+#: windows of busy sessions are capped at their share of the socket buffer
+#: (see :class:`kcpsock.inbound.WindowShare`).
+LOADED_BATCH = 64
+#: Datagrams the listener's receiver reads ahead of its handler at most
+#: (about 11 MB of 1400-byte datagrams): a burst from many sessions at once
+#: (their first flights, or retransmissions after a loss) is taken out of the
+#: kernel's buffer, which would drop it, while earlier batches are handled.
+LISTENER_READAHEAD = 8192
 
 #: Keys of :attr:`ListenerCore.refused`: why new conversations were dropped.
 REFUSAL_REASONS = (
@@ -143,7 +169,15 @@ class ListenerCore:
         if self.replay is not None:
             self.inbound.pre_filters.append(self.replay.pre)
             self.inbound.post_filters.append(self.replay.post)
-        self._receiver = Receiver(self.transport, self._on_batch, "kcpsock-listener")
+        #: the receive-buffer share of busy sessions' advertised windows
+        self.window_share = WindowShare()
+        self._receiver = Receiver(
+            self.transport,
+            self._on_batch,
+            "kcpsock-listener",
+            batch=LISTENER_BATCH,
+            readahead=LISTENER_READAHEAD,
+        )
         listener_started(self)
         self._receiver.start()
 
@@ -196,6 +230,12 @@ class ListenerCore:
                         s.deferred_rcvwnd = self.config.rcvwnd
                     s.start()
                     new.append(s)
+        share = self.window_share
+        share.note(result.deliveries, now)
+        if len(batch) >= LOADED_BATCH:
+            share.loaded(now)
+        if new or now >= share.next_at:
+            self._share_windows(now)
         for d in result.deliveries:
             target = d.route.target
             if target is not None:
@@ -220,6 +260,29 @@ class ListenerCore:
                     self.refused[reason] = self.refused.get(reason, 0) + n
         if result.errors:
             snmp.add_many(result.errors)
+
+    def _share_windows(self, now: float) -> None:
+        """Cap the advertised window of every busy stream-mode session at its share.
+
+        The cap holds only while the receiver is overloaded; otherwise it
+        is lifted (:class:`kcpsock.inbound.WindowShare`).
+
+        Runs on the receiver thread.  ``KCP.wnd_cap`` is a plain int read once
+        per flush, so it is set without the session lock (never waited for
+        here).  Message-mode sessions keep their whole window: the peer's
+        ``send`` refuses a message of more fragments than the largest window
+        it has seen.
+        """
+        share = self.window_share
+        budget = int(buffer_datagrams(self.sock, self.config.mtu) * WINDOW_BUDGET)
+        cap = share.update(budget, now)
+        for route in share.busy:
+            s = route.target
+            if isinstance(s, Session):
+                kcp = s.kcp
+                want = cap if kcp.stream else WindowShare.NO_CAP
+                if kcp.wnd_cap != want:
+                    kcp.wnd_cap = want
 
     def _expire(self, now: float) -> None:
         """Close sessions that waited longer than ``accept_timeout`` (queue is FIFO)."""
