@@ -12,7 +12,10 @@ Who runs what::
                       take no lock; admission and new routes take the
                       listener lock briefly) -> new Sessions created under
                       the listener lock -> Session.deliver for each session
-                      (never blocks on a session lock) -> accept queue
+                      (never blocks on a session lock) -> accept queue;
+                      under load (long batches) also the due timers of its
+                      OPEN sessions (Session.run_timer, non-blocking), and
+                      the windows' share of the socket buffer
     user threads      accept (waits on the listener's Condition), close
     session close     Session.on_close -> ListenerCore.forget (listener lock)
 
@@ -68,6 +71,7 @@ from .session import (
 )
 from .stats import snmp
 from .transport import Batch, Receiver, Signal, Transport, buffer_datagrams
+from .updater import now_ms, updater
 
 __all__ = [
     "LISTENER_BATCH",
@@ -260,6 +264,23 @@ class ListenerCore:
                     self.refused[reason] = self.refused.get(reason, 0) + n
         if result.errors:
             snmp.add_many(result.errors)
+        if len(batch) >= LOADED_BATCH:
+            self._run_timers()
+
+    def _run_timers(self) -> None:
+        """Run the due timers of this listener's sessions here, between batches.
+
+        Only under load (the receiver is awake and busy anyway): the
+        updater thread's wake-up and its GIL hand-off at every send would
+        delay each busy session's ACKs.  A session whose lock is taken, or
+        that is closing, is handed back to the updater thread.
+        """
+        transport = self.transport
+        now = now_ms()
+        taken = updater.take_due(now, lambda t: getattr(t, "transport", None) is transport)
+        for target in taken:
+            if not (isinstance(target, Session) and target.run_timer(now)):
+                updater.schedule(target, now)
 
     def _share_windows(self, now: float) -> None:
         """Cap the advertised window of every busy stream-mode session at its share.

@@ -109,7 +109,14 @@ def role_server(args: argparse.Namespace) -> None:
 
         transport.Receiver._run = wrap(transport.Receiver._run)  # type: ignore[method-assign]
         updater_mod.Updater._run = wrap(updater_mod.Updater._run)  # type: ignore[method-assign]
-    listener = kcpsock.listen(("127.0.0.1", 0), **_kcp_options(args))
+    options = _kcp_options(args)
+    if os.environ.get("PROBE_BACKLOG_PER_ADDRESS"):
+        import dataclasses
+
+        options["config"] = dataclasses.replace(
+            options["config"], backlog_per_address=int(os.environ["PROBE_BACKLOG_PER_ADDRESS"])
+        )
+    listener = kcpsock.listen(("127.0.0.1", 0), **options)
     totals = {"inbox_drops": 0, "sessions": 0, "srtt_max": 0}
     calls = [0]  # recv_into calls of the handlers (racy count: a figure, not a test)
     lock = threading.Lock()
@@ -185,6 +192,7 @@ def role_server(args: argparse.Namespace) -> None:
                 "snmp": snmp.as_dict(),
                 "totals": totals,
                 "fired": updater.fired,
+                "claimed": updater.claimed,
                 "recv_calls": calls[0],
                 "wakeups": updater.wakeups,
                 "cpu": t.user + t.system - base[0],
@@ -277,7 +285,7 @@ def show(label: str, r: dict[str, Any]) -> str:
         f" OutPkts {s.get('OutPkts')} InErrs {s.get('InErrs')} refused {r.get('refused')}"
         f" client {r.get('client')} inbox_drops {r.get('totals', {}).get('inbox_drops')}"
         f" srtt_max {r.get('totals', {}).get('srtt_max')}"
-        f" recv_calls {r.get('recv_calls')} fired {r.get('fired')} wakeups {r.get('wakeups')};"
+        f" recv_calls {r.get('recv_calls')} fired {r.get('fired')} claimed {r.get('claimed')} wakeups {r.get('wakeups')};"
         f" server CPU {r.get('cpu', 0):.2f} s ({threads})"
         + (
             f"\n   InPkts per 100 ms: {r['timeline'][: int(r['seconds'] * 10) + 2]}"
