@@ -31,6 +31,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,7 @@ def role_server(args: argparse.Namespace) -> None:
         )
     listener = kcpsock.listen(("127.0.0.1", 0), **options)
     totals = {"inbox_drops": 0, "sessions": 0, "srtt_max": 0}
+    spans: list[tuple[float, float]] = []  # (first bytes, done) per session
     calls = [0]  # recv_into calls of the handlers (racy count: a figure, not a test)
     lock = threading.Lock()
 
@@ -128,6 +130,7 @@ def role_server(args: argparse.Namespace) -> None:
                 (want,) = struct.unpack(">Q", _recv_exact(sock, 8))
             except ConnectionError:
                 return
+            t_start = time.monotonic()
             got = 0
             while got < want:
                 n = sock.recv_into(buf, min(len(buf), want - got))
@@ -136,6 +139,8 @@ def role_server(args: argparse.Namespace) -> None:
                 got += n
                 calls[0] += 1
             sock.sendall(b"DONE")
+            with lock:
+                spans.append((t_start, time.monotonic()))
 
     def run(s: Any) -> None:
         try:
@@ -192,8 +197,9 @@ def role_server(args: argparse.Namespace) -> None:
                 "snmp": snmp.as_dict(),
                 "totals": totals,
                 "fired": updater.fired,
-                "claimed": updater.claimed,
+                "claimed": getattr(updater, "claimed", None),
                 "recv_calls": calls[0],
+                "spans": spans,
                 "wakeups": updater.wakeups,
                 "cpu": t.user + t.system - base[0],
                 "threads": threads,
@@ -274,6 +280,15 @@ def one_run(args: argparse.Namespace, root: str, peer: Path) -> dict[str, Any]:
     }
 
 
+def _spans(spans: list[list[float]]) -> str:
+    """Session start and end times, summarised (ms after the first start)."""
+    t0 = min(a for a, _ in spans)
+    starts = sorted(round((a - t0) * 1000) for a, _ in spans)
+    ends = sorted(round((b - t0) * 1000) for _, b in spans)
+    q = [0, len(spans) // 2, len(spans) * 9 // 10, len(spans) - 1]
+    return f"starts p0/50/90/100 {[starts[i] for i in q]}, ends {[ends[i] for i in q]}"
+
+
 def show(label: str, r: dict[str, Any]) -> str:
     """One line of figures."""
     s = r.get("snmp", {})
@@ -290,6 +305,11 @@ def show(label: str, r: dict[str, Any]) -> str:
         + (
             f"\n   InPkts per 100 ms: {r['timeline'][: int(r['seconds'] * 10) + 2]}"
             if "timeline" in r
+            else ""
+        )
+        + (
+            "\n   sessions (start..done ms after the first start): " + _spans(r["spans"])
+            if r.get("spans")
             else ""
         )
         + (
