@@ -35,10 +35,16 @@ Invariants:
   its session from whatever thread the collection runs on, possibly one
   already holding a kcpsock lock; that must not deadlock.
 * The session lock guards the KCP object and the session state.  Nothing
-  blocking runs under it: datagrams produced under it (``_out``) and counter
-  increments (``_counts``) are sent and added by the thread that releases
-  it, after the release; no user callback is ever called.  The only socket
-  calls under it are non-blocking ones on the private readiness socketpair.
+  blocking runs under it: datagrams produced under it (``_out``) and rare
+  counter increments (``_counts``, errors) are sent and added by the thread
+  that releases it, after the release; no user callback is ever called.
+  The only socket calls under it are non-blocking ones on the private
+  readiness socketpair.
+* The data path never takes the global counters' lock: the session counts
+  in its own attributes (and KCP's), which :data:`kcpsock.stats.snmp`
+  reads when it is read (:meth:`Session.snmp_counts`).  ``packets_out`` and
+  ``wire_bytes_out`` are changed by the ``_tx_lock`` holder only, the rest
+  under the session lock (or by the one receiver thread: FEC counters).
 * The inbound queue holds at most ``inbox_limit`` batches; a receiver
   finding it full drops the batch and counts it (:attr:`Session.inbox_drops`),
   as a full kernel buffer would.
@@ -394,8 +400,6 @@ class Session:
         self.packets_out = 0
         self.wire_bytes_in = 0
         self.wire_bytes_out = 0
-        self._seen = (0, 0, 0, 0, 0, 0)
-        self._fec_seen = (0, 0, 0, 0)
 
         kcp = KCP(conv)
         kcp.nodelay(*config.nodelay_args)
@@ -418,6 +422,7 @@ class Session:
             self._opened = True
             self._last_rx = now_ms()
             _live_sessions.add(self)
+            snmp.register(self)
             snmp.session_opened(self.passive)
             updater.schedule(self, now_ms())
 
@@ -440,52 +445,38 @@ class Session:
         """The receiver thread of a dialed session (None for a listener's)."""
         return self._receiver.thread if self._receiver is not None else None
 
-    def _counter_deltas(self) -> list[tuple[str, int]]:
-        """KCP (and FEC) counter increments since the last call (lock held)."""
+    def snmp_counts(self) -> tuple[int, ...]:
+        """Cumulative counts for :data:`kcpsock.stats.snmp` (see ``SOURCE_FIELDS``).
+
+        The session counts in its own attributes only; the global counters
+        read them when they are read (no global lock on the data path).
+        """
         k = self.kcp
-        cur = (
-            k.in_segs,
-            k.out_segs,
-            k.lost_segs,
-            k.fast_retrans_segs,
-            k.early_retrans_segs,
-            k.repeat_segs,
-        )
-        old = self._seen
-        if cur == old:
-            out: list[tuple[str, int]] = []
-        else:
-            self._seen = cur
-            lost = cur[2] - old[2]
-            fast = cur[3] - old[3]
-            early = cur[4] - old[4]
-            out = [
-                ("InSegs", cur[0] - old[0]),
-                ("OutSegs", cur[1] - old[1]),
-                ("LostSegs", lost),
-                ("FastRetransSegs", fast),
-                ("EarlyRetransSegs", early),
-                ("RetransSegs", lost + fast + early),
-                ("RepeatSegs", cur[5] - old[5]),
-            ]
         codec = self._codec
-        if codec is not None:
+        if codec is None:
+            fec = (0, 0, 0, 0)
+        else:
             fec = (
                 codec.fec_parity_shards,
                 codec.fec_full_shard_sets,
                 codec.fec_recovered,
                 codec.fec_errors,
             )
-            if fec != self._fec_seen:
-                fold = self._fec_seen
-                self._fec_seen = fec
-                out += [
-                    ("FECParityShards", fec[0] - fold[0]),
-                    ("FECFullShardSet", fec[1] - fold[1]),
-                    ("FECRecovered", fec[2] - fold[2]),
-                    ("FECErrs", fec[3] - fold[3]),
-                ]
-        return out
+        return (
+            self.bytes_sent,
+            self.bytes_received,
+            self.packets_in,
+            self.wire_bytes_in,
+            self.packets_out,
+            self.wire_bytes_out,
+            k.in_segs,
+            k.out_segs,
+            k.lost_segs,
+            k.fast_retrans_segs,
+            k.early_retrans_segs,
+            k.repeat_segs,
+            *fec,
+        )
 
     def _notify(self, hysteresis: bool = False) -> None:
         """Wake readers/writers and update the readiness fd (lock held).
@@ -554,17 +545,17 @@ class Session:
         at the peer on a lossless link).
 
         Returns:
-            (whether anything waits to be sent, the counter increments with
-            KCP's counter deltas).
+            (whether anything waits to be sent, rare counter increments:
+            the session's own figures reach ``snmp`` through
+            :meth:`snmp_counts`).
         """
         out = self._out
+        if out:
+            self._out = []
+            self._txq.append(out)
         counts = self._counts
-        if out or counts:
-            if out:
-                self._out = []
-                self._txq.append(out)
+        if counts:
             self._counts = []
-            counts += self._counter_deltas()
         return bool(self._txq), counts
 
     def _transmit(self, pending: bool, counts: list[tuple[str, int]]) -> None:
@@ -577,10 +568,8 @@ class Session:
 
         Args:
             pending: True if the queue may hold datagrams.
-            counts: SNMP increments of the caller, added together with
-                OutPkts/OutBytes (one lock round).
+            counts: rare SNMP increments of the caller (errors).
         """
-        sent = nbytes = 0
         if pending:
             plain = self._codec is None and not self.dup
             txq = self._txq
@@ -592,15 +581,11 @@ class Session:
                     while txq:
                         batch = txq.popleft()
                         a, b = send(batch if plain else self._encode(batch), remote)
-                        sent += a
-                        nbytes += b
+                        # counted by the _tx_lock holder only (snmp_counts)
+                        self.packets_out += a
+                        self.wire_bytes_out += b
                 finally:
                     tx_lock.release()
-        if sent:
-            self.packets_out += sent
-            self.wire_bytes_out += nbytes
-            counts.append(("OutPkts", sent))
-            counts.append(("OutBytes", nbytes))
         if counts:
             snmp.add_many(counts)
 
@@ -684,11 +669,8 @@ class Session:
                     out += res
         self.packets_in += packets
         self.wire_bytes_in += nbytes
-        counts = self._counts
-        counts.append(("InPkts", packets))
-        counts.append(("InBytes", nbytes))
         if errors:
-            counts.append(("KCPInErrors", errors))
+            self._counts.append(("KCPInErrors", errors))
         if kcp.in_segs != in_before:
             self._last_rx = now  # the peer is alive (keep-alive)
         if kcp.probe & IKCP_ASK_TELL:
@@ -903,10 +885,7 @@ class Session:
                     raise Timeout()
             if self._signal is not None and not self._pending and kcp.peek_size() <= 0:
                 self._signal.clear()
-            n = len(data)
-            self.bytes_received += n
-            # added to snmp with the release's other counts (one lock round)
-            self._counts.append(("BytesReceived", n))
+            self.bytes_received += len(data)
         return data
 
     def _arm_locked(self) -> None:
@@ -983,7 +962,6 @@ class Session:
                     if self._signal is not None:
                         self._signal.set_writable(self._queued_bytes() < self.send_buffer)
                     self.bytes_sent += n
-                    self._counts.append(("BytesSent", n))
                     break
                 if deadline == 0:
                     raise KCPBlockingIOError()
@@ -1189,6 +1167,7 @@ class Session:
         if signal is not None:
             signal.close()
         if self._opened:
+            snmp.unregister(self)
             snmp.session_closed()
         _live_sessions.discard(self)
         _closing.discard(self)
