@@ -883,6 +883,17 @@ class KCP:
         self.snd_nxt = nxt
         self._unsent += count
 
+    def _flush_nothing(self, full: bool, next_update: int) -> list[bytes]:
+        """What :meth:`_flush` does when it has nothing to send and no timer is due."""
+        self.ts_probe = 0  # phase 2 with a non-zero remote window
+        self.probe_wait = 0
+        if full:
+            self.next_update_ms = next_update
+        if not self.nocwnd and self.cwnd < 1:  # phase 6
+            self.cwnd = 1
+            self.incr = self.mss
+        return []
+
     def _flush(self, current: int, full: bool) -> list[bytes]:
         """The body of kcp-go HEAD ``flush``; ``full`` False is IKCP_FLUSH_ACKONLY.
 
@@ -894,6 +905,26 @@ class KCP:
         ``_min_resend`` is a lower bound of every pending resend time.  When a
         timer may have expired, the kcp-go scan runs and recomputes them.
         """
+        if (
+            not self.acklist
+            and not self.probe
+            and not self.snd_queue
+            and not self._fastcand
+            and self.rmt_wnd
+        ):
+            # Nothing to send and no timer due (the flush after an ACK that
+            # emptied the window, or a tick with nothing to do): only the
+            # state changes of the full path below, none of its work.
+            snd_buf = self.snd_buf
+            if not snd_buf:
+                return self._flush_nothing(full, self.interval)
+            if (
+                not self._unsent
+                and not self.scan_always
+                and ((current - self._min_resend) & _M) >= 0x80000000  # no timer expired
+            ):
+                d = (self._min_resend - current) & _M
+                return self._flush_nothing(full, d if d < self.interval else self.interval)
         nq = len(self.rcv_queue)
         wnd = (self.rcv_wnd - nq) & 0xFFFF if nq < self.rcv_wnd else 0
         una = self.rcv_nxt
@@ -1248,22 +1279,20 @@ class KCP:
             An absolute time in the same units and epoch as ``now_ms``
             (``now_ms`` itself when a flush is due at once).
         """
-        current = now_ms & _M
         if not self.updated:
             return now_ms
-        ts_flush = self.ts_flush
-        d = timediff(current, ts_flush)
-        if d >= 10000 or d < -10000:
-            ts_flush = current
-        if timediff(current, ts_flush) >= 0:
+        current = now_ms & _M
+        # timediff(current, ts_flush), inlined (called after every input and send)
+        d = ((current - self.ts_flush + 0x80000000) & _M) - 0x80000000
+        if d >= 0 or d < -10000:  # due (or a stale ts_flush: ikcp resets it to now)
             return now_ms
-        minimal = timediff(ts_flush, current)
+        minimal = -d
         if self._unsent:  # segments never sent: flush now
             return now_ms
-        if len(self.snd_buf):
+        if self.snd_buf:
             # ikcp_check scans snd_buf for the earliest resend time; the bound
             # kept by _flush is never later than it (at worst one early flush)
-            d = timediff(self._min_resend, current)
+            d = ((self._min_resend - current + 0x80000000) & _M) - 0x80000000
             if d <= 0:
                 return now_ms
             if d < minimal:
