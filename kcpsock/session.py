@@ -255,7 +255,15 @@ class _SessionLock:
                 return
             if s._inbox:
                 s._drain_locked()
-            pending, counts = s._take_output()
+            # s._take_output(), inlined (every release runs it)
+            out = s._out
+            if out:
+                s._out = []
+                s._txq.append(out)
+            counts = s._counts
+            if counts:
+                s._counts = []
+            pending = bool(s._txq)
             self._depth = 0
             inner.release()
             if pending or counts:
@@ -489,27 +497,32 @@ class Session:
         than one interval for less room.
         """
         kcp = self.kcp
-        if kcp.is_dead and self.failure is None:
+        if kcp.state == 0xFFFFFFFF and self.failure is None:  # kcp.is_dead
             self.failure = "dead_link"
         dead = self.failure is not None
         if dead and self.state is SessionState.OPEN:
             self.state = SessionState.DEAD
-        readable = bool(self._pending) or kcp.peek_size() > 0 or dead or self._rd_shut
-        if readable:
+        signal = self._signal
+        # (readiness is worked out only when a waiter or the readiness fd
+        # looks at it: nothing to do per datagram for a busy writer)
+        if (self._rwait or signal is not None) and (
+            self._pending or kcp.peek_size() > 0 or dead or self._rd_shut
+        ):
             if self._rwait:
                 self._readable.notify_all()
-            if self._signal is not None:
-                self._signal.set()
-        limit = self.send_buffer
-        room = limit - self._queued_bytes()
-        if self._wwait and (
-            dead
-            or (room > (limit >> 2) if hysteresis else room > 0)
-            or not kcp.waitsnd()  # drain() (a lingering close) waits for this
-        ):
-            self._writable.notify_all()
-        if self._signal is not None:
-            self._signal.set_writable(dead or self._wr_shut or room > 0)
+            if signal is not None:
+                signal.set()
+        if self._wwait or signal is not None:
+            limit = self.send_buffer
+            room = limit - self._queued_bytes()
+            if self._wwait and (
+                dead
+                or (room > (limit >> 2) if hysteresis else room > 0)
+                or not kcp.waitsnd()  # drain() (a lingering close) waits for this
+            ):
+                self._writable.notify_all()
+            if signal is not None:
+                signal.set_writable(dead or self._wr_shut or room > 0)
         if self._handshake and (kcp.in_segs or dead):
             self._answered.notify_all()
 
@@ -684,7 +697,10 @@ class Session:
             if not kcp.waitsnd():
                 self._arm_at(now)  # everything acknowledged: on_timer finishes the close
         self._notify(hysteresis=True)
-        self._arm_at(_deadline_from(now, kcp.check(now)))
+        deadline = kcp.check(now)  # never before now: an absolute deadline as it is
+        current = self.updater_deadline
+        if current is None or current > deadline:
+            self._arm_at(deadline)
 
     def on_timer(self, now: int) -> Optional[int]:
         """The updater's callback: keep-alive, full flush, then the next deadline or None.
@@ -958,7 +974,10 @@ class Session:
                         # writes merge in the queue and leave with the flush
                         # the returning ACKs trigger, or the next tick)
                         self._out += kcp.flush(now)
-                    self._arm_at(_deadline_from(now, kcp.check(now)))
+                    deadline = kcp.check(now)  # never before now
+                    current = self.updater_deadline
+                    if current is None or current > deadline:
+                        self._arm_at(deadline)
                     if self._signal is not None:
                         self._signal.set_writable(self._queued_bytes() < self.send_buffer)
                     self.bytes_sent += n

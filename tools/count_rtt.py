@@ -370,9 +370,11 @@ def _callgrind(args: argparse.Namespace, argv: list[str]) -> int:
 # -- --real: over loopback, one process per side ------------------------------
 
 
-def _proc_cpu(pid: int) -> float:
+def _proc_cpu(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of process ``pid``."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def role_server(args: argparse.Namespace) -> None:
@@ -426,10 +428,10 @@ def run_real(args: argparse.Namespace) -> None:
         sock = mods["kcpsock"].dial(("127.0.0.1", port), config=config)
         msg = bytearray(args.size)
         rtts: list[float] = []
-        c0 = s0 = 0.0
+        c0 = s0 = (0.0, 0.0)
         for i in range(args.rounds + 200):
             if i == 200:
-                c0, s0 = time.process_time(), _proc_cpu(child.pid)
+                c0, s0 = _proc_cpu(os.getpid()), _proc_cpu(child.pid)
             msg[0] = i & 0xFF
             t0 = time.perf_counter()
             sock.sendall(msg)
@@ -438,14 +440,15 @@ def run_real(args: argparse.Namespace) -> None:
                 got += len(sock.recv(args.size - got))
             if i >= 200:
                 rtts.append(time.perf_counter() - t0)
-        client = time.process_time() - c0
-        server = _proc_cpu(child.pid) - s0
+        c1, s1 = _proc_cpu(os.getpid()), _proc_cpu(child.pid)
         sock.close()
         rtts.sort()
         n = len(rtts)
+        cu, cs = (c1[0] - c0[0]) / n * 1e6, (c1[1] - c0[1]) / n * 1e6
+        su, ss = (s1[0] - s0[0]) / n * 1e6, (s1[1] - s0[1]) / n * 1e6
         print(
-            f"real ping {args.mode}: client CPU {client / n * 1e6:.1f} us/rt,"
-            f" server CPU {server / n * 1e6:.1f} us/rt,"
+            f"real ping {args.mode}: CPU us per round trip (user+sys):"
+            f" client {cu + cs:.0f} ({cu:.0f}+{cs:.0f}), server {su + ss:.0f} ({su:.0f}+{ss:.0f}),"
             f" p50 {rtts[n // 2] * 1e6:.0f} us, p99 {rtts[int(0.99 * (n - 1))] * 1e6:.0f} us"
             f"  ({n} round trips, root {Path(args.root).resolve()})"
         )
