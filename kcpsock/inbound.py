@@ -703,8 +703,8 @@ class Inbound:
             # a plain dialed session (the common interactive case): every
             # stage but the size checks is a no-op; the same outcome as the
             # loop below, in fewer steps
-            d = Delivery(single)
-            datagrams = d.datagrams
+            one = Delivery(single)
+            datagrams = one.datagrams
             nbytes = 0
             closed = single.closed
             for packet, _ in batch:
@@ -719,9 +719,9 @@ class Inbound:
                     datagrams.append(packet)
                     nbytes += n
             if datagrams:
-                d.packets = len(datagrams)
-                d.nbytes = nbytes
-                result.deliveries.append(d)
+                one.packets = len(datagrams)
+                one.nbytes = nbytes
+                result.deliveries.append(one)
             return result
         by_route: dict[int, Delivery] = {}
         deliveries = result.deliveries
