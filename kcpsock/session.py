@@ -192,6 +192,10 @@ class SessionState(enum.Enum):
     """Closed on this side; every resource released."""
 
 
+_CLOSED = SessionState.CLOSED
+_CLOSING = SessionState.CLOSING
+
+
 def _deadline_from(now: int, target: int) -> int:
     """Turn KCP's ``check`` result into an absolute deadline on our clock."""
     delay = (target - now) & _M32
@@ -697,10 +701,10 @@ class Session:
             if not kcp.waitsnd():
                 self._arm_at(now)  # everything acknowledged: on_timer finishes the close
         self._notify(hysteresis=True)
-        deadline = kcp.check(now)  # never before now: an absolute deadline as it is
+        due = kcp.check(now)  # never before now: an absolute deadline as it is
         current = self.updater_deadline
-        if current is None or current > deadline:
-            self._arm_at(deadline)
+        if current is None or current > due:
+            self._arm_at(due)
 
     def on_timer(self, now: int) -> Optional[int]:
         """The updater's callback: keep-alive, full flush, then the next deadline or None.
@@ -828,7 +832,9 @@ class Session:
             KCPConnectionRefusedError: nothing listens at the peer's address.
         """
         with self._lock:
-            self._check_usable()
+            state = self.state
+            if state is _CLOSED or state is _CLOSING:
+                raise KCPClosedError()
             if self.deferred_rcvwnd:
                 self._open_window_locked()
             kcp = self.kcp
@@ -944,10 +950,12 @@ class Session:
             while True:
                 if self._inbox:
                     self._drain_locked()
-                self._check_usable()
+                state = self.state
+                if state is _CLOSED or state is _CLOSING:
+                    raise KCPClosedError()
                 if self._wr_shut:
                     raise BrokenPipeError(errno.EPIPE, "Broken pipe (shut down for writing)")
-                if kcp.is_dead or self.failure is not None:
+                if kcp.state == 0xFFFFFFFF or self.failure is not None:  # kcp.is_dead
                     self._notify()
                     raise self._failure_error()
                 snd_wnd = kcp.snd_wnd
@@ -956,8 +964,11 @@ class Session:
                     mss = kcp.mss
                     # at least a segment's worth, so a message is never cut short
                     n = min(total, room if room > mss else mss)
-                    if n <= mss and type(data) is bytes:
-                        kcp.send(data if n == total else data[:n])  # no copy
+                    if n <= mss:  # one segment (a small write, a message)
+                        if type(data) is bytes:
+                            kcp.send(data if n == total else data[:n])  # no copy
+                        else:
+                            kcp.send(view.tobytes() if n == total else view[:n].tobytes())
                     else:
                         if type(view) is bytes:
                             view = memoryview(view)
@@ -974,10 +985,10 @@ class Session:
                         # writes merge in the queue and leave with the flush
                         # the returning ACKs trigger, or the next tick)
                         self._out += kcp.flush(now)
-                    deadline = kcp.check(now)  # never before now
+                    due = kcp.check(now)  # never before now
                     current = self.updater_deadline
-                    if current is None or current > deadline:
-                        self._arm_at(deadline)
+                    if current is None or current > due:
+                        self._arm_at(due)
                     if self._signal is not None:
                         self._signal.set_writable(self._queued_bytes() < self.send_buffer)
                     self.bytes_sent += n
