@@ -702,7 +702,17 @@ class Inbound:
         post = self.post_filters
         single = self.route
         table = self.table
-        for packet, addr in batch:
+        opened: Optional[list[Union[bytes, PacketError]]] = None
+        open_many = getattr(opener, "open_many", None)
+        if open_many is not None:
+            # Stage 2 for the whole batch at once (two C calls for a CFB
+            # cipher).  Every datagram is opened, including any stage 1 then
+            # drops (a replay, a foreign source): its result is ignored, so
+            # filters, counts and order are exactly as one by one.
+            if not isinstance(batch, list):
+                batch = list(batch)
+            opened = open_many([packet for packet, _ in batch])
+        for index, (packet, addr) in enumerate(batch):
             # 1. filter
             if pre:
                 reason = None
@@ -714,7 +724,13 @@ class Inbound:
                     result.count(reason)
                     continue
             # 2. open (plain mode: no-op)
-            if opener is not None:
+            if opened is not None:
+                got = opened[index]
+                if isinstance(got, PacketError):
+                    result.count(got.counter)
+                    continue
+                payload = got
+            elif opener is not None:
                 try:
                     payload = opener.open(packet)
                 except PacketError as exc:
