@@ -642,6 +642,7 @@ class Inbound:
     Attributes:
         pre_filters: stage 1, run in order on every datagram.
         post_filters: run on every datagram after stage 2.
+        after_batch: run once at the end of every batch.
     """
 
     def __init__(
@@ -660,6 +661,9 @@ class Inbound:
         self.table = table
         self.pre_filters: list[PreFilter] = list(pre_filters)
         self.post_filters: list[PostFilter] = list(post_filters)
+        #: called once at the end of every :meth:`process` (e.g. the replay
+        #: filter's commit of the batch's nonces)
+        self.after_batch: list[Callable[[], None]] = []
 
     @classmethod
     def for_session(
@@ -694,6 +698,15 @@ class Inbound:
         Returns:
             The deliveries, new routes and counts; see :class:`InboundResult`.
         """
+        try:
+            return self._process(batch, now, queued)
+        finally:
+            for hook in self.after_batch:
+                hook()
+
+    def _process(
+        self, batch: Iterable[tuple[bytes, Address]], now: float, queued: int
+    ) -> InboundResult:
         result = InboundResult()
         by_route: dict[int, Delivery] = {}
         deliveries = result.deliveries

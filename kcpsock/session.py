@@ -1313,8 +1313,7 @@ class Session:
         )
         replay = self.replay
         if replay is not None:
-            self._inbound.pre_filters.append(replay.pre)
-            self._inbound.post_filters.append(replay.post)
+            replay.install(self._inbound)
         self.start()
         reader = Receiver(
             transport,

@@ -91,7 +91,9 @@ def workloads(
         codec = kcpsock.PacketCodec(kcpsock.new_block_crypt("aes", key), 10, 3)
         inbound = Inbound.for_session(Route(None, codec), codec)
         replay = new_replay_filter(codec, config)
-        if replay is not None:
+        if replay is not None and hasattr(replay, "install"):
+            replay.install(inbound)  # as the tree's sessions do
+        elif replay is not None:
             inbound.pre_filters.append(replay.pre)
             inbound.post_filters.append(replay.post)
         got = 0
