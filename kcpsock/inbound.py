@@ -642,6 +642,7 @@ class Inbound:
     Attributes:
         pre_filters: stage 1, run in order on every datagram.
         post_filters: run on every datagram after stage 2.
+        after_batch: run once at the end of every batch.
     """
 
     def __init__(
@@ -660,6 +661,9 @@ class Inbound:
         self.table = table
         self.pre_filters: list[PreFilter] = list(pre_filters)
         self.post_filters: list[PostFilter] = list(post_filters)
+        #: called once at the end of every :meth:`process` (e.g. the replay
+        #: filter's commit of the batch's nonces)
+        self.after_batch: list[Callable[[], None]] = []
 
     @classmethod
     def for_session(
@@ -694,6 +698,15 @@ class Inbound:
         Returns:
             The deliveries, new routes and counts; see :class:`InboundResult`.
         """
+        try:
+            return self._process(batch, now, queued)
+        finally:
+            for hook in self.after_batch:
+                hook()
+
+    def _process(
+        self, batch: Iterable[tuple[bytes, Address]], now: float, queued: int
+    ) -> InboundResult:
         result = InboundResult()
         opener = self.opener
         pre = self.pre_filters
@@ -726,7 +739,17 @@ class Inbound:
         by_route: dict[int, Delivery] = {}
         deliveries = result.deliveries
         table = self.table
-        for packet, addr in batch:
+        opened: Optional[list[Union[bytes, PacketError]]] = None
+        open_many = getattr(opener, "open_many", None)
+        if open_many is not None:
+            # Stage 2 for the whole batch at once (two C calls for a CFB
+            # cipher).  Every datagram is opened, including any stage 1 then
+            # drops (a replay, a foreign source): its result is ignored, so
+            # filters, counts and order are exactly as one by one.
+            if not isinstance(batch, list):
+                batch = list(batch)
+            opened = open_many([packet for packet, _ in batch])
+        for index, (packet, addr) in enumerate(batch):
             # 1. filter
             if pre:
                 reason = None
@@ -738,7 +761,13 @@ class Inbound:
                     result.count(reason)
                     continue
             # 2. open (plain mode: no-op)
-            if opener is not None:
+            if opened is not None:
+                got = opened[index]
+                if isinstance(got, PacketError):
+                    result.count(got.counter)
+                    continue
+                payload = got
+            elif opener is not None:
                 try:
                     payload = opener.open(packet)
                 except PacketError as exc:

@@ -141,8 +141,7 @@ class ListenerCore:
         #: the replay/reflection filter shared by the listener's sessions (or None)
         self.replay = new_replay_filter(opener, config)
         if self.replay is not None:
-            self.inbound.pre_filters.append(self.replay.pre)
-            self.inbound.post_filters.append(self.replay.post)
+            self.replay.install(self.inbound)
         self._receiver = Receiver(self.transport, self._on_batch, "kcpsock-listener")
         listener_started(self)
         self._receiver.start()

@@ -612,8 +612,15 @@ class Session:
         """FEC, encryption and DUP copies of KCP datagrams (``_tx_lock`` held)."""
         codec = self._codec
         dup = self.dup
-        packets: list[bytes] = []
         now = now_ms()
+        if codec is not None and not dup:
+            # the whole batch in one call (no per-datagram lists)
+            packets = codec.encode_many(datagrams, now)
+            replay = self.replay
+            if replay is not None:
+                replay.sent(packets)
+            return packets
+        packets = []
         for dg in datagrams:
             if codec is not None:
                 enc = codec.encode(dg, now)
@@ -1317,8 +1324,7 @@ class Session:
         )
         replay = self.replay
         if replay is not None:
-            self._inbound.pre_filters.append(replay.pre)
-            self._inbound.post_filters.append(replay.post)
+            replay.install(self._inbound)
         self.start()
         reader = Receiver(
             transport,
