@@ -171,8 +171,7 @@ class ListenerCore:
         #: the replay/reflection filter shared by the listener's sessions (or None)
         self.replay = new_replay_filter(opener, config)
         if self.replay is not None:
-            self.inbound.pre_filters.append(self.replay.pre)
-            self.inbound.post_filters.append(self.replay.post)
+            self.replay.install(self.inbound)
         #: the receive-buffer share of busy sessions' advertised windows
         self.window_share = WindowShare()
         self._receiver = Receiver(
