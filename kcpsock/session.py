@@ -861,7 +861,7 @@ class Session:
         application does): the first one after one *answer time*
         ``u = max(RTO, slowest probe answer seen)`` of silence, then, while
         the peer answers, at doubling gaps up to :data:`GONE_GAP_MAX_MS`
-        (data moving starts the gaps again from ``u``).  A probe unanswered
+        (data moving halves the gap).  A probe unanswered
         for ``u`` starts a run of probes every ``u / 2`` (at least 10 ms);
         any datagram from the peer ends the run.  When at least
         :data:`GONE_PROBES` probes over at least ``max(gone_timeout,
@@ -879,8 +879,11 @@ class Session:
         u = max(kcp.rx_rto, self._answer_ms)
         mark = (kcp.rcv_nxt, kcp.snd_una)
         if mark != self._w_mark:
+            # data moved: watch the next silence more closely (half the gap:
+            # after a burst the gap falls back to one answer time, while a
+            # slow steady stream is probed about once between its datagrams)
             self._w_mark = mark
-            self._w_gap = 0  # data moved: watch the next silence closely
+            self._w_gap >>= 1
         first = self._w_first
         last_rx = self._last_rx
         if first and last_rx >= first:
@@ -897,7 +900,7 @@ class Session:
         if first and due and now - due > max(u, 100):
             first = self._w_first = self._w_count = 0  # late: no verdict on stale evidence
         if not first:
-            at = last_rx + (self._w_gap or u)
+            at = last_rx + max(self._w_gap, u)
             if now < at:
                 self._w_due = at
                 return at
