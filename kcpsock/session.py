@@ -41,7 +41,8 @@ Invariants:
   counter increments (``_counts``, errors) are sent and added by the thread
   that releases it, after the release; no user callback is ever called.
   The only socket calls under it are non-blocking ones on the private
-  readiness socketpair.
+  readiness socketpair, and the close watch's zero-timeout poll of the UDP
+  socket (``_input_waiting``).
 * The data path never takes the global counters' lock: the session counts
   in its own attributes (and KCP's), which :data:`kcpsock.stats.snmp`
   reads when it is read (:meth:`Session.snmp_counts`).  ``packets_out`` and
@@ -65,6 +66,7 @@ from __future__ import annotations
 import enum
 import errno
 import logging
+import select
 import socket
 import sys
 import threading
@@ -850,6 +852,18 @@ class Session:
             and kcp.peek_size() <= 0
         )
 
+    def _input_waiting(self) -> bool:
+        """True if datagrams wait unread in the UDP socket (a non-blocking poll).
+
+        The receiver thread may be starved (a busy process): an answer may
+        be sitting there, so the watch does not decide yet.
+        """
+        try:
+            readable, _, _ = select.select([self.transport.sock], [], [], 0)
+        except (OSError, ValueError):
+            return False  # closed meanwhile
+        return bool(readable)
+
     def _watch(self, now: int, kcp: KCP) -> Optional[int]:
         """Probe the silent peer of a waiting reader; decide it is gone (lock held).
 
@@ -868,7 +882,9 @@ class Session:
         GONE_ANSWER_TIMES * u)`` went unanswered, the peer is gone
         (``failure = "gone"``): the reader gets b"", as after a keep-alive
         timeout.  A timer that ran late (this process stalled: answers may
-        sit unread) restarts the run instead of deciding.  (An answer that
+        sit unread) restarts the run instead of deciding, and a UDP socket
+        with datagrams waiting unread (a starved receiver) puts the verdict
+        off to the next look.  (An answer that
         acknowledges nothing after the peer acknowledged data before,
         ``KCP.stale_wins``, ends the conversation in :meth:`on_timer`: the
         peer forgot it.)
@@ -914,8 +930,10 @@ class Session:
             self._w_due = first + u  # the first probe may still be answered
             return self._w_due
         spacing = max(u >> 1, 10)
-        if self._w_count >= GONE_PROBES and now - first >= max(
-            self.gone_timeout_ms, GONE_ANSWER_TIMES * u
+        if (
+            self._w_count >= GONE_PROBES
+            and now - first >= max(self.gone_timeout_ms, GONE_ANSWER_TIMES * u)
+            and not self._input_waiting()
         ):
             self.failure = "gone"
             self._w_due = 0
