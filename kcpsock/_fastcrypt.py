@@ -19,6 +19,14 @@ Invariants:
     * Per-packet state (C cipher states, output buffers) lives in pools taken
       with the atomic ``list.pop``/``list.append``: one object may be shared
       by threads without a lock.
+    * The libraries are loaded with ``ctypes.PyDLL``: the calls keep the
+      GIL.  Each takes a few microseconds, less than handing the GIL to
+      another thread and waiting to get it back (a receiver or updater
+      thread in the same process would otherwise run in between and the
+      sender wait for its next release, up to the 5 ms switch interval).
+    * Batches: :meth:`RawCFB.decrypt_many` decrypts a receiver's whole batch
+      with one ``ECB_encrypt`` and one ``strxor``; :meth:`RawCFB.encrypt_pair`
+      encrypts ``head + body`` from a pooled C buffer (no join, no pad copy).
     * The handles are called without ``argtypes`` (the per-call conversion
       costs a third of the call): every argument is passed as the exact C
       type, bytes as ``const uint8_t *``, ctypes buffers and ``c_void_p`` as

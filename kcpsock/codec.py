@@ -34,6 +34,13 @@ encryption.  Receiving: decrypt -> CRC (or tag) check -> strip the crypto
 header (:meth:`PacketCodec.open`, stateless) -> classify by the u16 at
 offset 4 and FEC-decode (:meth:`PacketCodec.decode_payload`, stateful).
 
+Batches (the session layer's paths, same bytes as one by one):
+:meth:`PacketCodec.encode_many` frames a flush's datagrams and writes
+crypto header, FEC header and datagram straight into the cipher's C buffer
+(one copy of the datagram per packet, CRC-32 over the parts);
+:meth:`PacketCodec.open_many` decrypts a receiver batch with two C calls
+(CFB decryption has no chaining) and checks each CRC in place.
+
 Invariants:
     * Pure: no sockets, threads or clock; the nonces come from the
       ``random_bytes`` callable given to the constructor.
