@@ -883,6 +883,56 @@ class KCP:
         self.snd_nxt = nxt
         self._unsent += count
 
+    def _acks(self, wnd: int, una: int) -> tuple[list[_Buf], int, int]:
+        """Phase 1 of a flush: the pending ACK segments (acklist not empty), emptied.
+
+        kcp-go filters ACKs below rcv_nxt (``una`` covers them) except the
+        last one of the batch, which is always written.
+
+        Returns:
+            (the packed ACK segments, sn and ts of the last one).
+        """
+        acklist = self.acklist
+        self.acklist = []
+        sn, ts = acklist.pop()
+        conv = self.conv
+        pack = _pack
+        control: list[_Buf] = (
+            [
+                pack(conv, CMD_ACK, 0, wnd, ats, asn, una, 0)
+                for asn, ats in acklist
+                if ((asn - una) & _M) < 0x80000000
+            ]
+            if acklist
+            else []
+        )
+        control.append(pack(conv, CMD_ACK, 0, wnd, ts, sn, una, 0))
+        return control, sn, ts
+
+    def _flush_quiet(self, full: bool, next_update: int) -> list[bytes]:
+        """:meth:`_flush` with no probe, no data to move and no timer due: ACKs only.
+
+        The same datagrams and state changes as the full path, without its work.
+        """
+        self.ts_probe = 0  # phase 2 with a non-zero remote window
+        self.probe_wait = 0
+        if full:
+            self.next_update_ms = next_update
+        if not self.nocwnd and self.cwnd < 1:  # phase 6
+            self.cwnd = 1
+            self.incr = self.mss
+        if not self.acklist:
+            return []
+        nq = len(self.rcv_queue)
+        wnd = (self.rcv_wnd - nq) & 0xFFFF if nq < self.rcv_wnd else 0
+        control = self._acks(wnd, self.rcv_nxt)[0]
+        self.out_segs += len(control)
+        # the packer of _flush with control segments only: mtu // 24 a datagram
+        per = self.mtu // OVERHEAD
+        if len(control) <= per:
+            return [b"".join(control)]
+        return [b"".join(control[i : i + per]) for i in range(0, len(control), per)]
+
     def _flush(self, current: int, full: bool) -> list[bytes]:
         """The body of kcp-go HEAD ``flush``; ``full`` False is IKCP_FLUSH_ACKONLY.
 
@@ -894,6 +944,21 @@ class KCP:
         ``_min_resend`` is a lower bound of every pending resend time.  When a
         timer may have expired, the kcp-go scan runs and recomputes them.
         """
+        if not self.probe and not self.snd_queue and not self._fastcand and self.rmt_wnd:
+            # No data to move or send: if no retransmission timer can have
+            # expired either, only ACKs leave (the flush after an ACK that
+            # emptied the window, the ACK of a reply, a tick with nothing to
+            # do), with the state changes of the full path below.
+            snd_buf = self.snd_buf
+            if not snd_buf:
+                return self._flush_quiet(full, self.interval)
+            if (
+                not self._unsent
+                and not self.scan_always
+                and ((current - self._min_resend) & _M) >= 0x80000000  # no timer expired
+            ):
+                d = (self._min_resend - current) & _M
+                return self._flush_quiet(full, d if d < self.interval else self.interval)
         nq = len(self.rcv_queue)
         wnd = (self.rcv_wnd - nq) & 0xFFFF if nq < self.rcv_wnd else 0
         una = self.rcv_nxt
@@ -904,23 +969,11 @@ class KCP:
 
         # Phase 1: ACKs.  kcp-go filters ACKs below rcv_nxt (una covers them)
         # except the last one of the batch.
-        acklist = self.acklist
-        sn = ts = 0
-        if acklist:
-            self.acklist = []
-            sn, ts = acklist.pop()  # the last ACK is always written
-            control = (
-                [
-                    pack(conv, CMD_ACK, 0, wnd, ats, asn, una, 0)
-                    for asn, ats in acklist
-                    if ((asn - una) & _M) < 0x80000000
-                ]
-                if acklist
-                else []
-            )
-            control.append(pack(conv, CMD_ACK, 0, wnd, ts, sn, una, 0))
+        if self.acklist:
+            control, sn, ts = self._acks(wnd, una)
         else:
             control = []
+            sn = ts = 0
 
         # Phase 2: window probe scheduling.
         if self.rmt_wnd == 0:
@@ -1248,22 +1301,20 @@ class KCP:
             An absolute time in the same units and epoch as ``now_ms``
             (``now_ms`` itself when a flush is due at once).
         """
-        current = now_ms & _M
         if not self.updated:
             return now_ms
-        ts_flush = self.ts_flush
-        d = timediff(current, ts_flush)
-        if d >= 10000 or d < -10000:
-            ts_flush = current
-        if timediff(current, ts_flush) >= 0:
+        current = now_ms & _M
+        # timediff(current, ts_flush), inlined (called after every input and send)
+        d = ((current - self.ts_flush + 0x80000000) & _M) - 0x80000000
+        if d >= 0 or d < -10000:  # due (or a stale ts_flush: ikcp resets it to now)
             return now_ms
-        minimal = timediff(ts_flush, current)
+        minimal = -d
         if self._unsent:  # segments never sent: flush now
             return now_ms
-        if len(self.snd_buf):
+        if self.snd_buf:
             # ikcp_check scans snd_buf for the earliest resend time; the bound
             # kept by _flush is never later than it (at worst one early flush)
-            d = timediff(self._min_resend, current)
+            d = ((self._min_resend - current + 0x80000000) & _M) - 0x80000000
             if d <= 0:
                 return now_ms
             if d < minimal:

@@ -35,10 +35,16 @@ Invariants:
   its session from whatever thread the collection runs on, possibly one
   already holding a kcpsock lock; that must not deadlock.
 * The session lock guards the KCP object and the session state.  Nothing
-  blocking runs under it: datagrams produced under it (``_out``) and counter
-  increments (``_counts``) are sent and added by the thread that releases
-  it, after the release; no user callback is ever called.  The only socket
-  calls under it are non-blocking ones on the private readiness socketpair.
+  blocking runs under it: datagrams produced under it (``_out``) and rare
+  counter increments (``_counts``, errors) are sent and added by the thread
+  that releases it, after the release; no user callback is ever called.
+  The only socket calls under it are non-blocking ones on the private
+  readiness socketpair.
+* The data path never takes the global counters' lock: the session counts
+  in its own attributes (and KCP's), which :data:`kcpsock.stats.snmp`
+  reads when it is read (:meth:`Session.snmp_counts`).  ``packets_out`` and
+  ``wire_bytes_out`` are changed by the ``_tx_lock`` holder only, the rest
+  under the session lock (or by the one receiver thread: FEC counters).
 * The inbound queue holds at most ``inbox_limit`` batches; a receiver
   finding it full drops the batch and counts it (:attr:`Session.inbox_drops`),
   as a full kernel buffer would.
@@ -186,6 +192,10 @@ class SessionState(enum.Enum):
     """Closed on this side; every resource released."""
 
 
+_CLOSED = SessionState.CLOSED
+_CLOSING = SessionState.CLOSING
+
+
 def _deadline_from(now: int, target: int) -> int:
     """Turn KCP's ``check`` result into an absolute deadline on our clock."""
     delay = (target - now) & _M32
@@ -234,11 +244,11 @@ class _SessionLock:
         self._depth += 1
         return True
 
-    def __exit__(self, *exc: object) -> None:
-        self.release()
+    def release(self, *_exc: object) -> None:
+        """Release; the outermost release drains the queue and sends the output.
 
-    def release(self) -> None:
-        """Release; the outermost release drains the queue and sends the output."""
+        Also the context manager's ``__exit__`` (one call fewer per ``with``).
+        """
         inner = self._inner
         s = self._s
         while True:
@@ -249,7 +259,15 @@ class _SessionLock:
                 return
             if s._inbox:
                 s._drain_locked()
-            pending, counts = s._take_output()
+            # s._take_output(), inlined (every release runs it)
+            out = s._out
+            if out:
+                s._out = []
+                s._txq.append(out)
+            counts = s._counts
+            if counts:
+                s._counts = []
+            pending = bool(s._txq)
             self._depth = 0
             inner.release()
             if pending or counts:
@@ -259,6 +277,8 @@ class _SessionLock:
             if not s._inbox or not inner.acquire(False):
                 return
             self._depth = 1
+
+    __exit__ = release
 
     # --- the protocol threading.Condition uses ---------------------------------
 
@@ -394,8 +414,6 @@ class Session:
         self.packets_out = 0
         self.wire_bytes_in = 0
         self.wire_bytes_out = 0
-        self._seen = (0, 0, 0, 0, 0, 0)
-        self._fec_seen = (0, 0, 0, 0)
 
         kcp = KCP(conv)
         kcp.nodelay(*config.nodelay_args)
@@ -418,6 +436,7 @@ class Session:
             self._opened = True
             self._last_rx = now_ms()
             _live_sessions.add(self)
+            snmp.register(self)
             snmp.session_opened(self.passive)
             updater.schedule(self, now_ms())
 
@@ -440,52 +459,38 @@ class Session:
         """The receiver thread of a dialed session (None for a listener's)."""
         return self._receiver.thread if self._receiver is not None else None
 
-    def _counter_deltas(self) -> list[tuple[str, int]]:
-        """KCP (and FEC) counter increments since the last call (lock held)."""
+    def snmp_counts(self) -> tuple[int, ...]:
+        """Cumulative counts for :data:`kcpsock.stats.snmp` (see ``SOURCE_FIELDS``).
+
+        The session counts in its own attributes only; the global counters
+        read them when they are read (no global lock on the data path).
+        """
         k = self.kcp
-        cur = (
-            k.in_segs,
-            k.out_segs,
-            k.lost_segs,
-            k.fast_retrans_segs,
-            k.early_retrans_segs,
-            k.repeat_segs,
-        )
-        old = self._seen
-        if cur == old:
-            out: list[tuple[str, int]] = []
-        else:
-            self._seen = cur
-            lost = cur[2] - old[2]
-            fast = cur[3] - old[3]
-            early = cur[4] - old[4]
-            out = [
-                ("InSegs", cur[0] - old[0]),
-                ("OutSegs", cur[1] - old[1]),
-                ("LostSegs", lost),
-                ("FastRetransSegs", fast),
-                ("EarlyRetransSegs", early),
-                ("RetransSegs", lost + fast + early),
-                ("RepeatSegs", cur[5] - old[5]),
-            ]
         codec = self._codec
-        if codec is not None:
+        if codec is None:
+            fec = (0, 0, 0, 0)
+        else:
             fec = (
                 codec.fec_parity_shards,
                 codec.fec_full_shard_sets,
                 codec.fec_recovered,
                 codec.fec_errors,
             )
-            if fec != self._fec_seen:
-                fold = self._fec_seen
-                self._fec_seen = fec
-                out += [
-                    ("FECParityShards", fec[0] - fold[0]),
-                    ("FECFullShardSet", fec[1] - fold[1]),
-                    ("FECRecovered", fec[2] - fold[2]),
-                    ("FECErrs", fec[3] - fold[3]),
-                ]
-        return out
+        return (
+            self.bytes_sent,
+            self.bytes_received,
+            self.packets_in,
+            self.wire_bytes_in,
+            self.packets_out,
+            self.wire_bytes_out,
+            k.in_segs,
+            k.out_segs,
+            k.lost_segs,
+            k.fast_retrans_segs,
+            k.early_retrans_segs,
+            k.repeat_segs,
+            *fec,
+        )
 
     def _notify(self, hysteresis: bool = False) -> None:
         """Wake readers/writers and update the readiness fd (lock held).
@@ -498,27 +503,32 @@ class Session:
         than one interval for less room.
         """
         kcp = self.kcp
-        if kcp.is_dead and self.failure is None:
+        if kcp.state == 0xFFFFFFFF and self.failure is None:  # kcp.is_dead
             self.failure = "dead_link"
         dead = self.failure is not None
         if dead and self.state is SessionState.OPEN:
             self.state = SessionState.DEAD
-        readable = bool(self._pending) or kcp.peek_size() > 0 or dead or self._rd_shut
-        if readable:
+        signal = self._signal
+        # (readiness is worked out only when a waiter or the readiness fd
+        # looks at it: nothing to do per datagram for a busy writer)
+        if (self._rwait or signal is not None) and (
+            self._pending or kcp.peek_size() > 0 or dead or self._rd_shut
+        ):
             if self._rwait:
                 self._readable.notify_all()
-            if self._signal is not None:
-                self._signal.set()
-        limit = self.send_buffer
-        room = limit - self._queued_bytes()
-        if self._wwait and (
-            dead
-            or (room > (limit >> 2) if hysteresis else room > 0)
-            or not kcp.waitsnd()  # drain() (a lingering close) waits for this
-        ):
-            self._writable.notify_all()
-        if self._signal is not None:
-            self._signal.set_writable(dead or self._wr_shut or room > 0)
+            if signal is not None:
+                signal.set()
+        if self._wwait or signal is not None:
+            limit = self.send_buffer
+            room = limit - self._queued_bytes()
+            if self._wwait and (
+                dead
+                or (room > (limit >> 2) if hysteresis else room > 0)
+                or not kcp.waitsnd()  # drain() (a lingering close) waits for this
+            ):
+                self._writable.notify_all()
+            if signal is not None:
+                signal.set_writable(dead or self._wr_shut or room > 0)
         if self._handshake and (kcp.in_segs or dead):
             self._answered.notify_all()
 
@@ -554,17 +564,17 @@ class Session:
         at the peer on a lossless link).
 
         Returns:
-            (whether anything waits to be sent, the counter increments with
-            KCP's counter deltas).
+            (whether anything waits to be sent, rare counter increments:
+            the session's own figures reach ``snmp`` through
+            :meth:`snmp_counts`).
         """
         out = self._out
+        if out:
+            self._out = []
+            self._txq.append(out)
         counts = self._counts
-        if out or counts:
-            if out:
-                self._out = []
-                self._txq.append(out)
+        if counts:
             self._counts = []
-            counts += self._counter_deltas()
         return bool(self._txq), counts
 
     def _transmit(self, pending: bool, counts: list[tuple[str, int]]) -> None:
@@ -577,10 +587,8 @@ class Session:
 
         Args:
             pending: True if the queue may hold datagrams.
-            counts: SNMP increments of the caller, added together with
-                OutPkts/OutBytes (one lock round).
+            counts: rare SNMP increments of the caller (errors).
         """
-        sent = nbytes = 0
         if pending:
             plain = self._codec is None and not self.dup
             txq = self._txq
@@ -592,15 +600,11 @@ class Session:
                     while txq:
                         batch = txq.popleft()
                         a, b = send(batch if plain else self._encode(batch), remote)
-                        sent += a
-                        nbytes += b
+                        # counted by the _tx_lock holder only (snmp_counts)
+                        self.packets_out += a
+                        self.wire_bytes_out += b
                 finally:
                     tx_lock.release()
-        if sent:
-            self.packets_out += sent
-            self.wire_bytes_out += nbytes
-            counts.append(("OutPkts", sent))
-            counts.append(("OutBytes", nbytes))
         if counts:
             snmp.add_many(counts)
 
@@ -691,11 +695,8 @@ class Session:
                     out += res
         self.packets_in += packets
         self.wire_bytes_in += nbytes
-        counts = self._counts
-        counts.append(("InPkts", packets))
-        counts.append(("InBytes", nbytes))
         if errors:
-            counts.append(("KCPInErrors", errors))
+            self._counts.append(("KCPInErrors", errors))
         if kcp.in_segs != in_before:
             self._last_rx = now  # the peer is alive (keep-alive)
         if kcp.probe & IKCP_ASK_TELL:
@@ -709,7 +710,10 @@ class Session:
             if not kcp.waitsnd():
                 self._arm_at(now)  # everything acknowledged: on_timer finishes the close
         self._notify(hysteresis=True)
-        self._arm_at(_deadline_from(now, kcp.check(now)))
+        due = kcp.check(now)  # never before now: an absolute deadline as it is
+        current = self.updater_deadline
+        if current is None or current > due:
+            self._arm_at(due)
 
     def on_timer(self, now: int) -> Optional[int]:
         """The updater's callback: keep-alive, full flush, then the next deadline or None.
@@ -837,7 +841,9 @@ class Session:
             KCPConnectionRefusedError: nothing listens at the peer's address.
         """
         with self._lock:
-            self._check_usable()
+            state = self.state
+            if state is _CLOSED or state is _CLOSING:
+                raise KCPClosedError()
             if self.deferred_rcvwnd:
                 self._open_window_locked()
             kcp = self.kcp
@@ -910,10 +916,7 @@ class Session:
                     raise Timeout()
             if self._signal is not None and not self._pending and kcp.peek_size() <= 0:
                 self._signal.clear()
-            n = len(data)
-            self.bytes_received += n
-            # added to snmp with the release's other counts (one lock round)
-            self._counts.append(("BytesReceived", n))
+            self.bytes_received += len(data)
         return data
 
     def _arm_locked(self) -> None:
@@ -956,10 +959,12 @@ class Session:
             while True:
                 if self._inbox:
                     self._drain_locked()
-                self._check_usable()
+                state = self.state
+                if state is _CLOSED or state is _CLOSING:
+                    raise KCPClosedError()
                 if self._wr_shut:
                     raise BrokenPipeError(errno.EPIPE, "Broken pipe (shut down for writing)")
-                if kcp.is_dead or self.failure is not None:
+                if kcp.state == 0xFFFFFFFF or self.failure is not None:  # kcp.is_dead
                     self._notify()
                     raise self._failure_error()
                 snd_wnd = kcp.snd_wnd
@@ -968,8 +973,11 @@ class Session:
                     mss = kcp.mss
                     # at least a segment's worth, so a message is never cut short
                     n = min(total, room if room > mss else mss)
-                    if n <= mss and type(data) is bytes:
-                        kcp.send(data if n == total else data[:n])  # no copy
+                    if n <= mss:  # one segment (a small write, a message)
+                        if type(data) is bytes:
+                            kcp.send(data if n == total else data[:n])  # no copy
+                        else:
+                            kcp.send(view.tobytes() if n == total else view[:n].tobytes())
                     else:
                         if type(view) is bytes:
                             view = memoryview(view)
@@ -986,11 +994,13 @@ class Session:
                         # writes merge in the queue and leave with the flush
                         # the returning ACKs trigger, or the next tick)
                         self._out += kcp.flush(now)
-                    self._arm_at(_deadline_from(now, kcp.check(now)))
+                    due = kcp.check(now)  # never before now
+                    current = self.updater_deadline
+                    if current is None or current > due:
+                        self._arm_at(due)
                     if self._signal is not None:
                         self._signal.set_writable(self._queued_bytes() < self.send_buffer)
                     self.bytes_sent += n
-                    self._counts.append(("BytesSent", n))
                     break
                 if deadline == 0:
                     raise KCPBlockingIOError()
@@ -1196,6 +1206,7 @@ class Session:
         if signal is not None:
             signal.close()
         if self._opened:
+            snmp.unregister(self)
             snmp.session_closed()
         _live_sessions.discard(self)
         _closing.discard(self)

@@ -492,6 +492,9 @@ class KCPSocket(SocketTimeouts):
             ConnectionRefusedError: nothing listens at the peer's address.
             ValueError, TypeError: bad arguments.
         """
+        if type(bufsize) is int and bufsize > 0 and not flags and not self._real_closed:
+            # the common call: every check below passes
+            return self._session.recv(bufsize, timeout_deadline(self._timeout))
         if isinstance(bufsize, bool) or not isinstance(bufsize, int):
             raise TypeError(f"bufsize must be an int, not {type(bufsize).__name__}")
         if bufsize < 0:
@@ -540,6 +543,15 @@ class KCPSocket(SocketTimeouts):
         Raises:
             As :meth:`recv`; ValueError if ``nbytes`` exceeds the buffer.
         """
+        if type(buffer) is bytearray and not nbytes and not flags and not self._real_closed:
+            # the common call (an echo loop, socketserver's readinto): the
+            # checks below all pass; same outcome in fewer steps
+            size = len(buffer)
+            if size:
+                data = self._session.recv(size, timeout_deadline(self._timeout))
+                n = len(data)
+                buffer[:n] = data  # same length: in place
+                return n
         try:
             view = memoryview(buffer)
         except TypeError:

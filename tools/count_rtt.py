@@ -1,0 +1,510 @@
+#!/usr/bin/env python3
+"""CPU a small round trip costs each side, deterministically (no threads, no sockets).
+
+Two :class:`~kcpsock.sock.KCPSocket` objects (client "a", server "b") of
+any checkout (``--root``) are joined by an in-memory wire: each side's UDP
+output is queued and handed to the other side's inbound pipeline
+(``Session._on_batch``, what its receiver thread runs after ``recvfrom``)
+by a driver loop.  The updater is a stub and the clock a counter (one ms
+every five round trips; a session whose timer is due gets its ``on_timer``
+on its side), so every run executes exactly the same code.  What is left
+out: ``recvfrom``/``sendto`` themselves and the thread hand-offs (measure
+those with ``--real``).
+
+Workloads (``--what``):
+
+- ``ping``: bench.py's RTT test: the client ``sendall``s 64 bytes (a
+  bytearray) and reads them back; the server ``recv_into``s and
+  ``sendall``s a memoryview (bench.py's echo server).  Figures per round trip.
+- ``echo``: bench.py's echo step in message mode by default: the client
+  sends bursts of ``--burst`` mss-sized messages, the server takes each
+  with one ``recv_into`` and ``sendall``s it back.  Figures per message.
+
+Measures:
+
+- default: CPU time (``time.thread_time``) per round trip / message, per
+  side, best of ``--repeat`` runs;
+- ``--callgrind``: re-runs itself under ``valgrind --tool=callgrind``,
+  collecting only inside the steps of ``--side`` (they are called through
+  ``sys.call_tracing``, whose C function toggles collection), and prints
+  instructions per round trip (load-independent: compare trees with it);
+- ``--profile``: cProfile of one side's steps, the costliest functions;
+- ``--real``: a real loopback run: an echo server (kcpsock ``listen``) in a
+  child process, this process pings it; prints the CPU of each process
+  per round trip (threads and system calls included) and the wall-clock
+  p50/p99.
+
+Usage::
+
+    python tools/count_rtt.py [--what ping|echo] [--rounds 20000] [--root DIR]
+    python tools/count_rtt.py --callgrind [--side a|b|both] [--what ...] [--root DIR]
+    python tools/count_rtt.py --profile a|b [--what ...]
+    python tools/count_rtt.py --real [--rounds 5000] [--root DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+HERE = Path(__file__).resolve().parent
+
+
+def _load(root: Path) -> dict[str, Any]:
+    """Import kcpsock from the checkout at ``root``; return the modules used."""
+    sys.path.insert(0, str(root))
+    for name in [m for m in sys.modules if m == "kcpsock" or m.startswith("kcpsock.")]:
+        del sys.modules[name]
+    import kcpsock
+    import kcpsock.config
+    import kcpsock.inbound
+    import kcpsock.session
+    import kcpsock.sock
+    import kcpsock.transport
+
+    if Path(kcpsock.__file__ or "").resolve().parent.parent != root:
+        raise SystemExit(f"--root {root}: imported {kcpsock.__file__} instead")
+    return {
+        "kcpsock": kcpsock,
+        "config": kcpsock.config,
+        "inbound": kcpsock.inbound,
+        "session": kcpsock.session,
+        "sock": kcpsock.sock,
+        "transport": kcpsock.transport,
+    }
+
+
+class _Clock:
+    """The fake session clock (ms)."""
+
+    def __init__(self) -> None:
+        self.now = 1000
+
+    def __call__(self) -> int:
+        return self.now
+
+
+class _Updater:
+    """The updater stub: remembers deadlines, runs nothing by itself."""
+
+    def schedule(self, target: Any, deadline: int) -> None:
+        current = target.updater_deadline
+        if current is None or deadline < current:
+            target.updater_deadline = deadline
+
+    def cancel(self, target: Any) -> None:
+        target.updater_deadline = None
+
+    def release(self, wait: bool = True, timeout: float = 1.0) -> bool:
+        return True
+
+
+class Pair:
+    """Two sockets joined by an in-memory wire, driven step by step."""
+
+    def __init__(self, mods: dict[str, Any], stream: bool) -> None:
+        session_mod = mods["session"]
+        self.clock = _Clock()
+        session_mod.now_ms = self.clock
+        session_mod.updater = _Updater()
+        transport_mod = mods["transport"]
+        config = mods["config"].KCPConfig(
+            nodelay=1,
+            interval=10,
+            resend=2,
+            nc=True,
+            sndwnd=1024,
+            rcvwnd=1024,
+            mtu=1400,
+            stream=stream,
+            keepalive_timeout=0,
+        )
+        self.queues: dict[str, list[bytes]] = {"a": [], "b": []}
+        addrs = {"a": ("127.0.0.1", 10001), "b": ("127.0.0.1", 10002)}
+        self.addrs = addrs
+        queues = self.queues
+
+        class Wire(transport_mod.Transport):  # type: ignore[name-defined,misc]
+            """A transport whose datagrams wait in the peer's queue."""
+
+            __slots__ = ("queue",)
+
+            @property
+            def family(self) -> int:
+                return 2  # AF_INET
+
+            def send(self, packets: list[bytes], remote: Any) -> tuple[int, int]:
+                self.queue.extend(packets)
+                return len(packets), sum(map(len, packets))
+
+        self.sessions: dict[str, Any] = {}
+        self.socks: dict[str, Any] = {}
+        for me, peer in (("a", "b"), ("b", "a")):
+            wire = Wire(None, owned=False, connected=True)
+            wire.queue = queues[peer]
+            s = session_mod.Session(0x1234, addrs[peer], wire, config)
+            s._inbound = mods["inbound"].Inbound.for_session(s.route, None, None)
+            s.start()
+            self.sessions[me] = s
+            self.socks[me] = mods["sock"].KCPSocket(s)
+
+    def deliver(self, to: str) -> None:
+        """Hand the datagrams queued for ``to`` to its inbound pipeline (one batch)."""
+        q = self.queues[to]
+        if q:
+            src = self.addrs["b" if to == "a" else "a"]
+            batch = [(p, src) for p in q]
+            q.clear()
+            self.sessions[to]._on_batch(batch)
+
+    def timers(self, side: str) -> None:
+        """Run ``on_timer`` of a side whose deadline passed (the updater's work)."""
+        s = self.sessions[side]
+        due = s.updater_deadline
+        now = self.clock.now
+        if due is not None and due <= now:
+            s.updater_deadline = None
+            nxt = s.on_timer(now)
+            if nxt is not None:
+                s.updater_deadline = nxt
+
+
+Step = tuple[str, Callable[[], Any]]
+
+
+def ping_steps(pair: Pair, size: int = 64) -> tuple[list[Step], Callable[[int], None]]:
+    """One 64-byte round trip as steps, each charged to a side."""
+    a, b = pair.socks["a"], pair.socks["b"]
+    msg = bytearray(size)
+    buf = bytearray(65536)
+    view = memoryview(buf)
+
+    def a_send() -> None:
+        a.sendall(msg)
+
+    def b_echo() -> None:
+        pair.deliver("b")
+        n = b.recv_into(buf)
+        b.sendall(view[:n])
+
+    def a_recv() -> None:
+        pair.deliver("a")
+        got = 0
+        while got < size:
+            got += len(a.recv(size - got))
+
+    def b_ack() -> None:
+        pair.deliver("b")
+
+    def tick(i: int) -> None:
+        msg[0] = i & 0xFF
+        if i % 5 == 0:
+            pair.clock.now += 1
+
+    steps: list[Step] = [
+        ("a", a_send),
+        ("b", b_echo),
+        ("a", a_recv),
+        ("b", b_ack),
+        ("a", lambda: pair.timers("a")),
+        ("b", lambda: pair.timers("b")),
+    ]
+    return steps, tick
+
+
+def echo_steps(pair: Pair, burst: int) -> tuple[list[Step], Callable[[int], None]]:
+    """A burst of mss-sized messages echoed one recv_into + sendall each."""
+    a, b = pair.socks["a"], pair.socks["b"]
+    mss = pair.sessions["a"].kcp.mss
+    msg = os.urandom(mss)
+    buf = bytearray(65536)
+    view = memoryview(buf)
+    total = burst * mss
+
+    def a_send() -> None:
+        for _ in range(burst):
+            a.sendall(msg)
+
+    def b_echo() -> None:
+        pair.deliver("b")
+        for _ in range(burst):
+            n = b.recv_into(buf)
+            b.sendall(view[:n])
+
+    def a_recv() -> None:
+        pair.deliver("a")
+        got = 0
+        while got < total:
+            got += len(a.recv(65536))
+
+    def b_ack() -> None:
+        pair.deliver("b")
+
+    def tick(i: int) -> None:
+        pair.clock.now += 1
+
+    steps: list[Step] = [
+        ("a", a_send),
+        ("b", b_echo),
+        ("a", a_recv),
+        ("b", b_ack),
+        ("a", lambda: pair.timers("a")),
+        ("b", lambda: pair.timers("b")),
+    ]
+    return steps, tick
+
+
+def _build(args: argparse.Namespace) -> tuple[Pair, list[Step], Callable[[int], None], int]:
+    mods = _load(Path(args.root).resolve())
+    stream = args.mode == "stream"
+    pair = Pair(mods, stream)
+    if args.what == "ping":
+        steps, tick = ping_steps(pair, args.size)
+        per = 1
+    else:
+        steps, tick = echo_steps(pair, args.burst)
+        per = args.burst
+    # warm up: the first round trips set RTT estimates and windows
+    for i in range(200):
+        tick(i)
+        for _, fn in steps:
+            fn()
+    return pair, steps, tick, per
+
+
+def run_cpu(args: argparse.Namespace) -> dict[str, float]:
+    """CPU µs per round trip (or message) per side; best of ``--repeat``."""
+    best = {"a": float("inf"), "b": float("inf")}
+    clock = time.thread_time
+    for _ in range(args.repeat):
+        _, steps, tick, per = _build(args)
+        spent = {"a": 0.0, "b": 0.0}
+        # the cost of the timing itself, subtracted per step
+        t0 = clock()
+        for _ in range(1000):
+            clock()
+        stamp = (clock() - t0) / 1000
+        for i in range(args.rounds):
+            tick(i)
+            for side, fn in steps:
+                t = clock()
+                fn()
+                spent[side] += clock() - t - stamp
+        for side in best:
+            best[side] = min(best[side], spent[side] / (args.rounds * per) * 1e6)
+    return best
+
+
+def run_traced(args: argparse.Namespace) -> None:
+    """The run under callgrind: the chosen side's steps through sys.call_tracing."""
+    _, steps, tick, _ = _build(args)
+    sides = {"a", "b"} if args.side == "both" else {args.side}
+    traced = [(fn, side in sides) for side, fn in steps]
+    call_tracing = sys.call_tracing
+    for i in range(args.rounds):
+        tick(i)
+        for fn, on in traced:
+            if on:
+                call_tracing(fn, ())
+            else:
+                fn()
+
+
+def run_profile(args: argparse.Namespace) -> None:
+    """CProfile of one side's steps."""
+    _, steps, tick, per = _build(args)
+    prof = cProfile.Profile()
+    for i in range(args.rounds):
+        tick(i)
+        for side, fn in steps:
+            if side == args.profile:
+                prof.enable()
+                fn()
+                prof.disable()
+            else:
+                fn()
+    stats = pstats.Stats(prof)
+    stats.sort_stats("tottime").print_stats(args.top)
+    print(f"({args.rounds * per} round trips / messages)")
+
+
+def _callgrind(args: argparse.Namespace, argv: list[str]) -> int:
+    out = args.out or tempfile.mktemp(prefix="callgrind.rtt.", suffix=".out")
+    child = [a for a in argv if a != "--callgrind"] + ["--traced"]
+    cmd = [
+        "valgrind",
+        "--tool=callgrind",
+        "--toggle-collect=_PyEval_CallTracing",
+        f"--callgrind-out-file={out}",
+        sys.executable,
+        str(Path(__file__).resolve()),
+        *child,
+    ]
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode:
+        sys.stderr.write(proc.stderr)
+        return proc.returncode
+    found = re.search(r"^summary:\s*(\d+)", Path(out).read_text(), re.MULTILINE)
+    if not found:
+        raise SystemExit(f"no summary line in {out}")
+    ir = int(found.group(1))
+    per = args.rounds * (1 if args.what == "ping" else args.burst)
+    unit = "round trip" if args.what == "ping" else "message"
+    print(
+        f"{args.what} {args.mode} side {args.side}: Ir {ir / per:.0f} per {unit}"
+        f"  ({ir} in {per})  root {Path(args.root).resolve()}  callgrind file {out}"
+    )
+    return 0
+
+
+# -- --real: over loopback, one process per side ------------------------------
+
+
+def _proc_cpu(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of process ``pid``."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def role_server(args: argparse.Namespace) -> None:
+    """The echo server of ``--real`` (bench.py's: recv_into, sendall a view)."""
+    mods = _load(Path(args.root).resolve())
+    kcpsock = mods["kcpsock"]
+    config = mods["config"].KCPConfig(
+        nodelay=1,
+        interval=10,
+        resend=2,
+        nc=True,
+        sndwnd=1024,
+        rcvwnd=1024,
+        mtu=1400,
+        stream=args.mode == "stream",
+    )
+    listener = kcpsock.listen(("127.0.0.1", 0), config=config)
+    print(f"READY {listener.getsockname()[1]}", flush=True)
+    sock, _ = listener.accept()
+    buf = bytearray(65536)
+    view = memoryview(buf)
+    while True:
+        n = sock.recv_into(buf)
+        if not n:
+            break
+        sock.sendall(view[:n])
+
+
+def run_real(args: argparse.Namespace) -> None:
+    """Ping a child-process echo server over loopback; CPU per round trip per side."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--role", "server"]
+    cmd += ["--root", args.root, "--mode", args.mode]
+    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        line = child.stdout.readline().split()
+        if not line or line[0] != "READY":
+            raise SystemExit("the server did not start")
+        port = int(line[1])
+        mods = _load(Path(args.root).resolve())
+        config = mods["config"].KCPConfig(
+            nodelay=1,
+            interval=10,
+            resend=2,
+            nc=True,
+            sndwnd=1024,
+            rcvwnd=1024,
+            mtu=1400,
+            stream=args.mode == "stream",
+        )
+        sock = mods["kcpsock"].dial(("127.0.0.1", port), config=config)
+        msg = bytearray(args.size)
+        rtts: list[float] = []
+        c0 = s0 = (0.0, 0.0)
+        for i in range(args.rounds + 200):
+            if i == 200:
+                c0, s0 = _proc_cpu(os.getpid()), _proc_cpu(child.pid)
+            msg[0] = i & 0xFF
+            t0 = time.perf_counter()
+            sock.sendall(msg)
+            got = 0
+            while got < args.size:
+                got += len(sock.recv(args.size - got))
+            if i >= 200:
+                rtts.append(time.perf_counter() - t0)
+        c1, s1 = _proc_cpu(os.getpid()), _proc_cpu(child.pid)
+        sock.close()
+        rtts.sort()
+        n = len(rtts)
+        cu, cs = (c1[0] - c0[0]) / n * 1e6, (c1[1] - c0[1]) / n * 1e6
+        su, ss = (s1[0] - s0[0]) / n * 1e6, (s1[1] - s0[1]) / n * 1e6
+        print(
+            f"real ping {args.mode}: CPU us per round trip (user+sys):"
+            f" client {cu + cs:.0f} ({cu:.0f}+{cs:.0f}), server {su + ss:.0f} ({su:.0f}+{ss:.0f}),"
+            f" p50 {rtts[n // 2] * 1e6:.0f} us, p99 {rtts[int(0.99 * (n - 1))] * 1e6:.0f} us"
+            f"  ({n} round trips, root {Path(args.root).resolve()})"
+        )
+    finally:
+        child.kill()
+        child.wait(5)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--root", default=str(HERE.parent), help="checkout to measure")
+    parser.add_argument("--what", choices=("ping", "echo"), default="ping")
+    parser.add_argument("--mode", choices=("stream", "message"), default=None)
+    parser.add_argument("--rounds", type=int, default=0, help="round trips (echo: bursts)")
+    parser.add_argument("--size", type=int, default=64, help="ping size in bytes")
+    parser.add_argument("--burst", type=int, default=16, help="echo: messages per burst")
+    parser.add_argument("--repeat", type=int, default=3, help="CPU mode: best of N runs")
+    parser.add_argument("--side", choices=("a", "b", "both"), default="both")
+    parser.add_argument("--callgrind", action="store_true", help="count instructions")
+    parser.add_argument("--out", help="callgrind output file (default: a temporary file)")
+    parser.add_argument("--profile", choices=("a", "b"), help="cProfile one side")
+    parser.add_argument("--top", type=int, default=30, help="--profile: functions shown")
+    parser.add_argument("--real", action="store_true", help="real loopback, two processes")
+    parser.add_argument("--traced", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--role", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.mode is None:
+        args.mode = "message" if args.what == "echo" else "stream"
+    if not args.rounds:
+        args.rounds = {"ping": 20000, "echo": 1000}[args.what]
+        if args.callgrind or args.traced:
+            args.rounds //= 10
+    if args.role == "server":
+        role_server(args)
+        return 0
+    if args.real:
+        run_real(args)
+        return 0
+    if args.callgrind:
+        return _callgrind(args, argv)
+    if args.traced:
+        run_traced(args)
+        return 0
+    if args.profile:
+        run_profile(args)
+        return 0
+    cpu = run_cpu(args)
+    unit = "round trip" if args.what == "ping" else "message"
+    print(
+        f"{args.what} {args.mode}: CPU per {unit}: a {cpu['a']:.1f} us, b {cpu['b']:.1f} us"
+        f"  (best of {args.repeat} x {args.rounds}, root {Path(args.root).resolve()})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
