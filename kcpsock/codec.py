@@ -90,6 +90,13 @@ _u32_at = struct.Struct("<I").unpack_from
 _pack_u32 = struct.Struct("<I").pack
 #: open_many's placeholder for a packet whose CRC did not match (replaced when it does).
 _BAD_CRC = PacketError("bad CRC32 (wrong key or cipher, or corrupted)", "InCsumErrors")
+
+
+def _prefix(nonce: bytes, crc: int, head: bytes) -> bytes:
+    """nonce + CRC-32 (u32 little-endian) + FEC header: what precedes the body."""
+    return nonce + _pack_u32(crc) + head
+
+
 #: Nonces are sliced from os.urandom reads of this size (one system call per ~250).
 _NONCE_BATCH = 4096
 
@@ -371,22 +378,49 @@ class PacketCodec:
                 out += self.encode(dg, now_ms)
             return out
         crc32 = _crc32
-        pack_crc = _pack_u32
         frame = self.encoder.frame if self._fec else None
-        nonce = self._nonce
+        if self._random_bytes is not os.urandom:
+            nonce = self._nonce
+            out = []
+            for dg in datagrams:
+                if not isinstance(dg, bytes):
+                    dg = _as_bytes("datagram", dg)
+                if frame is None:
+                    append_pair = [(b"", dg)]
+                else:
+                    header, parity = frame(dg, now_ms)
+                    append_pair = [(header, dg), *parity]
+                for head, body in append_pair:
+                    # kcp-go output: nonce, then CRC-32 (IEEE) of the body, little-endian
+                    out.append(pair(_prefix(nonce(), crc32(body, crc32(head)), head), body))
+            return out
+        # The common case, inlined: nonces sliced from one os.urandom read
+        # (refilled when fewer than four are left: a data packet and its
+        # group's parity take at most 1 + p of them, refilled in between).
         out = []
         append = out.append
+        pack_crc = _pack_u32
+        buf, off = self._nonce_buf, self._nonce_off
         for dg in datagrams:
             if not isinstance(dg, bytes):
                 dg = _as_bytes("datagram", dg)
+            end = off + NONCE_SIZE
+            if end > len(buf):
+                buf, off, end = os.urandom(_NONCE_BATCH), 0, NONCE_SIZE
             if frame is None:
-                # kcp-go output: nonce, then CRC-32 (IEEE) of the body, little-endian
-                append(pair(nonce() + pack_crc(crc32(dg)), dg))
+                append(pair(buf[off:end] + pack_crc(crc32(dg)), dg))
+                off = end
                 continue
             header, parity = frame(dg, now_ms)
-            append(pair(nonce() + pack_crc(crc32(dg, crc32(header))) + header, dg))
+            append(pair(buf[off:end] + pack_crc(crc32(dg, crc32(header))) + header, dg))
+            off = end
             for head, shard in parity:
-                append(pair(nonce() + pack_crc(crc32(shard, crc32(head))) + head, shard))
+                end = off + NONCE_SIZE
+                if end > len(buf):
+                    buf, off, end = os.urandom(_NONCE_BATCH), 0, NONCE_SIZE
+                append(pair(buf[off:end] + pack_crc(crc32(shard, crc32(head))) + head, shard))
+                off = end
+        self._nonce_buf, self._nonce_off = buf, off
         return out
 
     def _nonce(self) -> bytes:
