@@ -87,6 +87,7 @@ BytesLike = Union[bytes, bytearray, memoryview]
 _crc32 = zlib.crc32
 _u16_at = struct.Struct("<H").unpack_from
 _u32_at = struct.Struct("<I").unpack_from
+_fec_head_at = struct.Struct("<IH").unpack_from  # FEC seqid, type
 _pack_u32 = struct.Struct("<I").pack
 #: open_many's placeholder for a packet whose CRC did not match (replaced when it does).
 _BAD_CRC = PacketError("bad CRC32 (wrong key or cipher, or corrupted)", "InCsumErrors")
@@ -598,18 +599,20 @@ class PacketCodec:
         if len(payload) < OVERHEAD:
             # kcp-go packetInput: len(data) >= OVERHEAD before kcpInput
             raise PacketError(f"payload too short ({len(payload)} bytes)", "InErrs")
-        flag = _u16_at(payload, 4)[0]
+        seqid, flag = _fec_head_at(payload)
         if flag != TYPE_DATA and flag != TYPE_PARITY:
             return payload, []
         decoder = self.decoder
-        if decoder is None:
-            # kcp-go kcpInput: "if fecDecoder is not initialized, create one
-            # with default parameter" (1, 1); kept only if the packet decodes.
-            decoder = FECDecoder(1, 1)
-            result = decoder.decode_parts(payload)
-            self.decoder = decoder
-            return result
-        return decoder.decode_parts(payload)
+        if decoder is not None:
+            # header parsed and checked here (payload >= 24 bytes): no second
+            # pass; a codec's decoder is always enabled (d >= 1, autotune too)
+            return decoder.take(payload, seqid, flag == TYPE_DATA)
+        # kcp-go kcpInput: "if fecDecoder is not initialized, create one
+        # with default parameter" (1, 1); kept only if the packet decodes.
+        decoder = FECDecoder(1, 1)
+        result = decoder.decode_parts(payload)
+        self.decoder = decoder
+        return result
 
     def decode(self, packet: BytesLike) -> tuple[Optional[bytes], list[bytes]]:
         """``decode_payload(open(packet))``: one UDP payload to KCP datagrams.
