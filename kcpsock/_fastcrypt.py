@@ -280,6 +280,7 @@ class RawCFB:
         self._buf_pool: list[ctypes.Array[ctypes.c_char]] = []
         self._many_pool: list[tuple[ctypes.Array[ctypes.c_char], memoryview]] = []
         self._pads = tuple(_ZEROS[:r] for r in range(self._b))
+        self._size_b = _SZ[self._b]
 
     def _new_entry(self) -> _CFBEntry:
         obj = self._factory(self._key, self._mode, iv=self._iv, segment_size=self._seg)
@@ -368,10 +369,10 @@ class RawCFB:
             entry = self._pool.pop()
         except IndexError:
             entry = self._new_entry()
-        state, buf, inp, view_in, view_out = entry[1], entry[2], entry[3], entry[4], entry[5]
+        _, state, buf, inp, view_in, view_out = entry
         view_in[:h] = head
         view_in[h:n] = body
-        if self._dec_f(state, self._iv, buf, _SZ[b]) or self._enc_f(
+        if self._dec_f(state, self._iv, buf, self._size_b) or self._enc_f(
             state, inp, buf, _SZ[-(-n // b) * b]
         ):
             raise ValueError("pycryptodome CFB failed")  # pragma: no cover
