@@ -72,6 +72,7 @@ __all__ = [
     "Route",
     "RouteTable",
     "Target",
+    "WindowShare",
     "is_kcp_datagram",
     "is_opening_datagram",
     "make_codec",
@@ -626,6 +627,94 @@ class RouteTable:
                         self._by_addr[addr] = other
             if self._last_route is route:
                 self._last_key = self._last_route = None
+
+
+class WindowShare:
+    """Shares one socket's receive buffer among the receive windows of busy sessions.
+
+    A listener's sessions all arrive through one UDP socket, whose kernel
+    buffer holds a few thousand datagrams (``SO_RCVBUF``).  Each session
+    advertises its own receive window (1024 segments is common), so 100
+    busy senders may have 100 windows of datagrams in flight at once; when
+    the receiving thread is the bottleneck they pile up in that buffer, the
+    kernel drops what does not fit, and the senders wait for their
+    retransmission timers (kcp-go's own listener falls to a few per cent of
+    one session's throughput this way).
+
+    While the receiver is overloaded (:meth:`loaded`: it found many
+    datagrams waiting, within the last ``hold`` seconds), this caps the
+    window each busy session *advertises* at its share of the buffer
+    (``budget // busy``, at least ``floor``); otherwise the cap is lifted
+    (65535), so a listener that keeps up (a WAN server whose senders are
+    paced by the network) advertises the windows it always did.  What a
+    session accepts is never changed, so segments already in flight are
+    never refused.  A session is busy while it got datagrams within the
+    last ``horizon`` seconds.
+
+    Pure: time comes in as ``now`` (seconds, any monotonic clock).
+
+    Args:
+        interval: seconds between recomputations of the share.
+        horizon: seconds after its last datagram a session stops counting.
+        floor: the least window (segments) a share may be.
+        hold: seconds the cap stays after the last sign of overload.
+    """
+
+    __slots__ = ("busy", "floor", "hold", "horizon", "interval", "loaded_at", "next_at", "share")
+
+    #: the cap that is no cap (the 16-bit wire field's largest value)
+    NO_CAP = 0xFFFF
+
+    def __init__(
+        self, interval: float = 0.05, horizon: float = 0.2, floor: int = 16, hold: float = 1.0
+    ) -> None:
+        self.interval = interval
+        self.horizon = horizon
+        self.floor = floor
+        self.hold = hold
+        #: busy routes -> the time of their last delivery
+        self.busy: dict[Route, float] = {}
+        #: the window (segments) each busy session advertises at most
+        self.share = self.NO_CAP
+        #: when :meth:`update` should run next (``now`` clock)
+        self.next_at = 0.0
+        #: the last sign of overload (``now`` clock)
+        self.loaded_at = float("-inf")
+
+    def note(self, deliveries: Iterable[Delivery], now: float) -> None:
+        """Mark the routes of one batch's deliveries busy at ``now``."""
+        busy = self.busy
+        for d in deliveries:
+            busy[d.route] = now
+
+    def loaded(self, now: float) -> None:
+        """Record a sign of overload at ``now`` (the receiver found a backlog)."""
+        if now - self.loaded_at > self.hold:
+            self.next_at = now  # cap at once
+        self.loaded_at = now
+
+    def update(self, budget: int, now: float) -> int:
+        """Forget routes idle past the horizon (or closed); return the new share.
+
+        Args:
+            budget: datagrams the socket's buffer may hold for the windows.
+            now: the current time.
+
+        Returns:
+            :attr:`NO_CAP` unless overloaded within ``hold`` seconds; else
+            ``max(floor, budget // busy routes)``, at most :attr:`NO_CAP`.
+        """
+        limit = now - self.horizon
+        busy = self.busy
+        for route in [r for r, t in busy.items() if t < limit or r.closed]:
+            del busy[route]
+        if now - self.loaded_at > self.hold:
+            share = self.NO_CAP
+        else:
+            share = min(max(self.floor, budget // max(1, len(busy))), self.NO_CAP)
+        self.share = share
+        self.next_at = now + self.interval
+        return share
 
 
 class Inbound:

@@ -227,6 +227,12 @@ class KCP:
         #: the largest window the peer advertised (0: not heard yet); a message
         #: of more fragments can never be reassembled there (see send)
         self.rmt_wnd_max = 0
+        #: the receive window advertised at most, in segments (65535: no cap).
+        #: A listener sharing its socket's receive buffer among its busy
+        #: sessions lowers it; what is accepted (``rcv_wnd``) does not change,
+        #: so segments already in flight are never refused.  A plain int that
+        #: any thread may set: each flush reads it once.
+        self.wnd_cap = 0xFFFF
         self.cwnd = 0  # kcp-go: the first flush sends no data; it then sets cwnd = 1
         self.probe = 0
         self.interval = IKCP_INTERVAL
@@ -925,6 +931,8 @@ class KCP:
             return []
         nq = len(self.rcv_queue)
         wnd = (self.rcv_wnd - nq) & 0xFFFF if nq < self.rcv_wnd else 0
+        if wnd > self.wnd_cap:
+            wnd = self.wnd_cap
         control = self._acks(wnd, self.rcv_nxt)[0]
         self.out_segs += len(control)
         # the packer of _flush with control segments only: mtu // 24 a datagram
@@ -961,6 +969,8 @@ class KCP:
                 return self._flush_quiet(full, d if d < self.interval else self.interval)
         nq = len(self.rcv_queue)
         wnd = (self.rcv_wnd - nq) & 0xFFFF if nq < self.rcv_wnd else 0
+        if wnd > self.wnd_cap:
+            wnd = self.wnd_cap
         una = self.rcv_nxt
         conv = self.conv
         pack = _pack

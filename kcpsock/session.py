@@ -16,6 +16,8 @@ Who runs what::
     user threads      send / recv / close / setters under the session lock;
                       blocking waits on Conditions of that lock, with deadlines
     updater thread    Session.on_timer under the session lock: full flush
+                      (a busy listener's receiver runs the due timers of its
+                      OPEN sessions itself between batches: run_timer)
 
 The inbound queue is drained by whoever holds or next takes the lock: at the
 start of send, recv and on_timer, and in the lock's release (and in the
@@ -785,6 +787,32 @@ class Session:
         if finish:
             self._finish_close(wait=False)
         return nxt
+
+    def run_timer(self, now: int) -> bool:
+        """Run :meth:`on_timer` taken off the updater, without waiting (receiver thread).
+
+        Only an OPEN session whose lock is free: a closing one's timer may
+        finish the close, which takes the listener's lock (lock order).
+
+        Args:
+            now: the current time (:func:`kcpsock.updater.now_ms`).
+
+        Returns:
+            True if it ran (and was re-armed); False if the caller must hand
+            it back to the updater (:meth:`kcpsock.updater.Updater.schedule`).
+        """
+        lock = self._lock
+        if not lock.acquire(False):
+            return False
+        try:
+            if self.state is not SessionState.OPEN:
+                return False
+            nxt = self.on_timer(now)
+        finally:
+            lock.release()  # drains and transmits
+        if nxt is not None:
+            updater.rearm(self, nxt)
+        return True
 
     def on_refused(self) -> None:
         """Receiver callback: ICMP port unreachable on the connected socket.

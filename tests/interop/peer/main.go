@@ -329,7 +329,10 @@ func multiSend(block kcp.BlockCrypt, period []byte) {
 	}
 	wg.Wait()
 	el := time.Since(start).Seconds()
-	fmt.Printf("OK bytes=%d seconds=%.6f cpu=%.6f\n", each*int64(*sessions), el, cpuSeconds()-cpu0)
+	sn := kcp.DefaultSnmp.Copy()
+	fmt.Printf("OK bytes=%d seconds=%.6f cpu=%.6f out_pkts=%d retrans=%d fast=%d early=%d lost=%d\n",
+		each*int64(*sessions), el, cpuSeconds()-cpu0, sn.OutPkts, sn.RetransSegs,
+		sn.FastRetransSegs, sn.EarlyRetransSegs, sn.LostSegs)
 	for _, s := range conns {
 		s.Close()
 	}
