@@ -269,6 +269,11 @@ class KCP:
         self.fast_retrans_segs = 0
         self.early_retrans_segs = 0
         self.repeat_segs = 0
+        #: WINS segments (not recovered by FEC) with una 0 after the peer had
+        #: acknowledged data: the answer of a fresh session, a peer that forgot
+        #: the conversation (kcp-go's listener opens a new session for a probe
+        #: that arrives after it closed one)
+        self.stale_wins = 0
         #: the delay the last full flush suggested until the next one (kcp-go HEAD)
         self.next_update_ms = IKCP_INTERVAL
 
@@ -689,7 +694,11 @@ class KCP:
                 latest = ts
             elif cmd == CMD_WASK:
                 self.probe |= IKCP_ASK_TELL
-            # WINS: nothing beyond the wnd/una processing above
+            elif una == 0 and regular and self.snd_una:
+                # a WINS (nothing else in kcp-go) from a peer that has received
+                # nothing, although it acknowledged our data before: a fresh
+                # session, it no longer knows the conversation (kcpsock.session)
+                self.stale_wins += 1
         if regular:
             self.rmt_wnd = wnd  # the last segment's (nothing above reads it)
             if wnd > self.rmt_wnd_max:
