@@ -19,6 +19,14 @@ Invariants:
     * Per-packet state (C cipher states, output buffers) lives in pools taken
       with the atomic ``list.pop``/``list.append``: one object may be shared
       by threads without a lock.
+    * The libraries are loaded with ``ctypes.PyDLL``: the calls keep the
+      GIL.  Each takes a few microseconds, less than handing the GIL to
+      another thread and waiting to get it back (a receiver or updater
+      thread in the same process would otherwise run in between and the
+      sender wait for its next release, up to the 5 ms switch interval).
+    * Batches: :meth:`RawCFB.decrypt_many` decrypts a receiver's whole batch
+      with one ``ECB_encrypt`` and one ``strxor``; :meth:`RawCFB.encrypt_pair`
+      encrypts ``head + body`` from a pooled C buffer (no join, no pad copy).
     * The handles are called without ``argtypes`` (the per-call conversion
       costs a third of the call): every argument is passed as the exact C
       type, bytes as ``const uint8_t *``, ctypes buffers and ``c_void_p`` as
@@ -272,6 +280,7 @@ class RawCFB:
         self._buf_pool: list[ctypes.Array[ctypes.c_char]] = []
         self._many_pool: list[tuple[ctypes.Array[ctypes.c_char], memoryview]] = []
         self._pads = tuple(_ZEROS[:r] for r in range(self._b))
+        self._size_b = _SZ[self._b]
 
     def _new_entry(self) -> _CFBEntry:
         obj = self._factory(self._key, self._mode, iv=self._iv, segment_size=self._seg)
@@ -360,10 +369,10 @@ class RawCFB:
             entry = self._pool.pop()
         except IndexError:
             entry = self._new_entry()
-        state, buf, inp, view_in, view_out = entry[1], entry[2], entry[3], entry[4], entry[5]
+        _, state, buf, inp, view_in, view_out = entry
         view_in[:h] = head
         view_in[h:n] = body
-        if self._dec_f(state, self._iv, buf, _SZ[b]) or self._enc_f(
+        if self._dec_f(state, self._iv, buf, self._size_b) or self._enc_f(
             state, inp, buf, _SZ[-(-n // b) * b]
         ):
             raise ValueError("pycryptodome CFB failed")  # pragma: no cover

@@ -34,6 +34,13 @@ encryption.  Receiving: decrypt -> CRC (or tag) check -> strip the crypto
 header (:meth:`PacketCodec.open`, stateless) -> classify by the u16 at
 offset 4 and FEC-decode (:meth:`PacketCodec.decode_payload`, stateful).
 
+Batches (the session layer's paths, same bytes as one by one):
+:meth:`PacketCodec.encode_many` frames a flush's datagrams and writes
+crypto header, FEC header and datagram straight into the cipher's C buffer
+(one copy of the datagram per packet, CRC-32 over the parts);
+:meth:`PacketCodec.open_many` decrypts a receiver batch with two C calls
+(CFB decryption has no chaining) and checks each CRC in place.
+
 Invariants:
     * Pure: no sockets, threads or clock; the nonces come from the
       ``random_bytes`` callable given to the constructor.
@@ -80,9 +87,19 @@ BytesLike = Union[bytes, bytearray, memoryview]
 _crc32 = zlib.crc32
 _u16_at = struct.Struct("<H").unpack_from
 _u32_at = struct.Struct("<I").unpack_from
+_fec_head_at = struct.Struct("<IH").unpack_from  # FEC seqid, type
 _pack_u32 = struct.Struct("<I").pack
 #: open_many's placeholder for a packet whose CRC did not match (replaced when it does).
 _BAD_CRC = PacketError("bad CRC32 (wrong key or cipher, or corrupted)", "InCsumErrors")
+
+
+def _prefix(nonce: bytes, crc: int, head: bytes) -> bytes:
+    """nonce + CRC-32 (u32 little-endian) + FEC header: what precedes the body."""
+    return nonce + _pack_u32(crc) + head
+
+
+#: open_many decrypts at most this many packets per pair of C calls.
+_OPEN_CHUNK = 64
 #: Nonces are sliced from os.urandom reads of this size (one system call per ~250).
 _NONCE_BATCH = 4096
 
@@ -364,22 +381,49 @@ class PacketCodec:
                 out += self.encode(dg, now_ms)
             return out
         crc32 = _crc32
-        pack_crc = _pack_u32
         frame = self.encoder.frame if self._fec else None
-        nonce = self._nonce
+        if self._random_bytes is not os.urandom:
+            nonce = self._nonce
+            out = []
+            for dg in datagrams:
+                if not isinstance(dg, bytes):
+                    dg = _as_bytes("datagram", dg)
+                if frame is None:
+                    append_pair = [(b"", dg)]
+                else:
+                    header, parity = frame(dg, now_ms)
+                    append_pair = [(header, dg), *parity]
+                for head, body in append_pair:
+                    # kcp-go output: nonce, then CRC-32 (IEEE) of the body, little-endian
+                    out.append(pair(_prefix(nonce(), crc32(body, crc32(head)), head), body))
+            return out
+        # The common case, inlined: nonces sliced from one os.urandom read
+        # (refilled when fewer than four are left: a data packet and its
+        # group's parity take at most 1 + p of them, refilled in between).
         out = []
         append = out.append
+        pack_crc = _pack_u32
+        buf, off = self._nonce_buf, self._nonce_off
         for dg in datagrams:
             if not isinstance(dg, bytes):
                 dg = _as_bytes("datagram", dg)
+            end = off + NONCE_SIZE
+            if end > len(buf):
+                buf, off, end = os.urandom(_NONCE_BATCH), 0, NONCE_SIZE
             if frame is None:
-                # kcp-go output: nonce, then CRC-32 (IEEE) of the body, little-endian
-                append(pair(nonce() + pack_crc(crc32(dg)), dg))
+                append(pair(buf[off:end] + pack_crc(crc32(dg)), dg))
+                off = end
                 continue
             header, parity = frame(dg, now_ms)
-            append(pair(nonce() + pack_crc(crc32(dg, crc32(header))) + header, dg))
+            append(pair(buf[off:end] + pack_crc(crc32(dg, crc32(header))) + header, dg))
+            off = end
             for head, shard in parity:
-                append(pair(nonce() + pack_crc(crc32(shard, crc32(head))) + head, shard))
+                end = off + NONCE_SIZE
+                if end > len(buf):
+                    buf, off, end = os.urandom(_NONCE_BATCH), 0, NONCE_SIZE
+                append(pair(buf[off:end] + pack_crc(crc32(shard, crc32(head))) + head, shard))
+                off = end
+        self._nonce_buf, self._nonce_off = buf, off
         return out
 
     def _nonce(self) -> bytes:
@@ -498,16 +542,22 @@ class PacketCodec:
         if not todo:
             return results
 
+        chunk: list[int] = []  # indexes of the chunk being decrypted
+
         def check(view: memoryview, offsets: list[int]) -> None:
             crc32 = _crc32
             u32 = _u32_at
-            for i, p, off in zip(where, todo, offsets):
-                body = view[off + CRYPT_HEADER_SIZE : off + len(p)]
+            for i, off in zip(chunk, offsets):
+                body = view[off + CRYPT_HEADER_SIZE : off + len(todo[i])]
                 if crc32(body) == u32(view, off + NONCE_SIZE)[0]:
-                    results[i] = body.tobytes()
+                    results[where[i]] = body.tobytes()
                 body.release()
 
-        many(todo, check)
+        # chunks of a receiver batch (64): a listener's larger batches stay
+        # in the cipher's pooled buffer and in the CPU cache
+        for start in range(0, len(todo), _OPEN_CHUNK):
+            chunk[:] = range(start, min(start + _OPEN_CHUNK, len(todo)))
+            many(todo[start : start + _OPEN_CHUNK], check)
         return results
 
     def peek_conv(self, payload: BytesLike) -> Optional[int]:
@@ -557,18 +607,20 @@ class PacketCodec:
         if len(payload) < OVERHEAD:
             # kcp-go packetInput: len(data) >= OVERHEAD before kcpInput
             raise PacketError(f"payload too short ({len(payload)} bytes)", "InErrs")
-        flag = _u16_at(payload, 4)[0]
+        seqid, flag = _fec_head_at(payload)
         if flag != TYPE_DATA and flag != TYPE_PARITY:
             return payload, []
         decoder = self.decoder
-        if decoder is None:
-            # kcp-go kcpInput: "if fecDecoder is not initialized, create one
-            # with default parameter" (1, 1); kept only if the packet decodes.
-            decoder = FECDecoder(1, 1)
-            result = decoder.decode_parts(payload)
-            self.decoder = decoder
-            return result
-        return decoder.decode_parts(payload)
+        if decoder is not None:
+            # header parsed and checked here (payload >= 24 bytes): no second
+            # pass; a codec's decoder is always enabled (d >= 1, autotune too)
+            return decoder.take(payload, seqid, flag == TYPE_DATA)
+        # kcp-go kcpInput: "if fecDecoder is not initialized, create one
+        # with default parameter" (1, 1); kept only if the packet decodes.
+        decoder = FECDecoder(1, 1)
+        result = decoder.decode_parts(payload)
+        self.decoder = decoder
+        return result
 
     def decode(self, packet: BytesLike) -> tuple[Optional[bytes], list[bytes]]:
         """``decode_payload(open(packet))``: one UDP payload to KCP datagrams.

@@ -521,14 +521,25 @@ class FECDecoder:
             # kcp-go HEAD kcpInput: FEC packets shorter than 8 bytes -> InErrs.
             raise PacketError(f"FEC packet too short ({len(packet)} bytes)", "InErrs")
         seqid, flag = _unpack_head(packet)
-        if flag == TYPE_DATA:
-            is_data = True
-            regular: Optional[bytes] = packet[FEC_HEADER_SIZE_PLUS2:]
-        elif flag == TYPE_PARITY:
-            is_data = False
-            regular = None
-        else:
+        if flag != TYPE_DATA and flag != TYPE_PARITY:
             raise PacketError(f"bad FEC packet type 0x{flag:04x}", "InErrs")
+        return self.take(packet, seqid, flag == TYPE_DATA)
+
+    def take(self, packet: bytes, seqid: int, is_data: bool) -> tuple[Optional[bytes], list[bytes]]:
+        """:meth:`decode_parts` of a packet its caller has parsed and checked already.
+
+        For :meth:`kcpsock.codec.PacketCodec.decode_payload`, which reads the
+        header anyway: no second type check or header parse per packet.
+
+        Args:
+            packet: an FEC packet of at least 8 bytes (bytes) on an enabled decoder.
+            seqid: its seqid (u32 at offset 0).
+            is_data: True for a data packet (type 0xF1), False for parity (0xF2).
+
+        Returns:
+            As :meth:`decode_parts`.
+        """
+        regular: Optional[bytes] = packet[FEC_HEADER_SIZE_PLUS2:] if is_data else None
         # --- no exception below this line: state changes start here ---
         tuner = self._autotune
         if tuner is not None:

@@ -403,3 +403,14 @@ def test_open_many_equals_open(cipher: str) -> None:
         assert (result.counter if isinstance(result, PacketError) else result) == expected
     assert codec.open_many([]) == []
     assert [type(r) for r in codec.open_many([bytearray(wire[0])])] == [bytes]
+
+
+def test_open_many_large_batch_in_chunks() -> None:
+    codec = _codec("aes", 10, 3)
+    wire = codec.encode_many([_kcp_datagram(sn=i, payload=b"z" * (i % 1300)) for i in range(300)])
+    wire[77] = wire[77][:30] + bytes([wire[77][30] ^ 1]) + wire[77][31:]
+    got = codec.open_many(wire)
+    assert isinstance(got[77], PacketError) and got[77].counter == "InCsumErrors"
+    assert [g for i, g in enumerate(got) if i != 77] == [
+        codec.open(w) for i, w in enumerate(wire) if i != 77
+    ]
