@@ -1117,6 +1117,9 @@ class Session:
                     raise Timeout()
             if self._signal is not None and not self._pending and kcp.peek_size() <= 0:
                 self._signal.clear()
+                if self.gone_timeout_ms and not self._w_due:
+                    # a select/asyncio reader waits from here: the close watch
+                    self._arm_at(self._last_rx + kcp.rx_rto)
             self.bytes_received += len(data)
         return data
 
