@@ -71,6 +71,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) tools/bench_core.py
 	$(PY) tools/bench_codec.py
+	$(PY) tools/count_codec.py
 	$(PY) tools/simrtt.py
 	$(PY) tools/bench.py
 

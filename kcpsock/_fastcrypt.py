@@ -19,6 +19,14 @@ Invariants:
     * Per-packet state (C cipher states, output buffers) lives in pools taken
       with the atomic ``list.pop``/``list.append``: one object may be shared
       by threads without a lock.
+    * The libraries are loaded with ``ctypes.PyDLL``: the calls keep the
+      GIL.  Each takes a few microseconds, less than handing the GIL to
+      another thread and waiting to get it back (a receiver or updater
+      thread in the same process would otherwise run in between and the
+      sender wait for its next release, up to the 5 ms switch interval).
+    * Batches: :meth:`RawCFB.decrypt_many` decrypts a receiver's whole batch
+      with one ``ECB_encrypt`` and one ``strxor``; :meth:`RawCFB.encrypt_pair`
+      encrypts ``head + body`` from a pooled C buffer (no join, no pad copy).
     * The handles are called without ``argtypes`` (the per-call conversion
       costs a third of the call): every argument is passed as the exact C
       type, bytes as ``const uint8_t *``, ctypes buffers and ``c_void_p`` as
@@ -35,7 +43,8 @@ import hmac
 import os
 import struct
 import weakref
-from typing import Callable, Optional, Protocol
+from collections.abc import Sequence
+from typing import Callable, Optional, Protocol, TypeVar
 
 from .config import MTU_LIMIT
 from .errors import PacketError
@@ -94,6 +103,17 @@ _SZ = [ctypes.c_size_t(i) for i in range(_BUF_SIZE + 1)]
 _U0 = ctypes.c_uint(0)
 _U4 = ctypes.c_uint(4)
 _ZEROS = bytes(16)
+#: RawCFB.decrypt_many's pooled buffer: a receiver batch of 64 full packets.
+_MANY_SIZE = 64 * (MTU_LIMIT + 32) + 32
+_T = TypeVar("_T")
+_CFBEntry = tuple[
+    "Cipher",
+    ctypes.c_void_p,
+    "ctypes.Array[ctypes.c_char]",
+    "ctypes.Array[ctypes.c_char]",
+    memoryview,
+    memoryview,
+]
 
 
 def _size(n: int) -> ctypes.c_size_t:
@@ -126,28 +146,28 @@ def _load(kind: str) -> Optional[tuple[CFunc, ...]]:
     if kind == "cfb":
         from Crypto.Cipher import _mode_cfb
 
-        lib = ctypes.CDLL(_mode_cfb.raw_cfb_lib._name)
+        lib = ctypes.PyDLL(_mode_cfb.raw_cfb_lib._name)
         enc, dec = lib.CFB_encrypt, lib.CFB_decrypt
         enc.restype = dec.restype = ci
         return (enc, dec)
     if kind == "ecb":
         from Crypto.Cipher import _mode_ecb
 
-        lib = ctypes.CDLL(_mode_ecb.raw_ecb_lib._name)
+        lib = ctypes.PyDLL(_mode_ecb.raw_ecb_lib._name)
         f = lib.ECB_encrypt
         f.restype = ci
         return (f,)
     if kind == "strxor":
         from Crypto.Util import strxor as _strxor
 
-        lib = ctypes.CDLL(_strxor._raw_strxor._name)
+        lib = ctypes.PyDLL(_strxor._raw_strxor._name)
         f = lib.strxor
         f.restype = None
         return (f,)
     if kind == "salsa20":
         from Crypto.Cipher import Salsa20 as _salsa20
 
-        lib = ctypes.CDLL(_salsa20._raw_salsa20_lib._name)
+        lib = ctypes.PyDLL(_salsa20._raw_salsa20_lib._name)
         init, enc, destroy = (
             lib.Salsa20_stream_init,
             lib.Salsa20_stream_encrypt,
@@ -256,12 +276,24 @@ class RawCFB:
         self.ecb = factory(key, mode_ecb)
         self._ecb_state = _c_state(self.ecb, "ECB")
         self._k0 = self.ecb.encrypt(iv)
-        self._pool: list[tuple[Cipher, ctypes.c_void_p, ctypes.Array[ctypes.c_char]]] = []
+        self._pool: list[_CFBEntry] = []
         self._buf_pool: list[ctypes.Array[ctypes.c_char]] = []
+        self._many_pool: list[tuple[ctypes.Array[ctypes.c_char], memoryview]] = []
+        self._pads = tuple(_ZEROS[:r] for r in range(self._b))
+        self._size_b = _SZ[self._b]
 
-    def _new_entry(self) -> tuple[Cipher, ctypes.c_void_p, ctypes.Array[ctypes.c_char]]:
+    def _new_entry(self) -> _CFBEntry:
         obj = self._factory(self._key, self._mode, iv=self._iv, segment_size=self._seg)
-        return (obj, _c_state(obj, "CFB"), ctypes.create_string_buffer(_BUF_SIZE))
+        out = ctypes.create_string_buffer(_BUF_SIZE)
+        inp = ctypes.create_string_buffer(_BUF_SIZE)
+        return (
+            obj,
+            _c_state(obj, "CFB"),
+            out,
+            inp,
+            memoryview(inp).cast("B"),
+            memoryview(out).cast("B"),
+        )
 
     def _short(self, packet: bytes) -> bytes:
         """A packet of at most one block: XOR with E(IV)."""
@@ -319,6 +351,95 @@ class RawCFB:
         if len(buf) == _BUF_SIZE:
             self._buf_pool.append(buf)
         return out
+
+    def encrypt_pair(self, head: bytes, body: bytes) -> bytes:
+        """``encrypt(head + body)`` without building the joined packet.
+
+        Both parts are copied straight into a pooled C input buffer (no
+        join, no zero pad: bytes past the end only touch output bytes that
+        are dropped), one ``CFB_decrypt`` of the IV re-synchronises the
+        state, one ``CFB_encrypt`` encrypts, and one copy makes the result.
+        """
+        h = len(head)
+        n = h + len(body)
+        b = self._b
+        if n <= b or n > _BUF_SIZE:
+            return self.encrypt(head + body)
+        try:
+            entry = self._pool.pop()
+        except IndexError:
+            entry = self._new_entry()
+        _, state, buf, inp, view_in, view_out = entry
+        view_in[:h] = head
+        view_in[h:n] = body
+        if self._dec_f(state, self._iv, buf, self._size_b) or self._enc_f(
+            state, inp, buf, _SZ[-(-n // b) * b]
+        ):
+            raise ValueError("pycryptodome CFB failed")  # pragma: no cover
+        out = view_out[:n].tobytes()
+        self._pool.append(entry)
+        return out
+
+    def decrypt_many(
+        self, packets: Sequence[bytes], consume: Callable[[memoryview, list[int]], _T]
+    ) -> _T:
+        """Decrypt a batch of packets with one ECB call and one XOR for all of them.
+
+        CFB decryption needs no chaining: keystream block i of a packet is
+        E(C[i-1]), with C[-1] = IV.  The packets are laid out one after the
+        other as ``IV + packet + zero pad`` (whole blocks); one
+        ``ECB_encrypt`` of the whole layout, written one block further on,
+        puts E(C[i-1]) under C[i] of every packet, and one ``strxor`` of
+        layout and keystream leaves every plaintext in place.
+
+        Args:
+            packets: the packets.
+            consume: called once with a view of the result buffer and the
+                offset of each packet's plaintext in it (the plaintext of
+                ``packets[j]`` is ``view[offsets[j] : offsets[j] + len(packets[j])]``).
+                The buffer is reused afterwards: ``consume`` copies out what it keeps.
+
+        Returns:
+            What ``consume`` returns.
+        """
+        b = self._b
+        iv = self._iv
+        pads = self._pads
+        parts: list[bytes] = []
+        add = parts.append
+        offsets: list[int] = []
+        mark = offsets.append
+        pos = b
+        for p in packets:
+            n = len(p)
+            add(iv)
+            add(p)
+            r = -n % b
+            if r:
+                add(pads[r])
+            mark(pos)
+            pos += n + r + b
+        layout = b"".join(parts)
+        total = len(layout)
+        try:
+            buf, view = self._many_pool.pop()
+        except IndexError:
+            buf = ctypes.create_string_buffer(_MANY_SIZE)
+            view = memoryview(buf).cast("B")
+        pooled = True
+        if total + b > len(buf):
+            buf = ctypes.create_string_buffer(total + b)
+            view = memoryview(buf).cast("B")
+            pooled = False
+        size = _size(total)
+        if self._ecb_f(self._ecb_state, layout, ctypes.byref(buf, b), size):
+            raise ValueError("pycryptodome ECB failed")  # pragma: no cover
+        self._strxor(buf, layout, buf, size)
+        try:
+            return consume(view, offsets)
+        finally:
+            if pooled:
+                self._many_pool.append((buf, view))
 
 
 class RawSalsa20:

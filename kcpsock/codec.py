@@ -34,6 +34,13 @@ encryption.  Receiving: decrypt -> CRC (or tag) check -> strip the crypto
 header (:meth:`PacketCodec.open`, stateless) -> classify by the u16 at
 offset 4 and FEC-decode (:meth:`PacketCodec.decode_payload`, stateful).
 
+Batches (the session layer's paths, same bytes as one by one):
+:meth:`PacketCodec.encode_many` frames a flush's datagrams and writes
+crypto header, FEC header and datagram straight into the cipher's C buffer
+(one copy of the datagram per packet, CRC-32 over the parts);
+:meth:`PacketCodec.open_many` decrypts a receiver batch with two C calls
+(CFB decryption has no chaining) and checks each CRC in place.
+
 Invariants:
     * Pure: no sockets, threads or clock; the nonces come from the
       ``random_bytes`` callable given to the constructor.
@@ -60,6 +67,7 @@ from __future__ import annotations
 import os
 import struct
 import zlib
+from collections.abc import Iterable, Sequence
 from typing import Callable, Optional, Protocol, Union
 
 from .config import MTU_LIMIT, check_block, check_int
@@ -79,7 +87,21 @@ BytesLike = Union[bytes, bytearray, memoryview]
 _crc32 = zlib.crc32
 _u16_at = struct.Struct("<H").unpack_from
 _u32_at = struct.Struct("<I").unpack_from
+_fec_head_at = struct.Struct("<IH").unpack_from  # FEC seqid, type
 _pack_u32 = struct.Struct("<I").pack
+#: open_many's placeholder for a packet whose CRC did not match (replaced when it does).
+_BAD_CRC = PacketError("bad CRC32 (wrong key or cipher, or corrupted)", "InCsumErrors")
+
+
+def _prefix(nonce: bytes, crc: int, head: bytes) -> bytes:
+    """nonce + CRC-32 (u32 little-endian) + FEC header: what precedes the body."""
+    return nonce + _pack_u32(crc) + head
+
+
+#: open_many decrypts at most this many packets per pair of C calls.
+_OPEN_CHUNK = 64
+#: Nonces are sliced from os.urandom reads of this size (one system call per ~250).
+_NONCE_BATCH = 4096
 
 
 def _as_bytes(name: str, value: object) -> bytes:
@@ -108,6 +130,12 @@ class Codec(Protocol):
 
     def open(self, packet: BytesLike) -> bytes:
         """Decrypt, check and strip the crypto header (stateless, thread-safe)."""
+        ...  # pragma: no cover
+
+    def encode_many(
+        self, datagrams: Iterable[BytesLike], now_ms: Optional[int] = None
+    ) -> list[bytes]:
+        """:meth:`encode` for several datagrams: all their wire packets, in order."""
         ...  # pragma: no cover
 
     def peek_conv(self, payload: BytesLike) -> Optional[int]:
@@ -215,6 +243,14 @@ class PacketCodec:
         self._min_wire = self.crypto_header + self.tag_size
         self._nonce_buf = b""
         self._nonce_off = 0
+        # the one-buffer sender (classic layout, a cipher with encrypt_pair)
+        self._pair: Optional[Callable[[bytes, bytes], bytes]] = (
+            getattr(block, "encrypt_pair", None) if block is not None and not self._aead else None
+        )
+        # the batch opener (classic layout, a cipher with decrypt_many)
+        self._decrypt_many = (
+            getattr(block, "decrypt_many", None) if block is not None and not self._aead else None
+        )
 
     def __repr__(self) -> str:
         name = type(self.block).__name__ if self.block is not None else None
@@ -271,6 +307,8 @@ class PacketCodec:
             ValueError: if ``random_bytes`` returns the wrong length or the
                 datagram is too long for FEC framing.
         """
+        if self._pair is not None:
+            return self.encode_many((datagram,), now_ms)  # the one-buffer path
         if self._fec:
             packets = self.encoder.encode(datagram, now_ms)
         else:
@@ -314,6 +352,96 @@ class PacketCodec:
             out.append(encrypt(join((nonce, pack_crc(crc32(p)), p))))
         return out
 
+    def encode_many(
+        self, datagrams: Iterable[BytesLike], now_ms: Optional[int] = None
+    ) -> list[bytes]:
+        """:meth:`encode` for several datagrams: every wire packet, in order.
+
+        The packets are the same as from one :meth:`encode` call per
+        datagram.  With a classic cipher that supports it
+        (``encrypt_pair``, kcpsock's direct-C CFB) the crypto header, FEC
+        header and datagram go straight into the cipher's buffer: one copy
+        of the datagram per packet, CRC-32 over its parts.
+
+        Args:
+            datagrams: KCP datagrams.
+            now_ms: as for :meth:`encode`.
+
+        Returns:
+            The wire packets: each datagram's data packet, followed by the
+            group's parity packets after the datagram completing a group.
+
+        Raises:
+            TypeError, ValueError: as :meth:`encode`.
+        """
+        pair = self._pair
+        if pair is None:
+            out: list[bytes] = []
+            for dg in datagrams:
+                out += self.encode(dg, now_ms)
+            return out
+        crc32 = _crc32
+        frame = self.encoder.frame if self._fec else None
+        if self._random_bytes is not os.urandom:
+            nonce = self._nonce
+            out = []
+            for dg in datagrams:
+                if not isinstance(dg, bytes):
+                    dg = _as_bytes("datagram", dg)
+                if frame is None:
+                    append_pair = [(b"", dg)]
+                else:
+                    header, parity = frame(dg, now_ms)
+                    append_pair = [(header, dg), *parity]
+                for head, body in append_pair:
+                    # kcp-go output: nonce, then CRC-32 (IEEE) of the body, little-endian
+                    out.append(pair(_prefix(nonce(), crc32(body, crc32(head)), head), body))
+            return out
+        # The common case, inlined: nonces sliced from one os.urandom read
+        # (refilled when fewer than four are left: a data packet and its
+        # group's parity take at most 1 + p of them, refilled in between).
+        out = []
+        append = out.append
+        pack_crc = _pack_u32
+        buf, off = self._nonce_buf, self._nonce_off
+        for dg in datagrams:
+            if not isinstance(dg, bytes):
+                dg = _as_bytes("datagram", dg)
+            end = off + NONCE_SIZE
+            if end > len(buf):
+                buf, off, end = os.urandom(_NONCE_BATCH), 0, NONCE_SIZE
+            if frame is None:
+                append(pair(buf[off:end] + pack_crc(crc32(dg)), dg))
+                off = end
+                continue
+            header, parity = frame(dg, now_ms)
+            append(pair(buf[off:end] + pack_crc(crc32(dg, crc32(header))) + header, dg))
+            off = end
+            for head, shard in parity:
+                end = off + NONCE_SIZE
+                if end > len(buf):
+                    buf, off, end = os.urandom(_NONCE_BATCH), 0, NONCE_SIZE
+                append(pair(buf[off:end] + pack_crc(crc32(shard, crc32(head))) + head, shard))
+                off = end
+        self._nonce_buf, self._nonce_off = buf, off
+        return out
+
+    def _nonce(self) -> bytes:
+        """The next nonce (from the urandom batch, or ``random_bytes``, length checked)."""
+        rand = self._random_bytes
+        if rand is os.urandom:
+            off = self._nonce_off
+            end = off + NONCE_SIZE
+            if end > len(self._nonce_buf):
+                self._nonce_buf = os.urandom(_NONCE_BATCH)
+                off, end = 0, NONCE_SIZE
+            self._nonce_off = end
+            return self._nonce_buf[off:end]
+        nonce = rand(NONCE_SIZE)
+        if len(nonce) != NONCE_SIZE:
+            raise ValueError(f"random_bytes({NONCE_SIZE}) returned {len(nonce)} bytes")
+        return nonce
+
     def _urandom_batched(self, n: int) -> bytes:
         """os.urandom in 4 KiB batches: one system call per ~250 nonces.
 
@@ -323,7 +451,7 @@ class PacketCodec:
         """
         off = self._nonce_off
         if off + n > len(self._nonce_buf):
-            self._nonce_buf = os.urandom(max(4096, n))
+            self._nonce_buf = os.urandom(max(_NONCE_BATCH, n))
             off = 0
         self._nonce_off = off + n
         return self._nonce_buf[off : off + n]
@@ -366,6 +494,71 @@ class PacketCodec:
         if _crc32(memoryview(plain)[CRYPT_HEADER_SIZE:]) != _u32_at(plain, NONCE_SIZE)[0]:
             raise PacketError("bad CRC32 (wrong key or cipher, or corrupted)", "InCsumErrors")
         return plain[CRYPT_HEADER_SIZE:]
+
+    def open_many(self, packets: Sequence[BytesLike]) -> list[Union[bytes, PacketError]]:
+        """:meth:`open` for a batch: each packet's payload, or the PacketError it raised.
+
+        Stateless and thread-safe, as :meth:`open`.  With a classic cipher
+        that supports it (``decrypt_many``, kcpsock's direct-C CFB) the whole
+        batch is decrypted by two C calls; then each CRC is checked in the
+        decrypted buffer and each payload copied out once.
+
+        Args:
+            packets: UDP payloads as received (bytes).
+
+        Returns:
+            One entry per packet, in order: the payload :meth:`open` would
+            return, or the :class:`~kcpsock.errors.PacketError` it would raise.
+
+        Raises:
+            TypeError: if a packet is not bytes-like.
+        """
+        many = self._decrypt_many
+        if many is None:
+            results: list[Union[bytes, PacketError]] = []
+            for p in packets:
+                try:
+                    results.append(self.open(p))
+                except PacketError as exc:
+                    results.append(exc)
+            return results
+        low = self._min_wire
+        todo: list[bytes] = []
+        where: list[int] = []
+        results = []
+        for i, item in enumerate(packets):
+            p = item if isinstance(item, bytes) else _as_bytes("packet", item)
+            n = len(p)
+            if n > MTU_LIMIT:
+                results.append(PacketError(f"packet too long ({n} > {MTU_LIMIT} bytes)", "InErrs"))
+            elif n < low:
+                results.append(
+                    PacketError(f"packet too short for the crypto header ({n} bytes)", "InErrs")
+                )
+            else:
+                results.append(_BAD_CRC)  # replaced below when the CRC matches
+                todo.append(p)
+                where.append(i)
+        if not todo:
+            return results
+
+        chunk: list[int] = []  # indexes of the chunk being decrypted
+
+        def check(view: memoryview, offsets: list[int]) -> None:
+            crc32 = _crc32
+            u32 = _u32_at
+            for i, off in zip(chunk, offsets):
+                body = view[off + CRYPT_HEADER_SIZE : off + len(todo[i])]
+                if crc32(body) == u32(view, off + NONCE_SIZE)[0]:
+                    results[where[i]] = body.tobytes()
+                body.release()
+
+        # chunks of a receiver batch (64): a listener's larger batches stay
+        # in the cipher's pooled buffer and in the CPU cache
+        for start in range(0, len(todo), _OPEN_CHUNK):
+            chunk[:] = range(start, min(start + _OPEN_CHUNK, len(todo)))
+            many(todo[start : start + _OPEN_CHUNK], check)
+        return results
 
     def peek_conv(self, payload: BytesLike) -> Optional[int]:
         """The KCP conversation id of an opened payload (kcp-go Listener).
@@ -414,18 +607,20 @@ class PacketCodec:
         if len(payload) < OVERHEAD:
             # kcp-go packetInput: len(data) >= OVERHEAD before kcpInput
             raise PacketError(f"payload too short ({len(payload)} bytes)", "InErrs")
-        flag = _u16_at(payload, 4)[0]
+        seqid, flag = _fec_head_at(payload)
         if flag != TYPE_DATA and flag != TYPE_PARITY:
             return payload, []
         decoder = self.decoder
-        if decoder is None:
-            # kcp-go kcpInput: "if fecDecoder is not initialized, create one
-            # with default parameter" (1, 1); kept only if the packet decodes.
-            decoder = FECDecoder(1, 1)
-            result = decoder.decode_parts(payload)
-            self.decoder = decoder
-            return result
-        return decoder.decode_parts(payload)
+        if decoder is not None:
+            # header parsed and checked here (payload >= 24 bytes): no second
+            # pass; a codec's decoder is always enabled (d >= 1, autotune too)
+            return decoder.take(payload, seqid, flag == TYPE_DATA)
+        # kcp-go kcpInput: "if fecDecoder is not initialized, create one
+        # with default parameter" (1, 1); kept only if the packet decodes.
+        decoder = FECDecoder(1, 1)
+        result = decoder.decode_parts(payload)
+        self.decoder = decoder
+        return result
 
     def decode(self, packet: BytesLike) -> tuple[Optional[bytes], list[bytes]]:
         """``decode_payload(open(packet))``: one UDP payload to KCP datagrams.

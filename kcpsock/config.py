@@ -256,6 +256,7 @@ class ConfigFields(TypedDict, total=False):
     close_timeout: float
     keepalive_interval: float
     keepalive_timeout: float
+    gone_timeout: float
 
 
 @dataclass(frozen=True)
@@ -364,6 +365,19 @@ class KCPConfig:
     """Seconds without any datagram from the peer (probes unanswered) after which
     the peer counts as dead: ``recv`` returns b"" once buffered data is read,
     ``send`` raises ConnectionResetError.  0 turns detection and probes off."""
+    gone_timeout: float = 0.5
+    """The end of the conversation for a reader (KCP has no FIN): while a reader
+    waits for data (blocked in ``recv``, or holding ``fileno()`` for select), a
+    peer silent for one answer time (max(RTO, its slowest probe answer)) is
+    probed with window probes every half answer time; when at least 16 in a
+    row over at least max(``gone_timeout``, 8 answer times) went unanswered,
+    the peer counts as gone (it closed or vanished): ``recv`` returns b"",
+    ``send`` raises ConnectionResetError.  A live peer answers within an
+    answer time even when its application is busy.  While the peer answers,
+    the probes space out to one every 5 s.  0 turns this off (only
+    ``keepalive_timeout`` ends a silent conversation).  Raise it on links
+    that go silent for longer stretches (a peer behind a link that drops
+    everything for a second would otherwise count as gone)."""
 
     #: The fields :meth:`kcp_go` resets to kcp-go's values for a fresh session.
     KCP_GO_DEFAULTS: ClassVar[ConfigFields] = {
@@ -381,6 +395,7 @@ class KCPConfig:
         "dead_link": 20,
         "linger": 0.0,
         "keepalive_timeout": 0.0,
+        "gone_timeout": 0.0,
     }
 
     PRESETS: ClassVar[dict[str, tuple[int, int, int, bool]]] = PRESETS
@@ -420,6 +435,7 @@ class KCPConfig:
             "close_timeout",
             "keepalive_interval",
             "keepalive_timeout",
+            "gone_timeout",
         ):
             value = getattr(self, name)
             if not (value is None and name == "linger"):
@@ -468,7 +484,7 @@ class KCPConfig:
         32/32, MTU 1400, message mode, no ACK-nodelay, no write delay, no
         DUP, dead link after 20 transmissions (docs/KCP.md §3, docs/SESSION.md §2);
         ``close()`` flushes once (``linger=0``) and no keep-alive probes are
-        sent (``keepalive_timeout=0``), as kcp-go.  The other kcpsock-only
+        sent (``keepalive_timeout=0``, ``gone_timeout=0``), as kcp-go.  The other kcpsock-only
         fields (socket buffers, send buffer, listener limits, blacklist) keep
         kcpsock's values; they change nothing on the wire.
 

@@ -233,8 +233,34 @@ def _agrees(fast: BlockCrypt, reference: BlockCrypt, block_size: int) -> bool:
                     return False
                 if fast.decrypt(data) != reference.decrypt(data):
                     return False
+        return _batch_paths_agree(fast, reference.encrypt, reference.decrypt, samples)
     except Exception:
         return False
+
+
+def _batch_paths_agree(
+    fast: object,
+    encrypt: Callable[[bytes], bytes],
+    decrypt: Callable[[bytes], bytes],
+    samples: list[bytes],
+) -> bool:
+    """True if ``fast``'s ``encrypt_pair`` and ``decrypt_many`` (when it has them) agree."""
+    pair = getattr(fast, "encrypt_pair", None)
+    if pair is not None:
+        for data in samples:
+            for cut in (0, 1, 20, len(data) // 2):
+                if cut <= len(data) and pair(data[:cut], data[cut:]) != encrypt(data):
+                    return False
+    many = getattr(fast, "decrypt_many", None)
+    if many is not None:
+        got = many(
+            samples,
+            lambda view, offsets: [
+                view[o : o + len(p)].tobytes() for o, p in zip(offsets, samples)
+            ],
+        )
+        if got != [decrypt(p) for p in samples]:
+            return False
     return True
 
 
@@ -264,7 +290,16 @@ def _agrees_briefly(fast: _fastcrypt.RawCFB, ecb: _fastcrypt.Cipher, block_size:
         expected += block
         feedback = block
     try:
-        return fast.encrypt(plain) == expected and fast.decrypt(expected) == plain
+        if not (fast.encrypt(plain) == expected and fast.decrypt(expected) == plain):
+            return False
+        got = fast.decrypt_many(
+            [expected, expected[:5]],
+            lambda view, offsets: [
+                view[offsets[0] : offsets[0] + len(expected)].tobytes(),
+                view[offsets[1] : offsets[1] + 5].tobytes(),
+            ],
+        )
+        return got == [plain, plain[:5]] and fast.encrypt_pair(plain[:3], plain[3:]) == expected
     except Exception:
         return False
 

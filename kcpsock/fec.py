@@ -98,6 +98,7 @@ _HEAD8 = struct.Struct("<IHH")
 _unpack_head = _HEAD6.unpack_from
 _pack_head = _HEAD6.pack
 _pack_head8 = _HEAD8.pack
+_NO_PARITY: list[tuple[bytes, bytes]] = []  # frame() without parity (never mutated)
 
 
 def paws_for(total_shards: int) -> int:
@@ -177,6 +178,8 @@ class FECEncoder:
         self._values: Optional[list[int]] = (
             [] if self._rs is not None and self._rs.bitsliced else None
         )
+        self._sizes: list[int] = []  # the size fields of the group's data packets
+        self._size_cache: dict[tuple[int, ...], list[int]] = {}
         self._last_ms: Optional[int] = None
 
     def __repr__(self) -> str:
@@ -223,42 +226,90 @@ class FECEncoder:
             return [_as_bytes("datagram", datagram)]
         if not isinstance(datagram, bytes):
             datagram = _as_bytes("datagram", datagram)
-        size = len(datagram) + 2
+        header, parity = self.frame(datagram, now_ms)
+        out = [header + datagram]
+        if parity:
+            out += [head + shard for head, shard in parity]
+        return out
+
+    def frame(
+        self, datagram: bytes, now_ms: Optional[int] = None
+    ) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+        """:meth:`encode` in parts, for callers that assemble packets themselves.
+
+        The codec writes crypto header, FEC header and datagram straight
+        into its cipher's buffer, so the data packet ``header + datagram``
+        is never built as a bytes object of its own.
+
+        Args:
+            datagram: one KCP datagram (bytes; FEC must be enabled).
+            now_ms: as for :meth:`encode`.
+
+        Returns:
+            ``(header, parity)``: the 8-byte FEC header of the data packet
+            (its packet is ``header + datagram``), and, when this datagram
+            completes a group, the parity packets as ``(6-byte header,
+            shard)`` pairs (empty otherwise, or when the parity is skipped).
+
+        Raises:
+            ValueError: if ``datagram`` is too long for the size field, or
+                FEC is off.
+        """
+        if not self._enabled:
+            raise ValueError("frame() needs FEC enabled")
+        n = len(datagram)
+        size = n + 2
         if size > 0xFFFF:
-            raise ValueError(f"datagram too long for FEC: {size - 2} > {_MAX_DATAGRAM} bytes")
+            raise ValueError(f"datagram too long for FEC: {n} > {_MAX_DATAGRAM} bytes")
         seq = self._next
         nxt = seq + 1
         # kcp-go HEAD sealData: next = (next + 1) % paws, for data too.
         self._next = nxt if nxt < self.paws else 0
-        packet = _pack_head8(seq, TYPE_DATA, size) + datagram
+        header = _pack_head8(seq, TYPE_DATA, size)
         if size > self._max:
             self._max = size
-        out = [packet]
         values = self._values
         if values is not None:
-            # Bit-sliced path: keep the whole packet as an int (its 6 header
-            # bytes only make junk in the low 6 bytes of the parity, shifted
-            # out below); the parity is computed when the group completes.
-            values.append(int.from_bytes(packet, "little"))
+            # Bit-sliced path: keep the datagram as an int, its size apart
+            # (the code is linear and works bytewise, so the parity of
+            # "size + datagram" is that of the sizes XOR that of the
+            # datagrams moved up two bytes); the parity is computed when
+            # the group completes.
+            values.append(int.from_bytes(datagram, "little"))
+            self._sizes.append(size)
             index = len(values)
         else:
             # Translate path: add this shard's share to the p accumulators
             # now, spreading the work over the group.
-            buf = bytearray(memoryview(packet)[FEC_HEADER_SIZE:])
+            buf = bytearray(header[6:] + datagram)
             acc = self._acc
             frombytes = int.from_bytes
             for j, table in enumerate(self._tables[self._count]):
                 acc[j] ^= frombytes(buf.translate(table), "little")
             index = self._count = self._count + 1
+        parity: list[tuple[bytes, bytes]] = _NO_PARITY
         if index == self.data_shards:
-            self._complete_group(out, now_ms)
+            parity = self._complete_group(now_ms)
         self._last_ms = now_ms
-        return out
+        return header, parity
 
-    def _complete_group(self, out: list[bytes], now_ms: Optional[int]) -> None:
-        """Append the group's parity packets to ``out`` (or skip them); reset."""
+    def _size_parity(self, sizes: tuple[int, ...]) -> list[int]:
+        """The parity of the groups' 2-byte size fields alone (cached: bulk sizes repeat)."""
+        cache = self._size_cache
+        got = cache.get(sizes)
+        if got is None:
+            rs = self._rs
+            assert rs is not None
+            if len(cache) >= 64:
+                cache.clear()
+            got = cache[sizes] = rs.parity_ints(list(sizes), 2)
+        return got
+
+    def _complete_group(self, now_ms: Optional[int]) -> list[tuple[bytes, bytes]]:
+        """The group's parity packets as (header, shard) pairs (or none: skipped); reset."""
         last = self._last_ms
         length = self._max
+        out: list[tuple[bytes, bytes]] = []
         if now_ms is not None and last is not None and now_ms - last >= MAX_FEC_ENCODE_LATENCY_MS:
             # kcp-go HEAD skipParity: no parity for a discontinuous group,
             # but seqids stay aligned to groups.
@@ -270,15 +321,17 @@ class FECEncoder:
             values = self._values
             if values is not None:
                 # kcp-go pads every shard with zeros to the longest; ints do
-                # that implicitly.  >> 48 drops the header junk.
-                parity = [v >> 48 for v in rs.parity_ints(values, length + FEC_HEADER_SIZE)]
+                # that implicitly.
+                data = rs.parity_ints(values, length - 2)
+                sizes = self._size_parity(tuple(self._sizes))
+                parity = [(v << 16) ^ s for v, s in zip(data, sizes)]
             else:
                 parity = self._acc
             nxt = self._next
             paws = self.paws
             for value in parity:
                 # kcp-go HEAD sealParity: next = (next + 1) % paws.
-                out.append(_pack_head(nxt, TYPE_PARITY) + value.to_bytes(length, "little"))
+                out.append((_pack_head(nxt, TYPE_PARITY), value.to_bytes(length, "little")))
                 nxt += 1
                 if nxt >= paws:
                     nxt = 0
@@ -287,8 +340,10 @@ class FECEncoder:
         self._max = 0
         if self._values is not None:
             self._values = []
+            self._sizes = []
         else:
             self._acc = [0] * self.parity_shards
+        return out
 
 
 class _Autotune:
@@ -466,14 +521,25 @@ class FECDecoder:
             # kcp-go HEAD kcpInput: FEC packets shorter than 8 bytes -> InErrs.
             raise PacketError(f"FEC packet too short ({len(packet)} bytes)", "InErrs")
         seqid, flag = _unpack_head(packet)
-        if flag == TYPE_DATA:
-            is_data = True
-            regular: Optional[bytes] = packet[FEC_HEADER_SIZE_PLUS2:]
-        elif flag == TYPE_PARITY:
-            is_data = False
-            regular = None
-        else:
+        if flag != TYPE_DATA and flag != TYPE_PARITY:
             raise PacketError(f"bad FEC packet type 0x{flag:04x}", "InErrs")
+        return self.take(packet, seqid, flag == TYPE_DATA)
+
+    def take(self, packet: bytes, seqid: int, is_data: bool) -> tuple[Optional[bytes], list[bytes]]:
+        """:meth:`decode_parts` of a packet its caller has parsed and checked already.
+
+        For :meth:`kcpsock.codec.PacketCodec.decode_payload`, which reads the
+        header anyway: no second type check or header parse per packet.
+
+        Args:
+            packet: an FEC packet of at least 8 bytes (bytes) on an enabled decoder.
+            seqid: its seqid (u32 at offset 0).
+            is_data: True for a data packet (type 0xF1), False for parity (0xF2).
+
+        Returns:
+            As :meth:`decode_parts`.
+        """
+        regular: Optional[bytes] = packet[FEC_HEADER_SIZE_PLUS2:] if is_data else None
         # --- no exception below this line: state changes start here ---
         tuner = self._autotune
         if tuner is not None:

@@ -72,6 +72,7 @@ __all__ = [
     "Route",
     "RouteTable",
     "Target",
+    "WindowShare",
     "is_kcp_datagram",
     "is_opening_datagram",
     "make_codec",
@@ -628,6 +629,94 @@ class RouteTable:
                 self._last_key = self._last_route = None
 
 
+class WindowShare:
+    """Shares one socket's receive buffer among the receive windows of busy sessions.
+
+    A listener's sessions all arrive through one UDP socket, whose kernel
+    buffer holds a few thousand datagrams (``SO_RCVBUF``).  Each session
+    advertises its own receive window (1024 segments is common), so 100
+    busy senders may have 100 windows of datagrams in flight at once; when
+    the receiving thread is the bottleneck they pile up in that buffer, the
+    kernel drops what does not fit, and the senders wait for their
+    retransmission timers (kcp-go's own listener falls to a few per cent of
+    one session's throughput this way).
+
+    While the receiver is overloaded (:meth:`loaded`: it found many
+    datagrams waiting, within the last ``hold`` seconds), this caps the
+    window each busy session *advertises* at its share of the buffer
+    (``budget // busy``, at least ``floor``); otherwise the cap is lifted
+    (65535), so a listener that keeps up (a WAN server whose senders are
+    paced by the network) advertises the windows it always did.  What a
+    session accepts is never changed, so segments already in flight are
+    never refused.  A session is busy while it got datagrams within the
+    last ``horizon`` seconds.
+
+    Pure: time comes in as ``now`` (seconds, any monotonic clock).
+
+    Args:
+        interval: seconds between recomputations of the share.
+        horizon: seconds after its last datagram a session stops counting.
+        floor: the least window (segments) a share may be.
+        hold: seconds the cap stays after the last sign of overload.
+    """
+
+    __slots__ = ("busy", "floor", "hold", "horizon", "interval", "loaded_at", "next_at", "share")
+
+    #: the cap that is no cap (the 16-bit wire field's largest value)
+    NO_CAP = 0xFFFF
+
+    def __init__(
+        self, interval: float = 0.05, horizon: float = 0.2, floor: int = 16, hold: float = 1.0
+    ) -> None:
+        self.interval = interval
+        self.horizon = horizon
+        self.floor = floor
+        self.hold = hold
+        #: busy routes -> the time of their last delivery
+        self.busy: dict[Route, float] = {}
+        #: the window (segments) each busy session advertises at most
+        self.share = self.NO_CAP
+        #: when :meth:`update` should run next (``now`` clock)
+        self.next_at = 0.0
+        #: the last sign of overload (``now`` clock)
+        self.loaded_at = float("-inf")
+
+    def note(self, deliveries: Iterable[Delivery], now: float) -> None:
+        """Mark the routes of one batch's deliveries busy at ``now``."""
+        busy = self.busy
+        for d in deliveries:
+            busy[d.route] = now
+
+    def loaded(self, now: float) -> None:
+        """Record a sign of overload at ``now`` (the receiver found a backlog)."""
+        if now - self.loaded_at > self.hold:
+            self.next_at = now  # cap at once
+        self.loaded_at = now
+
+    def update(self, budget: int, now: float) -> int:
+        """Forget routes idle past the horizon (or closed); return the new share.
+
+        Args:
+            budget: datagrams the socket's buffer may hold for the windows.
+            now: the current time.
+
+        Returns:
+            :attr:`NO_CAP` unless overloaded within ``hold`` seconds; else
+            ``max(floor, budget // busy routes)``, at most :attr:`NO_CAP`.
+        """
+        limit = now - self.horizon
+        busy = self.busy
+        for route in [r for r, t in busy.items() if t < limit or r.closed]:
+            del busy[route]
+        if now - self.loaded_at > self.hold:
+            share = self.NO_CAP
+        else:
+            share = min(max(self.floor, budget // max(1, len(busy))), self.NO_CAP)
+        self.share = share
+        self.next_at = now + self.interval
+        return share
+
+
 class Inbound:
     """The pipeline of one UDP socket: a dialed session's or a listener's.
 
@@ -642,6 +731,7 @@ class Inbound:
     Attributes:
         pre_filters: stage 1, run in order on every datagram.
         post_filters: run on every datagram after stage 2.
+        after_batch: run once at the end of every batch.
     """
 
     def __init__(
@@ -660,6 +750,9 @@ class Inbound:
         self.table = table
         self.pre_filters: list[PreFilter] = list(pre_filters)
         self.post_filters: list[PostFilter] = list(post_filters)
+        #: called once at the end of every :meth:`process` (e.g. the replay
+        #: filter's commit of the batch's nonces)
+        self.after_batch: list[Callable[[], None]] = []
 
     @classmethod
     def for_session(
@@ -694,6 +787,15 @@ class Inbound:
         Returns:
             The deliveries, new routes and counts; see :class:`InboundResult`.
         """
+        try:
+            return self._process(batch, now, queued)
+        finally:
+            for hook in self.after_batch:
+                hook()
+
+    def _process(
+        self, batch: Iterable[tuple[bytes, Address]], now: float, queued: int
+    ) -> InboundResult:
         result = InboundResult()
         opener = self.opener
         pre = self.pre_filters
@@ -726,7 +828,17 @@ class Inbound:
         by_route: dict[int, Delivery] = {}
         deliveries = result.deliveries
         table = self.table
-        for packet, addr in batch:
+        opened: Optional[list[Union[bytes, PacketError]]] = None
+        open_many = getattr(opener, "open_many", None)
+        if open_many is not None:
+            # Stage 2 for the whole batch at once (two C calls for a CFB
+            # cipher).  Every datagram is opened, including any stage 1 then
+            # drops (a replay, a foreign source): its result is ignored, so
+            # filters, counts and order are exactly as one by one.
+            if not isinstance(batch, list):
+                batch = list(batch)
+            opened = open_many([packet for packet, _ in batch])
+        for index, (packet, addr) in enumerate(batch):
             # 1. filter
             if pre:
                 reason = None
@@ -738,7 +850,13 @@ class Inbound:
                     result.count(reason)
                     continue
             # 2. open (plain mode: no-op)
-            if opener is not None:
+            if opened is not None:
+                got = opened[index]
+                if isinstance(got, PacketError):
+                    result.count(got.counter)
+                    continue
+                payload = got
+            elif opener is not None:
                 try:
                     payload = opener.open(packet)
                 except PacketError as exc:

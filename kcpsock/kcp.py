@@ -227,6 +227,12 @@ class KCP:
         #: the largest window the peer advertised (0: not heard yet); a message
         #: of more fragments can never be reassembled there (see send)
         self.rmt_wnd_max = 0
+        #: the receive window advertised at most, in segments (65535: no cap).
+        #: A listener sharing its socket's receive buffer among its busy
+        #: sessions lowers it; what is accepted (``rcv_wnd``) does not change,
+        #: so segments already in flight are never refused.  A plain int that
+        #: any thread may set: each flush reads it once.
+        self.wnd_cap = 0xFFFF
         self.cwnd = 0  # kcp-go: the first flush sends no data; it then sets cwnd = 1
         self.probe = 0
         self.interval = IKCP_INTERVAL
@@ -263,6 +269,11 @@ class KCP:
         self.fast_retrans_segs = 0
         self.early_retrans_segs = 0
         self.repeat_segs = 0
+        #: WINS segments (not recovered by FEC) with una 0 after the peer had
+        #: acknowledged data: the answer of a fresh session, a peer that forgot
+        #: the conversation (kcp-go's listener opens a new session for a probe
+        #: that arrives after it closed one)
+        self.stale_wins = 0
         #: the delay the last full flush suggested until the next one (kcp-go HEAD)
         self.next_update_ms = IKCP_INTERVAL
 
@@ -683,7 +694,11 @@ class KCP:
                 latest = ts
             elif cmd == CMD_WASK:
                 self.probe |= IKCP_ASK_TELL
-            # WINS: nothing beyond the wnd/una processing above
+            elif una == 0 and regular and self.snd_una:
+                # a WINS (nothing else in kcp-go) from a peer that has received
+                # nothing, although it acknowledged our data before: a fresh
+                # session, it no longer knows the conversation (kcpsock.session)
+                self.stale_wins += 1
         if regular:
             self.rmt_wnd = wnd  # the last segment's (nothing above reads it)
             if wnd > self.rmt_wnd_max:
@@ -925,6 +940,8 @@ class KCP:
             return []
         nq = len(self.rcv_queue)
         wnd = (self.rcv_wnd - nq) & 0xFFFF if nq < self.rcv_wnd else 0
+        if wnd > self.wnd_cap:
+            wnd = self.wnd_cap
         control = self._acks(wnd, self.rcv_nxt)[0]
         self.out_segs += len(control)
         # the packer of _flush with control segments only: mtu // 24 a datagram
@@ -961,6 +978,8 @@ class KCP:
                 return self._flush_quiet(full, d if d < self.interval else self.interval)
         nq = len(self.rcv_queue)
         wnd = (self.rcv_wnd - nq) & 0xFFFF if nq < self.rcv_wnd else 0
+        if wnd > self.wnd_cap:
+            wnd = self.wnd_cap
         una = self.rcv_nxt
         conv = self.conv
         pack = _pack

@@ -12,7 +12,10 @@ Who runs what::
                       take no lock; admission and new routes take the
                       listener lock briefly) -> new Sessions created under
                       the listener lock -> Session.deliver for each session
-                      (never blocks on a session lock) -> accept queue
+                      (never blocks on a session lock) -> accept queue;
+                      under load (long batches) also the due timers of its
+                      OPEN sessions (Session.run_timer, non-blocking), and
+                      the windows' share of the socket buffer
     user threads      accept (waits on the listener's Condition), close
     session close     Session.on_close -> ListenerCore.forget (listener lock)
 
@@ -56,7 +59,7 @@ from typing import Optional
 from .config import KCPConfig
 from .crypt import BlockCrypt
 from .errors import KCPBlockingIOError, KCPClosedError
-from .inbound import Admission, Blacklist, Inbound, RouteTable, make_codec
+from .inbound import Admission, Blacklist, Inbound, RouteTable, WindowShare, make_codec
 from .session import (
     Session,
     Timeout,
@@ -67,9 +70,36 @@ from .session import (
     wait_deadline,
 )
 from .stats import snmp
-from .transport import Batch, Receiver, Signal, Transport
+from .transport import Batch, Receiver, Signal, Transport, buffer_datagrams
+from .updater import now_ms, updater
 
-__all__ = ["REFUSAL_REASONS", "ListenerCore"]
+__all__ = [
+    "LISTENER_BATCH",
+    "LISTENER_READAHEAD",
+    "LOADED_BATCH",
+    "REFUSAL_REASONS",
+    "WINDOW_BUDGET",
+    "ListenerCore",
+]
+
+#: The part of the socket's receive buffer the advertised windows of busy
+#: stream-mode sessions may fill together (see :class:`kcpsock.inbound.WindowShare`).
+WINDOW_BUDGET = 0.75
+#: Datagrams the listener's receiver takes from the kernel per wake-up at
+#: most.  Many busy sessions split a batch into many small deliveries (each
+#: one takes a session lock and may wake a reader); a larger batch under
+#: load gives each session more datagrams per delivery.  A batch only ever
+#: holds what was queued already, so a lightly loaded listener is unaffected.
+LISTENER_BATCH = 512
+#: A batch this long means datagrams queue up in front of the receiver: the
+#: windows of busy sessions are capped at their share of the socket buffer
+#: (see :class:`kcpsock.inbound.WindowShare`).
+LOADED_BATCH = 64
+#: Datagrams the listener's receiver reads ahead of its handler at most
+#: (about 11 MB of 1400-byte datagrams): a burst from many sessions at once
+#: (their first flights, or retransmissions after a loss) is taken out of the
+#: kernel's buffer, which would drop it, while earlier batches are handled.
+LISTENER_READAHEAD = 8192
 
 #: Keys of :attr:`ListenerCore.refused`: why new conversations were dropped.
 REFUSAL_REASONS = (
@@ -141,9 +171,16 @@ class ListenerCore:
         #: the replay/reflection filter shared by the listener's sessions (or None)
         self.replay = new_replay_filter(opener, config)
         if self.replay is not None:
-            self.inbound.pre_filters.append(self.replay.pre)
-            self.inbound.post_filters.append(self.replay.post)
-        self._receiver = Receiver(self.transport, self._on_batch, "kcpsock-listener")
+            self.replay.install(self.inbound)
+        #: the receive-buffer share of busy sessions' advertised windows
+        self.window_share = WindowShare()
+        self._receiver = Receiver(
+            self.transport,
+            self._on_batch,
+            "kcpsock-listener",
+            batch=LISTENER_BATCH,
+            readahead=LISTENER_READAHEAD,
+        )
         listener_started(self)
         self._receiver.start()
 
@@ -196,6 +233,12 @@ class ListenerCore:
                         s.deferred_rcvwnd = self.config.rcvwnd
                     s.start()
                     new.append(s)
+        share = self.window_share
+        share.note(result.deliveries, now)
+        if len(batch) >= LOADED_BATCH:
+            share.loaded(now)
+        if new or now >= share.next_at:
+            self._share_windows(now)
         for d in result.deliveries:
             target = d.route.target
             if target is not None:
@@ -220,6 +263,46 @@ class ListenerCore:
                     self.refused[reason] = self.refused.get(reason, 0) + n
         if result.errors:
             snmp.add_many(result.errors)
+        if len(batch) >= LOADED_BATCH:
+            self._run_timers()
+
+    def _run_timers(self) -> None:
+        """Run the due timers of this listener's sessions here, between batches.
+
+        Only under load (the receiver is awake and busy anyway): the
+        updater thread's wake-up and its GIL hand-off at every send would
+        delay each busy session's ACKs.  A session whose lock is taken, or
+        that is closing, is handed back to the updater thread.
+        """
+        transport = self.transport
+        now = now_ms()
+        taken = updater.take_due(now, lambda t: getattr(t, "transport", None) is transport)
+        for target in taken:
+            if not (isinstance(target, Session) and target.run_timer(now)):
+                updater.schedule(target, now)
+
+    def _share_windows(self, now: float) -> None:
+        """Cap the advertised window of every busy stream-mode session at its share.
+
+        The cap holds only while the receiver is overloaded; otherwise it
+        is lifted (:class:`kcpsock.inbound.WindowShare`).
+
+        Runs on the receiver thread.  ``KCP.wnd_cap`` is a plain int read once
+        per flush, so it is set without the session lock (never waited for
+        here).  Message-mode sessions keep their whole window: the peer's
+        ``send`` refuses a message of more fragments than the largest window
+        it has seen.
+        """
+        share = self.window_share
+        budget = int(buffer_datagrams(self.sock, self.config.mtu) * WINDOW_BUDGET)
+        cap = share.update(budget, now)
+        for route in share.busy:
+            s = route.target
+            if isinstance(s, Session):
+                kcp = s.kcp
+                want = cap if kcp.stream else WindowShare.NO_CAP
+                if kcp.wnd_cap != want:
+                    kcp.wnd_cap = want
 
     def _expire(self, now: float) -> None:
         """Close sessions that waited longer than ``accept_timeout`` (queue is FIFO)."""

@@ -55,7 +55,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, Protocol, Union
 
 __all__ = [
     "AEAD_NONCE_SIZE",
@@ -217,6 +217,14 @@ class ReplayCache:
         self._start = None
 
 
+class _Stages(Protocol):
+    """The stage lists of an inbound pipeline that :meth:`ReplayFilter.install` fills."""
+
+    pre_filters: list[Callable[[bytes, Any], Optional[str]]]
+    post_filters: list[Callable[[bytes, bytes, Any], Optional[str]]]
+    after_batch: list[Callable[[], None]]
+
+
 class ReplayFilter:
     """One socket's replay/reflection filter, as stages of :mod:`kcpsock.inbound`.
 
@@ -239,7 +247,7 @@ class ReplayFilter:
         ValueError, TypeError: bad sizes (see :class:`ReplayCache`).
     """
 
-    __slots__ = ("_clock", "_lock", "cache", "nonce_size")
+    __slots__ = ("_clock", "_lock", "_pending", "cache", "nonce_size")
 
     def __init__(
         self,
@@ -258,18 +266,54 @@ class ReplayFilter:
         self._lock: AbstractContextManager[Any] = (
             lock if lock is not None else contextlib.nullcontext()
         )
+        # nonces passed by post_later in the current batch, not yet in the cache
+        self._pending: set[bytes] = set()
 
     def __repr__(self) -> str:
         return f"<ReplayFilter nonce_size={self.nonce_size} {self.cache!r}>"
 
     def pre(self, packet: bytes, addr: Any) -> Optional[str]:
-        """Pre-open filter: ``"InReplays"`` for a nonce seen before, else None."""
+        """Pre-open filter: ``"InReplays"`` for a nonce seen before, else None.
+
+        "Seen" includes nonces :meth:`post_later` took in the batch being
+        processed, so a copy later in the same batch is dropped as well.
+        """
         key = packet[: self.nonce_size]
         cache = self.cache
-        if key in cache._cur or key in cache._old:  # contains(), inlined: per packet
+        # contains(), inlined: per packet
+        if key in cache._cur or key in cache._old or key in self._pending:
             cache.replays += 1
             return "InReplays"
         return None
+
+    def post_later(self, packet: bytes, payload: bytes, addr: Any) -> Optional[str]:
+        """:meth:`post` for a batch: the nonce waits for :meth:`commit` (no lock, no clock).
+
+        Only for the receiver thread that also runs :meth:`pre` and calls
+        :meth:`commit` at the end of every batch (see :meth:`install`).
+        """
+        self._pending.add(packet[: self.nonce_size])
+        return None
+
+    def commit(self) -> None:
+        """Remember the nonces :meth:`post_later` took (one lock and one clock read per batch)."""
+        pending = self._pending
+        if pending:
+            with self._lock:
+                self.cache.add_many(pending, self._clock())
+            self._pending = set()
+
+    def install(self, inbound: _Stages) -> None:
+        """Run as stages of an inbound pipeline (:class:`kcpsock.inbound.Inbound`).
+
+        :meth:`pre` before decryption, :meth:`post_later` after it and
+        :meth:`commit` at the end of every batch: per packet, the cache is
+        read and a set grows, and the lock and the clock are taken once
+        per batch instead of once per packet.
+        """
+        inbound.pre_filters.append(self.pre)
+        inbound.post_filters.append(self.post_later)
+        inbound.after_batch.append(self.commit)
 
     def post(self, packet: bytes, payload: bytes, addr: Any) -> Optional[str]:
         """Post-open filter: remember the nonce of an authenticated datagram; never drops."""

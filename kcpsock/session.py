@@ -16,6 +16,8 @@ Who runs what::
     user threads      send / recv / close / setters under the session lock;
                       blocking waits on Conditions of that lock, with deadlines
     updater thread    Session.on_timer under the session lock: full flush
+                      (a busy listener's receiver runs the due timers of its
+                      OPEN sessions itself between batches: run_timer)
 
 The inbound queue is drained by whoever holds or next takes the lock: at the
 start of send, recv and on_timer, and in the lock's release (and in the
@@ -124,6 +126,16 @@ _log = logging.getLogger("kcpsock.session")
 #: flushes on una advance) or at the next tick, merged into full segments.
 CORK_INFLIGHT = 16
 
+#: A reader waiting on a silent peer (see :meth:`Session._watch`): the peer
+#: counts as gone after at least this many probes in a row went unanswered ...
+GONE_PROBES = 16
+#: ... over at least this many answer times (max(RTO, slowest probe answer)),
+#: and at least ``gone_timeout``.
+GONE_ANSWER_TIMES = 8
+#: While the peer answers, a waiting reader probes after one answer time of
+#: silence, then at doubling gaps up to this (ms).
+GONE_GAP_MAX_MS = 5000
+
 #: Batches a session's inbound queue holds at most (each at most
 #: :data:`kcpsock.transport.BATCH` datagrams).
 INBOX_LIMIT = 128
@@ -184,7 +196,8 @@ class SessionState(enum.Enum):
     """Exchanging data."""
     DEAD = "dead"
     """The peer is gone: KCP declared the link dead (a segment was sent
-    ``dead_link`` times), nothing came back for ``keepalive_timeout``, or ICMP
+    ``dead_link`` times), nothing came back for ``keepalive_timeout``, a
+    waiting reader's probes went unanswered for ``gone_timeout``, or ICMP
     said nothing listens there (:attr:`Session.failure` tells which)."""
     CLOSING = "closing"
     """Closed by the user; still delivering what was sent, in the background."""
@@ -399,10 +412,29 @@ class Session:
         self.close_timeout = float(config.close_timeout)
         self.keepalive_interval_ms = int(config.keepalive_interval * 1000)
         self.keepalive_timeout_ms = int(config.keepalive_timeout * 1000)
-        #: why the session is DEAD: "dead_link", "timeout", "refused", "reset"
+        #: a waiting reader's silent peer is gone after this long unanswered (0: off)
+        self.gone_timeout_ms = int(config.gone_timeout * 1000)
+        #: why the session is DEAD: "dead_link", "timeout", "gone", "refused", "reset"
         self.failure: Optional[str] = None
         self._last_rx = now_ms()  # the last datagram KCP accepted from the peer
         self._next_probe = 0
+        # the watch of a waiting reader (_watch): the current gap between an
+        # answer and the next probe (0: one answer time), the first and the
+        # last probe of the run not answered yet (0: none), how many, the
+        # deadline asked for (0: not watching), (rcv_nxt, snd_una) when data
+        # last moved, and the slowest probe answer seen (ms, decaying)
+        self._w_gap = 0
+        self._w_first = 0
+        self._w_last = 0
+        self._w_count = 0
+        self._w_due = 0
+        self._w_mark = (-1, -1)
+        self._answer_ms = 0
+        #: kcp.stale_wins when we last probed (-1: never): a WINS with una 0
+        #: (after the peer acknowledged data) in answer to our probe comes from
+        #: a peer that forgot the conversation (kcp-go's listener opens a new
+        #: session for a datagram that arrives after it closed one)
+        self._stale_mark = -1
         self._close_deadline = 0
         self._finished = False
         self._icmp = False  # the receiver saw ICMP port unreachable
@@ -612,8 +644,15 @@ class Session:
         """FEC, encryption and DUP copies of KCP datagrams (``_tx_lock`` held)."""
         codec = self._codec
         dup = self.dup
-        packets: list[bytes] = []
         now = now_ms()
+        if codec is not None and not dup:
+            # the whole batch in one call (no per-datagram lists)
+            packets = codec.encode_many(datagrams, now)
+            replay = self.replay
+            if replay is not None:
+                replay.sent(packets)
+            return packets
+        packets = []
         for dg in datagrams:
             if codec is not None:
                 enc = codec.encode(dg, now)
@@ -735,6 +774,9 @@ class Session:
             if self._icmp and self.failure is None:
                 # ICMP port unreachable: refused if the peer never answered, else gone
                 self.failure = "refused" if not kcp.in_segs else "reset"
+            if 0 <= self._stale_mark < kcp.stale_wins and self.failure is None:
+                self.failure = "gone"
+                _log.debug("conv %08x: the peer answers as a new session: it closed", self.conv)
             ka = self.keepalive_timeout_ms
             if ka and self.failure is None:
                 idle = now - self._last_rx
@@ -743,7 +785,19 @@ class Session:
                     _log.debug("conv %08x: no answer for %d ms, peer dead", self.conv, idle)
                 elif idle >= self.keepalive_interval_ms and now >= self._next_probe:
                     kcp.probe |= IKCP_ASK_SEND  # a window probe: the peer answers WINS
+                    self._stale_mark = kcp.stale_wins
                     self._next_probe = now + max(self.keepalive_interval_ms // 3, 10)
+            watch_due: Optional[int] = None
+            if (
+                self.gone_timeout_ms
+                and self.failure is None
+                and state is SessionState.OPEN
+                and self._reader_waits(kcp)
+            ):
+                watch_due = self._watch(now, kcp)
+            elif self._w_due:
+                # nobody waits any more: drop the probe run (a new wait starts afresh)
+                self._w_due = self._w_first = self._w_count = 0
             self._out += kcp.flush(now)
             self._notify()
             state = self.state
@@ -763,6 +817,8 @@ class Session:
                     idle_at = self._last_rx + self.keepalive_interval_ms
                     due = min(self._last_rx + ka, max(self._next_probe, idle_at))
                     nxt = due if nxt is None else min(nxt, due)
+                if watch_due is not None:
+                    nxt = watch_due if nxt is None else min(nxt, watch_due)
                 if state is SessionState.CLOSING:
                     nxt = self._close_deadline if nxt is None else min(nxt, self._close_deadline)
             gauges = {
@@ -778,6 +834,128 @@ class Session:
         if finish:
             self._finish_close(wait=False)
         return nxt
+
+    def _reader_waits(self, kcp: KCP) -> bool:
+        """True while a reader waits for data (lock held).
+
+        A thread blocked in :meth:`recv`, or a readiness fd handed out
+        (select, selectors, asyncio) that is not readable.
+        """
+        if self._rwait:
+            return True
+        return (
+            self._signal is not None
+            and not self._rd_shut
+            and not self._pending
+            and kcp.peek_size() <= 0
+        )
+
+    def _watch(self, now: int, kcp: KCP) -> Optional[int]:
+        """Probe the silent peer of a waiting reader; decide it is gone (lock held).
+
+        KCP has no FIN: a peer that closed (its background close finished)
+        or vanished just goes silent, and a reader waiting for "the end"
+        would wait for ``keepalive_timeout``.  So while a reader waits, the
+        peer is probed with KCP window probes (WASK; kcp-go, ikcp and
+        kcpsock answer with WINS at their next flush, whatever their
+        application does): the first one after one *answer time*
+        ``u = max(RTO, slowest probe answer seen)`` of silence, then, while
+        the peer answers, at doubling gaps up to :data:`GONE_GAP_MAX_MS`
+        (data moving starts the gaps again from ``u``).  A probe unanswered
+        for ``u`` starts a run of probes every ``u / 2`` (at least 10 ms);
+        any datagram from the peer ends the run.  When at least
+        :data:`GONE_PROBES` probes over at least ``max(gone_timeout,
+        GONE_ANSWER_TIMES * u)`` went unanswered, the peer is gone
+        (``failure = "gone"``): the reader gets b"", as after a keep-alive
+        timeout.  A timer that ran late (this process stalled: answers may
+        sit unread) restarts the run instead of deciding.  (An answer that
+        acknowledges nothing after the peer acknowledged data before,
+        ``KCP.stale_wins``, ends the conversation in :meth:`on_timer`: the
+        peer forgot it.)
+
+        Returns:
+            When to look again (ms), or None once the peer is gone.
+        """
+        u = max(kcp.rx_rto, self._answer_ms)
+        mark = (kcp.rcv_nxt, kcp.snd_una)
+        if mark != self._w_mark:
+            self._w_mark = mark
+            self._w_gap = 0  # data moved: watch the next silence closely
+        first = self._w_first
+        last_rx = self._last_rx
+        if first and last_rx >= first:
+            # answered (any datagram counts); the answer time is learnt, a
+            # decaying maximum: a peer that flushes every 100 ms (kcp-go's
+            # default) answers up to 100 ms late, and a run that lost its
+            # first probes or answers raises it too, which only makes the
+            # verdict slower and safer on a lossy path
+            answer = last_rx - first
+            self._answer_ms = max(answer, self._answer_ms - (self._answer_ms >> 3))
+            self._w_gap = min(max(2 * self._w_gap, 2 * u), GONE_GAP_MAX_MS)
+            first = self._w_first = self._w_count = 0
+        due = self._w_due
+        if first and due and now - due > max(u, 100):
+            first = self._w_first = self._w_count = 0  # late: no verdict on stale evidence
+        if not first:
+            at = last_rx + (self._w_gap or u)
+            if now < at:
+                self._w_due = at
+                return at
+            kcp.probe |= IKCP_ASK_SEND  # the peer answers WINS
+            self._stale_mark = kcp.stale_wins
+            self._w_first = self._w_last = now
+            self._w_count = 1
+            self._w_due = now + u
+            return self._w_due
+        if now - first < u:
+            self._w_due = first + u  # the first probe may still be answered
+            return self._w_due
+        spacing = max(u >> 1, 10)
+        if self._w_count >= GONE_PROBES and now - first >= max(
+            self.gone_timeout_ms, GONE_ANSWER_TIMES * u
+        ):
+            self.failure = "gone"
+            self._w_due = 0
+            _log.debug(
+                "conv %08x: %d probes unanswered in %d ms, peer gone",
+                self.conv,
+                self._w_count,
+                now - first,
+            )
+            return None
+        if now - self._w_last >= spacing:
+            kcp.probe |= IKCP_ASK_SEND
+            self._stale_mark = kcp.stale_wins
+            self._w_last = now
+            self._w_count += 1
+        self._w_due = self._w_last + spacing
+        return self._w_due
+
+    def run_timer(self, now: int) -> bool:
+        """Run :meth:`on_timer` taken off the updater, without waiting (receiver thread).
+
+        Only an OPEN session whose lock is free: a closing one's timer may
+        finish the close, which takes the listener's lock (lock order).
+
+        Args:
+            now: the current time (:func:`kcpsock.updater.now_ms`).
+
+        Returns:
+            True if it ran (and was re-armed); False if the caller must hand
+            it back to the updater (:meth:`kcpsock.updater.Updater.schedule`).
+        """
+        lock = self._lock
+        if not lock.acquire(False):
+            return False
+        try:
+            if self.state is not SessionState.OPEN:
+                return False
+            nxt = self.on_timer(now)
+        finally:
+            lock.release()  # drains and transmits
+        if nxt is not None:
+            updater.rearm(self, nxt)
+        return True
 
     def on_refused(self) -> None:
         """Receiver callback: ICMP port unreachable on the connected socket.
@@ -809,6 +987,12 @@ class Session:
             return KCPConnectionResetError(
                 f"the peer {_fmt(self.remote)} stopped answering"
                 f" (nothing for {self.keepalive_timeout_ms / 1000:g} s)"
+            )
+        if self.failure == "gone":
+            return KCPConnectionResetError(
+                f"the peer {_fmt(self.remote)} closed or vanished (a reader's probes went"
+                f" unanswered for {max(self.gone_timeout_ms / 1000, 0.001):g} s or more;"
+                " gone_timeout=0 turns this off)"
             )
         return KCPConnectionResetError()
 
@@ -898,6 +1082,9 @@ class Session:
                     if self.failure == "refused":
                         raise self._failure_error()
                     return b""  # the peer is gone: end of stream (README)
+                if self.gone_timeout_ms and not self._w_due:
+                    # a reader waits: on_timer watches the peer's silence (_watch)
+                    self._arm_at(self._last_rx + kcp.rx_rto)
                 if deadline == 0:
                     raise KCPBlockingIOError()
                 self._rwait += 1
@@ -1317,8 +1504,7 @@ class Session:
         )
         replay = self.replay
         if replay is not None:
-            self._inbound.pre_filters.append(replay.pre)
-            self._inbound.post_filters.append(replay.post)
+            replay.install(self._inbound)
         self.start()
         reader = Receiver(
             transport,

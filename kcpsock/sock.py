@@ -482,8 +482,10 @@ class KCPSocket(SocketTimeouts):
             The data (one message, or part of it if ``bufsize`` is smaller;
             several segments in stream mode); b"" after ``shutdown(SHUT_RD)``,
             a close from another thread, or once the peer is gone (the link
-            died, or nothing came back for ``keepalive_timeout``) and all it
-            sent was read: a vanished peer reads as the end of the stream.
+            died, nothing came back for ``keepalive_timeout``, or a waiting
+            reader's probes went unanswered for ``gone_timeout``) and all it
+            sent was read: a peer that closed or vanished reads as the end
+            of the stream.
 
         Raises:
             OSError: EBADF after close.
@@ -1526,7 +1528,7 @@ def dial(
             ``ack_nodelay``, ``write_delay``, ``dup``, ``dead_link``,
             ``dscp``, ``read_buffer``, ``write_buffer``, ``send_buffer``,
             ``linger``, ``close_timeout``, ``keepalive_interval``,
-            ``keepalive_timeout``, ``replay_cache``, ``replay_window``
+            ``keepalive_timeout``, ``gone_timeout``, ``replay_cache``, ``replay_window``
             (the replay/reflection filter, README "Security"); e.g.
             ``dial(addr, nodelay=1, interval=10, resend=2, nc=1)``.
 

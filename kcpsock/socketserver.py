@@ -34,8 +34,10 @@ Invariants:
   and the handler thread is free at once; ``close_linger`` > 0 makes the
   server wait that long for the acknowledgements first;
 - a handler whose client closed or vanished sees the end of its input
-  (``recv`` returns b"") within the sessions' ``keepalive_timeout``
-  (30 s by default), so its thread and session end by themselves;
+  (``recv`` returns b""): a waiting reader's probes find a silent client
+  gone about half a second after it went silent (``gone_timeout``; the
+  sessions' ``keepalive_timeout``, 30 s, at most), so its thread and
+  session end by themselves;
 - ``server_close`` closes the listener; sessions already handed to handlers
   are closed by their own request cycle (as with TCPServer), except that
   :class:`ThreadingKCPServer` closes those still open after

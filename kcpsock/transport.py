@@ -4,8 +4,9 @@ Threads and locks:
 
 * :class:`Receiver` is one thread per UDP socket (a dialed session's, or a
   listener's).  It only does I/O and hands each batch of up to
-  :data:`BATCH` datagrams to its handler (the inbound pipeline and the
-  sessions' inbound queues).  It takes no session lock that it could block
+  :data:`BATCH` datagrams (a listener's: more) to its handler (the inbound
+  pipeline and the sessions' inbound queues); under a burst it reads ahead
+  of the handler, up to a bound, so the kernel buffer keeps room.  It takes no session lock that it could block
   on: handlers use non-blocking acquires only.
 * :meth:`Transport.send` may be called by any thread, concurrently, with no
   lock held; ``sendto`` on a UDP socket is thread-safe.
@@ -29,13 +30,14 @@ import select
 import socket
 import threading
 import time
+from collections import deque
 from typing import Callable, Optional
 
 from .config import MTU_LIMIT
 from .inbound import Address
 from .stats import snmp
 
-__all__ = ["BATCH", "RECV_SIZE", "Receiver", "Signal", "Transport"]
+__all__ = ["BATCH", "RECV_SIZE", "Receiver", "Signal", "Transport", "buffer_datagrams"]
 
 _log = logging.getLogger("kcpsock.transport")
 
@@ -49,6 +51,29 @@ RECV_SIZE = MTU_LIMIT
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 
 Batch = list[tuple[bytes, Address]]
+
+
+def buffer_datagrams(sock: socket.socket, size: int) -> int:
+    """Estimate how many datagrams of ``size`` bytes the socket's receive buffer holds.
+
+    Linux charges each queued datagram its buffer's true size against
+    ``SO_RCVBUF`` (which reads back doubled): the payload plus headers
+    rounded up to a power of two, plus the ``sk_buff`` itself (2304 bytes
+    for a 1400-byte datagram on loopback, 832 for a small one).
+
+    Args:
+        sock: the UDP socket.
+        size: the datagram size (the sessions' MTU).
+
+    Returns:
+        The estimate (at least 1); 1024 if the buffer size cannot be read.
+    """
+    try:
+        rcvbuf = int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+    except OSError:
+        return 1024
+    truesize = 1 << max(size + 384 - 1, 1).bit_length()
+    return max(1, rcvbuf // (truesize + 320))
 
 
 class Transport:
@@ -221,6 +246,11 @@ class Receiver:
         name: the thread's name.
         on_refused: called (on the thread) when a connected socket reports
             ICMP port unreachable (``ConnectionRefusedError``); must not block.
+        batch: datagrams handed to ``handler`` per call at most.
+        readahead: datagrams read from the kernel and not handled yet at
+            most (at least ``batch``): under a burst the thread reads ahead
+            between batches, so the kernel's buffer (which drops what does
+            not fit) is emptied every ``batch`` datagrams.
     """
 
     def __init__(
@@ -229,8 +259,12 @@ class Receiver:
         handler: Callable[[Batch], None],
         name: str,
         on_refused: Optional[Callable[[], None]] = None,
+        batch: int = BATCH,
+        readahead: int = 0,
     ) -> None:
         self._transport = transport
+        self._batch = batch
+        self._readahead = max(batch, readahead)
         self._handler = handler
         self._on_refused = on_refused
         self._stopping = False
@@ -292,29 +326,37 @@ class Receiver:
         wake = self._wake
         size = RECV_SIZE
         flags = _DONTWAIT
+        most = self._batch
+        limit = self._readahead
+        # datagrams read from the kernel, not handled yet (at most ``limit``)
+        backlog: deque[tuple[bytes, Address]] = deque()
+        append = backlog.append
+        popleft = backlog.popleft
         while not self._stopping:
-            batch: Batch = []
             try:
                 if wake is not None:
-                    ready, _, _ = select.select([sock, wake[0]], [], [])
-                    if self.stopping():
-                        return
-                    if sock not in ready:
-                        continue
+                    if not backlog:
+                        ready, _, _ = select.select([sock, wake[0]], [], [])
+                        if self.stopping():
+                            return
+                        if sock not in ready:
+                            continue
                     timeout = sock.gettimeout()
                     if timeout:
                         # CPython polls with the socket's timeout before a
                         # recv: ask select first so the drain never waits
-                        while len(batch) < BATCH and select.select([sock], [], [], 0)[0]:
-                            batch.append(recvfrom(size, flags))
+                        while len(backlog) < limit and select.select([sock], [], [], 0)[0]:
+                            append(recvfrom(size, flags))
                         raise BlockingIOError
-                else:
+                elif not backlog:
                     item = recvfrom(size)
                     if self.stopping():
                         return
-                    batch.append(item)
-                while len(batch) < BATCH:
-                    batch.append(recvfrom(size, flags))
+                    append(item)
+                # read ahead what the kernel holds, so that its buffer has room
+                # for a burst while the batch is handled
+                while len(backlog) < limit:
+                    append(recvfrom(size, flags))
             except (BlockingIOError, InterruptedError):
                 pass
             except ConnectionRefusedError:
@@ -330,8 +372,13 @@ class Receiver:
                 snmp.add("InErrs")
                 _log.debug("recvfrom failed", exc_info=True)
                 time.sleep(0.01)  # a persistent error must not spin the CPU
-            if not batch:
+            if not backlog:
                 continue
+            if len(backlog) <= most:
+                batch: Batch = list(backlog)
+                backlog.clear()
+            else:
+                batch = [popleft() for _ in range(most)]
             try:
                 handler(batch)
             except Exception:  # never let one bad batch kill the receiver

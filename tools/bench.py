@@ -551,16 +551,21 @@ def many(opts: argparse.Namespace, peer: Optional[Path]) -> list[dict[str, Any]]
 
     The load is kcp-go's client (``-mode=send -sessions=N``, one process, all
     sessions dialed first) so that the listener is what is measured; without
-    Go, a kcpsock client process.
+    Go, a kcpsock client process.  With several ``--root`` trees, the kcpsock
+    servers of the trees alternate run by run (before/after in one run).
     """
     opts.stream = True
-    rows = []
-    servers = ["kcpsock"] + (["kcp-go"] if peer is not None else [])
-    for server_side in servers:
-        row: dict[str, Any] = {"server": server_side}
+    sides: list[tuple[str, str]] = [("kcpsock", root) for root in opts.roots]
+    if peer is not None:
+        sides.append(("kcp-go", ""))
+    figures: dict[tuple[int, int], list[float]] = {}
+    for _ in range(opts.repeat):
         for n in (1, opts.sessions):
-            figures = []
-            for _ in range(opts.repeat):
+            for i, (server_side, root) in enumerate(sides):
+                _use_root(root)
+                label = server_side
+                if server_side == "kcpsock" and len(opts.roots) > 1:
+                    label += f" [{opts.root_labels[root]}]"
                 server = start_server(server_side, "sink-server", "plain", opts, peer)
                 try:
                     if peer is not None:
@@ -586,13 +591,26 @@ def many(opts: argparse.Namespace, peer: Optional[Path]) -> list[dict[str, Any]]
                             str(opts.bytes),
                         ]
                         res = run_argv(argv, opts.timeout, "multi-send")
-                    figures.append(float(res["bytes"]) / 1e6 / float(res["seconds"]))
-                    print(f"# many {server_side} {n}: {figures[-1]:.1f} MB/s", file=sys.stderr)
+                    mbps = float(res["bytes"]) / 1e6 / float(res["seconds"])
+                    figures.setdefault((i, n), []).append(mbps)
+                    extra = (
+                        f" (client retransmissions {res['retrans']})" if "retrans" in res else ""
+                    )
+                    print(f"# many {label} {n}: {mbps:.1f} MB/s{extra}", file=sys.stderr)
                 except (AssertionError, OSError, TimeoutError) as exc:
-                    print(f"# many {server_side} {n}: {exc}", file=sys.stderr)
+                    print(f"# many {label} {n}: {exc}", file=sys.stderr)
                 finally:
                     server.close()
-            row[str(n)] = statistics.median(figures) if figures else None
+    _use_root(opts.roots[0])
+    rows = []
+    for i, (server_side, root) in enumerate(sides):
+        row: dict[str, Any] = {"server": server_side}
+        if server_side == "kcpsock" and len(opts.roots) > 1:
+            row["server"] += f" [{opts.root_labels[root]}]"
+        for n in (1, opts.sessions):
+            runs = figures.get((i, n), [])
+            row[str(n)] = statistics.median(runs) if runs else None
+            row[f"runs{n}"] = runs
         rows.append(row)
     return rows
 
@@ -831,7 +849,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(f"\n`{command}` ({opts.bytes / 1e6:g} MB per transfer, {time.monotonic() - t0:.0f} s)\n")
     if opts.root:
         shown = ", ".join(f"{opts.root_labels[r]} = {r or 'this tree'}" for r in opts.roots)
-        print(f"kcpsock trees: {shown}; the extras below ran with the first\n")
+        print(f"kcpsock trees: {shown}; 'many' alternates them, 'idle' ran with the first\n")
     if rows:
         print(table(rows))
         r = ratios(rows)
@@ -849,13 +867,18 @@ def main(argv: Optional[list[str]] = None) -> int:
             f"\nOne listener, plain, stream, {load}: 1 session vs {opts.sessions} at once"
             " (MB/s in total)\n"
         )
-        print(f"| server | 1 session | {opts.sessions} sessions | ratio |")
-        print("|---|---:|---:|---:|")
+        print(
+            f"| server | 1 session | {opts.sessions} sessions | ratio | runs (1 / {opts.sessions}) |"
+        )
+        print("|---|---:|---:|---:|---|")
         for row in many_rows:
             one, n = row.get("1"), row.get(str(opts.sessions))
             ratio = f"{n / one:.2f}" if one and n else "-"
             cells = [f"{v:.1f}" if v else "failed" for v in (one, n)]
-            print(f"| {row['server']} | {cells[0]} | {cells[1]} | {ratio} |")
+            runs = " / ".join(
+                ", ".join(f"{v:.0f}" for v in row.get(f"runs{k}", [])) for k in (1, opts.sessions)
+            )
+            print(f"| {row['server']} | {cells[0]} | {cells[1]} | {ratio} | {runs} |")
     if idle_rows:
         print(
             f"\n{opts.idle_sessions} idle sessions for {opts.idle_seconds:g} s"

@@ -16,6 +16,11 @@ with NO configuration (kcpsock's defaults).  Rows:
 * ``http-fresh``: ``http.client`` GETs against ``http.server`` (HTTP/1.0,
   a fresh connection each; headers and body written separately);
 * ``http-keepalive``: the same on one HTTP/1.1 kept-alive connection;
+* ``eof``: read until EOF after the server closes: a ``StreamRequestHandler``
+  reads a request line, writes 64 kB and returns (the server closes the
+  connection); the client reads with ``recv`` until it returns b"" (p50 of
+  connect-to-EOF, and of the wait from the last byte to the EOF; KCP has no
+  FIN, so kcpsock's reader learns the end from unanswered probes);
 * ``bulk-tuned`` (kcpsock only): the bulk row with kcpsock's best tuned
   configuration (nodelay 1, interval 10, resend 2, nc 1, windows 1024,
   stream mode), the reference for "defaults reach at least half of it";
@@ -54,6 +59,7 @@ ROWS = (
     "bulk",
     "http-fresh",
     "http-keepalive",
+    "eof",
     "bulk-tuned",
     "bulk-setters",
 )
@@ -62,6 +68,8 @@ REQ = 64
 ROUNDS = 1000
 HTTP_FRESH = 50
 HTTP_KEPT = 300
+EOF_ROUNDS = 10
+EOF_REPLY = 64 * 1024
 
 
 # ---------------------------------------------------------------- transports
@@ -332,6 +340,47 @@ def row_http(t: Transport, keepalive: bool) -> dict[str, Any]:
     }
 
 
+def row_eof(t: Transport) -> dict[str, Any]:
+    """Read until EOF after the server wrote its reply and closed (fresh connections)."""
+    import socketserver
+
+    reply = b"x" * EOF_REPLY
+
+    class ReplyClose(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            self.rfile.readline()
+            self.wfile.write(reply)  # then return: the server closes the connection
+
+    srv = t.server(ReplyClose)
+    totals, waits = [], []
+    for _ in range(EOF_ROUNDS):
+        t0 = time.perf_counter()
+        sock = t.dial(srv)
+        sock.settimeout(60)
+        sock.sendall(b"GET\n")
+        got = 0
+        last = t0
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            got += len(chunk)
+            last = time.perf_counter()
+        end = time.perf_counter()
+        sock.close()
+        if got != len(reply):
+            raise AssertionError(f"got {got} bytes")
+        totals.append(end - t0)
+        waits.append(end - last)
+    totals.sort()
+    waits.sort()
+    return {
+        "seconds": sum(totals),
+        "p50_ms": totals[len(totals) // 2] * 1000,
+        "eof_wait_ms": waits[len(waits) // 2] * 1000,
+    }
+
+
 def run_row(row: str, kind: str, options: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """Run one row on one transport in this process."""
     if row == "bulk-tuned":
@@ -351,6 +400,8 @@ def run_row(row: str, kind: str, options: Optional[dict[str, Any]] = None) -> di
         return row_http(t, keepalive=False)
     if row == "http-keepalive":
         return row_http(t, keepalive=True)
+    if row == "eof":
+        return row_eof(t)
     raise ValueError(f"unknown row {row!r}")
 
 
@@ -398,6 +449,8 @@ def fmt(row: str, r: dict[str, Any]) -> str:
         return f"p50 {r['p50_ms']:.3f} ms, p99 {r['p99_ms']:.3f} ms"
     if row.startswith("http"):
         return f"p50 {r['p50_ms']:.2f} ms"
+    if row == "eof":
+        return f"p50 {r['p50_ms']:.2f} ms (EOF {r['eof_wait_ms']:.2f} ms after the last byte)"
     if row == "lines-rt":
         return f"{r['per_rt_ms']:.3f} ms/rt"
     return f"{r['seconds']:.3f} s"
@@ -409,7 +462,7 @@ def key_figure(row: str, r: dict[str, Any]) -> Optional[float]:
         return None
     if row.startswith("bulk"):
         return 1.0 / float(r["mb_s"])
-    if row == "reqresp" or row.startswith("http"):
+    if row == "reqresp" or row.startswith("http") or row == "eof":
         return float(r["p50_ms"])
     return float(r["seconds"])
 

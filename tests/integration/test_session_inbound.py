@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -182,3 +183,32 @@ def test_output_leaves_in_the_order_kcp_produced_it() -> None:
             conn.close()
         finally:
             client.close()
+
+
+def test_run_timer_never_waits_for_a_held_lock_and_rearms_when_it_ran(
+    listener: kcpsock.Listener,
+) -> None:
+    from kcpsock.updater import now_ms
+
+    client = kcpsock.dial(listener.getsockname(), **FAST)
+    try:
+        client.settimeout(5)
+        client.sendall(b"hello")
+        conn, _ = listener.accept()
+        conn.settimeout(5)
+        assert conn.recv(5) == b"hello"
+        s = conn.session
+        release, holder = hold_lock(conn)
+        t0 = time.monotonic()
+        assert s.run_timer(now_ms()) is False  # the lock is taken: hand it back
+        assert time.monotonic() - t0 < 1.0
+        release.set()
+        holder.join(5)
+        conn.sendall(b"x")  # something in flight: on_timer returns a deadline
+        assert s.run_timer(now_ms()) is True
+        assert s.updater_deadline is not None  # re-armed
+        assert client.recv(1) == b"x"
+        conn.close()
+        assert s.run_timer(now_ms()) is False  # not OPEN: left to the updater
+    finally:
+        client.close()

@@ -26,6 +26,7 @@ import kcpsock
 from kcpsock.session import drain_closing
 from kcpsock.stats import snmp
 from tests.helpers import wait_until
+from tests.kcpwire import decode_segments
 
 FAST: dict[str, Any] = {"nodelay": 1, "interval": 10, "resend": 2, "nc": True}
 
@@ -598,3 +599,88 @@ def test_everything_closed_at_interpreter_exit() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "EXITING" in proc.stdout
     assert "LEFT []" in proc.stdout
+
+
+# ------------------------------------------------- a loaded listener's windows
+
+
+def test_loaded_listener_caps_the_window_its_busy_stream_sessions_advertise() -> None:
+    from kcpsock.listener import WINDOW_BUDGET
+    from kcpsock.transport import buffer_datagrams
+    from tests.kcpwire import decode_segments
+
+    ln = kcpsock.listen(("127.0.0.1", 0), stream=True, read_buffer=100_000, **FAST)
+    clients = [udp() for _ in range(4)]
+    try:
+        core = ln.core
+        budget = int(buffer_datagrams(core.sock, core.config.mtu) * WINDOW_BUDGET)
+        want = max(core.window_share.floor, budget // len(clients))
+        assert want < core.config.pending_rcvwnd - 20  # else the cap would not show
+        batch = [
+            (push_segment(1000 + i, sn, b"x" * 100), c.getsockname())
+            for sn in range(20)
+            for i, c in enumerate(clients)
+        ]
+        # 80 datagrams in one batch: what the receiver hands over when they
+        # queued up in front of it (called here, so the test does not depend
+        # on how the scheduler runs the receiver)
+        core._on_batch(batch)
+        for i, c in enumerate(clients):
+            c.settimeout(5)
+            hdrs = [h for h, _ in decode_segments(c.recv(2048))]  # the ACKs of the next tick
+            assert hdrs and all(h.conv == 1000 + i and h.wnd == want for h in hdrs)
+    finally:
+        for c in clients:
+            c.close()
+        ln.core.close_all()
+
+
+def test_an_idle_listener_leaves_windows_uncapped(listener: kcpsock.Listener) -> None:
+    c = udp()
+    try:
+        c.sendto(push_segment(2000, 0, b"x"), listener.getsockname())
+        c.settimeout(5)
+        hdrs = [h for h, _ in decode_segments(c.recv(2048))]
+        # one datagram is no load: the pending window, uncapped
+        assert hdrs and hdrs[0].wnd == listener.core.config.pending_rcvwnd - 1
+    finally:
+        c.close()
+
+
+def test_listener_receiver_reads_ahead_of_a_slow_batch() -> None:
+    from kcpsock.transport import Receiver, Transport
+
+    s = udp()
+    c = udp()
+    sizes: list[int] = []
+    drained: list[bool] = []
+    done = threading.Event()
+
+    def handler(batch: list[Any]) -> None:
+        if not sizes:
+            # the kernel's queue was read ahead before this first batch
+            import select
+
+            drained.append(not select.select([s], [], [], 0)[0])
+        sizes.append(len(batch))
+        if sum(sizes) >= 200:
+            done.set()
+
+    # 200 small datagrams fit the default receive buffer (about 256)
+    for i in range(200):
+        c.sendto(b"%d" % i, s.getsockname())
+    rx = Receiver(
+        Transport(s, owned=True, connected=False),
+        handler,
+        "kcpsock-test-rx",
+        batch=64,
+        readahead=1000,
+    )
+    rx.start()
+    try:
+        assert done.wait(10)
+        assert drained == [True]
+        assert sizes == [64, 64, 64, 8]
+    finally:
+        rx.stop()
+        c.close()

@@ -84,5 +84,7 @@ def test_readme_security_and_defaults_figures() -> None:
         f"`close_timeout` {c.close_timeout:.0f} s",
         f"probe after {c.keepalive_interval:.0f} s of silence,"
         f" dead after {c.keepalive_timeout:.0f} s",
+        f"over max({c.gone_timeout:g} s, 8 answer times) (`gone_timeout`)",
+        f"max(`gone_timeout` ({c.gone_timeout:g} s), 8 answer times)",
     ):
         assert phrase in text, phrase

@@ -13,10 +13,12 @@ from kcpsock.crypt import derive_key, new_block_crypt
 from kcpsock.inbound import (
     Admission,
     Blacklist,
+    Delivery,
     Inbound,
     InboundResult,
     Route,
     RouteTable,
+    WindowShare,
     is_kcp_datagram,
     make_codec,
 )
@@ -274,3 +276,58 @@ def test_arbitrary_bytes_never_raise(bad: bytes) -> None:
 def test_inbound_needs_exactly_one_router() -> None:
     with pytest.raises(ValueError, match="exactly one"):
         Inbound(None)
+
+
+# ------------------------------------------------------------ window share
+
+
+def busy_routes(share: WindowShare, n: int, now: float) -> list[Route]:
+    routes = [Route(((f"127.0.0.{i}", 1), i), None) for i in range(n)]
+    deliveries = [Delivery(r) for r in routes]
+    share.note(deliveries, now)
+    return routes
+
+
+def test_window_share_is_no_cap_until_the_receiver_is_loaded() -> None:
+    share = WindowShare()
+    busy_routes(share, 100, 0.0)
+    assert share.update(3000, 0.0) == WindowShare.NO_CAP
+    share.loaded(0.01)
+    assert share.next_at == 0.01  # newly loaded: recompute at once
+    assert share.update(3000, 0.01) == 30
+
+
+def test_window_share_floor_and_horizon() -> None:
+    share = WindowShare(horizon=0.2, floor=16)
+    share.loaded(0.0)
+    old = busy_routes(share, 500, 0.0)
+    assert share.update(3000, 0.0) == 16  # 3000 // 500 is below the floor
+    # 0.3 s later only 3 routes got data: the others are idle, forgotten
+    share.note([Delivery(r) for r in old[:3]], 0.3)
+    share.loaded(0.3)
+    assert share.update(3000, 0.3) == 1000
+    assert len(share.busy) == 3
+
+
+def test_window_share_forgets_closed_routes_and_lifts_after_hold() -> None:
+    share = WindowShare(hold=1.0)
+    share.loaded(0.0)
+    routes = busy_routes(share, 4, 0.0)
+    assert share.update(400, 0.0) == 100
+    routes[0].closed = True
+    routes[1].closed = True
+    assert share.update(400, 0.05) == 200
+    assert share.next_at == pytest.approx(0.05 + share.interval)
+    # no sign of load for longer than hold: the cap is lifted
+    share.note([Delivery(r) for r in routes[2:]], 1.1)
+    assert share.update(400, 1.1) == WindowShare.NO_CAP
+
+
+def test_window_share_never_exceeds_the_wire_field() -> None:
+    share = WindowShare()
+    share.loaded(0.0)
+    busy_routes(share, 1, 0.0)
+    assert share.update(10**6, 0.0) == 0xFFFF
+    share2 = WindowShare()
+    share2.loaded(0.0)
+    assert share2.update(500, 0.0) == 500  # nothing busy: the whole budget

@@ -418,3 +418,36 @@ def test_repr_shows_conv_and_queues() -> None:
     k.send(b"abc")
     text = repr(k)
     assert "conv=0x00001234" in text and "snd_queue=1" in text and "rcv_queue=0" in text
+
+
+# ------------------------------------------------------- advertised window cap
+
+
+def test_wnd_cap_caps_the_advertised_window_but_not_what_is_accepted() -> None:
+    k = KCP(7)
+    k.wndsize(0, 256)
+    k.wnd_cap = 20
+    now = 100
+    # 40 segments: beyond the cap, inside rcv_wnd; all are accepted and acked
+    for sn in range(40):
+        k.input(encode_segment(7, Command.PUSH, 0, 128, now, sn, 0, b"d"), now)
+    assert k.rcv_nxt == 40
+    acks = [h for dg in k.flush(now + 10) for h, _ in decode_segments(dg)]
+    assert acks and acks[-1].una == 40
+    assert {h.wnd for h in acks} == {20}
+    k.wnd_cap = 0xFFFF
+    k.input(encode_segment(7, Command.PUSH, 0, 128, now, 40, 0, b"d"), now)
+    acks = [h for dg in k.flush(now + 20) for h, _ in decode_segments(dg)]
+    # uncapped: rcv_wnd minus the 41 segments waiting in rcv_queue
+    assert [h.wnd for h in acks] == [256 - 41]
+
+
+def test_wnd_cap_never_raises_a_smaller_window() -> None:
+    k = KCP(7)
+    k.wndsize(0, 128)
+    k.wnd_cap = 100
+    now = 100
+    for sn in range(60):
+        k.input(encode_segment(7, Command.PUSH, 0, 128, now, sn, 0, b"d"), now)
+    acks = [h for dg in k.flush(now + 10) for h, _ in decode_segments(dg)]
+    assert {h.wnd for h in acks} == {128 - 60}

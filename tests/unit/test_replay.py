@@ -143,7 +143,7 @@ def test_plain_codec_has_no_nonce() -> None:
 # ------------------------------------------------ the filter in the pipeline
 
 
-def _pipeline(name: str = "aes") -> tuple[Any, Any, Any]:
+def _pipeline(name: str = "aes", install: bool = False) -> tuple[Any, Any, Any]:
     from kcpsock.inbound import Inbound, Route
     from kcpsock.replay import ReplayFilter
 
@@ -152,8 +152,11 @@ def _pipeline(name: str = "aes") -> tuple[Any, Any, Any]:
     clock = [0]
     filt = ReplayFilter(codec.nonce_size, lambda: clock[0], capacity=1000, window_ms=10_000)
     inbound = Inbound.for_session(Route(None, codec), codec)
-    inbound.pre_filters.append(filt.pre)
-    inbound.post_filters.append(filt.post)
+    if install:
+        filt.install(inbound)  # post_later + commit per batch, as sessions run it
+    else:
+        inbound.pre_filters.append(filt.pre)
+        inbound.post_filters.append(filt.post)
     return codec, filt, inbound
 
 
@@ -163,9 +166,10 @@ def _dg(sn: int) -> bytes:
     return struct.pack("<IBBHIIII", 1, 81, 0, 32, 0, sn, 0, 5) + b"hello"
 
 
+@pytest.mark.parametrize("install", [False, True])
 @pytest.mark.parametrize("name", ["aes", "salsa20", "aes-128-gcm"])
-def test_filter_drops_replays_within_a_batch_and_across_batches(name: str) -> None:
-    codec, filt, inbound = _pipeline(name)
+def test_filter_drops_replays_within_a_batch_and_across_batches(name: str, install: bool) -> None:
+    codec, filt, inbound = _pipeline(name, install)
     a, b = codec.encode(_dg(0))[0], codec.encode(_dg(1))[0]
     r1 = inbound.process([(a, "x"), (a, "y"), (b, "x")])
     assert r1.errors == {"InReplays": 1}
@@ -175,16 +179,18 @@ def test_filter_drops_replays_within_a_batch_and_across_batches(name: str) -> No
     assert filt.cache.replays == 3
 
 
-def test_filter_drops_reflections_of_what_was_sent() -> None:
-    codec, filt, inbound = _pipeline()
+@pytest.mark.parametrize("install", [False, True])
+def test_filter_drops_reflections_of_what_was_sent(install: bool) -> None:
+    codec, filt, inbound = _pipeline(install=install)
     out = codec.encode(_dg(0))
     filt.sent(out)
     r = inbound.process([(p, "peer") for p in out])
     assert r.errors == {"InReplays": len(out)} and r.deliveries == []
 
 
-def test_garbage_does_not_fill_the_cache() -> None:
-    _codec, filt, inbound = _pipeline()
+@pytest.mark.parametrize("install", [False, True])
+def test_garbage_does_not_fill_the_cache(install: bool) -> None:
+    _codec, filt, inbound = _pipeline(install=install)
     junk = [os.urandom(100) for _ in range(50)]
     r = inbound.process([(j, "x") for j in junk])
     assert r.errors == {"InCsumErrors": 50}
@@ -199,3 +205,12 @@ def test_filter_needs_a_nonce() -> None:
 
     with pytest.raises(ValueError, match="nonce_size"):
         ReplayFilter(0, lambda: 0)
+
+
+def test_installed_filter_commits_each_batch_once() -> None:
+    codec, filt, inbound = _pipeline(install=True)
+    wire = [codec.encode(_dg(i))[0] for i in range(5)]
+    r = inbound.process([(p, "x") for p in wire])
+    assert r.errors == {} and len(r.deliveries[0].datagrams) == 5
+    assert len(filt.cache) == 5 and not filt._pending  # committed at the end of the batch
+    assert inbound.after_batch == [filt.commit]

@@ -261,8 +261,46 @@ def test_released_thread_never_runs_next_to_its_successor(upd: Updater) -> None:
 def test_repr_shows_thread_state_and_counts(upd: Updater) -> None:
     assert (
         repr(upd)
-        == "<kcpsock Updater 'test-updater' idle (no thread) scheduled=0 fired=0 wakeups=0>"
+        == "<kcpsock Updater 'test-updater' idle (no thread) scheduled=0 fired=0 claimed=0 wakeups=0>"
     )
     t = Target()
     upd.schedule(t, now_ms() + 60_000)
     assert "running scheduled=1 fired=0" in repr(upd)
+
+
+def deadline_of(t: Target) -> Optional[int]:
+    return t.updater_deadline  # read through a call: mypy does not narrow it
+
+
+def test_take_due_hands_the_accepted_due_targets_to_the_caller(upd: Updater) -> None:
+    # hold the heap lock so the updater thread cannot run them first
+    mine, other, later = Target(), Target(), Target()
+    mine.mine = True  # type: ignore[attr-defined]
+    now = now_ms()
+    with upd._cond:
+        upd.schedule(mine, now - 5)
+        upd.schedule(other, now - 3)
+        upd.schedule(later, now + 60_000)
+        taken = upd.take_due(now, lambda t: getattr(t, "mine", False))
+        assert taken == [mine]
+        assert deadline_of(mine) is None
+        # the one not accepted stays scheduled, at its deadline
+        assert other.updater_deadline == now - 3
+        assert upd.take_due(now, lambda t: True, limit=5) == [other]
+        assert upd.take_due(now, lambda t: True) == []
+    assert upd.claimed == 2
+    # the caller runs it and re-arms it with what on_timer returned
+    nxt = now + 1
+    upd.rearm(mine, nxt)
+    assert deadline_of(mine) == nxt
+    assert mine.event.wait(5)  # the thread runs the re-armed timer
+    assert not other.calls  # taken: the thread never ran it
+
+
+def test_take_due_skips_cancelled_targets(upd: Updater) -> None:
+    t = Target()
+    now = now_ms()
+    with upd._cond:
+        upd.schedule(t, now - 1)
+        upd.cancel(t)
+        assert upd.take_due(now, lambda _: True) == []

@@ -7,6 +7,10 @@
 //	echo-server  accept sessions, echo every byte back
 //	sink-server  accept sessions; each reads an 8-byte big-endian length N,
 //	             then N bytes, then answers "DONE" (one-way benchmark)
+//	reply-close-server  accept sessions; each reads one request, writes
+//	             -bytes of the test pattern (-seed), waits 300 ms for the
+//	             ACKs (kcp-go's Close drops what is unacknowledged) and
+//	             closes: a server whose reply ends with the conversation
 //	echo-client  dial, send -bytes of the test pattern while reading the echo
 //	             concurrently, verify every byte
 //	send         dial, send an 8-byte length then -bytes, wait for "DONE"
@@ -43,7 +47,7 @@ import (
 const patternPeriod = 1000003
 
 var (
-	mode       = flag.String("mode", "echo-server", "echo-server, sink-server, echo-client, send or ping")
+	mode       = flag.String("mode", "echo-server", "echo-server, sink-server, reply-close-server, echo-client, send or ping")
 	listenAddr = flag.String("listen", "127.0.0.1:0", "server: address to listen on")
 	connect    = flag.String("connect", "", "client: address to dial")
 	crypt      = flag.String("crypt", "null", "cipher as kcptun names it (aes, aes-128, ..., none), or null for no crypto layer")
@@ -162,7 +166,7 @@ func main() {
 	}
 	time.AfterFunc(*timeout, func() { fail("timeout after %v", *timeout) })
 	switch *mode {
-	case "echo-server", "sink-server":
+	case "echo-server", "sink-server", "reply-close-server":
 		serve(block)
 	case "echo-client":
 		echoClient(block)
@@ -194,9 +198,12 @@ func serve(block kcp.BlockCrypt) {
 			fail("accept: %v", err)
 		}
 		configure(s)
-		if *mode == "echo-server" {
+		switch *mode {
+		case "echo-server":
 			go echo(s)
-		} else {
+		case "reply-close-server":
+			go replyClose(s)
+		default:
 			go sink(s)
 		}
 	}
@@ -213,6 +220,18 @@ func echo(s *kcp.UDPSession) {
 			return
 		}
 	}
+}
+
+func replyClose(s *kcp.UDPSession) {
+	buf := make([]byte, 65536)
+	if _, err := s.Read(buf); err != nil {
+		return
+	}
+	if _, err := s.Write(pattern(*seed, *nbytes)); err != nil {
+		return
+	}
+	time.Sleep(300 * time.Millisecond)
+	s.Close()
 }
 
 func sink(s *kcp.UDPSession) {
@@ -329,7 +348,10 @@ func multiSend(block kcp.BlockCrypt, period []byte) {
 	}
 	wg.Wait()
 	el := time.Since(start).Seconds()
-	fmt.Printf("OK bytes=%d seconds=%.6f cpu=%.6f\n", each*int64(*sessions), el, cpuSeconds()-cpu0)
+	sn := kcp.DefaultSnmp.Copy()
+	fmt.Printf("OK bytes=%d seconds=%.6f cpu=%.6f out_pkts=%d retrans=%d fast=%d early=%d lost=%d\n",
+		each*int64(*sessions), el, cpuSeconds()-cpu0, sn.OutPkts, sn.RetransSegs,
+		sn.FastRetransSegs, sn.EarlyRetransSegs, sn.LostSegs)
 	for _, s := range conns {
 		s.Close()
 	}

@@ -1,0 +1,354 @@
+#!/usr/bin/env python3
+"""Where the throughput of N sessions through one listener goes: counters, not only time.
+
+Runs a kcpsock sink server (the tree named by ``KCPSOCK_BENCH_ROOT``, else
+this one) in a child process and kcp-go's client (``-mode=send
+-sessions=N``) against it, with tools/bench.py's profile, then prints:
+
+* the client's wall time and MB/s;
+* the kernel's ``RcvbufErrors`` (UDP datagrams dropped because a socket
+  buffer was full; system-wide, so other work on the machine adds to it);
+* the server's SNMP counters (``InPkts``, ``InSegs``, ``RepeatSegs``:
+  segments received twice, i.e. retransmissions that were not needed
+  or whose first copy was lost, ...), its sessions' inbound-queue drops,
+  the updater's timer runs and early wake-ups;
+* the server's CPU seconds per thread kind (receiver, updater, handlers).
+
+Usage::
+
+    python tools/probe_many.py [--sessions 100] [--bytes 30000000] [--repeat 3]
+        [--root DIR ...]
+
+With several ``--root`` trees the runs alternate tree by tree.  Loopback
+only; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def rcvbuf_errors() -> int:
+    """The kernel's UDP RcvbufErrors counter (system-wide)."""
+    with open("/proc/net/snmp") as f:
+        rows = [line.split() for line in f if line.startswith("Udp:")]
+    return int(rows[1][rows[0].index("RcvbufErrors")])
+
+
+def _thread_cpu() -> dict[str, float]:
+    """CPU seconds of this process's threads, summed by name kind."""
+    tick = os.sysconf("SC_CLK_TCK")
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out: dict[str, float] = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        cpu = (int(fields[11]) + int(fields[12])) / tick
+        name = names.get(int(tid), "?")
+        kind = name.split("-")[0] if name.startswith("Thread") else name
+        out[kind] = out.get(kind, 0.0) + cpu
+    return out
+
+
+def _rx_queue(port: int) -> int:
+    """Datagrams (of 1400 bytes) queued in the kernel for the UDP socket on ``port``."""
+    try:
+        with open("/proc/net/udp") as f:
+            for line in f:
+                parts = line.split()
+                if parts[1].endswith(f":{port:04X}"):
+                    return int(parts[4].split(":")[1], 16) // 2304
+    except (OSError, IndexError, ValueError):
+        pass
+    return -1
+
+
+def role_server(args: argparse.Namespace) -> None:
+    """The sink server with counters (prints JSON on a STATS line of stdin)."""
+    import struct
+
+    from bench import _kcp_options, _recv_exact
+
+    import kcpsock
+    from kcpsock.stats import snmp
+    from kcpsock.updater import updater
+
+    args.stream = True
+    args.ack_nodelay = False
+    args.config = "plain"
+    profiles: list[Any] = []
+    if os.environ.get("PROBE_CPROFILE"):
+        # cProfile the receiver and updater threads (pstats file at STATS)
+        import cProfile
+
+        from kcpsock import transport
+        from kcpsock import updater as updater_mod
+
+        def wrap(orig: Any) -> Any:
+            def run(*a: Any) -> None:
+                pr = cProfile.Profile()
+                profiles.append(pr)
+                pr.enable()
+                orig(*a)
+
+            return run
+
+        transport.Receiver._run = wrap(transport.Receiver._run)  # type: ignore[method-assign]
+        updater_mod.Updater._run = wrap(updater_mod.Updater._run)  # type: ignore[method-assign]
+    options = _kcp_options(args)
+    if os.environ.get("PROBE_BACKLOG_PER_ADDRESS"):
+        import dataclasses
+
+        options["config"] = dataclasses.replace(
+            options["config"], backlog_per_address=int(os.environ["PROBE_BACKLOG_PER_ADDRESS"])
+        )
+    listener = kcpsock.listen(("127.0.0.1", 0), **options)
+    totals = {"inbox_drops": 0, "sessions": 0, "srtt_max": 0}
+    spans: list[tuple[float, float]] = []  # (first bytes, done) per session
+    calls = [0]  # recv_into calls of the handlers (racy count: a figure, not a test)
+    lock = threading.Lock()
+
+    def sink(sock: Any) -> None:
+        buf = bytearray(65536)
+        while True:
+            try:
+                (want,) = struct.unpack(">Q", _recv_exact(sock, 8))
+            except ConnectionError:
+                return
+            t_start = time.monotonic()
+            got = 0
+            while got < want:
+                n = sock.recv_into(buf, min(len(buf), want - got))
+                if not n:
+                    return
+                got += n
+                calls[0] += 1
+            sock.sendall(b"DONE")
+            with lock:
+                spans.append((t_start, time.monotonic()))
+
+    def run(s: Any) -> None:
+        try:
+            sink(s)
+        except OSError:
+            pass
+        finally:
+            sess = s.session
+            with lock:
+                totals["inbox_drops"] += sess.inbox_drops
+                totals["sessions"] += 1
+                totals["srtt_max"] = max(totals["srtt_max"], sess.kcp.rx_srtt)
+            s.close()
+
+    def acceptor() -> None:
+        while True:
+            sock, _ = listener.accept()
+            threading.Thread(target=run, args=(sock,), daemon=True).start()
+
+    threading.Thread(target=acceptor, daemon=True).start()
+    timeline: list[int] = []
+    rxq: list[int] = []
+
+    def sampler() -> None:
+        # InPkts every 100 ms from the first datagram on (at most 60 s)
+        tick = threading.Event()
+        while not snmp.InPkts:
+            tick.wait(0.002)
+        for _ in range(600):
+            timeline.append(snmp.InPkts)
+            rxq.append(_rx_queue(port))
+            tick.wait(0.1)
+
+    host, port = listener.getsockname()[:2]
+    threading.Thread(target=sampler, daemon=True).start()
+    t = os.times()
+    base = (t.user + t.system, _thread_cpu())
+    print(f"READY {host}:{port}", flush=True)
+    for line in sys.stdin:
+        if line.strip() == "STATS":
+            if profiles:
+                import pstats
+
+                for i, pr in enumerate(profiles):
+                    pstats.Stats(pr).dump_stats(f"{os.environ['PROBE_CPROFILE']}.{i}")
+            for s in listener.core.sessions():
+                totals["inbox_drops"] += s.inbox_drops
+                totals["srtt_max"] = max(totals["srtt_max"], s.kcp.rx_srtt)
+            t = os.times()
+            threads = _thread_cpu()
+            for k, v in base[1].items():
+                threads[k] = threads.get(k, 0.0) - v
+            stats = {
+                "snmp": snmp.as_dict(),
+                "totals": totals,
+                "fired": updater.fired,
+                "claimed": getattr(updater, "claimed", None),
+                "recv_calls": calls[0],
+                "spans": spans,
+                "wakeups": updater.wakeups,
+                "cpu": t.user + t.system - base[0],
+                "threads": threads,
+                "rxq": rxq[:60],
+                "timeline": [b - a for a, b in zip(timeline, timeline[1:])][:60],
+                "refused": {k: v for k, v in listener.refused.items() if v},
+            }
+            print("STATS " + json.dumps(stats), flush=True)
+    os._exit(0)
+
+
+def one_run(args: argparse.Namespace, root: str, peer: Path) -> dict[str, Any]:
+    """One server process, one kcp-go client run; the figures."""
+    from bench import _go_flags
+
+    from tests.interop.gopeer import run_client
+
+    env = dict(os.environ)
+    if root:
+        env["KCPSOCK_BENCH_ROOT"] = root
+    argv = [sys.executable, str(Path(__file__).resolve()), "--role", "server"]
+    if args.profile:
+        argv = [
+            str(Path(sys.executable).parent / "py-spy"),
+            "record",
+            "-o",
+            args.profile,
+            "-r",
+            "1000",
+            "-f",
+            "raw",
+            "--threads",
+            "--nonblocking",
+            "--",
+            *argv,
+        ]
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        line = proc.stdout.readline()
+        for _ in range(10):  # py-spy says a few words first
+            if line.startswith("READY") or not line:
+                break
+            line = proc.stdout.readline()
+        if not line.startswith("READY"):
+            raise RuntimeError(f"server said {line!r}")
+        host, _, port = line.split()[1].rpartition(":")
+        opts = argparse.Namespace(stream=True, ack_nodelay=False)
+        flags = [*_go_flags("plain", opts), f"-bytes={args.bytes}", f"-sessions={args.sessions}"]
+        e0 = rcvbuf_errors()
+        res = run_client(peer, "send", (host, int(port)), flags, timeout=args.timeout)
+        e1 = rcvbuf_errors()
+        proc.stdin.write("STATS\n")
+        proc.stdin.flush()
+        while True:
+            line = proc.stdout.readline()
+            if not line or line.startswith("STATS "):
+                break
+        stats = json.loads(line[6:]) if line else {}
+    finally:
+        try:
+            proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+    seconds = float(res["seconds"])
+    return {
+        "mbps": float(res["bytes"]) / 1e6 / seconds,
+        "seconds": seconds,
+        "client_cpu": float(res["cpu"]),
+        "client": {k: res.get(k) for k in ("out_pkts", "retrans", "fast", "early", "lost")},
+        "rcvbuf_errors": e1 - e0,
+        **stats,
+    }
+
+
+def _spans(spans: list[list[float]]) -> str:
+    """Session start and end times, summarised (ms after the first start)."""
+    t0 = min(a for a, _ in spans)
+    starts = sorted(round((a - t0) * 1000) for a, _ in spans)
+    ends = sorted(round((b - t0) * 1000) for _, b in spans)
+    q = [0, len(spans) // 2, len(spans) * 9 // 10, len(spans) - 1]
+    return f"starts p0/50/90/100 {[starts[i] for i in q]}, ends {[ends[i] for i in q]}"
+
+
+def show(label: str, r: dict[str, Any]) -> str:
+    """One line of figures."""
+    s = r.get("snmp", {})
+    th = r.get("threads", {})
+    threads = " ".join(f"{k}={v:.2f}" for k, v in sorted(th.items()) if v >= 0.01)
+    return (
+        f"{label}: {r['mbps']:.1f} MB/s {r['seconds']:.2f} s; RcvbufErrors {r['rcvbuf_errors']};"
+        f" InPkts {s.get('InPkts')} InSegs {s.get('InSegs')} RepeatSegs {s.get('RepeatSegs')}"
+        f" OutPkts {s.get('OutPkts')} InErrs {s.get('InErrs')} refused {r.get('refused')}"
+        f" client {r.get('client')} inbox_drops {r.get('totals', {}).get('inbox_drops')}"
+        f" srtt_max {r.get('totals', {}).get('srtt_max')}"
+        f" recv_calls {r.get('recv_calls')} fired {r.get('fired')} claimed {r.get('claimed')} wakeups {r.get('wakeups')};"
+        f" server CPU {r.get('cpu', 0):.2f} s ({threads})"
+        + (
+            f"\n   InPkts per 100 ms: {r['timeline'][: int(r['seconds'] * 10) + 2]}"
+            if "timeline" in r
+            else ""
+        )
+        + (
+            "\n   sessions (start..done ms after the first start): " + _spans(r["spans"])
+            if r.get("spans")
+            else ""
+        )
+        + (
+            f"\n   kernel queue (datagrams): {r['rxq'][: int(r['seconds'] * 10) + 2]}"
+            if "rxq" in r
+            else ""
+        )
+    )
+
+
+def main() -> int:
+    """Command-line entry point."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sessions", type=int, default=100)
+    p.add_argument("--bytes", type=int, default=30_000_000)
+    p.add_argument("--repeat", type=int, default=1)
+    p.add_argument("--timeout", type=float, default=120.0)
+    p.add_argument("--root", nargs="*", default=[""])
+    p.add_argument("--profile", default="", help="py-spy record the server into this file")
+    p.add_argument("--role", choices=["server"])
+    args = p.parse_args()
+    if args.role == "server":
+        role_server(args)
+        return 0
+    from tests.interop.gopeer import build_peer
+
+    peer = build_peer()
+    for i in range(args.repeat):
+        for spec in args.root:
+            label, _, path = spec.rpartition("=")
+            root = str(Path(path).resolve()) if path else ""
+            try:
+                r = one_run(args, root, peer)
+            except (AssertionError, OSError, RuntimeError, TimeoutError) as exc:
+                print(f"{label or path or 'this'} #{i}: failed: {exc}", flush=True)
+                continue
+            print(show(f"{label or path or 'this'} #{i}", r), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
