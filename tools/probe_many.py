@@ -215,8 +215,8 @@ def role_server(args: argparse.Namespace) -> None:
                 totals["srtt_max"] = max(totals["srtt_max"], s.kcp.rx_srtt)
             t = os.times()
             threads = _thread_cpu()
-            for k, v in base[1].items():
-                threads[k] = threads.get(k, 0.0) - v
+            for name, v in base[1].items():
+                threads[name] = threads.get(name, 0.0) - v
             stats = {
                 "snmp": snmp.as_dict(),
                 "totals": totals,
