@@ -170,6 +170,15 @@ def role_server(args: argparse.Namespace) -> None:
         threading.Thread(target=run, daemon=True).start()
 
 
+def _retrans(sock: Any) -> str:
+    """The sender's retransmission counters as ``key=value`` fields (empty if unknown)."""
+    try:
+        f = sock.figures()
+    except AttributeError:  # a tree without KCPSocket.figures
+        return ""
+    return f" lost={f['lost_segs']} fast={f['fast_retrans_segs']} sent={f['segments_out']}"
+
+
 def role_client(args: argparse.Namespace) -> None:
     """A kcpsock client: send / echo-client / ping, printing an OK line."""
     import kcpsock
@@ -188,7 +197,10 @@ def role_client(args: argparse.Namespace) -> None:
             left -= n
         if _recv_exact(sock, 4) != b"DONE":
             raise SystemExit("FAIL no DONE")
-        print(f"OK bytes={total} seconds={time.perf_counter() - t0:.6f} cpu={_cpu() - c0:.6f}")
+        print(
+            f"OK bytes={total} seconds={time.perf_counter() - t0:.6f} cpu={_cpu() - c0:.6f}"
+            + _retrans(sock)
+        )
     elif args.role == "echo-client":
         t0, c0 = time.perf_counter(), _cpu()
 
@@ -455,7 +467,9 @@ def _one_transfer(
     finally:
         server.close()
     seconds = float(res["seconds"])
-    print(f"# {pair} {config} {test}: {mb / seconds:.1f} MB/s", file=sys.stderr)
+    # the kcpsock sender's RTO (lost) and fast retransmissions, out of all segments sent
+    counts = " ".join(f"{k}={res[k]}" for k in ("lost", "fast", "sent") if k in res)
+    print(f"# {pair} {config} {test}: {mb / seconds:.1f} MB/s {counts}", file=sys.stderr)
     return {
         "mbps": mb / seconds,
         "client_cpu": float(res["cpu"]) / mb,
@@ -495,13 +509,15 @@ def _bench_mode(
                 r: {"one-way": [], "echo": [], "rtt": []} for r in roots
             }
             for test in ("one-way", "echo"):
+                if test not in opts.tests:
+                    continue
                 for _ in range(opts.repeat):
                     for root in roots:
                         _use_root(root)
                         results[root][test].append(
                             _one_transfer(opts, peer, mb, pair, config, test)
                         )
-            for _ in range(opts.repeat):
+            for _ in range(opts.repeat if "rtt" in opts.tests else 0):
                 for root in roots:
                     _use_root(root)
                     results[root]["rtt"].append(_one_ping(opts, peer, pair, config))
@@ -792,6 +808,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per run")
     p.add_argument(
         "--repeat", type=int, default=1, help="runs per figure; the table shows the median run"
+    )
+    p.add_argument(
+        "--tests",
+        nargs="*",
+        choices=("one-way", "echo", "rtt"),
+        default=["one-way", "echo", "rtt"],
+        help="the tests of the table to run (default: all)",
     )
     # internal: this script as a kcpsock peer process
     p.add_argument(
