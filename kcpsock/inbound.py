@@ -656,7 +656,7 @@ class DrainRate:
     rate stays measured: the cap settles where a window drains in
     ``fraction`` of the RTO less the sender's reaction time).  Otherwise
     the receiver keeps up: the window grows by ``grow`` per interval until
-    the cap is lifted.
+    the cap is lifted (past :attr:`LIFT`).
 
     Pure: time comes in as ``now`` (seconds, any monotonic clock).
 
@@ -680,7 +680,7 @@ class DrainRate:
         self,
         fraction: float = 0.5,
         floor: int = 32,
-        grow: float = 1.25,
+        grow: float = 1.5,
         gain: float = 0.5,
         start: int = 256,
     ) -> None:
