@@ -702,8 +702,10 @@ class DrainRate:
                 (KCP's ``rcv_nxt``).
             minrto_ms: the minimum RTO (ms) assumed for the sender (the
                 session's own: peers are configured alike).
-            backlog: datagrams waited for the receiver during the whole
-                interval since the last call.
+            backlog: datagrams waited for the receiver during the interval
+                since the last call.  Without it, or if fewer than ``floor``
+                segments were taken in (the backlog was of ACKs: this side
+                sends), the receiver keeps up: the window grows.
         """
         prev = self.seen.get(key)
         if prev is None:
@@ -715,8 +717,8 @@ class DrainRate:
         dt = now - t0
         if dt <= 0.0:
             return wnd
-        if backlog:
-            done = (taken - n0) & 0xFFFFFFFF
+        done = (taken - n0) & 0xFFFFFFFF
+        if backlog and done >= self.floor:
             fit = done / dt * minrto_ms * 0.001 * self.fraction
             if wnd < self.NO_CAP:
                 fit = wnd + (fit - wnd) * self.gain

@@ -139,6 +139,8 @@ def test_window_measures_only_under_backlog_and_grows_back() -> None:
     assert w == DrainRate.NO_CAP
     # a very slow receiver still advertises the floor; rcv_nxt wraps mod 2**32
     d.window("w", 0.0, 0xFFFFFFF0, 30, backlog=False)
-    assert d.window("w", 1.0, 0x10, 30, backlog=True) == 32
+    assert d.window("w", 1.0, 0x30, 30, backlog=True) == 32
+    # a backlog of ACKs (this side sends, almost no data arrives) measures nothing
+    assert d.window("w", 1.05, 0x31, 30, backlog=True) == 49
     d.forget(["w"])
     assert list(d.seen) == ["w"]
