@@ -221,7 +221,10 @@ def role_client(args: argparse.Namespace) -> None:
                 raise SystemExit("FAIL echo ended early")
             got += n
         w.join(60)
-        print(f"OK bytes={total} seconds={time.perf_counter() - t0:.6f} cpu={_cpu() - c0:.6f}")
+        print(
+            f"OK bytes={total} seconds={time.perf_counter() - t0:.6f} cpu={_cpu() - c0:.6f}"
+            + _retrans(sock)
+        )
     else:  # ping
         msg = bytearray(args.size)
         rtts = []
