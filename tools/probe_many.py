@@ -180,6 +180,30 @@ def role_server(args: argparse.Namespace) -> None:
     base = (t.user + t.system, _thread_cpu())
     print(f"READY {host}:{port}", flush=True)
     for line in sys.stdin:
+        if line.strip() == "STATE":
+            # why a run hangs: every live session's state
+            from kcpsock.updater import now_ms
+
+            now = now_ms()
+            for sess in listener.core.sessions():
+                k = sess.kcp
+                dl = sess.updater_deadline
+                print(
+                    f"# {sess.state.value} conv={sess.conv} deadline="
+                    f"{None if dl is None else dl - now} cap={getattr(k, 'wnd_cap', '-')}"
+                    f" rcv_wnd={k.rcv_wnd} rcv_nxt={k.rcv_nxt} rcv_queue={len(k.rcv_queue)}"
+                    f" rcv_buf={len(k.rcv_buf)} acklist={len(k.acklist)} probe={k.probe}"
+                    f" inbox={sess.queued_batches()} deferred={sess.deferred_rcvwnd}"
+                    f" pending={sess.route.pending} in_segs={k.in_segs}",
+                    file=sys.stderr,
+                )
+            print(
+                f"# queue={len(listener.core._queue)} refused={listener.core.refused}"
+                f" updater={updater!r} heap={updater.pending()}",
+                file=sys.stderr,
+                flush=True,
+            )
+            continue
         if line.strip() == "STATS":
             if profiles:
                 import pstats
@@ -191,8 +215,8 @@ def role_server(args: argparse.Namespace) -> None:
                 totals["srtt_max"] = max(totals["srtt_max"], s.kcp.rx_srtt)
             t = os.times()
             threads = _thread_cpu()
-            for k, v in base[1].items():
-                threads[k] = threads.get(k, 0.0) - v
+            for name, v in base[1].items():
+                threads[name] = threads.get(name, 0.0) - v
             stats = {
                 "snmp": snmp.as_dict(),
                 "totals": totals,
@@ -250,7 +274,18 @@ def one_run(args: argparse.Namespace, root: str, peer: Path) -> dict[str, Any]:
         opts = argparse.Namespace(stream=True, ack_nodelay=False)
         flags = [*_go_flags("plain", opts), f"-bytes={args.bytes}", f"-sessions={args.sessions}"]
         e0 = rcvbuf_errors()
-        res = run_client(peer, "send", (host, int(port)), flags, timeout=args.timeout)
+        try:
+            res = run_client(peer, "send", (host, int(port)), flags, timeout=args.timeout)
+        except AssertionError:
+            subprocess.run(
+                [str(Path(sys.executable).parent / "py-spy"), "dump", "--pid", str(proc.pid)],
+                timeout=30,
+                check=False,
+            )
+            proc.stdin.write("STATE\n")
+            proc.stdin.flush()
+            threading.Event().wait(3)
+            raise
         e1 = rcvbuf_errors()
         proc.stdin.write("STATS\n")
         proc.stdin.flush()
