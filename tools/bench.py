@@ -536,6 +536,7 @@ def _bench_mode(
                     "config": config,
                     "mode": mode,
                     "tree": label[root],
+                    "ran": list(opts.tests),
                 }
                 for test in ("one-way", "echo"):
                     runs = [r for r in results[root][test] if r is not None]
@@ -690,12 +691,16 @@ def idle(opts: argparse.Namespace, peer: Optional[Path]) -> list[dict[str, Any]]
     return rows
 
 
+def _cell(r: Optional[dict[str, float]], key: str, fmt: str, ran: bool = True) -> str:
+    """One figure of the table: '-' for a test not asked for (--tests), 'failed' if none."""
+    if not ran:
+        return "-"
+    return "failed" if r is None else format(r[key], fmt)
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     """Format the rows as the plain-text table BENCHMARKS.md shows."""
-
-    def cell(r: Optional[dict[str, float]], key: str, fmt: str) -> str:
-        return "failed" if r is None else format(r[key], fmt)
-
+    cell = _cell
     lines = [
         "| client → server | tree | mode | config | one-way MB/s | CPU s/MB client / server "
         "| echo MB/s | CPU s/MB client / server | RTT p50 ms | RTT p99 ms |",
@@ -703,15 +708,17 @@ def table(rows: list[dict[str, Any]]) -> str:
     ]
     for row in rows:
         ow, ec, rtt = row.get("one-way"), row.get("echo"), row.get("rtt")
+        ran = row.get("ran", ("one-way", "echo", "rtt"))
+        ow_t, ec_t = ("one-way" in ran), ("echo" in ran)
         lines.append(
             f"| {row['pair'].replace('->', ' → ')} | {row['tree']} | {row['mode']} "
             f"| {row['config']} "
-            f"| {cell(ow, 'mbps', '.1f')} "
-            f"| {cell(ow, 'client_cpu', '.4f')} / {cell(ow, 'server_cpu', '.4f')} "
-            f"| {cell(ec, 'mbps', '.1f')} "
-            f"| {cell(ec, 'client_cpu', '.4f')} / {cell(ec, 'server_cpu', '.4f')} "
-            f"| {'failed' if rtt is None else format(rtt[0], '.3f')} "
-            f"| {'failed' if rtt is None else format(rtt[1], '.3f')} |"
+            f"| {cell(ow, 'mbps', '.1f', ow_t)} "
+            f"| {cell(ow, 'client_cpu', '.4f', ow_t)} / {cell(ow, 'server_cpu', '.4f', ow_t)} "
+            f"| {cell(ec, 'mbps', '.1f', ec_t)} "
+            f"| {cell(ec, 'client_cpu', '.4f', ec_t)} / {cell(ec, 'server_cpu', '.4f', ec_t)} "
+            f"| {'-' if 'rtt' not in ran else 'failed' if rtt is None else format(rtt[0], '.3f')} "
+            f"| {'-' if 'rtt' not in ran else 'failed' if rtt is None else format(rtt[1], '.3f')} |"
         )
     return "\n".join(lines)
 
