@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import queue
 import shlex
 import socket
 import statistics
@@ -156,8 +157,13 @@ def role_server(args: argparse.Namespace) -> None:
                     return
                 got += n
             sock.sendall(b"DONE")
+            try:
+                repeat = f" repeat={sock.figures()['repeat_segs']}"  # segments received twice
+            except AttributeError:  # a tree without KCPSocket.figures
+                repeat = ""
             print(
-                f"SINK bytes={want} seconds={time.perf_counter() - t0:.6f} cpu={_cpu() - c0:.6f}",
+                f"SINK bytes={want} seconds={time.perf_counter() - t0:.6f} cpu={_cpu() - c0:.6f}"
+                + repeat,
                 flush=True,
             )
 
@@ -473,11 +479,21 @@ def _one_transfer(
             print(f"# {pair} {config} {test}: {exc}", file=sys.stderr)
             return None
         cpu1 = proc_cpu(server.pid)
+        if test == "one-way" and server_side == "kcpsock":
+            # its SINK line: the segments it received twice
+            try:
+                sink = server.next_line(timeout=2.0).split()
+            except queue.Empty:
+                sink = []
+            for field in sink:
+                if field.startswith("repeat="):
+                    res["repeat"] = field[len("repeat=") :]
     finally:
         server.close()
     seconds = float(res["seconds"])
-    # the kcpsock sender's RTO (lost) and fast retransmissions, out of all segments sent
-    counts = " ".join(f"{k}={res[k]}" for k in ("lost", "fast", "sent") if k in res)
+    # the kcpsock sender's RTO (lost) and fast retransmissions, out of all
+    # segments sent; the kcpsock receiver's duplicates
+    counts = " ".join(f"{k}={res[k]}" for k in ("lost", "fast", "sent", "repeat") if k in res)
     print(f"# {pair} {config} {test}: {mb / seconds:.1f} MB/s {counts}", file=sys.stderr)
     return {
         "mbps": mb / seconds,
