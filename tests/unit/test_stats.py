@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 
 import pytest
 
-from kcpsock.stats import FIELDS, HEADER, Snmp, snmp
+from kcpsock.stats import FIELDS, HEADER, SOURCE_FIELDS, Snmp, snmp
 
 HEAD_HEADER = [
     "BytesSent",
@@ -129,3 +130,76 @@ def test_global_snmp_exists_and_repr() -> None:
     s = Snmp()
     s.add("InErrs", 2)
     assert "InErrs=2" in repr(s)
+
+
+class _Source:
+    """A counter source as a session is one: cumulative values it alone changes."""
+
+    def __init__(self) -> None:
+        self.values = [0] * len(SOURCE_FIELDS)
+
+    def bump(self, name: str, n: int) -> None:
+        self.values[SOURCE_FIELDS.index(name)] += n
+
+    def snmp_counts(self) -> tuple[int, ...]:
+        return tuple(self.values)
+
+
+def test_registered_sources_are_read_at_every_read() -> None:
+    s = Snmp()
+    src = _Source()
+    s.register(src)
+    src.bump("InPkts", 3)
+    src.bump("BytesSent", 64)
+    assert s.InPkts == 3  # an attribute read folds the source in
+    src.bump("InPkts", 2)
+    assert dict(zip(s.header(), s.values()))["InPkts"] == 5
+    assert s.as_dict()["BytesSent"] == 64
+    c = s.copy()
+    src.bump("InPkts", 1)
+    assert c.InPkts == 5  # a copy is a snapshot, not a reader
+    assert s.InPkts == 6
+
+
+def test_retrans_segs_follows_the_three_kinds_of_a_source() -> None:
+    s = Snmp()
+    src = _Source()
+    s.register(src)
+    src.bump("LostSegs", 1)
+    src.bump("FastRetransSegs", 2)
+    src.bump("EarlyRetransSegs", 4)
+    assert (s.LostSegs, s.FastRetransSegs, s.EarlyRetransSegs, s.RetransSegs) == (1, 2, 4, 7)
+
+
+def test_unregister_keeps_what_was_counted_and_stops_reading() -> None:
+    s = Snmp()
+    src = _Source()
+    s.register(src)
+    src.bump("OutPkts", 4)
+    s.unregister(src)  # folds in the 4 not read yet
+    src.bump("OutPkts", 100)
+    assert s.OutPkts == 4
+    s.unregister(src)  # twice: nothing happens
+    assert s.OutPkts == 4
+
+
+def test_reset_forgets_what_sources_counted_before_it() -> None:
+    s = Snmp()
+    src = _Source()
+    s.register(src)
+    src.bump("InSegs", 10)
+    s.reset()
+    src.bump("InSegs", 1)
+    assert s.InSegs == 1
+
+
+def test_sources_are_added_to_direct_adds_and_held_weakly() -> None:
+    s = Snmp()
+    src = _Source()
+    s.register(src)
+    s.add("InPkts", 2)
+    src.bump("InPkts", 3)
+    assert s.InPkts == 5
+    del src
+    gc.collect()
+    assert s.InPkts == 5  # a collected source keeps what was read
