@@ -85,11 +85,11 @@ from .errors import (
     KCPTimeoutError,
     PacketError,
 )
-from .inbound import Address, Delivery, Inbound, InboundResult, Route
+from .inbound import Address, Delivery, DrainRate, Inbound, InboundResult, Route
 from .kcp import IKCP_ASK_SEND, IKCP_ASK_TELL, KCP
 from .replay import ReplayFilter
 from .stats import snmp
-from .transport import Batch, Receiver, Signal, Transport
+from .transport import BATCH, Batch, Receiver, Signal, Transport
 from .updater import now_ms, updater
 
 if TYPE_CHECKING:
@@ -100,6 +100,7 @@ if TYPE_CHECKING:
 _T = TypeVar("_T")
 
 __all__ = [
+    "DRAIN_INTERVAL",
     "INBOX_LIMIT",
     "Session",
     "SessionState",
@@ -137,6 +138,10 @@ GONE_ANSWER_TIMES = 8
 #: While the peer answers, a waiting reader probes after one answer time of
 #: silence, then at doubling gaps up to this (ms).
 GONE_GAP_MAX_MS = 5000
+
+#: Seconds between two updates of a dialed session's paced receive window
+#: (:meth:`Session._pace_window`; a listener paces its sessions as often).
+DRAIN_INTERVAL = 0.05
 
 #: Batches a session's inbound queue holds at most (each at most
 #: :data:`kcpsock.transport.BATCH` datagrams).
@@ -400,6 +405,11 @@ class Session:
         self.deferred_rcvwnd = 0
         self._receiver: Optional[Receiver] = None
         self._inbound: Optional[Inbound] = None
+        # a dialed session's receive window follows its receiver's drain
+        # rate (DrainRate, as a listener's sessions'); receiver thread only
+        self._drain: Optional[DrainRate] = None
+        self._drain_at = 0.0
+        self._drain_backlog = False
         self.updater_deadline: Optional[int] = None
         self.updater_seq = 0
         # settings not held by KCP
@@ -1544,10 +1554,35 @@ class Session:
         inbound = self._inbound
         assert inbound is not None
         result: InboundResult = inbound.process(batch)
+        if self.kcp.stream:
+            self._pace_window(len(batch))
         for d in result.deliveries:
             self.deliver(d)
         if result.errors:
             snmp.add_many(result.errors)
+
+    def _pace_window(self, batch: int) -> None:
+        """Cap the advertised window at what this receiver drains in time (receiver thread).
+
+        Every :data:`DRAIN_INTERVAL` seconds, :class:`kcpsock.inbound.DrainRate`
+        turns the segments taken in while datagrams waited into the window
+        that drains within half the minimum RTO, so a slow receiver does not
+        make its peer resend the tail of every window.  ``KCP.wnd_cap`` is a
+        plain int read once per flush: set without the lock.
+        """
+        reader = self._receiver
+        if batch >= BATCH or (reader is not None and reader.pending):
+            self._drain_backlog = True
+        now = time.monotonic()
+        if now < self._drain_at:
+            return
+        drain = self._drain
+        if drain is None:
+            drain = self._drain = DrainRate()
+        kcp = self.kcp
+        kcp.wnd_cap = drain.window(self, now, kcp.rcv_nxt, kcp.rx_minrto, self._drain_backlog)
+        self._drain_backlog = False
+        self._drain_at = now + DRAIN_INTERVAL
 
     # ------------------------------------------------------------- figures
 
