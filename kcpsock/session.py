@@ -138,6 +138,12 @@ GONE_ANSWER_TIMES = 8
 #: While the peer answers, a waiting reader probes after one answer time of
 #: silence, then at doubling gaps up to this (ms).
 GONE_GAP_MAX_MS = 5000
+#: The close watch probes a silent peer only within this window (ms; or
+#: :data:`GONE_ANSWER_TIMES` answer times if longer) after data last moved
+#: or the reader began waiting; a peer that still answers after it is left
+#: to the keep-alive probes (``keepalive_interval``), and an unanswered
+#: keep-alive probe starts the watch's run of probes.
+GONE_WINDOW_MS = 3000
 
 #: Seconds between two updates of a dialed session's paced receive window
 #: (:meth:`Session._pace_window`; a listener paces its sessions as often).
@@ -433,14 +439,17 @@ class Session:
         # the watch of a waiting reader (_watch): the current gap between an
         # answer and the next probe (0: one answer time), the first and the
         # last probe of the run not answered yet (0: none), how many, the
-        # deadline asked for (0: not watching), (rcv_nxt, snd_una) when data
-        # last moved, and the slowest probe answer seen (ms, decaying)
+        # deadline asked for (0: not watching; -1: watching, the window is
+        # over: keep-alive probes only), (rcv_nxt, snd_una) when data last
+        # moved, when the probing window began (data moved or a reader began
+        # waiting), and the slowest probe answer seen (ms, decaying)
         self._w_gap = 0
         self._w_first = 0
         self._w_last = 0
         self._w_count = 0
         self._w_due = 0
         self._w_mark = (-1, -1)
+        self._w_start = 0
         self._answer_ms = 0
         #: kcp.stale_wins when we last probed (-1: never): a WINS with una 0
         #: (after the peer acknowledged data) in answer to our probe comes from
@@ -790,6 +799,7 @@ class Session:
                 self.failure = "gone"
                 _log.debug("conv %08x: the peer answers as a new session: it closed", self.conv)
             ka = self.keepalive_timeout_ms
+            ka_probe = False
             if ka and self.failure is None:
                 idle = now - self._last_rx
                 if idle >= ka:
@@ -799,6 +809,7 @@ class Session:
                     kcp.probe |= IKCP_ASK_SEND  # a window probe: the peer answers WINS
                     self._stale_mark = kcp.stale_wins
                     self._next_probe = now + max(self.keepalive_interval_ms // 3, 10)
+                    ka_probe = True
             watch_due: Optional[int] = None
             if (
                 self.gone_timeout_ms
@@ -806,7 +817,7 @@ class Session:
                 and state is SessionState.OPEN
                 and self._reader_waits(kcp)
             ):
-                watch_due = self._watch(now, kcp)
+                watch_due = self._watch(now, kcp, ka_probe)
             elif self._w_due:
                 # nobody waits any more: drop the probe run (a new wait starts afresh)
                 self._w_due = self._w_first = self._w_count = 0
@@ -874,7 +885,7 @@ class Session:
             return False  # closed meanwhile
         return bool(readable)
 
-    def _watch(self, now: int, kcp: KCP) -> Optional[int]:
+    def _watch(self, now: int, kcp: KCP, ka_probe: bool = False) -> Optional[int]:
         """Probe the silent peer of a waiting reader; decide it is gone (lock held).
 
         KCP has no FIN: a peer that closed (its background close finished)
@@ -899,17 +910,34 @@ class Session:
         ``KCP.stale_wins``, ends the conversation in :meth:`on_timer`: the
         peer forgot it.)
 
+        The watch exists for a peer that closes soon after its last data, so
+        it starts new probes only within a window of ``max(``
+        :data:`GONE_WINDOW_MS` ``, GONE_ANSWER_TIMES * u)`` after data last
+        moved (either way) or the reader began waiting.  After it, a silent
+        peer that answered is left to the keep-alive probes (one per
+        ``keepalive_interval`` of silence, as for any idle session): a
+        keep-alive probe sent while a reader waits (``ka_probe``) becomes
+        the first probe of a run, so a peer that closes later still reads as
+        EOF about ``keepalive_interval`` plus the run's length after it went
+        silent, and 1,000 idle waiting readers cost no more probes than
+        1,000 idle sessions.  With keep-alive off the window never ends.
+
         Returns:
-            When to look again (ms), or None once the peer is gone.
+            When to look again (ms), or None once the peer is gone or while
+            the window is over and no run is going on (the keep-alive timer
+            of :meth:`on_timer` looks again).
         """
         u = max(kcp.rx_rto, self._answer_ms)
         mark = (kcp.rcv_nxt, kcp.snd_una)
+        if self._w_due == 0:
+            self._w_start = now  # a reader began waiting: a new window
         if mark != self._w_mark:
             # data moved: watch the next silence more closely (half the gap:
             # after a burst the gap falls back to one answer time, while a
             # slow steady stream is probed about once between its datagrams)
             self._w_mark = mark
             self._w_gap >>= 1
+            self._w_start = now
         first = self._w_first
         last_rx = self._last_rx
         if first and last_rx >= first:
@@ -927,9 +955,19 @@ class Session:
             first = self._w_first = self._w_count = 0  # late: no verdict on stale evidence
         if not first:
             at = last_rx + max(self._w_gap, u)
-            if now < at:
-                self._w_due = at
-                return at
+            if self.keepalive_timeout_ms:
+                end = self._w_start + max(GONE_WINDOW_MS, GONE_ANSWER_TIMES * u)
+            else:
+                end = now + GONE_GAP_MAX_MS + u  # no keep-alive: the watch goes on
+            # (a keep-alive probe, already set, opens a run whenever it is
+            # sent: if it goes unanswered, probes follow every u / 2)
+            if not ka_probe:
+                if (at if now < at else now) >= end:
+                    self._w_due = -1  # the window is over: keep-alive only
+                    return None
+                if now < at:
+                    self._w_due = at
+                    return at
             kcp.probe |= IKCP_ASK_SEND  # the peer answers WINS
             self._stale_mark = kcp.stale_wins
             self._w_first = self._w_last = now

@@ -332,3 +332,92 @@ def test_no_false_end_under_20_percent_loss() -> None:
     ln.close()
     assert not errors, errors
     assert results == [(expected, None)] * clients
+
+
+def test_the_watch_leaves_a_long_quiet_answering_peer_to_the_keepalive(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After its window the close watch sends no probes; keep-alive probes remain.
+
+    Waiting readers on live, quiet peers (a server's handler threads in
+    ``recv``) must cost no more probes than idle sessions do (issue 9).
+    """
+    monkeypatch.setattr(kcpsock.session, "GONE_WINDOW_MS", 300)
+    done = threading.Event()
+    ln = kcpsock.listen(("127.0.0.1", 0), keepalive_interval=3.0)
+    ln.settimeout(IO_TIMEOUT)
+
+    def run() -> None:
+        conn, _ = ln.accept()
+        with conn:
+            conn.settimeout(IO_TIMEOUT)
+            conn.recv(100)
+            conn.sendall(b"first")
+            done.wait(IO_TIMEOUT)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    try:
+        with kcpsock.create_connection(
+            ln.getsockname(), timeout=IO_TIMEOUT, keepalive_interval=3.0
+        ) as sock:
+            sock.sendall(b"request")
+            assert kcpsock_recv_exact(sock, 5) == b"first"
+            sent = sock.segments_sent
+            later: list[int] = []
+            sampler = threading.Thread(
+                target=lambda: (threading.Event().wait(0.8), later.append(sock.segments_sent)),
+                daemon=True,
+            )
+            sampler.start()
+            sock.settimeout(2.5)  # under keepalive_interval: no keep-alive probe yet
+            with pytest.raises(TimeoutError):
+                sock.recv(10)
+            sampler.join(IO_TIMEOUT)
+            assert sock.session.failure is None
+            probes = sock.segments_sent - sent
+            # the window's probes (one answer time, then doubling gaps) and no more
+            assert 1 <= probes <= 4, probes
+            assert later and sock.segments_sent == later[0]  # none after the window
+    finally:
+        done.set()
+        t.join(IO_TIMEOUT)
+        ln.close()
+
+
+def test_a_peer_that_closes_after_the_window_still_reads_as_eof(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An unanswered keep-alive probe opens the watch's run: EOF, not keepalive_timeout."""
+    monkeypatch.setattr(kcpsock.session, "GONE_WINDOW_MS", 300)
+    go = threading.Event()
+    ln = kcpsock.listen(("127.0.0.1", 0))
+    ln.settimeout(IO_TIMEOUT)
+
+    def run() -> None:
+        conn, _ = ln.accept()
+        conn.settimeout(IO_TIMEOUT)
+        conn.recv(100)
+        conn.sendall(b"first")
+        go.wait(IO_TIMEOUT)
+        conn.close()
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    try:
+        with kcpsock.create_connection(
+            ln.getsockname(), timeout=IO_TIMEOUT, keepalive_interval=1.0
+        ) as sock:
+            sock.sendall(b"request")
+            assert kcpsock_recv_exact(sock, 5) == b"first"
+            sock.settimeout(0.6)  # past the window: the watch is dormant
+            with pytest.raises(TimeoutError):
+                sock.recv(10)
+            go.set()  # the server closes now, long after its last data
+            sock.settimeout(IO_TIMEOUT)  # far below keepalive_timeout (30 s)
+            assert sock.recv(10) == b""
+            assert sock.session.failure == "gone"
+        t.join(IO_TIMEOUT)
+    finally:
+        go.set()
+        ln.close()
