@@ -145,6 +145,11 @@ GONE_GAP_MAX_MS = 5000
 #: keep-alive probe starts the watch's run of probes.
 GONE_WINDOW_MS = 3000
 
+#: Keep-alive deadlines are rounded up to a multiple of this (ms; at most
+#: an eighth of ``keepalive_interval``) on the session clock, so one updater
+#: wake-up runs the keep-alive of every idle session due in that slot.
+KEEPALIVE_GRID_MS = 250
+
 #: Seconds between two updates of a dialed session's paced receive window
 #: (:meth:`Session._pace_window`; a listener paces its sessions as often).
 DRAIN_INTERVAL = 0.05
@@ -451,6 +456,8 @@ class Session:
         self._w_mark = (-1, -1)
         self._w_start = 0
         self._answer_ms = 0
+        # what on_timer last set the SNMP gauges from (skipped when unchanged)
+        self._gauge_key: Optional[tuple[int, int, int, int]] = None
         #: kcp.stale_wins when we last probed (-1: never): a WINS with una 0
         #: (after the peer acknowledged data) in answer to our probe comes from
         #: a peer that forgot the conversation (kcp-go's listener opens a new
@@ -763,8 +770,19 @@ class Session:
             if not kcp.waitsnd():
                 self._arm_at(now)  # everything acknowledged: on_timer finishes the close
         self._notify(hysteresis=True)
-        due = kcp.check(now)  # never before now: an absolute deadline as it is
         current = self.updater_deadline
+        if (
+            current is not None
+            and not kcp.acklist
+            and not kcp.probe
+            and not kcp.snd_buf
+            and not kcp.snd_queue
+        ):
+            # nothing for a flush to do (a keep-alive probe or its answer):
+            # the timer already set (keep-alive, close watch) is enough, and
+            # an idle session costs no updater wake-up per probe (issue 9)
+            return
+        due = kcp.check(now)  # never before now: an absolute deadline as it is
         if current is None or current > due:
             self._arm_at(due)
 
@@ -839,21 +857,37 @@ class Session:
                 if ka:
                     idle_at = self._last_rx + self.keepalive_interval_ms
                     due = min(self._last_rx + ka, max(self._next_probe, idle_at))
+                    # on a coarse grid (keep-alive needs no precision): one
+                    # updater wake-up serves every session due in that slot
+                    grid = min(KEEPALIVE_GRID_MS, self.keepalive_interval_ms >> 3) or 1
+                    due = -(-due // grid) * grid
                     nxt = due if nxt is None else min(nxt, due)
                 if watch_due is not None:
                     nxt = watch_due if nxt is None else min(nxt, watch_due)
                 if state is SessionState.CLOSING:
                     nxt = self._close_deadline if nxt is None else min(nxt, self._close_deadline)
+            gauge_key: Optional[tuple[int, int, int, int]] = (
+                len(kcp.snd_queue),
+                len(kcp.rcv_queue),
+                len(kcp.snd_buf),
+                self.packets_in,
+            )
+            if gauge_key == self._gauge_key:
+                gauge_key = None  # nothing changed since this session last set them
+            else:
+                self._gauge_key = gauge_key
+        if gauge_key is not None:
             gauges = {
-                "RingBufferSndQueue": len(kcp.snd_queue),
-                "RingBufferRcvQueue": len(kcp.rcv_queue),
-                "RingBufferSndBuffer": len(kcp.snd_buf),
+                "RingBufferSndQueue": gauge_key[0],
+                "RingBufferRcvQueue": gauge_key[1],
+                "RingBufferSndBuffer": gauge_key[2],
             }
-        codec = self._codec
-        if codec is not None:
-            gauges["FECShardSet"] = codec.fec_counters()["FECShardSet"]
-        # kcp-go HEAD: gauges of the last flush of any session
-        snmp.set_gauges(**gauges)
+            codec = self._codec
+            if codec is not None:
+                gauges["FECShardSet"] = codec.fec_counters()["FECShardSet"]
+            # kcp-go HEAD: gauges of the last flush of any session (kcpsock
+            # skips a flush whose session changed nothing since it last set them)
+            snmp.set_gauges(**gauges)
         if finish:
             self._finish_close(wait=False)
         return nxt
