@@ -374,7 +374,12 @@ class KCPConfig:
     the peer counts as gone (it closed or vanished): ``recv`` returns b"",
     ``send`` raises ConnectionResetError.  A live peer answers within an
     answer time even when its application is busy.  While the peer answers,
-    the probes space out to one every 5 s.  0 turns this off (only
+    the probes space out (doubling gaps up to 5 s), and only within 3 s (or
+    8 answer times) after data last moved or the reader began waiting; after
+    that a quiet peer gets only the keep-alive probes (``keepalive_interval``),
+    and an unanswered one starts the run above, so an end that comes later
+    is seen about ``keepalive_interval`` after the peer went silent (with
+    keep-alive off the watch goes on probing every 5 s).  0 turns this off (only
     ``keepalive_timeout`` ends a silent conversation).  Raise it on links
     that go silent for longer stretches (a peer behind a link that drops
     everything for a second would otherwise count as gone)."""

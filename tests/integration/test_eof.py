@@ -365,10 +365,12 @@ def test_the_watch_leaves_a_long_quiet_answering_peer_to_the_keepalive(
             assert kcpsock_recv_exact(sock, 5) == b"first"
             sent = sock.segments_sent
             later: list[int] = []
-            sampler = threading.Thread(
-                target=lambda: (threading.Event().wait(0.8), later.append(sock.segments_sent)),
-                daemon=True,
-            )
+
+            def sample() -> None:
+                threading.Event().wait(0.8)  # a moment past the window (a measurement)
+                later.append(sock.segments_sent)
+
+            sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
             sock.settimeout(2.5)  # under keepalive_interval: no keep-alive probe yet
             with pytest.raises(TimeoutError):
