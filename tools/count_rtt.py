@@ -377,6 +377,28 @@ def _proc_cpu(pid: int) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
+def _proc_switches(pid: int) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches of all threads of process ``pid``.
+
+    A voluntary switch is a thread blocking (a wait for a datagram, a lock,
+    a Condition or the GIL), so the count per round trip shows the thread
+    hand-offs independently of the machine's load; involuntary ones are
+    preemptions (load).
+    """
+    vol = invol = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            text = (task / "status").read_text()
+        except OSError:  # the thread ended meanwhile
+            continue
+        for line in text.splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                vol += int(line.split()[1])
+            elif line.startswith("nonvoluntary_ctxt_switches:"):
+                invol += int(line.split()[1])
+    return vol, invol
+
+
 def role_server(args: argparse.Namespace) -> None:
     """The echo server of ``--real`` (bench.py's: recv_into, sendall a view)."""
     mods = _load(Path(args.root).resolve())
@@ -433,6 +455,7 @@ def run_real(args: argparse.Namespace) -> None:
         for i in range(args.rounds + 200):
             if i == 200:
                 c0, s0 = _proc_cpu(os.getpid()), _proc_cpu(child.pid)
+                w0 = (_proc_switches(os.getpid()), _proc_switches(child.pid))
             msg[0] = i & 0xFF
             t0 = time.perf_counter()
             sock.sendall(msg)
@@ -445,6 +468,7 @@ def run_real(args: argparse.Namespace) -> None:
             if i >= 200:
                 rtts.append(time.perf_counter() - t0)
         c1, s1 = _proc_cpu(os.getpid()), _proc_cpu(child.pid)
+        w1 = (_proc_switches(os.getpid()), _proc_switches(child.pid))
         sock.close()
         rtts.sort()
         n = len(rtts)
@@ -453,7 +477,10 @@ def run_real(args: argparse.Namespace) -> None:
         print(
             f"real ping {args.mode}: CPU us per round trip (user+sys):"
             f" client {cu + cs:.0f} ({cu:.0f}+{cs:.0f}), server {su + ss:.0f} ({su:.0f}+{ss:.0f}),"
-            f" p50 {rtts[n // 2] * 1e6:.0f} us, p99 {rtts[int(0.99 * (n - 1))] * 1e6:.0f} us"
+            f" p50 {rtts[n // 2] * 1e6:.0f} us, p99 {rtts[int(0.99 * (n - 1))] * 1e6:.0f} us,"
+            f" context switches per round trip (voluntary/involuntary):"
+            f" client {(w1[0][0] - w0[0][0]) / n:.2f}/{(w1[0][1] - w0[0][1]) / n:.2f},"
+            f" server {(w1[1][0] - w0[1][0]) / n:.2f}/{(w1[1][1] - w0[1][1]) / n:.2f}"
             f"  ({n} round trips, root {Path(args.root).resolve()})"
         )
     finally:
