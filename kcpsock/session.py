@@ -139,9 +139,6 @@ GONE_GAP_MAX_MS = 5000
 #: Batches a session's inbound queue holds at most (each at most
 #: :data:`kcpsock.transport.BATCH` datagrams).
 INBOX_LIMIT = 128
-#: An empty inbound batch: queued by :meth:`Session.deliver` so that the
-#: lock holder's drain wakes the waiting readers (it carries no datagram).
-_WAKE = Delivery(Route(None, None))
 _M32 = 0xFFFFFFFF
 
 
@@ -380,8 +377,6 @@ class Session:
         self._readable = threading.Condition(self._lock)  # type: ignore[arg-type]
         self._writable = threading.Condition(self._lock)  # type: ignore[arg-type]
         self._answered = threading.Condition(self._lock)  # type: ignore[arg-type]
-        self._quiet = False  # deliver(): readers are woken after the output is sent ...
-        self._wake_due = False  # ... if _notify found them due a wake-up
         self._rwait = 0  # threads waiting on _readable / _writable (lock held):
         self._wwait = 0  # notifications are skipped when nobody waits
         self._inbox: deque[Delivery] = deque()
@@ -552,10 +547,7 @@ class Session:
             self._pending or kcp.peek_size() > 0 or dead or self._rd_shut
         ):
             if self._rwait:
-                if self._quiet:
-                    self._wake_due = True  # deliver() wakes them after sending
-                else:
-                    self._readable.notify_all()
+                self._readable.notify_all()
             if signal is not None:
                 signal.set()
         if self._wwait or signal is not None:
@@ -697,32 +689,8 @@ class Session:
             return
         inbox.append(delivery)
         lock = self._lock
-        if not lock.acquire(False):
-            return  # the holder drains it before it lets go
-        if not self._rwait:
+        if lock.acquire(False):
             lock.release()  # drains and transmits
-            return
-        # A reader waits: send what the input produced (ACKs) BEFORE waking
-        # it.  Woken first, the reader would take the GIL while this thread
-        # sends, then find the transmit lock held by this thread (waiting for
-        # the GIL again) and leave its own answer queued behind it: one more
-        # thread switch on every round trip.
-        self._quiet = True
-        try:
-            self._drain_locked()  # _notify records the wake-up in _wake_due
-        finally:
-            self._quiet = False
-        lock.release()  # transmits
-        if self._wake_due:
-            self._wake_due = False
-            if lock.acquire(False):
-                if self._rwait:
-                    self._readable.notify_all()
-                lock.release()
-            else:
-                inbox.append(_WAKE)  # whoever holds the lock wakes the readers ...
-                if lock.acquire(False):
-                    lock.release()  # ... or this thread does (drain -> _notify)
 
     def _drain_locked(self) -> None:
         """Feed every queued batch to KCP (lock held); output goes to ``_out``."""
