@@ -64,6 +64,7 @@ __all__ = [
     "Admission",
     "Blacklist",
     "Delivery",
+    "DrainRate",
     "Inbound",
     "InboundResult",
     "Key",
@@ -627,6 +628,112 @@ class RouteTable:
                         self._by_addr[addr] = other
             if self._last_route is route:
                 self._last_key = self._last_route = None
+
+
+class DrainRate:
+    """The window a slow receiver works through before its peer's retransmission timer.
+
+    A KCP sender keeps up to a window of segments in flight (1024 is
+    common) and resends any segment not acknowledged within its RTO, at
+    least the minimum RTO (30 ms with nodelay).  When the receiving process
+    is the bottleneck (a Python receiver needs 5-40 us a datagram, more with
+    a cipher and FEC), the datagrams of a window wait in front of it; if
+    working through them takes longer than the RTO, the tail of every window
+    is resent although nothing was lost (spurious RTO retransmissions, which
+    cost the receiver more time still).  A TCP receiver's window reflects
+    what it has not consumed yet; this is the KCP receiver's counterpart: a
+    session advertises at most the segments it takes in within ``fraction``
+    of the minimum RTO, at the rate it took them in while datagrams were
+    waiting for the receiver.  The sender's rules (RTO, fast retransmission)
+    and the bytes on the wire stay kcp-go's; only the advertised window,
+    local policy, changes.
+
+    :meth:`window` is called per busy session every few tens of ms with the
+    count of segments the session has taken in (``rcv_nxt``).  While the
+    receiver was backlogged over the interval, the count's increase over
+    the interval is the session's drain rate and the window follows it
+    (a sender limited by that window keeps the receiver backlogged, so the
+    rate stays measured: the cap settles where a window drains in
+    ``fraction`` of the RTO less the sender's reaction time).  Otherwise
+    the receiver keeps up: the window grows by ``grow`` per interval until
+    the cap is lifted (past :attr:`LIFT`).
+
+    Pure: time comes in as ``now`` (seconds, any monotonic clock).
+
+    Args:
+        fraction: the part of the minimum RTO a full window may take to drain.
+        floor: the least window (segments) advertised.
+        grow: the factor by which the window grows per interval while the
+            receiver keeps up.
+        gain: weight of a new measurement (the rest: the previous window).
+        start: the window of a session not measured yet.
+    """
+
+    __slots__ = ("floor", "fraction", "gain", "grow", "seen", "start")
+
+    #: the cap that is no cap (the 16-bit wire field's largest value)
+    NO_CAP = 0xFFFF
+    #: a window this large is no cap in practice: lifted altogether
+    LIFT = 4096
+
+    def __init__(
+        self,
+        fraction: float = 0.5,
+        floor: int = 32,
+        grow: float = 1.5,
+        gain: float = 0.5,
+        start: int = 256,
+    ) -> None:
+        self.fraction = fraction
+        self.start = start
+        self.floor = floor
+        self.grow = grow
+        self.gain = gain
+        #: session key -> (time, segments taken in, window) at the last call
+        self.seen: dict[object, tuple[float, int, int]] = {}
+
+    def window(self, key: object, now: float, taken: int, minrto_ms: int, backlog: bool) -> int:
+        """Return the window (segments) the session ``key`` may advertise now.
+
+        Args:
+            key: the session (any hashable).
+            now: the current time.
+            taken: segments the session has taken in so far, modulo 2**32
+                (KCP's ``rcv_nxt``).
+            minrto_ms: the minimum RTO (ms) assumed for the sender (the
+                session's own: peers are configured alike).
+            backlog: datagrams waited for the receiver during the interval
+                since the last call.  Without it, or if fewer than ``floor``
+                segments were taken in (the backlog was of ACKs: this side
+                sends), the receiver keeps up: the window grows.
+        """
+        prev = self.seen.get(key)
+        if prev is None:
+            # not measured yet: a first window that a slow receiver still
+            # drains in time (a fast one is measured at once and lifts it)
+            self.seen[key] = (now, taken, self.start)
+            return self.start
+        t0, n0, wnd = prev
+        dt = now - t0
+        if dt <= 0.0:
+            return wnd
+        done = (taken - n0) & 0xFFFFFFFF
+        if backlog and done >= self.floor:
+            fit = done / dt * minrto_ms * 0.001 * self.fraction
+            if wnd < self.NO_CAP:
+                fit = wnd + (fit - wnd) * self.gain
+            wnd = self.NO_CAP if fit >= self.LIFT else max(self.floor, int(fit))
+        elif wnd < self.NO_CAP:
+            grown = int(wnd * self.grow) + 1
+            wnd = self.NO_CAP if grown >= self.LIFT else grown
+        self.seen[key] = (now, taken, wnd)
+        return wnd
+
+    def forget(self, keep: Iterable[object]) -> None:
+        """Drop the state of every session not in ``keep`` (the busy ones)."""
+        live = set(keep)
+        for key in [k for k in self.seen if k not in live]:
+            del self.seen[key]
 
 
 class WindowShare:

@@ -59,7 +59,15 @@ from typing import Optional
 from .config import KCPConfig
 from .crypt import BlockCrypt
 from .errors import KCPBlockingIOError, KCPClosedError
-from .inbound import Admission, Blacklist, Inbound, RouteTable, WindowShare, make_codec
+from .inbound import (
+    Admission,
+    Blacklist,
+    DrainRate,
+    Inbound,
+    RouteTable,
+    WindowShare,
+    make_codec,
+)
 from .session import (
     Session,
     Timeout,
@@ -174,6 +182,10 @@ class ListenerCore:
             self.replay.install(self.inbound)
         #: the receive-buffer share of busy sessions' advertised windows
         self.window_share = WindowShare()
+        #: the windows busy sessions drain within half their minimum RTO
+        self.drain = DrainRate()
+        # datagrams waited for the receiver since the last _share_windows
+        self._backlog = False
         self._receiver = Receiver(
             self.transport,
             self._on_batch,
@@ -237,6 +249,9 @@ class ListenerCore:
         share.note(result.deliveries, now)
         if len(batch) >= LOADED_BATCH:
             share.loaded(now)
+            self._backlog = True
+        elif self._receiver.pending:
+            self._backlog = True
         if new or now >= share.next_at:
             self._share_windows(now)
         for d in result.deliveries:
@@ -284,8 +299,12 @@ class ListenerCore:
     def _share_windows(self, now: float) -> None:
         """Cap the advertised window of every busy stream-mode session at its share.
 
-        The cap holds only while the receiver is overloaded; otherwise it
-        is lifted (:class:`kcpsock.inbound.WindowShare`).
+        The share of the socket's buffer holds only while the receiver is
+        overloaded; otherwise it is lifted (:class:`kcpsock.inbound.WindowShare`).
+        The share of the receiver's time always holds: a window the receiver
+        works through within half the session's minimum RTO
+        (:class:`kcpsock.inbound.DrainRate`), so that a slow receiver does
+        not make its peers resend the tail of every window.
 
         Runs on the receiver thread.  ``KCP.wnd_cap`` is a plain int read once
         per flush, so it is set without the session lock (never waited for
@@ -296,11 +315,18 @@ class ListenerCore:
         share = self.window_share
         budget = int(buffer_datagrams(self.sock, self.config.mtu) * WINDOW_BUDGET)
         cap = share.update(budget, now)
+        drain = self.drain
+        backlog, self._backlog = self._backlog, False
+        drain.forget(share.busy)
         for route in share.busy:
             s = route.target
             if isinstance(s, Session):
                 kcp = s.kcp
-                want = cap if kcp.stream else WindowShare.NO_CAP
+                if kcp.stream:
+                    paced = drain.window(route, now, kcp.rcv_nxt, kcp.rx_minrto, backlog)
+                    want = min(cap, paced)
+                else:
+                    want = WindowShare.NO_CAP
                 if kcp.wnd_cap != want:
                     kcp.wnd_cap = want
 

@@ -41,7 +41,8 @@ Invariants:
   counter increments (``_counts``, errors) are sent and added by the thread
   that releases it, after the release; no user callback is ever called.
   The only socket calls under it are non-blocking ones on the private
-  readiness socketpair.
+  readiness socketpair, and the close watch's zero-timeout poll of the UDP
+  socket (``_input_waiting``).
 * The data path never takes the global counters' lock: the session counts
   in its own attributes (and KCP's), which :data:`kcpsock.stats.snmp`
   reads when it is read (:meth:`Session.snmp_counts`).  ``packets_out`` and
@@ -65,6 +66,7 @@ from __future__ import annotations
 import enum
 import errno
 import logging
+import select
 import socket
 import sys
 import threading
@@ -83,11 +85,11 @@ from .errors import (
     KCPTimeoutError,
     PacketError,
 )
-from .inbound import Address, Delivery, Inbound, InboundResult, Route
+from .inbound import Address, Delivery, DrainRate, Inbound, InboundResult, Route
 from .kcp import IKCP_ASK_SEND, IKCP_ASK_TELL, KCP
 from .replay import ReplayFilter
 from .stats import snmp
-from .transport import Batch, Receiver, Signal, Transport
+from .transport import BATCH, Batch, Receiver, Signal, Transport
 from .updater import now_ms, updater
 
 if TYPE_CHECKING:
@@ -98,6 +100,7 @@ if TYPE_CHECKING:
 _T = TypeVar("_T")
 
 __all__ = [
+    "DRAIN_INTERVAL",
     "INBOX_LIMIT",
     "Session",
     "SessionState",
@@ -135,6 +138,10 @@ GONE_ANSWER_TIMES = 8
 #: While the peer answers, a waiting reader probes after one answer time of
 #: silence, then at doubling gaps up to this (ms).
 GONE_GAP_MAX_MS = 5000
+
+#: Seconds between two updates of a dialed session's paced receive window
+#: (:meth:`Session._pace_window`; a listener paces its sessions as often).
+DRAIN_INTERVAL = 0.05
 
 #: Batches a session's inbound queue holds at most (each at most
 #: :data:`kcpsock.transport.BATCH` datagrams).
@@ -398,6 +405,11 @@ class Session:
         self.deferred_rcvwnd = 0
         self._receiver: Optional[Receiver] = None
         self._inbound: Optional[Inbound] = None
+        # a dialed session's receive window follows its receiver's drain
+        # rate (DrainRate, as a listener's sessions'); receiver thread only
+        self._drain: Optional[DrainRate] = None
+        self._drain_at = 0.0
+        self._drain_backlog = False
         self.updater_deadline: Optional[int] = None
         self.updater_seq = 0
         # settings not held by KCP
@@ -850,6 +862,18 @@ class Session:
             and kcp.peek_size() <= 0
         )
 
+    def _input_waiting(self) -> bool:
+        """True if datagrams wait unread in the UDP socket (a non-blocking poll).
+
+        The receiver thread may be starved (a busy process): an answer may
+        be sitting there, so the watch does not decide yet.
+        """
+        try:
+            readable, _, _ = select.select([self.transport.sock], [], [], 0)
+        except (OSError, ValueError):
+            return False  # closed meanwhile
+        return bool(readable)
+
     def _watch(self, now: int, kcp: KCP) -> Optional[int]:
         """Probe the silent peer of a waiting reader; decide it is gone (lock held).
 
@@ -861,14 +885,16 @@ class Session:
         application does): the first one after one *answer time*
         ``u = max(RTO, slowest probe answer seen)`` of silence, then, while
         the peer answers, at doubling gaps up to :data:`GONE_GAP_MAX_MS`
-        (data moving starts the gaps again from ``u``).  A probe unanswered
+        (data moving halves the gap).  A probe unanswered
         for ``u`` starts a run of probes every ``u / 2`` (at least 10 ms);
         any datagram from the peer ends the run.  When at least
         :data:`GONE_PROBES` probes over at least ``max(gone_timeout,
         GONE_ANSWER_TIMES * u)`` went unanswered, the peer is gone
         (``failure = "gone"``): the reader gets b"", as after a keep-alive
         timeout.  A timer that ran late (this process stalled: answers may
-        sit unread) restarts the run instead of deciding.  (An answer that
+        sit unread) restarts the run instead of deciding, and a UDP socket
+        with datagrams waiting unread (a starved receiver) puts the verdict
+        off to the next look.  (An answer that
         acknowledges nothing after the peer acknowledged data before,
         ``KCP.stale_wins``, ends the conversation in :meth:`on_timer`: the
         peer forgot it.)
@@ -879,8 +905,11 @@ class Session:
         u = max(kcp.rx_rto, self._answer_ms)
         mark = (kcp.rcv_nxt, kcp.snd_una)
         if mark != self._w_mark:
+            # data moved: watch the next silence more closely (half the gap:
+            # after a burst the gap falls back to one answer time, while a
+            # slow steady stream is probed about once between its datagrams)
             self._w_mark = mark
-            self._w_gap = 0  # data moved: watch the next silence closely
+            self._w_gap >>= 1
         first = self._w_first
         last_rx = self._last_rx
         if first and last_rx >= first:
@@ -897,7 +926,7 @@ class Session:
         if first and due and now - due > max(u, 100):
             first = self._w_first = self._w_count = 0  # late: no verdict on stale evidence
         if not first:
-            at = last_rx + (self._w_gap or u)
+            at = last_rx + max(self._w_gap, u)
             if now < at:
                 self._w_due = at
                 return at
@@ -911,8 +940,10 @@ class Session:
             self._w_due = first + u  # the first probe may still be answered
             return self._w_due
         spacing = max(u >> 1, 10)
-        if self._w_count >= GONE_PROBES and now - first >= max(
-            self.gone_timeout_ms, GONE_ANSWER_TIMES * u
+        if (
+            self._w_count >= GONE_PROBES
+            and now - first >= max(self.gone_timeout_ms, GONE_ANSWER_TIMES * u)
+            and not self._input_waiting()
         ):
             self.failure = "gone"
             self._w_due = 0
@@ -1096,6 +1127,9 @@ class Session:
                     raise Timeout()
             if self._signal is not None and not self._pending and kcp.peek_size() <= 0:
                 self._signal.clear()
+                if self.gone_timeout_ms and not self._w_due:
+                    # a select/asyncio reader waits from here: the close watch
+                    self._arm_at(self._last_rx + kcp.rx_rto)
             self.bytes_received += len(data)
         return data
 
@@ -1520,10 +1554,35 @@ class Session:
         inbound = self._inbound
         assert inbound is not None
         result: InboundResult = inbound.process(batch)
+        if self.kcp.stream:
+            self._pace_window(len(batch))
         for d in result.deliveries:
             self.deliver(d)
         if result.errors:
             snmp.add_many(result.errors)
+
+    def _pace_window(self, batch: int) -> None:
+        """Cap the advertised window at what this receiver drains in time (receiver thread).
+
+        Every :data:`DRAIN_INTERVAL` seconds, :class:`kcpsock.inbound.DrainRate`
+        turns the segments taken in while datagrams waited into the window
+        that drains within half the minimum RTO, so a slow receiver does not
+        make its peer resend the tail of every window.  ``KCP.wnd_cap`` is a
+        plain int read once per flush: set without the lock.
+        """
+        reader = self._receiver
+        if batch >= BATCH or (reader is not None and reader.pending):
+            self._drain_backlog = True
+        now = time.monotonic()
+        if now < self._drain_at:
+            return
+        drain = self._drain
+        if drain is None:
+            drain = self._drain = DrainRate()
+        kcp = self.kcp
+        kcp.wnd_cap = drain.window(self, now, kcp.rcv_nxt, kcp.rx_minrto, self._drain_backlog)
+        self._drain_backlog = False
+        self._drain_at = now + DRAIN_INTERVAL
 
     # ------------------------------------------------------------- figures
 

@@ -268,6 +268,9 @@ class Receiver:
         self._handler = handler
         self._on_refused = on_refused
         self._stopping = False
+        #: datagrams read and still waiting when the current batch was
+        #: handed over (read by the handler, on this thread: a sign of load)
+        self.pending = 0
         self._wake: Optional[tuple[socket.socket, socket.socket]] = None
         if not transport.owned:
             r, w = socket.socketpair()
@@ -379,6 +382,7 @@ class Receiver:
                 backlog.clear()
             else:
                 batch = [popleft() for _ in range(most)]
+            self.pending = len(backlog)
             try:
                 handler(batch)
             except Exception:  # never let one bad batch kill the receiver

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import queue
 import shlex
 import socket
 import statistics
@@ -156,8 +157,13 @@ def role_server(args: argparse.Namespace) -> None:
                     return
                 got += n
             sock.sendall(b"DONE")
+            try:
+                repeat = f" repeat={sock.figures()['repeat_segs']}"  # segments received twice
+            except AttributeError:  # a tree without KCPSocket.figures
+                repeat = ""
             print(
-                f"SINK bytes={want} seconds={time.perf_counter() - t0:.6f} cpu={_cpu() - c0:.6f}",
+                f"SINK bytes={want} seconds={time.perf_counter() - t0:.6f} cpu={_cpu() - c0:.6f}"
+                + repeat,
                 flush=True,
             )
 
@@ -174,6 +180,15 @@ def role_server(args: argparse.Namespace) -> None:
                 s.close()
 
         threading.Thread(target=run, daemon=True).start()
+
+
+def _retrans(sock: Any) -> str:
+    """The sender's retransmission counters as ``key=value`` fields (empty if unknown)."""
+    try:
+        f = sock.figures()
+    except AttributeError:  # a tree without KCPSocket.figures
+        return ""
+    return f" lost={f['lost_segs']} fast={f['fast_retrans_segs']} sent={f['segments_out']}"
 
 
 def role_client(args: argparse.Namespace) -> None:
@@ -194,7 +209,10 @@ def role_client(args: argparse.Namespace) -> None:
             left -= n
         if _recv_exact(sock, 4) != b"DONE":
             raise SystemExit("FAIL no DONE")
-        print(f"OK bytes={total} seconds={time.perf_counter() - t0:.6f} cpu={_cpu() - c0:.6f}")
+        print(
+            f"OK bytes={total} seconds={time.perf_counter() - t0:.6f} cpu={_cpu() - c0:.6f}"
+            + _retrans(sock)
+        )
     elif args.role == "echo-client":
         t0, c0 = time.perf_counter(), _cpu()
 
@@ -215,7 +233,10 @@ def role_client(args: argparse.Namespace) -> None:
                 raise SystemExit("FAIL echo ended early")
             got += n
         w.join(60)
-        print(f"OK bytes={total} seconds={time.perf_counter() - t0:.6f} cpu={_cpu() - c0:.6f}")
+        print(
+            f"OK bytes={total} seconds={time.perf_counter() - t0:.6f} cpu={_cpu() - c0:.6f}"
+            + _retrans(sock)
+        )
     else:  # ping
         msg = bytearray(args.size)
         rtts = []
@@ -458,10 +479,22 @@ def _one_transfer(
             print(f"# {pair} {config} {test}: {exc}", file=sys.stderr)
             return None
         cpu1 = proc_cpu(server.pid)
+        if test == "one-way" and server_side == "kcpsock":
+            # its SINK line: the segments it received twice
+            try:
+                sink = server.next_line(timeout=2.0).split()
+            except queue.Empty:
+                sink = []
+            for field in sink:
+                if field.startswith("repeat="):
+                    res["repeat"] = field[len("repeat=") :]
     finally:
         server.close()
     seconds = float(res["seconds"])
-    print(f"# {pair} {config} {test}: {mb / seconds:.1f} MB/s", file=sys.stderr)
+    # the kcpsock sender's RTO (lost) and fast retransmissions, out of all
+    # segments sent; the kcpsock receiver's duplicates
+    counts = " ".join(f"{k}={res[k]}" for k in ("lost", "fast", "sent", "repeat") if k in res)
+    print(f"# {pair} {config} {test}: {mb / seconds:.1f} MB/s {counts}", file=sys.stderr)
     return {
         "mbps": mb / seconds,
         "client_cpu": float(res["cpu"]) / mb,
@@ -501,13 +534,15 @@ def _bench_mode(
                 r: {"one-way": [], "echo": [], "rtt": []} for r in roots
             }
             for test in ("one-way", "echo"):
+                if test not in opts.tests:
+                    continue
                 for _ in range(opts.repeat):
                     for root in roots:
                         _use_root(root)
                         results[root][test].append(
                             _one_transfer(opts, peer, mb, pair, config, test)
                         )
-            for _ in range(opts.repeat):
+            for _ in range(opts.repeat if "rtt" in opts.tests else 0):
                 for root in roots:
                     _use_root(root)
                     results[root]["rtt"].append(_one_ping(opts, peer, pair, config))
@@ -517,6 +552,7 @@ def _bench_mode(
                     "config": config,
                     "mode": mode,
                     "tree": label[root],
+                    "ran": list(opts.tests),
                 }
                 for test in ("one-way", "echo"):
                     runs = [r for r in results[root][test] if r is not None]
@@ -671,12 +707,16 @@ def idle(opts: argparse.Namespace, peer: Optional[Path]) -> list[dict[str, Any]]
     return rows
 
 
+def _cell(r: Optional[dict[str, float]], key: str, fmt: str, ran: bool = True) -> str:
+    """One figure of the table: '-' for a test not asked for (--tests), 'failed' if none."""
+    if not ran:
+        return "-"
+    return "failed" if r is None else format(r[key], fmt)
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     """Format the rows as the plain-text table BENCHMARKS.md shows."""
-
-    def cell(r: Optional[dict[str, float]], key: str, fmt: str) -> str:
-        return "failed" if r is None else format(r[key], fmt)
-
+    cell = _cell
     lines = [
         "| client → server | tree | mode | config | one-way MB/s | CPU s/MB client / server "
         "| echo MB/s | CPU s/MB client / server | RTT p50 ms | RTT p99 ms |",
@@ -684,15 +724,17 @@ def table(rows: list[dict[str, Any]]) -> str:
     ]
     for row in rows:
         ow, ec, rtt = row.get("one-way"), row.get("echo"), row.get("rtt")
+        ran = row.get("ran", ("one-way", "echo", "rtt"))
+        ow_t, ec_t = ("one-way" in ran), ("echo" in ran)
         lines.append(
             f"| {row['pair'].replace('->', ' → ')} | {row['tree']} | {row['mode']} "
             f"| {row['config']} "
-            f"| {cell(ow, 'mbps', '.1f')} "
-            f"| {cell(ow, 'client_cpu', '.4f')} / {cell(ow, 'server_cpu', '.4f')} "
-            f"| {cell(ec, 'mbps', '.1f')} "
-            f"| {cell(ec, 'client_cpu', '.4f')} / {cell(ec, 'server_cpu', '.4f')} "
-            f"| {'failed' if rtt is None else format(rtt[0], '.3f')} "
-            f"| {'failed' if rtt is None else format(rtt[1], '.3f')} |"
+            f"| {cell(ow, 'mbps', '.1f', ow_t)} "
+            f"| {cell(ow, 'client_cpu', '.4f', ow_t)} / {cell(ow, 'server_cpu', '.4f', ow_t)} "
+            f"| {cell(ec, 'mbps', '.1f', ec_t)} "
+            f"| {cell(ec, 'client_cpu', '.4f', ec_t)} / {cell(ec, 'server_cpu', '.4f', ec_t)} "
+            f"| {'-' if 'rtt' not in ran else 'failed' if rtt is None else format(rtt[0], '.3f')} "
+            f"| {'-' if 'rtt' not in ran else 'failed' if rtt is None else format(rtt[1], '.3f')} |"
         )
     return "\n".join(lines)
 
@@ -798,6 +840,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per run")
     p.add_argument(
         "--repeat", type=int, default=1, help="runs per figure; the table shows the median run"
+    )
+    p.add_argument(
+        "--tests",
+        nargs="*",
+        choices=("one-way", "echo", "rtt"),
+        default=["one-way", "echo", "rtt"],
+        help="the tests of the table to run (default: all)",
     )
     # internal: this script as a kcpsock peer process
     p.add_argument(

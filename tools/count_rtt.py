@@ -48,13 +48,13 @@ import argparse
 import cProfile
 import os
 import pstats
-import re
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
+
+from callgrind import count_instructions
 
 HERE = Path(__file__).resolve().parent
 
@@ -338,26 +338,8 @@ def run_profile(args: argparse.Namespace) -> None:
 
 
 def _callgrind(args: argparse.Namespace, argv: list[str]) -> int:
-    out = args.out or tempfile.mktemp(prefix="callgrind.rtt.", suffix=".out")
     child = [a for a in argv if a != "--callgrind"] + ["--traced"]
-    cmd = [
-        "valgrind",
-        "--tool=callgrind",
-        "--toggle-collect=_PyEval_CallTracing",
-        f"--callgrind-out-file={out}",
-        sys.executable,
-        str(Path(__file__).resolve()),
-        *child,
-    ]
-    env = dict(os.environ, PYTHONHASHSEED="0")
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    if proc.returncode:
-        sys.stderr.write(proc.stderr)
-        return proc.returncode
-    found = re.search(r"^summary:\s*(\d+)", Path(out).read_text(), re.MULTILINE)
-    if not found:
-        raise SystemExit(f"no summary line in {out}")
-    ir = int(found.group(1))
+    ir, out = count_instructions(__file__, child, args.out, prefix="callgrind.rtt.")
     per = args.rounds * (1 if args.what == "ping" else args.burst)
     unit = "round trip" if args.what == "ping" else "message"
     print(

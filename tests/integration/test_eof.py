@@ -18,6 +18,7 @@ import http.server
 import io
 import selectors
 import shutil
+import socket
 import socketserver
 import threading
 from collections.abc import Iterator
@@ -45,9 +46,20 @@ def _address(server: Any) -> tuple[str, int]:
     return str(host), int(port)
 
 
-def _serve_once(reply: bytes, **options: Any) -> tuple[Any, threading.Thread]:
+def _has_ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def _serve_once(
+    reply: bytes, host: str = "127.0.0.1", **options: Any
+) -> tuple[Any, threading.Thread]:
     """A kcpsock listener whose one session reads a request, writes ``reply`` and closes."""
-    ln = kcpsock.listen(("127.0.0.1", 0), **options)
+    ln = kcpsock.listen((host, 0), **options)
     ln.settimeout(IO_TIMEOUT)
 
     def run() -> None:
@@ -113,6 +125,20 @@ def test_reader_sees_eof_after_the_server_wrote_and_closed(reader: Callable[[Any
                 sock.send(b"more")
         finally:
             sock.close()
+        t.join(IO_TIMEOUT)
+    finally:
+        ln.close()
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback")
+def test_eof_over_ipv6_loopback() -> None:
+    ln, t = _serve_once(BODY, host="::1")
+    try:
+        host, port = ln.getsockname()[:2]
+        with kcpsock.create_connection((host, port), timeout=IO_TIMEOUT) as sock:
+            sock.sendall(b"request")
+            assert _read_all(sock) == BODY
+            assert sock.session.failure == "gone"
         t.join(IO_TIMEOUT)
     finally:
         ln.close()

