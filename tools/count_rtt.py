@@ -181,6 +181,24 @@ class Pair:
 Step = tuple[str, Callable[[], Any]]
 
 
+def _exchange(
+    pair: Pair,
+    a_send: Callable[[], Any],
+    b_echo: Callable[[], Any],
+    a_recv: Callable[[], Any],
+    b_ack: Callable[[], Any],
+) -> list[Step]:
+    """One exchange: a sends, b echoes, a reads, b takes the ACKs, then both timers."""
+    return [
+        ("a", a_send),
+        ("b", b_echo),
+        ("a", a_recv),
+        ("b", b_ack),
+        ("a", lambda: pair.timers("a")),
+        ("b", lambda: pair.timers("b")),
+    ]
+
+
 def ping_steps(pair: Pair, size: int = 64) -> tuple[list[Step], Callable[[int], None]]:
     """One 64-byte round trip as steps, each charged to a side."""
     a, b = pair.socks["a"], pair.socks["b"]
@@ -210,15 +228,7 @@ def ping_steps(pair: Pair, size: int = 64) -> tuple[list[Step], Callable[[int], 
         if i % 5 == 0:
             pair.clock.now += 1
 
-    steps: list[Step] = [
-        ("a", a_send),
-        ("b", b_echo),
-        ("a", a_recv),
-        ("b", b_ack),
-        ("a", lambda: pair.timers("a")),
-        ("b", lambda: pair.timers("b")),
-    ]
-    return steps, tick
+    return _exchange(pair, a_send, b_echo, a_recv, b_ack), tick
 
 
 def echo_steps(pair: Pair, burst: int) -> tuple[list[Step], Callable[[int], None]]:
@@ -252,15 +262,7 @@ def echo_steps(pair: Pair, burst: int) -> tuple[list[Step], Callable[[int], None
     def tick(i: int) -> None:
         pair.clock.now += 1
 
-    steps: list[Step] = [
-        ("a", a_send),
-        ("b", b_echo),
-        ("a", a_recv),
-        ("b", b_ack),
-        ("a", lambda: pair.timers("a")),
-        ("b", lambda: pair.timers("b")),
-    ]
-    return steps, tick
+    return _exchange(pair, a_send, b_echo, a_recv, b_ack), tick
 
 
 def _build(args: argparse.Namespace) -> tuple[Pair, list[Step], Callable[[int], None], int]:
