@@ -290,15 +290,7 @@ class _SessionLock:
                 return
             if s._inbox:
                 s._drain_locked()
-            # s._take_output(), inlined (every release runs it)
-            out = s._out
-            if out:
-                s._out = []
-                s._txq.append(out)
-            counts = s._counts
-            if counts:
-                s._counts = []
-            pending = bool(s._txq)
+            pending, counts = s._take_output()
             self._depth = 0
             inner.release()
             if pending or counts:

@@ -34,14 +34,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import subprocess
 import sys
 import tempfile
 import time
 import types
 from pathlib import Path
 from typing import Any, Callable
+
+from callgrind import count_instructions
 
 HERE = Path(__file__).resolve().parent
 
@@ -112,32 +112,9 @@ def _callgrind(args: argparse.Namespace) -> int:
     out = Path(tempfile.mkdtemp(prefix="count_codec_"))
     results = {}
     for side in ("send", "receive"):
-        cg = out / f"callgrind.{side}"
-        cmd = [
-            "valgrind",
-            "--tool=callgrind",
-            f"--callgrind-out-file={cg}",
-            "--collect-atstart=no",
-            "--toggle-collect=_PyEval_CallTracing",
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--root",
-            str(args.root),
-            "--datagrams",
-            str(args.datagrams),
-            "--size",
-            str(args.size),
-            "--batch",
-            str(args.batch),
-            "--child",
-            side,
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        m = re.search(r"Collected : (\d+)", proc.stderr)
-        if proc.returncode or not m:
-            print(proc.stdout, proc.stderr, file=sys.stderr)
-            return 1
-        results[side] = int(m.group(1))
+        child = ["--root", str(args.root), "--datagrams", str(args.datagrams)]
+        child += ["--size", str(args.size), "--batch", str(args.batch), "--child", side]
+        results[side], _ = count_instructions(__file__, child, str(out / f"callgrind.{side}"))
     print(f"root {args.root}: {args.datagrams} datagrams of {args.size} bytes, aes + FEC 10/3")
     for side, ir in results.items():
         print(f"  {side:8s} {ir / args.datagrams:10.0f} Ir per KCP datagram")

@@ -36,17 +36,15 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
-import re
 import resource
-import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 from types import FrameType, ModuleType
 from typing import Any, Callable, Optional
+
+from callgrind import count_instructions
 
 HERE = Path(__file__).resolve().parent
 
@@ -127,26 +125,8 @@ def _count_opcodes(
 
 
 def _callgrind(args: argparse.Namespace, argv: list[str]) -> int:
-    out = args.out or tempfile.mktemp(prefix="callgrind.core.", suffix=".out")
     child = [a for a in argv if a != "--callgrind"] + ["--quiet"]
-    cmd = [
-        "valgrind",
-        "--tool=callgrind",
-        "--toggle-collect=_PyEval_CallTracing",
-        f"--callgrind-out-file={out}",
-        sys.executable,
-        str(Path(__file__).resolve()),
-        *child,
-    ]
-    env = dict(os.environ, PYTHONHASHSEED="0")
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    if proc.returncode:
-        sys.stderr.write(proc.stderr)
-        return proc.returncode
-    found = re.search(r"^summary:\s*(\d+)", Path(out).read_text(), re.MULTILINE)
-    if not found:
-        raise SystemExit(f"no summary line in {out}")
-    ir = int(found.group(1))
+    ir, out = count_instructions(__file__, child, args.out, prefix="callgrind.core.")
     segs = _segments(args)
     print(
         f"Ir {ir}  ({ir / segs:.0f} per data segment, {segs} segments)  "

@@ -48,13 +48,13 @@ import argparse
 import cProfile
 import os
 import pstats
-import re
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
+
+from callgrind import count_instructions
 
 HERE = Path(__file__).resolve().parent
 
@@ -181,6 +181,24 @@ class Pair:
 Step = tuple[str, Callable[[], Any]]
 
 
+def _exchange(
+    pair: Pair,
+    a_send: Callable[[], Any],
+    b_echo: Callable[[], Any],
+    a_recv: Callable[[], Any],
+    b_ack: Callable[[], Any],
+) -> list[Step]:
+    """One exchange: a sends, b echoes, a reads, b takes the ACKs, then both timers."""
+    return [
+        ("a", a_send),
+        ("b", b_echo),
+        ("a", a_recv),
+        ("b", b_ack),
+        ("a", lambda: pair.timers("a")),
+        ("b", lambda: pair.timers("b")),
+    ]
+
+
 def ping_steps(pair: Pair, size: int = 64) -> tuple[list[Step], Callable[[int], None]]:
     """One 64-byte round trip as steps, each charged to a side."""
     a, b = pair.socks["a"], pair.socks["b"]
@@ -210,15 +228,7 @@ def ping_steps(pair: Pair, size: int = 64) -> tuple[list[Step], Callable[[int], 
         if i % 5 == 0:
             pair.clock.now += 1
 
-    steps: list[Step] = [
-        ("a", a_send),
-        ("b", b_echo),
-        ("a", a_recv),
-        ("b", b_ack),
-        ("a", lambda: pair.timers("a")),
-        ("b", lambda: pair.timers("b")),
-    ]
-    return steps, tick
+    return _exchange(pair, a_send, b_echo, a_recv, b_ack), tick
 
 
 def echo_steps(pair: Pair, burst: int) -> tuple[list[Step], Callable[[int], None]]:
@@ -252,15 +262,7 @@ def echo_steps(pair: Pair, burst: int) -> tuple[list[Step], Callable[[int], None
     def tick(i: int) -> None:
         pair.clock.now += 1
 
-    steps: list[Step] = [
-        ("a", a_send),
-        ("b", b_echo),
-        ("a", a_recv),
-        ("b", b_ack),
-        ("a", lambda: pair.timers("a")),
-        ("b", lambda: pair.timers("b")),
-    ]
-    return steps, tick
+    return _exchange(pair, a_send, b_echo, a_recv, b_ack), tick
 
 
 def _build(args: argparse.Namespace) -> tuple[Pair, list[Step], Callable[[int], None], int]:
@@ -338,26 +340,8 @@ def run_profile(args: argparse.Namespace) -> None:
 
 
 def _callgrind(args: argparse.Namespace, argv: list[str]) -> int:
-    out = args.out or tempfile.mktemp(prefix="callgrind.rtt.", suffix=".out")
     child = [a for a in argv if a != "--callgrind"] + ["--traced"]
-    cmd = [
-        "valgrind",
-        "--tool=callgrind",
-        "--toggle-collect=_PyEval_CallTracing",
-        f"--callgrind-out-file={out}",
-        sys.executable,
-        str(Path(__file__).resolve()),
-        *child,
-    ]
-    env = dict(os.environ, PYTHONHASHSEED="0")
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-    if proc.returncode:
-        sys.stderr.write(proc.stderr)
-        return proc.returncode
-    found = re.search(r"^summary:\s*(\d+)", Path(out).read_text(), re.MULTILINE)
-    if not found:
-        raise SystemExit(f"no summary line in {out}")
-    ir = int(found.group(1))
+    ir, out = count_instructions(__file__, child, args.out, prefix="callgrind.rtt.")
     per = args.rounds * (1 if args.what == "ping" else args.burst)
     unit = "round trip" if args.what == "ping" else "message"
     print(
@@ -375,6 +359,28 @@ def _proc_cpu(pid: int) -> tuple[float, float]:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     tick = os.sysconf("SC_CLK_TCK")
     return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def _proc_switches(pid: int) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches of all threads of process ``pid``.
+
+    A voluntary switch is a thread blocking (a wait for a datagram, a lock,
+    a Condition or the GIL), so the count per round trip shows the thread
+    hand-offs independently of the machine's load; involuntary ones are
+    preemptions (load).
+    """
+    vol = invol = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            text = (task / "status").read_text()
+        except OSError:  # the thread ended meanwhile
+            continue
+        for line in text.splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                vol += int(line.split()[1])
+            elif line.startswith("nonvoluntary_ctxt_switches:"):
+                invol += int(line.split()[1])
+    return vol, invol
 
 
 def role_server(args: argparse.Namespace) -> None:
@@ -433,6 +439,7 @@ def run_real(args: argparse.Namespace) -> None:
         for i in range(args.rounds + 200):
             if i == 200:
                 c0, s0 = _proc_cpu(os.getpid()), _proc_cpu(child.pid)
+                w0 = (_proc_switches(os.getpid()), _proc_switches(child.pid))
             msg[0] = i & 0xFF
             t0 = time.perf_counter()
             sock.sendall(msg)
@@ -445,6 +452,7 @@ def run_real(args: argparse.Namespace) -> None:
             if i >= 200:
                 rtts.append(time.perf_counter() - t0)
         c1, s1 = _proc_cpu(os.getpid()), _proc_cpu(child.pid)
+        w1 = (_proc_switches(os.getpid()), _proc_switches(child.pid))
         sock.close()
         rtts.sort()
         n = len(rtts)
@@ -453,7 +461,10 @@ def run_real(args: argparse.Namespace) -> None:
         print(
             f"real ping {args.mode}: CPU us per round trip (user+sys):"
             f" client {cu + cs:.0f} ({cu:.0f}+{cs:.0f}), server {su + ss:.0f} ({su:.0f}+{ss:.0f}),"
-            f" p50 {rtts[n // 2] * 1e6:.0f} us, p99 {rtts[int(0.99 * (n - 1))] * 1e6:.0f} us"
+            f" p50 {rtts[n // 2] * 1e6:.0f} us, p99 {rtts[int(0.99 * (n - 1))] * 1e6:.0f} us,"
+            f" context switches per round trip (voluntary/involuntary):"
+            f" client {(w1[0][0] - w0[0][0]) / n:.2f}/{(w1[0][1] - w0[0][1]) / n:.2f},"
+            f" server {(w1[1][0] - w0[1][0]) / n:.2f}/{(w1[1][1] - w0[1][1]) / n:.2f}"
             f"  ({n} round trips, root {Path(args.root).resolve()})"
         )
     finally:
