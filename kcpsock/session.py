@@ -769,6 +769,7 @@ class Session:
             and not kcp.probe
             and not kcp.snd_buf
             and not kcp.snd_queue
+            and not 0 <= self._stale_mark < kcp.stale_wins  # on_timer ends it at once
         ):
             # nothing for a flush to do (a keep-alive probe or its answer):
             # the timer already set (keep-alive, close watch) is enough, and
