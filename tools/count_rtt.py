@@ -117,17 +117,7 @@ class Pair:
         session_mod.now_ms = self.clock
         session_mod.updater = _Updater()
         transport_mod = mods["transport"]
-        config = mods["config"].KCPConfig(
-            nodelay=1,
-            interval=10,
-            resend=2,
-            nc=True,
-            sndwnd=1024,
-            rcvwnd=1024,
-            mtu=1400,
-            stream=stream,
-            keepalive_timeout=0,
-        )
+        config = _profile(mods, stream, keepalive_timeout=0)
         self.queues: dict[str, list[bytes]] = {"a": [], "b": []}
         addrs = {"a": ("127.0.0.1", 10001), "b": ("127.0.0.1", 10002)}
         self.addrs = addrs
@@ -179,6 +169,21 @@ class Pair:
 
 
 Step = tuple[str, Callable[[], Any]]
+
+
+def _profile(mods: dict[str, Any], stream: bool, **extra: Any) -> Any:
+    """bench.py's profile (nodelay 1/10/2/nc, windows 1024, MTU 1400) as a KCPConfig."""
+    return mods["config"].KCPConfig(
+        nodelay=1,
+        interval=10,
+        resend=2,
+        nc=True,
+        sndwnd=1024,
+        rcvwnd=1024,
+        mtu=1400,
+        stream=stream,
+        **extra,
+    )
 
 
 def _exchange(
@@ -387,16 +392,7 @@ def role_server(args: argparse.Namespace) -> None:
     """The echo server of ``--real`` (bench.py's: recv_into, sendall a view)."""
     mods = _load(Path(args.root).resolve())
     kcpsock = mods["kcpsock"]
-    config = mods["config"].KCPConfig(
-        nodelay=1,
-        interval=10,
-        resend=2,
-        nc=True,
-        sndwnd=1024,
-        rcvwnd=1024,
-        mtu=1400,
-        stream=args.mode == "stream",
-    )
+    config = _profile(mods, args.mode == "stream")
     listener = kcpsock.listen(("127.0.0.1", 0), config=config)
     print(f"READY {listener.getsockname()[1]}", flush=True)
     sock, _ = listener.accept()
@@ -422,16 +418,7 @@ def run_real(args: argparse.Namespace) -> None:
             raise SystemExit("the server did not start")
         port = int(line[1])
         mods = _load(Path(args.root).resolve())
-        config = mods["config"].KCPConfig(
-            nodelay=1,
-            interval=10,
-            resend=2,
-            nc=True,
-            sndwnd=1024,
-            rcvwnd=1024,
-            mtu=1400,
-            stream=args.mode == "stream",
-        )
+        config = _profile(mods, args.mode == "stream")
         sock = mods["kcpsock"].dial(("127.0.0.1", port), config=config)
         msg = bytearray(args.size)
         rtts: list[float] = []
