@@ -36,9 +36,9 @@ Invariants:
 - a handler whose client closed or vanished sees the end of its input
   (``recv`` returns b""): a waiting reader's probes find a silent client
   gone about half a second after it went silent right after its last data,
-  about 6 s at most after a long quiet wait (``gone_timeout``; the
-  sessions' ``keepalive_timeout``, 30 s, in any case), so its thread and
-  session end by themselves;
+  about ``keepalive_interval`` (10 s) later after a long quiet wait
+  (``gone_timeout``; the sessions' ``keepalive_timeout``, 30 s, in any
+  case), so its thread and session end by themselves;
 - ``server_close`` closes the listener; sessions already handed to handlers
   are closed by their own request cycle (as with TCPServer), except that
   :class:`ThreadingKCPServer` closes those still open after
