@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,3 +57,13 @@ def fec_vectors() -> Any:
 def kcp_vectors() -> Any:
     """kcp.json: real kcp-go session exchanges."""
     return load_vectors("kcp")
+
+
+@pytest.fixture
+def finish_background_closes() -> Iterator[None]:
+    """What a test closed finishes delivering within it (bounded), not in the next test."""
+    yield
+    from kcpsock.session import drain_closing
+
+    drain_closing(5.0, abort=True)
+    gc.collect()  # sockets of forgotten objects: closed here, not in a later test

@@ -43,3 +43,19 @@ def echo_roundtrip(sock: Any, data: bytes, chunk: int = 4096, timeout: float = 3
     w.join(timeout)
     assert not errors, errors
     return bytes(got)
+
+
+def server_address(server: Any) -> tuple[str, int]:
+    """The (host, port) a socketserver-style server listens on, typed."""
+    host, port = server.server_address[:2]
+    return str(host), int(port)
+
+
+def recv_exact(sock: Any, n: int) -> bytes:
+    """Read exactly ``n`` bytes from ``sock``; an early EOF fails the test."""
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        assert chunk, f"EOF after {len(buf)} of {n} bytes"
+        buf += chunk
+    return bytes(buf)

@@ -9,28 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import gc
 import pickle
 import socket
 import socketserver
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 import kcpsock
-from kcpsock.session import drain_closing
 from kcpsock.socketserver import ThreadingKCPServer
-from tests.helpers import wait_until
+from tests.helpers import server_address, wait_until
 
-
-@pytest.fixture(autouse=True)
-def _no_background_close_left() -> Iterator[None]:
-    """What a test closed finishes delivering within it (bounded), not in the next test."""
-    yield
-    drain_closing(5.0, abort=True)
-    gc.collect()  # sockets of forgotten objects: closed here, not in a later test
+pytestmark = pytest.mark.usefixtures("finish_background_closes")
 
 
 @pytest.fixture
@@ -151,11 +142,6 @@ def test_recvfrom_and_sendto_as_on_a_connected_tcp_socket(
         c.sendmsg([b"x"], [(socket.SOL_SOCKET, 1, b"")])
 
 
-def _address(server: Any) -> tuple[str, int]:
-    host, port = server.server_address[:2]
-    return str(host), int(port)
-
-
 class _Echo(socketserver.StreamRequestHandler):
     def handle(self) -> None:
         for line in self.rfile:
@@ -169,7 +155,7 @@ def test_write_then_read_10000_lines_through_socketserver() -> None:
         t = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
         t.start()
         try:
-            with kcpsock.create_connection(_address(server), timeout=20) as sock:
+            with kcpsock.create_connection(server_address(server), timeout=20) as sock:
                 f = sock.makefile("rwb")
                 lines = [b"line %05d of the write-then-read test\n" % i for i in range(10000)]
                 for line in lines:

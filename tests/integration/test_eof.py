@@ -21,29 +21,20 @@ import shutil
 import socket
 import socketserver
 import threading
-from collections.abc import Iterator
 from typing import Any, Callable
 
 import pytest
 
 import kcpsock
 from kcpsock.relay import Relay
-from kcpsock.session import drain_closing
 from kcpsock.socketserver import ThreadingKCPServer
+from tests.helpers import recv_exact, server_address
 
 BODY = bytes(range(256)) * 800  # 200 kB
 IO_TIMEOUT = 10.0  # far below keepalive_timeout (30 s): an EOF before it is ours
 
 
-@pytest.fixture(autouse=True)
-def _no_background_close_left() -> Iterator[None]:
-    yield
-    drain_closing(5.0, abort=True)
-
-
-def _address(server: Any) -> tuple[str, int]:
-    host, port = server.server_address[:2]
-    return str(host), int(port)
+pytestmark = pytest.mark.usefixtures("finish_background_closes")
 
 
 def _has_ipv6_loopback() -> bool:
@@ -157,7 +148,7 @@ def test_server_reads_until_the_client_closed() -> None:
     with ThreadingKCPServer(("127.0.0.1", 0), Sink) as srv:
         threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True).start()
         try:
-            with kcpsock.create_connection(_address(srv), timeout=IO_TIMEOUT) as sock:
+            with kcpsock.create_connection(server_address(srv), timeout=IO_TIMEOUT) as sock:
                 sock.sendall(BODY)
             assert done.wait(IO_TIMEOUT)
             assert got == [BODY]
@@ -183,7 +174,7 @@ def test_http10_response_read_until_the_server_closes() -> None:
     with ThreadingKCPServer(("127.0.0.1", 0), Handler) as srv:
         threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True).start()
         try:
-            sock = kcpsock.create_connection(_address(srv), timeout=IO_TIMEOUT)
+            sock = kcpsock.create_connection(server_address(srv), timeout=IO_TIMEOUT)
             try:
                 sock.sendall(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")
                 response = _read_all(sock)
@@ -204,7 +195,7 @@ def test_gone_timeout_zero_leaves_only_the_keepalive() -> None:
         sock = kcpsock.create_connection(ln.getsockname(), timeout=IO_TIMEOUT, gone_timeout=0)
         try:
             sock.sendall(b"request")
-            assert kcpsock_recv_exact(sock, 5) == b"reply"
+            assert recv_exact(sock, 5) == b"reply"
             t.join(IO_TIMEOUT)
             sock.settimeout(1.5)  # several times what the probes need
             with pytest.raises(TimeoutError):
@@ -214,15 +205,6 @@ def test_gone_timeout_zero_leaves_only_the_keepalive() -> None:
             sock.close()
     finally:
         ln.close()
-
-
-def kcpsock_recv_exact(sock: Any, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        assert chunk, "EOF too early"
-        buf += chunk
-    return bytes(buf)
 
 
 def test_a_busy_live_peer_is_not_gone_and_probes_space_out() -> None:
@@ -246,7 +228,7 @@ def test_a_busy_live_peer_is_not_gone_and_probes_space_out() -> None:
     try:
         with kcpsock.create_connection(ln.getsockname(), timeout=IO_TIMEOUT) as sock:
             sock.sendall(b"request")
-            assert kcpsock_recv_exact(sock, 5) == b"first"
+            assert recv_exact(sock, 5) == b"first"
             sent, answered = sock.segments_sent, sock.segments_received
             sock.settimeout(3.0)  # a reader waiting six gone_timeouts
             with pytest.raises(TimeoutError):
@@ -259,7 +241,7 @@ def test_a_busy_live_peer_is_not_gone_and_probes_space_out() -> None:
             assert 3 <= probes <= 15, probes
             go.set()
             sock.settimeout(IO_TIMEOUT)
-            assert kcpsock_recv_exact(sock, 6) == b"second"
+            assert recv_exact(sock, 6) == b"second"
             sock.sendall(b"bye")
         t.join(IO_TIMEOUT)
     finally:
@@ -362,7 +344,7 @@ def test_the_watch_leaves_a_long_quiet_answering_peer_to_the_keepalive(
             ln.getsockname(), timeout=IO_TIMEOUT, keepalive_interval=3.0
         ) as sock:
             sock.sendall(b"request")
-            assert kcpsock_recv_exact(sock, 5) == b"first"
+            assert recv_exact(sock, 5) == b"first"
             sent = sock.segments_sent
             later: list[int] = []
 
@@ -411,7 +393,7 @@ def test_a_peer_that_closes_after_the_window_still_reads_as_eof(
             ln.getsockname(), timeout=IO_TIMEOUT, keepalive_interval=1.0
         ) as sock:
             sock.sendall(b"request")
-            assert kcpsock_recv_exact(sock, 5) == b"first"
+            assert recv_exact(sock, 5) == b"first"
             sock.settimeout(0.6)  # past the window: the watch is dormant
             with pytest.raises(TimeoutError):
                 sock.recv(10)

@@ -10,7 +10,6 @@ themselves.
 from __future__ import annotations
 
 import asyncio
-import gc
 import os
 import select
 import selectors
@@ -30,35 +29,14 @@ import pytest
 import kcpsock
 from kcpsock.kcp import DATA
 from kcpsock.relay import Relay
-from kcpsock.session import drain_closing
 from kcpsock.socketserver import ThreadingKCPServer
-from tests.helpers import wait_until
+from tests.helpers import recv_exact, server_address, wait_until
 
 #: short keep-alive for tests: probe after 0.2 s of silence, dead after 1 s
 QUICK: dict[str, Any] = dict(keepalive_interval=0.2, keepalive_timeout=1.0)
 
 
-def _address(server: Any) -> tuple[str, int]:
-    host, port = server.server_address[:2]
-    return str(host), int(port)
-
-
-def recv_all(sock: Any, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
-            break
-        buf += chunk
-    return bytes(buf)
-
-
-@pytest.fixture(autouse=True)
-def _no_background_close_left() -> Iterator[None]:
-    """What a test closed finishes delivering within it (bounded), not in the next test."""
-    yield
-    drain_closing(5.0, abort=True)
-    gc.collect()  # sockets of forgotten objects: closed here, not in a later test
+pytestmark = pytest.mark.usefixtures("finish_background_closes")
 
 
 @pytest.fixture
@@ -79,7 +57,7 @@ def test_sendall_then_close_delivers_everything(listener: kcpsock.Listener) -> N
     c.close()  # at once: KCP has no FIN, the session finishes in the background
     s, _ = listener.accept()
     s.settimeout(5)
-    assert recv_all(s, len(data)) == data
+    assert recv_exact(s, len(data)) == data
     assert wait_until(lambda: c.session.finished, 5)
     s.close()
 
@@ -97,7 +75,7 @@ def test_close_delivers_through_loss_in_the_background() -> None:
             assert c.session.state.value == "closing"  # still delivering
             s, _ = ln.accept()
             s.settimeout(20)
-            got = recv_all(s, len(data))
+            got = recv_exact(s, len(data))
             assert got == data
             assert wait_until(lambda: c.session.finished, 20)
             assert relay.up.dropped > 0
@@ -221,7 +199,7 @@ def test_create_connection_waits_for_the_answer(listener: kcpsock.Listener) -> N
     s, _ = listener.accept()  # the probe opened the conversation
     c.sendall(b"after the handshake")
     s.settimeout(5)
-    assert recv_all(s, 19) == b"after the handshake"
+    assert recv_exact(s, 19) == b"after the handshake"
     c.close()
     s.close()
 
@@ -364,7 +342,7 @@ def test_200_clients_come_and_go_leaving_nothing() -> None:
         t = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
         t.start()
         try:
-            addr = _address(server)
+            addr = server_address(server)
             for i in range(200):
                 with kcpsock.create_connection(addr, timeout=10, **QUICK) as c:
                     f = c.makefile("rwb")
@@ -410,7 +388,7 @@ def test_http_keep_alive_handler_ends_when_the_client_leaves() -> None:
         t = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
         t.start()
         try:
-            host, port = _address(server)
+            host, port = server_address(server)
             conn = http.client.HTTPConnection(host, port, timeout=10)
             conn._create_connection = (  # type: ignore[attr-defined]
                 lambda a, timeout=None, source=None: kcpsock.create_connection(
