@@ -57,7 +57,7 @@ from .codec import Codec, PacketCodec
 from .config import MTU_LIMIT, check_block, check_shards
 from .errors import PacketError
 from .fec import FEC_HEADER_SIZE_PLUS2, TYPE_DATA, TYPE_PARITY
-from .segment import HEADER, OVERHEAD
+from .segment import CMD_WASK, CMD_WINS, HEADER, OVERHEAD
 
 __all__ = [
     "Address",
@@ -736,6 +736,10 @@ class DrainRate:
             del self.seen[key]
 
 
+#: The commands of a keep-alive exchange (see :meth:`WindowShare.note`).
+_KEEPALIVE_CMDS = (CMD_WASK, CMD_WINS)
+
+
 class WindowShare:
     """Shares one socket's receive buffer among the receive windows of busy sessions.
 
@@ -789,9 +793,23 @@ class WindowShare:
         self.loaded_at = float("-inf")
 
     def note(self, deliveries: Iterable[Delivery], now: float) -> None:
-        """Mark the routes of one batch's deliveries busy at ``now``."""
+        """Mark the routes of one batch's deliveries busy at ``now``.
+
+        A delivery of one bare window probe or its answer (WASK/WINS, a
+        keep-alive exchange) carries no data to pace: its session stays as
+        it was, so 1,000 idle sessions probing their peers do not put
+        themselves in every recomputation of the share (issue 9).
+        """
         busy = self.busy
         for d in deliveries:
+            dgs = d.datagrams
+            if (
+                len(dgs) == 1
+                and not d.recovered
+                and len(dgs[0]) == OVERHEAD
+                and dgs[0][4] in _KEEPALIVE_CMDS
+            ):
+                continue
             busy[d.route] = now
 
     def loaded(self, now: float) -> None:

@@ -158,6 +158,8 @@ DRAIN_INTERVAL = 0.05
 #: :data:`kcpsock.transport.BATCH` datagrams).
 INBOX_LIMIT = 128
 _M32 = 0xFFFFFFFF
+#: What Session._on_timer_locked returns when the close is to be finished.
+_FINISH = -1
 
 
 def new_replay_filter(codec: Any, config: KCPConfig) -> Optional[ReplayFilter]:
@@ -448,8 +450,10 @@ class Session:
         self._w_mark = (-1, -1)
         self._w_start = 0
         self._answer_ms = 0
-        # what on_timer last set the SNMP gauges from (skipped when unchanged)
-        self._gauge_key: Optional[tuple[int, int, int, int]] = None
+        # what on_timer last set the SNMP gauges from (skipped when unchanged):
+        # the key of the last flush, and the key object last set
+        self._gauge_key: tuple[int, int, int, int] = (-1, -1, -1, -1)
+        self._gauge_set: Optional[tuple[int, int, int, int]] = None
         #: kcp.stale_wins when we last probed (-1: never): a WINS with una 0
         #: (after the peer acknowledged data) in answer to our probe comes from
         #: a peer that forgot the conversation (kcp-go's listener opens a new
@@ -772,8 +776,11 @@ class Session:
             and not 0 <= self._stale_mark < kcp.stale_wins  # on_timer ends it at once
         ):
             # nothing for a flush to do (a keep-alive probe or its answer):
-            # the timer already set (keep-alive, close watch) is enough, and
-            # an idle session costs no updater wake-up per probe (issue 9)
+            # no flush timer; and if the peer just proved alive, the timer
+            # already set (keep-alive, close watch) moves to the next
+            # keep-alive deadline instead of waking for nothing (issue 9)
+            if kcp.in_segs != in_before:
+                self._postpone_idle(kcp)
             return
         due = kcp.check(now)  # never before now: an absolute deadline as it is
         if current is None or current > due:
@@ -790,86 +797,19 @@ class Session:
             ACK is pending, no probe is due and keep-alive is off (the
             session sleeps until ``send`` or input schedules it again).
         """
-        finish = False
+        nxt: Optional[int] = None
         with self._lock:
-            stale = self.state is SessionState.CLOSED
+            state = self.state
+            stale = state is SessionState.CLOSED
+            if not stale:
+                nxt = self._on_timer_locked(now, state)
+        finish = nxt == _FINISH
         if stale:
             release_updater(False)  # a late timer of a finished session: maybe the last
             return None
-        with self._lock:
-            state = self.state
-            if state is SessionState.CLOSED:
-                return None
-            if self._inbox:
-                self._drain_locked()
-            kcp = self.kcp
-            if self._icmp and self.failure is None:
-                # ICMP port unreachable: refused if the peer never answered, else gone
-                self.failure = "refused" if not kcp.in_segs else "reset"
-            if 0 <= self._stale_mark < kcp.stale_wins and self.failure is None:
-                self.failure = "gone"
-                _log.debug("conv %08x: the peer answers as a new session: it closed", self.conv)
-            ka = self.keepalive_timeout_ms
-            ka_probe = False
-            if ka and self.failure is None:
-                idle = now - self._last_rx
-                if idle >= ka:
-                    self.failure = "timeout"
-                    _log.debug("conv %08x: no answer for %d ms, peer dead", self.conv, idle)
-                elif idle >= self.keepalive_interval_ms and now >= self._next_probe:
-                    kcp.probe |= IKCP_ASK_SEND  # a window probe: the peer answers WINS
-                    self._stale_mark = kcp.stale_wins
-                    self._next_probe = now + max(self.keepalive_interval_ms // 3, 10)
-                    ka_probe = True
-            watch_due: Optional[int] = None
-            if (
-                self.gone_timeout_ms
-                and self.failure is None
-                and state is SessionState.OPEN
-                and self._reader_waits(kcp)
-            ):
-                watch_due = self._watch(now, kcp, ka_probe)
-            elif self._w_due:
-                # nobody waits any more: drop the probe run (a new wait starts afresh)
-                self._w_due = self._w_first = self._w_count = 0
-            self._out += kcp.flush(now)
-            self._notify()
-            state = self.state
-            if state is SessionState.CLOSING and (
-                not kcp.waitsnd() or self.failure is not None or now >= self._close_deadline
-            ):
-                finish = True
-                nxt: Optional[int] = None
-            elif self.failure is not None:
-                nxt = None
-            else:
-                if kcp.waitsnd() or kcp.acklist or kcp.probe:
-                    nxt = _deadline_from(now, kcp.check(now))
-                else:
-                    nxt = None
-                if ka:
-                    idle_at = self._last_rx + self.keepalive_interval_ms
-                    due = min(self._last_rx + ka, max(self._next_probe, idle_at))
-                    # on a coarse grid (keep-alive needs no precision): one
-                    # updater wake-up serves every session due in that slot
-                    grid = min(KEEPALIVE_GRID_MS, self.keepalive_interval_ms >> 3) or 1
-                    due = -(-due // grid) * grid
-                    nxt = due if nxt is None else min(nxt, due)
-                if watch_due is not None:
-                    nxt = watch_due if nxt is None else min(nxt, watch_due)
-                if state is SessionState.CLOSING:
-                    nxt = self._close_deadline if nxt is None else min(nxt, self._close_deadline)
-            gauge_key: Optional[tuple[int, int, int, int]] = (
-                len(kcp.snd_queue),
-                len(kcp.rcv_queue),
-                len(kcp.snd_buf),
-                self.packets_in,
-            )
-            if gauge_key == self._gauge_key:
-                gauge_key = None  # nothing changed since this session last set them
-            else:
-                self._gauge_key = gauge_key
-        if gauge_key is not None:
+        gauge_key = self._gauge_key
+        if gauge_key is not self._gauge_set:
+            self._gauge_set = gauge_key
             gauges = {
                 "RingBufferSndQueue": gauge_key[0],
                 "RingBufferRcvQueue": gauge_key[1],
@@ -883,7 +823,160 @@ class Session:
             snmp.set_gauges(**gauges)
         if finish:
             self._finish_close(wait=False)
+            return None
         return nxt
+
+    def _on_timer_locked(self, now: int, state: SessionState) -> Optional[int]:
+        """The body of :meth:`on_timer` (lock held): the next deadline, None or ``_FINISH``."""
+        if self._inbox:
+            self._drain_locked()
+        kcp = self.kcp
+        if self._icmp and self.failure is None:
+            # ICMP port unreachable: refused if the peer never answered, else gone
+            self.failure = "refused" if not kcp.in_segs else "reset"
+        if 0 <= self._stale_mark < kcp.stale_wins and self.failure is None:
+            self.failure = "gone"
+            _log.debug("conv %08x: the peer answers as a new session: it closed", self.conv)
+        ka = self.keepalive_timeout_ms
+        ka_probe = False
+        if ka and self.failure is None:
+            idle = now - self._last_rx
+            if idle >= ka:
+                self.failure = "timeout"
+                _log.debug("conv %08x: no answer for %d ms, peer dead", self.conv, idle)
+            elif idle >= self.keepalive_interval_ms and now >= self._next_probe:
+                kcp.probe |= IKCP_ASK_SEND  # a window probe: the peer answers WINS
+                self._stale_mark = kcp.stale_wins
+                self._next_probe = now + max(self.keepalive_interval_ms // 3, 10)
+                ka_probe = True
+        watch_due: Optional[int] = None
+        if (
+            self.gone_timeout_ms
+            and self.failure is None
+            and state is SessionState.OPEN
+            and self._reader_waits(kcp)
+        ):
+            watch_due = self._watch(now, kcp, ka_probe)
+        elif self._w_due:
+            # nobody waits any more: drop the probe run (a new wait starts afresh)
+            self._w_due = self._w_first = self._w_count = 0
+        self._out += kcp.flush(now)
+        self._notify()
+        state = self.state
+        if state is SessionState.CLOSING and (
+            not kcp.waitsnd() or self.failure is not None or now >= self._close_deadline
+        ):
+            nxt: Optional[int] = _FINISH
+        elif self.failure is not None:
+            nxt = None
+        else:
+            if kcp.waitsnd() or kcp.acklist or kcp.probe:
+                nxt = _deadline_from(now, kcp.check(now))
+            else:
+                nxt = None
+            if ka:
+                due = self._keepalive_due()
+                nxt = due if nxt is None else min(nxt, due)
+            if watch_due is not None:
+                nxt = watch_due if nxt is None else min(nxt, watch_due)
+            if state is SessionState.CLOSING:
+                nxt = self._close_deadline if nxt is None else min(nxt, self._close_deadline)
+        # what the SNMP gauges would be set from (on_timer sets them when
+        # this changed; the FEC gauge can move only with packets_in)
+        gauge_key = (
+            len(kcp.snd_queue),
+            len(kcp.rcv_queue),
+            len(kcp.snd_buf),
+            self.packets_in if self._codec is not None else 0,
+        )
+        if gauge_key != self._gauge_key:
+            self._gauge_key = gauge_key
+        return nxt
+
+    def _keepalive_due(self) -> int:
+        """When the keep-alive looks next (lock held; keep-alive on).
+
+        A probe after ``keepalive_interval`` of silence (re-sent every third
+        of it while unanswered), the verdict at ``keepalive_timeout``; on a
+        coarse grid (keep-alive needs no precision), so one updater wake-up
+        serves every session due in that slot.
+        """
+        last_rx = self._last_rx
+        interval = self.keepalive_interval_ms
+        due = min(last_rx + self.keepalive_timeout_ms, max(self._next_probe, last_rx + interval))
+        grid = min(KEEPALIVE_GRID_MS, interval >> 3) or 1
+        return -(-due // grid) * grid
+
+    def _postpone_idle(self, kcp: KCP) -> None:
+        """After input that only proved the peer alive: move the timer to the keep-alive's.
+
+        Lock held, called when a flush has nothing to do (no ACK pending,
+        nothing in flight or queued, no probe flag): the input was a
+        keep-alive probe or its answer.  The timer already set (the re-probe
+        a third of ``keepalive_interval`` after our probe, the close watch's
+        look one answer time after it, or our own keep-alive deadline from
+        before the peer's probe came) would run :meth:`on_timer` only to find
+        nothing to do: it is moved to the next keep-alive deadline instead, so
+        an idle session costs one updater run per keep-alive exchange, on the
+        side that probes (issue 9).  Only when :meth:`on_timer` would decide
+        exactly that: the session is open and healthy, keep-alive is on, and
+        the close watch is not watching (no reader waits, or its probing
+        window is over and its last probe was answered).
+        """
+        if (
+            not self.keepalive_timeout_ms
+            or self.state is not SessionState.OPEN
+            or self.failure is not None
+            or self._icmp
+        ):
+            return
+        if self._w_due:
+            if (kcp.rcv_nxt, kcp.snd_una) != self._w_mark:
+                return  # data moved: a new window of the watch (on_timer starts it)
+            if self._w_due > 0:
+                # the watch waits to probe, or a run of its probes goes on:
+                # over once the run is answered and the window has passed
+                # (as _watch would find)
+                u = max(kcp.rx_rto, self._answer_ms)
+                if not self._watch_answered(u):
+                    return
+                at = self._last_rx + max(self._w_gap, u)
+                if at < self._w_start + max(GONE_WINDOW_MS, GONE_ANSWER_TIMES * u):
+                    return  # still within the window: the watch probes again
+                self._w_due = -1
+        elif self.gone_timeout_ms and self._reader_waits(kcp):
+            return  # a reader began waiting: on_timer starts the watch
+        due = self._keepalive_due()
+        current = self.updater_deadline
+        if current is not None and current < due:  # (the updater checks again)
+            updater.postpone(self, due)
+
+    def _watch_answered(self, u: int) -> bool:
+        """Book the answer to the watch's run of probes, if it came (lock held).
+
+        Learns the answer time (a decaying maximum: a peer that flushes
+        every 100 ms, kcp-go's default, answers up to 100 ms late, and a run
+        that lost its first probes or answers raises it too, which only makes
+        the verdict slower and safer on a lossy path), doubles the gap before
+        the next probe and ends the run.
+
+        Args:
+            u: the answer time ``max(RTO, slowest probe answer seen)``.
+
+        Returns:
+            True if no run is going on now (none, or it was answered).
+        """
+        first = self._w_first
+        if not first:
+            return True
+        last_rx = self._last_rx
+        if last_rx < first:
+            return False
+        answer = last_rx - first
+        self._answer_ms = max(answer, self._answer_ms - (self._answer_ms >> 3))
+        self._w_gap = min(max(2 * self._w_gap, 2 * u), GONE_GAP_MAX_MS)
+        self._w_first = self._w_count = 0
+        return True
 
     def _reader_waits(self, kcp: KCP) -> bool:
         """True while a reader waits for data (lock held).
@@ -965,18 +1058,9 @@ class Session:
             self._w_mark = mark
             self._w_gap >>= 1
             self._w_start = now
+        self._watch_answered(u)  # answered: any datagram counts
         first = self._w_first
         last_rx = self._last_rx
-        if first and last_rx >= first:
-            # answered (any datagram counts); the answer time is learnt, a
-            # decaying maximum: a peer that flushes every 100 ms (kcp-go's
-            # default) answers up to 100 ms late, and a run that lost its
-            # first probes or answers raises it too, which only makes the
-            # verdict slower and safer on a lossy path
-            answer = last_rx - first
-            self._answer_ms = max(answer, self._answer_ms - (self._answer_ms >> 3))
-            self._w_gap = min(max(2 * self._w_gap, 2 * u), GONE_GAP_MAX_MS)
-            first = self._w_first = self._w_count = 0
         due = self._w_due
         if first and due and now - due > max(u, 100):
             first = self._w_first = self._w_count = 0  # late: no verdict on stale evidence

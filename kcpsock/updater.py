@@ -14,12 +14,15 @@ Invariants:
   deletion), and ``target.updater_deadline`` is that entry's deadline or
   None when the target is not scheduled;
 * :meth:`Updater.schedule` only ever moves a deadline earlier; ``on_timer``
-  decides the next one.  Before ``on_timer`` runs, ``updater_deadline`` is
+  decides the next one, and :meth:`Updater.postpone` moves the deadline of a
+  target that is waiting (not running) later: a keep-alive answered before
+  its deadline skips the wake-up that would only find nothing to do.  Before ``on_timer`` runs, ``updater_deadline`` is
   reset to None under the heap lock, so a caller that changed the target's
   state and then saw a non-None deadline can rely on that ``on_timer``
   seeing its change;
-* the thread waits on a Condition with the time to the earliest deadline (or
-  forever when the heap is empty) and is notified only when a new deadline
+* the thread waits on a Condition with the time to the earliest valid
+  deadline (stale entries at the top of the heap are dropped first; forever
+  when the heap is empty) and is notified only when a new deadline
   is earlier than the one it sleeps until, never once per packet;
 * ``on_timer`` runs on the updater thread without the heap lock; exceptions
   it raises are logged and the target is dropped from the schedule;
@@ -103,6 +106,8 @@ class Updater:
         self.wakeups = 0
         #: Number of due timers taken by other threads (:meth:`take_due`).
         self.claimed = 0
+        #: Number of deadlines moved later (:meth:`postpone`).
+        self.postponed = 0
 
     def schedule(self, target: Schedulable, deadline: int) -> None:
         """Make sure ``target.on_timer`` runs at ``deadline`` (ms) or earlier.
@@ -132,6 +137,33 @@ class Updater:
                 self.wakeups += 1
                 # all: a retiring thread (see release) may be waiting too
                 self._cond.notify_all()
+
+    def postpone(self, target: Schedulable, deadline: int) -> bool:
+        """Move the deadline of a waiting ``target`` later, to ``deadline``.
+
+        For a caller that knows the target's ``on_timer`` would find nothing
+        to do before ``deadline`` (a session whose keep-alive was answered):
+        the old entry becomes stale, so the thread never runs it.  Does
+        nothing if the target is not scheduled, is being run right now (its
+        ``on_timer`` decides), or is due no earlier than ``deadline`` already.
+
+        Args:
+            target: a target (normally scheduled).
+            deadline: absolute time on the :func:`now_ms` clock.
+
+        Returns:
+            True if the deadline was moved.
+        """
+        with self._cond:
+            current = target.updater_deadline
+            if current is None or current >= deadline or target.updater_seq == 0:
+                return False
+            seq = next(self._seq)
+            target.updater_deadline = deadline
+            target.updater_seq = seq
+            heapq.heappush(self._heap, (deadline, seq, weakref.ref(target)))
+            self.postponed += 1
+            return True
 
     def take_due(
         self, now: int, accept: Callable[[Schedulable], bool], limit: int = 256
@@ -291,6 +323,15 @@ class Updater:
                     now = int(now_f)
                     if heap and heap[0][0] <= now:
                         break
+                    # never sleep until a stale entry (a postponed or
+                    # cancelled deadline): drop those at the top first
+                    while heap:
+                        _, seq, ref = heap[0]
+                        target = ref()
+                        if target is not None and target.updater_seq == seq:
+                            break
+                        heapq.heappop(heap)
+                    target = None
                     if heap:
                         deadline = heap[0][0]
                         self._sleep_until = deadline
