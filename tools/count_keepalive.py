@@ -90,7 +90,7 @@ def run(seconds: float, settle: float) -> tuple[float, int, int]:
         pair.append((s, t))
     (a, ta), (b, tb) = pair
     b._rwait = 1  # a handler thread waits in recv (the close watch runs)
-    addr = ("127.0.0.1", 9)
+    addr: Any = ("127.0.0.1", 9)
     start = clock[0] + int(settle * 1000)
     end = start + int(seconds * 1000)
     cpu = 0.0
