@@ -54,8 +54,10 @@ Invariants:
 * ``send`` never queues more than the free send window (``snd_wnd -
   waitsnd``, at least one segment), so buffering is bounded; data is flushed
   at once unless write-delay is on (kcp-go ``WriteBuffers``).
-* A session with nothing in flight, no pending ACK and no probe is not
-  scheduled on the updater; ``send``, input and ``recv`` re-arm it.
+* A session with nothing in flight, no pending ACK and no probe is
+  scheduled on the updater only for its keep-alive (if on); ``send``, input
+  and ``recv`` re-arm it, and input that only proves the peer alive moves
+  the timer to the next keep-alive deadline (:meth:`Session._postpone_idle`).
 * Malformed datagrams never raise out of a receiver thread: every
   :class:`~kcpsock.errors.PacketError` is counted under its ``counter`` in
   :data:`kcpsock.stats.snmp` and the datagram is dropped.
@@ -907,6 +909,10 @@ class Session:
         grid = min(KEEPALIVE_GRID_MS, interval >> 3) or 1
         return -(-due // grid) * grid
 
+    def _keepalive_grid(self) -> int:
+        """The grid (ms) keep-alive deadlines are rounded up to (:data:`KEEPALIVE_GRID_MS`)."""
+        return min(KEEPALIVE_GRID_MS, self.keepalive_interval_ms >> 3) or 1
+
     def _postpone_idle(self, kcp: KCP) -> None:
         """After input that only proved the peer alive: move the timer to the keep-alive's.
 
@@ -1037,7 +1043,9 @@ class Session:
         peer that answered is left to the keep-alive probes (one per
         ``keepalive_interval`` of silence, as for any idle session): a
         keep-alive probe sent while a reader waits (``ka_probe``) becomes
-        the first probe of a run, so a peer that closes later still reads as
+        the first probe of a run (looked at on the keep-alive grid, at least
+        ``u`` after it; its answer postpones the look, :meth:`_postpone_idle`),
+        so a peer that closes later still reads as
         EOF about ``keepalive_interval`` plus the run's length after it went
         silent, and 1,000 idle waiting readers cost no more probes than
         1,000 idle sessions.  With keep-alive off the window never ends.
@@ -1083,8 +1091,15 @@ class Session:
             self._stale_mark = kcp.stale_wins
             self._w_first = self._w_last = now
             self._w_count = 1
-            self._w_due = now + u
-            return self._w_due
+            due = now + u
+            if ka_probe:
+                # the look whether the keep-alive probe was answered (it
+                # normally was, and the answer postpones it: _postpone_idle)
+                # on the keep-alive's grid too: the updater wakes there anyway
+                grid = self._keepalive_grid()
+                due = -(-due // grid) * grid
+            self._w_due = due
+            return due
         if now - first < u:
             self._w_due = first + u  # the first probe may still be answered
             return self._w_due

@@ -88,7 +88,9 @@ class Updater:
     """
 
     def __init__(self, name: str = "kcpsock-updater") -> None:
-        self._cond = threading.Condition(threading.RLock())
+        # the heap lock (with statements on it run in C, unlike the Condition's)
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
         self._heap: list[_Entry] = []
         self._seq = itertools.count(1)
         self._thread: Optional[threading.Thread] = None
@@ -108,6 +110,8 @@ class Updater:
         self.claimed = 0
         #: Number of deadlines moved later (:meth:`postpone`).
         self.postponed = 0
+        #: Number of times the thread went to sleep (waited on its Condition).
+        self.sleeps = 0
 
     def schedule(self, target: Schedulable, deadline: int) -> None:
         """Make sure ``target.on_timer`` runs at ``deadline`` (ms) or earlier.
@@ -122,7 +126,7 @@ class Updater:
         current = target.updater_deadline
         if current is not None and current <= deadline:
             return
-        with self._cond:
+        with self._lock:
             current = target.updater_deadline
             if current is not None and current <= deadline:
                 return
@@ -154,7 +158,7 @@ class Updater:
         Returns:
             True if the deadline was moved.
         """
-        with self._cond:
+        with self._lock:
             current = target.updater_deadline
             if current is None or current >= deadline or target.updater_seq == 0:
                 return False
@@ -189,7 +193,7 @@ class Updater:
         if not heap or heap[0][0] > now:  # a racy peek: a miss waits one batch
             return []
         taken: list[Schedulable] = []
-        with self._cond:
+        with self._lock:
             keep: list[_Entry] = []
             while heap and heap[0][0] <= now and len(taken) < limit:
                 entry = heapq.heappop(heap)
@@ -215,7 +219,7 @@ class Updater:
         Args:
             target: a scheduled or unscheduled target.
         """
-        with self._cond:
+        with self._lock:
             target.updater_deadline = None
             target.updater_seq = 0
 
@@ -252,12 +256,12 @@ class Updater:
 
     def pending(self) -> int:
         """Return how many heap entries exist (stale ones included)."""
-        with self._cond:
+        with self._lock:
             return len(self._heap)
 
     def scheduled(self) -> int:
         """Return how many live targets are scheduled."""
-        with self._cond:
+        with self._lock:
             count = 0
             for _, seq, ref in self._heap:
                 target = ref()
@@ -332,6 +336,7 @@ class Updater:
                             break
                         heapq.heappop(heap)
                     target = None
+                    self.sleeps += 1
                     if heap:
                         deadline = heap[0][0]
                         self._sleep_until = deadline
@@ -377,7 +382,7 @@ class Updater:
         current = target.updater_deadline
         if current is not None and current <= deadline:
             return
-        with self._cond:
+        with self._lock:
             # cancel() zeroes the seq; popping an entry leaves it as it was
             if target.updater_seq == 0:
                 return

@@ -82,6 +82,8 @@ def _figures(kcpsock: Any) -> dict[str, float]:
         "out": float(v.OutPkts),
         "timers": float(updater.fired + getattr(updater, "claimed", 0)),
         "wakeups": float(getattr(updater, "wakeups", 0)),
+        "sleeps": float(getattr(updater, "sleeps", 0)),
+        "postponed": float(getattr(updater, "postponed", 0)),
     }
 
 
@@ -120,6 +122,34 @@ def _install_profiler() -> None:
     wrap(listener.ListenerCore, "_on_batch")
 
 
+_TIMING: dict[str, list[float]] = {}
+
+
+def _install_timing() -> None:
+    """``--timing``: thread CPU time and calls of the per-datagram and timer calls."""
+    from kcpsock import listener, session, updater
+
+    def wrap(cls: Any, name: str) -> None:
+        fn = getattr(cls, name)
+        acc = _TIMING.setdefault(f"{cls.__name__}.{name}", [0.0, 0.0])
+        clock = time.thread_time
+
+        def wrapper(*a: Any, **k: Any) -> Any:
+            t0 = clock()
+            try:
+                return fn(*a, **k)
+            finally:
+                acc[0] += clock() - t0
+                acc[1] += 1
+
+        setattr(cls, name, wrapper)
+
+    wrap(session.Session, "on_timer")
+    wrap(session.Session, "_on_batch")
+    wrap(listener.ListenerCore, "_on_batch")
+    wrap(updater.Updater, "rearm")
+
+
 def _dump_profile(path: str) -> None:
     import pstats
 
@@ -134,6 +164,8 @@ def _dump_profile(path: str) -> None:
 
 def _measure(kcpsock: Any, args: argparse.Namespace) -> None:
     threading.Event().wait(args.settle)
+    for acc in _TIMING.values():
+        acc[0] = acc[1] = 0.0
     a = _figures(kcpsock)
     t0 = time.perf_counter()
     print("MEASURING", flush=True)
@@ -146,6 +178,14 @@ def _measure(kcpsock: Any, args: argparse.Namespace) -> None:
         _dump_profile(f"{args.profile}.{args.role}")
     out = {k: b[k] - a[k] for k in a}
     out["seconds"] = time.perf_counter() - t0
+    if _TIMING:
+        print(
+            f"# {args.role} updater: {out['sleeps']:.0f} sleeps, {out['wakeups']:.0f} woken"
+            f" early, {out['postponed']:.0f} deadlines postponed"
+        )
+    for name, (cpu, calls) in _TIMING.items():
+        if calls:
+            print(f"# {args.role} {name}: {calls:.0f} calls, {1e6 * cpu / calls:.1f} µs each")
     print("RESULT " + json.dumps(out), flush=True)
 
 
@@ -162,6 +202,8 @@ def role_server(args: argparse.Namespace) -> None:
     kcpsock = _import_kcpsock(args.tree)
     if args.profile:
         _install_profiler()
+    if args.timing:
+        _install_timing()
     listener = kcpsock.listen(("127.0.0.1", 0), config=_config(kcpsock, args))
     print(f"READY {listener.getsockname()[1]}", flush=True)
 
@@ -187,6 +229,8 @@ def role_client(args: argparse.Namespace) -> None:
     kcpsock = _import_kcpsock(args.tree)
     if args.profile:
         _install_profiler()
+    if args.timing:
+        _install_timing()
     cfg = _config(kcpsock, args)
     socks = []
     for _ in range(args.sessions):
@@ -220,6 +264,7 @@ def _child(role: str, tree: str, args: argparse.Namespace, port: int = 0) -> sub
         "--settle",
         str(args.settle),
         *(["--profile", args.profile] if args.profile else []),
+        *(["--timing"] if args.timing else []),
     ]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
 
@@ -227,6 +272,8 @@ def _child(role: str, tree: str, args: argparse.Namespace, port: int = 0) -> sub
 def _result(proc: subprocess.Popen[str], timeout: float) -> dict[str, float]:
     assert proc.stdout is not None
     for line in proc.stdout:
+        if line.startswith("#"):
+            print(line, end="", file=sys.stderr)
         if line.startswith("RESULT "):
             proc.wait(timeout)
             res: dict[str, float] = json.loads(line[7:])
@@ -283,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=30.0, help="measured quiet period")
     p.add_argument("--settle", type=float, default=5.0, help="quiet seconds before measuring")
     p.add_argument("--repeat", type=int, default=1)
+    p.add_argument("--timing", action="store_true", help="print CPU per call (stdout '#')")
     p.add_argument("--profile", default="", help="write cProfile stats to PATH.server/.client")
     p.add_argument("--root", nargs="*", default=[], help="label=DIR trees (alternated)")
     args = p.parse_args(argv)

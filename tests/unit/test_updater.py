@@ -304,3 +304,55 @@ def test_take_due_skips_cancelled_targets(upd: Updater) -> None:
         upd.schedule(t, now - 1)
         upd.cancel(t)
         assert upd.take_due(now, lambda _: True) == []
+
+
+def test_postpone_moves_a_waiting_deadline_later_and_runs_it_once(upd: Updater) -> None:
+    t = Target()
+    start = now_ms()
+    upd.schedule(t, start + 20)
+    assert upd.postpone(t, start + 150)
+    assert t.updater_deadline == start + 150
+    assert t.event.wait(5)
+    assert t.calls[0] >= start + 150  # the old deadline's entry went stale
+    assert len(t.calls) == 1
+    assert upd.postponed == 1
+
+
+def test_postpone_never_moves_earlier_nor_arms_an_unscheduled_target(upd: Updater) -> None:
+    t = Target()
+
+    def deadline() -> Optional[int]:
+        return t.updater_deadline
+
+    assert not upd.postpone(t, now_ms() + 1000)  # not scheduled: on_timer decides
+    assert deadline() is None and upd.pending() == 0
+    start = now_ms()
+    upd.schedule(t, start + 1000)
+    assert not upd.postpone(t, start + 500)
+    assert deadline() == start + 1000
+    upd.cancel(t)
+    assert not upd.postpone(t, start + 2000)  # a cancel wins
+    assert deadline() is None
+
+
+def test_the_thread_never_sleeps_until_a_postponed_deadline(upd: Updater) -> None:
+    far = Target()
+    start = now_ms()
+    upd.schedule(far, start + 60_000)
+    deadline = time.monotonic() + 5
+    while upd.sleeping_until != start + 60_000 and time.monotonic() < deadline:
+        threading.Event().wait(0.001)
+    assert upd.sleeping_until == start + 60_000
+    targets = [Target() for _ in range(20)]
+    marker = Target()
+    with upd._lock:  # the thread sees all of it at once when it wakes
+        for t in targets:
+            upd.schedule(t, start + 200)  # wakes the thread (earlier than its sleep)
+            assert upd.postpone(t, start + 30_000)
+        upd.schedule(marker, start + 1_000)
+    while upd.sleeping_until in (None, start + 60_000) and time.monotonic() < deadline:
+        threading.Event().wait(0.001)
+    # the stale entries at the top of the heap were dropped, not slept until
+    assert upd.sleeping_until == start + 1_000
+    assert upd.scheduled() == 22
+    assert not any(t.calls for t in targets)
