@@ -926,8 +926,9 @@ class Session:
         an idle session costs one updater run per keep-alive exchange, on the
         side that probes (issue 9).  Only when :meth:`on_timer` would decide
         exactly that: the session is open and healthy, keep-alive is on, and
-        the close watch is not watching (no reader waits, or its probing
-        window is over and its last probe was answered).
+        the close watch has no run of probes going on (none, or its last
+        probe was answered: within the watch's window the timer moves to the
+        watch's next probe instead, as :meth:`_watch` would set it).
         """
         if (
             not self.keepalive_timeout_ms
@@ -948,11 +949,15 @@ class Session:
                     return
                 at = self._last_rx + max(self._w_gap, u)
                 if at < self._w_start + max(GONE_WINDOW_MS, GONE_ANSWER_TIMES * u):
-                    return  # still within the window: the watch probes again
-                self._w_due = -1
+                    # still within the window: the watch's next probe
+                    self._w_due = at
+                else:
+                    self._w_due = -1  # the window is over: keep-alive only
         elif self.gone_timeout_ms and self._reader_waits(kcp):
             return  # a reader began waiting: on_timer starts the watch
         due = self._keepalive_due()
+        if self._w_due > 0 and self._w_due < due:
+            due = self._w_due
         current = self.updater_deadline
         if current is not None and current < due:  # (the updater checks again)
             updater.postpone(self, due)
