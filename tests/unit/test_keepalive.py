@@ -189,3 +189,21 @@ def test_data_after_the_exchanges_still_starts_the_watch(pair: Pair) -> None:
     # the watch (its gap, halved by the data, then its run), long before
     # the keep-alive would have probed
     assert pair.clock - t0 < 4_000
+
+
+def test_the_close_watch_window_costs_one_timer_per_probe(pair: Pair) -> None:
+    # after data, a waiting reader's watch probes the quiet peer at doubling
+    # gaps for GONE_WINDOW_MS; each answer moves the timer to the next probe
+    a, b = pair.sessions
+    with a._lock:
+        a.kcp.send(b"hello")
+        a._arm_at(pair.clock)
+    pair.run_until(pair.clock + 100)
+    assert b.kcp.peek_size() == 5
+    timers, probes = list(pair.timers), list(pair.probes)
+    pair.run_until(pair.clock + 5_000)
+    b_timers, b_probes = pair.timers[1] - timers[1], pair.probes[1] - probes[1]
+    assert b_probes >= 3  # the watch probed (u, then gaps of 2u, 4u, ...)
+    assert b_timers <= b_probes + 1  # the last look ends the window
+    assert pair.probes[0] == probes[0]  # a only answered
+    assert b.failure is None and a.failure is None
