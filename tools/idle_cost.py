@@ -190,10 +190,26 @@ def _measure(kcpsock: Any, args: argparse.Namespace) -> None:
 
 
 def _config(kcpsock: Any, args: argparse.Namespace) -> Any:
+    extra: dict[str, Any] = {}
+    if args.bench_profile:
+        # tools/bench.py's sessions: fast profile, big windows, stream mode
+        extra = dict(
+            nodelay=1,
+            interval=10,
+            resend=2,
+            nc=True,
+            sndwnd=1024,
+            rcvwnd=1024,
+            mtu=1400,
+            stream=True,
+            read_buffer=4 << 20,
+            write_buffer=4 << 20,
+        )
     return kcpsock.KCPConfig(
         keepalive_interval=args.keepalive,
         max_sessions_per_address=1_000_000,
         backlog_per_address=1_000_000,
+        **extra,
     )
 
 
@@ -265,6 +281,7 @@ def _child(role: str, tree: str, args: argparse.Namespace, port: int = 0) -> sub
         str(args.settle),
         *(["--profile", args.profile] if args.profile else []),
         *(["--timing"] if args.timing else []),
+        *(["--bench-profile"] if args.bench_profile else []),
     ]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
 
@@ -330,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=30.0, help="measured quiet period")
     p.add_argument("--settle", type=float, default=5.0, help="quiet seconds before measuring")
     p.add_argument("--repeat", type=int, default=1)
+    p.add_argument("--bench-profile", action="store_true", help="tools/bench.py's session options")
     p.add_argument("--timing", action="store_true", help="print CPU per call (stdout '#')")
     p.add_argument("--profile", default="", help="write cProfile stats to PATH.server/.client")
     p.add_argument("--root", nargs="*", default=[], help="label=DIR trees (alternated)")
