@@ -160,8 +160,6 @@ DRAIN_INTERVAL = 0.05
 #: :data:`kcpsock.transport.BATCH` datagrams).
 INBOX_LIMIT = 128
 _M32 = 0xFFFFFFFF
-#: What Session._on_timer_locked returns when the close is to be finished.
-_FINISH = -1
 
 
 def new_replay_filter(codec: Any, config: KCPConfig) -> Optional[ReplayFilter]:
@@ -452,10 +450,8 @@ class Session:
         self._w_mark = (-1, -1)
         self._w_start = 0
         self._answer_ms = 0
-        # what on_timer last set the SNMP gauges from (skipped when unchanged):
-        # the key of the last flush, and the key object last set
-        self._gauge_key: tuple[int, int, int, int] = (-1, -1, -1, -1)
-        self._gauge_set: Optional[tuple[int, int, int, int]] = None
+        # what on_timer last set the SNMP gauges from (skipped when unchanged)
+        self._gauge_key: Optional[tuple[int, int, int, int]] = None
         #: kcp.stale_wins when we last probed (-1: never): a WINS with una 0
         #: (after the peer acknowledged data) in answer to our probe comes from
         #: a peer that forgot the conversation (kcp-go's listener opens a new
@@ -799,19 +795,82 @@ class Session:
             ACK is pending, no probe is due and keep-alive is off (the
             session sleeps until ``send`` or input schedules it again).
         """
-        nxt: Optional[int] = None
+        finish = False
         with self._lock:
-            state = self.state
-            stale = state is SessionState.CLOSED
-            if not stale:
-                nxt = self._on_timer_locked(now, state)
-        finish = nxt == _FINISH
+            stale = self.state is SessionState.CLOSED
         if stale:
             release_updater(False)  # a late timer of a finished session: maybe the last
             return None
-        gauge_key = self._gauge_key
-        if gauge_key is not self._gauge_set:
-            self._gauge_set = gauge_key
+        with self._lock:
+            state = self.state
+            if state is SessionState.CLOSED:
+                return None
+            if self._inbox:
+                self._drain_locked()
+            kcp = self.kcp
+            if self._icmp and self.failure is None:
+                # ICMP port unreachable: refused if the peer never answered, else gone
+                self.failure = "refused" if not kcp.in_segs else "reset"
+            if 0 <= self._stale_mark < kcp.stale_wins and self.failure is None:
+                self.failure = "gone"
+                _log.debug("conv %08x: the peer answers as a new session: it closed", self.conv)
+            ka = self.keepalive_timeout_ms
+            ka_probe = False
+            if ka and self.failure is None:
+                idle = now - self._last_rx
+                if idle >= ka:
+                    self.failure = "timeout"
+                    _log.debug("conv %08x: no answer for %d ms, peer dead", self.conv, idle)
+                elif idle >= self.keepalive_interval_ms and now >= self._next_probe:
+                    kcp.probe |= IKCP_ASK_SEND  # a window probe: the peer answers WINS
+                    self._stale_mark = kcp.stale_wins
+                    self._next_probe = now + max(self.keepalive_interval_ms // 3, 10)
+                    ka_probe = True
+            watch_due: Optional[int] = None
+            if (
+                self.gone_timeout_ms
+                and self.failure is None
+                and state is SessionState.OPEN
+                and self._reader_waits(kcp)
+            ):
+                watch_due = self._watch(now, kcp, ka_probe)
+            elif self._w_due:
+                # nobody waits any more: drop the probe run (a new wait starts afresh)
+                self._w_due = self._w_first = self._w_count = 0
+            self._out += kcp.flush(now)
+            self._notify()
+            state = self.state
+            if state is SessionState.CLOSING and (
+                not kcp.waitsnd() or self.failure is not None or now >= self._close_deadline
+            ):
+                finish = True
+                nxt: Optional[int] = None
+            elif self.failure is not None:
+                nxt = None
+            else:
+                if kcp.waitsnd() or kcp.acklist or kcp.probe:
+                    nxt = _deadline_from(now, kcp.check(now))
+                else:
+                    nxt = None
+                if ka:
+                    due = self._keepalive_due()
+                    nxt = due if nxt is None else min(nxt, due)
+                if watch_due is not None:
+                    nxt = watch_due if nxt is None else min(nxt, watch_due)
+                if state is SessionState.CLOSING:
+                    nxt = self._close_deadline if nxt is None else min(nxt, self._close_deadline)
+            gauge_key: Optional[tuple[int, int, int, int]] = (
+                len(kcp.snd_queue),
+                len(kcp.rcv_queue),
+                len(kcp.snd_buf),
+                # the FEC gauge moves only with packets_in (none in plain mode)
+                self.packets_in if self._codec is not None else 0,
+            )
+            if gauge_key == self._gauge_key:
+                gauge_key = None  # nothing changed since this session last set them
+            else:
+                self._gauge_key = gauge_key
+        if gauge_key is not None:
             gauges = {
                 "RingBufferSndQueue": gauge_key[0],
                 "RingBufferRcvQueue": gauge_key[1],
@@ -825,74 +884,6 @@ class Session:
             snmp.set_gauges(**gauges)
         if finish:
             self._finish_close(wait=False)
-            return None
-        return nxt
-
-    def _on_timer_locked(self, now: int, state: SessionState) -> Optional[int]:
-        """The body of :meth:`on_timer` (lock held): the next deadline, None or ``_FINISH``."""
-        if self._inbox:
-            self._drain_locked()
-        kcp = self.kcp
-        if self._icmp and self.failure is None:
-            # ICMP port unreachable: refused if the peer never answered, else gone
-            self.failure = "refused" if not kcp.in_segs else "reset"
-        if 0 <= self._stale_mark < kcp.stale_wins and self.failure is None:
-            self.failure = "gone"
-            _log.debug("conv %08x: the peer answers as a new session: it closed", self.conv)
-        ka = self.keepalive_timeout_ms
-        ka_probe = False
-        if ka and self.failure is None:
-            idle = now - self._last_rx
-            if idle >= ka:
-                self.failure = "timeout"
-                _log.debug("conv %08x: no answer for %d ms, peer dead", self.conv, idle)
-            elif idle >= self.keepalive_interval_ms and now >= self._next_probe:
-                kcp.probe |= IKCP_ASK_SEND  # a window probe: the peer answers WINS
-                self._stale_mark = kcp.stale_wins
-                self._next_probe = now + max(self.keepalive_interval_ms // 3, 10)
-                ka_probe = True
-        watch_due: Optional[int] = None
-        if (
-            self.gone_timeout_ms
-            and self.failure is None
-            and state is SessionState.OPEN
-            and self._reader_waits(kcp)
-        ):
-            watch_due = self._watch(now, kcp, ka_probe)
-        elif self._w_due:
-            # nobody waits any more: drop the probe run (a new wait starts afresh)
-            self._w_due = self._w_first = self._w_count = 0
-        self._out += kcp.flush(now)
-        self._notify()
-        state = self.state
-        if state is SessionState.CLOSING and (
-            not kcp.waitsnd() or self.failure is not None or now >= self._close_deadline
-        ):
-            nxt: Optional[int] = _FINISH
-        elif self.failure is not None:
-            nxt = None
-        else:
-            if kcp.waitsnd() or kcp.acklist or kcp.probe:
-                nxt = _deadline_from(now, kcp.check(now))
-            else:
-                nxt = None
-            if ka:
-                due = self._keepalive_due()
-                nxt = due if nxt is None else min(nxt, due)
-            if watch_due is not None:
-                nxt = watch_due if nxt is None else min(nxt, watch_due)
-            if state is SessionState.CLOSING:
-                nxt = self._close_deadline if nxt is None else min(nxt, self._close_deadline)
-        # what the SNMP gauges would be set from (on_timer sets them when
-        # this changed; the FEC gauge can move only with packets_in)
-        gauge_key = (
-            len(kcp.snd_queue),
-            len(kcp.rcv_queue),
-            len(kcp.snd_buf),
-            self.packets_in if self._codec is not None else 0,
-        )
-        if gauge_key != self._gauge_key:
-            self._gauge_key = gauge_key
         return nxt
 
     def _keepalive_due(self) -> int:
@@ -906,7 +897,7 @@ class Session:
         last_rx = self._last_rx
         interval = self.keepalive_interval_ms
         due = min(last_rx + self.keepalive_timeout_ms, max(self._next_probe, last_rx + interval))
-        grid = min(KEEPALIVE_GRID_MS, interval >> 3) or 1
+        grid = self._keepalive_grid()
         return -(-due // grid) * grid
 
     def _keepalive_grid(self) -> int:
