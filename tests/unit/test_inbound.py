@@ -288,6 +288,25 @@ def busy_routes(share: WindowShare, n: int, now: float) -> list[Route]:
     return routes
 
 
+def test_keepalive_probes_and_answers_do_not_make_a_session_busy() -> None:
+    share = WindowShare()
+    routes = [Route(((f"127.0.0.{i}", 1), i), None) for i in range(5)]
+
+    def seg(cmd: int, payload: bytes = b"") -> bytes:
+        return struct.pack("<IBBHIIII", 7, cmd, 0, 32, 0, 0, 0, len(payload)) + payload
+
+    wask, wins, ack, push = seg(83), seg(84), seg(82), seg(81, b"data")
+    batches = [[wask], [wins], [ack], [push], [wask, wins]]
+    deliveries = []
+    for route, dgs in zip(routes, batches):
+        d = Delivery(route)
+        d.datagrams.extend(dgs)
+        deliveries.append(d)
+    share.note(deliveries, 1.0)
+    # a lone keep-alive probe or answer carries nothing to pace; anything else does
+    assert set(share.busy) == set(routes[2:])
+
+
 def test_window_share_is_no_cap_until_the_receiver_is_loaded() -> None:
     share = WindowShare()
     busy_routes(share, 100, 0.0)
