@@ -785,15 +785,16 @@ class Session:
             self._arm_at(due)
 
     def on_timer(self, now: int) -> Optional[int]:
-        """The updater's callback: keep-alive, full flush, then the next deadline or None.
+        """The updater's callback: keep-alive, full flush, then arm the next deadline.
 
         Args:
             now: the current time (:func:`kcpsock.updater.now_ms`).
 
         Returns:
-            The next deadline in ms, or None when nothing is in flight, no
-            ACK is pending, no probe is due and keep-alive is off (the
-            session sleeps until ``send`` or input schedules it again).
+            None: the next deadline is armed on the updater here, before the
+            session lock is released (none when nothing is in flight, no ACK
+            is pending, no probe is due and keep-alive is off: the session
+            sleeps until ``send`` or input schedules it again).
         """
         finish = False
         with self._lock:
@@ -859,6 +860,13 @@ class Session:
                     nxt = watch_due if nxt is None else min(nxt, watch_due)
                 if state is SessionState.CLOSING:
                     nxt = self._close_deadline if nxt is None else min(nxt, self._close_deadline)
+                if nxt is not None:
+                    # armed here, under the lock, rather than by the updater
+                    # after the return: the answer to a probe this flush sends
+                    # may be taken in before that, and its postponement
+                    # (_postpone_idle) must find the timer to move on
+                    self._arm_at(nxt)
+                    nxt = None
             gauge_key: Optional[tuple[int, int, int, int]] = (
                 len(kcp.snd_queue),
                 len(kcp.rcv_queue),

@@ -73,6 +73,9 @@ class Pair:
         self.vanished: Optional[int] = None
         self.timers = [0, 0]
         self.probes = [0, 0]
+        #: the receivers take in the answer to a timer's probe before the
+        #: updater thread gets back to re-arm that timer (a busy process)
+        self.answer_before_rearm = False
 
     def close(self) -> None:
         for t in self.transports:
@@ -95,6 +98,8 @@ class Pair:
             side = self.sessions.index(target)  # type: ignore[arg-type]
             self.timers[side] += 1
             nxt = target.on_timer(self.clock)
+            if self.answer_before_rearm:
+                self._network()
             if nxt is not None:
                 self.heap.rearm(target, nxt)
             self._network()
@@ -120,7 +125,11 @@ def pair(monkeypatch: pytest.MonkeyPatch) -> Iterator[Pair]:
     p.close()
 
 
-def test_an_idle_pair_runs_one_timer_per_keepalive_exchange(pair: Pair) -> None:
+@pytest.mark.parametrize("answer_before_rearm", [False, True])
+def test_an_idle_pair_runs_one_timer_per_keepalive_exchange(
+    pair: Pair, answer_before_rearm: bool
+) -> None:
+    pair.answer_before_rearm = answer_before_rearm
     interval = pair.sessions[0].keepalive_interval_ms
     pair.run_until(pair.clock + 10_000)  # the close watch's window after the last data
     timers, probes = sum(pair.timers), sum(pair.probes)
