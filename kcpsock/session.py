@@ -124,9 +124,11 @@ else:
 
 _log = logging.getLogger("kcpsock.session")
 
-#: Stream mode: with this many segments unacknowledged, ``send`` does not
-#: flush; the data leaves with the flush the next ACK triggers (kcp-go HEAD
-#: flushes on una advance) or at the next tick, merged into full segments.
+#: With this many segments unacknowledged, ``send`` does not flush; the data
+#: leaves with the flush the next ACK triggers (kcp-go HEAD flushes on una
+#: advance) or at the next tick: in stream mode merged into full segments, in
+#: message mode many messages in one flush (an echo server's reply to each
+#: message was a flush and a ``sendto`` of its own).
 CORK_INFLIGHT = 16
 
 #: A reader waiting on a silent peer (see :meth:`Session._watch`): the peer
@@ -1267,7 +1269,7 @@ class Session:
                             pos = end
                     now = now_ms()
                     if (not self.write_delay or kcp.waitsnd() >= snd_wnd) and not (
-                        kcp.stream and len(kcp.snd_buf) >= CORK_INFLIGHT
+                        len(kcp.snd_buf) >= CORK_INFLIGHT
                     ):
                         # (autocork: with many segments unacknowledged, small
                         # writes merge in the queue and leave with the flush
