@@ -258,3 +258,43 @@ def test_send_corks_behind_many_unacknowledged_segments_in_both_modes(stream: bo
     finally:
         sock.close()
         peer.close()
+
+
+def test_a_delivered_batch_is_acknowledged_at_once_in_one_datagram() -> None:
+    # the ACKs of a batch leave when it is drained (not at the next updater
+    # tick): a busy receiving session needs no timer run per interval, and
+    # the sender's RTO does not include our tick.  The session is never
+    # started: no updater tick could send them instead.
+    import socket
+    import struct
+
+    from kcpsock.config import KCPConfig
+    from kcpsock.inbound import Delivery
+    from kcpsock.session import Session
+    from kcpsock.transport import Transport
+    from tests.kcpwire import decode_segments
+
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.settimeout(5)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    try:
+        config = KCPConfig(nodelay=1, interval=10, resend=2, nc=True)
+        s = Session(9, peer.getsockname(), Transport(sock, owned=False, connected=False), config)
+        d = Delivery(s.route)
+        for sn in range(5):
+            payload = b"p%d" % sn
+            hdr = struct.pack("<IBBHIIII", 9, 81, 0, 128, 1000 + sn, sn, 0, len(payload))
+            d.datagrams.append(hdr + payload)
+            d.packets += 1
+            d.nbytes += len(hdr) + len(payload)
+        s.deliver(d)
+        segs = decode_segments(peer.recv(2048))
+        assert [(h.cmd, h.sn) for h, _ in segs][-1] == (82, 4)  # CMD_ACK of the last one
+        assert all(h.una == 5 for h, _ in segs)
+        assert not s.kcp.acklist
+        assert s.recv(64, 0) == b"p0p1p2p3p4"
+    finally:
+        sock.close()
+        peer.close()
