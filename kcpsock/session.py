@@ -528,6 +528,14 @@ class Session:
         """The receiver thread of a dialed session (None for a listener's)."""
         return self._receiver.thread if self._receiver is not None else None
 
+    @property
+    def receive_role(self) -> Optional[Receiver]:
+        """The receiver whose role a reader blocked in :meth:`recv` may take (None: never).
+
+        A dialed session's own receiver, or its listener's (owned sockets only).
+        """
+        return self._role
+
     def snmp_counts(self) -> tuple[int, ...]:
         """Cumulative counts for :data:`kcpsock.stats.snmp` (see ``SOURCE_FIELDS``).
 

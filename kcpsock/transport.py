@@ -371,6 +371,11 @@ class Receiver:
         return self._solo is not None
 
     @property
+    def lent(self) -> bool:
+        """True while the role is lent to readers (the thread is parked)."""
+        return self._lent
+
+    @property
     def holder(self) -> int:
         """The ident of the thread holding the lent role, or 0."""
         return self._holder
