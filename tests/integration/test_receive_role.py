@@ -55,7 +55,7 @@ def listener() -> Iterator[kcpsock.Listener]:
 
 
 def _pair(ln: kcpsock.Listener) -> tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]:
-    c = kcpsock.dial(ln.getsockname(), timeout=5, **FAST)  # type: ignore[arg-type]
+    c = kcpsock.dial(ln.getsockname(), timeout=5, **FAST)
     c.sendall(b"hi")
     s, _ = ln.accept()
     s.settimeout(5)
@@ -155,6 +155,7 @@ def test_shutdown_rd_wakes_the_holder(listener: kcpsock.Listener) -> None:
     finally:
         c.close()
         s.close()
+    echo.thread.join(5)
 
 
 def test_timeout_while_holding_the_role_hands_it_back(listener: kcpsock.Listener) -> None:
@@ -207,7 +208,7 @@ def test_a_writer_takes_the_role_back_at_once(listener: kcpsock.Listener) -> Non
         timeout=5,
         sndwnd=32,
         send_buffer=32 * 1376,
-        **FAST,  # type: ignore[arg-type]
+        **FAST,
     )
     c.sendall(b"hi")
     s, _ = listener.accept()
@@ -256,7 +257,7 @@ def test_listener_role_holder_serves_other_sessions(listener: kcpsock.Listener) 
         role = _role(sa)
         assert wait_until(lambda: role.holder == echo.thread.ident)
         # a second client: its datagrams are read by the echo thread
-        b = kcpsock.dial(listener.getsockname(), timeout=5, **FAST)  # type: ignore[arg-type]
+        b = kcpsock.dial(listener.getsockname(), timeout=5, **FAST)
         try:
             b.sendall(b"second")
             sb, _ = listener.accept()
