@@ -395,13 +395,11 @@ class ListenerCore:
                     return s
                 if deadline == 0:
                     raise KCPBlockingIOError()
-                receiver = self._receiver
-                receiver.begin_wait()  # an absent reader's role is taken back
-                try:
-                    woken = wait_deadline(self._accept_cond, deadline)
-                finally:
-                    receiver.end_wait()
-                if not woken:
+                # an absent reader's role is taken back now; a reader holding
+                # it reads new conversations too (an accept loop blocked for
+                # hours must not stop the echo thread from keeping the role)
+                self._receiver.reclaim()
+                if not wait_deadline(self._accept_cond, deadline):
                     raise Timeout()
 
     def signal_fileno(self) -> int:

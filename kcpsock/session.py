@@ -1244,8 +1244,15 @@ class Session:
             finally:
                 if held:
                     assert role is not None
-                    # kept lent: the next recv reads at once (LEND_LEASE)
-                    role.leave_role(lazy=self._signal is None)
+                    # kept lent when this reader took everything (it blocks
+                    # again soon: a ping-pong, a request loop), so the next
+                    # recv reads at once (LEND_LEASE); handed back when data
+                    # waits (a bulk reader works through it while the
+                    # receiver thread keeps the socket drained and the ACKs
+                    # flowing) or a readiness fd is in use
+                    role.leave_role(
+                        lazy=self._signal is None and not self._pending and kcp.peek_size() <= 0
+                    )
             if self._signal is not None and not self._pending and kcp.peek_size() <= 0:
                 self._signal.clear()
                 if self.gone_timeout_ms and not self._w_due:
