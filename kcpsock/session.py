@@ -809,12 +809,20 @@ class Session:
             and not kcp.snd_queue
             and not 0 <= self._stale_mark < kcp.stale_wins  # on_timer ends it at once
         ):
-            # nothing for a flush to do (a keep-alive probe or its answer):
-            # no flush timer; and if the peer just proved alive, the timer
-            # already set (keep-alive, close watch) moves to the next
-            # keep-alive deadline instead of waking for nothing (issue 9)
+            # nothing for a flush to do (a keep-alive probe or its answer,
+            # or data whose ACK left above): no flush timer; and if the peer
+            # just proved alive, the timer already set (keep-alive, close
+            # watch) moves to the next keep-alive deadline instead of waking
+            # for nothing (issue 9) ...
             if kcp.in_segs != in_before:
-                self._postpone_idle(kcp)
+                if self._w_due and (kcp.rcv_nxt, kcp.snd_una) != self._w_mark:
+                    # ... unless data moved while the close watch runs: a new
+                    # window, whose first look comes when _watch would make it
+                    # (half the gap, at least one answer time)
+                    u = max(kcp.rx_rto, self._answer_ms)
+                    self._arm_at(now + max(self._w_gap >> 1, u))
+                else:
+                    self._postpone_idle(kcp)
             return
         due = kcp.check(now)  # never before now: an absolute deadline as it is
         if current is None or current > due:
