@@ -334,6 +334,7 @@ class Receiver:
         self._serving = False  # the holder is inside serve (stop waits for it)
         self._lwake: Optional[tuple[socket.socket, socket.socket]] = None
         self._poller: Optional[select.poll] = None
+        self._fd = transport.sock.fileno()
         if solo is not None:
             r, w = socket.socketpair()
             r.setblocking(False)
@@ -516,15 +517,35 @@ class Receiver:
     def serve(self, deadline: Optional[float]) -> None:
         """The holder reads one batch and runs the handler on its own thread.
 
+        :meth:`read_batch`, then the handler (its exceptions are logged, as
+        on the thread).  No lock may be held.
+        """
+        batch = self.read_batch(deadline)
+        if batch:
+            self.handle(batch)
+
+    def handle(self, batch: Batch) -> None:
+        """Run the handler on a batch the holder read (exceptions are logged)."""
+        try:
+            self._handler(batch)
+        except Exception:  # as on the thread: one bad batch is logged
+            _log.exception("receiver batch failed")
+
+    def read_batch(self, deadline: Optional[float]) -> Optional[Batch]:
+        """The holder reads what the socket holds, waiting for the first datagram.
+
         Waits (``poll``) until a datagram arrives, :meth:`wake_holder` is
         called or ``deadline`` (``time.monotonic()``; None: no limit)
-        passes.  No lock may be held.  Exceptions of the wait (Ctrl-C)
-        propagate; the handler's are logged, as on the thread.
+        passes.  Exceptions of the wait (Ctrl-C) propagate.
+
+        Returns:
+            The datagrams read (at most ``batch``), or None (woken, timed
+            out, stopping, or an error, which is counted and logged).
         """
         poller = self._poller
         lwake = self._lwake
         if poller is None or lwake is None or self._stopping:
-            return
+            return None
         sock = self._transport.sock
         recvfrom = sock.recvfrom
         size = RECV_SIZE
@@ -537,22 +558,27 @@ class Receiver:
             else:
                 ms = (deadline - time.monotonic()) * 1000.0
                 if ms <= 0:
-                    return
+                    return None
                 ready = poller.poll(ms)
             if not ready or self._stopping:
-                return
-            if len(ready) > 1 or ready[0][0] != sock.fileno():
+                return None
+            fd = self._fd
+            if len(ready) > 1 or ready[0][0] != fd:
                 try:
                     while lwake[0].recv(64):
                         pass
                 except OSError:
                     pass
                 # a wake-up: return (the caller looks at the session first)
-                return
-            most = self._batch
+                return None
             try:
-                while len(batch) < most:
-                    batch.append(recvfrom(size, flags))
+                batch.append(recvfrom(size, flags))
+                # more only if the socket holds more: one poll, not a
+                # failing recvfrom (an exception) after every lone datagram
+                if poller.poll(0):
+                    most = self._batch
+                    while len(batch) < most:
+                        batch.append(recvfrom(size, flags))
             except (BlockingIOError, InterruptedError):
                 pass
             except ConnectionRefusedError:
@@ -563,7 +589,7 @@ class Receiver:
                         _log.exception("refusal handler failed")
             except (OSError, ValueError):
                 if self._stopping or sock.fileno() < 0:
-                    return
+                    return None
                 snmp.add("InErrs")
                 _log.debug("recvfrom failed", exc_info=True)
         finally:
@@ -571,12 +597,8 @@ class Receiver:
             if self.stopping():  # (a method: stop() sets it on another thread)
                 with self._park:
                     self._park.notify_all()
-        if batch:
-            self.pending = 0
-            try:
-                self._handler(batch)
-            except Exception:  # as on the thread: one bad batch is logged
-                _log.exception("receiver batch failed")
+        self.pending = 0
+        return batch
 
     def _lend(self) -> None:
         """Lend the role to the reader that asked (receiver thread, no lock held)."""
