@@ -275,3 +275,30 @@ def test_listener_role_holder_serves_other_sessions(listener: kcpsock.Listener) 
         a.close()
         sa.close()
     echo.thread.join(5)
+
+
+def test_readiness_and_nonblocking_reads_take_the_role_back(listener: kcpsock.Listener) -> None:
+    """A select loop or a non-blocking reader must not wait for the lease."""
+    c, s = _pair(listener)
+    echo = Echo(s)
+    try:
+        _ping(c, 10)
+        role = _role(c)
+        assert wait_until(lambda: not role.holder)
+        c.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            c.recv(10)
+        assert not role.lent, "a non-blocking miss left the socket unread"
+        c.setblocking(True)
+        c.settimeout(5)
+        _ping(c, 5)  # lent again after a blocking round trip
+        assert wait_until(lambda: not role.holder)
+        c.fileno()  # a readiness fd: the receiver thread must read from now on
+        assert not role.lent
+        s.sendall(b"ready")
+        ready, _, _ = select.select([c], [], [], 5)
+        assert ready and c.recv(10) == b"ready"
+    finally:
+        c.close()
+        s.close()
+    echo.thread.join(5)
