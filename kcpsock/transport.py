@@ -55,6 +55,7 @@ from .stats import snmp
 
 __all__ = [
     "BATCH",
+    "LEND_BATCH",
     "LEND_LEASE",
     "RECV_SIZE",
     "Receiver",
@@ -78,6 +79,10 @@ _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 #: ping-pong pays no receiver wake-up); datagrams arriving meanwhile wait
 #: in the kernel at most this long.  Far below any RTO (KCP's minimum is 30 ms).
 LEND_LEASE = 0.004
+#: The role is lent only after a batch of at most this many datagrams: a
+#: request/response exchange, not a bulk transfer (whose reader finds data
+#: waiting anyway, while the receiver thread keeps the socket drained).
+LEND_BATCH = 8
 #: The parked receiver checks on a reader holding the role after
 #: :data:`LEND_LEASE`, then at doubling intervals up to this; beyond, it
 #: sleeps until the holder leaves (which then wakes it).
@@ -718,5 +723,7 @@ class Receiver:
                 handler(batch)
             except Exception:  # never let one bad batch kill the receiver
                 _log.exception("receiver batch failed")
-            if self._asker is not None and not backlog:
+            if self._asker is not None and not backlog and len(batch) <= LEND_BATCH:
+                # (a long batch is bulk: the reader will find data waiting
+                # and the socket is best read by this thread meanwhile)
                 self._lend()
