@@ -340,15 +340,9 @@ class Receiver:
         self._lwake: Optional[tuple[socket.socket, socket.socket]] = None
         self._poller: Optional[select.poll] = None
         self._fd = transport.sock.fileno()
-        if solo is not None:
-            r, w = socket.socketpair()
-            r.setblocking(False)
-            w.setblocking(False)
-            self._lwake = (r, w)
-            poller = select.poll()
-            poller.register(transport.sock, select.POLLIN)
-            poller.register(r, select.POLLIN)
-            self._poller = poller
+        # (the holder's wake-up socketpair and poll object are made at the
+        # first lend: a thousand dialed sessions that never ping-pong keep
+        # one descriptor each)
         #: times the role was lent to a reader, and taken back (figures for tests)
         self.lends = 0
         self.reclaims = 0
@@ -416,7 +410,9 @@ class Receiver:
                     while self._serving and (left := end - time.monotonic()) > 0:
                         self._park.wait(left)
         finally:  # also when Ctrl-C interrupts the join: no descriptor leaks
-            for pair in (self._wake, self._lwake):
+            with self._park:  # (_lend makes _lwake under the park lock)
+                lwake = self._lwake
+            for pair in (self._wake, lwake):
                 if pair is not None:
                     pair[0].close()
                     pair[1].close()
@@ -612,6 +608,20 @@ class Receiver:
         if asker is None or solo is None or not solo():
             return
         park = self._park
+        if self._poller is None:
+            r, w = socket.socketpair()
+            r.setblocking(False)
+            w.setblocking(False)
+            poller = select.poll()
+            poller.register(self._fd, select.POLLIN)
+            poller.register(r, select.POLLIN)
+            with park:
+                if self._stopping:  # stop() closes what exists: these are ours
+                    r.close()
+                    w.close()
+                    return
+                self._lwake = (r, w)
+                self._poller = poller
         with park:
             if self._stopping:
                 return

@@ -11,6 +11,7 @@ synchronise.
 
 from __future__ import annotations
 
+import os
 import select
 import socket
 import threading
@@ -302,3 +303,29 @@ def test_readiness_and_nonblocking_reads_take_the_role_back(listener: kcpsock.Li
         c.close()
         s.close()
     echo.thread.join(5)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts /proc/self/fd")
+def test_a_session_that_never_lends_keeps_one_descriptor(listener: kcpsock.Listener) -> None:
+    """The holder's wake-up socketpair is made at the first lend, and closed with the socket."""
+    before = len(os.listdir("/proc/self/fd"))
+    c = kcpsock.dial(listener.getsockname(), timeout=5, **FAST)
+    try:
+        c.sendall(b"no reader waits")
+        s, _ = listener.accept()
+        s.settimeout(5)
+        assert recv_exact(s, 15) == b"no reader waits"
+        assert len(os.listdir("/proc/self/fd")) - before == 1  # the UDP socket only
+        role = _role(c)
+        assert role.lends == 0
+        echo = Echo(s)
+        _ping(c, 5)
+        assert role.lends >= 1
+        # + the wake-up pairs of both roles (the dialed one, the listener's)
+        assert len(os.listdir("/proc/self/fd")) - before == 5
+    finally:
+        c.close()
+    s.close()
+    echo.thread.join(5)
+    listener.close()  # its socket (counted in ``before``) and its role's pair go too
+    assert wait_until(lambda: len(os.listdir("/proc/self/fd")) == before - 1)
