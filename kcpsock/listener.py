@@ -318,9 +318,12 @@ class ListenerCore:
 
         Runs on the receiver thread.  ``KCP.wnd_cap`` is a plain int read once
         per flush, so it is set without the session lock (never waited for
-        here).  Message-mode sessions keep their whole window: the peer's
-        ``send`` refuses a message of more fragments than the largest window
-        it has seen.
+        here).  Message-mode sessions are paced too (an echo server of
+        kcp-go's mss-sized messages was the worst case of spurious RTOs):
+        the cap only lowers the *advertised* window, never what the session
+        accepts, and never below ``DrainRate.floor``, so the fragments of a
+        long message still all fit in its queue; kcp-go's and kcpsock's
+        ``send`` cut writes into single-fragment messages anyway.
         """
         share = self.window_share
         budget = int(buffer_datagrams(self.sock, self.config.mtu) * WINDOW_BUDGET)
@@ -332,11 +335,8 @@ class ListenerCore:
             s = route.target
             if isinstance(s, Session):
                 kcp = s.kcp
-                if kcp.stream:
-                    paced = drain.window(route, now, kcp.rcv_nxt, kcp.rx_minrto, backlog)
-                    want = min(cap, paced)
-                else:
-                    want = WindowShare.NO_CAP
+                paced = drain.window(route, now, kcp.rcv_nxt, kcp.rx_minrto, backlog)
+                want = min(cap, paced)
                 if kcp.wnd_cap != want:
                     kcp.wnd_cap = want
 

@@ -135,9 +135,11 @@ else:
 
 _log = logging.getLogger("kcpsock.session")
 
-#: Stream mode: with this many segments unacknowledged, ``send`` does not
-#: flush; the data leaves with the flush the next ACK triggers (kcp-go HEAD
-#: flushes on una advance) or at the next tick, merged into full segments.
+#: With this many segments unacknowledged, ``send`` does not flush; the data
+#: leaves with the flush the next ACK triggers (kcp-go HEAD flushes on una
+#: advance) or at the next tick: in stream mode merged into full segments, in
+#: message mode many messages in one flush (an echo server's reply to each
+#: message was a flush and a ``sendto`` of its own).
 CORK_INFLIGHT = 16
 
 #: A reader waiting on a silent peer (see :meth:`Session._watch`): the peer
@@ -780,9 +782,14 @@ class Session:
             self._counts.append(("KCPInErrors", errors))
         if kcp.in_segs != in_before:
             self._last_rx = now  # the peer is alive (keep-alive)
-        if kcp.probe & IKCP_ASK_TELL:
-            # a window probe (a keep-alive or create_connection's handshake):
-            # answer at once (kcp-go answers at its next flush)
+        if kcp.acklist or kcp.probe & IKCP_ASK_TELL:
+            # the ACKs of the batch leave with it, in one datagram (kcp-go
+            # waits for its next tick or mtu // 24 of them): the sender's RTO
+            # does not count our tick, and a busy receiving session needs
+            # no updater wake-up every interval just to acknowledge (100
+            # sessions: 10,000 timer runs a second).  A window probe (a
+            # keep-alive or create_connection's handshake) is answered at
+            # once too (kcp-go answers at its next flush).
             out += kcp.flush_acks(now)
         if self.state is SessionState.CLOSING:
             # closed by the user: acknowledge and drop what still arrives
@@ -1395,7 +1402,7 @@ class Session:
                             pos = end
                     now = now_ms()
                     if (not self.write_delay or kcp.waitsnd() >= snd_wnd) and not (
-                        kcp.stream and len(kcp.snd_buf) >= CORK_INFLIGHT
+                        len(kcp.snd_buf) >= CORK_INFLIGHT
                     ):
                         # (autocork: with many segments unacknowledged, small
                         # writes merge in the queue and leave with the flush
