@@ -247,6 +247,10 @@ class PacketCodec:
         self._pair: Optional[Callable[[bytes, bytes], bytes]] = (
             getattr(block, "encrypt_pair", None) if block is not None and not self._aead else None
         )
+        # the batch sender (classic layout, a cipher with encrypt_pairs)
+        self._pairs: Optional[Callable[[list[bytes], list[bytes]], list[bytes]]] = (
+            getattr(block, "encrypt_pairs", None) if self._pair is not None else None
+        )
         # the batch opener (classic layout, a cipher with decrypt_many)
         self._decrypt_many = (
             getattr(block, "decrypt_many", None) if block is not None and not self._aead else None
@@ -380,6 +384,26 @@ class PacketCodec:
             for dg in datagrams:
                 out += self.encode(dg, now_ms)
             return out
+        pairs = self._pairs
+        if pairs is not None:
+            # The batch path: frame the whole batch, then nonce + CRC-32 of
+            # every packet, then one cipher call for all of them.
+            if self._fec:
+                heads, bodies = self.encoder.frame_many(datagrams, now_ms)
+            else:
+                bodies = [
+                    dg if isinstance(dg, bytes) else _as_bytes("datagram", dg) for dg in datagrams
+                ]
+                heads = [b""] * len(bodies)
+            nonces = self._nonces(len(bodies))
+            crc32 = _crc32
+            pack_crc = _pack_u32
+            # kcp-go output: nonce, then CRC-32 (IEEE) of the body, little-endian
+            prefixes = [
+                nonces[i : i + NONCE_SIZE] + pack_crc(crc32(body, crc32(head))) + head
+                for i, head, body in zip(range(0, len(nonces), NONCE_SIZE), heads, bodies)
+            ]
+            return pairs(prefixes, bodies)
         crc32 = _crc32
         frame = self.encoder.frame if self._fec else None
         if self._random_bytes is not os.urandom:
@@ -425,6 +449,19 @@ class PacketCodec:
                 off = end
         self._nonce_buf, self._nonce_off = buf, off
         return out
+
+    def _nonces(self, count: int) -> bytes:
+        """``count`` nonces, one after the other (urandom batch, or ``random_bytes`` per nonce)."""
+        if self._random_bytes is os.urandom:
+            size = NONCE_SIZE * count
+            off = self._nonce_off
+            end = off + size
+            if end > len(self._nonce_buf):
+                self._nonce_buf = os.urandom(max(_NONCE_BATCH, size))
+                off, end = 0, size
+            self._nonce_off = end
+            return self._nonce_buf[off:end]
+        return b"".join([self._nonce() for _ in range(count)])
 
     def _nonce(self) -> bytes:
         """The next nonce (from the urandom batch, or ``random_bytes``, length checked)."""

@@ -43,6 +43,7 @@ Invariants:
 
 from __future__ import annotations
 
+import ctypes
 import functools
 from collections.abc import Sequence
 from typing import Callable, Optional, Union, cast
@@ -54,6 +55,7 @@ __all__ = [
     "POLYNOMIAL",
     "BytesLike",
     "Matrix",
+    "ParityAccumulator",
     "ReedSolomon",
     "build_matrix",
     "gf_div",
@@ -750,3 +752,129 @@ class ReedSolomon:
                     acc ^= frombytes(bufs[k].translate(tables[coef]), "little")
             out.append(acc)
         return out
+
+
+#: Bytes between the starts of two accumulator slots, at first (grown on demand).
+_SLOT_STRIDE = 1536
+
+
+class ParityAccumulator:
+    """Parity shards of one group, built shard by shard at C speed (encoders).
+
+    For data shard i the p images ``shard * E[d + j][i]`` are made by
+    ``bytearray.translate`` (:attr:`ReedSolomon.column_tables`), joined with
+    zero gaps so that image j lands on slot j of one C buffer, and added to
+    all p slots by a single call of a C XOR function (pycryptodome's
+    ``strxor``, see :func:`kcpsock._fastcrypt.xor_function`).  No
+    ``int.from_bytes``/``to_bytes`` conversion and no per-byte Python work:
+    per data shard, p translates, one join and one C call.  The result is
+    the same as :meth:`ReedSolomon.encode` of the zero-padded shards (tests
+    compare them).
+
+    Not thread-safe: one group at a time, driven by one encoder.
+
+    Args:
+        rs: the code.
+        xor: ``xor(a, b, out, n)`` writing ``a ^ b`` to ``out`` over ``n``
+            bytes, taking ctypes pointers and a ``c_size_t`` (the handle
+            :func:`kcpsock._fastcrypt.xor_function` returns).
+
+    Attributes:
+        used: the longest shard added since the last :meth:`take` or
+            :meth:`reset` (0 when empty).
+    """
+
+    __slots__ = (
+        "_buf",
+        "_per_len",
+        "_ptr",
+        "_stride",
+        "_tables",
+        "_view",
+        "_xor",
+        "_zeros",
+        "used",
+    )
+
+    def __init__(self, rs: ReedSolomon, xor: Callable[..., object]) -> None:
+        self._tables = rs.column_tables
+        self._xor = xor
+        self._stride = 0
+        self._buf: Optional[ctypes.Array[ctypes.c_char]] = None  # allocated on first use
+        self._ptr = ctypes.c_void_p(0)
+        self._view = memoryview(b"")
+        self._zeros = memoryview(b"")
+        # shard length -> (zero gap between images, c_size_t of the XOR length)
+        self._per_len: dict[int, tuple[bytes, ctypes.c_size_t]] = {}
+        self.used = 0
+
+    def _grow(self, length: int) -> None:
+        """Make every slot at least ``length`` bytes long, keeping their contents."""
+        p = len(self._tables[0]) if self._tables else 0
+        stride = max(_SLOT_STRIDE, -(-length // _SLOT_STRIDE) * _SLOT_STRIDE)
+        buf = ctypes.create_string_buffer(p * stride)
+        view = memoryview(buf).cast("B")
+        old, old_stride = self._view, self._stride
+        for j in range(p if self.used else 0):
+            view[j * stride : j * stride + self.used] = old[
+                j * old_stride : j * old_stride + self.used
+            ]
+        self._buf, self._view, self._stride = buf, view, stride
+        self._ptr = ctypes.c_void_p(ctypes.addressof(buf))
+        self._zeros = memoryview(bytes(stride))
+        self._per_len = {}
+
+    def add(self, index: int, shard: bytearray) -> None:
+        """Add data shard ``index``'s contribution to every parity slot.
+
+        Args:
+            index: the data shard's index, 0..d-1.
+            shard: the whole shard (an FEC data packet's size field and KCP
+                datagram), as a bytearray (``bytearray.translate`` skips the
+                "unchanged" scan of ``bytes.translate``).
+        """
+        n = len(shard)
+        if n > self._stride:
+            self._grow(n)
+        elif not n:
+            return  # an empty shard adds nothing (and may come before any buffer)
+        if n > self.used:
+            self.used = n
+        got = self._per_len.get(n)
+        if got is None:
+            if len(self._per_len) >= 64:
+                self._per_len.clear()
+            gap = bytes(self._stride - n)
+            got = self._per_len[n] = (
+                gap,
+                ctypes.c_size_t(len(self._tables[0]) * self._stride - len(gap)),
+            )
+        gap, size = got
+        # image j at offset j * stride: the gaps between images are zeros
+        self._xor(self._ptr, gap.join(map(shard.translate, self._tables[index])), self._ptr, size)
+
+    def take(self, length: int) -> list[bytes]:
+        """The p parity shards of ``length`` bytes; the slots are cleared for the next group.
+
+        Args:
+            length: the common shard length, at least :attr:`used` (the
+                longest data shard; shorter ones count as zero-padded).
+
+        Returns:
+            The parity shards, as :meth:`ReedSolomon.encode` would return them.
+        """
+        if length > self._stride or self._buf is None:
+            self._grow(length)
+        view, stride = self._view, self._stride
+        out = [view[o : o + length].tobytes() for o in range(0, len(view), stride)]
+        self.reset()
+        return out
+
+    def reset(self) -> None:
+        """Clear the slots (a group whose parity is not sent)."""
+        used = self.used
+        if used:
+            view, stride, zeros = self._view, self._stride, self._zeros[:used]
+            for o in range(0, len(view), stride):
+                view[o : o + used] = zeros
+            self.used = 0
