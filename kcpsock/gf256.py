@@ -35,6 +35,13 @@ Invariants:
   shards instead of d * p translated images per group (``int.from_bytes`` is
   the dominant cost), about 25-40 % faster; the result is identical (tests
   compare both paths).
+* Encoders with pycryptodome's C ``strxor`` at hand (the default) use
+  neither: :class:`ParityAccumulator` adds each data shard to the p parity
+  shards with p translates, one join and one C XOR call into a ctypes
+  buffer, as the shard arrives.  No int conversion is left (``from_bytes``
+  and ``to_bytes`` were a third of the bit-sliced cost): about 40 % fewer
+  instructions per group for 10/3; the int paths stay as the reference and
+  the fallback (``KCPSOCK_NO_FASTCRYPT``).
 * What depends only on (d, p) -- the encoding matrix, the compiled parity
   program, the decode matrices per erasure pattern (at most 512 patterns per
   shape, 64 shapes) -- is built once per process and shared by every code of
@@ -756,6 +763,8 @@ class ReedSolomon:
 
 #: Bytes between the starts of two accumulator slots, at first (grown on demand).
 _SLOT_STRIDE = 1536
+#: gap length -> that many zero bytes (immutable, shared by every accumulator).
+_GAPS: dict[int, bytes] = {}
 
 
 class ParityAccumulator:
@@ -842,16 +851,23 @@ class ParityAccumulator:
             self.used = n
         got = self._per_len.get(n)
         if got is None:
-            if len(self._per_len) >= 64:
-                self._per_len.clear()
-            gap = bytes(self._stride - n)
-            got = self._per_len[n] = (
-                gap,
-                ctypes.c_size_t(len(self._tables[0]) * self._stride - len(gap)),
-            )
+            got = self._per_shard_length(n)
         gap, size = got
         # image j at offset j * stride: the gaps between images are zeros
         self._xor(self._ptr, gap.join(map(shard.translate, self._tables[index])), self._ptr, size)
+
+    def _per_shard_length(self, n: int) -> tuple[bytes, ctypes.c_size_t]:
+        """(zero gap between the images, XOR length) for shards of ``n`` bytes (cached)."""
+        if len(self._per_len) >= 64:
+            self._per_len.clear()
+        width = self._stride - n
+        gap = _GAPS.get(width)
+        if gap is None:
+            if len(_GAPS) >= 256:
+                _GAPS.clear()
+            gap = _GAPS[width] = bytes(width)  # shared by every accumulator
+        got = self._per_len[n] = (gap, ctypes.c_size_t(len(self._tables[0]) * self._stride - width))
+        return got
 
     def take(self, length: int) -> list[bytes]:
         """The p parity shards of ``length`` bytes; the slots are cleared for the next group.
