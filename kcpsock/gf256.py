@@ -783,7 +783,10 @@ class ParityAccumulator:
     Not thread-safe: one group at a time, driven by one encoder.
 
     Args:
-        rs: the code.
+        rs: the code (its parity), or any coefficient columns: ``rs[i][j]``
+            the multiplication table (:data:`MUL_TABLES`) of what input i
+            adds to output j, e.g. a decode matrix's rows for the missing
+            shards (kcpsock.fec's recovery).
         xor: ``xor(a, b, out, n)`` writing ``a ^ b`` to ``out`` over ``n``
             bytes, taking ctypes pointers and a ``c_size_t`` (the handle
             :func:`kcpsock._fastcrypt.xor_function` returns).
@@ -805,8 +808,12 @@ class ParityAccumulator:
         "used",
     )
 
-    def __init__(self, rs: ReedSolomon, xor: Callable[..., object]) -> None:
-        self._tables = rs.column_tables
+    def __init__(
+        self, rs: Union[ReedSolomon, Sequence[Sequence[bytes]]], xor: Callable[..., object]
+    ) -> None:
+        self._tables: Sequence[Sequence[bytes]] = (
+            rs.column_tables if isinstance(rs, ReedSolomon) else rs
+        )
         self._xor = xor
         self._stride = 0
         self._buf: Optional[ctypes.Array[ctypes.c_char]] = None  # allocated on first use
