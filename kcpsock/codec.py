@@ -100,6 +100,9 @@ def _prefix(nonce: bytes, crc: int, head: bytes) -> bytes:
 
 #: open_many decrypts at most this many packets per pair of C calls.
 _OPEN_CHUNK = 64
+#: encode_many's batch path from this many datagrams on (fewer: one by one,
+#: which costs less for the lone datagram of an interactive exchange).
+_BATCH_MIN = 4
 #: Nonces are sliced from os.urandom reads of this size (one system call per ~250).
 _NONCE_BATCH = 4096
 
@@ -385,7 +388,9 @@ class PacketCodec:
                 out += self.encode(dg, now_ms)
             return out
         pairs = self._pairs
-        if pairs is not None:
+        if not isinstance(datagrams, (list, tuple)):
+            datagrams = list(datagrams)
+        if pairs is not None and len(datagrams) >= _BATCH_MIN:
             # The batch path: frame the whole batch, then nonce + CRC-32 of
             # every packet, then one cipher call for all of them.
             if self._fec:

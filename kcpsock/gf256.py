@@ -761,10 +761,20 @@ class ReedSolomon:
         return out
 
 
-#: Bytes between the starts of two accumulator slots, at first (grown on demand).
+#: Smallest buffer per slot (an MTU-sized shard fits), bytes.
 _SLOT_STRIDE = 1536
+#: Slot spacing is the group's longest shard rounded up to a multiple of this.
+_SLOT_ROUND = 64
 #: gap length -> that many zero bytes (immutable, shared by every accumulator).
 _GAPS: dict[int, bytes] = {}
+
+
+def _zeros(n: int) -> bytes:
+    """``n`` zero bytes (shared when short)."""
+    return _ZEROS[:n] if n <= len(_ZEROS) else bytes(n)
+
+
+_ZEROS = bytes(4096)
 
 
 class ParityAccumulator:
@@ -798,13 +808,13 @@ class ParityAccumulator:
 
     __slots__ = (
         "_buf",
+        "_by_stride",
         "_per_len",
         "_ptr",
         "_stride",
         "_tables",
         "_view",
         "_xor",
-        "_zeros",
         "used",
     )
 
@@ -815,30 +825,42 @@ class ParityAccumulator:
             rs.column_tables if isinstance(rs, ReedSolomon) else rs
         )
         self._xor = xor
+        # The slots of the current group sit _stride bytes apart (the
+        # group's longest shard rounded up: the joined images carry little
+        # zero padding); 0 before the group's first shard.
         self._stride = 0
         self._buf: Optional[ctypes.Array[ctypes.c_char]] = None  # allocated on first use
         self._ptr = ctypes.c_void_p(0)
         self._view = memoryview(b"")
-        self._zeros = memoryview(b"")
-        # shard length -> (zero gap between images, c_size_t of the XOR length)
+        # stride -> {shard length -> (zero gap between images, c_size_t of the XOR length)}
+        self._by_stride: dict[int, dict[int, tuple[bytes, ctypes.c_size_t]]] = {}
         self._per_len: dict[int, tuple[bytes, ctypes.c_size_t]] = {}
         self.used = 0
 
-    def _grow(self, length: int) -> None:
-        """Make every slot at least ``length`` bytes long, keeping their contents."""
+    def _restride(self, length: int) -> None:
+        """Space the slots for shards of ``length`` bytes, keeping their contents."""
         p = len(self._tables[0]) if self._tables else 0
-        stride = max(_SLOT_STRIDE, -(-length // _SLOT_STRIDE) * _SLOT_STRIDE)
-        buf = ctypes.create_string_buffer(p * stride)
-        view = memoryview(buf).cast("B")
-        old, old_stride = self._view, self._stride
-        for j in range(p if self.used else 0):
-            view[j * stride : j * stride + self.used] = old[
-                j * old_stride : j * old_stride + self.used
-            ]
-        self._buf, self._view, self._stride = buf, view, stride
-        self._ptr = ctypes.c_void_p(ctypes.addressof(buf))
-        self._zeros = memoryview(bytes(stride))
-        self._per_len = {}
+        stride = -(-length // _SLOT_ROUND) * _SLOT_ROUND
+        used, old = self.used, self._stride
+        kept = [self._view[j * old : j * old + used].tobytes() for j in range(p)] if used else []
+        if self._buf is None or p * stride > len(self._view):
+            size = p * max(stride, _SLOT_STRIDE)
+            self._buf = buf = ctypes.create_string_buffer(size)  # zeroed
+            self._view = memoryview(buf).cast("B")
+            self._ptr = ctypes.c_void_p(ctypes.addressof(buf))
+        elif used:
+            for j in range(p):
+                self._view[j * old : j * old + used] = bytes(used)
+        view = self._view
+        for j, data in enumerate(kept):
+            view[j * stride : j * stride + used] = data
+        self._stride = stride
+        per_len = self._by_stride.get(stride)
+        if per_len is None:
+            if len(self._by_stride) >= 64:
+                self._by_stride.clear()
+            per_len = self._by_stride[stride] = {}
+        self._per_len = per_len
 
     def add(self, index: int, shard: bytearray) -> None:
         """Add data shard ``index``'s contribution to every parity slot.
@@ -851,9 +873,9 @@ class ParityAccumulator:
         """
         n = len(shard)
         if n > self._stride:
-            self._grow(n)
+            self._restride(n)
         elif not n:
-            return  # an empty shard adds nothing (and may come before any buffer)
+            return  # an empty shard adds nothing
         if n > self.used:
             self.used = n
         got = self._per_len.get(n)
@@ -865,15 +887,16 @@ class ParityAccumulator:
 
     def _per_shard_length(self, n: int) -> tuple[bytes, ctypes.c_size_t]:
         """(zero gap between the images, XOR length) for shards of ``n`` bytes (cached)."""
-        if len(self._per_len) >= 64:
-            self._per_len.clear()
+        per_len = self._per_len
+        if len(per_len) >= 64:
+            per_len.clear()
         width = self._stride - n
         gap = _GAPS.get(width)
         if gap is None:
             if len(_GAPS) >= 256:
                 _GAPS.clear()
             gap = _GAPS[width] = bytes(width)  # shared by every accumulator
-        got = self._per_len[n] = (gap, ctypes.c_size_t(len(self._tables[0]) * self._stride - width))
+        got = per_len[n] = (gap, ctypes.c_size_t(len(self._tables[0]) * self._stride - width))
         return got
 
     def take(self, length: int) -> list[bytes]:
@@ -886,10 +909,15 @@ class ParityAccumulator:
         Returns:
             The parity shards, as :meth:`ReedSolomon.encode` would return them.
         """
-        if length > self._stride or self._buf is None:
-            self._grow(length)
-        view, stride = self._view, self._stride
-        out = [view[o : o + length].tobytes() for o in range(0, len(view), stride)]
+        p = len(self._tables[0]) if self._tables else 0
+        used, stride, view = self.used, self._stride, self._view
+        if not used:
+            return [bytes(length) for _ in range(p)]
+        if length <= used:
+            out = [view[o : o + length].tobytes() for o in range(0, p * stride, stride)]
+        else:  # zero padding beyond the longest shard
+            pad = bytes(length - used)
+            out = [view[o : o + used].tobytes() + pad for o in range(0, p * stride, stride)]
         self.reset()
         return out
 
@@ -897,7 +925,9 @@ class ParityAccumulator:
         """Clear the slots (a group whose parity is not sent)."""
         used = self.used
         if used:
-            view, stride, zeros = self._view, self._stride, self._zeros[:used]
-            for o in range(0, len(view), stride):
+            view, stride = self._view, self._stride
+            zeros = _zeros(used)
+            for o in range(0, len(self._tables[0]) * stride, stride):
                 view[o : o + used] = zeros
             self.used = 0
+        self._stride = 0
