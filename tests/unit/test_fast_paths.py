@@ -160,6 +160,8 @@ def test_encode_many_equals_public_api_codec(
         assert fast.encode_many(dgs[:20], now) + fast.encode_many(dgs[20:], now) == (
             slow.encode_many(dgs[:20], now) + slow.encode_many(dgs[20:], now)
         )
+    for size in (1, 2, 3, 4, 5):  # both sides of the batch path's threshold
+        assert fast.encode_many(iter(dgs[:size]), 1030) == slow.encode_many(dgs[:size], 1030)
 
 
 def test_default_nonces_in_batches_are_distinct() -> None:
