@@ -808,7 +808,6 @@ class ParityAccumulator:
 
     __slots__ = (
         "_buf",
-        "_by_stride",
         "_per_len",
         "_ptr",
         "_stride",
@@ -832,8 +831,8 @@ class ParityAccumulator:
         self._buf: Optional[ctypes.Array[ctypes.c_char]] = None  # allocated on first use
         self._ptr = ctypes.c_void_p(0)
         self._view = memoryview(b"")
-        # stride -> {shard length -> (zero gap between images, c_size_t of the XOR length)}
-        self._by_stride: dict[int, dict[int, tuple[bytes, ctypes.c_size_t]]] = {}
+        # stride << 32 | shard length -> (zero gap between images, c_size_t
+        # of the XOR length); at most 64 entries (bulk traffic needs one)
         self._per_len: dict[int, tuple[bytes, ctypes.c_size_t]] = {}
         self.used = 0
 
@@ -855,12 +854,6 @@ class ParityAccumulator:
         for j, data in enumerate(kept):
             view[j * stride : j * stride + used] = data
         self._stride = stride
-        per_len = self._by_stride.get(stride)
-        if per_len is None:
-            if len(self._by_stride) >= 64:
-                self._by_stride.clear()
-            per_len = self._by_stride[stride] = {}
-        self._per_len = per_len
 
     def add(self, index: int, shard: bytearray) -> None:
         """Add data shard ``index``'s contribution to every parity slot.
@@ -878,7 +871,7 @@ class ParityAccumulator:
             return  # an empty shard adds nothing
         if n > self.used:
             self.used = n
-        got = self._per_len.get(n)
+        got = self._per_len.get(self._stride << 32 | n)
         if got is None:
             got = self._per_shard_length(n)
         gap, size = got
@@ -887,16 +880,19 @@ class ParityAccumulator:
 
     def _per_shard_length(self, n: int) -> tuple[bytes, ctypes.c_size_t]:
         """(zero gap between the images, XOR length) for shards of ``n`` bytes (cached)."""
+        width = self._stride - n
+        size = ctypes.c_size_t(len(self._tables[0]) * self._stride - width)
+        if width > len(_ZEROS):  # oversized shards (not from a codec): not kept
+            return bytes(width), size
         per_len = self._per_len
         if len(per_len) >= 64:
             per_len.clear()
-        width = self._stride - n
         gap = _GAPS.get(width)
         if gap is None:
             if len(_GAPS) >= 256:
                 _GAPS.clear()
             gap = _GAPS[width] = bytes(width)  # shared by every accumulator
-        got = per_len[n] = (gap, ctypes.c_size_t(len(self._tables[0]) * self._stride - width))
+        got = per_len[self._stride << 32 | n] = (gap, size)
         return got
 
     def take(self, length: int) -> list[bytes]:
