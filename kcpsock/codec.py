@@ -35,9 +35,12 @@ header (:meth:`PacketCodec.open`, stateless) -> classify by the u16 at
 offset 4 and FEC-decode (:meth:`PacketCodec.decode_payload`, stateful).
 
 Batches (the session layer's paths, same bytes as one by one):
-:meth:`PacketCodec.encode_many` frames a flush's datagrams and writes
-crypto header, FEC header and datagram straight into the cipher's C buffer
-(one copy of the datagram per packet, CRC-32 over the parts);
+:meth:`PacketCodec.encode_many` frames a flush's datagrams in one call
+(:meth:`~kcpsock.fec.FECEncoder.frame_many`, parity at C speed), takes the
+batch's nonces in one slice, and has the cipher write crypto header, FEC
+header and datagram straight into its C buffer for the whole batch
+(``encrypt_pairs``: one copy of the datagram per packet, CRC-32 over the
+parts);
 :meth:`PacketCodec.open_many` decrypts a receiver batch with two C calls
 (CFB decryption has no chaining) and checks each CRC in place.
 
@@ -368,7 +371,9 @@ class PacketCodec:
         datagram.  With a classic cipher that supports it
         (``encrypt_pair``, kcpsock's direct-C CFB) the crypto header, FEC
         header and datagram go straight into the cipher's buffer: one copy
-        of the datagram per packet, CRC-32 over its parts.
+        of the datagram per packet, CRC-32 over its parts; from four
+        datagrams on (``encrypt_pairs``) the whole batch is framed first and
+        encrypted by one call.
 
         Args:
             datagrams: KCP datagrams.
