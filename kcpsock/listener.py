@@ -16,7 +16,11 @@ Who runs what::
                       under load (long batches) also the due timers of its
                       OPEN sessions (Session.run_timer, non-blocking), and
                       the windows' share of the socket buffer
-    user threads      accept (waits on the listener's Condition), close
+    user threads      accept (waits on the listener's Condition), close;
+                      while the listener serves ONE session, that session's
+                      reader blocked in recv may hold the receive role and
+                      run this whole pipeline on its thread (see
+                      kcpsock.transport and kcpsock.session)
     session close     Session.on_close -> ListenerCore.forget (listener lock)
 
 Lock order (outer first): listener lock -> session lock -> updater -> snmp.
@@ -192,6 +196,7 @@ class ListenerCore:
             "kcpsock-listener",
             batch=LISTENER_BATCH,
             readahead=LISTENER_READAHEAD,
+            solo=self._solo,
         )
         listener_started(self)
         self._receiver.start()
@@ -210,6 +215,10 @@ class ListenerCore:
     def blacklist_ttl(self) -> float:
         """Seconds a closed (address, conv) stays refused."""
         return self.blacklist.ttl
+
+    def _solo(self) -> bool:
+        """True while the socket serves one session: its reader may hold the receive role."""
+        return len(self.table) == 1 and not self._queue
 
     # ------------------------------------------------------------- routing
 
@@ -237,6 +246,7 @@ class ListenerCore:
                         route=route,
                         on_close=self.forget,
                         replay=self.replay,
+                        role=self._receiver,
                     )
                     # little buffering until the application reads it (the
                     # full window opens at the first recv)
@@ -308,9 +318,12 @@ class ListenerCore:
 
         Runs on the receiver thread.  ``KCP.wnd_cap`` is a plain int read once
         per flush, so it is set without the session lock (never waited for
-        here).  Message-mode sessions keep their whole window: the peer's
-        ``send`` refuses a message of more fragments than the largest window
-        it has seen.
+        here).  Message-mode sessions are paced too (an echo server of
+        kcp-go's mss-sized messages was the worst case of spurious RTOs):
+        the cap only lowers the *advertised* window, never what the session
+        accepts, and never below ``DrainRate.floor``, so the fragments of a
+        long message still all fit in its queue; kcp-go's and kcpsock's
+        ``send`` cut writes into single-fragment messages anyway.
         """
         share = self.window_share
         budget = int(buffer_datagrams(self.sock, self.config.mtu) * WINDOW_BUDGET)
@@ -322,11 +335,8 @@ class ListenerCore:
             s = route.target
             if isinstance(s, Session):
                 kcp = s.kcp
-                if kcp.stream:
-                    paced = drain.window(route, now, kcp.rcv_nxt, kcp.rx_minrto, backlog)
-                    want = min(cap, paced)
-                else:
-                    want = WindowShare.NO_CAP
+                paced = drain.window(route, now, kcp.rcv_nxt, kcp.rx_minrto, backlog)
+                want = min(cap, paced)
                 if kcp.wnd_cap != want:
                     kcp.wnd_cap = want
 
@@ -385,6 +395,10 @@ class ListenerCore:
                     return s
                 if deadline == 0:
                     raise KCPBlockingIOError()
+                # an absent reader's role is taken back now; a reader holding
+                # it reads new conversations too (an accept loop blocked for
+                # hours must not stop the echo thread from keeping the role)
+                self._receiver.reclaim()
                 if not wait_deadline(self._accept_cond, deadline):
                     raise Timeout()
 

@@ -18,6 +18,17 @@ Who runs what::
     updater thread    Session.on_timer under the session lock: full flush
                       (a busy listener's receiver runs the due timers of its
                       OPEN sessions itself between batches: run_timer)
+    a reader in recv  with nothing to read, it takes the socket's receive
+                      role if the receiver lent it (kcpsock.transport): it
+                      RELEASES the session lock, polls the UDP socket and
+                      runs the receiver's handler itself (the pipeline, then
+                      deliver, as above), takes the lock again and looks;
+                      so the datagram that ends a wait is read on the
+                      waiting thread (no receiver wake-up, no hand-off).
+                      Every other blocking wait (a reader without the role,
+                      a writer, drain, handshake) announces itself to the
+                      receiver (begin_wait), which takes an unattended role
+                      back at once.
 
 The inbound queue is drained by whoever holds or next takes the lock: at the
 start of send, recv and on_timer, and in the lock's release (and in the
@@ -124,9 +135,11 @@ else:
 
 _log = logging.getLogger("kcpsock.session")
 
-#: Stream mode: with this many segments unacknowledged, ``send`` does not
-#: flush; the data leaves with the flush the next ACK triggers (kcp-go HEAD
-#: flushes on una advance) or at the next tick, merged into full segments.
+#: With this many segments unacknowledged, ``send`` does not flush; the data
+#: leaves with the flush the next ACK triggers (kcp-go HEAD flushes on una
+#: advance) or at the next tick: in stream mode merged into full segments, in
+#: message mode many messages in one flush (an echo server's reply to each
+#: message was a flush and a ``sendto`` of its own).
 CORK_INFLIGHT = 16
 
 #: A reader waiting on a silent peer (see :meth:`Session._watch`): the peer
@@ -350,6 +363,8 @@ class Session:
             forgets it).
         replay: the replay/reflection filter of the socket (a listener's,
             shared); a dialed session makes its own (``config.replay_cache``).
+        role: the listener's receiver, whose receive role a blocked reader
+            may take (a dialed session uses its own receiver's).
     """
 
     def __init__(
@@ -363,6 +378,7 @@ class Session:
         route: Optional[Route] = None,
         on_close: Optional[Callable[[Session], None]] = None,
         replay: Optional[ReplayFilter] = None,
+        role: Optional[Receiver] = None,
     ) -> None:
         self.conv = conv
         self.remote = remote
@@ -389,6 +405,9 @@ class Session:
         self._answered = threading.Condition(self._lock)  # type: ignore[arg-type]
         self._rwait = 0  # threads waiting on _readable / _writable (lock held):
         self._wwait = 0  # notifications are skipped when nobody waits
+        self._rhold = 0  # readers reading the socket with the receive role
+        # the receiver whose role a reader may take (None: never)
+        self._role: Optional[Receiver] = role if role is not None and role.lendable else None
         self._inbox: deque[Delivery] = deque()
         #: batches the inbound queue holds at most
         self.inbox_limit = INBOX_LIMIT
@@ -511,6 +530,14 @@ class Session:
         """The receiver thread of a dialed session (None for a listener's)."""
         return self._receiver.thread if self._receiver is not None else None
 
+    @property
+    def receive_role(self) -> Optional[Receiver]:
+        """The receiver whose role a reader blocked in :meth:`recv` may take (None: never).
+
+        A dialed session's own receiver, or its listener's (owned sockets only).
+        """
+        return self._role
+
     def snmp_counts(self) -> tuple[int, ...]:
         """Cumulative counts for :data:`kcpsock.stats.snmp` (see ``SOURCE_FIELDS``).
 
@@ -563,11 +590,15 @@ class Session:
         signal = self._signal
         # (readiness is worked out only when a waiter or the readiness fd
         # looks at it: nothing to do per datagram for a busy writer)
-        if (self._rwait or signal is not None) and (
+        if (self._rwait or self._rhold or signal is not None) and (
             self._pending or kcp.peek_size() > 0 or dead or self._rd_shut
         ):
             if self._rwait:
                 self._readable.notify_all()
+            if self._rhold:
+                role = self._role
+                if role is not None:
+                    role.wake_holder()  # (not when the holder delivers itself)
             if signal is not None:
                 signal.set()
         if self._wwait or signal is not None:
@@ -751,9 +782,14 @@ class Session:
             self._counts.append(("KCPInErrors", errors))
         if kcp.in_segs != in_before:
             self._last_rx = now  # the peer is alive (keep-alive)
-        if kcp.probe & IKCP_ASK_TELL:
-            # a window probe (a keep-alive or create_connection's handshake):
-            # answer at once (kcp-go answers at its next flush)
+        if kcp.acklist or kcp.probe & IKCP_ASK_TELL:
+            # the ACKs of the batch leave with it, in one datagram (kcp-go
+            # waits for its next tick or mtu // 24 of them): the sender's RTO
+            # does not count our tick, and a busy receiving session needs
+            # no updater wake-up every interval just to acknowledge (100
+            # sessions: 10,000 timer runs a second).  A window probe (a
+            # keep-alive or create_connection's handshake) is answered at
+            # once too (kcp-go answers at its next flush).
             out += kcp.flush_acks(now)
         if self.state is SessionState.CLOSING:
             # closed by the user: acknowledge and drop what still arrives
@@ -891,7 +927,7 @@ class Session:
         A thread blocked in :meth:`recv`, or a readiness fd handed out
         (select, selectors, asyncio) that is not readable.
         """
-        if self._rwait:
+        if self._rwait or self._rhold:
             return True
         return (
             self._signal is not None
@@ -1120,76 +1156,110 @@ class Session:
             if self.deferred_rcvwnd:
                 self._open_window_locked()
             kcp = self.kcp
-            while True:
-                if self._inbox:
-                    self._drain_locked()
-                pending = self._pending
-                if pending:
-                    off = self._poff
-                    end = off + bufsize
-                    data = pending[off:end]
-                    if peek:
-                        return data
-                    if end >= len(pending):
-                        self._pending = b""
-                        self._poff = 0
-                    else:
-                        self._poff = end
-                    break
-                msg = kcp.recv()
-                if msg is not None and peek:
-                    # keep it where the next recv looks first
-                    self._pending = msg
-                    self._poff = 0
-                    if kcp.probe:
-                        self._arm_locked()  # the window reopened (see below)
-                    continue
-                if msg is not None:
-                    if kcp.stream and len(msg) < bufsize:
-                        # stream mode has no boundaries: hand out what is ready
-                        parts = [msg]
-                        size = len(msg)
-                        while size < bufsize:
-                            more = kcp.recv()
-                            if more is None:
-                                break
-                            parts.append(more)
-                            size += len(more)
-                        msg = b"".join(parts)
-                    if len(msg) > bufsize:
-                        # keep the rest without copying it (offset, not slicing)
+            role = self._role
+            held = False  # this thread holds the lent receive role
+            try:
+                while True:
+                    if self._inbox:
+                        self._drain_locked()
+                    pending = self._pending
+                    if pending:
+                        off = self._poff
+                        end = off + bufsize
+                        data = pending[off:end]
+                        if peek:
+                            return data
+                        if end >= len(pending):
+                            self._pending = b""
+                            self._poff = 0
+                        else:
+                            self._poff = end
+                        break
+                    msg = kcp.recv()
+                    if msg is not None and peek:
+                        # keep it where the next recv looks first
                         self._pending = msg
-                        self._poff = bufsize
-                        msg = msg[:bufsize]
-                    data = msg
-                    if kcp.probe:
-                        # the window reopened: tell the peer soon (kcp-go Recv
-                        # sets IKCP_ASK_TELL; the next flush carries it)
-                        self._arm_locked()
-                    break
-                if (
-                    self._rd_shut
-                    or self.state is SessionState.CLOSED
-                    or self.state is SessionState.CLOSING
-                ):
-                    return b""  # closed by another thread meanwhile
-                if kcp.is_dead or self.failure is not None:
-                    self._notify()
-                    if self.failure == "refused":
-                        raise self._failure_error()
-                    return b""  # the peer is gone: end of stream (README)
-                if self.gone_timeout_ms and not self._w_due:
-                    # a reader waits: on_timer watches the peer's silence (_watch)
-                    self._arm_at(self._last_rx + kcp.rx_rto)
-                if deadline == 0:
-                    raise KCPBlockingIOError()
-                self._rwait += 1
-                try:
-                    woken = wait_deadline(self._readable, deadline)
-                finally:
-                    self._rwait -= 1
-                if not woken:
-                    raise Timeout()
+                        self._poff = 0
+                        if kcp.probe:
+                            self._arm_locked()  # the window reopened (see below)
+                        continue
+                    if msg is not None:
+                        if kcp.stream and len(msg) < bufsize:
+                            # stream mode has no boundaries: hand out what is ready
+                            parts = [msg]
+                            size = len(msg)
+                            while size < bufsize:
+                                more = kcp.recv()
+                                if more is None:
+                                    break
+                                parts.append(more)
+                                size += len(more)
+                            msg = b"".join(parts)
+                        if len(msg) > bufsize:
+                            # keep the rest without copying it (offset, not slicing)
+                            self._pending = msg
+                            self._poff = bufsize
+                            msg = msg[:bufsize]
+                        data = msg
+                        if kcp.probe:
+                            # the window reopened: tell the peer soon (kcp-go Recv
+                            # sets IKCP_ASK_TELL; the next flush carries it)
+                            self._arm_locked()
+                        break
+                    if (
+                        self._rd_shut
+                        or self.state is SessionState.CLOSED
+                        or self.state is SessionState.CLOSING
+                    ):
+                        return b""  # closed by another thread meanwhile
+                    if kcp.is_dead or self.failure is not None:
+                        self._notify()
+                        if self.failure == "refused":
+                            raise self._failure_error()
+                        return b""  # the peer is gone: end of stream (README)
+                    if self.gone_timeout_ms and not self._w_due:
+                        # a reader waits: on_timer watches the peer's silence (_watch)
+                        self._arm_at(self._last_rx + kcp.rx_rto)
+                    if deadline == 0:
+                        if role is not None:
+                            role.reclaim()  # a poller must not wait for the lease
+                        raise KCPBlockingIOError()
+                    if role is not None and (held or role.take_role()):
+                        # read the socket on this thread (see the threading rules)
+                        held = True
+                        if deadline is not None and time.monotonic() >= deadline:
+                            raise Timeout()
+                        self._serve_role(role, deadline)
+                        continue
+                    self._rwait += 1
+                    if role is not None:
+                        role.begin_wait(self._offer_role)
+                    try:
+                        woken = wait_deadline(self._readable, deadline)
+                    finally:
+                        self._rwait -= 1
+                        if role is not None:
+                            role.end_wait()
+                    if not woken:
+                        raise Timeout()
+            except BaseException:
+                if held:
+                    held = False
+                    assert role is not None
+                    role.leave_role(lazy=False)
+                raise
+            finally:
+                if held:
+                    assert role is not None
+                    # kept lent when this reader took everything (it blocks
+                    # again soon: a ping-pong, a request loop), so the next
+                    # recv reads at once (LEND_LEASE); handed back when data
+                    # waits (a bulk reader works through it while the
+                    # receiver thread keeps the socket drained and the ACKs
+                    # flowing) or a readiness fd is in use
+                    role.leave_role(
+                        lazy=self._signal is None and not self._pending and kcp.peek_size() <= 0
+                    )
             if self._signal is not None and not self._pending and kcp.peek_size() <= 0:
                 self._signal.clear()
                 if self.gone_timeout_ms and not self._w_due:
@@ -1197,6 +1267,62 @@ class Session:
                     self._arm_at(self._last_rx + kcp.rx_rto)
             self.bytes_received += len(data)
         return data
+
+    def _serve_role(self, role: Receiver, deadline: Optional[float]) -> None:
+        """Read one batch from the socket with the receive role (lock held on entry and exit).
+
+        The session lock is released meanwhile (writers, the updater and the
+        deliveries of the batch itself take it), as ``Condition.wait`` does.
+        """
+        lock = self._lock
+        self._rhold += 1
+        saved = lock._release_save()
+        try:
+            role.serve(deadline)
+        finally:
+            lock._acquire_restore(saved)
+            self._rhold -= 1
+
+    def _offer_role(self) -> bool:
+        """The receiver lends its role: wake this session's readers (receiver thread).
+
+        Never blocks; False when the lock is taken or the session should not
+        read the socket itself (closing, or a readiness fd in use: a select
+        loop must see the datagrams the receiver reads).
+        """
+        lock = self._lock
+        if not lock.acquire(False):
+            return False
+        try:
+            if self.state is not SessionState.OPEN or self._signal is not None:
+                return False
+            if self._rwait:
+                self._readable.notify_all()
+            return True
+        finally:
+            lock.release()
+
+    def _wake_readers(self) -> None:
+        """Wake every reader: the ones waiting on ``_readable`` and a role holder (lock held)."""
+        self._readable.notify_all()
+        if self._rhold:
+            role = self._role
+            if role is not None:
+                role.wake_holder()
+
+    def _wait_input(self, cond: threading.Condition, deadline: Optional[float]) -> bool:
+        """``wait_deadline`` for a wait that needs the socket read (lock held).
+
+        Tells the receiver, which takes its role back from an absent reader.
+        """
+        role = self._role
+        if role is None:
+            return wait_deadline(cond, deadline)
+        role.begin_wait()
+        try:
+            return wait_deadline(cond, deadline)
+        finally:
+            role.end_wait()
 
     def _arm_locked(self) -> None:
         """Schedule a flush soon (lock held; the updater lock nests inside)."""
@@ -1267,7 +1393,7 @@ class Session:
                             pos = end
                     now = now_ms()
                     if (not self.write_delay or kcp.waitsnd() >= snd_wnd) and not (
-                        kcp.stream and len(kcp.snd_buf) >= CORK_INFLIGHT
+                        len(kcp.snd_buf) >= CORK_INFLIGHT
                     ):
                         # (autocork: with many segments unacknowledged, small
                         # writes merge in the queue and leave with the flush
@@ -1285,7 +1411,7 @@ class Session:
                     raise KCPBlockingIOError()
                 self._wwait += 1
                 try:
-                    woken = wait_deadline(self._writable, deadline)
+                    woken = self._wait_input(self._writable, deadline)
                 finally:
                     self._wwait -= 1
                 if not woken and self._queued_bytes() >= self.send_buffer:
@@ -1387,6 +1513,8 @@ class Session:
             if self._signal is None:
                 self._signal = Signal()
                 self._notify()
+                if self._role is not None:
+                    self._role.reclaim()  # select sees what the receiver reads
             return self._signal.fileno()
 
     def shutdown(self, how: int) -> None:
@@ -1410,7 +1538,7 @@ class Session:
             if how in (socket.SHUT_WR, socket.SHUT_RDWR):
                 self._wr_shut = True
             self._out += self.kcp.flush(now_ms())
-            self._readable.notify_all()
+            self._wake_readers()
             self._writable.notify_all()
             if self._signal is not None and self._rd_shut:
                 self._signal.set()
@@ -1457,7 +1585,7 @@ class Session:
             if background:
                 self.state = SessionState.CLOSING
                 self._close_deadline = now + int(self.close_timeout * 1000)
-                self._readable.notify_all()
+                self._wake_readers()
                 self._writable.notify_all()
                 signal, self._signal = self._signal, None
                 _closing.add(self)
@@ -1477,7 +1605,7 @@ class Session:
                 self._drain_locked()
             self.state = SessionState.CLOSED
             self.route.closed = True
-            self._readable.notify_all()
+            self._wake_readers()
             self._writable.notify_all()
             self._answered.notify_all()
             signal, self._signal = self._signal, None
@@ -1510,7 +1638,7 @@ class Session:
     @property
     def waiting_readers(self) -> int:
         """Threads blocked in :meth:`recv` right now (for tests and diagnostics)."""
-        return self._rwait
+        return self._rwait + self._rhold
 
     def drain(self, deadline: Optional[float]) -> bool:
         """Wait until the peer has acknowledged everything sent so far.
@@ -1535,7 +1663,7 @@ class Session:
                 self._arm_locked()  # a flush soon: what is queued goes out
                 self._wwait += 1
                 try:
-                    woken = wait_deadline(self._writable, deadline)
+                    woken = self._wait_input(self._writable, deadline)
                 finally:
                     self._wwait -= 1
                 if not woken:
@@ -1576,7 +1704,7 @@ class Session:
                         raise Timeout("no answer")
                     kcp.probe |= IKCP_ASK_SEND
                     self._out += kcp.flush_acks(now_ms())
-                    self._answered.wait(min(gap, deadline - now))
+                    self._wait_input(self._answered, min(now + gap, deadline))
                     gap = min(gap * 2, 1.0)
             finally:
                 self._handshake = False
@@ -1610,8 +1738,10 @@ class Session:
             self._on_batch,
             f"kcpsock-recv-{self.conv:08x}",
             on_refused=self.on_refused if transport.connected else None,
+            solo=_always,
         )
         self._receiver = reader
+        self._role = reader if reader.lendable else None
         reader.start()
 
     def _on_batch(self, batch: Batch) -> None:
@@ -1721,6 +1851,11 @@ _live_listeners: weakref.WeakSet[ListenerCore] = weakref.WeakSet()
 _closing: set[Session] = set()
 #: receiver threads told to stop without a join (finished from a timer)
 _retiring: list[threading.Thread] = []
+
+
+def _always() -> bool:
+    """A dialed session's socket serves it alone (the receiver may lend its role)."""
+    return True
 
 
 def _fmt(address: Address) -> str:

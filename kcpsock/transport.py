@@ -12,6 +12,22 @@ Threads and locks:
   lock held; ``sendto`` on a UDP socket is thread-safe.
 * :class:`Signal` never blocks: it may be set and cleared under a session
   or listener lock.
+* The receive role (who reads the socket and runs the handler) is the
+  receiver thread's, or lent to one user thread blocked in ``recv`` (an
+  owned socket only): :meth:`Receiver.take_role` /
+  :meth:`Receiver.serve` / :meth:`Receiver.leave_role`.  Exactly one of
+  them reads at a time, so handlers never run concurrently.  The thread
+  lends the role after a batch when a reader asked for it
+  (:meth:`Receiver.begin_wait`) and the socket serves one session
+  (``solo``), parks, and takes the role back once it has been left
+  unattended for :data:`LEND_LEASE` seconds, or at once when another
+  thread starts waiting for input (:meth:`Receiver.begin_wait`) or the
+  holder leaves while others wait.  A round trip then costs one wake-up
+  per side (the reader's own ``poll``) instead of a receiver wake-up, a
+  Condition hand-off and the GIL ping-pong between them.  The park lock
+  (``_park``) is the innermost lock: taken under a session or listener
+  lock, never the other way round; the receiver calls a reader's nudge
+  (``asker``) with no lock held.
 
 Invariants:
 
@@ -37,7 +53,15 @@ from .config import MTU_LIMIT
 from .inbound import Address
 from .stats import snmp
 
-__all__ = ["BATCH", "RECV_SIZE", "Receiver", "Signal", "Transport", "buffer_datagrams"]
+__all__ = [
+    "BATCH",
+    "LEND_LEASE",
+    "RECV_SIZE",
+    "Receiver",
+    "Signal",
+    "Transport",
+    "buffer_datagrams",
+]
 
 _log = logging.getLogger("kcpsock.transport")
 
@@ -49,6 +73,15 @@ BATCH = 64
 #: Receive buffer: kcp-go's mtuLimit (larger datagrams are truncated, then rejected).
 RECV_SIZE = MTU_LIMIT
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+#: Seconds the receive role may stay lent while no reader holds it (a
+#: reader that returned from ``recv`` and comes back soon keeps it, so a
+#: ping-pong pays no receiver wake-up); datagrams arriving meanwhile wait
+#: in the kernel at most this long.  Far below any RTO (KCP's minimum is 30 ms).
+LEND_LEASE = 0.004
+#: The parked receiver checks on a reader holding the role after
+#: :data:`LEND_LEASE`, then at doubling intervals up to this; beyond, it
+#: sleeps until the holder leaves (which then wakes it).
+_NAP_MAX = 0.25
 
 Batch = list[tuple[bytes, Address]]
 
@@ -230,7 +263,7 @@ class Signal:
 
 
 class Receiver:
-    """The receiver thread of one UDP socket.
+    """The receiver thread of one UDP socket, and the receive role it may lend.
 
     Owned sockets (blocking mode) are read with a blocking ``recvfrom`` and
     woken for the stop by ``shutdown(SHUT_RD)`` (Linux wakes blocked readers
@@ -238,6 +271,12 @@ class Receiver:
     down, closed or switched between blocking modes: the thread waits in
     ``select`` on it and on a private wake-up socketpair, then drains it with
     ``MSG_DONTWAIT``.
+
+    With ``solo`` (owned sockets only) the thread lends its role to a user
+    thread that waits for data (see the module's threading rules): the
+    holder ``poll``s the socket and a private wake-up socketpair itself
+    (:meth:`serve`), so the datagram that ends its wait is read, run
+    through the pipeline and returned on the same thread.
 
     Args:
         transport: the socket to read.
@@ -251,6 +290,9 @@ class Receiver:
             most (at least ``batch``): under a burst the thread reads ahead
             between batches, so the kernel's buffer (which drops what does
             not fit) is emptied every ``batch`` datagrams.
+        solo: lend the role only while this returns True (one session on
+            the socket: a reader away from ``recv`` leaves no other session
+            unserved); None never lends.  Ignored for a caller's socket.
     """
 
     def __init__(
@@ -261,6 +303,7 @@ class Receiver:
         on_refused: Optional[Callable[[], None]] = None,
         batch: int = BATCH,
         readahead: int = 0,
+        solo: Optional[Callable[[], bool]] = None,
     ) -> None:
         self._transport = transport
         self._batch = batch
@@ -277,6 +320,32 @@ class Receiver:
             r.setblocking(False)
             w.setblocking(False)
             self._wake = (r, w)
+            solo = None  # a caller's socket keeps its blocking mode: no lending
+        self._solo = solo
+        # --- the receive role (guarded by _park) ---------------------------
+        self._park = threading.Condition(threading.Lock())
+        self._lent = False  # the role is lent: the thread parks
+        self._holder = 0  # ident of the thread holding the lent role (0: none)
+        self._holds = 0  # how many times the role was taken (the nap sees a change)
+        self._left = 0.0  # when the last holder left (monotonic)
+        self._waiting = 0  # threads blocked for input outside the role (begin_wait)
+        self._asker: Optional[Callable[[], bool]] = None  # nudges a reader that asked
+        self._nap: Optional[float] = -1.0  # the parked thread's timeout (None: forever)
+        self._serving = False  # the holder is inside serve (stop waits for it)
+        self._lwake: Optional[tuple[socket.socket, socket.socket]] = None
+        self._poller: Optional[select.poll] = None
+        if solo is not None:
+            r, w = socket.socketpair()
+            r.setblocking(False)
+            w.setblocking(False)
+            self._lwake = (r, w)
+            poller = select.poll()
+            poller.register(transport.sock, select.POLLIN)
+            poller.register(r, select.POLLIN)
+            self._poller = poller
+        #: times the role was lent to a reader, and taken back (figures for tests)
+        self.lends = 0
+        self.reclaims = 0
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     @property
@@ -296,10 +365,28 @@ class Receiver:
         """True once :meth:`stop` was called."""
         return self._stopping
 
+    @property
+    def lendable(self) -> bool:
+        """True if the role may be lent to readers (an owned socket, ``solo`` given)."""
+        return self._solo is not None
+
+    @property
+    def lent(self) -> bool:
+        """True while the role is lent to readers (the thread is parked)."""
+        return self._lent
+
+    @property
+    def holder(self) -> int:
+        """The ident of the thread holding the lent role, or 0."""
+        return self._holder
+
     def stop(self, wait: bool = True) -> None:
         """Stop the thread, wait for it (bounded, if ``wait``), release our sockets."""
         self._stopping = True
         transport = self._transport
+        with self._park:
+            self._park.notify_all()
+        self.wake_holder(force=True)
         if self._wake is not None:
             try:
                 self._wake[1].send(b"\x00")
@@ -313,14 +400,233 @@ class Receiver:
         try:
             # no is_alive() test: the thread may end between it and the join
             thread = self._thread
-            if wait and thread is not threading.current_thread() and thread.ident is not None:
+            me = threading.current_thread()
+            if wait and thread is not me and thread.ident is not None:
                 thread.join(2.0)
+            if wait and self._holder != me.ident:
+                # a reader inside serve() leaves before the socket closes
+                end = time.monotonic() + 2.0
+                with self._park:
+                    while self._serving and (left := end - time.monotonic()) > 0:
+                        self._park.wait(left)
         finally:  # also when Ctrl-C interrupts the join: no descriptor leaks
-            if self._wake is not None:
-                self._wake[0].close()
-                self._wake[1].close()
+            for pair in (self._wake, self._lwake):
+                if pair is not None:
+                    pair[0].close()
+                    pair[1].close()
             if transport.owned:
                 transport.sock.close()
+
+    # ------------------------------------------------------ the receive role
+
+    def take_role(self) -> bool:
+        """Take the lent role for the calling thread if it is free (never blocks).
+
+        Returns:
+            True: the caller holds the role; it reads with :meth:`serve` and
+            must call :meth:`leave_role` (in a ``finally``).  False: the
+            thread (or another reader) reads; wait as usual.
+        """
+        if not self._lent:
+            return False
+        with self._park:
+            if self._lent and not self._holder and not self._stopping:
+                self._holder = threading.get_ident()
+                self._holds += 1
+                return True
+        return False
+
+    def leave_role(self, lazy: bool = True) -> None:
+        """The holder leaves the role.
+
+        Args:
+            lazy: keep it lent (the thread takes it back after
+                :data:`LEND_LEASE` unless a reader takes it first); False
+                (an error, a readiness fd in use) hands it back at once.
+                It is handed back at once anyway when another thread
+                waits for input or the socket serves more than one session.
+        """
+        park = self._park
+        with park:
+            self._holder = 0
+            self._left = time.monotonic()
+            solo = self._solo
+            if not lazy or self._waiting or self._stopping or solo is None or not solo():
+                self._lent = False
+                self.reclaims += 1
+                park.notify()
+            else:
+                nap = self._nap
+                if nap is None or nap > LEND_LEASE:
+                    park.notify()  # it sleeps long: let it time the lease
+
+    def begin_wait(self, asker: Optional[Callable[[], bool]] = None) -> None:
+        """A thread blocks for input without the role (pair with :meth:`end_wait`).
+
+        Takes the role back from an absent holder at once, so that no wait
+        depends on a lease; ``asker`` (a reader's nudge: non-blocking, True
+        if it woke the reader) is offered the role after the thread's next
+        batch.
+        """
+        if self._solo is None:
+            return
+        park = self._park
+        with park:
+            self._waiting += 1
+            if asker is not None:
+                self._asker = asker
+            if self._lent and not self._holder:
+                self._lent = False
+                self.reclaims += 1
+                park.notify()
+
+    def end_wait(self) -> None:
+        """The wait that :meth:`begin_wait` announced is over."""
+        if self._solo is None:
+            return
+        with self._park:
+            self._waiting -= 1
+
+    def reclaim(self) -> None:
+        """Take the role back now if it is lent and nobody holds it (never blocks)."""
+        if not self._lent:
+            return
+        park = self._park
+        with park:
+            if self._lent and not self._holder:
+                self._lent = False
+                self.reclaims += 1
+                park.notify()
+
+    def wake_holder(self, force: bool = False) -> None:
+        """Make the holder's :meth:`serve` return (from another thread; never blocks).
+
+        Args:
+            force: also when no thread holds the role (stop).
+        """
+        lwake = self._lwake
+        holder = self._holder
+        if lwake is None or not (force or (holder and holder != threading.get_ident())):
+            return
+        try:
+            lwake[1].send(b"\x00")
+        except OSError:
+            pass
+
+    def serve(self, deadline: Optional[float]) -> None:
+        """The holder reads one batch and runs the handler on its own thread.
+
+        Waits (``poll``) until a datagram arrives, :meth:`wake_holder` is
+        called or ``deadline`` (``time.monotonic()``; None: no limit)
+        passes.  No lock may be held.  Exceptions of the wait (Ctrl-C)
+        propagate; the handler's are logged, as on the thread.
+        """
+        poller = self._poller
+        lwake = self._lwake
+        if poller is None or lwake is None or self._stopping:
+            return
+        sock = self._transport.sock
+        recvfrom = sock.recvfrom
+        size = RECV_SIZE
+        flags = _DONTWAIT
+        batch: Batch = []
+        self._serving = True
+        try:
+            if deadline is None:
+                ready = poller.poll()
+            else:
+                ms = (deadline - time.monotonic()) * 1000.0
+                if ms <= 0:
+                    return
+                ready = poller.poll(ms)
+            if not ready or self._stopping:
+                return
+            if len(ready) > 1 or ready[0][0] != sock.fileno():
+                try:
+                    while lwake[0].recv(64):
+                        pass
+                except OSError:
+                    pass
+                # a wake-up: return (the caller looks at the session first)
+                return
+            most = self._batch
+            try:
+                while len(batch) < most:
+                    batch.append(recvfrom(size, flags))
+            except (BlockingIOError, InterruptedError):
+                pass
+            except ConnectionRefusedError:
+                if self._on_refused is not None:
+                    try:
+                        self._on_refused()
+                    except Exception:
+                        _log.exception("refusal handler failed")
+            except (OSError, ValueError):
+                if self._stopping or sock.fileno() < 0:
+                    return
+                snmp.add("InErrs")
+                _log.debug("recvfrom failed", exc_info=True)
+        finally:
+            self._serving = False
+            if self.stopping():  # (a method: stop() sets it on another thread)
+                with self._park:
+                    self._park.notify_all()
+        if batch:
+            self.pending = 0
+            try:
+                self._handler(batch)
+            except Exception:  # as on the thread: one bad batch is logged
+                _log.exception("receiver batch failed")
+
+    def _lend(self) -> None:
+        """Lend the role to the reader that asked (receiver thread, no lock held)."""
+        asker, self._asker = self._asker, None
+        solo = self._solo
+        if asker is None or solo is None or not solo():
+            return
+        park = self._park
+        with park:
+            if self._stopping:
+                return
+            self._lent = True
+            self._left = time.monotonic()
+        if asker():
+            self.lends += 1
+            return
+        with park:  # the reader could not be told (its lock was taken): keep reading
+            if not self._holder:
+                self._lent = False
+            else:
+                self.lends += 1
+
+    def _park_while_lent(self) -> None:
+        """Sleep while the role is lent; take it back when left unattended (receiver thread)."""
+        park = self._park
+        lease = LEND_LEASE
+        nap: Optional[float] = lease
+        seen = -1
+        with park:
+            while self._lent and not self._stopping:
+                if not self._holder:
+                    idle = time.monotonic() - self._left
+                    if idle >= lease:
+                        self._lent = False
+                        self.reclaims += 1
+                        break
+                    nap = lease
+                    self._nap = lease
+                    park.wait(lease - idle)
+                    continue
+                if self._holds != seen:
+                    seen = self._holds
+                    nap = lease
+                elif nap is not None:
+                    nap = nap * 2 if nap < _NAP_MAX else None
+                self._nap = nap
+                park.wait(nap)
+            self._nap = -1.0
+
+    # ------------------------------------------------------------ the thread
 
     def _run(self) -> None:
         sock = self._transport.sock
@@ -336,6 +642,9 @@ class Receiver:
         append = backlog.append
         popleft = backlog.popleft
         while not self._stopping:
+            if self._lent:
+                self._park_while_lent()
+                continue
             try:
                 if wake is not None:
                     if not backlog:
@@ -387,3 +696,5 @@ class Receiver:
                 handler(batch)
             except Exception:  # never let one bad batch kill the receiver
                 _log.exception("receiver batch failed")
+            if self._asker is not None and not backlog:
+                self._lend()

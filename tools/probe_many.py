@@ -118,7 +118,7 @@ def role_server(args: argparse.Namespace) -> None:
             options["config"], backlog_per_address=int(os.environ["PROBE_BACKLOG_PER_ADDRESS"])
         )
     listener = kcpsock.listen(("127.0.0.1", 0), **options)
-    totals = {"inbox_drops": 0, "sessions": 0, "srtt_max": 0}
+    totals = {"inbox_drops": 0, "sessions": 0, "srtt_max": 0, "handler_cpu": 0.0}
     spans: list[tuple[float, float]] = []  # (first bytes, done) per session
     calls = [0]  # recv_into calls of the handlers (racy count: a figure, not a test)
     lock = threading.Lock()
@@ -143,6 +143,7 @@ def role_server(args: argparse.Namespace) -> None:
                 spans.append((t_start, time.monotonic()))
 
     def run(s: Any) -> None:
+        cpu0 = time.thread_time()
         try:
             sink(s)
         except OSError:
@@ -152,6 +153,7 @@ def role_server(args: argparse.Namespace) -> None:
             with lock:
                 totals["inbox_drops"] += sess.inbox_drops
                 totals["sessions"] += 1
+                totals["handler_cpu"] += time.thread_time() - cpu0
                 totals["srtt_max"] = max(totals["srtt_max"], sess.kcp.rx_srtt)
             s.close()
 
@@ -336,7 +338,8 @@ def show(label: str, r: dict[str, Any]) -> str:
         f" client {r.get('client')} inbox_drops {r.get('totals', {}).get('inbox_drops')}"
         f" srtt_max {r.get('totals', {}).get('srtt_max')}"
         f" recv_calls {r.get('recv_calls')} fired {r.get('fired')} claimed {r.get('claimed')} wakeups {r.get('wakeups')};"
-        f" server CPU {r.get('cpu', 0):.2f} s ({threads})"
+        f" server CPU {r.get('cpu', 0):.2f} s ({threads}"
+        f" handlers={r.get('totals', {}).get('handler_cpu', 0.0):.2f})"
         + (
             f"\n   InPkts per 100 ms: {r['timeline'][: int(r['seconds'] * 10) + 2]}"
             if "timeline" in r

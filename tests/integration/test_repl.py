@@ -45,6 +45,20 @@ assert s.recv(5) == b"hello"
 
 _BLOCKERS = {
     "recv": "print('ready', flush=True); c.recv(10)",
+    # after round trips the reader reads the socket itself (the receive
+    # role): Ctrl-C lands in its poll
+    "recv-holding-role": (
+        "def echo():\n"
+        "    while True:\n"
+        "        d = s.recv(10)\n"
+        "        if not d: break\n"
+        "        s.sendall(d)\n"
+        "threading.Thread(target=echo, daemon=True).start()\n"
+        "for _ in range(20):\n"
+        "    c.sendall(b'p'); assert c.recv(10) == b'p'\n"
+        "assert c.session.receive_role.lends\n"
+        "print('ready', flush=True); c.recv(10)"
+    ),
     "accept": "print('ready', flush=True); L.accept()",
     # fill the window until nothing moves (the peer does not read and its
     # receive window is 4 segments), then block in send

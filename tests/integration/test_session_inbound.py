@@ -212,3 +212,89 @@ def test_run_timer_never_waits_for_a_held_lock_and_rearms_when_it_ran(
         assert s.run_timer(now_ms()) is False  # not OPEN: left to the updater
     finally:
         client.close()
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_send_corks_behind_many_unacknowledged_segments_in_both_modes(stream: bool) -> None:
+    # autocork: with CORK_INFLIGHT segments unacknowledged, send() queues
+    # without a flush (and without a sendto of its own); in message mode the
+    # messages keep their boundaries and leave together with the next flush
+    # (an echo server of mss-sized messages had one flush and one sendto a
+    # message).  The session is never started: no updater tick interferes.
+    import socket
+
+    from kcpsock.config import KCPConfig
+    from kcpsock.session import CORK_INFLIGHT, Session
+    from kcpsock.transport import Transport
+    from kcpsock.updater import now_ms
+    from tests.kcpwire import decode_segments
+
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.settimeout(5)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    try:
+        config = KCPConfig(nodelay=1, interval=10, resend=2, nc=True, stream=stream)
+        s = Session(7, peer.getsockname(), Transport(sock, owned=False, connected=False), config)
+        for i in range(CORK_INFLIGHT):
+            s.send(b"m%02d" % i, None)
+        sent = [decode_segments(peer.recv(2048)) for _ in range(CORK_INFLIGHT)]
+        assert [seg[1] for d in sent for seg in d] == [b"m%02d" % i for i in range(CORK_INFLIGHT)]
+        s.send(b"late", None)
+        s.send(b"later", None)
+        kcp = s.kcp
+        assert len(kcp.snd_buf) == CORK_INFLIGHT  # nothing more went out
+        queued = [bytes(d) for _, d in kcp.snd_queue]
+        assert queued == ([b"latelater"] if stream else [b"late", b"later"])
+        peer.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            peer.recv(2048)
+        s.locked(lambda k: s._out.extend(k.flush(now_ms())))  # the next flush sends them
+        peer.settimeout(5)
+        # (a retransmission may come first if the machine stalled for an RTO)
+        got = [seg[1] for seg in decode_segments(peer.recv(2048)) if not seg[1].startswith(b"m")]
+        assert got == ([b"latelater"] if stream else [b"late", b"later"])
+    finally:
+        sock.close()
+        peer.close()
+
+
+def test_a_delivered_batch_is_acknowledged_at_once_in_one_datagram() -> None:
+    # the ACKs of a batch leave when it is drained (not at the next updater
+    # tick): a busy receiving session needs no timer run per interval, and
+    # the sender's RTO does not include our tick.  The session is never
+    # started: no updater tick could send them instead.
+    import socket
+    import struct
+
+    from kcpsock.config import KCPConfig
+    from kcpsock.inbound import Delivery
+    from kcpsock.session import Session
+    from kcpsock.transport import Transport
+    from tests.kcpwire import decode_segments
+
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    peer.settimeout(5)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    try:
+        config = KCPConfig(nodelay=1, interval=10, resend=2, nc=True)
+        s = Session(9, peer.getsockname(), Transport(sock, owned=False, connected=False), config)
+        d = Delivery(s.route)
+        for sn in range(5):
+            payload = b"p%d" % sn
+            hdr = struct.pack("<IBBHIIII", 9, 81, 0, 128, 1000 + sn, sn, 0, len(payload))
+            d.datagrams.append(hdr + payload)
+            d.packets += 1
+            d.nbytes += len(hdr) + len(payload)
+        s.deliver(d)
+        segs = decode_segments(peer.recv(2048))
+        assert [(h.cmd, h.sn) for h, _ in segs][-1] == (82, 4)  # CMD_ACK of the last one
+        assert all(h.una == 5 for h, _ in segs)
+        assert not s.kcp.acklist
+        assert s.recv(64, 0) == b"p0p1p2p3p4"
+    finally:
+        sock.close()
+        peer.close()

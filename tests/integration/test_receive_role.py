@@ -1,0 +1,277 @@
+"""The receive role: a reader blocked in recv reads the UDP socket itself.
+
+After a round trip or two the receiver thread lends its role to the thread
+blocked in ``recv`` (kcpsock.transport, kcpsock.session): these tests check
+that the holder is really the reading thread, that everything a waiting
+reader relies on still wakes it (close, shutdown, timeouts, other sessions of
+a listener), and that the role goes back to the receiver thread when nobody
+holds it.  Real UDP on 127.0.0.1; every wait is bounded; nothing sleeps to
+synchronise.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import threading
+from collections.abc import Iterator
+from typing import Any, Optional
+
+import pytest
+
+import kcpsock
+from kcpsock.transport import LEND_LEASE, Receiver
+from tests.helpers import recv_exact, wait_until
+
+FAST: dict[str, Any] = {"nodelay": 1, "interval": 10, "resend": 2, "nc": True}
+
+
+class Echo:
+    """An echo loop on an accepted socket, in a thread (ends at EOF or error)."""
+
+    def __init__(self, sock: kcpsock.KCPSocket) -> None:
+        self.sock = sock
+        self.error: Optional[BaseException] = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                data = self.sock.recv(65536)
+                if not data:
+                    return
+                self.sock.sendall(data)
+        except OSError as exc:
+            self.error = exc
+
+
+@pytest.fixture
+def listener() -> Iterator[kcpsock.Listener]:
+    ln = kcpsock.listen(("127.0.0.1", 0), **FAST)
+    ln.settimeout(5)
+    yield ln
+    ln.close()
+
+
+def _pair(ln: kcpsock.Listener) -> tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]:
+    c = kcpsock.dial(ln.getsockname(), timeout=5, **FAST)
+    c.sendall(b"hi")
+    s, _ = ln.accept()
+    s.settimeout(5)
+    assert s.recv(10) == b"hi"
+    return c, s
+
+
+def _ping(c: kcpsock.KCPSocket, rounds: int = 30) -> None:
+    for i in range(rounds):
+        msg = bytes([i & 0xFF]) * 64
+        c.sendall(msg)
+        assert recv_exact(c, 64) == msg
+
+
+def _role(sock: kcpsock.KCPSocket) -> Receiver:
+    role = sock.session.receive_role
+    assert role is not None
+    return role
+
+
+def _blocked_reader(sock: kcpsock.KCPSocket, n: int = 10) -> tuple[threading.Thread, list[Any]]:
+    """A thread blocked in ``sock.recv(n)``; its result (data or exception) lands in the list."""
+    out: list[Any] = []
+
+    def run() -> None:
+        try:
+            out.append(sock.recv(n))
+        except BaseException as exc:  # reported by the test
+            out.append(exc)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t, out
+
+
+def test_round_trips_lend_the_role_to_both_readers(listener: kcpsock.Listener) -> None:
+    c, s = _pair(listener)
+    echo = Echo(s)
+    try:
+        _ping(c)
+        client_role, server_role = _role(c), _role(s)
+        assert client_role.lends >= 1, "the dialed receiver never lent its role"
+        assert server_role.lends >= 1, "the listener never lent its role to the echo reader"
+        # the echo thread, blocked in recv, reads the listener's socket itself
+        assert wait_until(lambda: server_role.holder == echo.thread.ident)
+        # and a reader blocked on the dialed side holds that socket's role
+        t, out = _blocked_reader(c, 3)
+        assert wait_until(lambda: client_role.holder == t.ident)
+        assert c.session.waiting_readers == 1
+        s.sendall(b"abc")  # from this thread: the echo thread holds the role, not the lock
+        t.join(5)
+        assert out == [b"abc"]
+        _ping(c, 5)  # the echo thread still serves
+    finally:
+        c.close()
+        s.close()
+    echo.thread.join(5)
+    assert not echo.thread.is_alive()
+
+
+@pytest.mark.parametrize("side", ["dialed", "accepted"])
+def test_close_wakes_a_reader_holding_the_role(listener: kcpsock.Listener, side: str) -> None:
+    c, s = _pair(listener)
+    try:
+        # warm up with the reader on the side under test blocked in recv
+        reader, writer = (c, s) if side == "dialed" else (s, c)
+        echo = Echo(writer)
+        for _ in range(10):
+            reader.sendall(b"x" * 32)
+            assert recv_exact(reader, 32) == b"x" * 32
+        writer.shutdown(socket.SHUT_RDWR)  # the echo thread returns (it held the other side's role)
+        echo.thread.join(5)
+        role = _role(reader)
+        t, out = _blocked_reader(reader)
+        assert wait_until(lambda: role.holder == t.ident)
+        reader.close()
+        t.join(5)
+        assert not t.is_alive(), "close did not wake the reader holding the role"
+        assert len(out) == 1 and (out[0] == b"" or isinstance(out[0], OSError)), out
+        assert not role.holder
+    finally:
+        c.close()
+        s.close()
+
+
+def test_shutdown_rd_wakes_the_holder(listener: kcpsock.Listener) -> None:
+    c, s = _pair(listener)
+    echo = Echo(s)
+    try:
+        _ping(c, 10)
+        role = _role(c)
+        t, out = _blocked_reader(c)
+        assert wait_until(lambda: role.holder == t.ident)
+        c.shutdown(socket.SHUT_RD)
+        t.join(5)
+        assert out == [b""]
+    finally:
+        c.close()
+        s.close()
+    echo.thread.join(5)
+
+
+def test_timeout_while_holding_the_role_hands_it_back(listener: kcpsock.Listener) -> None:
+    c, s = _pair(listener)
+    echo = Echo(s)
+    try:
+        _ping(c, 10)
+        role = _role(c)
+        c.settimeout(0.05)
+        with pytest.raises(TimeoutError):
+            c.recv(10)
+        assert not role.holder
+        assert not role.lent, "a reader that timed out kept the role lent"
+        # the receiver thread reads again: data reaches a select loop
+        c.settimeout(5)
+        s.sendall(b"late")
+        ready, _, _ = select.select([c], [], [], 5)
+        assert ready and c.recv(10) == b"late"
+    finally:
+        c.close()
+        s.close()
+    echo.thread.join(5)
+
+
+def test_unattended_role_goes_back_after_the_lease(listener: kcpsock.Listener) -> None:
+    c, s = _pair(listener)
+    echo = Echo(s)
+    try:
+        _ping(c, 10)
+        role = _role(c)
+        reclaims = role.reclaims
+        # nobody reads c now: the receiver takes its role back by itself
+        assert wait_until(lambda: not role.lent, timeout=5)
+        assert role.reclaims > reclaims
+        assert LEND_LEASE < 0.03  # far below KCP's minimum RTO: no retransmission
+        # data sent now is read by the receiver thread and waits for recv
+        s.sendall(b"queued")
+        assert wait_until(lambda: c.session.kcp.peek_size() > 0)
+        assert c.recv(10) == b"queued"
+    finally:
+        c.close()
+        s.close()
+    echo.thread.join(5)
+
+
+def test_a_writer_takes_the_role_back_at_once(listener: kcpsock.Listener) -> None:
+    # a small window and send buffer: sendall waits for ACKs many times
+    c = kcpsock.dial(
+        listener.getsockname(),
+        timeout=5,
+        sndwnd=32,
+        send_buffer=32 * 1376,
+        **FAST,
+    )
+    c.sendall(b"hi")
+    s, _ = listener.accept()
+    s.settimeout(5)
+    assert s.recv(2) == b"hi"
+    total = 256 * 8000
+    pings = 10
+    done: list[int] = []
+
+    def server() -> None:
+        for _ in range(pings):
+            s.sendall(recv_exact(s, 64))
+        got = 0
+        while got < total:
+            data = s.recv(65536)
+            if not data:
+                return
+            got += len(data)
+        done.append(got)
+        s.sendall(b"done")
+
+    t = threading.Thread(target=server, daemon=True)
+    t.start()
+    try:
+        _ping(c, pings)
+        role = _role(c)
+        assert role.lends >= 1
+        reclaims = role.reclaims
+        # the writer blocks on a full window right away: its wait takes the
+        # role back (the ACKs are read by the receiver thread, no lease wait)
+        c.sendall(bytes(range(256)) * (total // 256))
+        assert role.reclaims > reclaims
+        assert recv_exact(c, 4) == b"done"
+        t.join(5)
+        assert done == [total]
+    finally:
+        c.close()
+        s.close()
+
+
+def test_listener_role_holder_serves_other_sessions(listener: kcpsock.Listener) -> None:
+    a, sa = _pair(listener)
+    echo = Echo(sa)
+    try:
+        _ping(a, 20)
+        role = _role(sa)
+        assert wait_until(lambda: role.holder == echo.thread.ident)
+        # a second client: its datagrams are read by the echo thread
+        b = kcpsock.dial(listener.getsockname(), timeout=5, **FAST)
+        try:
+            b.sendall(b"second")
+            sb, _ = listener.accept()
+            sb.settimeout(5)
+            assert sb.recv(10) == b"second"
+            sb.sendall(b"answer")
+            assert recv_exact(b, 6) == b"answer"
+            _ping(a, 5)  # the first session still echoes
+            sb.close()
+        finally:
+            b.close()
+        # two sessions: a holder that leaves hands the role back at once
+        _ping(a, 5)
+    finally:
+        a.close()
+        sa.close()
+    echo.thread.join(5)
