@@ -117,6 +117,20 @@ _CFBEntry = tuple[
 ]
 
 
+#: block size -> [c_size_t of n rounded up to whole blocks for n <= _BUF_SIZE - block]
+_ROUNDED: dict[int, list[ctypes.c_size_t]] = {}
+
+
+def _rounded(block: int) -> list[ctypes.c_size_t]:
+    """The shared round-up table of ``block`` (built once per block size)."""
+    table = _ROUNDED.get(block)
+    if table is None:
+        table = _ROUNDED[block] = [
+            _SZ[-(-n // block) * block] for n in range(_BUF_SIZE - block + 1)
+        ]
+    return table
+
+
 def _size(n: int) -> ctypes.c_size_t:
     """A ``c_size_t`` holding ``n`` (shared, read-only, for small sizes)."""
     return _SZ[n] if n <= _BUF_SIZE else ctypes.c_size_t(n)
@@ -296,8 +310,7 @@ class RawCFB:
         self._many_pool: list[tuple[ctypes.Array[ctypes.c_char], memoryview]] = []
         self._pads = tuple(_ZEROS[:r] for r in range(self._b))
         self._size_b = _SZ[self._b]
-        # n -> c_size_t of n rounded up to whole blocks (n <= _BUF_SIZE - block)
-        self._rounded = [_SZ[-(-n // self._b) * self._b] for n in range(_BUF_SIZE - self._b + 1)]
+        self._rounded = _rounded(self._b)
 
     def _new_entry(self) -> _CFBEntry:
         obj = self._factory(self._key, self._mode, iv=self._iv, segment_size=self._seg)
