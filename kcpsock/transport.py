@@ -49,6 +49,7 @@ import time
 from collections import deque
 from typing import Callable, Optional
 
+from . import _mmsg
 from .config import MTU_LIMIT
 from .inbound import Address
 from .stats import snmp
@@ -109,6 +110,20 @@ def buffer_datagrams(sock: socket.socket, size: int) -> int:
     return max(1, rcvbuf // (truesize + 320))
 
 
+def _recvfrom_loop(
+    sock: socket.socket,
+) -> Callable[[Batch | deque[tuple[bytes, Address]], int], None]:
+    """The read-ahead without recvmmsg: ``recvfrom`` per datagram until ``limit`` or EAGAIN."""
+    recvfrom = sock.recvfrom
+
+    def fill(out: Batch | deque[tuple[bytes, Address]], limit: int) -> None:
+        append = out.append
+        while len(out) < limit:
+            append(recvfrom(RECV_SIZE, _DONTWAIT))  # EAGAIN: BlockingIOError
+
+    return fill
+
+
 class Transport:
     """A UDP socket as sessions send through it (shared or owned).
 
@@ -122,12 +137,14 @@ class Transport:
         sock: the UDP socket (public for socket options and addresses).
     """
 
-    __slots__ = ("connected", "owned", "sock")
+    __slots__ = ("_batcher", "connected", "owned", "sock")
 
     def __init__(self, sock: socket.socket, *, owned: bool, connected: bool) -> None:
         self.sock = sock
         self.owned = owned
         self.connected = connected
+        # sendmmsg where available (kcpsock._mmsg; KCPSOCK_NO_MMSG turns it off)
+        self._batcher = _mmsg.sender(sock, connected)
 
     @property
     def family(self) -> int:
@@ -149,6 +166,10 @@ class Transport:
         Returns:
             ``(datagrams sent, bytes sent)``; failures are skipped silently.
         """
+        if len(packets) > 1 and self._batcher is not None:
+            done = self._batcher.send(packets, remote)
+            if done is not None:
+                return done
         sent = nbytes = 0
         sock = self.sock
         try:
@@ -308,6 +329,10 @@ class Receiver:
         self._transport = transport
         self._batch = batch
         self._readahead = max(batch, readahead)
+        # read-ahead: recvmmsg where available (kcpsock._mmsg), else recvfrom per datagram
+        self._fill = _mmsg.reader(
+            transport.sock, RECV_SIZE, batch, transport.connected
+        ) or _recvfrom_loop(transport.sock)
         self._handler = handler
         self._on_refused = on_refused
         self._stopping = False
@@ -526,9 +551,6 @@ class Receiver:
         if poller is None or lwake is None or self._stopping:
             return
         sock = self._transport.sock
-        recvfrom = sock.recvfrom
-        size = RECV_SIZE
-        flags = _DONTWAIT
         batch: Batch = []
         self._serving = True
         try:
@@ -551,8 +573,7 @@ class Receiver:
                 return
             most = self._batch
             try:
-                while len(batch) < most:
-                    batch.append(recvfrom(size, flags))
+                self._fill(batch, most)
             except (BlockingIOError, InterruptedError):
                 pass
             except ConnectionRefusedError:
@@ -637,6 +658,7 @@ class Receiver:
         flags = _DONTWAIT
         most = self._batch
         limit = self._readahead
+        fill = self._fill
         # datagrams read from the kernel, not handled yet (at most ``limit``)
         backlog: deque[tuple[bytes, Address]] = deque()
         append = backlog.append
@@ -667,8 +689,7 @@ class Receiver:
                     append(item)
                 # read ahead what the kernel holds, so that its buffer has room
                 # for a burst while the batch is handled
-                while len(backlog) < limit:
-                    append(recvfrom(size, flags))
+                fill(backlog, limit)
             except (BlockingIOError, InterruptedError):
                 pass
             except ConnectionRefusedError:
