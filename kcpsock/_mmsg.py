@@ -49,7 +49,6 @@ __all__ = ["ENV_SWITCH", "BatchReader", "BatchSender", "enabled", "reader", "sen
 ENV_SWITCH = "KCPSOCK_NO_MMSG"
 
 Address = Any  # the tuples of the socket module: (host, port[, flowinfo, scope_id])
-_Appender = Callable[[tuple[bytes, Address]], None]
 
 #: Datagrams per ``sendmmsg`` call (larger batches take several calls).
 SEND_BATCH = 64
