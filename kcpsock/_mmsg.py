@@ -41,6 +41,7 @@ import os
 import socket
 import sys
 from collections.abc import Sequence
+from itertools import repeat
 from typing import Any, Callable, Optional
 
 __all__ = ["ENV_SWITCH", "BatchReader", "BatchSender", "enabled", "reader", "sender"]
@@ -260,7 +261,11 @@ class BatchSender:
             while start < total:
                 chunk = packets[start : start + self._batch]
                 n = len(chunk)
-                slot.bases[0 : 2 * n : 2] = chunk
+                try:
+                    slot.bases[0 : 2 * n : 2] = chunk
+                except TypeError:  # bytearray, memoryview: only bytes are pointed at
+                    chunk = [p if type(p) is bytes else bytes(p) for p in chunk]
+                    slot.bases[0 : 2 * n : 2] = chunk
                 lens = [len(p) for p in chunk]
                 slot.lens[1 : 2 * n : 2] = lens
                 if name is not None:  # one destination for the whole batch
@@ -336,7 +341,7 @@ class BatchReader:
             for); None to read each datagram's source.
     """
 
-    __slots__ = ("_cache", "_call", "_n", "_peer", "_pool", "_size", "_sock")
+    __slots__ = ("_cache", "_call", "_keylen", "_n", "_peer", "_pool", "_size", "_sock")
 
     def __init__(
         self, sock: socket.socket, size: int, batch: int, peer: Optional[Address] = None
@@ -353,6 +358,9 @@ class BatchReader:
         self._peer = peer
         self._pool = _RECV_POOLS.setdefault((size, batch, peer is None), [])
         self._cache: dict[bytes, Address] = {}
+        # the kernel's address length for the socket's family (IPv4-mapped
+        # sources on an IPv6 socket come as sockaddr_in6 too)
+        self._keylen = 16 if sock.family == socket.AF_INET else _SOCKADDR_MAX
 
     def fill(self, out: Any, limit: int) -> None:
         """Append ``(datagram, address)`` pairs to ``out`` until it holds ``limit``.
@@ -375,6 +383,15 @@ class BatchReader:
         finally:
             pool.append(slot)
 
+    def _resolve(self, key: bytes) -> Address:
+        """Convert a source address not seen yet (and remember it)."""
+        addr = _address(key)
+        cache = self._cache
+        if len(cache) >= _ADDR_CACHE:
+            cache.clear()
+        cache[key] = addr
+        return addr
+
     def _fill(self, slot: _RecvSlot, out: Any, limit: int) -> None:
         call = self._call
         msgs = slot.msgs
@@ -387,7 +404,8 @@ class BatchReader:
         noff = _NAMELEN_OFF // _INT
         peer = self._peer
         cache = self._cache
-        append = out.append
+        extend = out.extend
+        keylen = self._keylen
         dontwait = socket.MSG_DONTWAIT
         fileno = self._sock.fileno
         while True:
@@ -402,22 +420,15 @@ class BatchReader:
                 if err in (errno.EAGAIN, errno.EWOULDBLOCK):
                     return
                 raise OSError(err, os.strerror(err))
-            for i in range(r):
-                n = lens[i * step + off]
-                pos = i * size
-                item = bytes(data[pos : pos + n])
-                if peer is None:
-                    nl = lens[i * step + noff]
-                    key = bytes(names[i * _SOCKADDR_MAX : i * _SOCKADDR_MAX + nl])
-                    addr = cache.get(key)
-                    if addr is None:
-                        addr = _address(key)
-                        if len(cache) >= _ADDR_CACHE:
-                            cache.clear()
-                        cache[key] = addr
-                    append((item, addr))
-                else:
-                    append((item, peer))
+            sizes = lens[off : off + r * step : step]
+            items = [data[p : p + n].tobytes() for p, n in zip(range(0, r * size, size), sizes)]
+            if peer is None:
+                raw = names[: r * _SOCKADDR_MAX].tobytes()
+                keys = [raw[p : p + keylen] for p in range(0, r * _SOCKADDR_MAX, _SOCKADDR_MAX)]
+                addrs = [cache.get(k) or self._resolve(k) for k in keys]
+                extend(zip(items, addrs))
+            else:
+                extend(zip(items, repeat(peer, r)))
             if r < want:
                 return  # the kernel had no more
 
