@@ -55,7 +55,7 @@ Address = Any  # the tuples of the socket module: (host, port[, flowinfo, scope_
 SEND_BATCH = 64
 _SOCKADDR_MAX = 28  # sizeof(struct sockaddr_in6)
 _ADDR_CACHE = 4096  # entries kept of address conversions (then cleared)
-_NAMELENS = [_SOCKADDR_MAX] * 1024
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0x40)
 _SKIP = frozenset((errno.EAGAIN, errno.EWOULDBLOCK, errno.ECONNREFUSED, errno.EINTR))
 
 
@@ -147,6 +147,8 @@ def _sockaddr(family: int, remote: Address) -> Optional[bytes]:
         host, port = remote[0], remote[1]
         flowinfo = int(remote[2]) if len(remote) > 2 else 0
         scope = int(remote[3]) if len(remote) > 3 else 0
+        if scope and "%" in host:  # "fe80::1%eth0" as recvfrom shows it: the tuple's scope wins
+            host = host.split("%", 1)[0]
         return (
             socket.AF_INET6.to_bytes(2, sys.byteorder)
             + int(port).to_bytes(2, "big")
@@ -177,9 +179,9 @@ def _address(raw: bytes) -> Address:
 class _SendSlot:
     """One preallocated ``sendmmsg`` batch: headers, iovecs, overlays."""
 
-    __slots__ = ("bases", "lens", "msgs", "namelens", "names")
+    __slots__ = ("bases", "lens", "msgs", "name", "names")
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, namelen: int) -> None:
         iovs = (ctypes.c_char_p * (2 * n))()  # iov_base (bytes kept alive), iov_len
         # the overlays are written with extended slices (typed Any: ctypes'
         # stubs want lists of exactly the element type)
@@ -188,11 +190,17 @@ class _SendSlot:
         msgs = (_Mmsghdr * n)()
         base = ctypes.addressof(iovs)
         for i in range(n):
-            msgs[i].msg_hdr.msg_iov = base + i * _IOV
-            msgs[i].msg_hdr.msg_iovlen = 1
+            hdr = msgs[i].msg_hdr
+            hdr.msg_iov = base + i * _IOV
+            hdr.msg_iovlen = 1
+            hdr.msg_namelen = namelen  # the socket family's (unused while msg_name is NULL)
         self.msgs = msgs
         self.names: Any = (ctypes.c_void_p * (n * _STRIDE // _PTR)).from_buffer(msgs)
-        self.namelens: Any = (ctypes.c_uint * (n * _STRIDE // _INT)).from_buffer(msgs)
+        self.name: Optional[int] = None  # where every msg_name points now (None: NULL)
+
+
+#: (family, batch) -> free send slots, shared by the process's senders.
+_SEND_POOLS: dict[tuple[int, int], list[_SendSlot]] = {}
 
 
 class BatchSender:
@@ -210,14 +218,27 @@ class BatchSender:
         funcs = _load()
         if funcs is None:
             raise OSError(errno.ENOSYS, "sendmmsg is not available here")
+        if not 1 <= batch <= 1024:
+            raise ValueError(f"batch must be 1 to 1024, not {batch}")
         self._call = funcs[0]
         self._sock = sock
         self._family = int(sock.family)
         self._connected = connected
         self._batch = batch
-        self._pool: list[_SendSlot] = []
-        # remote -> (C sockaddr buffer, its length)
-        self._names: dict[Address, tuple[ctypes.Array[ctypes.c_char], int]] = {}
+        self._pool = _SEND_POOLS.setdefault((self._family, batch), [])
+        # remote -> its C sockaddr (kept alive here while slots point at it)
+        self._names: dict[Address, ctypes.Array[ctypes.c_char]] = {}
+
+    def _name(self, remote: Address) -> Optional[ctypes.Array[ctypes.c_char]]:
+        """The C sockaddr for ``remote`` (cached), or None (not a numeric address)."""
+        raw = _sockaddr(self._family, remote)
+        if raw is None:
+            return None
+        names = self._names
+        if len(names) >= _ADDR_CACHE:
+            names.clear()  # (senders hold the one they use: it lives until they return)
+        buf = names[remote] = ctypes.create_string_buffer(raw, len(raw))
+        return buf
 
     def send(self, packets: Sequence[bytes], remote: Address) -> Optional[tuple[int, int]]:
         """Send ``packets`` to ``remote`` (ignored when connected) in as few calls as may be.
@@ -228,23 +249,15 @@ class BatchSender:
             timeout): the caller sends them one by one instead.
         """
         sock = self._sock
-        timeout = sock.gettimeout()
-        if timeout:  # sendto waits for room up to the timeout: leave that to it
+        if sock.gettimeout():  # sendto waits for room up to the timeout: leave that to it
             return None
-        name = None
-        namelen = 0
+        name: Optional[int] = None
         if not self._connected:
-            entry = self._names.get(remote)
-            if entry is None:
-                raw = _sockaddr(self._family, remote)
-                if raw is None:
-                    return None
-                if len(self._names) >= _ADDR_CACHE:
-                    self._names.clear()
-                entry = (ctypes.create_string_buffer(raw, len(raw)), len(raw))
-                self._names[remote] = entry
-            name = ctypes.addressof(entry[0])
-            namelen = entry[1]
+            # held in this frame until the call returns (the cache may drop it)
+            buf = self._names.get(remote) or self._name(remote)
+            if buf is None:
+                return None
+            name = ctypes.addressof(buf)
         fd = sock.fileno()
         if fd < 0:
             return (0, 0)
@@ -252,14 +265,16 @@ class BatchSender:
         try:
             slot = pool.pop()
         except IndexError:
-            slot = _SendSlot(self._batch)
+            slot = _SendSlot(self._batch, 16 if self._family == socket.AF_INET else 28)
         sent = nbytes = 0
         call = self._call
+        most = self._batch
+        msgs = slot.msgs
         try:
             total = len(packets)
             start = 0
             while start < total:
-                chunk = packets[start : start + self._batch]
+                chunk = packets[start : start + most] if start or total > most else packets
                 n = len(chunk)
                 try:
                     slot.bases[0 : 2 * n : 2] = chunk
@@ -268,28 +283,30 @@ class BatchSender:
                     slot.bases[0 : 2 * n : 2] = chunk
                 lens = [len(p) for p in chunk]
                 slot.lens[1 : 2 * n : 2] = lens
-                if name is not None:  # one destination for the whole batch
+                if slot.name != name:  # one destination for the whole batch
                     step = _STRIDE // _PTR
-                    slot.names[0 : n * step : step] = [name] * n
-                    istep = _STRIDE // _INT
-                    off = _NAMELEN_OFF // _INT
-                    slot.namelens[off : off + n * istep : istep] = [namelen] * n
-                done = 0
-                msgs = slot.msgs
-                while done < n:
-                    r = call(fd, ctypes.byref(msgs, done * _STRIDE), n - done, 0)
-                    if r > 0:
-                        sent += r
-                        nbytes += sum(lens[done : done + r])
-                        done += r
-                    elif r < 0 and ctypes.get_errno() in _SKIP:
-                        done += 1  # this datagram was refused: kcp-go ignores it
-                    else:
-                        return sent, nbytes  # socket closed under us, or worse: give up
+                    slot.names[0 : most * step : step] = [name] * most
+                    slot.name = name
+                r = call(fd, msgs, n, 0)
+                if r == n:  # the usual case: all in one call
+                    sent += n
+                    nbytes += sum(lens)
+                else:
+                    done = 0
+                    while True:
+                        if r > 0:
+                            sent += r
+                            nbytes += sum(lens[done : done + r])
+                            done += r
+                        elif r < 0 and ctypes.get_errno() in _SKIP:
+                            done += 1  # this datagram was refused: kcp-go ignores it
+                        else:
+                            return sent, nbytes  # socket closed under us, or worse: give up
+                        if done >= n:
+                            break
+                        r = call(fd, ctypes.byref(msgs, done * _STRIDE), n - done, 0)
                 start += n
         finally:
-            k = min(len(packets), self._batch)
-            slot.bases[0 : 2 * k : 2] = [None] * k  # let the payloads go
             pool.append(slot)
         return sent, nbytes
 
@@ -299,10 +316,10 @@ class _RecvSlot:
 
     __slots__ = ("buf", "data", "iovs", "lens", "msgs", "names", "nameview")
 
-    def __init__(self, size: int, n: int, named: bool) -> None:
+    def __init__(self, size: int, n: int, namelen: int) -> None:
         buf = ctypes.create_string_buffer(size * n)
         iovs = (_Iovec * n)()
-        names = ctypes.create_string_buffer(_SOCKADDR_MAX * n if named else 1)
+        names = ctypes.create_string_buffer(_SOCKADDR_MAX * n if namelen else 1)
         msgs = (_Mmsghdr * n)()
         base = ctypes.addressof(buf)
         nbase = ctypes.addressof(names)
@@ -312,9 +329,10 @@ class _RecvSlot:
             hdr = msgs[i].msg_hdr
             hdr.msg_iov = ctypes.addressof(iovs) + i * _IOV
             hdr.msg_iovlen = 1
-            if named:
+            if namelen:
+                # the kernel writes back the family's size: it never changes
                 hdr.msg_name = nbase + i * _SOCKADDR_MAX
-                hdr.msg_namelen = _SOCKADDR_MAX
+                hdr.msg_namelen = namelen
         self.buf = buf
         self.iovs = iovs
         self.names = names
@@ -324,10 +342,11 @@ class _RecvSlot:
         self.nameview = memoryview(names).cast("B")
 
 
-#: (size, batch, named) -> free receive slots, shared by every reader of the
-#: process: a slot is held only during one ``fill`` (its data is copied out),
-#: so a thousand idle sockets cost no buffers.
-_RECV_POOLS: dict[tuple[int, int, bool], list[_RecvSlot]] = {}
+#: (size, batch, address length or 0: no source asked) -> free receive
+#: slots, shared by every reader of the process: a slot is held only during
+#: one ``fill`` (its data is copied out), so a thousand idle sockets cost no
+#: buffers.
+_RECV_POOLS: dict[tuple[int, int, int], list[_RecvSlot]] = {}
 
 
 class BatchReader:
@@ -349,18 +368,18 @@ class BatchReader:
         funcs = _load()
         if funcs is None:
             raise OSError(errno.ENOSYS, "recvmmsg is not available here")
-        if size < 1 or not 1 <= batch <= len(_NAMELENS):
-            raise ValueError(f"size and batch must be positive (batch <= 1024): {size}, {batch}")
+        if size < 1 or not 1 <= batch <= 1024:
+            raise ValueError(f"size must be positive and batch 1 to 1024: {size}, {batch}")
         self._call = funcs[1]
         self._sock = sock
         self._size = size
         self._n = batch
         self._peer = peer
-        self._pool = _RECV_POOLS.setdefault((size, batch, peer is None), [])
-        self._cache: dict[bytes, Address] = {}
         # the kernel's address length for the socket's family (IPv4-mapped
         # sources on an IPv6 socket come as sockaddr_in6 too)
         self._keylen = 16 if sock.family == socket.AF_INET else _SOCKADDR_MAX
+        self._pool = _RECV_POOLS.setdefault((size, batch, 0 if peer else self._keylen), [])
+        self._cache: dict[bytes, Address] = {}
 
     def fill(self, out: Any, limit: int) -> None:
         """Append ``(datagram, address)`` pairs to ``out`` until it holds ``limit``.
@@ -373,15 +392,60 @@ class BatchReader:
             out: a list or deque (``append``, ``len``).
             limit: how many items ``out`` may hold.
         """
+        want = limit - len(out)
+        if want <= 0:
+            return
         pool = self._pool
         try:
             slot = pool.pop()
         except IndexError:
-            slot = _RecvSlot(self._size, self._n, self._peer is None)
+            slot = _RecvSlot(self._size, self._n, 0 if self._peer else self._keylen)
         try:
-            self._fill(slot, out, limit)
+            most = self._n
+            call = self._call
+            fd = self._sock.fileno()
+            msgs = slot.msgs
+            while True:
+                r = call(fd, msgs, most if want > most else want, _DONTWAIT, None)
+                if r <= 0:
+                    if r == 0:
+                        return
+                    err = ctypes.get_errno()
+                    if err == errno.EAGAIN or err == errno.EWOULDBLOCK:
+                        return
+                    raise OSError(err, os.strerror(err))
+                self._take(slot, r, out)
+                if r < most or r >= want:
+                    return  # the kernel had no more, or out is full
+                want -= r
         finally:
             pool.append(slot)
+
+    def _take(self, slot: _RecvSlot, r: int, out: Any) -> None:
+        """Copy ``r`` datagrams (and their sources) out of ``slot`` onto ``out``."""
+        peer = self._peer
+        if r == 1:  # a ping-pong's usual read: no comprehensions
+            item = slot.data[: slot.lens[_LEN_OFF // _INT]].tobytes()
+            if peer is None:
+                key = slot.nameview[: self._keylen].tobytes()
+                out.append((item, self._cache.get(key) or self._resolve(key)))
+            else:
+                out.append((item, peer))
+            return
+        size = self._size
+        step = _STRIDE // _INT
+        off = _LEN_OFF // _INT
+        data = slot.data
+        sizes = slot.lens[off : off + r * step : step]
+        items = [data[p : p + n].tobytes() for p, n in zip(range(0, r * size, size), sizes)]
+        if peer is None:
+            keylen = self._keylen
+            cache = self._cache
+            raw = slot.nameview[: r * _SOCKADDR_MAX].tobytes()
+            keys = [raw[p : p + keylen] for p in range(0, r * _SOCKADDR_MAX, _SOCKADDR_MAX)]
+            out.extend(zip(items, [cache.get(k) or self._resolve(k) for k in keys]))
+        else:
+            out.extend(zip(items, repeat(peer, r)))
 
     def _resolve(self, key: bytes) -> Address:
         """Convert a source address not seen yet (and remember it)."""
@@ -391,46 +455,6 @@ class BatchReader:
             cache.clear()
         cache[key] = addr
         return addr
-
-    def _fill(self, slot: _RecvSlot, out: Any, limit: int) -> None:
-        call = self._call
-        msgs = slot.msgs
-        lens = slot.lens
-        data = slot.data
-        names = slot.nameview
-        size = self._size
-        step = _STRIDE // _INT
-        off = _LEN_OFF // _INT
-        noff = _NAMELEN_OFF // _INT
-        peer = self._peer
-        cache = self._cache
-        extend = out.extend
-        keylen = self._keylen
-        dontwait = socket.MSG_DONTWAIT
-        fileno = self._sock.fileno
-        while True:
-            want = min(limit - len(out), self._n)
-            if want <= 0:
-                return
-            if peer is None:  # the kernel shortened them to the last source's size
-                lens[noff : noff + want * step : step] = _NAMELENS[:want]
-            r = call(fileno(), msgs, want, dontwait, None)
-            if r < 0:
-                err = ctypes.get_errno()
-                if err in (errno.EAGAIN, errno.EWOULDBLOCK):
-                    return
-                raise OSError(err, os.strerror(err))
-            sizes = lens[off : off + r * step : step]
-            items = [data[p : p + n].tobytes() for p, n in zip(range(0, r * size, size), sizes)]
-            if peer is None:
-                raw = names[: r * _SOCKADDR_MAX].tobytes()
-                keys = [raw[p : p + keylen] for p in range(0, r * _SOCKADDR_MAX, _SOCKADDR_MAX)]
-                addrs = [cache.get(k) or self._resolve(k) for k in keys]
-                extend(zip(items, addrs))
-            else:
-                extend(zip(items, repeat(peer, r)))
-            if r < want:
-                return  # the kernel had no more
 
 
 def sender(sock: socket.socket, connected: bool) -> Optional[BatchSender]:

@@ -239,7 +239,13 @@ def test_address_conversion_matches_the_socket_module() -> None:
     host, port, flow, scope = _mmsg._address(raw)
     assert host.startswith("fe80::1%") and (port, flow, scope) == (9, 0, 1)
     assert _mmsg._sockaddr(socket.AF_INET, ("localhost", 1)) is None
-    assert _mmsg._sockaddr(socket.AF_INET6, ("fe80::1%lo", 1)) is None
+    assert _mmsg._address(_mmsg._sockaddr(socket.AF_INET6, (host, 9, 0, 1)) or b"") == (
+        host,
+        9,
+        0,
+        1,
+    )  # the tuple recvfrom gave goes back out as the same sockaddr
+    assert _mmsg._sockaddr(socket.AF_INET6, ("fe80::1%lo", 1)) is None  # sendto resolves it
 
 
 def test_the_off_switch(monkeypatch: pytest.MonkeyPatch) -> None:
