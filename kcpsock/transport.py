@@ -36,7 +36,11 @@ Invariants:
 * a receiver never dies of an exception in its handler or of a socket error
   while its socket is open: the error is logged (and counted as ``InErrs``
   for recvfrom failures) and the loop goes on;
-* send errors are ignored, as kcp-go does: KCP retransmits.
+* send errors are ignored, as kcp-go does: KCP retransmits;
+* on Linux the datagrams of one :meth:`Transport.send` go out in one
+  ``sendmmsg`` and every read-ahead (``MSG_DONTWAIT``) is one ``recvmmsg``
+  (:mod:`kcpsock._mmsg`; ``KCPSOCK_NO_MMSG=1`` or another system: one
+  ``sendto``/``recvfrom`` per datagram), with the same errors either way.
 """
 
 from __future__ import annotations
