@@ -61,6 +61,7 @@ __all__ = [
     "cfb_handles",
     "cipher_repr",
     "enabled",
+    "xor_function",
 ]
 
 #: The environment variable that turns the fast paths off.
@@ -114,6 +115,20 @@ _CFBEntry = tuple[
     memoryview,
     memoryview,
 ]
+
+
+#: block size -> [c_size_t of n rounded up to whole blocks for n <= _BUF_SIZE - block]
+_ROUNDED: dict[int, list[ctypes.c_size_t]] = {}
+
+
+def _rounded(block: int) -> list[ctypes.c_size_t]:
+    """The shared round-up table of ``block`` (built once per block size)."""
+    table = _ROUNDED.get(block)
+    if table is None:
+        table = _ROUNDED[block] = [
+            _SZ[-(-n // block) * block] for n in range(_BUF_SIZE - block + 1)
+        ]
+    return table
 
 
 def _size(n: int) -> ctypes.c_size_t:
@@ -220,6 +235,20 @@ def cfb_handles() -> Optional[tuple[CFunc, ...]]:
     return (cfb[0], cfb[1], ecb[0], strxor[0])
 
 
+def xor_function() -> Optional[CFunc]:
+    """pycryptodome's C ``strxor(a, b, out, n)`` (``out = a ^ b`` over ``n`` bytes), or None.
+
+    For whole-buffer XOR outside the ciphers (kcpsock.gf256's parity
+    accumulator).  Arguments must be passed as exact C types: pointers
+    (``bytes``, ctypes buffers, ``c_void_p``) and a ``c_size_t`` length.
+
+    Returns:
+        The handle, or None when the fast paths are off or unavailable.
+    """
+    funcs = _functions("strxor")
+    return funcs[0] if funcs is not None else None
+
+
 def _c_state(obj: object, what: str) -> ctypes.c_void_p:
     """The C state pointer of a pycryptodome cipher object (a private field)."""
     state = getattr(obj, "_state").get()  # noqa: B009 - private, not typed
@@ -281,6 +310,7 @@ class RawCFB:
         self._many_pool: list[tuple[ctypes.Array[ctypes.c_char], memoryview]] = []
         self._pads = tuple(_ZEROS[:r] for r in range(self._b))
         self._size_b = _SZ[self._b]
+        self._rounded = _rounded(self._b)
 
     def _new_entry(self) -> _CFBEntry:
         obj = self._factory(self._key, self._mode, iv=self._iv, segment_size=self._seg)
@@ -378,6 +408,46 @@ class RawCFB:
             raise ValueError("pycryptodome CFB failed")  # pragma: no cover
         out = view_out[:n].tobytes()
         self._pool.append(entry)
+        return out
+
+    def encrypt_pairs(self, heads: Sequence[bytes], bodies: Sequence[bytes]) -> list[bytes]:
+        """``[encrypt_pair(h, b) for h, b in zip(heads, bodies)]`` with one pooled buffer.
+
+        The sender's batch path: one pool entry for the whole batch, and per
+        packet two copies in, two C calls and one copy out.
+
+        Args:
+            heads: the packets' first parts (nonce, CRC, FEC header).
+            bodies: their second parts (datagram or parity shard).
+
+        Returns:
+            The encrypted packets, in order.
+        """
+        b = self._b
+        top = _BUF_SIZE - b  # whole blocks covering n stay inside the buffers
+        rounded = self._rounded
+        dec_f, enc_f, iv, size_b = self._dec_f, self._enc_f, self._iv, self._size_b
+        try:
+            entry = self._pool.pop()
+        except IndexError:
+            entry = self._new_entry()
+        _, state, buf, inp, view_in, view_out = entry
+        out: list[bytes] = []
+        append = out.append
+        try:
+            for head, body in zip(heads, bodies):
+                h = len(head)
+                n = h + len(body)
+                if n <= b or n > top:
+                    append(self.encrypt(head + body))
+                    continue
+                view_in[:h] = head
+                view_in[h:n] = body
+                if dec_f(state, iv, buf, size_b) or enc_f(state, inp, buf, rounded[n]):
+                    raise ValueError("pycryptodome CFB failed")  # pragma: no cover
+                append(view_out[:n].tobytes())
+        finally:
+            self._pool.append(entry)
         return out
 
     def decrypt_many(

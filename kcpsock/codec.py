@@ -35,9 +35,12 @@ header (:meth:`PacketCodec.open`, stateless) -> classify by the u16 at
 offset 4 and FEC-decode (:meth:`PacketCodec.decode_payload`, stateful).
 
 Batches (the session layer's paths, same bytes as one by one):
-:meth:`PacketCodec.encode_many` frames a flush's datagrams and writes
-crypto header, FEC header and datagram straight into the cipher's C buffer
-(one copy of the datagram per packet, CRC-32 over the parts);
+:meth:`PacketCodec.encode_many` frames a flush's datagrams in one call
+(:meth:`~kcpsock.fec.FECEncoder.frame_many`, parity at C speed), takes the
+batch's nonces in one slice, and has the cipher write crypto header, FEC
+header and datagram straight into its C buffer for the whole batch
+(``encrypt_pairs``: one copy of the datagram per packet, CRC-32 over the
+parts);
 :meth:`PacketCodec.open_many` decrypts a receiver batch with two C calls
 (CFB decryption has no chaining) and checks each CRC in place.
 
@@ -100,6 +103,9 @@ def _prefix(nonce: bytes, crc: int, head: bytes) -> bytes:
 
 #: open_many decrypts at most this many packets per pair of C calls.
 _OPEN_CHUNK = 64
+#: encode_many's batch path from this many datagrams on (fewer: one by one,
+#: which costs less for the lone datagram of an interactive exchange).
+_BATCH_MIN = 4
 #: Nonces are sliced from os.urandom reads of this size (one system call per ~250).
 _NONCE_BATCH = 4096
 
@@ -247,6 +253,10 @@ class PacketCodec:
         self._pair: Optional[Callable[[bytes, bytes], bytes]] = (
             getattr(block, "encrypt_pair", None) if block is not None and not self._aead else None
         )
+        # the batch sender (classic layout, a cipher with encrypt_pairs)
+        self._pairs: Optional[Callable[[list[bytes], list[bytes]], list[bytes]]] = (
+            getattr(block, "encrypt_pairs", None) if self._pair is not None else None
+        )
         # the batch opener (classic layout, a cipher with decrypt_many)
         self._decrypt_many = (
             getattr(block, "decrypt_many", None) if block is not None and not self._aead else None
@@ -361,7 +371,9 @@ class PacketCodec:
         datagram.  With a classic cipher that supports it
         (``encrypt_pair``, kcpsock's direct-C CFB) the crypto header, FEC
         header and datagram go straight into the cipher's buffer: one copy
-        of the datagram per packet, CRC-32 over its parts.
+        of the datagram per packet, CRC-32 over its parts; from four
+        datagrams on (``encrypt_pairs``) the whole batch is framed first and
+        encrypted by one call.
 
         Args:
             datagrams: KCP datagrams.
@@ -380,6 +392,28 @@ class PacketCodec:
             for dg in datagrams:
                 out += self.encode(dg, now_ms)
             return out
+        pairs = self._pairs
+        if not isinstance(datagrams, (list, tuple)):
+            datagrams = list(datagrams)
+        if pairs is not None and len(datagrams) >= _BATCH_MIN:
+            # The batch path: frame the whole batch, then nonce + CRC-32 of
+            # every packet, then one cipher call for all of them.
+            if self._fec:
+                heads, bodies = self.encoder.frame_many(datagrams, now_ms)
+            else:
+                bodies = [
+                    dg if isinstance(dg, bytes) else _as_bytes("datagram", dg) for dg in datagrams
+                ]
+                heads = [b""] * len(bodies)
+            nonces = self._nonces(len(bodies))
+            crc32 = _crc32
+            pack_crc = _pack_u32
+            # kcp-go output: nonce, then CRC-32 (IEEE) of the body, little-endian
+            prefixes = [
+                nonces[i : i + NONCE_SIZE] + pack_crc(crc32(body, crc32(head))) + head
+                for i, head, body in zip(range(0, len(nonces), NONCE_SIZE), heads, bodies)
+            ]
+            return pairs(prefixes, bodies)
         crc32 = _crc32
         frame = self.encoder.frame if self._fec else None
         if self._random_bytes is not os.urandom:
@@ -425,6 +459,19 @@ class PacketCodec:
                 off = end
         self._nonce_buf, self._nonce_off = buf, off
         return out
+
+    def _nonces(self, count: int) -> bytes:
+        """``count`` nonces, one after the other (urandom batch, or ``random_bytes`` per nonce)."""
+        if self._random_bytes is os.urandom:
+            size = NONCE_SIZE * count
+            off = self._nonce_off
+            end = off + size
+            if end > len(self._nonce_buf):
+                self._nonce_buf = os.urandom(max(_NONCE_BATCH, size))
+                off, end = 0, size
+            self._nonce_off = end
+            return self._nonce_buf[off:end]
+        return b"".join([self._nonce() for _ in range(count)])
 
     def _nonce(self) -> bytes:
         """The next nonce (from the urandom batch, or ``random_bytes``, length checked)."""

@@ -52,11 +52,13 @@ from __future__ import annotations
 
 import struct
 from collections import deque
-from typing import Optional
+from collections.abc import Iterable
+from typing import Callable, Optional
 
+from ._fastcrypt import xor_function
 from .config import check_shards
 from .errors import PacketError
-from .gf256 import BytesLike, ReedSolomon
+from .gf256 import MUL_TABLES, BytesLike, ParityAccumulator, ReedSolomon
 from .segment import timediff
 
 __all__ = [
@@ -133,7 +135,14 @@ class FECEncoder:
             500 ms or more; only when ``now_ms`` is given).
     """
 
-    def __init__(self, data_shards: int, parity_shards: int, *, start_seqid: int = 0) -> None:
+    def __init__(
+        self,
+        data_shards: int,
+        parity_shards: int,
+        *,
+        start_seqid: int = 0,
+        accelerate: bool = True,
+    ) -> None:
         """Create an encoder.
 
         Args:
@@ -142,6 +151,10 @@ class FECEncoder:
             start_seqid: the seqid of the first data packet (default 0, as
                 kcp-go).  Must be a multiple of d + p below ``paws``, so that
                 groups stay aligned; used to reproduce the wrap-around.
+            accelerate: compute parity with the C-speed
+                :class:`~kcpsock.gf256.ParityAccumulator` when pycryptodome's
+                C XOR is reachable (the default); False keeps the pure-Python
+                int paths (tests compare both; the bytes are the same).
 
         Raises:
             TypeError: if an argument is not an int.
@@ -174,9 +187,16 @@ class FECEncoder:
         self._count = 0  # data shards collected in the current group
         self._max = 0  # longest shard of the group (kcp-go maxSize - 6)
         self._acc: list[int] = [0] * p
+        # The C-speed accumulator (translate + one C XOR per data shard),
+        # when pycryptodome's strxor can be called directly; else the
+        # bit-sliced int program (small codes) or translate + int XOR.
+        xor = xor_function() if self._rs is not None and accelerate else None
+        self._cacc: Optional[ParityAccumulator] = (
+            ParityAccumulator(self._rs, xor) if self._rs is not None and xor is not None else None
+        )
         # Shards of the current group as ints, when the code is bit-sliced.
         self._values: Optional[list[int]] = (
-            [] if self._rs is not None and self._rs.bitsliced else None
+            [] if self._cacc is None and self._rs is not None and self._rs.bitsliced else None
         )
         self._sizes: list[int] = []  # the size fields of the group's data packets
         self._size_cache: dict[tuple[int, ...], list[int]] = {}
@@ -268,6 +288,19 @@ class FECEncoder:
         header = _pack_head8(seq, TYPE_DATA, size)
         if size > self._max:
             self._max = size
+        cacc = self._cacc
+        if cacc is not None:
+            # C-speed path: the shard (size field + datagram) goes into the
+            # accumulator now, spreading the work over the group.
+            shard = bytearray(header[6:])
+            shard += datagram
+            cacc.add(self._count, shard)
+            index = self._count = self._count + 1
+            parity: list[tuple[bytes, bytes]] = _NO_PARITY
+            if index == self.data_shards:
+                parity = self._complete_group(now_ms)
+            self._last_ms = now_ms
+            return header, parity
         values = self._values
         if values is not None:
             # Bit-sliced path: keep the datagram as an int, its size apart
@@ -287,11 +320,78 @@ class FECEncoder:
             for j, table in enumerate(self._tables[self._count]):
                 acc[j] ^= frombytes(buf.translate(table), "little")
             index = self._count = self._count + 1
-        parity: list[tuple[bytes, bytes]] = _NO_PARITY
+        parity = _NO_PARITY
         if index == self.data_shards:
             parity = self._complete_group(now_ms)
         self._last_ms = now_ms
         return header, parity
+
+    def frame_many(
+        self, datagrams: Iterable[BytesLike], now_ms: Optional[int] = None
+    ) -> tuple[list[bytes], list[bytes]]:
+        """:meth:`frame` for a batch: the headers and bodies of every wire packet, in order.
+
+        Packet i is ``heads[i] + bodies[i]``: each datagram's data packet
+        (8-byte header, the datagram), followed, after the datagram that
+        completes a group, by the group's parity packets (6-byte header,
+        shard).  The same packets as one :meth:`frame` call per datagram.
+
+        Args:
+            datagrams: KCP datagrams (bytes-like; FEC must be enabled).
+            now_ms: as for :meth:`encode`.
+
+        Returns:
+            ``(heads, bodies)``, two lists of equal length.
+
+        Raises:
+            TypeError: if a datagram is not bytes-like.
+            ValueError: as :meth:`frame`; the datagrams before the bad one
+                are framed (the encoder's state includes them).
+        """
+        heads: list[bytes] = []
+        bodies: list[bytes] = []
+        add_head = heads.append
+        add_body = bodies.append
+        cacc = self._cacc
+        if cacc is None or not self._enabled:
+            for dg in datagrams:
+                if not isinstance(dg, bytes):
+                    dg = _as_bytes("datagram", dg)
+                header, parity = self.frame(dg, now_ms)
+                add_head(header)
+                add_body(dg)
+                for head, shard in parity:
+                    add_head(head)
+                    add_body(shard)
+            return heads, bodies
+        # The C-speed path of frame(), inlined (one datagram per iteration).
+        add = cacc.add
+        d = self.data_shards
+        paws = self.paws
+        pack8 = _pack_head8
+        for dg in datagrams:
+            if not isinstance(dg, bytes):
+                dg = _as_bytes("datagram", dg)
+            size = len(dg) + 2
+            if size > 0xFFFF:
+                raise ValueError(f"datagram too long for FEC: {size - 2} > {_MAX_DATAGRAM} bytes")
+            seq = self._next
+            self._next = seq + 1 if seq + 1 < paws else 0
+            header = pack8(seq, TYPE_DATA, size)
+            if size > self._max:
+                self._max = size
+            whole = bytearray(header[6:])  # the shard: size field + datagram
+            whole += dg
+            add(self._count, whole)
+            add_head(header)
+            add_body(dg)
+            count = self._count = self._count + 1
+            if count == d:
+                for head, body in self._complete_group(now_ms):
+                    add_head(head)
+                    add_body(body)
+            self._last_ms = now_ms
+        return heads, bodies
 
     def _size_parity(self, sizes: tuple[int, ...]) -> list[int]:
         """The parity of the groups' 2-byte size fields alone (cached: bulk sizes repeat)."""
@@ -315,6 +415,18 @@ class FECEncoder:
             # but seqids stay aligned to groups.
             self._next = (self._next + self.parity_shards) % self.paws
             self.parity_skipped += 1
+            if self._cacc is not None:
+                self._cacc.reset()
+        elif self._cacc is not None:
+            nxt = self._next
+            paws = self.paws
+            for shard in self._cacc.take(length):
+                # kcp-go HEAD sealParity: next = (next + 1) % paws.
+                out.append((_pack_head(nxt, TYPE_PARITY), shard))
+                nxt += 1
+                if nxt >= paws:
+                    nxt = 0
+            self._next = nxt
         else:
             rs = self._rs
             assert rs is not None  # an enabled encoder always has its code
@@ -341,7 +453,7 @@ class FECEncoder:
         if self._values is not None:
             self._values = []
             self._sizes = []
-        else:
+        elif self._cacc is None:
             self._acc = [0] * self.parity_shards
         return out
 
@@ -410,7 +522,14 @@ class FECDecoder:
         retuned: times autotune switched to another (d, p).
     """
 
-    def __init__(self, data_shards: int, parity_shards: int, *, autotune: bool = True) -> None:
+    def __init__(
+        self,
+        data_shards: int,
+        parity_shards: int,
+        *,
+        autotune: bool = True,
+        accelerate: bool = True,
+    ) -> None:
         """Create a decoder.
 
         Args:
@@ -419,6 +538,10 @@ class FECDecoder:
             parity_shards: p.
             autotune: follow the sender's (d, p) when it differs from ours
                 (kcp-go HEAD autotune); recovery pauses while detecting.
+            accelerate: rebuild lost shards with the C-speed
+                :class:`~kcpsock.gf256.ParityAccumulator` when pycryptodome's
+                C XOR is reachable (the default); False keeps the int path
+                (same datagrams).
 
         Raises:
             TypeError: if a count is not an int.
@@ -435,6 +558,10 @@ class FECDecoder:
         self._enabled = d > 0
         self._autotune = _Autotune() if (autotune and self._enabled) else None
         self._should_tune = False
+        # rebuild with the C XOR when reachable (else the int path,
+        # kcpsock.gf256.rebuild_ints); looked up when needed, so that the
+        # decoder holds no ctypes object (copy.deepcopy works)
+        self._accelerate = accelerate
         self._sets: dict[int, dict[int, bytes]] = {}
         self._newest: Optional[int] = None
         self._configure(d, p)
@@ -602,6 +729,9 @@ class FECDecoder:
             return []
         chosen = tuple(sorted(shard_set)[:d])
         maxlen = max(len(p) for p in shard_set.values()) - FEC_HEADER_SIZE
+        xor = xor_function() if self._accelerate else None
+        if xor is not None and maxlen >= 2:
+            return self._recover_c(chosen, shard_set, missing, maxlen, xor)
         try:
             values = rs.rebuild_ints(
                 chosen, [memoryview(shard_set[i])[FEC_HEADER_SIZE:] for i in chosen], missing
@@ -618,6 +748,38 @@ class FECDecoder:
                 self.errors += 1
                 continue
             out.append(acc.to_bytes(maxlen, "little")[2:size])
+        self.recovered += len(out)
+        return out
+
+    def _recover_c(
+        self,
+        chosen: tuple[int, ...],
+        shard_set: dict[int, bytes],
+        missing: list[int],
+        maxlen: int,
+        xor: Callable[..., object],
+    ) -> list[bytes]:
+        """:meth:`_recover` at C speed: translate + one C XOR per present shard."""
+        rs = self._rs
+        assert rs is not None
+        try:
+            rows = rs.decode_rows(chosen)
+        except ValueError:  # pragma: no cover - any d rows are invertible
+            self.errors += 1
+            return []
+        columns = [tuple(MUL_TABLES[rows[m][k]] for m in missing) for k in range(len(chosen))]
+        acc = ParityAccumulator(columns, xor)
+        for k, index in enumerate(chosen):
+            acc.add(k, bytearray(memoryview(shard_set[index])[FEC_HEADER_SIZE:]))
+        out: list[bytes] = []
+        for shard in acc.take(maxlen):
+            # Size-prefix check before anything reaches KCP (kcp-go kcpInput):
+            # 2 <= size <= shard length; the datagram is shard[2:size].
+            size = shard[0] | shard[1] << 8
+            if size < 2 or size > maxlen:
+                self.errors += 1
+                continue
+            out.append(shard[2:size])
         self.recovered += len(out)
         return out
 

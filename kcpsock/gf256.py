@@ -35,6 +35,13 @@ Invariants:
   shards instead of d * p translated images per group (``int.from_bytes`` is
   the dominant cost), about 25-40 % faster; the result is identical (tests
   compare both paths).
+* Encoders with pycryptodome's C ``strxor`` at hand (the default) use
+  neither: :class:`ParityAccumulator` adds each data shard to the p parity
+  shards with p translates, one join and one C XOR call into a ctypes
+  buffer, as the shard arrives.  No int conversion is left (``from_bytes``
+  and ``to_bytes`` were a third of the bit-sliced cost): about 40 % fewer
+  instructions per group for 10/3; the int paths stay as the reference and
+  the fallback (``KCPSOCK_NO_FASTCRYPT``).
 * What depends only on (d, p) -- the encoding matrix, the compiled parity
   program, the decode matrices per erasure pattern (at most 512 patterns per
   shape, 64 shapes) -- is built once per process and shared by every code of
@@ -43,6 +50,7 @@ Invariants:
 
 from __future__ import annotations
 
+import ctypes
 import functools
 from collections.abc import Sequence
 from typing import Callable, Optional, Union, cast
@@ -54,6 +62,7 @@ __all__ = [
     "POLYNOMIAL",
     "BytesLike",
     "Matrix",
+    "ParityAccumulator",
     "ReedSolomon",
     "build_matrix",
     "gf_div",
@@ -750,3 +759,171 @@ class ReedSolomon:
                     acc ^= frombytes(bufs[k].translate(tables[coef]), "little")
             out.append(acc)
         return out
+
+
+#: Smallest buffer per slot (an MTU-sized shard fits), bytes.
+_SLOT_STRIDE = 1536
+#: Slot spacing is the group's longest shard rounded up to a multiple of this.
+_SLOT_ROUND = 64
+#: gap length -> that many zero bytes (immutable, shared by every accumulator).
+_GAPS: dict[int, bytes] = {}
+
+
+def _zeros(n: int) -> bytes:
+    """``n`` zero bytes (shared when short)."""
+    return _ZEROS[:n] if n <= len(_ZEROS) else bytes(n)
+
+
+_ZEROS = bytes(4096)
+
+
+class ParityAccumulator:
+    """Parity shards of one group, built shard by shard at C speed (encoders).
+
+    For data shard i the p images ``shard * E[d + j][i]`` are made by
+    ``bytearray.translate`` (:attr:`ReedSolomon.column_tables`), joined with
+    zero gaps so that image j lands on slot j of one C buffer, and added to
+    all p slots by a single call of a C XOR function (pycryptodome's
+    ``strxor``, see :func:`kcpsock._fastcrypt.xor_function`).  No
+    ``int.from_bytes``/``to_bytes`` conversion and no per-byte Python work:
+    per data shard, p translates, one join and one C call.  The result is
+    the same as :meth:`ReedSolomon.encode` of the zero-padded shards (tests
+    compare them).
+
+    Not thread-safe: one group at a time, driven by one encoder.
+
+    Args:
+        rs: the code (its parity), or any coefficient columns: ``rs[i][j]``
+            the multiplication table (:data:`MUL_TABLES`) of what input i
+            adds to output j, e.g. a decode matrix's rows for the missing
+            shards (kcpsock.fec's recovery).
+        xor: ``xor(a, b, out, n)`` writing ``a ^ b`` to ``out`` over ``n``
+            bytes, taking ctypes pointers and a ``c_size_t`` (the handle
+            :func:`kcpsock._fastcrypt.xor_function` returns).
+
+    Attributes:
+        used: the longest shard added since the last :meth:`take` or
+            :meth:`reset` (0 when empty).
+    """
+
+    __slots__ = (
+        "_buf",
+        "_per_len",
+        "_ptr",
+        "_stride",
+        "_tables",
+        "_view",
+        "_xor",
+        "used",
+    )
+
+    def __init__(
+        self, rs: Union[ReedSolomon, Sequence[Sequence[bytes]]], xor: Callable[..., object]
+    ) -> None:
+        self._tables: Sequence[Sequence[bytes]] = (
+            rs.column_tables if isinstance(rs, ReedSolomon) else rs
+        )
+        self._xor = xor
+        # The slots of the current group sit _stride bytes apart (the
+        # group's longest shard rounded up: the joined images carry little
+        # zero padding); 0 before the group's first shard.
+        self._stride = 0
+        self._buf: Optional[ctypes.Array[ctypes.c_char]] = None  # allocated on first use
+        self._ptr = ctypes.c_void_p(0)
+        self._view = memoryview(b"")
+        # stride << 32 | shard length -> (zero gap between images, c_size_t
+        # of the XOR length); at most 64 entries (bulk traffic needs one)
+        self._per_len: dict[int, tuple[bytes, ctypes.c_size_t]] = {}
+        self.used = 0
+
+    def _restride(self, length: int) -> None:
+        """Space the slots for shards of ``length`` bytes, keeping their contents."""
+        p = len(self._tables[0]) if self._tables else 0
+        stride = -(-length // _SLOT_ROUND) * _SLOT_ROUND
+        used, old = self.used, self._stride
+        kept = [self._view[j * old : j * old + used].tobytes() for j in range(p)] if used else []
+        if self._buf is None or p * stride > len(self._view):
+            size = p * max(stride, _SLOT_STRIDE)
+            self._buf = buf = ctypes.create_string_buffer(size)  # zeroed
+            self._view = memoryview(buf).cast("B")
+            self._ptr = ctypes.c_void_p(ctypes.addressof(buf))
+        elif used:
+            for j in range(p):
+                self._view[j * old : j * old + used] = bytes(used)
+        view = self._view
+        for j, data in enumerate(kept):
+            view[j * stride : j * stride + used] = data
+        self._stride = stride
+
+    def add(self, index: int, shard: bytearray) -> None:
+        """Add data shard ``index``'s contribution to every parity slot.
+
+        Args:
+            index: the data shard's index, 0..d-1.
+            shard: the whole shard (an FEC data packet's size field and KCP
+                datagram), as a bytearray (``bytearray.translate`` skips the
+                "unchanged" scan of ``bytes.translate``).
+        """
+        n = len(shard)
+        if n > self._stride:
+            self._restride(n)
+        elif not n:
+            return  # an empty shard adds nothing
+        if n > self.used:
+            self.used = n
+        got = self._per_len.get(self._stride << 32 | n)
+        if got is None:
+            got = self._per_shard_length(n)
+        gap, size = got
+        # image j at offset j * stride: the gaps between images are zeros
+        self._xor(self._ptr, gap.join(map(shard.translate, self._tables[index])), self._ptr, size)
+
+    def _per_shard_length(self, n: int) -> tuple[bytes, ctypes.c_size_t]:
+        """(zero gap between the images, XOR length) for shards of ``n`` bytes (cached)."""
+        width = self._stride - n
+        size = ctypes.c_size_t(len(self._tables[0]) * self._stride - width)
+        if width > len(_ZEROS):  # oversized shards (not from a codec): not kept
+            return bytes(width), size
+        per_len = self._per_len
+        if len(per_len) >= 64:
+            per_len.clear()
+        gap = _GAPS.get(width)
+        if gap is None:
+            if len(_GAPS) >= 256:
+                _GAPS.clear()
+            gap = _GAPS[width] = bytes(width)  # shared by every accumulator
+        got = per_len[self._stride << 32 | n] = (gap, size)
+        return got
+
+    def take(self, length: int) -> list[bytes]:
+        """The p parity shards of ``length`` bytes; the slots are cleared for the next group.
+
+        Args:
+            length: the common shard length, at least :attr:`used` (the
+                longest data shard; shorter ones count as zero-padded).
+
+        Returns:
+            The parity shards, as :meth:`ReedSolomon.encode` would return them.
+        """
+        p = len(self._tables[0]) if self._tables else 0
+        used, stride, view = self.used, self._stride, self._view
+        if not used:
+            return [bytes(length) for _ in range(p)]
+        if length <= used:
+            out = [view[o : o + length].tobytes() for o in range(0, p * stride, stride)]
+        else:  # zero padding beyond the longest shard
+            pad = bytes(length - used)
+            out = [view[o : o + used].tobytes() + pad for o in range(0, p * stride, stride)]
+        self.reset()
+        return out
+
+    def reset(self) -> None:
+        """Clear the slots (a group whose parity is not sent)."""
+        used = self.used
+        if used:
+            view, stride = self._view, self._stride
+            zeros = _zeros(used)
+            for o in range(0, len(self._tables[0]) * stride, stride):
+                view[o : o + used] = zeros
+            self.used = 0
+        self._stride = 0

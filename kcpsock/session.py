@@ -406,6 +406,9 @@ class Session:
         self._rwait = 0  # threads waiting on _readable / _writable (lock held):
         self._wwait = 0  # notifications are skipped when nobody waits
         self._rhold = 0  # readers reading the socket with the receive role
+        # the thread reading the socket for its own recv (the receive role):
+        # the ACKs of what it reads for itself ride on its reply (_drain_locked)
+        self._ack_rider = 0
         # the receiver whose role a reader may take (None: never)
         self._role: Optional[Receiver] = role if role is not None and role.lendable else None
         self._inbox: deque[Delivery] = deque()
@@ -782,7 +785,16 @@ class Session:
             self._counts.append(("KCPInErrors", errors))
         if kcp.in_segs != in_before:
             self._last_rx = now  # the peer is alive (keep-alive)
-        if kcp.acklist or kcp.probe & IKCP_ASK_TELL:
+        if (kcp.acklist or kcp.probe & IKCP_ASK_TELL) and not (
+            self._ack_rider and self._ack_rider == threading.get_ident() and kcp.peek_size() > 0
+        ):
+            # (except on a reader that read this batch for itself with the
+            # receive role and returns data now: its ACKs ride on the
+            # reply it is about to send, as kcp-go's do, or leave at its
+            # next recv or send, at the latest at the session's next tick
+            # (armed below): a ping-pong then costs each side one datagram
+            # and one pass through the pipeline per round trip, not two)
+            #
             # the ACKs of the batch leave with it, in one datagram (kcp-go
             # waits for its next tick or mtu // 24 of them): the sender's RTO
             # does not count our tick, and a busy receiving session needs
@@ -1156,6 +1168,10 @@ class Session:
             if self.deferred_rcvwnd:
                 self._open_window_locked()
             kcp = self.kcp
+            if kcp.acklist:
+                # ACKs held for a reply that this reader did not send
+                # (see _drain_locked): they leave now
+                self._out += kcp.flush_acks(now_ms())
             role = self._role
             held = False  # this thread holds the lent receive role
             try:
@@ -1229,7 +1245,11 @@ class Session:
                         held = True
                         if deadline is not None and time.monotonic() >= deadline:
                             raise Timeout()
-                        self._serve_role(role, deadline)
+                        self._ack_rider = threading.get_ident()
+                        try:
+                            self._serve_role(role, deadline)
+                        finally:
+                            self._ack_rider = 0
                         continue
                     self._rwait += 1
                     if role is not None:
@@ -1275,13 +1295,22 @@ class Session:
         deliveries of the batch itself take it), as ``Condition.wait`` does.
         """
         lock = self._lock
+        own = role is self._receiver  # a dialed session: the handler is ours
         self._rhold += 1
         saved = lock._release_save()
         try:
-            role.serve(deadline)
+            if own:
+                batch = role.read_batch(deadline)
+            else:
+                role.serve(deadline)  # a listener's pipeline: no session lock held
         finally:
             lock._acquire_restore(saved)
             self._rhold -= 1
+        if own and batch:
+            # our own pipeline, under our lock (it takes no other session's
+            # lock): its deliveries queue (the lock is ours, re-entrant) and
+            # the caller's loop drains them, one lock pass fewer per batch
+            role.handle(batch)
 
     def _offer_role(self) -> bool:
         """The receiver lends its role: wake this session's readers (receiver thread).
@@ -1399,6 +1428,9 @@ class Session:
                         # writes merge in the queue and leave with the flush
                         # the returning ACKs trigger, or the next tick)
                         self._out += kcp.flush(now)
+                    elif kcp.acklist:
+                        # corked: ACKs held for this reply leave anyway
+                        self._out += kcp.flush_acks(now)
                     due = kcp.check(now)  # never before now
                     current = self.updater_deadline
                     if current is None or current > due:

@@ -60,6 +60,7 @@ from .stats import snmp
 
 __all__ = [
     "BATCH",
+    "LEND_BATCH",
     "LEND_LEASE",
     "RECV_SIZE",
     "Receiver",
@@ -83,6 +84,10 @@ _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 #: ping-pong pays no receiver wake-up); datagrams arriving meanwhile wait
 #: in the kernel at most this long.  Far below any RTO (KCP's minimum is 30 ms).
 LEND_LEASE = 0.004
+#: The role is lent only after a batch of at most this many datagrams: a
+#: request/response exchange, not a bulk transfer (whose reader finds data
+#: waiting anyway, while the receiver thread keeps the socket drained).
+LEND_BATCH = 8
 #: The parked receiver checks on a reader holding the role after
 #: :data:`LEND_LEASE`, then at doubling intervals up to this; beyond, it
 #: sleeps until the holder leaves (which then wakes it).
@@ -334,9 +339,9 @@ class Receiver:
         self._batch = batch
         self._readahead = max(batch, readahead)
         # read-ahead: recvmmsg where available (kcpsock._mmsg), else recvfrom per datagram
-        self._fill = _mmsg.reader(
-            transport.sock, RECV_SIZE, batch, transport.connected
-        ) or _recvfrom_loop(transport.sock)
+        fill = _mmsg.reader(transport.sock, RECV_SIZE, batch, transport.connected)
+        self._batched = fill is not None
+        self._fill = fill or _recvfrom_loop(transport.sock)
         self._handler = handler
         self._on_refused = on_refused
         self._stopping = False
@@ -363,15 +368,10 @@ class Receiver:
         self._serving = False  # the holder is inside serve (stop waits for it)
         self._lwake: Optional[tuple[socket.socket, socket.socket]] = None
         self._poller: Optional[select.poll] = None
-        if solo is not None:
-            r, w = socket.socketpair()
-            r.setblocking(False)
-            w.setblocking(False)
-            self._lwake = (r, w)
-            poller = select.poll()
-            poller.register(transport.sock, select.POLLIN)
-            poller.register(r, select.POLLIN)
-            self._poller = poller
+        self._fd = transport.sock.fileno()
+        # (the holder's wake-up socketpair and poll object are made at the
+        # first lend: a thousand dialed sessions that never ping-pong keep
+        # one descriptor each)
         #: times the role was lent to a reader, and taken back (figures for tests)
         self.lends = 0
         self.reclaims = 0
@@ -439,7 +439,9 @@ class Receiver:
                     while self._serving and (left := end - time.monotonic()) > 0:
                         self._park.wait(left)
         finally:  # also when Ctrl-C interrupts the join: no descriptor leaks
-            for pair in (self._wake, self._lwake):
+            with self._park:  # (_lend makes _lwake under the park lock)
+                lwake = self._lwake
+            for pair in (self._wake, lwake):
                 if pair is not None:
                     pair[0].close()
                     pair[1].close()
@@ -545,16 +547,39 @@ class Receiver:
     def serve(self, deadline: Optional[float]) -> None:
         """The holder reads one batch and runs the handler on its own thread.
 
+        :meth:`read_batch`, then the handler (its exceptions are logged, as
+        on the thread).  No lock may be held.
+        """
+        batch = self.read_batch(deadline)
+        if batch:
+            self.handle(batch)
+
+    def handle(self, batch: Batch) -> None:
+        """Run the handler on a batch the holder read (exceptions are logged)."""
+        try:
+            self._handler(batch)
+        except Exception:  # as on the thread: one bad batch is logged
+            _log.exception("receiver batch failed")
+
+    def read_batch(self, deadline: Optional[float]) -> Optional[Batch]:
+        """The holder reads what the socket holds, waiting for the first datagram.
+
         Waits (``poll``) until a datagram arrives, :meth:`wake_holder` is
         called or ``deadline`` (``time.monotonic()``; None: no limit)
-        passes.  No lock may be held.  Exceptions of the wait (Ctrl-C)
-        propagate; the handler's are logged, as on the thread.
+        passes.  Exceptions of the wait (Ctrl-C) propagate.
+
+        Returns:
+            The datagrams read (at most ``batch``), or None (woken, timed
+            out, stopping, or an error, which is counted and logged).
         """
         poller = self._poller
         lwake = self._lwake
         if poller is None or lwake is None or self._stopping:
-            return
+            return None
         sock = self._transport.sock
+        recvfrom = sock.recvfrom
+        size = RECV_SIZE
+        flags = _DONTWAIT
         batch: Batch = []
         self._serving = True
         try:
@@ -563,21 +588,30 @@ class Receiver:
             else:
                 ms = (deadline - time.monotonic()) * 1000.0
                 if ms <= 0:
-                    return
+                    return None
                 ready = poller.poll(ms)
             if not ready or self._stopping:
-                return
-            if len(ready) > 1 or ready[0][0] != sock.fileno():
+                return None
+            fd = self._fd
+            if len(ready) > 1 or ready[0][0] != fd:
                 try:
                     while lwake[0].recv(64):
                         pass
                 except OSError:
                     pass
                 # a wake-up: return (the caller looks at the session first)
-                return
-            most = self._batch
+                return None
             try:
-                self._fill(batch, most)
+                if self._batched:  # one recvmmsg: what the socket holds (one at least)
+                    self._fill(batch, self._batch)
+                else:
+                    batch.append(recvfrom(size, flags))
+                    # more only if the socket holds more: one poll, not a
+                    # failing recvfrom (an exception) after every lone datagram
+                    if poller.poll(0):
+                        most = self._batch
+                        while len(batch) < most:
+                            batch.append(recvfrom(size, flags))
             except (BlockingIOError, InterruptedError):
                 pass
             except ConnectionRefusedError:
@@ -588,7 +622,7 @@ class Receiver:
                         _log.exception("refusal handler failed")
             except (OSError, ValueError):
                 if self._stopping or sock.fileno() < 0:
-                    return
+                    return None
                 snmp.add("InErrs")
                 _log.debug("recvfrom failed", exc_info=True)
         finally:
@@ -596,12 +630,8 @@ class Receiver:
             if self.stopping():  # (a method: stop() sets it on another thread)
                 with self._park:
                     self._park.notify_all()
-        if batch:
-            self.pending = 0
-            try:
-                self._handler(batch)
-            except Exception:  # as on the thread: one bad batch is logged
-                _log.exception("receiver batch failed")
+        self.pending = 0
+        return batch
 
     def _lend(self) -> None:
         """Lend the role to the reader that asked (receiver thread, no lock held)."""
@@ -610,6 +640,20 @@ class Receiver:
         if asker is None or solo is None or not solo():
             return
         park = self._park
+        if self._poller is None:
+            r, w = socket.socketpair()
+            r.setblocking(False)
+            w.setblocking(False)
+            poller = select.poll()
+            poller.register(self._fd, select.POLLIN)
+            poller.register(r, select.POLLIN)
+            with park:
+                if self._stopping:  # stop() closes what exists: these are ours
+                    r.close()
+                    w.close()
+                    return
+                self._lwake = (r, w)
+                self._poller = poller
         with park:
             if self._stopping:
                 return
@@ -721,5 +765,7 @@ class Receiver:
                 handler(batch)
             except Exception:  # never let one bad batch kill the receiver
                 _log.exception("receiver batch failed")
-            if self._asker is not None and not backlog:
+            if self._asker is not None and not backlog and len(batch) <= LEND_BATCH:
+                # (a long batch is bulk: the reader will find data waiting
+                # and the socket is best read by this thread meanwhile)
                 self._lend()

@@ -11,6 +11,7 @@ synchronise.
 
 from __future__ import annotations
 
+import os
 import select
 import socket
 import threading
@@ -274,4 +275,102 @@ def test_listener_role_holder_serves_other_sessions(listener: kcpsock.Listener) 
     finally:
         a.close()
         sa.close()
+    echo.thread.join(5)
+
+
+def test_readiness_and_nonblocking_reads_take_the_role_back(listener: kcpsock.Listener) -> None:
+    """A select loop or a non-blocking reader must not wait for the lease."""
+    c, s = _pair(listener)
+    echo = Echo(s)
+    try:
+        _ping(c, 10)
+        role = _role(c)
+        assert wait_until(lambda: not role.holder)
+        c.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            c.recv(10)
+        assert not role.lent, "a non-blocking miss left the socket unread"
+        c.setblocking(True)
+        c.settimeout(5)
+        _ping(c, 5)  # lent again after a blocking round trip
+        assert wait_until(lambda: not role.holder)
+        c.fileno()  # a readiness fd: the receiver thread must read from now on
+        assert not role.lent
+        s.sendall(b"ready")
+        ready, _, _ = select.select([c], [], [], 5)
+        assert ready and c.recv(10) == b"ready"
+    finally:
+        c.close()
+        s.close()
+    echo.thread.join(5)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts /proc/self/fd")
+def test_a_session_that_never_lends_keeps_one_descriptor(listener: kcpsock.Listener) -> None:
+    """The holder's wake-up socketpair is made at the first lend, and closed with the socket."""
+    before = len(os.listdir("/proc/self/fd"))
+    c = kcpsock.dial(listener.getsockname(), timeout=5, **FAST)
+    try:
+        c.sendall(b"no reader waits")
+        s, _ = listener.accept()
+        s.settimeout(5)
+        assert recv_exact(s, 15) == b"no reader waits"
+        assert len(os.listdir("/proc/self/fd")) - before == 1  # the UDP socket only
+        role = _role(c)
+        assert role.lends == 0
+        echo = Echo(s)
+        _ping(c, 5)
+        assert role.lends >= 1
+        # + the wake-up pairs of both roles (the dialed one, the listener's)
+        assert len(os.listdir("/proc/self/fd")) - before == 5
+    finally:
+        c.close()
+    s.close()
+    echo.thread.join(5)
+    listener.close()  # its socket (counted in ``before``) and its role's pair go too
+    assert wait_until(lambda: len(os.listdir("/proc/self/fd")) == before - 1)
+
+
+def test_acks_ride_on_the_reply_of_a_reader_holding_the_role(listener: kcpsock.Listener) -> None:
+    # a reader that reads a ping for itself answers it at once: the ACK of
+    # the ping leaves in the reply's datagram, not in one of its own
+    c, s = _pair(listener)
+    echo = Echo(s)
+    try:
+        _ping(c, 30)  # the roles are lent by now
+        assert wait_until(lambda: _role(s).holder == echo.thread.ident)
+        sent = s.session.packets_out
+        rounds = 200
+        _ping(c, rounds)
+        datagrams = s.session.packets_out - sent
+        # one datagram per round trip (a few more where the receiver thread
+        # read a ping itself, or a tick flushed first); ACK-only datagrams
+        # on top of each reply would make it 2 per round trip
+        assert datagrams < rounds * 1.5, datagrams
+    finally:
+        c.close()
+        s.close()
+    echo.thread.join(5)
+
+
+def test_held_acks_leave_without_a_reply(listener: kcpsock.Listener) -> None:
+    # a reader that reads for itself and then neither sends nor reads again:
+    # its ACKs leave at the session's next tick, well before an RTO
+    c, s = _pair(listener)
+    echo = Echo(s)
+    try:
+        _ping(c, 30)
+        t, out = _blocked_reader(c, 64)
+        role = _role(c)
+        assert wait_until(lambda: role.holder == t.ident)
+        s.sendall(b"x" * 64)  # read by t itself, which then just returns
+        t.join(5)
+        assert out == [b"x" * 64]
+        kcp = s.session.kcp
+        lost = kcp.lost_segs
+        assert wait_until(lambda: not kcp.snd_buf, timeout=2)
+        assert kcp.lost_segs == lost, "the data timed out and was resent: its ACK was late"
+    finally:
+        c.close()
+        s.close()
     echo.thread.join(5)
