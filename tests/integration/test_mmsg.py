@@ -11,14 +11,17 @@ import errno
 import select
 import socket
 import sys
+import threading
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+import kcpsock
 from kcpsock import _mmsg
 from kcpsock.transport import RECV_SIZE, Receiver, Transport
+from tests.helpers import echo_roundtrip
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux") or not _mmsg.enabled(),
@@ -153,7 +156,7 @@ def test_partial_sends_continue(pair: tuple[socket.socket, socket.socket]) -> No
             return -1
         return real(fd, msgs, min(n, 3), flags)
 
-    sender._call = stingy  # type: ignore[misc]
+    sender._call = stingy
     packets = _packets(10)
     sent, nbytes = sender.send(packets, b.getsockname()) or (-1, -1)
     expected = packets[:3] + packets[4:]  # the fourth was refused and skipped
@@ -274,3 +277,35 @@ def test_the_off_switch(monkeypatch: pytest.MonkeyPatch) -> None:
         b.close()
     monkeypatch.setenv(_mmsg.ENV_SWITCH, "0")
     assert _mmsg.enabled()
+
+
+@pytest.mark.parametrize("off", ["0", "1"], ids=["batched", "switched-off"])
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"], ids=["ipv4", "ipv6"])
+def test_sessions_talk_either_way(monkeypatch: pytest.MonkeyPatch, off: str, host: str) -> None:
+    """A listener and a dialed session echo 300 kB with batched I/O on, and switched off."""
+    if host == "::1" and not _has_ipv6():
+        pytest.skip("no ::1 here")
+    monkeypatch.setenv(_mmsg.ENV_SWITCH, off)
+
+    data = bytes(range(256)) * 1200
+    with kcpsock.listen((host, 0)) as lst:
+        errors: list[BaseException] = []
+
+        def serve() -> None:
+            try:
+                conn, _ = lst.accept()
+                conn.settimeout(20.0)
+                with conn:
+                    while chunk := conn.recv(65536):
+                        conn.sendall(chunk)
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        with kcpsock.dial(lst.getsockname()[:2]) as sock:
+            sock.settimeout(20.0)
+            assert (sock._session.transport._batcher is None) == (off == "1")
+            assert echo_roundtrip(sock, data) == data
+        thread.join(10.0)
+        assert not thread.is_alive() and not errors
