@@ -56,7 +56,6 @@ SEND_BATCH = 64
 _SOCKADDR_MAX = 28  # sizeof(struct sockaddr_in6)
 _ADDR_CACHE = 4096  # entries kept of address conversions (then cleared)
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0x40)
-_NO_ROOM = frozenset((errno.EAGAIN, errno.EWOULDBLOCK))
 _SKIP = frozenset((errno.EAGAIN, errno.EWOULDBLOCK, errno.ECONNREFUSED, errno.EINTR))
 
 
@@ -87,7 +86,7 @@ _NAMELEN_OFF = _Msghdr.msg_namelen.offset
 _LEN_OFF = _Mmsghdr.msg_len.offset
 _INT = ctypes.sizeof(ctypes.c_uint)
 
-_funcs: Optional[tuple[Callable[..., int], Callable[..., int], Callable[..., int]]] = None
+_funcs: Optional[tuple[Callable[..., int], Callable[..., int]]] = None
 _loaded = False
 
 
@@ -95,8 +94,8 @@ def _switched_off() -> bool:
     return os.environ.get(ENV_SWITCH, "") not in ("", "0")
 
 
-def _load() -> Optional[tuple[Callable[..., int], Callable[..., int], Callable[..., int]]]:
-    """libc's (sendmmsg releasing the GIL, recvmmsg, sendmmsg keeping it), or None; loaded once."""
+def _load() -> Optional[tuple[Callable[..., int], Callable[..., int]]]:
+    """libc's (sendmmsg, recvmmsg), or None; loaded once."""
     global _funcs, _loaded
     if _loaded:
         return _funcs
@@ -113,18 +112,15 @@ def _load() -> Optional[tuple[Callable[..., int], Callable[..., int], Callable[.
     ):
         return None  # pragma: no cover - an ABI the overlays below do not fit
     try:
-        # a blocking sendmmsg (a full buffer) releases the GIL while it waits
+        # sendmmsg may block (a blocking socket with a full buffer): release the GIL
         send = ctypes.CDLL(None, use_errno=True).sendmmsg
-        # with MSG_DONTWAIT they never block: keep the GIL (no hand-off, no
-        # wait of up to the switch interval to get it back after the call)
+        # recvmmsg runs with MSG_DONTWAIT only: keep the GIL (no hand-off)
         recv = ctypes.PyDLL(None, use_errno=True).recvmmsg
-        quick = ctypes.PyDLL(None, use_errno=True).sendmmsg
     except (OSError, AttributeError):
         return None
     send.restype = ctypes.c_int
     recv.restype = ctypes.c_int
-    quick.restype = ctypes.c_int
-    _funcs = (send, recv, quick)
+    _funcs = (send, recv)
     return _funcs
 
 
@@ -216,7 +212,7 @@ class BatchSender:
         batch: datagrams per system call.
     """
 
-    __slots__ = ("_batch", "_call", "_connected", "_family", "_names", "_pool", "_quick", "_sock")
+    __slots__ = ("_batch", "_call", "_connected", "_family", "_names", "_pool", "_sock")
 
     def __init__(self, sock: socket.socket, connected: bool, batch: int = SEND_BATCH) -> None:
         funcs = _load()
@@ -225,7 +221,6 @@ class BatchSender:
         if not 1 <= batch <= 1024:
             raise ValueError(f"batch must be 1 to 1024, not {batch}")
         self._call = funcs[0]
-        self._quick = funcs[2]
         self._sock = sock
         self._family = int(sock.family)
         self._connected = connected
@@ -254,8 +249,7 @@ class BatchSender:
             timeout): the caller sends them one by one instead.
         """
         sock = self._sock
-        timeout = sock.gettimeout()
-        if timeout:  # sendto waits for room up to the timeout: leave that to it
+        if sock.gettimeout():  # sendto waits for room up to the timeout: leave that to it
             return None
         name: Optional[int] = None
         if not self._connected:
@@ -273,11 +267,7 @@ class BatchSender:
         except IndexError:
             slot = _SendSlot(self._batch, 16 if self._family == socket.AF_INET else 28)
         sent = nbytes = 0
-        quick = self._quick
-        if timeout is None:  # a blocking socket: what does not fit now waits, GIL released
-            call, flags = self._call, 0
-        else:  # non-blocking: what does not fit is refused (skipped), as by sendto
-            call, flags = quick, _DONTWAIT
+        call = self._call
         most = self._batch
         msgs = slot.msgs
         try:
@@ -297,28 +287,24 @@ class BatchSender:
                     step = _STRIDE // _PTR
                     slot.names[0 : most * step : step] = [name] * most
                     slot.name = name
-                r = quick(fd, msgs, n, _DONTWAIT)
+                r = call(fd, msgs, n, 0)
                 if r == n:  # the usual case: all in one call
                     sent += n
                     nbytes += sum(lens)
                 else:
                     done = 0
-                    first = True  # r is the non-waiting try's
                     while True:
                         if r > 0:
                             sent += r
                             nbytes += sum(lens[done : done + r])
                             done += r
-                        elif r < 0 and (err := ctypes.get_errno()) in _SKIP:
-                            if not (first and flags == 0 and err in _NO_ROOM):
-                                done += 1  # this datagram was refused: kcp-go ignores it
-                            # else: no room right now: wait for it in the blocking call
+                        elif r < 0 and ctypes.get_errno() in _SKIP:
+                            done += 1  # this datagram was refused: kcp-go ignores it
                         else:
                             return sent, nbytes  # socket closed under us, or worse: give up
                         if done >= n:
                             break
-                        first = False
-                        r = call(fd, ctypes.byref(msgs, done * _STRIDE), n - done, flags)
+                        r = call(fd, ctypes.byref(msgs, done * _STRIDE), n - done, 0)
                 start += n
         finally:
             pool.append(slot)
