@@ -36,7 +36,11 @@ Invariants:
 * a receiver never dies of an exception in its handler or of a socket error
   while its socket is open: the error is logged (and counted as ``InErrs``
   for recvfrom failures) and the loop goes on;
-* send errors are ignored, as kcp-go does: KCP retransmits.
+* send errors are ignored, as kcp-go does: KCP retransmits;
+* on Linux the datagrams of one :meth:`Transport.send` go out in one
+  ``sendmmsg`` and every read-ahead (``MSG_DONTWAIT``) is one ``recvmmsg``
+  (:mod:`kcpsock._mmsg`; ``KCPSOCK_NO_MMSG=1`` or another system: one
+  ``sendto``/``recvfrom`` per datagram), with the same errors either way.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ import time
 from collections import deque
 from typing import Callable, Optional
 
+from . import _mmsg
 from .config import MTU_LIMIT
 from .inbound import Address
 from .stats import snmp
@@ -114,6 +119,20 @@ def buffer_datagrams(sock: socket.socket, size: int) -> int:
     return max(1, rcvbuf // (truesize + 320))
 
 
+def _recvfrom_loop(
+    sock: socket.socket,
+) -> Callable[[Batch | deque[tuple[bytes, Address]], int], None]:
+    """The read-ahead without recvmmsg: ``recvfrom`` per datagram until ``limit`` or EAGAIN."""
+    recvfrom = sock.recvfrom
+
+    def fill(out: Batch | deque[tuple[bytes, Address]], limit: int) -> None:
+        append = out.append
+        while len(out) < limit:
+            append(recvfrom(RECV_SIZE, _DONTWAIT))  # EAGAIN: BlockingIOError
+
+    return fill
+
+
 class Transport:
     """A UDP socket as sessions send through it (shared or owned).
 
@@ -127,12 +146,14 @@ class Transport:
         sock: the UDP socket (public for socket options and addresses).
     """
 
-    __slots__ = ("connected", "owned", "sock")
+    __slots__ = ("_batcher", "connected", "owned", "sock")
 
     def __init__(self, sock: socket.socket, *, owned: bool, connected: bool) -> None:
         self.sock = sock
         self.owned = owned
         self.connected = connected
+        # sendmmsg where available (kcpsock._mmsg; KCPSOCK_NO_MMSG turns it off)
+        self._batcher = _mmsg.sender(sock, connected)
 
     @property
     def family(self) -> int:
@@ -154,6 +175,10 @@ class Transport:
         Returns:
             ``(datagrams sent, bytes sent)``; failures are skipped silently.
         """
+        if len(packets) > 1 and self._batcher is not None:
+            done = self._batcher.send(packets, remote)
+            if done is not None:
+                return done
         sent = nbytes = 0
         sock = self.sock
         try:
@@ -313,6 +338,10 @@ class Receiver:
         self._transport = transport
         self._batch = batch
         self._readahead = max(batch, readahead)
+        # read-ahead: recvmmsg where available (kcpsock._mmsg), else recvfrom per datagram
+        fill = _mmsg.reader(transport.sock, RECV_SIZE, batch, transport.connected)
+        self._batched = fill is not None
+        self._fill = fill or _recvfrom_loop(transport.sock)
         self._handler = handler
         self._on_refused = on_refused
         self._stopping = False
@@ -573,13 +602,16 @@ class Receiver:
                 # a wake-up: return (the caller looks at the session first)
                 return None
             try:
-                batch.append(recvfrom(size, flags))
-                # more only if the socket holds more: one poll, not a
-                # failing recvfrom (an exception) after every lone datagram
-                if poller.poll(0):
-                    most = self._batch
-                    while len(batch) < most:
-                        batch.append(recvfrom(size, flags))
+                if self._batched:  # one recvmmsg: what the socket holds (one at least)
+                    self._fill(batch, self._batch)
+                else:
+                    batch.append(recvfrom(size, flags))
+                    # more only if the socket holds more: one poll, not a
+                    # failing recvfrom (an exception) after every lone datagram
+                    if poller.poll(0):
+                        most = self._batch
+                        while len(batch) < most:
+                            batch.append(recvfrom(size, flags))
             except (BlockingIOError, InterruptedError):
                 pass
             except ConnectionRefusedError:
@@ -674,6 +706,7 @@ class Receiver:
         flags = _DONTWAIT
         most = self._batch
         limit = self._readahead
+        fill = self._fill
         # datagrams read from the kernel, not handled yet (at most ``limit``)
         backlog: deque[tuple[bytes, Address]] = deque()
         append = backlog.append
@@ -704,8 +737,7 @@ class Receiver:
                     append(item)
                 # read ahead what the kernel holds, so that its buffer has room
                 # for a burst while the batch is handled
-                while len(backlog) < limit:
-                    append(recvfrom(size, flags))
+                fill(backlog, limit)
             except (BlockingIOError, InterruptedError):
                 pass
             except ConnectionRefusedError:

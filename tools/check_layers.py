@@ -53,6 +53,7 @@ LAYERS: dict[str, int] = {
     "snappy": 0,
     # 1: threads and sockets, bottom
     "updater": 1,
+    "_mmsg": 1,
     "transport": 1,
     "relay": 1,
     # 2..5: the session layer and the socket API on top of it

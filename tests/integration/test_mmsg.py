@@ -1,0 +1,311 @@
+"""kcpsock._mmsg: batched sendmmsg/recvmmsg against Python's own socket calls.
+
+Real UDP on 127.0.0.1 and ::1 only; every read is non-blocking (the data is
+queued on loopback before ``send`` returns) or bounded by a timeout.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import select
+import socket
+import sys
+import threading
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import kcpsock
+from kcpsock import _mmsg
+from kcpsock.transport import RECV_SIZE, Receiver, Transport
+from tests.helpers import echo_roundtrip
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux") or not _mmsg.enabled(),
+    reason="sendmmsg/recvmmsg: Linux only",
+)
+
+
+def _has_ipv6() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+FAMILIES = [
+    pytest.param((socket.AF_INET, "127.0.0.1"), id="ipv4"),
+    pytest.param(
+        (socket.AF_INET6, "::1"),
+        id="ipv6",
+        marks=pytest.mark.skipif(not _has_ipv6(), reason="no ::1 here"),
+    ),
+]
+
+
+@pytest.fixture(params=FAMILIES)
+def pair(request: Any) -> Iterator[tuple[socket.socket, socket.socket]]:
+    """(sender, receiver): two UDP sockets on one loopback address."""
+    family, host = request.param
+    a = socket.socket(family, socket.SOCK_DGRAM)
+    b = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
+        a.bind((host, 0))
+        b.bind((host, 0))
+        yield a, b
+    finally:
+        a.close()
+        b.close()
+
+
+def _packets(n: int) -> list[bytes]:
+    return [bytes([i % 256]) * (1 + i % 97) for i in range(n)]
+
+
+def _drain(sock: socket.socket) -> list[tuple[bytes, Any]]:
+    out = []
+    try:
+        while True:
+            out.append(sock.recvfrom(RECV_SIZE, socket.MSG_DONTWAIT))
+    except BlockingIOError:
+        return out
+
+
+@pytest.mark.parametrize("n", [1, 2, 64, 150])
+def test_unconnected_batches_arrive_whole_and_in_order(
+    pair: tuple[socket.socket, socket.socket], n: int
+) -> None:
+    a, b = pair
+    packets = _packets(n)
+    sender = _mmsg.sender(a, connected=False)
+    assert sender is not None
+    assert sender.send(packets, b.getsockname()) == (n, sum(map(len, packets)))
+    got = _drain(b)
+    assert [p for p, _ in got] == packets
+    assert {addr for _, addr in got} == {a.getsockname()}
+
+
+def test_reader_gives_what_recvfrom_gives(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    packets = _packets(100)
+    for p in packets:
+        a.sendto(p, b.getsockname())
+    fill = _mmsg.reader(b, RECV_SIZE, 16, connected=False)
+    assert fill is not None
+    out: deque[tuple[bytes, Any]] = deque()
+    fill(out, 30)  # a partial read: 30 of 100, in two calls of 16 and one of... 14
+    assert len(out) == 30
+    fill(out, 30)  # full already: reads nothing
+    assert len(out) == 30
+    fill(out, 1000)  # the rest, then EAGAIN ends it quietly
+    assert [p for p, _ in out] == packets
+    # the same address tuple recvfrom returns (IPv6: host, port, flowinfo, scope_id)
+    a.sendto(b"x", b.getsockname())
+    ref = b.recvfrom(16)[1]
+    assert all(addr == ref for _, addr in out)
+    fill(out, 2000)  # nothing queued: no error
+    assert len(out) == 100
+
+
+def test_connected_sockets(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    a.connect(b.getsockname())
+    b.connect(a.getsockname())
+    sender = _mmsg.sender(a, connected=True)
+    fill = _mmsg.reader(b, RECV_SIZE, 8, connected=True)
+    assert sender is not None and fill is not None
+    packets = _packets(20)
+    assert sender.send(packets, None) == (20, sum(map(len, packets)))
+    out: list[tuple[bytes, Any]] = []
+    fill(out, 100)
+    assert out == [(p, a.getsockname()) for p in packets]
+
+
+def test_empty_batch(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    sender = _mmsg.sender(a, connected=False)
+    assert sender is not None
+    assert sender.send([], b.getsockname()) == (0, 0)
+    assert Transport(a, owned=False, connected=False).send([], b.getsockname()) == (0, 0)
+    fill = _mmsg.reader(b, RECV_SIZE, 8, connected=False)
+    assert fill is not None
+    out: list[tuple[bytes, Any]] = []
+    fill(out, 0)
+    fill(out, 5)
+    assert out == []
+
+
+def test_partial_sends_continue(pair: tuple[socket.socket, socket.socket]) -> None:
+    """sendmmsg taking fewer than asked, or refusing one: the rest still goes."""
+    a, b = pair
+    sender = _mmsg.sender(a, connected=False)
+    assert sender is not None
+    real = sender._call
+    calls: list[int] = []
+
+    def stingy(fd: int, msgs: Any, n: int, flags: int) -> int:
+        calls.append(n)
+        if len(calls) == 2:  # the second call: the kernel refuses the datagram at hand
+            ctypes.set_errno(errno.EAGAIN)
+            return -1
+        return real(fd, msgs, min(n, 3), flags)
+
+    sender._call = stingy
+    packets = _packets(10)
+    sent, nbytes = sender.send(packets, b.getsockname()) or (-1, -1)
+    expected = packets[:3] + packets[4:]  # the fourth was refused and skipped
+    assert (sent, nbytes) == (9, sum(map(len, expected)))
+    assert [p for p, _ in _drain(b)] == expected
+    assert calls[:3] == [10, 7, 6]
+
+
+def test_a_closed_socket_sends_nothing() -> None:
+    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender = _mmsg.sender(a, connected=False)
+    assert sender is not None
+    a.close()
+    assert sender.send([b"a", b"b"], ("127.0.0.1", 9)) == (0, 0)
+
+
+def test_refused_is_raised_like_recvfrom() -> None:
+    """ICMP port unreachable on a connected socket: ConnectionRefusedError, as today."""
+    gone = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    gone.bind(("127.0.0.1", 0))
+    dead = gone.getsockname()
+    gone.close()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(dead)
+        sender = _mmsg.sender(s, connected=True)
+        fill = _mmsg.reader(s, RECV_SIZE, 8, connected=True)
+        assert sender is not None and fill is not None
+        sent, _ = sender.send([b"a", b"b", b"c"], None) or (-1, -1)
+        # the first goes; its ICMP answer may refuse a later one (skipped)
+        assert 2 <= sent <= 3
+        # a pending socket error makes the socket readable (POLLERR)
+        assert select.select([s], [], [], 5.0)[0]
+        with pytest.raises(ConnectionRefusedError):
+            fill([], 8)
+
+
+def test_oversize_datagrams_are_truncated_as_recvfrom_does(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, b = pair
+    big = bytes(range(256)) * 10  # 2560 bytes > RECV_SIZE
+    a.sendto(big, b.getsockname())
+    ref = b.recvfrom(RECV_SIZE)[0]
+    assert len(ref) == RECV_SIZE
+    sender = _mmsg.sender(a, connected=False)
+    assert sender is not None
+    sender.send([big, b"small"], b.getsockname())
+    fill = _mmsg.reader(b, RECV_SIZE, 8, connected=False)
+    assert fill is not None
+    out: list[tuple[bytes, Any]] = []
+    fill(out, 8)
+    assert [p for p, _ in out] == [ref, b"small"]
+
+
+def test_names_fall_back_to_sendto(pair: tuple[socket.socket, socket.socket]) -> None:
+    """A hostname (not a numeric address) or a socket timeout: the per-datagram loop."""
+    a, b = pair
+    sender = _mmsg.sender(a, connected=False)
+    assert sender is not None
+    port = b.getsockname()[1]
+    host = "localhost"
+    assert sender.send([b"1", b"2"], (host, port)) is None
+    transport = Transport(a, owned=False, connected=False)
+    if a.family == socket.AF_INET:  # "localhost" resolves to 127.0.0.1 for IPv4
+        assert transport.send([b"1", b"2"], (host, port)) == (2, 2)
+        assert [p for p, _ in _drain(b)] == [b"1", b"2"]
+    a.settimeout(1.0)
+    assert sender.send([b"3", b"4"], b.getsockname()) is None
+    assert transport.send([b"3", b"4"], b.getsockname()) == (2, 2)
+    assert [p for p, _ in _drain(b)] == [b"3", b"4"]
+
+
+def test_address_conversion_matches_the_socket_module() -> None:
+    raw4 = _mmsg._sockaddr(socket.AF_INET, ("10.1.2.3", 4242))
+    assert raw4 is not None and len(raw4) == 16
+    assert _mmsg._address(raw4) == ("10.1.2.3", 4242)
+    raw6 = _mmsg._sockaddr(socket.AF_INET6, ("2001:db8::5", 53, 7, 0))
+    assert raw6 is not None and len(raw6) == 28
+    assert _mmsg._address(raw6) == ("2001:db8::5", 53, 7, 0)
+    # a link-local address with a scope id: recvfrom shows "%scope" (getnameinfo's form)
+    raw = _mmsg._sockaddr(socket.AF_INET6, ("fe80::1", 9, 0, 1))
+    assert raw is not None
+    host, port, flow, scope = _mmsg._address(raw)
+    assert host.startswith("fe80::1%") and (port, flow, scope) == (9, 0, 1)
+    assert _mmsg._sockaddr(socket.AF_INET, ("localhost", 1)) is None
+    assert _mmsg._address(_mmsg._sockaddr(socket.AF_INET6, (host, 9, 0, 1)) or b"") == (
+        host,
+        9,
+        0,
+        1,
+    )  # the tuple recvfrom gave goes back out as the same sockaddr
+    assert _mmsg._sockaddr(socket.AF_INET6, ("fe80::1%lo", 1)) is None  # sendto resolves it
+
+
+def test_the_off_switch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(_mmsg.ENV_SWITCH, "1")
+    assert not _mmsg.enabled()
+    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        a.bind(("127.0.0.1", 0))
+        b.bind(("127.0.0.1", 0))
+        assert _mmsg.sender(a, connected=False) is None
+        assert _mmsg.reader(b, RECV_SIZE, 8, connected=False) is None
+        transport = Transport(a, owned=False, connected=False)
+        assert transport._batcher is None
+        packets = _packets(5)
+        assert transport.send(packets, b.getsockname()) == (5, sum(map(len, packets)))
+        # the receiver's read-ahead is the recvfrom loop: EAGAIN ends it as an exception
+        recv = Receiver(Transport(b, owned=False, connected=False), lambda batch: None, "t")
+        out: list[tuple[bytes, Any]] = []
+        with pytest.raises(BlockingIOError):
+            recv._fill(out, 64)
+        assert [p for p, _ in out] == packets
+        recv.stop()
+    finally:
+        a.close()
+        b.close()
+    monkeypatch.setenv(_mmsg.ENV_SWITCH, "0")
+    assert _mmsg.enabled()
+
+
+@pytest.mark.parametrize("off", ["0", "1"], ids=["batched", "switched-off"])
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"], ids=["ipv4", "ipv6"])
+def test_sessions_talk_either_way(monkeypatch: pytest.MonkeyPatch, off: str, host: str) -> None:
+    """A listener and a dialed session echo 300 kB with batched I/O on, and switched off."""
+    if host == "::1" and not _has_ipv6():
+        pytest.skip("no ::1 here")
+    monkeypatch.setenv(_mmsg.ENV_SWITCH, off)
+
+    data = bytes(range(256)) * 1200
+    with kcpsock.listen((host, 0)) as lst:
+        errors: list[BaseException] = []
+
+        def serve() -> None:
+            try:
+                conn, _ = lst.accept()
+                conn.settimeout(20.0)
+                with conn:
+                    while chunk := conn.recv(65536):
+                        conn.sendall(chunk)
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        with kcpsock.dial(lst.getsockname()[:2]) as sock:
+            sock.settimeout(20.0)
+            assert (sock._session.transport._batcher is None) == (off == "1")
+            assert echo_roundtrip(sock, data) == data
+        thread.join(10.0)
+        assert not thread.is_alive() and not errors
