@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import functools
+import socket
 import threading
 import time
 from typing import Any, Callable
+
+
+@functools.cache
+def has_ipv6_loopback() -> bool:
+    """Whether this machine can bind a UDP socket on ``::1`` (for skipping IPv6 tests)."""
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
 
 
 def wait_until(pred: Callable[[], bool], timeout: float = 5.0) -> bool:

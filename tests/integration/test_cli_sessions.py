@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import has_ipv6_loopback
 from tests.integration.test_cli import procs, run_cli  # noqa: F401 - fixture
 
 FAST = ["--mode", "fast3", "--sndwnd", "1024", "--rcvwnd", "1024"]
@@ -110,12 +111,7 @@ def test_udp_port_in_use_is_a_usage_error() -> None:
 
 
 def test_ipv6_loopback(procs: Any) -> None:  # noqa: F811
-    if not socket.has_ipv6:
-        pytest.skip("no IPv6")
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
-            probe.bind(("::1", 0))
-    except OSError:
+    if not has_ipv6_loopback():
         pytest.skip("no IPv6 loopback")
     server = procs("serve", "[::1]:0")
     host, port = server.address()

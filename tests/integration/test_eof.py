@@ -18,7 +18,6 @@ import http.server
 import io
 import selectors
 import shutil
-import socket
 import socketserver
 import threading
 from typing import Any, Callable
@@ -28,22 +27,13 @@ import pytest
 import kcpsock
 from kcpsock.relay import Relay
 from kcpsock.socketserver import ThreadingKCPServer
-from tests.helpers import recv_exact, server_address
+from tests.helpers import has_ipv6_loopback, recv_exact, server_address
 
 BODY = bytes(range(256)) * 800  # 200 kB
 IO_TIMEOUT = 10.0  # far below keepalive_timeout (30 s): an EOF before it is ours
 
 
 pytestmark = pytest.mark.usefixtures("finish_background_closes")
-
-
-def _has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
 
 
 def _serve_once(
@@ -121,7 +111,7 @@ def test_reader_sees_eof_after_the_server_wrote_and_closed(reader: Callable[[Any
         ln.close()
 
 
-@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback")
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback")
 def test_eof_over_ipv6_loopback() -> None:
     ln, t = _serve_once(BODY, host="::1")
     try:

@@ -21,7 +21,7 @@ import pytest
 import kcpsock
 from kcpsock import _mmsg
 from kcpsock.transport import RECV_SIZE, Receiver, Transport
-from tests.helpers import echo_roundtrip
+from tests.helpers import echo_roundtrip, has_ipv6_loopback
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux") or not _mmsg.enabled(),
@@ -29,21 +29,12 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _has_ipv6() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
 FAMILIES = [
     pytest.param((socket.AF_INET, "127.0.0.1"), id="ipv4"),
     pytest.param(
         (socket.AF_INET6, "::1"),
         id="ipv6",
-        marks=pytest.mark.skipif(not _has_ipv6(), reason="no ::1 here"),
+        marks=pytest.mark.skipif(not has_ipv6_loopback(), reason="no ::1 here"),
     ),
 ]
 
@@ -283,7 +274,7 @@ def test_the_off_switch(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1"], ids=["ipv4", "ipv6"])
 def test_sessions_talk_either_way(monkeypatch: pytest.MonkeyPatch, off: str, host: str) -> None:
     """A listener and a dialed session echo 300 kB with batched I/O on, and switched off."""
-    if host == "::1" and not _has_ipv6():
+    if host == "::1" and not has_ipv6_loopback():
         pytest.skip("no ::1 here")
     monkeypatch.setenv(_mmsg.ENV_SWITCH, off)
 

@@ -11,6 +11,7 @@ synchronise.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import socket
@@ -64,6 +65,25 @@ def _pair(ln: kcpsock.Listener) -> tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]:
     return c, s
 
 
+@contextlib.contextmanager
+def echoed_pair(
+    ln: kcpsock.Listener,
+) -> Iterator[tuple[kcpsock.KCPSocket, kcpsock.KCPSocket, Echo]]:
+    """``_pair`` with an ``Echo`` on the accepted side; on leaving, both sockets are closed.
+
+    On a normal exit the echo thread is then joined (at most 5 s); a test that
+    needs it to have ended asserts so after the ``with`` block.
+    """
+    c, s = _pair(ln)
+    echo = Echo(s)
+    try:
+        yield c, s, echo
+    finally:
+        c.close()
+        s.close()
+    echo.thread.join(5)
+
+
 def _ping(c: kcpsock.KCPSocket, rounds: int = 30) -> None:
     for i in range(rounds):
         msg = bytes([i & 0xFF]) * 64
@@ -93,9 +113,7 @@ def _blocked_reader(sock: kcpsock.KCPSocket, n: int = 10) -> tuple[threading.Thr
 
 
 def test_round_trips_lend_the_role_to_both_readers(listener: kcpsock.Listener) -> None:
-    c, s = _pair(listener)
-    echo = Echo(s)
-    try:
+    with echoed_pair(listener) as (c, s, echo):
         _ping(c)
         client_role, server_role = _role(c), _role(s)
         assert client_role.lends >= 1, "the dialed receiver never lent its role"
@@ -110,10 +128,6 @@ def test_round_trips_lend_the_role_to_both_readers(listener: kcpsock.Listener) -
         t.join(5)
         assert out == [b"abc"]
         _ping(c, 5)  # the echo thread still serves
-    finally:
-        c.close()
-        s.close()
-    echo.thread.join(5)
     assert not echo.thread.is_alive()
 
 
@@ -143,9 +157,7 @@ def test_close_wakes_a_reader_holding_the_role(listener: kcpsock.Listener, side:
 
 
 def test_shutdown_rd_wakes_the_holder(listener: kcpsock.Listener) -> None:
-    c, s = _pair(listener)
-    echo = Echo(s)
-    try:
+    with echoed_pair(listener) as (c, _, _):
         _ping(c, 10)
         role = _role(c)
         t, out = _blocked_reader(c)
@@ -153,16 +165,10 @@ def test_shutdown_rd_wakes_the_holder(listener: kcpsock.Listener) -> None:
         c.shutdown(socket.SHUT_RD)
         t.join(5)
         assert out == [b""]
-    finally:
-        c.close()
-        s.close()
-    echo.thread.join(5)
 
 
 def test_timeout_while_holding_the_role_hands_it_back(listener: kcpsock.Listener) -> None:
-    c, s = _pair(listener)
-    echo = Echo(s)
-    try:
+    with echoed_pair(listener) as (c, s, _):
         _ping(c, 10)
         role = _role(c)
         c.settimeout(0.05)
@@ -175,16 +181,10 @@ def test_timeout_while_holding_the_role_hands_it_back(listener: kcpsock.Listener
         s.sendall(b"late")
         ready, _, _ = select.select([c], [], [], 5)
         assert ready and c.recv(10) == b"late"
-    finally:
-        c.close()
-        s.close()
-    echo.thread.join(5)
 
 
 def test_unattended_role_goes_back_after_the_lease(listener: kcpsock.Listener) -> None:
-    c, s = _pair(listener)
-    echo = Echo(s)
-    try:
+    with echoed_pair(listener) as (c, s, _):
         _ping(c, 10)
         role = _role(c)
         reclaims = role.reclaims
@@ -196,10 +196,6 @@ def test_unattended_role_goes_back_after_the_lease(listener: kcpsock.Listener) -
         s.sendall(b"queued")
         assert wait_until(lambda: c.session.kcp.peek_size() > 0)
         assert c.recv(10) == b"queued"
-    finally:
-        c.close()
-        s.close()
-    echo.thread.join(5)
 
 
 def test_a_writer_takes_the_role_back_at_once(listener: kcpsock.Listener) -> None:
@@ -251,9 +247,7 @@ def test_a_writer_takes_the_role_back_at_once(listener: kcpsock.Listener) -> Non
 
 
 def test_listener_role_holder_serves_other_sessions(listener: kcpsock.Listener) -> None:
-    a, sa = _pair(listener)
-    echo = Echo(sa)
-    try:
+    with echoed_pair(listener) as (a, sa, echo):
         _ping(a, 20)
         role = _role(sa)
         assert wait_until(lambda: role.holder == echo.thread.ident)
@@ -272,17 +266,11 @@ def test_listener_role_holder_serves_other_sessions(listener: kcpsock.Listener) 
             b.close()
         # two sessions: a holder that leaves hands the role back at once
         _ping(a, 5)
-    finally:
-        a.close()
-        sa.close()
-    echo.thread.join(5)
 
 
 def test_readiness_and_nonblocking_reads_take_the_role_back(listener: kcpsock.Listener) -> None:
     """A select loop or a non-blocking reader must not wait for the lease."""
-    c, s = _pair(listener)
-    echo = Echo(s)
-    try:
+    with echoed_pair(listener) as (c, s, _):
         _ping(c, 10)
         role = _role(c)
         assert wait_until(lambda: not role.holder)
@@ -299,10 +287,6 @@ def test_readiness_and_nonblocking_reads_take_the_role_back(listener: kcpsock.Li
         s.sendall(b"ready")
         ready, _, _ = select.select([c], [], [], 5)
         assert ready and c.recv(10) == b"ready"
-    finally:
-        c.close()
-        s.close()
-    echo.thread.join(5)
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts /proc/self/fd")
@@ -334,9 +318,7 @@ def test_a_session_that_never_lends_keeps_one_descriptor(listener: kcpsock.Liste
 def test_acks_ride_on_the_reply_of_a_reader_holding_the_role(listener: kcpsock.Listener) -> None:
     # a reader that reads a ping for itself answers it at once: the ACK of
     # the ping leaves in the reply's datagram, not in one of its own
-    c, s = _pair(listener)
-    echo = Echo(s)
-    try:
+    with echoed_pair(listener) as (c, s, echo):
         _ping(c, 30)  # the roles are lent by now
         assert wait_until(lambda: _role(s).holder == echo.thread.ident)
         sent = s.session.packets_out
@@ -347,18 +329,12 @@ def test_acks_ride_on_the_reply_of_a_reader_holding_the_role(listener: kcpsock.L
         # read a ping itself, or a tick flushed first); ACK-only datagrams
         # on top of each reply would make it 2 per round trip
         assert datagrams < rounds * 1.5, datagrams
-    finally:
-        c.close()
-        s.close()
-    echo.thread.join(5)
 
 
 def test_held_acks_leave_without_a_reply(listener: kcpsock.Listener) -> None:
     # a reader that reads for itself and then neither sends nor reads again:
     # its ACKs leave at the session's next tick, well before an RTO
-    c, s = _pair(listener)
-    echo = Echo(s)
-    try:
+    with echoed_pair(listener) as (c, s, _):
         _ping(c, 30)
         t, out = _blocked_reader(c, 64)
         role = _role(c)
@@ -370,7 +346,3 @@ def test_held_acks_leave_without_a_reply(listener: kcpsock.Listener) -> None:
         lost = kcp.lost_segs
         assert wait_until(lambda: not kcp.snd_buf, timeout=2)
         assert kcp.lost_segs == lost, "the data timed out and was resent: its ACK was late"
-    finally:
-        c.close()
-        s.close()
-    echo.thread.join(5)

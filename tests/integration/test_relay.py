@@ -16,6 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from kcpsock.relay import Relay
+from tests.helpers import has_ipv6_loopback
 
 DEADLINE_S = 10.0
 
@@ -284,16 +285,7 @@ def test_target_is_required() -> None:
         Relay()
 
 
-def _has_ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback")
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback")
 def test_ipv6_loopback() -> None:
     target = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
     client = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)

@@ -25,7 +25,7 @@ import pytest
 import kcpsock
 from kcpsock.config import KCPConfig
 from kcpsock.relay import Relay
-from tests.helpers import echo_roundtrip
+from tests.helpers import echo_roundtrip, has_ipv6_loopback
 from tests.interop.gopeer import CIPHERS, DEFAULT_KEY, GoServer, pattern, peer_flags, run_client
 
 pytestmark = pytest.mark.interop
@@ -495,18 +495,7 @@ def test_caller_sockets_with_kcpgo(kcppeer: Path) -> None:
         udp.close()
 
 
-def _has_ipv6_loopback() -> bool:
-    import socket
-
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not _has_ipv6_loopback(), reason="no IPv6 loopback")
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="no IPv6 loopback")
 def test_ipv6_both_ways(kcppeer: Path) -> None:
     crypt, fec, stream = "salsa20", (10, 3), True
     opts = options(crypt, fec, stream)
