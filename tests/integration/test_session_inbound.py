@@ -9,7 +9,9 @@ released.  Waits are bounded; nothing sleeps to synchronise.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +20,9 @@ from typing import Any
 import pytest
 
 import kcpsock
+from kcpsock.config import KCPConfig
+from kcpsock.session import Session
+from kcpsock.transport import Transport
 from tests.helpers import wait_until
 
 FAST: dict[str, Any] = {"nodelay": 1, "interval": 10, "resend": 2, "nc": True}
@@ -29,6 +34,27 @@ def listener() -> Iterator[kcpsock.Listener]:
     ln.settimeout(5)
     yield ln
     ln.core.close_all()
+
+
+@contextlib.contextmanager
+def unstarted_session(conv: int, **options: Any) -> Iterator[tuple[Session, socket.socket]]:
+    """A Session that is never started (no updater tick) and the UDP socket it sends to.
+
+    Both sockets are on 127.0.0.1 and closed on leaving; the peer's reads time
+    out after 5 s.  ``options`` go to ``KCPConfig`` on top of fast settings.
+    """
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        peer.bind(("127.0.0.1", 0))
+        peer.settimeout(5)
+        sock.bind(("127.0.0.1", 0))
+        config = KCPConfig(**FAST, **options)
+        transport = Transport(sock, owned=False, connected=False)
+        yield Session(conv, peer.getsockname(), transport, config), peer
+    finally:
+        sock.close()
+        peer.close()
 
 
 def hold_lock(sock: kcpsock.KCPSocket) -> tuple[threading.Event, threading.Thread]:
@@ -221,22 +247,11 @@ def test_send_corks_behind_many_unacknowledged_segments_in_both_modes(stream: bo
     # messages keep their boundaries and leave together with the next flush
     # (an echo server of mss-sized messages had one flush and one sendto a
     # message).  The session is never started: no updater tick interferes.
-    import socket
-
-    from kcpsock.config import KCPConfig
-    from kcpsock.session import CORK_INFLIGHT, Session
-    from kcpsock.transport import Transport
+    from kcpsock.session import CORK_INFLIGHT
     from kcpsock.updater import now_ms
     from tests.kcpwire import decode_segments
 
-    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    peer.bind(("127.0.0.1", 0))
-    peer.settimeout(5)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    try:
-        config = KCPConfig(nodelay=1, interval=10, resend=2, nc=True, stream=stream)
-        s = Session(7, peer.getsockname(), Transport(sock, owned=False, connected=False), config)
+    with unstarted_session(7, stream=stream) as (s, peer):
         for i in range(CORK_INFLIGHT):
             s.send(b"m%02d" % i, None)
         sent = [decode_segments(peer.recv(2048)) for _ in range(CORK_INFLIGHT)]
@@ -255,9 +270,6 @@ def test_send_corks_behind_many_unacknowledged_segments_in_both_modes(stream: bo
         # (a retransmission may come first if the machine stalled for an RTO)
         got = [seg[1] for seg in decode_segments(peer.recv(2048)) if not seg[1].startswith(b"m")]
         assert got == ([b"latelater"] if stream else [b"late", b"later"])
-    finally:
-        sock.close()
-        peer.close()
 
 
 def test_a_delivered_batch_is_acknowledged_at_once_in_one_datagram() -> None:
@@ -265,23 +277,12 @@ def test_a_delivered_batch_is_acknowledged_at_once_in_one_datagram() -> None:
     # tick): a busy receiving session needs no timer run per interval, and
     # the sender's RTO does not include our tick.  The session is never
     # started: no updater tick could send them instead.
-    import socket
     import struct
 
-    from kcpsock.config import KCPConfig
     from kcpsock.inbound import Delivery
-    from kcpsock.session import Session
-    from kcpsock.transport import Transport
     from tests.kcpwire import decode_segments
 
-    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    peer.bind(("127.0.0.1", 0))
-    peer.settimeout(5)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind(("127.0.0.1", 0))
-    try:
-        config = KCPConfig(nodelay=1, interval=10, resend=2, nc=True)
-        s = Session(9, peer.getsockname(), Transport(sock, owned=False, connected=False), config)
+    with unstarted_session(9) as (s, peer):
         d = Delivery(s.route)
         for sn in range(5):
             payload = b"p%d" % sn
@@ -295,6 +296,3 @@ def test_a_delivered_batch_is_acknowledged_at_once_in_one_datagram() -> None:
         assert all(h.una == 5 for h, _ in segs)
         assert not s.kcp.acklist
         assert s.recv(64, 0) == b"p0p1p2p3p4"
-    finally:
-        sock.close()
-        peer.close()
