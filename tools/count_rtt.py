@@ -54,6 +54,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from bench_profile import BENCH_PROFILE
 from callgrind import count_instructions
 
 HERE = Path(__file__).resolve().parent
@@ -173,17 +174,7 @@ Step = tuple[str, Callable[[], Any]]
 
 def _profile(mods: dict[str, Any], stream: bool, **extra: Any) -> Any:
     """bench.py's profile (nodelay 1/10/2/nc, windows 1024, MTU 1400) as a KCPConfig."""
-    return mods["config"].KCPConfig(
-        nodelay=1,
-        interval=10,
-        resend=2,
-        nc=True,
-        sndwnd=1024,
-        rcvwnd=1024,
-        mtu=1400,
-        stream=stream,
-        **extra,
-    )
+    return mods["config"].KCPConfig(**BENCH_PROFILE, stream=stream, **extra)
 
 
 def _exchange(

@@ -35,6 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench_profile import BENCH_PROFILE
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -193,18 +195,7 @@ def _config(kcpsock: Any, args: argparse.Namespace) -> Any:
     extra: dict[str, Any] = {}
     if args.bench_profile:
         # tools/bench.py's sessions: fast profile, big windows, stream mode
-        extra = dict(
-            nodelay=1,
-            interval=10,
-            resend=2,
-            nc=True,
-            sndwnd=1024,
-            rcvwnd=1024,
-            mtu=1400,
-            stream=True,
-            read_buffer=4 << 20,
-            write_buffer=4 << 20,
-        )
+        extra = dict(BENCH_PROFILE, stream=True, read_buffer=4 << 20, write_buffer=4 << 20)
     return kcpsock.KCPConfig(
         keepalive_interval=args.keepalive,
         max_sessions_per_address=1_000_000,
