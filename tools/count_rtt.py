@@ -48,6 +48,7 @@ import argparse
 import cProfile
 import os
 import pstats
+import socket
 import subprocess
 import sys
 import time
@@ -139,8 +140,13 @@ class Pair:
 
         self.sessions: dict[str, Any] = {}
         self.socks: dict[str, Any] = {}
+        self._dummies: list[socket.socket] = []
         for me, peer in (("a", "b"), ("b", "a")):
-            wire = Wire(None, owned=False, connected=True)
+            # a datagram socket no one uses (AF_UNIX: kcpsock's batched UDP
+            # calls leave it alone); the wire overrides family and send
+            dummy = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            self._dummies.append(dummy)
+            wire = Wire(dummy, owned=False, connected=True)
             wire.queue = queues[peer]
             s = session_mod.Session(0x1234, addrs[peer], wire, config)
             s._inbound = mods["inbound"].Inbound.for_session(s.route, None, None)
