@@ -615,16 +615,11 @@ class Receiver:
             except (BlockingIOError, InterruptedError):
                 pass
             except ConnectionRefusedError:
-                if self._on_refused is not None:
-                    try:
-                        self._on_refused()
-                    except Exception:
-                        _log.exception("refusal handler failed")
+                self._refused()
             except (OSError, ValueError):
                 if self._stopping or sock.fileno() < 0:
                     return None
-                snmp.add("InErrs")
-                _log.debug("recvfrom failed", exc_info=True)
+                self._read_failed()
         finally:
             self._serving = False
             if self.stopping():  # (a method: stop() sets it on another thread)
@@ -632,6 +627,20 @@ class Receiver:
                     self._park.notify_all()
         self.pending = 0
         return batch
+
+    def _refused(self) -> None:
+        """ICMP port unreachable on a connected socket (nothing listens there): report it."""
+        if self._on_refused is not None:
+            try:
+                self._on_refused()
+            except Exception:  # never let the report kill the reading thread
+                _log.exception("refusal handler failed")
+
+    @staticmethod
+    def _read_failed() -> None:
+        """Count and log a failed read of an open socket (the reading thread goes on)."""
+        snmp.add("InErrs")
+        _log.debug("recvfrom failed", exc_info=True)
 
     def _lend(self) -> None:
         """Lend the role to the reader that asked (receiver thread, no lock held)."""
@@ -741,17 +750,11 @@ class Receiver:
             except (BlockingIOError, InterruptedError):
                 pass
             except ConnectionRefusedError:
-                # ICMP port unreachable on a connected socket: nothing listens there
-                if self._on_refused is not None:
-                    try:
-                        self._on_refused()
-                    except Exception:  # never let the report kill the receiver
-                        _log.exception("refusal handler failed")
+                self._refused()
             except (OSError, ValueError):
                 if self.stopping() or sock.fileno() < 0:
                     return
-                snmp.add("InErrs")
-                _log.debug("recvfrom failed", exc_info=True)
+                self._read_failed()
                 time.sleep(0.01)  # a persistent error must not spin the CPU
             if not backlog:
                 continue
