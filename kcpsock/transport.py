@@ -650,12 +650,21 @@ class Receiver:
             return
         park = self._park
         if self._poller is None:
-            r, w = socket.socketpair()
-            r.setblocking(False)
-            w.setblocking(False)
-            poller = select.poll()
-            poller.register(self._fd, select.POLLIN)
-            poller.register(r, select.POLLIN)
+            try:
+                r, w = socket.socketpair()
+            except OSError:  # EMFILE (a server at its descriptor limit): no lending
+                _log.debug("no wake-up socketpair for the receive role", exc_info=True)
+                return
+            try:
+                r.setblocking(False)
+                w.setblocking(False)
+                poller = select.poll()
+                poller.register(self._fd, select.POLLIN)
+                poller.register(r, select.POLLIN)
+            except (OSError, ValueError):
+                r.close()
+                w.close()
+                return
             with park:
                 if self._stopping:  # stop() closes what exists: these are ours
                     r.close()
@@ -771,4 +780,10 @@ class Receiver:
             if self._asker is not None and not backlog and len(batch) <= LEND_BATCH:
                 # (a long batch is bulk: the reader will find data waiting
                 # and the socket is best read by this thread meanwhile)
-                self._lend()
+                try:
+                    self._lend()
+                except Exception:  # never let a lend kill the receiver: it reads on
+                    _log.exception("lending the receive role failed")
+                    with self._park:
+                        if not self._holder:
+                            self._lent = False

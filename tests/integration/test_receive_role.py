@@ -346,3 +346,24 @@ def test_held_acks_leave_without_a_reply(listener: kcpsock.Listener) -> None:
         lost = kcp.lost_segs
         assert wait_until(lambda: not kcp.snd_buf, timeout=2)
         assert kcp.lost_segs == lost, "the data timed out and was resent: its ACK was late"
+
+
+def test_a_failed_lend_does_not_kill_the_receiver(
+    listener: kcpsock.Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first lend makes a socketpair: EMFILE there must leave both receivers reading."""
+    with echoed_pair(listener) as (c, s, _echo):
+        receivers = {_role(c).thread, _role(s).thread}
+        real = socket.socketpair
+
+        def socketpair(*args: Any, **kwargs: Any) -> tuple[socket.socket, socket.socket]:
+            if threading.current_thread() in receivers:
+                raise OSError(24, "Too many open files")  # a server at its descriptor limit
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(socket, "socketpair", socketpair)
+        _ping(c, 10)
+        assert _role(c).is_alive() and _role(s).is_alive()
+        monkeypatch.setattr(socket, "socketpair", real)
+        _ping(c, 10)  # and it lends once it can
+        assert _role(c).lends >= 1
