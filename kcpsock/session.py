@@ -1354,6 +1354,12 @@ class Session:
                     if role is not None and (held or role.take_role()):
                         # read the socket on this thread (see the threading rules)
                         held = True
+                        if self._inbox:
+                            # queued by the receiver while this thread held the
+                            # lock, before it lent the role: drained in the
+                            # release below, it would wake nobody (the holder
+                            # skips its own wake-up) while this thread polls
+                            continue
                         if deadline is not None and time.monotonic() >= deadline:
                             raise Timeout()
                         self._ack_rider = threading.get_ident()

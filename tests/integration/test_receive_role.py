@@ -367,3 +367,72 @@ def test_a_failed_lend_does_not_kill_the_receiver(
         monkeypatch.setattr(socket, "socketpair", real)
         _ping(c, 10)  # and it lends once it can
         assert _role(c).lends >= 1
+
+
+def test_a_batch_queued_before_the_role_was_taken_is_read_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A delivery the receiver queued while the reader held the lock (its
+    non-blocking acquire failed), just before it lent the role: the reader
+    that then takes the role returns that data instead of polling the socket
+    (its own wake-up is skipped, and a reply that acknowledges our data arms
+    no timer).  Raw UDP peer on 127.0.0.1 playing KCP by hand.
+    """
+    import kcpsock.transport as transport
+    from kcpsock.kcp import KCP
+    from kcpsock.updater import now_ms
+
+    monkeypatch.setattr(transport, "LEND_LEASE", 5.0)  # the lent role stays lent between calls
+    peer_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer_sock.bind(("127.0.0.1", 0))
+    c = kcpsock.dial(peer_sock.getsockname(), gone_timeout=0, **FAST)
+    try:
+        s = c.session
+        role = _role(c)
+        addr = c.getsockname()
+        peer = KCP(s.conv)
+        peer.nodelay(1, 10, 2, 1)
+
+        def push(data: bytes) -> list[bytes]:
+            peer.send(data)
+            return peer.flush(now_ms())
+
+        c.settimeout(2)
+        for i in range(20):  # round trips until the receiver lent its role
+            t, out = _blocked_reader(c, 100)
+            assert wait_until(lambda: s.waiting_readers == 1)
+            for dg in push(b"r%d" % i):
+                peer_sock.sendto(dg, addr)
+            t.join(5)
+            assert out == [b"r%d" % i]
+            if role.lent and not role.holder:
+                break
+        assert role.lent, "the receiver never lent its role"
+        c.send(b"req")  # in flight: the reply acknowledges it
+        while select.select([peer_sock], [], [], 0.2)[0]:
+            peer.input(peer_sock.recv(2048), now_ms())
+        real_take, real_read = role.take_role, role.read_batch
+        reads: list[int] = []
+
+        def take_role() -> bool:
+            # the interleaving: the receiver's delivery lands while this
+            # reader holds the session lock, then the role is lent
+            inbound = s._inbound
+            assert inbound is not None
+            for dg in push(b"reply"):
+                for d in inbound.process([(dg, peer_sock.getsockname())]).deliveries:
+                    s.deliver(d)  # the lock is held: queued, not drained
+            monkeypatch.setattr(role, "take_role", real_take)
+            return real_take()
+
+        def read_batch(deadline: Optional[float]) -> Any:
+            reads.append(s.kcp.peek_size())
+            return real_read(deadline)
+
+        monkeypatch.setattr(role, "take_role", take_role)
+        monkeypatch.setattr(role, "read_batch", read_batch)
+        assert c.recv(100) == b"reply"
+        assert all(n <= 0 for n in reads), "the holder polled the socket with data queued"
+    finally:
+        c.close()
+        peer_sock.close()
