@@ -560,7 +560,13 @@ class KCP:
     # ----------------------------------------------------------------- input
 
     def input(
-        self, datagram: _Buf, now_ms: int, *, regular: bool = True, ack_nodelay: bool = False
+        self,
+        datagram: _Buf,
+        now_ms: int,
+        *,
+        regular: bool = True,
+        ack_nodelay: bool = False,
+        hold_acks: bool = False,
     ) -> list[bytes]:
         """Feed one received datagram (kcp-go HEAD ``Input``).
 
@@ -570,6 +576,11 @@ class KCP:
             regular: False for datagrams recovered by FEC: no RTT sample, no
                 ``rmt_wnd`` update, no repeat counting (kcp-go packetType FEC).
             ack_nodelay: send pending ACKs right away (kcp-go ``SetACKNoDelay``).
+            hold_acks: the caller sends a reply soon that will carry the
+                ACKs (a reader answering what it reads): no flush whose only
+                work would be ACKs (una advanced with nothing queued to
+                send; ``ack_nodelay``).  A fast-resend threshold or
+                ``mtu // 24`` pending ACKs still flush.
 
         Returns:
             Datagrams to transmit now: kcp-go HEAD's immediate flushes (full
@@ -646,6 +657,7 @@ class KCP:
         acklist = self.acklist
         latest = -1
         flush_segments = False
+        fast = False  # a fast-resend threshold was reached
         # snd_buf changes only in _parse_una: its front sn and length are kept
         # here, and a una already applied (the segments of a datagram usually
         # share it) is not looked at again
@@ -690,7 +702,7 @@ class KCP:
                         seg[ACKED] = True
                         seg[DATA] = b""
                         if idx and self._parse_fastack(sn, ts):
-                            flush_segments = True
+                            flush_segments = fast = True
                 latest = ts
             elif cmd == CMD_WASK:
                 self.probe |= IKCP_ASK_TELL
@@ -718,6 +730,12 @@ class KCP:
         ):
             self._grow_cwnd()
 
+        if hold_acks and not fast and not self.snd_queue:
+            # (what a full flush would resend on a timeout, the caller's
+            # timer does: it asks check(), which says when)
+            if acklist and len(acklist) >= self.mtu // OVERHEAD:
+                return self._flush(current, False)
+            return []
         if flush_segments:
             return self._flush(current, True)
         if acklist and (len(acklist) >= self.mtu // OVERHEAD or ack_nodelay):

@@ -761,13 +761,15 @@ class Session:
         errors = packets = nbytes = 0
         inp = kcp.input
         in_before = kcp.in_segs
+        # a reader reading for itself answers soon: no ACK-only flushes now
+        hold = self._ack_rider != 0 and self._ack_rider == threading.get_ident()
         while inbox:
             d = inbox.popleft()
             packets += d.packets
             nbytes += d.nbytes
             for dg in d.datagrams:
                 try:
-                    res = inp(dg, now, regular=True, ack_nodelay=ack_nodelay)
+                    res = inp(dg, now, regular=True, ack_nodelay=ack_nodelay, hold_acks=hold)
                 except PacketError:
                     errors += 1
                     continue
@@ -775,7 +777,7 @@ class Session:
                     out += res
             for dg in d.recovered:
                 try:
-                    res = inp(dg, now, regular=False, ack_nodelay=ack_nodelay)
+                    res = inp(dg, now, regular=False, ack_nodelay=ack_nodelay, hold_acks=hold)
                 except PacketError:
                     errors += 1
                     continue
@@ -787,9 +789,7 @@ class Session:
             self._counts.append(("KCPInErrors", errors))
         if kcp.in_segs != in_before:
             self._last_rx = now  # the peer is alive (keep-alive)
-        if (kcp.acklist or kcp.probe & IKCP_ASK_TELL) and not (
-            self._ack_rider and self._ack_rider == threading.get_ident() and kcp.peek_size() > 0
-        ):
+        if (kcp.acklist or kcp.probe & IKCP_ASK_TELL) and not (hold and kcp.peek_size() > 0):
             # (except on a reader that read this batch for itself with the
             # receive role and returns data now: its ACKs ride on the
             # reply it is about to send, as kcp-go's do, or leave at its
@@ -1362,11 +1362,12 @@ class Session:
                             continue
                         if deadline is not None and time.monotonic() >= deadline:
                             raise Timeout()
+                        # what this thread reads for itself and returns at
+                        # once keeps its ACKs for the reply (_drain_locked):
+                        # a dialed holder's batch is drained at the top of
+                        # the loop, so the mark stays until recv returns
                         self._ack_rider = threading.get_ident()
-                        try:
-                            self._serve_role(role, deadline)
-                        finally:
-                            self._ack_rider = 0
+                        self._serve_role(role, deadline)
                         continue
                     self._rwait += 1
                     if role is not None:
@@ -1386,6 +1387,7 @@ class Session:
                     role.leave_role(lazy=False)
                 raise
             finally:
+                self._ack_rider = 0
                 if held:
                     assert role is not None
                     # kept lent when this reader took everything (it blocks

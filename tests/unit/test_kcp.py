@@ -451,3 +451,46 @@ def test_wnd_cap_never_raises_a_smaller_window() -> None:
         k.input(encode_segment(7, Command.PUSH, 0, 128, now, sn, 0, b"d"), now)
     acks = [h for dg in k.flush(now + 10) for h, _ in decode_segments(dg)]
     assert {h.wnd for h in acks} == {128 - 60}
+
+
+# ------------------------------------------------------------ held ACKs
+
+
+def test_hold_acks_skips_only_the_flushes_that_would_carry_nothing_but_acks() -> None:
+    # a ping is acknowledged by its pong: the una advance makes kcp-go HEAD
+    # flush at once, which sends only the pong's ACK when nothing is queued;
+    # a reader that replies soon holds it (the reply carries it)
+    for hold in (False, True):
+        a, b = nc_pair()
+        now = 1000
+        a.send(b"ping")
+        (ping,) = a.flush(now)
+        assert b.input(ping, now) == []
+        assert b.recv() == b"ping"
+        b.send(b"pong")
+        (pong,) = b.flush(now)  # carries the ACK of the ping: una advances on a
+        out = a.input(pong, now + 1, hold_acks=hold)
+        assert a.recv() == b"pong"
+        if hold:
+            assert out == [] and a.acklist, "held: the ACK waits for the reply"
+            a.send(b"next")
+            (reply,) = a.flush(now + 2)
+            assert [s[0] for s in segs([reply])] == [Command.ACK, Command.PUSH]
+        else:
+            assert [s[0] for s in segs(out)] == [Command.ACK]  # kcp-go HEAD's early ACK
+            assert not a.acklist
+
+
+def test_hold_acks_still_flushes_queued_data_when_the_window_opens() -> None:
+    a, b = nc_pair()
+    a.wndsize(1, 128)  # one segment in flight at most
+    now = 1000
+    a.send(b"one")
+    a.send(b"two")
+    (first,) = a.flush(now)
+    assert segs([first]) == [(Command.PUSH, 0, 0, 3)]
+    assert b.input(first, now) == []
+    (ack,) = b.flush(now)
+    out = a.input(ack, now + 1, hold_acks=True)
+    # una advanced with "two" waiting: the flush sends it at once
+    assert (Command.PUSH, 0, 1, 3) in segs(out)
