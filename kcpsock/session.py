@@ -304,7 +304,12 @@ class _SessionLock:
                 inner.release()
                 return
             if s._inbox:
-                s._drain_locked()
+                try:
+                    s._drain_locked()
+                except BaseException:  # Ctrl-C: released all the same (output kept)
+                    self._depth = 0
+                    inner.release()
+                    raise
             pending, counts = s._take_output()
             self._depth = 0
             inner.release()
@@ -327,11 +332,19 @@ class _SessionLock:
         pending, counts = s._take_output()
         depth = self._depth
         self._depth = 0
-        state = self._inner._release_save()  # type: ignore[attr-defined]
-        if pending or counts:
-            s._transmit(pending, counts)
-        if s._inbox and self.acquire(False):
-            self.release()
+        inner = self._inner
+        state = inner._release_save()  # type: ignore[attr-defined]
+        try:
+            if pending or counts:
+                s._transmit(pending, counts)
+            if s._inbox and self.acquire(False):
+                self.release()
+        except BaseException:
+            # Ctrl-C while released: the caller expects the lock back (a
+            # Condition's or recv's ``with`` block releases it on the way out)
+            inner._acquire_restore(state)  # type: ignore[attr-defined]
+            self._depth = depth
+            raise
         return state, depth
 
     def _acquire_restore(self, saved: tuple[Any, int]) -> None:

@@ -296,3 +296,25 @@ def test_a_delivered_batch_is_acknowledged_at_once_in_one_datagram() -> None:
         assert all(h.una == 5 for h, _ in segs)
         assert not s.kcp.acklist
         assert s.recv(64, 0) == b"p0p1p2p3p4"
+
+
+def test_ctrl_c_while_the_session_lock_is_released_leaves_it_consistent() -> None:
+    # Ctrl-C can land while a waiting reader's lock is released and its
+    # output is being sent (Condition.wait, recv with the receive role): the
+    # lock must be back with the caller, whose ``with`` block releases it
+    # (before: "cannot release un-acquired lock" in place of KeyboardInterrupt)
+    with unstarted_session(11) as (s, _peer):
+
+        def interrupted(*_args: Any) -> None:
+            raise KeyboardInterrupt
+
+        s._transmit = interrupted  # type: ignore[method-assign]
+        lock = s._lock
+        with pytest.raises(KeyboardInterrupt):
+            with lock:
+                s._out.append(b"x" * 30)  # output sent when the lock is released
+                lock._release_save()
+        assert not lock._is_owned()
+        assert lock.acquire(False), "the lock was left held"
+        s._transmit = lambda *_args: None  # type: ignore[method-assign]
+        lock.release()
