@@ -310,10 +310,14 @@ def test_ctrl_c_while_the_session_lock_is_released_leaves_it_consistent() -> Non
 
         s._transmit = interrupted  # type: ignore[method-assign]
         lock = s._lock
-        with pytest.raises(KeyboardInterrupt):
+
+        def wait_once() -> None:
             with lock:
                 s._out.append(b"x" * 30)  # output sent when the lock is released
                 lock._release_save()
+
+        with pytest.raises(KeyboardInterrupt):
+            wait_once()
         assert not lock._is_owned()
         assert lock.acquire(False), "the lock was left held"
         s._transmit = lambda *_args: None  # type: ignore[method-assign]
