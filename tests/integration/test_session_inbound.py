@@ -308,7 +308,7 @@ def test_ctrl_c_while_the_session_lock_is_released_leaves_it_consistent() -> Non
         def interrupted(*_args: Any) -> None:
             raise KeyboardInterrupt
 
-        s._transmit = interrupted  # type: ignore[method-assign]
+        s._transmit = interrupted  # type: ignore[method-assign,assignment]
         lock = s._lock
 
         def wait_once() -> None:
