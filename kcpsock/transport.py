@@ -581,7 +581,12 @@ class Receiver:
         size = RECV_SIZE
         flags = _DONTWAIT
         batch: Batch = []
-        self._serving = True
+        with self._park:
+            # (under the lock stop() waits on: a stop() that came first is
+            # seen here, a later one waits for this read before closing)
+            if self._stopping:
+                return None
+            self._serving = True
         try:
             if deadline is None:
                 ready = poller.poll()
