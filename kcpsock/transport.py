@@ -584,7 +584,7 @@ class Receiver:
         with self._park:
             # (under the lock stop() waits on: a stop() that came first is
             # seen here, a later one waits for this read before closing)
-            if self._stopping:
+            if self.stopping():  # (a method: stop() sets it on another thread)
                 return None
             self._serving = True
         try:
