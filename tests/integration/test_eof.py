@@ -55,6 +55,31 @@ def _serve_once(
     return ln, t
 
 
+def _serve_first(
+    then: Callable[[Any], None], **options: Any
+) -> tuple[Any, threading.Thread, threading.Event]:
+    """A listener whose one session reads a request, writes b"first", then waits.
+
+    When the returned event is set, the session runs ``then(conn)`` and closes.
+    """
+    go = threading.Event()
+    ln = kcpsock.listen(("127.0.0.1", 0), **options)
+    ln.settimeout(IO_TIMEOUT)
+
+    def run() -> None:
+        conn, _ = ln.accept()
+        with conn:
+            conn.settimeout(IO_TIMEOUT)
+            conn.recv(100)
+            conn.sendall(b"first")
+            go.wait(IO_TIMEOUT)
+            then(conn)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return ln, t, go
+
+
 def _read_all(sock: Any) -> bytes:
     with sock.makefile("rb") as f:
         return bytes(f.read())
@@ -199,22 +224,12 @@ def test_gone_timeout_zero_leaves_only_the_keepalive() -> None:
 
 def test_a_busy_live_peer_is_not_gone_and_probes_space_out() -> None:
     """The server's application says nothing for 3 s; its KCP answers the probes."""
-    go = threading.Event()
-    ln = kcpsock.listen(("127.0.0.1", 0))
-    ln.settimeout(IO_TIMEOUT)
 
-    def run() -> None:
-        conn, _ = ln.accept()
-        with conn:
-            conn.settimeout(IO_TIMEOUT)
-            conn.recv(100)
-            conn.sendall(b"first")
-            go.wait(IO_TIMEOUT)
-            conn.sendall(b"second")
-            conn.recv(100)
+    def then(conn: Any) -> None:
+        conn.sendall(b"second")
+        conn.recv(100)
 
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
+    ln, t, go = _serve_first(then)
     try:
         with kcpsock.create_connection(ln.getsockname(), timeout=IO_TIMEOUT) as sock:
             sock.sendall(b"request")
@@ -315,20 +330,7 @@ def test_the_watch_leaves_a_long_quiet_answering_peer_to_the_keepalive(
     ``recv``) must cost no more probes than idle sessions do (issue 9).
     """
     monkeypatch.setattr(kcpsock.session, "GONE_WINDOW_MS", 300)
-    done = threading.Event()
-    ln = kcpsock.listen(("127.0.0.1", 0), keepalive_interval=3.0)
-    ln.settimeout(IO_TIMEOUT)
-
-    def run() -> None:
-        conn, _ = ln.accept()
-        with conn:
-            conn.settimeout(IO_TIMEOUT)
-            conn.recv(100)
-            conn.sendall(b"first")
-            done.wait(IO_TIMEOUT)
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
+    ln, t, done = _serve_first(lambda conn: None, keepalive_interval=3.0)
     try:
         with kcpsock.create_connection(
             ln.getsockname(), timeout=IO_TIMEOUT, keepalive_interval=3.0
@@ -364,20 +366,7 @@ def test_a_peer_that_closes_after_the_window_still_reads_as_eof(
 ) -> None:
     """An unanswered keep-alive probe opens the watch's run: EOF, not keepalive_timeout."""
     monkeypatch.setattr(kcpsock.session, "GONE_WINDOW_MS", 300)
-    go = threading.Event()
-    ln = kcpsock.listen(("127.0.0.1", 0))
-    ln.settimeout(IO_TIMEOUT)
-
-    def run() -> None:
-        conn, _ = ln.accept()
-        conn.settimeout(IO_TIMEOUT)
-        conn.recv(100)
-        conn.sendall(b"first")
-        go.wait(IO_TIMEOUT)
-        conn.close()
-
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
+    ln, t, go = _serve_first(lambda conn: None)  # then closes
     try:
         with kcpsock.create_connection(
             ln.getsockname(), timeout=IO_TIMEOUT, keepalive_interval=1.0
