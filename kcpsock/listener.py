@@ -60,6 +60,7 @@ import time
 from collections import deque
 from typing import Optional
 
+from ._mypyc import Weakrefable
 from .config import KCPConfig
 from .crypt import BlockCrypt
 from .errors import KCPBlockingIOError, KCPClosedError
@@ -126,7 +127,7 @@ REFUSAL_REASONS = (
 )
 
 
-class ListenerCore:
+class ListenerCore(Weakrefable):
     """The listener engine: one socket, one receiver thread, many sessions.
 
     Args:

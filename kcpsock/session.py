@@ -88,6 +88,7 @@ import weakref
 from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
+from ._mypyc import Weakrefable
 from .codec import Codec
 from .config import KCPConfig
 from .errors import (
@@ -293,7 +294,7 @@ class _SessionLock:
     def release(self, *_exc: object) -> None:
         """Release; the outermost release drains the queue and sends the output.
 
-        Also the context manager's ``__exit__`` (one call fewer per ``with``).
+        Also what the context manager's ``__exit__`` does.
         """
         inner = self._inner
         s = self._s
@@ -321,7 +322,9 @@ class _SessionLock:
                 return
             self._depth = 1
 
-    __exit__ = release
+    def __exit__(self, *_exc: object) -> None:
+        # not ``__exit__ = release``: mypyc compiles no aliases in class bodies
+        self.release()
 
     # --- the protocol threading.Condition uses ---------------------------------
 
@@ -356,7 +359,7 @@ class _SessionLock:
         return bool(self._inner._is_owned())  # type: ignore[attr-defined]
 
 
-class Session:
+class Session(Weakrefable):
     """One KCP conversation with one remote address (kcp-go ``UDPSession``).
 
     Created by :func:`kcpsock.dial` (active open: :meth:`start_receiver`

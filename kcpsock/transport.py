@@ -54,6 +54,7 @@ from collections import deque
 from typing import Callable, Optional
 
 from . import _mmsg
+from ._mypyc import mypyc_attr
 from .config import MTU_LIMIT
 from .inbound import Address
 from .stats import snmp
@@ -133,6 +134,7 @@ def _recvfrom_loop(
     return fill
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Transport:
     """A UDP socket as sessions send through it (shared or owned).
 
@@ -205,6 +207,10 @@ class Transport:
         return sent, nbytes
 
 
+#: what :meth:`Signal.set_writable` pushes to fill the send buffer
+_SIGNAL_FILL = bytes(1024)
+
+
 class Signal:
     """A socketpair end that is readable and writable exactly when told to be.
 
@@ -224,8 +230,6 @@ class Signal:
     """
 
     __slots__ = ("_is_set", "_r", "_w", "_writable")
-
-    _FILL = bytes(1024)
 
     def __init__(self) -> None:
         self._r, self._w = socket.socketpair()
@@ -271,7 +275,7 @@ class Signal:
                 while self._w.recv(65536):
                     pass
             else:
-                fill = self._FILL
+                fill = _SIGNAL_FILL
                 send = self._r.send
                 for _ in range(1024):  # bounded: a few sends fill it
                     send(fill)
@@ -375,20 +379,20 @@ class Receiver:
         #: times the role was lent to a reader, and taken back (figures for tests)
         self.lends = 0
         self.reclaims = 0
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._worker = threading.Thread(target=self._run, name=name, daemon=True)
 
     @property
     def thread(self) -> threading.Thread:
         """The receiver's thread."""
-        return self._thread
+        return self._worker
 
     def start(self) -> None:
         """Start the thread."""
-        self._thread.start()
+        self._worker.start()
 
     def is_alive(self) -> bool:
         """True while the thread runs."""
-        return self._thread.is_alive()
+        return self._worker.is_alive()
 
     def stopping(self) -> bool:
         """True once :meth:`stop` was called."""
@@ -428,7 +432,7 @@ class Receiver:
                 pass  # ENOTCONN on an unconnected socket: the readers are woken anyway
         try:
             # no is_alive() test: the thread may end between it and the join
-            thread = self._thread
+            thread = self._worker
             me = threading.current_thread()
             if wait and thread is not me and thread.ident is not None:
                 thread.join(2.0)

@@ -52,6 +52,8 @@ import time
 import weakref
 from typing import Callable, Optional, Protocol
 
+from ._mypyc import mypyc_attr
+
 __all__ = ["Schedulable", "Updater", "now_ms", "updater"]
 
 _log = logging.getLogger("kcpsock.updater")
@@ -81,6 +83,7 @@ class Schedulable(Protocol):
 _Entry = tuple[int, int, "weakref.ReferenceType[Schedulable]"]
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Updater:
     """A heap of timers run by one daemon thread, started on first use.
 
@@ -93,7 +96,7 @@ class Updater:
         self._cond = threading.Condition(self._lock)
         self._heap: list[_Entry] = []
         self._seq = itertools.count(1)
-        self._thread: Optional[threading.Thread] = None
+        self._worker: Optional[threading.Thread] = None
         self._name = name
         self._stopping = False
         # The deadline the thread sleeps until; None while it is running
@@ -134,7 +137,7 @@ class Updater:
             target.updater_deadline = deadline
             target.updater_seq = seq
             heapq.heappush(self._heap, (deadline, seq, weakref.ref(target)))
-            if self._thread is None or not self._thread.is_alive():
+            if self._worker is None or not self._worker.is_alive():
                 self._start()
             sleep_until = self._sleep_until
             if sleep_until is not None and (sleep_until < 0 or deadline < sleep_until):
@@ -241,8 +244,8 @@ class Updater:
                 if target is not None and target.updater_seq == seq:
                     return False
             self._heap.clear()
-            thread = self._thread
-            self._thread = None
+            thread = self._worker
+            self._worker = None
             self._gen += 1
             self._cond.notify_all()
         if (
@@ -278,13 +281,13 @@ class Updater:
         with self._cond:
             self._stopping = True
             self._cond.notify()
-            thread = self._thread
+            thread = self._worker
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
 
     def is_alive(self) -> bool:
         """Return True while the thread runs."""
-        thread = self._thread
+        thread = self._worker
         return thread is not None and thread.is_alive()
 
     @property
@@ -310,7 +313,7 @@ class Updater:
         self._stopping = False
         self._sleep_until = None
         thread = threading.Thread(target=self._run, args=(self._gen,), name=self._name, daemon=True)
-        self._thread = thread
+        self._worker = thread
         thread.start()
 
     def _run(self, gen: int) -> None:

@@ -34,6 +34,7 @@ from pathlib import Path
 LAYERS: dict[str, int] = {
     # 0: pure
     "errors": 0,
+    "_mypyc": 0,
     "config": 0,
     "segment": 0,
     "kcp": 0,

@@ -72,6 +72,7 @@ def _load(root: Path) -> dict[str, Any]:
     import kcpsock.session
     import kcpsock.sock
     import kcpsock.transport
+    import kcpsock.updater
 
     if Path(kcpsock.__file__ or "").resolve().parent.parent != root:
         raise SystemExit(f"--root {root}: imported {kcpsock.__file__} instead")
@@ -82,6 +83,7 @@ def _load(root: Path) -> dict[str, Any]:
         "session": kcpsock.session,
         "sock": kcpsock.sock,
         "transport": kcpsock.transport,
+        "updater": kcpsock.updater,
     }
 
 
@@ -95,19 +97,26 @@ class _Clock:
         return self.now
 
 
-class _Updater:
-    """The updater stub: remembers deadlines, runs nothing by itself."""
+def _updater_stub(updater_mod: Any) -> Any:
+    """The updater stub: remembers deadlines, runs nothing by itself.
 
-    def schedule(self, target: Any, deadline: int) -> None:
-        current = target.updater_deadline
-        if current is None or deadline < current:
-            target.updater_deadline = deadline
+    A subclass of the checkout's ``Updater`` (the session module's global
+    must keep its type when kcpsock is compiled with mypyc).
+    """
 
-    def cancel(self, target: Any) -> None:
-        target.updater_deadline = None
+    class _Updater(updater_mod.Updater):  # type: ignore[misc]
+        def schedule(self, target: Any, deadline: int) -> None:
+            current = target.updater_deadline
+            if current is None or deadline < current:
+                target.updater_deadline = deadline
 
-    def release(self, wait: bool = True, timeout: float = 1.0) -> bool:
-        return True
+        def cancel(self, target: Any) -> None:
+            target.updater_deadline = None
+
+        def release(self, wait: bool = True, timeout: float = 1.0) -> bool:
+            return True
+
+    return _Updater("count-rtt")
 
 
 class Pair:
@@ -117,7 +126,7 @@ class Pair:
         session_mod = mods["session"]
         self.clock = _Clock()
         session_mod.now_ms = self.clock
-        session_mod.updater = _Updater()
+        session_mod.updater = _updater_stub(mods["updater"])
         transport_mod = mods["transport"]
         config = _profile(mods, stream, keepalive_timeout=0)
         self.queues: dict[str, list[bytes]] = {"a": [], "b": []}
