@@ -104,7 +104,8 @@ from .kcp import IKCP_ASK_SEND, IKCP_ASK_TELL, KCP
 from .replay import ReplayFilter
 from .stats import snmp
 from .transport import BATCH, Batch, Receiver, Signal, Transport
-from .updater import now_ms, updater
+from .updater import now_ms as _now_ms
+from .updater import updater
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
@@ -112,6 +113,13 @@ if TYPE_CHECKING:
     from .listener import ListenerCore  # it imports this module
 
 _T = TypeVar("_T")
+
+#: The session clock (:func:`kcpsock.updater.now_ms`), looked up at every
+#: call: tests and tools substitute a simulated clock here.  (A module
+#: attribute, not the imported function, so that the substitution also
+#: reaches a mypyc-compiled build, which would call an imported compiled
+#: function directly.)
+now_ms: Callable[[], int] = _now_ms
 
 __all__ = [
     "DRAIN_INTERVAL",

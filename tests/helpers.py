@@ -6,6 +6,7 @@ import functools
 import socket
 import threading
 import time
+from types import ModuleType
 from typing import Any, Callable
 
 
@@ -74,3 +75,8 @@ def recv_exact(sock: Any, n: int) -> bytes:
         assert chunk, f"EOF after {len(buf)} of {n} bytes"
         buf += chunk
     return bytes(buf)
+
+
+def is_compiled(module: ModuleType) -> bool:
+    """True if ``module`` is an extension (a mypyc build): its classes' methods cannot be patched."""
+    return not (module.__file__ or "").endswith(".py")

@@ -13,6 +13,7 @@ import math
 import os
 import socket
 import struct
+import threading
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -21,7 +22,7 @@ import pytest
 
 import kcpsock
 from kcpsock import KCP, KCPConfig
-from kcpsock.session import Session, drain_closing
+from kcpsock.session import drain_closing
 
 KEY = kcpsock.derive_key("it's a secrect")
 
@@ -92,10 +93,16 @@ def test_listen_with_a_socket_checks_the_mtu_too() -> None:
 
 
 def test_failed_dial_closes_the_socket_it_created(monkeypatch: pytest.MonkeyPatch) -> None:
-    def no_thread(self: Session) -> None:
-        raise RuntimeError("can't start new thread")
+    # the receiver thread cannot start (a patched Thread.start: a
+    # mypyc-compiled Session's own methods cannot be patched)
+    real_start = threading.Thread.start
 
-    monkeypatch.setattr(Session, "start_receiver", no_thread)
+    def no_thread(self: threading.Thread) -> None:
+        if self.name.startswith("kcpsock-recv-"):
+            raise RuntimeError("can't start new thread")
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", no_thread)
     before = _settled_fds()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -23,6 +23,7 @@ from kcpsock import session as session_module
 from kcpsock.config import KCPConfig
 from kcpsock.inbound import Inbound
 from kcpsock.session import Session
+from kcpsock.transport import Transport
 from kcpsock.updater import Updater
 
 CMD_WASK = 83
@@ -35,19 +36,17 @@ class _Heap(Updater):
         pass
 
 
-class _Keep:
-    """A transport stand-in that keeps the datagrams it is given."""
+class _Keep(Transport):
+    """A transport that keeps the datagrams it is given.
+
+    (A subclass, not a stand-in: a mypyc-compiled Session checks the type.)
+    """
 
     def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.owned = False
-        self.connected = True
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        super().__init__(sock, owned=False, connected=True)
         self.sent: list[bytes] = []
-
-    @property
-    def family(self) -> int:
-        return int(self.sock.family)
 
     def send(self, packets: list[bytes], remote: Any) -> tuple[int, int]:
         self.sent.extend(packets)
@@ -65,7 +64,7 @@ class Pair:
         self.transports = [_Keep(), _Keep()]
         self.sessions: list[Session] = []
         for t in self.transports:
-            s = Session(0x5151, ("127.0.0.1", 9), t, config)  # type: ignore[arg-type]
+            s = Session(0x5151, ("127.0.0.1", 9), t, config)
             s._inbound = Inbound.for_session(s.route, None, None)
             s.start()
             self.sessions.append(s)
