@@ -516,7 +516,7 @@ class Session(Weakrefable):
         self.wire_bytes_out = 0
 
         kcp = KCP(conv)
-        kcp.nodelay(*config.nodelay_args)
+        kcp.set_nodelay(*config.nodelay_args)
         kcp.wndsize(config.sndwnd, config.rcvwnd)
         mtu = codec.kcp_mtu(config.mtu) if codec is not None else config.mtu
         kcp.setmtu(mtu)
@@ -1603,7 +1603,7 @@ class Session(Weakrefable):
         """
         with self._lock:
             self._check_usable()
-            self.kcp.nodelay(nodelay, interval, resend, int(nc))
+            self.kcp.set_nodelay(nodelay, interval, resend, int(nc))
 
     def set_window_size(self, sndwnd: int, rcvwnd: int) -> None:
         """kcp-go ``SetWindowSize`` (values <= 0: unchanged); wakes writers.
