@@ -52,8 +52,12 @@ from collections import deque
 from collections.abc import Sequence
 from itertools import islice
 from operator import itemgetter
-from typing import TYPE_CHECKING, Final, Literal, Optional, Protocol, Union, cast, overload
+from typing import Final, Optional, Union, cast
 
+# Segment and _NoDelay live in a module mypyc leaves interpreted: it cannot
+# compile a subclass of int, and it compiles the run-time branch of an
+# ``if TYPE_CHECKING`` block as unreachable code.
+from ._kcptypes import Segment, _NoDelay
 from .config import check_int, check_window
 from .errors import PacketError
 from .segment import CMD_ACK, CMD_PUSH, CMD_WASK, CMD_WINS, HEADER, OVERHEAD, U32, timediff
@@ -139,46 +143,6 @@ RESENDTS: Final = 6
 FASTACK: Final = 7
 #: selectively acknowledged; kept until ``una`` passes it
 ACKED: Final = 8
-
-if TYPE_CHECKING:
-
-    class Segment(Protocol):
-        """A segment of ``snd_buf``: a list at run time, typed field by field here."""
-
-        @overload
-        def __getitem__(self, i: Literal[0, 1, 3, 4, 5, 6, 7]) -> int: ...
-        @overload
-        def __getitem__(self, i: Literal[2]) -> _Buf: ...
-        @overload
-        def __getitem__(self, i: Literal[8]) -> bool: ...
-        @overload
-        def __setitem__(self, i: Literal[0, 1, 3, 4, 5, 6, 7], value: int) -> None: ...
-        @overload
-        def __setitem__(self, i: Literal[2], value: _Buf) -> None: ...
-        @overload
-        def __setitem__(self, i: Literal[8], value: bool) -> None: ...
-
-else:
-    Segment = list
-
-
-class _NoDelay(int):
-    """The nodelay mode as an int that can also be called like kcp-go ``NoDelay``.
-
-    kcp-go names both the field and (in ikcp) the setter ``nodelay``; this
-    keeps ``kcp.nodelay == 1`` and ``kcp.nodelay(1, 10, 2, 1)`` both working.
-    """
-
-    _kcp: KCP
-
-    def __new__(cls, value: int, kcp: KCP) -> _NoDelay:
-        obj = super().__new__(cls, value)
-        obj._kcp = kcp
-        return obj
-
-    def __call__(self, nodelay: int, interval: int, resend: int, nc: int) -> None:
-        """Set the profile; see :meth:`KCP.set_nodelay`."""
-        self._kcp.set_nodelay(nodelay, interval, resend, nc)
 
 
 class KCP:

@@ -11,7 +11,7 @@ import pytest
 from kcpsock.errors import PacketError
 from kcpsock.kcp import ACKED, KCP
 from kcpsock.segment import HEADER, Command, timediff
-from tests.kcpwire import decode_segments, encode_segment, seg_fields
+from tests.kcpwire import decode_segments, encode_segment, kcp_fields, seg_fields
 
 CONV = 0x4B435031
 
@@ -43,7 +43,7 @@ def transfer(a: KCP, b: KCP, now: int) -> None:
 
 def state_of(k: KCP) -> dict[str, object]:
     snap: dict[str, object] = {}
-    for name, value in vars(k).items():
+    for name, value in kcp_fields(k).items():
         if name in ("snd_buf", "_inflight"):
             snap[name] = [seg_fields(s) for s in value]
         elif name == "_fastcand":
@@ -272,13 +272,16 @@ def test_rtt_estimator_worked_example() -> None:
 
 
 def test_one_rtt_sample_per_datagram_from_the_last_ack_regular_only() -> None:
-    a, b = nc_pair()
-    for i in range(3):
-        a.send(bytes([i]))
-    for d in a.flush(1000):  # ts 1000
-        b.input(d, 1000)
+    def sent_three() -> KCP:
+        a, b = nc_pair()
+        for i in range(3):
+            a.send(bytes([i]))
+        for d in a.flush(1000):  # ts 1000
+            b.input(d, 1000)
+        return a
+
     ack = b"".join(encode_segment(CONV, 82, 0, 32, 1000 - 40 * (2 - i), i, 0) for i in range(3))
-    a2 = copy.deepcopy(a)
+    a, a2 = sent_three(), sent_three()
     a.input(ack, 1100, regular=False)
     assert a.rx_srtt == 0 and a.rmt_wnd == 32  # FEC-recovered: no sample, no rmt_wnd
     a2.input(ack, 1100)
