@@ -53,6 +53,7 @@ class Logged:
         self.kcp, self.log = kcp, log
 
     def input(self, datagram: bytes, now: int) -> list[bytes]:
+        out: list[bytes]
         try:
             out = self.kcp.input(datagram, now, ack_nodelay=bool(now % 3 == 0))
         except PacketError as exc:
@@ -62,7 +63,7 @@ class Logged:
         return out
 
     def update(self, now: int) -> list[bytes]:
-        out = self.kcp.update(now)
+        out: list[bytes] = self.kcp.update(now)
         self.log.append(("update", now, [bytes(d) for d in out], self.kcp.check(now)))
         return out
 
