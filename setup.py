@@ -51,6 +51,13 @@ class _OptionalBuildExt(build_ext):  # type: ignore[misc]
                 if os.path.exists(path):
                     os.remove(path)
             _warn(f"compiling failed ({exc})")
+            return
+        # A module's small import shim is not relinked when only the shared
+        # library changed; mark them all as built now, so kcpsock/_accel.py
+        # (which compares them with the sources) does not find them stale.
+        for path in self.get_outputs():
+            if os.path.exists(path):
+                os.utime(path)
 
 
 setup(ext_modules=_extensions(), cmdclass={"build_ext": _OptionalBuildExt})

@@ -145,6 +145,13 @@ FASTACK: Final = 7
 ACKED: Final = 8
 
 
+def _int_arg(name: str, value: object) -> int:
+    """``value`` if it is an int (a bool included, as kcp-go's 0/1 flags), else TypeError."""
+    if not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    return value
+
+
 class KCP:
     """One KCP control block (kcp-go ``KCP``), driven with explicit time.
 
@@ -162,7 +169,11 @@ class KCP:
     #: (slower; the tests compare the two, which must send identical datagrams).
     scan_always = False
 
-    def __init__(self, conv: int) -> None:
+    # The cold setters take ``object`` and check it themselves: compiled, a
+    # parameter typed ``int`` would be refused by mypyc's own TypeError, which
+    # does not name the argument.
+
+    def __init__(self, conv: object) -> None:
         """Create a control block.
 
         Args:
@@ -172,8 +183,7 @@ class KCP:
             TypeError: conv is not an int.
             ValueError: conv is out of range.
         """
-        check_int("conv", conv, 0, U32)
-        self.conv = conv
+        self.conv = check_int("conv", conv, 0, U32)
         self.mtu = IKCP_MTU_DEF
         self.mss = self.mtu - OVERHEAD
         self.state = 0
@@ -297,12 +307,10 @@ class KCP:
         return _NoDelay(self.nodelay_, self)
 
     @nodelay.setter
-    def nodelay(self, value: int) -> None:
-        if not isinstance(value, int):
-            raise TypeError(f"nodelay must be an int, not {type(value).__name__}")
-        self.nodelay_ = int(value)
+    def nodelay(self, value: object) -> None:
+        self.nodelay_ = int(_int_arg("nodelay", value))
 
-    def set_nodelay(self, nodelay: int, interval: int, resend: int, nc: int) -> None:
+    def set_nodelay(self, nodelay: object, interval: object, resend: object, nc: object) -> None:
         """Set the nodelay profile (kcp-go ``NoDelay``); a negative value keeps a setting.
 
         Args:
@@ -315,14 +323,10 @@ class KCP:
         Raises:
             TypeError: an argument is not an int.
         """
-        for name, value in (
-            ("nodelay", nodelay),
-            ("interval", interval),
-            ("resend", resend),
-            ("nc", nc),
-        ):
-            if not isinstance(value, int):
-                raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+        nodelay = _int_arg("nodelay", nodelay)
+        interval = _int_arg("interval", interval)
+        resend = _int_arg("resend", resend)
+        nc = _int_arg("nc", nc)
         if nodelay >= 0:
             self.nodelay_ = nodelay
             self.rx_minrto = IKCP_RTO_NDL if nodelay else IKCP_RTO_MIN
@@ -333,7 +337,7 @@ class KCP:
         if nc >= 0:
             self.nocwnd = nc
 
-    def wndsize(self, snd: int, rcv: int) -> None:
+    def wndsize(self, snd: object, rcv: object) -> None:
         """Set the send and receive windows in segments (kcp-go ``WndSize``).
 
         Args:
@@ -344,14 +348,14 @@ class KCP:
             TypeError: an argument is not an int.
             ValueError: a window above 65535 (the 16-bit wire field).
         """
-        check_window("snd", snd, keep=True)
-        check_window("rcv", rcv, keep=True)
+        snd = check_window("snd", snd, keep=True)
+        rcv = check_window("rcv", rcv, keep=True)
         if snd > 0:
             self.snd_wnd = snd
         if rcv > 0:
             self.rcv_wnd = rcv
 
-    def setmtu(self, mtu: int) -> None:
+    def setmtu(self, mtu: object) -> None:
         """Set the MTU: the largest datagram the core emits (kcp-go ``SetMtu``).
 
         Args:
@@ -361,9 +365,8 @@ class KCP:
             TypeError: mtu is not an int.
             ValueError: mtu is out of range.
         """
-        check_int("mtu", mtu, MIN_MTU, MAX_MTU)
-        self.mtu = mtu
-        self.mss = mtu - OVERHEAD
+        self.mtu = check_int("mtu", mtu, MIN_MTU, MAX_MTU)
+        self.mss = self.mtu - OVERHEAD
 
     # ------------------------------------------------------------------ send
 

@@ -26,6 +26,7 @@ import threading
 import time
 from typing import Any, Optional
 
+from kcpsock import compiled_modules
 from kcpsock.cli.common import (
     add_output_options,
     parse_fraction,
@@ -33,7 +34,6 @@ from kcpsock.cli.common import (
     spawn,
     start_stats,
 )
-from kcpsock import compiled_modules
 from kcpsock.cli.display import (
     Display,
     core_description,
