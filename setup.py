@@ -18,7 +18,14 @@ from setuptools import setup  # type: ignore[import-untyped]
 from setuptools.command.build_ext import build_ext  # type: ignore[import-untyped]
 
 #: kcpsock/_accel.py's COMPILABLE, as source paths (a unit test keeps them equal).
-COMPILED = ["kcpsock/segment.py", "kcpsock/kcp.py", "kcpsock/inbound.py"]
+COMPILED = [
+    "kcpsock/segment.py",
+    "kcpsock/kcp.py",
+    "kcpsock/inbound.py",
+    "kcpsock/gf256.py",
+    "kcpsock/fec.py",
+    "kcpsock/codec.py",
+]
 
 
 def _warn(message: str) -> None:

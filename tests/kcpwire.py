@@ -6,7 +6,7 @@ build forged or exact datagrams and read what the core emitted.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from kcpsock.errors import PacketError
 from kcpsock.kcp import ACKED, DATA, FASTACK, FRG, RESENDTS, RTO, SN, TS, XMIT, Segment
@@ -81,19 +81,3 @@ def seg_fields(seg: Segment) -> tuple[object, ...]:
         seg[FASTACK],
         seg[ACKED],
     )
-
-
-def kcp_fields(k: object) -> dict[str, Any]:
-    """Every data attribute of a KCP object, by name (``vars`` fails on the compiled core).
-
-    Methods and the callable ``nodelay`` view are left out; properties are
-    included (they are computed from the fields).
-    """
-    fields: dict[str, Any] = {}
-    for name in dir(k):
-        if name.startswith("__"):
-            continue
-        value = getattr(k, name)
-        if not callable(value):
-            fields[name] = value
-    return fields

@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 import kcpsock
 import kcpsock.kcp
 from kcpsock.errors import PacketError
-from tests.kcpwire import kcp_fields, seg_fields
+from tests.fields import data_fields
+from tests.kcpwire import seg_fields
 from tests.netsim import FakeClock, KCPPair, LossyLink
 
 CONV = 0x600D
@@ -71,7 +72,7 @@ class Logged:
 def state(k: Any) -> dict[str, Any]:
     """Everything comparable in a KCP object (segments by field, payloads as bytes)."""
     snap: dict[str, Any] = {}
-    for name, value in kcp_fields(k).items():
+    for name, value in data_fields(k).items():
         if name in ("snd_buf", "_inflight"):
             snap[name] = [seg_fields(s) for s in value]
         elif name == "_fastcand":

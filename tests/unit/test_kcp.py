@@ -11,7 +11,8 @@ import pytest
 from kcpsock.errors import PacketError
 from kcpsock.kcp import ACKED, KCP
 from kcpsock.segment import HEADER, Command, timediff
-from tests.kcpwire import decode_segments, encode_segment, kcp_fields, seg_fields
+from tests.fields import data_fields
+from tests.kcpwire import decode_segments, encode_segment, seg_fields
 
 CONV = 0x4B435031
 
@@ -43,7 +44,7 @@ def transfer(a: KCP, b: KCP, now: int) -> None:
 
 def state_of(k: KCP) -> dict[str, object]:
     snap: dict[str, object] = {}
-    for name, value in kcp_fields(k).items():
+    for name, value in data_fields(k).items():
         if name in ("snd_buf", "_inflight"):
             snap[name] = [seg_fields(s) for s in value]
         elif name == "_fastcand":
