@@ -83,7 +83,7 @@ def test_start_seqid_checked() -> None:
     with pytest.raises(ValueError, match="start_seqid"):
         FECEncoder(0, 0, start_seqid=13)
     with pytest.raises(TypeError, match="start_seqid"):
-        FECEncoder(10, 3, start_seqid=None)  # type: ignore[arg-type]
+        FECEncoder(10, 3, start_seqid=None)
     assert FECEncoder(10, 3, start_seqid=26).next_seqid == 26
 
 
