@@ -14,7 +14,7 @@ import importlib.util
 import random
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import pytest
 from hypothesis import given, settings
@@ -23,8 +23,7 @@ from hypothesis import strategies as st
 import kcpsock
 import kcpsock.kcp
 from kcpsock.errors import PacketError
-from tests.fields import data_fields
-from tests.kcpwire import seg_fields
+from tests.kcpwire import kcp_state
 from tests.netsim import FakeClock, KCPPair, LossyLink
 
 CONV = 0x600D
@@ -69,33 +68,35 @@ class Logged:
         return out
 
 
-def state(k: Any) -> dict[str, Any]:
-    """Everything comparable in a KCP object (segments by field, payloads as bytes)."""
-    snap: dict[str, Any] = {}
-    for name, value in data_fields(k).items():
-        if name in ("snd_buf", "_inflight"):
-            snap[name] = [seg_fields(s) for s in value]
-        elif name == "_fastcand":
-            snap[name] = {sn: seg_fields(s) for sn, s in value.items()}
-        elif name in ("snd_queue", "rcv_queue"):
-            snap[name] = [(f, bytes(d)) for f, d in value]
-        elif name == "rcv_buf":
-            snap[name] = {sn: (f, bytes(d)) for sn, (f, d) in value.items()}
-        else:
-            snap[name] = value
-    return snap
+class Scenario(NamedTuple):
+    """One seeded session: the nodelay profile, the link and what both ends send."""
+
+    profile: tuple[int, int, int, int]
+    mtu: int
+    stream: bool
+    loss: float
+    sizes: list[int]
+    seed: int
+    bandwidth: Optional[int]
+
+
+scenarios = st.builds(
+    Scenario,
+    profile=st.sampled_from([(0, 40, 0, 0), (1, 10, 2, 1), (2, 20, 1, 0), (1, 100, 0, 0)]),
+    mtu=st.sampled_from([60, 576, 1400]),
+    stream=st.booleans(),
+    loss=st.sampled_from([0.0, 0.1, 0.3]),
+    sizes=st.lists(st.integers(1, 3000), min_size=1, max_size=10),
+    seed=st.integers(0, 2**16),
+    bandwidth=st.sampled_from([None, 100_000]),
+)
 
 
 def run_session(
-    form: str,
-    profile: tuple[int, int, int, int],
-    mtu: int,
-    stream: bool,
-    loss: float,
-    sizes: list[int],
-    seed: int,
-    bandwidth: Optional[int],
-) -> tuple[list[object], list[bytes], dict[str, Any], dict[str, Any]]:
+    form: str, sc: Scenario
+) -> tuple[list[object], list[bytes], dict[str, object], dict[str, object]]:
+    """Both ends of one form through the scenario: the log, the deliveries, both states."""
+    profile, mtu, stream, loss, sizes, seed, bandwidth = sc
     rng = random.Random(seed)
     clock = FakeClock(rng.randrange(2**32))
     log: list[object] = []
@@ -126,30 +127,13 @@ def run_session(
         return a.waitsnd() == 0 and b.waitsnd() == 0 and len(got) >= 2 * len(msgs)
 
     pair.run_until(drained, 120_000, tick=3)
-    return log, got, state(a), state(b)
+    return log, got, kcp_state(a), kcp_state(b)
 
 
 @settings(max_examples=60, deadline=None)
-@given(
-    profile=st.sampled_from([(0, 40, 0, 0), (1, 10, 2, 1), (2, 20, 1, 0), (1, 100, 0, 0)]),
-    mtu=st.sampled_from([60, 576, 1400]),
-    stream=st.booleans(),
-    loss=st.sampled_from([0.0, 0.1, 0.3]),
-    sizes=st.lists(st.integers(1, 3000), min_size=1, max_size=10),
-    seed=st.integers(0, 2**16),
-    bandwidth=st.sampled_from([None, 100_000]),
-)
-def test_sessions_are_identical(
-    profile: tuple[int, int, int, int],
-    mtu: int,
-    stream: bool,
-    loss: float,
-    sizes: list[int],
-    seed: int,
-    bandwidth: Optional[int],
-) -> None:
-    args = (profile, mtu, stream, loss, sizes, seed, bandwidth)
-    compiled, pure = run_session("compiled", *args), run_session("pure", *args)
+@given(scenarios)
+def test_sessions_are_identical(sc: Scenario) -> None:
+    compiled, pure = run_session("compiled", sc), run_session("pure", sc)
     assert compiled[0] == pure[0]  # every datagram, refusal and timer
     assert compiled[1] == pure[1]  # what was delivered
     assert compiled[2] == pure[2] and compiled[3] == pure[3]  # the whole state
@@ -186,5 +170,5 @@ def test_arbitrary_datagrams_are_treated_identically(datagrams: list[bytes]) -> 
             except PacketError as exc:
                 log.append(str(exc))
             log.append([bytes(x) for x in k.update(20 + n)])
-        results.append((log, state(k)))
+        results.append((log, kcp_state(k)))
     assert results[0] == results[1]

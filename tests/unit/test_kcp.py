@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import random
 import struct
 
@@ -11,8 +10,7 @@ import pytest
 from kcpsock.errors import PacketError
 from kcpsock.kcp import ACKED, KCP
 from kcpsock.segment import HEADER, Command, timediff
-from tests.fields import data_fields
-from tests.kcpwire import decode_segments, encode_segment, seg_fields
+from tests.kcpwire import decode_segments, encode_segment, kcp_state
 
 CONV = 0x4B435031
 
@@ -42,20 +40,7 @@ def transfer(a: KCP, b: KCP, now: int) -> None:
     raise AssertionError("ping-pong did not settle")
 
 
-def state_of(k: KCP) -> dict[str, object]:
-    snap: dict[str, object] = {}
-    for name, value in data_fields(k).items():
-        if name in ("snd_buf", "_inflight"):
-            snap[name] = [seg_fields(s) for s in value]
-        elif name == "_fastcand":
-            snap[name] = {sn: seg_fields(s) for sn, s in value.items()}
-        elif name in ("snd_queue", "rcv_queue"):
-            snap[name] = [(f, bytes(d)) for f, d in value]
-        elif name == "rcv_buf":
-            snap[name] = {sn: (f, bytes(d)) for sn, (f, d) in value.items()}
-        else:
-            snap[name] = copy.copy(value)
-    return snap
+state_of = kcp_state
 
 
 # --------------------------------------------------------------------- header
