@@ -25,6 +25,7 @@ COMPILED = [
     "kcpsock/gf256.py",
     "kcpsock/fec.py",
     "kcpsock/codec.py",
+    "kcpsock/replay.py",
 ]
 
 
