@@ -3,23 +3,36 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
+# The modules mypyc compiles (setup.py's COMPILED); edited, they are rebuilt in place.
+COMPILED_SOURCES := kcpsock/segment.py kcpsock/kcp.py kcpsock/inbound.py kcpsock/gf256.py kcpsock/fec.py kcpsock/codec.py \
+	kcpsock/replay.py
+COMPILED := $(VENV)/.compiled-stamp
+# `make test` fails if the compiled core did not build (set 0 on a machine without a C compiler).
+REQUIRE_COMPILED ?= 1
 PYTEST := $(PY) -m pytest -q
 
-.PHONY: all test lint typecheck layers unit vectors property integration interop compat demo bench clean venv
+.PHONY: all test lint typecheck layers unit vectors property integration interop compat demo bench clean venv compiled
 
 all: test
 
 venv: $(STAMP)
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml setup.py
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
-	@touch $(STAMP)
+	@touch $(STAMP) $(COMPILED)
+
+# The compiled core (mypyc, see README "Compiled core"), rebuilt in place when its sources change.
+compiled: $(COMPILED)
+
+$(COMPILED): $(STAMP) setup.py $(COMPILED_SOURCES)
+	$(PY) setup.py -q build_ext --inplace
+	@touch $(COMPILED)
 
 # Everything CI runs.
-test: lint layers
-	$(PYTEST) tests
+test: lint layers compiled
+	KCPSOCK_REQUIRE_COMPILED=$(REQUIRE_COMPILED) $(PYTEST) tests
 	$(MAKE) --no-print-directory compat
 
 # The oldest supported Python (3.9), when the machine has one (pyenv's here):
@@ -32,43 +45,43 @@ compat:
 ifeq ($(strip $(PYTHON39)),)
 	@echo "compat: no Python 3.9 on this machine, skipped"
 else
-	$(MAKE) --no-print-directory venv PYTHON=$(PYTHON39) VENV=.venv39
-	.venv39/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/vectors tests/property tests/integration/test_socket_api.py tests/integration/test_readme.py
+	KCPSOCK_PURE=1 $(MAKE) --no-print-directory venv PYTHON=$(PYTHON39) VENV=.venv39
+	KCPSOCK_PURE=1 .venv39/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/vectors tests/property tests/integration/test_socket_api.py tests/integration/test_readme.py
 endif
 
 # The checks .pre-commit-config.yaml runs: ruff, ruff format, mypy --strict.
 lint: $(STAMP)
-	$(PY) -m ruff check kcpsock tests tools
-	$(PY) -m ruff format --check kcpsock tests tools
+	$(PY) -m ruff check kcpsock tests tools setup.py
+	$(PY) -m ruff format --check kcpsock tests tools setup.py
 	$(MAKE) --no-print-directory typecheck
 
 typecheck: $(STAMP)
-	$(PY) -m mypy --strict kcpsock tests tools
+	$(PY) -m mypy --strict kcpsock tests tools setup.py
 
 layers: $(STAMP)
 	$(PY) tools/check_layers.py
 
-unit: $(STAMP)
+unit: $(COMPILED)
 	$(PYTEST) tests/unit
 
-vectors: $(STAMP)
+vectors: $(COMPILED)
 	$(PYTEST) tests/vectors
 
-property: $(STAMP)
+property: $(COMPILED)
 	$(PYTEST) tests/property
 
-integration: $(STAMP)
+integration: $(COMPILED)
 	$(PYTEST) tests/integration
 
-interop: $(STAMP)
+interop: $(COMPILED)
 	$(PYTEST) tests/interop
 
 # The main job: a loopback transfer over KCP with FEC and encryption, live figures.
-demo: $(STAMP)
+demo: $(COMPILED)
 	$(PY) -m kcpsock demo
 
 # Benchmarks; figures go into BENCHMARKS.md by hand, with the command shown there.
-bench: $(STAMP)
+bench: $(COMPILED)
 	$(PY) tools/bench_core.py
 	$(PY) tools/bench_codec.py
 	$(PY) tools/count_codec.py
@@ -76,4 +89,4 @@ bench: $(STAMP)
 	$(PY) tools/bench.py
 
 clean:
-	rm -rf $(VENV) *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis tests/interop/.build
+	rm -rf $(VENV) *.egg-info build *.so kcpsock/*.so .mypy_cache .ruff_cache .pytest_cache .hypothesis tests/interop/.build

@@ -28,6 +28,8 @@ multiplexer over a session.
 
 from __future__ import annotations
 
+# first, so KCPSOCK_PURE=1 (or a stale build) loads the compiled modules from their sources
+from ._accel import compiled_modules  # isort: skip
 from . import smux, socketserver
 from .codec import PacketCodec
 from .config import KCPConfig
@@ -63,6 +65,7 @@ __all__ = [
     "PacketCodec",
     "PacketError",
     "Snmp",
+    "compiled_modules",
     "create_connection",
     "create_server",
     "derive_key",

@@ -126,7 +126,7 @@ class Codec(Protocol):
 
     overhead: int
 
-    def kcp_mtu(self, mtu: int = 1400) -> int:
+    def kcp_mtu(self, mtu: object = 1400) -> int:
         """The KCP MTU that keeps UDP payloads within ``mtu`` bytes."""
         ...  # pragma: no cover
 
@@ -271,7 +271,7 @@ class PacketCodec:
 
     # --- MTU bookkeeping -------------------------------------------------------
 
-    def kcp_mtu(self, mtu: int = 1400) -> int:
+    def kcp_mtu(self, mtu: object = 1400) -> int:
         """The KCP MTU that keeps UDP payloads within ``mtu`` bytes.
 
         kcp-go sets KCP's MTU to ``1400 - headerSize`` (minus the AEAD tag)
@@ -288,7 +288,7 @@ class PacketCodec:
             TypeError: if ``mtu`` is not an int.
             ValueError: if ``mtu`` exceeds 1500 or leaves a KCP MTU below 50.
         """
-        check_int("mtu", mtu, None, MTU_LIMIT)
+        mtu = check_int("mtu", mtu, None, MTU_LIMIT)
         kcp_mtu = mtu - self.overhead
         if kcp_mtu < _MIN_KCP_MTU:
             raise ValueError(

@@ -135,12 +135,16 @@ class FECEncoder:
             500 ms or more; only when ``now_ms`` is given).
     """
 
+    # The constructors take ``object`` and check it themselves: compiled (see
+    # kcpsock/_accel.py), a parameter typed ``int`` is refused by mypyc's own
+    # TypeError, which does not name the argument.
+
     def __init__(
         self,
-        data_shards: int,
-        parity_shards: int,
+        data_shards: object,
+        parity_shards: object,
         *,
-        start_seqid: int = 0,
+        start_seqid: object = 0,
         accelerate: bool = True,
     ) -> None:
         """Create an encoder.
@@ -524,8 +528,8 @@ class FECDecoder:
 
     def __init__(
         self,
-        data_shards: int,
-        parity_shards: int,
+        data_shards: object,
+        parity_shards: object,
         *,
         autotune: bool = True,
         accelerate: bool = True,

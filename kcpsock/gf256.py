@@ -507,7 +507,7 @@ class ReedSolomon:
     #: Number of erasure patterns whose decode matrix is kept.
     DECODE_CACHE_SIZE = 512
 
-    def __init__(self, data_shards: int, parity_shards: int) -> None:
+    def __init__(self, data_shards: object, parity_shards: object) -> None:
         """Build the code.
 
         Args:

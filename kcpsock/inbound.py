@@ -51,7 +51,7 @@ import contextlib
 import struct
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
-from typing import Callable, Optional, Protocol, TypeVar, Union
+from typing import Callable, Final, Optional, Protocol, TypeVar, Union
 
 from .codec import Codec, PacketCodec
 from .config import MTU_LIMIT, check_block, check_shards
@@ -672,9 +672,9 @@ class DrainRate:
     __slots__ = ("floor", "fraction", "gain", "grow", "seen", "start")
 
     #: the cap that is no cap (the 16-bit wire field's largest value)
-    NO_CAP = 0xFFFF
+    NO_CAP: Final = 0xFFFF
     #: a window this large is no cap in practice: lifted altogether
-    LIFT = 4096
+    LIFT: Final = 4096
 
     def __init__(
         self,
@@ -774,7 +774,7 @@ class WindowShare:
     __slots__ = ("busy", "floor", "hold", "horizon", "interval", "loaded_at", "next_at", "share")
 
     #: the cap that is no cap (the 16-bit wire field's largest value)
-    NO_CAP = 0xFFFF
+    NO_CAP: Final = 0xFFFF
 
     def __init__(
         self, interval: float = 0.05, horizon: float = 0.2, floor: int = 16, hold: float = 1.0

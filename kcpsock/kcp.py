@@ -52,8 +52,12 @@ from collections import deque
 from collections.abc import Sequence
 from itertools import islice
 from operator import itemgetter
-from typing import TYPE_CHECKING, Final, Literal, Optional, Protocol, Union, cast, overload
+from typing import Final, Optional, Union, cast
 
+# Segment and _NoDelay live in a module mypyc leaves interpreted: it cannot
+# compile a subclass of int, and it compiles the run-time branch of an
+# ``if TYPE_CHECKING`` block as unreachable code.
+from ._kcptypes import Segment, _NoDelay
 from .config import check_int, check_window
 from .errors import PacketError
 from .segment import CMD_ACK, CMD_PUSH, CMD_WASK, CMD_WINS, HEADER, OVERHEAD, U32, timediff
@@ -140,45 +144,12 @@ FASTACK: Final = 7
 #: selectively acknowledged; kept until ``una`` passes it
 ACKED: Final = 8
 
-if TYPE_CHECKING:
 
-    class Segment(Protocol):
-        """A segment of ``snd_buf``: a list at run time, typed field by field here."""
-
-        @overload
-        def __getitem__(self, i: Literal[0, 1, 3, 4, 5, 6, 7]) -> int: ...
-        @overload
-        def __getitem__(self, i: Literal[2]) -> _Buf: ...
-        @overload
-        def __getitem__(self, i: Literal[8]) -> bool: ...
-        @overload
-        def __setitem__(self, i: Literal[0, 1, 3, 4, 5, 6, 7], value: int) -> None: ...
-        @overload
-        def __setitem__(self, i: Literal[2], value: _Buf) -> None: ...
-        @overload
-        def __setitem__(self, i: Literal[8], value: bool) -> None: ...
-
-else:
-    Segment = list
-
-
-class _NoDelay(int):
-    """The nodelay mode as an int that can also be called like kcp-go ``NoDelay``.
-
-    kcp-go names both the field and (in ikcp) the setter ``nodelay``; this
-    keeps ``kcp.nodelay == 1`` and ``kcp.nodelay(1, 10, 2, 1)`` both working.
-    """
-
-    _kcp: KCP
-
-    def __new__(cls, value: int, kcp: KCP) -> _NoDelay:
-        obj = super().__new__(cls, value)
-        obj._kcp = kcp
-        return obj
-
-    def __call__(self, nodelay: int, interval: int, resend: int, nc: int) -> None:
-        """Set the profile; see :meth:`KCP.set_nodelay`."""
-        self._kcp.set_nodelay(nodelay, interval, resend, nc)
+def _int_arg(name: str, value: object) -> int:
+    """``value`` if it is an int (a bool included, as kcp-go's 0/1 flags), else TypeError."""
+    if not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    return value
 
 
 class KCP:
@@ -198,7 +169,11 @@ class KCP:
     #: (slower; the tests compare the two, which must send identical datagrams).
     scan_always = False
 
-    def __init__(self, conv: int) -> None:
+    # The cold setters take ``object`` and check it themselves: compiled, a
+    # parameter typed ``int`` would be refused by mypyc's own TypeError, which
+    # does not name the argument.
+
+    def __init__(self, conv: object) -> None:
         """Create a control block.
 
         Args:
@@ -208,8 +183,7 @@ class KCP:
             TypeError: conv is not an int.
             ValueError: conv is out of range.
         """
-        check_int("conv", conv, 0, U32)
-        self.conv = conv
+        self.conv = check_int("conv", conv, 0, U32)
         self.mtu = IKCP_MTU_DEF
         self.mss = self.mtu - OVERHEAD
         self.state = 0
@@ -333,12 +307,10 @@ class KCP:
         return _NoDelay(self.nodelay_, self)
 
     @nodelay.setter
-    def nodelay(self, value: int) -> None:
-        if not isinstance(value, int):
-            raise TypeError(f"nodelay must be an int, not {type(value).__name__}")
-        self.nodelay_ = int(value)
+    def nodelay(self, value: object) -> None:
+        self.nodelay_ = int(_int_arg("nodelay", value))
 
-    def set_nodelay(self, nodelay: int, interval: int, resend: int, nc: int) -> None:
+    def set_nodelay(self, nodelay: object, interval: object, resend: object, nc: object) -> None:
         """Set the nodelay profile (kcp-go ``NoDelay``); a negative value keeps a setting.
 
         Args:
@@ -351,14 +323,10 @@ class KCP:
         Raises:
             TypeError: an argument is not an int.
         """
-        for name, value in (
-            ("nodelay", nodelay),
-            ("interval", interval),
-            ("resend", resend),
-            ("nc", nc),
-        ):
-            if not isinstance(value, int):
-                raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+        nodelay = _int_arg("nodelay", nodelay)
+        interval = _int_arg("interval", interval)
+        resend = _int_arg("resend", resend)
+        nc = _int_arg("nc", nc)
         if nodelay >= 0:
             self.nodelay_ = nodelay
             self.rx_minrto = IKCP_RTO_NDL if nodelay else IKCP_RTO_MIN
@@ -369,7 +337,7 @@ class KCP:
         if nc >= 0:
             self.nocwnd = nc
 
-    def wndsize(self, snd: int, rcv: int) -> None:
+    def wndsize(self, snd: object, rcv: object) -> None:
         """Set the send and receive windows in segments (kcp-go ``WndSize``).
 
         Args:
@@ -380,14 +348,14 @@ class KCP:
             TypeError: an argument is not an int.
             ValueError: a window above 65535 (the 16-bit wire field).
         """
-        check_window("snd", snd, keep=True)
-        check_window("rcv", rcv, keep=True)
+        snd = check_window("snd", snd, keep=True)
+        rcv = check_window("rcv", rcv, keep=True)
         if snd > 0:
             self.snd_wnd = snd
         if rcv > 0:
             self.rcv_wnd = rcv
 
-    def setmtu(self, mtu: int) -> None:
+    def setmtu(self, mtu: object) -> None:
         """Set the MTU: the largest datagram the core emits (kcp-go ``SetMtu``).
 
         Args:
@@ -397,9 +365,8 @@ class KCP:
             TypeError: mtu is not an int.
             ValueError: mtu is out of range.
         """
-        check_int("mtu", mtu, MIN_MTU, MAX_MTU)
-        self.mtu = mtu
-        self.mss = mtu - OVERHEAD
+        self.mtu = check_int("mtu", mtu, MIN_MTU, MAX_MTU)
+        self.mss = self.mtu - OVERHEAD
 
     # ------------------------------------------------------------------ send
 

@@ -6,11 +6,13 @@ build forged or exact datagrams and read what the core emitted.
 
 from __future__ import annotations
 
+import copy
 from typing import NamedTuple
 
 from kcpsock.errors import PacketError
 from kcpsock.kcp import ACKED, DATA, FASTACK, FRG, RESENDTS, RTO, SN, TS, XMIT, Segment
 from kcpsock.segment import HEADER, OVERHEAD, Command
+from tests.fields import data_fields
 
 _COMMANDS = frozenset(int(c) for c in Command)
 
@@ -81,3 +83,20 @@ def seg_fields(seg: Segment) -> tuple[object, ...]:
         seg[FASTACK],
         seg[ACKED],
     )
+
+
+def kcp_state(k: object) -> dict[str, object]:
+    """A comparable snapshot of every field of a KCP object (segments by field, payloads as bytes)."""
+    snap: dict[str, object] = {}
+    for name, value in data_fields(k).items():
+        if name in ("snd_buf", "_inflight"):
+            snap[name] = [seg_fields(s) for s in value]
+        elif name == "_fastcand":
+            snap[name] = {sn: seg_fields(s) for sn, s in value.items()}
+        elif name in ("snd_queue", "rcv_queue"):
+            snap[name] = [(f, bytes(d)) for f, d in value]
+        elif name == "rcv_buf":
+            snap[name] = {sn: (f, bytes(d)) for sn, (f, d) in value.items()}
+        else:
+            snap[name] = copy.copy(value)
+    return snap

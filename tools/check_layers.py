@@ -38,6 +38,7 @@ LAYERS: dict[str, int] = {
     "config": 0,
     "segment": 0,
     "kcp": 0,
+    "_kcptypes": 0,
     "gf256": 0,
     "fec": 0,
     "crypt": 0,
@@ -66,6 +67,7 @@ LAYERS: dict[str, int] = {
     "tls": 5,
     # 6: the public API; 7: the command line
     "__init__": 6,
+    "_accel": 6,
     "cli": 7,
     "__main__": 7,
 }

@@ -66,9 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from kcpsock import __version__
+    from kcpsock import __version__, compiled_modules
 
-    parser.add_argument("--version", action="version", version=f"kcpsock {__version__}")
+    from .display import core_description
+
+    version = f"kcpsock {__version__}, {core_description(compiled_modules())}"
+    parser.add_argument("--version", action="version", version=version)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in (demo, serve, connect, bench, tunnel, relay, stats):
         module.register(sub)

@@ -26,6 +26,7 @@ import threading
 import time
 from typing import Any, Optional
 
+from kcpsock import compiled_modules
 from kcpsock.cli.common import (
     add_output_options,
     parse_fraction,
@@ -35,6 +36,7 @@ from kcpsock.cli.common import (
 )
 from kcpsock.cli.display import (
     Display,
+    core_description,
     fmt_bytes,
     fmt_ms,
     fmt_rate,
@@ -491,6 +493,7 @@ def run(args: argparse.Namespace) -> int:
             "fec_recovered": delta.get("FECRecovered", 0),
             "out_segs": delta.get("OutSegs", 0),
             "cpu_seconds": round(cpu, 3),
+            "compiled_modules": list(compiled_modules()),
             "sha256": verifier.sha.hexdigest(),
             "settings": {k: v for k, v in vars(settings).items() if k != "key"},
             "relay": {
@@ -556,6 +559,7 @@ def _print_summary(display: Display, r: dict[str, Any]) -> None:
             f"{r['cpu_seconds']:.2f} s for both ends and the relay "
             f"({r['cpu_seconds'] / r['seconds'] if r['seconds'] else 0:.2f} cores)",
         ),
+        ("core", core_description(r["compiled_modules"])),
     ]
     display.line("")
     display.line(table(rows, "kcpsock demo summary"))

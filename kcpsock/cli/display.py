@@ -23,6 +23,7 @@ from typing import IO, Any, Callable, Optional
 __all__ = [
     "Display",
     "StatsPrinter",
+    "core_description",
     "fmt_bytes",
     "fmt_ms",
     "fmt_rate",
@@ -31,6 +32,13 @@ __all__ = [
     "snmp_dict",
     "table",
 ]
+
+
+def core_description(compiled: Sequence[str]) -> str:
+    """How the core runs, for humans: which modules are compiled (mypyc), or pure Python."""
+    if not compiled:
+        return "pure Python (no compiled core: see README, Compiled core)"
+    return f"compiled with mypyc ({', '.join(compiled)})"
 
 
 def fmt_bytes(n: float) -> str:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from kcpsock.errors import PacketError
 from kcpsock.fec import TYPE_DATA, TYPE_PARITY, FECDecoder, FECEncoder
 from kcpsock.gf256 import ReedSolomon
+from tests.fields import data_fields
 
 shard_counts = st.tuples(st.integers(1, 12), st.integers(1, 4))
 
@@ -76,7 +77,7 @@ def test_no_loss_round_trip_in_order(stream: tuple[int, int, list[bytes]]) -> No
 
 
 def _snapshot(dec: FECDecoder) -> object:
-    snap = {k: v for k, v in vars(dec).items() if k not in ("_rs", "_autotune")}
+    snap = {k: v for k, v in data_fields(dec).items() if k not in ("_rs", "_autotune")}
     tuner = dec._autotune
     snap["samples"] = None if tuner is None else list(tuner.samples)
     return copy.deepcopy(snap)

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from kcpsock.errors import PacketError
 from kcpsock.kcp import KCP, SN
 from kcpsock.segment import HEADER, timediff
+from tests.fields import data_fields
 from tests.kcpwire import decode_segments, encode_segment, seg_fields
 
 CONV = 0x4B435031
@@ -27,7 +28,7 @@ CONV = 0x4B435031
 
 def snapshot(k: KCP) -> dict[str, Any]:
     snap: dict[str, Any] = {}
-    for name, value in vars(k).items():
+    for name, value in data_fields(k).items():
         if name in ("snd_buf", "_inflight"):
             snap[name] = [seg_fields(s) for s in value]
         elif name in ("snd_queue", "rcv_queue"):

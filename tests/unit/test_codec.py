@@ -72,7 +72,7 @@ def test_kcp_mtu_bounds() -> None:
         codec.kcp_mtu(77)
     assert codec.kcp_mtu(78) == 50
     with pytest.raises(TypeError, match="mtu"):
-        codec.kcp_mtu(1400.0)  # type: ignore[arg-type]
+        codec.kcp_mtu(1400.0)
 
 
 def test_wire_size_stays_within_mtu() -> None:

@@ -243,7 +243,7 @@ def test_codes_of_one_shape_share_what_depends_only_on_the_shape() -> None:
 )
 def test_bad_counts(d: object, p: object, exc: type[Exception]) -> None:
     with pytest.raises(exc, match="shards"):
-        ReedSolomon(d, p)  # type: ignore[arg-type]
+        ReedSolomon(d, p)
 
 
 def test_largest_code_builds() -> None:

@@ -1,0 +1,124 @@
+"""The compiled core: which modules mypyc compiled, and the ``KCPSOCK_PURE`` switch.
+
+kcpsock is pure Python.  When it is built with mypyc (``setup.py`` does this
+whenever mypyc and a C compiler are available, see the README, "Compiled
+core"), the modules named in :data:`COMPILABLE` are also compiled to C
+extensions from the same sources; Python imports an extension in preference
+to the ``.py`` file beside it.  Nothing else differs: the tests run against
+both forms.
+
+``KCPSOCK_PURE=1`` in the environment, when :mod:`kcpsock` is first
+imported, makes this process load the ``.py`` sources of those modules even
+where the extensions exist (to compare the two, or to debug with pdb).
+
+A source edited after it was compiled (an in-place build, ``pip install
+-e``) would otherwise be shadowed by its stale extension: then all of them
+load from their sources, with a :class:`RuntimeWarning` that says how to
+rebuild (``make compiled``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Optional
+
+__all__ = ["COMPILABLE", "compiled_modules", "pure_requested", "stale_modules"]
+
+#: The modules ``setup.py`` compiles (a unit test keeps the two lists equal).
+COMPILABLE: tuple[str, ...] = (
+    "segment",
+    "kcp",
+    "inbound",
+    "gf256",
+    "fec",
+    "codec",
+    "replay",
+)
+
+_PACKAGE = __name__.rpartition(".")[0]
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def pure_requested() -> bool:
+    """Whether ``KCPSOCK_PURE`` asks for the pure-Python sources (set and not ``0``)."""
+    return os.environ.get("KCPSOCK_PURE", "") not in ("", "0")
+
+
+class _PureSources(importlib.abc.MetaPathFinder):
+    """Finds the ``.py`` source of each compilable module before the extension is found."""
+
+    def find_spec(
+        self,
+        fullname: str,
+        path: Optional[Sequence[str]],
+        target: Optional[ModuleType] = None,
+    ) -> Optional[importlib.machinery.ModuleSpec]:
+        package, _, name = fullname.rpartition(".")
+        if package != _PACKAGE or name not in COMPILABLE:
+            return None
+        source = os.path.join(_HERE, name + ".py")
+        loader = importlib.machinery.SourceFileLoader(fullname, source)
+        return importlib.util.spec_from_file_location(fullname, source, loader=loader)
+
+
+def stale_modules() -> list[str]:
+    """The compilable modules whose source is newer than their extension beside it."""
+    stale = []
+    for name in COMPILABLE:
+        source = os.path.join(_HERE, name + ".py")
+        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+            built = os.path.join(_HERE, name + suffix)
+            try:
+                if os.stat(source).st_mtime > os.stat(built).st_mtime:
+                    stale.append(name)
+            except OSError:  # no such extension (or no source: an installed wheel)
+                continue
+            break
+    return stale
+
+
+def install_switch() -> None:
+    """Load the sources where asked (``KCPSOCK_PURE``) or where the extensions are stale.
+
+    Run when this module is imported, which ``kcpsock/__init__.py`` does first.
+    """
+    if any(isinstance(f, _PureSources) for f in sys.meta_path):
+        return
+    if not pure_requested():
+        stale = stale_modules()
+        if not stale:
+            return
+        warnings.warn(
+            f"kcpsock: {', '.join(s + '.py' for s in stale)} changed since compiled;"
+            " running the pure-Python modules (rebuild with `make compiled`"
+            " or `pip install -e .`)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    sys.meta_path.insert(0, _PureSources())
+
+
+def compiled_modules() -> tuple[str, ...]:
+    """The kcpsock modules this process runs compiled (empty: pure Python throughout).
+
+    Example: ``kcpsock.compiled_modules()`` -> ``('segment', 'kcp', 'inbound')``
+    after a build with mypyc.
+    """
+    found = []
+    for name in COMPILABLE:
+        module = importlib.import_module(f"{_PACKAGE}.{name}")
+        spec = module.__spec__
+        if spec is not None and isinstance(spec.loader, importlib.machinery.ExtensionFileLoader):
+            found.append(name)
+    return tuple(found)
+
+
+install_switch()

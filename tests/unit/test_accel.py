@@ -1,0 +1,84 @@
+"""The compiled core (mypyc): what setup.py compiles, the KCPSOCK_PURE switch, stale builds.
+
+The rest of the suite runs against whichever form is installed (``make
+test`` requires the compiled one, ``make compat`` runs the pure one), and
+tests/property/test_compiled_core.py compares the two directly.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import kcpsock
+from kcpsock import _accel
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _setup_compiled() -> list[str]:
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", None) == "COMPILED":
+            value = ast.literal_eval(node.value)
+            assert isinstance(value, list)
+            return [str(v) for v in value]
+    raise AssertionError("setup.py has no COMPILED list")
+
+
+def test_setup_compiles_exactly_the_compilable_modules() -> None:
+    assert _setup_compiled() == [f"kcpsock/{name}.py" for name in _accel.COMPILABLE]
+
+
+def test_make_test_runs_the_compiled_core() -> None:
+    if os.environ.get("KCPSOCK_REQUIRE_COMPILED") != "1" or _accel.pure_requested():
+        pytest.skip("KCPSOCK_REQUIRE_COMPILED=1 not set (make test sets it)")
+    assert kcpsock.compiled_modules() == _accel.COMPILABLE, (
+        "the compiled core did not build or is stale: run `make compiled` and read its"
+        " warnings (it needs a C compiler and the Python headers)"
+    )
+
+
+def _compiled_in_child(env: dict[str, str]) -> str:
+    code = "import kcpsock; print(','.join(kcpsock.compiled_modules()))"
+    out = subprocess.run(
+        [sys.executable, "-W", "error::RuntimeWarning", "-c", code],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
+def test_pure_switch_loads_every_source() -> None:
+    assert _compiled_in_child({"KCPSOCK_PURE": "1"}) == ""
+
+
+def test_pure_switch_zero_means_unset() -> None:
+    expected = ",".join(kcpsock.compiled_modules()) if not _accel.pure_requested() else None
+    if expected is None:
+        pytest.skip("this run has KCPSOCK_PURE set")
+    assert _compiled_in_child({"KCPSOCK_PURE": "0"}) == expected
+
+
+def test_stale_extension_is_detected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.machinery
+
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    (tmp_path / "kcp.py").write_text("")
+    built = tmp_path / f"kcp{suffix}"
+    built.write_bytes(b"")
+    os.utime(built, (1000, 1000))
+    os.utime(tmp_path / "kcp.py", (2000, 2000))
+    (tmp_path / "segment.py").write_text("")  # never compiled: not stale
+    monkeypatch.setattr(_accel, "_HERE", str(tmp_path))
+    assert _accel.stale_modules() == ["kcp"]
+    os.utime(built, (3000, 3000))
+    assert _accel.stale_modules() == []
