@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 # The modules mypyc compiles (setup.py's COMPILED); edited, they are rebuilt in place.
 COMPILED_SOURCES := kcpsock/segment.py kcpsock/kcp.py kcpsock/inbound.py kcpsock/gf256.py kcpsock/fec.py kcpsock/codec.py \
-	kcpsock/replay.py
+	kcpsock/replay.py kcpsock/updater.py kcpsock/transport.py kcpsock/session.py kcpsock/listener.py
 COMPILED := $(VENV)/.compiled-stamp
 # `make test` fails if the compiled core did not build (set 0 on a machine without a C compiler).
 REQUIRE_COMPILED ?= 1

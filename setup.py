@@ -26,6 +26,10 @@ COMPILED = [
     "kcpsock/fec.py",
     "kcpsock/codec.py",
     "kcpsock/replay.py",
+    "kcpsock/updater.py",
+    "kcpsock/transport.py",
+    "kcpsock/session.py",
+    "kcpsock/listener.py",
 ]
 
 

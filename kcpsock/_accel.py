@@ -41,6 +41,10 @@ COMPILABLE: tuple[str, ...] = (
     "fec",
     "codec",
     "replay",
+    "updater",
+    "transport",
+    "session",
+    "listener",
 )
 
 _PACKAGE = __name__.rpartition(".")[0]
