@@ -38,7 +38,7 @@ def core_description(compiled: Sequence[str]) -> str:
     """How the core runs, for humans: which modules are compiled (mypyc), or pure Python."""
     if not compiled:
         return "pure Python (no compiled core: see README, Compiled core)"
-    return f"compiled with mypyc ({', '.join(compiled)})"
+    return f"compiled with mypyc ({len(compiled)} modules: kcpsock.compiled_modules())"
 
 
 def fmt_bytes(n: float) -> str:
