@@ -559,7 +559,7 @@ def _print_summary(display: Display, r: dict[str, Any]) -> None:
             f"{r['cpu_seconds']:.2f} s for both ends and the relay "
             f"({r['cpu_seconds'] / r['seconds'] if r['seconds'] else 0:.2f} cores)",
         ),
-        ("core", core_description(r["compiled_modules"])),
+        ("core", core_description(r["compiled_modules"], brief=True)),
     ]
     display.line("")
     display.line(table(rows, "kcpsock demo summary"))

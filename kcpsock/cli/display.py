@@ -34,11 +34,19 @@ __all__ = [
 ]
 
 
-def core_description(compiled: Sequence[str]) -> str:
-    """How the core runs, for humans: which modules are compiled (mypyc), or pure Python."""
+def core_description(compiled: Sequence[str], brief: bool = False) -> str:
+    """How the core runs, for humans: which modules are compiled (mypyc), or pure Python.
+
+    Args:
+        compiled: the compiled modules (:func:`kcpsock.compiled_modules`).
+        brief: count the modules instead of naming them (a table row that
+            must fit a terminal line).
+    """
     if not compiled:
         return "pure Python (no compiled core: see README, Compiled core)"
-    return f"compiled with mypyc ({len(compiled)} modules: kcpsock.compiled_modules())"
+    if brief:
+        return f"compiled with mypyc ({len(compiled)} modules)"
+    return f"compiled with mypyc ({', '.join(compiled)})"
 
 
 def fmt_bytes(n: float) -> str:
