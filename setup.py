@@ -6,6 +6,8 @@ an extension to the ``.py`` file beside it.  If mypyc is missing, if
 ``KCPSOCK_PURE=1`` is set, or if compiling fails (no C compiler, no Python
 headers), the build goes on and installs the pure-Python package with a
 warning.  ``kcpsock.compiled_modules()`` tells which form runs.
+``KCPSOCK_REQUIRE_COMPILED=1`` (``make test`` sets it) turns that fallback
+into an error, so a developer sees why the compiled core did not build.
 """
 
 from __future__ import annotations
@@ -29,6 +31,12 @@ COMPILED = [
 
 
 def _warn(message: str) -> None:
+    """Report a fallback to pure Python, or fail if the compiled core is required."""
+    if os.environ.get("KCPSOCK_REQUIRE_COMPILED", "") not in ("", "0"):
+        raise SystemExit(
+            f"kcpsock: {message}; KCPSOCK_REQUIRE_COMPILED=1 asks for the compiled core"
+            " (fix the above, or build without it: REQUIRE_COMPILED=0 for make)"
+        )
     print(f"kcpsock: {message}; installing the pure-Python modules", file=sys.stderr)
 
 
@@ -42,8 +50,11 @@ def _extensions() -> list[Any]:
         return []
     try:
         return list(mypycify(COMPILED, opt_level="3", debug_level="0"))
-    except (Exception, SystemExit) as exc:  # mypyc found type errors (it exits)
-        _warn(f"mypyc could not compile the sources ({exc})")
+    except SystemExit:  # mypyc found errors: it printed them and exits
+        _warn("mypyc found errors in the sources (listed above)")
+        return []
+    except Exception as exc:
+        _warn(f"mypyc could not compile the sources ({exc!r})")
         return []
 
 
