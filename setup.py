@@ -33,6 +33,9 @@ COMPILED = [
 #: ``make lint`` reports) must not turn the compiled core off; their types are
 #: still read.
 _MYPY_FLAGS = ["--follow-imports=silent"]
+#: The oldest mypy whose mypyc compiles the sources (pyproject.toml asks for it;
+#: it needs Python 3.10, so 3.9 installs the pure-Python modules).
+_MYPY_MAJOR = 2
 
 
 def _warn(message: str) -> None:
@@ -49,9 +52,14 @@ def _extensions() -> list[Any]:
     if os.environ.get("KCPSOCK_PURE", "") not in ("", "0"):
         return []
     try:
+        from mypy.version import __version__ as mypy_version
         from mypyc.build import mypycify
     except ImportError:
         _warn("mypyc (from mypy) is not available to the build")
+        return []
+    if int(mypy_version.split(".")[0]) < _MYPY_MAJOR:
+        # mypy 1.x does not narrow `x.__class__ is bytes` and reports errors
+        _warn(f"mypyc from mypy {_MYPY_MAJOR}.0 or newer is needed, found {mypy_version}")
         return []
     try:
         return list(mypycify(_MYPY_FLAGS + COMPILED, opt_level="3", debug_level="0"))
