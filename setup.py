@@ -74,18 +74,22 @@ def _extensions() -> list[Any]:
 class _OptionalBuildExt(build_ext):  # type: ignore[misc]
     """build_ext that falls back to pure Python instead of failing the install."""
 
-    def _built_paths(self) -> list[str]:
+    inplace: int  # build_ext's option (--inplace)
+
+    def _built_paths(self, inplace: bool) -> list[str]:
         """Every extension file this build writes: in build/, and in the tree if in place."""
         paths = set(self.get_outputs())  # in place too, these are build/lib's copies
-        if self.inplace:
+        if inplace:
             paths.update(self.get_ext_fullpath(ext.name) for ext in self.extensions)
         return sorted(paths)
 
     def run(self) -> None:
+        inplace = bool(self.inplace)  # setuptools clears it while it builds (and if that fails)
         try:
             super().run()
         except Exception as exc:  # no compiler, no headers, a compiler error
-            for path in self._built_paths():  # never leave half of the extensions
+            self.inplace = inplace  # get_ext_fullpath reads it
+            for path in self._built_paths(inplace):  # never leave half of the extensions
                 if os.path.exists(path):
                     os.remove(path)
             _warn(f"compiling failed ({exc})")
@@ -94,7 +98,7 @@ class _OptionalBuildExt(build_ext):  # type: ignore[misc]
         # library changed, and an in-place build copies build/lib's files with
         # their old times; mark them all as built now, so kcpsock/_accel.py
         # (which compares them with the sources) does not find them stale.
-        for path in self._built_paths():
+        for path in self._built_paths(inplace):
             if os.path.exists(path):
                 os.utime(path)
 
