@@ -4,7 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 # The modules mypyc compiles (setup.py's COMPILED); edited, they are rebuilt in place.
-COMPILED_SOURCES := kcpsock/segment.py kcpsock/kcp.py kcpsock/inbound.py kcpsock/gf256.py kcpsock/fec.py kcpsock/codec.py
+COMPILED_SOURCES := kcpsock/segment.py kcpsock/kcp.py kcpsock/inbound.py kcpsock/gf256.py kcpsock/fec.py kcpsock/codec.py \
+	kcpsock/replay.py
 COMPILED := $(VENV)/.compiled-stamp
 # `make test`, `make` and `make compiled` fail if the compiled core does not build, with mypyc's or the
 # compiler's errors (set 0 on a machine without a C compiler); other targets fall back to

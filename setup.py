@@ -27,6 +27,7 @@ COMPILED = [
     "kcpsock/gf256.py",
     "kcpsock/fec.py",
     "kcpsock/codec.py",
+    "kcpsock/replay.py",
 ]
 
 #: mypy flags for the build: a type error outside the compiled modules (which

@@ -36,7 +36,15 @@ from typing import Optional
 __all__ = ["COMPILABLE", "compiled_modules", "pure_requested", "stale_modules"]
 
 #: The modules ``setup.py`` compiles (a unit test keeps the two lists equal).
-COMPILABLE: tuple[str, ...] = ("segment", "kcp", "inbound", "gf256", "fec", "codec")
+COMPILABLE: tuple[str, ...] = (
+    "segment",
+    "kcp",
+    "inbound",
+    "gf256",
+    "fec",
+    "codec",
+    "replay",
+)
 
 _PACKAGE = __name__.rpartition(".")[0]
 _HERE = os.path.dirname(os.path.abspath(__file__))

@@ -95,6 +95,13 @@ def nonce_key(packet: _Bytes, size: int) -> Optional[bytes]:
     return bytes(packet[:size])
 
 
+def _int_arg(name: str, value: object) -> int:
+    """``value`` if it is an int and not a bool, else TypeError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    return value
+
+
 class ReplayCache:
     """Remembers recently seen nonces in two rotating generations (see the module doc).
 
@@ -117,12 +124,15 @@ class ReplayCache:
 
     __slots__ = ("_cur", "_half", "_old", "_start", "capacity", "replays", "rotations", "window_ms")
 
+    # The constructors take ``object`` and check it themselves: compiled (see
+    # kcpsock/_accel.py), a parameter typed ``int`` is refused by mypyc's own
+    # TypeError, which does not name the argument.
+
     def __init__(
-        self, capacity: int = DEFAULT_CAPACITY, window_ms: int = DEFAULT_WINDOW_MS
+        self, capacity: object = DEFAULT_CAPACITY, window_ms: object = DEFAULT_WINDOW_MS
     ) -> None:
-        for name, value in (("capacity", capacity), ("window_ms", window_ms)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+        capacity = _int_arg("capacity", capacity)
+        window_ms = _int_arg("window_ms", window_ms)
         if capacity < 2:
             raise ValueError(f"capacity must be >= 2, got {capacity}")
         if window_ms <= 0:
@@ -251,11 +261,11 @@ class ReplayFilter:
 
     def __init__(
         self,
-        nonce_size: int,
+        nonce_size: object,
         clock: Callable[[], int],
         *,
-        capacity: int = DEFAULT_CAPACITY,
-        window_ms: int = DEFAULT_WINDOW_MS,
+        capacity: object = DEFAULT_CAPACITY,
+        window_ms: object = DEFAULT_WINDOW_MS,
         lock: Optional[AbstractContextManager[Any]] = None,
     ) -> None:
         if isinstance(nonce_size, bool) or not isinstance(nonce_size, int) or nonce_size <= 0:

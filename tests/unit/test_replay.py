@@ -100,7 +100,7 @@ def test_clock_going_backwards_rotates_rather_than_sticks() -> None:
 )
 def test_bad_arguments(kwargs: dict[str, object], exc: type[Exception]) -> None:
     with pytest.raises(exc, match=next(iter(kwargs))):
-        ReplayCache(**kwargs)  # type: ignore[arg-type]
+        ReplayCache(**kwargs)
 
 
 def test_defaults_and_repr() -> None:
