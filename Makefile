@@ -7,9 +7,9 @@ STAMP  := $(VENV)/.installed-stamp
 COMPILED_SOURCES := kcpsock/segment.py kcpsock/kcp.py kcpsock/inbound.py kcpsock/gf256.py kcpsock/fec.py kcpsock/codec.py \
 	kcpsock/replay.py
 COMPILED := $(VENV)/.compiled-stamp
-# `make test`, `make` and `make compiled` fail if the compiled core does not build, with mypyc's or the
-# compiler's errors (set 0 on a machine without a C compiler); other targets fall back to
-# pure Python with a warning.
+# `make test`, `make` and `make compiled` fail if the compiled core does not build, with
+# mypyc's or the compiler's errors (set 0 on a machine without a C compiler); other targets
+# fall back to pure Python with a warning.
 REQUIRE_COMPILED ?= $(if $(filter test all compiled,$(or $(MAKECMDGOALS),all)),1,0)
 # Succeeds when every compilable module runs compiled (the stamp is only touched then,
 # so a build that fell back is retried, and `make compiled` is never a silent no-op).
