@@ -6,6 +6,8 @@ an extension to the ``.py`` file beside it.  If mypyc is missing, if
 ``KCPSOCK_PURE=1`` is set, or if compiling fails (no C compiler, no Python
 headers), the build goes on and installs the pure-Python package with a
 warning.  ``kcpsock.compiled_modules()`` tells which form runs.
+``KCPSOCK_REQUIRE_COMPILED=1`` (``make test`` sets it) turns that fallback
+into an error, so a developer sees why the compiled core did not build.
 """
 
 from __future__ import annotations
@@ -32,8 +34,22 @@ COMPILED = [
     "kcpsock/listener.py",
 ]
 
+#: mypy flags for the build: a type error outside the compiled modules (which
+#: ``make lint`` reports) must not turn the compiled core off; their types are
+#: still read.
+_MYPY_FLAGS = ["--follow-imports=silent"]
+#: The oldest mypy whose mypyc compiles the sources (pyproject.toml asks for it;
+#: it needs Python 3.10, so 3.9 installs the pure-Python modules).
+_MYPY_MAJOR = 2
+
 
 def _warn(message: str) -> None:
+    """Report a fallback to pure Python, or fail if the compiled core is required."""
+    if os.environ.get("KCPSOCK_REQUIRE_COMPILED", "") not in ("", "0"):
+        raise SystemExit(
+            f"kcpsock: {message}; KCPSOCK_REQUIRE_COMPILED=1 asks for the compiled core"
+            " (fix the above, or build without it: REQUIRE_COMPILED=0 for make)"
+        )
     print(f"kcpsock: {message}; installing the pure-Python modules", file=sys.stderr)
 
 
@@ -41,33 +57,53 @@ def _extensions() -> list[Any]:
     if os.environ.get("KCPSOCK_PURE", "") not in ("", "0"):
         return []
     try:
+        from mypy.version import __version__ as mypy_version
         from mypyc.build import mypycify
     except ImportError:
         _warn("mypyc (from mypy) is not available to the build")
         return []
+    if int(mypy_version.split(".")[0]) < _MYPY_MAJOR:
+        # mypy 1.x does not narrow `x.__class__ is bytes` and reports errors
+        _warn(f"mypyc from mypy {_MYPY_MAJOR}.0 or newer is needed, found {mypy_version}")
+        return []
     try:
-        return list(mypycify(COMPILED, opt_level="3", debug_level="0"))
-    except (Exception, SystemExit) as exc:  # mypyc found type errors (it exits)
-        _warn(f"mypyc could not compile the sources ({exc})")
+        return list(mypycify(_MYPY_FLAGS + COMPILED, opt_level="3", debug_level="0"))
+    except SystemExit:  # mypyc found errors: it printed them and exits
+        _warn("mypyc found errors in the sources (listed above)")
+        return []
+    except Exception as exc:
+        _warn(f"mypyc could not compile the sources ({exc!r})")
         return []
 
 
 class _OptionalBuildExt(build_ext):  # type: ignore[misc]
     """build_ext that falls back to pure Python instead of failing the install."""
 
+    inplace: int  # build_ext's option (--inplace)
+
+    def _built_paths(self, inplace: bool) -> list[str]:
+        """Every extension file this build writes: in build/, and in the tree if in place."""
+        paths = set(self.get_outputs())  # in place too, these are build/lib's copies
+        if inplace:
+            paths.update(self.get_ext_fullpath(ext.name) for ext in self.extensions)
+        return sorted(paths)
+
     def run(self) -> None:
+        inplace = bool(self.inplace)  # setuptools clears it while it builds (and if that fails)
         try:
             super().run()
         except Exception as exc:  # no compiler, no headers, a compiler error
-            for path in self.get_outputs():  # never leave half of the extensions
+            self.inplace = inplace  # get_ext_fullpath reads it
+            for path in self._built_paths(inplace):  # never leave half of the extensions
                 if os.path.exists(path):
                     os.remove(path)
             _warn(f"compiling failed ({exc})")
             return
         # A module's small import shim is not relinked when only the shared
-        # library changed; mark them all as built now, so kcpsock/_accel.py
+        # library changed, and an in-place build copies build/lib's files with
+        # their old times; mark them all as built now, so kcpsock/_accel.py
         # (which compares them with the sources) does not find them stale.
-        for path in self.get_outputs():
+        for path in self._built_paths(inplace):
             if os.path.exists(path):
                 os.utime(path)
 

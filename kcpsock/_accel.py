@@ -11,10 +11,13 @@ both forms.
 imported, makes this process load the ``.py`` sources of those modules even
 where the extensions exist (to compare the two, or to debug with pdb).
 
-A source edited after it was compiled (an in-place build, ``pip install
--e``) would otherwise be shadowed by its stale extension: then all of them
-load from their sources, with a :class:`RuntimeWarning` that says how to
-rebuild (``make compiled``).
+In a source checkout (an in-place build, ``pip install -e``), a source
+edited after it was compiled would otherwise be shadowed by its stale
+extension: then all of them load from their sources, with a
+:class:`RuntimeWarning` that says how to rebuild (``make compiled``).  An
+installed package (a wheel, an sdist) is never judged stale: its sources and
+extensions come from one build, and an installer stamps the files with the
+time it wrote them, so their times say nothing about their order.
 """
 
 from __future__ import annotations
@@ -73,8 +76,18 @@ class _PureSources(importlib.abc.MetaPathFinder):
         return importlib.util.spec_from_file_location(fullname, source, loader=loader)
 
 
+def _in_checkout() -> bool:
+    """Whether this package runs from a source checkout (``setup.py`` beside the package)."""
+    return os.path.isfile(os.path.join(os.path.dirname(_HERE), "setup.py"))
+
+
 def stale_modules() -> list[str]:
-    """The compilable modules whose source is newer than their extension beside it."""
+    """The compilable modules whose source is newer than their extension beside it.
+
+    Always empty outside a source checkout (see :func:`_in_checkout`).
+    """
+    if not _in_checkout():
+        return []
     stale = []
     for name in COMPILABLE:
         source = os.path.join(_HERE, name + ".py")

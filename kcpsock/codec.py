@@ -215,8 +215,8 @@ class PacketCodec:
     def __init__(
         self,
         block: Optional[BlockCrypt] = None,
-        data_shards: int = 0,
-        parity_shards: int = 0,
+        data_shards: object = 0,
+        parity_shards: object = 0,
         *,
         random_bytes: Callable[[int], bytes] = os.urandom,
     ) -> None:
@@ -226,13 +226,14 @@ class PacketCodec:
         # FECEncoder/FECDecoder validate the shard counts (TypeError/ValueError).
         self.encoder = FECEncoder(data_shards, parity_shards)
         self.decoder: Optional[FECDecoder] = (
-            FECDecoder(data_shards, parity_shards) if data_shards else None
+            FECDecoder(data_shards, parity_shards) if self.encoder.data_shards else None
         )
         self.block = block
-        self.data_shards = data_shards
-        self.parity_shards = parity_shards
+        # object-typed above so that, compiled, the error still names the argument
+        self.data_shards: int = self.encoder.data_shards
+        self.parity_shards: int = self.encoder.parity_shards
         self._random_bytes = random_bytes
-        self._fec = data_shards > 0
+        self._fec = self.data_shards > 0
         tag = int(getattr(block, "tag_size", 0) or 0) if block is not None else 0
         self._aead = tag > 0
         self.tag_size = tag

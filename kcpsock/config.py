@@ -210,17 +210,26 @@ def check_block(block: object) -> Optional[BlockCrypt]:
     )
 
 
-def _check_flag(obj: object, name: str) -> None:
-    """A flag field: a bool, or the ints 0/1 kcp-go's setters take (stored as bool)."""
-    value = getattr(obj, name)
+def check_bool(name: str, value: object) -> bool:
+    """Check a flag: a bool, or the ints 0/1 kcp-go's setters take.
+
+    Raises:
+        TypeError: not a bool or an int.
+        ValueError: an int other than 0 and 1.
+    """
     if isinstance(value, bool):
-        return
+        return value
     if not isinstance(value, int):
         raise TypeError(f"{name} must be a bool (or 0/1), not {type(value).__name__}")
     if value not in (0, 1):
         raise ValueError(f"{name} must be True/False or 0/1, got {value}")
+    return bool(value)
+
+
+def _check_flag(obj: object, name: str) -> None:
+    """A flag field: a bool, or the ints 0/1 kcp-go's setters take (stored as bool)."""
     # frozen dataclass: normalise in place so that the field reads as a bool
-    object.__setattr__(obj, name, bool(value))
+    object.__setattr__(obj, name, check_bool(name, getattr(obj, name)))
 
 
 class ConfigFields(TypedDict, total=False):

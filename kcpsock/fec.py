@@ -56,7 +56,7 @@ from collections.abc import Iterable
 from typing import Callable, Optional
 
 from ._fastcrypt import xor_function
-from .config import check_shards
+from .config import check_bool, check_shards
 from .errors import PacketError
 from .gf256 import MUL_TABLES, BytesLike, ParityAccumulator, ReedSolomon
 from .segment import timediff
@@ -145,7 +145,7 @@ class FECEncoder:
         parity_shards: object,
         *,
         start_seqid: object = 0,
-        accelerate: bool = True,
+        accelerate: object = True,
     ) -> None:
         """Create an encoder.
 
@@ -161,7 +161,8 @@ class FECEncoder:
                 int paths (tests compare both; the bytes are the same).
 
         Raises:
-            TypeError: if an argument is not an int.
+            TypeError: if a count or ``start_seqid`` is not an int, or
+                ``accelerate`` is not a bool (or 0/1).
             ValueError: if a count is negative, only one of them is 0, their
                 sum exceeds 255, or ``start_seqid`` is not a group start below
                 ``paws``.
@@ -169,6 +170,7 @@ class FECEncoder:
         d, p = check_shards(data_shards, parity_shards)
         if not isinstance(start_seqid, int) or isinstance(start_seqid, bool):
             raise TypeError(f"start_seqid must be an int, got {type(start_seqid).__name__}")
+        accel = check_bool("accelerate", accelerate)
         self.data_shards = d
         self.parity_shards = p
         self.parity_skipped = 0
@@ -194,7 +196,7 @@ class FECEncoder:
         # The C-speed accumulator (translate + one C XOR per data shard),
         # when pycryptodome's strxor can be called directly; else the
         # bit-sliced int program (small codes) or translate + int XOR.
-        xor = xor_function() if self._rs is not None and accelerate else None
+        xor = xor_function() if self._rs is not None and accel else None
         self._cacc: Optional[ParityAccumulator] = (
             ParityAccumulator(self._rs, xor) if self._rs is not None and xor is not None else None
         )
@@ -531,8 +533,8 @@ class FECDecoder:
         data_shards: object,
         parity_shards: object,
         *,
-        autotune: bool = True,
-        accelerate: bool = True,
+        autotune: object = True,
+        accelerate: object = True,
     ) -> None:
         """Create a decoder.
 
@@ -548,11 +550,13 @@ class FECDecoder:
                 (same datagrams).
 
         Raises:
-            TypeError: if a count is not an int.
+            TypeError: if a count is not an int, or a flag not a bool (or 0/1).
             ValueError: if a count is negative, only one of them is 0, or
                 their sum exceeds 255.
         """
         d, p = check_shards(data_shards, parity_shards)
+        tune = check_bool("autotune", autotune)
+        accel = check_bool("accelerate", accelerate)
         self.parity_shards = 0
         self.full_shard_sets = 0
         self.recovered = 0
@@ -560,12 +564,12 @@ class FECDecoder:
         self.ignored = 0
         self.retuned = 0
         self._enabled = d > 0
-        self._autotune = _Autotune() if (autotune and self._enabled) else None
+        self._autotune = _Autotune() if (tune and self._enabled) else None
         self._should_tune = False
         # rebuild with the C XOR when reachable (else the int path,
         # kcpsock.gf256.rebuild_ints); looked up when needed, so that the
         # decoder holds no ctypes object (copy.deepcopy works)
-        self._accelerate = accelerate
+        self._accelerate = accel
         self._sets: dict[int, dict[int, bytes]] = {}
         self._newest: Optional[int] = None
         self._configure(d, p)

@@ -54,7 +54,7 @@ from contextlib import AbstractContextManager
 from typing import Callable, Final, Optional, Protocol, TypeVar, Union
 
 from .codec import Codec, PacketCodec
-from .config import MTU_LIMIT, check_block, check_shards
+from .config import MTU_LIMIT, check_block, check_int, check_shards
 from .errors import PacketError
 from .fec import FEC_HEADER_SIZE_PLUS2, TYPE_DATA, TYPE_PARITY
 from .segment import CMD_WASK, CMD_WINS, HEADER, OVERHEAD
@@ -236,14 +236,21 @@ class Blacklist:
 
     Args:
         ttl: seconds; 0 or less disables the blacklist.
-        max_entries: the size bound.
+        max_entries: the size bound (>= 1).
+
+    Raises:
+        TypeError: ``ttl`` is not a number or ``max_entries`` not an int.
+        ValueError: ``max_entries`` is below 1.
     """
 
     __slots__ = ("_convs", "_entries", "_last_purge", "max_entries", "ttl")
 
-    def __init__(self, ttl: float, max_entries: int = BLACKLIST_MAX) -> None:
+    def __init__(self, ttl: object, max_entries: object = BLACKLIST_MAX) -> None:
+        # object-typed so that, compiled too, a bad argument's error names it
+        if isinstance(ttl, bool) or not isinstance(ttl, (int, float)):
+            raise TypeError(f"ttl must be a number of seconds, not {type(ttl).__name__}")
         self.ttl = float(ttl)
-        self.max_entries = max_entries
+        self.max_entries = check_int("max_entries", max_entries, low=1)
         # insertion order == expiry order (a refreshed key moves to the end)
         self._entries: dict[Key, float] = {}
         # conv -> the key that last blacklisted it (replays from other ports)

@@ -68,17 +68,36 @@ def test_pure_switch_zero_means_unset() -> None:
     assert _compiled_in_child({"KCPSOCK_PURE": "0"}) == expected
 
 
-def test_stale_extension_is_detected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _fake_tree(root: Path, *, checkout: bool) -> tuple[Path, Path]:
+    """A package dir with kcp.py (newer) beside its extension (older), in ``root``."""
     import importlib.machinery
 
+    package = root / "kcpsock"
+    package.mkdir()
+    if checkout:
+        (root / "setup.py").write_text("")
     suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
-    (tmp_path / "kcp.py").write_text("")
-    built = tmp_path / f"kcp{suffix}"
+    (package / "kcp.py").write_text("")
+    built = package / f"kcp{suffix}"
     built.write_bytes(b"")
     os.utime(built, (1000, 1000))
-    os.utime(tmp_path / "kcp.py", (2000, 2000))
-    (tmp_path / "segment.py").write_text("")  # never compiled: not stale
-    monkeypatch.setattr(_accel, "_HERE", str(tmp_path))
+    os.utime(package / "kcp.py", (2000, 2000))
+    (package / "segment.py").write_text("")  # never compiled: not stale
+    return package, built
+
+
+def test_stale_extension_is_detected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    package, built = _fake_tree(tmp_path, checkout=True)
+    monkeypatch.setattr(_accel, "_HERE", str(package))
     assert _accel.stale_modules() == ["kcp"]
     os.utime(built, (3000, 3000))
+    assert _accel.stale_modules() == []
+
+
+def test_installed_package_is_never_stale(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # pip writes a wheel's files in its own order, stamped with the time it writes
+    # them: a .py written after its extension says nothing (was: every installed
+    # wheel ran pure, with a warning telling the user to run `make compiled`)
+    package, _ = _fake_tree(tmp_path, checkout=False)
+    monkeypatch.setattr(_accel, "_HERE", str(package))
     assert _accel.stale_modules() == []

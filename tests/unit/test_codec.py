@@ -315,8 +315,12 @@ def test_constructor_arguments() -> None:
     for d, p in ((-1, 1), (1, 0), (0, 1), (200, 56)):
         with pytest.raises(ValueError, match="data_shards"):
             PacketCodec(None, d, p)
-    with pytest.raises(TypeError):
-        PacketCodec(None, 1.5, 1)  # type: ignore[arg-type]
+    # named in both forms (compiled, an int-typed parameter raised mypyc's own
+    # "int object expected; got float", which names nothing)
+    with pytest.raises(TypeError, match="data_shards"):
+        PacketCodec(None, 1.5, 1)
+    with pytest.raises(TypeError, match="parity_shards"):
+        PacketCodec(None, 3, "1")
 
 
 def test_type_errors() -> None:

@@ -75,6 +75,20 @@ def test_shard_counts_must_be_ints(cls: type) -> None:
         cls(10, 3.0)
 
 
+def test_flags_checked_by_name() -> None:
+    # named in both forms (compiled, a bool-typed parameter raised mypyc's own
+    # "bool object expected; got str"; pure Python took any truthy value)
+    with pytest.raises(TypeError, match="accelerate"):
+        FECEncoder(10, 3, accelerate="no")
+    with pytest.raises(TypeError, match="accelerate"):
+        FECDecoder(10, 3, accelerate=None)
+    with pytest.raises(TypeError, match="autotune"):
+        FECDecoder(10, 3, autotune="yes")
+    with pytest.raises(ValueError, match="autotune"):
+        FECDecoder(10, 3, autotune=2)
+    assert FECDecoder(10, 3, autotune=0, accelerate=1).shard_counts == (10, 3)
+
+
 def test_start_seqid_checked() -> None:
     with pytest.raises(ValueError, match="start_seqid"):
         FECEncoder(10, 3, start_seqid=5)

@@ -206,6 +206,17 @@ def test_blacklist_expiry_and_discard() -> None:
     assert len(inbound.process([(push(1), A)], now=15.2).created) == 1
 
 
+def test_blacklist_arguments_named() -> None:
+    # named in both forms (compiled: mypyc's "float object expected; got str")
+    with pytest.raises(TypeError, match="ttl"):
+        Blacklist("600")
+    with pytest.raises(TypeError, match="max_entries"):
+        Blacklist(600.0, max_entries=2.5)
+    with pytest.raises(ValueError, match="max_entries"):
+        Blacklist(600.0, max_entries=0)
+    assert Blacklist(600).ttl == 600.0
+
+
 def test_blacklist_disabled_and_bounded() -> None:
     off = Blacklist(0)
     off.add((A, 1), 0.0)
