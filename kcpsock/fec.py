@@ -568,7 +568,8 @@ class FECDecoder:
         self._should_tune = False
         # rebuild with the C XOR when reachable (else the int path,
         # kcpsock.gf256.rebuild_ints); looked up when needed, so that the
-        # decoder holds no ctypes object (copy.deepcopy works)
+        # decoder holds no ctypes object (copy.deepcopy works on the pure form;
+        # compiled objects cannot be copied, see README "Compiled core")
         self._accelerate = accel
         self._sets: dict[int, dict[int, bytes]] = {}
         self._newest: Optional[int] = None
