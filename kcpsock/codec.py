@@ -71,7 +71,7 @@ import os
 import struct
 import zlib
 from collections.abc import Iterable, Sequence
-from typing import Callable, Optional, Protocol, Union
+from typing import Callable, NoReturn, Optional, Protocol, Union
 
 from .config import MTU_LIMIT, check_block, check_int
 from .crypt import CRYPT_HEADER_SIZE, NONCE_SIZE, BlockCrypt
@@ -211,6 +211,11 @@ class PacketCodec:
         decoder: the :class:`~kcpsock.fec.FECDecoder` (None until an FEC
             packet arrives if FEC is not configured).
     """
+
+    def __reduce_ex__(self, protocol: object) -> NoReturn:
+        # live protocol state: copy.copy/deepcopy/pickle raise, in both forms
+        # (compiled, mypyc's classes could not be copied anyway)
+        raise TypeError(f"cannot pickle {type(self).__name__!r} object: create a new one")
 
     def __init__(
         self,

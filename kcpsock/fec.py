@@ -53,7 +53,7 @@ from __future__ import annotations
 import struct
 from collections import deque
 from collections.abc import Iterable
-from typing import Callable, Optional
+from typing import Callable, NoReturn, Optional
 
 from ._fastcrypt import xor_function
 from .config import check_bool, check_shards
@@ -134,6 +134,11 @@ class FECEncoder:
         parity_skipped: groups whose parity was skipped (kcp-go HEAD, gap of
             500 ms or more; only when ``now_ms`` is given).
     """
+
+    def __reduce_ex__(self, protocol: object) -> NoReturn:
+        # live protocol state: copy.copy/deepcopy/pickle raise, in both forms
+        # (compiled, mypyc's classes could not be copied anyway)
+        raise TypeError(f"cannot pickle {type(self).__name__!r} object: create a new one")
 
     # The constructors take ``object`` and check it themselves: compiled (see
     # kcpsock/_accel.py), a parameter typed ``int`` is refused by mypyc's own
@@ -528,6 +533,11 @@ class FECDecoder:
         retuned: times autotune switched to another (d, p).
     """
 
+    def __reduce_ex__(self, protocol: object) -> NoReturn:
+        # live protocol state: copy.copy/deepcopy/pickle raise, in both forms
+        # (compiled, mypyc's classes could not be copied anyway)
+        raise TypeError(f"cannot pickle {type(self).__name__!r} object: create a new one")
+
     def __init__(
         self,
         data_shards: object,
@@ -568,8 +578,7 @@ class FECDecoder:
         self._should_tune = False
         # rebuild with the C XOR when reachable (else the int path,
         # kcpsock.gf256.rebuild_ints); looked up when needed, so that the
-        # decoder holds no ctypes object (copy.deepcopy works on the pure form;
-        # compiled objects cannot be copied, see README "Compiled core")
+        # decoder holds no ctypes object
         self._accelerate = accel
         self._sets: dict[int, dict[int, bytes]] = {}
         self._newest: Optional[int] = None

@@ -53,7 +53,7 @@ from __future__ import annotations
 import ctypes
 import functools
 from collections.abc import Sequence
-from typing import Callable, Optional, Union, cast
+from typing import Callable, NoReturn, Optional, Union, cast
 
 __all__ = [
     "EXP",
@@ -506,6 +506,11 @@ class ReedSolomon:
 
     #: Number of erasure patterns whose decode matrix is kept.
     DECODE_CACHE_SIZE = 512
+
+    def __reduce_ex__(self, protocol: object) -> NoReturn:
+        # live protocol state: copy.copy/deepcopy/pickle raise, in both forms
+        # (compiled, mypyc's classes could not be copied anyway)
+        raise TypeError(f"cannot pickle {type(self).__name__!r} object: create a new one")
 
     def __init__(self, data_shards: object, parity_shards: object) -> None:
         """Build the code.

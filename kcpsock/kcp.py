@@ -52,7 +52,7 @@ from collections import deque
 from collections.abc import Sequence
 from itertools import islice
 from operator import itemgetter
-from typing import Final, Optional, Union, cast
+from typing import Final, NoReturn, Optional, Union, cast
 
 # Segment and _NoDelay live in a module mypyc leaves interpreted: it cannot
 # compile a subclass of int, and it compiles the run-time branch of an
@@ -168,6 +168,11 @@ class KCP:
     #: Run kcp-go's full snd_buf scan at every flush instead of the shortcut
     #: (slower; the tests compare the two, which must send identical datagrams).
     scan_always = False
+
+    def __reduce_ex__(self, protocol: object) -> NoReturn:
+        # live protocol state: copy.copy/deepcopy/pickle raise, in both forms
+        # (compiled, mypyc's classes could not be copied anyway)
+        raise TypeError(f"cannot pickle {type(self).__name__!r} object: create a new one")
 
     # The cold setters take ``object`` and check it themselves: compiled, a
     # parameter typed ``int`` would be refused by mypyc's own TypeError, which

@@ -8,7 +8,9 @@ tests/property/test_compiled_core.py compares the two directly.
 from __future__ import annotations
 
 import ast
+import copy
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +19,10 @@ import pytest
 
 import kcpsock
 from kcpsock import _accel
+from kcpsock.codec import PacketCodec
+from kcpsock.fec import FECDecoder, FECEncoder
+from kcpsock.gf256 import ReedSolomon
+from kcpsock.kcp import KCP
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -101,3 +107,10 @@ def test_installed_package_is_never_stale(tmp_path: Path, monkeypatch: pytest.Mo
     package, _ = _fake_tree(tmp_path, checkout=False)
     monkeypatch.setattr(_accel, "_HERE", str(package))
     assert _accel.stale_modules() == []
+
+
+def test_protocol_objects_refuse_copy_and_pickle_in_both_forms() -> None:
+    for obj in (KCP(1), FECEncoder(3, 2), FECDecoder(3, 2), ReedSolomon(3, 2), PacketCodec(None)):
+        for op in (copy.copy, copy.deepcopy, pickle.dumps):
+            with pytest.raises(TypeError, match=r"cannot pickle .* object: create a new one"):
+                op(obj)
