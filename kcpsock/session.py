@@ -86,7 +86,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Final, Optional, TypeVar
 
 from ._mypyc import Weakrefable
 from .codec import Codec
@@ -144,24 +144,24 @@ else:
     #: The timeout error blocking calls raise (also ``socket.timeout`` on 3.9).
     Timeout = KCPTimeoutError
 
-_log = logging.getLogger("kcpsock.session")
+_log: Final = logging.getLogger("kcpsock.session")
 
 #: With this many segments unacknowledged, ``send`` does not flush; the data
 #: leaves with the flush the next ACK triggers (kcp-go HEAD flushes on una
 #: advance) or at the next tick: in stream mode merged into full segments, in
 #: message mode many messages in one flush (an echo server's reply to each
 #: message was a flush and a ``sendto`` of its own).
-CORK_INFLIGHT = 16
+CORK_INFLIGHT: Final = 16
 
 #: A reader waiting on a silent peer (see :meth:`Session._watch`): the peer
 #: counts as gone after at least this many probes in a row went unanswered ...
-GONE_PROBES = 16
+GONE_PROBES: Final = 16
 #: ... over at least this many answer times (max(RTO, slowest probe answer)),
 #: and at least ``gone_timeout``.
-GONE_ANSWER_TIMES = 8
+GONE_ANSWER_TIMES: Final = 8
 #: While the peer answers, a waiting reader probes after one answer time of
 #: silence, then at doubling gaps up to this (ms).
-GONE_GAP_MAX_MS = 5000
+GONE_GAP_MAX_MS: Final = 5000
 #: The close watch probes a silent peer only within this window (ms; or
 #: :data:`GONE_ANSWER_TIMES` answer times if longer) after data last moved
 #: or the reader began waiting; a peer that still answers after it is left
@@ -172,16 +172,16 @@ GONE_WINDOW_MS = 3000
 #: Keep-alive deadlines are rounded up to a multiple of this (ms; at most
 #: an eighth of ``keepalive_interval``) on the session clock, so one updater
 #: wake-up runs the keep-alive of every idle session due in that slot.
-KEEPALIVE_GRID_MS = 250
+KEEPALIVE_GRID_MS: Final = 250
 
 #: Seconds between two updates of a dialed session's paced receive window
 #: (:meth:`Session._pace_window`; a listener paces its sessions as often).
-DRAIN_INTERVAL = 0.05
+DRAIN_INTERVAL: Final = 0.05
 
 #: Batches a session's inbound queue holds at most (each at most
 #: :data:`kcpsock.transport.BATCH` datagrams).
-INBOX_LIMIT = 128
-_M32 = 0xFFFFFFFF
+INBOX_LIMIT: Final = 128
+_M32: Final = 0xFFFFFFFF
 
 
 def new_replay_filter(codec: Any, config: KCPConfig) -> Optional[ReplayFilter]:
@@ -247,8 +247,8 @@ class SessionState(enum.Enum):
     """Closed on this side; every resource released."""
 
 
-_CLOSED = SessionState.CLOSED
-_CLOSING = SessionState.CLOSING
+_CLOSED: Final = SessionState.CLOSED
+_CLOSING: Final = SessionState.CLOSING
 
 
 def _deadline_from(now: int, target: int) -> int:
@@ -2019,13 +2019,13 @@ class Session(Weakrefable):
         )
 
 
-_live_sessions: weakref.WeakSet[Session] = weakref.WeakSet()
-_live_listeners: weakref.WeakSet[ListenerCore] = weakref.WeakSet()
+_live_sessions: Final[weakref.WeakSet[Session]] = weakref.WeakSet()
+_live_listeners: Final[weakref.WeakSet[ListenerCore]] = weakref.WeakSet()
 #: sessions closed by the user and still delivering (strong references: a
 #: forgotten socket's data still goes out)
-_closing: set[Session] = set()
+_closing: Final[set[Session]] = set()
 #: receiver threads told to stop without a join (finished from a timer)
-_retiring: list[threading.Thread] = []
+_retiring: Final[list[threading.Thread]] = []
 
 
 def _always() -> bool:
@@ -2043,7 +2043,7 @@ def _fmt(address: Address) -> str:
 
 
 #: drain_closing stops waiting for sessions whose peer was silent this long
-_DRAIN_SILENCE_MS = 1000
+_DRAIN_SILENCE_MS: Final = 1000
 
 
 def drain_closing(timeout: float, *, abort: bool = False) -> bool:

@@ -51,7 +51,7 @@ import socket
 import threading
 import time
 from collections import deque
-from typing import Callable, Optional
+from typing import Callable, Final, Optional
 
 from . import _mmsg
 from ._mypyc import mypyc_attr
@@ -70,16 +70,16 @@ __all__ = [
     "buffer_datagrams",
 ]
 
-_log = logging.getLogger("kcpsock.transport")
+_log: Final = logging.getLogger("kcpsock.transport")
 
 # The global counters get a real lock as soon as an I/O layer exists.
 snmp.set_lock(threading.RLock())
 
 #: Datagrams taken from the kernel per receiver wake-up.
-BATCH = 64
+BATCH: Final = 64
 #: Receive buffer: kcp-go's mtuLimit (larger datagrams are truncated, then rejected).
-RECV_SIZE = MTU_LIMIT
-_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+RECV_SIZE: Final = MTU_LIMIT
+_DONTWAIT: Final = getattr(socket, "MSG_DONTWAIT", 0)
 #: Seconds the receive role may stay lent while no reader holds it (a
 #: reader that returned from ``recv`` and comes back soon keeps it, so a
 #: ping-pong pays no receiver wake-up); datagrams arriving meanwhile wait
@@ -88,11 +88,11 @@ LEND_LEASE = 0.004
 #: The role is lent only after a batch of at most this many datagrams: a
 #: request/response exchange, not a bulk transfer (whose reader finds data
 #: waiting anyway, while the receiver thread keeps the socket drained).
-LEND_BATCH = 8
+LEND_BATCH: Final = 8
 #: The parked receiver checks on a reader holding the role after
 #: :data:`LEND_LEASE`, then at doubling intervals up to this; beyond, it
 #: sleeps until the holder leaves (which then wakes it).
-_NAP_MAX = 0.25
+_NAP_MAX: Final = 0.25
 
 Batch = list[tuple[bytes, Address]]
 
@@ -208,7 +208,7 @@ class Transport:
 
 
 #: what :meth:`Signal.set_writable` pushes to fill the send buffer
-_SIGNAL_FILL = bytes(1024)
+_SIGNAL_FILL: Final = bytes(1024)
 
 
 class Signal:
