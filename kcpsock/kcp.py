@@ -390,7 +390,7 @@ class KCP:
                 fragments fit in its receive queue, so such a message would
                 never be delivered and would stall everything behind it.
         """
-        if data.__class__ is bytes and not self.stream and 0 < len(data) <= self.mss:
+        if type(data) is bytes and not self.stream and 0 < len(data) <= self.mss:
             self.snd_queue.append((0, data))  # the common case: one fragment
             return
         if type(data) is not bytes:
@@ -521,7 +521,7 @@ class KCP:
                 # kcp-go Recv "fast recover": tell the peer our window reopened
                 self.probe |= IKCP_ASK_TELL
             if data:
-                return data if data.__class__ is bytes else bytes(data)
+                return data if type(data) is bytes else bytes(data)
         return None
 
     # ----------------------------------------------------------------- input
@@ -560,7 +560,7 @@ class KCP:
                 24 bytes, is for another conv, has a truncated payload or an
                 unknown command.  The state is unchanged.
         """
-        if datagram.__class__ is not bytes:
+        if type(datagram) is not bytes:
             datagram = bytes(datagram)
         n = len(datagram)
         if n < OVERHEAD:
