@@ -712,8 +712,9 @@ class KCP:
     def _parse_una(self, una: int) -> None:
         """Drop every segment with sn < una from snd_buf (kcp-go parse_una + shrink_buf)."""
         snd_buf = self.snd_buf
+        popleft = snd_buf.popleft
         while snd_buf and 0 < ((una - snd_buf[0][SN]) & _M) < 0x80000000:
-            snd_buf.popleft()  # (usually once: no bound method)
+            popleft()
         self.snd_una = snd_buf[0][SN] if snd_buf else self.snd_nxt
         if self._unsent > len(snd_buf):
             self._unsent = len(snd_buf)
