@@ -711,13 +711,13 @@ class Session(Weakrefable):
             plain = self._codec is None and not self.dup
             txq = self._txq
             tx_lock = self._tx_lock
-            send = self.transport.send
+            transport = self.transport  # a native call: no bound method, no boxed result
             remote = self.remote
             while txq and tx_lock.acquire(False):
                 try:
                     while txq:
                         batch = txq.popleft()
-                        a, b = send(batch if plain else self._encode(batch), remote)
+                        a, b = transport.send(batch if plain else self._encode(batch), remote)
                         # counted by the _tx_lock holder only (snmp_counts)
                         self.packets_out += a
                         self.wire_bytes_out += b
