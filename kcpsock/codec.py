@@ -71,7 +71,7 @@ import os
 import struct
 import zlib
 from collections.abc import Iterable, Sequence
-from typing import Callable, NoReturn, Optional, Protocol, Union
+from typing import Callable, Final, NoReturn, Optional, Protocol, Union
 
 from .config import MTU_LIMIT, check_block, check_int
 from .crypt import CRYPT_HEADER_SIZE, NONCE_SIZE, BlockCrypt
@@ -82,18 +82,18 @@ from .segment import OVERHEAD
 __all__ = ["MTU_LIMIT", "Codec", "PacketCodec"]
 
 #: Smallest KCP MTU kcp-go accepts (``SetMtu``: mtu < 50 is refused).
-_MIN_KCP_MTU = 50
+_MIN_KCP_MTU: Final = 50
 
 #: What the decoding methods accept.
 BytesLike = Union[bytes, bytearray, memoryview]
 
-_crc32 = zlib.crc32
-_u16_at = struct.Struct("<H").unpack_from
-_u32_at = struct.Struct("<I").unpack_from
-_fec_head_at = struct.Struct("<IH").unpack_from  # FEC seqid, type
-_pack_u32 = struct.Struct("<I").pack
+_crc32: Final = zlib.crc32
+_u16_at: Final = struct.Struct("<H").unpack_from
+_u32_at: Final = struct.Struct("<I").unpack_from
+_fec_head_at: Final = struct.Struct("<IH").unpack_from  # FEC seqid, type
+_pack_u32: Final = struct.Struct("<I").pack
 #: open_many's placeholder for a packet whose CRC did not match (replaced when it does).
-_BAD_CRC = PacketError("bad CRC32 (wrong key or cipher, or corrupted)", "InCsumErrors")
+_BAD_CRC: Final = PacketError("bad CRC32 (wrong key or cipher, or corrupted)", "InCsumErrors")
 
 
 def _prefix(nonce: bytes, crc: int, head: bytes) -> bytes:
@@ -102,12 +102,12 @@ def _prefix(nonce: bytes, crc: int, head: bytes) -> bytes:
 
 
 #: open_many decrypts at most this many packets per pair of C calls.
-_OPEN_CHUNK = 64
+_OPEN_CHUNK: Final = 64
 #: encode_many's batch path from this many datagrams on (fewer: one by one,
 #: which costs less for the lone datagram of an interactive exchange).
-_BATCH_MIN = 4
+_BATCH_MIN: Final = 4
 #: Nonces are sliced from os.urandom reads of this size (one system call per ~250).
-_NONCE_BATCH = 4096
+_NONCE_BATCH: Final = 4096
 
 
 def _as_bytes(name: str, value: object) -> bytes:

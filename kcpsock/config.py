@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Optional, TypedDict, cast
+from typing import TYPE_CHECKING, ClassVar, Final, Optional, TypedDict, cast
 
 if TYPE_CHECKING:  # crypt imports this module; the protocol is for typing only
     from typing_extensions import Unpack
@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 #: kcp-go ``mtuLimit``: the largest UDP payload kcp-go sends or can receive.
-MTU_LIMIT = 1500
+MTU_LIMIT: Final = 1500
 #: The smallest UDP payload size accepted (kcp-go ``SetMtu`` refuses a KCP MTU below 50).
 MIN_MTU = 50
 #: The largest window: ``wnd`` is 16 bits on the wire.

@@ -50,7 +50,7 @@ Pure module: no I/O, no clock; nonces are the codec's business.
 from __future__ import annotations
 
 import hashlib
-from typing import Callable, NamedTuple, Protocol, runtime_checkable
+from typing import Callable, Final, NamedTuple, Protocol, runtime_checkable
 
 from Crypto.Cipher import AES, CAST, DES, DES3, Blowfish, Salsa20
 
@@ -80,11 +80,11 @@ __all__ = [
 #: defined in kcpsock._cfb, which the pure-Python ciphers share.
 IV = _CFB_IV
 #: kcp-go ``nonceSize``, ``crcSize``, ``cryptHeaderSize``.
-NONCE_SIZE = 16
-CRC_SIZE = 4
-CRYPT_HEADER_SIZE = NONCE_SIZE + CRC_SIZE
+NONCE_SIZE: Final = 16
+CRC_SIZE: Final = 4
+CRYPT_HEADER_SIZE: Final = NONCE_SIZE + CRC_SIZE
 #: kcp-go HEAD AES-GCM: nonce in clear in front, tag behind.
-GCM_NONCE_SIZE = 12
+GCM_NONCE_SIZE: Final = 12
 GCM_TAG_SIZE = 16
 #: kcp-go ``saltxor``, kcptun ``SALT``.
 _XOR_SALT = b"sH3CIVoF#rWLtJo6"

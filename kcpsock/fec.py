@@ -53,7 +53,7 @@ from __future__ import annotations
 import struct
 from collections import deque
 from collections.abc import Iterable
-from typing import Callable, NoReturn, Optional
+from typing import Callable, Final, NoReturn, Optional
 
 from ._fastcrypt import xor_function
 from .config import check_bool, check_shards
@@ -75,32 +75,32 @@ __all__ = [
 ]
 
 #: seqid (4) + type (2).
-FEC_HEADER_SIZE = 6
+FEC_HEADER_SIZE: Final = 6
 #: The header plus the 2-byte size field of a data packet.
-FEC_HEADER_SIZE_PLUS2 = 8
+FEC_HEADER_SIZE_PLUS2: Final = 8
 #: Type of a data packet (bytes f1 00 at offset 4).
-TYPE_DATA = 0xF1
+TYPE_DATA: Final = 0xF1
 #: Type of a parity packet (bytes f2 00 at offset 4).
-TYPE_PARITY = 0xF2
+TYPE_PARITY: Final = 0xF2
 #: Type of kcp-go HEAD's out-of-band packets; never handled by this module.
-TYPE_OOB = 0xF3
+TYPE_OOB: Final = 0xF3
 #: kcp-go HEAD ``maxFECEncodeLatency``: no parity for a group whose last two
 #: data packets are this far apart or more.
-MAX_FEC_ENCODE_LATENCY_MS = 500
+MAX_FEC_ENCODE_LATENCY_MS: Final = 500
 #: kcp-go HEAD ``maxShardSets``: shard sets more than this many groups
 #: behind the newest are discarded.
-MAX_SHARD_SETS = 3
+MAX_SHARD_SETS: Final = 3
 #: kcp-go ``maxAutoTuneSamples``.
-AUTOTUNE_SAMPLES = 258
+AUTOTUNE_SAMPLES: Final = 258
 
-_MAX_DATAGRAM = 0xFFFF - 2  # the size field (2 + length) is a u16
+_MAX_DATAGRAM: Final = 0xFFFF - 2  # the size field (2 + length) is a u16
 
-_HEAD6 = struct.Struct("<IH")
-_HEAD8 = struct.Struct("<IHH")
-_unpack_head = _HEAD6.unpack_from
-_pack_head = _HEAD6.pack
-_pack_head8 = _HEAD8.pack
-_NO_PARITY: list[tuple[bytes, bytes]] = []  # frame() without parity (never mutated)
+_HEAD6: Final = struct.Struct("<IH")
+_HEAD8: Final = struct.Struct("<IHH")
+_unpack_head: Final = _HEAD6.unpack_from
+_pack_head: Final = _HEAD6.pack
+_pack_head8: Final = _HEAD8.pack
+_NO_PARITY: Final[list[tuple[bytes, bytes]]] = []  # frame() without parity (never mutated)
 
 
 def paws_for(total_shards: int) -> int:

@@ -88,14 +88,14 @@ Key = tuple[Address, int]
 _K = TypeVar("_K")
 
 #: Most (address, conv) pairs a blacklist remembers.
-BLACKLIST_MAX = 65536
+BLACKLIST_MAX: Final = 65536
 
-_u16_at = struct.Struct("<H").unpack_from
-_u32_at = struct.Struct("<I").unpack_from
-_header_at = HEADER.unpack_from
-_NONE: list[bytes] = []  # no recovered datagrams (never mutated)
-_CMD_PUSH = 81
-_CMD_WASK = 83
+_u16_at: Final = struct.Struct("<H").unpack_from
+_u32_at: Final = struct.Struct("<I").unpack_from
+_header_at: Final = HEADER.unpack_from
+_NONE: Final[list[bytes]] = []  # no recovered datagrams (never mutated)
+_CMD_PUSH: Final = 81
+_CMD_WASK: Final = 83
 
 #: stage 1: (packet, address) -> None to pass, or the counter to drop it under.
 PreFilter = Callable[[bytes, Address], Optional[str]]
@@ -744,7 +744,7 @@ class DrainRate:
 
 
 #: The commands of a keep-alive exchange (see :meth:`WindowShare.note`).
-_KEEPALIVE_CMDS = (CMD_WASK, CMD_WINS)
+_KEEPALIVE_CMDS: Final = (CMD_WASK, CMD_WINS)
 
 
 class WindowShare:

@@ -89,35 +89,35 @@ __all__ = [
     "Segment",
 ]
 
-IKCP_RTO_NDL = 30
-IKCP_RTO_MIN = 100
-IKCP_RTO_DEF = 200
-IKCP_RTO_MAX = 60000
-IKCP_ASK_SEND = 1
-IKCP_ASK_TELL = 2
-IKCP_WND_SND = 32
-IKCP_WND_RCV = 32
-IKCP_MTU_DEF = 1400
-IKCP_INTERVAL = 100
-IKCP_DEADLINK = 20
-IKCP_THRESH_INIT = 2
-IKCP_THRESH_MIN = 2
-IKCP_PROBE_INIT = 500  # kcp-go HEAD (Dec 2025); ikcp and kcp-go 2017 use 7000
-IKCP_PROBE_LIMIT = 120000
+IKCP_RTO_NDL: Final = 30
+IKCP_RTO_MIN: Final = 100
+IKCP_RTO_DEF: Final = 200
+IKCP_RTO_MAX: Final = 60000
+IKCP_ASK_SEND: Final = 1
+IKCP_ASK_TELL: Final = 2
+IKCP_WND_SND: Final = 32
+IKCP_WND_RCV: Final = 32
+IKCP_MTU_DEF: Final = 1400
+IKCP_INTERVAL: Final = 100
+IKCP_DEADLINK: Final = 20
+IKCP_THRESH_INIT: Final = 2
+IKCP_THRESH_MIN: Final = 2
+IKCP_PROBE_INIT: Final = 500  # kcp-go HEAD (Dec 2025); ikcp and kcp-go 2017 use 7000
+IKCP_PROBE_LIMIT: Final = 120000
 #: kcp-go Send: more than 255 fragments fail.
-MAX_FRAGMENTS = 255
+MAX_FRAGMENTS: Final = 255
 #: kcp-go HEAD SetMtu: mtu must exceed the 24-byte header.
-MIN_MTU = OVERHEAD + 1
+MIN_MTU: Final = OVERHEAD + 1
 #: Largest MTU accepted (the 16-bit limit of a UDP length).
-MAX_MTU = 65535
+MAX_MTU: Final = 65535
 
-_M = U32
+_M: Final = U32
 #: A payload: bytes, or a view into immutable bytes (message fragments).
 _Buf = Union[bytes, bytearray, memoryview]
-_FASTACK_SENTINEL = 0xFFFFFFFF  # kcp-go HEAD: "no more fast/early retransmit until RTO"
-_pack = HEADER.pack
-_second = itemgetter(1)
-_unpack_from = HEADER.unpack_from
+_FASTACK_SENTINEL: Final = 0xFFFFFFFF  # kcp-go HEAD: "no more fast/early retransmit until RTO"
+_pack: Final = HEADER.pack
+_second: Final = itemgetter(1)
+_unpack_from: Final = HEADER.unpack_from
 #: A decoded header: conv, cmd, frg, wnd, ts, sn, una, len.
 _Hdr = tuple[int, int, int, int, int, int, int, int]
 
@@ -395,7 +395,7 @@ class KCP:
                 fragments fit in its receive queue, so such a message would
                 never be delivered and would stall everything behind it.
         """
-        if data.__class__ is bytes and not self.stream and 0 < len(data) <= self.mss:
+        if type(data) is bytes and not self.stream and 0 < len(data) <= self.mss:
             self.snd_queue.append((0, data))  # the common case: one fragment
             return
         if type(data) is not bytes:
@@ -526,7 +526,7 @@ class KCP:
                 # kcp-go Recv "fast recover": tell the peer our window reopened
                 self.probe |= IKCP_ASK_TELL
             if data:
-                return data if data.__class__ is bytes else bytes(data)
+                return data if type(data) is bytes else bytes(data)
         return None
 
     # ----------------------------------------------------------------- input
@@ -565,7 +565,7 @@ class KCP:
                 24 bytes, is for another conv, has a truncated payload or an
                 unknown command.  The state is unchanged.
         """
-        if datagram.__class__ is not bytes:
+        if type(datagram) is not bytes:
             datagram = bytes(datagram)
         n = len(datagram)
         if n < OVERHEAD:

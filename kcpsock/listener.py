@@ -58,7 +58,7 @@ import socket
 import threading
 import time
 from collections import deque
-from typing import Optional
+from typing import Final, Optional
 
 from ._mypyc import Weakrefable
 from .config import KCPConfig
@@ -97,25 +97,25 @@ __all__ = [
 
 #: The part of the socket's receive buffer the advertised windows of busy
 #: stream-mode sessions may fill together (see :class:`kcpsock.inbound.WindowShare`).
-WINDOW_BUDGET = 0.75
+WINDOW_BUDGET: Final = 0.75
 #: Datagrams the listener's receiver takes from the kernel per wake-up at
 #: most.  Many busy sessions split a batch into many small deliveries (each
 #: one takes a session lock and may wake a reader); a larger batch under
 #: load gives each session more datagrams per delivery.  A batch only ever
 #: holds what was queued already, so a lightly loaded listener is unaffected.
-LISTENER_BATCH = 512
+LISTENER_BATCH: Final = 512
 #: A batch this long means datagrams queue up in front of the receiver: the
 #: windows of busy sessions are capped at their share of the socket buffer
 #: (see :class:`kcpsock.inbound.WindowShare`).
-LOADED_BATCH = 64
+LOADED_BATCH: Final = 64
 #: Datagrams the listener's receiver reads ahead of its handler at most
 #: (about 11 MB of 1400-byte datagrams): a burst from many sessions at once
 #: (their first flights, or retransmissions after a loss) is taken out of the
 #: kernel's buffer, which would drop it, while earlier batches are handled.
-LISTENER_READAHEAD = 8192
+LISTENER_READAHEAD: Final = 8192
 
 #: Keys of :attr:`ListenerCore.refused`: why new conversations were dropped.
-REFUSAL_REASONS = (
+REFUSAL_REASONS: Final = (
     "unsolicited",
     "blacklist",
     "conv_in_use",

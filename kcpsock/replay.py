@@ -55,7 +55,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
-from typing import Any, Callable, Optional, Protocol, Union
+from typing import Any, Callable, Final, Optional, Protocol, Union
 
 __all__ = [
     "AEAD_NONCE_SIZE",
@@ -68,13 +68,13 @@ __all__ = [
 ]
 
 #: kcp-go classic mode: the random nonce in front of every datagram (``nonceSize``).
-CLASSIC_NONCE_SIZE = 16
+CLASSIC_NONCE_SIZE: Final = 16
 #: kcp-go HEAD AES-GCM: the clear nonce in front of every datagram.
-AEAD_NONCE_SIZE = 12
+AEAD_NONCE_SIZE: Final = 12
 #: Nonces remembered at most, per cache (two generations of half each).
-DEFAULT_CAPACITY = 65536
+DEFAULT_CAPACITY: Final = 65536
 #: Age after which a generation of nonces is retired (10 minutes, the blacklist TTL).
-DEFAULT_WINDOW_MS = 600_000
+DEFAULT_WINDOW_MS: Final = 600_000
 
 _Bytes = Union[bytes, bytearray, memoryview]
 

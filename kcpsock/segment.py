@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import enum
 import struct
+from typing import Final
 
 __all__ = [
     "CMD_ACK",
@@ -36,14 +37,14 @@ __all__ = [
 ]
 
 #: Size of the segment header in bytes (kcp-go ``IKCP_OVERHEAD``).
-OVERHEAD = 24
+OVERHEAD: Final = 24
 #: Offset of ``sn`` inside the header (kcp-go ``IKCP_SN_OFFSET``).
-SN_OFFSET = 12
+SN_OFFSET: Final = 12
 #: Mask of a uint32.
-U32 = 0xFFFFFFFF
+U32: Final = 0xFFFFFFFF
 
 #: conv, cmd, frg, wnd, ts, sn, una, len.
-HEADER = struct.Struct("<IBBHIIII")
+HEADER: Final = struct.Struct("<IBBHIIII")
 
 
 class Command(enum.IntEnum):
@@ -58,13 +59,15 @@ class Command(enum.IntEnum):
 # Plain-int copies of the commands for hot paths (an IntEnum member costs an
 # attribute lookup and an enum comparison per use).
 #: :attr:`Command.PUSH` as an int: data.
-CMD_PUSH = int(Command.PUSH)
+CMD_PUSH: Final = 81
 #: :attr:`Command.ACK` as an int: acknowledgement of one sn.
-CMD_ACK = int(Command.ACK)
+CMD_ACK: Final = 82
 #: :attr:`Command.WASK` as an int: window probe (ask).
-CMD_WASK = int(Command.WASK)
+CMD_WASK: Final = 83
 #: :attr:`Command.WINS` as an int: window size (tell).
-CMD_WINS = int(Command.WINS)
+CMD_WINS: Final = 84
+
+assert tuple(Command) == (CMD_PUSH, CMD_ACK, CMD_WASK, CMD_WINS)
 
 
 def timediff(later: int, earlier: int) -> int:

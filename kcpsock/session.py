@@ -86,7 +86,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Final, Optional, TypeVar
 
 from ._mypyc import Weakrefable
 from .codec import Codec
@@ -144,24 +144,24 @@ else:
     #: The timeout error blocking calls raise (also ``socket.timeout`` on 3.9).
     Timeout = KCPTimeoutError
 
-_log = logging.getLogger("kcpsock.session")
+_log: Final = logging.getLogger("kcpsock.session")
 
 #: With this many segments unacknowledged, ``send`` does not flush; the data
 #: leaves with the flush the next ACK triggers (kcp-go HEAD flushes on una
 #: advance) or at the next tick: in stream mode merged into full segments, in
 #: message mode many messages in one flush (an echo server's reply to each
 #: message was a flush and a ``sendto`` of its own).
-CORK_INFLIGHT = 16
+CORK_INFLIGHT: Final = 16
 
 #: A reader waiting on a silent peer (see :meth:`Session._watch`): the peer
 #: counts as gone after at least this many probes in a row went unanswered ...
-GONE_PROBES = 16
+GONE_PROBES: Final = 16
 #: ... over at least this many answer times (max(RTO, slowest probe answer)),
 #: and at least ``gone_timeout``.
-GONE_ANSWER_TIMES = 8
+GONE_ANSWER_TIMES: Final = 8
 #: While the peer answers, a waiting reader probes after one answer time of
 #: silence, then at doubling gaps up to this (ms).
-GONE_GAP_MAX_MS = 5000
+GONE_GAP_MAX_MS: Final = 5000
 #: The close watch probes a silent peer only within this window (ms; or
 #: :data:`GONE_ANSWER_TIMES` answer times if longer) after data last moved
 #: or the reader began waiting; a peer that still answers after it is left
@@ -172,16 +172,16 @@ GONE_WINDOW_MS = 3000
 #: Keep-alive deadlines are rounded up to a multiple of this (ms; at most
 #: an eighth of ``keepalive_interval``) on the session clock, so one updater
 #: wake-up runs the keep-alive of every idle session due in that slot.
-KEEPALIVE_GRID_MS = 250
+KEEPALIVE_GRID_MS: Final = 250
 
 #: Seconds between two updates of a dialed session's paced receive window
 #: (:meth:`Session._pace_window`; a listener paces its sessions as often).
-DRAIN_INTERVAL = 0.05
+DRAIN_INTERVAL: Final = 0.05
 
 #: Batches a session's inbound queue holds at most (each at most
 #: :data:`kcpsock.transport.BATCH` datagrams).
-INBOX_LIMIT = 128
-_M32 = 0xFFFFFFFF
+INBOX_LIMIT: Final = 128
+_M32: Final = 0xFFFFFFFF
 
 
 def new_replay_filter(codec: Any, config: KCPConfig) -> Optional[ReplayFilter]:
@@ -247,8 +247,14 @@ class SessionState(enum.Enum):
     """Closed on this side; every resource released."""
 
 
-_CLOSED = SessionState.CLOSED
-_CLOSING = SessionState.CLOSING
+# Members and functions as C statics for the compiled build (an enum
+# member or a module attribute costs a lookup per use otherwise).
+_OPEN: Final = SessionState.OPEN
+_DEAD: Final = SessionState.DEAD
+_CLOSED: Final = SessionState.CLOSED
+_CLOSING: Final = SessionState.CLOSING
+_get_ident: Final = threading.get_ident
+_monotonic: Final = time.monotonic
 
 
 def _deadline_from(now: int, target: int) -> int:
@@ -264,7 +270,7 @@ def wait_deadline(cond: threading.Condition, deadline: Optional[float]) -> bool:
     if deadline is None:
         cond.wait()
         return True
-    remaining = deadline - time.monotonic()
+    remaining = deadline - _monotonic()
     if remaining <= 0:
         return False
     cond.wait(remaining)
@@ -444,7 +450,7 @@ class Session(Weakrefable):
         self.inbox_drops = 0
         self._out: list[bytes] = []  # KCP output produced under the lock ...
         self._counts: list[tuple[str, int]] = []  # ... and counter increments
-        self.state = SessionState.OPEN
+        self.state = _OPEN
         self._rd_shut = False
         self._wr_shut = False
         self._pending = b""  # a message a short recv did not finish ...
@@ -614,8 +620,8 @@ class Session(Weakrefable):
         if kcp.state == 0xFFFFFFFF and self.failure is None:  # kcp.is_dead
             self.failure = "dead_link"
         dead = self.failure is not None
-        if dead and self.state is SessionState.OPEN:
-            self.state = SessionState.DEAD
+        if dead and self.state is _OPEN:
+            self.state = _DEAD
         signal = self._signal
         # (readiness is worked out only when a waiter or the readiness fd
         # looks at it: nothing to do per datagram for a busy writer)
@@ -705,13 +711,13 @@ class Session(Weakrefable):
             plain = self._codec is None and not self.dup
             txq = self._txq
             tx_lock = self._tx_lock
-            send = self.transport.send
+            transport = self.transport  # a native call: no bound method, no boxed result
             remote = self.remote
             while txq and tx_lock.acquire(False):
                 try:
                     while txq:
                         batch = txq.popleft()
-                        a, b = send(batch if plain else self._encode(batch), remote)
+                        a, b = transport.send(batch if plain else self._encode(batch), remote)
                         # counted by the _tx_lock holder only (snmp_counts)
                         self.packets_out += a
                         self.wire_bytes_out += b
@@ -775,7 +781,7 @@ class Session(Weakrefable):
     def _drain_locked(self) -> None:
         """Feed every queued batch to KCP (lock held); output goes to ``_out``."""
         inbox = self._inbox
-        if self.state is SessionState.CLOSED:
+        if self.state is _CLOSED:
             inbox.clear()
             return
         kcp = self.kcp
@@ -783,17 +789,16 @@ class Session(Weakrefable):
         ack_nodelay = self.ack_nodelay
         out = self._out
         errors = packets = nbytes = 0
-        inp = kcp.input
         in_before = kcp.in_segs
         # a reader reading for itself answers soon: no ACK-only flushes now
-        hold = self._ack_rider != 0 and self._ack_rider == threading.get_ident()
+        hold = self._ack_rider != 0 and self._ack_rider == _get_ident()
         while inbox:
             d = inbox.popleft()
             packets += d.packets
             nbytes += d.nbytes
             for dg in d.datagrams:
                 try:
-                    res = inp(dg, now, regular=True, ack_nodelay=ack_nodelay, hold_acks=hold)
+                    res = kcp.input(dg, now, regular=True, ack_nodelay=ack_nodelay, hold_acks=hold)
                 except PacketError:
                     errors += 1
                     continue
@@ -801,7 +806,7 @@ class Session(Weakrefable):
                     out += res
             for dg in d.recovered:
                 try:
-                    res = inp(dg, now, regular=False, ack_nodelay=ack_nodelay, hold_acks=hold)
+                    res = kcp.input(dg, now, regular=False, ack_nodelay=ack_nodelay, hold_acks=hold)
                 except PacketError:
                     errors += 1
                     continue
@@ -829,7 +834,7 @@ class Session(Weakrefable):
             # keep-alive or create_connection's handshake) is answered at
             # once too (kcp-go answers at its next flush).
             out += kcp.flush_acks(now)
-        if self.state is SessionState.CLOSING:
+        if self.state is _CLOSING:
             # closed by the user: acknowledge and drop what still arrives
             while kcp.recv() is not None:
                 pass
@@ -878,13 +883,13 @@ class Session(Weakrefable):
         """
         finish = False
         with self._lock:
-            stale = self.state is SessionState.CLOSED
+            stale = self.state is _CLOSED
         if stale:
             release_updater(False)  # a late timer of a finished session: maybe the last
             return None
         with self._lock:
             state = self.state
-            if state is SessionState.CLOSED:
+            if state is _CLOSED:
                 return None
             if self._inbox:
                 self._drain_locked()
@@ -911,7 +916,7 @@ class Session(Weakrefable):
             if (
                 self.gone_timeout_ms
                 and self.failure is None
-                and state is SessionState.OPEN
+                and state is _OPEN
                 and self._reader_waits(kcp)
             ):
                 watch_due = self._watch(now, kcp, ka_probe)
@@ -921,7 +926,7 @@ class Session(Weakrefable):
             self._out += kcp.flush(now)
             self._notify()
             state = self.state
-            if state is SessionState.CLOSING and (
+            if state is _CLOSING and (
                 not kcp.waitsnd() or self.failure is not None or now >= self._close_deadline
             ):
                 finish = True
@@ -938,7 +943,7 @@ class Session(Weakrefable):
                     nxt = due if nxt is None else min(nxt, due)
                 if watch_due is not None:
                     nxt = watch_due if nxt is None else min(nxt, watch_due)
-                if state is SessionState.CLOSING:
+                if state is _CLOSING:
                     nxt = self._close_deadline if nxt is None else min(nxt, self._close_deadline)
                 if nxt is not None:
                     # armed here, under the lock, rather than by the updater
@@ -1011,7 +1016,7 @@ class Session(Weakrefable):
         """
         if (
             not self.keepalive_timeout_ms
-            or self.state is not SessionState.OPEN
+            or self.state is not _OPEN
             or self.failure is not None
             or self._icmp
         ):
@@ -1227,7 +1232,7 @@ class Session(Weakrefable):
         if not lock.acquire(False):
             return False
         try:
-            if self.state is not SessionState.OPEN:
+            if self.state is not _OPEN:
                 return False
             nxt = self.on_timer(now)
         finally:
@@ -1252,7 +1257,7 @@ class Session(Weakrefable):
 
     def _check_usable(self) -> None:
         state = self.state
-        if state is SessionState.CLOSED or state is SessionState.CLOSING:
+        if state is _CLOSED or state is _CLOSING:
             raise KCPClosedError()
 
     def _failure_error(self) -> OSError:
@@ -1357,11 +1362,7 @@ class Session(Weakrefable):
                             # sets IKCP_ASK_TELL; the next flush carries it)
                             self._arm_locked()
                         break
-                    if (
-                        self._rd_shut
-                        or self.state is SessionState.CLOSED
-                        or self.state is SessionState.CLOSING
-                    ):
+                    if self._rd_shut or self.state is _CLOSED or self.state is _CLOSING:
                         return b""  # closed by another thread meanwhile
                     if kcp.is_dead or self.failure is not None:
                         self._notify()
@@ -1384,13 +1385,13 @@ class Session(Weakrefable):
                             # release below, it would wake nobody (the holder
                             # skips its own wake-up) while this thread polls
                             continue
-                        if deadline is not None and time.monotonic() >= deadline:
+                        if deadline is not None and _monotonic() >= deadline:
                             raise Timeout()
                         # what this thread reads for itself and returns at
                         # once keeps its ACKs for the reply (_drain_locked):
                         # a dialed holder's batch is drained at the top of
                         # the loop, so the mark stays until recv returns
-                        self._ack_rider = threading.get_ident()
+                        self._ack_rider = _get_ident()
                         self._serve_role(role, deadline)
                         continue
                     self._rwait += 1
@@ -1466,7 +1467,7 @@ class Session(Weakrefable):
         if not lock.acquire(False):
             return False
         try:
-            if self.state is not SessionState.OPEN or self._signal is not None:
+            if self.state is not _OPEN or self._signal is not None:
                 return False
             if self._rwait:
                 self._readable.notify_all()
@@ -1626,7 +1627,7 @@ class Session(Weakrefable):
         segment sent afterwards advertises it.  This opens it at once.
         """
         with self._lock:
-            if self.state is SessionState.CLOSED:
+            if self.state is _CLOSED:
                 return
             self.deferred_rcvwnd = rcvwnd
             self._open_window_locked()
@@ -1737,10 +1738,10 @@ class Session(Weakrefable):
         """
         linger = self.linger
         if linger is not None and linger > 0:
-            self.drain(time.monotonic() + linger)
+            self.drain(_monotonic() + linger)
         with self._lock:
             state = self.state
-            if state is SessionState.CLOSED or state is SessionState.CLOSING:
+            if state is _CLOSED or state is _CLOSING:
                 return
             if self._inbox:
                 self._drain_locked()
@@ -1752,13 +1753,13 @@ class Session(Weakrefable):
                 pass
             background = (
                 linger != 0
-                and self.state is SessionState.OPEN
+                and self.state is _OPEN
                 and self._opened
                 and kcp.waitsnd() > 0
                 and self.close_timeout > 0
             )
             if background:
-                self.state = SessionState.CLOSING
+                self.state = _CLOSING
                 self._close_deadline = now + int(self.close_timeout * 1000)
                 self._wake_readers()
                 self._writable.notify_all()
@@ -1778,7 +1779,7 @@ class Session(Weakrefable):
             self._finished = True
             if self._inbox:
                 self._drain_locked()
-            self.state = SessionState.CLOSED
+            self.state = _CLOSED
             self.route.closed = True
             self._wake_readers()
             self._writable.notify_all()
@@ -1833,7 +1834,7 @@ class Session(Weakrefable):
         with self._lock:
             kcp = self.kcp
             while kcp.waitsnd() > 0:
-                if self.state is not SessionState.OPEN or kcp.is_dead:
+                if self.state is not _OPEN or kcp.is_dead:
                     return False
                 self._arm_locked()  # a flush soon: what is queued goes out
                 self._wwait += 1
@@ -1862,7 +1863,7 @@ class Session(Weakrefable):
             KCPClosedError: closed meanwhile.
         """
         if deadline is None:
-            deadline = time.monotonic() + (self.keepalive_timeout_ms / 1000 or 30.0)
+            deadline = _monotonic() + (self.keepalive_timeout_ms / 1000 or 30.0)
         gap = 0.02
         with self._lock:
             kcp = self.kcp
@@ -1872,9 +1873,9 @@ class Session(Weakrefable):
                     self._check_usable()
                     if self._icmp or self.failure == "refused":
                         self.failure = "refused"
-                        self.state = SessionState.DEAD
+                        self.state = _DEAD
                         raise self._failure_error()
-                    now = time.monotonic()
+                    now = _monotonic()
                     if now >= deadline:
                         raise Timeout("no answer")
                     kcp.probe |= IKCP_ASK_SEND
@@ -1943,7 +1944,7 @@ class Session(Weakrefable):
         reader = self._receiver
         if batch >= BATCH or (reader is not None and reader.pending):
             self._drain_backlog = True
-        now = time.monotonic()
+        now = _monotonic()
         if now < self._drain_at:
             return
         drain = self._drain
@@ -2019,13 +2020,13 @@ class Session(Weakrefable):
         )
 
 
-_live_sessions: weakref.WeakSet[Session] = weakref.WeakSet()
-_live_listeners: weakref.WeakSet[ListenerCore] = weakref.WeakSet()
+_live_sessions: Final[weakref.WeakSet[Session]] = weakref.WeakSet()
+_live_listeners: Final[weakref.WeakSet[ListenerCore]] = weakref.WeakSet()
 #: sessions closed by the user and still delivering (strong references: a
 #: forgotten socket's data still goes out)
-_closing: set[Session] = set()
+_closing: Final[set[Session]] = set()
 #: receiver threads told to stop without a join (finished from a timer)
-_retiring: list[threading.Thread] = []
+_retiring: Final[list[threading.Thread]] = []
 
 
 def _always() -> bool:
@@ -2043,7 +2044,7 @@ def _fmt(address: Address) -> str:
 
 
 #: drain_closing stops waiting for sessions whose peer was silent this long
-_DRAIN_SILENCE_MS = 1000
+_DRAIN_SILENCE_MS: Final = 1000
 
 
 def drain_closing(timeout: float, *, abort: bool = False) -> bool:
@@ -2060,9 +2061,9 @@ def drain_closing(timeout: float, *, abort: bool = False) -> bool:
     Returns:
         True if none is left (before aborting).
     """
-    end = time.monotonic() + timeout
+    end = _monotonic() + timeout
     ev = threading.Event()
-    while _closing and time.monotonic() < end:
+    while _closing and _monotonic() < end:
         # give up early on peers that have not answered for a while (a wrong
         # key, a dead server): waiting for them would only delay the exit
         now = now_ms()
@@ -2077,7 +2078,7 @@ def drain_closing(timeout: float, *, abort: bool = False) -> bool:
     while _retiring:
         thread = _retiring.pop()
         if thread is not threading.current_thread() and thread.ident is not None:
-            thread.join(max(0.0, end - time.monotonic()))
+            thread.join(max(0.0, end - _monotonic()))
     release_updater(True)
     return left
 

@@ -51,7 +51,7 @@ import socket
 import threading
 import time
 from collections import deque
-from typing import Callable, Optional
+from typing import Callable, Final, Optional
 
 from . import _mmsg
 from ._mypyc import mypyc_attr
@@ -70,16 +70,18 @@ __all__ = [
     "buffer_datagrams",
 ]
 
-_log = logging.getLogger("kcpsock.transport")
+_log: Final = logging.getLogger("kcpsock.transport")
+_get_ident: Final = threading.get_ident
+_monotonic: Final = time.monotonic
 
 # The global counters get a real lock as soon as an I/O layer exists.
 snmp.set_lock(threading.RLock())
 
 #: Datagrams taken from the kernel per receiver wake-up.
-BATCH = 64
+BATCH: Final = 64
 #: Receive buffer: kcp-go's mtuLimit (larger datagrams are truncated, then rejected).
-RECV_SIZE = MTU_LIMIT
-_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+RECV_SIZE: Final = MTU_LIMIT
+_DONTWAIT: Final = getattr(socket, "MSG_DONTWAIT", 0)
 #: Seconds the receive role may stay lent while no reader holds it (a
 #: reader that returned from ``recv`` and comes back soon keeps it, so a
 #: ping-pong pays no receiver wake-up); datagrams arriving meanwhile wait
@@ -88,11 +90,11 @@ LEND_LEASE = 0.004
 #: The role is lent only after a batch of at most this many datagrams: a
 #: request/response exchange, not a bulk transfer (whose reader finds data
 #: waiting anyway, while the receiver thread keeps the socket drained).
-LEND_BATCH = 8
+LEND_BATCH: Final = 8
 #: The parked receiver checks on a reader holding the role after
 #: :data:`LEND_LEASE`, then at doubling intervals up to this; beyond, it
 #: sleeps until the holder leaves (which then wakes it).
-_NAP_MAX = 0.25
+_NAP_MAX: Final = 0.25
 
 Batch = list[tuple[bytes, Address]]
 
@@ -208,7 +210,7 @@ class Transport:
 
 
 #: what :meth:`Signal.set_writable` pushes to fill the send buffer
-_SIGNAL_FILL = bytes(1024)
+_SIGNAL_FILL: Final = bytes(1024)
 
 
 class Signal:
@@ -438,9 +440,9 @@ class Receiver:
                 thread.join(2.0)
             if wait and self._holder != me.ident:
                 # a reader inside serve() leaves before the socket closes
-                end = time.monotonic() + 2.0
+                end = _monotonic() + 2.0
                 with self._park:
-                    while self._serving and (left := end - time.monotonic()) > 0:
+                    while self._serving and (left := end - _monotonic()) > 0:
                         self._park.wait(left)
         finally:  # also when Ctrl-C interrupts the join: no descriptor leaks
             with self._park:  # (_lend makes _lwake under the park lock)
@@ -466,7 +468,7 @@ class Receiver:
             return False
         with self._park:
             if self._lent and not self._holder and not self._stopping:
-                self._holder = threading.get_ident()
+                self._holder = _get_ident()
                 self._holds += 1
                 return True
         return False
@@ -484,7 +486,7 @@ class Receiver:
         park = self._park
         with park:
             self._holder = 0
-            self._left = time.monotonic()
+            self._left = _monotonic()
             solo = self._solo
             if not lazy or self._waiting or self._stopping or solo is None or not solo():
                 self._lent = False
@@ -541,7 +543,7 @@ class Receiver:
         """
         lwake = self._lwake
         holder = self._holder
-        if lwake is None or not (force or (holder and holder != threading.get_ident())):
+        if lwake is None or not (force or (holder and holder != _get_ident())):
             return
         try:
             lwake[1].send(b"\x00")
@@ -595,7 +597,7 @@ class Receiver:
             if deadline is None:
                 ready = poller.poll()
             else:
-                ms = (deadline - time.monotonic()) * 1000.0
+                ms = (deadline - _monotonic()) * 1000.0
                 if ms <= 0:
                     return None
                 ready = poller.poll(ms)
@@ -685,7 +687,7 @@ class Receiver:
             if self._stopping:
                 return
             self._lent = True
-            self._left = time.monotonic()
+            self._left = _monotonic()
         if asker():
             self.lends += 1
             return
@@ -704,7 +706,7 @@ class Receiver:
         with park:
             while self._lent and not self._stopping:
                 if not self._holder:
-                    idle = time.monotonic() - self._left
+                    idle = _monotonic() - self._left
                     if idle >= lease:
                         self._lent = False
                         self.reclaims += 1
