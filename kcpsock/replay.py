@@ -57,6 +57,8 @@ from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from typing import Any, Callable, Final, Optional, Protocol, Union
 
+from .config import check_int
+
 __all__ = [
     "AEAD_NONCE_SIZE",
     "CLASSIC_NONCE_SIZE",
@@ -95,13 +97,6 @@ def nonce_key(packet: _Bytes, size: int) -> Optional[bytes]:
     return bytes(packet[:size])
 
 
-def _int_arg(name: str, value: object) -> int:
-    """``value`` if it is an int and not a bool, else TypeError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    return value
-
-
 class ReplayCache:
     """Remembers recently seen nonces in two rotating generations (see the module doc).
 
@@ -113,7 +108,7 @@ class ReplayCache:
 
     Raises:
         TypeError: an argument is not an int.
-        ValueError: ``capacity`` < 2 or ``window_ms`` <= 0.
+        ValueError: ``capacity`` < 2 or ``window_ms`` < 1.
 
     Attributes:
         capacity: as given.
@@ -131,12 +126,8 @@ class ReplayCache:
     def __init__(
         self, capacity: object = DEFAULT_CAPACITY, window_ms: object = DEFAULT_WINDOW_MS
     ) -> None:
-        capacity = _int_arg("capacity", capacity)
-        window_ms = _int_arg("window_ms", window_ms)
-        if capacity < 2:
-            raise ValueError(f"capacity must be >= 2, got {capacity}")
-        if window_ms <= 0:
-            raise ValueError(f"window_ms must be > 0, got {window_ms}")
+        capacity = check_int("capacity", capacity, low=2)
+        window_ms = check_int("window_ms", window_ms, low=1)
         self.capacity = capacity
         self.window_ms = window_ms
         self._half = capacity // 2
