@@ -204,13 +204,19 @@ def _config(kcpsock: Any, args: argparse.Namespace) -> Any:
     )
 
 
-def role_server(args: argparse.Namespace) -> None:
-    """The listener side: accept ``--sessions``, echo one byte, wait in recv."""
+def _start_role(args: argparse.Namespace) -> Any:
+    """Import the measured tree's kcpsock and install the asked-for instruments."""
     kcpsock = _import_kcpsock(args.tree)
     if args.profile:
         _install_profiler()
     if args.timing:
         _install_timing()
+    return kcpsock
+
+
+def role_server(args: argparse.Namespace) -> None:
+    """The listener side: accept ``--sessions``, echo one byte, wait in recv."""
+    kcpsock = _start_role(args)
     listener = kcpsock.listen(("127.0.0.1", 0), config=_config(kcpsock, args))
     print(f"READY {listener.getsockname()[1]}", flush=True)
 
@@ -233,11 +239,7 @@ def role_server(args: argparse.Namespace) -> None:
 
 def role_client(args: argparse.Namespace) -> None:
     """The client side: ``--sessions`` dialed sessions, one byte echoed each."""
-    kcpsock = _import_kcpsock(args.tree)
-    if args.profile:
-        _install_profiler()
-    if args.timing:
-        _install_timing()
+    kcpsock = _start_role(args)
     cfg = _config(kcpsock, args)
     socks = []
     for _ in range(args.sessions):
