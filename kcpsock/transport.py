@@ -150,7 +150,7 @@ class Transport:
         sock: the UDP socket (public for socket options and addresses).
     """
 
-    __slots__ = ("_batcher", "connected", "owned", "sock")
+    __slots__ = ("_batcher", "_gso", "connected", "owned", "sock")
 
     def __init__(self, sock: socket.socket, *, owned: bool, connected: bool) -> None:
         self.sock = sock
@@ -158,6 +158,9 @@ class Transport:
         self.connected = connected
         # sendmmsg where available (kcpsock._mmsg; KCPSOCK_NO_MMSG turns it off)
         self._batcher = _mmsg.sender(sock, connected)
+        # UDP segmentation offload where available: runs of equal datagrams
+        # in one sendmsg, the rest through the batcher (KCPSOCK_NO_GSO: off)
+        self._gso = _mmsg.gso_sender(sock, connected)
 
     @property
     def family(self) -> int:
@@ -179,6 +182,15 @@ class Transport:
         Returns:
             ``(datagrams sent, bytes sent)``; failures are skipped silently.
         """
+        gso = self._gso
+        if gso is not None and len(packets) > 1:
+            if gso.enabled:
+                return gso.send(packets, remote, self._send_plain)
+            self._gso = None  # the kernel refused it once: never again
+        return self._send_plain(packets, remote)
+
+    def _send_plain(self, packets: list[bytes], remote: Address) -> tuple[int, int]:
+        """:meth:`send` without segmentation offload: one ``sendmmsg``, or a loop."""
         if len(packets) > 1 and self._batcher is not None:
             done = self._batcher.send(packets, remote)
             if done is not None:
