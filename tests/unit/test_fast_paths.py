@@ -144,6 +144,51 @@ def test_encrypt_pairs_equals_public_cfb() -> None:
     assert pairs([], []) == []
 
 
+@pytest.mark.parametrize("cipher", ["aes", "aes-128", "aes-192", "blowfish", "cast5", "3des"])
+def test_iv_restart_by_write_equals_two_call_restart(cipher: str) -> None:
+    """The one-call restart (IV written into the CFB state) gives the two-call bytes."""
+    fast = new_block_crypt(cipher, KEY)
+    if not isinstance(fast, _fastcrypt.RawCFB):
+        pytest.skip("the direct-C CFB is not in use")
+    slow = new_block_crypt(cipher, KEY)
+    assert isinstance(slow, _fastcrypt.RawCFB)
+    fast._pool.clear()
+    slow._pool.clear()
+    slow._next_iv_view = lambda state, out: None  # type: ignore[method-assign]
+    rng = random.Random(17)
+    b = fast._b
+    lengths = [1, b - 1, b, b + 1, 2 * b, 3 * b + 5, 44, 1371, 1400, 1500, 1516, 1600, 4000]
+    heads = [rng.randbytes(rng.choice([0, 3, 20, 26, 28])) for _ in range(60)]
+    bodies = [rng.randbytes(rng.choice(lengths)) for _ in range(60)]
+    expected = [slow.encrypt(h + bd) for h, bd in zip(heads, bodies)]
+    for _ in range(2):  # the restarted state carries nothing over
+        assert fast.encrypt_pairs(heads, bodies) == expected
+        assert [fast.encrypt_pair(h, bd) for h, bd in zip(heads, bodies)] == expected
+        assert [fast.encrypt(h + bd) for h, bd in zip(heads, bodies)] == expected
+    assert [e[6] is not None for e in fast._pool] == [True] * len(fast._pool)
+    assert [e[6] is None for e in slow._pool] == [True] * len(slow._pool)
+    assert slow.encrypt_pairs(heads, bodies) == expected
+    assert all(fast.decrypt(c) == h + bd for c, h, bd in zip(expected, heads, bodies))
+
+
+def test_iv_restart_refuses_an_unexpected_state_layout() -> None:
+    import ctypes
+
+    block = new_block_crypt("aes", KEY)
+    if not isinstance(block, _fastcrypt.RawCFB):
+        pytest.skip("the direct-C CFB is not in use")
+    out = ctypes.create_string_buffer(64)
+    # plain fields that do not match (segment length, bytes used): no pointer is followed
+    for words in ([0, 8, 0, 1 << 40, 1 << 40], [0, 16, 3, 1 << 40, 1 << 40], [0, 16, 0, 0, 0]):
+        fake = (ctypes.c_size_t * 5)(*words)
+        assert block._next_iv_view(ctypes.c_void_p(ctypes.addressof(fake)), out) is None
+    # pointers to the wrong bytes (the keystream buffer is not E(IV))
+    junk = ctypes.create_string_buffer(b"\x55" * 16)
+    addr = ctypes.addressof(junk)
+    fake = (ctypes.c_size_t * 5)(0, 16, 0, addr, addr)
+    assert block._next_iv_view(ctypes.c_void_p(ctypes.addressof(fake)), out) is None
+
+
 @pytest.mark.parametrize("cipher", ["aes", "aes-128", "blowfish", "cast5", "3des", "tea"])
 @pytest.mark.parametrize(("d", "p"), [(0, 0), (10, 3), (1, 1)])
 def test_encode_many_equals_public_api_codec(
