@@ -37,7 +37,7 @@ def _rng_bytes(seed: int) -> Callable[[int], bytes]:
 @needs_c
 @settings(max_examples=60, deadline=None)
 @given(
-    st.sampled_from([(1, 1), (2, 3), (3, 9), (10, 3), (13, 7), (30, 4)]),
+    st.sampled_from([(1, 1), (2, 3), (3, 9), (10, 3), (11, 3), (13, 7), (30, 4), (60, 20)]),
     st.data(),
 )
 def test_accumulator_equals_reed_solomon(counts: tuple[int, int], data: st.DataObject) -> None:
@@ -45,6 +45,8 @@ def test_accumulator_equals_reed_solomon(counts: tuple[int, int], data: st.DataO
     rs = ReedSolomon(d, p)
     assert XOR is not None
     acc = ParityAccumulator(rs, XOR)
+    # both modes: shards held and folded at take() (small codes), or added as they come
+    acc._deferred = data.draw(st.booleans())
     for _ in range(2):  # the slots are clean again after take()
         shards = data.draw(st.lists(st.binary(max_size=200), min_size=d, max_size=d))
         for i, shard in enumerate(shards):
@@ -56,11 +58,20 @@ def test_accumulator_equals_reed_solomon(counts: tuple[int, int], data: st.DataO
 
 
 @needs_c
-def test_accumulator_grows_past_its_slots_and_resets() -> None:
+def test_accumulator_defers_small_codes_only() -> None:
+    assert XOR is not None
+    assert ParityAccumulator(ReedSolomon(10, 3), XOR)._deferred
+    assert not ParityAccumulator(ReedSolomon(60, 20), XOR)._deferred
+
+
+@needs_c
+@pytest.mark.parametrize("deferred", [True, False])
+def test_accumulator_grows_past_its_slots_and_resets(deferred: bool) -> None:
     rng = random.Random(5)
     rs = ReedSolomon(4, 3)
     assert XOR is not None
     acc = ParityAccumulator(rs, XOR)
+    acc._deferred = deferred
     shards = [rng.randbytes(n) for n in (100, 1600, 5000, 3)]  # > the 1536-byte slots
     for i, shard in enumerate(shards):
         acc.add(i, bytearray(shard))
