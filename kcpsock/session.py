@@ -52,8 +52,16 @@ Invariants:
   counter increments (``_counts``, errors) are sent and added by the thread
   that releases it, after the release; no user callback is ever called.
   The only socket calls under it are non-blocking ones on the private
-  readiness socketpair, and the close watch's zero-timeout poll of the UDP
-  socket (``_input_waiting``).
+  readiness socketpair, and the zero-timeout polls of the UDP socket
+  (:meth:`~kcpsock.transport.Transport.readable`) of the close watch and of
+  a timer that holds its RTO resends back.
+* No RTO resend while ACKs are known to wait unread (``KCP.hold_rto``):
+  after the process was held off the CPU, the ACKs of most of the window
+  may wait in the socket.  The drain holds them until its last datagram
+  (unless the receiver said more waits: ``deliver(..., behind=True)``),
+  ``send`` while the receiver is behind, and ``on_timer`` while datagrams
+  wait that the receive role has not got to (:meth:`Session._input_first`,
+  bounded).
 * The data path never takes the global counters' lock: the session counts
   in its own attributes (and KCP's), which :data:`kcpsock.stats.snmp`
   reads when it is read (:meth:`Session.snmp_counts`).  ``packets_out`` and
@@ -79,7 +87,6 @@ from __future__ import annotations
 import enum
 import errno
 import logging
-import select
 import socket
 import sys
 import threading
@@ -1174,18 +1181,6 @@ class Session(Weakrefable):
             and kcp.peek_size() <= 0
         )
 
-    def _input_waiting(self) -> bool:
-        """True if datagrams wait unread in the UDP socket (a non-blocking poll).
-
-        The receiver thread may be starved (a busy process): an answer may
-        be sitting there, so the watch does not decide yet.
-        """
-        try:
-            readable, _, _ = select.select([self.transport.sock], [], [], 0)
-        except (OSError, ValueError):
-            return False  # closed meanwhile
-        return bool(readable)
-
     def _watch(self, now: int, kcp: KCP, ka_probe: bool = False) -> Optional[int]:
         """Probe the silent peer of a waiting reader; decide it is gone (lock held).
 
@@ -1282,7 +1277,7 @@ class Session(Weakrefable):
         if (
             self._w_count >= GONE_PROBES
             and now - first >= max(self.gone_timeout_ms, GONE_ANSWER_TIMES * u)
-            and not self._input_waiting()
+            and not self.transport.readable()
         ):
             self.failure = "gone"
             self._w_due = 0
