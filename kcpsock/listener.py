@@ -225,6 +225,15 @@ class ListenerCore(Weakrefable):
 
     def _on_batch(self, batch: Batch) -> None:
         """Receiver callback: the pipeline, new sessions, deliveries."""
+        transport = self.transport
+        transport.handling = True  # (the sessions' timers: Session._input_first)
+        try:
+            self._handle_batch(batch)
+        finally:
+            transport.handling = False
+
+    def _handle_batch(self, batch: Batch) -> None:
+        """The body of :meth:`_on_batch`."""
         now = time.monotonic()
         if self._queue and self.config.accept_timeout > 0:
             self._expire(now)
@@ -265,10 +274,12 @@ class ListenerCore(Weakrefable):
             self._backlog = True
         if new or now >= share.next_at:
             self._share_windows(now)
+        # more input waits: the sessions' RTO resends wait for it (Session.deliver)
+        behind = len(batch) >= LISTENER_BATCH or self._receiver.pending > 0
         for d in result.deliveries:
             target = d.route.target
             if target is not None:
-                target.deliver(d)
+                target.deliver(d, behind)
         if new:
             with self._lock:
                 for s in new:
