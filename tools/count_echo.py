@@ -17,10 +17,17 @@ Datagram lengths come from ``perf record -a -e net:net_dev_xmit`` filtered
 to the two processes (the loopback device; header 42 bytes).  perf itself
 costs some CPU: the figures are counts, not speeds (use bench.py for those).
 
+``--send-cost`` instead measures the CPU time (best of several runs, this
+process: the kernel's send path and, on loopback, its delivery) of
+:meth:`kcpsock.transport.Transport.send` per datagram for a flush-shaped
+batch (one ACK datagram, 45 full ones, a short one), with UDP segmentation
+offload and without.
+
 Usage::
 
     python tools/count_echo.py --pair 'kcpsock->kcpsock' [--mode stream|message]
-        [--bytes 20000000] [--root DIR]
+        [--bytes 20000000] [--root DIR] [--profile FILE]
+    python tools/count_echo.py --send-cost
 
 Needs ``perf`` and permission to trace (root); loopback only, bounded.
 """
@@ -128,7 +135,11 @@ def main() -> None:
     ap.add_argument("--root", default="")
     ap.add_argument("--timeout", type=float, default=120.0)
     ap.add_argument("--profile", help="also perf record -g the server's cycles into this file")
+    ap.add_argument("--send-cost", action="store_true", help="Transport.send CPU per datagram")
     args = ap.parse_args()
+    if args.send_cost:
+        send_cost()
+        return
     opts = argparse.Namespace(stream=args.mode == "stream", ack_nodelay=False, timeout=args.timeout)
     if args.root:
         os.environ["KCPSOCK_BENCH_ROOT"] = args.root
@@ -224,6 +235,48 @@ def main() -> None:
         cells += [f"{s.get(k, 0) / mb:.0f}" for k in SYSCALLS]
         cells += [f"{s.get('context-switches', 0) / mb:.0f}", f"{s.get('task-clock', 0) / mb:.2f}"]
         print(f"| {side} | " + " | ".join(cells) + " |")
+
+
+def send_cost(rounds: int = 200, runs: int = 7) -> None:
+    """Print Transport.send's CPU per datagram, GSO on and off (loopback)."""
+    import socket
+
+    from kcpsock.transport import Transport
+
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 20)
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    batch = [b"\x00" * 24, *[os.urandom(1400) for _ in range(45)], b"\x01" * 700]
+    dest = rx.getsockname()
+
+    def drain() -> None:
+        try:
+            while True:
+                rx.recv(2048, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            pass
+
+    for gso in (True, False, True, False):
+        transport = Transport(tx, owned=False, connected=False)
+        if not gso:
+            transport._gso = None
+        elif transport._gso is None:
+            print("GSO unavailable here")
+            continue
+        best = float("inf")
+        for _ in range(runs):
+            spent = 0.0
+            for i in range(rounds):
+                c0 = time.process_time()
+                transport.send(batch, dest)
+                spent += time.process_time() - c0
+                if i % 10 == 9:
+                    drain()
+            drain()
+            best = min(best, spent)
+        per = best / (rounds * len(batch)) * 1e6
+        print(f"Transport.send, GSO {'on ' if gso else 'off'}: {per:.2f} us CPU per datagram")
 
 
 if __name__ == "__main__":
