@@ -51,6 +51,8 @@ sys.path.insert(0, str(HERE.parent))
 
 import bench  # noqa: E402
 
+from tests.interop.gopeer import build_peer, parse_result  # noqa: E402
+
 SYSCALLS = (
     "sendmmsg",
     "recvmmsg",
@@ -144,7 +146,7 @@ def main() -> None:
     if args.root:
         os.environ["KCPSOCK_BENCH_ROOT"] = args.root
     client_side, server_side = args.pair.split("->")
-    peer = bench.build_peer() if "kcp-go" in args.pair else None
+    peer = build_peer() if "kcp-go" in args.pair else None
     tmp = tempfile.mkdtemp(prefix="count_echo.")
     server = bench.start_server(server_side, "echo-server", "plain", opts, peer)
     rec = subprocess.Popen(
@@ -216,7 +218,7 @@ def main() -> None:
     ok = [ln for ln in out.splitlines() if ln.startswith("OK")]
     if not ok:
         raise SystemExit(f"client failed: {out}")
-    res = bench.parse_result(ok[-1])
+    res = parse_result(ok[-1])
     mb = args.bytes / 1e6
     pids = {server.pid: "server", child: "client"}
     lengths = _lengths(f"{tmp}/xmit.data", pids)
