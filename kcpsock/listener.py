@@ -224,7 +224,21 @@ class ListenerCore(Weakrefable):
     # ------------------------------------------------------------- routing
 
     def _on_batch(self, batch: Batch) -> None:
-        """Receiver callback: the pipeline, new sessions, deliveries."""
+        """Receiver callback: the pipeline, new sessions, deliveries.
+
+        What the sessions send meanwhile (their ACKs, mostly) is gathered
+        and leaves in one ``sendmmsg`` at the end (:class:`kcpsock.transport.SendGather`):
+        one system call per batch instead of one per session.
+        """
+        transport = self.transport
+        transport.begin_gather()
+        try:
+            self._handle(batch)
+        finally:
+            transport.end_gather()
+
+    def _handle(self, batch: Batch) -> None:
+        """The body of :meth:`_on_batch` (the gather in progress)."""
         now = time.monotonic()
         if self._queue and self.config.accept_timeout > 0:
             self._expire(now)

@@ -88,6 +88,8 @@ def role_server(args: argparse.Namespace) -> None:
     from kcpsock.stats import snmp
     from kcpsock.updater import updater
 
+    if os.environ.get("PROBE_SWITCH"):
+        sys.setswitchinterval(float(os.environ["PROBE_SWITCH"]))
     args.stream = True
     args.ack_nodelay = False
     args.config = "plain"
@@ -118,6 +120,32 @@ def role_server(args: argparse.Namespace) -> None:
             options["config"], backlog_per_address=int(os.environ["PROBE_BACKLOG_PER_ADDRESS"])
         )
     listener = kcpsock.listen(("127.0.0.1", 0), **options)
+    if os.environ.get("PROBE_NOCAP"):
+        listener.core.window_share.hold = -1.0
+        listener.core.drain.start = 0xFFFF
+    if os.environ.get("PROBE_CAP"):
+        listener.core.window_share.floor = int(os.environ["PROBE_CAP"])
+    batch_log: list[tuple[float, int, int, float, int]] = []
+    if os.environ.get("PROBE_BATCHES"):
+        rcv = listener.core._receiver
+        orig_handler = rcv._handler
+
+        def logged(batch: Any) -> None:
+            t0 = time.monotonic()
+            c0 = time.thread_time()
+            n0 = len(listener.core.table)
+            orig_handler(batch)
+            batch_log.append(
+                (
+                    t0,
+                    len(batch),
+                    len(listener.core.table) - n0,
+                    time.monotonic() - t0,
+                    round((time.thread_time() - c0) * 1e6),
+                )
+            )
+
+        rcv._handler = logged
     totals = {"inbox_drops": 0, "sessions": 0, "srtt_max": 0, "handler_cpu": 0.0}
     spans: list[tuple[float, float]] = []  # (first bytes, done) per session
     calls = [0]  # recv_into calls of the handlers (racy count: a figure, not a test)
@@ -131,6 +159,7 @@ def role_server(args: argparse.Namespace) -> None:
             except ConnectionError:
                 return
             t_start = time.monotonic()
+            marks["first"].append(t_start)
             got = 0
             while got < want:
                 n = sock.recv_into(buf, min(len(buf), want - got))
@@ -157,10 +186,18 @@ def role_server(args: argparse.Namespace) -> None:
                 totals["srtt_max"] = max(totals["srtt_max"], sess.kcp.rx_srtt)
             s.close()
 
+    marks: dict[str, list[float]] = {"created": [], "accept": [], "started": [], "first": []}
+
     def acceptor() -> None:
         while True:
             sock, _ = listener.accept()
+            marks["accept"].append(time.monotonic())
+            sess = sock.session
+            exp = listener.core.blacklist._entries.get(sess.route.key)
+            if exp is not None:
+                marks["created"].append(exp - listener.core.blacklist.ttl)
             threading.Thread(target=run, args=(sock,), daemon=True).start()
+            marks["started"].append(time.monotonic())
 
     threading.Thread(target=acceptor, daemon=True).start()
     timeline: list[int] = []
@@ -178,8 +215,36 @@ def role_server(args: argparse.Namespace) -> None:
 
     host, port = listener.getsockname()[:2]
     threading.Thread(target=sampler, daemon=True).start()
+    fine: list[tuple[float, int, int, int, int, int, float]] = []
+
+    def fine_sampler() -> None:
+        # every ms for 600 ms from the first datagram: InPkts, role lent, sessions, accepted, pending
+        tick = threading.Event()
+        rcv = listener.core._receiver
+        while not snmp.InPkts:
+            tick.wait(0.0005)
+        end = time.monotonic() + 0.6
+        while time.monotonic() < end:
+            fine.append(
+                (
+                    time.monotonic(),
+                    snmp.InPkts,
+                    int(rcv._lent),
+                    len(listener.core.table),
+                    len(marks["accept"]),
+                    rcv.pending,
+                    0.0,
+                )
+            )
+            tick.wait(0.001)
+
+    if os.environ.get("PROBE_FINE"):
+        threading.Thread(target=fine_sampler, daemon=True).start()
+    import resource
+
     t = os.times()
     base = (t.user + t.system, _thread_cpu())
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
     print(f"READY {host}:{port}", flush=True)
     for line in sys.stdin:
         if line.strip() == "STATE":
@@ -219,7 +284,23 @@ def role_server(args: argparse.Namespace) -> None:
             threads = _thread_cpu()
             for name, v in base[1].items():
                 threads[name] = threads.get(name, 0.0) - v
+            if fine:
+                f0 = fine[0][0]
+                with open(os.environ["PROBE_FINE"], "w") as f:
+                    for row in fine:
+                        f.write(
+                            f"{(row[0] - f0) * 1000:7.1f} "
+                            + " ".join(str(x) for x in row[1:6])
+                            + "\n"
+                        )
+            if batch_log:
+                b0 = batch_log[0][0]
+                with open(os.environ["PROBE_BATCHES"], "w") as f:
+                    for t0, n, new, dt, cpu in batch_log:
+                        f.write(f"{(t0 - b0) * 1000:8.2f} {n:4d} {new:3d} {dt * 1000:7.2f} {cpu}\n")
+            ru1 = resource.getrusage(resource.RUSAGE_SELF)
             stats = {
+                "csw": [ru1.ru_nvcsw - ru0.ru_nvcsw, ru1.ru_nivcsw - ru0.ru_nivcsw],
                 "snmp": snmp.as_dict(),
                 "totals": totals,
                 "fired": updater.fired,
@@ -231,6 +312,11 @@ def role_server(args: argparse.Namespace) -> None:
                 "threads": threads,
                 "rxq": rxq[:60],
                 "timeline": [b - a for a, b in zip(timeline, timeline[1:])][:60],
+                "marks": {
+                    k: [round((x - marks["created"][0]) * 1000) for x in sorted(v)][::10]
+                    for k, v in marks.items()
+                    if v
+                },
                 "refused": {k: v for k, v in listener.refused.items() if v},
             }
             print("STATS " + json.dumps(stats), flush=True)
@@ -246,6 +332,9 @@ def one_run(args: argparse.Namespace, root: str, peer: Path) -> dict[str, Any]:
     env = dict(os.environ)
     if root:
         env["KCPSOCK_BENCH_ROOT"] = root
+    if root and root.endswith("+hold"):
+        env["KCPSOCK_BENCH_ROOT"] = root[:-5]
+        env["KCPSOCK_MMSG_HOLD"] = "1"
     argv = [sys.executable, str(Path(__file__).resolve()), "--role", "server"]
     if args.profile:
         argv = [
@@ -262,6 +351,8 @@ def one_run(args: argparse.Namespace, root: str, peer: Path) -> dict[str, Any]:
             "--",
             *argv,
         ]
+    if os.environ.get("PROBE_PERF"):
+        argv = ["perf", "record", "-F", "2000", "-o", os.environ["PROBE_PERF"], "--", *argv]
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     assert proc.stdin is not None and proc.stdout is not None
     try:
@@ -332,12 +423,12 @@ def show(label: str, r: dict[str, Any]) -> str:
     th = r.get("threads", {})
     threads = " ".join(f"{k}={v:.2f}" for k, v in sorted(th.items()) if v >= 0.01)
     return (
-        f"{label}: {r['mbps']:.1f} MB/s {r['seconds']:.2f} s; RcvbufErrors {r['rcvbuf_errors']};"
+        f"{label}: {r['mbps']:.1f} MB/s {r['seconds']:.2f} s client CPU {r['client_cpu']:.2f}; RcvbufErrors {r['rcvbuf_errors']};"
         f" InPkts {s.get('InPkts')} InSegs {s.get('InSegs')} RepeatSegs {s.get('RepeatSegs')}"
         f" OutPkts {s.get('OutPkts')} InErrs {s.get('InErrs')} refused {r.get('refused')}"
         f" client {r.get('client')} inbox_drops {r.get('totals', {}).get('inbox_drops')}"
         f" srtt_max {r.get('totals', {}).get('srtt_max')}"
-        f" recv_calls {r.get('recv_calls')} fired {r.get('fired')} claimed {r.get('claimed')} wakeups {r.get('wakeups')};"
+        f" csw {r.get('csw')} recv_calls {r.get('recv_calls')} fired {r.get('fired')} claimed {r.get('claimed')} wakeups {r.get('wakeups')};"
         f" server CPU {r.get('cpu', 0):.2f} s ({threads}"
         f" handlers={r.get('totals', {}).get('handler_cpu', 0.0):.2f})"
         + (
@@ -355,6 +446,7 @@ def show(label: str, r: dict[str, Any]) -> str:
             if "rxq" in r
             else ""
         )
+        + f"\n   marks {r.get('marks')}"
     )
 
 
@@ -378,7 +470,14 @@ def main() -> int:
     for i in range(args.repeat):
         for spec in args.root:
             label, _, path = spec.rpartition("=")
-            root = str(Path(path).resolve()) if path else ""
+            root = (
+                (
+                    str(Path(path.removesuffix("+hold")).resolve())
+                    + ("+hold" if path.endswith("+hold") else "")
+                )
+                if path
+                else ""
+            )
             try:
                 r = one_run(args, root, peer)
             except (AssertionError, OSError, RuntimeError, TimeoutError) as exc:
