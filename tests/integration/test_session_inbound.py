@@ -366,3 +366,98 @@ def test_gathered_output_leaves_in_one_send_and_in_order() -> None:
         assert p2.recvfrom(2048)[0][24:] == b"c" * 10
         assert (s1.packets_out, s2.packets_out) == (2, 1)
         assert s1.wire_bytes_out == 2 * 124 and s2.wire_bytes_out == 34
+
+
+def _pushes(conv: int, first: int, n: int) -> Any:
+    """A Delivery of ``n`` one-byte PUSH segments sn first..first+n-1 for ``conv``."""
+    import struct
+
+    from kcpsock.inbound import Delivery
+
+    def make(route: Any) -> Any:
+        d = Delivery(route)
+        for sn in range(first, first + n):
+            payload = bytes([65 + sn % 26])
+            hdr = struct.pack("<IBBHIIII", conv, 81, 0, 128, 1000 + sn, sn, 0, 1)
+            d.datagrams.append(hdr + payload)
+            d.packets += 1
+            d.nbytes += len(hdr) + 1
+        return d
+
+    return make
+
+
+def _waiting_reader(s: Session) -> tuple[threading.Thread, list[bytes]]:
+    got: list[bytes] = []
+    t = threading.Thread(target=lambda: got.append(s.recv(64, time.monotonic() + 10)))
+    t.start()
+    assert wait_until(lambda: s.waiting_readers == 1)
+    return t, got
+
+
+@pytest.mark.parametrize("segments", [3, 4])
+def test_a_receiver_with_a_backlog_defers_a_reader_wake_up(segments: int) -> None:
+    """WakeGate: fewer than ``gate.segments`` segments to read wait for wake_deferred."""
+    from kcpsock.transport import WakeGate
+
+    with unstarted_session(7) as (s, _):
+        gate = WakeGate(segments=4)
+        s.wake_gate = gate
+        t, got = _waiting_reader(s)
+        gate.defer, gate.thread = True, threading.get_ident()
+        s.deliver(_pushes(7, 0, segments)(s.route))
+        if segments < 4:
+            assert gate.deferred == [s]  # asleep until the receiver wakes it
+            assert s.waiting_readers == 1 and not got
+            s.deliver(_pushes(7, segments, 0)(s.route))  # an empty delivery: queued once
+            assert gate.deferred == [s]
+            assert s.wake_deferred()
+        else:
+            assert gate.deferred == []  # enough to read: woken at once
+        t.join(5)
+        assert got == [b"ABCD"[:segments]]
+        assert s.wake_deferred()  # nothing deferred: nothing to do
+
+
+def test_only_the_receiver_thread_defers_and_only_under_a_backlog() -> None:
+    from kcpsock.transport import WakeGate
+
+    with unstarted_session(8) as (s, _):
+        gate = WakeGate(segments=100)
+        s.wake_gate = gate
+        for sn, (defer, thread) in enumerate(((False, threading.get_ident()), (True, -1))):
+            t, got = _waiting_reader(s)
+            gate.defer, gate.thread = defer, thread
+            s.deliver(_pushes(8, sn, 1)(s.route))
+            t.join(5)
+            assert got and gate.deferred == []
+
+
+def test_a_busy_lock_keeps_the_deferred_wake_up_for_later() -> None:
+    from kcpsock.transport import WakeGate
+
+    with unstarted_session(9) as (s, _):
+        gate = WakeGate(segments=4)
+        s.wake_gate = gate
+        t, got = _waiting_reader(s)
+        gate.defer, gate.thread = True, threading.get_ident()
+        s.deliver(_pushes(9, 0, 1)(s.route))
+        assert gate.deferred == [s]
+        held = threading.Event()
+        release = threading.Event()
+
+        def holder(kcp: Any) -> None:
+            held.set()
+            release.wait(10)
+
+        h = threading.Thread(target=lambda: s.locked(holder))
+        h.start()
+        assert held.wait(5)
+        try:
+            assert not s.wake_deferred()  # the lock is taken: never waits
+        finally:
+            release.set()
+            h.join(5)
+        assert s.wake_deferred()
+        t.join(5)
+        assert got == [b"A"]
