@@ -83,11 +83,10 @@ from .session import (
     wait_deadline,
 )
 from .stats import snmp
-from .transport import Batch, Receiver, Signal, Transport, WakeGate, buffer_datagrams
+from .transport import Batch, Receiver, Signal, Transport, buffer_datagrams
 from .updater import now_ms, updater
 
 __all__ = [
-    "DEFER_BACKLOG",
     "LISTENER_BATCH",
     "LISTENER_READAHEAD",
     "LOADED_BATCH",
@@ -114,10 +113,6 @@ LOADED_BATCH: Final = 64
 #: (their first flights, or retransmissions after a loss) is taken out of the
 #: kernel's buffer, which would drop it, while earlier batches are handled.
 LISTENER_READAHEAD: Final = 8192
-
-#: Datagrams waiting behind the batch at hand from which the receiver defers
-#: readers' wake-ups (:class:`kcpsock.transport.WakeGate`).
-DEFER_BACKLOG: Final = 64
 
 #: Keys of :attr:`ListenerCore.refused`: why new conversations were dropped.
 REFUSAL_REASONS: Final = (
@@ -196,8 +191,6 @@ class ListenerCore(Weakrefable):
         self.drain = DrainRate()
         # datagrams waited for the receiver since the last _share_windows
         self._backlog = False
-        #: readers' wake-ups deferred while a backlog waits for the receiver
-        self.wake_gate = WakeGate()
         self._receiver = Receiver(
             self.transport,
             self._on_batch,
@@ -238,28 +231,11 @@ class ListenerCore(Weakrefable):
         one system call per batch instead of one per session.
         """
         transport = self.transport
-        gate = self.wake_gate
-        # a backlog behind this batch: readers' wake-ups may wait (WakeGate)
-        gate.defer = self._receiver.pending >= DEFER_BACKLOG
-        gate.thread = threading.get_ident()
         transport.begin_gather()
         try:
             self._handle(batch)
         finally:
-            gate.defer = False
             transport.end_gather()
-            if gate.deferred:
-                self._wake_deferred(gate)
-
-    def _wake_deferred(self, gate: WakeGate) -> None:
-        """Wake the readers of deferred sessions once the backlog is gone or they waited long."""
-        if self._receiver.pending >= DEFER_BACKLOG and time.monotonic() - gate.since < gate.max_age:
-            return  # the next batch follows at once
-        waiting = gate.deferred
-        gate.deferred = []
-        for s in waiting:
-            if not s.wake_deferred():  # its lock is taken: at the next batch
-                gate.add(s)
 
     def _handle(self, batch: Batch) -> None:
         """The body of :meth:`_on_batch` (the gather in progress)."""
@@ -292,7 +268,6 @@ class ListenerCore(Weakrefable):
                     if self.config.pending_rcvwnd < self.config.rcvwnd:
                         s.kcp.wndsize(0, self.config.pending_rcvwnd)
                         s.deferred_rcvwnd = self.config.rcvwnd
-                    s.wake_gate = self.wake_gate
                     s.start()
                     new.append(s)
         share = self.window_share

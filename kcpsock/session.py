@@ -103,7 +103,7 @@ from .inbound import Address, Delivery, DrainRate, Inbound, InboundResult, Route
 from .kcp import IKCP_ASK_SEND, IKCP_ASK_TELL, KCP
 from .replay import ReplayFilter
 from .stats import snmp
-from .transport import BATCH, Batch, Receiver, SendGather, Signal, Transport, WakeGate
+from .transport import BATCH, Batch, Receiver, SendGather, Signal, Transport
 from .updater import now_ms as _now_ms
 from .updater import updater
 
@@ -443,9 +443,6 @@ class Session(Weakrefable):
         self._ack_rider = 0
         # the receiver whose role a reader may take (None: never)
         self._role: Optional[Receiver] = role if role is not None and role.lendable else None
-        #: the listener's deferral of reader wake-ups under load (None: never deferred)
-        self.wake_gate: Optional[WakeGate] = None
-        self._wake_deferred = False  # queued on wake_gate, not woken yet
         self._inbox: deque[Delivery] = deque()
         #: batches the inbound queue holds at most
         self.inbox_limit = INBOX_LIMIT
@@ -632,21 +629,7 @@ class Session(Weakrefable):
             self._pending or kcp.peek_size() > 0 or dead or self._rd_shut
         ):
             if self._rwait:
-                gate = self.wake_gate
-                if (
-                    hysteresis
-                    and gate is not None
-                    and not dead
-                    and not self._rd_shut
-                    and len(kcp.rcv_queue) < gate.segments
-                    and gate.deferring()
-                ):
-                    # a listener's receiver with a backlog: it wakes them later
-                    if not self._wake_deferred:
-                        self._wake_deferred = True
-                        gate.add(self)
-                else:
-                    self._readable.notify_all()
+                self._readable.notify_all()
             if self._rhold:
                 role = self._role
                 if role is not None:
@@ -1529,25 +1512,6 @@ class Session(Weakrefable):
             return True
         finally:
             lock.release()
-
-    def wake_deferred(self) -> bool:
-        """Wake the readers whose wake-up :attr:`wake_gate` deferred (never blocks).
-
-        Returns:
-            False if the session lock was taken (try again later); True if
-            done (or nothing was deferred).
-        """
-        lock = self._lock
-        if not lock.acquire(False):
-            return False
-        try:
-            if self._wake_deferred:
-                self._wake_deferred = False
-                if self._rwait:
-                    self._readable.notify_all()
-        finally:
-            lock.release()
-        return True
 
     def _wake_readers(self) -> None:
         """Wake every reader: the ones waiting on ``_readable`` and a role holder (lock held)."""

@@ -51,7 +51,7 @@ import socket
 import threading
 import time
 from collections import deque
-from typing import Any, Callable, Final, Optional
+from typing import Callable, Final, Optional
 
 from . import _mmsg
 from ._mypyc import mypyc_attr
@@ -68,7 +68,6 @@ __all__ = [
     "SendGather",
     "Signal",
     "Transport",
-    "WakeGate",
     "buffer_datagrams",
 ]
 
@@ -186,52 +185,6 @@ class SendGather:
         self.packets += packets
         self.remotes += [remote] * n
         self.owners += [index] * n
-
-
-class WakeGate:
-    """Readers' wake-ups a listener's receiver defers while datagrams wait for it.
-
-    With many busy sessions, every batch the receiver hands out wakes one
-    reader thread per session, for a few segments each; each wake-up is a
-    thread switch and a GIL hand-off that the receiver, the one thread
-    with work queued, waits behind.  While a backlog waits for the receiver
-    (:attr:`defer`, set by it for the batch it is handling), a session
-    with fewer than :attr:`segments` segments to read leaves its waiting
-    readers asleep and queues itself here; the receiver wakes them at the
-    end of a batch once the backlog is gone or the oldest deferral is
-    :attr:`max_age` seconds old (``Session.wake_deferred``), so a reader
-    waits for a wake-up at most about that long plus one batch.
-
-    Only the receiver's thread (:attr:`thread`) defers, and only while it
-    handles a batch with more waiting behind it: the next batch is handled
-    at once, so no deferred wake-up is left behind.
-    """
-
-    __slots__ = ("defer", "deferred", "max_age", "segments", "since", "thread")
-
-    def __init__(self, segments: int = 32, max_age: float = 0.02) -> None:
-        #: a session with at least this many segments to read wakes its readers at once
-        self.segments = segments
-        #: seconds a deferral lasts at most (see the class docstring)
-        self.max_age = max_age
-        #: True while the receiver handles a batch with a backlog behind it
-        self.defer = False
-        #: the thread handling that batch (``threading.get_ident()``)
-        self.thread = 0
-        #: sessions whose readers wait for a deferred wake-up (each once)
-        self.deferred: list[Any] = []
-        #: when the oldest deferral in :attr:`deferred` was made (monotonic)
-        self.since = 0.0
-
-    def deferring(self) -> bool:
-        """True if the calling thread may defer a reader's wake-up now."""
-        return self.defer and self.thread == _get_ident()
-
-    def add(self, session: Any) -> None:
-        """Queue a session whose readers' wake-up is deferred (once until woken)."""
-        if not self.deferred:
-            self.since = _monotonic()
-        self.deferred.append(session)
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)
