@@ -16,6 +16,8 @@ Invariants:
       object itself (a ``c_char_p`` slot keeps a reference while the batch
       structure holds it).  Send structures live in a pool taken with the
       atomic ``list.pop``/``list.append``, so threads may send at once.
+      :meth:`BatchSender.send_each` sends to a destination per datagram (a
+      listener's answers to many peers) in the same calls.
     * Both calls release the GIL, as ``sendto``/``recvfrom`` do, once per
       batch: ``sendmmsg`` blocks on a blocking socket whose buffer is full,
       as ``sendto`` does, and while the kernel copies a batch the process's

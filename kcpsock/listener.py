@@ -15,7 +15,9 @@ Who runs what::
                       (never blocks on a session lock) -> accept queue;
                       under load (long batches) also the due timers of its
                       OPEN sessions (Session.run_timer, non-blocking), and
-                      the windows' share of the socket buffer
+                      the windows' share of the socket buffer; what the
+                      sessions send meanwhile is gathered and leaves in one
+                      sendmmsg at the end of the batch (Transport.begin_gather)
     user threads      accept (waits on the listener's Condition), close;
                       while the listener serves ONE session, that session's
                       reader blocked in recv may hold the receive role and

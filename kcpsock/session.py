@@ -40,7 +40,10 @@ the lock is never left behind, and a receiver never waits for a lock).
 Lock order (outer first): listener lock -> session lock -> updater heap lock
 -> snmp lock.  ``_tx_lock`` (FEC encoding and encryption of a session's
 output) is only ever acquired without blocking, like the session lock by a
-receiver.
+receiver.  A listener's handler may keep it past the session lock's release
+until the end of its batch, when the output it gathered is sent
+(:meth:`Session._gather_out`, :class:`kcpsock.transport.SendGather`); other
+threads then leave their output queued for it, in order.
 
 Invariants:
 

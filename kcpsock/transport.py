@@ -10,6 +10,13 @@ Threads and locks:
   on: handlers use non-blocking acquires only.
 * :meth:`Transport.send` may be called by any thread, concurrently, with no
   lock held; ``sendto`` on a UDP socket is thread-safe.
+* A listener's handler gathers what its sessions send while it handles a
+  batch (:meth:`Transport.begin_gather` / :meth:`Transport.end_gather`,
+  :class:`SendGather`): one ``sendmmsg`` to many destinations per batch.
+  Only the thread that began the gather adds to it (:attr:`Transport.gather`
+  is read by every sender; the others send as usual); a session whose
+  output is gathered keeps its transmit lock (taken without waiting) until
+  the gather is sent, so its datagrams keep their order on the wire.
 * :class:`Signal` never blocks: it may be set and cleared under a session
   or listener lock.
 * The receive role (who reads the socket and runs the handler) is the

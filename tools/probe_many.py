@@ -21,6 +21,25 @@ Usage::
 
 With several ``--root`` trees the runs alternate tree by tree.  Loopback
 only; every wait is bounded.
+
+Also printed: the server's context switches (``csw [voluntary,
+involuntary]``, getrusage: thread hand-offs cost most with many sessions),
+its handlers' ``recv`` calls, and when each session was created (its first
+datagram handled), accepted, its thread started and its first bytes read
+(``marks``: every tenth, ms after the first creation).
+
+Diagnostic switches (environment of this command):
+
+* ``PROBE_FINE=FILE``: a 1-ms timeline of the first 600 ms into FILE
+  (ms, InPkts, role lent, sessions, accepted, receiver read-ahead backlog,
+  kernel queue estimate);
+* ``PROBE_CPROFILE=PREFIX``: cProfile the receiver and updater threads
+  (best with ``KCPSOCK_PURE=1``); ``--profile FILE``: py-spy record (extra
+  py-spy flags in ``PROBE_PYSPY``, e.g. ``--gil`` or ``--idle``);
+  ``PROBE_PERF=FILE``: ``perf record`` the server;
+* ``PROBE_NOCAP=1``: lift the listener's window caps (WindowShare,
+  DrainRate); ``PROBE_CAP=N``: the share's floor; ``PROBE_SWITCH=S``:
+  ``sys.setswitchinterval(S)`` in the server.
 """
 
 from __future__ import annotations
@@ -233,7 +252,7 @@ def role_server(args: argparse.Namespace) -> None:
                     len(listener.core.table),
                     len(marks["accept"]),
                     rcv.pending,
-                    0.0,
+                    _rx_queue(port),
                 )
             )
             tick.wait(0.001)
@@ -290,7 +309,7 @@ def role_server(args: argparse.Namespace) -> None:
                     for row in fine:
                         f.write(
                             f"{(row[0] - f0) * 1000:7.1f} "
-                            + " ".join(str(x) for x in row[1:6])
+                            + " ".join(str(x) for x in row[1:7])
                             + "\n"
                         )
             if batch_log:
@@ -348,6 +367,7 @@ def one_run(args: argparse.Namespace, root: str, peer: Path) -> dict[str, Any]:
             "raw",
             "--threads",
             "--nonblocking",
+            *os.environ.get("PROBE_PYSPY", "").split(),
             "--",
             *argv,
         ]
