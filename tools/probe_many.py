@@ -351,9 +351,6 @@ def one_run(args: argparse.Namespace, root: str, peer: Path) -> dict[str, Any]:
     env = dict(os.environ)
     if root:
         env["KCPSOCK_BENCH_ROOT"] = root
-    if root and root.endswith("+hold"):
-        env["KCPSOCK_BENCH_ROOT"] = root[:-5]
-        env["KCPSOCK_MMSG_HOLD"] = "1"
     argv = [sys.executable, str(Path(__file__).resolve()), "--role", "server"]
     if args.profile:
         argv = [
@@ -490,14 +487,7 @@ def main() -> int:
     for i in range(args.repeat):
         for spec in args.root:
             label, _, path = spec.rpartition("=")
-            root = (
-                (
-                    str(Path(path.removesuffix("+hold")).resolve())
-                    + ("+hold" if path.endswith("+hold") else "")
-                )
-                if path
-                else ""
-            )
+            root = str(Path(path).resolve()) if path else ""
             try:
                 r = one_run(args, root, peer)
             except (AssertionError, OSError, RuntimeError, TimeoutError) as exc:
