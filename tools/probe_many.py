@@ -131,6 +131,23 @@ def role_server(args: argparse.Namespace) -> None:
 
         transport.Receiver._run = wrap(transport.Receiver._run)  # type: ignore[method-assign]
         updater_mod.Updater._run = wrap(updater_mod.Updater._run)  # type: ignore[method-assign]
+    wake_sites: dict[str, int] = {}
+    if os.environ.get("PROBE_WAKES"):
+        # pure form only: which callers wake the updater thread
+        import traceback
+
+        from kcpsock import updater as updater_mod
+
+        orig_schedule = updater_mod.Updater.schedule
+
+        def schedule(self: Any, target: Any, deadline: int) -> None:
+            before = self.wakeups
+            orig_schedule(self, target, deadline)
+            if self.wakeups != before:
+                site = " < ".join(f.name for f in traceback.extract_stack(limit=5)[-5:-1][::-1])
+                wake_sites[site] = wake_sites.get(site, 0) + 1
+
+        updater_mod.Updater.schedule = schedule  # type: ignore[method-assign]
     options = _kcp_options(args)
     if os.environ.get("PROBE_BACKLOG_PER_ADDRESS"):
         import dataclasses
@@ -336,6 +353,7 @@ def role_server(args: argparse.Namespace) -> None:
                     for k, v in marks.items()
                     if v
                 },
+                "wake_sites": wake_sites,
                 "refused": {k: v for k, v in listener.refused.items() if v},
             }
             print("STATS " + json.dumps(stats), flush=True)
@@ -464,6 +482,7 @@ def show(label: str, r: dict[str, Any]) -> str:
             else ""
         )
         + f"\n   marks {r.get('marks')}"
+        + (f"\n   updater wake-ups by caller {r['wake_sites']}" if r.get("wake_sites") else "")
     )
 
 
