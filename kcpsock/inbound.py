@@ -106,8 +106,8 @@ PostFilter = Callable[[bytes, bytes, Address], Optional[str]]
 class Target(Protocol):
     """Where a route's deliveries go: the session (set by the I/O layer)."""
 
-    def deliver(self, delivery: Delivery) -> None:
-        """Take one batch's datagrams for this route."""
+    def deliver(self, delivery: Delivery, behind: bool = False) -> None:
+        """Take one batch's datagrams for this route (``behind``: more input waits)."""
 
 
 def make_codec(

@@ -255,6 +255,14 @@ class KCP:
         self.stale_wins = 0
         #: the delay the last full flush suggested until the next one (kcp-go HEAD)
         self.next_update_ms = IKCP_INTERVAL
+        #: While True, flushes retransmit nothing on timeout (ACKs, new data and
+        #: fast retransmissions still leave; the timeouts fire at the first
+        #: flush after it is cleared).  The session layer sets it while it
+        #: knows more input waits to be read: after the process was held off
+        #: the CPU, the ACKs of most of the window may be queued in the socket,
+        #: and every flush before they are read would resend what they
+        #: acknowledge (a spurious retransmission storm).
+        self.hold_rto = False
 
     # ------------------------------------------------------------------ info
 
@@ -288,6 +296,17 @@ class KCP:
     def retrans_segs(self) -> int:
         """Total retransmissions: lost + fast + early (kcp-go ``RetransSegs``)."""
         return self.lost_segs + self.fast_retrans_segs + self.early_retrans_segs
+
+    def rto_due(self, now_ms: int) -> bool:
+        """True if a sent, unacknowledged segment's retransmission timer may have expired.
+
+        O(1): from a lower bound of the resend times, so it may say True
+        when a full flush would in fact resend nothing, never the reverse.
+
+        Args:
+            now_ms: the current time in ms.
+        """
+        return self._unsent < len(self.snd_buf) and ((now_ms - self._min_resend) & _M) < 0x80000000
 
     def waitsnd(self) -> int:
         """Segments queued or in flight (kcp-go ``WaitSnd``).
@@ -962,7 +981,9 @@ class KCP:
             if (
                 not self._unsent
                 and not self.scan_always
-                and ((current - self._min_resend) & _M) >= 0x80000000  # no timer expired
+                and (
+                    self.hold_rto or ((current - self._min_resend) & _M) >= 0x80000000
+                )  # no timer expired, or none may fire now
             ):
                 d = (self._min_resend - current) & _M
                 return self._flush_quiet(full, d if d < self.interval else self.interval)
@@ -1029,6 +1050,7 @@ class KCP:
         scan = (
             full
             and bool(snd_buf)
+            and not self.hold_rto
             and (
                 self.scan_always
                 or (

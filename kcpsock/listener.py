@@ -233,13 +233,17 @@ class ListenerCore(Weakrefable):
         one system call per batch instead of one per session.
         """
         transport = self.transport
+        transport.handling = True  # (the sessions' timers: Session._input_first)
         transport.begin_gather()
         try:
-            self._handle(batch)
+            self._handle_batch(batch)
         finally:
-            transport.end_gather()
+            try:
+                transport.end_gather()
+            finally:
+                transport.handling = False
 
-    def _handle(self, batch: Batch) -> None:
+    def _handle_batch(self, batch: Batch) -> None:
         """The body of :meth:`_on_batch` (the gather in progress)."""
         now = time.monotonic()
         if self._queue and self.config.accept_timeout > 0:
@@ -281,10 +285,12 @@ class ListenerCore(Weakrefable):
             self._backlog = True
         if new or now >= share.next_at:
             self._share_windows(now)
+        # more input waits: the sessions' RTO resends wait for it (Session.deliver)
+        behind = len(batch) >= LISTENER_BATCH or self._receiver.pending > 0
         for d in result.deliveries:
             target = d.route.target
             if target is not None:
-                target.deliver(d)
+                target.deliver(d, behind)
         if new:
             with self._lock:
                 for s in new:

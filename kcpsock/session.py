@@ -55,8 +55,16 @@ Invariants:
   counter increments (``_counts``, errors) are sent and added by the thread
   that releases it, after the release; no user callback is ever called.
   The only socket calls under it are non-blocking ones on the private
-  readiness socketpair, and the close watch's zero-timeout poll of the UDP
-  socket (``_input_waiting``).
+  readiness socketpair, and the zero-timeout polls of the UDP socket
+  (:meth:`~kcpsock.transport.Transport.readable`) of the close watch and of
+  a timer that holds its RTO resends back.
+* No RTO resend while ACKs are known to wait unread (``KCP.hold_rto``):
+  after the process was held off the CPU, the ACKs of most of the window
+  may wait in the socket.  The drain holds them until its last datagram
+  (unless the receiver said more waits: ``deliver(..., behind=True)``),
+  ``send`` while the receiver is behind, and ``on_timer`` while datagrams
+  wait that the receive role has not got to (:meth:`Session._input_first`,
+  bounded).
 * The data path never takes the global counters' lock: the session counts
   in its own attributes (and KCP's), which :data:`kcpsock.stats.snmp`
   reads when it is read (:meth:`Session.snmp_counts`).  ``packets_out`` and
@@ -82,7 +90,6 @@ from __future__ import annotations
 import enum
 import errno
 import logging
-import select
 import socket
 import sys
 import threading
@@ -184,6 +191,12 @@ DRAIN_INTERVAL: Final = 0.05
 #: Batches a session's inbound queue holds at most (each at most
 #: :data:`kcpsock.transport.BATCH` datagrams).
 INBOX_LIMIT: Final = 128
+#: A session whose input is older than this (ms) while datagrams wait in its
+#: socket has been held off the CPU: its timer flush lets the input in before
+#: it resends on timeout (:meth:`Session._input_first`).
+STALE_INPUT_MS: Final = 2
+#: ... for this many minimum RTOs in a row at most.
+RTO_HOLD_MINRTOS: Final = 4
 _M32: Final = 0xFFFFFFFF
 
 
@@ -447,6 +460,13 @@ class Session(Weakrefable):
         # the receiver whose role a reader may take (None: never)
         self._role: Optional[Receiver] = role if role is not None and role.lendable else None
         self._inbox: deque[Delivery] = deque()
+        # the receiver that queued the last batch knew more input waited
+        # (a full batch, or datagrams read ahead): RTO resends wait for it
+        self._behind = False
+        # when input was last fed to KCP, and since when on_timer has held
+        # RTO resends back for input waiting in the socket (-1: not now)
+        self._input_ms = now_ms()
+        self._rto_held_from = -1
         #: batches the inbound queue holds at most
         self.inbox_limit = INBOX_LIMIT
         #: datagrams dropped because the inbound queue was full
@@ -799,7 +819,7 @@ class Session(Weakrefable):
 
     # ----------------------------------------------------------------- input
 
-    def deliver(self, delivery: Delivery) -> None:
+    def deliver(self, delivery: Delivery, behind: bool = False) -> None:
         """Queue a batch of KCP datagrams from the inbound pipeline (receiver thread).
 
         Never blocks: if the session lock is free it is taken without
@@ -809,11 +829,16 @@ class Session(Weakrefable):
 
         Args:
             delivery: what one batch brought this session.
+            behind: the receiver knows more datagrams wait to be read (its
+                batch was full, or it read ahead): the flushes this input
+                causes resend nothing on timeout, since the ACKs that
+                would prevent it may be among them.
         """
         inbox = self._inbox
         if len(inbox) >= self.inbox_limit:
             self.inbox_drops += delivery.packets
             return
+        self._behind = behind
         inbox.append(delivery)
         lock = self._lock
         if lock.acquire(False):
@@ -827,17 +852,38 @@ class Session(Weakrefable):
             return
         kcp = self.kcp
         now = now_ms()
+        # a reader reading for itself answers soon: no ACK-only flushes now
+        hold = self._ack_rider != 0 and self._ack_rider == _get_ident()
+        self._input_ms = now
+        try:
+            self._drain_batches(kcp, now, hold, self._behind)
+        finally:
+            kcp.hold_rto = False
+
+    def _drain_batches(self, kcp: KCP, now: int, hold: bool, behind: bool) -> None:
+        """The body of :meth:`_drain_locked` (``kcp.hold_rto`` is cleared after it)."""
+        inbox = self._inbox
         ack_nodelay = self.ack_nodelay
         out = self._out
         errors = packets = nbytes = 0
         in_before = kcp.in_segs
-        # a reader reading for itself answers soon: no ACK-only flushes now
-        hold = self._ack_rider != 0 and self._ack_rider == _get_ident()
+        # No RTO resend before the last datagram known to wait is in: a later
+        # one may acknowledge what a timeout would resend (kcp-go flushes at
+        # every datagram that moves una; after the process was held off the
+        # CPU for longer than the RTO, that resent most of the window).
+        kcp.hold_rto = True
         while inbox:
             d = inbox.popleft()
             packets += d.packets
             nbytes += d.nbytes
-            for dg in d.datagrams:
+            dgs = d.datagrams
+            rec = d.recovered
+            last = -1 if behind or inbox else len(dgs) + len(rec) - 1
+            i = 0
+            for dg in dgs:
+                if i == last:
+                    kcp.hold_rto = False
+                i += 1
                 try:
                     res = kcp.input(dg, now, regular=True, ack_nodelay=ack_nodelay, hold_acks=hold)
                 except PacketError:
@@ -845,7 +891,10 @@ class Session(Weakrefable):
                     continue
                 if res:
                     out += res
-            for dg in d.recovered:
+            for dg in rec:
+                if i == last:
+                    kcp.hold_rto = False
+                i += 1
                 try:
                     res = kcp.input(dg, now, regular=False, ack_nodelay=ack_nodelay, hold_acks=hold)
                 except PacketError:
@@ -853,6 +902,11 @@ class Session(Weakrefable):
                     continue
                 if res:
                     out += res
+        if not behind and kcp.rto_due(now):
+            # all the input known is in: the timeouts the held flushes left
+            # (the last datagram moved no una) fire now, not at the next tick
+            kcp.hold_rto = False
+            out += kcp.flush(now)
         self.packets_in += packets
         self.wire_bytes_in += nbytes
         if errors:
@@ -964,7 +1018,15 @@ class Session(Weakrefable):
             elif self._w_due:
                 # nobody waits any more: drop the probe run (a new wait starts afresh)
                 self._w_due = self._w_first = self._w_count = 0
-            self._out += kcp.flush(now)
+            held = self._input_first(now, kcp)
+            if held:
+                kcp.hold_rto = True
+                try:
+                    self._out += kcp.flush(now)
+                finally:
+                    kcp.hold_rto = False
+            else:
+                self._out += kcp.flush(now)
             self._notify()
             state = self.state
             if state is _CLOSING and (
@@ -975,7 +1037,9 @@ class Session(Weakrefable):
             elif self.failure is not None:
                 nxt = None
             else:
-                if kcp.waitsnd() or kcp.acklist or kcp.probe:
+                if held:
+                    nxt = now + 1  # the timeouts held back: after the input
+                elif kcp.waitsnd() or kcp.acklist or kcp.probe:
                     nxt = _deadline_from(now, kcp.check(now))
                 else:
                     nxt = None
@@ -1019,6 +1083,35 @@ class Session(Weakrefable):
         if finish:
             self._finish_close(wait=False)
         return nxt
+
+    def _input_first(self, now: int, kcp: KCP) -> bool:
+        """True if this timer flush should hold its RTO resends back for input (lock held).
+
+        True while a retransmission timer may be due and datagrams wait in
+        the socket that the receive role has not got to: it is busy with
+        the batch before (whose flushes can take long: a window's worth of
+        new data to encrypt and send), its last batch was full, or no input
+        came in for :data:`STALE_INPUT_MS` (the process was held off the
+        CPU, and this thread runs first).  The ACKs waiting there would make
+        the flush resend what they acknowledge, a whole window at once.  The
+        timeouts are then left to the input path (:meth:`_drain_batches`)
+        or to this timer a millisecond later; for :data:`RTO_HOLD_MINRTOS`
+        minimum RTOs in a row at most, so a lost segment is resent late by no
+        more than that.
+        """
+        start = self._rto_held_from
+        transport = self.transport
+        if (
+            not kcp.rto_due(now)
+            or (start >= 0 and now - start >= RTO_HOLD_MINRTOS * kcp.rx_minrto)
+            or not (transport.handling or self._behind or now - self._input_ms >= STALE_INPUT_MS)
+            or not transport.readable()
+        ):
+            self._rto_held_from = -1
+            return False
+        if start < 0:
+            self._rto_held_from = now
+        return True
 
     def _keepalive_due(self) -> int:
         """When the keep-alive looks next (lock held; keep-alive on).
@@ -1129,18 +1222,6 @@ class Session(Weakrefable):
             and kcp.peek_size() <= 0
         )
 
-    def _input_waiting(self) -> bool:
-        """True if datagrams wait unread in the UDP socket (a non-blocking poll).
-
-        The receiver thread may be starved (a busy process): an answer may
-        be sitting there, so the watch does not decide yet.
-        """
-        try:
-            readable, _, _ = select.select([self.transport.sock], [], [], 0)
-        except (OSError, ValueError):
-            return False  # closed meanwhile
-        return bool(readable)
-
     def _watch(self, now: int, kcp: KCP, ka_probe: bool = False) -> Optional[int]:
         """Probe the silent peer of a waiting reader; decide it is gone (lock held).
 
@@ -1237,7 +1318,7 @@ class Session(Weakrefable):
         if (
             self._w_count >= GONE_PROBES
             and now - first >= max(self.gone_timeout_ms, GONE_ANSWER_TIMES * u)
-            and not self._input_waiting()
+            and not self.transport.readable()
         ):
             self.failure = "gone"
             self._w_due = 0
@@ -1612,7 +1693,13 @@ class Session(Weakrefable):
                         # (autocork: with many segments unacknowledged, small
                         # writes merge in the queue and leave with the flush
                         # the returning ACKs trigger, or the next tick)
-                        self._out += kcp.flush(now)
+                        # no RTO resend while the receiver knows more input
+                        # waits (it may acknowledge them: _drain_batches)
+                        kcp.hold_rto = self._behind
+                        try:
+                            self._out += kcp.flush(now)
+                        finally:
+                            kcp.hold_rto = False
                     elif kcp.acklist:
                         # corked: ACKs held for this reply leave anyway
                         self._out += kcp.flush_acks(now)
@@ -1965,11 +2052,18 @@ class Session(Weakrefable):
         """Receiver callback: the inbound pipeline, then :meth:`deliver`."""
         inbound = self._inbound
         assert inbound is not None
-        result: InboundResult = inbound.process(batch)
-        if self.kcp.stream:
-            self._pace_window(len(batch))
-        for d in result.deliveries:
-            self.deliver(d)
+        transport = self.transport
+        transport.handling = True
+        try:
+            result: InboundResult = inbound.process(batch)
+            if self.kcp.stream:
+                self._pace_window(len(batch))
+            reader = self._receiver
+            behind = len(batch) >= BATCH or (reader is not None and reader.pending > 0)
+            for d in result.deliveries:
+                self.deliver(d, behind)
+        finally:
+            transport.handling = False
         if result.errors:
             snmp.add_many(result.errors)
 

@@ -208,12 +208,16 @@ class Transport:
         sock: the UDP socket (public for socket options and addresses).
     """
 
-    __slots__ = ("_batcher", "connected", "gather", "owned", "sock")
+    __slots__ = ("_batcher", "connected", "gather", "handling", "owned", "sock")
 
     def __init__(self, sock: socket.socket, *, owned: bool, connected: bool) -> None:
         self.sock = sock
         self.owned = owned
         self.connected = connected
+        #: True while a batch read from this socket is being handled (set by
+        #: the handler: the inbound pipeline, KCP input and the flushes it
+        #: causes); the datagrams still in the socket are read after it
+        self.handling = False
         # sendmmsg where available (kcpsock._mmsg; KCPSOCK_NO_MMSG turns it off)
         self._batcher = _mmsg.sender(sock, connected)
         #: the gather in progress (:meth:`begin_gather`), or None
@@ -292,6 +296,17 @@ class Transport:
         """Return ``getsockname()`` of the UDP socket."""
         addr: Address = self.sock.getsockname()
         return addr
+
+    def readable(self) -> bool:
+        """True if a datagram waits in the socket's receive buffer (never blocks).
+
+        Any thread may ask; the datagram stays for the receive role to read.
+        """
+        try:
+            ready, _, _ = select.select([self.sock], [], [], 0)
+        except (OSError, ValueError):  # closed meanwhile
+            return False
+        return bool(ready)
 
     def send(self, packets: list[bytes], remote: Address) -> tuple[int, int]:
         """Send wire packets to ``remote`` (ignored on a connected socket).

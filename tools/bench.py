@@ -372,6 +372,22 @@ def proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / ticks
 
 
+def udp_rcvbuf_errors() -> Optional[int]:
+    """The kernel's UDP ``RcvbufErrors`` count (/proc/net/snmp), or None if unreadable.
+
+    Datagrams dropped because a socket's receive buffer was full: on
+    lossless loopback the only real loss, so a bench run's retransmissions
+    can be told apart from spurious RTOs.  System-wide: other programs'
+    drops count too.
+    """
+    try:
+        with open("/proc/net/snmp", encoding="ascii") as fh:
+            rows = [line.split() for line in fh if line.startswith("Udp:")]
+        return int(rows[1][rows[0].index("RcvbufErrors")])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _self_argv(role: str, config: str, opts: argparse.Namespace) -> list[str]:
     argv = [sys.executable, str(Path(__file__).resolve()), "--role", role, "--config", config]
     if opts.stream:
@@ -473,12 +489,16 @@ def _one_transfer(
     server = start_server(server_side, server_kind, config, opts, peer)
     try:
         cpu0 = proc_cpu(server.pid)
+        drops0 = udp_rcvbuf_errors()
         try:
             res = run_one(client_side, client_kind, server, config, opts, peer, bytes=opts.bytes)
         except (AssertionError, OSError, TimeoutError) as exc:
             print(f"# {pair} {config} {test}: {exc}", file=sys.stderr)
             return None
         cpu1 = proc_cpu(server.pid)
+        drops1 = udp_rcvbuf_errors()
+        if drops0 is not None and drops1 is not None:
+            res["kdrops"] = str(drops1 - drops0)
         if test == "one-way" and server_side == "kcpsock":
             # its SINK line: the segments it received twice
             try:
@@ -492,8 +512,10 @@ def _one_transfer(
         server.close()
     seconds = float(res["seconds"])
     # the kcpsock sender's RTO (lost) and fast retransmissions, out of all
-    # segments sent; the kcpsock receiver's duplicates
-    counts = " ".join(f"{k}={res[k]}" for k in ("lost", "fast", "sent", "repeat") if k in res)
+    # segments sent; the kcpsock receiver's duplicates; datagrams the kernel
+    # dropped for a full receive buffer meanwhile (any socket of the machine)
+    keys = ("lost", "fast", "sent", "repeat", "kdrops")
+    counts = " ".join(f"{k}={res[k]}" for k in keys if k in res)
     print(f"# {pair} {config} {test}: {mb / seconds:.1f} MB/s {counts}", file=sys.stderr)
     return {
         "mbps": mb / seconds,

@@ -334,6 +334,31 @@ def test_fast_retransmit_once_per_rto_cycle() -> None:
     assert a.lost_segs == 1
 
 
+@pytest.mark.parametrize("scan_always", [False, True])
+def test_hold_rto_defers_timeouts_not_acks_or_new_data(scan_always: bool) -> None:
+    a = KCP(CONV)
+    a.nodelay(1, 10, 2, 1)
+    a.scan_always = scan_always
+    for i in range(4):
+        a.send(bytes([i]))
+    a.flush(0)
+    late = a.rx_rto + 50
+    assert not a.rto_due(1) and a.rto_due(late)
+    a.hold_rto = True
+    a.send(b"new")
+    out = a.flush(late)
+    # the new segment leaves; the timed-out ones wait, uncounted
+    assert [sn for c, _, sn, _ in segs(out) if c == 81] == [4]
+    assert a.lost_segs == 0 and a.rto_due(late)
+    # an ACK arriving while held is sent; una advancing acknowledges sn 0 and 1
+    out = a.input(encode_segment(CONV, 82, 0, 32, 0, 1, 2), late)
+    assert a.lost_segs == 0 and a.snd_una == 2
+    a.hold_rto = False
+    out = a.flush(late + 1)
+    assert [sn for c, _, sn, _ in segs(out) if c == 81] == [2, 3]  # now they are resent
+    assert a.lost_segs == 2
+
+
 def test_struct_is_little_endian_u32() -> None:
     raw = encode_segment(0xDEADBEEF, 82, 0, 1, 2, 3, 4)
     assert struct.unpack("<I", raw[:4])[0] == 0xDEADBEEF
