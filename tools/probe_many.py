@@ -229,7 +229,8 @@ def role_server(args: argparse.Namespace) -> None:
             sock, _ = listener.accept()
             marks["accept"].append(time.monotonic())
             sess = sock.session
-            exp = listener.core.blacklist._entries.get(sess.route.key)
+            key = sess.route.key
+            exp = None if key is None else listener.core.blacklist._entries.get(key)
             if exp is not None:
                 marks["created"].append(exp - listener.core.blacklist.ttl)
             threading.Thread(target=run, args=(sock,), daemon=True).start()
