@@ -27,6 +27,12 @@ Invariants:
     * Batches: :meth:`RawCFB.decrypt_many` decrypts a receiver's whole batch
       with one ``ECB_encrypt`` and one ``strxor``; :meth:`RawCFB.encrypt_pair`
       encrypts ``head + body`` from a pooled C buffer (no join, no pad copy).
+    * One C call per encrypted packet: a CFB state whose layout was verified
+      when it was created (:meth:`RawCFB._next_iv_view`: plain fields first,
+      then 16 known bytes behind each pointer, then a trial packet against
+      the two-call form) is restarted at kcp-go's IV by writing the IV into
+      its ``next_iv`` buffer instead of calling ``CFB_decrypt`` on it.  Any
+      other state keeps the two-call restart (same bytes).
     * The handles are called without ``argtypes`` (the per-call conversion
       costs a third of the call): every argument is passed as the exact C
       type, bytes as ``const uint8_t *``, ctypes buffers and ``c_void_p`` as
@@ -104,6 +110,9 @@ _SZ = [ctypes.c_size_t(i) for i in range(_BUF_SIZE + 1)]
 _U0 = ctypes.c_uint(0)
 _U4 = ctypes.c_uint(4)
 _ZEROS = bytes(16)
+#: RawCFB.decrypt decrypts packets up to this long block after block with one
+#: CFB call (the serial chain of 16 blocks costs less than a second C call).
+_SERIAL_DECRYPT_MAX = 256
 #: RawCFB.decrypt_many's pooled buffer: a receiver batch of 64 full packets.
 _MANY_SIZE = 64 * (MTU_LIMIT + 32) + 32
 _T = TypeVar("_T")
@@ -114,7 +123,11 @@ _CFBEntry = tuple[
     "ctypes.Array[ctypes.c_char]",
     memoryview,
     memoryview,
+    Optional[memoryview],
 ]
+#: pycryptodome's CFB state (raw_cfb.c ``CfbModeState``, 3.9 to 4.x): cipher,
+#: segment_len, usedKeyStream, keyStream, next_iv (see RawCFB._next_iv_view).
+_CFB_WORDS = 5
 
 
 #: block size -> [c_size_t of n rounded up to whole blocks for n <= _BUF_SIZE - block]
@@ -260,9 +273,12 @@ def _c_state(obj: object, what: str) -> ctypes.c_void_p:
 class RawCFB:
     """kcp-go CFB with direct C calls (see ``_PycryptodomeCFB`` in kcpsock.crypt).
 
-    encrypt (CFB is sequential, so it needs the CFB object): two calls,
-    ``CFB_decrypt`` of the IV, which re-synchronises the state to E(IV)
-    whatever it was, then ``CFB_encrypt`` of packet + zero pad.
+    encrypt (CFB is sequential, so it needs the CFB object): the state is
+    restarted at the IV, then one ``CFB_encrypt`` of packet + zero pad.  The
+    restart writes the IV into the state's ``next_iv`` buffer when the
+    state's layout was verified at creation (:meth:`_next_iv_view`), else it
+    is a ``CFB_decrypt`` of the IV, which re-synchronises the state whatever
+    it was (one C call and one block more).
 
     decrypt (CFB decryption is parallel): keystream block i is E(C[i-1]),
     with C[-1] = IV, so one ``ECB_encrypt`` of IV + C[:-1 block] gives the
@@ -316,14 +332,60 @@ class RawCFB:
         obj = self._factory(self._key, self._mode, iv=self._iv, segment_size=self._seg)
         out = ctypes.create_string_buffer(_BUF_SIZE)
         inp = ctypes.create_string_buffer(_BUF_SIZE)
+        state = _c_state(obj, "CFB")
+        try:
+            restart = self._next_iv_view(state, out)
+        except Exception:  # anything unexpected: the two-call restart
+            restart = None
         return (
             obj,
-            _c_state(obj, "CFB"),
+            state,
             out,
             inp,
             memoryview(inp).cast("B"),
             memoryview(out).cast("B"),
+            restart,
         )
+
+    def _next_iv_view(
+        self, state: ctypes.c_void_p, out: ctypes.Array[ctypes.c_char]
+    ) -> Optional[memoryview]:
+        """A writable view of the fresh CFB state's ``next_iv``, or None.
+
+        With a full-block segment, pycryptodome's CFB computes the keystream of
+        the next block from ``next_iv`` as soon as the previous block's is used
+        up (``usedKeyStream == segment_len``, true after every whole-block
+        call).  Writing kcp-go's IV there restarts the chain without the
+        ``CFB_decrypt`` call of the IV (one C call and one block cipher call
+        less per packet).  Only taken when the state looks exactly as raw_cfb.c
+        of pycryptodome 3.9 to 4.x leaves it (``{cipher, segment_len,
+        usedKeyStream, keyStream, next_iv}``): segment length = block size,
+        nothing used yet, the keystream buffer holding E(IV) (16 known bytes)
+        and ``next_iv`` zeroed; then a trial packet must give the bytes of the
+        two-call restart.  Pointers are followed only after the plain fields
+        matched.
+        """
+        b = self._b
+        words = (ctypes.c_size_t * _CFB_WORDS).from_address(state.value or 0)
+        _, seg, used, keystream, next_iv = words
+        if seg != b or used != 0 or not keystream or not next_iv or (keystream | next_iv) % 8:
+            return None
+        if ctypes.string_at(keystream, b) != self._k0[:b]:
+            return None
+        if ctypes.string_at(next_iv, b) != bytes(b):
+            return None
+        view = memoryview((ctypes.c_char * b).from_address(next_iv)).cast("B")
+        trial = bytes(range(3 * b))
+        size = _SZ[3 * b]
+        if self._dec_f(state, self._iv, out, self._size_b) or self._enc_f(state, trial, out, size):
+            return None
+        expected = out.raw[: 3 * b]
+        view[:] = self._iv
+        if self._enc_f(state, trial, out, size) or out.raw[: 3 * b] != expected:
+            return None
+        if words[2] != b or view.tobytes() != expected[-b:]:
+            return None
+        return view
 
     def _short(self, packet: bytes) -> bytes:
         """A packet of at most one block: XOR with E(IV)."""
@@ -348,26 +410,53 @@ class RawCFB:
             entry = self._pool.pop()
         except IndexError:
             entry = self._new_entry()
-        state, buf = entry[1], entry[2]
+        state, buf, restart = entry[1], entry[2], entry[6]
         if m <= _BUF_SIZE:
             size = _SZ[m]
         else:
             buf = ctypes.create_string_buffer(m)
             size = ctypes.c_size_t(m)
-        if self._dec_f(state, self._iv, buf, _SZ[b]) or self._enc_f(state, packet, buf, size):
+        if restart is not None:
+            restart[:] = self._iv
+        elif self._dec_f(state, self._iv, buf, _SZ[b]):
+            raise ValueError("pycryptodome CFB failed")  # pragma: no cover
+        if self._enc_f(state, packet, buf, size):
             raise ValueError("pycryptodome CFB failed")  # pragma: no cover
         out = buf.raw[:n]
         self._pool.append(entry)
         return out
 
     def decrypt(self, packet: bytes) -> bytes:
-        """Decrypt one packet (kcp-go ``decrypt``)."""
+        """Decrypt one packet (kcp-go ``decrypt``).
+
+        Up to :data:`_SERIAL_DECRYPT_MAX` bytes (an interactive packet), with a
+        pooled CFB state restarted by writing the IV: one ``CFB_decrypt``
+        call, block after block.  Longer: one ``ECB_encrypt`` of IV + the
+        ciphertext but its last block (the blocks in parallel), one
+        ``strxor``.
+        """
         n = len(packet)
         b = self._b
         if n <= b:
             return self._short(packet)
         packet = bytes(packet)
         m = -(-n // b) * b  # keystream length: whole blocks covering n
+        if n <= _SERIAL_DECRYPT_MAX:
+            try:
+                entry = self._pool.pop()
+            except IndexError:
+                entry = self._new_entry()
+            restart = entry[6]
+            if restart is not None:
+                restart[:] = self._iv
+                if m != n:
+                    packet += self._pads[m - n]
+                if self._dec_f(entry[1], packet, entry[2], _SZ[m]):
+                    raise ValueError("pycryptodome CFB failed")  # pragma: no cover
+                out = entry[5][:n].tobytes()
+                self._pool.append(entry)
+                return out
+            self._pool.append(entry)
         try:
             buf = self._buf_pool.pop()
         except IndexError:
@@ -387,24 +476,26 @@ class RawCFB:
 
         Both parts are copied straight into a pooled C input buffer (no
         join, no zero pad: bytes past the end only touch output bytes that
-        are dropped), one ``CFB_decrypt`` of the IV re-synchronises the
-        state, one ``CFB_encrypt`` encrypts, and one copy makes the result.
+        are dropped), the state is restarted at the IV (see the class),
+        one ``CFB_encrypt`` encrypts, and one copy makes the result.
         """
         h = len(head)
         n = h + len(body)
         b = self._b
-        if n <= b or n > _BUF_SIZE:
+        if n <= b or n > _BUF_SIZE - b:  # whole blocks covering n stay inside the buffers
             return self.encrypt(head + body)
         try:
             entry = self._pool.pop()
         except IndexError:
             entry = self._new_entry()
-        _, state, buf, inp, view_in, view_out = entry
+        _, state, buf, inp, view_in, view_out, restart = entry
         view_in[:h] = head
         view_in[h:n] = body
-        if self._dec_f(state, self._iv, buf, self._size_b) or self._enc_f(
-            state, inp, buf, _SZ[-(-n // b) * b]
-        ):
+        if restart is not None:
+            restart[:] = self._iv
+        elif self._dec_f(state, self._iv, buf, self._size_b):
+            raise ValueError("pycryptodome CFB failed")  # pragma: no cover
+        if self._enc_f(state, inp, buf, _SZ[-(-n // b) * b]):
             raise ValueError("pycryptodome CFB failed")  # pragma: no cover
         out = view_out[:n].tobytes()
         self._pool.append(entry)
@@ -414,7 +505,8 @@ class RawCFB:
         """``[encrypt_pair(h, b) for h, b in zip(heads, bodies)]`` with one pooled buffer.
 
         The sender's batch path: one pool entry for the whole batch, and per
-        packet two copies in, two C calls and one copy out.
+        packet two copies in, the restart (a 16-byte write, or a C call), one
+        ``CFB_encrypt`` call and one copy out.
 
         Args:
             heads: the packets' first parts (nonce, CRC, FEC header).
@@ -431,10 +523,25 @@ class RawCFB:
             entry = self._pool.pop()
         except IndexError:
             entry = self._new_entry()
-        _, state, buf, inp, view_in, view_out = entry
+        _, state, buf, inp, view_in, view_out, restart = entry
         out: list[bytes] = []
         append = out.append
         try:
+            if restart is not None:
+                # one C call per packet: the chain restarts by writing the IV
+                for head, body in zip(heads, bodies):
+                    h = len(head)
+                    n = h + len(body)
+                    if n <= b or n > top:
+                        append(self.encrypt(head + body))
+                        continue
+                    view_in[:h] = head
+                    view_in[h:n] = body
+                    restart[:] = iv
+                    if enc_f(state, inp, buf, rounded[n]):
+                        raise ValueError("pycryptodome CFB failed")  # pragma: no cover
+                    append(view_out[:n].tobytes())
+                return out
             for head, body in zip(heads, bodies):
                 h = len(head)
                 n = h + len(body)

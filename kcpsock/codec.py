@@ -552,9 +552,10 @@ class PacketCodec:
         """:meth:`open` for a batch: each packet's payload, or the PacketError it raised.
 
         Stateless and thread-safe, as :meth:`open`.  With a classic cipher
-        that supports it (``decrypt_many``, kcpsock's direct-C CFB) the whole
-        batch is decrypted by two C calls; then each CRC is checked in the
-        decrypted buffer and each payload copied out once.
+        that supports it (``decrypt_many``, kcpsock's direct-C CFB) a batch
+        of two or more is decrypted by two C calls; then each CRC is checked
+        in the decrypted buffer and each payload copied out once.  A lone
+        packet goes through :meth:`open`.
 
         Args:
             packets: UDP payloads as received (bytes).
@@ -567,7 +568,9 @@ class PacketCodec:
             TypeError: if a packet is not bytes-like.
         """
         many = self._decrypt_many
-        if many is None:
+        if many is None or len(packets) == 1:
+            # (a lone packet, the interactive case: open() costs less than
+            # the batch set-up, and decrypts a short packet with one C call)
             results: list[Union[bytes, PacketError]] = []
             for p in packets:
                 try:

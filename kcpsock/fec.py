@@ -198,7 +198,7 @@ class FECEncoder:
         self._count = 0  # data shards collected in the current group
         self._max = 0  # longest shard of the group (kcp-go maxSize - 6)
         self._acc: list[int] = [0] * p
-        # The C-speed accumulator (translate + one C XOR per data shard),
+        # The C-speed accumulator (translates + C XOR calls, see gf256),
         # when pycryptodome's strxor can be called directly; else the
         # bit-sliced int program (small codes) or translate + int XOR.
         xor = xor_function() if self._rs is not None and accel else None

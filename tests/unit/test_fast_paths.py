@@ -37,7 +37,7 @@ def _rng_bytes(seed: int) -> Callable[[int], bytes]:
 @needs_c
 @settings(max_examples=60, deadline=None)
 @given(
-    st.sampled_from([(1, 1), (2, 3), (3, 9), (10, 3), (13, 7), (30, 4)]),
+    st.sampled_from([(1, 1), (2, 3), (3, 9), (10, 3), (11, 3), (13, 7), (30, 4), (60, 20)]),
     st.data(),
 )
 def test_accumulator_equals_reed_solomon(counts: tuple[int, int], data: st.DataObject) -> None:
@@ -45,6 +45,8 @@ def test_accumulator_equals_reed_solomon(counts: tuple[int, int], data: st.DataO
     rs = ReedSolomon(d, p)
     assert XOR is not None
     acc = ParityAccumulator(rs, XOR)
+    # both modes: shards held and folded at take() (small codes), or added as they come
+    acc._deferred = data.draw(st.booleans())
     for _ in range(2):  # the slots are clean again after take()
         shards = data.draw(st.lists(st.binary(max_size=200), min_size=d, max_size=d))
         for i, shard in enumerate(shards):
@@ -56,11 +58,20 @@ def test_accumulator_equals_reed_solomon(counts: tuple[int, int], data: st.DataO
 
 
 @needs_c
-def test_accumulator_grows_past_its_slots_and_resets() -> None:
+def test_accumulator_defers_small_codes_only() -> None:
+    assert XOR is not None
+    assert ParityAccumulator(ReedSolomon(10, 3), XOR)._deferred
+    assert not ParityAccumulator(ReedSolomon(60, 20), XOR)._deferred
+
+
+@needs_c
+@pytest.mark.parametrize("deferred", [True, False])
+def test_accumulator_grows_past_its_slots_and_resets(deferred: bool) -> None:
     rng = random.Random(5)
     rs = ReedSolomon(4, 3)
     assert XOR is not None
     acc = ParityAccumulator(rs, XOR)
+    acc._deferred = deferred
     shards = [rng.randbytes(n) for n in (100, 1600, 5000, 3)]  # > the 1536-byte slots
     for i, shard in enumerate(shards):
         acc.add(i, bytearray(shard))
@@ -142,6 +153,53 @@ def test_encrypt_pairs_equals_public_cfb() -> None:
     got = pairs(heads, bodies)
     assert got == [_public_cfb(h + b) for h, b in zip(heads, bodies)]
     assert pairs([], []) == []
+
+
+@pytest.mark.parametrize("cipher", ["aes", "aes-128", "aes-192", "blowfish", "cast5", "3des"])
+def test_iv_restart_by_write_equals_two_call_restart(cipher: str) -> None:
+    """The one-call restart (IV written into the CFB state) gives the two-call bytes."""
+    fast = new_block_crypt(cipher, KEY)
+    if not isinstance(fast, _fastcrypt.RawCFB):
+        pytest.skip("the direct-C CFB is not in use")
+    slow = new_block_crypt(cipher, KEY)
+    assert isinstance(slow, _fastcrypt.RawCFB)
+    fast._pool.clear()
+    slow._pool.clear()
+    slow._next_iv_view = lambda state, out: None  # type: ignore[method-assign]
+    rng = random.Random(17)
+    b = fast._b
+    lengths = [1, b - 1, b, b + 1, 2 * b, 3 * b + 5, 44, 227, 228, 229, 1371, 1400, 1500, 1600]
+    heads = [rng.randbytes(rng.choice([0, 3, 20, 26, 28])) for _ in range(60)]
+    bodies = [rng.randbytes(rng.choice(lengths)) for _ in range(60)]
+    expected = [slow.encrypt(h + bd) for h, bd in zip(heads, bodies)]
+    for _ in range(2):  # the restarted state carries nothing over
+        assert fast.encrypt_pairs(heads, bodies) == expected
+        assert [fast.encrypt_pair(h, bd) for h, bd in zip(heads, bodies)] == expected
+        assert [fast.encrypt(h + bd) for h, bd in zip(heads, bodies)] == expected
+    assert [e[6] is not None for e in fast._pool] == [True] * len(fast._pool)
+    assert [e[6] is None for e in slow._pool] == [True] * len(slow._pool)
+    assert slow.encrypt_pairs(heads, bodies) == expected
+    # decrypt: short packets one CFB call from a restarted state, longer ECB + XOR
+    for block in (fast, slow):
+        assert [block.decrypt(c) for c in expected] == [h + bd for h, bd in zip(heads, bodies)]
+
+
+def test_iv_restart_refuses_an_unexpected_state_layout() -> None:
+    import ctypes
+
+    block = new_block_crypt("aes", KEY)
+    if not isinstance(block, _fastcrypt.RawCFB):
+        pytest.skip("the direct-C CFB is not in use")
+    out = ctypes.create_string_buffer(64)
+    # plain fields that do not match (segment length, bytes used): no pointer is followed
+    for words in ([0, 8, 0, 1 << 40, 1 << 40], [0, 16, 3, 1 << 40, 1 << 40], [0, 16, 0, 0, 0]):
+        fake = (ctypes.c_size_t * 5)(*words)
+        assert block._next_iv_view(ctypes.c_void_p(ctypes.addressof(fake)), out) is None
+    # pointers to the wrong bytes (the keystream buffer is not E(IV))
+    junk = ctypes.create_string_buffer(b"\x55" * 16)
+    addr = ctypes.addressof(junk)
+    fake = (ctypes.c_size_t * 5)(0, 16, 0, addr, addr)
+    assert block._next_iv_view(ctypes.c_void_p(ctypes.addressof(fake)), out) is None
 
 
 @pytest.mark.parametrize("cipher", ["aes", "aes-128", "blowfish", "cast5", "3des", "tea"])

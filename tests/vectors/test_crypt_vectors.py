@@ -68,6 +68,33 @@ def test_decrypt_matches_kcp_go(cipher: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("cipher", _CASES)
+def test_batch_paths_match_kcp_go(cipher: dict[str, Any]) -> None:
+    # The sender's and receiver's batch paths of the direct-C CFB (encrypt_pair,
+    # encrypt_pairs: the chain restarted by writing the IV; decrypt_many), on
+    # every vector length (short and odd ones included), each cut into head + body.
+    block = new_block_crypt(cipher["name"], bytes.fromhex(cipher["key_hex"]))
+    pair = getattr(block, "encrypt_pair", None)
+    pairs_ = getattr(block, "encrypt_pairs", None)
+    many = getattr(block, "decrypt_many", None)
+    if pair is None or pairs_ is None or many is None:
+        pytest.skip("no direct-C batch paths for this cipher here")
+    vectors = _pairs(cipher)
+    expected = [enc for _, enc in vectors]
+    for cut in (0, 1, 7, 20, 28):
+        heads = [plain[:cut] for plain, _ in vectors]
+        bodies = [plain[cut:] for plain, _ in vectors]
+        assert [pair(h, b) for h, b in zip(heads, bodies)] == expected, cut
+        assert pairs_(heads, bodies) == expected, cut
+    got = many(
+        expected,
+        lambda view, offsets: [
+            view[o : o + len(enc)].tobytes() for o, enc in zip(offsets, expected)
+        ],
+    )
+    assert got == [plain for plain, _ in vectors]
+
+
+@pytest.mark.parametrize("cipher", _CASES)
 def test_derived_key_gives_the_same_cipher(cipher: dict[str, Any]) -> None:
     # kcptun hands the whole 32-byte derived key; new_block_crypt slices it.
     block = new_block_crypt(cipher["name"], derive_key(_CRYPT["password"]))
