@@ -16,6 +16,8 @@ Invariants:
       object itself (a ``c_char_p`` slot keeps a reference while the batch
       structure holds it).  Send structures live in a pool taken with the
       atomic ``list.pop``/``list.append``, so threads may send at once.
+      :meth:`BatchSender.send_each` sends to a destination per datagram (a
+      listener's answers to many peers) in the same calls.
     * Both calls release the GIL, as ``sendto``/``recvfrom`` do, once per
       batch: ``sendmmsg`` blocks on a blocking socket whose buffer is full,
       as ``sendto`` does, and while the kernel copies a batch the process's
@@ -341,6 +343,84 @@ class BatchSender:
             pool.append(slot)
         return sent, nbytes
 
+    def send_each(
+        self, packets: Sequence[bytes], remotes: Sequence[Address]
+    ) -> Optional[bytearray]:
+        """Send ``packets[i]`` to ``remotes[i]`` (many destinations) in as few calls as may be.
+
+        A listener's receiver sends what one batch made all its sessions
+        answer this way: one system call (one GIL release) instead of one
+        per session.
+
+        Args:
+            packets: UDP payloads.
+            remotes: one destination per payload (ignored when connected).
+
+        Returns:
+            One flag per datagram (1: sent); None if this cannot send them
+            (a remote that is not a numeric address, a socket with a
+            timeout): the caller sends them one by one instead.
+        """
+        sock = self._sock
+        if sock.gettimeout():
+            return None
+        total = len(packets)
+        names: list[Optional[int]] = [None] * total
+        if not self._connected:
+            bufs = self._names
+            held = []  # the sockaddr buffers, alive in this frame until the calls return
+            last: Any = None
+            addr: Optional[int] = None
+            for i, remote in enumerate(remotes):
+                if remote is not last:
+                    buf = bufs.get(remote) or self._name(remote)
+                    if buf is None:
+                        return None
+                    held.append(buf)
+                    addr = ctypes.addressof(buf)
+                    last = remote
+                names[i] = addr
+        flags = bytearray(total)
+        fd = sock.fileno()
+        if fd < 0:
+            return flags
+        pool = self._pool
+        try:
+            slot = pool.pop()
+        except IndexError:
+            slot = _SendSlot(self._batch, 16 if self._family == socket.AF_INET else 28)
+        call = self._call
+        most = self._batch
+        msgs = slot.msgs
+        step = _STRIDE // _PTR
+        try:
+            start = 0
+            while start < total:
+                chunk = packets[start : start + most]
+                n = len(chunk)
+                try:
+                    slot.bases[0 : 2 * n : 2] = chunk
+                except TypeError:  # bytearray, memoryview: only bytes are pointed at
+                    chunk = [p if type(p) is bytes else bytes(p) for p in chunk]
+                    slot.bases[0 : 2 * n : 2] = chunk
+                slot.lens[1 : 2 * n : 2] = [len(p) for p in chunk]
+                slot.names[0 : n * step : step] = names[start : start + n]
+                slot.name = -1  # mixed destinations: send() sets them all again
+                done = 0
+                while done < n:
+                    r = call(fd, ctypes.byref(msgs, done * _STRIDE), n - done, 0)
+                    if r > 0:
+                        flags[start + done : start + done + r] = b"\x01" * r
+                        done += r
+                    elif r < 0 and ctypes.get_errno() in _SKIP:
+                        done += 1  # this datagram was refused: kcp-go ignores it
+                    else:
+                        return flags  # socket closed under us, or worse: give up
+                start += n
+        finally:
+            pool.append(slot)
+        return flags
+
 
 class _RecvSlot:
     """One preallocated ``recvmmsg`` batch: datagram buffers, headers, overlays."""
@@ -591,6 +671,75 @@ class GsoSender:
             sent += a
             nbytes += b
         return sent, nbytes
+
+    def send_each(
+        self,
+        packets: list[bytes],
+        remotes: list[Address],
+        plain: Callable[[list[bytes], list[Address]], bytearray],
+    ) -> bytearray:
+        """Send ``packets[i]`` to ``remotes[i]`` (a gathered batch), in order.
+
+        Runs of equal datagrams (the last possibly shorter) to one
+        destination leave with segmentation offload; the rest go through
+        ``plain`` (same arguments, one flag per datagram back).
+
+        Returns:
+            One flag per datagram: 1 if it was sent.
+        """
+        sock = self._sock
+        n = len(packets)
+        if not self.enabled or n < 2 or sock.gettimeout():
+            return plain(packets, remotes)
+        flags = bytearray(n)
+        done = 0
+        i = 0
+        while i < n:
+            size = len(packets[i])
+            if size <= 0:
+                i += 1
+                continue
+            remote = remotes[i]
+            most = GSO_MAX_BYTES // size
+            if most > GSO_MAX_SEGMENTS:
+                most = GSO_MAX_SEGMENTS
+            limit = i + most if i + most < n else n
+            j = i + 1
+            while j < limit and len(packets[j]) == size and remotes[j] == remote:
+                j += 1
+            if j < limit and 0 < len(packets[j]) < size and remotes[j] == remote:
+                j += 1
+            if j - i < 2:
+                i = j
+                continue
+            if done < i:
+                flags[done:i] = plain(packets[done:i], remotes[done:i])
+            control = self._control.get(size)
+            if control is None:
+                control = self._control[size] = [
+                    (_SOL_UDP, UDP_SEGMENT, size.to_bytes(2, sys.byteorder))
+                ]
+            try:
+                if self._connected:
+                    sock.sendmsg(packets[i:j], control)
+                else:
+                    sock.sendmsg(packets[i:j], control, 0, remote)
+            except (BlockingIOError, InterruptedError, ConnectionRefusedError):
+                pass  # refused: kcp-go ignores write errors (KCP resends)
+            except OSError as exc:
+                if exc.errno not in _GSO_UNSUPPORTED:
+                    return flags  # socket closed under us, or worse: give up
+                self.enabled = False
+                flags[i:] = plain(packets[i:], remotes[i:])
+                return flags
+            else:
+                flags[i:j] = b"\x01" * (j - i)
+            done = i = j
+        if done < n:
+            flags[done:] = (
+                plain(packets[done:], remotes[done:]) if done else plain(packets, remotes)
+            )
+        return flags
 
 
 def gso_sender(sock: socket.socket, connected: bool) -> Optional[GsoSender]:

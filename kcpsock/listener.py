@@ -15,7 +15,9 @@ Who runs what::
                       (never blocks on a session lock) -> accept queue;
                       under load (long batches) also the due timers of its
                       OPEN sessions (Session.run_timer, non-blocking), and
-                      the windows' share of the socket buffer
+                      the windows' share of the socket buffer; what the
+                      sessions send meanwhile is gathered and leaves in one
+                      sendmmsg at the end of the batch (Transport.begin_gather)
     user threads      accept (waits on the listener's Condition), close;
                       while the listener serves ONE session, that session's
                       reader blocked in recv may hold the receive role and
@@ -224,16 +226,25 @@ class ListenerCore(Weakrefable):
     # ------------------------------------------------------------- routing
 
     def _on_batch(self, batch: Batch) -> None:
-        """Receiver callback: the pipeline, new sessions, deliveries."""
+        """Receiver callback: the pipeline, new sessions, deliveries.
+
+        What the sessions send meanwhile (their ACKs, mostly) is gathered
+        and leaves in one ``sendmmsg`` at the end (:class:`kcpsock.transport.SendGather`):
+        one system call per batch instead of one per session.
+        """
         transport = self.transport
         transport.handling = True  # (the sessions' timers: Session._input_first)
+        transport.begin_gather()
         try:
             self._handle_batch(batch)
         finally:
-            transport.handling = False
+            try:
+                transport.end_gather()
+            finally:
+                transport.handling = False
 
     def _handle_batch(self, batch: Batch) -> None:
-        """The body of :meth:`_on_batch`."""
+        """The body of :meth:`_on_batch` (the gather in progress)."""
         now = time.monotonic()
         if self._queue and self.config.accept_timeout > 0:
             self._expire(now)

@@ -40,7 +40,10 @@ the lock is never left behind, and a receiver never waits for a lock).
 Lock order (outer first): listener lock -> session lock -> updater heap lock
 -> snmp lock.  ``_tx_lock`` (FEC encoding and encryption of a session's
 output) is only ever acquired without blocking, like the session lock by a
-receiver.
+receiver.  A listener's handler may keep it past the session lock's release
+until the end of its batch, when the output it gathered is sent
+(:meth:`Session._gather_out`, :class:`kcpsock.transport.SendGather`); other
+threads then leave their output queued for it, in order.
 
 Invariants:
 
@@ -110,7 +113,7 @@ from .inbound import Address, Delivery, DrainRate, Inbound, InboundResult, Route
 from .kcp import IKCP_ASK_SEND, IKCP_ASK_TELL, KCP
 from .replay import ReplayFilter
 from .stats import snmp
-from .transport import BATCH, Batch, Receiver, Signal, Transport
+from .transport import BATCH, Batch, Receiver, SendGather, Signal, Transport
 from .updater import now_ms as _now_ms
 from .updater import updater
 
@@ -728,10 +731,16 @@ class Session(Weakrefable):
             counts: rare SNMP increments of the caller (errors).
         """
         if pending:
+            transport = self.transport  # a native call: no bound method, no boxed result
+            gather = transport.gather
+            if gather is not None and gather.thread == _get_ident():
+                self._gather_out(gather)  # a listener's receiver batch: one sendmmsg for all
+                if counts:
+                    snmp.add_many(counts)
+                return
             plain = self._codec is None and not self.dup
             txq = self._txq
             tx_lock = self._tx_lock
-            transport = self.transport  # a native call: no bound method, no boxed result
             remote = self.remote
             while txq and tx_lock.acquire(False):
                 try:
@@ -745,6 +754,38 @@ class Session(Weakrefable):
                     tx_lock.release()
         if counts:
             snmp.add_many(counts)
+
+    def _gather_out(self, gather: SendGather) -> None:
+        """Hand the transmit queue to the gather of the calling thread (a receiver batch).
+
+        The transmit lock is taken (without waiting) and kept until the
+        gather is sent (:meth:`_gathered` releases it), so what other threads
+        queue meanwhile leaves after it, in order.  If another thread holds
+        the lock, that thread sends the queue (it checks after its release).
+        """
+        txq = self._txq
+        if not txq:
+            return
+        key = id(self)
+        index = gather.owner(key)
+        if index < 0:
+            if not self._tx_lock.acquire(False):
+                return
+            index = gather.hold(key, self._gathered)
+        plain = self._codec is None and not self.dup
+        remote = self.remote
+        while txq:
+            batch = txq.popleft()
+            gather.add(index, batch if plain else self._encode(batch), remote)
+
+    def _gathered(self, sent: int, nbytes: int) -> None:
+        """The gather holding this session's output was sent: count, release, send the rest."""
+        # counted by the _tx_lock holder only (snmp_counts)
+        self.packets_out += sent
+        self.wire_bytes_out += nbytes
+        self._tx_lock.release()
+        if self._txq:
+            self._transmit(True, [])
 
     def _encode(self, datagrams: list[bytes]) -> list[bytes]:
         """FEC, encryption and DUP copies of KCP datagrams (``_tx_lock`` held)."""

@@ -10,6 +10,13 @@ Threads and locks:
   on: handlers use non-blocking acquires only.
 * :meth:`Transport.send` may be called by any thread, concurrently, with no
   lock held; ``sendto`` on a UDP socket is thread-safe.
+* A listener's handler gathers what its sessions send while it handles a
+  batch (:meth:`Transport.begin_gather` / :meth:`Transport.end_gather`,
+  :class:`SendGather`): one ``sendmmsg`` to many destinations per batch.
+  Only the thread that began the gather adds to it (:attr:`Transport.gather`
+  is read by every sender; the others send as usual); a session whose
+  output is gathered keeps its transmit lock (taken without waiting) until
+  the gather is sent, so its datagrams keep their order on the wire.
 * :class:`Signal` never blocks: it may be set and cleared under a session
   or listener lock.
 * The receive role (who reads the socket and runs the handler) is the
@@ -65,6 +72,7 @@ __all__ = [
     "LEND_LEASE",
     "RECV_SIZE",
     "Receiver",
+    "SendGather",
     "Signal",
     "Transport",
     "buffer_datagrams",
@@ -136,6 +144,56 @@ def _recvfrom_loop(
     return fill
 
 
+class SendGather:
+    """What the sessions of one socket send while one thread handles a receiver batch.
+
+    A listener's receiver delivers one batch to many sessions, each of which
+    answers (ACKs, mostly) at once: sent one session at a time, that is one
+    system call, and one GIL release, per session and batch.  Gathered,
+    they leave in one ``sendmmsg`` at the end of the batch
+    (:meth:`Transport.end_gather`).
+
+    A session whose output is gathered keeps its transmit lock until the
+    gathered datagrams are sent (its ``done`` callback releases it), so
+    what other threads produce meanwhile waits in its transmit queue and
+    leaves after them: each session's datagrams stay in order on the wire.
+
+    Only the thread that began the gather (:attr:`thread`) adds to it.
+    """
+
+    __slots__ = ("done", "held", "owners", "packets", "remotes", "thread")
+
+    def __init__(self, thread: int) -> None:
+        #: the thread gathering (``threading.get_ident()``)
+        self.thread = thread
+        self.packets: list[bytes] = []
+        self.remotes: list[Address] = []
+        # the index (in ``done``) of the owner of each packet
+        self.owners: list[int] = []
+        # owner key -> its index in ``done``
+        self.held: dict[int, int] = {}
+        #: per owner: called with (datagrams sent, bytes sent) after the send
+        self.done: list[Callable[[int, int], None]] = []
+
+    def owner(self, key: int) -> int:
+        """The index of the owner ``key`` (e.g. ``id(session)``), or -1 if it holds nothing."""
+        return self.held.get(key, -1)
+
+    def hold(self, key: int, done: Callable[[int, int], None]) -> int:
+        """Register an owner (which took its transmit lock); return its index."""
+        index = len(self.done)
+        self.done.append(done)
+        self.held[key] = index
+        return index
+
+    def add(self, index: int, packets: list[bytes], remote: Address) -> None:
+        """Queue an owner's datagrams for ``remote``, in order."""
+        n = len(packets)
+        self.packets += packets
+        self.remotes += [remote] * n
+        self.owners += [index] * n
+
+
 @mypyc_attr(allow_interpreted_subclasses=True)
 class Transport:
     """A UDP socket as sessions send through it (shared or owned).
@@ -150,7 +208,7 @@ class Transport:
         sock: the UDP socket (public for socket options and addresses).
     """
 
-    __slots__ = ("_batcher", "_gso", "connected", "handling", "owned", "sock")
+    __slots__ = ("_batcher", "_gso", "connected", "gather", "handling", "owned", "sock")
 
     def __init__(self, sock: socket.socket, *, owned: bool, connected: bool) -> None:
         self.sock = sock
@@ -165,6 +223,85 @@ class Transport:
         # UDP segmentation offload where available: runs of equal datagrams
         # in one sendmsg, the rest through the batcher (KCPSOCK_NO_GSO: off)
         self._gso = _mmsg.gso_sender(sock, connected)
+        #: the gather in progress (:meth:`begin_gather`), or None
+        self.gather: Optional[SendGather] = None
+
+    def begin_gather(self) -> None:
+        """Gather what the calling thread sends for sessions until :meth:`end_gather`.
+
+        The caller runs the receiver's handler (handlers never run
+        concurrently) and must call :meth:`end_gather` in a ``finally``.
+        """
+        self.gather = SendGather(_get_ident())
+
+    def end_gather(self) -> None:
+        """Send what was gathered (one ``sendmmsg`` where available), then release its owners.
+
+        Every owner's ``done`` callback runs, also when sending fails (it
+        releases a transmit lock); an exception of one is logged.
+        """
+        g = self.gather
+        if g is None:
+            return
+        self.gather = None
+        done = g.done
+        if not done:
+            return
+        sent = [0] * len(done)
+        nbytes = [0] * len(done)
+        packets = g.packets
+        try:
+            if packets:
+                flags = self._send_each(packets, g.remotes)
+                owners = g.owners
+                for k in range(len(packets)):
+                    if flags[k]:
+                        i = owners[k]
+                        sent[i] += 1
+                        nbytes[i] += len(packets[k])
+        finally:
+            for i, callback in enumerate(done):
+                try:
+                    callback(sent[i], nbytes[i])
+                except Exception:  # the others' transmit locks are released all the same
+                    _log.exception("releasing a gathered send failed")
+
+    def _send_each(self, packets: list[bytes], remotes: list[Address]) -> bytearray:
+        """Send ``packets[i]`` to ``remotes[i]``; one flag per datagram (1: sent).
+
+        Runs of equal datagrams to one destination go with segmentation
+        offload where available, the rest as :meth:`_send_each_plain` does.
+        """
+        gso = self._gso
+        if gso is not None and len(packets) > 1:
+            if gso.enabled:
+                return gso.send_each(packets, remotes, self._send_each_plain)
+            self._gso = None  # the kernel refused it once: never again
+        return self._send_each_plain(packets, remotes)
+
+    def _send_each_plain(self, packets: list[bytes], remotes: list[Address]) -> bytearray:
+        """:meth:`_send_each` without segmentation offload (one ``sendmmsg``, or a loop)."""
+        batcher = self._batcher
+        if batcher is not None:
+            flags = batcher.send_each(packets, remotes)
+            if flags is not None:
+                return flags
+        flags = bytearray(len(packets))
+        sock = self.sock
+        connected = self.connected
+        try:
+            for i, p in enumerate(packets):
+                try:
+                    if connected:
+                        sock.send(p)
+                    else:
+                        sock.sendto(p, remotes[i])
+                except (BlockingIOError, ConnectionRefusedError, InterruptedError):
+                    continue  # kcp-go ignores write errors: KCP retransmits
+                flags[i] = 1
+        except OSError:
+            pass  # socket closed under us, or unreachable (kcp-go)
+        return flags
 
     @property
     def family(self) -> int:

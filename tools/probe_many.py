@@ -21,6 +21,25 @@ Usage::
 
 With several ``--root`` trees the runs alternate tree by tree.  Loopback
 only; every wait is bounded.
+
+Also printed: the server's context switches (``csw [voluntary,
+involuntary]``, getrusage: thread hand-offs cost most with many sessions),
+its handlers' ``recv`` calls, and when each session was created (its first
+datagram handled), accepted, its thread started and its first bytes read
+(``marks``: every tenth, ms after the first creation).
+
+Diagnostic switches (environment of this command):
+
+* ``PROBE_FINE=FILE``: a 1-ms timeline of the first 600 ms into FILE
+  (ms, InPkts, role lent, sessions, accepted, receiver read-ahead backlog,
+  kernel queue estimate);
+* ``PROBE_CPROFILE=PREFIX``: cProfile the receiver and updater threads
+  (best with ``KCPSOCK_PURE=1``); ``--profile FILE``: py-spy record (extra
+  py-spy flags in ``PROBE_PYSPY``, e.g. ``--gil`` or ``--idle``);
+  ``PROBE_PERF=FILE``: ``perf record`` the server;
+* ``PROBE_NOCAP=1``: lift the listener's window caps (WindowShare,
+  DrainRate); ``PROBE_CAP=N``: the share's floor; ``PROBE_SWITCH=S``:
+  ``sys.setswitchinterval(S)`` in the server.
 """
 
 from __future__ import annotations
@@ -88,6 +107,8 @@ def role_server(args: argparse.Namespace) -> None:
     from kcpsock.stats import snmp
     from kcpsock.updater import updater
 
+    if os.environ.get("PROBE_SWITCH"):
+        sys.setswitchinterval(float(os.environ["PROBE_SWITCH"]))
     args.stream = True
     args.ack_nodelay = False
     args.config = "plain"
@@ -110,6 +131,23 @@ def role_server(args: argparse.Namespace) -> None:
 
         transport.Receiver._run = wrap(transport.Receiver._run)  # type: ignore[method-assign]
         updater_mod.Updater._run = wrap(updater_mod.Updater._run)  # type: ignore[method-assign]
+    wake_sites: dict[str, int] = {}
+    if os.environ.get("PROBE_WAKES"):
+        # pure form only: which callers wake the updater thread
+        import traceback
+
+        from kcpsock import updater as updater_mod
+
+        orig_schedule = updater_mod.Updater.schedule
+
+        def schedule(self: Any, target: Any, deadline: int) -> None:
+            before = self.wakeups
+            orig_schedule(self, target, deadline)
+            if self.wakeups != before:
+                site = " < ".join(f.name for f in traceback.extract_stack(limit=5)[-5:-1][::-1])
+                wake_sites[site] = wake_sites.get(site, 0) + 1
+
+        updater_mod.Updater.schedule = schedule  # type: ignore[method-assign]
     options = _kcp_options(args)
     if os.environ.get("PROBE_BACKLOG_PER_ADDRESS"):
         import dataclasses
@@ -118,6 +156,32 @@ def role_server(args: argparse.Namespace) -> None:
             options["config"], backlog_per_address=int(os.environ["PROBE_BACKLOG_PER_ADDRESS"])
         )
     listener = kcpsock.listen(("127.0.0.1", 0), **options)
+    if os.environ.get("PROBE_NOCAP"):
+        listener.core.window_share.hold = -1.0
+        listener.core.drain.start = 0xFFFF
+    if os.environ.get("PROBE_CAP"):
+        listener.core.window_share.floor = int(os.environ["PROBE_CAP"])
+    batch_log: list[tuple[float, int, int, float, int]] = []
+    if os.environ.get("PROBE_BATCHES"):
+        rcv = listener.core._receiver
+        orig_handler = rcv._handler
+
+        def logged(batch: Any) -> None:
+            t0 = time.monotonic()
+            c0 = time.thread_time()
+            n0 = len(listener.core.table)
+            orig_handler(batch)
+            batch_log.append(
+                (
+                    t0,
+                    len(batch),
+                    len(listener.core.table) - n0,
+                    time.monotonic() - t0,
+                    round((time.thread_time() - c0) * 1e6),
+                )
+            )
+
+        rcv._handler = logged
     totals = {"inbox_drops": 0, "sessions": 0, "srtt_max": 0, "handler_cpu": 0.0}
     spans: list[tuple[float, float]] = []  # (first bytes, done) per session
     calls = [0]  # recv_into calls of the handlers (racy count: a figure, not a test)
@@ -131,6 +195,7 @@ def role_server(args: argparse.Namespace) -> None:
             except ConnectionError:
                 return
             t_start = time.monotonic()
+            marks["first"].append(t_start)
             got = 0
             while got < want:
                 n = sock.recv_into(buf, min(len(buf), want - got))
@@ -157,10 +222,19 @@ def role_server(args: argparse.Namespace) -> None:
                 totals["srtt_max"] = max(totals["srtt_max"], sess.kcp.rx_srtt)
             s.close()
 
+    marks: dict[str, list[float]] = {"created": [], "accept": [], "started": [], "first": []}
+
     def acceptor() -> None:
         while True:
             sock, _ = listener.accept()
+            marks["accept"].append(time.monotonic())
+            sess = sock.session
+            key = sess.route.key
+            exp = None if key is None else listener.core.blacklist._entries.get(key)
+            if exp is not None:
+                marks["created"].append(exp - listener.core.blacklist.ttl)
             threading.Thread(target=run, args=(sock,), daemon=True).start()
+            marks["started"].append(time.monotonic())
 
     threading.Thread(target=acceptor, daemon=True).start()
     timeline: list[int] = []
@@ -178,8 +252,36 @@ def role_server(args: argparse.Namespace) -> None:
 
     host, port = listener.getsockname()[:2]
     threading.Thread(target=sampler, daemon=True).start()
+    fine: list[tuple[float, int, int, int, int, int, float]] = []
+
+    def fine_sampler() -> None:
+        # every ms for 600 ms from the first datagram: InPkts, role lent, sessions, accepted, pending
+        tick = threading.Event()
+        rcv = listener.core._receiver
+        while not snmp.InPkts:
+            tick.wait(0.0005)
+        end = time.monotonic() + 0.6
+        while time.monotonic() < end:
+            fine.append(
+                (
+                    time.monotonic(),
+                    snmp.InPkts,
+                    int(rcv._lent),
+                    len(listener.core.table),
+                    len(marks["accept"]),
+                    rcv.pending,
+                    _rx_queue(port),
+                )
+            )
+            tick.wait(0.001)
+
+    if os.environ.get("PROBE_FINE"):
+        threading.Thread(target=fine_sampler, daemon=True).start()
+    import resource
+
     t = os.times()
     base = (t.user + t.system, _thread_cpu())
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
     print(f"READY {host}:{port}", flush=True)
     for line in sys.stdin:
         if line.strip() == "STATE":
@@ -219,7 +321,23 @@ def role_server(args: argparse.Namespace) -> None:
             threads = _thread_cpu()
             for name, v in base[1].items():
                 threads[name] = threads.get(name, 0.0) - v
+            if fine:
+                f0 = fine[0][0]
+                with open(os.environ["PROBE_FINE"], "w") as f:
+                    for row in fine:
+                        f.write(
+                            f"{(row[0] - f0) * 1000:7.1f} "
+                            + " ".join(str(x) for x in row[1:7])
+                            + "\n"
+                        )
+            if batch_log:
+                b0 = batch_log[0][0]
+                with open(os.environ["PROBE_BATCHES"], "w") as f:
+                    for t0, n, new, dt, cpu in batch_log:
+                        f.write(f"{(t0 - b0) * 1000:8.2f} {n:4d} {new:3d} {dt * 1000:7.2f} {cpu}\n")
+            ru1 = resource.getrusage(resource.RUSAGE_SELF)
             stats = {
+                "csw": [ru1.ru_nvcsw - ru0.ru_nvcsw, ru1.ru_nivcsw - ru0.ru_nivcsw],
                 "snmp": snmp.as_dict(),
                 "totals": totals,
                 "fired": updater.fired,
@@ -231,6 +349,12 @@ def role_server(args: argparse.Namespace) -> None:
                 "threads": threads,
                 "rxq": rxq[:60],
                 "timeline": [b - a for a, b in zip(timeline, timeline[1:])][:60],
+                "marks": {
+                    k: [round((x - marks["created"][0]) * 1000) for x in sorted(v)][::10]
+                    for k, v in marks.items()
+                    if v
+                },
+                "wake_sites": wake_sites,
                 "refused": {k: v for k, v in listener.refused.items() if v},
             }
             print("STATS " + json.dumps(stats), flush=True)
@@ -259,9 +383,12 @@ def one_run(args: argparse.Namespace, root: str, peer: Path) -> dict[str, Any]:
             "raw",
             "--threads",
             "--nonblocking",
+            *os.environ.get("PROBE_PYSPY", "").split(),
             "--",
             *argv,
         ]
+    if os.environ.get("PROBE_PERF"):
+        argv = ["perf", "record", "-F", "2000", "-o", os.environ["PROBE_PERF"], "--", *argv]
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     assert proc.stdin is not None and proc.stdout is not None
     try:
@@ -332,12 +459,12 @@ def show(label: str, r: dict[str, Any]) -> str:
     th = r.get("threads", {})
     threads = " ".join(f"{k}={v:.2f}" for k, v in sorted(th.items()) if v >= 0.01)
     return (
-        f"{label}: {r['mbps']:.1f} MB/s {r['seconds']:.2f} s; RcvbufErrors {r['rcvbuf_errors']};"
+        f"{label}: {r['mbps']:.1f} MB/s {r['seconds']:.2f} s client CPU {r['client_cpu']:.2f}; RcvbufErrors {r['rcvbuf_errors']};"
         f" InPkts {s.get('InPkts')} InSegs {s.get('InSegs')} RepeatSegs {s.get('RepeatSegs')}"
         f" OutPkts {s.get('OutPkts')} InErrs {s.get('InErrs')} refused {r.get('refused')}"
         f" client {r.get('client')} inbox_drops {r.get('totals', {}).get('inbox_drops')}"
         f" srtt_max {r.get('totals', {}).get('srtt_max')}"
-        f" recv_calls {r.get('recv_calls')} fired {r.get('fired')} claimed {r.get('claimed')} wakeups {r.get('wakeups')};"
+        f" csw {r.get('csw')} recv_calls {r.get('recv_calls')} fired {r.get('fired')} claimed {r.get('claimed')} wakeups {r.get('wakeups')};"
         f" server CPU {r.get('cpu', 0):.2f} s ({threads}"
         f" handlers={r.get('totals', {}).get('handler_cpu', 0.0):.2f})"
         + (
@@ -355,6 +482,8 @@ def show(label: str, r: dict[str, Any]) -> str:
             if "rxq" in r
             else ""
         )
+        + f"\n   marks {r.get('marks')}"
+        + (f"\n   updater wake-ups by caller {r['wake_sites']}" if r.get("wake_sites") else "")
     )
 
 

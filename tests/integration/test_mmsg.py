@@ -394,3 +394,174 @@ def test_gso_off_switch(monkeypatch: pytest.MonkeyPatch) -> None:
         assert _mmsg.gso_sender(unix, False) is None  # IP datagram sockets only
     finally:
         unix.close()
+
+
+# --- many destinations in one call (a listener's gathered answers) ----------
+
+
+@pytest.fixture(params=FAMILIES)
+def trio(request: Any) -> Iterator[tuple[socket.socket, socket.socket, socket.socket]]:
+    """(sender, receiver 1, receiver 2) on one loopback address."""
+    family, host = request.param
+    socks = [socket.socket(family, socket.SOCK_DGRAM) for _ in range(3)]
+    try:
+        for s in socks:
+            s.bind((host, 0))
+        yield socks[0], socks[1], socks[2]
+    finally:
+        for s in socks:
+            s.close()
+
+
+@pytest.mark.parametrize("n", [1, 3, 64, 150])
+def test_send_each_reaches_every_destination_in_order(
+    trio: tuple[socket.socket, socket.socket, socket.socket], n: int
+) -> None:
+    a, b, c = trio
+    packets = _packets(n)
+    remotes = [b.getsockname() if i % 3 else c.getsockname() for i in range(n)]
+    sender = _mmsg.sender(a, connected=False)
+    assert sender is not None
+    assert sender.send_each(packets, remotes) == bytearray([1]) * n
+    assert [p for p, _ in _drain(b)] == [p for i, p in enumerate(packets) if i % 3]
+    assert [p for p, _ in _drain(c)] == [p for i, p in enumerate(packets) if not i % 3]
+    # a one-destination send after it sets every destination again
+    more = _packets(5)
+    assert sender.send(more, b.getsockname()) == (5, sum(map(len, more)))
+    assert [p for p, _ in _drain(b)] == more
+    assert _drain(c) == []
+
+
+def test_send_each_flags_what_was_refused(
+    trio: tuple[socket.socket, socket.socket, socket.socket],
+) -> None:
+    a, b, c = trio
+    sender = _mmsg.sender(a, connected=False)
+    assert sender is not None
+    real = sender._call
+    calls: list[int] = []
+
+    def stingy(fd: int, msgs: Any, n: int, flags: int) -> int:
+        calls.append(n)
+        if len(calls) == 2:
+            ctypes.set_errno(errno.EAGAIN)
+            return -1
+        return real(fd, msgs, min(n, 2), flags)
+
+    sender._call = stingy
+    packets = _packets(6)
+    remotes = [b.getsockname(), c.getsockname()] * 3
+    assert sender.send_each(packets, remotes) == bytearray([1, 1, 0, 1, 1, 1])
+    assert [p for p, _ in _drain(b)] == [packets[0], packets[4]]
+    assert [p for p, _ in _drain(c)] == [packets[1], packets[3], packets[5]]
+
+
+def test_send_each_falls_back_on_names_and_timeouts(
+    trio: tuple[socket.socket, socket.socket, socket.socket],
+) -> None:
+    a, b, c = trio
+    sender = _mmsg.sender(a, connected=False)
+    assert sender is not None
+    assert sender.send_each([b"1"], [("localhost", b.getsockname()[1])]) is None
+    a.settimeout(1.0)
+    assert sender.send_each([b"1"], [b.getsockname()]) is None
+    a.close()
+    a2 = socket.socket(a.family, socket.SOCK_DGRAM)
+    s2 = _mmsg.sender(a2, connected=False)
+    assert s2 is not None
+    a2.close()
+    assert s2.send_each([b"x", b"y"], [b.getsockname(), c.getsockname()]) == bytearray(2)
+
+
+def _gather_of(transport: Transport) -> Any:
+    """The gather in progress (a call: mypy keeps no narrowing across begin/end)."""
+    return transport.gather
+
+
+@pytest.mark.parametrize("off", ["", "1"])
+def test_transport_gather_sends_once_and_releases_every_owner(
+    monkeypatch: pytest.MonkeyPatch,
+    trio: tuple[socket.socket, socket.socket, socket.socket],
+    off: str,
+) -> None:
+    """Transport.begin_gather/end_gather: every owner's datagrams, in order, then its callback."""
+    monkeypatch.setenv(_mmsg.ENV_SWITCH, off)
+    a, b, c = trio
+    transport = Transport(a, owned=False, connected=False)
+    assert _gather_of(transport) is None
+    transport.begin_gather()
+    g = _gather_of(transport)
+    assert g is not None and g.thread == threading.get_ident()
+    results: dict[str, tuple[int, int]] = {}
+    i1 = g.hold(1, lambda n, nb: results.__setitem__("one", (n, nb)))
+    i2 = g.hold(2, lambda n, nb: results.__setitem__("two", (n, nb)))
+    assert (g.owner(1), g.owner(2), g.owner(3)) == (i1, i2, -1)
+    g.add(i1, [b"a1", b"a2"], b.getsockname())
+    g.add(i2, [b"b1"], c.getsockname())
+    g.add(i1, [b"a3"], b.getsockname())
+    assert _drain(b) == [] and _drain(c) == []  # nothing leaves before the end
+    transport.end_gather()
+    assert _gather_of(transport) is None
+    assert results == {"one": (3, 6), "two": (1, 2)}
+    assert [p for p, _ in _drain(b)] == [b"a1", b"a2", b"a3"]
+    assert [p for p, _ in _drain(c)] == [b"b1"]
+    transport.end_gather()  # none in progress: nothing happens
+
+
+def test_transport_gather_releases_owners_when_a_callback_fails(
+    trio: tuple[socket.socket, socket.socket, socket.socket],
+) -> None:
+    a, b, _ = trio
+    transport = Transport(a, owned=False, connected=False)
+    transport.begin_gather()
+    g = transport.gather
+    assert g is not None
+    seen: list[int] = []
+
+    def bad(n: int, nb: int) -> None:
+        raise RuntimeError("boom")
+
+    g.add(g.hold(1, bad), [b"x"], b.getsockname())
+    g.add(g.hold(2, lambda n, nb: seen.append(n)), [b"y"], b.getsockname())
+    transport.end_gather()  # logged, not raised
+    assert seen == [1]
+    assert [p for p, _ in _drain(b)] == [b"x", b"y"]
+
+
+@needs_gso
+def test_gso_gathered_batch_keeps_each_destinations_order() -> None:
+    """A listener's gathered batch (several destinations): runs per destination, order kept."""
+    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for s in (a, b, c):
+            s.bind(("127.0.0.1", 0))
+        for s in (b, c):
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
+        transport = Transport(a, owned=False, connected=False)
+        to_b = _gso_batch()
+        to_c = [bytes([i]) * 1400 for i in range(10)] + [b"\x09" * 24]
+        packets = [*to_b[:30], *to_c[:5], *to_b[30:], *to_c[5:]]
+        remotes = [b.getsockname()] * 30 + [c.getsockname()] * 5
+        remotes += [b.getsockname()] * (len(to_b) - 30) + [c.getsockname()] * (len(to_c) - 5)
+        flags = transport._send_each(packets, remotes)
+        assert flags == bytearray(b"\x01" * len(packets))
+        assert [p for p, _ in _drain(b)] == to_b
+        assert [p for p, _ in _drain(c)] == to_c
+        assert transport._gso is not None and transport._gso.enabled
+        # refused as unsupported: the same batch goes the plain way, nothing lost
+        d = _NoOffload(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            d.bind(("127.0.0.1", 0))
+            calls = _NoOffload.gso_calls
+            refused = Transport(d, owned=False, connected=False)
+            assert refused._send_each(packets, remotes) == flags
+            assert [p for p, _ in _drain(b)] == to_b
+            assert [p for p, _ in _drain(c)] == to_c
+            assert _NoOffload.gso_calls == calls + 1
+        finally:
+            d.close()
+    finally:
+        for s in (a, b, c):
+            s.close()

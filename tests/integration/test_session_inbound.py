@@ -329,3 +329,40 @@ def test_ctrl_c_while_the_session_lock_is_released_leaves_it_consistent() -> Non
         s.transport = real
         s._out.clear()
         lock.release()
+
+
+def test_gathered_output_leaves_in_one_send_and_in_order() -> None:
+    """A receiver batch gathers its sessions' output (Transport.begin_gather).
+
+    Nothing leaves before the gather ends; another thread's output for a
+    gathered session waits behind it (the transmit lock is held), so each
+    session's datagrams reach the wire in KCP's order.
+    """
+    with unstarted_session(0x11) as (s1, p1), unstarted_session(0x22) as (s2, p2):
+        shared = s1.transport
+        s2.transport = shared  # both sessions send through one socket, as a listener's
+        shared.begin_gather()
+        try:
+            assert s1.send(b"a" * 100, None) == 100
+            assert s2.send(b"c" * 10, None) == 10
+            other = threading.Thread(target=lambda: s1.send(b"b" * 100, None))
+            other.start()
+            other.join(5)
+            assert not other.is_alive()
+            p1.settimeout(0.05)
+            with pytest.raises(socket.timeout):  # (TimeoutError from Python 3.10 on)
+                p1.recvfrom(2048)  # nothing on the wire before the gather is sent
+        finally:
+            shared.end_gather()
+        p1.settimeout(5)
+        first, second = p1.recvfrom(2048)[0], p1.recvfrom(2048)[0]
+        # conv, cmd PUSH (81), sn at offset 12: in order, payloads as sent
+        assert (first[4], int.from_bytes(first[12:16], "little"), first[24:]) == (81, 0, b"a" * 100)
+        assert (second[4], int.from_bytes(second[12:16], "little"), second[24:]) == (
+            81,
+            1,
+            b"b" * 100,
+        )
+        assert p2.recvfrom(2048)[0][24:] == b"c" * 10
+        assert (s1.packets_out, s2.packets_out) == (2, 1)
+        assert s1.wire_bytes_out == 2 * 124 and s2.wire_bytes_out == 34
