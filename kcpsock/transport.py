@@ -208,7 +208,7 @@ class Transport:
         sock: the UDP socket (public for socket options and addresses).
     """
 
-    __slots__ = ("_batcher", "connected", "gather", "handling", "owned", "sock")
+    __slots__ = ("_batcher", "_gso", "connected", "gather", "handling", "owned", "sock")
 
     def __init__(self, sock: socket.socket, *, owned: bool, connected: bool) -> None:
         self.sock = sock
@@ -220,6 +220,9 @@ class Transport:
         self.handling = False
         # sendmmsg where available (kcpsock._mmsg; KCPSOCK_NO_MMSG turns it off)
         self._batcher = _mmsg.sender(sock, connected)
+        # UDP segmentation offload where available: runs of equal datagrams
+        # in one sendmsg, the rest through the batcher (KCPSOCK_NO_GSO: off)
+        self._gso = _mmsg.gso_sender(sock, connected)
         #: the gather in progress (:meth:`begin_gather`), or None
         self.gather: Optional[SendGather] = None
 
@@ -264,7 +267,20 @@ class Transport:
                     _log.exception("releasing a gathered send failed")
 
     def _send_each(self, packets: list[bytes], remotes: list[Address]) -> bytearray:
-        """Send ``packets[i]`` to ``remotes[i]``; one flag per datagram (1: sent)."""
+        """Send ``packets[i]`` to ``remotes[i]``; one flag per datagram (1: sent).
+
+        Runs of equal datagrams to one destination go with segmentation
+        offload where available, the rest as :meth:`_send_each_plain` does.
+        """
+        gso = self._gso
+        if gso is not None and len(packets) > 1:
+            if gso.enabled:
+                return gso.send_each(packets, remotes, self._send_each_plain)
+            self._gso = None  # the kernel refused it once: never again
+        return self._send_each_plain(packets, remotes)
+
+    def _send_each_plain(self, packets: list[bytes], remotes: list[Address]) -> bytearray:
+        """:meth:`_send_each` without segmentation offload (one ``sendmmsg``, or a loop)."""
         batcher = self._batcher
         if batcher is not None:
             flags = batcher.send_each(packets, remotes)
@@ -318,6 +334,15 @@ class Transport:
         Returns:
             ``(datagrams sent, bytes sent)``; failures are skipped silently.
         """
+        gso = self._gso
+        if gso is not None and len(packets) > 1:
+            if gso.enabled:
+                return gso.send(packets, remote, self._send_plain)
+            self._gso = None  # the kernel refused it once: never again
+        return self._send_plain(packets, remote)
+
+    def _send_plain(self, packets: list[bytes], remote: Address) -> tuple[int, int]:
+        """:meth:`send` without segmentation offload: one ``sendmmsg``, or a loop."""
         if len(packets) > 1 and self._batcher is not None:
             done = self._batcher.send(packets, remote)
             if done is not None:

@@ -302,6 +302,100 @@ def test_sessions_talk_either_way(monkeypatch: pytest.MonkeyPatch, off: str, hos
         assert not thread.is_alive() and not errors
 
 
+# --- UDP segmentation offload (GSO) -------------------------------------------
+
+needs_gso = pytest.mark.skipif(
+    _mmsg.gso_sender(socket.socket(socket.AF_INET, socket.SOCK_DGRAM), False) is None,
+    reason="no UDP_SEGMENT in this kernel",
+)
+
+
+def _gso_batch() -> list[bytes]:
+    """A flush's shape: an ACK, full segments, a short one, more runs, singles."""
+    full = [bytes([i]) * 1400 for i in range(50)]  # longer than one GSO call (46 x 1400)
+    return [
+        b"\x01" * 24,
+        *full,
+        b"\x02" * 700,
+        b"\x03" * 1400,
+        b"\x04" * 30,
+        *[bytes([i]) * 1000 for i in range(70)],  # more than GSO_MAX_SEGMENTS
+        b"\x05" * 24,
+    ]
+
+
+@needs_gso
+@pytest.mark.parametrize("connected", [False, True], ids=["unconnected", "connected"])
+def test_gso_sends_the_same_datagrams_in_order(
+    pair: tuple[socket.socket, socket.socket], connected: bool
+) -> None:
+    """Runs of equal datagrams leave in one sendmsg each; the peer sees every datagram as sent."""
+    a, b = pair
+    if connected:
+        a.connect(b.getsockname())
+    transport = Transport(a, owned=False, connected=connected)
+    assert transport._gso is not None and transport._gso.enabled
+    packets = _gso_batch()
+    assert transport.send(packets, b.getsockname()) == (len(packets), sum(map(len, packets)))
+    got = _drain(b)
+    assert [p for p, _ in got] == packets
+    assert {addr for _, addr in got} == {a.getsockname()}
+    assert transport._gso.enabled
+
+
+class _NoOffload(socket.socket):
+    """A UDP socket whose GSO sends fail as on a device without checksum offload."""
+
+    gso_calls = 0
+
+    def sendmsg(self, buffers: Any, ancdata: Any = (), *args: Any) -> int:
+        if ancdata:
+            type(self).gso_calls += 1
+            raise OSError(errno.EIO, "Input/output error")
+        return super().sendmsg(buffers, ancdata, *args)
+
+
+@needs_gso
+def test_gso_refused_by_the_kernel_falls_back_for_good() -> None:
+    a = _NoOffload(socket.AF_INET, socket.SOCK_DGRAM)
+    b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
+        a.bind(("127.0.0.1", 0))
+        b.bind(("127.0.0.1", 0))
+        transport = Transport(a, owned=False, connected=False)
+        packets = _gso_batch()
+        total = (len(packets), sum(map(len, packets)))
+        assert transport.send(packets, b.getsockname()) == total
+        assert [p for p, _ in _drain(b)] == packets  # nothing lost, order kept
+        assert _NoOffload.gso_calls == 1
+        assert transport.send(packets, b.getsockname()) == total
+        assert [p for p, _ in _drain(b)] == packets
+        assert _NoOffload.gso_calls == 1  # never tried again
+        assert transport._gso is None
+    finally:
+        a.close()
+        b.close()
+
+
+def test_gso_off_switch(monkeypatch: pytest.MonkeyPatch) -> None:
+    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        monkeypatch.setenv(_mmsg.GSO_ENV_SWITCH, "1")
+        assert _mmsg.gso_sender(a, False) is None
+        assert Transport(a, owned=False, connected=False)._gso is None
+        monkeypatch.setenv(_mmsg.GSO_ENV_SWITCH, "0")
+        monkeypatch.setenv(_mmsg.ENV_SWITCH, "1")  # batched I/O off: GSO too
+        assert _mmsg.gso_sender(a, False) is None
+    finally:
+        a.close()
+    unix = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        assert _mmsg.gso_sender(unix, False) is None  # IP datagram sockets only
+    finally:
+        unix.close()
+
+
 # --- many destinations in one call (a listener's gathered answers) ----------
 
 
@@ -432,3 +526,42 @@ def test_transport_gather_releases_owners_when_a_callback_fails(
     transport.end_gather()  # logged, not raised
     assert seen == [1]
     assert [p for p, _ in _drain(b)] == [b"x", b"y"]
+
+
+@needs_gso
+def test_gso_gathered_batch_keeps_each_destinations_order() -> None:
+    """A listener's gathered batch (several destinations): runs per destination, order kept."""
+    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for s in (a, b, c):
+            s.bind(("127.0.0.1", 0))
+        for s in (b, c):
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
+        transport = Transport(a, owned=False, connected=False)
+        to_b = _gso_batch()
+        to_c = [bytes([i]) * 1400 for i in range(10)] + [b"\x09" * 24]
+        packets = [*to_b[:30], *to_c[:5], *to_b[30:], *to_c[5:]]
+        remotes = [b.getsockname()] * 30 + [c.getsockname()] * 5
+        remotes += [b.getsockname()] * (len(to_b) - 30) + [c.getsockname()] * (len(to_c) - 5)
+        flags = transport._send_each(packets, remotes)
+        assert flags == bytearray(b"\x01" * len(packets))
+        assert [p for p, _ in _drain(b)] == to_b
+        assert [p for p, _ in _drain(c)] == to_c
+        assert transport._gso is not None and transport._gso.enabled
+        # refused as unsupported: the same batch goes the plain way, nothing lost
+        d = _NoOffload(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            d.bind(("127.0.0.1", 0))
+            calls = _NoOffload.gso_calls
+            refused = Transport(d, owned=False, connected=False)
+            assert refused._send_each(packets, remotes) == flags
+            assert [p for p, _ in _drain(b)] == to_b
+            assert [p for p, _ in _drain(c)] == to_c
+            assert _NoOffload.gso_calls == calls + 1
+        finally:
+            d.close()
+    finally:
+        for s in (a, b, c):
+            s.close()
