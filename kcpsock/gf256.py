@@ -802,6 +802,30 @@ _ZEROS = bytes(4096)
 _DEFER_MAX_BYTES = 256 * 1024
 
 
+#: Folding buffers are shared by every deferred accumulator through this pool
+#: (taken with the atomic list.pop, given back with append; at most
+#: _FOLD_POOL_MAX kept), so an idle FEC session holds none.
+_FOLD_MIN_BYTES = 32 * 1024
+_FOLD_POOL_MAX = 8
+
+
+class _FoldBuffer:
+    """A C buffer for :meth:`ParityAccumulator._fold`, its address and row pointers."""
+
+    __slots__ = ("base", "buf", "ptr", "row_ptrs", "view")
+
+    def __init__(self, size: int) -> None:
+        self.buf = ctypes.create_string_buffer(size)
+        self.view = memoryview(self.buf).cast("B")
+        self.base = ctypes.addressof(self.buf)
+        self.ptr = ctypes.c_void_p(self.base)
+        # row length -> c_void_p of each row (at most 64 lengths kept)
+        self.row_ptrs: dict[int, list[ctypes.c_void_p]] = {}
+
+
+_FOLD_POOL: list[_FoldBuffer] = []
+
+
 class ParityAccumulator:
     """Parity shards of one group, built shard by shard at C speed (encoders).
 
@@ -820,7 +844,8 @@ class ParityAccumulator:
     shard, and :meth:`take` makes all images, joins the rows of the lower and
     the upper half of the shards (one copy, as the per-shard join), XORs the
     two halves with one C call and folds the rest in place: 4 C calls for 10
-    shards instead of 10.
+    shards instead of 10.  The folding buffers come from a pool shared by all
+    accumulators (an idle session holds none).
 
     Not thread-safe: one group at a time, driven by one encoder.
 
@@ -844,7 +869,6 @@ class ParityAccumulator:
         "_held",
         "_per_len",
         "_ptr",
-        "_row_ptrs",
         "_stride",
         "_tables",
         "_view",
@@ -877,8 +901,6 @@ class ParityAccumulator:
         p = len(self._tables[0]) if d else 0
         self._deferred = p * _SLOT_STRIDE * ((d + 1) // 2) <= _DEFER_MAX_BYTES
         self._held: list[tuple[int, bytearray]] = []
-        # row length -> c_void_p of each row of the folding buffer (its address is fixed)
-        self._row_ptrs: dict[int, list[ctypes.c_void_p]] = {}
 
     def _restride(self, length: int) -> None:
         """Space the slots for shards of ``length`` bytes, keeping their contents."""
@@ -983,17 +1005,37 @@ class ParityAccumulator:
         held = self._held
         stride = -(-self.used // _SLOT_ROUND) * _SLOT_ROUND
         row_len = p * stride
-        tables = self._tables
         n = len(held)
         half = n // 2
         left = n - half  # rows in the folding buffer after the first XOR
-        if self._buf is None or left * row_len > len(self._view):
-            size = max(left * row_len, p * _SLOT_STRIDE * ((len(tables) + 1) // 2))
-            self._buf = buf = ctypes.create_string_buffer(size)
-            self._view = memoryview(buf).cast("B")
-            self._ptr = ctypes.c_void_p(ctypes.addressof(buf))
-            self._row_ptrs = {}
-        view = self._view
+        need = left * row_len
+        try:
+            fold: Optional[_FoldBuffer] = _FOLD_POOL.pop()
+        except IndexError:
+            fold = None
+        if fold is None or need > len(fold.view):
+            fold = _FoldBuffer(max(need, _FOLD_MIN_BYTES))
+        try:
+            return self._fold_into(fold, p, length, stride, row_len, half, left)
+        finally:
+            if len(_FOLD_POOL) < _FOLD_POOL_MAX:
+                _FOLD_POOL.append(fold)
+
+    def _fold_into(
+        self,
+        fold: _FoldBuffer,
+        p: int,
+        length: int,
+        stride: int,
+        row_len: int,
+        half: int,
+        left: int,
+    ) -> list[bytes]:
+        """:meth:`_fold` with the folding buffer ``fold`` (taken from the pool)."""
+        held = self._held
+        tables = self._tables
+        n = len(held)
+        view = fold.view
         xor = self._xor
         lower: list[Union[bytes, bytearray]] = []
         upper: list[Union[bytes, bytearray]] = []
@@ -1008,14 +1050,15 @@ class ParityAccumulator:
             if left > half:  # odd count: the middle row goes to the buffer as it is
                 view[half * row_len : left * row_len] = b"".join(upper[: 2 * p])
                 del upper[: 2 * p]
-            xor(b"".join(lower), b"".join(upper), self._ptr, ctypes.c_size_t(half * row_len))
+            xor(b"".join(lower), b"".join(upper), fold.ptr, ctypes.c_size_t(half * row_len))
         else:
             view[:row_len] = b"".join(upper)
-        ptrs = self._row_ptrs.get(row_len)
+        ptrs = fold.row_ptrs.get(row_len)
         if ptrs is None or len(ptrs) < left:
-            base = self._ptr.value or 0
-            ptrs = self._row_ptrs[row_len] = [
-                ctypes.c_void_p(base + k * row_len) for k in range(max(left, 1))
+            if len(fold.row_ptrs) >= 64:
+                fold.row_ptrs.clear()
+            ptrs = fold.row_ptrs[row_len] = [
+                ctypes.c_void_p(fold.base + k * row_len) for k in range(max(left, 1))
             ]
         while left > 1:
             h = left // 2
