@@ -15,9 +15,10 @@ Who runs what::
                       (never blocks on a session lock) -> accept queue;
                       under load (long batches) also the due timers of its
                       OPEN sessions (Session.run_timer, non-blocking), and
-                      the windows' share of the socket buffer; what the
-                      sessions send meanwhile is gathered and leaves in one
-                      sendmmsg at the end of the batch (Transport.begin_gather)
+                      the windows' share of the socket buffer; when the
+                      batch reaches several sessions, what they send
+                      meanwhile is gathered and leaves in one sendmmsg at
+                      the end of the batch (Transport.begin_gather)
     user threads      accept (waits on the listener's Condition), close;
                       while the listener serves ONE session, that session's
                       reader blocked in recv may hold the receive role and
@@ -228,13 +229,15 @@ class ListenerCore(Weakrefable):
     def _on_batch(self, batch: Batch) -> None:
         """Receiver callback: the pipeline, new sessions, deliveries.
 
-        What the sessions send meanwhile (their ACKs, mostly) is gathered
-        and leaves in one ``sendmmsg`` at the end (:class:`kcpsock.transport.SendGather`):
-        one system call per batch instead of one per session.
+        When a batch brings datagrams for several sessions, what they send
+        meanwhile (their ACKs, mostly) is gathered and leaves in one
+        ``sendmmsg`` at the end (:class:`kcpsock.transport.SendGather`): one
+        system call per batch instead of one per session.  A batch for one
+        session sends as it goes (its reader's output never waits for the
+        rest of the batch behind a gathered transmit lock).
         """
         transport = self.transport
         transport.handling = True  # (the sessions' timers: Session._input_first)
-        transport.begin_gather()
         try:
             self._handle_batch(batch)
         finally:
@@ -244,11 +247,13 @@ class ListenerCore(Weakrefable):
                 transport.handling = False
 
     def _handle_batch(self, batch: Batch) -> None:
-        """The body of :meth:`_on_batch` (the gather in progress)."""
+        """The body of :meth:`_on_batch` (it may begin the gather that one ends)."""
         now = time.monotonic()
         if self._queue and self.config.accept_timeout > 0:
             self._expire(now)
         result = self.inbound.process(batch, now, len(self._queue))
+        if len(result.deliveries) > 1:
+            self.transport.begin_gather()  # ended by _on_batch
         new: list[Session] = []
         if result.created:
             with self._lock:
