@@ -527,21 +527,6 @@ class RawCFB:
         out: list[bytes] = []
         append = out.append
         try:
-            if restart is not None:
-                # one C call per packet: the chain restarts by writing the IV
-                for head, body in zip(heads, bodies):
-                    h = len(head)
-                    n = h + len(body)
-                    if n <= b or n > top:
-                        append(self.encrypt(head + body))
-                        continue
-                    view_in[:h] = head
-                    view_in[h:n] = body
-                    restart[:] = iv
-                    if enc_f(state, inp, buf, rounded[n]):
-                        raise ValueError("pycryptodome CFB failed")  # pragma: no cover
-                    append(view_out[:n].tobytes())
-                return out
             for head, body in zip(heads, bodies):
                 h = len(head)
                 n = h + len(body)
@@ -550,7 +535,11 @@ class RawCFB:
                     continue
                 view_in[:h] = head
                 view_in[h:n] = body
-                if dec_f(state, iv, buf, size_b) or enc_f(state, inp, buf, rounded[n]):
+                if restart is not None:
+                    restart[:] = iv  # the chain restarts by writing the IV: one C call
+                elif dec_f(state, iv, buf, size_b):
+                    raise ValueError("pycryptodome CFB failed")  # pragma: no cover
+                if enc_f(state, inp, buf, rounded[n]):
                     raise ValueError("pycryptodome CFB failed")  # pragma: no cover
                 append(view_out[:n].tobytes())
         finally:

@@ -231,6 +231,23 @@ class _SendSlot:
         self.names: Any = (ctypes.c_void_p * (n * _STRIDE // _PTR)).from_buffer(msgs)
         self.name: Optional[int] = None  # where every msg_name points now (None: NULL)
 
+    def point(self, chunk: Sequence[Any]) -> tuple[Sequence[bytes], list[int]]:
+        """Point the first ``len(chunk)`` iovecs at the datagrams of ``chunk``.
+
+        Returns:
+            The bytes pointed at (copies of any bytearray or memoryview: the
+            caller keeps them alive until the call returns) and their lengths.
+        """
+        n = len(chunk)
+        try:
+            self.bases[0 : 2 * n : 2] = chunk
+        except TypeError:  # bytearray, memoryview: only bytes are pointed at
+            chunk = [p if type(p) is bytes else bytes(p) for p in chunk]
+            self.bases[0 : 2 * n : 2] = chunk
+        lens = [len(p) for p in chunk]
+        self.lens[1 : 2 * n : 2] = lens
+        return chunk, lens
+
 
 #: (family, batch) -> free send slots, shared by the process's senders.
 _SEND_POOLS: dict[tuple[int, int], list[_SendSlot]] = {}
@@ -309,13 +326,7 @@ class BatchSender:
             while start < total:
                 chunk = packets[start : start + most] if start or total > most else packets
                 n = len(chunk)
-                try:
-                    slot.bases[0 : 2 * n : 2] = chunk
-                except TypeError:  # bytearray, memoryview: only bytes are pointed at
-                    chunk = [p if type(p) is bytes else bytes(p) for p in chunk]
-                    slot.bases[0 : 2 * n : 2] = chunk
-                lens = [len(p) for p in chunk]
-                slot.lens[1 : 2 * n : 2] = lens
+                chunk, lens = slot.point(chunk)
                 if slot.name != name:  # one destination for the whole batch
                     step = _STRIDE // _PTR
                     slot.names[0 : most * step : step] = [name] * most
@@ -398,12 +409,7 @@ class BatchSender:
             while start < total:
                 chunk = packets[start : start + most]
                 n = len(chunk)
-                try:
-                    slot.bases[0 : 2 * n : 2] = chunk
-                except TypeError:  # bytearray, memoryview: only bytes are pointed at
-                    chunk = [p if type(p) is bytes else bytes(p) for p in chunk]
-                    slot.bases[0 : 2 * n : 2] = chunk
-                slot.lens[1 : 2 * n : 2] = [len(p) for p in chunk]
+                chunk, _ = slot.point(chunk)
                 slot.names[0 : n * step : step] = names[start : start + n]
                 slot.name = -1  # mixed destinations: send() sets them all again
                 done = 0
