@@ -234,6 +234,7 @@ def byte_view(data: ReadableBuffer) -> memoryview:
 
     Raises:
         TypeError: not a bytes-like object (named ``data``; a str gets a hint).
+        BufferError: a buffer that is not C-contiguous (as ``socket.send``).
     """
     try:
         view = memoryview(data)
@@ -242,6 +243,8 @@ def byte_view(data: ReadableBuffer) -> memoryview:
             f"data must be a bytes-like object, not {type(data).__name__}"
             + (" (encode it first, e.g. data.encode())" if isinstance(data, str) else "")
         ) from None
+    if not view.c_contiguous:
+        raise BufferError("data: memoryview: underlying buffer is not C-contiguous")
     if view.ndim != 1 or view.itemsize != 1:
         view = view.cast("B")
     return view

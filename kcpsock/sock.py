@@ -58,6 +58,21 @@ _MSG_DONTWAIT = int(getattr(socket, "MSG_DONTWAIT", 0x40))
 _MSG_PEEK = int(socket.MSG_PEEK)
 _MSG_WAITALL = int(getattr(socket, "MSG_WAITALL", 0x100))
 _RECV_FLAGS = _MSG_DONTWAIT | _MSG_PEEK | _MSG_WAITALL
+#: send/sendall copy a bytearray or contiguous memoryview up to this size to
+#: bytes first: one C copy instead of a flat view checked twice and a copy
+#: per segment (an echo loop's ``sendall(view[:n])``)
+_COPY_MAX = 65536
+
+
+def _small_bytes(data: Any) -> Any:
+    """``data`` as bytes if it is a small bytearray or contiguous memoryview, else itself."""
+    kind = type(data)
+    if kind is memoryview:
+        if data.nbytes <= _COPY_MAX and data.c_contiguous:
+            return data.tobytes()
+    elif kind is bytearray and len(data) <= _COPY_MAX:
+        return bytes(data)
+    return data
 
 
 #: The longest timeout a blocking call can wait (CPython's socket.settimeout
@@ -605,7 +620,7 @@ class KCPSocket(SocketTimeouts):
             TimeoutError, BlockingIOError, ConnectionResetError: as :meth:`recv`.
         """
         session = self._live()
-        return session.send(data, self._flags_deadline(flags))
+        return session.send(_small_bytes(data), self._flags_deadline(flags))
 
     def sendall(self, data: ReadableBuffer, flags: int = 0) -> None:
         """Send all of ``data`` (``socket.sendall``); the timeout covers the whole call.
@@ -619,6 +634,8 @@ class KCPSocket(SocketTimeouts):
         """
         session = self._live()
         deadline = self._flags_deadline(flags)
+        if type(data) is not bytes:
+            data = _small_bytes(data)
         if type(data) is bytes:
             # the common case: no memoryview, and usually one send takes it all
             pos = session.send(data, deadline)

@@ -86,6 +86,33 @@ def test_echo_both_ways(pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket]) -> No
     assert c.recv(100) == b"pong"
 
 
+def test_send_and_sendall_take_every_bytes_like_as_socket_does(
+    message_pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket],
+) -> None:
+    import array
+
+    c, s = message_pair
+    words = array.array("I", [1, 2, 3])
+    big = bytearray(os.urandom(70000))  # above the size send copies whole
+    cases: list[tuple[Any, bytes]] = [
+        (bytearray(b"abc"), b"abc"),
+        (memoryview(b"0123456789")[2:6], b"2345"),
+        (memoryview(words), words.tobytes()),  # counted in bytes, as socket.send
+    ]
+    for data, wire in cases:
+        assert c.send(data) == len(wire)
+        assert s.recv(100) == wire
+        c.sendall(data)
+        assert s.recv(100) == wire
+    c.sendall(memoryview(big))
+    got = b"".join(s.recv(100000) for _ in range(-(-len(big) // c.session.kcp.mss)))
+    assert got == bytes(big)
+    with pytest.raises(BufferError):  # as socket.sendall
+        c.sendall(memoryview(b"abcdef")[::2])
+    with pytest.raises(TypeError, match="encode"):
+        c.sendall("text")
+
+
 def test_message_boundaries_kept_in_message_mode(
     message_pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket],
 ) -> None:
