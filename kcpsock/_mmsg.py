@@ -603,6 +603,59 @@ class GsoSender:
         #: False once the kernel refused a GSO send: every send goes the plain way
         self.enabled = True
 
+    def _run_end(self, packets: list[bytes], i: int, remotes: Optional[list[Address]]) -> int:
+        """Where the run of equal datagrams starting at ``i`` ends (exclusive).
+
+        A run has one size (its last datagram may be shorter), one
+        destination (``remotes``, if given), at most :data:`GSO_MAX_SEGMENTS`
+        datagrams and :data:`GSO_MAX_BYTES`; ``i + 1`` means no run.
+        """
+        size = len(packets[i])
+        if size <= 0:
+            return i + 1
+        limit = i + min(GSO_MAX_BYTES // size, GSO_MAX_SEGMENTS)
+        if limit > len(packets):
+            limit = len(packets)
+        remote = remotes[i] if remotes is not None else None
+        j = i + 1
+        while j < limit and len(packets[j]) == size and (remotes is None or remotes[j] == remote):
+            j += 1
+        if j < limit and 0 < len(packets[j]) < size and (remotes is None or remotes[j] == remote):
+            j += 1  # a shorter last datagram closes the run
+        return j
+
+    def _send_run(self, run: list[bytes], remote: Address) -> Optional[bool]:
+        """One GSO ``sendmsg`` of ``run``.
+
+        Returns:
+            True if sent; None if refused (``EAGAIN``, ``ECONNREFUSED``,
+            ``EINTR``: skipped, kcp-go ignores write errors and KCP resends);
+            False if the kernel refused it as unsupported, which turns this
+            sender off.
+
+        Raises:
+            OSError: any other error (the socket closed under us, or worse).
+        """
+        size = len(run[0])
+        control = self._control.get(size)
+        if control is None:
+            control = self._control[size] = [
+                (_SOL_UDP, UDP_SEGMENT, size.to_bytes(2, sys.byteorder))
+            ]
+        try:
+            if self._connected:
+                self._sock.sendmsg(run, control)
+            else:
+                self._sock.sendmsg(run, control, 0, remote)
+        except (BlockingIOError, InterruptedError, ConnectionRefusedError):
+            return None
+        except OSError as exc:
+            if exc.errno not in _GSO_UNSUPPORTED:
+                raise
+            self.enabled = False
+            return False
+        return True
+
     def send(
         self,
         packets: list[bytes],
@@ -621,27 +674,13 @@ class GsoSender:
             ``(datagrams sent, bytes sent)``; refused datagrams are skipped
             (``EAGAIN``, ``ECONNREFUSED``, ``EINTR``), as by the plain senders.
         """
-        sock = self._sock
         n = len(packets)
-        if not self.enabled or n < 2 or sock.gettimeout():
+        if not self.enabled or n < 2 or self._sock.gettimeout():
             return plain(packets, remote)
         sent = nbytes = 0
-        done = 0  # packets[:done] are sent (or skipped)
-        i = 0
+        done = i = 0  # packets[:done] are sent (or skipped)
         while i < n:
-            size = len(packets[i])
-            if size <= 0:
-                i += 1
-                continue
-            most = GSO_MAX_BYTES // size
-            if most > GSO_MAX_SEGMENTS:
-                most = GSO_MAX_SEGMENTS
-            limit = i + most if i + most < n else n
-            j = i + 1
-            while j < limit and len(packets[j]) == size:
-                j += 1
-            if j < limit and 0 < len(packets[j]) < size:
-                j += 1  # a shorter last datagram closes the run
+            j = self._run_end(packets, i, None)
             if j - i < 2:
                 i = j
                 continue
@@ -649,28 +688,16 @@ class GsoSender:
                 a, b = plain(packets[done:i], remote)
                 sent += a
                 nbytes += b
-            control = self._control.get(size)
-            if control is None:
-                control = self._control[size] = [
-                    (_SOL_UDP, UDP_SEGMENT, size.to_bytes(2, sys.byteorder))
-                ]
-            run = packets[i:j]
             try:
-                if self._connected:
-                    sock.sendmsg(run, control)
-                else:
-                    sock.sendmsg(run, control, 0, remote)
-            except (BlockingIOError, InterruptedError, ConnectionRefusedError):
-                pass  # the run was refused: kcp-go ignores write errors (KCP resends)
-            except OSError as exc:
-                if exc.errno not in _GSO_UNSUPPORTED:
-                    return sent, nbytes  # socket closed under us, or worse: give up
-                self.enabled = False
+                ok = self._send_run(packets[i:j], remote)
+            except OSError:
+                return sent, nbytes  # socket closed under us, or worse: give up
+            if ok is False:
                 a, b = plain(packets[i:], remote)
                 return sent + a, nbytes + b
-            else:
+            if ok:
                 sent += j - i
-                nbytes += size * (j - i - 1) + len(packets[j - 1])
+                nbytes += len(packets[i]) * (j - i - 1) + len(packets[j - 1])
             done = i = j
         if done < n:
             a, b = plain(packets[done:] if done else packets, remote)
@@ -693,52 +720,26 @@ class GsoSender:
         Returns:
             One flag per datagram: 1 if it was sent.
         """
-        sock = self._sock
         n = len(packets)
-        if not self.enabled or n < 2 or sock.gettimeout():
+        if not self.enabled or n < 2 or self._sock.gettimeout():
             return plain(packets, remotes)
         flags = bytearray(n)
-        done = 0
-        i = 0
+        done = i = 0
         while i < n:
-            size = len(packets[i])
-            if size <= 0:
-                i += 1
-                continue
-            remote = remotes[i]
-            most = GSO_MAX_BYTES // size
-            if most > GSO_MAX_SEGMENTS:
-                most = GSO_MAX_SEGMENTS
-            limit = i + most if i + most < n else n
-            j = i + 1
-            while j < limit and len(packets[j]) == size and remotes[j] == remote:
-                j += 1
-            if j < limit and 0 < len(packets[j]) < size and remotes[j] == remote:
-                j += 1
+            j = self._run_end(packets, i, remotes)
             if j - i < 2:
                 i = j
                 continue
             if done < i:
                 flags[done:i] = plain(packets[done:i], remotes[done:i])
-            control = self._control.get(size)
-            if control is None:
-                control = self._control[size] = [
-                    (_SOL_UDP, UDP_SEGMENT, size.to_bytes(2, sys.byteorder))
-                ]
             try:
-                if self._connected:
-                    sock.sendmsg(packets[i:j], control)
-                else:
-                    sock.sendmsg(packets[i:j], control, 0, remote)
-            except (BlockingIOError, InterruptedError, ConnectionRefusedError):
-                pass  # refused: kcp-go ignores write errors (KCP resends)
-            except OSError as exc:
-                if exc.errno not in _GSO_UNSUPPORTED:
-                    return flags  # socket closed under us, or worse: give up
-                self.enabled = False
+                ok = self._send_run(packets[i:j], remotes[i])
+            except OSError:
+                return flags  # socket closed under us, or worse: give up
+            if ok is False:
                 flags[i:] = plain(packets[i:], remotes[i:])
                 return flags
-            else:
+            if ok:
                 flags[i:j] = b"\x01" * (j - i)
             done = i = j
         if done < n:
