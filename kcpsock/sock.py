@@ -511,7 +511,10 @@ class KCPSocket(SocketTimeouts):
         """
         if type(bufsize) is int and bufsize > 0 and not flags and not self._real_closed:
             # the common call: every check below passes
-            return self._session.recv(bufsize, timeout_deadline(self._timeout))
+            timeout = self._timeout
+            return self._session.recv(
+                bufsize, None if timeout is None else timeout_deadline(timeout)
+            )
         if isinstance(bufsize, bool) or not isinstance(bufsize, int):
             raise TypeError(f"bufsize must be an int, not {type(bufsize).__name__}")
         if bufsize < 0:
@@ -565,7 +568,10 @@ class KCPSocket(SocketTimeouts):
             # checks below all pass; same outcome in fewer steps
             size = len(buffer)
             if size:
-                data = self._session.recv(size, timeout_deadline(self._timeout))
+                timeout = self._timeout
+                data = self._session.recv(
+                    size, None if timeout is None else timeout_deadline(timeout)
+                )
                 n = len(data)
                 buffer[:n] = data  # same length: in place
                 return n
@@ -619,8 +625,14 @@ class KCPSocket(SocketTimeouts):
             BrokenPipeError: after ``shutdown(SHUT_WR)``.
             TimeoutError, BlockingIOError, ConnectionResetError: as :meth:`recv`.
         """
-        session = self._live()
-        return session.send(_small_bytes(data), self._flags_deadline(flags))
+        if flags or self._real_closed:
+            session = self._live()
+            deadline = self._flags_deadline(flags)
+        else:
+            session = self._session
+            timeout = self._timeout
+            deadline = None if timeout is None else timeout_deadline(timeout)
+        return session.send(data if type(data) is bytes else _small_bytes(data), deadline)
 
     def sendall(self, data: ReadableBuffer, flags: int = 0) -> None:
         """Send all of ``data`` (``socket.sendall``); the timeout covers the whole call.
@@ -632,9 +644,18 @@ class KCPSocket(SocketTimeouts):
         Raises:
             As :meth:`send`.
         """
-        session = self._live()
-        deadline = self._flags_deadline(flags)
-        if type(data) is not bytes:
+        if flags or self._real_closed:
+            session = self._live()
+            deadline = self._flags_deadline(flags)
+        else:
+            # the common call: no flags, open (inline: this module is interpreted)
+            session = self._session
+            timeout = self._timeout
+            deadline = None if timeout is None else timeout_deadline(timeout)
+        if type(data) is memoryview:
+            if data.nbytes <= _COPY_MAX and data.c_contiguous:
+                data = data.tobytes()
+        elif type(data) is not bytes:
             data = _small_bytes(data)
         if type(data) is bytes:
             # the common case: no memoryview, and usually one send takes it all
