@@ -305,22 +305,28 @@ class _SessionLock:
     behind.  ``_depth`` is only changed by the owner.
     """
 
-    __slots__ = ("_depth", "_inner", "_s")
+    __slots__ = ("_acquire", "_depth", "_inner", "_release", "_s")
 
     def __init__(self, session: Session) -> None:
-        self._inner = threading.RLock()
+        inner = threading.RLock()
+        self._inner = inner
+        # the RLock's methods, bound once: compiled, a call through a stored
+        # bound method skips the method lookup of ``inner.acquire()`` (every
+        # API call takes and releases the lock at least once)
+        self._acquire: Callable[..., bool] = inner.acquire
+        self._release: Callable[[], None] = inner.release
         self._depth = 0
         self._s = session
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         """Acquire (as ``RLock.acquire``)."""
-        if self._inner.acquire(blocking, timeout):
+        if self._acquire(blocking, timeout):
             self._depth += 1
             return True
         return False
 
     def __enter__(self) -> bool:
-        self._inner.acquire()
+        self._acquire()
         self._depth += 1
         return True
 
@@ -329,29 +335,29 @@ class _SessionLock:
 
         Also what the context manager's ``__exit__`` does.
         """
-        inner = self._inner
+        release = self._release
         s = self._s
         while True:
             depth = self._depth
             if depth > 1:
                 self._depth = depth - 1
-                inner.release()
+                release()
                 return
             if s._inbox:
                 try:
                     s._drain_locked()
                 except BaseException:  # Ctrl-C: released all the same (output kept)
                     self._depth = 0
-                    inner.release()
+                    release()
                     raise
             pending, counts = s._take_output()
             self._depth = 0
-            inner.release()
+            release()
             if pending or counts:
                 s._transmit(pending, counts)
             # check after release: a batch queued meanwhile by a receiver
             # that found the lock taken is ours to drain
-            if not s._inbox or not inner.acquire(False):
+            if not s._inbox or not self._acquire(False):
                 return
             self._depth = 1
 
@@ -450,7 +456,12 @@ class Session(Weakrefable):
         self.replay = replay
         self._lock = _SessionLock(self)
         self._tx_lock = threading.Lock()
+        # bound once (see _SessionLock): the transmit path runs at every release
+        self._tx_try: Callable[[bool], bool] = self._tx_lock.acquire
+        self._tx_done: Callable[[], None] = self._tx_lock.release
         self._txq: deque[list[bytes]] = deque()
+        self._txq_push: Callable[[list[bytes]], None] = self._txq.append
+        self._txq_pop: Callable[[], list[bytes]] = self._txq.popleft
         self._readable = threading.Condition(self._lock)  # type: ignore[arg-type]
         self._writable = threading.Condition(self._lock)  # type: ignore[arg-type]
         self._answered = threading.Condition(self._lock)  # type: ignore[arg-type]
@@ -715,7 +726,7 @@ class Session(Weakrefable):
         out = self._out
         if out:
             self._out = []
-            self._txq.append(out)
+            self._txq_push(out)
         counts = self._counts
         if counts:
             self._counts = []
@@ -743,18 +754,19 @@ class Session(Weakrefable):
                 return
             plain = self._codec is None and not self.dup
             txq = self._txq
-            tx_lock = self._tx_lock
+            tx_try = self._tx_try
+            pop = self._txq_pop
             remote = self.remote
-            while txq and tx_lock.acquire(False):
+            while txq and tx_try(False):
                 try:
                     while txq:
-                        batch = txq.popleft()
+                        batch = pop()
                         a, b = transport.send(batch if plain else self._encode(batch), remote)
                         # counted by the _tx_lock holder only (snmp_counts)
                         self.packets_out += a
                         self.wire_bytes_out += b
                 finally:
-                    tx_lock.release()
+                    self._tx_done()
         if counts:
             snmp.add_many(counts)
 
