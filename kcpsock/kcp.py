@@ -1069,7 +1069,6 @@ class KCP:
             rx_rto = self.rx_rto
             dead_link = self.dead_link
             resendts_new = (current + rx_rto) & _M
-            inflight_append = self._inflight.append
             if scan:
                 # a retransmission timer may have expired: kcp-go's full scan
                 nodelay = self.nodelay_
@@ -1183,6 +1182,7 @@ class KCP:
                             bound = resendts_new
                     self._fastcand = keep
                 if unsent:
+                    inflight_append = self._inflight.append
                     for seg in islice(snd_buf, nbuf - unsent, nbuf):
                         if seg[ACKED]:  # acked before it was ever sent (a forged ACK)
                             continue
@@ -1202,12 +1202,22 @@ class KCP:
                     # the "initial transmit" rule of the scan); they join snd_buf
                     # and _inflight after the packer (below)
                     nxt = self.snd_nxt
-                    popleft = snd_queue.popleft
                     fresh: list[list[object]] = []
-                    for _ in range(new_segs):
-                        frg, data = popleft()
-                        fresh.append([nxt, frg, data, current, rx_rto, 1, resendts_new, 0, False])
+                    # the fields every new segment shares, boxed once (compiled:
+                    # an int put into a list is boxed at every use)
+                    cur_o: object = current
+                    rto_o: object = rx_rto
+                    rts_o: object = resendts_new
+                    if new_segs == 1:  # (a message: no bound popleft for one)
+                        frg, data = snd_queue.popleft()
+                        fresh.append([nxt, frg, data, cur_o, rto_o, 1, rts_o, 0, False])
                         nxt = (nxt + 1) & _M
+                    else:
+                        popleft = snd_queue.popleft
+                        for _ in range(new_segs):
+                            frg, data = popleft()
+                            fresh.append([nxt, frg, data, cur_o, rto_o, 1, rts_o, 0, False])
+                            nxt = (nxt + 1) & _M
                     new = cast("list[Segment]", fresh)  # once per flush, not per segment
                     push.extend(new)
                     self.snd_nxt = nxt
@@ -1249,6 +1259,13 @@ class KCP:
             cmd = CMD_PUSH
             room = mtu - hdr
             join = b"".join
+            # the header fields every segment shares, boxed once, and the
+            # segment's own read as the objects they are (not unboxed to be
+            # boxed again for pack)
+            conv_o: object = conv
+            wnd_o: object = wnd
+            now_o: object = current
+            una_o: object = una
             for seg in push:
                 data = seg[i_data]
                 n = len(data)
@@ -1256,7 +1273,8 @@ class KCP:
                     out.append(join(parts))
                     parts = []
                     size = 0
-                parts.append(pack(conv, cmd, seg[i_frg], wnd, current, seg[i_sn], una, n))
+                fields = cast("list[object]", seg)
+                parts.append(pack(conv_o, cmd, fields[i_frg], wnd_o, now_o, fields[i_sn], una_o, n))
                 parts.append(data)
                 size += hdr + n
         if size:
