@@ -593,7 +593,10 @@ class KCP:
             )
         # Pass 1: validate the whole datagram before touching any state (kcp-go
         # would apply the segments before a bad one; we refuse it as a whole).
-        h = _unpack_from(datagram, 0)
+        raw = _unpack_from(datagram, 0)  # a tuple of 8 boxed ints
+        # typed: compiled, the fields become native ints here (the arithmetic
+        # below was generic object arithmetic on the untyped tuple's items)
+        h: _Hdr = raw
         conv, cmd, frg, wnd, ts, sn, una, length = h
         hdrs: Sequence[tuple[_Hdr, int]]
         if cmd == CMD_PUSH and n == OVERHEAD + length and conv == self.conv:
@@ -612,7 +615,7 @@ class KCP:
             rcv_wnd = self.rcv_wnd
             acklist = self.acklist
             if ((sn - rcv_nxt - rcv_wnd) & _M) >= 0x80000000:  # sn < rcv_nxt + rcv_wnd
-                acklist.append((sn, ts))
+                acklist.append((raw[5], raw[4]))  # (sn, ts): the boxed ints as they came
                 rcv_queue = self.rcv_queue
                 rcv_buf = self.rcv_buf
                 if sn == rcv_nxt and not rcv_buf and len(rcv_queue) < rcv_wnd:
