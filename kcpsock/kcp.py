@@ -886,6 +886,92 @@ class KCP:
         self.ts_flush = (current + self.next_update_ms) & _M
         return out
 
+    def send_flush(self, data: bytes, now_ms: int) -> Optional[list[bytes]]:
+        """:meth:`send` of one segment's worth, then :meth:`flush`, when that is simple.
+
+        Applies when nothing is queued (so ``data`` becomes one segment of
+        its own, frg 0, in either mode), the window has room for it, no
+        window probe, fast/early retransmission candidate or never-sent
+        segment is pending, no retransmission timer can fire now (or
+        ``hold_rto`` is set), and the pending ACKs and the segment fit in one
+        datagram: the common write of an interactive or echoing peer.  Then
+        it builds that one datagram directly, with exactly the datagram and
+        the state changes ``send(data)`` followed by ``flush(now_ms)`` would
+        make (a test compares the two on random states).
+
+        Args:
+            data: 1 to ``mss`` bytes.
+            now_ms: the current time in ms.
+
+        Returns:
+            The datagrams to transmit, or None when the case is not that
+            simple: nothing was changed, call :meth:`send` and :meth:`flush`.
+        """
+        n = len(data)
+        if (
+            self.snd_queue
+            or self.probe
+            or self._fastcand
+            or self._unsent
+            or not self.rmt_wnd
+            or not 0 < n <= self.mss
+            or len(self.acklist) * OVERHEAD + OVERHEAD + n > self.mtu
+        ):
+            return None
+        current = now_ms & _M
+        snd_buf = self.snd_buf
+        if (
+            snd_buf
+            and not self.hold_rto
+            and (self.scan_always or ((current - self._min_resend) & _M) < 0x80000000)
+        ):
+            return None  # a timer may have expired: the full flush scans
+        cwnd = self.snd_wnd if self.snd_wnd < self.rmt_wnd else self.rmt_wnd
+        if not self.nocwnd and self.cwnd < cwnd:
+            cwnd = self.cwnd
+        if cwnd - ((self.snd_nxt - self.snd_una) & _M) <= 0:
+            return None  # no room: it waits in snd_queue
+        nq = len(self.rcv_queue)
+        wnd = (self.rcv_wnd - nq) & 0xFFFF if nq < self.rcv_wnd else 0
+        if wnd > self.wnd_cap:
+            wnd = self.wnd_cap
+        una = self.rcv_nxt
+        # phase 1 (ACKs: they fit, checked above) and 2 (a non-zero remote window)
+        parts: list[_Buf] = self._acks(wnd, una)[0] if self.acklist else []
+        self.ts_probe = 0
+        self.probe_wait = 0
+        # phases 4 and 5: the segment, moved and sent at once
+        rx_rto = self.rx_rto
+        resendts_new = (current + rx_rto) & _M
+        sn = self.snd_nxt
+        self.snd_nxt = (sn + 1) & _M
+        if self.dead_link <= 1:
+            self.state = 0xFFFFFFFF
+        bound = self._min_resend if snd_buf else resendts_new
+        if ((resendts_new - bound) & _M) >= 0x80000000:
+            bound = resendts_new
+        self._min_resend = bound
+        next_update = self.interval
+        d = (bound - current) & _M
+        if 0 < d < next_update:
+            next_update = d
+        self.next_update_ms = next_update
+        self.out_segs += len(parts) + 1
+        parts.append(_pack(self.conv, CMD_PUSH, 0, wnd, current, sn, una, n))
+        parts.append(data)
+        out = [b"".join(parts)]
+        seg = cast("Segment", [sn, 0, data, current, rx_rto, 1, resendts_new, 0, False])
+        snd_buf.append(seg)  # after the datagram's allocation (see _flush)
+        self._inflight.append(seg)
+        # phase 6
+        if not self.nocwnd and self.cwnd < 1:
+            self.cwnd = 1
+            self.incr = self.mss
+        # flush()
+        self.updated = 1
+        self.ts_flush = (current + next_update) & _M
+        return out
+
     def flush_acks(self, now_ms: int) -> list[bytes]:
         """kcp-go HEAD's ACK-ONLY flush (ACKs, probes; no data transmitted).
 

@@ -1688,11 +1688,23 @@ class Session(Weakrefable):
                     mss = kcp.mss
                     # at least a segment's worth, so a message is never cut short
                     n = min(total, room if room > mss else mss)
+                    now = now_ms()
+                    sent: Optional[list[bytes]] = None
                     if n <= mss:  # one segment (a small write, a message)
                         if type(data) is bytes:
-                            kcp.send(data if n == total else data[:n])  # no copy
+                            one = data if n == total else data[:n]  # no copy
                         else:
-                            kcp.send(view.tobytes() if n == total else view[:n].tobytes())
+                            one = view.tobytes() if n == total else view[:n].tobytes()
+                        if not self.write_delay and len(kcp.snd_buf) < CORK_INFLIGHT:
+                            # the common write (flushed at once, see below): the
+                            # segment and its datagram in one step when simple
+                            kcp.hold_rto = self._behind
+                            try:
+                                sent = kcp.send_flush(one, now)
+                            finally:
+                                kcp.hold_rto = False
+                        if sent is None:
+                            kcp.send(one)
                     else:
                         if type(view) is bytes:
                             view = memoryview(view)
@@ -1701,8 +1713,9 @@ class Session(Weakrefable):
                             end = min(pos + mss, n)
                             kcp.send(view[pos:end].tobytes())
                             pos = end
-                    now = now_ms()
-                    if (not self.write_delay or kcp.waitsnd() >= snd_wnd) and not (
+                    if sent is not None:
+                        self._out += sent
+                    elif (not self.write_delay or kcp.waitsnd() >= snd_wnd) and not (
                         len(kcp.snd_buf) >= CORK_INFLIGHT
                     ):
                         # (autocork: with many segments unacknowledged, small
