@@ -5,7 +5,9 @@ from the same typed sources, so there is one implementation; Python prefers
 an extension to the ``.py`` file beside it.  If mypyc is missing, if
 ``KCPSOCK_PURE=1`` is set, or if compiling fails (no C compiler, no Python
 headers), the build goes on and installs the pure-Python package with a
-warning.  ``kcpsock.compiled_modules()`` tells which form runs.
+warning.  ``kcpsock.compiled_modules()`` tells which form runs.  A few hand-written C
+helpers (:data:`NATIVE`) are built with them, under the same rules, and
+``kcpsock.native_modules()`` names those that run.
 ``KCPSOCK_REQUIRE_COMPILED=1`` (``make test`` sets it) turns that fallback
 into an error, so a developer sees why the compiled core did not build.
 """
@@ -16,7 +18,7 @@ import os
 import sys
 from typing import Any
 
-from setuptools import setup  # type: ignore[import-untyped]
+from setuptools import Extension, setup  # type: ignore[import-untyped]
 from setuptools.command.build_ext import build_ext  # type: ignore[import-untyped]
 
 #: kcpsock/_accel.py's COMPILABLE, as source paths (a unit test keeps them equal).
@@ -34,6 +36,15 @@ COMPILED = [
     "kcpsock/listener.py",
 ]
 
+#: Hand-written C helpers, module -> C source (kcpsock/_accel.py's NATIVE, kept
+#: equal by a unit test).  Each speeds up one inner loop that Python cannot
+#: (GF(2^8) arithmetic, a cipher mode's XOR); its caller keeps a pure-Python
+#: path and takes it when the helper is absent (``kcpsock._accel.native``).
+#: They are built whenever the compiled core is, and under the same rule.
+NATIVE: dict[str, str] = {}
+#: Extra libraries a helper links (module -> names for the linker's -l).
+NATIVE_LIBRARIES: dict[str, list[str]] = {}
+
 #: mypy flags for the build: a type error outside the compiled modules (which
 #: ``make lint`` reports) must not turn the compiled core off; their types are
 #: still read.
@@ -43,19 +54,37 @@ _MYPY_FLAGS = ["--follow-imports=silent"]
 _MYPY_MAJOR = 2
 
 
-def _warn(message: str) -> None:
+def _warn(message: str, fallback: str = "installing the pure-Python modules") -> None:
     """Report a fallback to pure Python, or fail if the compiled core is required."""
     if os.environ.get("KCPSOCK_REQUIRE_COMPILED", "") not in ("", "0"):
         raise SystemExit(
             f"kcpsock: {message}; KCPSOCK_REQUIRE_COMPILED=1 asks for the compiled core"
             " (fix the above, or build without it: REQUIRE_COMPILED=0 for make)"
         )
-    print(f"kcpsock: {message}; installing the pure-Python modules", file=sys.stderr)
+    print(f"kcpsock: {message}; {fallback}", file=sys.stderr)
+
+
+def _native() -> list[Any]:
+    """The hand-written C helpers (:data:`NATIVE`) as setuptools extensions."""
+    return [
+        Extension(
+            name,
+            [source],
+            libraries=NATIVE_LIBRARIES.get(name, []),
+            extra_compile_args=["-O3"],
+        )
+        for name, source in NATIVE.items()
+    ]
 
 
 def _extensions() -> list[Any]:
     if os.environ.get("KCPSOCK_PURE", "") not in ("", "0"):
         return []
+    return _native() + _mypyc()
+
+
+def _mypyc() -> list[Any]:
+    """The modules mypyc compiles (:data:`COMPILED`), or none (with a warning)."""
     try:
         from mypy.version import __version__ as mypy_version
         from mypyc.build import mypycify
@@ -80,6 +109,8 @@ class _OptionalBuildExt(build_ext):  # type: ignore[misc]
     """build_ext that falls back to pure Python instead of failing the install."""
 
     inplace: int  # build_ext's option (--inplace)
+    extensions: list[Any]  # build_ext's
+    _failed_native: set[str]  # the C helpers that did not compile (set when one fails)
 
     def _built_paths(self, inplace: bool) -> list[str]:
         """Every extension file this build writes: in build/, and in the tree if in place."""
@@ -87,6 +118,30 @@ class _OptionalBuildExt(build_ext):  # type: ignore[misc]
         if inplace:
             paths.update(self.get_ext_fullpath(ext.name) for ext in self.extensions)
         return sorted(paths)
+
+    def build_extension(self, ext: Any) -> None:
+        """Build one extension; a C helper that fails costs only its own loop."""
+        if ext.name not in NATIVE:
+            super().build_extension(ext)
+            return
+        try:
+            super().build_extension(ext)
+        except Exception as exc:  # its compiler error, a missing library
+            self._failed_native = getattr(self, "_failed_native", set()) | {ext.name}
+            _warn(
+                f"the C helper {ext.name} did not compile ({exc})",
+                "its pure-Python path serves instead (the rest builds)",
+            )
+
+    def copy_extensions_to_source(self) -> None:
+        """The in-place copy, without the C helpers that did not compile."""
+        failed: set[str] = getattr(self, "_failed_native", set())
+        every = self.extensions
+        self.extensions = [ext for ext in every if ext.name not in failed]
+        try:
+            super().copy_extensions_to_source()
+        finally:
+            self.extensions = every
 
     def run(self) -> None:
         inplace = bool(self.inplace)  # setuptools clears it while it builds (and if that fails)
