@@ -739,15 +739,27 @@ class KCP:
     def _parse_una(self, una: int) -> None:
         """Drop every segment with sn < una from snd_buf (kcp-go parse_una + shrink_buf)."""
         snd_buf = self.snd_buf
-        popleft = snd_buf.popleft
-        while snd_buf and 0 < ((una - snd_buf[0][SN]) & _M) < 0x80000000:
-            popleft()
+        if snd_buf:
+            # snd_buf holds consecutive sns (the invariant above): the count
+            # to drop is known, no look at each segment
+            count = (una - snd_buf[0][SN]) & _M
+            if count < 0x80000000:
+                if count >= len(snd_buf):
+                    snd_buf.clear()  # all acknowledged (an echo, a request)
+                else:
+                    popleft = snd_buf.popleft
+                    for _ in range(count):
+                        popleft()
         self.snd_una = snd_buf[0][SN] if snd_buf else self.snd_nxt
         if self._unsent > len(snd_buf):
             self._unsent = len(snd_buf)
         inflight = self._inflight
-        while inflight and 0 < ((una - inflight[0][SN]) & _M) < 0x80000000:
-            inflight.popleft()
+        if inflight:
+            if 0 < ((una - inflight[-1][SN]) & _M) < 0x80000000:
+                inflight.clear()  # (in sn order: the last passed, all passed)
+            else:
+                while 0 < ((una - inflight[0][SN]) & _M) < 0x80000000:
+                    inflight.popleft()
 
     def _validate(self, datagram: bytes, n: int) -> list[tuple[_Hdr, int]]:
         """Parse every header of a datagram as kcp-go Input does, changing nothing.
@@ -957,10 +969,14 @@ class KCP:
             next_update = d
         self.next_update_ms = next_update
         self.out_segs += len(parts) + 1
-        parts.append(_pack(self.conv, CMD_PUSH, 0, wnd, current, sn, una, n))
+        # boxed once for the header and the segment (compiled: each use of
+        # a native int as an object boxes it anew)
+        sn_o: object = sn
+        now_o: object = current
+        parts.append(_pack(self.conv, CMD_PUSH, 0, wnd, now_o, sn_o, una, n))
         parts.append(data)
         out = [b"".join(parts)]
-        seg = cast("Segment", [sn, 0, data, current, rx_rto, 1, resendts_new, 0, False])
+        seg = cast("Segment", [sn_o, 0, data, now_o, rx_rto, 1, resendts_new, 0, False])
         snd_buf.append(seg)  # after the datagram's allocation (see _flush)
         self._inflight.append(seg)
         # phase 6
