@@ -330,7 +330,7 @@ class _SessionLock:
         self._depth += 1
         return True
 
-    def release(self, *_exc: object) -> None:
+    def release(self) -> None:
         """Release; the outermost release drains the queue and sends the output.
 
         Also what the context manager's ``__exit__`` does.
@@ -361,8 +361,10 @@ class _SessionLock:
                 return
             self._depth = 1
 
-    def __exit__(self, *_exc: object) -> None:
-        # not ``__exit__ = release``: mypyc compiles no aliases in class bodies
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        # not ``__exit__ = release``: mypyc compiles no aliases in class bodies;
+        # and three named parameters, not ``*exc``: compiled, a ``with``
+        # block would pack them into a new tuple at every exit
         self.release()
 
     # --- the protocol threading.Condition uses ---------------------------------
@@ -1714,7 +1716,10 @@ class Session(Weakrefable):
                             kcp.send(view[pos:end].tobytes())
                             pos = end
                     if sent is not None:
-                        self._out += sent
+                        if self._out:
+                            self._out += sent
+                        else:
+                            self._out = sent  # (a new list, ours)
                     elif (not self.write_delay or kcp.waitsnd() >= snd_wnd) and not (
                         len(kcp.snd_buf) >= CORK_INFLIGHT
                     ):
