@@ -1023,20 +1023,20 @@ class KCP:
         """
         acklist = self.acklist
         self.acklist = []
-        sn, ts = acklist.pop()
-        conv = self.conv
+        # the entries' ints and the shared fields as objects (compiled: a
+        # native int passed to pack is boxed anew at every call)
+        entries = cast("list[tuple[object, object]]", acklist)
+        last_sn, last_ts = entries.pop()
+        conv: object = self.conv
+        wnd_o: object = wnd
+        una_o: object = una
         pack = _pack
-        control: list[_Buf] = (
-            [
-                pack(conv, CMD_ACK, 0, wnd, ats, asn, una, 0)
-                for asn, ats in acklist
-                if ((asn - una) & _M) < 0x80000000
-            ]
-            if acklist
-            else []
-        )
-        control.append(pack(conv, CMD_ACK, 0, wnd, ts, sn, una, 0))
-        return control, sn, ts
+        control: list[_Buf] = []
+        for asn, ats in entries:
+            if ((cast(int, asn) - una) & _M) < 0x80000000:
+                control.append(pack(conv, CMD_ACK, 0, wnd_o, ats, asn, una_o, 0))
+        control.append(pack(conv, CMD_ACK, 0, wnd_o, last_ts, last_sn, una_o, 0))
+        return control, cast(int, last_sn), cast(int, last_ts)
 
     def _flush_quiet(self, full: bool, next_update: int) -> list[bytes]:
         """:meth:`_flush` with no probe, no data to move and no timer due: ACKs only.

@@ -320,7 +320,9 @@ class _SessionLock:
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         """Acquire (as ``RLock.acquire``)."""
-        if self._acquire(blocking, timeout):
+        # (no timeout passed when there is none: compiled, -1 would be boxed
+        # as a new float and parsed by RLock.acquire at every receiver batch)
+        if self._acquire(blocking) if timeout == -1 else self._acquire(blocking, timeout):
             self._depth += 1
             return True
         return False
