@@ -3,7 +3,8 @@
 * :class:`kcpsock.gf256.ParityAccumulator` (translate + one C XOR per shard)
   against :meth:`ReedSolomon.encode` of the zero-padded shards;
 * :class:`kcpsock.fec.FECEncoder` with ``accelerate`` on and off, one
-  datagram at a time and through :meth:`FECEncoder.frame_many`;
+  datagram at a time and through :meth:`FECEncoder.frame_many`, with the C
+  helper (kcpsock._gfsimd) and without it (translate + C XOR);
 * ``RawCFB.encrypt_pairs`` against pycryptodome's public CFB;
 * :meth:`PacketCodec.encode_many` with the fast paths against the same codec
   built with ``KCPSOCK_NO_FASTCRYPT=1`` (pycryptodome's public API only).
@@ -19,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kcpsock import PacketCodec, _fastcrypt, new_block_crypt
+from kcpsock import PacketCodec, _accel, _fastcrypt, new_block_crypt
 from kcpsock.crypt import derive_key
 from kcpsock.fec import FECDecoder, FECEncoder
 from kcpsock.gf256 import ParityAccumulator, ReedSolomon
@@ -132,12 +133,27 @@ def test_accumulator_grows_past_its_slots_and_resets(deferred: bool) -> None:
     assert acc.take(40) == rs.encode([s + bytes(10) for s in small])
 
 
+@pytest.fixture(params=["native", "accumulator"])
+def c_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The C path taken: the C helper (kcpsock._gfsimd), or translate + C XOR without it."""
+    if request.param == "native":
+        if _accel.native("_gfsimd") is None:
+            pytest.skip("kcpsock._gfsimd is not built (or KCPSOCK_PURE)")
+    else:
+        monkeypatch.setattr(_accel, "native", lambda name: None)
+    return str(request.param)
+
+
 @needs_c
 @pytest.mark.parametrize(("d", "p"), [(10, 3), (1, 1), (3, 9), (30, 4), (5, 2)])
-def test_accelerated_encoder_equals_int_paths(d: int, p: int) -> None:
+def test_accelerated_encoder_equals_int_paths(d: int, p: int, c_path: str) -> None:
     rng = random.Random(d * 31 + p)
     fast, slow, batch = FECEncoder(d, p), FECEncoder(d, p, accelerate=False), FECEncoder(d, p)
-    assert fast._cacc is not None and slow._cacc is None
+    if c_path == "native":
+        assert fast._native is not None and fast._cacc is None
+    else:
+        assert fast._native is None and fast._cacc is not None
+    assert slow._cacc is None and slow._native is None
     for k in range(120):
         sizes = [0, 1, 5, 100, 1372, 1372, 1500, 3000]
         dgs = [rng.randbytes(rng.choice(sizes)) for _ in range(rng.randrange(0, 25))]
@@ -283,7 +299,7 @@ def test_default_nonces_in_batches_are_distinct() -> None:
 
 @needs_c
 @pytest.mark.parametrize(("d", "p"), [(10, 3), (1, 1), (3, 9), (30, 4), (4, 2)])
-def test_accelerated_recovery_equals_int_path(d: int, p: int) -> None:
+def test_accelerated_recovery_equals_int_path(d: int, p: int, c_path: str) -> None:
     """Random losses (and corrupted parity): same datagrams, same counters."""
     rng = random.Random(d * 7 + p)
     enc = FECEncoder(d, p)
@@ -291,6 +307,7 @@ def test_accelerated_recovery_equals_int_path(d: int, p: int) -> None:
     packets = [pkt for dg in dgs for pkt in enc.encode(dg)]
     fast, slow = FECDecoder(d, p), FECDecoder(d, p, accelerate=False)
     assert fast._accelerate and not slow._accelerate
+    assert (fast._native is not None) == (c_path == "native") and slow._native is None
     n = d + p
     for g in range(0, len(packets), n):
         group = packets[g : g + n]
