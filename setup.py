@@ -41,7 +41,9 @@ COMPILED = [
 #: (GF(2^8) arithmetic, a cipher mode's XOR); its caller keeps a pure-Python
 #: path and takes it when the helper is absent (``kcpsock._accel.native``).
 #: They are built whenever the compiled core is, and under the same rule.
-NATIVE: dict[str, str] = {}
+NATIVE: dict[str, str] = {
+    "kcpsock._gfsimd": "kcpsock/_gfsimd.c",
+}
 #: Extra libraries a helper links (module -> names for the linker's -l).
 NATIVE_LIBRARIES: dict[str, list[str]] = {}
 

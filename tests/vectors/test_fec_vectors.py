@@ -9,7 +9,6 @@ translate paths, ``kcpsock._accel.native`` patched to return None).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -25,14 +24,14 @@ DECODE = {case["name"]: case for case in FEC["decode"]}
 
 
 @pytest.fixture(params=["native", "python"])
-def fec_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def fec_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """The parity and recovery path the encoders and decoders made in the test take."""
     if request.param == "native":
         if _accel.native("_gfsimd") is None:
             pytest.skip("kcpsock._gfsimd is not built (or KCPSOCK_PURE)")
     else:
         monkeypatch.setattr(_accel, "native", lambda name: None)
-    yield str(request.param)
+    return str(request.param)
 
 
 def _check_path(path: str, coder: Any) -> None:
