@@ -53,7 +53,7 @@ LAYERS: dict[str, int] = {
     "replay": 0,
     "smux_frames": 0,
     "snappy": 0,
-    "_accel": 0,  # which modules run compiled; native() hands pure modules their C helpers
+    "_accel": 0,
     # 1: threads and sockets, bottom
     "updater": 1,
     "_mmsg": 1,
