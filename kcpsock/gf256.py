@@ -663,13 +663,18 @@ class ReedSolomon:
                 longest.
 
         Returns:
-            The p parity shards, each as long as the longest data shard.
+            The p parity shards, each as long as the longest data shard
+            (computed by the C helper when it is built, else by the
+            bit-sliced program or :meth:`encode_translate`: the same bytes).
 
         Raises:
             ValueError: if ``data`` does not hold exactly d shards.
         """
         if len(data) != self.data_shards:
             raise ValueError(f"data must hold {self.data_shards} shards, got {len(data)}")
+        native = native_encode()
+        if native is not None:  # the C helper: one call
+            return native(data, self.parity_coefs, max(len(shard) for shard in data), 0, False)
         if self.bitsliced:
             length = max(len(shard) for shard in data)
             values = [int.from_bytes(shard, "little") for shard in data]
