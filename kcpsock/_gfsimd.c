@@ -273,20 +273,23 @@ backend_supported(const struct backend *b)
 /* argument helpers                                                    */
 
 /* An int in [lo, hi] for argument `name`; -1 with an exception set if not. */
-static long
-int_arg(PyObject *obj, const char *name, long lo, long hi)
+static Py_ssize_t
+int_arg(PyObject *obj, const char *name, Py_ssize_t lo, Py_ssize_t hi)
 {
     if (!PyLong_Check(obj) || PyBool_Check(obj)) {
         PyErr_Format(PyExc_TypeError, "%s must be an int, got %.100s", name,
                      Py_TYPE(obj)->tp_name);
         return -1;
     }
-    int overflow = 0;
-    long v = PyLong_AsLongAndOverflow(obj, &overflow);
-    if (v == -1 && PyErr_Occurred())
-        return -1;
-    if (overflow || v < lo || v > hi) {
-        PyErr_Format(PyExc_ValueError, "%s must be in %ld..%ld, got %R", name, lo, hi, obj);
+    Py_ssize_t v = PyLong_AsSsize_t(obj);
+    if (v == -1 && PyErr_Occurred()) {
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError))
+            return -1;
+        PyErr_Clear();
+        v = lo - 1; /* out of range either way */
+    }
+    if (v < lo || v > hi) {
+        PyErr_Format(PyExc_ValueError, "%s must be in %zd..%zd, got %R", name, lo, hi, obj);
         return -1;
     }
     return v;
@@ -338,7 +341,7 @@ gf_mul_acc(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     (void)module;
     if (check_nargs("mul_acc", nargs, 3, 3) < 0)
         return NULL;
-    long coef = int_arg(args[2], "coef", 0, 255);
+    Py_ssize_t coef = int_arg(args[2], "coef", 0, 255);
     if (coef < 0)
         return NULL;
     Py_buffer dst, src;
@@ -416,10 +419,10 @@ gf_encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                      Py_TYPE(args[0])->tp_name);
         return NULL;
     }
-    long length = int_arg(args[2], "length", 0, PY_SSIZE_T_MAX);
+    Py_ssize_t length = int_arg(args[2], "length", 0, PY_SSIZE_T_MAX);
     if (length < 0)
         return NULL;
-    long skip = 0;
+    Py_ssize_t skip = 0;
     if (nargs > 3) {
         skip = int_arg(args[3], "skip", 0, PY_SSIZE_T_MAX);
         if (skip < 0)
@@ -509,7 +512,7 @@ gf_encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         }
         Py_ssize_t n = views[got].len;
         if (n < skip) {
-            PyErr_Format(PyExc_ValueError, "shards[%zd] is shorter than skip (%zd < %ld bytes)",
+            PyErr_Format(PyExc_ValueError, "shards[%zd] is shorter than skip (%zd < %zd bytes)",
                          got, n, skip);
             got++;
             goto fail;
@@ -523,7 +526,7 @@ gf_encode(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             goto fail;
         }
         if (shard_len > length) {
-            PyErr_Format(PyExc_ValueError, "shards[%zd] is longer than length (%zd > %ld bytes)",
+            PyErr_Format(PyExc_ValueError, "shards[%zd] is longer than length (%zd > %zd bytes)",
                          got, shard_len, length);
             got++;
             goto fail;
