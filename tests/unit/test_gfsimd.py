@@ -162,7 +162,7 @@ def _coefs_ref(shards: list[bytes], coefs: bytes, length: int) -> list[bytes]:
 
 
 @needs_gf
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(data=st.data())
 def test_encode_equals_reed_solomon_translate(data: st.DataObject) -> None:
     gf = _gf()
