@@ -56,14 +56,14 @@ _MYPY_FLAGS = ["--follow-imports=silent"]
 _MYPY_MAJOR = 2
 
 
-def _warn(message: str) -> None:
+def _warn(message: str, fallback: str = "installing the pure-Python modules") -> None:
     """Report a fallback to pure Python, or fail if the compiled core is required."""
     if os.environ.get("KCPSOCK_REQUIRE_COMPILED", "") not in ("", "0"):
         raise SystemExit(
             f"kcpsock: {message}; KCPSOCK_REQUIRE_COMPILED=1 asks for the compiled core"
             " (fix the above, or build without it: REQUIRE_COMPILED=0 for make)"
         )
-    print(f"kcpsock: {message}; installing the pure-Python modules", file=sys.stderr)
+    print(f"kcpsock: {message}; {fallback}", file=sys.stderr)
 
 
 def _native() -> list[Any]:
@@ -111,6 +111,8 @@ class _OptionalBuildExt(build_ext):  # type: ignore[misc]
     """build_ext that falls back to pure Python instead of failing the install."""
 
     inplace: int  # build_ext's option (--inplace)
+    extensions: list[Any]  # build_ext's
+    _failed_native: set[str]  # the C helpers that did not compile (set when one fails)
 
     def _built_paths(self, inplace: bool) -> list[str]:
         """Every extension file this build writes: in build/, and in the tree if in place."""
@@ -118,6 +120,30 @@ class _OptionalBuildExt(build_ext):  # type: ignore[misc]
         if inplace:
             paths.update(self.get_ext_fullpath(ext.name) for ext in self.extensions)
         return sorted(paths)
+
+    def build_extension(self, ext: Any) -> None:
+        """Build one extension; a C helper that fails costs only its own loop."""
+        if ext.name not in NATIVE:
+            super().build_extension(ext)
+            return
+        try:
+            super().build_extension(ext)
+        except Exception as exc:  # its compiler error, a missing library
+            self._failed_native = getattr(self, "_failed_native", set()) | {ext.name}
+            _warn(
+                f"the C helper {ext.name} did not compile ({exc})",
+                "its pure-Python path serves instead (the rest builds)",
+            )
+
+    def copy_extensions_to_source(self) -> None:
+        """The in-place copy, without the C helpers that did not compile."""
+        failed: set[str] = getattr(self, "_failed_native", set())
+        every = self.extensions
+        self.extensions = [ext for ext in every if ext.name not in failed]
+        try:
+            super().copy_extensions_to_source()
+        finally:
+            self.extensions = every
 
     def run(self) -> None:
         inplace = bool(self.inplace)  # setuptools clears it while it builds (and if that fails)

@@ -178,3 +178,50 @@ def test_protocol_objects_refuse_copy_and_pickle_in_both_forms() -> None:
         for op in (copy.copy, copy.deepcopy, pickle.dumps):
             with pytest.raises(TypeError, match=r"cannot pickle .* object: create a new one"):
                 op(obj)
+
+
+_OK_C = """#include <Python.h>
+static struct PyModuleDef m = {PyModuleDef_HEAD_INIT, "_ok", NULL, -1, NULL};
+PyMODINIT_FUNC PyInit__ok(void) { return PyModule_Create(&m); }
+"""
+
+
+def test_a_c_helper_that_does_not_compile_costs_only_itself(tmp_path: Path) -> None:
+    import shutil
+    import sysconfig
+
+    if shutil.which("cc") is None or not os.path.isfile(
+        os.path.join(sysconfig.get_paths()["include"], "Python.h")
+    ):
+        pytest.skip("no C compiler or Python headers here")
+    # setup.py's build, reduced to two C helpers (no mypyc: seconds, not minutes)
+    source = (ROOT / "setup.py").read_text()
+    node = next(
+        n
+        for n in ast.parse(source).body
+        if isinstance(n, ast.AnnAssign) and getattr(n.target, "id", None) == "NATIVE"
+    )
+    lines = source.splitlines(keepends=True)
+    assert node.end_lineno is not None
+    lines[node.lineno - 1 : node.end_lineno] = [
+        'NATIVE: dict[str, str] = {"kcpsock._broken": "kcpsock/_broken.c",'
+        ' "kcpsock._ok": "kcpsock/_ok.c"}\n'
+    ]
+    source = "".join(lines)
+    source = source.replace("return _native() + _mypyc()", "return _native()", 1)
+    source = source.replace("setup(ext_modules=", 'setup(name="t", packages=[], ext_modules=', 1)
+    (tmp_path / "setup.py").write_text(source)
+    (tmp_path / "kcpsock").mkdir()
+    (tmp_path / "kcpsock" / "_broken.c").write_text("this is not C;\n")
+    (tmp_path / "kcpsock" / "_ok.c").write_text(_OK_C)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KCPSOCK_")}
+    build = [sys.executable, "setup.py", "-q", "build_ext", "--inplace"]
+    out = subprocess.run(build, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "C helper kcpsock._broken did not compile" in out.stderr
+    built = sorted(p.name.split(".")[0] for p in (tmp_path / "kcpsock").glob("*.so"))
+    assert built == ["_ok"]
+    env["KCPSOCK_REQUIRE_COMPILED"] = "1"
+    out = subprocess.run(build, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode != 0
+    assert "KCPSOCK_REQUIRE_COMPILED=1 asks for the compiled core" in out.stderr
