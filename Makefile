@@ -3,9 +3,11 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
-# The modules mypyc compiles (setup.py's COMPILED); edited, they are rebuilt in place.
+# The modules mypyc compiles (setup.py's COMPILED) and the C helpers (its NATIVE); edited,
+# they are rebuilt in place.
 COMPILED_SOURCES := kcpsock/segment.py kcpsock/kcp.py kcpsock/inbound.py kcpsock/gf256.py kcpsock/fec.py kcpsock/codec.py \
-	kcpsock/replay.py kcpsock/updater.py kcpsock/transport.py kcpsock/session.py kcpsock/listener.py
+	kcpsock/replay.py kcpsock/updater.py kcpsock/transport.py kcpsock/session.py kcpsock/listener.py \
+	$(wildcard kcpsock/*.c)
 COMPILED := $(VENV)/.compiled-stamp
 # `make test`, `make` and `make compiled` fail if the compiled core does not build, with
 # mypyc's or the compiler's errors (set 0 on a machine without a C compiler); other targets
@@ -13,7 +15,7 @@ COMPILED := $(VENV)/.compiled-stamp
 REQUIRE_COMPILED ?= $(if $(filter test all compiled,$(or $(MAKECMDGOALS),all)),1,0)
 # Succeeds when every compilable module runs compiled (the stamp is only touched then,
 # so a build that fell back is retried, and `make compiled` is never a silent no-op).
-IS_COMPILED = KCPSOCK_PURE= $(PY) -c 'import sys, kcpsock; from kcpsock._accel import COMPILABLE; sys.exit(kcpsock.compiled_modules() != COMPILABLE)' 2>/dev/null
+IS_COMPILED = KCPSOCK_PURE= $(PY) -c 'import sys, kcpsock; from kcpsock._accel import COMPILABLE, NATIVE; sys.exit(kcpsock.compiled_modules() != COMPILABLE or kcpsock.native_modules() != NATIVE)' 2>/dev/null
 PYTEST := $(PY) -m pytest -q
 
 .PHONY: all test lint typecheck layers unit vectors property integration interop compat demo bench clean venv compiled

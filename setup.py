@@ -5,7 +5,9 @@ from the same typed sources, so there is one implementation; Python prefers
 an extension to the ``.py`` file beside it.  If mypyc is missing, if
 ``KCPSOCK_PURE=1`` is set, or if compiling fails (no C compiler, no Python
 headers), the build goes on and installs the pure-Python package with a
-warning.  ``kcpsock.compiled_modules()`` tells which form runs.
+warning.  ``kcpsock.compiled_modules()`` tells which form runs.  A few hand-written C
+helpers (:data:`NATIVE`) are built with them, under the same rules, and
+``kcpsock.native_modules()`` names those that run.
 ``KCPSOCK_REQUIRE_COMPILED=1`` (``make test`` sets it) turns that fallback
 into an error, so a developer sees why the compiled core did not build.
 """
@@ -16,7 +18,7 @@ import os
 import sys
 from typing import Any
 
-from setuptools import setup  # type: ignore[import-untyped]
+from setuptools import Extension, setup  # type: ignore[import-untyped]
 from setuptools.command.build_ext import build_ext  # type: ignore[import-untyped]
 
 #: kcpsock/_accel.py's COMPILABLE, as source paths (a unit test keeps them equal).
@@ -33,6 +35,15 @@ COMPILED = [
     "kcpsock/session.py",
     "kcpsock/listener.py",
 ]
+
+#: Hand-written C helpers, module -> C source (kcpsock/_accel.py's NATIVE, kept
+#: equal by a unit test).  Each speeds up one inner loop that Python cannot
+#: (GF(2^8) arithmetic, a cipher mode's XOR); its caller keeps a pure-Python
+#: path and takes it when the helper is absent (``kcpsock._accel.native``).
+#: They are built whenever the compiled core is, and under the same rule.
+NATIVE: dict[str, str] = {}
+#: Extra libraries a helper links (module -> names for the linker's -l).
+NATIVE_LIBRARIES: dict[str, list[str]] = {}
 
 #: mypy flags for the build: a type error outside the compiled modules (which
 #: ``make lint`` reports) must not turn the compiled core off; their types are
@@ -53,9 +64,27 @@ def _warn(message: str) -> None:
     print(f"kcpsock: {message}; installing the pure-Python modules", file=sys.stderr)
 
 
+def _native() -> list[Any]:
+    """The hand-written C helpers (:data:`NATIVE`) as setuptools extensions."""
+    return [
+        Extension(
+            name,
+            [source],
+            libraries=NATIVE_LIBRARIES.get(name, []),
+            extra_compile_args=["-O3"],
+        )
+        for name, source in NATIVE.items()
+    ]
+
+
 def _extensions() -> list[Any]:
     if os.environ.get("KCPSOCK_PURE", "") not in ("", "0"):
         return []
+    return _native() + _mypyc()
+
+
+def _mypyc() -> list[Any]:
+    """The modules mypyc compiles (:data:`COMPILED`), or none (with a warning)."""
     try:
         from mypy.version import __version__ as mypy_version
         from mypyc.build import mypycify

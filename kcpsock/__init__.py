@@ -29,7 +29,7 @@ multiplexer over a session.
 from __future__ import annotations
 
 # first, so KCPSOCK_PURE=1 (or a stale build) loads the compiled modules from their sources
-from ._accel import compiled_modules  # isort: skip
+from ._accel import compiled_modules, native_modules  # isort: skip
 from . import smux, socketserver
 from .codec import PacketCodec
 from .config import KCPConfig
@@ -71,6 +71,7 @@ __all__ = [
     "derive_key",
     "dial",
     "listen",
+    "native_modules",
     "new_block_crypt",
     "smux",
     "snmp",

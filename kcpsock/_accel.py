@@ -33,7 +33,15 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import Optional
 
-__all__ = ["COMPILABLE", "compiled_modules", "pure_requested", "stale_modules"]
+__all__ = [
+    "COMPILABLE",
+    "NATIVE",
+    "compiled_modules",
+    "native",
+    "native_modules",
+    "pure_requested",
+    "stale_modules",
+]
 
 #: The modules ``setup.py`` compiles (a unit test keeps the two lists equal).
 COMPILABLE: tuple[str, ...] = (
@@ -49,6 +57,11 @@ COMPILABLE: tuple[str, ...] = (
     "session",
     "listener",
 )
+
+#: The hand-written C helpers ``setup.py`` builds beside them (its NATIVE; a
+#: unit test keeps the two equal).  Each speeds up one inner loop, and its
+#: caller keeps a pure-Python path for when :func:`native` returns None.
+NATIVE: tuple[str, ...] = ()
 
 _PACKAGE = __name__.rpartition(".")[0]
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -81,6 +94,18 @@ def _in_checkout() -> bool:
     return os.path.isfile(os.path.join(os.path.dirname(_HERE), "setup.py"))
 
 
+def _newer_than_built(name: str, source_suffix: str) -> bool:
+    """Whether ``name``'s source in this package is newer than its extension beside it."""
+    source = os.path.join(_HERE, name + source_suffix)
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        built = os.path.join(_HERE, name + suffix)
+        try:
+            return os.stat(source).st_mtime > os.stat(built).st_mtime
+        except OSError:  # no such extension (or no source: an installed wheel)
+            continue
+    return False
+
+
 def stale_modules() -> list[str]:
     """The compilable modules whose source is newer than their extension beside it.
 
@@ -88,18 +113,7 @@ def stale_modules() -> list[str]:
     """
     if not _in_checkout():
         return []
-    stale = []
-    for name in COMPILABLE:
-        source = os.path.join(_HERE, name + ".py")
-        for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-            built = os.path.join(_HERE, name + suffix)
-            try:
-                if os.stat(source).st_mtime > os.stat(built).st_mtime:
-                    stale.append(name)
-            except OSError:  # no such extension (or no source: an installed wheel)
-                continue
-            break
-    return stale
+    return [name for name in COMPILABLE if _newer_than_built(name, ".py")]
 
 
 def install_switch() -> None:
@@ -136,6 +150,53 @@ def compiled_modules() -> tuple[str, ...]:
         if spec is not None and isinstance(spec.loader, importlib.machinery.ExtensionFileLoader):
             found.append(name)
     return tuple(found)
+
+
+#: :func:`native`'s answers, by name (each is looked up, and warned about, once).
+_native_cache: dict[str, Optional[ModuleType]] = {}
+
+
+def native(name: str) -> Optional[ModuleType]:
+    """The hand-written C helper ``kcpsock.<name>`` (one of :data:`NATIVE`), or None.
+
+    None when ``KCPSOCK_PURE`` is set, when the helper was not built (no C
+    compiler, a pure install, Python 3.9's pure run), or when its ``.c``
+    source in a checkout is newer than the build (with a
+    :class:`RuntimeWarning` naming ``make compiled``).  The caller then
+    takes its pure-Python path, which computes the same bytes.
+
+    Raises:
+        ValueError: ``name`` is not in :data:`NATIVE`.
+    """
+    if name not in NATIVE:
+        raise ValueError(f"native: {name!r} is not one of kcpsock's C helpers {NATIVE}")
+    if name in _native_cache:
+        return _native_cache[name]
+    module: Optional[ModuleType] = None
+    if pure_requested():
+        pass
+    elif _in_checkout() and _newer_than_built(name, ".c"):
+        warnings.warn(
+            f"kcpsock: {name}.c changed since compiled; running its pure-Python"
+            " fallback (rebuild with `make compiled` or `pip install -e .`)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    else:
+        try:
+            module = importlib.import_module(f"{_PACKAGE}.{name}")
+        except ImportError:
+            module = None
+    _native_cache[name] = module
+    return module
+
+
+def native_modules() -> tuple[str, ...]:
+    """The hand-written C helpers this process runs (empty: their Python fallbacks).
+
+    Example: ``kcpsock.native_modules()`` -> ``('_gfsimd',)``.
+    """
+    return tuple(name for name in NATIVE if native(name) is not None)
 
 
 install_switch()

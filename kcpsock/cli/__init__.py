@@ -66,11 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    from kcpsock import __version__, compiled_modules
+    from kcpsock import __version__, compiled_modules, native_modules
 
     from .display import core_description
 
-    version = f"kcpsock {__version__}, {core_description(compiled_modules())}"
+    core = core_description(compiled_modules(), native=native_modules())
+    version = f"kcpsock {__version__}, {core}"
     parser.add_argument("--version", action="version", version=version)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in (demo, serve, connect, bench, tunnel, relay, stats):

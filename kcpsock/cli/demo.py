@@ -26,7 +26,7 @@ import threading
 import time
 from typing import Any, Optional
 
-from kcpsock import compiled_modules
+from kcpsock import compiled_modules, native_modules
 from kcpsock.cli.common import (
     add_output_options,
     parse_fraction,
@@ -494,6 +494,7 @@ def run(args: argparse.Namespace) -> int:
             "out_segs": delta.get("OutSegs", 0),
             "cpu_seconds": round(cpu, 3),
             "compiled_modules": list(compiled_modules()),
+            "native_modules": list(native_modules()),
             "sha256": verifier.sha.hexdigest(),
             "settings": {k: v for k, v in vars(settings).items() if k != "key"},
             "relay": {
@@ -559,7 +560,7 @@ def _print_summary(display: Display, r: dict[str, Any]) -> None:
             f"{r['cpu_seconds']:.2f} s for both ends and the relay "
             f"({r['cpu_seconds'] / r['seconds'] if r['seconds'] else 0:.2f} cores)",
         ),
-        ("core", core_description(r["compiled_modules"], brief=True)),
+        ("core", core_description(r["compiled_modules"], brief=True, native=r["native_modules"])),
     ]
     display.line("")
     display.line(table(rows, "kcpsock demo summary"))

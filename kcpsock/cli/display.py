@@ -34,19 +34,26 @@ __all__ = [
 ]
 
 
-def core_description(compiled: Sequence[str], brief: bool = False) -> str:
+def core_description(
+    compiled: Sequence[str], brief: bool = False, native: Sequence[str] = ()
+) -> str:
     """How the core runs, for humans: which modules are compiled (mypyc), or pure Python.
 
     Args:
         compiled: the compiled modules (:func:`kcpsock.compiled_modules`).
         brief: count the modules instead of naming them (a table row that
             must fit a terminal line).
+        native: the hand-written C helpers that run
+            (:func:`kcpsock.native_modules`).
     """
+    helpers = ""
+    if native:
+        helpers = f" + {len(native)} C helpers" if brief else f", C helpers {', '.join(native)}"
     if not compiled:
-        return "pure Python (no compiled core: see README, Compiled core)"
+        return "pure Python (no compiled core: see README, Compiled core)" + helpers
     if brief:
-        return f"compiled with mypyc ({len(compiled)} modules)"
-    return f"compiled with mypyc ({', '.join(compiled)})"
+        return f"compiled with mypyc ({len(compiled)} modules){helpers}"
+    return f"compiled with mypyc ({', '.join(compiled)}){helpers}"
 
 
 def fmt_bytes(n: float) -> str:
