@@ -67,10 +67,9 @@ import struct
 import weakref
 from collections.abc import Sequence
 from types import ModuleType
-from typing import Callable, Optional, Protocol, TypeVar
+from typing import Callable, Optional, Protocol, TypeVar, Union
 
 from . import _accel
-
 from .config import MTU_LIMIT
 from .errors import PacketError
 
@@ -93,6 +92,9 @@ __all__ = [
 
 #: The environment variable that turns the fast paths off.
 ENV_SWITCH = "KCPSOCK_NO_FASTCRYPT"
+
+#: What the C helper's methods accept (any C-contiguous buffer).
+BytesLike = Union[bytes, bytearray, memoryview]
 
 #: A C function reached through ctypes (restype already set).
 CFunc = Callable[..., int]
@@ -682,12 +684,12 @@ class NativeCFB:
 
     __repr__ = cipher_repr
 
-    encrypt: Callable[[bytes], bytes]
-    decrypt: Callable[[bytes], bytes]
-    encrypt_pair: Callable[[bytes, bytes], bytes]
-    seal_many: Callable[[bytes, Sequence[bytes], Sequence[bytes]], list[bytes]]
-    open_packet: Callable[[bytes], Optional[bytes]]
-    open_packets: Callable[[Sequence[bytes]], list[Optional[bytes]]]
+    encrypt: Callable[[BytesLike], bytes]
+    decrypt: Callable[[BytesLike], bytes]
+    encrypt_pair: Callable[[BytesLike, BytesLike], bytes]
+    seal_many: Callable[[BytesLike, Sequence[BytesLike], Sequence[BytesLike]], list[bytes]]
+    open_packet: Callable[[BytesLike], Optional[bytes]]
+    open_packets: Callable[[Sequence[BytesLike]], list[Optional[bytes]]]
 
     def __init__(
         self, module: ModuleType, factory: CipherFactory, key: bytes, iv: bytes, mode_ecb: int
