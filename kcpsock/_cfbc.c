@@ -103,8 +103,10 @@ xor3(uint8_t *dst, const uint8_t *a, const uint8_t *b, size_t n)
         dst[i] = a[i] ^ b[i];
 }
 
+/* ---- CRC-32 (IEEE, zlib's) ------------------------------------------------ */
+
 static uint32_t
-crc_update(uint32_t crc, const uint8_t *p, size_t n)
+crc_zlib(uint32_t crc, const uint8_t *p, size_t n)
 {
     while (n > 0) {
         uInt chunk = n > 0x40000000u ? 0x40000000u : (uInt)n;
@@ -113,6 +115,92 @@ crc_update(uint32_t crc, const uint8_t *p, size_t n)
         n -= chunk;
     }
     return crc;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define HAVE_CLMUL_CRC 1
+#include <immintrin.h>
+
+/*
+ * CRC-32 by carry-less multiplication (x86 PCLMULQDQ), for 32 bytes and more.
+ *
+ * The message is a polynomial over GF(2) (bit-reflected: byte 0's low bit is
+ * the highest power).  A 128-bit block X followed by D more bits is
+ * congruent, modulo the CRC polynomial P, to X_lo * (x^(D+64) mod P) +
+ * X_hi * (x^D mod P) at the position of the block D bits further on (each
+ * product at most 96 bits), so XORing that into the later block "folds" X
+ * away without changing the remainder.  Four registers fold 64 bytes at a
+ * time (D = 512), are combined into one (D = 128), which folds the rest of
+ * the whole blocks.  The last 128-bit value plus the tail bytes (< 16) is a
+ * short message with the same remainder as the whole one; zlib finishes it.
+ * zlib's pre- and post-inversion: ~crc is XORed into the first 4 bytes, and
+ * zlib, started from 0xFFFFFFFF (register 0), inverts the result.
+ *
+ * The constants are x^n mod P, bit-reflected and shifted left by one bit (the
+ * reflected product of two 64-bit values is one bit short): n = 512 + 32 and
+ * 512 - 32 for the four-way fold, 128 + 32 and 128 - 32 for the single one.
+ */
+__attribute__((target("pclmul,sse2"))) static uint32_t
+crc_clmul(uint32_t crc, const uint8_t *p, size_t n)
+{
+    const __m128i k512 = _mm_set_epi64x(0x1c6e41596LL, 0x154442bd4LL);
+    const __m128i k128 = _mm_set_epi64x(0x0ccaa009eLL, 0x1751997d0LL);
+    __m128i x0, x1, x2, x3;
+    uint8_t last[32];
+    size_t tail;
+
+#define FOLD(x, k, next)                                                                      \
+    _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128((x), (k), 0x00),                        \
+                                _mm_clmulepi64_si128((x), (k), 0x11)),                       \
+                  (next))
+
+    x0 = _mm_loadu_si128((const __m128i *)p);
+    x0 = _mm_xor_si128(x0, _mm_cvtsi32_si128((int)~crc));
+    if (n >= 64) {
+        x1 = _mm_loadu_si128((const __m128i *)(p + 16));
+        x2 = _mm_loadu_si128((const __m128i *)(p + 32));
+        x3 = _mm_loadu_si128((const __m128i *)(p + 48));
+        p += 64;
+        n -= 64;
+        while (n >= 64) {
+            x0 = FOLD(x0, k512, _mm_loadu_si128((const __m128i *)p));
+            x1 = FOLD(x1, k512, _mm_loadu_si128((const __m128i *)(p + 16)));
+            x2 = FOLD(x2, k512, _mm_loadu_si128((const __m128i *)(p + 32)));
+            x3 = FOLD(x3, k512, _mm_loadu_si128((const __m128i *)(p + 48)));
+            p += 64;
+            n -= 64;
+        }
+        x0 = FOLD(x0, k128, x1);
+        x0 = FOLD(x0, k128, x2);
+        x0 = FOLD(x0, k128, x3);
+    } else {
+        p += 16;
+        n -= 16;
+    }
+    while (n >= 16) {
+        x0 = FOLD(x0, k128, _mm_loadu_si128((const __m128i *)p));
+        p += 16;
+        n -= 16;
+    }
+#undef FOLD
+    tail = n;
+    _mm_storeu_si128((__m128i *)last, x0);
+    memcpy(last + 16, p, tail);
+    return (uint32_t)crc32(0xFFFFFFFFuL, last, (uInt)(16 + tail));
+}
+
+static int have_clmul;
+#endif
+
+/* zlib's crc32(crc, p, n) */
+static uint32_t
+crc_update(uint32_t crc, const uint8_t *p, size_t n)
+{
+#ifdef HAVE_CLMUL_CRC
+    if (have_clmul && n >= 32)
+        return crc_clmul(crc, p, n);
+#endif
+    return crc_zlib(crc, p, n);
 }
 
 static inline void
@@ -187,11 +275,53 @@ view_release(ByteView *v)
 /* ---- the CFB cores -------------------------------------------------------- */
 
 /*
+ * The rounds in which all k lanes have a whole block left: one block cipher
+ * call for the k blocks (inputs: each lane's previous ciphertext block, kept
+ * in fb), then each block XORed a word at a time and copied to fb for the
+ * next round.  B is a constant (8 or 16) in each inlined copy.
+ */
+static inline __attribute__((always_inline)) int
+full_rounds(const BlockBase *bb, uint8_t *const *data, size_t *pos, int k, size_t rounds,
+            uint8_t *fb, uint8_t *ks, const size_t B)
+{
+    size_t r;
+    int i, rc;
+    for (i = 0; i < k; i++)
+        memcpy(fb + (size_t)i * B, data[i] + pos[i] - B, B);
+    for (r = 0; r < rounds; r++) {
+        rc = bb->encrypt(bb, fb, ks, (size_t)k * B);
+        if (rc != 0)
+            return cipher_failed(rc);
+        for (i = 0; i < k; i++) {
+            uint8_t *p = data[i] + pos[i];
+            uint8_t *f = fb + (size_t)i * B;
+            const uint8_t *key = ks + (size_t)i * B;
+            uint64_t a, x;
+            memcpy(&a, p, 8);
+            memcpy(&x, key, 8);
+            a ^= x;
+            memcpy(p, &a, 8);
+            memcpy(f, &a, 8);
+            if (B == 16) {
+                memcpy(&a, p + 8, 8);
+                memcpy(&x, key + 8, 8);
+                a ^= x;
+                memcpy(p + 8, &a, 8);
+                memcpy(f + 8, &a, 8);
+            }
+            pos[i] += B;
+        }
+    }
+    return 0;
+}
+
+/*
  * Encrypt k packets in place (k <= LANES), kcp-go's CFB with the chain
  * restarted at the IV for each: block 0 is XORed with E(IV), block j with
  * E(ciphertext block j-1); a trailing partial block uses the keystream
  * block's first bytes.  The next block of every unfinished packet goes to
- * the block cipher in one call.
+ * the block cipher in one call: first in the rounds where every packet has
+ * a whole block left (full_rounds), then packet by packet as they end.
  */
 static int
 encrypt_lanes(const CFBObject *self, uint8_t *const *data, const size_t *len, int k)
@@ -201,13 +331,24 @@ encrypt_lanes(const CFBObject *self, uint8_t *const *data, const size_t *len, in
     uint8_t gather[LANES * MAX_BLOCK];
     uint8_t ks[LANES * MAX_BLOCK];
     size_t pos[LANES];
+    size_t rounds = (size_t)-1;
     int idx[LANES];
     int i;
 
     for (i = 0; i < k; i++) {
         size_t r = len[i] < b ? len[i] : b;
+        size_t whole;
         xor_into(data[i], self->k0, r);
         pos[i] = r;
+        whole = (len[i] - r) / b;
+        if (whole < rounds)
+            rounds = whole;
+    }
+    if (rounds > 0) {
+        int rc = b == 16 ? full_rounds(bb, data, pos, k, rounds, gather, ks, 16)
+                         : full_rounds(bb, data, pos, k, rounds, gather, ks, 8);
+        if (rc < 0)
+            return rc;
     }
     for (;;) {
         int m = 0, j, rc;
@@ -788,6 +929,10 @@ PyMODINIT_FUNC
 PyInit__cfbc(void)
 {
     PyObject *m;
+#ifdef HAVE_CLMUL_CRC
+    __builtin_cpu_init();
+    have_clmul = __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse2");
+#endif
     if (PyType_Ready(&CFBType) < 0)
         return NULL;
     m = PyModule_Create(&cfbc_module);

@@ -45,7 +45,8 @@ The C helper (kcpsock._cfbc, hand-written, built beside the mypyc modules):
     XOR a word at a time instead of raw_cfb.c's byte loop, E(IV) computed
     once, and a batch's packets encrypted side by side (8 lanes: the next
     block of each packet in one block cipher call).  Its ``seal_many`` writes
-    nonce + CRC-32 (zlib, from C) + FEC header + body of a whole batch into
+    nonce + CRC-32 (carry-less multiplication where the CPU has PCLMULQDQ,
+    zlib's otherwise) + FEC header + body of a whole batch into
     the result bytes and encrypts them there (one call per batch), and
     ``open_packets`` decrypts and checks the CRC of a receiver batch.  It is
     used only when :func:`native_cfb_module` finds the extension

@@ -43,6 +43,10 @@ header and datagram straight into its C buffer for the whole batch
 parts);
 :meth:`PacketCodec.open_many` decrypts a receiver batch with two C calls
 (CFB decryption has no chaining) and checks each CRC in place.
+With the C helper kcpsock._cfbc (a cipher with ``seal_many``,
+:class:`kcpsock._fastcrypt.NativeCFB`) every encode frames its datagrams
+and makes one call for nonce, CRC-32 and encryption of all their packets,
+and ``open``/``open_many`` one call that decrypts and checks the CRC.
 
 Invariants:
     * Pure: no sockets, threads or clock; the nonces come from the
