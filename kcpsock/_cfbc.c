@@ -72,10 +72,21 @@ typedef struct {
 
 /* ---- small helpers ------------------------------------------------------ */
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 static inline void
 xor_into(uint8_t *dst, const uint8_t *src, size_t n)
 {
     size_t i = 0;
+#if defined(__SSE2__)
+    for (; i + 16 <= n; i += 16) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(dst + i));
+        __m128i k = _mm_loadu_si128((const __m128i *)(src + i));
+        _mm_storeu_si128((__m128i *)(dst + i), _mm_xor_si128(a, k));
+    }
+#endif
     for (; i + 8 <= n; i += 8) {
         uint64_t a, k;
         memcpy(&a, dst + i, 8);
@@ -296,18 +307,30 @@ full_rounds(const BlockBase *bb, uint8_t *const *data, size_t *pos, int k, size_
             uint8_t *p = data[i] + pos[i];
             uint8_t *f = fb + (size_t)i * B;
             const uint8_t *key = ks + (size_t)i * B;
-            uint64_t a, x;
-            memcpy(&a, p, 8);
-            memcpy(&x, key, 8);
-            a ^= x;
-            memcpy(p, &a, 8);
-            memcpy(f, &a, 8);
+#if defined(__SSE2__)
             if (B == 16) {
-                memcpy(&a, p + 8, 8);
-                memcpy(&x, key + 8, 8);
+                __m128i c = _mm_xor_si128(_mm_loadu_si128((const __m128i *)p),
+                                          _mm_loadu_si128((const __m128i *)key));
+                _mm_storeu_si128((__m128i *)p, c);
+                _mm_storeu_si128((__m128i *)f, c);
+                pos[i] += B;
+                continue;
+            }
+#endif
+            {
+                uint64_t a, x;
+                memcpy(&a, p, 8);
+                memcpy(&x, key, 8);
                 a ^= x;
-                memcpy(p + 8, &a, 8);
-                memcpy(f + 8, &a, 8);
+                memcpy(p, &a, 8);
+                memcpy(f, &a, 8);
+                if (B == 16) {
+                    memcpy(&a, p + 8, 8);
+                    memcpy(&x, key + 8, 8);
+                    a ^= x;
+                    memcpy(p + 8, &a, 8);
+                    memcpy(f + 8, &a, 8);
+                }
             }
             pos[i] += B;
         }
@@ -335,6 +358,12 @@ encrypt_lanes(const CFBObject *self, uint8_t *const *data, const size_t *len, in
     int idx[LANES];
     int i;
 
+    if (k <= 0)
+        return 0;
+    if (k > LANES) {
+        PyErr_SetString(PyExc_SystemError, "kcpsock._cfbc: more packets than lanes");
+        return -1;
+    }
     for (i = 0; i < k; i++) {
         size_t r = len[i] < b ? len[i] : b;
         size_t whole;
