@@ -53,6 +53,12 @@ typedef struct BlockBase {
     size_t block_len;
 } BlockBase;
 
+#if defined(__GNUC__) || defined(__clang__)
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#else
+#define ALWAYS_INLINE inline
+#endif
+
 #define MAX_BLOCK 16
 #define LANES 8
 #define NONCE_SIZE 16
@@ -291,7 +297,7 @@ view_release(ByteView *v)
  * in fb), then each block XORed a word at a time and copied to fb for the
  * next round.  B is a constant (8 or 16) in each inlined copy.
  */
-static inline __attribute__((always_inline)) int
+static ALWAYS_INLINE int
 full_rounds(const BlockBase *bb, uint8_t *const *data, size_t *pos, int k, size_t rounds,
             uint8_t *fb, uint8_t *ks, const size_t B)
 {
