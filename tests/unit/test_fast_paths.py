@@ -30,6 +30,12 @@ XOR = _fastcrypt.xor_function()
 needs_c = pytest.mark.skipif(XOR is None, reason="pycryptodome's C strxor is not reachable")
 
 
+@pytest.fixture
+def ctypes_cfb(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ctypes CFB (RawCFB) instead of the C helper kcpsock._cfbc."""
+    monkeypatch.setattr(_accel, "native", lambda name: None)
+
+
 def _rng_bytes(seed: int) -> Callable[[int], bytes]:
     rng = random.Random(seed)
     return lambda n: rng.randbytes(n)
@@ -205,7 +211,7 @@ def _public_cfb(data: bytes) -> bytes:
     ]
 
 
-def test_encrypt_pairs_equals_public_cfb() -> None:
+def test_encrypt_pairs_equals_public_cfb(ctypes_cfb: None) -> None:
     block = new_block_crypt("aes", KEY)
     pairs = getattr(block, "encrypt_pairs", None)
     if pairs is None:
@@ -220,7 +226,7 @@ def test_encrypt_pairs_equals_public_cfb() -> None:
 
 
 @pytest.mark.parametrize("cipher", ["aes", "aes-128", "aes-192", "blowfish", "cast5", "3des"])
-def test_iv_restart_by_write_equals_two_call_restart(cipher: str) -> None:
+def test_iv_restart_by_write_equals_two_call_restart(cipher: str, ctypes_cfb: None) -> None:
     """The one-call restart (IV written into the CFB state) gives the two-call bytes."""
     fast = new_block_crypt(cipher, KEY)
     if not isinstance(fast, _fastcrypt.RawCFB):
@@ -248,7 +254,7 @@ def test_iv_restart_by_write_equals_two_call_restart(cipher: str) -> None:
         assert [block.decrypt(c) for c in expected] == [h + bd for h, bd in zip(heads, bodies)]
 
 
-def test_iv_restart_refuses_an_unexpected_state_layout() -> None:
+def test_iv_restart_refuses_an_unexpected_state_layout(ctypes_cfb: None) -> None:
     import ctypes
 
     block = new_block_crypt("aes", KEY)
@@ -268,9 +274,12 @@ def test_iv_restart_refuses_an_unexpected_state_layout() -> None:
 
 @pytest.mark.parametrize("cipher", ["aes", "aes-128", "blowfish", "cast5", "3des", "tea"])
 @pytest.mark.parametrize(("d", "p"), [(0, 0), (10, 3), (1, 1)])
+@pytest.mark.parametrize("native", [True, False], ids=["cfbc", "ctypes"])
 def test_encode_many_equals_public_api_codec(
-    cipher: str, d: int, p: int, monkeypatch: pytest.MonkeyPatch
+    cipher: str, d: int, p: int, native: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if not native:
+        monkeypatch.setattr(_accel, "native", lambda name: None)
     rng = random.Random(9)
     dgs = [rng.randbytes(rng.choice([24, 25, 100, 1000, 1372])) for _ in range(57)]
     fast = PacketCodec(new_block_crypt(cipher, KEY), d, p, random_bytes=_rng_bytes(1))
