@@ -41,9 +41,12 @@ COMPILED = [
 #: (GF(2^8) arithmetic, a cipher mode's XOR); its caller keeps a pure-Python
 #: path and takes it when the helper is absent (``kcpsock._accel.native``).
 #: They are built whenever the compiled core is, and under the same rule.
-NATIVE: dict[str, str] = {}
+NATIVE: dict[str, str] = {
+    "kcpsock._cfbc": "kcpsock/_cfbc.c",
+    "kcpsock._gfsimd": "kcpsock/_gfsimd.c",
+}
 #: Extra libraries a helper links (module -> names for the linker's -l).
-NATIVE_LIBRARIES: dict[str, list[str]] = {}
+NATIVE_LIBRARIES: dict[str, list[str]] = {"kcpsock._cfbc": ["z"]}
 
 #: mypy flags for the build: a type error outside the compiled modules (which
 #: ``make lint`` reports) must not turn the compiled core off; their types are

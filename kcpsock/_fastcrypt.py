@@ -38,6 +38,23 @@ Invariants:
       type, bytes as ``const uint8_t *``, ctypes buffers and ``c_void_p`` as
       pointers, and sizes as ready-made ``c_size_t`` objects.
 
+The C helper (kcpsock._cfbc, hand-written, built beside the mypyc modules):
+    :class:`NativeCFB` does kcp-go's CFB in C over the block cipher of a
+    pycryptodome ECB object (the ``BlockBase`` structure its state points
+    to: pycryptodome's own encrypt function, no AES code of ours), with the
+    XOR a word at a time instead of raw_cfb.c's byte loop, E(IV) computed
+    once, and a batch's packets encrypted side by side (8 lanes: the next
+    block of each packet in one block cipher call).  Its ``seal_many`` writes
+    nonce + CRC-32 (carry-less multiplication where the CPU has PCLMULQDQ,
+    zlib's otherwise) + FEC header + body of a whole batch into
+    the result bytes and encrypts them there (one call per batch), and
+    ``open_packets`` decrypts and checks the CRC of a receiver batch.  It is
+    used only when :func:`native_cfb_module` finds the extension
+    (``kcpsock._accel.native``: not under ``KCPSOCK_PURE``, not stale, and
+    the fast paths not switched off) and :mod:`kcpsock.crypt` found it
+    byte-identical to the public API at construction; otherwise
+    :class:`RawCFB` or the public API serve (same bytes).
+
 Pure module: no I/O, no clock (it loads shared libraries pycryptodome has
 already loaded).
 """
@@ -50,8 +67,10 @@ import os
 import struct
 import weakref
 from collections.abc import Sequence
-from typing import Callable, Optional, Protocol, TypeVar
+from types import ModuleType
+from typing import Callable, Optional, Protocol, TypeVar, Union
 
+from . import _accel
 from .config import MTU_LIMIT
 from .errors import PacketError
 
@@ -60,6 +79,7 @@ __all__ = [
     "CFunc",
     "Cipher",
     "CipherFactory",
+    "NativeCFB",
     "RawCFB",
     "RawGCM",
     "RawSalsa20",
@@ -67,11 +87,15 @@ __all__ = [
     "cfb_handles",
     "cipher_repr",
     "enabled",
+    "native_cfb_module",
     "xor_function",
 ]
 
 #: The environment variable that turns the fast paths off.
 ENV_SWITCH = "KCPSOCK_NO_FASTCRYPT"
+
+#: What the C helper's methods accept (any C-contiguous buffer).
+BytesLike = Union[bytes, bytearray, memoryview]
 
 #: A C function reached through ctypes (restype already set).
 CFunc = Callable[..., int]
@@ -246,6 +270,25 @@ def cfb_handles() -> Optional[tuple[CFunc, ...]]:
     if cfb is None or ecb is None or strxor is None:
         return None
     return (cfb[0], cfb[1], ecb[0], strxor[0])
+
+
+def native_cfb_module() -> Optional[ModuleType]:
+    """The C helper kcpsock._cfbc, or None when it may not or cannot be used.
+
+    None when the fast paths are switched off (``KCPSOCK_NO_FASTCRYPT``) or
+    unavailable (:func:`enabled`: the helper reads pycryptodome's ctypes
+    state pointers), or when ``kcpsock._accel.native("_cfbc")`` gives None
+    (``KCPSOCK_PURE``, not built, or stale in a checkout).
+
+    Returns:
+        The extension module, or None.
+    """
+    if not enabled():
+        return None
+    try:
+        return _accel.native("_cfbc")
+    except Exception:  # a broken build: the other paths serve
+        return None
 
 
 def xor_function() -> Optional[CFunc]:
@@ -606,6 +649,61 @@ class RawCFB:
         finally:
             if pooled:
                 self._many_pool.append((buf, view))
+
+
+class NativeCFB:
+    """kcp-go CFB through the C helper kcpsock._cfbc (see the module docstring).
+
+    The methods are the C object's own (bound at construction: no Python
+    frame per call).  Thread-safe: the C code keeps no per-packet state, and
+    the block cipher's key schedule is only read.
+
+    Args:
+        module: the extension (:func:`native_cfb_module`).
+        factory: the pycryptodome ``new`` function.
+        key: the cipher key.
+        iv: kcp-go's fixed IV, cut to the block size (8 or 16 bytes).
+        mode_ecb: the factory's ECB mode constant.
+
+    Raises:
+        TypeError, ValueError: the C helper refused the ECB object (it checks
+            the block size and that its state encrypts as ``ecb.encrypt``).
+
+    Attributes:
+        ecb: the public ECB object whose block cipher the C code calls (kept
+            alive by the C object as long as this one lives).
+        encrypt: ``(packet) -> bytes``, kcp-go ``encrypt``.
+        decrypt: ``(packet) -> bytes``, kcp-go ``decrypt``.
+        encrypt_pair: ``(head, body) -> encrypt(head + body)``.
+        seal_many: ``(nonces, heads, bodies) -> packets``: packet i is
+            ``encrypt(nonce_i + crc32(head_i + body_i) + head_i + body_i)``
+            (CRC u32 little-endian, ``nonce_i = nonces[16 i : 16 i + 16]``).
+        open_packet: ``(packet) -> bytes | None``: decrypt, check the CRC,
+            the bytes after the 20-byte header (None: bad CRC).
+        open_packets: ``open_packet`` for each packet of a list.
+    """
+
+    __repr__ = cipher_repr
+
+    encrypt: Callable[[BytesLike], bytes]
+    decrypt: Callable[[BytesLike], bytes]
+    encrypt_pair: Callable[[BytesLike, BytesLike], bytes]
+    seal_many: Callable[[BytesLike, Sequence[BytesLike], Sequence[BytesLike]], list[bytes]]
+    open_packet: Callable[[BytesLike], Optional[bytes]]
+    open_packets: Callable[[Sequence[BytesLike]], list[Optional[bytes]]]
+
+    def __init__(
+        self, module: ModuleType, factory: CipherFactory, key: bytes, iv: bytes, mode_ecb: int
+    ) -> None:
+        self.ecb = factory(key, mode_ecb)
+        c = module.CFB(self.ecb, iv)
+        self._c = c
+        self.encrypt = c.encrypt
+        self.decrypt = c.decrypt
+        self.encrypt_pair = c.encrypt_pair
+        self.seal_many = c.seal
+        self.open_packet = c.open
+        self.open_packets = c.open_many
 
 
 class RawSalsa20:

@@ -43,6 +43,10 @@ header and datagram straight into its C buffer for the whole batch
 parts);
 :meth:`PacketCodec.open_many` decrypts a receiver batch with two C calls
 (CFB decryption has no chaining) and checks each CRC in place.
+With the C helper kcpsock._cfbc (a cipher with ``seal_many``,
+:class:`kcpsock._fastcrypt.NativeCFB`) every encode frames its datagrams
+and makes one call for nonce, CRC-32 and encryption of all their packets,
+and ``open``/``open_many`` one call that decrypts and checks the CRC.
 
 Invariants:
     * Pure: no sockets, threads or clock; the nonces come from the
@@ -267,6 +271,18 @@ class PacketCodec:
         self._decrypt_many = (
             getattr(block, "decrypt_many", None) if block is not None and not self._aead else None
         )
+        # the C helper's paths (classic layout, kcpsock._fastcrypt.NativeCFB): a
+        # whole batch sealed (nonce + CRC-32 + encryption) or opened in one call
+        classic = block is not None and not self._aead
+        self._seal: Optional[Callable[[bytes, list[bytes], list[bytes]], list[bytes]]] = (
+            getattr(block, "seal_many", None) if classic else None
+        )
+        self._open_packet: Optional[Callable[[bytes], Optional[bytes]]] = (
+            getattr(block, "open_packet", None) if classic else None
+        )
+        self._open_packets: Optional[Callable[[list[bytes]], list[Optional[bytes]]]] = (
+            getattr(block, "open_packets", None) if classic else None
+        )
 
     def __repr__(self) -> str:
         name = type(self.block).__name__ if self.block is not None else None
@@ -323,7 +339,7 @@ class PacketCodec:
             ValueError: if ``random_bytes`` returns the wrong length or the
                 datagram is too long for FEC framing.
         """
-        if self._pair is not None:
+        if self._pair is not None or self._seal is not None:
             return self.encode_many((datagram,), now_ms)  # the one-buffer path
         if self._fec:
             packets = self.encoder.encode(datagram, now_ms)
@@ -392,6 +408,18 @@ class PacketCodec:
         Raises:
             TypeError, ValueError: as :meth:`encode`.
         """
+        seal = self._seal
+        if seal is not None:
+            # The C helper: frame the batch, then one call writes nonce, CRC-32,
+            # FEC header and body of every packet and encrypts them.
+            if self._fec:
+                heads, bodies = self.encoder.frame_many(datagrams, now_ms)
+            else:
+                bodies = [
+                    dg if isinstance(dg, bytes) else _as_bytes("datagram", dg) for dg in datagrams
+                ]
+                heads = [b""] * len(bodies)
+            return seal(self._nonces(len(bodies)), heads, bodies)
         pair = self._pair
         if pair is None:
             out: list[bytes] = []
@@ -543,6 +571,12 @@ class PacketCodec:
         if self._aead:
             # the AEAD raises PacketError("bad ... tag", "InCsumErrors") itself
             return block.decrypt(packet)[self.crypto_header :]
+        open_packet = self._open_packet
+        if open_packet is not None:
+            payload = open_packet(packet)
+            if payload is None:
+                raise PacketError("bad CRC32 (wrong key or cipher, or corrupted)", "InCsumErrors")
+            return payload
         plain = block.decrypt(packet)
         if _crc32(memoryview(plain)[CRYPT_HEADER_SIZE:]) != _u32_at(plain, NONCE_SIZE)[0]:
             raise PacketError("bad CRC32 (wrong key or cipher, or corrupted)", "InCsumErrors")
@@ -567,8 +601,9 @@ class PacketCodec:
         Raises:
             TypeError: if a packet is not bytes-like.
         """
+        open_packets = self._open_packets
         many = self._decrypt_many
-        if many is None or len(packets) == 1:
+        if (many is None and open_packets is None) or len(packets) == 1:
             # (a lone packet, the interactive case: open() costs less than
             # the batch set-up, and decrypts a short packet with one C call)
             results: list[Union[bytes, PacketError]] = []
@@ -597,6 +632,13 @@ class PacketCodec:
                 where.append(i)
         if not todo:
             return results
+        if open_packets is not None:
+            # the C helper: decrypt and CRC check in one call (None: bad CRC)
+            for i, payload in zip(where, open_packets(todo)):
+                if payload is not None:
+                    results[i] = payload
+            return results
+        assert many is not None
 
         chunk: list[int] = []  # indexes of the chunk being decrypted
 

@@ -41,6 +41,13 @@ Invariants:
       give the same bytes.  For the CFB ciphers the full comparison (~0.8
       ms) runs once per cipher and process, and each later key gets a brief
       one (one 2.5-block packet both ways, against the public ECB).
+    * The first choice for the pycryptodome CFB ciphers (aes, blowfish,
+      cast5, 3des) is the C helper kcpsock._cfbc (:class:`kcpsock._fastcrypt.NativeCFB`:
+      CFB and the nonce + CRC header of a whole batch in one C call, over
+      pycryptodome's own block cipher), under the same rule: a full
+      comparison once per cipher and process, a brief one per key.  Without
+      the extension (``KCPSOCK_PURE=1``, not built, stale) the ctypes path
+      or the public API serve.
     * TEA, XTEA, Twofish and SM4 are pure Python (kcpsock._tea, _twofish,
       _sm4): exact, but 0.7 to 2.3 ms per 1400-byte packet.
 
@@ -50,7 +57,9 @@ Pure module: no I/O, no clock; nonces are the codec's business.
 from __future__ import annotations
 
 import hashlib
-from typing import Callable, Final, NamedTuple, Protocol, runtime_checkable
+import zlib
+from types import ModuleType
+from typing import Callable, Final, NamedTuple, Optional, Protocol, runtime_checkable
 
 from Crypto.Cipher import AES, CAST, DES, DES3, Blowfish, Salsa20
 
@@ -251,6 +260,9 @@ def _batch_paths_agree(
             for cut in (0, 1, 20, len(data) // 2):
                 if cut <= len(data) and pair(data[:cut], data[cut:]) != encrypt(data):
                     return False
+    seal = getattr(fast, "seal_many", None)
+    if seal is not None and not _seal_agrees(fast, seal, encrypt, samples):
+        return False
     many = getattr(fast, "decrypt_many", None)
     if many is not None:
         got = many(
@@ -264,6 +276,43 @@ def _batch_paths_agree(
     return True
 
 
+def _seal_agrees(
+    fast: object,
+    seal: Callable[[bytes, list[bytes], list[bytes]], list[bytes]],
+    encrypt: Callable[[bytes], bytes],
+    samples: list[bytes],
+) -> bool:
+    """True if ``seal`` (kcpsock._cfbc's batch sealer) agrees with ``encrypt``.
+
+    Each sample is cut into head and body; the batch's packets must equal
+    ``encrypt(nonce + crc32 + head + body)``, and ``open_packets`` (and
+    ``open_packet``) must give ``head + body`` back, and None for a packet
+    with one bit flipped.
+    """
+    heads = [data[: i % 9] for i, data in enumerate(samples)]
+    bodies = [data[i % 9 :] for i, data in enumerate(samples)]
+    nonces = bytes((i * 13 + 7) & 255 for i in range(NONCE_SIZE * len(samples)))
+    expected = [
+        encrypt(
+            nonces[NONCE_SIZE * i : NONCE_SIZE * (i + 1)]
+            + zlib.crc32(data).to_bytes(CRC_SIZE, "little")
+            + data
+        )
+        for i, data in enumerate(samples)
+    ]
+    if seal(nonces, heads, bodies) != expected:
+        return False
+    open_packets = getattr(fast, "open_packets", None)
+    open_packet = getattr(fast, "open_packet", None)
+    if open_packets is None or open_packet is None:
+        return True
+    spoilt = bytearray(expected[-1])
+    spoilt[-1] ^= 1
+    if open_packets([*expected, bytes(spoilt)]) != [*samples, None]:
+        return False
+    return open_packet(expected[0]) == samples[0] and open_packet(bytes(spoilt)) is None
+
+
 # (factory, block size, CFB mode, ECB mode) -> (the C handles checked, did
 # _RawCFB agree with the public API in the full check?).  The direct C calls do not depend on the key,
 # so the full check (~0.8 ms) runs once per cipher and process; every later
@@ -274,6 +323,18 @@ _CFB_VERDICTS: dict[
 ] = {}
 
 
+def _cfb_by_hand(ecb: _fastcrypt.Cipher, plain: bytes, b: int) -> bytes:
+    """kcp-go CFB encryption of ``plain``, one public ECB call per block."""
+    expected = b""
+    feedback = IV[:b]
+    for i in range(0, len(plain), b):
+        chunk = plain[i : i + b]
+        block = _xor_bytes(chunk, ecb.encrypt(feedback)[: len(chunk)])
+        expected += block
+        feedback = block
+    return expected
+
+
 def _agrees_briefly(fast: _fastcrypt.RawCFB, ecb: _fastcrypt.Cipher, block_size: int) -> bool:
     """True if ``fast`` matches kcp-go's CFB built from the public ECB ``ecb``.
 
@@ -282,13 +343,7 @@ def _agrees_briefly(fast: _fastcrypt.RawCFB, ecb: _fastcrypt.Cipher, block_size:
     """
     b = block_size
     plain = bytes((i * 11 + 5) & 255 for i in range(2 * b + b // 2))
-    expected = b""
-    feedback = IV[:b]
-    for i in range(0, len(plain), b):
-        chunk = plain[i : i + b]
-        block = _xor_bytes(chunk, ecb.encrypt(feedback)[: len(chunk)])
-        expected += block
-        feedback = block
+    expected = _cfb_by_hand(ecb, plain, b)
     try:
         if not (fast.encrypt(plain) == expected and fast.decrypt(expected) == plain):
             return False
@@ -304,10 +359,63 @@ def _agrees_briefly(fast: _fastcrypt.RawCFB, ecb: _fastcrypt.Cipher, block_size:
         return False
 
 
+# (factory, block size, CFB mode, ECB mode, the C helper module) -> did
+# NativeCFB agree with the public API in the full check?  Once per cipher,
+# process and module (tests swap the module); every later key gets the brief
+# check of _native_agrees_briefly.
+_NATIVE_VERDICTS: dict[tuple[CipherFactory, int, int, int, ModuleType], bool] = {}
+
+
+def _native_agrees_briefly(fast: _fastcrypt.NativeCFB, block_size: int) -> bool:
+    """True if ``fast`` matches kcp-go's CFB built from its public ECB object.
+
+    One 2.5-block packet both ways (see :func:`_agrees_briefly`), and one
+    sealed batch of two packets opened again.
+    """
+    b = block_size
+    plain = bytes((i * 11 + 5) & 255 for i in range(2 * b + b // 2))
+    expected = _cfb_by_hand(fast.ecb, plain, b)
+    try:
+        if not (fast.encrypt(plain) == expected and fast.decrypt(expected) == plain):
+            return False
+        return _seal_agrees(fast, fast.seal_many, fast.encrypt, [plain, plain[:3]])
+    except Exception:
+        return False
+
+
+def _native_cfb(
+    factory: CipherFactory, key: bytes, block_size: int, mode_cfb: int, mode_ecb: int
+) -> Optional[BlockCrypt]:
+    """kcp-go CFB through the C helper kcpsock._cfbc, when present and exact; else None."""
+    module = _fastcrypt.native_cfb_module()
+    if module is None:
+        return None
+    try:
+        fast = _fastcrypt.NativeCFB(module, factory, key, IV[:block_size], mode_ecb)
+    except Exception:  # refused (see NativeCFB): the other paths serve
+        return None
+    kind = (factory, block_size, mode_cfb, mode_ecb, module)
+    verdict = _NATIVE_VERDICTS.get(kind)
+    if verdict is None:
+        verdict = _NATIVE_VERDICTS[kind] = _agrees(
+            fast, _PycryptodomeCFB(factory, key, block_size, mode_cfb, mode_ecb), block_size
+        )
+    if verdict and _native_agrees_briefly(fast, block_size):
+        return fast
+    return None
+
+
 def _cfb(
     factory: CipherFactory, key: bytes, block_size: int, mode_cfb: int, mode_ecb: int
 ) -> BlockCrypt:
-    """The fastest exact kcp-go CFB available for a pycryptodome cipher."""
+    """The fastest exact kcp-go CFB available for a pycryptodome cipher.
+
+    In order: the C helper (:func:`_native_cfb`), pycryptodome's C functions
+    through ctypes (:class:`~kcpsock._fastcrypt.RawCFB`), the public API.
+    """
+    native = _native_cfb(factory, key, block_size, mode_cfb, mode_ecb)
+    if native is not None:
+        return native
     handles = _fastcrypt.cfb_handles()
     kind = (factory, block_size, mode_cfb, mode_ecb)
     known = _CFB_VERDICTS.get(kind)

@@ -58,7 +58,14 @@ from typing import Callable, Final, NoReturn, Optional
 from ._fastcrypt import xor_function
 from .config import check_bool, check_shards
 from .errors import PacketError
-from .gf256 import MUL_TABLES, BytesLike, ParityAccumulator, ReedSolomon
+from .gf256 import (
+    MUL_TABLES,
+    BytesLike,
+    NativeEncode,
+    ParityAccumulator,
+    ReedSolomon,
+    native_encode,
+)
 from .segment import timediff
 
 __all__ = [
@@ -160,10 +167,12 @@ class FECEncoder:
             start_seqid: the seqid of the first data packet (default 0, as
                 kcp-go).  Must be a multiple of d + p below ``paws``, so that
                 groups stay aligned; used to reproduce the wrap-around.
-            accelerate: compute parity with the C-speed
+            accelerate: compute parity in C: one call of the C helper
+                (``kcpsock._gfsimd``, :func:`~kcpsock.gf256.native_encode`)
+                per group when it is built, else the C-speed
                 :class:`~kcpsock.gf256.ParityAccumulator` when pycryptodome's
                 C XOR is reachable (the default); False keeps the pure-Python
-                int paths (tests compare both; the bytes are the same).
+                int paths (tests compare all three; the bytes are the same).
 
         Raises:
             TypeError: if a count or ``start_seqid`` is not an int, or
@@ -198,10 +207,17 @@ class FECEncoder:
         self._count = 0  # data shards collected in the current group
         self._max = 0  # longest shard of the group (kcp-go maxSize - 6)
         self._acc: list[int] = [0] * p
-        # The C-speed accumulator (translates + C XOR calls, see gf256),
-        # when pycryptodome's strxor can be called directly; else the
+        # The C helper (kcpsock._gfsimd): the group's datagrams are held
+        # (no copy) and its parity is one C call at the group's end.
+        self._native: Optional[NativeEncode] = (
+            native_encode() if self._rs is not None and accel else None
+        )
+        self._coefs = self._rs.parity_coefs if self._rs is not None else b""
+        self._group: list[bytes] = []  # the datagrams of the group (native path)
+        # Without it, the C-speed accumulator (translates + C XOR calls, see
+        # gf256), when pycryptodome's strxor can be called directly; else the
         # bit-sliced int program (small codes) or translate + int XOR.
-        xor = xor_function() if self._rs is not None and accel else None
+        xor = xor_function() if self._rs is not None and accel and self._native is None else None
         self._cacc: Optional[ParityAccumulator] = (
             ParityAccumulator(self._rs, xor) if self._rs is not None and xor is not None else None
         )
@@ -299,6 +315,16 @@ class FECEncoder:
         header = _pack_head8(seq, TYPE_DATA, size)
         if size > self._max:
             self._max = size
+        if self._native is not None:
+            # C helper: the datagram is held; the group's parity is one C
+            # call when the group completes (the size fields are added there).
+            self._group.append(datagram)
+            index = self._count = self._count + 1
+            parity_c: list[tuple[bytes, bytes]] = _NO_PARITY
+            if index == self.data_shards:
+                parity_c = self._complete_group(now_ms)
+            self._last_ms = now_ms
+            return header, parity_c
         cacc = self._cacc
         if cacc is not None:
             # C-speed path: the shard (size field + datagram) goes into the
@@ -364,7 +390,8 @@ class FECEncoder:
         add_head = heads.append
         add_body = bodies.append
         cacc = self._cacc
-        if cacc is None or not self._enabled:
+        native = self._native
+        if (cacc is None and native is None) or not self._enabled:
             for dg in datagrams:
                 if not isinstance(dg, bytes):
                     dg = _as_bytes("datagram", dg)
@@ -375,8 +402,8 @@ class FECEncoder:
                     add_head(head)
                     add_body(shard)
             return heads, bodies
-        # The C-speed path of frame(), inlined (one datagram per iteration).
-        add = cacc.add
+        # The C paths of frame(), inlined (one datagram per iteration).
+        group = self._group
         d = self.data_shards
         paws = self.paws
         pack8 = _pack_head8
@@ -391,9 +418,12 @@ class FECEncoder:
             header = pack8(seq, TYPE_DATA, size)
             if size > self._max:
                 self._max = size
-            whole = bytearray(header[6:])  # the shard: size field + datagram
-            whole += dg
-            add(self._count, whole)
+            if native is not None:
+                group.append(dg)  # the C helper adds the size field itself
+            elif cacc is not None:
+                whole = bytearray(header[6:])  # the shard: size field + datagram
+                whole += dg
+                cacc.add(self._count, whole)
             add_head(header)
             add_body(dg)
             count = self._count = self._count + 1
@@ -428,10 +458,17 @@ class FECEncoder:
             self.parity_skipped += 1
             if self._cacc is not None:
                 self._cacc.reset()
-        elif self._cacc is not None:
+        elif self._native is not None or self._cacc is not None:
+            native = self._native
+            if native is not None:
+                # kcp-go's shards: size field + datagram, zero-padded to the longest
+                shards = native(self._group, self._coefs, length, 0, True)
+            else:
+                assert self._cacc is not None
+                shards = self._cacc.take(length)
             nxt = self._next
             paws = self.paws
-            for shard in self._cacc.take(length):
+            for shard in shards:
                 # kcp-go HEAD sealParity: next = (next + 1) % paws.
                 out.append((_pack_head(nxt, TYPE_PARITY), shard))
                 nxt += 1
@@ -461,6 +498,7 @@ class FECEncoder:
             self._next = nxt
         self._count = 0
         self._max = 0
+        self._group.clear()
         if self._values is not None:
             self._values = []
             self._sizes = []
@@ -554,7 +592,8 @@ class FECDecoder:
             parity_shards: p.
             autotune: follow the sender's (d, p) when it differs from ours
                 (kcp-go HEAD autotune); recovery pauses while detecting.
-            accelerate: rebuild lost shards with the C-speed
+            accelerate: rebuild lost shards in C: one call of the C helper
+                (``kcpsock._gfsimd``) when it is built, else the C-speed
                 :class:`~kcpsock.gf256.ParityAccumulator` when pycryptodome's
                 C XOR is reachable (the default); False keeps the int path
                 (same datagrams).
@@ -580,6 +619,8 @@ class FECDecoder:
         # kcpsock.gf256.rebuild_ints); looked up when needed, so that the
         # decoder holds no ctypes object
         self._accelerate = accel
+        # the C helper (kcpsock._gfsimd) rebuilds with one call when built
+        self._native: Optional[NativeEncode] = native_encode() if accel else None
         self._sets: dict[int, dict[int, bytes]] = {}
         self._newest: Optional[int] = None
         self._configure(d, p)
@@ -747,6 +788,17 @@ class FECDecoder:
             return []
         chosen = tuple(sorted(shard_set)[:d])
         maxlen = max(len(p) for p in shard_set.values()) - FEC_HEADER_SIZE
+        native = self._native
+        if native is not None and maxlen >= 2:
+            try:
+                rows = rs.decode_rows(chosen)
+            except ValueError:  # pragma: no cover - any d rows are invertible
+                self.errors += 1
+                return []
+            coefs = bytes([rows[m][k] for m in missing for k in range(d)])
+            # the shards are the packets after their 6-byte header
+            shards = native([shard_set[i] for i in chosen], coefs, maxlen, FEC_HEADER_SIZE, False)
+            return self._checked(shards, maxlen)
         xor = xor_function() if self._accelerate else None
         if xor is not None and maxlen >= 2:
             return self._recover_c(chosen, shard_set, missing, maxlen, xor)
@@ -789,8 +841,12 @@ class FECDecoder:
         acc = ParityAccumulator(columns, xor)
         for k, index in enumerate(chosen):
             acc.add(k, bytearray(memoryview(shard_set[index])[FEC_HEADER_SIZE:]))
+        return self._checked(acc.take(maxlen), maxlen)
+
+    def _checked(self, shards: list[bytes], maxlen: int) -> list[bytes]:
+        """The datagrams of rebuilt shards that pass the size-prefix check (counted)."""
         out: list[bytes] = []
-        for shard in acc.take(maxlen):
+        for shard in shards:
             # Size-prefix check before anything reaches KCP (kcp-go kcpInput):
             # 2 <= size <= shard length; the datagram is shard[2:size].
             size = shard[0] | shard[1] << 8

@@ -53,6 +53,7 @@ LAYERS: dict[str, int] = {
     "replay": 0,
     "smux_frames": 0,
     "snappy": 0,
+    "_accel": 0,
     # 1: threads and sockets, bottom
     "updater": 1,
     "_mmsg": 1,
@@ -67,7 +68,6 @@ LAYERS: dict[str, int] = {
     "tls": 5,
     # 6: the public API; 7: the command line
     "__init__": 6,
-    "_accel": 6,
     "cli": 7,
     "__main__": 7,
 }

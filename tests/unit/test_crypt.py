@@ -8,7 +8,7 @@ import random
 import pytest
 from Crypto.Cipher import AES, DES
 
-from kcpsock import _fastcrypt, crypt
+from kcpsock import _accel, _fastcrypt, crypt
 from kcpsock._sm4 import SBOX, SM4
 from kcpsock._tea import TEA, XTEA
 from kcpsock._twofish import Q0, Q1, Twofish
@@ -299,7 +299,8 @@ def test_fast_paths_in_use_with_ctypes_backend() -> None:
 
     if _raw_api.backend != "ctypes":  # pragma: no cover - cffi: public API only
         pytest.skip("pycryptodome uses cffi here")
-    assert type(new_block_crypt("aes", KEY)).__name__ == "RawCFB"
+    native = _fastcrypt.native_cfb_module() is not None
+    assert type(new_block_crypt("aes", KEY)).__name__ == ("NativeCFB" if native else "RawCFB")
     for name in ("salsa20", "xor", "aes-gcm"):  # each passed its check at construction
         assert getattr(new_block_crypt(name, KEY), "_fast", None) is not None, name
 
@@ -309,6 +310,7 @@ def test_broken_fast_path_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
         def __call__(self, *args: object) -> int:
             return 0  # claims success, writes nothing
 
+    monkeypatch.setattr(_accel, "native", lambda name: None)  # the ctypes path's checks
     monkeypatch.setitem(_fastcrypt._RAW, "cfb", (Broken(), Broken()))
     block = new_block_crypt("aes", KEY)
     assert type(block).__name__ == "_PycryptodomeCFB"
@@ -330,6 +332,7 @@ def test_full_fast_path_check_once_per_cipher_brief_check_per_key(
         calls.append(1)
         return real_agrees(*args)  # type: ignore[arg-type]
 
+    monkeypatch.setattr(_accel, "native", lambda name: None)  # the ctypes path's checks
     monkeypatch.setattr(crypt, "_CFB_VERDICTS", {})
     monkeypatch.setattr(crypt, "_agrees", counting)
     blocks = [new_block_crypt("aes", bytes([i]) * 32) for i in range(3)]
@@ -346,6 +349,7 @@ def test_brief_check_rejects_a_broken_fast_path_the_full_check_missed(
         def __call__(self, *args: object) -> int:
             return 0  # claims success, writes nothing
 
+    monkeypatch.setattr(_accel, "native", lambda name: None)  # the ctypes path's checks
     monkeypatch.setitem(_fastcrypt._RAW, "cfb", (Broken(), Broken()))
     monkeypatch.setattr(crypt, "_agrees", lambda *args: True)
     block = new_block_crypt("aes", KEY)
@@ -461,7 +465,7 @@ def test_env_switch_turns_fast_paths_off(name: str, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv(_fastcrypt.ENV_SWITCH, "1")
     assert not _fastcrypt.enabled()
     slow = new_block_crypt(name, KEY)
-    assert type(slow).__name__ != "RawCFB"
+    assert type(slow).__name__ not in ("RawCFB", "NativeCFB")
     assert getattr(slow, "_fast", None) is None
     for n in (13, 16, 100, 1400):
         data = bytes(range(256))[:12] + os.urandom(n)
@@ -471,7 +475,9 @@ def test_env_switch_turns_fast_paths_off(name: str, monkeypatch: pytest.MonkeyPa
             assert slow.encrypt(data) == fast.encrypt(data)
             assert slow.decrypt(data) == fast.decrypt(data)
     monkeypatch.setenv(_fastcrypt.ENV_SWITCH, "0")
-    assert _fastcrypt.enabled() == (type(new_block_crypt("aes", KEY)).__name__ == "RawCFB")
+    assert _fastcrypt.enabled() == (
+        type(new_block_crypt("aes", KEY)).__name__ in ("RawCFB", "NativeCFB")
+    )
 
 
 def test_repr_names_the_cipher_and_hides_the_key() -> None:

@@ -3,7 +3,8 @@
 * :class:`kcpsock.gf256.ParityAccumulator` (translate + one C XOR per shard)
   against :meth:`ReedSolomon.encode` of the zero-padded shards;
 * :class:`kcpsock.fec.FECEncoder` with ``accelerate`` on and off, one
-  datagram at a time and through :meth:`FECEncoder.frame_many`;
+  datagram at a time and through :meth:`FECEncoder.frame_many`, with the C
+  helper (kcpsock._gfsimd) and without it (translate + C XOR);
 * ``RawCFB.encrypt_pairs`` against pycryptodome's public CFB;
 * :meth:`PacketCodec.encode_many` with the fast paths against the same codec
   built with ``KCPSOCK_NO_FASTCRYPT=1`` (pycryptodome's public API only).
@@ -19,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kcpsock import PacketCodec, _fastcrypt, new_block_crypt
+from kcpsock import PacketCodec, _accel, _fastcrypt, new_block_crypt
 from kcpsock.crypt import derive_key
 from kcpsock.fec import FECDecoder, FECEncoder
 from kcpsock.gf256 import ParityAccumulator, ReedSolomon
@@ -27,6 +28,12 @@ from kcpsock.gf256 import ParityAccumulator, ReedSolomon
 KEY = derive_key("fast paths")
 XOR = _fastcrypt.xor_function()
 needs_c = pytest.mark.skipif(XOR is None, reason="pycryptodome's C strxor is not reachable")
+
+
+@pytest.fixture
+def ctypes_cfb(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ctypes CFB (RawCFB) instead of the C helper kcpsock._cfbc."""
+    monkeypatch.setattr(_accel, "native", lambda name: None)
 
 
 def _rng_bytes(seed: int) -> Callable[[int], bytes]:
@@ -132,12 +139,27 @@ def test_accumulator_grows_past_its_slots_and_resets(deferred: bool) -> None:
     assert acc.take(40) == rs.encode([s + bytes(10) for s in small])
 
 
+@pytest.fixture(params=["native", "accumulator"])
+def c_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The C path taken: the C helper (kcpsock._gfsimd), or translate + C XOR without it."""
+    if request.param == "native":
+        if _accel.native("_gfsimd") is None:
+            pytest.skip("kcpsock._gfsimd is not built (or KCPSOCK_PURE)")
+    else:
+        monkeypatch.setattr(_accel, "native", lambda name: None)
+    return str(request.param)
+
+
 @needs_c
 @pytest.mark.parametrize(("d", "p"), [(10, 3), (1, 1), (3, 9), (30, 4), (5, 2)])
-def test_accelerated_encoder_equals_int_paths(d: int, p: int) -> None:
+def test_accelerated_encoder_equals_int_paths(d: int, p: int, c_path: str) -> None:
     rng = random.Random(d * 31 + p)
     fast, slow, batch = FECEncoder(d, p), FECEncoder(d, p, accelerate=False), FECEncoder(d, p)
-    assert fast._cacc is not None and slow._cacc is None
+    if c_path == "native":
+        assert fast._native is not None and fast._cacc is None
+    else:
+        assert fast._native is None and fast._cacc is not None
+    assert slow._cacc is None and slow._native is None
     for k in range(120):
         sizes = [0, 1, 5, 100, 1372, 1372, 1500, 3000]
         dgs = [rng.randbytes(rng.choice(sizes)) for _ in range(rng.randrange(0, 25))]
@@ -189,7 +211,7 @@ def _public_cfb(data: bytes) -> bytes:
     ]
 
 
-def test_encrypt_pairs_equals_public_cfb() -> None:
+def test_encrypt_pairs_equals_public_cfb(ctypes_cfb: None) -> None:
     block = new_block_crypt("aes", KEY)
     pairs = getattr(block, "encrypt_pairs", None)
     if pairs is None:
@@ -204,7 +226,7 @@ def test_encrypt_pairs_equals_public_cfb() -> None:
 
 
 @pytest.mark.parametrize("cipher", ["aes", "aes-128", "aes-192", "blowfish", "cast5", "3des"])
-def test_iv_restart_by_write_equals_two_call_restart(cipher: str) -> None:
+def test_iv_restart_by_write_equals_two_call_restart(cipher: str, ctypes_cfb: None) -> None:
     """The one-call restart (IV written into the CFB state) gives the two-call bytes."""
     fast = new_block_crypt(cipher, KEY)
     if not isinstance(fast, _fastcrypt.RawCFB):
@@ -232,7 +254,7 @@ def test_iv_restart_by_write_equals_two_call_restart(cipher: str) -> None:
         assert [block.decrypt(c) for c in expected] == [h + bd for h, bd in zip(heads, bodies)]
 
 
-def test_iv_restart_refuses_an_unexpected_state_layout() -> None:
+def test_iv_restart_refuses_an_unexpected_state_layout(ctypes_cfb: None) -> None:
     import ctypes
 
     block = new_block_crypt("aes", KEY)
@@ -252,9 +274,12 @@ def test_iv_restart_refuses_an_unexpected_state_layout() -> None:
 
 @pytest.mark.parametrize("cipher", ["aes", "aes-128", "blowfish", "cast5", "3des", "tea"])
 @pytest.mark.parametrize(("d", "p"), [(0, 0), (10, 3), (1, 1)])
+@pytest.mark.parametrize("native", [True, False], ids=["cfbc", "ctypes"])
 def test_encode_many_equals_public_api_codec(
-    cipher: str, d: int, p: int, monkeypatch: pytest.MonkeyPatch
+    cipher: str, d: int, p: int, native: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    if not native:
+        monkeypatch.setattr(_accel, "native", lambda name: None)
     rng = random.Random(9)
     dgs = [rng.randbytes(rng.choice([24, 25, 100, 1000, 1372])) for _ in range(57)]
     fast = PacketCodec(new_block_crypt(cipher, KEY), d, p, random_bytes=_rng_bytes(1))
@@ -283,7 +308,7 @@ def test_default_nonces_in_batches_are_distinct() -> None:
 
 @needs_c
 @pytest.mark.parametrize(("d", "p"), [(10, 3), (1, 1), (3, 9), (30, 4), (4, 2)])
-def test_accelerated_recovery_equals_int_path(d: int, p: int) -> None:
+def test_accelerated_recovery_equals_int_path(d: int, p: int, c_path: str) -> None:
     """Random losses (and corrupted parity): same datagrams, same counters."""
     rng = random.Random(d * 7 + p)
     enc = FECEncoder(d, p)
@@ -291,6 +316,7 @@ def test_accelerated_recovery_equals_int_path(d: int, p: int) -> None:
     packets = [pkt for dg in dgs for pkt in enc.encode(dg)]
     fast, slow = FECDecoder(d, p), FECDecoder(d, p, accelerate=False)
     assert fast._accelerate and not slow._accelerate
+    assert (fast._native is not None) == (c_path == "native") and slow._native is None
     n = d + p
     for g in range(0, len(packets), n):
         group = packets[g : g + n]

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from kcpsock import _accel, _fastcrypt
 from kcpsock.crypt import CIPHERS, IV, derive_key, new_block_crypt
 from tests.conftest import load_vectors
 
@@ -68,10 +69,12 @@ def test_decrypt_matches_kcp_go(cipher: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("cipher", _CASES)
-def test_batch_paths_match_kcp_go(cipher: dict[str, Any]) -> None:
+def test_batch_paths_match_kcp_go(cipher: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     # The sender's and receiver's batch paths of the direct-C CFB (encrypt_pair,
     # encrypt_pairs: the chain restarted by writing the IV; decrypt_many), on
     # every vector length (short and odd ones included), each cut into head + body.
+    # (The ctypes CFB: the C helper kcpsock._cfbc is turned off here.)
+    monkeypatch.setattr(_accel, "native", lambda name: None)
     block = new_block_crypt(cipher["name"], bytes.fromhex(cipher["key_hex"]))
     pair = getattr(block, "encrypt_pair", None)
     pairs_ = getattr(block, "encrypt_pairs", None)
@@ -92,6 +95,32 @@ def test_batch_paths_match_kcp_go(cipher: dict[str, Any]) -> None:
         ],
     )
     assert got == [plain for plain, _ in vectors]
+
+
+@pytest.mark.parametrize("cipher", _CASES)
+def test_c_helper_matches_kcp_go(cipher: dict[str, Any]) -> None:
+    # The C helper kcpsock._cfbc (NativeCFB): one packet at a time, head + body,
+    # and kcp-go's real packets (nonce + CRC-32 + body) sealed as one batch and
+    # opened again, batch and alone.
+    block = new_block_crypt(cipher["name"], bytes.fromhex(cipher["key_hex"]))
+    if not isinstance(block, _fastcrypt.NativeCFB):
+        pytest.skip("the C helper does not serve this cipher here")
+    vectors = _pairs(cipher)
+    for plain, enc in vectors:
+        assert block.encrypt(plain) == enc
+        assert block.decrypt(enc) == plain
+        for cut in (0, 1, 7, 20, 28):
+            assert block.encrypt_pair(plain[:cut], plain[cut:]) == enc
+    packets = [bytes.fromhex(p["packet_hex"]) for p in cipher["packets"]]
+    expected = [bytes.fromhex(p["encrypted_hex"]) for p in cipher["packets"]]
+    assert packets, "no packet vectors"
+    nonces = b"".join(p[:16] for p in packets)
+    for cut in (0, 3, 8):
+        heads = [p[20 : 20 + cut] for p in packets]
+        bodies = [p[20 + cut :] for p in packets]
+        assert block.seal_many(nonces, heads, bodies) == expected
+    assert block.open_packets(expected) == [p[20:] for p in packets]
+    assert [block.open_packet(e) for e in expected] == [p[20:] for p in packets]
 
 
 @pytest.mark.parametrize("cipher", _CASES)

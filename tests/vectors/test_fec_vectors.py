@@ -3,6 +3,8 @@
 Every encode case is replayed through FECEncoder and must give the captured
 datagrams exactly; every decode case is replayed through FECDecoder and each
 step must return exactly the datagrams kcp-go's decoder recovered there.
+Both with the C helper (kcpsock._gfsimd, when built) and without it (the
+translate paths, ``kcpsock._accel.native`` patched to return None).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from kcpsock import _accel
 from kcpsock.fec import TYPE_DATA, TYPE_PARITY, FECDecoder, FECEncoder, paws_for
 from kcpsock.gf256 import ReedSolomon
 from tests.conftest import load_vectors
@@ -20,6 +23,21 @@ ENCODE = {case["name"]: case for case in FEC["encode"]}
 DECODE = {case["name"]: case for case in FEC["decode"]}
 
 
+@pytest.fixture(params=["native", "python"])
+def fec_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The parity and recovery path the encoders and decoders made in the test take."""
+    if request.param == "native":
+        if _accel.native("_gfsimd") is None:
+            pytest.skip("kcpsock._gfsimd is not built (or KCPSOCK_PURE)")
+    else:
+        monkeypatch.setattr(_accel, "native", lambda name: None)
+    return str(request.param)
+
+
+def _check_path(path: str, coder: Any) -> None:
+    assert (coder._native is not None) == (path == "native")
+
+
 @pytest.mark.parametrize("key", sorted(FEC["parity_matrix"]))
 def test_parity_matrix(key: str) -> None:
     d, p = (int(x) for x in key.split("/"))
@@ -27,15 +45,19 @@ def test_parity_matrix(key: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(ENCODE))
-def test_encode(name: str) -> None:
+def test_encode(name: str, fec_path: str) -> None:
     case = ENCODE[name]
     d, p = case["data_shards"], case["parity_shards"]
     assert paws_for(d + p) == case["paws"]
     enc = FECEncoder(d, p, start_seqid=case["start_seqid"])
+    _check_path(fec_path, enc)
     got: list[bytes] = []
     for hx in case["inputs"]:
         got.extend(enc.encode(bytes.fromhex(hx)))
     want = case["outputs"]
+    batch = FECEncoder(d, p, start_seqid=case["start_seqid"])
+    heads, bodies = batch.frame_many([bytes.fromhex(hx) for hx in case["inputs"]])
+    assert [h + b for h, b in zip(heads, bodies)] == got
     assert len(got) == len(want)
     for i, (g, w) in enumerate(zip(got, want)):
         assert g.hex() == w["hex"], f"{name}: output {i} ({w['type']} seqid {w['seqid']}) differs"
@@ -54,10 +76,11 @@ def _recovered(step: dict[str, Any]) -> list[bytes]:
 
 
 @pytest.mark.parametrize("name", sorted(DECODE))
-def test_decode(name: str) -> None:
+def test_decode(name: str, fec_path: str) -> None:
     case = DECODE[name]
     sent = [bytes.fromhex(s["hex"]) for s in case["sent"]]
     dec = FECDecoder(case["data_shards"], case["parity_shards"])
+    _check_path(fec_path, dec)
     total = 0
     for step in case["steps"]:
         packet = sent[step["input"]]
@@ -76,11 +99,12 @@ def test_decode(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(DECODE))
-def test_decode_via_decode(name: str) -> None:
+def test_decode_via_decode(name: str, fec_path: str) -> None:
     """decode() = regular datagram first, then the recovered ones."""
     case = DECODE[name]
     sent = [bytes.fromhex(s["hex"]) for s in case["sent"]]
     dec = FECDecoder(case["data_shards"], case["parity_shards"])
+    _check_path(fec_path, dec)
     for step in case["steps"]:
         packet = sent[step["input"]]
         want = [packet[8:]] if case["sent"][step["input"]]["type"] == "data" else []
