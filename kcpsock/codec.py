@@ -390,7 +390,10 @@ class PacketCodec:
         """:meth:`encode` for several datagrams: every wire packet, in order.
 
         The packets are the same as from one :meth:`encode` call per
-        datagram.  With a classic cipher that supports it
+        datagram.  With the C helper (``kcpsock._cfbc``, classic CFB
+        ciphers) the batch is framed, then sealed by one call: nonce, CRC-32,
+        headers and body written and encrypted in C.  Without it, with a
+        classic cipher that supports it
         (``encrypt_pair``, kcpsock's direct-C CFB) the crypto header, FEC
         header and datagram go straight into the cipher's buffer: one copy
         of the datagram per packet, CRC-32 over its parts; from four
@@ -412,13 +415,7 @@ class PacketCodec:
         if seal is not None:
             # The C helper: frame the batch, then one call writes nonce, CRC-32,
             # FEC header and body of every packet and encrypts them.
-            if self._fec:
-                heads, bodies = self.encoder.frame_many(datagrams, now_ms)
-            else:
-                bodies = [
-                    dg if isinstance(dg, bytes) else _as_bytes("datagram", dg) for dg in datagrams
-                ]
-                heads = [b""] * len(bodies)
+            heads, bodies = self._frame_batch(datagrams, now_ms)
             return seal(self._nonces(len(bodies)), heads, bodies)
         pair = self._pair
         if pair is None:
@@ -432,13 +429,7 @@ class PacketCodec:
         if pairs is not None and len(datagrams) >= _BATCH_MIN:
             # The batch path: frame the whole batch, then nonce + CRC-32 of
             # every packet, then one cipher call for all of them.
-            if self._fec:
-                heads, bodies = self.encoder.frame_many(datagrams, now_ms)
-            else:
-                bodies = [
-                    dg if isinstance(dg, bytes) else _as_bytes("datagram", dg) for dg in datagrams
-                ]
-                heads = [b""] * len(bodies)
+            heads, bodies = self._frame_batch(datagrams, now_ms)
             nonces = self._nonces(len(bodies))
             crc32 = _crc32
             pack_crc = _pack_u32
@@ -493,6 +484,20 @@ class PacketCodec:
                 off = end
         self._nonce_buf, self._nonce_off = buf, off
         return out
+
+    def _frame_batch(
+        self, datagrams: Iterable[BytesLike], now_ms: Optional[int]
+    ) -> tuple[list[bytes], list[bytes]]:
+        """A batch's wire packets before the crypto header: (FEC headers, bodies).
+
+        With FEC, each datagram's data packet and its groups' parity packets
+        (:meth:`FECEncoder.frame_many`); without, each datagram as bytes with
+        an empty header.
+        """
+        if self._fec:
+            return self.encoder.frame_many(datagrams, now_ms)
+        bodies = [dg if isinstance(dg, bytes) else _as_bytes("datagram", dg) for dg in datagrams]
+        return [b""] * len(bodies), bodies
 
     def _nonces(self, count: int) -> bytes:
         """``count`` nonces, one after the other (urandom batch, or ``random_bytes`` per nonce)."""

@@ -67,3 +67,21 @@ def finish_background_closes() -> Iterator[None]:
 
     drain_closing(5.0, abort=True)
     gc.collect()  # sockets of forgotten objects: closed here, not in a later test
+
+
+@pytest.fixture(params=["native", "python"])
+def gf_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The GF(2^8) path FEC encoders and decoders made in the test take.
+
+    ``"native"``: the C helper kcpsock._gfsimd (skipped where it is not built,
+    or under KCPSOCK_PURE); ``"python"``: the paths without it
+    (``kcpsock._accel.native`` answers None).
+    """
+    from kcpsock import _accel
+
+    if request.param == "native":
+        if _accel.native("_gfsimd") is None:
+            pytest.skip("kcpsock._gfsimd is not built (or KCPSOCK_PURE)")
+    else:
+        monkeypatch.setattr(_accel, "native", lambda name: None)
+    return str(request.param)

@@ -139,23 +139,12 @@ def test_accumulator_grows_past_its_slots_and_resets(deferred: bool) -> None:
     assert acc.take(40) == rs.encode([s + bytes(10) for s in small])
 
 
-@pytest.fixture(params=["native", "accumulator"])
-def c_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The C path taken: the C helper (kcpsock._gfsimd), or translate + C XOR without it."""
-    if request.param == "native":
-        if _accel.native("_gfsimd") is None:
-            pytest.skip("kcpsock._gfsimd is not built (or KCPSOCK_PURE)")
-    else:
-        monkeypatch.setattr(_accel, "native", lambda name: None)
-    return str(request.param)
-
-
 @needs_c
 @pytest.mark.parametrize(("d", "p"), [(10, 3), (1, 1), (3, 9), (30, 4), (5, 2)])
-def test_accelerated_encoder_equals_int_paths(d: int, p: int, c_path: str) -> None:
+def test_accelerated_encoder_equals_int_paths(d: int, p: int, gf_path: str) -> None:
     rng = random.Random(d * 31 + p)
     fast, slow, batch = FECEncoder(d, p), FECEncoder(d, p, accelerate=False), FECEncoder(d, p)
-    if c_path == "native":
+    if gf_path == "native":
         assert fast._native is not None and fast._cacc is None
     else:
         assert fast._native is None and fast._cacc is not None
@@ -308,7 +297,7 @@ def test_default_nonces_in_batches_are_distinct() -> None:
 
 @needs_c
 @pytest.mark.parametrize(("d", "p"), [(10, 3), (1, 1), (3, 9), (30, 4), (4, 2)])
-def test_accelerated_recovery_equals_int_path(d: int, p: int, c_path: str) -> None:
+def test_accelerated_recovery_equals_int_path(d: int, p: int, gf_path: str) -> None:
     """Random losses (and corrupted parity): same datagrams, same counters."""
     rng = random.Random(d * 7 + p)
     enc = FECEncoder(d, p)
@@ -316,7 +305,7 @@ def test_accelerated_recovery_equals_int_path(d: int, p: int, c_path: str) -> No
     packets = [pkt for dg in dgs for pkt in enc.encode(dg)]
     fast, slow = FECDecoder(d, p), FECDecoder(d, p, accelerate=False)
     assert fast._accelerate and not slow._accelerate
-    assert (fast._native is not None) == (c_path == "native") and slow._native is None
+    assert (fast._native is not None) == (gf_path == "native") and slow._native is None
     n = d + p
     for g in range(0, len(packets), n):
         group = packets[g : g + n]

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from kcpsock import _accel
 from kcpsock.fec import TYPE_DATA, TYPE_PARITY, FECDecoder, FECEncoder, paws_for
 from kcpsock.gf256 import ReedSolomon
 from tests.conftest import load_vectors
@@ -21,17 +20,6 @@ from tests.conftest import load_vectors
 FEC = load_vectors("fec")
 ENCODE = {case["name"]: case for case in FEC["encode"]}
 DECODE = {case["name"]: case for case in FEC["decode"]}
-
-
-@pytest.fixture(params=["native", "python"])
-def fec_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The parity and recovery path the encoders and decoders made in the test take."""
-    if request.param == "native":
-        if _accel.native("_gfsimd") is None:
-            pytest.skip("kcpsock._gfsimd is not built (or KCPSOCK_PURE)")
-    else:
-        monkeypatch.setattr(_accel, "native", lambda name: None)
-    return str(request.param)
 
 
 def _check_path(path: str, coder: Any) -> None:
@@ -45,12 +33,12 @@ def test_parity_matrix(key: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(ENCODE))
-def test_encode(name: str, fec_path: str) -> None:
+def test_encode(name: str, gf_path: str) -> None:
     case = ENCODE[name]
     d, p = case["data_shards"], case["parity_shards"]
     assert paws_for(d + p) == case["paws"]
     enc = FECEncoder(d, p, start_seqid=case["start_seqid"])
-    _check_path(fec_path, enc)
+    _check_path(gf_path, enc)
     got: list[bytes] = []
     for hx in case["inputs"]:
         got.extend(enc.encode(bytes.fromhex(hx)))
@@ -76,11 +64,11 @@ def _recovered(step: dict[str, Any]) -> list[bytes]:
 
 
 @pytest.mark.parametrize("name", sorted(DECODE))
-def test_decode(name: str, fec_path: str) -> None:
+def test_decode(name: str, gf_path: str) -> None:
     case = DECODE[name]
     sent = [bytes.fromhex(s["hex"]) for s in case["sent"]]
     dec = FECDecoder(case["data_shards"], case["parity_shards"])
-    _check_path(fec_path, dec)
+    _check_path(gf_path, dec)
     total = 0
     for step in case["steps"]:
         packet = sent[step["input"]]
@@ -99,12 +87,12 @@ def test_decode(name: str, fec_path: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(DECODE))
-def test_decode_via_decode(name: str, fec_path: str) -> None:
+def test_decode_via_decode(name: str, gf_path: str) -> None:
     """decode() = regular datagram first, then the recovered ones."""
     case = DECODE[name]
     sent = [bytes.fromhex(s["hex"]) for s in case["sent"]]
     dec = FECDecoder(case["data_shards"], case["parity_shards"])
-    _check_path(fec_path, dec)
+    _check_path(gf_path, dec)
     for step in case["steps"]:
         packet = sent[step["input"]]
         want = [packet[8:]] if case["sent"][step["input"]]["type"] == "data" else []
