@@ -26,6 +26,10 @@ import kcpsock.transport
 from kcpsock.transport import LEND_LEASE, Receiver
 from tests.helpers import is_compiled, recv_exact, wait_until
 
+# each test's closed sessions finish within it: a late close of one test's
+# socket would move the descriptor count another test takes
+pytestmark = pytest.mark.usefixtures("finish_background_closes")
+
 FAST: dict[str, Any] = {"nodelay": 1, "interval": 10, "resend": 2, "nc": True}
 
 
@@ -293,6 +297,9 @@ def test_readiness_and_nonblocking_reads_take_the_role_back(listener: kcpsock.Li
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts /proc/self/fd")
 def test_a_session_that_never_lends_keeps_one_descriptor(listener: kcpsock.Listener) -> None:
     """The holder's wake-up socketpair is made at the first lend, and closed with the socket."""
+    from kcpsock.session import drain_closing
+
+    drain_closing(5.0, abort=True)  # closes left by earlier tests do not move the count below
     before = len(os.listdir("/proc/self/fd"))
     c = kcpsock.dial(listener.getsockname(), timeout=5, **FAST)
     try:
