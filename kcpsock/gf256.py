@@ -41,9 +41,7 @@ Invariants:
   buffer, as the shard arrives.  No int conversion is left (``from_bytes``
   and ``to_bytes`` were a third of the bit-sliced cost): about 40 % fewer
   instructions per group for 10/3; the int paths stay as the reference and
-  the fallback (``KCPSOCK_NO_FASTCRYPT``).  Small codes (10/3 included)
-  hold the group's shards and make every image at the group's end, summing
-  them by folding: about log2(d) + 1 C calls per group instead of d.
+  the fallback (``KCPSOCK_NO_FASTCRYPT``).
 * Fastest of all, and used by kcpsock.fec whenever it is there: the C
   helper ``kcpsock._gfsimd`` (kcpsock/_gfsimd.c, a hand-written extension
   built with the mypyc modules; :func:`native_encode`).  One call computes a
@@ -835,49 +833,7 @@ def _zeros(n: int) -> bytes:
     return _ZEROS[:n] if n <= len(_ZEROS) else bytes(n)
 
 
-def _gap(n: int) -> bytes:
-    """``n`` zero bytes, shared through :data:`_GAPS` (bounded) when short."""
-    gap = _GAPS.get(n)
-    if gap is None:
-        gap = bytes(n)
-        if n <= len(_ZEROS):
-            if len(_GAPS) >= 256:
-                _GAPS.clear()
-            _GAPS[n] = gap
-    return gap
-
-
 _ZEROS = bytes(4096)
-
-#: A code defers its parity to the group's end (one translate pass and a
-#: handful of C XOR calls per group, see ParityAccumulator) when the folding
-#: buffer for MTU-sized shards, p * 1536 * ceil(d / 2) bytes, stays within
-#: this; larger codes add each shard as it arrives (one C call per shard).
-_DEFER_MAX_BYTES = 256 * 1024
-
-
-#: Folding buffers are shared by every deferred accumulator through this pool
-#: (taken with the atomic list.pop, given back with append; at most
-#: _FOLD_POOL_MAX kept), so an idle FEC session holds none.
-_FOLD_MIN_BYTES = 32 * 1024
-_FOLD_POOL_MAX = 8
-
-
-class _FoldBuffer:
-    """A C buffer for :meth:`ParityAccumulator._fold`, its address and row pointers."""
-
-    __slots__ = ("base", "buf", "ptr", "row_ptrs", "view")
-
-    def __init__(self, size: int) -> None:
-        self.buf = ctypes.create_string_buffer(size)
-        self.view = memoryview(self.buf).cast("B")
-        self.base = ctypes.addressof(self.buf)
-        self.ptr = ctypes.c_void_p(self.base)
-        # row length -> c_void_p of each row (at most 64 lengths kept)
-        self.row_ptrs: dict[int, list[ctypes.c_void_p]] = {}
-
-
-_FOLD_POOL: list[_FoldBuffer] = []
 
 
 class ParityAccumulator:
@@ -892,14 +848,6 @@ class ParityAccumulator:
     per data shard, p translates, one join and one C call.  The result is
     the same as :meth:`ReedSolomon.encode` of the zero-padded shards (tests
     compare them).
-
-    Small codes (the folding buffer, p * 1536 * ceil(d / 2) bytes, at most
-    256 KiB: 10/3 needs 23 KiB) are *deferred*: :meth:`add` only holds the
-    shard, and :meth:`take` makes all images, joins the rows of the lower and
-    the upper half of the shards (one copy, as the per-shard join), XORs the
-    two halves with one C call and folds the rest in place: 4 C calls for 10
-    shards instead of 10.  The folding buffers come from a pool shared by all
-    accumulators (an idle session holds none).
 
     Not thread-safe: one group at a time, driven by one encoder.
 
@@ -919,8 +867,6 @@ class ParityAccumulator:
 
     __slots__ = (
         "_buf",
-        "_deferred",
-        "_held",
         "_per_len",
         "_ptr",
         "_stride",
@@ -948,13 +894,6 @@ class ParityAccumulator:
         # of the XOR length); at most 64 entries (bulk traffic needs one)
         self._per_len: dict[int, tuple[bytes, ctypes.c_size_t]] = {}
         self.used = 0
-        # Deferred mode (small codes): the group's shards are held, and take()
-        # builds every image at once and adds them up by folding (about
-        # log2(d) + 1 C calls per group instead of d).
-        d = len(self._tables)
-        p = len(self._tables[0]) if d else 0
-        self._deferred = p * _SLOT_STRIDE * ((d + 1) // 2) <= _DEFER_MAX_BYTES
-        self._held: list[tuple[int, bytearray]] = []
 
     def _restride(self, length: int) -> None:
         """Space the slots for shards of ``length`` bytes, keeping their contents."""
@@ -985,12 +924,6 @@ class ParityAccumulator:
                 "unchanged" scan of ``bytes.translate``).
         """
         n = len(shard)
-        if self._deferred:
-            if n:  # an empty shard adds nothing
-                self._held.append((index, shard))
-                if n > self.used:
-                    self.used = n
-            return
         if n > self._stride:
             self._restride(n)
         elif not n:
@@ -1035,8 +968,6 @@ class ParityAccumulator:
         used, stride, view = self.used, self._stride, self._view
         if not used:
             return [bytes(length) for _ in range(p)]
-        if self._deferred:
-            return self._fold(p, length)
         if length <= used:
             out = [view[o : o + length].tobytes() for o in range(0, p * stride, stride)]
         else:  # zero padding beyond the longest shard
@@ -1045,94 +976,8 @@ class ParityAccumulator:
         self.reset()
         return out
 
-    def _fold(self, p: int, length: int) -> list[bytes]:
-        """Deferred mode's :meth:`take`: all images at once, summed by folding.
-
-        Row k (one per held shard) holds the shard's p images, each at the
-        start of a slot of ``stride`` bytes (the longest shard rounded up),
-        zeros after it.  The rows of the lower and the upper half are each
-        joined straight from the images (one copy, as the per-shard join) and
-        XORed into the folding buffer by one C call; then the upper half of
-        what is left is XORed onto the lower half until one row is left: the
-        parity slots.  10 shards: 4 C calls instead of 10.
-        """
-        held = self._held
-        stride = -(-self.used // _SLOT_ROUND) * _SLOT_ROUND
-        row_len = p * stride
-        n = len(held)
-        half = n // 2
-        left = n - half  # rows in the folding buffer after the first XOR
-        need = left * row_len
-        try:
-            fold: Optional[_FoldBuffer] = _FOLD_POOL.pop()
-        except IndexError:
-            fold = None
-        if fold is None or need > len(fold.view):
-            fold = _FoldBuffer(max(need, _FOLD_MIN_BYTES))
-        try:
-            return self._fold_into(fold, p, length, stride, row_len, half, left)
-        finally:
-            if len(_FOLD_POOL) < _FOLD_POOL_MAX:
-                _FOLD_POOL.append(fold)
-
-    def _fold_into(
-        self,
-        fold: _FoldBuffer,
-        p: int,
-        length: int,
-        stride: int,
-        row_len: int,
-        half: int,
-        left: int,
-    ) -> list[bytes]:
-        """:meth:`_fold` with the folding buffer ``fold`` (taken from the pool)."""
-        held = self._held
-        tables = self._tables
-        n = len(held)
-        view = fold.view
-        xor = self._xor
-        lower: list[Union[bytes, bytearray]] = []
-        upper: list[Union[bytes, bytearray]] = []
-        for k in range(n):
-            index, shard = held[k]
-            gap = _gap(stride - len(shard))
-            parts = lower if k < half else upper
-            for image in map(shard.translate, tables[index]):
-                parts.append(image)
-                parts.append(gap)
-        if half:
-            if left > half:  # odd count: the middle row goes to the buffer as it is
-                view[half * row_len : left * row_len] = b"".join(upper[: 2 * p])
-                del upper[: 2 * p]
-            xor(b"".join(lower), b"".join(upper), fold.ptr, ctypes.c_size_t(half * row_len))
-        else:
-            view[:row_len] = b"".join(upper)
-        ptrs = fold.row_ptrs.get(row_len)
-        if ptrs is None or len(ptrs) < left:
-            if len(fold.row_ptrs) >= 64:
-                fold.row_ptrs.clear()
-            ptrs = fold.row_ptrs[row_len] = [
-                ctypes.c_void_p(fold.base + k * row_len) for k in range(max(left, 1))
-            ]
-        while left > 1:
-            h = left // 2
-            xor(ptrs[0], ptrs[left - h], ptrs[0], ctypes.c_size_t(h * row_len))
-            left -= h
-        if length <= stride:
-            out = [view[o : o + length].tobytes() for o in range(0, row_len, stride)]
-        else:  # zero padding beyond the slot
-            pad = bytes(length - stride)
-            out = [view[o : o + stride].tobytes() + pad for o in range(0, row_len, stride)]
-        held.clear()
-        self.used = 0
-        return out
-
     def reset(self) -> None:
         """Clear the slots (a group whose parity is not sent)."""
-        if self._deferred:
-            self._held.clear()
-            self.used = 0
-            return
         used = self.used
         if used:
             view, stride = self._view, self._stride

@@ -52,8 +52,6 @@ def test_accumulator_equals_reed_solomon(counts: tuple[int, int], data: st.DataO
     rs = ReedSolomon(d, p)
     assert XOR is not None
     acc = ParityAccumulator(rs, XOR)
-    # both modes: shards held and folded at take() (small codes), or added as they come
-    acc._deferred = data.draw(st.booleans())
     for _ in range(2):  # the slots are clean again after take()
         shards = data.draw(st.lists(st.binary(max_size=200), min_size=d, max_size=d))
         for i, shard in enumerate(shards):
@@ -65,68 +63,11 @@ def test_accumulator_equals_reed_solomon(counts: tuple[int, int], data: st.DataO
 
 
 @needs_c
-def test_accumulator_defers_small_codes_only() -> None:
-    assert XOR is not None
-    assert ParityAccumulator(ReedSolomon(10, 3), XOR)._deferred
-    assert not ParityAccumulator(ReedSolomon(60, 20), XOR)._deferred
-
-
-@needs_c
-def test_deferred_accumulators_share_fold_buffers() -> None:
-    """Interleaved groups of several shapes and lengths through the shared pool."""
-    import threading
-
-    rng = random.Random(23)
-    assert XOR is not None
-    xor = XOR
-    shapes = [(10, 3), (2, 1), (13, 7), (10, 3)]
-    codes = [ReedSolomon(d, p) for d, p in shapes]
-    accs = [ParityAccumulator(rs, xor) for rs in codes]
-    for _ in range(20):
-        groups = [
-            [rng.randbytes(rng.choice([1, 90, 1374, 5000])) for _ in range(rs.data_shards)]
-            for rs in codes
-        ]
-        for i in range(max(len(g) for g in groups)):  # interleaved adds
-            for acc, group in zip(accs, groups):
-                if i < len(group):
-                    acc.add(i, bytearray(group[i]))
-        for acc, rs, group in zip(accs, codes, groups):
-            length = max(len(s) for s in group)
-            assert acc.take(length) == rs.encode(group)
-    assert all(acc._buf is None for acc in accs)  # idle: no buffer of their own
-
-    errors: list[BaseException] = []
-
-    def worker(seed: int) -> None:
-        try:
-            r = random.Random(seed)
-            rs = ReedSolomon(10, 3)
-            acc = ParityAccumulator(rs, xor)
-            for _ in range(200):
-                group = [r.randbytes(r.choice([50, 1374])) for _ in range(10)]
-                for i, shard in enumerate(group):
-                    acc.add(i, bytearray(shard))
-                assert acc.take(max(map(len, group))) == rs.encode(group)
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(s,)) for s in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not errors and not any(t.is_alive() for t in threads)
-
-
-@needs_c
-@pytest.mark.parametrize("deferred", [True, False])
-def test_accumulator_grows_past_its_slots_and_resets(deferred: bool) -> None:
+def test_accumulator_grows_past_its_slots_and_resets() -> None:
     rng = random.Random(5)
     rs = ReedSolomon(4, 3)
     assert XOR is not None
     acc = ParityAccumulator(rs, XOR)
-    acc._deferred = deferred
     shards = [rng.randbytes(n) for n in (100, 1600, 5000, 3)]  # > the 1536-byte slots
     for i, shard in enumerate(shards):
         acc.add(i, bytearray(shard))
