@@ -315,31 +315,21 @@ class FECEncoder:
         header = _pack_head8(seq, TYPE_DATA, size)
         if size > self._max:
             self._max = size
+        cacc = self._cacc
+        values = self._values
         if self._native is not None:
             # C helper: the datagram is held; the group's parity is one C
             # call when the group completes (the size fields are added there).
             self._group.append(datagram)
             index = self._count = self._count + 1
-            parity_c: list[tuple[bytes, bytes]] = _NO_PARITY
-            if index == self.data_shards:
-                parity_c = self._complete_group(now_ms)
-            self._last_ms = now_ms
-            return header, parity_c
-        cacc = self._cacc
-        if cacc is not None:
+        elif cacc is not None:
             # C-speed path: the shard (size field + datagram) goes into the
             # accumulator now, spreading the work over the group.
             shard = bytearray(header[6:])
             shard += datagram
             cacc.add(self._count, shard)
             index = self._count = self._count + 1
-            parity: list[tuple[bytes, bytes]] = _NO_PARITY
-            if index == self.data_shards:
-                parity = self._complete_group(now_ms)
-            self._last_ms = now_ms
-            return header, parity
-        values = self._values
-        if values is not None:
+        elif values is not None:
             # Bit-sliced path: keep the datagram as an int, its size apart
             # (the code is linear and works bytewise, so the parity of
             # "size + datagram" is that of the sizes XOR that of the
