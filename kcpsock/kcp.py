@@ -898,6 +898,12 @@ class KCP:
         self.ts_flush = (current + self.next_update_ms) & _M
         return out
 
+    def _wnd_advertised(self) -> int:
+        """The receive window a flush advertises (kcp-go wnd_unused, at most ``wnd_cap``)."""
+        nq = len(self.rcv_queue)
+        wnd = (self.rcv_wnd - nq) & 0xFFFF if nq < self.rcv_wnd else 0
+        return wnd if wnd < self.wnd_cap else self.wnd_cap
+
     def send_flush(self, data: bytes, now_ms: int) -> Optional[list[bytes]]:
         """:meth:`send` of one segment's worth, then :meth:`flush`, when that is simple.
 
@@ -943,10 +949,7 @@ class KCP:
             cwnd = self.cwnd
         if cwnd - ((self.snd_nxt - self.snd_una) & _M) <= 0:
             return None  # no room: it waits in snd_queue
-        nq = len(self.rcv_queue)
-        wnd = (self.rcv_wnd - nq) & 0xFFFF if nq < self.rcv_wnd else 0
-        if wnd > self.wnd_cap:
-            wnd = self.wnd_cap
+        wnd = self._wnd_advertised()
         una = self.rcv_nxt
         # phase 1 (ACKs: they fit, checked above) and 2 (a non-zero remote window)
         parts: list[_Buf] = self._acks(wnd, una)[0] if self.acklist else []
@@ -1052,10 +1055,7 @@ class KCP:
             self.incr = self.mss
         if not self.acklist:
             return []
-        nq = len(self.rcv_queue)
-        wnd = (self.rcv_wnd - nq) & 0xFFFF if nq < self.rcv_wnd else 0
-        if wnd > self.wnd_cap:
-            wnd = self.wnd_cap
+        wnd = self._wnd_advertised()
         control = self._acks(wnd, self.rcv_nxt)[0]
         self.out_segs += len(control)
         # the packer of _flush with control segments only: mtu // 24 a datagram
@@ -1092,10 +1092,7 @@ class KCP:
             ):
                 d = (self._min_resend - current) & _M
                 return self._flush_quiet(full, d if d < self.interval else self.interval)
-        nq = len(self.rcv_queue)
-        wnd = (self.rcv_wnd - nq) & 0xFFFF if nq < self.rcv_wnd else 0
-        if wnd > self.wnd_cap:
-            wnd = self.wnd_cap
+        wnd = self._wnd_advertised()
         una = self.rcv_nxt
         conv = self.conv
         pack = _pack
