@@ -75,7 +75,7 @@ import os
 import struct
 import zlib
 from collections.abc import Iterable, Sequence
-from typing import Callable, Final, NoReturn, Optional, Protocol, Union
+from typing import Callable, Final, NoReturn, Optional, Protocol, Union, cast
 
 from .config import MTU_LIMIT, check_block, check_int
 from .crypt import CRYPT_HEADER_SIZE, NONCE_SIZE, BlockCrypt
@@ -94,7 +94,6 @@ BytesLike = Union[bytes, bytearray, memoryview]
 _crc32: Final = zlib.crc32
 _u16_at: Final = struct.Struct("<H").unpack_from
 _u32_at: Final = struct.Struct("<I").unpack_from
-_fec_head_at: Final = struct.Struct("<IH").unpack_from  # FEC seqid, type
 _pack_u32: Final = struct.Struct("<I").pack
 #: open_many's placeholder for a packet whose CRC did not match (replaced when it does).
 _BAD_CRC: Final = PacketError("bad CRC32 (wrong key or cipher, or corrupted)", "InCsumErrors")
@@ -280,7 +279,7 @@ class PacketCodec:
         self._open_packet: Optional[Callable[[bytes], Optional[bytes]]] = (
             getattr(block, "open_packet", None) if classic else None
         )
-        self._open_packets: Optional[Callable[[list[bytes]], list[Optional[bytes]]]] = (
+        self._open_packets: Optional[Callable[[Sequence[BytesLike]], list[Optional[bytes]]]] = (
             getattr(block, "open_packets", None) if classic else None
         )
 
@@ -619,6 +618,18 @@ class PacketCodec:
                     results.append(exc)
             return results
         low = self._min_wire
+        if open_packets is not None:
+            # the common batch: every packet bytes of a length open() takes;
+            # then one C call opens the whole list as it is
+            for p in packets:
+                if not isinstance(p, bytes) or not low <= len(p) <= MTU_LIMIT:
+                    break
+            else:
+                opened = open_packets(packets)
+                if None in opened:
+                    # (a bad CRC: rare) its PacketError in its place
+                    return [_BAD_CRC if got is None else got for got in opened]
+                return cast("list[Union[bytes, PacketError]]", opened)
         todo: list[bytes] = []
         where: list[int] = []
         results = []
@@ -710,14 +721,17 @@ class PacketCodec:
         if len(payload) < OVERHEAD:
             # kcp-go packetInput: len(data) >= OVERHEAD before kcpInput
             raise PacketError(f"payload too short ({len(payload)} bytes)", "InErrs")
-        seqid, flag = _fec_head_at(payload)
-        if flag != TYPE_DATA and flag != TYPE_PARITY:
+        # bytes 4..5: f1 00 / f2 00 (byte reads: compiled, no struct call and
+        # no tuple per packet)
+        kind = payload[4]
+        if payload[5] or (kind != TYPE_DATA and kind != TYPE_PARITY):
             return payload, []
         decoder = self.decoder
         if decoder is not None:
             # header parsed and checked here (payload >= 24 bytes): no second
             # pass; a codec's decoder is always enabled (d >= 1, autotune too)
-            return decoder.take(payload, seqid, flag == TYPE_DATA)
+            seqid = payload[0] | payload[1] << 8 | payload[2] << 16 | payload[3] << 24
+            return decoder.take(payload, seqid, kind == TYPE_DATA)
         # kcp-go kcpInput: "if fecDecoder is not initialized, create one
         # with default parameter" (1, 1); kept only if the packet decodes.
         decoder = FECDecoder(1, 1)
