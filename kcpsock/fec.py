@@ -814,7 +814,11 @@ class FECDecoder:
             self._newest = gid
             self._cur = sets[gid]
             self._cur_count = count
-            if newest >= 0:
+            if gid == newest + 1 and gid > MAX_SHARD_SETS:
+                # the next group (no wrap): the sets held were those of groups
+                # newest-3 .. newest, so only newest-3 falls out of the window
+                sets.pop(gid - MAX_SHARD_SETS - 1, None)
+            elif newest >= 0:
                 stale = [g for g in sets if timediff(gid * n, g * n) > horizon]
                 for g in stale:
                     del sets[g]

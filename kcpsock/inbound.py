@@ -984,7 +984,8 @@ class Inbound:
             # 2. open (plain mode: no-op)
             if opened is not None:
                 got = opened[index]
-                if isinstance(got, PacketError):
+                if not isinstance(got, bytes):
+                    # (bytes first: compiled, a type check; PacketError's is a call)
                     result.count(got.counter)
                     continue
                 payload = got
@@ -1023,7 +1024,11 @@ class Inbound:
             codec = route.codec
             if codec is not None:
                 try:
-                    regular, recovered = codec.decode_payload(payload)
+                    if isinstance(codec, PacketCodec):
+                        # compiled: a direct call (no method lookup, no argument parsing)
+                        regular, recovered = codec.decode_payload(payload)
+                    else:
+                        regular, recovered = codec.decode_payload(payload)
                 except PacketError as exc:
                     result.count(exc.counter)
                     continue
