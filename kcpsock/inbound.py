@@ -958,6 +958,7 @@ class Inbound:
                 result.deliveries.append(one)
             return result
         by_route: dict[int, Delivery] = {}
+        last: Optional[Delivery] = None  # the previous packet's delivery (runs of one route)
         deliveries = result.deliveries
         table = self.table
         opened: Optional[list[Union[bytes, PacketError]]] = None
@@ -1037,10 +1038,13 @@ class Inbound:
                     result.count("InErrs")
                     continue
                 regular, recovered = payload, _NONE
-            d = by_route.get(id(route))
-            if d is None:
-                d = by_route[id(route)] = Delivery(route)
-                deliveries.append(d)
+            d = last
+            if d is None or d.route is not route:
+                d = by_route.get(id(route))
+                if d is None:
+                    d = by_route[id(route)] = Delivery(route)
+                    deliveries.append(d)
+                last = d
             d.packets += 1
             d.nbytes += len(payload)
             if regular is not None:
