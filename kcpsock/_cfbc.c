@@ -860,16 +860,20 @@ CFB_open(CFBObject *self, PyObject *const *args, Py_ssize_t nargs)
     return out;
 }
 
-/* open_many(packets) -> list[bytes | None] */
+/* open_many(packets, bad=None) -> list[bytes | bad]: `bad` where the CRC does not match */
 static PyObject *
 CFB_open_many(CFBObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    PyObject *seq, *result = NULL;
+    PyObject *seq, *result = NULL, *bad = Py_None;
     Py_ssize_t count, i;
     uint8_t stack[STACK_PACKET + MAX_BLOCK];
 
-    if (one_arg(nargs, 1, "open_many") < 0)
+    if (nargs < 1 || nargs > 2) {
+        PyErr_Format(PyExc_TypeError, "open_many() takes 1 or 2 arguments (%zd given)", nargs);
         return NULL;
+    }
+    if (nargs == 2)
+        bad = args[1];
     seq = fast_seq(args[0], "packets");
     if (seq == NULL)
         return NULL;
@@ -902,6 +906,11 @@ CFB_open_many(CFBObject *self, PyObject *const *args, Py_ssize_t nargs)
         view_release(&v);
         if (out == NULL)
             goto fail;
+        if (out == Py_None && bad != Py_None) {
+            Py_DECREF(out);
+            Py_INCREF(bad);
+            out = bad;
+        }
         PyList_SET_ITEM(result, i, out);
     }
     goto done;
@@ -944,7 +953,8 @@ static PyMethodDef CFB_methods[] = {
      "open(packet, /) -> bytes | None: decrypt, check the CRC-32; the bytes after the\n"
      "20-byte header, or None when the CRC does not match."},
     {"open_many", FASTCALL(CFB_open_many),
-     "open_many(packets, /) -> list[bytes | None]: open() for each packet."},
+     "open_many(packets, bad=None, /) -> list[bytes | bad]: open() for each packet, `bad` in\n"
+     "place of None (a bad CRC)."},
     {NULL, NULL, 0, NULL},
 };
 

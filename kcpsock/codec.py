@@ -75,7 +75,7 @@ import os
 import struct
 import zlib
 from collections.abc import Iterable, Sequence
-from typing import Callable, Final, NoReturn, Optional, Protocol, Union, cast
+from typing import Callable, Final, NoReturn, Optional, Protocol, Union
 
 from .config import MTU_LIMIT, check_block, check_int
 from .crypt import CRYPT_HEADER_SIZE, NONCE_SIZE, BlockCrypt
@@ -279,9 +279,10 @@ class PacketCodec:
         self._open_packet: Optional[Callable[[bytes], Optional[bytes]]] = (
             getattr(block, "open_packet", None) if classic else None
         )
-        self._open_packets: Optional[Callable[[Sequence[BytesLike]], list[Optional[bytes]]]] = (
-            getattr(block, "open_packets", None) if classic else None
-        )
+        # (packets, bad) -> list: each payload, ``bad`` for a bad CRC
+        self._open_packets: Optional[
+            Callable[[Sequence[BytesLike], PacketError], list[Union[bytes, PacketError]]]
+        ] = getattr(block, "open_packets", None) if classic else None
 
     def __repr__(self) -> str:
         name = type(self.block).__name__ if self.block is not None else None
@@ -625,11 +626,7 @@ class PacketCodec:
                 if not isinstance(p, bytes) or not low <= len(p) <= MTU_LIMIT:
                     break
             else:
-                opened = open_packets(packets)
-                if None in opened:
-                    # (a bad CRC: rare) its PacketError in its place
-                    return [_BAD_CRC if got is None else got for got in opened]
-                return cast("list[Union[bytes, PacketError]]", opened)
+                return open_packets(packets, _BAD_CRC)
         todo: list[bytes] = []
         where: list[int] = []
         results = []
@@ -649,10 +646,9 @@ class PacketCodec:
         if not todo:
             return results
         if open_packets is not None:
-            # the C helper: decrypt and CRC check in one call (None: bad CRC)
-            for i, payload in zip(where, open_packets(todo)):
-                if payload is not None:
-                    results[i] = payload
+            # the C helper: decrypt and CRC check in one call
+            for i, payload in zip(where, open_packets(todo, _BAD_CRC)):
+                results[i] = payload
             return results
         assert many is not None
 

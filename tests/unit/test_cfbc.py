@@ -154,6 +154,10 @@ def test_open_reports_a_bad_crc_as_none() -> None:
         None,
         fast.open_packet(good[1]),
     ]
+    # a given object in place of None (the codec's PacketError)
+    marker = object()
+    got = fast.open_packets([bytes(spoilt), good[0], bytes(spoilt)], marker)
+    assert got[0] is marker and got[2] is marker and got[1] == fast.open_packet(good[0])
 
 
 @needs_cfbc
@@ -237,6 +241,8 @@ def test_bad_arguments_name_themselves() -> None:
         c.open_many([bytes(40), bytes(3)])
     with pytest.raises(TypeError, match=r"packets\[0\]"):
         c.open_many([None])
+    with pytest.raises(TypeError, match="1 or 2 arguments"):
+        c.open_many([], None, None)
     with pytest.raises(TypeError, match="packets must be a sequence"):
         c.open_many(7)
     # the iterables that are not lists or tuples are taken as sequences
