@@ -2121,6 +2121,24 @@ class Session(Weakrefable):
         inbound = self._inbound
         assert inbound is not None
         transport = self.transport
+        if inbound.is_plain():
+            # plain mode, no filters: no InboundResult (its lists and dicts
+            # cost more than the rest of a small batch's pipeline)
+            transport.handling = True
+            try:
+                one, errors = inbound.plain_batch(batch)
+                if self.kcp.stream:
+                    self._pace_window(len(batch))
+                if one is not None:
+                    reader = self._receiver
+                    self.deliver(
+                        one, len(batch) >= BATCH or (reader is not None and reader.pending > 0)
+                    )
+            finally:
+                transport.handling = False
+            if errors:
+                snmp.add("InErrs", errors)
+            return
         transport.handling = True
         try:
             result: InboundResult = inbound.process(batch)
