@@ -49,7 +49,7 @@ Deliberate differences from kcp-go HEAD (none visible on the wire):
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import islice
 from operator import itemgetter
 from typing import Final, NoReturn, Optional, Union, cast
@@ -231,6 +231,10 @@ class KCP:
         self.snd_queue: deque[tuple[int, _Buf]] = deque()
         self.snd_buf: deque[Segment] = deque()
         self.rcv_queue: deque[tuple[int, _Buf]] = deque()
+        # the receive queue's methods of the per-segment paths, bound once:
+        # compiled, ``queue.append(x)`` looks the method up by name each time
+        self._rcv_append: Callable[[tuple[int, _Buf]], None] = self.rcv_queue.append
+        self._rcv_popleft: Callable[[], tuple[int, _Buf]] = self.rcv_queue.popleft
         self.rcv_buf: dict[int, tuple[int, _Buf]] = {}
         self.acklist: list[tuple[int, int]] = []
         # kcp-go scans snd_buf at every flush; these let _flush skip the scan
@@ -528,7 +532,7 @@ class KCP:
                     data = b"".join([d for _, d in queue])
                     queue.clear()
             elif queue[0][0] == 0:
-                data = queue.popleft()[1]
+                data = self._rcv_popleft()[1]
             else:
                 if len(queue) <= queue[0][0]:
                     return None  # the head message is not complete yet
@@ -619,7 +623,7 @@ class KCP:
                 rcv_queue = self.rcv_queue
                 rcv_buf = self.rcv_buf
                 if sn == rcv_nxt and not rcv_buf and len(rcv_queue) < rcv_wnd:
-                    rcv_queue.append((frg, datagram[OVERHEAD:]))
+                    self._rcv_append((frg, datagram[OVERHEAD:]))
                     self.rcv_nxt = (sn + 1) & _M
                 elif ((sn - rcv_nxt) & _M) < 0x80000000 and sn not in rcv_buf:
                     rcv_buf[sn] = (frg, datagram[OVERHEAD:])

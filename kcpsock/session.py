@@ -274,6 +274,8 @@ _CLOSED: Final = SessionState.CLOSED
 _CLOSING: Final = SessionState.CLOSING
 _get_ident: Final = threading.get_ident
 _monotonic: Final = time.monotonic
+# compiled, a Final name is a C static: no lookup of the builtin at each call
+_memoryview: Final = memoryview
 
 
 def _deadline_from(now: int, target: int) -> int:
@@ -1603,7 +1605,7 @@ class Session(Weakrefable):
         data = self.recv(nbytes, deadline, peek)
         n = len(data)
         if n:
-            memoryview(buffer)[0:n] = data
+            _memoryview(buffer)[0:n] = data
         return n
 
     def _serve_role(self, role: Receiver, deadline: Optional[float]) -> None:
