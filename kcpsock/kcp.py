@@ -625,9 +625,11 @@ class KCP:
         # Pass 1: validate the whole datagram before touching any state (kcp-go
         # would apply the segments before a bad one; we refuse it as a whole).
         # typed: compiled, the fields are native ints (the arithmetic below
-        # would be generic object arithmetic on an untyped tuple's items)
+        # would be generic object arithmetic on an untyped tuple's items);
+        # not a conditional expression: its type would join _Hdr with the
+        # unpack's Any, and compiled, _header's native tuple would be boxed
         h: _Hdr
-        if _COMPILED:
+        if _COMPILED:  # noqa: SIM108
             h = _header(datagram)
         else:
             h = _unpack_from(datagram, 0)
