@@ -36,7 +36,12 @@ Diagnostic switches (environment of this command):
 * ``PROBE_CPROFILE=PREFIX``: cProfile the receiver and updater threads
   (best with ``KCPSOCK_PURE=1``); ``--profile FILE``: py-spy record (extra
   py-spy flags in ``PROBE_PYSPY``, e.g. ``--gil`` or ``--idle``);
-  ``PROBE_PERF=FILE``: ``perf record`` the server;
+  ``PROBE_PERF=FILE``: ``perf record`` the server (start-up included);
+  ``PROBE_ATTACH='perf record -F 4000 -o FILE -p {pid}'`` (or ``strace -c
+  -f -o FILE -p {pid}``, ``perf stat -e ... -p {pid}``): a command attached
+  to the server only while the client runs (stopped with SIGINT after it;
+  ``{pid}`` is the server's process id), so start-up and imports are not in
+  its figures;
 * ``PROBE_NOCAP=1``: lift the listener's window caps (WindowShare,
   DrainRate); ``PROBE_CAP=N``: the share's floor; ``PROBE_SWITCH=S``:
   ``sys.setswitchinterval(S)`` in the server.
@@ -47,6 +52,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import signal
 import subprocess
 import sys
 import threading
@@ -184,6 +191,7 @@ def role_server(args: argparse.Namespace) -> None:
         rcv._handler = logged
     totals = {"inbox_drops": 0, "sessions": 0, "srtt_max": 0, "handler_cpu": 0.0}
     spans: list[tuple[float, float]] = []  # (first bytes, done) per session
+    sizes: list[int] = []  # what each recv_into returned (racy appends are fine: a figure)
     calls = [0]  # recv_into calls of the handlers (racy count: a figure, not a test)
     lock = threading.Lock()
 
@@ -203,6 +211,7 @@ def role_server(args: argparse.Namespace) -> None:
                     return
                 got += n
                 calls[0] += 1
+                sizes.append(n)
             sock.sendall(b"DONE")
             with lock:
                 spans.append((t_start, time.monotonic()))
@@ -343,6 +352,7 @@ def role_server(args: argparse.Namespace) -> None:
                 "fired": updater.fired,
                 "claimed": getattr(updater, "claimed", None),
                 "recv_calls": calls[0],
+                "recv_sizes": _quantiles(sizes),
                 "spans": spans,
                 "wakeups": updater.wakeups,
                 "cpu": t.user + t.system - base[0],
@@ -359,6 +369,32 @@ def role_server(args: argparse.Namespace) -> None:
             }
             print("STATS " + json.dumps(stats), flush=True)
     os._exit(0)
+
+
+def _attach(pid: int) -> subprocess.Popen[bytes] | None:
+    """Start ``PROBE_ATTACH`` (with ``{pid}``) on the server; wait until it is attached."""
+    spec = os.environ.get("PROBE_ATTACH")
+    if not spec:
+        return None
+    argv = [a.replace("{pid}", str(pid)) for a in shlex.split(spec)]
+    tool = subprocess.Popen(argv)
+    # perf and strace print or create their output once attached: wait for the
+    # server's threads to be traced (TracerPid) or the output file (bounded)
+    out = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("-o", "--output")), "")
+    deadline = time.monotonic() + 5.0
+    tick = threading.Event()
+    while time.monotonic() < deadline:
+        if out and os.path.exists(out) and os.path.getmtime(out) >= time.time() - 5:
+            break
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                if any(x.startswith("TracerPid:") and x.split()[1] != "0" for x in f):
+                    break
+        except OSError:
+            break
+        tick.wait(0.01)
+    tick.wait(0.2)  # perf needs a moment after creating its file (diagnostic only)
+    return tool
 
 
 def one_run(args: argparse.Namespace, root: str, peer: Path) -> dict[str, Any]:
@@ -400,6 +436,7 @@ def one_run(args: argparse.Namespace, root: str, peer: Path) -> dict[str, Any]:
         if not line.startswith("READY"):
             raise RuntimeError(f"server said {line!r}")
         host, _, port = line.split()[1].rpartition(":")
+        attached = _attach(proc.pid)
         opts = argparse.Namespace(stream=True, ack_nodelay=False)
         flags = [*_go_flags("plain", opts), f"-bytes={args.bytes}", f"-sessions={args.sessions}"]
         e0 = rcvbuf_errors()
@@ -416,6 +453,9 @@ def one_run(args: argparse.Namespace, root: str, peer: Path) -> dict[str, Any]:
             threading.Event().wait(3)
             raise
         e1 = rcvbuf_errors()
+        if attached is not None:
+            attached.send_signal(signal.SIGINT)
+            attached.wait(60)
         proc.stdin.write("STATS\n")
         proc.stdin.flush()
         while True:
@@ -436,12 +476,21 @@ def one_run(args: argparse.Namespace, root: str, peer: Path) -> dict[str, Any]:
     seconds = float(res["seconds"])
     return {
         "mbps": float(res["bytes"]) / 1e6 / seconds,
+        "mb": float(res["bytes"]) / 1e6,
         "seconds": seconds,
         "client_cpu": float(res["cpu"]),
         "client": {k: res.get(k) for k in ("out_pkts", "retrans", "fast", "early", "lost")},
         "rcvbuf_errors": e1 - e0,
         **stats,
     }
+
+
+def _quantiles(values: list[int]) -> list[int]:
+    """p10, p25, p50, p75, p90 of ``values`` (empty: [])."""
+    if not values:
+        return []
+    v = sorted(values)
+    return [v[len(v) * q // 100] for q in (10, 25, 50, 75, 90)]
 
 
 def _spans(spans: list[list[float]]) -> str:
@@ -464,8 +513,8 @@ def show(label: str, r: dict[str, Any]) -> str:
         f" OutPkts {s.get('OutPkts')} InErrs {s.get('InErrs')} refused {r.get('refused')}"
         f" client {r.get('client')} inbox_drops {r.get('totals', {}).get('inbox_drops')}"
         f" srtt_max {r.get('totals', {}).get('srtt_max')}"
-        f" csw {r.get('csw')} recv_calls {r.get('recv_calls')} fired {r.get('fired')} claimed {r.get('claimed')} wakeups {r.get('wakeups')};"
-        f" server CPU {r.get('cpu', 0):.2f} s ({threads}"
+        f" csw {r.get('csw')} recv_calls {r.get('recv_calls')} sizes p10-90 {r.get('recv_sizes')} fired {r.get('fired')} claimed {r.get('claimed')} wakeups {r.get('wakeups')};"
+        f" server CPU {r.get('cpu', 0):.2f} s = {r.get('cpu', 0) * 1000 / (r['mb'] or 1):.2f} ms/MB ({threads}"
         f" handlers={r.get('totals', {}).get('handler_cpu', 0.0):.2f})"
         + (
             f"\n   InPkts per 100 ms: {r['timeline'][: int(r['seconds'] * 10) + 2]}"
