@@ -79,6 +79,7 @@ from .inbound import (
 from .session import (
     Session,
     Timeout,
+    WakeGate,
     listener_started,
     listener_stopped,
     new_replay_filter,
@@ -194,6 +195,9 @@ class ListenerCore(Weakrefable):
         self.drain = DrainRate()
         # datagrams waited for the receiver since the last _share_windows
         self._backlog = False
+        #: the deferral of the sessions' reader wake-ups while the receiver is behind
+        self.wake_gate = WakeGate()
+        self._behind = False  # the current batch's: more input waits
         self._receiver = Receiver(
             self.transport,
             self._on_batch,
@@ -245,6 +249,9 @@ class ListenerCore(Weakrefable):
                 transport.end_gather()
             finally:
                 transport.handling = False
+                # the readers whose wake-up the batch deferred: woken now
+                # unless the next batch follows at once (WakeGate)
+                self.wake_gate.end(self._behind, now_ms())
 
     def _handle_batch(self, batch: Batch) -> None:
         """The body of :meth:`_on_batch` (it may begin the gather that one ends)."""
@@ -279,6 +286,7 @@ class ListenerCore(Weakrefable):
                     if self.config.pending_rcvwnd < self.config.rcvwnd:
                         s.kcp.wndsize(0, self.config.pending_rcvwnd)
                         s.deferred_rcvwnd = self.config.rcvwnd
+                    s.wake_gate = self.wake_gate
                     s.start()
                     new.append(s)
         share = self.window_share
@@ -292,6 +300,11 @@ class ListenerCore(Weakrefable):
             self._share_windows(now)
         # more input waits: the sessions' RTO resends wait for it (Session.deliver)
         behind = len(batch) >= LISTENER_BATCH or self._receiver.pending > 0
+        self._behind = behind
+        if behind:
+            # readers that asked for more than their input brings are woken
+            # at the end of the batch, or of a later one (WakeGate)
+            self.wake_gate.begin(now_ms())
         for d in result.deliveries:
             target = d.route.target
             if target is not None:

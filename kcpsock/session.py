@@ -137,6 +137,7 @@ __all__ = [
     "Session",
     "SessionState",
     "Timeout",
+    "WakeGate",
     "byte_view",
     "drain_closing",
     "live_listeners",
@@ -296,6 +297,71 @@ def wait_deadline(cond: threading.Condition, deadline: Optional[float]) -> bool:
     return True
 
 
+class WakeGate:
+    """A listener receiver's deferral of its sessions' reader wake-ups while it is behind.
+
+    With many busy sessions the receiver's batches bring each session a few
+    datagrams, and waking its blocked reader for each (a ``Condition``
+    notify, a thread switch, two hand-offs of the interpreter lock) costs
+    more than the copy the reader then makes.  While the receiver knows more
+    input waits (``active``, set by the receiver thread for the deliveries of
+    one batch), a stream-mode session whose blocked reader asked for more
+    bytes than are ready is not woken by its input but listed here; the
+    receiver wakes the listed readers at the end of its batch
+    (:meth:`end`) once it is no longer behind, the session's input paused
+    for ``idle_ms`` or its reader was deferred ``max_ms``.  A reader is woken
+    at once when its request is ready, half its receive window is queued,
+    or the session ends; message mode and readiness fds are never deferred.
+
+    Receiver thread only (the drains of other threads never defer).
+    """
+
+    def __init__(self, idle_ms: int = 10, max_ms: int = 50) -> None:
+        #: the thread whose batch defers now (0: none: every wake-up is at once)
+        self.thread = 0
+        #: the batch's time (:func:`kcpsock.updater.now_ms`)
+        self.now = 0
+        #: wake a deferred reader whose session had no input for this long
+        self.idle_ms = idle_ms
+        #: wake a reader deferred this long in any case
+        self.max_ms = max_ms
+        #: sessions whose reader was deferred (and maybe woken since)
+        self.deferred: list[Session] = []
+        #: reader wake-ups deferred, and woken at the end of a batch (figures)
+        self.deferrals = 0
+        self.woken = 0
+
+    def begin(self, now: int) -> None:
+        """Defer the wake-ups of the calling thread's deliveries from now on."""
+        self.now = now
+        self.thread = _get_ident()
+
+    def end(self, behind: bool, now: int) -> None:
+        """Stop deferring; wake the deferred readers that should not wait for the next batch.
+
+        Args:
+            behind: more input waits for the receiver (its next batch follows at once).
+            now: the current time (:func:`kcpsock.updater.now_ms`).
+        """
+        self.thread = 0
+        deferred = self.deferred
+        if not deferred:
+            return
+        keep: list[Session] = []
+        idle = self.idle_ms
+        most = self.max_ms
+        for s in deferred:
+            since = s._wake_since
+            if since < 0:
+                continue  # woken meanwhile
+            if behind and now - since < most and now - s._input_ms < idle:
+                keep.append(s)
+                continue
+            self.woken += 1
+            s.wake_deferred()
+        self.deferred = keep
+
+
 class _SessionLock:
     """The session lock: a re-entrant lock whose release drains the inbound queue.
 
@@ -352,14 +418,17 @@ class _SessionLock:
                     self._depth = 0
                     release()
                     raise
+            if s._wake_due:
+                s._wake_now()  # a wake-up the receiver deferred (WakeGate)
             pending, counts = s._take_output()
             self._depth = 0
             release()
             if pending or counts:
                 s._transmit(pending, counts)
             # check after release: a batch queued meanwhile by a receiver
-            # that found the lock taken is ours to drain
-            if not s._inbox or not self._acquire(False):
+            # that found the lock taken is ours to drain (and a deferred
+            # wake-up it asked for)
+            if (not s._inbox and not s._wake_due) or not self._acquire(False):
                 return
             self._depth = 1
 
@@ -375,6 +444,8 @@ class _SessionLock:
         s = self._s
         if s._inbox:
             s._drain_locked()  # may notify the Condition this thread waits on
+        if s._wake_due:
+            s._wake_now()
         pending, counts = s._take_output()
         depth = self._depth
         self._depth = 0
@@ -383,7 +454,7 @@ class _SessionLock:
         try:
             if pending or counts:
                 s._transmit(pending, counts)
-            if s._inbox and self.acquire(False):
+            if (s._inbox or s._wake_due) and self.acquire(False):
                 self.release()
         except BaseException:
             # Ctrl-C while released: the caller expects the lock back (a
@@ -472,6 +543,11 @@ class Session(Weakrefable):
         self._rwait = 0  # threads waiting on _readable / _writable (lock held):
         self._wwait = 0  # notifications are skipped when nobody waits
         self._rhold = 0  # readers reading the socket with the receive role
+        self._rwant = 0  # bytes the last blocked reader asked for
+        #: the listener receiver's deferral of reader wake-ups (None: never deferred)
+        self.wake_gate: Optional[WakeGate] = None
+        self._wake_since = -1  # when a reader's wake-up was deferred (-1: none is)
+        self._wake_due = False  # the receiver asks the lock holder to wake the readers
         # the thread reading the socket for its own recv (the receive role):
         # the ACKs of what it reads for itself ride on its reply (_drain_locked)
         self._ack_rider = 0
@@ -670,7 +746,19 @@ class Session(Weakrefable):
             self._pending or kcp.peek_size() > 0 or dead or self._rd_shut
         ):
             if self._rwait:
-                self._readable.notify_all()
+                gate = self.wake_gate
+                if (
+                    hysteresis
+                    and gate is not None
+                    and gate.thread
+                    and not dead
+                    and not self._rd_shut
+                    and self._defer_wake(gate, kcp)
+                ):
+                    pass  # the receiver wakes it (WakeGate.end)
+                else:
+                    self._wake_since = -1
+                    self._readable.notify_all()
             if self._rhold:
                 role = self._role
                 if role is not None:
@@ -690,6 +778,48 @@ class Session(Weakrefable):
                 signal.set_writable(dead or self._wr_shut or room > 0)
         if self._handshake and (kcp.in_segs or dead):
             self._answered.notify_all()
+
+    def _defer_wake(self, gate: WakeGate, kcp: KCP) -> bool:
+        """True if the blocked reader's wake-up waits for the receiver's batch end (lock held).
+
+        Only on the receiver thread that set ``gate`` active, in stream mode,
+        while less than the reader asked for (and less than half the receive
+        window) is ready and nothing is left over from a short read.
+        """
+        want = self._rwant
+        if want <= 0 or self._pending or not kcp.stream or gate.thread != _get_ident():
+            return False
+        nq = len(kcp.rcv_queue)
+        if nq * kcp.mss >= want or nq * 2 >= kcp.rcv_wnd:
+            return False
+        since = self._wake_since
+        if since < 0:
+            self._wake_since = gate.now
+            gate.deferrals += 1
+            gate.deferred.append(self)
+        elif gate.now - since >= gate.max_ms:
+            return False
+        return True
+
+    def wake_deferred(self) -> None:
+        """Wake the readers whose wake-up a :class:`WakeGate` deferred (never blocks).
+
+        If another thread holds the session lock, that thread wakes them
+        before it lets go (or takes the lock again after: see
+        :meth:`_SessionLock.release`).
+        """
+        self._wake_due = True
+        lock = self._lock
+        if lock.acquire(False):
+            lock.release()  # wakes them (_wake_now)
+
+    def _wake_now(self) -> None:
+        """Wake the readers a deferred wake-up was asked for (lock held)."""
+        self._wake_due = False
+        if self._wake_since >= 0:
+            self._wake_since = -1
+            if self._rwait:
+                self._readable.notify_all()
 
     def _queued_bytes(self) -> int:
         """Bytes waiting behind the send window (lock held), as ``send_buffer`` counts them.
@@ -1536,6 +1666,7 @@ class Session(Weakrefable):
                         self._serve_role(role, deadline)
                         continue
                     self._rwait += 1
+                    self._rwant = bufsize  # (WakeGate: a stream reader's wake-up)
                     if role is not None:
                         role.begin_wait(self._offer_role)
                     try:

@@ -44,7 +44,8 @@ Diagnostic switches (environment of this command):
   its figures;
 * ``PROBE_NOCAP=1``: lift the listener's window caps (WindowShare,
   DrainRate); ``PROBE_CAP=N``: the share's floor; ``PROBE_SWITCH=S``:
-  ``sys.setswitchinterval(S)`` in the server.
+  ``sys.setswitchinterval(S)`` in the server; ``PROBE_GATE=IDLE,MAX``: the
+  bounds (ms) of the listener's reader wake-up deferral (``WakeGate``).
 """
 
 from __future__ import annotations
@@ -166,6 +167,10 @@ def role_server(args: argparse.Namespace) -> None:
     if os.environ.get("PROBE_NOCAP"):
         listener.core.window_share.hold = -1.0
         listener.core.drain.start = 0xFFFF
+    gate = getattr(listener.core, "wake_gate", None)
+    if os.environ.get("PROBE_GATE") and gate is not None:
+        # the reader wake-up deferral's bounds: "IDLE_MS,MAX_MS" (0,0: off)
+        gate.idle_ms, gate.max_ms = (int(x) for x in os.environ["PROBE_GATE"].split(","))
     if os.environ.get("PROBE_CAP"):
         listener.core.window_share.floor = int(os.environ["PROBE_CAP"])
     batch_log: list[tuple[float, int, int, float, int]] = []
@@ -352,6 +357,7 @@ def role_server(args: argparse.Namespace) -> None:
                 "fired": updater.fired,
                 "claimed": getattr(updater, "claimed", None),
                 "recv_calls": calls[0],
+                "gate": None if gate is None else [gate.deferrals, gate.woken],
                 "recv_sizes": _quantiles(sizes),
                 "spans": spans,
                 "wakeups": updater.wakeups,
@@ -513,7 +519,7 @@ def show(label: str, r: dict[str, Any]) -> str:
         f" OutPkts {s.get('OutPkts')} InErrs {s.get('InErrs')} refused {r.get('refused')}"
         f" client {r.get('client')} inbox_drops {r.get('totals', {}).get('inbox_drops')}"
         f" srtt_max {r.get('totals', {}).get('srtt_max')}"
-        f" csw {r.get('csw')} recv_calls {r.get('recv_calls')} sizes p10-90 {r.get('recv_sizes')} fired {r.get('fired')} claimed {r.get('claimed')} wakeups {r.get('wakeups')};"
+        f" csw {r.get('csw')} recv_calls {r.get('recv_calls')} sizes p10-90 {r.get('recv_sizes')} gate {r.get('gate')} fired {r.get('fired')} claimed {r.get('claimed')} wakeups {r.get('wakeups')};"
         f" server CPU {r.get('cpu', 0):.2f} s = {r.get('cpu', 0) * 1000 / (r['mb'] or 1):.2f} ms/MB ({threads}"
         f" handlers={r.get('totals', {}).get('handler_cpu', 0.0):.2f})"
         + (
