@@ -311,12 +311,14 @@ class WakeGate:
     (:meth:`end`) once it is no longer behind, the session's input paused
     for ``idle_ms`` or its reader was deferred ``max_ms``.  A reader is woken
     at once when its request is ready, half its receive window is queued,
-    or the session ends; message mode and readiness fds are never deferred.
+    the last segment ready is short (the peer's write ended: a request, a
+    reply) or the session ends; message mode and readiness fds are never
+    deferred.
 
     Receiver thread only (the drains of other threads never defer).
     """
 
-    def __init__(self, idle_ms: int = 10, max_ms: int = 50) -> None:
+    def __init__(self, idle_ms: int = 30, max_ms: int = 60) -> None:
         #: the thread whose batch defers now (0: none: every wake-up is at once)
         self.thread = 0
         #: the batch's time (:func:`kcpsock.updater.now_ms`)
@@ -789,8 +791,11 @@ class Session(Weakrefable):
         want = self._rwant
         if want <= 0 or self._pending or not kcp.stream or gate.thread != _get_ident():
             return False
-        nq = len(kcp.rcv_queue)
-        if nq * kcp.mss >= want or nq * 2 >= kcp.rcv_wnd:
+        queue = kcp.rcv_queue
+        nq = len(queue)
+        if nq * kcp.mss >= want or nq * 2 >= kcp.rcv_wnd or (nq and len(queue[-1][1]) < kcp.mss):
+            # (a short last segment: the peer's write ended there, a request
+            # or a reply waits for this reader; a bulk sender fills them)
             return False
         since = self._wake_since
         if since < 0:

@@ -97,15 +97,16 @@ def run_batch(s: Session, gate: WakeGate, d: Delivery, behind: bool) -> None:
 def test_a_reader_is_woken_at_the_end_of_a_batch_not_behind() -> None:
     segs = Segments()
     with gated_session() as (s, gate):
+        mss = s.kcp.mss
         reader = Reader(s, 65536)
-        run_batch(s, gate, segs.delivery(s, b"a" * 1000), behind=True)
+        run_batch(s, gate, segs.delivery(s, b"a" * mss), behind=True)
         assert not reader.notified()  # less than asked for, more input waits
         assert gate.deferrals == 1 and gate.deferred == [s]
-        run_batch(s, gate, segs.delivery(s, b"b" * 1000), behind=True)
+        run_batch(s, gate, segs.delivery(s, b"b" * mss), behind=True)
         assert not reader.notified()
         assert gate.deferrals == 1  # listed once
         gate.end(False, now_ms())  # a batch with nothing for it, and the receiver caught up
-        assert reader.result() == b"a" * 1000 + b"b" * 1000
+        assert reader.result() == b"a" * mss + b"b" * mss
         assert gate.woken == 1 and gate.deferred == []
         # input in a batch that is not behind wakes at once
         reader = Reader(s, 65536)
@@ -117,16 +118,17 @@ def test_a_reader_is_woken_at_the_end_of_a_batch_not_behind() -> None:
 def test_no_deferral_while_the_receiver_is_not_behind_or_on_another_thread() -> None:
     segs = Segments()
     with gated_session() as (s, gate):
+        x, y = b"x" * s.kcp.mss, b"y" * s.kcp.mss
         reader = Reader(s, 65536)
-        run_batch(s, gate, segs.delivery(s, b"x"), behind=False)
-        assert reader.result() == b"x"
+        run_batch(s, gate, segs.delivery(s, x), behind=False)
+        assert reader.result() == x
         reader = Reader(s, 65536)
         gate.begin(now_ms())
         # a drain on another thread than the receiver's (a writer's release) wakes at once
-        t = threading.Thread(target=s.deliver, args=(segs.delivery(s, b"y"), True))
+        t = threading.Thread(target=s.deliver, args=(segs.delivery(s, y), True))
         t.start()
         t.join(5)
-        assert reader.result() == b"y"
+        assert reader.result() == y
         gate.end(False, now_ms())
         assert gate.deferrals == 0
 
@@ -134,39 +136,58 @@ def test_no_deferral_while_the_receiver_is_not_behind_or_on_another_thread() -> 
 def test_a_reader_whose_request_is_ready_is_woken_at_once() -> None:
     segs = Segments()
     with gated_session() as (s, gate):
-        reader = Reader(s, 3000)
+        mss = s.kcp.mss
+        want = 3 * mss - 10
+        reader = Reader(s, want)
         gate.begin(now_ms())
-        s.deliver(segs.delivery(s, b"1" * 1300), True)
+        s.deliver(segs.delivery(s, b"1" * mss), True)
         assert not reader.notified()
-        s.deliver(segs.delivery(s, b"2" * 1300, b"3" * 1300), True)
-        assert reader.notified()  # 3 segments may hold the 3000 bytes asked for
+        s.deliver(segs.delivery(s, b"2" * mss, b"3" * mss), True)
+        assert reader.notified()  # what it asked for is ready
         gate.end(True, now_ms())
-        assert reader.result() == b"1" * 1300 + b"2" * 1300 + b"3" * 400
+        assert reader.result() == (b"1" * mss + b"2" * mss + b"3" * mss)[:want]
+
+
+def test_a_short_segment_ends_the_deferral() -> None:
+    # a bulk sender fills its segments; a short one ends a write (a request)
+    segs = Segments()
+    with gated_session() as (s, gate):
+        mss = s.kcp.mss
+        reader = Reader(s, 65536)
+        gate.begin(now_ms())
+        s.deliver(segs.delivery(s, b"f" * mss), True)
+        assert not reader.notified()
+        s.deliver(segs.delivery(s, b"end"), True)
+        assert reader.notified()
+        gate.end(True, now_ms())
+        assert reader.result() == b"f" * mss + b"end"
 
 
 def test_message_mode_readers_are_never_deferred() -> None:
     segs = Segments()
     with gated_session(stream=False) as (s, gate):
+        m = b"m" * s.kcp.mss
         reader = Reader(s, 65536)
         gate.begin(now_ms())
-        s.deliver(segs.delivery(s, b"m"), True)
+        s.deliver(segs.delivery(s, m), True)
         assert reader.notified()
         gate.end(True, now_ms())
-        assert reader.result() == b"m"
+        assert reader.result() == m
 
 
 def test_a_deferred_reader_waits_at_most_max_ms_or_idle_ms() -> None:
     segs = Segments()
     with gated_session() as (s, gate):
+        mss = s.kcp.mss
         gate.max_ms = 0  # deferred too long at the first batch end
         reader = Reader(s, 65536)
-        run_batch(s, gate, segs.delivery(s, b"late"), behind=True)
-        assert reader.result() == b"late"
+        run_batch(s, gate, segs.delivery(s, b"l" * mss), behind=True)
+        assert reader.result() == b"l" * mss
         gate.max_ms = 10_000
         gate.idle_ms = 0  # the session's input paused (it did not, but the bound is 0)
         reader = Reader(s, 65536)
-        run_batch(s, gate, segs.delivery(s, b"idle"), behind=True)
-        assert reader.result() == b"idle"
+        run_batch(s, gate, segs.delivery(s, b"i" * mss), behind=True)
+        assert reader.result() == b"i" * mss
         assert gate.deferrals == 2 and gate.woken == 2
 
 
@@ -175,7 +196,8 @@ def test_a_deferred_wake_up_is_made_by_the_thread_holding_the_lock() -> None:
     segs = Segments()
     with gated_session() as (s, gate):
         reader = Reader(s, 65536)
-        run_batch(s, gate, segs.delivery(s, b"held"), behind=True)
+        held = b"h" * s.kcp.mss
+        run_batch(s, gate, segs.delivery(s, held), behind=True)
         assert not reader.notified()
         s._lock.acquire()
         try:
@@ -186,7 +208,7 @@ def test_a_deferred_wake_up_is_made_by_the_thread_holding_the_lock() -> None:
             assert not reader.notified()  # the receiver left it to the holder
         finally:
             s._lock.release()
-        assert reader.result() == b"held"
+        assert reader.result() == held
 
 
 def test_many_listener_sessions_deliver_everything_with_the_gate(tmp_path: Any) -> None:
