@@ -744,8 +744,15 @@ class Session(Weakrefable):
         signal = self._signal
         # (readiness is worked out only when a waiter or the readiness fd
         # looks at it: nothing to do per datagram for a busy writer)
+        queue = kcp.rcv_queue
         if (self._rwait or self._rhold or signal is not None) and (
-            self._pending or kcp.peek_size() > 0 or dead or self._rd_shut
+            self._pending
+            # (stream mode: a non-empty last segment is enough; peek_size
+            # would add up the whole queue at every delivery)
+            or (kcp.stream and queue and len(queue[-1][1]) > 0)
+            or kcp.peek_size() > 0
+            or dead
+            or self._rd_shut
         ):
             if self._rwait:
                 gate = self.wake_gate
