@@ -1950,8 +1950,10 @@ class Session(Weakrefable):
             stalled = len(kcp.rcv_queue) >= kcp.rcv_wnd
             kcp.wndsize(0, rcvwnd)
             if stalled:
+                # sent with the lock's release (an updater run for it would
+                # wait its turn: a listener's new sessions all open at once)
                 kcp.probe |= IKCP_ASK_TELL
-                self._arm_locked()
+                self._out += kcp.flush_acks(now_ms())
 
     def set_mtu(self, mtu: int) -> bool:
         """kcp-go ``SetMtu``: UDP payload size; KCP MTU = mtu - codec overhead.

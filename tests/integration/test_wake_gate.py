@@ -254,3 +254,32 @@ def test_many_listener_sessions_deliver_everything_with_the_gate(tmp_path: Any) 
         finally:
             for c in clients:
                 c.close()
+
+
+def test_opening_a_stalled_window_tells_the_peer_at_once() -> None:
+    # a listener session that filled its pending window before its first
+    # recv tells the peer (WINS) when that recv opens the full window,
+    # without waiting for an updater run (this session is never started)
+    from tests.kcpwire import decode_segments
+
+    segs = Segments()
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        peer.bind(("127.0.0.1", 0))
+        peer.settimeout(5)
+        sock.bind(("127.0.0.1", 0))
+        transport = Transport(sock, owned=False, connected=False)
+        s = Session(CONV, peer.getsockname(), transport, KCPConfig(**FAST))
+        s.kcp.wndsize(0, 4)
+        s.deferred_rcvwnd = 64
+        s.deliver(segs.delivery(s, *[b"w" * s.kcp.mss] * 4))
+        acks = decode_segments(peer.recv(2048))
+        assert acks[-1][0].wnd == 0  # the pending window is full: the peer stalls
+        assert s.recv(65536, 0) == b"w" * s.kcp.mss * 4
+        told = decode_segments(peer.recv(2048))
+        assert [h.cmd for h, _ in told] == [84]  # IKCP_CMD_WINS
+        assert told[0][0].wnd == 60  # 64, less the 4 segments still queued when it left
+    finally:
+        sock.close()
+        peer.close()
