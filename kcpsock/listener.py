@@ -18,7 +18,11 @@ Who runs what::
                       the windows' share of the socket buffer; when the
                       batch reaches several sessions, what they send
                       meanwhile is gathered and leaves in one sendmmsg at
-                      the end of the batch (Transport.begin_gather)
+                      the end of the batch (Transport.begin_gather); while
+                      more input waits, the wake-ups of stream readers that
+                      asked for more than is ready are deferred to the end
+                      of a later batch (session.WakeGate: never blocks on a
+                      session lock, the holder wakes them instead)
     user threads      accept (waits on the listener's Condition), close;
                       while the listener serves ONE session, that session's
                       reader blocked in recv may hold the receive role and

@@ -70,6 +70,13 @@ Invariants:
   reads when it is read (:meth:`Session.snmp_counts`).  ``packets_out`` and
   ``wire_bytes_out`` are changed by the ``_tx_lock`` holder only, the rest
   under the session lock (or by the one receiver thread: FEC counters).
+* A listener's receiver may defer a blocked stream reader's wake-up while
+  it is behind (:class:`WakeGate`, its thread's deliveries only): it lists
+  the session and wakes the reader at the end of a later batch, taking the
+  lock without waiting; if the lock is taken it sets ``_wake_due`` and the
+  holder wakes the reader before (or, checking after, just after) its
+  release, as it drains a queued batch.  Never longer than
+  ``WakeGate.max_ms``, never once the receiver caught up.
 * The inbound queue holds at most ``inbox_limit`` batches; a receiver
   finding it full drops the batch and counts it (:attr:`Session.inbox_drops`),
   as a full kernel buffer would.
