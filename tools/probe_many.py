@@ -156,6 +156,32 @@ def role_server(args: argparse.Namespace) -> None:
                 wake_sites[site] = wake_sites.get(site, 0) + 1
 
         updater_mod.Updater.schedule = schedule  # type: ignore[method-assign]
+    fire_kinds: dict[str, int] = {}
+    if os.environ.get("PROBE_FIRES"):
+        # pure form only: what the sessions' timer runs found to do
+        from kcpsock.session import Session as _Session
+
+        orig_on_timer = _Session.on_timer
+
+        def on_timer(self: Any, now: int) -> Any:
+            k = self.kcp
+            kind = ",".join(
+                name
+                for name, on in (
+                    ("acks", bool(k.acklist)),
+                    ("waitsnd", bool(k.waitsnd())),
+                    ("probe", bool(k.probe)),
+                    ("reader", bool(self._rwait)),
+                    ("watch", bool(self._w_due)),
+                    ("inbox", bool(self._inbox)),
+                    ("late", now - (self.updater_deadline or now) > 5),
+                )
+                if on
+            )
+            fire_kinds[kind or "nothing"] = fire_kinds.get(kind or "nothing", 0) + 1
+            return orig_on_timer(self, now)
+
+        _Session.on_timer = on_timer  # type: ignore[method-assign]
     options = _kcp_options(args)
     if os.environ.get("PROBE_BACKLOG_PER_ADDRESS"):
         import dataclasses
@@ -371,6 +397,7 @@ def role_server(args: argparse.Namespace) -> None:
                     if v
                 },
                 "wake_sites": wake_sites,
+                "fire_kinds": fire_kinds,
                 "refused": {k: v for k, v in listener.refused.items() if v},
             }
             print("STATS " + json.dumps(stats), flush=True)
@@ -539,6 +566,7 @@ def show(label: str, r: dict[str, Any]) -> str:
         )
         + f"\n   marks {r.get('marks')}"
         + (f"\n   updater wake-ups by caller {r['wake_sites']}" if r.get("wake_sites") else "")
+        + (f"\n   timer runs by what they found {r['fire_kinds']}" if r.get("fire_kinds") else "")
     )
 
 

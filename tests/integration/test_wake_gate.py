@@ -283,3 +283,32 @@ def test_opening_a_stalled_window_tells_the_peer_at_once() -> None:
     finally:
         sock.close()
         peer.close()
+
+
+def test_a_streaming_session_moves_its_watch_timer_instead_of_running_it() -> None:
+    # a reader waits (the close watch looks one answer time after the last
+    # datagram): input that moves data makes the watch's look at once and
+    # postpones the timer, instead of a timer run per answer time
+    from kcpsock.updater import updater
+
+    segs = Segments()
+    with gated_session() as (s, _):
+        s.wake_gate = None
+        assert s.gone_timeout_ms > 0
+        reader = Reader(s, 65536)
+        u = 4000
+        s.kcp.rx_rto = u
+        now = now_ms()
+        s._w_due = now + 1000  # the watch's next look, armed (as _watch does)
+        s._w_mark = (s.kcp.rcv_nxt, s.kcp.snd_una)
+        gap = s._w_gap
+        updater.schedule(s, now + 1000)
+        try:
+            postponed = updater.postponed
+            s.deliver(segs.delivery(s, b"s" * s.kcp.mss))
+            assert updater.postponed == postponed + 1
+            assert s.updater_deadline == s._w_due >= now + u
+            assert s._w_mark == (s.kcp.rcv_nxt, s.kcp.snd_una) and s._w_gap == gap >> 1
+            assert reader.result() == b"s" * s.kcp.mss
+        finally:
+            updater.cancel(s)
