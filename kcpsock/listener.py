@@ -201,7 +201,7 @@ class ListenerCore(Weakrefable):
         self._backlog = False
         #: the deferral of the sessions' reader wake-ups while the receiver is behind
         self.wake_gate = WakeGate()
-        self._behind = False  # the current batch's: more input waits
+        self._behind = False  # the current batch's: datagrams wait in the read-ahead
         self._receiver = Receiver(
             self.transport,
             self._on_batch,
@@ -246,6 +246,7 @@ class ListenerCore(Weakrefable):
         """
         transport = self.transport
         transport.handling = True  # (the sessions' timers: Session._input_first)
+        self._behind = False  # (set by _handle_batch; a failed batch wakes the deferred)
         try:
             self._handle_batch(batch)
         finally:
@@ -303,11 +304,14 @@ class ListenerCore(Weakrefable):
         if new or now >= share.next_at:
             self._share_windows(now)
         # more input waits: the sessions' RTO resends wait for it (Session.deliver)
-        behind = len(batch) >= LISTENER_BATCH or self._receiver.pending > 0
-        self._behind = behind
-        if behind:
-            # readers that asked for more than their input brings are woken
-            # at the end of the batch, or of a later one (WakeGate)
+        waiting = self._receiver.pending > 0
+        behind = waiting or len(batch) >= LISTENER_BATCH
+        # readers that asked for more than their input brings are woken at
+        # the end of the batch, or of a later one (WakeGate); only while
+        # datagrams wait in the read-ahead: after a full batch that took
+        # everything, the receiver may next block in the socket
+        self._behind = waiting
+        if waiting:
             self.wake_gate.begin(now_ms())
         for d in result.deliveries:
             target = d.route.target
