@@ -312,3 +312,38 @@ def test_a_streaming_session_moves_its_watch_timer_instead_of_running_it() -> No
             assert reader.result() == b"s" * s.kcp.mss
         finally:
             updater.cancel(s)
+
+
+def test_the_listener_defers_only_while_datagrams_wait_in_its_read_ahead() -> None:
+    # the listener's own batches (its receiver thread stays blocked: nothing
+    # is sent to its socket; this thread hands it the batches, as the
+    # receiver would, with the read-ahead's length set by hand)
+    segs = Segments()
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        peer.bind(("127.0.0.1", 0))
+        addr = peer.getsockname()
+        with kcpsock.listen(("127.0.0.1", 0), **FAST) as ln:
+            core = ln.core
+            probe = Session(CONV, addr, core.transport, KCPConfig(**FAST))
+            first = segs.delivery(probe, b"0")  # a genuine start: PUSH sn 0
+            core._on_batch([(dg, addr) for dg in first.datagrams])
+            s = core.accept(0)
+            assert s.wake_gate is core.wake_gate
+            assert s.recv(10, 0) == b"0"
+            mss = s.kcp.mss
+            reader = Reader(s, 65536)
+            core._receiver.pending = 5  # more datagrams wait: the next batch follows at once
+            try:
+                d = segs.delivery(probe, b"a" * mss, b"b" * mss)
+                core._on_batch([(dg, addr) for dg in d.datagrams])
+                assert not reader.notified()
+                assert core.wake_gate.deferred == [s]
+            finally:
+                core._receiver.pending = 0
+            d = segs.delivery(probe, b"c" * mss)
+            core._on_batch([(dg, addr) for dg in d.datagrams])  # caught up: woken
+            assert reader.result() == b"a" * mss + b"b" * mss + b"c" * mss
+            s.close()
+    finally:
+        peer.close()
