@@ -240,16 +240,17 @@ skip_errno(int err)
 
 /* Point a C sockaddr at the bytes ``name`` (checked), or NULL for None. */
 static int
-name_of(PyObject *name, void **ptr, socklen_t *len)
+name_of(PyObject *name, void **ptr, socklen_t *len, int none_ok)
 {
-    if (name == Py_None) {
+    if (name == Py_None && none_ok) {
         *ptr = NULL;
         *len = 0;
         return 0;
     }
     if (!PyBytes_Check(name) || PyBytes_GET_SIZE(name) < 16 ||
         PyBytes_GET_SIZE(name) > NAME_MAX_LEN) {
-        PyErr_SetString(PyExc_TypeError, "name must be None or a C sockaddr of 16 to 28 bytes");
+        PyErr_SetString(PyExc_TypeError, none_ok ? "name must be None or a C sockaddr of 16 to 28 bytes"
+                                : "names must hold C sockaddrs of 16 to 28 bytes");
         return -1;
     }
     *ptr = PyBytes_AS_STRING(name);
@@ -274,7 +275,7 @@ send_all(int fd, PyObject *packets, PyObject *name, PyObject *names, char *flags
     PyObject **dests = names != NULL ? PySequence_Fast_ITEMS(names) : NULL;
     void *one = NULL;
     socklen_t onelen = 0;
-    if (dests == NULL && name_of(name, &one, &onelen) < 0) {
+    if (dests == NULL && name_of(name, &one, &onelen, 1) < 0) {
         return -1;
     }
     for (Py_ssize_t start = 0; start < total; start += CHUNK) {
@@ -293,7 +294,7 @@ send_all(int fd, PyObject *packets, PyObject *name, PyObject *names, char *flags
             msgs[i].msg_hdr.msg_iovlen = 1;
             if (dests != NULL) {
                 if (name_of(dests[start + i], &msgs[i].msg_hdr.msg_name,
-                            &msgs[i].msg_hdr.msg_namelen) < 0) {
+                            &msgs[i].msg_hdr.msg_namelen, 0) < 0) {
                     bad = 1;
                     break;
                 }
