@@ -282,7 +282,7 @@ def test_a_corked_send_reads_no_clock_and_keeps_the_armed_deadline(
     import kcpsock.session as session_mod
     from kcpsock.session import CORK_INFLIGHT
 
-    with unstarted_session(8, stream=False) as (s, peer):
+    with unstarted_session(8, stream=False) as (s, _peer):
         for i in range(CORK_INFLIGHT):
             s.send(b"m%02d" % i, None)
         kcp = s.kcp
