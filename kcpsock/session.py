@@ -1716,9 +1716,14 @@ class Session(Weakrefable):
                                 kcp.hold_rto = False
                         if sent is None:
                             kcp.send(one)
+                    elif type(data) is bytes:
+                        # (a slice of bytes is one copy; no view per segment)
+                        pos = 0
+                        while pos < n:
+                            end = min(pos + mss, n)
+                            kcp.send(data[pos:end])
+                            pos = end
                     else:
-                        if type(view) is bytes:
-                            view = memoryview(view)
                         pos = 0
                         while pos < n:
                             end = min(pos + mss, n)
