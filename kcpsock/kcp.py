@@ -49,10 +49,10 @@ Deliberate differences from kcp-go HEAD (none visible on the wire):
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import islice
 from operator import itemgetter
-from typing import Callable, Final, NoReturn, Optional, Union, cast
+from typing import Final, NoReturn, Optional, Union, cast
 
 # Segment and _NoDelay live in a module mypyc leaves interpreted: it cannot
 # compile a subclass of int, and it compiles the run-time branch of an
