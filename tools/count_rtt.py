@@ -559,7 +559,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--mode", choices=("stream", "message"), default=None)
     parser.add_argument("--rounds", type=int, default=0, help="round trips (echo: bursts)")
     parser.add_argument("--size", type=int, default=64, help="ping size in bytes")
-    parser.add_argument("--burst", type=int, default=16, help="echo: messages per burst")
+    parser.add_argument("--burst", type=int, default=16, help="echo and recv: messages per burst")
     parser.add_argument("--repeat", type=int, default=3, help="CPU mode: best of N runs")
     parser.add_argument("--side", choices=("a", "b", "both"), default="both")
     parser.add_argument("--callgrind", action="store_true", help="count instructions")
