@@ -279,6 +279,21 @@ send_all(int fd, PyObject *packets, PyObject *name, PyObject *names, char *flags
         return -1;
     }
     for (Py_ssize_t start = 0; start < total; start += CHUNK) {
+        if (start > 0) {
+            /* the GIL was released for the chunk before: another thread may
+               have resized a list passed in; never read past its new end */
+            if (PySequence_Fast_GET_SIZE(packets) < total) {
+                total = PySequence_Fast_GET_SIZE(packets);
+            }
+            if (names != NULL && PySequence_Fast_GET_SIZE(names) < total) {
+                total = PySequence_Fast_GET_SIZE(names);
+            }
+            if (start >= total) {
+                break;
+            }
+            items = PySequence_Fast_ITEMS(packets);
+            dests = names != NULL ? PySequence_Fast_ITEMS(names) : NULL;
+        }
         int n = (int)(total - start < CHUNK ? total - start : CHUNK);
         int held = 0, bad = 0;
         for (int i = 0; i < n; i++) {
