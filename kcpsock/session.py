@@ -103,7 +103,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable, Final, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Final, Optional, TypeVar, Union
 
 from ._mypyc import Weakrefable
 from .codec import Codec
@@ -1763,6 +1763,39 @@ class Session(Weakrefable):
                     self._arm_at(self._last_rx + kcp.rx_rto)
             self.bytes_received += len(data)
         return data
+
+    def recv_into(
+        self,
+        buffer: Union[bytearray, memoryview],
+        nbytes: int,
+        deadline: Optional[float],
+        peek: bool = False,
+    ) -> int:
+        """:meth:`recv` into a writable buffer; return the number of bytes stored.
+
+        The data is copied once, from the received segment into ``buffer``
+        (a bytearray filled through a memoryview: assigning bytes to a
+        bytearray slice would first copy them into a temporary bytearray).
+
+        Args:
+            buffer: a writable, flat (one-dimensional, byte-sized items)
+                buffer: a bytearray, or a memoryview cast to ``"B"``.
+            nbytes: the most bytes to store, ``0 < nbytes <= len(buffer)``
+                (the caller checks).
+            deadline: as :meth:`recv`.
+            peek: as :meth:`recv`.
+
+        Returns:
+            The number of bytes stored (0 only at EOF, see :meth:`recv`).
+
+        Raises:
+            As :meth:`recv`.
+        """
+        data = self.recv(nbytes, deadline, peek)
+        n = len(data)
+        if n:
+            memoryview(buffer)[0:n] = data
+        return n
 
     def _serve_role(self, role: Receiver, deadline: Optional[float]) -> None:
         """Read one batch from the socket with the receive role (lock held on entry and exit).

@@ -19,6 +19,11 @@ Workloads (``--what``):
 - ``echo``: bench.py's echo step in message mode by default: the client
   sends bursts of ``--burst`` mss-sized messages, the server takes each
   with one ``recv_into`` and ``sendall``s it back.  Figures per message.
+- ``recv``: bench.py's one-way receiver in message mode by default: the
+  client sends bursts of ``--burst`` mss-sized messages, the server takes
+  them in one batch and reads each with one ``recv_into(buf, nbytes)``
+  as bench.py's sink does (stream mode: 64 kB reads until the burst is
+  in), answering nothing but its ACKs.  Figures per message (side b: the receiver).
 
 Measures:
 
@@ -276,6 +281,37 @@ def echo_steps(pair: Pair, burst: int) -> tuple[list[Step], Callable[[int], None
     return _exchange(pair, a_send, b_echo, a_recv, b_ack), tick
 
 
+def recv_steps(pair: Pair, burst: int) -> tuple[list[Step], Callable[[int], None]]:
+    """A burst of mss-sized messages read by the receiver, one recv_into each (one-way)."""
+    a, b = pair.socks["a"], pair.socks["b"]
+    mss = pair.sessions["a"].kcp.mss
+    msg = os.urandom(mss)
+    buf = bytearray(65536)
+    total = burst * mss
+
+    def a_send() -> None:
+        for _ in range(burst):
+            a.sendall(msg)
+
+    def b_read() -> None:
+        pair.deliver("b")
+        got = 0
+        while got < total:
+            # as bench.py's sink: at most what is still expected
+            got += b.recv_into(buf, min(len(buf), total - got))
+
+    def a_ack() -> None:
+        pair.deliver("a")
+
+    def b_idle() -> None:
+        pair.deliver("b")
+
+    def tick(i: int) -> None:
+        pair.clock.now += 1
+
+    return _exchange(pair, a_send, b_read, a_ack, b_idle), tick
+
+
 def _build(args: argparse.Namespace) -> tuple[Pair, list[Step], Callable[[int], None], int]:
     mods = _load(Path(args.root).resolve())
     stream = args.mode == "stream"
@@ -283,6 +319,9 @@ def _build(args: argparse.Namespace) -> tuple[Pair, list[Step], Callable[[int], 
     if args.what == "ping":
         steps, tick = ping_steps(pair, args.size)
         per = 1
+    elif args.what == "recv":
+        steps, tick = recv_steps(pair, args.burst)
+        per = args.burst
     else:
         steps, tick = echo_steps(pair, args.burst)
         per = args.burst
@@ -470,7 +509,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--root", default=str(HERE.parent), help="checkout to measure")
-    parser.add_argument("--what", choices=("ping", "echo"), default="ping")
+    parser.add_argument("--what", choices=("ping", "echo", "recv"), default="ping")
     parser.add_argument("--mode", choices=("stream", "message"), default=None)
     parser.add_argument("--rounds", type=int, default=0, help="round trips (echo: bursts)")
     parser.add_argument("--size", type=int, default=64, help="ping size in bytes")
@@ -486,13 +525,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--role", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.mode is None:
-        args.mode = "message" if args.what == "echo" else "stream"
+        args.mode = "stream" if args.what == "ping" else "message"
     if args.what == "echo" and args.mode == "stream":
         # stream mode corks small writes behind 16 segments in flight: the
         # driver loop would wait for a tick it never runs
         parser.error("--what echo measures message mode only")
     if not args.rounds:
-        args.rounds = {"ping": 20000, "echo": 1000}[args.what]
+        args.rounds = {"ping": 20000, "echo": 1000, "recv": 1000}[args.what]
         if args.callgrind or args.traced:
             args.rounds //= 10
     if args.role == "server":

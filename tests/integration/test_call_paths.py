@@ -107,6 +107,36 @@ def test_recv_into_short_and_long_paths_agree(
         s.recv_into(buf)
 
 
+def test_recv_into_with_nbytes_short_and_long_paths_agree(
+    pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket],
+) -> None:
+    # a bytearray with an nbytes in range takes the short path (a sink
+    # reading at most what it still expects), a view the checked one
+    c, s = pair
+    buf = bytearray(b"." * 16)
+    view = memoryview(bytearray(b"." * 16))
+    c.sendall(b"abcdef")
+    assert s.recv_into(buf, 4) == 4
+    assert buf == b"abcd" + b"." * 12  # nothing beyond nbytes written
+    assert s.recv_into(view, 4) == 2
+    assert view.tobytes() == b"ef" + b"." * 14
+    c.sendall(b"ghi")
+    assert s.recv_into(buf, 16) == 3  # nbytes == len(buffer)
+    assert buf[:4] == b"ghid"
+    # out of range or of the wrong type: the checked path says what is wrong
+    with pytest.raises(ValueError, match="greater than the length"):
+        s.recv_into(buf, 17)
+    with pytest.raises(ValueError, match="nbytes must be >= 0"):
+        s.recv_into(buf, -1)
+    with pytest.raises(TypeError, match="nbytes must be an int"):
+        s.recv_into(buf, True)
+    with pytest.raises(TypeError, match="nbytes must be an int"):
+        s.recv_into(buf, 2.0)  # type: ignore[arg-type]
+    c.sendall(b"jk")
+    assert s.recv_into(buf, 0) == 2  # 0: the whole buffer
+    assert buf[:4] == b"jkid"
+
+
 def test_closed_socket_takes_the_checked_path(
     pair: tuple[kcpsock.KCPSocket, kcpsock.KCPSocket],
 ) -> None:
