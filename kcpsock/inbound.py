@@ -925,6 +925,56 @@ class Inbound:
             for hook in self.after_batch:
                 hook()
 
+    def is_plain(self) -> bool:
+        """True when :meth:`plain_batch` may stand for :meth:`process`.
+
+        A plain dialed session (the common interactive case): one route,
+        no codec, no filters, no end-of-batch hook; every stage but the
+        size checks is a no-op.
+        """
+        single = self.route
+        return (
+            single is not None
+            and self.opener is None
+            and single.codec is None
+            and not self.pre_filters
+            and not self.post_filters
+            and not self.after_batch
+        )
+
+    def plain_batch(self, batch: Iterable[tuple[bytes, Address]]) -> tuple[Optional[Delivery], int]:
+        """:meth:`process` of a plain dialed session (:meth:`is_plain`), without the result.
+
+        The same outcome in fewer steps and allocations (a receiver calls
+        this once per batch: no :class:`InboundResult`, its lists and dicts).
+
+        Returns:
+            (the route's delivery, or None when nothing was delivered; the
+            datagrams dropped for their size, counted as ``InErrs``).
+        """
+        single = self.route
+        assert single is not None
+        one = Delivery(single)
+        datagrams = one.datagrams
+        nbytes = errors = 0
+        closed = single.closed
+        for packet, _ in batch:
+            n = len(packet)
+            if n > MTU_LIMIT:
+                errors += 1
+            elif closed:
+                continue
+            elif n < OVERHEAD:
+                errors += 1
+            else:
+                datagrams.append(packet)
+                nbytes += n
+        if not datagrams:
+            return None, errors
+        one.packets = len(datagrams)
+        one.nbytes = nbytes
+        return one, errors
+
     def _process(
         self, batch: Iterable[tuple[bytes, Address]], now: float, queued: int
     ) -> InboundResult:
@@ -934,27 +984,12 @@ class Inbound:
         post = self.post_filters
         single = self.route
         if single is not None and opener is None and single.codec is None and not pre and not post:
-            # a plain dialed session (the common interactive case): every
-            # stage but the size checks is a no-op; the same outcome as the
-            # loop below, in fewer steps
-            one = Delivery(single)
-            datagrams = one.datagrams
-            nbytes = 0
-            closed = single.closed
-            for packet, _ in batch:
-                n = len(packet)
-                if n > MTU_LIMIT:
-                    result.count("InErrs")
-                elif closed:
-                    continue
-                elif n < OVERHEAD:
-                    result.count("InErrs")
-                else:
-                    datagrams.append(packet)
-                    nbytes += n
-            if datagrams:
-                one.packets = len(datagrams)
-                one.nbytes = nbytes
+            # a plain dialed session: the same outcome as the loop below,
+            # in fewer steps
+            one, errors = self.plain_batch(batch)
+            if errors:
+                result.errors["InErrs"] = errors
+            if one is not None:
                 result.deliveries.append(one)
             return result
         by_route: dict[int, Delivery] = {}

@@ -49,9 +49,10 @@ Deliberate differences from kcp-go HEAD (none visible on the wire):
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import islice
 from operator import itemgetter
+from types import FunctionType
 from typing import Final, NoReturn, Optional, Union, cast
 
 # Segment and _NoDelay live in a module mypyc leaves interpreted: it cannot
@@ -145,6 +146,32 @@ FASTACK: Final = 7
 ACKED: Final = 8
 
 
+def _header(d: bytes) -> _Hdr:
+    """The eight fields of the KCP header that starts ``d`` (at least 24 bytes).
+
+    What ``HEADER.unpack_from(d, 0)`` returns, read byte by byte: compiled,
+    this returns native ints (no tuple, no boxed ints; about a third of the
+    unpack's time); interpreted it would be slower than the unpack, which
+    :meth:`KCP.input` uses instead (:data:`_COMPILED`).
+    """
+    return (
+        d[0] | d[1] << 8 | d[2] << 16 | d[3] << 24,
+        d[4],
+        d[5],
+        d[6] | d[7] << 8,
+        d[8] | d[9] << 8 | d[10] << 16 | d[11] << 24,
+        d[12] | d[13] << 8 | d[14] << 16 | d[15] << 24,
+        d[16] | d[17] << 8 | d[18] << 16 | d[19] << 24,
+        d[20] | d[21] << 8 | d[22] << 16 | d[23] << 24,
+    )
+
+
+#: True when this module runs compiled by mypyc (a compiled function is not
+#: a Python function object): :meth:`KCP.input` then reads headers with
+#: :func:`_header`.
+_COMPILED: Final = not isinstance(_header, FunctionType)
+
+
 def _int_arg(name: str, value: object) -> int:
     """``value`` if it is an int (a bool included, as kcp-go's 0/1 flags), else TypeError."""
     if not isinstance(value, int):
@@ -231,6 +258,10 @@ class KCP:
         self.snd_queue: deque[tuple[int, _Buf]] = deque()
         self.snd_buf: deque[Segment] = deque()
         self.rcv_queue: deque[tuple[int, _Buf]] = deque()
+        # the receive queue's methods of the per-segment paths, bound once:
+        # compiled, ``queue.append(x)`` looks the method up by name each time
+        self._rcv_append: Callable[[tuple[int, _Buf]], None] = self.rcv_queue.append
+        self._rcv_popleft: Callable[[], tuple[int, _Buf]] = self.rcv_queue.popleft
         self.rcv_buf: dict[int, tuple[int, _Buf]] = {}
         self.acklist: list[tuple[int, int]] = []
         # kcp-go scans snd_buf at every flush; these let _flush skip the scan
@@ -528,7 +559,7 @@ class KCP:
                     data = b"".join([d for _, d in queue])
                     queue.clear()
             elif queue[0][0] == 0:
-                data = queue.popleft()[1]
+                data = self._rcv_popleft()[1]
             else:
                 if len(queue) <= queue[0][0]:
                     return None  # the head message is not complete yet
@@ -593,10 +624,15 @@ class KCP:
             )
         # Pass 1: validate the whole datagram before touching any state (kcp-go
         # would apply the segments before a bad one; we refuse it as a whole).
-        raw = _unpack_from(datagram, 0)  # a tuple of 8 boxed ints
-        # typed: compiled, the fields become native ints here (the arithmetic
-        # below was generic object arithmetic on the untyped tuple's items)
-        h: _Hdr = raw
+        # typed: compiled, the fields are native ints (the arithmetic below
+        # would be generic object arithmetic on an untyped tuple's items);
+        # not a conditional expression: its type would join _Hdr with the
+        # unpack's Any, and compiled, _header's native tuple would be boxed
+        h: _Hdr
+        if _COMPILED:  # noqa: SIM108
+            h = _header(datagram)
+        else:
+            h = _unpack_from(datagram, 0)
         conv, cmd, frg, wnd, ts, sn, una, length = h
         hdrs: Sequence[tuple[_Hdr, int]]
         if cmd == CMD_PUSH and n == OVERHEAD + length and conv == self.conv:
@@ -615,11 +651,11 @@ class KCP:
             rcv_wnd = self.rcv_wnd
             acklist = self.acklist
             if ((sn - rcv_nxt - rcv_wnd) & _M) >= 0x80000000:  # sn < rcv_nxt + rcv_wnd
-                acklist.append((raw[5], raw[4]))  # (sn, ts): the boxed ints as they came
+                acklist.append((sn, ts))
                 rcv_queue = self.rcv_queue
                 rcv_buf = self.rcv_buf
                 if sn == rcv_nxt and not rcv_buf and len(rcv_queue) < rcv_wnd:
-                    rcv_queue.append((frg, datagram[OVERHEAD:]))
+                    self._rcv_append((frg, datagram[OVERHEAD:]))
                     self.rcv_nxt = (sn + 1) & _M
                 elif ((sn - rcv_nxt) & _M) < 0x80000000 and sn not in rcv_buf:
                     rcv_buf[sn] = (frg, datagram[OVERHEAD:])

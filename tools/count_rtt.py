@@ -530,6 +530,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         # stream mode corks small writes behind 16 segments in flight: the
         # driver loop would wait for a tick it never runs
         parser.error("--what echo measures message mode only")
+    if args.what == "recv" and not 0 < args.burst <= 16:
+        # a longer burst corks the sender behind 16 segments in flight: the
+        # receiver would wait for messages that leave only with its ACKs
+        parser.error("--what recv: --burst 1 to 16 messages")
     if not args.rounds:
         args.rounds = {"ping": 20000, "echo": 1000, "recv": 1000}[args.what]
         if args.callgrind or args.traced:

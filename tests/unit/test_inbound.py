@@ -136,6 +136,60 @@ def test_closed_route_gets_nothing() -> None:
     assert result.deliveries == [] and result.errors == {}
 
 
+def test_plain_batch_equals_the_general_pipeline_on_random_batches() -> None:
+    # plain_batch (a plain dialed receiver's call) against the general loop,
+    # which a pass-through filter forces: same deliveries, same drops
+    rng = random.Random(9)
+
+    def pass_all(packet: bytes, addr: Any) -> Optional[str]:
+        return None
+
+    for trial in range(200):
+        route = Route(None, None)
+        route.closed = trial % 17 == 0
+        plain = Inbound.for_session(route, None)
+        general = Inbound.for_session(route, None)
+        general.pre_filters.append(pass_all)
+        assert plain.is_plain() and not general.is_plain()
+        batch = []
+        for _ in range(rng.randrange(0, 8)):
+            kind = rng.randrange(4)
+            if kind == 0:
+                batch.append((rng.randbytes(rng.randrange(0, 24)), A))  # too short
+            elif kind == 1:
+                batch.append((rng.randbytes(rng.randrange(1501, 1600)), A))  # too long
+            else:
+                batch.append((push(1, rng.randrange(100), rng.randbytes(rng.randrange(200))), A))
+        one, errors = plain.plain_batch(batch)
+        result = general.process(batch)
+        assert errors == result.errors.get("InErrs", 0)
+        if one is None:
+            assert result.deliveries == []
+            continue
+        (d,) = result.deliveries
+        assert one.route is d.route is route
+        assert (one.datagrams, one.recovered, one.packets, one.nbytes) == (
+            d.datagrams,
+            d.recovered,
+            d.packets,
+            d.nbytes,
+        )
+        # and process() on the plain pipeline reports the same
+        again = plain.process(batch)
+        assert again.errors == result.errors
+        assert [x.datagrams for x in again.deliveries] == [d.datagrams]
+
+
+def test_is_plain_is_false_with_a_codec_filters_or_hooks() -> None:
+    rx = make_codec(None, 2, 1)
+    assert not Inbound.for_session(Route(None, rx), rx).is_plain()
+    assert not Inbound.for_session(Route(None, None), None, remote=A).is_plain()
+    hooked = Inbound.for_session(Route(None, None), None)
+    hooked.after_batch.append(lambda: None)
+    assert not hooked.is_plain()
+    assert not listener().is_plain()
+
+
 # -------------------------------------------------------------- listener
 
 

@@ -508,3 +508,29 @@ def test_hold_acks_still_flushes_queued_data_when_the_window_opens() -> None:
     out = a.input(ack, now + 1, hold_acks=True)
     # una advanced with "two" waiting: the flush sends it at once
     assert (Command.PUSH, 0, 1, 3) in segs(out)
+
+
+def test_header_reads_what_the_struct_unpacks() -> None:
+    # KCP.input reads headers with _header when compiled, with the struct
+    # otherwise: the two must agree on every field, extremes included
+    from kcpsock.kcp import _header
+
+    rng = random.Random(24)
+    edges = [0, 1, 0x7F, 0x80, 0xFF, 0x100, 0xFFFF, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF]
+    for i in range(2000):
+        if i < len(edges):
+            e = edges[i]
+            fields = (e, e & 0xFF, e & 0xFF, e & 0xFFFF, e, e, e, e)
+        else:
+            fields = (
+                rng.getrandbits(32),
+                rng.getrandbits(8),
+                rng.getrandbits(8),
+                rng.getrandbits(16),
+                rng.getrandbits(32),
+                rng.getrandbits(32),
+                rng.getrandbits(32),
+                rng.getrandbits(32),
+            )
+        datagram = HEADER.pack(*fields) + rng.randbytes(rng.randrange(0, 64))
+        assert _header(datagram) == HEADER.unpack_from(datagram, 0) == fields
