@@ -1634,6 +1634,35 @@ class Session(Weakrefable):
         data = self.recv(nbytes, deadline, peek)
         return copy_into(buffer, data) if data else 0
 
+    def recv_into_short(self, buffer: bytearray, nbytes: object, deadline: Optional[float]) -> int:
+        """``KCPSocket.recv_into``'s common call: :meth:`recv_into` when ``nbytes`` is plain.
+
+        Args:
+            buffer: a bytearray.
+            nbytes: as ``socket.recv_into``: 0 (the whole buffer) or an int
+                in ``1..len(buffer)``; anything else is left to the caller.
+            deadline: as :meth:`recv`.
+
+        Returns:
+            The number of bytes stored, or -1 (nothing done) when ``nbytes``
+            is not as above or the buffer is empty: the caller's checks
+            then say what is wrong, or read nothing.
+
+        Raises:
+            As :meth:`recv`.
+        """
+        size = len(buffer)
+        if type(nbytes) is not int:
+            return -1  # a bool, a float, ...: the caller's TypeError
+        if nbytes:
+            if not 0 < nbytes <= size:
+                return -1  # the caller's ValueError
+            size = nbytes
+        elif not size:
+            return -1  # an empty buffer: the caller's checks, then 0
+        data = self.recv(size, deadline)
+        return copy_into(buffer, data) if data else 0
+
     def _serve_role(self, role: Receiver, deadline: Optional[float]) -> None:
         """Read one batch from the socket with the receive role (lock held on entry and exit).
 
