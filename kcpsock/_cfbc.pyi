@@ -6,9 +6,10 @@ cipher.  Used through :class:`kcpsock._fastcrypt.NativeCFB`.
 """
 
 from collections.abc import Sequence
-from typing import Optional, Union
+from typing import Optional, TypeVar, Union, overload
 
 _Bytes = Union[bytes, bytearray, memoryview]
+_T = TypeVar("_T")
 
 #: Packets a batch encrypts side by side (one block cipher call per round).
 LANES: int
@@ -40,8 +41,11 @@ class CFB:
         """Packet i: ``encrypt(nonce_i + crc32(head_i + body_i) + head_i + body_i)``."""
     def open(self, packet: _Bytes, /) -> Optional[bytes]:
         """Decrypt and check the CRC: the bytes after the header, or None."""
-    def open_many(self, packets: Sequence[_Bytes], /) -> list[Optional[bytes]]:
-        """:meth:`open` for each packet."""
+    @overload
+    def open_many(self, packets: Sequence[_Bytes], /) -> list[Optional[bytes]]: ...
+    @overload
+    def open_many(self, packets: Sequence[_Bytes], bad: _T, /) -> list[Union[bytes, _T]]:
+        """:meth:`open` for each packet; ``bad`` (default None) for a bad CRC."""
 
 def crc32(data: _Bytes, /) -> int:
     """zlib's CRC-32 of ``data``, as the module computes it."""

@@ -68,7 +68,7 @@ import struct
 import weakref
 from collections.abc import Sequence
 from types import ModuleType
-from typing import Callable, Optional, Protocol, TypeVar, Union
+from typing import Any, Callable, Optional, Protocol, TypeVar, Union
 
 from . import _accel
 from .config import MTU_LIMIT
@@ -680,7 +680,8 @@ class NativeCFB:
             (CRC u32 little-endian, ``nonce_i = nonces[16 i : 16 i + 16]``).
         open_packet: ``(packet) -> bytes | None``: decrypt, check the CRC,
             the bytes after the 20-byte header (None: bad CRC).
-        open_packets: ``open_packet`` for each packet of a list.
+        open_packets: ``(packets, bad=None) -> list``: ``open_packet`` for
+            each packet of a list, ``bad`` in place of None (a bad CRC).
     """
 
     __repr__ = cipher_repr
@@ -690,7 +691,7 @@ class NativeCFB:
     encrypt_pair: Callable[[BytesLike, BytesLike], bytes]
     seal_many: Callable[[BytesLike, Sequence[BytesLike], Sequence[BytesLike]], list[bytes]]
     open_packet: Callable[[BytesLike], Optional[bytes]]
-    open_packets: Callable[[Sequence[BytesLike]], list[Optional[bytes]]]
+    open_packets: Callable[..., list[Any]]
 
     def __init__(
         self, module: ModuleType, factory: CipherFactory, key: bytes, iv: bytes, mode_ecb: int

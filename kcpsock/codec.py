@@ -94,7 +94,6 @@ BytesLike = Union[bytes, bytearray, memoryview]
 _crc32: Final = zlib.crc32
 _u16_at: Final = struct.Struct("<H").unpack_from
 _u32_at: Final = struct.Struct("<I").unpack_from
-_fec_head_at: Final = struct.Struct("<IH").unpack_from  # FEC seqid, type
 _pack_u32: Final = struct.Struct("<I").pack
 #: open_many's placeholder for a packet whose CRC did not match (replaced when it does).
 _BAD_CRC: Final = PacketError("bad CRC32 (wrong key or cipher, or corrupted)", "InCsumErrors")
@@ -280,9 +279,10 @@ class PacketCodec:
         self._open_packet: Optional[Callable[[bytes], Optional[bytes]]] = (
             getattr(block, "open_packet", None) if classic else None
         )
-        self._open_packets: Optional[Callable[[list[bytes]], list[Optional[bytes]]]] = (
-            getattr(block, "open_packets", None) if classic else None
-        )
+        # (packets, bad) -> list: each payload, ``bad`` for a bad CRC
+        self._open_packets: Optional[
+            Callable[[Sequence[BytesLike], PacketError], list[Union[bytes, PacketError]]]
+        ] = getattr(block, "open_packets", None) if classic else None
 
     def __repr__(self) -> str:
         name = type(self.block).__name__ if self.block is not None else None
@@ -619,6 +619,14 @@ class PacketCodec:
                     results.append(exc)
             return results
         low = self._min_wire
+        if open_packets is not None:
+            # the common batch: every packet bytes of a length open() takes;
+            # then one C call opens the whole list as it is
+            for p in packets:
+                if not isinstance(p, bytes) or not low <= len(p) <= MTU_LIMIT:
+                    break
+            else:
+                return open_packets(packets, _BAD_CRC)
         todo: list[bytes] = []
         where: list[int] = []
         results = []
@@ -638,10 +646,9 @@ class PacketCodec:
         if not todo:
             return results
         if open_packets is not None:
-            # the C helper: decrypt and CRC check in one call (None: bad CRC)
-            for i, payload in zip(where, open_packets(todo)):
-                if payload is not None:
-                    results[i] = payload
+            # the C helper: decrypt and CRC check in one call
+            for i, payload in zip(where, open_packets(todo, _BAD_CRC)):
+                results[i] = payload
             return results
         assert many is not None
 
@@ -710,14 +717,17 @@ class PacketCodec:
         if len(payload) < OVERHEAD:
             # kcp-go packetInput: len(data) >= OVERHEAD before kcpInput
             raise PacketError(f"payload too short ({len(payload)} bytes)", "InErrs")
-        seqid, flag = _fec_head_at(payload)
-        if flag != TYPE_DATA and flag != TYPE_PARITY:
+        # bytes 4..5: f1 00 / f2 00 (byte reads: compiled, no struct call and
+        # no tuple per packet)
+        kind = payload[4]
+        if payload[5] or (kind != TYPE_DATA and kind != TYPE_PARITY):
             return payload, []
         decoder = self.decoder
         if decoder is not None:
             # header parsed and checked here (payload >= 24 bytes): no second
             # pass; a codec's decoder is always enabled (d >= 1, autotune too)
-            return decoder.take(payload, seqid, flag == TYPE_DATA)
+            seqid = payload[0] | payload[1] << 8 | payload[2] << 16 | payload[3] << 24
+            return decoder.take(payload, seqid, kind == TYPE_DATA)
         # kcp-go kcpInput: "if fecDecoder is not initialized, create one
         # with default parameter" (1, 1); kept only if the packet decodes.
         decoder = FECDecoder(1, 1)

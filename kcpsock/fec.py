@@ -51,7 +51,6 @@ vectors):
 from __future__ import annotations
 
 import struct
-from collections import deque
 from collections.abc import Iterable
 from typing import Callable, Final, NoReturn, Optional
 
@@ -500,14 +499,36 @@ class FECEncoder:
 class _Autotune:
     """kcp-go ``autoTune``: guesses the sender's (d, p) from the packet kinds.
 
-    Keeps the last 258 (seqid, is_data) samples.  The period of a kind is the
-    length of one unbroken run of it between two edges in consecutive seqids.
+    Keeps the last 258 (seqid, is_data) samples, in a ring of ints
+    (``seqid * 2 + is_data``: one int per packet, no tuple).  The period of a
+    kind is the length of one unbroken run of it between two edges in
+    consecutive seqids.
     """
 
-    __slots__ = ("samples",)
+    __slots__ = ("_full", "_next", "_ring")
 
     def __init__(self) -> None:
-        self.samples: deque[tuple[int, bool]] = deque(maxlen=AUTOTUNE_SAMPLES)
+        self._ring: list[int] = [0] * AUTOTUNE_SAMPLES
+        self._next = 0  # the slot the next sample goes to
+        self._full = False  # every slot holds a sample
+
+    def add(self, seqid: int, is_data: bool) -> None:
+        """Record one packet's seqid and kind (the oldest of 258 samples is dropped)."""
+        i = self._next
+        self._ring[i] = seqid * 2 + 1 if is_data else seqid * 2
+        i += 1
+        if i == AUTOTUNE_SAMPLES:
+            i = 0
+            self._full = True
+        self._next = i
+
+    @property
+    def samples(self) -> list[tuple[int, bool]]:
+        """The samples held, oldest first, as (seqid, is_data) pairs."""
+        ring = self._ring
+        i = self._next
+        packed = ring[i:] + ring[:i] if self._full else ring[:i]
+        return [(v >> 1, bool(v & 1)) for v in packed]
 
     def find_period(self, bit: bool) -> int:
         """Length of one run of ``bit`` (True = data), or -1 if not found.
@@ -611,8 +632,13 @@ class FECDecoder:
         self._accelerate = accel
         # the C helper (kcpsock._gfsimd) rebuilds with one call when built
         self._native: Optional[NativeEncode] = native_encode() if accel else None
-        self._sets: dict[int, dict[int, bytes]] = {}
-        self._newest: Optional[int] = None
+        # gid -> the group's n slots (packet or None), for the newest group
+        # and the three before it; the newest group's slots and count are
+        # also kept apart (the per-packet path touches no dict)
+        self._sets: dict[int, list[Optional[bytes]]] = {}
+        self._newest = -1  # the newest group's id; -1 before the first packet
+        self._cur: list[Optional[bytes]] = []  # its slots (the same list as in _sets)
+        self._cur_count = 0  # the shards in _cur
         self._configure(d, p)
 
     def _configure(self, d: int, p: int) -> None:
@@ -623,7 +649,9 @@ class FECDecoder:
         self._shape = (self._n, d, self._paws)
         self._rs = ReedSolomon(d, p) if d else None
         self._sets = {}
-        self._newest = None
+        self._newest = -1
+        self._cur = []
+        self._cur_count = 0
 
     def __repr__(self) -> str:
         return f"FECDecoder({self._d}, {self._p}, sets={len(self._sets)})"
@@ -719,14 +747,15 @@ class FECDecoder:
         # --- no exception below this line: state changes start here ---
         tuner = self._autotune
         if tuner is not None:
-            tuner.samples.append((seqid, is_data))
-        n, d, paws = self._shape
-        if seqid >= paws:
+            tuner.add(seqid, is_data)
+        if seqid >= self._paws:
             # kcp-go HEAD: beyond the wrap point, never a valid seqid.
             self.ignored += 1
             return regular, []
-        gid, pos = divmod(seqid, n)
-        if (pos < d) != is_data or self._should_tune:
+        n = self._n
+        gid = seqid // n
+        pos = seqid - gid * n
+        if (pos < self._d) != is_data or self._should_tune:
             # Kind does not match the position: the peer's (d, p) differs
             # (kcp-go HEAD shouldTune; sticky until autotune succeeds).
             self.ignored += 1
@@ -734,49 +763,86 @@ class FECDecoder:
                 self._should_tune = True
                 self._retune()
             return regular, []
-        sets = self._sets
-        shard_set = sets.get(gid)
-        if shard_set is None:
-            shard_set = sets[gid] = {}
-        elif pos in shard_set:
+        if gid != self._newest:
+            return regular, self._take_other(packet, gid, pos, is_data)
+        # The newest group (nearly every packet): no dict, no window check.
+        slots = self._cur
+        if slots[pos] is not None:
             self.ignored += 1  # duplicate
             return regular, []
+        slots[pos] = packet
         if not is_data:
             self.parity_shards += 1
-        shard_set[pos] = packet
+        count = self._cur_count + 1
+        if count < self._d:
+            self._cur_count = count
+            return regular, []
+        # kcp-go HEAD: take every shard out; the set stays, empty, so later
+        # shards of this group (its parity, normally) are collected again
+        # and age out with the group.
+        fresh: list[Optional[bytes]] = [None] * n
+        self._sets[gid] = fresh
+        self._cur = fresh
+        self._cur_count = 0
+        return regular, self._recover(slots)
+
+    def _take_other(self, packet: bytes, gid: int, pos: int, is_data: bool) -> list[bytes]:
+        """:meth:`take` for a packet of a group other than the newest (or the first packet)."""
+        n = self._n
+        sets = self._sets
+        slots = sets.get(gid)
+        if slots is None:
+            slots = sets[gid] = [None] * n
+        elif slots[pos] is not None:
+            self.ignored += 1  # duplicate
+            return []
+        slots[pos] = packet
+        if not is_data:
+            self.parity_shards += 1
+        count = n - slots.count(None)
         recovered: list[bytes] = []
-        if len(shard_set) >= d:
-            # kcp-go HEAD: take every shard out; the set stays, empty, so
-            # later shards of this group are collected again (normally they
-            # never reach d and age out).
-            sets[gid] = {}
-            recovered = self._recover(shard_set)
+        if count >= self._d:
+            # as in take: the set stays, empty
+            sets[gid] = [None] * n
+            count = 0
+            recovered = self._recover(slots)
         # Track the newest group and drop the ones more than 3 groups behind
         # (kcp-go HEAD newestShardId / maxShardSets).
         newest = self._newest
-        if newest is None:
+        horizon = MAX_SHARD_SETS * n
+        if newest < 0 or timediff(gid * n, newest * n) > 0:
             self._newest = gid
-        elif gid != newest:
-            horizon = MAX_SHARD_SETS * n
-            if timediff(gid * n, newest * n) > 0:
-                self._newest = newest = gid
-                stale = [g for g in sets if timediff(newest * n, g * n) > horizon]
+            self._cur = sets[gid]
+            self._cur_count = count
+            if gid == newest + 1 and gid > MAX_SHARD_SETS:
+                # the next group (no wrap): the sets held were those of groups
+                # newest-3 .. newest, so only newest-3 falls out of the window
+                sets.pop(gid - MAX_SHARD_SETS - 1, None)
+            elif newest >= 0:
+                stale = [g for g in sets if timediff(gid * n, g * n) > horizon]
                 for g in stale:
                     del sets[g]
-            elif timediff(newest * n, gid * n) > horizon:
-                del sets[gid]
-        return regular, recovered
+        elif timediff(newest * n, gid * n) > horizon:
+            del sets[gid]
+        return recovered
 
-    def _recover(self, shard_set: dict[int, bytes]) -> list[bytes]:
+    def _recover(self, slots: list[Optional[bytes]]) -> list[bytes]:
+        """The datagrams rebuilt from a group's d (or more) shards; [] when no data is missing."""
         d = self._d
-        missing = [i for i in range(d) if i not in shard_set]
+        missing = [i for i in range(d) if slots[i] is None]
         if not missing:
             self.full_shard_sets += 1
             return []
         rs = self._rs
         if rs is None:  # pragma: no cover - enabled decoders always have one
             return []
-        chosen = tuple(sorted(shard_set)[:d])
+        present = [i for i in range(len(slots)) if slots[i] is not None]
+        chosen = tuple(present[:d])
+        shard_set: dict[int, bytes] = {}
+        for i in present:
+            packet = slots[i]
+            assert packet is not None
+            shard_set[i] = packet
         maxlen = max(len(p) for p in shard_set.values()) - FEC_HEADER_SIZE
         native = self._native
         if native is not None and maxlen >= 2:

@@ -993,6 +993,7 @@ class Inbound:
                 result.deliveries.append(one)
             return result
         by_route: dict[int, Delivery] = {}
+        last: Optional[Delivery] = None  # the previous packet's delivery (runs of one route)
         deliveries = result.deliveries
         table = self.table
         opened: Optional[list[Union[bytes, PacketError]]] = None
@@ -1019,7 +1020,8 @@ class Inbound:
             # 2. open (plain mode: no-op)
             if opened is not None:
                 got = opened[index]
-                if isinstance(got, PacketError):
+                if not isinstance(got, bytes):
+                    # (bytes first: compiled, a type check; PacketError's is a call)
                     result.count(got.counter)
                     continue
                 payload = got
@@ -1058,7 +1060,11 @@ class Inbound:
             codec = route.codec
             if codec is not None:
                 try:
-                    regular, recovered = codec.decode_payload(payload)
+                    if isinstance(codec, PacketCodec):
+                        # compiled: a direct call (no method lookup, no argument parsing)
+                        regular, recovered = codec.decode_payload(payload)
+                    else:
+                        regular, recovered = codec.decode_payload(payload)
                 except PacketError as exc:
                     result.count(exc.counter)
                     continue
@@ -1067,10 +1073,13 @@ class Inbound:
                     result.count("InErrs")
                     continue
                 regular, recovered = payload, _NONE
-            d = by_route.get(id(route))
-            if d is None:
-                d = by_route[id(route)] = Delivery(route)
-                deliveries.append(d)
+            d = last
+            if d is None or d.route is not route:
+                d = by_route.get(id(route))
+                if d is None:
+                    d = by_route[id(route)] = Delivery(route)
+                    deliveries.append(d)
+                last = d
             d.packets += 1
             d.nbytes += len(payload)
             if regular is not None:

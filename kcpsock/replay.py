@@ -187,6 +187,11 @@ class ReplayCache:
         self._make_room(now_ms)
         cur = self._cur
         half = self._half
+        if isinstance(keys, (set, list)) and len(cur) + len(keys) <= half:
+            # (a batch: received, or sent) no rotation can fall inside: one
+            # C-level union
+            cur.update(keys)
+            return
         for key in keys:
             if len(cur) >= half:
                 self._make_room(now_ms)
@@ -248,7 +253,7 @@ class ReplayFilter:
         ValueError, TypeError: bad sizes (see :class:`ReplayCache`).
     """
 
-    __slots__ = ("_clock", "_lock", "_pending", "cache", "nonce_size")
+    __slots__ = ("_clock", "_last_key", "_last_packet", "_lock", "_pending", "cache", "nonce_size")
 
     def __init__(
         self,
@@ -269,6 +274,10 @@ class ReplayFilter:
         )
         # nonces passed by post_later in the current batch, not yet in the cache
         self._pending: set[bytes] = set()
+        # the last packet pre() passed and its key (hashed already): post_later
+        # of that packet reuses it instead of slicing and hashing again
+        self._last_packet: Optional[bytes] = None
+        self._last_key = b""
 
     def __repr__(self) -> str:
         return f"<ReplayFilter nonce_size={self.nonce_size} {self.cache!r}>"
@@ -285,6 +294,8 @@ class ReplayFilter:
         if key in cache._cur or key in cache._old or key in self._pending:
             cache.replays += 1
             return "InReplays"
+        self._last_packet = packet
+        self._last_key = key
         return None
 
     def post_later(self, packet: bytes, payload: bytes, addr: Any) -> Optional[str]:
@@ -293,11 +304,15 @@ class ReplayFilter:
         Only for the receiver thread that also runs :meth:`pre` and calls
         :meth:`commit` at the end of every batch (see :meth:`install`).
         """
-        self._pending.add(packet[: self.nonce_size])
+        if packet is self._last_packet:
+            self._pending.add(self._last_key)
+        else:
+            self._pending.add(packet[: self.nonce_size])
         return None
 
     def commit(self) -> None:
         """Remember the nonces :meth:`post_later` took (one lock and one clock read per batch)."""
+        self._last_packet = None
         pending = self._pending
         if pending:
             with self._lock:

@@ -440,18 +440,18 @@ def test_find_period_needs_an_unbroken_stretch() -> None:
     assert tuner.find_period(True) == -1
     kinds = ([True] * 4 + [False] * 2) * 4  # d = 4, p = 2, seqids 0..23
     for seq, kind in enumerate(kinds):
-        tuner.samples.append((seq, kind))
+        tuner.add(seq, kind)
     assert (tuner.find_period(True), tuner.find_period(False)) == (4, 2)
     # a loss before the right edge defeats detection
     broken = _Autotune()
     for seq, kind in enumerate(kinds):
         if seq != 3:
-            broken.samples.append((seq, kind))
+            broken.add(seq, kind)
     assert broken.find_period(True) == -1
     # seqids wrapping around 2**32 are still consecutive
     wrapped = _Autotune()
     for i, kind in enumerate(kinds):
-        wrapped.samples.append(((0xFFFFFFF0 + i) & 0xFFFFFFFF, kind))
+        wrapped.add((0xFFFFFFF0 + i) & 0xFFFFFFFF, kind)
     assert wrapped.find_period(False) == 2
 
 

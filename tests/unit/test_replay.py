@@ -216,3 +216,38 @@ def test_installed_filter_commits_each_batch_once() -> None:
     assert r.errors == {} and len(r.deliveries[0].datagrams) == 5
     assert len(filt.cache) == 5 and not filt._pending  # committed at the end of the batch
     assert inbound.after_batch == [filt.commit]
+
+
+def test_add_many_of_a_set_rotates_as_one_by_one() -> None:
+    """A set or list added at once (a batch) ends as adding each key in turn."""
+    import random
+
+    rng = random.Random(3)
+    for _ in range(200):
+        capacity = rng.randrange(2, 40)
+        fast, slow = ReplayCache(capacity, 1000), ReplayCache(capacity, 1000)
+        now = 0
+        for _ in range(6):
+            keys: Any = [rng.randrange(60).to_bytes(2, "little") for _ in range(rng.randrange(25))]
+            if rng.random() < 0.5:
+                keys = set(keys)
+            now += rng.randrange(0, 400)
+            fast.add_many(keys, now)
+            slow.add_many(iter(list(keys)), now)  # (an iterator: the per-key path)
+            assert (fast._cur, fast._old, fast.rotations) == (slow._cur, slow._old, slow.rotations)
+
+
+def test_post_later_takes_the_nonce_of_its_own_packet() -> None:
+    """post_later reuses pre()'s key only for the packet pre() passed last."""
+    from kcpsock.replay import ReplayFilter
+
+    filt = ReplayFilter(16, lambda: 0)
+    a, b = bytes(16) + b"payload-a", bytes([1] * 16) + b"payload-b"
+    assert filt.pre(a, X) is None and filt.pre(b, X) is None
+    filt.post_later(a, b"", X)  # not the last packet pre() saw: its own nonce
+    filt.post_later(b, b"", X)
+    assert filt._pending == {a[:16], b[:16]}
+    filt.commit()
+    assert filt.cache.contains(a[:16]) and filt.cache.contains(b[:16])
+    assert filt._last_packet is None  # no packet held past the batch
+    assert filt.pre(a, Y) == "InReplays"
