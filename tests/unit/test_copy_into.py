@@ -66,3 +66,13 @@ def test_a_too_small_or_read_only_buffer_is_refused() -> None:
         copy_into(bytearray(3), b"abcd")
     with pytest.raises(TypeError):
         copy_into(memoryview(b"abcd"), b"ab")
+
+
+def test_a_strided_view_is_filled_item_by_item() -> None:
+    # recv_into accepts any writable byte view, a strided one included: the
+    # copy must not fail after the message was taken
+    backing = bytearray(b".") * 12
+    view = memoryview(backing)[::2]
+    assert not view.c_contiguous
+    assert copy_into(view, b"abc") == 3
+    assert backing == b"a.b.c......."
