@@ -499,23 +499,30 @@ class FECEncoder:
 class _Autotune:
     """kcp-go ``autoTune``: guesses the sender's (d, p) from the packet kinds.
 
-    Keeps the last 258 (seqid, is_data) samples, in a ring of ints
-    (``seqid * 2 + is_data``: one int per packet, no tuple).  The period of a
-    kind is the length of one unbroken run of it between two edges in
-    consecutive seqids.
+    Keeps the last 258 (seqid, is_data) samples.  The period of a kind is the
+    length of one unbroken run of it between two edges in consecutive seqids.
+
+    Stored as a ring of small ints, one per packet: ``delta * 2 + is_data``
+    where delta is the seqid's distance (mod 2**32) from the sample before;
+    the newest seqid is kept apart, and the others follow from it backwards.
+    In a stream delta is 1, so the ring holds the same two small ints over
+    and over (no int object is made or freed per packet).
     """
 
-    __slots__ = ("_full", "_next", "_ring")
+    __slots__ = ("_full", "_last", "_next", "_ring")
 
     def __init__(self) -> None:
         self._ring: list[int] = [0] * AUTOTUNE_SAMPLES
         self._next = 0  # the slot the next sample goes to
         self._full = False  # every slot holds a sample
+        self._last = 0  # the newest sample's seqid
 
     def add(self, seqid: int, is_data: bool) -> None:
-        """Record one packet's seqid and kind (the oldest of 258 samples is dropped)."""
+        """Record one packet's seqid (a u32) and kind (the oldest of 258 samples is dropped)."""
+        delta = (seqid - self._last) & 0xFFFFFFFF
+        self._last = seqid
         i = self._next
-        self._ring[i] = seqid * 2 + 1 if is_data else seqid * 2
+        self._ring[i] = delta * 2 + 1 if is_data else delta * 2
         i += 1
         if i == AUTOTUNE_SAMPLES:
             i = 0
@@ -528,7 +535,13 @@ class _Autotune:
         ring = self._ring
         i = self._next
         packed = ring[i:] + ring[:i] if self._full else ring[:i]
-        return [(v >> 1, bool(v & 1)) for v in packed]
+        out: list[tuple[int, bool]] = []
+        seqid = self._last
+        for v in reversed(packed):
+            out.append((seqid, bool(v & 1)))
+            seqid = (seqid - (v >> 1)) & 0xFFFFFFFF
+        out.reverse()
+        return out
 
     def find_period(self, bit: bool) -> int:
         """Length of one run of ``bit`` (True = data), or -1 if not found.

@@ -18,7 +18,11 @@ Who runs what::
                       the windows' share of the socket buffer; when the
                       batch reaches several sessions, what they send
                       meanwhile is gathered and leaves in one sendmmsg at
-                      the end of the batch (Transport.begin_gather)
+                      the end of the batch (Transport.begin_gather); while
+                      more input waits, the wake-ups of stream readers that
+                      asked for more than is ready are deferred to the end
+                      of a later batch (session.WakeGate: never blocks on a
+                      session lock, the holder wakes them instead)
     user threads      accept (waits on the listener's Condition), close;
                       while the listener serves ONE session, that session's
                       reader blocked in recv may hold the receive role and
@@ -79,6 +83,7 @@ from .inbound import (
 from .session import (
     Session,
     Timeout,
+    WakeGate,
     listener_started,
     listener_stopped,
     new_replay_filter,
@@ -194,6 +199,9 @@ class ListenerCore(Weakrefable):
         self.drain = DrainRate()
         # datagrams waited for the receiver since the last _share_windows
         self._backlog = False
+        #: the deferral of the sessions' reader wake-ups while the receiver is behind
+        self.wake_gate = WakeGate()
+        self._behind = False  # the current batch's: datagrams wait in the read-ahead
         self._receiver = Receiver(
             self.transport,
             self._on_batch,
@@ -238,6 +246,7 @@ class ListenerCore(Weakrefable):
         """
         transport = self.transport
         transport.handling = True  # (the sessions' timers: Session._input_first)
+        self._behind = False  # (set by _handle_batch; a failed batch wakes the deferred)
         try:
             self._handle_batch(batch)
         finally:
@@ -245,6 +254,9 @@ class ListenerCore(Weakrefable):
                 transport.end_gather()
             finally:
                 transport.handling = False
+                # the readers whose wake-up the batch deferred: woken now
+                # unless the next batch follows at once (WakeGate)
+                self.wake_gate.end(self._behind, now_ms())
 
     def _handle_batch(self, batch: Batch) -> None:
         """The body of :meth:`_on_batch` (it may begin the gather that one ends)."""
@@ -279,6 +291,7 @@ class ListenerCore(Weakrefable):
                     if self.config.pending_rcvwnd < self.config.rcvwnd:
                         s.kcp.wndsize(0, self.config.pending_rcvwnd)
                         s.deferred_rcvwnd = self.config.rcvwnd
+                    s.wake_gate = self.wake_gate
                     s.start()
                     new.append(s)
         share = self.window_share
@@ -291,7 +304,15 @@ class ListenerCore(Weakrefable):
         if new or now >= share.next_at:
             self._share_windows(now)
         # more input waits: the sessions' RTO resends wait for it (Session.deliver)
-        behind = len(batch) >= LISTENER_BATCH or self._receiver.pending > 0
+        waiting = self._receiver.pending > 0
+        behind = waiting or len(batch) >= LISTENER_BATCH
+        # readers that asked for more than their input brings are woken at
+        # the end of the batch, or of a later one (WakeGate); only while
+        # datagrams wait in the read-ahead: after a full batch that took
+        # everything, the receiver may next block in the socket
+        self._behind = waiting
+        if waiting:
+            self.wake_gate.begin(now_ms())
         for d in result.deliveries:
             target = d.route.target
             if target is not None:

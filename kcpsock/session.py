@@ -70,6 +70,13 @@ Invariants:
   reads when it is read (:meth:`Session.snmp_counts`).  ``packets_out`` and
   ``wire_bytes_out`` are changed by the ``_tx_lock`` holder only, the rest
   under the session lock (or by the one receiver thread: FEC counters).
+* A listener's receiver may defer a blocked stream reader's wake-up while
+  it is behind (:class:`WakeGate`, its thread's deliveries only): it lists
+  the session and wakes the reader at the end of a later batch, taking the
+  lock without waiting; if the lock is taken it sets ``_wake_due`` and the
+  holder wakes the reader before (or, checking after, just after) its
+  release, as it drains a queued batch.  Never longer than
+  ``WakeGate.max_ms``, never once the receiver caught up.
 * The inbound queue holds at most ``inbox_limit`` batches; a receiver
   finding it full drops the batch and counts it (:attr:`Session.inbox_drops`),
   as a full kernel buffer would.
@@ -140,6 +147,7 @@ __all__ = [
     "Session",
     "SessionState",
     "Timeout",
+    "WakeGate",
     "byte_view",
     "copy_into",
     "drain_closing",
@@ -340,6 +348,73 @@ def wait_deadline(cond: threading.Condition, deadline: Optional[float]) -> bool:
     return True
 
 
+class WakeGate:
+    """A listener receiver's deferral of its sessions' reader wake-ups while it is behind.
+
+    With many busy sessions the receiver's batches bring each session a few
+    datagrams, and waking its blocked reader for each (a ``Condition``
+    notify, a thread switch, two hand-offs of the interpreter lock) costs
+    more than the copy the reader then makes.  While the receiver knows more
+    input waits (``active``, set by the receiver thread for the deliveries of
+    one batch), a stream-mode session whose blocked reader asked for more
+    bytes than are ready is not woken by its input but listed here; the
+    receiver wakes the listed readers at the end of its batch
+    (:meth:`end`) once it is no longer behind, the session's input paused
+    for ``idle_ms`` or its reader was deferred ``max_ms``.  A reader is woken
+    at once when its request is ready, half its receive window is queued,
+    the last segment ready is short (the peer's write ended: a request, a
+    reply) or the session ends; message mode and readiness fds are never
+    deferred.
+
+    Receiver thread only (the drains of other threads never defer).
+    """
+
+    def __init__(self, idle_ms: int = 30, max_ms: int = 60) -> None:
+        #: the thread whose batch defers now (0: none: every wake-up is at once)
+        self.thread = 0
+        #: the batch's time (:func:`kcpsock.updater.now_ms`)
+        self.now = 0
+        #: wake a deferred reader whose session had no input for this long
+        self.idle_ms = idle_ms
+        #: wake a reader deferred this long in any case
+        self.max_ms = max_ms
+        #: sessions whose reader was deferred (and maybe woken since)
+        self.deferred: list[Session] = []
+        #: reader wake-ups deferred, and woken at the end of a batch (figures)
+        self.deferrals = 0
+        self.woken = 0
+
+    def begin(self, now: int) -> None:
+        """Defer the wake-ups of the calling thread's deliveries from now on."""
+        self.now = now
+        self.thread = _get_ident()
+
+    def end(self, behind: bool, now: int) -> None:
+        """Stop deferring; wake the deferred readers that should not wait for the next batch.
+
+        Args:
+            behind: more input waits for the receiver (its next batch follows at once).
+            now: the current time (:func:`kcpsock.updater.now_ms`).
+        """
+        self.thread = 0
+        deferred = self.deferred
+        if not deferred:
+            return
+        keep: list[Session] = []
+        idle = self.idle_ms
+        most = self.max_ms
+        for s in deferred:
+            since = s._wake_since
+            if since < 0:
+                continue  # woken meanwhile
+            if behind and now - since < most and now - s._input_ms < idle:
+                keep.append(s)
+                continue
+            self.woken += 1
+            s.wake_deferred()
+        self.deferred = keep
+
+
 class _SessionLock:
     """The session lock: a re-entrant lock whose release drains the inbound queue.
 
@@ -396,14 +471,17 @@ class _SessionLock:
                     self._depth = 0
                     release()
                     raise
+            if s._wake_due:
+                s._wake_now()  # a wake-up the receiver deferred (WakeGate)
             pending, counts = s._take_output()
             self._depth = 0
             release()
             if pending or counts:
                 s._transmit(pending, counts)
             # check after release: a batch queued meanwhile by a receiver
-            # that found the lock taken is ours to drain
-            if not s._inbox or not self._acquire(False):
+            # that found the lock taken is ours to drain (and a deferred
+            # wake-up it asked for)
+            if (not s._inbox and not s._wake_due) or not self._acquire(False):
                 return
             self._depth = 1
 
@@ -419,6 +497,8 @@ class _SessionLock:
         s = self._s
         if s._inbox:
             s._drain_locked()  # may notify the Condition this thread waits on
+        if s._wake_due:
+            s._wake_now()
         pending, counts = s._take_output()
         depth = self._depth
         self._depth = 0
@@ -427,7 +507,7 @@ class _SessionLock:
         try:
             if pending or counts:
                 s._transmit(pending, counts)
-            if s._inbox and self.acquire(False):
+            if (s._inbox or s._wake_due) and self.acquire(False):
                 self.release()
         except BaseException:
             # Ctrl-C while released: the caller expects the lock back (a
@@ -516,6 +596,11 @@ class Session(Weakrefable):
         self._rwait = 0  # threads waiting on _readable / _writable (lock held):
         self._wwait = 0  # notifications are skipped when nobody waits
         self._rhold = 0  # readers reading the socket with the receive role
+        self._rwant = 0  # bytes the last blocked reader asked for
+        #: the listener receiver's deferral of reader wake-ups (None: never deferred)
+        self.wake_gate: Optional[WakeGate] = None
+        self._wake_since = -1  # when a reader's wake-up was deferred (-1: none is)
+        self._wake_due = False  # the receiver asks the lock holder to wake the readers
         # the thread reading the socket for its own recv (the receive role):
         # the ACKs of what it reads for itself ride on its reply (_drain_locked)
         self._ack_rider = 0
@@ -710,11 +795,30 @@ class Session(Weakrefable):
         signal = self._signal
         # (readiness is worked out only when a waiter or the readiness fd
         # looks at it: nothing to do per datagram for a busy writer)
+        queue = kcp.rcv_queue
         if (self._rwait or self._rhold or signal is not None) and (
-            self._pending or kcp.peek_size() > 0 or dead or self._rd_shut
+            self._pending
+            # (stream mode: a non-empty last segment is enough; peek_size
+            # would add up the whole queue at every delivery)
+            or (kcp.stream and queue and len(queue[-1][1]) > 0)
+            or kcp.peek_size() > 0
+            or dead
+            or self._rd_shut
         ):
             if self._rwait:
-                self._readable.notify_all()
+                gate = self.wake_gate
+                if (
+                    hysteresis
+                    and gate is not None
+                    and gate.thread
+                    and not dead
+                    and not self._rd_shut
+                    and self._defer_wake(gate, kcp)
+                ):
+                    pass  # the receiver wakes it (WakeGate.end)
+                else:
+                    self._wake_since = -1
+                    self._readable.notify_all()
             if self._rhold:
                 role = self._role
                 if role is not None:
@@ -734,6 +838,51 @@ class Session(Weakrefable):
                 signal.set_writable(dead or self._wr_shut or room > 0)
         if self._handshake and (kcp.in_segs or dead):
             self._answered.notify_all()
+
+    def _defer_wake(self, gate: WakeGate, kcp: KCP) -> bool:
+        """True if the blocked reader's wake-up waits for the receiver's batch end (lock held).
+
+        Only on the receiver thread that set ``gate`` active, in stream mode,
+        while less than the reader asked for (and less than half the receive
+        window) is ready and nothing is left over from a short read.
+        """
+        want = self._rwant
+        if want <= 0 or self._pending or not kcp.stream or gate.thread != _get_ident():
+            return False
+        queue = kcp.rcv_queue
+        nq = len(queue)
+        if nq * kcp.mss >= want or nq * 2 >= kcp.rcv_wnd or (nq and len(queue[-1][1]) < kcp.mss):
+            # (a short last segment: the peer's write ended there, a request
+            # or a reply waits for this reader; a bulk sender fills them)
+            return False
+        since = self._wake_since
+        if since < 0:
+            self._wake_since = gate.now
+            gate.deferrals += 1
+            gate.deferred.append(self)
+        elif gate.now - since >= gate.max_ms:
+            return False
+        return True
+
+    def wake_deferred(self) -> None:
+        """Wake the readers whose wake-up a :class:`WakeGate` deferred (never blocks).
+
+        If another thread holds the session lock, that thread wakes them
+        before it lets go (or takes the lock again after: see
+        :meth:`_SessionLock.release`).
+        """
+        self._wake_due = True
+        lock = self._lock
+        if lock.acquire(False):
+            lock.release()  # wakes them (_wake_now)
+
+    def _wake_now(self) -> None:
+        """Wake the readers a deferred wake-up was asked for (lock held)."""
+        self._wake_due = False
+        if self._wake_since >= 0:
+            self._wake_since = -1
+            if self._rwait:
+                self._readable.notify_all()
 
     def _queued_bytes(self) -> int:
         """Bytes waiting behind the send window (lock held), as ``send_buffer`` counts them.
@@ -1018,8 +1167,7 @@ class Session(Weakrefable):
                     # ... unless data moved while the close watch runs: a new
                     # window, whose first look comes when _watch would make it
                     # (half the gap, at least one answer time)
-                    u = max(kcp.rx_rto, self._answer_ms)
-                    self._arm_at(now + max(self._w_gap >> 1, u))
+                    self._watch_moved(kcp, now)
                 else:
                     self._postpone_idle(kcp)
             return
@@ -1193,6 +1341,48 @@ class Session(Weakrefable):
     def _keepalive_grid(self) -> int:
         """The grid (ms) keep-alive deadlines are rounded up to (:data:`KEEPALIVE_GRID_MS`)."""
         return min(KEEPALIVE_GRID_MS, self.keepalive_interval_ms >> 3) or 1
+
+    def _watch_moved(self, kcp: KCP, now: int) -> None:
+        """Data moved while the close watch runs and nothing else is due (lock held).
+
+        While a reader waits for a steady stream, every look of the watch
+        finds that data moved and sets the next look one answer time after
+        the last datagram: one timer run per answer time per session for
+        nothing (100 streaming sessions: about 2,500 a second).  When no run
+        of probes goes on, this makes that look here instead, as
+        :meth:`_watch` would (new mark, half the gap, a new window), and
+        moves the timer to the next look if it would run within half an
+        answer time (:meth:`kcpsock.updater.Updater.postpone`: about two
+        heap entries per answer time instead of a timer run).  Otherwise
+        the next look is armed as before.
+        """
+        u = max(kcp.rx_rto, self._answer_ms)
+        if (
+            self._w_due > 0
+            and not self._w_first
+            and self.state is _OPEN
+            and self.failure is None
+            and not self._icmp
+            and self._reader_waits(kcp)
+        ):
+            gap = self._w_gap >> 1
+            at = self._last_rx + max(gap, u)
+            if self.keepalive_timeout_ms:
+                end = now + max(GONE_WINDOW_MS, GONE_ANSWER_TIMES * u)
+            else:
+                end = now + GONE_GAP_MAX_MS + u
+            if at < end:
+                self._w_mark = (kcp.rcv_nxt, kcp.snd_una)
+                self._w_gap = gap
+                self._w_start = now
+                self._w_due = at
+                current = self.updater_deadline
+                if current is None or current > at:
+                    self._arm_at(at)
+                elif current - now < (u >> 1):
+                    updater.postpone(self, at)
+                return
+        self._arm_at(now + max(self._w_gap >> 1, u))
 
     def _postpone_idle(self, kcp: KCP) -> None:
         """After input that only proved the peer alive: move the timer to the keep-alive's.
@@ -1580,6 +1770,7 @@ class Session(Weakrefable):
                         self._serve_role(role, deadline)
                         continue
                     self._rwait += 1
+                    self._rwant = bufsize  # (WakeGate: a stream reader's wake-up)
                     if role is not None:
                         role.begin_wait(self._offer_role)
                     try:
@@ -1909,8 +2100,10 @@ class Session(Weakrefable):
             stalled = len(kcp.rcv_queue) >= kcp.rcv_wnd
             kcp.wndsize(0, rcvwnd)
             if stalled:
+                # sent with the lock's release (an updater run for it would
+                # wait its turn: a listener's new sessions all open at once)
                 kcp.probe |= IKCP_ASK_TELL
-                self._arm_locked()
+                self._out += kcp.flush_acks(now_ms())
 
     def set_mtu(self, mtu: int) -> bool:
         """kcp-go ``SetMtu``: UDP payload size; KCP MTU = mtu - codec overhead.

@@ -36,10 +36,16 @@ Diagnostic switches (environment of this command):
 * ``PROBE_CPROFILE=PREFIX``: cProfile the receiver and updater threads
   (best with ``KCPSOCK_PURE=1``); ``--profile FILE``: py-spy record (extra
   py-spy flags in ``PROBE_PYSPY``, e.g. ``--gil`` or ``--idle``);
-  ``PROBE_PERF=FILE``: ``perf record`` the server;
+  ``PROBE_PERF=FILE``: ``perf record`` the server (start-up included);
+  ``PROBE_ATTACH='perf record -F 4000 -o FILE -p {pid}'`` (or ``strace -c
+  -f -o FILE -p {pid}``, ``perf stat -e ... -p {pid}``): a command attached
+  to the server only while the client runs (stopped with SIGINT after it;
+  ``{pid}`` is the server's process id), so start-up and imports are not in
+  its figures;
 * ``PROBE_NOCAP=1``: lift the listener's window caps (WindowShare,
   DrainRate); ``PROBE_CAP=N``: the share's floor; ``PROBE_SWITCH=S``:
-  ``sys.setswitchinterval(S)`` in the server.
+  ``sys.setswitchinterval(S)`` in the server; ``PROBE_GATE=IDLE,MAX``: the
+  bounds (ms) of the listener's reader wake-up deferral (``WakeGate``).
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
+import signal
 import subprocess
 import sys
 import threading
@@ -148,6 +156,32 @@ def role_server(args: argparse.Namespace) -> None:
                 wake_sites[site] = wake_sites.get(site, 0) + 1
 
         updater_mod.Updater.schedule = schedule  # type: ignore[method-assign]
+    fire_kinds: dict[str, int] = {}
+    if os.environ.get("PROBE_FIRES"):
+        # pure form only: what the sessions' timer runs found to do
+        from kcpsock.session import Session as _Session
+
+        orig_on_timer = _Session.on_timer
+
+        def on_timer(self: Any, now: int) -> Any:
+            k = self.kcp
+            kind = ",".join(
+                name
+                for name, on in (
+                    ("acks", bool(k.acklist)),
+                    ("waitsnd", bool(k.waitsnd())),
+                    ("probe", bool(k.probe)),
+                    ("reader", bool(self._rwait)),
+                    ("watch", bool(self._w_due)),
+                    ("inbox", bool(self._inbox)),
+                    ("late", now - (self.updater_deadline or now) > 5),
+                )
+                if on
+            )
+            fire_kinds[kind or "nothing"] = fire_kinds.get(kind or "nothing", 0) + 1
+            return orig_on_timer(self, now)
+
+        _Session.on_timer = on_timer  # type: ignore[method-assign]
     options = _kcp_options(args)
     if os.environ.get("PROBE_BACKLOG_PER_ADDRESS"):
         import dataclasses
@@ -159,6 +193,10 @@ def role_server(args: argparse.Namespace) -> None:
     if os.environ.get("PROBE_NOCAP"):
         listener.core.window_share.hold = -1.0
         listener.core.drain.start = 0xFFFF
+    gate = getattr(listener.core, "wake_gate", None)
+    if os.environ.get("PROBE_GATE") and gate is not None:
+        # the reader wake-up deferral's bounds: "IDLE_MS,MAX_MS" (0,0: off)
+        gate.idle_ms, gate.max_ms = (int(x) for x in os.environ["PROBE_GATE"].split(","))
     if os.environ.get("PROBE_CAP"):
         listener.core.window_share.floor = int(os.environ["PROBE_CAP"])
     batch_log: list[tuple[float, int, int, float, int]] = []
@@ -184,6 +222,7 @@ def role_server(args: argparse.Namespace) -> None:
         rcv._handler = logged
     totals = {"inbox_drops": 0, "sessions": 0, "srtt_max": 0, "handler_cpu": 0.0}
     spans: list[tuple[float, float]] = []  # (first bytes, done) per session
+    sizes: list[int] = []  # what each recv_into returned (racy appends are fine: a figure)
     calls = [0]  # recv_into calls of the handlers (racy count: a figure, not a test)
     lock = threading.Lock()
 
@@ -203,6 +242,7 @@ def role_server(args: argparse.Namespace) -> None:
                     return
                 got += n
                 calls[0] += 1
+                sizes.append(n)
             sock.sendall(b"DONE")
             with lock:
                 spans.append((t_start, time.monotonic()))
@@ -343,6 +383,8 @@ def role_server(args: argparse.Namespace) -> None:
                 "fired": updater.fired,
                 "claimed": getattr(updater, "claimed", None),
                 "recv_calls": calls[0],
+                "gate": None if gate is None else [gate.deferrals, gate.woken],
+                "recv_sizes": _quantiles(sizes),
                 "spans": spans,
                 "wakeups": updater.wakeups,
                 "cpu": t.user + t.system - base[0],
@@ -355,10 +397,37 @@ def role_server(args: argparse.Namespace) -> None:
                     if v
                 },
                 "wake_sites": wake_sites,
+                "fire_kinds": fire_kinds,
                 "refused": {k: v for k, v in listener.refused.items() if v},
             }
             print("STATS " + json.dumps(stats), flush=True)
     os._exit(0)
+
+
+def _attach(pid: int) -> subprocess.Popen[bytes] | None:
+    """Start ``PROBE_ATTACH`` (with ``{pid}``) on the server; wait until it is attached."""
+    spec = os.environ.get("PROBE_ATTACH")
+    if not spec:
+        return None
+    argv = [a.replace("{pid}", str(pid)) for a in shlex.split(spec)]
+    tool = subprocess.Popen(argv)
+    # perf and strace print or create their output once attached: wait for the
+    # server's threads to be traced (TracerPid) or the output file (bounded)
+    out = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a in ("-o", "--output")), "")
+    deadline = time.monotonic() + 5.0
+    tick = threading.Event()
+    while time.monotonic() < deadline:
+        if out and os.path.exists(out) and os.path.getmtime(out) >= time.time() - 5:
+            break
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                if any(x.startswith("TracerPid:") and x.split()[1] != "0" for x in f):
+                    break
+        except OSError:
+            break
+        tick.wait(0.01)
+    tick.wait(0.2)  # perf needs a moment after creating its file (diagnostic only)
+    return tool
 
 
 def one_run(args: argparse.Namespace, root: str, peer: Path) -> dict[str, Any]:
@@ -400,6 +469,7 @@ def one_run(args: argparse.Namespace, root: str, peer: Path) -> dict[str, Any]:
         if not line.startswith("READY"):
             raise RuntimeError(f"server said {line!r}")
         host, _, port = line.split()[1].rpartition(":")
+        attached = _attach(proc.pid)
         opts = argparse.Namespace(stream=True, ack_nodelay=False)
         flags = [*_go_flags("plain", opts), f"-bytes={args.bytes}", f"-sessions={args.sessions}"]
         e0 = rcvbuf_errors()
@@ -416,6 +486,9 @@ def one_run(args: argparse.Namespace, root: str, peer: Path) -> dict[str, Any]:
             threading.Event().wait(3)
             raise
         e1 = rcvbuf_errors()
+        if attached is not None:
+            attached.send_signal(signal.SIGINT)
+            attached.wait(60)
         proc.stdin.write("STATS\n")
         proc.stdin.flush()
         while True:
@@ -436,12 +509,21 @@ def one_run(args: argparse.Namespace, root: str, peer: Path) -> dict[str, Any]:
     seconds = float(res["seconds"])
     return {
         "mbps": float(res["bytes"]) / 1e6 / seconds,
+        "mb": float(res["bytes"]) / 1e6,
         "seconds": seconds,
         "client_cpu": float(res["cpu"]),
         "client": {k: res.get(k) for k in ("out_pkts", "retrans", "fast", "early", "lost")},
         "rcvbuf_errors": e1 - e0,
         **stats,
     }
+
+
+def _quantiles(values: list[int]) -> list[int]:
+    """p10, p25, p50, p75, p90 of ``values`` (empty: [])."""
+    if not values:
+        return []
+    v = sorted(values)
+    return [v[len(v) * q // 100] for q in (10, 25, 50, 75, 90)]
 
 
 def _spans(spans: list[list[float]]) -> str:
@@ -464,8 +546,8 @@ def show(label: str, r: dict[str, Any]) -> str:
         f" OutPkts {s.get('OutPkts')} InErrs {s.get('InErrs')} refused {r.get('refused')}"
         f" client {r.get('client')} inbox_drops {r.get('totals', {}).get('inbox_drops')}"
         f" srtt_max {r.get('totals', {}).get('srtt_max')}"
-        f" csw {r.get('csw')} recv_calls {r.get('recv_calls')} fired {r.get('fired')} claimed {r.get('claimed')} wakeups {r.get('wakeups')};"
-        f" server CPU {r.get('cpu', 0):.2f} s ({threads}"
+        f" csw {r.get('csw')} recv_calls {r.get('recv_calls')} sizes p10-90 {r.get('recv_sizes')} gate {r.get('gate')} fired {r.get('fired')} claimed {r.get('claimed')} wakeups {r.get('wakeups')};"
+        f" server CPU {r.get('cpu', 0):.2f} s = {r.get('cpu', 0) * 1000 / (r['mb'] or 1):.2f} ms/MB ({threads}"
         f" handlers={r.get('totals', {}).get('handler_cpu', 0.0):.2f})"
         + (
             f"\n   InPkts per 100 ms: {r['timeline'][: int(r['seconds'] * 10) + 2]}"
@@ -484,6 +566,7 @@ def show(label: str, r: dict[str, Any]) -> str:
         )
         + f"\n   marks {r.get('marks')}"
         + (f"\n   updater wake-ups by caller {r['wake_sites']}" if r.get("wake_sites") else "")
+        + (f"\n   timer runs by what they found {r['fire_kinds']}" if r.get("fire_kinds") else "")
     )
 
 

@@ -227,3 +227,27 @@ def test_newest_group_slots_are_the_held_set() -> None:
     dec.decode(group[0])
     assert dec.ignored == ignored + 1 and dec._cur_count == 3
     assert struct.unpack_from("<H", group[0], 4)[0] == TYPE_DATA
+
+
+def test_autotune_ring_holds_the_last_258_samples() -> None:
+    """The delta ring gives back the last 258 (seqid, kind) samples exactly."""
+    from collections import deque
+
+    from kcpsock.fec import AUTOTUNE_SAMPLES, _Autotune
+
+    rng = random.Random(8)
+    tuner = _Autotune()
+    model: deque[tuple[int, bool]] = deque(maxlen=AUTOTUNE_SAMPLES)
+    seqid = 0xFFFFFF00  # wraps past 2**32 on the way
+    for i in range(700):
+        r = rng.random()
+        if r < 0.8:
+            seqid = (seqid + 1) & 0xFFFFFFFF
+        elif r < 0.9:
+            seqid = rng.randrange(2**32)  # a jump (or garbage)
+        # else: a duplicate of the previous seqid
+        kind = rng.random() < 0.7
+        tuner.add(seqid, kind)
+        model.append((seqid, kind))
+        if i % 37 == 0 or i > 690:
+            assert tuner.samples == list(model), i
