@@ -294,6 +294,25 @@ class KCP:
         #: and every flush before they are read would resend what they
         #: acknowledge (a spurious retransmission storm).
         self.hold_rto = False
+        # Header fields as the objects pack takes, kept while their value
+        # repeats (compiled: a native int passed to pack is boxed at every
+        # use, a new object above 256): conv never changes; the advertised
+        # window and the payload length of the last PUSH usually repeat.
+        self._conv_o: object = self.conv
+        self._wnd_v = -1
+        self._wnd_o: object = 0
+        self._len_v = -1
+        self._len_o: object = 0
+        # bound once (snd_buf is never replaced): compiled, a deque's append
+        # is otherwise looked up by name at every call
+        self._snd_buf_append: Callable[[Segment], None] = self.snd_buf.append
+
+    def _boxed_wnd(self, wnd: int) -> object:
+        """``wnd`` as an object, the one boxed last time if it is the same value."""
+        if wnd != self._wnd_v:
+            self._wnd_v = wnd
+            self._wnd_o = wnd
+        return self._wnd_o
 
     # ------------------------------------------------------------------ info
 
@@ -1012,11 +1031,16 @@ class KCP:
         # a native int as an object boxes it anew)
         sn_o: object = sn
         now_o: object = current
-        parts.append(_pack(self.conv, CMD_PUSH, 0, wnd, now_o, sn_o, una, n))
+        if n != self._len_v:
+            self._len_v = n
+            self._len_o = n
+        parts.append(
+            _pack(self._conv_o, CMD_PUSH, 0, self._boxed_wnd(wnd), now_o, sn_o, una, self._len_o)
+        )
         parts.append(data)
         out = [b"".join(parts)]
         seg = cast("Segment", [sn_o, 0, data, now_o, rx_rto, 1, resendts_new, 0, False])
-        snd_buf.append(seg)  # after the datagram's allocation (see _flush)
+        self._snd_buf_append(seg)  # after the datagram's allocation (see _flush)
         self._inflight.append(seg)
         # phase 6
         if not self.nocwnd and self.cwnd < 1:
@@ -1066,8 +1090,8 @@ class KCP:
         # native int passed to pack is boxed anew at every call)
         entries = cast("list[tuple[object, object]]", acklist)
         last_sn, last_ts = entries.pop()
-        conv: object = self.conv
-        wnd_o: object = wnd
+        conv = self._conv_o
+        wnd_o = self._boxed_wnd(wnd)
         una_o: object = una
         pack = _pack
         control: list[_Buf] = []
@@ -1396,25 +1420,35 @@ class KCP:
             hdr = OVERHEAD
             cmd = CMD_PUSH
             room = mtu - hdr
-            join = b"".join
             # the header fields every segment shares, boxed once, and the
             # segment's own read as the objects they are (not unboxed to be
             # boxed again for pack)
-            conv_o: object = conv
-            wnd_o: object = wnd
+            conv_o = self._conv_o
+            wnd_o = self._boxed_wnd(wnd)
             now_o: object = current
             una_o: object = una
+            # the payload length as an object, boxed again only when it changes
+            # (full segments: once per flush)
+            n_v = self._len_v
+            n_o = self._len_o
             for seg in push:
                 data = seg[i_data]
                 n = len(data)
                 if size + n > room and size:
-                    out.append(join(parts))
+                    out.append(b"".join(parts))  # (compiled: a direct join, not a bound call)
                     parts = []
                     size = 0
                 fields = cast("list[object]", seg)
-                parts.append(pack(conv_o, cmd, fields[i_frg], wnd_o, now_o, fields[i_sn], una_o, n))
+                if n != n_v:
+                    n_v = n
+                    n_o = n
+                parts.append(
+                    pack(conv_o, cmd, fields[i_frg], wnd_o, now_o, fields[i_sn], una_o, n_o)
+                )
                 parts.append(data)
                 size += hdr + n
+            self._len_v = n_v
+            self._len_o = n_o
         if size:
             out.append(b"".join(parts))
         if new:

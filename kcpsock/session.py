@@ -473,11 +473,15 @@ class _SessionLock:
                     raise
             if s._wake_due:
                 s._wake_now()  # a wake-up the receiver deferred (WakeGate)
-            pending, counts = s._take_output()
-            self._depth = 0
-            release()
-            if pending or counts:
-                s._transmit(pending, counts)
+            if s._out or s._counts or s._txq:
+                pending, counts = s._take_output()
+                self._depth = 0
+                release()
+                if pending or counts:
+                    s._transmit(pending, counts)
+            else:  # nothing produced (a recv, a corked send): no output to hand over
+                self._depth = 0
+                release()
             # check after release: a batch queued meanwhile by a receiver
             # that found the lock taken is ours to drain (and a deferred
             # wake-up it asked for)
@@ -1985,7 +1989,9 @@ class Session(Weakrefable):
                     mss = kcp.mss
                     # at least a segment's worth, so a message is never cut short
                     n = min(total, room if room > mss else mss)
-                    now = now_ms()
+                    # (the clock is read only when a flush or the timer needs
+                    # it: a corked write needs neither, see below)
+                    now = 0
                     sent: Optional[list[bytes]] = None
                     if n <= mss:  # one segment (a small write, a message)
                         if type(data) is bytes:
@@ -1995,6 +2001,7 @@ class Session(Weakrefable):
                         if not self.write_delay and len(kcp.snd_buf) < CORK_INFLIGHT:
                             # the common write (flushed at once, see below): the
                             # segment and its datagram in one step when simple
+                            now = now_ms()
                             kcp.hold_rto = self._behind
                             try:
                                 sent = kcp.send_flush(one, now)
@@ -2002,14 +2009,21 @@ class Session(Weakrefable):
                                 kcp.hold_rto = False
                         if sent is None:
                             kcp.send(one)
+                    elif type(data) is bytes:
+                        # (a slice of bytes is one copy; no view per segment)
+                        pos = 0
+                        while pos < n:
+                            end = min(pos + mss, n)
+                            kcp.send(data[pos:end])
+                            pos = end
                     else:
-                        if type(view) is bytes:
-                            view = memoryview(view)
                         pos = 0
                         while pos < n:
                             end = min(pos + mss, n)
                             kcp.send(view[pos:end].tobytes())
                             pos = end
+                    current = self.updater_deadline
+                    rearm = True
                     if sent is not None:
                         if self._out:
                             self._out += sent
@@ -2023,6 +2037,8 @@ class Session(Weakrefable):
                         # the returning ACKs trigger, or the next tick)
                         # no RTO resend while the receiver knows more input
                         # waits (it may acknowledge them: _drain_batches)
+                        if not now:
+                            now = now_ms()
                         kcp.hold_rto = self._behind
                         try:
                             self._out += kcp.flush(now)
@@ -2030,11 +2046,21 @@ class Session(Weakrefable):
                             kcp.hold_rto = False
                     elif kcp.acklist:
                         # corked: ACKs held for this reply leave anyway
+                        if not now:
+                            now = now_ms()
                         self._out += kcp.flush_acks(now)
-                    due = kcp.check(now)  # never before now
-                    current = self.updater_deadline
-                    if current is None or current > due:
-                        self._arm_at(due)
+                    elif current is not None and len(kcp.snd_buf) >= CORK_INFLIGHT:
+                        # corked, the timer armed: only snd_queue grew, which
+                        # kcp.check does not read, so the deadline armed for
+                        # the segments in flight stays right (the flush of the
+                        # next ACK or of that timer sends it): no clock, no check
+                        rearm = False
+                    if rearm:
+                        if not now:
+                            now = now_ms()
+                        due = kcp.check(now)  # never before now
+                        if current is None or current > due:
+                            self._arm_at(due)
                     if self._signal is not None:
                         self._signal.set_writable(self._queued_bytes() < self.send_buffer)
                     self.bytes_sent += n

@@ -19,6 +19,11 @@ Workloads (``--what``):
 - ``echo``: bench.py's echo step in message mode by default: the client
   sends bursts of ``--burst`` mss-sized messages, the server takes each
   with one ``recv_into`` and ``sendall``s it back.  Figures per message.
+  A burst longer than ``CORK_INFLIGHT`` (16; e.g. ``--burst 64``) is the
+  busy echo server's path: the server corks its replies behind the
+  segments in flight, and they leave with the flushes the client's ACKs
+  trigger (the client reads and acknowledges what has come, the server
+  takes the ACKs, until the burst is back).
 - ``recv``: bench.py's one-way receiver in message mode by default: the
   client sends bursts of ``--burst`` mss-sized messages, the server takes
   them in one batch and reads each with one ``recv_into(buf, nbytes)``
@@ -152,6 +157,8 @@ class Pair:
                 self.queue.extend(packets)
                 return len(packets), sum(map(len, packets))
 
+        #: the checkout's CORK_INFLIGHT (16 where it has none)
+        self.cork_inflight: int = getattr(session_mod, "CORK_INFLIGHT", 16)
         self.sessions: dict[str, Any] = {}
         self.socks: dict[str, Any] = {}
         self._dummies: list[socket.socket] = []
@@ -278,7 +285,45 @@ def echo_steps(pair: Pair, burst: int) -> tuple[list[Step], Callable[[int], None
     def tick(i: int) -> None:
         pair.clock.now += 1
 
-    return _exchange(pair, a_send, b_echo, a_recv, b_ack), tick
+    cork = pair.cork_inflight
+    if burst <= cork:
+        return _exchange(pair, a_send, b_echo, a_recv, b_ack), tick
+    # A longer burst: both sides cork behind ``cork`` segments in flight (as a
+    # busy echo client and server do); the rest leaves with the flushes the
+    # ACKs trigger.  Each side in turn takes what came, echoes (b) or reads
+    # (a) the messages that are complete, until the burst is back.
+    sa, sb = pair.sessions["a"], pair.sessions["b"]
+    state = [0, 0]  # messages echoed by b, bytes back at a
+
+    def b_some() -> None:
+        pair.deliver("b")
+        queue = sb.kcp.rcv_queue
+        while queue:
+            n = b.recv_into(buf)
+            b.sendall(view[:n])
+            state[0] += 1
+
+    def a_some() -> None:
+        pair.deliver("a")
+        queue = sa.kcp.rcv_queue
+        while queue:
+            state[1] += len(a.recv(65536))
+
+    def a_done() -> None:
+        if state != [burst, total]:
+            raise SystemExit(f"echo: {state[0]} echoed, {state[1]} of {total} bytes back")
+        state[0] = state[1] = 0
+
+    steps: list[Step] = [("a", a_send)]
+    for _ in range(2 * (burst // cork) + 4):
+        steps += [("b", b_some), ("a", a_some)]
+    steps += [
+        ("b", b_ack),
+        ("a", a_done),
+        ("a", lambda: pair.timers("a")),
+        ("b", lambda: pair.timers("b")),
+    ]
+    return steps, tick
 
 
 def recv_steps(pair: Pair, burst: int) -> tuple[list[Step], Callable[[int], None]]:
@@ -325,8 +370,9 @@ def _build(args: argparse.Namespace) -> tuple[Pair, list[Step], Callable[[int], 
     else:
         steps, tick = echo_steps(pair, args.burst)
         per = args.burst
-    # warm up: the first round trips set RTT estimates and windows
-    for i in range(200):
+    # warm up: the first round trips set RTT estimates and windows (200
+    # rounds; long echo bursts: about as many messages)
+    for i in range(max(200 * 16 // per, 10) if per > 16 else 200):
         tick(i)
         for _, fn in steps:
             fn()
@@ -513,7 +559,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--mode", choices=("stream", "message"), default=None)
     parser.add_argument("--rounds", type=int, default=0, help="round trips (echo: bursts)")
     parser.add_argument("--size", type=int, default=64, help="ping size in bytes")
-    parser.add_argument("--burst", type=int, default=16, help="echo: messages per burst")
+    parser.add_argument("--burst", type=int, default=16, help="echo and recv: messages per burst")
     parser.add_argument("--repeat", type=int, default=3, help="CPU mode: best of N runs")
     parser.add_argument("--side", choices=("a", "b", "both"), default="both")
     parser.add_argument("--callgrind", action="store_true", help="count instructions")
@@ -534,6 +580,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         # a longer burst corks the sender behind 16 segments in flight: the
         # receiver would wait for messages that leave only with its ACKs
         parser.error("--what recv: --burst 1 to 16 messages")
+    if not 0 < args.burst <= 1000:
+        parser.error("--burst: 1 to 1000 messages")
     if not args.rounds:
         args.rounds = {"ping": 20000, "echo": 1000, "recv": 1000}[args.what]
         if args.callgrind or args.traced:

@@ -272,6 +272,41 @@ def test_send_corks_behind_many_unacknowledged_segments_in_both_modes(stream: bo
         assert got == ([b"latelater"] if stream else [b"late", b"later"])
 
 
+def test_a_corked_send_reads_no_clock_and_keeps_the_armed_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # a corked send only appends to snd_queue, which kcp.check does not read:
+    # with the timer armed it neither reads the clock nor re-checks (a busy
+    # echo server's every reply); unarmed, it still arms (check).  The
+    # session is never started: the deadline is set by hand.
+    import kcpsock.session as session_mod
+    from kcpsock.session import CORK_INFLIGHT
+
+    with unstarted_session(8, stream=False) as (s, _peer):
+        for i in range(CORK_INFLIGHT):
+            s.send(b"m%02d" % i, None)
+        kcp = s.kcp
+        assert len(kcp.snd_buf) == CORK_INFLIGHT
+        real = session_mod.now_ms
+        reads = []
+
+        def clock() -> int:
+            reads.append(1)
+            return real()
+
+        monkeypatch.setattr(session_mod, "now_ms", clock)
+        armed = kcp.check(real())
+        s.updater_deadline = armed
+        s.send(b"late", None)
+        assert reads == []  # corked, armed: no clock read
+        assert s.updater_deadline == armed
+        assert [bytes(d) for _, d in kcp.snd_queue] == [b"late"]
+        assert s.updater_deadline <= kcp.check(real())  # still the earliest due
+        s.updater_deadline = None
+        s.send(b"later", None)
+        assert reads  # not armed: the send arms (and reads the clock for it)
+
+
 def test_a_delivered_batch_is_acknowledged_at_once_in_one_datagram() -> None:
     # the ACKs of a batch leave when it is drained (not at the next updater
     # tick): a busy receiving session needs no timer run per interval, and

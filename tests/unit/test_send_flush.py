@@ -165,3 +165,40 @@ def test_send_flush_declines_without_changing_anything() -> None:
     before = _state(k)
     assert k.send_flush(b"y", 1000) is None  # something queued: it would go first
     assert _state(k) == before
+
+
+def test_boxed_header_fields_follow_their_values() -> None:
+    # pack's objects for the window and the payload length are reused while
+    # the value repeats; every header still carries the current value
+    import struct
+
+    k = _kcp(False, True, 20)
+    a = k._boxed_wnd(1000)
+    assert a == 1000 and k._boxed_wnd(1000) is a  # the same object while it repeats
+    assert k._boxed_wnd(999) == 999
+    assert k._boxed_wnd(1000) == 1000
+    k.flush(1000)  # the first flush: cwnd opens
+    peer = _kcp(False, True, 20)
+    now = 1000
+    for size, queued in ((100, 0), (100, 0), (7, 3), (7, 3), (100, 10), (k.mss, 0)):
+        # the receive queue sets the window advertised (rcv_wnd 64)
+        k.rcv_queue.clear()
+        k.rcv_queue.extend((0, b"q") for _ in range(queued))
+        for path in ("send_flush", "flush"):
+            data = bytes([size & 0xFF]) * size
+            if path == "send_flush":
+                out = k.send_flush(data, now)
+                assert out is not None
+            else:
+                k.send(data)
+                out = k.flush(now)
+            (dg,) = out
+            _, cmd, _, wnd, _, _, _, length = struct.unpack_from("<IBBHIIII", dg)
+            assert (cmd, wnd, length) == (81, 64 - queued, size)
+            assert dg[24:] == data
+            back = peer.input(dg, now)
+            back += peer.flush(now)
+            for ack in back:  # acknowledged: the window stays open, no timer due
+                k.input(ack, now)
+            assert not k.snd_buf
+            now += 1
