@@ -44,6 +44,7 @@ COMPILED = [
 NATIVE: dict[str, str] = {
     "kcpsock._cfbc": "kcpsock/_cfbc.c",
     "kcpsock._gfsimd": "kcpsock/_gfsimd.c",
+    "kcpsock._udpio": "kcpsock/_udpio.c",
 }
 #: Extra libraries a helper links (module -> names for the linker's -l).
 NATIVE_LIBRARIES: dict[str, list[str]] = {"kcpsock._cfbc": ["z"]}

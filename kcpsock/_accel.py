@@ -61,7 +61,7 @@ COMPILABLE: tuple[str, ...] = (
 #: The hand-written C helpers ``setup.py`` builds beside them (its NATIVE; a
 #: unit test keeps the two equal).  Each speeds up one inner loop, and its
 #: caller keeps a pure-Python path for when :func:`native` returns None.
-NATIVE: tuple[str, ...] = ("_cfbc", "_gfsimd")
+NATIVE: tuple[str, ...] = ("_cfbc", "_gfsimd", "_udpio")
 
 _PACKAGE = __name__.rpartition(".")[0]
 _HERE = os.path.dirname(os.path.abspath(__file__))

@@ -34,6 +34,10 @@ Invariants:
       ``recvfrom(size)`` truncates them.  Addresses are the tuples
       ``recvfrom`` returns (IPv6: ``(host, port, flowinfo, scope_id)``,
       host with ``%scope`` where ``getnameinfo`` adds it).
+    * Where the C helper ``kcpsock._udpio`` is built (``kcpsock._accel.native``),
+      :class:`BatchReader` and :class:`BatchSender` make the same calls
+      through it, with the same results and errors, without the
+      per-datagram Python work; ctypes is the fallback.
 """
 
 from __future__ import annotations
@@ -118,6 +122,13 @@ _INT = ctypes.sizeof(ctypes.c_uint)
 
 _funcs: Optional[tuple[Callable[..., int], Callable[..., int]]] = None
 _loaded = False
+
+
+def _udpio() -> Any:
+    """The C helper ``kcpsock._udpio``, or None (not built, ``KCPSOCK_PURE``, not Linux)."""
+    from kcpsock._accel import native
+
+    return native("_udpio")
 
 
 def _switched_off() -> bool:
@@ -262,7 +273,17 @@ class BatchSender:
         batch: datagrams per system call.
     """
 
-    __slots__ = ("_batch", "_call", "_connected", "_family", "_names", "_pool", "_sock")
+    __slots__ = (
+        "_batch",
+        "_c",
+        "_call",
+        "_connected",
+        "_family",
+        "_names",
+        "_pool",
+        "_raw",
+        "_sock",
+    )
 
     def __init__(self, sock: socket.socket, connected: bool, batch: int = SEND_BATCH) -> None:
         funcs = _load()
@@ -278,6 +299,19 @@ class BatchSender:
         self._pool = _SEND_POOLS.setdefault((self._family, batch), [])
         # remote -> its C sockaddr (kept alive here while slots point at it)
         self._names: dict[Address, ctypes.Array[ctypes.c_char]] = {}
+        # the C helper (None: ctypes) and its cache: remote -> C sockaddr bytes
+        self._c = _udpio() if batch == SEND_BATCH else None
+        self._raw: dict[Address, bytes] = {}
+
+    def _raw_name(self, remote: Address) -> Optional[bytes]:
+        """The C sockaddr bytes for ``remote`` (cached), or None (not a numeric address)."""
+        raw = _sockaddr(self._family, remote)
+        if raw is not None:
+            cache = self._raw
+            if len(cache) >= _ADDR_CACHE:
+                cache.clear()
+            cache[remote] = raw
+        return raw
 
     def _name(self, remote: Address) -> Optional[ctypes.Array[ctypes.c_char]]:
         """The C sockaddr for ``remote`` (cached), or None (not a numeric address)."""
@@ -301,6 +335,18 @@ class BatchSender:
         sock = self._sock
         if sock.gettimeout():  # sendto waits for room up to the timeout: leave that to it
             return None
+        c = self._c
+        if c is not None:
+            raw = None
+            if not self._connected:
+                raw = self._raw.get(remote) or self._raw_name(remote)
+                if raw is None:
+                    return None
+            fd = sock.fileno()
+            if fd < 0:
+                return (0, 0)
+            result: tuple[int, int] = c.send(fd, packets, raw)
+            return result
         name: Optional[int] = None
         if not self._connected:
             # held in this frame until the call returns (the cache may drop it)
@@ -376,6 +422,21 @@ class BatchSender:
         if sock.gettimeout():
             return None
         total = len(packets)
+        c = self._c
+        if c is not None:
+            raws: Optional[list[Optional[bytes]]] = None
+            if not self._connected:
+                get = self._raw.get
+                raws = [get(r) for r in remotes]
+                if None in raws:
+                    raws = [b or self._raw_name(r) for b, r in zip(raws, remotes)]
+                    if None in raws:
+                        return None
+            fd = sock.fileno()
+            if fd < 0:
+                return bytearray(total)
+            flags: bytearray = c.send_each(fd, packets, raws)
+            return flags
         names: list[Optional[int]] = [None] * total
         if not self._connected:
             bufs = self._names
@@ -477,7 +538,7 @@ class BatchReader:
             for); None to read each datagram's source.
     """
 
-    __slots__ = ("_cache", "_call", "_keylen", "_n", "_peer", "_pool", "_size", "_sock")
+    __slots__ = ("_c", "_cache", "_call", "_keylen", "_n", "_peer", "_pool", "_size", "_sock")
 
     def __init__(
         self, sock: socket.socket, size: int, batch: int, peer: Optional[Address] = None
@@ -497,6 +558,7 @@ class BatchReader:
         self._keylen = 16 if sock.family == socket.AF_INET else _SOCKADDR_MAX
         self._pool = _RECV_POOLS.setdefault((size, batch, 0 if peer else self._keylen), [])
         self._cache: dict[bytes, Address] = {}
+        self._c = _udpio()  # the C helper, or None: ctypes
 
     def fill(self, out: Any, limit: int) -> None:
         """Append ``(datagram, address)`` pairs to ``out`` until it holds ``limit``.
@@ -511,6 +573,21 @@ class BatchReader:
         """
         want = limit - len(out)
         if want <= 0:
+            return
+        c = self._c
+        if c is not None:
+            peer = self._peer
+            c.recv(
+                self._sock.fileno(),
+                self._size,
+                self._n,
+                want,
+                0 if peer is not None else self._keylen,
+                out,
+                peer,
+                self._cache,
+                self._resolve,
+            )
             return
         pool = self._pool
         try:

@@ -1,0 +1,465 @@
+/*
+ * kcpsock._udpio: recvmmsg/sendmmsg batches for kcpsock._mmsg, in C.
+ *
+ * kcpsock._mmsg drives the same system calls through ctypes; its per-datagram
+ * Python work (slicing the buffers, building the pairs, pointing iovecs)
+ * costs a few thousand instructions a datagram, more than the kernel's own
+ * loopback path.  This module does that work in C and keeps the semantics of
+ * _mmsg's docstring exactly (its callers choose it when
+ * kcpsock._accel.native("_udpio") is not None):
+ *
+ *     recv(fd, size, batch, want, keylen, out, peer, cache, resolve)
+ *         reads up to ``want`` datagrams (``batch`` per recvmmsg) of at most
+ *         ``size`` bytes (longer ones truncated, as recvfrom(size) does) and
+ *         appends (bytes, address) to ``out``: ``peer`` when it is not None,
+ *         else ``cache[key]`` or ``resolve(key)`` for the ``keylen`` bytes of
+ *         the C sockaddr.  EAGAIN ends the read; any other error raises the
+ *         OSError subclass recvfrom would, after appending what came before.
+ *     send(fd, packets, name)      -> (datagrams sent, bytes sent)
+ *     send_each(fd, packets, names) -> bytearray of flags (1: sent)
+ *         sendmmsg ``packets`` (bytes-like) to the C sockaddr ``name`` (None:
+ *         connected) or to ``names[i]`` each.  A datagram refused with EAGAIN,
+ *         ECONNREFUSED or EINTR is skipped and the rest still go; any other
+ *         error ends the call quietly (kcp-go ignores write errors).
+ *
+ * Both system calls run with the GIL released (payload buffers stay exported
+ * and referenced meanwhile; receive buffers are this call's own).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#ifdef __linux__
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#define CHUNK 64         /* datagrams per sendmmsg */
+#define NAME_MAX_LEN 28  /* sizeof(struct sockaddr_in6) */
+#define RECV_BATCH_MAX 1024
+
+static PyObject *
+raise_errno(int err)
+{
+    PyObject *exc = PyObject_CallFunction(PyExc_OSError, "is", err, strerror(err));
+    if (exc != NULL) {
+        PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
+        Py_DECREF(exc);
+    }
+    return NULL;
+}
+
+static int
+as_fd(PyObject *obj, int *fd)
+{
+    long v = PyLong_AsLong(obj);
+    if (v == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (v < -0x7fffffffL || v > 0x7fffffffL) { /* -1 (a closed socket): the call says EBADF */
+        PyErr_Format(PyExc_ValueError, "fd must be a file descriptor, not %ld", v);
+        return -1;
+    }
+    *fd = (int)v;
+    return 0;
+}
+
+PyDoc_STRVAR(recv_doc,
+             "recv(fd, size, batch, want, keylen, out, peer, cache, resolve, /) -> None\n\n"
+             "Append up to want (datagram, address) pairs read with recvmmsg to out.");
+
+static PyObject *
+u_recv(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 9) {
+        PyErr_Format(PyExc_TypeError, "recv expects 9 arguments, got %zd", nargs);
+        return NULL;
+    }
+    int fd;
+    if (as_fd(args[0], &fd) < 0) {
+        return NULL;
+    }
+    Py_ssize_t size = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t batch = PyLong_AsSsize_t(args[2]);
+    Py_ssize_t want = PyLong_AsSsize_t(args[3]);
+    Py_ssize_t keylen = PyLong_AsSsize_t(args[4]);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    if (size < 1 || size > (1 << 20)) {
+        PyErr_Format(PyExc_ValueError, "size must be 1 to 1048576, not %zd", size);
+        return NULL;
+    }
+    if (batch < 1 || batch > RECV_BATCH_MAX) {
+        PyErr_Format(PyExc_ValueError, "batch must be 1 to 1024, not %zd", batch);
+        return NULL;
+    }
+    if (keylen < 0 || keylen > NAME_MAX_LEN) {
+        PyErr_Format(PyExc_ValueError, "keylen must be 0 to 28, not %zd", keylen);
+        return NULL;
+    }
+    PyObject *out = args[5], *peer = args[6], *cache = args[7], *resolve = args[8];
+    if (peer == Py_None) {
+        if (!PyDict_Check(cache)) {
+            PyErr_SetString(PyExc_TypeError, "cache must be a dict");
+            return NULL;
+        }
+        if (!PyCallable_Check(resolve)) {
+            PyErr_SetString(PyExc_TypeError, "resolve must be callable");
+            return NULL;
+        }
+        if (keylen == 0) {
+            PyErr_SetString(PyExc_ValueError, "keylen must be positive when peer is None");
+            return NULL;
+        }
+    }
+    if (want <= 0) {
+        Py_RETURN_NONE;
+    }
+    PyObject *append = NULL;
+    int is_list = PyList_CheckExact(out);
+    if (!is_list) {
+        append = PyObject_GetAttrString(out, "append");
+        if (append == NULL) {
+            return NULL;
+        }
+    }
+    Py_ssize_t most = batch < want ? batch : want;
+    char *buf = PyMem_Malloc((size_t)(size * most));
+    struct mmsghdr *msgs = PyMem_Calloc((size_t)most, sizeof(struct mmsghdr));
+    struct iovec *iovs = PyMem_Malloc((size_t)most * sizeof(struct iovec));
+    char *names = PyMem_Malloc((size_t)most * NAME_MAX_LEN);
+    PyObject *result = NULL;
+    if (buf == NULL || msgs == NULL || iovs == NULL || names == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (;;) {
+        int n = (int)(most < want ? most : want);
+        for (int i = 0; i < n; i++) {
+            iovs[i].iov_base = buf + (size_t)i * (size_t)size;
+            iovs[i].iov_len = (size_t)size;
+            memset(&msgs[i].msg_hdr, 0, sizeof(struct msghdr));
+            msgs[i].msg_hdr.msg_iov = &iovs[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+            if (peer == Py_None) {
+                msgs[i].msg_hdr.msg_name = names + (size_t)i * NAME_MAX_LEN;
+                msgs[i].msg_hdr.msg_namelen = NAME_MAX_LEN;
+            }
+        }
+        int r, err = 0;
+        Py_BEGIN_ALLOW_THREADS
+        r = recvmmsg(fd, msgs, (unsigned)n, MSG_DONTWAIT, NULL);
+        if (r < 0) {
+            err = errno;
+        }
+        Py_END_ALLOW_THREADS
+        if (r <= 0) {
+            if (r == 0 || err == EAGAIN || err == EWOULDBLOCK) {
+                break;
+            }
+            raise_errno(err);
+            goto done;
+        }
+        for (int i = 0; i < r; i++) {
+            PyObject *data = PyBytes_FromStringAndSize(iovs[i].iov_base, msgs[i].msg_len);
+            if (data == NULL) {
+                goto done;
+            }
+            PyObject *addr;
+            if (peer != Py_None) {
+                addr = peer;
+                Py_INCREF(addr);
+            } else {
+                PyObject *key = PyBytes_FromStringAndSize(names + (size_t)i * NAME_MAX_LEN,
+                                                          keylen);
+                if (key == NULL) {
+                    Py_DECREF(data);
+                    goto done;
+                }
+                addr = PyDict_GetItemWithError(cache, key); /* borrowed */
+                if (addr != NULL) {
+                    Py_INCREF(addr);
+                } else if (PyErr_Occurred()) {
+                    addr = NULL;
+                } else {
+                    addr = PyObject_CallOneArg(resolve, key);
+                }
+                Py_DECREF(key);
+                if (addr == NULL) {
+                    Py_DECREF(data);
+                    goto done;
+                }
+            }
+            PyObject *pair = PyTuple_New(2);
+            if (pair == NULL) {
+                Py_DECREF(data);
+                Py_DECREF(addr);
+                goto done;
+            }
+            PyTuple_SET_ITEM(pair, 0, data);
+            PyTuple_SET_ITEM(pair, 1, addr);
+            int bad;
+            if (is_list) {
+                bad = PyList_Append(out, pair);
+            } else {
+                PyObject *ok = PyObject_CallOneArg(append, pair);
+                bad = ok == NULL;
+                Py_XDECREF(ok);
+            }
+            Py_DECREF(pair);
+            if (bad) {
+                goto done;
+            }
+        }
+        if (r < n || r >= want) {
+            break; /* the kernel had no more, or out is full */
+        }
+        want -= r;
+    }
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    PyMem_Free(buf);
+    PyMem_Free(msgs);
+    PyMem_Free(iovs);
+    PyMem_Free(names);
+    Py_XDECREF(append);
+    return result;
+}
+
+static int
+skip_errno(int err)
+{
+    return err == EAGAIN || err == EWOULDBLOCK || err == ECONNREFUSED || err == EINTR;
+}
+
+/* Point a C sockaddr at the bytes ``name`` (checked), or NULL for None. */
+static int
+name_of(PyObject *name, void **ptr, socklen_t *len, int none_ok)
+{
+    if (name == Py_None && none_ok) {
+        *ptr = NULL;
+        *len = 0;
+        return 0;
+    }
+    if (!PyBytes_Check(name) || PyBytes_GET_SIZE(name) < 16 ||
+        PyBytes_GET_SIZE(name) > NAME_MAX_LEN) {
+        PyErr_SetString(PyExc_TypeError, none_ok ? "name must be None or a C sockaddr of 16 to 28 bytes"
+                                : "names must hold C sockaddrs of 16 to 28 bytes");
+        return -1;
+    }
+    *ptr = PyBytes_AS_STRING(name);
+    *len = (socklen_t)PyBytes_GET_SIZE(name);
+    return 0;
+}
+
+/*
+ * The shared sender: packets to name (names NULL) or to names[i].  Sets
+ * flags[i] when flags is not NULL; counts what went in *sent / *nbytes.
+ * Returns -1 with an exception set on bad arguments, else 0.
+ */
+static int
+send_all(int fd, PyObject *packets, PyObject *name, PyObject *names, char *flags,
+         Py_ssize_t *sent, Py_ssize_t *nbytes)
+{
+    struct mmsghdr msgs[CHUNK];
+    struct iovec iovs[CHUNK];
+    Py_buffer views[CHUNK];
+    Py_ssize_t total = PySequence_Fast_GET_SIZE(packets);
+    PyObject **items = PySequence_Fast_ITEMS(packets);
+    PyObject **dests = names != NULL ? PySequence_Fast_ITEMS(names) : NULL;
+    void *one = NULL;
+    socklen_t onelen = 0;
+    if (dests == NULL && name_of(name, &one, &onelen, 1) < 0) {
+        return -1;
+    }
+    for (Py_ssize_t start = 0; start < total; start += CHUNK) {
+        if (start > 0) {
+            /* the GIL was released for the chunk before: another thread may
+               have resized a list passed in; never read past its new end */
+            if (PySequence_Fast_GET_SIZE(packets) < total) {
+                total = PySequence_Fast_GET_SIZE(packets);
+            }
+            if (names != NULL && PySequence_Fast_GET_SIZE(names) < total) {
+                total = PySequence_Fast_GET_SIZE(names);
+            }
+            if (start >= total) {
+                break;
+            }
+            items = PySequence_Fast_ITEMS(packets);
+            dests = names != NULL ? PySequence_Fast_ITEMS(names) : NULL;
+        }
+        int n = (int)(total - start < CHUNK ? total - start : CHUNK);
+        int held = 0, bad = 0;
+        for (int i = 0; i < n; i++) {
+            memset(&msgs[i], 0, sizeof(msgs[i]));
+            if (PyObject_GetBuffer(items[start + i], &views[i], PyBUF_SIMPLE) < 0) {
+                bad = 1;
+                break;
+            }
+            held++;
+            iovs[i].iov_base = views[i].buf;
+            iovs[i].iov_len = (size_t)views[i].len;
+            msgs[i].msg_hdr.msg_iov = &iovs[i];
+            msgs[i].msg_hdr.msg_iovlen = 1;
+            if (dests != NULL) {
+                if (name_of(dests[start + i], &msgs[i].msg_hdr.msg_name,
+                            &msgs[i].msg_hdr.msg_namelen, 0) < 0) {
+                    bad = 1;
+                    break;
+                }
+            } else {
+                msgs[i].msg_hdr.msg_name = one;
+                msgs[i].msg_hdr.msg_namelen = onelen;
+            }
+        }
+        if (bad) {
+            for (int i = 0; i < held; i++) {
+                PyBuffer_Release(&views[i]);
+            }
+            return -1;
+        }
+        int done = 0, quit = 0;
+        Py_BEGIN_ALLOW_THREADS
+        while (done < n) {
+            int r = sendmmsg(fd, msgs + done, (unsigned)(n - done), 0);
+            if (r > 0) {
+                for (int i = done; i < done + r; i++) {
+                    *nbytes += (Py_ssize_t)iovs[i].iov_len;
+                    if (flags != NULL) {
+                        flags[start + i] = 1;
+                    }
+                }
+                *sent += r;
+                done += r;
+            } else if (r < 0 && skip_errno(errno)) {
+                done++; /* this datagram was refused: kcp-go ignores it */
+            } else {
+                quit = 1; /* socket closed under us, or worse: give up */
+                break;
+            }
+        }
+        Py_END_ALLOW_THREADS
+        for (int i = 0; i < n; i++) {
+            PyBuffer_Release(&views[i]);
+        }
+        if (quit) {
+            break;
+        }
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(send_doc, "send(fd, packets, name, /) -> (datagrams sent, bytes sent)\n\n"
+                       "sendmmsg packets to the C sockaddr name (None: the connected peer).");
+
+static PyObject *
+u_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "send expects 3 arguments, got %zd", nargs);
+        return NULL;
+    }
+    int fd;
+    if (as_fd(args[0], &fd) < 0) {
+        return NULL;
+    }
+    PyObject *packets = PySequence_Fast(args[1], "packets must be a sequence of bytes");
+    if (packets == NULL) {
+        return NULL;
+    }
+    Py_ssize_t sent = 0, nbytes = 0;
+    int rc = send_all(fd, packets, args[2], NULL, NULL, &sent, &nbytes);
+    Py_DECREF(packets);
+    if (rc < 0) {
+        return NULL;
+    }
+    return Py_BuildValue("(nn)", sent, nbytes);
+}
+
+PyDoc_STRVAR(send_each_doc,
+             "send_each(fd, packets, names, /) -> bytearray\n\n"
+             "sendmmsg packets[i] to the C sockaddr names[i] (names None: connected);\n"
+             "one flag per datagram back (1: sent).");
+
+static PyObject *
+u_send_each(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "send_each expects 3 arguments, got %zd", nargs);
+        return NULL;
+    }
+    int fd;
+    if (as_fd(args[0], &fd) < 0) {
+        return NULL;
+    }
+    PyObject *packets = PySequence_Fast(args[1], "packets must be a sequence of bytes");
+    if (packets == NULL) {
+        return NULL;
+    }
+    PyObject *names = NULL;
+    if (args[2] != Py_None) {
+        names = PySequence_Fast(args[2], "names must be a sequence of C sockaddrs");
+        if (names == NULL) {
+            Py_DECREF(packets);
+            return NULL;
+        }
+        if (PySequence_Fast_GET_SIZE(names) != PySequence_Fast_GET_SIZE(packets)) {
+            PyErr_SetString(PyExc_ValueError, "names must be as long as packets");
+            Py_DECREF(packets);
+            Py_DECREF(names);
+            return NULL;
+        }
+    }
+    PyObject *flags = PyByteArray_FromStringAndSize(NULL, PySequence_Fast_GET_SIZE(packets));
+    Py_ssize_t sent = 0, nbytes = 0;
+    int rc = -1;
+    if (flags != NULL) {
+        memset(PyByteArray_AS_STRING(flags), 0, (size_t)PyByteArray_GET_SIZE(flags));
+        rc = send_all(fd, packets, Py_None, names, PyByteArray_AS_STRING(flags), &sent,
+                      &nbytes);
+    }
+    Py_DECREF(packets);
+    Py_XDECREF(names);
+    if (rc < 0) {
+        Py_XDECREF(flags);
+        return NULL;
+    }
+    return flags;
+}
+
+static PyMethodDef u_methods[] = {
+    {"recv", (PyCFunction)(void (*)(void))u_recv, METH_FASTCALL, recv_doc},
+    {"send", (PyCFunction)(void (*)(void))u_send, METH_FASTCALL, send_doc},
+    {"send_each", (PyCFunction)(void (*)(void))u_send_each, METH_FASTCALL, send_each_doc},
+    {NULL, NULL, 0, NULL},
+};
+#else
+static PyMethodDef u_methods[] = {
+    {NULL, NULL, 0, NULL},
+};
+#endif
+
+PyDoc_STRVAR(module_doc, "recvmmsg/sendmmsg batches for kcpsock._mmsg (Linux).");
+
+static struct PyModuleDef u_module = {
+    PyModuleDef_HEAD_INIT, "kcpsock._udpio", module_doc, 0, u_methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__udpio(void)
+{
+#ifdef __linux__
+    return PyModule_Create(&u_module);
+#else
+    PyErr_SetString(PyExc_ImportError, "kcpsock._udpio is Linux only");
+    return NULL;
+#endif
+}

@@ -1,0 +1,38 @@
+"""Type stub of kcpsock._udpio, the optional C helper of kcpsock._mmsg (source: _udpio.c).
+
+``recvmmsg``/``sendmmsg`` batches with the per-datagram work in C, the GIL
+released around each system call.  Reach it through
+``kcpsock._accel.native("_udpio")``, which is None when the extension is not
+built or ``KCPSOCK_PURE`` is set.
+"""
+
+from collections.abc import Callable, Sequence
+from typing import Any, Optional, Union
+
+_Bytes = Union[bytes, bytearray, memoryview]
+
+def recv(
+    fd: int,
+    size: int,
+    batch: int,
+    want: int,
+    keylen: int,
+    out: Any,
+    peer: Any,
+    cache: dict[bytes, Any],
+    resolve: Callable[[bytes], Any],
+    /,
+) -> None:
+    """Append up to ``want`` ``(datagram, address)`` pairs read with ``recvmmsg`` to ``out``.
+
+    ``batch`` datagrams per call, each truncated to ``size`` bytes; the
+    address is ``peer`` unless None, else ``cache[key]`` or ``resolve(key)``
+    for the first ``keylen`` bytes of the source's C sockaddr.  EAGAIN ends
+    the read; other errors raise the ``OSError`` subclass ``recvfrom`` would.
+    """
+
+def send(fd: int, packets: Sequence[_Bytes], name: Optional[bytes], /) -> tuple[int, int]:
+    """``sendmmsg`` ``packets`` to the C sockaddr ``name`` (None: connected): (sent, bytes)."""
+
+def send_each(fd: int, packets: Sequence[_Bytes], names: Optional[Sequence[bytes]], /) -> bytearray:
+    """``sendmmsg`` ``packets[i]`` to ``names[i]`` (None: connected); one flag per datagram."""
