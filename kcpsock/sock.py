@@ -565,18 +565,15 @@ class KCPSocket(SocketTimeouts):
         """
         if type(buffer) is bytearray and not flags and not self._real_closed:
             # the common call (an echo loop, socketserver's readinto, a sink
-            # reading at most what it still expects): the checks below all
-            # pass; same outcome in fewer steps, the copy in compiled code
-            size = len(buffer)
-            if nbytes and (type(nbytes) is not int or not 0 < nbytes <= size):
-                size = 0  # the checks below say what is wrong
-            elif nbytes:
-                size = nbytes
-            if size:
-                timeout = self._timeout
-                return self._session.recv_into(
-                    buffer, size, None if timeout is None else timeout_deadline(timeout)
-                )
+            # reading at most what it still expects): the same outcome in
+            # fewer steps, ``nbytes`` checked and the data copied in compiled
+            # code; -1: an argument the checks below must look at
+            timeout = self._timeout
+            n = self._session.recv_into_short(
+                buffer, nbytes, None if timeout is None else timeout_deadline(timeout)
+            )
+            if n >= 0:
+                return n
         try:
             view = memoryview(buffer)
         except TypeError:

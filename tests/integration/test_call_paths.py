@@ -135,6 +135,19 @@ def test_recv_into_with_nbytes_short_and_long_paths_agree(
     c.sendall(b"jk")
     assert s.recv_into(buf, 0) == 2  # 0: the whole buffer
     assert buf[:4] == b"jkid"
+    assert s.recv_into(bytearray(), 0) == 0  # an empty buffer reads nothing, waits for nothing
+    c.sendall(b"st")
+    strided = bytearray(b".") * 6
+    assert s.recv_into(memoryview(strided)[::2]) == 2  # a strided view: item by item
+    assert strided == b"s.t..."
+    # the compiled short call leaves every unusual argument to the checks, untouched
+    session = s._session
+    c.sendall(b"mn")
+    for nbytes in (-1, 17, True, 2.0, None):
+        assert session.recv_into_short(buf, nbytes, None) == -1
+    assert session.recv_into_short(bytearray(), 0, None) == -1
+    assert session.recv_into_short(buf, 1, None) == 1 and buf[:1] == b"m"
+    assert session.recv_into_short(buf, 0, None) == 1 and buf[:1] == b"n"
 
 
 def test_closed_socket_takes_the_checked_path(

@@ -13,7 +13,7 @@ import struct
 import pytest
 
 from kcpsock import session
-from kcpsock.session import COPIERS_MAX, copy_into
+from kcpsock.session import COPIERS_MAX, COPY_PACK_MAX, copy_into
 
 
 def test_copies_exactly_and_writes_nothing_beyond() -> None:
@@ -45,6 +45,14 @@ def test_sizes_beyond_the_cache_go_through_a_memoryview() -> None:
         assert copy_into(buf, data) == len(data)
         assert buf == data + b"\xee\xee\xee"
         assert len(copiers) == COPIERS_MAX and len(data) not in copiers
+        # a large copy never takes (or caches) a packer
+        copiers.clear()
+        big = bytes(range(256)) * (COPY_PACK_MAX // 256 + 1)
+        buf = bytearray(len(big) + 1)
+        assert copy_into(buf, big) == len(big) and buf == big + b"\0"
+        assert not copiers
+        for size in range(1000, 1000 + COPIERS_MAX):
+            copy_into(bytearray(size), bytes(size))
         # a cached size still takes its packer
         assert copy_into(buf, b"\x01" * 1000) == 1000 and buf[:1000] == b"\x01" * 1000
     finally:
@@ -58,3 +66,13 @@ def test_a_too_small_or_read_only_buffer_is_refused() -> None:
         copy_into(bytearray(3), b"abcd")
     with pytest.raises(TypeError):
         copy_into(memoryview(b"abcd"), b"ab")
+
+
+def test_a_strided_view_is_filled_item_by_item() -> None:
+    # recv_into accepts any writable byte view, a strided one included: the
+    # copy must not fail after the message was taken
+    backing = bytearray(b".") * 12
+    view = memoryview(backing)[::2]
+    assert not view.c_contiguous
+    assert copy_into(view, b"abc") == 3
+    assert backing == b"a.b.c......."
