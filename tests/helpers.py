@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from types import ModuleType
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from kcpsock.session import Session
 
 
 @functools.cache
@@ -80,3 +85,31 @@ def recv_exact(sock: Any, n: int) -> bytes:
 def is_compiled(module: ModuleType) -> bool:
     """True if ``module`` is an extension (a mypyc build): its classes' methods cannot be patched."""
     return not (module.__file__ or "").endswith(".py")
+
+
+#: kcp-go's fast profile as KCPConfig options (nodelay 1, interval 10, resend 2, nc).
+FAST: dict[str, Any] = {"nodelay": 1, "interval": 10, "resend": 2, "nc": True}
+
+
+@contextlib.contextmanager
+def unstarted_session(conv: int, **options: Any) -> Iterator[tuple[Session, socket.socket]]:
+    """A Session that is never started (no updater tick) and the UDP socket it sends to.
+
+    Both sockets are on 127.0.0.1 and closed on leaving; the peer's reads time
+    out after 5 s.  ``options`` go to ``KCPConfig`` on top of :data:`FAST`.
+    """
+    from kcpsock.config import KCPConfig
+    from kcpsock.session import Session
+    from kcpsock.transport import Transport
+
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        peer.bind(("127.0.0.1", 0))
+        peer.settimeout(5)
+        sock.bind(("127.0.0.1", 0))
+        transport = Transport(sock, owned=False, connected=False)
+        yield Session(conv, peer.getsockname(), transport, KCPConfig(**FAST, **options)), peer
+    finally:
+        sock.close()
+        peer.close()

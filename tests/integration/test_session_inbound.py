@@ -9,7 +9,6 @@ released.  Waits are bounded; nothing sleeps to synchronise.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import threading
@@ -20,12 +19,8 @@ from typing import Any
 import pytest
 
 import kcpsock
-from kcpsock.config import KCPConfig
-from kcpsock.session import Session
 from kcpsock.transport import Transport
-from tests.helpers import wait_until
-
-FAST: dict[str, Any] = {"nodelay": 1, "interval": 10, "resend": 2, "nc": True}
+from tests.helpers import FAST, unstarted_session, wait_until
 
 
 @pytest.fixture
@@ -34,27 +29,6 @@ def listener() -> Iterator[kcpsock.Listener]:
     ln.settimeout(5)
     yield ln
     ln.core.close_all()
-
-
-@contextlib.contextmanager
-def unstarted_session(conv: int, **options: Any) -> Iterator[tuple[Session, socket.socket]]:
-    """A Session that is never started (no updater tick) and the UDP socket it sends to.
-
-    Both sockets are on 127.0.0.1 and closed on leaving; the peer's reads time
-    out after 5 s.  ``options`` go to ``KCPConfig`` on top of fast settings.
-    """
-    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        peer.bind(("127.0.0.1", 0))
-        peer.settimeout(5)
-        sock.bind(("127.0.0.1", 0))
-        config = KCPConfig(**FAST, **options)
-        transport = Transport(sock, owned=False, connected=False)
-        yield Session(conv, peer.getsockname(), transport, config), peer
-    finally:
-        sock.close()
-        peer.close()
 
 
 def hold_lock(sock: kcpsock.KCPSocket) -> tuple[threading.Event, threading.Thread]:

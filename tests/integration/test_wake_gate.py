@@ -23,9 +23,8 @@ from kcpsock.inbound import Delivery
 from kcpsock.session import Session, WakeGate
 from kcpsock.transport import Transport
 from kcpsock.updater import now_ms
-from tests.helpers import wait_until
+from tests.helpers import FAST, unstarted_session, wait_until
 
-FAST: dict[str, Any] = {"nodelay": 1, "interval": 10, "resend": 2, "nc": True}
 CONV = 77
 
 
@@ -263,14 +262,7 @@ def test_opening_a_stalled_window_tells_the_peer_at_once() -> None:
     from tests.kcpwire import decode_segments
 
     segs = Segments()
-    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        peer.bind(("127.0.0.1", 0))
-        peer.settimeout(5)
-        sock.bind(("127.0.0.1", 0))
-        transport = Transport(sock, owned=False, connected=False)
-        s = Session(CONV, peer.getsockname(), transport, KCPConfig(**FAST))
+    with unstarted_session(CONV) as (s, peer):
         s.kcp.wndsize(0, 4)
         s.deferred_rcvwnd = 64
         s.deliver(segs.delivery(s, *[b"w" * s.kcp.mss] * 4))
@@ -280,9 +272,6 @@ def test_opening_a_stalled_window_tells_the_peer_at_once() -> None:
         told = decode_segments(peer.recv(2048))
         assert [h.cmd for h, _ in told] == [84]  # IKCP_CMD_WINS
         assert told[0][0].wnd == 60  # 64, less the 4 segments still queued when it left
-    finally:
-        sock.close()
-        peer.close()
 
 
 def test_a_streaming_session_moves_its_watch_timer_instead_of_running_it() -> None:
