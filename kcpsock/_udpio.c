@@ -130,7 +130,7 @@ u_recv(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     Py_ssize_t most = batch < want ? batch : want;
     char *buf = PyMem_Malloc((size_t)(size * most));
-    struct mmsghdr *msgs = PyMem_Calloc((size_t)most, sizeof(struct mmsghdr));
+    struct mmsghdr *msgs = PyMem_Malloc((size_t)most * sizeof(struct mmsghdr)); /* set below */
     struct iovec *iovs = PyMem_Malloc((size_t)most * sizeof(struct iovec));
     char *names = PyMem_Malloc((size_t)most * NAME_MAX_LEN);
     PyObject *result = NULL;
@@ -358,20 +358,30 @@ send_all(int fd, PyObject *packets, PyObject *name, PyObject *names, char *flags
 PyDoc_STRVAR(send_doc, "send(fd, packets, name, /) -> (datagrams sent, bytes sent)\n\n"
                        "sendmmsg packets to the C sockaddr name (None: the connected peer).");
 
+/* The two senders' shared arguments: fd and packets (a new reference to a
+   fast sequence).  Returns -1 with an exception set. */
+static int
+send_args(const char *fname, PyObject *const *args, Py_ssize_t nargs, int *fd,
+          PyObject **packets)
+{
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "%s expects 3 arguments, got %zd", fname, nargs);
+        return -1;
+    }
+    if (as_fd(args[0], fd) < 0) {
+        return -1;
+    }
+    *packets = PySequence_Fast(args[1], "packets must be a sequence of bytes");
+    return *packets == NULL ? -1 : 0;
+}
+
 static PyObject *
 u_send(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "send expects 3 arguments, got %zd", nargs);
-        return NULL;
-    }
     int fd;
-    if (as_fd(args[0], &fd) < 0) {
-        return NULL;
-    }
-    PyObject *packets = PySequence_Fast(args[1], "packets must be a sequence of bytes");
-    if (packets == NULL) {
+    PyObject *packets;
+    if (send_args("send", args, nargs, &fd, &packets) < 0) {
         return NULL;
     }
     Py_ssize_t sent = 0, nbytes = 0;
@@ -392,16 +402,9 @@ static PyObject *
 u_send_each(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "send_each expects 3 arguments, got %zd", nargs);
-        return NULL;
-    }
     int fd;
-    if (as_fd(args[0], &fd) < 0) {
-        return NULL;
-    }
-    PyObject *packets = PySequence_Fast(args[1], "packets must be a sequence of bytes");
-    if (packets == NULL) {
+    PyObject *packets;
+    if (send_args("send_each", args, nargs, &fd, &packets) < 0) {
         return NULL;
     }
     PyObject *names = NULL;
