@@ -65,6 +65,12 @@ typedef struct BlockBase {
 #define NONCE_SIZE 16
 #define CRC_SIZE 4
 #define HEADER_SIZE (NONCE_SIZE + CRC_SIZE)
+/* FEC headers that seal() writes itself (an int head: fec_head) */
+#define PARITY_TAG (1ULL << 32)
+#define FEC_TYPE_DATA 0xF1
+#define FEC_TYPE_PARITY 0xF2
+#define FEC_DATA_HEAD 8
+#define FEC_PARITY_HEAD 6
 /* open()'s keystream buffer holds a packet of up to this size (+ MAX_BLOCK); larger
  * packets get a heap buffer */
 #define STACK_PACKET 2048
@@ -684,6 +690,46 @@ fast_seq(PyObject *obj, const char *name)
 }
 
 /*
+ * An FEC header from its tag (an int head of seal): tag < 2**32 is a data
+ * packet's 8-byte header (seqid = tag, type 0xF1, size = 2 + the body's
+ * length), PARITY_TAG + seqid a parity packet's 6-byte header (type 0xF2),
+ * both little-endian as kcp-go's.  Written into out (8 bytes); returns its
+ * length, or -1 with ValueError/TypeError set (a tag out of range, a body
+ * too long for the size field).
+ */
+static Py_ssize_t
+fec_head(PyObject *tag_obj, Py_ssize_t body_len, uint8_t *out, Py_ssize_t index)
+{
+    unsigned long long tag = PyLong_AsUnsignedLongLong(tag_obj);
+    if (tag == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        tag = PARITY_TAG << 1; /* out of range below */
+    }
+    if (tag >= (PARITY_TAG << 1)) {
+        PyErr_Format(PyExc_ValueError,
+                     "heads[%zd]: an int head must be a seqid (< 2**32), or PARITY_TAG + a seqid",
+                     index);
+        return -1;
+    }
+    put_u32le(out, (uint32_t)tag);
+    if (tag & PARITY_TAG) {
+        out[4] = FEC_TYPE_PARITY;
+        out[5] = 0;
+        return FEC_PARITY_HEAD;
+    }
+    if (body_len > 0xFFFF - 2) {
+        PyErr_Format(PyExc_ValueError, "bodies[%zd]: %zd bytes, too long for FEC (at most %d)",
+                     index, body_len, 0xFFFF - 2);
+        return -1;
+    }
+    out[4] = FEC_TYPE_DATA;
+    out[5] = 0;
+    out[6] = (uint8_t)((body_len + 2) & 0xFF);
+    out[7] = (uint8_t)((body_len + 2) >> 8);
+    return FEC_DATA_HEAD;
+}
+
+/*
  * seal(nonces, heads, bodies) -> list[bytes]
  *
  * Packet i = encrypt(nonce_i + crc32(head_i + body_i) (u32 little-endian) +
@@ -729,11 +775,28 @@ CFB_seal(CFBObject *self, PyObject *const *args, Py_ssize_t nargs)
         uint32_t crc;
         size_t n;
 
-        if (view_get(PySequence_Fast_GET_ITEM(heads, i), &h, "heads", i) < 0)
-            goto fail;
-        if (view_get(PySequence_Fast_GET_ITEM(bodies, i), &v, "bodies", i) < 0) {
-            view_release(&h);
-            goto fail;
+        uint8_t fec[FEC_DATA_HEAD];
+        PyObject *head = PySequence_Fast_GET_ITEM(heads, i);
+
+        if (PyLong_CheckExact(head)) {
+            /* an FEC header given as its tag (see fec_head) */
+            if (view_get(PySequence_Fast_GET_ITEM(bodies, i), &v, "bodies", i) < 0)
+                goto fail;
+            h.has_view = 0;
+            h.p = fec;
+            h.n = fec_head(head, v.n, fec, i);
+            if (h.n < 0) {
+                view_release(&v);
+                goto fail;
+            }
+        }
+        else {
+            if (view_get(head, &h, "heads", i) < 0)
+                goto fail;
+            if (view_get(PySequence_Fast_GET_ITEM(bodies, i), &v, "bodies", i) < 0) {
+                view_release(&h);
+                goto fail;
+            }
         }
         if (h.n > PY_SSIZE_T_MAX - HEADER_SIZE - v.n) {
             view_release(&h);
@@ -948,7 +1011,9 @@ static PyMethodDef CFB_methods[] = {
     {"seal", FASTCALL(CFB_seal),
      "seal(nonces, heads, bodies, /) -> list[bytes]: packet i is\n"
      "encrypt(nonce_i + crc32(head_i + body_i) as u32 little-endian + head_i + body_i),\n"
-     "nonce_i = nonces[16*i:16*i+16] (kcp-go's classic crypto header)."},
+     "nonce_i = nonces[16*i:16*i+16] (kcp-go's classic crypto header).  An int head_i is\n"
+     "an FEC header's tag: a seqid (< 2**32) for a data packet's 8-byte header (type 0xF1,\n"
+     "size 2 + len(body_i)), PARITY_TAG + a seqid for a parity packet's 6-byte header."},
     {"open", FASTCALL(CFB_open),
      "open(packet, /) -> bytes | None: decrypt, check the CRC-32; the bytes after the\n"
      "20-byte header, or None when the CRC does not match."},
@@ -1022,7 +1087,8 @@ PyInit__cfbc(void)
         return NULL;
     Py_INCREF(&CFBType);
     if (PyModule_AddObject(m, "CFB", (PyObject *)&CFBType) < 0 ||
-        PyModule_AddIntConstant(m, "LANES", LANES) < 0) {
+        PyModule_AddIntConstant(m, "LANES", LANES) < 0 ||
+        PyModule_AddObject(m, "PARITY_TAG", PyLong_FromUnsignedLongLong(PARITY_TAG)) < 0) {
         Py_DECREF(&CFBType);
         Py_DECREF(m);
         return NULL;
