@@ -61,7 +61,7 @@ typedef struct BlockBase {
 #endif
 
 #define MAX_BLOCK 16
-#define LANES 8
+#define LANES 16
 #define NONCE_SIZE 16
 #define CRC_SIZE 4
 #define HEADER_SIZE (NONCE_SIZE + CRC_SIZE)

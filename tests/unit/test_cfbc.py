@@ -418,7 +418,7 @@ def test_seal_writes_fec_headers_from_tags(name: str) -> None:
     for count in [1, CFBC.LANES - 1, CFBC.LANES, CFBC.LANES + 1, 2 * CFBC.LANES + 3, 64]:
         bodies = [rng.randbytes(rng.choice([0, 1, 15, 16, 17, 1372, 1500])) for _ in range(count)]
         heads_in: list[Any] = []
-        for i, bd in enumerate(bodies):
+        for i in range(count):
             kind = i % 3
             tag = rng.getrandbits(32) + (CFBC.PARITY_TAG if kind == 1 else 0)
             heads_in.append(tag if kind < 2 else rng.randbytes(rng.choice([0, 6, 8])))
