@@ -6,9 +6,11 @@
  * pycryptodome ECB cipher object and calls the encrypt function of the
  * BlockBase structure that object owns (pycryptodome src/block_base.h: the
  * first members are the encrypt and decrypt function pointers, a destructor
- * and the block length; an ECB object's state *is* that structure).  There is
- * no block cipher code here.  Only the encryption direction is used (CFB
- * needs no other).
+ * and the block length; an ECB object's state *is* that structure).  Only the
+ * encryption direction is used (CFB needs no other).  The one exception: AES
+ * CFB encryption on a CPU with AES-NI, given the key, runs on this file's own
+ * AES-NI rounds (section "AES-NI": eight packets' chains in registers), after
+ * checking at construction that they encrypt as the ECB object does.
  *
  * What this file adds over pycryptodome's raw_cfb.c:
  *   - the XOR is done 16 bytes at a time (SSE2; else a word of 8), not a byte at a time;
@@ -74,6 +76,7 @@ typedef struct BlockBase {
 /* open()'s keystream buffer holds a packet of up to this size (+ MAX_BLOCK); larger
  * packets get a heap buffer */
 #define STACK_PACKET 2048
+#define MAX_ROUNDS 14
 
 typedef struct {
     PyObject_HEAD
@@ -82,6 +85,10 @@ typedef struct {
     size_t b;
     uint8_t iv[MAX_BLOCK];
     uint8_t k0[MAX_BLOCK]; /* E(iv): the first keystream block of every packet */
+    /* AES through this file's own AES-NI code (see "AES-NI" below): the rounds
+     * (10, 12 or 14) and the expanded key; rounds 0: pycryptodome's cipher */
+    int rounds;
+    uint8_t rk[(MAX_ROUNDS + 1) * 16];
 } CFBObject;
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -312,6 +319,147 @@ view_release(ByteView *v)
     }
 }
 
+/* ---- AES-NI ------------------------------------------------------------------
+ *
+ * For AES (the cipher of nearly every kcp-go deployment) this file can run the
+ * block cipher itself: the key is expanded here (FIPS-197's schedule; SubWord
+ * is AESENCLAST of the word in all four columns, where ShiftRows changes
+ * nothing) and each block is AESENC'd in registers.  That lets CFB encryption
+ * run 8 packets' chains interleaved with no call and no copy per block, and
+ * decryption XOR each keystream block straight into its output.  Used only
+ * when the CPU has AES-NI and the expanded key encrypts several blocks exactly
+ * as pycryptodome's ECB object does (checked at construction; otherwise the
+ * object keeps calling pycryptodome).
+ */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define HAVE_AESNI 1
+#include <wmmintrin.h>
+#define AESNI_FN __attribute__((target("aes,sse2")))
+
+static int have_aesni;
+
+AESNI_FN static uint32_t
+aes_sub_word(uint32_t w)
+{
+    __m128i x = _mm_aesenclast_si128(_mm_set1_epi32((int)w), _mm_setzero_si128());
+    return (uint32_t)_mm_cvtsi128_si32(x);
+}
+
+/* FIPS-197 KeyExpansion of an nk-word key (4, 6 or 8) into rk; returns the rounds. */
+AESNI_FN static int
+aes_expand(const uint8_t *key, int nk, uint8_t *rk)
+{
+    uint32_t w[4 * (MAX_ROUNDS + 1)];
+    int nr = nk + 6, total = 4 * (nr + 1), i;
+    uint32_t rcon = 1;
+
+    for (i = 0; i < nk; i++)
+        w[i] = get_u32le(key + 4 * i);
+    for (i = nk; i < total; i++) {
+        uint32_t t = w[i - 1];
+        if (i % nk == 0) {
+            /* RotWord (bytes 1 2 3 0), SubWord, Rcon into byte 0 */
+            t = aes_sub_word((t >> 8) | (t << 24)) ^ rcon;
+            rcon = (rcon << 1) ^ ((rcon & 0x80) ? 0x11b : 0);
+        }
+        else if (nk > 6 && i % nk == 4)
+            t = aes_sub_word(t);
+        w[i] = w[i - nk] ^ t;
+    }
+    for (i = 0; i < total; i++)
+        put_u32le(rk + 4 * i, w[i]);
+    return nr;
+}
+
+#define RK(r) _mm_loadu_si128((const __m128i *)(self->rk + 16 * (r)))
+/* rounds 1 .. nr-1 of eight blocks x0..x7 (or c0..c7), unrolled (nr is 10, 12 or 14) */
+#define ROUND8(x, r)                                                                            \
+    do {                                                                                       \
+        const __m128i rk_ = RK(r);                                                             \
+        x##0 = _mm_aesenc_si128(x##0, rk_); x##1 = _mm_aesenc_si128(x##1, rk_);                \
+        x##2 = _mm_aesenc_si128(x##2, rk_); x##3 = _mm_aesenc_si128(x##3, rk_);                \
+        x##4 = _mm_aesenc_si128(x##4, rk_); x##5 = _mm_aesenc_si128(x##5, rk_);                \
+        x##6 = _mm_aesenc_si128(x##6, rk_); x##7 = _mm_aesenc_si128(x##7, rk_);                \
+    } while (0)
+#define MIDDLE8(x, nr)                                                                          \
+    do {                                                                                       \
+        ROUND8(x, 1); ROUND8(x, 2); ROUND8(x, 3); ROUND8(x, 4); ROUND8(x, 5);                   \
+        ROUND8(x, 6); ROUND8(x, 7); ROUND8(x, 8); ROUND8(x, 9);                                 \
+        if ((nr) > 10) {                                                                       \
+            ROUND8(x, 10); ROUND8(x, 11);                                                      \
+            if ((nr) > 12) {                                                                   \
+                ROUND8(x, 12); ROUND8(x, 13);                                                  \
+            }                                                                                  \
+        }                                                                                      \
+    } while (0)
+
+/*
+ * CFB encryption of 8 chains side by side, for `rounds` whole blocks each:
+ * lane i's next block at data[i] + pos[i] is XORed with E(the block before
+ * it), in place.  Lanes past `k` work on a scratch block (same code, no
+ * branch).
+ */
+AESNI_FN static void
+aes_cfb8(const CFBObject *self, uint8_t *const *data, size_t *pos, int k, size_t rounds)
+{
+    const int nr = self->rounds;
+    uint8_t scratch[8][16];
+    uint8_t *p[8];
+    size_t step[8];
+    __m128i c0, c1, c2, c3, c4, c5, c6, c7;
+    size_t n;
+    int i;
+
+    memset(scratch, 0, sizeof(scratch));
+    for (i = 0; i < 8; i++) {
+        if (i < k) {
+            p[i] = data[i] + pos[i];
+            step[i] = 16;
+            pos[i] += 16 * rounds;
+        }
+        else {
+            p[i] = scratch[i] + 0; /* reads and writes its own block only */
+            step[i] = 0;
+        }
+    }
+#define PREV(i) _mm_loadu_si128((const __m128i *)(p[i] - (step[i] ? 16 : 0)))
+    c0 = PREV(0); c1 = PREV(1); c2 = PREV(2); c3 = PREV(3);
+    c4 = PREV(4); c5 = PREV(5); c6 = PREV(6); c7 = PREV(7);
+#undef PREV
+    for (n = 0; n < rounds; n++) {
+        __m128i key = RK(0);
+        c0 = _mm_xor_si128(c0, key); c1 = _mm_xor_si128(c1, key);
+        c2 = _mm_xor_si128(c2, key); c3 = _mm_xor_si128(c3, key);
+        c4 = _mm_xor_si128(c4, key); c5 = _mm_xor_si128(c5, key);
+        c6 = _mm_xor_si128(c6, key); c7 = _mm_xor_si128(c7, key);
+        MIDDLE8(c, nr);
+        key = RK(nr);
+#define LANE(i)                                                                                \
+    c##i = _mm_xor_si128(_mm_aesenclast_si128(c##i, key),                                      \
+                         _mm_loadu_si128((const __m128i *)p[i]));                              \
+    _mm_storeu_si128((__m128i *)p[i], c##i);                                                   \
+    p[i] += step[i];
+        LANE(0) LANE(1) LANE(2) LANE(3) LANE(4) LANE(5) LANE(6) LANE(7)
+#undef LANE
+    }
+}
+#undef MIDDLE8
+#undef ROUND8
+#undef RK
+#endif
+
+/*
+ * pycryptodome's block cipher over `len` bytes (whole blocks) of `in` into
+ * `out` (ECB).  (For whole-packet ECB runs it is as fast as aes_ecb: only the
+ * CFB chains of encryption run on this file's AES.)
+ */
+static int
+block_encrypt(const CFBObject *self, const uint8_t *in, uint8_t *out, size_t len)
+{
+    int rc = self->bb->encrypt(self->bb, in, out, len);
+    return rc != 0 ? cipher_failed(rc) : 0;
+}
+
 /* ---- the CFB cores -------------------------------------------------------- */
 
 /*
@@ -403,7 +551,16 @@ encrypt_lanes(const CFBObject *self, uint8_t *const *data, const size_t *len, in
             rounds = whole;
     }
     if (rounds > 0) {
-        int rc = b == 16 ? full_rounds(bb, data, pos, k, rounds, gather, ks, 16)
+        int rc;
+#ifdef HAVE_AESNI
+        if (self->rounds) {
+            for (i = 0; i < k; i += 8)
+                aes_cfb8(self, data + i, pos + i, k - i < 8 ? k - i : 8, rounds);
+            rc = 0;
+        }
+        else
+#endif
+            rc = b == 16 ? full_rounds(bb, data, pos, k, rounds, gather, ks, 16)
                          : full_rounds(bb, data, pos, k, rounds, gather, ks, 8);
         if (rc < 0)
             return rc;
@@ -420,11 +577,11 @@ encrypt_lanes(const CFBObject *self, uint8_t *const *data, const size_t *len, in
         if (m == 0)
             return 0;
         if (m == 1)
-            rc = bb->encrypt(bb, data[idx[0]] + pos[idx[0]] - b, ks, b);
+            rc = block_encrypt(self, data[idx[0]] + pos[idx[0]] - b, ks, b);
         else
-            rc = bb->encrypt(bb, gather, ks, (size_t)m * b);
+            rc = block_encrypt(self, gather, ks, (size_t)m * b);
         if (rc != 0)
-            return cipher_failed(rc);
+            return rc;
         for (j = 0; j < m; j++) {
             size_t r;
             i = idx[j];
@@ -446,7 +603,6 @@ static int
 decrypt_into(const CFBObject *self, const uint8_t *in, uint8_t *out, size_t n)
 {
     const size_t b = self->b;
-    const BlockBase *bb = self->bb;
     size_t whole = n / b; /* whole blocks */
     size_t tail = n - whole * b;
     int rc;
@@ -457,17 +613,17 @@ decrypt_into(const CFBObject *self, const uint8_t *in, uint8_t *out, size_t n)
     }
     /* out[b .. whole*b) = E(in[0 .. (whole-1)*b)) */
     if (whole > 1) {
-        rc = bb->encrypt(bb, in, out + b, (whole - 1) * b);
+        rc = block_encrypt(self, in, out + b, (whole - 1) * b);
         if (rc != 0)
-            return cipher_failed(rc);
+            return rc;
     }
     memcpy(out, self->k0, b);
     xor_into(out, in, whole * b);
     if (tail) {
         uint8_t ks[MAX_BLOCK];
-        rc = bb->encrypt(bb, in + (whole - 1) * b, ks, b);
+        rc = block_encrypt(self, in + (whole - 1) * b, ks, b);
         if (rc != 0)
-            return cipher_failed(rc);
+            return rc;
         xor3(out + whole * b, in + whole * b, ks, tail);
     }
     return 0;
@@ -478,14 +634,14 @@ decrypt_into(const CFBObject *self, const uint8_t *in, uint8_t *out, size_t n)
 static PyObject *
 CFB_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"ecb", "iv", NULL};
+    static char *kwlist[] = {"ecb", "iv", "key", NULL};
     PyObject *ecb = NULL, *state_obj = NULL, *ptr_obj = NULL, *expected = NULL;
-    Py_buffer iv = {0};
+    Py_buffer iv = {0}, key = {0};
     CFBObject *self = NULL;
     const BlockBase *bb;
     void *ptr;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "Oy*:CFB", kwlist, &ecb, &iv))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "Oy*|y*:CFB", kwlist, &ecb, &iv, &key))
         return NULL;
     if (iv.len != 8 && iv.len != 16) {
         PyErr_Format(PyExc_ValueError, "iv must be 8 or 16 bytes (the block size), not %zd",
@@ -548,10 +704,40 @@ CFB_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
                         "ecb's state pointer does not encrypt as ecb.encrypt does");
         goto fail;
     }
-    Py_DECREF(expected);
+    Py_CLEAR(expected);
+#ifdef HAVE_AESNI
+    if (have_aesni && self->b == 16 && key.buf != NULL &&
+        (key.len == 16 || key.len == 24 || key.len == 32)) {
+        /* this file's AES, if its CFB encrypts as through the ECB object's cipher */
+        uint8_t mine[8 * 64], theirs[8 * 64];
+        uint8_t *pm[8], *pt[8];
+        size_t len[8], i;
+        int rounds, rc;
+        for (i = 0; i < sizeof(mine); i++)
+            mine[i] = theirs[i] = (uint8_t)(i * 29 + 11);
+        for (i = 0; i < 8; i++) {
+            pm[i] = mine + 64 * i;
+            pt[i] = theirs + 64 * i;
+            len[i] = 40 + 3 * i; /* whole rounds for all, then tails of every lane */
+        }
+        rounds = aes_expand((const uint8_t *)key.buf, (int)(key.len / 4), self->rk);
+        rc = encrypt_lanes(self, pt, len, 8); /* self->rounds is 0: pycryptodome's */
+        if (rc < 0)
+            goto fail;
+        self->rounds = rounds;
+        rc = encrypt_lanes(self, pm, len, 8);
+        if (rc < 0 || memcmp(mine, theirs, sizeof(mine)) != 0) {
+            PyErr_Clear();
+            self->rounds = 0;
+            memset(self->rk, 0, sizeof(self->rk));
+        }
+    }
+#endif
     Py_XDECREF(state_obj);
     Py_XDECREF(ptr_obj);
     PyBuffer_Release(&iv);
+    if (key.obj != NULL)
+        PyBuffer_Release(&key);
     return (PyObject *)self;
 
 fail:
@@ -560,6 +746,8 @@ fail:
     Py_XDECREF(ptr_obj);
     Py_XDECREF(self);
     PyBuffer_Release(&iv);
+    if (key.obj != NULL)
+        PyBuffer_Release(&key);
     return NULL;
 }
 
@@ -853,18 +1041,15 @@ static PyObject *
 open_one(CFBObject *self, const uint8_t *in, size_t n, uint8_t *work)
 {
     const size_t b = self->b;
-    const BlockBase *bb = self->bb;
     size_t blocks = (n - 1) / b; /* keystream blocks 1 .. blocks: E(in block 0 .. blocks-1) */
     PyObject *out;
     uint8_t *dst;
     int rc;
 
     memcpy(work, self->k0, b);
-    rc = bb->encrypt(bb, in, work + b, blocks * b);
-    if (rc != 0) {
-        cipher_failed(rc);
+    rc = block_encrypt(self, in, work + b, blocks * b);
+    if (rc != 0)
         return NULL;
-    }
     out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(n - HEADER_SIZE));
     if (out == NULL)
         return NULL;
@@ -992,6 +1177,13 @@ CFB_get_block_size(CFBObject *self, void *closure)
 }
 
 static PyObject *
+CFB_get_aesni(CFBObject *self, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(self->rounds != 0);
+}
+
+static PyObject *
 CFB_get_ecb(CFBObject *self, void *closure)
 {
     (void)closure;
@@ -1026,6 +1218,10 @@ static PyMethodDef CFB_methods[] = {
 static PyGetSetDef CFB_getset[] = {
     {"block_size", (getter)CFB_get_block_size, NULL, "The block size in bytes (8 or 16).", NULL},
     {"ecb", (getter)CFB_get_ecb, NULL, "The pycryptodome ECB object whose cipher is used.", NULL},
+    {"aesni", (getter)CFB_get_aesni, NULL,
+     "True if this file's own AES-NI code runs the cipher (AES, the key given, the CPU has\n"
+     "AES-NI, and it encrypted test blocks as ecb does); else pycryptodome's cipher is called.",
+     NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -1036,10 +1232,12 @@ static PyTypeObject CFBType = {
     .tp_itemsize = 0,
     .tp_dealloc = (destructor)CFB_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "CFB(ecb, iv): kcp-go's packet CFB over a pycryptodome ECB object's cipher.\n\n"
+    .tp_doc = "CFB(ecb, iv, key=b''): kcp-go's packet CFB over a pycryptodome ECB object's cipher.\n\n"
               "ecb: a pycryptodome ECB-mode cipher object (ctypes backend); iv: kcp-go's\n"
               "fixed IV cut to the block size (8 or 16 bytes).  The chain restarts at iv\n"
-              "for every packet.  Raises TypeError/ValueError if ecb is not usable.",
+              "for every packet.  key (optional): ecb's key; for AES on a CPU with AES-NI\n"
+              "this module then runs the cipher itself (see aesni).  Raises\n"
+              "TypeError/ValueError if ecb is not usable.",
     .tp_methods = CFB_methods,
     .tp_getset = CFB_getset,
     .tp_new = CFB_new,
@@ -1079,6 +1277,10 @@ PyInit__cfbc(void)
 #ifdef HAVE_CLMUL_CRC
     __builtin_cpu_init();
     have_clmul = __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse2");
+#endif
+#ifdef HAVE_AESNI
+    __builtin_cpu_init();
+    have_aesni = __builtin_cpu_supports("aes") && __builtin_cpu_supports("sse2");
 #endif
     if (PyType_Ready(&CFBType) < 0)
         return NULL;

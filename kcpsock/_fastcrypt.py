@@ -704,7 +704,12 @@ class NativeCFB:
         self, module: ModuleType, factory: CipherFactory, key: bytes, iv: bytes, mode_ecb: int
     ) -> None:
         self.ecb = factory(key, mode_ecb)
-        c = module.CFB(self.ecb, iv)
+        try:
+            # the key lets the helper run AES itself (AES-NI; it checks that
+            # its own cipher encrypts as self.ecb does, else calls self.ecb's)
+            c = module.CFB(self.ecb, iv, bytes(key))
+        except TypeError:  # a helper built from older sources (no key argument)
+            c = module.CFB(self.ecb, iv)
         self._c = c
         self.encrypt = c.encrypt
         self.decrypt = c.decrypt

@@ -448,3 +448,58 @@ def test_seal_refuses_bad_tags() -> None:
     with pytest.raises(ValueError, match=r"bodies\[1\]: 65534 bytes, too long for FEC"):
         c.seal(bytes(32), [3, 4], [b"", longest + b"x"])
     assert len(c.seal(bytes(16), [CFBC.PARITY_TAG], [longest + b"xy"])[0]) == 20 + 6 + 0xFFFF
+
+
+def _cpu_has_aes() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("flags") and " aes" in line for line in f)
+    except OSError:
+        return False
+
+
+@needs_cfbc
+@pytest.mark.parametrize("name", ["aes", "aes-128", "aes-192"])
+def test_aes_runs_on_the_helpers_own_aesni_code_and_agrees(name: str) -> None:
+    """With the key, AES chains run on _cfbc's AES-NI code: same bytes as without it."""
+    assert CFBC is not None
+    factory, key, _, _, mode_ecb = _SERVED[name]
+    fast = _native(name)
+    if _cpu_has_aes() and __import__("platform").machine() == "x86_64":
+        assert fast._c.aesni
+    plain = CFBC.CFB(factory(key, mode_ecb), IV[:16])  # no key: pycryptodome's cipher
+    assert not plain.aesni
+    rng = random.Random(21)
+    for count in [1, 2, 7, 8, 9, 15, 16, 17, 40]:
+        for _ in range(4):
+            bodies = [
+                rng.randbytes(rng.choice([0, 1, 15, 16, 17, 33, 64, 1380])) for _ in range(count)
+            ]
+            if rng.random() < 0.5:
+                bodies = [rng.randbytes(1372)] * count  # equal lengths: whole rounds throughout
+            heads = [rng.randbytes(rng.choice([0, 6, 8])) for _ in range(count)]
+            nonces = rng.randbytes(16 * count)
+            assert fast.seal_many(nonces, heads, bodies) == plain.seal(nonces, heads, bodies)
+    for n in range(0, 100):
+        data = rng.randbytes(n)
+        assert fast.encrypt(data) == plain.encrypt(data)
+        assert fast.encrypt_pair(data[:5], data[5:]) == plain.encrypt(data)
+
+
+@needs_cfbc
+def test_the_own_aes_is_used_only_when_it_agrees() -> None:
+    assert CFBC is not None
+    factory, key, _, _, mode_ecb = _SERVED["aes"]
+    ecb = factory(key, mode_ecb)
+    # a wrong key, a key of no AES length, a block cipher other than AES: pycryptodome's
+    for other in (bytes(32), key[:16], key[:5], b"", key + b"x"):
+        c = CFBC.CFB(ecb, IV[:16], other)
+        assert not c.aesni, other
+        assert c.encrypt(bytes(100)) == CFBC.CFB(ecb, IV[:16]).encrypt(bytes(100))
+    bf_factory, bf_key, _, _, bf_ecb = _SERVED["blowfish"]
+    assert not CFBC.CFB(bf_factory(bf_key, bf_ecb), IV[:8], bf_key[:16]).aesni
+    with pytest.raises(TypeError):
+        CFBC.CFB(ecb, IV[:16], 123)
+    with pytest.raises(TypeError):
+        CFBC.CFB(ecb, IV[:16], "key")
+    assert CFBC.CFB(ecb, IV[:16], key=memoryview(key)).aesni == CFBC.CFB(ecb, IV[:16], key).aesni
