@@ -372,79 +372,92 @@ aes_expand(const uint8_t *key, int nk, uint8_t *rk)
 }
 
 #define RK(r) _mm_loadu_si128((const __m128i *)(self->rk + 16 * (r)))
-/* rounds 1 .. nr-1 of eight blocks x0..x7 (or c0..c7), unrolled (nr is 10, 12 or 14) */
-#define ROUND8(x, r)                                                                            \
-    do {                                                                                       \
-        const __m128i rk_ = RK(r);                                                             \
-        x##0 = _mm_aesenc_si128(x##0, rk_); x##1 = _mm_aesenc_si128(x##1, rk_);                \
-        x##2 = _mm_aesenc_si128(x##2, rk_); x##3 = _mm_aesenc_si128(x##3, rk_);                \
-        x##4 = _mm_aesenc_si128(x##4, rk_); x##5 = _mm_aesenc_si128(x##5, rk_);                \
-        x##6 = _mm_aesenc_si128(x##6, rk_); x##7 = _mm_aesenc_si128(x##7, rk_);                \
-    } while (0)
-#define MIDDLE8(x, nr)                                                                          \
-    do {                                                                                       \
-        ROUND8(x, 1); ROUND8(x, 2); ROUND8(x, 3); ROUND8(x, 4); ROUND8(x, 5);                   \
-        ROUND8(x, 6); ROUND8(x, 7); ROUND8(x, 8); ROUND8(x, 9);                                 \
-        if ((nr) > 10) {                                                                       \
-            ROUND8(x, 10); ROUND8(x, 11);                                                      \
-            if ((nr) > 12) {                                                                   \
-                ROUND8(x, 12); ROUND8(x, 13);                                                  \
-            }                                                                                  \
-        }                                                                                      \
-    } while (0)
 
 /*
- * CFB encryption of 8 chains side by side, for `rounds` whole blocks each:
- * lane i's next block at data[i] + pos[i] is XORed with E(the block before
- * it), in place.  Lanes past `k` work on a scratch block (same code, no
- * branch).
+ * CFB encryption of W chains side by side (W a constant: 1, 2, 4 or 8), for
+ * `rounds` whole blocks each: lane i's next block at data[i] + pos[i] is
+ * XORed with E(the block before it), in place, and pos[i] moves past them.
+ * The W running blocks stay in registers; the rounds are unrolled (nr is 10,
+ * 12 or 14), each round key read once per round for all W.
  */
-AESNI_FN static void
-aes_cfb8(const CFBObject *self, uint8_t *const *data, size_t *pos, int k, size_t rounds)
+AESNI_FN static ALWAYS_INLINE void
+aes_cfb_w(const CFBObject *self, uint8_t *const *data, size_t *pos, size_t rounds, const int W)
 {
     const int nr = self->rounds;
-    uint8_t scratch[8][16];
+    __m128i c[8];
     uint8_t *p[8];
-    size_t step[8];
-    __m128i c0, c1, c2, c3, c4, c5, c6, c7;
     size_t n;
-    int i;
+    int i, r;
 
-    memset(scratch, 0, sizeof(scratch));
-    for (i = 0; i < 8; i++) {
-        if (i < k) {
-            p[i] = data[i] + pos[i];
-            step[i] = 16;
-            pos[i] += 16 * rounds;
-        }
-        else {
-            p[i] = scratch[i] + 0; /* reads and writes its own block only */
-            step[i] = 0;
-        }
+    for (i = 0; i < W; i++) {
+        p[i] = data[i] + pos[i];
+        pos[i] += 16 * rounds;
+        c[i] = _mm_loadu_si128((const __m128i *)(p[i] - 16));
     }
-#define PREV(i) _mm_loadu_si128((const __m128i *)(p[i] - (step[i] ? 16 : 0)))
-    c0 = PREV(0); c1 = PREV(1); c2 = PREV(2); c3 = PREV(3);
-    c4 = PREV(4); c5 = PREV(5); c6 = PREV(6); c7 = PREV(7);
-#undef PREV
     for (n = 0; n < rounds; n++) {
         __m128i key = RK(0);
-        c0 = _mm_xor_si128(c0, key); c1 = _mm_xor_si128(c1, key);
-        c2 = _mm_xor_si128(c2, key); c3 = _mm_xor_si128(c3, key);
-        c4 = _mm_xor_si128(c4, key); c5 = _mm_xor_si128(c5, key);
-        c6 = _mm_xor_si128(c6, key); c7 = _mm_xor_si128(c7, key);
-        MIDDLE8(c, nr);
+        for (i = 0; i < W; i++)
+            c[i] = _mm_xor_si128(c[i], key);
+#pragma GCC unroll 14
+        for (r = 1; r < MAX_ROUNDS; r++) {
+            if (r < nr) {
+                key = RK(r);
+                for (i = 0; i < W; i++)
+                    c[i] = _mm_aesenc_si128(c[i], key);
+            }
+        }
         key = RK(nr);
-#define LANE(i)                                                                                \
-    c##i = _mm_xor_si128(_mm_aesenclast_si128(c##i, key),                                      \
-                         _mm_loadu_si128((const __m128i *)p[i]));                              \
-    _mm_storeu_si128((__m128i *)p[i], c##i);                                                   \
-    p[i] += step[i];
-        LANE(0) LANE(1) LANE(2) LANE(3) LANE(4) LANE(5) LANE(6) LANE(7)
-#undef LANE
+        for (i = 0; i < W; i++) {
+            c[i] = _mm_xor_si128(_mm_aesenclast_si128(c[i], key),
+                                 _mm_loadu_si128((const __m128i *)p[i]));
+            _mm_storeu_si128((__m128i *)p[i], c[i]);
+            p[i] += 16;
+        }
     }
 }
-#undef MIDDLE8
-#undef ROUND8
+
+AESNI_FN static void
+aes_cfb8(const CFBObject *self, uint8_t *const *data, size_t *pos, size_t rounds)
+{
+    aes_cfb_w(self, data, pos, rounds, 8);
+}
+
+AESNI_FN static void
+aes_cfb4(const CFBObject *self, uint8_t *const *data, size_t *pos, size_t rounds)
+{
+    aes_cfb_w(self, data, pos, rounds, 4);
+}
+
+AESNI_FN static void
+aes_cfb2(const CFBObject *self, uint8_t *const *data, size_t *pos, size_t rounds)
+{
+    aes_cfb_w(self, data, pos, rounds, 2);
+}
+
+AESNI_FN static void
+aes_cfb1(const CFBObject *self, uint8_t *const *data, size_t *pos, size_t rounds)
+{
+    aes_cfb_w(self, data, pos, rounds, 1);
+}
+
+/* k lanes (k <= LANES) in groups of 8, then 4, 2, 1: no lane computed for nothing. */
+AESNI_FN static void
+aes_cfb_lanes(const CFBObject *self, uint8_t *const *data, size_t *pos, int k, size_t rounds)
+{
+    int i = 0;
+    for (; k - i >= 8; i += 8)
+        aes_cfb8(self, data + i, pos + i, rounds);
+    if (k - i >= 4) {
+        aes_cfb4(self, data + i, pos + i, rounds);
+        i += 4;
+    }
+    if (k - i >= 2) {
+        aes_cfb2(self, data + i, pos + i, rounds);
+        i += 2;
+    }
+    if (k - i >= 1)
+        aes_cfb1(self, data + i, pos + i, rounds);
+}
 #undef RK
 #endif
 
@@ -554,8 +567,7 @@ encrypt_lanes(const CFBObject *self, uint8_t *const *data, const size_t *len, in
         int rc;
 #ifdef HAVE_AESNI
         if (self->rounds) {
-            for (i = 0; i < k; i += 8)
-                aes_cfb8(self, data + i, pos + i, k - i < 8 ? k - i : 8, rounds);
+            aes_cfb_lanes(self, data, pos, k, rounds);
             rc = 0;
         }
         else
