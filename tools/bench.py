@@ -38,8 +38,9 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator, Optional, TypedDict
+from typing import Any, Optional, TypedDict
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -890,9 +891,7 @@ def ratios(rows: list[dict[str, Any]]) -> str:
 
 def _resends(run: dict[str, float]) -> str:
     """A run's resends as 'RTO+fast/repeats' ('?' where the client does not report)."""
-    sent = (
-        f"{run['lost']:.0f}+{run['fast']:.0f}" if "lost" in run and "fast" in run else "?"
-    )
+    sent = f"{run['lost']:.0f}+{run['fast']:.0f}" if "lost" in run and "fast" in run else "?"
     return f"{sent}/{run['repeat']:.0f}" if "repeat" in run else sent
 
 
@@ -928,8 +927,12 @@ def stability(rows: list[dict[str, Any]]) -> str:
     report them); CPU ms per MB of client / server; with --srtt, the client's
     smoothed RTT (mean and maximum of its samples).
     """
-    srtt = any("srtt_mean" in r for row in rows for t in ("one-way", "echo") for r in
-               row.get(t + "-detail") or [])
+    srtt = any(
+        "srtt_mean" in r
+        for row in rows
+        for t in ("one-way", "echo")
+        for r in row.get(t + "-detail") or []
+    )
     lines = [
         "| client → server | tree | mode | config | test | runs MB/s | slowest / fastest "
         "| resends RTO+fast/repeats | CPU ms/MB client/server | slowest run |"
@@ -955,10 +958,14 @@ def stability(rows: list[dict[str, Any]]) -> str:
                 f"| {slow_reason(detail)} |"
             )
             if srtt:
-                lines[-1] += " " + ", ".join(
-                    f"{r['srtt_mean']:.0f}/{r['srtt_max']:.0f}" if "srtt_mean" in r else "?"
-                    for r in detail
-                ) + " |"
+                lines[-1] += (
+                    " "
+                    + ", ".join(
+                        f"{r['srtt_mean']:.0f}/{r['srtt_max']:.0f}" if "srtt_mean" in r else "?"
+                        for r in detail
+                    )
+                    + " |"
+                )
     return "\n".join(lines)
 
 
@@ -1081,7 +1088,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     )
     print(f"\n`{command}` ({opts.bytes / 1e6:g} MB per transfer, {time.monotonic() - t0:.0f} s)\n")
     if opts.pin:
-        print(f"--pin: servers on CPU {SERVER_CPU}, clients on CPU {CLIENT_CPU} ('idle' unpinned)\n")
+        print(
+            f"--pin: servers on CPU {SERVER_CPU}, clients on CPU {CLIENT_CPU} ('idle' unpinned)\n"
+        )
     if opts.root:
         shown = ", ".join(f"{opts.root_labels[r]} = {r or 'this tree'}" for r in opts.roots)
         print(f"kcpsock trees: {shown}; 'many' alternates them, 'idle' ran with the first\n")
