@@ -57,17 +57,14 @@ Invariants:
   The only socket calls under it are non-blocking ones on the private
   readiness socketpair, and the zero-timeout polls of the UDP socket
   (:meth:`~kcpsock.transport.Transport.readable`) of the close watch and of
-  a flush that holds its RTO resends back (asked only when a
-  retransmission timer is due).
+  a timer that holds its RTO resends back.
 * No RTO resend while ACKs are known to wait unread (``KCP.hold_rto``):
   after the process was held off the CPU, the ACKs of most of the window
   may wait in the socket.  The drain holds them until its last datagram
-  (unless the receiver said more waits: ``deliver(..., behind=True)``, or
-  a timer is due while datagrams wait in the socket), ``send`` while the
-  receiver is behind or a timer is due with datagrams waiting
-  (:meth:`Session._acks_may_wait`), and ``on_timer`` while datagrams
-  wait that the receive role has not got to (:meth:`Session._input_first`);
-  all of them together for ``RTO_HOLD_MINRTOS`` minimum RTOs in a row at most.
+  (unless the receiver said more waits: ``deliver(..., behind=True)``),
+  ``send`` while the receiver is behind, and ``on_timer`` while datagrams
+  wait that the receive role has not got to (:meth:`Session._input_first`,
+  bounded).
 * The data path never takes the global counters' lock: the session counts
   in its own attributes (and KCP's), which :data:`kcpsock.stats.snmp`
   reads when it is read (:meth:`Session.snmp_counts`).  ``packets_out`` and
@@ -1091,10 +1088,6 @@ class Session(Weakrefable):
         # every datagram that moves una; after the process was held off the
         # CPU for longer than the RTO, that resent most of the window).
         kcp.hold_rto = True
-        if not behind and self._acks_may_wait(now, kcp):
-            # a timer is due while more datagrams wait in the socket, read
-            # after this batch: they may acknowledge what it would resend
-            behind = True
         while inbox:
             d = inbox.popleft()
             packets += d.packets
@@ -1328,33 +1321,6 @@ class Session(Weakrefable):
             or (start >= 0 and now - start >= RTO_HOLD_MINRTOS * kcp.rx_minrto)
             or not (transport.handling or self._behind or now - self._input_ms >= STALE_INPUT_MS)
             or not transport.readable()
-        ):
-            self._rto_held_from = -1
-            return False
-        if start < 0:
-            self._rto_held_from = now
-        return True
-
-    def _acks_may_wait(self, now: int, kcp: KCP) -> bool:
-        """True if a flush now should hold its RTO resends back for unread input (lock held).
-
-        True while a retransmission timer may be due and datagrams wait in
-        the socket: the input path (:meth:`_drain_batches`) and ``send``
-        then leave the timeouts to the next batch, whose ACKs may cover
-        them, or to the timer (:meth:`_input_first`).  On lossless loopback
-        a due timer with input waiting is nearly always an ACK that is late
-        only because it waits behind that input (a receiver or this process
-        held off the CPU); a resend then repeats up to the whole window.
-        Bounded like :meth:`_input_first` (the same hold: at most
-        :data:`RTO_HOLD_MINRTOS` minimum RTOs in a row), so a lost
-        segment is resent that much later at most.  The socket is polled
-        only when a timer is due.
-        """
-        start = self._rto_held_from
-        if (
-            not kcp.rto_due(now)
-            or (start >= 0 and now - start >= RTO_HOLD_MINRTOS * kcp.rx_minrto)
-            or not self.transport.readable()
         ):
             self._rto_held_from = -1
             return False
@@ -2036,7 +2002,7 @@ class Session(Weakrefable):
                             # the common write (flushed at once, see below): the
                             # segment and its datagram in one step when simple
                             now = now_ms()
-                            kcp.hold_rto = self._behind or self._acks_may_wait(now, kcp)
+                            kcp.hold_rto = self._behind
                             try:
                                 sent = kcp.send_flush(one, now)
                             finally:
@@ -2073,7 +2039,7 @@ class Session(Weakrefable):
                         # waits (it may acknowledge them: _drain_batches)
                         if not now:
                             now = now_ms()
-                        kcp.hold_rto = self._behind or self._acks_may_wait(now, kcp)
+                        kcp.hold_rto = self._behind
                         try:
                             self._out += kcp.flush(now)
                         finally:

@@ -5,9 +5,7 @@ the sender's socket.  Whichever thread runs first must not resend what
 they acknowledge: the receive role, reading them batch by batch (a full
 batch says more wait: ``Session.deliver(..., behind=True)``), and the
 updater, whose timer may fire before any of them is read (it holds the
-timeouts back while input waits in the socket and none was read lately),
-and the input path and ``send`` when a timer is due while datagrams wait in
-the socket (``Session._acks_may_wait``).
+timeouts back while input waits in the socket and none was read lately).
 Two sessions in one thread on a simulated clock, as in test_keepalive.
 """
 
@@ -178,67 +176,3 @@ def test_the_input_path_fires_the_timeouts_it_held(stalled: Stalled) -> None:
     # the receiver caught up: its last batch (a duplicate ACK, moving no una)
     stalled.feed(stalled.acks[half - 1 : half], behind=False)
     assert sender.kcp.lost_segs > 0
-
-
-def test_the_input_path_holds_while_datagrams_wait_in_the_socket(stalled: Stalled) -> None:
-    # the receiver did not say more waits (a short batch), but by the time its
-    # batch is fed in, more datagrams wait in the socket: the timeouts wait
-    # for them (Session._acks_may_wait)
-    sender = stalled.sessions[0]
-    half = len(stalled.acks) // 2
-    poke = _make_readable(stalled.transports[0])
-    try:
-        stalled.feed(stalled.acks[:half], behind=False)
-        assert sender.kcp.lost_segs == 0
-        assert sender.kcp.waitsnd() > 0  # (timed-out segments left for the next batch)
-    finally:
-        poke.close()
-    stalled.feed(stalled.acks[half:], behind=False)
-    assert sender.kcp.lost_segs == 0 and sender.kcp.waitsnd() == 0
-
-
-def test_the_input_path_hold_is_bounded(stalled: Stalled) -> None:
-    # input keeps waiting and acknowledges nothing new: a real timeout fires
-    # after RTO_HOLD_MINRTOS minimum RTOs at most
-    sender = stalled.sessions[0]
-    dup = stalled.acks[:1]
-    stalled.feed(dup, behind=True)  # una moves past the first ACK's segments
-    assert sender.kcp.lost_segs == 0
-    limit = RTO_HOLD_MINRTOS * sender.kcp.rx_minrto
-    poke = _make_readable(stalled.transports[0])
-    try:
-        start = stalled.clock
-        while sender.kcp.lost_segs == 0:
-            assert stalled.clock - start <= limit
-            stalled.feed(dup, behind=False)  # a duplicate: moves no una
-            stalled.clock += 1
-        assert stalled.clock - start >= limit
-    finally:
-        poke.close()
-
-
-@pytest.mark.parametrize("waiting", [True, False])
-def test_send_holds_back_while_datagrams_wait(stalled: Stalled, waiting: bool) -> None:
-    sender = stalled.sessions[0]
-    # the first ACKs are in (the receiver said more wait): few segments are
-    # in flight, so a write is flushed at once, and their timers are due
-    half = len(stalled.acks) // 2
-    stalled.feed(stalled.acks[:half], behind=True)
-    assert sender.kcp.lost_segs == 0
-    assert 0 < len(sender.kcp.snd_buf) < session_module.CORK_INFLIGHT
-    assert sender.kcp.rto_due(stalled.clock)
-    sender._behind = False  # (the receiver's last word: caught up)
-    poke = _make_readable(stalled.transports[0]) if waiting else None
-    try:
-        assert sender.send(b"y" * 100, None) == 100
-        assert stalled.transports[0].sent  # the new data leaves either way
-        if waiting:
-            assert sender.kcp.lost_segs == 0  # the ACKs in the socket come first
-        else:
-            assert sender.kcp.lost_segs > 0  # nothing waits: a real timeout
-    finally:
-        if poke is not None:
-            poke.close()
-    if waiting:
-        stalled.feed(stalled.acks[half:], behind=False)
-        assert sender.kcp.lost_segs == 0
