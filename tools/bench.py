@@ -21,7 +21,12 @@ Usage:
     python tools/bench.py [--bytes 100000000] [--rounds 1000] [--pairs ...]
 
 Prints a markdown table (with --repeat N, each cell is the median of N
-runs: the machine is shared and noisy).  The --role options are internal: the benchmark
+runs: the machine is shared and noisy), and with N > 1 a stability table of
+every run: MB/s, the client's RTO and fast resends and the segments received
+twice (kcpsock and kcp-go alike), CPU per MB of each side, and why the
+slowest run was slow (RTO storm, more CPU per MB, or the machine).
+--srtt MS samples the clients' smoothed RTT; --pin runs servers and clients
+on a core each (not comparable with unpinned figures: BENCHMARKS.md).  The --role options are internal: the benchmark
 runs itself as the kcpsock server and client processes.
 """
 
