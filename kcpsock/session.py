@@ -305,6 +305,11 @@ COPIERS_MAX: Final = 64
 COPY_PACK_MAX: Final = 8192
 
 
+def _no_copy(buffer: Any, offset: int, data: bytes) -> None:
+    """The packer slot of a session that has copied nothing yet (never called)."""
+    raise AssertionError("no copier chosen")
+
+
 def copy_into(buffer: Union[bytearray, memoryview], data: bytes) -> int:
     """Copy ``data`` to the start of ``buffer``; return ``len(data)``.
 
@@ -640,6 +645,9 @@ class Session(Weakrefable):
         self._wr_shut = False
         self._pending = b""  # a message a short recv did not finish ...
         self._poff = 0  # ... and how much of it was returned already
+        # recv_into_short's last copy: its size and _COPIERS' packer for it
+        self._copy_n = -1
+        self._copy_fn: Callable[[Any, int, bytes], None] = _no_copy
         self._signal: Optional[Signal] = None
         self._opened = False  # counted in snmp (Active/PassiveOpens)
         #: receive window to open at the first recv (a listener session starts
@@ -1888,7 +1896,20 @@ class Session(Weakrefable):
         elif not size:
             return -1  # an empty buffer: the caller's checks, then 0
         data = self.recv(size, deadline)
-        return copy_into(buffer, data) if data else 0
+        if not data:
+            return 0
+        n = len(data)
+        if n == self._copy_n:
+            # the size of the last copy (a message stream has few): its
+            # packer, no look-up (a bytearray: no strided view to care for)
+            self._copy_fn(buffer, 0, data)
+            return n
+        copy_into(buffer, data)
+        copier = _COPIERS.get(n)
+        if copier is not None:
+            self._copy_n = n
+            self._copy_fn = copier
+        return n
 
     def _serve_role(self, role: Receiver, deadline: Optional[float]) -> None:
         """Read one batch from the socket with the receive role (lock held on entry and exit).

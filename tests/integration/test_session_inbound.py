@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -427,3 +428,27 @@ def test_session_sendall_queues_everything_in_order(make: Any, size: int) -> Non
         )
         assert got == data
         assert s.bytes_sent == size
+
+
+def test_recv_into_short_copies_each_message_whatever_the_last_size() -> None:
+    """``recv_into_short`` keeps the packer of its last copy size: sizes that change are right.
+
+    Messages of repeating and changing sizes (the cached size, a new one, back),
+    one larger than ``COPY_PACK_MAX`` (no packer), each read into a buffer
+    filled with a marker: exactly the message's bytes are written.
+    """
+    from kcpsock.session import COPY_PACK_MAX
+
+    sizes = [100, 100, 7, 100, 1376, 1376, 9000, 1376, 1, 9000, 100]
+    assert 9000 > COPY_PACK_MAX
+    with unstarted_session(0x55, stream=False) as (s, _peer):
+        msgs = [os.urandom(n) for n in sizes]
+        for i, m in enumerate(msgs):
+            hdr = struct.pack("<IBBHIIII", 0x55, 81, 0, 1024, 0, i, 0, len(m))
+            s.kcp.input(hdr + m, 0)
+        buf = bytearray(65536)
+        for m in msgs:
+            buf[:] = b"\xee" * len(buf)
+            n = s.recv_into_short(buf, 0, 0)
+            assert n == len(m)
+            assert buf[:n] == m and buf[n:] == b"\xee" * (len(buf) - n)
