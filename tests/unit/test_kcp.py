@@ -554,7 +554,7 @@ def test_flush_headers_of_mixed_fragments_are_each_segments_own() -> None:
     out = k.flush(5000)
     segs = [seg for dg in out for seg in decode_segments(dg)]
     expect = []
-    for i, m in enumerate(msgs):
+    for m in msgs:
         parts = [m[j : j + mss] for j in range(0, len(m), mss)]
         expect += [(len(parts) - 1 - f, p) for f, p in enumerate(parts)]
     assert [(h.frg, d) for h, d in segs] == expect
