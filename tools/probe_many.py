@@ -189,6 +189,12 @@ def role_server(args: argparse.Namespace) -> None:
         options["config"] = dataclasses.replace(
             options["config"], backlog_per_address=int(os.environ["PROBE_BACKLOG_PER_ADDRESS"])
         )
+    if os.environ.get("PROBE_PENDING"):
+        import dataclasses
+
+        options["config"] = dataclasses.replace(
+            options["config"], pending_rcvwnd=int(os.environ["PROBE_PENDING"])
+        )
     listener = kcpsock.listen(("127.0.0.1", 0), **options)
     if os.environ.get("PROBE_NOCAP"):
         listener.core.window_share.hold = -1.0
@@ -384,6 +390,10 @@ def role_server(args: argparse.Namespace) -> None:
                 "claimed": getattr(updater, "claimed", None),
                 "recv_calls": calls[0],
                 "gate": None if gate is None else [gate.deferrals, gate.woken],
+                "handover": [
+                    getattr(listener.core, "handovers", None),
+                    round(getattr(listener.core, "handover_seconds", 0.0) * 1000, 1),
+                ],
                 "recv_sizes": _quantiles(sizes),
                 "spans": spans,
                 "wakeups": updater.wakeups,
@@ -546,7 +556,7 @@ def show(label: str, r: dict[str, Any]) -> str:
         f" OutPkts {s.get('OutPkts')} InErrs {s.get('InErrs')} refused {r.get('refused')}"
         f" client {r.get('client')} inbox_drops {r.get('totals', {}).get('inbox_drops')}"
         f" srtt_max {r.get('totals', {}).get('srtt_max')}"
-        f" csw {r.get('csw')} recv_calls {r.get('recv_calls')} sizes p10-90 {r.get('recv_sizes')} gate {r.get('gate')} fired {r.get('fired')} claimed {r.get('claimed')} wakeups {r.get('wakeups')};"
+        f" csw {r.get('csw')} recv_calls {r.get('recv_calls')} sizes p10-90 {r.get('recv_sizes')} gate {r.get('gate')} handover [n, ms] {r.get('handover')} fired {r.get('fired')} claimed {r.get('claimed')} wakeups {r.get('wakeups')};"
         f" server CPU {r.get('cpu', 0):.2f} s = {r.get('cpu', 0) * 1000 / (r['mb'] or 1):.2f} ms/MB ({threads}"
         f" handlers={r.get('totals', {}).get('handler_cpu', 0.0):.2f})"
         + (

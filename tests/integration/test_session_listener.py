@@ -691,3 +691,97 @@ def test_listener_receiver_reads_ahead_of_a_slow_batch() -> None:
     finally:
         rx.stop()
         c.close()
+
+
+# ------------------------------------------------------- the accept hand-over
+
+
+def _first_datagrams(convs: range, client: socket.socket) -> list[tuple[bytes, Any]]:
+    """One first datagram (PUSH sn 0) per conv from ``client``: one new session each."""
+    return [(push_segment(conv, 0, b"x"), client.getsockname()) for conv in convs]
+
+
+def test_receiver_does_not_wait_for_an_application_that_is_not_accepting(
+    listener: kcpsock.Listener,
+) -> None:
+    core = listener.core
+    c = udp()
+    try:
+        core.handover_gap = 30.0  # (only "nobody is accepting" may end it at once)
+        core._on_batch(_first_datagrams(range(3000, 3003), c))
+        assert len(core._queue) == 3
+        assert core.handovers == 0
+    finally:
+        c.close()
+
+
+def test_receiver_hands_over_to_the_accept_loop_until_the_queue_is_empty(
+    listener: kcpsock.Listener,
+) -> None:
+    # the batch is handled on this thread (as the receiver would); with wide
+    # bounds the hand-over ends only when the accept loop took every session
+    core = listener.core
+    core.handover_max = core.handover_gap = 30.0
+    c = udp()
+    accepted: list[kcpsock.KCPSocket] = []
+    try:
+        core._on_batch(_first_datagrams(range(3100, 3101), c))
+        assert core.handovers == 0  # nobody accepted yet: no wait
+        first, _ = listener.accept()  # the accept loop is running from now on
+        accepted.append(first)
+
+        def accept_loop() -> None:
+            # comes back only once the receiver waits for it
+            if wait_until(lambda: core._handing, 10):
+                for _ in range(5):
+                    accepted.append(listener.accept()[0])
+
+        t = threading.Thread(target=accept_loop, daemon=True)
+        t.start()
+        core._on_batch(_first_datagrams(range(3101, 3106), c))
+        assert not core._queue  # the receiver waited until accept took them all
+        assert core.handovers == 1
+        t.join(5)
+        assert len(accepted) == 6
+    finally:
+        for s in accepted:
+            s.close()
+        c.close()
+
+
+def test_the_hand_over_is_bounded(listener: kcpsock.Listener) -> None:
+    core = listener.core
+    c = udp()
+    try:
+        core._on_batch(_first_datagrams(range(3200, 3201), c))
+        listener.accept()[0].close()  # accepting: a loop would come back
+        core.handover_gap = 30.0
+        core.handover_max = 0.05
+        start = time.monotonic()
+        core._on_batch(_first_datagrams(range(3201, 3203), c))
+        # nobody came back to accept: the receiver went on after handover_max
+        assert time.monotonic() - start < 10
+        assert len(core._queue) == 2
+        assert core.handovers == 1
+        assert core.handover_seconds >= 0.05
+    finally:
+        c.close()
+
+
+def test_close_ends_a_hand_over(listener: kcpsock.Listener) -> None:
+    core = listener.core
+    c = udp()
+    try:
+        core._on_batch(_first_datagrams(range(3300, 3301), c))
+        listener.accept()[0].close()
+        core.handover_max = core.handover_gap = 30.0
+        t = threading.Thread(
+            target=core._on_batch, args=(_first_datagrams(range(3301, 3303), c),), daemon=True
+        )
+        t.start()
+        assert wait_until(lambda: core._handing)
+        listener.close()
+        t.join(5)
+        assert not t.is_alive()
+    finally:
+        c.close()
