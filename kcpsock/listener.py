@@ -22,13 +22,7 @@ Who runs what::
                       more input waits, the wake-ups of stream readers that
                       asked for more than is ready are deferred to the end
                       of a later batch (session.WakeGate: never blocks on a
-                      session lock, the holder wakes them instead); while new
-                      sessions wait in the accept queue and the application
-                      is accepting, it waits at the end of a batch (at most
-                      ACCEPT_HANDOVER seconds, bounded) for accept to take
-                      them: the interpreter lock goes to the accept loop and
-                      the handler threads it starts, whose first reads open
-                      the new sessions' windows
+                      session lock, the holder wakes them instead)
     user threads      accept (waits on the listener's Condition), close;
                       while the listener serves ONE session, that session's
                       reader blocked in recv may hold the receive role and
@@ -101,8 +95,6 @@ from .transport import Batch, Receiver, Signal, Transport, buffer_datagrams
 from .updater import now_ms, updater
 
 __all__ = [
-    "ACCEPT_GAP",
-    "ACCEPT_HANDOVER",
     "LISTENER_BATCH",
     "LISTENER_READAHEAD",
     "LOADED_BATCH",
@@ -129,19 +121,6 @@ LOADED_BATCH: Final = 64
 #: (their first flights, or retransmissions after a loss) is taken out of the
 #: kernel's buffer, which would drop it, while earlier batches are handled.
 LISTENER_READAHEAD: Final = 8192
-#: Seconds the listener's receiver waits at most, at the end of a batch, for
-#: the application to accept the sessions waiting in the accept queue.  A new
-#: session advertises only ``pending_rcvwnd`` until its handler first reads
-#: it, so under a burst of new conversations the accept loop (and the
-#: handler threads it starts) is what the sessions wait for; a busy receiver
-#: keeps the interpreter lock from them for whole switch intervals (5 ms).
-#: Waiting releases the lock; it ends as soon as the queue is empty.
-ACCEPT_HANDOVER: Final = 0.002
-#: The receiver waits (above) only while the application is accepting: a
-#: thread is blocked in ``accept`` or one returned less than this many
-#: seconds ago (an accept loop that starts a handler thread comes back);
-#: each wait step ends after this long without an accept.
-ACCEPT_GAP: Final = 0.001
 
 #: Keys of :attr:`ListenerCore.refused`: why new conversations were dropped.
 REFUSAL_REASONS: Final = (
@@ -202,19 +181,6 @@ class ListenerCore(Weakrefable):
             conv_guard=config.conv_guard,
         )
         self._enqueued: dict[Session, float] = {}  # accept queue entry times
-        # the accept hand-over (_hand_over): threads blocked in accept, when
-        # accept last returned a session, the receiver waiting for accept
-        self._taken = threading.Condition(self._lock)
-        self._accepting = 0
-        self._accepted_at = -1.0
-        self._handing = False
-        #: the hand-over's bounds in seconds (:data:`ACCEPT_HANDOVER`, :data:`ACCEPT_GAP`)
-        self.handover_max = ACCEPT_HANDOVER
-        self.handover_gap = ACCEPT_GAP
-        #: times the receiver waited for accept to take queued sessions, and
-        #: seconds it waited in all (figures: see :data:`ACCEPT_HANDOVER`)
-        self.handovers = 0
-        self.handover_seconds = 0.0
         self.table = RouteTable(
             self.admission,
             lambda: make_codec(block, data_shards, parity_shards),
@@ -291,41 +257,6 @@ class ListenerCore(Weakrefable):
                 # the readers whose wake-up the batch deferred: woken now
                 # unless the next batch follows at once (WakeGate)
                 self.wake_gate.end(self._behind, now_ms())
-        if self._queue and (
-            self._accepting or time.monotonic() - self._accepted_at < self.handover_gap
-        ):
-            self._hand_over()
-
-    def _hand_over(self) -> None:
-        """Wait (bounded) for the application's accept loop to take the queued sessions.
-
-        Runs on the receiver thread at the end of a batch while sessions wait
-        in the accept queue.  Waits only while the application is accepting
-        (a thread blocked in :meth:`accept`, or one returned less than
-        :attr:`handover_gap` ago), until the queue is empty, no accept came
-        for :attr:`handover_gap` or :attr:`handover_max` passed.  The wait
-        releases the interpreter lock, which otherwise the busy receiver
-        keeps from the accept loop for whole switch intervals.
-        """
-        gap = self.handover_gap
-        start = time.monotonic()
-        end = start + self.handover_max
-        now = start
-        waited = False
-        with self._lock:
-            self._handing = True
-            try:
-                while self._queue and not self._closed and now < end:
-                    if not self._accepting and now - self._accepted_at >= gap:
-                        break
-                    waited = True
-                    self._taken.wait(min(end - now, gap))
-                    now = time.monotonic()
-            finally:
-                self._handing = False
-            if waited:
-                self.handovers += 1
-                self.handover_seconds += now - start
 
     def _handle_batch(self, batch: Batch) -> None:
         """The body of :meth:`_on_batch` (it may begin the gather that one ends)."""
@@ -510,9 +441,6 @@ class ListenerCore(Weakrefable):
                     if not self._queue and self._signal is not None:
                         self._signal.clear()
                     self.table.accepted(s.route)
-                    self._accepted_at = time.monotonic()
-                    if self._handing:
-                        self._taken.notify()  # the receiver waits for this (_hand_over)
                     return s
                 if deadline == 0:
                     raise KCPBlockingIOError()
@@ -520,12 +448,8 @@ class ListenerCore(Weakrefable):
                 # it reads new conversations too (an accept loop blocked for
                 # hours must not stop the echo thread from keeping the role)
                 self._receiver.reclaim()
-                self._accepting += 1
-                try:
-                    if not wait_deadline(self._accept_cond, deadline):
-                        raise Timeout()
-                finally:
-                    self._accepting -= 1
+                if not wait_deadline(self._accept_cond, deadline):
+                    raise Timeout()
 
     def signal_fileno(self) -> int:
         """Return a file descriptor readable while :meth:`accept` would not block."""
@@ -566,7 +490,6 @@ class ListenerCore(Weakrefable):
             self._queue.clear()
             self._enqueued.clear()
             self._accept_cond.notify_all()
-            self._taken.notify_all()
             signal, self._signal = self._signal, None
         if signal is not None:
             signal.close()

@@ -45,7 +45,9 @@ Diagnostic switches (environment of this command):
 * ``PROBE_NOCAP=1``: lift the listener's window caps (WindowShare,
   DrainRate); ``PROBE_CAP=N``: the share's floor; ``PROBE_SWITCH=S``:
   ``sys.setswitchinterval(S)`` in the server; ``PROBE_GATE=IDLE,MAX``: the
-  bounds (ms) of the listener's reader wake-up deferral (``WakeGate``).
+  bounds (ms) of the listener's reader wake-up deferral (``WakeGate``);
+  ``PROBE_PENDING=N``: the listener's ``pending_rcvwnd`` (segments a session
+  waiting for accept or its first read may buffer).
 """
 
 from __future__ import annotations
@@ -390,10 +392,6 @@ def role_server(args: argparse.Namespace) -> None:
                 "claimed": getattr(updater, "claimed", None),
                 "recv_calls": calls[0],
                 "gate": None if gate is None else [gate.deferrals, gate.woken],
-                "handover": [
-                    getattr(listener.core, "handovers", None),
-                    round(getattr(listener.core, "handover_seconds", 0.0) * 1000, 1),
-                ],
                 "recv_sizes": _quantiles(sizes),
                 "spans": spans,
                 "wakeups": updater.wakeups,
@@ -556,7 +554,7 @@ def show(label: str, r: dict[str, Any]) -> str:
         f" OutPkts {s.get('OutPkts')} InErrs {s.get('InErrs')} refused {r.get('refused')}"
         f" client {r.get('client')} inbox_drops {r.get('totals', {}).get('inbox_drops')}"
         f" srtt_max {r.get('totals', {}).get('srtt_max')}"
-        f" csw {r.get('csw')} recv_calls {r.get('recv_calls')} sizes p10-90 {r.get('recv_sizes')} gate {r.get('gate')} handover [n, ms] {r.get('handover')} fired {r.get('fired')} claimed {r.get('claimed')} wakeups {r.get('wakeups')};"
+        f" csw {r.get('csw')} recv_calls {r.get('recv_calls')} sizes p10-90 {r.get('recv_sizes')} gate {r.get('gate')} fired {r.get('fired')} claimed {r.get('claimed')} wakeups {r.get('wakeups')};"
         f" server CPU {r.get('cpu', 0):.2f} s = {r.get('cpu', 0) * 1000 / (r['mb'] or 1):.2f} ms/MB ({threads}"
         f" handlers={r.get('totals', {}).get('handler_cpu', 0.0):.2f})"
         + (
