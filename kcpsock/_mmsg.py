@@ -61,6 +61,7 @@ __all__ = [
     "gso_sender",
     "reader",
     "sender",
+    "waiter",
 ]
 
 #: The environment variable that turns batched I/O off.
@@ -615,6 +616,38 @@ class BatchReader:
         finally:
             pool.append(slot)
 
+    def wait(self, out: Any, limit: int) -> None:
+        """Block until a datagram arrives, then append what waits, as :meth:`fill` does.
+
+        One ``recvmmsg`` (``MSG_WAITFORONE``) in place of a blocking
+        ``recvfrom`` and a read-ahead that finds the kernel empty: an idle
+        socket's receiver wakes once per datagram into one system call.
+        The C helper only (see :func:`waiter`); the socket must be in
+        blocking mode.  Returns with nothing when the read is interrupted
+        (``shutdown``); raises what :meth:`fill` would.
+
+        Args:
+            out: a list or deque (``append``, ``len``).
+            limit: how many items ``out`` may hold (at most ``batch`` are read).
+        """
+        want = limit - len(out)
+        c = self._c
+        if want <= 0 or c is None:
+            return
+        peer = self._peer
+        c.recv(
+            self._sock.fileno(),
+            self._size,
+            self._n,
+            want,
+            0 if peer is not None else self._keylen,
+            out,
+            peer,
+            self._cache,
+            self._resolve,
+            1,
+        )
+
     def _take(self, slot: _RecvSlot, r: int, out: Any) -> None:
         """Copy ``r`` datagrams (and their sources) out of ``slot`` onto ``out``."""
         peer = self._peer
@@ -856,6 +889,30 @@ def sender(sock: socket.socket, connected: bool) -> Optional[BatchSender]:
         return BatchSender(sock, connected)
     except OSError:  # pragma: no cover - _load said yes
         return None
+
+
+def waiter(
+    sock: socket.socket, size: int, batch: int, connected: bool
+) -> Optional[Callable[[Any, int], None]]:
+    """A blocking batched read for ``sock`` (blocking mode): ``wait(out, limit)``, or None.
+
+    Waits for the first datagram and takes up to ``batch`` in one
+    ``recvmmsg`` (:meth:`BatchReader.wait`).  Only with the C helper
+    ``kcpsock._udpio``; None otherwise (the caller reads with a blocking
+    ``recvfrom``), and where :func:`reader` would say None.
+
+    Args:
+        sock: the socket (blocking mode).
+        size: bytes per datagram (longer ones are truncated).
+        batch: datagrams per call at most (each holds a ``size`` buffer
+            while the call waits).
+        connected: the socket is connected (the peer's address is taken now).
+    """
+    if _udpio() is None:
+        return None
+    fill = reader(sock, size, batch, connected)
+    owner = getattr(fill, "__self__", None)
+    return owner.wait if isinstance(owner, BatchReader) else None
 
 
 def reader(

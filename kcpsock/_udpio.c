@@ -8,13 +8,16 @@
  * _mmsg's docstring exactly (its callers choose it when
  * kcpsock._accel.native("_udpio") is not None):
  *
- *     recv(fd, size, batch, want, keylen, out, peer, cache, resolve)
+ *     recv(fd, size, batch, want, keylen, out, peer, cache, resolve[, wait])
  *         reads up to ``want`` datagrams (``batch`` per recvmmsg) of at most
  *         ``size`` bytes (longer ones truncated, as recvfrom(size) does) and
  *         appends (bytes, address) to ``out``: ``peer`` when it is not None,
  *         else ``cache[key]`` or ``resolve(key)`` for the ``keylen`` bytes of
  *         the C sockaddr.  EAGAIN ends the read; any other error raises the
  *         OSError subclass recvfrom would, after appending what came before.
+ *         With a true ``wait`` the first recvmmsg blocks (on a blocking
+ *         socket) until a datagram arrives (MSG_WAITFORONE): a blocked
+ *         recvfrom and the read-ahead after it in one system call.
  *     send(fd, packets, name)      -> (datagrams sent, bytes sent)
  *     send_each(fd, packets, names) -> bytearray of flags (1: sent)
  *         sendmmsg ``packets`` (bytes-like) to the C sockaddr ``name`` (None:
@@ -23,7 +26,8 @@
  *         error ends the call quietly (kcp-go ignores write errors).
  *
  * Both system calls run with the GIL released (payload buffers stay exported
- * and referenced meanwhile; receive buffers are this call's own).
+ * and referenced meanwhile; receive buffers are this call's own: taken from
+ * a small free list, kept by the GIL, and given back when the call ends).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -40,6 +44,64 @@
 #define CHUNK 64         /* datagrams per sendmmsg */
 #define NAME_MAX_LEN 28  /* sizeof(struct sockaddr_in6) */
 #define RECV_BATCH_MAX 1024
+#define POOL_MAX 4       /* receive blocks kept for reuse */
+
+/*
+ * One recv call's memory, in one block: the message headers, the iovecs,
+ * the source addresses, then the datagram buffers.  Freed blocks go to a
+ * free list of POOL_MAX (changed only with the GIL held), so a read-ahead
+ * that finds nothing (most of an idle receiver's calls) allocates nothing.
+ */
+typedef struct {
+    void *mem;
+    size_t cap;
+} block_t;
+
+static block_t pool[POOL_MAX];
+static int pool_len = 0;
+
+static void *
+block_take(size_t need, size_t *cap)
+{
+    for (int i = pool_len - 1; i >= 0; i--) {
+        if (pool[i].cap >= need) {
+            void *mem = pool[i].mem;
+            *cap = pool[i].cap;
+            pool[i] = pool[--pool_len];
+            return mem;
+        }
+    }
+    *cap = need;
+    return PyMem_Malloc(need);
+}
+
+static void
+block_give(void *mem, size_t cap)
+{
+    if (mem == NULL) {
+        return;
+    }
+    if (pool_len < POOL_MAX) {
+        pool[pool_len].mem = mem;
+        pool[pool_len].cap = cap;
+        pool_len++;
+        return;
+    }
+    /* full: keep the larger blocks (a reader's usual size stays served) */
+    int small = 0;
+    for (int i = 1; i < POOL_MAX; i++) {
+        if (pool[i].cap < pool[small].cap) {
+            small = i;
+        }
+    }
+    if (pool[small].cap < cap) {
+        PyMem_Free(pool[small].mem);
+        pool[small].mem = mem;
+        pool[small].cap = cap;
+    } else {
+        PyMem_Free(mem);
+    }
+}
 
 static PyObject *
 raise_errno(int err)
@@ -68,16 +130,24 @@ as_fd(PyObject *obj, int *fd)
 }
 
 PyDoc_STRVAR(recv_doc,
-             "recv(fd, size, batch, want, keylen, out, peer, cache, resolve, /) -> None\n\n"
-             "Append up to want (datagram, address) pairs read with recvmmsg to out.");
+             "recv(fd, size, batch, want, keylen, out, peer, cache, resolve, wait=0, /) -> None\n\n"
+             "Append up to want (datagram, address) pairs read with recvmmsg to out;\n"
+             "with a true wait the first read blocks until a datagram arrives.");
 
 static PyObject *
 u_recv(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 9) {
-        PyErr_Format(PyExc_TypeError, "recv expects 9 arguments, got %zd", nargs);
+    if (nargs != 9 && nargs != 10) {
+        PyErr_Format(PyExc_TypeError, "recv expects 9 or 10 arguments, got %zd", nargs);
         return NULL;
+    }
+    int wait = 0;
+    if (nargs == 10) {
+        wait = PyObject_IsTrue(args[9]);
+        if (wait < 0) {
+            return NULL;
+        }
     }
     int fd;
     if (as_fd(args[0], &fd) < 0) {
@@ -129,15 +199,21 @@ u_recv(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         }
     }
     Py_ssize_t most = batch < want ? batch : want;
-    char *buf = PyMem_Malloc((size_t)(size * most));
-    struct mmsghdr *msgs = PyMem_Malloc((size_t)most * sizeof(struct mmsghdr)); /* set below */
-    struct iovec *iovs = PyMem_Malloc((size_t)most * sizeof(struct iovec));
-    char *names = PyMem_Malloc((size_t)most * NAME_MAX_LEN);
+    /* headers, iovecs and names first (each a multiple of 4 bytes per
+       datagram, the first two of 8), the datagram buffers last */
+    size_t cap, need = (size_t)most * (sizeof(struct mmsghdr) + sizeof(struct iovec) +
+                                      NAME_MAX_LEN + (size_t)size);
+    char *mem = block_take(need, &cap);
     PyObject *result = NULL;
-    if (buf == NULL || msgs == NULL || iovs == NULL || names == NULL) {
+    if (mem == NULL) {
         PyErr_NoMemory();
         goto done;
     }
+    struct mmsghdr *msgs = (struct mmsghdr *)mem; /* set below */
+    struct iovec *iovs = (struct iovec *)(msgs + most);
+    char *names = (char *)(iovs + most);
+    char *buf = names + (size_t)most * NAME_MAX_LEN;
+    int flags = wait ? MSG_WAITFORONE : MSG_DONTWAIT;
     for (;;) {
         int n = (int)(most < want ? most : want);
         for (int i = 0; i < n; i++) {
@@ -153,7 +229,7 @@ u_recv(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         }
         int r, err = 0;
         Py_BEGIN_ALLOW_THREADS
-        r = recvmmsg(fd, msgs, (unsigned)n, MSG_DONTWAIT, NULL);
+        r = recvmmsg(fd, msgs, (unsigned)n, flags, NULL);
         if (r < 0) {
             err = errno;
         }
@@ -220,14 +296,12 @@ u_recv(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             break; /* the kernel had no more, or out is full */
         }
         want -= r;
+        flags = MSG_DONTWAIT; /* only the first read waits */
     }
     result = Py_None;
     Py_INCREF(result);
 done:
-    PyMem_Free(buf);
-    PyMem_Free(msgs);
-    PyMem_Free(iovs);
-    PyMem_Free(names);
+    block_give(mem, cap);
     Py_XDECREF(append);
     return result;
 }

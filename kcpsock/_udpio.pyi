@@ -21,6 +21,7 @@ def recv(
     peer: Any,
     cache: dict[bytes, Any],
     resolve: Callable[[bytes], Any],
+    wait: int = 0,
     /,
 ) -> None:
     """Append up to ``want`` ``(datagram, address)`` pairs read with ``recvmmsg`` to ``out``.
@@ -29,6 +30,9 @@ def recv(
     address is ``peer`` unless None, else ``cache[key]`` or ``resolve(key)``
     for the first ``keylen`` bytes of the source's C sockaddr.  EAGAIN ends
     the read; other errors raise the ``OSError`` subclass ``recvfrom`` would.
+    With a true ``wait`` the first call blocks (``MSG_WAITFORONE``, a
+    blocking socket) until a datagram arrives.  The buffers come from a
+    small free list, so a call that reads nothing allocates nothing.
     """
 
 def send(fd: int, packets: Sequence[_Bytes], name: Optional[bytes], /) -> tuple[int, int]:

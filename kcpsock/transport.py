@@ -68,6 +68,7 @@ from .stats import snmp
 
 __all__ = [
     "BATCH",
+    "WAIT_BATCH",
     "LEND_BATCH",
     "LEND_LEASE",
     "RECV_SIZE",
@@ -95,6 +96,11 @@ _DONTWAIT: Final = getattr(socket, "MSG_DONTWAIT", 0)
 #: ping-pong pays no receiver wake-up); datagrams arriving meanwhile wait
 #: in the kernel at most this long.  Far below any RTO (KCP's minimum is 30 ms).
 LEND_LEASE = 0.004
+#: Datagrams the blocking read of an owned socket takes at most (with the
+#: C helper: :func:`kcpsock._mmsg.waiter`): each waiting receiver holds a
+#: buffer for this many while it waits; a read that fills them is followed
+#: by the usual read-ahead.
+WAIT_BATCH: Final = 4
 #: The role is lent only after a batch of at most this many datagrams: a
 #: request/response exchange, not a bulk transfer (whose reader finds data
 #: waiting anyway, while the receiver thread keeps the socket drained).
@@ -512,6 +518,13 @@ class Receiver:
         fill = _mmsg.reader(transport.sock, RECV_SIZE, batch, transport.connected)
         self._batched = fill is not None
         self._fill = fill or _recvfrom_loop(transport.sock)
+        # an owned (blocking) socket's wait for the next datagram: one
+        # recvmmsg that also takes what queued behind it (the C helper), or None: recvfrom
+        self._wait_read: Optional[Callable[[Batch | deque[tuple[bytes, Address]], int], None]] = (
+            _mmsg.waiter(transport.sock, RECV_SIZE, WAIT_BATCH, transport.connected)
+            if transport.owned
+            else None
+        )
         self._handler = handler
         self._on_refused = on_refused
         self._stopping = False
@@ -900,10 +913,12 @@ class Receiver:
         most = self._batch
         limit = self._readahead
         fill = self._fill
+        wait_read = self._wait_read
         # datagrams read from the kernel, not handled yet (at most ``limit``)
         backlog: deque[tuple[bytes, Address]] = deque()
         append = backlog.append
         popleft = backlog.popleft
+        more = True  # False: the last read showed the kernel empty
         while not self._stopping:
             if self._lent:
                 self._park_while_lent()
@@ -924,13 +939,23 @@ class Receiver:
                             append(recvfrom(size, flags))
                         raise BlockingIOError
                 elif not backlog:
-                    item = recvfrom(size)
-                    if self.stopping():
-                        return
-                    append(item)
+                    if wait_read is not None:
+                        wait_read(backlog, WAIT_BATCH)
+                        if self.stopping():
+                            return
+                        # fewer than asked for: the kernel had no more when
+                        # the read returned, a read-ahead would find it empty
+                        more = len(backlog) >= WAIT_BATCH
+                    else:
+                        item = recvfrom(size)
+                        if self.stopping():
+                            return
+                        append(item)
                 # read ahead what the kernel holds, so that its buffer has room
                 # for a burst while the batch is handled
-                fill(backlog, limit)
+                if more:
+                    fill(backlog, limit)
+                more = True
             except (BlockingIOError, InterruptedError):
                 pass
             except ConnectionRefusedError:

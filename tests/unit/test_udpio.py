@@ -127,3 +127,134 @@ def test_send_rejects_bad_arguments(pair: tuple[socket.socket, socket.socket]) -
         udpio.send(1 << 40, [b"a"], name)
     with pytest.raises(TypeError):
         udpio.send(fd, [b"a"])
+
+
+def test_pooled_buffers_keep_each_call_s_datagrams_apart(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """Reused receive blocks never leak a previous call's bytes or lengths into a result."""
+    a, b = pair
+    dest = b.getsockname()
+    peer = a.getsockname()
+    for rnd in range(40):
+        # alternate long and short datagrams, big and small calls: a block
+        # reused from a call with longer datagrams still reads exact lengths
+        size, batch = (2048, 16) if rnd % 2 else (300, 3)
+        packets = [bytes([rnd, i]) * (200 if (rnd + i) % 3 else 1) for i in range(5)]
+        for p in packets:
+            a.sendto(p, dest)
+        out: list[tuple[bytes, Any]] = []
+        assert wait_readable(b)
+        while len(out) < len(packets):
+            udpio.recv(b.fileno(), size, batch, 64, 0, out, peer, {}, None)
+            if len(out) < len(packets):
+                assert wait_readable(b)
+        assert [p for p, _ in out] == [p[:size] for p in packets]
+
+
+def wait_readable(sock: socket.socket) -> bool:
+    return bool(select.select([sock], [], [], 5.0)[0])
+
+
+def test_pooled_buffers_across_threads() -> None:
+    """Threads reading their own sockets at once each get exactly their own datagrams."""
+    import threading
+
+    errors: list[str] = []
+
+    def worker(tag: int) -> None:
+        with (
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a,
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b,
+        ):
+            a.bind(("127.0.0.1", 0))
+            b.bind(("127.0.0.1", 0))
+            cache: dict[bytes, Any] = {}
+
+            def resolve(key: bytes) -> Any:
+                cache[key] = _mmsg._address(key)
+                return cache[key]
+
+            for rnd in range(100):
+                packets = [bytes([tag, rnd % 256, i]) * (1 + (rnd * 7 + i) % 300) for i in range(3)]
+                for p in packets:
+                    a.sendto(p, b.getsockname())
+                out: list[tuple[bytes, Any]] = []
+                while len(out) < 3:
+                    if not wait_readable(b):
+                        errors.append(f"thread {tag}: nothing to read")
+                        return
+                    udpio.recv(b.fileno(), 1500, 8, 3 - len(out), 16, out, None, cache, resolve)
+                if [p for p, _ in out] != packets or {s for _, s in out} != {a.getsockname()}:
+                    errors.append(f"thread {tag} round {rnd}: {out!r:.200}")
+                    return
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30.0)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+
+
+def test_wait_blocks_for_the_first_datagram_and_takes_what_queued_behind_it(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    import threading
+
+    a, b = pair
+    out: list[tuple[bytes, Any]] = []
+    started = threading.Event()
+
+    def reader() -> None:
+        started.set()
+        udpio.recv(b.fileno(), 1500, 4, 4, 16, out, ("peer", 1), {}, None, 1)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    assert started.wait(5.0)
+    a.sendto(b"late", b.getsockname())  # before or after the thread blocks: either way
+    t.join(5.0)
+    assert not t.is_alive()
+    assert out == [(b"late", ("peer", 1))]
+    # queued datagrams: one waiting call takes up to `batch` of them, the rest stay
+    for i in range(6):
+        a.sendto(bytes([i]), b.getsockname())
+    assert wait_readable(b)
+    # (loopback queues them all before the sends return)
+    out.clear()
+    udpio.recv(b.fileno(), 1500, 4, 4, 16, out, ("peer", 1), {}, None, 1)
+    assert [p for p, _ in out] == [bytes([i]) for i in range(4)]
+    out.clear()
+    udpio.recv(b.fileno(), 1500, 4, 4, 16, out, ("peer", 1), {}, None, 1)
+    assert [p for p, _ in out] == [b"\x04", b"\x05"]
+
+
+def test_wait_returns_at_shutdown(pair: tuple[socket.socket, socket.socket]) -> None:
+    """A blocked waiting read ends when the socket is shut down (how receivers stop)."""
+    import threading
+
+    a, b = pair
+    b.connect(a.getsockname())
+    out: list[tuple[bytes, Any]] = []
+    errors: list[BaseException] = []
+    started = threading.Event()
+
+    def reader() -> None:
+        started.set()
+        try:
+            udpio.recv(b.fileno(), 1500, 4, 4, 0, out, ("peer", 1), {}, None, 1)
+        except OSError as exc:  # pragma: no cover - depends on the kernel
+            errors.append(exc)
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    assert started.wait(5.0)
+    # (if the thread has not entered recvmmsg yet, the read finds the socket
+    # shut down and returns at once)
+    b.shutdown(socket.SHUT_RD)
+    t.join(5.0)
+    assert not t.is_alive()
+    assert errors == []
+    assert all(p == b"" for p, _ in out)  # nothing but the kernel's end marker, if any
