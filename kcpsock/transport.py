@@ -68,10 +68,10 @@ from .stats import snmp
 
 __all__ = [
     "BATCH",
-    "WAIT_BATCH",
     "LEND_BATCH",
     "LEND_LEASE",
     "RECV_SIZE",
+    "WAIT_BATCH",
     "Receiver",
     "SendGather",
     "Signal",
