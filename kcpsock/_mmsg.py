@@ -401,6 +401,37 @@ class BatchSender:
             pool.append(slot)
         return sent, nbytes
 
+    def send_now(self, packet: bytes, remote: Address) -> Optional[tuple[int, int]]:
+        """Send one datagram at once if the kernel takes it without waiting (the C helper).
+
+        The ``sendto`` keeps the GIL: a single small datagram (a keep-alive
+        answer, an ACK, a ping) costs a few microseconds in the kernel,
+        while releasing the GIL around it lets another thread take it and
+        makes this one wait for it back (two thread switches).
+
+        Returns:
+            ``(datagrams sent, bytes sent)`` (``(0, 0)`` for a datagram the
+            kernel refused, as :meth:`send` skips them); None if the caller
+            must send it the usual way: no C helper, a remote that is not a
+            numeric address, or a socket buffer without room (the usual
+            send then waits for it, as before).
+        """
+        c = self._c
+        if c is None:
+            return None
+        raw = None
+        if not self._connected:
+            raw = self._raw.get(remote) or self._raw_name(remote)
+            if raw is None:
+                return None
+        fd = self._sock.fileno()
+        if fd < 0:
+            return (0, 0)
+        r: int = c.send_now(fd, packet, raw)
+        if r >= 0:
+            return (1, r)
+        return None if r == -1 else (0, 0)
+
     def send_each(
         self, packets: Sequence[bytes], remotes: Sequence[Address]
     ) -> Optional[bytearray]:

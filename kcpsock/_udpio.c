@@ -19,6 +19,9 @@
  *         socket) until a datagram arrives (MSG_WAITFORONE): a blocked
  *         recvfrom and the read-ahead after it in one system call.
  *     send(fd, packets, name)      -> (datagrams sent, bytes sent)
+ *     send_now(fd, packet, name)   -> bytes sent, or -1 (would block),
+ *         -2 (refused, as above), -3 (another error): one sendto with
+ *         MSG_DONTWAIT and the GIL held (see u_send_now).
  *     send_each(fd, packets, names) -> bytearray of flags (1: sent)
  *         sendmmsg ``packets`` (bytes-like) to the C sockaddr ``name`` (None:
  *         connected) or to ``names[i]`` each.  A datagram refused with EAGAIN,
@@ -512,8 +515,51 @@ u_send_each(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return flags;
 }
 
+PyDoc_STRVAR(send_now_doc,
+             "send_now(fd, packet, name, /) -> int\n\n"
+             "Send one datagram without waiting and without releasing the GIL: bytes sent,\n"
+             "-1 if it would block, -2 if refused (ECONNREFUSED, EINTR), -3 on another error.");
+
+static PyObject *
+u_send_now(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "send_now expects 3 arguments, got %zd", nargs);
+        return NULL;
+    }
+    int fd;
+    if (as_fd(args[0], &fd) < 0) {
+        return NULL;
+    }
+    void *name;
+    socklen_t namelen;
+    if (name_of(args[2], &name, &namelen, 1) < 0) {
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    /* MSG_DONTWAIT: a datagram the kernel takes at once costs a few
+       microseconds, less than handing the GIL to another thread and waiting
+       to get it back; one that would wait is left to the caller's
+       GIL-releasing send */
+    ssize_t r = sendto(fd, view.buf, (size_t)view.len, MSG_DONTWAIT, name, namelen);
+    int err = r < 0 ? errno : 0;
+    PyBuffer_Release(&view);
+    if (r >= 0) {
+        return PyLong_FromSsize_t((Py_ssize_t)r);
+    }
+    if (err == EAGAIN || err == EWOULDBLOCK) {
+        return PyLong_FromLong(-1);
+    }
+    return PyLong_FromLong(skip_errno(err) ? -2 : -3);
+}
+
 static PyMethodDef u_methods[] = {
     {"recv", (PyCFunction)(void (*)(void))u_recv, METH_FASTCALL, recv_doc},
+    {"send_now", (PyCFunction)(void (*)(void))u_send_now, METH_FASTCALL, send_now_doc},
     {"send", (PyCFunction)(void (*)(void))u_send, METH_FASTCALL, send_doc},
     {"send_each", (PyCFunction)(void (*)(void))u_send_each, METH_FASTCALL, send_each_doc},
     {NULL, NULL, 0, NULL},

@@ -38,5 +38,13 @@ def recv(
 def send(fd: int, packets: Sequence[_Bytes], name: Optional[bytes], /) -> tuple[int, int]:
     """``sendmmsg`` ``packets`` to the C sockaddr ``name`` (None: connected): (sent, bytes)."""
 
+def send_now(fd: int, packet: _Bytes, name: Optional[bytes], /) -> int:
+    """``sendto`` one datagram with ``MSG_DONTWAIT``, the GIL held.
+
+    Returns the bytes sent; -1 if it would block (send it the waiting way),
+    -2 if refused (``ECONNREFUSED``, ``EINTR``: skipped), -3 on another
+    error (the socket closed: give up, as kcp-go ignores write errors).
+    """
+
 def send_each(fd: int, packets: Sequence[_Bytes], names: Optional[Sequence[bytes]], /) -> bytearray:
     """``sendmmsg`` ``packets[i]`` to ``names[i]`` (None: connected); one flag per datagram."""

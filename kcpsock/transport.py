@@ -349,8 +349,14 @@ class Transport:
 
     def _send_plain(self, packets: list[bytes], remote: Address) -> tuple[int, int]:
         """:meth:`send` without segmentation offload: one ``sendmmsg``, or a loop."""
-        if len(packets) > 1 and self._batcher is not None:
-            done = self._batcher.send(packets, remote)
+        batcher = self._batcher
+        if batcher is not None:
+            if len(packets) != 1:
+                done = batcher.send(packets, remote)
+            else:
+                # one datagram (an ACK, a keep-alive's answer): sent holding
+                # the GIL when the kernel takes it at once
+                done = batcher.send_now(packets[0], remote)
             if done is not None:
                 return done
         sent = nbytes = 0

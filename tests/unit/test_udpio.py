@@ -258,3 +258,56 @@ def test_wait_returns_at_shutdown(pair: tuple[socket.socket, socket.socket]) -> 
     assert not t.is_alive()
     assert errors == []
     assert all(p == b"" for p, _ in out)  # nothing but the kernel's end marker, if any
+
+
+def test_send_now_sends_one_datagram(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    assert udpio.send_now(a.fileno(), b"hello", _raw(b.getsockname())) == 5
+    assert udpio.send_now(a.fileno(), memoryview(b"xy"), _raw(b.getsockname())) == 2
+    assert wait_readable(b)
+    assert b.recvfrom(100) == (b"hello", a.getsockname())
+    assert b.recvfrom(100) == (b"xy", a.getsockname())
+    a.connect(b.getsockname())
+    assert udpio.send_now(a.fileno(), b"", None) == 0  # an empty datagram is a datagram
+    assert udpio.send_now(a.fileno(), b"c", None) == 1
+    assert wait_readable(b)
+    assert b.recv(100) == b""
+    assert b.recv(100) == b"c"
+
+
+def test_send_now_says_would_block_refused_and_failed(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, b = pair
+    # refused: the ICMP answer to a datagram for a closed port refuses the next one
+    dead = b.getsockname()
+    b.close()
+    a.connect(dead)
+    a.send(b"first")
+    assert select.select([a], [], [], 5.0)[0]
+    assert udpio.send_now(a.fileno(), b"x", None) == -2
+    assert udpio.send_now(a.fileno(), b"y", None) == 1  # the error was taken: sent
+    assert udpio.send_now(-1, b"x", None) == -3  # EBADF: give up
+    # would block: a datagram socket whose peer's queue is full (AF_UNIX:
+    # loopback UDP never makes a sender wait)
+    u, v = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        results = [udpio.send_now(u.fileno(), bytes(1000), None) for _ in range(2000)]
+        assert results[0] == 1000
+        assert results[-1] == -1  # the queue filled up: left to a waiting send
+        assert set(results) == {1000, -1}
+    finally:
+        u.close()
+        v.close()
+
+
+def test_send_now_rejects_bad_arguments(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, _ = pair
+    with pytest.raises(TypeError):
+        udpio.send_now(a.fileno(), b"x")
+    with pytest.raises(TypeError):
+        udpio.send_now(a.fileno(), "text", None)
+    with pytest.raises(TypeError):
+        udpio.send_now(a.fileno(), b"x", b"short")
+    with pytest.raises(ValueError):
+        udpio.send_now(1 << 40, b"x", None)
