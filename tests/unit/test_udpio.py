@@ -309,5 +309,5 @@ def test_send_now_rejects_bad_arguments(pair: tuple[socket.socket, socket.socket
         udpio.send_now(a.fileno(), "text", None)
     with pytest.raises(TypeError):
         udpio.send_now(a.fileno(), b"x", b"short")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="file descriptor"):
         udpio.send_now(1 << 40, b"x", None)
