@@ -456,19 +456,15 @@ class BatchSender:
         total = len(packets)
         c = self._c
         if c is not None:
-            raws: Optional[list[Optional[bytes]]] = None
-            if not self._connected:
-                get = self._raw.get
-                raws = [get(r) for r in remotes]
-                if None in raws:
-                    raws = [b or self._raw_name(r) for b, r in zip(raws, remotes)]
-                    if None in raws:
-                        return None
             fd = sock.fileno()
             if fd < 0:
                 return bytearray(total)
-            flags: bytearray = c.send_each(fd, packets, raws)
-            return flags
+            if self._connected:
+                flags: bytearray = c.send_each(fd, packets, None)
+                return flags
+            # each remote's C sockaddr from the cache (or _raw_name) in C
+            got: Optional[bytearray] = c.send_to(fd, packets, remotes, self._raw, self._raw_name)
+            return got
         names: list[Optional[int]] = [None] * total
         if not self._connected:
             bufs = self._names

@@ -22,6 +22,10 @@
  *     send_now(fd, packet, name)   -> bytes sent, or -1 (would block),
  *         -2 (refused, as above), -3 (another error): one sendto with
  *         MSG_DONTWAIT and the GIL held (see u_send_now).
+ *     send_to(fd, packets, remotes, cache, resolve) -> flags or None
+ *         send_each to Python addresses: each one's C sockaddr is
+ *         cache[remote] or resolve(remote) (None from it: nothing is sent,
+ *         None is returned and the caller sends one by one).
  *     send_each(fd, packets, names) -> bytearray of flags (1: sent)
  *         sendmmsg ``packets`` (bytes-like) to the C sockaddr ``name`` (None:
  *         connected) or to ``names[i]`` each.  A datagram refused with EAGAIN,
@@ -557,11 +561,105 @@ u_send_now(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return PyLong_FromLong(skip_errno(err) ? -2 : -3);
 }
 
+PyDoc_STRVAR(send_to_doc,
+             "send_to(fd, packets, remotes, cache, resolve, /) -> bytearray or None\n\n"
+             "send_each to addresses: remotes[i]'s C sockaddr is cache[remotes[i]] or\n"
+             "resolve(remotes[i]); None (nothing sent) if one resolves to None.");
+
+static PyObject *
+u_send_to(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 5) {
+        PyErr_Format(PyExc_TypeError, "send_to expects 5 arguments, got %zd", nargs);
+        return NULL;
+    }
+    int fd;
+    PyObject *packets;
+    if (send_args("send_to", args, 3, &fd, &packets) < 0) {
+        return NULL;
+    }
+    PyObject *cache = args[3], *resolve = args[4];
+    if (!PyDict_Check(cache)) {
+        PyErr_SetString(PyExc_TypeError, "cache must be a dict");
+        Py_DECREF(packets);
+        return NULL;
+    }
+    PyObject *remotes = PySequence_Fast(args[2], "remotes must be a sequence of addresses");
+    if (remotes == NULL) {
+        Py_DECREF(packets);
+        return NULL;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(packets);
+    PyObject *result = NULL, *names = NULL;
+    if (PySequence_Fast_GET_SIZE(remotes) != n) {
+        PyErr_SetString(PyExc_ValueError, "remotes must be as long as packets");
+        goto done;
+    }
+    /* the names, each a new reference (resolve may empty the cache) */
+    names = PyList_New(n);
+    if (names == NULL) {
+        goto done;
+    }
+    PyObject *last = NULL, *name = NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        /* (resolve runs Python code: read the item again each time) */
+        if (i >= PySequence_Fast_GET_SIZE(remotes)) {
+            PyErr_SetString(PyExc_ValueError, "remotes changed size");
+            goto done;
+        }
+        PyObject *remote = PySequence_Fast_ITEMS(remotes)[i];
+        if (remote != last || name == NULL) { /* a gather's runs share one address */
+            name = PyDict_GetItemWithError(cache, remote); /* borrowed */
+            if (name != NULL) {
+                Py_INCREF(name);
+            } else if (PyErr_Occurred()) {
+                goto done;
+            } else {
+                Py_INCREF(remote);
+                name = PyObject_CallOneArg(resolve, remote);
+                Py_DECREF(remote);
+                if (name == NULL) {
+                    goto done;
+                }
+            }
+            if (name == Py_None) {
+                Py_DECREF(name);
+                result = Py_None; /* not a numeric address: the caller's loop sends */
+                Py_INCREF(result);
+                goto done;
+            }
+            PyList_SET_ITEM(names, i, name); /* takes the new reference */
+            last = remote;
+        } else {
+            Py_INCREF(name);
+            PyList_SET_ITEM(names, i, name);
+        }
+    }
+    PyObject *flags = PyByteArray_FromStringAndSize(NULL, n);
+    if (flags == NULL) {
+        goto done;
+    }
+    memset(PyByteArray_AS_STRING(flags), 0, (size_t)n);
+    Py_ssize_t sent = 0, nbytes = 0;
+    if (send_all(fd, packets, Py_None, names, PyByteArray_AS_STRING(flags), &sent, &nbytes) < 0) {
+        Py_DECREF(flags);
+        goto done;
+    }
+    result = flags;
+done:
+    Py_DECREF(packets);
+    Py_DECREF(remotes);
+    Py_XDECREF(names);
+    return result;
+}
+
 static PyMethodDef u_methods[] = {
     {"recv", (PyCFunction)(void (*)(void))u_recv, METH_FASTCALL, recv_doc},
     {"send_now", (PyCFunction)(void (*)(void))u_send_now, METH_FASTCALL, send_now_doc},
     {"send", (PyCFunction)(void (*)(void))u_send, METH_FASTCALL, send_doc},
     {"send_each", (PyCFunction)(void (*)(void))u_send_each, METH_FASTCALL, send_each_doc},
+    {"send_to", (PyCFunction)(void (*)(void))u_send_to, METH_FASTCALL, send_to_doc},
     {NULL, NULL, 0, NULL},
 };
 #else

@@ -46,5 +46,19 @@ def send_now(fd: int, packet: _Bytes, name: Optional[bytes], /) -> int:
     error (the socket closed: give up, as kcp-go ignores write errors).
     """
 
+def send_to(
+    fd: int,
+    packets: Sequence[_Bytes],
+    remotes: Sequence[Any],
+    cache: dict[Any, bytes],
+    resolve: Callable[[Any], Optional[bytes]],
+    /,
+) -> Optional[bytearray]:
+    """``send_each`` to Python addresses, each one's C sockaddr looked up in C.
+
+    ``remotes[i]``'s sockaddr is ``cache[remotes[i]]`` or
+    ``resolve(remotes[i])``; None (nothing sent) if one resolves to None.
+    """
+
 def send_each(fd: int, packets: Sequence[_Bytes], names: Optional[Sequence[bytes]], /) -> bytearray:
     """``sendmmsg`` ``packets[i]`` to ``names[i]`` (None: connected); one flag per datagram."""

@@ -48,6 +48,11 @@ Invariants:
   ``sendmmsg`` and every read-ahead (``MSG_DONTWAIT``) is one ``recvmmsg``
   (:mod:`kcpsock._mmsg`; ``KCPSOCK_NO_MMSG=1`` or another system: one
   ``sendto``/``recvfrom`` per datagram), with the same errors either way.
+  With the C helper ``kcpsock._udpio``, an owned socket's receiver waits in
+  one ``recvmmsg`` (``MSG_WAITFORONE``, :data:`WAIT_BATCH`) rather than a
+  blocking ``recvfrom`` and a read-ahead, and a single datagram is sent with
+  ``MSG_DONTWAIT`` holding the GIL (:meth:`kcpsock._mmsg.BatchSender.send_now`;
+  one the kernel cannot take at once is sent the usual, waiting way).
 """
 
 from __future__ import annotations
@@ -477,7 +482,8 @@ class Signal:
 class Receiver:
     """The receiver thread of one UDP socket, and the receive role it may lend.
 
-    Owned sockets (blocking mode) are read with a blocking ``recvfrom`` and
+    Owned sockets (blocking mode) are read with a blocking ``recvfrom`` (or
+    one waiting ``recvmmsg``: :data:`WAIT_BATCH`) and
     woken for the stop by ``shutdown(SHUT_RD)`` (Linux wakes blocked readers
     even on an unconnected UDP socket).  A caller's socket is never shut
     down, closed or switched between blocking modes: the thread waits in

@@ -311,3 +311,77 @@ def test_send_now_rejects_bad_arguments(pair: tuple[socket.socket, socket.socket
         udpio.send_now(a.fileno(), b"x", b"short")
     with pytest.raises(ValueError, match="file descriptor"):
         udpio.send_now(1 << 40, b"x", None)
+
+
+def test_send_to_looks_addresses_up_in_the_cache_then_resolves(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, b = pair
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        c.bind(("127.0.0.1", 0))
+        to_b, to_c = b.getsockname(), c.getsockname()
+        cache: dict[Any, bytes] = {to_b: _raw(to_b)}
+        asked: list[Any] = []
+
+        def resolve(remote: Any) -> Any:
+            asked.append(remote)
+            cache.clear()  # (as _raw_name may: the names already taken stay alive)
+            cache[remote] = _raw(remote)
+            return cache[remote]
+
+        packets = [bytes([i]) * (i + 1) for i in range(130)]  # three sendmmsg chunks
+        remotes = [to_b if i % 3 else to_c for i in range(130)]
+        flags = udpio.send_to(a.fileno(), packets, remotes, cache, resolve)
+        assert flags == bytearray([1]) * 130
+        assert asked and set(asked) <= {to_b, to_c}
+        assert wait_readable(b) and wait_readable(c)
+        assert [p for p, _ in _drain_all(b)] == [p for p, r in zip(packets, remotes) if r == to_b]
+        assert [p for p, _ in _drain_all(c)] == [p for p, r in zip(packets, remotes) if r == to_c]
+        # a run to one remote is looked up once
+        asked.clear()
+        cache.clear()
+        assert (
+            udpio.send_to(a.fileno(), [b"x"] * 10, [to_b] * 10, cache, resolve)
+            == bytearray([1]) * 10
+        )
+        assert asked == [to_b]
+        _drain_all(b)
+    finally:
+        c.close()
+
+
+def _drain_all(sock: socket.socket) -> list[tuple[bytes, Any]]:
+    out = []
+    try:
+        while True:
+            out.append(sock.recvfrom(2048, socket.MSG_DONTWAIT))
+    except BlockingIOError:
+        return out
+
+
+def test_send_to_sends_nothing_when_an_address_does_not_resolve(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, b = pair
+    to_b = b.getsockname()
+    cache = {to_b: _raw(to_b)}
+    got = udpio.send_to(a.fileno(), [b"1", b"2"], [to_b, ("host.name", 9)], cache, lambda r: None)
+    assert got is None
+    assert not select.select([b], [], [], 0.2)[0]  # nothing left before the refusal
+
+
+def test_send_to_rejects_bad_arguments(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    to_b = b.getsockname()
+    fd = a.fileno()
+    with pytest.raises(TypeError, match="5 arguments"):
+        udpio.send_to(fd, [b"x"], [to_b], {})
+    with pytest.raises(TypeError, match="cache must be a dict"):
+        udpio.send_to(fd, [b"x"], [to_b], [], len)
+    with pytest.raises(ValueError, match="as long as packets"):
+        udpio.send_to(fd, [b"x", b"y"], [to_b], {}, len)
+    with pytest.raises(TypeError, match="C sockaddr"):
+        udpio.send_to(fd, [b"x"], [to_b], {to_b: b"short"}, len)
+    with pytest.raises(ZeroDivisionError):
+        udpio.send_to(fd, [b"x"], [to_b], {}, lambda r: 1 / 0)
