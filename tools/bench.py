@@ -21,13 +21,19 @@ Usage:
     python tools/bench.py [--bytes 100000000] [--rounds 1000] [--pairs ...]
 
 Prints a markdown table (with --repeat N, each cell is the median of N
-runs: the machine is shared and noisy).  The --role options are internal: the benchmark
+runs: the machine is shared and noisy), and with N > 1 a stability table of
+every run: MB/s, the client's RTO and fast resends and the segments received
+twice (kcpsock and kcp-go alike), CPU per MB of each side, and why the
+slowest run was slow (RTO storm, more CPU per MB, or the machine).
+--srtt MS samples the clients' smoothed RTT; --pin runs servers and clients
+on a core each (not comparable with unpinned figures: BENCHMARKS.md).  The --role options are internal: the benchmark
 runs itself as the kcpsock server and client processes.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import queue
 import shlex
@@ -37,6 +43,7 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional, TypedDict
 
@@ -188,7 +195,37 @@ def _retrans(sock: Any) -> str:
         f = sock.figures()
     except AttributeError:  # a tree without KCPSocket.figures
         return ""
-    return f" lost={f['lost_segs']} fast={f['fast_retrans_segs']} sent={f['segments_out']}"
+    return (
+        f" lost={f['lost_segs']} fast={f['fast_retrans_segs']} sent={f['segments_out']}"
+        f" repeat={f['repeat_segs']}"
+    )
+
+
+class _SrttSampler:
+    """--srtt N: a thread sampling a session's smoothed RTT every N ms (bench.py --srtt)."""
+
+    def __init__(self, sock: Any, every_ms: int) -> None:
+        self._sock = sock
+        self._every = every_ms / 1000.0
+        self._stop = threading.Event()
+        self._samples: list[int] = []
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        if every_ms > 0:
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            self._samples.append(int(self._sock.srtt))
+
+    def result(self) -> str:
+        """Stop; ' srtt_mean=.. srtt_max=..' (ms), or '' without samples."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+        got = self._samples
+        if not got:
+            return ""
+        return f" srtt_mean={sum(got) / len(got):.1f} srtt_max={max(got)}"
 
 
 def role_client(args: argparse.Namespace) -> None:
@@ -199,6 +236,7 @@ def role_client(args: argparse.Namespace) -> None:
     sock = kcpsock.dial((host, int(port)), **_kcp_options(args))
     payload = os.urandom(CHUNK)
     total = args.bytes
+    srtt = _SrttSampler(sock, args.srtt if args.role in ("send", "echo-client") else 0)
     if args.role == "send":
         t0, c0 = time.perf_counter(), _cpu()
         sock.sendall(struct.pack(">Q", total))
@@ -212,6 +250,7 @@ def role_client(args: argparse.Namespace) -> None:
         print(
             f"OK bytes={total} seconds={time.perf_counter() - t0:.6f} cpu={_cpu() - c0:.6f}"
             + _retrans(sock)
+            + srtt.result()
         )
     elif args.role == "echo-client":
         t0, c0 = time.perf_counter(), _cpu()
@@ -236,6 +275,7 @@ def role_client(args: argparse.Namespace) -> None:
         print(
             f"OK bytes={total} seconds={time.perf_counter() - t0:.6f} cpu={_cpu() - c0:.6f}"
             + _retrans(sock)
+            + srtt.result()
         )
     else:  # ping
         msg = bytearray(args.size)
@@ -413,14 +453,49 @@ def _go_flags(config: str, opts: argparse.Namespace) -> list[str]:
     )
 
 
+#: --pin: the CPU of the server process and of the client process
+SERVER_CPU, CLIENT_CPU = 1, 0
+
+
+@contextlib.contextmanager
+def _pinned(opts: argparse.Namespace, cpu: int) -> Iterator[None]:
+    """With --pin, processes started inside run on ``cpu`` only (they inherit it).
+
+    The orchestrator pins itself while it starts the process, then goes
+    back to the CPUs it had.  Go's runtime sizes GOMAXPROCS from the mask it
+    starts with, so a pinned kcp-go peer runs its goroutines on one core, as
+    the interpreter lock makes a kcpsock process do (mostly).
+    """
+    if not getattr(opts, "pin", False):
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def pin_available() -> Optional[str]:
+    """None if --pin can give the server and the client a core each, else why not."""
+    if not hasattr(os, "sched_setaffinity"):
+        return "os.sched_setaffinity is not available on this platform"
+    cpus = os.sched_getaffinity(0)
+    if not {SERVER_CPU, CLIENT_CPU} <= cpus:
+        return f"CPUs {CLIENT_CPU} and {SERVER_CPU} are not both available (have {sorted(cpus)})"
+    return None
+
+
 def start_server(
     side: str, kind: str, config: str, opts: argparse.Namespace, peer: Optional[Path]
 ) -> GoServer:
     """Start the echo/sink server of one side (kcp-go peer or kcpsock CLI)."""
-    if side == "kcp-go":
-        assert peer is not None
-        return GoServer(peer, kind, _go_flags(config, opts), timeout=opts.timeout * 4).start()
-    return GoServer(Path(sys.executable), argv=_self_argv(kind, config, opts)).start(30)
+    with _pinned(opts, SERVER_CPU):
+        if side == "kcp-go":
+            assert peer is not None
+            return GoServer(peer, kind, _go_flags(config, opts), timeout=opts.timeout * 4).start()
+        return GoServer(Path(sys.executable), argv=_self_argv(kind, config, opts)).start(30)
 
 
 def run_one(
@@ -433,18 +508,21 @@ def run_one(
     **extra: Any,
 ) -> dict[str, str]:
     """Run one client of one side against ``server``; return its figures."""
-    if side == "kcp-go":
-        assert peer is not None
-        flags = _go_flags(config, opts) + [f"-{k}={v}" for k, v in extra.items()]
-        return run_client(peer, kind, server.address, flags, timeout=opts.timeout)
-    argv = [
-        *_self_argv(kind, config, opts),
-        "--connect",
-        f"{server.address[0]}:{server.address[1]}",
-    ]
-    for k, v in extra.items():
-        argv += [f"--{k}", str(v)]
-    return run_argv(argv, opts.timeout, kind)
+    if kind in ("send", "echo-client") and getattr(opts, "srtt", 0) > 0:
+        extra = {**extra, "srtt": opts.srtt}
+    with _pinned(opts, CLIENT_CPU):
+        if side == "kcp-go":
+            assert peer is not None
+            flags = _go_flags(config, opts) + [f"-{k}={v}" for k, v in extra.items()]
+            return run_client(peer, kind, server.address, flags, timeout=opts.timeout)
+        argv = [
+            *_self_argv(kind, config, opts),
+            "--connect",
+            f"{server.address[0]}:{server.address[1]}",
+        ]
+        for k, v in extra.items():
+            argv += [f"--{k}", str(v)]
+        return run_argv(argv, opts.timeout, kind)
 
 
 def bench(opts: argparse.Namespace) -> list[dict[str, Any]]:
@@ -499,8 +577,10 @@ def _one_transfer(
         drops1 = udp_rcvbuf_errors()
         if drops0 is not None and drops1 is not None:
             res["kdrops"] = str(drops1 - drops0)
-        if test == "one-way" and server_side == "kcpsock":
-            # its SINK line: the segments it received twice
+        if test == "one-way":
+            # the sink's SINK line: the segments it received twice (kcpsock's
+            # and the Go peer's); a one-way client's own repeats are its DONE's
+            res.pop("repeat", None)
             try:
                 sink = server.next_line(timeout=2.0).split()
             except queue.Empty:
@@ -511,17 +591,26 @@ def _one_transfer(
     finally:
         server.close()
     seconds = float(res["seconds"])
-    # the kcpsock sender's RTO (lost) and fast retransmissions, out of all
-    # segments sent; the kcpsock receiver's duplicates; datagrams the kernel
+    # the client's RTO (lost) and fast retransmissions, out of all segments
+    # it sent; the segments received twice (one-way: by the sink; echo: by the
+    # client, so the echo server's spurious resends); datagrams the kernel
     # dropped for a full receive buffer meanwhile (any socket of the machine)
-    keys = ("lost", "fast", "sent", "repeat", "kdrops")
+    keys = ("lost", "fast", "sent", "repeat", "kdrops", "srtt_mean", "srtt_max")
     counts = " ".join(f"{k}={res[k]}" for k in keys if k in res)
-    print(f"# {pair} {config} {test}: {mb / seconds:.1f} MB/s {counts}", file=sys.stderr)
-    return {
+    out: dict[str, float] = {
         "mbps": mb / seconds,
         "client_cpu": float(res["cpu"]) / mb,
         "server_cpu": (cpu1 - cpu0) / mb,
     }
+    for key in keys:
+        if key in res:
+            out[key] = float(res[key])
+    print(
+        f"# {pair} {config} {test}: {mb / seconds:.1f} MB/s {counts} cpu ms/MB"
+        f" {out['client_cpu'] * 1000:.2f}/{out['server_cpu'] * 1000:.2f}",
+        file=sys.stderr,
+    )
+    return out
 
 
 def _one_ping(
@@ -579,6 +668,7 @@ def _bench_mode(
                 for test in ("one-way", "echo"):
                     runs = [r for r in results[root][test] if r is not None]
                     row[test + "-runs"] = [r["mbps"] for r in runs]
+                    row[test + "-detail"] = list(runs)  # in run order
                     row[test + "-failed"] = opts.repeat - len(runs)
                     # the median run by throughput (a failed run leaves a gap)
                     runs.sort(key=lambda r: r["mbps"])
@@ -804,11 +894,55 @@ def ratios(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+def _resends(run: dict[str, float]) -> str:
+    """A run's resends as 'RTO+fast/repeats' ('?' where the client does not report)."""
+    sent = f"{run['lost']:.0f}+{run['fast']:.0f}" if "lost" in run and "fast" in run else "?"
+    return f"{sent}/{run['repeat']:.0f}" if "repeat" in run else sent
+
+
+def slow_reason(runs: list[dict[str, float]]) -> str:
+    """Why the slowest of ``runs`` was slow, as far as the counters tell.
+
+    "RTO storm": the slowest run's client resent at least 0.5 % of its
+    segments on a timeout (lossless loopback: spurious, the ACKs came late).
+    "more CPU/MB": it used at least 1.25x the CPU per MB (both sides) of the
+    fastest run.  Otherwise "machine": the same work took longer in wall
+    time, so the processes waited for a core (other load on the machine).
+    """
+    if len(runs) < 2:
+        return ""
+    slow = min(runs, key=lambda r: r["mbps"])
+    fast = max(runs, key=lambda r: r["mbps"])
+    resent = slow.get("lost", 0.0)
+    if resent and resent >= 0.005 * slow.get("sent", 0.0):
+        return f"RTO storm ({resent:.0f})"
+    cpu_slow = slow["client_cpu"] + slow["server_cpu"]
+    cpu_fast = fast["client_cpu"] + fast["server_cpu"]
+    if cpu_fast > 0 and cpu_slow >= 1.25 * cpu_fast:
+        return f"more CPU/MB (x{cpu_slow / cpu_fast:.2f})"
+    return "machine"
+
+
 def stability(rows: list[dict[str, Any]]) -> str:
-    """Every run of each transfer: slowest / fastest (goal: at least 2/3)."""
+    """Every run of each transfer: slowest / fastest (goal: at least 2/3), and why.
+
+    Per run: MB/s; the client's RTO and fast resends and the segments
+    received twice (one-way: at the server; echo: at the client, i.e. the
+    echo server's resends), as 'RTO+fast/repeats' ('?': the client does not
+    report them); CPU ms per MB of client / server; with --srtt, the client's
+    smoothed RTT (mean and maximum of its samples).
+    """
+    srtt = any(
+        "srtt_mean" in r
+        for row in rows
+        for t in ("one-way", "echo")
+        for r in row.get(t + "-detail") or []
+    )
     lines = [
-        "| client → server | tree | mode | config | test | runs MB/s | slowest / fastest |",
-        "|---|---|---|---|---|---|---:|",
+        "| client → server | tree | mode | config | test | runs MB/s | slowest / fastest "
+        "| resends RTO+fast/repeats | CPU ms/MB client/server | slowest run |"
+        + (" client srtt mean/max ms |" if srtt else ""),
+        "|---|---|---|---|---|---|---:|---|---|---|" + ("---|" if srtt else ""),
     ]
     for row in rows:
         for test in ("one-way", "echo"):
@@ -816,12 +950,27 @@ def stability(rows: list[dict[str, Any]]) -> str:
             failed = row.get(test + "-failed", 0)
             if not runs:
                 continue
+            detail: list[dict[str, float]] = row.get(test + "-detail") or []
             shown = ", ".join(f"{r:.0f}" for r in runs) + (f", {failed} failed" if failed else "")
             ratio = min(runs) / max(runs) if not failed else 0.0
+            resends = ", ".join(_resends(r) for r in detail)
+            cpu = ", ".join(
+                f"{r['client_cpu'] * 1000:.1f}/{r['server_cpu'] * 1000:.1f}" for r in detail
+            )
             lines.append(
                 f"| {row['pair'].replace('->', ' → ')} | {row['tree']} | {row['mode']} "
-                f"| {row['config']} | {test} | {shown} | {ratio:.2f} |"
+                f"| {row['config']} | {test} | {shown} | {ratio:.2f} | {resends} | {cpu} "
+                f"| {slow_reason(detail)} |"
             )
+            if srtt:
+                lines[-1] += (
+                    " "
+                    + ", ".join(
+                        f"{r['srtt_mean']:.0f}/{r['srtt_max']:.0f}" if "srtt_mean" in r else "?"
+                        for r in detail
+                    )
+                    + " |"
+                )
     return "\n".join(lines)
 
 
@@ -859,6 +1008,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         " with several, their runs alternate cell by cell (before/after in one run)",
     )
     p.add_argument("--ack-nodelay", action="store_true", help="ACK right after input")
+    p.add_argument(
+        "--pin",
+        action="store_true",
+        help=f"run each server on CPU {SERVER_CPU} and each client on CPU {CLIENT_CPU}"
+        " (kcp-go and kcpsock alike; less noise from the scheduler, but each kcp-go"
+        " process gets one core: see BENCHMARKS.md)",
+    )
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per run")
     p.add_argument(
         "--repeat", type=int, default=1, help="runs per figure; the table shows the median run"
@@ -885,6 +1041,14 @@ def main(argv: Optional[list[str]] = None) -> int:
             "idle-client",
         ],
     )
+    p.add_argument(
+        "--srtt",
+        type=int,
+        default=0,
+        metavar="MS",
+        help="clients sample their smoothed RTT every MS ms (kcpsock and kcp-go alike) and the"
+        " stability table shows its mean and maximum per run (default 0: no sampling)",
+    )
     p.add_argument("--config", choices=list(CONFIGS), default="plain")
     p.add_argument("--connect", default="")
     p.add_argument("--size", type=int, default=64)
@@ -907,6 +1071,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         opts.roots.append(root)
         opts.root_labels[root] = label or path
     _use_root(opts.roots[0])
+    if opts.pin:
+        why = pin_available()
+        if why is not None:
+            p.error(f"--pin: {why}")
     if not opts.modes:
         opts.modes = ["stream" if opts.stream else "message"]
     t0 = time.monotonic()
@@ -924,6 +1092,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         ["python", "tools/bench.py", *(argv if argv is not None else sys.argv[1:])]
     )
     print(f"\n`{command}` ({opts.bytes / 1e6:g} MB per transfer, {time.monotonic() - t0:.0f} s)\n")
+    if opts.pin:
+        print(
+            f"--pin: servers on CPU {SERVER_CPU}, clients on CPU {CLIENT_CPU} ('idle' unpinned)\n"
+        )
     if opts.root:
         shown = ", ".join(f"{opts.root_labels[r]} = {r or 'this tree'}" for r in opts.roots)
         print(f"kcpsock trees: {shown}; 'many' alternates them, 'idle' ran with the first\n")

@@ -29,8 +29,13 @@ def test_pattern_is_sha256_blocks() -> None:
 def test_go_echo_direct(kcppeer: Path, crypt: str, fec: tuple[int, int]) -> None:
     flags = peer_flags(crypt=crypt, ds=fec[0], ps=fec[1])
     with GoServer(kcppeer, "echo-server", flags) as server:
-        result = run_client(kcppeer, "echo-client", server.address, [*flags, "-bytes=300000"])
+        result = run_client(
+            kcppeer, "echo-client", server.address, [*flags, "-bytes=300000", "-srtt=1"]
+        )
     assert result["bytes"] == "300000"
+    assert int(result["sent"]) > 0 and "lost" in result and "repeat" in result
+    if "srtt_max" in result:  # (a transfer shorter than 1 ms has no sample)
+        assert float(result["srtt_mean"]) <= int(result["srtt_max"])
 
 
 def test_go_echo_through_lossy_relay(kcppeer: Path) -> None:
@@ -53,6 +58,10 @@ def test_go_sink_and_ping(kcppeer: Path) -> None:
         sink = server.next_line()
     assert sent["bytes"] == "1000000"
     assert sink.startswith("SINK bytes=1000000 ")
+    # the resend counters tools/bench.py's stability table shows
+    assert int(sent["sent"]) >= 1000000 // 1400
+    assert int(sent["lost"]) >= 0 and int(sent["fast"]) >= 0 and int(sent["repeat"]) >= 0
+    assert " repeat=" in sink
     with GoServer(kcppeer, "echo-server", flags) as server:
         ping = run_client(kcppeer, "ping", server.address, [*flags, "-rounds=50"])
     assert ping["rounds"] == "50"

@@ -70,6 +70,7 @@ var (
 	size       = flag.Int("size", 64, "ping: message size")
 	sockbuf    = flag.Int("sockbuf", 4*1024*1024, "socket buffer sizes (bytes)")
 	sessions   = flag.Int("sessions", 1, "send: sessions sending at once (bytes split evenly)")
+	srttEvery  = flag.Int("srtt", 0, "send, echo-client: sample the smoothed RTT every N ms (0: no)")
 	timeout    = flag.Duration("timeout", 60*time.Second, "give up after this long")
 )
 
@@ -257,7 +258,53 @@ func sink(s *kcp.UDPSession) {
 		if _, err := s.Write([]byte("DONE")); err != nil {
 			return
 		}
-		fmt.Printf("SINK bytes=%d seconds=%.6f cpu=%.6f\n", want, time.Since(start).Seconds(), cpuSeconds()-cpu0)
+		fmt.Printf("SINK bytes=%d seconds=%.6f cpu=%.6f%s\n", want, time.Since(start).Seconds(), cpuSeconds()-cpu0, resendFigures())
+	}
+}
+
+// resendFigures: this process's KCP resend counters so far, as " key=value"
+// fields (the benchmark's stability table: RTO resends, fast resends, segments
+// received twice, segments sent)
+func resendFigures() string {
+	sn := kcp.DefaultSnmp.Copy()
+	return fmt.Sprintf(" lost=%d fast=%d repeat=%d sent=%d",
+		sn.LostSegs, sn.FastRetransSegs, sn.RepeatSegs, sn.OutSegs)
+}
+
+// srttSampler: with -srtt, samples s.GetSRTT() until stop is closed; the
+// returned function prints " srtt_mean=.. srtt_max=.." (ms), or "" without -srtt
+func srttSampler(s *kcp.UDPSession) (stop func() string) {
+	if *srttEvery <= 0 {
+		return func() string { return "" }
+	}
+	done := make(chan struct{})
+	var n, sum, most int64
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(time.Duration(*srttEvery) * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				v := int64(s.GetSRTT())
+				n, sum = n+1, sum+v
+				if v > most {
+					most = v
+				}
+			}
+		}
+	}()
+	return func() string {
+		close(done)
+		wg.Wait()
+		if n == 0 {
+			return ""
+		}
+		return fmt.Sprintf(" srtt_mean=%.1f srtt_max=%d", float64(sum)/float64(n), most)
 	}
 }
 
@@ -273,6 +320,7 @@ func dial(block kcp.BlockCrypt) *kcp.UDPSession {
 func echoClient(block kcp.BlockCrypt) {
 	period := pattern(*seed, *nbytes)
 	s := dial(block)
+	srtt := srttSampler(s)
 	start, cpu0 := time.Now(), cpuSeconds()
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -311,7 +359,7 @@ func echoClient(block kcp.BlockCrypt) {
 	}
 	wg.Wait()
 	el := time.Since(start).Seconds()
-	fmt.Printf("OK bytes=%d seconds=%.6f cpu=%.6f conv=%d\n", *nbytes, el, cpuSeconds()-cpu0, s.GetConv())
+	fmt.Printf("OK bytes=%d seconds=%.6f cpu=%.6f conv=%d%s%s\n", *nbytes, el, cpuSeconds()-cpu0, s.GetConv(), resendFigures(), srtt())
 	s.Close()
 }
 
@@ -323,10 +371,11 @@ func sendClient(block kcp.BlockCrypt) {
 		return
 	}
 	s := dial(block)
+	srtt := srttSampler(s)
 	start, cpu0 := time.Now(), cpuSeconds()
 	sendOne(s, period, *nbytes)
 	el := time.Since(start).Seconds()
-	fmt.Printf("OK bytes=%d seconds=%.6f cpu=%.6f\n", *nbytes, el, cpuSeconds()-cpu0)
+	fmt.Printf("OK bytes=%d seconds=%.6f cpu=%.6f%s%s\n", *nbytes, el, cpuSeconds()-cpu0, resendFigures(), srtt())
 	s.Close()
 }
 

@@ -1,0 +1,166 @@
+"""tools/bench.py's stability table: per-run resends, CPU per MB, why the slowest was slow.
+
+Also the --pin affinity helper (on this process, restored afterwards) and
+the --srtt sampler (on a fake socket).  No transfer runs here: these are
+the orchestrator's pure parts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_bench() -> ModuleType:
+    """tools/bench.py as a module (tools/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("kcpsock_bench_tool", ROOT / "tools/bench.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["kcpsock_bench_tool"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = load_bench()
+
+
+def run(
+    mbps: float, cpu: tuple[float, float] = (0.005, 0.005), **counts: float
+) -> dict[str, float]:
+    """One run's figures as _one_transfer returns them."""
+    return {"mbps": mbps, "client_cpu": cpu[0], "server_cpu": cpu[1], **counts}
+
+
+def test_slow_reason_storm_when_rto_resends_are_half_a_percent() -> None:
+    runs = [
+        run(120, lost=0, fast=0, sent=22000),
+        run(70, lost=630, fast=0, sent=22600, repeat=630),
+    ]
+    assert bench.slow_reason(runs) == "RTO storm (630)"
+    # a handful of resends is not a storm: the CPU figures decide
+    runs[1]["lost"] = 20
+    assert bench.slow_reason(runs) == "machine"
+
+
+def test_slow_reason_cpu_or_machine() -> None:
+    same = [run(120), run(70, cpu=(0.0055, 0.005))]
+    assert bench.slow_reason(same) == "machine"
+    heavier = [run(120), run(70, cpu=(0.0070, 0.0060))]
+    assert bench.slow_reason(heavier) == "more CPU/MB (x1.30)"
+    assert bench.slow_reason([run(100)]) == ""
+
+
+def test_resends_cell() -> None:
+    assert bench._resends(run(1, lost=3, fast=2, repeat=5)) == "3+2/5"
+    assert bench._resends(run(1, lost=3, fast=2)) == "3+2"
+    assert bench._resends(run(1, repeat=4)) == "?/4"  # a client without counters
+
+
+def row(pair: str, runs: list[dict[str, float]]) -> dict[str, Any]:
+    return {
+        "pair": pair,
+        "tree": "",
+        "mode": "stream",
+        "config": "aes+fec",
+        "one-way-runs": [r["mbps"] for r in runs],
+        "one-way-failed": 0,
+        "one-way-detail": runs,
+    }
+
+
+def test_stability_table_lists_every_run_in_order() -> None:
+    runs = [
+        run(125, (0.0052, 0.0050), lost=0, fast=0, sent=22258, repeat=0),
+        run(73, (0.0061, 0.0055), lost=231, fast=1, sent=22488, repeat=231),
+        run(135, (0.0050, 0.0049), lost=0, fast=0, sent=22257, repeat=0),
+    ]
+    lines = bench.stability([row("kcpsock->kcpsock", runs)]).splitlines()
+    assert len(lines) == 3
+    assert len(lines[0].split("|")) == len(lines[2].split("|"))  # header and row agree
+    cells = [c.strip() for c in lines[2].split("|")]
+    assert cells[6] == "125, 73, 135"
+    assert cells[7] == "0.54"
+    assert cells[8] == "0+0/0, 231+1/231, 0+0/0"
+    assert cells[9] == "5.2/5.0, 6.1/5.5, 5.0/4.9"
+    assert cells[10] == "RTO storm (231)"
+    assert "srtt" not in lines[0]  # only with --srtt
+
+
+def test_stability_table_srtt_column() -> None:
+    runs = [run(100, srtt_mean=4.4, srtt_max=13), run(90)]
+    lines = bench.stability([row("kcp-go->kcp-go", runs)]).splitlines()
+    assert lines[0].endswith("client srtt mean/max ms |")
+    assert len(lines[0].split("|")) == len(lines[1].split("|")) == len(lines[2].split("|"))
+    assert lines[2].endswith("| 4/13, ? |")
+
+
+def test_stability_table_failed_run() -> None:
+    r = row("kcp-go->kcpsock", [run(100), run(90)])
+    r["one-way-failed"] = 1
+    cells = [c.strip() for c in bench.stability([r]).splitlines()[2].split("|")]
+    assert cells[6] == "100, 90, 1 failed"
+    assert cells[7] == "0.00"
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no CPU affinity here")
+def test_pinned_sets_and_restores_affinity() -> None:
+    before = os.sched_getaffinity(0)
+    cpu = min(before)
+    with bench._pinned(argparse.Namespace(pin=True), cpu):
+        assert os.sched_getaffinity(0) == {cpu}
+    assert os.sched_getaffinity(0) == before
+    with bench._pinned(argparse.Namespace(pin=False), cpu):
+        assert os.sched_getaffinity(0) == before  # without --pin: untouched
+    with pytest.raises(KeyError), bench._pinned(argparse.Namespace(pin=True), cpu):
+        raise KeyError("boom")
+    assert os.sched_getaffinity(0) == before  # restored on an exception too
+
+
+def test_pin_available_names_what_is_missing() -> None:
+    why = bench.pin_available()
+    if hasattr(os, "sched_getaffinity") and {0, 1} <= os.sched_getaffinity(0):
+        assert why is None
+    else:
+        assert why is not None and why
+
+
+class FakeSock:
+    """A socket whose srtt climbs 1, 2, 3, ... at each read."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    @property
+    def srtt(self) -> int:
+        self.reads += 1
+        return self.reads
+
+
+def test_srtt_sampler_mean_and_max() -> None:
+    sock = FakeSock()
+    sampler = bench._SrttSampler(sock, 1)
+    # bounded wait for a few samples (the sampler's own 1 ms timer paces it)
+    for _ in range(2000):
+        if sock.reads >= 3:
+            break
+        sampler._stop.wait(0.001)
+    text = sampler.result()
+    fields = dict(f.split("=") for f in text.split())
+    n = int(fields["srtt_max"])
+    assert n >= 3
+    assert float(fields["srtt_mean"]) == pytest.approx((n + 1) / 2)
+
+
+def test_srtt_sampler_off() -> None:
+    sock = FakeSock()
+    assert bench._SrttSampler(sock, 0).result() == ""
+    assert sock.reads == 0
