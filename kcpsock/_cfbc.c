@@ -6,9 +6,11 @@
  * pycryptodome ECB cipher object and calls the encrypt function of the
  * BlockBase structure that object owns (pycryptodome src/block_base.h: the
  * first members are the encrypt and decrypt function pointers, a destructor
- * and the block length; an ECB object's state *is* that structure).  There is
- * no block cipher code here.  Only the encryption direction is used (CFB
- * needs no other).
+ * and the block length; an ECB object's state *is* that structure).  Only the
+ * encryption direction is used (CFB needs no other).  The one exception: AES
+ * CFB encryption on a CPU with AES-NI, given the key, runs on this file's own
+ * AES-NI rounds (section "AES-NI": eight packets' chains in registers), after
+ * checking at construction that they encrypt as the ECB object does.
  *
  * What this file adds over pycryptodome's raw_cfb.c:
  *   - the XOR is done 16 bytes at a time (SSE2; else a word of 8), not a byte at a time;
@@ -61,13 +63,20 @@ typedef struct BlockBase {
 #endif
 
 #define MAX_BLOCK 16
-#define LANES 8
+#define LANES 16
 #define NONCE_SIZE 16
 #define CRC_SIZE 4
 #define HEADER_SIZE (NONCE_SIZE + CRC_SIZE)
+/* FEC headers that seal() writes itself (an int head: fec_head) */
+#define PARITY_TAG (1ULL << 32)
+#define FEC_TYPE_DATA 0xF1
+#define FEC_TYPE_PARITY 0xF2
+#define FEC_DATA_HEAD 8
+#define FEC_PARITY_HEAD 6
 /* open()'s keystream buffer holds a packet of up to this size (+ MAX_BLOCK); larger
  * packets get a heap buffer */
 #define STACK_PACKET 2048
+#define MAX_ROUNDS 14
 
 typedef struct {
     PyObject_HEAD
@@ -76,6 +85,10 @@ typedef struct {
     size_t b;
     uint8_t iv[MAX_BLOCK];
     uint8_t k0[MAX_BLOCK]; /* E(iv): the first keystream block of every packet */
+    /* AES through this file's own AES-NI code (see "AES-NI" below): the rounds
+     * (10, 12 or 14) and the expanded key; rounds 0: pycryptodome's cipher */
+    int rounds;
+    uint8_t rk[(MAX_ROUNDS + 1) * 16];
 } CFBObject;
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -306,6 +319,160 @@ view_release(ByteView *v)
     }
 }
 
+/* ---- AES-NI ------------------------------------------------------------------
+ *
+ * For AES (the cipher of nearly every kcp-go deployment) this file can run the
+ * block cipher itself: the key is expanded here (FIPS-197's schedule; SubWord
+ * is AESENCLAST of the word in all four columns, where ShiftRows changes
+ * nothing) and each block is AESENC'd in registers.  That lets CFB encryption
+ * run 8 packets' chains interleaved with no call and no copy per block, and
+ * decryption XOR each keystream block straight into its output.  Used only
+ * when the CPU has AES-NI and the expanded key encrypts several blocks exactly
+ * as pycryptodome's ECB object does (checked at construction; otherwise the
+ * object keeps calling pycryptodome).
+ */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define HAVE_AESNI 1
+#include <wmmintrin.h>
+#define AESNI_FN __attribute__((target("aes,sse2")))
+
+static int have_aesni;
+
+AESNI_FN static uint32_t
+aes_sub_word(uint32_t w)
+{
+    __m128i x = _mm_aesenclast_si128(_mm_set1_epi32((int)w), _mm_setzero_si128());
+    return (uint32_t)_mm_cvtsi128_si32(x);
+}
+
+/* FIPS-197 KeyExpansion of an nk-word key (4, 6 or 8) into rk; returns the rounds. */
+AESNI_FN static int
+aes_expand(const uint8_t *key, int nk, uint8_t *rk)
+{
+    uint32_t w[4 * (MAX_ROUNDS + 1)];
+    int nr = nk + 6, total = 4 * (nr + 1), i;
+    uint32_t rcon = 1;
+
+    for (i = 0; i < nk; i++)
+        w[i] = get_u32le(key + 4 * i);
+    for (i = nk; i < total; i++) {
+        uint32_t t = w[i - 1];
+        if (i % nk == 0) {
+            /* RotWord (bytes 1 2 3 0), SubWord, Rcon into byte 0 */
+            t = aes_sub_word((t >> 8) | (t << 24)) ^ rcon;
+            rcon = (rcon << 1) ^ ((rcon & 0x80) ? 0x11b : 0);
+        }
+        else if (nk > 6 && i % nk == 4)
+            t = aes_sub_word(t);
+        w[i] = w[i - nk] ^ t;
+    }
+    for (i = 0; i < total; i++)
+        put_u32le(rk + 4 * i, w[i]);
+    return nr;
+}
+
+#define RK(r) _mm_loadu_si128((const __m128i *)(self->rk + 16 * (r)))
+
+/*
+ * CFB encryption of W chains side by side (W a constant: 1, 2, 4 or 8), for
+ * `rounds` whole blocks each: lane i's next block at data[i] + pos[i] is
+ * XORed with E(the block before it), in place, and pos[i] moves past them.
+ * The W running blocks stay in registers; the rounds are unrolled (nr is 10,
+ * 12 or 14), each round key read once per round for all W.
+ */
+AESNI_FN static ALWAYS_INLINE void
+aes_cfb_w(const CFBObject *self, uint8_t *const *data, size_t *pos, size_t rounds, const int W)
+{
+    const int nr = self->rounds;
+    __m128i c[8];
+    uint8_t *p[8];
+    size_t n;
+    int i, r;
+
+    for (i = 0; i < W; i++) {
+        p[i] = data[i] + pos[i];
+        pos[i] += 16 * rounds;
+        c[i] = _mm_loadu_si128((const __m128i *)(p[i] - 16));
+    }
+    for (n = 0; n < rounds; n++) {
+        __m128i key = RK(0);
+        for (i = 0; i < W; i++)
+            c[i] = _mm_xor_si128(c[i], key);
+#pragma GCC unroll 14
+        for (r = 1; r < MAX_ROUNDS; r++) {
+            if (r < nr) {
+                key = RK(r);
+                for (i = 0; i < W; i++)
+                    c[i] = _mm_aesenc_si128(c[i], key);
+            }
+        }
+        key = RK(nr);
+        for (i = 0; i < W; i++) {
+            c[i] = _mm_xor_si128(_mm_aesenclast_si128(c[i], key),
+                                 _mm_loadu_si128((const __m128i *)p[i]));
+            _mm_storeu_si128((__m128i *)p[i], c[i]);
+            p[i] += 16;
+        }
+    }
+}
+
+AESNI_FN static void
+aes_cfb8(const CFBObject *self, uint8_t *const *data, size_t *pos, size_t rounds)
+{
+    aes_cfb_w(self, data, pos, rounds, 8);
+}
+
+AESNI_FN static void
+aes_cfb4(const CFBObject *self, uint8_t *const *data, size_t *pos, size_t rounds)
+{
+    aes_cfb_w(self, data, pos, rounds, 4);
+}
+
+AESNI_FN static void
+aes_cfb2(const CFBObject *self, uint8_t *const *data, size_t *pos, size_t rounds)
+{
+    aes_cfb_w(self, data, pos, rounds, 2);
+}
+
+AESNI_FN static void
+aes_cfb1(const CFBObject *self, uint8_t *const *data, size_t *pos, size_t rounds)
+{
+    aes_cfb_w(self, data, pos, rounds, 1);
+}
+
+/* k lanes (k <= LANES) in groups of 8, then 4, 2, 1: no lane computed for nothing. */
+AESNI_FN static void
+aes_cfb_lanes(const CFBObject *self, uint8_t *const *data, size_t *pos, int k, size_t rounds)
+{
+    int i = 0;
+    for (; k - i >= 8; i += 8)
+        aes_cfb8(self, data + i, pos + i, rounds);
+    if (k - i >= 4) {
+        aes_cfb4(self, data + i, pos + i, rounds);
+        i += 4;
+    }
+    if (k - i >= 2) {
+        aes_cfb2(self, data + i, pos + i, rounds);
+        i += 2;
+    }
+    if (k - i >= 1)
+        aes_cfb1(self, data + i, pos + i, rounds);
+}
+#undef RK
+#endif
+
+/*
+ * pycryptodome's block cipher over `len` bytes (whole blocks) of `in` into
+ * `out` (ECB).  (For whole-packet ECB runs it is as fast as aes_ecb: only the
+ * CFB chains of encryption run on this file's AES.)
+ */
+static int
+block_encrypt(const CFBObject *self, const uint8_t *in, uint8_t *out, size_t len)
+{
+    int rc = self->bb->encrypt(self->bb, in, out, len);
+    return rc != 0 ? cipher_failed(rc) : 0;
+}
+
 /* ---- the CFB cores -------------------------------------------------------- */
 
 /*
@@ -397,7 +564,15 @@ encrypt_lanes(const CFBObject *self, uint8_t *const *data, const size_t *len, in
             rounds = whole;
     }
     if (rounds > 0) {
-        int rc = b == 16 ? full_rounds(bb, data, pos, k, rounds, gather, ks, 16)
+        int rc;
+#ifdef HAVE_AESNI
+        if (self->rounds) {
+            aes_cfb_lanes(self, data, pos, k, rounds);
+            rc = 0;
+        }
+        else
+#endif
+            rc = b == 16 ? full_rounds(bb, data, pos, k, rounds, gather, ks, 16)
                          : full_rounds(bb, data, pos, k, rounds, gather, ks, 8);
         if (rc < 0)
             return rc;
@@ -414,11 +589,11 @@ encrypt_lanes(const CFBObject *self, uint8_t *const *data, const size_t *len, in
         if (m == 0)
             return 0;
         if (m == 1)
-            rc = bb->encrypt(bb, data[idx[0]] + pos[idx[0]] - b, ks, b);
+            rc = block_encrypt(self, data[idx[0]] + pos[idx[0]] - b, ks, b);
         else
-            rc = bb->encrypt(bb, gather, ks, (size_t)m * b);
+            rc = block_encrypt(self, gather, ks, (size_t)m * b);
         if (rc != 0)
-            return cipher_failed(rc);
+            return rc;
         for (j = 0; j < m; j++) {
             size_t r;
             i = idx[j];
@@ -440,7 +615,6 @@ static int
 decrypt_into(const CFBObject *self, const uint8_t *in, uint8_t *out, size_t n)
 {
     const size_t b = self->b;
-    const BlockBase *bb = self->bb;
     size_t whole = n / b; /* whole blocks */
     size_t tail = n - whole * b;
     int rc;
@@ -451,17 +625,17 @@ decrypt_into(const CFBObject *self, const uint8_t *in, uint8_t *out, size_t n)
     }
     /* out[b .. whole*b) = E(in[0 .. (whole-1)*b)) */
     if (whole > 1) {
-        rc = bb->encrypt(bb, in, out + b, (whole - 1) * b);
+        rc = block_encrypt(self, in, out + b, (whole - 1) * b);
         if (rc != 0)
-            return cipher_failed(rc);
+            return rc;
     }
     memcpy(out, self->k0, b);
     xor_into(out, in, whole * b);
     if (tail) {
         uint8_t ks[MAX_BLOCK];
-        rc = bb->encrypt(bb, in + (whole - 1) * b, ks, b);
+        rc = block_encrypt(self, in + (whole - 1) * b, ks, b);
         if (rc != 0)
-            return cipher_failed(rc);
+            return rc;
         xor3(out + whole * b, in + whole * b, ks, tail);
     }
     return 0;
@@ -472,14 +646,14 @@ decrypt_into(const CFBObject *self, const uint8_t *in, uint8_t *out, size_t n)
 static PyObject *
 CFB_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"ecb", "iv", NULL};
+    static char *kwlist[] = {"ecb", "iv", "key", NULL};
     PyObject *ecb = NULL, *state_obj = NULL, *ptr_obj = NULL, *expected = NULL;
-    Py_buffer iv = {0};
+    Py_buffer iv = {0}, key = {0};
     CFBObject *self = NULL;
     const BlockBase *bb;
     void *ptr;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "Oy*:CFB", kwlist, &ecb, &iv))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "Oy*|y*:CFB", kwlist, &ecb, &iv, &key))
         return NULL;
     if (iv.len != 8 && iv.len != 16) {
         PyErr_Format(PyExc_ValueError, "iv must be 8 or 16 bytes (the block size), not %zd",
@@ -542,10 +716,40 @@ CFB_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
                         "ecb's state pointer does not encrypt as ecb.encrypt does");
         goto fail;
     }
-    Py_DECREF(expected);
+    Py_CLEAR(expected);
+#ifdef HAVE_AESNI
+    if (have_aesni && self->b == 16 && key.buf != NULL &&
+        (key.len == 16 || key.len == 24 || key.len == 32)) {
+        /* this file's AES, if its CFB encrypts as through the ECB object's cipher */
+        uint8_t mine[8 * 64], theirs[8 * 64];
+        uint8_t *pm[8], *pt[8];
+        size_t len[8], i;
+        int rounds, rc;
+        for (i = 0; i < sizeof(mine); i++)
+            mine[i] = theirs[i] = (uint8_t)(i * 29 + 11);
+        for (i = 0; i < 8; i++) {
+            pm[i] = mine + 64 * i;
+            pt[i] = theirs + 64 * i;
+            len[i] = 40 + 3 * i; /* whole rounds for all, then tails of every lane */
+        }
+        rounds = aes_expand((const uint8_t *)key.buf, (int)(key.len / 4), self->rk);
+        rc = encrypt_lanes(self, pt, len, 8); /* self->rounds is 0: pycryptodome's */
+        if (rc < 0)
+            goto fail;
+        self->rounds = rounds;
+        rc = encrypt_lanes(self, pm, len, 8);
+        if (rc < 0 || memcmp(mine, theirs, sizeof(mine)) != 0) {
+            PyErr_Clear();
+            self->rounds = 0;
+            memset(self->rk, 0, sizeof(self->rk));
+        }
+    }
+#endif
     Py_XDECREF(state_obj);
     Py_XDECREF(ptr_obj);
     PyBuffer_Release(&iv);
+    if (key.obj != NULL)
+        PyBuffer_Release(&key);
     return (PyObject *)self;
 
 fail:
@@ -554,6 +758,8 @@ fail:
     Py_XDECREF(ptr_obj);
     Py_XDECREF(self);
     PyBuffer_Release(&iv);
+    if (key.obj != NULL)
+        PyBuffer_Release(&key);
     return NULL;
 }
 
@@ -684,6 +890,46 @@ fast_seq(PyObject *obj, const char *name)
 }
 
 /*
+ * An FEC header from its tag (an int head of seal): tag < 2**32 is a data
+ * packet's 8-byte header (seqid = tag, type 0xF1, size = 2 + the body's
+ * length), PARITY_TAG + seqid a parity packet's 6-byte header (type 0xF2),
+ * both little-endian as kcp-go's.  Written into out (8 bytes); returns its
+ * length, or -1 with ValueError/TypeError set (a tag out of range, a body
+ * too long for the size field).
+ */
+static Py_ssize_t
+fec_head(PyObject *tag_obj, Py_ssize_t body_len, uint8_t *out, Py_ssize_t index)
+{
+    unsigned long long tag = PyLong_AsUnsignedLongLong(tag_obj);
+    if (tag == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        tag = PARITY_TAG << 1; /* out of range below */
+    }
+    if (tag >= (PARITY_TAG << 1)) {
+        PyErr_Format(PyExc_ValueError,
+                     "heads[%zd]: an int head must be a seqid (< 2**32), or PARITY_TAG + a seqid",
+                     index);
+        return -1;
+    }
+    put_u32le(out, (uint32_t)tag);
+    if (tag & PARITY_TAG) {
+        out[4] = FEC_TYPE_PARITY;
+        out[5] = 0;
+        return FEC_PARITY_HEAD;
+    }
+    if (body_len > 0xFFFF - 2) {
+        PyErr_Format(PyExc_ValueError, "bodies[%zd]: %zd bytes, too long for FEC (at most %d)",
+                     index, body_len, 0xFFFF - 2);
+        return -1;
+    }
+    out[4] = FEC_TYPE_DATA;
+    out[5] = 0;
+    out[6] = (uint8_t)((body_len + 2) & 0xFF);
+    out[7] = (uint8_t)((body_len + 2) >> 8);
+    return FEC_DATA_HEAD;
+}
+
+/*
  * seal(nonces, heads, bodies) -> list[bytes]
  *
  * Packet i = encrypt(nonce_i + crc32(head_i + body_i) (u32 little-endian) +
@@ -729,11 +975,28 @@ CFB_seal(CFBObject *self, PyObject *const *args, Py_ssize_t nargs)
         uint32_t crc;
         size_t n;
 
-        if (view_get(PySequence_Fast_GET_ITEM(heads, i), &h, "heads", i) < 0)
-            goto fail;
-        if (view_get(PySequence_Fast_GET_ITEM(bodies, i), &v, "bodies", i) < 0) {
-            view_release(&h);
-            goto fail;
+        uint8_t fec[FEC_DATA_HEAD];
+        PyObject *head = PySequence_Fast_GET_ITEM(heads, i);
+
+        if (PyLong_CheckExact(head)) {
+            /* an FEC header given as its tag (see fec_head) */
+            if (view_get(PySequence_Fast_GET_ITEM(bodies, i), &v, "bodies", i) < 0)
+                goto fail;
+            h.has_view = 0;
+            h.p = fec;
+            h.n = fec_head(head, v.n, fec, i);
+            if (h.n < 0) {
+                view_release(&v);
+                goto fail;
+            }
+        }
+        else {
+            if (view_get(head, &h, "heads", i) < 0)
+                goto fail;
+            if (view_get(PySequence_Fast_GET_ITEM(bodies, i), &v, "bodies", i) < 0) {
+                view_release(&h);
+                goto fail;
+            }
         }
         if (h.n > PY_SSIZE_T_MAX - HEADER_SIZE - v.n) {
             view_release(&h);
@@ -790,18 +1053,15 @@ static PyObject *
 open_one(CFBObject *self, const uint8_t *in, size_t n, uint8_t *work)
 {
     const size_t b = self->b;
-    const BlockBase *bb = self->bb;
     size_t blocks = (n - 1) / b; /* keystream blocks 1 .. blocks: E(in block 0 .. blocks-1) */
     PyObject *out;
     uint8_t *dst;
     int rc;
 
     memcpy(work, self->k0, b);
-    rc = bb->encrypt(bb, in, work + b, blocks * b);
-    if (rc != 0) {
-        cipher_failed(rc);
+    rc = block_encrypt(self, in, work + b, blocks * b);
+    if (rc != 0)
         return NULL;
-    }
     out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(n - HEADER_SIZE));
     if (out == NULL)
         return NULL;
@@ -929,6 +1189,13 @@ CFB_get_block_size(CFBObject *self, void *closure)
 }
 
 static PyObject *
+CFB_get_aesni(CFBObject *self, void *closure)
+{
+    (void)closure;
+    return PyBool_FromLong(self->rounds != 0);
+}
+
+static PyObject *
 CFB_get_ecb(CFBObject *self, void *closure)
 {
     (void)closure;
@@ -948,7 +1215,9 @@ static PyMethodDef CFB_methods[] = {
     {"seal", FASTCALL(CFB_seal),
      "seal(nonces, heads, bodies, /) -> list[bytes]: packet i is\n"
      "encrypt(nonce_i + crc32(head_i + body_i) as u32 little-endian + head_i + body_i),\n"
-     "nonce_i = nonces[16*i:16*i+16] (kcp-go's classic crypto header)."},
+     "nonce_i = nonces[16*i:16*i+16] (kcp-go's classic crypto header).  An int head_i is\n"
+     "an FEC header's tag: a seqid (< 2**32) for a data packet's 8-byte header (type 0xF1,\n"
+     "size 2 + len(body_i)), PARITY_TAG + a seqid for a parity packet's 6-byte header."},
     {"open", FASTCALL(CFB_open),
      "open(packet, /) -> bytes | None: decrypt, check the CRC-32; the bytes after the\n"
      "20-byte header, or None when the CRC does not match."},
@@ -961,6 +1230,10 @@ static PyMethodDef CFB_methods[] = {
 static PyGetSetDef CFB_getset[] = {
     {"block_size", (getter)CFB_get_block_size, NULL, "The block size in bytes (8 or 16).", NULL},
     {"ecb", (getter)CFB_get_ecb, NULL, "The pycryptodome ECB object whose cipher is used.", NULL},
+    {"aesni", (getter)CFB_get_aesni, NULL,
+     "True if this file's own AES-NI code runs the cipher (AES, the key given, the CPU has\n"
+     "AES-NI, and it encrypted test blocks as ecb does); else pycryptodome's cipher is called.",
+     NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -971,10 +1244,12 @@ static PyTypeObject CFBType = {
     .tp_itemsize = 0,
     .tp_dealloc = (destructor)CFB_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "CFB(ecb, iv): kcp-go's packet CFB over a pycryptodome ECB object's cipher.\n\n"
+    .tp_doc = "CFB(ecb, iv, key=b''): kcp-go's packet CFB over a pycryptodome ECB object's cipher.\n\n"
               "ecb: a pycryptodome ECB-mode cipher object (ctypes backend); iv: kcp-go's\n"
               "fixed IV cut to the block size (8 or 16 bytes).  The chain restarts at iv\n"
-              "for every packet.  Raises TypeError/ValueError if ecb is not usable.",
+              "for every packet.  key (optional): ecb's key; for AES on a CPU with AES-NI\n"
+              "this module then runs the cipher itself (see aesni).  Raises\n"
+              "TypeError/ValueError if ecb is not usable.",
     .tp_methods = CFB_methods,
     .tp_getset = CFB_getset,
     .tp_new = CFB_new,
@@ -1015,6 +1290,10 @@ PyInit__cfbc(void)
     __builtin_cpu_init();
     have_clmul = __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse2");
 #endif
+#ifdef HAVE_AESNI
+    __builtin_cpu_init();
+    have_aesni = __builtin_cpu_supports("aes") && __builtin_cpu_supports("sse2");
+#endif
     if (PyType_Ready(&CFBType) < 0)
         return NULL;
     m = PyModule_Create(&cfbc_module);
@@ -1022,7 +1301,8 @@ PyInit__cfbc(void)
         return NULL;
     Py_INCREF(&CFBType);
     if (PyModule_AddObject(m, "CFB", (PyObject *)&CFBType) < 0 ||
-        PyModule_AddIntConstant(m, "LANES", LANES) < 0) {
+        PyModule_AddIntConstant(m, "LANES", LANES) < 0 ||
+        PyModule_AddObject(m, "PARITY_TAG", PyLong_FromUnsignedLongLong(PARITY_TAG)) < 0) {
         Py_DECREF(&CFBType);
         Py_DECREF(m);
         return NULL;

@@ -13,16 +13,24 @@ _T = TypeVar("_T")
 
 #: Packets a batch encrypts side by side (one block cipher call per round).
 LANES: int
+#: ``seal``: an int head is an FEC header's tag; this + a seqid is a parity packet's.
+PARITY_TAG: int
 
 class CFB:
     """kcp-go's packet CFB over a pycryptodome ECB object's cipher.
 
-    ``CFB(ecb, iv)``: ``ecb`` a pycryptodome ECB-mode cipher object (ctypes
-    backend), ``iv`` kcp-go's IV cut to the block size (8 or 16 bytes).
+    ``CFB(ecb, iv, key=b"")``: ``ecb`` a pycryptodome ECB-mode cipher object
+    (ctypes backend), ``iv`` kcp-go's IV cut to the block size (8 or 16
+    bytes), ``key`` optionally ``ecb``'s key: for AES on a CPU with AES-NI
+    the CFB chains of encryption then run on the module's own AES-NI code
+    (:attr:`aesni`), once it has encrypted test packets exactly as ``ecb``.
     Raises TypeError or ValueError when ``ecb`` is not usable.
     """
 
-    def __new__(cls, ecb: object, iv: _Bytes) -> CFB: ...
+    def __new__(cls, ecb: object, iv: _Bytes, key: _Bytes = ...) -> CFB: ...
+    @property
+    def aesni(self) -> bool:
+        """True if encryption runs on the module's own AES-NI code (else pycryptodome's cipher)."""
     @property
     def block_size(self) -> int:
         """The block size in bytes (8 or 16)."""
@@ -36,9 +44,14 @@ class CFB:
     def encrypt_pair(self, head: _Bytes, body: _Bytes, /) -> bytes:
         """``encrypt(head + body)`` without the join."""
     def seal(
-        self, nonces: _Bytes, heads: Sequence[_Bytes], bodies: Sequence[_Bytes], /
+        self, nonces: _Bytes, heads: Sequence[Union[_Bytes, int]], bodies: Sequence[_Bytes], /
     ) -> list[bytes]:
-        """Packet i: ``encrypt(nonce_i + crc32(head_i + body_i) + head_i + body_i)``."""
+        """Packet i: ``encrypt(nonce_i + crc32(head_i + body_i) + head_i + body_i)``.
+
+        An int ``head_i`` is an FEC header's tag: a seqid (< 2**32) for a data
+        packet's 8-byte header (type 0xF1, size 2 + ``len(body_i)``),
+        :data:`PARITY_TAG` + a seqid for a parity packet's 6-byte header.
+        """
     def open(self, packet: _Bytes, /) -> Optional[bytes]:
         """Decrypt and check the CRC: the bytes after the header, or None."""
     @overload

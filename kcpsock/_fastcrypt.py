@@ -678,6 +678,10 @@ class NativeCFB:
         seal_many: ``(nonces, heads, bodies) -> packets``: packet i is
             ``encrypt(nonce_i + crc32(head_i + body_i) + head_i + body_i)``
             (CRC u32 little-endian, ``nonce_i = nonces[16 i : 16 i + 16]``).
+        seal_tagged: ``seal_many`` when it also takes FEC header tags as
+            heads (an int: a data packet's seqid, or ``PARITY_TAG`` + a
+            parity packet's seqid; see :meth:`kcpsock.fec.FECEncoder.frame_many_tagged`),
+            else None (a helper built from older sources).
         open_packet: ``(packet) -> bytes | None``: decrypt, check the CRC,
             the bytes after the 20-byte header (None: bad CRC).
         open_packets: ``(packets, bad=None) -> list``: ``open_packet`` for
@@ -690,6 +694,9 @@ class NativeCFB:
     decrypt: Callable[[BytesLike], bytes]
     encrypt_pair: Callable[[BytesLike, BytesLike], bytes]
     seal_many: Callable[[BytesLike, Sequence[BytesLike], Sequence[BytesLike]], list[bytes]]
+    seal_tagged: Optional[
+        Callable[[BytesLike, Sequence[Union[BytesLike, int]], Sequence[BytesLike]], list[bytes]]
+    ]
     open_packet: Callable[[BytesLike], Optional[bytes]]
     open_packets: Callable[..., list[Any]]
 
@@ -697,12 +704,18 @@ class NativeCFB:
         self, module: ModuleType, factory: CipherFactory, key: bytes, iv: bytes, mode_ecb: int
     ) -> None:
         self.ecb = factory(key, mode_ecb)
-        c = module.CFB(self.ecb, iv)
+        try:
+            # the key lets the helper run AES itself (AES-NI; it checks that
+            # its own cipher encrypts as self.ecb does, else calls self.ecb's)
+            c = module.CFB(self.ecb, iv, bytes(key))
+        except TypeError:  # a helper built from older sources (no key argument)
+            c = module.CFB(self.ecb, iv)
         self._c = c
         self.encrypt = c.encrypt
         self.decrypt = c.decrypt
         self.encrypt_pair = c.encrypt_pair
         self.seal_many = c.seal
+        self.seal_tagged = c.seal if getattr(module, "PARITY_TAG", None) == 1 << 32 else None
         self.open_packet = c.open
         self.open_packets = c.open_many
 

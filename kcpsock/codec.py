@@ -273,8 +273,15 @@ class PacketCodec:
         # the C helper's paths (classic layout, kcpsock._fastcrypt.NativeCFB): a
         # whole batch sealed (nonce + CRC-32 + encryption) or opened in one call
         classic = block is not None and not self._aead
-        self._seal: Optional[Callable[[bytes, list[bytes], list[bytes]], list[bytes]]] = (
-            getattr(block, "seal_many", None) if classic else None
+        self._seal: Optional[
+            Callable[[bytes, Sequence[Union[bytes, int]], list[bytes]], list[bytes]]
+        ] = getattr(block, "seal_many", None) if classic else None
+        # with FEC, the sealer writes the FEC headers too: the encoder hands
+        # it their tags (FECEncoder.frame_many_tagged), no header is packed
+        self._tagged = (
+            self._seal is not None
+            and getattr(block, "seal_tagged", None) is not None
+            and self.encoder.taggable
         )
         self._open_packet: Optional[Callable[[bytes], Optional[bytes]]] = (
             getattr(block, "open_packet", None) if classic else None
@@ -415,6 +422,9 @@ class PacketCodec:
         if seal is not None:
             # The C helper: frame the batch, then one call writes nonce, CRC-32,
             # FEC header and body of every packet and encrypts them.
+            if self._tagged:
+                tags, bodies = self.encoder.frame_many_tagged(datagrams, now_ms)
+                return seal(self._nonces(len(bodies)), tags, bodies)
             heads, bodies = self._frame_batch(datagrams, now_ms)
             return seal(self._nonces(len(bodies)), heads, bodies)
         pair = self._pair

@@ -57,6 +57,7 @@ Pure module: no I/O, no clock; nonces are the codec's business.
 from __future__ import annotations
 
 import hashlib
+import struct
 import zlib
 from types import ModuleType
 from typing import Callable, Final, NamedTuple, Optional, Protocol, runtime_checkable
@@ -302,6 +303,17 @@ def _seal_agrees(
     ]
     if seal(nonces, heads, bodies) != expected:
         return False
+    tagged = getattr(fast, "seal_tagged", None)
+    if tagged is not None and len(bodies) >= 2:
+        # FEC headers by tag: a data packet's (seqid, 0xF1, size) and a parity one's
+        tags = [0x01020304, (1 << 32) + 0xFFFFFFFF]
+        heads = [
+            struct.pack("<IHH", 0x01020304, 0xF1, len(bodies[0]) + 2),
+            struct.pack("<IH", 0xFFFFFFFF, 0xF2),
+        ]
+        two = nonces[: 2 * NONCE_SIZE]
+        if tagged(two, tags, bodies[:2]) != seal(two, heads, bodies[:2]):
+            return False
     open_packets = getattr(fast, "open_packets", None)
     open_packet = getattr(fast, "open_packet", None)
     if open_packets is None or open_packet is None:

@@ -72,6 +72,7 @@ __all__ = [
     "FEC_HEADER_SIZE_PLUS2",
     "MAX_FEC_ENCODE_LATENCY_MS",
     "MAX_SHARD_SETS",
+    "PARITY_TAG",
     "TYPE_DATA",
     "TYPE_OOB",
     "TYPE_PARITY",
@@ -100,6 +101,9 @@ MAX_SHARD_SETS: Final = 3
 AUTOTUNE_SAMPLES: Final = 258
 
 _MAX_DATAGRAM: Final = 0xFFFF - 2  # the size field (2 + length) is a u16
+#: :meth:`FECEncoder.frame_many_tagged`: a parity packet's tag is this + its seqid
+#: (``kcpsock._cfbc.PARITY_TAG``, the same value).
+PARITY_TAG: Final = 1 << 32
 
 _HEAD6: Final = struct.Struct("<IH")
 _HEAD8: Final = struct.Struct("<IHH")
@@ -423,6 +427,68 @@ class FECEncoder:
             self._last_ms = now_ms
         return heads, bodies
 
+    @property
+    def taggable(self) -> bool:
+        """True if :meth:`frame_many_tagged` can be used (FEC on, the C parity helper built)."""
+        return self._enabled and self._native is not None
+
+    def frame_many_tagged(
+        self, datagrams: Iterable[BytesLike], now_ms: Optional[int] = None
+    ) -> tuple[list[int], list[bytes]]:
+        """:meth:`frame_many` with each FEC header as its tag, an int (for ``_cfbc`` ``seal``).
+
+        The tag of a data packet is its seqid (its header: seqid, type 0xF1,
+        size = 2 + the datagram's length), that of a parity packet
+        :data:`PARITY_TAG` + its seqid (seqid, type 0xF2): the C sealer
+        writes the header, so none is packed here.  The encoder's state
+        moves as with :meth:`frame_many`.
+
+        Args:
+            datagrams: KCP datagrams (bytes-like).
+            now_ms: as for :meth:`encode`.
+
+        Returns:
+            ``(tags, bodies)``, two lists of equal length.
+
+        Raises:
+            TypeError: if a datagram is not bytes-like.
+            ValueError: as :meth:`frame`, or :attr:`taggable` is False.
+        """
+        native = self._native
+        if native is None or not self._enabled:
+            raise ValueError("frame_many_tagged() needs FEC on and the C helper (see taggable)")
+        tags: list[int] = []
+        bodies: list[bytes] = []
+        add_tag = tags.append
+        add_body = bodies.append
+        group = self._group
+        d = self.data_shards
+        paws = self.paws
+        for dg in datagrams:
+            if not isinstance(dg, bytes):
+                dg = _as_bytes("datagram", dg)
+            size = len(dg) + 2
+            if size > 0xFFFF:
+                raise ValueError(f"datagram too long for FEC: {size - 2} > {_MAX_DATAGRAM} bytes")
+            seq = self._next
+            self._next = seq + 1 if seq + 1 < paws else 0
+            if size > self._max:
+                self._max = size
+            group.append(dg)  # the C helper adds the size field itself
+            add_tag(seq)
+            add_body(dg)
+            count = self._count = self._count + 1
+            if count == d:
+                nxt = self._next
+                for shard in self._parity(now_ms):
+                    add_tag(PARITY_TAG + nxt)
+                    add_body(shard)
+                    nxt += 1
+                    if nxt >= paws:
+                        nxt = 0
+            self._last_ms = now_ms
+        return tags, bodies
+
     def _size_parity(self, sizes: tuple[int, ...]) -> list[int]:
         """The parity of the groups' 2-byte size fields alone (cached: bulk sizes repeat)."""
         cache = self._size_cache
@@ -437,33 +503,39 @@ class FECEncoder:
 
     def _complete_group(self, now_ms: Optional[int]) -> list[tuple[bytes, bytes]]:
         """The group's parity packets as (header, shard) pairs (or none: skipped); reset."""
+        nxt = self._next
+        paws = self.paws
+        out: list[tuple[bytes, bytes]] = []
+        for shard in self._parity(now_ms):
+            # kcp-go HEAD sealParity: next = (next + 1) % paws.
+            out.append((_pack_head(nxt, TYPE_PARITY), shard))
+            nxt += 1
+            if nxt >= paws:
+                nxt = 0
+        return out
+
+    def _parity(self, now_ms: Optional[int]) -> list[bytes]:
+        """The group's parity shards (none: skipped); the seqids after them taken; reset.
+
+        The shards' seqids are the ``parity_shards`` after the group's data
+        (``_next`` on entry, wrapping at ``paws``); ``_next`` moves past them
+        whether or not they are sent.
+        """
         last = self._last_ms
         length = self._max
-        out: list[tuple[bytes, bytes]] = []
+        p = self.parity_shards
+        shards: list[bytes] = []
         if now_ms is not None and last is not None and now_ms - last >= MAX_FEC_ENCODE_LATENCY_MS:
             # kcp-go HEAD skipParity: no parity for a discontinuous group,
             # but seqids stay aligned to groups.
-            self._next = (self._next + self.parity_shards) % self.paws
             self.parity_skipped += 1
             if self._cacc is not None:
                 self._cacc.reset()
-        elif self._native is not None or self._cacc is not None:
-            native = self._native
-            if native is not None:
-                # kcp-go's shards: size field + datagram, zero-padded to the longest
-                shards = native(self._group, self._coefs, length, 0, True)
-            else:
-                assert self._cacc is not None
-                shards = self._cacc.take(length)
-            nxt = self._next
-            paws = self.paws
-            for shard in shards:
-                # kcp-go HEAD sealParity: next = (next + 1) % paws.
-                out.append((_pack_head(nxt, TYPE_PARITY), shard))
-                nxt += 1
-                if nxt >= paws:
-                    nxt = 0
-            self._next = nxt
+        elif self._native is not None:
+            # kcp-go's shards: size field + datagram, zero-padded to the longest
+            shards = self._native(self._group, self._coefs, length, 0, True)
+        elif self._cacc is not None:
+            shards = self._cacc.take(length)
         else:
             rs = self._rs
             assert rs is not None  # an enabled encoder always has its code
@@ -476,15 +548,9 @@ class FECEncoder:
                 parity = [(v << 16) ^ s for v, s in zip(data, sizes)]
             else:
                 parity = self._acc
-            nxt = self._next
-            paws = self.paws
-            for value in parity:
-                # kcp-go HEAD sealParity: next = (next + 1) % paws.
-                out.append((_pack_head(nxt, TYPE_PARITY), value.to_bytes(length, "little")))
-                nxt += 1
-                if nxt >= paws:
-                    nxt = 0
-            self._next = nxt
+            shards = [value.to_bytes(length, "little") for value in parity]
+        # kcp-go HEAD: next = (next + 1) % paws per parity packet, sent or skipped
+        self._next = (self._next + p) % self.paws
         self._count = 0
         self._max = 0
         self._group.clear()
@@ -492,8 +558,8 @@ class FECEncoder:
             self._values = []
             self._sizes = []
         elif self._cacc is None:
-            self._acc = [0] * self.parity_shards
-        return out
+            self._acc = [0] * p
+        return shards
 
 
 class _Autotune:

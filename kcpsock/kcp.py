@@ -48,6 +48,7 @@ Deliberate differences from kcp-go HEAD (none visible on the wire):
 
 from __future__ import annotations
 
+import struct
 from collections import deque
 from collections.abc import Callable, Sequence
 from itertools import islice
@@ -117,6 +118,12 @@ _M: Final = U32
 _Buf = Union[bytes, bytearray, memoryview]
 _FASTACK_SENTINEL: Final = 0xFFFFFFFF  # kcp-go HEAD: "no more fast/early retransmit until RTO"
 _pack: Final = HEADER.pack
+#: A PUSH header in two parts (bytes as :data:`HEADER`'s): the fields a
+#: flush's segments share (conv, cmd, frg, wnd, ts) and each one's own (sn,
+#: una, len).  A flush packs the first once and the second per segment: the
+#: conversion of each field is most of a pack's cost.
+_pack_head: Final = struct.Struct("<IBBHI").pack
+_pack_tail: Final = struct.Struct("<III").pack
 _second: Final = itemgetter(1)
 _unpack_from: Final = HEADER.unpack_from
 #: A decoded header: conv, cmd, frg, wnd, ts, sn, una, len.
@@ -1431,6 +1438,10 @@ class KCP:
             # (full segments: once per flush)
             n_v = self._len_v
             n_o = self._len_o
+            tail = _pack_tail
+            # the shared head of the segments with frg 0 (every stream-mode
+            # segment, every one-segment message), packed at the first
+            head0 = b""
             for seg in push:
                 data = seg[i_data]
                 n = len(data)
@@ -1442,9 +1453,13 @@ class KCP:
                 if n != n_v:
                     n_v = n
                     n_o = n
-                parts.append(
-                    pack(conv_o, cmd, fields[i_frg], wnd_o, now_o, fields[i_sn], una_o, n_o)
-                )
+                if seg[i_frg] == 0:
+                    if not head0:
+                        head0 = _pack_head(conv_o, cmd, 0, wnd_o, now_o)
+                    parts.append(head0)
+                else:
+                    parts.append(_pack_head(conv_o, cmd, fields[i_frg], wnd_o, now_o))
+                parts.append(tail(fields[i_sn], una_o, n_o))
                 parts.append(data)
                 size += hdr + n
             self._len_v = n_v

@@ -40,7 +40,8 @@ the lock is never left behind, and a receiver never waits for a lock).
 Lock order (outer first): listener lock -> session lock -> updater heap lock
 -> snmp lock.  ``_tx_lock`` (FEC encoding and encryption of a session's
 output) is only ever acquired without blocking, like the session lock by a
-receiver.  A listener's handler may keep it past the session lock's release
+receiver (so it is a one-token deque: ``pop`` takes it, ``append`` gives it
+back).  A listener's handler may keep it past the session lock's release
 until the end of its batch, when the output it gathered is sent
 (:meth:`Session._gather_out`, :class:`kcpsock.transport.SendGather`); other
 threads then leave their output queued for it, in order.
@@ -104,7 +105,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable, Final, Optional, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Final, Optional, TypeVar, Union, cast
 
 from ._mypyc import Weakrefable
 from .codec import Codec
@@ -144,6 +145,7 @@ __all__ = [
     "COPY_PACK_MAX",
     "DRAIN_INTERVAL",
     "INBOX_LIMIT",
+    "SENDALL_COPY_MAX",
     "Session",
     "SessionState",
     "Timeout",
@@ -289,6 +291,10 @@ _monotonic: Final = time.monotonic
 # compiled, a Final name is a C static: no lookup of the builtin at each call
 _memoryview: Final = memoryview
 
+#: :meth:`Session.sendall` copies a bytearray or memoryview of at most this
+#: many bytes to bytes once (larger ones are sent through a view)
+SENDALL_COPY_MAX: Final = 65536
+
 #: ``struct.Struct(f"{n}s").pack_into`` by size ``n`` (:func:`copy_into`)
 _COPIERS: Final[dict[int, Callable[[Any, int, bytes], None]]] = {}
 #: the most sizes :data:`_COPIERS` keeps (others are copied through a memoryview)
@@ -297,6 +303,11 @@ COPIERS_MAX: Final = 64
 #: copying, which costs more than the memoryview's overhead from about 16 kB
 #: (timeit: 1,376 bytes 168 against 352 ns, 8 kB 253 / 414, 64 kB 6,796 / 2,979)
 COPY_PACK_MAX: Final = 8192
+
+
+def _no_copy(buffer: Any, offset: int, data: bytes) -> None:
+    """The packer slot of a session that has copied nothing yet (never called)."""
+    raise AssertionError("no copier chosen")
 
 
 def copy_into(buffer: Union[bytearray, memoryview], data: bytes) -> int:
@@ -587,10 +598,15 @@ class Session(Weakrefable):
         #: the socket's replay/reflection filter (None: plain mode or disabled)
         self.replay = replay
         self._lock = _SessionLock(self)
-        self._tx_lock = threading.Lock()
+        # The transmit lock, only ever taken without waiting: one token in a
+        # deque, taken by ``pop`` and given back by ``append`` (atomic, like a
+        # lock's acquire(False) and release; a Lock's acquire parses its
+        # arguments at every call, the deque's methods take none or one).
+        tx_lock: deque[bool] = deque((True,))
+        self._tx_lock = tx_lock
         # bound once (see _SessionLock): the transmit path runs at every release
-        self._tx_try: Callable[[bool], bool] = self._tx_lock.acquire
-        self._tx_done: Callable[[], None] = self._tx_lock.release
+        self._tx_take: Callable[[], bool] = tx_lock.pop
+        self._tx_give: Callable[[bool], None] = tx_lock.append
         self._txq: deque[list[bytes]] = deque()
         self._txq_push: Callable[[list[bytes]], None] = self._txq.append
         self._txq_pop: Callable[[], list[bytes]] = self._txq.popleft
@@ -629,6 +645,9 @@ class Session(Weakrefable):
         self._wr_shut = False
         self._pending = b""  # a message a short recv did not finish ...
         self._poff = 0  # ... and how much of it was returned already
+        # recv_into_short's last copy: its size and _COPIERS' packer for it
+        self._copy_n = -1
+        self._copy_fn: Callable[[Any, int, bytes], None] = _no_copy
         self._signal: Optional[Signal] = None
         self._opened = False  # counted in snmp (Active/PassiveOpens)
         #: receive window to open at the first recv (a listener session starts
@@ -955,10 +974,9 @@ class Session(Weakrefable):
                 return
             plain = self._codec is None and not self.dup
             txq = self._txq
-            tx_try = self._tx_try
             pop = self._txq_pop
             remote = self.remote
-            while txq and tx_try(False):
+            while txq and self._tx_acquire():
                 try:
                     while txq:
                         batch = pop()
@@ -967,9 +985,19 @@ class Session(Weakrefable):
                         self.packets_out += a
                         self.wire_bytes_out += b
                 finally:
-                    self._tx_done()
+                    self._tx_give(True)  # (the release)
         if counts:
             snmp.add_many(counts)
+
+    def _tx_acquire(self) -> bool:
+        """Take the transmit lock without waiting (``_tx_lock``'s token); False if taken."""
+        if self._tx_lock:
+            try:
+                self._tx_take()
+                return True
+            except IndexError:  # taken by another thread since the look
+                pass
+        return False
 
     def _gather_out(self, gather: SendGather) -> None:
         """Hand the transmit queue to the gather of the calling thread (a receiver batch).
@@ -985,7 +1013,7 @@ class Session(Weakrefable):
         key = id(self)
         index = gather.owner(key)
         if index < 0:
-            if not self._tx_lock.acquire(False):
+            if not self._tx_acquire():
                 return
             index = gather.hold(key, self._gathered)
         plain = self._codec is None and not self.dup
@@ -999,7 +1027,7 @@ class Session(Weakrefable):
         # counted by the _tx_lock holder only (snmp_counts)
         self.packets_out += sent
         self.wire_bytes_out += nbytes
-        self._tx_lock.release()
+        self._tx_give(True)  # (the release)
         if self._txq:
             self._transmit(True, [])
 
@@ -1868,7 +1896,20 @@ class Session(Weakrefable):
         elif not size:
             return -1  # an empty buffer: the caller's checks, then 0
         data = self.recv(size, deadline)
-        return copy_into(buffer, data) if data else 0
+        if not data:
+            return 0
+        n = len(data)
+        if n == self._copy_n:
+            # the size of the last copy (a message stream has few): its
+            # packer, no look-up (a bytearray: no strided view to care for)
+            self._copy_fn(buffer, 0, data)
+            return n
+        copy_into(buffer, data)
+        copier = _COPIERS.get(n)
+        if copier is not None:
+            self._copy_n = n
+            self._copy_fn = copier
+        return n
 
     def _serve_role(self, role: Receiver, deadline: Optional[float]) -> None:
         """Read one batch from the socket with the receive role (lock held on entry and exit).
@@ -2077,6 +2118,41 @@ class Session(Weakrefable):
                     # is used rather than reported as a timeout)
                     raise Timeout()
         return n
+
+    def sendall(self, data: ReadableBuffer, deadline: Optional[float]) -> None:
+        """:meth:`send` until all of ``data`` is queued (``KCPSocket.sendall``).
+
+        A small bytearray or contiguous memoryview (at most
+        :data:`SENDALL_COPY_MAX` bytes: an echo server's ``view[:n]``) is
+        copied to bytes once; a larger buffer is sent through a view.
+
+        Args:
+            data: a bytes-like object.
+            deadline: as :meth:`recv`, for the whole call.
+
+        Raises:
+            As :meth:`send`.
+        """
+        kind = type(data)
+        if kind is memoryview:
+            mv = cast(memoryview, data)
+            if mv.nbytes <= SENDALL_COPY_MAX and mv.c_contiguous:
+                data = mv.tobytes()
+        elif kind is bytearray and len(cast(bytearray, data)) <= SENDALL_COPY_MAX:
+            data = bytes(cast(bytearray, data))
+        if type(data) is bytes:
+            # the common case: no view, and usually one send takes it all
+            total = len(data)
+            pos = self.send(data, deadline)
+            if pos >= total:
+                return
+            view = _memoryview(data)
+        else:
+            view = byte_view(data)
+            total = len(view)
+            pos = 0
+        while pos < total:
+            pos += self.send(view[pos:], deadline)
 
     def set_nodelay(self, nodelay: int, interval: int, resend: int, nc: int) -> None:
         """kcp-go ``SetNoDelay`` on the KCP object (negative: unchanged).

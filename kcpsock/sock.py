@@ -37,6 +37,7 @@ from .inbound import Address, make_codec
 from .listener import ListenerCore
 from .segment import U32
 from .session import (
+    SENDALL_COPY_MAX,
     Session,
     SessionState,
     Timeout,
@@ -61,7 +62,7 @@ _RECV_FLAGS = _MSG_DONTWAIT | _MSG_PEEK | _MSG_WAITALL
 #: send/sendall copy a bytearray or contiguous memoryview up to this size to
 #: bytes first: one C copy instead of a flat view checked twice and a copy
 #: per segment (an echo loop's ``sendall(view[:n])``)
-_COPY_MAX = 65536
+_COPY_MAX = SENDALL_COPY_MAX
 
 
 def _small_bytes(data: Any) -> Any:
@@ -643,31 +644,12 @@ class KCPSocket(SocketTimeouts):
             As :meth:`send`.
         """
         if flags or self._real_closed:
-            session = self._live()
-            deadline = self._flags_deadline(flags)
-        else:
-            # the common call: no flags, open (inline: this module is interpreted)
-            session = self._session
-            timeout = self._timeout
-            deadline = None if timeout is None else timeout_deadline(timeout)
-        if type(data) is memoryview:
-            if data.nbytes <= _COPY_MAX and data.c_contiguous:
-                data = data.tobytes()
-        elif type(data) is not bytes:
-            data = _small_bytes(data)
-        if type(data) is bytes:
-            # the common case: no memoryview, and usually one send takes it all
-            pos = session.send(data, deadline)
-            total = len(data)
-            if pos >= total:
-                return
-            view = memoryview(data)
-        else:
-            view = byte_view(data)
-            total = len(view)
-            pos = 0
-        while pos < total:
-            pos += session.send(view[pos:], deadline)
+            self._live().sendall(data, self._flags_deadline(flags))
+            return
+        # the common call: no flags, open (inline: this module is interpreted;
+        # the copy of a small view and the loop are the session's, compiled)
+        timeout = self._timeout
+        self._session.sendall(data, None if timeout is None else timeout_deadline(timeout))
 
     def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, None]:
         """``recv`` returning ``(data, None)``, as on a connected TCP socket.

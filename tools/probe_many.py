@@ -45,7 +45,9 @@ Diagnostic switches (environment of this command):
 * ``PROBE_NOCAP=1``: lift the listener's window caps (WindowShare,
   DrainRate); ``PROBE_CAP=N``: the share's floor; ``PROBE_SWITCH=S``:
   ``sys.setswitchinterval(S)`` in the server; ``PROBE_GATE=IDLE,MAX``: the
-  bounds (ms) of the listener's reader wake-up deferral (``WakeGate``).
+  bounds (ms) of the listener's reader wake-up deferral (``WakeGate``);
+  ``PROBE_PENDING=N``: the listener's ``pending_rcvwnd`` (segments a session
+  waiting for accept or its first read may buffer).
 """
 
 from __future__ import annotations
@@ -188,6 +190,12 @@ def role_server(args: argparse.Namespace) -> None:
 
         options["config"] = dataclasses.replace(
             options["config"], backlog_per_address=int(os.environ["PROBE_BACKLOG_PER_ADDRESS"])
+        )
+    if os.environ.get("PROBE_PENDING"):
+        import dataclasses
+
+        options["config"] = dataclasses.replace(
+            options["config"], pending_rcvwnd=int(os.environ["PROBE_PENDING"])
         )
     listener = kcpsock.listen(("127.0.0.1", 0), **options)
     if os.environ.get("PROBE_NOCAP"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -375,3 +376,79 @@ def test_gathered_output_leaves_in_one_send_and_in_order() -> None:
         assert p2.recvfrom(2048)[0][24:] == b"c" * 10
         assert (s1.packets_out, s2.packets_out) == (2, 1)
         assert s1.wire_bytes_out == 2 * 124 and s2.wire_bytes_out == 34
+
+
+def test_transmit_lock_taken_leaves_output_to_its_holder() -> None:
+    """While another thread holds the transmit lock, a send queues its datagram, in order.
+
+    The lock is only ever taken without waiting (``Session._tx_acquire``): the
+    sender finding it taken returns at once and the holder sends the queue
+    after its own release (here: ``_gathered``'s release path, ``_transmit``).
+    """
+    with unstarted_session(0x33) as (s, peer):
+        assert s._tx_acquire()  # held from here, as by a thread sending
+        assert not s._tx_acquire()  # a second try fails at once, without waiting
+        other = threading.Thread(target=lambda: s.send(b"x" * 50, None))
+        other.start()
+        other.join(5)
+        assert not other.is_alive()  # never waited for the transmit lock
+        assert len(s._txq) == 1 and s.packets_out == 0  # left queued for the holder
+        peer.settimeout(0.05)
+        with pytest.raises(socket.timeout):
+            peer.recvfrom(2048)
+        s._gathered(0, 0)  # the holder's release: gives the lock back, sends the rest
+        peer.settimeout(5)
+        got = peer.recvfrom(2048)[0]
+        assert (got[4], got[24:]) == (81, b"x" * 50)
+        assert s.packets_out == 1 and not s._txq
+        assert s._tx_acquire()  # free again
+
+
+@pytest.mark.parametrize(
+    "make",
+    [bytes, bytearray, memoryview, lambda b: memoryview(bytearray(b)).cast("B", (len(b),))],
+    ids=["bytes", "bytearray", "memoryview", "cast-view"],
+)
+@pytest.mark.parametrize("size", [1, 1376, 5000, 70000])
+def test_session_sendall_queues_everything_in_order(make: Any, size: int) -> None:
+    """``Session.sendall`` (``KCPSocket.sendall``'s compiled body): every byte, in order.
+
+    Sizes below and above one segment and above the copy limit
+    (``SENDALL_COPY_MAX``: sent through a view, in several ``send`` calls).
+    """
+    from kcpsock.session import SENDALL_COPY_MAX
+
+    assert 5000 < SENDALL_COPY_MAX < 70000
+    data = os.urandom(size)
+    with unstarted_session(0x44, stream=True, sndwnd=4096, send_buffer=1 << 20) as (s, _peer):
+        s.sendall(make(data), 0)
+        kcp = s.kcp
+        got = b"".join(bytes(seg[2]) for seg in kcp.snd_buf) + b"".join(
+            bytes(d) for _, d in kcp.snd_queue
+        )
+        assert got == data
+        assert s.bytes_sent == size
+
+
+def test_recv_into_short_copies_each_message_whatever_the_last_size() -> None:
+    """``recv_into_short`` keeps the packer of its last copy size: sizes that change are right.
+
+    Messages of repeating and changing sizes (the cached size, a new one, back),
+    one larger than ``COPY_PACK_MAX`` (no packer), each read into a buffer
+    filled with a marker: exactly the message's bytes are written.
+    """
+    from kcpsock.session import COPY_PACK_MAX
+
+    sizes = [100, 100, 7, 100, 1376, 1376, 9000, 1376, 1, 9000, 100]
+    assert COPY_PACK_MAX < 9000
+    with unstarted_session(0x55, stream=False) as (s, _peer):
+        msgs = [os.urandom(n) for n in sizes]
+        for i, m in enumerate(msgs):
+            hdr = struct.pack("<IBBHIIII", 0x55, 81, 0, 1024, 0, i, 0, len(m))
+            s.kcp.input(hdr + m, 0)
+        buf = bytearray(65536)
+        for m in msgs:
+            buf[:] = b"\xee" * len(buf)
+            n = s.recv_into_short(buf, 0, 0)
+            assert n == len(m)
+            assert buf[:n] == m and buf[n:] == b"\xee" * (len(buf) - n)

@@ -388,3 +388,118 @@ def test_codec_with_and_without_the_helper(
     with pytest.raises(PacketError, match="CRC") as info:
         fast.open(bytes(spoilt))
     assert info.value.counter == "InCsumErrors"
+
+
+def _fec_head(tag: int, body: bytes) -> bytes:
+    """The FEC header a tag stands for (kcp-go's layout, written out here by hand)."""
+    if tag >= 1 << 32:
+        return (tag - (1 << 32)).to_bytes(4, "little") + bytes([0xF2, 0])
+    return tag.to_bytes(4, "little") + bytes([0xF1, 0]) + (len(body) + 2).to_bytes(2, "little")
+
+
+@needs_cfbc
+@pytest.mark.parametrize("name", list(_SERVED))
+def test_seal_writes_fec_headers_from_tags(name: str) -> None:
+    assert CFBC is not None
+    assert CFBC.PARITY_TAG == 1 << 32 == __import__("kcpsock.fec").fec.PARITY_TAG
+    fast, slow = _native(name), _public(name)
+    assert fast.seal_tagged is not None
+    rng = random.Random(5)
+    # every body length of a wire packet, each as a data packet and as a parity packet
+    for n in range(0, 1530):
+        body = rng.randbytes(n)
+        seq = rng.choice([0, 1, 255, 256, 0xFFFF, 0x10000, 0xFFFFFFFF, rng.getrandbits(32)])
+        tags = [seq, CFBC.PARITY_TAG + seq]
+        heads = [_fec_head(t, body) for t in tags]
+        nonces = rng.randbytes(32)
+        expected = _sealed_by_hand(slow.encrypt, nonces, heads, [body, body])
+        assert fast.seal_tagged(nonces, tags, [body, body]) == expected, n
+    # batches of every size around the lane count, tags and bytes heads mixed
+    for count in [1, CFBC.LANES - 1, CFBC.LANES, CFBC.LANES + 1, 2 * CFBC.LANES + 3, 64]:
+        bodies = [rng.randbytes(rng.choice([0, 1, 15, 16, 17, 1372, 1500])) for _ in range(count)]
+        heads_in: list[Any] = []
+        for i in range(count):
+            kind = i % 3
+            tag = rng.getrandbits(32) + (CFBC.PARITY_TAG if kind == 1 else 0)
+            heads_in.append(tag if kind < 2 else rng.randbytes(rng.choice([0, 6, 8])))
+        heads = [_fec_head(h, bd) if isinstance(h, int) else h for h, bd in zip(heads_in, bodies)]
+        nonces = rng.randbytes(16 * count)
+        expected = _sealed_by_hand(slow.encrypt, nonces, heads, bodies)
+        assert fast.seal_many(nonces, heads_in, bodies) == expected, count
+        assert fast.seal_many(nonces, tuple(heads_in), tuple(bodies)) == expected, count
+
+
+@needs_cfbc
+def test_seal_refuses_bad_tags() -> None:
+    assert CFBC is not None
+    c = _native("aes")._c
+    for bad in (-1, 1 << 33, (1 << 33) + 5, 1 << 64, -(1 << 70)):
+        with pytest.raises(ValueError, match=r"heads\[1\]: an int head"):
+            c.seal(bytes(32), [0, bad], [b"x", b"y"])
+    with pytest.raises(TypeError, match=r"heads\[0\]"):
+        c.seal(bytes(16), [True], [b"x"])
+    with pytest.raises(TypeError, match=r"heads\[0\]"):
+        c.seal(bytes(16), [1.0], [b"x"])
+    with pytest.raises(TypeError, match=r"bodies\[0\]"):
+        c.seal(bytes(16), [7], [None])
+    # the size field: 2 + the body's length must fit a u16 (a parity packet has none)
+    longest = bytes(0xFFFF - 2)
+    assert len(c.seal(bytes(16), [3], [longest])[0]) == 20 + 8 + len(longest)
+    with pytest.raises(ValueError, match=r"bodies\[1\]: 65534 bytes, too long for FEC"):
+        c.seal(bytes(32), [3, 4], [b"", longest + b"x"])
+    assert len(c.seal(bytes(16), [CFBC.PARITY_TAG], [longest + b"xy"])[0]) == 20 + 6 + 0xFFFF
+
+
+def _cpu_has_aes() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("flags") and " aes" in line for line in f)
+    except OSError:
+        return False
+
+
+@needs_cfbc
+@pytest.mark.parametrize("name", ["aes", "aes-128", "aes-192"])
+def test_aes_runs_on_the_helpers_own_aesni_code_and_agrees(name: str) -> None:
+    """With the key, AES chains run on _cfbc's AES-NI code: same bytes as without it."""
+    assert CFBC is not None
+    factory, key, _, _, mode_ecb = _SERVED[name]
+    fast = _native(name)
+    if _cpu_has_aes() and __import__("platform").machine() == "x86_64":
+        assert fast._c.aesni
+    plain = CFBC.CFB(factory(key, mode_ecb), IV[:16])  # no key: pycryptodome's cipher
+    assert not plain.aesni
+    rng = random.Random(21)
+    for count in [1, 2, 7, 8, 9, 15, 16, 17, 40]:
+        for _ in range(4):
+            bodies = [
+                rng.randbytes(rng.choice([0, 1, 15, 16, 17, 33, 64, 1380])) for _ in range(count)
+            ]
+            if rng.random() < 0.5:
+                bodies = [rng.randbytes(1372)] * count  # equal lengths: whole rounds throughout
+            heads = [rng.randbytes(rng.choice([0, 6, 8])) for _ in range(count)]
+            nonces = rng.randbytes(16 * count)
+            assert fast.seal_many(nonces, heads, bodies) == plain.seal(nonces, heads, bodies)
+    for n in range(0, 100):
+        data = rng.randbytes(n)
+        assert fast.encrypt(data) == plain.encrypt(data)
+        assert fast.encrypt_pair(data[:5], data[5:]) == plain.encrypt(data)
+
+
+@needs_cfbc
+def test_the_own_aes_is_used_only_when_it_agrees() -> None:
+    assert CFBC is not None
+    factory, key, _, _, mode_ecb = _SERVED["aes"]
+    ecb = factory(key, mode_ecb)
+    # a wrong key, a key of no AES length, a block cipher other than AES: pycryptodome's
+    for other in (bytes(32), key[:16], key[:5], b"", key + b"x"):
+        c = CFBC.CFB(ecb, IV[:16], other)
+        assert not c.aesni, other
+        assert c.encrypt(bytes(100)) == CFBC.CFB(ecb, IV[:16]).encrypt(bytes(100))
+    bf_factory, bf_key, _, _, bf_ecb = _SERVED["blowfish"]
+    assert not CFBC.CFB(bf_factory(bf_key, bf_ecb), IV[:8], bf_key[:16]).aesni
+    with pytest.raises(TypeError):
+        CFBC.CFB(ecb, IV[:16], 123)
+    with pytest.raises(TypeError):
+        CFBC.CFB(ecb, IV[:16], "key")
+    assert CFBC.CFB(ecb, IV[:16], key=memoryview(key)).aesni == CFBC.CFB(ecb, IV[:16], key).aesni

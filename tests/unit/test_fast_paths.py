@@ -102,6 +102,53 @@ def test_accelerated_encoder_equals_int_paths(d: int, p: int, gf_path: str) -> N
     assert fast.next_seqid == slow.next_seqid == batch.next_seqid
 
 
+def _tag_head(tag: int, body: bytes) -> bytes:
+    """The FEC header a frame_many_tagged tag stands for (written out by hand)."""
+    if tag >= 1 << 32:
+        return (tag - (1 << 32)).to_bytes(4, "little") + bytes([0xF2, 0])
+    return tag.to_bytes(4, "little") + bytes([0xF1, 0]) + (len(body) + 2).to_bytes(2, "little")
+
+
+@pytest.mark.parametrize(("d", "p"), [(10, 3), (1, 1), (3, 2), (20, 1)])
+def test_frame_many_tagged_equals_frame_many(d: int, p: int) -> None:
+    """Tags stand for frame_many's headers, parity skips and the seqid wrap included."""
+    probe = FECEncoder(d, p)
+    if not probe.taggable:
+        pytest.skip("kcpsock._gfsimd is not built (or KCPSOCK_PURE)")
+    n = d + p
+    start = (probe.paws // n - 3) * n  # three groups before the wrap
+    rng = random.Random(d * 7 + p)
+    tagged, packed = FECEncoder(d, p, start_seqid=start), FECEncoder(d, p, start_seqid=start)
+    wrapped = False
+    for k in range(150):
+        sizes = [0, 1, 5, 100, 1372, 1372, 1500, 3000]
+        dgs = [rng.randbytes(rng.choice(sizes)) for _ in range(rng.randrange(0, 25))]
+        now = rng.choice([None, k * 10, k * 300])  # k * 300: some groups skip parity
+        tags, bodies = tagged.frame_many_tagged(dgs, now)
+        heads, expected = packed.frame_many(dgs, now)
+        assert bodies == expected
+        assert [_tag_head(t, b) for t, b in zip(tags, bodies)] == heads
+        wrapped = wrapped or any(t & 0xFFFFFFFF < start for t in tags)
+        assert tagged.next_seqid == packed.next_seqid
+    assert wrapped and tagged.parity_skipped == packed.parity_skipped > 0
+
+
+def test_frame_many_tagged_checks_like_frame_many() -> None:
+    enc = FECEncoder(3, 2)
+    if not enc.taggable:
+        pytest.skip("kcpsock._gfsimd is not built (or KCPSOCK_PURE)")
+    with pytest.raises(TypeError, match="datagram"):
+        enc.frame_many_tagged(["text"])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="too long"):
+        enc.frame_many_tagged([b"x" * 70000])
+    assert enc.next_seqid == 0  # nothing framed
+    assert enc.frame_many_tagged([bytearray(b"ab"), memoryview(b"cd")]) == ([0, 1], [b"ab", b"cd"])
+    for off in (FECEncoder(0, 0), FECEncoder(3, 2, accelerate=False)):
+        assert not off.taggable
+        with pytest.raises(ValueError, match="taggable"):
+            off.frame_many_tagged([b"x"])
+
+
 def test_frame_many_checks_like_frame() -> None:
     enc = FECEncoder(3, 2)
     with pytest.raises(TypeError, match="datagram"):
