@@ -61,6 +61,7 @@ __all__ = [
     "gso_sender",
     "reader",
     "sender",
+    "waiter",
 ]
 
 #: The environment variable that turns batched I/O off.
@@ -400,6 +401,37 @@ class BatchSender:
             pool.append(slot)
         return sent, nbytes
 
+    def send_now(self, packet: bytes, remote: Address) -> Optional[tuple[int, int]]:
+        """Send one datagram at once if the kernel takes it without waiting (the C helper).
+
+        The ``sendto`` keeps the GIL: a single small datagram (a keep-alive
+        answer, an ACK, a ping) costs a few microseconds in the kernel,
+        while releasing the GIL around it lets another thread take it and
+        makes this one wait for it back (two thread switches).
+
+        Returns:
+            ``(datagrams sent, bytes sent)`` (``(0, 0)`` for a datagram the
+            kernel refused, as :meth:`send` skips them); None if the caller
+            must send it the usual way: no C helper, a remote that is not a
+            numeric address, or a socket buffer without room (the usual
+            send then waits for it, as before).
+        """
+        c = self._c
+        if c is None:
+            return None
+        raw = None
+        if not self._connected:
+            raw = self._raw.get(remote) or self._raw_name(remote)
+            if raw is None:
+                return None
+        fd = self._sock.fileno()
+        if fd < 0:
+            return (0, 0)
+        r: int = c.send_now(fd, packet, raw)
+        if r >= 0:
+            return (1, r)
+        return None if r == -1 else (0, 0)
+
     def send_each(
         self, packets: Sequence[bytes], remotes: Sequence[Address]
     ) -> Optional[bytearray]:
@@ -424,19 +456,15 @@ class BatchSender:
         total = len(packets)
         c = self._c
         if c is not None:
-            raws: Optional[list[Optional[bytes]]] = None
-            if not self._connected:
-                get = self._raw.get
-                raws = [get(r) for r in remotes]
-                if None in raws:
-                    raws = [b or self._raw_name(r) for b, r in zip(raws, remotes)]
-                    if None in raws:
-                        return None
             fd = sock.fileno()
             if fd < 0:
                 return bytearray(total)
-            flags: bytearray = c.send_each(fd, packets, raws)
-            return flags
+            if self._connected:
+                flags: bytearray = c.send_each(fd, packets, None)
+                return flags
+            # each remote's C sockaddr from the cache (or _raw_name) in C
+            got: Optional[bytearray] = c.send_to(fd, packets, remotes, self._raw, self._raw_name)
+            return got
         names: list[Optional[int]] = [None] * total
         if not self._connected:
             bufs = self._names
@@ -614,6 +642,38 @@ class BatchReader:
                 want -= r
         finally:
             pool.append(slot)
+
+    def wait(self, out: Any, limit: int) -> None:
+        """Block until a datagram arrives, then append what waits, as :meth:`fill` does.
+
+        One ``recvmmsg`` (``MSG_WAITFORONE``) in place of a blocking
+        ``recvfrom`` and a read-ahead that finds the kernel empty: an idle
+        socket's receiver wakes once per datagram into one system call.
+        The C helper only (see :func:`waiter`); the socket must be in
+        blocking mode.  Returns with nothing when the read is interrupted
+        (``shutdown``); raises what :meth:`fill` would.
+
+        Args:
+            out: a list or deque (``append``, ``len``).
+            limit: how many items ``out`` may hold (at most ``batch`` are read).
+        """
+        want = limit - len(out)
+        c = self._c
+        if want <= 0 or c is None:
+            return
+        peer = self._peer
+        c.recv(
+            self._sock.fileno(),
+            self._size,
+            self._n,
+            want,
+            0 if peer is not None else self._keylen,
+            out,
+            peer,
+            self._cache,
+            self._resolve,
+            1,
+        )
 
     def _take(self, slot: _RecvSlot, r: int, out: Any) -> None:
         """Copy ``r`` datagrams (and their sources) out of ``slot`` onto ``out``."""
@@ -856,6 +916,30 @@ def sender(sock: socket.socket, connected: bool) -> Optional[BatchSender]:
         return BatchSender(sock, connected)
     except OSError:  # pragma: no cover - _load said yes
         return None
+
+
+def waiter(
+    sock: socket.socket, size: int, batch: int, connected: bool
+) -> Optional[Callable[[Any, int], None]]:
+    """A blocking batched read for ``sock`` (blocking mode): ``wait(out, limit)``, or None.
+
+    Waits for the first datagram and takes up to ``batch`` in one
+    ``recvmmsg`` (:meth:`BatchReader.wait`).  Only with the C helper
+    ``kcpsock._udpio``; None otherwise (the caller reads with a blocking
+    ``recvfrom``), and where :func:`reader` would say None.
+
+    Args:
+        sock: the socket (blocking mode).
+        size: bytes per datagram (longer ones are truncated).
+        batch: datagrams per call at most (each holds a ``size`` buffer
+            while the call waits).
+        connected: the socket is connected (the peer's address is taken now).
+    """
+    if _udpio() is None:
+        return None
+    fill = reader(sock, size, batch, connected)
+    owner = getattr(fill, "__self__", None)
+    return owner.wait if isinstance(owner, BatchReader) else None
 
 
 def reader(

@@ -8,14 +8,24 @@
  * _mmsg's docstring exactly (its callers choose it when
  * kcpsock._accel.native("_udpio") is not None):
  *
- *     recv(fd, size, batch, want, keylen, out, peer, cache, resolve)
+ *     recv(fd, size, batch, want, keylen, out, peer, cache, resolve[, wait])
  *         reads up to ``want`` datagrams (``batch`` per recvmmsg) of at most
  *         ``size`` bytes (longer ones truncated, as recvfrom(size) does) and
  *         appends (bytes, address) to ``out``: ``peer`` when it is not None,
  *         else ``cache[key]`` or ``resolve(key)`` for the ``keylen`` bytes of
  *         the C sockaddr.  EAGAIN ends the read; any other error raises the
  *         OSError subclass recvfrom would, after appending what came before.
+ *         With a true ``wait`` the first recvmmsg blocks (on a blocking
+ *         socket) until a datagram arrives (MSG_WAITFORONE): a blocked
+ *         recvfrom and the read-ahead after it in one system call.
  *     send(fd, packets, name)      -> (datagrams sent, bytes sent)
+ *     send_now(fd, packet, name)   -> bytes sent, or -1 (would block),
+ *         -2 (refused, as above), -3 (another error): one sendto with
+ *         MSG_DONTWAIT and the GIL held (see u_send_now).
+ *     send_to(fd, packets, remotes, cache, resolve) -> flags or None
+ *         send_each to Python addresses: each one's C sockaddr is
+ *         cache[remote] or resolve(remote) (None from it: nothing is sent,
+ *         None is returned and the caller sends one by one).
  *     send_each(fd, packets, names) -> bytearray of flags (1: sent)
  *         sendmmsg ``packets`` (bytes-like) to the C sockaddr ``name`` (None:
  *         connected) or to ``names[i]`` each.  A datagram refused with EAGAIN,
@@ -23,7 +33,8 @@
  *         error ends the call quietly (kcp-go ignores write errors).
  *
  * Both system calls run with the GIL released (payload buffers stay exported
- * and referenced meanwhile; receive buffers are this call's own).
+ * and referenced meanwhile; receive buffers are this call's own: taken from
+ * a small free list, kept by the GIL, and given back when the call ends).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -40,6 +51,64 @@
 #define CHUNK 64         /* datagrams per sendmmsg */
 #define NAME_MAX_LEN 28  /* sizeof(struct sockaddr_in6) */
 #define RECV_BATCH_MAX 1024
+#define POOL_MAX 4       /* receive blocks kept for reuse */
+
+/*
+ * One recv call's memory, in one block: the message headers, the iovecs,
+ * the source addresses, then the datagram buffers.  Freed blocks go to a
+ * free list of POOL_MAX (changed only with the GIL held), so a read-ahead
+ * that finds nothing (most of an idle receiver's calls) allocates nothing.
+ */
+typedef struct {
+    void *mem;
+    size_t cap;
+} block_t;
+
+static block_t pool[POOL_MAX];
+static int pool_len = 0;
+
+static void *
+block_take(size_t need, size_t *cap)
+{
+    for (int i = pool_len - 1; i >= 0; i--) {
+        if (pool[i].cap >= need) {
+            void *mem = pool[i].mem;
+            *cap = pool[i].cap;
+            pool[i] = pool[--pool_len];
+            return mem;
+        }
+    }
+    *cap = need;
+    return PyMem_Malloc(need);
+}
+
+static void
+block_give(void *mem, size_t cap)
+{
+    if (mem == NULL) {
+        return;
+    }
+    if (pool_len < POOL_MAX) {
+        pool[pool_len].mem = mem;
+        pool[pool_len].cap = cap;
+        pool_len++;
+        return;
+    }
+    /* full: keep the larger blocks (a reader's usual size stays served) */
+    int small = 0;
+    for (int i = 1; i < POOL_MAX; i++) {
+        if (pool[i].cap < pool[small].cap) {
+            small = i;
+        }
+    }
+    if (pool[small].cap < cap) {
+        PyMem_Free(pool[small].mem);
+        pool[small].mem = mem;
+        pool[small].cap = cap;
+    } else {
+        PyMem_Free(mem);
+    }
+}
 
 static PyObject *
 raise_errno(int err)
@@ -68,16 +137,24 @@ as_fd(PyObject *obj, int *fd)
 }
 
 PyDoc_STRVAR(recv_doc,
-             "recv(fd, size, batch, want, keylen, out, peer, cache, resolve, /) -> None\n\n"
-             "Append up to want (datagram, address) pairs read with recvmmsg to out.");
+             "recv(fd, size, batch, want, keylen, out, peer, cache, resolve, wait=0, /) -> None\n\n"
+             "Append up to want (datagram, address) pairs read with recvmmsg to out;\n"
+             "with a true wait the first read blocks until a datagram arrives.");
 
 static PyObject *
 u_recv(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 9) {
-        PyErr_Format(PyExc_TypeError, "recv expects 9 arguments, got %zd", nargs);
+    if (nargs != 9 && nargs != 10) {
+        PyErr_Format(PyExc_TypeError, "recv expects 9 or 10 arguments, got %zd", nargs);
         return NULL;
+    }
+    int wait = 0;
+    if (nargs == 10) {
+        wait = PyObject_IsTrue(args[9]);
+        if (wait < 0) {
+            return NULL;
+        }
     }
     int fd;
     if (as_fd(args[0], &fd) < 0) {
@@ -129,15 +206,21 @@ u_recv(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         }
     }
     Py_ssize_t most = batch < want ? batch : want;
-    char *buf = PyMem_Malloc((size_t)(size * most));
-    struct mmsghdr *msgs = PyMem_Malloc((size_t)most * sizeof(struct mmsghdr)); /* set below */
-    struct iovec *iovs = PyMem_Malloc((size_t)most * sizeof(struct iovec));
-    char *names = PyMem_Malloc((size_t)most * NAME_MAX_LEN);
+    /* headers, iovecs and names first (each a multiple of 4 bytes per
+       datagram, the first two of 8), the datagram buffers last */
+    size_t cap, need = (size_t)most * (sizeof(struct mmsghdr) + sizeof(struct iovec) +
+                                      NAME_MAX_LEN + (size_t)size);
+    char *mem = block_take(need, &cap);
     PyObject *result = NULL;
-    if (buf == NULL || msgs == NULL || iovs == NULL || names == NULL) {
+    if (mem == NULL) {
         PyErr_NoMemory();
         goto done;
     }
+    struct mmsghdr *msgs = (struct mmsghdr *)mem; /* set below */
+    struct iovec *iovs = (struct iovec *)(msgs + most);
+    char *names = (char *)(iovs + most);
+    char *buf = names + (size_t)most * NAME_MAX_LEN;
+    int flags = wait ? MSG_WAITFORONE : MSG_DONTWAIT;
     for (;;) {
         int n = (int)(most < want ? most : want);
         for (int i = 0; i < n; i++) {
@@ -153,7 +236,7 @@ u_recv(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         }
         int r, err = 0;
         Py_BEGIN_ALLOW_THREADS
-        r = recvmmsg(fd, msgs, (unsigned)n, MSG_DONTWAIT, NULL);
+        r = recvmmsg(fd, msgs, (unsigned)n, flags, NULL);
         if (r < 0) {
             err = errno;
         }
@@ -220,14 +303,12 @@ u_recv(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             break; /* the kernel had no more, or out is full */
         }
         want -= r;
+        flags = MSG_DONTWAIT; /* only the first read waits */
     }
     result = Py_None;
     Py_INCREF(result);
 done:
-    PyMem_Free(buf);
-    PyMem_Free(msgs);
-    PyMem_Free(iovs);
-    PyMem_Free(names);
+    block_give(mem, cap);
     Py_XDECREF(append);
     return result;
 }
@@ -438,10 +519,147 @@ u_send_each(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     return flags;
 }
 
+PyDoc_STRVAR(send_now_doc,
+             "send_now(fd, packet, name, /) -> int\n\n"
+             "Send one datagram without waiting and without releasing the GIL: bytes sent,\n"
+             "-1 if it would block, -2 if refused (ECONNREFUSED, EINTR), -3 on another error.");
+
+static PyObject *
+u_send_now(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "send_now expects 3 arguments, got %zd", nargs);
+        return NULL;
+    }
+    int fd;
+    if (as_fd(args[0], &fd) < 0) {
+        return NULL;
+    }
+    void *name;
+    socklen_t namelen;
+    if (name_of(args[2], &name, &namelen, 1) < 0) {
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[1], &view, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    /* MSG_DONTWAIT: a datagram the kernel takes at once costs a few
+       microseconds, less than handing the GIL to another thread and waiting
+       to get it back; one that would wait is left to the caller's
+       GIL-releasing send */
+    ssize_t r = sendto(fd, view.buf, (size_t)view.len, MSG_DONTWAIT, name, namelen);
+    int err = r < 0 ? errno : 0;
+    PyBuffer_Release(&view);
+    if (r >= 0) {
+        return PyLong_FromSsize_t((Py_ssize_t)r);
+    }
+    if (err == EAGAIN || err == EWOULDBLOCK) {
+        return PyLong_FromLong(-1);
+    }
+    return PyLong_FromLong(skip_errno(err) ? -2 : -3);
+}
+
+PyDoc_STRVAR(send_to_doc,
+             "send_to(fd, packets, remotes, cache, resolve, /) -> bytearray or None\n\n"
+             "send_each to addresses: remotes[i]'s C sockaddr is cache[remotes[i]] or\n"
+             "resolve(remotes[i]); None (nothing sent) if one resolves to None.");
+
+static PyObject *
+u_send_to(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 5) {
+        PyErr_Format(PyExc_TypeError, "send_to expects 5 arguments, got %zd", nargs);
+        return NULL;
+    }
+    int fd;
+    PyObject *packets;
+    if (send_args("send_to", args, 3, &fd, &packets) < 0) {
+        return NULL;
+    }
+    PyObject *cache = args[3], *resolve = args[4];
+    if (!PyDict_Check(cache)) {
+        PyErr_SetString(PyExc_TypeError, "cache must be a dict");
+        Py_DECREF(packets);
+        return NULL;
+    }
+    PyObject *remotes = PySequence_Fast(args[2], "remotes must be a sequence of addresses");
+    if (remotes == NULL) {
+        Py_DECREF(packets);
+        return NULL;
+    }
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(packets);
+    PyObject *result = NULL, *names = NULL;
+    if (PySequence_Fast_GET_SIZE(remotes) != n) {
+        PyErr_SetString(PyExc_ValueError, "remotes must be as long as packets");
+        goto done;
+    }
+    /* the names, each a new reference (resolve may empty the cache) */
+    names = PyList_New(n);
+    if (names == NULL) {
+        goto done;
+    }
+    PyObject *last = NULL, *name = NULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        /* (resolve runs Python code: read the item again each time) */
+        if (i >= PySequence_Fast_GET_SIZE(remotes)) {
+            PyErr_SetString(PyExc_ValueError, "remotes changed size");
+            goto done;
+        }
+        PyObject *remote = PySequence_Fast_ITEMS(remotes)[i];
+        if (remote != last || name == NULL) { /* a gather's runs share one address */
+            name = PyDict_GetItemWithError(cache, remote); /* borrowed */
+            if (name != NULL) {
+                Py_INCREF(name);
+            } else if (PyErr_Occurred()) {
+                goto done;
+            } else {
+                Py_INCREF(remote);
+                name = PyObject_CallOneArg(resolve, remote);
+                Py_DECREF(remote);
+                if (name == NULL) {
+                    goto done;
+                }
+            }
+            if (name == Py_None) {
+                Py_DECREF(name);
+                result = Py_None; /* not a numeric address: the caller's loop sends */
+                Py_INCREF(result);
+                goto done;
+            }
+            PyList_SET_ITEM(names, i, name); /* takes the new reference */
+            last = remote;
+        } else {
+            Py_INCREF(name);
+            PyList_SET_ITEM(names, i, name);
+        }
+    }
+    PyObject *flags = PyByteArray_FromStringAndSize(NULL, n);
+    if (flags == NULL) {
+        goto done;
+    }
+    memset(PyByteArray_AS_STRING(flags), 0, (size_t)n);
+    Py_ssize_t sent = 0, nbytes = 0;
+    if (send_all(fd, packets, Py_None, names, PyByteArray_AS_STRING(flags), &sent, &nbytes) < 0) {
+        Py_DECREF(flags);
+        goto done;
+    }
+    result = flags;
+done:
+    Py_DECREF(packets);
+    Py_DECREF(remotes);
+    Py_XDECREF(names);
+    return result;
+}
+
 static PyMethodDef u_methods[] = {
     {"recv", (PyCFunction)(void (*)(void))u_recv, METH_FASTCALL, recv_doc},
+    {"send_now", (PyCFunction)(void (*)(void))u_send_now, METH_FASTCALL, send_now_doc},
     {"send", (PyCFunction)(void (*)(void))u_send, METH_FASTCALL, send_doc},
     {"send_each", (PyCFunction)(void (*)(void))u_send_each, METH_FASTCALL, send_each_doc},
+    {"send_to", (PyCFunction)(void (*)(void))u_send_to, METH_FASTCALL, send_to_doc},
     {NULL, NULL, 0, NULL},
 };
 #else

@@ -21,6 +21,7 @@ def recv(
     peer: Any,
     cache: dict[bytes, Any],
     resolve: Callable[[bytes], Any],
+    wait: int = 0,
     /,
 ) -> None:
     """Append up to ``want`` ``(datagram, address)`` pairs read with ``recvmmsg`` to ``out``.
@@ -29,10 +30,35 @@ def recv(
     address is ``peer`` unless None, else ``cache[key]`` or ``resolve(key)``
     for the first ``keylen`` bytes of the source's C sockaddr.  EAGAIN ends
     the read; other errors raise the ``OSError`` subclass ``recvfrom`` would.
+    With a true ``wait`` the first call blocks (``MSG_WAITFORONE``, a
+    blocking socket) until a datagram arrives.  The buffers come from a
+    small free list, so a call that reads nothing allocates nothing.
     """
 
 def send(fd: int, packets: Sequence[_Bytes], name: Optional[bytes], /) -> tuple[int, int]:
     """``sendmmsg`` ``packets`` to the C sockaddr ``name`` (None: connected): (sent, bytes)."""
+
+def send_now(fd: int, packet: _Bytes, name: Optional[bytes], /) -> int:
+    """``sendto`` one datagram with ``MSG_DONTWAIT``, the GIL held.
+
+    Returns the bytes sent; -1 if it would block (send it the waiting way),
+    -2 if refused (``ECONNREFUSED``, ``EINTR``: skipped), -3 on another
+    error (the socket closed: give up, as kcp-go ignores write errors).
+    """
+
+def send_to(
+    fd: int,
+    packets: Sequence[_Bytes],
+    remotes: Sequence[Any],
+    cache: dict[Any, bytes],
+    resolve: Callable[[Any], Optional[bytes]],
+    /,
+) -> Optional[bytearray]:
+    """``send_each`` to Python addresses, each one's C sockaddr looked up in C.
+
+    ``remotes[i]``'s sockaddr is ``cache[remotes[i]]`` or
+    ``resolve(remotes[i])``; None (nothing sent) if one resolves to None.
+    """
 
 def send_each(fd: int, packets: Sequence[_Bytes], names: Optional[Sequence[bytes]], /) -> bytearray:
     """``sendmmsg`` ``packets[i]`` to ``names[i]`` (None: connected); one flag per datagram."""

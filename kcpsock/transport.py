@@ -48,6 +48,11 @@ Invariants:
   ``sendmmsg`` and every read-ahead (``MSG_DONTWAIT``) is one ``recvmmsg``
   (:mod:`kcpsock._mmsg`; ``KCPSOCK_NO_MMSG=1`` or another system: one
   ``sendto``/``recvfrom`` per datagram), with the same errors either way.
+  With the C helper ``kcpsock._udpio``, an owned socket's receiver waits in
+  one ``recvmmsg`` (``MSG_WAITFORONE``, :data:`WAIT_BATCH`) rather than a
+  blocking ``recvfrom`` and a read-ahead, and a single datagram is sent with
+  ``MSG_DONTWAIT`` holding the GIL (:meth:`kcpsock._mmsg.BatchSender.send_now`;
+  one the kernel cannot take at once is sent the usual, waiting way).
 """
 
 from __future__ import annotations
@@ -71,6 +76,7 @@ __all__ = [
     "LEND_BATCH",
     "LEND_LEASE",
     "RECV_SIZE",
+    "WAIT_BATCH",
     "Receiver",
     "SendGather",
     "Signal",
@@ -95,6 +101,11 @@ _DONTWAIT: Final = getattr(socket, "MSG_DONTWAIT", 0)
 #: ping-pong pays no receiver wake-up); datagrams arriving meanwhile wait
 #: in the kernel at most this long.  Far below any RTO (KCP's minimum is 30 ms).
 LEND_LEASE = 0.004
+#: Datagrams the blocking read of an owned socket takes at most (with the
+#: C helper: :func:`kcpsock._mmsg.waiter`): each waiting receiver holds a
+#: buffer for this many while it waits; a read that fills them is followed
+#: by the usual read-ahead.
+WAIT_BATCH: Final = 4
 #: The role is lent only after a batch of at most this many datagrams: a
 #: request/response exchange, not a bulk transfer (whose reader finds data
 #: waiting anyway, while the receiver thread keeps the socket drained).
@@ -343,8 +354,14 @@ class Transport:
 
     def _send_plain(self, packets: list[bytes], remote: Address) -> tuple[int, int]:
         """:meth:`send` without segmentation offload: one ``sendmmsg``, or a loop."""
-        if len(packets) > 1 and self._batcher is not None:
-            done = self._batcher.send(packets, remote)
+        batcher = self._batcher
+        if batcher is not None:
+            if len(packets) != 1:
+                done = batcher.send(packets, remote)
+            else:
+                # one datagram (an ACK, a keep-alive's answer): sent holding
+                # the GIL when the kernel takes it at once
+                done = batcher.send_now(packets[0], remote)
             if done is not None:
                 return done
         sent = nbytes = 0
@@ -465,7 +482,8 @@ class Signal:
 class Receiver:
     """The receiver thread of one UDP socket, and the receive role it may lend.
 
-    Owned sockets (blocking mode) are read with a blocking ``recvfrom`` and
+    Owned sockets (blocking mode) are read with a blocking ``recvfrom`` (or
+    one waiting ``recvmmsg``: :data:`WAIT_BATCH`) and
     woken for the stop by ``shutdown(SHUT_RD)`` (Linux wakes blocked readers
     even on an unconnected UDP socket).  A caller's socket is never shut
     down, closed or switched between blocking modes: the thread waits in
@@ -512,6 +530,13 @@ class Receiver:
         fill = _mmsg.reader(transport.sock, RECV_SIZE, batch, transport.connected)
         self._batched = fill is not None
         self._fill = fill or _recvfrom_loop(transport.sock)
+        # an owned (blocking) socket's wait for the next datagram: one
+        # recvmmsg that also takes what queued behind it (the C helper), or None: recvfrom
+        self._wait_read: Optional[Callable[[Batch | deque[tuple[bytes, Address]], int], None]] = (
+            _mmsg.waiter(transport.sock, RECV_SIZE, WAIT_BATCH, transport.connected)
+            if transport.owned
+            else None
+        )
         self._handler = handler
         self._on_refused = on_refused
         self._stopping = False
@@ -900,10 +925,12 @@ class Receiver:
         most = self._batch
         limit = self._readahead
         fill = self._fill
+        wait_read = self._wait_read
         # datagrams read from the kernel, not handled yet (at most ``limit``)
         backlog: deque[tuple[bytes, Address]] = deque()
         append = backlog.append
         popleft = backlog.popleft
+        more = True  # False: the last read showed the kernel empty
         while not self._stopping:
             if self._lent:
                 self._park_while_lent()
@@ -924,13 +951,23 @@ class Receiver:
                             append(recvfrom(size, flags))
                         raise BlockingIOError
                 elif not backlog:
-                    item = recvfrom(size)
-                    if self.stopping():
-                        return
-                    append(item)
+                    if wait_read is not None:
+                        wait_read(backlog, WAIT_BATCH)
+                        if self.stopping():
+                            return
+                        # fewer than asked for: the kernel had no more when
+                        # the read returned, a read-ahead would find it empty
+                        more = len(backlog) >= WAIT_BATCH
+                    else:
+                        item = recvfrom(size)
+                        if self.stopping():
+                            return
+                        append(item)
                 # read ahead what the kernel holds, so that its buffer has room
                 # for a burst while the batch is handled
-                fill(backlog, limit)
+                if more:
+                    fill(backlog, limit)
+                more = True
             except (BlockingIOError, InterruptedError):
                 pass
             except ConnectionRefusedError:

@@ -2,7 +2,9 @@
 
 kcp-go HEAD (``timedsched.go``) re-queues ``sess.update`` at the delay each
 flush returns; the 2017 seed ran one global heap (``updater.go``).  kcpsock
-keeps one daemon thread over a heap of ``(deadline_ms, seq, weakref(target))``
+keeps one daemon thread over a heap of keys ``deadline_ms << 40 | seq`` (plain
+ints: a comparison is one int compare, not a tuple's two or three; a dict
+maps each key to ``weakref(target)``)
 and goes further: a target whose ``on_timer`` returns None is not re-armed at
 all, so an idle session (nothing in flight, no pending ACK, no probe) costs
 nothing until ``send`` or ``input`` schedules it again.
@@ -10,7 +12,7 @@ nothing until ``send`` or ``input`` schedules it again.
 Invariants:
 
 * a target is in the heap at most once *validly*: ``target.updater_seq``
-  names its live entry, older entries are skipped when popped (lazy
+  is its live entry's key, older entries are skipped when popped (lazy
   deletion), and ``target.updater_deadline`` is that entry's deadline or
   None when the target is not scheduled;
 * :meth:`Updater.schedule` only ever moves a deadline earlier; ``on_timer``
@@ -50,11 +52,11 @@ import logging
 import threading
 import time
 import weakref
-from typing import Callable, Optional, Protocol
+from typing import Callable, Final, Optional, Protocol
 
 from ._mypyc import mypyc_attr
 
-__all__ = ["Schedulable", "Updater", "now_ms", "updater"]
+__all__ = ["Schedulable", "Updater", "deadline_of", "now_ms", "updater"]
 
 _log = logging.getLogger("kcpsock.updater")
 
@@ -80,7 +82,20 @@ class Schedulable(Protocol):
         """Do the periodic work; return the next deadline (ms) or None to stop."""
 
 
-_Entry = tuple[int, int, "weakref.ReferenceType[Schedulable]"]
+#: A heap key is ``deadline << _SHIFT | seq`` (seq taken modulo ``1 << _SHIFT``,
+#: never 0: two entries alive at once never share one).
+_SHIFT: Final = 40
+_SEQ_MASK: Final = (1 << _SHIFT) - 1
+
+
+def _key(deadline: int, seq: int) -> int:
+    """The heap key of ``deadline`` for the ``seq``-th entry (never 0)."""
+    return (deadline << _SHIFT) | ((seq & _SEQ_MASK) or 1)
+
+
+def deadline_of(key: int) -> int:
+    """The deadline (ms) of a heap key (for tests and tools)."""
+    return key >> _SHIFT
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)
@@ -94,7 +109,9 @@ class Updater:
         # the heap lock (with statements on it run in C, unlike the Condition's)
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
-        self._heap: list[_Entry] = []
+        # heap keys (see _key), and what each names
+        self._heap: list[int] = []
+        self._refs: dict[int, weakref.ReferenceType[Schedulable]] = {}
         self._seq = itertools.count(1)
         self._worker: Optional[threading.Thread] = None
         self._name = name
@@ -133,10 +150,11 @@ class Updater:
             current = target.updater_deadline
             if current is not None and current <= deadline:
                 return
-            seq = next(self._seq)
+            key = _key(deadline, next(self._seq))
             target.updater_deadline = deadline
-            target.updater_seq = seq
-            heapq.heappush(self._heap, (deadline, seq, weakref.ref(target)))
+            target.updater_seq = key
+            self._refs[key] = weakref.ref(target)
+            heapq.heappush(self._heap, key)
             if self._worker is None or not self._worker.is_alive():
                 self._start()
             sleep_until = self._sleep_until
@@ -165,10 +183,11 @@ class Updater:
             current = target.updater_deadline
             if current is None or current >= deadline or target.updater_seq == 0:
                 return False
-            seq = next(self._seq)
+            key = _key(deadline, next(self._seq))
             target.updater_deadline = deadline
-            target.updater_seq = seq
-            heapq.heappush(self._heap, (deadline, seq, weakref.ref(target)))
+            target.updater_seq = key
+            self._refs[key] = weakref.ref(target)
+            heapq.heappush(self._heap, key)
             self.postponed += 1
             return True
 
@@ -193,23 +212,27 @@ class Updater:
             The due targets taken (earliest first), no longer scheduled.
         """
         heap = self._heap
-        if not heap or heap[0][0] > now:  # a racy peek: a miss waits one batch
+        due = (now + 1) << _SHIFT  # keys below it are due
+        if not heap or heap[0] >= due:  # a racy peek: a miss waits one batch
             return []
         taken: list[Schedulable] = []
         with self._lock:
-            keep: list[_Entry] = []
-            while heap and heap[0][0] <= now and len(taken) < limit:
-                entry = heapq.heappop(heap)
-                target = entry[2]()
-                if target is None or target.updater_seq != entry[1]:
+            refs = self._refs
+            keep: list[int] = []
+            while heap and heap[0] < due and len(taken) < limit:
+                key = heapq.heappop(heap)
+                ref = refs.pop(key, None)
+                target = ref() if ref is not None else None
+                if target is None or target.updater_seq != key:
                     continue  # stale
                 if accept(target):
                     target.updater_deadline = None
                     taken.append(target)
                 else:
-                    keep.append(entry)
-            for entry in keep:
-                heapq.heappush(heap, entry)
+                    keep.append(key)
+                    refs[key] = weakref.ref(target)
+            for key in keep:
+                heapq.heappush(heap, key)
             self.claimed += len(taken)
         return taken
 
@@ -239,11 +262,12 @@ class Updater:
             if live targets are still scheduled.
         """
         with self._cond:
-            for _, seq, ref in self._heap:
+            for key, ref in self._refs.items():
                 target = ref()
-                if target is not None and target.updater_seq == seq:
+                if target is not None and target.updater_seq == key:
                     return False
             self._heap.clear()
+            self._refs.clear()
             thread = self._worker
             self._worker = None
             self._gen += 1
@@ -266,9 +290,9 @@ class Updater:
         """Return how many live targets are scheduled."""
         with self._lock:
             count = 0
-            for _, seq, ref in self._heap:
+            for key, ref in self._refs.items():
                 target = ref()
-                if target is not None and target.updater_seq == seq:
+                if target is not None and target.updater_seq == key:
                     count += 1
             return count
 
@@ -319,6 +343,7 @@ class Updater:
     def _run(self, gen: int) -> None:
         cond = self._cond
         heap = self._heap
+        refs = self._refs
         while True:
             with cond:
                 while True:
@@ -328,20 +353,23 @@ class Updater:
                         return
                     now_f = (time.monotonic() - _T0) * 1000.0 + 1
                     now = int(now_f)
-                    if heap and heap[0][0] <= now:
+                    due_key = (now + 1) << _SHIFT  # keys below it are due
+                    if heap and heap[0] < due_key:
                         break
                     # never sleep until a stale entry (a postponed or
                     # cancelled deadline): drop those at the top first
                     while heap:
-                        _, seq, ref = heap[0]
-                        target = ref()
-                        if target is not None and target.updater_seq == seq:
+                        key = heap[0]
+                        ref = refs.get(key)
+                        target = ref() if ref is not None else None
+                        if target is not None and target.updater_seq == key:
                             break
                         heapq.heappop(heap)
+                        refs.pop(key, None)
                     target = None
                     self.sleeps += 1
                     if heap:
-                        deadline = heap[0][0]
+                        deadline = heap[0] >> _SHIFT
                         self._sleep_until = deadline
                         # Wake just after the deadline's millisecond begins.
                         cond.wait((deadline - now_f) / 1000.0 + 0.0002)
@@ -354,10 +382,11 @@ class Updater:
                 # waits for the GIL after its sends), the others stay in the
                 # heap, where a receiver holding their lock may claim them
                 due: Optional[Schedulable] = None
-                while heap and heap[0][0] <= now:
-                    _, seq, ref = heapq.heappop(heap)
-                    target = ref()
-                    if target is not None and target.updater_seq == seq:
+                while heap and heap[0] < due_key:
+                    key = heapq.heappop(heap)
+                    ref = refs.pop(key, None)
+                    target = ref() if ref is not None else None
+                    if target is not None and target.updater_seq == key:
                         target.updater_deadline = None
                         due = target
                         break

@@ -38,6 +38,18 @@ from typing import Any
 TOOLS = Path(__file__).resolve().parent
 
 
+def _pop_entry(heap: Any, entry: Any) -> tuple[int, int, Any]:
+    """A popped heap entry as ``(deadline, seq, target or None)``, in either updater layout.
+
+    The updater's heap holds int keys and a key -> weakref dict since round
+    9; a tree from before holds ``(deadline, seq, weakref)`` tuples.
+    """
+    if isinstance(entry, tuple):
+        return entry[0], entry[1], entry[2]()
+    ref = heap._refs.pop(entry, None)
+    return entry >> 40, entry, ref() if ref is not None else None
+
+
 def run(seconds: float, settle: float) -> tuple[float, int, int]:
     """Simulate ``settle`` + ``seconds`` of idleness.
 
@@ -94,13 +106,12 @@ def run(seconds: float, settle: float) -> tuple[float, int, int]:
     probes = timers = 0
     entries = heap._heap
     while True:
-        entry = heapq.heappop(entries)
-        target = entry[2]()
-        if target is None or target.updater_seq != entry[1]:
+        deadline, seq, target = _pop_entry(heap, heapq.heappop(entries))
+        if target is None or target.updater_seq != seq:
             continue
-        if entry[0] >= end:
+        if deadline >= end:
             break
-        clock[0] = max(clock[0], entry[0])
+        clock[0] = max(clock[0], deadline)
         counting = clock[0] >= start
         target.updater_deadline = None
         t0 = time.thread_time()

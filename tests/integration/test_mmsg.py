@@ -578,3 +578,55 @@ def test_gso_gathered_batch_keeps_each_destinations_order() -> None:
     finally:
         for s in (a, b, c):
             s.close()
+
+
+def test_single_datagrams_go_through_send_now(
+    io_path: str, pair: tuple[socket.socket, socket.socket]
+) -> None:
+    """One datagram: sent at once holding the GIL (C helper), or the usual way (ctypes)."""
+    a, b = pair
+    batcher = _mmsg.BatchSender(a, connected=False)
+    done = batcher.send_now(b"one", b.getsockname())
+    assert done == ((1, 3) if io_path == "c" else None)
+    transport = Transport(a, owned=False, connected=False)
+    for i in range(20):  # the transport's single sends, either path
+        assert transport.send([bytes([i]) * (i + 1)], b.getsockname()) == (1, i + 1)
+    assert select.select([b], [], [], 5.0)[0]
+    got = _drain(b)
+    expect = ([b"one"] if io_path == "c" else []) + [bytes([i]) * (i + 1) for i in range(20)]
+    assert [p for p, _ in got] == expect
+    assert {s for _, s in got} == {a.getsockname()}
+
+
+def test_blocking_wait_read_of_a_receiver(io_path: str) -> None:
+    """An owned socket's receiver waits in one recvmmsg (C helper) and delivers every datagram."""
+    a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    a.bind(("127.0.0.1", 0))
+    b.bind(("127.0.0.1", 0))
+    b.connect(a.getsockname())
+    got: list[bytes] = []
+    cond = threading.Condition()
+
+    def handler(batch: list[tuple[bytes, Any]]) -> None:
+        with cond:
+            got.extend(p for p, _ in batch)
+            cond.notify_all()
+
+    recv = Receiver(Transport(b, owned=True, connected=True), handler, "t")
+    assert (recv._wait_read is not None) == (io_path == "c")
+    recv.start()
+    expected: list[bytes] = []
+    try:
+        for rnd in range(30):  # one at a time (a waiting read each), then bursts
+            packets = [bytes([rnd, i]) for i in range(1 if rnd < 20 else 3 + rnd)]
+            expected.extend(packets)
+            for p in packets:
+                a.sendto(p, b.getsockname())
+            with cond:
+                assert cond.wait_for(lambda: len(got) >= len(expected), 5.0)
+            assert got == expected
+    finally:
+        recv.stop()
+        a.close()
+    assert not recv.thread.is_alive()

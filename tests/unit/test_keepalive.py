@@ -24,7 +24,7 @@ from kcpsock.config import KCPConfig
 from kcpsock.inbound import Inbound
 from kcpsock.session import Session
 from kcpsock.transport import Transport
-from kcpsock.updater import Updater
+from kcpsock.updater import Updater, deadline_of
 
 CMD_WASK = 83
 
@@ -83,15 +83,20 @@ class Pair:
     def run_until(self, end: int) -> None:
         """Run every timer due before ``end`` (simulated ms), with its traffic."""
         entries = self.heap._heap
+        refs = self.heap._refs
         while entries:
-            deadline, seq, ref = entries[0]
-            target = ref()
-            if target is None or target.updater_seq != seq:
+            key = entries[0]
+            ref = refs.get(key)
+            target = ref() if ref is not None else None
+            if target is None or target.updater_seq != key:
                 heapq.heappop(entries)
+                refs.pop(key, None)
                 continue
+            deadline = deadline_of(key)
             if deadline >= end:
                 break
             heapq.heappop(entries)
+            refs.pop(key, None)
             self.clock = max(self.clock, deadline)
             target.updater_deadline = None
             side = self.sessions.index(target)  # type: ignore[arg-type]

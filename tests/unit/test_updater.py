@@ -356,3 +356,47 @@ def test_the_thread_never_sleeps_until_a_postponed_deadline(upd: Updater) -> Non
     assert upd.sleeping_until == start + 1_000
     assert upd.scheduled() == 22
     assert not any(t.calls for t in targets)
+
+
+def test_heap_keys_order_equal_deadlines_and_drop_stale_entries(upd: Updater) -> None:
+    """Int heap keys: due targets come out in deadline order, each once; stale keys go away.
+
+    Keep-alive deadlines sit on a coarse grid, so many are equal; postponed
+    and cancelled targets leave stale keys behind, which are dropped (with
+    their dict entries) as they are popped, never run.
+    """
+    base = now_ms() - 10_000  # all due: take_due runs them here, not the thread
+    targets = [Target() for _ in range(300)]
+    with upd._cond:
+        for i, t in enumerate(targets):
+            upd.schedule(t, base + 250 * (i % 5))  # five grid slots, 60 each
+        for t in targets[::3]:
+            assert upd.postpone(t, base + 2_000)  # a later slot: the old key goes stale
+        for t in targets[1::7]:
+            upd.cancel(t)
+        live = [t for t in targets if t.updater_seq != 0]
+        assert upd.scheduled() == len(live)
+        assert upd.pending() == 300 + 100  # 100 stale keys from the postponements
+        taken = upd.take_due(base + 5_000, lambda t: True, limit=1000)
+        assert upd.pending() == 0 and not upd._refs  # stale keys dropped with their refs
+    assert sorted(map(id, taken)) == sorted(map(id, live))  # each live target once
+    deadlines = [base + (2_000 if i % 3 == 0 else 250 * (i % 5)) for i in range(300)]
+    index = {id(t): i for i, t in enumerate(targets)}
+    order = [deadlines[index[id(t)]] for t in taken]
+    assert order == sorted(order)
+    assert all(t.updater_deadline is None for t in taken)
+    assert not any(t.calls for t in targets)  # the thread ran none of them
+
+
+def test_deadline_of_decodes_heap_keys(upd: Updater) -> None:
+    from kcpsock.updater import deadline_of as key_deadline
+
+    t = Target()
+    now = now_ms()
+    with upd._cond:
+        upd.schedule(t, now + 123_456)
+        assert key_deadline(t.updater_seq) == now + 123_456
+        assert upd._heap == [t.updater_seq]
+        upd.postpone(t, now + 200_000)
+        assert key_deadline(t.updater_seq) == now + 200_000
+        assert upd._heap[0] < t.updater_seq  # the stale key (earlier) stays on top
