@@ -604,18 +604,7 @@ class BatchReader:
             return
         c = self._c
         if c is not None:
-            peer = self._peer
-            c.recv(
-                self._sock.fileno(),
-                self._size,
-                self._n,
-                want,
-                0 if peer is not None else self._keylen,
-                out,
-                peer,
-                self._cache,
-                self._resolve,
-            )
+            self._c_recv(c, out, want, 0)
             return
         pool = self._pool
         try:
@@ -659,8 +648,11 @@ class BatchReader:
         """
         want = limit - len(out)
         c = self._c
-        if want <= 0 or c is None:
-            return
+        if want > 0 and c is not None:
+            self._c_recv(c, out, want, 1)
+
+    def _c_recv(self, c: Any, out: Any, want: int, wait: int) -> None:
+        """``want`` datagrams at most through the C helper's ``recv`` (``wait``: its flag)."""
         peer = self._peer
         c.recv(
             self._sock.fileno(),
@@ -672,7 +664,7 @@ class BatchReader:
             peer,
             self._cache,
             self._resolve,
-            1,
+            wait,
         )
 
     def _take(self, slot: _RecvSlot, r: int, out: Any) -> None:

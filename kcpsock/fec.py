@@ -307,17 +307,9 @@ class FECEncoder:
         """
         if not self._enabled:
             raise ValueError("frame() needs FEC enabled")
-        n = len(datagram)
-        size = n + 2
-        if size > 0xFFFF:
-            raise ValueError(f"datagram too long for FEC: {n} > {_MAX_DATAGRAM} bytes")
-        seq = self._next
-        nxt = seq + 1
-        # kcp-go HEAD sealData: next = (next + 1) % paws, for data too.
-        self._next = nxt if nxt < self.paws else 0
+        size = len(datagram) + 2
+        seq = self._admit(size)
         header = _pack_head8(seq, TYPE_DATA, size)
-        if size > self._max:
-            self._max = size
         cacc = self._cacc
         values = self._values
         if self._native is not None:
@@ -355,6 +347,23 @@ class FECEncoder:
             parity = self._complete_group(now_ms)
         self._last_ms = now_ms
         return header, parity
+
+    def _admit(self, size: int) -> int:
+        """Take the seqid of a data packet of ``size`` (2 + the datagram's length).
+
+        Checks that ``size`` fits the u16 size field (ValueError, the
+        encoder's state unchanged), advances the seqid as kcp-go HEAD's
+        sealData does (``next = (next + 1) % paws``, for data too) and
+        keeps the group's largest size.
+        """
+        if size > 0xFFFF:
+            raise ValueError(f"datagram too long for FEC: {size - 2} > {_MAX_DATAGRAM} bytes")
+        seq = self._next
+        nxt = seq + 1
+        self._next = nxt if nxt < self.paws else 0
+        if size > self._max:
+            self._max = size
+        return seq
 
     def frame_many(
         self, datagrams: Iterable[BytesLike], now_ms: Optional[int] = None
@@ -398,19 +407,12 @@ class FECEncoder:
         # The C paths of frame(), inlined (one datagram per iteration).
         group = self._group
         d = self.data_shards
-        paws = self.paws
         pack8 = _pack_head8
         for dg in datagrams:
             if not isinstance(dg, bytes):
                 dg = _as_bytes("datagram", dg)
             size = len(dg) + 2
-            if size > 0xFFFF:
-                raise ValueError(f"datagram too long for FEC: {size - 2} > {_MAX_DATAGRAM} bytes")
-            seq = self._next
-            self._next = seq + 1 if seq + 1 < paws else 0
-            header = pack8(seq, TYPE_DATA, size)
-            if size > self._max:
-                self._max = size
+            header = pack8(self._admit(size), TYPE_DATA, size)
             if native is not None:
                 group.append(dg)  # the C helper adds the size field itself
             elif cacc is not None:
@@ -467,13 +469,7 @@ class FECEncoder:
         for dg in datagrams:
             if not isinstance(dg, bytes):
                 dg = _as_bytes("datagram", dg)
-            size = len(dg) + 2
-            if size > 0xFFFF:
-                raise ValueError(f"datagram too long for FEC: {size - 2} > {_MAX_DATAGRAM} bytes")
-            seq = self._next
-            self._next = seq + 1 if seq + 1 < paws else 0
-            if size > self._max:
-                self._max = size
+            seq = self._admit(len(dg) + 2)
             group.append(dg)  # the C helper adds the size field itself
             add_tag(seq)
             add_body(dg)
