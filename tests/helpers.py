@@ -82,6 +82,24 @@ def recv_exact(sock: Any, n: int) -> bytes:
     return bytes(buf)
 
 
+def load_tool(tool: str, module_name: str = "") -> ModuleType:
+    """``tools/<tool>.py`` as a module, registered in ``sys.modules`` as
+    ``module_name`` (default ``tool``): tools/ is not a package.
+    """
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    name = module_name or tool
+    path = Path(__file__).resolve().parents[1] / "tools" / f"{tool}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def is_compiled(module: ModuleType) -> bool:
     """True if ``module`` is an extension (a mypyc build): its classes' methods cannot be patched."""
     return not (module.__file__ or "").endswith(".py")

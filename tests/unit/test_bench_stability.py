@@ -8,26 +8,18 @@ the orchestrator's pure parts.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
-import sys
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import load_tool
 
 
 def load_bench() -> ModuleType:
     """tools/bench.py as a module (tools/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("kcpsock_bench_tool", ROOT / "tools/bench.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["kcpsock_bench_tool"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("bench", "kcpsock_bench_tool")
 
 
 bench = load_bench()

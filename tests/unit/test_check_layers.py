@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
+
+from tests.helpers import load_tool
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def load_tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("check_layers", ROOT / "tools/check_layers.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["check_layers"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def make_package(tmp_path: Path, files: dict[str, str]) -> Path:
@@ -29,12 +19,12 @@ def make_package(tmp_path: Path, files: dict[str, str]) -> Path:
 
 
 def test_real_package_passes() -> None:
-    tool = load_tool()
+    tool = load_tool("check_layers")
     assert tool.check(ROOT / "kcpsock") == []
 
 
 def test_violations_are_found(tmp_path: Path) -> None:
-    tool = load_tool()
+    tool = load_tool("check_layers")
     package = make_package(
         tmp_path,
         {
