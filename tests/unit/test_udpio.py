@@ -70,15 +70,25 @@ def test_recv_on_an_empty_socket_returns_nothing(pair: tuple[socket.socket, sock
     assert out == []
 
 
-def test_send_each_to_a_refused_connected_peer_skips(
-    pair: tuple[socket.socket, socket.socket],
-) -> None:
+def refused(pair: tuple[socket.socket, socket.socket]) -> socket.socket:
+    """``pair[0]`` connected to ``pair[1]``'s port, closed: its next send is refused.
+
+    The ICMP answer to a first datagram for the closed port refuses the next
+    one (waited for with a bounded select).
+    """
     a, b = pair
     dead = b.getsockname()
     b.close()
     a.connect(dead)
-    a.send(b"first")  # its ICMP answer refuses a later datagram
+    a.send(b"first")
     assert select.select([a], [], [], 5.0)[0]
+    return a
+
+
+def test_send_each_to_a_refused_connected_peer_skips(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a = refused(pair)
     flags = udpio.send_each(a.fileno(), [b"1", b"2", b"3"], None)
     assert flags.count(1) == 2 and flags[0] == 0  # the refused one skipped, the rest sent
 
@@ -278,13 +288,7 @@ def test_send_now_sends_one_datagram(pair: tuple[socket.socket, socket.socket]) 
 def test_send_now_says_would_block_refused_and_failed(
     pair: tuple[socket.socket, socket.socket],
 ) -> None:
-    a, b = pair
-    # refused: the ICMP answer to a datagram for a closed port refuses the next one
-    dead = b.getsockname()
-    b.close()
-    a.connect(dead)
-    a.send(b"first")
-    assert select.select([a], [], [], 5.0)[0]
+    a = refused(pair)
     assert udpio.send_now(a.fileno(), b"x", None) == -2
     assert udpio.send_now(a.fileno(), b"y", None) == 1  # the error was taken: sent
     assert udpio.send_now(-1, b"x", None) == -3  # EBADF: give up
