@@ -157,6 +157,7 @@ __all__ = [
     "live_sessions",
     "new_replay_filter",
     "release_updater",
+    "small_bytes",
     "wait_deadline",
 ]
 
@@ -291,9 +292,27 @@ _monotonic: Final = time.monotonic
 # compiled, a Final name is a C static: no lookup of the builtin at each call
 _memoryview: Final = memoryview
 
-#: :meth:`Session.sendall` copies a bytearray or memoryview of at most this
-#: many bytes to bytes once (larger ones are sent through a view)
+#: :func:`small_bytes` copies a bytearray or memoryview of at most this many
+#: bytes to bytes once (larger ones are sent through a view)
 SENDALL_COPY_MAX: Final = 65536
+
+
+def small_bytes(data: Any) -> Any:
+    """``data`` as bytes if it is a small bytearray or contiguous memoryview, else itself.
+
+    For ``send``/``sendall`` (at most :data:`SENDALL_COPY_MAX` bytes: an echo
+    loop's ``view[:n]``): one C copy instead of a flat view checked twice
+    and a copy per segment.
+    """
+    kind = type(data)
+    if kind is memoryview:
+        mv = cast(memoryview, data)
+        if mv.nbytes <= SENDALL_COPY_MAX and mv.c_contiguous:
+            return mv.tobytes()
+    elif kind is bytearray and len(cast(bytearray, data)) <= SENDALL_COPY_MAX:
+        return bytes(cast(bytearray, data))
+    return data
+
 
 #: ``struct.Struct(f"{n}s").pack_into`` by size ``n`` (:func:`copy_into`)
 _COPIERS: Final[dict[int, Callable[[Any, int, bytes], None]]] = {}
@@ -2122,9 +2141,8 @@ class Session(Weakrefable):
     def sendall(self, data: ReadableBuffer, deadline: Optional[float]) -> None:
         """:meth:`send` until all of ``data`` is queued (``KCPSocket.sendall``).
 
-        A small bytearray or contiguous memoryview (at most
-        :data:`SENDALL_COPY_MAX` bytes: an echo server's ``view[:n]``) is
-        copied to bytes once; a larger buffer is sent through a view.
+        A small bytearray or contiguous memoryview is copied to bytes once
+        (:func:`small_bytes`); a larger buffer is sent through a view.
 
         Args:
             data: a bytes-like object.
@@ -2133,13 +2151,8 @@ class Session(Weakrefable):
         Raises:
             As :meth:`send`.
         """
-        kind = type(data)
-        if kind is memoryview:
-            mv = cast(memoryview, data)
-            if mv.nbytes <= SENDALL_COPY_MAX and mv.c_contiguous:
-                data = mv.tobytes()
-        elif kind is bytearray and len(cast(bytearray, data)) <= SENDALL_COPY_MAX:
-            data = bytes(cast(bytearray, data))
+        if type(data) is not bytes:
+            data = small_bytes(data)
         if type(data) is bytes:
             # the common case: no view, and usually one send takes it all
             total = len(data)

@@ -37,7 +37,6 @@ from .inbound import Address, make_codec
 from .listener import ListenerCore
 from .segment import U32
 from .session import (
-    SENDALL_COPY_MAX,
     Session,
     SessionState,
     Timeout,
@@ -45,6 +44,7 @@ from .session import (
     drain_closing,
     live_listeners,
     live_sessions,
+    small_bytes,
 )
 from .transport import Transport
 
@@ -59,23 +59,6 @@ _MSG_DONTWAIT = int(getattr(socket, "MSG_DONTWAIT", 0x40))
 _MSG_PEEK = int(socket.MSG_PEEK)
 _MSG_WAITALL = int(getattr(socket, "MSG_WAITALL", 0x100))
 _RECV_FLAGS = _MSG_DONTWAIT | _MSG_PEEK | _MSG_WAITALL
-#: send/sendall copy a bytearray or contiguous memoryview up to this size to
-#: bytes first: one C copy instead of a flat view checked twice and a copy
-#: per segment (an echo loop's ``sendall(view[:n])``)
-_COPY_MAX = SENDALL_COPY_MAX
-
-
-def _small_bytes(data: Any) -> Any:
-    """``data`` as bytes if it is a small bytearray or contiguous memoryview, else itself."""
-    kind = type(data)
-    if kind is memoryview:
-        if data.nbytes <= _COPY_MAX and data.c_contiguous:
-            return data.tobytes()
-    elif kind is bytearray and len(data) <= _COPY_MAX:
-        return bytes(data)
-    return data
-
-
 #: The longest timeout a blocking call can wait (CPython's socket.settimeout
 #: raises OverflowError beyond the same limit: 2**63 ns).
 TIMEOUT_MAX = threading.TIMEOUT_MAX
@@ -631,7 +614,7 @@ class KCPSocket(SocketTimeouts):
             session = self._session
             timeout = self._timeout
             deadline = None if timeout is None else timeout_deadline(timeout)
-        return session.send(data if type(data) is bytes else _small_bytes(data), deadline)
+        return session.send(data if type(data) is bytes else small_bytes(data), deadline)
 
     def sendall(self, data: ReadableBuffer, flags: int = 0) -> None:
         """Send all of ``data`` (``socket.sendall``); the timeout covers the whole call.

@@ -310,3 +310,21 @@ def test_accelerated_recovery_equals_int_path(d: int, p: int, gf_path: str) -> N
         slow.full_shard_sets,
     )
     assert fast.recovered > 0
+
+
+def test_small_bytes_copies_only_small_flat_buffers() -> None:
+    """send/sendall's one copy: small bytearrays and contiguous views become bytes, nothing else."""
+    from kcpsock.session import SENDALL_COPY_MAX, small_bytes
+
+    data = bytes(range(256)) * 4
+    for buf in (bytearray(data), memoryview(data), memoryview(bytearray(data))[10:500]):
+        got = small_bytes(buf)
+        assert type(got) is bytes and got == bytes(buf)
+    strided = memoryview(data)[::2]
+    assert small_bytes(strided) is strided  # not contiguous: sent through a view
+    big = bytearray(SENDALL_COPY_MAX + 1)
+    assert small_bytes(big) is big
+    assert (
+        small_bytes(memoryview(big)) is not big and type(small_bytes(memoryview(big))) is memoryview
+    )
+    assert small_bytes(data) is data
