@@ -605,6 +605,46 @@ class KCP:
                 return data if type(data) is bytes else bytes(data)
         return None
 
+    def recv_stream(self, limit: int, parts: list[bytes]) -> int:
+        """Stream mode: move ready payloads into ``parts`` until ``limit`` bytes are there.
+
+        What :meth:`recv` does in stream mode, without joining: the queue's
+        payloads are appended as they are (zero-length ones skipped), and
+        the last one may go past ``limit`` (the caller keeps the excess), so
+        a reader copies each byte once, into its own buffer, and a long
+        queue is not joined only to be cut.  Reopens the window as
+        :meth:`recv` does.
+
+        Args:
+            limit: the most bytes wanted (> 0).
+            parts: the list to append to.
+
+        Returns:
+            The bytes appended (0: nothing was ready).
+        """
+        queue = self.rcv_queue
+        rcv_buf = self.rcv_buf
+        recover = len(queue) >= self.rcv_wnd
+        total = 0
+        while total < limit:
+            if not queue:
+                if not rcv_buf:
+                    break
+                self._refill()
+                if not queue:
+                    break
+            d = queue.popleft()[1]
+            n = len(d)
+            if n:
+                parts.append(d if type(d) is bytes else bytes(d))
+                total += n
+        if rcv_buf:
+            self._refill()
+        if recover and len(queue) < self.rcv_wnd:
+            # kcp-go Recv "fast recover": tell the peer our window reopened
+            self.probe |= IKCP_ASK_TELL
+        return total
+
     # ----------------------------------------------------------------- input
 
     def input(

@@ -358,6 +358,17 @@ def copy_into(buffer: Union[bytearray, memoryview], data: bytes) -> int:
     return n
 
 
+def copy_parts(buffer: Union[bytearray, memoryview], parts: list[bytes]) -> int:
+    """Copy ``parts`` one after another to the start of ``buffer``; return their size.
+
+    ``buffer`` is as :func:`copy_into` says and holds them all.  Several
+    parts are joined first: one C call for the copy out of the segments
+    (the bytes they leave behind are then warm), and a copy per part
+    through the packers would cost more in calls than it saves.
+    """
+    return copy_into(buffer, parts[0] if len(parts) == 1 else b"".join(parts))
+
+
 def _deadline_from(now: int, target: int) -> int:
     """Turn KCP's ``check`` result into an absolute deadline on our clock."""
     delay = (target - now) & _M32
@@ -413,6 +424,9 @@ class WakeGate:
         #: reader wake-ups deferred, and woken at the end of a batch (figures)
         self.deferrals = 0
         self.woken = 0
+        #: no deferred reader can be due before this time (ms): :meth:`end`
+        #: looks at the list only from then on while the receiver is behind
+        self.check_at = 0
 
     def begin(self, now: int) -> None:
         """Defer the wake-ups of the calling thread's deliveries from now on."""
@@ -428,21 +442,28 @@ class WakeGate:
         """
         self.thread = 0
         deferred = self.deferred
-        if not deferred:
+        if not deferred or (behind and now < self.check_at):
+            # (with 100 busy sessions most batches end here: none is due yet)
             return
         keep: list[Session] = []
         idle = self.idle_ms
         most = self.max_ms
+        check_at = now + most
         for s in deferred:
             since = s._wake_since
             if since < 0:
                 continue  # woken meanwhile
             if behind and now - since < most and now - s._input_ms < idle:
                 keep.append(s)
+                # (input only moves _input_ms later: the due time only moves away)
+                due = min(since + most, s._input_ms + idle)
+                if due < check_at:
+                    check_at = due
                 continue
             self.woken += 1
             s.wake_deferred()
         self.deferred = keep
+        self.check_at = check_at
 
 
 class _SessionLock:
@@ -901,7 +922,11 @@ class Session(Weakrefable):
         if since < 0:
             self._wake_since = gate.now
             gate.deferrals += 1
-            gate.deferred.append(self)
+            deferred = gate.deferred
+            due = gate.now + min(gate.idle_ms, gate.max_ms)  # (_input_ms is now or later)
+            if not deferred or due < gate.check_at:
+                gate.check_at = due
+            deferred.append(self)
         elif gate.now - since >= gate.max_ms:
             return False
         return True
@@ -1727,6 +1752,34 @@ class Session(Weakrefable):
             KCPBlockingIOError: non-blocking and nothing to read.
             KCPConnectionRefusedError: nothing listens at the peer's address.
         """
+        parts: list[bytes] = []
+        if not self.recv_parts(bufsize, deadline, peek, parts):
+            return b""
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def recv_parts(
+        self, bufsize: int, deadline: Optional[float], peek: bool, parts: list[bytes]
+    ) -> int:
+        """:meth:`recv`, the data left in pieces: append them to ``parts``; return their size.
+
+        A stream-mode read takes the received segments' payloads as they
+        are (:meth:`KCP.recv_stream <kcpsock.kcp.KCP.recv_stream>`), so
+        :meth:`recv_into` copies each byte once, into the caller's buffer,
+        instead of joining the queue, cutting the join and copying the cut.
+
+        Args:
+            bufsize: as :meth:`recv`.
+            deadline: as :meth:`recv`.
+            peek: as :meth:`recv`.
+            parts: the list the data is appended to (at most ``bufsize``
+                bytes together).
+
+        Returns:
+            The bytes appended; 0 at EOF (as :meth:`recv`'s b"").
+
+        Raises:
+            As :meth:`recv`.
+        """
         with self._lock:
             state = self.state
             if state is _CLOSED or state is _CLOSING:
@@ -1740,6 +1793,7 @@ class Session(Weakrefable):
                 self._out += kcp.flush_acks(now_ms())
             role = self._role
             held = False  # this thread holds the lent receive role
+            got = 0
             try:
                 while True:
                     if self._inbox:
@@ -1749,15 +1803,27 @@ class Session(Weakrefable):
                         off = self._poff
                         end = off + bufsize
                         data = pending[off:end]
+                        parts.append(data)
                         if peek:
-                            return data
+                            return len(data)
                         if end >= len(pending):
                             self._pending = b""
                             self._poff = 0
+                            got = len(data)
+                            if kcp.stream and got < bufsize:
+                                # (the tail of a segment a read cut: more may follow it)
+                                got += self._stream_parts(kcp, bufsize - got, parts)
                         else:
                             self._poff = end
+                            got = bufsize
                         break
-                    msg = kcp.recv()
+                    if kcp.stream and not peek:
+                        got = self._stream_parts(kcp, bufsize, parts)
+                        if got:
+                            break
+                        msg: Optional[bytes] = None
+                    else:
+                        msg = kcp.recv()
                     if msg is not None and peek:
                         # keep it where the next recv looks first
                         self._pending = msg
@@ -1766,35 +1832,26 @@ class Session(Weakrefable):
                             self._arm_locked()  # the window reopened (see below)
                         continue
                     if msg is not None:
-                        if kcp.stream and len(msg) < bufsize:
-                            # stream mode has no boundaries: hand out what is ready
-                            parts = [msg]
-                            size = len(msg)
-                            while size < bufsize:
-                                more = kcp.recv()
-                                if more is None:
-                                    break
-                                parts.append(more)
-                                size += len(more)
-                            msg = b"".join(parts)
+                        # a message (stream mode: only a peek gets here)
                         if len(msg) > bufsize:
                             # keep the rest without copying it (offset, not slicing)
                             self._pending = msg
                             self._poff = bufsize
                             msg = msg[:bufsize]
-                        data = msg
+                        parts.append(msg)
+                        got = len(msg)
                         if kcp.probe:
                             # the window reopened: tell the peer soon (kcp-go Recv
                             # sets IKCP_ASK_TELL; the next flush carries it)
                             self._arm_locked()
                         break
                     if self._rd_shut or self.state is _CLOSED or self.state is _CLOSING:
-                        return b""  # closed by another thread meanwhile
+                        return 0  # closed by another thread meanwhile
                     if kcp.is_dead or self.failure is not None:
                         self._notify()
                         if self.failure == "refused":
                             raise self._failure_error()
-                        return b""  # the peer is gone: end of stream (README)
+                        return 0  # the peer is gone: end of stream (README)
                     if self.gone_timeout_ms and not self._w_due:
                         # a reader waits: on_timer watches the peer's silence (_watch)
                         self._arm_at(self._last_rx + kcp.rx_rto)
@@ -1856,8 +1913,28 @@ class Session(Weakrefable):
                 if self.gone_timeout_ms and not self._w_due:
                     # a select/asyncio reader waits from here: the close watch
                     self._arm_at(self._last_rx + kcp.rx_rto)
-            self.bytes_received += len(data)
-        return data
+            self.bytes_received += got
+        return got
+
+    def _stream_parts(self, kcp: KCP, limit: int, parts: list[bytes]) -> int:
+        """Take up to ``limit`` ready stream bytes into ``parts`` (lock held); their size.
+
+        The payload the limit cuts is kept whole in ``_pending`` (an offset,
+        no copy); only its first part, at most one segment, is copied.
+        """
+        got = kcp.recv_stream(limit, parts)
+        if got > limit:
+            last = parts[-1]
+            keep = len(last) - (got - limit)
+            self._pending = last
+            self._poff = keep
+            parts[-1] = last[:keep]
+            got = limit
+        if got and kcp.probe:
+            # the window reopened: tell the peer soon (kcp-go Recv sets
+            # IKCP_ASK_TELL; the next flush carries it)
+            self._arm_locked()
+        return got
 
     def recv_into(
         self,
@@ -1869,7 +1946,7 @@ class Session(Weakrefable):
         """:meth:`recv` into a writable buffer; return the number of bytes stored.
 
         The data is copied once, from the received segment into ``buffer``
-        (:func:`copy_into`).
+        (:func:`copy_parts`): each segment of a stream read goes straight there.
 
         Args:
             buffer: a writable, flat (one-dimensional, byte-sized items)
@@ -1885,8 +1962,10 @@ class Session(Weakrefable):
         Raises:
             As :meth:`recv`.
         """
-        data = self.recv(nbytes, deadline, peek)
-        return copy_into(buffer, data) if data else 0
+        parts: list[bytes] = []
+        if not self.recv_parts(nbytes, deadline, peek, parts):
+            return 0
+        return copy_parts(buffer, parts)
 
     def recv_into_short(self, buffer: bytearray, nbytes: object, deadline: Optional[float]) -> int:
         """``KCPSocket.recv_into``'s common call: :meth:`recv_into` when ``nbytes`` is plain.
@@ -1914,10 +1993,13 @@ class Session(Weakrefable):
             size = nbytes
         elif not size:
             return -1  # an empty buffer: the caller's checks, then 0
-        data = self.recv(size, deadline)
-        if not data:
+        parts: list[bytes] = []
+        n = self.recv_parts(size, deadline, False, parts)
+        if not n:
             return 0
-        n = len(data)
+        if len(parts) > 1:
+            return copy_parts(buffer, parts)  # a stream read of several segments
+        data = parts[0]
         if n == self._copy_n:
             # the size of the last copy (a message stream has few): its
             # packer, no look-up (a bytearray: no strided view to care for)

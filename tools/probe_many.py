@@ -393,6 +393,7 @@ def role_server(args: argparse.Namespace) -> None:
                 "recv_calls": calls[0],
                 "gate": None if gate is None else [gate.deferrals, gate.woken],
                 "recv_sizes": _quantiles(sizes),
+                "recv_hist": _size_hist(sizes) if os.environ.get("PROBE_SIZES") else None,
                 "spans": spans,
                 "wakeups": updater.wakeups,
                 "cpu": t.user + t.system - base[0],
@@ -534,6 +535,15 @@ def _quantiles(values: list[int]) -> list[int]:
     return [v[len(v) * q // 100] for q in (10, 25, 50, 75, 90)]
 
 
+def _size_hist(values: list[int]) -> dict[int, int]:
+    """How many reads returned how many 1376-byte segments (rounded up): the commonest 12."""
+    hist: dict[int, int] = {}
+    for v in values:
+        k = -(-v // 1376)
+        hist[k] = hist.get(k, 0) + 1
+    return dict(sorted(hist.items(), key=lambda kv: -kv[1])[:12])
+
+
 def _spans(spans: list[list[float]]) -> str:
     """Session start and end times, summarised (ms after the first start)."""
     t0 = min(a for a, _ in spans)
@@ -554,7 +564,7 @@ def show(label: str, r: dict[str, Any]) -> str:
         f" OutPkts {s.get('OutPkts')} InErrs {s.get('InErrs')} refused {r.get('refused')}"
         f" client {r.get('client')} inbox_drops {r.get('totals', {}).get('inbox_drops')}"
         f" srtt_max {r.get('totals', {}).get('srtt_max')}"
-        f" csw {r.get('csw')} recv_calls {r.get('recv_calls')} sizes p10-90 {r.get('recv_sizes')} gate {r.get('gate')} fired {r.get('fired')} claimed {r.get('claimed')} wakeups {r.get('wakeups')};"
+        f" csw {r.get('csw')} recv_calls {r.get('recv_calls')} sizes p10-90 {r.get('recv_sizes')} gate {r.get('gate')}{' hist ' + str(r.get('recv_hist')) if r.get('recv_hist') else ''} fired {r.get('fired')} claimed {r.get('claimed')} wakeups {r.get('wakeups')};"
         f" server CPU {r.get('cpu', 0):.2f} s = {r.get('cpu', 0) * 1000 / (r['mb'] or 1):.2f} ms/MB ({threads}"
         f" handlers={r.get('totals', {}).get('handler_cpu', 0.0):.2f})"
         + (

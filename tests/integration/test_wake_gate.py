@@ -190,6 +190,36 @@ def test_a_deferred_reader_waits_at_most_max_ms_or_idle_ms() -> None:
         assert gate.deferrals == 2 and gate.woken == 2
 
 
+def test_the_gate_looks_at_its_list_only_once_a_reader_may_be_due() -> None:
+    # with 100 busy sessions most batch ends find nothing due: no walk of the list
+    segs = Segments()
+    with gated_session() as (s, gate):
+        mss = s.kcp.mss
+        reader = Reader(s, 65536)
+        gate.begin(now_ms())
+        s.deliver(segs.delivery(s, b"d" * mss), True)
+        t0 = gate.now
+        assert gate.deferred == [s]
+        assert gate.check_at == t0 + min(gate.idle_ms, gate.max_ms)
+        gate.end(True, gate.check_at - 1)  # behind, nothing due yet
+        assert not reader.notified() and gate.deferred == [s]
+        # the session's input paused for idle_ms: due, woken by the next batch end
+        gate.end(True, s._input_ms + gate.idle_ms)
+        assert reader.result() == b"d" * mss
+        assert gate.woken == 1 and gate.deferred == []
+        # a reader that stays deferred sets when the list is looked at next
+        reader = Reader(s, 65536)
+        gate.begin(now_ms())
+        s.deliver(segs.delivery(s, b"e" * mss), True)
+        since = s._wake_since
+        gate.check_at = 0  # (as if another session's due time had come)
+        gate.end(True, since)
+        assert not reader.notified()
+        assert gate.check_at == min(since + gate.max_ms, s._input_ms + gate.idle_ms)
+        gate.end(False, since)  # the receiver caught up: every deferred reader is woken
+        assert reader.result() == b"e" * mss
+
+
 def test_a_deferred_wake_up_is_made_by_the_thread_holding_the_lock() -> None:
     # the receiver never waits for a session lock: the holder wakes the reader
     segs = Segments()
