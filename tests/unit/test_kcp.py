@@ -180,6 +180,41 @@ def test_stream_mode_coalesces_and_recv_returns_all() -> None:
     assert data[:100] == b"A" * 100 and data[-3000:] == b"x" * 3000
 
 
+def test_recv_stream_takes_whole_segments_up_to_the_limit_and_no_more() -> None:
+    a, b = nc_pair()
+    a.stream = b.stream = True
+    a.send(b"".join(bytes([65 + i]) * 1376 for i in range(5)) + b"t" * 100)
+    for d in a.flush(0):
+        b.input(d, 1)
+    parts: list[bytes] = []
+    # the segment that reaches the limit is taken whole (the caller cuts it)
+    assert b.recv_stream(2000, parts) == 2 * 1376
+    assert parts == [b"A" * 1376, b"B" * 1376]
+    assert b.peek_size() == 3 * 1376 + 100
+    assert b.recv_stream(1376, parts) == 1376 and parts[-1] == b"C" * 1376
+    assert b.recv_stream(1 << 20, parts) == 2 * 1376 + 100
+    assert parts[3:] == [b"D" * 1376, b"E" * 1376, b"t" * 100]
+    assert b.recv_stream(10, parts) == 0 and len(parts) == 6
+    assert b.recv() is None
+
+
+def test_recv_stream_skips_empty_payloads_and_refills_from_the_buffer() -> None:
+    b = KCP(CONV)
+    b.stream = True
+    b.wndsize(32, 2)  # two segments in the queue at most: the rest waits in rcv_buf
+    empty = encode_segment(CONV, 81, 0, 128, 1, 0, 0, b"")
+    rest = b"".join(
+        encode_segment(CONV, 81, 0, 128, 1, sn, 0, bytes([sn]) * 10) for sn in (1, 2, 3)
+    )
+    b.input(empty + rest, 5)
+    assert len(b.rcv_queue) == 2 and len(b.rcv_buf) == 2
+    parts: list[bytes] = []
+    assert b.recv_stream(1000, parts) == 30
+    assert parts == [b"\x01" * 10, b"\x02" * 10, b"\x03" * 10]
+    assert not b.rcv_queue and not b.rcv_buf and b.rcv_nxt == 4
+    assert b.probe  # the full queue emptied: the peer hears the window reopened
+
+
 def test_datagrams_respect_mtu_and_whole_segments() -> None:
     a, _ = nc_pair()
     a.setmtu(200)
