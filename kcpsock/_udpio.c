@@ -212,6 +212,7 @@ u_recv(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                                       NAME_MAX_LEN + (size_t)size);
     char *mem = block_take(need, &cap);
     PyObject *result = NULL;
+    PyObject *last_addr = NULL; /* (see last_name below) */
     if (mem == NULL) {
         PyErr_NoMemory();
         goto done;
@@ -221,6 +222,9 @@ u_recv(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     char *names = (char *)(iovs + most);
     char *buf = names + (size_t)most * NAME_MAX_LEN;
     int flags = wait ? MSG_WAITFORONE : MSG_DONTWAIT;
+    /* the last source and its address object: a burst from one peer (a
+       session's window) looks its address up once, not once per datagram */
+    char last_name[NAME_MAX_LEN];
     for (;;) {
         int n = (int)(most < want ? most : want);
         for (int i = 0; i < n; i++) {
@@ -257,6 +261,10 @@ u_recv(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             if (peer != Py_None) {
                 addr = peer;
                 Py_INCREF(addr);
+            } else if (last_addr != NULL &&
+                       memcmp(names + (size_t)i * NAME_MAX_LEN, last_name, (size_t)keylen) == 0) {
+                addr = last_addr; /* what the cache gave for the same source just before */
+                Py_INCREF(addr);
             } else {
                 PyObject *key = PyBytes_FromStringAndSize(names + (size_t)i * NAME_MAX_LEN,
                                                           keylen);
@@ -277,6 +285,9 @@ u_recv(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
                     Py_DECREF(data);
                     goto done;
                 }
+                memcpy(last_name, names + (size_t)i * NAME_MAX_LEN, (size_t)keylen);
+                Py_INCREF(addr);
+                Py_XSETREF(last_addr, addr);
             }
             PyObject *pair = PyTuple_New(2);
             if (pair == NULL) {
@@ -310,6 +321,7 @@ u_recv(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 done:
     block_give(mem, cap);
     Py_XDECREF(append);
+    Py_XDECREF(last_addr);
     return result;
 }
 

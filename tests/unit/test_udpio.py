@@ -64,6 +64,37 @@ def test_send_and_recv_round_trip_into_a_deque(pair: tuple[socket.socket, socket
     assert all(type(p) is bytes for p, _ in out)
 
 
+def test_recv_gives_each_datagram_its_own_source_when_sources_alternate() -> None:
+    # (a run from one source looks its address up once: the reuse must never
+    # hand one source's address to another's datagram)
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(4)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        b, senders = socks[0], socks[1:]
+        order = [0, 0, 1, 0, 2, 2, 2, 1, 0, 1]
+        for k, i in enumerate(order):
+            senders[i].sendto(bytes([k]), b.getsockname())
+        out: list[tuple[bytes, Any]] = []
+        cache: dict[bytes, Any] = {}
+        seen: list[bytes] = []
+
+        def resolve(key: bytes) -> Any:
+            seen.append(key)
+            cache[key] = _mmsg._address(key)
+            return cache[key]
+
+        while len(out) < len(order):
+            assert select.select([b], [], [], 5.0)[0]
+            udpio.recv(b.fileno(), 2048, 16, len(order) - len(out), 16, out, None, cache, resolve)
+        assert [p for p, _ in out] == [bytes([k]) for k in range(len(order))]
+        assert [addr for _, addr in out] == [senders[i].getsockname() for i in order]
+        assert len(seen) == 3  # one conversion per source
+    finally:
+        for s in socks:
+            s.close()
+
+
 def test_recv_on_an_empty_socket_returns_nothing(pair: tuple[socket.socket, socket.socket]) -> None:
     out: list[Any] = []
     udpio.recv(pair[1].fileno(), 1500, 8, 8, 0, out, ("x", 1), {}, None)
