@@ -358,17 +358,6 @@ def copy_into(buffer: Union[bytearray, memoryview], data: bytes) -> int:
     return n
 
 
-def copy_parts(buffer: Union[bytearray, memoryview], parts: list[bytes]) -> int:
-    """Copy ``parts`` one after another to the start of ``buffer``; return their size.
-
-    ``buffer`` is as :func:`copy_into` says and holds them all.  Several
-    parts are joined first: one C call for the copy out of the segments
-    (the bytes they leave behind are then warm), and a copy per part
-    through the packers would cost more in calls than it saves.
-    """
-    return copy_into(buffer, parts[0] if len(parts) == 1 else b"".join(parts))
-
-
 def _deadline_from(now: int, target: int) -> int:
     """Turn KCP's ``check`` result into an absolute deadline on our clock."""
     delay = (target - now) & _M32
@@ -1734,6 +1723,11 @@ class Session(Weakrefable):
     def recv(self, bufsize: int, deadline: Optional[float], peek: bool = False) -> bytes:
         """Return up to ``bufsize`` bytes, blocking until data, EOF or deadline.
 
+        A stream-mode read takes only the received segments that fit
+        (:meth:`KCP.recv_stream <kcpsock.kcp.KCP.recv_stream>`): the queue is
+        not joined whole and then cut; the segment ``bufsize`` cuts is kept
+        whole, with an offset, for the next read.
+
         Args:
             bufsize: the most bytes to return (> 0).
             deadline: ``time.monotonic()`` limit; None blocks forever; 0
@@ -1752,34 +1746,6 @@ class Session(Weakrefable):
             KCPBlockingIOError: non-blocking and nothing to read.
             KCPConnectionRefusedError: nothing listens at the peer's address.
         """
-        parts: list[bytes] = []
-        if not self.recv_parts(bufsize, deadline, peek, parts):
-            return b""
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
-    def recv_parts(
-        self, bufsize: int, deadline: Optional[float], peek: bool, parts: list[bytes]
-    ) -> int:
-        """:meth:`recv`, the data left in pieces: append them to ``parts``; return their size.
-
-        A stream-mode read takes the received segments' payloads as they
-        are (:meth:`KCP.recv_stream <kcpsock.kcp.KCP.recv_stream>`), so
-        :meth:`recv_into` copies each byte once, into the caller's buffer,
-        instead of joining the queue, cutting the join and copying the cut.
-
-        Args:
-            bufsize: as :meth:`recv`.
-            deadline: as :meth:`recv`.
-            peek: as :meth:`recv`.
-            parts: the list the data is appended to (at most ``bufsize``
-                bytes together).
-
-        Returns:
-            The bytes appended; 0 at EOF (as :meth:`recv`'s b"").
-
-        Raises:
-            As :meth:`recv`.
-        """
         with self._lock:
             state = self.state
             if state is _CLOSED or state is _CLOSING:
@@ -1793,7 +1759,7 @@ class Session(Weakrefable):
                 self._out += kcp.flush_acks(now_ms())
             role = self._role
             held = False  # this thread holds the lent receive role
-            got = 0
+            data = b""
             try:
                 while True:
                     if self._inbox:
@@ -1803,23 +1769,20 @@ class Session(Weakrefable):
                         off = self._poff
                         end = off + bufsize
                         data = pending[off:end]
-                        parts.append(data)
                         if peek:
-                            return len(data)
+                            return data
                         if end >= len(pending):
                             self._pending = b""
                             self._poff = 0
-                            got = len(data)
-                            if kcp.stream and got < bufsize:
-                                # (the tail of a segment a read cut: more may follow it)
-                                got += self._stream_parts(kcp, bufsize - got, parts)
+                            if kcp.stream and len(data) < bufsize and kcp.rcv_queue:
+                                # (the tail of a segment a read cut: more follows it)
+                                data += self._stream_take(kcp, bufsize - len(data))
                         else:
                             self._poff = end
-                            got = bufsize
                         break
                     if kcp.stream and not peek:
-                        got = self._stream_parts(kcp, bufsize, parts)
-                        if got:
+                        data = self._stream_take(kcp, bufsize)
+                        if data:
                             break
                         msg: Optional[bytes] = None
                     else:
@@ -1838,20 +1801,19 @@ class Session(Weakrefable):
                             self._pending = msg
                             self._poff = bufsize
                             msg = msg[:bufsize]
-                        parts.append(msg)
-                        got = len(msg)
+                        data = msg
                         if kcp.probe:
                             # the window reopened: tell the peer soon (kcp-go Recv
                             # sets IKCP_ASK_TELL; the next flush carries it)
                             self._arm_locked()
                         break
                     if self._rd_shut or self.state is _CLOSED or self.state is _CLOSING:
-                        return 0  # closed by another thread meanwhile
+                        return b""  # closed by another thread meanwhile
                     if kcp.is_dead or self.failure is not None:
                         self._notify()
                         if self.failure == "refused":
                             raise self._failure_error()
-                        return 0  # the peer is gone: end of stream (README)
+                        return b""  # the peer is gone: end of stream (README)
                     if self.gone_timeout_ms and not self._w_due:
                         # a reader waits: on_timer watches the peer's silence (_watch)
                         self._arm_at(self._last_rx + kcp.rx_rto)
@@ -1913,28 +1875,42 @@ class Session(Weakrefable):
                 if self.gone_timeout_ms and not self._w_due:
                     # a select/asyncio reader waits from here: the close watch
                     self._arm_at(self._last_rx + kcp.rx_rto)
-            self.bytes_received += got
-        return got
+            self.bytes_received += len(data)
+        return data
 
-    def _stream_parts(self, kcp: KCP, limit: int, parts: list[bytes]) -> int:
-        """Take up to ``limit`` ready stream bytes into ``parts`` (lock held); their size.
+    def _stream_take(self, kcp: KCP, limit: int) -> bytes:
+        """Up to ``limit`` ready stream bytes, joined once (lock held); b"" if none.
 
         The payload the limit cuts is kept whole in ``_pending`` (an offset,
         no copy); only its first part, at most one segment, is copied.
         """
+        if len(kcp.rcv_queue) == 1 and not kcp.rcv_buf:
+            # one segment (a request, a reply): no list
+            msg = kcp.recv()
+            if msg is None:
+                return b""
+            if len(msg) > limit:
+                self._pending = msg
+                self._poff = limit
+                msg = msg[:limit]
+            if kcp.probe:
+                self._arm_locked()  # the window reopened (see below)
+            return msg
+        parts: list[bytes] = []
         got = kcp.recv_stream(limit, parts)
+        if not got:
+            return b""
         if got > limit:
             last = parts[-1]
             keep = len(last) - (got - limit)
             self._pending = last
             self._poff = keep
             parts[-1] = last[:keep]
-            got = limit
-        if got and kcp.probe:
+        if kcp.probe:
             # the window reopened: tell the peer soon (kcp-go Recv sets
             # IKCP_ASK_TELL; the next flush carries it)
             self._arm_locked()
-        return got
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def recv_into(
         self,
@@ -1946,7 +1922,7 @@ class Session(Weakrefable):
         """:meth:`recv` into a writable buffer; return the number of bytes stored.
 
         The data is copied once, from the received segment into ``buffer``
-        (:func:`copy_parts`): each segment of a stream read goes straight there.
+        (:func:`copy_into`).
 
         Args:
             buffer: a writable, flat (one-dimensional, byte-sized items)
@@ -1962,10 +1938,8 @@ class Session(Weakrefable):
         Raises:
             As :meth:`recv`.
         """
-        parts: list[bytes] = []
-        if not self.recv_parts(nbytes, deadline, peek, parts):
-            return 0
-        return copy_parts(buffer, parts)
+        data = self.recv(nbytes, deadline, peek)
+        return copy_into(buffer, data) if data else 0
 
     def recv_into_short(self, buffer: bytearray, nbytes: object, deadline: Optional[float]) -> int:
         """``KCPSocket.recv_into``'s common call: :meth:`recv_into` when ``nbytes`` is plain.
@@ -1993,13 +1967,10 @@ class Session(Weakrefable):
             size = nbytes
         elif not size:
             return -1  # an empty buffer: the caller's checks, then 0
-        parts: list[bytes] = []
-        n = self.recv_parts(size, deadline, False, parts)
-        if not n:
+        data = self.recv(size, deadline)
+        if not data:
             return 0
-        if len(parts) > 1:
-            return copy_parts(buffer, parts)  # a stream read of several segments
-        data = parts[0]
+        n = len(data)
         if n == self._copy_n:
             # the size of the last copy (a message stream has few): its
             # packer, no look-up (a bytearray: no strided view to care for)

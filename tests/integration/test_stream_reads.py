@@ -1,4 +1,4 @@
-"""Stream-mode reads take only the segments that fit (Session.recv_parts).
+"""Stream-mode reads take only the segments that fit (KCP.recv_stream via Session.recv).
 
 An unstarted session on 127.0.0.1 is fed PUSH segments as a receiver would
 (``Session.deliver``); the test reads with ``recv``/``recv_into`` and no
@@ -14,7 +14,7 @@ import pytest
 
 from kcpsock.errors import KCPBlockingIOError
 from kcpsock.inbound import Delivery
-from kcpsock.session import Session, copy_parts
+from kcpsock.session import Session
 from tests.helpers import unstarted_session
 
 CONV = 91
@@ -68,17 +68,3 @@ def test_reads_of_any_size_return_the_stream_in_order(size: int) -> None:
             assert 0 < n <= size
             out += buf[:n]
         assert out == want
-
-
-def test_copy_parts_fills_bytearrays_and_views_alike() -> None:
-    parts = [b"a" * 1376, b"b" * 10, b"c" * 70000]
-    want = b"".join(parts)
-    for target in (
-        bytearray(80000),
-        memoryview(bytearray(80000)),
-        memoryview(bytearray(160000))[::2],
-    ):
-        assert copy_parts(target, parts) == len(want)
-        assert bytes(target[: len(want)]) == want
-        assert not any(bytes(target[len(want) :]))  # nothing written beyond
-    assert copy_parts(bytearray(5), [b"xyz"]) == 3
