@@ -819,6 +819,23 @@ class FECDecoder:
             As :meth:`decode_parts`.
         """
         regular: Optional[bytes] = packet[FEC_HEADER_SIZE_PLUS2:] if is_data else None
+        return regular, self.collect(packet, seqid, is_data)
+
+    def collect(self, packet: bytes, seqid: int, is_data: bool) -> list[bytes]:
+        """:meth:`take` without the copy of the regular datagram: only the recovered ones.
+
+        For a receiver that feeds a data packet's KCP datagram from offset 8
+        of ``packet`` itself (:meth:`kcpsock.codec.PacketCodec.decode_framed`).
+        ``packet`` is kept (as a shard of its group) and must not change.
+
+        Args:
+            packet: as :meth:`take`.
+            seqid: as :meth:`take`.
+            is_data: as :meth:`take`.
+
+        Returns:
+            The datagrams recovered from parity (often empty).
+        """
         # --- no exception below this line: state changes start here ---
         tuner = self._autotune
         if tuner is not None:
@@ -826,7 +843,7 @@ class FECDecoder:
         if seqid >= self._paws:
             # kcp-go HEAD: beyond the wrap point, never a valid seqid.
             self.ignored += 1
-            return regular, []
+            return []
         n = self._n
         gid = seqid // n
         pos = seqid - gid * n
@@ -837,21 +854,21 @@ class FECDecoder:
             if tuner is not None:
                 self._should_tune = True
                 self._retune()
-            return regular, []
+            return []
         if gid != self._newest:
-            return regular, self._take_other(packet, gid, pos, is_data)
+            return self._take_other(packet, gid, pos, is_data)
         # The newest group (nearly every packet): no dict, no window check.
         slots = self._cur
         if slots[pos] is not None:
             self.ignored += 1  # duplicate
-            return regular, []
+            return []
         slots[pos] = packet
         if not is_data:
             self.parity_shards += 1
         count = self._cur_count + 1
         if count < self._d:
             self._cur_count = count
-            return regular, []
+            return []
         # kcp-go HEAD: take every shard out; the set stays, empty, so later
         # shards of this group (its parity, normally) are collected again
         # and age out with the group.
@@ -859,7 +876,7 @@ class FECDecoder:
         self._sets[gid] = fresh
         self._cur = fresh
         self._cur_count = 0
-        return regular, self._recover(slots)
+        return self._recover(slots)
 
     def _take_other(self, packet: bytes, gid: int, pos: int, is_data: bool) -> list[bytes]:
         """:meth:`take` for a packet of a group other than the newest (or the first packet)."""

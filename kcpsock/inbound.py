@@ -447,21 +447,52 @@ class Delivery:
 
     Attributes:
         route: the route.
-        datagrams: regular KCP datagrams, in arrival order.
+        datagrams: regular KCP datagrams, in arrival order, each after
+            ``skip`` bytes that are not part of it.
+        skip: bytes in front of the KCP datagram in each of ``datagrams``:
+            8 (the FEC header) when they are opened FEC data packets left
+            whole (a copy per packet spared: ``KCP.input(dg, ...,
+            offset=skip)``), else 0.
         recovered: datagrams recovered by FEC (no RTT sample, kcp-go
-            ``packetType`` FEC).
+            ``packetType`` FEC); nothing in front of them.
         packets: wire datagrams routed here (kcp-go ``InPkts``).
         nbytes: their opened sizes (kcp-go ``InBytes``).
     """
 
-    __slots__ = ("datagrams", "nbytes", "packets", "recovered", "route")
+    __slots__ = ("datagrams", "nbytes", "packets", "recovered", "route", "skip")
 
     def __init__(self, route: Route) -> None:
         self.route = route
         self.datagrams: list[bytes] = []
+        self.skip = 0
         self.recovered: list[bytes] = []
         self.packets = 0
         self.nbytes = 0
+
+    def kcp_datagrams(self) -> list[bytes]:
+        """The regular KCP datagrams alone (``datagrams`` without their ``skip`` bytes; copies)."""
+        skip = self.skip
+        if not skip:
+            return list(self.datagrams)
+        return [dg[skip:] for dg in self.datagrams]
+
+    def add(self, datagram: bytes, skip: int) -> None:
+        """Append a regular datagram whose KCP datagram starts at ``skip``.
+
+        The first one sets :attr:`skip`; one with another ``skip`` (an FEC
+        data packet among plain KCP ones, or the reverse: only a peer that
+        mixes them sends that) is brought to the delivery's by a copy.
+        """
+        datagrams = self.datagrams
+        have = self.skip
+        if skip != have:
+            if not datagrams:
+                self.skip = skip
+            elif skip > have:
+                datagram = datagram[skip - have :]
+            else:
+                datagram = bytes(have - skip) + datagram
+        datagrams.append(datagram)
 
 
 class InboundResult:
@@ -1058,11 +1089,13 @@ class Inbound:
                 route = found
             # 4. FEC decode (plain mode: no-op)
             codec = route.codec
+            skip = 0
             if codec is not None:
                 try:
                     if isinstance(codec, PacketCodec):
-                        # compiled: a direct call (no method lookup, no argument parsing)
-                        regular, recovered = codec.decode_payload(payload)
+                        # compiled: a direct call (no method lookup, no argument
+                        # parsing); a data packet stays whole (no copy)
+                        regular, skip, recovered = codec.decode_framed(payload)
                     else:
                         regular, recovered = codec.decode_payload(payload)
                 except PacketError as exc:
@@ -1083,7 +1116,10 @@ class Inbound:
             d.packets += 1
             d.nbytes += len(payload)
             if regular is not None:
-                d.datagrams.append(regular)
+                if skip == d.skip:
+                    d.datagrams.append(regular)
+                else:
+                    d.add(regular, skip)
             if recovered:
                 d.recovered.extend(recovered)
         return result

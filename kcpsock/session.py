@@ -1140,6 +1140,7 @@ class Session(Weakrefable):
             packets += d.packets
             nbytes += d.nbytes
             dgs = d.datagrams
+            skip = d.skip
             rec = d.recovered
             last = -1 if behind or inbox else len(dgs) + len(rec) - 1
             i = 0
@@ -1148,7 +1149,9 @@ class Session(Weakrefable):
                     kcp.hold_rto = False
                 i += 1
                 try:
-                    res = kcp.input(dg, now, regular=True, ack_nodelay=ack_nodelay, hold_acks=hold)
+                    res = kcp.input(
+                        dg, now, regular=True, ack_nodelay=ack_nodelay, hold_acks=hold, offset=skip
+                    )
                 except PacketError:
                     errors += 1
                     continue
