@@ -326,7 +326,9 @@ def test_plain_kcp_among_fec_data_packets_keeps_one_skip_per_delivery() -> None:
         inbound = Inbound.for_session(Route(None, rx), rx)
         (d,) = inbound.process([(p, A) for p in batch]).deliveries
         assert d.skip == skip and d.packets == 3
-        want = [push(3, 0), push(3, 5), push(3, 1)] if skip else [push(3, 5), push(3, 0), push(3, 1)]
+        want = (
+            [push(3, 0), push(3, 5), push(3, 1)] if skip else [push(3, 5), push(3, 0), push(3, 1)]
+        )
         assert d.kcp_datagrams() == want
 
 
