@@ -461,8 +461,9 @@ class FECEncoder:
             raise ValueError("frame_many_tagged() needs FEC on and the C helper (see taggable)")
         tags: list[int] = []
         bodies: list[bytes] = []
-        add_tag = tags.append
-        add_body = bodies.append
+        # (tags.append, not a bound method kept in a local: compiled, a
+        # list's append is a direct C call; binding it costs two attribute
+        # lookups and a method object per call)
         group = self._group
         d = self.data_shards
         paws = self.paws
@@ -471,14 +472,14 @@ class FECEncoder:
                 dg = _as_bytes("datagram", dg)
             seq = self._admit(len(dg) + 2)
             group.append(dg)  # the C helper adds the size field itself
-            add_tag(seq)
-            add_body(dg)
+            tags.append(seq)
+            bodies.append(dg)
             count = self._count = self._count + 1
             if count == d:
                 nxt = self._next
                 for shard in self._parity(now_ms):
-                    add_tag(PARITY_TAG + nxt)
-                    add_body(shard)
+                    tags.append(PARITY_TAG + nxt)
+                    bodies.append(shard)
                     nxt += 1
                     if nxt >= paws:
                         nxt = 0

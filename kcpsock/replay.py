@@ -341,12 +341,14 @@ class ReplayFilter:
         """
         waiting = self._waiting
         n = len(waiting)
-        keys = waiting[:n]
-        # senders only append: the first n are exactly the ones copied
-        del waiting[:n]
         if self._installed:
-            self._pending.update(keys)
+            # (one appended after len() is taken as well, and again later: a set)
+            self._pending.update(waiting)
+            # senders only append: the first n are the ones counted
+            del waiting[:n]
             return
+        keys = waiting[:n]
+        del waiting[:n]
         with self._lock:
             self.cache.add_many(keys, self._clock())
 
