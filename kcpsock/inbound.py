@@ -57,6 +57,7 @@ from .codec import Codec, PacketCodec
 from .config import MTU_LIMIT, check_block, check_int, check_shards
 from .errors import PacketError
 from .fec import FEC_HEADER_SIZE_PLUS2, TYPE_DATA, TYPE_PARITY
+from .replay import ReplayFilter
 from .segment import CMD_WASK, CMD_WINS, HEADER, OVERHEAD
 
 __all__ = [
@@ -841,11 +842,12 @@ class WindowShare:
         busy = self.busy
         for d in deliveries:
             dgs = d.datagrams
+            skip = d.skip  # (an FEC data packet: its KCP datagram starts at 8)
             if (
                 len(dgs) == 1
                 and not d.recovered
-                and len(dgs[0]) == OVERHEAD
-                and dgs[0][4] in _KEEPALIVE_CMDS
+                and len(dgs[0]) - skip == OVERHEAD
+                and dgs[0][skip + 4] in _KEEPALIVE_CMDS
             ):
                 continue
             busy[d.route] = now
@@ -894,6 +896,10 @@ class Inbound:
     Attributes:
         pre_filters: stage 1, run in order on every datagram.
         post_filters: run on every datagram after stage 2.
+        replay: the replay filter :meth:`ReplayFilter.install` put here (None:
+            none): its ``pre`` runs after ``pre_filters``, its ``post_later``
+            after ``post_filters`` (called directly: compiled, no call
+            through a bound-method object per datagram).
         after_batch: run once at the end of every batch.
     """
 
@@ -913,6 +919,7 @@ class Inbound:
         self.table = table
         self.pre_filters: list[PreFilter] = list(pre_filters)
         self.post_filters: list[PostFilter] = list(post_filters)
+        self.replay: Optional[ReplayFilter] = None
         #: called once at the end of every :meth:`process` (e.g. the replay
         #: filter's commit of the batch's nonces)
         self.after_batch: list[Callable[[], None]] = []
@@ -970,6 +977,7 @@ class Inbound:
             and single.codec is None
             and not self.pre_filters
             and not self.post_filters
+            and self.replay is None
             and not self.after_batch
         )
 
@@ -1013,8 +1021,16 @@ class Inbound:
         opener = self.opener
         pre = self.pre_filters
         post = self.post_filters
+        replay = self.replay
         single = self.route
-        if single is not None and opener is None and single.codec is None and not pre and not post:
+        if (
+            single is not None
+            and opener is None
+            and single.codec is None
+            and not pre
+            and not post
+            and replay is None
+        ):
             # a plain dialed session: the same outcome as the loop below,
             # in fewer steps
             one, errors = self.plain_batch(batch)
@@ -1048,6 +1064,9 @@ class Inbound:
                 if reason is not None:
                     result.count(reason)
                     continue
+            if replay is not None and replay.pre(packet, addr) is not None:
+                result.count("InReplays")
+                continue
             # 2. open (plain mode: no-op)
             if opened is not None:
                 got = opened[index]
@@ -1076,6 +1095,8 @@ class Inbound:
                 if reason is not None:
                     result.count(reason)
                     continue
+            if replay is not None:
+                replay.post_later(packet, payload, addr)  # (never drops)
             # 3. route
             if single is not None:
                 if single.closed:

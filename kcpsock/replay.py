@@ -242,6 +242,7 @@ class _Stages(Protocol):
 
     pre_filters: list[Callable[[bytes, Any], Optional[str]]]
     post_filters: list[Callable[[bytes, bytes, Any], Optional[str]]]
+    replay: Optional[ReplayFilter]
     after_batch: list[Callable[[], None]]
 
 
@@ -379,11 +380,17 @@ class ReplayFilter:
         :meth:`pre` before decryption, :meth:`post_later` after it and
         :meth:`commit` at the end of every batch: per packet, the cache is
         read and a set grows, and the lock and the clock are taken once
-        per batch instead of once per packet.
+        per batch instead of once per packet.  The pipeline calls
+        :meth:`pre` and :meth:`post_later` after its other filters of each
+        stage (its ``replay`` attribute: one direct call each per packet).
+
+        Raises:
+            ValueError: the pipeline has a replay filter already.
         """
+        if inbound.replay is not None:
+            raise ValueError("this inbound pipeline has a replay filter already")
         self._installed = True
-        inbound.pre_filters.append(self.pre)
-        inbound.post_filters.append(self.post_later)
+        inbound.replay = self
         inbound.after_batch.append(self.commit)
 
     def post(self, packet: bytes, payload: bytes, addr: Any) -> Optional[str]:

@@ -416,6 +416,14 @@ def test_keepalive_probes_and_answers_do_not_make_a_session_busy() -> None:
     share.note(deliveries, 1.0)
     # a lone keep-alive probe or answer carries nothing to pace; anything else does
     assert set(share.busy) == set(routes[2:])
+    # the same as FEC data packets delivered whole (their KCP datagram behind 8 bytes)
+    fec_share = WindowShare()
+    for route, dgs in zip(routes, batches):
+        d = Delivery(route)
+        for dg in dgs:
+            d.add(struct.pack("<IHH", 0, 0xF1, len(dg) + 2) + dg, 8)
+        fec_share.note([d], 1.0)
+    assert set(fec_share.busy) == set(routes[2:])
 
 
 def test_window_share_is_no_cap_until_the_receiver_is_loaded() -> None:

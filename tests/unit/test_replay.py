@@ -216,6 +216,32 @@ def test_installed_filter_commits_each_batch_once() -> None:
     assert r.errors == {} and len(r.deliveries[0].datagrams) == 5
     assert len(filt.cache) == 5 and not filt._pending  # committed at the end of the batch
     assert inbound.after_batch == [filt.commit]
+    # called by the pipeline directly, after its own filters; one filter per pipeline
+    assert inbound.replay is filt and inbound.pre_filters == inbound.post_filters == []
+    with pytest.raises(ValueError, match="replay filter already"):
+        filt.install(inbound)
+
+
+def test_installed_filter_runs_after_the_pipelines_own_filters() -> None:
+    """A datagram a source filter drops is not a replay, and its nonce is not remembered."""
+    from kcpsock.inbound import Inbound, Route
+    from kcpsock.replay import ReplayFilter
+
+    codec = PacketCodec(new_block_crypt("aes", KEY))
+    filt = ReplayFilter(codec.nonce_size, lambda: 0)
+    inbound = Inbound.for_session(Route(None, codec), codec, remote=X)
+    filt.install(inbound)
+    drops: list[bytes] = []
+    inbound.post_filters.append(lambda p, payload, a: drops.append(p) or "Dropped")
+    a = codec.encode(_dg(0))[0]
+    r = inbound.process([(a, Y), (a, Y)])  # not from the peer: InErrs twice, not InReplays
+    assert r.errors == {"InErrs": 2} and len(filt.cache) == 0
+    r = inbound.process([(a, X)])  # a post filter drops it: post_later never sees it
+    assert r.errors == {"Dropped": 1} and drops == [a] and len(filt.cache) == 0
+    inbound.post_filters.clear()
+    r = inbound.process([(a, X), (a, X)])
+    assert r.errors == {"InReplays": 1} and len(r.deliveries[0].datagrams) == 1
+    assert filt.cache.contains(a[:16])
 
 
 def test_add_many_of_a_set_rotates_as_one_by_one() -> None:
