@@ -232,7 +232,12 @@ def test_installed_filter_runs_after_the_pipelines_own_filters() -> None:
     inbound = Inbound.for_session(Route(None, codec), codec, remote=X)
     filt.install(inbound)
     drops: list[bytes] = []
-    inbound.post_filters.append(lambda p, payload, a: drops.append(p) or "Dropped")
+
+    def drop(p: bytes, payload: bytes, addr: object) -> str:
+        drops.append(p)
+        return "Dropped"
+
+    inbound.post_filters.append(drop)
     a = codec.encode(_dg(0))[0]
     r = inbound.process([(a, Y), (a, Y)])  # not from the peer: InErrs twice, not InReplays
     assert r.errors == {"InErrs": 2} and len(filt.cache) == 0
@@ -298,8 +303,13 @@ def test_sent_nonces_wait_for_the_receiver_then_reach_the_cache(install: bool) -
             pass
 
     filt._lock = CountingLock()
-    clock_reads = []
-    filt._clock = lambda: clock_reads.append(1) or 0
+    clock_reads: list[int] = []
+
+    def clock() -> int:
+        clock_reads.append(1)
+        return 0
+
+    filt._clock = clock
     out = [p for i in range(4) for p in codec.encode(_dg(i))]
     filt.sent(out[:2])
     filt.sent(out[2:])
