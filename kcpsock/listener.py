@@ -384,7 +384,7 @@ class ListenerCore(Weakrefable):
             s = route.target
             if isinstance(s, Session):
                 kcp = s.kcp
-                paced = drain.window(route, now, kcp.rcv_nxt, kcp.rx_minrto, backlog)
+                paced = drain.window(route, now, kcp.rcv_nxt, kcp.rx_minrto, backlog, kcp.snd_nxt)
                 want = min(cap, paced)
                 if kcp.wnd_cap != want:
                     kcp.wnd_cap = want
