@@ -457,7 +457,7 @@ class SocketWatch:
         self.seen: dict[str, list[int]] = {}
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "SocketWatch":
+    def __enter__(self) -> SocketWatch:
         self._thread.start()
         return self
 

@@ -175,7 +175,10 @@ def test_slow_reason_counts_the_echo_servers_rto_resends() -> None:
 
 def test_socket_watch_reads_drops_and_queues(tmp_path: Any) -> None:
     udp = tmp_path / "udp"
-    head = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n"  # noqa: E501
+    head = (
+        "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt"
+        "   uid  timeout inode ref pointer drops\n"
+    )
 
     def line(local: int, remote: int, rxq: int, inode: int, drops: int) -> str:
         return (
