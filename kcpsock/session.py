@@ -2533,7 +2533,7 @@ class Session(Weakrefable):
 
         Every :data:`DRAIN_INTERVAL` seconds, :class:`kcpsock.inbound.DrainRate`
         turns the segments taken in while datagrams waited into the window
-        that drains within half the minimum RTO (a quarter while this
+        that drains within half the minimum RTO (a sixth while this
         session also sends: ``DrainRate.BOTH_SHARE``), so a slow receiver does
         not make its peer resend the tail of every window.  In message mode
         too, as a listener's sessions: the cap lowers only the advertised

@@ -448,7 +448,7 @@ class SocketWatch:
     lasts, since a client's socket disappears when its process exits.
     """
 
-    def __init__(self, port: int, every: float = 0.01, path: str = "/proc/net/udp") -> None:
+    def __init__(self, port: int, every: float = 0.02, path: str = "/proc/net/udp") -> None:
         self._port = port
         self._path = path
         self._every = every
