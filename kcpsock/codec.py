@@ -722,6 +722,28 @@ class PacketCodec:
                 malformed FEC packet; the codec's state is unchanged.
             TypeError: if ``payload`` is not bytes-like.
         """
+        regular, skip, recovered = self.decode_framed(payload)
+        if skip and regular is not None:
+            regular = regular[skip:]
+        return regular, recovered
+
+    def decode_framed(self, payload: BytesLike) -> tuple[Optional[bytes], int, list[bytes]]:
+        """:meth:`decode_payload` without copying a data packet's KCP datagram out.
+
+        Args:
+            payload: the result of :meth:`open`.
+
+        Returns:
+            ``(regular, skip, recovered)``: as :meth:`decode_payload`, but
+            the KCP datagram is ``regular[skip:]``: an FEC data packet comes
+            back whole (``skip`` 8, its FEC header; feed it with
+            ``KCP.input(regular, ..., offset=skip)``), anything else with
+            ``skip`` 0.  ``regular`` is kept by the FEC decoder as a shard:
+            it must not change.
+
+        Raises:
+            As :meth:`decode_payload`.
+        """
         if not isinstance(payload, bytes):
             payload = _as_bytes("payload", payload)
         if len(payload) < OVERHEAD:
@@ -731,19 +753,21 @@ class PacketCodec:
         # no tuple per packet)
         kind = payload[4]
         if payload[5] or (kind != TYPE_DATA and kind != TYPE_PARITY):
-            return payload, []
+            return payload, 0, []
         decoder = self.decoder
         if decoder is not None:
             # header parsed and checked here (payload >= 24 bytes): no second
             # pass; a codec's decoder is always enabled (d >= 1, autotune too)
             seqid = payload[0] | payload[1] << 8 | payload[2] << 16 | payload[3] << 24
-            return decoder.take(payload, seqid, kind == TYPE_DATA)
+            if kind == TYPE_DATA:
+                return payload, FEC_HEADER_SIZE_PLUS2, decoder.collect(payload, seqid, True)
+            return None, 0, decoder.collect(payload, seqid, False)
         # kcp-go kcpInput: "if fecDecoder is not initialized, create one
         # with default parameter" (1, 1); kept only if the packet decodes.
         decoder = FECDecoder(1, 1)
-        result = decoder.decode_parts(payload)
+        regular, recovered = decoder.decode_parts(payload)
         self.decoder = decoder
-        return result
+        return regular, 0, recovered
 
     def decode(self, packet: BytesLike) -> tuple[Optional[bytes], list[bytes]]:
         """``decode_payload(open(packet))``: one UDP payload to KCP datagrams.

@@ -461,8 +461,9 @@ class FECEncoder:
             raise ValueError("frame_many_tagged() needs FEC on and the C helper (see taggable)")
         tags: list[int] = []
         bodies: list[bytes] = []
-        add_tag = tags.append
-        add_body = bodies.append
+        # (tags.append, not a bound method kept in a local: compiled, a
+        # list's append is a direct C call; binding it costs two attribute
+        # lookups and a method object per call)
         group = self._group
         d = self.data_shards
         paws = self.paws
@@ -471,14 +472,14 @@ class FECEncoder:
                 dg = _as_bytes("datagram", dg)
             seq = self._admit(len(dg) + 2)
             group.append(dg)  # the C helper adds the size field itself
-            add_tag(seq)
-            add_body(dg)
+            tags.append(seq)
+            bodies.append(dg)
             count = self._count = self._count + 1
             if count == d:
                 nxt = self._next
                 for shard in self._parity(now_ms):
-                    add_tag(PARITY_TAG + nxt)
-                    add_body(shard)
+                    tags.append(PARITY_TAG + nxt)
+                    bodies.append(shard)
                     nxt += 1
                     if nxt >= paws:
                         nxt = 0
@@ -819,6 +820,23 @@ class FECDecoder:
             As :meth:`decode_parts`.
         """
         regular: Optional[bytes] = packet[FEC_HEADER_SIZE_PLUS2:] if is_data else None
+        return regular, self.collect(packet, seqid, is_data)
+
+    def collect(self, packet: bytes, seqid: int, is_data: bool) -> list[bytes]:
+        """:meth:`take` without the copy of the regular datagram: only the recovered ones.
+
+        For a receiver that feeds a data packet's KCP datagram from offset 8
+        of ``packet`` itself (:meth:`kcpsock.codec.PacketCodec.decode_framed`).
+        ``packet`` is kept (as a shard of its group) and must not change.
+
+        Args:
+            packet: as :meth:`take`.
+            seqid: as :meth:`take`.
+            is_data: as :meth:`take`.
+
+        Returns:
+            The datagrams recovered from parity (often empty).
+        """
         # --- no exception below this line: state changes start here ---
         tuner = self._autotune
         if tuner is not None:
@@ -826,7 +844,7 @@ class FECDecoder:
         if seqid >= self._paws:
             # kcp-go HEAD: beyond the wrap point, never a valid seqid.
             self.ignored += 1
-            return regular, []
+            return []
         n = self._n
         gid = seqid // n
         pos = seqid - gid * n
@@ -837,21 +855,21 @@ class FECDecoder:
             if tuner is not None:
                 self._should_tune = True
                 self._retune()
-            return regular, []
+            return []
         if gid != self._newest:
-            return regular, self._take_other(packet, gid, pos, is_data)
+            return self._take_other(packet, gid, pos, is_data)
         # The newest group (nearly every packet): no dict, no window check.
         slots = self._cur
         if slots[pos] is not None:
             self.ignored += 1  # duplicate
-            return regular, []
+            return []
         slots[pos] = packet
         if not is_data:
             self.parity_shards += 1
         count = self._cur_count + 1
         if count < self._d:
             self._cur_count = count
-            return regular, []
+            return []
         # kcp-go HEAD: take every shard out; the set stays, empty, so later
         # shards of this group (its parity, normally) are collected again
         # and age out with the group.
@@ -859,7 +877,7 @@ class FECDecoder:
         self._sets[gid] = fresh
         self._cur = fresh
         self._cur_count = 0
-        return regular, self._recover(slots)
+        return self._recover(slots)
 
     def _take_other(self, packet: bytes, gid: int, pos: int, is_data: bool) -> list[bytes]:
         """:meth:`take` for a packet of a group other than the newest (or the first packet)."""

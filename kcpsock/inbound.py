@@ -57,6 +57,7 @@ from .codec import Codec, PacketCodec
 from .config import MTU_LIMIT, check_block, check_int, check_shards
 from .errors import PacketError
 from .fec import FEC_HEADER_SIZE_PLUS2, TYPE_DATA, TYPE_PARITY
+from .replay import ReplayFilter
 from .segment import CMD_WASK, CMD_WINS, HEADER, OVERHEAD
 
 __all__ = [
@@ -447,21 +448,52 @@ class Delivery:
 
     Attributes:
         route: the route.
-        datagrams: regular KCP datagrams, in arrival order.
+        datagrams: regular KCP datagrams, in arrival order, each after
+            ``skip`` bytes that are not part of it.
+        skip: bytes in front of the KCP datagram in each of ``datagrams``:
+            8 (the FEC header) when they are opened FEC data packets left
+            whole (a copy per packet spared: ``KCP.input(dg, ...,
+            offset=skip)``), else 0.
         recovered: datagrams recovered by FEC (no RTT sample, kcp-go
-            ``packetType`` FEC).
+            ``packetType`` FEC); nothing in front of them.
         packets: wire datagrams routed here (kcp-go ``InPkts``).
         nbytes: their opened sizes (kcp-go ``InBytes``).
     """
 
-    __slots__ = ("datagrams", "nbytes", "packets", "recovered", "route")
+    __slots__ = ("datagrams", "nbytes", "packets", "recovered", "route", "skip")
 
     def __init__(self, route: Route) -> None:
         self.route = route
         self.datagrams: list[bytes] = []
+        self.skip = 0
         self.recovered: list[bytes] = []
         self.packets = 0
         self.nbytes = 0
+
+    def kcp_datagrams(self) -> list[bytes]:
+        """The regular KCP datagrams alone (``datagrams`` without their ``skip`` bytes; copies)."""
+        skip = self.skip
+        if not skip:
+            return list(self.datagrams)
+        return [dg[skip:] for dg in self.datagrams]
+
+    def add(self, datagram: bytes, skip: int) -> None:
+        """Append a regular datagram whose KCP datagram starts at ``skip``.
+
+        The first one sets :attr:`skip`; one with another ``skip`` (an FEC
+        data packet among plain KCP ones, or the reverse: only a peer that
+        mixes them sends that) is brought to the delivery's by a copy.
+        """
+        datagrams = self.datagrams
+        have = self.skip
+        if skip != have:
+            if not datagrams:
+                self.skip = skip
+            elif skip > have:
+                datagram = datagram[skip - have :]
+            else:
+                datagram = bytes(have - skip) + datagram
+        datagrams.append(datagram)
 
 
 class InboundResult:
@@ -832,11 +864,12 @@ class WindowShare:
         busy = self.busy
         for d in deliveries:
             dgs = d.datagrams
+            skip = d.skip  # (an FEC data packet: its KCP datagram starts at 8)
             if (
                 len(dgs) == 1
                 and not d.recovered
-                and len(dgs[0]) == OVERHEAD
-                and dgs[0][4] in _KEEPALIVE_CMDS
+                and len(dgs[0]) - skip == OVERHEAD
+                and dgs[0][skip + 4] in _KEEPALIVE_CMDS
             ):
                 continue
             busy[d.route] = now
@@ -885,6 +918,10 @@ class Inbound:
     Attributes:
         pre_filters: stage 1, run in order on every datagram.
         post_filters: run on every datagram after stage 2.
+        replay: the replay filter :meth:`ReplayFilter.install` put here (None:
+            none): its ``pre`` runs after ``pre_filters``, its ``post_later``
+            after ``post_filters`` (called directly: compiled, no call
+            through a bound-method object per datagram).
         after_batch: run once at the end of every batch.
     """
 
@@ -904,6 +941,7 @@ class Inbound:
         self.table = table
         self.pre_filters: list[PreFilter] = list(pre_filters)
         self.post_filters: list[PostFilter] = list(post_filters)
+        self.replay: Optional[ReplayFilter] = None
         #: called once at the end of every :meth:`process` (e.g. the replay
         #: filter's commit of the batch's nonces)
         self.after_batch: list[Callable[[], None]] = []
@@ -961,6 +999,7 @@ class Inbound:
             and single.codec is None
             and not self.pre_filters
             and not self.post_filters
+            and self.replay is None
             and not self.after_batch
         )
 
@@ -1004,8 +1043,16 @@ class Inbound:
         opener = self.opener
         pre = self.pre_filters
         post = self.post_filters
+        replay = self.replay
         single = self.route
-        if single is not None and opener is None and single.codec is None and not pre and not post:
+        if (
+            single is not None
+            and opener is None
+            and single.codec is None
+            and not pre
+            and not post
+            and replay is None
+        ):
             # a plain dialed session: the same outcome as the loop below,
             # in fewer steps
             one, errors = self.plain_batch(batch)
@@ -1039,6 +1086,9 @@ class Inbound:
                 if reason is not None:
                     result.count(reason)
                     continue
+            if replay is not None and replay.pre(packet, addr) is not None:
+                result.count("InReplays")
+                continue
             # 2. open (plain mode: no-op)
             if opened is not None:
                 got = opened[index]
@@ -1067,6 +1117,8 @@ class Inbound:
                 if reason is not None:
                     result.count(reason)
                     continue
+            if replay is not None:
+                replay.post_later(packet, payload, addr)  # (never drops)
             # 3. route
             if single is not None:
                 if single.closed:
@@ -1080,11 +1132,13 @@ class Inbound:
                 route = found
             # 4. FEC decode (plain mode: no-op)
             codec = route.codec
+            skip = 0
             if codec is not None:
                 try:
                     if isinstance(codec, PacketCodec):
-                        # compiled: a direct call (no method lookup, no argument parsing)
-                        regular, recovered = codec.decode_payload(payload)
+                        # compiled: a direct call (no method lookup, no argument
+                        # parsing); a data packet stays whole (no copy)
+                        regular, skip, recovered = codec.decode_framed(payload)
                     else:
                         regular, recovered = codec.decode_payload(payload)
                 except PacketError as exc:
@@ -1105,7 +1159,10 @@ class Inbound:
             d.packets += 1
             d.nbytes += len(payload)
             if regular is not None:
-                d.datagrams.append(regular)
+                if skip == d.skip:
+                    d.datagrams.append(regular)
+                else:
+                    d.add(regular, skip)
             if recovered:
                 d.recovered.extend(recovered)
         return result

@@ -126,6 +126,10 @@ _pack_head: Final = struct.Struct("<IBBHI").pack
 _pack_tail: Final = struct.Struct("<III").pack
 _second: Final = itemgetter(1)
 _unpack_from: Final = HEADER.unpack_from
+#: The offset of the KCP datagram in an opened FEC data packet (its 8-byte
+#: FEC header, kcpsock.fec's ``FEC_HEADER_SIZE_PLUS2``), which receivers pass
+#: to :meth:`KCP.input` as ``offset``.
+_FEC_SKIP: Final = 8
 #: A decoded header: conv, cmd, frg, wnd, ts, sn, una, len.
 _Hdr = tuple[int, int, int, int, int, int, int, int]
 
@@ -170,6 +174,25 @@ def _header(d: bytes) -> _Hdr:
         d[12] | d[13] << 8 | d[14] << 16 | d[15] << 24,
         d[16] | d[17] << 8 | d[18] << 16 | d[19] << 24,
         d[20] | d[21] << 8 | d[22] << 16 | d[23] << 24,
+    )
+
+
+def _header_behind_fec(d: bytes) -> _Hdr:
+    """:func:`_header` of the KCP header at offset 8 (behind an FEC data header).
+
+    ``HEADER.unpack_from(d, 8)``.  Constant offsets, not ``_header`` with an
+    offset argument: compiled, every ``o + k`` would be a checked tagged-int
+    addition (that version cost twice as much per header).
+    """
+    return (
+        d[8] | d[9] << 8 | d[10] << 16 | d[11] << 24,
+        d[12],
+        d[13],
+        d[14] | d[15] << 8,
+        d[16] | d[17] << 8 | d[18] << 16 | d[19] << 24,
+        d[20] | d[21] << 8 | d[22] << 16 | d[23] << 24,
+        d[24] | d[25] << 8 | d[26] << 16 | d[27] << 24,
+        d[28] | d[29] << 8 | d[30] << 16 | d[31] << 24,
     )
 
 
@@ -615,11 +638,13 @@ class KCP:
         regular: bool = True,
         ack_nodelay: bool = False,
         hold_acks: bool = False,
+        offset: int = 0,
     ) -> list[bytes]:
         """Feed one received datagram (kcp-go HEAD ``Input``).
 
         Args:
-            datagram: the KCP datagram (after decryption and FEC).
+            datagram: the KCP datagram (after decryption and FEC), from
+                ``offset`` on.
             now_ms: the current time in ms (any monotonic int; used mod 2**32).
             regular: False for datagrams recovered by FEC: no RTT sample, no
                 ``rmt_wnd`` update, no repeat counting (kcp-go packetType FEC).
@@ -629,6 +654,10 @@ class KCP:
                 work would be ACKs (una advanced with nothing queued to
                 send; ``ack_nodelay``).  A fast-resend threshold or
                 ``mtu // 24`` pending ACKs still flush.
+            offset: where the KCP datagram starts in ``datagram`` (the
+                bytes before it are ignored): a receiver passes the opened
+                FEC data packet whole with ``offset=8`` instead of a copy
+                without its FEC header.
 
         Returns:
             Datagrams to transmit now: kcp-go HEAD's immediate flushes (full
@@ -640,10 +669,13 @@ class KCP:
             PacketError: (counter ``KCPInErrors``) the datagram is shorter than
                 24 bytes, is for another conv, has a truncated payload or an
                 unknown command.  The state is unchanged.
+            ValueError: ``offset`` is negative.
         """
         if type(datagram) is not bytes:
             datagram = bytes(datagram)
-        n = len(datagram)
+        if offset < 0:
+            raise ValueError(f"offset must be >= 0, got {offset}")
+        n = len(datagram) - offset
         if n < OVERHEAD:
             raise PacketError(
                 f"KCP datagram of {n} bytes is shorter than the 24-byte header", "KCPInErrors"
@@ -655,10 +687,14 @@ class KCP:
         # not a conditional expression: its type would join _Hdr with the
         # unpack's Any, and compiled, _header's native tuple would be boxed
         h: _Hdr
-        if _COMPILED:  # noqa: SIM108
+        if not _COMPILED:
+            h = _unpack_from(datagram, offset)
+        elif offset == 0:
             h = _header(datagram)
+        elif offset == _FEC_SKIP:
+            h = _header_behind_fec(datagram)
         else:
-            h = _unpack_from(datagram, 0)
+            h = _unpack_from(datagram, offset)
         conv, cmd, frg, wnd, ts, sn, una, length = h
         hdrs: Sequence[tuple[_Hdr, int]]
         if cmd == CMD_PUSH and n == OVERHEAD + length and conv == self.conv:
@@ -681,10 +717,10 @@ class KCP:
                 rcv_queue = self.rcv_queue
                 rcv_buf = self.rcv_buf
                 if sn == rcv_nxt and not rcv_buf and len(rcv_queue) < rcv_wnd:
-                    self._rcv_append((frg, datagram[OVERHEAD:]))
+                    self._rcv_append((frg, datagram[offset + OVERHEAD :]))
                     self.rcv_nxt = (sn + 1) & _M
                 elif ((sn - rcv_nxt) & _M) < 0x80000000 and sn not in rcv_buf:
-                    rcv_buf[sn] = (frg, datagram[OVERHEAD:])
+                    rcv_buf[sn] = (frg, datagram[offset + OVERHEAD :])
                     if sn == rcv_nxt:
                         self._refill()
                 elif regular:
@@ -700,9 +736,9 @@ class KCP:
                 return self._flush(now_ms & _M, False)
             return []
         if n == OVERHEAD + length and conv == self.conv and CMD_PUSH <= cmd <= CMD_WINS:
-            hdrs = ((h, OVERHEAD),)  # one valid segment
+            hdrs = ((h, offset + OVERHEAD),)  # one valid segment
         else:
-            hdrs = self._validate(datagram, n)
+            hdrs = self._validate(datagram, offset)
 
         # Pass 2: apply, as kcp-go HEAD Input.
         current = now_ms & _M
@@ -823,11 +859,15 @@ class KCP:
                 while 0 < ((una - inflight[0][SN]) & _M) < 0x80000000:
                     inflight.popleft()
 
-    def _validate(self, datagram: bytes, n: int) -> list[tuple[_Hdr, int]]:
+    def _validate(self, datagram: bytes, start: int) -> list[tuple[_Hdr, int]]:
         """Parse every header of a datagram as kcp-go Input does, changing nothing.
 
+        Args:
+            datagram: holds the KCP datagram from ``start`` to its end.
+            start: where the datagram's first header starts.
+
         Returns:
-            (header tuple, payload offset) per segment; a trailing remainder
+            (header tuple, payload offset in ``datagram``) per segment; a trailing remainder
             shorter than 24 bytes is ignored (kcp-go).
 
         Raises:
@@ -836,7 +876,8 @@ class KCP:
         conv = self.conv
         unpack_from = _unpack_from
         hdrs = []
-        off = 0
+        n = len(datagram)
+        off = start
         while n - off >= OVERHEAD:
             h = unpack_from(datagram, off)
             off += OVERHEAD

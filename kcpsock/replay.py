@@ -34,7 +34,9 @@ Window (both limits apply, whichever is reached first):
   first).  Rotation happens on the next add, so an idle cache forgets
   nothing.
 * Memory is at most ``capacity`` nonces (about 115 bytes each in CPython:
-  7.5 MB for the default 65,536), allocated as traffic arrives.
+  7.5 MB for the default 65,536), allocated as traffic arrives, plus in a
+  :class:`ReplayFilter` at most :data:`SENT_WAIT_MAX` sent nonces waiting for
+  the receiver (see :meth:`ReplayFilter.sent`).
 
 What it does not do: a replay older than the window is not recognised (the
 wire format carries no time), plain mode has no nonce to remember, and in
@@ -48,6 +50,14 @@ Invariants:
     * Not thread-safe by itself: callers that share one cache between
       threads serialise :meth:`add` / :meth:`add_many` / :meth:`seen` (the
       I/O layer holds a lock once per batch).  :meth:`contains` only reads.
+    * :class:`ReplayFilter`: any number of sending threads call
+      :meth:`~ReplayFilter.sent`; one thread at a time runs the receive
+      stages (:meth:`~ReplayFilter.pre`, :meth:`~ReplayFilter.post_later`,
+      :meth:`~ReplayFilter.commit`: the receiver, or the reader holding the
+      receive role).  Sent nonces pass from the senders to the receiver
+      through a list that senders only extend and the receiver only takes
+      from the front of (each one list operation, atomic under the GIL): a
+      send takes no lock and reads no clock.
 """
 
 from __future__ import annotations
@@ -64,6 +74,7 @@ __all__ = [
     "CLASSIC_NONCE_SIZE",
     "DEFAULT_CAPACITY",
     "DEFAULT_WINDOW_MS",
+    "SENT_WAIT_MAX",
     "ReplayCache",
     "ReplayFilter",
     "nonce_key",
@@ -77,6 +88,9 @@ AEAD_NONCE_SIZE: Final = 12
 DEFAULT_CAPACITY: Final = 65536
 #: Age after which a generation of nonces is retired (10 minutes, the blacklist TTL).
 DEFAULT_WINDOW_MS: Final = 600_000
+#: Sent nonces that wait for the receiver at most (:meth:`ReplayFilter.sent`);
+#: beyond, a send adds its nonces to the cache itself (lock and clock).
+SENT_WAIT_MAX: Final = 2048
 
 _Bytes = Union[bytes, bytearray, memoryview]
 
@@ -228,6 +242,7 @@ class _Stages(Protocol):
 
     pre_filters: list[Callable[[bytes, Any], Optional[str]]]
     post_filters: list[Callable[[bytes, bytes, Any], Optional[str]]]
+    replay: Optional[ReplayFilter]
     after_batch: list[Callable[[], None]]
 
 
@@ -253,7 +268,17 @@ class ReplayFilter:
         ValueError, TypeError: bad sizes (see :class:`ReplayCache`).
     """
 
-    __slots__ = ("_clock", "_last_key", "_last_packet", "_lock", "_pending", "cache", "nonce_size")
+    __slots__ = (
+        "_clock",
+        "_installed",
+        "_last_key",
+        "_last_packet",
+        "_lock",
+        "_pending",
+        "_waiting",
+        "cache",
+        "nonce_size",
+    )
 
     def __init__(
         self,
@@ -273,7 +298,14 @@ class ReplayFilter:
             lock if lock is not None else contextlib.nullcontext()
         )
         # nonces passed by post_later in the current batch, not yet in the cache
+        # (and, installed, the sent nonces pre() took from _waiting)
         self._pending: set[bytes] = set()
+        # nonces sent and not yet taken by pre() (senders extend it, pre()
+        # takes from its front; see the module doc)
+        self._waiting: list[bytes] = []
+        # install() ran: commit() ends every batch (pre() may leave sent
+        # nonces in _pending for it)
+        self._installed = False
         # the last packet pre() passed and its key (hashed already): post_later
         # of that packet reuses it instead of slicing and hashing again
         self._last_packet: Optional[bytes] = None
@@ -286,8 +318,11 @@ class ReplayFilter:
         """Pre-open filter: ``"InReplays"`` for a nonce seen before, else None.
 
         "Seen" includes nonces :meth:`post_later` took in the batch being
-        processed, so a copy later in the same batch is dropped as well.
+        processed, so a copy later in the same batch is dropped as well, and
+        every nonce :meth:`sent` took before this call.
         """
+        if self._waiting:
+            self._take_sent()
         key = packet[: self.nonce_size]
         cache = self.cache
         # contains(), inlined: per packet
@@ -297,6 +332,26 @@ class ReplayFilter:
         self._last_packet = packet
         self._last_key = key
         return None
+
+    def _take_sent(self) -> None:
+        """Move the sent nonces waiting in ``_waiting`` to where :meth:`pre` looks.
+
+        Installed: into ``_pending`` (the receiver's own set; :meth:`commit`
+        adds it to the cache at the end of the batch, under one lock with
+        the nonces received).  Otherwise into the cache, under the lock.
+        """
+        waiting = self._waiting
+        n = len(waiting)
+        if self._installed:
+            # (one appended after len() is taken as well, and again later: a set)
+            self._pending.update(waiting)
+            # senders only append: the first n are the ones counted
+            del waiting[:n]
+            return
+        keys = waiting[:n]
+        del waiting[:n]
+        with self._lock:
+            self.cache.add_many(keys, self._clock())
 
     def post_later(self, packet: bytes, payload: bytes, addr: Any) -> Optional[str]:
         """:meth:`post` for a batch: the nonce waits for :meth:`commit` (no lock, no clock).
@@ -325,10 +380,17 @@ class ReplayFilter:
         :meth:`pre` before decryption, :meth:`post_later` after it and
         :meth:`commit` at the end of every batch: per packet, the cache is
         read and a set grows, and the lock and the clock are taken once
-        per batch instead of once per packet.
+        per batch instead of once per packet.  The pipeline calls
+        :meth:`pre` and :meth:`post_later` after its other filters of each
+        stage (its ``replay`` attribute: one direct call each per packet).
+
+        Raises:
+            ValueError: the pipeline has a replay filter already.
         """
-        inbound.pre_filters.append(self.pre)
-        inbound.post_filters.append(self.post_later)
+        if inbound.replay is not None:
+            raise ValueError("this inbound pipeline has a replay filter already")
+        self._installed = True
+        inbound.replay = self
         inbound.after_batch.append(self.commit)
 
     def post(self, packet: bytes, payload: bytes, addr: Any) -> Optional[str]:
@@ -339,7 +401,18 @@ class ReplayFilter:
         return None
 
     def sent(self, packets: Iterable[bytes]) -> None:
-        """Remember the nonces of datagrams about to be sent (stops their reflection)."""
+        """Remember the nonces of datagrams about to be sent (stops their reflection).
+
+        Called before the datagrams leave, so a reflected copy always finds
+        its nonce: the nonces wait in a list that the next :meth:`pre` takes
+        (no lock, no clock here); with :data:`SENT_WAIT_MAX` waiting (no
+        receiver has run for a while) they go to the cache directly.
+        """
         size = self.nonce_size
+        keys = [p[:size] for p in packets]
+        waiting = self._waiting
+        if len(waiting) < SENT_WAIT_MAX:
+            waiting.extend(keys)
+            return
         with self._lock:
-            self.cache.add_many([p[:size] for p in packets], self._clock())
+            self.cache.add_many(keys, self._clock())

@@ -108,7 +108,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Final, Optional, TypeVar, Union, cast
 
 from ._mypyc import Weakrefable
-from .codec import Codec
+from .codec import Codec, PacketCodec
 from .config import KCPConfig
 from .errors import (
     KCPBlockingIOError,
@@ -1057,7 +1057,11 @@ class Session(Weakrefable):
         now = now_ms()
         if codec is not None and not dup:
             # the whole batch in one call (no per-datagram lists)
-            packets = codec.encode_many(datagrams, now)
+            if isinstance(codec, PacketCodec):
+                # compiled: a direct call (no method lookup, no argument parsing)
+                packets = codec.encode_many(datagrams, now)
+            else:
+                packets = codec.encode_many(datagrams, now)
             replay = self.replay
             if replay is not None:
                 replay.sent(packets)
@@ -1140,6 +1144,7 @@ class Session(Weakrefable):
             packets += d.packets
             nbytes += d.nbytes
             dgs = d.datagrams
+            skip = d.skip
             rec = d.recovered
             last = -1 if behind or inbox else len(dgs) + len(rec) - 1
             i = 0
@@ -1148,7 +1153,9 @@ class Session(Weakrefable):
                     kcp.hold_rto = False
                 i += 1
                 try:
-                    res = kcp.input(dg, now, regular=True, ack_nodelay=ack_nodelay, hold_acks=hold)
+                    res = kcp.input(
+                        dg, now, regular=True, ack_nodelay=ack_nodelay, hold_acks=hold, offset=skip
+                    )
                 except PacketError:
                     errors += 1
                     continue

@@ -132,7 +132,7 @@ def _updater_stub(updater_mod: Any) -> Any:
 class Pair:
     """Two sockets joined by an in-memory wire, driven step by step."""
 
-    def __init__(self, mods: dict[str, Any], stream: bool) -> None:
+    def __init__(self, mods: dict[str, Any], stream: bool, codec: str = "plain") -> None:
         session_mod = mods["session"]
         self.clock = _Clock()
         session_mod.now_ms = self.clock
@@ -169,8 +169,12 @@ class Pair:
             self._dummies.append(dummy)
             wire = Wire(dummy, owned=False, connected=True)
             wire.queue = queues[peer]
-            s = session_mod.Session(0x1234, addrs[peer], wire, config)
-            s._inbound = mods["inbound"].Inbound.for_session(s.route, None, None)
+            packet_codec = _codec(mods, codec)
+            s = session_mod.Session(0x1234, addrs[peer], wire, config, packet_codec)
+            s._inbound = mods["inbound"].Inbound.for_session(s.route, packet_codec, None)
+            if s.replay is not None:
+                # as Session.start_receiver does
+                s.replay.install(s._inbound)
             s.start()
             self.sessions[me] = s
             self.socks[me] = mods["sock"].KCPSocket(s)
@@ -197,6 +201,20 @@ class Pair:
 
 
 Step = tuple[str, Callable[[], Any]]
+
+
+#: bench.py's configurations: (cipher, FEC data shards, parity shards)
+CODECS = {"plain": ("null", 0, 0), "aes+fec": ("aes", 10, 3)}
+
+
+def _codec(mods: dict[str, Any], name: str) -> Any:
+    """One side's PacketCodec for bench.py's configuration ``name`` (None: plain)."""
+    crypt, ds, ps = CODECS[name]
+    if crypt == "null":
+        return None
+    kcpsock = mods["kcpsock"]
+    block = kcpsock.new_block_crypt(crypt, kcpsock.derive_key("count_rtt"))
+    return kcpsock.PacketCodec(block, ds, ps)
 
 
 def _profile(mods: dict[str, Any], stream: bool, **extra: Any) -> Any:
@@ -360,7 +378,7 @@ def recv_steps(pair: Pair, burst: int) -> tuple[list[Step], Callable[[int], None
 def _build(args: argparse.Namespace) -> tuple[Pair, list[Step], Callable[[int], None], int]:
     mods = _load(Path(args.root).resolve())
     stream = args.mode == "stream"
-    pair = Pair(mods, stream)
+    pair = Pair(mods, stream, args.config)
     if args.what == "ping":
         steps, tick = ping_steps(pair, args.size)
         per = 1
@@ -441,7 +459,7 @@ def _callgrind(args: argparse.Namespace, argv: list[str]) -> int:
     per = args.rounds * (1 if args.what == "ping" else args.burst)
     unit = "round trip" if args.what == "ping" else "message"
     print(
-        f"{args.what} {args.mode} side {args.side}: Ir {ir / per:.0f} per {unit}"
+        f"{args.what} {args.mode} {args.config} side {args.side}: Ir {ir / per:.0f} per {unit}"
         f"  ({ir} in {per})  root {Path(args.root).resolve()}  callgrind file {out}"
     )
     return 0
@@ -567,6 +585,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--profile", choices=("a", "b"), help="cProfile one side")
     parser.add_argument("--top", type=int, default=30, help="--profile: functions shown")
     parser.add_argument("--real", action="store_true", help="real loopback, two processes")
+    parser.add_argument(
+        "--config",
+        choices=tuple(CODECS),
+        default="plain",
+        help="bench.py's configuration: plain, or aes+fec (aes, FEC 10/3, replay filter)",
+    )
     parser.add_argument("--traced", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--role", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -45,7 +45,7 @@ def test_unsolicited_datagrams_open_nothing() -> None:
     assert r.created == [] and r.refused == {"unsolicited": 2}
     r = inbound.process([(seg(2, sn=0), A), (seg(2, sn=9), A)])
     assert [x.key for x in r.created] == [(A, 2)]
-    assert r.deliveries[0].datagrams == [seg(2), seg(2, sn=9)]
+    assert r.deliveries[0].kcp_datagrams() == [seg(2), seg(2, sn=9)]
 
 
 def test_per_address_caps_count_the_ip_not_the_port() -> None:

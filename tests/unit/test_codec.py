@@ -418,3 +418,54 @@ def test_open_many_large_batch_in_chunks() -> None:
     assert [g for i, g in enumerate(got) if i != 77] == [
         codec.open(w) for i, w in enumerate(wire) if i != 77
     ]
+
+
+# --- decode_framed: the FEC stage without the copy of the KCP datagram -------
+
+
+@pytest.mark.parametrize(("d", "p"), [(3, 2), (10, 3), (1, 1)])
+def test_decode_framed_is_decode_payload_without_the_copy(d: int, p: int) -> None:
+    """Two receivers in step over a lossy stream: one decode_payload, one decode_framed."""
+    rng = random.Random(d * 10 + p)
+    tx = _codec(None, d, p)
+    rx1, rx2 = _codec(None, d, p), _codec(None, d, p)
+    seen = {"data": 0, "parity": 0, "recovered": 0}
+    for sn in range(300):
+        for payload in tx.encode(_kcp_datagram(sn=sn, payload=rng.randbytes(rng.randrange(0, 90)))):
+            if rng.random() < 0.15:
+                continue  # lost
+            regular, recovered = rx1.decode_payload(payload)
+            framed, skip, recovered2 = rx2.decode_framed(payload)
+            assert recovered2 == recovered
+            if regular is None:
+                assert (framed, skip) == (None, 0)
+                seen["parity"] += 1
+            else:
+                # an FEC data packet comes back whole, its KCP datagram behind the header
+                assert framed is payload and skip == 8
+                assert framed[skip:] == regular
+                seen["data"] += 1
+            seen["recovered"] += len(recovered)
+    assert rx1.fec_counters() == rx2.fec_counters()
+    assert min(seen.values()) > 0
+
+
+def test_decode_framed_of_plain_datagrams_and_a_first_fec_packet() -> None:
+    # a plain KCP datagram with FEC configured: as it is, nothing to skip
+    rx = _codec(None, 3, 2)
+    dg = _kcp_datagram()
+    assert rx.decode_framed(dg) == (dg, 0, [])
+    # an FEC packet without FEC configured: the decoder made for it (kcp-go's
+    # default) answers this one packet with the datagram alone (skip 0)
+    tx = _codec(None, 1, 1)
+    rx = _codec(None)
+    data, parity = tx.encode(dg)
+    assert rx.decode_framed(data) == (dg, 0, [])
+    assert rx.decoder is not None
+    assert rx.decode_framed(parity)[:2] == (None, 0)
+    data2, _ = tx.encode(dg)
+    assert rx.decode_framed(data2) == (data2, 8, [])
+    with pytest.raises(PacketError):
+        rx.decode_framed(bytes(23))
+    with pytest.raises(TypeError):
+        rx.decode_framed(123)  # type: ignore[arg-type]

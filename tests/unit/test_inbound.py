@@ -58,7 +58,7 @@ def listener(
 
 def one(result: InboundResult) -> list[bytes]:
     assert len(result.deliveries) == 1
-    return result.deliveries[0].datagrams
+    return result.deliveries[0].kcp_datagrams()
 
 
 # ---------------------------------------------------------------- dialed
@@ -199,7 +199,7 @@ def test_listener_routes_by_address_and_conv() -> None:
     result = inbound.process(batch)
     keys = [r.key for r in result.created]
     assert keys == [(A, 1), (A, 2), (B, 1)]
-    got = {d.route.key: d.datagrams for d in result.deliveries}
+    got = {d.route.key: d.kcp_datagrams() for d in result.deliveries}
     assert got == {(A, 1): [push(1), push(1, 1)], (A, 2): [push(2)], (B, 1): [push(1)]}
     # the next batch finds the same routes, creates nothing
     again = inbound.process([(push(2, 1), A)])
@@ -296,8 +296,54 @@ def test_fec_parity_is_routed_to_its_session_and_recovers() -> None:
     result = inbound.process([(parity, A)])
     assert result.created == [] and result.unrouted == 0
     d = result.deliveries[0]
-    assert d.route is route and d.datagrams == [] and d.recovered == [push(3, 1)]
+    assert d.route is route and d.kcp_datagrams() == [] and d.recovered == [push(3, 1)]
     assert data1  # (never delivered)
+
+
+def test_fec_data_packets_are_delivered_whole_behind_their_header() -> None:
+    """No copy per packet: the opened FEC data packets themselves, ``skip`` 8 (the FEC header)."""
+    block = new_block_crypt("aes", KEY)
+    tx = seeded(block, 2, 1)
+    wire = [p for sn in range(4) for p in tx.encode(push(3, sn))]
+    assert len(wire) == 6  # d, d, parity, d, d, parity
+    rx = seeded(block, 2, 1)
+    inbound = Inbound.for_session(Route(None, rx), rx)
+    (d,) = inbound.process([(p, A) for p in wire]).deliveries
+    assert d.skip == 8 and len(d.datagrams) == 4 and d.recovered == []
+    assert [dg[8:] for dg in d.datagrams] == d.kcp_datagrams() == [push(3, sn) for sn in range(4)]
+    assert all(dg[4:6] == b"\xf1\x00" for dg in d.datagrams)
+
+
+def test_plain_kcp_among_fec_data_packets_keeps_one_skip_per_delivery() -> None:
+    """A peer mixing FEC data packets and plain KCP datagrams: each brought to the delivery's skip."""
+    tx = seeded(None, 3, 1)
+    fec = [p for sn in (0, 1) for p in tx.encode(push(3, sn))]
+    for batch, skip in (
+        ([fec[0], push(3, 5), fec[1]], 8),  # first FEC: plain ones get 8 bytes in front
+        ([push(3, 5), fec[0], fec[1]], 0),  # first plain: FEC ones are sliced
+    ):
+        rx = seeded(None, 3, 1)
+        inbound = Inbound.for_session(Route(None, rx), rx)
+        (d,) = inbound.process([(p, A) for p in batch]).deliveries
+        assert d.skip == skip and d.packets == 3
+        want = (
+            [push(3, 0), push(3, 5), push(3, 1)] if skip else [push(3, 5), push(3, 0), push(3, 1)]
+        )
+        assert d.kcp_datagrams() == want
+
+
+def test_delivery_add_and_kcp_datagrams() -> None:
+    d = Delivery(Route(None, None))
+    assert d.skip == 0 and d.kcp_datagrams() == []
+    d.add(b"HDR-" + b"one", 4)  # the first sets skip
+    d.add(b"two", 0)  # brought to skip 4 (4 bytes in front)
+    d.add(b"xxxxxxthree", 6)  # brought to skip 4 (2 bytes cut)
+    d.add(b"....four", 4)
+    assert d.skip == 4 and len(d.datagrams) == 4
+    assert d.kcp_datagrams() == [b"one", b"two", b"three", b"four"]
+    plain = Delivery(Route(None, None))
+    plain.add(b"abc", 0)
+    assert plain.kcp_datagrams() == [b"abc"] and plain.kcp_datagrams() is not plain.datagrams
 
 
 def test_parity_of_an_unknown_address_is_unrouted_and_never_creates() -> None:
@@ -370,6 +416,14 @@ def test_keepalive_probes_and_answers_do_not_make_a_session_busy() -> None:
     share.note(deliveries, 1.0)
     # a lone keep-alive probe or answer carries nothing to pace; anything else does
     assert set(share.busy) == set(routes[2:])
+    # the same as FEC data packets delivered whole (their KCP datagram behind 8 bytes)
+    fec_share = WindowShare()
+    for route, dgs in zip(routes, batches):
+        d = Delivery(route)
+        for dg in dgs:
+            d.add(struct.pack("<IHH", 0, 0xF1, len(dg) + 2) + dg, 8)
+        fec_share.note([d], 1.0)
+    assert set(fec_share.busy) == set(routes[2:])
 
 
 def test_window_share_is_no_cap_until_the_receiver_is_loaded() -> None:

@@ -239,6 +239,87 @@ def test_bad_datagrams_raise_and_change_nothing(datagram: bytes, why: str) -> No
     assert state_of(k) == before
 
 
+@pytest.mark.parametrize(("datagram", "why"), BAD)
+@pytest.mark.parametrize("skip", [8, 3])
+def test_bad_datagrams_behind_an_offset_raise_the_same(
+    datagram: bytes, why: str, skip: int
+) -> None:
+    k = KCP(CONV)
+    k.send(b"pending")
+    k.flush(0)
+    k.flush(1)
+    before = state_of(k)
+    with pytest.raises(PacketError, match=why) as info:
+        k.input(bytes(range(skip)) + datagram, 2, offset=skip)
+    assert info.value.counter == "KCPInErrors"
+    assert state_of(k) == before
+
+
+def test_input_offset_checks() -> None:
+    k = KCP(CONV)
+    dg = encode_segment(CONV, 81, 0, 32, 0, 0, 0, b"hi")
+    with pytest.raises(ValueError, match="offset"):
+        k.input(dg, 0, offset=-1)
+    # an offset past the header leaves too few bytes: a short datagram
+    for skip in (len(dg) - 23, len(dg), len(dg) + 5):
+        with pytest.raises(PacketError, match="shorter"):
+            k.input(dg, 0, offset=skip)
+    assert state_of(k) == state_of(KCP(CONV))
+    k.input(b"\xf1" * 8 + dg, 0, offset=8)
+    assert k.recv() == b"hi"
+
+
+@pytest.mark.parametrize("skip", [8, 5])
+def test_input_at_an_offset_does_what_input_of_the_slice_does(skip: int) -> None:
+    """Two receivers, one fed ``dg``, one ``prefix + dg`` with ``offset``: same replies, state, data.
+
+    Every path of input: one PUSH (the hot path), several segments per
+    datagram (ACKs with PUSHes, fragments), recovered (non-regular) input,
+    out-of-order arrival (rcv_buf), duplicates and window probes.
+    """
+    rng = random.Random(skip)
+    a = KCP(CONV)
+    b1, b2 = KCP(CONV), KCP(CONV)
+    for k in (a, b1, b2):
+        k.nodelay(1, 10, 2, 1)
+        k.wndsize(64, 64)
+    now = 0
+    got1: list[bytes] = []
+    got2: list[bytes] = []
+    for step in range(300):
+        now += rng.randrange(1, 15)
+        for _ in range(rng.randrange(0, 4)):
+            a.send(rng.randbytes(rng.randrange(1, 3000)))
+        if rng.random() < 0.3:
+            # b answers: a's next datagrams carry ACKs in front of PUSHes
+            reply = rng.randbytes(rng.randrange(1, 200))
+            b1.send(reply)
+            b2.send(reply)
+        out = a.flush(now)
+        rng.shuffle(out)
+        if out and rng.random() < 0.2:
+            out.append(out[0])  # a duplicate
+        for dg in out:
+            if rng.random() < 0.1:
+                continue  # lost: later segments wait in rcv_buf
+            regular = rng.random() < 0.9
+            prefix = rng.randbytes(skip)
+            r1 = b1.input(dg, now, regular=regular, hold_acks=step % 3 == 0)
+            r2 = b2.input(prefix + dg, now, regular=regular, hold_acks=step % 3 == 0, offset=skip)
+            assert r1 == r2
+            for r in r1:
+                a.input(r, now)
+        replies = b1.flush(now)
+        assert replies == b2.flush(now)
+        assert state_of(b1) == state_of(b2)
+        for r in replies:
+            a.input(r, now)
+        for k, got in ((b1, got1), (b2, got2)):
+            while (m := k.recv()) is not None:
+                got.append(m)
+    assert got1 == got2 and len(got1) > 50
+
+
 def test_trailing_bytes_shorter_than_a_header_are_ignored() -> None:
     k = KCP(CONV)
     k.input(encode_segment(CONV, 81, 0, 32, 0, 0, 0, b"hi") + b"\x00" * 23, 0)
@@ -513,7 +594,7 @@ def test_hold_acks_still_flushes_queued_data_when_the_window_opens() -> None:
 def test_header_reads_what_the_struct_unpacks() -> None:
     # KCP.input reads headers with _header when compiled, with the struct
     # otherwise: the two must agree on every field, extremes included
-    from kcpsock.kcp import _header
+    from kcpsock.kcp import _header, _header_behind_fec
 
     rng = random.Random(24)
     edges = [0, 1, 0x7F, 0x80, 0xFF, 0x100, 0xFFFF, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF]
@@ -534,6 +615,9 @@ def test_header_reads_what_the_struct_unpacks() -> None:
             )
         datagram = HEADER.pack(*fields) + rng.randbytes(rng.randrange(0, 64))
         assert _header(datagram) == HEADER.unpack_from(datagram, 0) == fields
+        # behind an 8-byte FEC data header (a receiver's opened packet, whole)
+        framed = rng.randbytes(8) + datagram
+        assert _header_behind_fec(framed) == HEADER.unpack_from(framed, 8) == fields
 
 
 def test_flush_headers_of_mixed_fragments_are_each_segments_own() -> None:

@@ -175,7 +175,7 @@ def test_filter_drops_replays_within_a_batch_and_across_batches(name: str, insta
     a, b = codec.encode(_dg(0))[0], codec.encode(_dg(1))[0]
     r1 = inbound.process([(a, X), (a, Y), (b, X)])
     assert r1.errors == {"InReplays": 1}
-    assert r1.deliveries[0].datagrams == [_dg(0), _dg(1)]
+    assert r1.deliveries[0].kcp_datagrams() == [_dg(0), _dg(1)]
     r2 = inbound.process([(b, Z), (a, Z)])
     assert r2.errors == {"InReplays": 2} and r2.deliveries == []
     assert filt.cache.replays == 3
@@ -216,6 +216,37 @@ def test_installed_filter_commits_each_batch_once() -> None:
     assert r.errors == {} and len(r.deliveries[0].datagrams) == 5
     assert len(filt.cache) == 5 and not filt._pending  # committed at the end of the batch
     assert inbound.after_batch == [filt.commit]
+    # called by the pipeline directly, after its own filters; one filter per pipeline
+    assert inbound.replay is filt and inbound.pre_filters == inbound.post_filters == []
+    with pytest.raises(ValueError, match="replay filter already"):
+        filt.install(inbound)
+
+
+def test_installed_filter_runs_after_the_pipelines_own_filters() -> None:
+    """A datagram a source filter drops is not a replay, and its nonce is not remembered."""
+    from kcpsock.inbound import Inbound, Route
+    from kcpsock.replay import ReplayFilter
+
+    codec = PacketCodec(new_block_crypt("aes", KEY))
+    filt = ReplayFilter(codec.nonce_size, lambda: 0)
+    inbound = Inbound.for_session(Route(None, codec), codec, remote=X)
+    filt.install(inbound)
+    drops: list[bytes] = []
+
+    def drop(p: bytes, payload: bytes, addr: object) -> str:
+        drops.append(p)
+        return "Dropped"
+
+    inbound.post_filters.append(drop)
+    a = codec.encode(_dg(0))[0]
+    r = inbound.process([(a, Y), (a, Y)])  # not from the peer: InErrs twice, not InReplays
+    assert r.errors == {"InErrs": 2} and len(filt.cache) == 0
+    r = inbound.process([(a, X)])  # a post filter drops it: post_later never sees it
+    assert r.errors == {"Dropped": 1} and drops == [a] and len(filt.cache) == 0
+    inbound.post_filters.clear()
+    r = inbound.process([(a, X), (a, X)])
+    assert r.errors == {"InReplays": 1} and len(r.deliveries[0].datagrams) == 1
+    assert filt.cache.contains(a[:16])
 
 
 def test_add_many_of_a_set_rotates_as_one_by_one() -> None:
@@ -251,3 +282,106 @@ def test_post_later_takes_the_nonce_of_its_own_packet() -> None:
     assert filt.cache.contains(a[:16]) and filt.cache.contains(b[:16])
     assert filt._last_packet is None  # no packet held past the batch
     assert filt.pre(a, Y) == "InReplays"
+
+
+# ------------------------------------------- sent nonces: no lock per send
+
+
+@pytest.mark.parametrize("install", [False, True])
+def test_sent_nonces_wait_for_the_receiver_then_reach_the_cache(install: bool) -> None:
+    """sent() takes no lock and reads no clock; the next pre() takes its nonces."""
+    import threading
+
+    codec, filt, inbound = _pipeline(install=install)
+    locks = []
+
+    class CountingLock:
+        def __enter__(self) -> None:
+            locks.append(threading.get_ident())
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+    filt._lock = CountingLock()
+    clock_reads: list[int] = []
+
+    def clock() -> int:
+        clock_reads.append(1)
+        return 0
+
+    filt._clock = clock
+    out = [p for i in range(4) for p in codec.encode(_dg(i))]
+    filt.sent(out[:2])
+    filt.sent(out[2:])
+    assert (locks, clock_reads, len(filt.cache)) == ([], [], 0)
+    # a batch with one reflected packet among fresh ones
+    fresh = codec.encode(_dg(9))[0]
+    r = inbound.process([(fresh, X), (out[3], X)])
+    assert r.errors == {"InReplays": 1} and len(r.deliveries[0].datagrams) == 1
+    assert not filt._waiting
+    # every sent nonce and the received one are in the cache now, once locked
+    assert all(filt.cache.contains(p[:16]) for p in [*out, fresh])
+    if install:
+        assert len(locks) == 1 and not filt._pending  # one lock per batch, at commit
+    r = inbound.process([(p, Y) for p in out])
+    assert r.errors == {"InReplays": 4} and r.deliveries == []
+
+
+def test_sent_nonces_go_to_the_cache_when_no_receiver_takes_them() -> None:
+    from kcpsock.replay import SENT_WAIT_MAX, ReplayFilter
+
+    filt = ReplayFilter(16, lambda: 0)
+    keys = [i.to_bytes(16, "little") for i in range(SENT_WAIT_MAX + 300)]
+    for i in range(0, len(keys), 100):
+        filt.sent([k + b"body" for k in keys[i : i + 100]])
+    # the list stays bounded; the rest went to the cache directly
+    assert SENT_WAIT_MAX <= len(filt._waiting) < SENT_WAIT_MAX + 100
+    assert len(filt._waiting) + len(filt.cache) == len(keys)
+    # and the receiver sees every one of them
+    assert all(filt.pre(k + b"reflected", X) == "InReplays" for k in keys)
+    assert not filt._waiting and len(filt.cache) == len(keys)
+
+
+def test_sent_from_many_threads_while_the_receiver_runs_loses_no_nonce() -> None:
+    """Senders extend the list while the receiver takes from it: every nonce arrives once."""
+    import threading
+
+    from kcpsock.replay import ReplayFilter
+
+    filt = ReplayFilter(16, lambda: 0, capacity=1 << 20, lock=threading.Lock())
+    per_thread, threads_n = 3000, 4
+    start = threading.Barrier(threads_n + 1, timeout=30)
+    done = threading.Event()
+
+    def sender(t: int) -> None:
+        start.wait()
+        for i in range(0, per_thread, 3):
+            filt.sent([(t << 32 | (i + j)).to_bytes(16, "little") for j in range(3)])
+
+    def receiver() -> None:
+        start.wait()
+        n = 0
+        while not done.is_set():
+            # a batch: pre on a nonce never sent, then commit
+            n += 1
+            assert filt.pre((1 << 100 | n).to_bytes(16, "little"), X) is None
+            filt.commit()
+
+    filt._installed = True  # run pre/commit as an installed filter does
+    threads = [threading.Thread(target=sender, args=(t,)) for t in range(threads_n)]
+    rx = threading.Thread(target=receiver)
+    for th in [*threads, rx]:
+        th.start()
+    for th in threads:
+        th.join(timeout=30)
+        assert not th.is_alive()
+    done.set()
+    rx.join(timeout=30)
+    assert not rx.is_alive()
+    filt.pre(bytes(16), X)  # the last ones still waiting
+    filt.commit()
+    want = {
+        (t << 32 | i).to_bytes(16, "little") for t in range(threads_n) for i in range(per_thread)
+    }
+    assert want <= filt.cache._cur | filt.cache._old
+    assert not filt._waiting and not filt._pending
