@@ -356,14 +356,16 @@ class ListenerCore(Weakrefable):
                 updater.schedule(target, now)
 
     def _share_windows(self, now: float) -> None:
-        """Cap the advertised window of every busy stream-mode session at its share.
+        """Cap the advertised window of every busy session at its share.
 
         The share of the socket's buffer holds only while the receiver is
         overloaded; otherwise it is lifted (:class:`kcpsock.inbound.WindowShare`).
         The share of the receiver's time always holds: a window the receiver
-        works through within half the session's minimum RTO
-        (:class:`kcpsock.inbound.DrainRate`), so that a slow receiver does
-        not make its peers resend the tail of every window.
+        works through within half the session's minimum RTO, a third of that
+        while the session also sends (an echo: its peer's ACKs wait behind its
+        data in the peer's own queue; :class:`kcpsock.inbound.DrainRate`), so
+        that a slow receiver does not make its peers resend the tail of every
+        window.
 
         Runs on the receiver thread.  ``KCP.wnd_cap`` is a plain int read once
         per flush, so it is set without the session lock (never waited for
@@ -384,7 +386,7 @@ class ListenerCore(Weakrefable):
             s = route.target
             if isinstance(s, Session):
                 kcp = s.kcp
-                paced = drain.window(route, now, kcp.rcv_nxt, kcp.rx_minrto, backlog)
+                paced = drain.window(route, now, kcp.rcv_nxt, kcp.rx_minrto, backlog, kcp.snd_nxt)
                 want = min(cap, paced)
                 if kcp.wnd_cap != want:
                     kcp.wnd_cap = want

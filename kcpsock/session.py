@@ -2564,8 +2564,7 @@ class Session(Weakrefable):
             transport.handling = True
             try:
                 one, errors = inbound.plain_batch(batch)
-                if self.kcp.stream:
-                    self._pace_window(len(batch))
+                self._pace_window(len(batch))
                 if one is not None:
                     reader = self._receiver
                     self.deliver(
@@ -2579,8 +2578,7 @@ class Session(Weakrefable):
         transport.handling = True
         try:
             result: InboundResult = inbound.process(batch)
-            if self.kcp.stream:
-                self._pace_window(len(batch))
+            self._pace_window(len(batch))
             reader = self._receiver
             behind = len(batch) >= BATCH or (reader is not None and reader.pending > 0)
             for d in result.deliveries:
@@ -2595,9 +2593,13 @@ class Session(Weakrefable):
 
         Every :data:`DRAIN_INTERVAL` seconds, :class:`kcpsock.inbound.DrainRate`
         turns the segments taken in while datagrams waited into the window
-        that drains within half the minimum RTO, so a slow receiver does not
-        make its peer resend the tail of every window.  ``KCP.wnd_cap`` is a
-        plain int read once per flush: set without the lock.
+        that drains within half the minimum RTO (a sixth while this
+        session also sends: ``DrainRate.BOTH_SHARE``), so a slow receiver does
+        not make its peer resend the tail of every window.  In message mode
+        too, as a listener's sessions: the cap lowers only the advertised
+        window, never below ``DrainRate.floor``, so a long message's fragments
+        still all arrive.  ``KCP.wnd_cap`` is a plain int read once per flush:
+        set without the lock.
         """
         reader = self._receiver
         if batch >= BATCH or (reader is not None and reader.pending):
@@ -2609,7 +2611,9 @@ class Session(Weakrefable):
         if drain is None:
             drain = self._drain = DrainRate()
         kcp = self.kcp
-        kcp.wnd_cap = drain.window(self, now, kcp.rcv_nxt, kcp.rx_minrto, self._drain_backlog)
+        kcp.wnd_cap = drain.window(
+            self, now, kcp.rcv_nxt, kcp.rx_minrto, self._drain_backlog, kcp.snd_nxt
+        )
         self._drain_backlog = False
         self._drain_at = now + DRAIN_INTERVAL
 

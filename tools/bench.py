@@ -146,11 +146,16 @@ def role_server(args: argparse.Namespace) -> None:
     def echo(sock: Any) -> None:
         buf = bytearray(65536)
         view = memoryview(buf)
+        echoed, report = 0, args.report_bytes
         while True:
             n = sock.recv_into(buf)
             if not n:
                 return
             sock.sendall(view[:n])
+            if echoed < report <= echoed + n:
+                # the echo run's end: the client's resends received twice here
+                print(f"ECHO bytes={echoed + n}" + _retrans(sock), flush=True)
+            echoed += n
 
     def sink(sock: Any) -> None:
         buf = bytearray(65536)
@@ -195,9 +200,12 @@ def _retrans(sock: Any) -> str:
         f = sock.figures()
     except AttributeError:  # a tree without KCPSocket.figures
         return ""
+    # datagrams the session's inbound queue dropped (full): a loss kcpsock
+    # made itself (not in figures(): read where it is kept)
+    inbox = getattr(getattr(sock, "_session", None), "inbox_drops", None)
     return (
         f" lost={f['lost_segs']} fast={f['fast_retrans_segs']} sent={f['segments_out']}"
-        f" repeat={f['repeat_segs']}"
+        f" repeat={f['repeat_segs']}" + ("" if inbox is None else f" inbox={inbox}")
     )
 
 
@@ -428,12 +436,81 @@ def udp_rcvbuf_errors() -> Optional[int]:
         return None
 
 
+class SocketWatch:
+    """Samples the UDP sockets of one bench run in /proc/net/udp (a thread).
+
+    The sockets bound to or connected to the server's ``port``: the server's
+    (local port ``port``) and the client's.  Per side, the datagrams the
+    kernel dropped at that socket (its ``drops`` column: a full receive
+    buffer; unlike ``RcvbufErrors``, only this run's sockets) and the largest
+    receive queue seen (``rx_queue``, bytes of buffer memory: how far the
+    receiver fell behind).  Sampled every ``every`` seconds while the run
+    lasts, since a client's socket disappears when its process exits.
+    """
+
+    def __init__(self, port: int, every: float = 0.02, path: str = "/proc/net/udp") -> None:
+        self._port = port
+        self._path = path
+        self._every = every
+        self._stop = threading.Event()
+        #: inode -> [is the server's, drops, largest rx_queue]
+        self.seen: dict[str, list[int]] = {}
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> SocketWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sample()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            self.sample()
+
+    def sample(self) -> None:
+        """Read /proc/net/udp once (nothing if unreadable)."""
+        try:
+            with open(self._path, encoding="ascii") as fh:
+                lines = fh.read().splitlines()[1:]
+        except OSError:
+            return
+        for line in lines:
+            f = line.split()
+            try:
+                local = int(f[1].rsplit(":", 1)[1], 16)
+                remote = int(f[2].rsplit(":", 1)[1], 16)
+                rxq = int(f[4].split(":")[1], 16)
+                inode, drops = f[9], int(f[-1])
+            except (IndexError, ValueError):
+                continue
+            if self._port not in (local, remote):
+                continue
+            got = self.seen.setdefault(inode, [int(local == self._port), 0, 0])
+            got[1] = max(got[1], drops)
+            got[2] = max(got[2], rxq)
+
+    def figures(self) -> dict[str, str]:
+        """``sdrops``/``cdrops`` (datagrams) and ``srxq``/``crxq`` (KB, largest)."""
+        out: dict[str, str] = {}
+        for side, name in ((1, "s"), (0, "c")):
+            mine = [v for v in self.seen.values() if v[0] == side]
+            if mine:
+                out[name + "drops"] = str(sum(v[1] for v in mine))
+                out[name + "rxq"] = str(max(v[2] for v in mine) // 1024)
+        return out
+
+
 def _self_argv(role: str, config: str, opts: argparse.Namespace) -> list[str]:
     argv = [sys.executable, str(Path(__file__).resolve()), "--role", role, "--config", config]
     if opts.stream:
         argv.append("--stream")
     if opts.ack_nodelay:
         argv.append("--ack-nodelay")
+    if role == "echo-server":
+        argv += ["--report-bytes", str(opts.bytes)]
     return argv
 
 
@@ -494,7 +571,10 @@ def start_server(
     with _pinned(opts, SERVER_CPU):
         if side == "kcp-go":
             assert peer is not None
-            return GoServer(peer, kind, _go_flags(config, opts), timeout=opts.timeout * 4).start()
+            flags = _go_flags(config, opts)
+            if kind == "echo-server":
+                flags.append(f"-bytes={opts.bytes}")  # its ECHO line once echoed
+            return GoServer(peer, kind, flags, timeout=opts.timeout * 4).start()
         return GoServer(Path(sys.executable), argv=_self_argv(kind, config, opts)).start(30)
 
 
@@ -569,7 +649,10 @@ def _one_transfer(
         cpu0 = proc_cpu(server.pid)
         drops0 = udp_rcvbuf_errors()
         try:
-            res = run_one(client_side, client_kind, server, config, opts, peer, bytes=opts.bytes)
+            with SocketWatch(server.address[1]) as watch:
+                res = run_one(
+                    client_side, client_kind, server, config, opts, peer, bytes=opts.bytes
+                )
         except (AssertionError, OSError, TimeoutError) as exc:
             print(f"# {pair} {config} {test}: {exc}", file=sys.stderr)
             return None
@@ -577,6 +660,19 @@ def _one_transfer(
         drops1 = udp_rcvbuf_errors()
         if drops0 is not None and drops1 is not None:
             res["kdrops"] = str(drops1 - drops0)
+        res.update(watch.figures())
+        if test == "echo":
+            # the echo server's ECHO line: its own resends, and the client's
+            # resends it received twice (the client's 'repeat' are the server's)
+            try:
+                line = server.next_line(timeout=2.0).split()
+            except queue.Empty:
+                line = []
+            if line[:1] == ["ECHO"]:
+                for field in line[1:]:
+                    key, _, value = field.partition("=")
+                    if key in ("lost", "fast", "repeat", "inbox"):
+                        res["s" + key] = value
         if test == "one-way":
             # the sink's SINK line: the segments it received twice (kcpsock's
             # and the Go peer's); a one-way client's own repeats are its DONE's
@@ -595,7 +691,24 @@ def _one_transfer(
     # it sent; the segments received twice (one-way: by the sink; echo: by the
     # client, so the echo server's spurious resends); datagrams the kernel
     # dropped for a full receive buffer meanwhile (any socket of the machine)
-    keys = ("lost", "fast", "sent", "repeat", "kdrops", "srtt_mean", "srtt_max")
+    keys = (
+        "lost",
+        "fast",
+        "sent",
+        "repeat",
+        "kdrops",
+        "srtt_mean",
+        "srtt_max",
+        "inbox",
+        "slost",
+        "sfast",
+        "srepeat",
+        "sinbox",
+        "sdrops",
+        "cdrops",
+        "srxq",
+        "crxq",
+    )
     counts = " ".join(f"{k}={res[k]}" for k in keys if k in res)
     out: dict[str, float] = {
         "mbps": mb / seconds,
@@ -895,9 +1008,23 @@ def ratios(rows: list[dict[str, Any]]) -> str:
 
 
 def _resends(run: dict[str, float]) -> str:
-    """A run's resends as 'RTO+fast/repeats' ('?' where the client does not report)."""
+    """A run's resends as 'RTO+fast/repeats' ('?' where the client does not report).
+
+    With the echo server's own counters (``srepeat``...): the client's
+    resends / the server's repeats, then the server's resends / the client's
+    repeats as ' (s RTO+fast/repeats)'.  Datagrams dropped on the way (the
+    run's sockets' kernel drops, kcpsock's full inbound queues) follow as
+    ' d N' when there were any.
+    """
     sent = f"{run['lost']:.0f}+{run['fast']:.0f}" if "lost" in run and "fast" in run else "?"
-    return f"{sent}/{run['repeat']:.0f}" if "repeat" in run else sent
+    if "srepeat" in run:
+        out = f"{sent}/{run['srepeat']:.0f}"
+        back = f"{run['slost']:.0f}+{run['sfast']:.0f}" if "slost" in run else "?"
+        out += f" (s {back}/{run['repeat']:.0f})" if "repeat" in run else f" (s {back})"
+    else:
+        out = f"{sent}/{run['repeat']:.0f}" if "repeat" in run else sent
+    dropped = sum(run.get(k, 0.0) for k in ("sdrops", "cdrops", "inbox", "sinbox"))
+    return out + (f" d {dropped:.0f}" if dropped else "")
 
 
 def slow_reason(runs: list[dict[str, float]]) -> str:
@@ -913,7 +1040,8 @@ def slow_reason(runs: list[dict[str, float]]) -> str:
         return ""
     slow = min(runs, key=lambda r: r["mbps"])
     fast = max(runs, key=lambda r: r["mbps"])
-    resent = slow.get("lost", 0.0)
+    # echo: the server's RTO resends count too (its segments: about as many)
+    resent = slow.get("lost", 0.0) + slow.get("slost", 0.0)
     if resent and resent >= 0.005 * slow.get("sent", 0.0):
         return f"RTO storm ({resent:.0f})"
     cpu_slow = slow["client_cpu"] + slow["server_cpu"]
@@ -1050,6 +1178,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         " stability table shows its mean and maximum per run (default 0: no sampling)",
     )
     p.add_argument("--config", choices=list(CONFIGS), default="plain")
+    p.add_argument("--report-bytes", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--connect", default="")
     p.add_argument("--size", type=int, default=64)
     opts = p.parse_args(argv)

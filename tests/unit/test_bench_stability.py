@@ -156,3 +156,44 @@ def test_srtt_sampler_off() -> None:
     sock = FakeSock()
     assert bench._SrttSampler(sock, 0).result() == ""
     assert sock.reads == 0
+
+
+def test_resends_cell_echo_and_drops() -> None:
+    # echo: the client's resends / the server's repeats, then the server's
+    # resends / the client's repeats
+    echo = run(1, lost=1034, fast=0, srepeat=990, slost=7, sfast=1, repeat=8)
+    assert bench._resends(echo) == "1034+0/990 (s 7+1/8)"
+    assert bench._resends(run(1, lost=3, fast=0, srepeat=3)) == "3+0/3 (s ?)"
+    # drops at the run's sockets or in kcpsock's inbound queues are shown
+    assert bench._resends(run(1, lost=5, fast=0, repeat=0, cdrops=4, inbox=1)) == "5+0/0 d 5"
+
+
+def test_slow_reason_counts_the_echo_servers_rto_resends() -> None:
+    runs = [run(120, sent=22000), run(70, lost=20, slost=600, sent=22000)]
+    assert bench.slow_reason(runs) == "RTO storm (620)"
+
+
+def test_socket_watch_reads_drops_and_queues(tmp_path: Any) -> None:
+    udp = tmp_path / "udp"
+    head = (
+        "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt"
+        "   uid  timeout inode ref pointer drops\n"
+    )
+
+    def line(local: int, remote: int, rxq: int, inode: int, drops: int) -> str:
+        return (
+            f"  1: 0100007F:{local:04X} 0100007F:{remote:04X} 07 00000000:{rxq:08X} 00:00000000"
+            f" 00000000  1000        0 {inode} 2 0000000000000000 {drops}\n"
+        )
+
+    udp.write_text(
+        head
+        + line(9000, 0, 4096, 11, 0)  # the server's socket
+        + line(40000, 9000, 2048, 12, 3)  # the client's, connected to it
+        + line(5000, 0, 99999, 13, 50)  # someone else's
+    )
+    watch = bench.SocketWatch(9000, path=str(udp))
+    watch.sample()
+    udp.write_text(head + line(9000, 0, 1024, 11, 2))  # the client has gone
+    watch.sample()
+    assert watch.figures() == {"sdrops": "2", "srxq": "4", "cdrops": "3", "crxq": "2"}

@@ -144,3 +144,94 @@ def test_window_measures_only_under_backlog_and_grows_back() -> None:
     assert d.window("w", 1.05, 0x31, 30, backlog=True) == 49
     d.forget(["w"])
     assert list(d.seen) == ["w"]
+
+
+def test_window_of_a_session_that_also_sends_takes_a_third() -> None:
+    d = DrainRate(fraction=0.5, floor=32, grow=1.5, gain=1.0, start=256)
+    d.window("one", 0.0, 0, 30, backlog=False, sent=0)
+    d.window("two", 0.0, 0, 30, backlog=False, sent=0)
+    # 1,000 segments in 50 ms under backlog: 20/ms * 15 ms = 300 one-way ...
+    assert d.window("one", 0.05, 1000, 30, backlog=True, sent=10) == 300
+    # ... and a third of that while the session sent a window's worth meanwhile
+    both = int(20_000 * 0.030 * 0.5 * DrainRate.BOTH_SHARE)
+    assert 90 <= both <= 100
+    assert d.window("two", 0.05, 1000, 30, backlog=True, sent=1000) == both
+    # snd_nxt wraps mod 2**32; -1 (not known) never counts as sending
+    d.window("w", 0.0, 0, 30, backlog=False, sent=0xFFFFFFF0)
+    assert d.window("w", 0.05, 1000, 30, backlog=True, sent=0x30) == both
+    d.window("u", 0.0, 0, 30, backlog=False)
+    assert d.window("u", 0.05, 1000, 30, backlog=True) == 300
+
+
+def run_two_way(
+    aware: bool, per_ms: int = 20, total: int = 20_000_000, stall: tuple[int, int] = (18, 300)
+) -> tuple[int, int, int]:
+    """Both sides send ``total`` bytes at once through receivers of ``per_ms`` datagrams a ms.
+
+    Each side's ACKs wait in the other's backlog behind its data, so each
+    sender's RTT holds both backlogs.  Side b's receiver stalls ``stall[0]``
+    ms every ``stall[1]`` ms (a process off the CPU).  Both windows are
+    paced by a DrainRate every 50 ms, told what each side sent if ``aware``.
+
+    Returns:
+        (a's RTO resends, b's RTO resends, the simulated ms it took).
+    """
+    from kcpsock.kcp import KCP
+
+    clock = FakeClock()
+    a, b = KCP(CONV), KCP(CONV)
+    for k in (a, b):
+        k.set_nodelay(1, 10, 2, 1)
+        k.wndsize(1024, 1024)
+        k.setmtu(1400)
+        k.stream = True
+    sides = (a, b)
+    to = [
+        LossyLink(clock, seed=1, delay_ms=1, fifo=True),
+        LossyLink(clock, seed=2, delay_ms=1, fifo=True),
+    ]
+    inbox: list[deque[bytes]] = [deque(), deque()]
+    drain = [DrainRate(), DrainRate()]
+    backlog = [False, False]
+    sent, got = [0, 0], [0, 0]
+    data = bytes(i % 251 for i in range(65536))
+    next_share = 0
+    now = 0
+    for now in range(60_000):  # bounded: 60 simulated seconds
+        clock.now_ms = now
+        for i, me in enumerate(sides):
+            while sent[i] < total and me.waitsnd() < 2048:
+                me.send(data)
+                sent[i] += len(data)
+            inbox[i].extend(to[i].receive())
+            if i == 0 or now % stall[1] >= stall[0]:
+                backlog[i] = backlog[i] or len(inbox[i]) > per_ms
+                for _ in range(min(per_ms, len(inbox[i]))):
+                    for out in me.input(inbox[i].popleft(), now):
+                        to[1 - i].send(out)
+            for out in me.update(now):
+                to[1 - i].send(out)
+            while (msg := me.recv()) is not None:
+                got[i] += len(msg)
+        if now >= next_share:
+            for i, k in enumerate(sides):
+                k.wnd_cap = drain[i].window(
+                    "s", now / 1000, k.rcv_nxt, k.rx_minrto, backlog[i], k.snd_nxt if aware else -1
+                )
+                backlog[i] = False
+            next_share = now + 50
+        if min(got) >= total and not a.waitsnd() and not b.waitsnd():
+            break
+    assert min(got) >= total
+    return a.lost_segs, b.lost_segs, now
+
+
+def test_two_way_windows_leave_room_for_a_stall() -> None:
+    # half the RTO for each backlog: both together fill the 30 ms minimum RTO,
+    # and an 18 ms stall of one receiver makes both sides resend on timeout
+    a0, b0, ms0 = run_two_way(aware=False)
+    assert a0 + b0 > 200
+    # a sixth each: the stall fits, nothing is resent, and it is no slower
+    a1, b1, ms1 = run_two_way(aware=True)
+    assert (a1, b1) == (0, 0)
+    assert ms1 <= ms0

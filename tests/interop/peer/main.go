@@ -4,7 +4,9 @@
 //
 // Modes:
 //
-//	echo-server  accept sessions, echo every byte back
+//	echo-server  accept sessions, echo every byte back (with -bytes: print
+//	             "ECHO bytes=N lost= fast= repeat= sent=" once a session
+//	             has echoed that many)
 //	sink-server  accept sessions; each reads an 8-byte big-endian length N,
 //	             then N bytes, then answers "DONE" (one-way benchmark)
 //	reply-close-server  accept sessions; each reads one request, writes
@@ -159,8 +161,13 @@ func fail(format string, args ...interface{}) {
 	os.Exit(1)
 }
 
+// bytesSet: -bytes was given (an echo server then reports its counters once
+// it has echoed that many bytes)
+var bytesSet bool
+
 func main() {
 	flag.Parse()
+	flag.Visit(func(f *flag.Flag) { bytesSet = bytesSet || f.Name == "bytes" })
 	block, err := blockCrypt(*crypt, *key)
 	if err != nil {
 		fail("%v", err)
@@ -212,6 +219,7 @@ func serve(block kcp.BlockCrypt) {
 
 func echo(s *kcp.UDPSession) {
 	buf := make([]byte, 65536)
+	echoed := int64(0)
 	for {
 		n, err := s.Read(buf)
 		if err != nil {
@@ -220,6 +228,12 @@ func echo(s *kcp.UDPSession) {
 		if _, err := s.Write(buf[:n]); err != nil {
 			return
 		}
+		// once -bytes were echoed: this process's resend counters (the
+		// benchmark's echo runs: the client's resends received twice here)
+		if bytesSet && echoed < *nbytes && echoed+int64(n) >= *nbytes {
+			fmt.Printf("ECHO bytes=%d%s\n", echoed+int64(n), resendFigures())
+		}
+		echoed += int64(n)
 	}
 }
 
