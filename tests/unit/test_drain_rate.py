@@ -17,9 +17,21 @@ from typing import Optional
 import pytest
 
 from kcpsock.inbound import DrainRate
+from kcpsock.kcp import KCP
 from tests.netsim import FakeClock, LossyLink
 
 CONV = 0x5EED
+
+
+def bench_pair() -> tuple[KCP, KCP]:
+    """Two stream-mode KCP ends with tools/bench.py's profile (1/10/2/1, windows 1024, MTU 1400)."""
+    ends = KCP(CONV), KCP(CONV)
+    for k in ends:
+        k.set_nodelay(1, 10, 2, 1)
+        k.wndsize(1024, 1024)
+        k.setmtu(1400)
+        k.stream = True
+    return ends
 
 
 def run_slow_receiver(
@@ -31,15 +43,8 @@ def run_slow_receiver(
         (the sender's RTO retransmissions, the receiver's duplicate
         segments, the bytes received, the simulated ms it took).
     """
-    from kcpsock.kcp import KCP
-
     clock = FakeClock()
-    tx, rx = KCP(CONV), KCP(CONV)
-    for k in (tx, rx):
-        k.set_nodelay(1, 10, 2, 1)
-        k.wndsize(1024, 1024)
-        k.setmtu(1400)
-        k.stream = True
+    tx, rx = bench_pair()
     ab = LossyLink(clock, seed=1, delay_ms=1, fifo=True)  # lossless
     ba = LossyLink(clock, seed=2, delay_ms=1, fifo=True)
     inbox: deque[bytes] = deque()  # the receiver's backlog (kernel buffer + queue)
@@ -176,15 +181,8 @@ def run_two_way(
     Returns:
         (a's RTO resends, b's RTO resends, the simulated ms it took).
     """
-    from kcpsock.kcp import KCP
-
     clock = FakeClock()
-    a, b = KCP(CONV), KCP(CONV)
-    for k in (a, b):
-        k.set_nodelay(1, 10, 2, 1)
-        k.wndsize(1024, 1024)
-        k.setmtu(1400)
-        k.stream = True
+    a, b = bench_pair()
     sides = (a, b)
     to = [
         LossyLink(clock, seed=1, delay_ms=1, fifo=True),

@@ -33,6 +33,19 @@ def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
         b.close()
 
 
+class _Resolver:
+    """The ``resolve`` callback of ``udpio.recv``: fills ``cache``, notes each key in ``seen``."""
+
+    def __init__(self) -> None:
+        self.cache: dict[bytes, Any] = {}
+        self.seen: list[bytes] = []
+
+    def __call__(self, key: bytes) -> Any:
+        self.seen.append(key)
+        self.cache[key] = _mmsg._address(key)
+        return self.cache[key]
+
+
 def _raw(addr: Any) -> bytes:
     raw = _mmsg._sockaddr(socket.AF_INET, addr)
     assert raw is not None
@@ -49,18 +62,11 @@ def test_send_and_recv_round_trip_into_a_deque(pair: tuple[socket.socket, socket
     )
     assert select.select([b], [], [], 5.0)[0]
     out: deque[tuple[bytes, Any]] = deque()
-    cache: dict[bytes, Any] = {}
-    seen: list[bytes] = []
-
-    def resolve(key: bytes) -> Any:
-        seen.append(key)
-        cache[key] = _mmsg._address(key)
-        return cache[key]
-
-    udpio.recv(b.fileno(), 2048, 16, 100, 16, out, None, cache, resolve)
+    resolve = _Resolver()
+    udpio.recv(b.fileno(), 2048, 16, 100, 16, out, None, resolve.cache, resolve)
     assert [p for p, _ in out] == [bytes(p) for p in packets]
     assert {addr for _, addr in out} == {a.getsockname()}
-    assert len(seen) == 1  # converted once, then taken from the cache
+    assert len(resolve.seen) == 1  # converted once, then taken from the cache
     assert all(type(p) is bytes for p, _ in out)
 
 
@@ -76,20 +82,15 @@ def test_recv_gives_each_datagram_its_own_source_when_sources_alternate() -> Non
         for k, i in enumerate(order):
             senders[i].sendto(bytes([k]), b.getsockname())
         out: list[tuple[bytes, Any]] = []
-        cache: dict[bytes, Any] = {}
-        seen: list[bytes] = []
-
-        def resolve(key: bytes) -> Any:
-            seen.append(key)
-            cache[key] = _mmsg._address(key)
-            return cache[key]
-
+        resolve = _Resolver()
         while len(out) < len(order):
             assert select.select([b], [], [], 5.0)[0]
-            udpio.recv(b.fileno(), 2048, 16, len(order) - len(out), 16, out, None, cache, resolve)
+            udpio.recv(
+                b.fileno(), 2048, 16, len(order) - len(out), 16, out, None, resolve.cache, resolve
+            )
         assert [p for p, _ in out] == [bytes([k]) for k in range(len(order))]
         assert [addr for _, addr in out] == [senders[i].getsockname() for i in order]
-        assert len(seen) == 3  # one conversion per source
+        assert len(resolve.seen) == 3  # one conversion per source
     finally:
         for s in socks:
             s.close()
@@ -210,12 +211,7 @@ def test_pooled_buffers_across_threads() -> None:
         ):
             a.bind(("127.0.0.1", 0))
             b.bind(("127.0.0.1", 0))
-            cache: dict[bytes, Any] = {}
-
-            def resolve(key: bytes) -> Any:
-                cache[key] = _mmsg._address(key)
-                return cache[key]
-
+            resolve = _Resolver()
             for rnd in range(100):
                 packets = [bytes([tag, rnd % 256, i]) * (1 + (rnd * 7 + i) % 300) for i in range(3)]
                 for p in packets:
@@ -225,7 +221,9 @@ def test_pooled_buffers_across_threads() -> None:
                     if not wait_readable(b):
                         errors.append(f"thread {tag}: nothing to read")
                         return
-                    udpio.recv(b.fileno(), 1500, 8, 3 - len(out), 16, out, None, cache, resolve)
+                    udpio.recv(
+                        b.fileno(), 1500, 8, 3 - len(out), 16, out, None, resolve.cache, resolve
+                    )
                 if [p for p, _ in out] != packets or {s for _, s in out} != {a.getsockname()}:
                     errors.append(f"thread {tag} round {rnd}: {out!r:.200}")
                     return
