@@ -470,13 +470,6 @@ class Delivery:
         self.packets = 0
         self.nbytes = 0
 
-    def kcp_datagrams(self) -> list[bytes]:
-        """The regular KCP datagrams alone (``datagrams`` without their ``skip`` bytes; copies)."""
-        skip = self.skip
-        if not skip:
-            return list(self.datagrams)
-        return [dg[skip:] for dg in self.datagrams]
-
     def add(self, datagram: bytes, skip: int) -> None:
         """Append a regular datagram whose KCP datagram starts at ``skip``.
 

@@ -13,6 +13,7 @@ from kcpsock.inbound import (
     RouteTable,
     is_opening_datagram,
 )
+from tests.helpers import kcp_datagrams
 
 A = ("10.0.0.1", 1000)
 A2 = ("10.0.0.1", 1001)
@@ -45,7 +46,7 @@ def test_unsolicited_datagrams_open_nothing() -> None:
     assert r.created == [] and r.refused == {"unsolicited": 2}
     r = inbound.process([(seg(2, sn=0), A), (seg(2, sn=9), A)])
     assert [x.key for x in r.created] == [(A, 2)]
-    assert r.deliveries[0].kcp_datagrams() == [seg(2), seg(2, sn=9)]
+    assert kcp_datagrams(r.deliveries[0]) == [seg(2), seg(2, sn=9)]
 
 
 def test_per_address_caps_count_the_ip_not_the_port() -> None:

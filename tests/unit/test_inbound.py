@@ -22,6 +22,7 @@ from kcpsock.inbound import (
     is_kcp_datagram,
     make_codec,
 )
+from tests.helpers import kcp_datagrams
 
 KEY = derive_key("inbound tests")
 A = ("127.0.0.1", 1000)
@@ -58,7 +59,7 @@ def listener(
 
 def one(result: InboundResult) -> list[bytes]:
     assert len(result.deliveries) == 1
-    return result.deliveries[0].kcp_datagrams()
+    return kcp_datagrams(result.deliveries[0])
 
 
 # ---------------------------------------------------------------- dialed
@@ -199,7 +200,7 @@ def test_listener_routes_by_address_and_conv() -> None:
     result = inbound.process(batch)
     keys = [r.key for r in result.created]
     assert keys == [(A, 1), (A, 2), (B, 1)]
-    got = {d.route.key: d.kcp_datagrams() for d in result.deliveries}
+    got = {d.route.key: kcp_datagrams(d) for d in result.deliveries}
     assert got == {(A, 1): [push(1), push(1, 1)], (A, 2): [push(2)], (B, 1): [push(1)]}
     # the next batch finds the same routes, creates nothing
     again = inbound.process([(push(2, 1), A)])
@@ -296,7 +297,7 @@ def test_fec_parity_is_routed_to_its_session_and_recovers() -> None:
     result = inbound.process([(parity, A)])
     assert result.created == [] and result.unrouted == 0
     d = result.deliveries[0]
-    assert d.route is route and d.kcp_datagrams() == [] and d.recovered == [push(3, 1)]
+    assert d.route is route and kcp_datagrams(d) == [] and d.recovered == [push(3, 1)]
     assert data1  # (never delivered)
 
 
@@ -310,7 +311,7 @@ def test_fec_data_packets_are_delivered_whole_behind_their_header() -> None:
     inbound = Inbound.for_session(Route(None, rx), rx)
     (d,) = inbound.process([(p, A) for p in wire]).deliveries
     assert d.skip == 8 and len(d.datagrams) == 4 and d.recovered == []
-    assert [dg[8:] for dg in d.datagrams] == d.kcp_datagrams() == [push(3, sn) for sn in range(4)]
+    assert kcp_datagrams(d) == [push(3, sn) for sn in range(4)]
     assert all(dg[4:6] == b"\xf1\x00" for dg in d.datagrams)
 
 
@@ -329,21 +330,21 @@ def test_plain_kcp_among_fec_data_packets_keeps_one_skip_per_delivery() -> None:
         want = (
             [push(3, 0), push(3, 5), push(3, 1)] if skip else [push(3, 5), push(3, 0), push(3, 1)]
         )
-        assert d.kcp_datagrams() == want
+        assert kcp_datagrams(d) == want
 
 
-def test_delivery_add_and_kcp_datagrams() -> None:
+def test_delivery_add_brings_every_datagram_to_one_skip() -> None:
     d = Delivery(Route(None, None))
-    assert d.skip == 0 and d.kcp_datagrams() == []
+    assert d.skip == 0 and kcp_datagrams(d) == []
     d.add(b"HDR-" + b"one", 4)  # the first sets skip
     d.add(b"two", 0)  # brought to skip 4 (4 bytes in front)
     d.add(b"xxxxxxthree", 6)  # brought to skip 4 (2 bytes cut)
     d.add(b"....four", 4)
     assert d.skip == 4 and len(d.datagrams) == 4
-    assert d.kcp_datagrams() == [b"one", b"two", b"three", b"four"]
+    assert kcp_datagrams(d) == [b"one", b"two", b"three", b"four"]
     plain = Delivery(Route(None, None))
     plain.add(b"abc", 0)
-    assert plain.kcp_datagrams() == [b"abc"] and plain.kcp_datagrams() is not plain.datagrams
+    assert plain.skip == 0 and plain.datagrams == [b"abc"]
 
 
 def test_parity_of_an_unknown_address_is_unrouted_and_never_creates() -> None:
