@@ -15,12 +15,12 @@ if TYPE_CHECKING:
     from kcpsock.session import Session
 
 
-@functools.cache
 def kcp_datagrams(delivery: Any) -> list[bytes]:
     """A ``kcpsock.inbound.Delivery``'s regular KCP datagrams without the ``skip`` bytes in front."""
     return [dg[delivery.skip :] for dg in delivery.datagrams]
 
 
+@functools.cache
 def has_ipv6_loopback() -> bool:
     """Whether this machine can bind a UDP socket on ``::1`` (for skipping IPv6 tests)."""
     if not socket.has_ipv6:
