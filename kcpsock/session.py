@@ -289,6 +289,7 @@ _CLOSED: Final = SessionState.CLOSED
 _CLOSING: Final = SessionState.CLOSING
 _get_ident: Final = threading.get_ident
 _monotonic: Final = time.monotonic
+_allocate_lock: Final = threading.Lock
 # compiled, a Final name is a C static: no lookup of the builtin at each call
 _memoryview: Final = memoryview
 
@@ -570,6 +571,77 @@ class _SessionLock:
         return bool(self._inner._is_owned())  # type: ignore[attr-defined]
 
 
+class _SessionCondition:
+    """A Condition of the session lock: ``threading.Condition``'s ``wait`` and ``notify_all``.
+
+    The same protocol (a waiter lock per wait, released by the notifier;
+    the session lock let go with :meth:`_SessionLock._release_save`, which
+    drains and transmits first), compiled: a blocked reader's wake-up
+    runs no interpreted code on either thread (``threading.Condition`` is
+    Python: about sixty bytecodes per wait and notify, and the interpreter
+    loop they run in is where a woken thread's request for the
+    interpreter lock interrupts the notifier).  Callers hold the session
+    lock.
+    """
+
+    __slots__ = ("_lock", "_waiters")
+
+    def __init__(self, lock: _SessionLock) -> None:
+        self._lock = lock
+        #: the waiter locks of the threads waiting, oldest first
+        self._waiters: deque[Any] = deque()
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Release the session lock, wait for a notify or ``timeout`` seconds, take it back.
+
+        Returns:
+            False if the wait timed out.
+        """
+        waiter = _allocate_lock()
+        waiter.acquire()
+        waiters = self._waiters
+        waiters.append(waiter)
+        lock = self._lock
+        try:
+            saved = lock._release_save()
+        except BaseException:
+            waiters.remove(waiter)
+            raise
+        got = False
+        try:
+            if timeout is None:
+                got = bool(waiter.acquire())
+            elif timeout > 0:
+                got = bool(waiter.acquire(True, timeout))
+            else:
+                got = bool(waiter.acquire(False))
+            return got
+        finally:
+            lock._acquire_restore(saved)
+            if not got:
+                try:
+                    waiters.remove(waiter)
+                except ValueError:  # notified meanwhile
+                    pass
+
+    def notify_all(self) -> None:
+        """Wake every waiting thread (session lock held)."""
+        waiters = self._waiters
+        while waiters:
+            waiters.popleft().release()
+
+
+def _wait_until(cond: _SessionCondition, deadline: Optional[float]) -> bool:
+    """:func:`wait_deadline` for a session's Condition (held); False on timeout."""
+    if deadline is None:
+        return cond.wait()
+    remaining = deadline - _monotonic()
+    if remaining <= 0:
+        return False
+    cond.wait(remaining)
+    return True
+
+
 class Session(Weakrefable):
     """One KCP conversation with one remote address (kcp-go ``UDPSession``).
 
@@ -639,9 +711,9 @@ class Session(Weakrefable):
         self._txq: deque[list[bytes]] = deque()
         self._txq_push: Callable[[list[bytes]], None] = self._txq.append
         self._txq_pop: Callable[[], list[bytes]] = self._txq.popleft
-        self._readable = threading.Condition(self._lock)  # type: ignore[arg-type]
-        self._writable = threading.Condition(self._lock)  # type: ignore[arg-type]
-        self._answered = threading.Condition(self._lock)  # type: ignore[arg-type]
+        self._readable = _SessionCondition(self._lock)
+        self._writable = _SessionCondition(self._lock)
+        self._answered = _SessionCondition(self._lock)
         self._rwait = 0  # threads waiting on _readable / _writable (lock held):
         self._wwait = 0  # notifications are skipped when nobody waits
         self._rhold = 0  # readers reading the socket with the receive role
@@ -1851,7 +1923,7 @@ class Session(Weakrefable):
                     if role is not None:
                         role.begin_wait(self._offer_role)
                     try:
-                        woken = wait_deadline(self._readable, deadline)
+                        woken = _wait_until(self._readable, deadline)
                     finally:
                         self._rwait -= 1
                         if role is not None:
@@ -2041,17 +2113,17 @@ class Session(Weakrefable):
             if role is not None:
                 role.wake_holder()
 
-    def _wait_input(self, cond: threading.Condition, deadline: Optional[float]) -> bool:
+    def _wait_input(self, cond: _SessionCondition, deadline: Optional[float]) -> bool:
         """``wait_deadline`` for a wait that needs the socket read (lock held).
 
         Tells the receiver, which takes its role back from an absent reader.
         """
         role = self._role
         if role is None:
-            return wait_deadline(cond, deadline)
+            return _wait_until(cond, deadline)
         role.begin_wait()
         try:
-            return wait_deadline(cond, deadline)
+            return _wait_until(cond, deadline)
         finally:
             role.end_wait()
 

@@ -552,7 +552,12 @@ class Receiver:
             solo = None  # a caller's socket keeps its blocking mode: no lending
         self._solo = solo
         # --- the receive role (guarded by _park) ---------------------------
-        self._park = threading.Condition(threading.Lock())
+        park_lock = threading.Lock()
+        self._park = threading.Condition(park_lock)
+        # its lock, taken directly by ``with``: Condition.__enter__ and
+        # __exit__ are interpreted calls (every blocked reader's begin_wait
+        # and end_wait takes it)
+        self._park_lock = park_lock
         self._lent = False  # the role is lent: the thread parks
         self._holder = 0  # ident of the thread holding the lent role (0: none)
         self._holds = 0  # how many times the role was taken (the nap sees a change)
@@ -608,7 +613,7 @@ class Receiver:
         """Stop the thread, wait for it (bounded, if ``wait``), release our sockets."""
         self._stopping = True
         transport = self._transport
-        with self._park:
+        with self._park_lock:
             self._park.notify_all()
         self.wake_holder(force=True)
         if self._wake is not None:
@@ -630,11 +635,11 @@ class Receiver:
             if wait and self._holder != me.ident:
                 # a reader inside serve() leaves before the socket closes
                 end = _monotonic() + 2.0
-                with self._park:
+                with self._park_lock:
                     while self._serving and (left := end - _monotonic()) > 0:
                         self._park.wait(left)
         finally:  # also when Ctrl-C interrupts the join: no descriptor leaks
-            with self._park:  # (_lend makes _lwake under the park lock)
+            with self._park_lock:  # (_lend makes _lwake under the park lock)
                 lwake = self._lwake
             for pair in (self._wake, lwake):
                 if pair is not None:
@@ -655,7 +660,7 @@ class Receiver:
         """
         if not self._lent:
             return False
-        with self._park:
+        with self._park_lock:
             if self._lent and not self._holder and not self._stopping:
                 self._holder = _get_ident()
                 self._holds += 1
@@ -673,7 +678,7 @@ class Receiver:
                 waits for input or the socket serves more than one session.
         """
         park = self._park
-        with park:
+        with self._park_lock:
             self._holder = 0
             self._left = _monotonic()
             solo = self._solo
@@ -697,7 +702,7 @@ class Receiver:
         if self._solo is None:
             return
         park = self._park
-        with park:
+        with self._park_lock:
             self._waiting += 1
             if asker is not None:
                 self._asker = asker
@@ -710,7 +715,7 @@ class Receiver:
         """The wait that :meth:`begin_wait` announced is over."""
         if self._solo is None:
             return
-        with self._park:
+        with self._park_lock:
             self._waiting -= 1
 
     def reclaim(self) -> None:
@@ -718,7 +723,7 @@ class Receiver:
         if not self._lent:
             return
         park = self._park
-        with park:
+        with self._park_lock:
             if self._lent and not self._holder:
                 self._lent = False
                 self.reclaims += 1
@@ -776,7 +781,7 @@ class Receiver:
         size = RECV_SIZE
         flags = _DONTWAIT
         batch: Batch = []
-        with self._park:
+        with self._park_lock:
             # (under the lock stop() waits on: a stop() that came first is
             # seen here, a later one waits for this read before closing)
             if self.stopping():  # (a method: stop() sets it on another thread)
@@ -823,7 +828,7 @@ class Receiver:
         finally:
             self._serving = False
             if self.stopping():  # (a method: stop() sets it on another thread)
-                with self._park:
+                with self._park_lock:
                     self._park.notify_all()
         self.pending = 0
         return batch
@@ -848,7 +853,6 @@ class Receiver:
         solo = self._solo
         if asker is None or solo is None or not solo():
             return
-        park = self._park
         if self._poller is None:
             try:
                 r, w = socket.socketpair()
@@ -865,14 +869,14 @@ class Receiver:
                 r.close()
                 w.close()
                 return
-            with park:
+            with self._park_lock:
                 if self._stopping:  # stop() closes what exists: these are ours
                     r.close()
                     w.close()
                     return
                 self._lwake = (r, w)
                 self._poller = poller
-        with park:
+        with self._park_lock:
             if self._stopping:
                 return
             self._lent = True
@@ -880,7 +884,7 @@ class Receiver:
         if asker():
             self.lends += 1
             return
-        with park:  # the reader could not be told (its lock was taken): keep reading
+        with self._park_lock:  # the reader could not be told (its lock was taken): keep reading
             if not self._holder:
                 self._lent = False
             else:
@@ -892,7 +896,7 @@ class Receiver:
         lease = LEND_LEASE
         nap: Optional[float] = lease
         seen = -1
-        with park:
+        with self._park_lock:
             while self._lent and not self._stopping:
                 if not self._holder:
                     idle = _monotonic() - self._left
@@ -996,6 +1000,6 @@ class Receiver:
                     self._lend()
                 except Exception:  # never let a lend kill the receiver: it reads on
                     _log.exception("lending the receive role failed")
-                    with self._park:
+                    with self._park_lock:
                         if not self._holder:
                             self._lent = False
