@@ -34,11 +34,7 @@
  *
  * Both system calls run with the GIL released (payload buffers stay exported
  * and referenced meanwhile; receive buffers are this call's own: taken from
- * a small free list, kept by the GIL, and given back when the call ends),
- * except a recvmmsg with MSG_DONTWAIT (the read-ahead, and every read after
- * a waiting one's first): it cannot block, and each release of the GIL
- * wakes a thread waiting for it (a reader the receiver just woke) only for
- * that thread to find it taken again when the call returns.
+ * a small free list, kept by the GIL, and given back when the call ends).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -243,22 +239,12 @@ u_recv(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             }
         }
         int r, err = 0;
-        if (flags & MSG_DONTWAIT) {
-            /* a read that cannot block keeps the GIL: releasing it would
-               wake a thread waiting for the GIL (a woken reader) only for
-               it to find the GIL taken again when the call returns */
-            r = recvmmsg(fd, msgs, (unsigned)n, flags, NULL);
-            if (r < 0) {
-                err = errno;
-            }
-        } else {
-            Py_BEGIN_ALLOW_THREADS
-            r = recvmmsg(fd, msgs, (unsigned)n, flags, NULL);
-            if (r < 0) {
-                err = errno;
-            }
-            Py_END_ALLOW_THREADS
+        Py_BEGIN_ALLOW_THREADS
+        r = recvmmsg(fd, msgs, (unsigned)n, flags, NULL);
+        if (r < 0) {
+            err = errno;
         }
+        Py_END_ALLOW_THREADS
         if (r <= 0) {
             if (r == 0 || err == EAGAIN || err == EWOULDBLOCK) {
                 break;

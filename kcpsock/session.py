@@ -597,11 +597,13 @@ class _SessionCondition:
         Returns:
             False if the wait timed out.
         """
+        lock = self._lock
+        if not lock._is_owned():
+            raise RuntimeError("cannot wait on un-acquired lock")
         waiter = _allocate_lock()
         waiter.acquire()
         waiters = self._waiters
         waiters.append(waiter)
-        lock = self._lock
         try:
             saved = lock._release_save()
         except BaseException:
@@ -626,6 +628,8 @@ class _SessionCondition:
 
     def notify_all(self) -> None:
         """Wake every waiting thread (session lock held)."""
+        if not self._lock._is_owned():
+            raise RuntimeError("cannot notify on un-acquired lock")
         waiters = self._waiters
         while waiters:
             waiters.popleft().release()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from kcpsock.session import _wait_until
 from tests.helpers import unstarted_session, wait_until
 
@@ -68,3 +70,13 @@ def test_a_notify_before_the_timeout_counts_as_woken() -> None:
             cond.notify_all()
         t.join(5)
         assert got == [True]
+
+
+def test_waiting_or_notifying_without_the_lock_is_refused() -> None:
+    with unstarted_session(8) as (s, _):
+        cond = s._readable
+        with pytest.raises(RuntimeError, match="un-acquired"):
+            cond.wait(0.01)
+        assert not cond._waiters
+        with pytest.raises(RuntimeError, match="un-acquired"):
+            cond.notify_all()
