@@ -391,14 +391,7 @@ def role_server(args: argparse.Namespace) -> None:
                 "fired": updater.fired,
                 "claimed": getattr(updater, "claimed", None),
                 "recv_calls": calls[0],
-                "gate": None
-                if gate is None
-                else [
-                    gate.deferrals,
-                    gate.woken,
-                    getattr(gate, "held", 0),
-                    getattr(gate, "kept", 0),
-                ],
+                "gate": None if gate is None else [gate.deferrals, gate.woken],
                 "recv_sizes": _quantiles(sizes),
                 "recv_hist": _size_hist(sizes) if os.environ.get("PROBE_SIZES") else None,
                 "spans": spans,
