@@ -147,14 +147,16 @@ def role_server(args: argparse.Namespace) -> None:
         buf = bytearray(65536)
         view = memoryview(buf)
         echoed, report = 0, args.report_bytes
+        gaps = _Gaps(args.timeline, "echo", sock)
         while True:
             n = sock.recv_into(buf)
             if not n:
                 return
+            gaps.read(echoed + n)
             sock.sendall(view[:n])
             if echoed < report <= echoed + n:
                 # the echo run's end: the client's resends received twice here
-                print(f"ECHO bytes={echoed + n}" + _retrans(sock), flush=True)
+                print(f"ECHO bytes={echoed + n}" + _retrans(sock) + gaps.result(), flush=True)
             echoed += n
 
     def sink(sock: Any) -> None:
@@ -163,11 +165,13 @@ def role_server(args: argparse.Namespace) -> None:
             (want,) = struct.unpack(">Q", _recv_exact(sock, 8))
             t0, c0 = time.perf_counter(), _cpu()
             got = 0
+            gaps = _Gaps(args.timeline, "sink", sock)
             while got < want:
                 n = sock.recv_into(buf, min(len(buf), want - got))
                 if not n:
                     return
                 got += n
+                gaps.read(got)
             sock.sendall(b"DONE")
             try:
                 repeat = f" repeat={sock.figures()['repeat_segs']}"  # segments received twice
@@ -175,7 +179,8 @@ def role_server(args: argparse.Namespace) -> None:
                 repeat = ""
             print(
                 f"SINK bytes={want} seconds={time.perf_counter() - t0:.6f} cpu={_cpu() - c0:.6f}"
-                + repeat,
+                + repeat
+                + gaps.result(),
                 flush=True,
             )
 
@@ -207,6 +212,51 @@ def _retrans(sock: Any) -> str:
         f" lost={f['lost_segs']} fast={f['fast_retrans_segs']} sent={f['segments_out']}"
         f" repeat={f['repeat_segs']}" + ("" if inbox is None else f" inbox={inbox}")
     )
+
+
+class _Gaps:
+    """The longest pause between two reads of a kcpsock server (one clock read a read).
+
+    On lossless loopback a receiver that reads nothing for longer than its
+    peer's RTO (30 ms at least) makes the peer resend: the longest gap says
+    whether a slow run's receiver stalled.  With ``--timeline DIR`` every
+    read is also kept as ``monotonic seconds, bytes so far, the advertised
+    window's cap, segments waiting in the receive queue``, written to
+    ``DIR/<role>-<pid>-<n>.txt`` at :meth:`result` (the sender's file has the
+    same clock: CLOCK_MONOTONIC is system-wide on Linux).
+    """
+
+    _runs = 0
+
+    def __init__(self, timeline: str, role: str, sock: Any) -> None:
+        self._last = 0.0
+        self.longest = 0.0
+        self._timeline = timeline
+        self._role = role
+        self._kcp = getattr(getattr(sock, "_session", None), "kcp", None) if timeline else None
+        self._rows: list[tuple[float, int, int, int]] = []
+
+    def read(self, total: int) -> None:
+        """One read returned; ``total``: the bytes read so far."""
+        now = time.perf_counter()
+        if self._last and now - self._last > self.longest:
+            self.longest = now - self._last
+        self._last = now
+        if self._timeline:
+            k = self._kcp
+            cap = getattr(k, "wnd_cap", -1) if k is not None else -1
+            queued = len(getattr(k, "rcv_queue", ())) if k is not None else -1
+            self._rows.append((now, total, cap, queued))
+
+    def result(self) -> str:
+        """' gap_ms=..' (and the timeline file written, with --timeline)."""
+        if self._timeline:
+            _Gaps._runs += 1
+            name = f"{self._role}-{os.getpid()}-{_Gaps._runs}.txt"
+            with open(os.path.join(self._timeline, name), "w", encoding="ascii") as fh:
+                fh.writelines(f"{t:.6f} {n} {c} {q}\n" for t, n, c, q in self._rows)
+            self._rows = []
+        return f" gap_ms={self.longest * 1000:.1f}"
 
 
 class _SrttSampler:
@@ -249,14 +299,27 @@ def role_client(args: argparse.Namespace) -> None:
         t0, c0 = time.perf_counter(), _cpu()
         sock.sendall(struct.pack(">Q", total))
         left = total
+        rows: list[str] = []
         while left > 0:
             n = min(left, CHUNK)
             sock.sendall(payload if n == CHUNK else payload[:n])
             left -= n
+            if args.timeline:
+                f = sock.figures()
+                rows.append(
+                    f"{time.perf_counter():.6f} {total - left} {f['lost_segs']} {f['srtt']}"
+                    f" {f['rto']} {f['rmt_wnd']} {f['waitsnd']}\n"
+                )
         if _recv_exact(sock, 4) != b"DONE":
             raise SystemExit("FAIL no DONE")
+        if rows:
+            # --timeline: per 32 KB chunk: monotonic seconds, bytes handed over,
+            # RTO resends, srtt, rto, the peer's window, segments not acknowledged
+            with open(os.path.join(args.timeline, f"send-{os.getpid()}.txt"), "w") as fh:
+                fh.writelines(rows)
+        end = time.perf_counter()
         print(
-            f"OK bytes={total} seconds={time.perf_counter() - t0:.6f} cpu={_cpu() - c0:.6f}"
+            f"OK bytes={total} seconds={end - t0:.6f} cpu={_cpu() - c0:.6f} end={end:.6f}"
             + _retrans(sock)
             + srtt.result()
         )
@@ -280,8 +343,9 @@ def role_client(args: argparse.Namespace) -> None:
                 raise SystemExit("FAIL echo ended early")
             got += n
         w.join(60)
+        end = time.perf_counter()
         print(
-            f"OK bytes={total} seconds={time.perf_counter() - t0:.6f} cpu={_cpu() - c0:.6f}"
+            f"OK bytes={total} seconds={end - t0:.6f} cpu={_cpu() - c0:.6f} end={end:.6f}"
             + _retrans(sock)
             + srtt.result()
         )
@@ -503,6 +567,98 @@ class SocketWatch:
         return out
 
 
+class HostWatch:
+    """What else the machine did during one bench run (a thread reading /proc).
+
+    Every ``every`` seconds: the machine's CPU time by kind (/proc/stat: busy,
+    and ``steal``, the time the hypervisor ran someone else while this VM
+    wanted a CPU), this process's own CPU time, and the server process's
+    CPU time and run delay (the time its threads waited for a CPU, summed
+    over /proc/<pid>/task/*/schedstat).  :meth:`figures` turns the samples
+    around a transfer's window into the steal share, the CPU the other
+    processes used (in cores) and the server's wait for a CPU: a slow run
+    that lost time to the host or to other load says so.
+    """
+
+    def __init__(self, server_pid: int, every: float = 0.02, proc: str = "/proc") -> None:
+        self._pid = server_pid
+        self._proc = proc
+        self._every = every
+        self._stop = threading.Event()
+        #: (monotonic s, [user nice system idle iowait irq softirq steal] ticks,
+        #:  server CPU s, server run delay s, this process's CPU s)
+        self.samples: list[tuple[float, list[int], float, float, float]] = []
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> HostWatch:
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sample()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            self.sample()
+
+    def sample(self) -> None:
+        """Read the figures once (a sample is skipped if /proc/stat is unreadable)."""
+        now = time.monotonic()
+        try:
+            with open(f"{self._proc}/stat", encoding="ascii") as fh:
+                ticks = [int(v) for v in fh.readline().split()[1:9]]
+        except (OSError, ValueError):
+            return
+        server, delay = 0.0, 0.0
+        try:
+            with open(f"{self._proc}/{self._pid}/stat", encoding="ascii") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            server = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            tasks = f"{self._proc}/{self._pid}/task"
+            for tid in os.listdir(tasks):
+                with open(f"{tasks}/{tid}/schedstat", encoding="ascii") as fh:
+                    delay += int(fh.read().split()[1]) / 1e9
+        except (OSError, ValueError, IndexError):
+            pass  # the server gone, or a thread that ended between the two reads
+        self.samples.append((now, ticks, server, delay, time.process_time()))
+
+    def figures(self, start: float, end: float, client_cpu: float) -> dict[str, float]:
+        """The run's host figures over the samples around [``start``, ``end``].
+
+        Args:
+            start: the transfer's start (monotonic seconds).
+            end: its end.
+            client_cpu: the client's CPU seconds for the transfer (it reports them).
+
+        Returns:
+            ``steal`` (% of the machine's CPU time), ``others`` (cores used by
+            every process but the server, the client and this one) and
+            ``sdelay`` (ms the server's threads waited for a CPU); empty with
+            fewer than two samples in the window.
+        """
+        got = self.samples
+        before = [s for s in got if s[0] <= start]
+        first = before[-1] if before else (got[0] if got else None)
+        last = next((s for s in got if s[0] >= end), got[-1] if got else None)
+        if first is None or last is None or last[0] - first[0] <= 0:
+            return {}
+        d = [b - a for a, b in zip(first[1], last[1])]
+        total = sum(d)
+        if total <= 0:
+            return {}
+        hz = os.sysconf("SC_CLK_TCK")
+        busy = (d[0] + d[1] + d[2] + d[5] + d[6]) / hz
+        mine = (last[2] - first[2]) + (last[4] - first[4]) + client_cpu
+        return {
+            "steal": 100.0 * d[7] / total,
+            "others": max(0.0, busy - mine) / (last[0] - first[0]),
+            "sdelay": 1000.0 * (last[3] - first[3]),
+        }
+
+
 def _self_argv(role: str, config: str, opts: argparse.Namespace) -> list[str]:
     argv = [sys.executable, str(Path(__file__).resolve()), "--role", role, "--config", config]
     if opts.stream:
@@ -511,6 +667,8 @@ def _self_argv(role: str, config: str, opts: argparse.Namespace) -> list[str]:
         argv.append("--ack-nodelay")
     if role == "echo-server":
         argv += ["--report-bytes", str(opts.bytes)]
+    if getattr(opts, "timeline", ""):
+        argv += ["--timeline", opts.timeline]
     return argv
 
 
@@ -649,10 +807,13 @@ def _one_transfer(
         cpu0 = proc_cpu(server.pid)
         drops0 = udp_rcvbuf_errors()
         try:
-            with SocketWatch(server.address[1]) as watch:
+            with SocketWatch(server.address[1]) as watch, HostWatch(server.pid) as host:
                 res = run_one(
                     client_side, client_kind, server, config, opts, peer, bytes=opts.bytes
                 )
+                # the transfer's end: the client's own clock if it says (kcpsock's
+                # is the same monotonic clock), else now (the client just exited)
+                end = float(res.get("end", time.monotonic()))
         except (AssertionError, OSError, TimeoutError) as exc:
             print(f"# {pair} {config} {test}: {exc}", file=sys.stderr)
             return None
@@ -661,6 +822,8 @@ def _one_transfer(
         if drops0 is not None and drops1 is not None:
             res["kdrops"] = str(drops1 - drops0)
         res.update(watch.figures())
+        figures = host.figures(end - float(res["seconds"]), end, float(res["cpu"]))
+        res.update({k: f"{v:.3f}" for k, v in figures.items()})
         if test == "echo":
             # the echo server's ECHO line: its own resends, and the client's
             # resends it received twice (the client's 'repeat' are the server's)
@@ -673,6 +836,8 @@ def _one_transfer(
                     key, _, value = field.partition("=")
                     if key in ("lost", "fast", "repeat", "inbox"):
                         res["s" + key] = value
+                    elif key == "gap_ms":
+                        res["gap"] = value
         if test == "one-way":
             # the sink's SINK line: the segments it received twice (kcpsock's
             # and the Go peer's); a one-way client's own repeats are its DONE's
@@ -684,6 +849,8 @@ def _one_transfer(
             for field in sink:
                 if field.startswith("repeat="):
                     res["repeat"] = field[len("repeat=") :]
+                elif field.startswith("gap_ms="):
+                    res["gap"] = field[len("gap_ms=") :]
     finally:
         server.close()
     seconds = float(res["seconds"])
@@ -708,6 +875,10 @@ def _one_transfer(
         "cdrops",
         "srxq",
         "crxq",
+        "gap",
+        "steal",
+        "others",
+        "sdelay",
     )
     counts = " ".join(f"{k}={res[k]}" for k in keys if k in res)
     out: dict[str, float] = {
@@ -1027,14 +1198,40 @@ def _resends(run: dict[str, float]) -> str:
     return out + (f" d {dropped:.0f}" if dropped else "")
 
 
+def _stall(run: dict[str, float]) -> str:
+    """What a stormy run's figures show around it: '; gap N ms, steal N %, ...' or ''.
+
+    The server's longest pause between two reads (a receiver that stalled
+    past the RTO), the host's steal and the other processes' CPU, each only
+    when it is large enough to matter (30 ms, 2 %, a quarter of a core).
+    """
+    parts = []
+    if run.get("gap", 0.0) >= 30:
+        parts.append(f"gap {run['gap']:.0f} ms")
+    if run.get("steal", 0.0) >= 2:
+        parts.append(f"steal {run['steal']:.0f} %")
+    if run.get("others", 0.0) >= 0.25:
+        parts.append(f"others {run['others']:.1f} cores")
+    return "; " + ", ".join(parts) if parts else ""
+
+
 def slow_reason(runs: list[dict[str, float]]) -> str:
     """Why the slowest of ``runs`` was slow, as far as the counters tell.
 
-    "RTO storm": the slowest run's client resent at least 0.5 % of its
-    segments on a timeout (lossless loopback: spurious, the ACKs came late).
-    "more CPU/MB": it used at least 1.25x the CPU per MB (both sides) of the
-    fastest run.  Otherwise "machine": the same work took longer in wall
-    time, so the processes waited for a core (other load on the machine).
+    In this order:
+
+    * "RTO storm (N)": the slowest run's client (or echo server) resent at
+      least 0.5 % of its segments on a timeout (lossless loopback: spurious,
+      the ACKs came late), followed by what the run's figures show beside
+      it: the server's longest gap between two reads (a stalled receiver),
+      the host's steal, the other processes' CPU (:func:`_stall`);
+    * "host (steal N %)": the hypervisor took at least 2 % of the machine's
+      CPU time during the run, 2 points more than during the fastest run;
+    * "other load (N cores)": the processes other than the run's own used
+      at least a quarter of a core more than during the fastest run;
+    * "more CPU/MB (xN)": the same code used at least 1.25x the CPU per MB
+      (both sides) of the fastest run (a slower host: caches, frequency);
+    * "machine": the same work took longer in wall time, nothing above says why.
     """
     if len(runs) < 2:
         return ""
@@ -1043,12 +1240,28 @@ def slow_reason(runs: list[dict[str, float]]) -> str:
     # echo: the server's RTO resends count too (its segments: about as many)
     resent = slow.get("lost", 0.0) + slow.get("slost", 0.0)
     if resent and resent >= 0.005 * slow.get("sent", 0.0):
-        return f"RTO storm ({resent:.0f})"
+        return f"RTO storm ({resent:.0f}{_stall(slow)})"
+    if "steal" in slow and "steal" in fast:
+        if slow["steal"] >= 2 and slow["steal"] >= fast["steal"] + 2:
+            return f"host (steal {slow['steal']:.0f} % vs {fast['steal']:.0f} %)"
+        if slow["others"] >= 0.25 and slow["others"] >= fast["others"] + 0.25:
+            return f"other load ({slow['others']:.1f} cores vs {fast['others']:.1f})"
     cpu_slow = slow["client_cpu"] + slow["server_cpu"]
     cpu_fast = fast["client_cpu"] + fast["server_cpu"]
     if cpu_fast > 0 and cpu_slow >= 1.25 * cpu_fast:
         return f"more CPU/MB (x{cpu_slow / cpu_fast:.2f})"
     return "machine"
+
+
+def _host_cell(run: dict[str, float]) -> str:
+    """A run's 'steal %/other cores/server gap ms/server CPU wait ms' ('?' unknown)."""
+
+    def fig(key: str, fmt: str) -> str:
+        return format(run[key], fmt) if key in run else "?"
+
+    return "/".join(
+        (fig("steal", ".0f"), fig("others", ".1f"), fig("gap", ".0f"), fig("sdelay", ".0f"))
+    )
 
 
 def stability(rows: list[dict[str, Any]]) -> str:
@@ -1057,8 +1270,11 @@ def stability(rows: list[dict[str, Any]]) -> str:
     Per run: MB/s; the client's RTO and fast resends and the segments
     received twice (one-way: at the server; echo: at the client, i.e. the
     echo server's resends), as 'RTO+fast/repeats' ('?': the client does not
-    report them); CPU ms per MB of client / server; with --srtt, the client's
-    smoothed RTT (mean and maximum of its samples).
+    report them); CPU ms per MB of client / server; the host's figures
+    (:class:`HostWatch`: steal % of the machine's CPU time, the other
+    processes' CPU in cores, the kcpsock server's longest gap between two
+    reads and its threads' wait for a CPU in ms; '?' where unknown); with
+    --srtt, the client's smoothed RTT (mean and maximum of its samples).
     """
     srtt = any(
         "srtt_mean" in r
@@ -1068,9 +1284,10 @@ def stability(rows: list[dict[str, Any]]) -> str:
     )
     lines = [
         "| client → server | tree | mode | config | test | runs MB/s | slowest / fastest "
-        "| resends RTO+fast/repeats | CPU ms/MB client/server | slowest run |"
+        "| resends RTO+fast/repeats | CPU ms/MB client/server | slowest run "
+        "| steal %/others cores/server gap ms/server wait ms |"
         + (" client srtt mean/max ms |" if srtt else ""),
-        "|---|---|---|---|---|---|---:|---|---|---|" + ("---|" if srtt else ""),
+        "|---|---|---|---|---|---|---:|---|---|---|---|" + ("---|" if srtt else ""),
     ]
     for row in rows:
         for test in ("one-way", "echo"):
@@ -1088,7 +1305,7 @@ def stability(rows: list[dict[str, Any]]) -> str:
             lines.append(
                 f"| {row['pair'].replace('->', ' → ')} | {row['tree']} | {row['mode']} "
                 f"| {row['config']} | {test} | {shown} | {ratio:.2f} | {resends} | {cpu} "
-                f"| {slow_reason(detail)} |"
+                f"| {slow_reason(detail)} | {', '.join(_host_cell(r) for r in detail)} |"
             )
             if srtt:
                 lines[-1] += (
@@ -1176,6 +1393,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         metavar="MS",
         help="clients sample their smoothed RTT every MS ms (kcpsock and kcp-go alike) and the"
         " stability table shows its mean and maximum per run (default 0: no sampling)",
+    )
+    p.add_argument(
+        "--timeline",
+        default="",
+        metavar="DIR",
+        help="kcpsock peers write every read (servers) and every 32 KB sent (one-way"
+        " clients) with its time and window figures to files in DIR (diagnosis of a run)",
     )
     p.add_argument("--config", choices=list(CONFIGS), default="plain")
     p.add_argument("--report-bytes", type=int, default=0, help=argparse.SUPPRESS)
