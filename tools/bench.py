@@ -140,6 +140,8 @@ def role_server(args: argparse.Namespace) -> None:
         os._exit(0)
 
     threading.Thread(target=stdin_watch, daemon=True).start()
+    if args.timeline:
+        _Gaps.tasks = _TaskSampler(args.timeline)
     host, port = listener.getsockname()[:2]
     print(f"READY {host}:{port}", flush=True)
 
@@ -227,6 +229,8 @@ class _Gaps:
     """
 
     _runs = 0
+    #: --timeline: the process's thread sampler (its file is written with each run's)
+    tasks: Optional[_TaskSampler] = None
 
     def __init__(self, timeline: str, role: str, sock: Any) -> None:
         self._last = 0.0
@@ -252,11 +256,58 @@ class _Gaps:
         """' gap_ms=..' (and the timeline file written, with --timeline)."""
         if self._timeline:
             _Gaps._runs += 1
+            if _Gaps.tasks is not None:
+                _Gaps.tasks.write(_Gaps._runs)
             name = f"{self._role}-{os.getpid()}-{_Gaps._runs}.txt"
             with open(os.path.join(self._timeline, name), "w", encoding="ascii") as fh:
                 fh.writelines(f"{t:.6f} {n} {c} {q}\n" for t, n, c, q in self._rows)
             self._rows = []
         return f" gap_ms={self.longest * 1000:.1f}"
+
+
+class _TaskSampler:
+    """--timeline: this process's threads' CPU time and run delay every 2 ms (a thread).
+
+    Written with the reads' timeline (``DIR/tasks-<pid>-<n>.txt``: monotonic
+    seconds, then per thread ``name:cpu_ms:wait_ms``), it tells what a stalled
+    receiver was doing: running (CPU time grows: its own work), waiting for a
+    CPU (run delay grows: other load) or neither (blocked on a lock or
+    sleeping).  Diagnosis only: the sampling itself takes the interpreter
+    lock 500 times a second.
+    """
+
+    def __init__(self, timeline: str, every: float = 0.002) -> None:
+        self._timeline = timeline
+        self._every = every
+        self._stop = threading.Event()
+        self._rows: list[str] = []
+        self._thread = threading.Thread(target=self._run, daemon=True, name="task-sampler")
+        if timeline:
+            self._thread.start()
+
+    def _run(self) -> None:
+        pid = os.getpid()
+        while not self._stop.wait(self._every):
+            names = {t.native_id: t.name for t in threading.enumerate()}
+            parts = [f"{time.perf_counter():.6f}"]
+            for tid in sorted(os.listdir(f"/proc/{pid}/task")):
+                try:
+                    with open(f"/proc/{pid}/task/{tid}/schedstat", encoding="ascii") as fh:
+                        run, wait = fh.read().split()[:2]
+                except (OSError, ValueError):
+                    continue
+                name = names.get(int(tid), tid).replace(" ", "_").replace(":", "_")
+                parts.append(f"{name}:{int(run) / 1e6:.3f}:{int(wait) / 1e6:.3f}")
+            self._rows.append(" ".join(parts) + "\n")
+
+    def write(self, n: int) -> None:
+        """Write the samples so far as run ``n``'s file (nothing without --timeline)."""
+        if not self._timeline:
+            return
+        rows, self._rows = self._rows, []
+        name = f"tasks-{os.getpid()}-{n}.txt"
+        with open(os.path.join(self._timeline, name), "w", encoding="ascii") as fh:
+            fh.writelines(rows)
 
 
 class _SrttSampler:
@@ -635,9 +686,11 @@ class HostWatch:
 
         Returns:
             ``steal`` (% of the machine's CPU time), ``others`` (cores used by
-            every process but the server, the client and this one) and
-            ``sdelay`` (ms the server's threads waited for a CPU); empty with
-            fewer than two samples in the window.
+            every process but the server, the client and this one),
+            ``sdelay`` (ms the server's threads waited for a CPU) and
+            ``swait`` (the most of it between two samples: the longest
+            starvation, ms per ``every``); empty with fewer than two samples
+            in the window.
         """
         got = self.samples
         before = [s for s in got if s[0] <= start]
@@ -652,10 +705,13 @@ class HostWatch:
         hz = os.sysconf("SC_CLK_TCK")
         busy = (d[0] + d[1] + d[2] + d[5] + d[6]) / hz
         mine = (last[2] - first[2]) + (last[4] - first[4]) + client_cpu
+        inside = got[got.index(first) : got.index(last) + 1]
+        burst = max((b[3] - a[3] for a, b in zip(inside, inside[1:])), default=0.0)
         return {
             "steal": 100.0 * d[7] / total,
             "others": max(0.0, busy - mine) / (last[0] - first[0]),
             "sdelay": 1000.0 * (last[3] - first[3]),
+            "swait": 1000.0 * burst,
         }
 
 
@@ -879,6 +935,7 @@ def _one_transfer(
         "steal",
         "others",
         "sdelay",
+        "swait",
     )
     counts = " ".join(f"{k}={res[k]}" for k in keys if k in res)
     out: dict[str, float] = {
@@ -1202,12 +1259,15 @@ def _stall(run: dict[str, float]) -> str:
     """What a stormy run's figures show around it: '; gap N ms, steal N %, ...' or ''.
 
     The server's longest pause between two reads (a receiver that stalled
-    past the RTO), the host's steal and the other processes' CPU, each only
-    when it is large enough to matter (30 ms, 2 %, a quarter of a core).
+    past the RTO), its longest wait for a CPU within one HostWatch sample
+    (20 ms), the host's steal and the other processes' CPU, each only when
+    it is large enough to matter (30 ms, 10 ms, 2 %, a quarter of a core).
     """
     parts = []
     if run.get("gap", 0.0) >= 30:
         parts.append(f"gap {run['gap']:.0f} ms")
+    if run.get("swait", 0.0) >= 10:
+        parts.append(f"server starved {run['swait']:.0f} ms")
     if run.get("steal", 0.0) >= 2:
         parts.append(f"steal {run['steal']:.0f} %")
     if run.get("others", 0.0) >= 0.25:
@@ -1254,14 +1314,16 @@ def slow_reason(runs: list[dict[str, float]]) -> str:
 
 
 def _host_cell(run: dict[str, float]) -> str:
-    """A run's 'steal %/other cores/server gap ms/server CPU wait ms' ('?' unknown)."""
+    """A run's 'steal %/other cores/server gap ms/server CPU wait ms (longest)'.
+
+    '?' where a figure is unknown.
+    """
 
     def fig(key: str, fmt: str) -> str:
         return format(run[key], fmt) if key in run else "?"
 
-    return "/".join(
-        (fig("steal", ".0f"), fig("others", ".1f"), fig("gap", ".0f"), fig("sdelay", ".0f"))
-    )
+    wait = fig("sdelay", ".0f") + (f" ({run['swait']:.0f})" if "swait" in run else "")
+    return "/".join((fig("steal", ".0f"), fig("others", ".1f"), fig("gap", ".0f"), wait))
 
 
 def stability(rows: list[dict[str, Any]]) -> str:
@@ -1273,7 +1335,8 @@ def stability(rows: list[dict[str, Any]]) -> str:
     report them); CPU ms per MB of client / server; the host's figures
     (:class:`HostWatch`: steal % of the machine's CPU time, the other
     processes' CPU in cores, the kcpsock server's longest gap between two
-    reads and its threads' wait for a CPU in ms; '?' where unknown); with
+    reads, its threads' wait for a CPU in ms and, in brackets, the most of
+    it within one 20 ms sample; '?' where unknown); with
     --srtt, the client's smoothed RTT (mean and maximum of its samples).
     """
     srtt = any(
@@ -1285,7 +1348,7 @@ def stability(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| client → server | tree | mode | config | test | runs MB/s | slowest / fastest "
         "| resends RTO+fast/repeats | CPU ms/MB client/server | slowest run "
-        "| steal %/others cores/server gap ms/server wait ms |"
+        "| steal %/others cores/server gap ms/server wait ms (longest) |"
         + (" client srtt mean/max ms |" if srtt else ""),
         "|---|---|---|---|---|---|---:|---|---|---|---|" + ("---|" if srtt else ""),
     ]

@@ -202,10 +202,12 @@ def test_socket_watch_reads_drops_and_queues(tmp_path: Any) -> None:
 def test_slow_reason_names_what_came_with_a_storm() -> None:
     runs = [
         run(120, sent=22000, gap=8, steal=0, others=0.1),
-        run(70, lost=600, sent=22600, gap=48.2, steal=3.4, others=0.6),
+        run(70, lost=600, sent=22600, gap=48.2, swait=17, steal=3.4, others=0.6),
     ]
-    assert bench.slow_reason(runs) == "RTO storm (600; gap 48 ms, steal 3 %, others 0.6 cores)"
-    runs[1].update(gap=12, steal=0.5, others=0.1)  # nothing beside it worth naming
+    assert bench.slow_reason(runs) == (
+        "RTO storm (600; gap 48 ms, server starved 17 ms, steal 3 %, others 0.6 cores)"
+    )
+    runs[1].update(gap=12, swait=4, steal=0.5, others=0.1)  # nothing beside it worth naming
     assert bench.slow_reason(runs) == "RTO storm (600)"
 
 
@@ -225,11 +227,11 @@ def test_slow_reason_host_steal_then_other_load() -> None:
 
 
 def test_stability_table_host_column() -> None:
-    runs = [run(100, steal=1.2, others=0.31, gap=7.6, sdelay=40.4), run(90)]
+    runs = [run(100, steal=1.2, others=0.31, gap=7.6, sdelay=40.4, swait=12.2), run(90)]
     lines = bench.stability([row("kcp-go->kcpsock", runs)]).splitlines()
-    assert "steal %/others cores/server gap ms/server wait ms" in lines[0]
+    assert "steal %/others cores/server gap ms/server wait ms (longest)" in lines[0]
     assert len(lines[0].split("|")) == len(lines[1].split("|")) == len(lines[2].split("|"))
-    assert lines[2].endswith("| 1/0.3/8/40, ?/?/?/? |")
+    assert lines[2].endswith("| 1/0.3/8/40 (12), ?/?/?/? |")
 
 
 class FakeProc:
@@ -269,6 +271,7 @@ def test_host_watch_figures_over_the_transfer_window(tmp_path: Any) -> None:
     assert got["steal"] == pytest.approx(25.0)
     assert got["others"] == pytest.approx(max(0.0, 1.0 - 0.5 - 0.25 - own) / (t1 - t0))
     assert got["sdelay"] == pytest.approx(6.0)
+    assert got["swait"] == pytest.approx(6.0)  # one interval: all of it
     # a window before any sample: the first sample starts it; one sample: nothing
     assert watch.figures(t0 - 10, t1, 0.0)["sdelay"] == pytest.approx(6.0)
     single = bench.HostWatch(4242, proc=str(tmp_path))
@@ -304,3 +307,26 @@ def test_gaps_longest_pause_and_timeline(tmp_path: Any) -> None:
     assert written.name.startswith("echo-")
     rows = [line.split() for line in written.read_text().splitlines()]
     assert [r[1:] for r in rows] == [["100", "700", "3"], ["200", "700", "3"]]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="no /proc here")
+def test_task_sampler_writes_each_threads_cpu_and_wait(tmp_path: Any) -> None:
+    sampler = bench._TaskSampler(str(tmp_path), every=0.001)
+    for _ in range(5000):  # bounded wait for two samples (its own 1 ms timer paces it)
+        if len(sampler._rows) >= 2:
+            break
+        sampler._stop.wait(0.001)
+    sampler._stop.set()
+    sampler._thread.join(5)
+    sampler.write(7)
+    (written,) = list(tmp_path.iterdir())
+    assert written.name == f"tasks-{os.getpid()}-7.txt"
+    first = written.read_text().splitlines()[0].split()
+    float(first[0])
+    threads = {part.rsplit(":", 2)[0]: part for part in first[1:]}
+    assert "MainThread" in threads
+    name, run, wait = threads["MainThread"].rsplit(":", 2)
+    assert float(run) > 0 and float(wait) >= 0
+    off = bench._TaskSampler("")
+    off.write(1)  # without --timeline: no thread, no file
+    assert not off._thread.is_alive() and len(list(tmp_path.iterdir())) == 1
