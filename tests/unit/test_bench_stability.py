@@ -325,7 +325,7 @@ def test_task_sampler_writes_each_threads_cpu_and_wait(tmp_path: Any) -> None:
     float(first[0])
     threads = {part.rsplit(":", 2)[0]: part for part in first[1:]}
     assert "MainThread" in threads
-    name, run, wait = threads["MainThread"].rsplit(":", 2)
+    _, run, wait = threads["MainThread"].rsplit(":", 2)
     assert float(run) > 0 and float(wait) >= 0
     off = bench._TaskSampler("")
     off.write(1)  # without --timeline: no thread, no file
