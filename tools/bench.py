@@ -1255,19 +1255,22 @@ def _resends(run: dict[str, float]) -> str:
     return out + (f" d {dropped:.0f}" if dropped else "")
 
 
-def _stall(run: dict[str, float]) -> str:
+def _stall(run: dict[str, float], fastest: dict[str, float]) -> str:
     """What a stormy run's figures show around it: '; gap N ms, steal N %, ...' or ''.
 
-    The server's longest pause between two reads (a receiver that stalled
-    past the RTO), its longest wait for a CPU within one HostWatch sample
-    (20 ms), the host's steal and the other processes' CPU, each only when
-    it is large enough to matter (30 ms, 10 ms, 2 %, a quarter of a core).
+    Each only when it is large enough to matter: the server's longest pause
+    between two reads (a receiver that stalled for the 30 ms minimum RTO),
+    its longest wait for a CPU within one HostWatch sample when at least
+    1.5x (and 10 ms more than) the fastest run's (the server starved: its
+    threads' waits add up, so each cell has its own baseline), the host's
+    steal (2 %) and the other processes' CPU (a quarter of a core).
     """
     parts = []
     if run.get("gap", 0.0) >= 30:
         parts.append(f"gap {run['gap']:.0f} ms")
-    if run.get("swait", 0.0) >= 10:
-        parts.append(f"server starved {run['swait']:.0f} ms")
+    wait, base = run.get("swait", 0.0), fastest.get("swait", 0.0)
+    if wait >= 1.5 * base and wait >= base + 10:
+        parts.append(f"server starved {wait:.0f} ms vs {base:.0f}")
     if run.get("steal", 0.0) >= 2:
         parts.append(f"steal {run['steal']:.0f} %")
     if run.get("others", 0.0) >= 0.25:
@@ -1284,7 +1287,8 @@ def slow_reason(runs: list[dict[str, float]]) -> str:
       least 0.5 % of its segments on a timeout (lossless loopback: spurious,
       the ACKs came late), followed by what the run's figures show beside
       it: the server's longest gap between two reads (a stalled receiver),
-      the host's steal, the other processes' CPU (:func:`_stall`);
+      its longest wait for a CPU against the fastest run's, the host's
+      steal, the other processes' CPU (:func:`_stall`);
     * "host (steal N %)": the hypervisor took at least 2 % of the machine's
       CPU time during the run, 2 points more than during the fastest run;
     * "other load (N cores)": the processes other than the run's own used
@@ -1300,7 +1304,7 @@ def slow_reason(runs: list[dict[str, float]]) -> str:
     # echo: the server's RTO resends count too (its segments: about as many)
     resent = slow.get("lost", 0.0) + slow.get("slost", 0.0)
     if resent and resent >= 0.005 * slow.get("sent", 0.0):
-        return f"RTO storm ({resent:.0f}{_stall(slow)})"
+        return f"RTO storm ({resent:.0f}{_stall(slow, fast)})"
     if "steal" in slow and "steal" in fast:
         if slow["steal"] >= 2 and slow["steal"] >= fast["steal"] + 2:
             return f"host (steal {slow['steal']:.0f} % vs {fast['steal']:.0f} %)"

@@ -201,13 +201,14 @@ def test_socket_watch_reads_drops_and_queues(tmp_path: Any) -> None:
 
 def test_slow_reason_names_what_came_with_a_storm() -> None:
     runs = [
-        run(120, sent=22000, gap=8, steal=0, others=0.1),
-        run(70, lost=600, sent=22600, gap=48.2, swait=17, steal=3.4, others=0.6),
+        run(120, sent=22000, gap=8, swait=18, steal=0, others=0.1),
+        run(70, lost=600, sent=22600, gap=48.2, swait=61, steal=3.4, others=0.6),
     ]
     assert bench.slow_reason(runs) == (
-        "RTO storm (600; gap 48 ms, server starved 17 ms, steal 3 %, others 0.6 cores)"
+        "RTO storm (600; gap 48 ms, server starved 61 ms vs 18, steal 3 %, others 0.6 cores)"
     )
-    runs[1].update(gap=12, swait=4, steal=0.5, others=0.1)  # nothing beside it worth naming
+    # nothing beside it worth naming (a CPU wait like the fastest run's)
+    runs[1].update(gap=12, swait=24, steal=0.5, others=0.1)
     assert bench.slow_reason(runs) == "RTO storm (600)"
 
 
