@@ -637,8 +637,9 @@ class HostWatch:
         self._every = every
         self._stop = threading.Event()
         #: (monotonic s, [user nice system idle iowait irq softirq steal] ticks,
-        #:  server CPU s, server run delay s, this process's CPU s)
-        self.samples: list[tuple[float, list[int], float, float, float]] = []
+        #:  server CPU s, server run delay s, this process's CPU s, server
+        #:  time slices: the times its threads were put on a CPU)
+        self.samples: list[tuple[float, list[int], float, float, float, int]] = []
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> HostWatch:
@@ -663,7 +664,7 @@ class HostWatch:
                 ticks = [int(v) for v in fh.readline().split()[1:9]]
         except (OSError, ValueError):
             return
-        server, delay = 0.0, 0.0
+        server, delay, slices = 0.0, 0.0, 0
         try:
             with open(f"{self._proc}/{self._pid}/stat", encoding="ascii") as fh:
                 fields = fh.read().rsplit(")", 1)[1].split()
@@ -671,10 +672,12 @@ class HostWatch:
             tasks = f"{self._proc}/{self._pid}/task"
             for tid in os.listdir(tasks):
                 with open(f"{tasks}/{tid}/schedstat", encoding="ascii") as fh:
-                    delay += int(fh.read().split()[1]) / 1e9
+                    fields = fh.read().split()
+                delay += int(fields[1]) / 1e9
+                slices += int(fields[2])
         except (OSError, ValueError, IndexError):
             pass  # the server gone, or a thread that ended between the two reads
-        self.samples.append((now, ticks, server, delay, time.process_time()))
+        self.samples.append((now, ticks, server, delay, time.process_time(), slices))
 
     def figures(self, start: float, end: float, client_cpu: float) -> dict[str, float]:
         """The run's host figures over the samples around [``start``, ``end``].
@@ -689,8 +692,9 @@ class HostWatch:
             every process but the server, the client and this one),
             ``sdelay`` (ms the server's threads waited for a CPU) and
             ``swait`` (the most of it between two samples: the longest
-            starvation, ms per ``every``); empty with fewer than two samples
-            in the window.
+            starvation, ms per ``every``) and ``sslices`` (the times the
+            server's threads were put on a CPU: its wake-ups and
+            preemptions); empty with fewer than two samples in the window.
         """
         got = self.samples
         before = [s for s in got if s[0] <= start]
@@ -712,6 +716,7 @@ class HostWatch:
             "others": max(0.0, busy - mine) / (last[0] - first[0]),
             "sdelay": 1000.0 * (last[3] - first[3]),
             "swait": 1000.0 * burst,
+            "sslices": float(last[5] - first[5]),
         }
 
 
@@ -936,6 +941,7 @@ def _one_transfer(
         "others",
         "sdelay",
         "swait",
+        "sslices",
     )
     counts = " ".join(f"{k}={res[k]}" for k in keys if k in res)
     out: dict[str, float] = {

@@ -249,7 +249,9 @@ class FakeProc:
         fields = ["S"] + ["0"] * 10 + [str(server_ticks), "0"] + ["0"] * 30
         (self.root / str(self.pid) / "stat").write_text(f"{self.pid} (py thon) " + " ".join(fields))
         for tid, ns in zip(("1", "2"), delays_ns):
-            (self.root / str(self.pid) / "task" / tid / "schedstat").write_text(f"100 {ns} 3\n")
+            (self.root / str(self.pid) / "task" / tid / "schedstat").write_text(
+                f"100 {ns} {ns // 1000}\n"
+            )
 
 
 def test_host_watch_figures_over_the_transfer_window(tmp_path: Any) -> None:
@@ -273,6 +275,7 @@ def test_host_watch_figures_over_the_transfer_window(tmp_path: Any) -> None:
     assert got["others"] == pytest.approx(max(0.0, 1.0 - 0.5 - 0.25 - own) / (t1 - t0))
     assert got["sdelay"] == pytest.approx(6.0)
     assert got["swait"] == pytest.approx(6.0)  # one interval: all of it
+    assert got["sslices"] == 6000.0
     # a window before any sample: the first sample starts it; one sample: nothing
     assert watch.figures(t0 - 10, t1, 0.0)["sdelay"] == pytest.approx(6.0)
     single = bench.HostWatch(4242, proc=str(tmp_path))
