@@ -1392,6 +1392,69 @@ def stability(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+#: a run the machine disturbed: the other processes used this many cores, or
+#: the hypervisor this % of the CPU time (stability_summary)
+DISTURBED_OTHERS, DISTURBED_STEAL = 0.25, 2.0
+
+
+def _disturbed(run: dict[str, float]) -> bool:
+    return run.get("others", 0.0) >= DISTURBED_OTHERS or run.get("steal", 0.0) >= DISTURBED_STEAL
+
+
+def stability_summary(rows: list[dict[str, Any]]) -> str:
+    """Per pair and tree: the cells at 2/3, the slowest runs' reasons, storms, disturbed runs.
+
+    A cell meets the goal when its slowest run made at least 2/3 of its
+    fastest's MB/s (no failed run).  "Undisturbed": the same, counting only
+    the runs during which the other processes used less than
+    :data:`DISTURBED_OTHERS` cores and the host stole less than
+    :data:`DISTURBED_STEAL` % (cells with fewer than two such runs are left
+    out): what is left of the spread when the machine's load is set aside.
+    """
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        for test in ("one-way", "echo"):
+            detail: list[dict[str, float]] = row.get(test + "-detail") or []
+            if not detail:
+                continue
+            g = groups.setdefault(
+                (row["pair"], row["tree"]),
+                {"cells": 0, "met": 0, "why": {}, "storms": 0, "runs": 0, "dist": 0, "clean": []},
+            )
+            runs = [r["mbps"] for r in detail]
+            g["cells"] += 1
+            g["met"] += int(not row.get(test + "-failed") and min(runs) >= max(runs) * 2 / 3)
+            why = slow_reason(detail).split(" (")[0]
+            if why:
+                g["why"][why] = g["why"].get(why, 0) + 1
+            g["runs"] += len(detail)
+            g["storms"] += sum(
+                1
+                for r in detail
+                if (r.get("lost", 0.0) + r.get("slost", 0.0))
+                >= max(1.0, 0.005 * r.get("sent", 0.0))
+            )
+            g["dist"] += sum(1 for r in detail if _disturbed(r))
+            clean = [r["mbps"] for r in detail if not _disturbed(r)]
+            if len(clean) >= 2:
+                g["clean"].append(min(clean) >= max(clean) * 2 / 3)
+    lines = [
+        "| client → server | tree | cells at 2/3 | slowest run's reason | runs with an RTO storm "
+        "| runs disturbed (others ≥ 0.25 cores or steal ≥ 2 %) | cells at 2/3, undisturbed runs |",
+        "|---|---|---:|---|---:|---:|---:|",
+    ]
+    for (pair, tree), g in groups.items():
+        why = ", ".join(
+            f"{k} {v}" for k, v in sorted(g["why"].items(), key=lambda kv: (-kv[1], kv[0]))
+        )
+        met = f"{sum(g['clean'])}/{len(g['clean'])}" if g["clean"] else "-"
+        lines.append(
+            f"| {pair.replace('->', ' → ')} | {tree} | {g['met']}/{g['cells']} | {why} "
+            f"| {g['storms']}/{g['runs']} | {g['dist']}/{g['runs']} | {met} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Command-line entry point; returns the exit status."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -1533,6 +1596,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if opts.repeat > 1:
             print("\nStability (every run):\n")
             print(stability(rows))
+            print("\n" + stability_summary(rows))
     if floor_ms is not None:
         print(f"\nRaw-UDP ping-pong floor (two Python processes): p50 {floor_ms[0]:.3f} ms,")
         print(f"p99 {floor_ms[1]:.3f} ms")

@@ -334,3 +334,25 @@ def test_task_sampler_writes_each_threads_cpu_and_wait(tmp_path: Any) -> None:
     off = bench._TaskSampler("")
     off.write(1)  # without --timeline: no thread, no file
     assert not off._thread.is_alive() and len(list(tmp_path.iterdir())) == 1
+
+
+def test_stability_summary_counts_cells_reasons_storms_and_disturbed_runs() -> None:
+    calm = [run(100, others=0.1), run(90, others=0.0), run(95, others=0.1)]
+    stormy = [
+        run(100, others=0.1, sent=22000),
+        run(50, others=1.0, lost=400, sent=22400),  # a storm on a loaded machine
+        run(96, others=0.1, sent=22000),
+    ]
+    r = row("kcp-go->kcpsock", calm)
+    r["echo-runs"] = [x["mbps"] for x in stormy]
+    r["echo-failed"] = 0
+    r["echo-detail"] = stormy
+    lines = bench.stability_summary([r]).splitlines()
+    assert len(lines) == 3
+    assert len(lines[0].split("|")) == len(lines[2].split("|"))
+    cells = [c.strip() for c in lines[2].split("|")]
+    assert cells[1:4] == ["kcp-go → kcpsock", "", "1/2"]
+    assert cells[4] == "RTO storm 1, machine 1"  # by count, then by name
+    assert cells[5] == "1/6"  # runs with a storm
+    assert cells[6] == "1/6"  # disturbed runs
+    assert cells[7] == "2/2"  # without the disturbed run both cells meet 2/3
