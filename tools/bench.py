@@ -638,8 +638,9 @@ class HostWatch:
         self._stop = threading.Event()
         #: (monotonic s, [user nice system idle iowait irq softirq steal] ticks,
         #:  server CPU s, server run delay s, this process's CPU s, server
-        #:  time slices: the times its threads were put on a CPU)
-        self.samples: list[tuple[float, list[int], float, float, float, int]] = []
+        #:  time slices: the times its threads were put on a CPU, the
+        #:  server's voluntary and involuntary context switches)
+        self.samples: list[tuple[float, list[int], float, float, float, int, int, int]] = []
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> HostWatch:
@@ -664,7 +665,7 @@ class HostWatch:
                 ticks = [int(v) for v in fh.readline().split()[1:9]]
         except (OSError, ValueError):
             return
-        server, delay, slices = 0.0, 0.0, 0
+        server, delay, slices, vol, invol = 0.0, 0.0, 0, 0, 0
         try:
             with open(f"{self._proc}/{self._pid}/stat", encoding="ascii") as fh:
                 fields = fh.read().rsplit(")", 1)[1].split()
@@ -675,9 +676,15 @@ class HostWatch:
                     fields = fh.read().split()
                 delay += int(fields[1]) / 1e9
                 slices += int(fields[2])
+                with open(f"{tasks}/{tid}/status", encoding="ascii") as fh:
+                    for line in fh:
+                        if line.startswith("voluntary_ctxt_switches:"):
+                            vol += int(line.split()[1])
+                        elif line.startswith("nonvoluntary_ctxt_switches:"):
+                            invol += int(line.split()[1])
         except (OSError, ValueError, IndexError):
             pass  # the server gone, or a thread that ended between the two reads
-        self.samples.append((now, ticks, server, delay, time.process_time(), slices))
+        self.samples.append((now, ticks, server, delay, time.process_time(), slices, vol, invol))
 
     def figures(self, start: float, end: float, client_cpu: float) -> dict[str, float]:
         """The run's host figures over the samples around [``start``, ``end``].
@@ -692,9 +699,11 @@ class HostWatch:
             every process but the server, the client and this one),
             ``sdelay`` (ms the server's threads waited for a CPU) and
             ``swait`` (the most of it between two samples: the longest
-            starvation, ms per ``every``) and ``sslices`` (the times the
-            server's threads were put on a CPU: its wake-ups and
-            preemptions); empty with fewer than two samples in the window.
+            starvation, ms per ``every``), ``sslices`` (the times the
+            server's threads were put on a CPU), ``svol`` and ``sinvol``
+            (its threads' voluntary context switches: they blocked, on the
+            socket, a lock or a condition; involuntary ones: the scheduler
+            preempted them); empty with fewer than two samples in the window.
         """
         got = self.samples
         before = [s for s in got if s[0] <= start]
@@ -717,6 +726,8 @@ class HostWatch:
             "sdelay": 1000.0 * (last[3] - first[3]),
             "swait": 1000.0 * burst,
             "sslices": float(last[5] - first[5]),
+            "svol": float(last[6] - first[6]),
+            "sinvol": float(last[7] - first[7]),
         }
 
 
@@ -942,6 +953,8 @@ def _one_transfer(
         "sdelay",
         "swait",
         "sslices",
+        "svol",
+        "sinvol",
     )
     counts = " ".join(f"{k}={res[k]}" for k in keys if k in res)
     out: dict[str, float] = {

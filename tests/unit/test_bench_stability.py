@@ -252,6 +252,10 @@ class FakeProc:
             (self.root / str(self.pid) / "task" / tid / "schedstat").write_text(
                 f"100 {ns} {ns // 1000}\n"
             )
+            (self.root / str(self.pid) / "task" / tid / "status").write_text(
+                f"Name:\tpy\nvoluntary_ctxt_switches:\t{ns // 100}\n"
+                f"nonvoluntary_ctxt_switches:\t{ns // 10000}\n"
+            )
 
 
 def test_host_watch_figures_over_the_transfer_window(tmp_path: Any) -> None:
@@ -276,6 +280,7 @@ def test_host_watch_figures_over_the_transfer_window(tmp_path: Any) -> None:
     assert got["sdelay"] == pytest.approx(6.0)
     assert got["swait"] == pytest.approx(6.0)  # one interval: all of it
     assert got["sslices"] == 6000.0
+    assert (got["svol"], got["sinvol"]) == (60000.0, 600.0)
     # a window before any sample: the first sample starts it; one sample: nothing
     assert watch.figures(t0 - 10, t1, 0.0)["sdelay"] == pytest.approx(6.0)
     single = bench.HostWatch(4242, proc=str(tmp_path))
