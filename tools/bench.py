@@ -23,8 +23,12 @@ Usage:
 Prints a markdown table (with --repeat N, each cell is the median of N
 runs: the machine is shared and noisy), and with N > 1 a stability table of
 every run: MB/s, the client's RTO and fast resends and the segments received
-twice (kcpsock and kcp-go alike), CPU per MB of each side, and why the
-slowest run was slow (RTO storm, more CPU per MB, or the machine).
+twice (kcpsock and kcp-go alike), CPU per MB of each side, what the rest of
+the machine did meanwhile (the host's steal, the other processes' CPU, the
+server's wait for a CPU, the kcpsock server's longest pause between reads),
+and why the slowest run was slow (an RTO storm and what came with it, the
+host, other load, more CPU per MB, or the machine); then a summary per pair.
+--timeline DIR keeps every read and send of the kcpsock peers for diagnosis.
 --srtt MS samples the clients' smoothed RTT; --pin runs servers and clients
 on a core each (not comparable with unpinned figures: BENCHMARKS.md).  The --role options are internal: the benchmark
 runs itself as the kcpsock server and client processes.
