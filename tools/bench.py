@@ -642,12 +642,14 @@ class HostWatch:
         self._stop = threading.Event()
         #: (monotonic s, [user nice system idle iowait irq softirq steal] ticks,
         #:  server CPU s, server run delay s, this process's CPU s, server
-        #:  time slices: the times its threads were put on a CPU, the
-        #:  server's voluntary and involuntary context switches)
-        self.samples: list[tuple[float, list[int], float, float, float, int, int, int]] = []
+        #:  time slices: the times its threads were put on a CPU)
+        self.samples: list[tuple[float, list[int], float, float, float, int]] = []
+        #: the server's (voluntary, involuntary) context switches at enter and exit
+        self.switched = [(0, 0), (0, 0)]
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> HostWatch:
+        self.switched[0] = self.switches()
         self.sample()
         self._thread.start()
         return self
@@ -656,6 +658,7 @@ class HostWatch:
         self._stop.set()
         self._thread.join(5)
         self.sample()
+        self.switched[1] = self.switches()
 
     def _run(self) -> None:
         while not self._stop.wait(self._every):
@@ -669,7 +672,7 @@ class HostWatch:
                 ticks = [int(v) for v in fh.readline().split()[1:9]]
         except (OSError, ValueError):
             return
-        server, delay, slices, vol, invol = 0.0, 0.0, 0, 0, 0
+        server, delay, slices = 0.0, 0.0, 0
         try:
             with open(f"{self._proc}/{self._pid}/stat", encoding="ascii") as fh:
                 fields = fh.read().rsplit(")", 1)[1].split()
@@ -680,6 +683,20 @@ class HostWatch:
                     fields = fh.read().split()
                 delay += int(fields[1]) / 1e9
                 slices += int(fields[2])
+        except (OSError, ValueError, IndexError):
+            pass  # the server gone, or a thread that ended between the two reads
+        self.samples.append((now, ticks, server, delay, time.process_time(), slices))
+
+    def switches(self) -> tuple[int, int]:
+        """The server's voluntary and involuntary context switches so far (its threads').
+
+        Read at the start and the end only (a status file a thread costs more
+        than the samples' other reads together); (0, 0) if unreadable.
+        """
+        vol = invol = 0
+        tasks = f"{self._proc}/{self._pid}/task"
+        try:
+            for tid in os.listdir(tasks):
                 with open(f"{tasks}/{tid}/status", encoding="ascii") as fh:
                     for line in fh:
                         if line.startswith("voluntary_ctxt_switches:"):
@@ -687,8 +704,8 @@ class HostWatch:
                         elif line.startswith("nonvoluntary_ctxt_switches:"):
                             invol += int(line.split()[1])
         except (OSError, ValueError, IndexError):
-            pass  # the server gone, or a thread that ended between the two reads
-        self.samples.append((now, ticks, server, delay, time.process_time(), slices, vol, invol))
+            pass  # the server gone, or a thread that ended meanwhile
+        return vol, invol
 
     def figures(self, start: float, end: float, client_cpu: float) -> dict[str, float]:
         """The run's host figures over the samples around [``start``, ``end``].
@@ -707,7 +724,8 @@ class HostWatch:
             server's threads were put on a CPU), ``svol`` and ``sinvol``
             (its threads' voluntary context switches: they blocked, on the
             socket, a lock or a condition; involuntary ones: the scheduler
-            preempted them); empty with fewer than two samples in the window.
+            preempted them; from enter to exit, not the window only); empty
+            with fewer than two samples in the window.
         """
         got = self.samples
         before = [s for s in got if s[0] <= start]
@@ -730,8 +748,8 @@ class HostWatch:
             "sdelay": 1000.0 * (last[3] - first[3]),
             "swait": 1000.0 * burst,
             "sslices": float(last[5] - first[5]),
-            "svol": float(last[6] - first[6]),
-            "sinvol": float(last[7] - first[7]),
+            "svol": float(self.switched[1][0] - self.switched[0][0]),
+            "sinvol": float(self.switched[1][1] - self.switched[0][1]),
         }
 
 

@@ -264,6 +264,7 @@ def test_host_watch_figures_over_the_transfer_window(tmp_path: Any) -> None:
     watch = bench.HostWatch(4242, proc=str(tmp_path))
     # user nice system idle iowait irq softirq steal
     proc.set([1000, 0, 100, 5000, 0, 0, 0, 10], 50, (1_000_000, 0))
+    watch.switched[0] = watch.switches()
     watch.sample()
     proc.set(
         [1000 + hz, 0, 100, 5000 + hz // 2, 0, 0, 0, 10 + hz // 2],
@@ -271,6 +272,7 @@ def test_host_watch_figures_over_the_transfer_window(tmp_path: Any) -> None:
         (3_000_000, 4_000_000),
     )
     watch.sample()
+    watch.switched[1] = watch.switches()
     t0, t1 = watch.samples[0][0], watch.samples[1][0]
     own = watch.samples[1][4] - watch.samples[0][4]
     got = watch.figures(t0, t1, client_cpu=0.25)
