@@ -225,11 +225,13 @@ class _Gaps:
 
     On lossless loopback a receiver that reads nothing for longer than its
     peer's RTO (30 ms at least) makes the peer resend: the longest gap says
-    whether a slow run's receiver stalled.  With ``--timeline DIR`` every
-    read is also kept as ``monotonic seconds, bytes so far, the advertised
-    window's cap, segments waiting in the receive queue``, written to
-    ``DIR/<role>-<pid>-<n>.txt`` at :meth:`result` (the sender's file has the
-    same clock: CLOCK_MONOTONIC is system-wide on Linux).
+    whether a slow run's receiver stalled (an echo server's gap includes its
+    own ``sendall``, which waits while its send window is full).  With
+    ``--timeline DIR`` every read is also kept as ``monotonic seconds, bytes
+    so far, the advertised window's cap, segments waiting in the receive
+    queue``, written to ``DIR/<role>-<pid>-<n>.txt`` at :meth:`result` (the
+    sender's file has the same clock: CLOCK_MONOTONIC is system-wide on
+    Linux).
     """
 
     _runs = 0
