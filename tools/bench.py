@@ -47,7 +47,6 @@ import struct
 import sys
 import threading
 import time
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional, TypedDict
@@ -625,44 +624,6 @@ class SocketWatch:
         return out
 
 
-_PROBE_BUF = bytes(range(256)) * 1024  # 256 KB
-_probe_warm: list[bool] = []  # host_probe has warmed the interpreter up
-
-
-def _probe_work() -> int:
-    """A fixed mix of interpreter dispatch, dict access and a 2 MB memory scan."""
-    d = dict.fromkeys(range(256), 0)
-    acc = 0
-    for i in range(20000):
-        d[i & 255] = i
-        acc += d[(i * 7) & 255]
-    for _ in range(8):
-        acc ^= zlib.crc32(_PROBE_BUF)
-    return acc
-
-
-def host_probe(repeat: int = 3) -> float:
-    """The CPU time (ms, this thread's) of a fixed piece of work: the host's speed now.
-
-    The same code taking more CPU time means a slower host at that moment
-    (sibling hyperthreads, caches and memory shared with other tenants, the
-    clock): a run's "more CPU/MB" that the probe shares is the host's.  The
-    least of ``repeat`` tries (about 3 ms each once the interpreter has
-    specialised the loop; the first calls of a process are slower, so the
-    first one warms up).
-    """
-    if not _probe_warm:
-        for _ in range(4):
-            _probe_work()
-        _probe_warm.append(True)
-    best = float("inf")
-    for _ in range(repeat):
-        t0 = time.thread_time()
-        _probe_work()
-        best = min(best, time.thread_time() - t0)
-    return best * 1000.0
-
-
 class HostWatch:
     """What else the machine did during one bench run (a thread reading /proc).
 
@@ -937,7 +898,6 @@ def _one_transfer(
         "one-way": ("sink-server", "send"),
         "echo": ("echo-server", "echo-client"),
     }[test]
-    speed = host_probe()
     server = start_server(server_side, server_kind, config, opts, peer)
     try:
         cpu0 = proc_cpu(server.pid)
@@ -958,7 +918,6 @@ def _one_transfer(
         if drops0 is not None and drops1 is not None:
             res["kdrops"] = str(drops1 - drops0)
         res.update(watch.figures())
-        res["probe"] = f"{(speed + host_probe()) / 2:.3f}"
         figures = host.figures(end - float(res["seconds"]), end, float(res["cpu"]))
         res.update({k: f"{v:.3f}" for k, v in figures.items()})
         if test == "echo":
@@ -1020,7 +979,6 @@ def _one_transfer(
         "sslices",
         "svol",
         "sinvol",
-        "probe",
     )
     counts = " ".join(f"{k}={res[k]}" for k in keys if k in res)
     out: dict[str, float] = {
@@ -1378,10 +1336,8 @@ def slow_reason(runs: list[dict[str, float]]) -> str:
       CPU time during the run, 2 points more than during the fastest run;
     * "other load (N cores)": the processes other than the run's own used
       at least a quarter of a core more than during the fastest run;
-    * "more CPU/MB (xN; host probe xM)": the same code used at least 1.25x
-      the CPU per MB (both sides) of the fastest run; M: the CPU time of
-      :func:`host_probe` around the run against the fastest run's (near xN:
-      the host was slower; near x1: the run itself did more per MB);
+    * "more CPU/MB (xN)": the same code used at least 1.25x the CPU per MB
+      (both sides) of the fastest run (a slower host: caches, frequency);
     * "machine": the same work took longer in wall time, nothing above says why.
     """
     if len(runs) < 2:
@@ -1400,10 +1356,7 @@ def slow_reason(runs: list[dict[str, float]]) -> str:
     cpu_slow = slow["client_cpu"] + slow["server_cpu"]
     cpu_fast = fast["client_cpu"] + fast["server_cpu"]
     if cpu_fast > 0 and cpu_slow >= 1.25 * cpu_fast:
-        probe = ""
-        if slow.get("probe", 0.0) > 0 and fast.get("probe", 0.0) > 0:
-            probe = f"; host probe x{slow['probe'] / fast['probe']:.2f}"
-        return f"more CPU/MB (x{cpu_slow / cpu_fast:.2f}{probe})"
+        return f"more CPU/MB (x{cpu_slow / cpu_fast:.2f})"
     return "machine"
 
 

@@ -363,14 +363,3 @@ def test_stability_summary_counts_cells_reasons_storms_and_disturbed_runs() -> N
     assert cells[5] == "1/6"  # runs with a storm
     assert cells[6] == "1/6"  # disturbed runs
     assert cells[7] == "2/2"  # without the disturbed run both cells meet 2/3
-
-
-def test_host_probe_and_the_cpu_reason() -> None:
-    first = bench.host_probe(repeat=1)
-    assert 0.0 < first < 10_000.0  # ms of this thread's CPU time
-    fast = run(120, probe=3.0)
-    assert bench.slow_reason([fast, run(70, cpu=(0.0070, 0.0060), probe=3.9)]) == (
-        "more CPU/MB (x1.30; host probe x1.30)"
-    )
-    # without the probe figures (an older tree's runs): as before
-    assert bench.slow_reason([run(120), run(70, cpu=(0.0070, 0.0060))]) == "more CPU/MB (x1.30)"
