@@ -71,13 +71,13 @@ class Reader:
         self.got: list[bytes] = []
         self.thread = threading.Thread(target=self._run, args=(want,), daemon=True)
         self.thread.start()
-        assert wait_until(lambda: s._rwait == 1 and len(s._readable._waiters) == 1)  # type: ignore[attr-defined]
+        assert wait_until(lambda: s._rwait == 1 and len(s._readable._waiters) == 1)
 
     def _run(self, want: int) -> None:
         self.got.append(self.s.recv(want, None))
 
     def notified(self) -> bool:
-        return len(self.s._readable._waiters) == 0  # type: ignore[attr-defined]
+        return len(self.s._readable._waiters) == 0
 
     def result(self) -> bytes:
         self.thread.join(5)
