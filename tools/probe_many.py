@@ -33,6 +33,10 @@ Diagnostic switches (environment of this command):
 * ``PROBE_FINE=FILE``: a 1-ms timeline of the first 600 ms into FILE
   (ms, InPkts, role lent, sessions, accepted, receiver read-ahead backlog,
   kernel queue estimate);
+* ``PROBE_WINDOWS=FILE``: a 5-ms timeline of the busy sessions' windows
+  into FILE (ms, InPkts, RepeatSegs, busy sessions, the share, the sum of
+  their caps, the sum of what they advertise, their unread segments, the
+  receiver's read-ahead, the kernel queue estimate);
 * ``PROBE_CPROFILE=PREFIX``: cProfile the receiver and updater threads
   (best with ``KCPSOCK_PURE=1``); ``--profile FILE``: py-spy record (extra
   py-spy flags in ``PROBE_PYSPY``, e.g. ``--gil`` or ``--idle``);
@@ -46,7 +50,9 @@ Diagnostic switches (environment of this command):
   DrainRate); ``PROBE_CAP=N``: the share's floor; ``PROBE_SWITCH=S``:
   ``sys.setswitchinterval(S)`` in the server; ``PROBE_GATE=IDLE,MAX``: the
   bounds (ms) of the listener's reader wake-up deferral (``WakeGate``);
-  ``PROBE_PENDING=N``: the listener's ``pending_rcvwnd`` (segments a session
+  ``PROBE_BUDGET=FRACTION,FLOOR[,START]``: the listener's
+  ``DrainBudget`` (its fraction of the minimum RTO, per-session floor, start
+  rate in datagrams per second); ``PROBE_PENDING=N``: the listener's ``pending_rcvwnd`` (segments a session
   waiting for accept or its first read may buffer).
 """
 
@@ -205,6 +211,13 @@ def role_server(args: argparse.Namespace) -> None:
     if os.environ.get("PROBE_GATE") and gate is not None:
         # the reader wake-up deferral's bounds: "IDLE_MS,MAX_MS" (0,0: off)
         gate.idle_ms, gate.max_ms = (int(x) for x in os.environ["PROBE_GATE"].split(","))
+    budget = getattr(listener.core, "budget", None)
+    if os.environ.get("PROBE_BUDGET") and budget is not None:
+        # the listener-wide drain budget: "FRACTION,FLOOR[,START]" (DrainBudget)
+        parts = os.environ["PROBE_BUDGET"].split(",")
+        budget.fraction, budget.floor = float(parts[0]), int(parts[1])
+        if len(parts) > 2:
+            budget.rate = float(parts[2])
     if os.environ.get("PROBE_CAP"):
         listener.core.window_share.floor = int(os.environ["PROBE_CAP"])
     batch_log: list[tuple[float, int, int, float, int]] = []
@@ -325,6 +338,46 @@ def role_server(args: argparse.Namespace) -> None:
 
     if os.environ.get("PROBE_FINE"):
         threading.Thread(target=fine_sampler, daemon=True).start()
+    windows: list[tuple[float, ...]] = []
+
+    def window_sampler() -> None:
+        # every 5 ms from the first datagram (at most 60 s): what the busy
+        # sessions advertise together, and the queue in front of the receiver
+        tick = threading.Event()
+        core = listener.core
+        rcv = core._receiver
+        while not snmp.InPkts:
+            tick.wait(0.0005)
+        end = time.monotonic() + 60.0
+        while time.monotonic() < end and len(windows) < 12000:
+            busy = list(core.window_share.busy)
+            adv = caps = queued = 0
+            for route in busy:
+                s = route.target
+                if s is None:
+                    continue
+                k = s.kcp
+                adv += k._wnd_advertised()
+                caps += min(k.wnd_cap, k.rcv_wnd)
+                queued += len(k.rcv_queue)
+            windows.append(
+                (
+                    time.monotonic(),
+                    snmp.InPkts,
+                    snmp.RepeatSegs,
+                    len(busy),
+                    core.window_share.share,
+                    caps,
+                    adv,
+                    queued,
+                    rcv.pending,
+                    _rx_queue(port),
+                )
+            )
+            tick.wait(0.005)
+
+    if os.environ.get("PROBE_WINDOWS"):
+        threading.Thread(target=window_sampler, daemon=True).start()
     import resource
 
     t = os.times()
@@ -376,6 +429,19 @@ def role_server(args: argparse.Namespace) -> None:
                         f.write(
                             f"{(row[0] - f0) * 1000:7.1f} "
                             + " ".join(str(x) for x in row[1:7])
+                            + "\n"
+                        )
+            if windows:
+                w0 = windows[0][0]
+                with open(os.environ["PROBE_WINDOWS"], "w") as f:
+                    f.write(
+                        "# ms InPkts RepeatSegs busy share sum(cap) sum(advertised)"
+                        " sum(rcv_queue) readahead kernel\n"
+                    )
+                    for row in windows:
+                        f.write(
+                            f"{(row[0] - w0) * 1000:8.1f} "
+                            + " ".join(str(x) for x in row[1:])
                             + "\n"
                         )
             if batch_log:
