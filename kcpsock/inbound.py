@@ -805,10 +805,14 @@ class DrainBudget:
     was lost.  This measures the receiver's own drain rate, datagrams per
     second of work while more were waiting (:meth:`drained`), and splits
     what it drains within ``fraction`` of the minimum RTO among the busy
-    sessions in proportion to what each took in since the last split
-    (:meth:`windows`; a session seen for the first time gets an equal
-    part).  A single busy session is left to :class:`DrainRate` (its rate
-    is the receiver's).
+    sessions (:meth:`windows`): each gets an equal part, or its part in
+    proportion to what it took in since the last split if that is more (a
+    bulk transfer among sessions that trickle gets nearly the whole total).
+    A proportional split alone would freeze the first split (what a
+    session takes in follows its window): sessions that started small
+    would stay at ``floor``; with the equal part as the least, a session
+    above it shrinks back towards it.  A single busy session is left to
+    :class:`DrainRate` (its rate is the receiver's).
 
     The rate is measured per interval (:meth:`update`): the new figure
     weighs ``gain`` against the previous one; an interval without a
@@ -934,7 +938,8 @@ class DrainBudget:
         floor = self.floor
         out: list[int] = []
         for d in done:
-            w = int(equal if d < 0 or not done_sum else d * per_done)
+            part = d * per_done
+            w = int(part if part > equal else equal)
             out.append(self.NO_CAP if w >= self.NO_CAP else w if w > floor else floor)
         return out
 

@@ -47,7 +47,7 @@ Diagnostic switches (environment of this command):
   ``{pid}`` is the server's process id), so start-up and imports are not in
   its figures;
 * ``PROBE_NOCAP=1``: lift the listener's window caps (WindowShare,
-  DrainRate); ``PROBE_CAP=N``: the share's floor; ``PROBE_SWITCH=S``:
+  DrainRate); ``PROBE_CAP=N``: the share's floor; ``PROBE_DFLOOR=N``: DrainRate's floor; ``PROBE_SWITCH=S``:
   ``sys.setswitchinterval(S)`` in the server; ``PROBE_GATE=IDLE,MAX``: the
   bounds (ms) of the listener's reader wake-up deferral (``WakeGate``);
   ``PROBE_BUDGET=FRACTION,FLOOR[,START]``: the listener's
@@ -218,6 +218,8 @@ def role_server(args: argparse.Namespace) -> None:
         budget.fraction, budget.floor = float(parts[0]), int(parts[1])
         if len(parts) > 2:
             budget.rate = float(parts[2])
+    if os.environ.get("PROBE_DFLOOR"):
+        listener.core.drain.floor = int(os.environ["PROBE_DFLOOR"])
     if os.environ.get("PROBE_CAP"):
         listener.core.window_share.floor = int(os.environ["PROBE_CAP"])
     batch_log: list[tuple[float, int, int, float, int]] = []
@@ -338,7 +340,7 @@ def role_server(args: argparse.Namespace) -> None:
 
     if os.environ.get("PROBE_FINE"):
         threading.Thread(target=fine_sampler, daemon=True).start()
-    windows: list[tuple[float, ...]] = []
+    windows: list[tuple[object, ...]] = []
 
     def window_sampler() -> None:
         # every 5 ms from the first datagram (at most 60 s): what the busy
@@ -352,14 +354,19 @@ def role_server(args: argparse.Namespace) -> None:
         while time.monotonic() < end and len(windows) < 12000:
             busy = list(core.window_share.busy)
             adv = caps = queued = 0
+            each: list[int] = []
             for route in busy:
                 s = route.target
                 if s is None:
                     continue
                 k = s.kcp
                 adv += k._wnd_advertised()
-                caps += min(k.wnd_cap, k.rcv_wnd)
+                cap = min(k.wnd_cap, k.rcv_wnd)
+                caps += cap
+                each.append(cap)
                 queued += len(k.rcv_queue)
+            each.sort()
+            spread = f"{each[0]}/{each[len(each) // 2]}/{each[-1]}" if each else "-"
             windows.append(
                 (
                     time.monotonic(),
@@ -372,6 +379,7 @@ def role_server(args: argparse.Namespace) -> None:
                     queued,
                     rcv.pending,
                     _rx_queue(port),
+                    spread,
                 )
             )
             tick.wait(0.005)
@@ -432,15 +440,15 @@ def role_server(args: argparse.Namespace) -> None:
                             + "\n"
                         )
             if windows:
-                w0 = windows[0][0]
+                w0 = float(windows[0][0])  # type: ignore[arg-type]
                 with open(os.environ["PROBE_WINDOWS"], "w") as f:
                     f.write(
                         "# ms InPkts RepeatSegs busy share sum(cap) sum(advertised)"
-                        " sum(rcv_queue) readahead kernel\n"
+                        " sum(rcv_queue) readahead kernel cap(min/median/max)\n"
                     )
                     for row in windows:
                         f.write(
-                            f"{(row[0] - w0) * 1000:8.1f} "
+                            f"{(float(row[0]) - w0) * 1000:8.1f} "  # type: ignore[arg-type]
                             + " ".join(str(x) for x in row[1:])
                             + "\n"
                         )
