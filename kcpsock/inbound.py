@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import contextlib
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from contextlib import AbstractContextManager
 from typing import Callable, Final, Optional, Protocol, TypeVar, Union
 
@@ -65,7 +65,6 @@ __all__ = [
     "Admission",
     "Blacklist",
     "Delivery",
-    "DrainBudget",
     "DrainRate",
     "Inbound",
     "InboundResult",
@@ -789,159 +788,6 @@ class DrainRate:
         live = set(keep)
         for key in [k for k in self.seen if k not in live]:
             del self.seen[key]
-
-
-class DrainBudget:
-    """The windows of a listener's busy sessions *together* drain within part of the RTO.
-
-    :class:`DrainRate` paces each session by its own drain rate, never
-    below its ``floor``, and :class:`WindowShare` by its share of the socket
-    buffer.  With many busy sessions behind one receiver neither bounds
-    the sum: 100 sessions of 26-32 segments each put 2,600-3,200 datagrams
-    in front of a receiver that drains 110-180 per ms (15-30 ms, the whole
-    30 ms minimum RTO), and whenever the receiver slows down (a hundred
-    reader threads starting at once, a pause) the tails of all those
-    windows wait past their senders' RTO and are resent although nothing
-    was lost.  This measures the receiver's own drain rate, datagrams per
-    second of work while more were waiting (:meth:`drained`), and splits
-    what it drains within ``fraction`` of the minimum RTO among the busy
-    sessions (:meth:`windows`): each gets an equal part, or its part in
-    proportion to what it took in since the last split if that is more (a
-    bulk transfer among sessions that trickle gets nearly the whole total).
-    A proportional split alone would freeze the first split (what a
-    session takes in follows its window): sessions that started small
-    would stay at ``floor``; with the equal part as the least, a session
-    above it shrinks back towards it.  A single busy session is left to
-    :class:`DrainRate` (its rate is the receiver's).
-
-    The rate is measured per interval (:meth:`update`): the new figure
-    weighs ``gain`` against the previous one; an interval without a
-    measurement (the receiver's queue emptied at every batch) raises the
-    rate by ``grow``, so a budget that was too small grows back.  Before the
-    first measurement the rate is ``start``.  Only the advertised windows
-    change; what a session accepts is never lowered.
-
-    Pure: time comes in as ``now`` (seconds, any monotonic clock).
-
-    Args:
-        fraction: the part of the minimum RTO all windows together may take
-            to drain.
-        floor: the least window (segments) a session is given; kcp-go's and
-            kcpsock's ``send`` cut writes into single-fragment messages, and
-            a smaller window still lets any message through (the cap lowers
-            only what is advertised), so this is for throughput, not
-            correctness.
-        start: the rate (datagrams per second) assumed before the first
-            measurement.
-        gain: weight of a new measurement.
-        grow: the factor the rate grows by in an interval without one.
-    """
-
-    __slots__ = ("at", "count", "floor", "fraction", "gain", "grow", "rate", "seconds", "seen")
-
-    #: the cap that is no cap (the 16-bit wire field's largest value)
-    NO_CAP: Final = 0xFFFF
-    #: the least work (seconds) an interval's measurement must cover
-    MEASURE_MIN: Final = 0.002
-    #: an interval longer than this (seconds: the listener was not loaded
-    #: meanwhile) is not folded in; the measurement starts again
-    STALE: Final = 0.25
-    #: the highest rate (datagrams per second) the budget assumes: a
-    #: receiver that keeps up grows its rate no further
-    RATE_MAX: Final = 10_000_000.0
-
-    def __init__(
-        self,
-        fraction: float = 0.25,
-        floor: int = 4,
-        start: float = 100_000.0,
-        gain: float = 0.5,
-        grow: float = 1.5,
-    ) -> None:
-        self.fraction = fraction
-        self.floor = floor
-        self.gain = gain
-        self.grow = grow
-        #: the receiver's drain rate (datagrams per second) the windows follow
-        self.rate = start
-        #: datagrams handled, and the seconds it took, while more were
-        #: waiting, since the last :meth:`update`
-        self.count = 0
-        self.seconds = 0.0
-        #: when :meth:`update` last ran (``now`` clock; -inf: never)
-        self.at = float("-inf")
-        #: session key -> segments it had taken in at the last :meth:`windows`
-        self.seen: dict[object, int] = {}
-
-    def drained(self, count: int, seconds: float) -> None:
-        """Record that the receiver handled ``count`` datagrams in ``seconds`` with more waiting.
-
-        The caller counts only stretches in which the receiver did not wait
-        for input (from one batch's start to the next's, when the first
-        left datagrams queued behind it), so the figure is its capacity,
-        not the load.
-        """
-        if seconds > 0.0:
-            self.count += count
-            self.seconds += seconds
-
-    def update(self, now: float) -> float:
-        """Fold the interval's measurement into :attr:`rate` and return it.
-
-        Call once per interval while the receiver is loaded.  The first
-        call, or one after more than :attr:`STALE` seconds, only starts a
-        new measurement.
-        """
-        if now - self.at <= self.STALE:
-            if self.seconds >= self.MEASURE_MIN and self.count > 0:
-                fit = self.count / self.seconds
-                self.rate += (fit - self.rate) * self.gain
-            else:
-                self.rate = min(self.rate * self.grow, self.RATE_MAX)
-        self.at = now
-        self.count = 0
-        self.seconds = 0.0
-        return self.rate
-
-    def windows(self, keys: Sequence[object], taken: Sequence[int], minrto_ms: int) -> list[int]:
-        """The window (segments) each busy session may advertise (:attr:`NO_CAP`: none).
-
-        Forgets every session not in ``keys``.
-
-        Args:
-            keys: the busy sessions (any hashables).
-            taken: the segments each has taken in so far, modulo 2**32
-                (KCP's ``rcv_nxt``), in the order of ``keys``.
-            minrto_ms: their senders' minimum RTO (ms).
-        """
-        n = len(keys)
-        seen = self.seen
-        self.seen = dict(zip(keys, taken))
-        if n < 2:
-            return [self.NO_CAP] * n
-        total = self.rate * minrto_ms * 0.001 * self.fraction
-        done: list[int] = []
-        known = 0
-        done_sum = 0
-        for key, now_taken in zip(keys, taken):
-            prev = seen.get(key)
-            if prev is None:
-                done.append(-1)
-            else:
-                d = (now_taken - prev) & 0xFFFFFFFF
-                done.append(d)
-                known += 1
-                done_sum += d
-        equal = total / n
-        # the known sessions' part of the total, split by what each took in
-        per_done = total * known / n / done_sum if done_sum else 0.0
-        floor = self.floor
-        out: list[int] = []
-        for d in done:
-            part = d * per_done
-            w = int(part if part > equal else equal)
-            out.append(self.NO_CAP if w >= self.NO_CAP else w if w > floor else floor)
-        return out
 
 
 #: The commands of a keep-alive exchange (see :meth:`WindowShare.note`).

@@ -74,15 +74,12 @@ from .errors import KCPBlockingIOError, KCPClosedError
 from .inbound import (
     Admission,
     Blacklist,
-    DrainBudget,
     DrainRate,
     Inbound,
-    Route,
     RouteTable,
     WindowShare,
     make_codec,
 )
-from .kcp import KCP
 from .session import (
     Session,
     Timeout,
@@ -200,15 +197,6 @@ class ListenerCore(Weakrefable):
         self.window_share = WindowShare()
         #: the windows busy sessions drain within half their minimum RTO
         self.drain = DrainRate()
-        #: the windows of all busy sessions together: what the receiver
-        #: drains within a quarter of their minimum RTO
-        self.budget = DrainBudget()
-        # the last batch: its start (monotonic), its length, and whether
-        # datagrams waited behind it (then the receiver went on at once: the
-        # time to the next batch's start was all work, DrainBudget.drained)
-        self._cut_at = 0.0
-        self._cut_len = 0
-        self._cut_more = False
         # datagrams waited for the receiver since the last _share_windows
         self._backlog = False
         #: the deferral of the sessions' reader wake-ups while the receiver is behind
@@ -273,8 +261,6 @@ class ListenerCore(Weakrefable):
     def _handle_batch(self, batch: Batch) -> None:
         """The body of :meth:`_on_batch` (it may begin the gather that one ends)."""
         now = time.monotonic()
-        if self._cut_more:
-            self.budget.drained(self._cut_len, now - self._cut_at)
         if self._queue and self.config.accept_timeout > 0:
             self._expire(now)
         result = self.inbound.process(batch, now, len(self._queue))
@@ -319,9 +305,6 @@ class ListenerCore(Weakrefable):
             self._share_windows(now)
         # more input waits: the sessions' RTO resends wait for it (Session.deliver)
         waiting = self._receiver.pending > 0
-        self._cut_at = now
-        self._cut_len = len(batch)
-        self._cut_more = waiting
         behind = waiting or len(batch) >= LISTENER_BATCH
         # readers that asked for more than their input brings are woken at
         # the end of the batch, or of a later one (WakeGate); only while
@@ -394,33 +377,19 @@ class ListenerCore(Weakrefable):
         ``send`` cut writes into single-fragment messages anyway.
         """
         share = self.window_share
-        due = now >= share.next_at  # (not only a new session's arrival)
-        room = int(buffer_datagrams(self.sock, self.config.mtu) * WINDOW_BUDGET)
-        cap = share.update(room, now)
+        budget = int(buffer_datagrams(self.sock, self.config.mtu) * WINDOW_BUDGET)
+        cap = share.update(budget, now)
         drain = self.drain
         backlog, self._backlog = self._backlog, False
         drain.forget(share.busy)
-        kcps: list[KCP] = []
-        routes: list[Route] = []
         for route in share.busy:
             s = route.target
             if isinstance(s, Session):
-                kcps.append(s.kcp)
-                routes.append(route)
-        if cap < WindowShare.NO_CAP and len(kcps) > 1:
-            # loaded, several sessions: their windows together (DrainBudget)
-            budget = self.budget
-            if due:
-                budget.update(now)
-            minrto = min(kcp.rx_minrto for kcp in kcps)
-            parts = budget.windows(routes, [kcp.rcv_nxt for kcp in kcps], minrto)
-        else:
-            parts = [cap] * len(kcps)
-        for route, kcp, part in zip(routes, kcps, parts):
-            paced = drain.window(route, now, kcp.rcv_nxt, kcp.rx_minrto, backlog, kcp.snd_nxt)
-            want = min(cap, paced, part)
-            if kcp.wnd_cap != want:
-                kcp.wnd_cap = want
+                kcp = s.kcp
+                paced = drain.window(route, now, kcp.rcv_nxt, kcp.rx_minrto, backlog, kcp.snd_nxt)
+                want = min(cap, paced)
+                if kcp.wnd_cap != want:
+                    kcp.wnd_cap = want
 
     def _expire(self, now: float) -> None:
         """Close sessions that waited longer than ``accept_timeout`` (queue is FIFO)."""

@@ -50,9 +50,7 @@ Diagnostic switches (environment of this command):
   DrainRate); ``PROBE_CAP=N``: the share's floor; ``PROBE_DFLOOR=N``: DrainRate's floor; ``PROBE_SWITCH=S``:
   ``sys.setswitchinterval(S)`` in the server; ``PROBE_GATE=IDLE,MAX``: the
   bounds (ms) of the listener's reader wake-up deferral (``WakeGate``);
-  ``PROBE_BUDGET=FRACTION,FLOOR[,START]``: the listener's
-  ``DrainBudget`` (its fraction of the minimum RTO, per-session floor, start
-  rate in datagrams per second); ``PROBE_PENDING=N``: the listener's ``pending_rcvwnd`` (segments a session
+  ``PROBE_PENDING=N``: the listener's ``pending_rcvwnd`` (segments a session
   waiting for accept or its first read may buffer).
 """
 
@@ -211,13 +209,6 @@ def role_server(args: argparse.Namespace) -> None:
     if os.environ.get("PROBE_GATE") and gate is not None:
         # the reader wake-up deferral's bounds: "IDLE_MS,MAX_MS" (0,0: off)
         gate.idle_ms, gate.max_ms = (int(x) for x in os.environ["PROBE_GATE"].split(","))
-    budget = getattr(listener.core, "budget", None)
-    if os.environ.get("PROBE_BUDGET") and budget is not None:
-        # the listener-wide drain budget: "FRACTION,FLOOR[,START]" (DrainBudget)
-        parts = os.environ["PROBE_BUDGET"].split(",")
-        budget.fraction, budget.floor = float(parts[0]), int(parts[1])
-        if len(parts) > 2:
-            budget.rate = float(parts[2])
     if os.environ.get("PROBE_DFLOOR"):
         listener.core.drain.floor = int(os.environ["PROBE_DFLOOR"])
     if os.environ.get("PROBE_CAP"):
