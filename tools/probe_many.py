@@ -331,7 +331,7 @@ def role_server(args: argparse.Namespace) -> None:
 
     if os.environ.get("PROBE_FINE"):
         threading.Thread(target=fine_sampler, daemon=True).start()
-    windows: list[tuple[object, ...]] = []
+    windows: list[tuple[float, str]] = []
 
     def window_sampler() -> None:
         # every 5 ms from the first datagram (at most 60 s): what the busy
@@ -347,10 +347,9 @@ def role_server(args: argparse.Namespace) -> None:
             adv = caps = queued = 0
             each: list[int] = []
             for route in busy:
-                s = route.target
-                if s is None:
+                k = getattr(route.target, "kcp", None)
+                if k is None:
                     continue
-                k = s.kcp
                 adv += k._wnd_advertised()
                 cap = min(k.wnd_cap, k.rcv_wnd)
                 caps += cap
@@ -358,21 +357,19 @@ def role_server(args: argparse.Namespace) -> None:
                 queued += len(k.rcv_queue)
             each.sort()
             spread = f"{each[0]}/{each[len(each) // 2]}/{each[-1]}" if each else "-"
-            windows.append(
-                (
-                    time.monotonic(),
-                    snmp.InPkts,
-                    snmp.RepeatSegs,
-                    len(busy),
-                    core.window_share.share,
-                    caps,
-                    adv,
-                    queued,
-                    rcv.pending,
-                    _rx_queue(port),
-                    spread,
-                )
+            figures = (
+                snmp.InPkts,
+                snmp.RepeatSegs,
+                len(busy),
+                core.window_share.share,
+                caps,
+                adv,
+                queued,
+                rcv.pending,
+                _rx_queue(port),
+                spread,
             )
+            windows.append((time.monotonic(), " ".join(str(x) for x in figures)))
             tick.wait(0.005)
 
     if os.environ.get("PROBE_WINDOWS"):
@@ -431,18 +428,14 @@ def role_server(args: argparse.Namespace) -> None:
                             + "\n"
                         )
             if windows:
-                w0 = float(windows[0][0])  # type: ignore[arg-type]
+                w0 = windows[0][0]
                 with open(os.environ["PROBE_WINDOWS"], "w") as f:
                     f.write(
                         "# ms InPkts RepeatSegs busy share sum(cap) sum(advertised)"
                         " sum(rcv_queue) readahead kernel cap(min/median/max)\n"
                     )
-                    for row in windows:
-                        f.write(
-                            f"{(float(row[0]) - w0) * 1000:8.1f} "  # type: ignore[arg-type]
-                            + " ".join(str(x) for x in row[1:])
-                            + "\n"
-                        )
+                    for at, line in windows:
+                        f.write(f"{(at - w0) * 1000:8.1f} {line}\n")
             if batch_log:
                 b0 = batch_log[0][0]
                 with open(os.environ["PROBE_BATCHES"], "w") as f:
