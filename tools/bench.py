@@ -23,8 +23,12 @@ Usage:
 Prints a markdown table (with --repeat N, each cell is the median of N
 runs: the machine is shared and noisy), and with N > 1 a stability table of
 every run: MB/s, the client's RTO and fast resends and the segments received
-twice (kcpsock and kcp-go alike), CPU per MB of each side, and why the
-slowest run was slow (RTO storm, more CPU per MB, or the machine).
+twice (kcpsock and kcp-go alike), CPU per MB of each side, what the rest of
+the machine did meanwhile (the host's steal, the other processes' CPU, the
+server's wait for a CPU, the kcpsock server's longest pause between reads),
+and why the slowest run was slow (an RTO storm and what came with it, the
+host, other load, more CPU per MB, or the machine); then a summary per pair.
+--timeline DIR keeps every read and send of the kcpsock peers for diagnosis.
 --srtt MS samples the clients' smoothed RTT; --pin runs servers and clients
 on a core each (not comparable with unpinned figures: BENCHMARKS.md).  The --role options are internal: the benchmark
 runs itself as the kcpsock server and client processes.
@@ -140,6 +144,8 @@ def role_server(args: argparse.Namespace) -> None:
         os._exit(0)
 
     threading.Thread(target=stdin_watch, daemon=True).start()
+    if args.timeline:
+        _Gaps.tasks = _TaskSampler(args.timeline)
     host, port = listener.getsockname()[:2]
     print(f"READY {host}:{port}", flush=True)
 
@@ -147,14 +153,16 @@ def role_server(args: argparse.Namespace) -> None:
         buf = bytearray(65536)
         view = memoryview(buf)
         echoed, report = 0, args.report_bytes
+        gaps = _Gaps(args.timeline, "echo", sock)
         while True:
             n = sock.recv_into(buf)
             if not n:
                 return
+            gaps.read(echoed + n)
             sock.sendall(view[:n])
             if echoed < report <= echoed + n:
                 # the echo run's end: the client's resends received twice here
-                print(f"ECHO bytes={echoed + n}" + _retrans(sock), flush=True)
+                print(f"ECHO bytes={echoed + n}" + _retrans(sock) + gaps.result(), flush=True)
             echoed += n
 
     def sink(sock: Any) -> None:
@@ -163,11 +171,13 @@ def role_server(args: argparse.Namespace) -> None:
             (want,) = struct.unpack(">Q", _recv_exact(sock, 8))
             t0, c0 = time.perf_counter(), _cpu()
             got = 0
+            gaps = _Gaps(args.timeline, "sink", sock)
             while got < want:
                 n = sock.recv_into(buf, min(len(buf), want - got))
                 if not n:
                     return
                 got += n
+                gaps.read(got)
             sock.sendall(b"DONE")
             try:
                 repeat = f" repeat={sock.figures()['repeat_segs']}"  # segments received twice
@@ -175,7 +185,8 @@ def role_server(args: argparse.Namespace) -> None:
                 repeat = ""
             print(
                 f"SINK bytes={want} seconds={time.perf_counter() - t0:.6f} cpu={_cpu() - c0:.6f}"
-                + repeat,
+                + repeat
+                + gaps.result(),
                 flush=True,
             )
 
@@ -207,6 +218,102 @@ def _retrans(sock: Any) -> str:
         f" lost={f['lost_segs']} fast={f['fast_retrans_segs']} sent={f['segments_out']}"
         f" repeat={f['repeat_segs']}" + ("" if inbox is None else f" inbox={inbox}")
     )
+
+
+class _Gaps:
+    """The longest pause between two reads of a kcpsock server (one clock read a read).
+
+    On lossless loopback a receiver that reads nothing for longer than its
+    peer's RTO (30 ms at least) makes the peer resend: the longest gap says
+    whether a slow run's receiver stalled (an echo server's gap includes its
+    own ``sendall``, which waits while its send window is full).  With
+    ``--timeline DIR`` every read is also kept as ``monotonic seconds, bytes
+    so far, the advertised window's cap, segments waiting in the receive
+    queue``, written to ``DIR/<role>-<pid>-<n>.txt`` at :meth:`result` (the
+    sender's file has the same clock: CLOCK_MONOTONIC is system-wide on
+    Linux).
+    """
+
+    _runs = 0
+    #: --timeline: the process's thread sampler (its file is written with each run's)
+    tasks: Optional[_TaskSampler] = None
+
+    def __init__(self, timeline: str, role: str, sock: Any) -> None:
+        self._last = 0.0
+        self.longest = 0.0
+        self._timeline = timeline
+        self._role = role
+        self._kcp = getattr(getattr(sock, "_session", None), "kcp", None) if timeline else None
+        self._rows: list[tuple[float, int, int, int]] = []
+
+    def read(self, total: int) -> None:
+        """One read returned; ``total``: the bytes read so far."""
+        now = time.perf_counter()
+        if self._last and now - self._last > self.longest:
+            self.longest = now - self._last
+        self._last = now
+        if self._timeline:
+            k = self._kcp
+            cap = getattr(k, "wnd_cap", -1) if k is not None else -1
+            queued = len(getattr(k, "rcv_queue", ())) if k is not None else -1
+            self._rows.append((now, total, cap, queued))
+
+    def result(self) -> str:
+        """' gap_ms=..' (and the timeline file written, with --timeline)."""
+        if self._timeline:
+            _Gaps._runs += 1
+            if _Gaps.tasks is not None:
+                _Gaps.tasks.write(_Gaps._runs)
+            name = f"{self._role}-{os.getpid()}-{_Gaps._runs}.txt"
+            with open(os.path.join(self._timeline, name), "w", encoding="ascii") as fh:
+                fh.writelines(f"{t:.6f} {n} {c} {q}\n" for t, n, c, q in self._rows)
+            self._rows = []
+        return f" gap_ms={self.longest * 1000:.1f}"
+
+
+class _TaskSampler:
+    """--timeline: this process's threads' CPU time and run delay every 2 ms (a thread).
+
+    Written with the reads' timeline (``DIR/tasks-<pid>-<n>.txt``: monotonic
+    seconds, then per thread ``name:cpu_ms:wait_ms``), it tells what a stalled
+    receiver was doing: running (CPU time grows: its own work), waiting for a
+    CPU (run delay grows: other load) or neither (blocked on a lock or
+    sleeping).  Diagnosis only: the sampling itself takes the interpreter
+    lock 500 times a second.
+    """
+
+    def __init__(self, timeline: str, every: float = 0.002) -> None:
+        self._timeline = timeline
+        self._every = every
+        self._stop = threading.Event()
+        self._rows: list[str] = []
+        self._thread = threading.Thread(target=self._run, daemon=True, name="task-sampler")
+        if timeline:
+            self._thread.start()
+
+    def _run(self) -> None:
+        pid = os.getpid()
+        while not self._stop.wait(self._every):
+            names = {t.native_id: t.name for t in threading.enumerate()}
+            parts = [f"{time.perf_counter():.6f}"]
+            for tid in sorted(os.listdir(f"/proc/{pid}/task")):
+                try:
+                    with open(f"/proc/{pid}/task/{tid}/schedstat", encoding="ascii") as fh:
+                        run, wait = fh.read().split()[:2]
+                except (OSError, ValueError):
+                    continue
+                name = names.get(int(tid), tid).replace(" ", "_").replace(":", "_")
+                parts.append(f"{name}:{int(run) / 1e6:.3f}:{int(wait) / 1e6:.3f}")
+            self._rows.append(" ".join(parts) + "\n")
+
+    def write(self, n: int) -> None:
+        """Write the samples so far as run ``n``'s file (nothing without --timeline)."""
+        if not self._timeline:
+            return
+        rows, self._rows = self._rows, []
+        name = f"tasks-{os.getpid()}-{n}.txt"
+        with open(os.path.join(self._timeline, name), "w", encoding="ascii") as fh:
+            fh.writelines(rows)
 
 
 class _SrttSampler:
@@ -249,14 +356,27 @@ def role_client(args: argparse.Namespace) -> None:
         t0, c0 = time.perf_counter(), _cpu()
         sock.sendall(struct.pack(">Q", total))
         left = total
+        rows: list[str] = []
         while left > 0:
             n = min(left, CHUNK)
             sock.sendall(payload if n == CHUNK else payload[:n])
             left -= n
+            if args.timeline:
+                f = sock.figures()
+                rows.append(
+                    f"{time.perf_counter():.6f} {total - left} {f['lost_segs']} {f['srtt']}"
+                    f" {f['rto']} {f['rmt_wnd']} {f['waitsnd']}\n"
+                )
         if _recv_exact(sock, 4) != b"DONE":
             raise SystemExit("FAIL no DONE")
+        if rows:
+            # --timeline: per 32 KB chunk: monotonic seconds, bytes handed over,
+            # RTO resends, srtt, rto, the peer's window, segments not acknowledged
+            with open(os.path.join(args.timeline, f"send-{os.getpid()}.txt"), "w") as fh:
+                fh.writelines(rows)
+        end = time.perf_counter()
         print(
-            f"OK bytes={total} seconds={time.perf_counter() - t0:.6f} cpu={_cpu() - c0:.6f}"
+            f"OK bytes={total} seconds={end - t0:.6f} cpu={_cpu() - c0:.6f} end={end:.6f}"
             + _retrans(sock)
             + srtt.result()
         )
@@ -280,8 +400,9 @@ def role_client(args: argparse.Namespace) -> None:
                 raise SystemExit("FAIL echo ended early")
             got += n
         w.join(60)
+        end = time.perf_counter()
         print(
-            f"OK bytes={total} seconds={time.perf_counter() - t0:.6f} cpu={_cpu() - c0:.6f}"
+            f"OK bytes={total} seconds={end - t0:.6f} cpu={_cpu() - c0:.6f} end={end:.6f}"
             + _retrans(sock)
             + srtt.result()
         )
@@ -503,6 +624,137 @@ class SocketWatch:
         return out
 
 
+class HostWatch:
+    """What else the machine did during one bench run (a thread reading /proc).
+
+    Every ``every`` seconds: the machine's CPU time by kind (/proc/stat: busy,
+    and ``steal``, the time the hypervisor ran someone else while this VM
+    wanted a CPU), this process's own CPU time, and the server process's
+    CPU time and run delay (the time its threads waited for a CPU, summed
+    over /proc/<pid>/task/*/schedstat).  :meth:`figures` turns the samples
+    around a transfer's window into the steal share, the CPU the other
+    processes used (in cores) and the server's wait for a CPU: a slow run
+    that lost time to the host or to other load says so.
+    """
+
+    def __init__(self, server_pid: int, every: float = 0.02, proc: str = "/proc") -> None:
+        self._pid = server_pid
+        self._proc = proc
+        self._every = every
+        self._stop = threading.Event()
+        #: (monotonic s, [user nice system idle iowait irq softirq steal] ticks,
+        #:  server CPU s, server run delay s, this process's CPU s, server
+        #:  time slices: the times its threads were put on a CPU)
+        self.samples: list[tuple[float, list[int], float, float, float, int]] = []
+        #: the server's (voluntary, involuntary) context switches at enter and exit
+        self.switched = [(0, 0), (0, 0)]
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> HostWatch:
+        self.switched[0] = self.switches()
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sample()
+        self.switched[1] = self.switches()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            self.sample()
+
+    def sample(self) -> None:
+        """Read the figures once (a sample is skipped if /proc/stat is unreadable)."""
+        now = time.monotonic()
+        try:
+            with open(f"{self._proc}/stat", encoding="ascii") as fh:
+                ticks = [int(v) for v in fh.readline().split()[1:9]]
+        except (OSError, ValueError):
+            return
+        server, delay, slices = 0.0, 0.0, 0
+        try:
+            with open(f"{self._proc}/{self._pid}/stat", encoding="ascii") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+            server = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            tasks = f"{self._proc}/{self._pid}/task"
+            for tid in os.listdir(tasks):
+                with open(f"{tasks}/{tid}/schedstat", encoding="ascii") as fh:
+                    fields = fh.read().split()
+                delay += int(fields[1]) / 1e9
+                slices += int(fields[2])
+        except (OSError, ValueError, IndexError):
+            pass  # the server gone, or a thread that ended between the two reads
+        self.samples.append((now, ticks, server, delay, time.process_time(), slices))
+
+    def switches(self) -> tuple[int, int]:
+        """The server's voluntary and involuntary context switches so far (its threads').
+
+        Read at the start and the end only (a status file a thread costs more
+        than the samples' other reads together); (0, 0) if unreadable.
+        """
+        vol = invol = 0
+        tasks = f"{self._proc}/{self._pid}/task"
+        try:
+            for tid in os.listdir(tasks):
+                with open(f"{tasks}/{tid}/status", encoding="ascii") as fh:
+                    for line in fh:
+                        if line.startswith("voluntary_ctxt_switches:"):
+                            vol += int(line.split()[1])
+                        elif line.startswith("nonvoluntary_ctxt_switches:"):
+                            invol += int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            pass  # the server gone, or a thread that ended meanwhile
+        return vol, invol
+
+    def figures(self, start: float, end: float, client_cpu: float) -> dict[str, float]:
+        """The run's host figures over the samples around [``start``, ``end``].
+
+        Args:
+            start: the transfer's start (monotonic seconds).
+            end: its end.
+            client_cpu: the client's CPU seconds for the transfer (it reports them).
+
+        Returns:
+            ``steal`` (% of the machine's CPU time), ``others`` (cores used by
+            every process but the server, the client and this one),
+            ``sdelay`` (ms the server's threads waited for a CPU) and
+            ``swait`` (the most of it between two samples: the longest
+            starvation, ms per ``every``), ``sslices`` (the times the
+            server's threads were put on a CPU), ``svol`` and ``sinvol``
+            (its threads' voluntary context switches: they blocked, on the
+            socket, a lock or a condition; involuntary ones: the scheduler
+            preempted them; from enter to exit, not the window only); empty
+            with fewer than two samples in the window.
+        """
+        got = self.samples
+        before = [s for s in got if s[0] <= start]
+        first = before[-1] if before else (got[0] if got else None)
+        last = next((s for s in got if s[0] >= end), got[-1] if got else None)
+        if first is None or last is None or last[0] - first[0] <= 0:
+            return {}
+        d = [b - a for a, b in zip(first[1], last[1])]
+        total = sum(d)
+        if total <= 0:
+            return {}
+        hz = os.sysconf("SC_CLK_TCK")
+        busy = (d[0] + d[1] + d[2] + d[5] + d[6]) / hz
+        mine = (last[2] - first[2]) + (last[4] - first[4]) + client_cpu
+        inside = got[got.index(first) : got.index(last) + 1]
+        burst = max((b[3] - a[3] for a, b in zip(inside, inside[1:])), default=0.0)
+        return {
+            "steal": 100.0 * d[7] / total,
+            "others": max(0.0, busy - mine) / (last[0] - first[0]),
+            "sdelay": 1000.0 * (last[3] - first[3]),
+            "swait": 1000.0 * burst,
+            "sslices": float(last[5] - first[5]),
+            "svol": float(self.switched[1][0] - self.switched[0][0]),
+            "sinvol": float(self.switched[1][1] - self.switched[0][1]),
+        }
+
+
 def _self_argv(role: str, config: str, opts: argparse.Namespace) -> list[str]:
     argv = [sys.executable, str(Path(__file__).resolve()), "--role", role, "--config", config]
     if opts.stream:
@@ -511,6 +763,8 @@ def _self_argv(role: str, config: str, opts: argparse.Namespace) -> list[str]:
         argv.append("--ack-nodelay")
     if role == "echo-server":
         argv += ["--report-bytes", str(opts.bytes)]
+    if getattr(opts, "timeline", ""):
+        argv += ["--timeline", opts.timeline]
     return argv
 
 
@@ -649,10 +903,13 @@ def _one_transfer(
         cpu0 = proc_cpu(server.pid)
         drops0 = udp_rcvbuf_errors()
         try:
-            with SocketWatch(server.address[1]) as watch:
+            with SocketWatch(server.address[1]) as watch, HostWatch(server.pid) as host:
                 res = run_one(
                     client_side, client_kind, server, config, opts, peer, bytes=opts.bytes
                 )
+                # the transfer's end: the client's own clock if it says (kcpsock's
+                # is the same monotonic clock), else now (the client just exited)
+                end = float(res.get("end", time.monotonic()))
         except (AssertionError, OSError, TimeoutError) as exc:
             print(f"# {pair} {config} {test}: {exc}", file=sys.stderr)
             return None
@@ -661,6 +918,8 @@ def _one_transfer(
         if drops0 is not None and drops1 is not None:
             res["kdrops"] = str(drops1 - drops0)
         res.update(watch.figures())
+        figures = host.figures(end - float(res["seconds"]), end, float(res["cpu"]))
+        res.update({k: f"{v:.3f}" for k, v in figures.items()})
         if test == "echo":
             # the echo server's ECHO line: its own resends, and the client's
             # resends it received twice (the client's 'repeat' are the server's)
@@ -673,6 +932,8 @@ def _one_transfer(
                     key, _, value = field.partition("=")
                     if key in ("lost", "fast", "repeat", "inbox"):
                         res["s" + key] = value
+                    elif key == "gap_ms":
+                        res["gap"] = value
         if test == "one-way":
             # the sink's SINK line: the segments it received twice (kcpsock's
             # and the Go peer's); a one-way client's own repeats are its DONE's
@@ -684,6 +945,8 @@ def _one_transfer(
             for field in sink:
                 if field.startswith("repeat="):
                     res["repeat"] = field[len("repeat=") :]
+                elif field.startswith("gap_ms="):
+                    res["gap"] = field[len("gap_ms=") :]
     finally:
         server.close()
     seconds = float(res["seconds"])
@@ -708,6 +971,14 @@ def _one_transfer(
         "cdrops",
         "srxq",
         "crxq",
+        "gap",
+        "steal",
+        "others",
+        "sdelay",
+        "swait",
+        "sslices",
+        "svol",
+        "sinvol",
     )
     counts = " ".join(f"{k}={res[k]}" for k in keys if k in res)
     out: dict[str, float] = {
@@ -1027,14 +1298,47 @@ def _resends(run: dict[str, float]) -> str:
     return out + (f" d {dropped:.0f}" if dropped else "")
 
 
+def _stall(run: dict[str, float], fastest: dict[str, float]) -> str:
+    """What a stormy run's figures show around it: '; gap N ms, steal N %, ...' or ''.
+
+    Each only when it is large enough to matter: the server's longest pause
+    between two reads (a receiver that stalled for the 30 ms minimum RTO),
+    its longest wait for a CPU within one HostWatch sample when at least
+    1.5x (and 10 ms more than) the fastest run's (the server starved: its
+    threads' waits add up, so each cell has its own baseline), the host's
+    steal (2 %) and the other processes' CPU (a quarter of a core).
+    """
+    parts = []
+    if run.get("gap", 0.0) >= 30:
+        parts.append(f"gap {run['gap']:.0f} ms")
+    wait, base = run.get("swait", 0.0), fastest.get("swait", 0.0)
+    if wait >= 1.5 * base and wait >= base + 10:
+        parts.append(f"server starved {wait:.0f} ms vs {base:.0f}")
+    if run.get("steal", 0.0) >= 2:
+        parts.append(f"steal {run['steal']:.0f} %")
+    if run.get("others", 0.0) >= 0.25:
+        parts.append(f"others {run['others']:.1f} cores")
+    return "; " + ", ".join(parts) if parts else ""
+
+
 def slow_reason(runs: list[dict[str, float]]) -> str:
     """Why the slowest of ``runs`` was slow, as far as the counters tell.
 
-    "RTO storm": the slowest run's client resent at least 0.5 % of its
-    segments on a timeout (lossless loopback: spurious, the ACKs came late).
-    "more CPU/MB": it used at least 1.25x the CPU per MB (both sides) of the
-    fastest run.  Otherwise "machine": the same work took longer in wall
-    time, so the processes waited for a core (other load on the machine).
+    In this order:
+
+    * "RTO storm (N)": the slowest run's client (or echo server) resent at
+      least 0.5 % of its segments on a timeout (lossless loopback: spurious,
+      the ACKs came late), followed by what the run's figures show beside
+      it: the server's longest gap between two reads (a stalled receiver),
+      its longest wait for a CPU against the fastest run's, the host's
+      steal, the other processes' CPU (:func:`_stall`);
+    * "host (steal N %)": the hypervisor took at least 2 % of the machine's
+      CPU time during the run, 2 points more than during the fastest run;
+    * "other load (N cores)": the processes other than the run's own used
+      at least a quarter of a core more than during the fastest run;
+    * "more CPU/MB (xN)": the same code used at least 1.25x the CPU per MB
+      (both sides) of the fastest run (a slower host: caches, frequency);
+    * "machine": the same work took longer in wall time, nothing above says why.
     """
     if len(runs) < 2:
         return ""
@@ -1043,12 +1347,30 @@ def slow_reason(runs: list[dict[str, float]]) -> str:
     # echo: the server's RTO resends count too (its segments: about as many)
     resent = slow.get("lost", 0.0) + slow.get("slost", 0.0)
     if resent and resent >= 0.005 * slow.get("sent", 0.0):
-        return f"RTO storm ({resent:.0f})"
+        return f"RTO storm ({resent:.0f}{_stall(slow, fast)})"
+    if "steal" in slow and "steal" in fast:
+        if slow["steal"] >= 2 and slow["steal"] >= fast["steal"] + 2:
+            return f"host (steal {slow['steal']:.0f} % vs {fast['steal']:.0f} %)"
+        if slow["others"] >= 0.25 and slow["others"] >= fast["others"] + 0.25:
+            return f"other load ({slow['others']:.1f} cores vs {fast['others']:.1f})"
     cpu_slow = slow["client_cpu"] + slow["server_cpu"]
     cpu_fast = fast["client_cpu"] + fast["server_cpu"]
     if cpu_fast > 0 and cpu_slow >= 1.25 * cpu_fast:
         return f"more CPU/MB (x{cpu_slow / cpu_fast:.2f})"
     return "machine"
+
+
+def _host_cell(run: dict[str, float]) -> str:
+    """A run's 'steal %/other cores/server gap ms/server CPU wait ms (longest)'.
+
+    '?' where a figure is unknown.
+    """
+
+    def fig(key: str, fmt: str) -> str:
+        return format(run[key], fmt) if key in run else "?"
+
+    wait = fig("sdelay", ".0f") + (f" ({run['swait']:.0f})" if "swait" in run else "")
+    return "/".join((fig("steal", ".0f"), fig("others", ".1f"), fig("gap", ".0f"), wait))
 
 
 def stability(rows: list[dict[str, Any]]) -> str:
@@ -1057,8 +1379,12 @@ def stability(rows: list[dict[str, Any]]) -> str:
     Per run: MB/s; the client's RTO and fast resends and the segments
     received twice (one-way: at the server; echo: at the client, i.e. the
     echo server's resends), as 'RTO+fast/repeats' ('?': the client does not
-    report them); CPU ms per MB of client / server; with --srtt, the client's
-    smoothed RTT (mean and maximum of its samples).
+    report them); CPU ms per MB of client / server; the host's figures
+    (:class:`HostWatch`: steal % of the machine's CPU time, the other
+    processes' CPU in cores, the kcpsock server's longest gap between two
+    reads, its threads' wait for a CPU in ms and, in brackets, the most of
+    it within one 20 ms sample; '?' where unknown); with
+    --srtt, the client's smoothed RTT (mean and maximum of its samples).
     """
     srtt = any(
         "srtt_mean" in r
@@ -1068,9 +1394,10 @@ def stability(rows: list[dict[str, Any]]) -> str:
     )
     lines = [
         "| client → server | tree | mode | config | test | runs MB/s | slowest / fastest "
-        "| resends RTO+fast/repeats | CPU ms/MB client/server | slowest run |"
+        "| resends RTO+fast/repeats | CPU ms/MB client/server | slowest run "
+        "| steal %/others cores/server gap ms/server wait ms (longest) |"
         + (" client srtt mean/max ms |" if srtt else ""),
-        "|---|---|---|---|---|---|---:|---|---|---|" + ("---|" if srtt else ""),
+        "|---|---|---|---|---|---|---:|---|---|---|---|" + ("---|" if srtt else ""),
     ]
     for row in rows:
         for test in ("one-way", "echo"):
@@ -1088,7 +1415,7 @@ def stability(rows: list[dict[str, Any]]) -> str:
             lines.append(
                 f"| {row['pair'].replace('->', ' → ')} | {row['tree']} | {row['mode']} "
                 f"| {row['config']} | {test} | {shown} | {ratio:.2f} | {resends} | {cpu} "
-                f"| {slow_reason(detail)} |"
+                f"| {slow_reason(detail)} | {', '.join(_host_cell(r) for r in detail)} |"
             )
             if srtt:
                 lines[-1] += (
@@ -1099,6 +1426,69 @@ def stability(rows: list[dict[str, Any]]) -> str:
                     )
                     + " |"
                 )
+    return "\n".join(lines)
+
+
+#: a run the machine disturbed: the other processes used this many cores, or
+#: the hypervisor this % of the CPU time (stability_summary)
+DISTURBED_OTHERS, DISTURBED_STEAL = 0.25, 2.0
+
+
+def _disturbed(run: dict[str, float]) -> bool:
+    return run.get("others", 0.0) >= DISTURBED_OTHERS or run.get("steal", 0.0) >= DISTURBED_STEAL
+
+
+def stability_summary(rows: list[dict[str, Any]]) -> str:
+    """Per pair and tree: the cells at 2/3, the slowest runs' reasons, storms, disturbed runs.
+
+    A cell meets the goal when its slowest run made at least 2/3 of its
+    fastest's MB/s (no failed run).  "Undisturbed": the same, counting only
+    the runs during which the other processes used less than
+    :data:`DISTURBED_OTHERS` cores and the host stole less than
+    :data:`DISTURBED_STEAL` % (cells with fewer than two such runs are left
+    out): what is left of the spread when the machine's load is set aside.
+    """
+    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        for test in ("one-way", "echo"):
+            detail: list[dict[str, float]] = row.get(test + "-detail") or []
+            if not detail:
+                continue
+            g = groups.setdefault(
+                (row["pair"], row["tree"]),
+                {"cells": 0, "met": 0, "why": {}, "storms": 0, "runs": 0, "dist": 0, "clean": []},
+            )
+            runs = [r["mbps"] for r in detail]
+            g["cells"] += 1
+            g["met"] += int(not row.get(test + "-failed") and min(runs) >= max(runs) * 2 / 3)
+            why = slow_reason(detail).split(" (")[0]
+            if why:
+                g["why"][why] = g["why"].get(why, 0) + 1
+            g["runs"] += len(detail)
+            g["storms"] += sum(
+                1
+                for r in detail
+                if (r.get("lost", 0.0) + r.get("slost", 0.0))
+                >= max(1.0, 0.005 * r.get("sent", 0.0))
+            )
+            g["dist"] += sum(1 for r in detail if _disturbed(r))
+            clean = [r["mbps"] for r in detail if not _disturbed(r)]
+            if len(clean) >= 2:
+                g["clean"].append(min(clean) >= max(clean) * 2 / 3)
+    lines = [
+        "| client → server | tree | cells at 2/3 | slowest run's reason | runs with an RTO storm "
+        "| runs disturbed (others ≥ 0.25 cores or steal ≥ 2 %) | cells at 2/3, undisturbed runs |",
+        "|---|---|---:|---|---:|---:|---:|",
+    ]
+    for (pair, tree), g in groups.items():
+        why = ", ".join(
+            f"{k} {v}" for k, v in sorted(g["why"].items(), key=lambda kv: (-kv[1], kv[0]))
+        )
+        met = f"{sum(g['clean'])}/{len(g['clean'])}" if g["clean"] else "-"
+        lines.append(
+            f"| {pair.replace('->', ' → ')} | {tree} | {g['met']}/{g['cells']} | {why} "
+            f"| {g['storms']}/{g['runs']} | {g['dist']}/{g['runs']} | {met} |"
+        )
     return "\n".join(lines)
 
 
@@ -1177,6 +1567,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         help="clients sample their smoothed RTT every MS ms (kcpsock and kcp-go alike) and the"
         " stability table shows its mean and maximum per run (default 0: no sampling)",
     )
+    p.add_argument(
+        "--timeline",
+        default="",
+        metavar="DIR",
+        help="kcpsock peers write every read (servers) and every 32 KB sent (one-way"
+        " clients) with its time and window figures to files in DIR (diagnosis of a run)",
+    )
     p.add_argument("--config", choices=list(CONFIGS), default="plain")
     p.add_argument("--report-bytes", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--connect", default="")
@@ -1236,6 +1633,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if opts.repeat > 1:
             print("\nStability (every run):\n")
             print(stability(rows))
+            print("\n" + stability_summary(rows))
     if floor_ms is not None:
         print(f"\nRaw-UDP ping-pong floor (two Python processes): p50 {floor_ms[0]:.3f} ms,")
         print(f"p99 {floor_ms[1]:.3f} ms")

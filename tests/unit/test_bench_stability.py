@@ -197,3 +197,169 @@ def test_socket_watch_reads_drops_and_queues(tmp_path: Any) -> None:
     udp.write_text(head + line(9000, 0, 1024, 11, 2))  # the client has gone
     watch.sample()
     assert watch.figures() == {"sdrops": "2", "srxq": "4", "cdrops": "3", "crxq": "2"}
+
+
+def test_slow_reason_names_what_came_with_a_storm() -> None:
+    runs = [
+        run(120, sent=22000, gap=8, swait=18, steal=0, others=0.1),
+        run(70, lost=600, sent=22600, gap=48.2, swait=61, steal=3.4, others=0.6),
+    ]
+    assert bench.slow_reason(runs) == (
+        "RTO storm (600; gap 48 ms, server starved 61 ms vs 18, steal 3 %, others 0.6 cores)"
+    )
+    # nothing beside it worth naming (a CPU wait like the fastest run's)
+    runs[1].update(gap=12, swait=24, steal=0.5, others=0.1)
+    assert bench.slow_reason(runs) == "RTO storm (600)"
+
+
+def test_slow_reason_host_steal_then_other_load() -> None:
+    fast = run(120, steal=0.5, others=0.1, sdelay=10)
+    assert bench.slow_reason([fast, run(70, steal=6.2, others=0.1)]) == "host (steal 6 % vs 0 %)"
+    # steal alike in both runs: not what made the slow one slow
+    assert bench.slow_reason([run(120, steal=5, others=0.1), run(70, steal=6, others=0.1)]) == (
+        "machine"
+    )
+    assert bench.slow_reason([fast, run(70, steal=0.5, others=0.9)]) == (
+        "other load (0.9 cores vs 0.1)"
+    )
+    # before CPU per MB: other load on the two cores slows the same code down
+    heavier = run(70, cpu=(0.0070, 0.0060), steal=0.5, others=0.9)
+    assert bench.slow_reason([fast, heavier]).startswith("other load")
+
+
+def test_stability_table_host_column() -> None:
+    runs = [run(100, steal=1.2, others=0.31, gap=7.6, sdelay=40.4, swait=12.2), run(90)]
+    lines = bench.stability([row("kcp-go->kcpsock", runs)]).splitlines()
+    assert "steal %/others cores/server gap ms/server wait ms (longest)" in lines[0]
+    assert len(lines[0].split("|")) == len(lines[1].split("|")) == len(lines[2].split("|"))
+    assert lines[2].endswith("| 1/0.3/8/40 (12), ?/?/?/? |")
+
+
+class FakeProc:
+    """A fake /proc: /proc/stat, a server's stat and its threads' schedstat."""
+
+    def __init__(self, root: Any, pid: int) -> None:
+        self.root, self.pid = root, pid
+        (root / str(pid) / "task" / "1").mkdir(parents=True)
+        (root / str(pid) / "task" / "2").mkdir()
+
+    def set(self, ticks: list[int], server_ticks: int, delays_ns: tuple[int, int]) -> None:
+        (self.root / "stat").write_text("cpu  " + " ".join(map(str, ticks)) + " 0 0\ncpu0 1\n")
+        # pid (comm) state ppid ... utime (14th field) stime (15th)
+        fields = ["S"] + ["0"] * 10 + [str(server_ticks), "0"] + ["0"] * 30
+        (self.root / str(self.pid) / "stat").write_text(f"{self.pid} (py thon) " + " ".join(fields))
+        for tid, ns in zip(("1", "2"), delays_ns):
+            (self.root / str(self.pid) / "task" / tid / "schedstat").write_text(
+                f"100 {ns} {ns // 1000}\n"
+            )
+            (self.root / str(self.pid) / "task" / tid / "status").write_text(
+                f"Name:\tpy\nvoluntary_ctxt_switches:\t{ns // 100}\n"
+                f"nonvoluntary_ctxt_switches:\t{ns // 10000}\n"
+            )
+
+
+def test_host_watch_figures_over_the_transfer_window(tmp_path: Any) -> None:
+    hz = os.sysconf("SC_CLK_TCK")
+    proc = FakeProc(tmp_path, 4242)
+    watch = bench.HostWatch(4242, proc=str(tmp_path))
+    # user nice system idle iowait irq softirq steal
+    proc.set([1000, 0, 100, 5000, 0, 0, 0, 10], 50, (1_000_000, 0))
+    watch.switched[0] = watch.switches()
+    watch.sample()
+    proc.set(
+        [1000 + hz, 0, 100, 5000 + hz // 2, 0, 0, 0, 10 + hz // 2],
+        50 + hz // 2,
+        (3_000_000, 4_000_000),
+    )
+    watch.sample()
+    watch.switched[1] = watch.switches()
+    t0, t1 = watch.samples[0][0], watch.samples[1][0]
+    own = watch.samples[1][4] - watch.samples[0][4]
+    got = watch.figures(t0, t1, client_cpu=0.25)
+    # steal: half a second of 2 s of ticks; server 0.5 s, client 0.25 s of the 1 s busy
+    assert got["steal"] == pytest.approx(25.0)
+    assert got["others"] == pytest.approx(max(0.0, 1.0 - 0.5 - 0.25 - own) / (t1 - t0))
+    assert got["sdelay"] == pytest.approx(6.0)
+    assert got["swait"] == pytest.approx(6.0)  # one interval: all of it
+    assert got["sslices"] == 6000.0
+    assert (got["svol"], got["sinvol"]) == (60000.0, 600.0)
+    # a window before any sample: the first sample starts it; one sample: nothing
+    assert watch.figures(t0 - 10, t1, 0.0)["sdelay"] == pytest.approx(6.0)
+    single = bench.HostWatch(4242, proc=str(tmp_path))
+    single.sample()
+    assert single.figures(0.0, 1e12, 0.0) == {}
+    assert bench.HostWatch(4242, proc=str(tmp_path / "none")).figures(0.0, 1.0, 0.0) == {}
+
+
+def test_gaps_longest_pause_and_timeline(tmp_path: Any) -> None:
+    gaps = bench._Gaps("", "sink", object())
+    assert gaps.result() == " gap_ms=0.0"  # no reads: no gap
+    gaps.read(10)
+    first = gaps._last
+    gaps._last = first - 0.040  # the previous read 40 ms ago
+    gaps.read(20)
+    assert 40.0 <= float(gaps.result().split("=")[1]) < 1000.0
+
+    class Kcp:
+        wnd_cap = 700
+        rcv_queue = [b"x"] * 3
+
+    class Session:
+        kcp = Kcp()
+
+    class Sock:
+        _session = Session()
+
+    timed = bench._Gaps(str(tmp_path), "echo", Sock())
+    timed.read(100)
+    timed.read(200)
+    timed.result()
+    (written,) = list(tmp_path.iterdir())
+    assert written.name.startswith("echo-")
+    rows = [line.split() for line in written.read_text().splitlines()]
+    assert [r[1:] for r in rows] == [["100", "700", "3"], ["200", "700", "3"]]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="no /proc here")
+def test_task_sampler_writes_each_threads_cpu_and_wait(tmp_path: Any) -> None:
+    sampler = bench._TaskSampler(str(tmp_path), every=0.001)
+    for _ in range(5000):  # bounded wait for two samples (its own 1 ms timer paces it)
+        if len(sampler._rows) >= 2:
+            break
+        sampler._stop.wait(0.001)
+    sampler._stop.set()
+    sampler._thread.join(5)
+    sampler.write(7)
+    (written,) = list(tmp_path.iterdir())
+    assert written.name == f"tasks-{os.getpid()}-7.txt"
+    first = written.read_text().splitlines()[0].split()
+    float(first[0])
+    threads = {part.rsplit(":", 2)[0]: part for part in first[1:]}
+    assert "MainThread" in threads
+    _, run, wait = threads["MainThread"].rsplit(":", 2)
+    assert float(run) > 0 and float(wait) >= 0
+    off = bench._TaskSampler("")
+    off.write(1)  # without --timeline: no thread, no file
+    assert not off._thread.is_alive() and len(list(tmp_path.iterdir())) == 1
+
+
+def test_stability_summary_counts_cells_reasons_storms_and_disturbed_runs() -> None:
+    calm = [run(100, others=0.1), run(90, others=0.0), run(95, others=0.1)]
+    stormy = [
+        run(100, others=0.1, sent=22000),
+        run(50, others=1.0, lost=400, sent=22400),  # a storm on a loaded machine
+        run(96, others=0.1, sent=22000),
+    ]
+    r = row("kcp-go->kcpsock", calm)
+    r["echo-runs"] = [x["mbps"] for x in stormy]
+    r["echo-failed"] = 0
+    r["echo-detail"] = stormy
+    lines = bench.stability_summary([r]).splitlines()
+    assert len(lines) == 3
+    assert len(lines[0].split("|")) == len(lines[2].split("|"))
+    cells = [c.strip() for c in lines[2].split("|")]
+    assert cells[1:4] == ["kcp-go → kcpsock", "", "1/2"]
+    assert cells[4] == "RTO storm 1, machine 1"  # by count, then by name
+    assert cells[5] == "1/6"  # runs with a storm
+    assert cells[6] == "1/6"  # disturbed runs
+    assert cells[7] == "2/2"  # without the disturbed run both cells meet 2/3
