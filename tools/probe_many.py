@@ -33,6 +33,10 @@ Diagnostic switches (environment of this command):
 * ``PROBE_FINE=FILE``: a 1-ms timeline of the first 600 ms into FILE
   (ms, InPkts, role lent, sessions, accepted, receiver read-ahead backlog,
   kernel queue estimate);
+* ``PROBE_WINDOWS=FILE``: a 5-ms timeline of the busy sessions' windows
+  into FILE (ms, InPkts, RepeatSegs, busy sessions, the share, the sum of
+  their caps, the sum of what they advertise, their unread segments, the
+  receiver's read-ahead, the kernel queue estimate);
 * ``PROBE_CPROFILE=PREFIX``: cProfile the receiver and updater threads
   (best with ``KCPSOCK_PURE=1``); ``--profile FILE``: py-spy record (extra
   py-spy flags in ``PROBE_PYSPY``, e.g. ``--gil`` or ``--idle``);
@@ -43,7 +47,7 @@ Diagnostic switches (environment of this command):
   ``{pid}`` is the server's process id), so start-up and imports are not in
   its figures;
 * ``PROBE_NOCAP=1``: lift the listener's window caps (WindowShare,
-  DrainRate); ``PROBE_CAP=N``: the share's floor; ``PROBE_SWITCH=S``:
+  DrainRate); ``PROBE_CAP=N``: the share's floor; ``PROBE_DFLOOR=N``: DrainRate's floor; ``PROBE_SWITCH=S``:
   ``sys.setswitchinterval(S)`` in the server; ``PROBE_GATE=IDLE,MAX``: the
   bounds (ms) of the listener's reader wake-up deferral (``WakeGate``);
   ``PROBE_PENDING=N``: the listener's ``pending_rcvwnd`` (segments a session
@@ -205,6 +209,8 @@ def role_server(args: argparse.Namespace) -> None:
     if os.environ.get("PROBE_GATE") and gate is not None:
         # the reader wake-up deferral's bounds: "IDLE_MS,MAX_MS" (0,0: off)
         gate.idle_ms, gate.max_ms = (int(x) for x in os.environ["PROBE_GATE"].split(","))
+    if os.environ.get("PROBE_DFLOOR"):
+        listener.core.drain.floor = int(os.environ["PROBE_DFLOOR"])
     if os.environ.get("PROBE_CAP"):
         listener.core.window_share.floor = int(os.environ["PROBE_CAP"])
     batch_log: list[tuple[float, int, int, float, int]] = []
@@ -325,6 +331,49 @@ def role_server(args: argparse.Namespace) -> None:
 
     if os.environ.get("PROBE_FINE"):
         threading.Thread(target=fine_sampler, daemon=True).start()
+    windows: list[tuple[float, str]] = []
+
+    def window_sampler() -> None:
+        # every 5 ms from the first datagram (at most 60 s): what the busy
+        # sessions advertise together, and the queue in front of the receiver
+        tick = threading.Event()
+        core = listener.core
+        rcv = core._receiver
+        while not snmp.InPkts:
+            tick.wait(0.0005)
+        end = time.monotonic() + 60.0
+        while time.monotonic() < end and len(windows) < 12000:
+            busy = list(core.window_share.busy)
+            adv = caps = queued = 0
+            each: list[int] = []
+            for route in busy:
+                k = getattr(route.target, "kcp", None)
+                if k is None:
+                    continue
+                adv += k._wnd_advertised()
+                cap = min(k.wnd_cap, k.rcv_wnd)
+                caps += cap
+                each.append(cap)
+                queued += len(k.rcv_queue)
+            each.sort()
+            spread = f"{each[0]}/{each[len(each) // 2]}/{each[-1]}" if each else "-"
+            figures = (
+                snmp.InPkts,
+                snmp.RepeatSegs,
+                len(busy),
+                core.window_share.share,
+                caps,
+                adv,
+                queued,
+                rcv.pending,
+                _rx_queue(port),
+                spread,
+            )
+            windows.append((time.monotonic(), " ".join(str(x) for x in figures)))
+            tick.wait(0.005)
+
+    if os.environ.get("PROBE_WINDOWS"):
+        threading.Thread(target=window_sampler, daemon=True).start()
     import resource
 
     t = os.times()
@@ -378,6 +427,15 @@ def role_server(args: argparse.Namespace) -> None:
                             + " ".join(str(x) for x in row[1:7])
                             + "\n"
                         )
+            if windows:
+                w0 = windows[0][0]
+                with open(os.environ["PROBE_WINDOWS"], "w") as f:
+                    f.write(
+                        "# ms InPkts RepeatSegs busy share sum(cap) sum(advertised)"
+                        " sum(rcv_queue) readahead kernel cap(min/median/max)\n"
+                    )
+                    for at, line in windows:
+                        f.write(f"{(at - w0) * 1000:8.1f} {line}\n")
             if batch_log:
                 b0 = batch_log[0][0]
                 with open(os.environ["PROBE_BATCHES"], "w") as f:
