@@ -49,7 +49,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Optional, TypedDict
+from typing import Any, Optional, TypedDict, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -557,7 +557,41 @@ def udp_rcvbuf_errors() -> Optional[int]:
         return None
 
 
-class SocketWatch:
+_S = TypeVar("_S", bound="_Sampler")
+_HW = TypeVar("_HW", bound="HostWatch")
+
+
+class _Sampler:
+    """A daemon thread calling :meth:`sample` every ``every`` seconds while the ``with`` lasts.
+
+    :meth:`sample` also runs once at the exit, so the last figures are read
+    after the run's end.
+    """
+
+    def __init__(self, every: float) -> None:
+        self._every = every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self: _S) -> _S:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.sample()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            self.sample()
+
+    def sample(self) -> None:
+        """Read the figures once."""
+        raise NotImplementedError
+
+
+class SocketWatch(_Sampler):
     """Samples the UDP sockets of one bench run in /proc/net/udp (a thread).
 
     The sockets bound to or connected to the server's ``port``: the server's
@@ -570,26 +604,11 @@ class SocketWatch:
     """
 
     def __init__(self, port: int, every: float = 0.02, path: str = "/proc/net/udp") -> None:
+        super().__init__(every)
         self._port = port
         self._path = path
-        self._every = every
-        self._stop = threading.Event()
         #: inode -> [is the server's, drops, largest rx_queue]
         self.seen: dict[str, list[int]] = {}
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> SocketWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.sample()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._every):
-            self.sample()
 
     def sample(self) -> None:
         """Read /proc/net/udp once (nothing if unreadable)."""
@@ -624,7 +643,7 @@ class SocketWatch:
         return out
 
 
-class HostWatch:
+class HostWatch(_Sampler):
     """What else the machine did during one bench run (a thread reading /proc).
 
     Every ``every`` seconds: the machine's CPU time by kind (/proc/stat: busy,
@@ -638,33 +657,24 @@ class HostWatch:
     """
 
     def __init__(self, server_pid: int, every: float = 0.02, proc: str = "/proc") -> None:
+        super().__init__(every)
         self._pid = server_pid
         self._proc = proc
-        self._every = every
-        self._stop = threading.Event()
         #: (monotonic s, [user nice system idle iowait irq softirq steal] ticks,
         #:  server CPU s, server run delay s, this process's CPU s, server
         #:  time slices: the times its threads were put on a CPU)
         self.samples: list[tuple[float, list[int], float, float, float, int]] = []
         #: the server's (voluntary, involuntary) context switches at enter and exit
         self.switched = [(0, 0), (0, 0)]
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> HostWatch:
+    def __enter__(self: _HW) -> _HW:
         self.switched[0] = self.switches()
         self.sample()
-        self._thread.start()
-        return self
+        return super().__enter__()
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.sample()
+        super().__exit__(*exc)
         self.switched[1] = self.switches()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._every):
-            self.sample()
 
     def sample(self) -> None:
         """Read the figures once (a sample is skipped if /proc/stat is unreadable)."""
