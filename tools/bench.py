@@ -133,8 +133,8 @@ def _cpu() -> float:
     return time.process_time()
 
 
-def role_server(args: argparse.Namespace) -> None:
-    """A kcpsock server speaking the Go peer's protocol (READY / SINK lines)."""
+def _server_listener(args: argparse.Namespace) -> Any:
+    """A kcpsock listener on 127.0.0.1 for a server role; the process exits when stdin closes."""
     import kcpsock
 
     listener = kcpsock.listen(("127.0.0.1", 0), **_kcp_options(args))
@@ -144,6 +144,12 @@ def role_server(args: argparse.Namespace) -> None:
         os._exit(0)
 
     threading.Thread(target=stdin_watch, daemon=True).start()
+    return listener
+
+
+def role_server(args: argparse.Namespace) -> None:
+    """A kcpsock server speaking the Go peer's protocol (READY / SINK lines)."""
+    listener = _server_listener(args)
     if args.timeline:
         _Gaps.tasks = _TaskSampler(args.timeline)
     host, port = listener.getsockname()[:2]
@@ -203,6 +209,65 @@ def role_server(args: argparse.Namespace) -> None:
                 s.close()
 
         threading.Thread(target=run, daemon=True).start()
+
+
+def role_select_server(args: argparse.Namespace) -> None:
+    """The sink server's protocol served by one thread: ``selectors`` over every session.
+
+    The pattern of a server of many connections (readiness through
+    ``fileno``, non-blocking ``accept`` and ``recv_into``), where
+    :func:`role_server` runs a thread per session.
+    """
+    import selectors
+
+    listener = _server_listener(args)
+    listener.setblocking(False)
+    host, port = listener.getsockname()[:2]
+    print(f"READY {host}:{port}", flush=True)
+    sel = selectors.DefaultSelector()
+    sel.register(listener, selectors.EVENT_READ, None)
+    buf = bytearray(65536)
+    view = memoryview(buf)
+    while True:
+        for key, _ in sel.select(timeout=1.0):
+            if key.data is None:
+                while True:
+                    try:
+                        conn, _addr = listener.accept()
+                    except BlockingIOError:
+                        break
+                    conn.setblocking(False)
+                    # [header bytes, bytes still wanted (-1: reading the header)]
+                    sel.register(conn, selectors.EVENT_READ, [b"", -1])
+                continue
+            sock: Any = key.fileobj
+            state: list[Any] = key.data  # [header bytes, bytes still wanted]
+            try:
+                n = sock.recv_into(buf)
+            except BlockingIOError:
+                continue
+            if not n:
+                sel.unregister(sock)
+                sock.close()
+                continue
+            at = 0
+            while at < n:
+                if state[1] < 0:
+                    take = min(8 - len(state[0]), n - at)
+                    state[0] += bytes(view[at : at + take])
+                    at += take
+                    if len(state[0]) == 8:
+                        (state[1],) = struct.unpack(">Q", state[0])
+                        state[0] = b""
+                else:
+                    take = min(state[1], n - at)
+                    state[1] -= take
+                    at += take
+                if state[1] == 0:  # all read: answer (bounded wait if the window is full)
+                    sock.settimeout(10.0)
+                    sock.sendall(b"DONE")
+                    sock.setblocking(False)
+                    state[1] = -1
 
 
 def _retrans(sock: Any) -> str:
@@ -1094,6 +1159,24 @@ def floor(opts: argparse.Namespace) -> Optional[tuple[float, float]]:
         server.close()
 
 
+#: kcpsock's servers in the 'many' test: role -> what the table calls it
+MANY_SERVERS: dict[str, str] = {
+    "sink-server": "a thread per session",
+    "select-server": "selectors, one thread",
+}
+
+
+def _many_label(opts: argparse.Namespace, side: tuple[str, str, str]) -> str:
+    """The 'many' table's name of a server: side, tree (if several), kcpsock's pattern."""
+    server_side, root, kind = side
+    if server_side != "kcpsock":
+        return server_side
+    label = server_side
+    if len(opts.roots) > 1:
+        label += f" [{opts.root_labels[root]}]"
+    return f"{label}, {MANY_SERVERS[kind]}"
+
+
 def many(opts: argparse.Namespace, peer: Optional[Path]) -> list[dict[str, Any]]:
     """One listener (kcpsock's, kcp-go's): 1 session vs N sending at once (plain, stream).
 
@@ -1101,20 +1184,26 @@ def many(opts: argparse.Namespace, peer: Optional[Path]) -> list[dict[str, Any]]
     sessions dialed first) so that the listener is what is measured; without
     Go, a kcpsock client process.  With several ``--root`` trees, the kcpsock
     servers of the trees alternate run by run (before/after in one run).
+
+    kcpsock's listener is measured behind two servers, run alternately: the
+    sink server with a thread per session, each blocked in ``recv_into``
+    (:func:`role_server`), and one thread serving every session through
+    ``selectors`` (:func:`role_select_server`).
     """
     opts.stream = True
-    sides: list[tuple[str, str]] = [("kcpsock", root) for root in opts.roots]
+    sides: list[tuple[str, str, str]] = [
+        ("kcpsock", root, kind) for root in opts.roots for kind in MANY_SERVERS
+    ]
     if peer is not None:
-        sides.append(("kcp-go", ""))
+        sides.append(("kcp-go", "", "sink-server"))
     figures: dict[tuple[int, int], list[float]] = {}
     for _ in range(opts.repeat):
         for n in (1, opts.sessions):
-            for i, (server_side, root) in enumerate(sides):
+            for i, side in enumerate(sides):
+                server_side, root, kind = side
                 _use_root(root)
-                label = server_side
-                if server_side == "kcpsock" and len(opts.roots) > 1:
-                    label += f" [{opts.root_labels[root]}]"
-                server = start_server(server_side, "sink-server", "plain", opts, peer)
+                label = _many_label(opts, side)
+                server = start_server(server_side, kind, "plain", opts, peer)
                 try:
                     if peer is not None:
                         # kcp-go's client is the load: it is not the bottleneck
@@ -1151,10 +1240,8 @@ def many(opts: argparse.Namespace, peer: Optional[Path]) -> list[dict[str, Any]]
                     server.close()
     _use_root(opts.roots[0])
     rows = []
-    for i, (server_side, root) in enumerate(sides):
-        row: dict[str, Any] = {"server": server_side}
-        if server_side == "kcpsock" and len(opts.roots) > 1:
-            row["server"] += f" [{opts.root_labels[root]}]"
+    for i, side in enumerate(sides):
+        row: dict[str, Any] = {"server": _many_label(opts, side)}
         for n in (1, opts.sessions):
             runs = figures.get((i, n), [])
             row[str(n)] = statistics.median(runs) if runs else None
@@ -1559,6 +1646,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         "--role",
         choices=[
             "sink-server",
+            "select-server",
             "echo-server",
             "send",
             "echo-client",
@@ -1591,6 +1679,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     opts = p.parse_args(argv)
     roles = {
         "sink-server": role_server,
+        "select-server": role_select_server,
         "echo-server": role_server,
         "udp-echo": role_udp_echo,
         "udp-ping": role_udp_ping,
