@@ -246,6 +246,8 @@ def role_select_server(args: argparse.Namespace) -> None:
                 n = sock.recv_into(buf)
             except BlockingIOError:
                 continue
+            except OSError:  # the session failed: drop it, serve the others
+                n = 0
             if not n:
                 sel.unregister(sock)
                 sock.close()
