@@ -1875,20 +1875,11 @@ class Session(Weakrefable):
                         self._pending = msg
                         self._poff = 0
                         if kcp.probe:
-                            self._arm_locked()  # the window reopened (see below)
+                            self._arm_locked()  # the window reopened (see _cut_taken)
                         continue
                     if msg is not None:
                         # a message (stream mode: only a peek gets here)
-                        if len(msg) > bufsize:
-                            # keep the rest without copying it (offset, not slicing)
-                            self._pending = msg
-                            self._poff = bufsize
-                            msg = msg[:bufsize]
-                        data = msg
-                        if kcp.probe:
-                            # the window reopened: tell the peer soon (kcp-go Recv
-                            # sets IKCP_ASK_TELL; the next flush carries it)
-                            self._arm_locked()
+                        data = self._cut_taken(kcp, msg, bufsize)
                         break
                     if self._rd_shut or self.state is _CLOSED or self.state is _CLOSING:
                         return b""  # closed by another thread meanwhile
@@ -1961,6 +1952,22 @@ class Session(Weakrefable):
             self.bytes_received += len(data)
         return data
 
+    def _cut_taken(self, kcp: KCP, msg: bytes, limit: int) -> bytes:
+        """``msg``, just taken from KCP, cut to ``limit`` bytes (lock held).
+
+        The rest is kept whole in ``_pending`` (an offset, no copy) for the
+        next read.  If taking it reopened the receive window, the peer is
+        told soon (kcp-go's Recv sets IKCP_ASK_TELL; the next flush carries
+        it).
+        """
+        if len(msg) > limit:
+            self._pending = msg
+            self._poff = limit
+            msg = msg[:limit]
+        if kcp.probe:
+            self._arm_locked()
+        return msg
+
     def _stream_take(self, kcp: KCP, limit: int) -> bytes:
         """Up to ``limit`` ready stream bytes, joined once (lock held); b"" if none.
 
@@ -1970,15 +1977,7 @@ class Session(Weakrefable):
         if len(kcp.rcv_queue) == 1 and not kcp.rcv_buf:
             # one segment (a request, a reply): no list
             msg = kcp.recv()
-            if msg is None:
-                return b""
-            if len(msg) > limit:
-                self._pending = msg
-                self._poff = limit
-                msg = msg[:limit]
-            if kcp.probe:
-                self._arm_locked()  # the window reopened (see below)
-            return msg
+            return b"" if msg is None else self._cut_taken(kcp, msg, limit)
         parts: list[bytes] = []
         got = kcp.recv_stream(limit, parts)
         if not got:
@@ -1990,9 +1989,7 @@ class Session(Weakrefable):
             self._poff = keep
             parts[-1] = last[:keep]
         if kcp.probe:
-            # the window reopened: tell the peer soon (kcp-go Recv sets
-            # IKCP_ASK_TELL; the next flush carries it)
-            self._arm_locked()
+            self._arm_locked()  # the window reopened (see _cut_taken)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def recv_into(
