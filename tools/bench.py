@@ -133,6 +133,53 @@ def _cpu() -> float:
     return time.process_time()
 
 
+class _SysCount:
+    """--syscount: this process's system calls, wake-ups and context switches over a transfer.
+
+    Opened before the process starts a thread (the counters are inherited
+    by threads started later); :meth:`start` and :meth:`result` bracket one
+    transfer; the result also has the session's datagrams in and out
+    (``pin``/``pout``), so calls per datagram can be read off.  Fields are
+    prefixed ``sc_``; empty when off or unavailable (tools/syscount.py).
+    """
+
+    def __init__(self, on: bool) -> None:
+        self.counters: Any = None
+        if on:
+            sys.path.insert(0, str(Path(__file__).resolve().parent))
+            import syscount
+
+            self.counters = syscount.open_counters()
+        self.before: dict[str, int] = {}
+        self.packets = (0, 0)
+        self.cpu = 0.0
+
+    def start(self, sock: Any) -> None:
+        if self.counters is not None:
+            self.before = self.counters.read()
+            self.packets = _packets(sock)
+            self.cpu = _cpu()
+
+    def result(self, sock: Any) -> str:
+        if self.counters is None or not self.before:
+            return ""
+        after = self.counters.read()
+        pin, pout = _packets(sock)
+        fields = {k: after[k] - self.before[k] for k in after if k in self.before}
+        fields["pin"] = pin - self.packets[0]
+        fields["pout"] = pout - self.packets[1]
+        fields["cpu_us"] = round((_cpu() - self.cpu) * 1e6)
+        return "".join(f" sc_{k}={v}" for k, v in fields.items())
+
+
+def _packets(sock: Any) -> tuple[int, int]:
+    try:
+        f = sock.figures()
+    except AttributeError:
+        return (0, 0)
+    return (f["packets_in"], f["packets_out"])
+
+
 def _server_listener(args: argparse.Namespace) -> Any:
     """A kcpsock listener on 127.0.0.1 for a server role; the process exits when stdin closes."""
     import kcpsock
@@ -149,6 +196,7 @@ def _server_listener(args: argparse.Namespace) -> Any:
 
 def role_server(args: argparse.Namespace) -> None:
     """A kcpsock server speaking the Go peer's protocol (READY / SINK lines)."""
+    sc = _SysCount(args.syscount)
     listener = _server_listener(args)
     if args.timeline:
         _Gaps.tasks = _TaskSampler(args.timeline)
@@ -160,6 +208,7 @@ def role_server(args: argparse.Namespace) -> None:
         view = memoryview(buf)
         echoed, report = 0, args.report_bytes
         gaps = _Gaps(args.timeline, "echo", sock)
+        sc.start(sock)
         while True:
             n = sock.recv_into(buf)
             if not n:
@@ -168,7 +217,10 @@ def role_server(args: argparse.Namespace) -> None:
             sock.sendall(view[:n])
             if echoed < report <= echoed + n:
                 # the echo run's end: the client's resends received twice here
-                print(f"ECHO bytes={echoed + n}" + _retrans(sock) + gaps.result(), flush=True)
+                print(
+                    f"ECHO bytes={echoed + n}" + _retrans(sock) + gaps.result() + sc.result(sock),
+                    flush=True,
+                )
             echoed += n
 
     def sink(sock: Any) -> None:
@@ -176,6 +228,7 @@ def role_server(args: argparse.Namespace) -> None:
         while True:
             (want,) = struct.unpack(">Q", _recv_exact(sock, 8))
             t0, c0 = time.perf_counter(), _cpu()
+            sc.start(sock)
             got = 0
             gaps = _Gaps(args.timeline, "sink", sock)
             while got < want:
@@ -192,7 +245,8 @@ def role_server(args: argparse.Namespace) -> None:
             print(
                 f"SINK bytes={want} seconds={time.perf_counter() - t0:.6f} cpu={_cpu() - c0:.6f}"
                 + repeat
-                + gaps.result(),
+                + gaps.result()
+                + sc.result(sock),
                 flush=True,
             )
 
@@ -415,12 +469,14 @@ def role_client(args: argparse.Namespace) -> None:
     import kcpsock
 
     host, _, port = args.connect.rpartition(":")
+    sc = _SysCount(args.syscount and args.role in ("send", "echo-client"))
     sock = kcpsock.dial((host, int(port)), **_kcp_options(args))
     payload = os.urandom(CHUNK)
     total = args.bytes
     srtt = _SrttSampler(sock, args.srtt if args.role in ("send", "echo-client") else 0)
     if args.role == "send":
         t0, c0 = time.perf_counter(), _cpu()
+        sc.start(sock)
         sock.sendall(struct.pack(">Q", total))
         left = total
         rows: list[str] = []
@@ -446,9 +502,11 @@ def role_client(args: argparse.Namespace) -> None:
             f"OK bytes={total} seconds={end - t0:.6f} cpu={_cpu() - c0:.6f} end={end:.6f}"
             + _retrans(sock)
             + srtt.result()
+            + sc.result(sock)
         )
     elif args.role == "echo-client":
         t0, c0 = time.perf_counter(), _cpu()
+        sc.start(sock)
 
         def writer() -> None:
             left = total
@@ -472,6 +530,7 @@ def role_client(args: argparse.Namespace) -> None:
             f"OK bytes={total} seconds={end - t0:.6f} cpu={_cpu() - c0:.6f} end={end:.6f}"
             + _retrans(sock)
             + srtt.result()
+            + sc.result(sock)
         )
     else:  # ping
         msg = bytearray(args.size)
@@ -842,6 +901,8 @@ def _self_argv(role: str, config: str, opts: argparse.Namespace) -> list[str]:
         argv += ["--report-bytes", str(opts.bytes)]
     if getattr(opts, "timeline", ""):
         argv += ["--timeline", opts.timeline]
+    if getattr(opts, "syscount", False):
+        argv.append("--syscount")
     return argv
 
 
@@ -984,6 +1045,8 @@ def _one_transfer(
                 res = run_one(
                     client_side, client_kind, server, config, opts, peer, bytes=opts.bytes
                 )
+                for key in [k for k in res if k.startswith("sc_")]:
+                    res["c_" + key[3:]] = res.pop(key)  # --syscount: the client's
                 # the transfer's end: the client's own clock if it says (kcpsock's
                 # is the same monotonic clock), else now (the client just exited)
                 end = float(res.get("end", time.monotonic()))
@@ -1011,6 +1074,8 @@ def _one_transfer(
                         res["s" + key] = value
                     elif key == "gap_ms":
                         res["gap"] = value
+                    elif key.startswith("sc_"):
+                        res["s_" + key[3:]] = value
         if test == "one-way":
             # the sink's SINK line: the segments it received twice (kcpsock's
             # and the Go peer's); a one-way client's own repeats are its DONE's
@@ -1024,6 +1089,9 @@ def _one_transfer(
                     res["repeat"] = field[len("repeat=") :]
                 elif field.startswith("gap_ms="):
                     res["gap"] = field[len("gap_ms=") :]
+                elif field.startswith("sc_"):
+                    key, _, value = field.partition("=")
+                    res["s_" + key[3:]] = value
     finally:
         server.close()
     seconds = float(res["seconds"])
@@ -1058,6 +1126,7 @@ def _one_transfer(
         "sinvol",
     )
     counts = " ".join(f"{k}={res[k]}" for k in keys if k in res)
+    counts += _syscounts(res, mb)
     out: dict[str, float] = {
         "mbps": mb / seconds,
         "client_cpu": float(res["cpu"]) / mb,
@@ -1071,6 +1140,32 @@ def _one_transfer(
         f" {out['client_cpu'] * 1000:.2f}/{out['server_cpu'] * 1000:.2f}",
         file=sys.stderr,
     )
+    return out
+
+
+def _syscounts(res: dict[str, str], mb: float) -> str:
+    """--syscount's per-run fields: each side's counts per MB, and datagrams per call.
+
+    ``rd`` = recvmmsg + recvfrom calls, ``wr`` = sendmmsg + sendmsg + sendto
+    calls, ``dpr`` / ``dpw`` = datagrams per read / per write call, then
+    futex calls, wake-ups issued, context switches, page faults per MB,
+    migrations in all.
+    """
+    out = ""
+    for side in ("c", "s"):
+        if side + "_rmm" not in res:
+            continue
+        g = {k[2:]: float(v) for k, v in res.items() if k.startswith(side + "_")}
+        rd = g.get("rmm", 0) + g.get("rfrom", 0)
+        wr = g.get("smm", 0) + g.get("smsg", 0) + g.get("sto", 0)
+        pin, pout = g.get("pin", 0), g.get("pout", 0)
+        out += (
+            f" {side}:rd={rd / mb:.0f} dpr={pin / max(rd, 1):.1f} wr={wr / mb:.0f}"
+            f" dpw={pout / max(wr, 1):.1f} fx={g.get('futex', 0) / mb:.0f}"
+            f" wk={g.get('wakeups', 0) / mb:.0f} cs={g.get('cs', 0) / mb:.0f}"
+            f" pf={g.get('faults', 0) / mb:.0f} mig={g.get('migr', 0):.0f}"
+            f" din={pin / mb:.0f} dout={pout / mb:.0f} cpu={g.get('cpu_us', 0) / 1000 / mb:.2f}"
+        )
     return out
 
 
@@ -1673,6 +1768,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         metavar="DIR",
         help="kcpsock peers write every read (servers) and every 32 KB sent (one-way"
         " clients) with its time and window figures to files in DIR (diagnosis of a run)",
+    )
+    p.add_argument(
+        "--syscount",
+        action="store_true",
+        help="kcpsock peers count their recvmmsg/sendmmsg/sendmsg/futex calls, wake-ups,"
+        " context switches and page faults over each transfer (Linux perf events:"
+        " tools/syscount.py); each run's line gains them per MB, client c_ / server s_",
     )
     p.add_argument("--config", choices=list(CONFIGS), default="plain")
     p.add_argument("--report-bytes", type=int, default=0, help=argparse.SUPPRESS)
