@@ -153,9 +153,11 @@ class _SysCount:
         self.before: dict[str, int] = {}
         self.packets = (0, 0)
         self.cpu = 0.0
+        self.cal = ""
 
-    def start(self, sock: Any) -> None:
+    def start(self, sock: Any, calibrate: bool = False) -> None:
         if self.counters is not None:
+            self.cal = _calibrate() if calibrate else ""
             self.before = self.counters.read()
             self.packets = _packets(sock)
             self.cpu = _cpu()
@@ -169,7 +171,30 @@ class _SysCount:
         fields["pin"] = pin - self.packets[0]
         fields["pout"] = pout - self.packets[1]
         fields["cpu_us"] = round((_cpu() - self.cpu) * 1e6)
-        return "".join(f" sc_{k}={v}" for k, v in fields.items())
+        # a client calibrates before and after (outside its CPU figure); a
+        # server not (its CPU is read from outside while the client runs)
+        cal = f" sc_cal0={self.cal} sc_cal1={_calibrate()}" if self.cal else ""
+        return "".join(f" sc_{k}={v}" for k, v in fields.items()) + cal
+
+
+def _calibrate() -> str:
+    """--syscount: CPU microseconds of two fixed pieces of work, run now in this thread.
+
+    ``calp``: a pure-Python loop (the interpreter, hot caches); ``calm``:
+    copies of a 4 MB buffer (the memory system).  The same work every time:
+    if a run's CPU per MB rises and these rise with it, the machine ran
+    slower (a busy hyperthread sibling, frequency), not kcpsock doing more.
+    """
+    t0 = time.thread_time()
+    x = 0
+    for i in range(200_000):
+        x += i & 7
+    t1 = time.thread_time()
+    buf = bytearray(4 << 20)
+    for _ in range(8):
+        bytes(buf)
+    t2 = time.thread_time()
+    return f"{(t1 - t0) * 1e6:.0f},{(t2 - t1) * 1e6:.0f}"
 
 
 def _packets(sock: Any) -> tuple[int, int]:
@@ -475,8 +500,8 @@ def role_client(args: argparse.Namespace) -> None:
     total = args.bytes
     srtt = _SrttSampler(sock, args.srtt if args.role in ("send", "echo-client") else 0)
     if args.role == "send":
+        sc.start(sock, calibrate=True)
         t0, c0 = time.perf_counter(), _cpu()
-        sc.start(sock)
         sock.sendall(struct.pack(">Q", total))
         left = total
         rows: list[str] = []
@@ -505,8 +530,8 @@ def role_client(args: argparse.Namespace) -> None:
             + sc.result(sock)
         )
     elif args.role == "echo-client":
+        sc.start(sock, calibrate=True)
         t0, c0 = time.perf_counter(), _cpu()
-        sc.start(sock)
 
         def writer() -> None:
             left = total
@@ -1155,7 +1180,11 @@ def _syscounts(res: dict[str, str], mb: float) -> str:
     for side in ("c", "s"):
         if side + "_rmm" not in res:
             continue
-        g = {k[2:]: float(v) for k, v in res.items() if k.startswith(side + "_")}
+        g = {
+            k[2:]: float(v)
+            for k, v in res.items()
+            if k.startswith(side + "_") and not k.startswith(side + "_cal")
+        }
         rd = g.get("rmm", 0) + g.get("rfrom", 0)
         wr = g.get("smm", 0) + g.get("smsg", 0) + g.get("sto", 0)
         pin, pout = g.get("pin", 0), g.get("pout", 0)
@@ -1165,6 +1194,7 @@ def _syscounts(res: dict[str, str], mb: float) -> str:
             f" wk={g.get('wakeups', 0) / mb:.0f} cs={g.get('cs', 0) / mb:.0f}"
             f" pf={g.get('faults', 0) / mb:.0f} mig={g.get('migr', 0):.0f}"
             f" din={pin / mb:.0f} dout={pout / mb:.0f} cpu={g.get('cpu_us', 0) / 1000 / mb:.2f}"
+            f" cal={res.get(side + '_cal0', '')}/{res.get(side + '_cal1', '')}"
         )
     return out
 
