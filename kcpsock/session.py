@@ -306,7 +306,7 @@ def small_bytes(data: Any) -> Any:
     and a copy per segment.
     """
     kind = type(data)
-    if kind is memoryview:
+    if kind is _memoryview:  # the module's constant: compiled, no builtins lookup per call
         mv = cast(memoryview, data)
         if mv.nbytes <= SENDALL_COPY_MAX and mv.c_contiguous:
             return mv.tobytes()
