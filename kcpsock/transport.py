@@ -141,15 +141,6 @@ def buffer_datagrams(sock: socket.socket, size: int) -> int:
     return max(1, rcvbuf // (truesize + 320))
 
 
-#: a read of fewer datagrams than this after a busy one waits COALESCE_S
-#: for the rest of the burst (an experiment: fewer, larger batches)
-COALESCE_FEW: Final = 8
-#: a read of this many datagrams or more marks the stream busy
-COALESCE_BUSY: Final = 32
-#: the wait, in seconds
-COALESCE_S: Final = 0.0003
-
-
 def _recvfrom_loop(
     sock: socket.socket,
 ) -> Callable[[Batch | deque[tuple[bytes, Address]], int], None]:
@@ -549,8 +540,6 @@ class Receiver:
         self._handler = handler
         self._on_refused = on_refused
         self._stopping = False
-        #: the last read took COALESCE_BUSY datagrams or more (a busy stream)
-        self._busy = False
         #: datagrams read and still waiting when the current batch was
         #: handed over (read by the handler, on this thread: a sign of load)
         self.pending = 0
@@ -820,11 +809,6 @@ class Receiver:
             try:
                 if self._batched:  # one recvmmsg: what the socket holds (one at least)
                     self._fill(batch, self._batch)
-                    if len(batch) < COALESCE_FEW and self._busy:
-                        # a busy stream caught up: let the rest of its burst
-                        # come, one read for it (an experiment)
-                        time.sleep(COALESCE_S)
-                        self._fill(batch, self._batch)
                 else:
                     batch.append(recvfrom(size, flags))
                     # more only if the socket holds more: one poll, not a
@@ -847,7 +831,6 @@ class Receiver:
                 with self._park_lock:
                     self._park.notify_all()
         self.pending = 0
-        self._busy = len(batch) >= COALESCE_BUSY
         return batch
 
     def _refused(self) -> None:
@@ -979,11 +962,6 @@ class Receiver:
                         # fewer than asked for: the kernel had no more when
                         # the read returned, a read-ahead would find it empty
                         more = len(backlog) >= WAIT_BATCH
-                        if not more and len(backlog) < COALESCE_FEW and self._busy:
-                            # a busy stream caught up: let the rest of its
-                            # burst come, one read for it (an experiment)
-                            time.sleep(COALESCE_S)
-                            more = True
                     else:
                         item = recvfrom(size)
                         if self.stopping():
@@ -1005,7 +983,6 @@ class Receiver:
                 time.sleep(0.01)  # a persistent error must not spin the CPU
             if not backlog:
                 continue
-            self._busy = len(backlog) >= COALESCE_BUSY
             if len(backlog) <= most:
                 batch: Batch = list(backlog)
                 backlog.clear()
