@@ -28,6 +28,10 @@ the machine did meanwhile (the host's steal, the other processes' CPU, the
 server's wait for a CPU, the kcpsock server's longest pause between reads),
 and why the slowest run was slow (an RTO storm and what came with it, the
 host, other load, more CPU per MB, or the machine); then a summary per pair.
+``--syscount`` adds to each kcpsock run's line both peers' system calls,
+datagrams per call, futex calls, wake-ups, context switches and page faults
+per MB (tools/syscount.py), and the client's timing of a fixed piece of work
+before and after the transfer (``cal``: a slower machine, not more work).
 --timeline DIR keeps every read and send of the kcpsock peers for diagnosis.
 --srtt MS samples the clients' smoothed RTT; --pin runs servers and clients
 on a core each (not comparable with unpinned figures: BENCHMARKS.md).  The --role options are internal: the benchmark
