@@ -262,6 +262,7 @@ def role_server(args: argparse.Namespace) -> None:
                 spans.append((t_start, time.monotonic()))
 
     def run(s: Any) -> None:
+        marks["running"].append(time.monotonic())
         cpu0 = time.thread_time()
         try:
             sink(s)
@@ -276,12 +277,24 @@ def role_server(args: argparse.Namespace) -> None:
                 totals["srtt_max"] = max(totals["srtt_max"], sess.kcp.rx_srtt)
             s.close()
 
-    marks: dict[str, list[float]] = {"created": [], "accept": [], "started": [], "first": []}
+    marks: dict[str, list[float]] = {
+        "created": [],
+        "called": [],
+        "accept": [],
+        "started": [],
+        "running": [],
+        "first": [],
+    }
+    # the acceptor's seconds in accept(), in Thread(...).start(), its CPU seconds,
+    # and from accept() returning to the new thread running (all sessions summed)
+    acceptor_time = [0.0, 0.0, 0.0, 0.0]
 
     def acceptor() -> None:
         while True:
+            called = time.monotonic()
             sock, _ = listener.accept()
             marks["accept"].append(time.monotonic())
+            marks["called"].append(called)
             sess = sock.session
             key = sess.route.key
             exp = None if key is None else listener.core.blacklist._entries.get(key)
@@ -289,6 +302,12 @@ def role_server(args: argparse.Namespace) -> None:
                 marks["created"].append(exp - listener.core.blacklist.ttl)
             threading.Thread(target=run, args=(sock,), daemon=True).start()
             marks["started"].append(time.monotonic())
+            acc = acceptor_time
+            acc[0] += marks["accept"][-1] - called  # in accept()
+            acc[1] += marks["started"][-1] - marks["accept"][-1]  # creating and starting the thread
+            acc[2] = time.thread_time()
+            if len(marks["running"]) == len(marks["accept"]):
+                acc[3] += marks["running"][-1] - marks["accept"][-1]  # until the thread ran
 
     threading.Thread(target=acceptor, daemon=True).start()
     timeline: list[int] = []
@@ -464,6 +483,7 @@ def role_server(args: argparse.Namespace) -> None:
                     if v
                 },
                 "wake_sites": wake_sites,
+                "acceptor": [round(x * 1000, 1) for x in acceptor_time],
                 "fire_kinds": fire_kinds,
                 "refused": {k: v for k, v in listener.refused.items() if v},
             }
@@ -641,6 +661,7 @@ def show(label: str, r: dict[str, Any]) -> str:
             else ""
         )
         + f"\n   marks {r.get('marks')}"
+        + f"\n   acceptor ms (in accept, in Thread.start, its CPU, until the thread ran) {r.get('acceptor')}"
         + (f"\n   updater wake-ups by caller {r['wake_sites']}" if r.get("wake_sites") else "")
         + (f"\n   timer runs by what they found {r['fire_kinds']}" if r.get("fire_kinds") else "")
     )
