@@ -61,7 +61,6 @@ Invariants:
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
@@ -122,13 +121,6 @@ LOADED_BATCH: Final = 64
 #: (their first flights, or retransmissions after a loss) is taken out of the
 #: kernel's buffer, which would drop it, while earlier batches are handled.
 LISTENER_READAHEAD: Final = 8192
-
-#: EXPERIMENT: how the receiver hands the interpreter lock over after a batch
-#: while the application accepts ("": not at all; "sleep0", "yield", or a
-#: number of seconds to sleep)
-_YIELD: Final = os.environ.get("KCPSOCK_YIELD", "")
-#: EXPERIMENT: seconds after an accept during which the receiver yields
-_YIELD_AFTER: Final = float(os.environ.get("KCPSOCK_YIELD_AFTER", "0.01"))
 
 #: Keys of :attr:`ListenerCore.refused`: why new conversations were dropped.
 REFUSAL_REASONS: Final = (
@@ -210,9 +202,6 @@ class ListenerCore(Weakrefable):
         #: the deferral of the sessions' reader wake-ups while the receiver is behind
         self.wake_gate = WakeGate()
         self._behind = False  # the current batch's: datagrams wait in the read-ahead
-        self._accepted_at = -1.0  # when accept() last returned a session
-        #: batches after which the receiver yielded (EXPERIMENT)
-        self.yields = 0
         self._receiver = Receiver(
             self.transport,
             self._on_batch,
@@ -268,14 +257,6 @@ class ListenerCore(Weakrefable):
                 # the readers whose wake-up the batch deferred: woken now
                 # unless the next batch follows at once (WakeGate)
                 self.wake_gate.end(self._behind, now_ms())
-        if _YIELD and (self._queue or time.monotonic() - self._accepted_at < _YIELD_AFTER):
-            self.yields += 1
-            if _YIELD == "sleep0":
-                time.sleep(0)
-            elif _YIELD == "yield":
-                os.sched_yield()
-            else:
-                time.sleep(float(_YIELD))
 
     def _handle_batch(self, batch: Batch) -> None:
         """The body of :meth:`_on_batch` (it may begin the gather that one ends)."""
@@ -462,7 +443,6 @@ class ListenerCore(Weakrefable):
                     if not self._queue and self._signal is not None:
                         self._signal.clear()
                     self.table.accepted(s.route)
-                    self._accepted_at = time.monotonic()
                     return s
                 if deadline == 0:
                     raise KCPBlockingIOError()
