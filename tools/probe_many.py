@@ -46,6 +46,9 @@ Diagnostic switches (environment of this command):
   to the server only while the client runs (stopped with SIGINT after it;
   ``{pid}`` is the server's process id), so start-up and imports are not in
   its figures;
+* ``PROBE_SELECT=1``: serve the sessions from one thread through
+  ``selectors`` (as tools/bench.py's select server) instead of a thread
+  per session;
 * ``PROBE_NOCAP=1``: lift the listener's window caps (WindowShare,
   DrainRate); ``PROBE_CAP=N``: the share's floor; ``PROBE_DFLOOR=N``: DrainRate's floor; ``PROBE_SWITCH=S``:
   ``sys.setswitchinterval(S)`` in the server; ``PROBE_GATE=IDLE,MAX``: the
@@ -309,7 +312,73 @@ def role_server(args: argparse.Namespace) -> None:
             if len(marks["running"]) == len(marks["accept"]):
                 acc[3] += marks["running"][-1] - marks["accept"][-1]  # until the thread ran
 
-    threading.Thread(target=acceptor, daemon=True).start()
+    def select_server() -> None:
+        # PROBE_SELECT: the same sink protocol served by one thread through
+        # selectors (as tools/bench.py's role_select_server), for comparing
+        # the server's CPU and switches with the thread per session
+        import selectors
+
+        listener.setblocking(False)
+        sel = selectors.DefaultSelector()
+        sel.register(listener, selectors.EVENT_READ, None)
+        buf = bytearray(65536)
+        while True:
+            for key, _ in sel.select(timeout=1.0):
+                if key.data is None:
+                    while True:
+                        try:
+                            conn, _addr = listener.accept()
+                        except BlockingIOError:
+                            break
+                        marks["accept"].append(time.monotonic())
+                        sess = conn.session
+                        rkey = sess.route.key
+                        exp = None if rkey is None else listener.core.blacklist._entries.get(rkey)
+                        if exp is not None:
+                            marks["created"].append(exp - listener.core.blacklist.ttl)
+                        conn.setblocking(False)
+                        # [header bytes, bytes still wanted (-1: header), first-bytes time]
+                        sel.register(conn, selectors.EVENT_READ, [b"", -1, 0.0])
+                    continue
+                peer: Any = key.fileobj
+                state = key.data
+                try:
+                    n = peer.recv_into(buf)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    n = 0
+                if not n:
+                    sel.unregister(peer)
+                    peer.close()
+                    continue
+                calls[0] += 1
+                sizes.append(n)
+                at = 0
+                while at < n:
+                    if state[1] < 0:
+                        take = min(8 - len(state[0]), n - at)
+                        state[0] += bytes(buf[at : at + take])
+                        at += take
+                        if len(state[0]) == 8:
+                            state[1] = struct.unpack(">Q", state[0])[0]
+                            state[2] = time.monotonic()
+                            marks["first"].append(state[2])
+                        continue
+                    take = min(state[1], n - at)
+                    state[1] -= take
+                    at += take
+                    if state[1] == 0:
+                        peer.setblocking(True)
+                        peer.sendall(b"DONE")
+                        peer.setblocking(False)
+                        spans.append((state[2], time.monotonic()))
+                        state[0], state[1] = b"", -1
+
+    if os.environ.get("PROBE_SELECT"):
+        threading.Thread(target=select_server, daemon=True).start()
+    else:
+        threading.Thread(target=acceptor, daemon=True).start()
     timeline: list[int] = []
     rxq: list[int] = []
 
