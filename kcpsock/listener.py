@@ -111,7 +111,7 @@ WINDOW_BUDGET: Final = 0.75
 #: one takes a session lock and may wake a reader); a larger batch under
 #: load gives each session more datagrams per delivery.  A batch only ever
 #: holds what was queued already, so a lightly loaded listener is unaffected.
-LISTENER_BATCH: Final = 128
+LISTENER_BATCH: Final = 512
 #: A batch this long means datagrams queue up in front of the receiver: the
 #: windows of busy sessions are capped at their share of the socket buffer
 #: (see :class:`kcpsock.inbound.WindowShare`).
