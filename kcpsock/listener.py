@@ -292,7 +292,7 @@ class ListenerCore(Weakrefable):
                         s.kcp.wndsize(0, self.config.pending_rcvwnd)
                         s.deferred_rcvwnd = self.config.rcvwnd
                     s.wake_gate = self.wake_gate
-                    s.start()
+                    s.start(flushed=True)  # (no updater wake-up per new session)
                     new.append(s)
         share = self.window_share
         share.note(result.deliveries, now)

@@ -830,19 +830,35 @@ class Session(Weakrefable):
 
     # ------------------------------------------------------------ bookkeeping
 
-    def start(self) -> None:
+    def start(self, flushed: bool = False) -> None:
         """Count the session open (Active/PassiveOpens) and schedule its first update.
 
         Called once by the creator (dial, or the listener before the first
         delivery); further calls do nothing.
+
+        Args:
+            flushed: run KCP's first update here, on the calling thread, and
+                schedule the next one an interval later (a listener's new
+                session has nothing to send yet: its receiver creates a
+                hundred at once when a client dials a hundred, and an
+                updater wake-up for each costs the receiver the
+                interpreter lock as many times); False: the updater thread
+                runs the first update at once.
         """
         if not self._opened:
             self._opened = True
-            self._last_rx = now_ms()
+            now = now_ms()
+            self._last_rx = now
             _live_sessions.add(self)
             snmp.register(self)
             snmp.session_opened(self.passive)
-            updater.schedule(self, now_ms())
+            if flushed:
+                with self._lock:
+                    self._out += self.kcp.update(now)
+                    due = self.kcp.check(now)
+                    self._arm_at(due)
+            else:
+                updater.schedule(self, now)
 
     @property
     def codec(self) -> Optional[Codec]:

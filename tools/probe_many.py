@@ -46,6 +46,9 @@ Diagnostic switches (environment of this command):
   to the server only while the client runs (stopped with SIGINT after it;
   ``{pid}`` is the server's process id), so start-up and imports are not in
   its figures;
+* ``PROBE_SELECT=1``: serve the sessions from one thread through
+  ``selectors`` (as tools/bench.py's select server) instead of a thread
+  per session;
 * ``PROBE_NOCAP=1``: lift the listener's window caps (WindowShare,
   DrainRate); ``PROBE_CAP=N``: the share's floor; ``PROBE_DFLOOR=N``: DrainRate's floor; ``PROBE_SWITCH=S``:
   ``sys.setswitchinterval(S)`` in the server; ``PROBE_GATE=IDLE,MAX``: the
@@ -262,6 +265,7 @@ def role_server(args: argparse.Namespace) -> None:
                 spans.append((t_start, time.monotonic()))
 
     def run(s: Any) -> None:
+        marks["running"].append(time.monotonic())
         cpu0 = time.thread_time()
         try:
             sink(s)
@@ -276,12 +280,24 @@ def role_server(args: argparse.Namespace) -> None:
                 totals["srtt_max"] = max(totals["srtt_max"], sess.kcp.rx_srtt)
             s.close()
 
-    marks: dict[str, list[float]] = {"created": [], "accept": [], "started": [], "first": []}
+    marks: dict[str, list[float]] = {
+        "created": [],
+        "called": [],
+        "accept": [],
+        "started": [],
+        "running": [],
+        "first": [],
+    }
+    # the acceptor's seconds in accept(), in Thread(...).start(), its CPU seconds,
+    # and from accept() returning to the new thread running (all sessions summed)
+    acceptor_time = [0.0, 0.0, 0.0, 0.0]
 
     def acceptor() -> None:
         while True:
+            called = time.monotonic()
             sock, _ = listener.accept()
             marks["accept"].append(time.monotonic())
+            marks["called"].append(called)
             sess = sock.session
             key = sess.route.key
             exp = None if key is None else listener.core.blacklist._entries.get(key)
@@ -289,8 +305,80 @@ def role_server(args: argparse.Namespace) -> None:
                 marks["created"].append(exp - listener.core.blacklist.ttl)
             threading.Thread(target=run, args=(sock,), daemon=True).start()
             marks["started"].append(time.monotonic())
+            acc = acceptor_time
+            acc[0] += marks["accept"][-1] - called  # in accept()
+            acc[1] += marks["started"][-1] - marks["accept"][-1]  # creating and starting the thread
+            acc[2] = time.thread_time()
+            if len(marks["running"]) == len(marks["accept"]):
+                acc[3] += marks["running"][-1] - marks["accept"][-1]  # until the thread ran
 
-    threading.Thread(target=acceptor, daemon=True).start()
+    def select_server() -> None:
+        # PROBE_SELECT: the same sink protocol served by one thread through
+        # selectors (as tools/bench.py's role_select_server), for comparing
+        # the server's CPU and switches with the thread per session
+        import selectors
+
+        listener.setblocking(False)
+        sel = selectors.DefaultSelector()
+        sel.register(listener, selectors.EVENT_READ, None)
+        buf = bytearray(65536)
+        while True:
+            for key, _ in sel.select(timeout=1.0):
+                if key.data is None:
+                    while True:
+                        try:
+                            conn, _addr = listener.accept()
+                        except BlockingIOError:
+                            break
+                        marks["accept"].append(time.monotonic())
+                        sess = conn.session
+                        rkey = sess.route.key
+                        exp = None if rkey is None else listener.core.blacklist._entries.get(rkey)
+                        if exp is not None:
+                            marks["created"].append(exp - listener.core.blacklist.ttl)
+                        conn.setblocking(False)
+                        # [header bytes, bytes still wanted (-1: header), first-bytes time]
+                        sel.register(conn, selectors.EVENT_READ, [b"", -1, 0.0])
+                    continue
+                peer: Any = key.fileobj
+                state = key.data
+                try:
+                    n = peer.recv_into(buf)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    n = 0
+                if not n:
+                    sel.unregister(peer)
+                    peer.close()
+                    continue
+                calls[0] += 1
+                sizes.append(n)
+                at = 0
+                while at < n:
+                    if state[1] < 0:
+                        take = min(8 - len(state[0]), n - at)
+                        state[0] += bytes(buf[at : at + take])
+                        at += take
+                        if len(state[0]) == 8:
+                            state[1] = struct.unpack(">Q", state[0])[0]
+                            state[2] = time.monotonic()
+                            marks["first"].append(state[2])
+                        continue
+                    take = min(state[1], n - at)
+                    state[1] -= take
+                    at += take
+                    if state[1] == 0:
+                        peer.setblocking(True)
+                        peer.sendall(b"DONE")
+                        peer.setblocking(False)
+                        spans.append((state[2], time.monotonic()))
+                        state[0], state[1] = b"", -1
+
+    if os.environ.get("PROBE_SELECT"):
+        threading.Thread(target=select_server, daemon=True).start()
+    else:
+        threading.Thread(target=acceptor, daemon=True).start()
     timeline: list[int] = []
     rxq: list[int] = []
 
@@ -464,6 +552,7 @@ def role_server(args: argparse.Namespace) -> None:
                     if v
                 },
                 "wake_sites": wake_sites,
+                "acceptor": [round(x * 1000, 1) for x in acceptor_time],
                 "fire_kinds": fire_kinds,
                 "refused": {k: v for k, v in listener.refused.items() if v},
             }
@@ -641,6 +730,7 @@ def show(label: str, r: dict[str, Any]) -> str:
             else ""
         )
         + f"\n   marks {r.get('marks')}"
+        + f"\n   acceptor ms (in accept, in Thread.start, its CPU, until the thread ran) {r.get('acceptor')}"
         + (f"\n   updater wake-ups by caller {r['wake_sites']}" if r.get("wake_sites") else "")
         + (f"\n   timer runs by what they found {r['fire_kinds']}" if r.get("fire_kinds") else "")
     )
