@@ -338,6 +338,7 @@ class KCP:
         # peer is known to have reached), valid once _ack_heard; when the last
         # ACK arrived; the oldest ts of a segment the last scan held (-1: none)
         self._acked_ts = 0
+        self._acked_sn = 0  # the sn of that copy (a ms holds many: sn orders them)
         self._ack_ms = 0
         self._ack_heard = False
         self._held_ts = -1
@@ -818,6 +819,7 @@ class KCP:
         wnd = 0
         # the newest copy an ACK echoes (a ts from the future is ignored)
         acked_ts = self._acked_ts if self._ack_heard else (current - 0x7FFFFFFF) & _M
+        acked_sn = self._acked_sn
         for h, off in hdrs:
             _, cmd, frg, wnd, ts, sn, una, length = h
             # parse_una + shrink_buf: drop every segment with sn < una
@@ -859,8 +861,13 @@ class KCP:
                         if idx and self._parse_fastack(sn, ts):
                             flush_segments = fast = True
                 latest = ts
-                if ((ts - acked_ts) & _M) < 0x80000000 and ((current - ts) & _M) < 0x80000000:
-                    acked_ts = ts
+                d = (ts - acked_ts) & _M
+                if d < 0x80000000 and ((current - ts) & _M) < 0x80000000:
+                    # a later copy, or one of the same ms later in sn order
+                    # (a flush sends its segments in sn order)
+                    if d or ((sn - acked_sn) & _M) < 0x80000000:
+                        acked_ts = ts
+                        acked_sn = sn
             elif cmd == CMD_WASK:
                 self.probe |= IKCP_ASK_TELL
             elif una == 0 and regular and self.snd_una:
@@ -878,6 +885,7 @@ class KCP:
             self._ack_ms = current
             self._ack_heard = True
             self._acked_ts = acked_ts
+            self._acked_sn = acked_sn
             held = self._held_ts
             if held >= 0 and ((acked_ts - held) & _M) < 0x80000000:
                 # the peer passed a segment the last scan held: rescan at once
@@ -1369,6 +1377,7 @@ class KCP:
                 ordered = self.rto_ordered
                 heard = self._ack_heard
                 acked_ts = self._acked_ts
+                acked_sn = self._acked_sn
                 silent = True
                 oldest: Optional[Segment] = None  # the probe's candidate
                 held_ts = -1
@@ -1401,10 +1410,17 @@ class KCP:
                         change += 1
                         early += 1
                     elif ((current - seg[RESENDTS]) & _M) < 0x80000000:  # RTO
+                        passed = (acked_ts - seg[TS]) & _M  # > 0: sent before the acked copy
                         if (
                             ordered
                             and not (silent and seg is oldest)
-                            and not (heard and ((acked_ts - seg[TS]) & _M) < 0x80000000)
+                            and not (
+                                heard
+                                and (
+                                    0 < passed < 0x80000000
+                                    or (passed == 0 and ((acked_sn - seg[SN]) & _M) < 0x80000000)
+                                )
+                            )
                         ):
                             # not reached by the peer yet: held, rechecked
                             # at the next flush
