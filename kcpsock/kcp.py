@@ -334,7 +334,6 @@ class KCP:
         #: Nothing changes on the wire.  False: kcp-go's rule (every expired
         #: segment is resent).
         self.rto_ordered = True
-        self.rto_hold_limit = 0
         # the latest ts echoed by an ACK (the send time of the newest copy the
         # peer is known to have reached), valid once _ack_heard; when the last
         # ACK arrived; the oldest ts of a segment the last scan held (-1: none)
@@ -1387,8 +1386,6 @@ class KCP:
                     if heard:
                         silence = ((current - self._ack_ms + 0x80000000) & _M) - 0x80000000
                         silent = silence >= rx_rto
-                        if self.rto_hold_limit and silence >= rx_rto * self.rto_hold_limit:
-                            ordered = False  # silent too long: kcp-go's rule
                     for seg in snd_buf:
                         if not seg[ACKED]:
                             oldest = seg
@@ -1467,13 +1464,11 @@ class KCP:
                 self._inflight = inflight
                 self._unsent = 0
                 self._held_ts = held_ts
-                if held_ts >= 0 and (not silent or self.rto_hold_limit):
+                if held_ts >= 0 and not silent:
                     # the held segments are rechecked when the peer's
                     # silence reaches the RTO (or at once on an ACK that
                     # passes one, see input)
-                    deadline = (
-                        self._ack_ms + rx_rto * (self.rto_hold_limit if silent else 1)
-                    ) & _M
+                    deadline = (self._ack_ms + rx_rto) & _M
                     d = (deadline - current) & _M
                     if d < min_d:
                         min_d = d
