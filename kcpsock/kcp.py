@@ -116,6 +116,8 @@ MAX_MTU: Final = 65535
 _M: Final = U32
 #: A payload: bytes, or a view into immutable bytes (message fragments).
 _Buf = Union[bytes, bytearray, memoryview]
+#: How long (ms) a path that lost a segment counts as lossy (KCP.rto_ordered).
+_LOSSY_MS: Final = 1000
 _FASTACK_SENTINEL: Final = 0xFFFFFFFF  # kcp-go HEAD: "no more fast/early retransmit until RTO"
 _pack: Final = HEADER.pack
 #: A PUSH header in two parts (bytes as :data:`HEADER`'s): the fields a
@@ -331,6 +333,9 @@ class KCP:
         #: segment is resent (a probe, as TCP after an RTO); its ACK, or any
         #: ACK of a later copy, frees the others at once.  A receiver starved
         #: of CPU then costs one resend per RTO instead of the whole window.
+        #: For a second after a segment was found lost (passed by the ACK of
+        #: a later copy, or fast/early retransmitted) kcp-go's rule applies:
+        #: on a lossy path a late ACK means loss more often than a stall.
         #: Nothing changes on the wire.  False: kcp-go's rule (every expired
         #: segment is resent).
         self.rto_ordered = True
@@ -342,6 +347,11 @@ class KCP:
         self._ack_ms = 0
         self._ack_heard = False
         self._held_ts = -1
+        # when a segment was last found lost (passed by the ACK of a later
+        # copy, or fast/early retransmitted): a path that loses segments
+        # turns a silent peer's probe into kcp-go's rule
+        self._loss_ms = 0
+        self._loss_seen = False
         # Header fields as the objects pack takes, kept while their value
         # repeats (compiled: a native int passed to pack is boxed at every
         # use, a new object above 256): conv never changes; the advertised
@@ -862,12 +872,15 @@ class KCP:
                             flush_segments = fast = True
                 latest = ts
                 d = (ts - acked_ts) & _M
-                if d < 0x80000000 and ((current - ts) & _M) < 0x80000000:
-                    # a later copy, or one of the same ms later in sn order
-                    # (a flush sends its segments in sn order)
-                    if d or ((sn - acked_sn) & _M) < 0x80000000:
-                        acked_ts = ts
-                        acked_sn = sn
+                # a later copy, or one of the same ms later in sn order (a
+                # flush sends its segments in sn order); none from the future
+                if (
+                    d < 0x80000000
+                    and (d or ((sn - acked_sn) & _M) < 0x80000000)
+                    and ((current - ts) & _M) < 0x80000000
+                ):
+                    acked_ts = ts
+                    acked_sn = sn
             elif cmd == CMD_WASK:
                 self.probe |= IKCP_ASK_TELL
             elif una == 0 and regular and self.snd_una:
@@ -1356,6 +1369,7 @@ class KCP:
         # Phase 5: transmit / retransmit (FULL only).
         resent = self.fastresend if self.fastresend > 0 else 0xFFFFFFFF
         change = lost = fast = early = 0
+        lossy = False
         if full:
             next_update = self.interval
             rx_rto = self.rx_rto
@@ -1373,7 +1387,7 @@ class KCP:
                 # after the newest copy the peer acknowledged is held (not
                 # resent, not lost) while the peer is still acknowledging;
                 # once it was silent for the RTO the oldest unacked segment
-                # alone goes (the probe)
+                # alone goes (the probe).  Not within _LOSSY_MS of a loss.
                 ordered = self.rto_ordered
                 heard = self._ack_heard
                 acked_ts = self._acked_ts
@@ -1386,6 +1400,10 @@ class KCP:
                     if heard:
                         silence = ((current - self._ack_ms + 0x80000000) & _M) - 0x80000000
                         silent = silence >= rx_rto
+                        if self._loss_seen and ((current - self._loss_ms) & _M) < _LOSSY_MS:
+                            # the path lost a segment lately: a late ACK is
+                            # more likely loss than a stall (kcp-go's rule)
+                            ordered = False
                     for seg in snd_buf:
                         if not seg[ACKED]:
                             oldest = seg
@@ -1410,29 +1428,25 @@ class KCP:
                         change += 1
                         early += 1
                     elif ((current - seg[RESENDTS]) & _M) < 0x80000000:  # RTO
-                        passed = (acked_ts - seg[TS]) & _M  # > 0: sent before the acked copy
-                        if (
-                            ordered
-                            and not (silent and seg is oldest)
-                            and not (
-                                heard
-                                and (
-                                    0 < passed < 0x80000000
-                                    or (passed == 0 and ((acked_sn - seg[SN]) & _M) < 0x80000000)
-                                )
-                            )
-                        ):
-                            # not reached by the peer yet: held, rechecked
-                            # at the next flush
-                            age = (current - seg[TS]) & _M
-                            if age > held_age:
-                                held_age = age
-                                held_ts = seg[TS]
-                            if fastack != _FASTACK_SENTINEL:
-                                keep_inflight(seg)
-                                if fastack:
-                                    cand[seg[SN]] = seg
-                            continue
+                        if ordered:
+                            passed = (acked_ts - seg[TS]) & _M  # > 0: sent before the acked copy
+                            if heard and (
+                                0 < passed < 0x80000000
+                                or (passed == 0 and ((acked_sn - seg[SN]) & _M) < 0x80000000)
+                            ):
+                                lossy = True  # a later copy arrived: this one was lost
+                            elif not (silent and seg is oldest):
+                                # not reached by the peer yet: held, rechecked
+                                # at the next flush
+                                age = (current - seg[TS]) & _M
+                                if age > held_age:
+                                    held_age = age
+                                    held_ts = seg[TS]
+                                if fastack != _FASTACK_SENTINEL:
+                                    keep_inflight(seg)
+                                    if fastack:
+                                        cand[seg[SN]] = seg
+                                continue
                         seg[RTO] += rx_rto if nodelay == 0 else rx_rto // 2
                         seg[FASTACK] = 0
                         seg[RESENDTS] = (current + seg[RTO]) & _M
@@ -1653,6 +1667,9 @@ class KCP:
             self._inflight.extend(new)
 
         # Phase 6: congestion window reaction.
+        if change or lossy:
+            self._loss_ms = current
+            self._loss_seen = True
         if change or lost:
             self.lost_segs += lost
             self.fast_retrans_segs += fast

@@ -11,12 +11,14 @@ before (later ACKs pass it).
 
 from __future__ import annotations
 
+import random
 from collections import deque
 from typing import Optional
 
 import pytest
 
 from kcpsock.kcp import KCP
+from tests.unit.test_kcp_sim import PROFILES, drain, make_pair, random_messages
 
 CONV = 0x5EED
 RATE = 20  # datagrams the receiver reads per ms
@@ -98,7 +100,7 @@ def test_a_stalled_receiver_gets_one_probe_per_rto_not_the_window(start_ms: int)
         ms = run.transfer(4000)
         during = sum(n for when, n in run.lost_at.items() if when - start_ms < 260)
         results[ordered] = (run.a.lost_segs, during, ms)
-    kcpgo_lost, kcpgo_during, kcpgo_ms = results[False]
+    _, kcpgo_during, kcpgo_ms = results[False]
     lost, during, ms = results[True]
     assert kcpgo_during > 100  # kcp-go's rule resends (most of) the window
     # the new rule: at most one probe per minimum RTO while the peer is silent
@@ -160,3 +162,46 @@ def test_held_segments_do_not_make_check_spin() -> None:
     # the interval's flushes and the window's resend times, as with kcp-go's
     # rule, not one per ms
     assert flushes[True] <= flushes[False] < 45
+
+
+def test_after_a_loss_a_stall_gets_kcp_gos_rule() -> None:
+    """For a second after a segment was found lost, silence counts as loss, not a stall."""
+    lost = {}
+    for ordered in (False, True):
+        run = Run(ordered=ordered)
+        run.drop = {50}
+        run.stalled = (100, 140)
+        run.transfer(4000)
+        lost[ordered] = run.a.lost_segs
+    assert lost[True] > 100 and lost[True] >= lost[False] // 2
+
+
+@pytest.mark.parametrize("loss", [0.02, 0.1, 0.3])
+def test_random_loss_is_recovered_as_fast_as_with_kcp_gos_rule(loss: float) -> None:
+    """tests/netsim's seeded lossy link (both ways, in order): the same time to deliver."""
+    took = {}
+    for ordered in (False, True):
+        total = 0
+        for seed in range(4):
+            pair = make_pair(
+                PROFILES["kcptun-fast3"], loss=loss, seed=seed, wnd=256, dup=0.0, reorder=0.0
+            )
+            pair.ab.fifo = pair.ba.fifo = True
+            for k in (pair.a, pair.b):
+                k.rto_ordered = ordered
+            msgs = random_messages(random.Random(seed), 300, 3000)
+            for m in msgs:
+                pair.a.send(m)
+            got: list[bytes] = []
+            start = pair.clock.now_ms
+            receiver, want = pair.b, len(msgs)
+
+            def done(receiver: KCP = receiver, got: list[bytes] = got, want: int = want) -> bool:
+                drain(receiver, got)
+                return len(got) >= want
+
+            assert pair.run_until(done, 600_000)
+            assert got == msgs
+            total += pair.clock.now_ms - start
+        took[ordered] = total
+    assert took[True] <= took[False] * 1.05
