@@ -43,7 +43,11 @@ Deliberate differences from kcp-go HEAD (none visible on the wire):
 - stream mode has no 255-fragment limit (every segment has frg 0);
 - ``wndsize`` refuses windows above 65535 (kcp-go truncates them on the wire);
 - an ACK filtered out by the "below rcv_nxt" rule does not reserve room in
-  the datagram (kcp-go checks the space before filtering).
+  the datagram (kcp-go checks the space before filtering);
+- an expired segment the peer has not reached yet (its last copy sent after
+  the newest copy an ACK echoes) is not resent while the peer still
+  acknowledges, and a silent peer gets one probe per RTO (``rto_ordered``;
+  False restores kcp-go's rule; docs/SESSION.md).
 """
 
 from __future__ import annotations
