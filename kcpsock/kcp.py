@@ -43,7 +43,11 @@ Deliberate differences from kcp-go HEAD (none visible on the wire):
 - stream mode has no 255-fragment limit (every segment has frg 0);
 - ``wndsize`` refuses windows above 65535 (kcp-go truncates them on the wire);
 - an ACK filtered out by the "below rcv_nxt" rule does not reserve room in
-  the datagram (kcp-go checks the space before filtering).
+  the datagram (kcp-go checks the space before filtering);
+- an expired segment the peer has not reached yet (its last copy sent after
+  the newest copy an ACK echoes) is not resent while the peer still
+  acknowledges, and a silent peer gets one probe per RTO (``rto_ordered``;
+  False restores kcp-go's rule; docs/SESSION.md).
 """
 
 from __future__ import annotations
@@ -116,6 +120,8 @@ MAX_MTU: Final = 65535
 _M: Final = U32
 #: A payload: bytes, or a view into immutable bytes (message fragments).
 _Buf = Union[bytes, bytearray, memoryview]
+#: How long (ms) a path that lost a segment counts as lossy (KCP.rto_ordered).
+_LOSSY_MS: Final = 1000
 _FASTACK_SENTINEL: Final = 0xFFFFFFFF  # kcp-go HEAD: "no more fast/early retransmit until RTO"
 _pack: Final = HEADER.pack
 #: A PUSH header in two parts (bytes as :data:`HEADER`'s): the fields a
@@ -324,6 +330,32 @@ class KCP:
         #: and every flush before they are read would resend what they
         #: acknowledge (a spurious retransmission storm).
         self.hold_rto = False
+        #: True (the default): an RTO resend waits while the peer is still
+        #: acknowledging copies sent before the segment's last copy (it has
+        #: not reached it in its queue: one path keeps order), and while the
+        #: peer has been silent for the RTO only the oldest unacknowledged
+        #: segment is resent (a probe, as TCP after an RTO); its ACK, or any
+        #: ACK of a later copy, frees the others at once.  A receiver starved
+        #: of CPU then costs one resend per RTO instead of the whole window.
+        #: For a second after a segment was found lost (passed by the ACK of
+        #: a later copy, or fast/early retransmitted) kcp-go's rule applies:
+        #: on a lossy path a late ACK means loss more often than a stall.
+        #: Nothing changes on the wire.  False: kcp-go's rule (every expired
+        #: segment is resent).
+        self.rto_ordered = True
+        # the latest ts echoed by an ACK (the send time of the newest copy the
+        # peer is known to have reached), valid once _ack_heard; when the last
+        # ACK arrived; the oldest ts of a segment the last scan held (-1: none)
+        self._acked_ts = 0
+        self._acked_sn = 0  # the sn of that copy (a ms holds many: sn orders them)
+        self._ack_ms = 0
+        self._ack_heard = False
+        self._held_ts = -1
+        # when a segment was last found lost (passed by the ACK of a later
+        # copy, or fast/early retransmitted): a path that loses segments
+        # turns a silent peer's probe into kcp-go's rule
+        self._loss_ms = 0
+        self._loss_seen = False
         # Header fields as the objects pack takes, kept while their value
         # repeats (compiled: a native int passed to pack is boxed at every
         # use, a new object above 256): conv never changes; the advertised
@@ -749,6 +781,8 @@ class KCP:
             if snd_buf and 0 < ((una - snd_buf[0][SN]) & _M) < 0x80000000:
                 self._parse_una(una)
                 advanced = True
+                if self._held_ts >= 0:  # the probe may change: rescan (rto_ordered)
+                    self._min_resend = now_ms & _M
             rcv_nxt = self.rcv_nxt
             rcv_wnd = self.rcv_wnd
             acklist = self.acklist
@@ -797,6 +831,9 @@ class KCP:
         base = snd_buf[0][SN] if nbuf else 0
         last_una = -1
         wnd = 0
+        # the newest copy an ACK echoes (a ts from the future is ignored)
+        acked_ts = self._acked_ts if self._ack_heard else (current - 0x7FFFFFFF) & _M
+        acked_sn = self._acked_sn
         for h, off in hdrs:
             _, cmd, frg, wnd, ts, sn, una, length = h
             # parse_una + shrink_buf: drop every segment with sn < una
@@ -805,6 +842,8 @@ class KCP:
                 if nbuf and 0 < ((una - base) & _M) < 0x80000000:
                     self._parse_una(una)
                     flush_segments = True
+                    if self._held_ts >= 0:  # the probe may change: rescan (rto_ordered)
+                        self._min_resend = current
                     nbuf = len(snd_buf)
                     base = snd_buf[0][SN] if nbuf else 0
             if cmd == CMD_PUSH:
@@ -836,6 +875,16 @@ class KCP:
                         if idx and self._parse_fastack(sn, ts):
                             flush_segments = fast = True
                 latest = ts
+                d = (ts - acked_ts) & _M
+                # a later copy, or one of the same ms later in sn order (a
+                # flush sends its segments in sn order); none from the future
+                if (
+                    d < 0x80000000
+                    and (d or ((sn - acked_sn) & _M) < 0x80000000)
+                    and ((current - ts) & _M) < 0x80000000
+                ):
+                    acked_ts = ts
+                    acked_sn = sn
             elif cmd == CMD_WASK:
                 self.probe |= IKCP_ASK_TELL
             elif una == 0 and regular and self.snd_una:
@@ -849,6 +898,16 @@ class KCP:
                 self.rmt_wnd_max = wnd
         self.in_segs += len(hdrs)
 
+        if latest >= 0:
+            self._ack_ms = current
+            self._ack_heard = True
+            self._acked_ts = acked_ts
+            self._acked_sn = acked_sn
+            held = self._held_ts
+            if held >= 0 and ((acked_ts - held) & _M) < 0x80000000:
+                # the peer passed a segment the last scan held: rescan at once
+                self._held_ts = -1
+                self._min_resend = current
         if latest >= 0 and regular:
             # one RTT sample per datagram, from its last ACK (kcp-go HEAD)
             rtt = ((current - latest + 0x80000000) & _M) - 0x80000000
@@ -1314,6 +1373,7 @@ class KCP:
         # Phase 5: transmit / retransmit (FULL only).
         resent = self.fastresend if self.fastresend > 0 else 0xFFFFFFFF
         change = lost = fast = early = 0
+        lossy = False
         if full:
             next_update = self.interval
             rx_rto = self.rx_rto
@@ -1327,6 +1387,31 @@ class KCP:
                 keep_inflight = inflight.append
                 min_resend = -1
                 min_d = 0x80000000
+                # rto_ordered: an expired segment whose last copy was sent
+                # after the newest copy the peer acknowledged is held (not
+                # resent, not lost) while the peer is still acknowledging;
+                # once it was silent for the RTO the oldest unacked segment
+                # alone goes (the probe).  Not within _LOSSY_MS of a loss.
+                ordered = self.rto_ordered
+                heard = self._ack_heard
+                acked_ts = self._acked_ts
+                acked_sn = self._acked_sn
+                silent = True
+                oldest: Optional[Segment] = None  # the probe's candidate
+                held_ts = -1
+                held_age = -1
+                if ordered:
+                    if heard:
+                        silence = ((current - self._ack_ms + 0x80000000) & _M) - 0x80000000
+                        silent = silence >= rx_rto
+                        if self._loss_seen and ((current - self._loss_ms) & _M) < _LOSSY_MS:
+                            # the path lost a segment lately: a late ACK is
+                            # more likely loss than a stall (kcp-go's rule)
+                            ordered = False
+                    for seg in snd_buf:
+                        if not seg[ACKED]:
+                            oldest = seg
+                            break
                 for seg in snd_buf:
                     if seg[ACKED]:  # acked
                         continue
@@ -1347,6 +1432,25 @@ class KCP:
                         change += 1
                         early += 1
                     elif ((current - seg[RESENDTS]) & _M) < 0x80000000:  # RTO
+                        if ordered:
+                            passed = (acked_ts - seg[TS]) & _M  # > 0: sent before the acked copy
+                            if heard and (
+                                0 < passed < 0x80000000
+                                or (passed == 0 and ((acked_sn - seg[SN]) & _M) < 0x80000000)
+                            ):
+                                lossy = True  # a later copy arrived: this one was lost
+                            elif not (silent and seg is oldest):
+                                # not reached by the peer yet: held, rechecked
+                                # at the next flush
+                                age = (current - seg[TS]) & _M
+                                if age > held_age:
+                                    held_age = age
+                                    held_ts = seg[TS]
+                                if fastack != _FASTACK_SENTINEL:
+                                    keep_inflight(seg)
+                                    if fastack:
+                                        cand[seg[SN]] = seg
+                                continue
                         seg[RTO] += rx_rto if nodelay == 0 else rx_rto // 2
                         seg[FASTACK] = 0
                         seg[RESENDTS] = (current + seg[RTO]) & _M
@@ -1377,6 +1481,16 @@ class KCP:
                 self._fastcand = cand
                 self._inflight = inflight
                 self._unsent = 0
+                self._held_ts = held_ts
+                if held_ts >= 0 and not silent:
+                    # the held segments are rechecked when the peer's
+                    # silence reaches the RTO (or at once on an ACK that
+                    # passes one, see input)
+                    deadline = (self._ack_ms + rx_rto) & _M
+                    d = (deadline - current) & _M
+                    if d < min_d:
+                        min_d = d
+                        min_resend = deadline
                 if min_resend >= 0:
                     self._min_resend = min_resend
                     if 0 < min_d < next_update:
@@ -1557,6 +1671,9 @@ class KCP:
             self._inflight.extend(new)
 
         # Phase 6: congestion window reaction.
+        if change or lossy:
+            self._loss_ms = current
+            self._loss_seen = True
         if change or lost:
             self.lost_segs += lost
             self.fast_retrans_segs += fast

@@ -23,10 +23,16 @@ from tests.netsim import FakeClock, LossyLink
 CONV = 0x5EED
 
 
-def bench_pair() -> tuple[KCP, KCP]:
-    """Two stream-mode KCP ends with tools/bench.py's profile (1/10/2/1, windows 1024, MTU 1400)."""
+def bench_pair(rto_ordered: bool = False) -> tuple[KCP, KCP]:
+    """Two stream-mode KCP ends with tools/bench.py's profile (1/10/2/1, windows 1024, MTU 1400).
+
+    The senders resend on timeout by kcp-go's rule unless ``rto_ordered``: the
+    window a kcpsock receiver advertises is what protects it from a kcp-go
+    sender (a kcpsock sender holds what the receiver has not reached yet).
+    """
     ends = KCP(CONV), KCP(CONV)
     for k in ends:
+        k.rto_ordered = rto_ordered
         k.set_nodelay(1, 10, 2, 1)
         k.wndsize(1024, 1024)
         k.setmtu(1400)
@@ -35,7 +41,11 @@ def bench_pair() -> tuple[KCP, KCP]:
 
 
 def run_slow_receiver(
-    per_ms: int, drain: Optional[DrainRate], total: int = 4_000_000, interval_ms: int = 50
+    per_ms: int,
+    drain: Optional[DrainRate],
+    total: int = 4_000_000,
+    interval_ms: int = 50,
+    rto_ordered: bool = False,
 ) -> tuple[int, int, bytes, int]:
     """Send ``total`` bytes to a receiver that inputs ``per_ms`` datagrams a ms.
 
@@ -44,7 +54,7 @@ def run_slow_receiver(
         segments, the bytes received, the simulated ms it took).
     """
     clock = FakeClock()
-    tx, rx = bench_pair()
+    tx, rx = bench_pair(rto_ordered)
     ab = LossyLink(clock, seed=1, delay_ms=1, fifo=True)  # lossless
     ba = LossyLink(clock, seed=2, delay_ms=1, fifo=True)
     inbox: deque[bytes] = deque()  # the receiver's backlog (kernel buffer + queue)
@@ -92,6 +102,16 @@ def test_slow_receiver_without_cap_gets_window_tails_resent() -> None:
     assert len(got) == 4_000_000
     assert lost > 200
     assert repeat > 200
+
+
+def test_slow_receiver_without_cap_and_a_kcpsock_sender_gets_no_tails_resent() -> None:
+    # the same receiver: rto_ordered holds the segments it has not reached
+    lost0, _, _, ms0 = run_slow_receiver(20, None)
+    lost, repeat, got, ms = run_slow_receiver(20, None, rto_ordered=True)
+    assert len(got) == 4_000_000
+    assert lost < 20 < lost0
+    assert repeat < 20
+    assert ms <= ms0
 
 
 @pytest.mark.parametrize("per_ms", [10, 20, 30])

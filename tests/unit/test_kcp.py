@@ -441,6 +441,7 @@ def test_hold_rto_defers_timeouts_not_acks_or_new_data(scan_always: bool) -> Non
     a = KCP(CONV)
     a.nodelay(1, 10, 2, 1)
     a.scan_always = scan_always
+    a.rto_ordered = False  # kcp-go's rule: sn 2 and 3 are due although sn 1's ACK came after
     for i in range(4):
         a.send(bytes([i]))
     a.flush(0)
