@@ -247,6 +247,7 @@ class ConfigFields(TypedDict, total=False):
     write_delay: bool
     dup: int
     dead_link: int
+    rto_ordered: bool
     dscp: Optional[int]
     read_buffer: Optional[int]
     write_buffer: Optional[int]
@@ -309,6 +310,14 @@ class KCPConfig:
     """Send every data datagram this many extra times (parity is never duplicated)."""
     dead_link: int = 20
     """Transmissions of one segment after which the link is declared dead."""
+    rto_ordered: bool = True
+    """No retransmission storm when the peer is slow to read: an expired segment
+    the peer has not reached yet (sent after the newest copy it acknowledged) is
+    not resent while the peer goes on acknowledging, and a silent peer gets one
+    probe per timeout instead of the window (for a second after a real loss
+    kcp-go's rule applies; docs/SESSION.md §6).  Only when segments are resent
+    changes, not their bytes.  False: kcp-go's rule, every expired segment is
+    resent.  kcp-go's default: False (it has no such rule)."""
     dscp: Optional[int] = None
     """DSCP (0..63) set on sockets kcpsock creates; None leaves the OS default."""
     read_buffer: Optional[int] = 4 * 1024 * 1024
@@ -407,6 +416,7 @@ class KCPConfig:
         "write_delay": False,
         "dup": 0,
         "dead_link": 20,
+        "rto_ordered": False,
         "linger": 0.0,
         "keepalive_timeout": 0.0,
         "gone_timeout": 0.0,
@@ -426,6 +436,7 @@ class KCPConfig:
         _check_flag(self, "ack_nodelay")
         _check_flag(self, "write_delay")
         _check_flag(self, "conv_guard")
+        _check_flag(self, "rto_ordered")
         check_int("dup", self.dup, 0, MAX_DUP)
         check_int("dead_link", self.dead_link, 1, 0xFFFFFFFF)
         if self.dscp is not None:
@@ -496,7 +507,8 @@ class KCPConfig:
 
         nodelay 0, interval 100 ms, resend 0, congestion control on, windows
         32/32, MTU 1400, message mode, no ACK-nodelay, no write delay, no
-        DUP, dead link after 20 transmissions (docs/KCP.md §3, docs/SESSION.md §2);
+        DUP, dead link after 20 transmissions (docs/KCP.md §3, docs/SESSION.md §2),
+        every expired segment resent (``rto_ordered=False``);
         ``close()`` flushes once (``linger=0``) and no keep-alive probes are
         sent (``keepalive_timeout=0``, ``gone_timeout=0``), as kcp-go.  The other kcpsock-only
         fields (socket buffers, send buffer, listener limits, blacklist) keep

@@ -35,7 +35,8 @@ scan only when a timer may have expired -- a test checks that both send the
 same datagrams.  ``_inflight`` lists the sent segments not known to be acked,
 so an ACK's fast-ack counting walks only those.
 
-Deliberate differences from kcp-go HEAD (none visible on the wire):
+Deliberate differences from kcp-go HEAD (no byte format changes; the last
+changes when segments are resent):
 - a malformed datagram is refused as a whole (kcp-go applies the segments
   before the bad one);
 - selectively acked segments no longer count skipping ACKs (kcp-go counts
@@ -47,7 +48,8 @@ Deliberate differences from kcp-go HEAD (none visible on the wire):
 - an expired segment the peer has not reached yet (its last copy sent after
   the newest copy an ACK echoes) is not resent while the peer still
   acknowledges, and a silent peer gets one probe per RTO (``rto_ordered``;
-  False restores kcp-go's rule; docs/SESSION.md).
+  False, as ``KCPConfig.kcp_go()`` sets it, restores kcp-go's rule;
+  docs/SESSION.md §6).
 """
 
 from __future__ import annotations

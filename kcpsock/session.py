@@ -826,6 +826,7 @@ class Session(Weakrefable):
         kcp.setmtu(mtu)
         kcp.stream = config.stream
         kcp.dead_link = config.dead_link
+        kcp.rto_ordered = config.rto_ordered
         self.kcp = kcp
 
     # ------------------------------------------------------------ bookkeeping

@@ -292,3 +292,21 @@ def test_message_with_more_fragments_than_the_receivers_window() -> None:
         if got is not None:
             break
     assert got == msg
+
+
+@pytest.mark.parametrize(
+    ("config", "ordered"),
+    [(None, True), (KCPConfig(rto_ordered=False), False), (KCPConfig.kcp_go(), False)],
+)
+def test_rto_ordered_reaches_the_session(config: Any, ordered: bool) -> None:
+    """The retransmission rule of the config is the one the session's KCP runs."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+        peer.bind(("127.0.0.1", 0))
+        kwargs = {} if config is None else {"config": config}
+        with kcpsock.dial(peer.getsockname(), **kwargs) as sock:
+            assert sock.session.kcp.rto_ordered is ordered
+
+
+def test_rto_ordered_must_be_a_flag() -> None:
+    with pytest.raises(TypeError, match="rto_ordered"):
+        KCPConfig(rto_ordered="yes")  # type: ignore[arg-type]

@@ -15,7 +15,7 @@ def test_defaults_are_the_tcp_like_profile() -> None:
     assert (c.nodelay, c.interval, c.resend, c.nc) == (1, 10, 2, True)
     assert (c.sndwnd, c.rcvwnd, c.mtu) == (1024, 1024, 1400)
     assert c.stream and not c.ack_nodelay and not c.write_delay
-    assert c.dup == 0 and c.dead_link == 20
+    assert c.dup == 0 and c.dead_link == 20 and c.rto_ordered
     assert (c.backlog, c.max_sessions, c.blacklist_ttl) == (128, 4096, 600.0)
 
 
@@ -24,7 +24,7 @@ def test_kcp_go_defaults_are_kcp_go_defaults() -> None:
     assert (c.nodelay, c.interval, c.resend, c.nc) == (0, 100, 0, False)
     assert (c.sndwnd, c.rcvwnd, c.mtu) == (32, 32, 1400)
     assert not c.stream and not c.ack_nodelay and not c.write_delay
-    assert c.dup == 0 and c.dead_link == 20
+    assert c.dup == 0 and c.dead_link == 20 and not c.rto_ordered
     assert KCPConfig.kcp_go(stream=True).stream
     assert KCPConfig.kcp_go(sndwnd=64).rcvwnd == 32
 
