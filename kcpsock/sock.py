@@ -1527,7 +1527,7 @@ def dial(
             ``nodelay``, ``interval``, ``resend``, ``nc`` (kcp-go
             ``SetNoDelay``), ``sndwnd``, ``rcvwnd``, ``mtu``, ``stream``,
             ``ack_nodelay``, ``write_delay``, ``dup``, ``dead_link``,
-            ``dscp``, ``read_buffer``, ``write_buffer``, ``send_buffer``,
+            ``rto_ordered``, ``dscp``, ``read_buffer``, ``write_buffer``, ``send_buffer``,
             ``linger``, ``close_timeout``, ``keepalive_interval``,
             ``keepalive_timeout``, ``gone_timeout``, ``replay_cache``, ``replay_window``
             (the replay/reflection filter, README "Security"); e.g.
