@@ -666,12 +666,97 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(gather_doc,
+             "gather(buffer, pos, parts, skip, n, /) -> int\n\n"
+             "Copy n bytes into buffer from offset pos on: parts (a list of bytes)\n"
+             "one after the other, the first from its byte skip on (the last may be\n"
+             "cut).  Returns n, or -1 (nothing written) when buffer is not a\n"
+             "writable C-contiguous buffer (a strided view: the caller copies).");
+
+static PyObject *
+u_gather(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 5 || !PyList_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "gather(buffer, pos, parts: list, skip, n)");
+        return NULL;
+    }
+    Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t skip = PyLong_AsSsize_t(args[3]);
+    Py_ssize_t n = PyLong_AsSsize_t(args[4]);
+    if ((pos == -1 || skip == -1 || n == -1) && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (pos < 0 || skip < 0 || n < 0) {
+        PyErr_SetString(PyExc_ValueError, "gather: negative pos, skip or n");
+        return NULL;
+    }
+    PyObject *parts = args[2];
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_WRITABLE) < 0) {
+        if (!PyErr_ExceptionMatches(PyExc_BufferError)) {
+            return NULL;
+        }
+        PyErr_Clear();
+        return PyLong_FromLong(-1);
+    }
+    if (pos > view.len || n > view.len - pos) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "gather: the buffer is too small");
+        return NULL;
+    }
+    char *out = (char *)view.buf + pos;
+    Py_ssize_t left = n;
+    Py_ssize_t count = PyList_GET_SIZE(parts);
+    for (Py_ssize_t i = 0; i < count && left > 0; i++) {
+        PyObject *part = PyList_GET_ITEM(parts, i);
+        const char *src;
+        Py_ssize_t len;
+        Py_buffer pv;
+        int held = 0;
+        if (PyBytes_CheckExact(part)) {
+            src = PyBytes_AS_STRING(part);
+            len = PyBytes_GET_SIZE(part);
+        } else {
+            if (PyObject_GetBuffer(part, &pv, PyBUF_SIMPLE) < 0) {
+                PyBuffer_Release(&view);
+                return NULL;
+            }
+            held = 1;
+            src = (const char *)pv.buf;
+            len = pv.len;
+        }
+        if (skip) {
+            Py_ssize_t s = skip < len ? skip : len;
+            src += s;
+            len -= s;
+            skip -= s;
+        }
+        if (len > left) {
+            len = left;
+        }
+        memcpy(out, src, (size_t)len);
+        out += len;
+        left -= len;
+        if (held) {
+            PyBuffer_Release(&pv);
+        }
+    }
+    PyBuffer_Release(&view);
+    if (left) {
+        PyErr_SetString(PyExc_ValueError, "gather: the parts hold fewer than n bytes");
+        return NULL;
+    }
+    return PyLong_FromSsize_t(n);
+}
+
 static PyMethodDef u_methods[] = {
     {"recv", (PyCFunction)(void (*)(void))u_recv, METH_FASTCALL, recv_doc},
     {"send_now", (PyCFunction)(void (*)(void))u_send_now, METH_FASTCALL, send_now_doc},
     {"send", (PyCFunction)(void (*)(void))u_send, METH_FASTCALL, send_doc},
     {"send_each", (PyCFunction)(void (*)(void))u_send_each, METH_FASTCALL, send_each_doc},
     {"send_to", (PyCFunction)(void (*)(void))u_send_to, METH_FASTCALL, send_to_doc},
+    {"gather", (PyCFunction)(void (*)(void))u_gather, METH_FASTCALL, gather_doc},
     {NULL, NULL, 0, NULL},
 };
 #else
@@ -680,7 +765,8 @@ static PyMethodDef u_methods[] = {
 };
 #endif
 
-PyDoc_STRVAR(module_doc, "recvmmsg/sendmmsg batches for kcpsock._mmsg (Linux).");
+PyDoc_STRVAR(module_doc, "recvmmsg/sendmmsg batches for kcpsock._mmsg (Linux), and gather:\n"
+                          "received payloads copied into a reader's buffer (kcpsock.session).");
 
 static struct PyModuleDef u_module = {
     PyModuleDef_HEAD_INIT, "kcpsock._udpio", module_doc, 0, u_methods, NULL, NULL, NULL, NULL,
