@@ -667,38 +667,63 @@ done:
 }
 
 PyDoc_STRVAR(gather_doc,
-             "gather(buffer, pos, parts, skip, n, /) -> int\n\n"
-             "Copy n bytes into buffer from offset pos on: parts (a list of bytes)\n"
-             "one after the other, the first from its byte skip on (the last may be\n"
-             "cut).  Returns n, or -1 (nothing written) when buffer is not a\n"
-             "writable C-contiguous buffer (a strided view: the caller copies).");
+             "gather(buffer, pos, parts, skip, drop, /) -> bool\n\n"
+             "Copy parts (a bytes object, or a list of them) one after the other into\n"
+             "buffer from offset pos on, the first from its byte skip on, without the\n"
+             "last drop bytes of the last.  False (nothing written) when buffer is\n"
+             "not a writable C-contiguous buffer (a strided view: the caller copies).");
 
 static PyObject *
 u_gather(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
-    if (nargs != 5 || !PyList_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "gather(buffer, pos, parts: list, skip, n)");
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "gather(buffer, pos, parts, skip, drop)");
         return NULL;
     }
     Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
     Py_ssize_t skip = PyLong_AsSsize_t(args[3]);
-    Py_ssize_t n = PyLong_AsSsize_t(args[4]);
-    if ((pos == -1 || skip == -1 || n == -1) && PyErr_Occurred()) {
+    Py_ssize_t drop = PyLong_AsSsize_t(args[4]);
+    if ((pos == -1 || skip == -1 || drop == -1) && PyErr_Occurred()) {
         return NULL;
     }
-    if (pos < 0 || skip < 0 || n < 0) {
-        PyErr_SetString(PyExc_ValueError, "gather: negative pos, skip or n");
+    if (pos < 0 || skip < 0 || drop < 0) {
+        PyErr_SetString(PyExc_ValueError, "gather: negative pos, skip or drop");
         return NULL;
     }
     PyObject *parts = args[2];
+    PyObject *const *items;
+    Py_ssize_t count;
+    if (PyList_Check(parts)) {
+        items = ((PyListObject *)parts)->ob_item;
+        count = PyList_GET_SIZE(parts);
+    } else if (PyBytes_CheckExact(parts)) {
+        items = &args[2];
+        count = 1;
+    } else {
+        PyErr_SetString(PyExc_TypeError, "gather: parts must be bytes or a list of bytes");
+        return NULL;
+    }
+    /* the size first: nothing is written unless everything fits */
+    Py_ssize_t n = -skip - drop;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (!PyBytes_CheckExact(items[i])) {
+            PyErr_SetString(PyExc_TypeError, "gather: parts must be bytes");
+            return NULL;
+        }
+        n += PyBytes_GET_SIZE(items[i]);
+    }
+    if (n < 0) {
+        PyErr_SetString(PyExc_ValueError, "gather: skip and drop exceed the parts");
+        return NULL;
+    }
     Py_buffer view;
     if (PyObject_GetBuffer(args[0], &view, PyBUF_WRITABLE) < 0) {
         if (!PyErr_ExceptionMatches(PyExc_BufferError)) {
             return NULL;
         }
         PyErr_Clear();
-        return PyLong_FromLong(-1);
+        Py_RETURN_FALSE;
     }
     if (pos > view.len || n > view.len - pos) {
         PyBuffer_Release(&view);
@@ -707,25 +732,9 @@ u_gather(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     char *out = (char *)view.buf + pos;
     Py_ssize_t left = n;
-    Py_ssize_t count = PyList_GET_SIZE(parts);
     for (Py_ssize_t i = 0; i < count && left > 0; i++) {
-        PyObject *part = PyList_GET_ITEM(parts, i);
-        const char *src;
-        Py_ssize_t len;
-        Py_buffer pv;
-        int held = 0;
-        if (PyBytes_CheckExact(part)) {
-            src = PyBytes_AS_STRING(part);
-            len = PyBytes_GET_SIZE(part);
-        } else {
-            if (PyObject_GetBuffer(part, &pv, PyBUF_SIMPLE) < 0) {
-                PyBuffer_Release(&view);
-                return NULL;
-            }
-            held = 1;
-            src = (const char *)pv.buf;
-            len = pv.len;
-        }
+        const char *src = PyBytes_AS_STRING(items[i]);
+        Py_ssize_t len = PyBytes_GET_SIZE(items[i]);
         if (skip) {
             Py_ssize_t s = skip < len ? skip : len;
             src += s;
@@ -738,16 +747,9 @@ u_gather(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         memcpy(out, src, (size_t)len);
         out += len;
         left -= len;
-        if (held) {
-            PyBuffer_Release(&pv);
-        }
     }
     PyBuffer_Release(&view);
-    if (left) {
-        PyErr_SetString(PyExc_ValueError, "gather: the parts hold fewer than n bytes");
-        return NULL;
-    }
-    return PyLong_FromSsize_t(n);
+    Py_RETURN_TRUE;
 }
 
 static PyMethodDef u_methods[] = {

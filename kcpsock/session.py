@@ -325,7 +325,11 @@ COPIERS_MAX: Final = 64
 COPY_PACK_MAX: Final = 8192
 
 
-def _gatherer() -> Optional[Callable[[Any, int, list[bytes], int, int], int]]:
+#: ``kcpsock._udpio.gather(buffer, pos, parts, skip, drop) -> bool`` (:meth:`Session.recv_into`)
+_Gather = Callable[[Any, int, Union[bytes, list[bytes]], int, int], bool]
+
+
+def _gatherer() -> Optional[_Gather]:
     """``kcpsock._udpio.gather`` (:meth:`Session.recv_into`'s copier), or None (not built)."""
     from ._accel import native
 
@@ -754,7 +758,7 @@ class Session(Weakrefable):
         self._pending = b""  # a message a short recv did not finish ...
         self._poff = 0  # ... and how much of it was returned already
         # recv_into's copier (kcpsock._udpio.gather), or None: join and copy
-        self._gather: Optional[Callable[[Any, int, list[bytes], int, int], int]] = _gatherer()
+        self._gather: Optional[_Gather] = _gatherer()
         self._signal: Optional[Signal] = None
         self._opened = False  # counted in snmp (Active/PassiveOpens)
         #: receive window to open at the first recv (a listener session starts
@@ -2063,8 +2067,12 @@ class Session(Weakrefable):
                         off = self._poff
                         end = off + bufsize
                         size = len(pending)
-                        n = (end if end < size else size) - off
-                        self._gather_into(buffer, 0, [pending], off, n)
+                        if end < size:
+                            n = bufsize
+                            self._gather_into(buffer, 0, pending, off, size - end)
+                        else:
+                            n = size - off
+                            self._gather_into(buffer, 0, pending, off, 0)
                         if peek:
                             return n
                         if end >= size:
@@ -2095,10 +2103,13 @@ class Session(Weakrefable):
                         n = len(msg)
                         if n > bufsize:
                             self._pending = msg
-                            self._poff = n = bufsize
+                            self._poff = bufsize
+                            self._gather_into(buffer, 0, msg, 0, n - bufsize)
+                            n = bufsize
+                        else:
+                            self._gather_into(buffer, 0, msg, 0, 0)
                         if kcp.probe:
                             self._arm_locked()  # the window reopened (see _cut_taken)
-                        self._gather_into(buffer, 0, [msg], 0, n)
                         break
                     if self._rd_shut or self.state is _CLOSED or self.state is _CLOSING:
                         return 0  # closed by another thread meanwhile
@@ -2168,28 +2179,38 @@ class Session(Weakrefable):
         got = kcp.recv_stream(limit, parts)
         if not got:
             return 0
+        drop = 0
         if got > limit:
             last = parts[-1]
+            drop = got - limit
             self._pending = last
-            self._poff = len(last) - (got - limit)
+            self._poff = len(last) - drop
             got = limit
         if kcp.probe:
             self._arm_locked()  # the window reopened (see _cut_taken)
-        self._gather_into(buffer, pos, parts, 0, got)
+        self._gather_into(buffer, pos, parts, 0, drop)
         return got
 
-    def _gather_into(self, buffer: Any, pos: int, parts: list[bytes], skip: int, n: int) -> None:
-        """Copy ``n`` bytes of ``parts`` (the first from ``skip`` on) to ``buffer[pos:]``.
+    def _gather_into(
+        self, buffer: Any, pos: int, parts: Union[bytes, list[bytes]], skip: int, drop: int
+    ) -> None:
+        """Copy ``parts`` to ``buffer[pos:]``, from byte ``skip`` on, without the last ``drop``.
 
-        The C helper (``kcpsock._udpio.gather``) copies each part once; without
-        it, or for a strided view, the parts are joined and copied
-        (:func:`copy_into`).
+        ``parts``: a payload, or a list of them, copied one after the other.
+        The C helper (``kcpsock._udpio.gather``) copies each byte once;
+        without it, or for a strided view, the parts are joined, cut and
+        copied (:func:`copy_into`).
         """
         gather = self._gather
-        if gather is not None and gather(buffer, pos, parts, skip, n) >= 0:
+        if gather is not None and gather(buffer, pos, parts, skip, drop):
             return
-        data = parts[0] if len(parts) == 1 else b"".join(parts)
-        if skip or len(data) != n:
+        if type(parts) is bytes:
+            data = parts
+        else:
+            chunks = cast(list[bytes], parts)
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        n = len(data) - skip - drop
+        if skip or drop:
             data = data[skip : skip + n]
         if pos:
             _memoryview(buffer)[pos : pos + n] = data
