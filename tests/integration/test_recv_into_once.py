@@ -61,11 +61,12 @@ def state(s: Session) -> tuple[Any, ...]:
 
 @contextlib.contextmanager
 def pair(stream: bool, native: bool) -> Iterator[tuple[Session, Session]]:
-    with unstarted_session(CONV, stream=stream) as (a, _):
-        with unstarted_session(CONV, stream=stream) as (b, _):
-            if not native:
-                b._gather = None  # the pure path: join, cut, copy
-            yield a, b
+    with contextlib.ExitStack() as stack:
+        a, _ = stack.enter_context(unstarted_session(CONV, stream=stream))
+        b, _ = stack.enter_context(unstarted_session(CONV, stream=stream))
+        if not native:
+            b._gather = None  # the pure path: join, cut, copy
+        yield a, b
 
 
 def payloads(rng: random.Random, mss: int, stream: bool) -> list[list[bytes]]:

@@ -21,7 +21,9 @@ def test_copies_exactly_and_writes_nothing_else() -> None:
     assert udpio is not None
     rng = random.Random(3)
     for _ in range(2000):
-        parts = [rng.randbytes(rng.choice([0, 1, 2, 100, 1376])) for _ in range(rng.randrange(1, 6))]
+        parts = [
+            rng.randbytes(rng.choice([0, 1, 2, 100, 1376])) for _ in range(rng.randrange(1, 6))
+        ]
         total = sum(map(len, parts))
         skip = rng.randrange(0, min(len(parts[0]), total) + 1)
         drop = rng.randrange(0, total - skip + 1)
@@ -47,17 +49,17 @@ def test_a_strided_view_is_refused_untouched() -> None:
 def test_errors_write_nothing() -> None:
     assert udpio is not None
     buf = bytearray(4)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="too small"):
         udpio.gather(buf, 0, [b"abc", b"de"], 0, 0)  # 5 bytes, room for 4
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="too small"):
         udpio.gather(buf, 3, [b"ab"], 0, 0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="exceed"):
         udpio.gather(buf, 0, [b"ab"], 2, 1)  # skip + drop > the parts
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="negative"):
         udpio.gather(buf, -1, [b"ab"], 0, 0)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="must be bytes"):
         udpio.gather(buf, 0, [bytearray(b"ab")], 0, 0)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="must be bytes"):
         udpio.gather(buf, 0, (b"ab",), 0, 0)
     assert buf == bytearray(4)
     # not writable: refused as a strided view is (the caller's copy then says why)
