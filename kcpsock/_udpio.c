@@ -666,12 +666,99 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(gather_doc,
+             "gather(buffer, pos, parts, skip, drop, /) -> bool\n\n"
+             "Copy parts (a bytes object, or a list of them) one after the other into\n"
+             "buffer from offset pos on, the first from its byte skip on, without the\n"
+             "last drop bytes of the last.  False (nothing written) when buffer is\n"
+             "not a writable C-contiguous buffer (a strided view: the caller copies).");
+
+static PyObject *
+u_gather(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "gather(buffer, pos, parts, skip, drop)");
+        return NULL;
+    }
+    Py_ssize_t pos = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t skip = PyLong_AsSsize_t(args[3]);
+    Py_ssize_t drop = PyLong_AsSsize_t(args[4]);
+    if ((pos == -1 || skip == -1 || drop == -1) && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (pos < 0 || skip < 0 || drop < 0) {
+        PyErr_SetString(PyExc_ValueError, "gather: negative pos, skip or drop");
+        return NULL;
+    }
+    PyObject *parts = args[2];
+    PyObject *const *items;
+    Py_ssize_t count;
+    if (PyList_Check(parts)) {
+        items = ((PyListObject *)parts)->ob_item;
+        count = PyList_GET_SIZE(parts);
+    } else if (PyBytes_CheckExact(parts)) {
+        items = &args[2];
+        count = 1;
+    } else {
+        PyErr_SetString(PyExc_TypeError, "gather: parts must be bytes or a list of bytes");
+        return NULL;
+    }
+    /* the size first: nothing is written unless everything fits */
+    Py_ssize_t n = -skip - drop;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (!PyBytes_CheckExact(items[i])) {
+            PyErr_SetString(PyExc_TypeError, "gather: parts must be bytes");
+            return NULL;
+        }
+        n += PyBytes_GET_SIZE(items[i]);
+    }
+    if (n < 0) {
+        PyErr_SetString(PyExc_ValueError, "gather: skip and drop exceed the parts");
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[0], &view, PyBUF_WRITABLE) < 0) {
+        if (!PyErr_ExceptionMatches(PyExc_BufferError)) {
+            return NULL;
+        }
+        PyErr_Clear();
+        Py_RETURN_FALSE;
+    }
+    if (pos > view.len || n > view.len - pos) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "gather: the buffer is too small");
+        return NULL;
+    }
+    char *out = (char *)view.buf + pos;
+    Py_ssize_t left = n;
+    for (Py_ssize_t i = 0; i < count && left > 0; i++) {
+        const char *src = PyBytes_AS_STRING(items[i]);
+        Py_ssize_t len = PyBytes_GET_SIZE(items[i]);
+        if (skip) {
+            Py_ssize_t s = skip < len ? skip : len;
+            src += s;
+            len -= s;
+            skip -= s;
+        }
+        if (len > left) {
+            len = left;
+        }
+        memcpy(out, src, (size_t)len);
+        out += len;
+        left -= len;
+    }
+    PyBuffer_Release(&view);
+    Py_RETURN_TRUE;
+}
+
 static PyMethodDef u_methods[] = {
     {"recv", (PyCFunction)(void (*)(void))u_recv, METH_FASTCALL, recv_doc},
     {"send_now", (PyCFunction)(void (*)(void))u_send_now, METH_FASTCALL, send_now_doc},
     {"send", (PyCFunction)(void (*)(void))u_send, METH_FASTCALL, send_doc},
     {"send_each", (PyCFunction)(void (*)(void))u_send_each, METH_FASTCALL, send_each_doc},
     {"send_to", (PyCFunction)(void (*)(void))u_send_to, METH_FASTCALL, send_to_doc},
+    {"gather", (PyCFunction)(void (*)(void))u_gather, METH_FASTCALL, gather_doc},
     {NULL, NULL, 0, NULL},
 };
 #else
@@ -680,7 +767,8 @@ static PyMethodDef u_methods[] = {
 };
 #endif
 
-PyDoc_STRVAR(module_doc, "recvmmsg/sendmmsg batches for kcpsock._mmsg (Linux).");
+PyDoc_STRVAR(module_doc, "recvmmsg/sendmmsg batches for kcpsock._mmsg (Linux), and gather:\n"
+                          "received payloads copied into a reader's buffer (kcpsock.session).");
 
 static struct PyModuleDef u_module = {
     PyModuleDef_HEAD_INIT, "kcpsock._udpio", module_doc, 0, u_methods, NULL, NULL, NULL, NULL,

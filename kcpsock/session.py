@@ -325,9 +325,16 @@ COPIERS_MAX: Final = 64
 COPY_PACK_MAX: Final = 8192
 
 
-def _no_copy(buffer: Any, offset: int, data: bytes) -> None:
-    """The packer slot of a session that has copied nothing yet (never called)."""
-    raise AssertionError("no copier chosen")
+#: ``kcpsock._udpio.gather(buffer, pos, parts, skip, drop) -> bool`` (:meth:`Session.recv_into`)
+_Gather = Callable[[Any, int, Union[bytes, list[bytes]], int, int], bool]
+
+
+def _gatherer() -> Optional[_Gather]:
+    """``kcpsock._udpio.gather`` (:meth:`Session.recv_into`'s copier), or None (not built)."""
+    from ._accel import native
+
+    module = native("_udpio")
+    return None if module is None else cast(Any, module).gather
 
 
 def copy_into(buffer: Union[bytearray, memoryview], data: bytes) -> int:
@@ -750,9 +757,8 @@ class Session(Weakrefable):
         self._wr_shut = False
         self._pending = b""  # a message a short recv did not finish ...
         self._poff = 0  # ... and how much of it was returned already
-        # recv_into_short's last copy: its size and _COPIERS' packer for it
-        self._copy_n = -1
-        self._copy_fn: Callable[[Any, int, bytes], None] = _no_copy
+        # recv_into's copier (kcpsock._udpio.gather), or None: join and copy
+        self._gather: Optional[_Gather] = _gatherer()
         self._signal: Optional[Signal] = None
         self._opened = False  # counted in snmp (Active/PassiveOpens)
         #: receive window to open at the first recv (a listener session starts
@@ -2018,8 +2024,12 @@ class Session(Weakrefable):
     ) -> int:
         """:meth:`recv` into a writable buffer; return the number of bytes stored.
 
-        The data is copied once, from the received segment into ``buffer``
-        (:func:`copy_into`).
+        The same reads as :meth:`recv` (the same bytes, the same rules:
+        partial messages and cut segments kept in ``_pending`` with an
+        offset, the window-reopened notice, peek, EOF), but the received
+        payloads are copied once, straight into ``buffer``
+        (:func:`gather_into`): a stream read's segments are not joined
+        first, a cut message or segment is not sliced first.
 
         Args:
             buffer: a writable, flat (one-dimensional, byte-sized items)
@@ -2035,8 +2045,178 @@ class Session(Weakrefable):
         Raises:
             As :meth:`recv`.
         """
-        data = self.recv(nbytes, deadline, peek)
-        return copy_into(buffer, data) if data else 0
+        bufsize = nbytes
+        with self._lock:
+            state = self.state
+            if state is _CLOSED or state is _CLOSING:
+                raise KCPClosedError()
+            if self.deferred_rcvwnd:
+                self._open_window_locked()
+            kcp = self.kcp
+            if kcp.acklist:
+                # ACKs held for a reply that this reader did not send (see recv)
+                self._out += kcp.flush_acks(now_ms())
+            role = self._role
+            held = False  # this thread holds the lent receive role
+            n = 0
+            try:
+                while True:
+                    if self._inbox:
+                        self._drain_locked()
+                    pending = self._pending
+                    if pending:
+                        off = self._poff
+                        end = off + bufsize
+                        size = len(pending)
+                        if end < size:
+                            n = bufsize
+                            self._gather_into(buffer, 0, pending, off, size - end)
+                        else:
+                            n = size - off
+                            self._gather_into(buffer, 0, pending, off, 0)
+                        if peek:
+                            return n
+                        if end >= size:
+                            self._pending = b""
+                            self._poff = 0
+                            if kcp.stream and n < bufsize and kcp.rcv_queue:
+                                # (the tail of a segment a read cut: more follows it)
+                                n += self._stream_take_into(kcp, buffer, n, bufsize - n)
+                        else:
+                            self._poff = end
+                        break
+                    if kcp.stream and not peek:
+                        n = self._stream_take_into(kcp, buffer, 0, bufsize)
+                        if n:
+                            break
+                        msg: Optional[bytes] = None
+                    else:
+                        msg = kcp.recv()
+                    if msg is not None and peek:
+                        # keep it where the next recv looks first
+                        self._pending = msg
+                        self._poff = 0
+                        if kcp.probe:
+                            self._arm_locked()  # the window reopened (see _cut_taken)
+                        continue
+                    if msg is not None:
+                        # a message (stream mode: only a peek gets here)
+                        n = len(msg)
+                        if n > bufsize:
+                            self._pending = msg
+                            self._poff = bufsize
+                            self._gather_into(buffer, 0, msg, 0, n - bufsize)
+                            n = bufsize
+                        else:
+                            self._gather_into(buffer, 0, msg, 0, 0)
+                        if kcp.probe:
+                            self._arm_locked()  # the window reopened (see _cut_taken)
+                        break
+                    if self._rd_shut or self.state is _CLOSED or self.state is _CLOSING:
+                        return 0  # closed by another thread meanwhile
+                    if kcp.is_dead or self.failure is not None:
+                        self._notify()
+                        if self.failure == "refused":
+                            raise self._failure_error()
+                        return 0  # the peer is gone: end of stream (README)
+                    if self.gone_timeout_ms and not self._w_due:
+                        # a reader waits: on_timer watches the peer's silence (_watch)
+                        self._arm_at(self._last_rx + kcp.rx_rto)
+                    if deadline == 0:
+                        if role is not None:
+                            role.reclaim()  # a poller must not wait for the lease
+                        raise KCPBlockingIOError()
+                    if role is not None and (held or role.take_role()):
+                        # read the socket on this thread (see recv and the threading rules)
+                        held = True
+                        if self._inbox:
+                            continue  # (see recv)
+                        if deadline is not None and _monotonic() >= deadline:
+                            raise Timeout()
+                        self._ack_rider = _get_ident()  # (see recv)
+                        self._serve_role(role, deadline)
+                        continue
+                    self._rwait += 1
+                    self._rwant = bufsize  # (WakeGate: a stream reader's wake-up)
+                    if role is not None:
+                        role.begin_wait(self._offer_role)
+                    try:
+                        woken = _wait_until(self._readable, deadline)
+                    finally:
+                        self._rwait -= 1
+                        if role is not None:
+                            role.end_wait()
+                    if not woken:
+                        raise Timeout()
+            except BaseException:
+                if held:
+                    held = False
+                    assert role is not None
+                    role.leave_role(lazy=False)
+                raise
+            finally:
+                self._ack_rider = 0
+                if held:
+                    assert role is not None
+                    # (see recv)
+                    role.leave_role(
+                        lazy=self._signal is None and not self._pending and kcp.peek_size() <= 0
+                    )
+            if self._signal is not None and not self._pending and kcp.peek_size() <= 0:
+                self._signal.clear()
+                if self.gone_timeout_ms and not self._w_due:
+                    # a select/asyncio reader waits from here: the close watch
+                    self._arm_at(self._last_rx + kcp.rx_rto)
+            self.bytes_received += n
+        return n
+
+    def _stream_take_into(self, kcp: KCP, buffer: Any, pos: int, limit: int) -> int:
+        """:meth:`_stream_take` copying into ``buffer`` from ``pos`` on (lock held); 0 if none.
+
+        Each byte is copied once, from its segment into ``buffer``; the
+        payload the limit cuts is kept whole in ``_pending`` (an offset).
+        """
+        parts: list[bytes] = []
+        got = kcp.recv_stream(limit, parts)
+        if not got:
+            return 0
+        drop = 0
+        if got > limit:
+            last = parts[-1]
+            drop = got - limit
+            self._pending = last
+            self._poff = len(last) - drop
+            got = limit
+        if kcp.probe:
+            self._arm_locked()  # the window reopened (see _cut_taken)
+        self._gather_into(buffer, pos, parts, 0, drop)
+        return got
+
+    def _gather_into(
+        self, buffer: Any, pos: int, parts: Union[bytes, list[bytes]], skip: int, drop: int
+    ) -> None:
+        """Copy ``parts`` to ``buffer[pos:]``, from byte ``skip`` on, without the last ``drop``.
+
+        ``parts``: a payload, or a list of them, copied one after the other.
+        The C helper (``kcpsock._udpio.gather``) copies each byte once;
+        without it, or for a strided view, the parts are joined, cut and
+        copied (:func:`copy_into`).
+        """
+        gather = self._gather
+        if gather is not None and gather(buffer, pos, parts, skip, drop):
+            return
+        if type(parts) is bytes:
+            data = parts
+        else:
+            chunks = cast(list[bytes], parts)
+            data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        n = len(data) - skip - drop
+        if skip or drop:
+            data = data[skip : skip + n]
+        if pos:
+            _memoryview(buffer)[pos : pos + n] = data
+        else:
+            copy_into(buffer, data)
 
     def recv_into_short(self, buffer: bytearray, nbytes: object, deadline: Optional[float]) -> int:
         """``KCPSocket.recv_into``'s common call: :meth:`recv_into` when ``nbytes`` is plain.
@@ -2064,21 +2244,7 @@ class Session(Weakrefable):
             size = nbytes
         elif not size:
             return -1  # an empty buffer: the caller's checks, then 0
-        data = self.recv(size, deadline)
-        if not data:
-            return 0
-        n = len(data)
-        if n == self._copy_n:
-            # the size of the last copy (a message stream has few): its
-            # packer, no look-up (a bytearray: no strided view to care for)
-            self._copy_fn(buffer, 0, data)
-            return n
-        copy_into(buffer, data)
-        copier = _COPIERS.get(n)
-        if copier is not None:
-            self._copy_n = n
-            self._copy_fn = copier
-        return n
+        return self.recv_into(buffer, size, deadline)
 
     def _serve_role(self, role: Receiver, deadline: Optional[float]) -> None:
         """Read one batch from the socket with the receive role (lock held on entry and exit).
