@@ -1852,6 +1852,15 @@ class Session(Weakrefable):
             KCPBlockingIOError: non-blocking and nothing to read.
             KCPConnectionRefusedError: nothing listens at the peer's address.
         """
+        return cast(bytes, self._read(bufsize, deadline, peek, None))
+
+    def _read(self, bufsize: int, deadline: Optional[float], peek: bool, buffer: Any) -> object:
+        """:meth:`recv` (``buffer`` None: returns the bytes) and :meth:`recv_into` (returns the count).
+
+        One loop for both: take what is ready (:meth:`_take_bytes` or
+        :meth:`_take_into`), else wait for data, EOF or the deadline, or read
+        the socket with the lent receive role (the threading rules).
+        """
         with self._lock:
             state = self.state
             if state is _CLOSED or state is _CLOSING:
@@ -1865,52 +1874,28 @@ class Session(Weakrefable):
                 self._out += kcp.flush_acks(now_ms())
             role = self._role
             held = False  # this thread holds the lent receive role
-            data = b""
             try:
                 while True:
                     if self._inbox:
                         self._drain_locked()
-                    pending = self._pending
-                    if pending:
-                        off = self._poff
-                        end = off + bufsize
-                        data = pending[off:end]
-                        if peek:
-                            return data
-                        if end >= len(pending):
-                            self._pending = b""
-                            self._poff = 0
-                            if kcp.stream and len(data) < bufsize and kcp.rcv_queue:
-                                # (the tail of a segment a read cut: more follows it)
-                                data += self._stream_take(kcp, bufsize - len(data))
-                        else:
-                            self._poff = end
-                        break
-                    if kcp.stream and not peek:
-                        data = self._stream_take(kcp, bufsize)
-                        if data:
+                    if buffer is None:
+                        data = self._take_bytes(kcp, bufsize, peek)
+                        if data is not None:
+                            result: object = data
+                            got = len(data)
                             break
-                        msg: Optional[bytes] = None
                     else:
-                        msg = kcp.recv()
-                    if msg is not None and peek:
-                        # keep it where the next recv looks first
-                        self._pending = msg
-                        self._poff = 0
-                        if kcp.probe:
-                            self._arm_locked()  # the window reopened (see _cut_taken)
-                        continue
-                    if msg is not None:
-                        # a message (stream mode: only a peek gets here)
-                        data = self._cut_taken(kcp, msg, bufsize)
-                        break
+                        got = self._take_into(kcp, buffer, bufsize, peek)
+                        if got >= 0:
+                            result = got
+                            break
                     if self._rd_shut or self.state is _CLOSED or self.state is _CLOSING:
-                        return b""  # closed by another thread meanwhile
+                        return b"" if buffer is None else 0  # closed by another thread meanwhile
                     if kcp.is_dead or self.failure is not None:
                         self._notify()
                         if self.failure == "refused":
                             raise self._failure_error()
-                        return b""  # the peer is gone: end of stream (README)
+                        return b"" if buffer is None else 0  # the peer is gone (README)
                     if self.gone_timeout_ms and not self._w_due:
                         # a reader waits: on_timer watches the peer's silence (_watch)
                         self._arm_at(self._last_rx + kcp.rx_rto)
@@ -1948,6 +1933,8 @@ class Session(Weakrefable):
                             role.end_wait()
                     if not woken:
                         raise Timeout()
+                if peek:
+                    return result  # (the data stays: nothing read, no readiness change)
             except BaseException:
                 if held:
                     held = False
@@ -1972,7 +1959,44 @@ class Session(Weakrefable):
                 if self.gone_timeout_ms and not self._w_due:
                     # a select/asyncio reader waits from here: the close watch
                     self._arm_at(self._last_rx + kcp.rx_rto)
-            self.bytes_received += len(data)
+            self.bytes_received += got
+        return result
+
+    def _keep_peeked(self, kcp: KCP, msg: bytes) -> None:
+        """Keep ``msg``, just taken from KCP by a peek, where the next read looks first (lock held)."""
+        self._pending = msg
+        self._poff = 0
+        if kcp.probe:
+            self._arm_locked()  # the window reopened (see _cut_taken)
+
+    def _take_bytes(self, kcp: KCP, bufsize: int, peek: bool) -> Optional[bytes]:
+        """What :meth:`recv` returns now (lock held): up to ``bufsize`` bytes; None if nothing is ready."""
+        pending = self._pending
+        if not pending:
+            if kcp.stream and not peek:
+                data = self._stream_take(kcp, bufsize)
+                return data if data else None
+            msg = kcp.recv()
+            if msg is None:
+                return None
+            if not peek:
+                # a message (stream mode: only a peek gets here)
+                return self._cut_taken(kcp, msg, bufsize)
+            self._keep_peeked(kcp, msg)
+            pending = msg
+        off = self._poff
+        end = off + bufsize
+        data = pending[off:end]
+        if peek:
+            return data
+        if end >= len(pending):
+            self._pending = b""
+            self._poff = 0
+            if kcp.stream and len(data) < bufsize and kcp.rcv_queue:
+                # (the tail of a segment a read cut: more follows it)
+                data += self._stream_take(kcp, bufsize - len(data))
+        else:
+            self._poff = end
         return data
 
     def _cut_taken(self, kcp: KCP, msg: bytes, limit: int) -> bytes:
@@ -2028,7 +2052,7 @@ class Session(Weakrefable):
         partial messages and cut segments kept in ``_pending`` with an
         offset, the window-reopened notice, peek, EOF), but the received
         payloads are copied once, straight into ``buffer``
-        (:func:`gather_into`): a stream read's segments are not joined
+        (:meth:`_gather_into`): a stream read's segments are not joined
         first, a cut message or segment is not sliced first.
 
         Args:
@@ -2045,129 +2069,55 @@ class Session(Weakrefable):
         Raises:
             As :meth:`recv`.
         """
-        bufsize = nbytes
-        with self._lock:
-            state = self.state
-            if state is _CLOSED or state is _CLOSING:
-                raise KCPClosedError()
-            if self.deferred_rcvwnd:
-                self._open_window_locked()
-            kcp = self.kcp
-            if kcp.acklist:
-                # ACKs held for a reply that this reader did not send (see recv)
-                self._out += kcp.flush_acks(now_ms())
-            role = self._role
-            held = False  # this thread holds the lent receive role
-            n = 0
-            try:
-                while True:
-                    if self._inbox:
-                        self._drain_locked()
-                    pending = self._pending
-                    if pending:
-                        off = self._poff
-                        end = off + bufsize
-                        size = len(pending)
-                        if end < size:
-                            n = bufsize
-                            self._gather_into(buffer, 0, pending, off, size - end)
-                        else:
-                            n = size - off
-                            self._gather_into(buffer, 0, pending, off, 0)
-                        if peek:
-                            return n
-                        if end >= size:
-                            self._pending = b""
-                            self._poff = 0
-                            if kcp.stream and n < bufsize and kcp.rcv_queue:
-                                # (the tail of a segment a read cut: more follows it)
-                                n += self._stream_take_into(kcp, buffer, n, bufsize - n)
-                        else:
-                            self._poff = end
-                        break
-                    if kcp.stream and not peek:
-                        n = self._stream_take_into(kcp, buffer, 0, bufsize)
-                        if n:
-                            break
-                        msg: Optional[bytes] = None
-                    else:
-                        msg = kcp.recv()
-                    if msg is not None and peek:
-                        # keep it where the next recv looks first
-                        self._pending = msg
-                        self._poff = 0
-                        if kcp.probe:
-                            self._arm_locked()  # the window reopened (see _cut_taken)
-                        continue
-                    if msg is not None:
-                        # a message (stream mode: only a peek gets here)
-                        n = len(msg)
-                        if n > bufsize:
-                            self._pending = msg
-                            self._poff = bufsize
-                            self._gather_into(buffer, 0, msg, 0, n - bufsize)
-                            n = bufsize
-                        else:
-                            self._gather_into(buffer, 0, msg, 0, 0)
-                        if kcp.probe:
-                            self._arm_locked()  # the window reopened (see _cut_taken)
-                        break
-                    if self._rd_shut or self.state is _CLOSED or self.state is _CLOSING:
-                        return 0  # closed by another thread meanwhile
-                    if kcp.is_dead or self.failure is not None:
-                        self._notify()
-                        if self.failure == "refused":
-                            raise self._failure_error()
-                        return 0  # the peer is gone: end of stream (README)
-                    if self.gone_timeout_ms and not self._w_due:
-                        # a reader waits: on_timer watches the peer's silence (_watch)
-                        self._arm_at(self._last_rx + kcp.rx_rto)
-                    if deadline == 0:
-                        if role is not None:
-                            role.reclaim()  # a poller must not wait for the lease
-                        raise KCPBlockingIOError()
-                    if role is not None and (held or role.take_role()):
-                        # read the socket on this thread (see recv and the threading rules)
-                        held = True
-                        if self._inbox:
-                            continue  # (see recv)
-                        if deadline is not None and _monotonic() >= deadline:
-                            raise Timeout()
-                        self._ack_rider = _get_ident()  # (see recv)
-                        self._serve_role(role, deadline)
-                        continue
-                    self._rwait += 1
-                    self._rwant = bufsize  # (WakeGate: a stream reader's wake-up)
-                    if role is not None:
-                        role.begin_wait(self._offer_role)
-                    try:
-                        woken = _wait_until(self._readable, deadline)
-                    finally:
-                        self._rwait -= 1
-                        if role is not None:
-                            role.end_wait()
-                    if not woken:
-                        raise Timeout()
-            except BaseException:
-                if held:
-                    held = False
-                    assert role is not None
-                    role.leave_role(lazy=False)
-                raise
-            finally:
-                self._ack_rider = 0
-                if held:
-                    assert role is not None
-                    # (see recv)
-                    role.leave_role(
-                        lazy=self._signal is None and not self._pending and kcp.peek_size() <= 0
-                    )
-            if self._signal is not None and not self._pending and kcp.peek_size() <= 0:
-                self._signal.clear()
-                if self.gone_timeout_ms and not self._w_due:
-                    # a select/asyncio reader waits from here: the close watch
-                    self._arm_at(self._last_rx + kcp.rx_rto)
-            self.bytes_received += n
+        return cast(int, self._read(nbytes, deadline, peek, buffer))
+
+    def _take_into(self, kcp: KCP, buffer: Any, bufsize: int, peek: bool) -> int:
+        """What :meth:`recv_into` stores now (lock held): the count; -1 if nothing is ready.
+
+        As :meth:`_take_bytes`, each byte copied once into ``buffer``.
+        """
+        pending = self._pending
+        if not pending:
+            if kcp.stream and not peek:
+                n = self._stream_take_into(kcp, buffer, 0, bufsize)
+                return n if n else -1
+            msg = kcp.recv()
+            if msg is None:
+                return -1
+            if not peek:
+                # a message (stream mode: only a peek gets here), cut as _cut_taken cuts
+                n = len(msg)
+                drop = 0
+                if n > bufsize:
+                    self._pending = msg
+                    self._poff = bufsize
+                    drop = n - bufsize
+                    n = bufsize
+                self._gather_into(buffer, 0, msg, 0, drop)
+                if kcp.probe:
+                    self._arm_locked()  # the window reopened (see _cut_taken)
+                return n
+            self._keep_peeked(kcp, msg)
+            pending = msg
+        off = self._poff
+        end = off + bufsize
+        size = len(pending)
+        if end < size:
+            n = bufsize
+            self._gather_into(buffer, 0, pending, off, size - end)
+        else:
+            n = size - off
+            self._gather_into(buffer, 0, pending, off, 0)
+        if peek:
+            return n
+        if end >= size:
+            self._pending = b""
+            self._poff = 0
+            if kcp.stream and n < bufsize and kcp.rcv_queue:
+                # (the tail of a segment a read cut: more follows it)
+                n += self._stream_take_into(kcp, buffer, n, bufsize - n)
+        else:
+            self._poff = end
         return n
 
     def _stream_take_into(self, kcp: KCP, buffer: Any, pos: int, limit: int) -> int:
@@ -2244,7 +2194,7 @@ class Session(Weakrefable):
             size = nbytes
         elif not size:
             return -1  # an empty buffer: the caller's checks, then 0
-        return self.recv_into(buffer, size, deadline)
+        return cast(int, self._read(size, deadline, False, buffer))
 
     def _serve_role(self, role: Receiver, deadline: Optional[float]) -> None:
         """Read one batch from the socket with the receive role (lock held on entry and exit).
