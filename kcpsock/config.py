@@ -315,8 +315,10 @@ class KCPConfig:
     the peer has not reached yet (sent after the newest copy it acknowledged) is
     not resent while the peer goes on acknowledging, and a silent peer gets one
     probe per timeout instead of the window (for a second after a real loss
-    kcp-go's rule applies; docs/SESSION.md §6).  Only when segments are resent
-    changes, not their bytes.  False: kcp-go's rule, every expired segment is
+    kcp-go's rule applies; docs/SESSION.md §6).  The cost: the lost last
+    segments of a burst, on a path that lost nothing for a second, are resent
+    up to one RTO later than kcp-go resends them.  Only when segments are
+    resent changes, not their bytes.  False: kcp-go's rule, every expired segment is
     resent.  kcp-go's default: False (it has no such rule)."""
     dscp: Optional[int] = None
     """DSCP (0..63) set on sockets kcpsock creates; None leaves the OS default."""
