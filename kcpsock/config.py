@@ -317,7 +317,8 @@ class KCPConfig:
     probe per timeout instead of the window (for a second after a real loss
     kcp-go's rule applies; docs/SESSION.md §6).  The cost: the lost last
     segments of a burst, on a path that lost nothing for a second, are resent
-    up to one RTO later than kcp-go resends them.  Only when segments are
+    a little later than kcp-go resends them (half an RTO at most for the
+    first, one round trip more for the others).  Only when segments are
     resent changes, not their bytes.  False: kcp-go's rule, every expired segment is
     resent.  kcp-go's default: False (it has no such rule)."""
     dscp: Optional[int] = None

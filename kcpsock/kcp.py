@@ -334,8 +334,8 @@ class KCP:
         self.hold_rto = False
         #: True (the default): an RTO resend waits while the peer is still
         #: acknowledging copies sent before the segment's last copy (it has
-        #: not reached it in its queue: one path keeps order), and while the
-        #: peer has been silent for the RTO only the oldest unacknowledged
+        #: not reached it in its queue: one path keeps order), and once the
+        #: peer has been silent for half the RTO only the oldest unacknowledged
         #: segment is resent (a probe, as TCP after an RTO); its ACK, or any
         #: ACK of a later copy, frees the others at once.  A receiver starved
         #: of CPU then costs one resend per RTO instead of the whole window.
@@ -1392,8 +1392,10 @@ class KCP:
                 # rto_ordered: an expired segment whose last copy was sent
                 # after the newest copy the peer acknowledged is held (not
                 # resent, not lost) while the peer is still acknowledging;
-                # once it was silent for the RTO the oldest unacked segment
-                # alone goes (the probe).  Not within _LOSSY_MS of a loss.
+                # once it was silent for half the RTO the oldest unacked
+                # segment alone goes (the probe: early, so that the lost
+                # last segments of a burst, which no ACK passes, are not
+                # resent much later than kcp-go resends them).  Not within _LOSSY_MS of a loss.
                 ordered = self.rto_ordered
                 heard = self._ack_heard
                 acked_ts = self._acked_ts
@@ -1405,7 +1407,7 @@ class KCP:
                 if ordered:
                     if heard:
                         silence = ((current - self._ack_ms + 0x80000000) & _M) - 0x80000000
-                        silent = silence >= rx_rto
+                        silent = silence >= rx_rto // 2
                         if self._loss_seen and ((current - self._loss_ms) & _M) < _LOSSY_MS:
                             # the path lost a segment lately: a late ACK is
                             # more likely loss than a stall (kcp-go's rule)
@@ -1486,9 +1488,9 @@ class KCP:
                 self._held_ts = held_ts
                 if held_ts >= 0 and not silent:
                     # the held segments are rechecked when the peer's
-                    # silence reaches the RTO (or at once on an ACK that
+                    # silence reaches half the RTO (or at once on an ACK that
                     # passes one, see input)
-                    deadline = (self._ack_ms + rx_rto) & _M
+                    deadline = (self._ack_ms + rx_rto // 2) & _M
                     d = (deadline - current) & _M
                     if d < min_d:
                         min_d = d
