@@ -1967,7 +1967,7 @@ class Session(Weakrefable):
         self._pending = msg
         self._poff = 0
         if kcp.probe:
-            self._arm_locked()  # the window reopened (see _cut_taken)
+            self._arm_locked()  # the window reopened (see _keep_cut)
 
     def _take_bytes(self, kcp: KCP, bufsize: int, peek: bool) -> Optional[bytes]:
         """What :meth:`recv` returns now (lock held): up to ``bufsize`` bytes; None if nothing is ready."""
@@ -2000,20 +2000,26 @@ class Session(Weakrefable):
         return data
 
     def _cut_taken(self, kcp: KCP, msg: bytes, limit: int) -> bytes:
-        """``msg``, just taken from KCP, cut to ``limit`` bytes (lock held).
+        """``msg``, just taken from KCP, cut to ``limit`` bytes (lock held; :meth:`_keep_cut`)."""
+        n = self._keep_cut(kcp, msg, limit)
+        return msg if n == len(msg) else msg[:n]
+
+    def _keep_cut(self, kcp: KCP, msg: bytes, limit: int) -> int:
+        """Keep what of ``msg``, just taken from KCP, lies past ``limit``; return the bytes before it.
 
         The rest is kept whole in ``_pending`` (an offset, no copy) for the
         next read.  If taking it reopened the receive window, the peer is
         told soon (kcp-go's Recv sets IKCP_ASK_TELL; the next flush carries
-        it).
+        it).  Lock held.
         """
-        if len(msg) > limit:
+        n = len(msg)
+        if n > limit:
             self._pending = msg
             self._poff = limit
-            msg = msg[:limit]
+            n = limit
         if kcp.probe:
             self._arm_locked()
-        return msg
+        return n
 
     def _stream_take(self, kcp: KCP, limit: int) -> bytes:
         """Up to ``limit`` ready stream bytes, joined once (lock held); b"" if none.
@@ -2026,18 +2032,36 @@ class Session(Weakrefable):
             msg = kcp.recv()
             return b"" if msg is None else self._cut_taken(kcp, msg, limit)
         parts: list[bytes] = []
-        got = kcp.recv_stream(limit, parts)
+        got, drop = self._stream_parts(kcp, limit, parts)
         if not got:
             return b""
+        if drop:
+            last = parts[-1]
+            parts[-1] = last[: len(last) - drop]
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _stream_parts(self, kcp: KCP, limit: int, parts: list[bytes]) -> tuple[int, int]:
+        """Take the ready stream segments that ``limit`` bytes reach into ``parts`` (lock held).
+
+        Returns:
+            (the bytes taken, at most ``limit``: 0 if none were ready; how
+            many bytes of the last part lie past ``limit``).  That last part
+            is kept whole in ``_pending`` with an offset for the next read
+            (:meth:`_keep_cut`).
+        """
+        got = kcp.recv_stream(limit, parts)
+        if not got:
+            return 0, 0
+        drop = 0
         if got > limit:
             last = parts[-1]
-            keep = len(last) - (got - limit)
+            drop = got - limit
             self._pending = last
-            self._poff = keep
-            parts[-1] = last[:keep]
+            self._poff = len(last) - drop
+            got = limit
         if kcp.probe:
-            self._arm_locked()  # the window reopened (see _cut_taken)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+            self._arm_locked()  # the window reopened (see _keep_cut)
+        return got, drop
 
     def recv_into(
         self,
@@ -2085,17 +2109,9 @@ class Session(Weakrefable):
             if msg is None:
                 return -1
             if not peek:
-                # a message (stream mode: only a peek gets here), cut as _cut_taken cuts
-                n = len(msg)
-                drop = 0
-                if n > bufsize:
-                    self._pending = msg
-                    self._poff = bufsize
-                    drop = n - bufsize
-                    n = bufsize
-                self._gather_into(buffer, 0, msg, 0, drop)
-                if kcp.probe:
-                    self._arm_locked()  # the window reopened (see _cut_taken)
+                # a message (stream mode: only a peek gets here)
+                n = self._keep_cut(kcp, msg, bufsize)
+                self._gather_into(buffer, 0, msg, 0, len(msg) - n)
                 return n
             self._keep_peeked(kcp, msg)
             pending = msg
@@ -2127,19 +2143,9 @@ class Session(Weakrefable):
         payload the limit cuts is kept whole in ``_pending`` (an offset).
         """
         parts: list[bytes] = []
-        got = kcp.recv_stream(limit, parts)
-        if not got:
-            return 0
-        drop = 0
-        if got > limit:
-            last = parts[-1]
-            drop = got - limit
-            self._pending = last
-            self._poff = len(last) - drop
-            got = limit
-        if kcp.probe:
-            self._arm_locked()  # the window reopened (see _cut_taken)
-        self._gather_into(buffer, pos, parts, 0, drop)
+        got, drop = self._stream_parts(kcp, limit, parts)
+        if got:
+            self._gather_into(buffer, pos, parts, 0, drop)
         return got
 
     def _gather_into(
