@@ -294,6 +294,60 @@ def role_server(args: argparse.Namespace) -> None:
         threading.Thread(target=run, daemon=True).start()
 
 
+def accept_ready(listener: Any) -> Iterator[Any]:
+    """Every connection a non-blocking listener has ready (``accept`` until ``BlockingIOError``)."""
+    while True:
+        try:
+            conn, _addr = listener.accept()
+        except BlockingIOError:
+            return
+        yield conn
+
+
+class SinkReader:
+    """The sink protocol as read from a non-blocking socket, one read at a time.
+
+    A transfer is an 8-byte big-endian length, then that many bytes; the
+    server answers DONE after each and another may follow.
+    """
+
+    __slots__ = ("header", "t0", "want")
+
+    def __init__(self) -> None:
+        self.header = b""
+        self.want = -1  # bytes of this transfer still to come (-1: reading the length)
+        self.t0 = 0.0  # free for the caller (the probe: when the length came)
+
+    def feed(self, data: memoryview) -> Iterator[bool]:
+        """Take ``data``; yield True when a length is complete, False when a transfer is."""
+        n = len(data)
+        at = 0
+        while at < n:
+            if self.want < 0:
+                take = min(8 - len(self.header), n - at)
+                self.header += bytes(data[at : at + take])
+                at += take
+                if len(self.header) < 8:
+                    continue
+                (self.want,) = struct.unpack(">Q", self.header)
+                self.header = b""
+                yield True
+            else:
+                take = min(self.want, n - at)
+                self.want -= take
+                at += take
+            if self.want == 0:
+                self.want = -1
+                yield False
+
+
+def answer_done(sock: Any) -> None:
+    """Send DONE on a non-blocking socket (a bounded wait if its window is full)."""
+    sock.settimeout(10.0)
+    sock.sendall(b"DONE")
+    sock.setblocking(False)
+
+
 def role_select_server(args: argparse.Namespace) -> None:
     """The sink server's protocol served by one thread: ``selectors`` over every session.
 
@@ -314,17 +368,12 @@ def role_select_server(args: argparse.Namespace) -> None:
     while True:
         for key, _ in sel.select(timeout=1.0):
             if key.data is None:
-                while True:
-                    try:
-                        conn, _addr = listener.accept()
-                    except BlockingIOError:
-                        break
+                for conn in accept_ready(listener):
                     conn.setblocking(False)
-                    # [header bytes, bytes still wanted (-1: reading the header)]
-                    sel.register(conn, selectors.EVENT_READ, [b"", -1])
+                    sel.register(conn, selectors.EVENT_READ, SinkReader())
                 continue
             sock: Any = key.fileobj
-            state: list[Any] = key.data  # [header bytes, bytes still wanted]
+            reader: SinkReader = key.data
             try:
                 n = sock.recv_into(buf)
             except BlockingIOError:
@@ -335,24 +384,9 @@ def role_select_server(args: argparse.Namespace) -> None:
                 sel.unregister(sock)
                 sock.close()
                 continue
-            at = 0
-            while at < n:
-                if state[1] < 0:
-                    take = min(8 - len(state[0]), n - at)
-                    state[0] += bytes(view[at : at + take])
-                    at += take
-                    if len(state[0]) == 8:
-                        (state[1],) = struct.unpack(">Q", state[0])
-                        state[0] = b""
-                else:
-                    take = min(state[1], n - at)
-                    state[1] -= take
-                    at += take
-                if state[1] == 0:  # all read: answer (bounded wait if the window is full)
-                    sock.settimeout(10.0)
-                    sock.sendall(b"DONE")
-                    sock.setblocking(False)
-                    state[1] = -1
+            for started in reader.feed(view[:n]):
+                if not started:
+                    answer_done(sock)
 
 
 def _retrans(sock: Any) -> str:

@@ -292,17 +292,20 @@ def role_server(args: argparse.Namespace) -> None:
     # and from accept() returning to the new thread running (all sessions summed)
     acceptor_time = [0.0, 0.0, 0.0, 0.0]
 
+    def note_created(sock: Any) -> None:
+        # when the session was created: its blacklist entry's expiry less the TTL
+        key = sock.session.route.key
+        exp = None if key is None else listener.core.blacklist._entries.get(key)
+        if exp is not None:
+            marks["created"].append(exp - listener.core.blacklist.ttl)
+
     def acceptor() -> None:
         while True:
             called = time.monotonic()
             sock, _ = listener.accept()
             marks["accept"].append(time.monotonic())
             marks["called"].append(called)
-            sess = sock.session
-            key = sess.route.key
-            exp = None if key is None else listener.core.blacklist._entries.get(key)
-            if exp is not None:
-                marks["created"].append(exp - listener.core.blacklist.ttl)
+            note_created(sock)
             threading.Thread(target=run, args=(sock,), daemon=True).start()
             marks["started"].append(time.monotonic())
             acc = acceptor_time
@@ -318,30 +321,24 @@ def role_server(args: argparse.Namespace) -> None:
         # the server's CPU and switches with the thread per session
         import selectors
 
+        from bench import SinkReader, accept_ready, answer_done
+
         listener.setblocking(False)
         sel = selectors.DefaultSelector()
         sel.register(listener, selectors.EVENT_READ, None)
         buf = bytearray(65536)
+        view = memoryview(buf)
         while True:
             for key, _ in sel.select(timeout=1.0):
                 if key.data is None:
-                    while True:
-                        try:
-                            conn, _addr = listener.accept()
-                        except BlockingIOError:
-                            break
+                    for conn in accept_ready(listener):
                         marks["accept"].append(time.monotonic())
-                        sess = conn.session
-                        rkey = sess.route.key
-                        exp = None if rkey is None else listener.core.blacklist._entries.get(rkey)
-                        if exp is not None:
-                            marks["created"].append(exp - listener.core.blacklist.ttl)
+                        note_created(conn)
                         conn.setblocking(False)
-                        # [header bytes, bytes still wanted (-1: header), first-bytes time]
-                        sel.register(conn, selectors.EVENT_READ, [b"", -1, 0.0])
+                        sel.register(conn, selectors.EVENT_READ, SinkReader())
                     continue
                 peer: Any = key.fileobj
-                state = key.data
+                reader: SinkReader = key.data
                 try:
                     n = peer.recv_into(buf)
                 except BlockingIOError:
@@ -354,26 +351,13 @@ def role_server(args: argparse.Namespace) -> None:
                     continue
                 calls[0] += 1
                 sizes.append(n)
-                at = 0
-                while at < n:
-                    if state[1] < 0:
-                        take = min(8 - len(state[0]), n - at)
-                        state[0] += bytes(buf[at : at + take])
-                        at += take
-                        if len(state[0]) == 8:
-                            state[1] = struct.unpack(">Q", state[0])[0]
-                            state[2] = time.monotonic()
-                            marks["first"].append(state[2])
-                        continue
-                    take = min(state[1], n - at)
-                    state[1] -= take
-                    at += take
-                    if state[1] == 0:
-                        peer.setblocking(True)
-                        peer.sendall(b"DONE")
-                        peer.setblocking(False)
-                        spans.append((state[2], time.monotonic()))
-                        state[0], state[1] = b"", -1
+                for started in reader.feed(view[:n]):
+                    if started:
+                        reader.t0 = time.monotonic()
+                        marks["first"].append(reader.t0)
+                    else:
+                        answer_done(peer)
+                        spans.append((reader.t0, time.monotonic()))
 
     if os.environ.get("PROBE_SELECT"):
         threading.Thread(target=select_server, daemon=True).start()

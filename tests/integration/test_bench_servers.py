@@ -51,3 +51,25 @@ def test_many_names_both_kcpsock_servers() -> None:
     assert bench._many_label(single, ("kcpsock", "/a", "sink-server")) == (
         "kcpsock, a thread per session"
     )
+
+
+def _events(reader: object, chunks: list[bytes]) -> list[bool]:
+    out: list[bool] = []
+    for chunk in chunks:
+        out += list(reader.feed(memoryview(chunk)))  # type: ignore[attr-defined]
+    return out
+
+
+def test_sink_reader_splits_the_protocol_at_any_byte() -> None:
+    """Lengths and bodies cut anywhere, two transfers in one read, an empty body."""
+    stream = (
+        (5).to_bytes(8, "big") + b"hello" + (0).to_bytes(8, "big") + (3).to_bytes(8, "big") + b"abc"
+    )
+    whole = _events(bench.SinkReader(), [stream])
+    assert whole == [True, False, True, False, True, False]
+    for cut in range(1, len(stream)):
+        reader = bench.SinkReader()
+        assert _events(reader, [stream[:cut], stream[cut:]]) == whole, cut
+        assert reader.want == -1 and reader.header == b""
+    # an empty body ends its transfer in the read that completes its length
+    assert _events(bench.SinkReader(), [(0).to_bytes(8, "big")]) == [True, False]
