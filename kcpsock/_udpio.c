@@ -47,11 +47,120 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <stdlib.h>
+#include <time.h>
 
 #define CHUNK 64         /* datagrams per sendmmsg */
 #define NAME_MAX_LEN 28  /* sizeof(struct sockaddr_in6) */
 #define RECV_BATCH_MAX 1024
 #define POOL_MAX 4       /* receive blocks kept for reuse */
+
+/*
+ * Diagnostics and the lock policy, read once at import:
+ *   KCPSOCK_UDPIO_GILSTAT=1  counts, per kind of call (recv that waits, recv
+ *       that does not, send), the time in the system call and from its
+ *       return to holding the GIL again (gil_stats());
+ *   KCPSOCK_UDPIO_HOLD=N     0: release the GIL around every call; bit 1: keep
+ *       it around recvmmsg MSG_DONTWAIT (cannot block); bit 2: sendmmsg is
+ *       tried with MSG_DONTWAIT first and the GIL held, released only to wait;
+ *       KCPSOCK_UDPIO_HOLD_US=U with HOLD=1: still release if the last
+ *       release was more than U microseconds ago.
+ */
+enum { K_WAIT, K_NOWAIT, K_SEND, K_KINDS };
+typedef struct {
+    long long n, held, call_ns, wait_ns, wait_max, over1, over5;
+} gstat_t;
+static gstat_t gstats[K_KINDS];
+static int gstat_on = 0;
+static int hold_mode = 0;
+static long long hold_us = 0;
+static long long last_release = 0;
+
+static inline long long
+now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Keep the GIL around a call that cannot block? */
+static inline int
+hold_gil(int kind)
+{
+    if (!(hold_mode & kind)) {
+        return 0;
+    }
+    if (hold_us > 0) {
+        long long t = now_ns();
+        if (t - last_release > hold_us * 1000) {
+            last_release = t;
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static inline void
+gstat_note(int kind, int held, long long t0, long long t1, long long t2)
+{
+    gstat_t *g = &gstats[kind];
+    long long w = t2 - t1;
+    g->n++;
+    g->held += held;
+    g->call_ns += t1 - t0;
+    g->wait_ns += w;
+    if (w > g->wait_max) {
+        g->wait_max = w;
+    }
+    g->over1 += w > 1000000;
+    g->over5 += w > 5000000;
+}
+
+PyDoc_STRVAR(gil_stats_doc, "gil_stats(reset=False, /) -> dict or None\n\n"
+                            "Per kind (wait, nowait, send): [calls, calls with the GIL held,\n"
+                            "ns in calls, ns to get the GIL back, max ns, > 1 ms, > 5 ms];\n"
+                            "None unless KCPSOCK_UDPIO_GILSTAT was set at import.");
+
+static PyObject *
+u_gil_stats(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    int reset = nargs > 0 ? PyObject_IsTrue(args[0]) : 0;
+    if (reset < 0) {
+        return NULL;
+    }
+    if (!gstat_on) {
+        Py_RETURN_NONE;
+    }
+    static const char *names[K_KINDS] = {"wait", "nowait", "send"};
+    PyObject *d = PyDict_New();
+    if (d == NULL) {
+        return NULL;
+    }
+    for (int k = 0; k < K_KINDS; k++) {
+        gstat_t *g = &gstats[k];
+        PyObject *v = Py_BuildValue("[LLLLLLL]", g->n, g->held, g->call_ns, g->wait_ns,
+                                    g->wait_max, g->over1, g->over5);
+        if (v == NULL || PyDict_SetItemString(d, names[k], v) < 0) {
+            Py_XDECREF(v);
+            Py_DECREF(d);
+            return NULL;
+        }
+        Py_DECREF(v);
+    }
+    PyObject *h = Py_BuildValue("[iL]", hold_mode, hold_us);
+    if (h == NULL || PyDict_SetItemString(d, "hold", h) < 0) {
+        Py_XDECREF(h);
+        Py_DECREF(d);
+        return NULL;
+    }
+    Py_DECREF(h);
+    if (reset) {
+        memset(gstats, 0, sizeof(gstats));
+    }
+    return d;
+}
 
 /*
  * One recv call's memory, in one block: the message headers, the iovecs,
@@ -239,12 +348,22 @@ u_recv(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             }
         }
         int r, err = 0;
-        Py_BEGIN_ALLOW_THREADS
+        int held = !(flags & MSG_WAITFORONE) && hold_gil(1);
+        PyThreadState *save = held ? NULL : PyEval_SaveThread();
+        long long t0 = gstat_on ? now_ns() : 0, t1 = 0;
         r = recvmmsg(fd, msgs, (unsigned)n, flags, NULL);
         if (r < 0) {
             err = errno;
         }
-        Py_END_ALLOW_THREADS
+        if (gstat_on) {
+            t1 = now_ns();
+        }
+        if (!held) {
+            PyEval_RestoreThread(save);
+        }
+        if (gstat_on) {
+            gstat_note((flags & MSG_WAITFORONE) ? K_WAIT : K_NOWAIT, held, t0, t1, now_ns());
+        }
         if (r <= 0) {
             if (r == 0 || err == EAGAIN || err == EWOULDBLOCK) {
                 break;
@@ -418,7 +537,38 @@ send_all(int fd, PyObject *packets, PyObject *name, PyObject *names, char *flags
             return -1;
         }
         int done = 0, quit = 0;
-        Py_BEGIN_ALLOW_THREADS
+        /* held: first without waiting and with the GIL (a datagram the
+           kernel takes at once); what would block is sent the waiting way */
+        if (hold_gil(2)) {
+            long long t0 = gstat_on ? now_ns() : 0;
+            while (done < n) {
+                int r = sendmmsg(fd, msgs + done, (unsigned)(n - done), MSG_DONTWAIT);
+                if (r > 0) {
+                    for (int i = done; i < done + r; i++) {
+                        *nbytes += (Py_ssize_t)iovs[i].iov_len;
+                        if (flags != NULL) {
+                            flags[start + i] = 1;
+                        }
+                    }
+                    *sent += r;
+                    done += r;
+                } else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                    break; /* full: wait below, the GIL released */
+                } else if (r < 0 && skip_errno(errno)) {
+                    done++;
+                } else {
+                    quit = 1;
+                    break;
+                }
+            }
+            if (gstat_on) {
+                long long t1 = now_ns();
+                gstat_note(K_SEND, 1, t0, t1, t1);
+            }
+        }
+        if (done < n && !quit) {
+        PyThreadState *save = PyEval_SaveThread();
+        long long t0 = gstat_on ? now_ns() : 0;
         while (done < n) {
             int r = sendmmsg(fd, msgs + done, (unsigned)(n - done), 0);
             if (r > 0) {
@@ -437,7 +587,12 @@ send_all(int fd, PyObject *packets, PyObject *name, PyObject *names, char *flags
                 break;
             }
         }
-        Py_END_ALLOW_THREADS
+        long long t1 = gstat_on ? now_ns() : 0;
+        PyEval_RestoreThread(save);
+        if (gstat_on) {
+            gstat_note(K_SEND, 0, t0, t1, now_ns());
+        }
+        }
         for (int i = 0; i < n; i++) {
             PyBuffer_Release(&views[i]);
         }
@@ -759,6 +914,7 @@ static PyMethodDef u_methods[] = {
     {"send_each", (PyCFunction)(void (*)(void))u_send_each, METH_FASTCALL, send_each_doc},
     {"send_to", (PyCFunction)(void (*)(void))u_send_to, METH_FASTCALL, send_to_doc},
     {"gather", (PyCFunction)(void (*)(void))u_gather, METH_FASTCALL, gather_doc},
+    {"gil_stats", (PyCFunction)(void (*)(void))u_gil_stats, METH_FASTCALL, gil_stats_doc},
     {NULL, NULL, 0, NULL},
 };
 #else
@@ -778,6 +934,15 @@ PyMODINIT_FUNC
 PyInit__udpio(void)
 {
 #ifdef __linux__
+    const char *e = getenv("KCPSOCK_UDPIO_GILSTAT");
+    gstat_on = e != NULL && *e && strcmp(e, "0") != 0;
+    e = getenv("KCPSOCK_UDPIO_HOLD");
+#ifndef UDPIO_HOLD_DEFAULT
+#define UDPIO_HOLD_DEFAULT 0
+#endif
+    hold_mode = e != NULL ? atoi(e) : UDPIO_HOLD_DEFAULT;
+    e = getenv("KCPSOCK_UDPIO_HOLD_US");
+    hold_us = e != NULL ? atoll(e) : 0;
     return PyModule_Create(&u_module);
 #else
     PyErr_SetString(PyExc_ImportError, "kcpsock._udpio is Linux only");
