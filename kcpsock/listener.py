@@ -61,7 +61,6 @@ Invariants:
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
@@ -122,12 +121,6 @@ LOADED_BATCH: Final = 64
 #: (their first flights, or retransmissions after a loss) is taken out of the
 #: kernel's buffer, which would drop it, while earlier batches are handled.
 LISTENER_READAHEAD: Final = 8192
-
-#: EXPERIMENT (gil13): seconds the receiver sleeps, the interpreter lock
-#: released, after a batch while sessions wait in the accept queue or one was
-#: accepted within the last :data:`_YIELD_AFTER` seconds (0: never)
-_YIELD: Final = float(os.environ.get("KCPSOCK_YIELD", "0") or 0)
-_YIELD_AFTER: Final = float(os.environ.get("KCPSOCK_YIELD_AFTER", "0.01"))
 
 #: Keys of :attr:`ListenerCore.refused`: why new conversations were dropped.
 REFUSAL_REASONS: Final = (
@@ -209,8 +202,6 @@ class ListenerCore(Weakrefable):
         #: the deferral of the sessions' reader wake-ups while the receiver is behind
         self.wake_gate = WakeGate()
         self._behind = False  # the current batch's: datagrams wait in the read-ahead
-        self._accepted_at = -1.0  # when accept() last returned a session (EXPERIMENT)
-        self.yields = 0  # batches after which the receiver slept (EXPERIMENT)
         self._receiver = Receiver(
             self.transport,
             self._on_batch,
@@ -266,9 +257,6 @@ class ListenerCore(Weakrefable):
                 # the readers whose wake-up the batch deferred: woken now
                 # unless the next batch follows at once (WakeGate)
                 self.wake_gate.end(self._behind, now_ms())
-        if _YIELD > 0 and (self._queue or time.monotonic() - self._accepted_at < _YIELD_AFTER):
-            self.yields += 1
-            time.sleep(_YIELD)
 
     def _handle_batch(self, batch: Batch) -> None:
         """The body of :meth:`_on_batch` (it may begin the gather that one ends)."""
@@ -455,7 +443,6 @@ class ListenerCore(Weakrefable):
                     if not self._queue and self._signal is not None:
                         self._signal.clear()
                     self.table.accepted(s.route)
-                    self._accepted_at = time.monotonic()
                     return s
                 if deadline == 0:
                     raise KCPBlockingIOError()
