@@ -32,6 +32,9 @@
  *         ECONNREFUSED or EINTR is skipped and the rest still go; any other
  *         error ends the call quietly (kcp-go ignores write errors).
  *
+ *     gil_stats([reset]) -> dict or None
+ *         diagnostics (KCPSOCK_UDPIO_GILSTAT=1 at import): see below.
+ *
  * Both system calls run with the GIL released (payload buffers stay exported
  * and referenced meanwhile; receive buffers are this call's own: taken from
  * a small free list, kept by the GIL, and given back when the call ends).
@@ -56,25 +59,17 @@
 #define POOL_MAX 4       /* receive blocks kept for reuse */
 
 /*
- * Diagnostics and the lock policy, read once at import:
- *   KCPSOCK_UDPIO_GILSTAT=1  counts, per kind of call (recv that waits, recv
- *       that does not, send), the time in the system call and from its
- *       return to holding the GIL again (gil_stats());
- *   KCPSOCK_UDPIO_HOLD=N     0: release the GIL around every call; bit 1: keep
- *       it around recvmmsg MSG_DONTWAIT (cannot block); bit 2: sendmmsg is
- *       tried with MSG_DONTWAIT first and the GIL held, released only to wait;
- *       KCPSOCK_UDPIO_HOLD_US=U with HOLD=1: still release if the last
- *       release was more than U microseconds ago.
+ * Diagnostics, switched on at import by KCPSOCK_UDPIO_GILSTAT=1: per kind of
+ * call (a recv that waits, a read-ahead, a send), the time in the system
+ * call and from its return to holding the GIL again (gil_stats()).  Off, they
+ * cost one test of a static flag per system call.
  */
 enum { K_WAIT, K_NOWAIT, K_SEND, K_KINDS };
 typedef struct {
-    long long n, held, call_ns, wait_ns, wait_max, over1, over5;
+    long long n, call_ns, wait_ns, wait_max, over1, over5;
 } gstat_t;
 static gstat_t gstats[K_KINDS];
 static int gstat_on = 0;
-static int hold_mode = 0;
-static long long hold_us = 0;
-static long long last_release = 0;
 
 static inline long long
 now_ns(void)
@@ -84,30 +79,12 @@ now_ns(void)
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-/* Keep the GIL around a call that cannot block? */
-static inline int
-hold_gil(int kind)
-{
-    if (!(hold_mode & kind)) {
-        return 0;
-    }
-    if (hold_us > 0) {
-        long long t = now_ns();
-        if (t - last_release > hold_us * 1000) {
-            last_release = t;
-            return 0;
-        }
-    }
-    return 1;
-}
-
 static inline void
-gstat_note(int kind, int held, long long t0, long long t1, long long t2)
+gstat_note(int kind, long long t0, long long t1, long long t2)
 {
     gstat_t *g = &gstats[kind];
     long long w = t2 - t1;
     g->n++;
-    g->held += held;
     g->call_ns += t1 - t0;
     g->wait_ns += w;
     if (w > g->wait_max) {
@@ -118,14 +95,18 @@ gstat_note(int kind, int held, long long t0, long long t1, long long t2)
 }
 
 PyDoc_STRVAR(gil_stats_doc, "gil_stats(reset=False, /) -> dict or None\n\n"
-                            "Per kind (wait, nowait, send): [calls, calls with the GIL held,\n"
-                            "ns in calls, ns to get the GIL back, max ns, > 1 ms, > 5 ms];\n"
+                            "Per kind (wait, nowait, send): [calls, ns in calls, ns to get\n"
+                            "the GIL back, the longest of those, how many > 1 ms, > 5 ms];\n"
                             "None unless KCPSOCK_UDPIO_GILSTAT was set at import.");
 
 static PyObject *
 u_gil_stats(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)self;
+    if (nargs > 1) {
+        PyErr_Format(PyExc_TypeError, "gil_stats expects at most 1 argument, got %zd", nargs);
+        return NULL;
+    }
     int reset = nargs > 0 ? PyObject_IsTrue(args[0]) : 0;
     if (reset < 0) {
         return NULL;
@@ -140,7 +121,7 @@ u_gil_stats(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     for (int k = 0; k < K_KINDS; k++) {
         gstat_t *g = &gstats[k];
-        PyObject *v = Py_BuildValue("[LLLLLLL]", g->n, g->held, g->call_ns, g->wait_ns,
+        PyObject *v = Py_BuildValue("[LLLLLL]", g->n, g->call_ns, g->wait_ns,
                                     g->wait_max, g->over1, g->over5);
         if (v == NULL || PyDict_SetItemString(d, names[k], v) < 0) {
             Py_XDECREF(v);
@@ -149,13 +130,6 @@ u_gil_stats(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         }
         Py_DECREF(v);
     }
-    PyObject *h = Py_BuildValue("[iL]", hold_mode, hold_us);
-    if (h == NULL || PyDict_SetItemString(d, "hold", h) < 0) {
-        Py_XDECREF(h);
-        Py_DECREF(d);
-        return NULL;
-    }
-    Py_DECREF(h);
     if (reset) {
         memset(gstats, 0, sizeof(gstats));
     }
@@ -348,8 +322,7 @@ u_recv(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             }
         }
         int r, err = 0;
-        int held = !(flags & MSG_WAITFORONE) && hold_gil(1);
-        PyThreadState *save = held ? NULL : PyEval_SaveThread();
+        PyThreadState *save = PyEval_SaveThread();
         long long t0 = gstat_on ? now_ns() : 0, t1 = 0;
         r = recvmmsg(fd, msgs, (unsigned)n, flags, NULL);
         if (r < 0) {
@@ -358,11 +331,9 @@ u_recv(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
         if (gstat_on) {
             t1 = now_ns();
         }
-        if (!held) {
-            PyEval_RestoreThread(save);
-        }
+        PyEval_RestoreThread(save);
         if (gstat_on) {
-            gstat_note((flags & MSG_WAITFORONE) ? K_WAIT : K_NOWAIT, held, t0, t1, now_ns());
+            gstat_note((flags & MSG_WAITFORONE) ? K_WAIT : K_NOWAIT, t0, t1, now_ns());
         }
         if (r <= 0) {
             if (r == 0 || err == EAGAIN || err == EWOULDBLOCK) {
@@ -537,36 +508,6 @@ send_all(int fd, PyObject *packets, PyObject *name, PyObject *names, char *flags
             return -1;
         }
         int done = 0, quit = 0;
-        /* held: first without waiting and with the GIL (a datagram the
-           kernel takes at once); what would block is sent the waiting way */
-        if (hold_gil(2)) {
-            long long t0 = gstat_on ? now_ns() : 0;
-            while (done < n) {
-                int r = sendmmsg(fd, msgs + done, (unsigned)(n - done), MSG_DONTWAIT);
-                if (r > 0) {
-                    for (int i = done; i < done + r; i++) {
-                        *nbytes += (Py_ssize_t)iovs[i].iov_len;
-                        if (flags != NULL) {
-                            flags[start + i] = 1;
-                        }
-                    }
-                    *sent += r;
-                    done += r;
-                } else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-                    break; /* full: wait below, the GIL released */
-                } else if (r < 0 && skip_errno(errno)) {
-                    done++;
-                } else {
-                    quit = 1;
-                    break;
-                }
-            }
-            if (gstat_on) {
-                long long t1 = now_ns();
-                gstat_note(K_SEND, 1, t0, t1, t1);
-            }
-        }
-        if (done < n && !quit) {
         PyThreadState *save = PyEval_SaveThread();
         long long t0 = gstat_on ? now_ns() : 0;
         while (done < n) {
@@ -590,8 +531,7 @@ send_all(int fd, PyObject *packets, PyObject *name, PyObject *names, char *flags
         long long t1 = gstat_on ? now_ns() : 0;
         PyEval_RestoreThread(save);
         if (gstat_on) {
-            gstat_note(K_SEND, 0, t0, t1, now_ns());
-        }
+            gstat_note(K_SEND, t0, t1, now_ns());
         }
         for (int i = 0; i < n; i++) {
             PyBuffer_Release(&views[i]);
@@ -936,13 +876,6 @@ PyInit__udpio(void)
 #ifdef __linux__
     const char *e = getenv("KCPSOCK_UDPIO_GILSTAT");
     gstat_on = e != NULL && *e && strcmp(e, "0") != 0;
-    e = getenv("KCPSOCK_UDPIO_HOLD");
-#ifndef UDPIO_HOLD_DEFAULT
-#define UDPIO_HOLD_DEFAULT 0
-#endif
-    hold_mode = e != NULL ? atoi(e) : UDPIO_HOLD_DEFAULT;
-    e = getenv("KCPSOCK_UDPIO_HOLD_US");
-    hold_us = e != NULL ? atoll(e) : 0;
     return PyModule_Create(&u_module);
 #else
     PyErr_SetString(PyExc_ImportError, "kcpsock._udpio is Linux only");

@@ -68,7 +68,7 @@ def gil_stats(reset: bool = False, /) -> Optional[dict[str, list[int]]]:
 
     Counted only when ``KCPSOCK_UDPIO_GILSTAT`` is set at import.  Per kind
     (``wait``: a recv that blocks, ``nowait``: a read-ahead, ``send``):
-    ``[calls, calls with the GIL held, ns in the calls, ns from the call's
-    return to holding the GIL again, the longest of those, how many > 1 ms,
-    how many > 5 ms]``; ``hold``: ``[KCPSOCK_UDPIO_HOLD, KCPSOCK_UDPIO_HOLD_US]``.
+    ``[calls, ns in the calls, ns from the call's return to holding the GIL
+    again, the longest of those, how many > 1 ms, how many > 5 ms]``.  A true
+    ``reset`` zeroes the counts after reading them.
     """

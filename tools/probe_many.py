@@ -49,6 +49,10 @@ Diagnostic switches (environment of this command):
 * ``PROBE_SELECT=1``: serve the sessions from one thread through
   ``selectors`` (as tools/bench.py's select server) instead of a thread
   per session;
+* ``KCPSOCK_UDPIO_GILSTAT=1``: a line ``udpio GIL`` with the receiver's
+  system calls by kind (blocking read, read-ahead, send), the time in them
+  and the time from each one's return to holding the interpreter lock
+  again (``kcpsock._udpio.gil_stats``);
 * ``PROBE_POOL=N``: N handler threads started before the client runs; the
   acceptor hands them the sessions (a thread per session without the cost
   of starting one);
@@ -712,15 +716,15 @@ def _spans(spans: list[list[float]]) -> str:
 
 
 def _gil(g: dict[str, Any]) -> str:
-    """``_udpio.gil_stats()`` per call kind: calls (held), ms in calls, ms to get the GIL back."""
+    """``_udpio.gil_stats()`` per call kind: calls, ms in calls, ms to get the GIL back."""
     out = []
     for kind in ("wait", "nowait", "send"):
-        n, held, call, wait, most, over1, over5 = g[kind]
+        n, call, wait, most, over1, over5 = g[kind]
         out.append(
-            f"{kind} {n} ({held} held) call {call / 1e6:.1f} ms, GIL back {wait / 1e6:.1f} ms"
+            f"{kind} {n} call {call / 1e6:.1f} ms, GIL back {wait / 1e6:.1f} ms"
             f" (max {most / 1e6:.2f}, >1ms {over1}, >5ms {over5})"
         )
-    return "; ".join(out) + f"; hold {g.get('hold')}"
+    return "; ".join(out)
 
 
 def show(label: str, r: dict[str, Any]) -> str:
