@@ -32,6 +32,9 @@
  *         ECONNREFUSED or EINTR is skipped and the rest still go; any other
  *         error ends the call quietly (kcp-go ignores write errors).
  *
+ *     gil_stats([reset]) -> dict or None
+ *         diagnostics (KCPSOCK_UDPIO_GILSTAT=1 at import): see below.
+ *
  * Both system calls run with the GIL released (payload buffers stay exported
  * and referenced meanwhile; receive buffers are this call's own: taken from
  * a small free list, kept by the GIL, and given back when the call ends).
@@ -47,11 +50,91 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <stdlib.h>
+#include <time.h>
 
 #define CHUNK 64         /* datagrams per sendmmsg */
 #define NAME_MAX_LEN 28  /* sizeof(struct sockaddr_in6) */
 #define RECV_BATCH_MAX 1024
 #define POOL_MAX 4       /* receive blocks kept for reuse */
+
+/*
+ * Diagnostics, switched on at import by KCPSOCK_UDPIO_GILSTAT=1: per kind of
+ * call (a recv that waits, a read-ahead, a send), the time in the system
+ * call and from its return to holding the GIL again (gil_stats()).  Off, they
+ * cost one test of a static flag per system call.
+ */
+enum { K_WAIT, K_NOWAIT, K_SEND, K_KINDS };
+typedef struct {
+    long long n, call_ns, wait_ns, wait_max, over1, over5;
+} gstat_t;
+static gstat_t gstats[K_KINDS];
+static int gstat_on = 0;
+
+static inline long long
+now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static inline void
+gstat_note(int kind, long long t0, long long t1, long long t2)
+{
+    gstat_t *g = &gstats[kind];
+    long long w = t2 - t1;
+    g->n++;
+    g->call_ns += t1 - t0;
+    g->wait_ns += w;
+    if (w > g->wait_max) {
+        g->wait_max = w;
+    }
+    g->over1 += w > 1000000;
+    g->over5 += w > 5000000;
+}
+
+PyDoc_STRVAR(gil_stats_doc, "gil_stats(reset=False, /) -> dict or None\n\n"
+                            "Per kind (wait, nowait, send): [calls, ns in calls, ns to get\n"
+                            "the GIL back, the longest of those, how many > 1 ms, > 5 ms];\n"
+                            "None unless KCPSOCK_UDPIO_GILSTAT was set at import.");
+
+static PyObject *
+u_gil_stats(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs > 1) {
+        PyErr_Format(PyExc_TypeError, "gil_stats expects at most 1 argument, got %zd", nargs);
+        return NULL;
+    }
+    int reset = nargs > 0 ? PyObject_IsTrue(args[0]) : 0;
+    if (reset < 0) {
+        return NULL;
+    }
+    if (!gstat_on) {
+        Py_RETURN_NONE;
+    }
+    static const char *names[K_KINDS] = {"wait", "nowait", "send"};
+    PyObject *d = PyDict_New();
+    if (d == NULL) {
+        return NULL;
+    }
+    for (int k = 0; k < K_KINDS; k++) {
+        gstat_t *g = &gstats[k];
+        PyObject *v = Py_BuildValue("[LLLLLL]", g->n, g->call_ns, g->wait_ns,
+                                    g->wait_max, g->over1, g->over5);
+        if (v == NULL || PyDict_SetItemString(d, names[k], v) < 0) {
+            Py_XDECREF(v);
+            Py_DECREF(d);
+            return NULL;
+        }
+        Py_DECREF(v);
+    }
+    if (reset) {
+        memset(gstats, 0, sizeof(gstats));
+    }
+    return d;
+}
 
 /*
  * One recv call's memory, in one block: the message headers, the iovecs,
@@ -239,12 +322,19 @@ u_recv(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
             }
         }
         int r, err = 0;
-        Py_BEGIN_ALLOW_THREADS
+        PyThreadState *save = PyEval_SaveThread();
+        long long t0 = gstat_on ? now_ns() : 0, t1 = 0;
         r = recvmmsg(fd, msgs, (unsigned)n, flags, NULL);
         if (r < 0) {
             err = errno;
         }
-        Py_END_ALLOW_THREADS
+        if (gstat_on) {
+            t1 = now_ns();
+        }
+        PyEval_RestoreThread(save);
+        if (gstat_on) {
+            gstat_note((flags & MSG_WAITFORONE) ? K_WAIT : K_NOWAIT, t0, t1, now_ns());
+        }
         if (r <= 0) {
             if (r == 0 || err == EAGAIN || err == EWOULDBLOCK) {
                 break;
@@ -418,7 +508,8 @@ send_all(int fd, PyObject *packets, PyObject *name, PyObject *names, char *flags
             return -1;
         }
         int done = 0, quit = 0;
-        Py_BEGIN_ALLOW_THREADS
+        PyThreadState *save = PyEval_SaveThread();
+        long long t0 = gstat_on ? now_ns() : 0;
         while (done < n) {
             int r = sendmmsg(fd, msgs + done, (unsigned)(n - done), 0);
             if (r > 0) {
@@ -437,7 +528,11 @@ send_all(int fd, PyObject *packets, PyObject *name, PyObject *names, char *flags
                 break;
             }
         }
-        Py_END_ALLOW_THREADS
+        long long t1 = gstat_on ? now_ns() : 0;
+        PyEval_RestoreThread(save);
+        if (gstat_on) {
+            gstat_note(K_SEND, t0, t1, now_ns());
+        }
         for (int i = 0; i < n; i++) {
             PyBuffer_Release(&views[i]);
         }
@@ -759,6 +854,7 @@ static PyMethodDef u_methods[] = {
     {"send_each", (PyCFunction)(void (*)(void))u_send_each, METH_FASTCALL, send_each_doc},
     {"send_to", (PyCFunction)(void (*)(void))u_send_to, METH_FASTCALL, send_to_doc},
     {"gather", (PyCFunction)(void (*)(void))u_gather, METH_FASTCALL, gather_doc},
+    {"gil_stats", (PyCFunction)(void (*)(void))u_gil_stats, METH_FASTCALL, gil_stats_doc},
     {NULL, NULL, 0, NULL},
 };
 #else
@@ -778,6 +874,8 @@ PyMODINIT_FUNC
 PyInit__udpio(void)
 {
 #ifdef __linux__
+    const char *e = getenv("KCPSOCK_UDPIO_GILSTAT");
+    gstat_on = e != NULL && *e && strcmp(e, "0") != 0;
     return PyModule_Create(&u_module);
 #else
     PyErr_SetString(PyExc_ImportError, "kcpsock._udpio is Linux only");

@@ -62,3 +62,13 @@ def send_to(
 
 def send_each(fd: int, packets: Sequence[_Bytes], names: Optional[Sequence[bytes]], /) -> bytearray:
     """``sendmmsg`` ``packets[i]`` to ``names[i]`` (None: connected); one flag per datagram."""
+
+def gil_stats(reset: bool = False, /) -> Optional[dict[str, list[int]]]:
+    """Diagnostics: the GIL around this module's system calls, or None.
+
+    Counted only when ``KCPSOCK_UDPIO_GILSTAT`` is set at import.  Per kind
+    (``wait``: a recv that blocks, ``nowait``: a read-ahead, ``send``):
+    ``[calls, ns in the calls, ns from the call's return to holding the GIL
+    again, the longest of those, how many > 1 ms, how many > 5 ms]``.  A true
+    ``reset`` zeroes the counts after reading them.
+    """

@@ -49,6 +49,13 @@ Diagnostic switches (environment of this command):
 * ``PROBE_SELECT=1``: serve the sessions from one thread through
   ``selectors`` (as tools/bench.py's select server) instead of a thread
   per session;
+* ``KCPSOCK_UDPIO_GILSTAT=1``: a line ``udpio GIL`` with the receiver's
+  system calls by kind (blocking read, read-ahead, send), the time in them
+  and the time from each one's return to holding the interpreter lock
+  again (``kcpsock._udpio.gil_stats``);
+* ``PROBE_POOL=N``: N handler threads started before the client runs; the
+  acceptor hands them the sessions (a thread per session without the cost
+  of starting one);
 * ``PROBE_NOCAP=1``: lift the listener's window caps (WindowShare,
   DrainRate); ``PROBE_CAP=N``: the share's floor; ``PROBE_DFLOOR=N``: DrainRate's floor; ``PROBE_SWITCH=S``:
   ``sys.setswitchinterval(S)`` in the server; ``PROBE_GATE=IDLE,MAX``: the
@@ -306,7 +313,10 @@ def role_server(args: argparse.Namespace) -> None:
             marks["accept"].append(time.monotonic())
             marks["called"].append(called)
             note_created(sock)
-            threading.Thread(target=run, args=(sock,), daemon=True).start()
+            if pool is not None:
+                pool.put(sock)
+            else:
+                threading.Thread(target=run, args=(sock,), daemon=True).start()
             marks["started"].append(time.monotonic())
             acc = acceptor_time
             acc[0] += marks["accept"][-1] - called  # in accept()
@@ -359,6 +369,20 @@ def role_server(args: argparse.Namespace) -> None:
                         answer_done(peer)
                         spans.append((reader.t0, time.monotonic()))
 
+    # PROBE_POOL=N: N handler threads started before the client runs, the
+    # acceptor hands them the sockets (what a thread per session would give
+    # if starting a thread cost nothing)
+    pool: Any = None
+    if os.environ.get("PROBE_POOL"):
+        import queue
+
+        pool = queue.SimpleQueue()
+
+        def pooled() -> None:
+            run(pool.get())
+
+        for _ in range(int(os.environ["PROBE_POOL"])):
+            threading.Thread(target=pooled, daemon=True).start()
     if os.environ.get("PROBE_SELECT"):
         threading.Thread(target=select_server, daemon=True).start()
     else:
@@ -451,6 +475,12 @@ def role_server(args: argparse.Namespace) -> None:
     t = os.times()
     base = (t.user + t.system, _thread_cpu())
     ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    from kcpsock._accel import native
+
+    udpio = native("_udpio")
+    gil_stats = getattr(udpio, "gil_stats", None)  # KCPSOCK_UDPIO_GILSTAT=1: per call kind
+    if gil_stats is not None:
+        gil_stats(True)
     print(f"READY {host}:{port}", flush=True)
     for line in sys.stdin:
         if line.strip() == "STATE":
@@ -539,6 +569,7 @@ def role_server(args: argparse.Namespace) -> None:
                 "acceptor": [round(x * 1000, 1) for x in acceptor_time],
                 "fire_kinds": fire_kinds,
                 "refused": {k: v for k, v in listener.refused.items() if v},
+                "gil": gil_stats() if gil_stats is not None else None,
             }
             print("STATS " + json.dumps(stats), flush=True)
     os._exit(0)
@@ -684,6 +715,18 @@ def _spans(spans: list[list[float]]) -> str:
     return f"starts p0/50/90/100 {[starts[i] for i in q]}, ends {[ends[i] for i in q]}"
 
 
+def _gil(g: dict[str, Any]) -> str:
+    """``_udpio.gil_stats()`` per call kind: calls, ms in calls, ms to get the GIL back."""
+    out = []
+    for kind in ("wait", "nowait", "send"):
+        n, call, wait, most, over1, over5 = g[kind]
+        out.append(
+            f"{kind} {n} call {call / 1e6:.1f} ms, GIL back {wait / 1e6:.1f} ms"
+            f" (max {most / 1e6:.2f}, >1ms {over1}, >5ms {over5})"
+        )
+    return "; ".join(out)
+
+
 def show(label: str, r: dict[str, Any]) -> str:
     """One line of figures."""
     s = r.get("snmp", {})
@@ -715,6 +758,7 @@ def show(label: str, r: dict[str, Any]) -> str:
         )
         + f"\n   marks {r.get('marks')}"
         + f"\n   acceptor ms (in accept, in Thread.start, its CPU, until the thread ran) {r.get('acceptor')}"
+        + (f"\n   udpio GIL {_gil(r['gil'])}" if r.get("gil") else "")
         + (f"\n   updater wake-ups by caller {r['wake_sites']}" if r.get("wake_sites") else "")
         + (f"\n   timer runs by what they found {r['fire_kinds']}" if r.get("fire_kinds") else "")
     )

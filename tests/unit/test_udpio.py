@@ -6,8 +6,12 @@ tests/integration/test_mmsg.py runs every batch test through both paths
 
 from __future__ import annotations
 
+import json
+import os
 import select
 import socket
+import subprocess
+import sys
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
@@ -418,3 +422,45 @@ def test_send_to_rejects_bad_arguments(pair: tuple[socket.socket, socket.socket]
         udpio.send_to(fd, [b"x"], [to_b], {to_b: b"short"}, len)
     with pytest.raises(ZeroDivisionError):
         udpio.send_to(fd, [b"x"], [to_b], {}, lambda r: 1 / 0)
+
+
+def test_gil_stats_are_off_unless_switched_on_at_import() -> None:
+    if os.environ.get("KCPSOCK_UDPIO_GILSTAT", "") not in ("", "0"):
+        pytest.skip("KCPSOCK_UDPIO_GILSTAT is set in this process")
+    assert udpio.gil_stats() is None
+
+
+def test_gil_stats_count_each_kind_of_call_and_reset() -> None:
+    # a child process: the switch is read once, when the module is imported
+    code = """
+import json, socket
+from kcpsock import _accel, _mmsg
+u = _accel.native("_udpio")
+a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+a.bind(("127.0.0.1", 0))
+b.bind(("127.0.0.1", 0))
+raw = _mmsg._sockaddr(socket.AF_INET, b.getsockname())
+u.send(a.fileno(), [b"x", b"yz"], raw)
+out = []
+u.recv(b.fileno(), 64, 8, 8, 8, out, None, {}, _mmsg._address, 1)
+u.recv(b.fileno(), 64, 8, 8, 8, out, None, {}, _mmsg._address)
+first = u.gil_stats(True)
+print(json.dumps([len(out), first, u.gil_stats()]))
+"""
+    run = subprocess.run(
+        [sys.executable, "-W", "error::RuntimeWarning", "-c", code],
+        env={**os.environ, "KCPSOCK_UDPIO_GILSTAT": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    got, first, after = json.loads(run.stdout)
+    assert got == 2
+    # [calls, ns in calls, ns to get the GIL back, longest, > 1 ms, > 5 ms]
+    assert first["send"][0] == 1
+    assert first["wait"][0] == 1  # it found both datagrams queued
+    assert first["nowait"][0] == 1  # the empty socket: EAGAIN
+    assert all(v[1] > 0 and v[2] >= 0 and v[3] <= v[2] for v in first.values())
+    assert after == {k: [0] * 6 for k in ("wait", "nowait", "send")}
