@@ -458,10 +458,10 @@ def _run_client(args: argparse.Namespace, settings: KCPSettings) -> int:
         reporter.report(final=True)
         clean = True
     except (OSError, frames.ProtocolError):
-        if watch.silent.is_set():
+        if watch.unanswered():
             raise CommandError(
                 f"no answer from {format_address(address)} within "
-                f"{args.wait:g} s (is `kcpsock bench -s` running there, "
+                f"{watch.waited():g} s (is `kcpsock bench -s` running there, "
                 "with the same --crypt, --key and FEC?)"
             ) from None
         if watch.stalled.is_set():

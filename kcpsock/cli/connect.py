@@ -164,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
             # The peer is done; our input may still be flowing (half-close).
             while not watch.silent.is_set() and not stdin_done.wait(0.5):
                 pass
-        if watch.silent.is_set():
+        if watch.unanswered():
             raise OSError("no answer")
         if remote_error:
             raise CommandError(remote_error[0])
@@ -172,10 +172,10 @@ def run(args: argparse.Namespace) -> int:
             raise errors[0]
         clean = True
     except OSError:
-        if watch.silent.is_set():
+        if watch.unanswered():
             raise CommandError(
                 f"no answer from {format_address(address)} within "
-                f"{args.wait:g} s (is a kcpsock server running there, "
+                f"{watch.waited():g} s (is a kcpsock server running there, "
                 "with the same --crypt, --key and FEC?)"
             ) from None
         raise
