@@ -721,7 +721,8 @@ class KCPSocket(SocketTimeouts):
 
         Raises:
             ValueError: a file not opened in binary mode, a negative
-                ``offset`` or a ``count`` <= 0 (as ``socket.sendfile``).
+                ``offset``, a ``count`` <= 0 or a non-blocking socket (as
+                ``socket.sendfile``).
             TypeError: ``offset`` or ``count`` not an int.
             As :meth:`sendall`, and whatever ``file.read`` raises.
         """
@@ -736,6 +737,8 @@ class KCPSocket(SocketTimeouts):
                 raise TypeError(f"count must be a positive integer (got {count!r})")
             if count <= 0:
                 raise ValueError(f"count must be a positive integer (got {count!r})")
+        if self._timeout == 0:
+            raise ValueError("non-blocking sockets are not supported")
         if offset:
             file.seek(offset)
         total = 0
