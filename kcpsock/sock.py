@@ -1338,6 +1338,30 @@ class Listener(SocketTimeouts):
         """
         self._core.close()
 
+    def shutdown(self, how: int) -> None:
+        """Stop accepting, as ``shutdown`` of a listening TCP socket does.
+
+        ``SHUT_RD`` and ``SHUT_RDWR`` wake an ``accept()`` blocked in another
+        thread with ``OSError`` (the usual way to stop a server thread) and
+        act as :meth:`close` (the listener reads as closed afterwards: EBADF,
+        where Linux TCP says EINVAL); ``SHUT_WR`` changes nothing, as on Linux.
+
+        Args:
+            how: ``socket.SHUT_RD``, ``SHUT_WR`` or ``SHUT_RDWR``.
+
+        Raises:
+            OSError: EBADF after close.
+            ValueError: bad ``how``.
+            TypeError: ``how`` is not an int.
+        """
+        if isinstance(how, bool) or not isinstance(how, int):
+            raise TypeError(f"how must be an int (socket.SHUT_RD, ...), not {type(how).__name__}")
+        if how not in (socket.SHUT_RD, socket.SHUT_WR, socket.SHUT_RDWR):
+            raise ValueError(f"how must be SHUT_RD, SHUT_WR or SHUT_RDWR, got {how!r}")
+        self._check_open()
+        if how != socket.SHUT_WR:
+            self._core.close()
+
     @property
     def closed(self) -> bool:
         """True after :meth:`close`."""
