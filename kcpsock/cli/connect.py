@@ -148,7 +148,17 @@ def run(args: argparse.Namespace) -> int:
             while True:
                 frame = reader.read()
                 if frame is None:
-                    break
+                    # no FIN: the session ended under us (the server died,
+                    # went silent or never answered); nothing more can be
+                    # sent, so do not wait for the end of our input
+                    if remote_error:
+                        raise CommandError(remote_error[0])
+                    if watch.unanswered():
+                        raise OSError("no answer")
+                    raise CommandError(
+                        f"the session with {format_address(address)} ended before the "
+                        "server's end of stream (it stopped answering or went away)"
+                    )
                 kind, payload = frame
                 if kind == frames.DATA:
                     out.write(payload)

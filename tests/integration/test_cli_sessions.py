@@ -177,6 +177,30 @@ def test_a_wrong_key_is_no_answer_at_the_default_wait(procs: Any) -> None:  # no
     assert server.interrupt() == 130
 
 
+def test_connect_ends_when_the_server_dies_while_input_stays_open(procs: Any) -> None:  # noqa: F811
+    # netcat's user at a terminal: the server process dies; connect used to
+    # wait for the end of its input (Ctrl-D) before saying anything.
+    import subprocess
+
+    server = procs("serve", "127.0.0.1:0", *FAST)
+    host, port = server.address()
+    client = procs("connect", f"{host}:{port}", *FAST, stdin=subprocess.PIPE)
+    assert client.p.stdin is not None
+    client.p.stdin.write(b"first\n")
+    client.p.stdin.flush()
+    assert client.wait_line(re.compile(r"^first$"), timeout=30)
+    server.kill()  # its UDP port closes: the session dies
+    try:
+        status = client.p.wait(timeout=30)  # input still open
+    finally:
+        client.p.stdin.close()
+    client._err.join(timeout=10)
+    assert status == 1, client.stderr.decode()
+    lines = client.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kcpsock connect: error: "), lines
+    assert f"{host}:{port}" in lines[0], lines
+
+
 def test_tunnel_to_nowhere_says_so_at_the_default_wait(procs: Any) -> None:  # noqa: F811
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as hole:
         hole.bind(("127.0.0.1", 0))  # a UDP port nobody answers on
