@@ -466,8 +466,8 @@ def test_stream_send_names_its_argument_like_kcpsocket(make_pair: Any) -> None:
     st = p.client.open_stream()
     for call in (st.send, st.sendall):
         with pytest.raises(TypeError, match=r"data must be a bytes-like object, not str \(encode"):
-            call("text")  # type: ignore[arg-type]
+            call("text")
         with pytest.raises(TypeError, match="data must be a bytes-like object, not int"):
-            call(5)  # type: ignore[arg-type]
+            call(5)
     assert st.send(memoryview(bytearray(b"abcd")).cast("B", (2, 2))) == 4  # any bytes-like
     st.sendall(b"")
