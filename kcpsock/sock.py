@@ -1316,6 +1316,15 @@ class Listener(SocketTimeouts):
         addr: Address = self._core.sock.getsockname()
         return addr
 
+    def getpeername(self) -> Address:
+        """A listener has no peer: raises as a listening TCP socket does.
+
+        Raises:
+            OSError: ENOTCONN; EBADF after close.
+        """
+        self._check_open()
+        raise OSError(errno.ENOTCONN, os.strerror(errno.ENOTCONN))
+
     @property
     def addr(self) -> Address:
         """The local address (kcp-go ``Addr``)."""

@@ -998,3 +998,15 @@ def test_listener_shutdown_wakes_a_blocked_accept_like_tcp(listener: kcpsock.Lis
     listener.close()  # still fine afterwards
     with pytest.raises(OSError, match="Bad file descriptor"):
         listener.shutdown(socket.SHUT_RDWR)  # after close: EBADF, as socket
+
+
+def test_listener_getpeername_is_not_connected_like_tcp(listener: kcpsock.Listener) -> None:
+    # generic code that logs sock.getpeername() expects OSError (ENOTCONN) from
+    # a listening socket, not AttributeError
+    with pytest.raises(OSError) as info:
+        listener.getpeername()
+    assert info.value.errno == errno.ENOTCONN
+    listener.close()
+    with pytest.raises(OSError) as info:
+        listener.getpeername()
+    assert info.value.errno == errno.EBADF
