@@ -47,7 +47,7 @@ import weakref
 from typing import Any, Optional
 
 from .errors import KCPBlockingIOError, KCPClosedError, KCPTimeoutError
-from .session import wait_deadline
+from .session import byte_view, wait_deadline
 from .smux_frames import Changes, SmuxConfig, SmuxProtocol
 from .snappy import FrameDecoder, FrameEncoder, SnappyError
 from .sock import SocketTimeouts, check_file_mode, check_timeout, make_file, timeout_deadline
@@ -186,10 +186,11 @@ class SmuxStream(SocketTimeouts):
                 closed the stream and its window is exhausted.
             TimeoutError, BlockingIOError, ConnectionResetError, OSError: as
                 :meth:`recv`.
+            TypeError: ``data`` is not a bytes-like object.
         """
         self._check_open()
         deadline = self._flags_deadline(flags)
-        return self._session._write(self, data, deadline)
+        return self._session._write(self, byte_view(data), deadline)
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         """Send all of ``data`` (``socket.sendall``); the timeout covers the whole call.
@@ -199,7 +200,7 @@ class SmuxStream(SocketTimeouts):
         """
         self._check_open()
         deadline = self._flags_deadline(flags)
-        view = memoryview(data).cast("B")
+        view = byte_view(data)
         pos = 0
         while pos < len(view):
             pos += self._session._write(self, view[pos:], deadline)

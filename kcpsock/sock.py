@@ -721,7 +721,8 @@ class KCPSocket(SocketTimeouts):
 
         Raises:
             ValueError: a file not opened in binary mode, a negative
-                ``offset`` or a ``count`` <= 0 (as ``socket.sendfile``).
+                ``offset``, a ``count`` <= 0 or a non-blocking socket (as
+                ``socket.sendfile``).
             TypeError: ``offset`` or ``count`` not an int.
             As :meth:`sendall`, and whatever ``file.read`` raises.
         """
@@ -736,6 +737,8 @@ class KCPSocket(SocketTimeouts):
                 raise TypeError(f"count must be a positive integer (got {count!r})")
             if count <= 0:
                 raise ValueError(f"count must be a positive integer (got {count!r})")
+        if self._timeout == 0:
+            raise ValueError("non-blocking sockets are not supported")
         if offset:
             file.seek(offset)
         total = 0
@@ -1313,6 +1316,15 @@ class Listener(SocketTimeouts):
         addr: Address = self._core.sock.getsockname()
         return addr
 
+    def getpeername(self) -> Address:
+        """A listener has no peer: raises as a listening TCP socket does.
+
+        Raises:
+            OSError: ENOTCONN; EBADF after close.
+        """
+        self._check_open()
+        raise OSError(errno.ENOTCONN, os.strerror(errno.ENOTCONN))
+
     @property
     def addr(self) -> Address:
         """The local address (kcp-go ``Addr``)."""
@@ -1334,6 +1346,30 @@ class Listener(SocketTimeouts):
         socket is released with the last one.
         """
         self._core.close()
+
+    def shutdown(self, how: int) -> None:
+        """Stop accepting, as ``shutdown`` of a listening TCP socket does.
+
+        ``SHUT_RD`` and ``SHUT_RDWR`` wake an ``accept()`` blocked in another
+        thread with ``OSError`` (the usual way to stop a server thread) and
+        act as :meth:`close` (the listener reads as closed afterwards: EBADF,
+        where Linux TCP says EINVAL); ``SHUT_WR`` changes nothing, as on Linux.
+
+        Args:
+            how: ``socket.SHUT_RD``, ``SHUT_WR`` or ``SHUT_RDWR``.
+
+        Raises:
+            OSError: EBADF after close.
+            ValueError: bad ``how``.
+            TypeError: ``how`` is not an int.
+        """
+        if isinstance(how, bool) or not isinstance(how, int):
+            raise TypeError(f"how must be an int (socket.SHUT_RD, ...), not {type(how).__name__}")
+        if how not in (socket.SHUT_RD, socket.SHUT_WR, socket.SHUT_RDWR):
+            raise ValueError(f"how must be SHUT_RD, SHUT_WR or SHUT_RDWR, got {how!r}")
+        self._check_open()
+        if how != socket.SHUT_WR:
+            self._core.close()
 
     @property
     def closed(self) -> bool:

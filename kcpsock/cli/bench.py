@@ -155,7 +155,19 @@ def _serve_one(
         sock.settimeout(60.0)
         reader = frames.FrameReader(sock)
         writer = frames.FrameWriter(sock)
-        hello = reader.read_json()
+        try:
+            hello = reader.read_json()
+        except frames.ProtocolError:
+            # most likely `kcpsock connect` (framed or --raw): tell it
+            # (it recognises this frame and exits with the message)
+            try:
+                sock.sendall(
+                    frames.error_frame("this is a `kcpsock bench -s` server (use kcpsock bench -c)")
+                )
+                graceful_close(sock)
+            except OSError:
+                pass
+            raise
         mode = str(hello.get("mode", "send"))
         limit_bytes = hello.get("bytes")
         limit_s = hello.get("time")
@@ -448,8 +460,17 @@ def _run_client(args: argparse.Namespace, settings: KCPSettings) -> int:
                 import json
 
                 result = json.loads(payload)
+                message = frames.parse_error_frame(frames.error_prefix(payload))
+                if message is not None:
+                    raise CommandError(message)
             elif kind == frames.FIN:
                 break
+        if not isinstance(result, dict) or "received" not in result:
+            # an echo server (kcpsock serve) sends our own request back
+            raise CommandError(
+                f"{format_address(address)} is not a `kcpsock bench -s` server "
+                "(no result came back; an echo server?)"
+            )
         elapsed = time.monotonic() - start
         if sender is not None:
             sender.join()
@@ -458,10 +479,10 @@ def _run_client(args: argparse.Namespace, settings: KCPSettings) -> int:
         reporter.report(final=True)
         clean = True
     except (OSError, frames.ProtocolError):
-        if watch.silent.is_set():
+        if watch.unanswered():
             raise CommandError(
                 f"no answer from {format_address(address)} within "
-                f"{args.wait:g} s (is `kcpsock bench -s` running there, "
+                f"{watch.waited():g} s (is `kcpsock bench -s` running there, "
                 "with the same --crypt, --key and FEC?)"
             ) from None
         if watch.stalled.is_set():

@@ -65,7 +65,9 @@ def add_wait_option(parser: argparse.ArgumentParser) -> None:
         default=NO_ANSWER_S,
         metavar="S",
         help="give up when the server has not answered S seconds after the "
-        f"first send (KCP has no handshake; default {NO_ANSWER_S:g}; 0: forever)",
+        f"first send (KCP has no handshake; default {NO_ANSWER_S:g}; 0: no limit; "
+        "a waiting reader's probes may find a silent server gone sooner, after "
+        "about 2 s)",
     )
 
 
@@ -141,7 +143,9 @@ class AnswerWatch:
     and :attr:`silent` is set so the command can say why.  With ``stall_s``,
     the session is also closed (and :attr:`stalled` set) when, after the
     first answer, no segment arrives for ``stall_s`` seconds, until
-    :meth:`stop`.
+    :meth:`stop`.  A reader's probes may count the silent peer as gone (EOF)
+    before ``wait_s`` is over; :meth:`unanswered` tells that end from a
+    clean one.
     """
 
     def __init__(
@@ -155,11 +159,33 @@ class AnswerWatch:
         self.stalled = threading.Event()
         self._started = threading.Event()
         self._stop = threading.Event()
+        self._sent_at: Optional[float] = None
         spawn(self._run, name="kcpsock-answer-watch")
 
     def sent(self) -> None:
         """Start the clock (idempotent)."""
+        if self._sent_at is None:
+            self._sent_at = time.monotonic()
         self._started.set()
+
+    def unanswered(self) -> bool:
+        """True if something was sent and not one segment ever came back.
+
+        Also after the session ended another way than by this watch (a
+        reader's probes found the silent peer gone and read EOF first).
+        """
+        if self.silent.is_set():
+            return True
+        if self._sent_at is None:
+            return False
+        return self._segments_in() == 0
+
+    def waited(self) -> float:
+        """Seconds to name in a no-answer message: ``wait_s``, less if EOF came first."""
+        if self.silent.is_set() or self._sent_at is None:
+            return self.wait_s
+        elapsed = round(time.monotonic() - self._sent_at, 1)
+        return elapsed if self.wait_s <= 0 else min(self.wait_s, elapsed)
 
     def stop(self) -> None:
         """Stop watching."""

@@ -148,7 +148,17 @@ def run(args: argparse.Namespace) -> int:
             while True:
                 frame = reader.read()
                 if frame is None:
-                    break
+                    # no FIN: the session ended under us (the server died,
+                    # went silent or never answered); nothing more can be
+                    # sent, so do not wait for the end of our input
+                    if remote_error:
+                        raise CommandError(remote_error[0])
+                    if watch.unanswered():
+                        raise OSError("no answer")
+                    raise CommandError(
+                        f"the session with {format_address(address)} ended before the "
+                        "server's end of stream (it stopped answering or went away)"
+                    )
                 kind, payload = frame
                 if kind == frames.DATA:
                     out.write(payload)
@@ -164,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
             # The peer is done; our input may still be flowing (half-close).
             while not watch.silent.is_set() and not stdin_done.wait(0.5):
                 pass
-        if watch.silent.is_set():
+        if watch.unanswered():
             raise OSError("no answer")
         if remote_error:
             raise CommandError(remote_error[0])
@@ -172,10 +182,10 @@ def run(args: argparse.Namespace) -> int:
             raise errors[0]
         clean = True
     except OSError:
-        if watch.silent.is_set():
+        if watch.unanswered():
             raise CommandError(
                 f"no answer from {format_address(address)} within "
-                f"{args.wait:g} s (is a kcpsock server running there, "
+                f"{watch.waited():g} s (is a kcpsock server running there, "
                 "with the same --crypt, --key and FEC?)"
             ) from None
         raise

@@ -366,10 +366,28 @@ def client_connection(mux: ClientMux, conn: socket.socket, peer: Any, display: D
         conn.close()
         return
     up, down = pipe(stream, conn)
+    if not stream.session.alive and _never_answered(stream.session.sock):
+        # the session ended (a waiting reader's probes found the silent
+        # server gone) without one segment from it: a wrong key or cipher
+        display.line(
+            f"closed {format_address(peer)} (stream {stream.id}): no answer from "
+            f"{format_address(mux.remote)} (is a kcptun server running there, with the "
+            "same --crypt, --key and FEC?)",
+            {"event": "error", "peer": format_address(peer), "error": "no answer"},
+        )
+        return
     display.line(
         f"closed {format_address(peer)} (stream {stream.id}): {up} bytes up, {down} bytes down",
         {"event": "closed", "peer": format_address(peer), "up": up, "down": down},
     )
+
+
+def _never_answered(sock: Any) -> bool:
+    """True if the KCP session has not received a single segment."""
+    try:
+        return int(sock.figures().get("segments_in", 0)) == 0
+    except (OSError, AttributeError):
+        return False
 
 
 # ------------------------------------------------------------------ server

@@ -238,10 +238,10 @@ def _serve_one(
         up, down = pump(kcp, conn, idle_s, watch.sent)
     finally:
         watch.stop()
-    if watch.silent.is_set():
+    if watch.unanswered():
         display.line(
             f"closed {format_address(peer)}: no answer from {format_address(remote)} "
-            f"within {wait_s:g} s",
+            f"within {watch.waited():g} s",
             {"event": "error", "peer": format_address(peer), "error": "no answer"},
         )
         return

@@ -260,6 +260,18 @@ def test_sendfile_checks_like_socket(client: kcpsock.KCPSocket, tmp_path: Any) -
     assert client.sendfile(f, offset=1) == 2
 
 
+def test_sendfile_refuses_a_non_blocking_socket_like_socket(client: kcpsock.KCPSocket) -> None:
+    # socket.sendfile raises ValueError for a non-blocking socket (sending part
+    # of a file, then BlockingIOError, would lose how much went)
+    f = io.BytesIO(b"abc")
+    client.setblocking(False)
+    with pytest.raises(ValueError, match="non-blocking sockets are not supported"):
+        client.sendfile(f)
+    assert f.tell() == 0  # nothing read
+    client.settimeout(5.0)  # a timeout is fine, as for socket.sendfile
+    assert client.sendfile(f) == 3
+
+
 # ------------------------------------------------ messages beyond the window
 
 

@@ -48,6 +48,23 @@ def test_connect_raw_against_a_framed_server(procs: Any) -> None:  # noqa: F811
     assert result.stdout == b""
 
 
+def test_bench_client_and_connect_name_the_wrong_kind_of_server(procs: Any) -> None:  # noqa: F811
+    # bench -c against an echo server exited 0 with "receiver 0 B"; connect
+    # against bench -s exited with nothing useful (the server only logged it)
+    echo = procs("serve", "127.0.0.1:0", *FAST)
+    host, port = echo.address()
+    result = run_cli("bench", "-c", f"{host}:{port}", "-n", "100000", *FAST, timeout=60)
+    line = _one_error_line(result)
+    assert f"{host}:{port} is not a `kcpsock bench -s` server" in line, line
+    bench = procs("bench", "-s", "127.0.0.1:0", *FAST)
+    host, port = bench.address()
+    for raw in ([], ["--raw"]):
+        result = run_cli("connect", f"{host}:{port}", *raw, *FAST, input=b"hi\n", timeout=60)
+        line = _one_error_line(result)
+        assert "this is a `kcpsock bench -s` server (use kcpsock bench -c)" in line, (raw, line)
+        assert result.stdout == b""
+
+
 def test_relay_says_it_ignores_a_second_client(procs: Any) -> None:  # noqa: F811
     with (
         socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink,

@@ -7,6 +7,7 @@ tests against the real kcptun are in tests/interop/test_kcptun.py.
 from __future__ import annotations
 
 import re
+import socket
 from typing import Any
 
 import pytest
@@ -104,8 +105,6 @@ def test_kcpsock_on_both_ends(procs: Any, options: list[str]) -> None:  # noqa: 
 
 
 def test_forward_to_a_closed_port_closes_the_tcp_connection(procs: Any) -> None:  # noqa: F811
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         dead = s.getsockname()[1]  # closed when the block ends: nothing listens there
@@ -116,6 +115,21 @@ def test_forward_to_a_closed_port_closes_the_tcp_connection(procs: Any) -> None:
         conn.sendall(b"anyone?")
         assert conn.recv(10) == b""  # the stream's FIN closed it
     server.wait_line(re.compile(r"cannot connect to"))
+
+
+def test_a_server_that_never_answers_is_named(procs: Any) -> None:  # noqa: F811
+    # A wrong key (or nothing there) ends the smux session when a waiting
+    # reader's probes find the silent server gone; the line used to say only
+    # "0 bytes down", nothing about why.
+    server = procs("serve", "127.0.0.1:0", "--forward", "127.0.0.1:9", "--kcptun", "--key", "a")
+    host, port = server.address()
+    tunnel = procs("tunnel", "-l", "127.0.0.1:0", "-r", f"{host}:{port}", "--kcptun", "--key", "b")
+    with socket.create_connection(tunnel.address(), timeout=30) as conn:
+        conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        assert conn.recv(10) == b""  # closed, not hanging
+    line = tunnel.wait_line(re.compile(r"^closed "))
+    assert f"no answer from {host}:{port}" in line.string, line.string
+    assert "--crypt" in line.string and "--key" in line.string, line.string
 
 
 def test_autoexpire_moves_new_connections_to_a_new_session(procs: Any) -> None:  # noqa: F811

@@ -155,6 +155,65 @@ def test_connect_with_another_key_gets_no_answer(procs: Any) -> None:  # noqa: F
     assert server.interrupt() == 130
 
 
+def test_a_wrong_key_is_no_answer_at_the_default_wait(procs: Any) -> None:  # noqa: F811
+    # With the default --wait (5 s) a waiting reader's probes count the silent
+    # server as gone (EOF) before the wait is over: that is still no answer,
+    # not a clean end (it exited 0 without a word).
+    server = procs("serve", "127.0.0.1:0", "--key", "right")
+    host, port = server.address()
+    result = run_cli("connect", f"{host}:{port}", "--key", "wrong", input=b"hello\n", timeout=30)
+    err = result.stderr.decode()
+    assert result.returncode == 1, err
+    assert result.stdout == b""
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"kcpsock connect: error: no answer from {host}:{port} "), err
+    assert "the same --crypt, --key and FEC?" in lines[0]
+    for mode in ([], ["--rtt"], ["--reverse"]):
+        result = run_cli("bench", "-c", f"{host}:{port}", "-t", "3", "--key", "wrong", *mode)
+        err = result.stderr.decode()
+        assert result.returncode == 1, (mode, err)
+        assert f"kcpsock bench: error: no answer from {host}:{port} " in err, (mode, err)
+    assert server.interrupt() == 130
+
+
+def test_connect_ends_when_the_server_dies_while_input_stays_open(procs: Any) -> None:  # noqa: F811
+    # netcat's user at a terminal: the server process dies; connect used to
+    # wait for the end of its input (Ctrl-D) before saying anything.
+    import subprocess
+
+    server = procs("serve", "127.0.0.1:0", *FAST)
+    host, port = server.address()
+    client = procs("connect", f"{host}:{port}", *FAST, stdin=subprocess.PIPE)
+    assert client.p.stdin is not None
+    client.p.stdin.write(b"first\n")
+    client.p.stdin.flush()
+    assert client.wait_line(re.compile(r"^first$"), timeout=30)
+    server.kill()  # its UDP port closes: the session dies
+    try:
+        status = client.p.wait(timeout=30)  # input still open
+    finally:
+        client.p.stdin.close()
+    client._err.join(timeout=10)
+    assert status == 1, client.stderr.decode()
+    lines = client.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("kcpsock connect: error: "), lines
+    assert f"{host}:{port}" in lines[0], lines
+
+
+def test_tunnel_to_nowhere_says_so_at_the_default_wait(procs: Any) -> None:  # noqa: F811
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as hole:
+        hole.bind(("127.0.0.1", 0))  # a UDP port nobody answers on
+        tunnel = procs("tunnel", "-l", "127.0.0.1:0", "-r", f"127.0.0.1:{hole.getsockname()[1]}")
+        host, port = tunnel.address()
+        with socket.create_connection((host, port), timeout=30) as client:
+            client.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            assert client.recv(100) == b""  # closed by the tunnel, not hanging
+        line = tunnel.wait_line(re.compile(r"^closed "))
+        assert "no answer from" in line.string, line.string
+    assert tunnel.interrupt() == 130
+
+
 def test_tunnel_to_nowhere_closes_the_tcp_connection(procs: Any) -> None:  # noqa: F811
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as hole:
         hole.bind(("127.0.0.1", 0))  # a UDP port nobody answers on

@@ -458,3 +458,16 @@ def test_shutdown_write_sends_fin_and_keeps_reading(make_pair: Any) -> None:
     st.settimeout(IO_TIMEOUT)
     assert st.recv(100) == b"reply"
     assert st.recv(100) == b""
+
+
+def test_stream_send_names_its_argument_like_kcpsocket(make_pair: Any) -> None:
+    # was "memoryview: a bytes-like object is required, not 'str'"
+    p = make_pair()
+    st = p.client.open_stream()
+    for call in (st.send, st.sendall):
+        with pytest.raises(TypeError, match=r"data must be a bytes-like object, not str \(encode"):
+            call("text")
+        with pytest.raises(TypeError, match="data must be a bytes-like object, not int"):
+            call(5)
+    assert st.send(memoryview(bytearray(b"abcd")).cast("B", (2, 2))) == 4  # any bytes-like
+    st.sendall(b"")

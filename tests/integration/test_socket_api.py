@@ -962,3 +962,51 @@ def test_msg_peek_leaves_the_data(
         c.send(b"x", socket.MSG_PEEK)
     with pytest.raises(ValueError, match="MSG_PEEK"):
         s.recv(10, socket.MSG_OOB)
+
+
+def test_listener_shutdown_wakes_a_blocked_accept_like_tcp(listener: kcpsock.Listener) -> None:
+    # The usual way to stop a thread blocked in accept() on a TCP server is
+    # listener.shutdown(SHUT_RDWR) (then close()); it was an AttributeError.
+    with pytest.raises(TypeError, match="how"):
+        listener.shutdown("rd")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="how"):
+        listener.shutdown(7)
+    listener.shutdown(socket.SHUT_WR)  # as on a listening TCP socket: nothing
+    listener.settimeout(0)
+    with pytest.raises(BlockingIOError):
+        listener.accept()  # still accepting
+    listener.settimeout(None)
+    started = threading.Event()
+    errors: list[BaseException] = []
+
+    def accept() -> None:
+        started.set()
+        try:
+            listener.accept()
+        except OSError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    assert started.wait(10)
+    listener.shutdown(socket.SHUT_RDWR)
+    thread.join(10)
+    assert not thread.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], OSError)
+    with pytest.raises(OSError):
+        listener.accept()
+    listener.close()  # still fine afterwards
+    with pytest.raises(OSError, match="Bad file descriptor"):
+        listener.shutdown(socket.SHUT_RDWR)  # after close: EBADF, as socket
+
+
+def test_listener_getpeername_is_not_connected_like_tcp(listener: kcpsock.Listener) -> None:
+    # generic code that logs sock.getpeername() expects OSError (ENOTCONN) from
+    # a listening socket, not AttributeError
+    with pytest.raises(OSError) as info:
+        listener.getpeername()
+    assert info.value.errno == errno.ENOTCONN
+    listener.close()
+    with pytest.raises(OSError) as info:
+        listener.getpeername()
+    assert info.value.errno == errno.EBADF
