@@ -214,9 +214,10 @@ def _check_address(address: object, name: str = "address") -> tuple[Any, int]:
     """
     if isinstance(address, str):
         return _split_host_port(address, name)
-    if not isinstance(address, tuple) or len(address) < 2:
+    if not isinstance(address, tuple) or not 2 <= len(address) <= 4:
         raise TypeError(
-            f"{name} must be a (host, port) tuple or a 'host:port' string, got {address!r}"
+            f"{name} must be a (host, port) tuple (IPv6: (host, port[, flowinfo[, scope_id]])) "
+            f"or a 'host:port' string, got {address!r}"
         )
     host, port = address[0], address[1]
     if isinstance(port, bool) or not isinstance(port, int):
@@ -225,7 +226,32 @@ def _check_address(address: object, name: str = "address") -> tuple[Any, int]:
         raise ValueError(f"{name} port must be 0..65535, got {port}")
     if host is not None and not isinstance(host, (str, bytes)):
         raise TypeError(f"{name} host must be a str, got {host!r}")
+    for field, value, top in zip(("flowinfo", "scope_id"), address[2:], (0xFFFFF, U32)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} {field} must be an int, got {value!r}")
+        if not 0 <= value <= top:
+            # (socket raises OverflowError here; ValueError is what a bad
+            # argument raises in kcpsock)
+            raise ValueError(f"{name} {field} must be 0..{top}, got {value}")
     return host, port
+
+
+def _sockaddr(family: int, sa: Any, address: object, name: str = "address") -> Any:
+    """The resolved ``sa`` for ``address`` as ``socket`` takes it.
+
+    An IPv6 address given as ``(host, port, flowinfo[, scope_id])`` keeps
+    its flowinfo and scope id (a link-local address needs the scope id);
+    an IPv4 address must be a pair, as ``socket`` says.
+
+    Raises:
+        TypeError: a 3- or 4-tuple for an IPv4 address.
+    """
+    if not isinstance(address, tuple) or len(address) <= 2:
+        return sa
+    if family != socket.AF_INET6:
+        raise TypeError(f"{name}: an IPv4 address must be a pair (host, port), got {address!r}")
+    extra = address[2:]
+    return (sa[0], sa[1], extra[0], extra[1] if len(extra) > 1 else sa[3])
 
 
 def _resolve(host: Any, port: int, family: int = 0, flags: int = 0) -> list[Any]:
@@ -1549,7 +1575,8 @@ def dial(
         address: ``(host, port)`` or kcp-go's ``"host:port"`` /
             ``"[::1]:port"``; host names are resolved with ``getaddrinfo``,
             IPv4 addresses first (as kcp-go; UDP cannot fall back on a
-            refused connect as ``socket.create_connection`` does).
+            refused connect as ``socket.create_connection`` does).  An IPv6
+            address may be ``(host, port, flowinfo, scope_id)``, as socket's.
         block: a cipher from :func:`kcpsock.new_block_crypt`, or None.
         data_shards: FEC data shards (0 with parity_shards 0: FEC off).
         parity_shards: FEC parity shards.
@@ -1596,13 +1623,14 @@ def dial(
         infos = _resolve(host, port, sock.family)
         if not infos:
             raise OSError(f"getaddrinfo returns an empty list for {host!r}")
-        remote = infos[0][4]
+        remote = _sockaddr(infos[0][0], infos[0][4], address)
         transport = Transport(sock, owned=False, connected=False)
     else:
         err: Optional[OSError] = None
         usock: Optional[socket.socket] = None
         for af, socktype, proto, _, sa in _resolve(host, port):
             try:
+                sa = _sockaddr(af, sa, address)
                 usock = socket.socket(af, socktype, proto)
                 usock.settimeout(None)
                 if source_address is not None:
@@ -1735,7 +1763,9 @@ def listen(
 
     Args:
         address: ``(host, port)`` or ``"host:port"`` to bind (host "" =
-            all IPv4 interfaces); may be None when ``sock`` is given.
+            all IPv4 interfaces; IPv6 also ``(host, port, flowinfo,
+            scope_id)``); may be None when ``sock`` is given, and must then
+            name the port ``sock`` is bound to (or port 0).
         block: a cipher from :func:`kcpsock.new_block_crypt`, or None.
         data_shards: FEC data shards (0 with parity_shards 0: FEC off).
         parity_shards: FEC parity shards.
@@ -1774,8 +1804,14 @@ def listen(
             raise TypeError("sock must be a UDP socket.socket (SOCK_DGRAM)")
         if address is not None:
             host, port = _check_address(address)
-            if sock.getsockname()[1] == 0:
+            bound = sock.getsockname()[1]
+            if bound == 0:
                 sock.bind((host, port) if isinstance(address, str) else address)
+            elif port not in (0, bound):
+                raise ValueError(
+                    f"sock is already bound to port {bound}, address asks for port {port} "
+                    "(pass the address or a socket bound to it, not both)"
+                )
         core = ListenerCore(
             sock,
             owned=False,
@@ -1790,6 +1826,7 @@ def listen(
         host = None
     err: Optional[OSError] = None
     for af, socktype, proto, _, sa in _resolve(host, port, 0, socket.AI_PASSIVE):
+        sa = _sockaddr(af, sa, address)
         usock = socket.socket(af, socktype, proto)
         try:
             if reuse_port:

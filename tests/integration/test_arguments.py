@@ -322,3 +322,75 @@ def test_rto_ordered_reaches_the_session(config: Any, ordered: bool) -> None:
 def test_rto_ordered_must_be_a_flag() -> None:
     with pytest.raises(TypeError, match="rto_ordered"):
         KCPConfig(rto_ordered="yes")  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ addresses
+
+
+@pytest.mark.parametrize(
+    ("address", "exc"),
+    [
+        (("127.0.0.1", 9, 0), TypeError),  # socket: an AF_INET address must be a pair
+        (("127.0.0.1", 9, 0, 0), TypeError),
+        (("::1", 9, 0, 0, 0), TypeError),  # at most (host, port, flowinfo, scope_id)
+        (("::1", 9, "0"), TypeError),
+        (("::1", 9, 0, "lo"), TypeError),
+        (("::1", 9, 1 << 20), ValueError),  # flowinfo has 20 bits
+        (("::1", 9, 0, 1 << 32), ValueError),
+    ],
+)
+def test_bad_address_tuples_fail_like_socket(address: Any, exc: type[Exception]) -> None:
+    before = _settled_fds()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(exc, match="address"):
+            kcpsock.dial(address)
+        with pytest.raises(exc, match="address"):
+            kcpsock.listen(address)
+        gc.collect()
+    assert _fds() <= before
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+def test_ipv6_address_keeps_its_flowinfo_and_scope_id() -> None:
+    # a link-local address is only reachable with its scope id; dial and
+    # listen pass the tuple's extra fields on as socket.connect/bind would
+    from kcpsock.sock import _sockaddr
+
+    sa = ("fe80::1", 4000, 0, 0)
+    assert _sockaddr(socket.AF_INET6, sa, ("fe80::1", 4000, 0, 3)) == ("fe80::1", 4000, 0, 3)
+    assert _sockaddr(socket.AF_INET6, sa, ("fe80::1", 4000, 7)) == ("fe80::1", 4000, 7, 0)
+    assert _sockaddr(socket.AF_INET6, sa, ("fe80::1", 4000)) == sa
+    assert _sockaddr(socket.AF_INET, ("127.0.0.1", 9), ("127.0.0.1", 9)) == ("127.0.0.1", 9)
+
+
+def test_ipv6_four_tuple_dials_and_listens() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6")
+    try:
+        listener = kcpsock.listen(("::1", 0, 0, 0))
+    except OSError as exc:
+        pytest.skip(f"no ::1 here: {exc}")
+    with listener:
+        port = listener.getsockname()[1]
+        with kcpsock.dial(("::1", port, 0, 0), timeout=5) as client:
+            client.sendall(b"ping")
+            conn, _ = listener.accept()
+            with conn:
+                conn.settimeout(5)
+                assert conn.recv(4) == b"ping"
+
+
+def test_listen_on_a_socket_bound_elsewhere_refuses_another_port() -> None:
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        udp.bind(("127.0.0.1", 0))
+        bound = udp.getsockname()[1]
+        other = 1 if bound != 1 else 2
+        with pytest.raises(ValueError, match="already bound"):
+            kcpsock.listen(("127.0.0.1", other), sock=udp)
+        # the port it is bound to, or port 0 (any), is fine
+        with kcpsock.listen(("127.0.0.1", bound), sock=udp) as listener:
+            assert listener.getsockname()[1] == bound
+    finally:
+        udp.close()
