@@ -522,9 +522,13 @@ class KCPSocket(SocketTimeouts):
         if type(bufsize) is int and bufsize > 0 and not flags and not self._real_closed:
             # the common call: every check below passes
             timeout = self._timeout
-            return self._session.recv(
-                bufsize, None if timeout is None else timeout_deadline(timeout)
-            )
+            try:
+                return self._session.recv(
+                    bufsize, None if timeout is None else timeout_deadline(timeout)
+                )
+            except KCPClosedError:
+                _park_at_exit()
+                raise
         if isinstance(bufsize, bool) or not isinstance(bufsize, int):
             raise TypeError(f"bufsize must be an int, not {type(bufsize).__name__}")
         if bufsize < 0:
@@ -533,9 +537,13 @@ class KCPSocket(SocketTimeouts):
         deadline = self._flags_deadline(flags, _RECV_FLAGS)
         if bufsize == 0:
             return b""
-        if flags and int(flags) & _MSG_WAITALL and not int(flags) & _MSG_PEEK:
-            return self._recv_waitall(session, bufsize, deadline)
-        return session.recv(bufsize, deadline, peek=bool(flags and int(flags) & _MSG_PEEK))
+        try:
+            if flags and int(flags) & _MSG_WAITALL and not int(flags) & _MSG_PEEK:
+                return self._recv_waitall(session, bufsize, deadline)
+            return session.recv(bufsize, deadline, peek=bool(flags and int(flags) & _MSG_PEEK))
+        except KCPClosedError:
+            _park_at_exit()
+            raise
 
     def _recv_waitall(self, session: Session, bufsize: int, deadline: Optional[float]) -> bytes:
         """MSG_WAITALL: collect ``bufsize`` bytes; less only at EOF, timeout or error.
@@ -579,9 +587,13 @@ class KCPSocket(SocketTimeouts):
             # fewer steps, ``nbytes`` checked and the data copied in compiled
             # code; -1: an argument the checks below must look at
             timeout = self._timeout
-            n = self._session.recv_into_short(
-                buffer, nbytes, None if timeout is None else timeout_deadline(timeout)
-            )
+            try:
+                n = self._session.recv_into_short(
+                    buffer, nbytes, None if timeout is None else timeout_deadline(timeout)
+                )
+            except KCPClosedError:
+                _park_at_exit()
+                raise
             if n >= 0:
                 return n
         try:
@@ -607,12 +619,16 @@ class KCPSocket(SocketTimeouts):
         deadline = self._flags_deadline(flags, _RECV_FLAGS)
         if nbytes == 0:
             return 0
-        if flags and int(flags) & _MSG_WAITALL and not int(flags) & _MSG_PEEK:
-            data = self._recv_waitall(session, nbytes, deadline)
-            n = len(data)
-            view[:n] = data
-            return n
-        return session.recv_into(view, nbytes, deadline, bool(flags and int(flags) & _MSG_PEEK))
+        try:
+            if flags and int(flags) & _MSG_WAITALL and not int(flags) & _MSG_PEEK:
+                data = self._recv_waitall(session, nbytes, deadline)
+                n = len(data)
+                view[:n] = data
+                return n
+            return session.recv_into(view, nbytes, deadline, bool(flags and int(flags) & _MSG_PEEK))
+        except KCPClosedError:
+            _park_at_exit()
+            raise
 
     def send(self, data: ReadableBuffer, flags: int = 0) -> int:
         """Send data, blocking while the send window is full (``socket.send``).
@@ -633,14 +649,18 @@ class KCPSocket(SocketTimeouts):
             BrokenPipeError: after ``shutdown(SHUT_WR)``.
             TimeoutError, BlockingIOError, ConnectionResetError: as :meth:`recv`.
         """
-        if flags or self._real_closed:
-            session = self._live()
-            deadline = self._flags_deadline(flags)
-        else:
-            session = self._session
-            timeout = self._timeout
-            deadline = None if timeout is None else timeout_deadline(timeout)
-        return session.send(data if type(data) is bytes else small_bytes(data), deadline)
+        try:
+            if flags or self._real_closed:
+                session = self._live()
+                deadline = self._flags_deadline(flags)
+            else:
+                session = self._session
+                timeout = self._timeout
+                deadline = None if timeout is None else timeout_deadline(timeout)
+            return session.send(data if type(data) is bytes else small_bytes(data), deadline)
+        except KCPClosedError:
+            _park_at_exit()
+            raise
 
     def sendall(self, data: ReadableBuffer, flags: int = 0) -> None:
         """Send all of ``data`` (``socket.sendall``); the timeout covers the whole call.
@@ -652,13 +672,17 @@ class KCPSocket(SocketTimeouts):
         Raises:
             As :meth:`send`.
         """
-        if flags or self._real_closed:
-            self._live().sendall(data, self._flags_deadline(flags))
-            return
-        # the common call: no flags, open (inline: this module is interpreted;
-        # the copy of a small view and the loop are the session's, compiled)
-        timeout = self._timeout
-        self._session.sendall(data, None if timeout is None else timeout_deadline(timeout))
+        try:
+            if flags or self._real_closed:
+                self._live().sendall(data, self._flags_deadline(flags))
+                return
+            # the common call: no flags, open (inline: this module is interpreted;
+            # the copy of a small view and the loop are the session's, compiled)
+            timeout = self._timeout
+            self._session.sendall(data, None if timeout is None else timeout_deadline(timeout))
+        except KCPClosedError:
+            _park_at_exit()
+            raise
 
     def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, None]:
         """``recv`` returning ``(data, None)``, as on a connected TCP socket.
@@ -1325,7 +1349,11 @@ class Listener(SocketTimeouts):
             TimeoutError: the timeout expired.
             BlockingIOError: non-blocking and nothing pending.
         """
-        session = self._core.accept(timeout_deadline(self._timeout))
+        try:
+            session = self._core.accept(timeout_deadline(self._timeout))
+        except KCPClosedError:
+            _park_at_exit()
+            raise
         return KCPSocket(session), session.remote
 
     def _check_open(self) -> None:
@@ -1923,6 +1951,24 @@ def create_server(
 #: Seconds interpreter exit waits for background closes to deliver.
 EXIT_DRAIN_S = 5.0
 
+#: Set by the exit handler (:func:`_close_everything`) before it closes anything.
+_exiting = False
+
+
+def _park_at_exit() -> None:
+    """Freeze a background thread whose socket the exit handler closed (never returns then).
+
+    At interpreter exit the handler closes every session and listener (so
+    that closes deliver), which wakes the daemon threads blocked in them.
+    A TCP socket stays open until the process ends, and such a thread stays
+    blocked, silently; raising ``OSError`` instead would print a traceback
+    per thread.  So, once exit began, a thread other than the main thread
+    that meets a closed socket waits here until the interpreter ends it.
+    Otherwise (and on the main thread) this returns and the caller raises.
+    """
+    if _exiting and threading.current_thread() is not threading.main_thread():
+        threading.Event().wait()  # ended by the interpreter's exit, not by a timeout
+
 
 @atexit.register
 def _close_everything() -> None:
@@ -1930,8 +1976,11 @@ def _close_everything() -> None:
 
     Sessions closed with data still unacknowledged get up to
     :data:`EXIT_DRAIN_S` seconds to deliver it (a TCP socket's kernel would
-    go on after the process ended; ours cannot).
+    go on after the process ended; ours cannot).  Threads blocked in
+    kcpsock calls stay blocked (:func:`_park_at_exit`).
     """
+    global _exiting
+    _exiting = True
     for s in live_sessions():
         try:
             s.close()

@@ -147,6 +147,30 @@ def test_interpreter_exit_with_sessions_open_does_not_hang() -> None:
     assert time.monotonic() - t0 < 10.0
 
 
+def test_daemon_threads_blocked_at_exit_stay_quiet() -> None:
+    # as a TCP socket's: a daemon thread blocked in sendall or accept when
+    # the interpreter exits is frozen silently, not woken with a traceback
+    code = _PROLOGUE + textwrap.dedent("""
+        L2 = kcpsock.listen(("127.0.0.1", 0))
+        blocked = threading.Barrier(3, timeout=5)
+        def writer():
+            blocked.wait()
+            c.sendall(b"x" * 1_000_000)                # the peer never reads
+        def acceptor():
+            blocked.wait()
+            L2.accept()                                # nobody dials
+        threading.Thread(target=writer, daemon=True).start()
+        threading.Thread(target=acceptor, daemon=True).start()
+        blocked.wait()   # (blocked by now, or about to be: quiet either way)
+        print("exiting", flush=True)
+        """)
+    proc = _run_child(code)
+    out, err = _finish(proc)
+    assert out == "exiting\n", (out, err)
+    assert proc.returncode == 0, err
+    assert err == "", err
+
+
 def test_close_leaves_no_thread_and_no_descriptor() -> None:
     code = _PROLOGUE + textwrap.dedent("""
         c.fileno(); s.fileno(); L.fileno()           # readiness socketpairs too
