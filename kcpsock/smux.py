@@ -50,7 +50,14 @@ from .errors import KCPBlockingIOError, KCPClosedError, KCPTimeoutError
 from .session import byte_view, wait_deadline
 from .smux_frames import Changes, SmuxConfig, SmuxProtocol
 from .snappy import FrameDecoder, FrameEncoder, SnappyError
-from .sock import SocketTimeouts, check_file_mode, check_timeout, make_file, timeout_deadline
+from .sock import (
+    SocketTimeouts,
+    check_file_mode,
+    check_timeout,
+    make_file,
+    park_at_exit,
+    timeout_deadline,
+)
 from .transport import Signal
 
 __all__ = ["SmuxSession", "SmuxStream", "client", "server"]
@@ -140,7 +147,11 @@ class SmuxStream(SocketTimeouts):
         if bufsize == 0:
             return b""
         peek = bool(flags & _MSG_PEEK)
-        return self._session._read(self, bufsize, deadline, peek)
+        try:
+            return self._session._read(self, bufsize, deadline, peek)
+        except OSError:
+            park_at_exit()  # (a daemon thread at interpreter exit: as TCP's, it stays blocked)
+            raise
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         """Receive into a writable buffer (``socket.recv_into``).
@@ -190,7 +201,11 @@ class SmuxStream(SocketTimeouts):
         """
         self._check_open()
         deadline = self._flags_deadline(flags)
-        return self._session._write(self, byte_view(data), deadline)
+        try:
+            return self._session._write(self, byte_view(data), deadline)
+        except OSError:
+            park_at_exit()
+            raise
 
     def sendall(self, data: Any, flags: int = 0) -> None:
         """Send all of ``data`` (``socket.sendall``); the timeout covers the whole call.
@@ -202,8 +217,12 @@ class SmuxStream(SocketTimeouts):
         deadline = self._flags_deadline(flags)
         view = byte_view(data)
         pos = 0
-        while pos < len(view):
-            pos += self._session._write(self, view[pos:], deadline)
+        try:
+            while pos < len(view):
+                pos += self._session._write(self, view[pos:], deadline)
+        except OSError:
+            park_at_exit()
+            raise
 
     # --------------------------------------------------------------- files
 
@@ -433,6 +452,13 @@ class SmuxSession:
             ConnectionResetError: the session ended (the message says why).
         """
         deadline = timeout_deadline(check_timeout(timeout))
+        try:
+            return self._accept_stream(deadline)
+        except OSError:
+            park_at_exit()
+            raise
+
+    def _accept_stream(self, deadline: Optional[float]) -> SmuxStream:
         with self._lock:
             while True:
                 sid = self._proto.accept_stream()

@@ -527,7 +527,7 @@ class KCPSocket(SocketTimeouts):
                     bufsize, None if timeout is None else timeout_deadline(timeout)
                 )
             except KCPClosedError:
-                _park_at_exit()
+                park_at_exit()
                 raise
         if isinstance(bufsize, bool) or not isinstance(bufsize, int):
             raise TypeError(f"bufsize must be an int, not {type(bufsize).__name__}")
@@ -542,7 +542,7 @@ class KCPSocket(SocketTimeouts):
                 return self._recv_waitall(session, bufsize, deadline)
             return session.recv(bufsize, deadline, peek=bool(flags and int(flags) & _MSG_PEEK))
         except KCPClosedError:
-            _park_at_exit()
+            park_at_exit()
             raise
 
     def _recv_waitall(self, session: Session, bufsize: int, deadline: Optional[float]) -> bytes:
@@ -592,7 +592,7 @@ class KCPSocket(SocketTimeouts):
                     buffer, nbytes, None if timeout is None else timeout_deadline(timeout)
                 )
             except KCPClosedError:
-                _park_at_exit()
+                park_at_exit()
                 raise
             if n >= 0:
                 return n
@@ -627,7 +627,7 @@ class KCPSocket(SocketTimeouts):
                 return n
             return session.recv_into(view, nbytes, deadline, bool(flags and int(flags) & _MSG_PEEK))
         except KCPClosedError:
-            _park_at_exit()
+            park_at_exit()
             raise
 
     def send(self, data: ReadableBuffer, flags: int = 0) -> int:
@@ -659,7 +659,7 @@ class KCPSocket(SocketTimeouts):
                 deadline = None if timeout is None else timeout_deadline(timeout)
             return session.send(data if type(data) is bytes else small_bytes(data), deadline)
         except KCPClosedError:
-            _park_at_exit()
+            park_at_exit()
             raise
 
     def sendall(self, data: ReadableBuffer, flags: int = 0) -> None:
@@ -681,7 +681,7 @@ class KCPSocket(SocketTimeouts):
             timeout = self._timeout
             self._session.sendall(data, None if timeout is None else timeout_deadline(timeout))
         except KCPClosedError:
-            _park_at_exit()
+            park_at_exit()
             raise
 
     def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, None]:
@@ -1352,7 +1352,7 @@ class Listener(SocketTimeouts):
         try:
             session = self._core.accept(timeout_deadline(self._timeout))
         except KCPClosedError:
-            _park_at_exit()
+            park_at_exit()
             raise
         return KCPSocket(session), session.remote
 
@@ -1955,7 +1955,7 @@ EXIT_DRAIN_S = 5.0
 _exiting = False
 
 
-def _park_at_exit() -> None:
+def park_at_exit() -> None:
     """Freeze a background thread whose socket the exit handler closed (never returns then).
 
     At interpreter exit the handler closes every session and listener (so
@@ -1977,7 +1977,7 @@ def _close_everything() -> None:
     Sessions closed with data still unacknowledged get up to
     :data:`EXIT_DRAIN_S` seconds to deliver it (a TCP socket's kernel would
     go on after the process ended; ours cannot).  Threads blocked in
-    kcpsock calls stay blocked (:func:`_park_at_exit`).
+    kcpsock calls stay blocked (:func:`park_at_exit`).
     """
     global _exiting
     _exiting = True

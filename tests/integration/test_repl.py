@@ -171,6 +171,33 @@ def test_daemon_threads_blocked_at_exit_stay_quiet() -> None:
     assert err == "", err
 
 
+def test_daemon_threads_blocked_in_smux_streams_at_exit_stay_quiet() -> None:
+    code = _PROLOGUE + textwrap.dedent("""
+        from kcpsock import smux
+        cs, ss = smux.client(c), smux.server(s)
+        st = cs.open_stream()
+        st.sendall(b"hi")
+        sst = ss.accept_stream(timeout=5)
+        assert sst.recv(2) == b"hi"
+        blocked = threading.Barrier(4, timeout=5)
+        def reader():
+            blocked.wait(); sst.recv(10)               # nothing comes
+        def writer():
+            blocked.wait(); st.sendall(b"x" * 10_000_000)
+        def acceptor():
+            blocked.wait(); ss.accept_stream()         # nobody opens one
+        for f in (reader, writer, acceptor):
+            threading.Thread(target=f, daemon=True).start()
+        blocked.wait()
+        print("exiting", flush=True)
+        """)
+    proc = _run_child(code)
+    out, err = _finish(proc)
+    assert out == "exiting\n", (out, err)
+    assert proc.returncode == 0, err
+    assert err == "", err
+
+
 def test_close_leaves_no_thread_and_no_descriptor() -> None:
     code = _PROLOGUE + textwrap.dedent("""
         c.fileno(); s.fileno(); L.fileno()           # readiness socketpairs too
