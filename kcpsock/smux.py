@@ -53,6 +53,7 @@ from .snappy import FrameDecoder, FrameEncoder, SnappyError
 from .sock import (
     SocketTimeouts,
     check_file_mode,
+    check_how,
     check_timeout,
     make_file,
     park_at_exit,
@@ -284,11 +285,10 @@ class SmuxStream(SocketTimeouts):
         ``SHUT_RD`` only makes :meth:`recv` return b"" here.
 
         Raises:
-            ValueError: bad ``how``.  OSError: EBADF after close;
-                ConnectionResetError: the session died.
+            ValueError: bad ``how``; TypeError: ``how`` is not an int.
+            OSError: EBADF after close; ConnectionResetError: the session died.
         """
-        if how not in (socket.SHUT_RD, socket.SHUT_WR, socket.SHUT_RDWR):
-            raise ValueError(f"how must be SHUT_RD, SHUT_WR or SHUT_RDWR, got {how!r}")
+        check_how(how)
         self._check_open()
         self._session._shutdown(self, how)
 

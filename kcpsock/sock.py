@@ -268,6 +268,20 @@ def _resolve(host: Any, port: int, family: int = 0, flags: int = 0) -> list[Any]
     return infos
 
 
+def check_how(how: object) -> int:
+    """``shutdown``'s argument as ``socket.shutdown`` checks it.
+
+    Raises:
+        TypeError: not an int.
+        ValueError: not ``SHUT_RD``, ``SHUT_WR`` or ``SHUT_RDWR``.
+    """
+    if isinstance(how, bool) or not isinstance(how, int):
+        raise TypeError(f"how must be an int (socket.SHUT_RD, ...), not {type(how).__name__}")
+    if how not in (socket.SHUT_RD, socket.SHUT_WR, socket.SHUT_RDWR):
+        raise ValueError(f"how must be SHUT_RD, SHUT_WR or SHUT_RDWR, got {how!r}")
+    return how
+
+
 def _check_bufsize(nbytes: Any, name: str = "nbytes") -> int:
     """A socket buffer size: an int >= 1 (as ``KCPConfig.read_buffer``)."""
     if isinstance(nbytes, bool) or not isinstance(nbytes, int):
@@ -882,9 +896,7 @@ class KCPSocket(SocketTimeouts):
             ValueError: bad ``how``.
             TypeError: ``how`` is not an int.
         """
-        if isinstance(how, bool) or not isinstance(how, int):
-            raise TypeError(f"how must be an int (socket.SHUT_RD, ...), not {type(how).__name__}")
-        self._live().shutdown(how)
+        self._live().shutdown(check_how(how))
 
     def close(self) -> None:
         """Close the socket; what was sent still reaches the peer, as with TCP.
@@ -1417,10 +1429,7 @@ class Listener(SocketTimeouts):
             ValueError: bad ``how``.
             TypeError: ``how`` is not an int.
         """
-        if isinstance(how, bool) or not isinstance(how, int):
-            raise TypeError(f"how must be an int (socket.SHUT_RD, ...), not {type(how).__name__}")
-        if how not in (socket.SHUT_RD, socket.SHUT_WR, socket.SHUT_RDWR):
-            raise ValueError(f"how must be SHUT_RD, SHUT_WR or SHUT_RDWR, got {how!r}")
+        check_how(how)
         self._check_open()
         if how != socket.SHUT_WR:
             self._core.close()

@@ -160,6 +160,10 @@ def test_fin_gives_eof_after_buffered_data_and_socket_api(make_pair: Any) -> Non
     assert peer.recv(100) == b""  # FIN: EOF
     assert peer.recv(100) == b""
     assert "eof" in repr(peer)
+    with pytest.raises(TypeError, match="how must be an int"):
+        peer.shutdown("rd")
+    with pytest.raises(ValueError, match="how must be"):
+        peer.shutdown(7)
     assert "closed" in repr(st)
     with pytest.raises(OSError, match="Bad file descriptor"):
         st.send(b"x")
