@@ -159,3 +159,26 @@ def test_autoexpire_moves_new_connections_to_a_new_session(procs: Any) -> None: 
         tunnel.wait_line(re.compile(r"smux session"))  # a second session was dialed
     finally:
         echo.close()
+
+
+# kcptun's own documentation writes its options Go-style, with one dash
+# (``kcptun-client -r "IP:4000" -l ":8388" -mode fast3 -nocomp -autoexpire 900``);
+# urfave/cli takes both spellings, so a kcptun user pastes that line.
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (
+            "tunnel -localaddr 127.0.0.1:0 -remoteaddr 127.0.0.1:9 -kcptun -mode fast3 "
+            "-nocomp -autoexpire 900 -crypt=salsa20 -key k -sndwnd 2048 -keepalive 40",
+            "--keepalive must be 1..30",
+        ),
+        (
+            "serve 127.0.0.1:0 -target 127.0.0.1:9 -kcptun -mtu 1400 -smuxver 2 "
+            "-ds 0 -ps 0 -streambuf 9000000",
+            "must not be larger than --smuxbuf",
+        ),
+        ("serve 127.0.0.1:0 -nosuchoption", "unrecognized arguments: -nosuchoption"),
+    ],
+)
+def test_go_style_single_dash_options(args: str, needle: str) -> None:
+    assert_usage_error(run_cli(*args.split()), needle)
