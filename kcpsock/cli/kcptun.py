@@ -35,6 +35,7 @@ from kcpsock.cli.options import (
 
 __all__ = [
     "KCPTUN_HELP",
+    "UNSUPPORTED",
     "ClientMux",
     "add_kcptun_options",
     "check_kcptun_args",
@@ -61,6 +62,19 @@ DEFAULTS: dict[str, Any] = {
     "autoexpire": 0,
     "scavengettl": 600,
 }
+#: kcptun's options kcpsock does not implement, and what to do instead: the
+#: CLI takes them only to refuse them by name (never silently ignored).
+UNSUPPORTED: dict[str, str] = {
+    "tcp": "kcptun's TCP emulation (raw sockets, tcpraw) is not implemented: UDP only",
+    "log": "kcpsock writes its lines to stdout and stderr: redirect them to a file",
+    "snmplog": "use --stats N (the SNMP counters every N seconds, on stderr)",
+    "snmpperiod": "there is no --snmplog; use --stats N",
+    "pprof": "it starts Go's profiler; there is no Go here",
+    "closewait": "a later kcptun's option; kcpsock closes both ends at once, as kcptun "
+    "20210922 does",
+}
+#: The ones that take no value.
+UNSUPPORTED_FLAGS = ("tcp", "pprof")
 #: smux's keepalive timeout, which kcptun 20210922 never changes (s).
 KEEPALIVE_TIMEOUT_S = 30
 #: Bytes per read in the copy loops (kcptun reads 4096; bigger costs less here).
@@ -75,8 +89,11 @@ def add_kcptun_options(parser: argparse.ArgumentParser, *, client: bool) -> None
         client: add the client-only options (``--conn``, ``--autoexpire``,
             ``--scavengettl``).
     """
+    unsupported = [n for n in UNSUPPORTED if n != "pprof" or not client]
     g = parser.add_argument_group(
-        "kcptun mode (--kcptun; kcptun's names and defaults; no half-close)"
+        "kcptun mode (--kcptun; kcptun's names and defaults; no half-close)",
+        f"kcptun's {', '.join('--' + n for n in unsupported)} are not supported "
+        "(refused by name, with what to do instead).",
     )
     g.add_argument("--kcptun", action="store_true", help=KCPTUN_HELP)
     g.add_argument(
@@ -114,6 +131,13 @@ def add_kcptun_options(parser: argparse.ArgumentParser, *, client: bool) -> None
         help=f"smux keepalive interval in seconds (default {DEFAULTS['keepalive']}; "
         f"a session silent for {KEEPALIVE_TIMEOUT_S} s is closed)",
     )
+    for name in unsupported:
+        if name in UNSUPPORTED_FLAGS:
+            g.add_argument(
+                f"--{name}", dest=f"unsupported_{name}", action="store_true", help=argparse.SUPPRESS
+            )
+        else:
+            g.add_argument(f"--{name}", dest=f"unsupported_{name}", help=argparse.SUPPRESS)
     if client:
         g.add_argument(
             "--conn",
@@ -144,6 +168,9 @@ def check_kcptun_args(args: argparse.Namespace) -> None:
     Raises:
         UsageError: a kcptun option without ``--kcptun``, or a bad value.
     """
+    for name, why in UNSUPPORTED.items():
+        if getattr(args, f"unsupported_{name}", None) not in (None, False):
+            raise UsageError(f"kcptun's --{name} is not supported by kcpsock: {why}")
     given = [name for name in DEFAULTS if getattr(args, name, None) not in (None, False)]
     if not args.kcptun:
         if given:

@@ -182,3 +182,34 @@ def test_autoexpire_moves_new_connections_to_a_new_session(procs: Any) -> None: 
 )
 def test_go_style_single_dash_options(args: str, needle: str) -> None:
     assert_usage_error(run_cli(*args.split()), needle)
+
+
+# kcptun options kcpsock does not implement are refused by name, with the
+# reason, not as "unrecognized arguments" (nor accepted and ignored).
+@pytest.mark.parametrize(
+    ("option", "needle"),
+    [
+        ("--tcp", "TCP emulation"),
+        ("--log /tmp/kcptun.log", "redirect"),
+        ("--snmplog ./snmp-20060102.log", "--stats"),
+        ("--snmpperiod 30", "--stats"),
+        ("--closewait 5", "closes both"),
+        ("-tcp", "TCP emulation"),
+    ],
+)
+@pytest.mark.parametrize("command", ["tunnel", "serve"])
+def test_unsupported_kcptun_options_are_named(command: str, option: str, needle: str) -> None:
+    base = {
+        "tunnel": "tunnel -l 127.0.0.1:0 -r 127.0.0.1:9 --kcptun",
+        "serve": "serve 127.0.0.1:0 --forward 127.0.0.1:9 --kcptun",
+    }[command]
+    name = option.split()[0].lstrip("-")
+    line = assert_usage_error(run_cli(*f"{base} {option}".split()), needle)
+    assert f"--{name}" in line and "not supported" in line, line
+
+
+def test_pprof_is_named_on_the_server() -> None:
+    line = assert_usage_error(
+        run_cli("serve", "127.0.0.1:0", "--forward", "127.0.0.1:9", "--kcptun", "--pprof")
+    )
+    assert "--pprof" in line and "not supported" in line, line
