@@ -61,6 +61,7 @@ DEFAULTS: dict[str, Any] = {
     "conn": 1,
     "autoexpire": 0,
     "scavengettl": 600,
+    "quiet": False,
 }
 #: kcptun's options kcpsock does not implement, and what to do instead: the
 #: CLI takes them only to refuse them by name (never silently ignored).
@@ -130,6 +131,12 @@ def add_kcptun_options(parser: argparse.ArgumentParser, *, client: bool) -> None
         metavar="S",
         help=f"smux keepalive interval in seconds (default {DEFAULTS['keepalive']}; "
         f"a session silent for {KEEPALIVE_TIMEOUT_S} s is closed)",
+    )
+    g.add_argument(
+        "--quiet",
+        action="store_true",
+        default=None,
+        help="no line per connection (kcptun's stream open/close messages); errors still show",
     )
     for name in unsupported:
         if name in UNSUPPORTED_FLAGS:
@@ -311,6 +318,7 @@ class ClientMux:
         self.settings = settings
         self.display = display
         self.kwargs = smux_kwargs(args)
+        self.quiet = bool(args.quiet)
         self.autoexpire = float(args.autoexpire)
         self.scavengettl = float(args.scavengettl)
         self.slots = [_Slot() for _ in range(args.conn)]
@@ -402,6 +410,8 @@ def client_connection(mux: ClientMux, conn: socket.socket, peer: Any, display: D
             "same --crypt, --key and FEC?)",
             {"event": "error", "peer": format_address(peer), "error": "no answer"},
         )
+        return
+    if mux.quiet:
         return
     display.line(
         f"closed {format_address(peer)} (stream {stream.id}): {up} bytes up, {down} bytes down",

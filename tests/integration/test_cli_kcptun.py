@@ -6,8 +6,10 @@ tests against the real kcptun are in tests/interop/test_kcptun.py.
 
 from __future__ import annotations
 
+import io
 import re
 import socket
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -213,3 +215,44 @@ def test_pprof_is_named_on_the_server() -> None:
         run_cli("serve", "127.0.0.1:0", "--forward", "127.0.0.1:9", "--kcptun", "--pprof")
     )
     assert "--pprof" in line and "not supported" in line, line
+
+
+class _EndedStream:
+    """An smux stream whose peer has already closed it (recv gives EOF)."""
+
+    id = 3
+
+    def __init__(self) -> None:
+        self.session = SimpleNamespace(alive=True)
+
+    def settimeout(self, timeout: Any) -> None:
+        pass
+
+    def recv(self, size: int) -> bytes:
+        return b""
+
+    def sendall(self, data: bytes) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_quiet_drops_the_per_connection_lines(quiet: bool) -> None:
+    """kcptun's --quiet suppresses the stream open/close messages (errors stay)."""
+    from kcpsock.cli import build_parser, kcptun
+    from kcpsock.cli.display import Display
+    from kcpsock.cli.options import settings_from_args
+
+    argv = ["tunnel", "-l", "127.0.0.1:0", "-r", "127.0.0.1:9", "--kcptun"]
+    args = build_parser().parse_args(argv + (["--quiet"] if quiet else []))
+    kcptun.check_kcptun_args(args)
+    out = io.StringIO()
+    display = Display(out, json_mode=False, live=False)
+    mux = kcptun.ClientMux(("127.0.0.1", 9), settings_from_args(args), args, display)
+    mux.open_stream = _EndedStream  # type: ignore[method-assign]
+    ours, theirs = socket.socketpair()
+    with theirs:
+        kcptun.client_connection(mux, ours, ("127.0.0.1", 5), display)
+    assert ("closed 127.0.0.1:5" in out.getvalue()) is not quiet, out.getvalue()
