@@ -49,7 +49,14 @@ def register(sub: Any) -> None:
         "kcptun's server (each smux stream becomes a TCP connection), so the "
         "client may be the real kcptun-client; no half-close in that mode.",
     )
-    p.add_argument("address", metavar="ADDR", help="UDP address to listen on, HOST:PORT")
+    p.add_argument("address", metavar="ADDR", nargs="?", help="UDP address to listen on, HOST:PORT")
+    p.add_argument(
+        "-l",
+        "--listen",
+        metavar="ADDR",
+        default=None,
+        help="the same as ADDR (kcptun-server's spelling, :PORT for all interfaces)",
+    )
     what = p.add_mutually_exclusive_group()
     what.add_argument(
         "--echo",
@@ -67,6 +74,7 @@ def register(sub: Any) -> None:
     )
     what.add_argument(
         "--forward",
+        "-t",
         "--target",
         metavar="HOST:PORT",
         default=None,
@@ -190,7 +198,12 @@ def _handle(
 def run(args: argparse.Namespace) -> int:
     """Run ``kcpsock serve``; returns the exit status."""
     settings = settings_from_args(args)
-    address = parse_address(args.address, "listen address", listening=True)
+    if args.address is not None and args.listen is not None:
+        raise UsageError(f"ADDR {args.address} conflicts with -l/--listen {args.listen}")
+    text = args.address if args.address is not None else args.listen
+    if text is None:
+        raise UsageError("a listen address is required: ADDR or -l/--listen HOST:PORT")
+    address = parse_address(text, "listen address", listening=True)
     forward = parse_address(args.forward, "--forward address") if args.forward else None
     if args.raw and forward is not None:
         raise UsageError("--raw conflicts with --forward (forwarding needs the framing)")

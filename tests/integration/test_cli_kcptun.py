@@ -256,3 +256,23 @@ def test_quiet_drops_the_per_connection_lines(quiet: bool) -> None:
     with theirs:
         kcptun.client_connection(mux, ours, ("127.0.0.1", 5), display)
     assert ("closed 127.0.0.1:5" in out.getvalue()) is not quiet, out.getvalue()
+
+
+# kcptun-server's own spelling: -l/--listen and -t/--target.
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (
+            "serve -l 127.0.0.1:0 -t 127.0.0.1:9 --kcptun --streambuf 9000000",
+            "must not be larger than --smuxbuf",
+        ),
+        (
+            "serve --listen 127.0.0.1:0 --target 127.0.0.1:9 --kcptun --streambuf 9000000",
+            "must not be larger than --smuxbuf",
+        ),
+        ("serve -t 127.0.0.1:9 --kcptun", "required"),
+        ("serve 127.0.0.1:0 -l 127.0.0.1:0 -t 127.0.0.1:9 --kcptun", "conflicts"),
+    ],
+)
+def test_serve_takes_kcptun_servers_listen_and_target(args: str, needle: str) -> None:
+    assert_usage_error(run_cli(*args.split()), needle)
