@@ -39,6 +39,7 @@ __all__ = [
     "ClientMux",
     "add_kcptun_options",
     "check_kcptun_args",
+    "load_config",
     "pipe",
     "serve_session",
     "smux_kwargs",
@@ -76,6 +77,56 @@ UNSUPPORTED: dict[str, str] = {
 }
 #: The ones that take no value.
 UNSUPPORTED_FLAGS = ("tcp", "pprof")
+
+#: kcptun's JSON config keys (``-c FILE``) -> (attribute, type) on either side.
+CONFIG_COMMON: dict[str, tuple[str, type]] = {
+    **{k: (k, str) for k in ("key", "crypt", "mode")},
+    **{
+        k: (k, int)
+        for k in [
+            "mtu",
+            "sndwnd",
+            "rcvwnd",
+            "datashard",
+            "parityshard",
+            "dscp",
+            "nodelay",
+            "interval",
+            "resend",
+            "nc",
+            "sockbuf",
+            "smuxver",
+            "smuxbuf",
+            "streambuf",
+            "keepalive",
+        ]
+    },
+    **{k: (k, bool) for k in ("nocomp", "acknodelay", "quiet")},
+}
+CONFIG_CLIENT: dict[str, tuple[str, type]] = {
+    "localaddr": ("local", str),
+    "remoteaddr": ("remote", str),
+    "conn": ("conn", int),
+    "autoexpire": ("autoexpire", int),
+    "scavengettl": ("scavengettl", int),
+}
+CONFIG_SERVER: dict[str, tuple[str, type]] = {
+    "listen": ("listen", str),
+    "target": ("forward", str),
+}
+#: Keys kcptun reads that kcpsock does not implement, with their no-effect
+#: value: accepted at that value (as in kcptun's example files), refused otherwise.
+CONFIG_INERT: dict[str, Any] = {
+    "log": "",
+    "snmplog": "",
+    "tcp": False,
+    "pprof": False,
+    "closewait": 0,
+}
+#: Read and without effect: the SNMP log period does nothing without "snmplog".
+CONFIG_IGNORED = ("snmpperiod",)
+_MANUAL_KNOBS = ("nodelay", "interval", "resend", "nc")
+_MODES = ("fast3", "fast2", "fast", "normal", "manual")
 #: smux's keepalive timeout, which kcptun 20210922 never changes (s).
 KEEPALIVE_TIMEOUT_S = 30
 #: Bytes per read in the copy loops (kcptun reads 4096; bigger costs less here).
@@ -97,6 +148,14 @@ def add_kcptun_options(parser: argparse.ArgumentParser, *, client: bool) -> None
         "(refused by name, with what to do instead).",
     )
     g.add_argument("--kcptun", action="store_true", help=KCPTUN_HELP)
+    g.add_argument(
+        "-c",
+        dest="config",
+        default=None,
+        metavar="FILE",
+        help="kcptun's JSON config file (overrides the command line, as in kcptun; "
+        "implies --kcptun)",
+    )
     g.add_argument(
         "--nocomp",
         action="store_true",
@@ -169,6 +228,73 @@ def add_kcptun_options(parser: argparse.ArgumentParser, *, client: bool) -> None
         )
 
 
+def load_config(args: argparse.Namespace, *, client: bool) -> None:
+    """Apply kcptun's JSON config file (``-c FILE``) to the parsed arguments.
+
+    As in kcptun, the file overrides the command line and means kcptun mode;
+    ``nodelay``/``interval``/``resend``/``nc`` count only with ``"mode":
+    "manual"`` (kcptun's profiles overwrite them).  The keys of the other
+    side (a server's ``"target"`` in a client's file...) are skipped, as
+    kcptun skips them; a key kcptun does not know is an error, and so is a
+    setting kcpsock does not implement (``"tcp": true``...).
+
+    Args:
+        args: the parsed arguments (``args.config`` is the path, or None).
+        client: the command is the client side (``tunnel``).
+
+    Raises:
+        UsageError: unreadable file, not a JSON object, an unknown key, a
+            value of the wrong type or an unsupported setting.
+    """
+    import json
+
+    path = getattr(args, "config", None)
+    if path is None:
+        return
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(
+            f"cannot read -c {path}: {getattr(exc, 'strerror', None) or exc}"
+        ) from None
+    try:
+        config = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"-c {path} is not kcptun's JSON config: {exc}") from None
+    if not isinstance(config, dict):
+        raise UsageError(f"-c {path} is not kcptun's JSON config: not an object")
+    own = {**CONFIG_COMMON, **(CONFIG_CLIENT if client else CONFIG_SERVER)}
+    other = CONFIG_SERVER if client else CONFIG_CLIENT
+    applied: set[str] = set()
+    for key, value in config.items():
+        if key in own:
+            attribute, kind = own[key]
+            ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+            if not ok:
+                what = {str: "a string", int: "an integer", bool: "true or false"}[kind]
+                raise UsageError(f"-c {path}: {key!r} must be {what}, not {value!r}")
+            if key == "mode" and value not in _MODES:
+                raise UsageError(f"-c {path}: 'mode' must be one of {', '.join(_MODES)}")
+            setattr(args, attribute, value)
+            applied.add(key)
+        elif key in CONFIG_INERT:
+            if value != CONFIG_INERT[key]:
+                flag = UNSUPPORTED[key]
+                raise UsageError(
+                    f"-c {path}: kcptun's {key!r}: {value!r} is not supported by kcpsock: {flag}"
+                )
+        elif key not in other and key not in CONFIG_IGNORED:
+            raise UsageError(f"-c {path}: unknown kcptun setting {key!r}")
+    if "listen" in applied:
+        args.address = None  # serve's ADDR: the file overrides it too
+    if args.mode != "manual":
+        for knob in _MANUAL_KNOBS:
+            if knob in applied:
+                setattr(args, knob, None)
+    args.kcptun = True
+
+
 def check_kcptun_args(args: argparse.Namespace) -> None:
     """Check the kcptun options and fill in their defaults.
 
@@ -186,6 +312,8 @@ def check_kcptun_args(args: argparse.Namespace) -> None:
     for name, value in DEFAULTS.items():
         if hasattr(args, name) and getattr(args, name) is None:
             setattr(args, name, value)
+    if args.smuxver not in (1, 2):
+        raise UsageError(f"--smuxver must be 1 or 2, not {args.smuxver}")
     if args.smuxbuf <= 0:
         raise UsageError(f"--smuxbuf must be positive, not {args.smuxbuf}")
     if args.streambuf <= 0:

@@ -197,6 +197,7 @@ def _handle(
 
 def run(args: argparse.Namespace) -> int:
     """Run ``kcpsock serve``; returns the exit status."""
+    kcptun.load_config(args, client=False)
     settings = settings_from_args(args)
     if args.address is not None and args.listen is not None:
         raise UsageError(f"ADDR {args.address} conflicts with -l/--listen {args.listen}")

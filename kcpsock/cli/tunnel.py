@@ -192,7 +192,7 @@ def register(sub: Any) -> None:
         "-l",
         "--local",
         "--localaddr",
-        required=True,
+        default=None,
         metavar="LOCAL_TCP",
         help="local TCP address to listen on, HOST:PORT",
     )
@@ -200,7 +200,7 @@ def register(sub: Any) -> None:
         "-r",
         "--remote",
         "--remoteaddr",
-        required=True,
+        default=None,
         metavar="REMOTE_KCP",
         help="the KCP server (kcpsock serve --forward), HOST:PORT",
     )
@@ -253,6 +253,10 @@ def _serve_one(
 
 def run(args: argparse.Namespace) -> int:
     """Run ``kcpsock tunnel``; returns the exit status."""
+    kcptun.load_config(args, client=True)
+    for name, flag in (("local", "-l/--localaddr"), ("remote", "-r/--remoteaddr")):
+        if getattr(args, name) is None:
+            raise UsageError(f"{flag} is required")
     settings = settings_from_args(args)
     local = parse_address(args.local, "local TCP address", listening=True)
     remote = parse_address(args.remote, "remote KCP address")

@@ -7,6 +7,7 @@ tests against the real kcptun are in tests/interop/test_kcptun.py.
 from __future__ import annotations
 
 import io
+import json
 import re
 import socket
 from types import SimpleNamespace
@@ -14,7 +15,12 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_cli import assert_usage_error, procs, run_cli  # noqa: F401
+from tests.integration.test_cli import (  # noqa: F401
+    LISTENING,
+    assert_usage_error,
+    procs,
+    run_cli,
+)
 from tests.interop.kcptun import EchoServer, echo_through
 
 
@@ -276,3 +282,93 @@ def test_quiet_drops_the_per_connection_lines(quiet: bool) -> None:
 )
 def test_serve_takes_kcptun_servers_listen_and_target(args: str, needle: str) -> None:
     assert_usage_error(run_cli(*args.split()), needle)
+
+
+# kcptun's -c FILE: its JSON config (the shape of Debian's
+# /usr/share/doc/kcptun/examples/local.json and server.json), which overrides
+# the command line, as in kcptun.
+CLIENT_JSON: dict[str, Any] = {
+    "localaddr": "127.0.0.1:0",
+    "remoteaddr": "127.0.0.1:9",
+    "key": "PASSWORD",
+    "crypt": "aes-128",
+    "mode": "fast3",
+    "mtu": 1400,
+    "sndwnd": 128,
+    "rcvwnd": 1024,
+    "datashard": 10,
+    "parityshard": 3,
+    "dscp": 46,
+    "nocomp": True,
+    "acknodelay": False,
+    "nodelay": 1,
+    "interval": 40,
+    "resend": 2,
+    "nc": 1,
+    "sockbuf": 16777217,
+    "smuxver": 1,
+    "smuxbuf": 16777217,
+    "streambuf": 2097152,
+    "keepalive": 10,
+    "autoexpire": 1800,
+    "quiet": False,
+    "tcp": False,
+}
+SERVER_JSON: dict[str, Any] = {
+    **{k: v for k, v in CLIENT_JSON.items() if k not in ("localaddr", "remoteaddr", "autoexpire")},
+    "listen": "127.0.0.1:0",
+    "target": "127.0.0.1:9",
+    "sndwnd": 2048,
+    "rcvwnd": 2048,
+    "pprof": False,
+}
+
+
+def _config(tmp_path: Any, name: str, base: dict[str, Any], **changes: Any) -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps({**base, **changes}))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("command", "changes", "needle"),
+    [
+        ("tunnel", {"keepalive": 40}, "--keepalive must be 1..30"),
+        ("serve", {"streambuf": 99999999}, "must not be larger than --smuxbuf"),
+        ("serve", {"smuxver": 3}, "--smuxver must be 1 or 2"),
+        ("tunnel", {"tcp": True}, "not supported"),
+        ("serve", {"log": "/tmp/kcptun.log"}, "not supported"),
+        ("tunnel", {"ratelimit": 100}, "unknown kcptun setting 'ratelimit'"),
+        ("tunnel", {"mtu": "1400"}, "'mtu' must be an integer"),
+        ("serve", {"mode": "fast9"}, "'mode' must be one of"),
+    ],
+)
+def test_config_file_errors(tmp_path: Any, command: str, changes: Any, needle: str) -> None:
+    base = CLIENT_JSON if command == "tunnel" else SERVER_JSON
+    path = _config(tmp_path, "c.json", base, **changes)
+    assert_usage_error(run_cli(command, "-c", path), needle)
+
+
+def test_config_file_missing_or_not_json(tmp_path: Any) -> None:
+    assert_usage_error(run_cli("tunnel", "-c", str(tmp_path / "none.json")), "cannot read")
+    (tmp_path / "bad.json").write_text("{'key': 1}")
+    assert_usage_error(run_cli("serve", "-c", str(tmp_path / "bad.json")), "not kcptun's JSON")
+
+
+def test_config_files_on_both_ends(procs: Any, tmp_path: Any) -> None:  # noqa: F811
+    """Debian's example configs, addresses changed: data flows, the files' settings apply."""
+    echo = EchoServer()
+    try:
+        server = procs(
+            "serve", "-c", _config(tmp_path, "s.json", SERVER_JSON, target=f"127.0.0.1:{echo.port}")
+        )
+        ready = server.wait_line(LISTENING)
+        assert "aes-128" in ready.string and "mode fast3 (1,10,2,1)" in ready.string, ready.string
+        assert "wnd 2048/2048" in ready.string and "no compression" in ready.string
+        host, port = ready.group(1).strip("[]"), int(ready.group(2))
+        tunnel = procs(
+            "tunnel", "-c", _config(tmp_path, "c.json", CLIENT_JSON, remoteaddr=f"{host}:{port}")
+        )
+        assert echo_through(tunnel.address(), [300_000, 100_000]) == [True, True]
+    finally:
+        echo.close()
