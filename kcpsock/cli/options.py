@@ -212,7 +212,7 @@ def add_kcp_options(
         "--ds",
         type=int,
         default=10,
-        help="FEC data shards (default 10; 0 with --parityshard 0 disables FEC)",
+        help="FEC data shards (default 10; 0 here or in --parityshard: no FEC, as kcp-go)",
     )
     g.add_argument(
         "--parityshard", "--ps", type=int, default=3, help="FEC parity shards (default 3)"
@@ -306,11 +306,8 @@ def settings_from_args(args: argparse.Namespace) -> KCPSettings:
         raise UsageError(f"--mtu must be 50..1500 bytes, not {args.mtu}")
     if args.datashard < 0 or args.parityshard < 0:
         raise UsageError("--datashard and --parityshard must be >= 0")
-    if (args.datashard == 0) != (args.parityshard == 0):
-        raise UsageError(
-            f"--datashard {args.datashard} conflicts with --parityshard "
-            f"{args.parityshard} (both 0 disables FEC)"
-        )
+    if args.datashard == 0 or args.parityshard == 0:
+        args.datashard = args.parityshard = 0  # kcp-go: either count 0 means no FEC
     if args.datashard + args.parityshard > 255:
         raise UsageError("--datashard + --parityshard must be at most 255")
     if args.sockbuf and args.sockbuf < 1:

@@ -372,3 +372,12 @@ def test_config_files_on_both_ends(procs: Any, tmp_path: Any) -> None:  # noqa: 
         assert echo_through(tunnel.address(), [300_000, 100_000]) == [True, True]
     finally:
         echo.close()
+
+
+@pytest.mark.parametrize("shards", [["--parityshard", "0"], ["--datashard", "0"], ["-ps", "0"]])
+def test_one_shard_count_0_turns_fec_off_as_kcp_go(procs: Any, shards: list[str]) -> None:  # noqa: F811
+    """kcp-go (so kcptun) has no FEC when either count is 0: ``kcptun-server
+    --parityshard 0`` is a common line, which kcpsock refused as a conflict.
+    """
+    server = procs("serve", "127.0.0.1:0", *shards)
+    assert "no FEC" in server.wait_line(LISTENING).string
