@@ -224,7 +224,8 @@ def add_kcptun_options(parser: argparse.ArgumentParser, *, client: bool) -> None
             type=int,
             default=None,
             metavar="S",
-            help="close an expired session S seconds after it expired (default 600)",
+            help="close a session S seconds after it expired, with its connections, "
+            "replaced or not (default 600)",
         )
 
 
@@ -434,8 +435,8 @@ class ClientMux:
     """kcptun's client side: ``--conn`` KCP+smux sessions used round-robin.
 
     A slot's session is created on first use and replaced when it died or
-    (with ``--autoexpire``) expired; an expired session is closed
-    ``--scavengettl`` seconds after expiry.
+    (with ``--autoexpire``) expired; as kcptun's scavenger, every session is
+    closed ``--scavengettl`` seconds after its expiry, replaced or not.
     """
 
     def __init__(
@@ -480,10 +481,10 @@ class ClientMux:
                 or not slot.session.alive
                 or (self.autoexpire > 0 and now >= slot.expires)
             ):
-                if slot.session is not None and slot.session.alive:
-                    self.expired.append((slot.expires + self.scavengettl, slot.session))
                 slot.session = self._new_session()
                 slot.expires = now + self.autoexpire
+                if self.autoexpire > 0:  # kcptun: every session is closed ttl after expiry
+                    self.expired.append((slot.expires + self.scavengettl, slot.session))
             return slot.session
 
     def open_stream(self) -> Any:
@@ -500,7 +501,7 @@ class ClientMux:
             now = time.monotonic()
             with self.lock:
                 due = [s for t, s in self.expired if t <= now]
-                self.expired = [(t, s) for t, s in self.expired if t > now]
+                self.expired = [(t, s) for t, s in self.expired if t > now and s.alive]
             for session in due:
                 session.close()
 

@@ -381,3 +381,29 @@ def test_one_shard_count_0_turns_fec_off_as_kcp_go(procs: Any, shards: list[str]
     """
     server = procs("serve", "127.0.0.1:0", *shards)
     assert "no FEC" in server.wait_line(LISTENING).string
+
+
+def test_an_expired_session_is_closed_after_scavengettl_even_if_not_replaced(
+    procs: Any,  # noqa: F811
+) -> None:
+    """kcptun's scavenger closes every session --scavengettl seconds after it
+    expired (--autoexpire), connections and all, whether or not a newer
+    session took its place; kcpsock closed it only once a new connection had
+    replaced it, so an idle tunnel's session (and its UDP port) lived on.
+    """
+    echo = EchoServer()
+    try:
+        server = procs("serve", "127.0.0.1:0", "--forward", f"127.0.0.1:{echo.port}", "--kcptun")
+        host, port = server.address()
+        tunnel = procs(
+            "tunnel",
+            *("-l", "127.0.0.1:0", "-r", f"{host}:{port}", "--kcptun"),
+            *("--autoexpire", "1", "--scavengettl", "1"),
+        )
+        with socket.create_connection(tunnel.address(), timeout=20) as conn:
+            conn.sendall(b"hello")
+            assert conn.recv(5) == b"hello"
+            conn.settimeout(15)  # expiry 1 s + ttl 1 s + the scavenger's 1 s tick
+            assert conn.recv(5) == b""
+    finally:
+        echo.close()
