@@ -39,6 +39,7 @@ __all__ = [
     "ClientMux",
     "add_kcptun_options",
     "check_kcptun_args",
+    "crypt_note",
     "load_config",
     "pipe",
     "serve_session",
@@ -355,6 +356,21 @@ def describe(args: argparse.Namespace) -> str:
     """One line about the kcptun mode, for the readiness line."""
     comp = "no compression" if args.nocomp else "snappy"
     return f"kcptun mode: smux v{args.smuxver}, {comp}"
+
+
+def crypt_note(args: argparse.Namespace, display: Display) -> None:
+    """Say once that kcptun 20210922 takes ``--crypt null`` as aes.
+
+    kcpsock's ``null`` is later kcptun's (no cipher, no crypto header);
+    kcptun 20210922 (Debian's) runs aes for it, and for every name it does
+    not know, without a word: the two ends then never talk.
+    """
+    if args.crypt == "null":
+        display.line(
+            "note: --crypt null means no cipher here (as later kcptun); kcptun "
+            "20210922 (Debian's) takes null as aes: against it say --crypt aes on both ends",
+            {"event": "note", "note": "kcptun 20210922 takes --crypt null as aes"},
+        )
 
 
 def speed_note(args: argparse.Namespace, display: Display) -> None:

@@ -232,6 +232,7 @@ def run(args: argparse.Namespace) -> int:
         )
         if args.kcptun:
             kcptun.speed_note(args, display)
+            kcptun.crypt_note(args, display)
         while True:
             sock, peer = listener.accept()
             with lock:

@@ -284,6 +284,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.kcptun:
         kcptun.speed_note(args, display)
+        kcptun.crypt_note(args, display)
         mux = kcptun.ClientMux(remote, settings, args, display)
         try:
             while True:

@@ -407,3 +407,20 @@ def test_an_expired_session_is_closed_after_scavengettl_even_if_not_replaced(
             assert conn.recv(5) == b""
     finally:
         echo.close()
+
+
+@pytest.mark.parametrize("command", ["serve", "tunnel"])
+def test_crypt_null_warns_that_kcptun_20210922_takes_it_as_aes(
+    procs: Any,  # noqa: F811
+    command: str,
+) -> None:
+    """Debian's kcptun silently runs aes for --crypt null; kcpsock runs no cipher
+    at all (later kcptun's null): the two never talk, and nothing said why.
+    """
+    args = {
+        "serve": ["serve", "127.0.0.1:0", "--forward", "127.0.0.1:9"],
+        "tunnel": ["tunnel", "-l", "127.0.0.1:0", "-r", "127.0.0.1:9"],
+    }[command]
+    proc = procs(*args, "--kcptun", "--crypt", "null")
+    line = proc.wait_line(re.compile(r"note: .*null"))
+    assert "20210922" in line.string and "aes" in line.string, line.string
