@@ -205,11 +205,6 @@ def run(args: argparse.Namespace) -> int:
     if text is None:
         raise UsageError("a listen address is required: ADDR or -l/--listen HOST:PORT")
     address = parse_address(text, "listen address", listening=True)
-    if args.forward and ":" not in args.forward and "/" in args.forward:
-        raise UsageError(
-            f"--forward/--target {args.forward}: a unix socket target (kcptun-server "
-            "-t PATH) is not supported; forward to HOST:PORT"
-        )
     forward = parse_address(args.forward, "--forward address") if args.forward else None
     if args.raw and forward is not None:
         raise UsageError("--raw conflicts with --forward (forwarding needs the framing)")

@@ -424,10 +424,3 @@ def test_crypt_null_warns_that_kcptun_20210922_takes_it_as_aes(
     proc = procs(*args, "--kcptun", "--crypt", "null")
     line = proc.wait_line(re.compile(r"note: .*null"))
     assert "20210922" in line.string and "aes" in line.string, line.string
-
-
-def test_a_unix_socket_target_is_refused_by_name(tmp_path: Any) -> None:
-    """kcptun-server -t PATH forwards to a unix socket; kcpsock forwards to TCP only."""
-    path = str(tmp_path / "app.sock")
-    line = assert_usage_error(run_cli("serve", "-l", "127.0.0.1:0", "-t", path, "--kcptun"))
-    assert "unix socket" in line and "not supported" in line, line
