@@ -28,9 +28,12 @@ from kcpsock.cli.display import Display
 from kcpsock.cli.options import (
     Address,
     KCPSettings,
+    Target,
     UsageError,
+    connect_target,
     dial,
     format_address,
+    format_target,
 )
 
 __all__ = [
@@ -578,7 +581,7 @@ def _never_answered(sock: Any) -> bool:
 def serve_session(
     sock: Any,
     peer: Any,
-    forward: Address,
+    forward: Target,
     args: argparse.Namespace,
     display: Display,
 ) -> None:
@@ -605,12 +608,12 @@ def serve_session(
     )
 
 
-def _forward_stream(stream: Any, forward: Address, display: Display) -> None:
+def _forward_stream(stream: Any, forward: Target, display: Display) -> None:
     try:
-        tcp = socket.create_connection(forward, timeout=10.0)
+        tcp = connect_target(forward, timeout=10.0)
     except OSError as exc:
         display.line(
-            f"stream {stream.id}: cannot connect to {format_address(forward)}: "
+            f"stream {stream.id}: cannot connect to {format_target(forward)}: "
             f"{exc.strerror or exc}",
             {"event": "error", "stream": stream.id, "error": str(exc)},
         )
@@ -619,6 +622,8 @@ def _forward_stream(stream: Any, forward: Address, display: Display) -> None:
     pipe(stream, tcp)
 
 
-def forward_address_note(forward: Optional[Address]) -> str:
+def forward_address_note(forward: Optional[Target]) -> str:
     """The readiness line's target part."""
-    return f" -> {format_address(forward)} (tcp)" if forward else ""
+    if not forward:
+        return ""
+    return f" -> {format_target(forward)} ({'unix' if isinstance(forward, str) else 'tcp'})"

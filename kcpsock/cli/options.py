@@ -21,27 +21,33 @@ import argparse
 import errno
 import socket
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 __all__ = [
     "MODES",
     "Address",
     "CommandError",
     "KCPSettings",
+    "Target",
     "UsageError",
     "add_kcp_options",
     "bind_error",
+    "connect_target",
     "derive_kcptun_key",
     "dial",
     "format_address",
+    "format_target",
     "listen",
     "make_block",
     "parse_address",
+    "parse_target",
     "settings_from_args",
     "to_config",
 ]
 
 Address = tuple[str, int]
+#: Where ``serve`` forwards: a TCP address or a unix socket path.
+Target = Union[Address, str]
 
 #: kcptun's ``--mode`` profiles: (nodelay, interval ms, resend, nc).  kcptun's
 #: client/main.go and server/main.go use the same table.
@@ -417,6 +423,43 @@ def parse_address(text: str, what: str = "address", *, listening: bool = False) 
         if family in (socket.AF_INET, socket.AF_INET6)
         else (host, port)
     )
+
+
+def parse_target(text: str, what: str) -> Target:
+    """Parse a forward target: ``HOST:PORT``, or a unix socket path.
+
+    kcptun-server takes a target that is not ``HOST:PORT`` as a unix socket
+    path; here a path is text with a ``/`` and no ``:`` (``./app.sock``).
+
+    Raises:
+        UsageError: neither a path nor a usable ``HOST:PORT``.
+    """
+    if "/" in text and ":" not in text:
+        return text
+    return parse_address(text, what)
+
+
+def format_target(target: Target) -> str:
+    """``HOST:PORT`` of a TCP target, ``unix:PATH`` of a unix socket."""
+    return f"unix:{target}" if isinstance(target, str) else format_address(target)
+
+
+def connect_target(target: Target, timeout: float) -> socket.socket:
+    """Open a stream connection to a target (TCP or unix socket).
+
+    Raises:
+        OSError: the connection failed.
+    """
+    if not isinstance(target, str):
+        return socket.create_connection(target, timeout=timeout)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(target)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def format_address(address: Any) -> str:

@@ -15,7 +15,6 @@ and Ctrl-C; a failing session never stops the server.
 from __future__ import annotations
 
 import argparse
-import socket
 import threading
 from typing import Any, Optional
 
@@ -23,13 +22,16 @@ from kcpsock.cli import frames, kcptun
 from kcpsock.cli.common import add_output_options, announce, graceful_close, spawn, start_stats
 from kcpsock.cli.display import Display
 from kcpsock.cli.options import (
-    Address,
     KCPSettings,
+    Target,
     UsageError,
     add_kcp_options,
+    connect_target,
     format_address,
+    format_target,
     listen,
     parse_address,
+    parse_target,
     settings_from_args,
 )
 from kcpsock.cli.tunnel import pump
@@ -78,7 +80,8 @@ def register(sub: Any) -> None:
         "--target",
         metavar="HOST:PORT",
         default=None,
-        help="pipe each session to a new TCP connection to HOST:PORT",
+        help="pipe each session to a new TCP connection to HOST:PORT (or to the unix "
+        "socket PATH, a path with a /, as kcptun-server -t PATH)",
     )
     p.add_argument(
         "--raw",
@@ -135,7 +138,7 @@ def _handle(
     peer: Any,
     args: argparse.Namespace,
     settings: KCPSettings,
-    forward: Optional[Address],
+    forward: Optional[Target],
     display: Display,
 ) -> None:
     total = 0
@@ -145,17 +148,17 @@ def _handle(
             sock.settimeout(args.idle)
         if forward is not None:
             try:
-                tcp = socket.create_connection(forward, timeout=10.0)
+                tcp = connect_target(forward, timeout=10.0)
             except OSError as exc:
                 display.line(
-                    f"{name}: cannot connect to {format_address(forward)}: {exc.strerror or exc}",
+                    f"{name}: cannot connect to {format_target(forward)}: {exc.strerror or exc}",
                     {"event": "error", "peer": name, "error": str(exc)},
                 )
                 # Tell the client why (connect exits non-zero with this line),
                 # then FIN at once so a tunnel's TCP client sees the end.
                 sock.sendall(
                     frames.error_frame(
-                        f"the server cannot connect to {format_address(forward)}:"
+                        f"the server cannot connect to {format_target(forward)}:"
                         f" {exc.strerror or exc}"
                     )
                 )
@@ -205,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
     if text is None:
         raise UsageError("a listen address is required: ADDR or -l/--listen HOST:PORT")
     address = parse_address(text, "listen address", listening=True)
-    forward = parse_address(args.forward, "--forward address") if args.forward else None
+    forward = parse_target(args.forward, "--forward address") if args.forward else None
     if args.raw and forward is not None:
         raise UsageError("--raw conflicts with --forward (forwarding needs the framing)")
     if args.idle < 0:
@@ -221,7 +224,8 @@ def run(args: argparse.Namespace) -> int:
     sessions: list[Any] = []
     lock = threading.Lock()
     try:
-        target = f" -> {format_address(forward)} (tcp)" if forward else ""
+        kind = "unix" if isinstance(forward, str) else "tcp"
+        target = f" -> {format_target(forward)} ({kind})" if forward else ""
         mode = f"; {kcptun.describe(args)}" if args.kcptun else ""
         announce(
             display,

@@ -424,3 +424,37 @@ def test_crypt_null_warns_that_kcptun_20210922_takes_it_as_aes(
     proc = procs(*args, "--kcptun", "--crypt", "null")
     line = proc.wait_line(re.compile(r"note: .*null"))
     assert "20210922" in line.string and "aes" in line.string, line.string
+
+
+@pytest.mark.parametrize("kcptun_mode", [True, False])
+def test_a_unix_socket_target(procs: Any, tmp_path: Any, kcptun_mode: bool) -> None:  # noqa: F811
+    """kcptun-server -t PATH forwards to a unix socket (kcptun: a target that is
+    not HOST:PORT); serve -t/--forward takes the same.
+    """
+    import threading
+
+    path = str(tmp_path / "app.sock")
+    unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    unix.bind(path)
+    unix.listen(4)
+
+    def echo_once() -> None:
+        conn, _ = unix.accept()
+        with conn:
+            conn.settimeout(20)
+            conn.sendall(conn.recv(100).upper())
+
+    thread = threading.Thread(target=echo_once, daemon=True)
+    thread.start()
+    mode = ["--kcptun"] if kcptun_mode else []
+    server = procs("serve", "-l", "127.0.0.1:0", "-t", path, *mode)
+    host, port = server.address()
+    assert f"unix:{path}" in server.seen[-1]
+    tunnel = procs("tunnel", "-l", "127.0.0.1:0", "-r", f"{host}:{port}", *mode)
+    try:
+        with socket.create_connection(tunnel.address(), timeout=20) as conn:
+            conn.sendall(b"hello")
+            assert conn.recv(100) == b"HELLO"
+    finally:
+        thread.join(20)
+        unix.close()
