@@ -18,12 +18,13 @@ the command; every session is closed on exit.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import socket
 import threading
 import time
 from typing import Any, Optional
 
-from kcpsock.cli.common import spawn
+from kcpsock.cli.common import NO_ANSWER_S, AnswerWatch, spawn
 from kcpsock.cli.display import Display
 from kcpsock.cli.options import (
     Address,
@@ -43,6 +44,7 @@ __all__ = [
     "add_kcptun_options",
     "check_kcptun_args",
     "crypt_note",
+    "kcp_settings",
     "load_config",
     "pipe",
     "serve_session",
@@ -343,6 +345,19 @@ def check_kcptun_args(args: argparse.Namespace) -> None:
             raise UsageError(f"--scavengettl must be >= 0, not {args.scavengettl}")
 
 
+def kcp_settings(settings: KCPSettings) -> KCPSettings:
+    """The KCP settings of kcptun mode: no reader's "peer gone" EOF.
+
+    smux carries each stream's end (FIN) and ends a silent session with its
+    keep-alive (30 s), as kcptun over kcp-go does; kcpsock's waiting-reader
+    probes (``gone_timeout``, EOF for KCP without a FIN) would end the whole
+    session, every connection of the tunnel, after about a second of silence,
+    which kcptun rides out.  A server that never answers is still named at
+    once: :class:`ClientMux` watches each new session's first answer.
+    """
+    return dataclasses.replace(settings, gone=False)
+
+
 def smux_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of ``kcpsock.smux.client``/``server`` for the options."""
     return {
@@ -473,6 +488,8 @@ class ClientMux:
         self.rr = 0
         self.lock = threading.Lock()
         self.expired: list[tuple[float, Any]] = []
+        #: each live slot session's first-answer watch
+        self.watches: dict[Any, AnswerWatch] = {}
         self.closed = threading.Event()
         if self.autoexpire > 0:
             spawn(self._scavenge, name="kcpsock-kcptun-scavenger")
@@ -482,6 +499,10 @@ class ClientMux:
 
         sock = dial(self.remote, self.settings)
         session = smux.client(sock, **self.kwargs)
+        # KCP has no handshake: a session whose server never answers (wrong
+        # key, cipher or FEC, nothing there) is closed NO_ANSWER_S after its
+        # first stream opened, and client_connection says why
+        self.watches[session] = AnswerWatch(sock, wait_s=NO_ANSWER_S)
         self.display.line(
             f"smux session {sock.getsockname()[1]} -> {format_address(self.remote)} "
             f"(conv {sock.conv:#010x})",
@@ -500,6 +521,8 @@ class ClientMux:
                 or not slot.session.alive
                 or (self.autoexpire > 0 and now >= slot.expires)
             ):
+                if slot.session is not None:
+                    self.watches.pop(slot.session, None)
                 slot.session = self._new_session()
                 slot.expires = now + self.autoexpire
                 if self.autoexpire > 0:  # kcptun: every session is closed ttl after expiry
@@ -510,10 +533,16 @@ class ClientMux:
         """Open a stream on the next session (a new session if it refuses)."""
         session = self.session_for_next()
         try:
-            return session.open_stream()
+            stream = session.open_stream()
         except OSError:
             session.close()
-            return self.session_for_next().open_stream()
+            session = self.session_for_next()
+            stream = session.open_stream()
+        with self.lock:
+            watch = self.watches.get(session)
+        if watch is not None:
+            watch.sent()
+        return stream
 
     def _scavenge(self) -> None:
         while not self.closed.wait(1.0):

@@ -458,3 +458,36 @@ def test_a_unix_socket_target(procs: Any, tmp_path: Any, kcptun_mode: bool) -> N
     finally:
         thread.join(20)
         unix.close()
+
+
+@pytest.mark.parametrize("stalled", ["serve", "tunnel"])
+def test_a_two_second_stall_of_either_end_keeps_the_connections(
+    procs: Any,  # noqa: F811
+    stalled: str,
+) -> None:
+    """kcptun (kcp-go, smux) rides out a peer silent for a few seconds: only
+    smux's keep-alive (30 s) ends a session.  kcpsock's waiting-reader probes
+    (``gone_timeout``, for KCP without smux, which has no FIN) counted the
+    peer gone after about a second and dropped every connection of the tunnel.
+    """
+    import signal
+    import threading
+
+    echo = EchoServer()
+    try:
+        server = procs("serve", "127.0.0.1:0", "--forward", f"127.0.0.1:{echo.port}", "--kcptun")
+        host, port = server.address()
+        tunnel = procs("tunnel", "-l", "127.0.0.1:0", "-r", f"{host}:{port}", "--kcptun")
+        with socket.create_connection(tunnel.address(), timeout=20) as conn:
+            conn.sendall(b"hello")
+            assert conn.recv(5) == b"hello"
+            proc = {"serve": server, "tunnel": tunnel}[stalled].p
+            proc.send_signal(signal.SIGSTOP)
+            try:
+                threading.Event().wait(2.0)  # the feature is a clock: a 2 s stall
+            finally:
+                proc.send_signal(signal.SIGCONT)
+            conn.sendall(b"again")
+            assert conn.recv(5) == b"again"
+    finally:
+        echo.close()

@@ -300,3 +300,45 @@ def test_one_json_config_shape_for_kcptun_and_kcpsock(
     kcptun("client", "-c", str(client))
     assert echo_through(("127.0.0.1", local), [200_000, 100_000]) == [True, True]
     assert ours.interrupt() == 130
+
+
+@pytest.mark.parametrize("stalled", ["kcptun-client", "kcptun-server"])
+def test_a_two_second_stall_of_kcptun_keeps_the_connection(
+    kcptun: Any,
+    procs: Any,  # noqa: F811
+    echo: EchoServer,
+    stalled: str,
+) -> None:
+    """kcptun on both ends rides out a peer stalled for 2 s (smux's keep-alive
+    is 30 s); kcpsock facing kcptun must too.  It dropped the session after
+    about a second (a reader's "peer gone" probes): the kcpsock tunnel's
+    connections closed, and a stalled kcptun-client's hung for 30 s.
+    """
+    import signal
+    import threading
+
+    udp = free_port(socket.SOCK_DGRAM)
+    if stalled == "kcptun-client":
+        ours = procs(
+            "serve", f"127.0.0.1:{udp}", "-t", f"127.0.0.1:{echo.port}", "--kcptun", "--key", KEY
+        )
+        ours.address()
+        local = free_port(socket.SOCK_STREAM)
+        theirs = kcptun("client", "-l", f"127.0.0.1:{local}", "-r", f"127.0.0.1:{udp}")
+        address = ("127.0.0.1", local)
+    else:
+        theirs = kcptun("server", "-l", f"127.0.0.1:{udp}", "-t", f"127.0.0.1:{echo.port}")
+        ours = procs(
+            "tunnel", "-l", "127.0.0.1:0", "-r", f"127.0.0.1:{udp}", "--kcptun", "--key", KEY
+        )
+        address = ours.address()
+    with socket.create_connection(address, timeout=20) as conn:
+        conn.sendall(b"hello")
+        assert conn.recv(5) == b"hello"
+        theirs.p.send_signal(signal.SIGSTOP)
+        try:
+            threading.Event().wait(2.0)  # the feature is a clock: a 2 s stall
+        finally:
+            theirs.p.send_signal(signal.SIGCONT)
+        conn.sendall(b"again")
+        assert conn.recv(5) == b"again"
