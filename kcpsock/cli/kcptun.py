@@ -156,6 +156,7 @@ def add_kcptun_options(parser: argparse.ArgumentParser, *, client: bool) -> None
     g.add_argument("--kcptun", action="store_true", help=KCPTUN_HELP)
     g.add_argument(
         "-c",
+        "--c",  # Go's flag syntax: kcptun takes both
         dest="config",
         default=None,
         metavar="FILE",

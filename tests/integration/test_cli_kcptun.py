@@ -349,6 +349,14 @@ def test_config_file_errors(tmp_path: Any, command: str, changes: Any, needle: s
     assert_usage_error(run_cli(command, "-c", path), needle)
 
 
+@pytest.mark.parametrize("flag", ["-c", "--c", "-c="])
+def test_config_flag_spellings(tmp_path: Any, flag: str) -> None:
+    """Go's flag syntax: kcptun takes -c FILE, --c FILE and -c=FILE."""
+    path = _config(tmp_path, "c.json", CLIENT_JSON, keepalive=40)
+    args = [flag + path] if flag.endswith("=") else [flag, path]
+    assert_usage_error(run_cli("tunnel", *args), "--keepalive must be 1..30")
+
+
 def test_config_file_missing_or_not_json(tmp_path: Any) -> None:
     assert_usage_error(run_cli("tunnel", "-c", str(tmp_path / "none.json")), "cannot read")
     (tmp_path / "bad.json").write_text("{'key': 1}")
