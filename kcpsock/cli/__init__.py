@@ -24,7 +24,7 @@ from typing import NoReturn, Optional
 
 from kcpsock.cli.options import CommandError, UsageError
 
-__all__ = ["main"]
+__all__ = ["go_style_options", "main"]
 
 PROG = "kcpsock"
 
@@ -79,6 +79,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def go_style_options(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """Spell kcptun's one-dash long options (``-mode fast3``) with two dashes.
+
+    kcptun's parser (urfave/cli, Go's flag syntax) takes ``-name``, ``-name
+    value`` and ``-name=value`` for every ``--name``, and kcptun's own
+    documentation writes them so: a ``-NAME`` (or ``-NAME=VALUE``) after the
+    command becomes ``--NAME`` when the command has a ``--NAME`` option.
+    Anything else (short options such as ``-l``, negative numbers, unknown
+    names, everything after ``--``) is left as it is.
+
+    Args:
+        parser: the parser of :func:`build_parser`.
+        argv: the arguments.
+
+    Returns:
+        The arguments, rewritten.
+    """
+    commands: dict[str, argparse.ArgumentParser] = {}
+    for action in parser._actions:  # argparse has no public way to list the commands
+        if isinstance(action.choices, dict):
+            commands = action.choices
+    index = next((i for i, arg in enumerate(argv) if not arg.startswith("-")), None)
+    if index is None or argv[index] not in commands:
+        return argv
+    known = {s for s in commands[argv[index]]._option_string_actions if s.startswith("--")}
+    out = argv[: index + 1]
+    for position, arg in enumerate(argv[index + 1 :], index + 1):
+        if arg == "--":
+            out += argv[position:]
+            break
+        if len(arg) > 2 and arg[0] == "-" and arg[1] != "-" and "-" + arg.split("=")[0] in known:
+            arg = "-" + arg
+        out.append(arg)
+    return out
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the command line.
 
@@ -89,6 +125,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         The exit status: 0 ok, 1 failure, 2 usage error, 130 interrupted, 143 terminated.
     """
     parser = build_parser()
+    argv = go_style_options(parser, list(sys.argv[1:] if argv is None else argv))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, argparse errors

@@ -21,27 +21,33 @@ import argparse
 import errno
 import socket
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 __all__ = [
     "MODES",
     "Address",
     "CommandError",
     "KCPSettings",
+    "Target",
     "UsageError",
     "add_kcp_options",
     "bind_error",
+    "connect_target",
     "derive_kcptun_key",
     "dial",
     "format_address",
+    "format_target",
     "listen",
     "make_block",
     "parse_address",
+    "parse_target",
     "settings_from_args",
     "to_config",
 ]
 
 Address = tuple[str, int]
+#: Where ``serve`` forwards: a TCP address or a unix socket path.
+Target = Union[Address, str]
 
 #: kcptun's ``--mode`` profiles: (nodelay, interval ms, resend, nc).  kcptun's
 #: client/main.go and server/main.go use the same table.
@@ -86,6 +92,9 @@ class KCPSettings:
         acknodelay: flush ACKs at once.
         sockbuf: UDP socket buffer size in bytes (both directions).
         stream: stream mode (kcptun's default) or message mode.
+        gone: a waiting reader counts a peer silent for about a second as
+            gone (kcpsock's EOF without FIN, ``gone_timeout``); False in
+            kcptun mode, where smux has FINs and its keep-alive, as kcp-go.
     """
 
     crypt: str
@@ -104,6 +113,7 @@ class KCPSettings:
     acknodelay: bool
     sockbuf: int
     stream: bool
+    gone: bool = True
 
     def describe(self) -> str:
         """Return a one-line human summary of the settings."""
@@ -212,7 +222,7 @@ def add_kcp_options(
         "--ds",
         type=int,
         default=10,
-        help="FEC data shards (default 10; 0 with --parityshard 0 disables FEC)",
+        help="FEC data shards (default 10; 0 here or in --parityshard: no FEC, as kcp-go)",
     )
     g.add_argument(
         "--parityshard", "--ps", type=int, default=3, help="FEC parity shards (default 3)"
@@ -306,11 +316,8 @@ def settings_from_args(args: argparse.Namespace) -> KCPSettings:
         raise UsageError(f"--mtu must be 50..1500 bytes, not {args.mtu}")
     if args.datashard < 0 or args.parityshard < 0:
         raise UsageError("--datashard and --parityshard must be >= 0")
-    if (args.datashard == 0) != (args.parityshard == 0):
-        raise UsageError(
-            f"--datashard {args.datashard} conflicts with --parityshard "
-            f"{args.parityshard} (both 0 disables FEC)"
-        )
+    if args.datashard == 0 or args.parityshard == 0:
+        args.datashard = args.parityshard = 0  # kcp-go: either count 0 means no FEC
     if args.datashard + args.parityshard > 255:
         raise UsageError("--datashard + --parityshard must be at most 255")
     if args.sockbuf and args.sockbuf < 1:
@@ -422,6 +429,43 @@ def parse_address(text: str, what: str = "address", *, listening: bool = False) 
     )
 
 
+def parse_target(text: str, what: str) -> Target:
+    """Parse a forward target: ``HOST:PORT``, or a unix socket path.
+
+    kcptun-server takes a target that is not ``HOST:PORT`` as a unix socket
+    path; here a path is text with a ``/`` and no ``:`` (``./app.sock``).
+
+    Raises:
+        UsageError: neither a path nor a usable ``HOST:PORT``.
+    """
+    if "/" in text and ":" not in text:
+        return text
+    return parse_address(text, what)
+
+
+def format_target(target: Target) -> str:
+    """``HOST:PORT`` of a TCP target, ``unix:PATH`` of a unix socket."""
+    return f"unix:{target}" if isinstance(target, str) else format_address(target)
+
+
+def connect_target(target: Target, timeout: float) -> socket.socket:
+    """Open a stream connection to a target (TCP or unix socket).
+
+    Raises:
+        OSError: the connection failed.
+    """
+    if not isinstance(target, str):
+        return socket.create_connection(target, timeout=timeout)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(target)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def format_address(address: Any) -> str:
     """Format a socket address as ``HOST:PORT`` (``[HOST]:PORT`` for IPv6)."""
     host, port = str(address[0]), int(address[1])
@@ -461,6 +505,7 @@ def to_config(settings: KCPSettings) -> Any:
             dscp=settings.dscp or None,
             read_buffer=settings.sockbuf or None,
             write_buffer=settings.sockbuf or None,
+            gone_timeout=KCPConfig.gone_timeout if settings.gone else 0.0,
         )
     except (TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from None

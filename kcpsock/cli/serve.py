@@ -15,7 +15,6 @@ and Ctrl-C; a failing session never stops the server.
 from __future__ import annotations
 
 import argparse
-import socket
 import threading
 from typing import Any, Optional
 
@@ -23,13 +22,16 @@ from kcpsock.cli import frames, kcptun
 from kcpsock.cli.common import add_output_options, announce, graceful_close, spawn, start_stats
 from kcpsock.cli.display import Display
 from kcpsock.cli.options import (
-    Address,
     KCPSettings,
+    Target,
     UsageError,
     add_kcp_options,
+    connect_target,
     format_address,
+    format_target,
     listen,
     parse_address,
+    parse_target,
     settings_from_args,
 )
 from kcpsock.cli.tunnel import pump
@@ -49,7 +51,14 @@ def register(sub: Any) -> None:
         "kcptun's server (each smux stream becomes a TCP connection), so the "
         "client may be the real kcptun-client; no half-close in that mode.",
     )
-    p.add_argument("address", metavar="ADDR", help="UDP address to listen on, HOST:PORT")
+    p.add_argument("address", metavar="ADDR", nargs="?", help="UDP address to listen on, HOST:PORT")
+    p.add_argument(
+        "-l",
+        "--listen",
+        metavar="ADDR",
+        default=None,
+        help="the same as ADDR (kcptun-server's spelling, :PORT for all interfaces)",
+    )
     what = p.add_mutually_exclusive_group()
     what.add_argument(
         "--echo",
@@ -67,10 +76,12 @@ def register(sub: Any) -> None:
     )
     what.add_argument(
         "--forward",
+        "-t",
         "--target",
         metavar="HOST:PORT",
         default=None,
-        help="pipe each session to a new TCP connection to HOST:PORT",
+        help="pipe each session to a new TCP connection to HOST:PORT (or to the unix "
+        "socket PATH, a path with a /, as kcptun-server -t PATH)",
     )
     p.add_argument(
         "--raw",
@@ -127,7 +138,7 @@ def _handle(
     peer: Any,
     args: argparse.Namespace,
     settings: KCPSettings,
-    forward: Optional[Address],
+    forward: Optional[Target],
     display: Display,
 ) -> None:
     total = 0
@@ -137,17 +148,17 @@ def _handle(
             sock.settimeout(args.idle)
         if forward is not None:
             try:
-                tcp = socket.create_connection(forward, timeout=10.0)
+                tcp = connect_target(forward, timeout=10.0)
             except OSError as exc:
                 display.line(
-                    f"{name}: cannot connect to {format_address(forward)}: {exc.strerror or exc}",
+                    f"{name}: cannot connect to {format_target(forward)}: {exc.strerror or exc}",
                     {"event": "error", "peer": name, "error": str(exc)},
                 )
                 # Tell the client why (connect exits non-zero with this line),
                 # then FIN at once so a tunnel's TCP client sees the end.
                 sock.sendall(
                     frames.error_frame(
-                        f"the server cannot connect to {format_address(forward)}:"
+                        f"the server cannot connect to {format_target(forward)}:"
                         f" {exc.strerror or exc}"
                     )
                 )
@@ -189,14 +200,22 @@ def _handle(
 
 def run(args: argparse.Namespace) -> int:
     """Run ``kcpsock serve``; returns the exit status."""
+    kcptun.load_config(args, client=False)
     settings = settings_from_args(args)
-    address = parse_address(args.address, "listen address", listening=True)
-    forward = parse_address(args.forward, "--forward address") if args.forward else None
+    if args.address is not None and args.listen is not None:
+        raise UsageError(f"ADDR {args.address} conflicts with -l/--listen {args.listen}")
+    text = args.address if args.address is not None else args.listen
+    if text is None:
+        raise UsageError("a listen address is required: ADDR or -l/--listen HOST:PORT")
+    address = parse_address(text, "listen address", listening=True)
+    forward = parse_target(args.forward, "--forward address") if args.forward else None
     if args.raw and forward is not None:
         raise UsageError("--raw conflicts with --forward (forwarding needs the framing)")
     if args.idle < 0:
         raise UsageError("--idle must be >= 0")
     kcptun.check_kcptun_args(args)
+    if args.kcptun:
+        settings = kcptun.kcp_settings(settings)
     if args.kcptun and forward is None:
         raise UsageError("--kcptun needs --forward HOST:PORT (kcptun's server forwards)")
     action = "forward" if forward else (args.action or "echo")
@@ -207,7 +226,8 @@ def run(args: argparse.Namespace) -> int:
     sessions: list[Any] = []
     lock = threading.Lock()
     try:
-        target = f" -> {format_address(forward)} (tcp)" if forward else ""
+        kind = "unix" if isinstance(forward, str) else "tcp"
+        target = f" -> {format_target(forward)} ({kind})" if forward else ""
         mode = f"; {kcptun.describe(args)}" if args.kcptun else ""
         announce(
             display,
@@ -218,6 +238,7 @@ def run(args: argparse.Namespace) -> int:
         )
         if args.kcptun:
             kcptun.speed_note(args, display)
+            kcptun.crypt_note(args, display)
         while True:
             sock, peer = listener.accept()
             with lock:

@@ -192,7 +192,7 @@ def register(sub: Any) -> None:
         "-l",
         "--local",
         "--localaddr",
-        required=True,
+        default=None,
         metavar="LOCAL_TCP",
         help="local TCP address to listen on, HOST:PORT",
     )
@@ -200,7 +200,7 @@ def register(sub: Any) -> None:
         "-r",
         "--remote",
         "--remoteaddr",
-        required=True,
+        default=None,
         metavar="REMOTE_KCP",
         help="the KCP server (kcpsock serve --forward), HOST:PORT",
     )
@@ -253,12 +253,18 @@ def _serve_one(
 
 def run(args: argparse.Namespace) -> int:
     """Run ``kcpsock tunnel``; returns the exit status."""
+    kcptun.load_config(args, client=True)
+    for name, flag in (("local", "-l/--localaddr"), ("remote", "-r/--remoteaddr")):
+        if getattr(args, name) is None:
+            raise UsageError(f"{flag} is required")
     settings = settings_from_args(args)
     local = parse_address(args.local, "local TCP address", listening=True)
     remote = parse_address(args.remote, "remote KCP address")
     if args.idle < 0:
         raise UsageError("--idle must be >= 0")
     kcptun.check_kcptun_args(args)
+    if args.kcptun:
+        settings = kcptun.kcp_settings(settings)
     display = Display(json_mode=args.json, live=False)
     family = socket.AF_INET6 if ":" in local[0] else socket.AF_INET
     server = socket.socket(family, socket.SOCK_STREAM)
@@ -280,6 +286,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.kcptun:
         kcptun.speed_note(args, display)
+        kcptun.crypt_note(args, display)
         mux = kcptun.ClientMux(remote, settings, args, display)
         try:
             while True:

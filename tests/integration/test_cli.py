@@ -244,7 +244,6 @@ def test_no_command_is_a_usage_error() -> None:
         (["serve", "127.0.0.1:0", "--rawkey", "xyz"], "not hexadecimal"),
         (["serve", "127.0.0.1:0", "--key", "a", "--rawkey", "00" * 32], "conflicts"),
         (["serve", "127.0.0.1:0", "--mode", "fast3", "--nodelay", "0"], "--mode manual"),
-        (["serve", "127.0.0.1:0", "--datashard", "10", "--parityshard", "0"], "conflicts"),
         (["serve", "127.0.0.1:0", "--mtu", "20"], "--mtu"),
         (["serve", "127.0.0.1:0", "--dscp", "64"], "--dscp"),
         (["serve", "127.0.0.1:0", "--echo", "--discard"], "not allowed with"),
