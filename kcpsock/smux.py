@@ -361,6 +361,16 @@ class SmuxSession:
             if not callable(getattr(sock, name, None)):
                 raise TypeError(f"sock must be a KCPSocket (no {name}())")
         self._sock = sock
+        set_gone = getattr(sock, "set_gone_timeout", None)
+        if callable(set_gone):
+            # smux carries each stream's end (FIN) and ends a silent session
+            # with its keep-alive, as Go's smux over kcp-go: the KCP socket's
+            # reader-side "peer gone" EOF would end every stream after about
+            # a second of silence (a pause, a link down), which kcptun rides out
+            try:
+                set_gone(0)
+            except OSError:
+                pass  # closed already: the session ends at its first read
         self.config = config
         self.client = client
         self._lock = threading.Lock()
@@ -804,7 +814,8 @@ def client(
 
     Args:
         sock: a connected :class:`~kcpsock.KCPSocket` (stream mode, as kcptun
-            uses); the session owns it from now on.
+            uses); the session owns it from now on, and turns its
+            ``gone_timeout`` off (smux's keep-alive ends a dead session).
         version: smux protocol version, 1 (default) or 2; must match the peer.
         compress: wrap the byte stream in snappy framing (kcptun's default;
             kcptun's ``--nocomp`` means False); must match the peer.
@@ -834,7 +845,8 @@ def server(
     """Start the server side of an smux session over a KCP socket (smux ``Server``).
 
     Args:
-        sock: a :class:`~kcpsock.KCPSocket` from ``Listener.accept``.
+        sock: a :class:`~kcpsock.KCPSocket` from ``Listener.accept`` (owned
+            and set up as :func:`client` says).
         version: as :func:`client`.
         compress: as :func:`client`.
         config: as :func:`client`.

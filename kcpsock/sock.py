@@ -30,7 +30,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Optional, Union
 
-from .config import MAX_DUP, MTU_LIMIT, KCPConfig, check_int, check_window
+from .config import MAX_DUP, MTU_LIMIT, KCPConfig, check_int, check_seconds, check_window
 from .crypt import BlockCrypt
 from .errors import KCPClosedError
 from .inbound import Address, make_codec
@@ -1167,6 +1167,26 @@ class KCPSocket(SocketTimeouts):
             OSError: EBADF after close.
         """
         self._live().ack_nodelay = bool(enable)
+
+    def set_gone_timeout(self, seconds: float) -> None:
+        """Change this session's ``gone_timeout`` (:class:`KCPConfig`); 0 turns it off.
+
+        A waiting reader then counts a silent peer as gone (EOF) after that
+        long at the least.  Turn it off for a protocol that carries its own
+        end of stream and keep-alive over the session (smux does:
+        :func:`kcpsock.smux.client` and :func:`~kcpsock.smux.server` turn it
+        off), so that a link silent for a second does not end the whole
+        session; ``keepalive_timeout`` still ends a dead one.
+
+        Args:
+            seconds: seconds (>= 0).
+
+        Raises:
+            TypeError, ValueError: ``seconds`` is not a number >= 0.
+            OSError: EBADF after close.
+        """
+        ms = int(check_seconds("seconds", seconds) * 1000)
+        self._live().gone_timeout_ms = ms
 
     def set_write_delay(self, enable: bool) -> None:
         """kcp-go ``SetWriteDelay``: True leaves flushing to the next tick.

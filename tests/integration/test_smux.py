@@ -475,3 +475,52 @@ def test_stream_send_names_its_argument_like_kcpsocket(make_pair: Any) -> None:
             call(5)
     assert st.send(memoryview(bytearray(b"abcd")).cast("B", (2, 2))) == 4  # any bytes-like
     st.sendall(b"")
+
+
+def test_a_second_of_silence_does_not_end_the_smux_session() -> None:
+    # Go's smux over kcp-go rides out a peer silent for a second or two (a
+    # pause, a link down): smux's keep-alive (30 s) ends a dead session.  The
+    # KCP socket's reader-side "peer gone" EOF (gone_timeout 0.5 s) ended
+    # every stream instead (kcptun13 found it in the CLI's kcptun mode).
+    from kcpsock.relay import Relay
+
+    listener = kcpsock.listen(("127.0.0.1", 0), **FAST)
+    listener.settimeout(IO_TIMEOUT)
+    with listener, Relay(target=listener.getsockname()) as relay:
+        ksock = kcpsock.dial(relay.address, **FAST)
+        client = smux.client(ksock)
+        try:
+            st = client.open_stream()
+            st.settimeout(IO_TIMEOUT)
+            st.sendall(b"hello")
+            raw, _ = listener.accept()
+            server = smux.server(raw)
+            try:
+                peer = server.accept_stream(timeout=IO_TIMEOUT)
+                peer.settimeout(IO_TIMEOUT)
+                assert peer.recv(5) == b"hello"
+                relay.loss = 1.0  # the link goes silent both ways
+                threading.Event().wait(1.5)  # the feature is a clock: 1.5 s of silence
+                relay.loss = 0.0
+                peer.sendall(b"still here")
+                assert st.recv(10) == b"still here"
+                st.sendall(b"and back")
+                assert peer.recv(8) == b"and back"
+                assert client.alive and server.alive
+            finally:
+                server.close()
+        finally:
+            client.close()
+
+
+def test_smux_turns_the_sockets_gone_timeout_off_and_set_gone_timeout_checks(
+    make_pair: Any,
+) -> None:
+    p = make_pair()
+    assert p.ksock.session.gone_timeout_ms == 0  # smux.client turned it off
+    with pytest.raises(TypeError, match="seconds must be a number"):
+        p.ksock.set_gone_timeout("1")
+    with pytest.raises(ValueError, match="seconds must be a finite number >= 0"):
+        p.ksock.set_gone_timeout(-1)
+    p.ksock.set_gone_timeout(2.5)
+    assert p.ksock.session.gone_timeout_ms == 2500
