@@ -1993,10 +1993,15 @@ def park_at_exit() -> None:
     blocked, silently; raising ``OSError`` instead would print a traceback
     per thread.  So, once exit began, a thread other than the main thread
     that meets a closed socket waits here until the interpreter ends it.
-    Otherwise (and on the main thread) this returns and the caller raises.
+    Otherwise this returns and the caller raises: on the main thread, and on
+    kcpsock's own threads (named ``kcpsock-...``: smux's reader and writer,
+    the command line's), which handle a close themselves (smux's reader
+    then ends its session, which wakes the application's threads).
     """
-    if _exiting and threading.current_thread() is not threading.main_thread():
-        threading.Event().wait()  # ended by the interpreter's exit, not by a timeout
+    if _exiting:
+        thread = threading.current_thread()
+        if thread is not threading.main_thread() and not thread.name.startswith("kcpsock-"):
+            threading.Event().wait()  # ended by the interpreter's exit, not by a timeout
 
 
 @atexit.register

@@ -167,11 +167,11 @@ def test_daemon_threads_blocked_at_exit_stay_quiet() -> None:
     _exits_quietly(code)
 
 
-def _exits_quietly(code: str) -> None:
-    """Run ``code`` (which prints "exiting" last) and check the exit said nothing more."""
+def _exits_quietly(code: str, out_expected: str = "exiting\n") -> None:
+    """Run ``code`` and check its output, its status and that stderr stays empty."""
     proc = _run_child(code)
     out, err = _finish(proc)
-    assert out == "exiting\n", (out, err)
+    assert out == out_expected, (out, err)
     assert proc.returncode == 0, err
     assert err == "", err
 
@@ -193,10 +193,25 @@ def test_daemon_threads_blocked_in_smux_streams_at_exit_stay_quiet() -> None:
             blocked.wait(); ss.accept_stream()         # nobody opens one
         for f in (reader, writer, acceptor):
             threading.Thread(target=f, daemon=True).start()
+        # after kcpsock's exit handler (atexit runs the last registered
+        # first): smux's own threads are not frozen (the reader ends the
+        # session; a close joins both at once)
+        import atexit, kcpsock.sock
+        def ended():
+            deadline = time.monotonic() + 5
+            while cs.alive and time.monotonic() < deadline:
+                threading.Event().wait(0.01)
+            print("smux ended", not cs.alive, flush=True)
+            t0 = time.monotonic()
+            cs.close()                                 # joins its reader and writer
+            print("closed at once", time.monotonic() - t0 < 1.0, flush=True)
+        atexit.unregister(kcpsock.sock._close_everything)
+        atexit.register(ended)
+        atexit.register(kcpsock.sock._close_everything)
         blocked.wait()
         print("exiting", flush=True)
         """)
-    _exits_quietly(code)
+    _exits_quietly(code, "exiting\nsmux ended True\nclosed at once True\n")
 
 
 def test_close_leaves_no_thread_and_no_descriptor() -> None:
