@@ -2637,7 +2637,6 @@ class Session(Weakrefable):
             snmp.unregister(self)
             snmp.session_closed()
         _live_sessions.discard(self)
-        _closing.discard(self)
         if self._on_close is not None:
             self._on_close(self)
         try:
@@ -2649,6 +2648,11 @@ class Session(Weakrefable):
             elif not self.passive and self.transport.owned:
                 self.transport.sock.close()
         finally:
+            # only now (the receiver's thread listed in _retiring): a
+            # drain_closing that sees _closing empty joins every listed thread
+            # (discarded before, a drain could return while this thread was
+            # still about to list it: a receiver thread alive after the drain)
+            _closing.discard(self)
             release_updater(wait)  # a second close() returns early: release now
 
     @property
