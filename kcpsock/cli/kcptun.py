@@ -18,7 +18,6 @@ the command; every session is closed on exit.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import socket
 import threading
 import time
@@ -44,7 +43,6 @@ __all__ = [
     "add_kcptun_options",
     "check_kcptun_args",
     "crypt_note",
-    "kcp_settings",
     "load_config",
     "pipe",
     "serve_session",
@@ -344,19 +342,6 @@ def check_kcptun_args(args: argparse.Namespace) -> None:
             raise UsageError(f"--autoexpire must be >= 0, not {args.autoexpire}")
         if args.scavengettl < 0:
             raise UsageError(f"--scavengettl must be >= 0, not {args.scavengettl}")
-
-
-def kcp_settings(settings: KCPSettings) -> KCPSettings:
-    """The KCP settings of kcptun mode: no reader's "peer gone" EOF.
-
-    smux carries each stream's end (FIN) and ends a silent session with its
-    keep-alive (30 s), as kcptun over kcp-go does; kcpsock's waiting-reader
-    probes (``gone_timeout``, EOF for KCP without a FIN) would end the whole
-    session, every connection of the tunnel, after about a second of silence,
-    which kcptun rides out.  A server that never answers is still named at
-    once: :class:`ClientMux` watches each new session's first answer.
-    """
-    return dataclasses.replace(settings, gone=False)
 
 
 def smux_kwargs(args: argparse.Namespace) -> dict[str, Any]:

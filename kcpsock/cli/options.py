@@ -92,9 +92,6 @@ class KCPSettings:
         acknodelay: flush ACKs at once.
         sockbuf: UDP socket buffer size in bytes (both directions).
         stream: stream mode (kcptun's default) or message mode.
-        gone: a waiting reader counts a peer silent for about a second as
-            gone (kcpsock's EOF without FIN, ``gone_timeout``); False in
-            kcptun mode, where smux has FINs and its keep-alive, as kcp-go.
     """
 
     crypt: str
@@ -113,7 +110,6 @@ class KCPSettings:
     acknodelay: bool
     sockbuf: int
     stream: bool
-    gone: bool = True
 
     def describe(self) -> str:
         """Return a one-line human summary of the settings."""
@@ -505,7 +501,6 @@ def to_config(settings: KCPSettings) -> Any:
             dscp=settings.dscp or None,
             read_buffer=settings.sockbuf or None,
             write_buffer=settings.sockbuf or None,
-            gone_timeout=KCPConfig.gone_timeout if settings.gone else 0.0,
         )
     except (TypeError, ValueError) as exc:
         raise UsageError(str(exc)) from None

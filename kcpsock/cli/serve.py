@@ -214,8 +214,6 @@ def run(args: argparse.Namespace) -> int:
     if args.idle < 0:
         raise UsageError("--idle must be >= 0")
     kcptun.check_kcptun_args(args)
-    if args.kcptun:
-        settings = kcptun.kcp_settings(settings)
     if args.kcptun and forward is None:
         raise UsageError("--kcptun needs --forward HOST:PORT (kcptun's server forwards)")
     action = "forward" if forward else (args.action or "echo")

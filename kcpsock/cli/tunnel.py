@@ -263,8 +263,6 @@ def run(args: argparse.Namespace) -> int:
     if args.idle < 0:
         raise UsageError("--idle must be >= 0")
     kcptun.check_kcptun_args(args)
-    if args.kcptun:
-        settings = kcptun.kcp_settings(settings)
     display = Display(json_mode=args.json, live=False)
     family = socket.AF_INET6 if ":" in local[0] else socket.AF_INET
     server = socket.socket(family, socket.SOCK_STREAM)
