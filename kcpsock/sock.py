@@ -1188,6 +1188,11 @@ class KCPSocket(SocketTimeouts):
         ms = int(check_seconds("seconds", seconds) * 1000)
         self._live().gone_timeout_ms = ms
 
+    @property
+    def gone_timeout(self) -> float:
+        """This session's ``gone_timeout`` in seconds (0: off); see :meth:`set_gone_timeout`."""
+        return self._session.gone_timeout_ms / 1000
+
     def set_write_delay(self, enable: bool) -> None:
         """kcp-go ``SetWriteDelay``: True leaves flushing to the next tick.
 

@@ -518,9 +518,11 @@ def test_smux_turns_the_sockets_gone_timeout_off_and_set_gone_timeout_checks(
 ) -> None:
     p = make_pair()
     assert p.ksock.session.gone_timeout_ms == 0  # smux.client turned it off
+    assert p.ksock.gone_timeout == 0.0
     with pytest.raises(TypeError, match="seconds must be a number"):
         p.ksock.set_gone_timeout("1")
     with pytest.raises(ValueError, match="seconds must be a finite number >= 0"):
         p.ksock.set_gone_timeout(-1)
     p.ksock.set_gone_timeout(2.5)
     assert p.ksock.session.gone_timeout_ms == 2500
+    assert p.ksock.gone_timeout == 2.5
