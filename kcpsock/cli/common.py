@@ -32,6 +32,8 @@ __all__ = [
 
 #: How long a dialing command waits for the first segment from its peer.
 NO_ANSWER_S = 5.0
+#: How often an :class:`AnswerWatch` looks for the first answer.
+ANSWER_POLL_S = 0.05
 
 
 def positive_float(text: str) -> float:
@@ -65,9 +67,7 @@ def add_wait_option(parser: argparse.ArgumentParser) -> None:
         default=NO_ANSWER_S,
         metavar="S",
         help="give up when the server has not answered S seconds after the "
-        f"first send (KCP has no handshake; default {NO_ANSWER_S:g}; 0: no limit; "
-        "a waiting reader's probes may find a silent server gone sooner, after "
-        "about 2 s)",
+        f"first send (KCP has no handshake; default {NO_ANSWER_S:g}; 0: no limit)",
     )
 
 
@@ -143,9 +143,13 @@ class AnswerWatch:
     and :attr:`silent` is set so the command can say why.  With ``stall_s``,
     the session is also closed (and :attr:`stalled` set) when, after the
     first answer, no segment arrives for ``stall_s`` seconds, until
-    :meth:`stop`.  A reader's probes may count the silent peer as gone (EOF)
-    before ``wait_s`` is over; :meth:`unanswered` tells that end from a
-    clean one.
+    :meth:`stop`.
+
+    Until the first answer the socket's ``gone_timeout`` is held at
+    ``wait_s`` (off for ``wait_s`` 0), so that a waiting reader's probes do
+    not count a silent peer as gone (EOF) after about 2 s, before the
+    promised wait is over; the first answer puts the socket's own value back.
+    :meth:`unanswered` tells a session that ended unanswered from a clean end.
     """
 
     def __init__(
@@ -157,16 +161,23 @@ class AnswerWatch:
         self.stall_s = stall_s
         self.silent = threading.Event()
         self.stalled = threading.Event()
-        self._started = threading.Event()
         self._stop = threading.Event()
         self._sent_at: Optional[float] = None
+        #: the socket's gone_timeout to put back at the first answer (None: untouched)
+        self._gone: Optional[float] = None
+        gone = getattr(sock, "gone_timeout", 0.0)
+        if gone:
+            try:
+                sock.set_gone_timeout(wait_s)
+                self._gone = gone
+            except OSError:
+                pass  # already closed
         spawn(self._run, name="kcpsock-answer-watch")
 
     def sent(self) -> None:
         """Start the clock (idempotent)."""
         if self._sent_at is None:
             self._sent_at = time.monotonic()
-        self._started.set()
 
     def unanswered(self) -> bool:
         """True if something was sent and not one segment ever came back.
@@ -190,7 +201,6 @@ class AnswerWatch:
     def stop(self) -> None:
         """Stop watching."""
         self._stop.set()
-        self._started.set()
 
     def _segments_in(self) -> Optional[int]:
         try:
@@ -205,18 +215,34 @@ class AnswerWatch:
         except OSError:
             pass
 
+    def _answered(self) -> None:
+        """The first segment came back: the socket's own gone_timeout again."""
+        if self._gone is not None:
+            try:
+                self.sock.set_gone_timeout(self._gone)
+            except OSError:
+                pass  # closed meanwhile
+
     def _run(self) -> None:
-        if self.wait_s <= 0:
-            return  # --wait 0: wait forever
-        self._started.wait()
-        if self._stop.wait(self.wait_s):
-            return
-        seen = self._segments_in()
-        if seen is None:
-            return
-        if seen == 0:
-            self._close(self.silent)
-            return
+        # Until the first answer: a look every ANSWER_POLL_S (the first
+        # answer must give the socket its gone_timeout back soon), and the
+        # clock from the first send.
+        while True:
+            seen = self._segments_in()
+            if seen is None:
+                return
+            if seen:
+                self._answered()
+                break
+            if (
+                self.wait_s > 0
+                and self._sent_at is not None
+                and time.monotonic() - self._sent_at >= self.wait_s
+            ):
+                self._close(self.silent)
+                return
+            if self._stop.wait(ANSWER_POLL_S):
+                return
         if self.stall_s is None:
             return
         last_change = time.monotonic()

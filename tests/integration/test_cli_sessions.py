@@ -15,12 +15,14 @@ import os
 import re
 import socket
 import threading
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from kcpsock.cli.common import NO_ANSWER_S
 from tests.helpers import has_ipv6_loopback
 from tests.integration.test_cli import procs, run_cli  # noqa: F401 - fixture
 
@@ -155,13 +157,16 @@ def test_connect_with_another_key_gets_no_answer(procs: Any) -> None:  # noqa: F
     assert server.interrupt() == 130
 
 
-def test_a_wrong_key_is_no_answer_at_the_default_wait(procs: Any) -> None:  # noqa: F811
-    # With the default --wait (5 s) a waiting reader's probes count the silent
-    # server as gone (EOF) before the wait is over: that is still no answer,
-    # not a clean end (it exited 0 without a word).
+def test_a_wrong_key_is_no_answer_after_the_whole_wait(procs: Any) -> None:  # noqa: F811
+    # A waiting reader's probes used to count the silent server as gone (EOF)
+    # after about 2 s, so a --wait above that could not take effect (and at
+    # first that EOF even exited 0 without a word). The wait is now honoured
+    # and still reported as no answer.
     server = procs("serve", "127.0.0.1:0", "--key", "right")
     host, port = server.address()
+    began = time.monotonic()
     result = run_cli("connect", f"{host}:{port}", "--key", "wrong", input=b"hello\n", timeout=30)
+    took = time.monotonic() - began
     err = result.stderr.decode()
     assert result.returncode == 1, err
     assert result.stdout == b""
@@ -169,11 +174,17 @@ def test_a_wrong_key_is_no_answer_at_the_default_wait(procs: Any) -> None:  # no
     assert len(lines) == 1, err
     assert lines[0].startswith(f"kcpsock connect: error: no answer from {host}:{port} "), err
     assert "the same --crypt, --key and FEC?" in lines[0]
+    assert took >= NO_ANSWER_S - 0.5, took  # the default wait, not the probes' ~2 s
     for mode in ([], ["--rtt"], ["--reverse"]):
-        result = run_cli("bench", "-c", f"{host}:{port}", "-t", "3", "--key", "wrong", *mode)
+        began = time.monotonic()
+        result = run_cli(
+            "bench", "-c", f"{host}:{port}", "-t", "10", "--key", "wrong", "--wait", "3", *mode
+        )
+        took = time.monotonic() - began
         err = result.stderr.decode()
         assert result.returncode == 1, (mode, err)
         assert f"kcpsock bench: error: no answer from {host}:{port} " in err, (mode, err)
+        assert took >= 2.7, (mode, took)
     assert server.interrupt() == 130
 
 
