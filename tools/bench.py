@@ -1540,6 +1540,120 @@ def ratios(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
+#: issue 9's goals: (what, the bound, True if the figure must be at least it)
+GOALS: list[tuple[str, float, bool]] = [
+    ("one-way plain, kcpsock→kcpsock / kcp-go", 1.5, True),
+    ("one-way aes+fec, kcpsock→kcpsock / kcp-go", 0.75, True),
+    ("echo, kcpsock→kcpsock / kcp-go", 1.0, True),
+    ("echo, kcp-go client → kcpsock server / kcp-go", 0.8, True),
+    ("RTT p50, kcpsock / kcp-go", 2.0, False),
+    ("stability: slowest / fastest of a cell's runs", 2 / 3, True),
+    ("many: N sessions / 1 session", 0.8, True),
+    ("idle sessions: server CPU, % of a core", 1.0, False),
+]
+
+
+def _is_storm(run: dict[str, float]) -> bool:
+    """RTO resends (either side) of at least 0.5 % of the datagrams sent."""
+    lost = run.get("lost", 0.0) + run.get("slost", 0.0)
+    return lost >= max(1.0, 0.005 * run.get("sent", 0.0))
+
+
+def goals(
+    rows: list[dict[str, Any]],
+    many_rows: list[dict[str, Any]],
+    idle_rows: list[dict[str, Any]],
+    sessions: int,
+    trees: list[str],
+) -> str:
+    """Issue 9's goals, each met or not, per kcpsock tree, from this run's figures.
+
+    ``trees`` are the kcpsock trees' labels in ``--root`` order ('idle' ran
+    with the first).
+
+    Each goal shows its worst cell (the ratio's lowest value, or highest for
+    RTT and idle CPU) with the cells it covers; ratios are of medians against
+    kcp-go in the same run.  Stability counts the cells of the kcpsock pairs
+    whose slowest run made at least 2/3 of their fastest, and RTO storms.
+    A goal without figures in this run (tests or extras not asked for) reads
+    "not measured".
+    """
+
+    def find(pair: str, config: str, mode: str, tree: str = "") -> dict[str, Any]:
+        for r in rows:
+            if (r["pair"], r["config"], r["mode"], r["tree"]) == (pair, config, mode, tree):
+                return r
+        return {}
+
+    def mbps(r: dict[str, Any], test: str) -> Optional[float]:
+        v = r.get(test)
+        return float(v["mbps"]) if v else None
+
+    out = []
+    for tree in trees:
+        found: dict[str, list[tuple[str, float]]] = {g[0]: [] for g in GOALS}
+        names = [g[0] for g in GOALS]
+        for mode in sorted({r["mode"] for r in rows}):
+            for config in CONFIGS:
+                go = find("kcp-go->kcp-go", config, mode)
+                mine = find("kcpsock->kcpsock", config, mode, tree)
+                theirs = find("kcp-go->kcpsock", config, mode, tree)
+                cell = f"{mode} {config}"
+                a, b = mbps(mine, "one-way"), mbps(go, "one-way")
+                if a and b:
+                    found[names[0 if config == "plain" else 1]].append((cell, a / b))
+                a, b = mbps(mine, "echo"), mbps(go, "echo")
+                if a and b:
+                    found[names[2]].append((cell, a / b))
+                a, b = mbps(theirs, "echo"), mbps(go, "echo")
+                if a and b:
+                    found[names[3]].append((cell, a / b))
+                if mine.get("rtt") and go.get("rtt"):
+                    found[names[4]].append((cell, mine["rtt"][0] / go["rtt"][0]))
+        storms = runs = 0
+        for r in rows:
+            if "kcpsock" not in r["pair"] or r["tree"] != tree:
+                continue
+            for test in ("one-way", "echo"):
+                detail: list[dict[str, float]] = r.get(test + "-detail") or []
+                if len(detail) < 2:
+                    continue
+                speeds = [d["mbps"] for d in detail]
+                worst = 0.0 if r.get(test + "-failed") else min(speeds) / max(speeds)
+                who = r["pair"].replace("->", "→")
+                found[names[5]].append((f"{who} {r['mode']} {r['config']} {test}", worst))
+                storms += sum(1 for d in detail if _is_storm(d))
+                runs += len(detail)
+        for r in many_rows:
+            label = r["server"]
+            if not label.startswith("kcpsock") or (len(trees) > 1 and f"[{tree}]" not in label):
+                continue
+            one, n = r.get("1"), r.get(str(sessions))
+            if one and n:
+                found[names[6]].append((label.split(", ", 1)[-1], n / one))
+        if tree == trees[0]:
+            for r in idle_rows:
+                if r["server"] == "kcpsock":
+                    found[names[7]].append(("kcpsock server", float(r["server_pct"])))
+        title = f" [{tree}]" if len(trees) > 1 else ""
+        out.append(f"| issue 9's goal{title} | bound | worst cell | cells | met |")
+        out.append("|---|---:|---|---:|---|")
+        for name, bound, at_least in GOALS:
+            cells = found[name]
+            if not cells:
+                out.append(f"| {name} | {bound:.2f} | - | 0 | not measured |")
+                continue
+            pick = min if at_least else max
+            where, value = pick(cells, key=lambda c: c[1])
+            good = sum(1 for _, v in cells if (v >= bound if at_least else v < bound))
+            met = "yes" if good == len(cells) else f"no ({good} of {len(cells)} cells)"
+            if name == names[5] and runs:
+                met += f"; RTO storms in {storms} of {runs} runs"
+            out.append(f"| {name} | {bound:.2f} | {value:.2f} ({where}) | {len(cells)} | {met} |")
+        out.append("")
+    return "\n".join(out).rstrip()
+
+
 def _resends(run: dict[str, float]) -> str:
     """A run's resends as 'RTO+fast/repeats' ('?' where the client does not report).
 
@@ -1727,12 +1841,7 @@ def stability_summary(rows: list[dict[str, Any]]) -> str:
             if why:
                 g["why"][why] = g["why"].get(why, 0) + 1
             g["runs"] += len(detail)
-            g["storms"] += sum(
-                1
-                for r in detail
-                if (r.get("lost", 0.0) + r.get("slost", 0.0))
-                >= max(1.0, 0.005 * r.get("sent", 0.0))
-            )
+            g["storms"] += sum(1 for r in detail if _is_storm(r))
             g["dist"] += sum(1 for r in detail if _disturbed(r))
             clean = [r["mbps"] for r in detail if not _disturbed(r)]
             if len(clean) >= 2:
@@ -1935,6 +2044,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         print("|---|---:|---:|")
         for row in idle_rows:
             print(f"| {row['server']} | {row['server_pct']:.2f} | {row['client_pct']:.2f} |")
+    if rows or many_rows or idle_rows:
+        trees = [opts.root_labels[r] for r in opts.roots]
+        print("\n" + goals(rows, many_rows, idle_rows, opts.sessions, trees))
     return 0
 
 

@@ -363,3 +363,65 @@ def test_stability_summary_counts_cells_reasons_storms_and_disturbed_runs() -> N
     assert cells[5] == "1/6"  # runs with a storm
     assert cells[6] == "1/6"  # disturbed runs
     assert cells[7] == "2/2"  # without the disturbed run both cells meet 2/3
+
+
+def _goal_row(
+    pair: str, config: str, tree: str, one_way: list[float], echo: list[float], rtt: float
+) -> dict[str, Any]:
+    ow, ec = [run(v) for v in one_way], [run(v) for v in echo]
+    return {
+        "pair": pair,
+        "tree": tree,
+        "mode": "stream",
+        "config": config,
+        "one-way": {"mbps": sorted(one_way)[len(one_way) // 2]},
+        "echo": {"mbps": sorted(echo)[len(echo) // 2]},
+        "rtt": (rtt, rtt * 2),
+        "one-way-detail": ow,
+        "echo-detail": ec,
+    }
+
+
+def _goal_lines(table: str) -> dict[str, list[str]]:
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in table.splitlines()]
+    return {r[0]: r[1:] for r in rows if r and r[0] and not r[0].startswith(("---", "issue"))}
+
+
+def test_goals_table_says_which_goal_is_met_and_names_the_worst_cell() -> None:
+    go = [
+        _goal_row("kcp-go->kcp-go", "plain", "", [100] * 3, [100] * 3, 0.05),
+        _goal_row("kcp-go->kcp-go", "aes+fec", "", [90] * 3, [60] * 3, 0.06),
+    ]
+    mine = [
+        _goal_row("kcpsock->kcpsock", "plain", "t", [300, 280, 290], [150] * 3, 0.08),
+        # aes+fec one-way 0.70x (below 0.75); one run at half the fastest (unstable)
+        _goal_row("kcpsock->kcpsock", "aes+fec", "t", [63, 63, 126], [70] * 3, 0.13),
+        _goal_row("kcp-go->kcpsock", "plain", "t", [200] * 3, [90] * 3, 0.07),
+        _goal_row("kcp-go->kcpsock", "aes+fec", "t", [100] * 3, [50] * 3, 0.07),
+    ]
+    mine[0]["echo-detail"][1].update(lost=300, sent=20000)  # an RTO storm in one run
+    many = [
+        {"server": "kcpsock, a thread per session", "1": 200.0, "100": 150.0},
+        {"server": "kcpsock, selectors, one thread", "1": 200.0, "100": 220.0},
+        {"server": "kcp-go", "1": 120.0, "100": 4.0},  # not kcpsock's goal
+    ]
+    idle = [{"server": "kcpsock", "server_pct": 0.4}, {"server": "kcp-go", "server_pct": 18.0}]
+    got = _goal_lines(bench.goals(go + mine, many, idle, 100, ["t"]))
+    one_way_plain, one_way_aes, echo, client_echo, rtt, stab, many_g, idle_g = (
+        got[g[0]] for g in bench.GOALS
+    )
+    assert one_way_plain[1:] == ["2.90 (stream plain)", "1", "yes"]
+    assert one_way_aes[1:] == ["0.70 (stream aes+fec)", "1", "no (0 of 1 cells)"]
+    assert echo[-1] == "yes" and echo[1] == "1.17 (stream aes+fec)"
+    assert client_echo[1:] == ["0.83 (stream aes+fec)", "2", "yes"]
+    assert rtt[1:] == ["2.17 (stream aes+fec)", "2", "no (1 of 2 cells)"]
+    assert stab[1] == "0.50 (kcpsock→kcpsock stream aes+fec one-way)"
+    assert stab[2:] == ["8", "no (7 of 8 cells); RTO storms in 1 of 24 runs"]
+    assert many_g[1:] == ["0.75 (a thread per session)", "2", "no (1 of 2 cells)"]
+    assert idle_g[1:] == ["0.40 (kcpsock server)", "1", "yes"]
+
+
+def test_goals_without_figures_say_not_measured() -> None:
+    got = _goal_lines(bench.goals([], [], [], 100, ["this tree"]))
+    assert set(got) == {g[0] for g in bench.GOALS}
+    assert all(cells[-1] == "not measured" for cells in got.values())
