@@ -44,19 +44,38 @@ test: lint layers compiled
 	KCPSOCK_REQUIRE_COMPILED=$(REQUIRE_COMPILED) $(PYTEST) tests
 	$(MAKE) --no-print-directory compat
 
-# The oldest supported Python (3.9), when the machine has one (pyenv's here),
-# on a second venv built pure (KCPSOCK_PURE=1): every layer in pure Python, as
-# `test` runs them compiled (interop excepted: the compiled run covers it).
-# (pyenv's shims exist even for versions that are not selected: try each
-# candidate and keep the first that really runs as 3.9.)
+# The oldest supported Python (3.9) and the newest the machine has (3.12 or
+# later), when there are such (pyenv's here), each on a second venv built pure
+# (KCPSOCK_PURE=1): every layer in pure Python, as `test` runs them compiled
+# (interop excepted: the compiled run covers it); on 3.9 also mypy --strict
+# for 3.9 (mypy 2 targets 3.10 and later, so `typecheck` cannot; that venv
+# gets mypy 1.x).  (pyenv's shims exist even for versions that are not
+# selected: try each candidate and keep the first that really runs as the
+# version wanted.)
 PYTHON39 ?= $(shell for p in $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.9*/bin/python3 2>/dev/null) $$(command -v python3.9 2>/dev/null); do \
 	"$$p" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 9))' >/dev/null 2>&1 && echo "$$p" && break; done)
+# Newest first (version order); a free-threaded build (3.13t) is not one CI tests.
+PYTHON_NEWEST ?= $(shell for p in $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.*/bin/python3 2>/dev/null | sort -rV) \
+	$$(for v in 3.14 3.13 3.12; do command -v python$$v; done 2>/dev/null); do \
+	"$$p" -c 'import sys, sysconfig; sys.exit(sys.version_info[:2] < (3, 12) or bool(sysconfig.get_config_var("Py_GIL_DISABLED")))' \
+	>/dev/null 2>&1 && echo "$$p" && break; done)
+# its venv is named after its version (.venv313), so a newer Python gets a new one
+VENV_NEWEST = .venv$(if $(PYTHON_NEWEST),$(shell $(PYTHON_NEWEST) -c 'import sys; print("%d%d" % sys.version_info[:2])'))
+COMPAT_TESTS := tests/unit tests/vectors tests/property tests/integration
 compat:
 ifeq ($(strip $(PYTHON39)),)
 	@echo "compat: no Python 3.9 on this machine, skipped"
 else
 	KCPSOCK_PURE=1 $(MAKE) --no-print-directory venv PYTHON=$(PYTHON39) VENV=.venv39
-	KCPSOCK_PURE=1 .venv39/bin/python -m pytest -q -p no:cacheprovider tests/unit tests/vectors tests/property tests/integration
+	.venv39/bin/python -m mypy --strict --python-version 3.9 kcpsock tests tools setup.py
+	KCPSOCK_PURE=1 .venv39/bin/python -m pytest -q -p no:cacheprovider $(COMPAT_TESTS)
+endif
+ifeq ($(strip $(PYTHON_NEWEST)),)
+	@echo "compat: no Python 3.12 or newer on this machine, skipped"
+else
+	KCPSOCK_PURE=1 $(MAKE) --no-print-directory venv PYTHON=$(PYTHON_NEWEST) VENV=$(VENV_NEWEST)
+	KCPSOCK_PURE=1 $(VENV_NEWEST)/bin/python -W error -c "import kcpsock"
+	KCPSOCK_PURE=1 $(VENV_NEWEST)/bin/python -m pytest -q -p no:cacheprovider -W error::DeprecationWarning $(COMPAT_TESTS)
 endif
 
 # The checks .pre-commit-config.yaml runs: ruff, ruff format, mypy --strict.
