@@ -2643,7 +2643,14 @@ class Session(Weakrefable):
             if self._receiver is not None:
                 self._receiver.stop(wait)  # a Ctrl-C may land in its join
                 if not wait:
-                    _retiring[:] = [t for t in _retiring if t.is_alive()]
+                    # one atomic step at a time: another thread may list its
+                    # own meanwhile (a rebuilt list would drop that entry)
+                    for t in list(_retiring):
+                        if not t.is_alive():
+                            try:
+                                _retiring.remove(t)
+                            except ValueError:  # pruned by that other thread
+                                pass
                     _retiring.append(self._receiver.thread)
             elif not self.passive and self.transport.owned:
                 self.transport.sock.close()

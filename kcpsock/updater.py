@@ -114,6 +114,9 @@ class Updater:
         self._refs: dict[int, weakref.ReferenceType[Schedulable]] = {}
         self._seq = itertools.count(1)
         self._worker: Optional[threading.Thread] = None
+        # threads released without a join (release(wait=False), or from the
+        # thread itself), for the next release(wait=True) to wait for
+        self._retired: list[threading.Thread] = []
         self._name = name
         self._stopping = False
         # The deadline the thread sleeps until; None while it is running
@@ -272,13 +275,21 @@ class Updater:
             self._worker = None
             self._gen += 1
             self._cond.notify_all()
-        if (
-            wait
-            and thread is not None
-            and thread is not threading.current_thread()
-            and thread.is_alive()
-        ):
-            thread.join(timeout)
+            me = threading.current_thread()
+            retired = [t for t in self._retired if t.is_alive()]
+            if thread is not None:
+                retired.append(thread)
+            if wait:
+                # this thread's and the earlier retired ones (one that
+                # released itself from a timer is still on its way out)
+                joining = [t for t in retired if t is not me]
+                retired = [t for t in retired if t is me]
+            else:
+                joining = []
+            self._retired = retired
+        end = time.monotonic() + timeout
+        for t in joining:
+            t.join(max(0.0, end - time.monotonic()))
         return True
 
     def pending(self) -> int:

@@ -23,6 +23,7 @@ from typing import Any, Optional
 from kcpsock.cli import frames
 from kcpsock.cli.common import (
     AnswerWatch,
+    accept_sliced,
     add_output_options,
     add_wait_option,
     announce,
@@ -240,7 +241,7 @@ def _run_server(args: argparse.Namespace, settings: KCPSettings) -> int:
     try:
         announce(display, "bench server", listener.getsockname(), f"({settings.describe()})")
         while True:
-            sock, peer = listener.accept()
+            sock, peer = accept_sliced(listener)
             done, failed = threading.Event(), threading.Event()
             spawn(_serve_one, sock, peer, settings, display, done, failed, name="kcpsock-bench")
             if args.once:

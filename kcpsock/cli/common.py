@@ -7,10 +7,11 @@ on one); every wait is bounded.
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 import threading
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, cast
 
 from kcpsock import KCPSocket
 from kcpsock.cli.display import Display, StatsPrinter
@@ -18,7 +19,9 @@ from kcpsock.cli.options import format_address
 
 __all__ = [
     "NO_ANSWER_S",
+    "SLICE_S",
     "AnswerWatch",
+    "accept_sliced",
     "add_output_options",
     "add_wait_option",
     "announce",
@@ -109,6 +112,30 @@ def announce(display: Display, what: str, address: Any, extra: str = "", **field
         f"{what} listening on {addr}{(' ' + extra) if extra else ''}",
         {"event": "listening", "what": what, "address": addr, **fields},
     )
+
+
+#: The longest a command's main thread blocks in one call.  A Ctrl-C may be
+#: handled on another thread (the kernel gives a process's signal to any thread
+#: that does not block it), or on the main thread just before its blocking call
+#: began: Python then only sets a flag, which the main thread reads when its
+#: call returns.  So the main thread waits in slices: a Ctrl-C is acted on
+#: within this many seconds in every case.
+SLICE_S = 0.5
+
+
+def accept_sliced(listener: Any) -> tuple[Any, Any]:
+    """``listener.accept()`` (a kcpsock listener or a TCP socket) in slices of :data:`SLICE_S`.
+
+    Sets the listener's timeout to :data:`SLICE_S` (the sockets it accepts
+    do not inherit it: a kcpsock listener's take the default timeout, a TCP
+    socket's are blocking while ``socket.getdefaulttimeout()`` is None).
+    """
+    listener.settimeout(SLICE_S)
+    while True:
+        try:
+            return cast("tuple[Any, Any]", listener.accept())
+        except (TimeoutError, socket.timeout):
+            continue
 
 
 def spawn(target: Callable[..., Any], *args: Any, name: str = "kcpsock-cli") -> threading.Thread:

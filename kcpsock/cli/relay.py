@@ -14,7 +14,13 @@ import argparse
 import time
 from typing import Any
 
-from kcpsock.cli.common import add_output_options, announce, parse_fraction, positive_float
+from kcpsock.cli.common import (
+    SLICE_S,
+    add_output_options,
+    announce,
+    parse_fraction,
+    positive_float,
+)
 from kcpsock.cli.display import Display
 from kcpsock.cli.options import UsageError, bind_error, format_address, parse_address
 
@@ -167,7 +173,8 @@ def run(args: argparse.Namespace) -> int:
                 for t in (next_report, start + args.duration if args.duration else None)
                 if t is not None
             ]
-            time.sleep(max(0.0, min(wake) - now) if wake else 3600.0)
+            # in slices: a Ctrl-C this thread did not see (common.SLICE_S)
+            time.sleep(min(max(0.0, min(wake) - now), SLICE_S) if wake else SLICE_S)
             now = time.monotonic()
             if args.duration and now - start >= args.duration:
                 break

@@ -19,7 +19,14 @@ import threading
 from typing import Any, Optional
 
 from kcpsock.cli import frames, kcptun
-from kcpsock.cli.common import add_output_options, announce, graceful_close, spawn, start_stats
+from kcpsock.cli.common import (
+    accept_sliced,
+    add_output_options,
+    announce,
+    graceful_close,
+    spawn,
+    start_stats,
+)
 from kcpsock.cli.display import Display
 from kcpsock.cli.options import (
     KCPSettings,
@@ -238,7 +245,7 @@ def run(args: argparse.Namespace) -> int:
             kcptun.speed_note(args, display)
             kcptun.crypt_note(args, display)
         while True:
-            sock, peer = listener.accept()
+            sock, peer = accept_sliced(listener)
             with lock:
                 sessions[:] = [s for s in sessions if getattr(s, "fileno", lambda: -1)() != -1]
                 sessions.append(sock)

@@ -22,6 +22,7 @@ from typing import Any, Callable, Optional
 from kcpsock.cli import frames, kcptun
 from kcpsock.cli.common import (
     AnswerWatch,
+    accept_sliced,
     add_output_options,
     add_wait_option,
     announce,
@@ -288,7 +289,7 @@ def run(args: argparse.Namespace) -> int:
         mux = kcptun.ClientMux(remote, settings, args, display)
         try:
             while True:
-                conn, peer = server.accept()
+                conn, peer = accept_sliced(server)
                 spawn(kcptun.client_connection, mux, conn, peer, display, name="kcpsock-tunnel")
         finally:
             server.close()
@@ -297,7 +298,7 @@ def run(args: argparse.Namespace) -> int:
                 stats.stop()
     try:
         while True:
-            conn, peer = server.accept()
+            conn, peer = accept_sliced(server)
             spawn(
                 _serve_one,
                 conn,

@@ -408,6 +408,67 @@ def test_relay_drops_the_requested_fraction_reproducibly(procs: Any) -> None:
     assert up0["dropped"] == 0
 
 
+# A Ctrl-C may be handled on another thread of the command (the kernel gives a
+# process's signal to any thread that does not block it), or on its main thread
+# just before a blocking call began: Python then only sets a flag, which a main
+# thread blocked in a long call does not see until the call returns.  The child
+# forces the first case: once the main thread has entered its wait (the call
+# named below, wrapped), SIGINT goes to a helper thread.
+_CTRL_C_ON_ANOTHER_THREAD = """
+import signal, sys, threading
+import importlib
+import kcpsock.cli
+owner = importlib.import_module(sys.argv[1])
+for part in sys.argv[2].split(".")[:-1]:
+    owner = getattr(owner, part)
+name = sys.argv[2].split(".")[-1]
+real, entered = getattr(owner, name), threading.Event()
+def wrapped(*args, **kwargs):
+    entered.set()  # the main thread drops the GIL only inside the call
+    return real(*args, **kwargs)
+setattr(owner, name, wrapped)
+def interrupt():
+    if entered.wait(20):
+        signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+        print("sent", flush=True)
+threading.Thread(target=interrupt, daemon=True).start()
+sys.exit(kcpsock.cli.main(sys.argv[3:]))
+"""
+
+
+@pytest.mark.parametrize(
+    ("wait", "command"),
+    [
+        ("time sleep", ["relay", "-l", "127.0.0.1:0", "-t", "127.0.0.1:9"]),
+        ("kcpsock.sock Listener.accept", ["serve", "-l", "127.0.0.1:0"]),
+        ("kcpsock.sock Listener.accept", ["bench", "--server", "127.0.0.1:0"]),
+        ("socket socket.accept", ["tunnel", "-l", "127.0.0.1:0", "-r", "127.0.0.1:9"]),
+    ],
+    ids=["relay", "serve", "bench-server", "tunnel"],
+)
+def test_ctrl_c_handled_on_another_thread_still_ends_the_command(
+    wait: str, command: list[str]
+) -> None:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _CTRL_C_ON_ANOTHER_THREAD, *wait.split(), *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env=env,
+        text=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"Ctrl-C ignored: still running after 20 s; stdout={out!r} stderr={err!r}")
+    assert "sent" in out.splitlines(), (out, err)
+    assert proc.returncode == 130, (out, err)
+    assert "interrupted" in err and "Traceback" not in err, err
+
+
 # ---------------------------------------------------------------- display
 
 

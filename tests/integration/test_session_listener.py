@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Optional
 
 import pytest
 
@@ -691,3 +691,56 @@ def test_listener_receiver_reads_ahead_of_a_slow_batch() -> None:
     finally:
         rx.stop()
         c.close()
+
+
+class _SlowToCheck:
+    """A listed retiring thread (stand-in) whose first ``is_alive`` waits: forces an interleaving."""
+
+    ident = 1
+
+    def __init__(self) -> None:
+        self.inside = threading.Event()
+        self.go = threading.Event()
+        self.calls = 0
+
+    def is_alive(self) -> bool:
+        self.calls += 1
+        if self.calls == 1:
+            self.inside.set()
+            assert self.go.wait(5)
+        return False  # ended: dropped from the list
+
+    def join(self, timeout: Optional[float] = None) -> None:
+        pass
+
+
+def test_closes_without_a_join_on_two_threads_list_both_receiver_threads(
+    listener: kcpsock.Listener,
+) -> None:
+    # close(wait=False) (a finalizer, a timer finishing a background close)
+    # lists the receiver's thread for drain_closing to join; two at once on
+    # two threads must not lose one (a thread drain_closing never waits for)
+    from kcpsock import session as session_module
+
+    a = kcpsock.dial(listener.getsockname(), **FAST)
+    b = kcpsock.dial(listener.getsockname(), **FAST)
+    receivers = [a.session._receiver, b.session._receiver]
+    assert receivers[0] is not None and receivers[1] is not None
+    stub = _SlowToCheck()
+    session_module._retiring.append(stub)  # type: ignore[arg-type]
+    try:
+        first = threading.Thread(target=a.session.close, kwargs={"wait": False}, daemon=True)
+        first.start()
+        assert stub.inside.wait(5)  # the first close is pruning the list
+        b.session.close(wait=False)  # the second, meanwhile
+        stub.go.set()
+        first.join(5)
+        assert not first.is_alive()
+        listed = list(session_module._retiring)
+        assert receivers[0].thread in listed
+        assert receivers[1].thread in listed
+    finally:
+        stub.go.set()
+        a.close()
+        b.close()
+        drain_closing(5.0)

@@ -258,6 +258,32 @@ def test_released_thread_never_runs_next_to_its_successor(upd: Updater) -> None:
         assert not th.is_alive()
 
 
+def test_release_waits_for_a_thread_that_released_itself(upd: Updater) -> None:
+    # The last background close finishes in a timer: the thread releases the
+    # updater itself (it cannot join itself).  A later release(wait=True)
+    # (drain_closing's, at exit or in a REPL) must wait for that thread too,
+    # or a kcpsock thread is still alive after it returned.
+    released = threading.Event()
+    proceed = threading.Event()
+
+    class LastClose(Target):
+        def on_timer(self, now: int) -> Optional[int]:
+            upd.cancel(self)
+            assert upd.release(wait=False) is True
+            released.set()
+            assert proceed.wait(5)  # still on its way out
+            return None
+
+    t = LastClose()  # (the updater holds targets weakly)
+    upd.schedule(t, now_ms())
+    assert released.wait(5)
+    thread = next(th for th in threading.enumerate() if th.name == "test-updater")
+    assert not upd.is_alive()  # released: no current thread
+    proceed.set()
+    assert upd.release(wait=True) is True
+    assert not thread.is_alive()
+
+
 def test_repr_shows_thread_state_and_counts(upd: Updater) -> None:
     assert (
         repr(upd)
