@@ -487,7 +487,10 @@ class ClientMux:
         session = smux.client(sock, **self.kwargs)
         # KCP has no handshake: a session whose server never answers (wrong
         # key, cipher or FEC, nothing there) is closed NO_ANSWER_S after its
-        # first stream opened, and client_connection says why
+        # first stream opened, and client_connection says why.  (Made after
+        # smux.client turned the socket's gone_timeout off, which the watch
+        # then leaves alone: made before, it would give it back at the first
+        # answer, and a second of silence would end every stream.)
         self.watches[session] = AnswerWatch(sock, wait_s=NO_ANSWER_S)
         self.display.line(
             f"smux session {sock.getsockname()[1]} -> {format_address(self.remote)} "
