@@ -1497,22 +1497,22 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _find_row(
+    rows: list[dict[str, Any]], pair: str, config: str, mode: str, tree: str = ""
+) -> dict[str, Any]:
+    """The row of one pair, config, mode and tree ({} when it did not run)."""
+    for r in rows:
+        if (r["pair"], r["config"], r["mode"], r["tree"]) == (pair, config, mode, tree):
+            return r
+    return {}
+
+
 def ratios(rows: list[dict[str, Any]]) -> str:
     """The issue-9 goals as ratios against kcp-go in the same run."""
     out = []
 
-    def find(pair: str, config: str, mode: str, tree: str = "") -> Optional[dict[str, Any]]:
-        return next(
-            (
-                r
-                for r in rows
-                if r["pair"] == pair
-                and r["config"] == config
-                and r["mode"] == mode
-                and r["tree"] == tree
-            ),
-            None,
-        )
+    def find(pair: str, config: str, mode: str, tree: str = "") -> dict[str, Any]:
+        return _find_row(rows, pair, config, mode, tree)
 
     trees = sorted({r["tree"] for r in rows if "kcpsock" in r["pair"]})
     for tree in trees:
@@ -1580,10 +1580,7 @@ def goals(
     """
 
     def find(pair: str, config: str, mode: str, tree: str = "") -> dict[str, Any]:
-        for r in rows:
-            if (r["pair"], r["config"], r["mode"], r["tree"]) == (pair, config, mode, tree):
-                return r
-        return {}
+        return _find_row(rows, pair, config, mode, tree)
 
     def mbps(r: dict[str, Any], test: str) -> Optional[float]:
         v = r.get(test)
@@ -1720,9 +1717,9 @@ def slow_reason(runs: list[dict[str, float]]) -> str:
         return ""
     slow = min(runs, key=lambda r: r["mbps"])
     fast = max(runs, key=lambda r: r["mbps"])
-    # echo: the server's RTO resends count too (its segments: about as many)
-    resent = slow.get("lost", 0.0) + slow.get("slost", 0.0)
-    if resent and resent >= 0.005 * slow.get("sent", 0.0):
+    if _is_storm(slow):
+        # echo: the server's RTO resends count too (its segments: about as many)
+        resent = slow.get("lost", 0.0) + slow.get("slost", 0.0)
         return f"RTO storm ({resent:.0f}{_stall(slow, fast)})"
     if "steal" in slow and "steal" in fast:
         if slow["steal"] >= 2 and slow["steal"] >= fast["steal"] + 2:
